@@ -1,0 +1,74 @@
+"""Rule path pinned at chosen distances (hand-computed), like Autoware AEB's tests."""
+
+import math
+
+import pytest
+
+from tiny_node.config import RuleConfig
+from tiny_node.rules import RulePath, rss_distance, time_to_collision
+from tiny_node.sensors import RangeReading, SensorSnapshot
+
+CFG = RuleConfig()  # t_r 0.5, a_ego 5, a_obj 8, margin 1, ttc 1.0
+
+
+def snap(range_m: float, speed: float, rate: float | None = None, faults=(), min_range=0.2, max_range=150.0):
+    rr = RangeReading(range_m, min_range, max_range, 0, 0.0)
+    return SensorSnapshot(0.0, rr, 0.0, rate, speed, 0.0, None, None, tuple(faults))
+
+
+def test_rss_distance_stationary_object_hand_computed():
+    # 50 km/h = 13.889 m/s: 13.889*0.5 + 13.889^2/10 + 1 = 6.944 + 19.290 + 1 = 27.235 m
+    assert rss_distance(50 / 3.6, 0.0, CFG) == pytest.approx(27.235, abs=1e-3)
+
+
+def test_rss_distance_moving_and_oncoming_object():
+    # lead at 20 km/h (5.556 m/s) braking at 8 m/s^2 stops in 1.929 m: subtracted
+    assert rss_distance(50 / 3.6, 20 / 3.6, CFG) == pytest.approx(27.235 - 1.929, abs=1e-3)
+    # oncoming at 5.556 m/s: its stopping distance is added, never subtracted
+    assert rss_distance(50 / 3.6, -20 / 3.6, CFG) == pytest.approx(27.235 + 1.929, abs=1e-3)
+
+
+def test_ttc():
+    assert time_to_collision(20.0, 10.0) == 2.0
+    assert time_to_collision(20.0, 0.0) == math.inf
+    assert time_to_collision(20.0, -3.0) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("range_m", "brake"),
+    [(27.0, True), (27.5, False), (5.0, True), (100.0, False)],
+)
+def test_brake_threshold_at_50kmh_stationary(range_m, brake):
+    verdict, figures = RulePath(CFG).decide(snap(range_m, 50 / 3.6))
+    assert verdict.brake is brake
+    assert figures["rss_distance_m"] == "27.23"
+
+
+def test_uses_range_rate_when_available():
+    # ego 13.9 m/s but the object moves away as fast: not closing -> no brake at 20 m
+    verdict, figures = RulePath(CFG).decide(snap(20.0, 50 / 3.6, rate=0.5))
+    assert not verdict.brake
+    assert figures["closing_from"] == "range_rate"
+
+
+def test_ttc_rule_for_fast_closing_object():
+    # ego standing, object oncoming at 10 m/s, 8 m away: RSS distance 0 + 0 + 6.25 + 1 =
+    # 7.25 m < 8 m, but TTC = 0.8 s < 1.0 s
+    verdict, figures = RulePath(CFG).decide(snap(8.0, 0.0, rate=-10.0))
+    assert figures["rss_distance_m"] == "7.25"
+    assert verdict.brake
+    assert verdict.reason.startswith("TTC 0.80 s")
+
+
+def test_rep117_infinities():
+    clear, _ = RulePath(CFG).decide(snap(math.inf, 20.0))
+    assert not clear.brake and "clear" in clear.reason
+    close, _ = RulePath(CFG).decide(snap(-math.inf, 1.0))
+    assert close.brake and "min_range" in close.reason
+
+
+def test_faults_give_failsafe_with_reason():
+    v, _ = RulePath(CFG).decide(snap(50.0, 10.0, faults=["range: stale (0.80 s > 0.5 s)"]))
+    assert v.brake and "fail-safe" in v.reason and "range: stale" in v.reason
+    v, _ = RulePath(RuleConfig(failsafe="no_brake")).decide(snap(50.0, 10.0, faults=["odom: x"]))
+    assert not v.brake and "odom: x" in v.reason

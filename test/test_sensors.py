@@ -1,0 +1,72 @@
+import math
+
+import pytest
+
+from tiny_node.config import RuleConfig
+from tiny_node.sensors import RangeReading, SensorState
+
+
+def rr(r, t, received=None, min_range=0.2, max_range=100.0):
+    return RangeReading(r, min_range, max_range, int(t * 1e9), t if received is None else received)
+
+
+def test_range_rate_from_stamps_and_staleness():
+    s = SensorState(RuleConfig())
+    for i in range(10):
+        t = i * 0.05
+        s.update_range(rr(30.0 - 10.0 * t, t))
+    s.update_odometry(10.0, 0.45)
+    snap = s.snapshot(0.46)
+    assert snap.range_rate == pytest.approx(-10.0, abs=1e-6)
+    assert snap.faults == ()
+    stale = s.snapshot(1.2)
+    assert any(f.startswith("range: stale") for f in stale.faults)
+    assert any(f.startswith("odom: stale") for f in stale.faults)
+
+
+def test_jump_starts_a_new_track():
+    s = SensorState(RuleConfig())
+    s.update_range(rr(30.0, 0.0))
+    s.update_range(rr(29.5, 0.05))
+    s.update_range(rr(12.0, 0.10))  # a different object cut in
+    assert s.snapshot(0.1).range_rate is None
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"),
+    [(math.nan, "NaN"), (-2.0, "negative"), (150.0, "beyond max_range")],
+)
+def test_invalid_ranges_are_faults(value, fault):
+    s = SensorState(RuleConfig())
+    s.update_range(rr(value, 0.0))
+    s.update_odometry(5.0, 0.0)
+    assert any(fault in f for f in s.snapshot(0.01).faults)
+
+
+def test_rep117_plus_inf_is_clear_not_a_fault():
+    s = SensorState(RuleConfig())
+    s.update_range(rr(math.inf, 0.0))
+    s.update_odometry(5.0, 0.0)
+    snap = s.snapshot(0.01)
+    assert snap.faults == ()
+    assert snap.object_distance == math.inf
+    assert snap.features()["range_valid"] == 0.0
+
+
+@pytest.mark.parametrize("speed", [-1.0, math.nan, math.inf, 250.0])
+def test_implausible_speed_is_a_fault(speed):
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    s.update_odometry(speed, 0.0)
+    assert any(f.startswith("odom: implausible") for f in s.snapshot(0.01).faults)
+
+
+def test_imu_only_required_when_configured():
+    s = SensorState(RuleConfig(imu_required=True))
+    s.update_range(rr(10.0, 0.0))
+    s.update_odometry(5.0, 0.0)
+    assert any(f.startswith("imu:") for f in s.snapshot(0.01).faults)
+    s2 = SensorState(RuleConfig())
+    s2.update_range(rr(10.0, 0.0))
+    s2.update_odometry(5.0, 0.0)
+    assert s2.snapshot(0.01).faults == ()

@@ -1,0 +1,223 @@
+"""Watchdog with an injected clock: deadlines, latest-frame-only, arbitration table, hold."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from tiny_node.clock import ManualClock
+from tiny_node.config import make_config
+from tiny_node.decision import ModelState, Source
+from tiny_node.sensors import RangeReading, SensorState
+from tiny_node.watchdog import Frame, Watchdog
+
+IMG = np.zeros((4, 4, 3), np.uint8)
+
+
+@dataclass
+class Out:
+    brake: bool
+    confidence: float
+    label: str
+
+
+class ScriptedPort:
+    """Stands in for the worker process in pure-core tests: records calls, never decides."""
+
+    def __init__(self, ready=True):
+        self.ready = ready
+        self.busy_seq = None
+        self.submitted: list[int] = []
+        self.cancelled: list[int] = []
+
+    def submit(self, seq, image, features):
+        if not self.ready or self.busy_seq is not None:
+            return False
+        self.busy_seq = seq
+        self.submitted.append(seq)
+        return True
+
+    def cancel(self, seq):
+        self.cancelled.append(seq)
+
+    def finish(self):
+        self.busy_seq = None
+
+
+def setup(range_m=80.0, speed=10.0, port=None, **params):
+    clock = ManualClock(100.0)
+    cfg = make_config(params)
+    sensors = SensorState(cfg.rules)
+    sensors.update_range(RangeReading(range_m, 0.2, 150.0, 0, clock.now()))
+    sensors.update_odometry(speed, clock.now())
+    return clock, sensors, Watchdog(cfg, sensors, clock, port)
+
+
+def frame(clock, stamp):
+    return Frame(stamp_ns=stamp, received_at=clock.now(), image=IMG)
+
+
+def test_rules_only_decides_at_once_with_source_rules():
+    clock, _, wd = setup()
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.source is Source.RULES and d.model_state is ModelState.DISABLED
+    assert d.latency_ms == 0.0 and d.stamp_ns == 1 and not d.brake
+    assert d.deadline_ms == pytest.approx(50.0)
+
+
+def test_model_on_time_decides_early():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    assert wd.on_frame(frame(clock, 1)) == []
+    clock.advance(0.012)
+    port.finish()
+    [d] = wd.on_model_result(1, Out(True, 0.9, "brake"))
+    assert d.brake and d.source is Source.MODEL and d.model_state is ModelState.ON_TIME
+    assert d.latency_ms == pytest.approx(12.0) and d.confidence == 0.9
+
+
+def test_late_model_falls_back_at_guarded_deadline_and_is_cancelled_and_discarded():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 1))
+    assert wd.next_wakeup() == pytest.approx(100.048)  # 50 ms deadline - 2 ms guard
+    clock.advance(0.047)
+    assert wd.on_tick() == []
+    clock.advance(0.001)
+    [d] = wd.on_tick()
+    assert d.source is Source.FALLBACK and d.model_state is ModelState.LATE
+    assert d.decided_at <= d.deadline_at
+    assert port.cancelled == [1]
+    assert "no result by the deadline" in d.reason
+    port.finish()
+    assert wd.on_model_result(1, Out(True, 0.9, "brake")) == []
+    assert wd.stats.late_results_discarded == 1
+    assert wd.stats.deadline_misses == 0
+
+
+def test_busy_model_takes_newest_frame_next_no_queue():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 1))  # running
+    clock.advance(0.005)
+    wd.on_frame(frame(clock, 2))  # waits
+    clock.advance(0.005)
+    wd.on_frame(frame(clock, 3))  # replaces 2 as the newest
+    clock.advance(0.005)
+    port.finish()
+    out = wd.on_model_result(1, Out(False, 0.8, "no_brake"))
+    assert [d.frame_id for d in out] == [1]
+    assert port.submitted == [1, 3]  # frame 2 never goes to the model
+    clock.advance(0.050)
+    out = wd.on_tick()
+    assert sorted(d.frame_id for d in out) == [2, 3]
+    by_id = {d.frame_id: d for d in out}
+    assert by_id[2].model_state is ModelState.UNAVAILABLE
+    assert "newer frame took its place" in by_id[2].reason
+    assert by_id[3].model_state is ModelState.LATE
+
+
+def test_unready_worker_gives_immediate_fallback():
+    clock, _, wd = setup(port=ScriptedPort(ready=False))
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.source is Source.FALLBACK and d.model_state is ModelState.UNAVAILABLE
+    assert "not ready" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("rules_brake", "model_brake", "brake", "source"),
+    [
+        (False, False, False, Source.MODEL),
+        (False, True, True, Source.MODEL),
+        (True, False, True, Source.RULES),  # the model never cancels a rule brake
+        (True, True, True, Source.MODEL),
+    ],
+)
+def test_arbitration_table(rules_brake, model_brake, brake, source):
+    port = ScriptedPort()
+    clock, _, wd = setup(range_m=5.0 if rules_brake else 80.0, port=port, brake_hold_s=0.0)
+    wd.on_frame(frame(clock, 1))
+    port.finish()
+    [d] = wd.on_model_result(1, Out(model_brake, 0.7, "brake" if model_brake else "no_brake"))
+    assert (d.brake, d.source) == (brake, source)
+    assert d.rules is not None and d.rules.brake is rules_brake
+
+
+def test_shadow_mode_reports_model_but_rules_decide():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port, arbitration="shadow")
+    wd.on_frame(frame(clock, 1))
+    port.finish()
+    [d] = wd.on_model_result(1, Out(True, 0.99, "brake"))
+    assert not d.brake and d.source is Source.RULES and d.model is not None and d.model.brake
+
+
+def test_brake_hold():
+    clock, sensors, wd = setup(range_m=5.0, brake_hold_s=2.0)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and not d.hold
+    sensors.update_range(RangeReading(float("inf"), 0.2, 150.0, 10, clock.now()))
+    clock.advance(1.0)
+    sensors.update_odometry(10.0, clock.now())
+    sensors.update_range(RangeReading(float("inf"), 0.2, 150.0, 11, clock.now()))
+    [d] = wd.on_frame(frame(clock, 2))
+    assert d.brake and d.hold and "holding brake" in d.reason
+    clock.advance(1.01)
+    sensors.update_odometry(10.0, clock.now())
+    sensors.update_range(RangeReading(float("inf"), 0.2, 150.0, 12, clock.now()))
+    [d] = wd.on_frame(frame(clock, 3))
+    assert not d.brake
+
+
+def test_bad_frame_and_frozen_stamp_still_decided():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    [d] = wd.on_frame(Frame(5, clock.now(), None, fault="image encoding 'yuv422' not supported"))
+    assert d.model_state is ModelState.UNAVAILABLE and "yuv422" in d.reason
+    wd.on_frame(frame(clock, 6))
+    port.finish()
+    wd.on_model_result(2, Out(False, 0.9, "no_brake"))
+    [d] = wd.on_frame(frame(clock, 6))
+    assert "frozen or out-of-order" in d.reason
+    assert wd.stats.bad_frames == 2
+
+
+def test_stale_sensors_failsafe_brake():
+    clock, _, wd = setup()
+    clock.advance(0.6)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and "fail-safe" in d.reason and "stale" in d.reason
+
+
+def test_exactly_one_decision_per_frame_under_random_schedule():
+    """A driver that wakes at every event (frame, model done, next_wakeup) never misses."""
+    rng = np.random.default_rng(7)
+    port = ScriptedPort()
+    clock, sensors, wd = setup(port=port)
+    decided: list[int] = []
+    next_frame = clock.now()
+    running_until = None
+    i = 0
+    while i < 400:
+        events = [next_frame, wd.next_wakeup(), running_until]
+        clock.set(min(t for t in events if t is not None))
+        if running_until is not None and clock.now() >= running_until:
+            seq = port.busy_seq
+            port.finish()
+            running_until = None
+            decided += [d.frame_id for d in wd.on_model_result(seq, Out(False, 0.6, "no_brake"))]
+        decided += [d.frame_id for d in wd.on_tick()]
+        if clock.now() >= next_frame:
+            i += 1
+            sensors.update_odometry(10.0, clock.now())
+            sensors.update_range(RangeReading(80.0, 0.2, 150.0, i, clock.now()))
+            decided += [d.frame_id for d in wd.on_frame(frame(clock, i))]
+            next_frame = clock.now() + float(rng.uniform(0.001, 0.04))
+        if port.busy_seq is not None and running_until is None:
+            running_until = clock.now() + float(rng.uniform(0.005, 0.09))
+    while wd.next_wakeup() is not None:
+        clock.set(wd.next_wakeup())
+        decided += [d.frame_id for d in wd.on_tick()]
+    assert sorted(decided) == list(range(1, 401))
+    assert wd.stats.deadline_misses == 0
+    assert wd.stats.by_source["model"] > 50 and wd.stats.by_source["fallback"] > 50

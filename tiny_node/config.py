@@ -1,0 +1,286 @@
+"""Typed node configuration: one table of parameters, validated in one place.
+
+The table :data:`PARAMS` is the single source of truth: the ROS layer declares every entry
+with a ``ParameterDescriptor`` built from it, the params YAML (``config/tiny_node.yaml``, ROS
+``ros__parameters`` format) is checked against it, and the lockstep / HIL drivers build the
+same :class:`NodeConfig` from it without ROS.  An invalid value is refused with a message
+naming the parameter, the value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NODE_NAME = "tiny_node"
+
+Value = bool | int | float | str
+
+
+class ConfigError(ValueError):
+    """A parameter value or a params file is invalid; the message names what and why."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: default, meaning and allowed values."""
+
+    name: str
+    default: Value
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False  # needs a reconfigure (model files, topics, transport)
+
+    @property
+    def allowed(self) -> str:
+        """Human-readable allowed range, used in error messages and descriptors."""
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if isinstance(self.default, bool):
+            return "true or false"
+        if self.min is not None or self.max is not None:
+            return f"[{self.min}, {self.max}]"
+        return f"any {type(self.default).__name__}"
+
+    def check(self, value: object) -> Value:
+        """Return ``value`` coerced to this parameter's type, or raise :class:`ConfigError`."""
+        expected = type(self.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise ConfigError(
+                f"parameter '{self.name}': expected {expected.__name__}, got {value!r} "
+                f"({type(value).__name__}); allowed: {self.allowed}"
+            )
+        assert isinstance(value, bool | int | float | str)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"parameter '{self.name}': {value!r} is not finite; allowed: {self.allowed}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"parameter '{self.name}': {value!r} is not allowed; allowed: {self.allowed}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+                raise ConfigError(
+                    f"parameter '{self.name}': {value!r} is out of range; allowed: {self.allowed}"
+                )
+        return value
+
+
+P = ParamSpec
+PARAMS: tuple[ParamSpec, ...] = (
+    # --- inputs -------------------------------------------------------------------------
+    P("camera_transport", "raw", "Camera input: 'raw' subscribes camera/image_raw "
+      "(sensor_msgs/Image), 'compressed' camera/image_raw/compressed.",
+      choices=("raw", "compressed"), read_only=True),
+    P("max_frame_width", 1920, "Largest camera frame accepted (pixels); larger frames are "
+      "rejected as bad input. Sizes the model worker's shared memory.", 64, 4096, read_only=True),
+    P("max_frame_height", 1080, "Largest camera frame accepted (pixels).", 48, 4096, read_only=True),
+    P("range_timeout_s", 0.5, "Range reading older than this is stale -> fail-safe "
+      "(Autoware topic_state_monitor uses 1.0 s; 0.5 s is 10 missed readings at 20 Hz).", 0.05, 10.0),
+    P("odom_timeout_s", 0.5, "Odometry older than this is stale -> fail-safe.", 0.05, 10.0),
+    P("imu_timeout_s", 0.5, "IMU older than this is stale (fail-safe only if imu_required).", 0.05, 10.0),
+    P("imu_required", False, "Treat a missing or stale IMU as a fault (fail-safe)."),
+    # --- deadline watchdog --------------------------------------------------------------
+    P("deadline_ms", 50.0, "Each camera frame must be decided within this time.", 5.0, 1000.0),
+    P("deadline_reference", "receipt", "Measure the deadline from frame receipt or from the "
+      "frame's header stamp (needs synchronised clocks).", choices=("receipt", "stamp")),
+    P("publish_guard_ms", 2.0, "The fallback decision is published this long before the "
+      "deadline so scheduling jitter cannot push it past the deadline.", 0.0, 20.0),
+    P("arbitration", "either", "'either': brake if the on-time model or the rules say brake "
+      "(the model never cancels a rule brake). 'shadow': the rules decide, the model is run "
+      "and reported only.", choices=("either", "shadow")),
+    P("brake_hold_s", 2.0, "Minimum time a brake decision is held (hysteresis; Autoware AEB "
+      "collision_keeping_sec).", 0.0, 30.0),
+    P("realtime_priority", 20, "SCHED_FIFO priority for the node process (0 = normal "
+      "scheduling). Falls back to normal scheduling if the OS refuses.", 0, 98, read_only=True),
+    P("diagnostics_period_s", 1.0, "Period of /diagnostics (REP-107).", 0.1, 10.0, read_only=True),
+    # --- model ----------------------------------------------------------------------------
+    P("model_bundle", "", "Model bundle directory (manifest.yaml + ONNX files); empty = "
+      "rules only.", read_only=True),
+    P("model_threads", 1, "onnxruntime intra-op threads in the model worker.", 1, 16, read_only=True),
+    P("model_warmup_runs", 3, "Warm-up runs on the exact input shapes before the model counts.",
+      0, 100, read_only=True),
+    P("model_hang_timeout_ms", 500.0, "A model run (or its cancel) not answered within this is "
+      "a hang: the worker is killed and restarted.", 50.0, 10000.0, read_only=True),
+    P("model_restart_backoff_s", 0.5, "First restart delay after a worker crash/hang; doubles "
+      "on each failure.", 0.0, 60.0, read_only=True),
+    P("model_restart_backoff_max_s", 10.0, "Upper bound of the restart delay.", 0.1, 600.0,
+      read_only=True),
+    P("test_hook_model_delay_ms", 0.0, "TEST HOOK (fault injection only): delay injected before "
+      "every model run. Never set on a vehicle.", 0.0, 10000.0),
+    # --- rule path (see tiny_node/rules.py for the formula and sources) --------------------
+    P("rules.t_response_s", 0.5, "Response time in the RSS distance (actuation latency "
+      "0.2-0.3 s plus margin).", 0.0, 5.0),
+    P("rules.a_ego_brake_mps2", 5.0, "Ego deceleration assumed (UN R152 demand >= 5 m/s^2).",
+      0.5, 12.0),
+    P("rules.a_obj_brake_mps2", 8.0, "Deceleration the object ahead may apply (RSS "
+      "a_brake_max).", 0.5, 12.0),
+    P("rules.margin_m", 1.0, "Longitudinal margin added to the RSS distance (Autoware "
+      "longitudinal_offset_margin).", 0.0, 20.0),
+    P("rules.ttc_brake_s", 1.0, "Also brake when time-to-collision falls below this "
+      "(0 disables).", 0.0, 10.0),
+    P("rules.range_rate_window_s", 0.5, "Window over which the range rate (closing speed) is "
+      "estimated.", 0.05, 5.0),
+    P("rules.range_jump_m", 3.0, "A range change larger than the closing motion explains by "
+      "this much starts a new track (new object).", 0.1, 50.0),
+    P("rules.failsafe", "brake", "Decision when inputs are stale or invalid.",
+      choices=("brake", "no_brake")),
+)
+del P
+
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Constants of the rule path (every one a parameter)."""
+
+    t_response_s: float = 0.5
+    a_ego_brake_mps2: float = 5.0
+    a_obj_brake_mps2: float = 8.0
+    margin_m: float = 1.0
+    ttc_brake_s: float = 1.0
+    range_rate_window_s: float = 0.5
+    range_jump_m: float = 3.0
+    failsafe: str = "brake"
+    range_timeout_s: float = 0.5
+    odom_timeout_s: float = 0.5
+    imu_timeout_s: float = 0.5
+    imu_required: bool = False
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the decision core and its drivers need, validated."""
+
+    values: Mapping[str, Value]
+
+    def __getitem__(self, name: str) -> Value:
+        return self.values[name]
+
+    def float(self, name: str) -> float:
+        """Return a float parameter."""
+        v = self.values[name]
+        assert isinstance(v, int | float)
+        return float(v)
+
+    def int(self, name: str) -> int:
+        """Return an int parameter."""
+        v = self.values[name]
+        assert isinstance(v, int)
+        return v
+
+    def str(self, name: str) -> str:
+        """Return a string parameter."""
+        v = self.values[name]
+        assert isinstance(v, str)
+        return v
+
+    def bool(self, name: str) -> bool:
+        """Return a bool parameter."""
+        v = self.values[name]
+        assert isinstance(v, bool)
+        return v
+
+    @property
+    def rules(self) -> RuleConfig:
+        """The rule path's constants."""
+        return RuleConfig(
+            t_response_s=self.float("rules.t_response_s"),
+            a_ego_brake_mps2=self.float("rules.a_ego_brake_mps2"),
+            a_obj_brake_mps2=self.float("rules.a_obj_brake_mps2"),
+            margin_m=self.float("rules.margin_m"),
+            ttc_brake_s=self.float("rules.ttc_brake_s"),
+            range_rate_window_s=self.float("rules.range_rate_window_s"),
+            range_jump_m=self.float("rules.range_jump_m"),
+            failsafe=self.str("rules.failsafe"),
+            range_timeout_s=self.float("range_timeout_s"),
+            odom_timeout_s=self.float("odom_timeout_s"),
+            imu_timeout_s=self.float("imu_timeout_s"),
+            imu_required=self.bool("imu_required"),
+        )
+
+    def replace(self, **changes: Value) -> NodeConfig:
+        """Return a copy with some parameters changed (dots in names as ``__``)."""
+        merged = dict(self.values)
+        merged.update({k.replace("__", "."): v for k, v in changes.items()})
+        return make_config(merged)
+
+
+def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
+    """Validate ``overrides`` against :data:`PARAMS` and fill in the defaults.
+
+    Unknown names are refused too: a typo in a params file must not silently fall back to a
+    default on a vehicle.
+    """
+    values: dict[str, Value] = {p.name: p.default for p in PARAMS}
+    for name, value in (overrides or {}).items():
+        spec = SPECS.get(name)
+        if spec is None:
+            raise ConfigError(f"unknown parameter '{name}' (known: {', '.join(sorted(SPECS))})")
+        values[name] = spec.check(value)
+    if values["model_restart_backoff_max_s"] < values["model_restart_backoff_s"]:  # type: ignore[operator]
+        raise ConfigError(
+            "parameter 'model_restart_backoff_max_s' must be >= 'model_restart_backoff_s'"
+        )
+    return NodeConfig(values)
+
+
+def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object]) -> None:
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _flatten(f"{name}.", value, out)
+        else:
+            out[name] = value
+
+
+# Parameters ROS itself handles; allowed in a params file but not ours to validate.
+ROS_OWNED = frozenset({"use_sim_time", "qos_overrides", "start_type_description_service"})
+
+
+def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, object]:
+    """Read a ROS 2 params YAML (``<node>: ros__parameters: ...``) into flat names.
+
+    Entries for ``/**`` and for ``node_name`` (with or without namespace) are merged in file
+    order, as ``rcl_yaml_param_parser`` does.  ROS-owned parameters are dropped.
+    """
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"params file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {p}: invalid YAML: {exc}") from exc
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"params file {p}: top level must be a mapping of node names")
+    flat: dict[str, object] = {}
+    matched = False
+    for key, section in doc.items():
+        if str(key) not in ("/**", node_name) and str(key).rsplit("/", 1)[-1] != node_name:
+            continue
+        if not isinstance(section, Mapping) or not isinstance(section.get("ros__parameters"), Mapping):
+            raise ConfigError(f"params file {p}: section '{key}' has no 'ros__parameters' mapping")
+        matched = True
+        _flatten("", section["ros__parameters"], flat)
+    if not matched:
+        raise ConfigError(f"params file {p}: no section for node '{node_name}' (or '/**')")
+    for name in ROS_OWNED:
+        flat.pop(name, None)
+    return flat
+
+
+def config_from_file(path: str | Path | None, overrides: Mapping[str, object] | None = None) -> NodeConfig:
+    """Build a :class:`NodeConfig` from a params file plus overrides (either may be absent)."""
+    values: dict[str, object] = dict(load_params_file(path)) if path else {}
+    try:
+        values.update(overrides or {})
+        return make_config(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None

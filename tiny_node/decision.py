@@ -1,0 +1,71 @@
+"""What a cycle produces: one auditable decision per camera frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Source(str, Enum):
+    """Which path decided (see docs/ARCHITECTURE.md, arbitration table)."""
+
+    MODEL = "model"  # the on-time model decided (the rules agreed or did not object)
+    RULES = "rules"  # the rule path decided: it overrode the model, or the model is disabled
+    FALLBACK = "fallback"  # the rules alone, because the model was not on time / unavailable
+
+
+class ModelState(str, Enum):
+    """What happened to the model for this frame."""
+
+    ON_TIME = "on_time"
+    LATE = "late"  # submitted but no result by the deadline (or run failed)
+    UNAVAILABLE = "unavailable"  # worker not ready (starting, crashed, hung, busy, bad bundle)
+    DISABLED = "disabled"  # no model configured (rules-only)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One path's opinion on a frame: brake or not, how sure, and why."""
+
+    brake: bool
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The single output of a cycle, published exactly once by its deadline.
+
+    ``stamp`` is the header stamp of the frame answered (nanoseconds, ROS time), so any
+    consumer can match the decision to its input.
+    """
+
+    frame_id: int  # cycle sequence number (monotonic per node run)
+    stamp_ns: int
+    brake: bool
+    source: Source
+    model_state: ModelState
+    confidence: float
+    reason: str
+    received_at: float  # clock time the frame was received (s)
+    deadline_at: float  # clock time of the deadline (s)
+    decided_at: float  # clock time the decision was taken (s)
+    hold: bool = False  # True when the brake is held by hysteresis, not by this frame
+    rules: Verdict | None = None
+    model: Verdict | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float:
+        """Frame receipt to decision, in milliseconds."""
+        return (self.decided_at - self.received_at) * 1e3
+
+    @property
+    def deadline_ms(self) -> float:
+        """Budget this frame had, receipt to deadline, in milliseconds."""
+        return (self.deadline_at - self.received_at) * 1e3
+
+    @property
+    def label(self) -> str:
+        """``brake`` or ``no_brake``: the decision as a word."""
+        return "brake" if self.brake else "no_brake"

@@ -1,0 +1,62 @@
+"""What a model run says, and the one function that turns logits into it.
+
+Kept free of onnxruntime so the node process can unpickle results without importing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from tiny_node.model.bundle import DecisionSpec
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """The model's verdict on one frame.
+
+    ``confidence`` is the probability of the chosen ``label``; ``probs`` follows the
+    manifest's label order.
+    """
+
+    brake: bool
+    confidence: float
+    label: str
+    probs: tuple[float, ...]
+
+
+def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
+    """Turn one output row into a decision: P(brake) >= threshold means brake.
+
+    softmax: ``values`` are logits for ``spec.labels``; sigmoid: one logit of
+    ``spec.brake_label``. When not braking, the label is the likeliest non-brake label.
+    Non-finite logits raise ValueError: a NaN must never decide.
+    """
+    row = np.asarray(values, dtype=np.float64).reshape(-1)
+    if row.size != spec.width:
+        raise ValueError(f"output {spec.name!r}: expected {spec.width} values, got {row.size}")
+    if not np.all(np.isfinite(row)):
+        raise ValueError(f"output {spec.name!r}: non-finite logits {row.tolist()}")
+    bi = spec.brake_index
+    if spec.kind == "softmax":
+        e = np.exp(row - row.max())
+        probs = e / e.sum()
+    else:
+        p = 0.5 * (1.0 + np.tanh(0.5 * row[0]))  # sigmoid without overflow
+        probs = np.full(2, 1.0 - p)
+        probs[bi] = p
+    brake = bool(probs[bi] >= spec.threshold)
+    if brake:
+        idx = bi
+    else:
+        others = probs.copy()
+        others[bi] = -1.0
+        idx = int(np.argmax(others))
+    return ModelOutput(
+        brake=brake,
+        confidence=float(probs[idx]),
+        label=spec.labels[idx],
+        probs=tuple(float(x) for x in probs),
+    )

@@ -1,0 +1,88 @@
+"""Camera frame and sensor values -> model input tensors, exactly as the manifest says.
+
+Pure numpy + OpenCV so it can be tested without a model and run inside the worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from tiny_node.model.bundle import ImageSpec, SensorSpec
+
+_TO_COLOR: dict[tuple[int, str], int | None] = {
+    (3, "rgb"): None,
+    (3, "bgr"): cv2.COLOR_RGB2BGR,
+    (3, "mono"): cv2.COLOR_RGB2GRAY,
+    (1, "rgb"): cv2.COLOR_GRAY2RGB,
+    (1, "bgr"): cv2.COLOR_GRAY2BGR,
+    (1, "mono"): None,
+}
+
+
+class ImagePreprocessor:
+    """Resize (INTER_AREA), convert color, scale/normalise and lay out one RGB/mono frame.
+
+    The affine ``(x * scale - mean) / std`` is folded into one multiply-add per channel.
+    """
+
+    def __init__(self, spec: ImageSpec) -> None:
+        self.spec = spec
+        std = np.asarray(spec.std, dtype=np.float32)
+        self._mul = (np.float32(spec.scale) / std).astype(np.float32)
+        self._add = (-np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
+
+    def __call__(self, image: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Return the tensor for ``image`` (uint8 HxWx3 RGB, HxWx1 or HxW mono)."""
+        img: NDArray[np.integer[Any] | np.floating[Any]] = np.asarray(image)
+        if img.dtype != np.uint8:
+            raise ValueError(f"image must be uint8, got {img.dtype}")
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3) or 0 in img.shape:
+            raise ValueError(f"image must be HxW, HxWx1 or HxWx3, got shape {img.shape}")
+        spec = self.spec
+        if img.shape[:2] != (spec.height, spec.width):
+            img = cv2.resize(img, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+        code = _TO_COLOR[(3 if img.ndim == 3 else 1, spec.color)]
+        if code is not None:
+            img = cv2.cvtColor(img, code)
+        x = img.reshape(spec.height, spec.width, spec.channels).astype(np.float32)
+        x = x * self._mul + self._add
+        if spec.layout == "NCHW":
+            x = x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x[np.newaxis], dtype=np.float32)
+
+
+def feature_value(name: str, features: Mapping[str, float], range_clip_m: float) -> float:
+    """One sensor feature as the model sees it (rules in bundle.FEATURES).
+
+    Why explicit: a missing range is "nothing ahead" (clip), a missing rate is 0, but a
+    missing ego speed has no safe default, so it raises ValueError.
+    """
+    v = features.get(name)
+    finite = v is not None and math.isfinite(v)
+    if name == "ego_speed":
+        if v is None or not finite:
+            raise ValueError(f"feature 'ego_speed' must be a finite number, got {v!r}")
+        return float(v)
+    if name == "range":
+        if v is None or not finite:
+            return range_clip_m if v is None or math.isnan(v) or v > 0 else 0.0
+        return min(max(float(v), 0.0), range_clip_m)
+    if name == "range_valid":
+        return 1.0 if v is not None and finite and v != 0 else 0.0
+    if name in ("range_rate", "accel_x"):
+        return float(v) if v is not None and finite else 0.0
+    raise ValueError(f"unknown sensor feature {name!r}")
+
+
+def sensor_vector(features: Mapping[str, float], spec: SensorSpec) -> NDArray[np.float32]:
+    """Build the ``[1, n]`` float32 sensor tensor in manifest order."""
+    vals = [feature_value(n, features, spec.range_clip_m) for n in spec.features]
+    return np.asarray([vals], dtype=np.float32)

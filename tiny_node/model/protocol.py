@@ -1,0 +1,74 @@
+"""Messages between the node and the model worker process (small, pickled on a Pipe).
+
+Frames never travel here: they go through shared memory (frames.py); a job only names its
+slot. Each job gets exactly one reply, a :class:`ModelResult` (done, cancelled or error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tiny_node.model.output import ModelOutput
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """The reply to one job. ``infer_ms`` is the worker's preprocess+run time."""
+
+    seq: int
+    output: ModelOutput | None
+    infer_ms: float
+    cancelled: bool = False
+    error: str | None = None
+
+
+# parent -> worker
+@dataclass(frozen=True)
+class Job:
+    """Run the frame in ``slot`` (its header must carry ``seq``)."""
+
+    seq: int
+    slot: int
+    features: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Terminate job ``seq`` if it is queued or running."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
+class SetDelay:
+    """TEST HOOK: sleep ``ms`` before each run (fault injection)."""
+
+    ms: float
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish the current reply and exit."""
+
+
+# worker -> parent
+@dataclass(frozen=True)
+class Ready:
+    """Loaded, verified and warmed up; jobs may come."""
+
+    pid: int
+    load_ms: float
+    warmup_ms: tuple[float, ...]
+    note: str  # e.g. why the scheduling policy could not be reset
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """The worker cannot serve. ``permanent``: a restart cannot help (bad bundle)."""
+
+    message: str
+    permanent: bool
+
+
+ToWorker = Job | Cancel | SetDelay | Stop
+FromWorker = ModelResult | Ready | Fatal

@@ -1,0 +1,143 @@
+"""One onnxruntime session configured from a bundle, with its pre- and post-processing.
+
+Why a wrapper: the session options that matter under a deadline (thread counts, no
+spinning, dynamic block base) come from the manifest and are applied in one place, and the
+graph's inputs/outputs are checked against the manifest at load, not on the first frame.
+Runs inside the worker process; a run can be cancelled between nodes through its
+``RunOptions.terminate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from tiny_node.model.bundle import Bundle, BundleError, RuntimeSpec
+from tiny_node.model.output import ModelOutput, read_decision
+from tiny_node.model.preprocess import ImagePreprocessor, sensor_vector
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_FLOAT = "tensor(float)"
+
+
+def session_options(spec: RuntimeSpec, threads: int | None = None) -> ort.SessionOptions:
+    """SessionOptions from the manifest; ``threads`` overrides ``intra_op_num_threads``.
+
+    Spinning off: idle ORT threads block instead of burning the core the deadline thread
+    needs. ``dynamic_block_base`` 4 is documented by ORT to reduce latency variance.
+    """
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = spec.intra_op_num_threads if threads is None else threads
+    so.inter_op_num_threads = spec.inter_op_num_threads
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = _OPT_LEVELS[spec.graph_optimization_level]
+    spin = "1" if spec.allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    so.add_session_config_entry("session.dynamic_block_base", "4")
+    return so
+
+
+class ModelRuntime:
+    """A verified, I/O-checked inference session for one classifier bundle."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+        if threads is not None and threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = ORT default), got {threads}")
+        self.bundle = bundle
+        model = bundle.read_verified("model")  # hashed again: these bytes are what runs
+        try:
+            self.session = ort.InferenceSession(
+                model,
+                sess_options=session_options(bundle.runtime, threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except MemoryError:
+            raise
+        except Exception as exc:  # ORT raises its own pybind types; keep the message
+            path = bundle.file("model").path
+            raise BundleError(f"files.model: onnxruntime cannot load {path}: {exc}") from exc
+        self._check_io()
+        self._image = ImagePreprocessor(bundle.image)
+
+    def _expected_inputs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        b = self.bundle
+        out = {b.image.name: ("inputs.image.name", tuple(b.image.shape))}
+        if b.sensors is not None:
+            out[b.sensors.name] = ("inputs.sensors.name", (1, len(b.sensors.features)))
+        return out
+
+    def _check_io(self) -> None:
+        where = self.bundle.file("model").path
+        graph_in = {i.name: i for i in self.session.get_inputs()}
+        expected = self._expected_inputs()
+        for name, (key, shape) in expected.items():
+            if name not in graph_in:
+                raise BundleError(f"{key}: {where} has no input {name!r} "
+                                  f"(graph inputs: {sorted(graph_in)})")
+            _check_arg(graph_in[name], shape, key, where)
+        extra = sorted(set(graph_in) - set(expected))
+        if extra:
+            raise BundleError(f"inputs: {where} needs inputs not in the manifest: {extra}")
+        dec = self.bundle.decision
+        graph_out = {o.name: o for o in self.session.get_outputs()}
+        if dec.name not in graph_out:
+            raise BundleError(f"outputs.decision.name: {where} has no output {dec.name!r} "
+                              f"(graph outputs: {sorted(graph_out)})")
+        _check_arg(graph_out[dec.name], (1, dec.width), "outputs.decision", where)
+
+    def preprocess(
+        self, image_rgb: NDArray[np.uint8], features: Mapping[str, float]
+    ) -> dict[str, NDArray[np.float32]]:
+        """Build the feeds for one frame (RGB HxWx3 or mono HxW uint8) and its sensors."""
+        feeds = {self.bundle.image.name: self._image(image_rgb)}
+        if self.bundle.sensors is not None:
+            feeds[self.bundle.sensors.name] = sensor_vector(features, self.bundle.sensors)
+        return feeds
+
+    def infer(
+        self, feeds: Mapping[str, NDArray[np.float32]], run_options: ort.RunOptions | None = None
+    ) -> ModelOutput:
+        """Run once and read the decision; a set ``run_options.terminate`` makes ORT raise."""
+        dec = self.bundle.decision
+        (out,) = self.session.run([dec.name], dict(feeds), run_options)
+        return read_decision(out, dec)
+
+    def warm_up(self, runs: int) -> list[float]:
+        """Run ``runs`` times on the exact input shapes; return each latency in ms.
+
+        Why: the first runs (and every new shape) pay allocation and kernel selection;
+        doing that before ``ready`` keeps it out of the first real deadline.
+        """
+        img = self.bundle.image
+        frame = np.full((img.height, img.width, 3), 128, dtype=np.uint8)
+        feeds = self.preprocess(frame, {"ego_speed": 0.0})
+        lat: list[float] = []
+        for _ in range(runs):
+            t0 = time.perf_counter()  # real time is the point: this measures inference
+            self.infer(feeds)
+            lat.append((time.perf_counter() - t0) * 1e3)
+        return lat
+
+
+def _check_arg(arg: Any, shape: tuple[int, ...], key: str, where: object) -> None:
+    """Check one graph input/output: float32 and ``shape`` (symbolic dims accepted)."""
+    if arg.type != _FLOAT:
+        raise BundleError(f"{key}: {where}: {arg.name!r} is {arg.type}, expected {_FLOAT}")
+    dims = list(arg.shape)
+    ok = len(dims) == len(shape) and all(
+        not isinstance(d, int) or d == s for d, s in zip(dims, shape, strict=True)
+    )
+    if not ok:
+        raise BundleError(f"{key}: {where}: {arg.name!r} has shape {dims}, "
+                          f"manifest implies {list(shape)}")

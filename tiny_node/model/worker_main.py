@@ -1,0 +1,180 @@
+"""Inside the model worker process: load, verify, warm up, then serve jobs one at a time.
+
+Two threads: the main thread runs jobs; a control thread reads the control pipe so a
+``Cancel`` can set ``RunOptions.terminate`` on the run in flight (ORT checks it between
+nodes). Every job gets exactly one reply. Real time (``time.monotonic``) is used here only
+to measure the worker's own work; deadlines and hang detection live in the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import onnxruntime as ort
+
+from tiny_node.model.bundle import BundleError, load_bundle
+from tiny_node.model.frames import FrameSlots
+from tiny_node.model.protocol import (
+    Cancel,
+    Fatal,
+    Job,
+    ModelResult,
+    Ready,
+    SetDelay,
+    Stop,
+)
+from tiny_node.model.runtime import ModelRuntime
+
+EXIT_BAD_BUNDLE = 3
+EXIT_INIT_FAILED = 4
+EXIT_PARENT_GONE = 5
+
+
+def reset_scheduling() -> str:
+    """Drop to SCHED_OTHER, nice 0: the worker may inherit the deadline thread's RT policy.
+
+    Returns a note for the parent when the kernel refuses (EPERM); the worker still runs.
+    """
+    notes = []
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except PermissionError as exc:
+        notes.append(f"sched_setscheduler(SCHED_OTHER): {exc}")
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) != 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except PermissionError as exc:
+        notes.append(f"setpriority(0): {exc}")
+    return "; ".join(notes)
+
+
+@dataclass
+class _Run:
+    seq: int
+    options: ort.RunOptions
+    cancelled: threading.Event
+
+
+class _Server:
+    """Job loop (main thread) plus control loop (its own thread)."""
+
+    def __init__(self, runtime: ModelRuntime, slots: FrameSlots, res: Connection,
+                 delay_ms: float) -> None:
+        self._runtime = runtime
+        self._slots = slots
+        self._res = res
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._current: _Run | None = None
+        self._early_cancels: set[int] = set()
+        self._delay_ms = delay_ms  # TEST HOOK (fault injection), see SetDelay
+
+    def control_loop(self, ctl: Connection) -> None:
+        """Read control messages until Stop or until the parent goes away."""
+        while True:
+            try:
+                msg = ctl.recv()
+            except (EOFError, OSError):
+                print("tiny_node model worker: control pipe closed, exiting", file=sys.stderr)
+                self._shutdown()
+                return
+            if isinstance(msg, Job):
+                self._jobs.put(msg)
+            elif isinstance(msg, Cancel):
+                self._cancel(msg.seq)
+            elif isinstance(msg, SetDelay):
+                self._delay_ms = float(msg.ms)
+            elif isinstance(msg, Stop):
+                self._shutdown()
+                return
+            else:
+                print(f"tiny_node model worker: unknown message {msg!r}", file=sys.stderr)
+
+    def _cancel(self, seq: int) -> None:
+        with self._lock:
+            run = self._current
+            if run is not None and run.seq == seq:
+                run.options.terminate = True
+                run.cancelled.set()
+            else:  # queued, not started yet (or already answered: then harmless)
+                self._early_cancels.add(seq)
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._current.options.terminate = True
+                self._current.cancelled.set()
+        self._jobs.put(None)
+
+    def serve(self) -> None:
+        """Answer jobs until shutdown."""
+        while (job := self._jobs.get()) is not None:
+            self._res.send(self._run(job))
+
+    def _run(self, job: Job) -> ModelResult:
+        run = _Run(job.seq, ort.RunOptions(), threading.Event())  # fresh options per run
+        with self._lock:
+            self._current = run
+            if job.seq in self._early_cancels:
+                self._early_cancels.discard(job.seq)
+                run.options.terminate = True
+                run.cancelled.set()
+        try:
+            if self._delay_ms > 0:  # TEST HOOK: injected latency, cut short by a cancel
+                run.cancelled.wait(self._delay_ms / 1e3)
+            t0 = time.monotonic()
+            if run.cancelled.is_set():
+                return ModelResult(job.seq, None, 0.0, cancelled=True)
+            try:
+                image = self._slots.read(job.slot, job.seq)
+                feeds = self._runtime.preprocess(image, job.features)
+                del image  # drop the shared-memory view before replying
+                out = self._runtime.infer(feeds, run.options)
+            except Exception as exc:
+                ms = (time.monotonic() - t0) * 1e3
+                if run.options.terminate:
+                    return ModelResult(job.seq, None, ms, cancelled=True)
+                return ModelResult(job.seq, None, ms, error=f"{type(exc).__name__}: {exc}")
+            return ModelResult(job.seq, out, (time.monotonic() - t0) * 1e3)
+        finally:
+            with self._lock:
+                self._current = None
+
+
+def worker_main(ctl: Connection, res: Connection, bundle_dir: str, shm_names: list[str],
+                max_shape: tuple[int, int, int], threads: int, warmup_runs: int,
+                delay_ms: float) -> None:
+    """Process entry point (spawned). Replies go on ``res``; commands come on ``ctl``."""
+    note = reset_scheduling()
+    t0 = time.monotonic()
+    try:
+        bundle = load_bundle(bundle_dir)
+        runtime = ModelRuntime(bundle, threads)
+        load_ms = (time.monotonic() - t0) * 1e3
+        warm = runtime.warm_up(warmup_runs)
+        slots = FrameSlots.attach(shm_names, max_shape)
+    except BundleError as exc:
+        res.send(Fatal(str(exc), permanent=True))
+        sys.exit(EXIT_BAD_BUNDLE)
+    except Exception as exc:
+        res.send(Fatal(f"worker init failed: {type(exc).__name__}: {exc}", permanent=False))
+        sys.exit(EXIT_INIT_FAILED)
+    server = _Server(runtime, slots, res, delay_ms)
+    control = threading.Thread(target=server.control_loop, args=(ctl,), daemon=True,
+                               name="model-control")
+    control.start()
+    res.send(Ready(os.getpid(), load_ms, tuple(warm), note))
+    try:
+        server.serve()
+    except (BrokenPipeError, EOFError) as exc:
+        print(f"tiny_node model worker: parent gone ({exc}), exiting", file=sys.stderr)
+        sys.exit(EXIT_PARENT_GONE)
+    finally:
+        slots.close()

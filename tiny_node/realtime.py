@@ -1,0 +1,141 @@
+"""The real-time driver of the watchdog: one dedicated thread owns all timing.
+
+The ROS executor (or any other producer) only hands frames in through :meth:`push_frame`;
+it never decides.  The deadline thread sleeps in ``multiprocessing.connection.wait`` on the
+model worker's result pipe, its process sentinel and a wake-up pipe, with the timeout set to
+the earliest publish time, so a model result, a worker crash, a new frame or a deadline each
+wake it at once.  Timing therefore does not ride on the rclpy executor or on callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from typing import Any
+
+from tiny_node.clock import Clock
+from tiny_node.decision import Decision
+from tiny_node.watchdog import Frame, Watchdog
+
+log = logging.getLogger(__name__)
+
+# Upper bound on one sleep so worker supervision (restart backoff, hang detection) runs
+# even when no frame arrives.
+MAX_SLEEP_S = 0.05
+
+
+class RealtimeLoop:
+    """Runs a :class:`Watchdog` against the wall clock in its own thread."""
+
+    def __init__(
+        self,
+        watchdog: Watchdog,
+        publish: Callable[[Decision], None],
+        clock: Clock,
+        worker: Any | None = None,
+    ) -> None:
+        self.watchdog = watchdog
+        self.worker = worker
+        self._publish = publish
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._mailbox: list[Frame] = []
+        self._calls: list[Callable[[], None]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.publish_errors = 0
+
+    def start(self) -> None:
+        """Start the deadline thread (idempotent)."""
+        if self._running:
+            return
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread; open cycles are decided (fallback) before it returns."""
+        if not self._running:
+            return
+        self._running = False
+        os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._thread = None
+
+    def close(self) -> None:
+        """Release the wake-up pipe."""
+        self.stop()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def push_frame(self, frame: Frame) -> None:
+        """Hand a frame to the deadline thread (thread-safe, never blocks on the model)."""
+        with self._lock:
+            self._mailbox.append(frame)
+        os.write(self._wake_w, b"f")
+
+    def run_in_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the deadline thread (e.g. change a test hook on the worker)."""
+        with self._lock:
+            self._calls.append(fn)
+        os.write(self._wake_w, b"c")
+
+    def _run(self) -> None:
+        wd = self.watchdog
+        while self._running:
+            handles: list[Any] = [self._wake_r]
+            if self.worker is not None:
+                handles.extend(self.worker.wait_handles())
+            wake_at = wd.next_wakeup()
+            timeout = MAX_SLEEP_S
+            if wake_at is not None:
+                timeout = min(timeout, max(0.0, wake_at - self._clock.now()))
+            wait(handles, timeout=timeout)
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            self._step()
+        # Shutting down: nothing opened stays unanswered.
+        for d in wd.close_all("node shutting down"):
+            self._emit(d)
+
+    def _step(self) -> None:
+        wd = self.watchdog
+        decisions: list[Decision] = []
+        with self._lock:
+            frames, self._mailbox = self._mailbox, []
+            calls, self._calls = self._calls, []
+        for fn in calls:
+            fn()
+        if self.worker is not None:
+            for r in self.worker.poll():
+                decisions += wd.on_model_result(
+                    r.seq, r.output, error=r.error, cancelled=r.cancelled
+                )
+        decisions += wd.on_tick()
+        for d in decisions:
+            self._emit(d)
+        decisions = []
+        for frame in frames:
+            decisions += wd.on_frame(frame)
+        decisions += wd.feed_model()
+        for d in decisions:
+            self._emit(d)
+
+    def _emit(self, decision: Decision) -> None:
+        try:
+            self._publish(decision)
+        except Exception:  # a publisher failure must not kill the deadline thread
+            self.publish_errors += 1
+            log.exception("publishing decision for frame %d failed", decision.frame_id)

@@ -1,0 +1,126 @@
+"""ROS messages <-> core types.  Thin and total: every message becomes a core value or a
+reason why it cannot, so the node never drops a frame on the floor."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CompressedImage, Image, Imu, Range
+
+from tiny_node.decision import Decision, ModelState, Source
+from tiny_node.frames import FrameError, decode_compressed, decode_raw
+from tiny_node.sensors import RangeReading
+
+OK, WARN, ERROR, STALE = (bytes([i]) for i in range(4))
+DECISION_STATUS_NAME = "tiny_node: decision"
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time to integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds to builtin_interfaces/Time."""
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def image_to_rgb(msg: Image | CompressedImage, max_w: int, max_h: int) -> tuple[Any, str | None]:
+    """Decode a camera message; returns (rgb array or None, fault or None)."""
+    try:
+        if isinstance(msg, CompressedImage):
+            return decode_compressed(msg.format, msg.data, max_width=max_w, max_height=max_h), None
+        return decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.data,
+                          max_width=max_w, max_height=max_h), None
+    except FrameError as exc:
+        return None, str(exc)
+
+
+def range_reading(msg: Range, received_at: float) -> RangeReading:
+    """sensor_msgs/Range to the core reading (REP-117 semantics kept as-is)."""
+    return RangeReading(
+        range_m=float(msg.range),
+        min_range=float(msg.min_range),
+        max_range=float(msg.max_range) if msg.max_range > 0 else math.inf,
+        stamp_ns=stamp_to_ns(msg.header.stamp),
+        received_at=received_at,
+    )
+
+
+def odom_speed(msg: Odometry) -> float:
+    """Forward speed of the ego (twist is expressed in child_frame_id, i.e. base_link)."""
+    return float(msg.twist.twist.linear.x)
+
+
+def imu_accel_x(msg: Imu) -> float:
+    """Longitudinal acceleration of the ego."""
+    return float(msg.linear_acceleration.x)
+
+
+def _kv(values: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+
+
+def decision_level(d: Decision) -> bytes:
+    """OK normally; WARN when the model was not on time or a brake is held; ERROR on fail-safe."""
+    if d.rules is not None and d.rules.reason.startswith("fail-safe"):
+        return ERROR
+    if d.source is Source.FALLBACK or d.hold:
+        return WARN
+    return OK
+
+
+def decision_values(d: Decision) -> dict[str, Any]:
+    """The auditable content of a decision, as flat key-values."""
+    values: dict[str, Any] = {
+        "source": d.source.value,
+        "model_state": d.model_state.value,
+        "latency_ms": f"{d.latency_ms:.3f}",
+        "deadline_ms": f"{d.deadline_ms:.3f}",
+        "confidence": f"{d.confidence:.3f}",
+        "reason": d.reason,
+        "frame_id": d.frame_id,
+        "hold": str(d.hold).lower(),
+    }
+    if d.rules is not None:
+        values["rules_decision"] = "brake" if d.rules.brake else "no_brake"
+        values["rules_reason"] = d.rules.reason
+    if d.model is not None:
+        values["model_decision"] = "brake" if d.model.brake else "no_brake"
+        values["model_confidence"] = f"{d.model.confidence:.3f}"
+    values.update(d.extra)
+    return values
+
+
+def decision_msg(d: Decision, hardware_id: str) -> DiagnosticArray:
+    """The ``decision`` message: header stamp = the answered frame's stamp."""
+    status = DiagnosticStatus(
+        level=decision_level(d), name=DECISION_STATUS_NAME, message=d.label,
+        hardware_id=hardware_id, values=_kv(decision_values(d)),
+    )
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = ns_to_stamp(d.stamp_ns)
+    return msg
+
+
+def status(name: str, level: bytes, message: str, values: dict[str, Any], hardware_id: str) -> DiagnosticStatus:
+    """One REP-107 status."""
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=_kv(values))
+
+
+def parse_decision(msg: DiagnosticArray) -> dict[str, Any]:
+    """Inverse of :func:`decision_msg` for tools (bench, demo, HIL): flat dict with stamp."""
+    st = next(s for s in msg.status if s.name == DECISION_STATUS_NAME)
+    out: dict[str, Any] = {kv.key: kv.value for kv in st.values}
+    out["decision"] = st.message
+    out["stamp_ns"] = stamp_to_ns(msg.header.stamp)
+    out["level"] = st.level[0] if isinstance(st.level, bytes | bytearray) else int(st.level)
+    return out
+
+
+__all__ = ["ERROR", "OK", "STALE", "WARN", "ModelState"]

@@ -1,0 +1,392 @@
+"""The tiny_node ROS 2 lifecycle node: thin glue between DDS and the decision core.
+
+configure: validate parameters, load + verify + warm up the model bundle in its worker
+process, create publishers and subscriptions.  activate: start the deadline thread.  The
+executor thread only converts messages and hands them in; it never decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.subscription import Subscription
+from sensor_msgs.msg import CompressedImage, Image, Imu, Range
+from std_msgs.msg import Bool
+
+from tiny_node.clock import MonotonicClock
+from tiny_node.config import NODE_NAME, PARAMS, SPECS, ConfigError, NodeConfig, ParamSpec, make_config
+from tiny_node.config import config_from_file as _config_from_file
+from tiny_node.decision import Decision
+from tiny_node.dds import configure_dds
+from tiny_node.gaps import GapCounter
+from tiny_node.realtime import RealtimeLoop
+from tiny_node.ros import convert
+from tiny_node.rt import make_realtime
+from tiny_node.sensors import SensorState
+from tiny_node.watchdog import Frame, Watchdog
+
+# rclpy >= Iron passes MessageInfo (publication sequence numbers) to 2-argument callbacks.
+_HAS_MSG_INFO = hasattr(Subscription, "CallbackType")
+DECISION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """A ROS parameter descriptor (description, range, read-only) from the config table."""
+    d = ParameterDescriptor(
+        name=spec.name, description=f"{spec.description} Allowed: {spec.allowed}.",
+        read_only=spec.read_only,
+    )
+    if spec.choices:
+        d.additional_constraints = spec.allowed
+    if isinstance(spec.default, float) and spec.min is not None and spec.max is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=spec.min, to_value=spec.max, step=0.0)]
+    elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.min is not None:
+        assert spec.max is not None
+        d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+    return d
+
+
+class TinyNode(LifecycleNode):
+    """Brake / no-brake for every camera frame, by its deadline."""
+
+    def __init__(self, rt_status: str = "not requested", **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.rt_status = rt_status
+        self.clock = MonotonicClock()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self.cfg: NodeConfig = self._read_config()
+        self.loop: RealtimeLoop | None = None
+        self.worker: Any | None = None
+        self.watchdog: Watchdog | None = None
+        self.sensors: SensorState | None = None
+        self.gaps = GapCounter()
+        self._pubs: list[Any] = []
+        self._subs: list[Any] = []
+        self._timer: Any | None = None
+        self._frames = 0
+        self._last_frame_at: float | None = None
+        self._hw = f"{NODE_NAME}@{os.uname().nodename}"
+
+    # --- parameters --------------------------------------------------------------------
+    def _read_config(self) -> NodeConfig:
+        return make_config({n: self.get_parameter(n).value for n in SPECS})
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        try:
+            changed = {p.name: p.value for p in params if p.name in SPECS}
+            for name, value in changed.items():
+                SPECS[name].check(value)
+            if self.watchdog is not None and changed:
+                cfg = self.cfg.replace(**{k.replace(".", "__"): v for k, v in changed.items()})
+                self._apply(cfg)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply(self, cfg: NodeConfig) -> None:
+        """Hand a new configuration to the deadline thread (it owns the core)."""
+        self.cfg = cfg
+        wd, loop, worker = self.watchdog, self.loop, self.worker
+
+        def apply() -> None:
+            assert wd is not None and self.sensors is not None
+            wd.reconfigure(cfg)
+            self.sensors.reconfigure(cfg.rules)
+            if worker is not None:
+                worker.set_test_delay_ms(cfg.float("test_hook_model_delay_ms"))
+
+        if loop is not None:
+            loop.run_in_loop(apply)
+        else:
+            apply()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Validate, load and warm up the model, create publishers and subscriptions."""
+        try:
+            self.cfg = cfg = self._read_config()
+        except ConfigError as exc:
+            self.get_logger().error(f"configure refused: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.sensors = SensorState(cfg.rules)
+        self.worker = self._start_worker(cfg)
+        self.watchdog = Watchdog(cfg, self.sensors, self.clock, self.worker)
+        self._pub_brake = self.create_lifecycle_publisher(Bool, "brake", DECISION_QOS)
+        self._pub_decision = self.create_lifecycle_publisher(DiagnosticArray, "decision", DECISION_QOS)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._pubs = [self._pub_brake, self._pub_decision, self._pub_diag]
+        qos = qos_profile_sensor_data
+        if cfg.str("camera_transport") == "compressed":
+            cam = self.create_subscription(CompressedImage, "camera/image_raw/compressed", self._on_camera, qos)
+        else:
+            cam = self.create_subscription(Image, "camera/image_raw", self._on_camera, qos)
+        self._subs = [
+            cam,
+            self.create_subscription(Range, "range", self._on_range, qos),
+            self.create_subscription(Odometry, "odom", self._on_odom, qos),
+            self.create_subscription(Imu, "imu", self._on_imu, qos),
+        ]
+        self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker)
+        self._timer = self.create_timer(cfg.float("diagnostics_period_s"), self._publish_diagnostics)
+        self.get_logger().info(
+            f"configured: camera={cam.topic_name} deadline={cfg.float('deadline_ms')} ms "
+            f"model={'rules only' if self.worker is None else self.worker.state.value} "
+            f"scheduling={self.rt_status}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _start_worker(self, cfg: NodeConfig) -> Any | None:
+        bundle = cfg.str("model_bundle")
+        if not bundle:
+            return None
+        from tiny_node.model.worker import ModelWorker  # onnxruntime only when a model is used
+
+        worker = ModelWorker(
+            Path(bundle).expanduser(), self.clock,
+            threads=cfg.int("model_threads"),
+            warmup_runs=cfg.int("model_warmup_runs"),
+            hang_timeout_s=cfg.float("model_hang_timeout_ms") * 1e-3,
+            backoff_initial_s=cfg.float("model_restart_backoff_s"),
+            backoff_max_s=cfg.float("model_restart_backoff_max_s"),
+            test_delay_ms=cfg.float("test_hook_model_delay_ms"),
+            max_frame_shape=(cfg.int("max_frame_height"), cfg.int("max_frame_width"), 3),
+        )
+        worker.start()
+        if not worker.wait_ready(timeout_s=60.0):
+            self.get_logger().error(
+                f"model bundle {bundle}: {worker.last_error or 'not ready in 60 s'}; "
+                "deciding with the rule path only until it is"
+            )
+        return worker
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        """Start deciding."""
+        assert self.loop is not None
+        self.loop.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Stop deciding; open cycles are answered first."""
+        if self.loop is not None:
+            self.loop.stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Release everything configure created."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """Release everything, whatever state we are in."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for pub in self._pubs:
+            self.destroy_publisher(pub)
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._subs, self._pubs, self._timer = [], [], None
+        self.watchdog = None
+
+    # --- inputs (executor thread) --------------------------------------------------------
+    def _received_at(self, info: Any) -> float:
+        """Monotonic receipt time; back-dated to the DDS receipt when the rmw reports it, so
+        time spent queued in the executor counts against the deadline."""
+        now = self.clock.now()
+        if info and info.get("received_timestamp"):
+            queued = (time.time_ns() - int(info["received_timestamp"])) * 1e-9
+            if 0.0 < queued < 1.0:
+                return now - queued
+        return now
+
+    def _on_camera(self, msg: Image | CompressedImage, info: Any = None) -> None:
+        received_at = self._received_at(info)
+        if self.loop is None or self.watchdog is None:
+            return
+        if info and info.get("publication_sequence_number") is not None and info.get("publisher_gid"):
+            gid = bytes(info["publisher_gid"].get("data", b""))
+            lost = self.gaps.observe(gid, int(info["publication_sequence_number"]))
+            if lost:
+                self.loop.run_in_loop(lambda: self.watchdog.count_dropped(lost) if self.watchdog else None)
+        cfg = self.cfg
+        rgb, fault = convert.image_to_rgb(msg, cfg.int("max_frame_width"), cfg.int("max_frame_height"))
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        deadline_at = None
+        if cfg.str("deadline_reference") == "stamp":
+            age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+            deadline_at = received_at - age + cfg.float("deadline_ms") * 1e-3
+        self._frames += 1
+        self._last_frame_at = received_at
+        self.loop.push_frame(Frame(stamp_ns, received_at, rgb, fault, deadline_at))
+
+    def _on_range(self, msg: Range, info: Any = None) -> None:
+        if self.sensors is not None:
+            self.sensors.update_range(convert.range_reading(msg, self._received_at(info)))
+
+    def _on_odom(self, msg: Odometry, info: Any = None) -> None:
+        if self.sensors is not None:
+            self.sensors.update_odometry(convert.odom_speed(msg), self._received_at(info))
+
+    def _on_imu(self, msg: Imu, info: Any = None) -> None:
+        if self.sensors is not None:
+            self.sensors.update_imu(convert.imu_accel_x(msg), self._received_at(info))
+
+    # --- outputs -------------------------------------------------------------------------
+    def _publish(self, d: Decision) -> None:
+        """Called by the deadline thread, once per frame."""
+        self._pub_brake.publish(Bool(data=d.brake))
+        self._pub_decision.publish(convert.decision_msg(d, self._hw))
+
+    def _publish_diagnostics(self) -> None:
+        wd, sensors = self.watchdog, self.sensors
+        if wd is None or sensors is None:
+            return
+        now = self.clock.now()
+        stats = wd.stats
+        values = stats.as_values()
+        values["scheduling"] = self.rt_status
+        values["deadline_ms"] = self.cfg.float("deadline_ms")
+        level = convert.ERROR if stats.deadline_misses else convert.OK
+        msg = "deadline misses" if stats.deadline_misses else "all frames decided in time"
+        statuses = [convert.status("tiny_node: watchdog", level, msg, values, self._hw)]
+
+        if self.worker is None:
+            statuses.append(convert.status("tiny_node: model", convert.OK, "disabled (rules only)",
+                                           {"state": "disabled"}, self._hw))
+        else:
+            w = self.worker.stats()
+            state = str(w.get("state"))
+            lvl = {"ready": convert.OK, "busy": convert.OK, "starting": convert.WARN}.get(state, convert.ERROR)
+            if state == "starting" and int(w.get("restarts", 0)):
+                lvl = convert.ERROR
+            statuses.append(convert.status("tiny_node: model", lvl, state, w, self._hw))
+
+        snap = sensors.snapshot(now)
+        sv = {"range_age_s": snap.range_age, "odom_age_s": snap.odom_age, "imu_age_s": snap.imu_age,
+              "camera_frames": self._frames,
+              "camera_age_s": None if self._last_frame_at is None else now - self._last_frame_at,
+              "faults": "; ".join(snap.faults) or "none"}
+        sv = {k: ("never" if v is None else (f"{v:.3f}" if isinstance(v, float) else v)) for k, v in sv.items()}
+        imu_missing = snap.imu_age is None or snap.imu_age > self.cfg.float("imu_timeout_s")
+        lvl = convert.ERROR if snap.faults else (convert.WARN if imu_missing else convert.OK)
+        text = "; ".join(snap.faults) if snap.faults else ("imu missing (optional)" if imu_missing else "ok")
+        statuses.append(convert.status("tiny_node: sensors", lvl, text, sv, self._hw))
+
+        arr = DiagnosticArray(status=statuses)
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self._pub_diag.publish(arr)
+
+
+def _ros_section(argv: list[str]) -> list[str]:
+    """The ``--ros-args ... [--]`` parts of ``argv`` (possibly several), kept for rclpy."""
+    out: list[str] = []
+    inside = False
+    for a in argv[1:]:
+        if a == "--ros-args":
+            inside = True
+            out.append(a)
+        elif a == "--" and inside:
+            inside = False
+            out.append(a)
+        elif inside:
+            out.append(a)
+    return out
+
+
+def _params_files(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
+
+
+def main(args: list[str] | None = None) -> int:
+    """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node``)."""
+    argv = list(sys.argv if args is None else args)
+    non_ros = rclpy.utilities.remove_ros_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="tiny_node", description="tiny_node: brake / no-brake decisions under a deadline. "
+        "ROS arguments go after --ros-args (e.g. -r __ns:=/ego -p deadline_ms:=40.0).")
+    parser.add_argument("--params-file", help="ROS 2 params YAML (tiny_node: ros__parameters: ...)")
+    parser.add_argument("--model-bundle", help="override the model_bundle parameter")
+    parser.add_argument("--no-autostart", action="store_true",
+                        help="stay unconfigured; drive the lifecycle with `ros2 lifecycle set`")
+    opts = parser.parse_args(non_ros[1:])
+
+    ros_args = _ros_section(argv)
+    extra = []
+    if opts.params_file:
+        extra += ["--params-file", opts.params_file]
+    if opts.model_bundle is not None:
+        extra += ["-p", f"model_bundle:={opts.model_bundle}"]
+    if extra:
+        ros_args = (ros_args or ["--ros-args"]) + extra
+
+    # Fail early and clearly on a bad params file; realtime priority must be set before
+    # rclpy starts its threads, so read it here.
+    priority = int(SPECS["realtime_priority"].default)  # type: ignore[arg-type]
+    for path in _params_files(ros_args):
+        try:
+            priority = _config_from_file(path).int("realtime_priority")
+        except ConfigError as exc:
+            print(f"tiny_node: {exc}", file=sys.stderr)
+            return 2
+    configure_dds()
+    rt_status = make_realtime(priority)
+
+    rclpy.init(args=[argv[0], *ros_args])
+    node: TinyNode | None = None
+    try:
+        try:
+            node = TinyNode(rt_status=rt_status)
+        except Exception as exc:  # rclpy raises on invalid parameter overrides
+            print(f"tiny_node: refusing to start: {exc}", file=sys.stderr)
+            return 2
+        if not opts.no_autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("configure failed; not activating")
+                return 2
+            node.trigger_activate()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node._teardown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Rule-based safety path: RSS-style stopping distance and time-to-collision braking.
+
+It decides in microseconds from range and ego speed, so a decision is always ready before
+the model's.  The formula is Autoware's autonomous_emergency_braking RSS distance, with the
+object's braking term signed so an oncoming object adds to the distance instead of removing
+it::
+
+    d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - sgn(v_obj) v_obj^2 / (2 a_obj) + margin
+
+    brake  if  (closing > 0 and range <= d_safe)   or   TTC = range / closing < ttc_brake
+
+with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
+range track has one, else the object is assumed stationary (``closing = v_ego``), the
+conservative choice.  Sources: Autoware AEB (d formula, margin), Shalev-Shwartz et al. 2017
+RSS (a_brake_max 8 m/s^2 for the object), UN R152 (braking demand >= 5 m/s^2); see
+``../shared/reference/aeb-test-protocols.md``.  Inputs that are stale or invalid (per-topic
+timeouts, NaN, negative speeds) give the configured fail-safe with the fault as the reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tiny_node.config import RuleConfig
+from tiny_node.decision import Verdict
+from tiny_node.sensors import SensorSnapshot
+
+
+def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig) -> float:
+    """Distance (m) the ego needs to stay clear of an object moving at ``v_obj`` (m/s)."""
+    v_ego = max(v_ego, 0.0)
+    obj_term = math.copysign(v_obj * v_obj / (2.0 * cfg.a_obj_brake_mps2), v_obj)
+    return (
+        v_ego * cfg.t_response_s
+        + v_ego * v_ego / (2.0 * cfg.a_ego_brake_mps2)
+        - obj_term
+        + cfg.margin_m
+    )
+
+
+def time_to_collision(distance: float, closing_speed: float) -> float:
+    """Seconds until contact at constant closing speed; ``inf`` when not closing."""
+    if closing_speed <= 1e-6 or not math.isfinite(distance):
+        return math.inf
+    return max(distance, 0.0) / closing_speed
+
+
+class RulePath:
+    """Stateless evaluation of the rule; every constant comes from :class:`RuleConfig`."""
+
+    def __init__(self, cfg: RuleConfig) -> None:
+        self.cfg = cfg
+
+    def decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
+        """Return the rule verdict and the figures behind it (for the decision's values)."""
+        cfg = self.cfg
+        if snap.faults:
+            brake = cfg.failsafe == "brake"
+            reason = "fail-safe " + ("brake" if brake else "no_brake") + ": " + "; ".join(snap.faults)
+            return Verdict(brake, 1.0, reason), {"faults": "; ".join(snap.faults)}
+
+        distance = snap.object_distance
+        v_ego = snap.ego_speed
+        assert distance is not None and v_ego is not None  # no faults => both present
+        if distance == math.inf:
+            return Verdict(False, 1.0, "clear: no object within range"), {
+                "range_m": "inf",
+                "ego_speed_mps": f"{v_ego:.2f}",
+            }
+        closing = -snap.range_rate if snap.range_rate is not None else v_ego
+        v_obj = v_ego - closing
+        d_safe = rss_distance(v_ego, v_obj, cfg)
+        ttc = time_to_collision(distance, closing)
+        figures = {
+            "range_m": f"{distance:.2f}",
+            "ego_speed_mps": f"{v_ego:.2f}",
+            "closing_speed_mps": f"{closing:.2f}",
+            "closing_from": "range_rate" if snap.range_rate is not None else "ego_speed",
+            "object_speed_mps": f"{v_obj:.2f}",
+            "rss_distance_m": f"{d_safe:.2f}",
+            "ttc_s": "inf" if ttc == math.inf else f"{ttc:.2f}",
+        }
+        if distance == 0.0:
+            return Verdict(True, 1.0, "object closer than min_range"), figures
+        if distance <= d_safe and closing > 0.0:
+            return Verdict(
+                True, 1.0,
+                f"RSS: object at {distance:.1f} m <= safe distance {d_safe:.1f} m "
+                f"(ego {v_ego:.1f} m/s, object {v_obj:.1f} m/s)",
+            ), figures
+        if cfg.ttc_brake_s > 0.0 and ttc < cfg.ttc_brake_s:
+            return Verdict(
+                True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m"
+            ), figures
+        return Verdict(
+            False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m"
+        ), figures

@@ -1,0 +1,190 @@
+"""Sensor state: the latest reading of each topic with its receipt time, and its faults.
+
+Staleness is measured on receipt time (the injected clock), as Autoware's
+topic_state_monitor does, so it works the same with wall time, sim time and lockstep.  The
+range rate (closing speed) is estimated from the sensor's own stamps over a short window,
+because receipt times carry transport jitter.  Updates come from the ROS executor thread and
+snapshots are taken by the deadline thread, hence the lock; critical sections are tiny.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from tiny_node.config import RuleConfig
+
+# Odometry noise at standstill may read slightly negative; beyond this it is a fault
+# (forward AEB makes no sense while reversing, and a garbage value must not pass).
+SPEED_NOISE_MPS = 0.1
+MAX_PLAUSIBLE_SPEED_MPS = 100.0
+MAX_PLAUSIBLE_ACCEL_MPS2 = 100.0
+# Range reported to the model when nothing is within range (REP-117 +Inf).
+RANGE_CLEAR_M = 100.0
+
+
+@dataclass(frozen=True)
+class RangeReading:
+    """One sensor_msgs/Range, reduced to what the core needs (REP-117 semantics)."""
+
+    range_m: float
+    min_range: float
+    max_range: float
+    stamp_ns: int
+    received_at: float
+
+
+@dataclass(frozen=True)
+class SensorSnapshot:
+    """What the rule path and the model see for one cycle; faults are already judged."""
+
+    taken_at: float
+    range: RangeReading | None
+    range_age: float | None
+    range_rate: float | None  # d(range)/dt in m/s; negative = closing; None = unknown
+    ego_speed: float | None
+    odom_age: float | None
+    accel_x: float | None
+    imu_age: float | None
+    faults: tuple[str, ...]  # human-readable, each naming the topic and the value
+
+    @property
+    def object_distance(self) -> float | None:
+        """Distance to the nearest object: ``inf`` when clear, 0 when closer than min_range."""
+        if self.range is None:
+            return None
+        r = self.range.range_m
+        if r == -math.inf or (math.isfinite(r) and 0.0 <= r < self.range.min_range):
+            return 0.0
+        return r
+
+    def features(self) -> dict[str, float]:
+        """Model sensor features (names are the bundle contract in docs/BUNDLE.md)."""
+        d = self.object_distance
+        valid = d is not None and not any(f.startswith("range") for f in self.faults)
+        rng = min(d, RANGE_CLEAR_M) if (valid and d is not None) else RANGE_CLEAR_M
+        return {
+            "ego_speed": float(self.ego_speed or 0.0),
+            "range": float(rng),
+            "range_rate": float(self.range_rate or 0.0),
+            "range_valid": 1.0 if valid and d is not None and math.isfinite(d) else 0.0,
+            "accel_x": float(self.accel_x or 0.0),
+        }
+
+
+class SensorState:
+    """Latest range / odometry / IMU readings and a range-rate track."""
+
+    def __init__(self, cfg: RuleConfig) -> None:
+        self._cfg = cfg
+        self._lock = threading.Lock()
+        self._range: RangeReading | None = None
+        self._speed: float | None = None
+        self._speed_at: float | None = None
+        self._accel: float | None = None
+        self._accel_at: float | None = None
+        self._track: deque[tuple[float, float]] = deque(maxlen=64)  # (stamp s, range m)
+
+    def reconfigure(self, cfg: RuleConfig) -> None:
+        """Take new timeouts / track parameters."""
+        self._cfg = cfg
+
+    def update_range(self, reading: RangeReading) -> None:
+        """Store a range reading and extend (or restart) the range-rate track."""
+        with self._lock:
+            self._range = reading
+            r = reading.range_m
+            t = reading.stamp_ns * 1e-9
+            if not math.isfinite(r) or r < reading.min_range or r > reading.max_range:
+                self._track.clear()  # no object, or garbage: the track is broken
+                return
+            if self._track:
+                t0, r0 = self._track[-1]
+                rate = self._rate_locked() or 0.0
+                if t <= t0 or abs(r - (r0 + rate * (t - t0))) > self._cfg.range_jump_m:
+                    self._track.clear()  # stamps went backwards or a different object
+            self._track.append((t, r))
+
+    def update_odometry(self, speed_mps: float, received_at: float) -> None:
+        """Store the ego forward speed (m/s)."""
+        with self._lock:
+            self._speed, self._speed_at = speed_mps, received_at
+
+    def update_imu(self, accel_x_mps2: float, received_at: float) -> None:
+        """Store the longitudinal acceleration (m/s^2)."""
+        with self._lock:
+            self._accel, self._accel_at = accel_x_mps2, received_at
+
+    def _rate_locked(self) -> float | None:
+        """Least-squares slope of range over the window; None with too little data."""
+        if len(self._track) < 2:
+            return None
+        t_last = self._track[-1][0]
+        pts = [(t, r) for t, r in self._track if t_last - t <= self._cfg.range_rate_window_s]
+        if len(pts) < 2:
+            return None
+        n = len(pts)
+        mt = sum(t for t, _ in pts) / n
+        mr = sum(r for _, r in pts) / n
+        var = sum((t - mt) ** 2 for t, _ in pts)
+        if var < 1e-6:
+            return None
+        return sum((t - mt) * (r - mr) for t, r in pts) / var
+
+    def snapshot(self, now: float) -> SensorSnapshot:
+        """Judge every input at time ``now`` and return an immutable view."""
+        cfg = self._cfg
+        with self._lock:
+            rng, speed, speed_at = self._range, self._speed, self._speed_at
+            accel, accel_at = self._accel, self._accel_at
+            rate = self._rate_locked()
+        faults: list[str] = []
+        range_age = None if rng is None else now - rng.received_at
+        odom_age = None if speed_at is None else now - speed_at
+        imu_age = None if accel_at is None else now - accel_at
+
+        if rng is None:
+            faults.append("range: no reading received")
+        elif range_age is not None and range_age > cfg.range_timeout_s:
+            faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s)")
+        else:
+            r = rng.range_m
+            if math.isnan(r):
+                faults.append("range: NaN reading (sensor error)")
+            elif math.isfinite(r) and r < 0.0:
+                faults.append(f"range: negative reading {r:.2f} m")
+            elif math.isfinite(r) and r > rng.max_range:
+                faults.append(f"range: {r:.2f} m beyond max_range {rng.max_range:.2f} m")
+
+        if speed is None:
+            faults.append("odom: no reading received")
+        elif odom_age is not None and odom_age > cfg.odom_timeout_s:
+            faults.append(f"odom: stale ({odom_age:.2f} s > {cfg.odom_timeout_s} s)")
+        elif not math.isfinite(speed) or speed < -SPEED_NOISE_MPS or speed > MAX_PLAUSIBLE_SPEED_MPS:
+            faults.append(f"odom: implausible speed {speed!r} m/s")
+
+        if cfg.imu_required:
+            if accel is None:
+                faults.append("imu: no reading received")
+            elif imu_age is not None and imu_age > cfg.imu_timeout_s:
+                faults.append(f"imu: stale ({imu_age:.2f} s > {cfg.imu_timeout_s} s)")
+            elif not math.isfinite(accel) or abs(accel) > MAX_PLAUSIBLE_ACCEL_MPS2:
+                faults.append(f"imu: implausible acceleration {accel!r} m/s^2")
+
+        if speed is not None and math.isfinite(speed):
+            speed = max(speed, 0.0)
+        if accel is not None and not math.isfinite(accel):
+            accel = None
+        return SensorSnapshot(
+            taken_at=now,
+            range=rng,
+            range_age=range_age,
+            range_rate=rate,
+            ego_speed=speed,
+            odom_age=odom_age,
+            accel_x=accel,
+            imu_age=imu_age,
+            faults=tuple(faults),
+        )

@@ -1,0 +1,1 @@
+"""Developer tools: measurements and helpers run with ``python -m tiny_node.tools.<name>``."""

@@ -1,0 +1,354 @@
+"""The deadline watchdog: cycles, arbitration, hold, statistics.
+
+Every camera frame opens a *cycle*.  The rule verdict is computed at once; the model is asked
+only if it is idle (latest frame only, no queue).  A cycle closes exactly once:
+
+* as soon as the model answers on time (arbitrated with the rules),
+* at once when the model cannot take part (disabled, not ready, bad frame),
+* otherwise at ``deadline - publish_guard`` with the rule verdict (fallback); the model run
+  is then cancelled and its result, should it still come, is discarded and counted.
+
+This class is pure state: no threads, no ROS, no wall clock.  The real-time loop
+(:mod:`tiny_node.realtime`), the lockstep simulator and the tests drive it with their own
+clock and model port, which is why they all decide the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from tiny_node.clock import Clock
+from tiny_node.config import NodeConfig
+from tiny_node.decision import Decision, ModelState, Source, Verdict
+from tiny_node.rules import RulePath
+from tiny_node.sensors import SensorState
+
+
+class ModelPort(Protocol):
+    """What the watchdog needs from a model runner (worker process or lockstep model)."""
+
+    @property
+    def busy_seq(self) -> int | None:
+        """Sequence number of the frame being run, or None when idle."""
+        ...
+
+    def submit(self, seq: int, image: np.ndarray, features: Mapping[str, float]) -> bool:
+        """Start a run; False (without side effects) when not ready or busy."""
+        ...
+
+    def cancel(self, seq: int) -> None:
+        """Ask for the run of ``seq`` to be terminated."""
+        ...
+
+
+class ModelAnswer(Protocol):
+    """The parts of a model output the watchdog reads."""
+
+    brake: bool
+    confidence: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A camera frame as handed in by a driver (already decoded, or with the reason why not)."""
+
+    stamp_ns: int
+    received_at: float
+    image: np.ndarray | None
+    fault: str | None = None
+    deadline_at: float | None = None  # set by drivers that measure from the header stamp
+
+
+@dataclass
+class _Cycle:
+    seq: int
+    frame: Frame
+    deadline_at: float
+    publish_by: float
+    rules: Verdict
+    figures: dict[str, str]
+    features: dict[str, float]
+    submitted: bool = False
+    unavailable_why: str = ""
+
+
+@dataclass
+class WatchdogStats:
+    """Counters for /diagnostics and reports (monotonic over a run)."""
+
+    cycles: int = 0
+    decisions: int = 0
+    brakes: int = 0
+    by_source: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Source})
+    by_model_state: dict[str, int] = field(
+        default_factory=lambda: {s.value: 0 for s in ModelState}
+    )
+    deadline_misses: int = 0  # decided after the deadline (the promise broken)
+    late_results_discarded: int = 0
+    cancels: int = 0
+    model_errors: int = 0
+    bad_frames: int = 0
+    frames_dropped_in_transport: int = 0
+    last_fault: str = ""
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+    def latency_percentile(self, q: float) -> float:
+        """Percentile ``q`` (0-100) of recent decision latencies, NaN before the first."""
+        if not self.latencies_ms:
+            return math.nan
+        return float(np.percentile(np.fromiter(self.latencies_ms, float), q))
+
+    def as_values(self) -> dict[str, Any]:
+        """Flat key-values for diagnostics."""
+        out: dict[str, Any] = {
+            "cycles": self.cycles,
+            "decisions": self.decisions,
+            "brakes": self.brakes,
+            "deadline_misses": self.deadline_misses,
+            "late_results_discarded": self.late_results_discarded,
+            "cancels": self.cancels,
+            "model_errors": self.model_errors,
+            "bad_frames": self.bad_frames,
+            "frames_dropped_in_transport": self.frames_dropped_in_transport,
+            "latency_p50_ms": round(self.latency_percentile(50), 3),
+            "latency_p99_ms": round(self.latency_percentile(99), 3),
+        }
+        out.update({f"source_{k}": v for k, v in self.by_source.items()})
+        out.update({f"model_{k}": v for k, v in self.by_model_state.items()})
+        return out
+
+
+class Watchdog:
+    """Opens a cycle per frame and closes each exactly once, by its deadline."""
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        sensors: SensorState,
+        clock: Clock,
+        model: ModelPort | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sensors = sensors
+        self.clock = clock
+        self.model = model
+        self.rules = RulePath(cfg.rules)
+        self.stats = WatchdogStats()
+        self._open: dict[int, _Cycle] = {}
+        self._pending: int | None = None  # newest frame waiting for the busy model
+        self._seq = 0
+        self._last_stamp_ns: int | None = None
+        self._hold_until = -math.inf
+        self._hold_source = Source.RULES
+        self._hold_reason = ""
+
+    def reconfigure(self, cfg: NodeConfig) -> None:
+        """Take new parameters (from the deadline thread); open cycles keep their deadlines."""
+        self.cfg = cfg
+        self.rules = RulePath(cfg.rules)
+
+    # --- inputs ----------------------------------------------------------------------------
+    def on_frame(self, frame: Frame) -> list[Decision]:
+        """Open a cycle for ``frame``; returns decisions that could be taken at once."""
+        self._seq += 1
+        seq = self._seq
+        self.stats.cycles += 1
+        deadline = frame.deadline_at
+        if deadline is None:
+            deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
+        guard = self.cfg.float("publish_guard_ms") * 1e-3
+        snap = self.sensors.snapshot(frame.received_at)
+        verdict, figures = self.rules.decide(snap)
+        fault = frame.fault
+        if fault is None and self._last_stamp_ns is not None and frame.stamp_ns <= self._last_stamp_ns:
+            fault = (
+                f"camera stamp {frame.stamp_ns} not after previous {self._last_stamp_ns} "
+                "(frozen or out-of-order camera)"
+            )
+        if fault is None:
+            self._last_stamp_ns = frame.stamp_ns
+        else:
+            self.stats.bad_frames += 1
+            self.stats.last_fault = fault
+        cycle = _Cycle(
+            seq=seq,
+            frame=frame,
+            deadline_at=deadline,
+            publish_by=max(deadline - guard, frame.received_at),
+            rules=verdict,
+            figures=figures,
+            features=snap.features(),
+        )
+        self._open[seq] = cycle
+        if self.model is None:
+            return [self._close(cycle, None, ModelState.DISABLED)]
+        if fault is not None or frame.image is None:
+            cycle.unavailable_why = f"bad frame: {fault or 'no image'}"
+            return [self._close(cycle, None, ModelState.UNAVAILABLE)]
+        if self.clock.now() >= cycle.publish_by:
+            cycle.unavailable_why = "frame arrived after its deadline"
+            return [self._close(cycle, None, ModelState.UNAVAILABLE)]
+        if self._try_submit(cycle):
+            return []
+        busy = self.model.busy_seq
+        if busy is None:
+            cycle.unavailable_why = "model worker not ready"
+            return [self._close(cycle, None, ModelState.UNAVAILABLE)]
+        # The model is busy: this frame becomes the newest in line; an older waiting frame
+        # keeps its deadline but will not get the model.
+        if self._pending is not None and self._pending in self._open:
+            self._open[self._pending].unavailable_why = "model busy, newer frame took its place"
+        self._pending = seq
+        cycle.unavailable_why = f"model busy with frame {busy}"
+        return []
+
+    def on_model_result(
+        self,
+        seq: int,
+        output: ModelAnswer | None,
+        *,
+        error: str | None = None,
+        cancelled: bool = False,
+    ) -> list[Decision]:
+        """Take a model result (or its failure); the model is idle again afterwards."""
+        out: list[Decision] = []
+        cycle = self._open.get(seq)
+        if error is not None:
+            self.stats.model_errors += 1
+            self.stats.last_fault = f"model error on frame {seq}: {error}"
+        if cycle is not None and cycle.submitted:
+            now = self.clock.now()
+            if output is not None and now < cycle.publish_by:
+                model = Verdict(output.brake, float(output.confidence), f"model: {output.label} "
+                                f"(p={output.confidence:.2f})")
+                out.append(self._close(cycle, model, ModelState.ON_TIME))
+            elif output is None and not cancelled:
+                cycle.unavailable_why = f"model run failed: {error or 'no output'}"
+                out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
+        elif output is not None:
+            self.stats.late_results_discarded += 1
+        out.extend(self.feed_model())
+        return out
+
+    def on_tick(self) -> list[Decision]:
+        """Close every cycle whose publish time has come (fallback), oldest first."""
+        now = self.clock.now()
+        due = sorted((c for c in self._open.values() if c.publish_by <= now), key=lambda c: c.seq)
+        out = []
+        for cycle in due:
+            if cycle.submitted:
+                assert self.model is not None
+                self.model.cancel(cycle.seq)
+                self.stats.cancels += 1
+                out.append(self._close(cycle, None, ModelState.LATE))
+            else:
+                out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
+        return out
+
+    def close_all(self, why: str) -> list[Decision]:
+        """Decide every open cycle now with the rule verdict (shutdown: none goes unanswered)."""
+        out = []
+        for cycle in sorted(self._open.values(), key=lambda c: c.seq):
+            if cycle.submitted and self.model is not None:
+                self.model.cancel(cycle.seq)
+            cycle.unavailable_why = why
+            out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
+        return out
+
+    def feed_model(self) -> list[Decision]:
+        """Hand the newest waiting frame to the model if it became free (after a result,
+        a cancel acknowledgement or a restart)."""
+        if self._pending is None:
+            return []
+        cycle = self._open.get(self._pending)
+        if cycle is None:
+            self._pending = None
+            return []
+        if self.clock.now() < cycle.publish_by and self._try_submit(cycle):
+            self._pending = None
+        return []
+
+    def count_dropped(self, n: int) -> None:
+        """Record frames lost in transport (seen by the driver as sequence or stamp gaps)."""
+        self.stats.frames_dropped_in_transport += n
+
+    # --- queries ---------------------------------------------------------------------------
+    def next_wakeup(self) -> float | None:
+        """Earliest publish time of an open cycle (when :meth:`on_tick` must run)."""
+        return min((c.publish_by for c in self._open.values()), default=None)
+
+    @property
+    def open_cycles(self) -> int:
+        """Cycles not yet decided."""
+        return len(self._open)
+
+    # --- internals -------------------------------------------------------------------------
+    def _try_submit(self, cycle: _Cycle) -> bool:
+        assert self.model is not None and cycle.frame.image is not None
+        if self.model.busy_seq is not None:
+            return False
+        if not self.model.submit(cycle.seq, cycle.frame.image, cycle.features):
+            return False
+        cycle.submitted = True
+        return True
+
+    def _close(self, cycle: _Cycle, model: Verdict | None, state: ModelState) -> Decision:
+        """Arbitrate, apply the brake hold, count, and forget the cycle (exactly once)."""
+        del self._open[cycle.seq]
+        if self._pending == cycle.seq:
+            self._pending = None
+        now = self.clock.now()
+        rules = cycle.rules
+        shadow = self.cfg.str("arbitration") == "shadow"
+        if model is not None and not shadow:
+            brake = model.brake or rules.brake
+            source = Source.RULES if (rules.brake and not model.brake) else Source.MODEL
+            confidence = rules.confidence if source is Source.RULES else model.confidence
+            reason = rules.reason if source is Source.RULES else model.reason
+        else:
+            brake, confidence = rules.brake, rules.confidence
+            enabled = state is not ModelState.DISABLED and not shadow
+            source = Source.FALLBACK if enabled else Source.RULES
+            reason = rules.reason
+            if source is Source.FALLBACK:
+                why = cycle.unavailable_why if state is ModelState.UNAVAILABLE else "no result by the deadline"
+                reason = f"{reason} [model {state.value}: {why}]"
+        hold = False
+        if brake:
+            self._hold_until = now + self.cfg.float("brake_hold_s")
+            self._hold_source, self._hold_reason = source, reason
+        elif now < self._hold_until:
+            brake, hold, source = True, True, self._hold_source
+            reason = f"holding brake {self._hold_until - now:.2f} s more: {self._hold_reason}"
+        decision = Decision(
+            frame_id=cycle.seq,
+            stamp_ns=cycle.frame.stamp_ns,
+            brake=brake,
+            source=source,
+            model_state=state,
+            confidence=confidence,
+            reason=reason,
+            received_at=cycle.frame.received_at,
+            deadline_at=cycle.deadline_at,
+            decided_at=now,
+            hold=hold,
+            rules=rules,
+            model=model,
+            extra=cycle.figures,
+        )
+        s = self.stats
+        s.decisions += 1
+        s.brakes += int(brake)
+        s.by_source[source.value] += 1
+        s.by_model_state[state.value] += 1
+        if now > cycle.deadline_at:
+            s.deadline_misses += 1
+        s.latencies_ms.append(decision.latency_ms)
+        return decision
