@@ -24,6 +24,18 @@ class ModelResult:
 
 # parent -> worker
 @dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the spawned process needs to start (pickled once, at spawn)."""
+
+    bundle_dir: str
+    shm_names: tuple[str, ...]
+    max_frame_shape: tuple[int, int, int]
+    threads: int
+    warmup_runs: int
+    test_delay_ms: float  # TEST HOOK initial value
+
+
+@dataclass(frozen=True)
 class Job:
     """Run the frame in ``slot`` (its header must carry ``seq``)."""
 

@@ -28,6 +28,7 @@ from tiny_node.model.protocol import (
     Ready,
     SetDelay,
     Stop,
+    WorkerConfig,
 )
 from tiny_node.model.runtime import ModelRuntime
 
@@ -148,25 +149,23 @@ class _Server:
                 self._current = None
 
 
-def worker_main(ctl: Connection, res: Connection, bundle_dir: str, shm_names: list[str],
-                max_shape: tuple[int, int, int], threads: int, warmup_runs: int,
-                delay_ms: float) -> None:
+def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     """Process entry point (spawned). Replies go on ``res``; commands come on ``ctl``."""
     note = reset_scheduling()
     t0 = time.monotonic()
     try:
-        bundle = load_bundle(bundle_dir)
-        runtime = ModelRuntime(bundle, threads)
+        bundle = load_bundle(cfg.bundle_dir)
+        runtime = ModelRuntime(bundle, cfg.threads)
         load_ms = (time.monotonic() - t0) * 1e3
-        warm = runtime.warm_up(warmup_runs)
-        slots = FrameSlots.attach(shm_names, max_shape)
+        warm = runtime.warm_up(cfg.warmup_runs)
+        slots = FrameSlots.attach(list(cfg.shm_names), cfg.max_frame_shape)
     except BundleError as exc:
         res.send(Fatal(str(exc), permanent=True))
         sys.exit(EXIT_BAD_BUNDLE)
     except Exception as exc:
         res.send(Fatal(f"worker init failed: {type(exc).__name__}: {exc}", permanent=False))
         sys.exit(EXIT_INIT_FAILED)
-    server = _Server(runtime, slots, res, delay_ms)
+    server = _Server(runtime, slots, res, cfg.test_delay_ms)
     control = threading.Thread(target=server.control_loop, args=(ctl,), daemon=True,
                                name="model-control")
     control.start()

@@ -72,14 +72,14 @@ class TinyNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         self.rt_status = rt_status
         self.clock = MonotonicClock()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
-        self.cfg: NodeConfig = self._read_config()
         self.loop: RealtimeLoop | None = None
         self.worker: Any | None = None
         self.watchdog: Watchdog | None = None
         self.sensors: SensorState | None = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self.cfg: NodeConfig = self._read_config()
         self.gaps = GapCounter()
         self._pubs: list[Any] = []
         self._subs: list[Any] = []

@@ -134,16 +134,21 @@ def _read_line(stream: TextIO, timeout: float) -> str | None:
 def run_publisher(args: argparse.Namespace) -> dict[str, Any]:
     """Parent role: start the subscriber process, publish the frames, collect its counts."""
     env = isolated_ros_env(args.domain_id, dds_profile=False) if args.isolate else dict(os.environ)
+    sub_env = dict(env)
     setup = apply_profile(args.profile, env)
     os.environ.clear()
     os.environ.update(env)  # this process's own participant gets the same set-up
+    sub_mode = args.sub_profile or args.profile
+    sub_setup = apply_profile(sub_mode, sub_env)
+    if sub_mode != args.profile:
+        setup = f"publisher: {setup}; subscriber: {sub_setup}"
 
     width, height = args.width, args.height
     size = width * height * 3
     child = subprocess.Popen(  # noqa: S603 - our own module, our own interpreter
         [sys.executable, "-m", MODULE, "--role", "sub", "--topic", TOPIC,
          "--width", str(width), "--height", str(height)],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=sub_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     assert child.stdin is not None
     assert child.stdout is not None
@@ -207,7 +212,7 @@ def run_publisher(args: argparse.Namespace) -> dict[str, Any]:
                 child.wait()
 
     return {
-        "profile": args.profile,
+        "profile": args.profile if sub_mode == args.profile else f"{args.profile}/{sub_mode}",
         "setup": setup,
         "sent": args.n,
         **counts,
@@ -265,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Fast DDS set-up: auto = as tiny_node runs (default), packaged = force "
                         "config/fastdds_profile.xml, none = Fast DDS defaults, large_data = "
                         "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA")
+    p.add_argument("--sub-profile", choices=PROFILES, default=None,
+                   help="Fast DDS set-up of the subscriber process (default: as --profile)")
     p.add_argument("--compare", action="store_true", help="run none, large_data and packaged")
     p.add_argument("-n", type=int, default=150, help="frames to send (default 150)")
     p.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")

@@ -1,0 +1,448 @@
+"""The model in its own process, driven without blocking from the node's deadline thread.
+
+Why a process: a crash, hang or runaway allocation in onnxruntime must cost model
+decisions, never the node. Why 'spawn': the parent has DDS threads, and fork would copy
+their locks. Frames go through shared memory (frames.py); the pipes carry only small
+messages (protocol.py).
+
+Threading contract: every method is called from ONE thread (the deadline thread) and,
+apart from ``wait_ready`` and ``stop``, returns without blocking: ``Process.start()`` (tens
+of ms for spawn) runs in a short-lived helper thread. Time comes from the injected clock.
+
+States: DISABLED -start-> STARTING -ready-> READY <-submit/reply-> BUSY. A crash (process
+exit), a hang (a job unanswered ``hang_timeout_s`` after submit, cancelled or not: SIGKILL)
+or a startup that never reports ready -> RESTARTING, respawned after an exponential
+backoff (``backoff_initial_s`` doubling to ``backoff_max_s``; reset once a process has
+served ``backoff_max_s`` without dying) -> STARTING -> READY. A bad bundle (checksum,
+schema, graph I/O) -> FAILED with ``last_error``: a restart cannot fix a bad file.
+An idle worker that is stopped (SIGSTOP) is only noticed by its next job.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from enum import Enum
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tiny_node.clock import Clock
+from tiny_node.model.frames import N_SLOTS, FrameSlots
+from tiny_node.model.protocol import (
+    Cancel,
+    Fatal,
+    FromWorker,
+    Job,
+    ModelResult,
+    Ready,
+    SetDelay,
+    Stop,
+    ToWorker,
+    WorkerConfig,
+)
+from tiny_node.model.worker_main import worker_main
+
+__all__ = ["ModelResult", "ModelWorker", "WorkerState"]
+
+
+class WorkerState(str, Enum):
+    """Where the worker is in its life; only READY accepts a job."""
+
+    DISABLED = "disabled"
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+
+
+def describe_exit(code: int | None) -> str:
+    """Human text for a process exit code (negative = killed by that signal)."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ModelWorker:
+    """Parent-side handle of the model worker process (see module docstring)."""
+
+    def __init__(
+        self,
+        bundle_dir: Path,
+        clock: Clock,
+        *,
+        threads: int = 1,
+        warmup_runs: int = 3,
+        hang_timeout_s: float = 0.5,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 10.0,
+        test_delay_ms: float = 0.0,
+        max_frame_shape: tuple[int, int, int] = (1080, 1920, 3),
+        startup_timeout_s: float = 30.0,
+    ) -> None:
+        if hang_timeout_s <= 0 or startup_timeout_s <= 0:
+            raise ValueError("hang_timeout_s and startup_timeout_s must be > 0")
+        if not 0 < backoff_initial_s <= backoff_max_s:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
+        self._bundle_dir = Path(bundle_dir)
+        self._clock = clock
+        self._threads = threads
+        self._warmup_runs = warmup_runs
+        self._hang_timeout_s = hang_timeout_s
+        self._startup_timeout_s = startup_timeout_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._backoff_s = backoff_initial_s
+        self._test_delay_ms = test_delay_ms
+        self._max_frame_shape = max_frame_shape
+        self._ctx = mp.get_context("spawn")
+
+        self._state = WorkerState.DISABLED
+        self._slots: FrameSlots | None = None
+        self._proc: BaseProcess | None = None
+        self._spawner: threading.Thread | None = None
+        self._spawn_error: BaseException | None = None
+        self._ctl: Connection | None = None  # parent -> worker
+        self._res: Connection | None = None  # worker -> parent
+        self._child_ends: list[Connection] = []
+        self._fatal: str | None = None
+        self._out: list[ModelResult] = []
+
+        self._busy_seq: int | None = None
+        self._submit_at = 0.0
+        self._cancel_sent = False
+        self._next_slot = 0
+        self._started_at = 0.0
+        self._ready_at: float | None = None
+        self._died_at: float | None = None
+        self._restart_at = 0.0
+
+        self.last_error: str | None = None
+        self.restarts = 0
+        self._counts = {"jobs": 0, "results": 0, "cancels": 0, "cancelled": 0, "errors": 0,
+                        "crashes": 0, "hangs": 0, "stale": 0}
+        self._last_infer_ms = 0.0
+        self._last_restart_s = 0.0
+        self._ready_info: Ready | None = None
+
+    # -- read-only views ------------------------------------------------------------
+    @property
+    def state(self) -> WorkerState:
+        """Current state (updated by poll()/supervise())."""
+        return self._state
+
+    @property
+    def busy_seq(self) -> int | None:
+        """Sequence number of the job in flight, if any."""
+        return self._busy_seq
+
+    def wait_handles(self) -> list[object]:
+        """Objects for ``multiprocessing.connection.wait``; ask again after each wake-up."""
+        handles: list[object] = []
+        if self._res is not None:
+            handles.append(self._res)
+        live = (WorkerState.STARTING, WorkerState.READY, WorkerState.BUSY)
+        if self._state in live and self._proc is not None and self._spawner is None:
+            handles.append(self._proc.sentinel)  # ready when the process dies
+        return handles
+
+    def stats(self) -> dict[str, float | int | str]:
+        """Figures for diagnostics."""
+        out: dict[str, float | int | str] = {
+            "state": self._state.value,
+            "restarts": self.restarts,
+            "last_error": self.last_error or "",
+            **self._counts,
+            "last_infer_ms": round(self._last_infer_ms, 3),
+            "last_restart_s": round(self._last_restart_s, 3),
+            "backoff_s": self._backoff_s,
+            "test_delay_ms": self._test_delay_ms,
+        }
+        if self._ready_info is not None:
+            warm = self._ready_info.warmup_ms
+            out["pid"] = self._ready_info.pid
+            out["load_ms"] = round(self._ready_info.load_ms, 3)
+            out["warmup_last_ms"] = round(warm[-1], 3) if warm else 0.0
+            out["sched_note"] = self._ready_info.note
+        return out
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Spawn the worker (returns at once; state STARTING). No-op unless DISABLED."""
+        if self._state is not WorkerState.DISABLED:
+            return
+        if self._slots is None:
+            self._slots = FrameSlots.create(self._max_frame_shape)
+        self._backoff_s = self._backoff_initial_s
+        self._spawn()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until READY (True) or FAILED / timeout (False). For configure and tests.
+
+        The timeout is in real seconds: this helper blocks the caller on OS handles.
+        """
+        end = time.monotonic() + timeout_s
+        while True:
+            self._out.extend(self.poll())  # keep results for the next poll()
+            if self._state in (WorkerState.READY, WorkerState.BUSY):
+                return True
+            left = end - time.monotonic()
+            if self._state in (WorkerState.FAILED, WorkerState.DISABLED) or left <= 0:
+                return False
+            wait(self.wait_handles(), timeout=min(left, 0.02))  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        """Stop the process (politely, then SIGKILL), close pipes, unlink shared memory."""
+        if self._spawner is not None:
+            self._spawner.join()
+            self._finish_spawn()
+        if self._ctl is not None:
+            self._send(Stop())
+        proc = self._proc
+        if proc is not None:
+            proc.join(1.0)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
+            if not self._reap_nowait():
+                self.last_error = f"worker pid {proc.pid} did not exit after SIGKILL"
+        self._close_pipes()
+        if self._slots is not None:
+            self._slots.close()
+            self._slots.unlink()
+            self._slots = None
+        self._busy_seq = None
+        self._state = WorkerState.DISABLED
+
+    def __enter__(self) -> ModelWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- jobs ------------------------------------------------------------------------
+    def submit(self, seq: int, image: NDArray[np.uint8], features: Mapping[str, float]) -> bool:
+        """Copy the frame into a free slot and send the job; False unless READY and idle.
+
+        A frame that is not uint8 or does not fit ``max_frame_shape`` raises ValueError
+        (a configuration error, checked before any side effect).
+        """
+        if self._slots is None:
+            return False
+        self._slots.check(image)
+        feats = {str(k): float(v) for k, v in features.items()}
+        if self._state is not WorkerState.READY or self._busy_seq is not None:
+            return False
+        slot = self._next_slot
+        self._slots.write(slot, seq, image)
+        if not self._send(Job(seq, slot, feats)):
+            return False
+        self._next_slot = (slot + 1) % N_SLOTS
+        self._busy_seq = seq
+        self._submit_at = self._clock.now()
+        self._cancel_sent = False
+        self._state = WorkerState.BUSY
+        self._counts["jobs"] += 1
+        return True
+
+    def cancel(self, seq: int) -> None:
+        """Ask the worker to terminate run ``seq``; it stays BUSY until the reply comes."""
+        if self._busy_seq == seq and not self._cancel_sent and self._send(Cancel(seq)):
+            self._cancel_sent = True
+            self._counts["cancels"] += 1
+
+    def set_test_delay_ms(self, ms: float) -> None:
+        """TEST HOOK: make every following run sleep ``ms`` first (kept across restarts)."""
+        self._test_delay_ms = float(ms)
+        if self._ctl is not None:  # queued in the pipe even while the child spawns
+            self._send(SetDelay(self._test_delay_ms))
+
+    def poll(self) -> list[ModelResult]:
+        """Drain replies without blocking, supervise, and return the results collected."""
+        self._drain()
+        self.supervise()
+        out, self._out = self._out, []
+        return out
+
+    # -- supervision -----------------------------------------------------------------
+    def supervise(self) -> None:
+        """Detect crash / hang / stuck startup, and restart after backoff when due."""
+        st = self._state
+        if st is WorkerState.FAILED:
+            self._reap_nowait()
+        if st in (WorkerState.DISABLED, WorkerState.FAILED):
+            return
+        now = self._clock.now()
+        if self._spawner is not None:
+            if self._spawner.is_alive():
+                return
+            if not self._finish_spawn():
+                return
+        if st is WorkerState.RESTARTING:
+            if self._reap_nowait() and now >= self._restart_at:
+                self.restarts += 1
+                self._spawn()
+            return
+        proc = self._proc
+        if proc is not None and proc.exitcode is not None:
+            self._drain()  # a Fatal sent just before exiting
+            if self._state is not WorkerState.FAILED:
+                self._counts["crashes"] += 1
+                why = describe_exit(proc.exitcode)
+                self._die(f"{self._fatal} ({why})" if self._fatal else f"worker {why}")
+            return
+        if st is WorkerState.BUSY and now - self._submit_at > self._hang_timeout_s:
+            self._counts["hangs"] += 1
+            what = "cancel unacknowledged" if self._cancel_sent else "no reply"
+            self._die(f"worker hung: job {self._busy_seq} {what} {now - self._submit_at:.3f} s "
+                      f"after submit (> hang_timeout_s {self._hang_timeout_s}); killed")
+        elif st is WorkerState.STARTING and now - self._started_at > self._startup_timeout_s:
+            self._counts["hangs"] += 1
+            self._die(f"worker not ready {self._startup_timeout_s} s after start; killed")
+
+    # -- internals -------------------------------------------------------------------
+    def _spawn(self) -> None:
+        assert self._slots is not None
+        ctl_r, ctl_w = self._ctx.Pipe(duplex=False)
+        res_r, res_w = self._ctx.Pipe(duplex=False)
+        self._proc = self._ctx.Process(
+            target=worker_main,
+            args=(ctl_r, res_w, WorkerConfig(
+                str(self._bundle_dir), tuple(self._slots.names), self._max_frame_shape,
+                self._threads, self._warmup_runs, self._test_delay_ms)),
+            name="tiny_node-model",
+            daemon=True,
+        )
+        self._ctl, self._res, self._child_ends = ctl_w, res_r, [ctl_r, res_w]
+        self._fatal = None
+        self._spawn_error = None
+        self._ready_at = None
+        self._state = WorkerState.STARTING
+        self._started_at = self._clock.now()
+        self._spawner = threading.Thread(target=self._start_process, args=(self._proc,),
+                                          name="model-spawn", daemon=True)
+        self._spawner.start()
+
+    def _start_process(self, proc: BaseProcess) -> None:
+        """Run ``proc.start()`` off the caller's thread: spawn takes tens of ms."""
+        try:
+            proc.start()
+        except BaseException as exc:  # handed to supervise() on the caller's thread
+            self._spawn_error = exc
+
+    def _finish_spawn(self) -> bool:
+        """Close the child's pipe ends here (so EOF works); False if spawning failed."""
+        self._spawner = None
+        for conn in self._child_ends:
+            conn.close()
+        self._child_ends = []
+        if self._spawn_error is not None:
+            err, self._spawn_error = self._spawn_error, None
+            self._proc = None
+            self._die(f"spawn failed: {type(err).__name__}: {err}")
+            return False
+        return True
+
+    def _send(self, msg: ToWorker) -> bool:
+        if self._ctl is None:
+            return False
+        try:
+            self._ctl.send(msg)
+        except OSError as exc:  # worker gone; supervise() will see the exit
+            self.last_error = f"control pipe: {type(exc).__name__}: {exc}"
+            return False
+        return True
+
+    def _drain(self) -> None:
+        res = self._res
+        while res is not None and self._res is res:
+            try:
+                if not res.poll(0):
+                    return
+                msg: FromWorker = res.recv()
+            except (EOFError, OSError):
+                # the worker closed its end: it is exiting; supervise() reports how
+                res.close()
+                self._res = None
+                return
+            self._handle(msg)
+
+    def _handle(self, msg: FromWorker) -> None:
+        now = self._clock.now()
+        if isinstance(msg, ModelResult):
+            if msg.seq != self._busy_seq:  # its job was already failed by _die(): one reply only
+                self._counts["stale"] += 1
+                return
+            self._busy_seq = None
+            self._state = WorkerState.READY
+            if msg.output is not None:
+                self._counts["results"] += 1
+                self._last_infer_ms = msg.infer_ms
+            elif msg.cancelled:
+                self._counts["cancelled"] += 1
+            else:
+                self._counts["errors"] += 1
+            self._out.append(msg)
+        elif isinstance(msg, Ready):
+            self._ready_info = msg
+            self._ready_at = now
+            if self._died_at is not None:
+                self._last_restart_s = now - self._died_at
+                self._died_at = None
+            self._state = WorkerState.READY
+        elif isinstance(msg, Fatal):
+            if msg.permanent:  # the process exits by itself; supervise() collects it
+                self.last_error = msg.message
+                self._state = WorkerState.FAILED
+                self._close_pipes()
+            else:
+                self._fatal = msg.message
+
+    def _die(self, reason: str) -> None:
+        """Record why, fail the job in flight, kill, and schedule a restart."""
+        now = self._clock.now()
+        self.last_error = reason
+        if self._busy_seq is not None:
+            self._out.append(ModelResult(self._busy_seq, None, 0.0, error=reason))
+            self._counts["errors"] += 1
+            self._busy_seq = None
+        if self._proc is not None and self._proc.exitcode is None:
+            self._proc.kill()
+        self._close_pipes()
+        if self._ready_at is not None and now - self._ready_at >= self._backoff_max_s:
+            self._backoff_s = self._backoff_initial_s  # it had been healthy for a while
+        self._restart_at = now + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2.0, self._backoff_max_s)
+        self._died_at = now
+        self._ready_at = None
+        self._state = WorkerState.RESTARTING
+
+    def _reap_nowait(self) -> bool:
+        """Collect an exited process without blocking; True when none is left."""
+        proc = self._proc
+        if proc is None:
+            return True
+        if proc.exitcode is None:
+            return False
+        proc.close()
+        self._proc = None
+        return True
+
+    def _close_pipes(self) -> None:
+        for conn in (self._ctl, self._res):
+            if conn is not None:
+                conn.close()
+        self._ctl = self._res = None

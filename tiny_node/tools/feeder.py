@@ -1,0 +1,175 @@
+"""A DDS peer of the node: publishes its inputs, collects its decisions, measures on its
+own clock.  Used by the demo, the benchmark and the integration tests (and the HIL harness):
+nothing but DDS passes between it and the node under test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, Imu, Range
+from std_msgs.msg import Bool
+
+from tiny_node.frames import encode_raw
+from tiny_node.ros.convert import ns_to_stamp, parse_decision
+
+DECISION_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class Received:
+    """A decision as the feeder saw it: content plus its own receipt time."""
+
+    received_at: float  # time.monotonic() in the feeder process
+    values: dict[str, Any]
+
+
+@dataclass
+class FeederLog:
+    """Frames sent (stamp -> monotonic send time) and decisions received (by stamp)."""
+
+    sent: dict[int, float] = field(default_factory=dict)
+    decisions: dict[int, list[Received]] = field(default_factory=dict)
+    diagnostics: list[DiagnosticArray] = field(default_factory=list)
+    brakes: int = 0
+
+
+class Feeder:
+    """Publishes camera / range / odom / imu to a tiny_node and records what comes back.
+
+    Owns its own rclpy context and executor thread, so it can live in a process beside other
+    rclpy users (tests, simulator) without sharing their executor.
+    """
+
+    def __init__(self, namespace: str = "", compressed: bool = False) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node("tiny_node_feeder", namespace=namespace, context=self.context)
+        ns = namespace.rstrip("/") + "/" if namespace else ""
+        self.compressed = compressed
+        cam_type = CompressedImage if compressed else Image
+        cam_topic = f"{ns}camera/image_raw" + ("/compressed" if compressed else "")
+        self.pub_camera = self.node.create_publisher(cam_type, cam_topic, qos_profile_sensor_data)
+        self.pub_range = self.node.create_publisher(Range, f"{ns}range", qos_profile_sensor_data)
+        self.pub_odom = self.node.create_publisher(Odometry, f"{ns}odom", qos_profile_sensor_data)
+        self.pub_imu = self.node.create_publisher(Imu, f"{ns}imu", qos_profile_sensor_data)
+        self.log = FeederLog()
+        self._lock = threading.Lock()
+        self.latest_brake = False
+        self.node.create_subscription(DiagnosticArray, f"{ns}decision", self._on_decision, DECISION_QOS)
+        self.node.create_subscription(Bool, f"{ns}brake", self._on_brake, DECISION_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_forever, daemon=True)
+        self._spin.start()
+
+    def _spin_forever(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # context shut down while spinning
+            if self.context.ok():
+                raise
+
+    # --- receiving ------------------------------------------------------------------------
+    def _on_decision(self, msg: DiagnosticArray) -> None:
+        now = time.monotonic()
+        values = parse_decision(msg)
+        with self._lock:
+            self.log.decisions.setdefault(values["stamp_ns"], []).append(Received(now, values))
+
+    def _on_brake(self, msg: Bool) -> None:
+        self.latest_brake = bool(msg.data)
+        self.log.brakes += int(msg.data)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        with self._lock:
+            self.log.diagnostics.append(msg)
+
+    def decision_for(self, stamp_ns: int) -> Received | None:
+        """The first decision received for a frame stamp."""
+        with self._lock:
+            got = self.log.decisions.get(stamp_ns)
+            return got[0] if got else None
+
+    # --- sending --------------------------------------------------------------------------
+    def wait_for_node(self, timeout_s: float = 30.0) -> bool:
+        """Block until the node subscribes the camera and publishes decisions to us."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if (self.pub_camera.get_subscription_count() > 0
+                    and self.node.count_publishers(self._topic("decision")) > 0):
+                time.sleep(0.3)  # let the reliable decision reader match too
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _topic(self, rel: str) -> str:
+        ns = self.node.get_namespace().rstrip("/")
+        return f"{ns}/{rel}"
+
+    def send_frame(self, stamp_ns: int, rgb: np.ndarray | None = None, *,
+                   encoding: str = "rgb8", raw: Image | CompressedImage | None = None) -> None:
+        """Publish one frame (or a hand-made, possibly corrupt, message) and log its send time."""
+        if raw is not None:
+            msg = raw
+        elif self.compressed:
+            import cv2
+
+            assert rgb is not None
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            assert ok
+            msg = CompressedImage(format="jpeg", data=buf.tobytes())
+        else:
+            assert rgb is not None
+            w, h, step, data = encode_raw(rgb, encoding)
+            msg = Image(width=w, height=h, step=step, encoding=encoding, data=data)
+        msg.header.stamp = ns_to_stamp(stamp_ns)
+        msg.header.frame_id = "camera"
+        with self._lock:
+            self.log.sent[stamp_ns] = time.monotonic()
+        self.pub_camera.publish(msg)
+
+    def send_range(self, stamp_ns: int, range_m: float, min_range: float = 0.2,
+                   max_range: float = 150.0) -> None:
+        """Publish a forward range reading (REP-117 values, +inf = clear)."""
+        msg = Range(radiation_type=Range.INFRARED, field_of_view=0.05, min_range=min_range,
+                    max_range=max_range, range=float(range_m))
+        msg.header.stamp = ns_to_stamp(stamp_ns)
+        msg.header.frame_id = "radar"
+        self.pub_range.publish(msg)
+
+    def send_odom(self, stamp_ns: int, speed_mps: float) -> None:
+        """Publish ego odometry (forward speed in base_link)."""
+        msg = Odometry()
+        msg.header.stamp = ns_to_stamp(stamp_ns)
+        msg.header.frame_id = "odom"
+        msg.child_frame_id = "base_link"
+        msg.twist.twist.linear.x = float(speed_mps)
+        self.pub_odom.publish(msg)
+
+    def send_imu(self, stamp_ns: int, accel_x: float) -> None:
+        """Publish IMU longitudinal acceleration."""
+        msg = Imu()
+        msg.header.stamp = ns_to_stamp(stamp_ns)
+        msg.header.frame_id = "imu"
+        msg.linear_acceleration.x = float(accel_x)
+        self.pub_imu.publish(msg)
+
+    def close(self) -> None:
+        """Stop spinning and shut the context down."""
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._spin.join(timeout=2.0)

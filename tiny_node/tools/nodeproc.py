@@ -1,0 +1,114 @@
+"""Start the node as its own process, as on vehicle compute, for the demo, the benchmark, the
+integration tests and the HIL harness: only DDS passes between it and its peers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+
+def ros_param_arg(name: str, value: object) -> str:
+    """``name:=value`` with the YAML spelling ROS needs (floats keep their point)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value)
+    else:
+        text = str(value)
+    return f"{name}:={text}"
+
+
+class NodeProcess:
+    """``python -m tiny_node run`` in a child process, with its output in a log file."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        params: Mapping[str, object] | None = None,
+        params_file: Path | None = None,
+        log_path: Path | None = None,
+        namespace: str = "",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.cmd = [sys.executable, "-m", "tiny_node", "run"]
+        if params_file is not None:
+            self.cmd += ["--params-file", str(params_file)]
+        self.cmd += extra_args or []
+        ros = ["--ros-args", "--log-level", "tiny_node:=info"]
+        if namespace:
+            ros += ["-r", f"__ns:={namespace}"]
+        for k, v in (params or {}).items():
+            ros += ["-p", ros_param_arg(k, v)]
+        self.cmd += ros
+        self.env = dict(env)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> NodeProcess:
+        """Launch the node (returns at once; use a feeder's ``wait_for_node``)."""
+        if self.log_path is not None:
+            self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        """Process id of the node."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the node process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def children(self) -> list[int]:
+        """Pids of the node's child processes (the model worker)."""
+        kids: list[int] = []
+        task_dir = Path(f"/proc/{self.pid}/task")
+        for task in task_dir.glob("*"):
+            try:
+                kids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return kids
+
+    def wait_for_worker(self, timeout_s: float = 30.0, exclude: set[int] | None = None) -> int:
+        """Pid of the model worker (a child not in ``exclude``), waiting for it to exist."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            kids = [k for k in self.children() if k not in (exclude or set())]
+            if kids:
+                return kids[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"no model worker under node pid {self.pid} after {timeout_s} s")
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT (as ``ros2 launch`` does), then SIGKILL if it does not exit; return code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+        return int(self.proc.returncode)
+
+    def output(self) -> str:
+        """The node's log so far (for error messages)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
