@@ -68,12 +68,12 @@ def find_profile() -> Path | None:
         )
 
         share = Path(get_package_share_directory(PACKAGE))
-    except Exception:  # noqa: BLE001 - not importable, not installed, no AMENT_PREFIX_PATH
+    except Exception:  # not importable, not installed, or no AMENT_PREFIX_PATH
         share = None
     if share is not None and (share / "config" / PROFILE_NAME).is_file():
         return share / "config" / PROFILE_NAME
 
-    data = resources.files(PACKAGE).joinpath("data", PROFILE_NAME)
+    data = resources.files(PACKAGE).joinpath("data").joinpath(PROFILE_NAME)
     if data.is_file():
         path = Path(str(data))
         if path.is_file():  # a real file, not a member of a zip archive
@@ -175,5 +175,5 @@ def _rclpy_initialized() -> bool:
         return False
     try:
         return bool(rclpy.ok())
-    except Exception:  # noqa: BLE001 - a half-imported or shut-down rclpy is "not initialized"
+    except Exception:  # a half-imported or shut-down rclpy: "not initialized"
         return False

@@ -187,10 +187,11 @@ class Watchdog:
             features=snap.features(),
         )
         self._open[seq] = cycle
-        if self.model is None:
-            return [self._close(cycle, None, ModelState.DISABLED)]
         if fault is not None or frame.image is None:
             cycle.unavailable_why = f"bad frame: {fault or 'no image'}"
+        if self.model is None:
+            return [self._close(cycle, None, ModelState.DISABLED)]
+        if cycle.unavailable_why:
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
         if self.clock.now() >= cycle.publish_by:
             cycle.unavailable_why = "frame arrived after its deadline"
@@ -320,13 +321,16 @@ class Watchdog:
             if source is Source.FALLBACK:
                 why = cycle.unavailable_why if state is ModelState.UNAVAILABLE else "no result by the deadline"
                 reason = f"{reason} [model {state.value}: {why}]"
+            elif cycle.unavailable_why:
+                reason = f"{reason} [{cycle.unavailable_why}]"
         hold = False
         if brake:
             self._hold_until = now + self.cfg.float("brake_hold_s")
             self._hold_source, self._hold_reason = source, reason
         elif now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
-            reason = f"holding brake {self._hold_until - now:.2f} s more: {self._hold_reason}"
+            reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
+                      f" | now: {reason}")
         decision = Decision(
             frame_id=cycle.seq,
             stamp_ns=cycle.frame.stamp_ns,

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from tiny_node.dds import BUILTIN_TRANSPORTS_VAR, PROFILE_VARS, configure_dds, isolated_ros_env
 
@@ -123,7 +123,7 @@ def run_subscriber(topic: str, expected_bytes: int, out: TextIO = sys.stdout) ->
     return 0
 
 
-def _read_line(stream: TextIO, timeout: float) -> str | None:
+def _read_line(stream: IO[str], timeout: float) -> str | None:
     box: list[str] = []
     reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
     reader.start()
@@ -145,7 +145,7 @@ def run_publisher(args: argparse.Namespace) -> dict[str, Any]:
 
     width, height = args.width, args.height
     size = width * height * 3
-    child = subprocess.Popen(  # noqa: S603 - our own module, our own interpreter
+    child = subprocess.Popen(
         [sys.executable, "-m", MODULE, "--role", "sub", "--topic", TOPIC,
          "--width", str(width), "--height", str(height)],
         env=sub_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -250,7 +250,7 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
                "--width", str(args.width), "--height", str(args.height)]
         if not args.isolate:
             cmd.append("--no-isolate")
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
             raise SystemExit(f"{mode}: exited {done.returncode}")

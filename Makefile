@@ -1,0 +1,59 @@
+# tiny_node developer entry points.  Everything runs from the project's own .venv,
+# created on first use; the editable install is redone only when the packaging files change.
+#
+#   make demo     the closed-loop demo (tiny-node demo)
+#   make test     lint + type check + tests (what CI runs)
+#   make lint     ruff + mypy only
+#   make bench    the latency benchmark (tiny-node bench), with stress-ng for the load
+#   make colcon   colcon build into build/ install/ log/ (ROS layout)
+#   make clean    remove build products (keeps .venv); make distclean also removes .venv
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tiny_node-dev.stamp
+EXTRAS ?= ros,dev
+
+.PHONY: venv demo test lint bench colcon clean distclean
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.py setup.cfg package.xml pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/tiny-node demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy tiny_node
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	@if ! command -v stress-ng >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing stress-ng (Debian package) for the CPU-load runs"; \
+	    apt-get install -y -q stress-ng || { apt-get update -q && apt-get install -y -q stress-ng; }; \
+	  else \
+	    echo "stress-ng is missing: install it with 'apt-get install -y stress-ng' as root"; \
+	    echo "(the benchmark runs without the CPU-load scenarios until then)"; \
+	  fi; \
+	fi
+	$(BIN)/tiny-node bench
+
+colcon: $(STAMP)
+	$(BIN)/colcon --log-base log build --base-paths . --build-base build --install-base install
+	@echo "now: source install/setup.bash (or install/local_setup.bash on top of a ROS install)"
+
+clean:
+	rm -rf build install log .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,93 @@
+"""Build script of the tiny_node ament_python package (colcon and pip alike).
+
+colcon (``colcon build``) installs the ROS layout: the ament index marker, ``package.xml``,
+``launch/`` and ``config/`` under ``share/tiny_node`` and the ``tiny_node`` executable under
+``lib/tiny_node`` (see ``setup.cfg``), so ``ros2 run tiny_node tiny_node`` and
+``ros2 launch tiny_node tiny_node.launch.py`` work.  pip (``pip install -e '.[ros,dev]'``)
+installs the same package plus its Python dependencies; ``tiny-node`` and ``tiny_node`` land
+in the environment's ``bin/``.
+
+The Fast DDS profile has one source, ``config/fastdds_profile.xml``;
+``tiny_node/data/fastdds_profile.xml`` is a symlink to it, which ``build_py`` copies as a
+regular file, so a wheel carries the profile as package data.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "tiny_node"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={package_name: ["py.typed", "data/*.xml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", sorted(glob("launch/*.launch.py"))),
+        (
+            "share/" + package_name + "/config",
+            sorted(glob("config/*.yaml") + glob("config/*.xml")),
+        ),
+    ],
+    python_requires=">=3.10",
+    # Lower bounds only.  rclpy and the message packages are not here: a ROS install
+    # provides them (apt/rosdep, see package.xml); the `ros` extra brings the PyPI wheels.
+    install_requires=[
+        "numpy>=1.23",
+        "onnxruntime>=1.16",
+        "opencv-python-headless>=4.8",
+        "PyYAML>=6.0",
+        "rosbags>=0.10",
+        "mcap>=1.1",
+    ],
+    extras_require={
+        "ros": [
+            "ros-rclpy[fastrtps]>=9.1",
+            "ros-std-msgs>=5.5",
+            "ros-sensor-msgs>=5.5",
+            "ros-nav-msgs>=5.5",
+            "ros-geometry-msgs>=5.5",
+            "ros-diagnostic-msgs>=5.5",
+            "ros-lifecycle-msgs>=2.3",
+        ],
+        "dev": [
+            "pytest>=7.0",
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "types-PyYAML>=6.0",
+            "onnx>=1.15",
+            "colcon-core>=0.15",
+            "colcon-ros>=0.4",
+        ],
+        "train": [
+            "torch==2.13.0",
+            "onnx>=1.15",
+        ],
+    },
+    zip_safe=False,
+    maintainer="tiny_node maintainers",
+    maintainer_email="tiny-node@example.com",
+    description=(
+        "On-board brake / no-brake decisions from a small quantized model under a hard "
+        "deadline, with a rule-based fallback."
+    ),
+    license="Apache-2.0",
+    keywords=["ROS", "ROS 2", "AEB", "onnxruntime"],
+    classifiers=[
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+    entry_points={
+        "console_scripts": [
+            # The ROS executable: `ros2 run tiny_node tiny_node`, launch files.
+            "tiny_node = tiny_node.ros.node:main",
+            # The command-line tool: demo, bench, sim, bag replay, ...
+            "tiny-node = tiny_node.cli:main",
+        ],
+    },
+)

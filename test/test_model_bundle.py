@@ -1,0 +1,205 @@
+"""Bundle manifest parsing, checksum verification, and the decision/feature rules."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tiny_node.model.bundle import (
+    BundleError,
+    DecisionSpec,
+    SensorSpec,
+    hash_file,
+    load_bundle,
+)
+from tiny_node.model.output import read_decision
+from tiny_node.model.preprocess import feature_value, sensor_vector
+from tiny_node.model.testmodels import make_fast_bundle
+
+
+@pytest.fixture(scope="module")
+def fast_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fast_bundle(tmp_path_factory.mktemp("bundles") / "fast")
+
+
+@pytest.fixture
+def fast(fast_src: Path, tmp_path: Path) -> Path:
+    """A private copy each test may break."""
+    return Path(shutil.copytree(fast_src, tmp_path / "fast"))
+
+
+def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    path = bundle / "manifest.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def load_error(bundle: Path) -> str:
+    with pytest.raises(BundleError) as info:
+        load_bundle(bundle)
+    return str(info.value)
+
+
+def test_fast_bundle_loads(fast: Path) -> None:
+    b = load_bundle(fast)
+    assert b.name == "test-fast"
+    assert b.kind == "classifier"
+    assert b.image.shape == (1, 3, 64, 64)
+    assert b.sensors is not None
+    assert b.sensors.features == ("ego_speed", "range", "range_rate", "range_valid")
+    assert b.sensors.range_clip_m == 100.0
+    assert b.decision.brake_index == 1
+    assert b.runtime.intra_op_num_threads == 1
+    assert not b.runtime.allow_spinning
+    assert b.latency_budget_ms == 5.0
+    assert b.file("model").sha256 == hashlib.sha256((fast / "model.onnx").read_bytes()).hexdigest()
+
+
+def test_hash_file_matches_hashlib(tmp_path: Path) -> None:
+    p = tmp_path / "blob"
+    p.write_bytes(b"x" * 3_000_000)
+    assert hash_file(p) == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    msg = load_error(tmp_path)
+    assert "manifest.yaml" in msg and "missing" in msg
+
+
+def test_bad_yaml(fast: Path) -> None:
+    (fast / "manifest.yaml").write_text("format: [unclosed\nname: x\n")
+    assert "not valid YAML" in load_error(fast)
+
+
+def test_yaml_python_tags_are_refused(fast: Path) -> None:
+    (fast / "manifest.yaml").write_text("!!python/object/apply:os.system ['true']\n")
+    assert "not valid YAML" in load_error(fast)
+
+
+def test_missing_key_is_named(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].pop("threshold"))
+    assert "outputs.decision.threshold: missing key" in load_error(fast)
+
+
+def test_bad_value_is_named(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m["inputs"]["image"].update(height="tall"))
+    msg = load_error(fast)
+    assert "inputs.image.height" in msg and "'tall'" in msg
+
+
+def test_unknown_kind(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m.update(kind="detector"))
+    msg = load_error(fast)
+    assert "kind" in msg and "'detector'" in msg and "classifier" in msg
+
+
+def test_unknown_key_is_a_typo_not_a_default(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(treshold=0.3))
+    assert "outputs.decision.treshold: unknown key" in load_error(fast)
+
+
+def test_unknown_feature(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m["inputs"]["sensors"]["features"].append("lidar_points"))
+    msg = load_error(fast)
+    assert "inputs.sensors.features" in msg and "'lidar_points'" in msg
+
+
+def test_brake_label_must_be_a_label(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(brake_label="stop"))
+    assert "brake_label: 'stop' is not one of labels" in load_error(fast)
+
+
+def test_missing_file(fast: Path) -> None:
+    (fast / "model.onnx").unlink()
+    msg = load_error(fast)
+    assert "files.model" in msg and "missing" in msg and "model.onnx" in msg
+
+
+def test_checksum_mismatch_names_expected_and_actual(fast: Path) -> None:
+    expected = hash_file(fast / "model.onnx")
+    with (fast / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    actual = hash_file(fast / "model.onnx")
+    msg = load_error(fast)
+    assert "checksum mismatch" in msg and "model.onnx" in msg
+    assert expected in msg and actual in msg
+
+
+def test_path_escaping_the_bundle(fast: Path) -> None:
+    shutil.copy(fast / "model.onnx", fast.parent / "outside.onnx")
+    edit_manifest(fast, lambda m: m["files"]["model"].update(path="../outside.onnx"))
+    msg = load_error(fast)
+    assert "files.model.path" in msg and "escapes" in msg
+
+
+def test_bad_sha256_format(fast: Path) -> None:
+    edit_manifest(fast, lambda m: m["files"]["model"].update(sha256="abc"))
+    assert "files.model.sha256" in load_error(fast)
+
+
+def test_read_verified_catches_a_swap_after_load(fast: Path) -> None:
+    b = load_bundle(fast)
+    (fast / "model.onnx").write_bytes(b"not the model")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        b.read_verified("model")
+
+
+# -- decision reading ---------------------------------------------------------------
+SOFTMAX = DecisionSpec("logits", "softmax", ("no_brake", "brake"), "brake", 0.5)
+
+
+def test_softmax_decision() -> None:
+    out = read_decision(np.array([[0.0, 2.0]], np.float32), SOFTMAX)
+    assert out.brake and out.label == "brake"
+    assert out.confidence == pytest.approx(1 / (1 + math.exp(-2.0)))
+    assert sum(out.probs) == pytest.approx(1.0)
+    out = read_decision([3.0, 0.0], SOFTMAX)
+    assert not out.brake and out.label == "no_brake" and out.confidence == out.probs[0]
+
+
+def test_threshold_is_on_brake_probability() -> None:
+    cautious = DecisionSpec("logits", "softmax", ("no_brake", "brake"), "brake", 0.2)
+    out = read_decision([1.0, 0.0], cautious)  # P(brake) ~ 0.27
+    assert out.brake and out.confidence == pytest.approx(out.probs[1])
+
+
+def test_sigmoid_and_multiclass() -> None:
+    sig = DecisionSpec("p", "sigmoid", ("clear", "brake"), "brake", 0.5)
+    out = read_decision([[-1.0]], sig)
+    assert not out.brake and out.label == "clear"
+    assert out.probs[1] == pytest.approx(1 / (1 + math.e))
+    multi = DecisionSpec("l", "softmax", ("clear", "brake", "unsure"), "brake", 0.5)
+    out = read_decision([0.0, 0.1, 2.0], multi)
+    assert not out.brake and out.label == "unsure"
+
+
+def test_nan_never_decides() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        read_decision([float("nan"), 1.0], SOFTMAX)
+    with pytest.raises(ValueError, match="expected 2 values"):
+        read_decision([1.0, 2.0, 3.0], SOFTMAX)
+
+
+# -- sensor features ----------------------------------------------------------------
+def test_feature_rules() -> None:
+    assert feature_value("range", {"range": math.inf}, 100.0) == 100.0
+    assert feature_value("range", {}, 80.0) == 80.0
+    assert feature_value("range", {"range": 250.0}, 100.0) == 100.0
+    assert feature_value("range_rate", {"range_rate": math.nan}, 100.0) == 0.0
+    assert feature_value("range_valid", {"range_valid": 1}, 100.0) == 1.0
+    assert feature_value("range_valid", {}, 100.0) == 0.0
+    assert feature_value("accel_x", {}, 100.0) == 0.0
+    with pytest.raises(ValueError, match="ego_speed"):
+        feature_value("ego_speed", {}, 100.0)
+    spec = SensorSpec("s", ("range", "ego_speed"), 50.0)
+    vec = sensor_vector({"ego_speed": 3.0, "range": math.inf}, spec)
+    assert vec.dtype == np.float32 and vec.tolist() == [[50.0, 3.0]]

@@ -1,0 +1,151 @@
+"""ModelRuntime on real onnxruntime sessions over the generated test graphs."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import yaml
+
+from tiny_node.model.bundle import BundleError, ImageSpec, load_bundle, write_manifest
+from tiny_node.model.preprocess import ImagePreprocessor
+from tiny_node.model.runtime import ModelRuntime, session_options
+from tiny_node.model.testmodels import make_fast_bundle, make_slow_bundle
+
+GRAY = np.full((480, 640, 3), 128, np.uint8)
+CLOSE = {"ego_speed": 20.0, "range": 15.0, "range_rate": -20.0, "range_valid": 1.0}
+FAR = {"ego_speed": 20.0, "range": 90.0, "range_rate": -2.0, "range_valid": 1.0}
+NO_TARGET = {"ego_speed": 20.0, "range": float("inf"), "range_valid": 0.0}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rt")
+
+
+@pytest.fixture(scope="module")
+def fast(root: Path) -> ModelRuntime:
+    rt = ModelRuntime(load_bundle(make_fast_bundle(root / "fast")))
+    rt.warm_up(2)
+    return rt
+
+
+@pytest.fixture(scope="module")
+def slow(root: Path) -> ModelRuntime:
+    rt = ModelRuntime(load_bundle(make_slow_bundle(root / "slow", target_ms=200)))
+    rt.warm_up(1)
+    return rt
+
+
+def test_fast_model_brakes_close_and_not_far(fast: ModelRuntime) -> None:
+    close = fast.infer(fast.preprocess(GRAY, CLOSE))
+    assert close.brake and close.label == "brake" and close.confidence > 0.99
+    far = fast.infer(fast.preprocess(GRAY, FAR))
+    assert not far.brake and far.label == "no_brake" and far.confidence > 0.99
+    none = fast.infer(fast.preprocess(GRAY, NO_TARGET))
+    assert not none.brake
+    assert sum(close.probs) == pytest.approx(1.0)
+
+
+def test_darkness_tips_a_borderline_case(fast: ModelRuntime) -> None:
+    border = {"ego_speed": 20.0, "range": 40.5, "range_valid": 1.0}  # f = -0.25 + dark
+    bright = fast.infer(fast.preprocess(np.full((64, 64, 3), 255, np.uint8), border))
+    dark = fast.infer(fast.preprocess(np.zeros((64, 64, 3), np.uint8), border))
+    assert not bright.brake and dark.brake
+
+
+def test_preprocess_shapes_mono_and_values(fast: ModelRuntime) -> None:
+    feeds = fast.preprocess(GRAY, CLOSE)
+    assert feeds["image"].shape == (1, 3, 64, 64) and feeds["image"].dtype == np.float32
+    assert feeds["image"].flags["C_CONTIGUOUS"]
+    assert feeds["sensors"].tolist() == [[20.0, 15.0, -20.0, 1.0]]
+    mono = fast.preprocess(np.full((480, 640), 128, np.uint8), CLOSE)
+    np.testing.assert_allclose(mono["image"], feeds["image"])
+    white = fast.preprocess(np.full((10, 10, 3), 255, np.uint8), CLOSE)["image"]
+    np.testing.assert_allclose(white, 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        fast.preprocess(GRAY.astype(np.float32), CLOSE)  # type: ignore[arg-type]
+
+
+def test_preprocess_bgr_nhwc_mono_layouts() -> None:
+    base = ImageSpec("im", 2, 2, "NHWC", "bgr", "float32", (0.0,) * 3, (1.0,) * 3, 1.0)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 0] = 10  # red
+    out = ImagePreprocessor(base)(rgb)
+    assert out.shape == (1, 2, 2, 3) and out[0, 0, 0].tolist() == [0.0, 0.0, 10.0]
+    mono = dataclasses.replace(base, color="mono", layout="NCHW", mean=(0.0,), std=(1.0,))
+    assert ImagePreprocessor(mono)(rgb).shape == (1, 1, 2, 2)
+
+
+def test_session_options_from_manifest(fast: ModelRuntime) -> None:
+    so = session_options(fast.bundle.runtime, threads=2)
+    assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    assert so.get_session_config_entry("session.dynamic_block_base") == "4"
+    assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def test_graph_io_must_match_manifest(root: Path, tmp_path: Path) -> None:
+    bundle = Path(shutil.copytree(root / "fast", tmp_path / "b"))
+    data = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    data["inputs"]["image"]["name"] = "pixels"
+    write_manifest(bundle, name="x", files={"model": "model.onnx"}, inputs=data["inputs"],
+                   outputs=data["outputs"], latency_budget_ms=5.0)
+    with pytest.raises(BundleError, match=r"inputs\.image\.name: .* no input 'pixels'"):
+        ModelRuntime(load_bundle(bundle))
+    data["inputs"]["image"]["name"] = "image"
+    data["inputs"]["image"]["height"] = 32
+    write_manifest(bundle, name="x", files={"model": "model.onnx"}, inputs=data["inputs"],
+                   outputs=data["outputs"], latency_budget_ms=5.0)
+    with pytest.raises(BundleError, match=r"'image' has shape \[1, 3, 64, 64\]"):
+        ModelRuntime(load_bundle(bundle))
+
+
+def test_not_an_onnx_file(root: Path, tmp_path: Path) -> None:
+    bundle = Path(shutil.copytree(root / "fast", tmp_path / "b"))
+    (bundle / "model.onnx").write_bytes(b"garbage")
+    data = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    write_manifest(bundle, name="x", files={"model": "model.onnx"}, inputs=data["inputs"],
+                   outputs=data["outputs"], latency_budget_ms=5.0)
+    with pytest.raises(BundleError, match="onnxruntime cannot load"):
+        ModelRuntime(load_bundle(bundle))
+
+
+def test_slow_model_same_contract(slow: ModelRuntime) -> None:
+    assert slow.infer(slow.preprocess(GRAY, CLOSE)).brake
+    assert not slow.infer(slow.preprocess(GRAY, FAR)).brake
+    assert len(slow.session.get_providers()) == 1
+
+
+def test_terminate_cancels_slow_run_within_tens_of_ms(slow: ModelRuntime) -> None:
+    feeds = slow.preprocess(GRAY, CLOSE)
+    t0 = time.perf_counter()
+    slow.infer(feeds)
+    full_ms = (time.perf_counter() - t0) * 1e3
+    ro = ort.RunOptions()
+    set_at: list[float] = []
+
+    def terminate() -> None:
+        ro.terminate = True
+        set_at.append(time.perf_counter())
+
+    timer = threading.Timer(0.02, terminate)
+    t0 = time.perf_counter()
+    timer.start()
+    with pytest.raises(Exception, match="terminate"):
+        slow.infer(feeds, ro)
+    t1 = time.perf_counter()
+    timer.join()
+    cancel_ms = (t1 - set_at[0]) * 1e3
+    total_ms = (t1 - t0) * 1e3
+    print(f"slow full run {full_ms:.1f} ms; cancelled after {total_ms:.1f} ms, "
+          f"terminate->return {cancel_ms:.2f} ms")
+    assert cancel_ms < 50.0
+    assert total_ms < 150.0 < full_ms * 1.5

@@ -1,0 +1,224 @@
+"""ModelWorker: a real spawned process, real onnxruntime, real signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiny_node.clock import ManualClock, MonotonicClock
+from tiny_node.model.testmodels import make_fast_bundle, make_slow_bundle
+from tiny_node.model.worker import ModelResult, ModelWorker, WorkerState
+
+FRAME = np.full((480, 640, 3), 128, np.uint8)
+CLOSE = {"ego_speed": 20.0, "range": 15.0, "range_valid": 1.0}
+FAR = {"ego_speed": 20.0, "range": 90.0, "range_valid": 1.0}
+READY_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("wb")
+    return {"fast": make_fast_bundle(root / "fast"),
+            "slow": make_slow_bundle(root / "slow", target_ms=200)}
+
+
+@pytest.fixture
+def make_worker() -> Iterator[Callable[..., ModelWorker]]:
+    made: list[ModelWorker] = []
+
+    def make(bundle: Path, clock: object = None, **kw: object) -> ModelWorker:
+        kw.setdefault("backoff_initial_s", 0.05)
+        kw.setdefault("warmup_runs", 1)
+        w = ModelWorker(bundle, clock or MonotonicClock(), **kw)  # type: ignore[arg-type]
+        made.append(w)
+        w.start()
+        return w
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+def poll_until(w: ModelWorker, cond: Callable[[list[ModelResult]], bool],
+               timeout_s: float = 10.0) -> list[ModelResult]:
+    """Poll (real time) until ``cond(results so far)``; return the results."""
+    got: list[ModelResult] = []
+    end = time.monotonic() + timeout_s
+    while not cond(got):
+        assert time.monotonic() < end, f"timeout; state={w.state} stats={w.stats()}"
+        got += w.poll()
+        time.sleep(0.001)
+    return got
+
+
+def pid_of(w: ModelWorker) -> int:
+    pid = w.stats()["pid"]
+    assert isinstance(pid, int)
+    return pid
+
+
+def test_submit_result_and_busy(make_worker: Callable[..., ModelWorker],
+                                bundles: dict[str, Path]) -> None:
+    w = make_worker(bundles["fast"])
+    assert w.state is WorkerState.STARTING
+    assert w.wait_ready(READY_S), w.stats()
+    assert len(w.wait_handles()) == 2
+    assert w.submit(1, FRAME, CLOSE)
+    assert w.state is WorkerState.BUSY and w.busy_seq == 1
+    assert not w.submit(2, FRAME, FAR)  # busy: refused, nothing sent
+    (r,) = poll_until(w, bool)
+    assert r.seq == 1 and r.output is not None and r.output.brake and r.error is None
+    assert w.state is WorkerState.READY and w.busy_seq is None
+    assert w.submit(3, FRAME[:, :, 0], FAR)  # mono frames too
+    (r,) = poll_until(w, bool)
+    assert r.seq == 3 and r.output is not None and not r.output.brake
+    s = w.stats()
+    assert (s["jobs"], s["results"], s["errors"], s["restarts"]) == (2, 2, 0, 0)
+    assert 0 < float(s["last_infer_ms"]) < 100
+
+
+def test_bad_frames_are_refused(make_worker: Callable[..., ModelWorker],
+                                bundles: dict[str, Path]) -> None:
+    w = make_worker(bundles["fast"], max_frame_shape=(480, 640, 3))
+    assert w.wait_ready(READY_S)
+    with pytest.raises(ValueError, match="max_frame_shape"):
+        w.submit(1, np.zeros((481, 640, 3), np.uint8), CLOSE)
+    with pytest.raises(ValueError, match="uint8"):
+        w.submit(1, FRAME.astype(np.float32), CLOSE)  # type: ignore[arg-type]
+    assert w.state is WorkerState.READY and w.stats()["jobs"] == 0
+
+
+def test_model_error_is_a_reply_not_a_crash(make_worker: Callable[..., ModelWorker],
+                                            bundles: dict[str, Path]) -> None:
+    w = make_worker(bundles["fast"])
+    assert w.wait_ready(READY_S)
+    assert w.submit(1, FRAME, {"range": 5.0})  # no ego_speed: no safe default
+    (r,) = poll_until(w, bool)
+    assert r.output is None and r.error is not None and "ego_speed" in r.error
+    assert w.state is WorkerState.READY and w.restarts == 0
+
+
+def test_cancel_slow_run(make_worker: Callable[..., ModelWorker],
+                         bundles: dict[str, Path]) -> None:
+    w = make_worker(bundles["slow"])
+    assert w.wait_ready(READY_S)
+    assert w.submit(7, FRAME, CLOSE)
+    time.sleep(0.03)
+    t0 = time.monotonic()
+    w.cancel(7)
+    (r,) = poll_until(w, bool)
+    ack_ms = (time.monotonic() - t0) * 1e3
+    print(f"cancel -> reply {ack_ms:.1f} ms")
+    assert r.seq == 7 and r.cancelled and r.output is None
+    assert ack_ms < 100.0
+    assert w.state is WorkerState.READY
+    assert w.submit(8, FRAME, FAR)
+    (r,) = poll_until(w, bool)
+    assert r.output is not None and not r.output.brake
+
+
+def test_sigkill_mid_run_restarts_and_serves(make_worker: Callable[..., ModelWorker],
+                                             bundles: dict[str, Path]) -> None:
+    w = make_worker(bundles["slow"])
+    assert w.wait_ready(READY_S)
+    first = pid_of(w)
+    assert w.submit(1, FRAME, CLOSE)
+    time.sleep(0.05)
+    os.kill(first, signal.SIGKILL)
+    t0 = time.monotonic()
+    (r,) = poll_until(w, bool)
+    assert r.seq == 1 and r.output is None and r.error and "SIGKILL" in r.error
+    assert w.state is WorkerState.RESTARTING and "SIGKILL" in (w.last_error or "")
+    states = {w.state}
+    while w.state is not WorkerState.READY:
+        assert time.monotonic() - t0 < READY_S
+        w.poll()
+        states.add(w.state)
+        time.sleep(0.001)
+    print(f"SIGKILL -> READY again in {time.monotonic() - t0:.2f} s")
+    assert WorkerState.STARTING in states and w.restarts == 1
+    assert pid_of(w) != first
+    assert w.submit(2, FRAME, CLOSE)
+    (r,) = poll_until(w, bool)
+    assert r.seq == 2 and r.output is not None and r.output.brake
+
+
+def test_sigstop_is_a_hang_killed_and_restarted(make_worker: Callable[..., ModelWorker],
+                                                bundles: dict[str, Path]) -> None:
+    clock = ManualClock(100.0)
+    w = make_worker(bundles["fast"], clock, hang_timeout_s=0.5, backoff_initial_s=1.0)
+    assert w.wait_ready(READY_S)
+    frozen = pid_of(w)
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        assert w.submit(1, FRAME, CLOSE)
+        clock.advance(0.4)
+        assert w.poll() == [] and w.state is WorkerState.BUSY
+        clock.advance(0.2)
+        (r,) = w.poll()
+    finally:
+        os.kill(frozen, signal.SIGCONT)  # harmless if already dead
+    assert r.seq == 1 and r.error is not None and "hung" in r.error
+    assert w.state is WorkerState.RESTARTING and w.stats()["hangs"] == 1
+    time.sleep(0.1)
+    w.poll()
+    assert w.state is WorkerState.RESTARTING  # backoff is on the injected clock
+    clock.advance(1.0)
+    t0 = time.perf_counter()
+    w.poll()
+    spawn_ms = (time.perf_counter() - t0) * 1e3
+    print(f"poll() that respawned took {spawn_ms:.2f} ms")
+    assert w.state is WorkerState.STARTING and spawn_ms < 20.0
+    assert w.wait_ready(READY_S)
+    assert pid_of(w) != frozen
+    with pytest.raises(ProcessLookupError):  # the stopped process was killed and reaped
+        os.kill(frozen, 0)
+    assert w.submit(2, FRAME, FAR)
+    (r,) = poll_until(w, bool)
+    assert r.output is not None and not r.output.brake
+
+
+def test_bad_bundle_fails_without_restart_loop(make_worker: Callable[..., ModelWorker],
+                                               bundles: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    bad = Path(shutil.copytree(bundles["fast"], tmp_path / "bad"))
+    with (bad / "model.onnx").open("ab") as fh:
+        fh.write(b"tampered")
+    w = make_worker(bad)
+    assert not w.wait_ready(READY_S)
+    assert w.state is WorkerState.FAILED
+    assert "checksum mismatch" in (w.last_error or "") and "model.onnx" in (w.last_error or "")
+    time.sleep(0.2)
+    assert w.poll() == [] and w.state is WorkerState.FAILED and w.restarts == 0
+    assert not w.submit(1, FRAME, CLOSE)
+
+
+def test_test_delay_hook_makes_result_late(make_worker: Callable[..., ModelWorker],
+                                           bundles: dict[str, Path]) -> None:
+    w = make_worker(bundles["fast"])
+    assert w.wait_ready(READY_S)
+
+    def round_trip(seq: int) -> float:
+        t0 = time.monotonic()
+        assert w.submit(seq, FRAME, CLOSE)
+        (r,) = poll_until(w, bool)
+        assert r.output is not None
+        return (time.monotonic() - t0) * 1e3
+
+    assert round_trip(1) < 100.0
+    w.set_test_delay_ms(300.0)
+    late = round_trip(2)
+    assert late >= 300.0
+    assert w.submit(3, FRAME, CLOSE)  # a cancel cuts the injected delay short
+    w.cancel(3)
+    (r,) = poll_until(w, bool)
+    assert r.cancelled
+    w.set_test_delay_ms(0.0)
+    assert round_trip(4) < 100.0

@@ -1,0 +1,161 @@
+"""The node in its own process over real DDS: every frame answered once, by its deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO, collect, stream
+
+pytestmark = pytest.mark.ros
+
+
+def one_each(decisions: dict[int, list]) -> list[dict]:
+    """Assert exactly one decision per stamp; return their values."""
+    missing = [s for s, d in decisions.items() if not d]
+    dups = {s: len(d) for s, d in decisions.items() if len(d) > 1}
+    assert not missing, f"{len(missing)} frames without a decision"
+    assert not dups, f"duplicate decisions: {dups}"
+    return [d[0].values for d in decisions.values()]
+
+
+def on_time(values: list[dict]) -> None:
+    late = [v for v in values if float(v["latency_ms"]) > float(v["deadline_ms"])]
+    assert not late, f"{len(late)} decisions after their deadline, e.g. {late[0]}"
+
+
+def test_rules_only_one_decision_per_frame_with_its_stamp(start_node, feeder):
+    node = start_node()
+    assert feeder.wait_for_node(30), node.output()
+    stamps = stream(feeder, 60, gap_m=80.0, speed=10.0)
+    values = one_each(collect(feeder, stamps))
+    on_time(values)
+    assert [v["stamp_ns"] for v in values] == stamps
+    assert {v["source"] for v in values} == {"rules"}
+    assert {v["model_state"] for v in values} == {"disabled"}
+    assert {v["decision"] for v in values} == {"no_brake"}
+    # a stationary object 12 m ahead at 10 m/s (RSS distance 16 m): the rules brake, and say why
+    stamps = stream(feeder, 10, gap_m=12.0, speed=10.0, closing=True)
+    values = one_each(collect(feeder, stamps))
+    assert {v["decision"] for v in values} == {"brake"}
+    assert values[0]["reason"].startswith("RSS")
+    assert node.alive()
+
+
+def test_bad_frames_get_a_decision_and_a_reason(start_node, feeder):
+    from sensor_msgs.msg import Image
+
+    node = start_node()
+    assert feeder.wait_for_node(30), node.output()
+    good = np.full((48, 64, 3), 80, np.uint8).tobytes()
+    bad = {
+        "wrong step": Image(width=64, height=48, step=10, encoding="rgb8", data=good),
+        "truncated": Image(width=64, height=48, step=192, encoding="rgb8", data=good[:1000]),
+        "unknown encoding": Image(width=64, height=48, step=128, encoding="yuv422", data=good),
+        "zero size": Image(width=0, height=0, step=0, encoding="rgb8", data=b""),
+    }
+    kinds = list(bad)
+
+    def send(i: int, stamp: int) -> None:
+        feeder.send_frame(stamp, raw=bad[kinds[i % len(kinds)]])
+
+    stamps = stream(feeder, 8, frame=send)
+    values = one_each(collect(feeder, stamps))
+    on_time(values)
+    reasons = [v["reason"] for v in values]
+    assert "step 10" in reasons[0]
+    assert "truncated" in reasons[1]
+    assert "yuv422" in reasons[2]
+    assert "size 0x0" in reasons[3]
+    assert node.alive()
+    stamps = stream(feeder, 5)  # and it keeps deciding good frames
+    assert len(one_each(collect(feeder, stamps))) == 5
+
+
+def test_garbage_jpeg_on_compressed_transport(start_node, ros_env):
+    from sensor_msgs.msg import CompressedImage
+
+    from tiny_node.tools.feeder import Feeder
+
+    node = start_node({"camera_transport": "compressed"})
+    feeder = Feeder(compressed=True)
+    try:
+        assert feeder.wait_for_node(30), node.output()
+
+        def send(i: int, stamp: int) -> None:
+            if i % 2:
+                feeder.send_frame(stamp, raw=CompressedImage(format="jpeg", data=os.urandom(2000)))
+            else:
+                feeder.send_frame(stamp, np.full((48, 64, 3), 80, np.uint8))
+
+        stamps = stream(feeder, 6, frame=send)
+        values = one_each(collect(feeder, stamps))
+        on_time(values)
+        assert "could not be decoded" in values[1]["reason"]
+        assert "could not be decoded" not in values[0]["reason"]
+        assert node.alive()
+    finally:
+        feeder.close()
+
+
+def test_invalid_parameter_refuses_to_start_naming_it(ros_env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiny_node:\n  ros__parameters:\n    deadline_ms: 5000.0\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiny_node", "run", "--params-file", str(bad)],
+        env=ros_env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "deadline_ms" in proc.stderr and "[5.0, 1000.0]" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiny_node", "run", "--ros-args", "-p", "arbitration:=yolo"],
+        env=ros_env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "arbitration" in proc.stderr and "'either', 'shadow'" in proc.stderr
+
+
+def test_runtime_parameter_set_is_validated(start_node, feeder):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    node = start_node()
+    assert feeder.wait_for_node(30), node.output()
+    client = feeder.node.create_client(SetParameters, "/tiny_node/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def set_double(name: str, value: float):
+        req = SetParameters.Request(parameters=[Parameter(
+            name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))])
+        fut = client.call_async(req)
+        end = time.monotonic() + 10
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        return fut.result().results[0]
+
+    refused = set_double("brake_hold_s", 99.0)
+    assert not refused.successful
+    assert "brake_hold_s" in refused.reason and "30.0" in refused.reason
+    assert set_double("deadline_ms", 40.0).successful
+    stamps = stream(feeder, 5)
+    values = one_each(collect(feeder, stamps))
+    assert {round(float(v["deadline_ms"])) for v in values} == {40}
+
+
+def test_sigterm_and_sigint_exit_cleanly(start_node, feeder):
+    node = start_node()
+    assert feeder.wait_for_node(30), node.output()
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.proc.wait(timeout=15) in (0, -signal.SIGTERM)
+
+
+def test_help_lists_options():
+    out = subprocess.run([sys.executable, "-m", "tiny_node", "run", "--help"], capture_output=True,
+                         text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0
+    assert "--params-file" in out.stdout and "--ros-args" in out.stdout
