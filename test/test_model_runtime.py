@@ -16,7 +16,6 @@ import yaml
 from tiny_node.model.bundle import BundleError, ImageSpec, load_bundle, write_manifest
 from tiny_node.model.preprocess import ImagePreprocessor
 from tiny_node.model.runtime import ModelRuntime, session_options
-from tiny_node.model.testmodels import make_fast_bundle, make_slow_bundle
 
 GRAY = np.full((480, 640, 3), 128, np.uint8)
 CLOSE = {"ego_speed": 20.0, "range": 15.0, "range_rate": -20.0, "range_valid": 1.0}
@@ -25,20 +24,16 @@ NO_TARGET = {"ego_speed": 20.0, "range": float("inf"), "range_valid": 0.0}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rt")
-
-
-@pytest.fixture(scope="module")
-def fast(root: Path) -> ModelRuntime:
-    rt = ModelRuntime(load_bundle(make_fast_bundle(root / "fast")))
+def fast(bundles: dict[str, Path]) -> ModelRuntime:
+    """``bundles`` is the session fixture in conftest.py (write_test_bundles)."""
+    rt = ModelRuntime(load_bundle(bundles["fast"]))
     rt.warm_up(2)
     return rt
 
 
 @pytest.fixture(scope="module")
-def slow(root: Path) -> ModelRuntime:
-    rt = ModelRuntime(load_bundle(make_slow_bundle(root / "slow", target_ms=200)))
+def slow(bundles: dict[str, Path]) -> ModelRuntime:
+    rt = ModelRuntime(load_bundle(bundles["slow"]))
     rt.warm_up(1)
     return rt
 
@@ -92,8 +87,8 @@ def test_session_options_from_manifest(fast: ModelRuntime) -> None:
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
-def test_graph_io_must_match_manifest(root: Path, tmp_path: Path) -> None:
-    bundle = Path(shutil.copytree(root / "fast", tmp_path / "b"))
+def test_graph_io_must_match_manifest(bundles: dict[str, Path], tmp_path: Path) -> None:
+    bundle = Path(shutil.copytree(bundles["fast"], tmp_path / "b"))
     data = yaml.safe_load((bundle / "manifest.yaml").read_text())
     data["inputs"]["image"]["name"] = "pixels"
     write_manifest(bundle, name="x", files={"model": "model.onnx"}, inputs=data["inputs"],
@@ -108,8 +103,8 @@ def test_graph_io_must_match_manifest(root: Path, tmp_path: Path) -> None:
         ModelRuntime(load_bundle(bundle))
 
 
-def test_not_an_onnx_file(root: Path, tmp_path: Path) -> None:
-    bundle = Path(shutil.copytree(root / "fast", tmp_path / "b"))
+def test_not_an_onnx_file(bundles: dict[str, Path], tmp_path: Path) -> None:
+    bundle = Path(shutil.copytree(bundles["fast"], tmp_path / "b"))
     (bundle / "model.onnx").write_bytes(b"garbage")
     data = yaml.safe_load((bundle / "manifest.yaml").read_text())
     write_manifest(bundle, name="x", files={"model": "model.onnx"}, inputs=data["inputs"],

@@ -132,8 +132,9 @@ class ModelWorker:
         self.last_error: str | None = None
         self.restarts = 0
         self._counts = {"jobs": 0, "results": 0, "cancels": 0, "cancelled": 0, "errors": 0,
-                        "crashes": 0, "hangs": 0, "stale": 0}
+                        "crashes": 0, "hangs": 0, "stale": 0, "rejected": 0}
         self._last_infer_ms = 0.0
+        self._last_reject = ""
         self._last_restart_s = 0.0
         self._ready_info: Ready | None = None
 
@@ -159,11 +160,12 @@ class ModelWorker:
         return handles
 
     def stats(self) -> dict[str, float | int | str]:
-        """Figures for diagnostics."""
+        """Figures for diagnostics (read-only: safe from a diagnostics timer thread)."""
         out: dict[str, float | int | str] = {
             "state": self._state.value,
             "restarts": self.restarts,
             "last_error": self.last_error or "",
+            "last_reject": self._last_reject,
             **self._counts,
             "last_infer_ms": round(self._last_infer_ms, 3),
             "last_restart_s": round(self._last_restart_s, 3),
@@ -237,14 +239,19 @@ class ModelWorker:
     def submit(self, seq: int, image: NDArray[np.uint8], features: Mapping[str, float]) -> bool:
         """Copy the frame into a free slot and send the job; False unless READY and idle.
 
-        A frame that is not uint8 or does not fit ``max_frame_shape`` raises ValueError
-        (a configuration error, checked before any side effect).
+        A frame that is not uint8 or does not fit ``max_frame_shape``, or non-numeric
+        features, are refused the same way (False, counted as ``rejected`` with the reason
+        in ``last_reject``) rather than raised: the caller is the deadline thread.
         """
-        if self._slots is None:
-            return False
-        self._slots.check(image)
-        feats = {str(k): float(v) for k, v in features.items()}
         if self._state is not WorkerState.READY or self._busy_seq is not None:
+            return False
+        assert self._slots is not None
+        try:
+            self._slots.check(image)
+            feats = {str(k): float(v) for k, v in features.items()}
+        except (TypeError, ValueError) as exc:
+            self._counts["rejected"] += 1
+            self._last_reject = f"frame {seq}: {exc}"
             return False
         slot = self._next_slot
         self._slots.write(slot, seq, image)

@@ -340,14 +340,11 @@ def main(args: list[str] | None = None) -> int:
                         help="stay unconfigured; drive the lifecycle with `ros2 lifecycle set`")
     opts = parser.parse_args(non_ros[1:])
 
-    ros_args = _ros_section(argv)
-    extra = []
-    if opts.params_file:
-        extra += ["--params-file", opts.params_file]
+    # The params file first, so `--ros-args -p name:=value` and --model-bundle override it.
+    ros_args = ["--ros-args", "--params-file", opts.params_file] if opts.params_file else []
+    ros_args += _ros_section(argv)
     if opts.model_bundle is not None:
-        extra += ["-p", f"model_bundle:={opts.model_bundle}"]
-    if extra:
-        ros_args = (ros_args or ["--ros-args"]) + extra
+        ros_args += ["--ros-args", "-p", f"model_bundle:={opts.model_bundle}"]
 
     # Fail early and clearly on a bad params file; realtime priority must be set before
     # rclpy starts its threads, so read it here.

@@ -1,0 +1,117 @@
+"""``tiny-node bench`` / ``make bench``: decision latency and deadline keeping over real DDS.
+
+Each case starts the node in its own process, streams 640x480 rgb8 frames at 30 Hz (plus
+range 20 Hz, odometry/IMU 50 Hz) from this process and reads the decisions back:
+
+* latency: frame receipt in the node -> decision (the node's ``latency_ms``),
+* lateness: decision time - deadline (negative = early; > 0 would be a broken promise),
+* end-to-end: frame publish here -> decision received here (includes DDS both ways),
+* decisions / frames and duplicates.
+
+Cases: ``fast`` (generated fast ONNX model), ``slow`` (a model slower than the deadline:
+every frame must be decided by the fallback, on time), ``rules`` (no model), each optionally
+``+stress`` (``stress-ng --cpu 2`` loading both cores).  Results go to ``out/bench`` as JSON
+and a Markdown table to paste into docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tiny_node.dds import isolated_ros_env
+from tiny_node.tools.drive import latency_summary, run_drive
+from tiny_node.tools.feeder import Feeder
+from tiny_node.tools.nodeproc import NodeProcess
+
+COLUMNS = ("frames", "decisions", "duplicates", "after_deadline", "model_share",
+           "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
+           "lateness_p99_ms", "lateness_max_ms", "e2e_p50_ms", "e2e_p99_ms")
+
+
+def machine() -> str:
+    """CPU model and core count, for the record."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def run_case(case: str, bundles: dict[str, Path], frames: int, out_dir: Path) -> dict[str, Any]:
+    """One benchmark case; returns its summary."""
+    model, _, stress = case.partition("+")
+    params: dict[str, object] = {}
+    if model in ("fast", "slow"):
+        params["model_bundle"] = str(bundles[model])
+    env = isolated_ros_env()
+    os.environ.update(env)
+    node = NodeProcess(env, params=params, log_path=out_dir / f"node-{case}.log").start()
+    feeder = Feeder()
+    load: subprocess.Popen[bytes] | None = None
+    try:
+        if not feeder.wait_for_node(60.0):
+            raise RuntimeError(f"bench {case}: node did not come up:\n{node.output()}")
+        if stress:
+            if shutil.which("stress-ng") is None:
+                raise RuntimeError("stress-ng not found: apt-get install -y stress-ng")
+            load = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", f"{frames / 30 + 30:.0f}s"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = run_drive(feeder, duration_s=frames / 30.0, closed_loop=False, periodic=True,
+                           drain_s=1.0)
+    finally:
+        if load is not None:
+            load.terminate()
+            load.wait()
+        feeder.close()
+        node.stop()
+    summary = latency_summary(result.rows)
+    summary["case"] = case
+    return summary
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table."""
+    head = "| case | " + " | ".join(COLUMNS) + " |"
+    sep = "|---" * (len(COLUMNS) + 1) + "|"
+    rows = []
+    for r in results:
+        cells = [f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS]
+        rows.append(f"| {r['case']} | " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *rows])
+
+
+def run_bench(out_dir: Path, frames: int = 600, cases: list[str] | None = None) -> int:
+    """Run the cases, print and write the figures; exit 1 if any frame went undecided or late."""
+    from tiny_node.model.testmodels import write_test_bundles
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = cases or ["fast", "slow", "fast+stress", "slow+stress"]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tiny_node_bench_") as tmp:
+        bundles = write_test_bundles(Path(tmp))
+        for case in cases:
+            print(f"bench: {case} ({frames} frames at 30 Hz) ...", flush=True)
+            results.append(run_case(case, bundles, frames, out_dir))
+            print("  " + ", ".join(f"{k}={results[-1][k]:.2f}" if isinstance(results[-1][k], float)
+                                   else f"{k}={results[-1][k]}" for k in COLUMNS), flush=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    table = markdown(results)
+    report = f"Measured {stamp} on {machine()}.\n\n{table}\n"
+    print("\n" + report)
+    (out_dir / "bench.json").write_text(json.dumps({"date": stamp, "machine": machine(),
+                                                    "results": results}, indent=1))
+    (out_dir / "bench.md").write_text(report)
+    bad = [r for r in results if r["decisions"] != r["frames"] or r["after_deadline"] or r["duplicates"]]
+    return 1 if bad else 0
