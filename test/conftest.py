@@ -52,8 +52,7 @@ def start_node(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
     started: list[NodeProcess] = []
 
     def start(params: dict[str, object] | None = None, **kw: object) -> NodeProcess:
-        p = {"realtime_priority": 0, **(params or {})}
-        node = NodeProcess(ros_env, params=p, log_path=tmp_path / f"node{len(started)}.log", **kw)  # type: ignore[arg-type]
+        node = NodeProcess(ros_env, params=params, log_path=tmp_path / f"node{len(started)}.log", **kw)  # type: ignore[arg-type]
         started.append(node.start())
         return node
 

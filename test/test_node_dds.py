@@ -24,9 +24,18 @@ def one_each(decisions: dict[int, list]) -> list[dict]:
     return [d[0].values for d in decisions.values()]
 
 
-def on_time(values: list[dict]) -> None:
+# Decisions taken at the guarded deadline (fallback for a slow / dead model) have 2 ms of
+# margin; on this shared 2-vCPU VM a test run (feeder, node, worker, pytest on 2 cores) has
+# shown wake-ups up to ~4 ms late (docs/BENCHMARKS.md). Tests on that path allow this jitter
+# for a few frames and still fail on a systematic miss; the benchmark reports the figures.
+JITTER_MS = 6.0
+
+
+def on_time(values: list[dict], jitter_ms: float = 0.0, late_share: float = 0.0) -> None:
     late = [v for v in values if float(v["latency_ms"]) > float(v["deadline_ms"])]
-    assert not late, f"{len(late)} decisions after their deadline, e.g. {late[0]}"
+    worst = max((float(v["latency_ms"]) - float(v["deadline_ms"]) for v in values), default=0.0)
+    assert len(late) <= late_share * len(values), f"{len(late)} decisions after their deadline, e.g. {late[0]}"
+    assert worst <= jitter_ms, f"a decision {worst:.2f} ms after its deadline"
 
 
 def test_rules_only_one_decision_per_frame_with_its_stamp(start_node, feeder):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
 from tiny_node.clock import Clock
 from tiny_node.decision import Decision
+from tiny_node.rt import raise_thread_priority
 from tiny_node.watchdog import Frame, Watchdog
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 # Upper bound on one sleep so worker supervision (restart backoff, hang detection) runs
 # even when no frame arrives.
 MAX_SLEEP_S = 0.05
+EPOLL_SLACK_S = 0.0015
+# The deadline thread runs this many SCHED_FIFO levels above the rest of the node.
+DEADLINE_PRIORITY_BOOST = 10
 
 
 class RealtimeLoop:
@@ -49,6 +54,7 @@ class RealtimeLoop:
         self._running = False
         self._thread: threading.Thread | None = None
         self.publish_errors = 0
+        self.thread_scheduling = "not started"
 
     def start(self) -> None:
         """Start the deadline thread (idempotent)."""
@@ -90,6 +96,7 @@ class RealtimeLoop:
         os.write(self._wake_w, b"c")
 
     def _run(self) -> None:
+        self.thread_scheduling = raise_thread_priority(DEADLINE_PRIORITY_BOOST)
         wd = self.watchdog
         while self._running:
             handles: list[Any] = [self._wake_r]
@@ -98,8 +105,13 @@ class RealtimeLoop:
             wake_at = wd.next_wakeup()
             timeout = MAX_SLEEP_S
             if wake_at is not None:
-                timeout = min(timeout, max(0.0, wake_at - self._clock.now()))
-            wait(handles, timeout=timeout)
+                # epoll rounds its timeout up to whole milliseconds: wake a little early and
+                # sleep the rest with nanosecond resolution.
+                timeout = min(timeout, max(0.0, wake_at - self._clock.now() - EPOLL_SLACK_S))
+            if not wait(handles, timeout=timeout) and wake_at is not None:
+                rest = wake_at - self._clock.now()
+                if rest > 0:
+                    time.sleep(rest)
             try:
                 while os.read(self._wake_r, 4096):
                     pass

@@ -33,3 +33,22 @@ def make_realtime(priority: int) -> str:
     except (PermissionError, OSError) as exc:
         return f"normal scheduling (SCHED_FIFO {priority} refused: {exc.strerror or exc})"
     return f"SCHED_FIFO priority {priority}"
+
+
+def raise_thread_priority(boost: int) -> str:
+    """Lift the calling thread ``boost`` levels above the process's SCHED_FIFO priority.
+
+    Used by the deadline thread: among equal SCHED_FIFO threads there is no preemption, so a
+    busy DDS or executor thread could otherwise keep it off the CPU.
+    """
+    if not hasattr(os, "sched_getscheduler"):
+        return "unchanged"
+    try:
+        if os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0) != os.SCHED_FIFO:
+            return "unchanged (not SCHED_FIFO)"
+        prio = min(os.sched_getparam(0).sched_priority + boost, os.sched_get_priority_max(os.SCHED_FIFO))
+        policy = os.SCHED_FIFO | getattr(os, "SCHED_RESET_ON_FORK", 0)
+        os.sched_setscheduler(0, policy, os.sched_param(prio))
+    except OSError as exc:
+        return f"unchanged ({exc.strerror or exc})"
+    return f"SCHED_FIFO priority {prio}"

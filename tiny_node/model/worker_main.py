@@ -35,6 +35,12 @@ from tiny_node.model.runtime import ModelRuntime
 EXIT_BAD_BUNDLE = 3
 EXIT_INIT_FAILED = 4
 EXIT_PARENT_GONE = 5
+MAX_TEXT = 1500  # keeps every reply below PIPE_BUF (4096), so it is written atomically
+
+
+def clip(text: str) -> str:
+    """Bound an error text (ORT messages can be long) so a reply stays one atomic write."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 15] + " ...[truncated]"
 
 
 def reset_scheduling() -> str:
@@ -74,7 +80,7 @@ class _Server:
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._current: _Run | None = None
-        self._early_cancels: set[int] = set()
+        self._early_cancel: int | None = None  # cancel that came before its job started
         self._delay_ms = delay_ms  # TEST HOOK (fault injection), see SetDelay
 
     def control_loop(self, ctl: Connection) -> None:
@@ -105,7 +111,7 @@ class _Server:
                 run.options.terminate = True
                 run.cancelled.set()
             else:  # queued, not started yet (or already answered: then harmless)
-                self._early_cancels.add(seq)
+                self._early_cancel = seq
 
     def _shutdown(self) -> None:
         with self._lock:
@@ -123,10 +129,10 @@ class _Server:
         run = _Run(job.seq, ort.RunOptions(), threading.Event())  # fresh options per run
         with self._lock:
             self._current = run
-            if job.seq in self._early_cancels:
-                self._early_cancels.discard(job.seq)
+            if self._early_cancel == job.seq:  # one job in flight at a time: one slot
                 run.options.terminate = True
                 run.cancelled.set()
+            self._early_cancel = None
         try:
             if self._delay_ms > 0:  # TEST HOOK: injected latency, cut short by a cancel
                 run.cancelled.wait(self._delay_ms / 1e3)
@@ -142,7 +148,7 @@ class _Server:
                 ms = (time.monotonic() - t0) * 1e3
                 if run.options.terminate:
                     return ModelResult(job.seq, None, ms, cancelled=True)
-                return ModelResult(job.seq, None, ms, error=f"{type(exc).__name__}: {exc}")
+                return ModelResult(job.seq, None, ms, error=clip(f"{type(exc).__name__}: {exc}"))
             return ModelResult(job.seq, out, (time.monotonic() - t0) * 1e3)
         finally:
             with self._lock:
@@ -160,10 +166,10 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
         warm = runtime.warm_up(cfg.warmup_runs)
         slots = FrameSlots.attach(list(cfg.shm_names), cfg.max_frame_shape)
     except BundleError as exc:
-        res.send(Fatal(str(exc), permanent=True))
+        res.send(Fatal(clip(str(exc)), permanent=True))
         sys.exit(EXIT_BAD_BUNDLE)
     except Exception as exc:
-        res.send(Fatal(f"worker init failed: {type(exc).__name__}: {exc}", permanent=False))
+        res.send(Fatal(clip(f"worker init failed: {type(exc).__name__}: {exc}"), permanent=False))
         sys.exit(EXIT_INIT_FAILED)
     server = _Server(runtime, slots, res, cfg.test_delay_ms)
     control = threading.Thread(target=server.control_loop, args=(ctl,), daemon=True,

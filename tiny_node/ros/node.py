@@ -8,6 +8,7 @@ executor thread only converts messages and hands them in; it never decides.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -371,6 +372,10 @@ def main(args: list[str] | None = None) -> int:
                 node.get_logger().error("configure failed; not activating")
                 return 2
             node.trigger_activate()
+        # Long-lived start-up objects leave the cyclic GC's view so its pauses (which hold
+        # the GIL the deadline thread needs) stay short while deciding.
+        gc.collect()
+        gc.freeze()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -24,6 +24,13 @@ def ros_param_arg(name: str, value: object) -> str:
     return f"{name}:={text}"
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 class NodeProcess:
     """``python -m tiny_node run`` in a child process, with its output in a log file."""
 
@@ -83,10 +90,15 @@ class NodeProcess:
         return kids
 
     def wait_for_worker(self, timeout_s: float = 30.0, exclude: set[int] | None = None) -> int:
-        """Pid of the model worker (a child not in ``exclude``), waiting for it to exist."""
+        """Pid of the model worker (a spawned child not in ``exclude``), waiting for it.
+
+        multiprocessing also starts a resource tracker child; the worker is the one whose
+        command line runs ``spawn_main``.
+        """
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
-            kids = [k for k in self.children() if k not in (exclude or set())]
+            kids = [k for k in self.children()
+                    if k not in (exclude or set()) and b"spawn_main" in _cmdline(k)]
             if kids:
                 return kids[0]
             time.sleep(0.05)

@@ -1,0 +1,107 @@
+"""The node with its model worker over real DDS: slow, killed, stopped and corrupt models never
+cost a decision."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from conftest import collect, stream
+from test_node_dds import JITTER_MS, one_each, on_time
+
+pytestmark = pytest.mark.ros
+
+
+def diag_status(feeder, name: str, since: float = 0.0):
+    """Latest /diagnostics status called ``name`` (waits up to 3 s for one)."""
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end:
+        for arr in reversed(feeder.log.diagnostics):
+            for st in arr.status:
+                if st.name == name:
+                    return st
+        time.sleep(0.1)
+    raise AssertionError(f"no diagnostics status {name!r}")
+
+
+def test_fast_model_decides_on_time(start_node, feeder, bundles):
+    node = start_node({"model_bundle": str(bundles["fast"])})
+    assert feeder.wait_for_node(60), node.output()
+    stamps = stream(feeder, 45, gap_m=80.0, speed=10.0)
+    values = one_each(collect(feeder, stamps))
+    on_time(values)
+    assert sum(v["source"] == "model" for v in values) >= 40
+    assert {v["model_state"] for v in values} <= {"on_time", "unavailable"}
+    model = diag_status(feeder, "tiny_node: model")
+    assert model.level == b"\x00" and model.message == "ready"
+
+
+def test_slow_model_every_frame_by_fallback_on_time(start_node, feeder, bundles):
+    node = start_node({"model_bundle": str(bundles["slow"])})
+    assert feeder.wait_for_node(60), node.output()
+    stamps = stream(feeder, 45)
+    values = one_each(collect(feeder, stamps))
+    on_time(values, JITTER_MS, late_share=0.1)
+    assert {v["source"] for v in values} == {"fallback"}
+    assert "late" in {v["model_state"] for v in values}
+    wd = diag_status(feeder, "tiny_node: watchdog")
+    kv = {k.key: k.value for k in wd.values}
+    assert int(kv["cancels"]) > 0
+
+
+def test_worker_killed_and_stopped_mid_stream(start_node, feeder, bundles):
+    node = start_node({"model_bundle": str(bundles["fast"]), "model_restart_backoff_s": 0.2,
+                       "model_hang_timeout_ms": 300.0})
+    assert feeder.wait_for_node(60), node.output()
+    first = node.wait_for_worker()
+    events: dict[str, int] = {}
+
+    def fault(i: int) -> None:
+        if i == 20:
+            os.kill(first, signal.SIGKILL)
+            events["killed"] = i
+        if i == 120:
+            second = node.wait_for_worker(exclude={first})
+            events["stopped"] = second
+            os.kill(second, signal.SIGSTOP)
+
+    stamps = stream(feeder, 210, between=fault)
+    values = one_each(collect(feeder, stamps, timeout_s=10))
+    on_time(values, JITTER_MS, late_share=0.1)
+    sources = [v["source"] for v in values]
+    assert sources[:20].count("model") >= 15
+    # after the kill: fallback, then the restarted (warmed-up) worker decides again
+    assert "fallback" in sources[21:40]
+    assert sources[60:120].count("model") >= 40, sources[60:120]
+    # after SIGSTOP: hang detected, worker killed and restarted, model back
+    assert "fallback" in sources[121:140]
+    assert sources[170:].count("model") >= 25, sources[170:]
+    model = diag_status(feeder, "tiny_node: model")
+    kv = {k.key: k.value for k in model.values}
+    assert int(kv["restarts"]) >= 2
+    assert node.alive()
+
+
+def test_corrupt_bundle_runs_rules_only_with_error(start_node, feeder, bundles, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(bundles["fast"], bad)
+    onnx_file = next(bad.glob("*.onnx"))
+    data = bytearray(onnx_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx_file.write_bytes(bytes(data))
+    node = start_node({"model_bundle": str(bad)})
+    assert feeder.wait_for_node(60), node.output()
+    stamps = stream(feeder, 15)
+    values = one_each(collect(feeder, stamps))
+    on_time(values)
+    assert {v["source"] for v in values} == {"fallback"}
+    assert {v["model_state"] for v in values} == {"unavailable"}
+    model = diag_status(feeder, "tiny_node: model")
+    assert model.level == b"\x02"
+    text = " ".join(k.value for k in model.values) + model.message
+    assert "sha256" in text.lower() or "checksum" in text.lower(), text
+    assert node.alive()
