@@ -21,7 +21,7 @@ def test_out_of_range_names_parameter_and_range():
 
 
 def test_bad_choice_and_type_and_unknown():
-    with pytest.raises(ConfigError, match="'arbitration'.*'either', 'shadow'"):
+    with pytest.raises(ConfigError, match=r"'arbitration'.*'either', 'shadow'"):
         make_config({"arbitration": "model_only"})
     with pytest.raises(ConfigError, match="'brake_hold_s': expected float"):
         make_config({"brake_hold_s": "two"})

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import collect, stream
-from test_node_dds import JITTER_MS, one_each, on_time
+from test_node_dds import JITTER_MS, on_time, one_each
 
 pytestmark = pytest.mark.ros
 

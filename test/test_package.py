@@ -243,11 +243,11 @@ def test_launch_file_logic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_launch_description_real() -> None:
     pytest.importorskip("launch", reason="launch has no PyPI wheel; needs a ROS 2 install")
     pytest.importorskip("launch_ros", reason="launch_ros needs a ROS 2 install")
-    from ament_index_python.packages import (  # noqa: PLC0415 - after the skips
+    from ament_index_python.packages import (
         PackageNotFoundError,
         get_package_share_directory,
     )
-    from launch.launch_description import LaunchDescription  # noqa: PLC0415
+    from launch.launch_description import LaunchDescription
 
     try:
         get_package_share_directory("tiny_node")

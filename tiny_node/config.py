@@ -9,6 +9,7 @@ naming the parameter, the value and the allowed range.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,10 +66,14 @@ class ParamSpec:
         if self.choices and value not in self.choices:
             raise ConfigError(f"parameter '{self.name}': {value!r} is not allowed; allowed: {self.allowed}")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-                raise ConfigError(
-                    f"parameter '{self.name}': {value!r} is out of range; allowed: {self.allowed}"
-                )
+            too_low = self.min is not None and value < self.min
+            too_high = self.max is not None and value > self.max
+        else:
+            too_low = too_high = False
+        if too_low or too_high:
+            raise ConfigError(
+                f"parameter '{self.name}': {value!r} is out of range; allowed: {self.allowed}"
+            )
         return value
 
 
@@ -176,13 +181,13 @@ class NodeConfig:
         assert isinstance(v, int)
         return v
 
-    def str(self, name: str) -> str:
+    def str(self, name: builtins.str) -> builtins.str:
         """Return a string parameter."""
         v = self.values[name]
         assert isinstance(v, str)
         return v
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         """Return a bool parameter."""
         v = self.values[name]
         assert isinstance(v, bool)

@@ -63,7 +63,7 @@ def find_profile() -> Path | None:
         return candidate
 
     try:
-        from ament_index_python.packages import (  # noqa: PLC0415 (optional dependency)
+        from ament_index_python.packages import (
             get_package_share_directory,
         )
 

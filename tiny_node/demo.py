@@ -31,7 +31,7 @@ def default_params_file() -> Path | None:
 
         p = Path(get_package_share_directory("tiny_node")) / "config" / "tiny_node.yaml"
         return p if p.is_file() else None
-    except Exception:  # noqa: BLE001 - not a colcon install: use the built-in defaults
+    except Exception:
         return None
 
 

@@ -9,6 +9,7 @@ wake it at once.  Timing therefore does not ride on the rclpy executor or on cal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -78,10 +79,8 @@ class RealtimeLoop:
         """Release the wake-up pipe."""
         self.stop()
         for fd in (self._wake_r, self._wake_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def push_frame(self, frame: Frame) -> None:
         """Hand a frame to the deadline thread (thread-safe, never blocks on the model)."""

@@ -264,8 +264,10 @@ class Watchdog:
         return out
 
     def feed_model(self) -> list[Decision]:
-        """Hand the newest waiting frame to the model if it became free (after a result,
-        a cancel acknowledgement or a restart)."""
+        """Hand the newest waiting frame to the model if it became free.
+
+        Called after a result, a cancel acknowledgement or a restart.
+        """
         if self._pending is None:
             return []
         cycle = self._open.get(self._pending)

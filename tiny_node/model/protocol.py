@@ -33,6 +33,7 @@ class WorkerConfig:
     threads: int
     warmup_runs: int
     test_delay_ms: float  # TEST HOOK initial value
+    nice: int = 0
 
 
 @dataclass(frozen=True)

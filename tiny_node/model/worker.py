@@ -134,6 +134,7 @@ class ModelWorker:
         test_delay_ms: float = 0.0,
         max_frame_shape: tuple[int, int, int] = (1080, 1920, 3),
         startup_timeout_s: float = 30.0,
+        nice: int = 0,
     ) -> None:
         if hang_timeout_s <= 0 or startup_timeout_s <= 0:
             raise ValueError("hang_timeout_s and startup_timeout_s must be > 0")
@@ -150,6 +151,7 @@ class ModelWorker:
         self._backoff_s = backoff_initial_s
         self._test_delay_ms = test_delay_ms
         self._max_frame_shape = max_frame_shape
+        self._nice = nice
         self._ctx = mp.get_context("spawn")
 
         self._state = WorkerState.DISABLED
@@ -377,7 +379,7 @@ class ModelWorker:
             target=worker_main,
             args=(ctl_r, res_w, WorkerConfig(
                 str(self._bundle_dir), tuple(self._slots.names), self._max_frame_shape,
-                self._threads, self._warmup_runs, self._test_delay_ms)),
+                self._threads, self._warmup_runs, self._test_delay_ms, self._nice)),
             name="tiny_node-model",
             daemon=True,
         )

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+import cv2
 import onnxruntime as ort
 
 from tiny_node.model.bundle import BundleError, load_bundle
@@ -43,8 +44,8 @@ def clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 15] + " ...[truncated]"
 
 
-def reset_scheduling() -> str:
-    """Drop to SCHED_OTHER, nice 0: the worker may inherit the deadline thread's RT policy.
+def reset_scheduling(nice: int = 0) -> str:
+    """Drop to SCHED_OTHER at ``nice``: the worker may inherit the deadline thread's RT policy.
 
     Returns a note for the parent when the kernel refuses (EPERM); the worker still runs.
     """
@@ -55,10 +56,10 @@ def reset_scheduling() -> str:
     except PermissionError as exc:
         notes.append(f"sched_setscheduler(SCHED_OTHER): {exc}")
     try:
-        if os.getpriority(os.PRIO_PROCESS, 0) != 0:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        if os.getpriority(os.PRIO_PROCESS, 0) != nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
     except PermissionError as exc:
-        notes.append(f"setpriority(0): {exc}")
+        notes.append(f"setpriority({nice}): {exc}")
     return "; ".join(notes)
 
 
@@ -157,7 +158,8 @@ class _Server:
 
 def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     """Process entry point (spawned). Replies go on ``res``; commands come on ``ctl``."""
-    note = reset_scheduling()
+    note = reset_scheduling(cfg.nice)
+    cv2.setNumThreads(1)  # preprocessing must not fan out over the cores the node needs
     t0 = time.monotonic()
     try:
         bundle = load_bundle(cfg.bundle_dir)

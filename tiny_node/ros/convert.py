@@ -1,5 +1,8 @@
-"""ROS messages <-> core types.  Thin and total: every message becomes a core value or a
-reason why it cannot, so the node never drops a frame on the floor."""
+"""ROS messages <-> core types.
+
+Thin and total: every message becomes a core value or a reason why it cannot, so the node
+never drops a frame on the floor.
+"""
 
 from __future__ import annotations
 

@@ -27,7 +27,6 @@ from rcl_interfaces.msg import (
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
@@ -36,8 +35,8 @@ from std_msgs.msg import Bool
 from tiny_node.clock import MonotonicClock
 from tiny_node.config import NODE_NAME, PARAMS, SPECS, ConfigError, NodeConfig, ParamSpec, make_config
 from tiny_node.config import config_from_file as _config_from_file
-from tiny_node.decision import Decision
 from tiny_node.dds import configure_dds
+from tiny_node.decision import Decision
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
@@ -93,7 +92,7 @@ class TinyNode(LifecycleNode):
     def _read_config(self) -> NodeConfig:
         return make_config({n: self.get_parameter(n).value for n in SPECS})
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         try:
             changed = {p.name: p.value for p in params if p.name in SPECS}
             for name, value in changed.items():
@@ -221,8 +220,10 @@ class TinyNode(LifecycleNode):
 
     # --- inputs (executor thread) --------------------------------------------------------
     def _received_at(self, info: Any) -> float:
-        """Monotonic receipt time; back-dated to the DDS receipt when the rmw reports it, so
-        time spent queued in the executor counts against the deadline."""
+        """Monotonic receipt time, back-dated to the DDS receipt when the rmw reports it.
+
+        So time spent queued in the executor counts against the deadline.
+        """
         now = self.clock.now()
         if info and info.get("received_timestamp"):
             queued = (time.time_ns() - int(info["received_timestamp"])) * 1e-9

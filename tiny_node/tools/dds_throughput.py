@@ -76,9 +76,9 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 def run_subscriber(topic: str, expected_bytes: int, out: TextIO = sys.stdout) -> int:
     """Child role: count frames on ``topic`` until STOP arrives on stdin; print JSON."""
-    import rclpy  # noqa: PLC0415 - import after the environment is final
-    from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
-    from sensor_msgs.msg import Image  # noqa: PLC0415
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
 
     stop = threading.Event()
     seqs: list[int] = []
@@ -157,9 +157,9 @@ def run_publisher(args: argparse.Namespace) -> dict[str, Any]:
         if line is None or line.strip() != READY:
             raise RuntimeError(f"subscriber process did not start (got {line!r})")
 
-        import rclpy  # noqa: PLC0415 - after os.environ carries the DDS set-up
-        from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
-        from sensor_msgs.msg import Image  # noqa: PLC0415
+        import rclpy
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
 
         rclpy.init()
         try:

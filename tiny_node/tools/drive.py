@@ -49,7 +49,7 @@ def render_frame(width: int, height: int, distance_m: float, *, hfov_deg: float 
             cv2.rectangle(img, (lx, int(y0 + 0.55 * h)), (lx + int(0.1 * w), int(y0 + 0.65 * h)),
                           (255, 40, 40), -1)
     if noise is not None:
-        img = cv2.add(img, noise.integers(0, 8, img.shape, dtype=np.uint8))
+        img = np.asarray(cv2.add(img, noise.integers(0, 8, img.shape, dtype=np.uint8)), np.uint8)
     return img
 
 
@@ -163,7 +163,7 @@ def run_drive(
     return result
 
 
-def latency_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+def latency_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Decisions/frames, latency and lateness percentiles (ms) over a drive's rows."""
     decided = [r for r in rows if r.get("decision") is not None]
     lat = np.array([r["latency_ms"] for r in decided]) if decided else np.array([math.nan])

@@ -1,5 +1,6 @@
-"""A DDS peer of the node: publishes its inputs, collects its decisions, measures on its
-own clock.  Used by the demo, the benchmark and the integration tests (and the HIL harness):
+"""A DDS peer of the node: publishes its inputs, collects its decisions.
+
+It measures on its own clock.  Used by the demo, the benchmark and the integration tests (and the HIL harness):
 nothing but DDS passes between it and the node under test.
 """
 

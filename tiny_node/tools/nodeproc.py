@@ -1,5 +1,8 @@
-"""Start the node as its own process, as on vehicle compute, for the demo, the benchmark, the
-integration tests and the HIL harness: only DDS passes between it and its peers."""
+"""Start the node as its own process, as on vehicle compute.
+
+For the demo, the benchmark, the integration tests and the HIL harness: only DDS passes
+between the node and its peers.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class NodeProcess:
     def __init__(
         self,
         env: Mapping[str, str],
+        *,
         params: Mapping[str, object] | None = None,
         params_file: Path | None = None,
         log_path: Path | None = None,
