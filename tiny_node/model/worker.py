@@ -7,7 +7,7 @@ messages (protocol.py).
 
 Threading contract: every method is called from ONE thread (the deadline thread) and,
 apart from ``start``, ``wait_ready`` and ``stop``, returns without blocking:
-``Process.start()`` (tens of ms for spawn) runs on a helper thread (see _Spawner).
+``Process.start()`` (tens of ms for spawn) runs on a helper thread (see Spawner).
 Time comes from the injected clock; ``stats()`` may also be read from another thread.
 
 States: DISABLED -start-> STARTING -ready-> READY <-submit/reply-> BUSY. A crash (process
@@ -22,12 +22,9 @@ An idle worker that is stopped (SIGSTOP) is only noticed by its next job.
 from __future__ import annotations
 
 import multiprocessing as mp
-import queue
 import signal
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -50,7 +47,7 @@ from tiny_node.model.protocol import (
     ToWorker,
     WorkerConfig,
 )
-from tiny_node.model.worker_main import worker_main
+from tiny_node.model.spawner import Spawner, SpawnRequest
 
 __all__ = ["ModelResult", "ModelWorker", "WorkerState"]
 
@@ -78,44 +75,11 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-@dataclass
-class _SpawnRequest:
-    proc: BaseProcess
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+def _child_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
+    """Spawn target. The import is here so the node process never loads onnxruntime/cv2."""
+    from tiny_node.model.worker_main import worker_main
 
-
-class _Spawner:
-    """One long-lived thread that runs ``Process.start()`` (spawn: tens of ms) for the caller.
-
-    Why not a thread per spawn: ``Thread.start()`` itself waits until the new thread runs,
-    1-10 ms measured on this 2-core machine under load; a queue put takes ~20 us.
-    """
-
-    def __init__(self) -> None:
-        self._q: queue.SimpleQueue[_SpawnRequest | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="model-spawner", daemon=True)
-        self._thread.start()
-
-    def submit(self, proc: BaseProcess) -> _SpawnRequest:
-        """Queue ``proc.start()``; poll ``done`` on the returned request."""
-        req = _SpawnRequest(proc)
-        self._q.put(req)
-        return req
-
-    def _run(self) -> None:
-        while (req := self._q.get()) is not None:
-            try:
-                req.proc.start()
-            except BaseException as exc:  # handed to supervise() on the caller's thread
-                req.error = exc
-            finally:
-                req.done.set()
-
-    def close(self) -> None:
-        """Finish queued spawns and end the thread."""
-        self._q.put(None)
-        self._thread.join()
+    worker_main(ctl, res, cfg)
 
 
 class ModelWorker:
@@ -157,8 +121,8 @@ class ModelWorker:
         self._state = WorkerState.DISABLED
         self._slots: FrameSlots | None = None
         self._proc: BaseProcess | None = None
-        self._spawner: _Spawner | None = None
-        self._spawning: _SpawnRequest | None = None
+        self._spawner: Spawner | None = None
+        self._spawning: SpawnRequest | None = None
         self._ctl: Connection | None = None  # parent -> worker
         self._res: Connection | None = None  # worker -> parent
         self._child_ends: list[Connection] = []
@@ -233,7 +197,7 @@ class ModelWorker:
         if self._slots is None:
             self._slots = FrameSlots.create(self._max_frame_shape)
         if self._spawner is None:
-            self._spawner = _Spawner()
+            self._spawner = Spawner()
         self._backoff_s = self._backoff_initial_s
         self._spawn()
 
@@ -376,7 +340,7 @@ class ModelWorker:
         ctl_r, ctl_w = self._ctx.Pipe(duplex=False)
         res_r, res_w = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
-            target=worker_main,
+            target=_child_main,
             args=(ctl_r, res_w, WorkerConfig(
                 str(self._bundle_dir), tuple(self._slots.names), self._max_frame_shape,
                 self._threads, self._warmup_runs, self._test_delay_ms, self._nice)),
