@@ -7,7 +7,7 @@ messages (protocol.py).
 
 Threading contract: every method is called from ONE thread (the deadline thread) and,
 apart from ``start``, ``wait_ready`` and ``stop``, returns without blocking:
-``Process.start()`` (tens of ms for spawn) runs on a helper thread (see Spawner).
+``Process.start()`` (tens of ms for spawn) runs on a helper thread (spawner.py).
 Time comes from the injected clock; ``stats()`` may also be read from another thread.
 
 States: DISABLED -start-> STARTING -ready-> READY <-submit/reply-> BUSY. A crash (process
