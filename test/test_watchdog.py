@@ -78,7 +78,7 @@ def test_model_on_time_decides_early():
 
 def test_late_model_falls_back_at_guarded_deadline_and_is_cancelled_and_discarded():
     port = ScriptedPort()
-    clock, _, wd = setup(port=port)
+    clock, _, wd = setup(port=port, publish_guard_ms=2.0)
     wd.on_frame(frame(clock, 1))
     assert wd.next_wakeup() == pytest.approx(100.048)  # 50 ms deadline - 2 ms guard
     clock.advance(0.047)

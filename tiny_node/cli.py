@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":  # everything after `run` belongs to the node (ROS args too)
         return _cmd_run(argv[1:])
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        return _cmd_run(argv)  # `python -m tiny_node [--params-file F] [--ros-args ...]`
     parser = argparse.ArgumentParser(prog="tiny-node", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="start the node: tiny-node run --params-file config/tiny_node.yaml "

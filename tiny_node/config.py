@@ -95,8 +95,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("deadline_ms", 50.0, "Each camera frame must be decided within this time.", 5.0, 1000.0),
     P("deadline_reference", "receipt", "Measure the deadline from frame receipt or from the "
       "frame's header stamp (needs synchronised clocks).", choices=("receipt", "stamp")),
-    P("publish_guard_ms", 2.0, "The fallback decision is published this long before the "
-      "deadline so scheduling jitter cannot push it past the deadline.", 0.0, 20.0),
+    P("publish_guard_ms", 5.0, "The fallback decision is published this long before the "
+      "deadline so scheduling jitter cannot push it past the deadline (measured wake-up "
+      "jitter on a 2-vCPU VM: max 4-6 ms, docs/BENCHMARKS.md).", 0.0, 20.0),
     P("arbitration", "either", "'either': brake if the on-time model or the rules say brake "
       "(the model never cancels a rule brake). 'shadow': the rules decide, the model is run "
       "and reported only.", choices=("either", "shadow")),
