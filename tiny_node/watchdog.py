@@ -50,9 +50,20 @@ class ModelPort(Protocol):
 class ModelAnswer(Protocol):
     """The parts of a model output the watchdog reads."""
 
-    brake: bool
-    confidence: float
-    label: str
+    @property
+    def brake(self) -> bool:
+        """The model's decision."""
+        ...
+
+    @property
+    def confidence(self) -> float:
+        """Probability of that decision."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """The decision as the model's word."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""Lockstep driver: the real model on a real bundle, latency from a deterministic budget."""
+
+import numpy as np
+import pytest
+
+from tiny_node.clock import ManualClock
+from tiny_node.config import make_config
+from tiny_node.decision import ModelState, Source
+from tiny_node.lockstep import Lockstep, model_from_bundle
+
+
+def drive(bundle, budget_ms, gap0=60.0, speed=13.9, seconds=2.0):
+    clock = ManualClock()
+    ls = Lockstep(make_config(), model_from_bundle(bundle, clock, budget_ms=budget_ms), clock)
+    img = np.full((120, 160, 3), 100, np.uint8)
+    decisions = []
+    for i in range(int(seconds * 60)):  # 60 Hz event grid: range/odom every step, camera every 2nd
+        t = i / 60
+        stamp = int(t * 1e9)
+        decisions += ls.odom(t, speed)
+        decisions += ls.range(t, gap0 - speed * t, stamp)
+        if i % 2 == 0:
+            decisions += ls.frame(t + 0.001, stamp, img)
+    decisions += ls.finish()
+    return decisions
+
+
+def test_model_decides_within_budget_and_is_deterministic(bundles):
+    a = drive(bundles["fast"], budget_ms=5.0, seconds=3.0)
+    b = drive(bundles["fast"], budget_ms=5.0, seconds=3.0)
+    assert len(a) == 90 and [d.frame_id for d in a] == sorted(d.frame_id for d in a)
+    assert all(d.source in (Source.MODEL, Source.RULES) for d in a)
+    assert all(d.latency_ms == pytest.approx(5.0) for d in a)
+    assert [(d.brake, d.reason, d.decided_at) for d in a] == [(d.brake, d.reason, d.decided_at) for d in b]
+    assert any(d.brake for d in a) and not a[0].brake
+
+
+def test_budget_beyond_deadline_is_always_fallback_on_time(bundles):
+    decisions = drive(bundles["fast"], budget_ms=80.0)
+    assert len(decisions) == 60
+    assert {d.source for d in decisions} == {Source.FALLBACK}
+    assert {d.model_state for d in decisions} <= {ModelState.LATE, ModelState.UNAVAILABLE}
+    assert all(d.decided_at <= d.deadline_at for d in decisions)
