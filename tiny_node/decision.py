@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Source(str, Enum):
@@ -69,3 +70,34 @@ class Decision:
     def label(self) -> str:
         """``brake`` or ``no_brake``: the decision as a word."""
         return "brake" if self.brake else "no_brake"
+
+
+def decision_level(d: Decision) -> int:
+    """REP-107 level: 0 OK; 1 WARN for a fallback or a held brake; 2 ERROR on a sensor fail-safe."""
+    if d.rules is not None and d.rules.reason.startswith("fail-safe"):
+        return 2
+    if d.source is Source.FALLBACK or d.hold:
+        return 1
+    return 0
+
+
+def decision_values(d: Decision) -> dict[str, Any]:
+    """The auditable content of a decision as flat key-values (the ``decision`` topic's values)."""
+    values: dict[str, Any] = {
+        "source": d.source.value,
+        "model_state": d.model_state.value,
+        "latency_ms": f"{d.latency_ms:.3f}",
+        "deadline_ms": f"{d.deadline_ms:.3f}",
+        "confidence": f"{d.confidence:.3f}",
+        "reason": d.reason,
+        "frame_id": d.frame_id,
+        "hold": str(d.hold).lower(),
+    }
+    if d.rules is not None:
+        values["rules_decision"] = "brake" if d.rules.brake else "no_brake"
+        values["rules_reason"] = d.rules.reason
+    if d.model is not None:
+        values["model_decision"] = "brake" if d.model.brake else "no_brake"
+        values["model_confidence"] = f"{d.model.confidence:.3f}"
+    values.update(d.extra)
+    return values

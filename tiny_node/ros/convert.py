@@ -14,7 +14,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 
-from tiny_node.decision import Decision, ModelState, Source
+from tiny_node.decision import Decision, decision_values
+from tiny_node.decision import decision_level as core_level
 from tiny_node.frames import FrameError, decode_compressed, decode_raw
 from tiny_node.sensors import RangeReading
 
@@ -69,34 +70,8 @@ def _kv(values: dict[str, Any]) -> list[KeyValue]:
 
 
 def decision_level(d: Decision) -> bytes:
-    """OK normally; WARN when the model was not on time or a brake is held; ERROR on fail-safe."""
-    if d.rules is not None and d.rules.reason.startswith("fail-safe"):
-        return ERROR
-    if d.source is Source.FALLBACK or d.hold:
-        return WARN
-    return OK
-
-
-def decision_values(d: Decision) -> dict[str, Any]:
-    """The auditable content of a decision, as flat key-values."""
-    values: dict[str, Any] = {
-        "source": d.source.value,
-        "model_state": d.model_state.value,
-        "latency_ms": f"{d.latency_ms:.3f}",
-        "deadline_ms": f"{d.deadline_ms:.3f}",
-        "confidence": f"{d.confidence:.3f}",
-        "reason": d.reason,
-        "frame_id": d.frame_id,
-        "hold": str(d.hold).lower(),
-    }
-    if d.rules is not None:
-        values["rules_decision"] = "brake" if d.rules.brake else "no_brake"
-        values["rules_reason"] = d.rules.reason
-    if d.model is not None:
-        values["model_decision"] = "brake" if d.model.brake else "no_brake"
-        values["model_confidence"] = f"{d.model.confidence:.3f}"
-    values.update(d.extra)
-    return values
+    """REP-107 level of a decision (see :func:`tiny_node.decision.decision_level`)."""
+    return bytes([core_level(d)])
 
 
 def decision_msg(d: Decision, hardware_id: str) -> DiagnosticArray:
@@ -126,4 +101,3 @@ def parse_decision(msg: DiagnosticArray) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ERROR", "OK", "STALE", "WARN", "ModelState"]
