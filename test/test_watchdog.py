@@ -178,8 +178,21 @@ def test_bad_frame_and_frozen_stamp_still_decided():
     port.finish()
     wd.on_model_result(2, Out(False, 0.9, "no_brake"))
     [d] = wd.on_frame(frame(clock, 6))
-    assert "frozen or out-of-order" in d.reason
-    assert wd.stats.bad_frames == 2
+    assert "frozen camera" in d.reason
+    [d] = wd.on_frame(frame(clock, 3))
+    assert "out-of-order" in d.reason
+    assert wd.stats.bad_frames == 3
+
+
+def test_backwards_clock_jump_is_not_a_camera_fault():
+    port = ScriptedPort(ready=False)
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 10_000_000_000))
+    [d] = wd.on_frame(frame(clock, 2_000_000_000))  # sim time restarted 8 s back
+    assert "out-of-order" not in d.reason and "frozen" not in d.reason
+    assert wd.stats.clock_jumps == 1
+    [d] = wd.on_frame(frame(clock, 2_000_000_001))
+    assert "out-of-order" not in d.reason
 
 
 def test_stale_sensors_failsafe_brake():

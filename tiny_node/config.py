@@ -86,6 +86,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("max_frame_width", 1920, "Largest camera frame accepted (pixels); larger frames are "
       "rejected as bad input. Sizes the model worker's shared memory.", 64, 4096, read_only=True),
     P("max_frame_height", 1080, "Largest camera frame accepted (pixels).", 48, 4096, read_only=True),
+    P("camera_timeout_s", 0.5, "No camera frame for this long turns the camera diagnostic ERROR "
+      "(decisions are per frame: without frames there are none to publish).", 0.05, 10.0),
+    P("future_stamp_tolerance_s", 0.5, "A camera stamp further ahead of the node's ROS clock "
+      "than this is a fault (the model is not run on it).", 0.0, 60.0),
     P("range_timeout_s", 0.5, "Range reading older than this is stale -> fail-safe "
       "(Autoware topic_state_monitor uses 1.0 s; 0.5 s is 10 missed readings at 20 Hz).", 0.05, 10.0),
     P("odom_timeout_s", 0.5, "Odometry older than this is stale -> fail-safe.", 0.05, 10.0),

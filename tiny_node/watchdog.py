@@ -29,6 +29,9 @@ from tiny_node.decision import Decision, ModelState, Source, Verdict
 from tiny_node.rules import RulePath
 from tiny_node.sensors import SensorState
 
+# A camera stamp going back by more than this is a clock reset, not a reordered frame.
+CLOCK_JUMP_NS = 1_000_000_000
+
 
 class ModelPort(Protocol):
     """What the watchdog needs from a model runner (worker process or lockstep model)."""
@@ -107,6 +110,7 @@ class WatchdogStats:
     model_errors: int = 0
     bad_frames: int = 0
     frames_dropped_in_transport: int = 0
+    clock_jumps: int = 0
     last_fault: str = ""
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -128,6 +132,7 @@ class WatchdogStats:
             "model_errors": self.model_errors,
             "bad_frames": self.bad_frames,
             "frames_dropped_in_transport": self.frames_dropped_in_transport,
+            "clock_jumps": self.clock_jumps,
             "latency_p50_ms": round(self.latency_percentile(50), 3),
             "latency_p99_ms": round(self.latency_percentile(99), 3),
         }
@@ -177,12 +182,7 @@ class Watchdog:
         guard = self.cfg.float("publish_guard_ms") * 1e-3
         snap = self.sensors.snapshot(frame.received_at)
         verdict, figures = self.rules.decide(snap)
-        fault = frame.fault
-        if fault is None and self._last_stamp_ns is not None and frame.stamp_ns <= self._last_stamp_ns:
-            fault = (
-                f"camera stamp {frame.stamp_ns} not after previous {self._last_stamp_ns} "
-                "(frozen or out-of-order camera)"
-            )
+        fault = frame.fault or self._stamp_fault(frame.stamp_ns)
         if fault is None:
             self._last_stamp_ns = frame.stamp_ns
         else:
@@ -263,6 +263,22 @@ class Watchdog:
             else:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         return out
+
+    def _stamp_fault(self, stamp_ns: int) -> str | None:
+        """Frozen (repeated) or out-of-order camera stamps make a frame unusable for the model.
+
+        A jump back by more than :data:`CLOCK_JUMP_NS` is a clock reset (a bag looping, sim
+        time restarting), not a camera fault: the frame is accepted and tracking restarts.
+        """
+        last = self._last_stamp_ns
+        if last is None or stamp_ns > last:
+            return None
+        if stamp_ns == last:
+            return f"camera stamp {stamp_ns} repeated (frozen camera)"
+        if last - stamp_ns > CLOCK_JUMP_NS:
+            self.stats.clock_jumps += 1
+            return None
+        return f"camera stamp {stamp_ns} before previous {last} (out-of-order frame)"
 
     def close_all(self, why: str) -> list[Decision]:
         """Decide every open cycle now with the rule verdict (shutdown: none goes unanswered)."""

@@ -243,6 +243,10 @@ class TinyNode(LifecycleNode):
         cfg = self.cfg
         rgb, fault = convert.image_to_rgb(msg, cfg.int("max_frame_width"), cfg.int("max_frame_height"))
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        ros_now = self.get_clock().now().nanoseconds
+        ahead = (stamp_ns - ros_now) * 1e-9
+        if fault is None and ros_now > 0 and ahead > cfg.float("future_stamp_tolerance_s"):
+            fault = f"camera stamp {ahead:.2f} s in the future of the node clock"
         deadline_at = None
         if cfg.str("deadline_reference") == "stamp":
             age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
@@ -304,6 +308,17 @@ class TinyNode(LifecycleNode):
         text = "; ".join(snap.faults) if snap.faults else ("imu missing (optional)" if imu_missing else "ok")
         statuses.append(convert.status("tiny_node: sensors", lvl, text, sv, self._hw))
 
+        cam_age = None if self._last_frame_at is None else now - self._last_frame_at
+        cam_timeout = self.cfg.float("camera_timeout_s")
+        if cam_age is None or cam_age > cam_timeout:
+            text = "no camera frame yet" if cam_age is None else f"no camera frame for {cam_age:.2f} s"
+            lvl, text = convert.ERROR, text + " (no frames: no decisions)"
+        else:
+            lvl, text = convert.OK, "ok"
+        statuses.append(convert.status("tiny_node: camera", lvl, text, {
+            "frames": self._frames, "age_s": "never" if cam_age is None else f"{cam_age:.3f}",
+            "bad_frames": stats.bad_frames, "dropped_in_transport": stats.frames_dropped_in_transport,
+            "clock_jumps": stats.clock_jumps}, self._hw))
         arr = DiagnosticArray(status=statuses)
         arr.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(arr)
