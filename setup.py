@@ -42,10 +42,14 @@ setup(
         "PyYAML>=6.0",
         "rosbags>=0.10",
         "mcap>=1.1",
+        "tokenizers>=0.15",
+        "matplotlib>=3.5",
+        "tqdm>=4.60",
     ],
     extras_require={
         "ros": [
             "ros-rclpy[fastrtps]>=9.1",
+            "ros-rosgraph-msgs>=2.3",
             "ros-std-msgs>=5.5",
             "ros-sensor-msgs>=5.5",
             "ros-nav-msgs>=5.5",

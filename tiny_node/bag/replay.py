@@ -1,0 +1,355 @@
+"""Replay any rosbag2 through the decision core, and write what it decided beside the inputs.
+
+Lockstep (default): every message is handed to :class:`tiny_node.lockstep.Lockstep` in log-time
+order, at its log time, as the node would receive it; deterministic and as fast as the CPU
+allows.  Real time (``realtime=True``): the bag is published over DDS with a ``/clock``, as
+``ros2 bag play --clock`` does, to a separately started node, and its decisions are recorded
+(:mod:`tiny_node.bag.realtime`).  Either way the output folder holds a bag with the inputs
+copied through plus ``/tiny_node/decision`` and ``/tiny_node/brake``, ``summary.json`` and
+``replay.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, Qos
+from rosbags.rosbag2 import Writer, WriterError
+
+from tiny_node.bag import msgs
+from tiny_node.bag.errors import BagError
+from tiny_node.bag.record import EPOCH_KEY, open_writer
+from tiny_node.bag.report import DecisionRecord, Series, summarize, write_plot
+from tiny_node.bag.topics import BagSource, detect_topics
+from tiny_node.config import NodeConfig
+from tiny_node.decision import Decision
+from tiny_node.frames import FrameError, decode_compressed, decode_raw
+
+OUT_DECISION = "/tiny_node/decision"
+OUT_BRAKE = "/tiny_node/brake"
+OUT_DIAGNOSTICS = "/tiny_node/diagnostics"  # real time only: the node's /diagnostics
+OUT_TOPICS = (OUT_DECISION, OUT_BRAKE, OUT_DIAGNOSTICS)
+OUT_BAG = "bag"
+TOOL_KEY = "tiny_node.tool"
+
+Progress = Callable[[float, float], None]  # (fraction done, log time s)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Where the outputs are, and what was decided."""
+
+    out_dir: Path
+    bag: Path
+    summary_path: Path
+    plot_path: Path | None
+    summary: dict[str, Any]
+    decisions: list[DecisionRecord]
+    topics: dict[str, str]
+
+    @property
+    def speed_x_realtime(self) -> float:
+        """Bag duration / wall time of the replay."""
+        return float(self.summary["timing"]["speed_x_realtime"])
+
+
+class OutputBag:
+    """The output bag: input connections copied through, decisions added."""
+
+    def __init__(self, path: Path, storage: str, source: BagSource, custom: dict[str, str],
+                 warnings: list[str]) -> None:
+        self.path = path
+        self.writer: Writer = open_writer(path, storage, custom)
+        # keyed by (reader, connection id): ids restart in each file of a split bag
+        self._map: dict[tuple[int, int], Connection] = {}
+        self._own: dict[str, Connection] = {}
+        self.hardware_id = "tiny_node@replay"
+        by_key: dict[tuple[str, str, tuple[Qos, ...]], Connection] = {}
+        skipped: set[str] = set()
+        for c in source.connections:
+            if c.topic in OUT_TOPICS:
+                skipped.add(f"{c.topic}: replaced by this replay's decisions")
+                continue
+            store = source.typestore_for(c.msgtype)
+            if store is None:
+                skipped.add(f"{c.topic}: no definition of {c.msgtype} in the bag, not copied")
+                continue
+            qos: tuple[Qos, ...] = ()
+            fmt = "cdr"
+            if isinstance(c.ext, ConnectionExtRosbag2):
+                qos, fmt = tuple(c.ext.offered_qos_profiles), c.ext.serialization_format
+            key = (c.topic, c.msgtype, qos)
+            if key not in by_key:
+                try:
+                    by_key[key] = self.writer.add_connection(c.topic, c.msgtype, typestore=store,
+                                                             serialization_format=fmt,
+                                                             offered_qos_profiles=list(qos))
+                except Exception as exc:  # a type rosbags cannot describe: say so, go on
+                    skipped.add(f"{c.topic}: cannot copy {c.msgtype}: {exc}")
+                    continue
+            self._map[(id(c.owner), c.id)] = by_key[key]
+        warnings += sorted(skipped)
+
+    def copy(self, conn: Connection, ns: int, raw: bytes) -> None:
+        """An input message, unchanged."""
+        out = self._map.get((id(conn.owner), conn.id))
+        if out is not None:
+            self.writer.write(out, ns, raw)
+
+    def add(self, topic: str, ns: int, msg: Any) -> None:
+        """One of our own messages (reliable QoS, like the node's decision topics)."""
+        self.add_raw(topic, msg.__msgtype__, ns, msgs.serialize(msg))
+
+    def add_raw(self, topic: str, msgtype: str, ns: int, raw: bytes) -> None:
+        """One of our own messages, already CDR (as received from the node)."""
+        conn = self._own.get(topic)
+        if conn is None:
+            conn = self.writer.add_connection(topic, msgtype, typestore=msgs.TYPESTORE,
+                                              offered_qos_profiles=[msgs.RELIABLE_QOS])
+            self._own[topic] = conn
+        self.writer.write(conn, ns, raw)
+
+    def decision(self, ns: int, d: Decision) -> None:
+        """``/tiny_node/decision`` + ``/tiny_node/brake`` for a core decision."""
+        self.add(OUT_DECISION, ns, msgs.decision_msg(d, self.hardware_id))
+        self.add(OUT_BRAKE, ns, msgs.bool_msg(d.brake))
+
+    def close(self) -> None:
+        """Index and metadata.yaml."""
+        try:
+            self.writer.close()
+        except (WriterError, OSError) as exc:
+            raise BagError(f"cannot finish output bag {self.path}: {exc}") from exc
+
+    def abort(self) -> None:
+        """Drop the partial output (the run failed: a half bag would mislead)."""
+        try:
+            self.writer.abort()
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Feeder:
+    """Turns input messages into core inputs exactly as the node's callbacks do."""
+
+    def __init__(self, source: BagSource, roles: Mapping[str, str], cfg: NodeConfig, series: Series,
+                 origin_ns: int) -> None:
+        self.source = source
+        self.role_of = {topic: role for role, topic in roles.items()}
+        self.max_w, self.max_h = cfg.int("max_frame_width"), cfg.int("max_frame_height")
+        self.series = series
+        self.origin_ns = origin_ns
+
+    def t(self, ns: int) -> float:
+        """Replay time (s) of a log time (ns)."""
+        return (ns - self.origin_ns) * 1e-9
+
+    def ns(self, t: float) -> int:
+        """Log time (ns) of a replay time (s)."""
+        return self.origin_ns + round(t * 1e9)
+
+    def frame(self, conn: Connection, ns: int, raw: bytes) -> tuple[int, Any, str | None]:
+        """(stamp, rgb or None, fault or None); an undecodable message is a bad frame too."""
+        t = self.t(ns)
+        rgb = None
+        fault: str | None = None
+        try:
+            msg = self.source.deserialize(raw, conn.msgtype)
+            stamp = msgs.time_to_ns(msg.header.stamp)
+        except ValueError as exc:
+            stamp, fault = ns, f"camera message unreadable ({exc}); stamp = log time"
+        else:
+            try:
+                if conn.msgtype == msgs.COMPRESSED_IMAGE:
+                    rgb = decode_compressed(msg.format, msg.data, max_width=self.max_w, max_height=self.max_h)
+                else:
+                    rgb = decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.data,
+                                     max_width=self.max_w, max_height=self.max_h)
+            except FrameError as exc:
+                fault = str(exc)
+        self.series.frames.append((t, stamp))
+        if fault is not None:
+            self.series.bad_frames.append({"t_s": round(t, 6), "stamp_ns": stamp, "reason": fault})
+        return stamp, rgb, fault
+
+    def sensor(self, role: str, conn: Connection, raw: bytes) -> Any | None:
+        """The deserialized message, or None (counted) if it cannot be read."""
+        try:
+            return self.source.deserialize(raw, conn.msgtype)
+        except ValueError:
+            self.series.undecodable[conn.topic] += 1
+            return None
+
+
+def _range_args(msg: Any) -> tuple[float, int, float, float]:
+    """As ``tiny_node.ros.convert.range_reading``: max_range <= 0 means unlimited."""
+    max_range = float(msg.max_range) if msg.max_range > 0 else math.inf
+    return float(msg.range), msgs.time_to_ns(msg.header.stamp), float(msg.min_range), max_range
+
+
+def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeConfig, *, bundle: Path | None,
+                  budget_ms: float | None, progress: Progress | None) -> tuple[list[DecisionRecord], int]:
+    from tiny_node.clock import ManualClock
+    from tiny_node.lockstep import Lockstep, model_from_bundle
+
+    clock = ManualClock()
+    model = None
+    if bundle is not None:
+        from tiny_node.model.bundle import BundleError
+
+        try:
+            model = model_from_bundle(bundle, clock, budget_ms=budget_ms)
+        except BundleError as exc:
+            raise BagError(f"model bundle {bundle}: {exc}") from exc
+    ls = Lockstep(cfg, model, clock)
+    records: list[DecisionRecord] = []
+    series = feeder.series
+    span = max(1, source.end_ns - source.start_ns)
+    next_report = 0.0
+
+    def emit(decisions: list[Decision]) -> None:
+        for d in decisions:
+            out.decision(feeder.ns(d.decided_at), d)
+            records.append(DecisionRecord.from_decision(d, d.decided_at))
+
+    for conn, ns, raw in source.messages():
+        t = feeder.t(ns)
+        emit(ls.advance_to(t))  # decisions due before this message go first in the bag
+        out.copy(conn, ns, raw)
+        role = feeder.role_of.get(conn.topic)
+        if role == "camera":
+            stamp, rgb, fault = feeder.frame(conn, ns, raw)
+            emit(ls.frame(t, stamp, rgb, fault))
+        elif role is not None and (msg := feeder.sensor(role, conn, raw)) is not None:
+            if role == "range":
+                rng, stamp, lo, hi = _range_args(msg)
+                series.range_t.append(t)
+                series.range_m.append(rng)
+                emit(ls.range(t, rng, stamp, lo, hi))
+            elif role == "odom":
+                speed = float(msg.twist.twist.linear.x)
+                series.speed_t.append(t)
+                series.speed_mps.append(speed)
+                emit(ls.odom(t, speed))
+            else:
+                emit(ls.imu(t, float(msg.linear_acceleration.x)))
+        if progress is not None and (done := (ns - source.start_ns) / span) >= next_report:
+            progress(done, t)
+            next_report = done + 0.02
+    emit(ls.finish())
+    if progress is not None:
+        progress(1.0, feeder.t(source.end_ns))
+    return records, ls.watchdog.stats.deadline_misses
+
+
+def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
+           topics: dict[str, str] | None = None, realtime: bool = False, budget_ms: float | None = None,
+           storage: str | None = None, namespace: str = "", wait_s: float = 30.0,
+           progress: Progress | None = None, plot: bool = True) -> ReplayResult:
+    """Replay ``bag`` through the decision core (or a live node with ``realtime``); see module doc.
+
+    ``bundle`` None = rules only (lockstep; in real time the node's own parameters decide).
+    ``budget_ms`` overrides the bundle's lockstep latency budget.  ``storage`` of the output
+    bag defaults to the input's.  Raises :class:`BagError` for any unusable input.
+    """
+    wall0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    with BagSource(Path(bag)) as source:
+        roles, warnings = detect_topics(source.topics, topics, bag=str(source.path))
+        if realtime and bundle is not None:
+            warnings.append(f"model {bundle} not used in real time: the running node's own model_bundle decides")
+        if not realtime and cfg.str("deadline_reference") == "stamp":
+            warnings.append("deadline_reference 'stamp' is not modelled in lockstep: deadlines run from the "
+                            "log (receipt) time")
+        out_path = out_dir / OUT_BAG
+        _clear_previous(out_path)
+        epoch = source.custom.get(EPOCH_KEY, "")
+        origin_ns = min(int(epoch), source.start_ns) if epoch.isdigit() else source.start_ns
+        custom = {TOOL_KEY: "replay", EPOCH_KEY: str(origin_ns), "tiny_node.input": str(source.path)}
+        out = OutputBag(out_path, storage or source.storage, source, custom, warnings)
+        series = Series()
+        feeder = Feeder(source, roles, cfg, series, origin_ns)
+        try:
+            if realtime:
+                from tiny_node.bag.realtime import run_realtime
+
+                records, misses = run_realtime(source, feeder, out, roles, namespace=namespace,
+                                               wait_s=wait_s, progress=progress)
+            else:
+                records, misses = _run_lockstep(source, feeder, out, cfg, bundle=bundle, budget_ms=budget_ms,
+                                                 progress=progress)
+        except BaseException:
+            out.abort()
+            raise
+        out.close()
+        replay_s = time.perf_counter() - wall0
+        duration_s = (source.end_ns - source.start_ns) * 1e-9
+        summary: dict[str, Any] = {
+            "input": {
+                "bag": str(source.path), "storage": source.storage, "duration_s": round(duration_s, 6),
+                "messages": source.message_count,
+                "topics": {role: {"topic": name, "type": source.topics[name].msgtype,
+                                  "messages": source.topics[name].count} for role, name in roles.items()},
+            },
+            "mode": "realtime" if realtime else "lockstep",
+            "model": ("node parameters" if realtime else (str(bundle) if bundle is not None else "rules-only")),
+            **summarize(records, series, deadline_misses=misses),
+            "output": {"bag": str(out_path), "storage": storage or source.storage,
+                       "topics_added": list(OUT_TOPICS if realtime else OUT_TOPICS[:2])},
+            "warnings": warnings,
+        }
+        plot_path: Path | None = None
+        if plot:
+            plot_path = out_dir / "replay.png"
+            try:
+                write_plot(plot_path, records, series, f"{source.path.name}: {summary['mode']}, {summary['model']}")
+            except ImportError as exc:
+                warnings.append(f"no plot: {exc} (pip install matplotlib)")
+                plot_path = None
+        summary["output"]["plot"] = str(plot_path) if plot_path else None
+        wall_s = time.perf_counter() - wall0
+        summary["timing"] = {"wall_s": round(wall_s, 3), "replay_s": round(replay_s, 3),
+                             "speed_x_realtime": round(duration_s / wall_s, 2) if wall_s > 0 else None}
+        summary_path = out_dir / "summary.json"
+        summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        return ReplayResult(out_dir, out_path, summary_path, plot_path, summary, records, roles)
+
+
+def _clear_previous(out_path: Path) -> None:
+    """Remove an output bag of an earlier replay; refuse to touch anything else."""
+    if not out_path.exists():
+        return
+    meta = out_path / "metadata.yaml"
+    ours = False
+    if meta.is_file():
+        try:
+            ours = "tiny_node.tool: replay" in meta.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BagError(f"cannot read {meta}: {exc}") from exc
+    if not ours:
+        raise BagError(f"{out_path} exists and is not the output of an earlier replay; choose another --out")
+    shutil.rmtree(out_path)
+    for stale in ("summary.json", "replay.png"):  # never leave the old run's report beside a failed one
+        (out_path.parent / stale).unlink(missing_ok=True)
+
+
+def read_decisions(bag: Path, topic: str = OUT_DECISION) -> dict[int, dict[str, Any]]:
+    """The decisions on ``topic`` of a bag, by frame stamp (last one wins), as flat key-values.
+
+    Also the log time (``log_ns``) of each.  For tests and tools comparing runs.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    with BagSource(Path(bag)) as source:
+        for conn, ns, raw in source.messages({topic}):
+            values = msgs.parse_decision(source.deserialize(raw, conn.msgtype))
+            if values is not None:
+                values["log_ns"] = ns
+                out[int(values["stamp_ns"])] = values
+    return out

@@ -1,0 +1,236 @@
+"""Open any rosbag2 (mcap or sqlite3) and find its camera / range / odometry / IMU topics by type.
+
+Messages are read from the storage files named by ``metadata.yaml``, not through the
+directory reader: rosbags matches the metadata's topics to the storage's by their QoS text,
+and bags written by ``ros2 bag record`` may disagree there (the rosbag2 project's own sample
+bags do: the directory reader yields 0 of their 20 messages).  ``ros2 bag`` itself takes the
+topics from the storage, and so do we.  Every failure becomes a :class:`BagError` naming the
+bag and the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection
+from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.typesys.store import Typestore
+
+from tiny_node.bag import msgs
+from tiny_node.bag.errors import BagError
+
+ROLES = ("camera", "range", "odom", "imu")
+ROLE_TYPES: dict[str, tuple[str, ...]] = {
+    "camera": (msgs.IMAGE, msgs.COMPRESSED_IMAGE),
+    "range": (msgs.RANGE,),
+    "odom": (msgs.ODOMETRY,),
+    "imu": (msgs.IMU,),
+}
+STORAGE_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
+
+# What rosbags / sqlite / the decompressors raise on a damaged file.  Caught only around
+# calls into the reader and re-raised as BagError with the cause chained.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    AnyReaderError, ReaderError, OSError, sqlite3.Error, struct.error, EOFError, ValueError,
+    KeyError, IndexError, UnicodeDecodeError, AssertionError,
+)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag: its type and how many messages it holds."""
+
+    name: str
+    msgtype: str
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.msgtype}]"
+
+
+def _read_metadata(meta: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BagError(f"{meta}: cannot read bag metadata: {exc}") from exc
+    info = doc.get("rosbag2_bagfile_information") if isinstance(doc, Mapping) else None
+    if not isinstance(info, Mapping):
+        raise BagError(f"{meta}: not rosbag2 metadata (no 'rosbag2_bagfile_information')")
+    return dict(info)
+
+
+class BagSource:
+    """An open rosbag2 for reading: topics, messages in log-time order, deserialization."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.custom: dict[str, str] = {}
+        self.storage, files, compressed = self._locate()
+        try:
+            self._reader = AnyReader([self.path] if compressed else files, default_typestore=msgs.TYPESTORE)
+            self._reader.open()
+        except _READ_ERRORS as exc:
+            hint = (" (an mcap cut short, e.g. by an interrupted recording, can be rebuilt with `mcap recover`)"
+                    if self.storage == "mcap" else "")
+            raise BagError(f"{self.path}: corrupt or unreadable bag: {exc}{hint}") from exc
+        self.connections: list[Connection] = list(self._reader.connections)
+        counts: dict[str, int] = {}
+        types: dict[str, str] = {}
+        for c in self.connections:
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+            types.setdefault(c.topic, c.msgtype)
+        self.topics = {name: TopicInfo(name, types[name], counts[name]) for name in types}
+        self.message_count = sum(counts.values())
+        self.start_ns = self._reader.start_time if self.message_count else 0
+        self.end_ns = self._reader.end_time - 1 if self.message_count else 0
+
+    def _locate(self) -> tuple[str, list[Path], bool]:
+        """(storage id, storage files, file-compressed) after checking the bag is complete."""
+        path = self.path
+        if not path.exists():
+            raise BagError(f"bag not found: {path}")
+        if path.is_file() and path.name == "metadata.yaml":
+            path = self.path = path.parent
+        if path.is_file():
+            storage = STORAGE_SUFFIX.get(path.suffix)
+            if storage is None:
+                raise BagError(f"{path}: not a rosbag2 (expected a bag directory with metadata.yaml, "
+                               "or a .mcap / .db3 file)")
+            return storage, [path], False
+        meta = path / "metadata.yaml"
+        if not meta.is_file():
+            found = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIX)
+            if len(found) == 1:  # a bare storage file in a folder: readable on its own
+                return STORAGE_SUFFIX[found[0].suffix], found, False
+            raise BagError(f"{path}: no metadata.yaml, not a rosbag2 directory")
+        info = _read_metadata(meta)
+        storage = str(info.get("storage_identifier", ""))
+        if storage not in ("mcap", "sqlite3"):
+            raise BagError(f"{path}: unknown storage '{storage}' in metadata.yaml (supported: mcap, sqlite3)")
+        custom = info.get("custom_data")
+        if isinstance(custom, Mapping):
+            self.custom = {str(k): str(v) for k, v in custom.items()}
+        compressed = bool(info.get("compression_mode")) and str(info.get("compression_mode")).lower() != "none"
+        try:  # validates version, storage files present, compression supported
+            with Reader(path):
+                pass
+        except _READ_ERRORS as exc:
+            raise BagError(f"{path}: corrupt or unreadable bag: {exc}") from exc
+        rel = info.get("relative_file_paths") or []
+        files = [path / Path(str(f)).name for f in rel]
+        if not files:
+            raise BagError(f"{path}: metadata.yaml lists no storage files")
+        if not compressed and any(f.suffix not in STORAGE_SUFFIX for f in files):
+            compressed = True  # unusual file names: let the directory reader handle them
+        return storage, files, compressed
+
+    # --- reading --------------------------------------------------------------------------
+    def messages(self, topics: set[str] | None = None) -> Iterator[tuple[Connection, int, bytes]]:
+        """(connection, log time ns, CDR bytes) in log-time order; damage raises BagError."""
+        conns = [c for c in self.connections if topics is None or c.topic in topics]
+        if not conns:
+            return
+        it = self._reader.messages(connections=conns)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except _READ_ERRORS as exc:
+                raise BagError(f"{self.path}: corrupt bag (reading messages failed): {exc}") from exc
+            yield item
+
+    def typestore_for(self, msgtype: str) -> Typestore | None:
+        """The bag's own definitions if it has them for ``msgtype``, else the Kilted store's."""
+        if msgtype in self._reader.typestore.fielddefs:
+            return self._reader.typestore
+        if msgtype in msgs.TYPESTORE.fielddefs:
+            return msgs.TYPESTORE
+        return None
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        """A rosbags message object; raises ValueError with the cause if it cannot."""
+        store = self.typestore_for(msgtype)
+        if store is None:
+            raise ValueError(f"no definition for {msgtype}")
+        try:
+            return store.deserialize_cdr(raw, msgtype)
+        except Exception as exc:  # the deserializer raises anything on truncated data
+            raise ValueError(f"cannot deserialize {msgtype} ({len(raw)} bytes): {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the files."""
+        with contextlib.suppress(AnyReaderError):  # already closed
+            self._reader.close()
+
+    def __enter__(self) -> BagSource:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _listing(topics: Mapping[str, TopicInfo]) -> str:
+    return ", ".join(str(t) for t in topics.values()) or "no topics"
+
+
+def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] | None = None,
+                  bag: str = "bag") -> tuple[dict[str, str], list[str]]:
+    """Role -> topic by message type, command-line overrides first; plus warnings.
+
+    Refuses (BagError) a bag without a usable camera topic, and ambiguity: with two cameras
+    or two range sensors, guessing which looks forward is not ours to do on an AEB function.
+    """
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(ROLES)
+    if unknown:
+        raise BagError(f"unknown topic role(s) {sorted(unknown)} (roles: {', '.join(ROLES)})")
+    roles: dict[str, str] = {}
+    warnings: list[str] = []
+    for role in ROLES:
+        want = ROLE_TYPES[role]
+        if role in overrides:
+            name = overrides[role]
+            info = topics.get(name)
+            if info is None:
+                raise BagError(f"--{role} {name}: no such topic in {bag} (found: {_listing(topics)})")
+            if info.msgtype not in want:
+                raise BagError(f"--{role} {name} is {info.msgtype}, expected {' or '.join(want)}")
+            if info.count == 0:
+                raise BagError(f"no usable topics: --{role} {name} has no messages in {bag}")
+            roles[role] = name
+            continue
+        found = [t for t in topics.values() if t.msgtype in want]
+        usable = [t for t in found if t.count > 0]
+        if role == "camera":
+            if not found:
+                if sum(t.count for t in topics.values()) == 0:
+                    raise BagError(f"no usable topics: {bag} holds no messages ({_listing(topics)})")
+                raise BagError(f"no camera topic: found {_listing(topics)} "
+                               f"(a camera is {' or '.join(want)}; name one with --camera)")
+            if not usable:
+                raise BagError(f"no usable topics: camera topic(s) {', '.join(t.name for t in found)} "
+                               f"have no messages in {bag}")
+            raw = [t for t in usable if t.msgtype == msgs.IMAGE]
+            pick = raw if len(raw) == 1 else usable
+        else:
+            pick = usable
+        if len(pick) > 1:
+            raise BagError(f"several {role} topics in {bag}: {', '.join(str(t) for t in pick)}; "
+                           f"choose one with --{role}")
+        if pick:
+            roles[role] = pick[0].name
+        elif role in ("range", "odom"):
+            warnings.append(f"no {role} topic ({' or '.join(want)}) with messages: the rule path "
+                            f"will judge frames fail-safe ({role} missing)")
+    return roles, warnings
