@@ -28,6 +28,13 @@ Sensor tensor: float32 ``[1, len(features)]`` in the listed order; names from FE
 Decision: ``softmax`` reads logits ``[1, len(labels)]``; ``sigmoid`` reads one logit
 ``[1, 1]`` for ``brake_label`` (then exactly two labels). Brake iff P(brake) >= threshold.
 Unknown keys are rejected too, so a typo cannot silently fall back to a default.
+
+``kind: vlm`` (a small vision-language model in the three-graph SmolVLM export layout) names
+the files ``vision_encoder``, ``embed_tokens``, ``decoder``, ``tokenizer`` (+ optional
+``config``), adds ``inputs.sensors.bins`` (sensor values as vocabulary tokens),
+``outputs.decision.tokens`` (the decision words) and a ``vlm`` section (image token, prompt
+template, eos, rationale length, KV layout, ``smolvlm`` flag); see :class:`VlmSpec` and
+``docs/BUNDLE.md``. What needs the tokenizer or the graphs is checked by ``vlm.VlmRuntime``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +52,12 @@ import yaml
 
 FORMAT = "tiny_node.bundle/1"
 MANIFEST = "manifest.yaml"
-KINDS = ("classifier",)
+KINDS = ("classifier", "vlm")
+VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer")
+VLM_OPTIONAL_FILES = ("config",)
+#: Prompt placeholders besides the sensor features (which take a format spec, ``{range:.0f}``).
+PROMPT_SLOTS = ("image", "sensors", "context")
+MAX_BINS = 4096  # per feature: keeps the vocabulary check at load cheap
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = {"rgb": 3, "bgr": 3, "mono": 1}
 DTYPES = ("float32",)
@@ -62,6 +75,7 @@ FEATURES: dict[str, str] = {
 }
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9]+$")
 _MISSING: Any = object()
 
 
@@ -107,12 +121,47 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class BinSpec:
+    """One sensor feature as a vocabulary token: ``<{prefix}_{k}>``.
+
+    ``k = clamp(floor(value / step + 0.5), lo, hi)`` on the value the model sees
+    (preprocess.feature_value: range clipped, missing rate 0, ...). Why tokens and not a
+    sensor embedding input: the model stays a pure language model (ids in, logits out), so
+    the published three-graph export layout needs no extra input.
+    """
+
+    feature: str
+    prefix: str
+    step: float
+    lo: int
+    hi: int
+
+    def index(self, value: float) -> int:
+        """The bin of ``value`` (round half up, clamped to ``[lo, hi]``)."""
+        return min(max(math.floor(value / self.step + 0.5), self.lo), self.hi)
+
+    def token(self, value: float) -> str:
+        """The vocabulary token of ``value``."""
+        return f"<{self.prefix}_{self.index(value)}>"
+
+    def all_tokens(self) -> list[str]:
+        """Every token this feature can become (all must be in the vocabulary)."""
+        return [f"<{self.prefix}_{k}>" for k in range(self.lo, self.hi + 1)]
+
+
+@dataclass(frozen=True)
 class SensorSpec:
-    """Which sensor features feed the model, in order."""
+    """Which sensor features feed the model, in order.
+
+    Classifier: the float tensor ``name``. VLM: ``name`` is empty; the features fill the
+    prompt, as bin tokens (``{sensors}``, one token per feature with a ``bins`` entry, in
+    ``features`` order) and/or as formatted numbers (``{range:.0f}``).
+    """
 
     name: str
     features: tuple[str, ...]
     range_clip_m: float = DEFAULT_RANGE_CLIP_M
+    bins: tuple[BinSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +173,12 @@ class DecisionSpec:
     labels: tuple[str, ...]
     brake_label: str
     threshold: float
+    tokens: tuple[str, ...] = ()  # vlm: the vocabulary token of each label; () = the labels
+
+    @property
+    def label_tokens(self) -> tuple[str, ...]:
+        """VLM: the token (string) whose next-token logit scores each label."""
+        return self.tokens or self.labels
 
     @property
     def brake_index(self) -> int:
@@ -134,6 +189,37 @@ class DecisionSpec:
     def width(self) -> int:
         """Values per batch row the output tensor must have."""
         return 1 if self.kind == "sigmoid" else len(self.labels)
+
+
+@dataclass(frozen=True)
+class KvSpec:
+    """KV-cache layout of the decoder: ``past_key_values.{i}.key`` is [B, kv_heads, past, head_dim]."""
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+
+
+@dataclass(frozen=True)
+class VlmSpec:
+    """The language-model side of a ``kind: vlm`` bundle.
+
+    ``prompt`` is a ``str.format`` template: ``{image}`` (exactly once) becomes
+    ``image_token`` x ``image_tokens_per_tile``; ``{sensors}`` the bin tokens; ``{context}``
+    the operator context; ``{<feature>[:spec]}`` a sensor value as a number. ``eos`` ends a
+    rationale; ``kv`` is optional (then read from the decoder graph or ``files.config``).
+    ``smolvlm``: the vision encoder takes the published ``pixel_values`` [B, N, 3, H, W] and
+    ``pixel_attention_mask`` [B, N, H, W] (one tile, N = 1) instead of [1, C, H, W].
+    """
+
+    smolvlm: bool
+    image_token: str
+    image_token_id: int
+    image_tokens_per_tile: int
+    prompt: str
+    eos: str
+    max_rationale_tokens: int
+    kv: KvSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +245,7 @@ class Bundle:
     decision: DecisionSpec
     runtime: RuntimeSpec
     latency_budget_ms: float
+    vlm: VlmSpec | None = None  # set iff kind == "vlm"
 
     def file(self, key: str) -> FileEntry:
         """Return the file entry ``key`` or raise BundleError naming it."""
@@ -201,10 +288,12 @@ def write_manifest(
     latency_budget_ms: float,
     kind: str = "classifier",
     runtime: Mapping[str, Any] | None = None,
+    vlm: Mapping[str, Any] | None = None,
 ) -> Path:
     """Hash ``files`` (key -> path relative to ``root``) and write ``root/manifest.yaml``.
 
-    Used by generators and exporters so no one writes a checksum by hand.
+    Used by generators and exporters so no one writes a checksum by hand. ``vlm`` is the
+    ``vlm`` section of a ``kind: vlm`` bundle.
     """
     root = Path(root)
     manifest: dict[str, Any] = {
@@ -217,6 +306,8 @@ def write_manifest(
         "runtime": dict(runtime) if runtime is not None else asdict(RuntimeSpec()),
         "latency_budget_ms": float(latency_budget_ms),
     }
+    if vlm is not None:
+        manifest["vlm"] = dict(vlm)
     out = root / MANIFEST
     out.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
     return out
@@ -352,24 +443,34 @@ class _Parser:
         kind = self.string(data, "kind", "")
         if kind not in KINDS:
             raise self.fail("kind", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
-        self.only(data, "", ("format", "name", "kind", "files", "inputs", "outputs", "runtime",
-                             "latency_budget_ms"))
+        vlm = kind == "vlm"
+        top = ("format", "name", "kind", "files", "inputs", "outputs", "runtime",
+               "latency_budget_ms")
+        self.only(data, "", (*top, "vlm") if vlm else top)
         files = self.files(root, data)
-        if "model" not in files:
+        if vlm:
+            self.only(files, "files.", (*VLM_FILES, *VLM_OPTIONAL_FILES))
+            for key in VLM_FILES:
+                if key not in files:
+                    raise self.fail(f"files.{key}", "missing key (a vlm bundle needs "
+                                    f"{', '.join(VLM_FILES)})")
+        elif "model" not in files:
             raise self.fail("files.model", f"missing key (a {kind} bundle needs its model)")
         inputs = self.section(data, "inputs", "", ("image", "sensors"))
         outputs = self.section(data, "outputs", "", ("decision",))
         rt = data.get("runtime", {})
+        sensors = self.sensors(inputs, vlm) if "sensors" in inputs else None
         return Bundle(
             root=root,
             name=self.string(data, "name", ""),
             kind=kind,
             files=files,
             image=self.image(inputs),
-            sensors=self.sensors(inputs) if "sensors" in inputs else None,
-            decision=self.decision(outputs),
+            sensors=sensors,
+            decision=self.decision(outputs, vlm),
             runtime=self.runtime(rt),
             latency_budget_ms=self.number(data, "latency_budget_ms", "", lo=0.0, lo_open=True),
+            vlm=self.vlm(data, sensors) if vlm else None,
         )
 
     def files(self, root: Path, data: Mapping[str, Any]) -> dict[str, FileEntry]:
@@ -412,9 +513,10 @@ class _Parser:
             scale=self.number(d, "scale", w, lo=0.0, lo_open=True),
         )
 
-    def sensors(self, inputs: Mapping[str, Any]) -> SensorSpec:
+    def sensors(self, inputs: Mapping[str, Any], vlm: bool = False) -> SensorSpec:
         w = "inputs.sensors."
-        d = self.section(inputs, "sensors", "inputs.", ("name", "features", "range_clip_m"))
+        keys = ("features", "range_clip_m", "bins") if vlm else ("name", "features", "range_clip_m")
+        d = self.section(inputs, "sensors", "inputs.", keys)
         feats = self.seq(d, "features", w)
         for f in feats:
             if f not in FEATURES:
@@ -423,30 +525,118 @@ class _Parser:
         if len(set(feats)) != len(feats):
             raise self.fail(f"{w}features", f"duplicate feature in {feats}")
         return SensorSpec(
-            name=self.string(d, "name", w),
+            name="" if vlm else self.string(d, "name", w),
             features=tuple(feats),
             range_clip_m=self.number(d, "range_clip_m", w, lo=0.0, lo_open=True,
                                      default=DEFAULT_RANGE_CLIP_M),
+            bins=self.bins(d, feats) if "bins" in d else (),
         )
 
-    def decision(self, outputs: Mapping[str, Any]) -> DecisionSpec:
+    def bins(self, d: Mapping[str, Any], feats: list[str]) -> tuple[BinSpec, ...]:
+        raw = d["bins"]
+        if not isinstance(raw, Mapping) or not raw:
+            raise self.fail("inputs.sensors.bins", f"expected a non-empty mapping, got {raw!r}")
+        self.only(raw, "inputs.sensors.bins.", feats)
+        out = []
+        for feat in feats:  # features order: the order of the tokens in {sensors}
+            if feat not in raw:
+                continue
+            w = f"inputs.sensors.bins.{feat}."
+            b = self.section(raw, feat, "inputs.sensors.bins.", ("prefix", "step", "lo", "hi"))
+            prefix = self.string(b, "prefix", w)
+            if not _PREFIX.match(prefix):
+                raise self.fail(f"{w}prefix", f"expected letters and digits, got {prefix!r}")
+            lo, hi = (self.get(b, k, w) for k in ("lo", "hi"))
+            for k, v in (("lo", lo), ("hi", hi)):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise self.fail(f"{w}{k}", f"expected an integer, got {v!r}")
+            if not lo <= hi < lo + MAX_BINS:
+                raise self.fail(f"{w}hi", f"need lo <= hi < lo + {MAX_BINS}, got lo {lo}, hi {hi}")
+            out.append(BinSpec(feat, prefix, self.number(b, "step", w, lo=0.0, lo_open=True),
+                               lo, hi))
+        return tuple(out)
+
+    def decision(self, outputs: Mapping[str, Any], vlm: bool = False) -> DecisionSpec:
         w = "outputs.decision."
-        d = self.section(outputs, "decision", "outputs.", ("name", "kind", "labels",
-                                                          "brake_label", "threshold"))
-        kind = self.string(d, "kind", w, DECISION_KINDS)
+        keys = ("name", "kind", "labels", "brake_label", "threshold")
+        d = self.section(outputs, "decision", "outputs.", (*keys, "tokens") if vlm else keys)
+        # vlm: a softmax over the next-token logits of the decision words only
+        kind = self.string(d, "kind", w, ("softmax",) if vlm else DECISION_KINDS)
         labels = self.seq(d, "labels", w, 2 if kind == "sigmoid" else None)
         if any(not isinstance(x, str) or not x for x in labels) or len(set(labels)) != len(labels):
             raise self.fail(f"{w}labels", f"expected distinct non-empty strings, got {labels!r}")
         brake = self.string(d, "brake_label", w)
         if brake not in labels:
             raise self.fail(f"{w}brake_label", f"{brake!r} is not one of labels {labels}")
+        tokens: tuple[str, ...] = ()
+        if "tokens" in d:
+            raw = self.seq(d, "tokens", w, len(labels))
+            if any(not isinstance(x, str) or not x for x in raw) or len(set(raw)) != len(raw):
+                raise self.fail(f"{w}tokens", f"expected distinct non-empty strings, got {raw!r}")
+            tokens = tuple(raw)
         return DecisionSpec(
             name=self.string(d, "name", w),
             kind=kind,
             labels=tuple(labels),
             brake_label=brake,
             threshold=self.number(d, "threshold", w, lo=0.0, hi=1.0),
+            tokens=tokens,
         )
+
+    def vlm(self, data: Mapping[str, Any], sensors: SensorSpec | None) -> VlmSpec:
+        w = "vlm."
+        d = self.section(data, "vlm", "", ("smolvlm", "image_token", "image_token_id",
+                                           "image_tokens_per_tile", "prompt", "eos",
+                                           "max_rationale_tokens", "kv"))
+        kv = None
+        if "kv" in d:
+            k = self.section(d, "kv", w, ("num_layers", "num_kv_heads", "head_dim"))
+            kv = KvSpec(*(self.integer(k, key, "vlm.kv.", 1)
+                          for key in ("num_layers", "num_kv_heads", "head_dim")))
+        spec = VlmSpec(
+            smolvlm=self.flag(d, "smolvlm", w, False),
+            image_token=self.string(d, "image_token", w),
+            image_token_id=self.integer(d, "image_token_id", w, 0),
+            image_tokens_per_tile=self.integer(d, "image_tokens_per_tile", w, 1),
+            prompt=self.string(d, "prompt", w),
+            eos=self.string(d, "eos", w),
+            max_rationale_tokens=self.integer(d, "max_rationale_tokens", w, 0),
+            kv=kv,
+        )
+        self.prompt(spec.prompt, sensors)
+        return spec
+
+    def prompt(self, template: str, sensors: SensorSpec | None) -> None:
+        """Only known placeholders, ``{image}`` once, ``{sensors}`` iff bins, specs that format."""
+        where = "vlm.prompt"
+        feats = sensors.features if sensors is not None else ()
+        try:
+            parts = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise self.fail(where, f"not a valid template: {exc}") from exc
+        fields: list[str] = []
+        for _, field_name, spec, conv in parts:
+            if field_name is None:
+                continue
+            if field_name not in (*PROMPT_SLOTS, *feats):
+                raise self.fail(where, f"unknown placeholder {{{field_name}}} (allowed: "
+                                f"{', '.join((*PROMPT_SLOTS, *feats))}; features come from "
+                                "inputs.sensors.features)")
+            if conv is not None or (spec and field_name in PROMPT_SLOTS):
+                raise self.fail(where, f"{{{field_name}}}: no conversion, and a format spec "
+                                "only on a sensor feature")
+            if spec:
+                try:
+                    format(0.0, spec)
+                except ValueError as exc:
+                    raise self.fail(where, f"{{{field_name}:{spec}}}: {exc}") from exc
+            fields.append(field_name)
+        if fields.count("image") != 1:
+            raise self.fail(where, f"needs {{image}} exactly once, found {fields.count('image')}")
+        has_bins = sensors is not None and bool(sensors.bins)
+        if ("sensors" in fields) != has_bins:
+            raise self.fail(where, "{sensors} and inputs.sensors.bins go together "
+                            f"({'bins without {sensors}' if has_bins else '{sensors} without bins'})")
 
     def runtime(self, rt: Any) -> RuntimeSpec:
         w = "runtime."

@@ -2,6 +2,8 @@
 
 Frames never travel here: they go through shared memory (frames.py); a job only names its
 slot. Each job gets exactly one reply, a :class:`ModelResult` (done, cancelled or error).
+A ``vlm`` result with ``rationale=True`` is followed, later and off the deadline path, by one
+:class:`Rationale` for the same seq (its text, or ``aborted`` when a job or cancel came first).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class ModelResult:
     infer_ms: float
     cancelled: bool = False
     error: str | None = None
+    rationale: bool = False  # a Rationale for this seq follows
 
 
 # parent -> worker
@@ -34,6 +37,7 @@ class WorkerConfig:
     warmup_runs: int
     test_delay_ms: float  # TEST HOOK initial value
     nice: int = 0
+    rationale_max_tokens: int | None = None  # vlm: None = the manifest's, 0 = no rationales
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Job:
     seq: int
     slot: int
     features: dict[str, float]
+    context: str = ""  # vlm: operator context for the prompt ("school zone")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,22 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class Rationale:
+    """The text a ``vlm`` model generated after deciding frame ``seq``.
+
+    ``aborted``: a new job or a cancel stopped it after ``tokens`` tokens (``text`` empty);
+    ``error``: decoding failed. ``ms`` is the decoding time.
+    """
+
+    seq: int
+    text: str
+    ms: float
+    tokens: int
+    aborted: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Fatal:
     """The worker cannot serve. ``permanent``: a restart cannot help (bad bundle)."""
 
@@ -84,4 +105,4 @@ class Fatal:
 
 
 ToWorker = Job | Cancel | SetDelay | Stop
-FromWorker = ModelResult | Ready | Fatal
+FromWorker = ModelResult | Rationale | Ready | Fatal

@@ -4,14 +4,15 @@ Why a wrapper: the session options that matter under a deadline (thread counts, 
 spinning, dynamic block base) come from the manifest and are applied in one place, and the
 graph's inputs/outputs are checked against the manifest at load, not on the first frame.
 Runs inside the worker process; a run can be cancelled between nodes through its
-``RunOptions.terminate``.
+``RunOptions.terminate``. :func:`load_runtime` picks the runtime for a bundle's ``kind``
+(``classifier`` here, ``vlm`` in vlm.py); both answer :class:`Runtime`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -48,25 +49,62 @@ def session_options(spec: RuntimeSpec, threads: int | None = None) -> ort.Sessio
     return so
 
 
+class Runtime(Protocol):
+    """What the worker needs from any runtime: a decision per frame, and a warm-up."""
+
+    bundle: Bundle
+
+    def decide(
+        self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
+        run_options: ort.RunOptions | None = None,
+    ) -> ModelOutput:
+        """Decide one frame; a set ``run_options.terminate`` makes ORT raise."""
+        ...
+
+    def warm_up(self, runs: int) -> list[float]:
+        """Run ``runs`` decisions on the exact input shapes; return each latency in ms."""
+        ...
+
+
+def load_runtime(bundle: Bundle, threads: int | None = None) -> Runtime:
+    """The runtime for ``bundle.kind``: :class:`ModelRuntime` or ``vlm.VlmRuntime``."""
+    if bundle.kind == "vlm":
+        from tiny_node.model.vlm import VlmRuntime  # tokenizers only for a vlm bundle
+
+        return VlmRuntime(bundle, threads)
+    return ModelRuntime(bundle, threads)
+
+
+def load_session(bundle: Bundle, key: str, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session built from the verified bytes of ``files.<key>``.
+
+    The bytes are hashed again here: what runs is exactly what was checked.
+    """
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = ORT default), got {threads}")
+    model = bundle.read_verified(key)
+    try:
+        return ort.InferenceSession(
+            model,
+            sess_options=session_options(bundle.runtime, threads),
+            providers=["CPUExecutionProvider"],
+        )
+    except MemoryError:
+        raise
+    except Exception as exc:  # ORT raises its own pybind types; keep the message
+        path = bundle.file(key).path
+        raise BundleError(f"files.{key}: onnxruntime cannot load {path}: {exc}") from exc
+
+
 class ModelRuntime:
     """A verified, I/O-checked inference session for one classifier bundle."""
 
     def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
-        if threads is not None and threads < 0:
-            raise ValueError(f"threads must be >= 0 (0 = ORT default), got {threads}")
+        if bundle.kind != "classifier":
+            raise BundleError(f"{bundle.root}: kind {bundle.kind!r} is not a classifier "
+                              "(load_runtime() picks the runtime for any kind)")
         self.bundle = bundle
-        model = bundle.read_verified("model")  # hashed again: these bytes are what runs
-        try:
-            self.session = ort.InferenceSession(
-                model,
-                sess_options=session_options(bundle.runtime, threads),
-                providers=["CPUExecutionProvider"],
-            )
-        except MemoryError:
-            raise
-        except Exception as exc:  # ORT raises its own pybind types; keep the message
-            path = bundle.file("model").path
-            raise BundleError(f"files.model: onnxruntime cannot load {path}: {exc}") from exc
+        self.session = load_session(bundle, "model", threads)
         self._check_io()
         self._image = ImagePreprocessor(bundle.image)
 
@@ -112,6 +150,14 @@ class ModelRuntime:
         dec = self.bundle.decision
         (out,) = self.session.run([dec.name], dict(feeds), run_options)
         return read_decision(out, dec)
+
+    def decide(
+        self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
+        run_options: ort.RunOptions | None = None,
+    ) -> ModelOutput:
+        """Preprocess and infer one frame. A classifier has no text input: ``context`` is unused."""
+        del context
+        return self.infer(self.preprocess(image_rgb, features), run_options)
 
     def warm_up(self, runs: int) -> list[float]:
         """Run ``runs`` times on the exact input shapes; return each latency in ms.

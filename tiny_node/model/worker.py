@@ -17,6 +17,11 @@ backoff (``backoff_initial_s`` doubling to ``backoff_max_s``; reset once a proce
 served ``backoff_max_s`` without dying) -> STARTING -> READY. A bad bundle (checksum,
 schema, graph I/O) -> FAILED with ``last_error``: a restart cannot fix a bad file.
 An idle worker that is stopped (SIGSTOP) is only noticed by its next job.
+
+A ``vlm`` bundle also explains its decisions: after the ``ModelResult`` of a frame the worker
+decodes a rationale (off the deadline path; the worker is READY meanwhile, and a new job
+aborts it at once). Finished rationales arrive through ``poll()`` like results and are
+collected with ``take_rationales()``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import time
+from collections import deque
 from collections.abc import Mapping
 from enum import Enum
 from multiprocessing.connection import Connection, wait
@@ -41,6 +47,7 @@ from tiny_node.model.protocol import (
     FromWorker,
     Job,
     ModelResult,
+    Rationale,
     Ready,
     SetDelay,
     Stop,
@@ -50,6 +57,9 @@ from tiny_node.model.protocol import (
 from tiny_node.model.spawner import Spawner, SpawnRequest
 
 __all__ = ["ModelResult", "ModelWorker", "WorkerState"]
+
+MAX_CONTEXT_CHARS = 200  # vlm operator context; longer is refused (the prompt stays bounded)
+MAX_PENDING_RATIONALES = 64  # untaken rationales beyond this drop the oldest (counted)
 
 
 class WorkerState(str, Enum):
@@ -99,6 +109,7 @@ class ModelWorker:
         max_frame_shape: tuple[int, int, int] = (1080, 1920, 3),
         startup_timeout_s: float = 30.0,
         nice: int = 0,
+        rationale_max_tokens: int | None = None,
     ) -> None:
         if hang_timeout_s <= 0 or startup_timeout_s <= 0:
             raise ValueError("hang_timeout_s and startup_timeout_s must be > 0")
@@ -116,6 +127,7 @@ class ModelWorker:
         self._test_delay_ms = test_delay_ms
         self._max_frame_shape = max_frame_shape
         self._nice = nice
+        self._rationale_max_tokens = rationale_max_tokens
         self._ctx = mp.get_context("spawn")
 
         self._state = WorkerState.DISABLED
@@ -128,6 +140,9 @@ class ModelWorker:
         self._child_ends: list[Connection] = []
         self._fatal: str | None = None
         self._out: list[ModelResult] = []
+        # deque: take_rationales() may run on another thread than poll() (a ROS timer)
+        self._rationales: deque[tuple[int, str]] = deque(maxlen=MAX_PENDING_RATIONALES)
+        self._rationale_seq: int | None = None  # its decision is out, its rationale not yet
 
         self._busy_seq: int | None = None
         self._submit_at = 0.0
@@ -141,8 +156,11 @@ class ModelWorker:
         self.last_error: str | None = None
         self.restarts = 0
         self._counts = {"jobs": 0, "results": 0, "cancels": 0, "cancelled": 0, "errors": 0,
-                        "crashes": 0, "hangs": 0, "stale": 0, "rejected": 0}
+                        "crashes": 0, "hangs": 0, "stale": 0, "rejected": 0, "rationales": 0,
+                        "rationales_aborted": 0, "rationale_errors": 0, "rationales_dropped": 0}
         self._last_infer_ms = 0.0
+        self._last_rationale = (0.0, 0)  # ms, tokens
+        self._last_rationale_error = ""
         self._last_reject = ""
         self._last_restart_s = 0.0
         self._ready_info: Ready | None = None
@@ -181,6 +199,11 @@ class ModelWorker:
             "backoff_s": self._backoff_s,
             "test_delay_ms": self._test_delay_ms,
         }
+        if self._counts["rationales"] or self._counts["rationale_errors"]:
+            ms, tokens = self._last_rationale
+            out["last_rationale_ms"] = round(ms, 3)
+            out["last_rationale_tokens"] = tokens
+            out["last_rationale_error"] = self._last_rationale_error
         if self._ready_info is not None:
             warm = self._ready_info.warmup_ms
             out["pid"] = self._ready_info.pid
@@ -250,12 +273,15 @@ class ModelWorker:
         self.stop()
 
     # -- jobs ------------------------------------------------------------------------
-    def submit(self, seq: int, image: NDArray[np.uint8], features: Mapping[str, float]) -> bool:
+    def submit(self, seq: int, image: NDArray[np.uint8], features: Mapping[str, float],
+               context: str = "") -> bool:
         """Copy the frame into a free slot and send the job; False unless READY and idle.
 
-        A frame that is not uint8 or does not fit ``max_frame_shape``, or non-numeric
-        features, are refused the same way (False, counted as ``rejected`` with the reason
-        in ``last_reject``) rather than raised: the caller is the deadline thread.
+        A frame that is not uint8 or does not fit ``max_frame_shape``, non-numeric
+        features, or a ``context`` (vlm prompt text, e.g. "school zone") that is not a str
+        of at most MAX_CONTEXT_CHARS, are refused the same way (False, counted as
+        ``rejected`` with the reason in ``last_reject``) rather than raised: the caller is
+        the deadline thread. A job also aborts the previous frame's rationale, if running.
         """
         if self._state is not WorkerState.READY or self._busy_seq is not None:
             return False
@@ -263,14 +289,17 @@ class ModelWorker:
         try:
             self._slots.check(image)
             feats = {str(k): float(v) for k, v in features.items()}
+            if not isinstance(context, str) or len(context) > MAX_CONTEXT_CHARS:
+                raise ValueError(f"context must be a str of at most {MAX_CONTEXT_CHARS} chars")
         except (TypeError, ValueError) as exc:
             self._counts["rejected"] += 1
             self._last_reject = f"frame {seq}: {exc}"
             return False
         slot = self._next_slot
         self._slots.write(slot, seq, image)
-        if not self._send(Job(seq, slot, feats)):
+        if not self._send(Job(seq, slot, feats, context)):
             return False
+        self._rationale_seq = None  # this job aborts it in the worker
         self._next_slot = (slot + 1) % N_SLOTS
         self._busy_seq = seq
         self._submit_at = self._clock.now()
@@ -280,10 +309,30 @@ class ModelWorker:
         return True
 
     def cancel(self, seq: int) -> None:
-        """Ask the worker to terminate run ``seq``; it stays BUSY until the reply comes."""
+        """Ask the worker to terminate run ``seq``; it stays BUSY until the reply comes.
+
+        After the decision of ``seq`` came back, this aborts its rationale instead (if it is
+        still being generated): no Rationale text will be delivered for it.
+        """
         if self._busy_seq == seq and not self._cancel_sent and self._send(Cancel(seq)):
             self._cancel_sent = True
             self._counts["cancels"] += 1
+        elif self._busy_seq is None and self._rationale_seq == seq and self._send(Cancel(seq)):
+            self._rationale_seq = None
+
+    def take_rationales(self) -> list[tuple[int, str]]:
+        """Return and forget the rationales received so far, as ``(seq, text)``, oldest first.
+
+        ``seq`` is the frame's job sequence number (the one given to ``submit``). Filled by
+        ``poll()``; safe to call from another thread than ``poll()`` (e.g. a ROS timer).
+        Aborted or failed rationales are not returned (they are counted in ``stats()``).
+        """
+        out: list[tuple[int, str]] = []
+        while True:
+            try:
+                out.append(self._rationales.popleft())
+            except IndexError:
+                return out
 
     def set_test_delay_ms(self, ms: float) -> None:
         """TEST HOOK: make every following run sleep ``ms`` first (kept across restarts)."""
@@ -343,7 +392,8 @@ class ModelWorker:
             target=_child_main,
             args=(ctl_r, res_w, WorkerConfig(
                 str(self._bundle_dir), tuple(self._slots.names), self._max_frame_shape,
-                self._threads, self._warmup_runs, self._test_delay_ms, self._nice)),
+                self._threads, self._warmup_runs, self._test_delay_ms, self._nice,
+                self._rationale_max_tokens)),
             name="tiny_node-model",
             daemon=True,
         )
@@ -403,11 +453,15 @@ class ModelWorker:
             if msg.output is not None:
                 self._counts["results"] += 1
                 self._last_infer_ms = msg.infer_ms
+                if msg.rationale:
+                    self._rationale_seq = msg.seq
             elif msg.cancelled:
                 self._counts["cancelled"] += 1
             else:
                 self._counts["errors"] += 1
             self._out.append(msg)
+        elif isinstance(msg, Rationale):
+            self._on_rationale(msg)
         elif isinstance(msg, Ready):
             self._ready_info = msg
             self._ready_at = now
@@ -422,6 +476,21 @@ class ModelWorker:
                 self._close_pipes()
             else:
                 self._fatal = msg.message
+
+    def _on_rationale(self, msg: Rationale) -> None:
+        if self._rationale_seq == msg.seq:
+            self._rationale_seq = None
+        if msg.aborted:
+            self._counts["rationales_aborted"] += 1
+        elif msg.error is not None:
+            self._counts["rationale_errors"] += 1
+            self._last_rationale_error = f"frame {msg.seq}: {msg.error}"
+        else:
+            self._counts["rationales"] += 1
+            self._last_rationale = (msg.ms, msg.tokens)
+            if len(self._rationales) == self._rationales.maxlen:  # nobody takes them
+                self._counts["rationales_dropped"] += 1
+            self._rationales.append((msg.seq, msg.text))  # a full deque drops its oldest
 
     def _die(self, reason: str) -> None:
         """Record why, fail the job in flight, kill, and schedule a restart."""
@@ -440,6 +509,7 @@ class ModelWorker:
         self._backoff_s = min(self._backoff_s * 2.0, self._backoff_max_s)
         self._died_at = now
         self._ready_at = None
+        self._rationale_seq = None
         self._state = WorkerState.RESTARTING
 
     def _reap_nowait(self) -> bool:

@@ -4,6 +4,11 @@ Two threads: the main thread runs jobs; a control thread reads the control pipe 
 ``Cancel`` can set ``RunOptions.terminate`` on the run in flight (ORT checks it between
 nodes). Every job gets exactly one reply. Real time (``time.monotonic``) is used here only
 to measure the worker's own work; deadlines and hang detection live in the parent.
+
+A ``vlm`` bundle: after the reply, the main thread decodes the rationale from the decision's
+KV cache and sends a ``Rationale``. A new job (or a cancel) arriving meanwhile terminates it
+at once, between decoding steps or inside one, so the next frame never waits behind a
+rationale; the ``aborted`` notice is sent after that job's reply, not before it.
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ from tiny_node.model.protocol import (
     Fatal,
     Job,
     ModelResult,
+    Rationale,
     Ready,
     SetDelay,
     Stop,
     WorkerConfig,
 )
-from tiny_node.model.runtime import ModelRuntime
+from tiny_node.model.runtime import Runtime, load_runtime
+from tiny_node.model.vlm import RationaleAbortedError, VlmRuntime
 
 EXIT_BAD_BUNDLE = 3
 EXIT_INIT_FAILED = 4
@@ -68,13 +75,14 @@ class _Run:
     seq: int
     options: ort.RunOptions
     cancelled: threading.Event
+    rationale: bool = False  # a rationale, not a job: a new job terminates it
 
 
 class _Server:
     """Job loop (main thread) plus control loop (its own thread)."""
 
-    def __init__(self, runtime: ModelRuntime, slots: FrameSlots, res: Connection,
-                 delay_ms: float) -> None:
+    def __init__(self, runtime: Runtime, slots: FrameSlots, res: Connection,
+                 delay_ms: float, rationale_max_tokens: int | None = None) -> None:
         self._runtime = runtime
         self._slots = slots
         self._res = res
@@ -83,6 +91,12 @@ class _Server:
         self._current: _Run | None = None
         self._early_cancel: int | None = None  # cancel that came before its job started
         self._delay_ms = delay_ms  # TEST HOOK (fault injection), see SetDelay
+        self._vlm = runtime if isinstance(runtime, VlmRuntime) else None
+        limit = rationale_max_tokens
+        if self._vlm is not None and limit is None:
+            limit = self._vlm.spec.max_rationale_tokens
+        self._rationale_tokens = limit or 0
+        self._deferred: Rationale | None = None  # an aborted notice, sent after the next reply
 
     def control_loop(self, ctl: Connection) -> None:
         """Read control messages until Stop or until the parent goes away."""
@@ -94,7 +108,8 @@ class _Server:
                 self._shutdown()
                 return
             if isinstance(msg, Job):
-                self._jobs.put(msg)
+                self._jobs.put(msg)  # queued first: an aborted rationale finds it waiting
+                self._abort_rationale()
             elif isinstance(msg, Cancel):
                 self._cancel(msg.seq)
             elif isinstance(msg, SetDelay):
@@ -104,6 +119,13 @@ class _Server:
                 return
             else:
                 print(f"tiny_node model worker: unknown message {msg!r}", file=sys.stderr)
+
+    def _abort_rationale(self) -> None:
+        with self._lock:
+            run = self._current
+            if run is not None and run.rationale:
+                run.options.terminate = True
+                run.cancelled.set()
 
     def _cancel(self, seq: int) -> None:
         with self._lock:
@@ -122,9 +144,42 @@ class _Server:
         self._jobs.put(None)
 
     def serve(self) -> None:
-        """Answer jobs until shutdown."""
+        """Answer jobs until shutdown; after a vlm decision, generate its rationale."""
         while (job := self._jobs.get()) is not None:
-            self._res.send(self._run(job))
+            result = self._run(job)
+            self._res.send(result)
+            if self._deferred is not None:
+                self._res.send(self._deferred)
+                self._deferred = None
+            if result.rationale:
+                self._explain(job.seq)
+
+    def _explain(self, seq: int) -> None:
+        """Decode the rationale of ``seq`` unless a job or cancel is already waiting."""
+        assert self._vlm is not None
+        run = _Run(seq, ort.RunOptions(), threading.Event(), rationale=True)
+        with self._lock:  # with _abort_rationale: a job queued from now on terminates it
+            self._current = run
+            if not self._jobs.empty() or self._early_cancel == seq:
+                run.options.terminate = True
+            self._early_cancel = None
+        t0 = time.monotonic()
+        try:
+            ids = self._vlm.generate_ids(self._rationale_tokens, run_options=run.options)
+            msg = Rationale(seq, clip(self._vlm.text(ids)), (time.monotonic() - t0) * 1e3,
+                            len(ids))
+        except RationaleAbortedError as exc:
+            msg = Rationale(seq, "", (time.monotonic() - t0) * 1e3, exc.tokens, aborted=True)
+        except Exception as exc:
+            msg = Rationale(seq, "", (time.monotonic() - t0) * 1e3, 0,
+                            error=clip(f"{type(exc).__name__}: {exc}"))
+        finally:
+            with self._lock:
+                self._current = None
+        if msg.aborted and not self._jobs.empty():
+            self._deferred = msg  # the waiting job's reply goes first
+        else:
+            self._res.send(msg)
 
     def _run(self, job: Job) -> ModelResult:
         run = _Run(job.seq, ort.RunOptions(), threading.Event())  # fresh options per run
@@ -142,15 +197,15 @@ class _Server:
                 return ModelResult(job.seq, None, 0.0, cancelled=True)
             try:
                 image = self._slots.read(job.slot, job.seq)
-                feeds = self._runtime.preprocess(image, job.features)
+                out = self._runtime.decide(image, job.features, job.context, run.options)
                 del image  # drop the shared-memory view before replying
-                out = self._runtime.infer(feeds, run.options)
             except Exception as exc:
                 ms = (time.monotonic() - t0) * 1e3
                 if run.options.terminate:
                     return ModelResult(job.seq, None, ms, cancelled=True)
                 return ModelResult(job.seq, None, ms, error=clip(f"{type(exc).__name__}: {exc}"))
-            return ModelResult(job.seq, out, (time.monotonic() - t0) * 1e3)
+            explain = self._rationale_tokens > 0 and self._jobs.empty()
+            return ModelResult(job.seq, out, (time.monotonic() - t0) * 1e3, rationale=explain)
         finally:
             with self._lock:
                 self._current = None
@@ -163,7 +218,7 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     t0 = time.monotonic()
     try:
         bundle = load_bundle(cfg.bundle_dir)
-        runtime = ModelRuntime(bundle, cfg.threads)
+        runtime = load_runtime(bundle, cfg.threads)
         load_ms = (time.monotonic() - t0) * 1e3
         warm = runtime.warm_up(cfg.warmup_runs)
         slots = FrameSlots.attach(list(cfg.shm_names), cfg.max_frame_shape)
@@ -173,7 +228,7 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     except Exception as exc:
         res.send(Fatal(clip(f"worker init failed: {type(exc).__name__}: {exc}"), permanent=False))
         sys.exit(EXIT_INIT_FAILED)
-    server = _Server(runtime, slots, res, cfg.test_delay_ms)
+    server = _Server(runtime, slots, res, cfg.test_delay_ms, cfg.rationale_max_tokens)
     control = threading.Thread(target=server.control_loop, args=(ctl,), daemon=True,
                                name="model-control")
     control.start()

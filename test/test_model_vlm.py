@@ -1,0 +1,376 @@
+"""VLM bundles: manifest, runtime (prefill decision, KV-cached rationale), SmolVLM layout, worker.
+
+Real onnxruntime sessions over generated graphs (tiny_node.model.testvlm): a Llama-style
+decoder with rotary positions and a KV cache, in the published three-graph layout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+
+from tiny_node.clock import MonotonicClock
+from tiny_node.model.bundle import BundleError, hash_file, load_bundle
+from tiny_node.model.runtime import ModelRuntime, load_runtime
+from tiny_node.model.testvlm import make_tiny_vlm_bundle
+from tiny_node.model.vlm import RationaleAbortedError, VlmRuntime, clean_context
+from tiny_node.model.worker import ModelResult, ModelWorker, WorkerState
+
+FRAME = np.full((480, 640, 3), 128, np.uint8)
+CLOSE = {"ego_speed": 20.0, "range": 15.0, "range_rate": -20.0, "range_valid": 1.0}
+FAR = {"ego_speed": 20.0, "range": 90.0, "range_rate": -2.0, "range_valid": 1.0}
+READY_S = 30.0
+VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer", "config")
+
+
+@pytest.fixture(scope="module")
+def vlm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("vlm")
+    return {
+        "tiny": make_tiny_vlm_bundle(root / "tiny"),
+        "smolvlm": make_tiny_vlm_bundle(root / "smolvlm", smolvlm=True),
+        # ~25 ms per decoder run here: a rationale long enough to be interrupted
+        "slow": make_tiny_vlm_bundle(root / "slow", decoder_pairs=40),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(vlm_dirs: dict[str, Path]) -> VlmRuntime:
+    rt = VlmRuntime(load_bundle(vlm_dirs["tiny"]))
+    rt.warm_up(2)
+    return rt
+
+
+@pytest.fixture(scope="module")
+def smol(vlm_dirs: dict[str, Path]) -> VlmRuntime:
+    rt = VlmRuntime(load_bundle(vlm_dirs["smolvlm"]))
+    rt.warm_up(1)
+    return rt
+
+
+def copy_of(vlm_dirs: dict[str, Path], key: str, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(vlm_dirs[key], tmp_path / key))
+
+
+def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    path = bundle / "manifest.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+# -- manifest ---------------------------------------------------------------------------
+def test_manifest_schema(vlm_dirs: dict[str, Path]) -> None:
+    b = load_bundle(vlm_dirs["tiny"])
+    assert b.kind == "vlm" and b.vlm is not None and b.sensors is not None
+    assert set(b.files) == set(VLM_FILES)
+    assert b.files["decoder"].rel == "onnx/decoder_model_merged.onnx"
+    assert b.vlm.image_token == "<image>" and b.vlm.image_tokens_per_tile == 16
+    assert b.vlm.eos == "<end_of_utterance>" and b.vlm.max_rationale_tokens == 8
+    assert b.vlm.kv is not None and (b.vlm.kv.num_layers, b.vlm.kv.num_kv_heads) == (2, 1)
+    assert not b.vlm.smolvlm
+    assert b.decision.labels == ("go", "brake") and b.decision.label_tokens == ("go", "brake")
+    rng = b.sensors.bins[1]
+    assert (rng.feature, rng.prefix, rng.step) == ("range", "rng", 2.0)
+    assert [rng.token(v) for v in (0.0, 40.0, 41.0, 250.0, -3.0)] == \
+        ["<rng_0>", "<rng_20>", "<rng_21>", "<rng_50>", "<rng_0>"]
+    s = load_bundle(vlm_dirs["smolvlm"])
+    assert s.vlm is not None and s.vlm.smolvlm and s.vlm.image_token_id == 49190
+    assert s.vlm.kv is None and s.sensors is not None and s.sensors.bins == ()
+
+
+@pytest.mark.parametrize("key", VLM_FILES)
+def test_checksum_failure_names_the_file(vlm_dirs: dict[str, Path], tmp_path: Path,
+                                         key: str) -> None:
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    path = load_bundle(bundle).files[key].path
+    with path.open("ab") as fh:
+        fh.write(b" ")
+    with pytest.raises(BundleError) as info:
+        load_bundle(bundle)
+    msg = str(info.value)
+    assert f"files.{key}" in msg and "checksum mismatch" in msg and path.name in msg
+    assert hash_file(path) in msg
+
+
+@pytest.mark.parametrize(("change", "expect"), [
+    (lambda m: m["files"].pop("tokenizer"), "files.tokenizer: missing key"),
+    (lambda m: m["files"].update(model=m["files"]["config"]), "files.model: unknown key"),
+    (lambda m: m["vlm"].update(prompt="{image} {speed} answer:"), "unknown placeholder {speed}"),
+    (lambda m: m["vlm"].update(prompt="{sensors} answer:"), "needs {image} exactly once"),
+    (lambda m: m["vlm"].update(prompt="{image} {range:.0q}"), "{range:.0q}"),
+    (lambda m: m["vlm"].update(prompt="{image} {range.real}"), "unknown placeholder"),
+    (lambda m: m["vlm"].update(prompt="{image} answer:"), "bins without {sensors}"),
+    (lambda m: m["vlm"].update(treshold=0.5), "vlm.treshold: unknown key"),
+    (lambda m: m["outputs"]["decision"].update(kind="sigmoid"), "'sigmoid' not one of softmax"),
+    (lambda m: m["inputs"]["sensors"]["bins"]["range"].update(hi=-1), "bins.range.hi"),
+    (lambda m: m.update(kind="classifier"), "vlm: unknown key"),
+])
+def test_manifest_errors_are_named(vlm_dirs: dict[str, Path], tmp_path: Path,
+                                   change: Callable[[dict[str, Any]], None], expect: str) -> None:
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_manifest(bundle, change)
+    with pytest.raises(BundleError, match=None) as info:
+        load_bundle(bundle)
+    assert expect in str(info.value)
+
+
+@pytest.mark.parametrize(("change", "expect"), [
+    (lambda m: m["vlm"].update(image_token_id=7), "vlm.image_token_id"),
+    (lambda m: m["vlm"].update(image_tokens_per_tile=9), "9, but the vision encoder gives 16"),
+    (lambda m: m["vlm"].update(prompt="<image>{image} {sensors} answer:"), "renders 17 image"),
+    (lambda m: m["outputs"]["decision"].update(tokens=["go", "hard brake"]), "is 2 tokens"),
+    (lambda m: m["vlm"]["kv"].update(num_layers=3), "vlm.kv.num_layers"),
+    (lambda m: m["inputs"]["image"].update(height=32, width=32), "'pixel_values' has shape"),
+    (lambda m: m["inputs"]["sensors"]["bins"]["range"].update(hi=60), "'<rng_51>' is not a single"),
+])
+def test_runtime_checks_are_named(vlm_dirs: dict[str, Path], tmp_path: Path,
+                                  change: Callable[[dict[str, Any]], None], expect: str) -> None:
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_manifest(bundle, change)
+    with pytest.raises(BundleError) as info:
+        VlmRuntime(load_bundle(bundle))
+    assert expect in str(info.value)
+
+
+def test_kv_layout_must_agree_with_graph_and_config(vlm_dirs: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    rt = VlmRuntime(load_bundle(bundle))  # kv from the static graph dims and config.json
+    assert (rt.kv.num_layers, rt.kv.num_kv_heads, rt.kv.head_dim) == (2, 1, 16)
+    edit_manifest(bundle, lambda m: m["vlm"].update(kv={"num_layers": 2, "num_kv_heads": 3,
+                                                         "head_dim": 16}))
+    with pytest.raises(BundleError, match=r"vlm.kv.num_kv_heads: manifest vlm.kv says 3"):
+        VlmRuntime(load_bundle(bundle))
+
+
+# -- runtime ---------------------------------------------------------------------------
+def test_load_runtime_dispatches_on_kind(vlm_dirs: dict[str, Path],
+                                         bundles: dict[str, Path]) -> None:
+    assert isinstance(load_runtime(load_bundle(bundles["fast"])), ModelRuntime)
+    rt = load_runtime(load_bundle(vlm_dirs["tiny"]), threads=1)
+    assert isinstance(rt, VlmRuntime)
+    out = rt.decide(FRAME, CLOSE)  # the same call the worker makes for a classifier
+    assert out.brake
+    with pytest.raises(BundleError, match="not a classifier"):
+        ModelRuntime(load_bundle(vlm_dirs["tiny"]))
+
+
+def test_prompt_holds_image_and_sensor_tokens(tiny: VlmRuntime) -> None:
+    text = tiny.prompt.text(CLOSE, "school zone")
+    assert text == ("<image>" * 16 + " <spd_20> <rng_8> <rr_-20> <val_1> school zone "
+                    "question: brake? answer:")
+    assert tiny.prompt.text({"ego_speed": 3.0}) == ("<image>" * 16 + " <spd_3> <rng_50> <rr_0> "
+                                                    "<val_0> question: brake? answer:")
+    ids = tiny.prompt.ids(CLOSE)
+    assert ids.dtype == np.int64 and int((ids == 1).sum()) == 16  # <image> is id 1
+    forged = tiny.prompt.ids(CLOSE, "<image> <end_of_utterance>")  # cannot forge tokens
+    assert int((forged == 1).sum()) == 16 and tiny.eos_id not in forged
+    assert clean_context("  school\n zone <x>") == "school zone x"
+    with pytest.raises(ValueError, match="ego_speed"):
+        tiny.decide(FRAME, {"range": 5.0})
+
+
+def test_decision_from_one_prefill(tiny: VlmRuntime) -> None:
+    close = tiny.decide(FRAME, CLOSE)
+    assert close.brake and close.label == "brake" and close.confidence > 0.99
+    assert close.probs[1] == close.confidence and sum(close.probs) == pytest.approx(1.0)
+    assert tiny.last_ms["tokens"] == 26.0  # 16 image + 4 sensor + 6 text tokens, one run
+    assert tiny.rationale() == "object close ahead"
+    far = tiny.decide(FRAME, FAR)
+    assert not far.brake and far.label == "go" and sum(far.probs) == pytest.approx(1.0)
+    assert tiny.rationale() == "road clear"
+    # the designed rule: brake iff range < 2 * ego_speed (range in 2 m bins)
+    assert tiny.decide(FRAME, {**FAR, "range": 36.0}).brake
+    assert not tiny.decide(FRAME, {**FAR, "range": 44.0}).brake
+    assert not tiny.decide(FRAME, {"ego_speed": 30.0, "range": float("inf")}).brake
+    assert tiny.rationale() == "road clear"
+    with pytest.raises(RuntimeError, match="decide"):
+        tiny.rationale()  # one rationale per decision
+
+
+def test_threshold_picks_the_word_the_rationale_continues(vlm_dirs: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_manifest(bundle, lambda m: m["outputs"]["decision"].update(threshold=1e-9))
+    rt = VlmRuntime(load_bundle(bundle))
+    out = rt.decide(FRAME, FAR)
+    assert out.brake and out.probs[1] < 0.01  # below the argmax, above the threshold
+    assert rt.rationale() == "object close ahead"  # explains the decision that went out
+
+
+@pytest.mark.parametrize("which", ["tiny", "smol"])
+def test_kv_cache_decoding_equals_decoding_without_cache(which: str, tiny: VlmRuntime,
+                                                         smol: VlmRuntime) -> None:
+    rt = tiny if which == "tiny" else smol
+    for feats, context in ((CLOSE, "school zone"), (FAR, "")):
+        rt.decide(FRAME, feats, context)
+        cached = rt.generate_ids(16)
+        rt.decide(FRAME, feats, context)
+        full = rt.generate_ids(16, use_cache=False)
+        assert cached == full and len(cached) >= 2
+    if rt is smol:  # random weights: runs to max_tokens, no eos, so all 16 steps compared
+        assert len(cached) == 16
+
+
+def test_smolvlm_layout_loads_and_decides(vlm_dirs: dict[str, Path], smol: VlmRuntime) -> None:
+    root = vlm_dirs["smolvlm"]
+    for name in ("vision_encoder", "embed_tokens", "decoder_model_merged"):
+        assert (root / "onnx" / f"{name}.onnx").is_file()
+    vis = onnx.load(root / "onnx" / "vision_encoder.onnx").graph
+    dims = [[d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in vis.input]
+    assert [i.name for i in vis.input] == ["pixel_values", "pixel_attention_mask"]
+    assert dims == [["batch_size", "num_images", 3, 512, 512],
+                    ["batch_size", "num_images", 512, 512]]
+    assert vis.input[1].type.tensor_type.elem_type == onnx.TensorProto.BOOL
+    dec = {i.name for i in smol.decoder.get_inputs()}
+    assert {"inputs_embeds", "attention_mask", "position_ids", "past_key_values.0.key",
+            "past_key_values.1.value"} == dec - {"past_key_values.0.value", "past_key_values.1.key"}
+    assert {o.name for o in smol.decoder.get_outputs()} >= {"logits", "present.1.value"}
+    assert smol.vocab_size == 49280 and smol.eos_id == 49279
+    assert smol.tokenizer.token_to_id("<image>") == 49190
+    ids = smol.prompt.ids(CLOSE)
+    assert int((ids == 49190).sum()) == 64 and ids[0, 0] == 1  # <|im_start|>
+    assert "speed 20 range 15 rate -20 valid 1 brake?" in smol.prompt.text(CLOSE)
+    out = smol.decide(FRAME, CLOSE, "school zone")
+    assert out.label in ("go", "brake") and sum(out.probs) == pytest.approx(1.0)
+    assert smol.rationale()
+
+
+def test_terminate_stops_the_prefill(vlm_dirs: dict[str, Path]) -> None:
+    rt = VlmRuntime(load_bundle(vlm_dirs["slow"]))
+    ro = ort.RunOptions()
+    ro.terminate = True
+    with pytest.raises(Exception, match="terminate"):
+        rt.decide(FRAME, CLOSE, run_options=ro)
+    with pytest.raises(RuntimeError, match="decide"):  # no state from a cancelled prefill
+        rt.rationale()
+    rt.decide(FRAME, CLOSE)
+    ro = ort.RunOptions()
+    timer = threading.Timer(0.01, lambda: setattr(ro, "terminate", True))
+    timer.start()
+    t0 = time.perf_counter()
+    with pytest.raises(RationaleAbortedError):
+        rt.rationale(run_options=ro)
+    timer.join()
+    assert (time.perf_counter() - t0) < 0.1  # 4 decoder runs take >= 100 ms here
+
+
+def test_latency_figures(tiny: VlmRuntime, smol: VlmRuntime) -> None:
+    """Decision (prefill) p50/p99 and rationale tokens/s, printed for the report."""
+    for name, rt, n in (("tiny", tiny, 200), ("smolvlm-layout", smol, 30)):
+        lat, prefill, tokens, secs = [], [], 0, 0.0
+        for i in range(n):
+            t0 = time.perf_counter()
+            rt.decide(FRAME, CLOSE if i % 2 else FAR)
+            lat.append((time.perf_counter() - t0) * 1e3)
+            prefill.append(rt.last_ms["prefill"])
+            t0 = time.perf_counter()
+            tokens += len(rt.generate_ids(8))
+            secs += time.perf_counter() - t0
+        p50, p99 = np.percentile(lat, [50, 99])
+        f50, f99 = np.percentile(prefill, [50, 99])
+        print(f"{name}: decide p50 {p50:.2f} ms p99 {p99:.2f} ms (prefill alone p50 {f50:.2f} "
+              f"p99 {f99:.2f}); rationale {tokens / secs:.0f} tokens/s")
+        assert p50 < 100.0
+
+
+# -- worker ----------------------------------------------------------------------------
+@pytest.fixture
+def make_worker() -> Iterator[Callable[..., ModelWorker]]:
+    made: list[ModelWorker] = []
+
+    def make(bundle: Path, **kw: Any) -> ModelWorker:
+        kw.setdefault("warmup_runs", 1)
+        kw.setdefault("hang_timeout_s", 5.0)
+        w = ModelWorker(bundle, MonotonicClock(), **kw)
+        made.append(w)
+        w.start()
+        assert w.wait_ready(READY_S), w.stats()
+        return w
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+def poll_until(w: ModelWorker, cond: Callable[[], bool], got: list[ModelResult],
+               timeout_s: float = 10.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < end, f"timeout; state={w.state} stats={w.stats()}"
+        got += w.poll()
+        time.sleep(0.0005)
+
+
+def test_worker_sends_rationale_after_decision(make_worker: Callable[..., ModelWorker],
+                                               vlm_dirs: dict[str, Path]) -> None:
+    w = make_worker(vlm_dirs["tiny"])
+    got: list[ModelResult] = []
+    rationales: list[tuple[int, str]] = []
+    assert w.submit(1, FRAME, CLOSE, "school zone")
+    poll_until(w, lambda: bool(got), got)
+    (r,) = got
+    assert r.seq == 1 and r.output is not None and r.output.brake and r.rationale
+    assert w.state is WorkerState.READY  # the rationale never holds up the next frame
+    poll_until(w, lambda: bool(rationales.extend(w.take_rationales()) or rationales), got)
+    assert rationales == [(1, "object close ahead")]
+    assert w.take_rationales() == []
+    assert w.submit(2, FRAME, FAR)
+    poll_until(w, lambda: bool(rationales.extend(w.take_rationales()) or len(rationales) > 1), got)
+    assert rationales[1] == (2, "road clear")
+    s = w.stats()
+    assert (s["results"], s["rationales"], s["rationales_aborted"]) == (2, 2, 0)
+    assert s["last_rationale_tokens"] == 2
+    assert not w.submit(3, FRAME, FAR, "x" * 201)
+    assert "context" in str(w.stats()["last_reject"])
+
+
+def test_new_job_aborts_a_running_rationale(make_worker: Callable[..., ModelWorker],
+                                            vlm_dirs: dict[str, Path]) -> None:
+    w = make_worker(vlm_dirs["slow"])
+    got: list[ModelResult] = []
+    rationales: list[tuple[int, str]] = []
+
+    def take(n: int = 1) -> bool:
+        rationales.extend(w.take_rationales())
+        return len(rationales) >= n
+
+    assert w.submit(1, FRAME, CLOSE)  # an uninterrupted rationale, for scale
+    poll_until(w, take, got)
+    full_ms = float(w.stats()["last_rationale_ms"])
+    assert rationales == [(1, "object close ahead")]
+    assert w.submit(2, FRAME, CLOSE)
+    poll_until(w, lambda: len(got) == 2, got)
+    assert got[1].rationale  # seq 2's rationale starts now
+    time.sleep(0.01)
+    t0 = time.monotonic()
+    assert w.submit(3, FRAME, FAR)  # READY while the rationale runs; this job aborts it
+    poll_until(w, lambda: len(got) == 3, got)
+    turnaround_ms = (time.monotonic() - t0) * 1e3
+    r3 = got[2]
+    assert r3.seq == 3 and r3.output is not None and not r3.output.brake
+    waited_ms = turnaround_ms - r3.infer_ms
+    print(f"rationale {full_ms:.0f} ms uninterrupted; job 3 turnaround {turnaround_ms:.1f} ms "
+          f"(decide {r3.infer_ms:.1f} ms, waited {waited_ms:.1f} ms)")
+    assert waited_ms < 0.5 * full_ms
+    poll_until(w, lambda: take(2) and w.stats()["rationales_aborted"] == 1, got)
+    assert rationales == [(1, "object close ahead"), (3, "road clear")]  # never seq 2's
+    # a cancel aborts the running rationale of its frame too
+    assert w.submit(4, FRAME, CLOSE)
+    poll_until(w, lambda: len(got) == 4, got)
+    w.cancel(4)
+    poll_until(w, lambda: w.stats()["rationales_aborted"] == 2, got)
+    time.sleep(0.05)
+    got += w.poll()
+    assert w.take_rationales() == [] and len(got) == 4 and w.state is WorkerState.READY

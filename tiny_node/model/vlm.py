@@ -1,0 +1,488 @@
+"""A small vision-language model under a deadline: decide from one prefill, explain later.
+
+Why this shape: the decision must fit the frame's deadline, so it is read from ONE decoder
+pass over the prompt (the prefill): the next-token logits of the decision words only, with a
+softmax over just those words (output.read_decision). A rationale needs a decoding loop,
+which does not fit; it runs afterwards from the KV cache the prefill left (greedy, one token
+per decoder run, present -> past) and can be aborted between steps and inside one
+(``RunOptions.terminate``).
+
+Graphs, in the published SmolVLM / transformers.js export layout (docs/BUNDLE.md)::
+
+    vision_encoder  pixel_values [1, C, H, W]                  -> image_features [.., T, hidden]
+                    smolvlm: pixel_values [1, 1, 3, H, W] + pixel_attention_mask bool [1, 1, H, W]
+    embed_tokens    input_ids i64 [1, S]                       -> inputs_embeds [1, S, hidden]
+    decoder         inputs_embeds, attention_mask i64 [1, past+S], position_ids i64 [1, S],
+                    past_key_values.{i}.key|value [1, kv_heads, past, head_dim]
+                    -> logits [1, S or 1, vocab], present.{i}.key|value [1, kv_heads, past+S, head_dim]
+
+(``logits`` is ``outputs.decision.name``; an export may compute the last position only.)
+
+The image features replace the rows of inputs_embeds where input_ids == image_token_id; the
+first decoder step gets zero-length past tensors; positions count from 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+from tokenizers import Tokenizer
+
+from tiny_node.model.bundle import Bundle, BundleError, KvSpec, VlmSpec
+from tiny_node.model.output import ModelOutput, read_decision
+from tiny_node.model.preprocess import ImagePreprocessor, feature_value
+from tiny_node.model.runtime import load_session
+
+IMAGE_FEATURES = "image_features"
+PIXEL_VALUES = "pixel_values"
+PIXEL_MASK = "pixel_attention_mask"
+INPUT_IDS = "input_ids"
+INPUTS_EMBEDS = "inputs_embeds"
+ATTENTION_MASK = "attention_mask"
+POSITION_IDS = "position_ids"
+USE_CACHE_BRANCH = "use_cache_branch"  # older optimum merged decoders: false on the first step
+MAX_CONTEXT_CHARS = 200
+
+_PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+_SPACES = re.compile(r" {2,}")
+_FLOATS: dict[str, type[np.floating[Any]]] = {"tensor(float)": np.float32,
+                                               "tensor(float16)": np.float16}
+
+
+class RationaleAbortedError(RuntimeError):
+    """A rationale was stopped (``RunOptions.terminate``) after ``tokens`` tokens."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__(f"rationale aborted after {tokens} tokens")
+        self.tokens = tokens
+
+
+def clean_context(context: str) -> str:
+    """Operator context as plain words, at most MAX_CONTEXT_CHARS.
+
+    Angle brackets are dropped so a context can never forge a special token (an extra image
+    token would break the splice); whitespace is collapsed.
+    """
+    return " ".join(context.replace("<", " ").replace(">", " ").split())[:MAX_CONTEXT_CHARS]
+
+
+class PromptBuilder:
+    """Template + sensor values + context -> prompt text and token ids (no onnxruntime)."""
+
+    def __init__(self, bundle: Bundle, tokenizer: Tokenizer) -> None:
+        if bundle.vlm is None:
+            raise BundleError(f"{bundle.root}: kind {bundle.kind!r} has no vlm section")
+        self.spec: VlmSpec = bundle.vlm
+        self.sensors = bundle.sensors
+        self.tokenizer = tokenizer
+        self._image = self.spec.image_token * self.spec.image_tokens_per_tile
+
+    def text(self, features: Mapping[str, float], context: str = "") -> str:
+        """The prompt text; runs of spaces (an empty ``{context}``) collapse to one."""
+        values: dict[str, object] = {"image": self._image, "context": clean_context(context)}
+        if self.sensors is not None:
+            clip = self.sensors.range_clip_m
+            nums = {f: feature_value(f, features, clip) for f in self.sensors.features}
+            values.update(nums)
+            values["sensors"] = " ".join(b.token(nums[b.feature]) for b in self.sensors.bins)
+        return _SPACES.sub(" ", self.spec.prompt.format(**values))
+
+    def ids(self, features: Mapping[str, float], context: str = "") -> NDArray[np.int64]:
+        """Token ids ``[1, S]`` (no special tokens added: the template holds the framing)."""
+        enc = self.tokenizer.encode(self.text(features, context), add_special_tokens=False)
+        return np.asarray([enc.ids], dtype=np.int64)
+
+
+@dataclass
+class _Prefill:
+    """What a decision leaves for its rationale."""
+
+    past: list[NDArray[Any]]  # present.* of the prefill, fed back as past_key_values.*
+    length: int  # tokens in the cache
+    first: int  # the decided word: the first token the rationale feeds
+    embeds: NDArray[Any]  # the prompt's inputs_embeds (reference path without cache)
+
+
+class VlmRuntime:
+    """Three verified sessions, the tokenizer and the prompt of one ``kind: vlm`` bundle.
+
+    ``decide`` = preprocess + vision encoder + embed + one decoder prefill, and keeps the KV
+    cache; ``rationale`` continues greedily from it (once per decision). Not thread-safe:
+    one caller at a time (the worker's job thread), except that ``RunOptions.terminate`` may
+    be set from another thread.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+        if bundle.vlm is None:
+            raise BundleError(f"{bundle.root}: kind {bundle.kind!r} is not a vlm bundle")
+        self.bundle = bundle
+        self.spec: VlmSpec = bundle.vlm
+        self.tokenizer = self._load_tokenizer()
+        self.config = self._load_config()
+        self.vision = load_session(bundle, "vision_encoder", threads)
+        self.embed = load_session(bundle, "embed_tokens", threads)
+        self.decoder = load_session(bundle, "decoder", threads)
+        self._pixel_dtype = self._check_vision()
+        self._check_embed()
+        self.kv, self._kv_dtype, self._cache_branch = self._check_decoder()
+        self._past_names = _past_names(self.kv.num_layers)
+        self._outputs = [bundle.decision.name, *_present_names(self.kv.num_layers)]
+        self._empty = np.zeros((1, self.kv.num_kv_heads, 0, self.kv.head_dim), self._kv_dtype)
+        self.prompt = PromptBuilder(bundle, self.tokenizer)
+        self.word_ids = tuple(self._token_id(t, "outputs.decision.tokens")
+                              for t in bundle.decision.label_tokens)
+        self.eos_id = self._token_id(self.spec.eos, "vlm.eos")
+        self._check_prompt_tokens()
+        self._image = ImagePreprocessor(bundle.image)
+        h, w = bundle.image.height, bundle.image.width
+        self._mask = np.ones((1, 1, h, w), dtype=np.bool_)
+        self.vocab_size, self.hidden = self._probe()
+        self._state: _Prefill | None = None
+        self.last_ms: dict[str, float] = {}  # stage timings of the last decide()
+
+    # -- loading and checks ----------------------------------------------------------
+    def _where(self, key: str) -> str:
+        return f"files.{key}: {self.bundle.file(key).path}"
+
+    def _load_tokenizer(self) -> Tokenizer:
+        data = self.bundle.read_verified("tokenizer")
+        try:
+            return Tokenizer.from_str(data.decode("utf-8"))
+        except Exception as exc:  # tokenizers raises plain Exception; keep its message
+            raise BundleError(f"{self._where('tokenizer')}: not a tokenizers JSON: {exc}") from exc
+
+    def _load_config(self) -> dict[str, Any]:
+        if "config" not in self.bundle.files:
+            return {}
+        try:
+            cfg = json.loads(self.bundle.read_verified("config"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{self._where('config')}: not valid JSON: {exc}") from exc
+        if not isinstance(cfg, dict):
+            raise BundleError(f"{self._where('config')}: expected a JSON object")
+        return cfg
+
+    def _check_vision(self) -> type[np.floating[Any]]:
+        img, where = self.bundle.image, self._where("vision_encoder")
+        ins = {i.name: i for i in self.vision.get_inputs()}
+        if self.spec.smolvlm:
+            if img.name != PIXEL_VALUES or img.layout != "NCHW" or img.color != "rgb":
+                raise BundleError("inputs.image: the smolvlm layout needs name pixel_values, "
+                                  f"layout NCHW, color rgb (got {img.name}, {img.layout}, {img.color})")
+            want: dict[str, tuple[int, ...]] = {PIXEL_VALUES: (1, 1, 3, img.height, img.width),
+                                                PIXEL_MASK: (1, 1, img.height, img.width)}
+        else:
+            want = {img.name: img.shape}
+        if set(ins) != set(want):
+            raise BundleError(f"inputs.image: {where} has inputs {sorted(ins)}, the "
+                              f"{'smolvlm' if self.spec.smolvlm else 'tiny_node'} layout "
+                              f"expects {sorted(want)}")
+        for name, shape in want.items():
+            types = ("tensor(bool)",) if name == PIXEL_MASK else tuple(_FLOATS)
+            _check_arg(ins[name], shape, types, "inputs.image", where)
+        _require_outputs(self.vision, (IMAGE_FEATURES,), where)
+        pixel_name = PIXEL_VALUES if self.spec.smolvlm else img.name
+        return _FLOATS[ins[pixel_name].type]
+
+    def _check_embed(self) -> None:
+        where = self._where("embed_tokens")
+        ins = {i.name: i for i in self.embed.get_inputs()}
+        if set(ins) != {INPUT_IDS}:
+            raise BundleError(f"{where}: inputs {sorted(ins)}, expected ['{INPUT_IDS}']")
+        _check_arg(ins[INPUT_IDS], (1, 0), ("tensor(int64)",), "files.embed_tokens", where)
+        _require_outputs(self.embed, (INPUTS_EMBEDS,), where)
+
+    def _check_decoder(self) -> tuple[KvSpec, type[np.floating[Any]], bool]:
+        where = self._where("decoder")
+        ins = {i.name: i for i in self.decoder.get_inputs()}
+        i64 = ("tensor(int64)",)
+        for name, types, shape in ((INPUTS_EMBEDS, tuple(_FLOATS), (1, 0, 0)),
+                                   (ATTENTION_MASK, i64, (1, 0)), (POSITION_IDS, i64, (1, 0))):
+            if name not in ins:
+                raise BundleError(f"{where}: no input {name!r} (graph inputs: {sorted(ins)})")
+            _check_arg(ins[name], shape, types, "files.decoder", where)
+        layers: dict[int, set[str]] = {}
+        for name in ins:
+            m = _PAST.match(name)
+            if m:
+                layers.setdefault(int(m.group(1)), set()).add(m.group(2))
+        n = len(layers)
+        if n == 0 or sorted(layers) != list(range(n)) or any(v != {"key", "value"}
+                                                            for v in layers.values()):
+            raise BundleError(f"{where}: expected past_key_values.{{0..n-1}}.key|value inputs, "
+                              f"got layers {sorted(layers)}")
+        extra = sorted(set(ins) - {INPUTS_EMBEDS, ATTENTION_MASK, POSITION_IDS, USE_CACHE_BRANCH}
+                       - set(_past_names(n)))
+        if extra:
+            raise BundleError(f"{where}: inputs the vlm runtime cannot feed: {extra}")
+        _require_outputs(self.decoder, [self.bundle.decision.name, *_present_names(n)], where)
+        past = ins["past_key_values.0.key"]
+        _check_arg(past, (1, 0, 0, 0), tuple(_FLOATS), "files.decoder", where)
+        kv = self._kv_layout(n, list(past.shape), where)
+        for name in _past_names(n):
+            _check_arg(ins[name], (1, kv.num_kv_heads, 0, kv.head_dim), (past.type,), "vlm.kv",
+                       where)
+        return kv, _FLOATS[past.type], USE_CACHE_BRANCH in ins
+
+    def _kv_layout(self, n: int, dims: list[Any], where: str) -> KvSpec:
+        """Manifest ``vlm.kv`` > static graph dims > ``files.config``; all that exist must agree."""
+        text = self.config.get("text_config", self.config)
+        cfg_layers = text.get("num_hidden_layers") if isinstance(text, dict) else None
+        if cfg_layers is not None and cfg_layers != n:
+            raise BundleError(f"files.config: num_hidden_layers {cfg_layers}, but {where} has "
+                              f"{n} layers of past_key_values")
+        cfg_heads = cfg_dim = None
+        if isinstance(text, dict):
+            heads = text.get("num_attention_heads")
+            cfg_heads = text.get("num_key_value_heads", heads)
+            cfg_dim = text.get("head_dim")
+            if cfg_dim is None and heads and text.get("hidden_size"):
+                cfg_dim = int(text["hidden_size"]) // int(heads)
+        graph = (dims[1] if isinstance(dims[1], int) else None,
+                 dims[3] if isinstance(dims[3], int) else None)
+        man = self.spec.kv
+        if man is not None and man.num_layers != n:
+            raise BundleError(f"vlm.kv.num_layers: manifest says {man.num_layers}, {where} has {n}")
+        out = []
+        for i, key in ((0, "num_kv_heads"), (1, "head_dim")):
+            manv = getattr(man, key) if man is not None else None
+            cfgv = (cfg_heads, cfg_dim)[i]
+            cands = [v for v in (manv, graph[i], cfgv) if v is not None]
+            if not cands:
+                raise BundleError(f"vlm.kv.{key}: not in the manifest, not static in {where}, "
+                                  "and no files.config says it")
+            for src, v in (("manifest vlm.kv", manv), ("files.config", cfgv)):
+                if v is not None and graph[i] is not None and v != graph[i]:
+                    raise BundleError(f"vlm.kv.{key}: {src} says {v}, {where} has {graph[i]}")
+            out.append(int(cands[0]))
+        return KvSpec(n, out[0], out[1])
+
+    def _token_id(self, text: str, key: str) -> int:
+        """The id of one token: ``text`` encodes to exactly one token, or is a vocabulary entry.
+
+        Why both: ``" brake"`` names a byte-level BPE token by its text, ``"brake"`` a
+        WordLevel entry; either way it must be ONE token, or its logit is not a decision.
+        """
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        if len(ids) == 1:
+            return int(ids[0])
+        tid = self.tokenizer.token_to_id(text)
+        if tid is None:
+            raise BundleError(f"{key}: {text!r} is {len(ids)} tokens in "
+                              f"{self.bundle.file('tokenizer').path}, need exactly one")
+        return int(tid)
+
+    def _check_prompt_tokens(self) -> None:
+        """Image and bin tokens must each stay ONE token inside prompt text."""
+        tok, spec = self.tokenizer, self.spec
+        where = self.bundle.file("tokenizer").path
+        ids = tok.encode(spec.image_token, add_special_tokens=False).ids
+        if ids != [spec.image_token_id]:
+            raise BundleError(f"vlm.image_token_id: {where} encodes {spec.image_token!r} as "
+                              f"{ids}, manifest says [{spec.image_token_id}]")
+        for b in self.bundle.sensors.bins if self.bundle.sensors is not None else ():
+            for t in b.all_tokens():
+                if len(tok.encode(t, add_special_tokens=False).ids) != 1:
+                    raise BundleError(f"inputs.sensors.bins.{b.feature}: {t!r} is not a single "
+                                      f"token in {where}")
+        sample = self.prompt.ids({"ego_speed": 0.0})
+        n = int((sample == spec.image_token_id).sum())
+        if n != spec.image_tokens_per_tile:
+            raise BundleError(f"vlm.prompt: renders {n} image tokens, image_tokens_per_tile is "
+                              f"{spec.image_tokens_per_tile}")
+
+    def _probe(self) -> tuple[int, int]:
+        """One tiny run of each graph: feature rows, hidden size and vocabulary must agree.
+
+        Why at load: a mismatch is a bundle fault (permanent), not a runtime error that
+        would only surface on the first frame.
+        """
+        pixels = self._pixels(np.zeros((self.bundle.image.height, self.bundle.image.width, 3),
+                                       np.uint8))
+        (feats,) = self.vision.run([IMAGE_FEATURES], pixels)
+        ids = np.asarray([[self.spec.image_token_id]], np.int64)
+        (emb,) = self.embed.run([INPUTS_EMBEDS], {INPUT_IDS: ids})
+        hidden = int(emb.shape[-1])
+        if emb.ndim != 3 or feats.shape[-1] != hidden:
+            raise BundleError(f"{self._where('vision_encoder')}: image_features {list(feats.shape)}"
+                              f" do not match inputs_embeds {list(emb.shape)} (hidden size)")
+        rows = feats.size // hidden
+        if rows != self.spec.image_tokens_per_tile:
+            raise BundleError(f"vlm.image_tokens_per_tile: {self.spec.image_tokens_per_tile}, but "
+                              f"the vision encoder gives {rows} feature rows per frame")
+        row, _ = self._decode(emb, None, 0, None)
+        vocab = int(row.shape[0])
+        used = {"outputs.decision.tokens": max(self.word_ids), "vlm.eos": self.eos_id,
+                "vlm.image_token_id": self.spec.image_token_id}
+        for key, tid in used.items():
+            if tid >= vocab:
+                raise BundleError(f"{key}: token id {tid} >= the decoder's vocabulary {vocab}")
+        return vocab, hidden
+
+    # -- inference -------------------------------------------------------------------
+    def _pixels(self, image_rgb: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
+        x = self._image(image_rgb).astype(self._pixel_dtype, copy=False)
+        if self.spec.smolvlm:  # one 512x512 tile, no image splitting: N = 1
+            return {PIXEL_VALUES: x[:, np.newaxis], PIXEL_MASK: self._mask}
+        return {self.bundle.image.name: x}
+
+    def _decode(self, embeds: NDArray[Any], past: Sequence[NDArray[Any]] | None, length: int,
+                run_options: ort.RunOptions | None) -> tuple[NDArray[np.float32], list[NDArray[Any]]]:
+        """One decoder run of ``embeds`` after ``length`` cached tokens; (last logits, present)."""
+        s = embeds.shape[1]
+        feeds: dict[str, NDArray[Any]] = {
+            INPUTS_EMBEDS: embeds,
+            ATTENTION_MASK: np.ones((1, length + s), np.int64),
+            POSITION_IDS: np.arange(length, length + s, dtype=np.int64)[np.newaxis],
+        }
+        for i, name in enumerate(self._past_names):
+            feeds[name] = self._empty if past is None else past[i]
+        if self._cache_branch:
+            feeds[USE_CACHE_BRANCH] = np.array([past is not None], np.bool_)
+        logits, *present = self.decoder.run(self._outputs, feeds, run_options)
+        return np.asarray(logits[0, -1], np.float32), present
+
+    def decide(
+        self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
+        run_options: ort.RunOptions | None = None,
+    ) -> ModelOutput:
+        """Prefill the prompt and read the decision words' next-token logits.
+
+        Keeps the KV cache for :meth:`rationale`. A set ``run_options.terminate`` makes ORT
+        raise (checked between nodes of each of the three graphs).
+        """
+        self._state = None
+        t0 = time.perf_counter()  # real time is the point: these are stage timings
+        ids = self.prompt.ids(features, context)
+        pixels = self._pixels(image_rgb)
+        t1 = time.perf_counter()
+        (feats,) = self.vision.run([IMAGE_FEATURES], pixels, run_options)
+        t2 = time.perf_counter()
+        (embeds,) = self.embed.run([INPUTS_EMBEDS], {INPUT_IDS: ids}, run_options)
+        embeds = self._splice(ids, embeds, feats)
+        t3 = time.perf_counter()
+        row, present = self._decode(embeds, None, 0, run_options)
+        t4 = time.perf_counter()
+        out = read_decision(row[list(self.word_ids)], self.bundle.decision)
+        self._state = _Prefill(present, int(ids.shape[1]),
+                               self.word_ids[self.bundle.decision.labels.index(out.label)], embeds)
+        self.last_ms = {"prepare": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3,
+                        "embed": (t3 - t2) * 1e3, "prefill": (t4 - t3) * 1e3,
+                        "tokens": float(ids.shape[1])}
+        return out
+
+    def _splice(self, ids: NDArray[np.int64], embeds: NDArray[Any],
+                feats: NDArray[Any]) -> NDArray[Any]:
+        """Image features replace the rows of the image tokens, in order."""
+        mask = ids[0] == self.spec.image_token_id
+        rows = feats.reshape(-1, embeds.shape[-1])
+        if int(mask.sum()) != rows.shape[0]:
+            raise ValueError(f"prompt has {int(mask.sum())} image tokens, the vision encoder "
+                             f"gave {rows.shape[0]} feature rows")
+        embeds[0, mask] = rows.astype(embeds.dtype, copy=False)
+        return embeds
+
+    def generate_ids(self, max_tokens: int | None = None, *, use_cache: bool = True,
+                     run_options: ort.RunOptions | None = None) -> list[int]:
+        """Greedy rationale token ids after the decided word, up to ``eos`` or ``max_tokens``.
+
+        The decided word (not the argmax: the threshold may differ) is fed first, so the
+        rationale explains the published decision. ``use_cache=False`` re-runs the whole
+        sequence each step with zero-length past: the reference an export's KV plumbing must
+        match token for token. Consumes the prefill (one rationale per decision).
+        Raises :class:`RationaleAbortedError` once ``run_options.terminate`` is set.
+        """
+        st, self._state = self._state, None
+        if st is None:
+            raise RuntimeError("no prefill to continue: call decide() first (one rationale each)")
+        limit = self.spec.max_rationale_tokens if max_tokens is None else max_tokens
+        out: list[int] = []
+        last, past, length, seq = st.first, st.past, st.length, st.embeds
+        try:
+            for _ in range(limit):
+                if run_options is not None and run_options.terminate:
+                    raise RationaleAbortedError(len(out))
+                ids = np.asarray([[last]], np.int64)
+                (emb,) = self.embed.run([INPUTS_EMBEDS], {INPUT_IDS: ids}, run_options)
+                if use_cache:
+                    row, past = self._decode(emb, past, length, run_options)
+                    length += 1
+                else:
+                    seq = np.concatenate([seq, emb], axis=1)
+                    row, _ = self._decode(seq, None, 0, run_options)
+                if not np.all(np.isfinite(row)):
+                    raise ValueError(f"decoder: non-finite logits after {len(out)} tokens")
+                last = int(np.argmax(row))
+                if last == self.eos_id:
+                    break
+                out.append(last)
+        except RationaleAbortedError:
+            raise
+        except Exception as exc:
+            if run_options is not None and run_options.terminate:
+                raise RationaleAbortedError(len(out)) from exc
+            raise
+        return out
+
+    def text(self, ids: Sequence[int]) -> str:
+        """Rationale ids as text (special tokens skipped)."""
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True)).strip()
+
+    def rationale(self, max_tokens: int | None = None,
+                  run_options: ort.RunOptions | None = None) -> str:
+        """Greedy rationale text continuing the last :meth:`decide` from its KV cache."""
+        return self.text(self.generate_ids(max_tokens, run_options=run_options))
+
+    def warm_up(self, runs: int) -> list[float]:
+        """``runs`` decisions (ms each) on the exact input shapes, then one rationale.
+
+        Why the rationale too: its first decoding steps pay kernel setup as well.
+        """
+        img = self.bundle.image
+        frame = np.full((img.height, img.width, 3), 128, dtype=np.uint8)
+        lat: list[float] = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.decide(frame, {"ego_speed": 0.0})
+            lat.append((time.perf_counter() - t0) * 1e3)
+        if self._state is not None:
+            self.rationale()
+        return lat
+
+
+def _past_names(layers: int) -> list[str]:
+    return [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def _present_names(layers: int) -> list[str]:
+    return [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def _check_arg(arg: Any, shape: tuple[int, ...], types: tuple[str, ...], key: str,
+               where: str) -> None:
+    """One graph input: its type in ``types``, rank and static dims as ``shape`` (0 = any)."""
+    if arg.type not in types:
+        raise BundleError(f"{key}: {where}: {arg.name!r} is {arg.type}, expected "
+                          f"{' or '.join(types)}")
+    dims = list(arg.shape)
+    ok = len(dims) == len(shape) and all(
+        not isinstance(d, int) or s in (0, d) for d, s in zip(dims, shape, strict=True)
+    )
+    if not ok:
+        raise BundleError(f"{key}: {where}: {arg.name!r} has shape {dims}, expected "
+                          f"{[s if s else '?' for s in shape]}")
+
+
+def _require_outputs(sess: ort.InferenceSession, names: Sequence[str], where: str) -> None:
+    have = {o.name for o in sess.get_outputs()}
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise BundleError(f"{where}: missing outputs {missing} (graph outputs: {sorted(have)})")
