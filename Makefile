@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tiny_node-dev.stamp
-EXTRAS ?= ros,dev
+EXTRAS ?= ros,dev,ncap
 
 .PHONY: venv demo test lint bench colcon clean distclean
 

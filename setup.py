@@ -22,7 +22,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={package_name: ["py.typed", "data/*.xml"]},
+    package_data={package_name: ["py.typed", "data/*.xml", "sim/scenarios/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -65,6 +65,11 @@ setup(
             "onnx>=1.15",
             "colcon-core>=0.15",
             "colcon-ros>=0.4",
+        ],
+        # Official Euro NCAP 2026 colour bands / points for the scenario suite (falls back to
+        # the reference table without it, and says so in each result).
+        "ncap": [
+            "euroncap-rating-2026>=5.4",
         ],
         "train": [
             "torch==2.13.0",

@@ -83,13 +83,13 @@ def model_from_bundle(bundle_dir: Path, clock: ManualClock, budget_ms: float | N
                       threads: int = 1) -> LockstepModel:
     """A :class:`LockstepModel` on a verified bundle (budget from its manifest by default)."""
     from tiny_node.model.bundle import load_bundle
-    from tiny_node.model.runtime import ModelRuntime
+    from tiny_node.model.runtime import load_runtime
 
     bundle = load_bundle(bundle_dir)
-    runtime = ModelRuntime(bundle, threads=threads)
+    runtime = load_runtime(bundle, threads=threads)  # classifier or vlm alike
 
     def infer(image: np.ndarray, features: Mapping[str, float]) -> ModelAnswer:
-        return runtime.infer(runtime.preprocess(image, features))
+        return runtime.decide(image, features)
 
     budget = bundle.latency_budget_ms if budget_ms is None else budget_ms
     return LockstepModel(infer, budget * 1e-3, clock)

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tiny_node.sim.vehicle import Ego
 from tiny_node.tools.feeder import Feeder
 
 CAR_WIDTH_M = 1.712  # Euro NCAP target car
@@ -51,33 +52,6 @@ def render_frame(width: int, height: int, distance_m: float, *, hfov_deg: float 
     if noise is not None:
         img = np.asarray(cv2.add(img, noise.integers(0, 8, img.shape, dtype=np.uint8)), np.uint8)
     return img
-
-
-@dataclass
-class Ego:
-    """Longitudinal ego model: actuation delay, jerk-limited brake ramp, release."""
-
-    speed: float
-    position: float = 0.0
-    accel: float = 0.0
-    delay_s: float = 0.2
-    max_decel: float = 9.0
-    jerk: float = 30.0
-    _requested_since: float | None = None
-
-    def step(self, dt: float, t: float, brake: bool) -> None:
-        """Advance ``dt`` seconds with the brake request ``brake`` at time ``t``."""
-        if brake and self._requested_since is None:
-            self._requested_since = t
-        if not brake:
-            self._requested_since = None
-        active = self._requested_since is not None and t - self._requested_since >= self.delay_s
-        target = -self.max_decel if active else 0.0
-        self.accel += max(-self.jerk * dt, min(self.jerk * dt, target - self.accel))
-        if self.speed <= 0.0 and self.accel < 0:
-            self.speed, self.accel = 0.0, 0.0 if not active else self.accel
-        self.speed = max(0.0, self.speed + self.accel * dt)
-        self.position += self.speed * dt
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""Scenario schema, YAML round trip, errors that name the field, the suites, the scoring wrapper."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tiny_node.sim import scoring
+from tiny_node.sim.scenario import (
+    ScenarioError,
+    dump_scenario,
+    example_scenario_files,
+    load_scenario,
+    scenario_from_dict,
+    scenario_to_dict,
+)
+from tiny_node.sim.suite import SMOKE, benign_suite, ncap_suite, suite
+
+BASE: dict[str, Any] = {
+    "name": "ccrs",
+    "ego_speed_kmh": 30,
+    "actors": [{"kind": "car", "x_m": 35.0, "y_m": 0.0}],
+}
+
+
+def err(d: dict[str, Any]) -> str:
+    with pytest.raises(ScenarioError) as exc:
+        scenario_from_dict(d, "ccrs.yaml")
+    return str(exc.value)
+
+
+def with_actor(**kw: Any) -> dict[str, Any]:
+    d = copy.deepcopy(BASE)
+    d["actors"][0].update(kw)
+    return d
+
+
+def test_defaults_and_ncap_dimensions():
+    s = scenario_from_dict(BASE)
+    assert (s.camera_hz, s.range_hz, s.odom_hz) == (30.0, 20.0, 50.0)
+    assert s.expect == "avoid" and s.environment.light == "day" and s.seed == 0
+    car = s.actors[0]
+    assert (car.length_m, car.width_m, car.height_m) == (4.023, 1.712, 1.427)  # Euro NCAP target
+    assert car.name == "car0"
+    child = scenario_from_dict(with_actor(kind="child")).actors[0]
+    assert (child.height_m, child.length_m, child.width_m) == (1.154, 0.711, 0.298)
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        (with_actor(speed_kmh=-5), "ccrs.yaml: actors[0].speed_kmh: must be >= 0 (got -5)"),
+        (with_actor(spead_kmh=5), "ccrs.yaml: actors[0].spead_kmh: unknown field (did you mean speed_kmh?)"),
+        (with_actor(kind="truck"), "ccrs.yaml: actors[0].kind: must be one of"),
+        (with_actor(x_m="far"), "ccrs.yaml: actors[0].x_m: must be a number (got 'far')"),
+        (with_actor(start={"time_s": 1, "gap_m": 3}), "actors[0].start: give one trigger of"),
+        (with_actor(start={}), "actors[0].start: needs a trigger"),
+        (with_actor(braking={"time_s": 1}), "actors[0].braking.decel_mps2: required"),
+        (with_actor(braking={"time_s": 1, "decel_mps2": 0}), "actors[0].braking.decel_mps2: must be > 0 (got 0)"),
+        (with_actor(colour=[1, 2]), "actors[0].colour: must be [r, g, b]"),
+        (with_actor(speed_kmh=math.nan), "actors[0].speed_kmh: must be finite"),
+        ({**BASE, "ego_speed_kmh": None}, "ccrs.yaml: ego_speed_kmh: required"),
+        ({**BASE, "environment": {"light": "dusk"}}, "environment.light: must be one of day, night (got 'dusk')"),
+        ({**BASE, "environment": {"glare": "yes"}}, "environment.glare: must be true or false"),
+        ({**BASE, "expect": "maybe"}, "expect: must be one of avoid, no_brake"),
+        ({**BASE, "seed": 1.5}, "seed: must be an integer"),
+        ({**BASE, "duration_s": 0}, "duration_s: must be > 0 (got 0)"),
+        ({**BASE, "actors": {"kind": "car"}}, "ccrs.yaml: actors: must be a list"),
+        ({**BASE, "actors": ["car"]}, "ccrs.yaml: actors[0]: must be a mapping (got str)"),
+        ({**BASE, "actors": [BASE["actors"][0], BASE["actors"][0] | {"name": "car0"}]}, "actors[1].name: duplicate"),
+        ({**BASE, "colour": 1}, "ccrs.yaml: colour: unknown field"),
+    ],
+)
+def test_errors_name_the_file_and_field(d, message):
+    assert message in err(d)
+
+
+def test_file_errors(tmp_path: Path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ScenarioError, match=r"nope\.yaml: cannot read"):
+        load_scenario(missing)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ScenarioError, match=r"bad\.yaml: invalid YAML"):
+        load_scenario(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ScenarioError, match=r"list\.yaml: <top>: must be a mapping"):
+        load_scenario(listed)
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("name: !!python/object/apply:os.system ['true']\nego_speed_kmh: 1\n")
+    with pytest.raises(ScenarioError, match="invalid YAML"):  # safe_load only
+        load_scenario(unsafe)
+
+
+def test_round_trip_whole_suite(tmp_path: Path):
+    for s in suite("all"):
+        assert scenario_from_dict(scenario_to_dict(s)) == s, s.name
+    for s in suite("smoke"):  # through real YAML text as well
+        path = tmp_path / f"{s.name}.yaml"
+        dump_scenario(s, path)
+        assert load_scenario(path) == s
+        assert yaml.safe_load(path.read_text())["name"] == s.name
+
+
+def test_example_files_load():
+    files = example_scenario_files()
+    assert len(files) >= 4
+    for p in files:
+        s = load_scenario(p)
+        assert s.actors and s.name
+
+
+def test_suites():
+    ncap, benign = ncap_suite(), benign_suite()
+    names = [s.name for s in ncap + benign]
+    assert len(names) == len(set(names))
+    assert len(benign) >= 15 and all(s.expect == "no_brake" and s.protocol is None for s in benign)
+    assert all(s.expect == "avoid" and s.protocol for s in ncap)
+    protocols = {s.protocol for s in ncap}
+    assert protocols == {"CCRs", "CCRm", "CCRb", "CPNA-25", "CPNA-75", "CPFA-50", "CPNCO-50", "CPLA-25", "CPLA-50",
+                         "CBNA-50", "CBFA-50", "CBLA-50"}
+    night = {s.protocol for s in ncap if s.environment.light == "night"}
+    assert night == {"CPNA-25", "CPNA-75", "CPFA-50", "CPNCO-50", "CPLA-25", "CPLA-50"}
+    assert "CPNCO-50_40kmh_night" in names and "CCRs_30kmh_100pct" in names
+    assert [s.name for s in suite("smoke")] == list(SMOKE)
+    assert len(suite("all")) == len(ncap) + len(benign)
+    assert suite("ncap") == ncap  # deterministic construction, seeds from names
+    with pytest.raises(ValueError, match="unknown suite"):
+        suite("everything")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "vut", "v_rel", "light", "colour", "points"),
+    [
+        ("CCRs", 20, 0.0, "day", "green", 1.0),
+        ("CCRs", 20, 1.0, "day", "red", 0.0),
+        ("CCRs", 30, 9.9, "day", "brown", 0.25),
+        ("CCRs", 40, 5.0, "day", "orange", 0.5),
+        ("CCRm", 70, 15.0, "day", "orange", 0.5),
+        ("CPNA-75", 60, 8.0, "night", "yellow", 0.75),
+        ("CBLA-50", 60, 45.0, "day", "red", 0.0),
+    ],
+)
+def test_scoring_bands(protocol, vut, v_rel, light, colour, points):
+    b = scoring.band(protocol, vut, v_rel, light)
+    assert b is not None and (b.colour, b.points) == (colour, points)
+
+
+def test_scoring_fallback_matches_package(monkeypatch: pytest.MonkeyPatch):
+    if scoring._package() is None:
+        pytest.skip(f"{scoring.PACKAGE} not installed")
+    cases = [(p, v, r) for p in ("CCRs", "CPNA-25", "CBLA-50") for v in (10, 25, 30, 40, 50, 60, 80)
+             for r in (0.0, 0.5, 9.99, 10.0, 15.0, 20.0, 29.9, 30.0, 31.0, 70.0)]
+    official = [scoring.band(p, v, r) for p, v, r in cases]
+    monkeypatch.setattr(scoring, "_package", lambda: None)
+    fallback = [scoring.band(p, v, r) for p, v, r in cases]
+    for case, a, b in zip(cases, official, fallback, strict=True):
+        assert a is not None and b is not None
+        assert (a.colour, a.points) == (b.colour, b.points), case
+        assert "not installed" in b.source
+
+
+def test_scoring_misc():
+    assert scoring.band("benign", 50, 10.0) is None
+    assert scoring.test_name("CPNCO-50", "night") == "CPNCO night"
+    assert scoring.grid_speed(5) == 10 and scoring.grid_speed(45) == 40 and scoring.grid_speed(80) == 50
+    smoke = suite("smoke")
+    assert scoring.score(smoke[0], None).colour == "green"
+    assert scoring.score(smoke[-1], None) is None
+    assert scoring.ccrs_gate_passed([("CCRs", 20, "green"), ("CCRs", 30, "red")])
+    assert not scoring.ccrs_gate_passed([("CCRs", 10, "brown")])

@@ -1,0 +1,494 @@
+"""Scenario schema: what a test drive is, read from YAML with errors that name the field.
+
+A scenario is the ego's speed, the actors with their trajectories, the environment (light,
+weather), the seed, the duration and what counts as success.  The file format is documented
+with examples in ``docs/scenarios.md``; ``scenario_from_dict`` and ``scenario_to_dict`` are
+inverse, so the built-in suite can be written out as YAML and read back unchanged.  Files are
+read with ``yaml.safe_load`` only.  A bad value raises :class:`ScenarioError` naming the file
+and the field path, e.g. ``ccrs.yaml: actors[0].speed_kmh: must be >= 0 (got -5)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tiny_node.sim.kinds import KINDS
+
+LIGHTS = ("day", "night")
+WEATHERS = ("clear", "rain", "fog")
+EXPECTS = ("avoid", "no_brake")
+TRIGGER_KEYS = ("time_s", "ego_distance_m", "ttc_s", "gap_m")
+
+
+class ScenarioError(ValueError):
+    """A scenario file or mapping is invalid; the message names the file and the field path."""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When something starts, as exactly one condition.
+
+    ``time_s``: simulation time reached; ``ego_distance_m``: the ego's front bumper is within
+    this longitudinal distance of the actor's centre (how test labs trigger a dummy: by the
+    VUT's position); ``ttc_s``: that distance over the ego's speed; ``gap_m``: bumper-to-bumper
+    distance from the ego's front to the actor's rear (car following).
+    """
+
+    kind: str  # one of TRIGGER_KEYS
+    value: float
+
+
+@dataclass(frozen=True)
+class Braking:
+    """The actor brakes at ``decel_mps2`` down to ``final_speed_kmh`` once ``when`` fires."""
+
+    when: Trigger
+    decel_mps2: float
+    final_speed_kmh: float = 0.0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The heading turns towards ``to_heading_deg`` at ``rate_dps`` once ``when`` fires."""
+
+    when: Trigger
+    to_heading_deg: float
+    rate_dps: float = 30.0
+
+
+@dataclass(frozen=True)
+class LaneChange:
+    """A smooth lateral move by ``offset_m`` (+ left) over ``duration_s`` once ``when`` fires."""
+
+    when: Trigger
+    offset_m: float
+    duration_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """How an actor moves, from its start position (its centre, road frame).
+
+    Before ``start`` fires the actor moves at ``initial_speed_kmh`` (default: 0 with a start
+    trigger, else ``speed_kmh``); after it, it accelerates at ``accel_mps2`` (instantly when
+    None) to ``speed_kmh``.  ``heading_deg`` is the direction of motion: 0 along the road,
+    90 crossing to the left, -90 crossing to the right, 180 oncoming.  ``stop_after_m`` stops
+    the actor after that distance travelled (a pedestrian stopping at the kerb).
+    """
+
+    x_m: float
+    y_m: float
+    heading_deg: float = 0.0
+    speed_kmh: float = 0.0
+    initial_speed_kmh: float | None = None
+    start: Trigger | None = None
+    accel_mps2: float | None = None
+    braking: Braking | None = None
+    stop_after_m: float | None = None
+    turn: Turn | None = None
+    lane_change: LaneChange | None = None
+
+    @property
+    def speed_before_start_kmh(self) -> float:
+        """The speed until the start trigger fires."""
+        if self.initial_speed_kmh is not None:
+            return self.initial_speed_kmh
+        return 0.0 if self.start is not None else self.speed_kmh
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """One actor; dimensions left at NaN take the kind's defaults (Euro NCAP targets)."""
+
+    kind: str
+    trajectory: Trajectory
+    name: str = ""
+    length_m: float = math.nan
+    width_m: float = math.nan
+    height_m: float = math.nan
+    z_m: float = math.nan
+    colour: tuple[int, int, int] | None = None
+    lights_on: bool | None = None  # cars: head/tail lights; default on at night for moving cars
+
+    def __post_init__(self) -> None:
+        info = KINDS.get(self.kind)
+        if info is None:
+            raise ScenarioError(f"kind: must be one of {', '.join(KINDS)} (got {self.kind!r})")
+        for name, default in (("length_m", info.length_m), ("width_m", info.width_m),
+                              ("height_m", info.height_m), ("z_m", info.z_m)):
+            if math.isnan(getattr(self, name)):
+                object.__setattr__(self, name, default)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Light and weather; ``glare`` is a low sun ahead (day) or oncoming glare (night)."""
+
+    light: str = "day"
+    weather: str = "clear"
+    glare: bool = False
+    street_lights: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One test drive and what counts as success.
+
+    ``expect``: ``avoid`` (a collision is a failure; the impact speed is scored) or
+    ``no_brake`` (benign: any brake is a false activation).
+    """
+
+    name: str
+    ego_speed_kmh: float
+    actors: tuple[ActorSpec, ...]
+    environment: Environment = field(default_factory=Environment)
+    seed: int = 0
+    duration_s: float = 10.0
+    expect: str = "avoid"
+    protocol: str | None = None  # e.g. "CCRs", "CPNA-25"; None for benign / custom drives
+    impact_pct: float | None = None  # CCR overlap or VRU impact location, % of VUT width
+    description: str = ""
+    camera_hz: float = 30.0
+    range_hz: float = 20.0
+    odom_hz: float = 50.0
+    imu_hz: float = 50.0
+    brake_delay_s: float = 0.2  # actuation delay (pressure build-up 0.2-0.3 s, reference)
+    max_decel_mps2: float = 9.0  # dry road, ~0.9 g (reference: dry road a = 0.85-0.9 g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class _Fields:
+    """A mapping being read: typed getters that know their path, and unknown-key checks."""
+
+    def __init__(self, d: Any, path: str, source: str) -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(d, Mapping):
+            self.fail(path, f"must be a mapping (got {type(d).__name__})")
+        self.d: Mapping[str, Any] = d
+        self.used: set[str] = set()
+
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, path: str, msg: str) -> None:
+        raise ScenarioError(f"{self.source}: {path or '<top>'}: {msg}")
+
+    def has(self, key: str) -> bool:
+        return key in self.d and self.d[key] is not None
+
+    def raw(self, key: str) -> Any:
+        self.used.add(key)
+        return self.d.get(key)
+
+    def num(self, key: str, default: float | None = None, *, lo: float | None = None,
+            hi: float | None = None, lo_open: bool = False) -> float:
+        v = self.raw(key)
+        p = self.key_path(key)
+        if v is None:
+            if default is None:
+                self.fail(p, "required")
+            assert default is not None
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.fail(p, f"must be a number (got {v!r})")
+        x = float(v)
+        if not math.isfinite(x):
+            self.fail(p, f"must be finite (got {v!r})")
+        if lo is not None and (x <= lo if lo_open else x < lo):
+            self.fail(p, f"must be {'>' if lo_open else '>='} {lo:g} (got {v!r})")
+        if hi is not None and x > hi:
+            self.fail(p, f"must be <= {hi:g} (got {v!r})")
+        return x
+
+    def opt_num(self, key: str, *, lo: float | None = None, hi: float | None = None,
+                lo_open: bool = False) -> float | None:
+        if not self.has(key):
+            self.used.add(key)
+            return None
+        return self.num(key, lo=lo, hi=hi, lo_open=lo_open)
+
+    def integer(self, key: str, default: int) -> int:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(self.key_path(key), f"must be an integer (got {v!r})")
+        if v < 0:
+            self.fail(self.key_path(key), f"must be >= 0 (got {v!r})")
+        return int(v)
+
+    def string(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str:
+        v = self.raw(key)
+        p = self.key_path(key)
+        if v is None:
+            if default is None:
+                self.fail(p, "required")
+            assert default is not None
+            return default
+        if not isinstance(v, str):
+            self.fail(p, f"must be a string (got {v!r})")
+        if choices and v not in choices:
+            self.fail(p, f"must be one of {', '.join(choices)} (got {v!r})")
+        return str(v)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            self.fail(self.key_path(key), f"must be true or false (got {v!r})")
+        return bool(v)
+
+    def sub(self, key: str) -> _Fields | None:
+        v = self.raw(key)
+        return None if v is None else _Fields(v, self.key_path(key), self.source)
+
+    def done(self) -> None:
+        """Refuse keys nobody read: a typo must not silently fall back to a default."""
+        for key in self.d:
+            if key not in self.used:
+                near = difflib.get_close_matches(str(key), sorted(self.used), n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                self.fail(self.key_path(str(key)), f"unknown field{hint}")
+
+
+def _trigger(f: _Fields, *, required: bool = True) -> Trigger | None:
+    present = [k for k in TRIGGER_KEYS if f.has(k)]
+    for k in TRIGGER_KEYS:
+        f.used.add(k)
+    if len(present) > 1:
+        f.fail(f.path, f"give one trigger of {', '.join(TRIGGER_KEYS)} (got {', '.join(present)})")
+    if not present:
+        if required:
+            f.fail(f.path, f"needs a trigger: one of {', '.join(TRIGGER_KEYS)}")
+        return None
+    k = present[0]
+    return Trigger(k, f.num(k, lo=-1e9 if k == "time_s" else 0.0))
+
+
+def _trajectory(f: _Fields) -> Trajectory:
+    start = braking = turn = lane_change = None
+    s = f.sub("start")
+    if s is not None:
+        start = _trigger(s)
+        s.done()
+    b = f.sub("braking")
+    if b is not None:
+        when = _trigger(b)
+        assert when is not None
+        braking = Braking(when, b.num("decel_mps2", lo=0.0, lo_open=True),
+                          b.num("final_speed_kmh", 0.0, lo=0.0))
+        b.done()
+    t = f.sub("turn")
+    if t is not None:
+        when = _trigger(t)
+        assert when is not None
+        turn = Turn(when, t.num("to_heading_deg", lo=-360.0, hi=360.0),
+                    t.num("rate_dps", 30.0, lo=0.0, lo_open=True))
+        t.done()
+    lc = f.sub("lane_change")
+    if lc is not None:
+        when = _trigger(lc)
+        assert when is not None
+        lane_change = LaneChange(when, lc.num("offset_m"), lc.num("duration_s", 3.0, lo=0.0, lo_open=True))
+        lc.done()
+    return Trajectory(
+        x_m=f.num("x_m"),
+        y_m=f.num("y_m"),
+        heading_deg=f.num("heading_deg", 0.0, lo=-360.0, hi=360.0),
+        speed_kmh=f.num("speed_kmh", 0.0, lo=0.0, hi=300.0),
+        initial_speed_kmh=f.opt_num("initial_speed_kmh", lo=0.0, hi=300.0),
+        start=start,
+        accel_mps2=f.opt_num("accel_mps2", lo=0.0, lo_open=True),
+        braking=braking,
+        stop_after_m=f.opt_num("stop_after_m", lo=0.0),
+        turn=turn,
+        lane_change=lane_change,
+    )
+
+
+def _colour(f: _Fields) -> tuple[int, int, int] | None:
+    v = f.raw("colour")
+    if v is None:
+        return None
+    if (not isinstance(v, list | tuple) or len(v) != 3
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v)):
+        f.fail(f.key_path("colour"), f"must be [r, g, b] with 0..255 integers (got {v!r})")
+    return (int(v[0]), int(v[1]), int(v[2]))
+
+
+def _actor(f: _Fields, index: int) -> ActorSpec:
+    kind = f.string("kind", choices=tuple(KINDS))
+    info = KINDS[kind]
+    lights = f.raw("lights_on")
+    if lights is not None and not isinstance(lights, bool):
+        f.fail(f.key_path("lights_on"), f"must be true or false (got {lights!r})")
+    spec = ActorSpec(
+        kind=kind,
+        trajectory=_trajectory(f),
+        name=f.string("name", f"{kind}{index}"),
+        length_m=f.num("length_m", info.length_m, lo=0.0, lo_open=True),
+        width_m=f.num("width_m", info.width_m, lo=0.0, lo_open=True),
+        height_m=f.num("height_m", info.height_m, lo=0.0),
+        z_m=f.num("z_m", info.z_m, lo=0.0),
+        colour=_colour(f),
+        lights_on=lights,
+    )
+    f.done()
+    return spec
+
+
+def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario:
+    """Build and validate a scenario from a mapping (a parsed YAML file)."""
+    f = _Fields(d, "", source)
+    name = f.string("name")
+    acts = f.raw("actors")
+    if acts is None:
+        acts = []
+    if not isinstance(acts, list):
+        f.fail("actors", f"must be a list (got {type(acts).__name__})")
+    actors = tuple(_actor(_Fields(a, f"actors[{i}]", source), i) for i, a in enumerate(acts))
+    names = [a.name for a in actors]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            f.fail(f"actors[{i}].name", f"duplicate actor name {n!r}")
+    e = f.sub("environment")
+    env = Environment()
+    if e is not None:
+        env = Environment(
+            light=e.string("light", "day", LIGHTS),
+            weather=e.string("weather", "clear", WEATHERS),
+            glare=e.boolean("glare", False),
+            street_lights=e.boolean("street_lights", False),
+        )
+        e.done()
+    protocol = f.raw("protocol")
+    if protocol is not None and not isinstance(protocol, str):
+        f.fail("protocol", f"must be a string (got {protocol!r})")
+    s = Scenario(
+        name=name,
+        ego_speed_kmh=f.num("ego_speed_kmh", lo=0.0, hi=250.0),
+        actors=actors,
+        environment=env,
+        seed=f.integer("seed", 0),
+        duration_s=f.num("duration_s", 10.0, lo=0.0, lo_open=True, hi=600.0),
+        expect=f.string("expect", "avoid", EXPECTS),
+        protocol=protocol,
+        impact_pct=f.opt_num("impact_pct", lo=-100.0, hi=100.0),
+        description=f.string("description", ""),
+        camera_hz=f.num("camera_hz", 30.0, lo=0.0, lo_open=True, hi=1000.0),
+        range_hz=f.num("range_hz", 20.0, lo=0.0, lo_open=True, hi=1000.0),
+        odom_hz=f.num("odom_hz", 50.0, lo=0.0, lo_open=True, hi=1000.0),
+        imu_hz=f.num("imu_hz", 50.0, lo=0.0, lo_open=True, hi=1000.0),
+        brake_delay_s=f.num("brake_delay_s", 0.2, lo=0.0, hi=5.0),
+        max_decel_mps2=f.num("max_decel_mps2", 9.0, lo=0.0, lo_open=True, hi=15.0),
+    )
+    f.done()
+    return s
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read one scenario YAML file (``yaml.safe_load``); errors name the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: invalid YAML: {exc}") from exc
+    return scenario_from_dict(data, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _trigger_dict(t: Trigger) -> dict[str, Any]:
+    return {t.kind: t.value}
+
+
+def _trajectory_dict(tr: Trajectory) -> dict[str, Any]:
+    d: dict[str, Any] = {"x_m": tr.x_m, "y_m": tr.y_m, "heading_deg": tr.heading_deg,
+                         "speed_kmh": tr.speed_kmh}
+    if tr.initial_speed_kmh is not None:
+        d["initial_speed_kmh"] = tr.initial_speed_kmh
+    if tr.start is not None:
+        d["start"] = _trigger_dict(tr.start)
+    if tr.accel_mps2 is not None:
+        d["accel_mps2"] = tr.accel_mps2
+    if tr.braking is not None:
+        d["braking"] = {**_trigger_dict(tr.braking.when), "decel_mps2": tr.braking.decel_mps2,
+                        "final_speed_kmh": tr.braking.final_speed_kmh}
+    if tr.stop_after_m is not None:
+        d["stop_after_m"] = tr.stop_after_m
+    if tr.turn is not None:
+        d["turn"] = {**_trigger_dict(tr.turn.when), "to_heading_deg": tr.turn.to_heading_deg,
+                     "rate_dps": tr.turn.rate_dps}
+    if tr.lane_change is not None:
+        d["lane_change"] = {**_trigger_dict(tr.lane_change.when), "offset_m": tr.lane_change.offset_m,
+                            "duration_s": tr.lane_change.duration_s}
+    return d
+
+
+def _actor_dict(a: ActorSpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": a.kind, "name": a.name, **_trajectory_dict(a.trajectory)}
+    info = KINDS[a.kind]
+    for key, default in (("length_m", info.length_m), ("width_m", info.width_m),
+                         ("height_m", info.height_m), ("z_m", info.z_m)):
+        if getattr(a, key) != default:
+            d[key] = getattr(a, key)
+    if a.colour is not None:
+        d["colour"] = list(a.colour)
+    if a.lights_on is not None:
+        d["lights_on"] = a.lights_on
+    return d
+
+
+def scenario_to_dict(s: Scenario) -> dict[str, Any]:
+    """The YAML-ready mapping of a scenario (``scenario_from_dict`` reads it back equal)."""
+    d: dict[str, Any] = {"name": s.name}
+    if s.description:
+        d["description"] = s.description
+    if s.protocol is not None:
+        d["protocol"] = s.protocol
+    if s.impact_pct is not None:
+        d["impact_pct"] = s.impact_pct
+    d.update(ego_speed_kmh=s.ego_speed_kmh, expect=s.expect, seed=s.seed, duration_s=s.duration_s,
+             environment={"light": s.environment.light, "weather": s.environment.weather,
+                          "glare": s.environment.glare, "street_lights": s.environment.street_lights})
+    defaults = Scenario(name="", ego_speed_kmh=0.0, actors=())
+    for f in fields(Scenario):
+        if f.name in {"camera_hz", "range_hz", "odom_hz", "imu_hz", "brake_delay_s", "max_decel_mps2"}:
+            v = getattr(s, f.name)
+            if v != getattr(defaults, f.name):
+                d[f.name] = v
+    d["actors"] = [_actor_dict(a) for a in s.actors]
+    return d
+
+
+def dump_scenario(s: Scenario, path: Path) -> None:
+    """Write a scenario as YAML (key order kept, so files diff well)."""
+    Path(path).write_text(yaml.safe_dump(scenario_to_dict(s), sort_keys=False), encoding="utf-8")
+
+
+def with_seed(s: Scenario, seed: int) -> Scenario:
+    """The same scenario with another seed (a suite run with ``--seed``)."""
+    return replace(s, seed=seed)
+
+
+def example_scenario_files() -> list[Path]:
+    """The example YAML files shipped with the package (``tiny_node/sim/scenarios``)."""
+    return sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
