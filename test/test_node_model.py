@@ -105,3 +105,28 @@ def test_corrupt_bundle_runs_rules_only_with_error(start_node, feeder, bundles, 
     text = " ".join(k.value for k in model.values) + model.message
     assert "sha256" in text.lower() or "checksum" in text.lower(), text
     assert node.alive()
+
+
+
+def test_vlm_bundle_decides_and_publishes_rationale_with_stamp(start_node, feeder, tmp_path):
+    from std_msgs.msg import String
+
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+    from tiny_node.tools.feeder import DECISION_QOS
+
+    bundle = make_tiny_vlm_bundle(tmp_path / "vlm")
+    got: list[str] = []
+    feeder.node.create_subscription(String, "rationale", lambda m: got.append(m.data), DECISION_QOS)
+    node = start_node({"model_bundle": str(bundle), "operator_context": "school zone"})
+    assert feeder.wait_for_node(60), node.output()
+    stamps = stream(feeder, 20, gap_m=8.0, speed=10.0, closing=True)
+    values = one_each(collect(feeder, stamps))
+    assert sum(v["source"] in ("model", "rules") and v["model_state"] == "on_time" for v in values) >= 15
+    end = time.monotonic() + 5
+    while time.monotonic() < end and len(got) < 5:
+        time.sleep(0.05)
+    assert len(got) >= 5
+    sent = {f"{s // 1_000_000_000}.{s % 1_000_000_000:09d}" for s in stamps}
+    for text in got:
+        stamp, _, rationale = text.partition(" ")
+        assert stamp in sent and rationale

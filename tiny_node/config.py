@@ -122,6 +122,11 @@ PARAMS: tuple[ParamSpec, ...] = (
       "on each failure.", 0.0, 60.0, read_only=True),
     P("model_restart_backoff_max_s", 10.0, "Upper bound of the restart delay.", 0.1, 600.0,
       read_only=True),
+    P("operator_context", "", "Operator context given to a language-model bundle with each "
+      "frame (e.g. 'school zone'); ignored by classifier bundles.", read_only=False),
+    P("rationale_max_tokens", 24, "Rationale tokens a language-model bundle generates after its "
+      "decision (off the deadline path; published on `rationale`). 0 = no rationale.", 0, 256,
+      read_only=True),
     P("test_hook_model_delay_ms", 0.0, "TEST HOOK (fault injection only): delay injected before "
       "every model run. Never set on a vehicle.", 0.0, 10000.0),
     # --- rule path (see tiny_node/rules.py for the formula and sources) --------------------

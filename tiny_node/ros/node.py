@@ -12,6 +12,8 @@ import gc
 import os
 import sys
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 
 from tiny_node.clock import MonotonicClock
 from tiny_node.config import NODE_NAME, PARAMS, SPECS, ConfigError, NodeConfig, ParamSpec, make_config
@@ -43,6 +45,31 @@ from tiny_node.ros import convert
 from tiny_node.rt import make_realtime
 from tiny_node.sensors import SensorState
 from tiny_node.watchdog import Frame, Watchdog
+
+# Frame stamps kept to publish a rationale (which arrives after its decision) with its stamp.
+RATIONALE_STAMPS = 256
+
+
+class _ContextPort:
+    """The model worker as the watchdog's port, adding the operator context to each job."""
+
+    def __init__(self, worker: Any, context: Callable[[], str]) -> None:
+        self.worker = worker
+        self._context = context
+
+    @property
+    def busy_seq(self) -> int | None:
+        """Frame being run by the worker."""
+        return self.worker.busy_seq  # type: ignore[no-any-return]
+
+    def submit(self, seq: int, image: Any, features: Any) -> bool:
+        """Submit with the current operator context."""
+        return bool(self.worker.submit(seq, image, features, context=self._context()))
+
+    def cancel(self, seq: int) -> None:
+        """Cancel a run."""
+        self.worker.cancel(seq)
+
 
 # rclpy >= Iron passes MessageInfo (publication sequence numbers) to 2-argument callbacks.
 _HAS_MSG_INFO = hasattr(Subscription, "CallbackType")
@@ -87,6 +114,8 @@ class TinyNode(LifecycleNode):
         self._frames = 0
         self._last_frame_at: float | None = None
         self._hw = f"{NODE_NAME}@{os.uname().nodename}"
+        self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
+        self._rationale_timer: Any | None = None
 
     # --- parameters --------------------------------------------------------------------
     def _read_config(self) -> NodeConfig:
@@ -131,11 +160,13 @@ class TinyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.sensors = SensorState(cfg.rules)
         self.worker = self._start_worker(cfg)
-        self.watchdog = Watchdog(cfg, self.sensors, self.clock, self.worker)
+        port = None if self.worker is None else _ContextPort(self.worker, lambda: self.cfg.str("operator_context"))
+        self.watchdog = Watchdog(cfg, self.sensors, self.clock, port)
         self._pub_brake = self.create_lifecycle_publisher(Bool, "brake", DECISION_QOS)
         self._pub_decision = self.create_lifecycle_publisher(DiagnosticArray, "decision", DECISION_QOS)
+        self._pub_rationale = self.create_lifecycle_publisher(String, "rationale", DECISION_QOS)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._pubs = [self._pub_brake, self._pub_decision, self._pub_diag]
+        self._pubs = [self._pub_brake, self._pub_decision, self._pub_rationale, self._pub_diag]
         qos = qos_profile_sensor_data
         if cfg.str("camera_transport") == "compressed":
             cam = self.create_subscription(CompressedImage, "camera/image_raw/compressed", self._on_camera, qos)
@@ -149,6 +180,8 @@ class TinyNode(LifecycleNode):
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker)
         self._timer = self.create_timer(cfg.float("diagnostics_period_s"), self._publish_diagnostics)
+        if self.worker is not None:
+            self._rationale_timer = self.create_timer(0.02, self._publish_rationales)
         self.get_logger().info(
             f"configured: camera={cam.topic_name} deadline={cfg.float('deadline_ms')} ms "
             f"model={'rules only' if self.worker is None else self.worker.state.value} "
@@ -170,6 +203,7 @@ class TinyNode(LifecycleNode):
             backoff_initial_s=cfg.float("model_restart_backoff_s"),
             backoff_max_s=cfg.float("model_restart_backoff_max_s"),
             test_delay_ms=cfg.float("test_hook_model_delay_ms"),
+            rationale_max_tokens=cfg.int("rationale_max_tokens"),
             max_frame_shape=(cfg.int("max_frame_height"), cfg.int("max_frame_width"), 3),
         )
         worker.start()
@@ -213,9 +247,10 @@ class TinyNode(LifecycleNode):
             self.destroy_subscription(sub)
         for pub in self._pubs:
             self.destroy_publisher(pub)
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        self._subs, self._pubs, self._timer = [], [], None
+        for timer in (self._timer, self._rationale_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._subs, self._pubs, self._timer, self._rationale_timer = [], [], None, None
         self.watchdog = None
 
     # --- inputs (executor thread) --------------------------------------------------------
@@ -272,6 +307,24 @@ class TinyNode(LifecycleNode):
         """Called by the deadline thread, once per frame."""
         self._pub_brake.publish(Bool(data=d.brake))
         self._pub_decision.publish(convert.decision_msg(d, self._hw))
+        if self.worker is not None:
+            self._stamps[d.frame_id] = d.stamp_ns
+            while len(self._stamps) > RATIONALE_STAMPS:
+                self._stamps.popitem(last=False)
+
+    def _publish_rationales(self) -> None:
+        """Publish rationales, which come after their decisions (off the deadline path).
+
+        Each is published as ``"<sec>.<nanosec> <text>"``: the stamp of the frame it explains.
+        """
+        if self.worker is None:
+            return
+        for seq, text in self.worker.take_rationales():
+            stamp = self._stamps.get(seq)
+            if stamp is None:
+                self.get_logger().warning(f"rationale for unknown frame {seq} dropped: {text!r}")
+                continue
+            self._pub_rationale.publish(String(data=f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d} {text}"))
 
     def _publish_diagnostics(self) -> None:
         wd, sensors = self.watchdog, self.sensors
