@@ -70,3 +70,14 @@ def test_imu_only_required_when_configured():
     s2.update_range(rr(10.0, 0.0))
     s2.update_odometry(5.0, 0.0)
     assert s2.snapshot(0.01).faults == ()
+
+
+def test_track_survives_a_missed_scan_but_not_a_long_gap():
+    s = SensorState(RuleConfig())
+    for i in range(6):
+        s.update_range(rr(30.0 - 10.0 * i * 0.05, i * 0.05))
+    s.update_range(rr(math.inf, 0.30))  # one scan without a return
+    s.update_range(rr(30.0 - 10.0 * 0.35, 0.35))
+    assert s.snapshot(0.36).range_rate == pytest.approx(-10.0, abs=1e-6)
+    s.update_range(rr(10.0, 2.0))  # back after 1.65 s: a new track, no stale rate
+    assert s.snapshot(2.01).range_rate is None

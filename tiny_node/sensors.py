@@ -98,13 +98,16 @@ class SensorState:
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not math.isfinite(r) or r < reading.min_range or r > reading.max_range:
-                self._track.clear()  # no object, or garbage: the track is broken
+                # No return (or garbage): keep the track, a radar misses a scan now and then;
+                # it is dropped below if the object does not come back where expected in time.
                 return
             if self._track:
                 t0, r0 = self._track[-1]
                 rate = self._rate_locked() or 0.0
-                if t <= t0 or abs(r - (r0 + rate * (t - t0))) > self._cfg.range_jump_m:
-                    self._track.clear()  # stamps went backwards or a different object
+                gone_too_long = t - t0 > self._cfg.range_rate_window_s
+                jumped = abs(r - (r0 + rate * (t - t0))) > self._cfg.range_jump_m
+                if t <= t0 or gone_too_long or jumped:
+                    self._track.clear()  # stamps went backwards, a long gap, or another object
             self._track.append((t, r))
 
     def update_odometry(self, speed_mps: float, received_at: float) -> None:

@@ -95,7 +95,8 @@ class _Server:
         limit = rationale_max_tokens
         if self._vlm is not None and limit is None:
             limit = self._vlm.spec.max_rationale_tokens
-        self._rationale_tokens = limit or 0
+        # Only a language-model bundle can explain itself; a classifier never generates.
+        self._rationale_tokens = (limit or 0) if self._vlm is not None else 0
         self._deferred: Rationale | None = None  # an aborted notice, sent after the next reply
 
     def control_loop(self, ctl: Connection) -> None:
