@@ -25,10 +25,11 @@ def one_each(decisions: dict[int, list]) -> list[dict]:
 
 
 # Decisions taken at the guarded deadline (fallback for a slow / dead model) have 2 ms of
-# margin; on this shared 2-vCPU VM a test run (feeder, node, worker, pytest on 2 cores) has
-# shown wake-ups up to ~4 ms late (docs/BENCHMARKS.md). Tests on that path allow this jitter
-# for a few frames and still fail on a systematic miss; the benchmark reports the figures.
-JITTER_MS = 6.0
+# margin of the publish guard; on this shared 2-vCPU VM wake-ups of the deadline thread were
+# seen up to 4-6 ms late idle and ~8 ms late with other jobs loading both cores
+# (docs/BENCHMARKS.md). Tests on that path allow this jitter for a few frames and still fail
+# on a systematic miss or a lost frame; the benchmark reports the strict figures.
+JITTER_MS = 10.0
 
 
 def on_time(values: list[dict], jitter_ms: float = 0.0, late_share: float = 0.0) -> None:
