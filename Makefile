@@ -1,7 +1,8 @@
 # tiny_node developer entry points.  Everything runs from the project's own .venv,
 # created on first use; the editable install is redone only when the packaging files change.
 #
-#   make demo     the closed-loop demo (tiny-node demo)
+#   make demo     a short part of the scenario suite, rules only vs model + rules
+#   make demo-dds the node in its own process driven over DDS (tiny-node demo)
 #   make test     lint + type check + tests (what CI runs)
 #   make lint     ruff + mypy only
 #   make bench    the latency benchmark (tiny-node bench), with stress-ng for the load
@@ -14,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tiny_node-dev.stamp
 EXTRAS ?= ros,dev,ncap
 
-.PHONY: venv demo test lint bench colcon clean distclean
+.PHONY: venv demo demo-dds test lint bench colcon clean distclean
 
 venv: $(STAMP)
 
@@ -25,7 +26,14 @@ $(STAMP): setup.py setup.cfg package.xml pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
 	touch $@
 
+# The built-in default model when it ships, else the generated test model.
+DEMO_MODEL ?= $(if $(wildcard tiny_node/data/default_model/manifest.yaml),default,test)
+
 demo: $(STAMP)
+	$(BIN)/tiny-node sim --suite smoke --compare --model $(DEMO_MODEL) --out out/demo --no-resume
+
+# The node in its own process over real DDS, closed loop on its brake decisions.
+demo-dds: $(STAMP)
 	$(BIN)/tiny-node demo
 
 lint: $(STAMP)

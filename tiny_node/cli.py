@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,12 +26,81 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(out_dir=Path(args.out), frames=args.frames, cases=args.cases)
 
 
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from tiny_node.sim.runner import sim_command
+
+    return sim_command(args)
+
+
+def _cmd_hil(args: argparse.Namespace) -> int:
+    from tiny_node.hil.cli import run_hil
+
+    return run_hil(args, args.hil_argv)
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from tiny_node.factory.cli import run
+
+    return run(args)
+
+
 def _cmd_bundles(args: argparse.Namespace) -> int:
     from tiny_node.model.testmodels import write_test_bundles
 
     for name, path in write_test_bundles(Path(args.dir)).items():
         print(f"{name}: {path}")
     return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a bag; bad input is a one-line error and exit status 2, never a traceback."""
+    from tiny_node.bag import BagError, replay
+    from tiny_node.config import ConfigError, config_from_file
+
+    topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
+    try:
+        cfg = config_from_file(args.params_file)
+        bundle: Path | None = None
+        if args.model:
+            bundle = Path(args.model)
+        elif not args.rules_only and cfg.str("model_bundle"):
+            bundle = Path(cfg.str("model_bundle")).expanduser()
+        out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
+        result = replay(Path(args.bag), out_dir=out, cfg=cfg, bundle=bundle, topics=topics or None,
+                        realtime=args.realtime, budget_ms=args.budget_ms, storage=args.storage,
+                        namespace=args.namespace, wait_s=args.wait, progress=_progress_printer(),
+                        plot=not args.no_plot)
+    except (BagError, ConfigError, OSError) as exc:
+        print(f"\ntiny-node replay: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ntiny-node replay: interrupted (partial output bag removed)", file=sys.stderr)
+        return 130
+    s = result.summary
+    print(f"\n{s['mode']} replay of {s['input']['bag']} ({s['input']['duration_s']:.1f} s, model: {s['model']})")
+    print("topics: " + ", ".join(f"{role}={name}" for role, name in result.topics.items()))
+    first = s["first_brake"]
+    print(f"frames {s['frames']}, decisions {s['decisions']}, brakes {s['brakes']}, "
+          f"by source {s['by_source']}, bad frames {len(s['bad_frames'])}, "
+          f"deadline misses {s['deadline_misses']}, first brake "
+          + (f"at {first['t_s']:.3f} s ({first['reason']})" if first else "none"))
+    for warning in s["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{s['timing']['wall_s']:.2f} s wall, {s['timing']['speed_x_realtime']}x real time")
+    print(f"output: {result.bag} (bag), {result.summary_path}"
+          + (f", {result.plot_path}" if result.plot_path else ""))
+    return 0
+
+
+def _progress_printer() -> Callable[[float, float], None] | None:
+    """A one-line progress display on a terminal; nothing when output is a file or pipe."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: float, t: float) -> None:
+        print(f"\rreplaying {done * 100:5.1f}%  t={t:8.2f} s", end="", file=sys.stderr, flush=True)
+
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,10 +123,46 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--frames", type=int, default=600, help="frames per case (30 Hz)")
     bench.add_argument("--cases", nargs="*", default=["fast", "slow", "fast+stress", "slow+stress"],
                        help="cases among fast, slow, rules, fast+stress, slow+stress, rules+stress")
+    sim = sub.add_parser("sim", help="closed-loop scenario suite (lockstep or over DDS) with a scored report")
+    from tiny_node.sim.runner import add_sim_arguments
+
+    add_sim_arguments(sim)
+    hil = sub.add_parser("hil", help="hardware-in-the-loop: stream a scenario into the node over DDS, "
+                         "inject faults, report pass/fail per fault (docs/HIL.md)")
+    from tiny_node.hil.cli import add_arguments as hil_arguments
+
+    hil_arguments(hil)
     bundles = sub.add_parser("make-test-bundles", help="write the generated test ONNX bundles")
     bundles.add_argument("dir")
+    rp = sub.add_parser("replay", help="replay a rosbag2 (mcap or sqlite3) through the decision core "
+                        "(docs/BAGS.md)")
+    rp.add_argument("bag", help="bag directory (with metadata.yaml), or a .mcap / .db3 file")
+    for role, kind in (("camera", "sensor_msgs/Image or CompressedImage"), ("range", "sensor_msgs/Range"),
+                       ("odom", "nav_msgs/Odometry"), ("imu", "sensor_msgs/Imu")):
+        rp.add_argument(f"--{role}", metavar="TOPIC", help=f"{kind} topic (default: found by type)")
+    model = rp.add_mutually_exclusive_group()
+    model.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: model_bundle "
+                       "of the params file, else rules only)")
+    model.add_argument("--rules-only", action="store_true", help="no model, even if the params file names one")
+    rp.add_argument("--params-file", metavar="F", help="node parameters (ROS params YAML)")
+    rp.add_argument("--out", metavar="DIR", help="output folder (default out/replay/<bag name>)")
+    rp.add_argument("--realtime", action="store_true", help="publish over DDS with /clock to a running node "
+                    "(use_sim_time:=true) and record its decisions")
+    rp.add_argument("--budget-ms", type=float, help="lockstep model latency (default: the bundle's budget)")
+    rp.add_argument("--storage", choices=("mcap", "sqlite3"), help="output bag storage (default: the input's)")
+    rp.add_argument("--no-plot", action="store_true", help="skip replay.png (saves ~1 s)")
+    rp.add_argument("--namespace", default="", help="--realtime: the node's namespace")
+    rp.add_argument("--wait", type=float, default=30.0, help="--realtime: seconds to wait for the node")
+    mdl = sub.add_parser("model", help="the model factory: tiny-node model build [--config default|tiny] "
+                         "(needs the 'train' extra)")
+    from tiny_node.factory.cli import add_arguments as model_arguments
+
+    model_arguments(mdl)
     args = parser.parse_args(argv)
-    handler = {"demo": _cmd_demo, "bench": _cmd_bench, "make-test-bundles": _cmd_bundles}[args.cmd]
+    args.hil_argv = argv[1:] if args.cmd == "hil" else []
+    handler = {"demo": _cmd_demo, "bench": _cmd_bench, "make-test-bundles": _cmd_bundles,
+               "replay": _cmd_replay,
+               "sim": _cmd_sim, "hil": _cmd_hil, "model": _cmd_model}[args.cmd]
     return handler(args)
 
 

@@ -1,0 +1,334 @@
+"""Suite report: ``summary.json`` for machines, PNG plots and ``report.md`` for people.
+
+Output folder::
+
+    summary.json            every run's record (sorted by name, mode), plus totals per mode
+    timelines/<run>.csv     one row per camera frame (written by the runner)
+    runs/<run>.json         a run's record and config hash (resume)
+    plots/<run>.png         speed / distance / TTC / decision over time
+    score_matrix.png        scenario x speed cells coloured by Euro NCAP band, one panel per mode
+    report.md               the table a person reads first
+    timing.json             wall times (the only non-deterministic file)
+
+Everything but ``timing.json`` depends only on the runs, so it is byte-identical across
+repeated suites.  Plotting costs ~0.2 s a run, so by default (``plots="auto"``) only runs
+that failed (collision, false activation, error) and one run per protocol get a plot;
+``"all"`` plots every run, ``"none"`` none.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tiny_node.sim.closed_loop import canonical_json
+from tiny_node.sim.scoring import ccrs_gate_passed
+
+if TYPE_CHECKING:
+    from tiny_node.sim.runner import SuiteResult
+
+BAND_COLOURS: Mapping[str, str] = {"green": "#2e9d41", "yellow": "#f2d43d", "orange": "#f08c2e",
+                                   "brown": "#8b5a2b", "red": "#d7302a"}
+PLOTS = ("auto", "all", "none")
+Mapper = Callable[[Callable[[Mapping[str, Any]], "str | None"], Sequence[Mapping[str, Any]]], Iterable["str | None"]]
+
+
+def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per mode: runs, passed, collisions, false activations, points scored / available."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        t = out.setdefault(str(r["mode"]), {"runs": 0, "passed": 0, "collisions": 0,
+                                            "false_activations": 0, "errors": 0, "points": 0.0,
+                                            "points_max": 0.0, "scored_runs": 0,
+                                            "benign_runs": 0, "deadline_misses": 0})
+        t["runs"] += 1
+        t["passed"] += int(bool(r.get("passed")))
+        t["collisions"] += int(bool(r.get("collided")))
+        t["false_activations"] += int(bool(r.get("false_activation")))
+        t["errors"] += int(r.get("outcome") == "error")
+        t["benign_runs"] += int(r.get("expect") == "no_brake")
+        t["deadline_misses"] += int(r.get("deadline_misses") or 0)
+        if r.get("points") is not None:
+            t["points"] += float(r["points"])
+            t["points_max"] += 1.0
+            t["scored_runs"] += 1
+    for mode, t in out.items():  # reference: a CCRs point <= 20 km/h not green zeroes CCRs
+        t["ccrs_gate_passed"] = ccrs_gate_passed(
+            (str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
+            for r in runs if r["mode"] == mode and r.get("band") is not None)
+    return dict(sorted(out.items(), key=lambda kv: _mode_order(kv[0])))
+
+
+def _mode_order(mode: str) -> tuple[int, str]:
+    """Rules before model (the baseline first), unknown modes after, by name."""
+    order = {"rules": 0, "model": 1}
+    return order.get(mode, 2), mode
+
+
+def write_report(result: SuiteResult, *, plots: str = "auto", mapper: Mapper = map) -> None:
+    """Write summary.json, the plots, the score matrix and report.md.
+
+    ``mapper`` runs the per-run plots (``map``, or a process pool's ``map`` to use its workers).
+    """
+    if plots not in PLOTS:
+        raise ValueError(f"plots must be one of {', '.join(PLOTS)} (got {plots!r})")
+    out = result.out_dir
+    runs = result.runs
+    summary = {"totals": totals(runs), "runs": runs}
+    (out / "summary.json").write_text(canonical_json(summary), encoding="utf-8")
+    plotted = _plot_runs(out, runs, plots, mapper)
+    matrix = out / "score_matrix.png"
+    has_matrix = write_score_matrix(runs, matrix)
+    (out / "report.md").write_text(markdown(runs, plotted=plotted, matrix=has_matrix), encoding="utf-8")
+
+
+def write_timing(result: SuiteResult) -> None:
+    """``timing.json``: wall time of the suite; wall and CPU time of each fresh run and its speed-up.
+
+    The CPU-time figure is what a run costs on a core of its own; the wall figure also counts
+    waiting for the core (other workers, other processes).
+    """
+    runs = result.runs
+    per_run: dict[str, dict[str, Any]] = {}
+    for k, w in sorted(result.run_wall_s.items()):
+        sim, cpu = _sim_s(runs, k), result.run_cpu_s.get(k)
+        per_run[k] = {"sim_s": sim, "wall_s": w, "cpu_s": cpu, "x_realtime": sim / w if w else None,
+                      "x_realtime_cpu": sim / cpu if cpu else None}
+    timing = {"suite_wall_s": result.wall_s, "reused_runs": result.reused, "runs": per_run}
+    (result.out_dir / "timing.json").write_text(canonical_json(timing), encoding="utf-8")
+
+
+def _sim_s(runs: Sequence[Mapping[str, Any]], key: str) -> float:
+    from tiny_node.sim.runner import run_key
+
+    for r in runs:
+        if run_key(str(r["name"]), str(r["mode"])) == key:
+            return float(r.get("sim_time_s") or 0.0)
+    return 0.0
+
+
+# --- markdown ----------------------------------------------------------------------------------
+def _f(x: Any, nd: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{float(x):.{nd}f}"
+
+
+def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), matrix: bool = False,
+             title: str = "Simulation suite") -> str:
+    """The run table and totals as Markdown (relative links into the output folder)."""
+    from tiny_node.sim.runner import run_key
+
+    lines = [f"# {title}", ""]
+    tot = totals(runs)
+    lines += ["| mode | runs | passed | collisions | false activations | errors | NCAP points | deadline misses |",
+              "|---|---|---|---|---|---|---|---|"]
+    for mode, t in tot.items():
+        pts = f"{t['points']:.2f} / {t['points_max']:.0f}" if t["points_max"] else "-"
+        lines.append(f"| {mode} | {t['runs']} | {t['passed']} | {t['collisions']} | "
+                     f"{t['false_activations']} / {t['benign_runs']} benign | {t['errors']} | {pts} | "
+                     f"{t['deadline_misses']} |")
+    lines.append("")
+    gated = [m for m, t in tot.items() if not t["ccrs_gate_passed"]]
+    if gated:
+        lines += [f"CCRs gate failed ({', '.join(gated)}): a CCRs point at <= 20 km/h is not green, "
+                  "which zeroes the CCRs score under Euro NCAP 2026.", ""]
+    if matrix:
+        lines += ["![score matrix](score_matrix.png)", ""]
+    lines += ["| scenario | mode | outcome | impact km/h (rel.) | band | points | false activation | "
+              "first brake s | TTC at brake s | min TTC s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    plotted_set = set(plotted)
+    for r in runs:
+        key = run_key(str(r["name"]), str(r["mode"]))
+        name = f"[{r['name']}](plots/{key}.png)" if key in plotted_set else str(r["name"])
+        outcome = str(r.get("outcome", ""))
+        if outcome in ("collision", "false_activation", "error"):
+            outcome = f"**{outcome}**"
+        impact = (f"{_f(r.get('impact_speed_kmh'))} ({_f(r.get('relative_impact_speed_kmh'))})"
+                  if r.get("collided") else "-")
+        lines.append(
+            f"| {name} | {r['mode']} | {outcome} | {impact} | {r.get('band') or '-'} | "
+            f"{_f(r.get('points'), 2)} | {'yes' if r.get('false_activation') else 'no'} | "
+            f"{_f(r.get('first_brake_t_s'), 2)} | {_f(r.get('ttc_at_first_brake_s'), 2)} | "
+            f"{_f(r.get('min_ttc_s'), 2)} |")
+    errors = [r for r in runs if r.get("outcome") == "error"]
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += [f"- {r['name']} ({r['mode']}): {r.get('error')}" for r in errors]
+    lines += ["", "Timelines: `timelines/<scenario>__<mode>.csv`; every record: `summary.json`.", ""]
+    return "\n".join(lines)
+
+
+# --- plots -------------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Fixed metadata: no creation date or version stamped into PNGs.
+    plt.rcParams["svg.hashsalt"] = "tiny_node"
+    return plt
+
+
+def select_plots(runs: Sequence[Mapping[str, Any]], plots: str) -> list[Mapping[str, Any]]:
+    """Runs to plot: ``all``; ``none``; ``auto``: failed runs and the first run per protocol and mode."""
+    if plots == "none":
+        return []
+    if plots == "all":
+        return [r for r in runs if r.get("outcome") != "error"]
+    chosen, protocols = [], set()
+    for r in runs:
+        if r.get("outcome") == "error":
+            continue
+        failed = not r.get("passed")
+        proto = (str(r.get("protocol") or r.get("expect")), str(r["mode"]))
+        if failed or proto not in protocols:
+            chosen.append(r)
+            protocols.add(proto)
+    return chosen
+
+
+def plot_run(out: Path, run: Mapping[str, Any]) -> str | None:
+    """Plot one run's timeline into ``plots/``; its key, or None without a timeline."""
+    from tiny_node.sim.runner import run_key
+
+    key = run_key(str(run["name"]), str(run["mode"]))
+    timeline = out / "timelines" / f"{key}.csv"
+    if not timeline.is_file():
+        return None
+    plot_timeline(timeline, out / "plots" / f"{key}.png",
+                  title=f"{run['name']} — {run['mode']}: {run.get('outcome')}", summary=run)
+    return key
+
+
+def _plot_runs(out: Path, runs: Sequence[Mapping[str, Any]], plots: str, mapper: Mapper) -> list[str]:
+    selected = select_plots(runs, plots)
+    if not selected:
+        return []
+    (out / "plots").mkdir(exist_ok=True)
+    return [k for k in mapper(functools.partial(plot_run, out), selected) if k is not None]
+
+
+def _col(rows: list[dict[str, str]], name: str) -> list[float]:
+    return [float(v) if (v := r[name]) not in ("",) else math.nan for r in rows]
+
+
+def plot_timeline(csv_path: Path, png_path: Path, *, title: str = "",
+                  summary: Mapping[str, Any] | None = None) -> None:
+    """Speed, distance, TTC and the decision (coloured by source) over time, one PNG."""
+    plt = _pyplot()
+    with csv_path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    t = _col(rows, "t_s")
+    fig, axes = plt.subplots(4, 1, figsize=(8, 7.5), sharex=True,
+                             gridspec_kw={"height_ratios": [2, 2, 2, 1.2]})
+    ax = axes[0]
+    ax.plot(t, _col(rows, "ego_speed_kmh"), color="#1f4e9c")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("ego speed\nkm/h")
+    ax = axes[1]
+    dist = [d if math.isfinite(d) else math.nan for d in _col(rows, "distance_m")]
+    ax.plot(t, dist, color="#444444")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("in-path\ndistance m")
+    ax = axes[2]
+    ttc = [x if math.isfinite(x) else math.nan for x in _col(rows, "ttc_s")]
+    ax.plot(t, ttc, color="#7a3b9c")
+    ax.set_ylim(0, 6)
+    ax.set_ylabel("TTC s")
+    ax = axes[3]
+    colours = {"model": "#2e9d41", "rules": "#1f4e9c", "fallback": "#f08c2e"}
+    for src, colour in colours.items():
+        xs = [ti for ti, r in zip(t, rows, strict=True) if r["source"] == src]
+        ys = [1.0 if r["decision"] == "brake" else 0.0 for r in rows if r["source"] == src]
+        if xs:
+            ax.scatter(xs, ys, s=6, color=colour, label=src)
+    req = [float(r["brake_request"]) for r in rows]
+    ax.step(t, req, where="post", color="#999999", lw=0.8, label="request at vehicle")
+    ax.set_yticks([0, 1], ["no brake", "brake"])
+    ax.set_ylim(-0.3, 1.3)
+    ax.legend(loc="center left", fontsize=7, ncol=4)
+    ax.set_xlabel("sim time s")
+    if summary is not None:
+        fb = summary.get("first_brake_t_s")
+        if fb is not None:
+            for a in axes:
+                a.axvline(float(fb), color="#d7302a", lw=0.8, ls="--")
+        ct = summary.get("collision_t_s")
+        if ct is not None and summary.get("collided"):
+            for a in axes:
+                a.axvline(float(ct), color="black", lw=1.2)
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+_SPEED_TOKEN = re.compile(r"(?:^|[-_ @])(\d+(?:\.\d+)?)\s*(?:kmh|kph|km/h)(?=$|[-_ ])", re.IGNORECASE)
+
+
+def family(run: Mapping[str, Any]) -> str:
+    """Matrix row of a run: its name without the speed (``CCRs_30kmh_o50`` -> ``CCRs_o50``)."""
+    name = str(run["name"])
+    stripped = _SPEED_TOKEN.sub("", name).strip("-_ ")
+    if stripped == name:  # a bare number equal to the speed, e.g. ``ccrs-30-50``
+        speed = f"{float(run.get('ego_speed_kmh') or 0):g}"
+        parts = re.split(r"([-_])", name)
+        for i, p in enumerate(parts):
+            if p == speed:
+                parts[i] = ""
+                break
+        stripped = re.sub(r"[-_]{2,}", lambda m: m.group(0)[0], "".join(parts)).strip("-_ ")
+    return stripped or name
+
+
+def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
+    """Euro NCAP-style grid: rows scenario families, columns speeds, one panel per mode."""
+    scored = [r for r in runs if r.get("band") is not None]
+    if not scored:
+        return False
+    plt = _pyplot()
+    modes = sorted({str(r["mode"]) for r in scored}, key=_mode_order)
+    rows = sorted({family(r) for r in scored})
+    speeds = sorted({float(r["ego_speed_kmh"]) for r in scored})
+    cell = {(str(r["mode"]), family(r), float(r["ego_speed_kmh"])): r for r in scored}
+    width = 2.0 + len(speeds) * 0.55
+    fig, axes = plt.subplots(1, len(modes), figsize=(width * len(modes), 1.2 + 0.3 * len(rows)),
+                             squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        got = lost = 0.0
+        for i, fam in enumerate(rows):
+            for j, v in enumerate(speeds):
+                r = cell.get((mode, fam, v))
+                if r is None:
+                    continue
+                band = str(r["band"])
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=BAND_COLOURS.get(band, "#cccccc"),
+                                           edgecolor="white", lw=1.5))
+                rel = r.get("relative_impact_speed_kmh") if r.get("collided") else 0.0
+                ax.text(j + 0.5, i + 0.5, f"{float(rel or 0):.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if band in ("red", "brown", "green") else "black")
+                got += float(r.get("points") or 0.0)
+                lost += 1.0
+        ax.set_xlim(0, len(speeds))
+        ax.set_ylim(len(rows), 0)
+        ax.set_xticks([j + 0.5 for j in range(len(speeds))], [f"{v:g}" for v in speeds], fontsize=7)
+        ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
+        ax.set_xlabel("ego speed km/h (cell: relative impact km/h)", fontsize=7)
+        ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points", fontsize=9)
+        ax.tick_params(length=0)
+        for s in ax.spines.values():
+            s.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return True

@@ -1,0 +1,535 @@
+"""Suite runner: many closed-loop runs in parallel processes, resumable, one report.
+
+Each (scenario, mode) pair is one run; runs go to a ``spawn`` process pool (no state shared
+with the parent, onnxruntime and OpenCV on one thread each so two workers fit two cores).
+Every run is a pure function of its inputs, and results are sorted by (name, mode) before
+anything is written, so ``summary.json`` and the timelines are byte-identical whatever the
+worker count or completion order.
+
+A finished run leaves ``runs/<name>__<mode>.json`` (its summary and a *config hash* over the
+scenario, parameters, bundle manifest, latency budget and the decision/simulation code) and
+``timelines/<name>__<mode>.csv``.  A later call with the same output folder reuses runs whose
+hash matches, so an interrupted suite resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tiny_node.config import NodeConfig, make_config
+from tiny_node.sim.closed_loop import canonical_json, run_scenario
+from tiny_node.sim.report import write_report, write_timing
+
+MODES = ("rules", "model")
+_PKG = Path(__file__).resolve().parent.parent
+# Code whose change invalidates stored runs: the decision core and the simulator.
+_CODE_FILES = ("clock.py", "config.py", "decision.py", "lockstep.py", "rules.py", "sensors.py",
+               "watchdog.py", "model/bundle.py", "model/runtime.py", "model/preprocess.py",
+               "model/output.py")
+
+
+@dataclass(frozen=True)
+class _Task:
+    scenario: Any
+    mode: str
+    cfg_values: dict[str, Any]
+    bundle: str | None
+    budget_ms: float | None
+    out_dir: str
+    record_dir: str | None
+    storage: str
+    config_hash: str
+
+    @property
+    def key(self) -> str:
+        return run_key(str(self.scenario.name), self.mode)
+
+
+@dataclass
+class SuiteResult:
+    """Summaries of every run, sorted by (name, mode), and how the suite went."""
+
+    out_dir: Path
+    runs: list[dict[str, Any]]
+    wall_s: float
+    reused: int = 0
+    run_wall_s: dict[str, float] = field(default_factory=dict)  # key -> wall time of fresh runs
+    run_cpu_s: dict[str, float] = field(default_factory=dict)  # key -> CPU time of the worker on it
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Runs that raised (their summary carries the traceback)."""
+        return [r for r in self.runs if r.get("outcome") == "error"]
+
+
+def run_key(name: str, mode: str) -> str:
+    """File-name stem of a run: ``<name>__<mode>`` with path separators made safe."""
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+    return f"{safe}__{mode}"
+
+
+def _jsonable(obj: Any) -> Any:
+    """Scenario (dataclasses, enums, paths, arrays) to plain data for hashing."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return _jsonable(obj.value)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return repr(obj)
+
+
+def code_digest() -> str:
+    """SHA-256 over the decision core and simulator sources (stored runs go stale with them)."""
+    h = hashlib.sha256()
+    files = [_PKG / f for f in _CODE_FILES] + sorted((_PKG / "sim").glob("*.py"))
+    for p in files:
+        if p.is_file() and p.name not in ("runner.py", "report.py"):
+            h.update(p.relative_to(_PKG).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def bundle_digest(bundle: Path | None) -> str:
+    """SHA-256 of the bundle's manifest (which carries the SHA-256 of each ONNX file)."""
+    if bundle is None:
+        return ""
+    return hashlib.sha256((bundle / "manifest.yaml").read_bytes()).hexdigest()
+
+
+def config_hash(scenario: Any, mode: str, cfg: NodeConfig, *, bundle: Path | None,
+                budget_ms: float | None, code: str) -> str:
+    """Identity of a run: same hash, same result."""
+    doc = {"scenario": _jsonable(scenario), "mode": mode, "cfg": dict(sorted(cfg.values.items())),
+           "bundle": bundle_digest(bundle) if mode == "model" else "",
+           "budget_ms": budget_ms if mode == "model" else None, "code": code}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _init_worker() -> None:
+    """One compute thread per worker process (the pool shares the cores).
+
+    Imports are done up front so per-run wall times measure runs, not start-up.
+    """
+    import cv2
+    import onnxruntime  # noqa: F401
+
+    import tiny_node.sim.camera
+    import tiny_node.sim.sensors
+    import tiny_node.sim.world  # noqa: F401
+    from tiny_node.sim.scoring import band
+
+    cv2.setNumThreads(1)
+    band("CCRs", 50.0, 0.0)  # loads the rating package (pandas) once, outside any run's timing
+
+
+def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
+    """Run one scenario in a worker; write its timeline and run file; (key, summary, (wall, cpu) s)."""
+    out = Path(task.out_dir)
+    t0, c0 = time.perf_counter(), time.process_time()  # benchmark figures; the simulation never sees them
+    recorder = None
+    try:
+        if task.record_dir is not None:
+            from tiny_node.bag import Recorder
+
+            recorder = Recorder(Path(task.record_dir) / task.key, storage=task.storage)
+        try:
+            result = run_scenario(task.scenario, make_config(task.cfg_values),
+                                  bundle=Path(task.bundle) if task.bundle else None,
+                                  budget_ms=task.budget_ms, recorder=recorder, mode=task.mode)
+        finally:
+            if recorder is not None:
+                recorder.close()
+        summary = json.loads(canonical_json(result.summary))  # as stored: a reused run reads the same
+        _write_atomic(out / "timelines" / f"{task.key}.csv", result.timeline_csv())
+    except Exception as exc:  # one broken run must not lose the suite; it is reported as an error
+        summary = {"name": str(task.scenario.name), "mode": task.mode, "outcome": "error",
+                   "passed": False, "error": f"{type(exc).__name__}: {exc}",
+                   "traceback": traceback.format_exc(), "expect": str(getattr(task.scenario, "expect", "")),
+                   "protocol": str(getattr(task.scenario, "protocol", "") or ""),
+                   "ego_speed_kmh": float(getattr(task.scenario, "ego_speed_kmh", math.nan))}
+    wall = (time.perf_counter() - t0, time.process_time() - c0)
+    if summary.get("outcome") != "error":
+        _write_atomic(out / "runs" / f"{task.key}.json",
+                      canonical_json({"config_hash": task.config_hash, "summary": summary}))
+    return task.key, summary, wall
+
+
+def _stored(out_dir: Path, key: str, chash: str) -> dict[str, Any] | None:
+    """A previous run's summary if its hash matches and its timeline exists."""
+    run_file, timeline = out_dir / "runs" / f"{key}.json", out_dir / "timelines" / f"{key}.csv"
+    if not (run_file.is_file() and timeline.is_file()):
+        return None
+    try:
+        doc = json.loads(run_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # a torn file from an interrupted run: run it again
+    if doc.get("config_hash") != chash:
+        return None
+    summary: dict[str, Any] = doc["summary"]
+    return summary
+
+
+_Done = tuple[str, dict[str, Any], tuple[float, float]]
+
+
+def _progress(it: Iterator[_Done], total: int, initial: int, enabled: bool) -> Iterator[_Done]:
+    """Wrap results in a tqdm bar (on stderr; off when not a terminal unless forced)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="run", desc="sim", disable=not enabled, smoothing=0.1)
+    try:
+        for item in it:
+            bar.set_postfix_str(item[0][-40:], refresh=False)
+            bar.update(1)
+            yield item
+    finally:
+        bar.close()
+
+
+def run_suite(
+    scenarios: Sequence[Any],
+    cfg: NodeConfig,
+    *,
+    bundle: Path | None,
+    out_dir: Path,
+    workers: int = 2,
+    modes: Iterable[str] = MODES,
+    record: Path | None = None,
+    storage: str = "mcap",
+    budget_ms: float | None = None,
+    plots: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+) -> SuiteResult:
+    """Run every scenario in every mode (``rules``: rules only; ``model``: model + rules).
+
+    Writes the output folder (see :mod:`tiny_node.sim.report`) and returns the summaries.
+    ``record`` writes one bag per run under that folder (such runs are never reused).
+    """
+    modes = tuple(modes)
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+    if "model" in modes and bundle is None:
+        raise ValueError("mode 'model' needs a model bundle")
+    names = [str(s.name) for s in scenarios]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"scenario names must be unique in a suite; repeated: {', '.join(dupes)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for sub in ("runs", "timelines"):
+        (out_dir / sub).mkdir(exist_ok=True)
+    if record is not None:
+        record.mkdir(parents=True, exist_ok=True)
+    code = code_digest()
+    t0 = time.perf_counter()
+    done: dict[str, dict[str, Any]] = {}
+    tasks: list[_Task] = []
+    for sc in scenarios:
+        for mode in modes:
+            chash = config_hash(sc, mode, cfg, bundle=bundle, budget_ms=budget_ms, code=code)
+            task = _Task(sc, mode, dict(cfg.values), str(bundle) if mode == "model" and bundle else None,
+                         budget_ms if mode == "model" else None, str(out_dir),
+                         str(record) if record is not None else None, storage, chash)
+            stored = _stored(out_dir, task.key, chash) if resume and record is None else None
+            if stored is not None:
+                done[task.key] = stored
+            else:
+                tasks.append(task)
+    reused = len(done)
+    # Longest first, so the last run to finish is a short one (better use of the workers).
+    tasks.sort(key=lambda t: (-float(getattr(t.scenario, "duration_s", 0.0)), t.key))
+    walls: dict[str, float] = {}
+    cpus: dict[str, float] = {}
+    total = reused + len(tasks)
+
+    def finish(mapper: Any) -> SuiteResult:
+        runs = [done[k] for k in sorted(done, key=lambda k: (done[k]["name"], done[k]["mode"]))]
+        result = SuiteResult(out_dir, runs, 0.0, reused, walls, cpus)
+        write_report(result, plots=plots, mapper=mapper)
+        result.wall_s = time.perf_counter() - t0
+        write_timing(result)
+        return result
+
+    if workers <= 1 or len(tasks) <= 1:
+        results: Iterator[_Done] = map(_run_task, tasks)
+        for key, summary, (wall, cpu) in _progress(results, total, reused, progress):
+            done[key], walls[key], cpus[key] = summary, wall, cpu
+        return finish(map)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
+        for key, summary, (wall, cpu) in _progress(pool.imap_unordered(_run_task, tasks, chunksize=1),
+                                                   total, reused, progress):
+            done[key], walls[key], cpus[key] = summary, wall, cpu
+        return finish(pool.map)  # the plots use the workers too
+
+
+# --- real time: the node over DDS ----------------------------------------------------------------
+def run_suite_realtime(
+    scenarios: Sequence[Any],
+    *,
+    bundle: Path | None,
+    out_dir: Path,
+    modes: Iterable[str] = MODES,
+    params_file: Path | None = None,
+    record: Path | None = None,
+    storage: str = "mcap",
+    plots: str = "auto",
+    gap_s: float = 2.5,
+    env: dict[str, str] | None = None,
+) -> SuiteResult:
+    """Stream each scenario to ``tiny-node run`` over DDS in real time; closed loop on ``brake``.
+
+    One node process per mode (``model_bundle`` empty for ``rules``); scenarios run one after
+    another on it, ``gap_s`` apart so the previous brake hold (``brake_hold_s``, 2 s) has
+    ended.  The same world, sensors and report as lockstep; decisions come from the node
+    (its real latency), so these results are not expected to be byte-identical.  ``env`` is a
+    ROS environment already applied to this process (tests); by default a private graph is made.
+    """
+    from tiny_node.dds import isolated_ros_env
+    from tiny_node.sim.closed_loop import DdsPort, drive, summarise
+    from tiny_node.tools.feeder import Feeder
+    from tiny_node.tools.nodeproc import NodeProcess
+
+    modes = tuple(modes)
+    if "model" in modes and bundle is None:
+        raise ValueError("mode 'model' needs a model bundle")
+    for sub in ("runs", "timelines"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    if env is None:
+        env = isolated_ros_env()
+        os.environ.update(env)  # the feeder's rclpy context lives in this process
+    t0 = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    walls: dict[str, float] = {}
+    for mode in modes:
+        params: dict[str, object] = {}
+        if mode == "model" and bundle is not None:
+            params["model_bundle"] = str(bundle)
+        elif params_file is not None:
+            params["model_bundle"] = "''"  # rules only, whatever the params file says (YAML '')
+        node = NodeProcess(env, params=params, params_file=params_file,
+                           log_path=out_dir / f"node_{mode}.log").start()
+        feeder = Feeder()
+        try:
+            if not feeder.wait_for_node(60.0):
+                raise RuntimeError(f"the node did not come up ({mode}); its log:\n{node.output()}")
+            for sc in _progress_list(scenarios, f"realtime {mode}"):
+                key = run_key(str(sc.name), mode)
+                recorder = None
+                if record is not None:
+                    from tiny_node.bag import Recorder
+
+                    recorder = Recorder(record / key, storage=storage)
+                started = time.perf_counter()
+                try:
+                    port = DdsPort(feeder, recorder=recorder)
+                    trace = drive(sc, port, recorder=recorder)
+                finally:
+                    if recorder is not None:
+                        recorder.close()
+                walls[key] = time.perf_counter() - started
+                summary = json.loads(canonical_json(summarise(
+                    sc, mode, trace, decisions=port.decisions(), stats=port.stats(), extra={"realtime": True})))
+                from tiny_node.sim.closed_loop import timeline_csv
+
+                _write_atomic(out_dir / "timelines" / f"{key}.csv", timeline_csv(trace.rows))
+                runs.append(summary)
+                time.sleep(gap_s)
+        finally:
+            feeder.close()
+            code = node.stop()
+        if code not in (0, -2, 130):
+            print(f"warning: node ({mode}) exited with code {code}; see {out_dir / f'node_{mode}.log'}")
+    runs.sort(key=lambda r: (r["name"], r["mode"]))
+    result = SuiteResult(out_dir, runs, 0.0, 0, walls)
+    write_report(result, plots=plots)
+    result.wall_s = time.perf_counter() - t0
+    write_timing(result)
+    return result
+
+
+def _progress_list(items: Sequence[Any], desc: str) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=desc, unit="run")
+
+
+# --- `tiny-node sim` -----------------------------------------------------------------------------
+def add_sim_arguments(p: Any) -> None:
+    """The options of ``tiny-node sim`` (an ``argparse`` parser)."""
+    p.add_argument("--suite", choices=("ncap", "benign", "all", "smoke"),
+                   help="built-in scenarios (default: smoke, unless --scenario is given)")
+    p.add_argument("--scenario", action="append", default=[], metavar="FILE",
+                   help="a scenario YAML file (repeatable; added to --suite if both are given)")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="keep scenarios whose name matches this glob (repeatable)")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model", metavar="BUNDLE",
+                       help="model bundle directory; 'default' = the shipped model, 'test' = the generated "
+                       "fast test bundle (default: the params file's model_bundle, else the shipped model "
+                       "if installed, else rules only)")
+    model.add_argument("--rules-only", action="store_true", help="no model")
+    p.add_argument("--compare", action="store_true", help="run rules-only and model+rules, side by side")
+    p.add_argument("--budget-ms", type=float, help="model latency budget in lockstep (default: the bundle's)")
+    p.add_argument("--params-file", help="node parameters (ROS params YAML), default: built-in defaults")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (lockstep)")
+    p.add_argument("--seed", type=int, help="override every scenario's seed")
+    p.add_argument("--out", default="out/sim", help="output folder")
+    p.add_argument("--plots", choices=("auto", "all", "none"), default="auto",
+                   help="auto: failed runs and one per protocol")
+    p.add_argument("--record", metavar="DIR", help="write one rosbag2 per run into DIR")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--no-resume", action="store_true", help="rerun runs already in --out")
+    p.add_argument("--realtime", action="store_true",
+                   help="through the node process over DDS in real time (closed loop on its brake)")
+
+
+def _scenarios(args: Any) -> list[Any]:
+    import fnmatch
+
+    from tiny_node.sim.scenario import load_scenario, with_seed
+
+    files = [load_scenario(Path(f)) for f in args.scenario]  # a bad file fails before any work
+    chosen: list[Any] = []
+    if args.suite or not files:
+        from tiny_node.sim.suite import suite
+
+        chosen += suite(args.suite or "smoke")
+    chosen += files
+    if args.only:
+        chosen = [s for s in chosen if any(fnmatch.fnmatchcase(s.name, pat) for pat in args.only)]
+    if args.seed is not None:
+        chosen = [with_seed(s, args.seed) for s in chosen]
+    return chosen
+
+
+DEFAULT_MODEL_DIR = _PKG / "data" / "default_model"  # the bundle the package ships (model factory)
+
+
+def _bundle(args: Any, cfg: NodeConfig, out_dir: Path) -> Path | None:
+    """--model; else the params file's model_bundle; else the shipped default model; else None."""
+    if args.rules_only:
+        return None
+    if args.model is None:
+        if cfg.str("model_bundle"):
+            return Path(cfg.str("model_bundle")).expanduser()
+        return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "manifest.yaml").is_file() else None
+    if args.model == "default":
+        if not (DEFAULT_MODEL_DIR / "manifest.yaml").is_file():
+            raise FileNotFoundError(f"--model default: no default model at {DEFAULT_MODEL_DIR} "
+                                    "(build it: tiny-node model build --install)")
+        return DEFAULT_MODEL_DIR
+    if args.model == "test":
+        from tiny_node.model.testmodels import make_fast_bundle
+
+        return make_fast_bundle(out_dir / "bundles" / "test-fast")
+    path = Path(args.model)
+    if not (path / "manifest.yaml").is_file():
+        raise FileNotFoundError(f"--model {path}: no manifest.yaml there (not a model bundle)")
+    return path
+
+
+def sim_command(args: Any) -> int:
+    """``tiny-node sim``: run scenarios, write the report, print the table; 0 unless a run errored."""
+    import sys
+
+    from tiny_node.config import ConfigError, config_from_file
+    from tiny_node.sim.scenario import ScenarioError
+
+    out_dir = Path(args.out)
+    try:
+        scenarios = _scenarios(args)
+        cfg = config_from_file(args.params_file)
+        bundle = _bundle(args, cfg, out_dir)
+    except (ScenarioError, ConfigError, FileNotFoundError) as exc:
+        print(f"tiny-node sim: {exc}", file=sys.stderr)
+        return 2
+    if not scenarios:
+        print("tiny-node sim: no scenario selected", file=sys.stderr)
+        return 2
+    if args.compare and bundle is None:
+        print("tiny-node sim: --compare needs --model BUNDLE (or --model test)", file=sys.stderr)
+        return 2
+    modes = ("rules", "model") if args.compare else (("model",) if bundle is not None else ("rules",))
+    record = Path(args.record) if args.record else None
+    print(f"sim: {len(scenarios)} scenario(s) x {', '.join(modes)}"
+          + (f" (model {bundle})" if bundle is not None else "")
+          + (" in real time over DDS" if args.realtime else f" in lockstep on {args.workers} worker(s)"))
+    try:
+        if args.realtime:
+            params = Path(args.params_file) if args.params_file else None
+            result = run_suite_realtime(scenarios, bundle=bundle, out_dir=out_dir, modes=modes,
+                                        params_file=params, record=record, storage=args.storage,
+                                        plots=args.plots)
+        else:
+            result = run_suite(scenarios, cfg, bundle=bundle, out_dir=out_dir, workers=args.workers,
+                               modes=modes, record=record, storage=args.storage, budget_ms=args.budget_ms,
+                               plots=args.plots, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        print("\ntiny-node sim: interrupted; the same command resumes (finished runs are kept)",
+              file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # the node did not come up (--realtime): its log is in the message
+        print(f"tiny-node sim: {exc}", file=sys.stderr)
+        return 1
+    print_result(result)
+    return 1 if result.errors else 0
+
+
+def print_result(result: SuiteResult) -> None:
+    """The results table, the totals, the speed, and where everything went."""
+    from tiny_node.sim.report import totals
+
+    print(f"\n{'scenario':<34} {'mode':<6} {'outcome':<17} {'impact':>7} {'band':<7} {'pts':>5} "
+          f"{'brake@s':>8} {'TTC@brake':>9}")
+    for r in result.runs:
+        impact = f"{r.get('relative_impact_speed_kmh') or 0:.1f}" if r.get("collided") else "-"
+        pts = f"{r['points']:.2f}" if r.get("points") is not None else "-"
+        fb = r.get("first_brake_t_s")
+        ttc = r.get("ttc_at_first_brake_s")
+        print(f"{str(r['name'])[:34]:<34} {r['mode']:<6} {r.get('outcome')!s:<17} {impact:>7} "
+              f"{r.get('band') or '-'!s:<7} {pts:>5} {'-' if fb is None else f'{fb:.2f}':>8} "
+              f"{'-' if ttc is None else f'{ttc:.2f}':>9}")
+    print()
+    for mode, t in totals(result.runs).items():
+        pts = f"{t['points']:.2f}/{t['points_max']:.0f} NCAP points, " if t["points_max"] else ""
+        print(f"{mode}: {t['passed']}/{t['runs']} passed, {pts}{t['collisions']} collision(s), "
+              f"{t['false_activations']}/{t['benign_runs']} false activation(s), {t['errors']} error(s)")
+    sim_s = sum(float(r.get("sim_time_s") or 0.0) for r in result.runs
+                if run_key(str(r["name"]), str(r["mode"])) in result.run_wall_s)
+    busy, cpu = sum(result.run_wall_s.values()), sum(result.run_cpu_s.values())
+    realtime = any(r.get("realtime") for r in result.runs)
+    speed = f", {sim_s / busy:.1f}x real time per run" if busy > 0 and not realtime else ""
+    speed += f" ({sim_s / cpu:.1f}x per CPU second)" if cpu > 0 else ""
+    print(f"\n{len(result.runs)} run(s) ({result.reused} reused) in {result.wall_s:.1f} s wall{speed}")
+    for r in result.errors:
+        print(f"error: {r['name']} ({r['mode']}): {r.get('error')}")
+    plots = result.out_dir / "plots"
+    print(f"report: {result.out_dir / 'report.md'}  summary: {result.out_dir / 'summary.json'}"
+          + (f"  plots: {plots}" if plots.is_dir() else ""))
