@@ -35,13 +35,13 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _cmd_hil(args: argparse.Namespace) -> int:
     from tiny_node.hil.cli import run_hil
 
-    return run_hil(args, args.hil_argv)
+    return int(run_hil(args, args.hil_argv))
 
 
 def _cmd_model(args: argparse.Namespace) -> int:
     from tiny_node.factory.cli import run
 
-    return run(args)
+    return int(run(args))
 
 
 def _cmd_bundles(args: argparse.Namespace) -> int:
