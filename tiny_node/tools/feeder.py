@@ -44,6 +44,7 @@ class FeederLog:
     sent: dict[int, float] = field(default_factory=dict)
     decisions: dict[int, list[Received]] = field(default_factory=dict)
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
+    diagnostics_at: list[float] = field(default_factory=list)  # monotonic receipt, parallel to diagnostics
     brakes: int = 0
 
 
@@ -72,6 +73,8 @@ class Feeder:
         self.node.create_subscription(DiagnosticArray, f"{ns}decision", self._on_decision, DECISION_QOS)
         self.node.create_subscription(Bool, f"{ns}brake", self._on_brake, DECISION_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self._pub_clock: Any = None
+        self._clock_type: Any = None
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self._spin_forever, daemon=True)
@@ -96,8 +99,10 @@ class Feeder:
         self.log.brakes += int(msg.data)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
+        now = time.monotonic()
         with self._lock:
             self.log.diagnostics.append(msg)
+            self.log.diagnostics_at.append(now)
 
     def decision_for(self, stamp_ns: int) -> Received | None:
         """The first decision received for a frame stamp."""
@@ -170,6 +175,32 @@ class Feeder:
         msg.header.frame_id = "imu"
         msg.linear_acceleration.x = float(accel_x)
         self.pub_imu.publish(msg)
+
+    def send_clock(self, ns: int) -> None:
+        """Publish ``/clock`` (ROS time for a node started with ``use_sim_time:=true``).
+
+        The publisher is created on first use, so feeders that never drive sim time do not
+        advertise a clock other nodes could pick up.
+        """
+        if self._pub_clock is None:
+            from rclpy.qos import DurabilityPolicy
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_type = Clock
+            # Reliable matches both a reliable and a best-effort /clock subscription.
+            qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+            self._pub_clock = self.node.create_publisher(Clock, "/clock", qos)
+        self._pub_clock.publish(self._clock_type(clock=ns_to_stamp(ns)))
+
+    def send_raw(self, kind: str, msg: Any) -> None:
+        """Publish a hand-made message on ``camera``, ``range``, ``odom`` or ``imu`` as is.
+
+        For fault injection: nothing is logged or validated, the message goes out unchanged.
+        """
+        pub = {"camera": self.pub_camera, "range": self.pub_range, "odom": self.pub_odom,
+               "imu": self.pub_imu}[kind]
+        pub.publish(msg)
 
     def close(self) -> None:
         """Stop spinning and shut the context down."""

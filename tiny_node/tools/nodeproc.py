@@ -34,6 +34,17 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def read_rss_kib(pid: int) -> int | None:
+    """``VmRSS`` of a process from ``/proc/PID/status`` in KiB; None if it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class NodeProcess:
     """``python -m tiny_node run`` in a child process, with its output in a log file."""
 
@@ -46,8 +57,12 @@ class NodeProcess:
         log_path: Path | None = None,
         namespace: str = "",
         extra_args: list[str] | None = None,
+        command: list[str] | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
-        self.cmd = [sys.executable, "-m", "tiny_node", "run"]
+        # ``command`` replaces the default node command (e.g. ``ros2 run tiny_node tiny_node``);
+        # ``prefix`` wraps it (e.g. ``ip netns exec NS``, which execs, so the pid is the node's).
+        self.cmd = list(prefix or []) + list(command or [sys.executable, "-m", "tiny_node", "run"])
         if params_file is not None:
             self.cmd += ["--params-file", str(params_file)]
         self.cmd += extra_args or []
@@ -107,6 +122,10 @@ class NodeProcess:
                 return kids[0]
             time.sleep(0.05)
         raise TimeoutError(f"no model worker under node pid {self.pid} after {timeout_s} s")
+
+    def rss_kib(self, pid: int | None = None) -> int | None:
+        """Resident set size of the node (or of ``pid``) from /proc, KiB; None if gone."""
+        return read_rss_kib(self.pid if pid is None else pid)
 
     def stop(self, timeout_s: float = 10.0) -> int:
         """SIGINT (as ``ros2 launch`` does), then SIGKILL if it does not exit; return code."""

@@ -1,0 +1,196 @@
+"""``tiny-node hil``: stream a scenario into a node over DDS, inject faults, report pass/fail."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tiny_node.hil.source import Stream
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``hil`` subcommand's options."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenario", type=Path, help="scenario YAML of the simulator (tiny_node.sim)")
+    src.add_argument("--suite", help="a simulator suite, cycled (e.g. smoke, ncap)")
+    src.add_argument("--bag", type=Path, help="a rosbag2 replayed in real time (open loop)")
+    node = p.add_mutually_exclusive_group()
+    node.add_argument("--node-cmd", help="command that starts the node (ROS args are appended); "
+                      "default: the installed node (python -m tiny_node run)")
+    node.add_argument("--attach", action="store_true",
+                      help="use a node already running on this ROS domain (ROS_DOMAIN_ID)")
+    p.add_argument("--node-pid", type=int, help="with --attach: the node's pid, for the worker faults")
+    p.add_argument("--model", default="test",
+                   help="model bundle for the node: a directory, 'test' (generated fast test bundle), "
+                        "or 'none' (rules only)")
+    p.add_argument("--faults", default="all", help="'all', 'none', or a comma-separated list")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds of streaming at least (the fault schedule may need more)")
+    p.add_argument("--out", type=Path, default=Path("out/hil"))
+    p.add_argument("--netns", action="store_true",
+                   help="node and harness in two network namespaces joined by a veth (needs root)")
+    p.add_argument("--soak", type=float, default=0.0, metavar="S",
+                   help="soak benchmark: one node run of S seconds with the faults cycling")
+    p.add_argument("--transport", choices=["raw", "compressed"],
+                   help="camera transport in every run (default raw; --netns: compressed)")
+    p.add_argument("--namespace", default="", help="ROS namespace of the node")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter (repeatable), e.g. --param deadline_ms:=40.0")
+    p.add_argument("--lead-in", type=float, default=6.0,
+                   help="clean seconds before the first fault (one fault-free episode)")
+    p.add_argument("--harness-priority", type=int, default=0,
+                   help="SCHED_FIFO priority of the harness process (default 0 = normal scheduling: "
+                        "a FIFO harness made the node miss deadlines, see docs/RELIABILITY.md)")
+    p.add_argument("--node-netns", help=argparse.SUPPRESS)  # set by --netns for the inner run
+
+
+def _params(items: list[str]) -> dict[str, object]:
+    """``NAME:=VALUE`` pairs with YAML typing (as ``ros2 run ... -p``)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise SystemExit(f"hil: --param needs NAME:=VALUE, got {item!r}")
+        out[name] = yaml.safe_load(value)
+    return out
+
+
+def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str]:
+    from tiny_node.hil import source
+
+    if args.scenario is not None:
+        return (lambda: source.scenario_stream(args.scenario)), f"scenario {args.scenario}"
+    if args.suite:
+        return (lambda: source.suite_stream(args.suite)), f"suite {args.suite}"
+    if args.bag is not None:
+        return (lambda: source.BagStream(args.bag)), f"bag {args.bag}"
+    if source.sim_available():
+        try:
+            source.suite_stream("smoke")
+            return (lambda: source.suite_stream("smoke")), "suite smoke"
+        except Exception as exc:  # the simulator is there but not usable: say so, use the built-in
+            print(f"hil: simulator suite 'smoke' not usable ({exc}); using the built-in approach")
+    return source.builtin_stream, "built-in approach (50 km/h towards a stopped car 60 m ahead)"
+
+
+def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
+    """Create the two hosts, run the harness inside one of them, always clean up."""
+    from tiny_node.hil import netns
+
+    why = netns.unavailable_reason()
+    if why:
+        print(f"hil --netns: {why}", file=sys.stderr)
+        return 2
+    inner = [a for a in argv if a != "--netns"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    domain = random.SystemRandom().randint(1, 101)
+    with netns.two_hosts(args.out.resolve()) as hosts:
+        env = netns.ros_env(dict(os.environ), netns.NODE_ADDR, hosts.profile, domain)
+        cmd = [*hosts.hil_prefix(), sys.executable, "-m", "tiny_node", "hil", *inner,
+               "--node-netns", hosts.node_ns]
+        if "--transport" not in inner:
+            cmd += ["--transport", "compressed"]
+        print(f"hil --netns: harness in {hosts.hil_ns} ({netns.HIL_ADDR}), node in {hosts.node_ns} "
+              f"({netns.NODE_ADDR}), UDPv4 only, ROS_DOMAIN_ID={domain}", flush=True)
+        # SIGTERM too must unwind through two_hosts() so the namespaces are deleted.
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        inner_run = subprocess.Popen(cmd, env=env)
+        try:
+            return inner_run.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if inner_run.poll() is None:  # interrupted: end the harness (it stops its node) first
+                inner_run.send_signal(signal.SIGINT)
+                try:
+                    inner_run.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    inner_run.kill()
+                    inner_run.wait()
+
+
+def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
+    """Entry point of ``tiny-node hil``; 0 when every check passed."""
+    if args.netns:
+        return _netns_outer(args, argv)
+    from tiny_node.dds import configure_dds, isolated_ros_env
+    from tiny_node.hil import netns
+    from tiny_node.hil.faults import make_faults
+    from tiny_node.hil.harness import HarnessConfig, global_failures, run_all
+    from tiny_node.hil.report import console_table, write_report
+    from tiny_node.hil.soak import run_soak
+    from tiny_node.rt import make_realtime
+
+    scheduling = make_realtime(args.harness_priority)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    node_env = None
+    prefix = None
+    if args.node_netns:
+        env = dict(os.environ)  # set by the outer process: subnet discovery, UDP profile
+        node_env = netns.ros_env(env, netns.HIL_ADDR, Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]),
+                                 int(env["ROS_DOMAIN_ID"]))
+        prefix = ["ip", "netns", "exec", args.node_netns]
+    elif args.attach:
+        env = dict(os.environ)
+        configure_dds(env)
+    else:
+        env = isolated_ros_env()
+    repo = str(Path(__file__).resolve().parents[2])
+    for e in (env, node_env):
+        if e is not None:
+            e["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, e.get("PYTHONPATH", "")]))
+    factory, source_name = _stream_factory(args)
+    with tempfile.TemporaryDirectory(prefix="tiny_node_hil_") as tmp:
+        model: Path | None
+        if args.model == "none":
+            model = None
+        elif args.model == "test":
+            from tiny_node.model.testmodels import make_fast_bundle
+
+            model = make_fast_bundle(Path(tmp) / "fast")
+        else:
+            model = Path(args.model)
+        cfg = HarnessConfig(
+            out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
+            node_cmd=shlex.split(args.node_cmd) if args.node_cmd else None, node_prefix=prefix,
+            attach=args.attach, node_pid=args.node_pid, namespace=args.namespace,
+            transport=args.transport, lead_in_s=args.lead_in, node_params=_params(args.param),
+        )
+        if args.soak > 0:
+            names = None if args.faults == "all" else [n for n in args.faults.split(",") if n]
+            return run_soak(cfg, args.soak, names)
+        names = [] if args.faults == "none" else [n.strip() for n in args.faults.split(",") if n.strip()]
+        faults = make_faults(names) if names else []
+        if args.faults == "none":
+            faults = []
+        node_name = "attached" if args.attach else (args.node_cmd or "tiny_node run")
+        print(f"hil: harness {scheduling}; source {source_name}; node {node_name}"
+              f"{' in ' + args.node_netns if args.node_netns else ''}; ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID')}",
+              flush=True)
+        from tiny_node.hil.faults import schedule
+
+        main_len = schedule([f for f in faults if f.group == "main"], lead_in_s=args.lead_in) + cfg.tail_s
+        records, checks = run_all(cfg, faults, clean_s=max(0.0, args.duration - main_len))
+    gf = {r.group: global_failures(r) for r in records}
+    meta = {"source": source_name, "node": "attached" if args.attach else (args.node_cmd or "tiny_node run"),
+            "model": str(args.model), "two_hosts": bool(args.node_netns),
+            "ros_domain_id": env.get("ROS_DOMAIN_ID"), "harness_scheduling": scheduling}
+    summary = write_report(out, records, checks, meta, gf)
+    print("\n" + console_table(checks))
+    for group, fails in gf.items():
+        for f in fails:
+            print(f"  run {group}: {f}")
+    tot = summary["totals"]
+    print(f"\nhil: {'PASS' if summary['passed'] else 'FAIL'}: {tot['decisions']}/{tot['frames']} frames decided, "
+          f"{tot['after_deadline_node']} after deadline; report in {out}/ (summary.json, report.md, *.png)")
+    return 0 if summary["passed"] else 1

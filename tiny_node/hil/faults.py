@@ -1,0 +1,865 @@
+"""Fault injection: each fault says what it does, what the node must do, and checks it.
+
+A fault is active in a window of run time.  While active it may rewrite, hold back or drop
+the messages the harness publishes (camera frames, range, odometry), or act on the node from
+outside (signals to the model worker, the test-hook parameter, CPU and memory load).  After
+the run, :meth:`Fault.check` asserts the expected behaviour from what the harness recorded:
+the decisions (matched to frames by stamp) and ``/diagnostics``.
+
+Common to every fault (the issue's "expected for all"): every frame published in the window
+and its recovery period gets exactly one decision by its deadline (the project's tolerance,
+:mod:`tiny_node.hil.record`), the node never exits; the fault-specific part adds the reason,
+the source / model state, the diagnostic level and the recovery.  The table of expectations
+is in docs/HIL.md; keep it in step with the ``expected`` texts here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from tiny_node.hil.record import (
+    ERROR,
+    OK,
+    CheckResult,
+    FrameResult,
+    RunRecord,
+    Window,
+    first_time,
+    timing_failures,
+)
+
+#: Off-grid offset added to shifted stamps, so a shifted frame never reuses the stamp of
+#: another frame (frames are 1/30 s apart on an integer-ns grid).
+STAMP_SALT_NS = 123_457
+
+
+@dataclass
+class OutFrame:
+    """A camera frame on its way out: an image to encode, or a hand-made message."""
+
+    stamp_ns: int
+    t: float
+    image: np.ndarray | None
+    raw: Any = None  # sensor_msgs Image / CompressedImage, published as is
+    note: str = ""
+    faults: list[str] = field(default_factory=list)
+
+
+class Context(Protocol):
+    """What a fault may use of the harness while it runs."""
+
+    has_model: bool
+    transport: str  # raw | compressed
+    sim_time: bool
+
+    def now(self) -> float:
+        """Run time (s)."""
+        ...
+
+    def worker_pid(self, exclude: set[int] | None = None) -> int | None:
+        """Pid of the model worker (None when unknown: attach mode, no model)."""
+        ...
+
+    def set_param(self, name: str, value: float, done: Callable[[str | None], None] | None = None) -> None:
+        """Set a node parameter over its service without blocking the stream.
+
+        ``done`` is called (from the harness's DDS thread) with None on success, else why not.
+        """
+        ...
+
+    def shift_stamps(self, delta_ns: int) -> None:
+        """Move the harness's stamp clock (and ``/clock`` with ``use_sim_time``)."""
+        ...
+
+    def spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        """Start a helper process (load generator); the harness ends it at the latest at exit."""
+        ...
+
+    def note(self, text: str) -> None:
+        """Record an event in the run's notes."""
+        ...
+
+
+class Fault:
+    """Base: a no-op fault; subclasses override the hooks they need and :meth:`specific`."""
+
+    key: ClassVar[str] = "fault"
+    needs_model: ClassVar[bool] = False
+    needs_pid: ClassVar[bool] = False
+    # Instance-overridable defaults (a range fault's text depends on its kind):
+    group: str = "main"  # node configuration the fault needs (see harness.GROUPS)
+    expected: str = ""
+    known_gap: str = ""
+
+    def __init__(self, duration_s: float = 1.0, recovery_s: float = 2.5) -> None:
+        self.name = self.key
+        self.duration_s = duration_s
+        self.recovery_s = recovery_s
+        self.start = math.nan
+        self.info: dict[str, Any] = {}
+
+    @property
+    def window(self) -> Window:
+        """Active window and recovery period in run time."""
+        return Window(self.start, self.start + self.duration_s, self.recovery_s)
+
+    def skip_reason(self, ctx: Context) -> str:
+        """Why this fault cannot run against this node ('' when it can)."""
+        if self.needs_model and not ctx.has_model:
+            return "needs a model bundle (--model)"
+        if self.needs_pid and ctx.worker_pid() is None:
+            return "needs the model worker's pid (start the node with the harness, not --attach)"
+        return ""
+
+    # --- hooks (harness thread) ----------------------------------------------------------
+    def begin(self, ctx: Context) -> None:
+        """Called once when the window opens."""
+
+    def end(self, ctx: Context) -> list[OutFrame]:
+        """Called once when the window closes; frames held back are returned to be sent."""
+        return []
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Rewrite / hold / drop a frame due while active (default: unchanged)."""
+        return [frame]
+
+    def on_sensor(self, ctx: Context, kind: str, stamp_ns: int, value: float) -> tuple[int, float] | None:
+        """Rewrite or drop (None) a range / odom / imu message due while active."""
+        return stamp_ns, value
+
+    # --- check (after the run) -----------------------------------------------------------
+    def check(self, rec: RunRecord) -> CheckResult:
+        """The common expectations plus :meth:`specific`."""
+        w = self.window
+        res = CheckResult(self.name, rec.group, self.expected, True, known_gap=self.known_gap,
+                          window=(w.start, w.end, w.until))
+        window_frames = rec.between(w.start, w.until)
+        fails, obs = timing_failures(window_frames, stalls=rec.stalls if rec.probe.startswith("SCHED_FIFO") else None)
+        res.failures += fails
+        res.observed += obs
+        try:
+            self.specific(rec, w, res)
+        except Exception as exc:  # a broken check must show as a failure, not vanish
+            res.failures.append(f"check raised {type(exc).__name__}: {exc}")
+        if not rec.node_alive:
+            res.failures.append("the node process exited")
+        res.passed = not res.failures
+        return res
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Fault-specific expectations (append to ``res.failures`` / ``res.observed``)."""
+
+
+# --- shared check pieces -------------------------------------------------------------------
+def _require(res: CheckResult, ok: bool, failure: str) -> None:
+    if not ok:
+        res.failures.append(failure)
+
+
+def _share(results: list[FrameResult], pred: Callable[[FrameResult], bool]) -> float:
+    decided = [r for r in results if r.decision is not None]
+    return sum(pred(r) for r in decided) / len(decided) if decided else math.nan
+
+
+def _model_recovered(rec: RunRecord, w: Window, res: CheckResult, min_on_time: int = 10) -> None:
+    """Model decisions resume: ``min_on_time`` on-time model runs in the recovery period, one in its last second.
+
+    A count, not a share: on the shared 2-vCPU VM the worker (normal scheduling) is
+    sometimes kept off the CPU by other processes for a few frames, which costs model
+    decisions (the fallback covers them) but is not a failure to recover.
+    """
+    if not rec.has_model:
+        return
+    after = rec.between(w.end, w.until)
+    on_time = [r for r in after if r.values.get("model_state") == "on_time"]
+    last = [r for r in on_time if r.frame.t >= w.until - 1.0]
+    first = f", first at +{on_time[0].frame.t - w.end:.2f} s" if on_time else ""
+    res.observed.append(f"model on time for {len(on_time)}/{len(after)} frames of the recovery period{first}")
+    _require(res, len(on_time) >= min_on_time and bool(last),
+             f"model did not recover: {len(on_time)} on-time model decisions in [{w.end:.1f}, {w.until:.1f}) s, "
+             f"{len(last)} in its last second (need {min_on_time} and 1)")
+
+
+def _rules_recovered(rec: RunRecord, w: Window, res: CheckResult, after_s: float = 0.3) -> None:
+    """No fail-safe in the rule verdict once the input is good again."""
+    after = [r for r in rec.between(w.end + after_s, w.until) if r.decision is not None]
+    bad = [r for r in after if str(r.values.get("rules_reason", "")).startswith("fail-safe")]
+    _require(res, not bad, f"{len(bad)} frames still fail-safe {after_s} s after the fault ended, "
+             f"e.g. {bad[0].values.get('rules_reason') if bad else ''}")
+
+
+def _diag_level(rec: RunRecord, res: CheckResult, name: str, level: int, *, t_from: float, t_to: float,
+                what: str) -> float | None:
+    t = first_time(rec.diag(name, t_from, t_to), rec, level)
+    if t is None:
+        res.failures.append(f"no '{name}' diagnostic at level {level} in [{t_from:.2f}, {t_to:.2f}) s ({what})")
+    else:
+        res.observed.append(f"'{name}' level {level} at t={t:.2f} s ({t - t_from:+.2f} s)")
+    return t
+
+
+def _reasons(results: list[FrameResult], text: str) -> list[FrameResult]:
+    """Frames whose own reason (not a held brake's) contains ``text``."""
+    return [r for r in results if text in r.current_reason]
+
+
+# --- camera --------------------------------------------------------------------------------
+class CameraDropout(Fault):
+    """No camera frames for ``duration_s`` (range, odometry and IMU go on)."""
+
+    key = "camera_dropout"
+    expected = ("no frames -> no decisions; camera diagnostic ERROR within camera_timeout_s "
+                "(+ one diagnostics period); decisions resume with the next frame; camera OK again")
+
+    def __init__(self, duration_s: float = 1.5, recovery_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Dropped."""
+        return []
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """No frame sent in the window; camera ERROR in time; the next frame decided; OK again."""
+        inside = rec.between(w.start, w.end)
+        _require(res, not inside, f"{len(inside)} frames were sent during the dropout")
+        limit = w.start + rec.camera_timeout_s + rec.diag_period_s + 0.15
+        t_err = _diag_level(rec, res, "camera", ERROR, t_from=w.start, t_to=w.end + 0.1, what="no frames")
+        if t_err is not None:
+            _require(res, t_err <= limit, f"camera ERROR only at {t_err:.2f} s, expected by {limit:.2f} s "
+                     f"(camera_timeout_s {rec.camera_timeout_s} + diagnostics period {rec.diag_period_s})")
+        after = rec.between(w.end, w.until)
+        _require(res, bool(after) and after[0].decision is not None, "first frame after the dropout not decided")
+        _diag_level(rec, res, "camera", OK, t_from=w.end + 0.05, t_to=w.until, what="frames again")
+
+
+class FrozenCamera(Fault):
+    """The camera repeats its last frame and stamp (a frozen driver)."""
+
+    key = "frozen_camera"
+    expected = ("every repeated frame decided, reason 'frozen camera', model not used "
+                "(fallback, model_state unavailable); model decisions resume on fresh stamps")
+
+    def __init__(self, duration_s: float = 1.0, recovery_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self._frozen: OutFrame | None = None
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Replace the frame by the first one of the window (same stamp, same image)."""
+        if self._frozen is None:
+            self._frozen = frame
+            return [frame]
+        return [OutFrame(self._frozen.stamp_ns, frame.t, self._frozen.image, note="frozen (repeated stamp)")]
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Repeats flagged, model not used; recovery."""
+        repeats = [r for r in rec.between(w.start, w.end) if r.frame.note.startswith("frozen")]
+        _require(res, len(repeats) >= 5, f"only {len(repeats)} repeated frames sent")
+        flagged = _reasons(repeats, "frozen camera")
+        res.observed.append(f"{len(flagged)}/{len(repeats)} repeats with reason 'frozen camera'")
+        _require(res, len(flagged) == len(repeats), "a repeated frame without 'frozen camera' in its reason")
+        used = [r for r in repeats if r.values.get("model_state") == "on_time"]
+        _require(res, not used, f"the model was used on {len(used)} repeated frames")
+        _model_recovered(rec, w, res)
+
+
+class CorruptFrames(Fault):
+    """Malformed camera messages, one kind per frame, cycling.
+
+    Raw transport: wrong step, truncated data, unknown encoding, zero size.  Compressed
+    transport: garbage JPEG bytes, unknown format, empty data.
+    """
+
+    key = "corrupt_frames"
+    expected = ("each frame decided by the rules (fallback, model not run) with the reason "
+                "naming the field (step / truncated / encoding / size / could not be decoded); "
+                "good frames after it decided by the model")
+    RAW: ClassVar[dict[str, str]] = {"wrong step": "step", "truncated": "truncated",
+                                     "unknown encoding": "yuv422", "zero size": "size 0x0"}
+    COMPRESSED: ClassVar[dict[str, str]] = {"garbage jpeg": "could not be decoded",
+                                            "unknown format": "'webp' not supported",
+                                            "empty": "no data"}
+
+    def __init__(self, duration_s: float = 1.0, recovery_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self._n = 0
+        self._rng = np.random.default_rng(7)
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Swap the frame for a corrupt message of the next kind."""
+        import array
+
+        from sensor_msgs.msg import CompressedImage, Image
+
+        img = frame.image if frame.image is not None else np.zeros((48, 64, 3), np.uint8)
+        h, w = img.shape[:2]
+        good = img.tobytes()
+        msg: Any
+        if ctx.transport == "compressed":
+            kind = list(self.COMPRESSED)[self._n % len(self.COMPRESSED)]
+            data = {"garbage jpeg": self._rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+                    "unknown format": b"RIFF....WEBPVP8 ", "empty": b""}[kind]
+            fmt = "webp" if kind == "unknown format" else "jpeg"
+            msg = CompressedImage(format=fmt, data=array.array("B", data))
+        else:
+            kind = list(self.RAW)[self._n % len(self.RAW)]
+            fields = {"wrong step": (w, h, 10, "rgb8", good),
+                      "truncated": (w, h, w * 3, "rgb8", good[: len(good) // 3]),
+                      "unknown encoding": (w, h, w * 2, "yuv422", good),
+                      "zero size": (0, 0, 0, "rgb8", b"")}[kind]
+            msg = Image(width=fields[0], height=fields[1], step=fields[2], encoding=fields[3],
+                        data=array.array("B", fields[4]))
+        self._n += 1
+        return [OutFrame(frame.stamp_ns, frame.t, None, raw=msg, note=f"corrupt: {kind}")]
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Reason names the field; the model was not run on it."""
+        table = self.COMPRESSED if rec.transport == "compressed" else self.RAW
+        bad = [r for r in rec.between(w.start, w.end) if r.frame.note.startswith("corrupt")]
+        _require(res, len(bad) >= len(table), f"only {len(bad)} corrupt frames sent")
+        seen: set[str] = set()
+        for r in bad:
+            kind = r.frame.note.split(": ", 1)[1]
+            want = table[kind]
+            if r.decision is None:
+                continue
+            if want not in r.current_reason:
+                res.failures.append(f"{kind}: reason {r.current_reason[:90]!r} does not name {want!r}")
+            if r.values.get("model_state") == "on_time":
+                res.failures.append(f"{kind}: the model was run on a corrupt frame")
+            seen.add(kind)
+        res.observed.append(f"{len(bad)} corrupt frames ({', '.join(sorted(seen))}), each with its reason")
+        _model_recovered(rec, w, res)
+
+
+class StampsOutOfOrder(Fault):
+    """Pairs of frames swapped on the wire: frame n+1 published before frame n."""
+
+    key = "stamps_out_of_order"
+    expected = ("every frame decided; the late one of each pair has reason 'out-of-order frame' "
+                "and the model is not run on it; no fault once order is restored")
+
+    def __init__(self, duration_s: float = 1.0, recovery_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self._held: OutFrame | None = None
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Hold one frame, send it after the next."""
+        if self._held is None:
+            self._held = frame
+            return []
+        held, self._held = self._held, None
+        held.note = "out of order (sent after its successor)"
+        return [frame, held]
+
+    def end(self, ctx: Context) -> list[OutFrame]:
+        """Release a frame still held (it is then late, so still out of order)."""
+        held, self._held = self._held, None
+        return [] if held is None else [held]
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Swapped frames flagged; in-order frames not."""
+        frames = rec.between(w.start, w.end + 0.1)
+        swapped = [r for r in frames if r.frame.note.startswith("out of order")]
+        _require(res, len(swapped) >= 5, f"only {len(swapped)} swapped pairs")
+        flagged = _reasons(swapped, "out-of-order")
+        res.observed.append(f"{len(flagged)}/{len(swapped)} late frames flagged 'out-of-order'")
+        _require(res, len(flagged) == len(swapped), "a late frame without 'out-of-order' in its reason")
+        _require(res, not [r for r in swapped if r.values.get("model_state") == "on_time"],
+                 "the model was run on an out-of-order frame")
+        after = _reasons(rec.between(w.end + 0.1, w.until), "out-of-order")
+        _require(res, not after, f"{len(after)} 'out-of-order' reasons after order was restored")
+        _model_recovered(rec, w, res)
+
+
+class FutureStamps(Fault):
+    """Frames stamped ``ahead_s`` in the future of the node's clock."""
+
+    key = "future_stamps"
+    expected = ("every frame decided, reason 'in the future of the node clock', model not run; "
+                "no out-of-order storm afterwards (the bad stamps are not remembered)")
+
+    def __init__(self, duration_s: float = 0.7, recovery_s: float = 2.0, ahead_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self.ahead_ns = int(ahead_s * 1e9) + STAMP_SALT_NS
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Shift the stamp forward."""
+        frame.stamp_ns += self.ahead_ns
+        frame.note = "future stamp"
+        return [frame]
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Flagged, model not run, no storm after."""
+        fut = [r for r in rec.between(w.start, w.end) if r.frame.note == "future stamp"]
+        _require(res, len(fut) >= 5, f"only {len(fut)} future-stamped frames")
+        flagged = _reasons(fut, "in the future")
+        res.observed.append(f"{len(flagged)}/{len(fut)} flagged 'in the future'")
+        _require(res, len(flagged) == len(fut), "a future-stamped frame without the reason")
+        after = _reasons(rec.between(w.end, w.until), "camera stamp")
+        _require(res, not after, f"{len(after)} stamp faults after the fault ended: "
+                 f"{after[0].current_reason[:80] if after else ''}")
+        _model_recovered(rec, w, res)
+
+
+class ClockJump(Fault):
+    """``/clock`` and every stamp jump back by ``back_s`` (a simulator or bag restarting)."""
+
+    key = "clock_jump"
+    group = "simtime"
+    expected = ("with use_sim_time: no camera fault storm (no frozen / out-of-order / future "
+                "reasons after the jump), every frame decided, clock_jumps counted in the camera "
+                "diagnostic")
+
+    def __init__(self, duration_s: float = 0.1, recovery_s: float = 2.5, back_s: float = 60.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self.back_ns = int(back_s * 1e9) + STAMP_SALT_NS
+
+    def skip_reason(self, ctx: Context) -> str:
+        """Needs the harness to own the node's clock."""
+        return "" if ctx.sim_time else "needs use_sim_time (the harness publishes /clock)"
+
+    def begin(self, ctx: Context) -> None:
+        """Jump the stamp clock (and /clock) back."""
+        ctx.shift_stamps(-self.back_ns)
+        ctx.note(f"clock jumped back {self.back_ns / 1e9:.3f} s")
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """No stamp faults after the jump; clock_jumps counted."""
+        after = rec.between(w.start, w.until)
+        storm = _reasons(after, "camera stamp")
+        _require(res, not storm, f"{len(storm)} camera stamp faults after the jump, e.g. "
+                 f"{storm[0].current_reason[:80] if storm else ''}")
+        jumps = [int(d.values.get("clock_jumps", "0")) for d in rec.diag("camera", w.start, math.inf)]
+        before = [int(d.values.get("clock_jumps", "0")) for d in rec.diag("camera", -math.inf, w.start)]
+        base = max(before, default=0)
+        res.observed.append(f"clock_jumps {base} -> {max(jumps, default=base)}")
+        _require(res, max(jumps, default=0) >= base + 1, "clock jump not counted in the camera diagnostic")
+        _model_recovered(rec, w, res)
+
+
+class BurstyDelivery(Fault):
+    """Frames held back and released ``burst`` at a time (a congested link).
+
+    With a model, a test-hook delay of ``model_delay_ms`` keeps it busy for part of a burst so
+    the latest-frame-only feeding shows: a frame overtaken by a newer one while the model is
+    busy is decided by the rules, never queued behind it.
+    """
+
+    key = "bursty_delivery"
+    expected = ("every frame of every burst decided by its deadline (no queue behind the model); "
+                "frames overtaken while the model is busy: fallback 'newer frame took its place'")
+
+    def __init__(self, duration_s: float = 2.0, recovery_s: float = 2.5, burst: int = 5,
+                 model_delay_ms: float = 15.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self.burst = burst
+        self.model_delay_ms = model_delay_ms
+        self._held: list[OutFrame] = []
+        self._hook = False
+
+    def begin(self, ctx: Context) -> None:
+        """Slow the model a little so bursts find it busy."""
+        if ctx.has_model and self.model_delay_ms > 0:
+            self._hook = True
+            ctx.set_param("test_hook_model_delay_ms", self.model_delay_ms, self._result("set"))
+
+    def _result(self, key: str) -> Callable[[str | None], None]:
+        def done(err: str | None) -> None:
+            self.info[key] = err or "ok"
+        return done
+
+    def on_camera(self, ctx: Context, frame: OutFrame) -> list[OutFrame]:
+        """Hold frames; release them all with every ``burst``-th."""
+        frame.note = "burst"
+        self._held.append(frame)
+        if len(self._held) < self.burst:
+            return []
+        out, self._held = self._held, []
+        return out
+
+    def end(self, ctx: Context) -> list[OutFrame]:
+        """Release the rest; the test hook back to 0."""
+        if self._hook:
+            ctx.set_param("test_hook_model_delay_ms", 0.0, self._result("reset"))
+        out, self._held = self._held, []
+        return out
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Bursts happened; overtaken frames got the fallback with the reason."""
+        burst = [r for r in rec.between(w.start, w.end) if r.frame.note == "burst"]
+        _require(res, len(burst) >= 2 * self.burst, f"only {len(burst)} frames in bursts")
+        overtaken = _reasons(burst, "newer frame took its place")
+        model = [r for r in burst if r.values.get("model_state") == "on_time"]
+        res.observed.append(f"{len(burst)} burst frames: {len(model)} by the model, "
+                            f"{len(overtaken)} overtaken (fallback)")
+        if rec.has_model and self._hook:
+            _require(res, self.info.get("set") == "ok", f"test hook not set: {self.info.get('set')}")
+            _require(res, self.info.get("reset") == "ok", f"test hook not reset: {self.info.get('reset')}")
+            _require(res, bool(overtaken), "no frame was overtaken: latest-frame-only feeding not seen")
+        _model_recovered(rec, w, res)
+
+
+# --- range / odometry ----------------------------------------------------------------------
+class RangeFault(Fault):
+    """The range sensor reports ``kind``: nan, +inf, -inf, negative, or stuck (last value, fresh stamps)."""
+
+    key = "range"
+    KINDS: ClassVar[dict[str, str]] = {
+        "nan": "fail-safe brake, reason 'range: NaN reading', decision level ERROR, sensors diagnostic ERROR; "
+               "no fail-safe once readings are valid again",
+        "+inf": "REP-117 'no object in range': not a fault, rules say 'clear: no object within range'",
+        "-inf": "REP-117 'closer than min_range': rules brake, reason 'object closer than min_range'",
+        "negative": "fail-safe brake, reason 'range: negative reading', sensors diagnostic ERROR; recovery",
+        "stuck": "every frame decided on time; the rules take the frozen value as a constant gap",
+    }
+    GAPS: ClassVar[dict[str, str]] = {
+        "stuck": "a range frozen at one value with fresh stamps is NOT detected by the node: the range "
+                 "rate reads 0, so the rules see an object moving with the ego (no RSS brake) until "
+                 "the value changes; only the camera model can notice",
+    }
+
+    def __init__(self, kind: str = "nan", duration_s: float = 0.8, recovery_s: float = 2.5) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"range fault kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
+        super().__init__(duration_s, recovery_s)
+        self.kind = kind
+        self.name = f"range_{kind.replace('+', 'pos').replace('-', 'neg')}"
+        self.expected = self.KINDS[kind]
+        self.known_gap = self.GAPS.get(kind, "")
+        self._stuck: float | None = None
+
+    def on_sensor(self, ctx: Context, kind: str, stamp_ns: int, value: float) -> tuple[int, float] | None:
+        """Replace the range reading."""
+        if kind != "range":
+            return stamp_ns, value
+        if self.kind == "stuck":
+            if self._stuck is None:
+                self._stuck = value
+            return stamp_ns, self._stuck
+        return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Per kind, see :data:`KINDS`."""
+        inside = [r for r in rec.between(w.start + 0.12, w.end) if r.decision is not None]
+        _require(res, len(inside) >= 5, f"only {len(inside)} frames decided during the fault")
+        rr = [str(r.values.get("rules_reason", "")) for r in inside]
+        if self.kind in ("nan", "negative"):
+            text = "NaN reading" if self.kind == "nan" else "negative reading"
+            ok = [x for x in rr if x.startswith("fail-safe") and text in x]
+            res.observed.append(f"{len(ok)}/{len(inside)} fail-safe '{text}'")
+            _require(res, len(ok) == len(inside), f"not every frame fail-safe with '{text}': {rr[:1]}")
+            brakes = sum(r.values.get("decision") == "brake" for r in inside)
+            _require(res, brakes == len(inside), f"{len(inside) - brakes} frames not braking under fail-safe")
+            lvl = [r for r in inside if int(r.values.get("level", 0)) != ERROR]
+            _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
+            _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                        what="range fault")
+            _rules_recovered(rec, w, res)
+        elif self.kind == "+inf":
+            ok = [x for x in rr if x.startswith("clear: no object")]
+            res.observed.append(f"{len(ok)}/{len(inside)} 'clear: no object within range'")
+            _require(res, len(ok) == len(inside), f"+Inf not read as a clear road: {rr[:1]}")
+        elif self.kind == "-inf":
+            ok = [x for x in rr if "closer than min_range" in x]
+            res.observed.append(f"{len(ok)}/{len(inside)} 'object closer than min_range'")
+            _require(res, len(ok) == len(inside), f"-Inf not read as an object within min_range: {rr[:1]}")
+            _require(res, all(r.values.get("decision") == "brake" for r in inside), "-Inf did not brake")
+        else:
+            figures = {r.values.get("range_m") for r in inside}
+            res.observed.append(f"range_m seen by the rules: {sorted(str(f) for f in figures)[:3]} "
+                                f"(frozen), rules {sorted(set(x.split(':')[0] for x in rr))}")
+
+
+class StaleOdometry(Fault):
+    """No odometry for ``duration_s`` (range, IMU and camera go on)."""
+
+    key = "stale_odometry"
+    expected = ("after odom_timeout_s: fail-safe brake with reason 'odom: stale', sensors diagnostic "
+                "ERROR; no fail-safe once odometry is back")
+
+    def __init__(self, duration_s: float = 1.5, recovery_s: float = 2.5) -> None:
+        super().__init__(duration_s, recovery_s)
+
+    def on_sensor(self, ctx: Context, kind: str, stamp_ns: int, value: float) -> tuple[int, float] | None:
+        """Drop odometry."""
+        return None if kind == "odom" else (stamp_ns, value)
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Fail-safe after the timeout (0.5 s default + a frame), ERROR, recovery."""
+        late = [r for r in rec.between(w.start + 0.65, w.end) if r.decision is not None]
+        _require(res, len(late) >= 5, f"only {len(late)} frames decided while odometry was stale")
+        stale = [r for r in late if "odom: stale" in str(r.values.get("rules_reason", ""))]
+        res.observed.append(f"{len(stale)}/{len(late)} fail-safe 'odom: stale' after the timeout")
+        _require(res, len(stale) == len(late), "a frame without 'odom: stale' after the timeout")
+        _require(res, all(r.values.get("decision") == "brake" for r in late), "fail-safe did not brake")
+        _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                    what="stale odometry")
+        _rules_recovered(rec, w, res)
+        _diag_level(rec, res, "sensors", OK, t_from=w.end + 0.1, t_to=w.until, what="odometry back")
+
+
+# --- model ---------------------------------------------------------------------------------
+class _WorkerSignal(Fault):
+    sig: ClassVar[int] = signal.SIGKILL
+    needs_model = True
+    needs_pid = True
+
+    def begin(self, ctx: Context) -> None:
+        """Signal the model worker."""
+        pid = ctx.worker_pid()
+        if pid is None:
+            ctx.note(f"{self.name}: no worker pid")
+            return
+        self.info["pid"] = pid
+        os.kill(pid, self.sig)
+        ctx.note(f"{self.name}: sent {signal.Signals(self.sig).name} to worker {pid}")
+
+    def end(self, ctx: Context) -> list[OutFrame]:
+        """Never leave a stopped process behind (the node should have killed it by now)."""
+        pid = self.info.get("pid")
+        if self.sig == signal.SIGSTOP and pid is not None:
+            try:
+                os.kill(pid, signal.SIGCONT)
+                ctx.note(f"{self.name}: worker {pid} still existed at the end; SIGCONT sent")
+            except ProcessLookupError:
+                pass
+        return []
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Fallback after the signal; model ERROR; restarted; model back."""
+        _require(res, "pid" in self.info, "no worker pid to signal")
+        frames = [r for r in rec.between(w.start, w.until) if r.decision is not None]
+        fb = [r for r in frames if r.values.get("source") == "fallback"
+              or r.values.get("model_state") in ("unavailable", "late")]
+        res.observed.append(f"{len(fb)} fallback decisions after the signal")
+        _require(res, bool(fb), "no fallback decision after the worker was signalled")
+        restarts = [int(d.values.get("restarts", "0")) for d in rec.diag("model", w.start, w.until)]
+        before = [int(d.values.get("restarts", "0")) for d in rec.diag("model", -math.inf, w.start)]
+        res.observed.append(f"restarts {max(before, default=0)} -> {max(restarts, default=0)}")
+        _require(res, max(restarts, default=0) > max(before, default=0), "the worker was not restarted")
+        if rec.diag_period_s <= 0.5:
+            _diag_level(rec, res, "model", ERROR, t_from=w.start, t_to=w.until, what="worker down")
+        elif first_time(rec.diag("model", w.start, w.until), rec, ERROR) is None:
+            # A node publishing diagnostics slower than the restart takes (attach mode, 1 Hz)
+            # may never show the ERROR; the restart counter is the evidence then.
+            res.observed.append(f"model ERROR not sampled (diagnostics every {rec.diag_period_s} s)")
+        _model_recovered(rec, w, res)
+
+
+class WorkerKill(_WorkerSignal):
+    """SIGKILL to the model worker (a crash, an OOM kill)."""
+
+    key = "worker_sigkill"
+    sig = signal.SIGKILL
+    expected = ("fallback for every frame until the worker is back (never a missed decision), model "
+                "diagnostic ERROR, worker restarted, model decisions resume")
+
+    def __init__(self, duration_s: float = 0.5, recovery_s: float = 3.0) -> None:
+        super().__init__(duration_s, recovery_s)
+
+
+class WorkerStop(_WorkerSignal):
+    """SIGSTOP to the model worker (a hang)."""
+
+    key = "worker_sigstop"
+    sig = signal.SIGSTOP
+    expected = ("hang detected within model_hang_timeout_ms, worker killed and restarted; fallback "
+                "meanwhile, model diagnostic ERROR, model decisions resume")
+
+    def __init__(self, duration_s: float = 1.5, recovery_s: float = 3.0) -> None:
+        super().__init__(duration_s, recovery_s)
+
+
+class SlowModel(Fault):
+    """The model slowed through the node's test-hook parameter ``test_hook_model_delay_ms``."""
+
+    key = "slow_model"
+    needs_model = True
+    expected = ("every frame decided on time by the fallback (model_state late, run cancelled); "
+                "model decisions resume when the delay is removed")
+
+    def __init__(self, duration_s: float = 1.5, recovery_s: float = 2.0, delay_ms: float = 200.0) -> None:
+        super().__init__(duration_s, recovery_s)
+        self.delay_ms = delay_ms
+
+    def begin(self, ctx: Context) -> None:
+        """Set the test hook."""
+        ctx.set_param("test_hook_model_delay_ms", self.delay_ms, self._result("set"))
+
+    def _result(self, key: str) -> Callable[[str | None], None]:
+        def done(err: str | None) -> None:
+            self.info[key] = err or "ok"
+        return done
+
+    def end(self, ctx: Context) -> list[OutFrame]:
+        """Remove the delay."""
+        ctx.set_param("test_hook_model_delay_ms", 0.0, self._result("reset"))
+        return []
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Late + fallback inside, on time; cancels; recovery."""
+        _require(res, self.info.get("set") == "ok", f"test hook not set: {self.info.get('set')}")
+        _require(res, self.info.get("reset") == "ok", f"test hook not reset: {self.info.get('reset')}")
+        inside = [r for r in rec.between(w.start + 0.3, w.end) if r.decision is not None]
+        late = [r for r in inside if r.values.get("model_state") == "late"]
+        used = [r for r in inside if r.values.get("model_state") == "on_time"]
+        res.observed.append(f"{len(late)}/{len(inside)} model_state late, {len(used)} model on time")
+        _require(res, not used and len(inside) > 0, f"{len(used)} frames decided by the slowed model on time")
+        _require(res, len(late) >= len(inside) // 2, "model_state 'late' not reported")
+        _model_recovered(rec, w, res)
+
+
+class BundleCorrupt(Fault):
+    """The node is started with a bundle whose ONNX file does not match its SHA-256."""
+
+    key = "bundle_corrupt"
+    group = "bundle"
+    expected = ("rules only for the whole run (fallback, model_state unavailable), model diagnostic "
+                "ERROR naming the checksum, every frame decided on time, the node runs on")
+
+    def __init__(self, duration_s: float = 3.0, recovery_s: float = 0.0) -> None:
+        super().__init__(duration_s, recovery_s)
+
+    def skip_reason(self, ctx: Context) -> str:
+        """Needs its own node run (the harness corrupts a copy of the bundle)."""
+        return "" if ctx.has_model else "needs a model bundle to corrupt (--model)"
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Rules only; ERROR with the checksum."""
+        frames = [r for r in rec.between(w.start, w.until) if r.decision is not None]
+        states = {str(r.values.get("model_state")) for r in frames}
+        res.observed.append(f"model states {sorted(states)}")
+        _require(res, states == {"unavailable"}, f"model states {sorted(states)}, expected only 'unavailable'")
+        errs = [d for d in rec.diag("model") if d.level == ERROR]
+        _require(res, bool(errs), "no model diagnostic ERROR")
+        if errs:
+            text = (errs[-1].message + " " + " ".join(errs[-1].values.values())).lower()
+            _require(res, "sha256" in text or "checksum" in text,
+                     f"model ERROR does not name the checksum: {text[:120]}")
+
+
+# --- system --------------------------------------------------------------------------------
+class _Load(Fault):
+    cmd: ClassVar[list[str]] = []
+
+    def skip_reason(self, ctx: Context) -> str:
+        """Needs stress-ng."""
+        import shutil
+
+        return "" if shutil.which("stress-ng") else "stress-ng not installed (apt-get install -y stress-ng)"
+
+    def begin(self, ctx: Context) -> None:
+        """Start the load, bounded by its own timeout too."""
+        cmd = [*self.cmd, "--timeout", f"{max(1, math.ceil(self.duration_s))}s", "--quiet"]
+        self._proc = ctx.spawn(cmd)
+        ctx.note(f"{self.name}: {' '.join(cmd)} (pid {self._proc.pid})")
+
+    def end(self, ctx: Context) -> list[OutFrame]:
+        """Stop the load (SIGTERM to its process group; reaped by the harness, not waited for here)."""
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended on its own timeout
+                os.killpg(proc.pid, signal.SIGTERM)
+        return []
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """The common timing checks are the point; report the model's share."""
+        inside = rec.between(w.start, w.end)
+        share = _share(inside, lambda r: r.values.get("model_state") == "on_time")
+        res.observed.append(f"model on time under load: {share:.0%}")
+        _model_recovered(rec, w, res)
+
+
+class CpuLoad(_Load):
+    """Both cores loaded: ``stress-ng --cpu 2``."""
+
+    key = "cpu_load"
+    cmd: ClassVar[list[str]] = ["stress-ng", "--cpu", "2"]
+    expected = "every frame decided by its deadline within the documented jitter; model keeps deciding"
+
+    def __init__(self, duration_s: float = 3.0, recovery_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+
+
+class MemoryPressure(_Load):
+    """Memory pressure: ``stress-ng --vm 1 --vm-bytes 2G`` (bounded by its timeout)."""
+
+    key = "memory_pressure"
+    cmd: ClassVar[list[str]] = ["stress-ng", "--vm", "1", "--vm-bytes", "2G"]
+    expected = "every frame decided by its deadline within the documented jitter; no worker restart"
+
+    def __init__(self, duration_s: float = 3.0, recovery_s: float = 2.0) -> None:
+        super().__init__(duration_s, recovery_s)
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """No restart caused by memory pressure."""
+        super().specific(rec, w, res)
+        during = [int(d.values.get("restarts", "0")) for d in rec.diag("model", w.start, w.until)]
+        before = [int(d.values.get("restarts", "0")) for d in rec.diag("model", -math.inf, w.start)]
+        if during and before:
+            _require(res, max(during) == max(before), "the model worker restarted under memory pressure")
+
+
+# --- registry ------------------------------------------------------------------------------
+def _range(kind: str) -> Callable[[], Fault]:
+    return lambda: RangeFault(kind)
+
+
+#: Every fault by name, in the order they run; each call makes a fresh instance.
+FAULTS: dict[str, Callable[[], Fault]] = {
+    "camera_dropout": CameraDropout,
+    "frozen_camera": FrozenCamera,
+    "corrupt_frames": CorruptFrames,
+    "stamps_out_of_order": StampsOutOfOrder,
+    "future_stamps": FutureStamps,
+    "bursty_delivery": BurstyDelivery,
+    "range_nan": _range("nan"),
+    "range_posinf": _range("+inf"),
+    "range_neginf": _range("-inf"),
+    "range_negative": _range("negative"),
+    "range_stuck": _range("stuck"),
+    "stale_odometry": StaleOdometry,
+    "worker_sigkill": WorkerKill,
+    "worker_sigstop": WorkerStop,
+    "slow_model": SlowModel,
+    "cpu_load": CpuLoad,
+    "memory_pressure": MemoryPressure,
+    "clock_jump": ClockJump,
+    "corrupt_frames_compressed": CorruptFrames,
+    "bundle_corrupt": BundleCorrupt,
+}
+
+
+def make_faults(names: list[str]) -> list[Fault]:
+    """Fresh fault instances by name (``all`` = every fault); unknown names are an error."""
+    if names == ["all"] or not names:
+        names = list(FAULTS)
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
+    out = []
+    for n in names:
+        f = FAULTS[n]()
+        if n == "corrupt_frames_compressed":
+            f.name = n
+            f.group = "simtime"  # the compressed-transport node run
+        out.append(f)
+    return out
+
+
+def schedule(faults: list[Fault], *, lead_in_s: float = 2.0, gap_s: float = 0.3) -> float:
+    """Place faults one after another (each after the previous one's recovery); run length."""
+    t = lead_in_s
+    for f in faults:
+        f.start = t
+        t = f.window.until + gap_s
+    return t

@@ -1,0 +1,154 @@
+"""Two hosts on one machine: the node and the harness in their own Linux network namespaces.
+
+The harness creates two namespaces joined by a veth pair with addresses in a private /30
+that exists only inside them (:data:`HIL_ADDR` / :data:`NODE_ADDR`); nothing outside the
+namespaces is touched and no other address is ever targeted.  DDS between them:
+
+* Fast DDS's shared-memory transport does not cross namespaces reliably, so both sides use
+  a UDPv4-only profile (:func:`write_udp_profile`);
+* discovery over the veth: ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` plus
+  ``ROS_STATIC_PEERS`` = the other side's address (unicast, no multicast routing needed);
+* camera frames go as JPEG (``camera_transport: compressed``): a 921,600-byte raw frame is
+  ~640 IP fragments over UDP, best effort, and is lost as a whole with any one of them, as
+  across real hosts (docs/DDS.md).
+
+Creating namespaces needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); :func:`unavailable_reason`
+says why not otherwise, and the two-host test is skipped with that reason.  The namespaces
+are always deleted, also when the run fails (deleting a namespace deletes its veth end).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The project's own test hosts: a /30 inside the two namespaces only.
+HIL_ADDR = "10.200.0.1"
+NODE_ADDR = "10.200.0.2"
+PREFIX_LEN = 30
+
+UDP_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<!-- tiny_node HIL: UDPv4 only (no shared memory) between network namespaces / hosts. -->
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>tiny_node_hil_udpv4</transport_id>
+        <type>UDPv4</type>
+        <sendBufferSize>4194304</sendBufferSize>
+        <receiveBufferSize>4194304</receiveBufferSize>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="tiny_node_hil_udp" is_default_profile="true">
+      <rtps>
+        <userTransports>
+          <transport_id>tiny_node_hil_udpv4</transport_id>
+        </userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """The two namespaces of a run."""
+
+    hil_ns: str
+    node_ns: str
+    profile: Path
+
+    def node_prefix(self) -> list[str]:
+        """Command prefix that runs a process on the node's host (``ip`` execs: same pid)."""
+        return ["ip", "netns", "exec", self.node_ns]
+
+    def hil_prefix(self) -> list[str]:
+        """Command prefix that runs a process on the harness's host."""
+        return ["ip", "netns", "exec", self.hil_ns]
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=20)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
+
+
+def unavailable_reason() -> str:
+    """Why two namespaces cannot be made here ('' when they can): needs root and ``ip``."""
+    if shutil.which("ip") is None:
+        return "the 'ip' command (iproute2) is not installed"
+    if os.geteuid() != 0:
+        return "creating network namespaces needs root (CAP_NET_ADMIN); not running as root"
+    probe = f"tnprobe{os.getpid()}"
+    try:
+        _ip("netns", "add", probe)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return f"not permitted to create a network namespace: {exc}"
+    try:
+        _ip("netns", "del", probe)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return f"could not delete the probe namespace {probe}: {exc}"
+    return ""
+
+
+def write_udp_profile(path: Path) -> Path:
+    """The UDPv4-only Fast DDS profile for both sides."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(UDP_PROFILE)
+    return path
+
+
+def ros_env(base: dict[str, str], peer: str, profile: Path, domain_id: int) -> dict[str, str]:
+    """ROS env for one side: subnet discovery with the other side as static peer, UDP profile."""
+    env = dict(base)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
+    env["ROS_STATIC_PEERS"] = peer
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    return env
+
+
+@contextmanager
+def two_hosts(work_dir: Path, tag: str | None = None) -> Iterator[Hosts]:
+    """Create the namespaces and the veth pair; delete them on exit, whatever happened."""
+    tag = tag or str(os.getpid())
+    hil_ns, node_ns = f"tnhil{tag}", f"tnnode{tag}"
+    veth_h, veth_n = f"tnh{tag}"[:15], f"tnn{tag}"[:15]
+    created: list[str] = []
+    try:
+        for ns in (hil_ns, node_ns):
+            _ip("netns", "add", ns)
+            created.append(ns)
+        _ip("link", "add", veth_h, "type", "veth", "peer", "name", veth_n)
+        _ip("link", "set", veth_h, "netns", hil_ns)
+        _ip("link", "set", veth_n, "netns", node_ns)
+        for ns, dev, addr in ((hil_ns, veth_h, HIL_ADDR), (node_ns, veth_n, NODE_ADDR)):
+            _ip("-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", dev)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "set", dev, "up")
+            # Fast DDS also sends SPDP multicast; give it a route so sendto does not fail.
+            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+        yield Hosts(hil_ns, node_ns, write_udp_profile(work_dir / "fastdds_udp.xml"))
+    finally:
+        errors = []
+        for ns in created:
+            try:
+                _ip("netns", "del", ns)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                errors.append(str(exc))
+        if errors:
+            raise RuntimeError("could not delete network namespaces: " + "; ".join(errors))
+
+
+def exists(name: str) -> bool:
+    """True if a named network namespace exists (for tests of the clean-up)."""
+    return Path("/var/run/netns", name).exists()

@@ -1,0 +1,248 @@
+"""The harness report: ``summary.json``, a pass/fail table (Markdown, printed) and PNG plots.
+
+Plots use matplotlib's Agg backend (no display): a latency histogram over every decided frame
+(the node's own latency and the harness's end-to-end time) and one timeline per node run with
+the fault windows shaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tiny_node.hil.record import (
+    JITTER_MS,
+    LATE_SHARE,
+    TRANSPORT_ALLOWANCE_MS,
+    CheckResult,
+    RunRecord,
+    summarise_latency,
+)
+
+
+def node_counters(rec: RunRecord) -> dict[str, int]:
+    """See :func:`tiny_node.hil.harness.node_counters` (imported lazily: no rclpy here)."""
+    from tiny_node.hil.harness import node_counters as counters
+
+    return counters(rec)
+
+
+def episode_overlaps(ep: dict[str, Any], rec: RunRecord) -> list[str]:
+    """Names of the faults whose window (with recovery) overlaps an episode."""
+    t0 = float(ep.get("t_start") or 0.0)
+    t1 = ep.get("t_end")
+    t1 = float(t1) if t1 is not None else math.inf
+    return [n for n, w in rec.windows.items() if w.start < t1 and w.until > t0]
+
+
+def outcome(records: list[RunRecord]) -> dict[str, Any]:
+    """Collision / impact speed / min TTC over the episodes, clean and with faults."""
+    eps: list[dict[str, Any]] = []
+    for rec in records:
+        for ep in rec.episodes:
+            eps.append({**ep, "group": rec.group, "faults": episode_overlaps(ep, rec)})
+    clean = [e for e in eps if not e["faults"]]
+
+    def agg(es: list[dict[str, Any]]) -> dict[str, Any]:
+        ttc = [e["min_ttc_s"] for e in es if e.get("min_ttc_s") is not None]
+        return {"episodes": len(es), "collisions": sum(bool(e["collided"]) for e in es),
+                "max_impact_speed_kmh": max((e["impact_speed_kmh"] for e in es), default=0.0),
+                "min_ttc_s": min(ttc) if ttc else None}
+
+    return {"clean": agg(clean), "with_faults": agg([e for e in eps if e["faults"]]), "episodes": eps}
+
+
+def markdown_table(checks: list[CheckResult]) -> str:
+    """One row per fault: result, expected behaviour, what was seen or why it failed."""
+    lines = ["| fault | group | result | expected | observed / failures |", "|---|---|---|---|---|"]
+    for c in checks:
+        if c.skipped:
+            result, detail = "SKIP", c.skipped
+        else:
+            result = "PASS" if c.passed else "**FAIL**"
+            detail = "; ".join(c.failures) if c.failures else "; ".join(c.observed[2:] or c.observed)
+            if c.known_gap:
+                result += " (known gap)"
+        lines.append(f"| {c.fault} | {c.group} | {result} | {c.expected} | {detail} |".replace("\n", " "))
+    return "\n".join(lines)
+
+
+def console_table(checks: list[CheckResult]) -> str:
+    """The pass/fail table for a terminal."""
+    w = max((len(c.fault) for c in checks), default=5)
+    out = []
+    for c in checks:
+        result = "SKIP" if c.skipped else ("PASS" if c.passed else "FAIL")
+        detail = c.skipped or ("; ".join(c.failures) if c.failures else (c.observed[-1] if c.observed else ""))
+        out.append(f"  {c.fault:<{w}}  {result:<4}  {detail[:110]}")
+    return "\n".join(out)
+
+
+def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResult],
+                 meta: dict[str, Any], global_fail: dict[str, list[str]]) -> dict[str, Any]:
+    """Write summary.json, report.md and the plots; return the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for rec in records:
+        runs.append({
+            "group": rec.group, "duration_s": rec.duration_s, "deadline_ms": rec.deadline_ms,
+            "transport": rec.transport, "sim_time": rec.sim_time, "has_model": rec.has_model,
+            **summarise_latency(rec.results()), "unknown_decisions": rec.unknown_decisions,
+            "warmup": {"seconds": rec.warmup_s, **{k: v for k, v in summarise_latency(
+                [r for r in rec.results() if r.frame.t < rec.warmup_s]).items() if k in ("frames", "decisions")}},
+            "node_alive": rec.node_alive, "failures": global_fail.get(rec.group, []),
+            "node_counters": node_counters(rec),
+            "machine_stalls": {"probe": rec.probe, "count": len(rec.stalls),
+                               "max_ms": max((st.ms for st in rec.stalls), default=0.0),
+                               "over_50ms": sum(st.ms > 50 for st in rec.stalls)},
+            "windows": {k: [w.start, w.end, w.until] for k, w in rec.windows.items()},
+            "notes": rec.notes, "resources": rec.resources,
+        })
+    all_results = [r for rec in records for r in rec.results()]
+    ran = [c for c in checks if not c.skipped]
+    passed = all(c.passed for c in ran) and not any(global_fail.values())
+    summary = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        **meta,
+        "passed": passed,
+        "tolerance": {"jitter_ms": JITTER_MS, "late_share": LATE_SHARE,
+                      "transport_allowance_ms": TRANSPORT_ALLOWANCE_MS},
+        "totals": summarise_latency(all_results),
+        "outcome": outcome(records),
+        "faults": [c.as_dict() for c in checks],
+        "runs": runs,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    table = markdown_table(checks)
+    tot = summary["totals"]
+    oc = summary["outcome"]["clean"]
+    md = [f"# HIL report ({summary['date']})", "",
+          f"Source: {meta.get('source')}; node: {meta.get('node')}; model: {meta.get('model')}.", "",
+          f"**{'PASS' if passed else 'FAIL'}** — {tot['decisions']}/{tot['frames']} frames decided, "
+          f"{tot['duplicates']} duplicates, {tot['after_deadline_node']} after the deadline (node clock), "
+          f"{tot['after_deadline_e2e']} beyond deadline + {TRANSPORT_ALLOWANCE_MS:.0f} ms (harness clock); "
+          f"latency p50/p99 {_f(tot['latency_p50_ms'])}/{_f(tot['latency_p99_ms'])} ms, "
+          f"e2e p50/p99 {_f(tot['e2e_p50_ms'])}/{_f(tot['e2e_p99_ms'])} ms.", "",
+          f"Outcome (episodes without a fault): {oc['episodes']} episodes, {oc['collisions']} collisions, "
+          f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s.", "",
+          table, ""]
+    for group, fails in global_fail.items():
+        if fails:
+            md.append(f"Run `{group}`: " + "; ".join(fails))
+    (out_dir / "report.md").write_text("\n".join(md) + "\n")
+    plot_histogram(out_dir / "latency_hist.png", all_results)
+    for rec in records:
+        plot_timeline(out_dir / f"timeline_{rec.group}.png", rec)
+        write_frames_csv(out_dir / f"frames_{rec.group}.csv", rec)
+    return summary
+
+
+FRAME_COLUMNS = ("t", "stamp_ns", "faults", "note", "decision", "source", "model_state", "level",
+                 "latency_ms", "deadline_ms", "e2e_ms", "duplicates", "rules_reason", "reason")
+
+
+def write_frames_csv(path: Path, rec: RunRecord) -> None:
+    """One row per published frame with its matched decision (for audits and debugging)."""
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(FRAME_COLUMNS)
+        for r in rec.results():
+            v = r.values
+            w.writerow([f"{r.frame.t:.4f}", r.frame.stamp_ns, "+".join(r.frame.faults), r.frame.note,
+                        v.get("decision", "MISSING"), v.get("source", ""), v.get("model_state", ""),
+                        v.get("level", ""), v.get("latency_ms", ""), v.get("deadline_ms", ""),
+                        "" if r.decision is None else f"{r.e2e_ms:.3f}", r.duplicates,
+                        v.get("rules_reason", ""), v.get("reason", "")])
+
+
+def _f(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.1f}"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float | np.floating):
+        return None if not math.isfinite(float(o)) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    return str(o)
+
+
+def plot_histogram(path: Path, results: list[Any]) -> None:
+    """Node latency and e2e histograms, log count axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    decided = [r for r in results if r.decision is not None]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if decided:
+        lat = np.array([r.latency_ms for r in decided])
+        e2e = np.array([r.e2e_ms for r in decided])
+        bins = [float(x) for x in np.linspace(0, max(100.0, float(np.nanmax(e2e)) + 5), 101)]
+        ax.hist(lat, bins=bins, alpha=0.6, label="node latency (receipt → decision)")
+        ax.hist(e2e, bins=bins, alpha=0.6, label="end-to-end (publish → decision received)")
+        dl = float(np.median([r.deadline_ms for r in decided]))
+        ax.axvline(dl, color="red", ls="--", label=f"deadline {dl:.0f} ms")
+        ax.axvline(dl + TRANSPORT_ALLOWANCE_MS, color="orange", ls=":", label="deadline + transport allowance")
+        ax.set_yscale("log")
+    ax.set_xlabel("ms")
+    ax.set_ylabel("frames")
+    ax.set_title(f"decision latency, {len(decided)} frames")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+_SOURCE_Y = {"model": 3, "rules": 2, "fallback": 1}
+
+
+def plot_timeline(path: Path, rec: RunRecord) -> None:
+    """Latency, decision source and the ego's gap/speed over run time; faults shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = rec.results()
+    fig, axes = plt.subplots(3, 1, figsize=(12, 7.5), sharex=True)
+    ax = axes[0]
+    t = np.array([r.frame.t for r in res])
+    ax.plot(t, [r.latency_ms for r in res], ".", ms=2, label="node latency")
+    ax.plot(t, [r.e2e_ms for r in res], ".", ms=2, label="e2e")
+    ax.axhline(rec.deadline_ms, color="red", ls="--", lw=0.8, label="deadline")
+    miss = [r.frame.t for r in res if r.decision is None]
+    if miss:
+        ax.plot(miss, [rec.deadline_ms] * len(miss), "rx", label="no decision")
+    ax.set_ylabel("ms")
+    ax.legend(fontsize=7, loc="upper right")
+    ax = axes[1]
+    ys = [_SOURCE_Y.get(str(r.values.get("source")), 0) for r in res]
+    colours = ["red" if r.values.get("decision") == "brake" else "green" for r in res]
+    ax.scatter(t, ys, c=colours, s=3)
+    ax.set_yticks([0, 1, 2, 3], ["none", "fallback", "rules", "model"])
+    ax.set_ylabel("source (red=brake)")
+    ax = axes[2]
+    if rec.truth:
+        tr = np.array([(a, b, c) for a, b, c, _ in rec.truth], dtype=float)
+        ax.plot(tr[:, 0], tr[:, 1], lw=1, label="gap m")
+        ax.plot(tr[:, 0], tr[:, 2] * 3.6, lw=1, label="speed km/h")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlabel("run time s")
+    for a in axes:
+        for name, w in rec.windows.items():
+            a.axvspan(w.start, max(w.end, w.start + 0.05), color="orange", alpha=0.25)
+            if a is axes[0]:
+                a.text(w.start, a.get_ylim()[1] * 0.9, name, fontsize=6, rotation=90, va="top")
+    fig.suptitle(f"HIL run '{rec.group}' ({rec.transport}{', sim time' if rec.sim_time else ''})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
