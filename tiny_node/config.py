@@ -109,6 +109,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       "collision_keeping_sec).", 0.0, 30.0),
     P("realtime_priority", 20, "SCHED_FIFO priority for the node process (0 = normal "
       "scheduling). Falls back to normal scheduling if the OS refuses.", 0, 98, read_only=True),
+    P("lock_memory", True, "mlockall the node process (not the model worker) so memory pressure "
+      "cannot page it out; falls back cleanly without the privilege.", read_only=True),
     P("diagnostics_period_s", 1.0, "Period of /diagnostics (REP-107).", 0.1, 10.0, read_only=True),
     # --- model ----------------------------------------------------------------------------
     P("model_bundle", "", "Model bundle directory (manifest.yaml + ONNX files); empty = "

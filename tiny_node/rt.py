@@ -10,6 +10,8 @@ the GIL switch interval is shortened so the deadline thread gets the GIL within 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 
@@ -52,3 +54,23 @@ def raise_thread_priority(boost: int) -> str:
     except OSError as exc:
         return f"unchanged ({exc.strerror or exc})"
     return f"SCHED_FIFO priority {prio}"
+
+
+MCL_CURRENT, MCL_FUTURE = 1, 2  # <sys/mman.h> on Linux
+
+
+def lock_memory() -> str:
+    """``mlockall`` the node process so memory pressure cannot page it out.
+
+    Measured under ``stress-ng --vm``: without it a fallback decision went out 25 ms late
+    (page faults on evicted code pages of the node).  Never raises; without the privilege
+    (RLIMIT_MEMLOCK / CAP_IPC_LOCK) the node runs unlocked and says so.
+    """
+    name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or name is None:
+        return "not locked (mlockall needs Linux)"
+    libc = ctypes.CDLL(name, use_errno=True)
+    if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+        err = ctypes.get_errno()
+        return f"not locked (mlockall: {os.strerror(err)})"
+    return "locked (mlockall)"

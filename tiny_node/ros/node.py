@@ -42,7 +42,7 @@ from tiny_node.decision import Decision
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
-from tiny_node.rt import make_realtime
+from tiny_node.rt import lock_memory, make_realtime
 from tiny_node.sensors import SensorState
 from tiny_node.watchdog import Frame, Watchdog
 
@@ -418,15 +418,17 @@ def main(args: list[str] | None = None) -> int:
 
     # Fail early and clearly on a bad params file; realtime priority must be set before
     # rclpy starts its threads, so read it here.
-    priority = int(SPECS["realtime_priority"].default)  # type: ignore[arg-type]
+    early = make_config()
     for path in _params_files(ros_args):
         try:
-            priority = _config_from_file(path).int("realtime_priority")
+            early = _config_from_file(path)
         except ConfigError as exc:
             print(f"tiny_node: {exc}", file=sys.stderr)
             return 2
     configure_dds()
-    rt_status = make_realtime(priority)
+    rt_status = make_realtime(early.int("realtime_priority"))
+    if early.bool("lock_memory"):
+        rt_status += f", memory {lock_memory()}"
 
     rclpy.init(args=[argv[0], *ros_args])
     node: TinyNode | None = None
