@@ -13,7 +13,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tiny_node-dev.stamp
-EXTRAS ?= ros,dev,ncap
+EXTRAS ?= ros,dev,ncap,train
 
 .PHONY: venv demo demo-dds test lint bench colcon clean distclean
 

@@ -22,7 +22,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={package_name: ["py.typed", "data/*.xml", "sim/scenarios/*.yaml"]},
+    package_data={package_name: ["py.typed", "data/*.xml", "sim/scenarios/*.yaml",
+                                 "data/default_model/*", "data/default_model/onnx/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

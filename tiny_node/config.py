@@ -113,8 +113,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       "cannot page it out; falls back cleanly without the privilege.", read_only=True),
     P("diagnostics_period_s", 1.0, "Period of /diagnostics (REP-107).", 0.1, 10.0, read_only=True),
     # --- model ----------------------------------------------------------------------------
-    P("model_bundle", "", "Model bundle directory (manifest.yaml + ONNX files); empty = "
-      "rules only.", read_only=True),
+    P("model_bundle", "", "Model bundle directory (manifest.yaml + ONNX files); 'default' = the "
+      "multimodal model shipped with the package; empty = rules only.", read_only=True),
     P("model_threads", 1, "onnxruntime intra-op threads in the model worker.", 1, 16, read_only=True),
     P("model_warmup_runs", 3, "Warm-up runs on the exact input shapes before the model counts.",
       0, 100, read_only=True),

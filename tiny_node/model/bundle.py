@@ -653,3 +653,16 @@ class _Parser:
             graph_optimization_level=self.string(rt, "graph_optimization_level", w, OPT_LEVELS,
                                                  dflt.graph_optimization_level),
         )
+
+
+#: The bundle the package ships (built by ``tiny-node model build``), named ``default``.
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
+
+
+def resolve_bundle_dir(value: str) -> Path | None:
+    """``""`` = no model (rules only), ``"default"`` = the shipped bundle, else a directory."""
+    if not value:
+        return None
+    if value == "default":
+        return DEFAULT_BUNDLE_DIR
+    return Path(value).expanduser()

@@ -14,7 +14,6 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -190,13 +189,15 @@ class TinyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _start_worker(self, cfg: NodeConfig) -> Any | None:
-        bundle = cfg.str("model_bundle")
-        if not bundle:
+        from tiny_node.model.bundle import resolve_bundle_dir
+
+        bundle = resolve_bundle_dir(cfg.str("model_bundle"))
+        if bundle is None:
             return None
         from tiny_node.model.worker import ModelWorker  # onnxruntime only when a model is used
 
         worker = ModelWorker(
-            Path(bundle).expanduser(), self.clock,
+            bundle, self.clock,
             threads=cfg.int("model_threads"),
             warmup_runs=cfg.int("model_warmup_runs"),
             hang_timeout_s=cfg.float("model_hang_timeout_ms") * 1e-3,

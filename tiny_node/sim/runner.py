@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.config import NodeConfig, make_config
+from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, run_scenario
 from tiny_node.sim.report import write_report, write_timing
 
@@ -429,7 +430,7 @@ def _scenarios(args: Any) -> list[Any]:
     return chosen
 
 
-DEFAULT_MODEL_DIR = _PKG / "data" / "default_model"  # the bundle the package ships (model factory)
+DEFAULT_MODEL_DIR = DEFAULT_BUNDLE_DIR  # the bundle the package ships (model factory)
 
 
 def _bundle(args: Any, cfg: NodeConfig, out_dir: Path) -> Path | None:
