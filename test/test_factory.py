@@ -1,0 +1,149 @@
+"""The model factory end to end on the tiny configuration, and its parts.
+
+The chain (simulator data -> teacher -> distilled student -> pruned -> INT8 -> export ->
+evaluation -> bundle) runs for real with a few training steps on tiny data; the bundle it
+makes must load in the node's runtime (SHA-256 verified) and decide. Skipped without torch
+(the optional ``train`` extra).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime.quantization")
+
+from tiny_node.factory import dataset, scenes  # noqa: E402
+from tiny_node.factory.build import STEPS, Build, BuildError  # noqa: E402
+from tiny_node.factory.config import DEFAULT, TINY  # noqa: E402
+from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost, prune  # noqa: E402
+from tiny_node.factory.vocab import build_tokenizer, encode, prompt_text, vocabulary  # noqa: E402
+from tiny_node.model.bundle import BundleError, load_bundle  # noqa: E402
+from tiny_node.model.vlm import VlmRuntime  # noqa: E402
+from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory  # noqa: E402
+from tiny_node.sim.world import World  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny-node model build --config tiny`` (the CLI, as CI and a developer run it)."""
+    from tiny_node.cli import main
+
+    out = tmp_path_factory.mktemp("model-tiny")
+    assert main(["model", "build", "--config", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+def test_tiny_build_makes_a_bundle_the_runtime_runs(tiny_build: Path) -> None:
+    bundle = load_bundle(tiny_build / "bundle")  # every file's SHA-256 checked
+    assert bundle.kind == "vlm"
+    assert set(bundle.files) == {"vision_encoder", "embed_tokens", "decoder", "tokenizer", "config"}
+    rt = VlmRuntime(bundle, threads=1)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    out = rt.decide(frame, {"ego_speed": 10.0, "range": 12.0, "range_rate": -10.0, "range_valid": 1.0},
+                    "school zone")
+    assert out.label in ("go", "brake") and math.isclose(sum(out.probs), 1.0, rel_tol=1e-6)
+    assert isinstance(rt.rationale(), str)
+    # the shipped-style INT8 graphs really are quantized
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(bundle.file("decoder").path)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+
+
+def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
+    import json
+
+    metrics = json.loads((tiny_build / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic"}
+    for r in metrics["models"].values():
+        assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0
+        assert r["latency_1t"]["p99_ms"] > 0
+    assert metrics["models"]["pruned"]["mflops"] < metrics["models"]["student"]["mflops"]
+    assert (tiny_build / "table.md").read_text().count("\n") == 2 + 5
+
+
+def test_build_resumes_and_refuses_another_config(tiny_build: Path) -> None:
+    seen: list[str] = []
+    Build(TINY, tiny_build, log=seen.append).run()
+    assert all("skipped" in m for m in seen) and len(seen) == len(STEPS)
+    with pytest.raises(BuildError, match="another configuration"):
+        Build(DEFAULT, tiny_build)
+
+
+def test_tampered_bundle_is_refused(tiny_build: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_build / "bundle", copy)
+    with (copy / "onnx" / "decoder_model_merged.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(copy)
+
+
+def test_shards_are_deterministic_and_plain_arrays(tmp_path: Path) -> None:
+    spec = dataset.ShardSpec("val", 7, 2, 3)
+    a, b = dataset.make_shard(spec), dataset.make_shard(spec)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    paths = dataset.build_split(tmp_path, "val", 1, 2, 3)
+    loaded = dataset.load_split(paths)  # allow_pickle=False inside
+    assert loaded["image"].dtype == np.uint8 and loaded["image"].shape[1:] == (100, 280, 3)
+    assert set(np.unique(loaded["brake"])) <= {0, 1}
+
+
+def test_heldout_combinations_never_reach_training() -> None:
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        look = scenes.sample_look(rng, heldout=False, index=i)
+        ep = scenes.sample_episode(rng, look, heldout=False, seed=i, frames=2)
+        main = [a for a in ep.scenario.actors if a.name == "main"]
+        for light, weather, kind in scenes.HELDOUT:
+            if look.env.light == light and look.env.weather == weather:
+                assert not main or main[0].kind != kind
+
+
+def _world(*actors: ActorSpec, speed_kmh: float = 50.0) -> World:
+    return World(Scenario(name="t", ego_speed_kmh=speed_kmh, actors=actors))
+
+
+def test_labels_come_from_ground_truth() -> None:
+    # a stopped car 10 m ahead at 50 km/h: TTC 0.7 s -> brake, whatever the radar says
+    lab = scenes.label_frame(_world(ActorSpec("car", Trajectory(12.0, 0.0))), "")
+    assert lab.brake and lab.ttc < 1.0 and lab.rationale == "car stopped ahead , 10 m"
+    # a clear road, and a car in the oncoming lane: no brake
+    assert scenes.label_frame(_world(), "").rationale == "clear road"
+    oncoming = scenes.label_frame(_world(ActorSpec("car", Trajectory(30.0, 3.5, 180.0, 50.0))), "")
+    assert not oncoming.brake
+    # a child stepping in from the right 1 s ahead (not in the corridor yet): brake
+    child = ActorSpec("child", Trajectory(14.0, -1.6, 90.0, 5.0))
+    lab = scenes.label_frame(_world(child), "")
+    assert lab.brake and math.isinf(lab.ttc_in_path) and "crossing from the right" in lab.rationale
+
+
+def test_prompt_matches_the_runtime_vocabulary() -> None:
+    tok = build_tokenizer()
+    ids = encode(tok, prompt_text({"ego_speed": 13.9, "range": math.inf, "range_valid": 0.0}, "school zone", 3))
+    vocab = vocabulary()
+    assert ids[:3] == [vocab["<image>"]] * 3
+    assert ids[3:7] == [vocab["<spd_14>"], vocab["<rng_50>"], vocab["<rr_0>"], vocab["<val_0>"]]
+
+
+def test_pruning_keeps_the_chosen_heads_and_channels() -> None:
+    torch.manual_seed(0)
+    cfg = VlmConfig(vocab=50, hidden=16, layers=2, heads=4, kv_heads=2, head_dim=4, ffn=(12, 12), channels=(4, 8))
+    model = TinyVlm(cfg).eval()
+    roi, ids, lengths = torch.rand(2, 3, 100, 280), torch.randint(0, 50, (2, 5)), torch.tensor([5, 3])
+    same = prune(model, [torch.arange(4.0)] * 2, [torch.arange(12.0)] * 2, keep_heads=4, mlp_keep_frac=1.0).eval()
+    torch.testing.assert_close(same(roi, ids, lengths), model(roi, ids, lengths))
+    small = prune(model, [torch.tensor([0.0, 5.0, 1.0, 0.5])] * 2, [torch.arange(12.0)] * 2, keep_heads=2,
+                  mlp_keep_frac=0.5)
+    assert small.cfg.heads == 2 and small.cfg.ffn == (8, 8)  # at least 8 channels kept
+    w = model.decoder.blocks[0].attn.wq.weight
+    torch.testing.assert_close(small.decoder.blocks[0].attn.wq.weight, torch.cat([w[4:8], w[8:12]]))
+    assert decision_cost(small, 10).mflops < decision_cost(model, 10).mflops

@@ -1,0 +1,47 @@
+"""The shipped default model (``tiny_node/data/default_model``): verified, small, and it decides.
+
+No torch needed: this is what every install of the node carries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiny_node.model.bundle import load_bundle
+from tiny_node.model.vlm import VlmRuntime
+
+SHIPPED = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model"
+pytestmark = pytest.mark.skipif(not (SHIPPED / "manifest.yaml").is_file(), reason="no shipped default model")
+
+
+def test_shipped_model_is_verified_and_small() -> None:
+    bundle = load_bundle(SHIPPED)  # every file's SHA-256
+    assert bundle.kind == "vlm" and bundle.vlm is not None
+    size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert size <= 10 * 1024 * 1024
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(bundle.file("decoder").path)).graph.node}
+    assert "QuantizeLinear" in ops  # the INT8 student
+
+
+def test_shipped_model_decides_and_explains() -> None:
+    rt = VlmRuntime(load_bundle(SHIPPED), threads=1)
+    grey = np.full((480, 640, 3), 110, np.uint8)
+    out = rt.decide(grey, {"ego_speed": 13.9, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0})
+    assert out.label in ("go", "brake") and abs(sum(out.probs) - 1.0) < 1e-6
+    assert isinstance(rt.rationale(), str)
+
+
+def test_shipped_model_brakes_for_a_close_stopped_car() -> None:
+    """The radar says 6 m at 14 m/s closing: a brake with a sensible rationale, whatever the frame."""
+    rt = VlmRuntime(load_bundle(SHIPPED), threads=1)
+    grey = np.full((480, 640, 3), 110, np.uint8)
+    out = rt.decide(grey, {"ego_speed": 13.9, "range": 6.0, "range_rate": -13.9, "range_valid": 1.0})
+    assert out.brake
+    config = json.loads((SHIPPED / "config.json").read_text())
+    assert config["model_type"] == "tiny_node_vlm"

@@ -1,0 +1,52 @@
+"""``tiny-node model ...``: the factory's commands (torch needed: ``pip install -e '.[train]'``)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``model`` subcommands."""
+    sub = p.add_subparsers(dest="model_cmd", required=True)
+    b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
+                       "distilled student, pruning, INT8, export, evaluation (resumable)")
+    b.add_argument("--config", choices=("default", "tiny"), default="default",
+                   help="default: the shipped model (~35-45 min on 2 cores); tiny: CI-sized chain (~1 min)")
+    b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
+    b.add_argument("--threads", type=int, default=None, help="torch threads (default 1: the cores are shared)")
+    b.add_argument("--until", choices=("data", "teacher", "soft", "student", "prune", "export", "quantize",
+                                       "evaluate", "bundle"), help="stop after this step")
+    b.add_argument("--install", action="store_true",
+                   help=f"copy the final bundle to {DEFAULT_MODEL_DIR} (the model the package ships)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch ``tiny-node model <cmd>``; a missing torch is a one-line error."""
+    try:
+        from tiny_node.factory.build import BuildError, build
+        from tiny_node.factory.config import CONFIGS
+    except ImportError as exc:
+        print(f"tiny-node model: the factory needs the 'train' extra (pip install -e '.[train]'): {exc}",
+              file=sys.stderr)
+        return 2
+    if args.model_cmd != "build":
+        raise ValueError(f"unknown model command {args.model_cmd!r}")
+    out = Path(args.out or f"out/model-{args.config}")
+    try:
+        final = build(CONFIGS[args.config], out, until=args.until, threads=args.threads)
+    except BuildError as exc:
+        print(f"tiny-node model build: {exc}", file=sys.stderr)
+        return 2
+    if args.until not in (None, "bundle"):
+        return 0
+    print(f"bundle: {final}\nmetrics: {out / 'metrics.json'}\ntable: {out / 'table.md'}")
+    if args.install:
+        shutil.rmtree(DEFAULT_MODEL_DIR, ignore_errors=True)
+        shutil.copytree(final, DEFAULT_MODEL_DIR)
+        print(f"installed: {DEFAULT_MODEL_DIR}")
+    return 0

@@ -1,0 +1,128 @@
+"""Build configurations: ``default`` (the shipped model) and ``tiny`` (CI: the whole chain in seconds).
+
+Sizes are chosen for 2 shared CPU cores: the teacher is ~25x the student's decision MFLOPs
+(the target is <= 5 %), and the default build fits in well under an hour on one thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Architecture of one model (vocabulary comes from the tokenizer)."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    channels: tuple[int, ...]
+    extra_convs: bool
+
+
+@dataclass(frozen=True)
+class FactoryConfig:
+    """Everything a build depends on; its hash guards resumed builds."""
+
+    name: str
+    seed: int
+    # data: shards per split, drives per shard, frames per drive
+    shards: tuple[tuple[str, int], ...]
+    episodes_per_shard: int
+    frames_per_episode: int
+    data_workers: int
+    teacher: ModelSize
+    student: ModelSize
+    teacher_epochs: int
+    teacher_lr: float
+    student_epochs: int
+    student_lr: float
+    batch: int
+    temperature: float
+    alpha: float  # share of the hard loss in distillation
+    keep_heads: int
+    mlp_keep_frac: float
+    importance_batches: int
+    finetune_epochs: int
+    calib_frames: int
+    latency_runs: int
+    rationale_runs: int
+    threads: int = 1
+
+    def digest(self) -> str:
+        """Short hash of the config (a resumed build must be the same build).
+
+        Thread and worker counts are left out: they change speed, not what is built.
+        """
+        d = asdict(self)
+        d.pop("threads")
+        d.pop("data_workers")
+        text = json.dumps(d, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+DEFAULT = FactoryConfig(
+    name="default",
+    seed=4,
+    shards=(("train", 24), ("val", 4), ("test", 6), ("heldout", 4)),
+    episodes_per_shard=64,
+    frames_per_episode=8,
+    data_workers=1,
+    teacher=ModelSize(hidden=192, layers=4, heads=6, kv_heads=2, head_dim=32, ffn=512,
+                      channels=(32, 64, 96, 128), extra_convs=True),
+    student=ModelSize(hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, ffn=256,
+                      channels=(12, 16, 32, 48, 64), extra_convs=False),
+    teacher_epochs=4,
+    teacher_lr=1e-3,
+    student_epochs=8,
+    student_lr=2e-3,
+    batch=32,
+    temperature=2.0,
+    alpha=0.5,
+    keep_heads=2,
+    mlp_keep_frac=0.5,
+    importance_batches=40,
+    finetune_epochs=3,
+    calib_frames=128,
+    latency_runs=300,
+    rationale_runs=40,
+)
+
+TINY = FactoryConfig(
+    name="tiny",
+    seed=4,
+    shards=(("train", 2), ("val", 1), ("test", 1), ("heldout", 1)),
+    episodes_per_shard=4,
+    frames_per_episode=4,
+    data_workers=1,
+    teacher=ModelSize(hidden=32, layers=2, heads=4, kv_heads=2, head_dim=8, ffn=64,
+                      channels=(8, 12, 16, 16), extra_convs=True),
+    student=ModelSize(hidden=16, layers=1, heads=2, kv_heads=1, head_dim=8, ffn=32,
+                      channels=(4, 8, 8, 8, 16), extra_convs=False),
+    teacher_epochs=1,
+    teacher_lr=1e-3,
+    student_epochs=1,
+    student_lr=2e-3,
+    batch=8,
+    temperature=2.0,
+    alpha=0.5,
+    keep_heads=1,
+    mlp_keep_frac=0.5,
+    importance_batches=2,
+    finetune_epochs=1,
+    calib_frames=4,
+    latency_runs=5,
+    rationale_runs=2,
+)
+
+CONFIGS = {"default": DEFAULT, "tiny": TINY}

@@ -1,0 +1,245 @@
+"""Simulator frames -> labelled training shards (``.npz``, no pickle), resumable.
+
+Each shard is one *look* (environment + camera pose, so the renderer's background cache is
+reused) and ``episodes`` random drives in it (``scenes.sample_episode``). A drive runs in the
+simulator's world at 10 ms steps with the simulated range sensor (20 Hz, with its misses) and
+odometry (50 Hz) fed into the node's own ``SensorState``, so the sensor features are exactly
+what the node would hand the model. At each frame time the camera frame is rendered at
+640x480, resized to the manifest's 320x240 with ``INTER_AREA`` (as the runtime does), lightly
+jittered (gain, noise) and cropped to the model's region of interest (the encoder crops the
+same rows/columns in-graph, so the rest is never needed). Labels come from ground truth
+(``scenes.label_frame``).
+
+Splits are by seed: every split has its own seed range, so no drive is in two splits; the
+``heldout`` split shows only the (light, weather, actor) combinations ``scenes.HELDOUT`` keeps
+out of the others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from tiny_node.config import RuleConfig
+from tiny_node.factory.scenes import FAMILIES, Look, label_frame, sample_episode, sample_look
+from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, ROI
+from tiny_node.factory.vocab import CONTEXTS
+from tiny_node.sensors import RangeReading, SensorState
+from tiny_node.sim.camera import CameraModel, CameraRenderer
+from tiny_node.sim.sensors import OdometrySensor, RangeSensor, sensor_streams
+from tiny_node.sim.world import World
+
+SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000}
+STEP_S = 0.01
+RANGE_PERIOD_S = 0.05  # 20 Hz, the scenario default
+ODOM_PERIOD_S = 0.02  # 50 Hz
+LIGHTS = ("day", "night")
+WEATHERS = ("clear", "rain", "fog")
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Which shard to make: split, index within it, its size."""
+
+    split: str
+    index: int
+    episodes: int
+    frames_per_episode: int
+
+    @property
+    def seed(self) -> int:
+        """The shard's seed (splits never overlap: 1e6 seeds apart)."""
+        return SPLIT_SEED[self.split] + self.index
+
+    @property
+    def name(self) -> str:
+        """File name of the shard."""
+        return f"{self.split}-{self.index:04d}.npz"
+
+
+_RENDERERS: dict[tuple[float, float], CameraRenderer] = {}
+
+
+def _renderer(look: Look) -> CameraRenderer:
+    key = (look.pitch_deg, look.mount_height_m)
+    r = _RENDERERS.get(key)
+    if r is None:
+        if len(_RENDERERS) >= 4:  # each holds background caches: bound the memory
+            _RENDERERS.pop(next(iter(_RENDERERS)))
+        r = _RENDERERS[key] = CameraRenderer(CameraModel(pitch_deg=look.pitch_deg,
+                                                         mount_height_m=look.mount_height_m))
+    return r
+
+
+def model_view(frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """A camera frame as the model's 320x240 input (the runtime's INTER_AREA resize)."""
+    if frame.shape[:2] == (IMAGE_H, IMAGE_W):
+        return frame
+    return np.asarray(cv2.resize(frame, (IMAGE_W, IMAGE_H), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def crop_roi(img: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The encoder's region of interest of a 320x240 image."""
+    r0, r1, c0, c1 = ROI
+    return np.ascontiguousarray(img[r0:r1, c0:c1])
+
+
+def full_frame(roi: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """A 320x240 frame holding ``roi`` (grey elsewhere: the encoder never reads it)."""
+    out = np.full((IMAGE_H, IMAGE_W, 3), 128, np.uint8)
+    r0, r1, c0, c1 = ROI
+    out[r0:r1, c0:c1] = roi
+    return out
+
+
+def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
+    """Render and label one shard (pure function of ``spec``)."""
+    rng = np.random.default_rng(spec.seed)
+    heldout = spec.split == "heldout"
+    look = sample_look(rng, heldout, spec.index)
+    renderer = _renderer(look)
+    cols: dict[str, list[object]] = {k: [] for k in (
+        "image", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
+        "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t")}
+    for e in range(spec.episodes):
+        ep_seed = spec.seed * 1000 + e
+        ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode)
+        _drive(ep, look, renderer, rng, cols=cols, ep_seed=ep_seed)
+    out: dict[str, NDArray[np.generic]] = {
+        "image": np.stack([np.asarray(x, np.uint8) for x in cols["image"]]) if cols["image"]
+        else np.zeros((0, ROI[1] - ROI[0], ROI[3] - ROI[2], 3), np.uint8),
+        "kind": np.asarray(cols["kind"], dtype="<U16"),
+        "rationale": np.asarray(cols["rationale"], dtype="<U64"),
+        "light": np.asarray([LIGHTS.index(look.env.light)] * len(cols["t"]), np.int8),
+        "weather": np.asarray([WEATHERS.index(look.env.weather)] * len(cols["t"]), np.int8),
+    }
+    for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t"):
+        out[k] = np.asarray(cols[k], np.float32)
+    for k in ("context", "brake", "family"):
+        out[k] = np.asarray(cols[k], np.int8)
+    out["episode"] = np.asarray(cols["episode"], np.int64)
+    return out
+
+
+def _drive(ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Generator, *,
+           cols: dict[str, list[object]], ep_seed: int) -> None:
+    from tiny_node.factory.scenes import Episode
+
+    assert isinstance(ep, Episode)
+    world = World(ep.scenario)
+    streams = sensor_streams(ep_seed)
+    radar, odom = RangeSensor(), OdometrySensor()
+    state = SensorState(RuleConfig())
+    frames = list(ep.frame_times)
+    next_range = next_odom = 0.0
+    step = 0
+    while frames and not world.collided:
+        t = step * STEP_S
+        if t >= next_range - 1e-9:
+            r = radar.measure(world, streams.range)
+            state.update_range(RangeReading(r, radar.min_range_m, radar.max_range_m, round(t * 1e9), t))
+            next_range += RANGE_PERIOD_S
+        if t >= next_odom - 1e-9:
+            state.update_odometry(odom.measure(world, streams.odom), t)
+            next_odom += ODOM_PERIOD_S
+        while frames and t >= frames[0] - 1e-9:
+            frames.pop(0)
+            _frame(world, ep, look, renderer, rng, feats=state.snapshot(t).features(), cols=cols,
+                   ep_seed=ep_seed, t=t, cam_rng=streams.camera)
+        brake = ep.ego_brake_at is not None and t >= ep.ego_brake_at
+        world.step(STEP_S, brake)
+        step += 1
+
+
+def _frame(world: World, ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Generator, *,
+           feats: dict[str, float], cols: dict[str, list[object]], ep_seed: int, t: float,
+           cam_rng: np.random.Generator) -> None:
+    from tiny_node.factory.scenes import Episode
+
+    assert isinstance(ep, Episode)
+    lab = label_frame(world, ep.context)
+    view = model_view(renderer.render(world, look.env, cam_rng)).astype(np.float64)
+    noisy = view * float(rng.uniform(0.85, 1.15)) + rng.normal(0.0, float(rng.uniform(0.0, 3.0)), view.shape)
+    cols["image"].append(crop_roi(np.clip(noisy, 0, 255).astype(np.uint8)))
+    for k in ("ego_speed", "range", "range_rate", "range_valid"):
+        cols[k].append(feats[k])
+    cols["context"].append(CONTEXTS.index(ep.context))
+    cols["brake"].append(int(lab.brake))
+    cols["ttc"].append(min(lab.ttc, 1e6))
+    cols["ttc_in_path"].append(min(lab.ttc_in_path, 1e6))
+    cols["gap"].append(min(lab.gap, 1e6))
+    cols["family"].append(FAMILIES.index(ep.family))
+    cols["kind"].append(lab.kind)
+    cols["rationale"].append(lab.rationale)
+    cols["episode"].append(ep_seed)
+    cols["t"].append(t)
+
+
+def _write_atomic(path: Path, data: dict[str, NDArray[np.generic]]) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **data)  # type: ignore[arg-type]
+    os.replace(tmp, path)
+
+
+def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: int, *,
+                workers: int = 1) -> list[Path]:
+    """Make the missing shards of ``split`` in ``out_dir``; return every shard path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = [ShardSpec(split, i, episodes, frames) for i in range(shards)]
+    todo = [s for s in specs if not (out_dir / s.name).exists()]
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"data {split}", unit="shard")
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+            for spec, data in zip(todo, pool.imap(make_shard, todo), strict=True):
+                _write_atomic(out_dir / spec.name, data)
+                bar.update()
+    else:
+        for spec in todo:
+            _write_atomic(out_dir / spec.name, make_shard(spec))
+            bar.update()
+    bar.close()
+    return [out_dir / s.name for s in specs]
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)
+
+
+def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
+    """Concatenate shards (``allow_pickle=False``: shards hold plain arrays only)."""
+    parts: dict[str, list[NDArray[np.generic]]] = {}
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            for k in z.files:
+                parts.setdefault(k, []).append(z[k])
+    if not parts:
+        raise ValueError("no shards to load")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def features_of(data: dict[str, NDArray[np.generic]], i: int) -> dict[str, float]:
+    """The node's sensor features of frame ``i``."""
+    return {k: float(data[k][i]) for k in ("ego_speed", "range", "range_rate", "range_valid")}
+
+
+def summary(data: dict[str, NDArray[np.generic]]) -> dict[str, float]:
+    """Counts for the model card."""
+    brake = data["brake"].astype(bool)
+    ttc = np.minimum(data["ttc"], data["ttc_in_path"])
+    hazard = brake & (data["range_valid"].astype(np.float32) < 0.5)
+    return {"frames": int(brake.size), "brake_frames": int(brake.sum()),
+            "benign_frames": int((data["family"] == FAMILIES.index("benign")).sum()),
+            "ttc_lt_1_5_frames": int((ttc < 1.5).sum()),
+            "brake_without_valid_range": int(hazard.sum()),
+            "episodes": len(set(data["episode"].tolist())),
+            "brake_fraction": float(brake.mean()) if brake.size else math.nan}

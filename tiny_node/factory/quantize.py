@@ -1,0 +1,150 @@
+"""INT8 formats of an exported bundle: static QDQ (calibrated on simulator frames) and dynamic.
+
+Why static QDQ first: onnxruntime recommends it for CNNs and it gives fixed activation
+scales, so the INT8 kernels (VNNI on this CPU) run with no per-run range computation;
+``quantize_dynamic`` computes activation ranges every run and was slower than FP32 on a small
+conv net here, so both are built and measured, not assumed.
+
+Only weight-bearing ``Conv`` / ``MatMul`` / ``Gemm`` nodes are quantized: attention's
+activation x activation MatMuls, softmax, norms and residual adds stay FP32 (cheap, and where
+INT8 error hurts a transformer most). ``embed_tokens`` (one Gather of a small table) stays FP32.
+Calibration feeds are produced by the FP32 bundle itself (vision -> splice -> decoder prefill,
+then one cached decoding step), so the decoder sees real prefill and step statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from tiny_node.factory.export import FILES
+
+QUANT_OPS = ("Conv", "MatMul", "Gemm")
+
+
+class FeedReader(CalibrationDataReader):  # type: ignore[misc]
+    """A CalibrationDataReader over a list of feed dicts."""
+
+    def __init__(self, feeds: Sequence[dict[str, NDArray[Any]]]) -> None:
+        self._it: Iterator[dict[str, NDArray[Any]]] = iter(feeds)
+
+    def get_next(self) -> dict[str, NDArray[Any]] | None:
+        """The next feed, or None when done."""
+        return next(self._it, None)
+
+
+def calibration_feeds(fp32_bundle: Path, frames: Sequence[tuple[NDArray[np.uint8], dict[str, float], str]]
+                      ) -> tuple[list[dict[str, NDArray[Any]]], list[dict[str, NDArray[Any]]]]:
+    """Vision and decoder feeds for ``frames`` (model-size RGB, features, context)."""
+    from tiny_node.model.bundle import load_bundle
+    from tiny_node.model.vlm import VlmRuntime
+
+    rt = VlmRuntime(load_bundle(fp32_bundle), threads=1)
+    vision: list[dict[str, NDArray[Any]]] = []
+    decoder: list[dict[str, NDArray[Any]]] = []
+    past_names = [f"past_key_values.{i}.{kv}" for i in range(rt.kv.num_layers) for kv in ("key", "value")]
+    for image, feats, ctx in frames:
+        px = rt._pixels(image)  # the runtime's own preprocessing
+        vision.append(px)
+        ids = rt.prompt.ids(feats, ctx)
+        (f,) = rt.vision.run(["image_features"], px)
+        (emb,) = rt.embed.run(["inputs_embeds"], {"input_ids": ids})
+        emb = rt._splice(ids, emb, f)
+        s = emb.shape[1]
+        empty = np.zeros((1, rt.kv.num_kv_heads, 0, rt.kv.head_dim), np.float32)
+        feed: dict[str, NDArray[Any]] = {"inputs_embeds": emb, "attention_mask": np.ones((1, s), np.int64),
+                                         "position_ids": np.arange(s, dtype=np.int64)[None]}
+        feed.update({n: empty for n in past_names})
+        decoder.append(feed)
+        logits, *present = rt.decoder.run(None, feed)
+        nxt = int(np.argmax(logits[0, -1]))
+        (step,) = rt.embed.run(["inputs_embeds"], {"input_ids": np.array([[nxt]], np.int64)})
+        feed2: dict[str, NDArray[Any]] = {"inputs_embeds": step, "attention_mask": np.ones((1, s + 1), np.int64),
+                                          "position_ids": np.array([[s]], np.int64)}
+        feed2.update(dict(zip(past_names, present, strict=True)))
+        decoder.append(feed2)
+    return vision, decoder
+
+
+def _weight_nodes(path: Path) -> list[str]:
+    """Names of QUANT_OPS nodes with a constant (initializer) input: the ones to quantize."""
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in QUANT_OPS and any(i in inits for i in n.input)]
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    """Run in ``path``: ORT's quantization tools leave scratch files in the working directory.
+
+    (``sym_shape_infer_temp.onnx``, ``<uuid>.data``; they must not land in the caller's tree.)
+    """
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def quantize_graph(src: Path, dst: Path, feeds: Sequence[dict[str, NDArray[Any]]] | None) -> None:
+    """``quant_pre_process`` then static QDQ (``feeds`` given) or dynamic INT8 of one graph."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src, dst = src.resolve(), dst.resolve()
+    with tempfile.TemporaryDirectory() as tmp, _cwd(Path(tmp)):
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        except Exception as exc:  # ORT raises a bare Exception when symbolic shapes stop short
+            # the decoder's dynamic past/total lengths defeat ORT's symbolic inference; ONNX
+            # shape inference + the optimizer still run, which is all quantization needs
+            warnings.warn(f"{src.name}: symbolic shape inference incomplete ({exc}); "
+                          "pre-processing with ONNX shape inference only", stacklevel=2)
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        nodes = _weight_nodes(pre)
+        if feeds is None:
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=list(QUANT_OPS), nodes_to_quantize=nodes)
+        else:
+            quantize_static(str(pre), str(dst), FeedReader(feeds), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(QUANT_OPS),
+                            nodes_to_quantize=nodes, extra_options={"ActivationSymmetric": False})
+    onnx.checker.check_model(onnx.load(str(dst)))
+
+
+def quantize_bundle(fp32_bundle: Path, out_dir: Path, feeds: tuple[list[dict[str, NDArray[Any]]],
+                    list[dict[str, NDArray[Any]]]] | None) -> dict[str, Path]:
+    """INT8 vision encoder + decoder (static if ``feeds``, else dynamic); FP32 embed copied.
+
+    Returns graph key -> file, ready for ``export.write_bundle(..., graphs=...)``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    graphs: dict[str, Path] = {}
+    for key, i in (("vision_encoder", 0), ("decoder", 1)):
+        dst = out_dir / Path(FILES[key]).name
+        quantize_graph(fp32_bundle / FILES[key], dst, None if feeds is None else feeds[i])
+        graphs[key] = dst
+    emb = out_dir / Path(FILES["embed_tokens"]).name
+    shutil.copyfile(fp32_bundle / FILES["embed_tokens"], emb)
+    graphs["embed_tokens"] = emb
+    return graphs
