@@ -37,6 +37,10 @@ from tiny_node.hil.record import (
     timing_failures,
 )
 
+#: Frames due this close to a sensor or model fault's end are not judged by its "during"
+#: checks: a frame and the (already unfaulted) reading or parameter that follows it can go
+#: out in the same loop turn and reach the node in either order.
+EDGE_S = 0.1
 #: Off-grid offset added to shifted stamps, so a shifted frame never reuses the stamp of
 #: another frame (frames are 1/30 s apart on an integer-ns grid).
 STAMP_SALT_NS = 123_457
@@ -143,7 +147,7 @@ class Fault:
         res = CheckResult(self.name, rec.group, self.expected, True, known_gap=self.known_gap,
                           window=(w.start, w.end, w.until))
         window_frames = rec.between(w.start, w.until)
-        fails, obs = timing_failures(window_frames, stalls=rec.stalls if rec.probe.startswith("SCHED_FIFO") else None)
+        fails, obs = timing_failures(window_frames, stalls=rec.stalls if rec.probe_trusted else None)
         res.failures += fails
         res.observed += obs
         try:
@@ -549,7 +553,7 @@ class RangeFault(Fault):
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Per kind, see :data:`KINDS`."""
-        inside = [r for r in rec.between(w.start + 0.12, w.end) if r.decision is not None]
+        inside = [r for r in rec.between(w.start + 0.12, w.end - EDGE_S) if r.decision is not None]
         _require(res, len(inside) >= 5, f"only {len(inside)} frames decided during the fault")
         rr = [str(r.values.get("rules_reason", "")) for r in inside]
         if self.kind in ("nan", "negative"):
@@ -595,7 +599,7 @@ class StaleOdometry(Fault):
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Fail-safe after the timeout (0.5 s default + a frame), ERROR, recovery."""
-        late = [r for r in rec.between(w.start + 0.65, w.end) if r.decision is not None]
+        late = [r for r in rec.between(w.start + 0.65, w.end - EDGE_S) if r.decision is not None]
         _require(res, len(late) >= 5, f"only {len(late)} frames decided while odometry was stale")
         stale = [r for r in late if "odom: stale" in str(r.values.get("rules_reason", ""))]
         res.observed.append(f"{len(stale)}/{len(late)} fail-safe 'odom: stale' after the timeout")
@@ -709,7 +713,7 @@ class SlowModel(Fault):
         """Late + fallback inside, on time; cancels; recovery."""
         _require(res, self.info.get("set") == "ok", f"test hook not set: {self.info.get('set')}")
         _require(res, self.info.get("reset") == "ok", f"test hook not reset: {self.info.get('reset')}")
-        inside = [r for r in rec.between(w.start + 0.3, w.end) if r.decision is not None]
+        inside = [r for r in rec.between(w.start + 0.3, w.end - EDGE_S) if r.decision is not None]
         late = [r for r in inside if r.values.get("model_state") == "late"]
         used = [r for r in inside if r.values.get("model_state") == "on_time"]
         res.observed.append(f"{len(late)}/{len(inside)} model_state late, {len(used)} model on time")

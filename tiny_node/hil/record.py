@@ -157,6 +157,12 @@ class RunRecord:
     _results: list[FrameResult] | None = None
     _unknown: int = 0
 
+    @property
+    def probe_trusted(self) -> bool:
+        """Every CPU's stall probe ran SCHED_FIFO (only then may a stall excuse a late decision)."""
+        parts = self.probe.split("; ")
+        return bool(parts) and all(part.startswith("SCHED_FIFO") for part in parts)
+
     def rt(self, mono: float) -> float:
         """Monotonic time -> run time."""
         return mono - self.t0

@@ -1,15 +1,16 @@
-"""A machine-stall probe: tells "the node was late" apart from "the whole machine stopped".
+"""A CPU-stall probe: tells "the node was late" apart from "its CPU did not run".
 
-On the shared 2-vCPU VM, every process sometimes stops for 50-200 ms at once: the node, the
-harness and everything else (hypervisor steal, host contention).  A deadline overrun during
-such a stall is not the node's doing, and a test that fails on it is flaky.  So the harness
-runs this probe as its own process at a SCHED_FIFO priority above the node's.  It sleeps
-1 ms at a time and writes every wake-up later than ``--min-gap-ms`` as
-``<monotonic end> <gap ms>``.  A late decision is excused only when the probe stalled at the
-same time, by at least the overrun.  A node that is late on its own (GIL, GC, a blocking
-call) is still a failure.
+On a shared VM a virtual CPU is sometimes not run for tens of milliseconds (hypervisor
+steal, host contention): whatever thread was on it, the node's deadline thread included,
+stops.  A deadline overrun then is not the node's doing, and a test that fails on it is
+flaky.  So the harness runs one probe process per CPU, pinned to it, at a SCHED_FIFO
+priority above the node's; each sleeps 1 ms at a time and writes every wake-up later than
+``--min-gap-ms`` as ``<monotonic end> <gap ms>``.  A thread at that priority that does not
+run means nothing of user space ran on that CPU.  A late decision is excused only when a
+probe stalled during the frame's life by at least the overrun; a node that is late on its
+own (GIL, GC, a blocking call) is still a failure.
 
-Run: ``python -m tiny_node.hil.stallprobe OUT_FILE [--priority 50] [--min-gap-ms 10]``.
+Run: ``python -m tiny_node.hil.stallprobe OUT_FILE [--cpu N] [--priority 50] [--min-gap-ms 10]``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--priority", type=int, default=PROBE_PRIORITY)
     p.add_argument("--min-gap-ms", type=float, default=MIN_GAP_MS)
     p.add_argument("--max-s", type=float, default=7200.0, help="exit after this long whatever happens")
+    p.add_argument("--cpu", type=int, help="pin to this CPU")
     args = p.parse_args(argv)
     parent = os.getppid()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.priority))
-        scheduling = f"SCHED_FIFO {args.priority}"
+        scheduling = f"SCHED_FIFO {args.priority}" + (f" on CPU {args.cpu}" if args.cpu is not None else "")
     except (OSError, AttributeError) as exc:  # no privilege: it still runs, but cannot excuse
         scheduling = f"normal ({exc})"
     running = True
@@ -78,24 +82,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Probe:
-    """The probe process, started and stopped by the harness."""
+    """One probe process per CPU this process may run on, started and stopped by the harness."""
 
     def __init__(self, out: Path, priority: int = PROBE_PRIORITY, max_s: float = 7200.0) -> None:
-        self.out = out
-        self.proc = subprocess.Popen([sys.executable, "-m", "tiny_node.hil.stallprobe", str(out),
-                                      "--priority", str(priority), "--max-s", f"{max_s:.0f}"],
-                                     start_new_session=True)
+        self.files: list[Path] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for cpu in sorted(os.sched_getaffinity(0)):
+            path = out.with_name(f"{out.stem}-cpu{cpu}{out.suffix}")
+            self.files.append(path)
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "tiny_node.hil.stallprobe", str(path), "--cpu", str(cpu),
+                 "--priority", str(priority), "--max-s", f"{max_s:.0f}"], start_new_session=True))
 
     def stop(self) -> tuple[str, list[Stall]]:
-        """End the probe; (its scheduling, the stalls it saw)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        """End the probes; (how they were scheduled, the stalls they saw, by start time)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return read(self.out)
+                proc.kill()
+                proc.wait()
+        schedulings, stalls = [], []
+        for path in self.files:
+            sched, found = read(path)
+            schedulings.append(sched)
+            stalls += found
+        return "; ".join(schedulings), sorted(stalls, key=lambda st: st.start)
 
 
 def read(path: Path) -> tuple[str, list[Stall]]:

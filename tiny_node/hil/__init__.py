@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop: stream scenarios into a running node over DDS, inject faults, check every frame."""
