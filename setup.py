@@ -74,6 +74,8 @@ setup(
         ],
         "train": [
             "torch==2.13.0",
+            # torch needs >= 77; colcon-core (dev extra) does not work with >= 80.
+            "setuptools>=77,<80",
             "onnx>=1.15",
         ],
     },

@@ -54,13 +54,16 @@ def print_timeline(rows: list[dict[str, Any]], every_s: float = 0.25) -> None:
 
 def run_demo(out_dir: Path, duration_s: float = 6.0, speed_kmh: float = 50.0) -> int:
     """Run the demo; exit code 0 when every frame got exactly one decision in time."""
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
     from tiny_node.model.testmodels import make_fast_bundle
 
     out_dir.mkdir(parents=True, exist_ok=True)
     env = isolated_ros_env()
     os.environ.update(env)
     with tempfile.TemporaryDirectory(prefix="tiny_node_demo_") as tmp:
-        bundle = make_fast_bundle(Path(tmp) / "fast")
+        # The shipped multimodal model; the generated test model only if it is not installed.
+        shipped = (DEFAULT_BUNDLE_DIR / "manifest.yaml").is_file()
+        bundle = DEFAULT_BUNDLE_DIR if shipped else make_fast_bundle(Path(tmp) / "fast")
         node = NodeProcess(env, params={"model_bundle": str(bundle)},
                            params_file=default_params_file(), log_path=out_dir / "node.log").start()
         feeder = Feeder()

@@ -41,7 +41,7 @@ from tiny_node.model.vlm import VlmRuntime
 
 RECALL_TARGET = 0.995
 FBR_TARGET = 0.005
-THRESHOLDS = tuple(round(x, 3) for x in np.linspace(0.02, 0.7, 69))
+THRESHOLDS = tuple(round(x, 3) for x in np.linspace(0.01, 0.99, 99))
 URGENT_TTC_S = 1.5
 
 

@@ -29,7 +29,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.subscription import Subscription
+from rclpy.subscription import RCLError, Subscription
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 from std_msgs.msg import Bool, String
 
@@ -453,6 +453,11 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGTERM / SIGINT shut the context down between two waits of the executor: rclpy
+        # then reports an invalid context instead of ExternalShutdownException.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node._teardown()
