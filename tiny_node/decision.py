@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+#: Name of the single status in every ``decision`` message (node, bags, tools).
+DECISION_STATUS_NAME = "tiny_node: decision"
+
 
 class Source(str, Enum):
     """Which path decided (see docs/ARCHITECTURE.md, arbitration table)."""

@@ -74,7 +74,7 @@ from rosbags.typesys.stores.ros2_kilted import (
     std_msgs__msg__Header as Header,
 )
 
-from tiny_node.decision import Decision, decision_level, decision_values
+from tiny_node.decision import DECISION_STATUS_NAME, Decision, decision_level, decision_values
 from tiny_node.frames import encode_raw
 
 #: The type store bags are written with, and read with when a bag carries no definitions.
@@ -89,8 +89,6 @@ DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 BOOL = "std_msgs/msg/Bool"
 CLOCK = "rosgraph_msgs/msg/Clock"
 
-#: Same name as ``tiny_node.ros.convert.DECISION_STATUS_NAME`` (that module needs rclpy).
-DECISION_STATUS_NAME = "tiny_node: decision"
 TRUTH_STATUS_NAME = "sim: ground_truth"
 
 _INF_TIME = QosTime(sec=0, nsec=0)

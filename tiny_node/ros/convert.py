@@ -14,13 +14,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 
-from tiny_node.decision import Decision, decision_values
+from tiny_node.decision import DECISION_STATUS_NAME, Decision, decision_values
 from tiny_node.decision import decision_level as core_level
 from tiny_node.frames import FrameError, decode_compressed, decode_raw
 from tiny_node.sensors import RangeReading
 
 OK, WARN, ERROR, STALE = (bytes([i]) for i in range(4))
-DECISION_STATUS_NAME = "tiny_node: decision"
 
 
 def stamp_to_ns(stamp: Time) -> int:
