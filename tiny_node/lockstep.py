@@ -121,7 +121,7 @@ class Lockstep:
             if job is not None:  # a result at the same instant as a deadline goes first
                 out += wd.on_model_result(job.seq, job.output, error=job.error)
             out += wd.on_tick()
-            out += wd.feed_model()
+            wd.feed_model()
         if t > self.clock.now():
             self.clock.set(t)
         return out

@@ -140,7 +140,7 @@ class RealtimeLoop:
         decisions = []
         for frame in frames:
             decisions += wd.on_frame(frame)
-        decisions += wd.feed_model()
+        wd.feed_model()
         for d in decisions:
             self._emit(d)
 

@@ -246,7 +246,7 @@ class Watchdog:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         elif output is not None:
             self.stats.late_results_discarded += 1
-        out.extend(self.feed_model())
+        self.feed_model()
         return out
 
     def on_tick(self) -> list[Decision]:
@@ -290,20 +290,19 @@ class Watchdog:
             out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         return out
 
-    def feed_model(self) -> list[Decision]:
+    def feed_model(self) -> None:
         """Hand the newest waiting frame to the model if it became free.
 
-        Called after a result, a cancel acknowledgement or a restart.
+        Called after a result, a cancel acknowledgement or a restart; it never decides.
         """
         if self._pending is None:
-            return []
+            return
         cycle = self._open.get(self._pending)
         if cycle is None:
             self._pending = None
-            return []
+            return
         if self.clock.now() < cycle.publish_by and self._try_submit(cycle):
             self._pending = None
-        return []
 
     def count_dropped(self, n: int) -> None:
         """Record frames lost in transport (seen by the driver as sequence or stamp gaps)."""
