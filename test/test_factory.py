@@ -94,7 +94,12 @@ def test_shards_are_deterministic_and_plain_arrays(tmp_path: Path) -> None:
     paths = dataset.build_split(tmp_path, "val", 1, 2, 3)
     loaded = dataset.load_split(paths)  # allow_pickle=False inside
     assert loaded["image"].dtype == np.uint8 and loaded["image"].shape[1:] == (100, 280, 3)
+    assert loaded["image_prev"].shape == loaded["image"].shape
     assert set(np.unique(loaded["brake"])) <= {0, 1}
+    # the earlier frame is 0.07-0.13 s before, rendered from the same drive: similar, not equal
+    assert {round(float(d), 2) for d in loaded["dt_prev"]} <= set(dataset.PREV_DT_S)
+    diff = np.abs(loaded["image"].astype(np.int16) - loaded["image_prev"].astype(np.int16))
+    assert 0 < diff.mean() < 40
 
 
 def test_heldout_combinations_never_reach_training() -> None:
@@ -128,22 +133,37 @@ def test_labels_come_from_ground_truth() -> None:
 
 def test_prompt_matches_the_runtime_vocabulary() -> None:
     tok = build_tokenizer()
-    ids = encode(tok, prompt_text({"ego_speed": 13.9, "range": math.inf, "range_valid": 0.0}, "school zone", 3))
+    feats = {"ego_speed": 13.9, "range": math.inf, "range_valid": 0.0}
     vocab = vocabulary()
+    ids = encode(tok, prompt_text(feats, "school zone", 3, frames=1))
     assert ids[:3] == [vocab["<image>"]] * 3
     assert ids[3:7] == [vocab["<spd_14>"], vocab["<rng_50>"], vocab["<rr_0>"], vocab["<val_0>"]]
+    # two frames: a marker word before each image block, the earlier frame first
+    ids = encode(tok, prompt_text(feats, "school zone", 3, frames=2))
+    img = vocab["<image>"]
+    assert ids[:8] == [vocab["earlier"], img, img, img, vocab["now"], img, img, img]
+    assert ids[8:12] == [vocab["<spd_14>"], vocab["<rng_50>"], vocab["<rr_0>"], vocab["<val_0>"]]
 
 
 def test_pruning_keeps_the_chosen_heads_and_channels() -> None:
     torch.manual_seed(0)
-    cfg = VlmConfig(vocab=50, hidden=16, layers=2, heads=4, kv_heads=2, head_dim=4, ffn=(12, 12), channels=(4, 8))
+    cfg = VlmConfig(vocab=50, hidden=16, layers=2, heads=4, kv_heads=2, head_dim=4, ffn=(12, 12), channels=(4, 8),
+                    frames=2, image_token_id=2)
     model = TinyVlm(cfg).eval()
-    roi, ids, lengths = torch.rand(2, 3, 100, 280), torch.randint(0, 50, (2, 5)), torch.tensor([5, 3])
+    t = cfg.image_tokens
+    text = torch.randint(3, 50, (2, 5))
+    ids = torch.cat([torch.full((2, 2 * t), 2), text], dim=1)
+    roi, prev, lengths = torch.rand(2, 3, 100, 280), torch.rand(2, 3, 100, 280), torch.tensor([2 * t + 5, 2 * t + 3])
     same = prune(model, [torch.arange(4.0)] * 2, [torch.arange(12.0)] * 2, keep_heads=4, mlp_keep_frac=1.0).eval()
-    torch.testing.assert_close(same(roi, ids, lengths), model(roi, ids, lengths))
+    torch.testing.assert_close(same(roi, ids, lengths, prev), model(roi, ids, lengths, prev))
+    # the earlier frame matters, and a two-frame model refuses to run without one
+    assert not torch.allclose(model(roi, ids, lengths, roi), model(roi, ids, lengths, prev))
+    with pytest.raises(ValueError, match="roi_prev"):
+        model(roi, ids, lengths)
     small = prune(model, [torch.tensor([0.0, 5.0, 1.0, 0.5])] * 2, [torch.arange(12.0)] * 2, keep_heads=2,
                   mlp_keep_frac=0.5)
     assert small.cfg.heads == 2 and small.cfg.ffn == (8, 8)  # at least 8 channels kept
     w = model.decoder.blocks[0].attn.wq.weight
     torch.testing.assert_close(small.decoder.blocks[0].attn.wq.weight, torch.cat([w[4:8], w[8:12]]))
     assert decision_cost(small, 10).mflops < decision_cost(model, 10).mflops
+    assert decision_cost(model, 10).prompt_tokens == 2 * t + 10

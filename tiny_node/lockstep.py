@@ -21,7 +21,8 @@ from tiny_node.decision import Decision
 from tiny_node.sensors import RangeReading, SensorState
 from tiny_node.watchdog import Frame, ModelAnswer, Watchdog
 
-InferFn = Callable[[np.ndarray, Mapping[str, float]], ModelAnswer]
+#: (frame, sensor features, frame time in s) -> answer
+InferFn = Callable[[np.ndarray, Mapping[str, float], float], ModelAnswer]
 
 
 @dataclass
@@ -50,12 +51,17 @@ class LockstepModel:
         return self._job.seq if self._job is not None else None
 
     def submit(self, seq: int, image: np.ndarray, features: Mapping[str, float]) -> bool:
-        """Run the model now; its answer becomes visible ``budget_s`` later."""
+        """Run the model now; its answer becomes visible ``budget_s`` later.
+
+        The frame's time handed to the model is the virtual time now: the frame's receipt
+        time whenever the model was idle as it came in (a two-frame model finds its earlier
+        image by it; virtual time, so runs stay reproducible).
+        """
         if self._job is not None:
             return False
         self.runs += 1
         try:
-            output: ModelAnswer | None = self._infer(image, features)
+            output: ModelAnswer | None = self._infer(image, features, self._clock.now())
             error = None
         except Exception as exc:  # a failing model is a fallback, as in the worker
             output, error = None, f"{type(exc).__name__}: {exc}"
@@ -88,8 +94,8 @@ def model_from_bundle(bundle_dir: Path, clock: ManualClock, budget_ms: float | N
     bundle = load_bundle(bundle_dir)
     runtime = load_runtime(bundle, threads=threads)  # classifier or vlm alike
 
-    def infer(image: np.ndarray, features: Mapping[str, float]) -> ModelAnswer:
-        return runtime.decide(image, features)
+    def infer(image: np.ndarray, features: Mapping[str, float], time_s: float) -> ModelAnswer:
+        return runtime.decide(image, features, time_s=time_s)
 
     budget = bundle.latency_budget_ms if budget_ms is None else budget_ms
     return LockstepModel(infer, budget * 1e-3, clock)
@@ -112,7 +118,8 @@ class Lockstep:
         out: list[Decision] = []
         wd = self.watchdog
         while True:
-            events = [e for e in (wd.next_wakeup(), self.model.next_event() if self.model else None)
+            events = [e for e in (wd.next_wakeup(), wd.next_camera_timeout_at(),
+                                  self.model.next_event() if self.model else None)
                       if e is not None and e <= t]
             if not events:
                 break

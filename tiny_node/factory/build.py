@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from tiny_node.factory import dataset, evaluate, export, quantize, train
 from tiny_node.factory.config import FactoryConfig, ModelSize
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost
-from tiny_node.factory.vocab import CONTEXTS, build_tokenizer, decision_token_ids, vocabulary
+from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
 
 STEPS = ("data", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic")
@@ -57,6 +57,7 @@ class Build:
                                  f"digest {old.get('digest')} != {cfg.digest()}): use another --out")
             self.state = old
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
+        self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         self.tok = build_tokenizer()
         self.word_ids = decision_token_ids(self.tok)
 
@@ -88,7 +89,8 @@ class Build:
         """The VlmConfig of a size with this vocabulary."""
         return VlmConfig(vocab=len(vocabulary()), hidden=size.hidden, layers=size.layers, heads=size.heads,
                          kv_heads=size.kv_heads, head_dim=size.head_dim, ffn=(size.ffn,) * size.layers,
-                         channels=size.channels, extra_convs=size.extra_convs)
+                         channels=size.channels, extra_convs=size.extra_convs, frames=self.cfg.frames,
+                         image_token_id=token_id(self.tok, IMAGE))
 
     # -- steps -----------------------------------------------------------------------
     def run(self, until: str | None = None) -> Path:
@@ -117,29 +119,39 @@ class Build:
             info[name] = dataset.summary(self.split(name))
         return info
 
-    def _text(self, name: str) -> train.TextBatchData:
-        return train.tokenize(self.split(name), self.tok)
+    def _text(self, name: str, image_tokens: int) -> train.TextBatchData:
+        """A split tokenised for a model with ``image_tokens`` per frame, cached.
 
-    def _val_fn(self) -> Callable[[TinyVlm], dict[str, float]]:
-        val = self._text("val")
+        Train: ``same_frac`` of the rows without an earlier frame (seeded); other splits:
+        every row with its earlier frame.
+        """
+        key = (name, image_tokens)
+        if key not in self._texts:
+            same = self.cfg.same_frac if name == "train" and self.cfg.frames == 2 else 0.0
+            self._texts[key] = train.tokenize(self.split(name), self.tok, image_tokens=image_tokens,
+                                              frames=self.cfg.frames, same_frac=same, seed=self.cfg.seed)
+        return self._texts[key]
+
+    def _val_fn(self, image_tokens: int) -> Callable[[TinyVlm], dict[str, float]]:
+        val = self._text("val", image_tokens)
         return lambda m: train.decision_metrics(m, val, self.word_ids)
 
     def step_teacher(self) -> dict[str, Any]:
         """Train the teacher on hard labels."""
         model = TinyVlm(self.model_config(self.cfg.teacher))
-        data = self._text("train")
+        data = self._text("train", model.cfg.image_tokens)
         brake_id = self.word_ids[1]
         res = train.fit(model, data, epochs=self.cfg.teacher_epochs, batch=self.cfg.batch, lr=self.cfg.teacher_lr,
                         loss_fn=lambda m, d, i: train.hard_loss(*train.answer_logits(m, d, i), brake_id),
                         ckpt=self.out / "teacher.ckpt", seed=self.seed("teacher"), desc="teacher",
-                        val_fn=self._val_fn())
+                        val_fn=self._val_fn(model.cfg.image_tokens))
         train.save_model(model, self.out / "teacher.pt")
         return res
 
     def step_soft(self) -> dict[str, Any]:
         """The teacher's answer logits on the training split, once."""
         teacher = train.load_model(self.out / "teacher.pt")
-        logits = train.teacher_answer_logits(teacher, self._text("train"))
+        logits = train.teacher_answer_logits(teacher, self._text("train", teacher.cfg.image_tokens))
         np.save(self.out / "teacher_logits.npy", logits, allow_pickle=False)
         return {"shape": list(logits.shape)}
 
@@ -157,16 +169,17 @@ class Build:
     def step_student(self) -> dict[str, Any]:
         """Distil the teacher into the student."""
         model = TinyVlm(self.model_config(self.cfg.student))
-        res = train.fit(model, self._text("train"), epochs=self.cfg.student_epochs, batch=self.cfg.batch,
+        t = model.cfg.image_tokens
+        res = train.fit(model, self._text("train", t), epochs=self.cfg.student_epochs, batch=self.cfg.batch,
                         lr=self.cfg.student_lr, loss_fn=self._distill_fn(), ckpt=self.out / "student.ckpt",
-                        seed=self.seed("student"), desc="student (distill)", val_fn=self._val_fn())
+                        seed=self.seed("student"), desc="student (distill)", val_fn=self._val_fn(t))
         train.save_model(model, self.out / "student.pt")
         return res
 
     def step_prune(self) -> dict[str, Any]:
         """Score and prune heads / MLP channels, then fine-tune with distillation."""
         student = train.load_model(self.out / "student.pt")
-        data = self._text("train")
+        data = self._text("train", student.cfg.image_tokens)
         loss_fn = self._distill_fn()
         path = self.out / "pruned_init.pt"
         if path.exists():  # importance already measured in an interrupted run
@@ -181,7 +194,8 @@ class Build:
             train.save_model(small, path)
         res = train.fit(small, data, epochs=self.cfg.finetune_epochs, batch=self.cfg.batch,
                         lr=self.cfg.student_lr / 4, loss_fn=loss_fn, ckpt=self.out / "pruned.ckpt",
-                        seed=self.seed("prune"), desc="pruned (fine-tune)", val_fn=self._val_fn())
+                        seed=self.seed("prune"), desc="pruned (fine-tune)",
+                        val_fn=self._val_fn(small.cfg.image_tokens))
         train.save_model(small, self.out / "pruned.pt")
         return {**res, "ffn_after": info["ffn_after"], "kept_heads": info["kept_heads"]}
 
@@ -199,7 +213,7 @@ class Build:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
             export.write_bundle(model, d, f"tiny-node-{name}-fp32", 0.5)
-            export.check_prompt_ids(d, samples, model.cfg.image_tokens)
+            export.check_prompt_ids(d, samples, model.cfg.image_tokens, model.cfg.frames)
             info[name] = {"parity_max_abs": export.check_parity(model, d)}
             info[name]["decision_parity"] = self._decision_parity(model, d)
         return info
@@ -210,7 +224,8 @@ class Build:
         n = min(200, len(test["brake"]))
         sub = {k: v[:n] for k, v in test.items()}
         p_ort = evaluate.brake_probs(bundle_dir, sub, "parity")
-        p_torch = train.brake_probs(model, train.tokenize(sub, self.tok), self.word_ids)
+        p_torch = train.brake_probs(model, train.tokenize(sub, self.tok, image_tokens=model.cfg.image_tokens,
+                                                          frames=model.cfg.frames), self.word_ids)
         return float(((p_ort >= 0.5) == (p_torch >= 0.5)).mean())
 
     def step_quantize(self) -> dict[str, Any]:
@@ -220,8 +235,8 @@ class Build:
         val = self.split("val")
         rng = np.random.default_rng(self.seed("quantize"))
         pick = rng.choice(len(val["brake"]), size=min(self.cfg.calib_frames, len(val["brake"])), replace=False)
-        frames = [(dataset.full_frame(val["image"][i]), dataset.features_of(val, int(i)),
-                   CONTEXTS[int(val["context"][i])]) for i in pick]
+        frames = [(dataset.full_frame(val["image"][i]), dataset.full_frame(val["image_prev"][i]),
+                   dataset.features_of(val, int(i)), CONTEXTS[int(val["context"][i])]) for i in pick]
         feeds = quantize.calibration_feeds(fp32, frames)
         info: dict[str, Any] = {"calibration_frames": len(frames)}
         for name, f in (("int8", feeds), ("int8_dynamic", None)):
@@ -233,13 +248,14 @@ class Build:
 
     def step_evaluate(self) -> dict[str, Any]:
         """Thresholds on val; metrics on test / held-out; latency; sizes; the table."""
-        test_tokens = int(np.median(self._text("test").answer_start))
         result: dict[str, Any] = {"models": {}, "data": {n: dataset.summary(self.split(n)) for n, _ in self.cfg.shards}}
         for name in MODELS:
             d = self._bundle_dir(name)
             torch_name = "pruned" if name.startswith("int8") else name
             model = train.load_model(self.out / f"{torch_name}.pt")
-            cost = decision_cost(model, test_tokens)
+            t = model.cfg.image_tokens
+            text_tokens = int(np.median(self._text("test", t).answer_start)) - model.cfg.frames * t
+            cost = decision_cost(model, text_tokens)
             p_val = evaluate.brake_probs(d, self.split("val"), f"{name} val")
             thr = evaluate.choose_threshold(p_val, self.split("val"))
             evaluate.set_threshold(d, thr)
@@ -254,6 +270,10 @@ class Build:
                 r["recall_first"][split] = evaluate.metrics(p, thr_recall, self.split(split))
                 if name == "int8":
                     r.setdefault("breakdown", {})[split] = evaluate.breakdown(p, thr, self.split(split))
+                    if self.cfg.frames == 2:  # the first frame of a stream: no earlier image
+                        p1 = evaluate.brake_probs(d, self.split(split), f"{name} {split} no history",
+                                                  history=False)
+                        r.setdefault("no_history", {})[split] = evaluate.metrics(p1, thr, self.split(split))
             for threads in (1, 2):
                 r[f"latency_{threads}t"] = evaluate.latency(d, self.split("test"), threads, self.cfg.latency_runs,
                                                             self.cfg.rationale_runs)

@@ -53,6 +53,8 @@ class FactoryConfig:
     calib_frames: int
     latency_runs: int
     rationale_runs: int
+    frames: int = 2  # images per prompt: the current frame and one ~0.1 s earlier
+    same_frac: float = 0.12  # training rows whose earlier image is the current one (no history)
     threads: int = 1
 
     def digest(self) -> str:
@@ -77,7 +79,7 @@ DEFAULT = FactoryConfig(
     shards=(("train", 24), ("val", 4), ("test", 6), ("heldout", 4)),
     episodes_per_shard=64,
     frames_per_episode=8,
-    data_workers=1,
+    data_workers=2,
     teacher=ModelSize(hidden=192, layers=4, heads=6, kv_heads=2, head_dim=32, ffn=512,
                       channels=(32, 64, 96, 128), extra_convs=True),
     student=ModelSize(hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, ffn=256,

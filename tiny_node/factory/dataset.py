@@ -10,6 +10,12 @@ jittered (gain, noise) and cropped to the model's region of interest (the encode
 same rows/columns in-graph, so the rest is never needed). Labels come from ground truth
 (``scenes.label_frame``).
 
+Every sample also holds the *earlier* frame of the same camera (``image_prev``), rendered from
+the same drive at ``t - dt_prev`` with ``dt_prev`` drawn from ``PREV_DT_S`` (0.07-0.13 s in
+10 ms physics steps: the 0.1 s the runtime looks back, as camera rates of 10-60 Hz round it),
+with the same gain as the current frame and its own pixel noise. Why: constant-velocity labels
+depend on the actor's motion, which only a pair of frames shows.
+
 Splits are by seed: every split has its own seed range, so no drive is in two splits; the
 ``heldout`` split shows only the (light, weather, actor) combinations ``scenes.HELDOUT`` keeps
 out of the others.
@@ -41,6 +47,7 @@ SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_
 STEP_S = 0.01
 RANGE_PERIOD_S = 0.05  # 20 Hz, the scenario default
 ODOM_PERIOD_S = 0.02  # 50 Hz
+PREV_DT_S = tuple(round(0.07 + 0.01 * i, 2) for i in range(7))  # 0.07 .. 0.13 s
 LIGHTS = ("day", "night")
 WEATHERS = ("clear", "rain", "fog")
 
@@ -107,21 +114,23 @@ def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
     look = sample_look(rng, heldout, spec.index)
     renderer = _renderer(look)
     cols: dict[str, list[object]] = {k: [] for k in (
-        "image", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
+        "image", "image_prev", "dt_prev", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
         "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t")}
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode)
         _drive(ep, look, renderer, rng, cols=cols, ep_seed=ep_seed)
     out: dict[str, NDArray[np.generic]] = {
-        "image": np.stack([np.asarray(x, np.uint8) for x in cols["image"]]) if cols["image"]
-        else np.zeros((0, ROI[1] - ROI[0], ROI[3] - ROI[2], 3), np.uint8),
+        **{k: np.stack([np.asarray(x, np.uint8) for x in cols[k]]) if cols[k]
+           else np.zeros((0, ROI[1] - ROI[0], ROI[3] - ROI[2], 3), np.uint8)
+           for k in ("image", "image_prev")},
         "kind": np.asarray(cols["kind"], dtype="<U16"),
         "rationale": np.asarray(cols["rationale"], dtype="<U64"),
         "light": np.asarray([LIGHTS.index(look.env.light)] * len(cols["t"]), np.int8),
         "weather": np.asarray([WEATHERS.index(look.env.weather)] * len(cols["t"]), np.int8),
     }
-    for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t"):
+    for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t",
+              "dt_prev"):
         out[k] = np.asarray(cols[k], np.float32)
     for k in ("context", "brake", "family"):
         out[k] = np.asarray(cols[k], np.int8)
@@ -138,10 +147,15 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Gene
     streams = sensor_streams(ep_seed)
     radar, odom = RangeSensor(), OdometrySensor()
     state = SensorState(RuleConfig())
-    frames = list(ep.frame_times)
+    # per frame: when its earlier frame is taken, and the gain both share (one exposure setting)
+    dts = [float(rng.choice(PREV_DT_S)) for _ in ep.frame_times]
+    looks = [(float(rng.uniform(0.85, 1.15)), float(rng.uniform(0.0, 3.0))) for _ in ep.frame_times]
+    events = sorted([(round(f - d, 2), 0, i) for i, (f, d) in enumerate(zip(ep.frame_times, dts, strict=True))]
+                    + [(f, 1, i) for i, f in enumerate(ep.frame_times)])
+    earlier: dict[int, NDArray[np.uint8]] = {}
     next_range = next_odom = 0.0
     step = 0
-    while frames and not world.collided:
+    while events and not world.collided:
         t = step * STEP_S
         if t >= next_range - 1e-9:
             r = radar.measure(world, streams.range)
@@ -150,25 +164,36 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Gene
         if t >= next_odom - 1e-9:
             state.update_odometry(odom.measure(world, streams.odom), t)
             next_odom += ODOM_PERIOD_S
-        while frames and t >= frames[0] - 1e-9:
-            frames.pop(0)
-            _frame(world, ep, look, renderer, rng, feats=state.snapshot(t).features(), cols=cols,
-                   ep_seed=ep_seed, t=t, cam_rng=streams.camera)
+        while events and t >= events[0][0] - 1e-9:
+            _, current, i = events.pop(0)
+            img = _camera(world, look, renderer, rng, gain_noise=looks[i], cam_rng=streams.camera)
+            if not current:
+                earlier[i] = img
+                continue
+            _frame(world, ep, img, earlier.pop(i, img), dts[i], feats=state.snapshot(t).features(),
+                   cols=cols, ep_seed=ep_seed, t=t)
         brake = ep.ego_brake_at is not None and t >= ep.ego_brake_at
         world.step(STEP_S, brake)
         step += 1
 
 
-def _frame(world: World, ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Generator, *,
-           feats: dict[str, float], cols: dict[str, list[object]], ep_seed: int, t: float,
-           cam_rng: np.random.Generator) -> None:
+def _camera(world: World, look: Look, renderer: CameraRenderer, rng: np.random.Generator, *,
+            gain_noise: tuple[float, float], cam_rng: np.random.Generator) -> NDArray[np.uint8]:
+    """The model's region of interest of one rendered frame, with gain and pixel noise."""
+    view = model_view(renderer.render(world, look.env, cam_rng)).astype(np.float64)
+    noisy = view * gain_noise[0] + rng.normal(0.0, gain_noise[1], view.shape)
+    return crop_roi(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def _frame(world: World, ep: object, image: NDArray[np.uint8], image_prev: NDArray[np.uint8], dt_prev: float,
+           *, feats: dict[str, float], cols: dict[str, list[object]], ep_seed: int, t: float) -> None:
     from tiny_node.factory.scenes import Episode
 
     assert isinstance(ep, Episode)
     lab = label_frame(world, ep.context)
-    view = model_view(renderer.render(world, look.env, cam_rng)).astype(np.float64)
-    noisy = view * float(rng.uniform(0.85, 1.15)) + rng.normal(0.0, float(rng.uniform(0.0, 3.0)), view.shape)
-    cols["image"].append(crop_roi(np.clip(noisy, 0, 255).astype(np.uint8)))
+    cols["image"].append(image)
+    cols["image_prev"].append(image_prev)
+    cols["dt_prev"].append(dt_prev)
     for k in ("ego_speed", "range", "range_rate", "range_valid"):
         cols[k].append(feats[k])
     cols["context"].append(CONTEXTS.index(ep.context))

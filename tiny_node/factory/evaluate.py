@@ -37,6 +37,7 @@ from tiny_node.factory.dataset import features_of, full_frame
 from tiny_node.factory.scenes import FAMILIES
 from tiny_node.factory.vocab import CONTEXTS
 from tiny_node.model.bundle import MANIFEST, load_bundle
+from tiny_node.model.output import ModelOutput
 from tiny_node.model.vlm import VlmRuntime
 
 RECALL_TARGET = 0.995
@@ -45,13 +46,26 @@ THRESHOLDS = tuple(round(x, 3) for x in np.linspace(0.01, 0.99, 99))
 URGENT_TTC_S = 1.5
 
 
-def brake_probs(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str) -> NDArray[np.float32]:
+def decide_pair(rt: VlmRuntime, data: dict[str, NDArray[Any]], i: int, *, history: bool = True) -> ModelOutput:
+    """Decide frame ``i`` as the node would: its earlier frame in the runtime's history first.
+
+    The history is reset for every frame (frames of a split are not a stream); ``history``
+    False decides with none (the first frame of a stream). The times are the frame's own.
+    """
+    rt.reset_history()
+    t = float(data["t"][i])
+    if history and "image_prev" in data:
+        rt.remember(full_frame(data["image_prev"][i]), t - float(data["dt_prev"][i]))
+    return rt.decide(full_frame(data["image"][i]), features_of(data, i), CONTEXTS[int(data["context"][i])], time_s=t)
+
+
+def brake_probs(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
+                history: bool = True) -> NDArray[np.float32]:
     """P(brake) for every frame of ``data`` through the runtime (one thread)."""
     rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
     out = np.zeros(len(data["brake"]), np.float32)
     for i in tqdm(range(len(out)), desc=desc, unit="frame", leave=False):
-        res = rt.decide(full_frame(data["image"][i]), features_of(data, i), CONTEXTS[int(data["context"][i])])
-        out[i] = res.probs[1]
+        out[i] = decide_pair(rt, data, i, history=history).probs[1]
     return out
 
 
@@ -139,17 +153,22 @@ def set_threshold(bundle_dir: Path, thr: float) -> None:
 
 def latency(bundle_dir: Path, data: dict[str, NDArray[Any]], threads: int, runs: int,
             rationale_runs: int) -> dict[str, float]:
-    """Decision latency (p50 / p99, ms) on 640x480 frames, model-only share, rationale tokens/s."""
+    """Decision latency (p50 / p99, ms) on 640x480 frames, model-only share, rationale tokens/s.
+
+    Frames come as a 30 Hz stream (times k / 30 s), so a two-frame bundle takes its earlier
+    image from the history each time, as in the node.
+    """
     rt = VlmRuntime(load_bundle(bundle_dir), threads=threads)
     n = len(data["brake"])
     frames = [np.asarray(cv2.resize(full_frame(data["image"][i % n]), (640, 480),
                                     interpolation=cv2.INTER_LINEAR), np.uint8) for i in range(min(n, 64))]
     rt.warm_up(5)
     total, model = [], []
+    rt.reset_history()
     for k in range(runs):
         i = k % len(frames)
         t0 = time.perf_counter()
-        rt.decide(frames[i], features_of(data, i % n), "")
+        rt.decide(frames[i], features_of(data, i % n), "", time_s=k / 30.0)
         total.append((time.perf_counter() - t0) * 1e3)
         model.append(sum(rt.last_ms[s] for s in ("vision", "embed", "prefill")))
     tokens, spent = 0, 0.0
@@ -173,7 +192,7 @@ def rationale_match(bundle_dir: Path, data: dict[str, NDArray[Any]], count: int)
     pick = rng.choice(len(data["brake"]), size=n, replace=False) if n else np.zeros(0, np.int64)
     same, kind, dist, with_dist, examples = 0, 0, 0, 0, list[dict[str, str]]()
     for i in pick:
-        out = rt.decide(full_frame(data["image"][i]), features_of(data, int(i)), CONTEXTS[int(data["context"][i])])
+        out = decide_pair(rt, data, int(i))
         text = rt.rationale()
         want = str(data["rationale"][i])
         same += _norm(text) == _norm(want)

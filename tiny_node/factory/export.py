@@ -31,7 +31,7 @@ from tiny_node.factory.vocab import (
     FEATURES,
     IMAGE,
     LABELS,
-    PROMPT,
+    PROMPTS,
     RANGE_CLIP_M,
     build_tokenizer,
     encode,
@@ -44,6 +44,9 @@ FILES = {"vision_encoder": "onnx/vision_encoder.onnx", "embed_tokens": "onnx/emb
          "decoder": "onnx/decoder_model_merged.onnx", "tokenizer": "tokenizer.json",
          "config": "config.json"}
 MAX_RATIONALE_TOKENS = 12
+#: the runtime looks for the earlier frame 0.1 s back, +-0.04 s (training drew 0.07-0.13 s)
+FRAME_INTERVAL_S = 0.1
+FRAME_TOLERANCE_S = 0.04
 
 
 def _export(module: torch.nn.Module, args: tuple[Any, ...], path: Path, *, inputs: list[str],
@@ -119,22 +122,25 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
         out, name=name, files=FILES, kind="vlm", latency_budget_ms=latency_budget_ms,
         inputs={"image": {"name": "pixel_values", "height": IMAGE_H, "width": IMAGE_W, "layout": "NCHW",
                           "color": "rgb", "dtype": "float32", "mean": [0.5] * 3, "std": [0.5] * 3,
-                          "scale": 1.0 / 255.0},
+                          "scale": 1.0 / 255.0, "roi": list(cfg.roi)},
                 "sensors": {"features": list(FEATURES), "range_clip_m": RANGE_CLIP_M,
                             "bins": {f: {"prefix": p, "step": st, "lo": lo, "hi": hi}
                                      for f, (p, st, lo, hi) in BINS.items()}}},
         outputs={"decision": {"name": "logits", "kind": "softmax", "labels": list(LABELS),
                               "brake_label": "brake", "threshold": float(round(threshold, 4))}},
         vlm={"smolvlm": False, "image_token": IMAGE, "image_token_id": tok.token_to_id(IMAGE),
-             "image_tokens_per_tile": cfg.image_tokens, "prompt": PROMPT, "eos": EOS,
+             "image_tokens_per_tile": cfg.image_tokens, "prompt": PROMPTS[cfg.frames], "eos": EOS,
              "max_rationale_tokens": MAX_RATIONALE_TOKENS,
+             "frames": {"count": cfg.frames, "interval_s": FRAME_INTERVAL_S,
+                        "tolerance_s": FRAME_TOLERANCE_S},
              "kv": {"num_layers": cfg.layers, "num_kv_heads": cfg.kv_heads, "head_dim": cfg.head_dim}},
         runtime=dict(RuntimeSpec().__dict__),
     )
     return out
 
 
-def check_prompt_ids(bundle_dir: Path, samples: list[tuple[dict[str, float], str]], image_tokens: int) -> None:
+def check_prompt_ids(bundle_dir: Path, samples: list[tuple[dict[str, float], str]], image_tokens: int,
+                     frames: int) -> None:
     """The runtime's PromptBuilder must give the factory's ids, or training taught another prompt."""
     from tiny_node.model.vlm import PromptBuilder
 
@@ -144,7 +150,7 @@ def check_prompt_ids(bundle_dir: Path, samples: list[tuple[dict[str, float], str
     own = build_tokenizer()
     for feats, ctx in samples:
         theirs = pb.ids(feats, ctx)[0].tolist()
-        ours = encode(own, prompt_text(feats, ctx, image_tokens))
+        ours = encode(own, prompt_text(feats, ctx, image_tokens, frames))
         if theirs != ours:
             raise AssertionError(f"prompt ids differ for {feats} {ctx!r}: runtime {theirs}, factory {ours}")
 

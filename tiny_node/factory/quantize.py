@@ -52,9 +52,13 @@ class FeedReader(CalibrationDataReader):  # type: ignore[misc]
         return next(self._it, None)
 
 
-def calibration_feeds(fp32_bundle: Path, frames: Sequence[tuple[NDArray[np.uint8], dict[str, float], str]]
+def calibration_feeds(fp32_bundle: Path,
+                      frames: Sequence[tuple[NDArray[np.uint8], NDArray[np.uint8], dict[str, float], str]]
                       ) -> tuple[list[dict[str, NDArray[Any]]], list[dict[str, NDArray[Any]]]]:
-    """Vision and decoder feeds for ``frames`` (model-size RGB, features, context)."""
+    """Vision and decoder feeds for ``frames`` (model-size RGB, its earlier frame, features, context).
+
+    Both images of a pair calibrate the vision encoder; a one-frame bundle ignores the earlier.
+    """
     from tiny_node.model.bundle import load_bundle
     from tiny_node.model.vlm import VlmRuntime
 
@@ -62,11 +66,17 @@ def calibration_feeds(fp32_bundle: Path, frames: Sequence[tuple[NDArray[np.uint8
     vision: list[dict[str, NDArray[Any]]] = []
     decoder: list[dict[str, NDArray[Any]]] = []
     past_names = [f"past_key_values.{i}.{kv}" for i in range(rt.kv.num_layers) for kv in ("key", "value")]
-    for image, feats, ctx in frames:
+    two = rt.spec.frames.count == 2
+    for image, earlier, feats, ctx in frames:
         px = rt._pixels(image)  # the runtime's own preprocessing
         vision.append(px)
         ids = rt.prompt.ids(feats, ctx)
         (f,) = rt.vision.run(["image_features"], px)
+        if two:
+            px_prev = rt._pixels(earlier)
+            vision.append(px_prev)
+            (f_prev,) = rt.vision.run(["image_features"], px_prev)
+            f = np.concatenate([f_prev, f], axis=-2)
         (emb,) = rt.embed.run(["inputs_embeds"], {"input_ids": ids})
         emb = rt._splice(ids, emb, f)
         s = emb.shape[1]

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from tiny_node.factory.dataset import features_of
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, prune
-from tiny_node.factory.vocab import CONTEXTS, IMAGE, PAD, answer_ids, encode, prompt_text
+from tiny_node.factory.vocab import CONTEXTS, PAD, answer_ids, encode, prompt_text
 
 DECISION_WEIGHT = 4.0
 BRAKE_WEIGHT = 1.5
@@ -39,41 +39,55 @@ BRAKE_WEIGHT = 1.5
 
 @dataclass
 class TextBatchData:
-    """A split tokenised: text ids after the image tokens, right padded."""
+    """A split tokenised: prompt (image placeholders included) + answer ids, right padded.
+
+    ``same``: rows whose earlier image is the current one again (no history: the runtime's
+    first frame, a gap, a stamp jump), a known input rather than a surprise.
+    """
 
     roi: NDArray[np.uint8]  # [N, h, w, 3]
+    roi_prev: NDArray[np.uint8]  # [N, h, w, 3], the earlier frame (unused by a one-frame model)
+    same: NDArray[np.bool_]  # [N]
     ids: NDArray[np.int64]  # [N, L]
-    lengths: NDArray[np.int64]  # text tokens per row
-    answer_start: NDArray[np.int64]  # text index of the decision word
+    lengths: NDArray[np.int64]  # tokens per row
+    answer_start: NDArray[np.int64]  # index of the decision word
     brake: NDArray[np.int64]
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
+    def prev(self, idx: NDArray[np.int64]) -> NDArray[np.uint8]:
+        """The earlier images of rows ``idx`` (the current image where ``same``)."""
+        return np.where(self.same[idx, None, None, None], self.roi[idx], self.roi_prev[idx])
 
-def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer) -> TextBatchData:
-    """Prompt (as the runtime renders it) + answer ids for every frame of a split."""
-    img = tok.token_to_id(IMAGE)
+
+def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int, frames: int,
+             same_frac: float = 0.0, seed: int = 0) -> TextBatchData:
+    """Prompt (as the runtime renders it) + answer ids for every frame of a split.
+
+    ``same_frac`` of the rows (seeded) show the current frame as the earlier one too.
+    """
     rows: list[list[int]] = []
     starts: list[int] = []
     for i in range(len(data["brake"])):
-        prompt = encode(tok, prompt_text(features_of(data, i), CONTEXTS[int(data["context"][i])], 1))
-        if prompt[0] != img:
-            raise ValueError("the prompt must start with the image token")
-        text = prompt[1:]
-        starts.append(len(text))
-        rows.append(text + answer_ids(tok, bool(data["brake"][i]), str(data["rationale"][i])))
+        prompt = encode(tok, prompt_text(features_of(data, i), CONTEXTS[int(data["context"][i])],
+                                         image_tokens, frames))
+        starts.append(len(prompt))
+        rows.append(prompt + answer_ids(tok, bool(data["brake"][i]), str(data["rationale"][i])))
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), tok.token_to_id(PAD), np.int64)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = r
-    return TextBatchData(data["image"], ids, np.asarray([len(r) for r in rows], np.int64),
+    n = len(rows)
+    same = np.random.default_rng(seed).random(n) < same_frac
+    prev = data.get("image_prev", data["image"])
+    return TextBatchData(data["image"], prev, same, ids, np.asarray([len(r) for r in rows], np.int64),
                          np.asarray(starts, np.int64), data["brake"].astype(np.int64))
 
 
 def pixels(roi: NDArray[np.uint8]) -> Tensor:
     """uint8 NHWC -> the manifest's normalisation, NCHW float: ``x / 255 * 2 - 1``."""
-    return torch.from_numpy(roi).permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
+    return torch.from_numpy(np.ascontiguousarray(roi)).permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
 
 
 def answer_logits(model: TinyVlm, d: TextBatchData, idx: NDArray[np.int64]) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,9 +99,9 @@ def answer_logits(model: TinyVlm, d: TextBatchData, idx: NDArray[np.int64]) -> t
     a = int(n_ans.max())
     ar = torch.arange(a)[None]
     valid = ar < n_ans[:, None]
-    h = model(pixels(d.roi[idx]), ids[:, : int(lengths.max())], lengths)
-    t = model.cfg.image_tokens
-    pos = (t + start[:, None] - 1 + ar).clamp(max=h.shape[1] - 1)
+    prev = pixels(d.prev(idx)) if model.cfg.frames == 2 else None
+    h = model(pixels(d.roi[idx]), ids[:, : int(lengths.max())], lengths, prev)
+    pos = (start[:, None] - 1 + ar).clamp(max=h.shape[1] - 1)
     hs = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))
     targets = ids.gather(1, (start[:, None] + ar).clamp(max=ids.shape[1] - 1))
     return model.decoder.lm_head(hs), targets, valid

@@ -52,6 +52,8 @@ class VlmConfig:
     extra_convs: bool = False  # a stride-1 3x3 conv after each stride-2 stage (teacher)
     rope_base: float = 10000.0
     roi: tuple[int, int, int, int] = ROI
+    frames: int = 1  # images in the prompt: 2 = the earlier frame's visual tokens, then the current's
+    image_token_id: int = 2  # the <image> placeholder whose rows the visual tokens replace
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -258,19 +260,30 @@ class TinyVlm(nn.Module):
         z = torch.zeros(batch, self.cfg.kv_heads, 0, self.cfg.head_dim)
         return [z] * (2 * self.cfg.layers)
 
-    def forward(self, roi: Tensor, text_ids: Tensor, lengths: Tensor) -> Tensor:
-        """Final hidden states ``[B, T + L, hidden]`` for the image then ``text_ids [B, L]``.
+    def forward(self, roi: Tensor, ids: Tensor, lengths: Tensor, roi_prev: Tensor | None = None) -> Tensor:
+        """Final hidden states ``[B, S, hidden]`` of the prompt + answer ``ids [B, S]``.
 
-        ``roi`` is the cropped region of interest (normalised). Why the image goes first: the
-        prompt template starts with ``{image}``, so splicing the features over the
-        image-token rows is a concatenation. ``lengths`` (text tokens per row, right padding)
-        build the key padding mask. Apply ``decoder.lm_head`` to the positions you need.
+        ``roi`` (and, for a two-frame model, ``roi_prev``) are cropped, normalised regions of
+        interest. The rows of ``ids`` equal to ``image_token_id`` are replaced by the visual
+        tokens in order, the earlier frame's first (the runtime's splice). Both frames go
+        through the encoder in one batch. ``lengths`` (tokens per row, right padding) build
+        the key padding mask. Apply ``decoder.lm_head`` to the positions you need.
         """
-        feats = self.vision.encode_roi(roi)
-        x = torch.cat([feats, self.embed(text_ids)], dim=1)
-        b, s, _ = x.shape
-        t = feats.shape[1]
-        mask = (torch.arange(s)[None, :] < (lengths[:, None] + t)).to(torch.int64)
+        b, s = ids.shape
+        if self.cfg.frames == 2:
+            if roi_prev is None:
+                raise ValueError("a two-frame model needs roi_prev")
+            both = self.vision.encode_roi(torch.cat([roi_prev, roi], 0))
+            feats = torch.cat([both[:b], both[b:]], dim=1)
+        else:
+            feats = self.vision.encode_roi(roi)
+        slots = ids == self.cfg.image_token_id
+        if int(slots.sum()) != feats.shape[0] * feats.shape[1]:
+            raise ValueError(f"ids hold {int(slots.sum())} image tokens, the encoder gave "
+                             f"{feats.shape[0]} x {feats.shape[1]} rows")
+        x = self.embed(ids).clone()
+        x[slots] = feats.reshape(-1, feats.shape[-1])
+        mask = (torch.arange(s)[None, :] < lengths[:, None]).to(torch.int64)
         pos = torch.arange(s)[None, :].expand(b, s)
         h, _ = self.decoder.hidden_states(x, mask, pos, self.empty_past(b))
         return h
@@ -397,9 +410,10 @@ class Cost:
 
 
 def decision_cost(model: TinyVlm, text_tokens: int) -> Cost:
-    """Count conv / linear MACs of vision + a prefill of T + ``text_tokens`` (lm_head once).
+    """Count conv / linear MACs of ONE vision run + a prefill of frames x T + ``text_tokens``.
 
-    Attention score / softmax MACs are included (they grow with the sequence); norms,
+    One vision run: the earlier frame's visual tokens come from the runtime's history. lm_head
+    once. Attention score / softmax MACs are included (they grow with the sequence); norms,
     activations and the embedding gather are not (a few per value).
     """
     cfg = model.cfg
@@ -413,7 +427,7 @@ def decision_cost(model: TinyVlm, text_tokens: int) -> Cost:
             vision += h * w * m.out_channels * m.in_channels * k[0] * k[1]
     t = cfg.image_tokens
     vision += t * model.vision.proj.in_features * cfg.hidden
-    s = t + text_tokens
+    s = cfg.frames * t + text_tokens
     dec = 0
     for blk in model.decoder.blocks:
         assert isinstance(blk, Block)

@@ -30,7 +30,10 @@ BINS: dict[str, tuple[str, float, int, int]] = {
     "range_rate": ("rr", 1.0, -30, 10),  # m/s, negative = closing
     "range_valid": ("val", 1.0, 0, 1),
 }
-PROMPT = "{image} {sensors} {context} question: brake? answer:"
+#: one frame (the first default model), and two: the earlier frame's visual tokens first, each
+#: block after a marker word, so the decoder knows which image is which.
+PROMPTS = {1: "{image} {sensors} {context} question: brake? answer:",
+           2: "earlier {image_prev} now {image} {sensors} {context} question: brake? answer:"}
 LABELS = ("go", "brake")
 CONTEXTS = ("", "school zone", "urban", "highway")
 KIND_WORDS = {"car": "car", "parked_car": "parked car", "adult": "adult", "child": "child",
@@ -38,7 +41,7 @@ KIND_WORDS = {"car": "car", "parked_car": "parked car", "adult": "adult", "child
 WORDS = ("question", ":", "?", "answer", "brake", "go", ",", "m", "clear", "road", "car",
          "parked", "adult", "child", "cyclist", "obstacle", "crossing", "from", "the", "left",
          "right", "stopped", "ahead", "closing", "oncoming", "on", "not", "in", "path", "safe",
-         "gap", "school", "zone", "urban", "highway")
+         "gap", "school", "zone", "urban", "highway", "earlier", "now")
 MAX_DISTANCE_WORD = 99
 _SPACES = re.compile(r" {2,}")
 
@@ -68,11 +71,12 @@ def build_tokenizer() -> Tokenizer:
     return tok
 
 
-def prompt_text(features: Mapping[str, float], context: str, image_tokens: int) -> str:
+def prompt_text(features: Mapping[str, float], context: str, image_tokens: int, frames: int = 2) -> str:
     """The prompt exactly as ``vlm.PromptBuilder.text`` renders it for this bundle."""
     nums = {f: feature_value(f, features, RANGE_CLIP_M) for f in FEATURES}
     sensors = " ".join(b.token(nums[b.feature]) for b in bin_specs())
-    text = PROMPT.format(image=IMAGE * image_tokens, sensors=sensors, context=clean_context(context))
+    img = IMAGE * image_tokens
+    text = PROMPTS[frames].format(image=img, image_prev=img, sensors=sensors, context=clean_context(context))
     return _SPACES.sub(" ", text)
 
 

@@ -56,7 +56,8 @@ KINDS = ("classifier", "vlm")
 VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer")
 VLM_OPTIONAL_FILES = ("config",)
 #: Prompt placeholders besides the sensor features (which take a format spec, ``{range:.0f}``).
-PROMPT_SLOTS = ("image", "sensors", "context")
+PROMPT_SLOTS = ("image", "image_prev", "sensors", "context")
+MAX_FRAMES = 2  # vlm.frames.count: the current frame, plus at most one earlier frame
 MAX_BINS = 4096  # per feature: keeps the vocabulary check at load cheap
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = {"rgb": 3, "bgr": 3, "mono": 1}
@@ -106,6 +107,9 @@ class ImageSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: float
+    #: rows [r0, r1) and columns [c0, c1) of the resized frame the graph reads; None = all.
+    #: Why: the runtime normalises only this window (the rest of the tensor stays 0).
+    roi: tuple[int, int, int, int] | None = None
 
     @property
     def channels(self) -> int:
@@ -201,6 +205,21 @@ class KvSpec:
 
 
 @dataclass(frozen=True)
+class FrameSpec:
+    """How many camera frames a ``vlm`` prompt shows, and how far apart.
+
+    ``count`` 2: the prompt holds ``{image_prev}`` (before ``{image}``): the visual tokens of
+    the frame nearest to ``t - interval_s``, if one is within ``tolerance_s`` of that time,
+    else of the current frame again. Why: one frame shows no motion; a person walking into
+    the lane and one standing at the kerb look the same in one image.
+    """
+
+    count: int = 1
+    interval_s: float = 0.1
+    tolerance_s: float = 0.04
+
+
+@dataclass(frozen=True)
 class VlmSpec:
     """The language-model side of a ``kind: vlm`` bundle.
 
@@ -220,6 +239,7 @@ class VlmSpec:
     eos: str
     max_rationale_tokens: int
     kv: KvSpec | None = None
+    frames: FrameSpec = field(default_factory=FrameSpec)
 
 
 @dataclass(frozen=True)
@@ -495,23 +515,37 @@ class _Parser:
     def image(self, inputs: Mapping[str, Any]) -> ImageSpec:
         w = "inputs.image."
         d = self.section(inputs, "image", "inputs.", ("name", "height", "width", "layout",
-                                                     "color", "dtype", "mean", "std", "scale"))
+                                                     "color", "dtype", "mean", "std", "scale",
+                                                     "roi"))
         color = self.string(d, "color", w, tuple(COLORS))
         n = COLORS[color]
         std = self.numbers(d, "std", w, n)
         if any(s <= 0 for s in std):
             raise self.fail(f"{w}std", f"every std must be > 0, got {list(std)}")
+        height, width = self.integer(d, "height", w, 1), self.integer(d, "width", w, 1)
         return ImageSpec(
             name=self.string(d, "name", w),
-            height=self.integer(d, "height", w, 1),
-            width=self.integer(d, "width", w, 1),
+            height=height,
+            width=width,
             layout=self.string(d, "layout", w, LAYOUTS),
             color=color,
             dtype=self.string(d, "dtype", w, DTYPES),
             mean=self.numbers(d, "mean", w, n),
             std=std,
             scale=self.number(d, "scale", w, lo=0.0, lo_open=True),
+            roi=self.roi(d, w, height, width) if "roi" in d else None,
         )
+
+    def roi(self, d: Mapping[str, Any], w: str, height: int, width: int) -> tuple[int, int, int, int]:
+        """``[r0, r1, c0, c1]``: 0 <= r0 < r1 <= height, 0 <= c0 < c1 <= width."""
+        items = self.seq(d, "roi", w, 4)
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+            raise self.fail(f"{w}roi", f"expected 4 integers [r0, r1, c0, c1], got {items!r}")
+        r0, r1, c0, c1 = (int(v) for v in items)
+        if not (0 <= r0 < r1 <= height and 0 <= c0 < c1 <= width):
+            raise self.fail(f"{w}roi", f"{items!r} is not a window of the {height}x{width} "
+                            "frame (0 <= r0 < r1 <= height, 0 <= c0 < c1 <= width)")
+        return r0, r1, c0, c1
 
     def sensors(self, inputs: Mapping[str, Any], vlm: bool = False) -> SensorSpec:
         w = "inputs.sensors."
@@ -587,7 +621,7 @@ class _Parser:
         w = "vlm."
         d = self.section(data, "vlm", "", ("smolvlm", "image_token", "image_token_id",
                                            "image_tokens_per_tile", "prompt", "eos",
-                                           "max_rationale_tokens", "kv"))
+                                           "max_rationale_tokens", "kv", "frames"))
         kv = None
         if "kv" in d:
             k = self.section(d, "kv", w, ("num_layers", "num_kv_heads", "head_dim"))
@@ -602,12 +636,34 @@ class _Parser:
             eos=self.string(d, "eos", w),
             max_rationale_tokens=self.integer(d, "max_rationale_tokens", w, 0),
             kv=kv,
+            frames=self.frames(d["frames"]) if "frames" in d else FrameSpec(),
         )
-        self.prompt(spec.prompt, sensors)
+        self.prompt(spec.prompt, sensors, spec.frames.count)
         return spec
 
-    def prompt(self, template: str, sensors: SensorSpec | None) -> None:
-        """Only known placeholders, ``{image}`` once, ``{sensors}`` iff bins, specs that format."""
+    def frames(self, raw: Any) -> FrameSpec:
+        """``vlm.frames``: count 1..MAX_FRAMES, interval > 0, 0 < tolerance < interval."""
+        w = "vlm.frames."
+        if not isinstance(raw, Mapping):
+            raise self.fail("vlm.frames", f"expected a mapping, got {raw!r}")
+        self.only(raw, w, ("count", "interval_s", "tolerance_s"))
+        count = self.integer(raw, "count", w, 1)
+        if count > MAX_FRAMES:
+            raise self.fail(f"{w}count", f"{count} frames: at most {MAX_FRAMES} are supported")
+        interval = self.number(raw, "interval_s", w, lo=0.0, lo_open=True, hi=10.0,
+                               default=FrameSpec.interval_s)
+        tol = self.number(raw, "tolerance_s", w, lo=0.0, lo_open=True,
+                          default=FrameSpec.tolerance_s)
+        if tol >= interval:
+            raise self.fail(f"{w}tolerance_s", f"{tol} must be below interval_s {interval} "
+                            "(or the current frame could stand in for the earlier one)")
+        return FrameSpec(count, interval, tol)
+
+    def prompt(self, template: str, sensors: SensorSpec | None, frames: int = 1) -> None:
+        """Known placeholders, ``{image}`` once, ``{sensors}`` iff bins, specs that format.
+
+        Two frames: ``{image_prev}`` once, before ``{image}``; one frame: none.
+        """
         where = "vlm.prompt"
         feats = sensors.features if sensors is not None else ()
         try:
@@ -633,6 +689,13 @@ class _Parser:
             fields.append(field_name)
         if fields.count("image") != 1:
             raise self.fail(where, f"needs {{image}} exactly once, found {fields.count('image')}")
+        want_prev = 1 if frames == 2 else 0
+        if fields.count("image_prev") != want_prev:
+            raise self.fail(where, f"vlm.frames.count {frames} needs {{image_prev}} {want_prev} "
+                            f"time(s), found {fields.count('image_prev')}")
+        if want_prev and fields.index("image_prev") > fields.index("image"):
+            raise self.fail(where, "{image_prev} must come before {image} (the earlier frame "
+                            "first, as in training)")
         has_bins = sensors is not None and bool(sensors.bins)
         if ("sensors" in fields) != has_bins:
             raise self.fail(where, "{sensors} and inputs.sensors.bins go together "

@@ -28,7 +28,8 @@ _TO_COLOR: dict[tuple[int, str], int | None] = {
 class ImagePreprocessor:
     """Resize (INTER_AREA), convert color, scale/normalise and lay out one RGB/mono frame.
 
-    The affine ``(x * scale - mean) / std`` is folded into one multiply-add per channel.
+    The affine ``(x * scale - mean) / std`` is folded into one multiply-add per channel. With
+    ``spec.roi`` only that window is normalised (the graph crops it; the rest is 0).
     """
 
     def __init__(self, spec: ImageSpec) -> None:
@@ -52,11 +53,21 @@ class ImagePreprocessor:
         code = _TO_COLOR[(3 if img.ndim == 3 else 1, spec.color)]
         if code is not None:
             img = cv2.cvtColor(img, code)
-        x = img.reshape(spec.height, spec.width, spec.channels).astype(np.float32)
-        x = x * self._mul + self._add
+        img = img.reshape(spec.height, spec.width, spec.channels)
+        if spec.roi is None:
+            x = img.astype(np.float32) * self._mul + self._add
+            if spec.layout == "NCHW":
+                x = x.transpose(2, 0, 1)
+            return np.ascontiguousarray(x[np.newaxis], dtype=np.float32)
+        # only the window the graph reads is normalised; the rest stays 0 (never read)
+        r0, r1, c0, c1 = spec.roi
+        win = img[r0:r1, c0:c1].astype(np.float32) * self._mul + self._add
+        out = np.zeros(spec.shape, np.float32)
         if spec.layout == "NCHW":
-            x = x.transpose(2, 0, 1)
-        return np.ascontiguousarray(x[np.newaxis], dtype=np.float32)
+            out[0, :, r0:r1, c0:c1] = win.transpose(2, 0, 1)
+        else:
+            out[0, r0:r1, c0:c1] = win
+        return out
 
 
 def feature_value(name: str, features: Mapping[str, float], range_clip_m: float) -> float:

@@ -48,6 +48,7 @@ class Job:
     slot: int
     features: dict[str, float]
     context: str = ""  # vlm: operator context for the prompt ("school zone")
+    time_s: float | None = None  # the frame's time: a two-frame vlm finds its earlier image by it
 
 
 @dataclass(frozen=True)

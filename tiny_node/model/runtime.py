@@ -56,9 +56,9 @@ class Runtime(Protocol):
 
     def decide(
         self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
-        run_options: ort.RunOptions | None = None,
+        run_options: ort.RunOptions | None = None, *, time_s: float | None = None,
     ) -> ModelOutput:
-        """Decide one frame; a set ``run_options.terminate`` makes ORT raise."""
+        """Decide one frame taken at ``time_s`` (s, None = unknown); terminate makes ORT raise."""
         ...
 
     def warm_up(self, runs: int) -> list[float]:
@@ -153,10 +153,10 @@ class ModelRuntime:
 
     def decide(
         self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
-        run_options: ort.RunOptions | None = None,
+        run_options: ort.RunOptions | None = None, *, time_s: float | None = None,
     ) -> ModelOutput:
-        """Preprocess and infer one frame. A classifier has no text input: ``context`` is unused."""
-        del context
+        """Preprocess and infer one frame (a classifier: ``context``, ``time_s`` unused)."""
+        del context, time_s
         return self.infer(self.preprocess(image_rgb, features), run_options)
 
     def warm_up(self, runs: int) -> list[float]:

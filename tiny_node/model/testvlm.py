@@ -358,8 +358,12 @@ def tiny_tokenizer(vocab: dict[str, int], specials: list[str], added: list[str])
 
 
 def make_tiny_vlm_bundle(directory: Path, smolvlm: bool = False, decoder_pairs: int = 0,
-                         max_rationale_tokens: int | None = None) -> Path:
-    """Write a tiny VLM bundle (module docstring) into ``directory``; return it."""
+                         max_rationale_tokens: int | None = None, frames: int = 1) -> Path:
+    """Write a tiny VLM bundle (module docstring) into ``directory``; return it.
+
+    ``frames`` 2: the prompt starts with ``{image_prev}`` (the earlier frame's visual tokens,
+    ``vlm.frames`` 0.1 s +- 0.04 s back); the graphs are the same.
+    """
     directory = Path(directory)
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab(smolvlm)
@@ -383,6 +387,10 @@ def make_tiny_vlm_bundle(directory: Path, smolvlm: bool = False, decoder_pairs: 
                               "vocab_size": dims.vocab, "rope_theta": dims.rope_base}}
     (directory / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     manifest = tiny_vlm_manifest(dims, smolvlm, max_rationale_tokens)
+    if frames == 2:
+        vlm = manifest["vlm"]
+        vlm["prompt"] = vlm["prompt"].replace("{image}", "{image_prev}{image}", 1)
+        vlm["frames"] = {"count": 2, "interval_s": 0.1, "tolerance_s": 0.04}
     write_manifest(directory, name="test-vlm-smolvlm" if smolvlm else "test-vlm",
                    files={"vision_encoder": "onnx/vision_encoder.onnx",
                           "embed_tokens": "onnx/embed_tokens.onnx",

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 from tiny_node.model.bundle import Bundle, BundleError, KvSpec, VlmSpec
+from tiny_node.model.history import FrameHistory
 from tiny_node.model.output import ModelOutput, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
 from tiny_node.model.runtime import load_session
@@ -87,7 +88,8 @@ class PromptBuilder:
 
     def text(self, features: Mapping[str, float], context: str = "") -> str:
         """The prompt text; runs of spaces (an empty ``{context}``) collapse to one."""
-        values: dict[str, object] = {"image": self._image, "context": clean_context(context)}
+        values: dict[str, object] = {"image": self._image, "image_prev": self._image,
+                                     "context": clean_context(context)}
         if self.sensors is not None:
             clip = self.sensors.range_clip_m
             nums = {f: feature_value(f, features, clip) for f in self.sensors.features}
@@ -147,6 +149,8 @@ class VlmRuntime:
         self.vocab_size, self.hidden = self._probe()
         self._state: _Prefill | None = None
         self.last_ms: dict[str, float] = {}  # stage timings of the last decide()
+        self.history = FrameHistory(self.spec.frames)
+        self.last_prev_age_s: float | None = None  # age of the earlier image last used
 
     # -- loading and checks ----------------------------------------------------------
     def _where(self, key: str) -> str:
@@ -295,9 +299,10 @@ class VlmRuntime:
                                       f"token in {where}")
         sample = self.prompt.ids({"ego_speed": 0.0})
         n = int((sample == spec.image_token_id).sum())
-        if n != spec.image_tokens_per_tile:
+        if n != spec.image_tokens_per_tile * spec.frames.count:
             raise BundleError(f"vlm.prompt: renders {n} image tokens, image_tokens_per_tile is "
-                              f"{spec.image_tokens_per_tile}")
+                              f"{spec.image_tokens_per_tile} for each of "
+                              f"vlm.frames.count {spec.frames.count} frame(s)")
 
     def _probe(self) -> tuple[int, int]:
         """One tiny run of each graph: feature rows, hidden size and vocabulary must agree.
@@ -352,12 +357,16 @@ class VlmRuntime:
 
     def decide(
         self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
-        run_options: ort.RunOptions | None = None,
+        run_options: ort.RunOptions | None = None, *, time_s: float | None = None,
     ) -> ModelOutput:
         """Prefill the prompt and read the decision words' next-token logits.
 
-        Keeps the KV cache for :meth:`rationale`. A set ``run_options.terminate`` makes ORT
-        raise (checked between nodes of each of the three graphs).
+        ``time_s``: the frame's time (header stamp, or the driver's receipt time; seconds on
+        any clock that the caller keeps consistent). A two-frame bundle takes the earlier
+        image's visual tokens from the history at ``time_s - interval_s``; without a time, or
+        with no frame near enough, the current frame stands in for the earlier one. Keeps
+        the KV cache for :meth:`rationale`. A set ``run_options.terminate`` makes ORT raise
+        (checked between nodes of each of the three graphs).
         """
         self._state = None
         t0 = time.perf_counter()  # real time is the point: these are stage timings
@@ -365,9 +374,10 @@ class VlmRuntime:
         pixels = self._pixels(image_rgb)
         t1 = time.perf_counter()
         (feats,) = self.vision.run([IMAGE_FEATURES], pixels, run_options)
+        rows = self._with_history(feats, time_s)
         t2 = time.perf_counter()
         (embeds,) = self.embed.run([INPUTS_EMBEDS], {INPUT_IDS: ids}, run_options)
-        embeds = self._splice(ids, embeds, feats)
+        embeds = self._splice(ids, embeds, rows)
         t3 = time.perf_counter()
         row, present = self._decode(embeds, None, 0, run_options)
         t4 = time.perf_counter()
@@ -378,6 +388,31 @@ class VlmRuntime:
                         "embed": (t3 - t2) * 1e3, "prefill": (t4 - t3) * 1e3,
                         "tokens": float(ids.shape[1])}
         return out
+
+    def _with_history(self, feats: NDArray[Any], time_s: float | None) -> NDArray[Any]:
+        """The feature rows of every image in the prompt, earliest first; records ``feats``."""
+        if self.spec.frames.count == 1:
+            return feats
+        prev = self.history.pick(time_s) if time_s is not None else None
+        self.last_prev_age_s = None if prev is None else prev[0]
+        if time_s is not None:
+            self.history.add(time_s, feats)
+        return np.concatenate([feats if prev is None else prev[1], feats], axis=-2)
+
+    def remember(self, image_rgb: NDArray[np.uint8], time_s: float) -> None:
+        """Encode a frame into the history without deciding (no-op for one frame).
+
+        For a frame the caller skipped, or the earlier frame of an evaluation pair.
+        """
+        if self.spec.frames.count == 1:
+            return
+        (feats,) = self.vision.run([IMAGE_FEATURES], self._pixels(image_rgb))
+        self.history.add(time_s, feats)
+
+    def reset_history(self) -> None:
+        """Forget earlier frames (a new drive): the next decision sees no motion."""
+        self.history.clear()
+        self.last_prev_age_s = None
 
     def _splice(self, ids: NDArray[np.int64], embeds: NDArray[Any],
                 feats: NDArray[Any]) -> NDArray[Any]:

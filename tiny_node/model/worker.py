@@ -26,6 +26,7 @@ collected with ``take_rationales()``.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import signal
 import time
@@ -274,8 +275,12 @@ class ModelWorker:
 
     # -- jobs ------------------------------------------------------------------------
     def submit(self, seq: int, image: NDArray[np.uint8], features: Mapping[str, float],
-               context: str = "") -> bool:
+               context: str = "", *, frame_time_s: float | None = None) -> bool:
         """Copy the frame into a free slot and send the job; False unless READY and idle.
+
+        ``frame_time_s`` is the frame's time (a two-frame model picks its earlier image by
+        it); None = this worker's clock now, which is the frame's receipt time when the model
+        was idle as the frame came in (the usual case: the model is faster than the camera).
 
         A frame that is not uint8 or does not fit ``max_frame_shape``, non-numeric
         features, or a ``context`` (vlm prompt text, e.g. "school zone") that is not a str
@@ -291,13 +296,16 @@ class ModelWorker:
             feats = {str(k): float(v) for k, v in features.items()}
             if not isinstance(context, str) or len(context) > MAX_CONTEXT_CHARS:
                 raise ValueError(f"context must be a str of at most {MAX_CONTEXT_CHARS} chars")
+            when = self._clock.now() if frame_time_s is None else float(frame_time_s)
+            if not math.isfinite(when):
+                raise ValueError(f"frame_time_s must be finite, got {frame_time_s!r}")
         except (TypeError, ValueError) as exc:
             self._counts["rejected"] += 1
             self._last_reject = f"frame {seq}: {exc}"
             return False
         slot = self._next_slot
         self._slots.write(slot, seq, image)
-        if not self._send(Job(seq, slot, feats, context)):
+        if not self._send(Job(seq, slot, feats, context, when)):
             return False
         self._rationale_seq = None  # this job aborts it in the worker
         self._next_slot = (slot + 1) % N_SLOTS

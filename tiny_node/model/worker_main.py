@@ -198,7 +198,8 @@ class _Server:
                 return ModelResult(job.seq, None, 0.0, cancelled=True)
             try:
                 image = self._slots.read(job.slot, job.seq)
-                out = self._runtime.decide(image, job.features, job.context, run.options)
+                out = self._runtime.decide(image, job.features, job.context, run.options,
+                                           time_s=job.time_s)
                 del image  # drop the shared-memory view before replying
             except Exception as exc:
                 ms = (time.monotonic() - t0) * 1e3
