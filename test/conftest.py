@@ -89,7 +89,9 @@ def stream(feeder: object, n: int, *, rate_hz: float = 30.0, gap_m: float = 80.0
     for i in range(n):
         stamp = base + int(i / rate_hz * 1e9)
         feeder.send_odom(stamp, speed)  # type: ignore[attr-defined]
-        gap = gap_m - (speed * i / rate_hz if closing else 0.0)
+        # A real radar never repeats a reading bit for bit (the node flags that as stuck); 1 mm of
+        # noise keeps every printed figure the same.
+        gap = gap_m - (speed * i / rate_hz if closing else 0.0) + 0.001 * (i % 3 - 1)
         feeder.send_range(stamp, gap if math.isfinite(gap) else math.inf)  # type: ignore[attr-defined]
         if frame is not None:
             frame(i, stamp)

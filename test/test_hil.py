@@ -23,9 +23,11 @@ import pytest
 from conftest import REPO
 
 from tiny_node.hil import faults as F  # noqa: N812  (short: used on every line)
+from tiny_node.hil.harness import global_failures
 from tiny_node.hil.record import (
     JITTER_MS,
     DecisionRec,
+    DiagRec,
     FrameRec,
     RunRecord,
     match,
@@ -161,11 +163,47 @@ def test_range_and_odometry_faults():
     assert F.RangeFault("-inf").on_sensor(ctx, "range", 1, 20.0)[1] == -math.inf
     stuck = F.RangeFault("stuck")
     assert [stuck.on_sensor(ctx, "range", i, 20.0 - i)[1] for i in range(3)] == [20.0, 20.0, 20.0]
-    assert stuck.known_gap
+    assert stuck.duration_s >= 2.0  # outlasts the node's range_stuck_s (1 s)
+    assert not stuck.known_gap  # the node detects it now
     assert F.RangeFault("nan").on_sensor(ctx, "odom", 1, 5.0) == (1, 5.0)
     assert F.StaleOdometry().on_sensor(ctx, "odom", 1, 5.0) is None
     with pytest.raises(ValueError, match="range fault kind"):
         F.RangeFault("purple")
+
+
+def _dropout_record(frameless_times: list[float], level: int = 2) -> tuple[RunRecord, F.CameraDropout]:
+    """30 Hz frames except during a dropout at [2.0, 3.5) s; decisions without a frame at the given times."""
+    fault = F.CameraDropout(duration_s=1.5, recovery_s=2.0)
+    fault.start = 2.0
+    rec = _rec()
+    ts = [i / 30 for i in range(int(5.5 * 30)) if not 2.0 <= i / 30 < 3.5]
+    rec.frames = [FrameRec(i, 1000 + i, t, t) for i, t in enumerate(ts)]
+    rec.decisions = {1000 + i: [_decision(t + 0.005)] for i, t in enumerate(ts)}
+    rec.frameless = [DecisionRec(t, {"frame": "none (camera timeout)", "level": level,
+                                     "reason": "clear [camera: no frame for 0.52 s]"}) for t in frameless_times]
+    for name, lvl in (("camera", 2), ("camera", 0)):
+        at = 2.8 if lvl == 2 else 3.8
+        rec.diags.append(DiagRec(at, f"tiny_node: {name}", lvl, "", {}))
+    rec.windows["camera_dropout"] = fault.window
+    return rec, fault
+
+
+def test_camera_dropout_check_wants_decisions_without_a_frame_at_the_camera_period():
+    last = max(t for t in (i / 30 for i in range(200)) if t < 2.0)
+    steady = [last + 0.5 + k / 30 for k in range(int((3.5 - last - 0.5) * 30))]
+    rec, fault = _dropout_record(steady)
+    res = fault.check(rec)
+    assert res.passed, res.failures
+    assert global_failures(rec) == []
+    for times, level, why in ((steady[:2], 2, "only 2 decisions without a frame"),
+                              (steady[::4], 2, "gap between decisions without a frame"),
+                              (steady, 1, "not at level ERROR"),
+                              ([t + 0.3 for t in steady], 2, "first decision without a frame 0.80 s")):
+        rec, fault = _dropout_record(times, level)
+        res = fault.check(rec)
+        assert any(why in f for f in res.failures), (why, res.failures)
+    rec, _ = _dropout_record([*steady, 4.5])
+    assert any("without a frame while the camera was sending" in f for f in global_failures(rec))
 
 
 def test_fault_registry_and_schedule():

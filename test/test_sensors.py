@@ -81,3 +81,37 @@ def test_track_survives_a_missed_scan_but_not_a_long_gap():
     assert s.snapshot(0.36).range_rate == pytest.approx(-10.0, abs=1e-6)
     s.update_range(rr(10.0, 2.0))  # back after 1.65 s: a new track, no stale rate
     assert s.snapshot(2.01).range_rate is None
+
+
+def _feed_constant(s: SensorState, value: float, seconds: float, speed: float) -> float:
+    t = 0.0
+    while t <= seconds + 1e-9:
+        s.update_range(rr(value, t))
+        s.update_odometry(speed, t)
+        t = round(t + 0.05, 3)
+    return t - 0.05
+
+
+def test_range_repeated_bit_for_bit_while_moving_is_stuck():
+    s = SensorState(RuleConfig(range_stuck_s=1.0))
+    last = _feed_constant(s, 24.9, 0.95, speed=10.0)
+    assert s.snapshot(last).faults == ()  # 0.95 s of repeats: not yet
+    s.update_range(rr(24.9, 1.0))
+    faults = s.snapshot(1.0).faults
+    assert len(faults) == 1 and faults[0].startswith("range: stuck at 24.90 m")
+    assert s.snapshot(1.0).features()["range_valid"] == 0.0
+    s.update_range(rr(24.87, 1.05))  # a changing value clears it at once
+    assert s.snapshot(1.05).faults == ()
+
+
+@pytest.mark.parametrize(("speed", "stuck_s"), [(0.5, 1.0), (10.0, 0.0)])
+def test_repeats_at_standstill_or_with_the_check_off_are_no_fault(speed, stuck_s):
+    s = SensorState(RuleConfig(range_stuck_s=stuck_s))
+    last = _feed_constant(s, 3.2, 3.0, speed=speed)
+    assert s.snapshot(last).faults == ()
+
+
+def test_repeated_no_return_is_not_stuck():
+    s = SensorState(RuleConfig(range_stuck_s=1.0))
+    last = _feed_constant(s, math.inf, 3.0, speed=10.0)
+    assert s.snapshot(last).faults == ()

@@ -1,5 +1,6 @@
 """Watchdog with an injected clock: deadlines, latest-frame-only, arbitration table, hold."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,7 +224,8 @@ def test_exactly_one_decision_per_frame_under_random_schedule():
         if clock.now() >= next_frame:
             i += 1
             sensors.update_odometry(10.0, clock.now())
-            sensors.update_range(RangeReading(80.0, 0.2, 150.0, i, clock.now()))
+            # radar noise: a bit-identical range for 1 s while moving would be a stuck sensor
+            sensors.update_range(RangeReading(80.0 + 0.01 * (i % 3), 0.2, 150.0, i, clock.now()))
             decided += [d.frame_id for d in wd.on_frame(frame(clock, i))]
             next_frame = clock.now() + float(rng.uniform(0.001, 0.04))
         if port.busy_seq is not None and running_until is None:
@@ -234,3 +236,78 @@ def test_exactly_one_decision_per_frame_under_random_schedule():
     assert sorted(decided) == list(range(1, 401))
     assert wd.stats.deadline_misses == 0
     assert wd.stats.by_source["model"] > 50 and wd.stats.by_source["fallback"] > 50
+
+
+def _frames_at(clock, wd, n, period):
+    out = []
+    for i in range(n):
+        out += wd.on_frame(frame(clock, 1_000_000_000 + round(i * period * 1e9)))
+        clock.advance(period)
+    return out
+
+
+def _keep_range_fresh(sensors, clock, range_m=80.0, speed=10.0):
+    noisy = range_m + 0.01 * (round(clock.now() * 1000) % 3)
+    sensors.update_range(RangeReading(noisy, 0.2, 150.0, round(clock.now() * 1e9), clock.now()))
+    sensors.update_odometry(speed, clock.now())
+
+
+def test_camera_timeout_decides_with_the_rules_at_the_camera_period_without_a_frame():
+    port = ScriptedPort(ready=False)
+    clock, sensors, wd = setup(port=port, camera_timeout_s=0.5)
+    assert wd.next_camera_timeout_at() is None  # not before the first frame
+    _frames_at(clock, wd, 5, 0.05)  # 20 Hz, then the camera goes quiet
+    last_at, last_stamp = clock.now() - 0.05, 1_000_000_000 + 4 * 50_000_000
+    assert wd.next_camera_timeout_at() == pytest.approx(last_at + 0.5)
+    out = []
+    for _ in range(40):  # 1 s of ticks every 25 ms
+        clock.advance(0.025)
+        _keep_range_fresh(sensors, clock, range_m=-math.inf)  # REP-117: an object within min_range
+        out += wd.on_tick()
+    assert len(out) == 12  # from 0.5 s after the last frame (at 0.2 s), every 50 ms, to 1.25 s
+    for d in out:
+        assert d.no_frame and d.brake and d.source is Source.FALLBACK
+        assert d.model_state is ModelState.UNAVAILABLE
+        assert "camera: no frame for" in d.reason and "closer than min_range" in d.rules.reason
+        assert d.stamp_ns == last_stamp + round((d.decided_at - last_at) * 1e9)
+    gaps = np.diff([d.decided_at for d in out])
+    assert gaps == pytest.approx(0.05, abs=0.026)
+    assert wd.stats.camera_timeout_decisions == 12
+    # The camera is back: no more decisions without a frame.
+    wd.on_frame(frame(clock, 9_000_000_000))
+    clock.advance(0.3)
+    assert [d for d in wd.on_tick() if d.no_frame] == []
+
+
+@pytest.mark.parametrize(("action", "brakes"), [("failsafe", True), ("none", None)])
+def test_camera_timeout_action_failsafe_or_none(action, brakes):
+    clock, sensors, wd = setup(camera_timeout_s=0.2, camera_timeout_action=action)
+    _frames_at(clock, wd, 3, 0.1)
+    clock.advance(0.3)
+    _keep_range_fresh(sensors, clock)  # clear road: the rules alone would not brake
+    out = wd.on_tick()
+    if brakes is None:
+        assert out == [] and wd.next_camera_timeout_at() is None
+    else:
+        [d] = out
+        assert d.no_frame and d.brake and d.source is Source.RULES
+        assert d.rules.reason.startswith("fail-safe brake: camera: no frame")
+
+
+def test_lockstep_decides_through_a_camera_gap():
+    from tiny_node.lockstep import Lockstep
+
+    ls = Lockstep(make_config({"camera_timeout_s": 0.3}))
+    out = []
+    for i in range(10):  # 10 Hz for 1 s
+        t = i * 0.1
+        out += ls.odom(t, 5.0) + ls.range(t, 50.0 + 0.01 * (i % 2), round(t * 1e9))
+        out += ls.frame(t, round(t * 1e9), IMG)
+    for i in range(10, 20):  # sensors go on, no camera for 1 s
+        t = i * 0.1
+        out += ls.odom(t, 5.0) + ls.range(t, 50.0 + 0.01 * (i % 2), round(t * 1e9))
+    out += ls.advance_to(1.95)
+    frameless = [d for d in out if d.no_frame]
+    # due 0.3 s after the frame at 0.9 s, then every 0.1 s (the measured camera period)
+    assert [d.decided_at for d in frameless] == pytest.approx([1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9])
+    assert all(not d.brake and d.source is Source.RULES for d in frameless)

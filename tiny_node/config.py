@@ -86,8 +86,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("max_frame_width", 1920, "Largest camera frame accepted (pixels); larger frames are "
       "rejected as bad input. Sizes the model worker's shared memory.", 64, 4096, read_only=True),
     P("max_frame_height", 1080, "Largest camera frame accepted (pixels).", 48, 4096, read_only=True),
-    P("camera_timeout_s", 0.5, "No camera frame for this long turns the camera diagnostic ERROR "
-      "(decisions are per frame: without frames there are none to publish).", 0.05, 10.0),
+    P("camera_timeout_s", 0.5, "No camera frame for this long is a camera fault: the camera "
+      "diagnostic turns ERROR and camera_timeout_action applies.", 0.05, 10.0),
+    P("camera_timeout_action", "rules", "What the node publishes while the camera is out, at the "
+      "camera's measured frame period: 'rules' = the rule path's decision on range and odometry "
+      "(model unavailable), 'failsafe' = the rules.failsafe decision, 'none' = nothing (the "
+      "consumer must act on the camera diagnostic). These decisions answer no frame: their "
+      "stamp is extrapolated from the last frame and their values say frame: none.",
+      choices=("rules", "failsafe", "none")),
     P("future_stamp_tolerance_s", 0.5, "A camera stamp further ahead of the node's ROS clock "
       "than this is a fault (the model is not run on it).", 0.0, 60.0),
     P("range_timeout_s", 0.5, "Range reading older than this is stale -> fail-safe "
@@ -95,6 +101,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("odom_timeout_s", 0.5, "Odometry older than this is stale -> fail-safe.", 0.05, 10.0),
     P("imu_timeout_s", 0.5, "IMU older than this is stale (fail-safe only if imu_required).", 0.05, 10.0),
     P("imu_required", False, "Treat a missing or stale IMU as a fault (fail-safe)."),
+    P("range_stuck_s", 1.0, "A finite range reading repeated bit for bit this long (fresh stamps) "
+      "while the ego moves is a stuck sensor -> fail-safe. Radar noise makes exact repeats "
+      "implausible; raise it for coarsely quantised sensors, 0 disables.", 0.0, 60.0),
     # --- deadline watchdog --------------------------------------------------------------
     P("deadline_ms", 50.0, "Each camera frame must be decided within this time.", 5.0, 1000.0),
     P("deadline_reference", "receipt", "Measure the deadline from frame receipt or from the "
@@ -170,6 +179,7 @@ class RuleConfig:
     odom_timeout_s: float = 0.5
     imu_timeout_s: float = 0.5
     imu_required: bool = False
+    range_stuck_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,7 @@ class NodeConfig:
             odom_timeout_s=self.float("odom_timeout_s"),
             imu_timeout_s=self.float("imu_timeout_s"),
             imu_required=self.bool("imu_required"),
+            range_stuck_s=self.float("range_stuck_s"),
         )
 
     def replace(self, **changes: Value) -> NodeConfig:

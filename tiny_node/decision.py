@@ -8,6 +8,8 @@ from typing import Any
 
 #: Name of the single status in every ``decision`` message (node, bags, tools).
 DECISION_STATUS_NAME = "tiny_node: decision"
+#: The ``frame`` value of a decision that answers no frame (published while the camera is out).
+FRAME_NONE = "none (camera timeout)"
 
 
 class Source(str, Enum):
@@ -41,7 +43,9 @@ class Decision:
     """The single output of a cycle, published exactly once by its deadline.
 
     ``stamp`` is the header stamp of the frame answered (nanoseconds, ROS time), so any
-    consumer can match the decision to its input.
+    consumer can match the decision to its input.  A ``no_frame`` decision is published while
+    the camera is out (``camera_timeout_action``): it answers no frame, and its stamp is the
+    last frame's stamp plus the time since, so the output stays a monotonic stream.
     """
 
     frame_id: int  # cycle sequence number (monotonic per node run)
@@ -55,6 +59,7 @@ class Decision:
     deadline_at: float  # clock time of the deadline (s)
     decided_at: float  # clock time the decision was taken (s)
     hold: bool = False  # True when the brake is held by hysteresis, not by this frame
+    no_frame: bool = False  # decided without a camera frame (camera timeout)
     rules: Verdict | None = None
     model: Verdict | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -76,8 +81,8 @@ class Decision:
 
 
 def decision_level(d: Decision) -> int:
-    """REP-107 level: 0 OK; 1 WARN for a fallback or a held brake; 2 ERROR on a sensor fail-safe."""
-    if d.rules is not None and d.rules.reason.startswith("fail-safe"):
+    """REP-107 level: 0 OK; 1 WARN on a fallback or a held brake; 2 ERROR on a fail-safe or no frame."""
+    if d.no_frame or (d.rules is not None and d.rules.reason.startswith("fail-safe")):
         return 2
     if d.source is Source.FALLBACK or d.hold:
         return 1
@@ -96,6 +101,8 @@ def decision_values(d: Decision) -> dict[str, Any]:
         "frame_id": d.frame_id,
         "hold": str(d.hold).lower(),
     }
+    if d.no_frame:
+        values["frame"] = FRAME_NONE
     if d.rules is not None:
         values["rules_decision"] = "brake" if d.rules.brake else "no_brake"
         values["rules_reason"] = d.rules.reason

@@ -23,6 +23,9 @@ MAX_PLAUSIBLE_SPEED_MPS = 100.0
 MAX_PLAUSIBLE_ACCEL_MPS2 = 100.0
 # Range reported to the model when nothing is within range (REP-117 +Inf).
 RANGE_CLEAR_M = 100.0
+# A stuck range is only judged while the ego moves: standing before a wall, a quantised
+# sensor may legitimately repeat its value.
+STUCK_MIN_SPEED_MPS = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class SensorState:
         self._accel: float | None = None
         self._accel_at: float | None = None
         self._track: deque[tuple[float, float]] = deque(maxlen=64)  # (stamp s, range m)
+        # The current run of bit-identical finite readings: its value and first receipt time.
+        self._same_value: float | None = None
+        self._same_since: float | None = None
 
     def reconfigure(self, cfg: RuleConfig) -> None:
         """Take new timeouts / track parameters."""
@@ -97,6 +103,9 @@ class SensorState:
             self._range = reading
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
+            if not (math.isfinite(r) and r == self._same_value):
+                self._same_value = r if math.isfinite(r) else None
+                self._same_since = reading.received_at
             if not math.isfinite(r) or r < reading.min_range or r > reading.max_range:
                 # No return (or garbage): keep the track, a radar misses a scan now and then;
                 # it is dropped below if the object does not come back where expected in time.
@@ -143,6 +152,7 @@ class SensorState:
             rng, speed, speed_at = self._range, self._speed, self._speed_at
             accel, accel_at = self._accel, self._accel_at
             rate = self._rate_locked()
+            same_since = self._same_since if self._same_value is not None else None
         faults: list[str] = []
         range_age = None if rng is None else now - rng.received_at
         odom_age = None if speed_at is None else now - speed_at
@@ -160,6 +170,12 @@ class SensorState:
                 faults.append(f"range: negative reading {r:.2f} m")
             elif math.isfinite(r) and r > rng.max_range:
                 faults.append(f"range: {r:.2f} m beyond max_range {rng.max_range:.2f} m")
+            elif same_since is not None and cfg.range_stuck_s > 0.0:
+                held = rng.received_at - same_since
+                moving = speed is not None and speed > STUCK_MIN_SPEED_MPS
+                if moving and held >= cfg.range_stuck_s:
+                    faults.append(f"range: stuck at {r:.2f} m (identical readings for {held:.2f} s "
+                                  f"while moving; range_stuck_s {cfg.range_stuck_s})")
 
         if speed is None:
             faults.append("odom: no reading received")

@@ -8,6 +8,10 @@ only if it is idle (latest frame only, no queue).  A cycle closes exactly once:
 * otherwise at ``deadline - publish_guard`` with the rule verdict (fallback); the model run
   is then cancelled and its result, should it still come, is discarded and counted.
 
+When no frame has come for ``camera_timeout_s``, the watchdog goes on deciding without one at
+the camera's measured period (``camera_timeout_action``: the rule verdict, or the fail-safe),
+so a consumer never sits on a stale ``brake=false`` while the camera is out.
+
 This class is pure state: no threads, no ROS, no wall clock.  The real-time loop
 (:mod:`tiny_node.realtime`), the lockstep simulator and the tests drive it with their own
 clock and model port, which is why they all decide the same way.
@@ -31,6 +35,10 @@ from tiny_node.sensors import SensorState
 
 # A camera stamp going back by more than this is a clock reset, not a reordered frame.
 CLOCK_JUMP_NS = 1_000_000_000
+# Period of camera-timeout decisions before the camera's own period is known (one frame seen),
+# and the bounds put on the measured one.
+DEFAULT_FRAME_PERIOD_S = 0.1
+FRAME_PERIOD_BOUNDS_S = (0.005, 1.0)
 
 
 class ModelPort(Protocol):
@@ -91,6 +99,7 @@ class _Cycle:
     features: dict[str, float]
     submitted: bool = False
     unavailable_why: str = ""
+    no_frame: bool = False
 
 
 @dataclass
@@ -111,6 +120,7 @@ class WatchdogStats:
     bad_frames: int = 0
     frames_dropped_in_transport: int = 0
     clock_jumps: int = 0
+    camera_timeout_decisions: int = 0  # decided without a frame while the camera was out
     last_fault: str = ""
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
@@ -133,6 +143,7 @@ class WatchdogStats:
             "bad_frames": self.bad_frames,
             "frames_dropped_in_transport": self.frames_dropped_in_transport,
             "clock_jumps": self.clock_jumps,
+            "camera_timeout_decisions": self.camera_timeout_decisions,
             "latency_p50_ms": round(self.latency_percentile(50), 3),
             "latency_p99_ms": round(self.latency_percentile(99), 3),
         }
@@ -164,6 +175,12 @@ class Watchdog:
         self._hold_until = -math.inf
         self._hold_source = Source.RULES
         self._hold_reason = ""
+        # Camera liveness: last frame receipt / stamp, recent inter-arrival times, and when the
+        # next decision without a frame is due (None until the first frame).
+        self._last_frame_at: float | None = None
+        self._last_frame_stamp_ns = 0
+        self._frame_intervals: deque[float] = deque(maxlen=15)
+        self._no_frame_due: float | None = None
 
     def reconfigure(self, cfg: NodeConfig) -> None:
         """Take new parameters (from the deadline thread); open cycles keep their deadlines."""
@@ -173,6 +190,7 @@ class Watchdog:
     # --- inputs ----------------------------------------------------------------------------
     def on_frame(self, frame: Frame) -> list[Decision]:
         """Open a cycle for ``frame``; returns decisions that could be taken at once."""
+        self._camera_alive(frame)
         self._seq += 1
         seq = self._seq
         self.stats.cycles += 1
@@ -262,7 +280,56 @@ class Watchdog:
                 out.append(self._close(cycle, None, ModelState.LATE))
             else:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
+        due_at = self.next_camera_timeout_at()
+        if due_at is not None and now >= due_at:
+            out.append(self._decide_without_frame(now))
         return out
+
+    # --- camera timeout --------------------------------------------------------------------
+    def _camera_alive(self, frame: Frame) -> None:
+        """Note a frame's arrival: it re-arms the camera timeout and measures the frame period."""
+        last = self._last_frame_at
+        if last is not None and frame.received_at > last:
+            self._frame_intervals.append(frame.received_at - last)
+        self._last_frame_at = frame.received_at
+        self._last_frame_stamp_ns = frame.stamp_ns
+        self._no_frame_due = frame.received_at + self.cfg.float("camera_timeout_s")
+
+    def frame_period(self) -> float:
+        """The camera's period: median of recent inter-arrival times (bounded)."""
+        if not self._frame_intervals:
+            return DEFAULT_FRAME_PERIOD_S
+        lo, hi = FRAME_PERIOD_BOUNDS_S
+        return min(max(float(np.median(np.fromiter(self._frame_intervals, float))), lo), hi)
+
+    def next_camera_timeout_at(self) -> float | None:
+        """When the next decision without a frame is due (None: camera alive or action 'none')."""
+        if self.cfg.str("camera_timeout_action") == "none":
+            return None
+        return self._no_frame_due
+
+    def _decide_without_frame(self, now: float) -> Decision:
+        """One decision while the camera is out: rules (model unavailable) or the fail-safe."""
+        assert self._last_frame_at is not None
+        age = now - self._last_frame_at
+        why = f"camera: no frame for {age:.2f} s (camera_timeout_s {self.cfg.float('camera_timeout_s')})"
+        snap = self.sensors.snapshot(now)
+        verdict, figures = self.rules.decide(snap)
+        if self.cfg.str("camera_timeout_action") == "failsafe":
+            brake = self.cfg.rules.failsafe == "brake"
+            verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
+        self._seq += 1
+        self.stats.camera_timeout_decisions += 1
+        self.stats.last_fault = why
+        frame = Frame(self._last_frame_stamp_ns + round(age * 1e9), now, None, why)
+        cycle = _Cycle(seq=self._seq, frame=frame, deadline_at=now + self.cfg.float("deadline_ms") * 1e-3,
+                       publish_by=now, rules=verdict, figures=figures, features=snap.features(),
+                       unavailable_why=why, no_frame=True)
+        self._open[cycle.seq] = cycle
+        # Next one a frame period on; after a stall, from now (never a burst to catch up).
+        assert self._no_frame_due is not None
+        self._no_frame_due = max(self._no_frame_due + self.frame_period(), now + 0.5 * self.frame_period())
+        return self._close(cycle, None, ModelState.DISABLED if self.model is None else ModelState.UNAVAILABLE)
 
     def _stamp_fault(self, stamp_ns: int) -> str | None:
         """Frozen (repeated) or out-of-order camera stamps make a frame unusable for the model.
@@ -371,6 +438,7 @@ class Watchdog:
             deadline_at=cycle.deadline_at,
             decided_at=now,
             hold=hold,
+            no_frame=cycle.no_frame,
             rules=rules,
             model=model,
             extra=cycle.figures,

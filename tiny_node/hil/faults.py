@@ -41,6 +41,10 @@ from tiny_node.hil.record import (
 #: checks: a frame and the (already unfaulted) reading or parameter that follows it can go
 #: out in the same loop turn and reach the node in either order.
 EDGE_S = 0.1
+#: Transport and scheduling allowance for a decision without a frame to reach the harness (s).
+TRANSPORT_S = 0.1
+#: A stuck range is only detected while the ego moves (the node's 1 m/s, with margin).
+STUCK_JUDGED_SPEED_MPS = 1.5
 #: Off-grid offset added to shifted stamps, so a shifted frame never reuses the stamp of
 #: another frame (frames are 1/30 s apart on an integer-ns grid).
 STAMP_SALT_NS = 123_457
@@ -221,8 +225,14 @@ class CameraDropout(Fault):
     """No camera frames for ``duration_s`` (range, odometry and IMU go on)."""
 
     key = "camera_dropout"
-    expected = ("no frames -> no decisions; camera diagnostic ERROR within camera_timeout_s "
-                "(+ one diagnostics period); decisions resume with the next frame; camera OK again")
+    expected = ("after camera_timeout_s without a frame: decisions without a frame (values frame: none) "
+                "at the camera period, reason 'camera: no frame', level ERROR, the rules deciding "
+                "(camera_timeout_action 'rules'); camera diagnostic ERROR within camera_timeout_s "
+                "(+ one diagnostics period); with the next frame they stop, that frame is decided, "
+                "camera OK again")
+    #: Longest gap allowed between two decisions without a frame at 30 Hz (scheduling and
+    #: transport jitter included).
+    MAX_GAP_S = 0.1
 
     def __init__(self, duration_s: float = 1.5, recovery_s: float = 2.0) -> None:
         super().__init__(duration_s, recovery_s)
@@ -232,7 +242,7 @@ class CameraDropout(Fault):
         return []
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
-        """No frame sent in the window; camera ERROR in time; the next frame decided; OK again."""
+        """No frame sent in the window; decisions go on without one; camera ERROR in time; recovery."""
         inside = rec.between(w.start, w.end)
         _require(res, not inside, f"{len(inside)} frames were sent during the dropout")
         limit = w.start + rec.camera_timeout_s + rec.diag_period_s + 0.15
@@ -240,9 +250,41 @@ class CameraDropout(Fault):
         if t_err is not None:
             _require(res, t_err <= limit, f"camera ERROR only at {t_err:.2f} s, expected by {limit:.2f} s "
                      f"(camera_timeout_s {rec.camera_timeout_s} + diagnostics period {rec.diag_period_s})")
+        self._frameless(rec, w, res)
         after = rec.between(w.end, w.until)
         _require(res, bool(after) and after[0].decision is not None, "first frame after the dropout not decided")
         _diag_level(rec, res, "camera", OK, t_from=w.end + 0.05, t_to=w.until, what="frames again")
+
+    def _frameless(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Decisions without a frame: from camera_timeout_s after the last frame, steady, then none."""
+        got = [d for d in rec.frameless if w.start <= rec.rt(d.received_at) < w.until]
+        if rec.camera_timeout_action == "none":
+            res.observed.append("camera_timeout_action 'none': no decisions expected without frames")
+            _require(res, not got, f"{len(got)} decisions without a frame with camera_timeout_action 'none'")
+            return
+        before = [f for f in rec.frames if f.t < w.start]
+        _require(res, bool(before) and len(got) >= 3, f"only {len(got)} decisions without a frame")
+        if not before or len(got) < 3:
+            return
+        last_sent = rec.rt(before[-1].sent_at)
+        times = [rec.rt(d.received_at) for d in got]
+        first = times[0] - last_sent
+        gaps = np.diff(times)
+        resumed = [r.decision.received_at for r in rec.between(w.end, w.until) if r.decision is not None]
+        late = [t for t in times if resumed and t > rec.rt(resumed[0]) + 0.05]
+        res.observed.append(f"{len(got)} decisions without a frame, the first {first:.2f} s after the last "
+                            f"frame, gaps max {gaps.max() * 1e3:.0f} ms, reasons "
+                            f"{sorted({str(d.values.get('reason', ''))[:40] for d in got})[:1]}")
+        lo, hi = rec.camera_timeout_s - 0.02, rec.camera_timeout_s + TRANSPORT_S
+        _require(res, lo <= first <= hi, f"first decision without a frame {first:.2f} s after the last frame, "
+                 f"expected camera_timeout_s {rec.camera_timeout_s} (+{TRANSPORT_S} s)")
+        _require(res, float(gaps.max()) <= self.MAX_GAP_S, f"a {gaps.max() * 1e3:.0f} ms gap between decisions "
+                 f"without a frame (max {self.MAX_GAP_S * 1e3:.0f} ms at 30 Hz)")
+        bad_reason = [d for d in got if "camera: no frame" not in str(d.values.get("reason", ""))]
+        _require(res, not bad_reason, f"{len(bad_reason)} without 'camera: no frame' in the reason")
+        bad_level = [d for d in got if int(d.values.get("level", 0)) != ERROR]
+        _require(res, not bad_level, f"{len(bad_level)} decisions without a frame not at level ERROR")
+        _require(res, not late, f"{len(late)} decisions without a frame after frames were back")
 
 
 class FrozenCamera(Fault):
@@ -523,18 +565,17 @@ class RangeFault(Fault):
         "+inf": "REP-117 'no object in range': not a fault, rules say 'clear: no object within range'",
         "-inf": "REP-117 'closer than min_range': rules brake, reason 'object closer than min_range'",
         "negative": "fail-safe brake, reason 'range: negative reading', sensors diagnostic ERROR; recovery",
-        "stuck": "every frame decided on time; the rules take the frozen value as a constant gap",
+        "stuck": "after range_stuck_s of identical readings while the ego moves: fail-safe brake, reason "
+                 "'range: stuck', decision level ERROR, sensors diagnostic ERROR; no fail-safe once the "
+                 "value changes",
     }
-    GAPS: ClassVar[dict[str, str]] = {
-        "stuck": "a range frozen at one value with fresh stamps is NOT detected by the node: the range "
-                 "rate reads 0, so the rules see an object moving with the ego (no RSS brake) until "
-                 "the value changes; only the camera model can notice",
-    }
+    GAPS: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, kind: str = "nan", duration_s: float = 0.8, recovery_s: float = 2.5) -> None:
+    def __init__(self, kind: str = "nan", duration_s: float | None = None, recovery_s: float = 2.5) -> None:
         if kind not in self.KINDS:
             raise ValueError(f"range fault kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
-        super().__init__(duration_s, recovery_s)
+        # A stuck value needs range_stuck_s (1 s by default) before it can be told from a steady gap.
+        super().__init__(duration_s if duration_s is not None else (2.0 if kind == "stuck" else 0.8), recovery_s)
         self.kind = kind
         self.name = f"range_{kind.replace('+', 'pos').replace('-', 'neg')}"
         self.expected = self.KINDS[kind]
@@ -578,9 +619,27 @@ class RangeFault(Fault):
             _require(res, len(ok) == len(inside), f"-Inf not read as an object within min_range: {rr[:1]}")
             _require(res, all(r.values.get("decision") == "brake" for r in inside), "-Inf did not brake")
         else:
-            figures = {r.values.get("range_m") for r in inside}
-            res.observed.append(f"range_m seen by the rules: {sorted(str(f) for f in figures)[:3]} "
-                                f"(frozen), rules {sorted(set(x.split(':')[0] for x in rr))}")
+            self._stuck_checks(rec, w, res)
+
+    def _stuck_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Fail-safe on every frame from range_stuck_s into the fault while the ego moves."""
+        if rec.range_stuck_s <= 0.0:
+            res.known_gap = "range_stuck_s is 0 on this node: a stuck range is not detected"
+            return
+        judged = [r for r in rec.between(w.start + rec.range_stuck_s + 0.15, w.end - EDGE_S)
+                  if r.decision is not None and rec.speed_at(r.frame.t) > STUCK_JUDGED_SPEED_MPS]
+        _require(res, len(judged) >= 5, f"only {len(judged)} frames to judge after range_stuck_s while moving")
+        ok = [r for r in judged if str(r.values.get("rules_reason", "")).startswith("fail-safe")
+              and "range: stuck" in str(r.values.get("rules_reason", ""))]
+        res.observed.append(f"{len(ok)}/{len(judged)} fail-safe 'range: stuck' from range_stuck_s "
+                            f"{rec.range_stuck_s} s on")
+        _require(res, len(ok) == len(judged), "not every frame after range_stuck_s fail-safe 'range: stuck': "
+                 f"{[r.values.get('rules_reason') for r in judged if r not in ok][:1]}")
+        lvl = [r for r in judged if int(r.values.get("level", 0)) != ERROR]
+        _require(res, not lvl, f"{len(lvl)} stuck-range decisions not at level ERROR")
+        _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                    what="stuck range")
+        _rules_recovered(rec, w, res)
 
 
 class StaleOdometry(Fault):

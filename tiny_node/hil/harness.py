@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiny_node.decision import FRAME_NONE
 from tiny_node.hil.faults import Fault, OutFrame, schedule
 from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord
 from tiny_node.hil.source import Event, Stream
@@ -167,6 +168,8 @@ class _Runner:
         self.rec = RunRecord(
             group=spec.name, t0=self.t0, deadline_ms=float(params.get("deadline_ms", 50.0)),
             camera_timeout_s=float(params.get("camera_timeout_s", 0.5)),
+            camera_timeout_action=str(params.get("camera_timeout_action", "rules")),
+            range_stuck_s=float(params.get("range_stuck_s", 1.0)),
             diag_period_s=float(params.get("diagnostics_period_s", 1.0)),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
         )
@@ -342,8 +345,15 @@ class _Runner:
     def _collect(self, stream: Stream) -> None:
         log = self.feeder.log
         with self.feeder._lock:
-            decisions = {k: [DecisionRec(r.received_at, r.values) for r in v] for k, v in log.decisions.items()}
+            decisions: dict[int, list[DecisionRec]] = {}
+            for stamp, got in log.decisions.items():
+                for r in got:
+                    if r.values.get("frame") == FRAME_NONE:
+                        self.rec.frameless.append(DecisionRec(r.received_at, r.values))
+                    else:
+                        decisions.setdefault(stamp, []).append(DecisionRec(r.received_at, r.values))
             diags = list(zip(log.diagnostics_at, log.diagnostics, strict=False))
+        self.rec.frameless.sort(key=lambda d: d.received_at)
         self.rec.decisions = decisions
         for at, arr in diags:
             for st in arr.status:
@@ -391,8 +401,9 @@ def _get_params(feeder: Any, service: str, names: list[str]) -> dict[str, Any]:
         feeder.node.destroy_client(client)
 
 
-QUERY_PARAMS = ["deadline_ms", "camera_timeout_s", "diagnostics_period_s", "model_bundle",
-                "camera_transport", "use_sim_time", "odom_timeout_s", "model_hang_timeout_ms"]
+QUERY_PARAMS = ["deadline_ms", "camera_timeout_s", "camera_timeout_action", "range_stuck_s",
+                "diagnostics_period_s", "model_bundle", "camera_transport", "use_sim_time",
+                "odom_timeout_s", "model_hang_timeout_ms"]
 
 
 def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
@@ -511,6 +522,12 @@ def global_failures(rec: RunRecord) -> list[str]:
         out.append(f"{dups} duplicate decisions")
     if rec.unknown_decisions:
         out.append(f"{rec.unknown_decisions} decisions for stamps never sent")
+    dropouts = [w for name, w in rec.windows.items() if name.split("#")[0] == "camera_dropout"]
+    stray = [d for d in rec.frameless if rec.rt(d.received_at) >= rec.warmup_s
+             and not any(w.start <= rec.rt(d.received_at) < w.end + 0.2 for w in dropouts)]
+    if stray:
+        out.append(f"{len(stray)} decisions without a frame while the camera was sending "
+                   f"(first at t={rec.rt(stray[0].received_at):.2f} s)")
     if not rec.node_alive:
         out.append("node exited")
     return out

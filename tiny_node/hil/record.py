@@ -8,6 +8,7 @@ decisions and judged beside the harness's end-to-end time.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -141,8 +142,12 @@ class RunRecord:
     has_model: bool
     transport: str
     sim_time: bool
+    camera_timeout_action: str = "rules"
+    range_stuck_s: float = 1.0
     frames: list[FrameRec] = field(default_factory=list)
     decisions: dict[int, list[DecisionRec]] = field(default_factory=dict)
+    #: Decisions that answer no frame (``frame: none``): published while the camera is out.
+    frameless: list[DecisionRec] = field(default_factory=list)
     diags: list[DiagRec] = field(default_factory=list)
     windows: dict[str, Window] = field(default_factory=dict)
     truth: list[tuple[float, float, float, bool]] = field(default_factory=list)  # t, gap, speed, brake
@@ -178,6 +183,11 @@ class RunRecord:
         """Decisions whose stamp the harness never sent (must be 0)."""
         self.results()
         return self._unknown
+
+    def speed_at(self, t: float) -> float:
+        """The simulated ego speed at run time ``t`` (last camera event at or before it; NaN before)."""
+        i = bisect.bisect_right([x[0] for x in self.truth], t) - 1
+        return self.truth[i][2] if i >= 0 else math.nan
 
     def between(self, t_from: float, t_to: float) -> list[FrameResult]:
         """Frames due in run time [t_from, t_to)."""

@@ -365,14 +365,20 @@ class TinyNode(LifecycleNode):
         cam_age = None if self._last_frame_at is None else now - self._last_frame_at
         cam_timeout = self.cfg.float("camera_timeout_s")
         if cam_age is None or cam_age > cam_timeout:
-            text = "no camera frame yet" if cam_age is None else f"no camera frame for {cam_age:.2f} s"
-            lvl, text = convert.ERROR, text + " (no frames: no decisions)"
+            if cam_age is None:
+                text = "no camera frame yet (no decisions before the first frame)"
+            else:
+                action = self.cfg.str("camera_timeout_action")
+                text = f"no camera frame for {cam_age:.2f} s" + (
+                    " (no frames: no decisions)" if action == "none" else
+                    f" (deciding without frames: camera_timeout_action {action})")
+            lvl = convert.ERROR
         else:
             lvl, text = convert.OK, "ok"
         statuses.append(convert.status("tiny_node: camera", lvl, text, {
             "frames": self._frames, "age_s": "never" if cam_age is None else f"{cam_age:.3f}",
             "bad_frames": stats.bad_frames, "dropped_in_transport": stats.frames_dropped_in_transport,
-            "clock_jumps": stats.clock_jumps}, self._hw))
+            "clock_jumps": stats.clock_jumps, "timeout_decisions": stats.camera_timeout_decisions}, self._hw))
         arr = DiagnosticArray(status=statuses)
         arr.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(arr)
