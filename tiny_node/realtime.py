@@ -109,8 +109,11 @@ class RealtimeLoop:
                 # sleep the rest with nanosecond resolution.
                 timeout = min(timeout, max(0.0, wake_at - self._clock.now() - EPOLL_SLACK_S))
             if not wait(handles, timeout=timeout) and wake_at is not None:
+                # Sleep the rest only when the wait was aimed at ``wake_at`` (the last
+                # millisecond or so), never across a capped wait: a frame arriving meanwhile
+                # would wait for it.
                 rest = wake_at - self._clock.now()
-                if rest > 0:
+                if 0 < rest <= 2 * EPOLL_SLACK_S:
                     time.sleep(rest)
             try:
                 while os.read(self._wake_r, 4096):

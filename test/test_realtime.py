@@ -1,0 +1,91 @@
+"""The deadline thread against the real monotonic clock (no ROS): it must react to frames at once.
+
+Bounds here are an order of magnitude wider than the thread's measured jitter (a few ms,
+docs/BENCHMARKS.md); they catch a loop that sleeps through a frame, not scheduling noise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from tiny_node.clock import MonotonicClock
+from tiny_node.config import make_config
+from tiny_node.decision import Decision
+from tiny_node.realtime import RealtimeLoop
+from tiny_node.sensors import RangeReading, SensorState
+from tiny_node.watchdog import Frame, Watchdog
+
+IMG = np.zeros((4, 4, 3), np.uint8)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.got: list[tuple[float, Decision]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, d: Decision) -> None:
+        with self.cond:
+            self.got.append((time.monotonic(), d))
+            self.cond.notify_all()
+
+    def wait_for(self, pred, timeout: float = 2.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: pred(self.got), timeout), self.got
+
+
+def _loop(**params) -> tuple[RealtimeLoop, _Collector, SensorState, MonotonicClock]:
+    clock = MonotonicClock()
+    cfg = make_config(params)
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    loop = RealtimeLoop(Watchdog(cfg, sensors, clock), out, clock)
+    loop.start()
+    return loop, out, sensors, clock
+
+
+def _fresh(sensors: SensorState, clock: MonotonicClock, i: int) -> None:
+    now = clock.now()
+    sensors.update_range(RangeReading(40.0 + 0.01 * (i % 3), 0.2, 150.0, round(now * 1e9), now))
+    sensors.update_odometry(10.0, now)
+
+
+def test_a_frame_after_a_quiet_spell_is_decided_at_once():
+    loop, out, sensors, clock = _loop(camera_timeout_s=0.5)
+    try:
+        _fresh(sensors, clock, 0)
+        loop.push_frame(Frame(1, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 1)
+        time.sleep(0.12)  # longer than one capped wait, shorter than the camera timeout
+        _fresh(sensors, clock, 1)
+        sent = time.monotonic()
+        loop.push_frame(Frame(2, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 2)
+        assert out.got[1][1].stamp_ns == 2
+        assert out.got[1][0] - sent < 0.1  # a loop sleeping towards the camera timeout takes ~0.4 s
+    finally:
+        loop.close()
+
+
+def test_camera_timeout_decisions_come_from_the_deadline_thread_at_the_frame_period():
+    loop, out, sensors, clock = _loop(camera_timeout_s=0.3)
+    try:
+        for i in range(6):  # 20 Hz
+            _fresh(sensors, clock, i)
+            loop.push_frame(Frame(1000 + i, clock.now(), IMG))
+            time.sleep(0.05)
+        last = time.monotonic() - 0.05
+        end = time.monotonic() + 0.7
+        i = 6
+        while time.monotonic() < end:  # range and odometry go on, the camera does not
+            _fresh(sensors, clock, i)
+            i += 1
+            time.sleep(0.02)
+        frameless = [(t, d) for t, d in out.got if d.no_frame]
+        assert 6 <= len(frameless) <= 14, len(frameless)  # (0.75 - 0.3) s at 20 Hz = 9
+        assert frameless[0][0] - last >= 0.3 - 0.01
+        assert all("camera: no frame" in d.reason and not d.brake for _, d in frameless)
+    finally:
+        loop.close()
