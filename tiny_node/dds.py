@@ -19,10 +19,10 @@ import random
 import sys
 import warnings
 from collections.abc import Mapping, MutableMapping
-from importlib import resources
 from pathlib import Path
 
-PACKAGE = "tiny_node"
+from tiny_node.share import find_config
+
 PROFILE_NAME = "fastdds_profile.xml"
 
 #: Fast DDS 3.x (Kilted and later) reads the first, Fast DDS 2.x (Humble, Jazzy) the second.
@@ -49,36 +49,10 @@ def uses_fastdds(env: Mapping[str, str] = os.environ) -> bool:
 def find_profile() -> Path | None:
     """Locate the packaged Fast DDS profile; ``None`` if it cannot be found.
 
-    Looked for, in order: next to the package in a source tree or editable install
-    (``<repo>/config/fastdds_profile.xml``); in the package's share directory of a colcon or
-    apt install (``share/tiny_node/config/``, via ``ament_index_python`` when importable); as
-    package data (``tiny_node/data/fastdds_profile.xml``, the copy a pip install carries).
-    All three come from the one file ``config/fastdds_profile.xml``: ``tiny_node/data/`` holds
-    a symlink to it, which the build copies as a regular file.
+    All install layouts come from the one file ``config/fastdds_profile.xml``: ``tiny_node/data/``
+    holds a symlink to it, which the build copies as a regular file (see :mod:`tiny_node.share`).
     """
-    here = Path(__file__).resolve().parent
-    repo = here.parent
-    candidate = repo / "config" / PROFILE_NAME
-    if (repo / "package.xml").is_file() and candidate.is_file():
-        return candidate
-
-    try:
-        from ament_index_python.packages import (
-            get_package_share_directory,
-        )
-
-        share = Path(get_package_share_directory(PACKAGE))
-    except Exception:  # not importable, not installed, or no AMENT_PREFIX_PATH
-        share = None
-    if share is not None and (share / "config" / PROFILE_NAME).is_file():
-        return share / "config" / PROFILE_NAME
-
-    data = resources.files(PACKAGE).joinpath("data").joinpath(PROFILE_NAME)
-    if data.is_file():
-        path = Path(str(data))
-        if path.is_file():  # a real file, not a member of a zip archive
-            return path
-    return None
+    return find_config(PROFILE_NAME)
 
 
 def fastdds_major(env: Mapping[str, str] = os.environ) -> int | None:

@@ -15,24 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.dds import isolated_ros_env
+from tiny_node.share import find_config
 from tiny_node.tools.drive import latency_summary, run_drive
 from tiny_node.tools.feeder import Feeder
 from tiny_node.tools.nodeproc import NodeProcess
 
-REPO_PARAMS = Path(__file__).resolve().parent.parent / "config" / "tiny_node.yaml"
-
 
 def default_params_file() -> Path | None:
-    """The params file of the source tree or the installed share directory, if found."""
-    if REPO_PARAMS.is_file():
-        return REPO_PARAMS
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        p = Path(get_package_share_directory("tiny_node")) / "config" / "tiny_node.yaml"
-        return p if p.is_file() else None
-    except Exception:
-        return None
+    """The packaged params file (source tree or installed share directory), if found."""
+    return find_config("tiny_node.yaml")
 
 
 def print_timeline(rows: list[dict[str, Any]], every_s: float = 0.25) -> None:
