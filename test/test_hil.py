@@ -203,7 +203,23 @@ def test_camera_dropout_check_wants_decisions_without_a_frame_at_the_camera_peri
         res = fault.check(rec)
         assert any(why in f for f in res.failures), (why, res.failures)
     rec, _ = _dropout_record([*steady, 4.5])
-    assert any("without a frame while the camera was sending" in f for f in global_failures(rec))
+    assert any("although a frame had been sent" in f for f in global_failures(rec))
+    # A harness stall is a camera outage too: decisions without a frame in it are expected.
+    rec, _ = _dropout_record(steady)
+    rec.frames = [f for f in rec.frames if not 4.5 <= f.sent_at < 5.2]
+    rec.decisions = {f.stamp_ns: rec.decisions[f.stamp_ns] for f in rec.frames}
+    rec.frameless.append(DecisionRec(5.05, {"frame": "none (camera timeout)", "level": 2}))
+    assert global_failures(rec) == []
+
+
+def test_range_stuck_on_no_return_is_a_documented_gap_not_a_failure():
+    fault = F.RangeFault("stuck")
+    fault.start = 2.0
+    ctx = _Ctx()
+    assert fault.on_sensor(ctx, "range", 1, math.inf) == (1, math.inf)
+    rec = _rec()
+    res = fault.check(rec)
+    assert "no return" in res.known_gap and not any("range: stuck" in f for f in res.failures)
 
 
 def test_fault_registry_and_schedule():

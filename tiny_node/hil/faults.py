@@ -270,8 +270,8 @@ class CameraDropout(Fault):
         times = [rec.rt(d.received_at) for d in got]
         first = times[0] - last_sent
         gaps = np.diff(times)
-        resumed = [r.decision.received_at for r in rec.between(w.end, w.until) if r.decision is not None]
-        late = [t for t in times if resumed and t > rec.rt(resumed[0]) + 0.05]
+        stray = {id(d) for d in rec.stray_frameless()}
+        late = [d for d in got if id(d) in stray]
         res.observed.append(f"{len(got)} decisions without a frame, the first {first:.2f} s after the last "
                             f"frame, gaps max {gaps.max() * 1e3:.0f} ms, reasons "
                             f"{sorted({str(d.values.get('reason', ''))[:40] for d in got})[:1]}")
@@ -589,6 +589,7 @@ class RangeFault(Fault):
         if self.kind == "stuck":
             if self._stuck is None:
                 self._stuck = value
+                self.info["frozen_m"] = value
             return stamp_ns, self._stuck
         return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
 
@@ -625,6 +626,12 @@ class RangeFault(Fault):
         """Fail-safe on every frame from range_stuck_s into the fault while the ego moves."""
         if rec.range_stuck_s <= 0.0:
             res.known_gap = "range_stuck_s is 0 on this node: a stuck range is not detected"
+            return
+        frozen = float(self.info.get("frozen_m", math.nan))
+        if not math.isfinite(frozen):
+            res.known_gap = (f"the range froze at {frozen} (no return): a sensor stuck on 'no object' "
+                             "reads like an empty road and is not detected by the range alone")
+            res.observed.append(f"frozen at {frozen}: not judged as stuck")
             return
         judged = [r for r in rec.between(w.start + rec.range_stuck_s + 0.15, w.end - EDGE_S)
                   if r.decision is not None and rec.speed_at(r.frame.t) > STUCK_JUDGED_SPEED_MPS]

@@ -522,12 +522,10 @@ def global_failures(rec: RunRecord) -> list[str]:
         out.append(f"{dups} duplicate decisions")
     if rec.unknown_decisions:
         out.append(f"{rec.unknown_decisions} decisions for stamps never sent")
-    dropouts = [w for name, w in rec.windows.items() if name.split("#")[0] == "camera_dropout"]
-    stray = [d for d in rec.frameless if rec.rt(d.received_at) >= rec.warmup_s
-             and not any(w.start <= rec.rt(d.received_at) < w.end + 0.2 for w in dropouts)]
+    stray = rec.stray_frameless()
     if stray:
-        out.append(f"{len(stray)} decisions without a frame while the camera was sending "
-                   f"(first at t={rec.rt(stray[0].received_at):.2f} s)")
+        out.append(f"{len(stray)} decisions without a frame although a frame had been sent within "
+                   f"camera_timeout_s (first at t={rec.rt(stray[0].received_at):.2f} s)")
     if not rec.node_alive:
         out.append("node exited")
     return out

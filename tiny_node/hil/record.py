@@ -184,6 +184,22 @@ class RunRecord:
         self.results()
         return self._unknown
 
+    def stray_frameless(self, margin_s: float = 0.1) -> list[DecisionRec]:
+        """Decisions without a frame although a frame had been sent within ``camera_timeout_s``.
+
+        Judged on the frames' publish times, not on the fault windows: a harness stall of over
+        ``camera_timeout_s`` is a camera outage too, and the node must decide through it.
+        ``margin_s`` covers transport and the node's scheduling at either end.
+        """
+        sent = sorted(f.sent_at for f in self.frames)
+        out = []
+        for d in self.frameless:
+            lo, hi = d.received_at - self.camera_timeout_s + margin_s, d.received_at - margin_s
+            i = bisect.bisect_left(sent, lo)
+            if self.rt(d.received_at) >= self.warmup_s and i < len(sent) and sent[i] <= hi:
+                out.append(d)
+        return out
+
     def speed_at(self, t: float) -> float:
         """The simulated ego speed at run time ``t`` (last camera event at or before it; NaN before)."""
         i = bisect.bisect_right([x[0] for x in self.truth], t) - 1

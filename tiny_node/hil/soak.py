@@ -124,7 +124,8 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     stall_info: dict[str, Any] = {"probe": rec.probe, "count": len(rec.stalls),
                                   "max_ms": max((st.ms for st in rec.stalls), default=0.0),
                                   "over_50ms": sum(st.ms > 50 for st in rec.stalls)}
-    summary = {"duration_s": rec.duration_s, "totals": tot, "memory": mem, "per_minute": minutes,
+    summary = {"duration_s": rec.duration_s, "totals": tot, "frameless_decisions": len(rec.frameless),
+               "memory": mem, "per_minute": minutes,
                "per_minute_clean": clean, "notes": rec.notes,
                "machine_stalls": stall_info,
                "faults": dict(by_fault), "failures": fails,
@@ -134,7 +135,8 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     (cfg.out_dir / "soak.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     md = [f"# Soak: {rec.duration_s / 60:.1f} min at 30 Hz, faults cycling", "",
           f"frames {tot['frames']}, decisions {tot['decisions']}, missing {tot['missing']}, duplicates "
-          f"{tot['duplicates']}, after deadline (node) {tot['after_deadline_node']}", "",
+          f"{tot['duplicates']}, after deadline (node) {tot['after_deadline_node']}; decisions without a "
+          f"frame (camera out for camera_timeout_s: dropouts, harness stalls) {len(rec.frameless)}", "",
           "| minute | frames | decisions | latency p50 | latency p99 | e2e p50 | e2e p99 |",
           "|---|---|---|---|---|---|---|"]
     md += [f"| {m['minute']} | {m['frames']} | {m['decisions']} | {_f(m['latency_p50_ms'])} | "
