@@ -74,3 +74,32 @@ def lock_memory() -> str:
         err = ctypes.get_errno()
         return f"not locked (mlockall: {os.strerror(err)})"
     return "locked (mlockall)"
+
+
+#: Default stack of threads created from here on (DDS, executor, deadline thread).  glibc's
+#: default is RLIMIT_STACK (8 MiB), and under ``mlockall`` every stack is resident and locked:
+#: 20 threads held 160 MiB.  2 MiB is still 16x what musl gives a thread by default.
+THREAD_STACK_BYTES = 2 * 1024 * 1024
+
+
+def small_thread_stacks(size: int = THREAD_STACK_BYTES) -> str:
+    """Make ``size`` the default stack of threads created later (``pthread_setattr_default_np``).
+
+    Call before ``rclpy.init`` so the DDS threads get it too.  Never raises.
+    """
+    name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or name is None:
+        return "default thread stacks (not Linux)"
+    libc = ctypes.CDLL(name, use_errno=True)
+    if not hasattr(libc, "pthread_setattr_default_np"):
+        return "default thread stacks (no pthread_setattr_default_np)"
+    attr = ctypes.create_string_buffer(128)  # >= sizeof(pthread_attr_t) (56 on x86-64 / arm64 glibc)
+    if libc.pthread_attr_init(attr) != 0:
+        return "default thread stacks (pthread_attr_init failed)"
+    try:
+        err = libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(size)) or libc.pthread_setattr_default_np(attr)
+    finally:
+        libc.pthread_attr_destroy(attr)
+    if err:
+        return f"default thread stacks ({os.strerror(err)})"
+    return f"thread stacks {size // 1024} KiB"

@@ -41,7 +41,7 @@ from tiny_node.decision import Decision
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
-from tiny_node.rt import lock_memory, make_realtime
+from tiny_node.rt import lock_memory, make_realtime, small_thread_stacks
 from tiny_node.sensors import SensorState
 from tiny_node.watchdog import Frame, Watchdog
 
@@ -435,7 +435,7 @@ def main(args: list[str] | None = None) -> int:
     configure_dds()
     rt_status = make_realtime(early.int("realtime_priority"))
     if early.bool("lock_memory"):
-        rt_status += f", memory {lock_memory()}"
+        rt_status += f", {small_thread_stacks()}, memory {lock_memory()}"
 
     rclpy.init(args=[argv[0], *ros_args])
     node: TinyNode | None = None
