@@ -167,3 +167,20 @@ def test_pruning_keeps_the_chosen_heads_and_channels() -> None:
     torch.testing.assert_close(small.decoder.blocks[0].attn.wq.weight, torch.cat([w[4:8], w[8:12]]))
     assert decision_cost(small, 10).mflops < decision_cost(model, 10).mflops
     assert decision_cost(model, 10).prompt_tokens == 2 * t + 10
+
+
+def test_single_frame_models_still_build_from_the_same_code() -> None:
+    """``FactoryConfig.frames = 1`` (the shipped model's recipe): one image block, no earlier frame."""
+    torch.manual_seed(0)
+    cfg = VlmConfig(vocab=50, hidden=16, layers=1, heads=2, kv_heads=1, head_dim=8, ffn=(12,), channels=(4, 8))
+    assert cfg.frames == 1
+    model = TinyVlm(cfg).eval()
+    t = cfg.image_tokens
+    ids = torch.cat([torch.full((1, t), 2), torch.randint(3, 50, (1, 4))], dim=1)
+    h = model(torch.rand(1, 3, 100, 280), ids, torch.tensor([t + 4]))
+    assert h.shape == (1, t + 4, 16)
+    with pytest.raises(ValueError, match="image tokens"):  # a two-frame prompt does not fit
+        model(torch.rand(1, 3, 100, 280), torch.cat([torch.full((1, t), 2), ids], dim=1), torch.tensor([2 * t + 4]))
+    tok = build_tokenizer()
+    one = encode(tok, prompt_text({"ego_speed": 5.0}, "", t, frames=1))
+    assert one.count(vocabulary()["<image>"]) == t and vocabulary()["earlier"] not in one

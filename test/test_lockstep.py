@@ -41,3 +41,30 @@ def test_budget_beyond_deadline_is_always_fallback_on_time(bundles):
     assert {d.source for d in decisions} == {Source.FALLBACK}
     assert {d.model_state for d in decisions} <= {ModelState.LATE, ModelState.UNAVAILABLE}
     assert all(d.decided_at <= d.deadline_at for d in decisions)
+
+
+def test_model_gets_each_frame_time_and_a_two_frame_vlm_uses_its_history(tmp_path):
+    from tiny_node.lockstep import LockstepModel
+    from tiny_node.model.bundle import load_bundle
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+    from tiny_node.model.vlm import VlmRuntime
+
+    rt = VlmRuntime(load_bundle(make_tiny_vlm_bundle(tmp_path / "vlm2", frames=2)), threads=1)
+    seen = []
+
+    def infer(image, features, time_s):
+        out = rt.decide(image, features, time_s=time_s)
+        seen.append((time_s, rt.last_prev_age_s))
+        return out
+
+    clock = ManualClock()
+    ls = Lockstep(make_config(), LockstepModel(infer, 0.005, clock), clock)
+    img = np.full((64, 64, 3), 100, np.uint8)
+    for k in range(12):  # 30 Hz camera, the model idle at every frame
+        t = 1.0 + k / 30
+        ls.odom(t - 0.01, 10.0)
+        ls.frame(t, int(t * 1e9), img)
+    ls.finish()
+    assert [s[0] for s in seen] == pytest.approx([1.0 + k / 30 for k in range(12)])
+    assert seen[0][1] is None and seen[1][1] is None  # nothing 0.06-0.14 s back yet
+    assert all(age == pytest.approx(0.1) for _, age in seen[3:])
