@@ -19,7 +19,10 @@ Graphs, in the published SmolVLM / transformers.js export layout (docs/BUNDLE.md
 (``logits`` is ``outputs.decision.name``; an export may compute the last position only.)
 
 The image features replace the rows of inputs_embeds where input_ids == image_token_id; the
-first decoder step gets zero-length past tensors; positions count from 0.
+first decoder step gets zero-length past tensors; positions count from 0. A two-frame bundle
+(``vlm.frames.count: 2``) splices an earlier frame's features first, taken from a history of
+encoder outputs keyed by frame time (history.py), so the vision encoder still runs once per
+decision.
 """
 
 from __future__ import annotations
