@@ -1,4 +1,6 @@
-"""Build configurations: ``default`` (the shipped model) and ``tiny`` (CI: the whole chain in seconds).
+"""Build configurations: ``default`` (shipped, one frame), ``two-frame``, ``tiny`` (CI, two-frame).
+
+``two-frame`` adds an earlier frame to the prompt; it was built and measured, not shipped.
 
 Sizes are chosen for 2 shared CPU cores: the teacher is ~25x the student's decision MFLOPs
 (the target is <= 5 %), and the default build fits in well under an hour on one thread.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -98,7 +100,12 @@ DEFAULT = FactoryConfig(
     calib_frames=128,
     latency_runs=300,
     rationale_runs=40,
+    frames=1,
 )
+
+#: The two-frame recipe (current frame + one ~0.1 s earlier), built and measured on 2026-11-24
+#: and not shipped: the model did not learn to use the earlier frame (docs/MODEL_CARD.md).
+TWO_FRAME = replace(DEFAULT, name="two-frame", frames=2)
 
 TINY = FactoryConfig(
     name="tiny",
@@ -127,4 +134,4 @@ TINY = FactoryConfig(
     rationale_runs=2,
 )
 
-CONFIGS = {"default": DEFAULT, "tiny": TINY}
+CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "tiny": TINY}
