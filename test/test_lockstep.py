@@ -63,8 +63,8 @@ def test_model_gets_each_frame_time_and_a_two_frame_vlm_uses_its_history(tmp_pat
     for k in range(12):  # 30 Hz camera, the model idle at every frame
         t = 1.0 + k / 30
         ls.odom(t - 0.01, 10.0)
-        ls.frame(t, int(t * 1e9), img)
+        ls.frame(t, int((t + 50.0) * 1e9), img)  # the camera's clock is not the receiver's
     ls.finish()
-    assert [s[0] for s in seen] == pytest.approx([1.0 + k / 30 for k in range(12)])
+    assert [s[0] for s in seen] == pytest.approx([51.0 + k / 30 for k in range(12)])  # the stamps
     assert seen[0][1] is None and seen[1][1] is None  # nothing 0.06-0.14 s back yet
     assert all(age == pytest.approx(0.1) for _, age in seen[3:])

@@ -29,13 +29,15 @@ class ScriptedPort:
         self.ready = ready
         self.busy_seq = None
         self.submitted: list[int] = []
+        self.frame_times: list[float] = []
         self.cancelled: list[int] = []
 
-    def submit(self, seq, image, features):
+    def submit(self, seq, image, features, frame_time_s):
         if not self.ready or self.busy_seq is not None:
             return False
         self.busy_seq = seq
         self.submitted.append(seq)
+        self.frame_times.append(frame_time_s)
         return True
 
     def cancel(self, seq):
@@ -70,6 +72,7 @@ def test_model_on_time_decides_early():
     port = ScriptedPort()
     clock, _, wd = setup(port=port)
     assert wd.on_frame(frame(clock, 1)) == []
+    assert port.frame_times == [1e-9]  # the frame's stamp, in seconds
     clock.advance(0.012)
     port.finish()
     [d] = wd.on_model_result(1, Out(True, 0.9, "brake"))

@@ -50,18 +50,17 @@ class LockstepModel:
         """Frame being run, or None."""
         return self._job.seq if self._job is not None else None
 
-    def submit(self, seq: int, image: np.ndarray, features: Mapping[str, float]) -> bool:
+    def submit(self, seq: int, image: np.ndarray, features: Mapping[str, float], frame_time_s: float) -> bool:
         """Run the model now; its answer becomes visible ``budget_s`` later.
 
-        The frame's time handed to the model is the virtual time now: the frame's receipt
-        time whenever the model was idle as it came in (a two-frame model finds its earlier
-        image by it; virtual time, so runs stay reproducible).
+        ``frame_time_s`` (the frame's stamp) is handed to the model: a two-frame model finds its
+        earlier image by it.
         """
         if self._job is not None:
             return False
         self.runs += 1
         try:
-            output: ModelAnswer | None = self._infer(image, features, self._clock.now())
+            output: ModelAnswer | None = self._infer(image, features, frame_time_s)
             error = None
         except Exception as exc:  # a failing model is a fallback, as in the worker
             output, error = None, f"{type(exc).__name__}: {exc}"

@@ -49,8 +49,12 @@ class ModelPort(Protocol):
         """Sequence number of the frame being run, or None when idle."""
         ...
 
-    def submit(self, seq: int, image: np.ndarray, features: Mapping[str, float]) -> bool:
-        """Start a run; False (without side effects) when not ready or busy."""
+    def submit(self, seq: int, image: np.ndarray, features: Mapping[str, float], frame_time_s: float) -> bool:
+        """Start a run; False (without side effects) when not ready or busy.
+
+        ``frame_time_s`` is the frame's header stamp in seconds: a two-frame model finds its
+        earlier image by it (camera time, free of transport and queueing jitter).
+        """
         ...
 
     def cancel(self, seq: int) -> None:
@@ -390,7 +394,7 @@ class Watchdog:
         assert self.model is not None and cycle.frame.image is not None
         if self.model.busy_seq is not None:
             return False
-        if not self.model.submit(cycle.seq, cycle.frame.image, cycle.features):
+        if not self.model.submit(cycle.seq, cycle.frame.image, cycle.features, cycle.frame.stamp_ns * 1e-9):
             return False
         cycle.submitted = True
         return True

@@ -61,9 +61,9 @@ class _ContextPort:
         """Frame being run by the worker."""
         return self.worker.busy_seq  # type: ignore[no-any-return]
 
-    def submit(self, seq: int, image: Any, features: Any) -> bool:
+    def submit(self, seq: int, image: Any, features: Any, frame_time_s: float) -> bool:
         """Submit with the current operator context."""
-        return bool(self.worker.submit(seq, image, features, context=self._context()))
+        return bool(self.worker.submit(seq, image, features, context=self._context(), frame_time_s=frame_time_s))
 
     def cancel(self, seq: int) -> None:
         """Cancel a run."""
