@@ -68,6 +68,18 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     assert (tiny_build / "table.md").read_text().count("\n") == 2 + 5
 
 
+def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:
+    """The shipped model's recipe (``--config default`` is single-frame) on tiny data."""
+    from dataclasses import replace
+
+    assert DEFAULT.frames == 1
+    Build(replace(TINY, name="tiny-1f", frames=1), tmp_path).run()
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.vlm is not None and bundle.vlm.frames.count == 1
+    out = VlmRuntime(bundle, threads=1).decide(np.full((480, 640, 3), 90, np.uint8), {"ego_speed": 10.0})
+    assert out.label in ("go", "brake")
+
+
 def test_build_resumes_and_refuses_another_config(tiny_build: Path) -> None:
     seen: list[str] = []
     Build(TINY, tiny_build, log=seen.append).run()
