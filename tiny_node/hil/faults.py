@@ -569,7 +569,6 @@ class RangeFault(Fault):
                  "'range: stuck', decision level ERROR, sensors diagnostic ERROR; no fail-safe once the "
                  "value changes",
     }
-    GAPS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, kind: str = "nan", duration_s: float | None = None, recovery_s: float = 2.5) -> None:
         if kind not in self.KINDS:
@@ -579,7 +578,6 @@ class RangeFault(Fault):
         self.kind = kind
         self.name = f"range_{kind.replace('+', 'pos').replace('-', 'neg')}"
         self.expected = self.KINDS[kind]
-        self.known_gap = self.GAPS.get(kind, "")
         self._stuck: float | None = None
 
     def on_sensor(self, ctx: Context, kind: str, stamp_ns: int, value: float) -> tuple[int, float] | None:
