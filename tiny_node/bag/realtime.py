@@ -148,11 +148,13 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
         bag0 = source.start_ns
 
         def bag_ns(mono: float) -> int:
-            return bag0 + round((mono - wall0) * 1e9)
+            # Never before the bag's start: /clock went out at start_ns while waiting for the
+            # node, and the first 50 ms lead-in must not step ROS time backwards.
+            return bag0 + max(0, round((mono - wall0) * 1e9))
 
         def record_received() -> None:
             for mono, topic, raw in player.drain():
-                ns = max(bag0, bag_ns(mono))
+                ns = bag_ns(mono)
                 if topic == player.decision_topic:
                     out.add_raw(OUT_DECISION, msgs.DIAGNOSTIC_ARRAY, ns, raw)
                     values = msgs.parse_decision(msgs.TYPESTORE.deserialize_cdr(raw, msgs.DIAGNOSTIC_ARRAY))
