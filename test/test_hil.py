@@ -243,6 +243,23 @@ def test_docs_table_lists_every_fault():
         assert f"`{name}`" in text, f"docs/HIL.md has no row for {name}"
 
 
+def test_harness_sends_only_the_newest_late_camera_frame_after_a_stall():
+    from tiny_node.hil.harness import LATE_FRAME_S, skip_late_frames
+    from tiny_node.hil.source import Event
+
+    on_time = [Event("range", 1.00, value=5.0), Event("camera", 1.00)]
+    assert skip_late_frames(on_time, 1.002) == (on_time, 0)
+    # The harness stalled 0.3 s: nine frames fell due; only the newest goes out, every sensor event does.
+    backlog = [Event("camera", 0.7 + i / 30) for i in range(9)] + [Event("range", 0.7 + i / 20) for i in range(6)]
+    backlog.sort(key=lambda e: e.t)
+    sent, skipped = skip_late_frames(backlog, 1.0)
+    assert skipped == 8 and [e.t for e in sent if e.kind == "camera"] == [0.7 + 8 / 30]
+    assert sum(e.kind == "range" for e in sent) == 6
+    # A frame just inside the limit still goes out.
+    near = [Event("camera", 1.0 - LATE_FRAME_S + 0.001), Event("camera", 1.0)]
+    assert skip_late_frames(near, 1.0) == (near, 0)
+
+
 def test_report_files_without_ros(tmp_path):
     pytest.importorskip("matplotlib")
     from tiny_node.hil.record import CheckResult
@@ -254,8 +271,11 @@ def test_report_files_without_ros(tmp_path):
     rec.truth = [(i / 30, 50 - i, 10.0, False) for i in range(30)]
     checks = [CheckResult("x", "main", "exp", True, observed=["a", "b", "c"]),
               CheckResult("y", "main", "exp", True, skipped="needs root")]
+    rec.skipped_late = 3
     summary = write_report(tmp_path, [rec], checks, {"source": "test"}, {"main": []})
     assert summary["passed"] and summary["totals"]["decisions"] == 30
+    assert summary["runs"][0]["frames_skipped_by_harness"] == 3
+    assert "3 camera frames skipped by the harness" in (tmp_path / "report.md").read_text()
     for name in ("summary.json", "report.md", "latency_hist.png", "timeline_main.png", "frames_main.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert "| y | main | SKIP |" in (tmp_path / "report.md").read_text()

@@ -47,6 +47,23 @@ MIN_SLEEP_S = 0.0005
 STALL_S = 0.05
 #: Time allowed for the last decisions to come back after the stream stops.
 DRAIN_S = 1.0
+#: A camera frame due longer ago than this when the harness gets to it is skipped (unless it is
+#: the newest): after a harness stall, a camera driver with a small buffer ring hands over its
+#: newest frame, not a backlog burst that would overflow the node's depth-5 sensor-data queue.
+LATE_FRAME_S = 0.05
+
+
+def skip_late_frames(events: list[Event], now: float, late_s: float = LATE_FRAME_S) -> tuple[list[Event], int]:
+    """The events to publish at run time ``now``, and how many camera frames were too late.
+
+    Why: a frame published 0.5 s after its due time is a harness artefact (the stream stalled),
+    and a burst of them makes the node lose frames in transport, which would be charged to the
+    node.  The newest camera frame always goes out; sensor events are small and all go out.
+    """
+    cams = [i for i, ev in enumerate(events) if ev.kind == "camera"]
+    newest = cams[-1] if cams else -1
+    drop = {i for i in cams if i != newest and now - events[i].t > late_s}
+    return [ev for i, ev in enumerate(events) if i not in drop], len(drop)
 
 
 @dataclass(frozen=True)
@@ -300,7 +317,11 @@ class _Runner:
                     self.feeder.send_clock(self.stamp(t))
                     next_clock = t + CLOCK_PERIOD_S
                 brake = bool(self.feeder.latest_brake) if stream.closed_loop else False
-                for ev in stream.advance(t, brake):
+                events, skipped = skip_late_frames(stream.advance(t, brake), t)
+                if skipped:
+                    self.rec.skipped_late += skipped
+                    self.note(f"harness late: {skipped} camera frame(s) skipped, the newest sent")
+                for ev in events:
                     self._publish(ev, active, ctx)
                     if ev.kind == "camera":
                         tr = stream.truth()

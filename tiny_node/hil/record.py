@@ -158,6 +158,8 @@ class RunRecord:
     duration_s: float = 0.0
     warmup_s: float = 0.0  # frames before this run time are reported, not judged (DDS matching)
     stalls: list[Stall] = field(default_factory=list)  # machine stalls seen by the probe
+    #: Camera frames the harness did not send because it reached them late (its own stall).
+    skipped_late: int = 0
     probe: str = "not run"  # how the stall probe was scheduled (only SCHED_FIFO can excuse)
     _results: list[FrameResult] | None = None
     _unknown: int = 0

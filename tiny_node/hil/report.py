@@ -93,6 +93,7 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
             "group": rec.group, "duration_s": rec.duration_s, "deadline_ms": rec.deadline_ms,
             "transport": rec.transport, "sim_time": rec.sim_time, "has_model": rec.has_model,
             **summarise_latency(rec.results()), "unknown_decisions": rec.unknown_decisions,
+            "frames_skipped_by_harness": rec.skipped_late,
             "warmup": {"seconds": rec.warmup_s, **{k: v for k, v in summarise_latency(
                 [r for r in rec.results() if r.frame.t < rec.warmup_s]).items() if k in ("frames", "decisions")}},
             "node_alive": rec.node_alive, "failures": global_fail.get(rec.group, []),
@@ -127,7 +128,9 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
           f"{tot['duplicates']} duplicates, {tot['after_deadline_node']} after the deadline (node clock), "
           f"{tot['after_deadline_e2e']} beyond deadline + {TRANSPORT_ALLOWANCE_MS:.0f} ms (harness clock); "
           f"latency p50/p99 {_f(tot['latency_p50_ms'])}/{_f(tot['latency_p99_ms'])} ms, "
-          f"e2e p50/p99 {_f(tot['e2e_p50_ms'])}/{_f(tot['e2e_p99_ms'])} ms.", "",
+          f"e2e p50/p99 {_f(tot['e2e_p50_ms'])}/{_f(tot['e2e_p99_ms'])} ms; "
+          f"{sum(r.skipped_late for r in records)} camera frames skipped by the harness after its own "
+          "stalls (not sent, not counted).", "",
           f"Outcome (episodes without a fault): {oc['episodes']} episodes, {oc['collisions']} collisions, "
           f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s.", "",
           table, ""]

@@ -125,6 +125,7 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
                                   "max_ms": max((st.ms for st in rec.stalls), default=0.0),
                                   "over_50ms": sum(st.ms > 50 for st in rec.stalls)}
     summary = {"duration_s": rec.duration_s, "totals": tot, "frameless_decisions": len(rec.frameless),
+               "frames_skipped_by_harness": rec.skipped_late,
                "memory": mem, "per_minute": minutes,
                "per_minute_clean": clean, "notes": rec.notes,
                "machine_stalls": stall_info,
@@ -136,7 +137,8 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     md = [f"# Soak: {rec.duration_s / 60:.1f} min at 30 Hz, faults cycling", "",
           f"frames {tot['frames']}, decisions {tot['decisions']}, missing {tot['missing']}, duplicates "
           f"{tot['duplicates']}, after deadline (node) {tot['after_deadline_node']}; decisions without a "
-          f"frame (camera out for camera_timeout_s: dropouts, harness stalls) {len(rec.frameless)}", "",
+          f"frame (camera out for camera_timeout_s: dropouts, harness stalls) {len(rec.frameless)}; "
+          f"camera frames the harness skipped after its own stalls (not sent) {rec.skipped_late}", "",
           "| minute | frames | decisions | latency p50 | latency p99 | e2e p50 | e2e p99 |",
           "|---|---|---|---|---|---|---|"]
     md += [f"| {m['minute']} | {m['frames']} | {m['decisions']} | {_f(m['latency_p50_ms'])} | "
