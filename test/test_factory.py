@@ -66,6 +66,12 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
         assert r["latency_1t"]["p99_ms"] > 0
     assert metrics["models"]["pruned"]["mflops"] < metrics["models"]["student"]["mflops"]
     assert (tiny_build / "table.md").read_text().count("\n") == 2 + 5
+    # the crossing-focused shards are trained on: "train" is train-* plus train_cross-*
+    shards = {p.name: len(np.load(p)["brake"]) for p in (tiny_build / "data").glob("train*.npz")}
+    assert "train_cross-0000.npz" in shards
+    assert metrics["data"]["train"]["frames"] == sum(shards.values())
+    assert metrics["data"]["train_cross"]["frames"] == shards["train_cross-0000.npz"] > 0
+    assert "recall_entering" in metrics["models"]["int8"]["test"]
 
 
 def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:
@@ -123,6 +129,19 @@ def test_heldout_combinations_never_reach_training() -> None:
         for light, weather, kind in scenes.HELDOUT:
             if look.env.light == light and look.env.weather == weather:
                 assert not main or main[0].kind != kind
+
+
+def test_crossing_focus_draws_crossings_around_the_conflict() -> None:
+    look = scenes.sample_look(np.random.default_rng(0), heldout=False, index=0)
+    near = total = 0
+    for i in range(30):
+        ep = scenes.sample_episode(np.random.default_rng(i), look, heldout=False, seed=i, frames=8,
+                                   crossing_focus=True)
+        assert ep.family == "vru_cross" and len(ep.frame_times) == 8
+        t_c = ep.scenario.duration_s - 0.3  # sample_episode: duration = conflict time + 0.3 s
+        near += sum(t_c - scenes.APPROACH_S <= t <= t_c for t in ep.frame_times)
+        total += 8
+    assert near / total > 0.7  # 5/8 drawn there, plus the uniform draws that fall there (~0.45 without)
 
 
 def _world(*actors: ActorSpec, speed_kmh: float = 50.0) -> World:

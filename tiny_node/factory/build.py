@@ -80,8 +80,10 @@ class Build:
     def split(self, name: str) -> dict[str, NDArray[Any]]:
         """A data split, loaded once."""
         if name not in self._data:
-            n = dict(self.cfg.shards)[name]
-            paths = [self.out / "data" / dataset.ShardSpec(name, i, 0, 0).name for i in range(n)]
+            shards = dict(self.cfg.shards)
+            parts = [name] + ([dataset.CROSSING_SPLIT] if name == "train" and dataset.CROSSING_SPLIT in shards else [])
+            paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
+                     for part in parts for i in range(shards[part])]
             self._data[name] = dataset.load_split(paths)
         return self._data[name]
 
@@ -112,12 +114,11 @@ class Build:
 
     def step_data(self) -> dict[str, Any]:
         """Render and label the shards of every split."""
-        info = {}
         for name, shards in self.cfg.shards:
             dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
                                 self.cfg.frames_per_episode, workers=self.cfg.data_workers)
-            info[name] = dataset.summary(self.split(name))
-        return info
+        # after every split exists: "train" includes the crossing shards when there are some
+        return {name: dataset.summary(self.split(name)) for name, _ in self.cfg.shards}
 
     def _text(self, name: str, image_tokens: int) -> train.TextBatchData:
         """A split tokenised for a model with ``image_tokens`` per frame, cached.

@@ -12,12 +12,15 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``model`` subcommands."""
+    from tiny_node.factory.config import CONFIGS  # plain dataclasses: no torch needed for --help
+
     sub = p.add_subparsers(dest="model_cmd", required=True)
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
-    b.add_argument("--config", choices=("default", "two-frame", "tiny"), default="default",
+    b.add_argument("--config", choices=tuple(CONFIGS), default="default",
                    help="default: the shipped single-frame model (~25-45 min on 2 cores); two-frame: with an "
-                   "earlier frame, not shipped (~55 min); tiny: CI-sized chain (~1 min)")
+                   "earlier frame, not shipped (~55 min); crossing: default + 12 training shards of crossing "
+                   "VRUs around the conflict; tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default 1: the cores are shared)")
     b.add_argument("--until", choices=("data", "teacher", "soft", "student", "prune", "export", "quantize",

@@ -107,10 +107,14 @@ DEFAULT = FactoryConfig(
 #: and not shipped: the model did not learn to use the earlier frame (docs/MODEL_CARD.md).
 TWO_FRAME = replace(DEFAULT, name="two-frame", frames=2)
 
+#: The shipped recipe plus 12 training shards of crossing VRUs sampled around the conflict
+#: (``scenes.sample_episode(crossing_focus=True)``); val / test / held-out are the default's.
+CROSSING = replace(DEFAULT, name="crossing", shards=(*DEFAULT.shards, ("train_cross", 12)))
+
 TINY = FactoryConfig(
     name="tiny",
     seed=4,
-    shards=(("train", 2), ("val", 1), ("test", 1), ("heldout", 1)),
+    shards=(("train", 2), ("val", 1), ("test", 1), ("heldout", 1), ("train_cross", 1)),
     episodes_per_shard=4,
     frames_per_episode=4,
     data_workers=1,
@@ -134,4 +138,4 @@ TINY = FactoryConfig(
     rationale_runs=2,
 )
 
-CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "tiny": TINY}
+CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "tiny": TINY}

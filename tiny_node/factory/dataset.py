@@ -43,7 +43,10 @@ from tiny_node.sim.camera import CameraModel, CameraRenderer
 from tiny_node.sim.sensors import OdometrySensor, RangeSensor, sensor_streams
 from tiny_node.sim.world import World
 
-SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000}
+SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000, "train_cross": 4_000_000}
+#: Extra training shards of crossing VRUs, sampled around the conflict (``sample_episode``'s
+#: ``crossing_focus``); a build with them trains on ``train`` + ``train_cross``.
+CROSSING_SPLIT = "train_cross"
 STEP_S = 0.01
 RANGE_PERIOD_S = 0.05  # 20 Hz, the scenario default
 ODOM_PERIOD_S = 0.02  # 50 Hz
@@ -118,7 +121,8 @@ def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
         "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t")}
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
-        ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode)
+        ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
+                            crossing_focus=spec.split == CROSSING_SPLIT)
         _drive(ep, look, renderer, rng, cols=cols, ep_seed=ep_seed)
     out: dict[str, NDArray[np.generic]] = {
         **{k: np.stack([np.asarray(x, np.uint8) for x in cols[k]]) if cols[k]

@@ -109,12 +109,14 @@ def metrics(p: NDArray[np.float32], thr: float, data: dict[str, NDArray[Any]]) -
     y, u, b = data["brake"].astype(bool), urgent(data), benign(data)
     pred = p >= thr
     blind = y & (data["range_valid"] < 0.5)
+    entering = u & (data["ttc_in_path"] >= URGENT_TTC_S)  # not yet in the corridor: a crossing actor
 
     def rate(mask: NDArray[np.bool_]) -> float:
         return float(pred[mask].mean()) if mask.any() else math.nan
 
     return {"frames": int(y.size), "accuracy": float((pred == y).mean()), "recall_ttc_lt_1_5": rate(u),
-            "urgent_frames": int(u.sum()), "false_brake_rate_benign": rate(b), "benign_frames": int(b.sum()),
+            "urgent_frames": int(u.sum()), "recall_entering": rate(entering), "entering_frames": int(entering.sum()),
+            "false_brake_rate_benign": rate(b), "benign_frames": int(b.sum()),
             "recall_all": rate(y), "recall_radar_blind": rate(blind), "radar_blind_frames": int(blind.sum()),
             "false_brake_rate_all": float(pred[~y].mean()) if (~y).any() else math.nan}
 

@@ -36,6 +36,7 @@ A_EGO_MPS2 = 5.0
 MARGIN_M = 1.0
 CORRIDOR_MARGIN_M = 0.2  # each side of the ego's width: a near pass is a conflict
 RELEVANT_S = 4.0  # a conflict sooner than this is what the rationale talks about
+APPROACH_S = 1.8  # crossing-focused shards: this long before the conflict gets 5/8 of the frames
 #: (light, weather, main actor kind) never used for train / val / test: the held-out set.
 HELDOUT = (("night", "rain", "cyclist"), ("day", "fog", "child"))
 FAMILIES = ("vru_cross", "lead_car", "static", "vru_along", "benign")
@@ -172,9 +173,18 @@ def _benign_traffic(rng: np.random.Generator, v: float, v_kmh: float) -> list[Ac
 
 
 def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: int,
-                   frames: int) -> Episode:
-    """One random drive in ``look``; frame times spread up to the conflict (if any)."""
+                   frames: int, *, crossing_focus: bool = False) -> Episode:
+    """One random drive in ``look``; frame times spread up to the conflict (if any).
+
+    ``crossing_focus`` (extra training shards only): always a crossing VRU, and 5/8 of the
+    frames in the 1.8 s before its conflict time. Why: the frames before a crossing person or cyclist
+    enters the lane are where every model loses its brake recall (docs/MODEL_CARD.md), and a
+    uniform draw gives only ~650 of them in the default training split. The other draws are
+    the same as without it, so the shards of the other splits do not change.
+    """
     family = str(rng.choice(FAMILIES, p=FAMILY_P))
+    if crossing_focus:
+        family = "vru_cross"
     if heldout and family in ("benign", "static", "lead_car"):
         family = str(rng.choice(("vru_cross", "vru_along")))
     v_kmh = float(rng.uniform(15.0, 80.0)) if rng.random() < 0.9 else float(rng.uniform(3.0, 15.0))
@@ -234,6 +244,11 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
     scenario = Scenario(name=f"ep{seed}", ego_speed_kmh=v_kmh, actors=tuple(actors), environment=look.env,
                         seed=seed, duration_s=duration, expect="no_brake" if family == "benign" else "avoid")
     times = np.sort(rng.uniform(0.3, max(0.35, duration - 0.05), frames))
+    if crossing_focus:
+        near = (5 * frames) // 8
+        lo, hi = max(0.3, t_c - APPROACH_S), min(t_c, duration - 0.05)
+        kept = rng.choice(times, frames - near, replace=False)
+        times = np.sort(np.concatenate([kept, rng.uniform(lo, hi, near)]))
     ctx = str(rng.choice(CONTEXTS, p=(0.6, 0.2, 0.1, 0.1)))
     return Episode(scenario, family, ctx, tuple(round(float(t), 2) for t in times), brake_at)
 
