@@ -36,6 +36,7 @@ A_EGO_MPS2 = 5.0
 MARGIN_M = 1.0
 CORRIDOR_MARGIN_M = 0.2  # each side of the ego's width: a near pass is a conflict
 RELEVANT_S = 4.0  # a conflict sooner than this is what the rationale talks about
+MISS_FOCUSED = 0.5  # crossing-focused shards: share of crossers that stop at the kerb or clear early
 APPROACH_S = 1.8  # crossing-focused shards: this long before the conflict gets 5/8 of the frames
 #: (light, weather, main actor kind) never used for train / val / test: the held-out set.
 HELDOUT = (("night", "rain", "cyclist"), ("day", "fog", "child"))
@@ -176,8 +177,9 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
                    frames: int, *, crossing_focus: bool = False) -> Episode:
     """One random drive in ``look``; frame times spread up to the conflict (if any).
 
-    ``crossing_focus`` (extra training shards only): always a crossing VRU, and 5/8 of the
-    frames in the 1.8 s before its conflict time. Why: the frames before a crossing person or cyclist
+    ``crossing_focus`` (extra training shards only): always a crossing VRU, half of them
+    stopping at the kerb or clearing early, and 5/8 of the frames in the 1.8 s before its
+    conflict time. Why: the frames before a crossing person or cyclist
     enters the lane are where every model loses its brake recall (docs/MODEL_CARD.md), and a
     uniform draw gives only ~650 of them in the default training split. The other draws are
     the same as without it, so the shards of the other splits do not change.
@@ -200,7 +202,9 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
         nearside = rng.random() < 0.6
         sign = 1.0 if nearside else -1.0  # +1: starts on the right (y < 0), walks left
         impact_y = float(rng.uniform(-0.7, 0.7)) * EGO_WIDTH_M
-        miss = rng.random() < 0.25  # passes well clear, or stops at the kerb: no conflict
+        # passes well clear, or stops at the kerb: no conflict (focused shards: as many of these
+        # look-alikes as crossings, so the extra positives do not teach "person near lane = brake")
+        miss = rng.random() < (MISS_FOCUSED if crossing_focus else 0.25)
         y0 = impact_y - sign * speed * t_c
         y0 = -sign * max(abs(y0), float(rng.uniform(2.5, 4.0))) if abs(y0) < 2.5 else y0
         x = v * t_c + float(rng.uniform(0.0, 1.0))
