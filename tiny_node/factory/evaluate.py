@@ -8,8 +8,9 @@ factory labelled; latency is measured on 640x480 camera frames (resize included)
 
 Definitions (model card): accuracy = decision == privileged label; brake recall at TTC < 1.5 s
 = share of frames whose ground-truth time to conflict (constant velocity, or the in-path TTC)
-is below 1.5 s that get a brake; false-brake rate = share of frames of benign drives (nothing
-ever in conflict) that get a brake.
+is below 1.5 s that get a brake; recall entering = the same over those of them whose actor is
+not yet in the ego's corridor (in-path TTC >= 1.5 s: a crossing actor still beside the lane);
+false-brake rate = share of frames of benign drives (nothing ever in conflict) that get a brake.
 
 The threshold is chosen on the validation split (``choose_threshold``). The shipped operating
 point is *false-brake first*: the highest recall at TTC < 1.5 s among thresholds that keep the

@@ -179,10 +179,10 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
 
     ``crossing_focus`` (extra training shards only): always a crossing VRU, half of them
     stopping at the kerb or clearing early, and 5/8 of the frames in the 1.8 s before its
-    conflict time. Why: the frames before a crossing person or cyclist
-    enters the lane are where every model loses its brake recall (docs/MODEL_CARD.md), and a
-    uniform draw gives only ~650 of them in the default training split. The other draws are
-    the same as without it, so the shards of the other splits do not change.
+    conflict time. Why: the frames before a crossing person or cyclist enters the lane are
+    where every model loses its brake recall (docs/MODEL_CARD.md), and a uniform draw gives
+    only ~650 of them in the default training split. Without it the draws are exactly as
+    before, so the shards of the other splits do not change.
     """
     family = str(rng.choice(FAMILIES, p=FAMILY_P))
     if crossing_focus:
