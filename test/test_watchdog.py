@@ -262,6 +262,8 @@ def test_camera_timeout_decides_with_the_rules_at_the_camera_period_without_a_fr
     _frames_at(clock, wd, 5, 0.05)  # 20 Hz, then the camera goes quiet
     last_at, last_stamp = clock.now() - 0.05, 1_000_000_000 + 4 * 50_000_000
     assert wd.next_camera_timeout_at() == pytest.approx(last_at + 0.5)
+    # every frame is decided (the model is not ready): only the camera timeout is due
+    assert wd.next_wakeup() is None and wd.next_tick_at() == pytest.approx(last_at + 0.5)
     out = []
     for _ in range(40):  # 1 s of ticks every 25 ms
         clock.advance(0.025)

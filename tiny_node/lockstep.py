@@ -117,8 +117,7 @@ class Lockstep:
         out: list[Decision] = []
         wd = self.watchdog
         while True:
-            events = [e for e in (wd.next_wakeup(), wd.next_camera_timeout_at(),
-                                  self.model.next_event() if self.model else None)
+            events = [e for e in (wd.next_tick_at(), self.model.next_event() if self.model else None)
                       if e is not None and e <= t]
             if not events:
                 break

@@ -101,8 +101,7 @@ class RealtimeLoop:
             handles: list[Any] = [self._wake_r]
             if self.worker is not None:
                 handles.extend(self.worker.wait_handles())
-            wake_at = min((w for w in (wd.next_wakeup(), wd.next_camera_timeout_at()) if w is not None),
-                          default=None)
+            wake_at = wd.next_tick_at()
             timeout = MAX_SLEEP_S
             if wake_at is not None:
                 # epoll rounds its timeout up to whole milliseconds: wake a little early and

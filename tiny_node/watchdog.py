@@ -381,8 +381,16 @@ class Watchdog:
 
     # --- queries ---------------------------------------------------------------------------
     def next_wakeup(self) -> float | None:
-        """Earliest publish time of an open cycle (when :meth:`on_tick` must run)."""
+        """Earliest publish time of an open cycle (None once every cycle is decided)."""
         return min((c.publish_by for c in self._open.values()), default=None)
+
+    def next_tick_at(self) -> float | None:
+        """When :meth:`on_tick` must run next: an open cycle's publish time or a camera timeout.
+
+        Drivers sleep until this; :meth:`next_wakeup` alone says when open cycles are drained.
+        """
+        return min((t for t in (self.next_wakeup(), self.next_camera_timeout_at()) if t is not None),
+                   default=None)
 
     @property
     def open_cycles(self) -> int:

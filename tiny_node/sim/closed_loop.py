@@ -277,9 +277,7 @@ class LockstepPort:
         """Deliver every message received by ``t_ns``, then run deadlines up to it."""
         if not self._queue or self._queue[0][0] > t_ns:  # fast path: nothing can happen by t_ns
             t = t_ns * 1e-9
-            wd = self.ls.watchdog
-            due = (wd.next_wakeup(), wd.next_camera_timeout_at(),
-                   self.ls.model.next_event() if self.ls.model is not None else None)
+            due = (self.ls.watchdog.next_tick_at(), self.ls.model.next_event() if self.ls.model is not None else None)
             if all(e is None or e > t for e in due):
                 return None  # the clock catches up at the next call that has work
         out: list[Decision] = []
