@@ -260,6 +260,13 @@ def test_harness_sends_only_the_newest_late_camera_frame_after_a_stall():
     assert skip_late_frames(near, 1.0) == (near, 0)
 
 
+def test_speed_at_is_the_last_camera_truth_at_or_before():
+    rec = _rec()
+    rec.truth = [(0.0, 50.0, 10.0, False), (0.1, 49.0, 9.0, False), (0.2, 48.0, 8.0, True)]
+    assert math.isnan(rec.speed_at(-0.01))
+    assert [rec.speed_at(t) for t in (0.0, 0.05, 0.1, 0.19, 0.2, 5.0)] == [10.0, 10.0, 9.0, 9.0, 8.0, 8.0]
+
+
 def test_report_files_without_ros(tmp_path):
     pytest.importorskip("matplotlib")
     from tiny_node.hil.record import CheckResult

@@ -204,7 +204,7 @@ class RunRecord:
 
     def speed_at(self, t: float) -> float:
         """The simulated ego speed at run time ``t`` (last camera event at or before it; NaN before)."""
-        i = bisect.bisect_right([x[0] for x in self.truth], t) - 1
+        i = bisect.bisect_right(self.truth, t, key=lambda x: x[0]) - 1
         return self.truth[i][2] if i >= 0 else math.nan
 
     def between(self, t_from: float, t_to: float) -> list[FrameResult]:
