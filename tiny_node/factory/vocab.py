@@ -71,7 +71,7 @@ def build_tokenizer() -> Tokenizer:
     return tok
 
 
-def prompt_text(features: Mapping[str, float], context: str, image_tokens: int, frames: int = 2) -> str:
+def prompt_text(features: Mapping[str, float], context: str, image_tokens: int, frames: int) -> str:
     """The prompt exactly as ``vlm.PromptBuilder.text`` renders it for this bundle."""
     nums = {f: feature_value(f, features, RANGE_CLIP_M) for f in FEATURES}
     sensors = " ".join(b.token(nums[b.feature]) for b in bin_specs())
