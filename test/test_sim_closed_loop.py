@@ -144,3 +144,58 @@ def test_realtime_run_over_dds_decides_every_frame(ros_env, tmp_path):
     assert s["missing_decisions"] == 0 and s["deadline_misses"] == 0
     assert s["by_source"] == {"rules": s["decisions"]}
     assert (tmp_path / "timelines" / "CCRs_30kmh__rules.csv").is_file()
+
+
+def test_tune_suite_is_kept_apart_from_the_scored_suite():
+    from tiny_node.sim.suite import suite, tune_lookalike_suite, tune_vru_suite
+
+    scored = {s.name for s in suite("all")}
+    tune = suite("tune")
+    names = [s.name for s in tune]
+    assert len(names) == len(set(names)) and not scored & set(names)
+    assert {s.seed for s in tune}.isdisjoint({s.seed for s in suite("all")})
+    assert all(s.expect == "no_brake" and s.protocol is None for s in tune_lookalike_suite())
+    assert all(s.expect == "avoid" and s.protocol for s in tune_vru_suite())
+    assert {s.ego_speed_kmh for s in tune_vru_suite()}.isdisjoint({20.0, 40.0, 60.0})  # not the scored ladder
+
+
+def test_operating_point_clears_every_lookalike_peak_exactly(cfg, bundles, tmp_path, monkeypatch):
+    """A look-alike drive stays clean exactly when its shadow-mode peak P(brake) is below the threshold."""
+    from tiny_node.factory import operating_point as op
+
+    # look-alikes for the fast bundle (it reads the range): a lead car at a steady gap just
+    # beyond its 2 s rule, so P(brake) rises towards but stays under 0.5
+    drives = [Scenario(name=f"lookalike_gap_{gap:g}", ego_speed_kmh=50.0, seed=gap, duration_s=3.0,
+                       expect="no_brake", actors=(ActorSpec("car", Trajectory(
+                           x_m=gap + CAR_LEN / 2, y_m=0.0, speed_kmh=50.0), name="lead"),))
+              for gap in (30, 33)]
+    monkeypatch.setattr(op, "tune_lookalike_suite", lambda: drives)
+    point = op.choose(bundles["fast"], tmp_path, margin=0.02, workers=1, progress=False)
+    assert set(point.peaks) == {s.name for s in drives}
+    top = max(point.peaks.values())
+    assert 0.0 < top < 1.0
+    assert top + 0.02 <= point.closed_loop_threshold < top + 0.03 + 1e-9
+    assert point.threshold == max(point.val_threshold, point.closed_loop_threshold)
+    worst = max(drives, key=lambda s: point.peaks[s.name])
+    just_below = op.bundle_at(bundles["fast"], top - 1e-4, tmp_path / "below")
+    assert run_scenario(worst, cfg, bundle=just_below).summary["false_activation"]
+    at_point = op.bundle_at(bundles["fast"], point.closed_loop_threshold, tmp_path / "at")
+    assert not run_scenario(worst, cfg, bundle=at_point).summary["false_activation"]
+    assert op.bundle_threshold(bundles["fast"]) == point.val_threshold  # the original is untouched
+
+
+def test_timeline_records_the_model_p_brake(cfg, bundles):
+    import csv
+    import io
+
+    res = run_scenario(ccrs(30.0, duration_s=4.0), cfg, bundle=bundles["fast"])
+    rows = list(csv.DictReader(io.StringIO(res.timeline_csv())))
+    assert all(0.0 <= float(r["model_p_brake"]) <= 1.0 for r in rows)
+    # frames the model decided itself (not a held brake): its verdict is P(brake) >= 0.5
+    own = [r for r in rows if r["source"] == "model" and r["hold"] == "0"]
+    brake_at = [float(r["model_p_brake"]) for r in own if r["decision"] == "brake"]
+    clear_at = [float(r["model_p_brake"]) for r in own if r["decision"] == "no_brake"]
+    assert brake_at and clear_at
+    assert min(brake_at) >= 0.5 > max(clear_at)  # the fast bundle's threshold is 0.5
+    rules_only = run_scenario(ccrs(30.0, duration_s=2.0), cfg, bundle=None)
+    assert all(r["model_p_brake"] == "" for r in csv.DictReader(io.StringIO(rules_only.timeline_csv())))

@@ -21,6 +21,10 @@ class Out:
     confidence: float
     label: str
 
+    @property
+    def p_brake(self) -> float:
+        return self.confidence if self.brake else 1.0 - self.confidence
+
 
 class ScriptedPort:
     """Stands in for the worker process in pure-core tests: records calls, never decides."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -31,11 +32,16 @@ class ModelState(str, Enum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """One path's opinion on a frame: brake or not, how sure, and why."""
+    """One path's opinion on a frame: brake or not, how sure, and why.
+
+    ``p_brake``: the model's P(brake) before its threshold (NaN for the rules), so a recorded
+    run shows how close each frame came to braking.
+    """
 
     brake: bool
     confidence: float
     reason: str
+    p_brake: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -109,5 +115,6 @@ def decision_values(d: Decision) -> dict[str, Any]:
     if d.model is not None:
         values["model_decision"] = "brake" if d.model.brake else "no_brake"
         values["model_confidence"] = f"{d.model.confidence:.3f}"
+        values["model_p_brake"] = f"{d.model.p_brake:.4f}"
     values.update(d.extra)
     return values

@@ -76,6 +76,11 @@ class ModelAnswer(Protocol):
         ...
 
     @property
+    def p_brake(self) -> float:
+        """P(brake) before the threshold (what an operating point is chosen on)."""
+        ...
+
+    @property
     def label(self) -> str:
         """The decision as the model's word."""
         ...
@@ -261,7 +266,7 @@ class Watchdog:
             now = self.clock.now()
             if output is not None and now < cycle.publish_by:
                 model = Verdict(output.brake, float(output.confidence), f"model: {output.label} "
-                                f"(p={output.confidence:.2f})")
+                                f"(p={output.confidence:.2f})", p_brake=float(output.p_brake))
                 out.append(self._close(cycle, model, ModelState.ON_TIME))
             elif output is None and not cancelled:
                 cycle.unavailable_why = f"model run failed: {error or 'no output'}"

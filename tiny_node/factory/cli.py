@@ -1,4 +1,8 @@
-"""``tiny-node model ...``: the factory's commands (torch needed: ``pip install -e '.[train]'``)."""
+"""``tiny-node model ...``: the factory's commands.
+
+``build`` needs torch (``pip install -e '.[train]'``); ``operating-point`` runs the simulator and
+onnxruntime only.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +31,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                        "evaluate", "bundle"), help="stop after this step")
     b.add_argument("--install", action="store_true",
                    help=f"copy the final bundle to {DEFAULT_MODEL_DIR} (the model the package ships)")
+    from tiny_node.factory import operating_point
+
+    o = sub.add_parser("operating-point", help="choose a bundle's threshold in the closed loop on the tune "
+                       "suite (look-alike drives kept apart from the scored suite); no torch needed")
+    operating_point.add_arguments(o)
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``tiny-node model <cmd>``; a missing torch is a one-line error."""
+    if args.model_cmd == "operating-point":
+        from tiny_node.factory import operating_point
+
+        return operating_point.command(args)
     try:
         from tiny_node.factory.build import BuildError, build
         from tiny_node.factory.config import CONFIGS

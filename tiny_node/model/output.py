@@ -18,13 +18,15 @@ class ModelOutput:
     """The model's verdict on one frame.
 
     ``confidence`` is the probability of the chosen ``label``; ``probs`` follows the
-    manifest's label order.
+    manifest's label order; ``p_brake`` is P(brake), what the threshold is applied to (kept so
+    an operating point can be chosen from recorded runs without re-running the model).
     """
 
     brake: bool
     confidence: float
     label: str
     probs: tuple[float, ...]
+    p_brake: float
 
 
 def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
@@ -59,4 +61,5 @@ def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
         confidence=float(probs[idx]),
         label=spec.labels[idx],
         probs=tuple(float(x) for x in probs),
+        p_brake=float(probs[bi]),
     )

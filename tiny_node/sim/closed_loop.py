@@ -50,7 +50,7 @@ import numpy as np
 
 from tiny_node.clock import ManualClock
 from tiny_node.config import NodeConfig
-from tiny_node.decision import Decision, ModelState, Source
+from tiny_node.decision import Decision, ModelState, Source, Verdict
 from tiny_node.lockstep import Lockstep, model_from_bundle
 from tiny_node.sim.scoring import score
 
@@ -72,6 +72,7 @@ DEFAULT_RATES_HZ: Mapping[str, float] = {"camera": 30.0, "range": 20.0, "odom": 
 TIMELINE_COLUMNS = (
     "t_s", "ego_speed_kmh", "ego_accel_mps2", "distance_m", "ttc_s", "brake_request",
     "decision", "source", "model_state", "hold", "latency_ms", "decided_t_s", "frame_id", "reason",
+    "model_p_brake",
 )
 
 
@@ -101,12 +102,14 @@ class DecisionRecord:
     decided_t: float  # sim time (s) the decision was taken (lockstep) or arrived (real time)
     frame_id: int
     reason: str
+    model_p_brake: float = math.nan  # the on-time model's P(brake), NaN without one
 
     @staticmethod
     def from_decision(d: Decision) -> DecisionRecord:
         """From the lockstep core's :class:`Decision` (clock = sim time)."""
         return DecisionRecord(d.stamp_ns, d.brake, d.source.value, d.model_state.value, d.hold,
-                              d.latency_ms, d.deadline_ms, d.decided_at, d.frame_id, d.reason)
+                              d.latency_ms, d.deadline_ms, d.decided_at, d.frame_id, d.reason,
+                              d.model.p_brake if d.model is not None else math.nan)
 
 
 @dataclass
@@ -163,7 +166,7 @@ def timeline_csv(rows: Iterable[TimelineRow]) -> str:
             "" if d is None else d.source, "" if d is None else d.model_state,
             "" if d is None else int(d.hold), "" if d is None else _fmt(d.latency_ms, 3),
             "" if d is None else _fmt(d.decided_t, 4), "" if d is None else d.frame_id,
-            "" if d is None else d.reason,
+            "" if d is None else d.reason, "" if d is None else _fmt(d.model_p_brake, 4),
         ])
     return buf.getvalue()
 
@@ -384,7 +387,8 @@ class DdsPort:
                 source=Source(str(v["source"])), model_state=ModelState(str(v["model_state"])),
                 confidence=float(v.get("confidence", "nan")), reason=str(v["reason"]),
                 received_at=received, deadline_at=received + float(v["deadline_ms"]) * 1e-3,
-                decided_at=decided, hold=str(v.get("hold", "false")) == "true")
+                decided_at=decided, hold=str(v.get("hold", "false")) == "true",
+                model=_model_verdict(v))
             self._decisions.append(DecisionRecord.from_decision(d))
             if self.recorder is not None:
                 self.recorder.decision(decided, d)
@@ -398,6 +402,14 @@ class DdsPort:
         late = sum(1 for d in self._decisions if d.latency_ms > d.deadline_ms)
         return {"deadline_misses": late, "missing_decisions": len(self._frames) - len(self._decisions),
                 "max_lag_ms": self.max_lag_s * 1e3}
+
+
+def _model_verdict(v: dict[str, Any]) -> Verdict | None:
+    """The model's verdict as a ``decision`` message carries it (None when no model answered)."""
+    if "model_decision" not in v:
+        return None
+    return Verdict(v["model_decision"] == "brake", float(v.get("model_confidence", "nan")), "",
+                   p_brake=float(v.get("model_p_brake", "nan")))
 
 
 # --- the loop ----------------------------------------------------------------------------------

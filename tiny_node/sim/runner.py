@@ -32,6 +32,7 @@ from tiny_node.config import NodeConfig, make_config
 from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, run_scenario
 from tiny_node.sim.report import write_report, write_timing
+from tiny_node.sim.suite import SUITES
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
@@ -384,7 +385,7 @@ def _progress_list(items: Sequence[Any], desc: str) -> Iterator[Any]:
 # --- `tiny-node sim` -----------------------------------------------------------------------------
 def add_sim_arguments(p: Any) -> None:
     """The options of ``tiny-node sim`` (an ``argparse`` parser)."""
-    p.add_argument("--suite", choices=("ncap", "benign", "all", "smoke"),
+    p.add_argument("--suite", choices=SUITES,
                    help="built-in scenarios (default: smoke, unless --scenario is given)")
     p.add_argument("--scenario", action="append", default=[], metavar="FILE",
                    help="a scenario YAML file (repeatable; added to --suite if both are given)")

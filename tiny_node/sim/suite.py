@@ -23,12 +23,20 @@ are a hash of the name, so adding a scenario does not change the others'.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from typing import Any
 
 from tiny_node.sim.kinds import EGO_WIDTH_M, KINDS
-from tiny_node.sim.road import LEFT_LANE_Y, LEFT_SIDEWALK_Y, RIGHT_KERB_Y, RIGHT_SIDEWALK_Y, RIGHT_STRIP_Y
+from tiny_node.sim.road import (
+    LEFT_KERB_Y,
+    LEFT_LANE_Y,
+    LEFT_SIDEWALK_Y,
+    RIGHT_KERB_Y,
+    RIGHT_SIDEWALK_Y,
+    RIGHT_STRIP_Y,
+)
 from tiny_node.sim.scenario import (
     ActorSpec,
     Braking,
@@ -284,11 +292,89 @@ def benign_suite() -> list[Scenario]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Tuning: a closed-loop validation suite for choosing a model's operating point
+#
+# Why a suite of its own: a model's threshold chosen on the scored suite would be tuned on its
+# own test.  These drives are kept apart from ``ncap`` and ``benign``: other speeds (30 / 50 km/h,
+# not the 20 / 40 / 60 ladder), other impact points, other look-alikes (people who walk up to
+# the kerb and stop, wait between parked cars, cross far ahead and clear), other seeds.
+TUNE_SPEEDS_KMH = (30, 50)
+
+
+def _tuned(sc: Scenario) -> Scenario:
+    """A scenario renamed ``tune_<name>`` (and seeded from the new name)."""
+    name = f"tune_{sc.name}"
+    return dataclasses.replace(sc, name=name, seed=_seed(name))
+
+
+def tune_lookalike_suite() -> list[Scenario]:
+    """Benign drives that look like the start of a crossing: any brake is a false activation."""
+    def walker(x: float, y: float, heading: float, *, trigger_m: float, stop_m: float,
+               kind: str = "adult") -> ActorSpec:
+        return _a(kind, "ped", x, y, heading_deg=heading, speed_kmh=5.0,
+                  start=Trigger("ego_distance_m", trigger_m), stop_after_m=stop_m)
+
+    parked = [_a("parked_car", f"parked{i}", x, RIGHT_STRIP_Y) for i, x in enumerate((35.0, 40.5, 52.0))]
+    rain, fog = Environment(weather="rain"), Environment(weather="fog")
+    out = [
+        _b("kerb_stop_right_30", 30, [walker(45.0, RIGHT_KERB_Y - 2.0, 90.0, trigger_m=28.0, stop_m=1.6)],
+           "pedestrian walks to the right kerb and stops (30 km/h)"),
+        _b("kerb_stop_right_50_night", 50, [walker(70.0, RIGHT_KERB_Y - 2.0, 90.0, trigger_m=40.0, stop_m=1.7)],
+           "the same at 50 km/h at night", env=NIGHT),
+        _b("kerb_stop_left_50_rain", 50, [walker(65.0, LEFT_KERB_Y + 2.2, -90.0, trigger_m=40.0, stop_m=1.9)],
+           "pedestrian walks to the far kerb and stops, rain", env=rain),
+        _b("child_kerb_stop_30", 30, [walker(44.0, RIGHT_KERB_Y - 1.8, 90.0, trigger_m=25.0, stop_m=1.4, kind="child")],
+           "child walks to the kerb and stops (30 km/h)"),
+        _b("child_between_parked_cars", 40, [*parked, _a("child", "child", 46.0, RIGHT_KERB_Y + 0.2)],
+           "child standing between parked cars at the kerb, not stepping out"),
+        _b("child_between_parked_cars_night", 30, [*parked, _a("child", "child", 46.0, RIGHT_KERB_Y + 0.2)],
+           "the same at night, 30 km/h", env=NIGHT),
+        _b("adult_at_kerb_fog", 50, [_a("adult", "ped", 60.0, RIGHT_KERB_Y - 0.3)],
+           "adult standing at the right kerb edge in fog", env=fog),
+        _b("kerb_edge_walker_night", 40, [_a("adult", "ped", 80.0, RIGHT_KERB_Y - 0.4, heading_deg=180.0,
+                                             speed_kmh=5.0)],
+           "adult walking towards the ego along the kerb edge at night", env=NIGHT),
+        _b("cyclist_waits_at_kerb", 40, [_a("cyclist", "cyclist", 55.0, RIGHT_KERB_Y - 0.8, heading_deg=90.0)],
+           "cyclist waiting at the kerb to cross, facing the road"),
+        _b("crossing_clears_80m", 30, [_a("adult", "ped", 80.0, RIGHT_KERB_Y - 0.5, heading_deg=90.0,
+                                          speed_kmh=5.0, stop_after_m=11.0)],
+           "pedestrian crosses 80 m ahead and is clear long before the ego arrives"),
+        _b("cyclist_crossing_clears", 50, [_a("cyclist", "cyclist", 110.0, RIGHT_KERB_Y - 0.5, heading_deg=90.0,
+                                              speed_kmh=15.0, stop_after_m=14.0)],
+           "cyclist crosses 110 m ahead and clears"),
+        _b("two_waiting_rain_night", 50, [_a("adult", "ped1", 60.0, RIGHT_KERB_Y - 0.5),
+                                          _a("child", "ped2", 61.0, RIGHT_KERB_Y - 0.9)],
+           "an adult and a child waiting at the kerb, rain at night",
+           env=Environment(light="night", weather="rain", street_lights=True)),
+    ]
+    return [_tuned(s) for s in out]
+
+
+def tune_vru_suite() -> list[Scenario]:
+    """Crossing people and cyclists at speeds and impact points the scored suite does not use."""
+    out: list[Scenario] = []
+    for v in TUNE_SPEEDS_KMH:
+        for env in (DAY, NIGHT):
+            out += [cpna(v, 50, env), cpfa(v, env), cpnco(v, env)]
+        out += [cbna(v), cbfa(v)]
+    return [_tuned(s) for s in out]
+
+
+def tune_suite() -> list[Scenario]:
+    """The closed-loop validation suite (look-alikes + crossings); see ``tiny-node model operating-point``."""
+    return tune_vru_suite() + tune_lookalike_suite()
+
+
 SMOKE = ("CCRs_30kmh_100pct", "CPNA-25_40kmh_day", "CPNCO-50_40kmh_night", "benign_ped_stops_at_kerb")
 
 
 def suite(name: str) -> list[Scenario]:
-    """A named suite: ``ncap``, ``benign``, ``all`` or ``smoke`` (a few for demos and CI)."""
+    """A named suite: ``ncap``, ``benign``, ``all``, ``smoke`` (a few for demos and CI) or ``tune``.
+
+    ``tune`` (closed-loop validation for operating points) is not part of ``all``: it is what a
+    threshold is chosen on, so the scored suite stays a test.
+    """
     if name == "ncap":
         return ncap_suite()
     if name == "benign":
@@ -298,7 +384,9 @@ def suite(name: str) -> list[Scenario]:
     if name == "smoke":
         by_name = {s.name: s for s in ncap_suite() + benign_suite()}
         return [by_name[n] for n in SMOKE]
-    raise ValueError(f"unknown suite {name!r}: one of ncap, benign, all, smoke")
+    if name == "tune":
+        return tune_suite()
+    raise ValueError(f"unknown suite {name!r}: one of {', '.join(SUITES)}")
 
 
-SUITES = ("ncap", "benign", "all", "smoke")
+SUITES = ("ncap", "benign", "all", "smoke", "tune")

@@ -1,0 +1,172 @@
+"""A model's operating point chosen in the closed loop, on drives kept apart from the scored suite.
+
+Why: the build's threshold rule counts false brakes on benign *frames* of validation data.
+That missed look-alikes: a model with 0.10 % frame-level false brakes braked falsely in 5 of
+the 23 benign drives of the scored suite (docs/MODEL_CARD.md). A false brake in a drive costs
+a whole activation (the node holds every brake for ``brake_hold_s``), so the threshold must
+clear the model's highest P(brake) over whole look-alike drives, not a frame rate.
+
+How (``tiny-node model operating-point BUNDLE``):
+
+1. Run the tune suite's look-alike drives (``tiny_node.sim.suite.tune_lookalike_suite``: people
+   walking up to the kerb and stopping, waiting between parked cars, crossing far ahead) in
+   *shadow* arbitration: the rules drive, the model runs on every frame and its P(brake) is
+   recorded. The rules never brake in them, so until a model brake every frame is what it
+   would be at any threshold: a drive stays clean at threshold ``t`` exactly when its peak
+   P(brake) is below ``t``.
+2. The closed-loop threshold is the peak over those drives plus ``margin``, rounded up to the
+   next 0.01; the operating point is the higher of it and the bundle's own (val) threshold.
+3. The tune suite (its crossings and look-alikes) is run at that point, model + rules vs rules
+   only, so the cost of the point in saves is printed beside it.
+
+The scored suite (``--suite all``) is never used here: it stays a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tiny_node.config import make_config
+from tiny_node.model.bundle import MANIFEST, load_bundle
+from tiny_node.sim.runner import SuiteResult, print_result, run_suite
+from tiny_node.sim.suite import tune_lookalike_suite, tune_suite
+
+MARGIN = 0.02
+STEP = 0.01
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What the tune suite says about a bundle's threshold."""
+
+    val_threshold: float  # the bundle's threshold as built (chosen on val frames)
+    peaks: dict[str, float]  # look-alike drive -> its highest P(brake) in shadow mode
+    margin: float
+
+    @property
+    def closed_loop_threshold(self) -> float:
+        """Smallest 0.01 step at or above the highest look-alike peak + margin (at most 1.0)."""
+        top = max(self.peaks.values(), default=0.0) + self.margin
+        return min(1.0, math.ceil(round(top / STEP, 6)) * STEP)
+
+    @property
+    def threshold(self) -> float:
+        """The operating point: the val threshold, raised to the closed-loop one if that is higher."""
+        return round(max(self.val_threshold, self.closed_loop_threshold), 4)
+
+    @property
+    def false_activations_at_val_threshold(self) -> list[str]:
+        """Look-alike drives the bundle would falsely brake in at its val threshold."""
+        return sorted(n for n, p in self.peaks.items() if p >= self.val_threshold)
+
+
+def bundle_threshold(bundle: Path) -> float:
+    """The threshold in a bundle's manifest (the bundle is checked first)."""
+    return float(load_bundle(bundle).decision.threshold)
+
+
+def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: bool = True) -> dict[str, float]:
+    """Each look-alike drive's highest model P(brake), the model in shadow arbitration (step 1)."""
+    result = run_suite(tune_lookalike_suite(), make_config({"arbitration": "shadow"}), bundle=bundle,
+                       out_dir=out_dir, workers=workers, modes=("model",), plots="none", progress=progress)
+    if result.errors:
+        raise RuntimeError(f"{len(result.errors)} look-alike run(s) failed, first: "
+                           f"{result.errors[0]['name']}: {result.errors[0]['error']}")
+    peaks: dict[str, float] = {}
+    for run in result.runs:
+        if run["false_activation"]:  # the rules braked: a look-alike that is not one for the rules
+            raise RuntimeError(f"{run['name']}: the rules braked in a look-alike drive; fix the suite")
+        peaks[run["name"]] = peak_p_brake(out_dir / "timelines" / f"{run['name']}__model.csv")
+    return peaks
+
+
+def peak_p_brake(timeline: Path) -> float:
+    """Highest ``model_p_brake`` of a run's timeline (every frame must have one)."""
+    with timeline.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [r["t_s"] for r in rows if not r.get("model_p_brake")]
+    if missing or not rows:
+        raise RuntimeError(f"{timeline}: no model P(brake) at t = {missing[:3]} s (model late or absent); "
+                           "the peak would be a guess")
+    return max(float(r["model_p_brake"]) for r in rows)
+
+
+def bundle_at(bundle: Path, threshold: float, dest: Path) -> Path:
+    """A copy of ``bundle`` whose manifest says ``threshold`` (the original is left untouched)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(bundle, dest)
+    path = dest / MANIFEST
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["outputs"]["decision"]["threshold"] = float(threshold)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    load_bundle(dest)  # still a valid bundle
+    return dest
+
+
+def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int = 2,
+           progress: bool = True) -> OperatingPoint:
+    """Steps 1-2: the operating point of ``bundle`` (nothing is written into it)."""
+    peaks = lookalike_peaks(bundle, out_dir / "lookalikes_shadow", workers=workers, progress=progress)
+    return OperatingPoint(bundle_threshold(bundle), peaks, margin)
+
+
+def run_at(bundle: Path, threshold: float, out_dir: Path, *, workers: int = 2, progress: bool = True) -> SuiteResult:
+    """Step 3: the tune suite at ``threshold``, model + rules vs rules only."""
+    at = bundle_at(bundle, threshold, out_dir / "bundle")
+    return run_suite(tune_suite(), make_config(), bundle=at, out_dir=out_dir / "tune", workers=workers,
+                     plots="none", progress=progress)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``tiny-node model operating-point``."""
+    p.add_argument("bundle", help="model bundle directory ('default' = the shipped model)")
+    p.add_argument("--out", default=None, help="output folder (default out/operating-point-<bundle name>)")
+    p.add_argument("--margin", type=float, default=MARGIN,
+                   help=f"added to the highest look-alike P(brake) (default {MARGIN})")
+    p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
+    p.add_argument("--write", action="store_true",
+                   help="write the chosen threshold into the bundle's manifest")
+
+
+def command(args: argparse.Namespace) -> int:
+    """``tiny-node model operating-point``: print (and optionally write) the closed-loop threshold."""
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
+
+    bundle = DEFAULT_BUNDLE_DIR if args.bundle == "default" else Path(args.bundle)
+    if not (bundle / MANIFEST).is_file():
+        print(f"tiny-node model operating-point: {bundle}: no {MANIFEST} (not a bundle)", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.margin < 1.0:
+        print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"out/operating-point-{bundle.resolve().name}")
+    point = choose(bundle, out, margin=args.margin, workers=args.workers)
+    print("look-alike drive                                  peak P(brake)")
+    for name, p in sorted(point.peaks.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:48s} {p:.3f}")
+    fa = point.false_activations_at_val_threshold
+    print(f"val threshold {point.val_threshold:.2f}; false activations there: {len(fa)}/{len(point.peaks)} {fa}")
+    print(f"closed-loop threshold {point.closed_loop_threshold:.2f} (peak + {point.margin:.2f}); "
+          f"operating point {point.threshold:.2f}")
+    result = run_at(bundle, point.threshold, out, workers=args.workers)
+    print_result(result)
+    (out / "operating_point.json").write_text(json.dumps(
+        {"bundle": str(bundle), "val_threshold": point.val_threshold, "margin": point.margin,
+         "closed_loop_threshold": point.closed_loop_threshold, "threshold": point.threshold,
+         "peaks": point.peaks, "false_activations_at_val_threshold": point.false_activations_at_val_threshold},
+        indent=2) + "\n", encoding="utf-8")
+    if args.write:
+        bundle_at(bundle, point.threshold, out / "written")  # validate on a copy first
+        shutil.copy2(out / "written" / MANIFEST, bundle / MANIFEST)
+        print(f"threshold {point.threshold:.2f} written to {bundle / MANIFEST}")
+    return 0
