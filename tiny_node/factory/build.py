@@ -33,6 +33,7 @@ from tiny_node.factory import dataset, evaluate, export, quantize, train
 from tiny_node.factory.config import FactoryConfig, ModelSize
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
+from tiny_node.model.bundle import edit_manifest, set_threshold
 
 STEPS = ("data", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic")
@@ -259,7 +260,7 @@ class Build:
             cost = decision_cost(model, text_tokens)
             p_val = evaluate.brake_probs(d, self.split("val"), f"{name} val")
             thr = evaluate.choose_threshold(p_val, self.split("val"))
-            evaluate.set_threshold(d, thr)
+            set_threshold(d, thr)
             thr_recall = evaluate.choose_threshold(p_val, self.split("val"), "recall")
             r: dict[str, Any] = {"threshold": thr, "params": cost.params, "mflops": cost.mflops,
                                  "prompt_tokens": cost.prompt_tokens, "size_bytes": evaluate.bundle_size(d),
@@ -305,14 +306,11 @@ class Build:
 
 def _edit_manifest(bundle_dir: Path, *, name: str, latency_budget_ms: float) -> None:
     """Name and latency budget of the final bundle (checksums cover the files, not these)."""
-    import yaml
 
-    from tiny_node.model.bundle import MANIFEST
+    def edit(doc: dict[str, Any]) -> None:
+        doc["name"], doc["latency_budget_ms"] = name, float(latency_budget_ms)
 
-    path = bundle_dir / MANIFEST
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["name"], doc["latency_budget_ms"] = name, float(latency_budget_ms)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    edit_manifest(bundle_dir, edit)
 
 
 def _f(x: float, nd: int = 2, pct: bool = False) -> str:

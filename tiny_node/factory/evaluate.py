@@ -30,14 +30,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 from numpy.typing import NDArray
 from tqdm import tqdm
 
 from tiny_node.factory.dataset import features_of, full_frame
 from tiny_node.factory.scenes import FAMILIES
 from tiny_node.factory.vocab import CONTEXTS
-from tiny_node.model.bundle import MANIFEST, load_bundle
+from tiny_node.model.bundle import load_bundle
 from tiny_node.model.output import ModelOutput
 from tiny_node.model.vlm import VlmRuntime
 
@@ -143,15 +142,6 @@ def breakdown(p: NDArray[np.float32], thr: float, data: dict[str, NDArray[Any]])
                             "recall": float(pred[m & y].mean()) if (m & y).any() else None,
                             "false_brake": float(pred[m & ~y].mean()) if (m & ~y).any() else None}
     return out
-
-
-def set_threshold(bundle_dir: Path, thr: float) -> None:
-    """Write the chosen threshold into the manifest (the checksums cover the files, not it)."""
-    path = bundle_dir / MANIFEST
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["outputs"]["decision"]["threshold"] = float(thr)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    load_bundle(bundle_dir)  # still valid
 
 
 def latency(bundle_dir: Path, data: dict[str, NDArray[Any]], threads: int, runs: int,

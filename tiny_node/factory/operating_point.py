@@ -33,10 +33,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tiny_node.config import make_config
-from tiny_node.model.bundle import MANIFEST, load_bundle
+from tiny_node.model.bundle import MANIFEST, load_bundle, set_threshold
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
 from tiny_node.sim.suite import tune_lookalike_suite, tune_suite
 
@@ -105,11 +103,7 @@ def bundle_at(bundle: Path, threshold: float, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(bundle, dest)
-    path = dest / MANIFEST
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["outputs"]["decision"]["threshold"] = float(threshold)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    load_bundle(dest)  # still a valid bundle
+    set_threshold(dest, threshold)
     return dest
 
 

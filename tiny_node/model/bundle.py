@@ -43,7 +43,7 @@ import hashlib
 import math
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +296,24 @@ def hash_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def edit_manifest(bundle_dir: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``edit`` to a bundle's manifest document, write it, and check the bundle still loads.
+
+    The checksums cover the model files, not the manifest, so its name, latency budget and
+    threshold can change without re-hashing.
+    """
+    path = bundle_dir / MANIFEST
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    load_bundle(bundle_dir)
+
+
+def set_threshold(bundle_dir: Path, thr: float) -> None:
+    """Move a bundle's operating point (the factory's val rule, ``tiny-node model operating-point``)."""
+    edit_manifest(bundle_dir, lambda doc: doc["outputs"]["decision"].__setitem__("threshold", float(thr)))
 
 
 def write_manifest(
