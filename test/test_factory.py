@@ -66,11 +66,13 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
         assert r["latency_1t"]["p99_ms"] > 0
     assert metrics["models"]["pruned"]["mflops"] < metrics["models"]["student"]["mflops"]
     assert (tiny_build / "table.md").read_text().count("\n") == 2 + 5
-    # the crossing-focused shards are trained on: "train" is train-* plus train_cross-*
+    # the focused shards are trained on: "train" is train-* plus train_cross-* and train_lookalike-*
     shards = {p.name: len(np.load(p)["brake"]) for p in (tiny_build / "data").glob("train*.npz")}
-    assert "train_cross-0000.npz" in shards
+    assert {"train_cross-0000.npz", "train_lookalike-0000.npz"} <= set(shards)
     assert metrics["data"]["train"]["frames"] == sum(shards.values())
     assert metrics["data"]["train_cross"]["frames"] == shards["train_cross-0000.npz"] > 0
+    lookalike = metrics["data"]["train_lookalike"]
+    assert lookalike["frames"] == shards["train_lookalike-0000.npz"] == lookalike["benign_frames"] > 0
     assert "recall_entering" in metrics["models"]["int8"]["test"]
 
 
@@ -136,12 +138,28 @@ def test_crossing_focus_draws_crossings_around_the_conflict() -> None:
     near = total = 0
     for i in range(30):
         ep = scenes.sample_episode(np.random.default_rng(i), look, heldout=False, seed=i, frames=8,
-                                   crossing_focus=True)
+                                   focus="crossing")
         assert ep.family == "vru_cross" and len(ep.frame_times) == 8
         t_c = ep.scenario.duration_s - 0.3  # sample_episode: duration = conflict time + 0.3 s
         near += sum(t_c - scenes.APPROACH_S <= t <= t_c for t in ep.frame_times)
         total += 8
     assert near / total > 0.7  # 5/8 drawn there, plus the uniform draws that fall there (~0.45 without)
+
+
+def test_lookalike_focus_draws_benign_drives_with_a_lookalike() -> None:
+    look = scenes.sample_look(np.random.default_rng(0), heldout=False, index=0)
+    kinds = []
+    for i in range(24):
+        ep = scenes.sample_episode(np.random.default_rng(i), look, heldout=False, seed=i, frames=4, focus="lookalike")
+        assert ep.family == "benign" and ep.scenario.expect == "no_brake"
+        main = [a for a in ep.scenario.actors if a.name == "look"]
+        assert len(main) == 1
+        kinds.append(main[0].kind)
+        world = World(ep.scenario)  # nobody is on a collision course at the start
+        assert all(scenes.conflict_time(world, a) == math.inf for a in world.actors() if a.name == "look")
+    assert {"cyclist", "adult", "child"} <= set(kinds)
+    with pytest.raises(ValueError, match="unknown focus 'kerb'"):
+        scenes.sample_episode(np.random.default_rng(0), look, heldout=False, seed=0, frames=4, focus="kerb")
 
 
 def _world(*actors: ActorSpec, speed_kmh: float = 50.0) -> World:

@@ -82,7 +82,7 @@ class Build:
         """A data split, loaded once."""
         if name not in self._data:
             shards = dict(self.cfg.shards)
-            parts = [name] + ([dataset.CROSSING_SPLIT] if name == "train" and dataset.CROSSING_SPLIT in shards else [])
+            parts = [name] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
             paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                      for part in parts for i in range(shards[part])]
             self._data[name] = dataset.load_split(paths)

@@ -1,4 +1,6 @@
-"""Build configurations: ``default`` (shipped, one frame), ``two-frame``, ``crossing``, ``tiny`` (CI).
+"""Build configurations, from the shipped one-frame recipe to the CI-sized chain.
+
+``default`` (shipped, one frame), ``two-frame``, ``crossing``, ``crossing-lookalike``, ``tiny`` (CI).
 
 ``two-frame`` adds an earlier frame to the prompt; it was built and measured, not shipped.
 
@@ -113,10 +115,16 @@ TWO_FRAME = replace(DEFAULT, name="two-frame", frames=2)
 #: 5/23 benign false activations in the closed loop (docs/MODEL_CARD.md).
 CROSSING = replace(DEFAULT, name="crossing", shards=(*DEFAULT.shards, ("train_cross", 12)))
 
+#: ``crossing`` plus 8 training shards of benign look-alikes of a crossing (a person waiting
+#: between parked cars, walking up to the kerb and stopping, a cyclist waiting at the kerb, a
+#: crossing far ahead that clears; ``scenes.sample_episode(focus="lookalike")``): the drives
+#: the closed-loop operating point is set by (``tiny-node model operating-point``).
+CROSSING_LOOKALIKE = replace(CROSSING, name="crossing-lookalike", shards=(*CROSSING.shards, ("train_lookalike", 8)))
+
 TINY = FactoryConfig(
     name="tiny",
     seed=4,
-    shards=(("train", 2), ("val", 1), ("test", 1), ("heldout", 1), ("train_cross", 1)),
+    shards=(("train", 2), ("val", 1), ("test", 1), ("heldout", 1), ("train_cross", 1), ("train_lookalike", 1)),
     episodes_per_shard=4,
     frames_per_episode=4,
     data_workers=1,
@@ -140,4 +148,5 @@ TINY = FactoryConfig(
     rationale_runs=2,
 )
 
-CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "tiny": TINY}
+CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
+           "tiny": TINY}

@@ -43,10 +43,12 @@ from tiny_node.sim.camera import CameraModel, CameraRenderer
 from tiny_node.sim.sensors import OdometrySensor, RangeSensor, sensor_streams
 from tiny_node.sim.world import World
 
-SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000, "train_cross": 4_000_000}
-#: Extra training shards of crossing VRUs, sampled around the conflict (``sample_episode``'s
-#: ``crossing_focus``); a build with them trains on ``train`` + ``train_cross``.
-CROSSING_SPLIT = "train_cross"
+SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000, "train_cross": 4_000_000,
+              "train_lookalike": 5_000_000}
+#: Extra training splits and the ``sample_episode`` focus they are drawn with: crossing VRUs
+#: sampled around the conflict, and benign look-alikes of a crossing. A build trains on
+#: ``train`` plus those of them its config has shards of.
+FOCUS_SPLITS = {"train_cross": "crossing", "train_lookalike": "lookalike"}
 STEP_S = 0.01
 RANGE_PERIOD_S = 0.05  # 20 Hz, the scenario default
 ODOM_PERIOD_S = 0.02  # 50 Hz
@@ -122,7 +124,7 @@ def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
-                            crossing_focus=spec.split == CROSSING_SPLIT)
+                            focus=FOCUS_SPLITS.get(spec.split))
         _drive(ep, look, renderer, rng, cols=cols, ep_seed=ep_seed)
     out: dict[str, NDArray[np.generic]] = {
         **{k: np.stack([np.asarray(x, np.uint8) for x in cols[k]]) if cols[k]

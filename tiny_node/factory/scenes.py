@@ -25,7 +25,7 @@ import numpy as np
 
 from tiny_node.factory.vocab import CONTEXTS, KIND_WORDS, distance_word
 from tiny_node.sim.kinds import EGO_WIDTH_M, KINDS, VRU_KINDS
-from tiny_node.sim.road import LEFT_LANE_Y, LEFT_SIDEWALK_Y, RIGHT_SIDEWALK_Y, RIGHT_STRIP_Y
+from tiny_node.sim.road import LEFT_KERB_Y, LEFT_LANE_Y, LEFT_SIDEWALK_Y, RIGHT_KERB_Y, RIGHT_SIDEWALK_Y, RIGHT_STRIP_Y
 from tiny_node.sim.scenario import ActorSpec, Braking, Environment, LaneChange, Scenario, Trajectory, Trigger, Turn
 from tiny_node.sim.world import ActorState, World
 
@@ -42,6 +42,7 @@ APPROACH_S = 1.8  # crossing-focused shards: this long before the conflict gets 
 HELDOUT = (("night", "rain", "cyclist"), ("day", "fog", "child"))
 FAMILIES = ("vru_cross", "lead_car", "static", "vru_along", "benign")
 FAMILY_P = (0.3, 0.2, 0.05, 0.1, 0.35)
+FOCUSES = ("crossing", "lookalike")  # extra training shards (``sample_episode``'s ``focus``)
 POSES = tuple((p, h) for p in (-1.5, -0.5, 0.5, 1.5) for h in (1.2, 1.3, 1.45))
 
 
@@ -173,20 +174,68 @@ def _benign_traffic(rng: np.random.Generator, v: float, v_kmh: float) -> list[Ac
     return []
 
 
+def _lookalikes(rng: np.random.Generator, v: float) -> list[ActorSpec]:
+    """What looks like the start of a crossing and is not one (``focus="lookalike"``).
+
+    A person standing in the gap between parked cars, one who walks up to the kerb and stops,
+    a cyclist waiting at the kerb facing the road, or a crossing far enough ahead to clear.
+    """
+    pick = int(rng.integers(4))
+    x = float(rng.uniform(12.0, 70.0))
+    kind = str(rng.choice(("adult", "child")))
+    right = rng.random() < 0.7
+    sign = -1.0 if right else 1.0  # side of the road (y sign)
+    facing = 90.0 if right else -90.0  # towards the road
+    if pick == 0:  # between parked cars, at the kerb side of the strip, not stepping out
+        length = KINDS["parked_car"].length_m
+        gap = float(rng.uniform(1.2, 3.0))
+        cars = [_actor(rng, "parked_car", f"g{j}", Trajectory(x + dx, RIGHT_STRIP_Y))
+                for j, dx in enumerate((-(length + gap) / 2, (length + gap) / 2))]
+        person = Trajectory(x, float(rng.uniform(RIGHT_KERB_Y + 0.2, RIGHT_STRIP_Y - 0.3)),
+                            float(rng.choice((90.0, 0.0, 180.0))))
+        return [*cars, _actor(rng, kind, "look", person)]
+    if pick == 1:  # walks up to the kerb and stops on it
+        kerb = abs(RIGHT_KERB_Y if right else LEFT_KERB_Y)
+        start = kerb + float(rng.uniform(1.0, 2.5))
+        stop_at = kerb - float(rng.uniform(-0.4, 0.3))  # on the kerb, up to 0.3 m past its edge
+        return [_actor(rng, kind, "look", Trajectory(
+            x, sign * start, facing, float(rng.uniform(3.0, 6.0)),
+            start=Trigger("time_s", float(rng.uniform(0.0, 1.5))), stop_after_m=start - stop_at))]
+    if pick == 2:  # a cyclist waiting at the kerb, facing the road
+        y = sign * (abs(RIGHT_KERB_Y if right else LEFT_KERB_Y) + float(rng.uniform(0.2, 0.6)))
+        return [_actor(rng, "cyclist", "look", Trajectory(x, y, facing))]
+    # a crossing far ahead: clear of the corridor >= 2.5 s before the ego gets there
+    speed = float(rng.uniform(3.0, 6.0)) / 3.6
+    y0 = sign * float(rng.uniform(2.5, 4.0))
+    clear_s = (abs(y0) + 1.5) / speed
+    return [_actor(rng, kind, "look", Trajectory(v * (clear_s + float(rng.uniform(2.5, 4.0))) + 5.0, y0, facing,
+                                                 speed * 3.6, stop_after_m=abs(y0) + 3.5))]
+
+
 def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: int,
-                   frames: int, *, crossing_focus: bool = False) -> Episode:
+                   frames: int, *, focus: str | None = None) -> Episode:
     """One random drive in ``look``; frame times spread up to the conflict (if any).
 
-    ``crossing_focus`` (extra training shards only): always a crossing VRU, half of them
-    stopping at the kerb or clearing early, and 5/8 of the frames in the 1.8 s before its
-    conflict time. Why: the frames before a crossing person or cyclist enters the lane are
-    where every model loses its brake recall (docs/MODEL_CARD.md), and a uniform draw gives
-    only ~650 of them in the default training split. Without it the draws are exactly as
-    before, so the shards of the other splits do not change.
+    ``focus`` (extra training shards only; without it the draws are exactly as before, so
+    the shards of the other splits do not change):
+
+    - ``crossing``: always a crossing VRU, half of them stopping at the kerb or clearing
+      early, and 5/8 of the frames in the 1.8 s before its conflict time. Why: the frames
+      before a crossing person or cyclist enters the lane are where every model loses its
+      brake recall (docs/MODEL_CARD.md), and a uniform draw gives only ~650 of them.
+    - ``lookalike``: a benign drive with one of ``_lookalikes`` (a person waiting between
+      parked cars, walking up to the kerb and stopping, ...). Why: those drives set the
+      closed-loop operating point (``tiny-node model operating-point``), and the default
+      data has few of them: a child beside parked cars is almost always a CPNCO crossing.
     """
+    if focus not in (None, *FOCUSES):
+        raise ValueError(f"unknown focus {focus!r}: one of {', '.join(FOCUSES)}")
+    crossing_focus = focus == "crossing"
     family = str(rng.choice(FAMILIES, p=FAMILY_P))
     if crossing_focus:
         family = "vru_cross"
+    elif focus == "lookalike":
+        family = "benign"
     if heldout and family in ("benign", "static", "lead_car"):
         family = str(rng.choice(("vru_cross", "vru_along")))
     v_kmh = float(rng.uniform(15.0, 80.0)) if rng.random() < 0.9 else float(rng.uniform(3.0, 15.0))
@@ -241,7 +290,7 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
                                                            0.0, vs * 3.6)))
     else:
         duration = float(rng.uniform(3.0, 6.0))
-        actors += _benign_traffic(rng, v, v_kmh)
+        actors += _lookalikes(rng, v) if focus == "lookalike" else _benign_traffic(rng, v, v_kmh)
     n_distract = int(rng.integers(0, 4)) + (2 if family == "benign" else 0)
     actors += _distractors(rng, v, n_distract, len(actors))
     brake_at = float(rng.uniform(0.5, duration)) if rng.random() < 0.2 else None
