@@ -119,9 +119,11 @@ def test_vlm_bundle_decides_and_publishes_rationale_with_stamp(start_node, feede
     feeder.node.create_subscription(String, "rationale", lambda m: got.append(m.data), DECISION_QOS)
     node = start_node({"model_bundle": str(bundle), "operator_context": "school zone"})
     assert feeder.wait_for_node(60), node.output()
-    stamps = stream(feeder, 20, gap_m=8.0, speed=10.0, closing=True)
+    # a clear road: the rules do not brake, so every frame is the model's to answer (a rule
+    # brake would be decided at once, without asking the model)
+    stamps = stream(feeder, 20, gap_m=60.0, speed=10.0)
     values = one_each(collect(feeder, stamps))
-    assert sum(v["source"] in ("model", "rules") and v["model_state"] == "on_time" for v in values) >= 15
+    assert sum(v["source"] == "model" and v["model_state"] == "on_time" for v in values) >= 15
     end = time.monotonic() + 5
     while time.monotonic() < end and len(got) < 5:
         time.sleep(0.05)

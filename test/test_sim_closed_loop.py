@@ -85,9 +85,18 @@ def test_model_path_decides_with_the_fast_bundle(cfg, bundles):
 
 
 def test_budget_beyond_deadline_is_all_fallback_and_still_avoids(cfg, bundles):
-    s = run_scenario(ccrs(30.0), cfg, bundle=bundles["fast"], budget_ms=80.0).summary
-    assert set(s["by_source"]) == {"fallback"}
-    assert set(s["by_model_state"]) <= {"late", "unavailable"}
+    res = run_scenario(ccrs(30.0), cfg, bundle=bundles["fast"], budget_ms=80.0)
+    s = res.summary
+    # every frame is the fallback's, except the rule brakes, which never wait for the model
+    assert set(s["by_source"]) == {"fallback", "rules"}
+    assert s["by_model_state"]["skipped"] > 0
+    assert set(s["by_model_state"]) <= {"late", "unavailable", "skipped"}
+    fallback = [r.decision for r in res.timeline if r.decision is not None and r.decision.source == "fallback"]
+    rule_brakes = [r.decision for r in res.timeline  # this frame's own rule brake, not a held one
+                   if r.decision is not None and r.decision.source == "rules" and not r.decision.hold]
+    assert min(d.latency_ms for d in fallback) > 40.0  # waited for the model until the guarded deadline
+    assert len(rule_brakes) == s["by_model_state"]["skipped"]
+    assert all(d.brake and d.latency_ms == 0.0 and d.model_state == "skipped" for d in rule_brakes)
     assert s["deadline_misses"] == 0
     assert not s["collided"] and s["outcome"] == "avoided"
 

@@ -8,7 +8,7 @@ import pytest
 
 from tiny_node.clock import ManualClock
 from tiny_node.config import make_config
-from tiny_node.decision import ModelState, Source
+from tiny_node.decision import ModelState, Source, decision_level
 from tiny_node.sensors import RangeReading, SensorState
 from tiny_node.watchdog import Frame, Watchdog
 
@@ -137,18 +137,39 @@ def test_unready_worker_gives_immediate_fallback():
     [
         (False, False, False, Source.MODEL),
         (False, True, True, Source.MODEL),
-        (True, False, True, Source.RULES),  # the model never cancels a rule brake
-        (True, True, True, Source.MODEL),
+        (True, False, True, Source.RULES),  # the model never cancels a rule brake ...
+        (True, True, True, Source.RULES),  # ... so it is not even asked
     ],
 )
 def test_arbitration_table(rules_brake, model_brake, brake, source):
     port = ScriptedPort()
     clock, _, wd = setup(range_m=5.0 if rules_brake else 80.0, port=port, brake_hold_s=0.0)
-    wd.on_frame(frame(clock, 1))
-    port.finish()
-    [d] = wd.on_model_result(1, Out(model_brake, 0.7, "brake" if model_brake else "no_brake"))
+    at_once = wd.on_frame(frame(clock, 1))
+    if rules_brake:
+        [d] = at_once
+        assert d.model_state is ModelState.SKIPPED and d.latency_ms == 0.0 and port.submitted == []
+        assert "model not asked: the rules brake" in d.reason
+    else:
+        assert at_once == [] and port.submitted == [1]
+        port.finish()
+        [d] = wd.on_model_result(1, Out(model_brake, 0.7, "brake" if model_brake else "no_brake"))
     assert (d.brake, d.source) == (brake, source)
     assert d.rules is not None and d.rules.brake is rules_brake
+    assert decision_level(d) == 0  # a rule brake that did not wait is no fallback
+
+
+def test_a_rule_brake_does_not_wait_for_a_busy_or_hung_model():
+    """The model busy with an older frame (or hung in it) must not delay a rule brake."""
+    port = ScriptedPort()
+    clock, sensors, wd = setup(port=port, brake_hold_s=0.0)
+    assert wd.on_frame(frame(clock, 1)) == [] and port.busy_seq == 1  # the model never answers
+    clock.advance(0.01)
+    sensors.update_range(RangeReading(5.0, 0.2, 150.0, 2, clock.now()))
+    [d] = wd.on_frame(frame(clock, 2))
+    assert d.brake and d.source is Source.RULES and d.latency_ms == 0.0 and d.stamp_ns == 2
+    assert wd.stats.by_model_state["skipped"] == 1 and port.submitted == [1]
+    shadow = setup(range_m=5.0, port=ScriptedPort(), arbitration="shadow")
+    assert shadow[2].on_frame(frame(shadow[0], 1)) == []  # shadow: the model is still run and reported
 
 
 def test_shadow_mode_reports_model_but_rules_decide():

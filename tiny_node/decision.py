@@ -17,7 +17,7 @@ class Source(str, Enum):
     """Which path decided (see docs/ARCHITECTURE.md, arbitration table)."""
 
     MODEL = "model"  # the on-time model decided (the rules agreed or did not object)
-    RULES = "rules"  # the rule path decided: it overrode the model, or the model is disabled
+    RULES = "rules"  # the rule path decided: it overrode the model, it braked first, or no model
     FALLBACK = "fallback"  # the rules alone, because the model was not on time / unavailable
 
 
@@ -28,6 +28,7 @@ class ModelState(str, Enum):
     LATE = "late"  # submitted but no result by the deadline (or run failed)
     UNAVAILABLE = "unavailable"  # worker not ready (starting, crashed, hung, busy, bad bundle)
     DISABLED = "disabled"  # no model configured (rules-only)
+    SKIPPED = "skipped"  # not asked: the rules brake, and under 'either' the model cannot cancel that
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ only if it is idle (latest frame only, no queue).  A cycle closes exactly once:
 
 * as soon as the model answers on time (arbitrated with the rules),
 * at once when the model cannot take part (disabled, not ready, bad frame),
+* at once when the rules brake under ``either`` arbitration: the model could only agree, so
+  it is not asked (``model_state: skipped``) and the brake does not wait for a model run,
 * otherwise at ``deadline - publish_guard`` with the rule verdict (fallback); the model run
   is then cancelled and its result, should it still come, is discarded and counted.
 
@@ -234,6 +236,11 @@ class Watchdog:
         if self.clock.now() >= cycle.publish_by:
             cycle.unavailable_why = "frame arrived after its deadline"
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
+        if verdict.brake and self.cfg.str("arbitration") == "either":
+            # The model can add a brake, never cancel one: waiting for it would only delay this
+            # brake by a model run (up to the deadline when the model is late or hung).
+            cycle.unavailable_why = "model not asked: the rules brake"
+            return [self._close(cycle, None, ModelState.SKIPPED)]
         if self._try_submit(cycle):
             return []
         busy = self.model.busy_seq
@@ -427,7 +434,7 @@ class Watchdog:
             reason = rules.reason if source is Source.RULES else model.reason
         else:
             brake, confidence = rules.brake, rules.confidence
-            enabled = state is not ModelState.DISABLED and not shadow
+            enabled = state not in (ModelState.DISABLED, ModelState.SKIPPED) and not shadow
             source = Source.FALLBACK if enabled else Source.RULES
             reason = rules.reason
             if source is Source.FALLBACK:
