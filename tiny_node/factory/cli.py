@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--config", choices=tuple(CONFIGS), default="default",
                    help="default: the shipped single-frame model (~25-45 min on 2 cores); two-frame: with an "
                    "earlier frame, not shipped (~55 min); crossing: default + 12 training shards of crossing "
-                   "VRUs around the conflict; tiny: CI-sized chain (~1 min)")
+                   "VRUs around the conflict; crossing-lookalike: crossing + 8 shards of benign look-alikes "
+                   "(~33 min); tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default 1: the cores are shared)")
     b.add_argument("--until", choices=("data", "teacher", "soft", "student", "prune", "export", "quantize",

@@ -118,7 +118,9 @@ CROSSING = replace(DEFAULT, name="crossing", shards=(*DEFAULT.shards, ("train_cr
 #: ``crossing`` plus 8 training shards of benign look-alikes of a crossing (a person waiting
 #: between parked cars, walking up to the kerb and stopping, a cyclist waiting at the kerb, a
 #: crossing far ahead that clears; ``scenes.sample_episode(focus="lookalike")``): the drives
-#: the closed-loop operating point is set by (``tiny-node model operating-point``).
+#: the closed-loop operating point is set by (``tiny-node model operating-point``). Built and
+#: measured on 2026-11-24, not shipped: clean on the look-alikes, but it stopped braking for
+#: the crossings too (45.50 NCAP points; docs/MODEL_CARD.md).
 CROSSING_LOOKALIKE = replace(CROSSING, name="crossing-lookalike", shards=(*CROSSING.shards, ("train_lookalike", 8)))
 
 TINY = FactoryConfig(
