@@ -341,3 +341,20 @@ def test_lockstep_decides_through_a_camera_gap():
     # due 0.3 s after the frame at 0.9 s, then every 0.1 s (the measured camera period)
     assert [d.decided_at for d in frameless] == pytest.approx([1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9])
     assert all(not d.brake and d.source is Source.RULES for d in frameless)
+
+
+def test_decision_values_carry_the_model_p_brake_and_read_back():
+    """P(brake) goes out in the decision values and a DDS reader gets it back (sim --realtime)."""
+    from tiny_node.decision import decision_values
+    from tiny_node.sim.closed_loop import _model_verdict
+
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 1))
+    port.finish()
+    [d] = wd.on_model_result(1, Out(False, 0.7, "no_brake"))
+    values = decision_values(d)
+    assert values["model_p_brake"] == "0.3000" and values["model_confidence"] == "0.700"
+    back = _model_verdict({k: str(v) for k, v in values.items()})
+    assert back is not None and not back.brake and back.p_brake == pytest.approx(0.3)
+    assert _model_verdict({"source": "rules"}) is None  # no model answered: no verdict

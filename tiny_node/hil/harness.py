@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiny_node.config import SPECS
 from tiny_node.decision import FRAME_NONE
 from tiny_node.hil.faults import Fault, OutFrame, schedule
 from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord
@@ -176,18 +177,22 @@ class _Runner:
         self.node_pid = node_pid
         self.params = params
         self.has_model = bool(params.get("model_bundle"))
-        self.transport = str(params.get("camera_transport", "raw"))
+        self.transport = str(params.get("camera_transport", SPECS["camera_transport"].default))
         self.faults = faults
         self.duration_s = duration_s
         self.stamp_offset_ns = 0
         self.helpers: list[subprocess.Popen[bytes]] = []
         self.t0 = time.monotonic()
+        def param(name: str) -> Any:
+            """The node's value of a parameter, else its default (``config.SPECS``, one table)."""
+            return params.get(name, SPECS[name].default)
+
         self.rec = RunRecord(
-            group=spec.name, t0=self.t0, deadline_ms=float(params.get("deadline_ms", 50.0)),
-            camera_timeout_s=float(params.get("camera_timeout_s", 0.5)),
-            camera_timeout_action=str(params.get("camera_timeout_action", "rules")),
-            range_stuck_s=float(params.get("range_stuck_s", 1.0)),
-            diag_period_s=float(params.get("diagnostics_period_s", 1.0)),
+            group=spec.name, t0=self.t0, deadline_ms=float(param("deadline_ms")),
+            camera_timeout_s=float(param("camera_timeout_s")),
+            camera_timeout_action=str(param("camera_timeout_action")),
+            range_stuck_s=float(param("range_stuck_s")),
+            diag_period_s=float(param("diagnostics_period_s")),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
         )
         self._param_client: Any = None
