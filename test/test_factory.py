@@ -54,18 +54,24 @@ def test_tiny_build_makes_a_bundle_the_runtime_runs(tiny_build: Path) -> None:
 
     ops = {n.op_type for n in onnx.load(str(bundle.file("decoder").path)).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # the mixed INT8 bundle: static QDQ vision encoder, dynamic (MatMulInteger) decoder
+    mixed = load_bundle(tiny_build / "bundles" / "int8_mixed")
+    vision = {n.op_type for n in onnx.load(str(mixed.file("vision_encoder").path)).graph.node}
+    decoder = {n.op_type for n in onnx.load(str(mixed.file("decoder").path)).graph.node}
+    assert "QuantizeLinear" in vision and "DynamicQuantizeLinear" not in vision
+    assert "DynamicQuantizeLinear" in decoder and "QuantizeLinear" not in decoder
 
 
 def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     import json
 
     metrics = json.loads((tiny_build / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic"}
+    assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed"}
     for r in metrics["models"].values():
         assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0
         assert r["latency_1t"]["p99_ms"] > 0
     assert metrics["models"]["pruned"]["mflops"] < metrics["models"]["student"]["mflops"]
-    assert (tiny_build / "table.md").read_text().count("\n") == 2 + 5
+    assert (tiny_build / "table.md").read_text().count("\n") == 2 + 6
     # the focused shards are trained on: "train" is train-* plus train_cross-* and train_lookalike-*
     shards = {p.name: len(np.load(p)["brake"]) for p in (tiny_build / "data").glob("train*.npz")}
     assert {"train_cross-0000.npz", "train_lookalike-0000.npz"} <= set(shards)
