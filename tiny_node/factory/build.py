@@ -118,7 +118,7 @@ class Build:
         for name, shards in self.cfg.shards:
             dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
                                 self.cfg.frames_per_episode, workers=self.cfg.data_workers)
-        # after every split exists: "train" includes the crossing shards when there are some
+        # after every split exists: "train" includes the focused shards (FOCUS_SPLITS) the config has
         return {name: dataset.summary(self.split(name)) for name, _ in self.cfg.shards}
 
     def _text(self, name: str, image_tokens: int) -> train.TextBatchData:

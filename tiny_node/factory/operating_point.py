@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiny_node.config import make_config
-from tiny_node.model.bundle import MANIFEST, load_bundle, set_threshold
+from tiny_node.model.bundle import MANIFEST, load_bundle, resolve_bundle_dir, set_threshold
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
 from tiny_node.sim.suite import tune_lookalike_suite, tune_suite
 
 MARGIN = 0.02
 STEP = 0.01
+AT_DIR = "bundle"  # under the output folder: the copy of the bundle at the operating point
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int 
 
 def run_at(bundle: Path, threshold: float, out_dir: Path, *, workers: int = 2, progress: bool = True) -> SuiteResult:
     """Step 3: the tune suite at ``threshold``, model + rules vs rules only."""
-    at = bundle_at(bundle, threshold, out_dir / "bundle")
+    at = bundle_at(bundle, threshold, out_dir / AT_DIR)
     return run_suite(tune_suite(), make_config(), bundle=at, out_dir=out_dir / "tune", workers=workers,
                      plots="none", progress=progress)
 
@@ -134,11 +135,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """``tiny-node model operating-point``: print (and optionally write) the closed-loop threshold."""
-    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
-
-    bundle = DEFAULT_BUNDLE_DIR if args.bundle == "default" else Path(args.bundle)
-    if not (bundle / MANIFEST).is_file():
-        print(f"tiny-node model operating-point: {bundle}: no {MANIFEST} (not a bundle)", file=sys.stderr)
+    bundle = resolve_bundle_dir(args.bundle)
+    if bundle is None or not (bundle / MANIFEST).is_file():
+        print(f"tiny-node model operating-point: {bundle or repr(args.bundle)}: no {MANIFEST} (not a bundle)",
+              file=sys.stderr)
         return 2
     if not 0.0 <= args.margin < 1.0:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
@@ -159,8 +159,7 @@ def command(args: argparse.Namespace) -> int:
          "closed_loop_threshold": point.closed_loop_threshold, "threshold": point.threshold,
          "peaks": point.peaks, "false_activations_at_val_threshold": point.false_activations_at_val_threshold},
         indent=2) + "\n", encoding="utf-8")
-    if args.write:
-        bundle_at(bundle, point.threshold, out / "written")  # validate on a copy first
-        shutil.copy2(out / "written" / MANIFEST, bundle / MANIFEST)
+    if args.write:  # the manifest of the copy run_at validated and ran, so the original is never left broken
+        shutil.copy2(out / AT_DIR / MANIFEST, bundle / MANIFEST)
         print(f"threshold {point.threshold:.2f} written to {bundle / MANIFEST}")
     return 0

@@ -313,7 +313,10 @@ def edit_manifest(bundle_dir: Path, edit: Callable[[dict[str, Any]], None]) -> N
 
 def set_threshold(bundle_dir: Path, thr: float) -> None:
     """Move a bundle's operating point (the factory's val rule, ``tiny-node model operating-point``)."""
-    edit_manifest(bundle_dir, lambda doc: doc["outputs"]["decision"].__setitem__("threshold", float(thr)))
+    def edit(doc: dict[str, Any]) -> None:
+        doc["outputs"]["decision"]["threshold"] = float(thr)
+
+    edit_manifest(bundle_dir, edit)
 
 
 def write_manifest(
