@@ -176,17 +176,18 @@ class _Runner:
         self.feeder = feeder
         self.node_pid = node_pid
         self.params = params
-        self.has_model = bool(params.get("model_bundle"))
-        self.transport = str(params.get("camera_transport", SPECS["camera_transport"].default))
+
+        def param(name: str) -> Any:
+            """The node's value of a parameter, else its default (``config.SPECS``, one table)."""
+            return params.get(name, SPECS[name].default)
+
+        self.has_model = bool(param("model_bundle"))
+        self.transport = str(param("camera_transport"))
         self.faults = faults
         self.duration_s = duration_s
         self.stamp_offset_ns = 0
         self.helpers: list[subprocess.Popen[bytes]] = []
         self.t0 = time.monotonic()
-        def param(name: str) -> Any:
-            """The node's value of a parameter, else its default (``config.SPECS``, one table)."""
-            return params.get(name, SPECS[name].default)
-
         self.rec = RunRecord(
             group=spec.name, t0=self.t0, deadline_ms=float(param("deadline_ms")),
             camera_timeout_s=float(param("camera_timeout_s")),
