@@ -1,7 +1,7 @@
 """``tiny-node model ...``: the factory's commands.
 
-``build`` needs torch (``pip install -e '.[train]'``); ``operating-point`` runs the simulator and
-onnxruntime only.
+``build`` and ``tracker-bound`` need torch (``pip install -e '.[train]'``); ``operating-point``
+runs the simulator and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = sub.add_parser("operating-point", help="choose a bundle's threshold in the closed loop on the tune "
                        "suite (look-alike drives kept apart from the scored suite); no torch needed")
     operating_point.add_arguments(o)
+    t = sub.add_parser("tracker-bound", help="measure what a tracked VRU input (position, lateral velocity "
+                       "with a tracker's errors) would add to the brake decision, on a build's data")
+    _tracker_bound_arguments(t)
+
+
+def _tracker_bound_arguments(p: argparse.ArgumentParser) -> None:
+    """``tiny-node model tracker-bound`` options."""
+    from tiny_node.factory.config import DEFAULT
+    from tiny_node.factory.tracks import BOUND_INPUTS
+
+    p.add_argument("data", type=Path, help="a build's data folder (train/val/test/heldout shards), "
+                   "e.g. out/model-default/data")
+    p.add_argument("--inputs", choices=BOUND_INPUTS, nargs="+", default=list(BOUND_INPUTS), help="probes to train")
+    p.add_argument("--vy-noise", type=float, default=0.3, help="tracker lateral-velocity error, m/s (1 sigma)")
+    p.add_argument("--miss", type=float, default=0.1, help="chance a VRU is not tracked in a frame")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--episodes", type=int, default=DEFAULT.episodes_per_shard,
+                   help="drives per shard of the build (to re-run shards made without vru_tracks)")
+    p.add_argument("--frames", type=int, default=DEFAULT.frames_per_episode, help="frames per drive of the build")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,10 +68,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         from tiny_node.factory.build import BuildError, build
         from tiny_node.factory.config import CONFIGS
+        from tiny_node.factory.tracker_bound import command as tracker_bound
     except ImportError as exc:
         print(f"tiny-node model: the factory needs the 'train' extra (pip install -e '.[train]'): {exc}",
               file=sys.stderr)
         return 2
+    if args.model_cmd == "tracker-bound":
+        return tracker_bound(args)
     if args.model_cmd != "build":
         raise ValueError(f"unknown model command {args.model_cmd!r}")
     out = Path(args.out or f"out/model-{args.config}")

@@ -16,6 +16,10 @@ the same drive at ``t - dt_prev`` with ``dt_prev`` drawn from ``PREV_DT_S`` (0.0
 with the same gain as the current frame and its own pixel noise. Why: constant-velocity labels
 depend on the actor's motion, which only a pair of frames shows.
 
+Each sample also holds ``vru_tracks``: the ground-truth records a VRU tracker would report
+(``tracks.vru_tracks``: position and velocity of the people and cyclists ahead). The models
+do not read them; they measure what a tracked input would add (``tracker_bound``).
+
 Splits are by seed: every split has its own seed range, so no drive is in two splits; the
 ``heldout`` split shows only the (light, weather, actor) combinations ``scenes.HELDOUT`` keeps
 out of the others.
@@ -36,6 +40,7 @@ from tqdm import tqdm
 
 from tiny_node.config import RuleConfig
 from tiny_node.factory.scenes import FAMILIES, Look, label_frame, sample_episode, sample_look
+from tiny_node.factory.tracks import TRACK_FIELDS, TRACKS, vru_tracks
 from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, ROI
 from tiny_node.factory.vocab import CONTEXTS
 from tiny_node.sensors import RangeReading, SensorState
@@ -112,15 +117,20 @@ def full_frame(roi: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return out
 
 
-def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
-    """Render and label one shard (pure function of ``spec``)."""
+def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.generic]]:
+    """Render and label one shard (pure function of ``spec``).
+
+    ``render=False`` runs the same drives and draws the same random numbers without rendering
+    (images are black): every other column is as with rendering, in a fraction of the time.
+    Why: to add ground-truth columns to shards made before they existed (``tracker_bound``).
+    """
     rng = np.random.default_rng(spec.seed)
     heldout = spec.split == "heldout"
     look = sample_look(rng, heldout, spec.index)
-    renderer = _renderer(look)
+    renderer = _renderer(look) if render else None
     cols: dict[str, list[object]] = {k: [] for k in (
         "image", "image_prev", "dt_prev", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
-        "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t")}
+        "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t", "vru_tracks")}
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
@@ -134,6 +144,7 @@ def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
         "rationale": np.asarray(cols["rationale"], dtype="<U64"),
         "light": np.asarray([LIGHTS.index(look.env.light)] * len(cols["t"]), np.int8),
         "weather": np.asarray([WEATHERS.index(look.env.weather)] * len(cols["t"]), np.int8),
+        "vru_tracks": np.asarray(cols["vru_tracks"], np.float32).reshape(-1, TRACKS, len(TRACK_FIELDS)),
     }
     for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t",
               "dt_prev"):
@@ -144,7 +155,7 @@ def make_shard(spec: ShardSpec) -> dict[str, NDArray[np.generic]]:
     return out
 
 
-def _drive(ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Generator, *,
+def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.random.Generator, *,
            cols: dict[str, list[object]], ep_seed: int) -> None:
     from tiny_node.factory.scenes import Episode
 
@@ -183,9 +194,17 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer, rng: np.random.Gene
         step += 1
 
 
-def _camera(world: World, look: Look, renderer: CameraRenderer, rng: np.random.Generator, *,
+def _camera(world: World, look: Look, renderer: CameraRenderer | None, rng: np.random.Generator, *,
             gain_noise: tuple[float, float], cam_rng: np.random.Generator) -> NDArray[np.uint8]:
-    """The model's region of interest of one rendered frame, with gain and pixel noise."""
+    """The model's region of interest of one rendered frame, with gain and pixel noise.
+
+    Without a renderer the frame is black, but the pixel noise is still drawn from ``rng`` so
+    the drives that follow are the same as with rendering.
+    """
+    if renderer is None:
+        rng.normal(0.0, gain_noise[1], (IMAGE_H, IMAGE_W, 3))
+        r0, r1, c0, c1 = ROI
+        return np.zeros((r1 - r0, c1 - c0, 3), np.uint8)
     view = model_view(renderer.render(world, look.env, cam_rng)).astype(np.float64)
     noisy = view * gain_noise[0] + rng.normal(0.0, gain_noise[1], view.shape)
     return crop_roi(np.clip(noisy, 0, 255).astype(np.uint8))
@@ -210,6 +229,7 @@ def _frame(world: World, ep: object, image: NDArray[np.uint8], image_prev: NDArr
     cols["family"].append(FAMILIES.index(ep.family))
     cols["kind"].append(lab.kind)
     cols["rationale"].append(lab.rationale)
+    cols["vru_tracks"].append(vru_tracks(world))
     cols["episode"].append(ep_seed)
     cols["t"].append(t)
 
@@ -247,10 +267,19 @@ def _init_worker() -> None:
 
 
 def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
-    """Concatenate shards (``allow_pickle=False``: shards hold plain arrays only)."""
+    """Concatenate shards (``allow_pickle=False``: shards hold plain arrays only).
+
+    Every shard must hold the same columns: a shard made by an older version (without a
+    newer column) would otherwise shift that column against the others.
+    """
     parts: dict[str, list[NDArray[np.generic]]] = {}
+    keys: set[str] | None = None
     for p in paths:
         with np.load(p, allow_pickle=False) as z:
+            if keys is not None and set(z.files) != keys:
+                raise ValueError(f"{p}: columns {sorted(set(z.files) ^ keys)} differ from {paths[0]}'s "
+                                 "(shards from different versions of the factory)")
+            keys = set(z.files)
             for k in z.files:
                 parts.setdefault(k, []).append(z[k])
     if not parts:

@@ -1,0 +1,94 @@
+"""Ground-truth VRU tracks in the shards, the tracker error model, and the tracker bound probe."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiny_node.factory import dataset
+from tiny_node.factory.tracks import TRACK_FIELDS, TRACKS, degrade, vru_tracks
+from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory
+from tiny_node.sim.world import World
+
+F = {f: i for i, f in enumerate(TRACK_FIELDS)}
+
+
+def test_tracks_report_the_vrus_nearest_the_path_with_their_velocity() -> None:
+    child = ActorSpec("child", Trajectory(14.0, -1.6, 90.0, 5.0), name="child")  # crossing from the right
+    kerb = ActorSpec("adult", Trajectory(20.0, 4.5), name="kerb")  # standing on the left
+    far = ActorSpec("adult", Trajectory(30.0, -6.0, 0.0, 4.0), name="far")  # walking along, further aside
+    car = ActorSpec("car", Trajectory(25.0, 0.0), name="car")  # in the path, but not a VRU
+    behind = ActorSpec("adult", Trajectory(-5.0, 0.0), name="behind")
+    world = World(Scenario(name="t", ego_speed_kmh=36.0, actors=(child, kerb, far, car, behind)))
+    t = vru_tracks(world)
+    assert t.shape == (TRACKS, len(TRACK_FIELDS)) and t.dtype == np.float32
+    assert t[0, F["present"]] == 1.0 and math.isclose(t[0, F["y"]], -1.6, abs_tol=1e-5)
+    assert math.isclose(t[0, F["vy"]], 5.0 / 3.6, rel_tol=1e-4)  # moving left: +y
+    assert math.isclose(t[0, F["vx_rel"]], -10.0, rel_tol=1e-4)  # standing still, ego at 10 m/s
+    assert 10.0 < t[0, F["dx"]] < 14.0  # bumper to its near edge
+    assert t[1, F["present"]] == 1.0 and math.isclose(t[1, F["y"]], 4.5, abs_tol=1e-5) and t[1, F["vy"]] == 0.0
+    empty = vru_tracks(World(Scenario(name="e", ego_speed_kmh=36.0, actors=(car,))))
+    assert not empty.any()
+
+
+def test_degrade_loses_tracks_and_adds_lateral_velocity_noise() -> None:
+    truth = np.zeros((4000, TRACKS, len(TRACK_FIELDS)), np.float32)
+    truth[:, 0] = (1.0, 20.0, -2.0, 1.4, -10.0)
+    exact = degrade(truth, np.random.default_rng(0), vy_noise=0.0, miss=0.0)
+    np.testing.assert_array_equal(exact[:, 0, [F["present"], F["vy"]]], truth[:, 0, [F["present"], F["vy"]]])
+    assert not exact[:, 1].any()  # an empty slot stays empty: no noise on nothing
+    noisy = degrade(truth, np.random.default_rng(0), vy_noise=0.5, miss=0.25)
+    kept = noisy[:, 0, F["present"]] == 1.0
+    assert 0.7 < kept.mean() < 0.8
+    assert not noisy[~kept, 0].any()  # a lost track is all zeros
+    assert 0.45 < float(np.std(noisy[kept, 0, F["vy"]])) < 0.55
+    assert abs(float(np.mean(noisy[kept, 0, F["vy"]])) - 1.4) < 0.05
+    assert truth[0, 0, F["vy"]] == np.float32(1.4)  # the input is not changed
+
+
+def test_shards_hold_tracks_and_rerun_without_rendering() -> None:
+    spec = dataset.ShardSpec("val", 7, 2, 3)
+    full, quick = dataset.make_shard(spec), dataset.make_shard(spec, render=False)
+    assert full["vru_tracks"].shape == (len(full["brake"]), TRACKS, len(TRACK_FIELDS))
+    assert quick.keys() == full.keys()
+    for k in full:
+        if k in ("image", "image_prev"):
+            assert not quick[k].any() and quick[k].shape == full[k].shape
+        else:
+            np.testing.assert_array_equal(quick[k], full[k], err_msg=k)
+
+
+def test_load_split_refuses_shards_with_other_columns(tmp_path: Path) -> None:
+    brake, t = np.zeros(3, np.int8), np.zeros(3, np.float32)
+    np.savez(tmp_path / "val-0000.npz", brake=brake, t=t)
+    np.savez(tmp_path / "val-0001.npz", brake=brake, t=t, vru_tracks=np.zeros((3, TRACKS, len(TRACK_FIELDS)), np.float32))
+    with pytest.raises(ValueError, match=r"val-0001\.npz: columns \['vru_tracks'\] differ"):
+        dataset.load_split(sorted(tmp_path.glob("*.npz")))
+
+
+def test_tracker_bound_on_old_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Shards without ``vru_tracks`` get them re-simulated (checked); the CLI prints one row per probe."""
+    pytest.importorskip("torch")
+    from tiny_node.cli import main
+    from tiny_node.factory import tracker_bound
+
+    data = tmp_path / "data"
+    for split in ("train", "val", "test", "heldout"):
+        for p in dataset.build_split(data, split, 1, 2, 3):
+            with np.load(p, allow_pickle=False) as z:
+                cols = {k: z[k] for k in z.files}
+            truth = cols.pop("vru_tracks")
+            np.savez_compressed(p, **cols)  # as made before the column existed
+            np.testing.assert_array_equal(tracker_bound.resimulated_tracks(p, 2, 3), truth)
+    with pytest.raises(ValueError, match=r"test-0000\.npz: re-running its drives does not give its labels"):
+        tracker_bound.resimulated_tracks(data / "test-0000.npz", 3, 3)
+    feats = tracker_bound.features(tracker_bound.load(data, "test", 2, 3), "tracks", np.random.default_rng(0),
+                                   vy_noise=0.0, miss=1.0)
+    assert feats.shape[1] == 4 + TRACKS * len(TRACK_FIELDS) and not feats[:, 4:].any()  # every track lost
+    assert main(["model", "tracker-bound", str(data), "--epochs", "1", "--episodes", "2", "--frames", "3"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [r.split(" | ")[0] for r in table[2:]] == ["| image", "| image+tracks (vy noise 0.3 m/s, miss 10%)",
+                                                      "| tracks (vy noise 0.3 m/s, miss 10%)"]

@@ -1,0 +1,69 @@
+"""VRU tracks: what a camera tracker would report about the people and cyclists ahead.
+
+Why: the brake labels are constant-velocity conflicts (``scenes.conflict_time``), so whether a
+person beside the lane needs a brake depends on their lateral velocity, which one frame does
+not show and which every model built so far failed to learn from pixels (docs/MODEL_CARD.md).
+A tracker that follows each person over a few frames measures it. These records are the
+privileged version of such a tracker's output, from the simulator's ground truth, so the
+value of a tracked input can be measured (``tracker_bound``) before a tracker is built, and
+so a future detector has its training targets.
+
+One record per VRU: ``present, dx, y, vy, vx_rel`` (metres, m/s, road frame): ``dx`` from the
+ego's front bumper to the actor's near edge, ``y`` its centre's lateral offset (left +),
+``vy`` its lateral velocity, ``vx_rel`` its longitudinal velocity relative to the ego. The
+``TRACKS`` VRUs nearest the ego's path laterally are kept, nearest first; empty slots are 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tiny_node.sim.kinds import VRU_KINDS
+from tiny_node.sim.world import World
+
+TRACK_FIELDS = ("present", "dx", "y", "vy", "vx_rel")
+TRACKS = 2
+#: the probes ``tracker_bound`` trains (here so the CLI lists them without importing torch)
+BOUND_INPUTS = ("image", "image+tracks", "tracks")
+#: what a forward camera tracker covers: ahead of the bumper, up to this far, this far aside
+MAX_DX_M = 60.0
+MAX_ABS_Y_M = 9.0
+
+
+def vru_tracks(world: World) -> NDArray[np.float32]:
+    """``[TRACKS, len(TRACK_FIELDS)]`` ground-truth records of the VRUs ahead (see module doc)."""
+    front = world.ego.position
+    rows: list[tuple[float, float, float, float]] = []
+    for a in world.actors():
+        if a.kind not in VRU_KINDS:
+            continue
+        dx = a.extent()[0] - front
+        if 0.0 < dx < MAX_DX_M and abs(a.y) < MAX_ABS_Y_M:
+            rows.append((dx, a.y, a.vy, a.vx - world.ego.speed))
+    rows.sort(key=lambda r: abs(r[1]))
+    out = np.zeros((TRACKS, len(TRACK_FIELDS)), np.float32)
+    for k, r in enumerate(rows[:TRACKS]):
+        out[k] = (1.0, *r)
+    return out
+
+
+def degrade(tracks: NDArray[np.float32], rng: np.random.Generator, *, vy_noise: float,
+            miss: float) -> NDArray[np.float32]:
+    """Ground-truth tracks ``[N, TRACKS, 5]`` with a tracker's errors.
+
+    A track is lost with probability ``miss`` (all fields 0); range is off by 5 %, lateral
+    position by 0.05 m + 1 % of the range, lateral velocity by ``vy_noise`` (m/s, the figure
+    that decides), longitudinal velocity by 0.5 m/s (all Gaussian, 1 sigma).
+    """
+    t = np.array(tracks, np.float32, copy=True)
+    shape = t.shape[:2]
+    present = t[..., 0] * (rng.random(shape) >= miss)
+    dx = t[..., 1].copy()
+    t[..., 1] = dx * (1.0 + rng.normal(0.0, 0.05, shape))
+    t[..., 2] += rng.normal(0.0, 1.0, shape) * (0.05 + 0.01 * dx)
+    t[..., 3] += rng.normal(0.0, vy_noise, shape)
+    t[..., 4] += rng.normal(0.0, 0.5, shape)
+    t[..., 1:] *= present[..., None]
+    t[..., 0] = present
+    return t
