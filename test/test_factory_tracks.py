@@ -82,9 +82,9 @@ def test_tracker_bound_on_old_shards(tmp_path: Path, capsys: pytest.CaptureFixtu
                 cols = {k: z[k] for k in z.files}
             truth = cols.pop("vru_tracks")
             np.savez_compressed(p, **cols)  # as made before the column existed
-            np.testing.assert_array_equal(tracker_bound.resimulated_tracks(p, 2, 3), truth)
+            np.testing.assert_array_equal(dataset.rerun(p, 2, 3)["vru_tracks"], truth)
     with pytest.raises(ValueError, match=r"test-0000\.npz: re-running its drives does not give its labels"):
-        tracker_bound.resimulated_tracks(data / "test-0000.npz", 3, 3)
+        dataset.rerun(data / "test-0000.npz", 3, 3)
     feats = tracker_bound.features(tracker_bound.load(data, "test", 2, 3), "tracks", np.random.default_rng(0),
                                    vy_noise=0.0, miss=1.0)
     assert feats.shape[1] == 4 + TRACKS * len(TRACK_FIELDS) and not feats[:, 4:].any()  # every track lost
@@ -92,3 +92,38 @@ def test_tracker_bound_on_old_shards(tmp_path: Path, capsys: pytest.CaptureFixtu
     table = capsys.readouterr().out.splitlines()
     assert [r.split(" | ")[0] for r in table[2:]] == ["| image", "| image+tracks (vy noise 0.3 m/s, miss 10%)",
                                                       "| tracks (vy noise 0.3 m/s, miss 10%)"]
+
+
+def test_points_mark_people_hidden_behind_a_parked_car() -> None:
+    from tiny_node.factory.tracks import MAX_POINTS, vru_points
+    from tiny_node.factory.vlm_torch import ROI
+    from tiny_node.sim.camera import CameraModel
+
+    view = CameraModel().view((320, 240))
+    open_ = ActorSpec("adult", Trajectory(20.0, 3.0), name="open")
+    hidden = ActorSpec("child", Trajectory(15.0, -3.4), name="hidden")  # behind the car, from the camera
+    car = ActorSpec("parked_car", Trajectory(13.0, -2.6), name="car")
+    pts = vru_points(World(Scenario(name="p", ego_speed_kmh=30.0, actors=(open_, hidden, car))), view, ROI)
+    assert pts.shape == (MAX_POINTS, 3)
+    assert pts[0, 2] == 0.0 and pts[1, 2] == 1.0 and not pts[2:].any()  # nearest first: the child, hidden
+    foot = view.point((20.0 + view.setback, 3.0, -view.mount_height))
+    assert foot is not None and np.allclose(pts[1, :2], foot[:2], atol=1e-3)
+    alone = vru_points(World(Scenario(name="q", ego_speed_kmh=30.0, actors=(hidden,))), view, ROI)
+    assert alone[0, 2] == 1.0  # without the car the child is in plain view
+
+
+def test_detector_targets_decode_back_to_the_points() -> None:
+    """The factory's heat / offset targets and the runtime's decoder agree to a millipixel."""
+    pytest.importorskip("torch")
+    from tiny_node.factory.detector import STRIDE, targets
+    from tiny_node.factory.vlm_torch import ROI
+    from tiny_node.model.detect import peaks
+
+    pts = np.zeros((1, 4, 3), np.float32)
+    pts[0, 0] = (101.3, 131.9, 1.0)
+    pts[0, 1] = (250.0, 160.2, 1.0)
+    pts[0, 2] = (60.0, 125.0, 0.0)  # hidden: no target
+    heat, off, mask = targets(pts)
+    assert mask.sum() == 2
+    found = peaks(heat[0, 0].numpy(), off[0].numpy(), stride=STRIDE, origin=(ROI[0], ROI[2]), min_score=0.99)
+    assert sorted((round(u, 3), round(v, 3)) for u, v, _ in found) == [(101.3, 131.9), (250.0, 160.2)]

@@ -17,8 +17,9 @@ with the same gain as the current frame and its own pixel noise. Why: constant-v
 depend on the actor's motion, which only a pair of frames shows.
 
 Each sample also holds ``vru_tracks``: the ground-truth records a VRU tracker would report
-(``tracks.vru_tracks``: position and velocity of the people and cyclists ahead). The models
-do not read them; they measure what a tracked input would add (``tracker_bound``).
+(``tracks.vru_tracks``: position and velocity of the people and cyclists ahead), and
+``vru_points``: their foot points in the 320x240 image and whether the camera sees them
+(``tracks.vru_points``), the VRU detector's targets.
 
 Splits are by seed: every split has its own seed range, so no drive is in two splits; the
 ``heldout`` split shows only the (light, weather, actor) combinations ``scenes.HELDOUT`` keeps
@@ -40,7 +41,7 @@ from tqdm import tqdm
 
 from tiny_node.config import RuleConfig
 from tiny_node.factory.scenes import FAMILIES, Look, label_frame, sample_episode, sample_look
-from tiny_node.factory.tracks import TRACK_FIELDS, TRACKS, vru_tracks
+from tiny_node.factory.tracks import MAX_POINTS, POINT_FIELDS, TRACK_FIELDS, TRACKS, vru_points, vru_tracks
 from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, ROI
 from tiny_node.factory.vocab import CONTEXTS
 from tiny_node.sensors import RangeReading, SensorState
@@ -130,7 +131,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
     renderer = _renderer(look) if render else None
     cols: dict[str, list[object]] = {k: [] for k in (
         "image", "image_prev", "dt_prev", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
-        "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t", "vru_tracks")}
+        "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t", "vru_tracks", "vru_points")}
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
@@ -145,6 +146,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
         "light": np.asarray([LIGHTS.index(look.env.light)] * len(cols["t"]), np.int8),
         "weather": np.asarray([WEATHERS.index(look.env.weather)] * len(cols["t"]), np.int8),
         "vru_tracks": np.asarray(cols["vru_tracks"], np.float32).reshape(-1, TRACKS, len(TRACK_FIELDS)),
+        "vru_points": np.asarray(cols["vru_points"], np.float32).reshape(-1, MAX_POINTS, len(POINT_FIELDS)),
     }
     for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t",
               "dt_prev"):
@@ -162,6 +164,7 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.rand
     assert isinstance(ep, Episode)
     world = World(ep.scenario)
     streams = sensor_streams(ep_seed)
+    view = CameraModel(pitch_deg=look.pitch_deg, mount_height_m=look.mount_height_m).view((IMAGE_W, IMAGE_H))
     radar, odom = RangeSensor(), OdometrySensor()
     state = SensorState(RuleConfig())
     # per frame: when its earlier frame is taken, and the gain both share (one exposure setting)
@@ -189,6 +192,7 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.rand
                 continue
             _frame(world, ep, img, earlier.pop(i, img), dts[i], feats=state.snapshot(t).features(),
                    cols=cols, ep_seed=ep_seed, t=t)
+            cols["vru_points"].append(vru_points(world, view, ROI))
         brake = ep.ego_brake_at is not None and t >= ep.ego_brake_at
         world.step(STEP_S, brake)
         step += 1
@@ -260,6 +264,35 @@ def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: i
             bar.update()
     bar.close()
     return [out_dir / s.name for s in specs]
+
+
+def rerun(path: Path, episodes: int, frames: int) -> dict[str, NDArray[np.generic]]:
+    """A shard made again without rendering (``make_shard(render=False)``), checked against it.
+
+    Why: to add ground-truth columns to a shard made before they existed. Raises ValueError
+    naming the shard when the re-run does not give the shard's own labels (it was made with
+    other ``episodes`` / ``frames``, or by another factory version).
+    """
+    split, index = path.stem.rsplit("-", 1)
+    with np.load(path, allow_pickle=False) as z:
+        brake, t = z["brake"], z["t"]
+    again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False)
+    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
+        raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
+                         f"--episodes/--frames than {episodes}/{frames}, or by another factory version)")
+    return again
+
+
+def load_with(paths: Sequence[Path], columns: Sequence[str], episodes: int,
+              frames: int) -> dict[str, NDArray[np.generic]]:
+    """``load_split``, plus ground-truth ``columns`` re-run (``rerun``) for shards made without them."""
+    data = load_split(paths)
+    missing = [c for c in columns if c not in data]
+    if missing:
+        again = [rerun(p, episodes, frames) for p in tqdm(paths, desc="re-run shards", unit="shard", leave=False)]
+        for c in missing:
+            data[c] = np.concatenate([a[c] for a in again])
+    return data
 
 
 def _init_worker() -> None:

@@ -14,7 +14,7 @@ and reports what the factory's evaluation reports, at a threshold chosen on val 
 shipped *false-brake first* rule. The track records are ground truth with noise, not a
 tracker: the figures bound what a tracker with those errors could give. Shards made before
 ``vru_tracks`` existed get it by re-running their drives without rendering
-(``dataset.make_shard(render=False)``), checked against the shard's own labels.
+(``dataset.rerun``), checked against the shard's own labels.
 """
 
 from __future__ import annotations
@@ -42,32 +42,12 @@ from tiny_node.factory.vlm_torch import ROI
 TRACK_SCALE = {"present": 1.0, "dx": 30.0, "y": 5.0, "vy": 2.0, "vx_rel": 15.0}  # to about unit range
 
 
-def resimulated_tracks(path: Path, episodes: int, frames: int) -> NDArray[np.float32]:
-    """``vru_tracks`` of a shard made without them: its drives re-run without rendering.
-
-    Raises ValueError naming the shard when the re-run does not give the shard's own labels
-    (the shard was made with other ``episodes`` / ``frames`` or another factory version).
-    """
-    split, index = path.stem.rsplit("-", 1)
-    with np.load(path, allow_pickle=False) as z:
-        brake, t = z["brake"], z["t"]
-    again = dataset.make_shard(dataset.ShardSpec(split, int(index), episodes, frames), render=False)
-    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
-        raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
-                         f"--episodes/--frames than {episodes}/{frames}, or by another factory version)")
-    return np.asarray(again["vru_tracks"], np.float32)
-
-
 def load(data_dir: Path, split: str, episodes: int, frames: int) -> dict[str, NDArray[Any]]:
     """A split of a build's data folder, with ``vru_tracks`` (re-simulated if missing)."""
     paths = sorted(data_dir.glob(f"{split}-*.npz"))
     if not paths:
         raise ValueError(f"{data_dir}: no {split}-*.npz shards (a build's data folder, e.g. out/model-default/data)")
-    data = dataset.load_split(paths)
-    if "vru_tracks" not in data:
-        data["vru_tracks"] = np.concatenate([resimulated_tracks(p, episodes, frames)
-                                             for p in tqdm(paths, desc=f"tracks {split}", unit="shard", leave=False)])
-    return data
+    return dataset.load_with(paths, ("vru_tracks",), episodes, frames)
 
 
 def features(data: dict[str, NDArray[Any]], inputs: str, rng: np.random.Generator, *, vy_noise: float,

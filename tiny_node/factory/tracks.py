@@ -16,16 +16,23 @@ ego's front bumper to the actor's near edge, ``y`` its centre's lateral offset (
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from tiny_node.sim.kinds import VRU_KINDS
-from tiny_node.sim.world import World
+from tiny_node.sim.projection import View
+from tiny_node.sim.world import ActorState, World
 
 TRACK_FIELDS = ("present", "dx", "y", "vy", "vx_rel")
 TRACKS = 2
 #: the probes ``tracker_bound`` trains (here so the CLI lists them without importing torch)
 BOUND_INPUTS = ("image", "image+tracks", "tracks")
+#: VRUs per frame whose image points a shard keeps (a detector's targets)
+MAX_POINTS = 8
+POINT_FIELDS = ("u", "v", "visible")
 #: what a forward camera tracker covers: ahead of the bumper, up to this far, this far aside
 MAX_DX_M = 60.0
 MAX_ABS_Y_M = 9.0
@@ -67,3 +74,52 @@ def degrade(tracks: NDArray[np.float32], rng: np.random.Generator, *, vy_noise: 
     t[..., 1:] *= present[..., None]
     t[..., 0] = present
     return t
+
+
+def vru_points(world: World, view: View, roi: tuple[int, int, int, int]) -> NDArray[np.float32]:
+    """``[MAX_POINTS, 3]``: ``u, v, visible`` of each VRU's foot point in the image of ``view``.
+
+    The foot point is the centre of its footprint on the road; nearest the camera first;
+    empty slots are 0.
+
+    ``visible`` is 1 when the foot point is inside ``roi`` (rows r0:r1, columns c0:c1 of that
+    image: what the detector sees) and the point halfway up the actor is not behind a nearer
+    upright actor (the renderer draws far to near, so a child behind a parked car is hidden);
+    such hidden people keep their points with ``visible`` 0 (a detector must not be taught to
+    see them).
+    """
+    cam_x = world.ego.position - view.setback
+    upright = [a for a in world.actors() if a.height > 0.05]
+    hulls = [(math.hypot(a.x - cam_x, a.y), a, _hull(a, view, cam_x)) for a in upright]
+    rows: list[tuple[float, float, float, float]] = []
+    r0, r1, c0, c1 = roi
+    for a in upright:
+        if a.kind not in VRU_KINDS:
+            continue
+        foot = view.point((a.x - cam_x, a.y, -view.mount_height))
+        mid = view.point((a.x - cam_x, a.y, a.z + 0.5 * a.height - view.mount_height))
+        if foot is None or mid is None:
+            continue
+        dist = math.hypot(a.x - cam_x, a.y)
+        hidden = any(d < dist and h is not None and cv2.pointPolygonTest(h, (mid[0], mid[1]), False) > 0
+                     for d, b, h in hulls if b is not a)
+        inside = c0 <= foot[0] < c1 and r0 <= foot[1] < r1
+        rows.append((dist, foot[0], foot[1], float(inside and not hidden)))
+    rows.sort()
+    out = np.zeros((MAX_POINTS, len(POINT_FIELDS)), np.float32)
+    for k, r in enumerate(rows[:MAX_POINTS]):
+        out[k] = r[1:]
+    return out
+
+
+def _hull(a: ActorState, view: View, cam_x: float) -> NDArray[np.float32] | None:
+    """Image outline (convex hull) of an actor's box, or None when not in front of the camera."""
+    pts = []
+    for x, y in a.corners():
+        for z in (a.z, a.z + a.height):
+            p = view.point((x - cam_x, y, z - view.mount_height))
+            if p is not None:
+                pts.append((p[0], p[1]))
+    if len(pts) < 3:
+        return None
+    return np.asarray(cv2.convexHull(np.asarray(pts, np.float32)), np.float32)

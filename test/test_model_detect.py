@@ -1,0 +1,53 @@
+"""VRU detections: heat-map decoding and the flat-road camera geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tiny_node.model.detect import CameraGeometry, detections, peaks
+from tiny_node.sim.camera import CameraModel
+
+
+@pytest.mark.parametrize(("pitch", "height"), [(0.0, 1.3), (1.5, 1.2), (-1.5, 1.45)])
+def test_ground_inverts_the_simulator_projection(pitch: float, height: float) -> None:
+    view = CameraModel(pitch_deg=pitch, mount_height_m=height).view((320, 240))
+    cam = CameraGeometry(pitch_deg=pitch, mount_height_m=height, setback_m=view.setback)
+    for dx, y in ((5.0, 0.0), (12.0, -3.5), (30.0, 2.0), (55.0, -6.0)):
+        pt = view.point((dx + view.setback, y, -height))
+        assert pt is not None
+        g = cam.ground(pt[0], pt[1])
+        assert g is not None and math.isclose(g[0], dx, rel_tol=1e-6) and math.isclose(g[1], y, abs_tol=1e-6)
+    assert cam.ground(160.0, cam.height / 2.0 - cam.f * math.tan(math.radians(pitch)) - 1.0) is None  # sky
+
+
+def test_a_pixel_is_metres_of_range_far_away_and_centimetres_across() -> None:
+    cam = CameraGeometry()
+    near, far = cam.ground_cov(200.0, 160.0, 1.0), cam.ground_cov(200.0, 126.0, 1.0)
+    assert near is not None and far is not None
+    assert math.sqrt(far[0, 0]) > 5 * math.sqrt(near[0, 0])  # range error grows ~ with range^2
+    evals = np.linalg.eigvalsh(far)
+    assert evals[1] > 50 * evals[0]  # long along the line of sight, thin across it
+
+
+def test_peaks_finds_local_maxima_with_their_sub_cell_position() -> None:
+    heat = np.zeros((5, 8), np.float32)
+    heat[1, 2], heat[1, 3] = 0.9, 0.6  # one person (a plateau's weaker neighbour is not a peak)
+    heat[3, 6] = 0.55
+    heat[4, 0] = 0.2  # below the score
+    off = np.zeros((2, 5, 8), np.float32)
+    off[:, 1, 2] = (0.25, 0.75)
+    found = peaks(heat, off, stride=8, origin=(90, 20), min_score=0.5)
+    assert sorted(found) == sorted([(20 + 2.25 * 8, 90 + 1.75 * 8, pytest.approx(0.9)),
+                                    (20 + 6 * 8, 90 + 3 * 8, pytest.approx(0.55))])
+
+
+def test_detections_sit_on_the_road_with_a_covariance() -> None:
+    cam = CameraGeometry()
+    dets = detections([(160.0, 150.0, 0.8), (100.0, 119.0, 0.9)], cam, sigma_px=1.0)
+    assert len(dets) == 1  # the second point is above the horizon
+    d = dets[0]
+    assert d.score == 0.8 and math.isclose(d.y, 0.0, abs_tol=1e-9) and 10.0 < d.dx < 12.0
+    assert d.cov is not None and d.cov[0][0] > d.cov[1][1] > 0.0

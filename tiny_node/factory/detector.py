@@ -1,0 +1,203 @@
+"""The VRU detector: a small conv net that finds people's and cyclists' foot points.
+
+Why a separate, explicitly supervised detector: a tracked lateral velocity is what the brake
+decision lacks (``tracker_bound``), and a tracker needs positions to about a pixel. The VLM's
+encoder only ever learned from a brake word, and its tokens are 64 px cells. This net learns
+from the simulator's ground truth where each visible VRU's foot point is (``tracks.vru_points``):
+a CenterNet-style heat map on 8-pixel cells of the model's region of interest, plus where in
+the cell. It reads the same 320x240 frame (cropped in-graph) as the vision encoder.
+
+Graph (``vru_detector.onnx``): ``pixel_values [1, 3, 240, 320]`` (the VLM's normalisation)
+-> ``heat [1, 1, H, W]`` (probabilities) and ``offset [1, 2, H, W]`` (column, row within the
+cell, 0..1). Decoded by ``tiny_node.model.detect.peaks``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the torch convention)
+from numpy.typing import NDArray
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from tiny_node.factory.train import pixels
+from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, ROI
+from tiny_node.model.detect import peaks
+
+STRIDE = 8
+
+
+@dataclass(frozen=True)
+class DetectorSize:
+    """Channels of the stride-4 stem, the stride-8 stage and the stride-16 context stage."""
+
+    stem: int = 12
+    fine: int = 24
+    coarse: int = 32
+
+
+def _conv(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=s, padding=k // 2 if k > s else 0, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class VruDetector(nn.Module):
+    """Stride-4 stem, stride-8 features, stride-16 context brought back up; two 1x1 heads."""
+
+    def __init__(self, size: DetectorSize = DetectorSize()) -> None:
+        super().__init__()
+        self.size = size
+        self.stem = _conv(3, size.stem, 4, 4)
+        self.fine = nn.Sequential(_conv(size.stem, size.fine, 3, 2), _conv(size.fine, size.fine, 3, 1))
+        self.coarse = nn.Sequential(_conv(size.fine, size.coarse, 3, 2), _conv(size.coarse, size.coarse, 3, 1))
+        self.fuse = _conv(size.fine + size.coarse, size.fine, 3, 1)
+        self.heat = nn.Conv2d(size.fine, 1, 1)
+        self.offset = nn.Conv2d(size.fine, 2, 1)
+        with torch.no_grad():  # rare positives: start near p = 0.02
+            self.heat.bias.fill_(-4.0)  # type: ignore[union-attr]
+
+    def forward_roi(self, roi: Tensor) -> tuple[Tensor, Tensor]:
+        """Heat-map logits ``[B, 1, H, W]`` and offsets ``[B, 2, H, W]`` (0..1) of a cropped ROI."""
+        fine = self.fine(self.stem(roi))
+        up = F.interpolate(self.coarse(fine), size=fine.shape[-2:], mode="nearest")
+        x = self.fuse(torch.cat([fine, up], 1))
+        return self.heat(x), torch.sigmoid(self.offset(x))
+
+    def forward(self, pixel_values: Tensor) -> tuple[Tensor, Tensor]:
+        """The exported graph: crop the ROI of a 320x240 frame, heat probabilities and offsets."""
+        r0, r1, c0, c1 = ROI
+        logits, off = self.forward_roi(pixel_values[:, :, r0:r1, c0:c1])
+        return torch.sigmoid(logits), off
+
+
+def grid_shape() -> tuple[int, int]:
+    """Cells (rows, columns) of the heat map over the ROI."""
+    h, w = (ROI[1] - ROI[0]) // 4, (ROI[3] - ROI[2]) // 4
+    return (h + 1) // 2, (w + 1) // 2
+
+
+def targets(points: NDArray[np.float32], sigma_cells: float = 0.8) -> tuple[Tensor, Tensor, Tensor]:
+    """Heat targets ``[B, 1, H, W]``, offset targets ``[B, 2, H, W]`` and their mask.
+
+    From ``vru_points`` ``[B, K, 3]`` (u, v, visible) in 320x240 frame pixels: a Gaussian per
+    visible point, 1 at its cell, which alone carries an offset target.
+    """
+    gh, gw = grid_shape()
+    b = len(points)
+    heat = np.zeros((b, 1, gh, gw), np.float32)
+    off = np.zeros((b, 2, gh, gw), np.float32)
+    mask = np.zeros((b, 1, gh, gw), np.float32)
+    rr, cc = np.mgrid[0:gh, 0:gw]
+    for i, j in zip(*np.nonzero(points[..., 2] > 0), strict=True):
+        u, v = float(points[i, j, 0]) - ROI[2], float(points[i, j, 1]) - ROI[0]
+        cu, cv = u / STRIDE, v / STRIDE
+        c, r = min(int(cu), gw - 1), min(int(cv), gh - 1)
+        g = np.exp(-((cc + 0.5 - cu) ** 2 + (rr + 0.5 - cv) ** 2) / (2 * sigma_cells**2))
+        heat[i, 0] = np.maximum(heat[i, 0], g)
+        heat[i, 0, r, c] = 1.0
+        off[i, :, r, c] = (cu - c, cv - r)
+        mask[i, 0, r, c] = 1.0
+    return torch.from_numpy(heat), torch.from_numpy(off), torch.from_numpy(mask)
+
+
+def loss_fn(logits: Tensor, off: Tensor, heat_t: Tensor, off_t: Tensor, mask: Tensor) -> Tensor:
+    """CenterNet focal loss on the heat map (penalty-reduced near a point) + L1 on offsets."""
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = heat_t.eq(1.0).float()
+    pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
+    neg_loss = -(torch.log(1 - p) * p**2 * (1 - heat_t) ** 4 * (1 - pos)).sum()
+    n = pos.sum().clamp(min=1.0)
+    off_loss = (F.l1_loss(off, off_t, reduction="none") * mask).sum() / n
+    return (pos_loss + neg_loss) / n + off_loss
+
+
+def train(data: dict[str, NDArray[Any]], *, epochs: int, batch: int = 32, lr: float = 2e-3, seed: int = 0,
+          size: DetectorSize = DetectorSize()) -> VruDetector:
+    """Fit a detector on a split with ``image`` and ``vru_points``.
+
+    Half the batches are flipped left-right: a person crossing from the left looks like one
+    from the right, mirrored.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = VruDetector(size)
+    images, points = data["image"], np.asarray(data["vru_points"], np.float32)
+    n = len(images)
+    batch = min(batch, n)
+    steps = max(1, epochs * (n // batch))
+    opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    for _ in tqdm(range(epochs), desc="detector", unit="epoch"):
+        model.train()
+        perm = rng.permutation(n)
+        for i in range(0, n - batch + 1, batch):
+            idx = np.sort(perm[i:i + batch])
+            img, pts = images[idx], points[idx].copy()
+            flip = rng.random(len(idx)) < 0.5
+            img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+            # mirror about the ROI's centre column; image column u -> c0 + c1 - u (pixel centres)
+            pts[flip, :, 0] = np.where(pts[flip, :, 2] > 0, ROI[2] + ROI[3] - pts[flip, :, 0], pts[flip, :, 0])
+            heat_t, off_t, mask = targets(pts)
+            logits, off = model.forward_roi(pixels(img))
+            loss = loss_fn(logits, off, heat_t, off_t, mask)
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def predict(model: VruDetector, images: NDArray[np.uint8], min_score: float,
+            batch: int = 128) -> list[list[tuple[float, float, float]]]:
+    """Foot points (u, v, score) per ROI image, decoded as the runtime decodes them."""
+    out: list[list[tuple[float, float, float]]] = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            logits, off = model.forward_roi(pixels(images[i:i + batch]))
+            heat = torch.sigmoid(logits).numpy()
+            for h, o in zip(heat, off.numpy(), strict=True):
+                out.append(peaks(h[0], o, stride=STRIDE, origin=(ROI[0], ROI[2]), min_score=min_score))
+    return out
+
+
+def score(found: list[list[tuple[float, float, float]]], points: NDArray[np.float32],
+          match_px: float = 6.0) -> dict[str, float]:
+    """Recall / precision against the visible foot points, and the pixel error of the matches."""
+    tp = fp = fn = 0
+    du: list[float] = []
+    dv: list[float] = []
+    for dets, pts in zip(found, points, strict=True):
+        gt = [(float(u), float(v)) for u, v, vis in pts if vis > 0]
+        used: set[int] = set()
+        for u, v, _ in sorted(dets, key=lambda d: -d[2]):
+            best = min(((math.hypot(u - gu, v - gv), k) for k, (gu, gv) in enumerate(gt) if k not in used),
+                       default=None)
+            if best is not None and best[0] <= match_px:
+                used.add(best[1])
+                tp += 1
+                du.append(u - gt[best[1]][0])
+                dv.append(v - gt[best[1]][1])
+            else:
+                fp += 1
+        fn += len(gt) - len(used)
+    e_u, e_v = np.asarray(du), np.asarray(dv)
+    return {"recall": tp / max(1, tp + fn), "precision": tp / max(1, tp + fp), "points": tp + fn,
+            "u_rms_px": float(np.sqrt((e_u**2).mean())) if tp else math.nan,
+            "v_rms_px": float(np.sqrt((e_v**2).mean())) if tp else math.nan,
+            "u_median_abs_px": float(np.median(np.abs(e_u))) if tp else math.nan,
+            "v_median_abs_px": float(np.median(np.abs(e_v))) if tp else math.nan}
+
+
+def export(model: VruDetector, path: Path) -> None:
+    """``vru_detector.onnx``: pixel_values -> heat, offset (opset 17, batch 1)."""
+    model.eval()
+    dummy = torch.zeros(1, 3, IMAGE_H, IMAGE_W)
+    torch.onnx.export(model, (dummy,), str(path), input_names=["pixel_values"], output_names=["heat", "offset"],
+                      opset_version=17, dynamo=False)
+

@@ -1,0 +1,107 @@
+"""VRU detections: the detector graph's heat map -> foot points -> road-plane positions.
+
+The detector (``vru_detector.onnx``, made by ``tiny_node.factory.detector``) outputs, on a
+grid of ``stride``-pixel cells over the region of interest, the probability that a VRU's foot
+point (the centre of its footprint on the road) is in the cell, and where in the cell. The
+runtime keeps each local maximum above a score, and puts it on the road plane through the
+camera's pinhole geometry (flat road): a foot point's row gives its range, its column the
+bearing. The covariance of that position follows from the pixel error through the same
+geometry: long along the line of sight (a pixel of row near the horizon is metres of range),
+thin across it. That is what lets the tracker (``tracker``) read a lateral velocity from it.
+
+numpy only, so the node's worker runs it without torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tiny_node.model.tracker import Detection
+
+
+@dataclass(frozen=True)
+class CameraGeometry:
+    """Pinhole camera over a flat road, at the model's image size (the manifest's resize).
+
+    ``pitch_deg`` positive looks down; ``setback_m`` is how far behind the front bumper the
+    camera sits (positions are reported from the bumper).
+    """
+
+    width: int = 320
+    height: int = 240
+    hfov_deg: float = 60.0
+    pitch_deg: float = 0.0
+    mount_height_m: float = 1.3
+    setback_m: float = 1.5
+
+    @property
+    def f(self) -> float:
+        """Focal length in pixels (square pixels)."""
+        return (self.width / 2.0) / math.tan(math.radians(self.hfov_deg) / 2.0)
+
+    def ground(self, u: float, v: float) -> tuple[float, float] | None:
+        """Road-plane position (dx from the bumper, y left +) of image point (u, v).
+
+        None at or above the horizon (the ray never meets the road).
+        """
+        a = -(u - self.width / 2.0) / self.f  # lateral offset / depth
+        b = (v - self.height / 2.0) / self.f  # drop / depth
+        p = math.radians(self.pitch_deg)
+        c, s = math.cos(p), math.sin(p)
+        den = b * c + s
+        if den <= 1e-6:
+            return None
+        x = self.mount_height_m * (c - b * s) / den  # forward from the camera
+        depth = x * c + self.mount_height_m * s
+        return x - self.setback_m, a * depth
+
+    def ground_cov(self, u: float, v: float, sigma_px: float) -> NDArray[np.float64] | None:
+        """2x2 covariance of :meth:`ground` for an isotropic pixel error ``sigma_px``."""
+        g, gu, gv = self.ground(u, v), self.ground(u + 0.5, v), self.ground(u, v + 0.5)
+        if g is None or gu is None or gv is None:
+            return None
+        j = np.array([[gu[0] - g[0], gv[0] - g[0]], [gu[1] - g[1], gv[1] - g[1]]]) / 0.5
+        out: NDArray[np.float64] = j @ j.T * sigma_px**2
+        return out
+
+
+def peaks(heat: NDArray[Any], offset: NDArray[Any], *, stride: int, origin: tuple[int, int],
+          min_score: float) -> list[tuple[float, float, float]]:
+    """(u, v, score) of each 3x3 local maximum of ``heat`` above ``min_score``.
+
+    ``heat`` is ``[H, W]`` probabilities; ``offset`` ``[2, H, W]`` the point's (column, row)
+    within its cell in cell units; ``origin`` the (row, column) of the grid's first pixel in
+    the image.
+    """
+    h = np.asarray(heat, np.float32)
+    pad = np.pad(h, 1, constant_values=-1.0)
+    win = np.lib.stride_tricks.sliding_window_view(pad, (3, 3)).max(axis=(2, 3))
+    rows, cols = np.nonzero((h >= win) & (h >= min_score))
+    out = []
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        u = origin[1] + (c + float(offset[0, r, c])) * stride
+        v = origin[0] + (r + float(offset[1, r, c])) * stride
+        out.append((u, v, float(h[r, c])))
+    return out
+
+
+def detections(points: list[tuple[float, float, float]], camera: CameraGeometry, sigma_px: float,
+               max_range_m: float = 60.0) -> list[Detection]:
+    """Foot points -> road-plane detections with their covariance.
+
+    Beyond ``max_range_m``, or above the horizon, a point says too little about where the
+    person is: dropped.
+    """
+    out = []
+    for u, v, score in points:
+        g, cov = camera.ground(u, v), camera.ground_cov(u, v, sigma_px)
+        if g is None or cov is None or not 0.0 < g[0] + camera.setback_m <= max_range_m:
+            continue
+        out.append(Detection(g[0], g[1], score, ((float(cov[0, 0]), float(cov[0, 1])),
+                                                 (float(cov[1, 0]), float(cov[1, 1])))))
+    return out
