@@ -42,13 +42,21 @@ def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tiny_build_makes_a_bundle_the_runtime_runs(tiny_build: Path) -> None:
     bundle = load_bundle(tiny_build / "bundle")  # every file's SHA-256 checked
     assert bundle.kind == "vlm"
-    assert set(bundle.files) == {"vision_encoder", "embed_tokens", "decoder", "tokenizer", "config"}
+    assert set(bundle.files) == {"vision_encoder", "embed_tokens", "decoder", "tokenizer", "config", "vru_detector"}
+    assert bundle.vlm is not None and bundle.vlm.tracking is not None and bundle.vlm.tracking.tracks == TINY.tracks
     rt = VlmRuntime(bundle, threads=1)
     frame = np.full((480, 640, 3), 90, np.uint8)
     out = rt.decide(frame, {"ego_speed": 10.0, "range": 12.0, "range_rate": -10.0, "range_valid": 1.0},
-                    "school zone")
+                    "school zone", time_s=0.0)
     assert out.label in ("go", "brake") and math.isclose(sum(out.probs), 1.0, rel_tol=1e-6)
     assert isinstance(rt.rationale(), str)
+    assert rt.last_ms["track"] > 0.0  # the detector ran
+    # the tracked features are in the prompt: a track record changes the prompt's ids
+    feats = {"ego_speed": 10.0}
+    none = rt.prompt.ids(feats)
+    assert rt.prompt.ids({**feats, "vru0_present": 1.0, "vru0_dx": 20.0, "vru0_y": -3.0, "vru0_vy": 1.4}).shape == \
+        none.shape
+    assert (rt.prompt.ids({**feats, "vru0_present": 1.0, "vru0_vy": 1.4}) != none).sum() == 2
     # the shipped-style INT8 graphs really are quantized
     import onnx
 
@@ -67,6 +75,10 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
 
     metrics = json.loads((tiny_build / "metrics.json").read_text())
     assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed"}
+    steps = json.loads((tiny_build / "steps.json").read_text())["done"]
+    det = steps["detector"]
+    assert set(det) >= {"val", "test", "heldout", "sigma_px"} and det["sigma_px"] > 0.0
+    assert load_bundle(tiny_build / "bundle").vlm.tracking.sigma_px == det["sigma_px"]  # type: ignore[union-attr]
     for r in metrics["models"].values():
         assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0
         assert r["latency_1t"]["p99_ms"] > 0
@@ -87,9 +99,10 @@ def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:
     from dataclasses import replace
 
     assert DEFAULT.frames == 1
-    Build(replace(TINY, name="tiny-1f", frames=1), tmp_path).run()
+    Build(replace(TINY, name="tiny-1f", frames=1, tracks=0), tmp_path).run()
     bundle = load_bundle(tmp_path / "bundle")
-    assert bundle.vlm is not None and bundle.vlm.frames.count == 1
+    assert bundle.vlm is not None and bundle.vlm.frames.count == 1 and bundle.vlm.tracking is None
+    assert "vru_detector" not in bundle.files
     out = VlmRuntime(bundle, threads=1).decide(np.full((480, 640, 3), 90, np.uint8), {"ego_speed": 10.0})
     assert out.label in ("go", "brake")
 

@@ -4,6 +4,7 @@ Steps (each leaves its product in ``--out``; ``steps.json`` records the finished
 config hash, so a rerun skips them, and an interrupted fit resumes from its last epoch)::
 
     data       simulator shards        data/{train,val,test,heldout}-NNNN.npz
+    detector   VRU detector (configs with tracks)   detector/vru_detector.onnx
     teacher    larger VLM, hard labels teacher.pt
     soft       teacher answer logits   teacher_logits.npy
     student    distilled student       student.pt
@@ -29,13 +30,14 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from tiny_node.factory import dataset, evaluate, export, quantize, train
+from tiny_node.factory import dataset, detector, evaluate, export, quantize, train
 from tiny_node.factory.config import FactoryConfig, ModelSize
+from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
 from tiny_node.model.bundle import edit_manifest, set_threshold
 
-STEPS = ("data", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
+STEPS = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed")
 
 
@@ -59,7 +61,9 @@ class Build:
             self.state = old
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
-        self.tok = build_tokenizer()
+        if not 0 <= cfg.tracks <= TRACKS:
+            raise BuildError(f"config {cfg.name}: tracks {cfg.tracks} must be 0..{TRACKS} (slots the shards hold)")
+        self.tok = build_tokenizer(cfg.tracks)
         self.word_ids = decision_token_ids(self.tok)
 
     # -- bookkeeping -----------------------------------------------------------------
@@ -85,12 +89,24 @@ class Build:
             parts = [name] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
             paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                      for part in parts for i in range(shards[part])]
-            self._data[name] = dataset.load_split(paths)
+            if not self.cfg.tracks:
+                self._data[name] = dataset.load_split(paths)
+                return self._data[name]
+            data = dataset.load_with(paths, ("vru_tracks", "vru_points"), self.cfg.episodes_per_shard,
+                                     self.cfg.frames_per_episode)
+            # what the language model reads: ground-truth tracks with the tracker's errors, drawn
+            # once per split (seeded), so every model of the build sees the same inputs
+            rng = np.random.default_rng([self.cfg.seed, *name.encode()])
+            truth = np.asarray(data["vru_tracks"], np.float32)
+            data["track_input"] = degrade(truth, rng, vy_noise=self.cfg.track_vy_noise,
+                                          miss=self.cfg.track_miss)[:, :self.cfg.tracks]
+            self._data[name] = data
         return self._data[name]
 
     def model_config(self, size: ModelSize) -> VlmConfig:
         """The VlmConfig of a size with this vocabulary."""
-        return VlmConfig(vocab=len(vocabulary()), hidden=size.hidden, layers=size.layers, heads=size.heads,
+        return VlmConfig(vocab=len(vocabulary(self.cfg.tracks)), tracks=self.cfg.tracks, hidden=size.hidden,
+                         layers=size.layers, heads=size.heads,
                          kv_heads=size.kv_heads, head_dim=size.head_dim, ffn=(size.ffn,) * size.layers,
                          channels=size.channels, extra_convs=size.extra_convs, frames=self.cfg.frames,
                          image_token_id=token_id(self.tok, IMAGE))
@@ -131,12 +147,42 @@ class Build:
         if key not in self._texts:
             same = self.cfg.same_frac if name == "train" and self.cfg.frames == 2 else 0.0
             self._texts[key] = train.tokenize(self.split(name), self.tok, image_tokens=image_tokens,
-                                              frames=self.cfg.frames, same_frac=same, seed=self.cfg.seed)
+                                              frames=self.cfg.frames, same_frac=same, seed=self.cfg.seed,
+                                              tracks=self.cfg.tracks)
         return self._texts[key]
 
     def _val_fn(self, image_tokens: int) -> Callable[[TinyVlm], dict[str, float]]:
         val = self._text("val", image_tokens)
         return lambda m: train.decision_metrics(m, val, self.word_ids)
+
+    def step_detector(self) -> dict[str, Any]:
+        """Train the VRU detector (configs with tracks): foot points of the visible VRUs.
+
+        Its foot-point error on val (pixels, rms of both axes) goes into the manifest: the
+        tracker weighs each detection by it.
+        """
+        if not self.cfg.tracks:
+            return {"skipped": "no tracks in this config"}
+        model = detector.train(self.split("train"), epochs=self.cfg.detector_epochs, batch=self.cfg.batch,
+                               seed=self.seed("detector"))
+        path = self.out / "detector" / "vru_detector.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        detector.export(model, path)
+        info: dict[str, Any] = {}
+        for split in ("val", "test", "heldout"):
+            d = self.split(split)
+            found = detector.predict(model, d["image"], export.DETECTOR_MIN_SCORE)
+            info[split] = detector.score(found, d["vru_points"])
+        u, v = info["val"]["u_rms_px"], info["val"]["v_rms_px"]
+        info["sigma_px"] = round(math.sqrt((u * u + v * v) / 2), 3) if math.isfinite(u + v) else 2.0
+        return info
+
+    def _detector(self) -> dict[str, Any]:
+        """``write_bundle`` arguments of the detector (none without tracks)."""
+        if not self.cfg.tracks:
+            return {}
+        return {"detector": self.out / "detector" / "vru_detector.onnx",
+                "sigma_px": self.state["done"]["detector"]["sigma_px"]}
 
     def step_teacher(self) -> dict[str, Any]:
         """Train the teacher on hard labels."""
@@ -214,8 +260,8 @@ class Build:
             model = train.load_model(self.out / f"{name}.pt")
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
-            export.write_bundle(model, d, f"tiny-node-{name}-fp32", 0.5)
-            export.check_prompt_ids(d, samples, model.cfg.image_tokens, model.cfg.frames)
+            export.write_bundle(model, d, f"tiny-node-{name}-fp32", 0.5, **self._detector())
+            export.check_prompt_ids(d, samples, model.cfg.image_tokens, model.cfg.frames, model.cfg.tracks)
             info[name] = {"parity_max_abs": export.check_parity(model, d)}
             info[name]["decision_parity"] = self._decision_parity(model, d)
         return info
@@ -227,7 +273,8 @@ class Build:
         sub = {k: v[:n] for k, v in test.items()}
         p_ort = evaluate.brake_probs(bundle_dir, sub, "parity")
         p_torch = train.brake_probs(model, train.tokenize(sub, self.tok, image_tokens=model.cfg.image_tokens,
-                                                          frames=model.cfg.frames), self.word_ids)
+                                                          frames=model.cfg.frames, tracks=model.cfg.tracks),
+                                    self.word_ids)
         return float(((p_ort >= 0.5) == (p_torch >= 0.5)).mean())
 
     def step_quantize(self) -> dict[str, Any]:
@@ -248,7 +295,7 @@ class Build:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
             graphs = quantize.quantize_bundle(fp32, self.out / "quant" / name, f)
-            export.write_bundle(pruned, d, f"tiny-node-student-{name}", 0.5, graphs=graphs)
+            export.write_bundle(pruned, d, f"tiny-node-student-{name}", 0.5, graphs=graphs, **self._detector())
         return info
 
     def step_evaluate(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Build configurations, from the shipped one-frame recipe to the CI-sized chain.
 
-``default`` (shipped, one frame), ``two-frame``, ``crossing``, ``crossing-lookalike``, ``tiny`` (CI).
+``default`` (shipped, one frame), ``two-frame``, ``crossing``, ``crossing-lookalike``, ``tracked``,
+``tiny`` (CI: two frames and tracked VRUs, so the chain exercises both).
 
 ``two-frame`` adds an earlier frame to the prompt; it was built and measured, not shipped.
 
@@ -60,6 +61,12 @@ class FactoryConfig:
     frames: int = 2  # images per prompt: the current frame and one ~0.1 s earlier
     same_frac: float = 0.12  # training rows whose earlier image is the current one (no history)
     threads: int = 1
+    # tracked VRUs in the prompt (0 = none): a VRU detector is trained (``detector``) and the
+    # language model learns from ground-truth tracks with a tracker's errors (``tracks.degrade``)
+    tracks: int = 0
+    track_vy_noise: float = 0.3  # m/s: the measured error of detector + tracker (docs/MODEL_CARD.md)
+    track_miss: float = 0.1
+    detector_epochs: int = 8
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
@@ -148,7 +155,15 @@ TINY = FactoryConfig(
     calib_frames=4,
     latency_runs=5,
     rationale_runs=2,
+    tracks=2,
+    detector_epochs=1,
 )
 
+#: The shipped recipe plus tracked VRUs: a VRU detector (``factory.detector``) and tracker
+#: (``model.tracker``) give the position and lateral velocity of the two VRUs nearest the path
+#: as prompt tokens. Why: the brake decision turns on lateral velocity, which one frame does not
+#: show (``tiny-node model tracker-bound``, docs/MODEL_CARD.md).
+TRACKED = replace(DEFAULT, name="tracked", tracks=2, track_vy_noise=0.4, track_miss=0.2)
+
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
-           "tiny": TINY}
+           "tracked": TRACKED, "tiny": TINY}

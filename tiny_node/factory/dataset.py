@@ -44,6 +44,7 @@ from tiny_node.factory.scenes import FAMILIES, Look, label_frame, sample_episode
 from tiny_node.factory.tracks import MAX_POINTS, POINT_FIELDS, TRACK_FIELDS, TRACKS, vru_points, vru_tracks
 from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, ROI
 from tiny_node.factory.vocab import CONTEXTS
+from tiny_node.model.tracking import features_of as track_features
 from tiny_node.sensors import RangeReading, SensorState
 from tiny_node.sim.camera import CameraModel, CameraRenderer
 from tiny_node.sim.sensors import OdometrySensor, RangeSensor, sensor_streams
@@ -321,8 +322,14 @@ def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
 
 
 def features_of(data: dict[str, NDArray[np.generic]], i: int) -> dict[str, float]:
-    """The node's sensor features of frame ``i``."""
-    return {k: float(data[k][i]) for k in ("ego_speed", "range", "range_rate", "range_valid")}
+    """The node's sensor features of frame ``i``, and its ``vru<k>_*`` track features.
+
+    The track features only if the split has ``track_input`` (what a tracking model is trained on).
+    """
+    out = {k: float(data[k][i]) for k in ("ego_speed", "range", "range_rate", "range_valid")}
+    if "track_input" in data:
+        out.update(track_features(np.asarray(data["track_input"][i])))
+    return out
 
 
 def summary(data: dict[str, NDArray[np.generic]]) -> dict[str, float]:

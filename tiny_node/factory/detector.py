@@ -195,9 +195,10 @@ def score(found: list[list[tuple[float, float, float]]], points: NDArray[np.floa
 
 
 def export(model: VruDetector, path: Path) -> None:
-    """``vru_detector.onnx``: pixel_values -> heat, offset (opset 17, batch 1)."""
-    model.eval()
-    dummy = torch.zeros(1, 3, IMAGE_H, IMAGE_W)
-    torch.onnx.export(model, (dummy,), str(path), input_names=["pixel_values"], output_names=["heat", "offset"],
-                      opset_version=17, dynamo=False)
+    """``vru_detector.onnx``: pixel_values -> heat, offset (batch 1), checked by the ONNX checker."""
+    from tiny_node.factory.export import export_onnx
+
+    with torch.no_grad():
+        export_onnx(model.eval(), (torch.zeros(1, 3, IMAGE_H, IMAGE_W),), path, inputs=["pixel_values"],
+                    outputs=["heat", "offset"], dynamic={})
 

@@ -51,12 +51,16 @@ def decide_pair(rt: VlmRuntime, data: dict[str, NDArray[Any]], i: int, *, histor
 
     The history is reset for every frame (frames of a split are not a stream); ``history``
     False decides with none (the first frame of a stream). The times are the frame's own.
+    A single frame has nothing to track over, so a tracking bundle is handed the split's
+    ``track_input`` (ground-truth tracks with a tracker's errors, ``Build.split``) instead.
     """
     rt.reset_history()
     t = float(data["t"][i])
     if history and "image_prev" in data:
         rt.remember(full_frame(data["image_prev"][i]), t - float(data["dt_prev"][i]))
-    return rt.decide(full_frame(data["image"][i]), features_of(data, i), CONTEXTS[int(data["context"][i])], time_s=t)
+    tracks = data["track_input"][i] if "track_input" in data else None
+    return rt.decide(full_frame(data["image"][i]), features_of(data, i), CONTEXTS[int(data["context"][i])], time_s=t,
+                     tracks=tracks)
 
 
 def brake_probs(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
@@ -163,7 +167,7 @@ def latency(bundle_dir: Path, data: dict[str, NDArray[Any]], threads: int, runs:
         t0 = time.perf_counter()
         rt.decide(frames[i], features_of(data, i % n), "", time_s=k / 30.0)
         total.append((time.perf_counter() - t0) * 1e3)
-        model.append(sum(rt.last_ms[s] for s in ("vision", "embed", "prefill")))
+        model.append(sum(rt.last_ms[s] for s in ("track", "vision", "embed", "prefill")))
     tokens, spent = 0, 0.0
     for k in range(rationale_runs):
         i = k % len(frames)

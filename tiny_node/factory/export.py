@@ -26,15 +26,15 @@ from tokenizers import Tokenizer
 
 from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, DecoderExport, EmbedExport, TinyVlm, VisionExport
 from tiny_node.factory.vocab import (
-    BINS,
     EOS,
-    FEATURES,
     IMAGE,
     LABELS,
     PROMPTS,
     RANGE_CLIP_M,
+    bin_specs,
     build_tokenizer,
     encode,
+    features_for,
     prompt_text,
 )
 from tiny_node.model.bundle import RuntimeSpec, load_bundle, write_manifest
@@ -43,14 +43,18 @@ OPSET = 17
 FILES = {"vision_encoder": "onnx/vision_encoder.onnx", "embed_tokens": "onnx/embed_tokens.onnx",
          "decoder": "onnx/decoder_model_merged.onnx", "tokenizer": "tokenizer.json",
          "config": "config.json"}
+DETECTOR_FILE = "onnx/vru_detector.onnx"
+DETECTOR_STRIDE = 8
+DETECTOR_MIN_SCORE = 0.5
 MAX_RATIONALE_TOKENS = 12
 #: the runtime looks for the earlier frame 0.1 s back, +-0.04 s (training drew 0.07-0.13 s)
 FRAME_INTERVAL_S = 0.1
 FRAME_TOLERANCE_S = 0.04
 
 
-def _export(module: torch.nn.Module, args: tuple[Any, ...], path: Path, *, inputs: list[str],
-            outputs: list[str], dynamic: dict[str, dict[int, str]]) -> None:
+def export_onnx(module: torch.nn.Module, args: tuple[Any, ...], path: Path, *, inputs: list[str],
+                outputs: list[str], dynamic: dict[str, dict[int, str]]) -> None:
+    """One graph (opset ``OPSET``, constants folded), then the ONNX checker on it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of dynamo; it is the one that
@@ -69,9 +73,9 @@ def export_graphs(model: TinyVlm, out: Path) -> None:
     model = model.eval()
     cfg = model.cfg
     with torch.no_grad():
-        _export(VisionExport(model), (torch.zeros(1, 3, IMAGE_H, IMAGE_W),), out / FILES["vision_encoder"],
+        export_onnx(VisionExport(model), (torch.zeros(1, 3, IMAGE_H, IMAGE_W),), out / FILES["vision_encoder"],
                 inputs=["pixel_values"], outputs=["image_features"], dynamic={})
-        _export(EmbedExport(model), (torch.zeros(1, 5, dtype=torch.int64),), out / FILES["embed_tokens"],
+        export_onnx(EmbedExport(model), (torch.zeros(1, 5, dtype=torch.int64),), out / FILES["embed_tokens"],
                 inputs=["input_ids"], outputs=["inputs_embeds"],
                 dynamic={"input_ids": {0: "batch_size", 1: "sequence_length"},
                  "inputs_embeds": {0: "batch_size", 1: "sequence_length"}})
@@ -93,13 +97,20 @@ def export_graphs(model: TinyVlm, out: Path) -> None:
                 dyn[f"present.{i}.{kv}"] = {0: "batch_size", 2: "total_sequence_length"}
         args = (torch.zeros(1, s, cfg.hidden), torch.ones(1, past_len + s, dtype=torch.int64),
                 torch.arange(past_len, past_len + s)[None], *past)
-        _export(DecoderExport(model), args, out / FILES["decoder"], inputs=names_in, outputs=names_out,
+        export_onnx(DecoderExport(model), args, out / FILES["decoder"], inputs=names_in, outputs=names_out,
                 dynamic=dyn)
 
 
 def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
-                 graphs: dict[str, Path] | None = None, latency_budget_ms: float = 5.0) -> Path:
-    """A complete bundle in ``out``: graphs (exported, or copied from ``graphs``), tokenizer, config, manifest."""
+                 graphs: dict[str, Path] | None = None, latency_budget_ms: float = 5.0,
+                 detector: Path | None = None, sigma_px: float = 1.0) -> Path:
+    """A complete bundle in ``out``: graphs (exported, or copied from ``graphs``), tokenizer, config, manifest.
+
+    A model with track slots (``cfg.tracks``) needs its VRU ``detector`` graph (copied in) and
+    the detector's foot-point error ``sigma_px`` (the tracker weighs detections by it).
+    """
+    if model.cfg.tracks and detector is None:
+        raise ValueError(f"{name}: a model with {model.cfg.tracks} track slots needs its VRU detector graph")
     out.mkdir(parents=True, exist_ok=True)
     if graphs is None:
         export_graphs(model, out)
@@ -108,9 +119,19 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
             dst = out / FILES[key]
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(Path(src).read_bytes())
-    tok = build_tokenizer()
-    (out / FILES["tokenizer"]).write_text(tok.to_str(), encoding="utf-8")
     cfg = model.cfg
+    tok = build_tokenizer(cfg.tracks)
+    (out / FILES["tokenizer"]).write_text(tok.to_str(), encoding="utf-8")
+    files = dict(FILES)
+    vlm_extra: dict[str, Any] = {}
+    if cfg.tracks:
+        assert detector is not None
+        (out / DETECTOR_FILE).write_bytes(Path(detector).read_bytes())
+        files["vru_detector"] = DETECTOR_FILE
+        vlm_extra["tracking"] = {"detector": "vru_detector", "tracks": cfg.tracks, "min_score": DETECTOR_MIN_SCORE,
+                                 "sigma_px": round(float(sigma_px), 3), "stride": DETECTOR_STRIDE,
+                                 "camera": {"hfov_deg": 60.0, "pitch_deg": 0.0, "mount_height_m": 1.3,
+                                            "setback_m": 1.5}}
     config = {"model_type": "tiny_node_vlm", "image_token_id": tok.token_to_id(IMAGE),
               "vocab_size": cfg.vocab, "factory": cfg.to_dict(),
               "text_config": {"num_hidden_layers": cfg.layers, "hidden_size": cfg.hidden,
@@ -119,13 +140,13 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
                               "vocab_size": cfg.vocab, "rope_theta": cfg.rope_base}}
     (out / FILES["config"]).write_text(json.dumps(config, indent=1), encoding="utf-8")
     write_manifest(
-        out, name=name, files=FILES, kind="vlm", latency_budget_ms=latency_budget_ms,
+        out, name=name, files=files, kind="vlm", latency_budget_ms=latency_budget_ms,
         inputs={"image": {"name": "pixel_values", "height": IMAGE_H, "width": IMAGE_W, "layout": "NCHW",
                           "color": "rgb", "dtype": "float32", "mean": [0.5] * 3, "std": [0.5] * 3,
                           "scale": 1.0 / 255.0, "roi": list(cfg.roi)},
-                "sensors": {"features": list(FEATURES), "range_clip_m": RANGE_CLIP_M,
-                            "bins": {f: {"prefix": p, "step": st, "lo": lo, "hi": hi}
-                                     for f, (p, st, lo, hi) in BINS.items()}}},
+                "sensors": {"features": list(features_for(cfg.tracks)), "range_clip_m": RANGE_CLIP_M,
+                            "bins": {b.feature: {"prefix": b.prefix, "step": b.step, "lo": b.lo, "hi": b.hi}
+                                     for b in bin_specs(cfg.tracks)}}},
         outputs={"decision": {"name": "logits", "kind": "softmax", "labels": list(LABELS),
                               "brake_label": "brake", "threshold": float(round(threshold, 4))}},
         vlm={"smolvlm": False, "image_token": IMAGE, "image_token_id": tok.token_to_id(IMAGE),
@@ -133,24 +154,25 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
              "max_rationale_tokens": MAX_RATIONALE_TOKENS,
              "frames": {"count": cfg.frames, "interval_s": FRAME_INTERVAL_S,
                         "tolerance_s": FRAME_TOLERANCE_S},
-             "kv": {"num_layers": cfg.layers, "num_kv_heads": cfg.kv_heads, "head_dim": cfg.head_dim}},
+             "kv": {"num_layers": cfg.layers, "num_kv_heads": cfg.kv_heads, "head_dim": cfg.head_dim},
+             **vlm_extra},
         runtime=dict(RuntimeSpec().__dict__),
     )
     return out
 
 
 def check_prompt_ids(bundle_dir: Path, samples: list[tuple[dict[str, float], str]], image_tokens: int,
-                     frames: int) -> None:
+                     frames: int, tracks: int = 0) -> None:
     """The runtime's PromptBuilder must give the factory's ids, or training taught another prompt."""
     from tiny_node.model.vlm import PromptBuilder
 
     bundle = load_bundle(bundle_dir)
     tok = Tokenizer.from_file(str(bundle_dir / FILES["tokenizer"]))
     pb = PromptBuilder(bundle, tok)
-    own = build_tokenizer()
+    own = build_tokenizer(tracks)
     for feats, ctx in samples:
         theirs = pb.ids(feats, ctx)[0].tolist()
-        ours = encode(own, prompt_text(feats, ctx, image_tokens, frames))
+        ours = encode(own, prompt_text(feats, ctx, image_tokens, frames, tracks))
         if theirs != ours:
             raise AssertionError(f"prompt ids differ for {feats} {ctx!r}: runtime {theirs}, factory {ours}")
 

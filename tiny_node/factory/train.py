@@ -62,7 +62,7 @@ class TextBatchData:
 
 
 def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int, frames: int,
-             same_frac: float = 0.0, seed: int = 0) -> TextBatchData:
+             same_frac: float = 0.0, seed: int = 0, tracks: int = 0) -> TextBatchData:
     """Prompt (as the runtime renders it) + answer ids for every frame of a split.
 
     ``same_frac`` of the rows (seeded) show the current frame as the earlier one too.
@@ -71,7 +71,7 @@ def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int
     starts: list[int] = []
     for i in range(len(data["brake"])):
         prompt = encode(tok, prompt_text(features_of(data, i), CONTEXTS[int(data["context"][i])],
-                                         image_tokens, frames))
+                                         image_tokens, frames, tracks))
         starts.append(len(prompt))
         rows.append(prompt + answer_ids(tok, bool(data["brake"][i]), str(data["rationale"][i])))
     width = max(len(r) for r in rows)

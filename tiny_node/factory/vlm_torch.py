@@ -54,6 +54,7 @@ class VlmConfig:
     roi: tuple[int, int, int, int] = ROI
     frames: int = 1  # images in the prompt: 2 = the earlier frame's visual tokens, then the current's
     image_token_id: int = 2  # the <image> placeholder whose rows the visual tokens replace
+    tracks: int = 0  # tracked-VRU slots in the prompt (vlm.tracking), 0 = none
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
-from tiny_node.model.bundle import BinSpec
+from tiny_node.model.bundle import TRACK_FEATURES, BinSpec
 from tiny_node.model.preprocess import feature_value
 from tiny_node.model.vlm import clean_context
 
@@ -29,6 +29,13 @@ BINS: dict[str, tuple[str, float, int, int]] = {
     "range": ("rng", 2.0, 0, 50),  # m, 2 m bins up to the 100 m clip
     "range_rate": ("rr", 1.0, -30, 10),  # m/s, negative = closing
     "range_valid": ("val", 1.0, 0, 1),
+}
+#: tracked-VRU features (every slot shares its field's tokens; the slot is the position)
+TRACK_BINS: dict[str, tuple[str, float, int, int]] = {
+    "present": ("tp", 1.0, 0, 1),
+    "dx": ("tdx", 2.0, 0, 30),  # m, 2 m bins up to 60 m
+    "y": ("ty", 0.5, -16, 16),  # m, 0.5 m bins, +-8 m
+    "vy": ("tvy", 0.25, -12, 12),  # m/s, 0.25 m/s bins, +-3 m/s
 }
 #: one frame (the first default model), and two: the earlier frame's visual tokens first, each
 #: block after a marker word, so the decoder knows which image is which.
@@ -46,35 +53,49 @@ MAX_DISTANCE_WORD = 99
 _SPACES = re.compile(r" {2,}")
 
 
-def bin_specs() -> tuple[BinSpec, ...]:
+def features_for(tracks: int = 0) -> tuple[str, ...]:
+    """The prompt's sensor features: the node's, then ``vru<k>_*`` of ``tracks`` track slots."""
+    return (*FEATURES, *(f"vru{k}_{f}" for k in range(tracks) for f in TRACK_FEATURES))
+
+
+def bin_specs(tracks: int = 0) -> tuple[BinSpec, ...]:
     """The sensor bins in feature order (the runtime's BinSpec, so binning is identical)."""
-    return tuple(BinSpec(f, *BINS[f]) for f in FEATURES)
+    return tuple(BinSpec(f, *(BINS[f] if f in BINS else TRACK_BINS[f.split("_", 1)[1]])) for f in features_for(tracks))
 
 
-def vocabulary() -> dict[str, int]:
-    """Token -> id: specials, sensor bins, words, distances 0..99 m."""
-    bins = [t for b in bin_specs() for t in b.all_tokens()]
+def _bin_tokens(tracks: int) -> list[str]:
+    return list(dict.fromkeys(t for b in bin_specs(tracks) for t in b.all_tokens()))
+
+
+def vocabulary(tracks: int = 0) -> dict[str, int]:
+    """Token -> id: specials, sensor bins, words, distances 0..99 m, then track bins if any.
+
+    The track bins come last so every other token keeps its id with or without them.
+    """
+    bins = _bin_tokens(0)
     numbers = [str(n) for n in range(MAX_DISTANCE_WORD + 1)]
-    tokens = [UNK, PAD, IMAGE, EOS, *bins, *WORDS, *numbers]
+    track_bins = [t for t in _bin_tokens(tracks) if t not in bins]
+    tokens = [UNK, PAD, IMAGE, EOS, *bins, *WORDS, *numbers, *track_bins]
     if len(set(tokens)) != len(tokens):
         raise ValueError("duplicate token in the vocabulary")
     return {t: i for i, t in enumerate(tokens)}
 
 
-def build_tokenizer() -> Tokenizer:
+def build_tokenizer(tracks: int = 0) -> Tokenizer:
     """WordLevel over :func:`vocabulary`, split on whitespace/punctuation; bins stay whole."""
-    vocab = vocabulary()
+    vocab = vocabulary(tracks)
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (PAD, IMAGE, EOS)])
-    tok.add_tokens([AddedToken(t, normalized=False) for b in bin_specs() for t in b.all_tokens()])
+    tok.add_tokens([AddedToken(t, normalized=False) for t in _bin_tokens(tracks)])
     return tok
 
 
-def prompt_text(features: Mapping[str, float], context: str, image_tokens: int, frames: int) -> str:
+def prompt_text(features: Mapping[str, float], context: str, image_tokens: int, frames: int,
+                tracks: int = 0) -> str:
     """The prompt exactly as ``vlm.PromptBuilder.text`` renders it for this bundle."""
-    nums = {f: feature_value(f, features, RANGE_CLIP_M) for f in FEATURES}
-    sensors = " ".join(b.token(nums[b.feature]) for b in bin_specs())
+    nums = {f: feature_value(f, features, RANGE_CLIP_M) for f in features_for(tracks)}
+    sensors = " ".join(b.token(nums[b.feature]) for b in bin_specs(tracks))
     img = IMAGE * image_tokens
     text = PROMPTS[frames].format(image=img, image_prev=img, sensors=sensors, context=clean_context(context))
     return _SPACES.sub(" ", text)

@@ -54,7 +54,7 @@ FORMAT = "tiny_node.bundle/1"
 MANIFEST = "manifest.yaml"
 KINDS = ("classifier", "vlm")
 VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer")
-VLM_OPTIONAL_FILES = ("config",)
+VLM_OPTIONAL_FILES = ("config", "vru_detector")
 #: Prompt placeholders besides the sensor features (which take a format spec, ``{range:.0f}``).
 PROMPT_SLOTS = ("image", "image_prev", "sensors", "context")
 MAX_FRAMES = 2  # vlm.frames.count: the current frame, plus at most one earlier frame
@@ -74,6 +74,16 @@ FEATURES: dict[str, str] = {
     "range_valid": "1 if a range measurement is valid, else 0 (missing -> 0)",
     "accel_x": "longitudinal acceleration, m/s^2; 0 when unknown",
 }
+#: Tracked-VRU features (``vlm.tracking``): slot k is the k-th confirmed track, nearest the
+#: ego's path first; an empty slot is all 0. Fed by the runtime's detector + tracker.
+MAX_TRACK_SLOTS = 4
+TRACK_FEATURES = {"present": "1 if track slot k holds a track, else 0",
+                  "dx": "its range from the front bumper, m",
+                  "y": "its lateral offset, m (left +)",
+                  "vy": "its lateral velocity, m/s (left +)"}
+for _k in range(MAX_TRACK_SLOTS):
+    for _f, _what in TRACK_FEATURES.items():
+        FEATURES[f"vru{_k}_{_f}"] = _what.replace("slot k", f"slot {_k}")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9]+$")
@@ -220,6 +230,36 @@ class FrameSpec:
 
 
 @dataclass(frozen=True)
+class CameraSpec:
+    """The camera the model's frames come from, at the manifest's image size (pinhole, flat road).
+
+    The tracker needs it to put a detected foot point on the road; it is the camera the
+    bundle was trained for (``docs/BUNDLE.md``: set it to yours).
+    """
+
+    hfov_deg: float = 60.0
+    pitch_deg: float = 0.0
+    mount_height_m: float = 1.3
+    setback_m: float = 1.5
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """``vlm.tracking``: a VRU detector graph and tracker feeding the ``vru<k>_*`` features.
+
+    Why: whether a person beside the lane needs a brake turns on their lateral velocity, which
+    one frame does not show; the tracker measures it over frames (``model.tracker``).
+    """
+
+    detector: str  # files key of the detector graph
+    tracks: int  # slots fed (vru0_* .. vru{tracks-1}_*)
+    min_score: float
+    sigma_px: float  # the detector's foot-point error, pixels (1 sigma)
+    stride: int  # pixels per heat-map cell
+    camera: CameraSpec = field(default_factory=CameraSpec)
+
+
+@dataclass(frozen=True)
 class VlmSpec:
     """The language-model side of a ``kind: vlm`` bundle.
 
@@ -240,6 +280,7 @@ class VlmSpec:
     max_rationale_tokens: int
     kv: KvSpec | None = None
     frames: FrameSpec = field(default_factory=FrameSpec)
+    tracking: TrackingSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -511,7 +552,7 @@ class _Parser:
             decision=self.decision(outputs, vlm),
             runtime=self.runtime(rt),
             latency_budget_ms=self.number(data, "latency_budget_ms", "", lo=0.0, lo_open=True),
-            vlm=self.vlm(data, sensors) if vlm else None,
+            vlm=self.vlm(data, sensors, files) if vlm else None,
         )
 
     def files(self, root: Path, data: Mapping[str, Any]) -> dict[str, FileEntry]:
@@ -579,6 +620,8 @@ class _Parser:
                                 f"(allowed: {', '.join(FEATURES)})")
         if len(set(feats)) != len(feats):
             raise self.fail(f"{w}features", f"duplicate feature in {feats}")
+        if not vlm and any(str(f).startswith("vru") for f in feats):
+            raise self.fail(f"{w}features", "tracked-VRU features need a kind: vlm bundle with vlm.tracking")
         return SensorSpec(
             name="" if vlm else self.string(d, "name", w),
             features=tuple(feats),
@@ -638,11 +681,11 @@ class _Parser:
             tokens=tokens,
         )
 
-    def vlm(self, data: Mapping[str, Any], sensors: SensorSpec | None) -> VlmSpec:
+    def vlm(self, data: Mapping[str, Any], sensors: SensorSpec | None, files: Mapping[str, FileEntry]) -> VlmSpec:
         w = "vlm."
         d = self.section(data, "vlm", "", ("smolvlm", "image_token", "image_token_id",
                                            "image_tokens_per_tile", "prompt", "eos",
-                                           "max_rationale_tokens", "kv", "frames"))
+                                           "max_rationale_tokens", "kv", "frames", "tracking"))
         kv = None
         if "kv" in d:
             k = self.section(d, "kv", w, ("num_layers", "num_kv_heads", "head_dim"))
@@ -658,9 +701,43 @@ class _Parser:
             max_rationale_tokens=self.integer(d, "max_rationale_tokens", w, 0),
             kv=kv,
             frames=self.frames(d["frames"]) if "frames" in d else FrameSpec(),
+            tracking=self.tracking(d["tracking"], files) if "tracking" in d else None,
         )
         self.prompt(spec.prompt, sensors, spec.frames.count)
+        slots = spec.tracking.tracks if spec.tracking is not None else 0
+        for f in sensors.features if sensors is not None else ():
+            if f.startswith("vru") and int(f[3:f.index("_")]) >= slots:
+                raise self.fail("inputs.sensors.features", f"{f!r} needs vlm.tracking with more than "
+                                f"{f[3:f.index('_')]} track slot(s) (has {slots})")
         return spec
+
+    def tracking(self, raw: Any, files: Mapping[str, FileEntry]) -> TrackingSpec:
+        """``vlm.tracking``: detector file key, slots, score, pixel error, stride, camera."""
+        w = "vlm.tracking."
+        if not isinstance(raw, Mapping):
+            raise self.fail("vlm.tracking", f"expected a mapping, got {raw!r}")
+        self.only(raw, w, ("detector", "tracks", "min_score", "sigma_px", "stride", "camera"))
+        key = self.string(raw, "detector", w)
+        if key not in files:
+            raise self.fail(f"{w}detector", f"{key!r} is not a key of files")
+        tracks = self.integer(raw, "tracks", w, 1)
+        if tracks > MAX_TRACK_SLOTS:
+            raise self.fail(f"{w}tracks", f"{tracks}: at most {MAX_TRACK_SLOTS} slots")
+        cam = CameraSpec()
+        if "camera" in raw:
+            c = self.section(raw, "camera", w, tuple(asdict(cam)))
+            cw = f"{w}camera."
+            cam = CameraSpec(
+                hfov_deg=self.number(c, "hfov_deg", cw, lo=1.0, hi=179.0, default=cam.hfov_deg),
+                pitch_deg=self.number(c, "pitch_deg", cw, lo=-30.0, hi=30.0, default=cam.pitch_deg),
+                mount_height_m=self.number(c, "mount_height_m", cw, lo=0.0, lo_open=True, hi=10.0,
+                                           default=cam.mount_height_m),
+                setback_m=self.number(c, "setback_m", cw, lo=-10.0, hi=10.0, default=cam.setback_m))
+        return TrackingSpec(
+            detector=key, tracks=tracks,
+            min_score=self.number(raw, "min_score", w, lo=0.0, lo_open=True, hi=1.0),
+            sigma_px=self.number(raw, "sigma_px", w, lo=0.0, lo_open=True),
+            stride=self.integer(raw, "stride", w, 1), camera=cam)
 
     def frames(self, raw: Any) -> FrameSpec:
         """``vlm.frames``: count 1..MAX_FRAMES, interval > 0, 0 < tolerance < interval."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from tiny_node.model.bundle import ImageSpec, SensorSpec
+from tiny_node.model.bundle import FEATURES, ImageSpec, SensorSpec
 
 _TO_COLOR: dict[tuple[int, str], int | None] = {
     (3, "rgb"): None,
@@ -88,7 +88,7 @@ def feature_value(name: str, features: Mapping[str, float], range_clip_m: float)
         return min(max(float(v), 0.0), range_clip_m)
     if name == "range_valid":
         return 1.0 if v is not None and finite and v != 0 else 0.0
-    if name in ("range_rate", "accel_x"):
+    if name in ("range_rate", "accel_x") or (name.startswith("vru") and name in FEATURES):  # empty track slot: 0
         return float(v) if v is not None and finite else 0.0
     raise ValueError(f"unknown sensor feature {name!r}")
 

@@ -44,6 +44,7 @@ from tiny_node.model.history import FrameHistory
 from tiny_node.model.output import ModelOutput, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
 from tiny_node.model.runtime import load_session
+from tiny_node.model.tracking import Tracking, features_of
 
 IMAGE_FEATURES = "image_features"
 PIXEL_VALUES = "pixel_values"
@@ -154,6 +155,7 @@ class VlmRuntime:
         self.last_ms: dict[str, float] = {}  # stage timings of the last decide()
         self.history = FrameHistory(self.spec.frames)
         self.last_prev_age_s: float | None = None  # age of the earlier image last used
+        self.tracking = Tracking(bundle, self.spec.tracking, threads) if self.spec.tracking is not None else None
 
     # -- loading and checks ----------------------------------------------------------
     def _where(self, key: str) -> str:
@@ -361,6 +363,7 @@ class VlmRuntime:
     def decide(
         self, image_rgb: NDArray[np.uint8], features: Mapping[str, float], context: str = "",
         run_options: ort.RunOptions | None = None, *, time_s: float | None = None,
+        tracks: NDArray[Any] | None = None,
     ) -> ModelOutput:
         """Prefill the prompt and read the decision words' next-token logits.
 
@@ -370,11 +373,22 @@ class VlmRuntime:
         with no frame near enough, the current frame stands in for the earlier one. Keeps
         the KV cache for :meth:`rationale`. A set ``run_options.terminate`` makes ORT raise
         (checked between nodes of each of the three graphs).
+
+        A bundle with ``vlm.tracking`` runs its VRU detector on the frame and updates its
+        tracker at ``time_s`` first; the tracks fill the ``vru<k>_*`` features. ``tracks``
+        (records ``[slots, 4+]``: present, dx, y, vy) replaces the tracker's output: for
+        offline evaluation on single frames, which have no history to track over.
         """
         self._state = None
         t0 = time.perf_counter()  # real time is the point: these are stage timings
-        ids = self.prompt.ids(features, context)
         pixels = self._pixels(image_rgb)
+        t_track = time.perf_counter()
+        if self.tracking is not None:
+            ego = feature_value("ego_speed", features, 0.0)
+            found = self.tracking.step(pixels, time_s, ego, run_options)
+            features = {**features, **(found if tracks is None else features_of(tracks))}
+        track_ms = (time.perf_counter() - t_track) * 1e3
+        ids = self.prompt.ids(features, context)
         t1 = time.perf_counter()
         (feats,) = self.vision.run([IMAGE_FEATURES], pixels, run_options)
         rows = self._with_history(feats, time_s)
@@ -387,7 +401,7 @@ class VlmRuntime:
         out = read_decision(row[list(self.word_ids)], self.bundle.decision)
         self._state = _Prefill(present, int(ids.shape[1]),
                                self.word_ids[self.bundle.decision.labels.index(out.label)], embeds)
-        self.last_ms = {"prepare": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3,
+        self.last_ms = {"prepare": (t1 - t0) * 1e3 - track_ms, "track": track_ms, "vision": (t2 - t1) * 1e3,
                         "embed": (t3 - t2) * 1e3, "prefill": (t4 - t3) * 1e3,
                         "tokens": float(ids.shape[1])}
         return out
@@ -413,9 +427,11 @@ class VlmRuntime:
         self.history.add(time_s, feats)
 
     def reset_history(self) -> None:
-        """Forget earlier frames (a new drive): the next decision sees no motion."""
+        """Forget earlier frames and tracks (a new drive): the next decision sees no motion."""
         self.history.clear()
         self.last_prev_age_s = None
+        if self.tracking is not None:
+            self.tracking.reset()
 
     def _splice(self, ids: NDArray[np.int64], embeds: NDArray[Any],
                 feats: NDArray[Any]) -> NDArray[Any]:

@@ -1,0 +1,79 @@
+"""A bundle's VRU tracking (``vlm.tracking``): detector, road plane, tracker, prompt features.
+
+The detector graph's foot points are put on the road (``detect``), tracked (``tracker``), and
+the tracks fill the ``vru<k>_*`` features of the prompt.
+
+Why in the model runtime, per frame: the tracker must see the frames the model sees, with
+their own stamps, so the node, the lockstep simulator and the HIL rig track alike. It reads no
+clock: the frame time is handed in (frames arrive late or out of order; a jump resets it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from tiny_node.model.bundle import Bundle, BundleError, TrackingSpec
+from tiny_node.model.detect import CameraGeometry, detections, peaks
+from tiny_node.model.runtime import load_session
+from tiny_node.model.tracker import VruTracker
+
+HEAT, OFFSET = "heat", "offset"
+
+
+class Tracking:
+    """The detector session, camera geometry and tracker of one bundle."""
+
+    def __init__(self, bundle: Bundle, spec: TrackingSpec, threads: int | None) -> None:
+        self.spec = spec
+        self.session = load_session(bundle, spec.detector, threads)
+        where = f"files.{spec.detector}: {bundle.file(spec.detector).path}"
+        img = bundle.image
+        ins = {i.name: i for i in self.session.get_inputs()}
+        if set(ins) != {img.name} or tuple(ins[img.name].shape) != img.shape:
+            raise BundleError(f"vlm.tracking.detector: {where} must take {img.name} {list(img.shape)} "
+                              f"(the vision encoder's input), has {[(i.name, i.shape) for i in ins.values()]}")
+        outs = {o.name for o in self.session.get_outputs()}
+        if not {HEAT, OFFSET} <= outs:
+            raise BundleError(f"vlm.tracking.detector: {where} must output {HEAT!r} and {OFFSET!r}, "
+                              f"has {sorted(outs)}")
+        if img.roi is None:
+            raise BundleError("vlm.tracking needs inputs.image.roi (the window the detector's grid covers)")
+        self.origin = (img.roi[0], img.roi[2])
+        c = spec.camera
+        self.camera = CameraGeometry(img.width, img.height, c.hfov_deg, c.pitch_deg, c.mount_height_m,
+                                     c.setback_m)
+        self.tracker = VruTracker()
+        self.last_detections = 0
+
+    def reset(self) -> None:
+        """Forget every track (a new drive, a bag loop)."""
+        self.tracker.reset()
+
+    def step(self, pixels: dict[str, NDArray[Any]], time_s: float | None, ego_speed: float,
+             run_options: ort.RunOptions | None = None) -> dict[str, float]:
+        """Detect in this frame, update the tracks at ``time_s``; the ``vru<k>_*`` features.
+
+        Without a frame time there is no motion to measure: every slot is empty.
+        """
+        heat, off = self.session.run([HEAT, OFFSET], pixels, run_options)
+        found = peaks(heat[0, 0], off[0], stride=self.spec.stride, origin=self.origin,
+                      min_score=self.spec.min_score)
+        dets = detections(found, self.camera, self.spec.sigma_px)
+        self.last_detections = len(dets)
+        if time_s is None:
+            return features_of(np.zeros((self.spec.tracks, 4), np.float32))
+        self.tracker.update(time_s, dets, ego_speed)
+        return features_of(self.tracker.records(self.spec.tracks))
+
+
+def features_of(records: NDArray[Any]) -> dict[str, float]:
+    """Track records ``[slots, >=4]`` (present, dx, y, vy, ...) as ``vru<k>_*`` features."""
+    out: dict[str, float] = {}
+    for k, r in enumerate(np.asarray(records, np.float64)):
+        out.update({f"vru{k}_present": float(r[0]), f"vru{k}_dx": float(r[1]), f"vru{k}_y": float(r[2]),
+                    f"vru{k}_vy": float(r[3])})
+    return out
