@@ -1,0 +1,133 @@
+"""A bundle's VRU tracking end to end: detector graph -> road plane -> tracker -> features.
+
+The detector here is a hand-built ONNX graph that "detects" bright 8x8 blocks (the mean
+brightness of each 8-pixel cell of the ROI through a steep sigmoid), so a block moved across
+frames is a person walking: the runtime must report its lateral velocity with the right sign
+and about the right size, from real onnxruntime runs and the real tracker.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tiny_node.model.bundle import BundleError, CameraSpec, TrackingSpec, load_bundle, write_manifest
+from tiny_node.model.detect import CameraGeometry
+from tiny_node.model.preprocess import ImagePreprocessor
+from tiny_node.model.testmodels import make_fast_bundle
+from tiny_node.model.tracking import Tracking
+
+ROI = (90, 190, 20, 300)  # as the factory's: 13 x 35 cells of 8 px
+GRID = (13, 35)
+
+
+def _detector(path: Path, *, outputs: tuple[str, str] = ("heat", "offset")) -> None:
+    nodes = [
+        helper.make_node("Slice", ["pixel_values", "starts", "ends", "axes"], ["roi"]),
+        helper.make_node("ReduceMean", ["roi"], ["grey"], axes=[1], keepdims=1),
+        helper.make_node("AveragePool", ["grey"], ["cells"], kernel_shape=[8, 8], strides=[8, 8], ceil_mode=1),
+        helper.make_node("Mul", ["cells", "gain"], ["scaled"]),
+        helper.make_node("Sub", ["scaled", "bias"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], [outputs[0]]),
+        helper.make_node("Constant", [], [outputs[1]], value=helper.make_tensor(
+            "half", TensorProto.FLOAT, [1, 2, *GRID], [0.5] * (2 * GRID[0] * GRID[1]))),
+    ]
+    inits = [helper.make_tensor("starts", TensorProto.INT64, [2], [ROI[0], ROI[2]]),
+             helper.make_tensor("ends", TensorProto.INT64, [2], [ROI[1], ROI[3]]),
+             helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3]),
+             helper.make_tensor("gain", TensorProto.FLOAT, [], [20.0]),
+             helper.make_tensor("bias", TensorProto.FLOAT, [], [10.0])]
+    graph = helper.make_graph(nodes, "bright_blocks",
+                              [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, 240, 320])],
+                              [helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [1, 1, *GRID]),
+                               helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, [1, 2, *GRID])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def _bundle(tmp_path: Path, **detector_kw: tuple[str, str]) -> Path:
+    """A classifier bundle (its model is not used here) carrying the detector graph."""
+    root = tmp_path / "b"
+    make_fast_bundle(root)
+    _detector(root / "det.onnx", **detector_kw)
+    doc = load_bundle(root)
+    files = {k: e.rel for k, e in doc.files.items()} | {"vru_detector": "det.onnx"}
+    image = {"name": "pixel_values", "height": 240, "width": 320, "layout": "NCHW", "color": "rgb",
+             "dtype": "float32", "mean": [0.5] * 3, "std": [0.5] * 3, "scale": 1 / 255, "roi": list(ROI)}
+    write_manifest(root, name="tracking-test", files=files, inputs={"image": image},
+                   outputs={"decision": {"name": doc.decision.name, "kind": doc.decision.kind,
+                                         "labels": list(doc.decision.labels), "brake_label": doc.decision.brake_label,
+                                         "threshold": 0.5}}, latency_budget_ms=5.0)
+    return root
+
+
+# this detector puts every point at its cell's centre: up to 4 px off, sigma ~8 / sqrt(12) = 2.3 px
+SPEC = TrackingSpec(detector="vru_detector", tracks=2, min_score=0.5, sigma_px=3.0, stride=8, camera=CameraSpec())
+
+
+def _frame(col: int, row: int) -> np.ndarray:
+    img = np.full((240, 320, 3), 60, np.uint8)
+    r, c = ROI[0] + 8 * row, ROI[2] + 8 * col
+    img[r:r + 8, c:c + 8] = 255
+    return img
+
+
+def test_a_block_walking_left_is_tracked_with_its_lateral_velocity(tmp_path: Path) -> None:
+    bundle = load_bundle(_bundle(tmp_path))
+    tr = Tracking(bundle, SPEC, threads=1)
+    prep = ImagePreprocessor(bundle.image)
+    feats: dict[str, float] = {}
+    for i in range(36):  # 1.2 s at 30 Hz; one cell to the left every 6 frames (0.2 s)
+        px = {"pixel_values": prep(_frame(24 - i // 6, 7))}
+        feats = tr.step(px, i / 30.0, ego_speed=0.0)
+        if i == 1:
+            assert feats["vru0_present"] == 0.0  # not yet 3 detections
+    assert tr.last_detections == 1 and feats["vru0_present"] == 1.0 and feats["vru1_present"] == 0.0
+    cam = CameraGeometry()
+    v = ROI[0] + 8 * 7.5  # the block's cell centre row (offset 0.5)
+    g0, g1 = cam.ground(ROI[2] + 8 * 24.5, v), cam.ground(ROI[2] + 8 * 23.5, v)
+    assert g0 is not None and g1 is not None
+    truth = (g1[1] - g0[1]) / 0.2  # m/s, left +
+    assert truth > 0.5 and 0.5 * truth < feats["vru0_vy"] < 1.5 * truth
+    assert math.isclose(feats["vru0_dx"], g0[0], rel_tol=0.1)
+    # no frame time: nothing to track over
+    assert tr.step({"pixel_values": prep(_frame(10, 7))}, None, 0.0)["vru0_present"] == 0.0
+    tr.reset()
+    assert tr.tracker.tracks == []
+
+
+def test_a_detector_without_the_expected_outputs_is_refused(tmp_path: Path) -> None:
+    bundle = load_bundle(_bundle(tmp_path, outputs=("heatmap", "offset")))
+    with pytest.raises(BundleError, match=r"vlm.tracking.detector: .*must output 'heat' and 'offset'"):
+        Tracking(bundle, SPEC, threads=1)
+
+
+def test_manifest_errors_name_the_tracking_key(tmp_path: Path) -> None:
+    import yaml
+
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+
+    root = make_tiny_vlm_bundle(tmp_path / "vlm")
+    manifest = root / "manifest.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["vlm"]["tracking"] = {"detector": "vru_detector", "tracks": 1, "min_score": 0.5, "sigma_px": 1.0,
+                              "stride": 8}
+    manifest.write_text(yaml.safe_dump(doc))
+    with pytest.raises(BundleError, match=r"vlm.tracking.detector: 'vru_detector' is not a key of files"):
+        load_bundle(root)
+    doc["vlm"]["tracking"]["detector"] = "config"
+    doc["inputs"]["sensors"]["features"].append("vru1_vy")
+    manifest.write_text(yaml.safe_dump(doc))
+    with pytest.raises(BundleError, match=r"'vru1_vy' needs vlm.tracking with more than 1 track slot"):
+        load_bundle(root)
+    doc["vlm"]["tracking"]["tracks"] = 5
+    manifest.write_text(yaml.safe_dump(doc))
+    with pytest.raises(BundleError, match=r"vlm.tracking.tracks: 5: at most 4 slots"):
+        load_bundle(root)
