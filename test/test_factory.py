@@ -77,7 +77,8 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed"}
     steps = json.loads((tiny_build / "steps.json").read_text())["done"]
     det = steps["detector"]
-    assert set(det) >= {"val", "test", "heldout", "sigma_px"} and det["sigma_px"] > 0.0
+    assert set(det) >= {"val", "test", "heldout", "sigma_px", "tracking"} and det["sigma_px"] > 0.0
+    assert det["tracking"]["drives"] == TINY.tracking_drives and det["tracking"]["vru_frames"] >= 0
     assert load_bundle(tiny_build / "bundle").vlm.tracking.sigma_px == det["sigma_px"]  # type: ignore[union-attr]
     for r in metrics["models"].values():
         assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0

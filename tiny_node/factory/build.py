@@ -159,7 +159,8 @@ class Build:
         """Train the VRU detector (configs with tracks): foot points of the visible VRUs.
 
         Its foot-point error on val (pixels, rms of both axes) goes into the manifest: the
-        tracker weighs each detection by it.
+        tracker weighs each detection by it. Then detector + tracker run on rendered drives
+        (``detector.tracking_error``): the lateral-velocity error the language model must live with.
         """
         if not self.cfg.tracks:
             return {"skipped": "no tracks in this config"}
@@ -175,6 +176,10 @@ class Build:
             info[split] = detector.score(found, d["vru_points"])
         u, v = info["val"]["u_rms_px"], info["val"]["v_rms_px"]
         info["sigma_px"] = round(math.sqrt((u * u + v * v) / 2), 3) if math.isfinite(u + v) else 2.0
+        # the figure the language model's training noise (track_vy_noise) stands for
+        info["tracking"] = detector.tracking_error(
+            detector.torch_heat(model), drives=self.cfg.tracking_drives, seed=self.seed("detector"),
+            sigma_px=info["sigma_px"], min_score=export.DETECTOR_MIN_SCORE)
         return info
 
     def _detector(self) -> dict[str, Any]:

@@ -67,15 +67,18 @@ class FactoryConfig:
     track_vy_noise: float = 0.3  # m/s: the measured error of detector + tracker (docs/MODEL_CARD.md)
     track_miss: float = 0.1
     detector_epochs: int = 8
+    tracking_drives: int = 30  # rendered 30 Hz drives the detector + tracker are measured on
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
 
-        Thread and worker counts are left out: they change speed, not what is built.
+        Thread and worker counts are left out: they change speed, not what is built; so is the
+        number of drives the tracking is measured on.
         """
         d = asdict(self)
         d.pop("threads")
         d.pop("data_workers")
+        d.pop("tracking_drives")
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -157,6 +160,7 @@ TINY = FactoryConfig(
     rationale_runs=2,
     tracks=2,
     detector_epochs=1,
+    tracking_drives=1,
 )
 
 #: The shipped recipe plus tracked VRUs: a VRU detector (``factory.detector``) and tracker
