@@ -45,3 +45,20 @@ def test_shipped_model_brakes_for_a_close_stopped_car() -> None:
     assert out.brake
     config = json.loads((SHIPPED / "config.json").read_text())
     assert config["model_type"] == "tiny_node_vlm"
+
+
+def test_shipped_model_reads_tracked_vrus() -> None:
+    """The shipped model tracks VRUs; a person walking towards the lane weighs far more than one
+    standing at the kerb at the same place (same frame, same sensors: only the track differs)."""
+    bundle = load_bundle(SHIPPED)
+    assert bundle.vlm is not None and bundle.vlm.tracking is not None and "vru_detector" in bundle.files
+    rt = VlmRuntime(bundle, threads=1)
+    grey = np.full((480, 640, 3), 110, np.uint8)
+    feats = {"ego_speed": 11.1, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0}
+
+    def p_brake(y: float, vy: float) -> float:
+        rec = np.asarray([[1.0, 14.0, y, vy], [0.0, 0.0, 0.0, 0.0]], np.float32)
+        return rt.decide(grey, feats, tracks=rec, time_s=0.0).probs[1]
+
+    assert p_brake(-2.0, 1.4) > p_brake(-4.0, 0.0) + 0.5
+    assert rt.last_ms["track"] > 0.0  # the detector ran on the frame (its tracks were replaced)

@@ -42,6 +42,7 @@ class DetectorSize:
     stem: int = 12
     fine: int = 24
     coarse: int = 32
+    fuse_kernel: int = 3
 
 
 def _conv(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
@@ -58,7 +59,7 @@ class VruDetector(nn.Module):
         self.stem = _conv(3, size.stem, 4, 4)
         self.fine = nn.Sequential(_conv(size.stem, size.fine, 3, 2), _conv(size.fine, size.fine, 3, 1))
         self.coarse = nn.Sequential(_conv(size.fine, size.coarse, 3, 2), _conv(size.coarse, size.coarse, 3, 1))
-        self.fuse = _conv(size.fine + size.coarse, size.fine, 3, 1)
+        self.fuse = _conv(size.fine + size.coarse, size.fine, size.fuse_kernel, 1)
         self.heat = nn.Conv2d(size.fine, 1, 1)
         self.offset = nn.Conv2d(size.fine, 2, 1)
         with torch.no_grad():  # rare positives: start near p = 0.02
@@ -76,6 +77,23 @@ class VruDetector(nn.Module):
         r0, r1, c0, c1 = ROI
         logits, off = self.forward_roi(pixel_values[:, :, r0:r1, c0:c1])
         return torch.sigmoid(logits), off
+
+
+def mflops(model: VruDetector) -> float:
+    """MFLOPs of one frame (2 per multiply-add of every conv), counted on a real forward pass."""
+    total = 0
+
+    def hook(mod: nn.Module, _inp: Any, out: Tensor) -> None:
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, IMAGE_H, IMAGE_W))
+    for h in handles:
+        h.remove()
+    return 2 * total / 1e6
 
 
 def grid_shape() -> tuple[int, int]:

@@ -19,7 +19,11 @@ How (``tiny-node model operating-point BUNDLE``):
 3. The tune suite (its crossings and look-alikes) is run at that point, model + rules vs rules
    only, so the cost of the point in saves is printed beside it.
 
-The scored suite (``--suite all``) is never used here: it stays a test.
+The scored suite (``--suite all``) is not used here unless asked: it stays a test.
+``--with-benign`` adds its 23 benign drives to step 1 (their peaks must be cleared too). Why
+offer it: a threshold for a product should clear every benign drive one knows of; the price
+is that those drives then calibrate the threshold and no longer test its false activations
+(the scored suite's Euro NCAP part still does). Say so wherever its figures are quoted.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 from tiny_node.config import make_config
 from tiny_node.model.bundle import MANIFEST, load_bundle, resolve_bundle_dir, set_threshold
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
-from tiny_node.sim.suite import tune_lookalike_suite, tune_suite
+from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
 
 MARGIN = 0.02
 STEP = 0.01
@@ -73,9 +77,14 @@ def bundle_threshold(bundle: Path) -> float:
     return float(load_bundle(bundle).decision.threshold)
 
 
-def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: bool = True) -> dict[str, float]:
-    """Each look-alike drive's highest model P(brake), the model in shadow arbitration (step 1)."""
-    result = run_suite(tune_lookalike_suite(), make_config({"arbitration": "shadow"}), bundle=bundle,
+def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: bool = True,
+                    with_benign: bool = False) -> dict[str, float]:
+    """Each look-alike drive's highest model P(brake), the model in shadow arbitration (step 1).
+
+    ``with_benign``: the scored suite's benign drives too (module docstring).
+    """
+    drives = tune_lookalike_suite() + (benign_suite() if with_benign else [])
+    result = run_suite(drives, make_config({"arbitration": "shadow"}), bundle=bundle,
                        out_dir=out_dir, workers=workers, modes=("model",), plots="none", progress=progress)
     if result.errors:
         raise RuntimeError(f"{len(result.errors)} look-alike run(s) failed, first: "
@@ -109,9 +118,10 @@ def bundle_at(bundle: Path, threshold: float, dest: Path) -> Path:
 
 
 def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int = 2,
-           progress: bool = True) -> OperatingPoint:
+           progress: bool = True, with_benign: bool = False) -> OperatingPoint:
     """Steps 1-2: the operating point of ``bundle`` (nothing is written into it)."""
-    peaks = lookalike_peaks(bundle, out_dir / "lookalikes_shadow", workers=workers, progress=progress)
+    peaks = lookalike_peaks(bundle, out_dir / "lookalikes_shadow", workers=workers, progress=progress,
+                            with_benign=with_benign)
     return OperatingPoint(bundle_threshold(bundle), peaks, margin)
 
 
@@ -131,6 +141,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
     p.add_argument("--write", action="store_true",
                    help="write the chosen threshold into the bundle's manifest")
+    p.add_argument("--with-benign", action="store_true",
+                   help="clear the scored suite's 23 benign drives too (they then calibrate the threshold "
+                   "and no longer test its false activations)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -144,7 +157,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
         return 2
     out = Path(args.out or f"out/operating-point-{bundle.resolve().name}")
-    point = choose(bundle, out, margin=args.margin, workers=args.workers)
+    point = choose(bundle, out, margin=args.margin, workers=args.workers, with_benign=args.with_benign)
     print("look-alike drive                                  peak P(brake)")
     for name, p in sorted(point.peaks.items(), key=lambda kv: -kv[1]):
         print(f"  {name:48s} {p:.3f}")
@@ -156,6 +169,7 @@ def command(args: argparse.Namespace) -> int:
     print_result(result)
     (out / "operating_point.json").write_text(json.dumps(
         {"bundle": str(bundle), "val_threshold": point.val_threshold, "margin": point.margin,
+         "with_benign": args.with_benign,
          "closed_loop_threshold": point.closed_loop_threshold, "threshold": point.threshold,
          "peaks": point.peaks, "false_activations_at_val_threshold": point.false_activations_at_val_threshold},
         indent=2) + "\n", encoding="utf-8")
