@@ -12,6 +12,8 @@ One record per VRU: ``present, dx, y, vy, vx_rel`` (metres, m/s, road frame): ``
 ego's front bumper to the actor's near edge, ``y`` its centre's lateral offset (left +),
 ``vy`` its lateral velocity, ``vx_rel`` its longitudinal velocity relative to the ego. The
 ``TRACKS`` VRUs nearest the ego's path laterally are kept, nearest first; empty slots are 0.
+The runtime's tracker measures ``dx`` to the foot point (the footprint's centre), up to half
+an actor's length further than the near edge: well inside the 2 m range bins of the prompt.
 """
 
 from __future__ import annotations
