@@ -71,7 +71,6 @@ class Track:
     p: NDArray[np.float64]
     hits: int = 1
     last_t: float = 0.0
-    born_t: float = 0.0
 
     @property
     def dx(self) -> float:
@@ -92,11 +91,6 @@ class Track:
     def vy(self) -> float:
         """Lateral velocity, m/s (left +)."""
         return float(self.x[3])
-
-    @property
-    def vy_sigma(self) -> float:
-        """Standard deviation of :attr:`vy`, m/s."""
-        return math.sqrt(float(self.p[3, 3]))
 
 
 class VruTracker:
@@ -198,6 +192,5 @@ class VruTracker:
         p = np.zeros((4, 4))
         p[:2, :2] = self._r(d.dx, d)
         p[2, 2], p[3, 3] = 2.0**2, self.cfg.init_vy_sigma**2
-        self.tracks.append(Track(self._next_id, np.array([d.dx, d.y, -ego_speed, 0.0]), p,
-                                 last_t=time_s, born_t=time_s))
+        self.tracks.append(Track(self._next_id, np.array([d.dx, d.y, -ego_speed, 0.0]), p, last_t=time_s))
         self._next_id += 1
