@@ -61,4 +61,7 @@ def test_shipped_model_reads_tracked_vrus() -> None:
         return rt.decide(grey, feats, tracks=rec, time_s=0.0).probs[1]
 
     assert p_brake(-2.0, 1.4) > p_brake(-4.0, 0.0) + 0.5
+    rec = np.asarray([[1.0, 14.0, -2.0, 1.4], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    assert rt.decide(grey, feats, tracks=rec, time_s=0.0).tracks == "vru0 14.0 m, y -2.0 m, vy +1.4 m/s"
+    assert rt.decide(grey, feats, time_s=0.1).tracks == "no VRU tracked"  # one grey frame: nothing to track
     assert rt.last_ms["track"] > 0.0  # the detector ran on the frame (its tracks were replaced)

@@ -20,6 +20,7 @@ class Out:
     brake: bool
     confidence: float
     label: str
+    tracks: str = ""
 
     @property
     def p_brake(self) -> float:
@@ -82,6 +83,17 @@ def test_model_on_time_decides_early():
     [d] = wd.on_model_result(1, Out(True, 0.9, "brake"))
     assert d.brake and d.source is Source.MODEL and d.model_state is ModelState.ON_TIME
     assert d.latency_ms == pytest.approx(12.0) and d.confidence == 0.9
+    assert d.reason == "model: brake (p=0.90)"  # a model without tracking says nothing more
+
+
+def test_the_tracks_a_model_was_shown_are_in_its_reason():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 1))
+    clock.advance(0.010)
+    port.finish()
+    [d] = wd.on_model_result(1, Out(True, 0.95, "brake", "vru0 14.2 m, y -2.1 m, vy +1.3 m/s"))
+    assert d.reason == "model: brake (p=0.95; vru0 14.2 m, y -2.1 m, vy +1.3 m/s)"
 
 
 def test_late_model_falls_back_at_guarded_deadline_and_is_cancelled_and_discarded():

@@ -87,6 +87,11 @@ class ModelAnswer(Protocol):
         """The decision as the model's word."""
         ...
 
+    @property
+    def tracks(self) -> str:
+        """The tracked VRUs the model was shown, as text ('' for a model without tracking)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -272,8 +277,9 @@ class Watchdog:
         if cycle is not None and cycle.submitted:
             now = self.clock.now()
             if output is not None and now < cycle.publish_by:
+                seen = f"; {output.tracks}" if output.tracks else ""
                 model = Verdict(output.brake, float(output.confidence), f"model: {output.label} "
-                                f"(p={output.confidence:.2f})", p_brake=float(output.p_brake))
+                                f"(p={output.confidence:.2f}{seen})", p_brake=float(output.p_brake))
                 out.append(self._close(cycle, model, ModelState.ON_TIME))
             elif output is None and not cancelled:
                 cycle.unavailable_why = f"model run failed: {error or 'no output'}"

@@ -20,6 +20,8 @@ class ModelOutput:
     ``confidence`` is the probability of the chosen ``label``; ``probs`` follows the
     manifest's label order; ``p_brake`` is P(brake), what the threshold is applied to (kept so
     an operating point can be chosen from recorded runs without re-running the model).
+    ``tracks``: the tracked VRUs the model was shown (``vlm.tracking``), as text for the
+    decision's reason; empty for a bundle without tracking.
     """
 
     brake: bool
@@ -27,6 +29,7 @@ class ModelOutput:
     label: str
     probs: tuple[float, ...]
     p_brake: float
+    tracks: str = ""
 
 
 def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:

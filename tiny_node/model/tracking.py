@@ -10,6 +10,7 @@ clock: the frame time is handed in (frames arrive late or out of order; a jump r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,16 @@ class Tracking:
             return features_of(np.zeros((self.spec.tracks, 4), np.float32))
         self.tracker.update(time_s, dets, ego_speed)
         return features_of(self.tracker.records(self.spec.tracks))
+
+
+def describe(features: Mapping[str, float], slots: int) -> str:
+    """The tracks of a prompt's ``vru<k>_*`` features as words, for the decision's reason.
+
+    ``vru0 14.2 m, y -2.1 m, vy +1.3 m/s`` per present slot (left +), or ``no VRU tracked``.
+    """
+    out = [f"vru{k} {features[f'vru{k}_dx']:.1f} m, y {features[f'vru{k}_y']:+.1f} m, "
+           f"vy {features[f'vru{k}_vy']:+.1f} m/s" for k in range(slots) if features.get(f"vru{k}_present", 0.0)]
+    return "; ".join(out) if out else "no VRU tracked"
 
 
 def features_of(records: NDArray[Any]) -> dict[str, float]:

@@ -31,7 +31,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from tiny_node.model.history import FrameHistory
 from tiny_node.model.output import ModelOutput, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
 from tiny_node.model.runtime import load_session
-from tiny_node.model.tracking import Tracking, features_of
+from tiny_node.model.tracking import Tracking, describe, features_of
 
 IMAGE_FEATURES = "image_features"
 PIXEL_VALUES = "pixel_values"
@@ -399,6 +399,8 @@ class VlmRuntime:
         row, present = self._decode(embeds, None, 0, run_options)
         t4 = time.perf_counter()
         out = read_decision(row[list(self.word_ids)], self.bundle.decision)
+        if self.tracking is not None:
+            out = replace(out, tracks=describe(features, self.tracking.spec.tracks))
         self._state = _Prefill(present, int(ids.shape[1]),
                                self.word_ids[self.bundle.decision.labels.index(out.label)], embeds)
         self.last_ms = {"prepare": (t1 - t0) * 1e3 - track_ms, "track": track_ms, "vision": (t2 - t1) * 1e3,
