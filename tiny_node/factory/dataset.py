@@ -124,7 +124,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
 
     ``render=False`` runs the same drives and draws the same random numbers without rendering
     (images are black): every other column is as with rendering, in a fraction of the time.
-    Why: to add ground-truth columns to shards made before they existed (``tracker_bound``).
+    Why: to add ground-truth columns to shards made before they existed (``rerun``).
     """
     rng = np.random.default_rng(spec.seed)
     heldout = spec.split == "heldout"
