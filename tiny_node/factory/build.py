@@ -172,14 +172,14 @@ class Build:
         info: dict[str, Any] = {}
         for split in ("val", "test", "heldout"):
             d = self.split(split)
-            found = detector.predict(model, d["image"], export.DETECTOR_MIN_SCORE)
+            found = detector.predict(model, d["image"], detector.MIN_SCORE)
             info[split] = detector.score(found, d["vru_points"])
         u, v = info["val"]["u_rms_px"], info["val"]["v_rms_px"]
         info["sigma_px"] = round(math.sqrt((u * u + v * v) / 2), 3) if math.isfinite(u + v) else 2.0
         # the figure the language model's training noise (track_vy_noise) stands for
         info["tracking"] = detector.tracking_error(
             detector.torch_heat(model), drives=self.cfg.tracking_drives, seed=self.seed("detector"),
-            sigma_px=info["sigma_px"], min_score=export.DETECTOR_MIN_SCORE)
+            sigma_px=info["sigma_px"], min_score=detector.MIN_SCORE)
         return info
 
     def _detector(self) -> dict[str, Any]:

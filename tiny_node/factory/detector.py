@@ -33,6 +33,7 @@ from tiny_node.model.detect import CameraGeometry, detections, peaks
 from tiny_node.model.tracker import VruTracker
 
 STRIDE = 8
+MIN_SCORE = 0.5  # heat-map peaks below this are not detections (the manifest's vlm.tracking.min_score)
 
 
 @dataclass(frozen=True)
@@ -229,9 +230,11 @@ HeatFn = Callable[[NDArray[np.uint8]], tuple[NDArray[np.float32], NDArray[np.flo
 
 def torch_heat(model: VruDetector) -> HeatFn:
     """``roi [H, W, 3] uint8 -> (heat [h, w], offset [2, h, w])`` of a torch detector."""
+    model.eval()
+
     def run(roi: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         with torch.no_grad():
-            logits, off = model.eval().forward_roi(pixels(roi[None]))
+            logits, off = model.forward_roi(pixels(roi[None]))
         return torch.sigmoid(logits)[0, 0].numpy(), off[0].numpy()
 
     return run

@@ -44,8 +44,6 @@ FILES = {"vision_encoder": "onnx/vision_encoder.onnx", "embed_tokens": "onnx/emb
          "decoder": "onnx/decoder_model_merged.onnx", "tokenizer": "tokenizer.json",
          "config": "config.json"}
 DETECTOR_FILE = "onnx/vru_detector.onnx"
-DETECTOR_STRIDE = 8
-DETECTOR_MIN_SCORE = 0.5
 MAX_RATIONALE_TOKENS = 12
 #: the runtime looks for the earlier frame 0.1 s back, +-0.04 s (training drew 0.07-0.13 s)
 FRAME_INTERVAL_S = 0.1
@@ -128,10 +126,14 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
         assert detector is not None
         (out / DETECTOR_FILE).write_bytes(Path(detector).read_bytes())
         files["vru_detector"] = DETECTOR_FILE
-        vlm_extra["tracking"] = {"detector": "vru_detector", "tracks": cfg.tracks, "min_score": DETECTOR_MIN_SCORE,
-                                 "sigma_px": round(float(sigma_px), 3), "stride": DETECTOR_STRIDE,
-                                 "camera": {"hfov_deg": 60.0, "pitch_deg": 0.0, "mount_height_m": 1.3,
-                                            "setback_m": 1.5}}
+        from tiny_node.factory.detector import MIN_SCORE, STRIDE
+        from tiny_node.sim.camera import CameraModel
+
+        cam = CameraModel()  # the simulator's camera: the closed loop's, and the centre of training's poses
+        vlm_extra["tracking"] = {"detector": "vru_detector", "tracks": cfg.tracks, "min_score": MIN_SCORE,
+                                 "sigma_px": round(float(sigma_px), 3), "stride": STRIDE,
+                                 "camera": {"hfov_deg": cam.hfov_deg, "pitch_deg": cam.pitch_deg,
+                                            "mount_height_m": cam.mount_height_m, "setback_m": cam.setback_m}}
     config = {"model_type": "tiny_node_vlm", "image_token_id": tok.token_to_id(IMAGE),
               "vocab_size": cfg.vocab, "factory": cfg.to_dict(),
               "text_config": {"num_hidden_layers": cfg.layers, "hidden_size": cfg.hidden,

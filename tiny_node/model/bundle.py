@@ -706,9 +706,10 @@ class _Parser:
         self.prompt(spec.prompt, sensors, spec.frames.count)
         slots = spec.tracking.tracks if spec.tracking is not None else 0
         for f in sensors.features if sensors is not None else ():
-            if f.startswith("vru") and int(f[3:f.index("_")]) >= slots:
+            slot = int(f[3:f.index("_")]) if f.startswith("vru") else -1
+            if slot >= slots:
                 raise self.fail("inputs.sensors.features", f"{f!r} needs vlm.tracking with more than "
-                                f"{f[3:f.index('_')]} track slot(s) (has {slots})")
+                                f"{slot} track slot(s) (has {slots})")
         return spec
 
     def tracking(self, raw: Any, files: Mapping[str, FileEntry]) -> TrackingSpec:
