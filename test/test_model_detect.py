@@ -7,24 +7,25 @@ import math
 import numpy as np
 import pytest
 
-from tiny_node.model.detect import CameraGeometry, detections, peaks
+from tiny_node.camera import Pinhole
+from tiny_node.model.detect import detections, peaks
 from tiny_node.sim.camera import CameraModel
 
 
 @pytest.mark.parametrize(("pitch", "height"), [(0.0, 1.3), (1.5, 1.2), (-1.5, 1.45)])
 def test_ground_inverts_the_simulator_projection(pitch: float, height: float) -> None:
     view = CameraModel(pitch_deg=pitch, mount_height_m=height).view((320, 240))
-    cam = CameraGeometry(pitch_deg=pitch, mount_height_m=height, setback_m=view.setback)
+    cam = Pinhole(pitch_deg=pitch, mount_height_m=height, setback_m=view.setback)
     for dx, y in ((5.0, 0.0), (12.0, -3.5), (30.0, 2.0), (55.0, -6.0)):
         pt = view.point((dx + view.setback, y, -height))
         assert pt is not None
         g = cam.ground(pt[0], pt[1])
         assert g is not None and math.isclose(g[0], dx, rel_tol=1e-6) and math.isclose(g[1], y, abs_tol=1e-6)
-    assert cam.ground(160.0, cam.height / 2.0 - cam.f * math.tan(math.radians(pitch)) - 1.0) is None  # sky
+    assert cam.ground(160.0, cam.height / 2.0 - cam.fx * math.tan(math.radians(pitch)) - 1.0) is None  # sky
 
 
 def test_a_pixel_is_metres_of_range_far_away_and_centimetres_across() -> None:
-    cam = CameraGeometry()
+    cam = Pinhole()
     near, far = cam.ground_cov(200.0, 160.0, 1.0), cam.ground_cov(200.0, 126.0, 1.0)
     assert near is not None and far is not None
     assert math.sqrt(far[0, 0]) > 5 * math.sqrt(near[0, 0])  # range error grows ~ with range^2
@@ -45,7 +46,7 @@ def test_peaks_finds_local_maxima_with_their_sub_cell_position() -> None:
 
 
 def test_detections_sit_on_the_road_with_a_covariance() -> None:
-    cam = CameraGeometry()
+    cam = Pinhole()
     dets = detections([(160.0, 150.0, 0.8), (100.0, 119.0, 0.9)], cam, sigma_px=1.0)
     assert len(dets) == 1  # the second point is above the horizon
     d = dets[0]

@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tiny_node.model.bundle import BundleError, CameraSpec, TrackingSpec, load_bundle, write_manifest
-from tiny_node.model.detect import CameraGeometry
+from tiny_node.camera import CameraMount, Pinhole
+from tiny_node.model.bundle import BundleError, TrackingSpec, load_bundle, write_manifest
 from tiny_node.model.preprocess import ImagePreprocessor
 from tiny_node.model.testmodels import make_fast_bundle
 from tiny_node.model.tracking import Tracking
@@ -69,7 +69,7 @@ def _bundle(tmp_path: Path, **detector_kw: tuple[str, str]) -> Path:
 
 
 # this detector puts every point at its cell's centre: up to 4 px off, sigma ~8 / sqrt(12) = 2.3 px
-SPEC = TrackingSpec(detector="vru_detector", tracks=2, min_score=0.5, sigma_px=3.0, stride=8, camera=CameraSpec())
+SPEC = TrackingSpec(detector="vru_detector", tracks=2, min_score=0.5, sigma_px=3.0, stride=8, camera=CameraMount())
 
 
 def _frame(col: int, row: int) -> np.ndarray:
@@ -90,7 +90,7 @@ def test_a_block_walking_left_is_tracked_with_its_lateral_velocity(tmp_path: Pat
         if i == 1:
             assert feats["vru0_present"] == 0.0  # not yet 3 detections
     assert tr.last_detections == 1 and feats["vru0_present"] == 1.0 and feats["vru1_present"] == 0.0
-    cam = CameraGeometry()
+    cam = Pinhole()
     v = ROI[0] + 8 * 7.5  # the block's cell centre row (offset 0.5)
     g0, g1 = cam.ground(ROI[2] + 8 * 24.5, v), cam.ground(ROI[2] + 8 * 23.5, v)
     assert g0 is not None and g1 is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,7 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
         cam = CameraModel()  # the simulator's camera: the closed loop's, and the centre of training's poses
         vlm_extra["tracking"] = {"detector": "vru_detector", "tracks": cfg.tracks, "min_score": MIN_SCORE,
                                  "sigma_px": round(float(sigma_px), 3), "stride": STRIDE,
-                                 "camera": {"hfov_deg": cam.hfov_deg, "pitch_deg": cam.pitch_deg,
-                                            "mount_height_m": cam.mount_height_m, "setback_m": cam.setback_m}}
+                                 "camera": asdict(cam.mount())}
     config = {"model_type": "tiny_node_vlm", "image_token_id": tok.token_to_id(IMAGE),
               "vocab_size": cfg.vocab, "factory": cfg.to_dict(),
               "text_config": {"num_hidden_layers": cfg.layers, "hidden_size": cfg.hidden,

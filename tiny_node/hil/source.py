@@ -201,7 +201,7 @@ class SimWorld:
         self.world = SimWorldImpl(scenario)
         model = getattr(scenario, "camera", None)
         if not isinstance(model, CameraModel):
-            model = CameraModel(width, height)
+            model = CameraModel(width=width, height=height)
         self.renderer = CameraRenderer(model)
         self.env = scenario.environment
         seeds = np.random.SeedSequence(int(getattr(scenario, "seed", 0))).spawn(len(KINDS))

@@ -50,6 +50,8 @@ from typing import Any
 
 import yaml
 
+from tiny_node.camera import CameraMount
+
 FORMAT = "tiny_node.bundle/1"
 MANIFEST = "manifest.yaml"
 KINDS = ("classifier", "vlm")
@@ -230,20 +232,6 @@ class FrameSpec:
 
 
 @dataclass(frozen=True)
-class CameraSpec:
-    """The camera the model's frames come from, at the manifest's image size (pinhole, flat road).
-
-    The tracker needs it to put a detected foot point on the road; it is the camera the
-    bundle was trained for (``docs/BUNDLE.md``: set it to yours).
-    """
-
-    hfov_deg: float = 60.0
-    pitch_deg: float = 0.0
-    mount_height_m: float = 1.3
-    setback_m: float = 1.5
-
-
-@dataclass(frozen=True)
 class TrackingSpec:
     """``vlm.tracking``: a VRU detector graph and tracker feeding the ``vru<k>_*`` features.
 
@@ -256,7 +244,7 @@ class TrackingSpec:
     min_score: float
     sigma_px: float  # the detector's foot-point error, pixels (1 sigma)
     stride: int  # pixels per heat-map cell
-    camera: CameraSpec = field(default_factory=CameraSpec)
+    camera: CameraMount = field(default_factory=CameraMount)
 
 
 @dataclass(frozen=True)
@@ -724,11 +712,11 @@ class _Parser:
         tracks = self.integer(raw, "tracks", w, 1)
         if tracks > MAX_TRACK_SLOTS:
             raise self.fail(f"{w}tracks", f"{tracks}: at most {MAX_TRACK_SLOTS} slots")
-        cam = CameraSpec()
+        cam = CameraMount()
         if "camera" in raw:
             c = self.section(raw, "camera", w, tuple(asdict(cam)))
             cw = f"{w}camera."
-            cam = CameraSpec(
+            cam = CameraMount(
                 hfov_deg=self.number(c, "hfov_deg", cw, lo=1.0, hi=179.0, default=cam.hfov_deg),
                 pitch_deg=self.number(c, "pitch_deg", cw, lo=-30.0, hi=30.0, default=cam.pitch_deg),
                 mount_height_m=self.number(c, "mount_height_m", cw, lo=0.0, lo_open=True, hi=10.0,

@@ -14,60 +14,13 @@ numpy only, so the node's worker runs it without torch.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tiny_node.camera import Pinhole
 from tiny_node.model.tracker import Detection
-
-
-@dataclass(frozen=True)
-class CameraGeometry:
-    """Pinhole camera over a flat road, at the model's image size (the manifest's resize).
-
-    ``pitch_deg`` positive looks down; ``setback_m`` is how far behind the front bumper the
-    camera sits (positions are reported from the bumper).
-    """
-
-    width: int = 320
-    height: int = 240
-    hfov_deg: float = 60.0
-    pitch_deg: float = 0.0
-    mount_height_m: float = 1.3
-    setback_m: float = 1.5
-
-    @property
-    def f(self) -> float:
-        """Focal length in pixels (square pixels)."""
-        return (self.width / 2.0) / math.tan(math.radians(self.hfov_deg) / 2.0)
-
-    def ground(self, u: float, v: float) -> tuple[float, float] | None:
-        """Road-plane position (dx from the bumper, y left +) of image point (u, v).
-
-        None at or above the horizon (the ray never meets the road).
-        """
-        a = -(u - self.width / 2.0) / self.f  # lateral offset / depth
-        b = (v - self.height / 2.0) / self.f  # drop / depth
-        p = math.radians(self.pitch_deg)
-        c, s = math.cos(p), math.sin(p)
-        den = b * c + s
-        if den <= 1e-6:
-            return None
-        x = self.mount_height_m * (c - b * s) / den  # forward from the camera
-        depth = x * c + self.mount_height_m * s
-        return x - self.setback_m, a * depth
-
-    def ground_cov(self, u: float, v: float, sigma_px: float) -> NDArray[np.float64] | None:
-        """2x2 covariance of :meth:`ground` for an isotropic pixel error ``sigma_px``."""
-        g, gu, gv = self.ground(u, v), self.ground(u + 0.5, v), self.ground(u, v + 0.5)
-        if g is None or gu is None or gv is None:
-            return None
-        j = np.array([[gu[0] - g[0], gv[0] - g[0]], [gu[1] - g[1], gv[1] - g[1]]]) / 0.5
-        out: NDArray[np.float64] = j @ j.T * sigma_px**2
-        return out
 
 
 def peaks(heat: NDArray[Any], offset: NDArray[Any], *, stride: int, origin: tuple[int, int],
@@ -90,7 +43,7 @@ def peaks(heat: NDArray[Any], offset: NDArray[Any], *, stride: int, origin: tupl
     return out
 
 
-def detections(points: list[tuple[float, float, float]], camera: CameraGeometry, sigma_px: float,
+def detections(points: list[tuple[float, float, float]], camera: Pinhole, sigma_px: float,
                max_range_m: float = 60.0) -> list[Detection]:
     """Foot points -> road-plane detections with their covariance.
 

@@ -17,8 +17,9 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from tiny_node.camera import Pinhole
 from tiny_node.model.bundle import Bundle, BundleError, TrackingSpec
-from tiny_node.model.detect import CameraGeometry, detections, peaks
+from tiny_node.model.detect import detections, peaks
 from tiny_node.model.runtime import load_session
 from tiny_node.model.tracker import VruTracker
 
@@ -44,9 +45,7 @@ class Tracking:
         if img.roi is None:
             raise BundleError("vlm.tracking needs inputs.image.roi (the window the detector's grid covers)")
         self.origin = (img.roi[0], img.roi[2])
-        c = spec.camera
-        self.camera = CameraGeometry(img.width, img.height, c.hfov_deg, c.pitch_deg, c.mount_height_m,
-                                     c.setback_m)
+        self.camera = Pinhole.of(spec.camera, img.width, img.height)
         self.tracker = VruTracker()
         self.last_detections = 0
 

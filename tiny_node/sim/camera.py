@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tiny_node.camera import Pinhole
 from tiny_node.sim.backdrop import Backdrop, centre_dashes
 from tiny_node.sim.effects import NoiseBank, RainLayers, glare_layer
 from tiny_node.sim.effects import motion_blur as blur_motion
@@ -35,20 +36,11 @@ FAR_M = 150.0  # nothing is drawn beyond this distance (it would be < 1 px)
 
 
 @dataclass(frozen=True)
-class CameraModel:
-    """Pinhole camera behind the windscreen: resolution, horizontal FoV, mounting."""
+class CameraModel(Pinhole):
+    """Pinhole camera behind the windscreen at its own resolution (``tiny_node.camera``)."""
 
     width: int = 640
     height: int = 480
-    hfov_deg: float = 60.0
-    mount_height_m: float = 1.3
-    pitch_deg: float = 0.0  # positive looks down
-    setback_m: float = 1.5  # behind the ego's front bumper
-
-    @property
-    def fx(self) -> float:
-        """Focal length in pixels (square pixels)."""
-        return (self.width / 2.0) / math.tan(math.radians(self.hfov_deg) / 2.0)
 
     def view(self, size: tuple[int, int] | None = None) -> View:
         """The projection at the model's resolution, or this view resized to ``size`` (W, H)."""
