@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 
-from tiny_node.model.tracker import RECORD_FIELDS, Detection, TrackerConfig, VruTracker
+from tiny_node.model.tracker import RECORD_FIELDS, Detection, MotionModel, TrackerConfig, VruTracker
+
+#: the first shipped tracker: one constant-velocity filter, longitudinal speed free
+ONE_FILTER = TrackerConfig(models=(MotionModel("cv", 4.0, accel_x=3.0, vx_sigma=2.0),))
 
 DT = 1.0 / 30.0
 
@@ -42,6 +45,58 @@ def test_a_crossing_persons_lateral_velocity_is_measured() -> None:
     assert abs(float(late.mean()) - 1.4) < 0.15 and float(late.std()) < 0.25
     standing = np.asarray(_crossing(VruTracker(), np.random.default_rng(1), 1.5, vy=0.0)[15:])
     assert abs(float(standing.mean())) < 0.15  # a person waiting at the kerb is not "moving"
+
+
+def _walk_then_stop(tracker: VruTracker, rng: np.random.Generator, stop_at: float = 2.0,
+                    ego: float = 10.0) -> list[tuple[float, float]]:
+    """A person walking left at 1.4 m/s who stops (4 m/s^2) at ``stop_at``; (t, tracked vy)."""
+    y, out = -5.0, []
+    for i in range(round(4.0 / DT)):
+        t = i * DT
+        vy = 1.4 if t < stop_at else max(0.0, 1.4 - 4.0 * (t - stop_at))
+        y += vy * DT
+        dx = 40.0 - ego * t
+        cov = _los_cov(dx, y, 0.03 * dx, 0.004)
+        z = rng.multivariate_normal([dx, y], cov)
+        tracks = tracker.update(t, [Detection(float(z[0]), float(z[1]), cov=cov)], ego)
+        out.append((t, tracks[0].vy if tracks else math.nan))
+    return out
+
+
+def test_a_person_stopping_at_the_kerb_reads_as_still_sooner_than_with_one_filter() -> None:
+    def settled(series: list[tuple[float, float]]) -> float:
+        """When |vy| falls below 0.3 m/s for good, after the stop (standing from 2.35 s)."""
+        return next(t for t, _ in series if t > 2.0 and all(abs(v) < 0.3 for u, v in series if u >= t))
+
+    imm = [settled(_walk_then_stop(VruTracker(), np.random.default_rng(s))) for s in range(8)]
+    one = [settled(_walk_then_stop(VruTracker(ONE_FILTER), np.random.default_rng(s))) for s in range(8)]
+    assert max(imm) < 2.35 + 0.3  # the standing model takes over within 0.3 s, every time
+    assert float(np.median(one)) > float(np.median(imm)) + 0.3  # one filter must trade this off
+
+
+def test_a_range_error_trend_does_not_slow_a_crossing_persons_lateral_speed() -> None:
+    """Monocular range reads short far away and long near (a foot point a pixel off); the
+    detection sits on the true line of sight. Ego motion as a known input keeps the range, and
+    with it the lateral position, on track; a filter free to fit a closing speed is slowed."""
+    ego, vy_true = 16.7, 1.39
+
+    def tracked_vy(cfg: TrackerConfig, seed: int) -> float:
+        tr, rng, got = VruTracker(cfg), np.random.default_rng(seed), []
+        for i in range(round(2.0 / DT)):
+            t = i * DT
+            dx, y = 45.0 - ego * t, -4.2 + vy_true * t
+            scale = 1.0 + 0.12 * (25.0 - dx) / 20.0  # -12 % at 45 m ... +12 % at 5 m
+            cov = _los_cov(dx, y, 1.25 * dx * dx / 360.0, 0.004)  # 1.25 px of row, 1.3 m camera height
+            noise = rng.multivariate_normal([0.0, 0.0], cov)
+            tracks = tr.update(t, [Detection(dx * scale + float(noise[0]), y * scale + float(noise[1]), cov=cov)], ego)
+            if t > 1.0 and tracks:
+                got.append(tracks[0].vy)
+        return float(np.mean(got))
+
+    imm = float(np.mean([tracked_vy(TrackerConfig(), s) for s in range(5)]))
+    one = float(np.mean([tracked_vy(ONE_FILTER, s) for s in range(5)]))
+    assert imm > 0.9 * vy_true  # measured 0.94
+    assert one < 0.88 * vy_true  # measured 0.83: the range trend read as a closing speed
 
 
 def test_records_are_nearest_the_path_first_and_clutter_is_not_reported() -> None:

@@ -1,7 +1,7 @@
 """``tiny-node model ...``: the factory's commands.
 
 ``build`` and ``tracker-bound`` need torch (``pip install -e '.[train]'``); ``operating-point``
-runs the simulator and onnxruntime only.
+and ``tracker-bench`` run the simulator and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = sub.add_parser("tracker-bound", help="measure what a tracked VRU input (position, lateral velocity "
                        "with a tracker's errors) would add to the brake decision, on a build's data")
     _tracker_bound_arguments(t)
+    from tiny_node.factory import tracker_bench
+
+    tb = sub.add_parser("tracker-bench", help="the runtime's VRU tracker on rendered drives, shipped vs first: "
+                        "decision and track-stage latency, lateral-velocity error; no torch needed")
+    tracker_bench.add_arguments(tb)
 
 
 def _tracker_bound_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         from tiny_node.factory import operating_point
 
         return operating_point.command(args)
+    if args.model_cmd == "tracker-bench":
+        from tiny_node.factory import tracker_bench
+
+        return tracker_bench.command(args)
     try:
         from tiny_node.factory.build import BuildError, build
         from tiny_node.factory.config import CONFIGS

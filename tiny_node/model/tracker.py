@@ -4,21 +4,28 @@ Why: whether a person beside the lane needs a brake turns on their lateral veloc
 frame does not show (docs/MODEL_CARD.md, *What a tracked VRU input would add*). A tracker
 measures it from a few frames of positions.
 
-Each track is a constant-velocity Kalman filter in the ego frame: state ``dx, y, vx, vy``
-(metres from the front bumper, left +; velocities relative to the ego, m/s), measured
-``dx, y``. Monocular range is poor and gets worse with distance, so the measurement noise
-grows with ``dx``. Detections are assigned to tracks greedily by Mahalanobis distance inside a
-chi-square gate; an unassigned detection starts a tentative track, which is reported once it
-has been seen ``min_hits`` times in a row (a miss before that drops it: one-frame clutter never
-becomes a track), and a confirmed track is dropped when not seen for ``max_coast_s``. Time is the caller's
-(frame stamps): the tracker reads no clock, so lockstep replays give the same tracks.
+Each track is an interacting-multiple-model (IMM) filter in the ego frame: state ``dx, y, vx,
+vy`` (metres from the front bumper, left +; velocities relative to the ego, m/s), measured
+``dx, y``. People stand, walk steadily, and start or stop; one constant-velocity filter must
+pick a single lateral process noise for all three: low noise reads a steady walker's lateral
+velocity well but sees a stop at the kerb late; high noise the reverse (docs/MODEL_CARD.md).
+So each track runs one Kalman filter per motion model (``TrackerConfig.models``: standing,
+walking steadily, starting or stopping), mixed every frame by how well each explained the
+detections (Blom & Bar-Shalom's IMM). A standing model holds lateral velocity at zero, so a
+person waiting at the kerb reads as still. Monocular range is poor and gets worse with
+distance, so the measurement noise grows with ``dx``. Detections are assigned to tracks
+greedily by Mahalanobis distance (to the mixture) inside a chi-square gate; an unassigned
+detection starts a tentative track, which is reported once it has been seen ``min_hits`` times
+in a row (a miss before that drops it: one-frame clutter never becomes a track), and a
+confirmed track is dropped when not seen for ``max_coast_s``. Time is the caller's (frame
+stamps): the tracker reads no clock, so lockstep replays give the same tracks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,15 +48,44 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class MotionModel:
+    """One motion hypothesis of an IMM track; velocities over ground, m/s.
+
+    ``accel_x`` / ``accel_y``: white-noise acceleration along / across the road, m/s^2 (how
+    fast that velocity may change). ``vx_sigma``: a new track's longitudinal speed spread.
+    ``still``: lateral velocity is zero (a person standing); ``accel_y`` is then the jitter
+    of the foot point.
+
+    Why the longitudinal terms matter: the ego's own motion is a known input (``update``'s
+    ego speed), so a model that holds a person's ground speed along the road near zero makes
+    range follow the ego's travel. Left free, range follows the detections' range trend
+    instead: a monocular range error that grows with distance reads as a slower closing
+    speed, and through the line of sight the lateral position inherits it, so a crossing
+    person's lateral speed came out 25-35 % low (docs/MODEL_CARD.md, *IMM tracker*).
+    """
+
+    name: str
+    accel_y: float
+    accel_x: float = 0.1
+    vx_sigma: float = 0.5
+    still: bool = False
+
+
+#: standing; crossing or walking steadily; starting or stopping. None lets a person's ground
+#: speed along the road run free: one that did took up the range error's trend instead
+#: (docs/MODEL_CARD.md, *IMM tracker*)
+IMM_MODELS = (MotionModel("stand", 0.3, still=True), MotionModel("walk", 1.0), MotionModel("manoeuvre", 4.0))
+
+
+@dataclass(frozen=True)
 class TrackerConfig:
     """Noise and life-cycle settings (defaults for a 30 Hz camera and a monocular detector)."""
 
-    accel_x: float = 3.0  # m/s^2, process noise along the road (ego and actor speed changes)
-    # m/s^2, lateral: a person starting or stopping. 4 rather than 2: the filter then sees a
-    # pedestrian stop at the kerb sooner (the shipped model's highest benign P(brake) fell from
-    # 0.95 to 0.77 and its closed-loop threshold from 0.97 to 0.91), at a slightly larger
-    # lateral-velocity error while walking (docs/MODEL_CARD.md, *Tracked VRUs*)
-    accel_y: float = 4.0
+    #: the IMM's motion models; one model is a plain constant-velocity Kalman filter (the first
+    #: shipped tracker was ``(MotionModel("cv", 4.0, accel_x=3.0, vx_sigma=2.0),)`` with the
+    #: longitudinal velocity relative to the ego)
+    models: tuple[MotionModel, ...] = IMM_MODELS
+    switch_per_s: float = 0.3  # rate of leaving a motion model (mode switches per second)
     range_sigma: float = 0.3  # m at 0 m ...
     range_sigma_per_m: float = 0.06  # ... plus this per metre of range
     lateral_sigma: float = 0.08  # m at 0 m ...
@@ -64,13 +100,35 @@ class TrackerConfig:
 
 @dataclass
 class Track:
-    """One tracked VRU (state and covariance in the ego frame)."""
+    """One tracked VRU in the ego frame.
+
+    Per motion model a state and covariance, the models' probabilities ``mu``, and their
+    mixture (``x``, ``p``): what association and the records read.
+    """
 
     id: int
-    x: NDArray[np.float64]
-    p: NDArray[np.float64]
+    xs: list[NDArray[np.float64]]
+    ps: list[NDArray[np.float64]]
+    mu: NDArray[np.float64]
     hits: int = 1
     last_t: float = 0.0
+    ego_speed: float = 0.0  # at the last update: what ``vx_rel`` is relative to
+    x: NDArray[np.float64] = field(init=False)
+    p: NDArray[np.float64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.combine()
+
+    def combine(self) -> None:
+        """The moment-matched mixture of the models' estimates."""
+        self.x = sum((m * x for m, x in zip(self.mu, self.xs, strict=True)), np.zeros(4))
+        self.p = sum((m * (p + np.outer(x - self.x, x - self.x))
+                      for m, x, p in zip(self.mu, self.xs, self.ps, strict=True)), np.zeros((4, 4)))
+
+    @property
+    def mode(self) -> int:
+        """Index of the likeliest motion model."""
+        return int(np.argmax(self.mu))
 
     @property
     def dx(self) -> float:
@@ -83,9 +141,14 @@ class Track:
         return float(self.x[1])
 
     @property
+    def vx(self) -> float:
+        """Longitudinal velocity over ground, m/s (the state's; ego motion taken out)."""
+        return float(self.x[2])
+
+    @property
     def vx_rel(self) -> float:
         """Longitudinal velocity relative to the ego, m/s."""
-        return float(self.x[2])
+        return float(self.x[2]) - self.ego_speed
 
     @property
     def vy(self) -> float:
@@ -100,6 +163,7 @@ class VruTracker:
         self.cfg = config or TrackerConfig()
         self.tracks: list[Track] = []
         self._t: float | None = None
+        self._ego = 0.0  # ego speed at the last update, m/s
         self._next_id = 1
         self.resets = 0
 
@@ -111,16 +175,19 @@ class VruTracker:
     def update(self, time_s: float, detections: Sequence[Detection], ego_speed: float) -> list[Track]:
         """Advance to ``time_s``, fold in this frame's detections; the confirmed tracks.
 
-        ``ego_speed`` (m/s) sets a new track's initial relative velocity: most things on and
-        beside the road stand still or walk, so a new track starts at ``-ego_speed``.
+        ``ego_speed`` (m/s, odometry) is the known input of the prediction: between two frames
+        every track's range shrinks by the ego's travel (the mean of the two frames' speeds
+        times the interval) plus the VRU's own motion.
         """
         if self._t is not None and not 0.0 <= time_s - self._t <= self.cfg.max_gap_s:
             self.reset()
             self.resets += 1
         dt = 0.0 if self._t is None else time_s - self._t
-        self._t = time_s
+        travel = 0.5 * (self._ego + ego_speed) * dt
+        self._t, self._ego = time_s, ego_speed
         for tr in self.tracks:
-            self._predict(tr, dt)
+            self._predict(tr, dt, travel)
+            tr.ego_speed = ego_speed
         dets = [d for d in detections if d.score >= self.cfg.min_score and math.isfinite(d.dx + d.y)]
         unused = self._associate(dets, time_s)
         for d in unused:
@@ -148,17 +215,44 @@ class VruTracker:
         return np.diag([(c.range_sigma + c.range_sigma_per_m * d) ** 2,
                         (c.lateral_sigma + c.lateral_sigma_per_m * d) ** 2])
 
-    def _predict(self, tr: Track, dt: float) -> None:
-        if dt <= 0.0:
-            return
+    def _transition(self, model: MotionModel, dt: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """State transition and process noise of one motion model over ``dt``."""
         f = np.eye(4)
-        f[0, 2] = f[1, 3] = dt
+        f[0, 2] = dt
+        if model.still:
+            f[3, 3] = 0.0  # lateral velocity is zero, whatever it was
+        else:
+            f[1, 3] = dt
         q = np.zeros((4, 4))
-        for i, a in ((0, self.cfg.accel_x), (1, self.cfg.accel_y)):  # white-noise acceleration
+        for i, a in ((0, model.accel_x), (1, model.accel_y)):  # white-noise acceleration
             q[i, i], q[i, i + 2], q[i + 2, i], q[i + 2, i + 2] = (dt**4 / 4, dt**3 / 2, dt**3 / 2, dt**2)
             q[i::2, i::2] *= a * a
-        tr.x = f @ tr.x
-        tr.p = f @ tr.p @ f.T + q
+        return f, q
+
+    def _predict(self, tr: Track, dt: float, travel: float) -> None:
+        """IMM mixing, then each model's prediction; the ego's ``travel`` (m) is taken off the range.
+
+        ``tr.mu`` becomes the predicted mode probabilities.
+        """
+        if dt <= 0.0:
+            return
+        n = len(self.cfg.models)
+        if n > 1:
+            stay = math.exp(-self.cfg.switch_per_s * dt)
+            pi = np.full((n, n), (1.0 - stay) / (n - 1))
+            np.fill_diagonal(pi, stay)
+            c = tr.mu @ pi  # predicted mode probabilities
+            w = pi * tr.mu[:, None] / np.maximum(c, 1e-300)[None, :]  # w[i, j] = P(was i | now j)
+            xs = [sum((w[i, j] * tr.xs[i] for i in range(n)), np.zeros(4)) for j in range(n)]
+            ps = [sum((w[i, j] * (tr.ps[i] + np.outer(tr.xs[i] - xs[j], tr.xs[i] - xs[j])) for i in range(n)),
+                      np.zeros((4, 4))) for j in range(n)]
+            tr.xs, tr.ps, tr.mu = xs, ps, c
+        for j, model in enumerate(self.cfg.models):
+            f, q = self._transition(model, dt)
+            tr.xs[j] = f @ tr.xs[j]
+            tr.xs[j][0] -= travel
+            tr.ps[j] = f @ tr.ps[j] @ f.T + q
+        tr.combine()
 
     def _associate(self, dets: list[Detection], time_s: float) -> list[Detection]:
         """Greedy nearest-first assignment inside the gate; returns the unassigned detections."""
@@ -181,16 +275,33 @@ class VruTracker:
         return [d for i, d in enumerate(dets) if i not in used_d]
 
     def _correct(self, tr: Track, d: Detection, time_s: float) -> None:
-        s = _H @ tr.p @ _H.T + self._r(d.dx, d)
-        k = tr.p @ _H.T @ np.linalg.inv(s)
-        tr.x = tr.x + k @ (np.array([d.dx, d.y]) - _H @ tr.x)
-        tr.p = (np.eye(4) - k @ _H) @ tr.p
+        """Each model's Kalman update; the mode probabilities by how likely each found ``d``."""
+        z, r = np.array([d.dx, d.y]), self._r(d.dx, d)
+        like = np.empty(len(tr.xs))
+        for j, (x, p) in enumerate(zip(tr.xs, tr.ps, strict=True)):
+            s = _H @ p @ _H.T + r
+            innov = z - _H @ x
+            k = p @ _H.T @ np.linalg.inv(s)
+            tr.xs[j] = x + k @ innov
+            tr.ps[j] = (np.eye(4) - k @ _H) @ p
+            like[j] = math.exp(-0.5 * float(innov @ np.linalg.solve(s, innov))) / math.sqrt(
+                max(float(np.linalg.det(s)), 1e-300))
+        mu = tr.mu * like
+        if mu.sum() > 0.0:  # else the detection was equally unlikely under every model: keep mu
+            tr.mu = mu / mu.sum()
+        tr.combine()
         tr.hits += 1
         tr.last_t = time_s
 
     def _start(self, d: Detection, time_s: float, ego_speed: float) -> None:
-        p = np.zeros((4, 4))
-        p[:2, :2] = self._r(d.dx, d)
-        p[2, 2], p[3, 3] = 2.0**2, self.cfg.init_vy_sigma**2
-        self.tracks.append(Track(self._next_id, np.array([d.dx, d.y, -ego_speed, 0.0]), p, last_t=time_s))
+        x = np.array([d.dx, d.y, 0.0, 0.0])  # most things beside the road stand or walk
+        ps = []
+        for m in self.cfg.models:
+            p = np.zeros((4, 4))
+            p[:2, :2] = self._r(d.dx, d)
+            p[2, 2], p[3, 3] = m.vx_sigma**2, self.cfg.init_vy_sigma**2
+            ps.append(p)
+        n = len(self.cfg.models)
+        self.tracks.append(Track(self._next_id, [x.copy() for _ in range(n)], ps, np.full(n, 1.0 / n),
+                                 last_t=time_s, ego_speed=ego_speed))
         self._next_id += 1
