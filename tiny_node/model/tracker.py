@@ -5,10 +5,11 @@ frame does not show (docs/MODEL_CARD.md, *What a tracked VRU input would add*). 
 measures it from a few frames of positions.
 
 Each track is an interacting-multiple-model (IMM) filter in the ego frame: state ``dx, y, vx,
-vy`` (metres from the front bumper, left +; velocities relative to the ego, m/s), measured
-``dx, y``. People stand, walk steadily, and start or stop; one constant-velocity filter must
-pick a single lateral process noise for all three: low noise reads a steady walker's lateral
-velocity well but sees a stop at the kerb late; high noise the reverse (docs/MODEL_CARD.md).
+vy`` (metres from the front bumper, left +; velocities over ground, m/s), measured ``dx, y``;
+the ego's speed is a known input of each prediction (its travel comes off the range). People
+stand, walk steadily, and start or stop; one constant-velocity filter must pick a single
+lateral process noise for all three: low noise reads a steady walker's lateral velocity well
+but sees a stop at the kerb late; high noise the reverse (docs/MODEL_CARD.md, *IMM tracker*).
 So each track runs one Kalman filter per motion model (``TrackerConfig.models``: standing,
 walking steadily, starting or stopping), mixed every frame by how well each explained the
 detections (Blom & Bar-Shalom's IMM). A standing model holds lateral velocity at zero, so a
@@ -126,11 +127,6 @@ class Track:
                       for m, x, p in zip(self.mu, self.xs, self.ps, strict=True)), np.zeros((4, 4)))
 
     @property
-    def mode(self) -> int:
-        """Index of the likeliest motion model."""
-        return int(np.argmax(self.mu))
-
-    @property
     def dx(self) -> float:
         """Range along the road to the front bumper, m."""
         return float(self.x[0])
@@ -148,7 +144,7 @@ class Track:
     @property
     def vx_rel(self) -> float:
         """Longitudinal velocity relative to the ego, m/s."""
-        return float(self.x[2]) - self.ego_speed
+        return self.vx - self.ego_speed
 
     @property
     def vy(self) -> float:
