@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiny_node.config import make_config
-from tiny_node.model.bundle import MANIFEST, load_bundle, resolve_bundle_dir, set_threshold
+from tiny_node.model.bundle import MANIFEST, BundleError, existing_bundle_dir, load_bundle, set_threshold
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
 from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
 
@@ -148,10 +148,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """``tiny-node model operating-point``: print (and optionally write) the closed-loop threshold."""
-    bundle = resolve_bundle_dir(args.bundle)
-    if bundle is None or not (bundle / MANIFEST).is_file():
-        print(f"tiny-node model operating-point: {bundle or repr(args.bundle)}: no {MANIFEST} (not a bundle)",
-              file=sys.stderr)
+    try:
+        bundle = existing_bundle_dir(args.bundle)
+    except BundleError as exc:
+        print(f"tiny-node model operating-point: {exc}", file=sys.stderr)
         return 2
     if not 0.0 <= args.margin < 1.0:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tiny_node.model.bundle import MANIFEST, BundleError, load_bundle, resolve_bundle_dir
+from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
 from tiny_node.model.tracker import MotionModel, TrackerConfig, VruTracker
 
 #: the tracker shipped first: one constant-velocity filter, the person's speed along the road free
@@ -105,12 +105,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Print decision / track-stage latency and lateral-velocity error per tracker."""
-    path = resolve_bundle_dir(args.bundle)
-    if path is None or not (path / MANIFEST).is_file():
-        print(f"tiny-node model tracker-bench: {path or repr(args.bundle)}: no {MANIFEST} (not a bundle)",
-              file=sys.stderr)
-        return 2
     try:
+        path = existing_bundle_dir(args.bundle)
         bundle = load_bundle(path)
         if bundle.vlm is None or bundle.vlm.tracking is None:
             raise BundleError(f"{path}: no vlm.tracking section: the bundle tracks nothing")

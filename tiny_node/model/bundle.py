@@ -816,3 +816,14 @@ def resolve_bundle_dir(value: str) -> Path | None:
     if value == "default":
         return DEFAULT_BUNDLE_DIR
     return Path(value).expanduser()
+
+
+def existing_bundle_dir(value: str) -> Path:
+    """A command's bundle argument (``"default"`` or a directory) that holds a manifest.
+
+    Raises BundleError naming the path otherwise, before any work is done on it.
+    """
+    path = resolve_bundle_dir(value)
+    if path is None or not (path / MANIFEST).is_file():
+        raise BundleError(f"{path or repr(value)}: no {MANIFEST} (not a bundle)")
+    return path
