@@ -10,7 +10,7 @@ it without the simulator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,7 +44,7 @@ class Pinhole(CameraMount):
     @classmethod
     def of(cls, mount: CameraMount, width: int, height: int) -> Pinhole:
         """``mount`` seen at ``width`` x ``height`` pixels (the model's resize of the frame)."""
-        return cls(width=width, height=height, **{f.name: getattr(mount, f.name) for f in fields(CameraMount)})
+        return cls(width=width, height=height, **asdict(mount.mount()))
 
     @property
     def fx(self) -> float:
