@@ -33,3 +33,22 @@ def test_a_folder_without_a_manifest_or_without_tracking_is_refused(
     assert "no manifest.yaml" in capsys.readouterr().err
     assert tracker_bench.command(argparse.Namespace(bundle=str(bundles["fast"]))) == 2
     assert "vlm.tracking" in capsys.readouterr().err
+
+
+def test_format_bench_times_the_language_model_apart_from_the_detector(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from tiny_node.factory import format_bench
+
+    assert format_bench.command(argparse.Namespace(build=tmp_path, rounds=10)) == 2
+    assert "needs the pruned FP32 bundle" in capsys.readouterr().err
+    shipped = resolve_bundle_dir("default")
+    assert shipped is not None
+    for name in ("pruned", "int8"):  # the same graphs twice: the comparison itself is what runs
+        shutil.copytree(shipped, tmp_path / "bundles" / name)
+    res = format_bench.measure({n: tmp_path / "bundles" / n for n in ("pruned", "int8")}, rounds=12)
+    for r in res.values():
+        assert 0.0 < r["lm_p50"] <= r["lm_p99"] and r["track_p50"] > 0.0
+    assert format_bench.command(argparse.Namespace(build=tmp_path, rounds=3)) == 2
+    assert "--rounds 3" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """``tiny-node model ...``: the factory's commands.
 
 ``build`` and ``tracker-bound`` need torch (``pip install -e '.[train]'``); ``operating-point``
-and ``tracker-bench`` run the simulator and onnxruntime only.
+``tracker-bench`` and ``format-bench`` run the simulator and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tb = sub.add_parser("tracker-bench", help="the runtime's VRU tracker on rendered drives, shipped vs first: "
                         "decision and track-stage latency, lateral-velocity error; no torch needed")
     tracker_bench.add_arguments(tb)
+    from tiny_node.factory import format_bench
+
+    fb = sub.add_parser("format-bench", help="language-model time of a build's bundle formats (FP32, INT8 "
+                        "static / dynamic / mixed), interleaved on the same frames; no torch needed")
+    format_bench.add_arguments(fb)
 
 
 def _tracker_bound_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         from tiny_node.factory import tracker_bench
 
         return tracker_bench.command(args)
+    if args.model_cmd == "format-bench":
+        from tiny_node.factory import format_bench
+
+        return format_bench.command(args)
     try:
         from tiny_node.factory.build import BuildError, build
         from tiny_node.factory.config import CONFIGS
