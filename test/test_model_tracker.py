@@ -139,3 +139,20 @@ def test_low_scores_and_non_finite_detections_are_ignored() -> None:
     for i in range(5):
         tr.update(i * DT, [Detection(20.0, 3.0, score=0.2), Detection(math.nan, 1.0)], 0.0)
     assert tr.tracks == []
+
+
+def test_an_odometry_error_of_ten_percent_leaves_the_lateral_speed_within_ten_percent() -> None:
+    """The ego's speed is an input of every prediction: a wheel-speed scale error (tyre wear,
+    slip) must not turn into a lateral-speed error the way a free closing speed did."""
+    for told in (9.0, 11.0):  # the ego drives at 10 m/s
+        tr, rng, got = VruTracker(), np.random.default_rng(0), []
+        for i in range(round(2.5 / DT)):
+            t = i * DT
+            dx, y = 35.0 - 10.0 * t, -4.0 + 1.4 * t
+            cov = _los_cov(dx, y, 1.25 * dx * dx / 360.0, 0.004)
+            z = rng.multivariate_normal([dx, y], cov)
+            tracks = tr.update(t, [Detection(float(z[0]), float(z[1]), cov=cov)], told)
+            if t > 0.5 and tracks:
+                got.append(tracks[0].vy)
+        assert len(got) > 50 and abs(float(np.mean(got)) - 1.4) < 0.14  # measured 1.32 / 1.46
+        assert tr._next_id == 2  # one track throughout: the range prediction stays inside the gate
