@@ -24,11 +24,14 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from tiny_node.model.tracker import RECORD_FIELDS
 from tiny_node.sim.kinds import VRU_KINDS
 from tiny_node.sim.projection import View
 from tiny_node.sim.world import ActorState, World
 
-TRACK_FIELDS = ("present", "dx", "y", "vy", "vx_rel")
+#: one record per VRU, the same layout as the runtime tracker's records (what a detector + tracker
+#: would report; ``degrade`` turns these into such reports)
+TRACK_FIELDS = RECORD_FIELDS
 TRACKS = 2
 #: the probes ``tracker_bound`` trains (here so the CLI lists them without importing torch)
 BOUND_INPUTS = ("image", "image+tracks", "tracks")

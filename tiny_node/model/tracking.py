@@ -18,10 +18,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from tiny_node.camera import Pinhole
-from tiny_node.model.bundle import Bundle, BundleError, TrackingSpec
+from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, TrackingSpec
 from tiny_node.model.detect import detections, peaks
 from tiny_node.model.runtime import load_session
-from tiny_node.model.tracker import VruTracker
+from tiny_node.model.tracker import RECORD_FIELDS, VruTracker
 
 HEAT, OFFSET = "heat", "offset"
 
@@ -81,9 +81,7 @@ def describe(features: Mapping[str, float], slots: int) -> str:
 
 
 def features_of(records: NDArray[Any]) -> dict[str, float]:
-    """Track records ``[slots, >=4]`` (present, dx, y, vy, ...) as ``vru<k>_*`` features."""
-    out: dict[str, float] = {}
-    for k, r in enumerate(np.asarray(records, np.float64)):
-        out.update({f"vru{k}_present": float(r[0]), f"vru{k}_dx": float(r[1]), f"vru{k}_y": float(r[2]),
-                    f"vru{k}_vy": float(r[3])})
-    return out
+    """Track records ``[slots, >=4]`` (``tracker.RECORD_FIELDS``) as ``vru<k>_*`` features."""
+    cols = [RECORD_FIELDS.index(f) for f in TRACK_FEATURES]
+    return {f"vru{k}_{f}": float(r[c]) for k, r in enumerate(np.asarray(records, np.float64))
+            for f, c in zip(TRACK_FEATURES, cols, strict=True)}

@@ -383,10 +383,10 @@ class VlmRuntime:
         t0 = time.perf_counter()  # real time is the point: these are stage timings
         pixels = self._pixels(image_rgb)
         t_track = time.perf_counter()
-        if self.tracking is not None:
-            ego = feature_value("ego_speed", features, 0.0)
-            found = self.tracking.step(pixels, time_s, ego, run_options)
-            features = {**features, **(found if tracks is None else features_of(tracks))}
+        if self.tracking is not None:  # given records replace the detector + tracker, not run on top
+            found = features_of(tracks) if tracks is not None else self.tracking.step(
+                pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
+            features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3
         ids = self.prompt.ids(features, context)
         t1 = time.perf_counter()
