@@ -73,11 +73,11 @@ def export_graphs(model: TinyVlm, out: Path) -> None:
     cfg = model.cfg
     with torch.no_grad():
         export_onnx(VisionExport(model), (torch.zeros(1, 3, IMAGE_H, IMAGE_W),), out / FILES["vision_encoder"],
-                inputs=["pixel_values"], outputs=["image_features"], dynamic={})
+                    inputs=["pixel_values"], outputs=["image_features"], dynamic={})
         export_onnx(EmbedExport(model), (torch.zeros(1, 5, dtype=torch.int64),), out / FILES["embed_tokens"],
-                inputs=["input_ids"], outputs=["inputs_embeds"],
-                dynamic={"input_ids": {0: "batch_size", 1: "sequence_length"},
-                 "inputs_embeds": {0: "batch_size", 1: "sequence_length"}})
+                    inputs=["input_ids"], outputs=["inputs_embeds"],
+                    dynamic={"input_ids": {0: "batch_size", 1: "sequence_length"},
+                             "inputs_embeds": {0: "batch_size", 1: "sequence_length"}})
         past_len, s = 3, 2  # non-zero dims so tracing keeps them symbolic
         past = [torch.zeros(1, cfg.kv_heads, past_len, cfg.head_dim) for _ in range(2 * cfg.layers)]
         names_in = ["inputs_embeds", "attention_mask", "position_ids"]
@@ -97,7 +97,7 @@ def export_graphs(model: TinyVlm, out: Path) -> None:
         args = (torch.zeros(1, s, cfg.hidden), torch.ones(1, past_len + s, dtype=torch.int64),
                 torch.arange(past_len, past_len + s)[None], *past)
         export_onnx(DecoderExport(model), args, out / FILES["decoder"], inputs=names_in, outputs=names_out,
-                dynamic=dyn)
+                    dynamic=dyn)
 
 
 def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
