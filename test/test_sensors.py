@@ -53,6 +53,16 @@ def test_rep117_plus_inf_is_clear_not_a_fault():
     assert snap.features()["range_valid"] == 0.0
 
 
+def test_model_features_carry_no_made_up_ego_speed():
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    assert math.isnan(s.snapshot(0.01).features()["ego_speed"])  # never received
+    s.update_odometry(7.5, 0.0)
+    assert s.snapshot(0.01).features()["ego_speed"] == 7.5
+    snap = s.snapshot(0.6)  # stale: the last speed is no longer the ego's speed
+    assert snap.odom_fault is not None and math.isnan(snap.features()["ego_speed"])
+
+
 @pytest.mark.parametrize("speed", [-1.0, math.nan, math.inf, 250.0])
 def test_implausible_speed_is_a_fault(speed):
     s = SensorState(RuleConfig())

@@ -243,6 +243,21 @@ def test_stale_sensors_failsafe_brake():
     assert d.brake and "fail-safe" in d.reason and "stale" in d.reason
 
 
+def test_model_is_not_asked_without_a_trustworthy_ego_speed():
+    """Stale odometry under a no_brake fail-safe: 0 m/s would tell the model (and its tracker)
+    that the ego stands still, so the frame falls to the rules; odometry back, the model again."""
+    port = ScriptedPort()
+    clock, sensors, wd = setup(port=port, **{"rules.failsafe": "no_brake"})
+    clock.advance(0.6)
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
+    [d] = wd.on_frame(frame(clock, 1))
+    assert port.submitted == [] and d.model_state is ModelState.UNAVAILABLE
+    assert not d.brake and "fail-safe no_brake: odom: stale" in d.reason
+    assert "[model unavailable: model not asked: no trustworthy ego speed (odom: stale" in d.reason
+    sensors.update_odometry(10.0, clock.now())
+    assert wd.on_frame(frame(clock, 2)) == [] and port.submitted == [2]
+
+
 def test_exactly_one_decision_per_frame_under_random_schedule():
     """A driver that wakes at every event (frame, model done, next_wakeup) never misses."""
     rng = np.random.default_rng(7)

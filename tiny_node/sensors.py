@@ -63,13 +63,23 @@ class SensorSnapshot:
             return 0.0
         return r
 
+    @property
+    def odom_fault(self) -> str | None:
+        """The odometry fault of this cycle, if any: then ``ego_speed`` is not to be trusted."""
+        return next((f for f in self.faults if f.startswith("odom:")), None)
+
     def features(self) -> dict[str, float]:
-        """Model sensor features (names are the bundle contract in docs/BUNDLE.md)."""
+        """Model sensor features (names are the bundle contract in docs/BUNDLE.md).
+
+        ``ego_speed`` is NaN under an odometry fault: a missing speed has no safe default
+        (0 m/s would tell the model and its tracker the ego stands still), and the model
+        refuses a non-finite one, so the watchdog does not ask it.
+        """
         d = self.object_distance
         valid = d is not None and not any(f.startswith("range") for f in self.faults)
         rng = min(d, RANGE_CLEAR_M) if (valid and d is not None) else RANGE_CLEAR_M
         return {
-            "ego_speed": float(self.ego_speed or 0.0),
+            "ego_speed": math.nan if self.odom_fault or self.ego_speed is None else float(self.ego_speed),
             "range": float(rng),
             "range_rate": float(self.range_rate or 0.0),
             "range_valid": 1.0 if valid and d is not None and math.isfinite(d) else 0.0,

@@ -234,6 +234,8 @@ class Watchdog:
         self._open[seq] = cycle
         if fault is not None or frame.image is None:
             cycle.unavailable_why = f"bad frame: {fault or 'no image'}"
+        elif snap.odom_fault:
+            cycle.unavailable_why = f"model not asked: no trustworthy ego speed ({snap.odom_fault})"
         if self.model is None:
             return [self._close(cycle, None, ModelState.DISABLED)]
         if cycle.unavailable_why:
