@@ -112,6 +112,29 @@ def test_points_mark_people_hidden_behind_a_parked_car() -> None:
     assert alone[0, 2] == 1.0  # without the car the child is in plain view
 
 
+def test_a_label_for_what_the_camera_can_see_leaves_hidden_people_out() -> None:
+    """A child about to step out from behind a parked car is a brake by the truth, no brake by
+    what the camera shows; once in view, both say brake. A person close ahead whose feet are
+    below the image window still counts as seen."""
+    from tiny_node.factory.scenes import label_frame
+    from tiny_node.factory.tracks import hidden_vrus, vru_points
+    from tiny_node.factory.vlm_torch import ROI
+    from tiny_node.sim.camera import CameraModel
+
+    view = CameraModel().view((320, 240))
+    child = ActorSpec("child", Trajectory(15.0, -3.4, 90.0, 5.0), name="child")  # 1.4 m/s towards the lane
+    car = ActorSpec("parked_car", Trajectory(13.0, -2.6), name="car")
+    world = World(Scenario(name="p", ego_speed_kmh=40.0, actors=(child, car)))
+    assert hidden_vrus(world, view, ROI) == {"child"}
+    truth, seen = label_frame(world, ""), label_frame(world, "", hidden_vrus(world, view, ROI))
+    assert truth.brake and "child crossing from the right" in truth.rationale
+    assert not seen.brake and seen.rationale == "clear road"
+    alone = World(Scenario(name="q", ego_speed_kmh=40.0, actors=(child,)))
+    assert hidden_vrus(alone, view, ROI) == frozenset() and label_frame(alone, "", frozenset()).brake
+    near = World(Scenario(name="r", ego_speed_kmh=10.0, actors=(ActorSpec("adult", Trajectory(2.5, 0.0), name="a"),)))
+    assert vru_points(near, view, ROI)[0, 2] == 0.0 and hidden_vrus(near, view, ROI) == frozenset()
+
+
 def test_detector_targets_decode_back_to_the_points() -> None:
     """The factory's heat / offset targets and the runtime's decoder agree to a millipixel."""
     pytest.importorskip("torch")

@@ -61,6 +61,8 @@ class Build:
             self.state = old
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
+        if cfg.labels not in ("truth", "seen"):
+            raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or 'seen'")
         if not 0 <= cfg.tracks <= TRACKS:
             raise BuildError(f"config {cfg.name}: tracks {cfg.tracks} must be 0..{TRACKS} (slots the shards hold)")
         self.tok = build_tokenizer(cfg.tracks)
@@ -89,11 +91,14 @@ class Build:
             parts = [name] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
             paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                      for part in parts for i in range(shards[part])]
+            columns = (("vru_tracks", "vru_points") if self.cfg.tracks else ()) + (
+                ("brake_seen", "rationale_seen") if self.cfg.labels == "seen" else ())
+            data = dataset.load_with(paths, columns, self.cfg.episodes_per_shard, self.cfg.frames_per_episode)
+            if self.cfg.labels == "seen" and name in ("train", "val"):
+                data["brake"], data["rationale"] = data["brake_seen"], data["rationale_seen"]
             if not self.cfg.tracks:
-                self._data[name] = dataset.load_split(paths)
-                return self._data[name]
-            data = dataset.load_with(paths, ("vru_tracks", "vru_points"), self.cfg.episodes_per_shard,
-                                     self.cfg.frames_per_episode)
+                self._data[name] = data
+                return data
             # what the language model reads: ground-truth tracks with the tracker's errors, drawn
             # once per split (seeded), so every model of the build sees the same inputs
             rng = np.random.default_rng([self.cfg.seed, *name.encode()])

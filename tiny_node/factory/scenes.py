@@ -19,6 +19,7 @@ camera pose, actor size and colour, distractors.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -339,13 +340,19 @@ class Label:
     rationale: str
 
 
-def label_frame(world: World, context: str) -> Label:
-    """Brake needed or not, and the sentence that says why."""
+def label_frame(world: World, context: str, hidden: frozenset[str] = frozenset()) -> Label:
+    """Brake needed or not, and the sentence that says why.
+
+    ``hidden``: names of actors to leave out (``tracks.hidden_vrus``: people the camera cannot
+    see). Why: a label for what the camera can know (``FactoryConfig.labels`` ``seen``); with
+    hidden people in it, a model learns to brake for the scene (parked cars) instead.
+    """
     truth = world.truth()
     v = world.ego.speed
     best: tuple[float, ActorState] | None = None
     brake = False
-    for a in world.actors():
+    actors = [a for a in world.actors() if a.name not in hidden]
+    for a in actors:
         if not a.solid:
             continue
         tc = conflict_time(world, a)
@@ -356,19 +363,19 @@ def label_frame(world: World, context: str) -> Label:
             best = (tc, a)
     gap = truth.in_path_distance
     closing = truth.closing_speed
-    if math.isfinite(gap) and closing > 0.0:
+    if math.isfinite(gap) and closing > 0.0 and truth.nearest_name not in hidden:
         stop = closing * T_RESPONSE_S + closing**2 / (2 * A_EGO_MPS2) + MARGIN_M
         brake = brake or gap <= stop
     rel: ActorState | None = None
     if best is not None and best[0] < RELEVANT_S:
         rel = best[1]
-    elif math.isfinite(gap) and gap < 60.0:
+    elif math.isfinite(gap) and gap < 60.0 and truth.nearest_name not in hidden:
         _, rel = world.in_path()
     text = "clear road"
     if rel is not None:
         text = _sentence(world, rel, brake, in_path=rel.name == truth.nearest_name)
     elif v > 0.0:
-        side = _side_vru(world)
+        side = _side_vru(actors, world.ego.position)
         if side is not None:
             text = side
     ttc = best[0] if best is not None else math.inf
@@ -391,10 +398,9 @@ def _sentence(world: World, a: ActorState, brake: bool, in_path: bool) -> str:
     return f"{word} ahead , closing , {d} m"
 
 
-def _side_vru(world: World) -> str | None:
+def _side_vru(actors: Sequence[ActorState], front: float) -> str | None:
     """A person near the road ahead but not in the path: worth saying it was seen."""
-    front = world.ego.position
-    for a in sorted(world.actors(), key=lambda s: s.x):
+    for a in sorted(actors, key=lambda s: s.x):
         if a.kind in VRU_KINDS and 0.0 < a.x - front < 30.0 and abs(a.y) < 6.0:
             side = "left" if a.y > 0 else "right"
             return f"{KIND_WORDS[a.kind]} on the {side} , not in path"

@@ -19,6 +19,7 @@ an actor's length further than the near edge: well inside the 2 m range bins of 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -93,11 +94,46 @@ def vru_points(world: World, view: View, roi: tuple[int, int, int, int]) -> NDAr
     such hidden people keep their points with ``visible`` 0 (a detector must not be taught to
     see them).
     """
+    rows = sorted((v.dist, v.foot[0], v.foot[1], float(_inside(v.foot, roi) and not v.behind))
+                  for v in _sightings(world, view))
+    out = np.zeros((MAX_POINTS, len(POINT_FIELDS)), np.float32)
+    for k, r in enumerate(rows[:MAX_POINTS]):
+        out[k] = r[1:]
+    return out
+
+
+def hidden_vrus(world: World, view: View, roi: tuple[int, int, int, int]) -> frozenset[str]:
+    """Names of the VRUs the model's image window ``roi`` does not show.
+
+    Hidden: behind a nearer upright actor (as in ``vru_points``), or with the point halfway up
+    outside ``roi`` (beside the view, or behind the camera). The foot point is not the test
+    here: a person close ahead has feet below the window but a body inside it.
+    """
+    seen = {v.actor.name for v in _sightings(world, view) if _inside(v.mid, roi) and not v.behind}
+    return frozenset(a.name for a in world.actors() if a.kind in VRU_KINDS and a.name not in seen)
+
+
+def _inside(p: tuple[float, float], roi: tuple[int, int, int, int]) -> bool:
+    r0, r1, c0, c1 = roi
+    return c0 <= p[0] < c1 and r0 <= p[1] < r1
+
+
+class _Sighting(NamedTuple):
+    """One VRU in front of the camera, as the image shows it (or not)."""
+
+    actor: ActorState
+    dist: float  # from the camera, m
+    foot: tuple[float, float]  # image point of the centre of its footprint
+    mid: tuple[float, float]  # image point halfway up
+    behind: bool  # the mid point is behind a nearer upright actor
+
+
+def _sightings(world: World, view: View) -> list[_Sighting]:
+    """Every VRU in front of the camera (the renderer draws far to near, so ``behind`` hides)."""
     cam_x = world.ego.position - view.setback
     upright = [a for a in world.actors() if a.height > 0.05]
     hulls = [(math.hypot(a.x - cam_x, a.y), a, _hull(a, view, cam_x)) for a in upright]
-    rows: list[tuple[float, float, float, float]] = []
-    r0, r1, c0, c1 = roi
+    out = []
     for a in upright:
         if a.kind not in VRU_KINDS:
             continue
@@ -106,14 +142,9 @@ def vru_points(world: World, view: View, roi: tuple[int, int, int, int]) -> NDAr
         if foot is None or mid is None:
             continue
         dist = math.hypot(a.x - cam_x, a.y)
-        hidden = any(d < dist and h is not None and cv2.pointPolygonTest(h, (mid[0], mid[1]), False) > 0
+        behind = any(d < dist and h is not None and cv2.pointPolygonTest(h, (mid[0], mid[1]), False) > 0
                      for d, b, h in hulls if b is not a)
-        inside = c0 <= foot[0] < c1 and r0 <= foot[1] < r1
-        rows.append((dist, foot[0], foot[1], float(inside and not hidden)))
-    rows.sort()
-    out = np.zeros((MAX_POINTS, len(POINT_FIELDS)), np.float32)
-    for k, r in enumerate(rows[:MAX_POINTS]):
-        out[k] = r[1:]
+        out.append(_Sighting(a, dist, (foot[0], foot[1]), (mid[0], mid[1]), behind))
     return out
 
 
