@@ -93,6 +93,22 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     lookalike = metrics["data"]["train_lookalike"]
     assert lookalike["frames"] == shards["train_lookalike-0000.npz"] == lookalike["benign_frames"] > 0
     assert "recall_entering" in metrics["models"]["int8"]["test"]
+    assert metrics["models"]["int8"]["test"]["urgent_in_view_frames"] <= metrics["models"]["int8"]["test"]["urgent_frames"]
+
+
+def test_seen_labels_train_on_what_the_camera_shows_and_test_on_the_truth(tiny_build: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    (tmp_path / "data").symlink_to(tiny_build / "data")
+    seen = Build(replace(TINY, name="tiny-seen", labels="seen"), tmp_path, log=lambda _: None)
+    truth = Build(TINY, tiny_build, log=lambda _: None)
+    train, test = seen.split("train"), seen.split("test")
+    np.testing.assert_array_equal(train["brake"], truth.split("train")["brake_seen"])
+    assert (train["brake"] <= truth.split("train")["brake"]).all()  # leaving people out never adds a brake
+    np.testing.assert_array_equal(test["brake"], truth.split("test")["brake"])
+    assert "brake_seen" in test
+    with pytest.raises(BuildError, match="labels 'all' must be 'truth' or 'seen'"):
+        Build(replace(TINY, name="tiny-bad", labels="all"), tmp_path / "bad")
 
 
 def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:

@@ -91,8 +91,9 @@ class Build:
             parts = [name] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
             paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                      for part in parts for i in range(shards[part])]
+            seen = self.cfg.labels == "seen" or name in ("test", "heldout")  # trained on, or reported
             columns = (("vru_tracks", "vru_points") if self.cfg.tracks else ()) + (
-                ("brake_seen", "rationale_seen") if self.cfg.labels == "seen" else ())
+                ("brake_seen", "rationale_seen") if seen else ())
             data = dataset.load_with(paths, columns, self.cfg.episodes_per_shard, self.cfg.frames_per_episode)
             if self.cfg.labels == "seen" and name in ("train", "val"):
                 data["brake"], data["rationale"] = data["brake_seen"], data["rationale_seen"]
@@ -388,12 +389,20 @@ def _mflops(r: dict[str, Any]) -> str:
     return f"{r['mflops']:.1f} + {det:.1f} detector" if det else f"{r['mflops']:.1f}"
 
 
+def _in_view(r: dict[str, Any]) -> str:
+    """The urgent recall where the image shows the hazard, if the evaluation had it."""
+    if "recall_ttc_lt_1_5_in_view" not in r["test"]:
+        return ""
+    return (f" ({_f(r['test']['recall_ttc_lt_1_5_in_view'], 2, True)} / "
+            f"{_f(r['heldout']['recall_ttc_lt_1_5_in_view'], 2, True)})")
+
+
 def table(result: dict[str, Any]) -> str:
     """The model card's table as Markdown."""
     names = {"teacher": "teacher FP32", "student": "student FP32", "pruned": "pruned student FP32",
              "int8": "**INT8 static (shipped)**", "int8_dynamic": "INT8 dynamic",
              "int8_mixed": "INT8 static vision + dynamic decoder"}
-    head = ("| model | test acc | held-out acc | recall TTC<1.5 s (test / held-out) | false-brake benign "
+    head = ("| model | test acc | held-out acc | recall TTC<1.5 s (test / held-out; hazard in view) | false-brake benign "
             "| params | MFLOPs | size | decision p50/p99 1 thr (model only) | p50/p99 2 thr | rationale tok/s |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
@@ -401,7 +410,8 @@ def table(result: dict[str, Any]) -> str:
         l1, l2 = r["latency_1t"], r["latency_2t"]
         rows.append(
             f"| {names.get(key, key)} | {_f(r['test']['accuracy'], 2, True)} | {_f(r['heldout']['accuracy'], 2, True)} "
-            f"| {_f(r['test']['recall_ttc_lt_1_5'], 2, True)} / {_f(r['heldout']['recall_ttc_lt_1_5'], 2, True)} "
+            f"| {_f(r['test']['recall_ttc_lt_1_5'], 2, True)} / {_f(r['heldout']['recall_ttc_lt_1_5'], 2, True)}"
+            f"{_in_view(r)} "
             f"| {_f(r['test']['false_brake_rate_benign'], 2, True)} | {r['params'] / 1e3:.0f} k | {_mflops(r)} "
             f"| {r['size_bytes'] / 1e6:.2f} MB | {_f(l1['p50_ms'])} / {_f(l1['p99_ms'])} "
             f"({_f(l1['model_p50_ms'])} / {_f(l1['model_p99_ms'])}) | {_f(l2['p50_ms'])} / {_f(l2['p99_ms'])} "

@@ -109,7 +109,12 @@ def choose_threshold(p: NDArray[np.float32], data: dict[str, NDArray[Any]], poli
 
 
 def metrics(p: NDArray[np.float32], thr: float, data: dict[str, NDArray[Any]]) -> dict[str, float]:
-    """Accuracy, urgent recall, false-brake rate, recall where the radar gives no valid range."""
+    """Accuracy, urgent recall, false-brake rate, recall where the radar gives no valid range.
+
+    With a ``brake_seen`` column, also the urgent recall where the image shows the hazard
+    (``recall_ttc_lt_1_5_in_view``): the rest (a child behind a parked car, a cyclist still
+    beside the camera's view) a camera model can only brake for on the scene's look.
+    """
     y, u, b = data["brake"].astype(bool), urgent(data), benign(data)
     pred = p >= thr
     blind = y & (data["range_valid"] < 0.5)
@@ -118,11 +123,15 @@ def metrics(p: NDArray[np.float32], thr: float, data: dict[str, NDArray[Any]]) -
     def rate(mask: NDArray[np.bool_]) -> float:
         return float(pred[mask].mean()) if mask.any() else math.nan
 
-    return {"frames": int(y.size), "accuracy": float((pred == y).mean()), "recall_ttc_lt_1_5": rate(u),
-            "urgent_frames": int(u.sum()), "recall_entering": rate(entering), "entering_frames": int(entering.sum()),
-            "false_brake_rate_benign": rate(b), "benign_frames": int(b.sum()),
-            "recall_all": rate(y), "recall_radar_blind": rate(blind), "radar_blind_frames": int(blind.sum()),
-            "false_brake_rate_all": float(pred[~y].mean()) if (~y).any() else math.nan}
+    out = {"frames": int(y.size), "accuracy": float((pred == y).mean()), "recall_ttc_lt_1_5": rate(u),
+           "urgent_frames": int(u.sum()), "recall_entering": rate(entering), "entering_frames": int(entering.sum()),
+           "false_brake_rate_benign": rate(b), "benign_frames": int(b.sum()),
+           "recall_all": rate(y), "recall_radar_blind": rate(blind), "radar_blind_frames": int(blind.sum()),
+           "false_brake_rate_all": float(pred[~y].mean()) if (~y).any() else math.nan}
+    if "brake_seen" in data:
+        in_view = u & data["brake_seen"].astype(bool)
+        out.update(recall_ttc_lt_1_5_in_view=rate(in_view), urgent_in_view_frames=int(in_view.sum()))
+    return out
 
 
 def breakdown(p: NDArray[np.float32], thr: float, data: dict[str, NDArray[Any]]) -> dict[str, dict[str, Any]]:
