@@ -403,7 +403,8 @@ def table(result: dict[str, Any]) -> str:
              "int8": "**INT8 static (shipped)**", "int8_dynamic": "INT8 dynamic",
              "int8_mixed": "INT8 static vision + dynamic decoder"}
     head = ("| model | test acc | held-out acc | recall TTC<1.5 s (test / held-out; hazard in view) "
-            "| false-brake benign | params | MFLOPs | size | decision p50/p99 1 thr (model only) | p50/p99 2 thr | rationale tok/s |\n"
+            "| false-brake benign | params | MFLOPs | size | decision p50/p99 1 thr (model only) | p50/p99 2 thr "
+            "| rationale tok/s |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for key, r in result["models"].items():
