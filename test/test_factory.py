@@ -107,7 +107,7 @@ def test_seen_labels_train_on_what_the_camera_shows_and_test_on_the_truth(tiny_b
     assert (train["brake"] <= truth.split("train")["brake"]).all()  # leaving people out never adds a brake
     np.testing.assert_array_equal(test["brake"], truth.split("test")["brake"])
     assert "brake_seen" in test
-    with pytest.raises(BuildError, match="labels 'all' must be 'truth' or 'seen'"):
+    with pytest.raises(BuildError, match=r"labels 'all' must be 'truth' or one of \['seen', 'unoccluded'\]"):
         Build(replace(TINY, name="tiny-bad", labels="all"), tmp_path / "bad")
 
 

@@ -133,6 +133,11 @@ def test_a_label_for_what_the_camera_can_see_leaves_hidden_people_out() -> None:
     assert hidden_vrus(alone, view, ROI) == frozenset() and label_frame(alone, "", frozenset()).brake
     near = World(Scenario(name="r", ego_speed_kmh=10.0, actors=(ActorSpec("adult", Trajectory(2.5, 0.0), name="a"),)))
     assert vru_points(near, view, ROI)[0, 2] == 0.0 and hidden_vrus(near, view, ROI) == frozenset()
+    # a cyclist still beside the view: hidden from the window, but not occluded
+    side = World(Scenario(name="s", ego_speed_kmh=20.0, actors=(ActorSpec("cyclist", Trajectory(4.0, -6.0), name="c"),
+                                                                car)))
+    assert hidden_vrus(side, view, ROI) == {"c"} and hidden_vrus(side, view, ROI, window=False) == frozenset()
+    assert hidden_vrus(world, view, ROI, window=False) == {"child"}
 
 
 def test_detector_targets_decode_back_to_the_points() -> None:

@@ -38,6 +38,9 @@ from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_t
 from tiny_node.model.bundle import edit_manifest, set_threshold
 
 STEPS = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
+#: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
+#: held-out always load "seen" too: the urgent recall where the image shows the hazard
+LABELS = {"seen": ("brake_seen", "rationale_seen"), "unoccluded": ("brake_unoccluded", "rationale_unoccluded")}
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed")
 
 
@@ -61,8 +64,8 @@ class Build:
             self.state = old
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
-        if cfg.labels not in ("truth", "seen"):
-            raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or 'seen'")
+        if cfg.labels not in ("truth", *LABELS):
+            raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
         if not 0 <= cfg.tracks <= TRACKS:
             raise BuildError(f"config {cfg.name}: tracks {cfg.tracks} must be 0..{TRACKS} (slots the shards hold)")
         self.tok = build_tokenizer(cfg.tracks)
@@ -91,12 +94,13 @@ class Build:
             parts = [name] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
             paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                      for part in parts for i in range(shards[part])]
-            seen = self.cfg.labels == "seen" or name in ("test", "heldout")  # trained on, or reported
+            trained = name in ("train", "val") and self.cfg.labels != "truth"
             columns = (("vru_tracks", "vru_points") if self.cfg.tracks else ()) + (
-                ("brake_seen", "rationale_seen") if seen else ())
+                LABELS["seen"] if name in ("test", "heldout") else ()) + (LABELS[self.cfg.labels] if trained else ())
             data = dataset.load_with(paths, columns, self.cfg.episodes_per_shard, self.cfg.frames_per_episode)
-            if self.cfg.labels == "seen" and name in ("train", "val"):
-                data["brake"], data["rationale"] = data["brake_seen"], data["rationale_seen"]
+            if trained:
+                brake, rationale = LABELS[self.cfg.labels]
+                data["brake"], data["rationale"] = data[brake], data[rationale]
             if not self.cfg.tracks:
                 self._data[name] = data
                 return data

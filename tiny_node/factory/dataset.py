@@ -21,7 +21,8 @@ Each sample also holds ``vru_tracks``: the ground-truth records a VRU tracker wo
 ``vru_points``: their foot points in the 320x240 image and whether the camera sees them
 (``tracks.vru_points``), the VRU detector's targets; and ``brake_seen`` / ``rationale_seen``:
 the label with the people the model's image window does not show left out
-(``tracks.hidden_vrus``), for configs that train on what the camera can know.
+(``tracks.hidden_vrus``), for configs that train on what the camera can know
+(``brake_unoccluded`` / ``rationale_unoccluded``: only those behind a nearer actor left out).
 
 Splits are by seed: every split has its own seed range, so no drive is in two splits; the
 ``heldout`` split shows only the (light, weather, actor) combinations ``scenes.HELDOUT`` keeps
@@ -135,7 +136,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
     cols: dict[str, list[object]] = {k: [] for k in (
         "image", "image_prev", "dt_prev", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
         "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t", "vru_tracks", "vru_points",
-        "brake_seen", "rationale_seen")}
+        "brake_seen", "rationale_seen", "brake_unoccluded", "rationale_unoccluded")}
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
@@ -148,6 +149,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
         "kind": np.asarray(cols["kind"], dtype="<U16"),
         "rationale": np.asarray(cols["rationale"], dtype="<U64"),
         "rationale_seen": np.asarray(cols["rationale_seen"], dtype="<U64"),
+        "rationale_unoccluded": np.asarray(cols["rationale_unoccluded"], dtype="<U64"),
         "light": np.asarray([LIGHTS.index(look.env.light)] * len(cols["t"]), np.int8),
         "weather": np.asarray([WEATHERS.index(look.env.weather)] * len(cols["t"]), np.int8),
         "vru_tracks": np.asarray(cols["vru_tracks"], np.float32).reshape(-1, TRACKS, len(TRACK_FIELDS)),
@@ -156,7 +158,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
     for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t",
               "dt_prev"):
         out[k] = np.asarray(cols[k], np.float32)
-    for k in ("context", "brake", "brake_seen", "family"):
+    for k in ("context", "brake", "brake_seen", "brake_unoccluded", "family"):
         out[k] = np.asarray(cols[k], np.int8)
     out["episode"] = np.asarray(cols["episode"], np.int64)
     return out
@@ -198,9 +200,10 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.rand
             _frame(world, ep, img, earlier.pop(i, img), dts[i], feats=state.snapshot(t).features(),
                    cols=cols, ep_seed=ep_seed, t=t)
             cols["vru_points"].append(vru_points(world, view, ROI))
-            seen = label_frame(world, ep.context, hidden_vrus(world, view, ROI))
-            cols["brake_seen"].append(int(seen.brake))
-            cols["rationale_seen"].append(seen.rationale)
+            for name, window in (("seen", True), ("unoccluded", False)):
+                lab = label_frame(world, ep.context, hidden_vrus(world, view, ROI, window=window))
+                cols[f"brake_{name}"].append(int(lab.brake))
+                cols[f"rationale_{name}"].append(lab.rationale)
         brake = ep.ego_brake_at is not None and t >= ep.ego_brake_at
         world.step(STEP_S, brake)
         step += 1

@@ -102,13 +102,16 @@ def vru_points(world: World, view: View, roi: tuple[int, int, int, int]) -> NDAr
     return out
 
 
-def hidden_vrus(world: World, view: View, roi: tuple[int, int, int, int]) -> frozenset[str]:
+def hidden_vrus(world: World, view: View, roi: tuple[int, int, int, int], *, window: bool = True) -> frozenset[str]:
     """Names of the VRUs the model's image window ``roi`` does not show.
 
-    Hidden: behind a nearer upright actor (as in ``vru_points``), or with the point halfway up
-    outside ``roi`` (beside the view, or behind the camera). The foot point is not the test
-    here: a person close ahead has feet below the window but a body inside it.
+    Hidden: behind a nearer upright actor (as in ``vru_points``), or, with ``window``, with the
+    point halfway up outside ``roi`` (beside the view, or behind the camera). The foot point is
+    not the test here: a person close ahead has feet below the window but a body inside it.
+    ``window=False`` hides only the occluded: a crossing person still beside the view counts.
     """
+    if not window:
+        return frozenset(v.actor.name for v in _sightings(world, view) if v.behind)
     seen = {v.actor.name for v in _sightings(world, view) if _inside(v.mid, roi) and not v.behind}
     return frozenset(a.name for a in world.actors() if a.kind in VRU_KINDS and a.name not in seen)
 
