@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,33 @@ def test_detector_targets_decode_back_to_the_points() -> None:
     assert mask.sum() == 2
     found = peaks(heat[0, 0].numpy(), off[0].numpy(), stride=STRIDE, origin=(ROI[0], ROI[2]), min_score=0.99)
     assert sorted((round(u, 3), round(v, 3)) for u, v, _ in found) == [(101.3, 131.9), (250.0, 160.2)]
+
+
+def test_every_detector_size_maps_the_roi_onto_the_decoders_grid() -> None:
+    """Each named detector gives one heat cell per 8-px cell of the ROI, as ``peaks`` decodes it.
+
+    The fine stem reaches stride 4 in two stride-2 convs, the patch stem in one 4x4 conv: both
+    must land on the same grid, or the runtime would place every foot point wrongly.
+    """
+    torch = pytest.importorskip("torch")
+    from tiny_node.factory.detector import SIZES, VruDetector, grid_shape, mflops
+    from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W
+
+    for name, size in SIZES.items():
+        heat, off = VruDetector(size).eval()(torch.zeros(1, 3, IMAGE_H, IMAGE_W))
+        assert tuple(heat.shape[-2:]) == tuple(off.shape[-2:]) == grid_shape(), name
+        assert off.shape[1] == 2, name
+    assert mflops(VruDetector(SIZES["fine"])) < mflops(VruDetector(SIZES["patch"]))
+
+
+def test_detector_size_is_checked_and_keeps_older_build_digests(tmp_path: Path) -> None:
+    """An unknown size is refused by name; "patch" (every build before the field) keeps its digest."""
+    pytest.importorskip("torch")
+    from tiny_node.factory.build import Build, BuildError
+    from tiny_node.factory.config import TRACKED
+
+    with pytest.raises(BuildError, match="detector_size 'huge'"):
+        Build(replace(TRACKED, detector_size="huge"), tmp_path)
+    # the digest out/model-tracked recorded (the shipped language model's build, patch detector)
+    assert replace(TRACKED, detector_size="patch").digest() == "8dcb1c29ea3f1812"
+    assert TRACKED.digest() != "8dcb1c29ea3f1812"  # a fine-stem build is another build

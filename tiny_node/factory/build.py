@@ -66,6 +66,9 @@ class Build:
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
             raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
+        if cfg.tracks and cfg.detector_size not in detector.SIZES:
+            raise BuildError(f"config {cfg.name}: detector_size {cfg.detector_size!r} must be one of "
+                             f"{sorted(detector.SIZES)}")
         if not 0 <= cfg.tracks <= TRACKS:
             raise BuildError(f"config {cfg.name}: tracks {cfg.tracks} must be 0..{TRACKS} (slots the shards hold)")
         self.tok = build_tokenizer(cfg.tracks)
@@ -82,6 +85,11 @@ class Build:
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=1), encoding="utf-8")
         tmp.replace(self.state_path)
+
+    @property
+    def detector_size(self) -> detector.DetectorSize:
+        """The VRU detector this config trains (``FactoryConfig.detector_size``)."""
+        return detector.SIZES[self.cfg.detector_size]
 
     def seed(self, step: str) -> int:
         """A per-step seed (steps do not share random streams)."""
@@ -175,7 +183,7 @@ class Build:
         if not self.cfg.tracks:
             return {"skipped": "no tracks in this config"}
         model = detector.train(self.split("train"), epochs=self.cfg.detector_epochs, batch=self.cfg.batch,
-                               seed=self.seed("detector"))
+                               seed=self.seed("detector"), size=self.detector_size)
         path = self.out / "detector" / "vru_detector.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         detector.export(model, path)
@@ -317,7 +325,7 @@ class Build:
         """Thresholds on val; metrics on test / held-out; latency; sizes; the table."""
         result: dict[str, Any] = {"models": {}, "data": {n: dataset.summary(self.split(n)) for n, _ in self.cfg.shards}}
         # every model of a tracking build runs the same VRU detector per decision: counted apart
-        det_mflops = detector.mflops(detector.VruDetector()) if self.cfg.tracks else 0.0
+        det_mflops = detector.mflops(detector.VruDetector(self.detector_size)) if self.cfg.tracks else 0.0
         for name in MODELS:
             d = self._bundle_dir(name)
             torch_name = "pruned" if name.startswith("int8") else name

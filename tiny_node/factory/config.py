@@ -67,6 +67,8 @@ class FactoryConfig:
     track_vy_noise: float = 0.3  # m/s: the measured error of detector + tracker (docs/MODEL_CARD.md)
     track_miss: float = 0.1
     detector_epochs: int = 8
+    #: ``factory.detector.SIZES``: which VRU detector a tracking build trains
+    detector_size: str = "fine"
     tracking_drives: int = 30  # rendered 30 Hz drives the detector + tracker are measured on
     #: what the train and val splits are labelled with: "truth" = every actor; "seen" = the
     #: people the model's image window does not show left out (``brake_seen``); "unoccluded" =
@@ -86,6 +88,9 @@ class FactoryConfig:
         d.pop("tracking_drives")
         if d["labels"] == "truth":  # the default: builds made before the field keep their digest
             d.pop("labels")
+        # no detector trained, or the one every build before the field trained: the same digest
+        if not self.tracks or d["detector_size"] == "patch":
+            d.pop("detector_size")
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

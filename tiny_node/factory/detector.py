@@ -45,6 +45,8 @@ class DetectorSize:
     and the context comes back by a projection added to the fine features instead of a
     concatenation; about a sixth of the dense net's multiply-adds at the same widths.
     ``context``: extra blocks at stride 16, where they are cheap and widen the receptive field.
+    ``fine_stem``: the stem is two 3x3 stride-2 convs instead of one 4x4 patch conv, so a far
+    person (4-6 px wide at 30 m) is not averaged into one 4x4 patch before the first ReLU.
     """
 
     stem: int = 12
@@ -53,6 +55,14 @@ class DetectorSize:
     fuse_kernel: int = 3
     separable: bool = False
     context: int = 0
+    fine_stem: bool = False
+
+
+#: Named detector sizes (``FactoryConfig.detector_size``). "patch": the first shipped detector
+#: (4x4 patch stem, 3x3 fuse, 24.2 MFLOPs). "fine": two 3x3 stride-2 convs as stem and a 1x1
+#: fuse (21.5 MFLOPs); it finds more of the far and night VRUs at about the same precision
+#: (docs/MODEL_CARD.md, *Fine-stem detector*).
+SIZES = {"patch": DetectorSize(), "fine": DetectorSize(fine_stem=True, fuse_kernel=1)}
 
 
 def _conv(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
@@ -73,7 +83,8 @@ class VruDetector(nn.Module):
         super().__init__()
         self.size = size
         block = _separable if size.separable else (lambda cin, cout, s: _conv(cin, cout, 3, s))
-        self.stem = _conv(3, size.stem, 4, 4)
+        self.stem = (nn.Sequential(_conv(3, size.stem, 3, 2), _conv(size.stem, size.stem, 3, 2)) if size.fine_stem
+                     else _conv(3, size.stem, 4, 4))
         self.fine = nn.Sequential(block(size.stem, size.fine, 2), block(size.fine, size.fine, 1))
         self.coarse = nn.Sequential(block(size.fine, size.coarse, 2), block(size.coarse, size.coarse, 1),
                                     *(block(size.coarse, size.coarse, 1) for _ in range(size.context)))
