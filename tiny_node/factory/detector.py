@@ -52,17 +52,17 @@ class DetectorSize:
     stem: int = 12
     fine: int = 24
     coarse: int = 32
-    fuse_kernel: int = 3
+    fuse_kernel: int = 1
     separable: bool = False
     context: int = 0
-    fine_stem: bool = False
+    fine_stem: bool = True
 
 
 #: Named detector sizes (``FactoryConfig.detector_size``). "patch": the first shipped detector
 #: (4x4 patch stem, 3x3 fuse, 24.2 MFLOPs). "fine": two 3x3 stride-2 convs as stem and a 1x1
 #: fuse (21.5 MFLOPs); it finds more of the far and night VRUs at about the same precision
 #: (docs/MODEL_CARD.md, *Fine-stem detector*).
-SIZES = {"patch": DetectorSize(), "fine": DetectorSize(fine_stem=True, fuse_kernel=1)}
+SIZES = {"patch": DetectorSize(fuse_kernel=3, fine_stem=False), "fine": DetectorSize()}
 
 
 def _conv(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
