@@ -269,3 +269,34 @@ def test_single_frame_models_still_build_from_the_same_code() -> None:
     tok = build_tokenizer()
     one = encode(tok, prompt_text({"ego_speed": 5.0}, "", t, frames=1))
     assert one.count(vocabulary()["<image>"]) == t and vocabulary()["earlier"] not in one
+
+
+def test_image_dropout_blanks_training_rows_only(tiny_build: Path) -> None:
+    """Modality dropout: a training batch's dropped rows cannot see their image; evaluation always does."""
+    from dataclasses import replace
+
+    from tiny_node.factory import train
+    from tiny_node.factory.config import TRACKED
+
+    b = Build(TINY, tiny_build, log=lambda _: None)
+    model = train.load_model(tiny_build / "student.pt")
+    t = model.cfg.image_tokens
+    data = b.split("train")
+    idx = np.arange(min(4, len(data["brake"])))
+    other = {**data, "image": np.random.default_rng(0).integers(0, 256, data["image"].shape, np.uint8)}
+
+    def logits(d: dict[str, np.ndarray], p: float, training: bool) -> torch.Tensor:
+        td = train.tokenize(d, b.tok, image_tokens=t, frames=model.cfg.frames, tracks=model.cfg.tracks,
+                            image_dropout=p)
+        model.train(training)
+        with torch.no_grad():
+            return train.answer_logits(model, td, idx)[0]
+
+    # every row dropped: the image does not reach the answer while training...
+    torch.testing.assert_close(logits(data, 1.0, True), logits(other, 1.0, True))
+    # ...but evaluation (and a build without dropout) reads it
+    assert not torch.allclose(logits(data, 1.0, False), logits(other, 1.0, False))
+    assert not torch.allclose(logits(data, 0.0, True), logits(other, 0.0, True))
+    # builds without dropout keep their digest (the shipped tracked build's)
+    assert replace(TRACKED, image_dropout=0.0).digest() == TRACKED.digest() == "5c24dc5f1e4baac1"
+    assert replace(TRACKED, image_dropout=0.3).digest() != TRACKED.digest()

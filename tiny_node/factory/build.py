@@ -158,15 +158,16 @@ class Build:
     def _text(self, name: str, image_tokens: int) -> train.TextBatchData:
         """A split tokenised for a model with ``image_tokens`` per frame, cached.
 
-        Train: ``same_frac`` of the rows without an earlier frame (seeded); other splits:
-        every row with its earlier frame.
+        Train: ``same_frac`` of the rows without an earlier frame (seeded), and
+        ``image_dropout`` of each training batch blank; other splits: every row with its images.
         """
         key = (name, image_tokens)
         if key not in self._texts:
             same = self.cfg.same_frac if name == "train" and self.cfg.frames == 2 else 0.0
             self._texts[key] = train.tokenize(self.split(name), self.tok, image_tokens=image_tokens,
                                               frames=self.cfg.frames, same_frac=same, seed=self.cfg.seed,
-                                              tracks=self.cfg.tracks)
+                                              tracks=self.cfg.tracks,
+                                              image_dropout=self.cfg.image_dropout if name == "train" else 0.0)
         return self._texts[key]
 
     def _val_fn(self, image_tokens: int) -> Callable[[TinyVlm], dict[str, float]]:

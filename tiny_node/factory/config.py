@@ -75,6 +75,8 @@ class FactoryConfig:
     #: only those behind a nearer actor left out. Test and held-out keep the truth (the model
     #: card's metrics), with ``brake_seen`` beside it.
     labels: str = "truth"
+    #: share of training rows shown a blank image each batch (modality dropout, ``train.TextBatchData``)
+    image_dropout: float = 0.0
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
@@ -88,6 +90,8 @@ class FactoryConfig:
         d.pop("tracking_drives")
         if d["labels"] == "truth":  # the default: builds made before the field keep their digest
             d.pop("labels")
+        if not d["image_dropout"]:  # likewise
+            d.pop("image_dropout")
         # no detector trained, or the one every build before the field trained: the same digest
         if not self.tracks or d["detector_size"] == "patch":
             d.pop("detector_size")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ class TextBatchData:
 
     ``same``: rows whose earlier image is the current one again (no history: the runtime's
     first frame, a gap, a stamp jump), a known input rather than a surprise.
+
+    ``image_dropout``: while a model trains, this share of each batch's rows shows a blank
+    (mid-grey) image, so the decision is also learned from the sensor and track tokens alone
+    (modality dropout); ``rng`` draws the rows. Evaluation always shows the image.
     """
 
     roi: NDArray[np.uint8]  # [N, h, w, 3]
@@ -52,6 +56,8 @@ class TextBatchData:
     lengths: NDArray[np.int64]  # tokens per row
     answer_start: NDArray[np.int64]  # index of the decision word
     brake: NDArray[np.int64]
+    image_dropout: float = 0.0
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -62,7 +68,7 @@ class TextBatchData:
 
 
 def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int, frames: int,
-             same_frac: float = 0.0, seed: int = 0, tracks: int = 0) -> TextBatchData:
+             same_frac: float = 0.0, seed: int = 0, tracks: int = 0, image_dropout: float = 0.0) -> TextBatchData:
     """Prompt (as the runtime renders it) + answer ids for every frame of a split.
 
     ``same_frac`` of the rows (seeded) show the current frame as the earlier one too.
@@ -82,7 +88,8 @@ def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int
     same = np.random.default_rng(seed).random(n) < same_frac
     prev = data.get("image_prev", data["image"])
     return TextBatchData(data["image"], prev, same, ids, np.asarray([len(r) for r in rows], np.int64),
-                         np.asarray(starts, np.int64), data["brake"].astype(np.int64))
+                         np.asarray(starts, np.int64), data["brake"].astype(np.int64), image_dropout,
+                         np.random.default_rng([seed, 1]))
 
 
 def pixels(roi: NDArray[np.uint8]) -> Tensor:
@@ -100,7 +107,13 @@ def answer_logits(model: TinyVlm, d: TextBatchData, idx: NDArray[np.int64]) -> t
     ar = torch.arange(a)[None]
     valid = ar < n_ans[:, None]
     prev = pixels(d.prev(idx)) if model.cfg.frames == 2 else None
-    h = model(pixels(d.roi[idx]), ids[:, : int(lengths.max())], lengths, prev)
+    image = pixels(d.roi[idx])
+    if model.training and d.image_dropout > 0.0:
+        blank = torch.from_numpy(d.rng.random(len(idx)) < d.image_dropout)
+        image[blank] = 0.0  # mid-grey after the normalisation
+        if prev is not None:
+            prev[blank] = 0.0
+    h = model(image, ids[:, : int(lengths.max())], lengths, prev)
     pos = (start[:, None] - 1 + ar).clamp(max=h.shape[1] - 1)
     hs = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))
     targets = ids.gather(1, (start[:, None] + ar).clamp(max=ids.shape[1] - 1))
