@@ -300,3 +300,18 @@ def test_image_dropout_blanks_training_rows_only(tiny_build: Path) -> None:
     # builds without dropout keep their digest (the shipped tracked build's)
     assert replace(TRACKED, image_dropout=0.0).digest() == TRACKED.digest() == "5c24dc5f1e4baac1"
     assert replace(TRACKED, image_dropout=0.3).digest() != TRACKED.digest()
+
+
+def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
+    """``tiny-node model build`` with no --config is the recipe of the bundle that ships, every step selectable."""
+    import argparse
+
+    from tiny_node.factory.cli import add_arguments
+    from tiny_node.factory.config import CONFIGS
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["build"])
+    assert args.config == "tracked" and CONFIGS[args.config].tracks > 0
+    assert p.parse_args(["build", "--until", "detector"]).until == "detector"
+    assert tuple(p.parse_args(["build", "--until", s]).until for s in STEPS) == STEPS

@@ -31,13 +31,12 @@ import torch
 from numpy.typing import NDArray
 
 from tiny_node.factory import dataset, detector, evaluate, export, quantize, train
-from tiny_node.factory.config import FactoryConfig, ModelSize
+from tiny_node.factory.config import STEPS, FactoryConfig, ModelSize
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
 from tiny_node.model.bundle import edit_manifest, set_threshold
 
-STEPS = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
 #: held-out always load "seen" too: the urgent recall where the image shows the hazard
 LABELS = {"seen": ("brake_seen", "rationale_seen"), "unoccluded": ("brake_unoccluded", "rationale_unoccluded")}

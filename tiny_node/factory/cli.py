@@ -16,20 +16,20 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``model`` subcommands."""
-    from tiny_node.factory.config import CONFIGS  # plain dataclasses: no torch needed for --help
+    from tiny_node.factory.config import CONFIGS, STEPS  # plain dataclasses: no torch needed for --help
 
     sub = p.add_subparsers(dest="model_cmd", required=True)
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
-    b.add_argument("--config", choices=tuple(CONFIGS), default="default",
-                   help="default: the shipped single-frame model (~25-45 min on 2 cores); two-frame: with an "
-                   "earlier frame, not shipped (~55 min); crossing: default + 12 training shards of crossing "
-                   "VRUs around the conflict; crossing-lookalike: crossing + 8 shards of benign look-alikes "
-                   "(~33 min); tiny: CI-sized chain (~1 min)")
+    b.add_argument("--config", choices=tuple(CONFIGS), default="tracked",
+                   help="tracked (default): the shipped model, VRU detector + tracked-VRU tokens (~30 min with "
+                   "--threads 2); default: the single-frame model shipped before it; two-frame: with an earlier "
+                   "frame (~55 min); crossing / crossing-lookalike / tracked-lookalike: extra training shards "
+                   "of crossings / benign look-alikes; tracked-seen / tracked-unoccluded: other labels "
+                   "(measured, not shipped: docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default 1: the cores are shared)")
-    b.add_argument("--until", choices=("data", "teacher", "soft", "student", "prune", "export", "quantize",
-                                       "evaluate", "bundle"), help="stop after this step")
+    b.add_argument("--until", choices=STEPS, help="stop after this step")
     b.add_argument("--install", action="store_true",
                    help=f"copy the final bundle to {DEFAULT_MODEL_DIR} (the model the package ships)")
     from tiny_node.factory import operating_point

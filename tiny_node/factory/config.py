@@ -16,6 +16,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+#: the build's steps in order (``factory.build``); here so the CLI can list them without torch
+STEPS = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
+
 
 @dataclass(frozen=True)
 class ModelSize:
@@ -132,13 +135,13 @@ DEFAULT = FactoryConfig(
 )
 
 #: The two-frame recipe (current frame + one ~0.1 s earlier), built and measured on 2026-11-24
-#: and not shipped: the model did not learn to use the earlier frame (docs/MODEL_CARD.md).
+#: and not shipped: the model did not learn to use the earlier frame (docs/MODEL_HISTORY.md).
 TWO_FRAME = replace(DEFAULT, name="two-frame", frames=2)
 
 #: The shipped recipe plus 12 training shards of crossing VRUs sampled around the conflict
 #: (``scenes.sample_episode(crossing_focus=True)``); val / test / held-out are the default's.
 #: Built and measured on 2026-11-24, not shipped: better per frame, 55.00 NCAP points, but
-#: 5/23 benign false activations in the closed loop (docs/MODEL_CARD.md).
+#: 5/23 benign false activations in the closed loop (docs/MODEL_HISTORY.md).
 CROSSING = replace(DEFAULT, name="crossing", shards=(*DEFAULT.shards, ("train_cross", 12)))
 
 #: ``crossing`` plus 8 training shards of benign look-alikes of a crossing (a person waiting
@@ -146,7 +149,7 @@ CROSSING = replace(DEFAULT, name="crossing", shards=(*DEFAULT.shards, ("train_cr
 #: crossing far ahead that clears; ``scenes.sample_episode(focus="lookalike")``): the drives
 #: the closed-loop operating point is set by (``tiny-node model operating-point``). Built and
 #: measured on 2026-11-24, not shipped: clean on the look-alikes, but it stopped braking for
-#: the crossings too (45.50 NCAP points; docs/MODEL_CARD.md).
+#: the crossings too (45.50 NCAP points; docs/MODEL_HISTORY.md).
 CROSSING_LOOKALIKE = replace(CROSSING, name="crossing-lookalike", shards=(*CROSSING.shards, ("train_lookalike", 8)))
 
 TINY = FactoryConfig(
@@ -182,13 +185,13 @@ TINY = FactoryConfig(
 #: The shipped recipe plus tracked VRUs: a VRU detector (``factory.detector``) and tracker
 #: (``model.tracker``) give the position and lateral velocity of the two VRUs nearest the path
 #: as prompt tokens. Why: the brake decision turns on lateral velocity, which one frame does not
-#: show (``tiny-node model tracker-bound``, docs/MODEL_CARD.md).
+#: show (``tiny-node model tracker-bound``, docs/MODEL_HISTORY.md, *Tracked VRUs*).
 TRACKED = replace(DEFAULT, name="tracked", tracks=2, track_vy_noise=0.4, track_miss=0.2)
 
 #: The tracked recipe trained on what the camera can know (``labels`` "seen"): a child hidden
 #: behind a parked car is no brake label until the image shows it. Why: with such labels the
 #: model learns to brake for parked cars alone, and those look-alikes hold the operating
-#: point up (docs/MODEL_CARD.md, *Labels for what the camera can see*).
+#: point up (docs/MODEL_HISTORY.md, *Labels for what the camera can see*).
 TRACKED_SEEN = replace(TRACKED, name="tracked-seen", labels="seen")
 #: The same with only occluded people left out: a crossing person still beside the view stays a
 #: brake label (the seen labels made the model wait for more of the crossing).
@@ -197,7 +200,7 @@ TRACKED_UNOCCLUDED = replace(TRACKED, name="tracked-unoccluded", labels="unocclu
 #: The tracked recipe + 8 shards of benign look-alike drives (a child waiting between parked
 #: cars, people stopping at the kerb, crossings that clear). Why: the image-only look-alike
 #: peaks set the shipped threshold; this data lowers them, but the model generalised worse to
-#: the held-out conditions (docs/MODEL_CARD.md, *Look-alike training data*).
+#: the held-out conditions (docs/MODEL_HISTORY.md, *Look-alike training data*).
 TRACKED_LOOKALIKE = replace(TRACKED, name="tracked-lookalike", shards=(*TRACKED.shards, ("train_lookalike", 8)))
 
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,

@@ -61,7 +61,7 @@ class DetectorSize:
 #: Named detector sizes (``FactoryConfig.detector_size``). "patch": the first shipped detector
 #: (4x4 patch stem, 3x3 fuse, 24.2 MFLOPs). "fine": two 3x3 stride-2 convs as stem and a 1x1
 #: fuse (21.5 MFLOPs); it finds more of the far and night VRUs at about the same precision
-#: (docs/MODEL_CARD.md, *Fine-stem detector*).
+#: (docs/MODEL_HISTORY.md, *Fine-stem detector*).
 SIZES = {"patch": DetectorSize(fuse_kernel=3, fine_stem=False), "fine": DetectorSize()}
 
 

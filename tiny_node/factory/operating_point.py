@@ -2,9 +2,10 @@
 
 Why: the build's threshold rule counts false brakes on benign *frames* of validation data.
 That missed look-alikes: a model with 0.10 % frame-level false brakes braked falsely in 5 of
-the 23 benign drives of the scored suite (docs/MODEL_CARD.md). A false brake in a drive costs
-a whole activation (the node holds every brake for ``brake_hold_s``), so the threshold must
-clear the model's highest P(brake) over whole look-alike drives, not a frame rate.
+the 23 benign drives of the scored suite (docs/MODEL_HISTORY.md, *Closed-loop operating
+point*). A false brake in a drive costs a whole activation (the node holds every brake for
+``brake_hold_s``), so the threshold must clear the model's highest P(brake) over whole
+look-alike drives, not a frame rate.
 
 How (``tiny-node model operating-point BUNDLE``):
 

@@ -150,7 +150,7 @@ def quantize_bundle(fp32_bundle: Path, out_dir: Path, feeds: tuple[Feeds | None,
 
     The embedding stays FP32 (copied). Why per graph: on this CPU static QDQ speeds up the
     conv encoder 2.2x and slows the decoder's MatMuls 2x, where dynamic INT8 speeds them up
-    2.1x (teacher size, docs/MODEL_CARD.md *INT8 formats by graph*).
+    2.1x (teacher size, docs/MODEL_HISTORY.md *INT8 formats by graph*).
     Returns graph key -> file, ready for ``export.write_bundle(..., graphs=...)``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -223,7 +223,7 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
     - ``crossing``: always a crossing VRU, half of them stopping at the kerb or clearing
       early, and 5/8 of the frames in the 1.8 s before its conflict time. Why: the frames
       before a crossing person or cyclist enters the lane are where every model loses its
-      brake recall (docs/MODEL_CARD.md), and a uniform draw gives only ~650 of them.
+      brake recall (docs/MODEL_HISTORY.md), and a uniform draw gives only ~650 of them.
     - ``lookalike``: a benign drive with one of ``_lookalikes`` (a person waiting between
       parked cars, walking up to the kerb and stopping, ...). Why: those drives set the
       closed-loop operating point (``tiny-node model operating-point``), and the default

@@ -1,7 +1,7 @@
 """``tiny-node model tracker-bench``: the runtime's VRU tracker on rendered drives, shipped vs first.
 
 Why a command: the tracker is runtime code the language model trusts for lateral velocity, and
-the figures that chose it (docs/MODEL_CARD.md, *IMM tracker*) should be re-measurable on any
+the figures that chose it (docs/MODEL_HISTORY.md, *IMM tracker*) should be re-measurable on any
 machine. Each drive (Euro NCAP crossings at 60 km/h and a pedestrian stopping at the kerb) is
 rendered once; then for each tracker the bundle decides every 30 Hz frame as in the node
 (``VlmRuntime.decide`` with the frame's stamp and the ego's speed). Printed per tracker: the

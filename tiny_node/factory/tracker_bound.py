@@ -1,7 +1,7 @@
 """What a tracked VRU input would add to the brake decision, measured before building a tracker.
 
 Why: every model built so far misses most frames before a crossing person enters the lane
-(docs/MODEL_CARD.md, *Where the brake recall is lost*). The labels are constant-velocity
+(docs/MODEL_HISTORY.md, *Where the brake recall is lost*). The labels are constant-velocity
 conflicts, so those frames turn on the person's lateral velocity, which one frame does not
 show. This probe trains the same small classifier three ways, on the same shards:
 

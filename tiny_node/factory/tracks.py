@@ -2,7 +2,7 @@
 
 Why: the brake labels are constant-velocity conflicts (``scenes.conflict_time``), so whether a
 person beside the lane needs a brake depends on their lateral velocity, which one frame does
-not show and which every model built so far failed to learn from pixels (docs/MODEL_CARD.md).
+not show and which every model built so far failed to learn from pixels (docs/MODEL_HISTORY.md).
 A tracker that follows each person over a few frames measures it. These records are the
 privileged version of such a tracker's output, from the simulator's ground truth, so the
 value of a tracked input can be measured (``tracker_bound``) before a tracker is built, and

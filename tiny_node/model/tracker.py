@@ -1,7 +1,7 @@
 """Multi-object tracker of VRUs on the road plane: positions in, lateral velocities out.
 
 Why: whether a person beside the lane needs a brake turns on their lateral velocity, which one
-frame does not show (docs/MODEL_CARD.md, *What a tracked VRU input would add*). A tracker
+frame does not show (docs/MODEL_HISTORY.md, *Tracked VRUs*). A tracker
 measures it from a few frames of positions.
 
 Each track is an interacting-multiple-model (IMM) filter in the ego frame: state ``dx, y, vx,
@@ -9,7 +9,7 @@ vy`` (metres from the front bumper, left +; velocities over ground, m/s), measur
 the ego's speed is a known input of each prediction (its travel comes off the range). People
 stand, walk steadily, and start or stop; one constant-velocity filter must pick a single
 lateral process noise for all three: low noise reads a steady walker's lateral velocity well
-but sees a stop at the kerb late; high noise the reverse (docs/MODEL_CARD.md, *IMM tracker*).
+but sees a stop at the kerb late; high noise the reverse (docs/MODEL_HISTORY.md, *IMM tracker*).
 So each track runs one Kalman filter per motion model (``TrackerConfig.models``: standing,
 walking steadily, starting or stopping), mixed every frame by how well each explained the
 detections (Blom & Bar-Shalom's IMM). A standing model holds lateral velocity at zero, so a
@@ -62,7 +62,7 @@ class MotionModel:
     range follow the ego's travel. Left free, range follows the detections' range trend
     instead: a monocular range error that grows with distance reads as a slower closing
     speed, and through the line of sight the lateral position inherits it, so a crossing
-    person's lateral speed came out 25-35 % low (docs/MODEL_CARD.md, *IMM tracker*).
+    person's lateral speed came out 25-35 % low (docs/MODEL_HISTORY.md, *IMM tracker*).
     """
 
     name: str
@@ -74,7 +74,7 @@ class MotionModel:
 
 #: standing; crossing or walking steadily; starting or stopping. None lets a person's ground
 #: speed along the road run free: one that did took up the range error's trend instead
-#: (docs/MODEL_CARD.md, *IMM tracker*)
+#: (docs/MODEL_HISTORY.md, *IMM tracker*)
 IMM_MODELS = (MotionModel("stand", 0.3, still=True), MotionModel("walk", 1.0), MotionModel("manoeuvre", 4.0))
 
 
