@@ -46,7 +46,8 @@ class TextBatchData:
 
     ``image_dropout``: while a model trains, this share of each batch's rows shows a blank
     (mid-grey) image, so the decision is also learned from the sensor and track tokens alone
-    (modality dropout); ``rng`` draws the rows. Evaluation always shows the image.
+    (modality dropout); ``rng`` draws the rows (``fit`` reseeds it each epoch). Evaluation
+    always shows the image.
     """
 
     roi: NDArray[np.uint8]  # [N, h, w, 3]
@@ -88,8 +89,7 @@ def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int
     same = np.random.default_rng(seed).random(n) < same_frac
     prev = data.get("image_prev", data["image"])
     return TextBatchData(data["image"], prev, same, ids, np.asarray([len(r) for r in rows], np.int64),
-                         np.asarray(starts, np.int64), data["brake"].astype(np.int64), image_dropout,
-                         np.random.default_rng([seed, 1]))
+                         np.asarray(starts, np.int64), data["brake"].astype(np.int64), image_dropout)
 
 
 def pixels(roi: NDArray[np.uint8]) -> Tensor:
@@ -174,6 +174,7 @@ def fit(model: TinyVlm, data: TextBatchData, *, epochs: int, batch: int, lr: flo
     for epoch in range(start, epochs):
         rng = np.random.default_rng(seed * 1000 + epoch)
         order = rng.permutation(len(data))
+        data.rng = rng  # image-dropout draws per epoch: a resumed fit draws what an uninterrupted one would
         model.train()
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
         run = 0.0
