@@ -164,6 +164,33 @@ def test_sigterm_and_sigint_exit_cleanly(start_node, feeder):
     assert node.proc.wait(timeout=15) in (0, -signal.SIGTERM)
 
 
+
+def test_a_stopped_node_leaves_no_dds_shared_memory(start_node, feeder, ros_env):
+    """Fast DDS gives the node's participant a 16 MiB /dev/shm segment; exiting must remove it.
+
+    The node once left it behind at every exit (its frozen start-up objects held the rclpy
+    context), and a day of test runs filled /dev/shm until builds were killed for memory.
+    """
+    from pathlib import Path
+
+    from tiny_node.dds import uses_fastdds
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not uses_fastdds(ros_env):
+        pytest.skip("Fast DDS shared memory in /dev/shm only")
+
+    def segments() -> set[str]:
+        return {p.name for p in shm.glob("fastdds_*") if not p.name.startswith("fastdds_port")
+                and not p.name.endswith("_el")}
+
+    before = segments()  # the feeder's are made already
+    node = start_node()
+    assert feeder.wait_for_node(30), node.output()  # up and spinning, past its start-up
+    mine = segments() - before
+    assert mine, f"the node made no Fast DDS segment in /dev/shm: {node.output()}"
+    assert node.stop() == 0
+    assert not mine & segments(), f"left in /dev/shm after the node exited: {sorted(mine & segments())}"
+
 def test_help_lists_options():
     out = subprocess.run([sys.executable, "-m", "tiny_node", "run", "--help"], capture_output=True,
                          text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
