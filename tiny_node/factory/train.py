@@ -244,6 +244,7 @@ def importance(model: TinyVlm, data: TextBatchData, loss_fn: LossFn, *, batches:
     acc = [torch.zeros_like(g) for g in gates]
     model.train()
     rng = np.random.default_rng(seed)
+    data.rng = rng  # image-dropout draws from this seed, not from whatever the last fit left
     for _ in tqdm(range(batches), desc="prune importance", unit="batch"):
         idx = rng.choice(len(data), size=min(batch, len(data)), replace=False)
         loss = loss_fn(model, data, idx)
