@@ -203,6 +203,13 @@ TRACKED_UNOCCLUDED = replace(TRACKED, name="tracked-unoccluded", labels="unocclu
 #: the held-out conditions (docs/MODEL_HISTORY.md, *Look-alike training data*).
 TRACKED_LOOKALIKE = replace(TRACKED, name="tracked-lookalike", shards=(*TRACKED.shards, ("train_lookalike", 8)))
 
+#: ``tracked-lookalike`` with image dropout: a share of each training batch sees a blank image
+#: (``image_dropout``). Why: the image is where the tracked model overfits, and its image-only
+#: look-alike peaks set the threshold; the look-alike shards keep the tracked crossing that
+#: clears from taking their place (docs/MODEL_HISTORY.md, *Image dropout*).
+TRACKED_LOOKALIKE_DROPOUT = replace(TRACKED_LOOKALIKE, name="tracked-lookalike-dropout", image_dropout=0.3)
+
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
            "tracked": TRACKED, "tracked-seen": TRACKED_SEEN, "tracked-unoccluded": TRACKED_UNOCCLUDED,
-           "tracked-lookalike": TRACKED_LOOKALIKE, "tiny": TINY}
+           "tracked-lookalike": TRACKED_LOOKALIKE,
+           "tracked-lookalike-dropout": TRACKED_LOOKALIKE_DROPOUT, "tiny": TINY}
