@@ -313,5 +313,25 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
     add_arguments(p)
     args = p.parse_args(["build"])
     assert args.config == "tracked" and CONFIGS[args.config].tracks > 0
+    # the recipe's own thread count (the weights depend on it), and the bundle that ships was built by it
+    assert args.threads is None and CONFIGS[args.config].threads == 2
+    shipped = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model" / "manifest.yaml"
+    if shipped.is_file():
+        assert f"({args.config} build)" in load_bundle(shipped.parent).name
     assert p.parse_args(["build", "--until", "detector"]).until == "detector"
     assert tuple(p.parse_args(["build", "--until", s]).until for s in STEPS) == STEPS
+
+
+def test_a_build_resumed_with_another_thread_count_is_told_its_weights_will_differ(tmp_path: Path) -> None:
+    """torch's float reductions depend on the thread count, so a resume with another one is not the same build."""
+    import json
+    from dataclasses import replace
+
+    logs: list[str] = []
+    one = replace(TINY, threads=1)
+    state = {"config": one.to_dict(), "digest": one.digest(), "done": {"data": {"seconds": 0.0}}}
+    (tmp_path / "steps.json").write_text(json.dumps(state))
+    Build(one, tmp_path, log=logs.append)
+    assert logs == []  # the same count: nothing to say
+    Build(replace(TINY, threads=2), tmp_path, log=logs.append)  # still resumable (same digest)...
+    assert len(logs) == 1 and "1 torch thread(s)" in logs[0] and "--threads 1" in logs[0]  # ...but said

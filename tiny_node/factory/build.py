@@ -61,6 +61,11 @@ class Build:
                 raise BuildError(f"{out} holds a build of another configuration ({old.get('config', {}).get('name')}, "
                                  f"digest {old.get('digest')} != {cfg.digest()}): use another --out")
             self.state = old
+            done_with = old.get("config", {}).get("threads")
+            if old.get("done") and done_with not in (None, cfg.threads):
+                self.log(f"warning: {out} was built so far with {done_with} torch thread(s), it resumes with "
+                         f"{cfg.threads}: the weights depend on the thread count, so this build will not match "
+                         f"an uninterrupted one (--threads {done_with} would)")
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):

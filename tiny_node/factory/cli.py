@@ -22,13 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
     b.add_argument("--config", choices=tuple(CONFIGS), default="tracked",
-                   help="tracked (default): the shipped model, VRU detector + tracked-VRU tokens (~30 min with "
-                   "--threads 2); default: the single-frame model shipped before it; two-frame: with an earlier "
+                   help="tracked (default): the shipped model, VRU detector + tracked-VRU tokens (~30 min on its "
+                   "2 threads); default: the single-frame model shipped before it; two-frame: with an earlier "
                    "frame (~55 min); crossing / crossing-lookalike / tracked-lookalike: extra training shards "
-                   "of crossings / benign look-alikes; tracked-seen / tracked-unoccluded: other labels "
-                   "(measured, not shipped: docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
+                   "of crossings / benign look-alikes; tracked-lookalike-dropout: the same with image dropout; "
+                   "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
+                   "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
-    b.add_argument("--threads", type=int, default=None, help="torch threads (default 1: the cores are shared)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
+                   "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default")
     b.add_argument("--until", choices=STEPS, help="stop after this step")
     b.add_argument("--install", action="store_true",
                    help=f"copy the final bundle to {DEFAULT_MODEL_DIR} (the model the package ships)")

@@ -63,6 +63,9 @@ class FactoryConfig:
     rationale_runs: int
     frames: int = 2  # images per prompt: the current frame and one ~0.1 s earlier
     same_frac: float = 0.12  # training rows whose earlier image is the current one (no history)
+    #: torch threads. Not only speed: torch's float reductions, and so the trained weights, depend
+    #: on it (same seed, same count: bit-identical ONNX files on this machine; 1 vs 2: another
+    #: model). The shipped recipe pins the count it was built with.
     threads: int = 1
     # tracked VRUs in the prompt (0 = none): a VRU detector is trained (``detector``) and the
     # language model learns from ground-truth tracks with a tracker's errors (``tracks.degrade``)
@@ -84,7 +87,8 @@ class FactoryConfig:
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
 
-        Thread and worker counts are left out: they change speed, not what is built; so is the
+        Thread and worker counts are left out, so an interrupted build may resume with another
+        count (``Build`` warns: the thread count changes the weights, see ``threads``); so is the
         number of drives the tracking is measured on.
         """
         d = asdict(self)
@@ -186,7 +190,9 @@ TINY = FactoryConfig(
 #: (``model.tracker``) give the position and lateral velocity of the two VRUs nearest the path
 #: as prompt tokens. Why: the brake decision turns on lateral velocity, which one frame does not
 #: show (``tiny-node model tracker-bound``, docs/MODEL_HISTORY.md, *Tracked VRUs*).
-TRACKED = replace(DEFAULT, name="tracked", tracks=2, track_vy_noise=0.4, track_miss=0.2)
+#: Two threads: the shipped bundle was built so, and ``tiny-node model build`` rebuilds it
+#: bit for bit only with the same count (docs/MODEL_CARD.md, *Build time*).
+TRACKED = replace(DEFAULT, name="tracked", tracks=2, track_vy_noise=0.4, track_miss=0.2, threads=2)
 
 #: The tracked recipe trained on what the camera can know (``labels`` "seen"): a child hidden
 #: behind a parked car is no brake label until the image shows it. Why: with such labels the
