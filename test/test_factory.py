@@ -335,3 +335,30 @@ def test_a_build_resumed_with_another_thread_count_is_told_its_weights_will_diff
     assert logs == []  # the same count: nothing to say
     Build(replace(TINY, threads=2), tmp_path, log=logs.append)  # still resumable (same digest)...
     assert len(logs) == 1 and "1 torch thread(s)" in logs[0] and "--threads 1" in logs[0]  # ...but said
+
+
+def test_the_detector_learns_from_the_train_split_without_its_focus_shards(
+        tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Focus shards (crossings, look-alikes) shape the brake decision; the VRU detector of every
+    tracked recipe learns from the same base train split."""
+    from dataclasses import replace
+
+    from tiny_node.factory import detector
+
+    b = Build(TINY, tiny_build, log=lambda _: None)
+    base, train = b.split("train_base"), b.split("train")
+    assert 0 < len(base["image"]) < len(train["image"])  # TINY has a crossing and a look-alike shard
+    assert np.array_equal(train["image"][:len(base["image"])], base["image"])  # the same shards, first
+    seen: dict[str, int] = {}
+
+    def capture(data: dict[str, np.ndarray], **_: object) -> None:
+        seen["frames"] = len(data["image"])
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(detector, "train", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        b.step_detector()
+    assert seen["frames"] == len(base["image"])
+    (tmp_path / "data").symlink_to(tiny_build / "data")
+    plain = Build(replace(TINY, name="tiny-plain", shards=TINY.shards[:4]), tmp_path, log=lambda _: None)
+    assert plain.split("train_base") is plain.split("train")  # no focus shards: one split, loaded once

@@ -100,10 +100,17 @@ class Build:
         return self.cfg.seed * 100 + STEPS.index(step)
 
     def split(self, name: str) -> dict[str, NDArray[Any]]:
-        """A data split, loaded once."""
+        """A data split, loaded once.
+
+        ``train`` holds the focus shards too (``dataset.FOCUS_SPLITS``); ``train_base`` is the
+        train split without them, what the VRU detector learns from.
+        """
+        shards = dict(self.cfg.shards)
+        if name == "train_base" and not any(x in shards for x in dataset.FOCUS_SPLITS):
+            return self.split("train")  # no focus shards: the same data
         if name not in self._data:
-            shards = dict(self.cfg.shards)
-            parts = [name] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
+            base = name.removesuffix("_base")
+            parts = [base] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
             paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                      for part in parts for i in range(shards[part])]
             trained = name in ("train", "val") and self.cfg.labels != "truth"
@@ -187,8 +194,11 @@ class Build:
         """
         if not self.cfg.tracks:
             return {"skipped": "no tracks in this config"}
-        model = detector.train(self.split("train"), epochs=self.cfg.detector_epochs, batch=self.cfg.batch,
+        # the base train split only: the focus shards (crossings, look-alikes) shape the brake
+        # decision, not perception, so every tracked recipe gets the same detector
+        model = detector.train(self.split("train_base"), epochs=self.cfg.detector_epochs, batch=self.cfg.batch,
                                seed=self.seed("detector"), size=self.detector_size)
+        self._data.pop("train_base", None)  # images the language model's train split holds again
         path = self.out / "detector" / "vru_detector.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         detector.export(model, path)
