@@ -44,6 +44,9 @@ def test_tiny_build_makes_a_bundle_the_runtime_runs(tiny_build: Path) -> None:
     assert bundle.kind == "vlm"
     assert set(bundle.files) == {"vision_encoder", "embed_tokens", "decoder", "tokenizer", "config", "vru_detector"}
     assert bundle.vlm is not None and bundle.vlm.tracking is not None and bundle.vlm.tracking.tracks == TINY.tracks
+    # the recipe that rebuilds it, in the manifest
+    assert bundle.build is not None and (bundle.build.config, bundle.build.digest) == ("tiny", TINY.digest())
+    assert (bundle.build.seed, bundle.build.threads) == (TINY.seed, TINY.threads)
     rt = VlmRuntime(bundle, threads=1)
     frame = np.full((480, 640, 3), 90, np.uint8)
     out = rt.decide(frame, {"ego_speed": 10.0, "range": 12.0, "range_rate": -10.0, "range_valid": 1.0},
@@ -316,8 +319,11 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
     # the recipe's own thread count (the weights depend on it), and the bundle that ships was built by it
     assert args.threads is None and CONFIGS[args.config].threads == 2
     shipped = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model" / "manifest.yaml"
-    if shipped.is_file():
-        assert f"({args.config} build)" in load_bundle(shipped.parent).name
+    if shipped.is_file():  # and the bundle that ships says it was built by exactly that recipe
+        bundle, recipe = load_bundle(shipped.parent), CONFIGS[args.config]
+        assert f"({args.config} build)" in bundle.name and bundle.build is not None
+        assert (bundle.build.config, bundle.build.digest) == (args.config, recipe.digest())
+        assert (bundle.build.seed, bundle.build.threads) == (recipe.seed, recipe.threads)
     assert p.parse_args(["build", "--until", "detector"]).until == "detector"
     assert tuple(p.parse_args(["build", "--until", s]).until for s in STEPS) == STEPS
 

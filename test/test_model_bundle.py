@@ -90,6 +90,21 @@ def test_missing_key_is_named(fast: Path) -> None:
     assert "outputs.decision.threshold: missing key" in load_error(fast)
 
 
+def test_build_recipe_is_optional_and_checked(fast: Path) -> None:
+    """``build:`` says which factory recipe made a bundle; a bundle without it still loads."""
+    assert load_bundle(fast).build is None
+    recipe = {"config": "tracked", "digest": "5c24dc5f1e4baac1", "seed": 4, "threads": 2}
+    edit_manifest(fast, lambda m: m.update(build=recipe))
+    b = load_bundle(fast).build
+    assert b is not None and (b.config, b.digest, b.seed, b.threads) == ("tracked", "5c24dc5f1e4baac1", 4, 2)
+    edit_manifest(fast, lambda m: m["build"].update(digest="5C24"))
+    assert "build.digest" in load_error(fast) and "'5C24'" in load_error(fast)
+    edit_manifest(fast, lambda m: m["build"].update(digest="5c24dc5f1e4baac1", threads=0))
+    assert "build.threads" in load_error(fast)
+    edit_manifest(fast, lambda m: m["build"].update(threads=2, torch="2.13"))
+    assert "build.torch: unknown key" in load_error(fast)
+
+
 def test_bad_value_is_named(fast: Path) -> None:
     edit_manifest(fast, lambda m: m["inputs"]["image"].update(height="tall"))
     msg = load_error(fast)

@@ -95,6 +95,10 @@ class Build:
         """The VRU detector this config trains (``FactoryConfig.detector_size``)."""
         return detector.SIZES[self.cfg.detector_size]
 
+    def threads_used(self) -> int:
+        """The torch thread count the build started with (a resume with another one was warned about)."""
+        return int(self.state.get("config", {}).get("threads", self.cfg.threads))
+
     def seed(self, step: str) -> int:
         """A per-step seed (steps do not share random streams)."""
         return self.cfg.seed * 100 + STEPS.index(step)
@@ -387,7 +391,9 @@ class Build:
         metrics = json.loads((self.out / "metrics.json").read_text(encoding="utf-8"))["models"]["int8"]
         # the lockstep simulator charges this per run: the measured p99 (one thread), rounded up
         budget = max(5.0, math.ceil(2 * metrics["latency_1t"]["p99_ms"]) / 2)
-        _edit_manifest(final, name=f"tiny-node-default-int8 ({self.cfg.name} build)", latency_budget_ms=budget)
+        _edit_manifest(final, name=f"tiny-node-default-int8 ({self.cfg.name} build)", latency_budget_ms=budget,
+                       build={"config": self.cfg.name, "digest": self.cfg.digest(), "seed": self.cfg.seed,
+                              "threads": self.threads_used()})
         from tiny_node.model.bundle import load_bundle
         from tiny_node.model.vlm import VlmRuntime
 
@@ -395,11 +401,11 @@ class Build:
         return {"size_bytes": evaluate.bundle_size(final)}
 
 
-def _edit_manifest(bundle_dir: Path, *, name: str, latency_budget_ms: float) -> None:
-    """Name and latency budget of the final bundle (checksums cover the files, not these)."""
+def _edit_manifest(bundle_dir: Path, *, name: str, latency_budget_ms: float, build: dict[str, Any]) -> None:
+    """Name, latency budget and recipe (``build:``) of the final bundle (checksums cover the files, not these)."""
 
     def edit(doc: dict[str, Any]) -> None:
-        doc["name"], doc["latency_budget_ms"] = name, float(latency_budget_ms)
+        doc["name"], doc["latency_budget_ms"], doc["build"] = name, float(latency_budget_ms), build
 
     edit_manifest(bundle_dir, edit)
 

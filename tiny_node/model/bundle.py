@@ -282,6 +282,19 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class BuildInfo:
+    """How the factory made a bundle (optional ``build:``): enough to rebuild it.
+
+    Why the thread count: torch's float reductions, and so the weights, depend on it.
+    """
+
+    config: str  # ``tiny-node model build --config``
+    digest: str  # ``FactoryConfig.digest()``: 16 lowercase hex
+    seed: int
+    threads: int
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A loaded manifest whose files all matched their checksums at load time."""
 
@@ -295,6 +308,7 @@ class Bundle:
     runtime: RuntimeSpec
     latency_budget_ms: float
     vlm: VlmSpec | None = None  # set iff kind == "vlm"
+    build: BuildInfo | None = None  # set when the factory wrote its recipe
 
     def file(self, key: str) -> FileEntry:
         """Return the file entry ``key`` or raise BundleError naming it."""
@@ -515,7 +529,7 @@ class _Parser:
             raise self.fail("kind", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
         vlm = kind == "vlm"
         top = ("format", "name", "kind", "files", "inputs", "outputs", "runtime",
-               "latency_budget_ms")
+               "latency_budget_ms", "build")
         self.only(data, "", (*top, "vlm") if vlm else top)
         files = self.files(root, data)
         if vlm:
@@ -541,7 +555,17 @@ class _Parser:
             runtime=self.runtime(rt),
             latency_budget_ms=self.number(data, "latency_budget_ms", "", lo=0.0, lo_open=True),
             vlm=self.vlm(data, sensors, files) if vlm else None,
+            build=self.build(data) if "build" in data else None,
         )
+
+    def build(self, data: Mapping[str, Any]) -> BuildInfo:
+        w = "build."
+        b = self.section(data, "build", "", ("config", "digest", "seed", "threads"))
+        digest = self.string(b, "digest", w)
+        if not re.fullmatch(r"[0-9a-f]{16}", digest):
+            raise self.fail(f"{w}digest", f"expected 16 lowercase hex, got {digest!r}")
+        return BuildInfo(config=self.string(b, "config", w), digest=digest,
+                         seed=self.integer(b, "seed", w, 0), threads=self.integer(b, "threads", w, 1))
 
     def files(self, root: Path, data: Mapping[str, Any]) -> dict[str, FileEntry]:
         raw = self.get(data, "files", "")
