@@ -368,3 +368,39 @@ def test_the_detector_learns_from_the_train_split_without_its_focus_shards(
     (tmp_path / "data").symlink_to(tiny_build / "data")
     plain = Build(replace(TINY, name="tiny-plain", shards=TINY.shards[:4]), tmp_path, log=lambda _: None)
     assert plain.split("train_base") is plain.split("train")  # no focus shards: one split, loaded once
+
+
+def test_carried_image_dropout_never_blanks_a_brake_only_the_image_explains(tiny_build: Path) -> None:
+    """``image_dropout_rows="carried"``: a brake row with no radar target and no track keeps its
+    image (blanked, it would teach "no evidence: brake"); other rows are blanked as before."""
+    from dataclasses import replace
+
+    from tiny_node.factory import train
+    from tiny_node.factory.build import label_carried
+    from tiny_node.factory.config import TRACKED
+
+    b = Build(TINY, tiny_build, log=lambda _: None)
+    model = train.load_model(tiny_build / "student.pt")
+    data = {k: np.array(v, copy=True) for k, v in b.split("train").items()}
+    data["brake"][:2], data["range_valid"][:2], data["track_input"][:2, :, 0] = (1, 0), 0.0, 0.0
+    data["brake"][2], data["range_valid"][2] = 1, 1.0  # a brake the radar sees
+    carried = label_carried(data)
+    assert carried.tolist()[:3] == [False, True, True]
+    assert carried[data["brake"] == 0].all()
+    other = {**data, "image": np.random.default_rng(0).integers(0, 256, data["image"].shape, np.uint8)}
+    idx = np.arange(3)
+
+    def logits(d: dict[str, np.ndarray], i: int) -> torch.Tensor:
+        td = train.tokenize(d, b.tok, image_tokens=model.cfg.image_tokens, frames=model.cfg.frames,
+                            tracks=model.cfg.tracks, image_dropout=1.0)
+        td.droppable = label_carried(d)
+        model.train(True)
+        with torch.no_grad():  # one row a batch: training-mode batch norm mixes a batch's rows
+            return train.answer_logits(model, td, idx[i:i + 1])[0]
+
+    assert not torch.allclose(logits(data, 0), logits(other, 0))  # the image-only brake still sees its image
+    for i in (1, 2):  # the others were blanked
+        torch.testing.assert_close(logits(data, i), logits(other, i))
+    assert replace(TRACKED, image_dropout_rows="all").digest() == TRACKED.digest()  # the default keeps digests
+    with pytest.raises(BuildError, match="image_dropout_rows"):
+        Build(replace(TINY, name="tiny-bad-rows", image_dropout_rows="some"), tiny_build / "bad-rows")

@@ -70,6 +70,9 @@ class Build:
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
             raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
+        if cfg.image_dropout_rows not in ("all", "carried"):
+            raise BuildError(f"config {cfg.name}: image_dropout_rows {cfg.image_dropout_rows!r} must be 'all' "
+                             "or 'carried'")
         if cfg.tracks and cfg.detector_size not in detector.SIZES:
             raise BuildError(f"config {cfg.name}: detector_size {cfg.detector_size!r} must be one of "
                              f"{sorted(detector.SIZES)}")
@@ -183,6 +186,8 @@ class Build:
                                               frames=self.cfg.frames, same_frac=same, seed=self.cfg.seed,
                                               tracks=self.cfg.tracks,
                                               image_dropout=self.cfg.image_dropout if name == "train" else 0.0)
+            if name == "train" and self.cfg.image_dropout_rows == "carried":
+                self._texts[key].droppable = label_carried(self.split(name))
         return self._texts[key]
 
     def _val_fn(self, image_tokens: int) -> Callable[[TinyVlm], dict[str, float]]:
@@ -399,6 +404,18 @@ class Build:
 
         VlmRuntime(load_bundle(final), threads=1).warm_up(2)  # it loads and decides
         return {"size_bytes": evaluate.bundle_size(final)}
+
+
+def label_carried(data: dict[str, NDArray[Any]]) -> NDArray[np.bool_]:
+    """Rows whose label the prompt's other inputs still carry without the image.
+
+    A go row needs no evidence; a brake row carries it when the radar has a target or a VRU is
+    tracked (the degraded tracks the language model reads).
+    """
+    carried = (np.asarray(data["brake"]) == 0) | (np.asarray(data["range_valid"]) > 0.5)
+    if "track_input" in data:
+        carried |= (np.asarray(data["track_input"])[:, :, 0] > 0.5).any(axis=1)
+    return carried
 
 
 def _edit_manifest(bundle_dir: Path, *, name: str, latency_budget_ms: float, build: dict[str, Any]) -> None:

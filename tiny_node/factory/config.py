@@ -83,6 +83,10 @@ class FactoryConfig:
     labels: str = "truth"
     #: share of training rows shown a blank image each batch (modality dropout, ``train.TextBatchData``)
     image_dropout: float = 0.0
+    #: which training rows image dropout may blank: "all", or "carried" = only rows whose label
+    #: the other inputs still carry (no brake; or a brake with a radar target or a tracked VRU).
+    #: Why: a blanked brake row with no other evidence teaches "no evidence: brake"
+    image_dropout_rows: str = "all"
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
@@ -99,6 +103,8 @@ class FactoryConfig:
             d.pop("labels")
         if not d["image_dropout"]:  # likewise
             d.pop("image_dropout")
+        if d["image_dropout_rows"] == "all":  # likewise
+            d.pop("image_dropout_rows")
         # no detector trained, or the one every build before the field trained: the same digest
         if not self.tracks or d["detector_size"] == "patch":
             d.pop("detector_size")

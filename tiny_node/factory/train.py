@@ -59,6 +59,8 @@ class TextBatchData:
     brake: NDArray[np.int64]
     image_dropout: float = 0.0
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    #: [N] rows image dropout may blank (None: all; ``FactoryConfig.image_dropout_rows``)
+    droppable: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -109,7 +111,8 @@ def answer_logits(model: TinyVlm, d: TextBatchData, idx: NDArray[np.int64]) -> t
     prev = pixels(d.prev(idx)) if model.cfg.frames == 2 else None
     image = pixels(d.roi[idx])
     if model.training and d.image_dropout > 0.0:
-        blank = torch.from_numpy(d.rng.random(len(idx)) < d.image_dropout)
+        drawn = d.rng.random(len(idx)) < d.image_dropout  # drawn for every row: the same stream either way
+        blank = torch.from_numpy(drawn if d.droppable is None else drawn & d.droppable[idx])
         image[blank] = 0.0  # mid-grey after the normalisation
         if prev is not None:
             prev[blank] = 0.0
