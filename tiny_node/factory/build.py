@@ -412,7 +412,7 @@ def label_carried(data: dict[str, NDArray[Any]]) -> NDArray[np.bool_]:
     A go row needs no evidence; a brake row carries it when the radar has a target or a VRU is
     tracked (the degraded tracks the language model reads).
     """
-    carried = (np.asarray(data["brake"]) == 0) | (np.asarray(data["range_valid"]) > 0.5)
+    carried: NDArray[np.bool_] = (np.asarray(data["brake"]) == 0) | (np.asarray(data["range_valid"]) > 0.5)
     if "track_input" in data:
         carried |= (np.asarray(data["track_input"])[:, :, 0] > 0.5).any(axis=1)
     return carried
