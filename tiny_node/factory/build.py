@@ -31,7 +31,7 @@ import torch
 from numpy.typing import NDArray
 
 from tiny_node.factory import dataset, detector, evaluate, export, quantize, train
-from tiny_node.factory.config import STEPS, FactoryConfig, ModelSize
+from tiny_node.factory.config import DROPOUT_ROWS, STEPS, FactoryConfig, ModelSize
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
@@ -70,9 +70,9 @@ class Build:
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
             raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
-        if cfg.image_dropout_rows not in ("all", "carried"):
-            raise BuildError(f"config {cfg.name}: image_dropout_rows {cfg.image_dropout_rows!r} must be 'all' "
-                             "or 'carried'")
+        if cfg.image_dropout_rows not in DROPOUT_ROWS:
+            raise BuildError(f"config {cfg.name}: image_dropout_rows {cfg.image_dropout_rows!r} must be one of "
+                             f"{list(DROPOUT_ROWS)}")
         if cfg.tracks and cfg.detector_size not in detector.SIZES:
             raise BuildError(f"config {cfg.name}: detector_size {cfg.detector_size!r} must be one of "
                              f"{sorted(detector.SIZES)}")

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 #: the build's steps in order (``factory.build``); here so the CLI can list them without torch
+#: ``FactoryConfig.image_dropout_rows``: every row, or only rows whose label survives a blank image
+DROPOUT_ROWS = ("all", "carried")
 STEPS = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
 
 

@@ -88,6 +88,7 @@ for _k in range(MAX_TRACK_SLOTS):
         FEATURES[f"vru{_k}_{_f}"] = _what.replace("slot k", f"slot {_k}")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")  # a factory config digest
 _PREFIX = re.compile(r"^[A-Za-z0-9]+$")
 _MISSING: Any = object()
 
@@ -562,7 +563,7 @@ class _Parser:
         w = "build."
         b = self.section(data, "build", "", ("config", "digest", "seed", "threads"))
         digest = self.string(b, "digest", w)
-        if not re.fullmatch(r"[0-9a-f]{16}", digest):
+        if not _HEX16.match(digest):
             raise self.fail(f"{w}digest", f"expected 16 lowercase hex, got {digest!r}")
         return BuildInfo(config=self.string(b, "config", w), digest=digest,
                          seed=self.integer(b, "seed", w, 0), threads=self.integer(b, "threads", w, 1))
