@@ -404,3 +404,36 @@ def test_carried_image_dropout_never_blanks_a_brake_only_the_image_explains(tiny
     assert replace(TRACKED, image_dropout_rows="all").digest() == TRACKED.digest()  # the default keeps digests
     with pytest.raises(BuildError, match="image_dropout_rows"):
         Build(replace(TINY, name="tiny-bad-rows", image_dropout_rows="some"), tiny_build / "bad-rows")
+
+
+def test_a_recipe_with_its_own_detector_seed_varies_the_language_model_only(tmp_path: Path) -> None:
+    """``--seed`` on a recipe with ``detector_seed`` retrains the language model, not the detector it ships."""
+    import json
+    from dataclasses import replace
+
+    from tiny_node.cli import main
+    from tiny_node.factory.config import CONFIGS, TRACKED
+
+    fixed = replace(TINY, name="tiny-fixed-detector", detector_seed=TINY.seed)
+    outs = {}
+    for seed in (TINY.seed, TINY.seed + 1):
+        b = Build(replace(fixed, seed=seed), tmp_path / f"b{seed}")
+        assert b.seed("detector") == Build(TINY, tmp_path / "plain").seed("detector")
+        assert (b.seed("teacher") == Build(TINY, tmp_path / "plain").seed("teacher")) == (seed == TINY.seed)
+        outs[seed] = b
+    # the whole detector step through the CLI, for the two language-model seeds: the same ONNX bytes
+    carried = CONFIGS["tracked-lookalike-carried"]
+    assert carried.detector_seed == CONFIGS["tracked"].seed and carried.image_dropout_rows == "carried"
+    for b in outs.values():
+        b.run(until="detector")
+    onnx = [(b.out / "detector" / "vru_detector.onnx").read_bytes() for b in outs.values()]
+    assert onnx[0] == onnx[1]
+    Build(replace(TINY, seed=TINY.seed + 1), tmp_path / "own").run(until="detector")
+    own = (tmp_path / "own" / "detector" / "vru_detector.onnx").read_bytes()
+    assert own != onnx[0]  # without detector_seed the seed trains another detector
+    # the old recipes keep their digests; the CLI's --seed builds the recipe with that seed
+    assert replace(TRACKED, detector_seed=None).digest() == "5c24dc5f1e4baac1"
+    assert main(["model", "build", "--config", "tiny", "--seed", "7", "--until", "data",
+                 "--out", str(tmp_path / "cli")]) == 0
+    state = json.loads((tmp_path / "cli" / "steps.json").read_text())
+    assert state["config"]["seed"] == 7 and state["digest"] == replace(TINY, seed=7).digest()

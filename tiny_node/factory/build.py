@@ -103,8 +103,9 @@ class Build:
         return int(self.state.get("config", {}).get("threads", self.cfg.threads))
 
     def seed(self, step: str) -> int:
-        """A per-step seed (steps do not share random streams)."""
-        return self.cfg.seed * 100 + STEPS.index(step)
+        """A per-step seed (steps do not share random streams; the detector may keep its own)."""
+        seed = self.cfg.detector_seed if step == "detector" and self.cfg.detector_seed is not None else self.cfg.seed
+        return seed * 100 + STEPS.index(step)
 
     def split(self, name: str) -> dict[str, NDArray[Any]]:
         """A data split, loaded once.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
@@ -26,12 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "2 threads); default: the single-frame model shipped before it; two-frame: with an earlier "
                    "frame (~55 min); crossing / crossing-lookalike / tracked-lookalike: extra training shards "
                    "of crossings / benign look-alikes; tracked-lookalike-dropout: the same with image dropout; "
+                   "tracked-lookalike-carried: dropout on label-carrying rows only, the shipped detector whatever "
+                   "--seed; "
                    "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
                    "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
                    "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default")
+    b.add_argument("--seed", type=int, default=None,
+                   help="the recipe with another seed (default: the recipe's, 4); a recipe with its own "
+                   "detector_seed (tracked-lookalike-carried) keeps its detector and varies the language model only; "
+                   "default --out gets a -s<SEED> suffix")
     b.add_argument("--until", choices=STEPS, help="stop after this step")
     b.add_argument("--install", action="store_true",
                    help=f"copy the final bundle to {DEFAULT_MODEL_DIR} (the model the package ships)")
@@ -98,9 +105,12 @@ def run(args: argparse.Namespace) -> int:
         return tracker_bound(args)
     if args.model_cmd != "build":
         raise ValueError(f"unknown model command {args.model_cmd!r}")
-    out = Path(args.out or f"out/model-{args.config}")
+    cfg = CONFIGS[args.config]
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    out = Path(args.out or f"out/model-{args.config}" + (f"-s{args.seed}" if args.seed is not None else ""))
     try:
-        final = build(CONFIGS[args.config], out, until=args.until, threads=args.threads)
+        final = build(cfg, out, until=args.until, threads=args.threads)
     except BuildError as exc:
         print(f"tiny-node model build: {exc}", file=sys.stderr)
         return 2

@@ -89,6 +89,10 @@ class FactoryConfig:
     #: the other inputs still carry (no brake; or a brake with a radar target or a tracked VRU).
     #: Why: a blanked brake row with no other evidence teaches "no evidence: brake"
     image_dropout_rows: str = "all"
+    #: the VRU detector's seed (None: the build's ``seed``). Why: the detector is a perception
+    #: part measured on its own (``tracker-bench``); a recipe that varies the language model's seed
+    #: keeps the detector the bundle ships instead of training another one
+    detector_seed: int | None = None
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
@@ -107,6 +111,8 @@ class FactoryConfig:
             d.pop("image_dropout")
         if d["image_dropout_rows"] == "all":  # likewise
             d.pop("image_dropout_rows")
+        if d["detector_seed"] is None:  # likewise
+            d.pop("detector_seed")
         # no detector trained, or the one every build before the field trained: the same digest
         if not self.tracks or d["detector_size"] == "patch":
             d.pop("detector_size")
@@ -225,7 +231,15 @@ TRACKED_LOOKALIKE = replace(TRACKED, name="tracked-lookalike", shards=(*TRACKED.
 #: *Look-alike shards + image dropout: five builds*).
 TRACKED_LOOKALIKE_DROPOUT = replace(TRACKED_LOOKALIKE, name="tracked-lookalike-dropout", image_dropout=0.3)
 
+#: ``tracked-lookalike-dropout`` with dropout only on rows whose label the other inputs carry
+#: (``image_dropout_rows`` "carried"), and the shipped detector (seed 4) whatever the language
+#: model's seed. Why: blanking a brake row that only the image explains taught the model to brake
+#: on an empty road in fog (docs/MODEL_HISTORY.md, *Carried image dropout*).
+TRACKED_LOOKALIKE_CARRIED = replace(TRACKED_LOOKALIKE_DROPOUT, name="tracked-lookalike-carried",
+                                    image_dropout_rows="carried", detector_seed=4)
+
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
            "tracked": TRACKED, "tracked-seen": TRACKED_SEEN, "tracked-unoccluded": TRACKED_UNOCCLUDED,
            "tracked-lookalike": TRACKED_LOOKALIKE,
-           "tracked-lookalike-dropout": TRACKED_LOOKALIKE_DROPOUT, "tiny": TINY}
+           "tracked-lookalike-dropout": TRACKED_LOOKALIKE_DROPOUT,
+           "tracked-lookalike-carried": TRACKED_LOOKALIKE_CARRIED, "tiny": TINY}
