@@ -90,7 +90,7 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     assert (tiny_build / "table.md").read_text().count("\n") == 2 + 6
     # the focused shards are trained on: "train" is train-* plus train_cross-* and train_lookalike-*
     shards = {p.name: len(np.load(p)["brake"]) for p in (tiny_build / "data").glob("train*.npz")}
-    assert {"train_cross-0000.npz", "train_lookalike-0000.npz"} <= set(shards)
+    assert {"train_cross-0000.npz", "train_lookalike-0000.npz", "train_cleared-0000.npz"} <= set(shards)
     assert metrics["data"]["train"]["frames"] == sum(shards.values())
     assert metrics["data"]["train_cross"]["frames"] == shards["train_cross-0000.npz"] > 0
     lookalike = metrics["data"]["train_lookalike"]
@@ -170,6 +170,28 @@ def test_heldout_combinations_never_reach_training() -> None:
         for light, weather, kind in scenes.HELDOUT:
             if look.env.light == light and look.env.weather == weather:
                 assert not main or main[0].kind != kind
+
+
+def test_cleared_focus_draws_vrus_moving_away_from_the_corridor_as_the_ego_closes_in() -> None:
+    """What the crossing that clears looks like near the ego: beside the lane, moving outwards, never a brake."""
+    look = scenes.sample_look(np.random.default_rng(0), heldout=False, index=0)
+    far_side = near = 0
+    for i in range(40):
+        ep = scenes.sample_episode(np.random.default_rng(i), look, heldout=False, seed=i, frames=8, focus="cleared")
+        assert ep.family == "benign" and ep.scenario.expect == "no_brake" and len(ep.frame_times) == 8
+        (away,) = [a for a in ep.scenario.actors if a.name == "away"]
+        assert scenes._allowed(away.kind, look, heldout=False)  # held-out combinations stay held out
+        world = World(ep.scenario)
+        state = next(a for a in world.actors() if a.name == "away")
+        assert abs(state.y) >= 1.8 and state.vy * state.y > 0.0  # outside the corridor, moving further out
+        far_side += state.y > 0.0
+        for t in ep.frame_times:  # the frames run up to the ego passing it, and no frame is a brake
+            while world.t < t:
+                world.step(0.01, False)
+            now = next(a for a in world.actors() if a.name == "away")
+            near += 0.0 < now.x - world.ego.position < 30.0
+            assert not scenes.label_frame(world, ep.context).brake
+    assert 0.5 < far_side / 40 < 0.85 and near > 40 * 8 * 0.4
 
 
 def test_crossing_focus_draws_crossings_around_the_conflict() -> None:

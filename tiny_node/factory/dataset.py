@@ -54,11 +54,12 @@ from tiny_node.sim.sensors import OdometrySensor, RangeSensor, sensor_streams
 from tiny_node.sim.world import World
 
 SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000, "train_cross": 4_000_000,
-              "train_lookalike": 5_000_000}
+              "train_lookalike": 5_000_000, "train_cleared": 6_000_000}
 #: Extra training splits and the ``sample_episode`` focus they are drawn with: crossing VRUs
-#: sampled around the conflict, and benign look-alikes of a crossing. A build trains on
+#: sampled around the conflict, benign look-alikes of a crossing, and VRUs moving away from
+#: the road (a crossing that has cleared). A build trains on
 #: ``train`` plus those of them its config has shards of.
-FOCUS_SPLITS = {"train_cross": "crossing", "train_lookalike": "lookalike"}
+FOCUS_SPLITS = {"train_cross": "crossing", "train_lookalike": "lookalike", "train_cleared": "cleared"}
 STEP_S = 0.01
 RANGE_PERIOD_S = 0.05  # 20 Hz, the scenario default
 ODOM_PERIOD_S = 0.02  # 50 Hz
