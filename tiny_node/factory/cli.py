@@ -22,9 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="model_cmd", required=True)
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
-    b.add_argument("--config", choices=tuple(CONFIGS), default="tracked",
-                   help="tracked (default): the shipped model, VRU detector + tracked-VRU tokens (~30 min on its "
-                   "2 threads); default: the single-frame model shipped before it; two-frame: with an earlier "
+    b.add_argument("--config", choices=tuple(CONFIGS), default="tracked-cleared",
+                   help="tracked-cleared (default): the shipped model (~25 min on its 2 threads): tracked + "
+                   "look-alike and cleared-crossing shards + image dropout on label-carrying rows; tracked: the "
+                   "model shipped before it, VRU detector + tracked-VRU tokens; "
+                   "default: the single-frame model shipped before that; two-frame: with an earlier "
                    "frame (~55 min); crossing / crossing-lookalike / tracked-lookalike: extra training shards "
                    "of crossings / benign look-alikes; tracked-lookalike-dropout: the same with image dropout; "
                    "tracked-lookalike-carried: dropout on label-carrying rows only, the shipped detector whatever "
@@ -36,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
                    "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default")
     b.add_argument("--seed", type=int, default=None,
-                   help="the recipe with another seed (default: the recipe's, 4); a recipe with its own "
-                   "detector_seed (tracked-lookalike-carried) keeps its detector and varies the language model only; "
+                   help="the recipe with another seed (default: the recipe's); a recipe with its own "
+                   "detector_seed (tracked-lookalike-carried, tracked-cleared) keeps its detector and varies the "
+                   "language model only; "
                    "default --out gets a -s<SEED> suffix")
     b.add_argument("--until", choices=STEPS, help="stop after this step")
     b.add_argument("--install", action="store_true",

@@ -239,11 +239,13 @@ TRACKED_LOOKALIKE_DROPOUT = replace(TRACKED_LOOKALIKE, name="tracked-lookalike-d
 TRACKED_LOOKALIKE_CARRIED = replace(TRACKED_LOOKALIKE_DROPOUT, name="tracked-lookalike-carried",
                                     image_dropout_rows="carried", detector_seed=4)
 
-#: ``tracked-lookalike-carried`` + 4 shards of VRUs moving away from the road beside the ego's
-#: corridor (``scenes._cleared``). Why: a pedestrian who had crossed far ahead, walking on beyond
-#: the far kerb, is a case the other shards almost never show at 15-30 m, and it set the
-#: threshold of the carried builds (docs/MODEL_HISTORY.md, *Crossings that cleared*).
-TRACKED_CLEARED = replace(TRACKED_LOOKALIKE_CARRIED, name="tracked-cleared",
+#: The shipped recipe: ``tracked-lookalike-carried`` + 4 shards of VRUs moving away from the road
+#: beside the ego's corridor (``scenes._cleared``), language-model seed 6. Why: a pedestrian who
+#: had crossed far ahead, walking on beyond the far kerb, is a case the other shards almost never
+#: show at 15-30 m, and it set the threshold of the carried builds. Seed 6 is the seed with the
+#: lowest closed-loop threshold of four built (4-7), three of which met every shipping criterion;
+#: the rule was written down before the builds (docs/MODEL_HISTORY.md, *Crossings that cleared*).
+TRACKED_CLEARED = replace(TRACKED_LOOKALIKE_CARRIED, name="tracked-cleared", seed=6,
                           shards=(*TRACKED_LOOKALIKE_CARRIED.shards, ("train_cleared", 4)))
 
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
