@@ -235,7 +235,8 @@ TRACKED_LOOKALIKE_DROPOUT = replace(TRACKED_LOOKALIKE, name="tracked-lookalike-d
 #: ``tracked-lookalike-dropout`` with dropout only on rows whose label the other inputs carry
 #: (``image_dropout_rows`` "carried"), and the shipped detector (seed 4) whatever the language
 #: model's seed. Why: blanking a brake row that only the image explains taught the model to brake
-#: on an empty road in fog (docs/MODEL_HISTORY.md, *Carried image dropout*).
+#: on an empty road in fog (docs/MODEL_HISTORY.md, *Look-alike shards + image dropout*; over four seeds:
+#: *Crossings that cleared*).
 TRACKED_LOOKALIKE_CARRIED = replace(TRACKED_LOOKALIKE_DROPOUT, name="tracked-lookalike-carried",
                                     image_dropout_rows="carried", detector_seed=4)
 
