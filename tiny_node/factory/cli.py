@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
     b.add_argument("--config", choices=tuple(CONFIGS), default="tracked-cleared",
-                   help="tracked-cleared (default): the shipped model (~25 min on its 2 threads): tracked + "
+                   help="tracked-cleared (default): the shipped model (~20 min on its 2 threads): tracked + "
                    "look-alike and cleared-crossing shards + image dropout on label-carrying rows; tracked: the "
                    "model shipped before it, VRU detector + tracked-VRU tokens; "
                    "default: the single-frame model shipped before that; two-frame: with an earlier "
