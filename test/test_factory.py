@@ -437,13 +437,14 @@ def test_a_recipe_with_its_own_detector_seed_varies_the_language_model_only(tmp_
     from tiny_node.factory.config import CONFIGS, TRACKED
 
     fixed = replace(TINY, name="tiny-fixed-detector", detector_seed=TINY.seed)
+    plain = Build(TINY, tmp_path / "plain")
     outs = {}
     for seed in (TINY.seed, TINY.seed + 1):
         b = Build(replace(fixed, seed=seed), tmp_path / f"b{seed}")
-        assert b.seed("detector") == Build(TINY, tmp_path / "plain").seed("detector")
-        assert (b.seed("teacher") == Build(TINY, tmp_path / "plain").seed("teacher")) == (seed == TINY.seed)
+        assert b.seed("detector") == plain.seed("detector")
+        assert (b.seed("teacher") == plain.seed("teacher")) == (seed == TINY.seed)
         outs[seed] = b
-    # the whole detector step through the CLI, for the two language-model seeds: the same ONNX bytes
+    # the data and detector steps, for the two language-model seeds: the same ONNX bytes
     carried = CONFIGS["tracked-lookalike-carried"]
     assert carried.detector_seed == CONFIGS["tracked"].seed and carried.image_dropout_rows == "carried"
     for b in outs.values():
