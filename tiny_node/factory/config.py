@@ -36,6 +36,11 @@ class ModelSize:
     extra_convs: bool
 
 
+#: fields added after builds were made, with the default those builds had (``FactoryConfig.digest``)
+_ADDED_FIELDS: dict[str, Any] = {"labels": "truth", "image_dropout": 0.0, "image_dropout_rows": "all",
+                                 "detector_seed": None}
+
+
 @dataclass(frozen=True)
 class FactoryConfig:
     """Everything a build depends on; its hash guards resumed builds."""
@@ -105,14 +110,9 @@ class FactoryConfig:
         d.pop("threads")
         d.pop("data_workers")
         d.pop("tracking_drives")
-        if d["labels"] == "truth":  # the default: builds made before the field keep their digest
-            d.pop("labels")
-        if not d["image_dropout"]:  # likewise
-            d.pop("image_dropout")
-        if d["image_dropout_rows"] == "all":  # likewise
-            d.pop("image_dropout_rows")
-        if d["detector_seed"] is None:  # likewise
-            d.pop("detector_seed")
+        for key, default in _ADDED_FIELDS.items():  # at their default: builds made before keep their digest
+            if d[key] == default:
+                d.pop(key)
         # no detector trained, or the one every build before the field trained: the same digest
         if not self.tracks or d["detector_size"] == "patch":
             d.pop("detector_size")
