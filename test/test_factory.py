@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from tiny_node.factory.vocab import build_tokenizer, encode, prompt_text, vocabu
 from tiny_node.model.bundle import BundleError, load_bundle  # noqa: E402
 from tiny_node.model.vlm import VlmRuntime  # noqa: E402
 from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory  # noqa: E402
+from tiny_node.sim.suite import benign_suite  # noqa: E402
 from tiny_node.sim.world import World  # noqa: E402
 
 
@@ -90,7 +92,8 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     assert (tiny_build / "table.md").read_text().count("\n") == 2 + 6
     # the focused shards are trained on: "train" is train-* plus train_cross-* and train_lookalike-*
     shards = {p.name: len(np.load(p)["brake"]) for p in (tiny_build / "data").glob("train*.npz")}
-    assert {"train_cross-0000.npz", "train_lookalike-0000.npz", "train_cleared-0000.npz"} <= set(shards)
+    assert {"train_cross-0000.npz", "train_lookalike-0000.npz", "train_cleared-0000.npz",
+            "train_kerb-0000.npz"} <= set(shards)
     assert metrics["data"]["train"]["frames"] == sum(shards.values())
     assert metrics["data"]["train_cross"]["frames"] == shards["train_cross-0000.npz"] > 0
     lookalike = metrics["data"]["train_lookalike"]
@@ -100,8 +103,6 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
 
 
 def test_seen_labels_train_on_what_the_camera_shows_and_test_on_the_truth(tiny_build: Path, tmp_path: Path) -> None:
-    from dataclasses import replace
-
     (tmp_path / "data").symlink_to(tiny_build / "data")
     seen = Build(replace(TINY, name="tiny-seen", labels="seen"), tmp_path, log=lambda _: None)
     truth = Build(TINY, tiny_build, log=lambda _: None)
@@ -110,14 +111,17 @@ def test_seen_labels_train_on_what_the_camera_shows_and_test_on_the_truth(tiny_b
     assert (train["brake"] <= truth.split("train")["brake"]).all()  # leaving people out never adds a brake
     np.testing.assert_array_equal(test["brake"], truth.split("test")["brake"])
     assert "brake_seen" in test
-    with pytest.raises(BuildError, match=r"labels 'all' must be 'truth' or one of \['seen', 'unoccluded'\]"):
+    # intent labels: an actor that will stop short of the corridor is no brake (in these drives: never one CV lacks)
+    intent = Build(replace(TINY, name="tiny-intent", labels="intent"), tmp_path, log=lambda _: None)
+    np.testing.assert_array_equal(intent.split("train")["brake"], truth.split("train")["brake_intent"])
+    assert (intent.split("train")["brake"] <= truth.split("train")["brake"]).all()
+    np.testing.assert_array_equal(intent.split("test")["brake"], truth.split("test")["brake"])
+    with pytest.raises(BuildError, match=r"labels 'all' must be 'truth' or one of \['intent', 'seen', 'unoccluded'\]"):
         Build(replace(TINY, name="tiny-bad", labels="all"), tmp_path / "bad")
 
 
 def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:
     """The shipped model's recipe (``--config default`` is single-frame) on tiny data."""
-    from dataclasses import replace
-
     assert DEFAULT.frames == 1
     Build(replace(TINY, name="tiny-1f", frames=1, tracks=0), tmp_path).run()
     bundle = load_bundle(tmp_path / "bundle")
@@ -194,6 +198,55 @@ def test_cleared_focus_draws_vrus_moving_away_from_the_corridor_as_the_ego_close
     assert 0.5 < far_side / 40 < 0.85 and near > 40 * 8 * 0.4
 
 
+def test_kerb_focus_walks_up_to_the_road_and_stops_short_of_the_corridor_before_the_ego_passes() -> None:
+    """The kerb stop as the ego closes in: a brake to constant-velocity labels, never to intent labels."""
+    look = scenes.sample_look(np.random.default_rng(0), heldout=False, index=0)
+    cv_brakes = near_side = 0
+    for i in range(30):
+        ep = scenes.sample_episode(np.random.default_rng(i), look, heldout=False, seed=i, frames=8, focus="kerb")
+        assert ep.family == "benign" and ep.scenario.expect == "no_brake" and len(ep.frame_times) == 8
+        (spec,) = [a for a in ep.scenario.actors if a.name == "kerb"]
+        assert scenes._allowed(spec.kind, look, heldout=False)
+        near_side += spec.trajectory.y_m < 0.0
+        world, gap_at_stop = World(ep.scenario), None
+        while world.t < ep.scenario.duration_s:
+            cv, planned = (scenes.label_frame(world, ep.context, intent=x) for x in (False, True))
+            cv_brakes += cv.brake
+            assert not planned.brake
+            now = next(a for a in world.actors() if a.name == "kerb")
+            if gap_at_stop is None and world.distance_to_stop("kerb") == 0.0:
+                gap_at_stop = now.x - world.ego.position
+                assert now.vy == 0.0 and 2.2 - 1e-6 <= abs(now.y) <= 6.25  # stopped outside the corridor
+            world.step(0.01, False)
+        # ... 0.6-2.5 s before the ego would reach it
+        assert gap_at_stop is not None and 0.5 * world.ego.speed < gap_at_stop < 2.6 * world.ego.speed + 3.5
+    assert cv_brakes > 0 and 0.6 < near_side / 30 < 0.95
+
+
+def test_intent_labels_differ_from_constant_velocity_only_for_actors_that_will_stop() -> None:
+    """``planned_conflict_time``: the benign kerb stop is no conflict; a crossing with no stop is the same as CV."""
+    kerb = next(b for b in benign_suite() if b.name == "benign_ped_stops_at_kerb")
+    world, cv_only = World(kerb), 0
+    while world.t < kerb.duration_s:
+        ped = next(a for a in world.actors() if a.name == "ped")
+        assert scenes.planned_conflict_time(world, ped) == math.inf
+        cv_only += scenes.conflict_time(world, ped) < scenes.BRAKE_TTC_S
+        world.step(0.01, False)
+    assert cv_only > 5  # the constant-velocity label calls the last steps before the stop a brake
+    assert world.distance_to_stop("ped") == 0.0
+    with pytest.raises(KeyError, match="nobody"):
+        world.distance_to_stop("nobody")
+    crossing = replace(kerb, actors=(replace(kerb.actors[0], trajectory=replace(kerb.actors[0].trajectory,
+                                                                                stop_after_m=None)),))
+    world, hits = World(crossing), 0
+    while world.t < 5.0:
+        ped = next(a for a in world.actors() if a.name == "ped")
+        assert scenes.planned_conflict_time(world, ped) == scenes.conflict_time(world, ped)
+        hits += scenes.conflict_time(world, ped) < scenes.BRAKE_TTC_S
+        world.step(0.01, False)
+    assert hits > 0
+
+
 def test_crossing_focus_draws_crossings_around_the_conflict() -> None:
     look = scenes.sample_look(np.random.default_rng(0), heldout=False, index=0)
     near = total = 0
@@ -219,8 +272,8 @@ def test_lookalike_focus_draws_benign_drives_with_a_lookalike() -> None:
         world = World(ep.scenario)  # nobody is on a collision course at the start
         assert all(scenes.conflict_time(world, a) == math.inf for a in world.actors() if a.name == "look")
     assert {"cyclist", "adult", "child"} <= set(kinds)
-    with pytest.raises(ValueError, match="unknown focus 'kerb'"):
-        scenes.sample_episode(np.random.default_rng(0), look, heldout=False, seed=0, frames=4, focus="kerb")
+    with pytest.raises(ValueError, match="unknown focus 'kerbside'"):
+        scenes.sample_episode(np.random.default_rng(0), look, heldout=False, seed=0, frames=4, focus="kerbside")
 
 
 def _world(*actors: ActorSpec, speed_kmh: float = 50.0) -> World:
@@ -298,8 +351,6 @@ def test_single_frame_models_still_build_from_the_same_code() -> None:
 
 def test_image_dropout_blanks_training_rows_only(tiny_build: Path) -> None:
     """Modality dropout: a training batch's dropped rows cannot see their image; evaluation always does."""
-    from dataclasses import replace
-
     from tiny_node.factory import train
     from tiny_node.factory.config import TRACKED
 
@@ -353,8 +404,6 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
 def test_a_build_resumed_with_another_thread_count_is_told_its_weights_will_differ(tmp_path: Path) -> None:
     """torch's float reductions depend on the thread count, so a resume with another one is not the same build."""
     import json
-    from dataclasses import replace
-
     logs: list[str] = []
     one = replace(TINY, threads=1)
     state = {"config": one.to_dict(), "digest": one.digest(), "done": {"data": {"seconds": 0.0}}}
@@ -369,8 +418,6 @@ def test_the_detector_learns_from_the_train_split_without_its_focus_shards(
         tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Focus shards (crossings, look-alikes) shape the brake decision; the VRU detector of every
     tracked recipe learns from the same base train split."""
-    from dataclasses import replace
-
     from tiny_node.factory import detector
 
     b = Build(TINY, tiny_build, log=lambda _: None)
@@ -395,8 +442,6 @@ def test_the_detector_learns_from_the_train_split_without_its_focus_shards(
 def test_carried_image_dropout_never_blanks_a_brake_only_the_image_explains(tiny_build: Path) -> None:
     """``image_dropout_rows="carried"``: a brake row with no radar target and no track keeps its
     image (blanked, it would teach "no evidence: brake"); other rows are blanked as before."""
-    from dataclasses import replace
-
     from tiny_node.factory import train
     from tiny_node.factory.build import label_carried
     from tiny_node.factory.config import TRACKED
@@ -431,7 +476,6 @@ def test_carried_image_dropout_never_blanks_a_brake_only_the_image_explains(tiny
 def test_a_recipe_with_its_own_detector_seed_varies_the_language_model_only(tmp_path: Path) -> None:
     """``--seed`` on a recipe with ``detector_seed`` retrains the language model, not the detector it ships."""
     import json
-    from dataclasses import replace
 
     from tiny_node.cli import main
     from tiny_node.factory.config import CONFIGS, TRACKED

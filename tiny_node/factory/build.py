@@ -39,7 +39,8 @@ from tiny_node.model.bundle import edit_manifest, set_threshold
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
 #: held-out always load "seen" too: the urgent recall where the image shows the hazard
-LABELS = {"seen": ("brake_seen", "rationale_seen"), "unoccluded": ("brake_unoccluded", "rationale_unoccluded")}
+LABELS = {"seen": ("brake_seen", "rationale_seen"), "unoccluded": ("brake_unoccluded", "rationale_unoccluded"),
+          "intent": ("brake_intent", "rationale_intent")}
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed")
 
 

@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "of crossings / benign look-alikes; tracked-lookalike-dropout: the same with image dropout; "
                    "tracked-lookalike-carried: dropout on label-carrying rows only, the shipped detector whatever "
                    "--seed; "
+                   "tracked-kerb: tracked-cleared + intent labels and kerb-stop shards; "
                    "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
                    "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
@@ -39,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default")
     b.add_argument("--seed", type=int, default=None,
                    help="the recipe with another seed (default: the recipe's); a recipe with its own "
-                   "detector_seed (tracked-lookalike-carried, tracked-cleared) keeps its detector and varies the "
-                   "language model only; "
+                   "detector_seed (tracked-lookalike-carried, tracked-cleared, tracked-kerb) keeps its detector "
+                   "and varies the language model only; "
                    "default --out gets a -s<SEED> suffix")
     b.add_argument("--until", choices=STEPS, help="stop after this step")
     b.add_argument("--install", action="store_true",

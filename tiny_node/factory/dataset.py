@@ -22,7 +22,9 @@ Each sample also holds ``vru_tracks``: the ground-truth records a VRU tracker wo
 (``tracks.vru_points``), the VRU detector's targets; and ``brake_seen`` / ``rationale_seen``:
 the label with the people the model's image window does not show left out
 (``tracks.hidden_vrus``), for configs that train on what the camera can know
-(``brake_unoccluded`` / ``rationale_unoccluded``: only those behind a nearer actor left out).
+(``brake_unoccluded`` / ``rationale_unoccluded``: only those behind a nearer actor left out);
+``brake_intent`` / ``rationale_intent``: the label with every actor stopping where its
+trajectory stops it (``scenes.label_frame``'s ``intent``).
 
 Splits are by seed: every split has its own seed range, so no drive is in two splits; the
 ``heldout`` split shows only the (light, weather, actor) combinations ``scenes.HELDOUT`` keeps
@@ -54,12 +56,13 @@ from tiny_node.sim.sensors import OdometrySensor, RangeSensor, sensor_streams
 from tiny_node.sim.world import World
 
 SPLIT_SEED = {"train": 0, "val": 1_000_000, "test": 2_000_000, "heldout": 3_000_000, "train_cross": 4_000_000,
-              "train_lookalike": 5_000_000, "train_cleared": 6_000_000}
+              "train_lookalike": 5_000_000, "train_cleared": 6_000_000, "train_kerb": 7_000_000}
 #: Extra training splits and the ``sample_episode`` focus they are drawn with: crossing VRUs
-#: sampled around the conflict, benign look-alikes of a crossing, and VRUs moving away from
-#: the road (a crossing that has cleared). A build trains on
-#: ``train`` plus those of them its config has shards of.
-FOCUS_SPLITS = {"train_cross": "crossing", "train_lookalike": "lookalike", "train_cleared": "cleared"}
+#: sampled around the conflict, benign look-alikes of a crossing, VRUs moving away from
+#: the road (a crossing that has cleared), and VRUs who walk up to the road and stop short
+#: of the ego's corridor. A build trains on ``train`` plus those of them its config has shards of.
+FOCUS_SPLITS = {"train_cross": "crossing", "train_lookalike": "lookalike", "train_cleared": "cleared",
+                "train_kerb": "kerb"}
 STEP_S = 0.01
 RANGE_PERIOD_S = 0.05  # 20 Hz, the scenario default
 ODOM_PERIOD_S = 0.02  # 50 Hz
@@ -137,7 +140,8 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
     cols: dict[str, list[object]] = {k: [] for k in (
         "image", "image_prev", "dt_prev", "ego_speed", "range", "range_rate", "range_valid", "context", "brake", "ttc",
         "ttc_in_path", "gap", "family", "kind", "rationale", "episode", "t", "vru_tracks", "vru_points",
-        "brake_seen", "rationale_seen", "brake_unoccluded", "rationale_unoccluded")}
+        "brake_seen", "rationale_seen", "brake_unoccluded", "rationale_unoccluded", "brake_intent",
+        "rationale_intent")}
     for e in range(spec.episodes):
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
@@ -151,6 +155,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
         "rationale": np.asarray(cols["rationale"], dtype="<U64"),
         "rationale_seen": np.asarray(cols["rationale_seen"], dtype="<U64"),
         "rationale_unoccluded": np.asarray(cols["rationale_unoccluded"], dtype="<U64"),
+        "rationale_intent": np.asarray(cols["rationale_intent"], dtype="<U64"),
         "light": np.asarray([LIGHTS.index(look.env.light)] * len(cols["t"]), np.int8),
         "weather": np.asarray([WEATHERS.index(look.env.weather)] * len(cols["t"]), np.int8),
         "vru_tracks": np.asarray(cols["vru_tracks"], np.float32).reshape(-1, TRACKS, len(TRACK_FIELDS)),
@@ -159,7 +164,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
     for k in ("ego_speed", "range", "range_rate", "range_valid", "ttc", "ttc_in_path", "gap", "t",
               "dt_prev"):
         out[k] = np.asarray(cols[k], np.float32)
-    for k in ("context", "brake", "brake_seen", "brake_unoccluded", "family"):
+    for k in ("context", "brake", "brake_seen", "brake_unoccluded", "brake_intent", "family"):
         out[k] = np.asarray(cols[k], np.int8)
     out["episode"] = np.asarray(cols["episode"], np.int64)
     return out
@@ -205,6 +210,9 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.rand
                 lab = label_frame(world, ep.context, hidden_vrus(world, view, ROI, window=window))
                 cols[f"brake_{name}"].append(int(lab.brake))
                 cols[f"rationale_{name}"].append(lab.rationale)
+            lab = label_frame(world, ep.context, intent=True)
+            cols["brake_intent"].append(int(lab.brake))
+            cols["rationale_intent"].append(lab.rationale)
         brake = ep.ego_brake_at is not None and t >= ep.ego_brake_at
         world.step(STEP_S, brake)
         step += 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,7 +43,7 @@ APPROACH_S = 1.8  # crossing-focused shards: this long before the conflict gets 
 HELDOUT = (("night", "rain", "cyclist"), ("day", "fog", "child"))
 FAMILIES = ("vru_cross", "lead_car", "static", "vru_along", "benign")
 FAMILY_P = (0.3, 0.2, 0.05, 0.1, 0.35)
-FOCUSES = ("crossing", "lookalike", "cleared")  # extra training shards (``sample_episode``'s ``focus``)
+FOCUSES = ("crossing", "lookalike", "cleared", "kerb")  # extra training shards (``sample_episode``'s ``focus``)
 POSES = tuple((p, h) for p in (-1.5, -0.5, 0.5, 1.5) for h in (1.2, 1.3, 1.45))
 
 
@@ -234,6 +234,30 @@ def _cleared(rng: np.random.Generator, v: float, kinds: Sequence[str]) -> tuple[
     return [_actor(rng, kind, "away", tr)], t_arrive + 0.3
 
 
+def _kerb(rng: np.random.Generator, v: float, kinds: Sequence[str]) -> tuple[list[ActorSpec], float]:
+    """A VRU who heads for the road as the ego comes and stops short of its corridor (``focus="kerb"``).
+
+    Mostly on the near side: from the sidewalk to the kerb edge or into the parking strip
+    (stopping 2.2-4.2 m right of the lane's centre, like the crossings ``sample_episode`` lets
+    stop); else to the far kerb. They stop 1.5-4 s into the drive, 0.6-2.5 s before the ego
+    reaches them. Why: with ``intent`` labels these walks are no brake, so the model learns
+    how often such a walk ends at the kerb; the default data holds few of them with the ego
+    this close (the drive that set every seed's threshold of ``tracked-cleared`` is one,
+    docs/MODEL_HISTORY.md). Returns the actors and the drive's duration.
+    """
+    kind = str(rng.choice(kinds))
+    speed = float(rng.uniform(10.0, 16.0) if kind == "cyclist" else rng.uniform(3.0, 7.0)) / 3.6
+    right = rng.random() < 0.75
+    y_stop = -float(rng.uniform(2.2, 4.2)) if right else float(rng.uniform(LEFT_KERB_Y - 0.4, LEFT_KERB_Y + 0.5))
+    t_stop = float(rng.uniform(1.5, 4.0))
+    walk = min(float(rng.uniform(1.0, 3.0)), speed * (t_stop - 0.2))
+    sign = 1.0 if right else -1.0  # direction of travel in y: towards the ego's lane
+    t_arrive = t_stop + float(rng.uniform(0.6, 2.5))
+    tr = Trajectory(v * t_arrive + 3.0, y_stop - sign * walk, 90.0 * sign, speed * 3.6,
+                    start=Trigger("time_s", t_stop - walk / speed), stop_after_m=walk)
+    return [_actor(rng, kind, "kerb", tr)], min(t_arrive, t_stop + 2.0) + 0.2
+
+
 def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: int,
                    frames: int, *, focus: str | None = None) -> Episode:
     """One random drive in ``look``; frame times spread up to the conflict (if any).
@@ -251,6 +275,8 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
       data has few of them: a child beside parked cars is almost always a CPNCO crossing.
     - ``cleared``: a benign drive with a VRU moving away from the road beside the ego's
       corridor (``_cleared``).
+    - ``kerb``: a benign drive with a VRU who walks towards the road and stops short of the
+      ego's corridor shortly before the ego passes (``_kerb``).
     """
     if focus not in (None, *FOCUSES):
         raise ValueError(f"unknown focus {focus!r}: one of {', '.join(FOCUSES)}")
@@ -258,7 +284,7 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
     family = str(rng.choice(FAMILIES, p=FAMILY_P))
     if crossing_focus:
         family = "vru_cross"
-    elif focus in ("lookalike", "cleared"):
+    elif focus in ("lookalike", "cleared", "kerb"):
         family = "benign"
     if heldout and family in ("benign", "static", "lead_car"):
         family = str(rng.choice(("vru_cross", "vru_along")))
@@ -314,9 +340,9 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
                                                            0.0, vs * 3.6)))
     else:
         duration = float(rng.uniform(3.0, 6.0))
-        if focus == "cleared":
-            away, duration = _cleared(rng, v, vru)
-            actors += away
+        if focus in ("cleared", "kerb"):
+            focused, duration = (_cleared if focus == "cleared" else _kerb)(rng, v, vru)
+            actors += focused
         else:
             actors += _lookalikes(rng, v) if focus == "lookalike" else _benign_traffic(rng, v, v_kmh)
     n_distract = int(rng.integers(0, 4)) + (2 if family == "benign" else 0)
@@ -343,15 +369,44 @@ def _interval(p0: float, p1: float, vel: float, lo: float, hi: float) -> tuple[f
     return (min(a, b), max(a, b))
 
 
-def conflict_time(world: World, a: ActorState, horizon: float = 10.0) -> float:
-    """When ``a`` and the ego's corridor box first overlap at constant velocities (inf: never)."""
+def _window(world: World, a: ActorState) -> tuple[float, float]:
+    """When ``a`` and the ego's corridor box overlap at constant velocities (may be empty)."""
     ego = world.ego
     front, rear = ego.position, ego.position - ego.length_m
     hw = 0.5 * ego.width_m + CORRIDOR_MARGIN_M
     x0, x1, y0, y1 = a.extent()
     tx = _interval(x0 - front, x1 - front, a.vx - ego.speed, rear - front, 0.0)
     ty = _interval(y0, y1, a.vy, -hw, hw)
-    start, end = max(tx[0], ty[0], 0.0), min(tx[1], ty[1], horizon)
+    return max(tx[0], ty[0]), min(tx[1], ty[1])
+
+
+def conflict_time(world: World, a: ActorState, horizon: float = 10.0) -> float:
+    """When ``a`` and the ego's corridor box first overlap at constant velocities (inf: never)."""
+    lo, hi = _window(world, a)
+    start, end = max(lo, 0.0), min(hi, horizon)
+    return start if start < end else math.inf
+
+
+def planned_conflict_time(world: World, a: ActorState, horizon: float = 10.0) -> float:
+    """``conflict_time`` with the actor stopping where its trajectory stops it.
+
+    The ego still holds its speed; the actor moves at its velocity for
+    ``World.distance_to_stop`` metres, then stands. Why: a pedestrian who walks up to the kerb
+    and stops is a constant-velocity conflict until the step they stop, yet never a hazard
+    (``label_frame``'s ``intent``).
+    """
+    left = world.distance_to_stop(a.name)
+    speed = math.hypot(a.vx, a.vy)
+    if not math.isfinite(left) or speed < 0.05:
+        return conflict_time(world, a, horizon)
+    t_stop = left / speed
+    lo, hi = _window(world, a)
+    start, end = max(lo, 0.0), min(hi, t_stop, horizon)
+    if start < end:
+        return start
+    stood = replace(a, x=a.x + a.vx * t_stop, y=a.y + a.vy * t_stop, vx=0.0, vy=0.0)
+    lo, hi = _window(world, stood)
+    start, end = max(lo, t_stop), min(hi, horizon)
     return start if start < end else math.inf
 
 
@@ -367,12 +422,17 @@ class Label:
     rationale: str
 
 
-def label_frame(world: World, context: str, hidden: frozenset[str] = frozenset()) -> Label:
+def label_frame(world: World, context: str, hidden: frozenset[str] = frozenset(), *,
+                intent: bool = False) -> Label:
     """Brake needed or not, and the sentence that says why.
 
     ``hidden``: names of actors to leave out (``tracks.hidden_vrus``: people the camera cannot
     see). Why: a label for what the camera can know (``FactoryConfig.labels`` ``seen``); with
     hidden people in it, a model learns to brake for the scene (parked cars) instead.
+    ``intent``: conflicts from ``planned_conflict_time`` (the actor stops where the scenario
+    stops it) instead of constant velocity (``FactoryConfig.labels`` ``intent``). Why: with
+    constant-velocity labels a person walking up to the kerb is a brake until the step they
+    stop; a model trained so cannot learn that such walks mostly end at the kerb.
     """
     truth = world.truth()
     v = world.ego.speed
@@ -382,7 +442,7 @@ def label_frame(world: World, context: str, hidden: frozenset[str] = frozenset()
     for a in actors:
         if not a.solid:
             continue
-        tc = conflict_time(world, a)
+        tc = planned_conflict_time(world, a) if intent else conflict_time(world, a)
         limit = SCHOOL_ZONE_VRU_TTC_S if context == "school zone" and a.kind in VRU_KINDS else BRAKE_TTC_S
         if tc < limit:
             brake = True

@@ -187,6 +187,22 @@ class World:
         self._actors_cache = (self.t, out)
         return out
 
+    def distance_to_stop(self, name: str) -> float:
+        """How far the actor ``name`` still moves before its trajectory stops it (inf: never).
+
+        Privileged: the scenario's plan, which no sensor shows. Why: a label can then tell a
+        pedestrian who will stop at the kerb from one who will walk on (``scenes.label_frame``'s
+        ``intent``). An actor with a turn or lane change ahead is never said to stop.
+        """
+        for m in self._motions:
+            if m.spec.name != name:
+                continue
+            tr = m.spec.trajectory
+            if tr.stop_after_m is None or tr.turn is not None or tr.lane_change is not None:
+                return math.inf
+            return 0.0 if m.stopped else max(0.0, tr.stop_after_m - m.travelled)
+        raise KeyError(f"no actor named {name!r} in scenario {self.scenario.name!r}")
+
     def in_path(self) -> tuple[float, ActorState | None]:
         """Distance from the ego bumper to the nearest solid actor overlapping its corridor."""
         front = self.ego.position
