@@ -6,7 +6,8 @@ from the sensors. ``conflict_time`` extrapolates every solid actor and the ego a
 velocity and returns when their footprints first overlap; a frame needs a brake when that is
 sooner than ``BRAKE_TTC_S`` (longer for people in a school zone), or when an object already in
 the ego's corridor is closer than the stopping distance at the closing speed (UN R152's 5 m/s²
-and the rule path's 0.5 s response, ../shared/reference/aeb-test-protocols.md).
+and the rule path's 0.5 s response, ../shared/reference/aeb-test-protocols.md). The ``intent``
+labels (``planned_conflict_time``) let each actor stop where its trajectory stops it instead.
 
 Scene families: VRU crossing (nearside / farside, optionally from behind parked cars, some
 stopping at the kerb), lead car (stopped, slower, braking), static obstacle, VRU along the lane,
