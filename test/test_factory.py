@@ -85,9 +85,15 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     assert set(det) >= {"val", "test", "heldout", "sigma_px", "tracking"} and det["sigma_px"] > 0.0
     assert det["tracking"]["drives"] == TINY.tracking_drives and det["tracking"]["vru_frames"] >= 0
     assert load_bundle(tiny_build / "bundle").vlm.tracking.sigma_px == det["sigma_px"]  # type: ignore[union-attr]
+    # the splits every model is measured on carry the runtime's own tracks (val, test, held-out; not train)
+    assert set(steps["tracks"]) == {"seconds", "val", "test", "heldout"}
+    assert all(0.0 <= steps["tracks"][k]["coverage"] <= 1.0 for k in ("val", "test", "heldout"))
+    assert sorted(p.name for p in (tiny_build / "tracks").iterdir()) == [
+        "heldout-0000.npy", "test-0000.npy", "val-0000.npy"]
     for r in metrics["models"].values():
         assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0
         assert r["latency_1t"]["p99_ms"] > 0
+        assert r["test_end_to_end"]["frames"] == r["test"]["frames"]  # the same frames, other tracks
     assert metrics["models"]["pruned"]["mflops"] < metrics["models"]["student"]["mflops"]
     assert (tiny_build / "table.md").read_text().count("\n") == 2 + 6
     # the focused shards are trained on: "train" is train-* plus train_cross-* and train_lookalike-*
@@ -118,6 +124,31 @@ def test_seen_labels_train_on_what_the_camera_shows_and_test_on_the_truth(tiny_b
     np.testing.assert_array_equal(intent.split("test")["brake"], truth.split("test")["brake"])
     with pytest.raises(BuildError, match=r"labels 'all' must be 'truth' or one of \['intent', 'seen', 'unoccluded'\]"):
         Build(replace(TINY, name="tiny-bad", labels="all"), tmp_path / "bad")
+
+
+def test_runtime_track_source_trains_on_what_the_nodes_tracker_reports(tiny_build: Path, tmp_path: Path) -> None:
+    """``track_source`` "runtime": train and val prompts hold the runtime tracks; test keeps both kinds."""
+    import json
+
+    (tmp_path / "data").symlink_to(tiny_build / "data")
+    shutil.copytree(tiny_build / "detector", tmp_path / "detector")
+    cfg = replace(TINY, name="tiny-runtime", track_source="runtime")
+    assert cfg.digest() != TINY.digest() and replace(TINY, track_source="degraded").digest() == TINY.digest()
+    b = Build(cfg, tmp_path, log=lambda _: None)
+    b.mark("detector", 0.0, json.loads((tiny_build / "steps.json").read_text())["done"]["detector"])
+    info = b.step_tracks()
+    assert set(info) == {"train", "val", "test", "heldout"}
+    made = {p.stem for p in (tmp_path / "tracks").iterdir()}
+    assert {p.stem for p in (tiny_build / "data").glob("train*.npz")} <= made  # the focus shards too
+    for name in ("train", "val"):
+        d = b.split(name)
+        np.testing.assert_array_equal(d["track_input"], d["track_runtime"])
+    test, degraded = b.split("test"), Build(TINY, tiny_build, log=lambda _: None).split("test")
+    np.testing.assert_array_equal(test["track_input"], degraded["track_input"])  # measured as before ...
+    np.testing.assert_array_equal(test["track_runtime"], degraded["track_runtime"])  # ... and end to end
+    assert not np.array_equal(test["track_input"], test["track_runtime"])
+    with pytest.raises(BuildError, match=r"track_source 'radar' must be one of \['degraded', 'runtime'\]"):
+        Build(replace(TINY, name="tiny-bad", track_source="radar"), tmp_path / "bad")
 
 
 def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:

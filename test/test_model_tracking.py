@@ -81,7 +81,7 @@ def _frame(col: int, row: int) -> np.ndarray:
 
 def test_a_block_walking_left_is_tracked_with_its_lateral_velocity(tmp_path: Path) -> None:
     bundle = load_bundle(_bundle(tmp_path))
-    tr = Tracking(bundle, SPEC, threads=1)
+    tr = Tracking.of_bundle(bundle, SPEC, threads=1)
     prep = ImagePreprocessor(bundle.image)
     feats: dict[str, float] = {}
     for i in range(36):  # 1.2 s at 30 Hz; one cell to the left every 6 frames (0.2 s)
@@ -106,7 +106,7 @@ def test_a_block_walking_left_is_tracked_with_its_lateral_velocity(tmp_path: Pat
 def test_a_detector_without_the_expected_outputs_is_refused(tmp_path: Path) -> None:
     bundle = load_bundle(_bundle(tmp_path, outputs=("heatmap", "offset")))
     with pytest.raises(BundleError, match=r"vlm.tracking.detector: .*must output 'heat' and 'offset'"):
-        Tracking(bundle, SPEC, threads=1)
+        Tracking.of_bundle(bundle, SPEC, threads=1)
 
 
 def test_manifest_errors_name_the_tracking_key(tmp_path: Path) -> None:

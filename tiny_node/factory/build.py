@@ -5,6 +5,7 @@ config hash, so a rerun skips them, and an interrupted fit resumes from its last
 
     data       simulator shards        data/{train,val,test,heldout}-NNNN.npz
     detector   VRU detector (configs with tracks)   detector/vru_detector.onnx
+    tracks     its runtime tracks over 30 Hz re-runs of the drives   tracks/<shard>.npy
     teacher    larger VLM, hard labels teacher.pt
     soft       teacher answer logits   teacher_logits.npy
     student    distilled student       student.pt
@@ -30,10 +31,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from tiny_node.factory import dataset, detector, evaluate, export, quantize, train
-from tiny_node.factory.config import DROPOUT_ROWS, STEPS, FactoryConfig, ModelSize
+from tiny_node.factory import dataset, detector, evaluate, export, quantize, runtime_tracks, train
+from tiny_node.factory.config import DROPOUT_ROWS, STEPS, TRACK_SOURCES, FactoryConfig, ModelSize
 from tiny_node.factory.tracks import TRACKS, degrade
-from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost
+from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
 from tiny_node.model.bundle import edit_manifest, set_threshold
 
@@ -71,6 +72,9 @@ class Build:
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
             raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
+        if cfg.track_source not in TRACK_SOURCES:
+            raise BuildError(f"config {cfg.name}: track_source {cfg.track_source!r} must be one of "
+                             f"{list(TRACK_SOURCES)}")
         if cfg.image_dropout_rows not in DROPOUT_ROWS:
             raise BuildError(f"config {cfg.name}: image_dropout_rows {cfg.image_dropout_rows!r} must be one of "
                              f"{list(DROPOUT_ROWS)}")
@@ -118,10 +122,7 @@ class Build:
         if name == "train_base" and not any(x in shards for x in dataset.FOCUS_SPLITS):
             return self.split("train")  # no focus shards: the same data
         if name not in self._data:
-            base = name.removesuffix("_base")
-            parts = [base] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
-            paths = [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
-                     for part in parts for i in range(shards[part])]
+            paths = self._shard_paths(name)
             trained = name in ("train", "val") and self.cfg.labels != "truth"
             columns = (("vru_tracks", "vru_points") if self.cfg.tracks else ()) + (
                 LABELS["seen"] if name in ("test", "heldout") else ()) + (LABELS[self.cfg.labels] if trained else ())
@@ -138,8 +139,24 @@ class Build:
             truth = np.asarray(data["vru_tracks"], np.float32)
             data["track_input"] = degrade(truth, rng, vy_noise=self.cfg.track_vy_noise,
                                           miss=self.cfg.track_miss)[:, :self.cfg.tracks]
+            made = [self._tracks_path(p) for p in paths]
+            if all(p.exists() for p in made):  # after the tracks step: what the node's tracker reports
+                data["track_runtime"] = runtime_tracks.load_tracks(made)[:, :self.cfg.tracks]
+                if name in ("train", "val") and self.cfg.track_source == "runtime":
+                    data["track_input"] = data["track_runtime"]
             self._data[name] = data
         return self._data[name]
+
+    def _shard_paths(self, name: str) -> list[Path]:
+        """The shards of split ``name`` (``train``: with its focus shards; ``<split>_base``: without)."""
+        shards = dict(self.cfg.shards)
+        base = name.removesuffix("_base")
+        parts = [base] + ([x for x in dataset.FOCUS_SPLITS if x in shards] if name == "train" else [])
+        return [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
+                for part in parts for i in range(shards[part])]
+
+    def _tracks_path(self, shard: Path) -> Path:
+        return self.out / "tracks" / f"{shard.stem}.npy"
 
     def model_config(self, size: ModelSize) -> VlmConfig:
         """The VlmConfig of a size with this vocabulary."""
@@ -224,6 +241,31 @@ class Build:
         info["tracking"] = detector.tracking_error(
             detector.torch_heat(model), drives=self.cfg.tracking_drives, seed=self.seed("detector"),
             sigma_px=info["sigma_px"], min_score=detector.MIN_SCORE)
+        return info
+
+    def step_tracks(self) -> dict[str, Any]:
+        """Runtime tracks (``runtime_tracks``) of the splits that need them, with the build's detector.
+
+        Val, test and held-out always: the end-to-end figures. The train split (with its focus
+        shards) when the language model learns from them (``track_source`` "runtime").
+        """
+        if not self.cfg.tracks:
+            return {"skipped": "no tracks in this config"}
+        sigma = self.state["done"]["detector"]["sigma_px"]
+        source = runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx",
+                                            export.image_spec(ROI), export.tracking_spec(self.cfg.tracks, sigma))
+        splits = (["train"] if self.cfg.track_source == "runtime" else []) + ["val", "test", "heldout"]
+        info: dict[str, Any] = {}
+        for name in splits:
+            paths = self._shard_paths(name)
+            runtime_tracks.build_tracks(paths, self.out / "tracks", self.cfg.episodes_per_shard,
+                                        self.cfg.frames_per_episode, source, workers=self.cfg.data_workers,
+                                        desc=f"runtime tracks {name}")
+            self._data.pop(name, None)  # loaded again, with them
+            d = self.split(name)
+            info[name] = runtime_tracks.agreement(d["track_runtime"], d["vru_tracks"][:, :self.cfg.tracks])
+            self.log(f"  {name}: runtime tracks cover {info[name]['coverage']:.1%} of the VRUs within 40 m, "
+                     f"lateral-velocity error rms {info[name]['vy_error_rms']:.2f} m/s")
         return info
 
     def _detector(self) -> dict[str, Any]:
@@ -371,6 +413,10 @@ class Build:
             for split in ("test", "heldout"):
                 p = evaluate.brake_probs(d, self.split(split), f"{name} {split}")
                 r[split] = evaluate.metrics(p, thr, self.split(split))
+                if "track_runtime" in self.split(split):  # the detector + tracker the node runs
+                    runtime = evaluate.with_runtime_tracks(self.split(split))
+                    p_rt = evaluate.brake_probs(d, runtime, f"{name} {split} end to end")
+                    r[f"{split}_end_to_end"] = evaluate.metrics(p_rt, thr, runtime)
                 r["recall_first"][split] = evaluate.metrics(p, thr_recall, self.split(split))
                 if name == "int8":
                     r.setdefault("breakdown", {})[split] = evaluate.breakdown(p, thr, self.split(split))
@@ -383,9 +429,12 @@ class Build:
                                                             self.cfg.rationale_runs)
             r["rationale"] = evaluate.rationale_match(d, self.split("test"), 4 * self.cfg.rationale_runs)
             result["models"][name] = r
+            e2e = r.get("test_end_to_end")
             self.log(f"  {name}: test acc {r['test']['accuracy']:.4f}, recall<1.5s "
-                     f"{r['test']['recall_ttc_lt_1_5']:.4f}, FBR {r['test']['false_brake_rate_benign']:.4f}, "
-                     f"{cost.mflops:.1f} MFLOPs, p99 1t {r['latency_1t']['p99_ms']:.2f} ms")
+                     f"{r['test']['recall_ttc_lt_1_5']:.4f}, FBR {r['test']['false_brake_rate_benign']:.4f}"
+                     + (f" (end to end {e2e['recall_ttc_lt_1_5']:.4f}, {e2e['false_brake_rate_benign']:.4f})"
+                        if e2e else "")
+                     + f", {cost.mflops:.1f} MFLOPs, p99 1t {r['latency_1t']['p99_ms']:.2f} ms")
         (self.out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
         (self.out / "table.md").write_text(table(result), encoding="utf-8")
         return {"thresholds": {k: v["threshold"] for k, v in result["models"].items()}}
@@ -449,15 +498,25 @@ def _in_view(r: dict[str, Any]) -> str:
             f"{_f(r['heldout']['recall_ttc_lt_1_5_in_view'], 2, True)})")
 
 
+def _end_to_end(r: dict[str, Any]) -> str:
+    """Urgent recall (test / held-out) and benign false brakes with the runtime's own tracks, if measured."""
+    if "test_end_to_end" not in r:
+        return "n/a"
+    t, h = r["test_end_to_end"], r["heldout_end_to_end"]
+    return (f"{_f(t['recall_ttc_lt_1_5'], 2, True)} / {_f(h['recall_ttc_lt_1_5'], 2, True)}; "
+            f"{_f(t['false_brake_rate_benign'], 2, True)}")
+
+
 def table(result: dict[str, Any]) -> str:
     """The model card's table as Markdown."""
     names = {"teacher": "teacher FP32", "student": "student FP32", "pruned": "pruned student FP32",
              "int8": "**INT8 static (shipped)**", "int8_dynamic": "INT8 dynamic",
              "int8_mixed": "INT8 static vision + dynamic decoder"}
     head = ("| model | test acc | held-out acc | recall TTC<1.5 s (test / held-out; hazard in view) "
-            "| false-brake benign | params | MFLOPs | size | decision p50/p99 1 thr (model only) | p50/p99 2 thr "
+            "| false-brake benign | end to end: recall TTC<1.5 s (test / held-out); false-brake benign "
+            "| params | MFLOPs | size | decision p50/p99 1 thr (model only) | p50/p99 2 thr "
             "| rationale tok/s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for key, r in result["models"].items():
         l1, l2 = r["latency_1t"], r["latency_2t"]
@@ -465,7 +524,8 @@ def table(result: dict[str, Any]) -> str:
             f"| {names.get(key, key)} | {_f(r['test']['accuracy'], 2, True)} | {_f(r['heldout']['accuracy'], 2, True)} "
             f"| {_f(r['test']['recall_ttc_lt_1_5'], 2, True)} / {_f(r['heldout']['recall_ttc_lt_1_5'], 2, True)}"
             f"{_in_view(r)} "
-            f"| {_f(r['test']['false_brake_rate_benign'], 2, True)} | {r['params'] / 1e3:.0f} k | {_mflops(r)} "
+            f"| {_f(r['test']['false_brake_rate_benign'], 2, True)} | {_end_to_end(r)} "
+            f"| {r['params'] / 1e3:.0f} k | {_mflops(r)} "
             f"| {r['size_bytes'] / 1e6:.2f} MB | {_f(l1['p50_ms'])} / {_f(l1['p99_ms'])} "
             f"({_f(l1['model_p50_ms'])} / {_f(l1['model_p99_ms'])}) | {_f(l2['p50_ms'])} / {_f(l2['p99_ms'])} "
             f"| {l1['rationale_tokens_per_s']:.0f} |")

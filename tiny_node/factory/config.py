@@ -19,7 +19,8 @@ from typing import Any
 #: the build's steps in order (``factory.build``); here so the CLI can list them without torch
 #: ``FactoryConfig.image_dropout_rows``: every row, or only rows whose label survives a blank image
 DROPOUT_ROWS = ("all", "carried")
-STEPS = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
+STEPS = ("data", "detector", "tracks", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate",
+         "bundle")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,9 @@ class ModelSize:
 
 #: fields added after builds were made, with the default those builds had (``FactoryConfig.digest``)
 _ADDED_FIELDS: dict[str, Any] = {"labels": "truth", "image_dropout": 0.0, "image_dropout_rows": "all",
-                                 "detector_seed": None}
+                                 "detector_seed": None, "track_source": "degraded"}
+#: ``FactoryConfig.track_source``: where the language model's training and validation tracks come from
+TRACK_SOURCES = ("degraded", "runtime")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ class FactoryConfig:
     #: part measured on its own (``tracker-bench``); a recipe that varies the language model's seed
     #: keeps the detector the bundle ships instead of training another one
     detector_seed: int | None = None
+    #: the tracks the train and val splits put in the prompt: "degraded" = ground truth with a
+    #: tracker's errors drawn at random (``tracks.degrade``); "runtime" = what the build's own
+    #: detector + the runtime's tracker report over a 30 Hz stream of each drive
+    #: (``runtime_tracks``). Test and held-out are measured with both either way.
+    track_source: str = "degraded"
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).

@@ -38,6 +38,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -91,6 +92,23 @@ class ShardSpec:
         return f"{self.split}-{self.index:04d}.npz"
 
 
+class DriveObserver(Protocol):
+    """Watches a shard's drives as they run (``make_shard``'s ``observer``).
+
+    Why: what a 30 Hz stream would have shown before each sampled frame (a tracker's history)
+    is not in the shard; an observer re-runs the drives and sees every physics step.
+    """
+
+    def start(self, look: Look, ep_seed: int) -> None:
+        """A new drive in ``look`` begins (``ep_seed`` is its episode's seed)."""
+
+    def step(self, world: World, t: float, ego_speed: float, *, frame_due: bool) -> None:
+        """Physics step at ``t`` (odometry's ``ego_speed``); ``frame_due``: a sampled frame is taken now."""
+
+    def frame(self) -> None:
+        """The sampled frame due at this step was taken (one call per shard row, in row order)."""
+
+
 _RENDERERS: dict[tuple[float, float], CameraRenderer] = {}
 
 
@@ -126,12 +144,15 @@ def full_frame(roi: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return out
 
 
-def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.generic]]:
+def make_shard(spec: ShardSpec, *, render: bool = True,
+               observer: DriveObserver | None = None) -> dict[str, NDArray[np.generic]]:
     """Render and label one shard (pure function of ``spec``).
 
     ``render=False`` runs the same drives and draws the same random numbers without rendering
     (images are black): every other column is as with rendering, in a fraction of the time.
     Why: to add ground-truth columns to shards made before they existed (``rerun``).
+    ``observer`` watches every drive step by step (``DriveObserver``); it must draw from
+    random streams of its own, so the shard stays what it is without it.
     """
     rng = np.random.default_rng(spec.seed)
     heldout = spec.split == "heldout"
@@ -146,7 +167,9 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
         ep_seed = spec.seed * 1000 + e
         ep = sample_episode(rng, look, heldout, ep_seed, spec.frames_per_episode,
                             focus=FOCUS_SPLITS.get(spec.split))
-        _drive(ep, look, renderer, rng, cols=cols, ep_seed=ep_seed)
+        if observer is not None:
+            observer.start(look, ep_seed)
+        _drive(ep, look, renderer, rng, cols=cols, ep_seed=ep_seed, observer=observer)
     out: dict[str, NDArray[np.generic]] = {
         **{k: np.stack([np.asarray(x, np.uint8) for x in cols[k]]) if cols[k]
            else np.zeros((0, ROI[1] - ROI[0], ROI[3] - ROI[2], 3), np.uint8)
@@ -171,7 +194,7 @@ def make_shard(spec: ShardSpec, *, render: bool = True) -> dict[str, NDArray[np.
 
 
 def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.random.Generator, *,
-           cols: dict[str, list[object]], ep_seed: int) -> None:
+           cols: dict[str, list[object]], ep_seed: int, observer: DriveObserver | None = None) -> None:
     from tiny_node.factory.scenes import Episode
 
     assert isinstance(ep, Episode)
@@ -197,6 +220,9 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.rand
         if t >= next_odom - 1e-9:
             state.update_odometry(odom.measure(world, streams.odom), t)
             next_odom += ODOM_PERIOD_S
+        if observer is not None:
+            observer.step(world, t, state.snapshot(t).features()["ego_speed"],
+                          frame_due=any(current and t >= at - 1e-9 for at, current, _ in events))
         while events and t >= events[0][0] - 1e-9:
             _, current, i = events.pop(0)
             img = _camera(world, look, renderer, rng, gain_noise=looks[i], cam_rng=streams.camera)
@@ -205,6 +231,8 @@ def _drive(ep: object, look: Look, renderer: CameraRenderer | None, rng: np.rand
                 continue
             _frame(world, ep, img, earlier.pop(i, img), dts[i], feats=state.snapshot(t).features(),
                    cols=cols, ep_seed=ep_seed, t=t)
+            if observer is not None:
+                observer.frame()
             cols["vru_points"].append(vru_points(world, view, ROI))
             for name, window in (("seen", True), ("unoccluded", False)):
                 lab = label_frame(world, ep.context, hidden_vrus(world, view, ROI, window=window))

@@ -73,6 +73,11 @@ def brake_probs(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
     return out
 
 
+def with_runtime_tracks(data: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+    """``data`` with the runtime's own tracks in the prompt (``runtime_tracks``): the end-to-end figures."""
+    return {**data, "track_input": data["track_runtime"]}
+
+
 def urgent(data: dict[str, NDArray[Any]]) -> NDArray[np.bool_]:
     """Frames with a ground-truth time to conflict below 1.5 s."""
     return np.asarray(np.minimum(data["ttc"], data["ttc_in_path"]) < URGENT_TTC_S)

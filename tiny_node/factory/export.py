@@ -38,7 +38,7 @@ from tiny_node.factory.vocab import (
     features_for,
     prompt_text,
 )
-from tiny_node.model.bundle import RuntimeSpec, load_bundle, write_manifest
+from tiny_node.model.bundle import ImageSpec, RuntimeSpec, TrackingSpec, load_bundle, write_manifest
 
 OPSET = 17
 FILES = {"vision_encoder": "onnx/vision_encoder.onnx", "embed_tokens": "onnx/embed_tokens.onnx",
@@ -100,6 +100,29 @@ def export_graphs(model: TinyVlm, out: Path) -> None:
                     dynamic=dyn)
 
 
+def image_spec(roi: tuple[int, int, int, int]) -> ImageSpec:
+    """The image input every graph of a factory bundle takes (vision encoder and VRU detector)."""
+    return ImageSpec(name="pixel_values", height=IMAGE_H, width=IMAGE_W, layout="NCHW", color="rgb",
+                     dtype="float32", mean=(0.5,) * 3, std=(0.5,) * 3, scale=1.0 / 255.0, roi=roi)
+
+
+def tracking_spec(tracks: int, sigma_px: float) -> TrackingSpec:
+    """``vlm.tracking`` of a factory bundle: its VRU detector with foot-point error ``sigma_px``.
+
+    The camera is the simulator's: the closed loop's, and the centre of training's poses.
+    """
+    from tiny_node.factory.detector import MIN_SCORE, STRIDE
+    from tiny_node.sim.camera import CameraModel
+
+    return TrackingSpec(detector="vru_detector", tracks=tracks, min_score=MIN_SCORE,
+                        sigma_px=round(float(sigma_px), 3), stride=STRIDE, camera=CameraModel().mount())
+
+
+def _listed(d: dict[str, Any]) -> dict[str, Any]:
+    """A dataclass's ``asdict`` with tuples as lists (YAML sequences in the manifest)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
 def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
                  graphs: dict[str, Path] | None = None, latency_budget_ms: float = 5.0,
                  detector: Path | None = None, sigma_px: float = 1.0) -> Path:
@@ -127,13 +150,7 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
         assert detector is not None
         (out / DETECTOR_FILE).write_bytes(Path(detector).read_bytes())
         files["vru_detector"] = DETECTOR_FILE
-        from tiny_node.factory.detector import MIN_SCORE, STRIDE
-        from tiny_node.sim.camera import CameraModel
-
-        cam = CameraModel()  # the simulator's camera: the closed loop's, and the centre of training's poses
-        vlm_extra["tracking"] = {"detector": "vru_detector", "tracks": cfg.tracks, "min_score": MIN_SCORE,
-                                 "sigma_px": round(float(sigma_px), 3), "stride": STRIDE,
-                                 "camera": asdict(cam.mount())}
+        vlm_extra["tracking"] = asdict(tracking_spec(cfg.tracks, sigma_px))
     config = {"model_type": "tiny_node_vlm", "image_token_id": tok.token_to_id(IMAGE),
               "vocab_size": cfg.vocab, "factory": cfg.to_dict(),
               "text_config": {"num_hidden_layers": cfg.layers, "hidden_size": cfg.hidden,
@@ -143,9 +160,7 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
     (out / FILES["config"]).write_text(json.dumps(config, indent=1), encoding="utf-8")
     write_manifest(
         out, name=name, files=files, kind="vlm", latency_budget_ms=latency_budget_ms,
-        inputs={"image": {"name": "pixel_values", "height": IMAGE_H, "width": IMAGE_W, "layout": "NCHW",
-                          "color": "rgb", "dtype": "float32", "mean": [0.5] * 3, "std": [0.5] * 3,
-                          "scale": 1.0 / 255.0, "roi": list(cfg.roi)},
+        inputs={"image": _listed(asdict(image_spec(cfg.roi))),
                 "sensors": {"features": list(features_for(cfg.tracks)), "range_clip_m": RANGE_CLIP_M,
                             "bins": {b.feature: {"prefix": b.prefix, "step": b.step, "lo": b.lo, "hi": b.hi}
                                      for b in bin_specs(cfg.tracks)}}},

@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from tiny_node.camera import Pinhole
-from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, TrackingSpec
+from tiny_node.camera import CameraMount, Pinhole
+from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, ImageSpec, TrackingSpec
 from tiny_node.model.detect import detections, peaks
 from tiny_node.model.runtime import load_session
 from tiny_node.model.tracker import RECORD_FIELDS, VruTracker
@@ -29,25 +29,35 @@ HEAT, OFFSET = "heat", "offset"
 class Tracking:
     """The detector session, camera geometry and tracker of one bundle."""
 
-    def __init__(self, bundle: Bundle, spec: TrackingSpec, threads: int | None) -> None:
+    def __init__(self, session: ort.InferenceSession, image: ImageSpec, spec: TrackingSpec, where: str) -> None:
+        """``session`` runs the detector graph (``where`` names it in errors); ``image`` is its input."""
         self.spec = spec
-        self.session = load_session(bundle, spec.detector, threads)
-        where = f"files.{spec.detector}: {bundle.file(spec.detector).path}"
-        img = bundle.image
-        ins = {i.name: i for i in self.session.get_inputs()}
-        if set(ins) != {img.name} or tuple(ins[img.name].shape) != img.shape:
-            raise BundleError(f"vlm.tracking.detector: {where} must take {img.name} {list(img.shape)} "
+        self.session = session
+        ins = {i.name: i for i in session.get_inputs()}
+        if set(ins) != {image.name} or tuple(ins[image.name].shape) != image.shape:
+            raise BundleError(f"vlm.tracking.detector: {where} must take {image.name} {list(image.shape)} "
                               f"(the vision encoder's input), has {[(i.name, i.shape) for i in ins.values()]}")
-        outs = {o.name for o in self.session.get_outputs()}
+        outs = {o.name for o in session.get_outputs()}
         if not {HEAT, OFFSET} <= outs:
             raise BundleError(f"vlm.tracking.detector: {where} must output {HEAT!r} and {OFFSET!r}, "
                               f"has {sorted(outs)}")
-        if img.roi is None:
+        if image.roi is None:
             raise BundleError("vlm.tracking needs inputs.image.roi (the window the detector's grid covers)")
-        self.origin = (img.roi[0], img.roi[2])
-        self.camera = Pinhole.of(spec.camera, img.width, img.height)
+        self.origin = (image.roi[0], image.roi[2])
+        self.size = (image.width, image.height)
+        self.camera = Pinhole.of(spec.camera, *self.size)
         self.tracker = VruTracker()
         self.last_detections = 0
+
+    @classmethod
+    def of_bundle(cls, bundle: Bundle, spec: TrackingSpec, threads: int | None) -> Tracking:
+        """The tracking of ``bundle`` (its verified detector graph, on ``threads``)."""
+        return cls(load_session(bundle, spec.detector, threads), bundle.image, spec,
+                   f"files.{spec.detector}: {bundle.file(spec.detector).path}")
+
+    def mount(self, camera: CameraMount) -> None:
+        """Put the road plane under another camera pose (a drive whose camera sits otherwise)."""
+        self.camera = Pinhole.of(camera, *self.size)
 
     def reset(self) -> None:
         """Forget every track (a new drive, a bag loop)."""

@@ -155,7 +155,8 @@ class VlmRuntime:
         self.last_ms: dict[str, float] = {}  # stage timings of the last decide()
         self.history = FrameHistory(self.spec.frames)
         self.last_prev_age_s: float | None = None  # age of the earlier image last used
-        self.tracking = Tracking(bundle, self.spec.tracking, threads) if self.spec.tracking is not None else None
+        self.tracking = (Tracking.of_bundle(bundle, self.spec.tracking, threads)
+                         if self.spec.tracking is not None else None)
 
     # -- loading and checks ----------------------------------------------------------
     def _where(self, key: str) -> str:

@@ -1,0 +1,182 @@
+"""What the runtime's VRU detector + tracker report at each frame of a shard ("runtime tracks").
+
+Why: a shard holds 3-8 frames of each drive, too few to track over, so the language model has
+been trained and measured on ground-truth tracks with a tracker's errors drawn at random
+(``tracks.degrade``). The node tracks over a 30 Hz stream with its own detector, and those
+errors are not random: a cyclist riding along the bike lane picks up a lateral velocity towards
+the lane as the ego closes in, a far pedestrian's range is metres off, a child behind a parked
+car has no track at all. Here each shard's drives run again (``dataset.make_shard`` with an
+observer), a camera renders every 1/30 s (and the sampled frame itself), and the bundle's own
+tracking code (``model.tracking.Tracking``) runs on each frame with the ego's odometry speed;
+its records at the sampled frames are the shard's runtime tracks. The tracker knows the shard's
+true camera pose, as a calibrated vehicle does.
+
+The renderer draws from a random stream of its own, so re-running a drive changes nothing of
+the shard; each result is checked against the shard's own labels before it is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from tiny_node.factory import dataset
+from tiny_node.factory.scenes import Look
+from tiny_node.factory.tracks import TRACKS
+from tiny_node.model.bundle import ImageSpec, TrackingSpec
+from tiny_node.model.preprocess import ImagePreprocessor
+from tiny_node.model.tracker import RECORD_FIELDS
+from tiny_node.model.tracking import Tracking
+from tiny_node.sim.camera import CameraModel, CameraRenderer
+from tiny_node.sim.world import World
+
+FPS = 30.0
+CAMERA_STREAM = 30  # the renderer's random stream (per drive: [episode seed, this])
+
+
+@dataclass(frozen=True)
+class TrackSource:
+    """The detector graph and the specs that turn it into runtime tracks (picklable for workers)."""
+
+    detector: Path
+    image: ImageSpec
+    tracking: TrackingSpec
+
+    def tracking_of(self) -> Tracking:
+        """A fresh ``Tracking`` on this detector, one thread (workers run side by side)."""
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(self.detector), so, providers=["CPUExecutionProvider"])
+        return Tracking(session, self.image, self.tracking, str(self.detector))
+
+
+class TrackRecorder:
+    """A ``dataset.DriveObserver``: a 30 Hz camera and the runtime's tracking over each drive."""
+
+    def __init__(self, tracking: Tracking, image: ImageSpec) -> None:
+        self.tracking = tracking
+        self.image = ImagePreprocessor(image)
+        self.name = image.name
+        self.records: list[NDArray[np.float32]] = []
+        self._renderer: CameraRenderer | None = None
+        self._look: Look | None = None
+        self._rng = np.random.default_rng(0)
+        self._next_t = 0.0
+
+    def start(self, look: Look, ep_seed: int) -> None:
+        """A new drive: no tracks, the shard's camera pose, the camera's own random stream."""
+        self.tracking.reset()
+        self.tracking.mount(CameraModel(pitch_deg=look.pitch_deg, mount_height_m=look.mount_height_m))
+        self._renderer, self._look = dataset._renderer(look), look
+        self._rng = np.random.default_rng([ep_seed, CAMERA_STREAM])
+        self._next_t = 0.0
+
+    def step(self, world: World, t: float, ego_speed: float, *, frame_due: bool) -> None:
+        """Render and track on the 30 Hz grid, and at each sampled frame (the grid restarts there).
+
+        Without a trustworthy ego speed the node does not ask the model, so nothing is tracked.
+        """
+        on_grid = t >= self._next_t - 1e-9
+        if not (on_grid or frame_due):
+            return
+        self._next_t = self._next_t + 1.0 / FPS if on_grid else t + 1.0 / FPS
+        if not math.isfinite(ego_speed):
+            return
+        assert self._renderer is not None and self._look is not None, "start() comes first"
+        frame = self._renderer.render(world, self._look.env, self._rng)
+        self.tracking.step({self.name: self.image(frame)}, t, ego_speed)
+
+    def frame(self) -> None:
+        """Keep the tracker's records for the sampled frame."""
+        self.records.append(self.tracking.tracker.records(TRACKS))
+
+
+def shard_tracks(path: Path, episodes: int, frames: int, source: TrackSource) -> NDArray[np.float32]:
+    """``[rows, TRACKS, len(RECORD_FIELDS)]`` runtime tracks of the shard at ``path``.
+
+    Raises ValueError naming the shard when the re-run drives do not give its labels (it was
+    made with other ``episodes`` / ``frames``, or by another factory version).
+    """
+    split, index = path.stem.rsplit("-", 1)
+    rec = TrackRecorder(source.tracking_of(), source.image)
+    again = dataset.make_shard(dataset.ShardSpec(split, int(index), episodes, frames), render=False, observer=rec)
+    with np.load(path, allow_pickle=False) as z:
+        brake, t = z["brake"], z["t"]
+    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
+        raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
+                         f"episodes/frames than {episodes}/{frames}, or by another factory version)")
+    out = np.asarray(rec.records, np.float32).reshape(-1, TRACKS, len(RECORD_FIELDS))
+    assert len(out) == len(brake), "one record per sampled frame"
+    return out
+
+
+def _make(job: tuple[Path, Path, int, int, TrackSource]) -> Path:
+    shard, dst, episodes, frames, source = job
+    tracks = shard_tracks(shard, episodes, frames, source)
+    tmp = dst.with_suffix(".tmp.npy")
+    np.save(tmp, tracks, allow_pickle=False)
+    os.replace(tmp, dst)
+    return dst
+
+
+def build_tracks(shards: list[Path], out_dir: Path, episodes: int, frames: int, source: TrackSource, *,
+                 workers: int = 1, desc: str = "runtime tracks") -> list[Path]:
+    """Runtime tracks of each shard in ``out_dir`` (``<shard>.npy``), the missing ones made; their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = [out_dir / f"{Path(s).stem}.npy" for s in shards]
+    todo = [(s, d, episodes, frames, source) for s, d in zip(shards, dst, strict=True) if not d.exists()]
+    bar = tqdm(total=len(shards), initial=len(shards) - len(todo), desc=desc, unit="shard")
+    if workers > 1 and len(todo) > 1:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=dataset._init_worker) as pool:
+            for _ in pool.imap_unordered(_make, todo):
+                bar.update()
+    else:
+        for job in todo:
+            _make(job)
+            bar.update()
+    bar.close()
+    return dst
+
+
+def load_tracks(paths: list[Path]) -> NDArray[np.float32]:
+    """The runtime tracks of a split, shard after shard (``allow_pickle=False``)."""
+    return np.concatenate([np.load(p, allow_pickle=False) for p in paths]).astype(np.float32)
+
+
+def agreement(runtime: NDArray[Any], truth: NDArray[Any], *, max_dx_m: float = 40.0) -> dict[str, float]:
+    """How runtime tracks compare with the ground truth of the same frames (the model card's figures).
+
+    ``coverage``: share of ground-truth VRUs within ``max_dx_m`` that have a runtime track within
+    2 m of range and 1 m laterally; over those, the lateral-velocity error (mean, rms) and the
+    share off by more than 0.5 m/s. ``phantoms``: share of runtime tracks with no VRU near them.
+    """
+    rt, gt = np.asarray(runtime, np.float64), np.asarray(truth, np.float64)
+    errs, found, wanted, phantom, tracked = [], 0, 0, 0, 0
+    for r_rows, g_rows in zip(rt, gt, strict=True):
+        g_live = [g for g in g_rows if g[0] > 0.5 and g[1] < max_dx_m]
+        r_live = [r for r in r_rows if r[0] > 0.5]
+        wanted += len(g_live)
+        for g in g_live:
+            near = [r for r in r_live if abs(r[1] - g[1]) < 2.0 and abs(r[2] - g[2]) < 1.0]
+            if near:
+                found += 1
+                errs.append(near[0][3] - g[3])
+        tracked += len(r_live)
+        phantom += sum(not any(abs(r[1] - g[1]) < 4.0 and abs(r[2] - g[2]) < 2.0 for g in g_rows if g[0] > 0.5)
+                       for r in r_live)
+    e = np.asarray(errs)
+    return {"coverage": found / wanted if wanted else math.nan, "vru_frames": wanted,
+            "vy_error_mean": float(e.mean()) if e.size else math.nan,
+            "vy_error_rms": float(np.sqrt(np.mean(e**2))) if e.size else math.nan,
+            "vy_error_over_0_5": float((np.abs(e) > 0.5).mean()) if e.size else math.nan,
+            "phantoms": phantom / tracked if tracked else math.nan, "tracks": tracked}
