@@ -88,8 +88,8 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     # the splits every model is measured on carry the runtime's own tracks (val, test, held-out; not train)
     assert set(steps["tracks"]) == {"seconds", "val", "test", "heldout"}
     assert all(0.0 <= steps["tracks"][k]["coverage"] <= 1.0 for k in ("val", "test", "heldout"))
-    assert sorted(p.name for p in (tiny_build / "tracks").iterdir()) == [
-        "heldout-0000.npy", "test-0000.npy", "val-0000.npy"]
+    (made,) = (tiny_build / "tracks").iterdir()  # one detector + tracker: one folder
+    assert sorted(p.name for p in made.iterdir()) == ["heldout-0000.npy", "test-0000.npy", "val-0000.npy"]
     for r in metrics["models"].values():
         assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0
         assert r["latency_1t"]["p99_ms"] > 0
@@ -138,7 +138,7 @@ def test_runtime_track_source_trains_on_what_the_nodes_tracker_reports(tiny_buil
     b.mark("detector", 0.0, json.loads((tiny_build / "steps.json").read_text())["done"]["detector"])
     info = b.step_tracks()
     assert set(info) == {"train", "val", "test", "heldout"}
-    made = {p.stem for p in (tmp_path / "tracks").iterdir()}
+    made = {p.stem for p in (tmp_path / "tracks").glob("*/*.npy")}
     assert {p.stem for p in (tiny_build / "data").glob("train*.npz")} <= made  # the focus shards too
     for name in ("train", "val"):
         d = b.split(name)
@@ -149,6 +149,29 @@ def test_runtime_track_source_trains_on_what_the_nodes_tracker_reports(tiny_buil
     assert not np.array_equal(test["track_input"], test["track_runtime"])
     with pytest.raises(BuildError, match=r"track_source 'radar' must be one of \['degraded', 'runtime'\]"):
         Build(replace(TINY, name="tiny-bad", track_source="radar"), tmp_path / "bad")
+
+
+def test_evaluate_measures_a_bundle_on_a_builds_frames_both_ways(tiny_build: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``tiny-node model evaluate``: the build's own bundle gives the build's own end-to-end figures."""
+    import json
+
+    from tiny_node.cli import main
+
+    out = tmp_path / "figures.json"
+    assert main(["model", "evaluate", str(tiny_build / "bundle"), str(tiny_build), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "end to end" in printed and "degraded" in printed and "benign false brakes" in printed
+    res = json.loads(out.read_text())
+    built = json.loads((tiny_build / "metrics.json").read_text())["models"]["int8"]
+    assert res["threshold"] == built["threshold"]
+    for split in ("test", "heldout"):  # the same frames, tracks and threshold as the build's evaluation
+        assert res[split]["degraded"] == built[split]
+        assert res[split]["end_to_end"] == built[f"{split}_end_to_end"]
+    assert len(list((tiny_build / "tracks").iterdir())) == 1  # the build's detector: its tracks reused
+    # a missing build folder is named
+    assert main(["model", "evaluate", str(tiny_build / "bundle"), str(tmp_path / "nothing")]) == 2
+    assert "nothing: no steps.json" in capsys.readouterr().err
 
 
 def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:

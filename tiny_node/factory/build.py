@@ -140,8 +140,9 @@ class Build:
             data["track_input"] = degrade(truth, rng, vy_noise=self.cfg.track_vy_noise,
                                           miss=self.cfg.track_miss)[:, :self.cfg.tracks]
             made = [self._tracks_path(p) for p in paths]
-            if all(p.exists() for p in made):  # after the tracks step: what the node's tracker reports
-                data["track_runtime"] = runtime_tracks.load_tracks(made)[:, :self.cfg.tracks]
+            if made and all(p is not None and p.exists() for p in made):  # after the tracks step
+                data["track_runtime"] = runtime_tracks.load_tracks([p for p in made if p is not None])[
+                    :, :self.cfg.tracks]
                 if name in ("train", "val") and self.cfg.track_source == "runtime":
                     data["track_input"] = data["track_runtime"]
             self._data[name] = data
@@ -155,8 +156,17 @@ class Build:
         return [self.out / "data" / dataset.ShardSpec(part, i, 0, 0).name
                 for part in parts for i in range(shards[part])]
 
-    def _tracks_path(self, shard: Path) -> Path:
-        return self.out / "tracks" / f"{shard.stem}.npy"
+    def track_source(self) -> runtime_tracks.TrackSource | None:
+        """The build's detector with the specs its bundles get (None before the detector step)."""
+        if not self.cfg.tracks or not self.done("detector"):
+            return None
+        sigma = self.state["done"]["detector"]["sigma_px"]
+        return runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx", export.image_spec(ROI),
+                                          export.tracking_spec(self.cfg.tracks, sigma))
+
+    def _tracks_path(self, shard: Path) -> Path | None:
+        source = self.track_source()
+        return None if source is None else runtime_tracks.tracks_dir(self.out, source) / f"{shard.stem}.npy"
 
     def model_config(self, size: ModelSize) -> VlmConfig:
         """The VlmConfig of a size with this vocabulary."""
@@ -249,16 +259,14 @@ class Build:
         Val, test and held-out always: the end-to-end figures. The train split (with its focus
         shards) when the language model learns from them (``track_source`` "runtime").
         """
-        if not self.cfg.tracks:
+        source = self.track_source()
+        if source is None:
             return {"skipped": "no tracks in this config"}
-        sigma = self.state["done"]["detector"]["sigma_px"]
-        source = runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx",
-                                            export.image_spec(ROI), export.tracking_spec(self.cfg.tracks, sigma))
         splits = (["train"] if self.cfg.track_source == "runtime" else []) + ["val", "test", "heldout"]
         info: dict[str, Any] = {}
         for name in splits:
             paths = self._shard_paths(name)
-            runtime_tracks.build_tracks(paths, self.out / "tracks", self.cfg.episodes_per_shard,
+            runtime_tracks.build_tracks(paths, runtime_tracks.tracks_dir(self.out, source), self.cfg.episodes_per_shard,
                                         self.cfg.frames_per_episode, source, workers=self.cfg.data_workers,
                                         desc=f"runtime tracks {name}")
             self._data.pop(name, None)  # loaded again, with them

@@ -1,7 +1,7 @@
 """``tiny-node model ...``: the factory's commands.
 
-``build`` and ``tracker-bound`` need torch (``pip install -e '.[train]'``); ``operating-point``
-``tracker-bench`` and ``format-bench`` run the simulator and onnxruntime only.
+``build``, ``tracker-bound`` and ``evaluate`` need torch (``pip install -e '.[train]'``);
+``operating-point``, ``tracker-bench`` and ``format-bench`` run the simulator and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "tracked-lookalike-carried: dropout on label-carrying rows only, the shipped detector whatever "
                    "--seed; "
                    "tracked-kerb: tracked-cleared + intent labels and kerb-stop shards; "
+                   "tracked-runtime: tracked-cleared trained on the runtime's own tracks; "
                    "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
                    "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
@@ -59,7 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tb = sub.add_parser("tracker-bench", help="the runtime's VRU tracker on rendered drives, shipped vs first: "
                         "decision and track-stage latency, lateral-velocity error; no torch needed")
     tracker_bench.add_arguments(tb)
-    from tiny_node.factory import format_bench
+    from tiny_node.factory import end_to_end, format_bench
+
+    ev = sub.add_parser("evaluate", help="a bundle on a build's test / held-out frames, with degraded "
+                        "ground-truth tracks and end to end with its own detector + tracker (needs '.[train]')")
+    end_to_end.add_arguments(ev)
 
     fb = sub.add_parser("format-bench", help="language-model time of a build's bundle formats (FP32, INT8 "
                         "static / dynamic / mixed), interleaved on the same frames; no torch needed")
@@ -107,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.model_cmd == "tracker-bound":
         return tracker_bound(args)
+    if args.model_cmd == "evaluate":
+        from tiny_node.factory import end_to_end
+
+        return end_to_end.command(args)
     if args.model_cmd != "build":
         raise ValueError(f"unknown model command {args.model_cmd!r}")
     cfg = CONFIGS[args.config]

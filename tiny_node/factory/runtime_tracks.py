@@ -17,6 +17,7 @@ the shard; each result is checked against the shard's own labels before it is ke
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ from tiny_node.factory.scenes import Look
 from tiny_node.factory.tracks import TRACKS
 from tiny_node.model.bundle import ImageSpec, TrackingSpec
 from tiny_node.model.preprocess import ImagePreprocessor
-from tiny_node.model.tracker import RECORD_FIELDS
+from tiny_node.model.tracker import RECORD_FIELDS, TrackerConfig
 from tiny_node.model.tracking import Tracking
 from tiny_node.sim.camera import CameraModel, CameraRenderer
 from tiny_node.sim.world import World
@@ -50,6 +51,15 @@ class TrackSource:
     detector: Path
     image: ImageSpec
     tracking: TrackingSpec
+
+    def digest(self) -> str:
+        """Short hash of everything the tracks depend on: the detector's bytes, the specs, the tracker.
+
+        Why: cached tracks of another detector or tracker version must not be read as these.
+        """
+        h = hashlib.sha256(self.detector.read_bytes())
+        h.update(repr((self.image, self.tracking, TrackerConfig(), FPS, CAMERA_STREAM)).encode())
+        return h.hexdigest()[:16]
 
     def tracking_of(self) -> Tracking:
         """A fresh ``Tracking`` on this detector, one thread (workers run side by side)."""
@@ -127,6 +137,11 @@ def _make(job: tuple[Path, Path, int, int, TrackSource]) -> Path:
     np.save(tmp, tracks, allow_pickle=False)
     os.replace(tmp, dst)
     return dst
+
+
+def tracks_dir(build: Path, source: TrackSource) -> Path:
+    """Where a build folder keeps the runtime tracks of ``source`` (one folder per detector + tracker)."""
+    return build / "tracks" / source.digest()
 
 
 def build_tracks(shards: list[Path], out_dir: Path, episodes: int, frames: int, source: TrackSource, *,
