@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def command(args: argparse.Namespace) -> int:
               f"lateral-velocity error {t['vy_error_mean']:+.2f} mean, {t['vy_error_rms']:.2f} rms m/s")
         for source in ("degraded", "end_to_end"):
             m = r[source]
-            figures = ", ".join(f"{label} {100 * m[key]:.2f} %" for key, label in SHOWN if key in m)
+            figures = ", ".join(f"{label} {100 * m[key]:.2f} %" for key, label in SHOWN
+                                if key in m and math.isfinite(m[key]))  # held-out has no benign frames
             print(f"    {source.replace('_', ' '):11s} {figures}")
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=1), encoding="utf-8")
