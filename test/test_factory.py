@@ -558,3 +558,14 @@ def test_a_recipe_with_its_own_detector_seed_varies_the_language_model_only(tmp_
                  "--out", str(tmp_path / "cli")]) == 0
     state = json.loads((tmp_path / "cli" / "steps.json").read_text())
     assert state["config"]["seed"] == 7 and state["digest"] == replace(TINY, seed=7).digest()
+
+
+def test_every_step_keeps_the_seed_it_had_before_steps_were_added(tmp_path: Path) -> None:
+    """The shipped graphs are rebuilt bit for bit only if no step's seed moves (``SEED_ORDER``)."""
+    from tiny_node.factory.config import SEED_ORDER, STEPS
+
+    assert sorted(SEED_ORDER) == sorted(STEPS)
+    first = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle")
+    assert SEED_ORDER[:len(first)] == first  # the order every shipped build was made with
+    b = Build(TINY, tmp_path, log=lambda _: None)
+    assert [b.seed(s) - 100 * TINY.seed for s in first] == list(range(len(first)))

@@ -32,7 +32,7 @@ import torch
 from numpy.typing import NDArray
 
 from tiny_node.factory import dataset, detector, evaluate, export, quantize, runtime_tracks, train
-from tiny_node.factory.config import DROPOUT_ROWS, STEPS, TRACK_SOURCES, FactoryConfig, ModelSize
+from tiny_node.factory.config import DROPOUT_ROWS, SEED_ORDER, STEPS, TRACK_SOURCES, FactoryConfig, ModelSize
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
@@ -110,7 +110,7 @@ class Build:
     def seed(self, step: str) -> int:
         """A per-step seed (steps do not share random streams; the detector may keep its own)."""
         seed = self.cfg.detector_seed if step == "detector" and self.cfg.detector_seed is not None else self.cfg.seed
-        return seed * 100 + STEPS.index(step)
+        return seed * 100 + SEED_ORDER.index(step)
 
     def split(self, name: str) -> dict[str, NDArray[Any]]:
         """A data split, loaded once.

@@ -21,6 +21,10 @@ from typing import Any
 DROPOUT_ROWS = ("all", "carried")
 STEPS = ("data", "detector", "tracks", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate",
          "bundle")
+#: a step's seed is its place here (``Build.seed``): a step added later goes at the end, so every
+#: other step keeps its seed, and the weights it trains stay bit for bit what they were
+SEED_ORDER = ("data", "detector", "teacher", "soft", "student", "prune", "export", "quantize", "evaluate", "bundle",
+              "tracks")
 
 
 @dataclass(frozen=True)
