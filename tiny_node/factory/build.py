@@ -5,7 +5,7 @@ config hash, so a rerun skips them, and an interrupted fit resumes from its last
 
     data       simulator shards        data/{train,val,test,heldout}-NNNN.npz
     detector   VRU detector (configs with tracks)   detector/vru_detector.onnx
-    tracks     its runtime tracks over 30 Hz re-runs of the drives   tracks/<shard>.npy
+    tracks     its runtime tracks over 30 Hz re-runs of the drives   tracks/<detector+tracker>/<shard>.npy
     teacher    larger VLM, hard labels teacher.pt
     soft       teacher answer logits   teacher_logits.npy
     student    distilled student       student.pt
@@ -139,10 +139,9 @@ class Build:
             truth = np.asarray(data["vru_tracks"], np.float32)
             data["track_input"] = degrade(truth, rng, vy_noise=self.cfg.track_vy_noise,
                                           miss=self.cfg.track_miss)[:, :self.cfg.tracks]
-            made = [self._tracks_path(p) for p in paths]
-            if made and all(p is not None and p.exists() for p in made):  # after the tracks step
-                data["track_runtime"] = runtime_tracks.load_tracks([p for p in made if p is not None])[
-                    :, :self.cfg.tracks]
+            made = self._tracks_paths(paths)
+            if made and all(p.exists() for p in made):  # after the tracks step: what the node's tracker reports
+                data["track_runtime"] = runtime_tracks.load_tracks(made)[:, :self.cfg.tracks]
                 if name in ("train", "val") and self.cfg.track_source == "runtime":
                     data["track_input"] = data["track_runtime"]
             self._data[name] = data
@@ -164,9 +163,13 @@ class Build:
         return runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx", export.image_spec(ROI),
                                           export.tracking_spec(self.cfg.tracks, sigma))
 
-    def _tracks_path(self, shard: Path) -> Path | None:
+    def _tracks_paths(self, shards: list[Path]) -> list[Path]:
+        """Where the runtime tracks of ``shards`` are kept (none before the detector step)."""
         source = self.track_source()
-        return None if source is None else runtime_tracks.tracks_dir(self.out, source) / f"{shard.stem}.npy"
+        if source is None:
+            return []
+        where = runtime_tracks.tracks_dir(self.out, source)
+        return [where / f"{shard.stem}.npy" for shard in shards]
 
     def model_config(self, size: ModelSize) -> VlmConfig:
         """The VlmConfig of a size with this vocabulary."""

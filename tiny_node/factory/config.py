@@ -287,7 +287,7 @@ TRACKED_KERB = replace(TRACKED_CLEARED, name="tracked-kerb", labels="intent",
 #: ``tracked-cleared`` with the language model trained and validated on runtime tracks
 #: (``track_source`` "runtime"): what the build's detector and the runtime's tracker report over a
 #: 30 Hz re-run of each drive, instead of ground truth with random errors. Why: through the real
-#: tracker the shipped model brakes on 0.9 % of benign test frames (a cyclist in the bike lane
+#: tracker the shipped model brakes on 0.69 % of benign test frames (a cyclist in the bike lane
 #: picks up a lateral velocity as the ego closes in) where the degraded tracks showed 0.00 %.
 #: Measured, not shipped: about 11 points worse held-out at every threshold, and the cyclists still
 #: brake (docs/MODEL_HISTORY.md, *End to end*).

@@ -314,17 +314,19 @@ def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: i
     return [out_dir / s.name for s in specs]
 
 
-def rerun(path: Path, episodes: int, frames: int) -> dict[str, NDArray[np.generic]]:
+def rerun(path: Path, episodes: int, frames: int,
+          observer: DriveObserver | None = None) -> dict[str, NDArray[np.generic]]:
     """A shard made again without rendering (``make_shard(render=False)``), checked against it.
 
-    Why: to add ground-truth columns to a shard made before they existed. Raises ValueError
-    naming the shard when the re-run does not give the shard's own labels (it was made with
-    other ``episodes`` / ``frames``, or by another factory version).
+    Why: to add ground-truth columns to a shard made before they existed, or to watch its
+    drives again (``observer``). Raises ValueError naming the shard when the re-run does not
+    give the shard's own labels (it was made with other ``episodes`` / ``frames``, or by
+    another factory version).
     """
     split, index = path.stem.rsplit("-", 1)
     with np.load(path, allow_pickle=False) as z:
         brake, t = z["brake"], z["t"]
-    again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False)
+    again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False, observer=observer)
     if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
         raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
                          f"--episodes/--frames than {episodes}/{frames}, or by another factory version)")

@@ -12,7 +12,7 @@ its records at the sampled frames are the shard's runtime tracks. The tracker kn
 true camera pose, as a calibrated vehicle does.
 
 The renderer draws from a random stream of its own, so re-running a drive changes nothing of
-the shard; each result is checked against the shard's own labels before it is kept.
+the shard; each re-run is checked against the shard's own labels (``dataset.rerun``).
 """
 
 from __future__ import annotations
@@ -117,16 +117,10 @@ def shard_tracks(path: Path, episodes: int, frames: int, source: TrackSource) ->
     Raises ValueError naming the shard when the re-run drives do not give its labels (it was
     made with other ``episodes`` / ``frames``, or by another factory version).
     """
-    split, index = path.stem.rsplit("-", 1)
     rec = TrackRecorder(source.tracking_of(), source.image)
-    again = dataset.make_shard(dataset.ShardSpec(split, int(index), episodes, frames), render=False, observer=rec)
-    with np.load(path, allow_pickle=False) as z:
-        brake, t = z["brake"], z["t"]
-    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
-        raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
-                         f"episodes/frames than {episodes}/{frames}, or by another factory version)")
+    again = dataset.rerun(path, episodes, frames, observer=rec)
     out = np.asarray(rec.records, np.float32).reshape(-1, TRACKS, len(RECORD_FIELDS))
-    assert len(out) == len(brake), "one record per sampled frame"
+    assert len(out) == len(again["brake"]), "one record per sampled frame"
     return out
 
 
