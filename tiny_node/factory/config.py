@@ -289,8 +289,8 @@ TRACKED_KERB = replace(TRACKED_CLEARED, name="tracked-kerb", labels="intent",
 #: 30 Hz re-run of each drive, instead of ground truth with random errors. Why: through the real
 #: tracker the shipped model brakes on 0.69 % of benign test frames (a cyclist in the bike lane
 #: picks up a lateral velocity as the ego closes in) where the degraded tracks showed 0.00 %.
-#: Measured, not shipped: about 11 points worse held-out at every threshold, and the cyclists still
-#: brake (docs/MODEL_HISTORY.md, *End to end*).
+#: Measured, not shipped: seed 6 discounts the cyclists (0.20 % benign false brakes at 0.70), but a
+#: crossing that clears peaks at 0.90 in the closed loop (docs/MODEL_HISTORY.md, *End to end*).
 TRACKED_RUNTIME = replace(TRACKED_CLEARED, name="tracked-runtime", track_source="runtime")
 
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
