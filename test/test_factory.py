@@ -442,7 +442,7 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
     p = argparse.ArgumentParser()
     add_arguments(p)
     args = p.parse_args(["build"])
-    assert args.config == "tracked-cleared" and CONFIGS[args.config].tracks > 0
+    assert args.config == "tracked-det-all" and CONFIGS[args.config].tracks > 0
     # the recipe's own thread count (the weights depend on it), and the bundle that ships was built by it
     assert args.threads is None and CONFIGS[args.config].threads == 2
     shipped = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model" / "manifest.yaml"
@@ -468,26 +468,34 @@ def test_a_build_resumed_with_another_thread_count_is_told_its_weights_will_diff
     assert len(logs) == 1 and "1 torch thread(s)" in logs[0] and "--threads 1" in logs[0]  # ...but said
 
 
-def test_the_detector_learns_from_the_train_split_without_its_focus_shards(
+def test_the_detector_learns_from_the_base_train_split_or_every_training_shard(
         tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Focus shards (crossings, look-alikes) shape the brake decision; the VRU detector of every
-    tracked recipe learns from the same base train split."""
+    """``detector_data`` "base": the detector of every such recipe learns from the same base train
+    split; "all": from the focus shards' labelled people too. An unknown value is refused by name."""
     from tiny_node.factory import detector
 
     b = Build(TINY, tiny_build, log=lambda _: None)
     base, train = b.split("train_base"), b.split("train")
     assert 0 < len(base["image"]) < len(train["image"])  # TINY has a crossing and a look-alike shard
     assert np.array_equal(train["image"][:len(base["image"])], base["image"])  # the same shards, first
-    seen: dict[str, int] = {}
+    seen: list[int] = []
 
     def capture(data: dict[str, np.ndarray], **_: object) -> None:
-        seen["frames"] = len(data["image"])
+        seen.append(len(data["image"]))
         raise RuntimeError("captured")
 
     monkeypatch.setattr(detector, "train", capture)
     with pytest.raises(RuntimeError, match="captured"):
         b.step_detector()
-    assert seen["frames"] == len(base["image"])
+    every = replace(TINY, name="tiny-det-all", detector_data="all")
+    assert every.digest() != TINY.digest() and replace(TINY, detector_data="base").digest() == TINY.digest()
+    (tmp_path / "all").mkdir()
+    (tmp_path / "all" / "data").symlink_to(tiny_build / "data")
+    with pytest.raises(RuntimeError, match="captured"):
+        Build(every, tmp_path / "all", log=lambda _: None).step_detector()
+    assert seen == [len(base["image"]), len(train["image"])]
+    with pytest.raises(BuildError, match=r"detector_data 'val' must be one of \['base', 'all'\]"):
+        Build(replace(TINY, name="tiny-bad", detector_data="val"), tmp_path / "bad")
     (tmp_path / "data").symlink_to(tiny_build / "data")
     plain = Build(replace(TINY, name="tiny-plain", shards=TINY.shards[:4]), tmp_path, log=lambda _: None)
     assert plain.split("train_base") is plain.split("train")  # no focus shards: one split, loaded once

@@ -32,7 +32,15 @@ import torch
 from numpy.typing import NDArray
 
 from tiny_node.factory import dataset, detector, evaluate, export, quantize, runtime_tracks, train
-from tiny_node.factory.config import DROPOUT_ROWS, SEED_ORDER, STEPS, TRACK_SOURCES, FactoryConfig, ModelSize
+from tiny_node.factory.config import (
+    DETECTOR_DATA,
+    DROPOUT_ROWS,
+    SEED_ORDER,
+    STEPS,
+    TRACK_SOURCES,
+    FactoryConfig,
+    ModelSize,
+)
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
@@ -72,6 +80,9 @@ class Build:
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
             raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
+        if cfg.detector_data not in DETECTOR_DATA:
+            raise BuildError(f"config {cfg.name}: detector_data {cfg.detector_data!r} must be one of "
+                             f"{list(DETECTOR_DATA)}")
         if cfg.track_source not in TRACK_SOURCES:
             raise BuildError(f"config {cfg.name}: track_source {cfg.track_source!r} must be one of "
                              f"{list(TRACK_SOURCES)}")
@@ -235,9 +246,10 @@ class Build:
         """
         if not self.cfg.tracks:
             return {"skipped": "no tracks in this config"}
-        # the base train split only: the focus shards (crossings, look-alikes) shape the brake
-        # decision, not perception, so every tracked recipe gets the same detector
-        model = detector.train(self.split("train_base"), epochs=self.cfg.detector_epochs, batch=self.cfg.batch,
+        # "base": the base train split only, so recipes that differ in focus shards share one
+        # detector; "all": the focus shards' people and cyclists too (``detector_data``)
+        data = "train" if self.cfg.detector_data == "all" else "train_base"
+        model = detector.train(self.split(data), epochs=self.cfg.detector_epochs, batch=self.cfg.batch,
                                seed=self.seed("detector"), size=self.detector_size)
         self._data.pop("train_base", None)  # images the language model's train split holds again
         path = self.out / "detector" / "vru_detector.onnx"

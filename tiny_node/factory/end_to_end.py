@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``tiny-node model evaluate``."""
     p.add_argument("bundle", help="a bundle directory, or 'default' (the shipped one)")
     p.add_argument("build", type=Path, help="a build folder whose shards to measure on "
-                   "(e.g. out/model-tracked-cleared)")
+                   "(e.g. out/model-tracked-det-all)")
     p.add_argument("--threshold", type=float, default=None, help="P(brake) threshold (default: the bundle's)")
     p.add_argument("--workers", type=int, default=1, help="processes making runtime tracks (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
