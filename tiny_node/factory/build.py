@@ -80,15 +80,10 @@ class Build:
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
             raise BuildError(f"config {cfg.name}: labels {cfg.labels!r} must be 'truth' or one of {sorted(LABELS)}")
-        if cfg.detector_data not in DETECTOR_DATA:
-            raise BuildError(f"config {cfg.name}: detector_data {cfg.detector_data!r} must be one of "
-                             f"{list(DETECTOR_DATA)}")
-        if cfg.track_source not in TRACK_SOURCES:
-            raise BuildError(f"config {cfg.name}: track_source {cfg.track_source!r} must be one of "
-                             f"{list(TRACK_SOURCES)}")
-        if cfg.image_dropout_rows not in DROPOUT_ROWS:
-            raise BuildError(f"config {cfg.name}: image_dropout_rows {cfg.image_dropout_rows!r} must be one of "
-                             f"{list(DROPOUT_ROWS)}")
+        for key, choices in (("detector_data", DETECTOR_DATA), ("track_source", TRACK_SOURCES),
+                             ("image_dropout_rows", DROPOUT_ROWS)):
+            if getattr(cfg, key) not in choices:
+                raise BuildError(f"config {cfg.name}: {key} {getattr(cfg, key)!r} must be one of {list(choices)}")
         if cfg.tracks and cfg.detector_size not in detector.SIZES:
             raise BuildError(f"config {cfg.name}: detector_size {cfg.detector_size!r} must be one of "
                              f"{sorted(detector.SIZES)}")

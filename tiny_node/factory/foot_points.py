@@ -24,11 +24,16 @@ import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tiny_node.model.bundle import Bundle, BundleError, existing_bundle_dir, load_bundle
+
+if TYPE_CHECKING:
+    from tiny_node.model.preprocess import ImagePreprocessor
+    from tiny_node.model.tracking import Tracking
+    from tiny_node.sim.camera import CameraModel
 
 MATCH_PX = 10.0  # a peak this near the true foot point is its detection
 RANGES_M = (6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 24.0, 28.0, 34.0)
@@ -59,61 +64,68 @@ def measure(bundle: Bundle, *, cases: tuple[Case, ...] = CASES, ranges: tuple[fl
 
     Draws that find nothing near the foot point count against ``found`` only (NaN means: never found).
     """
-    from tiny_node.camera import Pinhole
-    from tiny_node.factory.tracks import vru_points
-    from tiny_node.model.detect import peaks
     from tiny_node.model.preprocess import ImagePreprocessor
-    from tiny_node.model.runtime import load_session
-    from tiny_node.sim.camera import CameraModel, CameraRenderer
-    from tiny_node.sim.scenario import ActorSpec, Environment, Scenario, Trajectory
-    from tiny_node.sim.world import World
+    from tiny_node.model.tracking import Tracking
+    from tiny_node.sim.camera import CameraModel
 
     spec = bundle.vlm.tracking if bundle.vlm is not None else None
-    if spec is None or bundle.image.roi is None:
-        raise BundleError(f"{bundle.root}: no vlm.tracking section (or no inputs.image.roi): the bundle "
-                          "has no VRU detector to measure")
-    session = load_session(bundle, spec.detector, 1)
-    prep = ImagePreprocessor(bundle.image)
-    size = (bundle.image.width, bundle.image.height)
-    model = CameraModel(**asdict(spec.camera.mount()))  # the scene as the manifest's camera sees it
-    renderer, view, camera = CameraRenderer(model), model.view(size), Pinhole.of(spec.camera, *size)
-    roi, dt = bundle.image.roi, 1.0 / 30.0
-    origin = (roi[0], roi[2])
+    if spec is None:
+        raise BundleError(f"{bundle.root}: no vlm.tracking section: the bundle has no VRU detector to measure")
+    tracking = Tracking.of_bundle(bundle, spec, 1)  # checks the graph and inputs.image.roi
+    assert bundle.image.roi is not None  # Tracking refuses a bundle without one
+    scene = _Scene(tracking, ImagePreprocessor(bundle.image), bundle.image.name, bundle.image.roi,
+                   CameraModel(**asdict(spec.camera.mount())))  # the scene as the manifest's camera sees it
     rows = []
     for light in lights:
         for case in cases:
             for rng_m in ranges:
-                dv: list[float] = []
-                dx: list[float] = []
-                for k in range(draws):
-                    travel = case.speed_kmh / 3.6 * k * STEPS_PER_DRAW * dt
-                    h = math.radians(case.heading_deg)
-                    start = Trajectory(rng_m - travel * math.cos(h), case.y_m - travel * math.sin(h),
-                                       case.heading_deg, case.speed_kmh)
-                    sc = Scenario("foot-points", 0.0, (ActorSpec(case.kind, start, name="a"),),
-                                  Environment(light=light), seed=k)
-                    world = World(sc)
-                    for _ in range(k * STEPS_PER_DRAW):
-                        world.step(dt, False)
-                    u, v, visible = (float(x) for x in vru_points(world, view, roi)[0])
-                    if not visible:
-                        continue
-                    frame = renderer.render(world, sc.environment, np.random.default_rng(k))
-                    heat, off = session.run(["heat", "offset"], {bundle.image.name: prep(frame)})
-                    found = [p for p in peaks(heat[0, 0], off[0], stride=spec.stride, origin=origin,
-                                              min_score=spec.min_score)
-                             if math.hypot(p[0] - u, p[1] - v) <= MATCH_PX]
-                    if not found:
-                        continue
-                    pu, pv, _ = min(found, key=lambda p: math.hypot(p[0] - u, p[1] - v))
-                    dv.append(pv - v)
-                    seen, true = camera.ground(pu, pv), camera.ground(u, v)
-                    if seen is not None and true is not None:
-                        dx.append(seen[0] - true[0])
+                found = [e for e in (scene.error(case, rng_m, light, k) for k in range(draws)) if e is not None]
+                dx = [m for _, m in found if math.isfinite(m)]
                 rows.append({"light": light, "case": case.name, "range_m": rng_m, "draws": draws,
-                             "found": len(dv) / draws, "dv_px": float(np.mean(dv)) if dv else math.nan,
+                             "found": len(found) / draws,
+                             "dv_px": float(np.mean([px for px, _ in found])) if found else math.nan,
                              "dx_m": float(np.mean(dx)) if dx else math.nan})
     return rows
+
+
+class _Scene:
+    """One actor ahead of a standing ego, rendered and detected as the node would."""
+
+    def __init__(self, tracking: Tracking, prep: ImagePreprocessor, input_name: str,
+                 roi: tuple[int, int, int, int], model: CameraModel) -> None:
+        from tiny_node.sim.camera import CameraRenderer
+
+        self.tracking, self.prep, self.input_name, self.roi = tracking, prep, input_name, roi
+        self.renderer = CameraRenderer(model)
+        self.view = model.view(tracking.size)
+
+    def error(self, case: Case, range_m: float, light: str, draw: int) -> tuple[float, float] | None:
+        """(row error px, range error m or NaN) of the detection nearest the true foot point; None: not found."""
+        from tiny_node.factory.tracks import vru_points
+        from tiny_node.sim.scenario import ActorSpec, Environment, Scenario, Trajectory
+        from tiny_node.sim.world import World
+
+        dt = 1.0 / 30.0
+        travel = case.speed_kmh / 3.6 * draw * STEPS_PER_DRAW * dt  # set back so it is at range_m when seen
+        h = math.radians(case.heading_deg)
+        start = Trajectory(range_m - travel * math.cos(h), case.y_m - travel * math.sin(h),
+                           case.heading_deg, case.speed_kmh)
+        sc = Scenario("foot-points", 0.0, (ActorSpec(case.kind, start, name="a"),), Environment(light=light),
+                      seed=draw)
+        world = World(sc)
+        for _ in range(draw * STEPS_PER_DRAW):
+            world.step(dt, False)
+        u, v, visible = (float(x) for x in vru_points(world, self.view, self.roi)[0])
+        if not visible:
+            return None
+        frame = self.renderer.render(world, sc.environment, np.random.default_rng(draw))
+        near = [p for p in self.tracking.points({self.input_name: self.prep(frame)})
+                if math.hypot(p[0] - u, p[1] - v) <= MATCH_PX]
+        if not near:
+            return None
+        pu, pv, _ = min(near, key=lambda p: math.hypot(p[0] - u, p[1] - v))
+        seen, true = self.tracking.camera.ground(pu, pv), self.tracking.camera.ground(u, v)
+        return pv - v, (seen[0] - true[0]) if seen is not None and true is not None else math.nan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

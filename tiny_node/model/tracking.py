@@ -63,16 +63,19 @@ class Tracking:
         """Forget every track (a new drive, a bag loop)."""
         self.tracker.reset()
 
+    def points(self, pixels: dict[str, NDArray[Any]],
+               run_options: ort.RunOptions | None = None) -> list[tuple[float, float, float]]:
+        """The detector's foot points ``(u, v, score)`` in this frame, in pixels of the model's input."""
+        heat, off = self.session.run([HEAT, OFFSET], pixels, run_options)
+        return peaks(heat[0, 0], off[0], stride=self.spec.stride, origin=self.origin, min_score=self.spec.min_score)
+
     def step(self, pixels: dict[str, NDArray[Any]], time_s: float | None, ego_speed: float,
              run_options: ort.RunOptions | None = None) -> dict[str, float]:
         """Detect in this frame, update the tracks at ``time_s``; the ``vru<k>_*`` features.
 
         Without a frame time there is no motion to measure: every slot is empty.
         """
-        heat, off = self.session.run([HEAT, OFFSET], pixels, run_options)
-        found = peaks(heat[0, 0], off[0], stride=self.spec.stride, origin=self.origin,
-                      min_score=self.spec.min_score)
-        dets = detections(found, self.camera, self.spec.sigma_px)
+        dets = detections(self.points(pixels, run_options), self.camera, self.spec.sigma_px)
         self.last_detections = len(dets)
         if time_s is None:
             return features_of(np.zeros((self.spec.tracks, 4), np.float32))
