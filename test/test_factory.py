@@ -577,3 +577,44 @@ def test_every_step_keeps_the_seed_it_had_before_steps_were_added(tmp_path: Path
     assert SEED_ORDER[:len(first)] == first  # the order every shipped build was made with
     b = Build(TINY, tmp_path, log=lambda _: None)
     assert [b.seed(s) - 100 * TINY.seed for s in first] == list(range(len(first)))
+
+
+def test_closing_speed_track_field_reaches_the_prompt_the_bundle_and_the_runtime(tiny_build: Path,
+                                                                                   tmp_path: Path) -> None:
+    """``track_fields`` + "vx_rel": one more token per track slot, trained, exported and decided on."""
+    import json
+
+    from tiny_node.factory.vocab import TRACK_BASE
+
+    fields = (*TRACK_BASE, "vx_rel")
+    cfg = replace(TINY, name="tiny-closing", track_fields=fields)
+    assert cfg.digest() != TINY.digest() and replace(TINY, track_fields=TRACK_BASE).digest() == TINY.digest()
+    # the field's tokens come after every other: a vocabulary without it keeps its ids
+    base, more = vocabulary(2), vocabulary(2, fields)
+    assert len(more) == len(base) + 41 and all(more[t] == i for t, i in base.items())
+    # the chain from the teacher on, with the tiny build's data, detector and tracks
+    (tmp_path / "data").symlink_to(tiny_build / "data")
+    for part in ("detector", "tracks"):
+        shutil.copytree(tiny_build / part, tmp_path / part)
+    b = Build(cfg, tmp_path, log=lambda _: None)
+    done = json.loads((tiny_build / "steps.json").read_text())["done"]
+    for step in ("data", "detector", "tracks"):
+        b.mark(step, 0.0, done[step])
+    bundle = load_bundle(b.run())
+    assert bundle.build is not None and bundle.build.digest == cfg.digest()
+    assert bundle.sensors is not None
+    assert [f for f in bundle.sensors.features if f.startswith("vru0_")] == [f"vru0_{f}" for f in fields]
+    assert "vru1_vx_rel" in bundle.sensors.features
+    rt = VlmRuntime(bundle, threads=1)
+    still = {"ego_speed": 10.0, "vru0_present": 1.0, "vru0_dx": 8.0, "vru0_y": 0.0, "vru0_vy": 0.0}
+    # a walker ahead (closing at the ego's speed) and a rider away from the ego: one token apart
+    walker = rt.prompt.ids({**still, "vru0_vx_rel": -10.0})
+    rider = rt.prompt.ids({**still, "vru0_vx_rel": -2.0})
+    assert walker.shape == rider.shape and (walker != rider).sum() == 1
+    # the runtime's own tracker hands the field over: a record's closing speed reaches the prompt
+    rec = np.array([[1.0, 8.0, 0.0, 0.0, -10.0], [0.0] * 5], np.float32)
+    grey = np.full((480, 640, 3), 90, np.uint8)
+    out = rt.decide(grey, {"ego_speed": 10.0}, tracks=rec, time_s=0.0)
+    assert out.label in ("go", "brake")
+    with pytest.raises(BuildError, match=r"track field 'speed': not one of"):
+        Build(replace(TINY, name="tiny-bad-field", track_fields=(*TRACK_BASE, "speed")), tmp_path / "bad")

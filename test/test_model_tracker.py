@@ -156,3 +156,34 @@ def test_an_odometry_error_of_ten_percent_leaves_the_lateral_speed_within_ten_pe
                 got.append(tracks[0].vy)
         assert len(got) > 50 and abs(float(np.mean(got)) - 1.4) < 0.14  # measured 1.32 / 1.46
         assert tr._next_id == 2  # one track throughout: the range prediction stays inside the gate
+
+
+def _approach(tracker: VruTracker, seen: int, last_seen_dx: float = 5.5, ego: float = 6.0) -> list[float]:
+    """A person standing in the lane, detected in ``seen`` frames down to ``last_seen_dx``, then
+    never again (feet below the window); the ranges at which a track is still reported."""
+    step = ego * DT
+    reported = []
+    for i in range(seen + round(10.0 / step)):
+        dx = last_seen_dx + (seen - 1 - i) * step
+        if dx < -2.5:
+            break
+        tracks = tracker.update(i * DT, [Detection(dx, 0.0)] if i < seen else [], ego)
+        reported += [t.dx for t in tracks]
+    return reported
+
+
+def test_a_well_seen_track_coasts_to_the_bumper_once_its_feet_leave_the_window() -> None:
+    cfg = TrackerConfig()
+    windowed = _approach(VruTracker(cfg, window_near_m=3.6), seen=30)
+    # still reported as it reaches the bumper: the person about to be hit stays in the prompt
+    assert min(windowed) < 0.5
+    # without a window (or a track seen only a few times: as often a false detection) the
+    # ordinary coast drops it 0.35 s (2.1 m at 6 m/s) after the last detection
+    assert min(_approach(VruTracker(cfg), seen=30)) > 5.5 - 6.0 * (cfg.max_coast_s + DT)
+    short = _approach(VruTracker(cfg, window_near_m=3.6), seen=cfg.near_coast_hits - 2)
+    assert min(short) > 5.5 - 6.0 * (cfg.max_coast_s + DT)
+    # far from the bumper nothing changes: a lost track 20 m ahead coasts max_coast_s only
+    far = VruTracker(cfg, window_near_m=3.6)
+    assert far.near_m == 3.6 + cfg.near_margin_m
+    seen_far = [len(far.update(i * DT, [Detection(20.0, 3.0)] if i < 30 else [], 0.0)) for i in range(60)]
+    assert seen_far.index(0, 30) - 29 == math.floor(cfg.max_coast_s / DT) + 1  # frames after the last detection

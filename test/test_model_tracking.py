@@ -101,6 +101,14 @@ def test_a_block_walking_left_is_tracked_with_its_lateral_velocity(tmp_path: Pat
     assert tr.step({"pixel_values": prep(_frame(10, 7))}, None, 0.0)["vru0_present"] == 0.0
     tr.reset()
     assert tr.tracker.tracks == []
+    # the tracker knows where the detector's window stops seeing the road (its bottom row), and
+    # follows the camera when a drive mounts it otherwise
+    bottom = cam.ground(cam.width / 2.0, ROI[1])
+    assert bottom is not None and math.isclose(tr.window_near_m(), bottom[0])
+    assert math.isclose(tr.tracker.near_m, bottom[0] + tr.tracker.cfg.near_margin_m)
+    tr.mount(CameraMount(mount_height_m=2.0))
+    assert tr.window_near_m() > bottom[0] + 1.0 and math.isclose(
+        tr.tracker.near_m, tr.window_near_m() + tr.tracker.cfg.near_margin_m)
 
 
 def test_a_detector_without_the_expected_outputs_is_refused(tmp_path: Path) -> None:

@@ -89,7 +89,10 @@ class Build:
                              f"{sorted(detector.SIZES)}")
         if not 0 <= cfg.tracks <= TRACKS:
             raise BuildError(f"config {cfg.name}: tracks {cfg.tracks} must be 0..{TRACKS} (slots the shards hold)")
-        self.tok = build_tokenizer(cfg.tracks)
+        try:
+            self.tok = build_tokenizer(cfg.tracks, cfg.track_fields)
+        except ValueError as exc:
+            raise BuildError(f"config {cfg.name}: {exc}") from exc
         self.word_ids = decision_token_ids(self.tok)
 
     # -- bookkeeping -----------------------------------------------------------------
@@ -179,7 +182,8 @@ class Build:
 
     def model_config(self, size: ModelSize) -> VlmConfig:
         """The VlmConfig of a size with this vocabulary."""
-        return VlmConfig(vocab=len(vocabulary(self.cfg.tracks)), tracks=self.cfg.tracks, hidden=size.hidden,
+        return VlmConfig(vocab=len(vocabulary(self.cfg.tracks, self.cfg.track_fields)), tracks=self.cfg.tracks,
+                         track_fields=self.cfg.track_fields, hidden=size.hidden,
                          layers=size.layers, heads=size.heads,
                          kv_heads=size.kv_heads, head_dim=size.head_dim, ffn=(size.ffn,) * size.layers,
                          channels=size.channels, extra_convs=size.extra_convs, frames=self.cfg.frames,
@@ -222,7 +226,7 @@ class Build:
             same = self.cfg.same_frac if name == "train" and self.cfg.frames == 2 else 0.0
             self._texts[key] = train.tokenize(self.split(name), self.tok, image_tokens=image_tokens,
                                               frames=self.cfg.frames, same_frac=same, seed=self.cfg.seed,
-                                              tracks=self.cfg.tracks,
+                                              tracks=self.cfg.tracks, track_fields=self.cfg.track_fields,
                                               image_dropout=self.cfg.image_dropout if name == "train" else 0.0)
             if name == "train" and self.cfg.image_dropout_rows == "carried":
                 self._texts[key].droppable = label_carried(self.split(name))
@@ -370,7 +374,8 @@ class Build:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
             export.write_bundle(model, d, f"tiny-node-{name}-fp32", 0.5, **self._detector())
-            export.check_prompt_ids(d, samples, model.cfg.image_tokens, model.cfg.frames, model.cfg.tracks)
+            export.check_prompt_ids(d, samples, model.cfg.image_tokens, model.cfg.frames, model.cfg.tracks,
+                                    track_fields=model.cfg.track_fields)
             info[name] = {"parity_max_abs": export.check_parity(model, d)}
             info[name]["decision_parity"] = self._decision_parity(model, d)
         return info
@@ -382,7 +387,8 @@ class Build:
         sub = {k: v[:n] for k, v in test.items()}
         p_ort = evaluate.brake_probs(bundle_dir, sub, "parity")
         p_torch = train.brake_probs(model, train.tokenize(sub, self.tok, image_tokens=model.cfg.image_tokens,
-                                                          frames=model.cfg.frames, tracks=model.cfg.tracks),
+                                                          frames=model.cfg.frames, tracks=model.cfg.tracks,
+                                                          track_fields=model.cfg.track_fields),
                                     self.word_ids)
         return float(((p_ort >= 0.5) == (p_torch >= 0.5)).mean())
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tiny_node.factory.vocab import (
     LABELS,
     PROMPTS,
     RANGE_CLIP_M,
+    TRACK_BASE,
     bin_specs,
     build_tokenizer,
     encode,
@@ -142,7 +144,7 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(Path(src).read_bytes())
     cfg = model.cfg
-    tok = build_tokenizer(cfg.tracks)
+    tok = build_tokenizer(cfg.tracks, cfg.track_fields)
     (out / FILES["tokenizer"]).write_text(tok.to_str(), encoding="utf-8")
     files = dict(FILES)
     vlm_extra: dict[str, Any] = {}
@@ -161,9 +163,9 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
     write_manifest(
         out, name=name, files=files, kind="vlm", latency_budget_ms=latency_budget_ms,
         inputs={"image": _listed(asdict(image_spec(cfg.roi))),
-                "sensors": {"features": list(features_for(cfg.tracks)), "range_clip_m": RANGE_CLIP_M,
+                "sensors": {"features": list(features_for(cfg.tracks, cfg.track_fields)), "range_clip_m": RANGE_CLIP_M,
                             "bins": {b.feature: {"prefix": b.prefix, "step": b.step, "lo": b.lo, "hi": b.hi}
-                                     for b in bin_specs(cfg.tracks)}}},
+                                     for b in bin_specs(cfg.tracks, cfg.track_fields)}}},
         outputs={"decision": {"name": "logits", "kind": "softmax", "labels": list(LABELS),
                               "brake_label": "brake", "threshold": float(round(threshold, 4))}},
         vlm={"smolvlm": False, "image_token": IMAGE, "image_token_id": tok.token_to_id(IMAGE),
@@ -179,17 +181,17 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
 
 
 def check_prompt_ids(bundle_dir: Path, samples: list[tuple[dict[str, float], str]], image_tokens: int,
-                     frames: int, tracks: int = 0) -> None:
+                     frames: int, tracks: int = 0, *, track_fields: Sequence[str] = TRACK_BASE) -> None:
     """The runtime's PromptBuilder must give the factory's ids, or training taught another prompt."""
     from tiny_node.model.vlm import PromptBuilder
 
     bundle = load_bundle(bundle_dir)
     tok = Tokenizer.from_file(str(bundle_dir / FILES["tokenizer"]))
     pb = PromptBuilder(bundle, tok)
-    own = build_tokenizer(tracks)
+    own = build_tokenizer(tracks, track_fields)
     for feats, ctx in samples:
         theirs = pb.ids(feats, ctx)[0].tolist()
-        ours = encode(own, prompt_text(feats, ctx, image_tokens, frames, tracks))
+        ours = encode(own, prompt_text(feats, ctx, image_tokens, frames, tracks, fields=track_fields))
         if theirs != ours:
             raise AssertionError(f"prompt ids differ for {feats} {ctx!r}: runtime {theirs}, factory {ours}")
 

@@ -16,7 +16,7 @@ Every fit checkpoints each epoch (``torch.save`` of tensors only, read back with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from tiny_node.factory.dataset import features_of
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, prune
-from tiny_node.factory.vocab import CONTEXTS, PAD, answer_ids, encode, prompt_text
+from tiny_node.factory.vocab import CONTEXTS, PAD, TRACK_BASE, answer_ids, encode, prompt_text
 
 DECISION_WEIGHT = 4.0
 BRAKE_WEIGHT = 1.5
@@ -71,7 +71,8 @@ class TextBatchData:
 
 
 def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int, frames: int,
-             same_frac: float = 0.0, seed: int = 0, tracks: int = 0, image_dropout: float = 0.0) -> TextBatchData:
+             same_frac: float = 0.0, seed: int = 0, tracks: int = 0, track_fields: Sequence[str] = TRACK_BASE,
+             image_dropout: float = 0.0) -> TextBatchData:
     """Prompt (as the runtime renders it) + answer ids for every frame of a split.
 
     ``same_frac`` of the rows (seeded) show the current frame as the earlier one too.
@@ -80,7 +81,7 @@ def tokenize(data: dict[str, NDArray[Any]], tok: Tokenizer, *, image_tokens: int
     starts: list[int] = []
     for i in range(len(data["brake"])):
         prompt = encode(tok, prompt_text(features_of(data, i), CONTEXTS[int(data["context"][i])],
-                                         image_tokens, frames, tracks))
+                                         image_tokens, frames, tracks, fields=track_fields))
         starts.append(len(prompt))
         rows.append(prompt + answer_ids(tok, bool(data["brake"][i]), str(data["rationale"][i])))
     width = max(len(r) for r in rows)

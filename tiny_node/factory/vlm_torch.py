@@ -55,6 +55,7 @@ class VlmConfig:
     frames: int = 1  # images in the prompt: 2 = the earlier frame's visual tokens, then the current's
     image_token_id: int = 2  # the <image> placeholder whose rows the visual tokens replace
     tracks: int = 0  # tracked-VRU slots in the prompt (vlm.tracking), 0 = none
+    track_fields: tuple[str, ...] = ("present", "dx", "y", "vy")  # each slot's features (vocab.TRACK_BINS)
 
     @property
     def grid(self) -> tuple[int, int]:

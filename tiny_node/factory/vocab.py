@@ -36,7 +36,10 @@ TRACK_BINS: dict[str, tuple[str, float, int, int]] = {
     "dx": ("tdx", 2.0, 0, 30),  # m, 2 m bins up to 60 m
     "y": ("ty", 0.5, -16, 16),  # m, 0.5 m bins, +-8 m
     "vy": ("tvy", 0.25, -12, 12),  # m/s, 0.25 m/s bins, +-3 m/s
+    "vx_rel": ("tvx", 1.0, -30, 10),  # m/s, 1 m/s bins, negative = closing (as range_rate)
 }
+#: the track fields of every tracked recipe before ``FactoryConfig.track_fields``
+TRACK_BASE = ("present", "dx", "y", "vy")
 #: one frame (the first default model), and two: the earlier frame's visual tokens first, each
 #: block after a marker word, so the decoder knows which image is which.
 PROMPTS = {1: "{image} {sensors} {context} question: brake? answer:",
@@ -53,49 +56,54 @@ MAX_DISTANCE_WORD = 99
 _SPACES = re.compile(r" {2,}")
 
 
-def features_for(tracks: int = 0) -> tuple[str, ...]:
-    """The prompt's sensor features: the node's, then ``vru<k>_*`` of ``tracks`` track slots."""
-    return (*FEATURES, *(f"vru{k}_{f}" for k in range(tracks) for f in TRACK_FEATURES))
+def features_for(tracks: int = 0, fields: Sequence[str] = TRACK_BASE) -> tuple[str, ...]:
+    """The prompt's sensor features: the node's, then ``vru<k>_<field>`` of ``tracks`` track slots."""
+    for f in fields:
+        if f not in TRACK_FEATURES or f not in TRACK_BINS:
+            raise ValueError(f"track field {f!r}: not one of {list(TRACK_BINS)}")
+    return (*FEATURES, *(f"vru{k}_{f}" for k in range(tracks) for f in fields))
 
 
-def bin_specs(tracks: int = 0) -> tuple[BinSpec, ...]:
+def bin_specs(tracks: int = 0, fields: Sequence[str] = TRACK_BASE) -> tuple[BinSpec, ...]:
     """The sensor bins in feature order (the runtime's BinSpec, so binning is identical)."""
-    return tuple(BinSpec(f, *(BINS[f] if f in BINS else TRACK_BINS[f.split("_", 1)[1]])) for f in features_for(tracks))
+    return tuple(BinSpec(f, *(BINS[f] if f in BINS else TRACK_BINS[f.split("_", 1)[1]]))
+                 for f in features_for(tracks, fields))
 
 
-def _bin_tokens(tracks: int) -> list[str]:
-    return list(dict.fromkeys(t for b in bin_specs(tracks) for t in b.all_tokens()))
+def _bin_tokens(tracks: int, fields: Sequence[str] = TRACK_BASE) -> list[str]:
+    return list(dict.fromkeys(t for b in bin_specs(tracks, fields) for t in b.all_tokens()))
 
 
-def vocabulary(tracks: int = 0) -> dict[str, int]:
+def vocabulary(tracks: int = 0, fields: Sequence[str] = TRACK_BASE) -> dict[str, int]:
     """Token -> id: specials, sensor bins, words, distances 0..99 m, then track bins if any.
 
-    The track bins come last so every other token keeps its id with or without them.
+    The track bins come last (in ``fields`` order) so every other token keeps its id with or
+    without them, and a field added later leaves the ids of the earlier ones.
     """
     bins = _bin_tokens(0)
     numbers = [str(n) for n in range(MAX_DISTANCE_WORD + 1)]
-    track_bins = [t for t in _bin_tokens(tracks) if t not in bins]
+    track_bins = [t for t in _bin_tokens(tracks, fields) if t not in bins]
     tokens = [UNK, PAD, IMAGE, EOS, *bins, *WORDS, *numbers, *track_bins]
     if len(set(tokens)) != len(tokens):
         raise ValueError("duplicate token in the vocabulary")
     return {t: i for i, t in enumerate(tokens)}
 
 
-def build_tokenizer(tracks: int = 0) -> Tokenizer:
+def build_tokenizer(tracks: int = 0, fields: Sequence[str] = TRACK_BASE) -> Tokenizer:
     """WordLevel over :func:`vocabulary`, split on whitespace/punctuation; bins stay whole."""
-    vocab = vocabulary(tracks)
+    vocab = vocabulary(tracks, fields)
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (PAD, IMAGE, EOS)])
-    tok.add_tokens([AddedToken(t, normalized=False) for t in _bin_tokens(tracks)])
+    tok.add_tokens([AddedToken(t, normalized=False) for t in _bin_tokens(tracks, fields)])
     return tok
 
 
 def prompt_text(features: Mapping[str, float], context: str, image_tokens: int, frames: int,
-                tracks: int = 0) -> str:
+                tracks: int = 0, *, fields: Sequence[str] = TRACK_BASE) -> str:
     """The prompt exactly as ``vlm.PromptBuilder.text`` renders it for this bundle."""
-    nums = {f: feature_value(f, features, RANGE_CLIP_M) for f in features_for(tracks)}
-    sensors = " ".join(b.token(nums[b.feature]) for b in bin_specs(tracks))
+    nums = {f: feature_value(f, features, RANGE_CLIP_M) for f in features_for(tracks, fields)}
+    sensors = " ".join(b.token(nums[b.feature]) for b in bin_specs(tracks, fields))
     img = IMAGE * image_tokens
     text = PROMPTS[frames].format(image=img, image_prev=img, sensors=sensors, context=clean_context(context))
     return _SPACES.sub(" ", text)

@@ -82,7 +82,8 @@ MAX_TRACK_SLOTS = 4
 TRACK_FEATURES = {"present": "1 if track slot k holds a track, else 0",
                   "dx": "its range from the front bumper, m",
                   "y": "its lateral offset, m (left +)",
-                  "vy": "its lateral velocity, m/s (left +)"}
+                  "vy": "its lateral velocity, m/s (left +)",
+                  "vx_rel": "its longitudinal velocity relative to the ego, m/s (negative = closing)"}
 for _k in range(MAX_TRACK_SLOTS):
     for _f, _what in TRACK_FEATURES.items():
         FEATURES[f"vru{_k}_{_f}"] = _what.replace("slot k", f"slot {_k}")

@@ -18,8 +18,11 @@ distance, so the measurement noise grows with ``dx``. Detections are assigned to
 greedily by Mahalanobis distance (to the mixture) inside a chi-square gate; an unassigned
 detection starts a tentative track, which is reported once it has been seen ``min_hits`` times
 in a row (a miss before that drops it: one-frame clutter never becomes a track), and a
-confirmed track is dropped when not seen for ``max_coast_s``. Time is the caller's (frame
-stamps): the tracker reads no clock, so lockstep replays give the same tracks.
+confirmed track is dropped when not seen for ``max_coast_s``. Close to the bumper a person's
+feet leave the detector's window (and are found less often just before), so a track seen for a
+while that is predicted nearer than ``near_m`` coasts longer (``near_coast_s``): the person about
+to be hit stays in the prompt. Time is the caller's (frame stamps): the tracker reads no clock,
+so lockstep replays give the same tracks.
 """
 
 from __future__ import annotations
@@ -95,6 +98,13 @@ class TrackerConfig:
     gate: float = 13.8  # chi-square, 2 dof, 99.9 %
     min_hits: int = 3
     max_coast_s: float = 0.35
+    #: a track seen ``near_coast_hits`` times and predicted nearer than ``VruTracker.near_m``
+    #: (the detector window's nearest ground point + ``near_margin_m``) coasts up to ``near_coast_s``.
+    #: Why the hits: a short-lived track is as often a false detection; coasted for a second it
+    #: drives its phantom lateral velocity into the lane (docs/MODEL_HISTORY.md, *Near coasting*)
+    near_coast_s: float = 1.0
+    near_coast_hits: int = 10
+    near_margin_m: float = 2.5
     max_gap_s: float = 0.5  # a longer gap between frames (or time going back) resets the tracker
     min_score: float = 0.5
 
@@ -155,13 +165,23 @@ class Track:
 class VruTracker:
     """Tracks VRUs over frames; :meth:`update` once per frame, in time order."""
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, *, window_near_m: float = 0.0) -> None:
+        """``window_near_m``: see :meth:`set_window`."""
         self.cfg = config or TrackerConfig()
+        self.near_m = 0.0
+        self.set_window(window_near_m)
         self.tracks: list[Track] = []
         self._t: float | None = None
         self._ego = 0.0  # ego speed at the last update, m/s
         self._next_id = 1
         self.resets = 0
+
+    def set_window(self, window_near_m: float) -> None:
+        """The range (m from the bumper) of the detector window's nearest ground point.
+
+        No foot point nearer than that can be found; 0 = unknown (no longer coasting near the bumper).
+        """
+        self.near_m = window_near_m + self.cfg.near_margin_m if window_near_m > 0.0 else 0.0
 
     def reset(self) -> None:
         """Forget every track (a new drive, a bag loop, a clock jump)."""
@@ -188,9 +208,16 @@ class VruTracker:
         unused = self._associate(dets, time_s)
         for d in unused:
             self._start(d, time_s, ego_speed)
-        self.tracks = [t for t in self.tracks if t.dx > -2.0 and (
-            t.last_t == time_s or (t.hits >= self.cfg.min_hits and time_s - t.last_t <= self.cfg.max_coast_s))]
+        self.tracks = [t for t in self.tracks if t.dx > -2.0 and (t.last_t == time_s or self._coasts(t, time_s))]
         return self.confirmed()
+
+    def _coasts(self, t: Track, time_s: float) -> bool:
+        """Whether confirmed track ``t``, unseen this frame, is kept (module docstring)."""
+        if t.hits < self.cfg.min_hits:
+            return False
+        unseen = time_s - t.last_t
+        near = t.hits >= self.cfg.near_coast_hits and t.dx < self.near_m
+        return unseen <= (self.cfg.near_coast_s if near else self.cfg.max_coast_s)
 
     def confirmed(self) -> list[Track]:
         """Tracks seen at least ``min_hits`` times, nearest the ego's path (smallest |y|) first."""

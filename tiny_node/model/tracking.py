@@ -44,9 +44,10 @@ class Tracking:
         if image.roi is None:
             raise BundleError("vlm.tracking needs inputs.image.roi (the window the detector's grid covers)")
         self.origin = (image.roi[0], image.roi[2])
+        self.bottom = image.roi[1]  # the window's last row: the nearest road it shows
         self.size = (image.width, image.height)
         self.camera = Pinhole.of(spec.camera, *self.size)
-        self.tracker = VruTracker()
+        self.tracker = VruTracker(window_near_m=self.window_near_m())
         self.last_detections = 0
 
     @classmethod
@@ -58,6 +59,12 @@ class Tracking:
     def mount(self, camera: CameraMount) -> None:
         """Put the road plane under another camera pose (a drive whose camera sits otherwise)."""
         self.camera = Pinhole.of(camera, *self.size)
+        self.tracker.set_window(self.window_near_m())
+
+    def window_near_m(self) -> float:
+        """Range of the road point at the bottom centre of the detector's window (0 if above the horizon)."""
+        g = self.camera.ground(self.size[0] / 2.0, float(self.bottom))
+        return max(g[0], 0.0) if g is not None else 0.0
 
     def reset(self) -> None:
         """Forget every track (a new drive, a bag loop)."""
@@ -78,7 +85,7 @@ class Tracking:
         dets = detections(self.points(pixels, run_options), self.camera, self.spec.sigma_px)
         self.last_detections = len(dets)
         if time_s is None:
-            return features_of(np.zeros((self.spec.tracks, 4), np.float32))
+            return features_of(np.zeros((self.spec.tracks, len(RECORD_FIELDS)), np.float32))
         self.tracker.update(time_s, dets, ego_speed)
         return features_of(self.tracker.records(self.spec.tracks))
 
@@ -94,7 +101,10 @@ def describe(features: Mapping[str, float], slots: int) -> str:
 
 
 def features_of(records: NDArray[Any]) -> dict[str, float]:
-    """Track records ``[slots, >=4]`` (``tracker.RECORD_FIELDS``) as ``vru<k>_*`` features."""
+    """Track records ``[slots, 5]`` (``tracker.RECORD_FIELDS``) as every ``vru<k>_*`` feature.
+
+    All of them: a bundle's manifest picks the ones its prompt holds.
+    """
     cols = [RECORD_FIELDS.index(f) for f in TRACK_FEATURES]
     return {f"vru{k}_{f}": float(r[c]) for k, r in enumerate(np.asarray(records, np.float64))
             for f, c in zip(TRACK_FEATURES, cols, strict=True)}
