@@ -616,5 +616,7 @@ def test_closing_speed_track_field_reaches_the_prompt_the_bundle_and_the_runtime
     grey = np.full((480, 640, 3), 90, np.uint8)
     out = rt.decide(grey, {"ego_speed": 10.0}, tracks=rec, time_s=0.0)
     assert out.label in ("go", "brake")
+    with pytest.raises(ValueError, match=r"lack \['vru0_vx_rel', 'vru1_vx_rel'\]"):  # records without the field
+        rt.decide(grey, {"ego_speed": 10.0}, tracks=rec[:, :4], time_s=0.0)
     with pytest.raises(BuildError, match=r"track field 'speed': not one of"):
         Build(replace(TINY, name="tiny-bad-field", track_fields=(*TRACK_BASE, "speed")), tmp_path / "bad")

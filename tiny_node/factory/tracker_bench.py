@@ -72,7 +72,7 @@ def run_tracker(bundle: Any, drives: list[Drive], config: TrackerConfig) -> dict
 
     rt = VlmRuntime(bundle, threads=1)
     assert rt.tracking is not None, "checked by command(): the bundle has vlm.tracking"
-    rt.tracking.tracker = VruTracker(config)
+    rt.tracking.tracker = VruTracker(config, window_near_m=rt.tracking.window_near_m())
     rt.warm_up(5)
     total: list[float] = []
     track: list[float] = []

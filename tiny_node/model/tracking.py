@@ -101,10 +101,13 @@ def describe(features: Mapping[str, float], slots: int) -> str:
 
 
 def features_of(records: NDArray[Any]) -> dict[str, float]:
-    """Track records ``[slots, 5]`` (``tracker.RECORD_FIELDS``) as every ``vru<k>_*`` feature.
+    """Track records ``[slots, >=4]`` (``tracker.RECORD_FIELDS`` in order) as ``vru<k>_*`` features.
 
-    All of them: a bundle's manifest picks the ones its prompt holds.
+    Every field the records hold (the tracker's: all of them); a bundle's manifest picks the
+    ones its prompt holds. Records of ground truth written before ``vx_rel`` have four.
     """
-    cols = [RECORD_FIELDS.index(f) for f in TRACK_FEATURES]
-    return {f"vru{k}_{f}": float(r[c]) for k, r in enumerate(np.asarray(records, np.float64))
-            for f, c in zip(TRACK_FEATURES, cols, strict=True)}
+    rec = np.asarray(records, np.float64)
+    if rec.ndim != 2 or rec.shape[1] < 4:
+        raise ValueError(f"track records must be [slots, >=4] ({', '.join(RECORD_FIELDS)}), got shape {rec.shape}")
+    cols = [(f, RECORD_FIELDS.index(f)) for f in TRACK_FEATURES if RECORD_FIELDS.index(f) < rec.shape[1]]
+    return {f"vru{k}_{f}": float(r[c]) for k, r in enumerate(rec) for f, c in cols}

@@ -44,6 +44,7 @@ from tiny_node.model.history import FrameHistory
 from tiny_node.model.output import ModelOutput, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
 from tiny_node.model.runtime import load_session
+from tiny_node.model.tracker import RECORD_FIELDS
 from tiny_node.model.tracking import Tracking, describe, features_of
 
 IMAGE_FEATURES = "image_features"
@@ -377,8 +378,9 @@ class VlmRuntime:
 
         A bundle with ``vlm.tracking`` runs its VRU detector on the frame and updates its
         tracker at ``time_s`` first; the tracks fill the ``vru<k>_*`` features. ``tracks``
-        (records ``[slots, 4+]``: present, dx, y, vy) replaces the tracker's output: for
-        offline evaluation on single frames, which have no history to track over.
+        (records ``[slots, 4+]``: present, dx, y, vy[, vx_rel], ``tracker.RECORD_FIELDS``)
+        replaces the tracker's output: for offline evaluation on single frames, which have no
+        history to track over.
         """
         self._state = None
         t0 = time.perf_counter()  # real time is the point: these are stage timings
@@ -387,6 +389,12 @@ class VlmRuntime:
         if self.tracking is not None:  # given records replace the detector + tracker, not run on top
             found = features_of(tracks) if tracks is not None else self.tracking.step(
                 pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
+            wanted = self.prompt.sensors.features if self.prompt.sensors is not None else ()
+            lacking = [f for f in wanted if f.startswith("vru") and f not in found
+                       and f"{f.split('_', 1)[0]}_present" in found]  # a slot the records hold, without this field
+            if lacking:
+                raise ValueError(f"tracks: the records lack {lacking}, which this bundle's prompt holds "
+                                 f"(inputs.sensors.features); give [slots, {len(RECORD_FIELDS)}] records")
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3
         ids = self.prompt.ids(features, context)
