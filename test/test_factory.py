@@ -584,7 +584,7 @@ def test_closing_speed_track_field_reaches_the_prompt_the_bundle_and_the_runtime
     """``track_fields`` + "vx_rel": one more token per track slot, trained, exported and decided on."""
     import json
 
-    from tiny_node.factory.vocab import TRACK_BASE
+    from tiny_node.factory.config import TRACK_BASE
 
     fields = (*TRACK_BASE, "vx_rel")
     cfg = replace(TINY, name="tiny-closing", track_fields=fields)

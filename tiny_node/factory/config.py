@@ -41,10 +41,12 @@ class ModelSize:
     extra_convs: bool
 
 
+#: the track fields of every tracked recipe before ``FactoryConfig.track_fields`` (``vocab.TRACK_BINS``)
+TRACK_BASE = ("present", "dx", "y", "vy")
 #: fields added after builds were made, with the default those builds had (``FactoryConfig.digest``)
 _ADDED_FIELDS: dict[str, Any] = {"labels": "truth", "image_dropout": 0.0, "image_dropout_rows": "all",
                                  "detector_seed": None, "track_source": "degraded", "detector_data": "base",
-                                 "track_fields": ("present", "dx", "y", "vy")}
+                                 "track_fields": TRACK_BASE}
 #: ``FactoryConfig.track_source``: where the language model's training and validation tracks come from
 TRACK_SOURCES = ("degraded", "runtime")
 #: ``FactoryConfig.detector_data``: the training shards the VRU detector learns from
@@ -125,7 +127,7 @@ class FactoryConfig:
     #: each, ``vocab.TRACK_BINS``). Why "vx_rel" can be added: a rider or walker ahead in the lane
     #: whose closing speed is below the ego's speed is a brake or not by that speed, which the
     #: first four fields do not carry
-    track_fields: tuple[str, ...] = ("present", "dx", "y", "vy")
+    track_fields: tuple[str, ...] = TRACK_BASE
 
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).

@@ -26,6 +26,7 @@ import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer
 
+from tiny_node.factory.config import TRACK_BASE
 from tiny_node.factory.vlm_torch import IMAGE_H, IMAGE_W, DecoderExport, EmbedExport, TinyVlm, VisionExport
 from tiny_node.factory.vocab import (
     EOS,
@@ -33,7 +34,6 @@ from tiny_node.factory.vocab import (
     LABELS,
     PROMPTS,
     RANGE_CLIP_M,
-    TRACK_BASE,
     bin_specs,
     build_tokenizer,
     encode,

@@ -29,9 +29,10 @@ from tokenizers import Tokenizer
 from torch import Tensor
 from tqdm import tqdm
 
+from tiny_node.factory.config import TRACK_BASE
 from tiny_node.factory.dataset import features_of
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, prune
-from tiny_node.factory.vocab import CONTEXTS, PAD, TRACK_BASE, answer_ids, encode, prompt_text
+from tiny_node.factory.vocab import CONTEXTS, PAD, answer_ids, encode, prompt_text
 
 DECISION_WEIGHT = 4.0
 BRAKE_WEIGHT = 1.5

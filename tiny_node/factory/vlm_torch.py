@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import Tensor, nn
 
+from tiny_node.factory.config import TRACK_BASE
+
 IMAGE_H, IMAGE_W = 240, 320
 #: rows / columns of the 320x240 frame the encoder looks at: the horizon is row 120 (pitch 0);
 #: 30 rows above it hold a standing adult at 5 m, 70 below a car's bumper at 5 m; the columns
@@ -55,7 +57,7 @@ class VlmConfig:
     frames: int = 1  # images in the prompt: 2 = the earlier frame's visual tokens, then the current's
     image_token_id: int = 2  # the <image> placeholder whose rows the visual tokens replace
     tracks: int = 0  # tracked-VRU slots in the prompt (vlm.tracking), 0 = none
-    track_fields: tuple[str, ...] = ("present", "dx", "y", "vy")  # each slot's features (vocab.TRACK_BINS)
+    track_fields: tuple[str, ...] = TRACK_BASE  # each slot's features (vocab.TRACK_BINS)
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
+from tiny_node.factory.config import TRACK_BASE
 from tiny_node.model.bundle import TRACK_FEATURES, BinSpec
 from tiny_node.model.preprocess import feature_value
 from tiny_node.model.vlm import clean_context
@@ -38,8 +39,6 @@ TRACK_BINS: dict[str, tuple[str, float, int, int]] = {
     "vy": ("tvy", 0.25, -12, 12),  # m/s, 0.25 m/s bins, +-3 m/s
     "vx_rel": ("tvx", 1.0, -30, 10),  # m/s, 1 m/s bins, negative = closing (as range_rate)
 }
-#: the track fields of every tracked recipe before ``FactoryConfig.track_fields``
-TRACK_BASE = ("present", "dx", "y", "vy")
 #: one frame (the first default model), and two: the earlier frame's visual tokens first, each
 #: block after a marker word, so the decoder knows which image is which.
 PROMPTS = {1: "{image} {sensors} {context} question: brake? answer:",

@@ -168,7 +168,6 @@ class VruTracker:
     def __init__(self, config: TrackerConfig | None = None, *, window_near_m: float = 0.0) -> None:
         """``window_near_m``: see :meth:`set_window`."""
         self.cfg = config or TrackerConfig()
-        self.near_m = 0.0
         self.set_window(window_near_m)
         self.tracks: list[Track] = []
         self._t: float | None = None

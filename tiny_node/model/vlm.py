@@ -387,14 +387,10 @@ class VlmRuntime:
         pixels = self._pixels(image_rgb)
         t_track = time.perf_counter()
         if self.tracking is not None:  # given records replace the detector + tracker, not run on top
-            found = features_of(tracks) if tracks is not None else self.tracking.step(
-                pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
-            wanted = self.prompt.sensors.features if self.prompt.sensors is not None else ()
-            lacking = [f for f in wanted if f.startswith("vru") and f not in found
-                       and f"{f.split('_', 1)[0]}_present" in found]  # a slot the records hold, without this field
-            if lacking:
-                raise ValueError(f"tracks: the records lack {lacking}, which this bundle's prompt holds "
-                                 f"(inputs.sensors.features); give [slots, {len(RECORD_FIELDS)}] records")
+            if tracks is not None:
+                found = self._given_tracks(tracks)
+            else:
+                found = self.tracking.step(pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3
         ids = self.prompt.ids(features, context)
@@ -416,6 +412,20 @@ class VlmRuntime:
                         "embed": (t3 - t2) * 1e3, "prefill": (t4 - t3) * 1e3,
                         "tokens": float(ids.shape[1])}
         return out
+
+    def _given_tracks(self, tracks: NDArray[Any]) -> dict[str, float]:
+        """The ``vru<k>_*`` features of given records; a field this prompt holds must be in them.
+
+        Only for a slot the records hold (a missing slot is an empty one, all 0).
+        """
+        found = features_of(tracks)
+        wanted = self.prompt.sensors.features if self.prompt.sensors is not None else ()
+        lacking = [f for f in wanted if f.startswith("vru") and f not in found
+                   and f"{f.split('_', 1)[0]}_present" in found]
+        if lacking:
+            raise ValueError(f"tracks: the records lack {lacking}, which this bundle's prompt holds "
+                             f"(inputs.sensors.features); give [slots, {len(RECORD_FIELDS)}] records")
+        return found
 
     def _with_history(self, feats: NDArray[Any], time_s: float | None) -> NDArray[Any]:
         """The feature rows of every image in the prompt, earliest first; records ``feats``."""
