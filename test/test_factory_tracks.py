@@ -173,6 +173,9 @@ def test_every_detector_size_maps_the_roi_onto_the_decoders_grid() -> None:
         assert tuple(heat.shape[-2:]) == tuple(off.shape[-2:]) == grid_shape(), name
         assert off.shape[1] == 2, name
     assert mflops(VruDetector(SIZES["fine"])) < mflops(VruDetector(SIZES["patch"]))
+    # "lean" exists to keep a whole decision within 5 % of the teacher's MFLOPs:
+    # (10.2 language model + detector) / (285.4 + detector) <= 0.05 needs a detector <= 4.29
+    assert mflops(VruDetector(SIZES["lean"])) < 4.29
 
 
 def test_detector_size_is_checked_and_keeps_older_build_digests(tmp_path: Path) -> None:

@@ -47,6 +47,9 @@ class DetectorSize:
     ``context``: extra blocks at stride 16, where they are cheap and widen the receptive field.
     ``fine_stem``: the stem is two 3x3 stride-2 convs instead of one 4x4 patch conv, so a far
     person (4-6 px wide at 30 m) is not averaged into one 4x4 patch before the first ReLU.
+    ``stem_kernel``: the first fine-stem conv's kernel; 2 (a 2x2 stride-2 patch) reads each pixel
+    once, less than half the multiply-adds of 3x3 at the full-resolution stage, where most of
+    them are. ``separable_stem``: the second stem conv is depthwise + pointwise.
     """
 
     stem: int = 12
@@ -56,13 +59,19 @@ class DetectorSize:
     separable: bool = False
     context: int = 0
     fine_stem: bool = True
+    stem_kernel: int = 3
+    separable_stem: bool = False
 
 
 #: Named detector sizes (``FactoryConfig.detector_size``). "patch": the first shipped detector
 #: (4x4 patch stem, 3x3 fuse, 24.2 MFLOPs). "fine": two 3x3 stride-2 convs as stem and a 1x1
 #: fuse (21.5 MFLOPs); it finds more of the far and night VRUs at about the same precision
-#: (docs/MODEL_HISTORY.md, *Fine-stem detector*).
-SIZES = {"patch": DetectorSize(fuse_kernel=3, fine_stem=False), "fine": DetectorSize()}
+#: (docs/MODEL_HISTORY.md, *Fine-stem detector*). "lean": 4.0 MFLOPs, the most a detector may cost
+#: for the whole decision to stay within 5 % of the teacher's (a 2x2 patch, then separable
+#: convs, two context blocks); it finds far fewer VRUs (docs/MODEL_HISTORY.md, *A lean detector*).
+SIZES = {"patch": DetectorSize(fuse_kernel=3, fine_stem=False), "fine": DetectorSize(),
+         "lean": DetectorSize(stem=8, fine=20, coarse=24, separable=True, context=2, stem_kernel=2,
+                              separable_stem=True)}
 
 
 def _conv(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
@@ -83,7 +92,8 @@ class VruDetector(nn.Module):
         super().__init__()
         self.size = size
         block = _separable if size.separable else (lambda cin, cout, s: _conv(cin, cout, 3, s))
-        self.stem = (nn.Sequential(_conv(3, size.stem, 3, 2), _conv(size.stem, size.stem, 3, 2)) if size.fine_stem
+        second = _separable(size.stem, size.stem, 2) if size.separable_stem else _conv(size.stem, size.stem, 3, 2)
+        self.stem = (nn.Sequential(_conv(3, size.stem, size.stem_kernel, 2), second) if size.fine_stem
                      else _conv(3, size.stem, 4, 4))
         self.fine = nn.Sequential(block(size.stem, size.fine, 2), block(size.fine, size.fine, 1))
         self.coarse = nn.Sequential(block(size.fine, size.coarse, 2), block(size.coarse, size.coarse, 1),
