@@ -92,8 +92,10 @@ class VruDetector(nn.Module):
         super().__init__()
         self.size = size
         block = _separable if size.separable else (lambda cin, cout, s: _conv(cin, cout, 3, s))
-        second = _separable(size.stem, size.stem, 2) if size.separable_stem else _conv(size.stem, size.stem, 3, 2)
-        self.stem = (nn.Sequential(_conv(3, size.stem, size.stem_kernel, 2), second) if size.fine_stem
+        # built in this order (first conv, then second), so a seed initialises the shipped sizes as before
+        self.stem = (nn.Sequential(_conv(3, size.stem, size.stem_kernel, 2),
+                                   _separable(size.stem, size.stem, 2) if size.separable_stem
+                                   else _conv(size.stem, size.stem, 3, 2)) if size.fine_stem
                      else _conv(3, size.stem, 4, 4))
         self.fine = nn.Sequential(block(size.stem, size.fine, 2), block(size.fine, size.fine, 1))
         self.coarse = nn.Sequential(block(size.fine, size.coarse, 2), block(size.coarse, size.coarse, 1),
