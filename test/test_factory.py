@@ -442,7 +442,7 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
     p = argparse.ArgumentParser()
     add_arguments(p)
     args = p.parse_args(["build"])
-    assert args.config == "tracked-det-all" and CONFIGS[args.config].tracks > 0
+    assert args.config == "tracked-det12" and CONFIGS[args.config].tracks > 0
     # the recipe's own thread count (the weights depend on it), and the bundle that ships was built by it
     assert args.threads is None and CONFIGS[args.config].threads == 2
     shipped = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model" / "manifest.yaml"

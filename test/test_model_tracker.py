@@ -187,3 +187,36 @@ def test_a_well_seen_track_coasts_to_the_bumper_once_its_feet_leave_the_window()
     assert far.near_m == 3.6 + cfg.near_margin_m
     seen_far = [len(far.update(i * DT, [Detection(20.0, 3.0)] if i < 30 else [], 0.0)) for i in range(60)]
     assert seen_far.index(0, 30) - 29 == math.floor(cfg.max_coast_s / DT) + 1  # frames after the last detection
+
+
+def _overtaken_cyclist(cfg: TrackerConfig, jump_at_dx: float = 5.5,
+                       jump_m: float = 0.65) -> tuple[list[list[float]], int]:
+    """A cyclist riding along the bike lane (y -2.7 m) at 5 m/s, overtaken at 50 km/h; from
+    ``jump_at_dx`` on the detector's foot point sits on the other wheel, ``jump_m`` farther.
+    The lateral velocities of the confirmed tracks per frame, and the first frame after the jump."""
+    rng, ego, tracker, out, jump = np.random.default_rng(3), 13.9, VruTracker(cfg), [], -1
+    for i in range(round(3.5 / DT)):
+        dx = 30.0 - (ego - 5.0) * i * DT
+        if dx < 3.7:  # below the detector's window
+            break
+        cov = _los_cov(dx, -2.7, 0.0035 * dx * dx, 0.004)  # a pixel of row error, through the geometry
+        if dx < jump_at_dx and jump < 0:
+            jump = len(out)
+        noisy = rng.multivariate_normal([dx + (jump_m if jump >= 0 else 0.0), -2.7], cov)
+        out.append([t.vy for t in tracker.update(i * DT, [Detection(float(noisy[0]), float(noisy[1]), cov=cov)],
+                                                 ego)])
+    return out, jump
+
+
+def test_an_overtaken_cyclist_keeps_one_track_without_a_lateral_speed() -> None:
+    """The footprint term. Near, a pixel of row error is a few centimetres of range, so without it
+    the range residual of a rider moving away at 5 m/s leaks into the lateral speed through the
+    line-of-sight covariance, and the foot point jumping to the other wheel starts a second track:
+    the bike-lane phantom of docs/MODEL_HISTORY.md, *Footprint*."""
+    near = 30  # the last second: 12.6 m down to the window's edge
+    frames, jump = _overtaken_cyclist(TrackerConfig())
+    assert jump > 0 and max(len(f) for f in frames) == 1
+    assert max(abs(v) for f in frames[-near:] for v in f) < 0.35
+    bare, _ = _overtaken_cyclist(TrackerConfig(footprint_sigma_m=0.0))
+    assert max(len(f) for f in bare[-near:]) == 2
+    assert max(abs(v) for f in bare[-near:] for v in f) > 0.9

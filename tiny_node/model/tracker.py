@@ -106,6 +106,12 @@ class TrackerConfig:
     near_coast_hits: int = 10
     near_margin_m: float = 2.5
     max_gap_s: float = 0.5  # a longer gap between frames (or time going back) resets the tracker
+    #: m, added in quadrature to a detection's own range error (its pixel error through the camera
+    #: geometry): the foot point may fall anywhere along the person's footprint, and a bicycle is
+    #: 1.8 m long. Without it a near cyclist's foot point jumping to the other wheel falls outside
+    #: the gate and starts a second track with a made-up lateral velocity (docs/MODEL_HISTORY.md,
+    #: *Footprint*)
+    footprint_sigma_m: float = 0.3
     min_score: float = 0.5
 
 
@@ -232,7 +238,7 @@ class VruTracker:
     # -- filter --------------------------------------------------------------------------
     def _r(self, dx: float, det: Detection | None = None) -> NDArray[np.float64]:
         if det is not None and det.cov is not None:
-            return np.asarray(det.cov, np.float64)
+            return np.asarray(det.cov, np.float64) + np.diag([self.cfg.footprint_sigma_m**2, 0.0])
         c, d = self.cfg, max(dx, 0.0)
         return np.diag([(c.range_sigma + c.range_sigma_per_m * d) ** 2,
                         (c.lateral_sigma + c.lateral_sigma_per_m * d) ** 2])
