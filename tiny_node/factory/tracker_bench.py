@@ -25,8 +25,9 @@ from numpy.typing import NDArray
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
 from tiny_node.model.tracker import MotionModel, TrackerConfig, VruTracker
 
-#: the tracker shipped first: one constant-velocity filter, the person's speed along the road free
-FIRST_TRACKER = TrackerConfig(models=(MotionModel("cv", 4.0, accel_x=3.0, vx_sigma=2.0),))
+#: the tracker shipped first: one constant-velocity filter, the person's speed along the road free,
+#: and a detection's range error its pixel error alone (no footprint term)
+FIRST_TRACKER = TrackerConfig(models=(MotionModel("cv", 4.0, accel_x=3.0, vx_sigma=2.0),), footprint_sigma_m=0.0)
 TRACKERS = {"shipped (IMM + ego motion)": TrackerConfig(), "first (one filter)": FIRST_TRACKER}
 FPS = 30.0
 
