@@ -23,7 +23,7 @@ def test_the_shipped_tracker_reads_a_crossing_pedestrians_lateral_speed_better_t
     n1, mean1, rms1 = first["vy_error"]["CPNA-25_60kmh_day"]
     assert n >= 40 and n1 >= 40  # the person is tracked over most of 6-35 m in both
     # measured -0.05 / 0.08 against -0.12 / 0.14 m/s mean / rms (true 1.39 m/s) with the shipped
-    # 12-epoch detector; -0.12 / 0.10 against -0.31 with the 8-epoch one before it
+    # 12-epoch detector; -0.12 against -0.31 m/s mean with the 8-epoch one before it
     assert abs(mean) < min(0.2, abs(mean1))
     assert rms < 0.7 * rms1
     assert np.isfinite(shipped["track_ms"]).all() and shipped["track_ms"][0] > 0.0
