@@ -620,3 +620,19 @@ def test_closing_speed_track_field_reaches_the_prompt_the_bundle_and_the_runtime
         rt.decide(grey, {"ego_speed": 10.0}, tracks=rec[:, :4], time_s=0.0)
     with pytest.raises(BuildError, match=r"track field 'speed': not one of"):
         Build(replace(TINY, name="tiny-bad-field", track_fields=(*TRACK_BASE, "speed")), tmp_path / "bad")
+
+
+def test_the_default_track_fields_leave_config_json_as_it_was_before_the_field() -> None:
+    """A default build's ``config.json`` (and so its manifest SHA-256) is byte for byte what builds
+    wrote before ``track_fields`` existed; another field list is written, and read back."""
+    import json
+
+    from tiny_node.factory.config import TRACK_BASE
+
+    shipped = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model" / "config.json"
+    written = json.loads(shipped.read_text(encoding="utf-8"))["factory"]  # built before the field
+    cfg = VlmConfig.from_dict(written)
+    assert cfg.track_fields == TRACK_BASE and cfg.to_dict() == written
+    closing = replace(cfg, track_fields=(*TRACK_BASE, "vx_rel"))
+    assert closing.to_dict()["track_fields"] == [*TRACK_BASE, "vx_rel"]
+    assert VlmConfig.from_dict(closing.to_dict()) == closing

@@ -74,8 +74,15 @@ class VlmConfig:
         return h * w
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready (tuples as lists).
+
+        ``track_fields`` only when not the default, so a bundle's ``config.json`` (and its
+        SHA-256) is what it was before the field existed.
+        """
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if self.track_fields == TRACK_BASE:
+            del d["track_fields"]
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> VlmConfig:
