@@ -174,6 +174,9 @@ class VruTracker:
     def __init__(self, config: TrackerConfig | None = None, *, window_near_m: float = 0.0) -> None:
         """``window_near_m``: see :meth:`set_window`."""
         self.cfg = config or TrackerConfig()
+        #: added to every detection's own covariance (``TrackerConfig.footprint_sigma_m``); built
+        #: once here, not in each gate test of each track-detection pair
+        self._footprint = np.diag([self.cfg.footprint_sigma_m**2, 0.0])
         self.set_window(window_near_m)
         self.tracks: list[Track] = []
         self._t: float | None = None
@@ -238,7 +241,7 @@ class VruTracker:
     # -- filter --------------------------------------------------------------------------
     def _r(self, dx: float, det: Detection | None = None) -> NDArray[np.float64]:
         if det is not None and det.cov is not None:
-            return np.asarray(det.cov, np.float64) + np.diag([self.cfg.footprint_sigma_m**2, 0.0])
+            return np.asarray(det.cov, np.float64) + self._footprint
         c, d = self.cfg, max(dx, 0.0)
         return np.diag([(c.range_sigma + c.range_sigma_per_m * d) ** 2,
                         (c.lateral_sigma + c.lateral_sigma_per_m * d) ** 2])
