@@ -8,6 +8,7 @@ makes must load in the node's runtime (SHA-256 verified) and decide. Skipped wit
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import replace
@@ -75,6 +76,71 @@ def test_tiny_build_makes_a_bundle_the_runtime_runs(tiny_build: Path) -> None:
     assert "DynamicQuantizeLinear" in decoder and "QuantizeLinear" not in decoder
 
 
+def _fp32_weight_matmuls(path: Path) -> list[str]:
+    """MatMuls that onnxruntime's CPU optimizer leaves FP32 on a dequantized weight."""
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(path.with_suffix(".optimized.onnx"))
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # portable: no NCHWc layout
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    graph = onnx.load(so.optimized_model_filepath).graph
+    inits = {i.name for i in graph.initializer}
+    dq_weight = {o for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and any(i in dq_weight for i in n.input)]
+
+
+def test_static_int8_graphs_are_ones_onnxruntime_fuses(tiny_build: Path, tmp_path: Path) -> None:
+    """Every quantized weight MatMul becomes an integer kernel; image stems stay FP32, the rest INT8.
+
+    With S8 activations ORT left most decoder MatMuls as DequantizeLinear + FP32 MatMul, and
+    the static INT8 decoder was slower than FP32.
+    """
+    import onnx
+
+    from tiny_node.factory.quantize import MIN_INT8_CHANNELS
+
+    bundle = load_bundle(tiny_build / "bundles" / "int8")
+    for key in ("decoder", "vru_detector"):
+        shutil.copyfile(bundle.file(key).path, tmp_path / f"{key}.onnx")
+    assert _fp32_weight_matmuls(tmp_path / "decoder.onnx") == []
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "decoder.onnx")).graph.node]
+    assert ops.count("QuantizeLinear") > 0
+    # the INT8 bundle carries an INT8 detector: FP32 where it reads few channels (its stem), INT8 after
+    det = onnx.load(str(tmp_path / "vru_detector.onnx")).graph
+    weights = {i.name: list(i.dims) for i in det.initializer}
+    float_convs = [n for n in det.node if n.op_type == "Conv" and n.input[1] in weights]
+    assert float_convs and all(weights[n.input[1]][1] < MIN_INT8_CHANNELS for n in float_convs)
+    assert sum(n.op_type == "Conv" for n in det.node) > len(float_convs)  # the others read a DequantizeLinear
+    assert tiny_build.joinpath("bundles", "pruned", "onnx", "vru_detector.onnx").read_bytes() != \
+        (tmp_path / "vru_detector.onnx").read_bytes()
+    # its own foot-point error is what its tracker weighs detections by
+    steps = json.loads((tiny_build / "steps.json").read_text())["done"]
+    assert bundle.vlm.tracking.sigma_px == steps["quantize"]["detector_int8"]["sigma_px"]  # type: ignore[union-attr]
+    assert 0.0 <= steps["quantize"]["detector_int8"]["test"]["recall"] <= 1.0
+    assert load_bundle(tiny_build / "bundles" / "int8_dynamic").file("vru_detector").sha256 == \
+        load_bundle(tiny_build / "bundles" / "pruned").file("vru_detector").sha256
+
+
+def test_a_graph_with_nothing_worth_quantizing_stays_fp32(tmp_path: Path) -> None:
+    """A 3-channel conv alone: nothing to quantize, and ORT must not read that as *quantize all*."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tiny_node.factory.quantize import quantize_graph
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="stem")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 14, 14])], [w])
+    src = tmp_path / "stem.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    feeds = [{"x": np.random.default_rng(1).normal(size=(1, 3, 16, 16)).astype(np.float32)}]
+    assert quantize_graph(src, tmp_path / "out.onnx", feeds) == 0
+    assert {n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node} == {"Conv"}
+
+
 def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     import json
 
@@ -88,8 +154,14 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     # the splits every model is measured on carry the runtime's own tracks (val, test, held-out; not train)
     assert set(steps["tracks"]) == {"seconds", "val", "test", "heldout"}
     assert all(0.0 <= steps["tracks"][k]["coverage"] <= 1.0 for k in ("val", "test", "heldout"))
-    (made,) = (tiny_build / "tracks").iterdir()  # one detector + tracker: one folder
-    assert sorted(p.name for p in made.iterdir()) == ["heldout-0000.npy", "test-0000.npy", "val-0000.npy"]
+    # one folder per detector + tracker: the build's, and the INT8 bundles' own detector (test, held-out)
+    build = Build(TINY, tiny_build, log=lambda _: None)
+    source = build.track_source()
+    assert source is not None
+    made = {p.name: sorted(q.name for q in p.iterdir()) for p in (tiny_build / "tracks").iterdir()}
+    assert made.pop(source.digest()) == ["heldout-0000.npy", "test-0000.npy", "val-0000.npy"]
+    (int8_tracks,) = made.values()
+    assert {"heldout-0000.npy", "test-0000.npy"} <= set(int8_tracks)
     for r in metrics["models"].values():
         assert 0.0 <= r["threshold"] <= 1.0 and r["mflops"] > 0 and r["size_bytes"] > 0
         assert r["latency_1t"]["p99_ms"] > 0
@@ -168,7 +240,8 @@ def test_evaluate_measures_a_bundle_on_a_builds_frames_both_ways(tiny_build: Pat
     for split in ("test", "heldout"):  # the same frames, tracks and threshold as the build's evaluation
         assert res[split]["degraded"] == built[split]
         assert res[split]["end_to_end"] == built[f"{split}_end_to_end"]
-    assert len(list((tiny_build / "tracks").iterdir())) == 1  # the build's detector: its tracks reused
+    # the bundle's (INT8) detector: the folder the build's evaluation made for it, reused
+    assert len(list((tiny_build / "tracks").iterdir())) == 2
     # a missing build folder is named
     assert main(["model", "evaluate", str(tiny_build / "bundle"), str(tmp_path / "nothing")]) == 2
     assert "nothing: no steps.json" in capsys.readouterr().err

@@ -10,6 +10,17 @@ activation x activation MatMuls, softmax, norms and residual adds stay FP32 (che
 INT8 error hurts a transformer most). ``embed_tokens`` (one Gather of a small table) stays FP32.
 Calibration feeds are produced by the FP32 bundle itself (vision -> splice -> decoder prefill,
 then one cached decoding step), so the decoder sees real prefill and step statistics.
+
+Static QDQ is written the way onnxruntime's CPU graph optimizer can fuse it (checked by reading
+its optimized graph, docs/MODEL_HISTORY.md *INT8 that onnxruntime fuses*):
+
+- activations U8, weights S8: ORT fuses a QDQ MatMul only with U8 activations. With S8 ones, 10
+  of the decoder's 15 weight MatMuls ran as DequantizeLinear of the weight (every run) + an FP32
+  MatMul, and the static decoder was 1.8x slower than FP32;
+- no Q after a MatMul: its FP32 output feeds norms, RoPE and SiLU, so a DQ -> MatMul pair fuses
+  into ``MatMulIntegerToFloat`` instead of a QLinearMatMul wrapped in a Q/DQ round trip;
+- convs reading fewer than ``MIN_INT8_CHANNELS`` channels (an image stem) stay FP32: the INT8
+  kernel was slower there (a 3-channel stem conv 53 against 28 us, plus quantizing the image).
 """
 
 from __future__ import annotations
@@ -36,9 +47,11 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from tiny_node.factory.export import FILES
+from tiny_node.factory.export import DETECTOR_FILE, FILES
 
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
+#: a conv with fewer input channels stays FP32 (measured on this CPU: module docstring)
+MIN_INT8_CHANNELS = 16
 
 
 class FeedReader(CalibrationDataReader):  # type: ignore[misc]
@@ -96,10 +109,22 @@ def calibration_feeds(fp32_bundle: Path,
 
 
 def _weight_nodes(path: Path) -> list[str]:
-    """Names of QUANT_OPS nodes with a constant (initializer) input: the ones to quantize."""
+    """Names of the nodes to quantize: QUANT_OPS with a constant (initializer) weight.
+
+    Convs reading fewer than MIN_INT8_CHANNELS channels are left out (FP32 is faster there).
+    """
     model = onnx.load(str(path))
-    inits = {i.name for i in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type in QUANT_OPS and any(i in inits for i in n.input)]
+    inits = {i.name: i for i in model.graph.initializer}
+    names = []
+    for n in model.graph.node:
+        if n.op_type not in QUANT_OPS or not any(i in inits for i in n.input):
+            continue
+        if n.op_type == "Conv" and n.input[1] in inits:
+            group = next((a.i for a in n.attribute if a.name == "group"), 1)
+            if inits[n.input[1]].dims[1] * group < MIN_INT8_CHANNELS:  # weight [out, in / group, kh, kw]
+                continue
+        names.append(n.name)
+    return names
 
 
 @contextlib.contextmanager
@@ -116,8 +141,12 @@ def _cwd(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def quantize_graph(src: Path, dst: Path, feeds: Sequence[dict[str, NDArray[Any]]] | None) -> None:
-    """``quant_pre_process`` then static QDQ (``feeds`` given) or dynamic INT8 of one graph."""
+def quantize_graph(src: Path, dst: Path, feeds: Sequence[dict[str, NDArray[Any]]] | None) -> int:
+    """``quant_pre_process`` then static QDQ (``feeds`` given) or dynamic INT8 of one graph.
+
+    Returns how many nodes were quantized; with none to quantize, ``dst`` is the graph as
+    pre-processed (FP32), since onnxruntime reads an empty node list as *every node*.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     src, dst = src.resolve(), dst.resolve()
     with tempfile.TemporaryDirectory() as tmp, _cwd(Path(tmp)):
@@ -131,15 +160,20 @@ def quantize_graph(src: Path, dst: Path, feeds: Sequence[dict[str, NDArray[Any]]
                           "pre-processing with ONNX shape inference only", stacklevel=2)
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         nodes = _weight_nodes(pre)
-        if feeds is None:
+        if not nodes:
+            shutil.copyfile(pre, dst)
+        elif feeds is None:
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=list(QUANT_OPS), nodes_to_quantize=nodes)
         else:
             quantize_static(str(pre), str(dst), FeedReader(feeds), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(QUANT_OPS),
-                            nodes_to_quantize=nodes, extra_options={"ActivationSymmetric": False})
+                            nodes_to_quantize=nodes,
+                            extra_options={"ActivationSymmetric": False,
+                                           "OpTypesToExcludeOutputQuantization": ["MatMul"]})
     onnx.checker.check_model(onnx.load(str(dst)))
+    return len(nodes)
 
 
 Feeds = list[dict[str, NDArray[Any]]]
@@ -148,16 +182,20 @@ Feeds = list[dict[str, NDArray[Any]]]
 def quantize_bundle(fp32_bundle: Path, out_dir: Path, feeds: tuple[Feeds | None, Feeds | None]) -> dict[str, Path]:
     """INT8 vision encoder and decoder, each static (its calibration feeds given) or dynamic (None).
 
-    The embedding stays FP32 (copied). Why per graph: on this CPU static QDQ speeds up the
-    conv encoder 2.2x and slows the decoder's MatMuls 2x, where dynamic INT8 speeds them up
-    2.1x (teacher size, docs/MODEL_HISTORY.md *INT8 formats by graph*).
-    Returns graph key -> file, ready for ``export.write_bundle(..., graphs=...)``.
+    The embedding stays FP32 (copied). The VRU detector of a tracking bundle is quantized
+    static with the vision encoder's feeds (the same pixels) when the vision encoder is: it is
+    the largest conv net of a decision, and dynamic INT8 convs were slower than FP32 here.
+    Returns graph key -> file (``vru_detector`` included when quantized), ready for
+    ``export.write_bundle(..., graphs=...)`` with the detector passed as ``detector``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, Path] = {}
-    for key, graph_feeds in (("vision_encoder", feeds[0]), ("decoder", feeds[1])):
-        dst = out_dir / Path(FILES[key]).name
-        quantize_graph(fp32_bundle / FILES[key], dst, graph_feeds)
+    jobs = [("vision_encoder", FILES["vision_encoder"], feeds[0]), ("decoder", FILES["decoder"], feeds[1])]
+    if feeds[0] is not None and (fp32_bundle / DETECTOR_FILE).is_file():
+        jobs.append(("vru_detector", DETECTOR_FILE, feeds[0]))
+    for key, rel, graph_feeds in jobs:
+        dst = out_dir / Path(rel).name
+        quantize_graph(fp32_bundle / rel, dst, graph_feeds)
         graphs[key] = dst
     emb = out_dir / Path(FILES["embed_tokens"]).name
     shutil.copyfile(fp32_bundle / FILES["embed_tokens"], emb)
