@@ -51,6 +51,7 @@ def test_format_bench_times_the_language_model_apart_from_the_detector(
         shutil.copytree(shipped, tmp_path / "bundles" / name)
     res = format_bench.measure({n: tmp_path / "bundles" / n for n in ("pruned", "int8")}, rounds=12)
     for r in res.values():
-        assert 0.0 < r["lm_p50"] <= r["lm_p99"] and r["track_p50"] > 0.0
+        assert 0.0 < r["lm_p50"] <= r["lm_p99"] and 0.0 < r["detector_p50"] < r["track_p50"]
+        assert r["model_p50"] <= r["lm_p99"] + r["detector_p99"]
     assert format_bench.command(argparse.Namespace(build=tmp_path, rounds=3)) == 2
     assert "--rounds 3" in capsys.readouterr().err

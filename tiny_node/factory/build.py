@@ -44,7 +44,7 @@ from tiny_node.factory.config import (
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
-from tiny_node.model.bundle import edit_manifest, load_bundle, set_threshold
+from tiny_node.model.bundle import edit_manifest, set_threshold
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
 #: held-out always load "seen" too: the urgent recall where the image shows the hazard
@@ -172,28 +172,6 @@ class Build:
         return runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx", export.image_spec(ROI),
                                           export.tracking_spec(self.cfg.tracks, sigma))
 
-    def _end_to_end(self, bundle_dir: Path, split: str) -> dict[str, NDArray[Any]] | None:
-        """``split`` with the runtime tracks of ``bundle_dir``'s own detector (None before the tracks step).
-
-        The build's tracks serve every bundle that carries the build's detector; a bundle with
-        another one (the INT8 detector) gets its own, made once and kept beside them.
-        """
-        if "track_runtime" not in self.split(split):
-            return None
-        bundle = load_bundle(bundle_dir)
-        tracking = bundle.vlm.tracking if bundle.vlm is not None else None
-        if tracking is None:
-            return None
-        source = runtime_tracks.TrackSource(bundle.file(tracking.detector).path, bundle.image, tracking)
-        own = self.track_source()
-        if own is not None and source.digest() == own.digest():
-            return evaluate.with_runtime_tracks(self.split(split))
-        made = runtime_tracks.build_tracks(self._shard_paths(split), runtime_tracks.tracks_dir(self.out, source),
-                                           self.cfg.episodes_per_shard, self.cfg.frames_per_episode, source,
-                                           workers=self.cfg.data_workers,
-                                           desc=f"runtime tracks {split} ({bundle_dir.name})")
-        return {**self.split(split), "track_input": runtime_tracks.load_tracks(made)[:, :self.cfg.tracks]}
-
     def _tracks_paths(self, shards: list[Path]) -> list[Path]:
         """Where the runtime tracks of ``shards`` are kept (none before the detector step)."""
         source = self.track_source()
@@ -281,7 +259,8 @@ class Build:
             d = self.split(split)
             found = detector.predict(model, d["image"], detector.MIN_SCORE)
             info[split] = detector.score(found, d["vru_points"])
-        info["sigma_px"] = foot_point_sigma(info["val"])
+        u, v = info["val"]["u_rms_px"], info["val"]["v_rms_px"]
+        info["sigma_px"] = round(math.sqrt((u * u + v * v) / 2), 3) if math.isfinite(u + v) else 2.0
         # the figure the language model's training noise (track_vy_noise) stands for
         info["tracking"] = detector.tracking_error(
             detector.torch_heat(model), drives=self.cfg.tracking_drives, seed=self.seed("detector"),
@@ -416,8 +395,7 @@ class Build:
     def step_quantize(self) -> dict[str, Any]:
         """INT8 bundles of the pruned student: static (calibrated on val frames), dynamic, and mixed.
 
-        Mixed = static vision encoder + dynamic decoder. Static vision encoders come with a static
-        VRU detector (``quantize.quantize_bundle``), scored on the splits as the FP32 one was.
+        Mixed = static vision encoder + dynamic decoder. Every bundle keeps the FP32 VRU detector.
         """
         pruned = train.load_model(self.out / "pruned.pt")
         fp32 = self._bundle_dir("pruned")
@@ -432,17 +410,7 @@ class Build:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
             graphs = quantize.quantize_bundle(fp32, self.out / "quant" / name, f)
-            det = self._detector()
-            if "vru_detector" in graphs:  # an INT8 detector: its own foot-point error weighs its detections
-                det["detector"] = graphs.pop("vru_detector")
-                if "detector_int8" not in info:
-                    scores: dict[str, Any] = {}
-                    for split in ("val", "test", "heldout"):
-                        found = detector.predict_graph(det["detector"], self.split(split)["image"], detector.MIN_SCORE)
-                        scores[split] = detector.score(found, self.split(split)["vru_points"])
-                    info["detector_int8"] = {**scores, "sigma_px": foot_point_sigma(scores["val"])}
-                det["sigma_px"] = info["detector_int8"]["sigma_px"]
-            export.write_bundle(pruned, d, f"tiny-node-student-{name}", 0.5, graphs=graphs, **det)
+            export.write_bundle(pruned, d, f"tiny-node-student-{name}", 0.5, graphs=graphs, **self._detector())
         return info
 
     def step_evaluate(self) -> dict[str, Any]:
@@ -469,8 +437,8 @@ class Build:
             for split in ("test", "heldout"):
                 p = evaluate.brake_probs(d, self.split(split), f"{name} {split}")
                 r[split] = evaluate.metrics(p, thr, self.split(split))
-                runtime = self._end_to_end(d, split)
-                if runtime is not None:  # the detector + tracker the node runs
+                if "track_runtime" in self.split(split):  # the detector + tracker the node runs
+                    runtime = evaluate.with_runtime_tracks(self.split(split))
                     p_rt = evaluate.brake_probs(d, runtime, f"{name} {split} end to end")
                     r[f"{split}_end_to_end"] = evaluate.metrics(p_rt, thr, runtime)
                 r["recall_first"][split] = evaluate.metrics(p, thr_recall, self.split(split))
@@ -506,19 +474,11 @@ class Build:
         _edit_manifest(final, name=f"tiny-node-default-int8 ({self.cfg.name} build)", latency_budget_ms=budget,
                        build={"config": self.cfg.name, "digest": self.cfg.digest(), "seed": self.cfg.seed,
                               "threads": self.threads_used()})
+        from tiny_node.model.bundle import load_bundle
         from tiny_node.model.vlm import VlmRuntime
 
         VlmRuntime(load_bundle(final), threads=1).warm_up(2)  # it loads and decides
         return {"size_bytes": evaluate.bundle_size(final)}
-
-
-def foot_point_sigma(score: dict[str, float]) -> float:
-    """The tracker's foot-point error (px) from a detector's ``detector.score``: rms of both axes.
-
-    2 px when nothing was matched (a detector that finds no one).
-    """
-    u, v = score["u_rms_px"], score["v_rms_px"]
-    return round(math.sqrt((u * u + v * v) / 2), 3) if math.isfinite(u + v) else 2.0
 
 
 def label_carried(data: dict[str, NDArray[Any]]) -> NDArray[np.bool_]:

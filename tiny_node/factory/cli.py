@@ -75,8 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "ground-truth tracks and end to end with its own detector + tracker (needs '.[train]')")
     end_to_end.add_arguments(ev)
 
-    fb = sub.add_parser("format-bench", help="language-model time of a build's bundle formats (FP32, INT8 "
-                        "static / dynamic / mixed), interleaved on the same frames; no torch needed")
+    fb = sub.add_parser("format-bench", help="language-model and VRU-detector time of a build's bundle formats "
+                        "(FP32, INT8 static / dynamic / mixed), interleaved on the same frames; no torch needed")
     format_bench.add_arguments(fb)
 
 

@@ -314,16 +314,6 @@ def onnx_heat(path: Path) -> HeatFn:
     return run
 
 
-def predict_graph(path: Path, images: NDArray[np.uint8], min_score: float) -> list[list[tuple[float, float, float]]]:
-    """``predict`` through an exported graph: an INT8 detector is scored as the runtime runs it."""
-    heat_fn = onnx_heat(path)
-    out: list[list[tuple[float, float, float]]] = []
-    for roi in images:
-        heat, off = heat_fn(roi)
-        out.append(peaks(heat, off, stride=STRIDE, origin=(ROI[0], ROI[2]), min_score=min_score))
-    return out
-
-
 def tracking_error(heat_fn: HeatFn, *, drives: int, seed: int, sigma_px: float, min_score: float,
                    stride: int = STRIDE) -> dict[str, float]:
     """Detector + tracker on rendered 30 Hz drives of the simulator's default camera.

@@ -47,7 +47,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from tiny_node.factory.export import DETECTOR_FILE, FILES
+from tiny_node.factory.export import FILES
 
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
 #: a conv with fewer input channels stays FP32 (measured on this CPU: module docstring)
@@ -182,20 +182,15 @@ Feeds = list[dict[str, NDArray[Any]]]
 def quantize_bundle(fp32_bundle: Path, out_dir: Path, feeds: tuple[Feeds | None, Feeds | None]) -> dict[str, Path]:
     """INT8 vision encoder and decoder, each static (its calibration feeds given) or dynamic (None).
 
-    The embedding stays FP32 (copied). The VRU detector of a tracking bundle is quantized
-    static with the vision encoder's feeds (the same pixels) when the vision encoder is: it is
-    the largest conv net of a decision, and dynamic INT8 convs were slower than FP32 here.
-    Returns graph key -> file (``vru_detector`` included when quantized), ready for
-    ``export.write_bundle(..., graphs=...)`` with the detector passed as ``detector``.
+    The embedding stays FP32 (copied), and so does the VRU detector ``write_bundle`` adds: an
+    INT8 one was 1.2x faster but tracked worse (docs/MODEL_HISTORY.md *INT8 that onnxruntime fuses*).
+    Returns graph key -> file, ready for ``export.write_bundle(..., graphs=...)``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, Path] = {}
-    jobs = [("vision_encoder", FILES["vision_encoder"], feeds[0]), ("decoder", FILES["decoder"], feeds[1])]
-    if feeds[0] is not None and (fp32_bundle / DETECTOR_FILE).is_file():
-        jobs.append(("vru_detector", DETECTOR_FILE, feeds[0]))
-    for key, rel, graph_feeds in jobs:
-        dst = out_dir / Path(rel).name
-        quantize_graph(fp32_bundle / rel, dst, graph_feeds)
+    for key, graph_feeds in (("vision_encoder", feeds[0]), ("decoder", feeds[1])):
+        dst = out_dir / Path(FILES[key]).name
+        quantize_graph(fp32_bundle / FILES[key], dst, graph_feeds)
         graphs[key] = dst
     emb = out_dir / Path(FILES["embed_tokens"]).name
     shutil.copyfile(fp32_bundle / FILES["embed_tokens"], emb)

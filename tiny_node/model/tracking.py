@@ -10,6 +10,7 @@ clock: the frame time is handed in (frames arrive late or out of order; a jump r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +50,7 @@ class Tracking:
         self.camera = Pinhole.of(spec.camera, *self.size)
         self.tracker = VruTracker(window_near_m=self.window_near_m())
         self.last_detections = 0
+        self.last_detector_ms = 0.0  # the detector graph's run in the last step (no decoding)
 
     @classmethod
     def of_bundle(cls, bundle: Bundle, spec: TrackingSpec, threads: int | None) -> Tracking:
@@ -73,7 +75,9 @@ class Tracking:
     def points(self, pixels: dict[str, NDArray[Any]],
                run_options: ort.RunOptions | None = None) -> list[tuple[float, float, float]]:
         """The detector's foot points ``(u, v, score)`` in this frame, in pixels of the model's input."""
+        t0 = time.perf_counter()  # a stage timing, as VlmRuntime.last_ms: real time is the point
         heat, off = self.session.run([HEAT, OFFSET], pixels, run_options)
+        self.last_detector_ms = (time.perf_counter() - t0) * 1e3
         return peaks(heat[0, 0], off[0], stride=self.spec.stride, origin=self.origin, min_score=self.spec.min_score)
 
     def step(self, pixels: dict[str, NDArray[Any]], time_s: float | None, ego_speed: float,

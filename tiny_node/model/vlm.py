@@ -393,6 +393,7 @@ class VlmRuntime:
                 found = self.tracking.step(pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3
+        detector_ms = self.tracking.last_detector_ms if self.tracking is not None and tracks is None else 0.0
         ids = self.prompt.ids(features, context)
         t1 = time.perf_counter()
         (feats,) = self.vision.run([IMAGE_FEATURES], pixels, run_options)
@@ -408,7 +409,8 @@ class VlmRuntime:
             out = replace(out, tracks=describe(features, self.tracking.spec.tracks))
         self._state = _Prefill(present, int(ids.shape[1]),
                                self.word_ids[self.bundle.decision.labels.index(out.label)], embeds)
-        self.last_ms = {"prepare": (t1 - t0) * 1e3 - track_ms, "track": track_ms, "vision": (t2 - t1) * 1e3,
+        self.last_ms = {"prepare": (t1 - t0) * 1e3 - track_ms, "track": track_ms, "detector": detector_ms,
+                        "vision": (t2 - t1) * 1e3,
                         "embed": (t3 - t2) * 1e3, "prefill": (t4 - t3) * 1e3,
                         "tokens": float(ids.shape[1])}
         return out
