@@ -146,7 +146,11 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     import json
 
     metrics = json.loads((tiny_build / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed"}
+    assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed",
+                                      "teacher_int8"}
+    # the teacher quantized by the same recipe: the teacher's size and cost, fewer bytes
+    assert metrics["models"]["teacher_int8"]["mflops"] == metrics["models"]["teacher"]["mflops"]
+    assert metrics["models"]["teacher_int8"]["size_bytes"] < metrics["models"]["teacher"]["size_bytes"]
     steps = json.loads((tiny_build / "steps.json").read_text())["done"]
     det = steps["detector"]
     assert set(det) >= {"val", "test", "heldout", "sigma_px", "tracking"} and det["sigma_px"] > 0.0
@@ -162,7 +166,7 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
         assert r["latency_1t"]["p99_ms"] > 0
         assert r["test_end_to_end"]["frames"] == r["test"]["frames"]  # the same frames, other tracks
     assert metrics["models"]["pruned"]["mflops"] < metrics["models"]["student"]["mflops"]
-    assert (tiny_build / "table.md").read_text().count("\n") == 2 + 6
+    assert (tiny_build / "table.md").read_text().count("\n") == 2 + 7
     # the focused shards are trained on: "train" is train-* plus train_cross-* and train_lookalike-*
     shards = {p.name: len(np.load(p)["brake"]) for p in (tiny_build / "data").glob("train*.npz")}
     assert {"train_cross-0000.npz", "train_lookalike-0000.npz", "train_cleared-0000.npz",

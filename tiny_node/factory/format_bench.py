@@ -19,7 +19,8 @@ import numpy as np
 
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
 
-FORMATS = ("pruned", "int8", "int8_dynamic", "int8_mixed")  # FP32 first: the others are compared to it
+#: FP32 first: the student's formats are compared to the pruned FP32 bundle, the teacher's INT8 to the teacher
+FORMATS = ("pruned", "int8", "int8_dynamic", "int8_mixed", "teacher", "teacher_int8")
 LM_STAGES = ("vision", "embed", "prefill")
 
 
@@ -60,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Print each format's language-model time and its speed-up over the pruned FP32 bundle."""
+    """Print each format's graph times and its speed-up over the FP32 bundle of the same model."""
     bundles: dict[str, Path] = {}
     try:
         for name in FORMATS:
@@ -76,10 +77,10 @@ def command(args: argparse.Namespace) -> int:
         print(f"tiny-node model format-bench: --rounds {args.rounds}: at least 10", file=sys.stderr)
         return 2
     res = measure(bundles, args.rounds)
-    base = res["pruned"]
     print(f"{args.build}: {args.rounds} decisions per bundle, interleaved, one thread; p50 / p99 ms "
-          "(speed against the pruned FP32 bundle)")
+          "(speed against the FP32 bundle of the same model: pruned, or the teacher)")
     for name, r in res.items():
+        base = res["teacher"] if name.startswith("teacher") and "teacher" in res else res["pruned"]
         print(f"  {name:13s} language model {r['lm_p50']:.3f} / {r['lm_p99']:.3f} ({base['lm_p50'] / r['lm_p50']:.2f}x)"
               f"  VRU detector {r['detector_p50']:.3f} / {r['detector_p99']:.3f} "
               f"({base['detector_p50'] / r['detector_p50']:.2f}x)"
