@@ -347,7 +347,7 @@ TRACKED_DET_LEAN = replace(TRACKED_DET_ALL, name="tracked-det-lean", detector_si
 #: footprint term (``TrackerConfig.footprint_sigma_m``) it no longer makes a phantom of a cyclist
 #: in the bike lane, so the closed-loop threshold is 0.56 and end to end 0.20 % of benign test
 #: frames brake (docs/MODEL_HISTORY.md, *Footprint*). The shipped recipe since 2026-12-05 16:00 UTC;
-#: since 17:45 with INT8 graphs onnxruntime fuses (*INT8 that onnxruntime fuses*): 0.57, 0.30 %.
+#: since 17:50 with INT8 graphs onnxruntime fuses (*INT8 that onnxruntime fuses*): 0.57, 0.30 %.
 TRACKED_DET12 = replace(TRACKED_DET_ALL, name="tracked-det12", detector_epochs=12)
 
 CONFIGS = {"default": DEFAULT, "two-frame": TWO_FRAME, "crossing": CROSSING, "crossing-lookalike": CROSSING_LOOKALIKE,
