@@ -76,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     end_to_end.add_arguments(ev)
 
     fb = sub.add_parser("format-bench", help="language-model and VRU-detector time of a build's bundle formats "
-                        "(FP32, INT8 static / dynamic / mixed), interleaved on the same frames; no torch needed")
+                        "(FP32, INT8 static / dynamic / mixed; the teacher FP32 / INT8), interleaved on the same "
+                        "frames; no torch needed")
     format_bench.add_arguments(fb)
 
 

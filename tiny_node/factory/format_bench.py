@@ -4,8 +4,8 @@ Why: whether INT8 is faster than FP32 is the difference of two sub-millisecond t
 build's table measures each bundle in its own run, minutes apart on a shared machine. Here
 every bundle decides the same rendered frame in turn (round robin, one thread), so machine
 noise falls on all alike, and each part is timed apart: the language model's stages (vision
-encoder, embedding, decoder prefill), the VRU detector graph (INT8 in the static bundles since
-2026-12-05), and the detector + tracker (``track``). No torch needed.
+encoder, embedding, decoder prefill), the VRU detector graph (FP32 in every bundle the build
+makes; a bundle with another one shows it), and the detector + tracker (``track``). No torch needed.
 """
 
 from __future__ import annotations
