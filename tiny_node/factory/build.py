@@ -408,18 +408,17 @@ class Build:
                    dataset.features_of(val, int(i)), CONTEXTS[int(val["context"][i])]) for i in pick]
         feeds = quantize.calibration_feeds(fp32, frames)
         info: dict[str, Any] = {"calibration_frames": len(frames)}
-        for name, f in (("int8", feeds), ("int8_dynamic", (None, None)), ("int8_mixed", (feeds[0], None))):
+        teacher = self._bundle_dir("teacher")
+        jobs = [("int8", pruned, fp32, feeds, "tiny-node-student-int8"),
+                ("int8_dynamic", pruned, fp32, (None, None), "tiny-node-student-int8_dynamic"),
+                ("int8_mixed", pruned, fp32, (feeds[0], None), "tiny-node-student-int8_mixed"),
+                ("teacher_int8", train.load_model(self.out / "teacher.pt"), teacher,
+                 quantize.calibration_feeds(teacher, frames), "tiny-node-teacher-int8")]
+        for name, model, src, f, title in jobs:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
-            graphs = quantize.quantize_bundle(fp32, self.out / "quant" / name, f)
-            export.write_bundle(pruned, d, f"tiny-node-student-{name}", 0.5, graphs=graphs, **self._detector())
-        teacher = self._bundle_dir("teacher")
-        d = self._bundle_dir("teacher_int8")
-        shutil.rmtree(d, ignore_errors=True)
-        graphs = quantize.quantize_bundle(teacher, self.out / "quant" / "teacher_int8",
-                                          quantize.calibration_feeds(teacher, frames))
-        export.write_bundle(train.load_model(self.out / "teacher.pt"), d, "tiny-node-teacher-int8", 0.5, graphs=graphs,
-                            **self._detector())
+            graphs = quantize.quantize_bundle(src, self.out / "quant" / name, f)
+            export.write_bundle(model, d, title, 0.5, graphs=graphs, **self._detector())
         return info
 
     def step_evaluate(self) -> dict[str, Any]:

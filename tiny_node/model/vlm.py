@@ -386,14 +386,15 @@ class VlmRuntime:
         t0 = time.perf_counter()  # real time is the point: these are stage timings
         pixels = self._pixels(image_rgb)
         t_track = time.perf_counter()
+        detector_ms = 0.0
         if self.tracking is not None:  # given records replace the detector + tracker, not run on top
             if tracks is not None:
                 found = self._given_tracks(tracks)
             else:
                 found = self.tracking.step(pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
+                detector_ms = self.tracking.last_detector_ms
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3
-        detector_ms = self.tracking.last_detector_ms if self.tracking is not None and tracks is None else 0.0
         ids = self.prompt.ids(features, context)
         t1 = time.perf_counter()
         (feats,) = self.vision.run([IMAGE_FEATURES], pixels, run_options)
