@@ -107,6 +107,31 @@ def test_static_int8_graphs_are_ones_onnxruntime_fuses(tiny_build: Path, tmp_pat
     assert bundle.file("vru_detector").sha256 == load_bundle(tiny_build / "bundles" / "pruned").file("vru_detector").sha256
 
 
+def test_format_bench_times_each_decoder_weight_matmul_in_both_forms(
+        tiny_build: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bench's per-MatMul section covers every weight MatMul of the student and the teacher.
+
+    q, k, v, o, gate, up, down per layer and the LM head: a count off means the bench reads
+    other graphs than the build's FP32 decoders (an INT8 decoder's weights hide behind DequantizeLinear).
+    """
+    import argparse
+    import json
+    import re
+
+    from tiny_node.factory import format_bench
+
+    assert format_bench.weight_matmuls(load_bundle(tiny_build / "bundles" / "int8").file("decoder").path) == {}
+    vocab = json.loads((tiny_build / "bundles" / "pruned" / "config.json").read_text())["vocab_size"]
+    assert format_bench.command(argparse.Namespace(build=tiny_build, rounds=10)) == 0
+    out = capsys.readouterr().out
+    for name, size in (("pruned", TINY.student), ("teacher", TINY.teacher)):
+        (count,) = re.findall(rf"^  {name} +all (\d+): FP32 \d+  INT8 \d+", out, re.M)
+        assert int(count) == 7 * size.layers + 1
+        rows = re.findall(rf"^  {name} +(\d+) x (\d+) +x(\d+) +FP32 +-?[\d.]+  INT8 +-?[\d.]+", out, re.M)
+        assert sum(int(c) for *_, c in rows) == int(count)
+        assert (str(size.hidden), str(vocab), "1") in rows  # the LM head
+
+
 def test_convs_reading_few_channels_stay_fp32(tmp_path: Path) -> None:
     """An image stem (3 channels in) stays FP32, the conv after it is INT8; a graph of stems alone stays FP32.
 

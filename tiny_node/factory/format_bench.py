@@ -6,6 +6,10 @@ every bundle decides the same rendered frame in turn (round robin, one thread), 
 noise falls on all alike, and each part is timed apart: the language model's stages (vision
 encoder, embedding, decoder prefill), the VRU detector graph (FP32 in every bundle the build
 makes; a bundle with another one shows it), and the detector + tracker (``track``). No torch needed.
+
+Then each FP32 model's decoder weight MatMuls are timed alone, FP32 against the factory's
+static INT8 form, at the prefill's row count: why INT8 pays at one width and not at another
+is a property of the kernel at that shape, which the whole-graph figures cannot show.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
+import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +44,8 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
     runtimes = {name: VlmRuntime(load_bundle(path), threads=1) for name, path in bundles.items()}
     for rt in runtimes.values():
         rt.warm_up(20)
-    times: dict[str, dict[str, list[float]]] = {name: {"lm": [], "detector": [], "track": []} for name in bundles}
+    times: dict[str, dict[str, list[float]]] = {name: {"lm": [], "prefill": [], "detector": [], "track": []}
+                                                for name in bundles}
     for k in range(rounds):
         img, v = frames[k % len(frames)]
         feats = {"ego_speed": v, "range": math.nan, "range_rate": 0.0, "range_valid": 0.0}
@@ -45,6 +53,7 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
             rt.decide(img, feats, "", time_s=k / FPS)
             t = times[name]
             t["lm"].append(sum(rt.last_ms[s] for s in LM_STAGES))
+            t["prefill"].append(rt.last_ms["prefill"])
             t["detector"].append(rt.last_ms["detector"])
             t["track"].append(rt.last_ms["track"])
     out: dict[str, dict[str, float]] = {}
@@ -52,6 +61,65 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
         series = {**t, "model": np.add(t["lm"], t["detector"])}  # per decision, before the percentiles
         out[name] = {f"{key}_{q}": float(np.percentile(x, int(q[1:]))) for key, x in series.items()
                      for q in ("p50", "p99")}
+    return out
+
+
+def weight_matmuls(decoder: Path) -> Counter[tuple[int, int]]:
+    """(K, N) of every MatMul on a constant weight in a graph, and how often each occurs."""
+    import onnx
+
+    graph = onnx.load(str(decoder)).graph
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    return Counter((int(shapes[n.input[1]][0]), int(shapes[n.input[1]][1])) for n in graph.node
+                   if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2)
+
+
+def _graph(path: Path, rows: int, k: int, n: int | None, rng: np.random.Generator) -> Path:
+    """A graph of input ``x`` [1, rows, k] times a random [k, n] weight; ``n`` None: an Identity (a run's own cost)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [] if n is None else [numpy_helper.from_array((rng.standard_normal((k, n)) / math.sqrt(k))
+                                                          .astype(np.float32), "w")]
+    node = helper.make_node("Identity", ["x"], ["y"]) if n is None else helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, rows, n or k])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def matmul_bench(rows: int, shapes: set[tuple[int, int]], rounds: int) -> dict[tuple[int, int], tuple[float, float]]:
+    """Kernel time (us p50) of one weight MatMul at each (K, N), FP32 and the factory's static INT8.
+
+    Each is the p50 of a one-node graph's run less that of an Identity graph of the same input,
+    all three interleaved on one thread, so the session's own per-run cost is taken out.
+    """
+    import onnxruntime as ort
+
+    from tiny_node.factory.quantize import quantize_graph
+
+    rng = np.random.default_rng(0)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    out: dict[tuple[int, int], tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, n in sorted(shapes):
+            fp32 = _graph(Path(tmp) / f"mm{k}x{n}.onnx", rows, k, n, rng)
+            calib = [{"x": rng.standard_normal((1, rows, k)).astype(np.float32)} for _ in range(8)]
+            int8 = Path(tmp) / f"mm{k}x{n}_int8.onnx"
+            quantize_graph(fp32, int8, calib)
+            graphs = (_graph(Path(tmp) / f"id{k}.onnx", rows, k, None, rng), fp32, int8)
+            sessions = [ort.InferenceSession(str(g), opts, providers=["CPUExecutionProvider"]) for g in graphs]
+            feed = calib[0]
+            ns: list[list[int]] = [[] for _ in sessions]
+            for r in range(rounds + rounds // 10):  # the first tenth warms up
+                for s, t in zip(sessions, ns, strict=True):
+                    t0 = time.perf_counter_ns()
+                    s.run(None, feed)
+                    if r >= rounds // 10:
+                        t.append(time.perf_counter_ns() - t0)
+            base, f, q = (float(np.median(t)) / 1e3 for t in ns)
+            out[(k, n)] = (f - base, q - base)
     return out
 
 
@@ -87,4 +155,28 @@ def command(args: argparse.Namespace) -> int:
               f"({base['detector_p50'] / r['detector_p50']:.2f}x)"
               f"  both {r['model_p50']:.3f} / {r['model_p99']:.3f} ({base['model_p50'] / r['model_p50']:.2f}x)"
               f"  detector + tracker {r['track_p50']:.3f}")
+    rows = _prefill_rows(bundles["pruned"])
+    print(f"decoder weight MatMuls alone, {rows} rows (the prefill), FP32 against static INT8, interleaved, "
+          "one thread; kernel us p50 (a run less an Identity graph's)")
+    for name in ("pruned", "teacher"):
+        if name not in bundles:
+            continue
+        counts = weight_matmuls(load_bundle(bundles[name]).file("decoder").path)
+        us = matmul_bench(rows, set(counts), max(args.rounds, 200))
+        for (k, n), c in sorted(counts.items()):
+            f, q = us[(k, n)]
+            print(f"  {name:8s} {k:4d} x {n:<4d} x{c:<3d} FP32 {f:6.1f}  INT8 {q:6.1f}  ({f / q:.2f}x)")
+        f_all = sum(us[s][0] * c for s, c in counts.items())
+        q_all = sum(us[s][1] * c for s, c in counts.items())
+        prefill_us = res[name]["prefill_p50"] * 1e3
+        print(f"  {name:8s} all {sum(counts.values())}: FP32 {f_all:.0f}  INT8 {q_all:.0f}  ({f_all / q_all:.2f}x); "
+              f"in FP32 they are {f_all / prefill_us:.0%} of its decoder prefill ({prefill_us:.0f} us)")
     return 0
+
+
+def _prefill_rows(bundle_dir: Path) -> int:
+    """Rows of the decision's decoder prefill: the prompt's tokens, image tokens included."""
+    from tiny_node.model.vlm import VlmRuntime
+
+    rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
+    return int(rt.prompt.ids({"ego_speed": 10.0}).shape[1])
