@@ -120,16 +120,19 @@ def test_format_bench_times_each_decoder_weight_matmul_in_both_forms(
 
     from tiny_node.factory import format_bench
 
-    assert format_bench.weight_matmuls(load_bundle(tiny_build / "bundles" / "int8").file("decoder").path) == {}
+    int8 = load_bundle(tiny_build / "bundles" / "int8").file("decoder").path
+    assert format_bench.weight_matmuls(int8, rows=20) == {}  # its weights are behind DequantizeLinear
+    pruned = format_bench.weight_matmuls(load_bundle(tiny_build / "bundles" / "pruned").file("decoder").path, rows=20)
+    assert {m for m, _, _ in pruned} == {20, 1}  # every projection sees the prompt; the LM head its last token
     vocab = json.loads((tiny_build / "bundles" / "pruned" / "config.json").read_text())["vocab_size"]
     assert format_bench.command(argparse.Namespace(build=tiny_build, rounds=10)) == 0
     out = capsys.readouterr().out
     for name, size in (("pruned", TINY.student), ("teacher", TINY.teacher)):
         (count,) = re.findall(rf"^  {name} +all (\d+): FP32 \d+  INT8 \d+", out, re.M)
         assert int(count) == 7 * size.layers + 1
-        rows = re.findall(rf"^  {name} +(\d+) x (\d+) +x(\d+) +FP32 +-?[\d.]+  INT8 +-?[\d.]+", out, re.M)
+        rows = re.findall(rf"^  {name} +(\d+) x +(\d+) x (\d+) +x(\d+) +FP32 +-?[\d.]+  INT8 +-?[\d.]+", out, re.M)
         assert sum(int(c) for *_, c in rows) == int(count)
-        assert (str(size.hidden), str(vocab), "1") in rows  # the LM head
+        assert ("1", str(size.hidden), str(vocab), "1") in rows  # the LM head, on the last token
 
 
 def test_convs_reading_few_channels_stay_fp32(tmp_path: Path) -> None:

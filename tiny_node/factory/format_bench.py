@@ -64,14 +64,34 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
     return out
 
 
-def weight_matmuls(decoder: Path) -> Counter[tuple[int, int]]:
-    """(K, N) of every MatMul on a constant weight in a graph, and how often each occurs."""
+def weight_matmuls(decoder: Path, rows: int) -> Counter[tuple[int, int, int]]:
+    """(M, K, N) of every MatMul on a constant weight in a decoder's prefill of ``rows`` tokens, and how often.
+
+    M comes from ONNX shape inference with the prefill's shapes (batch 1, no past), since a
+    MatMul need not see every row: the LM head reads the last position only.
+    """
     import onnx
 
-    graph = onnx.load(str(decoder)).graph
-    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
-    return Counter((int(shapes[n.input[1]][0]), int(shapes[n.input[1]][1])) for n in graph.node
-                   if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2)
+    model = onnx.load(str(decoder))
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        past = inp.name.startswith("past_key_values.")
+        for i, d in enumerate(dims):
+            if d.HasField("dim_param"):
+                d.dim_value = 1 if i == 0 else 0 if past else rows  # sets the oneof: the name goes
+    model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    known = {v.name: v.type.tensor_type.shape.dim for v in [*model.graph.value_info, *model.graph.input]}
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    out: Counter[tuple[int, int, int]] = Counter()
+    for n in model.graph.node:
+        w = weights.get(n.input[1], ()) if n.op_type == "MatMul" else ()
+        if len(w) != 2:
+            continue
+        x = known.get(n.input[0])
+        if x is None or not x or not x[-2].HasField("dim_value"):
+            raise ValueError(f"{decoder}: no row count inferred for {n.name}'s input {n.input[0]}")
+        out[(x[-2].dim_value, int(w[0]), int(w[1]))] += 1
+    return out
 
 
 def _graph(path: Path, rows: int, k: int, n: int | None, rng: np.random.Generator) -> Path:
@@ -88,8 +108,8 @@ def _graph(path: Path, rows: int, k: int, n: int | None, rng: np.random.Generato
     return path
 
 
-def matmul_bench(rows: int, shapes: set[tuple[int, int]], rounds: int) -> dict[tuple[int, int], tuple[float, float]]:
-    """Kernel time (us p50) of one weight MatMul at each (K, N), FP32 and the factory's static INT8.
+def matmul_bench(shapes: set[tuple[int, int, int]], rounds: int) -> dict[tuple[int, int, int], tuple[float, float]]:
+    """Kernel time (us p50) of one weight MatMul at each (M, K, N), FP32 and the factory's static INT8.
 
     Each is the p50 of a one-node graph's run less that of an Identity graph of the same input,
     all three interleaved on one thread, so the session's own per-run cost is taken out.
@@ -101,14 +121,14 @@ def matmul_bench(rows: int, shapes: set[tuple[int, int]], rounds: int) -> dict[t
     rng = np.random.default_rng(0)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    out: dict[tuple[int, int], tuple[float, float]] = {}
+    out: dict[tuple[int, int, int], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for k, n in sorted(shapes):
-            fp32 = _graph(Path(tmp) / f"mm{k}x{n}.onnx", rows, k, n, rng)
+        for rows, k, n in sorted(shapes):
+            fp32 = _graph(Path(tmp) / f"mm{rows}x{k}x{n}.onnx", rows, k, n, rng)
             calib = [{"x": rng.standard_normal((1, rows, k)).astype(np.float32)} for _ in range(8)]
-            int8 = Path(tmp) / f"mm{k}x{n}_int8.onnx"
+            int8 = Path(tmp) / f"mm{rows}x{k}x{n}_int8.onnx"
             quantize_graph(fp32, int8, calib)
-            graphs = (_graph(Path(tmp) / f"id{k}.onnx", rows, k, None, rng), fp32, int8)
+            graphs = (_graph(Path(tmp) / f"id{rows}x{k}.onnx", rows, k, None, rng), fp32, int8)
             sessions = [ort.InferenceSession(str(g), opts, providers=["CPUExecutionProvider"]) for g in graphs]
             feed = calib[0]
             ns: list[list[int]] = [[] for _ in sessions]
@@ -119,7 +139,7 @@ def matmul_bench(rows: int, shapes: set[tuple[int, int]], rounds: int) -> dict[t
                     if r >= rounds // 10:
                         t.append(time.perf_counter_ns() - t0)
             base, f, q = (float(np.median(t)) / 1e3 for t in ns)
-            out[(k, n)] = (f - base, q - base)
+            out[(rows, k, n)] = (f - base, q - base)
     return out
 
 
@@ -156,16 +176,16 @@ def command(args: argparse.Namespace) -> int:
               f"  both {r['model_p50']:.3f} / {r['model_p99']:.3f} ({base['model_p50'] / r['model_p50']:.2f}x)"
               f"  detector + tracker {r['track_p50']:.3f}")
     rows = _prefill_rows(bundles["pruned"])
-    print(f"decoder weight MatMuls alone, {rows} rows (the prefill), FP32 against static INT8, interleaved, "
-          "one thread; kernel us p50 (a run less an Identity graph's)")
+    print(f"decoder weight MatMuls alone in a {rows}-token prefill (the prompt without operator context), "
+          "FP32 against static INT8, interleaved, one thread; kernel us p50 (a run less an Identity graph's)")
     for name in ("pruned", "teacher"):
         if name not in bundles:
             continue
-        counts = weight_matmuls(load_bundle(bundles[name]).file("decoder").path)
-        us = matmul_bench(rows, set(counts), max(args.rounds, 200))
-        for (k, n), c in sorted(counts.items()):
-            f, q = us[(k, n)]
-            print(f"  {name:8s} {k:4d} x {n:<4d} x{c:<3d} FP32 {f:6.1f}  INT8 {q:6.1f}  ({f / q:.2f}x)")
+        counts = weight_matmuls(load_bundle(bundles[name]).file("decoder").path, rows)
+        us = matmul_bench(set(counts), max(args.rounds, 200))
+        for (m, k, n), c in sorted(counts.items()):
+            f, q = us[(m, k, n)]
+            print(f"  {name:8s} {m:3d} x {k:4d} x {n:<4d} x{c:<3d} FP32 {f:6.1f}  INT8 {q:6.1f}  ({f / q:.2f}x)")
         f_all = sum(us[s][0] * c for s, c in counts.items())
         q_all = sum(us[s][1] * c for s, c in counts.items())
         prefill_us = res[name]["prefill_p50"] * 1e3
