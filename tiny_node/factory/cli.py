@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
     b.add_argument("--config", choices=tuple(CONFIGS), default="tracked-det12",
-                   help="tracked-det12 (default): the shipped model (~35 min on its 2 threads): tracked-det-all with "
+                   help="tracked-det12 (default): the shipped model (~33 min on its 2 threads): tracked-det-all with "
                    "the VRU detector trained 12 epochs; tracked-det-all: the model shipped before it, tracked-cleared "
                    "with the VRU detector trained on every training shard; tracked-cleared: the model shipped "
                    "before it (the same language model, detector from the base train shards): tracked + "
