@@ -128,8 +128,10 @@ def test_format_bench_times_each_decoder_weight_matmul_in_both_forms(
     assert format_bench.command(argparse.Namespace(build=tiny_build, rounds=10)) == 0
     out = capsys.readouterr().out
     for name, size in (("pruned", TINY.student), ("teacher", TINY.teacher)):
-        (count,) = re.findall(rf"^  {name} +all (\d+): FP32 -?\d+  INT8 -?\d+", out, re.M)
+        ((count, prefill_us),) = re.findall(
+            rf"^  {name} +all (\d+): FP32 -?\d+  INT8 -?\d+ .* decoder prefill run alone \((-?\d+) us\)", out, re.M)
         assert int(count) == 7 * size.layers + 1
+        assert int(prefill_us) > 0  # a whole decoder run costs more than an Identity graph's
         rows = re.findall(rf"^  {name} +(\d+) x +(\d+) x (\d+) +x(\d+) +FP32 +-?[\d.]+  INT8 +-?[\d.]+  \(", out, re.M)
         assert sum(int(c) for *_, c in rows) == int(count)
         assert ("1", str(size.hidden), str(vocab), "1") in rows  # the LM head, on the last token

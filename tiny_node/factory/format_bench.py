@@ -20,9 +20,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
 
@@ -44,8 +47,7 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
     runtimes = {name: VlmRuntime(load_bundle(path), threads=1) for name, path in bundles.items()}
     for rt in runtimes.values():
         rt.warm_up(20)
-    times: dict[str, dict[str, list[float]]] = {name: {"lm": [], "prefill": [], "detector": [], "track": []}
-                                                for name in bundles}
+    times: dict[str, dict[str, list[float]]] = {name: {"lm": [], "detector": [], "track": []} for name in bundles}
     for k in range(rounds):
         img, v = frames[k % len(frames)]
         feats = {"ego_speed": v, "range": math.nan, "range_rate": 0.0, "range_valid": 0.0}
@@ -53,7 +55,6 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
             rt.decide(img, feats, "", time_s=k / FPS)
             t = times[name]
             t["lm"].append(sum(rt.last_ms[s] for s in LM_STAGES))
-            t["prefill"].append(rt.last_ms["prefill"])
             t["detector"].append(rt.last_ms["detector"])
             t["track"].append(rt.last_ms["track"])
     out: dict[str, dict[str, float]] = {}
@@ -108,19 +109,35 @@ def _graph(path: Path, rows: int, k: int, n: int | None, rng: np.random.Generato
     return path
 
 
+def _p50_interleaved(runs: Sequence[tuple[Any, dict[str, NDArray[Any]]]], rounds: int) -> list[float]:
+    """p50 us of each (session, feed), run in turn ``rounds`` times after a tenth as many to warm up."""
+    ns: list[list[int]] = [[] for _ in runs]
+    for r in range(rounds + rounds // 10):
+        for (session, feed), t in zip(runs, ns, strict=True):
+            t0 = time.perf_counter_ns()
+            session.run(None, feed)
+            if r >= rounds // 10:
+                t.append(time.perf_counter_ns() - t0)
+    return [float(np.median(t)) / 1e3 for t in ns]
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def matmul_bench(shapes: set[tuple[int, int, int]], rounds: int) -> dict[tuple[int, int, int], tuple[float, float]]:
     """Kernel time (us p50) of one weight MatMul at each (M, K, N), FP32 and the factory's static INT8.
 
     Each is the p50 of a one-node graph's run less that of an Identity graph of the same input,
     all three interleaved on one thread, so the session's own per-run cost is taken out.
     """
-    import onnxruntime as ort
-
     from tiny_node.factory.quantize import quantize_graph
 
     rng = np.random.default_rng(0)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
     out: dict[tuple[int, int, int], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rows, k, n in sorted(shapes):
@@ -129,18 +146,40 @@ def matmul_bench(shapes: set[tuple[int, int, int]], rounds: int) -> dict[tuple[i
             int8 = Path(tmp) / f"mm{rows}x{k}x{n}_int8.onnx"
             quantize_graph(fp32, int8, calib)
             graphs = (_graph(Path(tmp) / f"id{rows}x{k}.onnx", rows, k, None, rng), fp32, int8)
-            sessions = [ort.InferenceSession(str(g), opts, providers=["CPUExecutionProvider"]) for g in graphs]
-            feed = calib[0]
-            ns: list[list[int]] = [[] for _ in sessions]
-            for r in range(rounds + rounds // 10):  # the first tenth warms up
-                for s, t in zip(sessions, ns, strict=True):
-                    t0 = time.perf_counter_ns()
-                    s.run(None, feed)
-                    if r >= rounds // 10:
-                        t.append(time.perf_counter_ns() - t0)
-            base, f, q = (float(np.median(t)) / 1e3 for t in ns)
+            base, f, q = _p50_interleaved([(_session(g), calib[0]) for g in graphs], rounds)
             out[(rows, k, n)] = (f - base, q - base)
     return out
+
+
+def prefill_bench(decoder: Path, rows: int, rounds: int) -> float:
+    """Time (us p50) of a decoder's prefill of ``rows`` tokens run alone, as ``matmul_bench`` times a MatMul.
+
+    The same conditions (warm, one thread, less an Identity graph's run), so a MatMul's share
+    of the prefill is a ratio of like with like.
+    """
+    import onnx
+
+    rng = np.random.default_rng(0)
+    feed: dict[str, NDArray[Any]] = {}
+    hidden = 0
+    for inp in onnx.load(str(decoder)).graph.input:
+        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        if inp.name == "inputs_embeds":
+            hidden = dims[-1]
+            feed[inp.name] = rng.standard_normal((1, rows, hidden)).astype(np.float32)
+        elif inp.name == "attention_mask":
+            feed[inp.name] = np.ones((1, rows), np.int64)
+        elif inp.name == "position_ids":
+            feed[inp.name] = np.arange(rows, dtype=np.int64)[None]
+        elif inp.name.startswith("past_key_values."):
+            feed[inp.name] = np.zeros((1, dims[1], 0, dims[3]), np.float32)
+        else:  # use_cache_branch of a merged export
+            feed[inp.name] = np.array([False])
+    with tempfile.TemporaryDirectory() as tmp:
+        identity = _graph(Path(tmp) / "id.onnx", rows, hidden, None, rng)
+        base, t = _p50_interleaved([(_session(identity), {"x": feed["inputs_embeds"]}),
+                                    (_session(decoder), feed)], rounds)
+    return t - base
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -188,9 +227,9 @@ def command(args: argparse.Namespace) -> int:
             print(f"  {name:8s} {m:3d} x {k:4d} x {n:<4d} x{c:<3d} FP32 {f:6.1f}  INT8 {q:6.1f}  ({_ratio(f, q)})")
         f_all = sum(us[s][0] * c for s, c in counts.items())
         q_all = sum(us[s][1] * c for s, c in counts.items())
-        prefill_us = res[name]["prefill_p50"] * 1e3
+        prefill_us = prefill_bench(load_bundle(bundles[name]).file("decoder").path, rows, max(args.rounds, 200))
         print(f"  {name:8s} all {sum(counts.values())}: FP32 {f_all:.0f}  INT8 {q_all:.0f}  ({_ratio(f_all, q_all)}); "
-              f"in FP32 they are {f_all / prefill_us:.0%} of its decoder prefill ({prefill_us:.0f} us)")
+              f"in FP32 they are {f_all / prefill_us:.0%} of its decoder prefill run alone ({prefill_us:.0f} us)")
     return 0
 
 
