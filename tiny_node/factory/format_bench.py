@@ -159,6 +159,8 @@ def prefill_bench(decoder: Path, rows: int, rounds: int) -> float:
     """
     import onnx
 
+    from tiny_node.model.vlm import USE_CACHE_BRANCH
+
     rng = np.random.default_rng(0)
     feed: dict[str, NDArray[Any]] = {}
     hidden = 0
@@ -173,8 +175,10 @@ def prefill_bench(decoder: Path, rows: int, rounds: int) -> float:
             feed[inp.name] = np.arange(rows, dtype=np.int64)[None]
         elif inp.name.startswith("past_key_values."):
             feed[inp.name] = np.zeros((1, dims[1], 0, dims[3]), np.float32)
-        else:  # use_cache_branch of a merged export
+        elif inp.name == USE_CACHE_BRANCH:
             feed[inp.name] = np.array([False])
+        else:
+            raise ValueError(f"{decoder}: input {inp.name!r} is not one of a decoder's (docs/BUNDLE.md)")
     with tempfile.TemporaryDirectory() as tmp:
         identity = _graph(Path(tmp) / "id.onnx", rows, hidden, None, rng)
         base, t = _p50_interleaved([(_session(identity), {"x": feed["inputs_embeds"]}),
