@@ -22,12 +22,15 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
+
+if TYPE_CHECKING:
+    from tiny_node.model.vlm import VlmRuntime
 
 #: FP32 first: the student's formats are compared to the pruned FP32 bundle, the teacher's INT8 to the teacher
 FORMATS = ("pruned", "int8", "int8_dynamic", "int8_mixed", "teacher", "teacher_int8")
@@ -62,6 +65,7 @@ def measure(bundles: dict[str, Path], rounds: int) -> dict[str, dict[str, float]
         series = {**t, "model": np.add(t["lm"], t["detector"])}  # per decision, before the percentiles
         out[name] = {f"{key}_{q}": float(np.percentile(x, int(q[1:]))) for key, x in series.items()
                      for q in ("p50", "p99")}
+        out[name]["tokens"] = runtimes[name].last_ms["tokens"]  # the prefill's rows (the prompt is fixed-length)
     return out
 
 
@@ -151,38 +155,18 @@ def matmul_bench(shapes: set[tuple[int, int, int]], rounds: int) -> dict[tuple[i
     return out
 
 
-def prefill_bench(decoder: Path, rows: int, rounds: int) -> float:
-    """Time (us p50) of a decoder's prefill of ``rows`` tokens run alone, as ``matmul_bench`` times a MatMul.
+def prefill_bench(rt: VlmRuntime, rows: int, rounds: int) -> float:
+    """Time (us p50) of ``rt``'s decoder prefill of ``rows`` tokens run alone, as ``matmul_bench`` times a MatMul.
 
     The same conditions (warm, one thread, less an Identity graph's run), so a MatMul's share
-    of the prefill is a ratio of like with like.
+    of the prefill is a ratio of like with like. The feed is the runtime's own (``decoder_feeds``).
     """
-    import onnx
-
-    from tiny_node.model.vlm import USE_CACHE_BRANCH
-
     rng = np.random.default_rng(0)
-    feed: dict[str, NDArray[Any]] = {}
-    hidden = 0
-    for inp in onnx.load(str(decoder)).graph.input:
-        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-        if inp.name == "inputs_embeds":
-            hidden = dims[-1]
-            feed[inp.name] = rng.standard_normal((1, rows, hidden)).astype(np.float32)
-        elif inp.name == "attention_mask":
-            feed[inp.name] = np.ones((1, rows), np.int64)
-        elif inp.name == "position_ids":
-            feed[inp.name] = np.arange(rows, dtype=np.int64)[None]
-        elif inp.name.startswith("past_key_values."):
-            feed[inp.name] = np.zeros((1, dims[1], 0, dims[3]), np.float32)
-        elif inp.name == USE_CACHE_BRANCH:
-            feed[inp.name] = np.array([False])
-        else:
-            raise ValueError(f"{decoder}: input {inp.name!r} is not one of a decoder's (docs/BUNDLE.md)")
+    embeds = rng.standard_normal((1, rows, rt.hidden)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        identity = _graph(Path(tmp) / "id.onnx", rows, hidden, None, rng)
-        base, t = _p50_interleaved([(_session(identity), {"x": feed["inputs_embeds"]}),
-                                    (_session(decoder), feed)], rounds)
+        identity = _graph(Path(tmp) / "id.onnx", rows, rt.hidden, None, rng)
+        base, t = _p50_interleaved([(_session(identity), {"x": embeds}),
+                                    (rt.decoder, rt.decoder_feeds(embeds))], rounds)
     return t - base
 
 
@@ -194,6 +178,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Print each format's graph times and its speed-up over the FP32 bundle of the same model."""
+    from tiny_node.model.vlm import VlmRuntime
+
     bundles: dict[str, Path] = {}
     try:
         for name in FORMATS:
@@ -218,20 +204,21 @@ def command(args: argparse.Namespace) -> int:
               f"({base['detector_p50'] / r['detector_p50']:.2f}x)"
               f"  both {r['model_p50']:.3f} / {r['model_p99']:.3f} ({base['model_p50'] / r['model_p50']:.2f}x)"
               f"  detector + tracker {r['track_p50']:.3f}")
-    rows = _prefill_rows(bundles["pruned"])
+    rows = int(res["pruned"]["tokens"])
     print(f"decoder weight MatMuls alone in a {rows}-token prefill (the prompt without operator context), "
           "FP32 against static INT8, interleaved, one thread; kernel us p50 (a run less an Identity graph's)")
     for name in ("pruned", "teacher"):
         if name not in bundles:
             continue
-        counts = weight_matmuls(load_bundle(bundles[name]).file("decoder").path, rows)
+        rt = VlmRuntime(load_bundle(bundles[name]), threads=1)
+        counts = weight_matmuls(rt.bundle.file("decoder").path, rows)
         us = matmul_bench(set(counts), max(args.rounds, 200))
         for (m, k, n), c in sorted(counts.items()):
             f, q = us[(m, k, n)]
             print(f"  {name:8s} {m:3d} x {k:4d} x {n:<4d} x{c:<3d} FP32 {f:6.1f}  INT8 {q:6.1f}  ({_ratio(f, q)})")
         f_all = sum(us[s][0] * c for s, c in counts.items())
         q_all = sum(us[s][1] * c for s, c in counts.items())
-        prefill_us = prefill_bench(load_bundle(bundles[name]).file("decoder").path, rows, max(args.rounds, 200))
+        prefill_us = prefill_bench(rt, rows, max(args.rounds, 200))
         print(f"  {name:8s} all {sum(counts.values())}: FP32 {f_all:.0f}  INT8 {q_all:.0f}  ({_ratio(f_all, q_all)}); "
               f"in FP32 they are {f_all / prefill_us:.0%} of its decoder prefill run alone ({prefill_us:.0f} us)")
     return 0
@@ -240,11 +227,3 @@ def command(args: argparse.Namespace) -> int:
 def _ratio(fp32_us: float, int8_us: float) -> str:
     """FP32 / INT8 time as a speed-up; a kernel within the run-to-run noise has none."""
     return f"{fp32_us / int8_us:.2f}x" if fp32_us > 0 and int8_us > 0 else "within the noise"
-
-
-def _prefill_rows(bundle_dir: Path) -> int:
-    """Rows of the decision's decoder prefill: the prompt's tokens, image tokens included."""
-    from tiny_node.model.vlm import VlmRuntime
-
-    rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
-    return int(rt.prompt.ids({"ego_speed": 10.0}).shape[1])

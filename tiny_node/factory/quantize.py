@@ -78,7 +78,6 @@ def calibration_feeds(fp32_bundle: Path,
     rt = VlmRuntime(load_bundle(fp32_bundle), threads=1)
     vision: list[dict[str, NDArray[Any]]] = []
     decoder: list[dict[str, NDArray[Any]]] = []
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(rt.kv.num_layers) for kv in ("key", "value")]
     two = rt.spec.frames.count == 2
     for image, earlier, feats, ctx in frames:
         px = rt._pixels(image)  # the runtime's own preprocessing
@@ -92,19 +91,12 @@ def calibration_feeds(fp32_bundle: Path,
             f = np.concatenate([f_prev, f], axis=-2)
         (emb,) = rt.embed.run(["inputs_embeds"], {"input_ids": ids})
         emb = rt._splice(ids, emb, f)
-        s = emb.shape[1]
-        empty = np.zeros((1, rt.kv.num_kv_heads, 0, rt.kv.head_dim), np.float32)
-        feed: dict[str, NDArray[Any]] = {"inputs_embeds": emb, "attention_mask": np.ones((1, s), np.int64),
-                                         "position_ids": np.arange(s, dtype=np.int64)[None]}
-        feed.update({n: empty for n in past_names})
+        feed = rt.decoder_feeds(emb)
         decoder.append(feed)
         logits, *present = rt.decoder.run(None, feed)
         nxt = int(np.argmax(logits[0, -1]))
         (step,) = rt.embed.run(["inputs_embeds"], {"input_ids": np.array([[nxt]], np.int64)})
-        feed2: dict[str, NDArray[Any]] = {"inputs_embeds": step, "attention_mask": np.ones((1, s + 1), np.int64),
-                                          "position_ids": np.array([[s]], np.int64)}
-        feed2.update(dict(zip(past_names, present, strict=True)))
-        decoder.append(feed2)
+        decoder.append(rt.decoder_feeds(step, present, emb.shape[1]))
     return vision, decoder
 
 

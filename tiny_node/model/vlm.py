@@ -346,9 +346,12 @@ class VlmRuntime:
             return {PIXEL_VALUES: x[:, np.newaxis], PIXEL_MASK: self._mask}
         return {self.bundle.image.name: x}
 
-    def _decode(self, embeds: NDArray[Any], past: Sequence[NDArray[Any]] | None, length: int,
-                run_options: ort.RunOptions | None) -> tuple[NDArray[np.float32], list[NDArray[Any]]]:
-        """One decoder run of ``embeds`` after ``length`` cached tokens; (last logits, present)."""
+    def decoder_feeds(self, embeds: NDArray[Any], past: Sequence[NDArray[Any]] | None = None,
+                      length: int = 0) -> dict[str, NDArray[Any]]:
+        """The decoder's inputs for ``embeds`` after ``length`` cached tokens (``past`` None: a prefill).
+
+        Also what calibration and benchmarks feed the decoder, so they see the runtime's inputs.
+        """
         s = embeds.shape[1]
         feeds: dict[str, NDArray[Any]] = {
             INPUTS_EMBEDS: embeds,
@@ -359,7 +362,12 @@ class VlmRuntime:
             feeds[name] = self._empty if past is None else past[i]
         if self._cache_branch:
             feeds[USE_CACHE_BRANCH] = np.array([past is not None], np.bool_)
-        logits, *present = self.decoder.run(self._outputs, feeds, run_options)
+        return feeds
+
+    def _decode(self, embeds: NDArray[Any], past: Sequence[NDArray[Any]] | None, length: int,
+                run_options: ort.RunOptions | None) -> tuple[NDArray[np.float32], list[NDArray[Any]]]:
+        """One decoder run of ``embeds`` after ``length`` cached tokens; (last logits, present)."""
+        logits, *present = self.decoder.run(self._outputs, self.decoder_feeds(embeds, past, length), run_options)
         return np.asarray(logits[0, -1], np.float32), present
 
     def decide(
