@@ -275,6 +275,39 @@ def test_evaluate_measures_a_bundle_on_a_builds_frames_both_ways(tiny_build: Pat
     assert "nothing: no steps.json" in capsys.readouterr().err
 
 
+def test_figures_count_the_bundles_track_conflict_brake_as_the_runtime_takes_it(tiny_build: Path) -> None:
+    """A factory bundle brakes on a track conflict within 1.5 s (``export.CONFLICT``); the build's
+    figures score those frames 1, exactly the frames on which the runtime itself brakes."""
+    from tiny_node.factory import evaluate, export
+    from tiny_node.factory.dataset import features_of, full_frame
+    from tiny_node.factory.vocab import CONTEXTS
+    from tiny_node.model.bundle import set_threshold
+    from tiny_node.model.conflict import conflict_times
+
+    bundle_dir = tiny_build / "probe"
+    shutil.copytree(tiny_build / "bundle", bundle_dir)
+    set_threshold(bundle_dir, 0.99)  # the model alone brakes on (almost) nothing
+    tracking = load_bundle(bundle_dir).vlm.tracking  # type: ignore[union-attr]
+    assert tracking is not None and tracking.conflict == export.CONFLICT
+    data = dict(Build(TINY, tiny_build, log=lambda _: None).split("test"))
+    tracks = np.array(data["track_input"], np.float32)
+    tracks[0, 0] = (1.0, 6.0, 0.3, 0.0, -10.0)  # in the lane 6 m ahead, closing at 10 m/s: 0.6 s
+    tracks[1] = 0.0  # nothing tracked
+    data["track_input"] = tracks
+    conflicts = conflict_times(tracks[:, :tracking.tracks], export.CONFLICT) < 1.5
+    assert conflicts[0] and not conflicts[1]
+    p = evaluate.brake_probs(bundle_dir, data, "p")
+    fires = conflicts & (p >= export.CONFLICT.min_p_brake)  # below it the model's word stands
+    s = evaluate.decision_scores(bundle_dir, data, "scores")
+    np.testing.assert_array_equal(s[fires], 1.0)
+    np.testing.assert_array_equal(s[~fires], p[~fires])
+    rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
+    for i in range(len(p)):
+        out = rt.decide(full_frame(data["image"][i]), features_of(data, i), CONTEXTS[int(data["context"][i])],
+                        time_s=float(data["t"][i]), tracks=tracks[i])
+        assert out.brake == bool(s[i] >= 0.99), i
+
+
 def test_single_frame_recipe_builds_end_to_end(tmp_path: Path) -> None:
     """The shipped model's recipe (``--config default`` is single-frame) on tiny data."""
     assert DEFAULT.frames == 1

@@ -6,6 +6,7 @@ No torch needed: this is what every install of the node carries.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from tiny_node.model.bundle import load_bundle
 from tiny_node.model.vlm import VlmRuntime
 
 SHIPPED = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model"
+EMPTY = [0.0] * 5  # an empty track slot (present, dx, y, vy, vx_rel)
 pytestmark = pytest.mark.skipif(not (SHIPPED / "manifest.yaml").is_file(), reason="no shipped default model")
 
 
@@ -57,12 +59,13 @@ def test_shipped_model_reads_tracked_vrus() -> None:
     feats = {"ego_speed": 11.1, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0}
 
     def p_brake(y: float, vy: float) -> float:
-        rec = np.asarray([[1.0, 14.0, y, vy], [0.0, 0.0, 0.0, 0.0]], np.float32)
+        rec = np.asarray([[1.0, 14.0, y, vy, -11.1], EMPTY], np.float32)
         return rt.decide(grey, feats, tracks=rec, time_s=0.0).probs[1]
 
     assert p_brake(-2.0, 1.4) > p_brake(-4.0, 0.0) + 0.5
-    rec = np.asarray([[1.0, 14.0, -2.0, 1.4], [0.0, 0.0, 0.0, 0.0]], np.float32)
-    assert rt.decide(grey, feats, tracks=rec, time_s=0.0).tracks == "vru0 14.0 m, y -2.0 m, vy +1.4 m/s"
+    rec = np.asarray([[1.0, 14.0, -2.0, 1.4, -11.1], EMPTY], np.float32)
+    assert rt.decide(grey, feats, tracks=rec, time_s=0.0).tracks == ("vru0 14.0 m, y -2.0 m, vy +1.4 m/s; "
+                                                                     "track conflict in 1.3 s")
     assert rt.decide(grey, feats, time_s=0.1).tracks == "no VRU tracked"  # one grey frame: nothing to track
     assert rt.last_ms["track"] > 0.0  # the detector ran on the frame (its tracks were replaced)
 
@@ -77,9 +80,50 @@ def test_shipped_model_does_not_read_a_person_walking_away_beyond_the_far_kerb_a
     feats = {"ego_speed": 13.9, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0}
 
     def p_brake(dx: float, y: float, vy: float) -> float:
-        rec = np.asarray([[1.0, dx, y, vy], [0.0, 0.0, 0.0, 0.0]], np.float32)
+        rec = np.asarray([[1.0, dx, y, vy, -13.9], EMPTY], np.float32)
         return rt.decide(grey, feats, tracks=rec, time_s=0.0).probs[1]
 
     away = [p_brake(dx, y, 1.4) for dx in (18.0, 22.0, 26.0) for y in (5.0, 5.5, 6.0)]
     assert max(away) < 0.3, away
     assert p_brake(14.0, -1.5, 1.4) > 0.5 + max(away)  # a person in the path, crossing: still a brake
+
+
+def test_shipped_model_brakes_on_a_track_conflict_whatever_its_threshold(tmp_path: Path) -> None:
+    """A child tracked in the lane 4 m ahead, closing at the ego's 8 m/s (conflict in 0.5 s): the
+    shipped bundle brakes even with a threshold its model cannot reach; the same bundle without
+    ``vlm.tracking.conflict`` does not. A child at the kerb, or one whose conflict is 2 s away, is
+    the model's call alone."""
+    import shutil
+
+    import yaml
+
+    from tiny_node.model.bundle import MANIFEST, set_threshold
+
+    root = tmp_path / "b"
+    shutil.copytree(SHIPPED, root)
+    set_threshold(root, 1.0)
+    bundle = load_bundle(root)
+    assert bundle.vlm is not None and bundle.vlm.tracking is not None
+    assert bundle.vlm.tracking.conflict is not None and bundle.vlm.tracking.conflict.brake_within_s == 1.5
+    assert bundle.vlm.tracking.conflict.min_p_brake == 0.01
+    grey = np.full((480, 640, 3), 110, np.uint8)
+    feats = {"ego_speed": 8.0, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0}
+    ahead = np.asarray([[1.0, 4.0, 0.2, 0.0, -8.0], EMPTY], np.float32)
+    kerb = np.asarray([[1.0, 4.0, -2.5, 0.0, -8.0], EMPTY], np.float32)
+    later = np.asarray([[1.0, 16.0, 0.2, 0.0, -8.0], EMPTY], np.float32)
+    rt = VlmRuntime(bundle, threads=1)
+    out = rt.decide(grey, feats, tracks=ahead, time_s=0.0)
+    assert out.brake and out.label == "brake" and out.p_brake < 1.0 and out.conflict_s == pytest.approx(0.5)
+    assert out.tracks.endswith("track conflict in 0.5 s")
+    assert not rt.decide(grey, feats, tracks=kerb, time_s=0.0).brake
+    assert not rt.decide(grey, feats, tracks=later, time_s=0.0).brake  # 2.0 s: the model's call
+    doc = yaml.safe_load((root / MANIFEST).read_text())
+    doc["vlm"]["tracking"]["conflict"]["min_p_brake"] = out.p_brake + 1e-3  # the model's veto
+    (root / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert not VlmRuntime(load_bundle(root), threads=1).decide(grey, feats, tracks=ahead, time_s=0.0).brake
+    del doc["vlm"]["tracking"]["conflict"]
+    (root / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False))
+    alone = VlmRuntime(load_bundle(root), threads=1).decide(grey, feats, tracks=ahead, time_s=0.0)
+    assert not alone.brake and alone.conflict_s == math.inf
+    with pytest.raises(ValueError, match=r"track records must be \[\.\.\., slots, 5\]"):
+        rt.decide(grey, feats, tracks=ahead[:, :4], time_s=0.0)  # the conflict needs the closing speed

@@ -139,3 +139,31 @@ def test_manifest_errors_name_the_tracking_key(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump(doc))
     with pytest.raises(BundleError, match=r"vlm.tracking.tracks: 5: at most 4 slots"):
         load_bundle(root)
+
+
+def test_the_conflict_brake_is_read_from_the_manifest_and_its_errors_named(tmp_path: Path) -> None:
+    import yaml
+
+    from tiny_node.model.conflict import ConflictSpec
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+
+    root = make_tiny_vlm_bundle(tmp_path / "vlm")
+    manifest = root / "manifest.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["vlm"]["tracking"] = {"detector": "config", "tracks": 1, "min_score": 0.5, "sigma_px": 1.0, "stride": 8,
+                              "conflict": {"brake_within_s": 1.2, "min_p_brake": 0.05}}
+    manifest.write_text(yaml.safe_dump(doc))
+    tracking = load_bundle(root).vlm.tracking  # type: ignore[union-attr]
+    assert tracking is not None and tracking.conflict == ConflictSpec(brake_within_s=1.2, min_p_brake=0.05)
+    doc["vlm"]["tracking"]["conflict"] = None  # as a TrackingSpec without one writes it
+    manifest.write_text(yaml.safe_dump(doc))
+    assert load_bundle(root).vlm.tracking.conflict is None  # type: ignore[union-attr]
+    for bad, match in (({"brake_within_s": 0.0}, r"vlm.tracking.conflict.brake_within_s: .*0.0"),
+                       ({"half_width_m": 1.0}, r"vlm.tracking.conflict.brake_within_s"),
+                       ({"brake_within_s": 1.0, "width": 2.0}, r"vlm.tracking.conflict.width: unknown key"),
+                       ({"brake_within_s": 1.0, "min_p_brake": 1.5}, r"vlm.tracking.conflict.min_p_brake"),
+                       ("1.5 s", r"vlm.tracking.conflict: expected a mapping")):
+        doc["vlm"]["tracking"]["conflict"] = bad
+        manifest.write_text(yaml.safe_dump(doc))
+        with pytest.raises(BundleError, match=match):
+            load_bundle(root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -206,5 +207,28 @@ def test_timeline_records_the_model_p_brake(cfg, bundles):
     clear_at = [float(r["model_p_brake"]) for r in own if r["decision"] == "no_brake"]
     assert brake_at and clear_at
     assert min(brake_at) >= 0.5 > max(clear_at)  # the fast bundle's threshold is 0.5
+    assert all(r["model_conflict_s"] == "inf" for r in own)  # the fast bundle tracks nothing
     rules_only = run_scenario(ccrs(30.0, duration_s=2.0), cfg, bundle=None)
-    assert all(r["model_p_brake"] == "" for r in csv.DictReader(io.StringIO(rules_only.timeline_csv())))
+    assert all(r["model_p_brake"] == "" and r["model_conflict_s"] == ""
+               for r in csv.DictReader(io.StringIO(rules_only.timeline_csv())))
+
+
+def test_operating_point_counts_conflict_brakes_at_every_threshold(tmp_path):
+    """A look-alike drive in which a bundle's track conflict brake fires is a false activation no
+    threshold clears; timelines from before the column are refused, not read as conflict-free."""
+    from tiny_node.factory import operating_point as op
+
+    head = "t_s,model_p_brake,model_conflict_s\n"
+    (tmp_path / "a.csv").write_text(head + "0.0,0.10,inf\n0.1,0.30,1.20\n0.2,0.20,\n")
+    (tmp_path / "b.csv").write_text(head + "0.0,0.45,inf\n0.1,0.40,inf\n")
+    assert op.shadow_peaks(tmp_path / "a.csv") == (0.30, 1.20)
+    assert op.shadow_peaks(tmp_path / "b.csv") == (0.45, math.inf)
+    assert op.shadow_peaks(tmp_path / "a.csv", min_p=0.35) == (0.30, math.inf)  # vetoed by the model's P
+    point = op.OperatingPoint(0.35, {"a": 0.30, "b": 0.45}, 0.02, {"a": 1.20, "b": math.inf}, 1.5)
+    assert point.conflict_activations == ["a"]
+    assert point.false_activations_at_val_threshold == ["a", "b"]
+    assert point.closed_loop_threshold == pytest.approx(0.47)  # the model's own peaks still set it
+    assert op.OperatingPoint(0.35, {"a": 0.30}, 0.02, {"a": 1.20}, 1.0).conflict_activations == []
+    (tmp_path / "old.csv").write_text("t_s,model_p_brake\n0.0,0.1\n")
+    with pytest.raises(RuntimeError, match="no model_conflict_s column"):
+        op.shadow_peaks(tmp_path / "old.csv")

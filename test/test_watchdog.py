@@ -21,6 +21,7 @@ class Out:
     confidence: float
     label: str
     tracks: str = ""
+    conflict_s: float = math.inf
 
     @property
     def p_brake(self) -> float:
@@ -384,4 +385,12 @@ def test_decision_values_carry_the_model_p_brake_and_read_back():
     assert values["model_p_brake"] == "0.3000" and values["model_confidence"] == "0.700"
     back = _model_verdict({k: str(v) for k, v in values.items()})
     assert back is not None and not back.brake and back.p_brake == pytest.approx(0.3)
+    assert "model_conflict_s" not in values and back.conflict_s == math.inf  # no track conflict
+    wd.on_frame(frame(clock, 2))
+    port.finish()
+    [d] = wd.on_model_result(2, Out(True, 0.2, "brake", conflict_s=1.25))  # braked by a track conflict
+    values = decision_values(d)
+    assert values["model_conflict_s"] == "1.250"
+    back = _model_verdict({k: str(v) for k, v in values.items()})
+    assert back is not None and back.brake and back.conflict_s == pytest.approx(1.25)
     assert _model_verdict({"source": "rules"}) is None  # no model answered: no verdict

@@ -36,13 +36,16 @@ class Verdict:
     """One path's opinion on a frame: brake or not, how sure, and why.
 
     ``p_brake``: the model's P(brake) before its threshold (NaN for the rules), so a recorded
-    run shows how close each frame came to braking.
+    run shows how close each frame came to braking. ``conflict_s``: the earliest conflict of the
+    tracks the model was shown (``model.conflict``; inf for the rules, or none), so a recorded
+    run shows when a bundle's conflict brake would fire whatever the threshold.
     """
 
     brake: bool
     confidence: float
     reason: str
     p_brake: float = math.nan
+    conflict_s: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -117,5 +120,7 @@ def decision_values(d: Decision) -> dict[str, Any]:
         values["model_decision"] = "brake" if d.model.brake else "no_brake"
         values["model_confidence"] = f"{d.model.confidence:.3f}"
         values["model_p_brake"] = f"{d.model.p_brake:.4f}"
+        if math.isfinite(d.model.conflict_s):
+            values["model_conflict_s"] = f"{d.model.conflict_s:.3f}"
     values.update(d.extra)
     return values

@@ -88,6 +88,11 @@ class ModelAnswer(Protocol):
         ...
 
     @property
+    def conflict_s(self) -> float:
+        """The earliest conflict of the tracks the model was shown, s (inf: none; ``model.conflict``)."""
+        ...
+
+    @property
     def tracks(self) -> str:
         """The tracked VRUs the model was shown, as text ('' for a model without tracking)."""
         ...
@@ -281,7 +286,8 @@ class Watchdog:
             if output is not None and now < cycle.publish_by:
                 seen = f"; {output.tracks}" if output.tracks else ""
                 model = Verdict(output.brake, float(output.confidence), f"model: {output.label} "
-                                f"(p={output.confidence:.2f}{seen})", p_brake=float(output.p_brake))
+                                f"(p={output.confidence:.2f}{seen})", p_brake=float(output.p_brake),
+                                conflict_s=float(output.conflict_s))
                 out.append(self._close(cycle, model, ModelState.ON_TIME))
             elif output is None and not cancelled:
                 cycle.unavailable_why = f"model run failed: {error or 'no output'}"

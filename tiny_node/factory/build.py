@@ -433,7 +433,7 @@ class Build:
             t = model.cfg.image_tokens
             text_tokens = int(np.median(self._text("test", t).answer_start)) - model.cfg.frames * t
             cost = decision_cost(model, text_tokens)
-            p_val = evaluate.brake_probs(d, self.split("val"), f"{name} val")
+            p_val = evaluate.decision_scores(d, self.split("val"), f"{name} val")
             thr = evaluate.choose_threshold(p_val, self.split("val"))
             set_threshold(d, thr)
             thr_recall = evaluate.choose_threshold(p_val, self.split("val"), "recall")
@@ -443,18 +443,18 @@ class Build:
                                  "val": evaluate.metrics(p_val, thr, self.split("val")),
                                  "recall_first": {"threshold": thr_recall}}
             for split in ("test", "heldout"):
-                p = evaluate.brake_probs(d, self.split(split), f"{name} {split}")
+                p = evaluate.decision_scores(d, self.split(split), f"{name} {split}")
                 r[split] = evaluate.metrics(p, thr, self.split(split))
                 if "track_runtime" in self.split(split):  # the detector + tracker the node runs
                     runtime = evaluate.with_runtime_tracks(self.split(split))
-                    p_rt = evaluate.brake_probs(d, runtime, f"{name} {split} end to end")
+                    p_rt = evaluate.decision_scores(d, runtime, f"{name} {split} end to end")
                     r[f"{split}_end_to_end"] = evaluate.metrics(p_rt, thr, runtime)
                 r["recall_first"][split] = evaluate.metrics(p, thr_recall, self.split(split))
                 if name == "int8":
                     r.setdefault("breakdown", {})[split] = evaluate.breakdown(p, thr, self.split(split))
                     if self.cfg.frames == 2:  # the first frame of a stream: no earlier image
-                        p1 = evaluate.brake_probs(d, self.split(split), f"{name} {split} no history",
-                                                  history=False)
+                        p1 = evaluate.decision_scores(d, self.split(split), f"{name} {split} no history",
+                                                      history=False)
                         r.setdefault("no_history", {})[split] = evaluate.metrics(p1, thr, self.split(split))
             for threads in (1, 2):
                 r[f"latency_{threads}t"] = evaluate.latency(d, self.split("test"), threads, self.cfg.latency_runs,

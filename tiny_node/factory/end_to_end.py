@@ -53,8 +53,8 @@ def measure(bundle_dir: Path, build_dir: Path, threshold: float | None = None, *
         data = build.split(split)
         rt = {**data, "track_input": runtime_tracks.load_tracks(made)[:, :tracking.tracks]}
         out[split] = {
-            "degraded": evaluate.metrics(evaluate.brake_probs(bundle_dir, data, f"{split} degraded"), thr, data),
-            "end_to_end": evaluate.metrics(evaluate.brake_probs(bundle_dir, rt, f"{split} end to end"), thr, rt),
+            "degraded": evaluate.metrics(evaluate.decision_scores(bundle_dir, data, f"{split} degraded"), thr, data),
+            "end_to_end": evaluate.metrics(evaluate.decision_scores(bundle_dir, rt, f"{split} end to end"), thr, rt),
             "tracks": runtime_tracks.agreement(rt["track_input"], data["vru_tracks"][:, :tracking.tracks]),
         }
     return out

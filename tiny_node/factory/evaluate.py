@@ -37,6 +37,7 @@ from tiny_node.factory.dataset import features_of, full_frame
 from tiny_node.factory.scenes import FAMILIES
 from tiny_node.factory.vocab import CONTEXTS
 from tiny_node.model.bundle import load_bundle
+from tiny_node.model.conflict import conflict_times
 from tiny_node.model.output import ModelOutput
 from tiny_node.model.vlm import VlmRuntime
 
@@ -71,6 +72,25 @@ def brake_probs(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
     for i in tqdm(range(len(out)), desc=desc, unit="frame", leave=False):
         out[i] = decide_pair(rt, data, i, history=history).probs[1]
     return out
+
+
+def decision_scores(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
+                    history: bool = True) -> NDArray[np.float32]:
+    """What the bundle's decision is a threshold on: P(brake), or 1 where its track conflict brake fires.
+
+    Why: with ``vlm.tracking.conflict`` the runtime brakes whatever the threshold when a track
+    it was shown conflicts soon enough (``model.conflict``); scored 1, those frames count as
+    brakes at every threshold in ``metrics`` and ``choose_threshold``. The conflict comes from
+    the same records the prompt got (``track_input``) through the runtime's own function.
+    """
+    p = brake_probs(bundle_dir, data, desc, history=history)
+    vlm = load_bundle(bundle_dir).vlm
+    spec = vlm.tracking if vlm is not None else None
+    if spec is None or spec.conflict is None or "track_input" not in data:
+        return p
+    conflict = conflict_times(np.asarray(data["track_input"])[:, :spec.tracks], spec.conflict)
+    fire = (conflict < spec.conflict.brake_within_s) & (p >= spec.conflict.min_p_brake)
+    return np.where(fire, np.float32(1.0), p).astype(np.float32)
 
 
 def with_runtime_tracks(data: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:

@@ -41,6 +41,7 @@ from tiny_node.factory.vocab import (
     prompt_text,
 )
 from tiny_node.model.bundle import ImageSpec, RuntimeSpec, TrackingSpec, load_bundle, write_manifest
+from tiny_node.model.conflict import ConflictSpec
 
 OPSET = 17
 FILES = {"vision_encoder": "onnx/vision_encoder.onnx", "embed_tokens": "onnx/embed_tokens.onnx",
@@ -51,6 +52,13 @@ MAX_RATIONALE_TOKENS = 12
 #: the runtime looks for the earlier frame 0.1 s back, +-0.04 s (training drew 0.07-0.13 s)
 FRAME_INTERVAL_S = 0.1
 FRAME_TOLERANCE_S = 0.04
+#: every tracked bundle brakes when a track it shows the model conflicts within 1.5 s
+#: (``model.conflict``), unless the model's P(brake) is under 1 %. Why 1.5 s: the longest of
+#: 1.0-2.0 s at which the shipped model's val benign false brakes stay within 0.5 % end to end
+#: (1.8 s: 0.69 %); no look-alike or benign closed-loop drive reaches it. Why 1 %: the one val
+#: benign frame it braked on was a false detection tracked in the lane at night in fog, P 0.001;
+#: the lowest P of an urgent frame it catches is 0.024 (docs/MODEL_HISTORY.md, *A track conflict brake*)
+CONFLICT = ConflictSpec(brake_within_s=1.5, min_p_brake=0.01)
 
 
 def export_onnx(module: torch.nn.Module, args: tuple[Any, ...], path: Path, *, inputs: list[str],
@@ -117,7 +125,8 @@ def tracking_spec(tracks: int, sigma_px: float) -> TrackingSpec:
     from tiny_node.sim.camera import CameraModel
 
     return TrackingSpec(detector="vru_detector", tracks=tracks, min_score=MIN_SCORE,
-                        sigma_px=round(float(sigma_px), 3), stride=STRIDE, camera=CameraModel().mount())
+                        sigma_px=round(float(sigma_px), 3), stride=STRIDE, camera=CameraModel().mount(),
+                        conflict=CONFLICT)
 
 
 def _listed(d: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,11 @@ How (``tiny-node model operating-point BUNDLE``):
 3. The tune suite (its crossings and look-alikes) is run at that point, model + rules vs rules
    only, so the cost of the point in saves is printed beside it.
 
+A bundle with a track conflict brake (``vlm.tracking.conflict``) brakes whatever its threshold
+when a track's conflict comes within ``brake_within_s``: each look-alike drive's earliest
+conflict is recorded too, and a drive it would brake in is a false activation no threshold
+clears (printed, and nothing is written).
+
 The scored suite (``--suite all``) is not used here unless asked: it stays a test.
 ``--with-benign`` adds its 23 benign drives to step 1 (their peaks must be cleared too). Why
 offer it: a threshold for a product should clear every benign drive one knows of; the price
@@ -35,7 +40,7 @@ import json
 import math
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiny_node.config import make_config
@@ -55,6 +60,9 @@ class OperatingPoint:
     val_threshold: float  # the bundle's threshold as built (chosen on val frames)
     peaks: dict[str, float]  # look-alike drive -> its highest P(brake) in shadow mode
     margin: float
+    #: look-alike drive -> the earliest track conflict the model reported, s (inf: none)
+    conflicts: dict[str, float] = field(default_factory=dict)
+    conflict_within_s: float | None = None  # the bundle's conflict brake (None: it has none)
 
     @property
     def closed_loop_threshold(self) -> float:
@@ -70,7 +78,13 @@ class OperatingPoint:
     @property
     def false_activations_at_val_threshold(self) -> list[str]:
         """Look-alike drives the bundle would falsely brake in at its val threshold."""
-        return sorted(n for n, p in self.peaks.items() if p >= self.val_threshold)
+        return sorted(set(self.conflict_activations) | {n for n, p in self.peaks.items() if p >= self.val_threshold})
+
+    @property
+    def conflict_activations(self) -> list[str]:
+        """Look-alike drives the bundle's conflict brake fires in: false activations at every threshold."""
+        within = self.conflict_within_s
+        return [] if within is None else sorted(n for n, t in self.conflicts.items() if t < within)
 
 
 def bundle_threshold(bundle: Path) -> float:
@@ -79,10 +93,11 @@ def bundle_threshold(bundle: Path) -> float:
 
 
 def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: bool = True,
-                    with_benign: bool = False) -> dict[str, float]:
-    """Each look-alike drive's highest model P(brake), the model in shadow arbitration (step 1).
+                    with_benign: bool = False, min_p: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
+    """Each look-alike drive's highest model P(brake) and earliest track conflict (step 1).
 
-    ``with_benign``: the scored suite's benign drives too (module docstring).
+    The model runs in shadow arbitration. ``with_benign``: the scored suite's benign drives too
+    (module docstring). ``min_p``: see ``shadow_peaks``.
     """
     drives = tune_lookalike_suite() + (benign_suite() if with_benign else [])
     result = run_suite(drives, make_config({"arbitration": "shadow"}), bundle=bundle,
@@ -91,22 +106,34 @@ def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: 
         raise RuntimeError(f"{len(result.errors)} look-alike run(s) failed, first: "
                            f"{result.errors[0]['name']}: {result.errors[0]['error']}")
     peaks: dict[str, float] = {}
+    conflicts: dict[str, float] = {}
     for run in result.runs:
         if run["false_activation"]:  # the rules braked: a look-alike that is not one for the rules
             raise RuntimeError(f"{run['name']}: the rules braked in a look-alike drive; fix the suite")
-        peaks[run["name"]] = peak_p_brake(out_dir / "timelines" / f"{run['name']}__model.csv")
-    return peaks
+        peaks[run["name"]], conflicts[run["name"]] = shadow_peaks(out_dir / "timelines" / f"{run['name']}__model.csv",
+                                                                  min_p)
+    return peaks, conflicts
 
 
-def peak_p_brake(timeline: Path) -> float:
-    """Highest ``model_p_brake`` of a run's timeline (every frame must have one)."""
+def shadow_peaks(timeline: Path, min_p: float = 0.0) -> tuple[float, float]:
+    """Highest ``model_p_brake`` and earliest ``model_conflict_s`` of a run's timeline.
+
+    The conflict only of frames whose P(brake) is at least ``min_p`` (the conflict brake's
+    ``min_p_brake``: below it the model's word stands). Every frame must have a P(brake): a
+    frame without one could have been the peak.
+    """
     with timeline.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     missing = [r["t_s"] for r in rows if not r.get("model_p_brake")]
     if missing or not rows:
         raise RuntimeError(f"{timeline}: no model P(brake) at t = {missing[:3]} s (model late or absent); "
                            "the peak would be a guess")
-    return max(float(r["model_p_brake"]) for r in rows)
+    if "model_conflict_s" not in rows[0]:
+        raise RuntimeError(f"{timeline}: no model_conflict_s column (written by an older tiny-node); "
+                           "run it again into a fresh --out")
+    conflict = min((float(r["model_conflict_s"]) for r in rows
+                    if r["model_conflict_s"] and float(r["model_p_brake"]) >= min_p), default=math.inf)
+    return max(float(r["model_p_brake"]) for r in rows), conflict
 
 
 def bundle_at(bundle: Path, threshold: float, dest: Path) -> Path:
@@ -121,9 +148,13 @@ def bundle_at(bundle: Path, threshold: float, dest: Path) -> Path:
 def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int = 2,
            progress: bool = True, with_benign: bool = False) -> OperatingPoint:
     """Steps 1-2: the operating point of ``bundle`` (nothing is written into it)."""
-    peaks = lookalike_peaks(bundle, out_dir / "lookalikes_shadow", workers=workers, progress=progress,
-                            with_benign=with_benign)
-    return OperatingPoint(bundle_threshold(bundle), peaks, margin)
+    b = load_bundle(bundle)
+    tracking = b.vlm.tracking if b.vlm is not None else None
+    conflict = tracking.conflict if tracking is not None else None
+    peaks, conflicts = lookalike_peaks(bundle, out_dir / "lookalikes_shadow", workers=workers, progress=progress,
+                                       with_benign=with_benign, min_p=conflict.min_p_brake if conflict else 0.0)
+    return OperatingPoint(float(b.decision.threshold), peaks, margin, conflicts,
+                          conflict.brake_within_s if conflict else None)
 
 
 def run_at(bundle: Path, threshold: float, out_dir: Path, *, workers: int = 2, progress: bool = True) -> SuiteResult:
@@ -159,21 +190,34 @@ def command(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out or f"out/operating-point-{bundle.resolve().name}")
     point = choose(bundle, out, margin=args.margin, workers=args.workers, with_benign=args.with_benign)
-    print("look-alike drive                                  peak P(brake)")
+    print("look-alike drive                                  peak P(brake)  earliest track conflict")
     for name, p in sorted(point.peaks.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:48s} {p:.3f}")
+        t = point.conflicts.get(name, math.inf)
+        print(f"  {name:48s} {p:.3f}          {'-' if math.isinf(t) else f'{t:.2f} s'}")
     fa = point.false_activations_at_val_threshold
     print(f"val threshold {point.val_threshold:.2f}; false activations there: {len(fa)}/{len(point.peaks)} {fa}")
     print(f"closed-loop threshold {point.closed_loop_threshold:.2f} (peak + {point.margin:.2f}); "
           f"operating point {point.threshold:.2f}")
+    if point.conflict_within_s is not None:
+        ca = point.conflict_activations
+        print(f"track conflict brake (within {point.conflict_within_s:.2f} s) fires in {len(ca)}/{len(point.peaks)} "
+              f"look-alike drive(s) {ca}" + (": false activations at every threshold" if ca else ""))
     result = run_at(bundle, point.threshold, out, workers=args.workers)
     print_result(result)
     (out / "operating_point.json").write_text(json.dumps(
         {"bundle": str(bundle), "val_threshold": point.val_threshold, "margin": point.margin,
          "with_benign": args.with_benign,
          "closed_loop_threshold": point.closed_loop_threshold, "threshold": point.threshold,
-         "peaks": point.peaks, "false_activations_at_val_threshold": point.false_activations_at_val_threshold},
+         "peaks": point.peaks, "false_activations_at_val_threshold": point.false_activations_at_val_threshold,
+         "conflict_within_s": point.conflict_within_s,
+         "earliest_conflicts": {n: (None if math.isinf(t) else t) for n, t in point.conflicts.items()},
+         "conflict_activations": point.conflict_activations},
         indent=2) + "\n", encoding="utf-8")
+    if args.write and point.conflict_activations:
+        print(f"nothing written to {bundle / MANIFEST}: its track conflict brake fires in "
+              f"{point.conflict_activations}, which no threshold clears (vlm.tracking.conflict.brake_within_s)",
+              file=sys.stderr)
+        return 1
     if args.write:  # the manifest of the copy run_at validated and ran, so the original is never left broken
         shutil.copy2(out / AT_DIR / MANIFEST, bundle / MANIFEST)
         print(f"threshold {point.threshold:.2f} written to {bundle / MANIFEST}")

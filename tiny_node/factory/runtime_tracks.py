@@ -21,7 +21,7 @@ import hashlib
 import math
 import multiprocessing
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,10 @@ class TrackSource:
         Why: cached tracks of another detector or tracker version must not be read as these.
         """
         h = hashlib.sha256(self.detector.read_bytes())
-        h.update(repr((self.image, self.tracking, TrackerConfig(), FPS, CAMERA_STREAM)).encode())
+        # the conflict brake decides on the tracks and does not make them: not part of the key
+        # (spelled as before the field existed, so tracks cached then stay valid)
+        tracking = repr(replace(self.tracking, conflict=None)).replace(", conflict=None)", ")")
+        h.update(f"({self.image!r}, {tracking}, {TrackerConfig()!r}, {FPS!r}, {CAMERA_STREAM!r})".encode())
         return h.hexdigest()[:16]
 
     def tracking_of(self) -> Tracking:

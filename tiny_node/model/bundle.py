@@ -51,6 +51,7 @@ from typing import Any
 import yaml
 
 from tiny_node.camera import CameraMount
+from tiny_node.model.conflict import ConflictSpec
 
 FORMAT = "tiny_node.bundle/1"
 MANIFEST = "manifest.yaml"
@@ -247,6 +248,9 @@ class TrackingSpec:
     sigma_px: float  # the detector's foot-point error, pixels (1 sigma)
     stride: int  # pixels per heat-map cell
     camera: CameraMount = field(default_factory=CameraMount)
+    #: brake when a track's constant-velocity conflict with the ego's corridor starts this soon,
+    #: whatever the threshold (``model.conflict``); None (or null): the model alone decides
+    conflict: ConflictSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -731,7 +735,7 @@ class _Parser:
         w = "vlm.tracking."
         if not isinstance(raw, Mapping):
             raise self.fail("vlm.tracking", f"expected a mapping, got {raw!r}")
-        self.only(raw, w, ("detector", "tracks", "min_score", "sigma_px", "stride", "camera"))
+        self.only(raw, w, ("detector", "tracks", "min_score", "sigma_px", "stride", "camera", "conflict"))
         key = self.string(raw, "detector", w)
         if key not in files:
             raise self.fail(f"{w}detector", f"{key!r} is not a key of files")
@@ -752,7 +756,21 @@ class _Parser:
             detector=key, tracks=tracks,
             min_score=self.number(raw, "min_score", w, lo=0.0, lo_open=True, hi=1.0),
             sigma_px=self.number(raw, "sigma_px", w, lo=0.0, lo_open=True),
-            stride=self.integer(raw, "stride", w, 1), camera=cam)
+            stride=self.integer(raw, "stride", w, 1), camera=cam,
+            conflict=self.conflict(raw, w) if raw.get("conflict") is not None else None)
+
+    def conflict(self, raw: Mapping[str, Any], w: str) -> ConflictSpec:
+        """``vlm.tracking.conflict``: brake_within_s (0-10 s), the corridor's geometry, the model's veto."""
+        base = ConflictSpec(0.0)
+        c = self.section(raw, "conflict", w, tuple(asdict(base)))
+        cw = f"{w}conflict."
+        return ConflictSpec(
+            brake_within_s=self.number(c, "brake_within_s", cw, lo=0.0, lo_open=True, hi=10.0),
+            half_width_m=self.number(c, "half_width_m", cw, lo=0.0, lo_open=True, hi=10.0,
+                                     default=base.half_width_m),
+            ego_length_m=self.number(c, "ego_length_m", cw, lo=0.0, hi=30.0, default=base.ego_length_m),
+            min_closing_mps=self.number(c, "min_closing_mps", cw, lo=0.0, hi=10.0, default=base.min_closing_mps),
+            min_p_brake=self.number(c, "min_p_brake", cw, lo=0.0, hi=1.0, default=base.min_p_brake))
 
     def frames(self, raw: Any) -> FrameSpec:
         """``vlm.frames``: count 1..MAX_FRAMES, interval > 0, 0 < tolerance < interval."""

@@ -5,12 +5,14 @@ Kept free of onnxruntime so the node process can unpickle results without import
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from tiny_node.model.bundle import DecisionSpec
+from tiny_node.model.conflict import ConflictSpec
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,10 @@ class ModelOutput:
     manifest's label order; ``p_brake`` is P(brake), what the threshold is applied to (kept so
     an operating point can be chosen from recorded runs without re-running the model).
     ``tracks``: the tracked VRUs the model was shown (``vlm.tracking``), as text for the
-    decision's reason; empty for a bundle without tracking.
+    decision's reason; empty for a bundle without tracking. ``conflict_s``: the earliest
+    constant-velocity conflict of those tracks with the ego's corridor (``model.conflict``;
+    inf: none, or not computed); with ``vlm.tracking.conflict`` it can make ``brake`` true
+    below the threshold (``brake_on_conflict``).
     """
 
     brake: bool
@@ -30,6 +35,7 @@ class ModelOutput:
     probs: tuple[float, ...]
     p_brake: float
     tracks: str = ""
+    conflict_s: float = math.inf
 
 
 def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
@@ -66,3 +72,18 @@ def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
         probs=tuple(float(x) for x in probs),
         p_brake=float(probs[bi]),
     )
+
+
+def brake_on_conflict(out: ModelOutput, conflict_s: float, spec: ConflictSpec | None,
+                      spec_decision: DecisionSpec) -> ModelOutput:
+    """``out`` with the tracks' conflict time, braking if it is within ``spec.brake_within_s``.
+
+    Unless the model's P(brake) is under ``spec.min_p_brake`` (its veto on a likely false
+    detection). Why a brake the model did not ask for: ``model.conflict``. It only adds a brake; P(brake)
+    is left as the model gave it, so an operating point is still chosen on the model's own
+    scores (the conflict's brakes are counted apart, ``factory.operating_point``).
+    """
+    out = replace(out, conflict_s=float(conflict_s))
+    if spec is None or out.brake or not conflict_s < spec.brake_within_s or out.p_brake < spec.min_p_brake:
+        return out
+    return replace(out, brake=True, label=spec_decision.brake_label, confidence=out.p_brake)

@@ -51,6 +51,8 @@ class Tracking:
         self.tracker = VruTracker(window_near_m=self.window_near_m())
         self.last_detections = 0
         self.last_detector_ms = 0.0  # the detector graph's run in the last step (no decoding)
+        #: the track records of the last step, the ones its features came from
+        self.last_records: NDArray[np.float32] = np.zeros((spec.tracks, len(RECORD_FIELDS)), np.float32)
 
     @classmethod
     def of_bundle(cls, bundle: Bundle, spec: TrackingSpec, threads: int | None) -> Tracking:
@@ -89,9 +91,11 @@ class Tracking:
         dets = detections(self.points(pixels, run_options), self.camera, self.spec.sigma_px)
         self.last_detections = len(dets)
         if time_s is None:
-            return features_of(np.zeros((self.spec.tracks, len(RECORD_FIELDS)), np.float32))
-        self.tracker.update(time_s, dets, ego_speed)
-        return features_of(self.tracker.records(self.spec.tracks))
+            self.last_records = np.zeros((self.spec.tracks, len(RECORD_FIELDS)), np.float32)
+        else:
+            self.tracker.update(time_s, dets, ego_speed)
+            self.last_records = self.tracker.records(self.spec.tracks)
+        return features_of(self.last_records)
 
 
 def describe(features: Mapping[str, float], slots: int) -> str:

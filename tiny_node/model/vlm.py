@@ -28,6 +28,7 @@ decision.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -40,8 +41,9 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 from tiny_node.model.bundle import Bundle, BundleError, KvSpec, VlmSpec
+from tiny_node.model.conflict import conflict_times
 from tiny_node.model.history import FrameHistory
-from tiny_node.model.output import ModelOutput, read_decision
+from tiny_node.model.output import ModelOutput, brake_on_conflict, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
 from tiny_node.model.runtime import load_session
 from tiny_node.model.tracker import RECORD_FIELDS
@@ -386,21 +388,24 @@ class VlmRuntime:
 
         A bundle with ``vlm.tracking`` runs its VRU detector on the frame and updates its
         tracker at ``time_s`` first; the tracks fill the ``vru<k>_*`` features. ``tracks``
-        (records ``[slots, 4+]``: present, dx, y, vy[, vx_rel], ``tracker.RECORD_FIELDS``)
-        replaces the tracker's output: for offline evaluation on single frames, which have no
-        history to track over.
+        (records ``[slots, 4+]``: present, dx, y, vy[, vx_rel], ``tracker.RECORD_FIELDS``;
+        all five with ``vlm.tracking.conflict``) replaces the tracker's output: for offline
+        evaluation on single frames, which have no history to track over. With
+        ``vlm.tracking.conflict`` the decision is also a brake when those tracks conflict with
+        the corridor soon enough (``model.conflict``), whatever the threshold.
         """
         self._state = None
         t0 = time.perf_counter()  # real time is the point: these are stage timings
         pixels = self._pixels(image_rgb)
         t_track = time.perf_counter()
         detector_ms = 0.0
+        records: NDArray[Any] | None = None
         if self.tracking is not None:  # given records replace the detector + tracker, not run on top
             if tracks is not None:
-                found = self._given_tracks(tracks)
+                found, records = self._given_tracks(tracks), np.asarray(tracks)
             else:
                 found = self.tracking.step(pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
-                detector_ms = self.tracking.last_detector_ms
+                detector_ms, records = self.tracking.last_detector_ms, self.tracking.last_records
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3
         ids = self.prompt.ids(features, context)
@@ -414,8 +419,8 @@ class VlmRuntime:
         row, present = self._decode(embeds, None, 0, run_options)
         t4 = time.perf_counter()
         out = read_decision(row[list(self.word_ids)], self.bundle.decision)
-        if self.tracking is not None:
-            out = replace(out, tracks=describe(features, self.tracking.spec.tracks))
+        if self.tracking is not None and records is not None:
+            out = self._with_tracks(out, features, records)
         self._state = _Prefill(present, int(ids.shape[1]),
                                self.word_ids[self.bundle.decision.labels.index(out.label)], embeds)
         self.last_ms = {"prepare": (t1 - t0) * 1e3 - track_ms, "track": track_ms, "detector": detector_ms,
@@ -423,6 +428,18 @@ class VlmRuntime:
                         "embed": (t3 - t2) * 1e3, "prefill": (t4 - t3) * 1e3,
                         "tokens": float(ids.shape[1])}
         return out
+
+    def _with_tracks(self, out: ModelOutput, features: Mapping[str, float], records: NDArray[Any]) -> ModelOutput:
+        """``out`` with the tracks it was shown as text and, with ``vlm.tracking.conflict``, their conflict."""
+        assert self.tracking is not None
+        spec = self.tracking.spec
+        text = describe(features, spec.tracks)
+        if spec.conflict is None:
+            return replace(out, tracks=text)
+        t = float(conflict_times(np.asarray(records)[:spec.tracks], spec.conflict))  # the tracks it was shown
+        if t < math.inf:
+            text += f"; track conflict in {t:.1f} s"
+        return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision)
 
     def _given_tracks(self, tracks: NDArray[Any]) -> dict[str, float]:
         """The ``vru<k>_*`` features of given records; a field this prompt holds must be in them.
