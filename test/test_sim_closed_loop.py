@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -232,3 +233,27 @@ def test_operating_point_counts_conflict_brakes_at_every_threshold(tmp_path):
     (tmp_path / "old.csv").write_text("t_s,model_p_brake\n0.0,0.1\n")
     with pytest.raises(RuntimeError, match="no model_conflict_s column"):
         op.shadow_peaks(tmp_path / "old.csv")
+
+
+def test_operating_point_write_is_refused_when_the_conflict_brake_fires(bundles, tmp_path, monkeypatch, capsys):
+    """No threshold clears a drive the conflict brake fires in: ``--write`` leaves the manifest as it was."""
+    import shutil
+
+    from tiny_node.factory import operating_point as op
+    from tiny_node.model.bundle import MANIFEST
+
+    bundle = tmp_path / "b"
+    shutil.copytree(bundles["fast"], bundle)
+    before = (bundle / MANIFEST).read_bytes()
+    point = op.OperatingPoint(0.5, {"kerb": 0.2}, 0.02, {"kerb": 1.1}, 1.5)
+    monkeypatch.setattr(op, "choose", lambda *a, **k: point)
+    monkeypatch.setattr(op, "run_at", lambda *a, **k: None)
+    monkeypatch.setattr(op, "print_result", lambda result: None)
+    args = argparse.Namespace(bundle=str(bundle), out=str(tmp_path / "out"), margin=0.02, workers=1, write=True,
+                              with_benign=False)
+    (tmp_path / "out").mkdir()
+    assert op.command(args) == 1
+    assert "no threshold clears" in capsys.readouterr().err
+    assert (bundle / MANIFEST).read_bytes() == before
+    written = json.loads((tmp_path / "out" / "operating_point.json").read_text())
+    assert written["conflict_activations"] == ["kerb"] and written["earliest_conflicts"] == {"kerb": 1.1}

@@ -172,7 +172,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"added to the highest look-alike P(brake) (default {MARGIN})")
     p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
     p.add_argument("--write", action="store_true",
-                   help="write the chosen threshold into the bundle's manifest")
+                   help="write the chosen threshold into the bundle's manifest (refused when the bundle's track "
+                   "conflict brake fires in a look-alike drive: no threshold clears that)")
     p.add_argument("--with-benign", action="store_true",
                    help="clear the scored suite's 23 benign drives too (they then calibrate the threshold "
                    "and no longer test its false activations)")
