@@ -127,3 +127,24 @@ def test_shipped_model_brakes_on_a_track_conflict_whatever_its_threshold(tmp_pat
     assert not alone.brake and alone.conflict_s == math.inf
     with pytest.raises(ValueError, match=r"track records must be \[\.\.\., slots, 5\]"):
         rt.decide(grey, feats, tracks=ahead[:, :4], time_s=0.0)  # the conflict needs the closing speed
+
+
+def test_in_the_closed_loop_the_conflict_brake_decides_before_the_model_on_the_child_behind_parked_cars() -> None:
+    """CPNCO-50 at 60 km/h by night, lockstep: one frame before the model's own brake, the shipped
+    bundle brakes on the tracked child's conflict, P(brake) still under the threshold; the reason,
+    the timeline and the decision say so (docs/MODEL_HISTORY.md, *A track conflict brake*)."""
+    import csv
+    import io
+
+    from tiny_node.config import make_config
+    from tiny_node.sim.closed_loop import run_scenario
+    from tiny_node.sim.suite import NIGHT, cpnco
+
+    bundle = load_bundle(SHIPPED)
+    threshold = bundle.decision.threshold
+    res = run_scenario(cpnco(60.0, NIGHT), make_config(), bundle=SHIPPED)
+    rows = list(csv.DictReader(io.StringIO(res.timeline_csv())))
+    first = next(r for r in rows if r["decision"] == "brake")
+    assert first["source"] == "model" and float(first["model_p_brake"]) < threshold
+    assert float(first["model_conflict_s"]) < 1.5 and "track conflict in" in first["reason"]
+    assert res.summary["impact_speed_kmh"] < 24.0  # the bundle without it hit the child at 24.0 km/h
