@@ -37,7 +37,6 @@ from tiny_node.factory.dataset import features_of, full_frame
 from tiny_node.factory.scenes import FAMILIES
 from tiny_node.factory.vocab import CONTEXTS
 from tiny_node.model.bundle import load_bundle
-from tiny_node.model.conflict import conflict_times
 from tiny_node.model.output import ModelOutput
 from tiny_node.model.vlm import VlmRuntime
 
@@ -67,11 +66,7 @@ def decide_pair(rt: VlmRuntime, data: dict[str, NDArray[Any]], i: int, *, histor
 def brake_probs(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
                 history: bool = True) -> NDArray[np.float32]:
     """P(brake) for every frame of ``data`` through the runtime (one thread)."""
-    rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
-    out = np.zeros(len(data["brake"]), np.float32)
-    for i in tqdm(range(len(out)), desc=desc, unit="frame", leave=False):
-        out[i] = decide_pair(rt, data, i, history=history).probs[1]
-    return out
+    return _per_frame(bundle_dir, data, desc, history=history, conflict=False)
 
 
 def decision_scores(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *,
@@ -80,17 +75,22 @@ def decision_scores(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, 
 
     Why: with ``vlm.tracking.conflict`` the runtime brakes whatever the threshold when a track
     it was shown conflicts soon enough (``model.conflict``); scored 1, those frames count as
-    brakes at every threshold in ``metrics`` and ``choose_threshold``. The conflict comes from
-    the same records the prompt got (``track_input``) through the runtime's own function.
+    brakes at every threshold in ``metrics`` and ``choose_threshold``. Whether it fired is the
+    runtime's own verdict on the frame (its ``conflict_s`` and ``ConflictSpec.brakes``).
     """
-    p = brake_probs(bundle_dir, data, desc, history=history)
-    vlm = load_bundle(bundle_dir).vlm
-    spec = vlm.tracking if vlm is not None else None
-    if spec is None or spec.conflict is None or "track_input" not in data:
-        return p
-    conflict = conflict_times(np.asarray(data["track_input"])[:, :spec.tracks], spec.conflict)
-    fire = (conflict < spec.conflict.brake_within_s) & (p >= spec.conflict.min_p_brake)
-    return np.where(fire, np.float32(1.0), p).astype(np.float32)
+    return _per_frame(bundle_dir, data, desc, history=history, conflict=True)
+
+
+def _per_frame(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *, history: bool,
+               conflict: bool) -> NDArray[np.float32]:
+    """P(brake) of every frame; with ``conflict``, 1 where the bundle's conflict brake fires."""
+    rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
+    spec = rt.tracking.spec.conflict if conflict and rt.tracking is not None else None
+    out = np.zeros(len(data["brake"]), np.float32)
+    for i in tqdm(range(len(out)), desc=desc, unit="frame", leave=False):
+        o = decide_pair(rt, data, i, history=history)
+        out[i] = 1.0 if spec is not None and spec.brakes(o.conflict_s, o.p_brake) else o.probs[1]
+    return out
 
 
 def with_runtime_tracks(data: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:

@@ -44,6 +44,10 @@ class ConflictSpec:
     min_closing_mps: float = 0.5
     min_p_brake: float = 0.0
 
+    def brakes(self, conflict_s: float, p_brake: float) -> bool:
+        """Whether a conflict ``conflict_s`` away brakes, the model having said ``p_brake``."""
+        return conflict_s < self.brake_within_s and p_brake >= self.min_p_brake
+
 
 def conflict_times(records: NDArray[Any], spec: ConflictSpec) -> NDArray[np.float64]:
     """The earliest conflict (s from now; inf: none) of track records ``[..., slots, fields]``.

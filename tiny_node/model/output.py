@@ -83,7 +83,7 @@ def brake_on_conflict(out: ModelOutput, conflict_s: float, spec: ConflictSpec | 
     is left as the model gave it, so an operating point is still chosen on the model's own
     scores (the conflict's brakes are counted apart, ``factory.operating_point``).
     """
-    out = replace(out, conflict_s=float(conflict_s))
-    if spec is None or out.brake or not conflict_s < spec.brake_within_s or out.p_brake < spec.min_p_brake:
-        return out
-    return replace(out, brake=True, label=spec_decision.brake_label, confidence=out.p_brake)
+    if spec is None or out.brake or not spec.brakes(conflict_s, out.p_brake):
+        return replace(out, conflict_s=float(conflict_s))
+    return replace(out, conflict_s=float(conflict_s), brake=True, label=spec_decision.brake_label,
+                   confidence=out.p_brake)

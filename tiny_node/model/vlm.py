@@ -436,7 +436,7 @@ class VlmRuntime:
         text = describe(features, spec.tracks)
         if spec.conflict is None:
             return replace(out, tracks=text)
-        t = float(conflict_times(np.asarray(records)[:spec.tracks], spec.conflict))  # the tracks it was shown
+        t = float(conflict_times(records[:spec.tracks], spec.conflict))  # the tracks it was shown
         if t < math.inf:
             text += f"; track conflict in {t:.1f} s"
         return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision)
