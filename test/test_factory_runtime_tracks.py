@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,13 @@ def test_the_recorder_tracks_every_30_hz_frame_and_each_sampled_one(shard: Path,
     gaps = np.diff(times)
     assert gaps.min() > 0.0 and gaps.max() <= 1.0 / runtime_tracks.FPS + 0.01 + 1e-9  # no frame skipped
     assert times[0] == 0.0 and times[-1] == pytest.approx(again["t"][-1])
+
+
+def test_the_cache_key_is_the_tracks_own_and_not_the_conflict_brakes(source: runtime_tracks.TrackSource) -> None:
+    """The shipped detector's tracks keep the key they were cached under; the conflict brake is not in it."""
+    assert source.tracking.conflict is not None
+    assert source.digest() == "49fc1d23d6ae0ff1"  # out/model-fresh's tracks directory (the shipped recipe)
+    no_brake = replace(source, tracking=replace(source.tracking, conflict=None))
+    assert no_brake.digest() == source.digest()
+    other = replace(source, tracking=replace(source.tracking, sigma_px=source.tracking.sigma_px + 0.1))
+    assert other.digest() != source.digest()  # a field that makes tracks is in the key

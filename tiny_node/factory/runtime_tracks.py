@@ -21,7 +21,7 @@ import hashlib
 import math
 import multiprocessing
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,21 @@ FPS = 30.0
 CAMERA_STREAM = 30  # the renderer's random stream (per drive: [episode seed, this])
 
 
+#: ``TrackingSpec`` fields that decide on the tracks and do not make them (the conflict brake):
+#: not part of a cache key, so changing them keeps the cached tracks
+TRACKS_UNMADE_BY = frozenset({"conflict"})
+
+
+def _repr_of(spec: Any, skip: frozenset[str]) -> str:
+    """The dataclass's own ``repr`` without the fields in ``skip``.
+
+    Why: cache keys are this repr; a field added later and left out here keeps every key (and
+    the tracks cached under it) what it was before the field existed.
+    """
+    shown = ", ".join(f"{f.name}={getattr(spec, f.name)!r}" for f in fields(spec) if f.repr and f.name not in skip)
+    return f"{type(spec).__qualname__}({shown})"
+
+
 @dataclass(frozen=True)
 class TrackSource:
     """The detector graph and the specs that turn it into runtime tracks (picklable for workers)."""
@@ -58,9 +73,7 @@ class TrackSource:
         Why: cached tracks of another detector or tracker version must not be read as these.
         """
         h = hashlib.sha256(self.detector.read_bytes())
-        # the conflict brake decides on the tracks and does not make them: not part of the key
-        # (spelled as before the field existed, so tracks cached then stay valid)
-        tracking = repr(replace(self.tracking, conflict=None)).replace(", conflict=None)", ")")
+        tracking = _repr_of(self.tracking, skip=TRACKS_UNMADE_BY)
         h.update(f"({self.image!r}, {tracking}, {TrackerConfig()!r}, {FPS!r}, {CAMERA_STREAM!r})".encode())
         return h.hexdigest()[:16]
 
