@@ -6,6 +6,7 @@ Recorder, or hand-made bags written with rosbags' Writer for the error cases.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.stores.ros2_kilted import sensor_msgs__msg__CompressedImage as CompressedImage
 from rosbags.typesys.stores.ros2_kilted import std_msgs__msg__String as String
 
@@ -22,6 +24,7 @@ from tiny_node import cli
 from tiny_node.bag import BagError, Recorder, read_decisions, replay
 from tiny_node.bag import msgs as bm
 from tiny_node.bag.record import EPOCH_NS
+from tiny_node.bag.topics import BagSource
 from tiny_node.clock import ManualClock
 from tiny_node.config import make_config
 from tiny_node.frames import FrameError, decode_raw
@@ -204,6 +207,120 @@ def test_metadata_disagreeing_with_storage_still_reads_every_message(tmp_path):
     assert_same(original, read_decisions(result.bag))
 
 
+def _as_humble_sqlite3(bag: Path) -> None:
+    """Make a Kilted sqlite3 bag what Humble records: no definitions, metadata version 5, Humble's Range."""
+    humble = get_typestore(Stores.ROS2_HUMBLE)
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    (range_id,) = con.execute("SELECT id FROM topics WHERE type = ?", (bm.RANGE,)).fetchone()
+    for row_id, data in con.execute("SELECT id, data FROM messages WHERE topic_id = ?", (range_id,)).fetchall():
+        r = bm.TYPESTORE.deserialize_cdr(data, bm.RANGE)
+        old = humble.types[bm.RANGE](header=humble.types["std_msgs/msg/Header"](
+            stamp=humble.types["builtin_interfaces/msg/Time"](sec=r.header.stamp.sec, nanosec=r.header.stamp.nanosec),
+            frame_id=r.header.frame_id), radiation_type=r.radiation_type, field_of_view=r.field_of_view,
+            min_range=r.min_range, max_range=r.max_range, range=r.range)
+        con.execute("UPDATE messages SET data = ? WHERE id = ?", (bytes(humble.serialize_cdr(old, bm.RANGE)), row_id))
+    con.execute("UPDATE schema SET schema_version = 3")
+    con.execute("DROP TABLE message_definitions")
+    con.commit()
+    con.close()
+    meta = bag / "metadata.yaml"
+    doc = yaml.safe_load(meta.read_text())
+    info = doc["rosbag2_bagfile_information"]
+    info["version"] = 5
+    for topic in info["topics_with_message_count"]:
+        topic["topic_metadata"].pop("type_description_hash", None)
+    meta.write_text(yaml.safe_dump(doc))
+
+
+def test_a_humble_sqlite3_bag_without_definitions_replays_as_recorded(tmp_path):
+    """Humble's Range lacks Kilted's variance: read with Kilted's definition, every range was lost."""
+    original = drive(tmp_path / "rec", storage="sqlite3", seconds=2.0, gap0=30.0)
+    _as_humble_sqlite3(tmp_path / "rec")
+    with BagSource(tmp_path / "rec") as src:
+        assert "variance" not in [n for n, _ in src.typestore_for(bm.RANGE).fielddefs[bm.RANGE][1]]
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert result.summary["undecodable_messages"] == {} and result.summary["brakes"] > 0
+    assert_same(original, read_decisions(result.bag))
+    # the output bag carries the ranges under the definition they were written with, and reads back
+    with BagSource(result.bag) as out:
+        store = out.typestore_for(bm.RANGE)
+        ranges = [out.deserialize(raw, c.msgtype).range for c, _, raw in out.messages({"/range"})]
+    assert "variance" not in [n for n, _ in store.fielddefs[bm.RANGE][1]] and len(ranges) == 120
+
+
+def test_a_humble_range_is_published_to_the_installed_distro_as_its_own_type(tmp_path):
+    """--realtime sends the installed Range (a Kilted node cannot read Humble's bytes)."""
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    from tiny_node.bag.realtime import installed_form
+
+    drive(tmp_path / "rec", storage="sqlite3", seconds=0.5)
+    with BagSource(tmp_path / "rec") as kilted:
+        assert installed_form(kilted, bm.RANGE) is None  # same definition: bytes unchanged
+        (_, _, raw), *_ = kilted.messages({"/range"})
+        want = kilted.deserialize(raw, bm.RANGE)
+    _as_humble_sqlite3(tmp_path / "rec")
+    with BagSource(tmp_path / "rec") as src:
+        form = installed_form(src, bm.RANGE)
+        assert form is not None and installed_form(src, bm.ODOMETRY) is None
+        (_, _, raw), *_ = src.messages({"/range"})
+        msg = form(raw)
+    assert isinstance(msg, sensor_msgs.Range)
+    assert (msg.range, msg.min_range, msg.max_range, msg.variance) == (want.range, want.min_range, want.max_range, 0.0)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (want.header.stamp.sec, want.header.stamp.nanosec)
+
+
+def test_undecodable_sensor_messages_are_a_warning_naming_the_topic(tmp_path):
+    drive(tmp_path / "rec", storage="sqlite3", seconds=1.0)
+    (db,) = (tmp_path / "rec").glob("*.db3")
+    con = sqlite3.connect(db)
+    con.execute("UPDATE messages SET data = substr(data, 1, 12) WHERE topic_id = "
+                "(SELECT id FROM topics WHERE name = '/odom')")
+    con.commit()
+    con.close()
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert result.summary["undecodable_messages"] == {"/odom": 60}
+    (warning,) = [w for w in result.summary["warnings"] if w.startswith("/odom")]
+    assert "60 message(s) could not be decoded" in warning and bm.ODOMETRY in warning
+
+
+def test_an_output_inside_or_around_the_input_bag_is_refused_and_the_input_kept(tmp_path):
+    drive(tmp_path / "rec", seconds=0.5)
+    first = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    before = sorted(p.name for p in first.bag.iterdir())
+    for out_dir in (first.bag.parent, first.bag, first.bag / "x"):  # its bag/ is the input again
+        with pytest.raises(BagError, match="overlaps the input bag"):
+            replay(first.bag, out_dir=out_dir, cfg=make_config(), bundle=None, plot=False)
+    assert sorted(p.name for p in first.bag.iterdir()) == before and read_decisions(first.bag)
+
+
+def test_decisions_while_the_camera_is_out_are_not_counted_as_duplicates(tmp_path):
+    drive(tmp_path / "rec", storage="sqlite3", seconds=3.0)
+    (db,) = (tmp_path / "rec").glob("*.db3")
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM messages WHERE topic_id = (SELECT id FROM topics WHERE name = '/camera/image_raw') "
+                "AND timestamp BETWEEN ? AND ?", (EPOCH_NS + 10**9, EPOCH_NS + 2 * 10**9))
+    con.commit()
+    con.close()
+    s = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False).summary
+    assert s["frames"] == 60 and s["camera_timeout_decisions"] > 0
+    assert s["decisions"] == s["frames"] + s["camera_timeout_decisions"]
+    assert s["duplicate_decisions"] == 0 and s["frames_without_decision"] == 0
+
+
+def test_cli_model_default_is_the_shipped_bundle_as_for_the_node(tmp_path, capsys):
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
+
+    drive(tmp_path / "rec", seconds=0.5)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"tiny_node": {"ros__parameters": {"model_bundle": "default"}}}))
+    rc, out = _run_cli([str(tmp_path / "rec"), "--params-file", str(params), "--out", str(tmp_path / "o"),
+                        "--no-plot"], capsys)
+    assert rc == 0, out
+    summary = yaml.safe_load((tmp_path / "o" / "summary.json").read_text())
+    assert summary["model"] == str(DEFAULT_BUNDLE_DIR) and "model" in summary["by_source"]
+
+
 def _write_bag(path: Path, storage: str, messages: list[tuple[str, int, object]]) -> Path:
     """A bag from (topic, log ns, rosbags message) with plain rosbags, as another tool would write it."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -338,6 +455,21 @@ def test_topic_detection_overrides_and_compressed_camera(tmp_path, capsys):
     assert rear.summary["decisions"] == 10 and len(rear.summary["bad_frames"]) == 10
     assert "could not be decoded" in rear.summary["bad_frames"][0]["reason"]
     assert all("could not be decoded" in d.reason or d.source == "rules" for d in rear.decisions)
+
+
+def test_a_raw_camera_is_preferred_only_over_its_own_compressed_twin():
+    from tiny_node.bag.topics import TopicInfo, detect_topics
+
+    def found(*topics: tuple[str, str]) -> dict[str, TopicInfo]:
+        return {name: TopicInfo(name, t, 10) for name, t in topics}
+
+    twin = found(("/cam/image_raw", bm.IMAGE), ("/cam/image_raw/compressed", bm.COMPRESSED_IMAGE))
+    assert detect_topics(twin)[0]["camera"] == "/cam/image_raw"
+    # a RealSense: a depth image beside the colour camera's compressed stream is another camera
+    realsense = found(("/camera/depth/image_rect_raw", bm.IMAGE),
+                      ("/camera/color/image_raw/compressed", bm.COMPRESSED_IMAGE))
+    with pytest.raises(BagError, match=r"several camera topics.*depth.*color"):
+        detect_topics(realsense)
 
 
 def test_recorder_refuses_overwrite_and_unknown_storage(tmp_path):

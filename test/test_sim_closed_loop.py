@@ -143,6 +143,36 @@ def test_cli_runs_a_scenario_file(tmp_path, capsys):
     assert "CCRs_30kmh" in out and (tmp_path / "out" / "summary.json").is_file()
 
 
+def test_a_params_files_model_bundle_means_what_it_means_to_the_node(tmp_path):
+    """``model_bundle: default`` is the shipped bundle for sim as for the node; a wrong path names the parameter."""
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
+    from tiny_node.sim.runner import _bundle
+
+    args = argparse.Namespace(rules_only=False, model=None)
+    assert _bundle(args, make_config({"model_bundle": "default"}), tmp_path) == DEFAULT_BUNDLE_DIR
+    with pytest.raises(FileNotFoundError, match=r"model_bundle .*nowhere: no manifest.yaml"):
+        _bundle(args, make_config({"model_bundle": str(tmp_path / "nowhere")}), tmp_path)
+    assert _bundle(argparse.Namespace(rules_only=True, model=None), make_config({"model_bundle": "default"}),
+                   tmp_path) is None
+
+
+def test_stored_runs_go_stale_with_any_model_runtime_module(tmp_path, monkeypatch):
+    """The tracker and the conflict brake decide too: editing them must not reuse stored runs."""
+    import shutil
+
+    from tiny_node.sim import runner
+
+    pkg = tmp_path / "tiny_node"
+    shutil.copytree(runner._PKG, pkg, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    monkeypatch.setattr(runner, "_PKG", pkg)
+    before = runner.code_digest()
+    for module in ("model/tracker.py", "model/conflict.py", "frames.py"):
+        (pkg / module).write_text((pkg / module).read_text() + "\n# edited\n")
+        after = runner.code_digest()
+        assert after != before, module
+        before = after
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_realtime_run_over_dds_decides_every_frame(ros_env, tmp_path):

@@ -56,15 +56,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     """Replay a bag; bad input is a one-line error and exit status 2, never a traceback."""
     from tiny_node.bag import BagError, replay
     from tiny_node.config import ConfigError, config_from_file
+    from tiny_node.model.bundle import resolve_bundle_dir
 
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
     try:
         cfg = config_from_file(args.params_file)
-        bundle: Path | None = None
+        bundle: Path | None = None  # "default" = the shipped bundle, as for the node
         if args.model:
-            bundle = Path(args.model)
-        elif not args.rules_only and cfg.str("model_bundle"):
-            bundle = Path(cfg.str("model_bundle")).expanduser()
+            bundle = resolve_bundle_dir(args.model)
+        elif not args.rules_only:
+            bundle = resolve_bundle_dir(cfg.str("model_bundle"))
         out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
         result = replay(Path(args.bag), out_dir=out, cfg=cfg, bundle=bundle, topics=topics or None,
                         realtime=args.realtime, budget_ms=args.budget_ms, storage=args.storage,

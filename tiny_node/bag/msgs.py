@@ -79,6 +79,9 @@ from tiny_node.frames import encode_raw
 
 #: The type store bags are written with, and read with when a bag carries no definitions.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+#: definitions for a bag that carries none, newest first (``BagSource.typestore_for``): message
+#: types the node reads changed between distros (Humble's ``sensor_msgs/Range`` has no variance)
+OLDER_STORES = (TYPESTORE, get_typestore(Stores.ROS2_HUMBLE))
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

@@ -1,7 +1,8 @@
 """Real-time replay: play a bag over DDS to a running node, like ``ros2 bag play --clock``.
 
 The camera / range / odometry / IMU messages are published unchanged (their CDR bytes, header
-stamps kept) on the node's input topics under ``namespace`` at their original pacing, with
+stamps kept; a type whose definition in the bag differs from the installed distro's is decoded and
+sent as the installed type) on the node's input topics under ``namespace`` at their original pacing, with
 ``/clock`` carrying the bag's log time, so a node started with ``use_sim_time:=true`` sees the
 bag's time as ROS time.  The node still measures its deadlines on its own monotonic clock: in
 real time, deadlines are real.  Its ``decision`` / ``brake`` messages are recorded, as
@@ -38,6 +39,43 @@ _NODE_TOPIC = {
 def _rclpy_class(msgtype: str) -> Any:
     pkg, _, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+
+def _to_rclpy(src: Any, cls: Any) -> Any:
+    """``src`` (a rosbags message) as an instance of the installed ``cls``, field by field by name.
+
+    Fields ``src`` lacks keep ``cls``'s defaults (a Humble ``Range`` has no ``variance``).
+    """
+    msg = cls()
+    for name in cls.get_fields_and_field_types():
+        if not hasattr(src, name):
+            continue
+        value, default = getattr(src, name), getattr(msg, name)
+        if hasattr(type(default), "get_fields_and_field_types"):
+            value = _to_rclpy(value, type(default))
+        setattr(msg, name, value)
+    return msg
+
+
+def installed_form(source: BagSource, msgtype: str) -> Callable[[bytes], Any] | None:
+    """How to publish ``msgtype`` messages of ``source`` to the installed distro; None: bytes unchanged.
+
+    Why: a bag recorded on another distro may hold another definition of a type (Humble's
+    ``sensor_msgs/Range`` lacks Kilted's ``variance``): published unchanged, its bytes would not
+    decode in the node. Such messages are decoded with the bag's definition and sent as the
+    installed type; an unreadable one is sent unchanged, as the node would receive it from the vehicle.
+    """
+    store = source.typestore_for(msgtype)
+    cls = _rclpy_class(msgtype)
+    if store is None or [n for n, _ in store.fielddefs[msgtype][1]] == list(cls.get_fields_and_field_types()):
+        return None
+
+    def convert(raw: bytes) -> Any:
+        try:
+            return _to_rclpy(source.deserialize(raw, msgtype), cls)
+        except ValueError:  # counted by the feeder as undecodable
+            return bytes(raw)
+    return convert
 
 
 def node_topic(namespace: str, role: str, msgtype: str) -> str:
@@ -141,6 +179,7 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     """Play the bag to the node; return its decisions and how many arrived past their deadline."""
     typed = {role: (topic, source.topics[topic].msgtype) for role, topic in roles.items()}
     player = Player(typed, namespace)
+    forms = {role: installed_form(source, msgtype) for role, (_, msgtype) in typed.items()}
     records: list[DecisionRecord] = []
     try:
         player.wait_for_node(wait_s, source.start_ns)
@@ -177,7 +216,8 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
             player.clock(ns)
             role = feeder.role_of.get(conn.topic)
             if role is not None:
-                player.pubs[role].publish(bytes(raw))
+                form = forms[role]
+                player.pubs[role].publish(bytes(raw) if form is None else form(raw))
                 if role == "camera":
                     feeder.frame(conn, ns, raw)  # stamp, and bad frames for the summary
                 elif role in ("range", "odom") and (msg := feeder.sensor(role, conn, raw)) is not None:

@@ -183,8 +183,9 @@ class Feeder:
         """The deserialized message, or None (counted) if it cannot be read."""
         try:
             return self.source.deserialize(raw, conn.msgtype)
-        except ValueError:
+        except ValueError as exc:
             self.series.undecodable[conn.topic] += 1
+            self.series.undecodable_why.setdefault(conn.topic, str(exc))
             return None
 
 
@@ -269,6 +270,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             warnings.append("deadline_reference 'stamp' is not modelled in lockstep: deadlines run from the "
                             "log (receipt) time")
         out_path = out_dir / OUT_BAG
+        _refuse_overlap(source.path, out_path)
         _clear_previous(out_path)
         epoch = source.custom.get(EPOCH_KEY, "")
         origin_ns = min(int(epoch), source.start_ns) if epoch.isdigit() else source.start_ns
@@ -289,6 +291,8 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             out.abort()
             raise
         out.close()
+        warnings += [f"{topic}: {n} message(s) could not be decoded and went to no decision "
+                     f"(first: {series.undecodable_why[topic]})" for topic, n in sorted(series.undecodable.items())]
         replay_s = time.perf_counter() - wall0
         duration_s = (source.end_ns - source.start_ns) * 1e-9
         summary: dict[str, Any] = {
@@ -320,6 +324,13 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         summary_path = out_dir / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         return ReplayResult(out_dir, out_path, summary_path, plot_path, summary, records, roles)
+
+
+def _refuse_overlap(bag: Path, out_path: Path) -> None:
+    """Refuse an output bag that is, holds or lies inside the input bag: it would be cleared while read."""
+    a, b = bag.resolve(), out_path.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise BagError(f"output bag {out_path} overlaps the input bag {bag}: choose another --out")
 
 
 def _clear_previous(out_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tiny_node.decision import Decision, decision_level
+from tiny_node.decision import FRAME_NONE, Decision, decision_level
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,13 @@ class DecisionRecord:
     deadline_ms: float
     hold: bool
     level: int
+    no_frame: bool = False  # decided while the camera was out: answers no frame (its stamp is extrapolated)
 
     @classmethod
     def from_decision(cls, d: Decision, t: float) -> DecisionRecord:
         """From the core's decision."""
         return cls(d.stamp_ns, t, d.brake, d.source.value, d.model_state.value, d.reason,
-                   d.latency_ms, d.deadline_ms, d.hold, decision_level(d))
+                   d.latency_ms, d.deadline_ms, d.hold, decision_level(d), d.no_frame)
 
     @classmethod
     def from_values(cls, v: dict[str, Any], t: float) -> DecisionRecord:
@@ -38,7 +39,7 @@ class DecisionRecord:
         return cls(int(v["stamp_ns"]), t, v.get("decision") == "brake", str(v.get("source", "")),
                    str(v.get("model_state", "")), str(v.get("reason", "")),
                    _num(v.get("latency_ms")), _num(v.get("deadline_ms")), v.get("hold") == "true",
-                   int(v.get("level", 0)))
+                   int(v.get("level", 0)), v.get("frame") == FRAME_NONE)
 
 
 def _num(text: object) -> float:
@@ -59,6 +60,7 @@ class Series:
     frames: list[tuple[float, int]] = field(default_factory=list)  # (t, stamp)
     bad_frames: list[dict[str, Any]] = field(default_factory=list)
     undecodable: Counter[str] = field(default_factory=Counter)
+    undecodable_why: dict[str, str] = field(default_factory=dict)  # topic -> the first message's error
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -75,7 +77,7 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
     first = min(brakes, key=lambda r: r.t) if brakes else None
     # Per stamp, not per set: a frozen camera repeats stamps, and each repeat is a frame.
     sent = Counter(s for _, s in series.frames)
-    got = Counter(r.stamp_ns for r in records)
+    got = Counter(r.stamp_ns for r in records if not r.no_frame)
     return {
         "frames": len(series.frames),
         "decisions": len(records),
@@ -90,6 +92,7 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
         "deadline_misses": deadline_misses,
         "frames_without_decision": sum(max(0, n - got[s]) for s, n in sent.items()),
         "duplicate_decisions": sum(max(0, n - sent[s]) for s, n in got.items()),
+        "camera_timeout_decisions": sum(r.no_frame for r in records),
         "latency_ms": {"p50": _pct([r.latency_ms for r in records], 50),
                        "p99": _pct([r.latency_ms for r in records], 99),
                        "max": _pct([r.latency_ms for r in records], 100)},

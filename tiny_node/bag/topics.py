@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.interfaces import Connection
+from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.typesys.store import Typestore
 
@@ -83,6 +83,9 @@ class BagSource:
                     if self.storage == "mcap" else "")
             raise BagError(f"{self.path}: corrupt or unreadable bag: {exc}{hint}") from exc
         self.connections: list[Connection] = list(self._reader.connections)
+        # a bag with no definitions at all (sqlite3 before Iron) is read with the stores below
+        self._own_definitions = any(c.msgdef.format != MessageDefinitionFormat.NONE for c in self.connections)
+        self._stores: dict[str, Typestore | None] = {}
         counts: dict[str, int] = {}
         types: dict[str, str] = {}
         for c in self.connections:
@@ -150,12 +153,32 @@ class BagSource:
             yield item
 
     def typestore_for(self, msgtype: str) -> Typestore | None:
-        """The bag's own definitions if it has them for ``msgtype``, else the Kilted store's."""
-        if msgtype in self._reader.typestore.fielddefs:
+        """The bag's own definitions if it has them for ``msgtype``, else the distro's that decodes it.
+
+        Why: a bag without definitions says nothing of the distro it was recorded on, and a
+        type may have changed since (Humble's ``sensor_msgs/Range`` has no ``variance``): read
+        with Kilted's definition, every message would be undecodable. The first message of
+        the type picks the definition that decodes it exactly (the CDR reader checks the size).
+        """
+        if msgtype not in self._stores:
+            self._stores[msgtype] = self._resolve_store(msgtype)
+        return self._stores[msgtype]
+
+    def _resolve_store(self, msgtype: str) -> Typestore | None:
+        if self._own_definitions and msgtype in self._reader.typestore.fielddefs:
             return self._reader.typestore
-        if msgtype in msgs.TYPESTORE.fielddefs:
-            return msgs.TYPESTORE
-        return None
+        candidates = [s for s in msgs.OLDER_STORES if msgtype in s.fielddefs]
+        if len({repr(s.generate_msgdef(msgtype)) for s in candidates}) <= 1:
+            return candidates[0] if candidates else None
+        first = next(self.messages({c.topic for c in self.connections if c.msgtype == msgtype}), None)
+        if first is not None:
+            for store in candidates:
+                try:
+                    store.deserialize_cdr(first[2], msgtype)
+                except Exception:  # the deserializer raises anything on a definition that does not fit
+                    continue
+                return store
+        return candidates[0]  # none decodes it: every message is counted undecodable, and said so
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         """A rosbags message object; raises ValueError with the cause if it cannot."""
@@ -221,8 +244,11 @@ def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] 
             if not usable:
                 raise BagError(f"no usable topics: camera topic(s) {', '.join(t.name for t in found)} "
                                f"have no messages in {bag}")
+            # image_transport records a raw camera and its "<raw>/compressed" twin: the raw one is
+            # the camera; any other compressed topic (a depth camera beside a colour one) is another
             raw = [t for t in usable if t.msgtype == msgs.IMAGE]
-            pick = raw if len(raw) == 1 else usable
+            twins = {f"{t.name}/compressed" for t in raw}
+            pick = [t for t in usable if t.msgtype == msgs.IMAGE or t.name not in twins]
         else:
             pick = usable
         if len(pick) > 1:

@@ -36,10 +36,10 @@ from tiny_node.sim.suite import SUITES
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
-# Code whose change invalidates stored runs: the decision core and the simulator.
-_CODE_FILES = ("clock.py", "config.py", "decision.py", "lockstep.py", "rules.py", "sensors.py",
-               "watchdog.py", "model/bundle.py", "model/runtime.py", "model/preprocess.py",
-               "model/output.py")
+# Code whose change invalidates stored runs: the decision core, the model runtime (every module of
+# tiny_node/model: the tracker and the conflict brake decide too) and the simulator.
+_CODE_FILES = ("clock.py", "config.py", "decision.py", "frames.py", "lockstep.py", "rules.py", "sensors.py",
+               "watchdog.py")
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ def _jsonable(obj: Any) -> Any:
 def code_digest() -> str:
     """SHA-256 over the decision core and simulator sources (stored runs go stale with them)."""
     h = hashlib.sha256()
-    files = [_PKG / f for f in _CODE_FILES] + sorted((_PKG / "sim").glob("*.py"))
+    files = ([_PKG / f for f in _CODE_FILES] + sorted((_PKG / "model").glob("*.py"))
+             + sorted((_PKG / "sim").glob("*.py")))
     for p in files:
         if p.is_file() and p.name not in ("runner.py", "report.py"):
             h.update(p.relative_to(_PKG).as_posix().encode())
@@ -438,22 +439,22 @@ def _bundle(args: Any, cfg: NodeConfig, out_dir: Path) -> Path | None:
     """--model; else the params file's model_bundle; else the shipped default model; else None."""
     if args.rules_only:
         return None
-    if args.model is None:
-        if cfg.str("model_bundle"):
-            return Path(cfg.str("model_bundle")).expanduser()
+    if args.model is None and not cfg.str("model_bundle"):
         return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "manifest.yaml").is_file() else None
-    if args.model == "default":
+    # the params file's model_bundle means what it means to the node ("default" = the shipped one)
+    value, what = (args.model, "--model") if args.model is not None else (cfg.str("model_bundle"), "model_bundle")
+    if value == "default":
         if not (DEFAULT_MODEL_DIR / "manifest.yaml").is_file():
-            raise FileNotFoundError(f"--model default: no default model at {DEFAULT_MODEL_DIR} "
+            raise FileNotFoundError(f"{what} default: no default model at {DEFAULT_MODEL_DIR} "
                                     "(build it: tiny-node model build --install)")
         return DEFAULT_MODEL_DIR
-    if args.model == "test":
+    if value == "test" and args.model is not None:
         from tiny_node.model.testmodels import make_fast_bundle
 
         return make_fast_bundle(out_dir / "bundles" / "test-fast")
-    path = Path(args.model)
+    path = Path(value).expanduser()
     if not (path / "manifest.yaml").is_file():
-        raise FileNotFoundError(f"--model {path}: no manifest.yaml there (not a model bundle)")
+        raise FileNotFoundError(f"{what} {path}: no manifest.yaml there (not a model bundle)")
     return path
 
 
