@@ -51,3 +51,17 @@ def test_namespaced_and_wildcard(tmp_path):
     cfg = config_from_file(f)
     assert cfg.float("deadline_ms") == 40.0
     assert cfg.float("brake_hold_s") == 1.5
+
+
+def test_parameters_that_would_switch_the_model_off_silently_are_refused_by_name():
+    # a guard at or past the deadline: every frame would close at receipt, the model never asked
+    with pytest.raises(ConfigError, match=r"'publish_guard_ms' \(15.0\) must be below 'deadline_ms' \(10.0\)"):
+        make_config({"deadline_ms": 10.0, "publish_guard_ms": 15.0})
+    # a hang timeout shorter than an on-time run may take: on-time runs killed as hangs
+    with pytest.raises(ConfigError, match=r"'model_hang_timeout_ms' \(500.0\) must be at least .*\(795.0\)"):
+        make_config({"deadline_ms": 800.0})
+    assert make_config({"deadline_ms": 800.0, "model_hang_timeout_ms": 1000.0})["deadline_ms"] == 800.0
+    # the worker refuses a longer operator context: the parameter must refuse it first
+    with pytest.raises(ConfigError, match=r"'operator_context': 201 characters; allowed: .*at most 200"):
+        make_config({"operator_context": "x" * 201})
+    assert make_config({"operator_context": "school zone"})["operator_context"] == "school zone"

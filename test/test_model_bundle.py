@@ -111,6 +111,18 @@ def test_bad_value_is_named(fast: Path) -> None:
     assert "inputs.image.height" in msg and "'tall'" in msg
 
 
+def test_values_of_shapes_no_check_foresaw_are_named_not_crashes(fast: Path) -> None:
+    """A worker treats anything but a BundleError as transient and restarts forever: these must be BundleErrors."""
+    edit_manifest(fast, lambda m: m["inputs"]["sensors"]["features"].append(["range"]))
+    assert "inputs.sensors.features" in load_error(fast) and "['range']" in load_error(fast)
+    edit_manifest(fast, lambda m: m["inputs"]["sensors"]["features"].pop())
+    edit_manifest(fast, lambda m: m.update(latency_budget_ms=10**400))
+    assert "latency_budget_ms" in load_error(fast) and "too large" in load_error(fast)
+    edit_manifest(fast, lambda m: m.update(latency_budget_ms=5.0))
+    edit_manifest(fast, lambda m: m["inputs"]["image"].update(height=10**400))
+    assert "inputs.image.height" in load_error(fast) and "too large" in load_error(fast)
+
+
 def test_unknown_kind(fast: Path) -> None:
     edit_manifest(fast, lambda m: m.update(kind="detector"))
     msg = load_error(fast)

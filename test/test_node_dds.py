@@ -196,3 +196,50 @@ def test_help_lists_options():
                          text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0
     assert "--params-file" in out.stdout and "--ros-args" in out.stdout
+
+
+def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):
+    """Configured but inactive, frames are counted and dropped: activating must not decide a backlog.
+
+    Also: rclpy hands the callbacks the DDS message info (receipt time, sequence numbers), and a
+    configure / cleanup cycle leaves no lifecycle publishers behind.
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.subscription import Subscription
+    from sensor_msgs.msg import Image
+
+    from tiny_node.ros.node import TinyNode
+
+    ok = TransitionCallbackReturn.SUCCESS
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+    try:
+        managed = len(node._managed_entities)
+        assert node.trigger_configure() == ok
+        if hasattr(Subscription, "CallbackType"):  # Iron on
+            assert {s._callback_type for s in node._subs} == {Subscription.CallbackType.WithMessageInfo}
+        assert node.loop is not None
+        published = []
+        node.loop._publish = published.append
+        img = Image(encoding="rgb8", width=64, height=48, step=64 * 3, data=bytes(64 * 48 * 3))
+        for _ in range(5):
+            img.header.stamp = node.get_clock().now().to_msg()
+            node._on_camera(img, None)
+        assert (node._frames_inactive, node._frames) == (5, 0)
+        assert node.trigger_activate() == ok
+        img.header.stamp = node.get_clock().now().to_msg()
+        stamp = img.header.stamp.sec * 10**9 + img.header.stamp.nanosec
+        node._on_camera(img, None)
+        end = time.monotonic() + 2.0
+        while not published and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert [d.stamp_ns for d in published] == [stamp]  # the one frame taken while active, alone
+        assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
+        assert len(node._managed_entities) == managed and node._frames == node._frames_inactive == 0
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

@@ -89,3 +89,26 @@ def test_camera_timeout_decisions_come_from_the_deadline_thread_at_the_frame_per
         assert all("camera: no frame" in d.reason and not d.brake for _, d in frameless)
     finally:
         loop.close()
+
+
+def test_frames_are_taken_only_while_running_and_none_goes_unanswered_at_stop():
+    """A stopped loop (an inactive node) takes no frame; a frame taken before stop is still decided."""
+    loop, out, sensors, clock = _loop()
+    try:
+        _fresh(sensors, clock, 0)
+        loop.stop()
+        assert not loop.running
+        assert not loop.push_frame(Frame(1, clock.now(), IMG))
+        for _ in range(70_000):  # more wake-ups than a pipe holds: the caller must never block
+            loop.run_in_loop(lambda: None)
+        loop.start()
+        assert loop.push_frame(Frame(2, clock.now(), IMG))
+        loop.stop()  # at once: the frame is decided (rules) before stop returns
+        assert [d.stamp_ns for _, d in out.got] == [2]
+        loop.start()
+        _fresh(sensors, clock, 1)
+        assert loop.push_frame(Frame(3, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 2)
+        assert [d.stamp_ns for _, d in out.got] == [2, 3]  # frame 1 never came back
+    finally:
+        loop.close()

@@ -72,3 +72,12 @@ def test_faults_give_failsafe_with_reason():
     assert v.brake and "fail-safe" in v.reason and "range: stale" in v.reason
     v, _ = RulePath(RuleConfig(failsafe="no_brake")).decide(snap(50.0, 10.0, faults=["odom: x"]))
     assert not v.brake and "odom: x" in v.reason
+
+
+def test_a_lead_inside_the_safe_distance_but_not_closing_is_clear_and_the_reason_says_why():
+    # following at 15 m at the same 20 m/s (range rate 0): RSS distance 10 + 40 - 25 + 1 = 26 m, no closing
+    v, fig = RulePath(CFG).decide(snap(15.0, 20.0, rate=0.0))
+    assert not v.brake and fig["rss_distance_m"] == "26.00"
+    assert v.reason == "clear: object at 15.0 m not closing (0.0 m/s)"
+    v, _ = RulePath(CFG).decide(snap(50.0, 10.0, rate=-1.0))
+    assert v.reason.startswith("clear: object at 50.0 m > safe distance")

@@ -394,3 +394,38 @@ def test_decision_values_carry_the_model_p_brake_and_read_back():
     back = _model_verdict({k: str(v) for k, v in values.items()})
     assert back is not None and back.brake and back.conflict_s == pytest.approx(1.25)
     assert _model_verdict({"source": "rules"}) is None  # no model answered: no verdict
+
+
+@pytest.mark.parametrize("deadline_from_stamp", [0.400, math.inf, math.nan])
+def test_a_deadline_from_the_stamp_never_stretches_past_deadline_ms(deadline_from_stamp):
+    """A stamp ahead of the node clock (or ROS time 0 before /clock) must not hold a frame open longer."""
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    f = Frame(stamp_ns=1, received_at=clock.now(), image=IMG, deadline_at=clock.now() + deadline_from_stamp)
+    assert wd.on_frame(f) == []
+    clock.advance(0.045)  # the guarded 50 ms deadline
+    [d] = wd.on_tick()
+    assert d.source is Source.FALLBACK and d.deadline_ms == pytest.approx(50.0)
+    assert d.decided_at <= f.received_at + 0.050 and wd.stats.deadline_misses == 0
+
+
+def test_a_deadline_from_the_stamp_may_come_sooner():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    f = Frame(stamp_ns=1, received_at=clock.now(), image=IMG, deadline_at=clock.now() + 0.020)
+    wd.on_frame(f)
+    clock.advance(0.015)  # the guarded 20 ms left of this frame's 50 ms after 30 ms in transport
+    [d] = wd.on_tick()
+    assert d.source is Source.FALLBACK and d.deadline_ms == pytest.approx(20.0)
+
+
+def test_a_result_after_the_publish_time_but_before_the_tick_is_late_and_not_cancelled():
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 1))
+    clock.advance(0.046)  # past the guarded deadline (45 ms), before the deadline thread's tick
+    port.finish()
+    [d] = wd.on_model_result(1, Out(True, 0.9, "brake"))
+    assert d.source is Source.FALLBACK and d.model_state is ModelState.LATE
+    assert wd.stats.late_results_discarded == 1 and wd.stats.cancels == 0 and port.cancelled == []
+    assert wd.on_tick() == []  # answered once

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 NODE_NAME = "tiny_node"
+#: operator context of a language-model bundle: longer is refused (the prompt stays bounded)
+MAX_CONTEXT_CHARS = 200
 
 Value = bool | int | float | str
 
@@ -38,12 +40,15 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = False  # needs a reconfigure (model files, topics, transport)
+    max_len: int | None = None  # strings: at most this many characters
 
     @property
     def allowed(self) -> str:
         """Human-readable allowed range, used in error messages and descriptors."""
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.max_len is not None:
+            return f"a string of at most {self.max_len} characters"
         if isinstance(self.default, bool):
             return "true or false"
         if self.min is not None or self.max is not None:
@@ -65,6 +70,8 @@ class ParamSpec:
             raise ConfigError(f"parameter '{self.name}': {value!r} is not finite; allowed: {self.allowed}")
         if self.choices and value not in self.choices:
             raise ConfigError(f"parameter '{self.name}': {value!r} is not allowed; allowed: {self.allowed}")
+        if isinstance(value, str) and self.max_len is not None and len(value) > self.max_len:
+            raise ConfigError(f"parameter '{self.name}': {len(value)} characters; allowed: {self.allowed}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             too_low = self.min is not None and value < self.min
             too_high = self.max is not None and value > self.max
@@ -134,7 +141,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("model_restart_backoff_max_s", 10.0, "Upper bound of the restart delay.", 0.1, 600.0,
       read_only=True),
     P("operator_context", "", "Operator context given to a language-model bundle with each "
-      "frame (e.g. 'school zone'); ignored by classifier bundles.", read_only=False),
+      "frame (e.g. 'school zone'); ignored by classifier bundles.", read_only=False,
+      max_len=MAX_CONTEXT_CHARS),
     P("rationale_max_tokens", 24, "Rationale tokens a language-model bundle generates after its "
       "decision (off the deadline path; published on `rationale`). 0 = no rationale.", 0, 256,
       read_only=True),
@@ -257,6 +265,12 @@ def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
         raise ConfigError(
             "parameter 'model_restart_backoff_max_s' must be >= 'model_restart_backoff_s'"
         )
+    deadline, guard = float(values["deadline_ms"]), float(values["publish_guard_ms"])
+    if guard >= deadline:  # every frame would close at receipt: the model never asked
+        raise ConfigError(f"parameter 'publish_guard_ms' ({guard}) must be below 'deadline_ms' ({deadline})")
+    if float(values["model_hang_timeout_ms"]) < deadline - guard:  # an on-time run would be killed as a hang
+        raise ConfigError(f"parameter 'model_hang_timeout_ms' ({values['model_hang_timeout_ms']}) must be at "
+                          f"least 'deadline_ms' - 'publish_guard_ms' ({deadline - guard})")
     return NodeConfig(values)
 
 

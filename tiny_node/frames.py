@@ -57,13 +57,54 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
         raise FrameError(f"compressed format '{fmt}' not supported (jpeg, png)")
     if len(data) == 0:
         raise FrameError("compressed image has no data")
+    # The size from the header, before decoding: a small PNG of a huge image would otherwise
+    # cost seconds and gigabytes in the node's executor thread before it could be refused.
+    size = compressed_size(bytes(data))
+    if size is None:
+        raise FrameError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded: no PNG or JPEG "
+                         "header with its size")
+    w, h = size
+    if not (0 < w <= max_width and 0 < h <= max_height):
+        raise FrameError(f"image size {w}x{h} outside 1x1..{max_width}x{max_height}")
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise FrameError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded")
-    h, w = img.shape[:2]
-    if w > max_width or h > max_height:
-        raise FrameError(f"image size {w}x{h} larger than {max_width}x{max_height}")
+    if img.shape[:2] != (h, w):
+        raise FrameError(f"compressed image decoded to {img.shape[1]}x{img.shape[0]}, its header says {w}x{h}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame segment; None if not found."""
+    if head.startswith(_PNG) and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if marker in _SOF:
+            if i + 9 > len(head):
+                return None
+            return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+        if marker == 0xDA or length < 2:  # scan data before any frame header: not a JPEG we can size
+            return None
+        i += 2 + length
+    return None
 
 
 def encode_raw(rgb: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int, bytes]:

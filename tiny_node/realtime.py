@@ -52,15 +52,23 @@ class RealtimeLoop:
         self._calls: list[Callable[[], None]] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up: never block a caller
         self._running = False
         self._thread: threading.Thread | None = None
         self.publish_errors = 0
         self.thread_scheduling = "not started"
 
+    @property
+    def running(self) -> bool:
+        """Whether frames are taken: between :meth:`start` and :meth:`stop`."""
+        return self._running
+
     def start(self) -> None:
         """Start the deadline thread (idempotent)."""
         if self._running:
             return
+        with self._lock:
+            self._mailbox = []  # nothing from before: a frame is decided by its deadline or not taken
         self._running = True
         self._thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
         self._thread.start()
@@ -70,7 +78,7 @@ class RealtimeLoop:
         if not self._running:
             return
         self._running = False
-        os.write(self._wake_w, b"x")
+        self._wake(b"x")
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         self._thread = None
@@ -82,17 +90,24 @@ class RealtimeLoop:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def push_frame(self, frame: Frame) -> None:
-        """Hand a frame to the deadline thread (thread-safe, never blocks on the model)."""
+    def push_frame(self, frame: Frame) -> bool:
+        """Hand a frame to the deadline thread (thread-safe, never blocks); False: not running, not taken."""
         with self._lock:
+            if not self._running:
+                return False
             self._mailbox.append(frame)
-        os.write(self._wake_w, b"f")
+        self._wake(b"f")
+        return True
 
     def run_in_loop(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the deadline thread (e.g. change a test hook on the worker)."""
         with self._lock:
             self._calls.append(fn)
-        os.write(self._wake_w, b"c")
+        self._wake(b"c")
+
+    def _wake(self, why: bytes) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: the thread is due to wake anyway
+            os.write(self._wake_w, why)
 
     def _run(self) -> None:
         self.thread_scheduling = raise_thread_priority(DEADLINE_PRIORITY_BOOST)
@@ -120,7 +135,8 @@ class RealtimeLoop:
             except BlockingIOError:
                 pass
             self._step()
-        # Shutting down: nothing opened stays unanswered.
+        # Stopping: frames taken and not yet opened are opened, and nothing opened stays unanswered.
+        self._step()
         for d in wd.close_all("node shutting down"):
             self._emit(d)
 

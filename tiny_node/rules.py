@@ -92,6 +92,10 @@ class RulePath:
             return Verdict(
                 True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m"
             ), figures
+        if closing <= 0.0:  # inside the safe distance perhaps, but not closing: say so, not the opposite
+            return Verdict(
+                False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)"
+            ), figures
         return Verdict(
             False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m"
         ), figures

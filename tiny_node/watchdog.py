@@ -215,9 +215,11 @@ class Watchdog:
         self._seq += 1
         seq = self._seq
         self.stats.cycles += 1
-        deadline = frame.deadline_at
-        if deadline is None:
-            deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
+        # A deadline from the stamp may come sooner (the frame aged in transport), never later:
+        # a stamp ahead of this clock, or ROS time at 0 before the first /clock, must not stretch it.
+        deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
+        if frame.deadline_at is not None and math.isfinite(frame.deadline_at):
+            deadline = min(deadline, frame.deadline_at)
         guard = self.cfg.float("publish_guard_ms") * 1e-3
         snap = self.sensors.snapshot(frame.received_at)
         verdict, figures = self.rules.decide(snap)
@@ -292,6 +294,9 @@ class Watchdog:
             elif output is None and not cancelled:
                 cycle.unavailable_why = f"model run failed: {error or 'no output'}"
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
+            elif output is not None:  # past its publish time: late, and there is no run left to cancel
+                self.stats.late_results_discarded += 1
+                out.append(self._close(cycle, None, ModelState.LATE))
         elif output is not None:
             self.stats.late_results_discarded += 1
         self.feed_model()

@@ -420,7 +420,13 @@ def load_bundle(path: Path | str) -> Bundle:
     if not isinstance(data, Mapping):
         raise BundleError(f"{mpath}: top level must be a mapping, got {type(data).__name__}")
     p = _Parser(str(mpath))
-    bundle = p.bundle(root, data)
+    try:
+        bundle = p.bundle(root, data)
+    except BundleError:
+        raise
+    except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError) as exc:
+        # a value of a shape no check foresaw: still a bad manifest (permanent), not a crash
+        raise BundleError(f"{mpath}: malformed manifest ({type(exc).__name__}: {exc})") from exc
     for entry in bundle.files.values():
         _verify(entry)
     return bundle
@@ -495,6 +501,8 @@ class _Parser:
     ) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(where, f"expected a number, got {value!r}")
+        if isinstance(value, int) and abs(value) > 2**53:  # no float holds it exactly (nor past 1e308 at all)
+            raise self.fail(where, f"{value} is too large a number")
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
         if bad_lo or (hi is not None and value > hi) or not math.isfinite(value):
             lo_b = "(" if lo_open else "["
@@ -507,6 +515,8 @@ class _Parser:
         value = self.get(d, key, where, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise self.fail(f"{where}{key}", f"expected an integer >= {lo}, got {value!r}")
+        if value > 2**31 - 1:  # image sizes, token counts, slots: nothing of this size is real
+            raise self.fail(f"{where}{key}", f"{value} is too large")
         return value
 
     def flag(self, d: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
@@ -633,7 +643,7 @@ class _Parser:
         d = self.section(inputs, "sensors", "inputs.", keys)
         feats = self.seq(d, "features", w)
         for f in feats:
-            if f not in FEATURES:
+            if not isinstance(f, str) or f not in FEATURES:
                 raise self.fail(f"{w}features", f"unknown feature {f!r} "
                                 f"(allowed: {', '.join(FEATURES)})")
         if len(set(feats)) != len(feats):

@@ -40,6 +40,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
+from tiny_node.config import MAX_CONTEXT_CHARS
 from tiny_node.model.bundle import Bundle, BundleError, KvSpec, VlmSpec
 from tiny_node.model.conflict import conflict_times
 from tiny_node.model.history import FrameHistory
@@ -57,7 +58,6 @@ INPUTS_EMBEDS = "inputs_embeds"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 USE_CACHE_BRANCH = "use_cache_branch"  # older optimum merged decoders: false on the first step
-MAX_CONTEXT_CHARS = 200
 
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
 _SPACES = re.compile(r" {2,}")

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiny_node.clock import Clock
+from tiny_node.config import MAX_CONTEXT_CHARS
 from tiny_node.model.frames import N_SLOTS, FrameSlots
 from tiny_node.model.protocol import (
     Cancel,
@@ -59,7 +60,6 @@ from tiny_node.model.spawner import Spawner, SpawnRequest
 
 __all__ = ["ModelResult", "ModelWorker", "WorkerState"]
 
-MAX_CONTEXT_CHARS = 200  # vlm operator context; longer is refused (the prompt stays bounded)
 MAX_PENDING_RATIONALES = 64  # untaken rationales beyond this drop the oldest (counted)
 
 

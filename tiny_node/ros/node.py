@@ -111,6 +111,7 @@ class TinyNode(LifecycleNode):
         self._subs: list[Any] = []
         self._timer: Any | None = None
         self._frames = 0
+        self._frames_inactive = 0  # received while configured but not active: not decided
         self._last_frame_at: float | None = None
         self._hw = f"{NODE_NAME}@{os.uname().nodename}"
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
@@ -168,14 +169,15 @@ class TinyNode(LifecycleNode):
         self._pubs = [self._pub_brake, self._pub_decision, self._pub_rationale, self._pub_diag]
         qos = qos_profile_sensor_data
         if cfg.str("camera_transport") == "compressed":
-            cam = self.create_subscription(CompressedImage, "camera/image_raw/compressed", self._on_camera, qos)
+            cam = self.create_subscription(CompressedImage, "camera/image_raw/compressed",
+                                           _with_info(self._on_camera), qos)
         else:
-            cam = self.create_subscription(Image, "camera/image_raw", self._on_camera, qos)
+            cam = self.create_subscription(Image, "camera/image_raw", _with_info(self._on_camera), qos)
         self._subs = [
             cam,
-            self.create_subscription(Range, "range", self._on_range, qos),
-            self.create_subscription(Odometry, "odom", self._on_odom, qos),
-            self.create_subscription(Imu, "imu", self._on_imu, qos),
+            self.create_subscription(Range, "range", _with_info(self._on_range), qos),
+            self.create_subscription(Odometry, "odom", _with_info(self._on_odom), qos),
+            self.create_subscription(Imu, "imu", _with_info(self._on_imu), qos),
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker)
         self._timer = self.create_timer(cfg.float("diagnostics_period_s"), self._publish_diagnostics)
@@ -216,10 +218,11 @@ class TinyNode(LifecycleNode):
         return worker
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Start deciding."""
+        """Start deciding, once the lifecycle publishers are on (a decision must not go nowhere)."""
         assert self.loop is not None
+        result = super().on_activate(state)
         self.loop.start()
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         """Stop deciding; open cycles are answered first."""
@@ -247,12 +250,18 @@ class TinyNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         for pub in self._pubs:
-            self.destroy_publisher(pub)
+            if pub is self._pub_diag:
+                self.destroy_publisher(pub)
+            else:  # also leaves the lifecycle's managed entities, or they pile up per configure
+                self.destroy_lifecycle_publisher(pub)
         for timer in (self._timer, self._rationale_timer):
             if timer is not None:
                 self.destroy_timer(timer)
         self._subs, self._pubs, self._timer, self._rationale_timer = [], [], None, None
         self.watchdog = None
+        # what the camera diagnostic reports starts again with the next configuration
+        self.gaps = GapCounter()
+        self._frames, self._frames_inactive, self._last_frame_at = 0, 0, None
 
     # --- inputs (executor thread) --------------------------------------------------------
     def _received_at(self, info: Any) -> float:
@@ -267,9 +276,12 @@ class TinyNode(LifecycleNode):
                 return now - queued
         return now
 
-    def _on_camera(self, msg: Image | CompressedImage, info: Any = None) -> None:
+    def _on_camera(self, msg: Image | CompressedImage, info: Any) -> None:
         received_at = self._received_at(info)
         if self.loop is None or self.watchdog is None:
+            return
+        if not self.loop.running:  # inactive: no decision is due, and none may come later for it
+            self._frames_inactive += 1
             return
         if info and info.get("publication_sequence_number") is not None and info.get("publisher_gid"):
             gid = bytes(info["publisher_gid"].get("data", b""))
@@ -287,19 +299,21 @@ class TinyNode(LifecycleNode):
         if cfg.str("deadline_reference") == "stamp":
             age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
             deadline_at = received_at - age + cfg.float("deadline_ms") * 1e-3
-        self._frames += 1
-        self._last_frame_at = received_at
-        self.loop.push_frame(Frame(stamp_ns, received_at, rgb, fault, deadline_at))
+        if self.loop.push_frame(Frame(stamp_ns, received_at, rgb, fault, deadline_at)):
+            self._frames += 1
+            self._last_frame_at = received_at
+        else:  # deactivated meanwhile
+            self._frames_inactive += 1
 
-    def _on_range(self, msg: Range, info: Any = None) -> None:
+    def _on_range(self, msg: Range, info: Any) -> None:
         if self.sensors is not None:
             self.sensors.update_range(convert.range_reading(msg, self._received_at(info)))
 
-    def _on_odom(self, msg: Odometry, info: Any = None) -> None:
+    def _on_odom(self, msg: Odometry, info: Any) -> None:
         if self.sensors is not None:
             self.sensors.update_odometry(convert.odom_speed(msg), self._received_at(info))
 
-    def _on_imu(self, msg: Imu, info: Any = None) -> None:
+    def _on_imu(self, msg: Imu, info: Any) -> None:
         if self.sensors is not None:
             self.sensors.update_imu(convert.imu_accel_x(msg), self._received_at(info))
 
@@ -376,12 +390,25 @@ class TinyNode(LifecycleNode):
         else:
             lvl, text = convert.OK, "ok"
         statuses.append(convert.status("tiny_node: camera", lvl, text, {
-            "frames": self._frames, "age_s": "never" if cam_age is None else f"{cam_age:.3f}",
+            "frames": self._frames, "frames_while_inactive": self._frames_inactive,
+            "age_s": "never" if cam_age is None else f"{cam_age:.3f}",
             "bad_frames": stats.bad_frames, "dropped_in_transport": stats.frames_dropped_in_transport,
             "clock_jumps": stats.clock_jumps, "timeout_decisions": stats.camera_timeout_decisions}, self._hw))
         arr = DiagnosticArray(status=statuses)
         arr.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(arr)
+
+
+def _with_info(callback: Callable[[Any, Any], None]) -> Callable[..., None]:
+    """``callback(msg, info)`` as rclpy calls it: with the message info where rclpy has it (Iron on).
+
+    Why: rclpy passes the info only to a callback that cannot be called with the message alone;
+    without it the deadline would run from the executor's callback, not from the DDS receipt,
+    and transport losses would go uncounted. Humble's rclpy has no message info: None.
+    """
+    if _HAS_MSG_INFO:
+        return callback
+    return lambda msg: callback(msg, None)
 
 
 def _ros_section(argv: list[str]) -> list[str]:
