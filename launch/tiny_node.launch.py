@@ -37,7 +37,11 @@ TRUE = ('true', '1', 'yes', 'on')
 
 def _dds_profile_actions(env, share):
     """Return SetEnvironmentVariable actions for the packaged Fast DDS profile, or []."""
-    profile = os.path.join(share, 'config', 'fastdds_profile.xml')
+    # ROS_LOCALHOST_ONLY=1: UDPv4 on the loopback only (rmw_fastrtps adds its loopback transport
+    # to a profile's instead of replacing them: with the plain profile the node would stay on the LAN)
+    localhost = env.get('ROS_LOCALHOST_ONLY', '').strip() == '1'
+    name = 'fastdds_profile_localhost.xml' if localhost else 'fastdds_profile.xml'
+    profile = os.path.join(share, 'config', name)
     user_chose = any(env.get(v) for v in PROFILE_VARS) or env.get('FASTDDS_BUILTIN_TRANSPORTS')
     rmw = env.get('RMW_IMPLEMENTATION', '')
     if user_chose or (rmw and not rmw.startswith('rmw_fastrtps')) or not os.path.isfile(profile):

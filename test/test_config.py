@@ -65,3 +65,49 @@ def test_parameters_that_would_switch_the_model_off_silently_are_refused_by_name
     with pytest.raises(ConfigError, match=r"'operator_context': 201 characters; allowed: .*at most 200"):
         make_config({"operator_context": "x" * 201})
     assert make_config({"operator_context": "school zone"})["operator_context"] == "school zone"
+
+
+def test_sections_match_the_node_as_rcl_matches_them(tmp_path):
+    """As rclpy applies them (measured: a plain 'tiny_node:' section is /tiny_node only)."""
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "/**:\n  ros__parameters:\n    deadline_ms: 40.0\n"
+        "    qos_overrides:\n      /parameter_events:\n        publisher:\n          depth: 1000\n"
+        "    robot_radius: 0.4\n"  # meant for another node: not ours to refuse
+        "tiny_node:\n  ros__parameters:\n    brake_hold_s: 1.5\n"
+        "/*/tiny_node:\n  ros__parameters:\n    camera_timeout_s: 0.7\n"
+        "/**/aeb_front:\n  ros__parameters:\n    deadline_ms: 30.0\n"
+    )
+    assert load_params_file(f, namespace="/") == {"deadline_ms": 40.0, "brake_hold_s": 1.5}
+    assert load_params_file(f, namespace="/ego") == {"deadline_ms": 40.0, "camera_timeout_s": 0.7}
+    assert load_params_file(f, namespace="/a/b") == {"deadline_ms": 40.0}
+    assert load_params_file(f, "aeb_front", namespace="/ego") == {"deadline_ms": 30.0}
+    other = tmp_path / "other.yaml"
+    other.write_text("other_node:\n  ros__parameters:\n    x: 1\n")
+    assert load_params_file(other, namespace="/", require_section=False) == {}
+    # the shipped file applies in any namespace
+    shipped = REPO / "config" / "tiny_node.yaml"
+    assert load_params_file(shipped, namespace="/ego") == load_params_file(shipped, namespace="/")
+
+
+def test_the_node_reads_its_start_parameters_as_rcl_will(tmp_path):
+    """Every params file in order, sections by the remapped name, then -p: not the last file alone."""
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    user = tmp_path / "user.yaml"
+    user.write_text("/**/tiny_node:\n  ros__parameters:\n    realtime_priority: 0\n    lock_memory: false\n")
+    launch = tmp_path / "launch_overrides.yaml"  # what launch_ros appends for its overrides dict
+    launch.write_text("/**:\n  ros__parameters:\n    use_sim_time: false\n")
+    args = ["--ros-args", "--params-file", str(user), "--params-file", str(launch)]
+    assert _early_parameters(args) == {"realtime_priority": 0, "lock_memory": False}
+    assert _early_parameters([*args, "-p", "realtime_priority:=30", "-p", "other:lock_memory:=true"]) == {
+        "realtime_priority": 30, "lock_memory": False}
+    ns = tmp_path / "ns.yaml"
+    ns.write_text("/ego/tiny_node:\n  ros__parameters:\n    realtime_priority: 5\n"
+                  "/other/tiny_node:\n  ros__parameters:\n    realtime_priority: 7\n"
+                  "/ego/aeb_front:\n  ros__parameters:\n    realtime_priority: 9\n")
+    assert _early_parameters(["--ros-args", "-r", "__ns:=/ego", "--params-file", str(ns)]) == {"realtime_priority": 5}
+    assert _early_parameters(["--ros-args", "-r", "__ns:=/ego", "-r", "__node:=aeb_front",
+                              "--params-file", str(ns)]) == {"realtime_priority": 9}
+    assert _early_parameters(["--ros-args", "--params-file", str(ns)]) == {}  # rcl applies none of them at /

@@ -27,6 +27,7 @@ from tiny_node.dds import configure_dds, find_profile, isolated_ros_env
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "tiny_node.launch.py"
 PROFILE = REPO / "config" / "fastdds_profile.xml"
+LOCALHOST_PROFILE = REPO / "config" / "fastdds_profile_localhost.xml"
 LAUNCH_ARGS = {"params_file", "model_bundle", "namespace", "use_sim_time", "autostart"}
 DDS_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
             "FASTDDS_BUILTIN_TRANSPORTS", "RMW_IMPLEMENTATION", "ROS_DISTRO")
@@ -232,6 +233,10 @@ def test_launch_file_logic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert [a.args[0] for a in actions[:-1]] == ["FASTDDS_DEFAULT_PROFILES_FILE"]
     actions = _run_launch(mod, {"ROS_DISTRO": "jazzy"})
     assert [a.args[0] for a in actions[:-1]] == ["FASTRTPS_DEFAULT_PROFILES_FILE"]
+    # ROS_LOCALHOST_ONLY=1 (Humble): the loopback-only profile
+    (share / "config" / "fastdds_profile_localhost.xml").write_text("<dds/>", encoding="utf-8")
+    actions = _run_launch(mod, {"ROS_DISTRO": "humble", "ROS_LOCALHOST_ONLY": "1"})
+    assert [a.args[1] for a in actions[:-1]] == [str(share / "config" / "fastdds_profile_localhost.xml")]
 
     # the user's own choice wins; other RMWs get nothing
     for env in ({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"},
@@ -279,12 +284,28 @@ def test_fastdds_profile_single_source() -> None:
     assert data.resolve() == PROFILE.resolve()
 
 
-def test_fastdds_profile_matches_schema() -> None:
+def test_the_localhost_profile_is_the_profile_with_udp_on_the_loopback_only() -> None:
+    ns = {"d": "http://www.eprosima.com"}
+    plain, local = (ET.parse(p).getroot() for p in (PROFILE, LOCALHOST_PROFILE))
+    udp = local.find(".//d:transport_descriptor[d:type='UDPv4']", ns)
+    assert udp is not None
+    assert [a.text for a in udp.iterfind("d:interfaceWhiteList/d:address", ns)] == ["127.0.0.1"]
+    udp.remove(udp.find("d:interfaceWhiteList", ns))  # without it, the same profile
+    assert ET.canonicalize(ET.tostring(local), strip_text=True) == ET.canonicalize(ET.tostring(plain),
+                                                                                   strip_text=True)
+    assert (REPO / "tiny_node" / "data" / LOCALHOST_PROFILE.name).resolve() == LOCALHOST_PROFILE.resolve()
+    env: dict[str, str] = {"ROS_DISTRO": "humble", "ROS_LOCALHOST_ONLY": "1"}
+    assert configure_dds(env) == str(LOCALHOST_PROFILE) == env["FASTRTPS_DEFAULT_PROFILES_FILE"]
+    assert isolated_ros_env(base={"ROS_DISTRO": "humble"})["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(LOCALHOST_PROFILE)
+
+
+@pytest.mark.parametrize("profile", [PROFILE, LOCALHOST_PROFILE], ids=lambda p: p.name)
+def test_fastdds_profile_matches_schema(profile: Path) -> None:
     xsd = Path(sys.prefix) / "share" / "fastdds" / "fastdds_profiles.xsd"
     xmllint = shutil.which("xmllint")
     if not xsd.is_file() or xmllint is None:
         pytest.skip("needs xmllint (apt-get install libxml2-utils) and Fast DDS 3's XSD")
-    done = subprocess.run([xmllint, "--noout", "--schema", str(xsd), str(PROFILE)],
+    done = subprocess.run([xmllint, "--noout", "--schema", str(xsd), str(profile)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,11 +288,27 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object]) -> No
 ROS_OWNED = frozenset({"use_sim_time", "qos_overrides", "start_type_description_service"})
 
 
-def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, object]:
+def _section_regex(key: str) -> re.Pattern[str]:
+    """A params-file section name as rcl matches it: ``/**`` any namespaces, ``*`` one token."""
+    key = key if key.startswith("/") else "/" + key
+    out = ""
+    for part in re.split(r"(\*\*|\*)", key):
+        out += ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
+    return re.compile(out.replace("/.*/", "(/.*)?/") + "$")
+
+
+def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: str | None = None,
+                     require_section: bool = True) -> dict[str, object]:
     """Read a ROS 2 params YAML (``<node>: ros__parameters: ...``) into flat names.
 
-    Entries for ``/**`` and for ``node_name`` (with or without namespace) are merged in file
-    order, as ``rcl_yaml_param_parser`` does.  ROS-owned parameters are dropped.
+    Sections are matched to the node's full name (``namespace``/``node_name``, after remapping)
+    as rcl does (``/**``, ``*`` wildcards; ``tiny_node:`` is ``/tiny_node``, not
+    ``/ego/tiny_node``) and merged in file order. ``namespace`` None (the offline tools, which
+    do not know where the node runs): any section named for the node, in any namespace.
+    ROS-owned parameters are dropped; so are, in a wildcard section, parameters this node does
+    not have (they are meant for other nodes). In the node's own section an unknown name
+    stays, for :func:`make_config` to refuse as a typo.
+    ``require_section``: a file with no section for the node is an error (else it adds nothing).
     """
     p = Path(path)
     try:
@@ -302,19 +319,27 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
         raise ConfigError(f"params file {p}: invalid YAML: {exc}") from exc
     if not isinstance(doc, Mapping):
         raise ConfigError(f"params file {p}: top level must be a mapping of node names")
+    full = f"{(namespace or '').rstrip('/')}/{node_name}"
     flat: dict[str, object] = {}
     matched = False
     for key, section in doc.items():
-        if str(key) not in ("/**", node_name) and str(key).rsplit("/", 1)[-1] != node_name:
+        last = str(key).rsplit("/", 1)[-1]
+        mine = last in (node_name, "*", "**") if namespace is None else bool(_section_regex(str(key)).match(full))
+        if not mine:
             continue
         if not isinstance(section, Mapping) or not isinstance(section.get("ros__parameters"), Mapping):
             raise ConfigError(f"params file {p}: section '{key}' has no 'ros__parameters' mapping")
         matched = True
-        _flatten("", section["ros__parameters"], flat)
-    if not matched:
-        raise ConfigError(f"params file {p}: no section for node '{node_name}' (or '/**')")
-    for name in ROS_OWNED:
-        flat.pop(name, None)
+        names: dict[str, object] = {}
+        _flatten("", section["ros__parameters"], names)
+        if "*" in str(key):
+            names = {k: v for k, v in names.items() if k in SPECS}
+        flat.update(names)
+    if not matched and require_section:
+        raise ConfigError(f"params file {p}: no section for node '{full if namespace else node_name}' (or '/**')")
+    for name in list(flat):
+        if name in ROS_OWNED or name.split(".", 1)[0] in ROS_OWNED:
+            del flat[name]
     return flat
 
 

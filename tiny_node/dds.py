@@ -24,6 +24,9 @@ from pathlib import Path
 from tiny_node.share import find_config
 
 PROFILE_NAME = "fastdds_profile.xml"
+#: the same with UDPv4 on the loopback only, for ROS_LOCALHOST_ONLY=1 (rmw_fastrtps adds its
+#: loopback transport to a profile's, it does not replace them: the node would stay on the LAN)
+LOCALHOST_PROFILE_NAME = "fastdds_profile_localhost.xml"
 
 #: Fast DDS 3.x (Kilted and later) reads the first, Fast DDS 2.x (Humble, Jazzy) the second.
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
@@ -46,13 +49,15 @@ def uses_fastdds(env: Mapping[str, str] = os.environ) -> bool:
     return rmw == "" or rmw.startswith("rmw_fastrtps")
 
 
-def find_profile() -> Path | None:
-    """Locate the packaged Fast DDS profile; ``None`` if it cannot be found.
+def find_profile(env: Mapping[str, str] | None = None) -> Path | None:
+    """Locate the packaged Fast DDS profile ``env`` asks for; ``None`` if it cannot be found.
 
-    All install layouts come from the one file ``config/fastdds_profile.xml``: ``tiny_node/data/``
-    holds a symlink to it, which the build copies as a regular file (see :mod:`tiny_node.share`).
+    ``ROS_LOCALHOST_ONLY=1`` in ``env``: the loopback-only variant. All install layouts come
+    from the files in ``config/``: ``tiny_node/data/`` holds symlinks to them, which the build
+    copies as regular files (see :mod:`tiny_node.share`).
     """
-    return find_config(PROFILE_NAME)
+    localhost = (env or {}).get("ROS_LOCALHOST_ONLY", "").strip() == "1"
+    return find_config(LOCALHOST_PROFILE_NAME if localhost else PROFILE_NAME)
 
 
 def fastdds_major(env: Mapping[str, str] = os.environ) -> int | None:
@@ -93,7 +98,7 @@ def configure_dds(env: MutableMapping[str, str] = os.environ) -> str | None:
         return None
     if not uses_fastdds(env):
         return None
-    profile = find_profile()
+    profile = find_profile(env)
     if profile is None:
         return None
     path = str(profile)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import (
@@ -34,8 +35,16 @@ from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 from std_msgs.msg import Bool, String
 
 from tiny_node.clock import MonotonicClock
-from tiny_node.config import NODE_NAME, PARAMS, SPECS, ConfigError, NodeConfig, ParamSpec, make_config
-from tiny_node.config import config_from_file as _config_from_file
+from tiny_node.config import (
+    NODE_NAME,
+    PARAMS,
+    SPECS,
+    ConfigError,
+    NodeConfig,
+    ParamSpec,
+    load_params_file,
+    make_config,
+)
 from tiny_node.dds import configure_dds
 from tiny_node.decision import Decision
 from tiny_node.gaps import GapCounter
@@ -431,6 +440,41 @@ def _params_files(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
 
 
+def _rules(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """The values after any of ``flags`` in ``--ros-args`` sections (``-p x:=1`` -> ``x:=1``)."""
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in flags]
+
+
+def _early_parameters(ros_args: list[str]) -> dict[str, object]:
+    """The node's parameters as rcl will give them, before rclpy is up (``realtime_priority``).
+
+    Why: the scheduling class and mlockall must be set before rclpy starts its threads, so
+    they are read here; read differently from rcl (the last file only, no ``-p``, any section
+    named like the node), the process would run with settings ``ros2 param get`` denies.
+    """
+    def ours(target: str) -> str | None:
+        """``name`` of a rule's ``[node:]name``; None when it is for another node."""
+        node, _, key = target.rpartition(":")
+        return key if node in ("", NODE_NAME) else None
+
+    name, namespace = NODE_NAME, "/"
+    for rule in _rules(ros_args, ("-r", "--remap")):
+        target, _, value = rule.partition(":=")
+        if ours(target) == "__node":
+            name = value
+        elif ours(target) == "__ns":
+            namespace = value if value.startswith("/") else "/" + value
+    values: dict[str, object] = {}
+    for path in _params_files(ros_args):
+        values.update(load_params_file(path, name, namespace, require_section=False))
+    for rule in _rules(ros_args, ("-p", "--param")):
+        target, sep, text = rule.partition(":=")
+        key = ours(target)
+        if sep and key in SPECS:
+            values[key] = yaml.safe_load(text)
+    return values
+
+
 def main(args: list[str] | None = None) -> int:
     """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node``)."""
     argv = list(sys.argv if args is None else args)
@@ -451,14 +495,13 @@ def main(args: list[str] | None = None) -> int:
         ros_args += ["--ros-args", "-p", f"model_bundle:={opts.model_bundle}"]
 
     # Fail early and clearly on a bad params file; realtime priority must be set before
-    # rclpy starts its threads, so read it here.
-    early = make_config()
-    for path in _params_files(ros_args):
-        try:
-            early = _config_from_file(path)
-        except ConfigError as exc:
-            print(f"tiny_node: {exc}", file=sys.stderr)
-            return 2
+    # rclpy starts its threads, so read it here, as rcl will: every file in order, the sections
+    # that match the node's remapped name, then the -p overrides.
+    try:
+        early = make_config(_early_parameters(ros_args))
+    except ConfigError as exc:
+        print(f"tiny_node: {exc}", file=sys.stderr)
+        return 2
     configure_dds()
     rt_status = make_realtime(early.int("realtime_priority"))
     if early.bool("lock_memory"):
