@@ -448,3 +448,48 @@ def test_namespaces_are_deleted_when_the_run_fails(tmp_path):
         assert f"{netns.HIL_ADDR}/{netns.PREFIX_LEN}" in out.stdout
         raise RuntimeError("boom")
     assert made and not any(netns.exists(ns) for ns in made)
+
+
+def test_bag_stream_reads_as_replay_does_and_notes_frames_it_cannot_send(tmp_path):
+    pytest.importorskip("rosbags")
+    from tiny_node.bag import BagError
+    from tiny_node.bag import msgs as bm
+    from tiny_node.bag.record import Recorder
+    from tiny_node.hil.source import BagStream
+
+    rgb = np.full((48, 64, 3), 120, np.uint8)
+    with Recorder(tmp_path / "b", epoch_ns=1_000_000_000) as rec:
+        for i in range(4):
+            t = i / 30
+            rec.range(t, rec.to_ns(t), 30.0 - i)
+            if i == 1:  # a frame in an encoding the node does not take
+                msg = bm.image_msg(rec.to_ns(t), rgb)
+                msg.encoding = "yuv422"
+                rec.write("/camera/image_raw", t, msg)
+            else:
+                rec.image(t, rec.to_ns(t), rgb)
+    stream = BagStream(tmp_path / "b")
+    events = stream.advance(0.2, False)
+    assert sum(e.kind == "camera" for e in events) == 3
+    odom, frame = stream.notes  # replay's warning (this bag has no odometry), then the frame
+    assert "no odom topic" in odom
+    assert "/camera/image_raw at 0.033 s not sent" in frame and "yuv422" in frame
+    with pytest.raises(BagError, match="bag not found"):
+        BagStream(tmp_path / "nowhere")
+
+
+def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
+    from tiny_node.cli import main
+
+    for argv, expected in (
+        (["--bag", str(tmp_path / "nowhere")], "bag not found"),
+        (["--faults", "worker_sigkil"], "unknown fault(s) worker_sigkil"),
+        (["--soak", "60", "--faults", "none"], "--soak needs faults"),
+    ):
+        assert main(["hil", "--out", str(tmp_path / "out"), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nego_speed_kmh: -5\n")
+    assert main(["hil", "--out", str(tmp_path / "out"), "--scenario", str(bad)]) == 2
+    assert "ego_speed_kmh" in capsys.readouterr().err

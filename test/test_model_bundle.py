@@ -85,6 +85,13 @@ def test_yaml_python_tags_are_refused(fast: Path) -> None:
     assert "not valid YAML" in load_error(fast)
 
 
+def test_a_key_given_twice_is_refused_not_the_last_kept(fast: Path) -> None:
+    text = (fast / "manifest.yaml").read_text()
+    (fast / "manifest.yaml").write_text(text + "latency_budget_ms: 999.0\n")  # already given above
+    msg = load_error(fast)
+    assert "not valid YAML" in msg and "found the key 'latency_budget_ms' twice" in msg
+
+
 def test_missing_key_is_named(fast: Path) -> None:
     edit_manifest(fast, lambda m: m["outputs"]["decision"].pop("threshold"))
     assert "outputs.decision.threshold: missing key" in load_error(fast)

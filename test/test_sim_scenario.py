@@ -175,3 +175,36 @@ def test_scoring_misc():
     assert scoring.score(smoke[-1], None) is None
     assert scoring.ccrs_gate_passed([("CCRs", 20, "green"), ("CCRs", 30, "red")])
     assert not scoring.ccrs_gate_passed([("CCRs", 10, "brown")])
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_value(tmp_path: Path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("name: x\nego_speed_kmh: 30\nactors:\n  - {kind: car, x_m: 35.0, y_m: 0.0, y_m: 3.5}\n"
+                     "ego_speed_kmh: 80\n")
+    with pytest.raises(ScenarioError, match=r"(?s)twice\.yaml: invalid YAML.*found the key 'ego_speed_kmh' twice"):
+        load_scenario(twice)
+    twice.write_text("name: x\nego_speed_kmh: 30\nactors:\n  - {kind: car, x_m: 35.0, y_m: 0.0, y_m: 3.5}\n")
+    with pytest.raises(ScenarioError, match=r"(?s)found the key 'y_m' twice.*line 4"):
+        load_scenario(twice)
+
+
+def test_an_unknown_protocol_is_an_error_with_a_suggestion():
+    """A typo took the run out of the scoring (no band, no points), and CCR's end rule with it."""
+    assert "did you mean 'CCRs'" in err({**BASE, "protocol": "CCRS"})
+    assert "unknown Euro NCAP protocol 'CPNA25'" in err({**BASE, "protocol": "CPNA25"})
+    assert scenario_from_dict({**BASE, "protocol": "CPNA-50"}, "x.yaml").protocol == "CPNA-50"  # the family counts
+    # the families the scenario accepts are the ones the scoring has bands for
+    from tiny_node.sim.scenario import PROTOCOL_FAMILIES
+
+    assert set(scoring._LIT + scoring._PLAIN) == PROTOCOL_FAMILIES
+
+
+def test_two_scenarios_of_one_name_are_refused_naming_where_each_came_from(tmp_path: Path, capsys):
+    from tiny_node.cli import main
+
+    path = tmp_path / "mine.yaml"
+    dump_scenario(next(s for s in suite("smoke") if s.name.startswith("CCRs")), path)
+    rc = main(["sim", "--suite", "smoke", "--scenario", str(path), "--rules-only", "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in captured
+    assert "scenario names must be unique" in captured and "suite smoke and" in captured and "mine.yaml" in captured

@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", default="out/bench")
     bench.add_argument("--frames", type=int, default=600, help="frames per case (30 Hz)")
     bench.add_argument("--cases", nargs="*", default=["fast", "slow", "fast+stress", "slow+stress"],
+                       choices=["fast", "slow", "rules", "fast+stress", "slow+stress", "rules+stress"],
                        help="cases among fast, slow, rules, fast+stress, slow+stress, rules+stress")
     sim = sub.add_parser("sim", help="closed-loop scenario suite (lockstep or over DDS) with a scored report")
     from tiny_node.sim.runner import add_sim_arguments
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     hil_arguments(hil)
     bundles = sub.add_parser("make-test-bundles", help="write the generated test ONNX bundles")
     bundles.add_argument("dir")
+    from tiny_node.lockstep import budget_ms_arg
+
     rp = sub.add_parser("replay", help="replay a rosbag2 (mcap or sqlite3) through the decision core "
                         "(docs/BAGS.md)")
     rp.add_argument("bag", help="bag directory (with metadata.yaml), or a .mcap / .db3 file")
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", metavar="DIR", help="output folder (default out/replay/<bag name>)")
     rp.add_argument("--realtime", action="store_true", help="publish over DDS with /clock to a running node "
                     "(use_sim_time:=true) and record its decisions")
-    rp.add_argument("--budget-ms", type=float, help="lockstep model latency (default: the bundle's budget)")
+    rp.add_argument("--budget-ms", type=budget_ms_arg, help="lockstep model latency (default: the bundle's budget)")
     rp.add_argument("--storage", choices=("mcap", "sqlite3"), help="output bag storage (default: the input's)")
     rp.add_argument("--no-plot", action="store_true", help="skip replay.png (saves ~1 s)")
     rp.add_argument("--namespace", default="", help="--realtime: the node's namespace")

@@ -9,6 +9,8 @@ frame a fallback, exactly as a slow model does on the vehicle.
 
 from __future__ import annotations
 
+import argparse
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,20 @@ class _Job:
     output: ModelAnswer | None
     error: str | None
 
+
+
+def budget_ms_arg(text: str) -> float:
+    """``--budget-ms`` (argparse type): a finite latency >= 0 ms, or a one-line usage error.
+
+    Why: a negative budget raised a traceback deep in a run, and a NaN one made every frame a fallback.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of ms >= 0, got {text!r}")
+    return value
 
 class LockstepModel:
     """A model port whose runs take exactly ``budget_s`` of virtual time."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -149,12 +150,16 @@ HEADER = ("| probe inputs | threshold (val) | test acc | held-out acc | recall T
 
 
 def command(args: argparse.Namespace) -> int:
-    """Train each probe and print a markdown table."""
-    if args.vy_noise < 0 or not 0.0 <= args.miss <= 1.0 or args.epochs < 1:
-        raise ValueError(f"--vy-noise {args.vy_noise} must be >= 0, --miss {args.miss} in [0, 1], "
-                         f"--epochs {args.epochs} >= 1")
+    """Train each probe and print a markdown table; bad arguments or data are one line, status 2."""
+    try:
+        if args.vy_noise < 0 or not 0.0 <= args.miss <= 1.0 or args.epochs < 1:
+            raise ValueError(f"--vy-noise {args.vy_noise} must be >= 0, --miss {args.miss} in [0, 1], "
+                             f"--epochs {args.epochs} >= 1")
+        splits = {s: load(args.data, s, args.episodes, args.frames) for s in SPLITS}
+    except ValueError as exc:
+        print(f"tiny-node model tracker-bound: {exc}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
-    splits = {s: load(args.data, s, args.episodes, args.frames) for s in SPLITS}
     rows = [row(run(splits, i, vy_noise=args.vy_noise, miss=args.miss, epochs=args.epochs)) for i in args.inputs]
     print(HEADER)
     print("\n".join(rows))

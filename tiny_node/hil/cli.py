@@ -66,13 +66,22 @@ def _params(items: list[str]) -> dict[str, object]:
 
 
 def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str]:
+    """What to stream; a bad scenario file, suite or bag is an error here, before any node starts."""
     from tiny_node.hil import source
 
     if args.scenario is not None:
+        from tiny_node.sim.scenario import load_scenario
+
+        load_scenario(args.scenario)  # ScenarioError naming the file and field
         return (lambda: source.scenario_stream(args.scenario)), f"scenario {args.scenario}"
     if args.suite:
+        from tiny_node.sim.suite import suite
+
+        if not list(suite(args.suite)):
+            raise ValueError(f"suite {args.suite!r} has no scenarios")
         return (lambda: source.suite_stream(args.suite)), f"suite {args.suite}"
     if args.bag is not None:
+        source.BagStream(args.bag)  # BagError naming the bag (unreadable, no camera, two cameras)
         return (lambda: source.BagStream(args.bag)), f"bag {args.bag}"
     if source.sim_available():
         try:
@@ -122,14 +131,27 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     """Entry point of ``tiny-node hil``; 0 when every check passed."""
     if args.netns:
         return _netns_outer(args, argv)
+    from tiny_node.bag.errors import BagError
     from tiny_node.dds import configure_dds, isolated_ros_env
     from tiny_node.hil import netns
-    from tiny_node.hil.faults import make_faults
+    from tiny_node.hil.faults import FAULTS, make_faults
     from tiny_node.hil.harness import HarnessConfig, global_failures, run_all
     from tiny_node.hil.report import console_table, write_report
     from tiny_node.hil.soak import run_soak
     from tiny_node.rt import make_realtime
+    from tiny_node.sim.scenario import ScenarioError
 
+    # Every input checked before the harness or a node starts: one line and status 2, no traceback.
+    names = [] if args.faults == "none" else [n.strip() for n in args.faults.split(",") if n.strip()]
+    unknown = [n for n in names if n not in (*FAULTS, "all")]
+    if unknown:
+        print(f"hil: unknown fault(s) {', '.join(unknown)}; known: all, none, {', '.join(FAULTS)}", file=sys.stderr)
+        return 2
+    try:
+        factory, source_name = _stream_factory(args)
+    except (BagError, ScenarioError, ValueError, OSError) as exc:
+        print(f"hil: {exc}", file=sys.stderr)
+        return 2
     scheduling = make_realtime(args.harness_priority)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +171,6 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     for e in (env, node_env):
         if e is not None:
             e["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, e.get("PYTHONPATH", "")]))
-    factory, source_name = _stream_factory(args)
     with tempfile.TemporaryDirectory(prefix="tiny_node_hil_") as tmp:
         model: Path | None
         if args.model == "none":
@@ -167,12 +188,11 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
             transport=args.transport, lead_in_s=args.lead_in, node_params=_params(args.param),
         )
         if args.soak > 0:
-            names = None if args.faults == "all" else [n for n in args.faults.split(",") if n]
-            return run_soak(cfg, args.soak, names)
-        names = [] if args.faults == "none" else [n.strip() for n in args.faults.split(",") if n.strip()]
+            if not names:
+                print("hil: --soak needs faults to cycle through (all, or a list)", file=sys.stderr)
+                return 2
+            return run_soak(cfg, args.soak, None if names == ["all"] else names)
         faults = make_faults(names) if names else []
-        if args.faults == "none":
-            faults = []
         node_name = "attached" if args.attach else (args.node_cmd or "tiny_node run")
         print(f"hil: harness {scheduling}; source {source_name}; node {node_name}"
               f"{' in ' + args.node_netns if args.node_netns else ''}; ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID')}",

@@ -324,6 +324,8 @@ class _Runner:
                     next_clock = t + CLOCK_PERIOD_S
                 brake = bool(self.feeder.latest_brake) if stream.closed_loop else False
                 events, skipped = skip_late_frames(stream.advance(t, brake), t)
+                while stream.notes:
+                    self.note(stream.notes.pop(0))
                 if skipped:
                     self.rec.skipped_late += skipped
                     self.note(f"harness late: {skipped} camera frame(s) skipped, the newest sent")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tiny_node.bag.errors import BagError
 from tiny_node.sim.vehicle import Ego
 from tiny_node.tools.drive import render_frame
 
@@ -108,6 +109,7 @@ class Stream(Protocol):
 
     name: str
     closed_loop: bool
+    notes: list[str]  # what the stream has to say for the report (the harness takes them)
 
     def advance(self, t: float, brake: bool) -> list[Event]:
         """Step the world to run time ``t`` (s); the events due on the way, in time order."""
@@ -266,6 +268,7 @@ class ClosedLoopStream:
 
     def __init__(self, name: str, worlds: Iterator[World], rates: dict[str, float] | None = None) -> None:
         self.name = name
+        self.notes: list[str] = []
         self._worlds = worlds
         self.rates = dict(rates or RATES_HZ)
         self._t = 0.0
@@ -386,15 +389,23 @@ class BagStream:
     """A recorded rosbag2 (mcap or sqlite3) replayed in real time, open loop, looped.
 
     Open loop: the node's decisions cannot change a recording, so there is no outcome; the
-    harness still measures every frame's decision.  Topics are found by message type; the
-    first camera, range, odometry and IMU topic is used.
+    harness still measures every frame's decision. The bag is read as ``tiny-node replay``
+    reads it (:class:`tiny_node.bag.topics.BagSource`: any distro's definitions, topics found
+    by type, two cameras an error naming them, ``topics`` to choose), and checked when the
+    stream is made, before the node starts. A recorded frame that cannot be decoded is not
+    sent (there is nothing to send); each one is a note in the report.
     """
 
     closed_loop = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, topics: dict[str, str] | None = None) -> None:
+        from tiny_node.bag.topics import BagSource, detect_topics
+
         self.path = path
         self.name = f"bag:{path.name}"
+        with BagSource(path) as src:  # BagError naming the bag, now rather than mid-run
+            self.roles, self.warnings = detect_topics(src.topics, topics, bag=str(path))
+        self.notes: list[str] = [f"bag {path}: {w}" for w in self.warnings]
         self._iter = self._read()
         self._pending: Event | None = None
         self._episodes = [Episode(self.name, 0.0)]
@@ -410,32 +421,27 @@ class BagStream:
         return Truth(math.nan, math.nan, math.nan)
 
     def _read(self) -> Iterator[Event]:
-        from rosbags.highlevel import AnyReader
+        from tiny_node.bag.topics import BagSource
+        from tiny_node.frames import FrameError, decode_compressed, decode_raw
 
-        from tiny_node.frames import decode_compressed, decode_raw
-
-        types = {"sensor_msgs/msg/Image": "camera", "sensor_msgs/msg/CompressedImage": "camera",
-                 "sensor_msgs/msg/Range": "range", "nav_msgs/msg/Odometry": "odom",
-                 "sensor_msgs/msg/Imu": "imu"}
-        with AnyReader([self.path]) as reader:
-            chosen: dict[str, Any] = {}
-            for conn in reader.connections:
-                kind = types.get(conn.msgtype)
-                if kind is not None and kind not in chosen:
-                    chosen[kind] = conn
-            if "camera" not in chosen:
-                raise ValueError(f"bag {self.path}: no sensor_msgs Image or CompressedImage topic")
+        role_of = {topic: role for role, topic in self.roles.items()}
+        with BagSource(self.path) as src:
             t_first: int | None = None
-            for conn, t_ns, raw in reader.messages(connections=list(chosen.values())):
-                kind = types[conn.msgtype]
-                msg: Any = reader.deserialize(raw, conn.msgtype)
+            for conn, t_ns, raw in src.messages(set(role_of)):
+                kind = role_of[conn.topic]
                 t_first = t_ns if t_first is None else t_first
                 t = (t_ns - t_first) * 1e-9
+                try:
+                    msg: Any = src.deserialize(raw, conn.msgtype)
+                    if kind == "camera":
+                        if conn.msgtype.endswith("CompressedImage"):
+                            img = decode_compressed(msg.format, bytes(msg.data))
+                        else:
+                            img = decode_raw(msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data))
+                except (ValueError, FrameError) as exc:  # FrameError is a ValueError; both named
+                    self.notes.append(f"bag {self.path}: {conn.topic} at {t:.3f} s not sent: {exc}")
+                    continue
                 if kind == "camera":
-                    if conn.msgtype.endswith("CompressedImage"):
-                        img = decode_compressed(msg.format, bytes(msg.data))
-                    else:
-                        img = decode_raw(msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data))
                     yield Event(kind, t, image=img)
                 elif kind == "range":
                     yield Event(kind, t, value=float(msg.range))
@@ -457,7 +463,11 @@ class BagStream:
                     self._episodes[-1].t_end = self._offset
                     self._episodes.append(Episode(self.name, self._offset))
                     self._iter = self._read()
-                    ev = next(self._iter)
+                    again = next(self._iter, None)
+                    if again is None:  # not one message of the bag could be sent
+                        raise BagError(f"{self.path}: no readable message on {', '.join(self.roles.values())} "
+                                       f"({'; '.join(self.notes[-3:])})") from None
+                    ev = again
                 ev.t += self._offset
                 self._pending = ev
             if self._pending.t > t:

@@ -52,6 +52,7 @@ import yaml
 
 from tiny_node.camera import CameraMount
 from tiny_node.model.conflict import ConflictSpec
+from tiny_node.strict_yaml import safe_load_unique
 
 FORMAT = "tiny_node.bundle/1"
 MANIFEST = "manifest.yaml"
@@ -414,7 +415,7 @@ def load_bundle(path: Path | str) -> Bundle:
     except OSError as exc:
         raise BundleError(f"{mpath}: cannot read manifest: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique(text)  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
         raise BundleError(f"{mpath}: not valid YAML: {exc}") from exc
     if not isinstance(data, Mapping):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.config import NodeConfig, make_config
+from tiny_node.lockstep import budget_ms_arg
 from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, run_scenario
 from tiny_node.sim.report import write_report, write_timing
@@ -399,7 +400,7 @@ def add_sim_arguments(p: Any) -> None:
                        "if installed, else rules only)")
     model.add_argument("--rules-only", action="store_true", help="no model")
     p.add_argument("--compare", action="store_true", help="run rules-only and model+rules, side by side")
-    p.add_argument("--budget-ms", type=float, help="model latency budget in lockstep (default: the bundle's)")
+    p.add_argument("--budget-ms", type=budget_ms_arg, help="model latency budget in lockstep (default: the bundle's)")
     p.add_argument("--params-file", help="node parameters (ROS params YAML), default: built-in defaults")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (lockstep)")
     p.add_argument("--seed", type=int, help="override every scenario's seed")
@@ -416,20 +417,28 @@ def add_sim_arguments(p: Any) -> None:
 def _scenarios(args: Any) -> list[Any]:
     import fnmatch
 
-    from tiny_node.sim.scenario import load_scenario, with_seed
+    from tiny_node.sim.scenario import ScenarioError, load_scenario, with_seed
 
-    files = [load_scenario(Path(f)) for f in args.scenario]  # a bad file fails before any work
-    chosen: list[Any] = []
+    files = [(load_scenario(Path(f)), str(f)) for f in args.scenario]  # a bad file fails before any work
+    chosen: list[tuple[Any, str]] = []
     if args.suite or not files:
         from tiny_node.sim.suite import suite
 
-        chosen += suite(args.suite or "smoke")
+        chosen += [(s, f"suite {args.suite or 'smoke'}") for s in suite(args.suite or "smoke")]
     chosen += files
     if args.only:
-        chosen = [s for s in chosen if any(fnmatch.fnmatchcase(s.name, pat) for pat in args.only)]
+        chosen = [(s, o) for s, o in chosen if any(fnmatch.fnmatchcase(s.name, pat) for pat in args.only)]
+    # runs are stored by name: two scenarios of one name would overwrite each other's results
+    by_name: dict[str, list[str]] = {}
+    for s, origin in chosen:
+        by_name.setdefault(str(s.name), []).append(origin)
+    dupes = {n: where for n, where in by_name.items() if len(where) > 1}
+    if dupes:
+        raise ScenarioError("scenario names must be unique in a run; " + "; ".join(
+            f"{n!r} from {' and '.join(where)}" for n, where in sorted(dupes.items())))
     if args.seed is not None:
-        chosen = [with_seed(s, args.seed) for s in chosen]
-    return chosen
+        return [with_seed(s, args.seed) for s, _ in chosen]
+    return [s for s, _ in chosen]
 
 
 DEFAULT_MODEL_DIR = DEFAULT_BUNDLE_DIR  # the bundle the package ships (model factory)

@@ -4,8 +4,9 @@ A scenario is the ego's speed, the actors with their trajectories, the environme
 weather), the seed, the duration and what counts as success.  The file format is documented
 with examples in ``docs/scenarios.md``; ``scenario_from_dict`` and ``scenario_to_dict`` are
 inverse, so the built-in suite can be written out as YAML and read back unchanged.  Files are
-read with ``yaml.safe_load`` only.  A bad value raises :class:`ScenarioError` naming the file
-and the field path, e.g. ``ccrs.yaml: actors[0].speed_kmh: must be >= 0 (got -5)``.
+read with safe loading only, and a key given twice is an error.  A bad value raises
+:class:`ScenarioError` naming the file and the field path,
+e.g. ``ccrs.yaml: actors[0].speed_kmh: must be >= 0 (got -5)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from typing import Any
 import yaml
 
 from tiny_node.sim.kinds import KINDS
+from tiny_node.strict_yaml import safe_load_unique
+
+#: ``protocol``: the Euro NCAP tests the suite and the scoring know (docs/scenarios.md); the
+#: family (before "-") selects the colour bands and, for CCR*, the end rule
+PROTOCOLS = ("CCRs", "CCRm", "CCRb", "CPNA-25", "CPNA-75", "CPFA-50", "CPNCO-50", "CPLA-25", "CPLA-50",
+             "CBNA-50", "CBFA-50", "CBLA-50")
+PROTOCOL_FAMILIES = frozenset(p.split("-", 1)[0] for p in PROTOCOLS)
 
 LIGHTS = ("day", "night")
 WEATHERS = ("clear", "rain", "fog")
@@ -376,6 +384,12 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
     protocol = f.raw("protocol")
     if protocol is not None and not isinstance(protocol, str):
         f.fail("protocol", f"must be a string (got {protocol!r})")
+    if isinstance(protocol, str) and protocol.split("-", 1)[0] not in PROTOCOL_FAMILIES:
+        # a typo would take the run out of the scoring (no band, no points) without a word
+        close = difflib.get_close_matches(protocol, PROTOCOLS, n=1, cutoff=0.5)
+        f.fail("protocol", f"unknown Euro NCAP protocol {protocol!r}"
+               + (f" (did you mean {close[0]!r}?)" if close else "")
+               + f"; known: {', '.join(PROTOCOLS)}, or leave it out for a drive without one")
     s = Scenario(
         name=name,
         ego_speed_kmh=f.num("ego_speed_kmh", lo=0.0, hi=250.0),
@@ -399,14 +413,14 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
 
 
 def load_scenario(path: Path) -> Scenario:
-    """Read one scenario YAML file (``yaml.safe_load``); errors name the file and field."""
+    """Read one scenario YAML file (safe loading, a key given twice refused); errors name the file and field."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique(text)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: invalid YAML: {exc}") from exc
     return scenario_from_dict(data, str(path))

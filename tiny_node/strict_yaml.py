@@ -1,0 +1,32 @@
+"""YAML as ``yaml.safe_load`` reads it, except that a key given twice in a mapping is an error.
+
+Why: PyYAML keeps the last of two equal keys without a word, so a scenario or a manifest edited
+by hand can hold ``ego_speed_kmh: 30`` and, further down, ``ego_speed_kmh: 80``, and run with a
+value its author never saw. Safe loading only: no Python objects are ever built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing duplicate mapping keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load(text)``, with a key repeated in a mapping raising ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: the safe_load tag set, nothing more
