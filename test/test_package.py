@@ -347,7 +347,7 @@ def test_isolated_ros_env() -> None:
 
     env = isolated_ros_env(7, base={"ROS_DISTRO": "humble"})
     assert env["ROS_DOMAIN_ID"] == "7" and env["ROS_LOCALHOST_ONLY"] == "1"
-    assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(PROFILE)
+    assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(LOCALHOST_PROFILE)  # UDP on the loopback too
     with pytest.raises(ValueError, match="ROS_DOMAIN_ID"):
         isolated_ros_env(300)
 
