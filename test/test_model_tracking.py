@@ -167,3 +167,25 @@ def test_the_conflict_brake_is_read_from_the_manifest_and_its_errors_named(tmp_p
         manifest.write_text(yaml.safe_dump(doc))
         with pytest.raises(BundleError, match=match):
             load_bundle(root)
+
+
+def test_a_wide_frame_squeezed_to_the_models_input_is_put_on_the_road_where_it_is(tmp_path: Path) -> None:
+    """A 16:9 camera resized to 320 x 240: read with square pixels, every range was ~25 % short."""
+    mount = CameraMount()
+    wide = Pinhole.of(mount, 1280, 720)  # the camera itself, square pixels
+    squeezed = Pinhole.of(mount, 320, 240, source=(1280, 720))
+    assert math.isclose(squeezed.aspect, 4 / 3) and math.isclose(Pinhole.of(mount, 320, 240, (640, 480)).aspect, 1)
+    for dx, y in ((10.0, 0.0), (20.0, -2.0), (30.0, 1.5)):
+        depth = dx + mount.setback_m
+        u = wide.width / 2 - y / depth * wide.fx
+        v = wide.height / 2 + mount.mount_height_m / depth * wide.fx
+        g = squeezed.ground(u * 320 / 1280, v * 240 / 720)  # the resize the preprocessor does
+        assert g is not None and math.isclose(g[0], dx, rel_tol=1e-9) and math.isclose(g[1], y, abs_tol=1e-9)
+    # the runtime tells the tracking its frames' size; the camera keeps its mounting
+    tr = Tracking.of_bundle(load_bundle(_bundle(tmp_path)), SPEC, threads=1)
+    near_4_3 = tr.window_near_m()
+    tr.frame_size(1280, 720)
+    assert math.isclose(tr.camera.aspect, 4 / 3) and tr.camera.mount() == mount
+    assert tr.window_near_m() > near_4_3  # the window's bottom row looks less steeply down
+    tr.mount(CameraMount(mount_height_m=2.0))
+    assert math.isclose(tr.camera.aspect, 4 / 3)  # a drive's camera pose keeps the frame's aspect

@@ -133,6 +133,9 @@ def test_manifest_errors_are_named(vlm_dirs: dict[str, Path], tmp_path: Path,
     (lambda m: m["vlm"]["kv"].update(num_layers=3), "vlm.kv.num_layers"),
     (lambda m: m["inputs"]["image"].update(height=32, width=32), "'pixel_values' has shape"),
     (lambda m: m["inputs"]["sensors"]["bins"]["range"].update(hi=60), "'<rng_51>' is not a single"),
+    # a word the vocabulary lacks reads the unknown token's logit; two such words gave P(brake) 0.5
+    (lambda m: m["outputs"]["decision"].update(tokens=["go", "stop"]), "'stop' is not in the vocabulary"),
+    (lambda m: m["outputs"]["decision"].update(tokens=["brake", " brake"]), "are the same token ids"),
 ])
 def test_runtime_checks_are_named(vlm_dirs: dict[str, Path], tmp_path: Path,
                                   change: Callable[[dict[str, Any]], None], expect: str) -> None:
@@ -336,6 +339,26 @@ def test_worker_sends_rationale_after_decision(make_worker: Callable[..., ModelW
     assert "context" in str(w.stats()["last_reject"])
 
 
+def test_the_node_parameter_only_lowers_the_bundles_rationale_length(make_worker: Callable[..., ModelWorker],
+                                                                      vlm_dirs: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    """A bundle that generates no rationale (max 0) generates none, whatever the node's parameter says."""
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_manifest(bundle, lambda m: m["vlm"].update(max_rationale_tokens=0))
+    w = make_worker(bundle, rationale_max_tokens=24)  # the node's default
+    got: list[ModelResult] = []
+    assert w.submit(1, FRAME, CLOSE)
+    poll_until(w, lambda: bool(got), got)
+    assert got[0].output is not None and not got[0].rationale
+    time.sleep(0.2)
+    assert w.take_rationales() == [] and w.stats()["rationales"] == 0
+    short = make_worker(vlm_dirs["tiny"], rationale_max_tokens=1)  # the bundle allows 8
+    assert short.submit(1, FRAME, CLOSE)
+    rationales: list[tuple[int, str]] = []
+    poll_until(short, lambda: bool(rationales.extend(short.take_rationales()) or rationales), got)
+    assert rationales == [(1, "object")] and short.stats()["last_rationale_tokens"] == 1
+
+
 def test_new_job_aborts_a_running_rationale(make_worker: Callable[..., ModelWorker],
                                             vlm_dirs: dict[str, Path]) -> None:
     w = make_worker(vlm_dirs["slow"])
@@ -374,3 +397,41 @@ def test_new_job_aborts_a_running_rationale(make_worker: Callable[..., ModelWork
     time.sleep(0.05)
     got += w.poll()
     assert w.take_rationales() == [] and len(got) == 4 and w.state is WorkerState.READY
+
+
+def test_a_smolvlm_export_with_a_vru_detector_feeds_it_the_image_tensor(vlm_dirs: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    """The SmolVLM tile is [1, 1, C, H, W] for the vision encoder; the detector takes [1, C, H, W]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tiny_node.model.bundle import write_manifest
+
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    # a detector with one bright cell: heat from the red channel, pooled to the stride-8 grid
+    graph = helper.make_graph([
+        helper.make_node("Slice", ["pixel_values", "s", "e", "ax"], ["red"]),
+        helper.make_node("AveragePool", ["red"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Sigmoid", ["pooled"], ["heat"]),
+        helper.make_node("Mul", ["heat", "zero"], ["z"]),
+        helper.make_node("Concat", ["z", "z"], ["offset"], axis=1)],
+        "det", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, 512, 512])],
+        [helper.make_tensor_value_info("heat", TensorProto.FLOAT, [1, 1, 64, 64]),
+         helper.make_tensor_value_info("offset", TensorProto.FLOAT, [1, 2, 64, 64])],
+        [numpy_helper.from_array(np.array([0], np.int64), "s"), numpy_helper.from_array(np.array([1], np.int64), "e"),
+         numpy_helper.from_array(np.array([1], np.int64), "ax"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, bundle / "onnx" / "vru_detector.onnx")
+    doc = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    doc["inputs"]["image"]["roi"] = [0, 512, 0, 512]
+    doc["inputs"]["sensors"]["features"] += ["vru0_present", "vru0_dx", "vru0_y", "vru0_vy"]
+    doc["vlm"]["tracking"] = {"detector": "vru_detector", "tracks": 1, "min_score": 0.5, "sigma_px": 1.0,
+                              "stride": 8}
+    write_manifest(bundle, name="smolvlm+tracking", kind="vlm", latency_budget_ms=30.0,
+                   files={k: v["path"] for k, v in doc["files"].items()} | {"vru_detector": "onnx/vru_detector.onnx"},
+                   inputs=doc["inputs"], outputs=doc["outputs"], vlm=doc["vlm"], runtime=doc["runtime"])
+    rt = VlmRuntime(load_bundle(bundle))
+    assert rt.tracking is not None
+    out = rt.decide(np.zeros((480, 640, 3), np.uint8), {"ego_speed": 5.0}, time_s=0.0)
+    assert 0.0 <= out.p_brake <= 1.0 and rt.tracking.last_detector_ms > 0.0  # the detector ran on the tile

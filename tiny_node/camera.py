@@ -36,20 +36,35 @@ class CameraMount:
 
 @dataclass(frozen=True)
 class Pinhole(CameraMount):
-    """A mounted camera at an image size (square pixels, principal point at the centre)."""
+    """A mounted camera at an image size (principal point at the centre).
+
+    ``aspect`` is the vertical over the horizontal focal length in these pixels: 1 for square
+    pixels, else how much more a row than a column was scaled when a frame of another aspect
+    ratio (a 16:9 camera) was resized to this size (the model's input).
+    """
 
     width: int = 320
     height: int = 240
+    aspect: float = 1.0
 
     @classmethod
-    def of(cls, mount: CameraMount, width: int, height: int) -> Pinhole:
-        """``mount`` seen at ``width`` x ``height`` pixels (the model's resize of the frame)."""
-        return cls(width=width, height=height, **asdict(mount.mount()))
+    def of(cls, mount: CameraMount, width: int, height: int, source: tuple[int, int] | None = None) -> Pinhole:
+        """``mount`` seen at ``width`` x ``height`` pixels: the model's resize of a ``source`` (w, h) frame.
+
+        ``source`` None: a frame of the same aspect ratio (square pixels here too).
+        """
+        aspect = 1.0 if source is None else (height * source[0]) / (width * source[1])
+        return cls(width=width, height=height, aspect=aspect, **asdict(mount.mount()))
 
     @property
     def fx(self) -> float:
-        """Focal length in pixels (square pixels)."""
+        """Horizontal focal length in pixels (``hfov_deg`` across ``width``)."""
         return (self.width / 2.0) / math.tan(math.radians(self.hfov_deg) / 2.0)
+
+    @property
+    def fy(self) -> float:
+        """Vertical focal length in pixels."""
+        return self.fx * self.aspect
 
     def ground(self, u: float, v: float) -> tuple[float, float] | None:
         """Road-plane position (dx from the bumper, y left +) of image point (u, v).
@@ -57,7 +72,7 @@ class Pinhole(CameraMount):
         None at or above the horizon (the ray never meets the road).
         """
         a = -(u - self.width / 2.0) / self.fx  # lateral offset / depth
-        b = (v - self.height / 2.0) / self.fx  # drop / depth
+        b = (v - self.height / 2.0) / self.fy  # drop / depth
         p = math.radians(self.pitch_deg)
         c, s = math.cos(p), math.sin(p)
         den = b * c + s

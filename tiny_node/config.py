@@ -144,8 +144,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("operator_context", "", "Operator context given to a language-model bundle with each "
       "frame (e.g. 'school zone'); ignored by classifier bundles.", read_only=False,
       max_len=MAX_CONTEXT_CHARS),
-    P("rationale_max_tokens", 24, "Rationale tokens a language-model bundle generates after its "
-      "decision (off the deadline path; published on `rationale`). 0 = no rationale.", 0, 256,
+    P("rationale_max_tokens", 24, "At most this many rationale tokens a language-model bundle generates "
+      "after its decision (off the deadline path; published on `rationale`), and never more than the "
+      "bundle's own vlm.max_rationale_tokens. 0 = no rationale.", 0, 256,
       read_only=True),
     P("test_hook_model_delay_ms", 0.0, "TEST HOOK (fault injection only): delay injected before "
       "every model run. Never set on a vehicle.", 0.0, 10000.0),

@@ -37,7 +37,7 @@ class WorkerConfig:
     warmup_runs: int
     test_delay_ms: float  # TEST HOOK initial value
     nice: int = 0
-    rationale_max_tokens: int | None = None  # vlm: None = the manifest's, 0 = no rationales
+    rationale_max_tokens: int | None = None  # vlm: a cap on the manifest's (None: the manifest's), 0 = none
 
 
 @dataclass(frozen=True)

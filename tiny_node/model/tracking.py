@@ -47,6 +47,7 @@ class Tracking:
         self.origin = (image.roi[0], image.roi[2])
         self.bottom = image.roi[1]  # the window's last row: the nearest road it shows
         self.size = (image.width, image.height)
+        self._source: tuple[int, int] | None = None  # the camera frame's (w, h): its aspect shapes the pixels
         self.camera = Pinhole.of(spec.camera, *self.size)
         self.tracker = VruTracker(window_near_m=self.window_near_m())
         self.last_detections = 0
@@ -62,8 +63,18 @@ class Tracking:
 
     def mount(self, camera: CameraMount) -> None:
         """Put the road plane under another camera pose (a drive whose camera sits otherwise)."""
-        self.camera = Pinhole.of(camera, *self.size)
+        self.camera = Pinhole.of(camera, *self.size, source=self._source)
         self.tracker.set_window(self.window_near_m())
+
+    def frame_size(self, width: int, height: int) -> None:
+        """The camera's frames are ``width`` x ``height`` (the road plane follows their aspect ratio).
+
+        Why: a 16:9 frame squeezed to a 4:3 input has its rows scaled more than its columns;
+        read with square pixels, every range would be about 25 % short.
+        """
+        if self._source != (width, height):
+            self._source = (width, height)
+            self.mount(self.camera.mount())
 
     def window_near_m(self) -> float:
         """Range of the road point at the bottom centre of the detector's window (0 if above the horizon)."""

@@ -148,6 +148,9 @@ class VlmRuntime:
         self.prompt = PromptBuilder(bundle, self.tokenizer)
         self.word_ids = tuple(self._token_id(t, "outputs.decision.tokens")
                               for t in bundle.decision.label_tokens)
+        if len(set(self.word_ids)) != len(self.word_ids):  # equal logits: P(brake) would be a constant
+            raise BundleError(f"outputs.decision.tokens: {list(bundle.decision.label_tokens)} are the same "
+                              f"token ids {list(self.word_ids)} in {bundle.file('tokenizer').path}")
         self.eos_id = self._token_id(self.spec.eos, "vlm.eos")
         self._check_prompt_tokens()
         self._image = ImagePreprocessor(bundle.image)
@@ -285,13 +288,21 @@ class VlmRuntime:
         WordLevel entry; either way it must be ONE token, or its logit is not a decision.
         """
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        if len(ids) == 1:
-            return int(ids[0])
-        tid = self.tokenizer.token_to_id(text)
+        tid = int(ids[0]) if len(ids) == 1 else self.tokenizer.token_to_id(text)
         if tid is None:
             raise BundleError(f"{key}: {text!r} is {len(ids)} tokens in "
                               f"{self.bundle.file('tokenizer').path}, need exactly one")
+        self._check_known(text, int(tid), key)
         return int(tid)
+
+    def _check_known(self, text: str, tid: int, key: str) -> None:
+        """Refuse a word the vocabulary does not have: it encodes to the unknown token, whose logit is no word's."""
+        model = self.tokenizer.model
+        unk_text = getattr(model, "unk_token", None)
+        unk = self.tokenizer.token_to_id(unk_text) if unk_text else getattr(model, "unk_id", None)
+        if unk is not None and tid == unk and text.strip() != (unk_text or self.tokenizer.id_to_token(unk)):
+            raise BundleError(f"{key}: {text!r} is not in the vocabulary of {self.bundle.file('tokenizer').path} "
+                              f"(it encodes to the unknown token {self.tokenizer.id_to_token(unk)!r})")
 
     def _check_prompt_tokens(self) -> None:
         """Image and bin tokens must each stay ONE token inside prompt text."""
@@ -303,9 +314,11 @@ class VlmRuntime:
                               f"{ids}, manifest says [{spec.image_token_id}]")
         for b in self.bundle.sensors.bins if self.bundle.sensors is not None else ():
             for t in b.all_tokens():
-                if len(tok.encode(t, add_special_tokens=False).ids) != 1:
+                ids = tok.encode(t, add_special_tokens=False).ids
+                if len(ids) != 1:
                     raise BundleError(f"inputs.sensors.bins.{b.feature}: {t!r} is not a single "
                                       f"token in {where}")
+                self._check_known(t, int(ids[0]), f"inputs.sensors.bins.{b.feature}")
         sample = self.prompt.ids({"ego_speed": 0.0})
         n = int((sample == spec.image_token_id).sum())
         if n != spec.image_tokens_per_tile * spec.frames.count:
@@ -347,6 +360,12 @@ class VlmRuntime:
         if self.spec.smolvlm:  # one 512x512 tile, no image splitting: N = 1
             return {PIXEL_VALUES: x[:, np.newaxis], PIXEL_MASK: self._mask}
         return {self.bundle.image.name: x}
+
+    def _detector_pixels(self, pixels: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        """The VRU detector's feed: the image tensor alone, [1, C, H, W] (a SmolVLM tile is [1, 1, C, H, W])."""
+        if self.spec.smolvlm:
+            return {self.bundle.image.name: pixels[PIXEL_VALUES][:, 0]}
+        return pixels
 
     def decoder_feeds(self, embeds: NDArray[Any], past: Sequence[NDArray[Any]] | None = None,
                       length: int = 0) -> dict[str, NDArray[Any]]:
@@ -404,7 +423,9 @@ class VlmRuntime:
             if tracks is not None:
                 found, records = self._given_tracks(tracks), np.asarray(tracks)
             else:
-                found = self.tracking.step(pixels, time_s, feature_value("ego_speed", features, 0.0), run_options)
+                self.tracking.frame_size(image_rgb.shape[1], image_rgb.shape[0])
+                found = self.tracking.step(self._detector_pixels(pixels), time_s,
+                                           feature_value("ego_speed", features, 0.0), run_options)
                 detector_ms, records = self.tracking.last_detector_ms, self.tracking.last_records
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3

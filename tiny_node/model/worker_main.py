@@ -92,9 +92,12 @@ class _Server:
         self._early_cancel: int | None = None  # cancel that came before its job started
         self._delay_ms = delay_ms  # TEST HOOK (fault injection), see SetDelay
         self._vlm = runtime if isinstance(runtime, VlmRuntime) else None
+        # The bundle says how long its rationales run (its tokens, its eos); the node's parameter
+        # may only shorten them (0: none), never make the worker decode past the bundle's limit.
         limit = rationale_max_tokens
-        if self._vlm is not None and limit is None:
-            limit = self._vlm.spec.max_rationale_tokens
+        if self._vlm is not None:
+            own = self._vlm.spec.max_rationale_tokens
+            limit = own if limit is None else min(limit, own)
         # Only a language-model bundle can explain itself; a classifier never generates.
         self._rationale_tokens = (limit or 0) if self._vlm is not None else 0
         self._deferred: Rationale | None = None  # an aborted notice, sent after the next reply
