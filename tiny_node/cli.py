@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--no-plot", action="store_true", help="skip replay.png (saves ~1 s)")
     rp.add_argument("--namespace", default="", help="--realtime: the node's namespace")
     rp.add_argument("--wait", type=float, default=30.0, help="--realtime: seconds to wait for the node")
-    mdl = sub.add_parser("model", help="the model factory: tiny-node model build [--config default|tiny] "
-                         "(needs the 'train' extra)")
+    mdl = sub.add_parser("model", help="the model factory: tiny-node model build [--config tracked-det12 "
+                         "(the shipped recipe, default)|tiny|...] (needs the 'train' extra)")
     from tiny_node.factory.cli import add_arguments as model_arguments
 
     model_arguments(mdl)

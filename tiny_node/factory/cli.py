@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "tracked-kerb: tracked-cleared + intent labels and kerb-stop shards; "
                    "tracked-runtime: tracked-cleared trained on the runtime's own tracks; "
                    "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
-                   "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~1 min)")
+                   "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~20 s)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "

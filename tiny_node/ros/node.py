@@ -482,7 +482,8 @@ def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tiny_node", description="tiny_node: brake / no-brake decisions under a deadline. "
         "ROS arguments go after --ros-args (e.g. -r __ns:=/ego -p deadline_ms:=40.0).")
-    parser.add_argument("--params-file", help="ROS 2 params YAML (tiny_node: ros__parameters: ...)")
+    parser.add_argument("--params-file", help="ROS 2 params YAML; its section /**/tiny_node: applies in any "
+                        "namespace (a plain tiny_node: only to /tiny_node, as rcl matches it)")
     parser.add_argument("--model-bundle", help="override the model_bundle parameter")
     parser.add_argument("--no-autostart", action="store_true",
                         help="stay unconfigured; drive the lifecycle with `ros2 lifecycle set`")
