@@ -55,7 +55,9 @@ def test_tiny_build_makes_a_bundle_the_runtime_runs(tiny_build: Path) -> None:
     out = rt.decide(frame, {"ego_speed": 10.0, "range": 12.0, "range_rate": -10.0, "range_valid": 1.0},
                     "school zone", time_s=0.0)
     assert out.label in ("go", "brake") and math.isclose(sum(out.probs), 1.0, rel_tol=1e-6)
-    assert isinstance(rt.rationale(), str)
+    # a one-epoch model's words (bin tokens too), but words of its vocabulary: ids decoded to text
+    words = rt.rationale().split()
+    assert all(w in rt.tokenizer.get_vocab() for w in words), words
     assert 0.0 < rt.last_ms["detector"] <= rt.last_ms["track"]  # the detector ran, timed within the tracking
     # the tracked features are in the prompt: a track record changes the prompt's ids
     feats = {"ego_speed": 10.0}

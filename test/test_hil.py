@@ -493,3 +493,22 @@ def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
     bad.write_text("name: x\nego_speed_kmh: -5\n")
     assert main(["hil", "--out", str(tmp_path / "out"), "--scenario", str(bad)]) == 2
     assert "ego_speed_kmh" in capsys.readouterr().err
+
+
+def test_a_load_fault_fails_when_the_load_never_ran():
+    """stress-ng exiting at once (a bad option, a missing binary's wrapper) left the machine idle:
+    the timing checks then proved nothing, and the check passed."""
+    fault = F.CpuLoad()
+    fault.start = 1.0
+    frames = [FrameRec(i, i, 1.0 + i / 30, 1.0 + i / 30) for i in range(180)]
+    rec = _rec(frames=frames, decisions={i: [_decision(1.0 + i / 30 + 0.005)] for i in range(180)})
+    fault.info.update(exit_status=0, cpu_busy=0.97)
+    assert fault.check(rec).passed, fault.check(rec).failures
+    fault.info.update(exit_status=1, cpu_busy=0.03)
+    failures = " ".join(fault.check(rec).failures)
+    assert "the load did not run" in failures and "busy 0.03" in failures
+    # and a model that stops deciding under load fails it too
+    fault.info.update(exit_status=None, cpu_busy=0.97)
+    late = {i: [_decision(1.0 + i / 30 + 0.045, source="fallback", model_state="late")] for i in range(180)}
+    rec = _rec(frames=frames, decisions=late)
+    assert any("model on time for 0%" in f for f in fault.check(rec).failures)

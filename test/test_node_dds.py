@@ -157,11 +157,16 @@ def test_runtime_parameter_set_is_validated(start_node, feeder):
     assert {round(float(v["deadline_ms"])) for v in values} == {40}
 
 
-def test_sigterm_and_sigint_exit_cleanly(start_node, feeder):
+def test_sigterm_exits_cleanly(start_node, feeder):
+    """SIGTERM (systemd, docker stop) is a shutdown like SIGINT: status 0 after the teardown.
+
+    A node killed by the signal would return -SIGTERM and leave its DDS shared memory behind;
+    SIGINT is checked with the shared memory in the next test (``NodeProcess.stop`` sends it).
+    """
     node = start_node()
     assert feeder.wait_for_node(30), node.output()
     node.proc.send_signal(signal.SIGTERM)
-    assert node.proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert node.proc.wait(timeout=15) == 0, node.output()
 
 
 

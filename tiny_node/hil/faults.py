@@ -816,8 +816,17 @@ class BundleCorrupt(Fault):
 
 
 # --- system --------------------------------------------------------------------------------
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot (``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 class _Load(Fault):
     cmd: ClassVar[list[str]] = []
+    workers: ClassVar[int] = 1  # busy CPUs the load makes
 
     def skip_reason(self, ctx: Context) -> str:
         """Needs stress-ng."""
@@ -826,21 +835,40 @@ class _Load(Fault):
         return "" if shutil.which("stress-ng") else "stress-ng not installed (apt-get install -y stress-ng)"
 
     def begin(self, ctx: Context) -> None:
-        """Start the load, bounded by its own timeout too."""
+        """Start the load, bounded by its own timeout too; note the CPUs' busy time from here."""
         cmd = [*self.cmd, "--timeout", f"{max(1, math.ceil(self.duration_s))}s", "--quiet"]
+        self._jiffies = _cpu_jiffies()
         self._proc = ctx.spawn(cmd)
         ctx.note(f"{self.name}: {' '.join(cmd)} (pid {self._proc.pid})")
 
     def end(self, ctx: Context) -> list[OutFrame]:
-        """Stop the load (SIGTERM to its process group; reaped by the harness, not waited for here)."""
+        """Stop the load (SIGTERM to its process group; reaped by the harness, not waited for here).
+
+        What the check needs to know the load was there: whether stress-ng had already exited
+        (with its status: a bad option exits at once) and how busy the CPUs were meanwhile.
+        """
         proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return []
+        self.info["exit_status"] = proc.poll()  # None: still loading when the window closed
+        busy0, total0 = self._jiffies
+        busy1, total1 = _cpu_jiffies()
+        self.info["cpu_busy"] = (busy1 - busy0) / max(1, total1 - total0)
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):  # it ended on its own timeout
                 os.killpg(proc.pid, signal.SIGTERM)
         return []
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
-        """The common timing checks are the point; report the model's share."""
+        """The load was there (else the timing checks prove nothing), and the common timing checks held."""
+        status, busy = self.info.get("exit_status"), self.info.get("cpu_busy")
+        _require(res, status in (None, 0), f"the load did not run: {' '.join(self.cmd)} exited with {status}")
+        # the load's workers keep that many of the machine's CPUs busy, less a margin for scheduling
+        need = 0.7 * min(1.0, self.workers / (os.cpu_count() or 1))
+        if busy is not None:
+            res.observed.append(f"CPUs busy {busy:.0%} during the load (need {need:.0%})")
+        _require(res, busy is not None and busy >= need, f"the CPUs were busy {busy} during the load, "
+                 f"under {need:.0%}: the load did not run as meant")
         inside = rec.between(w.start, w.end)
         share = _share(inside, lambda r: r.values.get("model_state") == "on_time")
         res.observed.append(f"model on time under load: {share:.0%}")
@@ -852,10 +880,19 @@ class CpuLoad(_Load):
 
     key = "cpu_load"
     cmd: ClassVar[list[str]] = ["stress-ng", "--cpu", "2"]
-    expected = "every frame decided by its deadline within the documented jitter; model keeps deciding"
+    workers: ClassVar[int] = 2
+    expected = ("every frame decided by its deadline within the documented jitter; model keeps deciding "
+                "(on time for at least a quarter of the frames under load)")
 
     def __init__(self, duration_s: float = 3.0, recovery_s: float = 2.0) -> None:
         super().__init__(duration_s, recovery_s)
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """The load checks, and the model still deciding under it (the node runs SCHED_FIFO)."""
+        super().specific(rec, w, res)
+        if rec.has_model:
+            share = _share(rec.between(w.start, w.end), lambda r: r.values.get("model_state") == "on_time")
+            _require(res, share >= 0.25, f"model on time for {share:.0%} of the frames under load (need 25 %)")
 
 
 class MemoryPressure(_Load):
