@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime.quantization")
 
 from tiny_node.factory import dataset, scenes  # noqa: E402
-from tiny_node.factory.build import STEPS, Build, BuildError  # noqa: E402
+from tiny_node.factory.build import STEPS, Build, BuildError, code_digest  # noqa: E402
 from tiny_node.factory.config import DEFAULT, TINY  # noqa: E402
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost, prune  # noqa: E402
 from tiny_node.factory.vocab import build_tokenizer, encode, prompt_text, vocabulary  # noqa: E402
@@ -221,7 +221,9 @@ def test_seen_labels_train_on_what_the_camera_shows_and_test_on_the_truth(tiny_b
     np.testing.assert_array_equal(test["brake"], truth.split("test")["brake"])
     assert "brake_seen" in test
     # intent labels: an actor that will stop short of the corridor is no brake (in these drives: never one CV lacks)
-    intent = Build(replace(TINY, name="tiny-intent", labels="intent"), tmp_path, log=lambda _: None)
+    (tmp_path / "intent").mkdir()
+    (tmp_path / "intent" / "data").symlink_to(tiny_build / "data")
+    intent = Build(replace(TINY, name="tiny-intent", labels="intent"), tmp_path / "intent", log=lambda _: None)
     np.testing.assert_array_equal(intent.split("train")["brake"], truth.split("train")["brake_intent"])
     assert (intent.split("train")["brake"] <= truth.split("train")["brake"]).all()
     np.testing.assert_array_equal(intent.split("test")["brake"], truth.split("test")["brake"])
@@ -596,12 +598,32 @@ def test_a_build_resumed_with_another_thread_count_is_told_its_weights_will_diff
     import json
     logs: list[str] = []
     one = replace(TINY, threads=1)
-    state = {"config": one.to_dict(), "digest": one.digest(), "done": {"data": {"seconds": 0.0}}}
+    state = {"config": one.to_dict(), "digest": one.digest(), "code": code_digest(), "done": {"data": {"seconds": 0.0}}}
     (tmp_path / "steps.json").write_text(json.dumps(state))
     Build(one, tmp_path, log=logs.append)
     assert logs == []  # the same count: nothing to say
     Build(replace(TINY, threads=2), tmp_path, log=logs.append)  # still resumable (same digest)...
     assert len(logs) == 1 and "1 torch thread(s)" in logs[0] and "--threads 1" in logs[0]  # ...but said
+
+
+def test_a_build_is_its_configs_from_the_start_and_a_resume_by_other_code_is_told(tmp_path: Path) -> None:
+    """An interrupted data step left shards with no owner, which a build of any config adopted;
+    a resume after a code update mixed two factory versions without a word."""
+    import json
+
+    Build(TINY, tmp_path, log=lambda _: None)  # nothing run yet: the folder is already TINY's
+    assert json.loads((tmp_path / "steps.json").read_text())["code"] == code_digest()
+    with pytest.raises(BuildError, match="holds a build of another configuration"):
+        Build(replace(TINY, name="tiny-other", episodes_per_shard=2), tmp_path)
+    state = json.loads((tmp_path / "steps.json").read_text())
+    state.update(code="0123456789abcdef", done={"data": {"seconds": 0.0}})
+    (tmp_path / "steps.json").write_text(json.dumps(state))
+    logs: list[str] = []
+    Build(TINY, tmp_path, log=logs.append)
+    assert len(logs) == 1 and "other factory code (0123456789abcdef" in logs[0]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BuildError, match=r"--out .*afile: cannot make the build folder"):
+        Build(TINY, tmp_path / "afile")
 
 
 def test_the_detector_learns_from_the_base_train_split_or_every_training_shard(
@@ -772,3 +794,41 @@ def test_the_default_track_fields_leave_config_json_as_it_was_before_the_field()
     closing = replace(cfg, track_fields=(*TRACK_BASE, "vx_rel"))
     assert closing.to_dict()["track_fields"] == [*TRACK_BASE, "vx_rel"]
     assert VlmConfig.from_dict(closing.to_dict()) == closing
+
+
+def test_install_verifies_the_bundle_and_never_leaves_the_package_without_a_model(tiny_build: Path,
+                                                                                    tmp_path: Path) -> None:
+    """--install deleted the shipped model first, then copied an unverified bundle (or none)."""
+    from tiny_node.factory.cli import install
+    from tiny_node.model.bundle import BundleError, load_bundle
+
+    dest = tmp_path / "default_model"
+    install(tiny_build / "bundle", dest)
+    assert load_bundle(dest).name == load_bundle(tiny_build / "bundle").name
+    before = sorted((p.relative_to(dest), p.read_bytes()) for p in dest.rglob("*") if p.is_file())
+    tampered = Path(shutil.copytree(tiny_build / "bundle", tmp_path / "tampered"))
+    graph = next(tampered.rglob("embed_tokens*.onnx"))
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        install(tampered, dest)
+    with pytest.raises(BundleError, match="manifest missing"):
+        install(tmp_path / "nowhere", dest)
+    assert sorted((p.relative_to(dest), p.read_bytes()) for p in dest.rglob("*") if p.is_file()) == before
+
+
+def test_operating_point_refuses_an_out_whose_copy_would_take_a_bundles_place(tiny_build: Path, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """With --out a build folder, the copy at the operating point went to <build>/bundle: the bundle measured."""
+    from tiny_node.cli import main
+
+    build = Path(shutil.copytree(tiny_build / "bundle", tmp_path / "b1" / "bundle")).parent
+    before = sorted(p.name for p in (build / "bundle").rglob("*"))
+    assert main(["model", "operating-point", str(build / "bundle"), "--out", str(build)]) == 2
+    assert "would overlap the bundle" in capsys.readouterr().err
+    assert sorted(p.name for p in (build / "bundle").rglob("*")) == before
+    other = tmp_path / "other"
+    from tiny_node.model.testmodels import make_fast_bundle
+
+    make_fast_bundle(other / "bundle")  # another build's bundle where the copy would go
+    assert main(["model", "operating-point", str(build / "bundle"), "--out", str(other)]) == 2
+    assert "holds another bundle" in capsys.readouterr().err and (other / "bundle" / "manifest.yaml").is_file()

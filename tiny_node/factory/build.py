@@ -18,6 +18,7 @@ config hash, so a rerun skips them, and an interrupted fit resumes from its last
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -57,25 +58,31 @@ class BuildError(RuntimeError):
     """A build cannot go on (message says why and what to do)."""
 
 
+def code_digest() -> str:
+    """Short hash of the code a build's outputs depend on: the factory, the model runtime, the simulator.
+
+    Why: a build resumed after an update would otherwise mix outputs of two code versions
+    without a word (steps.json records the config, not the code).
+    """
+    pkg = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for sub in ("factory", "model", "sim"):
+        for path in sorted((pkg / sub).glob("*.py")):
+            h.update(f"{sub}/{path.name}".encode())
+            h.update(path.read_bytes())
+    h.update((pkg / "camera.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
 class Build:
     """One build directory: its config, its finished steps, its data."""
 
     def __init__(self, cfg: FactoryConfig, out: Path, log: Callable[[str], None] = print) -> None:
         self.cfg, self.out, self.log = cfg, out, log
-        out.mkdir(parents=True, exist_ok=True)
-        self.state_path = out / "steps.json"
-        self.state: dict[str, Any] = {"config": cfg.to_dict(), "digest": cfg.digest(), "done": {}}
-        if self.state_path.exists():
-            old = json.loads(self.state_path.read_text(encoding="utf-8"))
-            if old.get("digest") != cfg.digest():
-                raise BuildError(f"{out} holds a build of another configuration ({old.get('config', {}).get('name')}, "
-                                 f"digest {old.get('digest')} != {cfg.digest()}): use another --out")
-            self.state = old
-            done_with = old.get("config", {}).get("threads")
-            if old.get("done") and done_with not in (None, cfg.threads):
-                self.log(f"warning: {out} was built so far with {done_with} torch thread(s), it resumes with "
-                         f"{cfg.threads}: the weights depend on the thread count, so this build will not match "
-                         f"an uninterrupted one (--threads {done_with} would)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BuildError(f"--out {out}: cannot make the build folder: {exc}") from exc
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
@@ -94,6 +101,28 @@ class Build:
         except ValueError as exc:
             raise BuildError(f"config {cfg.name}: {exc}") from exc
         self.word_ids = decision_token_ids(self.tok)
+        self.state_path = out / "steps.json"
+        code = code_digest()
+        self.state: dict[str, Any] = {"config": cfg.to_dict(), "digest": cfg.digest(), "code": code, "done": {}}
+        if self.state_path.exists():
+            old = json.loads(self.state_path.read_text(encoding="utf-8"))
+            if old.get("digest") != cfg.digest():
+                raise BuildError(f"{out} holds a build of another configuration ({old.get('config', {}).get('name')}, "
+                                 f"digest {old.get('digest')} != {cfg.digest()}): use another --out")
+            self.state = old
+            done_with = old.get("config", {}).get("threads")
+            if old.get("done") and done_with not in (None, cfg.threads):
+                self.log(f"warning: {out} was built so far with {done_with} torch thread(s), it resumes with "
+                         f"{cfg.threads}: the weights depend on the thread count, so this build will not match "
+                         f"an uninterrupted one (--threads {done_with} would)")
+            if old.get("done") and old.get("code") != code:
+                self.log(f"warning: {out} was built so far by other factory code ({old.get('code', 'unrecorded')}, "
+                         f"now {code}): its finished steps are kept, so this build mixes the two; a fresh --out "
+                         "rebuilds it with this code alone")
+        else:
+            # The folder is this config's from now on: shards of an interrupted data step are not
+            # adopted by a build of another config (the digest above refuses it).
+            self._save_state()
 
     # -- bookkeeping -----------------------------------------------------------------
     def done(self, step: str) -> bool:
@@ -103,6 +132,9 @@ class Build:
     def mark(self, step: str, seconds: float, info: dict[str, Any] | None = None) -> None:
         """Record ``step`` as finished."""
         self.state["done"][step] = {"seconds": round(seconds, 1), **(info or {})}
+        self._save_state()
+
+    def _save_state(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=1), encoding="utf-8")
         tmp.replace(self.state_path)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from tiny_node.model.bundle import BundleError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
 
@@ -40,10 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
                    "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~20 s)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
-    b.add_argument("--threads", type=int, default=None,
+    b.add_argument("--threads", type=_at_least(1), default=None,
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
                    "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default")
-    b.add_argument("--seed", type=int, default=None,
+    b.add_argument("--seed", type=_at_least(0), default=None,
                    help="the recipe with another seed (default: the recipe's); a recipe with its own "
                    "detector_seed (tracked-lookalike-carried, tracked-cleared, tracked-det-all, tracked-kerb) "
                    "keeps its detector and varies the language model only; "
@@ -95,7 +98,7 @@ def _tracker_bound_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=DEFAULT.episodes_per_shard,
                    help="drives per shard of the build (to re-run shards made without vru_tracks)")
     p.add_argument("--frames", type=int, default=DEFAULT.frames_per_episode, help="frames per drive of the build")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=_at_least(1), default=1, help="torch threads")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg = replace(cfg, seed=args.seed)
     out = Path(args.out or f"out/model-{args.config}" + (f"-s{args.seed}" if args.seed is not None else ""))
+    if args.install and args.until not in (None, "bundle"):
+        print(f"tiny-node model build: --install needs the bundle step; --until {args.until} stops before it",
+              file=sys.stderr)
+        return 2
     try:
         final = build(cfg, out, until=args.until, threads=args.threads)
     except BuildError as exc:
@@ -145,7 +152,44 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"bundle: {final}\nmetrics: {out / 'metrics.json'}\ntable: {out / 'table.md'}")
     if args.install:
-        shutil.rmtree(DEFAULT_MODEL_DIR, ignore_errors=True)
-        shutil.copytree(final, DEFAULT_MODEL_DIR)
+        try:
+            install(final, DEFAULT_MODEL_DIR)
+        except (BundleError, OSError) as exc:
+            print(f"tiny-node model build --install: {exc} (the package's model is left as it was)", file=sys.stderr)
+            return 2
         print(f"installed: {DEFAULT_MODEL_DIR}")
     return 0
+
+
+def install(bundle: Path, dest: Path) -> None:
+    """Put ``bundle`` at ``dest`` (the package's model): verified first, swapped in by renames.
+
+    Why: the shipped model must never be left missing or half copied, nor replaced by a
+    bundle whose files no longer match their SHA-256s (a build folder edited since its
+    bundle step).
+    """
+    from tiny_node.model.bundle import load_bundle
+
+    load_bundle(bundle)  # every file's SHA-256 against its manifest
+    staging, old = dest.with_name(dest.name + ".installing"), dest.with_name(dest.name + ".old")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(bundle, staging)
+    load_bundle(staging)  # the copy too
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _at_least(lo: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``lo`` (a usage error naming the option otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+    return parse

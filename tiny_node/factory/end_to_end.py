@@ -36,7 +36,8 @@ def measure(bundle_dir: Path, build_dir: Path, threshold: float | None = None, *
     if "data" not in state.get("done", {}):
         raise BundleError(f"{build_dir}: its data step has not finished (no shards to measure on)")
     cfg = FactoryConfig.from_dict(state["config"])
-    build = Build(cfg, build_dir, log=lambda _: None)
+    # warnings (a build made by other code: its cached tracks may be stale) go to stderr
+    build = Build(cfg, build_dir, log=lambda text: print(text, file=sys.stderr))
     bundle = load_bundle(bundle_dir)
     thr = bundle.decision.threshold if threshold is None else threshold
     tracking = bundle.vlm.tracking if bundle.vlm is not None else None

@@ -44,7 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiny_node.config import make_config
-from tiny_node.model.bundle import MANIFEST, BundleError, existing_bundle_dir, load_bundle, set_threshold
+from tiny_node.model.bundle import (
+    MANIFEST,
+    BundleError,
+    existing_bundle_dir,
+    load_bundle,
+    set_threshold,
+    write_atomic,
+)
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
 from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
 
@@ -138,11 +145,33 @@ def shadow_peaks(timeline: Path, min_p: float = 0.0) -> tuple[float, float]:
 
 def bundle_at(bundle: Path, threshold: float, dest: Path) -> Path:
     """A copy of ``bundle`` whose manifest says ``threshold`` (the original is left untouched)."""
+    check_copy_dest(bundle, dest)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(bundle, dest)
     set_threshold(dest, threshold)
     return dest
+
+
+def check_copy_dest(bundle: Path, dest: Path) -> None:
+    """Refuse a ``dest`` for the copy that is, holds or lies in ``bundle``, or holds another bundle.
+
+    Why: the copy replaces ``dest``; with ``--out`` a build folder, ``dest`` was the build's own
+    bundle (deleted, then the copy failed), or another bundle silently replaced. A folder with
+    an earlier copy of this bundle (the same files) may be replaced.
+    """
+    a, d = bundle.resolve(), dest.resolve()
+    if a == d or a in d.parents or d in a.parents:
+        raise BundleError(f"{dest}: the operating point's copy would overlap the bundle {bundle}; choose another --out")
+    if not dest.exists():
+        return
+    try:
+        mine = {k: e.sha256 for k, e in load_bundle(bundle).files.items()}
+        theirs = {k: e.sha256 for k, e in load_bundle(dest).files.items()}
+    except BundleError as exc:
+        raise BundleError(f"{dest} exists and is not a copy of {bundle} ({exc}); choose another --out") from exc
+    if mine != theirs:
+        raise BundleError(f"{dest} holds another bundle than {bundle} (other files); choose another --out")
 
 
 def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int = 2,
@@ -190,6 +219,11 @@ def command(args: argparse.Namespace) -> int:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
         return 2
     out = Path(args.out or f"out/operating-point-{bundle.resolve().name}")
+    try:  # before the drives run: the copy must not take the place of a bundle
+        check_copy_dest(bundle, out / AT_DIR)
+    except BundleError as exc:
+        print(f"tiny-node model operating-point: {exc}", file=sys.stderr)
+        return 2
     point = choose(bundle, out, margin=args.margin, workers=args.workers, with_benign=args.with_benign)
     print("look-alike drive                                  peak P(brake)  earliest track conflict")
     for name, p in sorted(point.peaks.items(), key=lambda kv: -kv[1]):
@@ -220,6 +254,6 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     if args.write:  # the manifest of the copy run_at validated and ran, so the original is never left broken
-        shutil.copy2(out / AT_DIR / MANIFEST, bundle / MANIFEST)
+        write_atomic(bundle / MANIFEST, (out / AT_DIR / MANIFEST).read_text(encoding="utf-8"))
         print(f"threshold {point.threshold:.2f} written to {bundle / MANIFEST}")
     return 0

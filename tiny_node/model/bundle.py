@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -348,6 +349,20 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a kill) sees the old file or the new one, never half.
+
+    Why: a manifest cut short by an interrupted write may still parse (a resumed build kept
+    one that had lost its conflict brake), and the node verifies files against it.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def edit_manifest(bundle_dir: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     """Apply ``edit`` to a bundle's manifest document, write it, and check the bundle still loads.
 
@@ -357,7 +372,7 @@ def edit_manifest(bundle_dir: Path, edit: Callable[[dict[str, Any]], None]) -> N
     path = bundle_dir / MANIFEST
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     edit(doc)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
     load_bundle(bundle_dir)
 
 
@@ -400,7 +415,7 @@ def write_manifest(
     if vlm is not None:
         manifest["vlm"] = dict(vlm)
     out = root / MANIFEST
-    out.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    write_atomic(out, yaml.safe_dump(manifest, sort_keys=False))
     return out
 
 
