@@ -287,3 +287,75 @@ def test_operating_point_write_is_refused_when_the_conflict_brake_fires(bundles,
     assert (bundle / MANIFEST).read_bytes() == before
     written = json.loads((tmp_path / "out" / "operating_point.json").read_text())
     assert written["conflict_activations"] == ["kerb"] and written["earliest_conflicts"] == {"kerb": 1.1}
+
+
+class _BrakePulse:
+    """A port whose brake is on during [on_s, off_s) of sim time and never otherwise: a node that reacts once."""
+
+    def __init__(self, on_s: float, off_s: float) -> None:
+        self.on, self.off = round(on_s * 1e9), round(off_s * 1e9)
+        self.range_limits = (0.3, 80.0)
+        self.stamp_base_ns = 0
+        self._brake = False
+
+    def start(self) -> None:
+        self._brake = False
+
+    def send(self, msg: object) -> None:
+        pass
+
+    def sync(self, t_ns: int) -> bool | None:
+        brake = self.on <= t_ns < self.off
+        if brake != self._brake:
+            self._brake = brake
+            return brake
+        return None
+
+    def finish(self) -> None:
+        pass
+
+    def decisions(self) -> list[object]:
+        return []
+
+    def stats(self) -> dict[str, object]:
+        return {}
+
+
+def test_ccr_runs_end_by_the_protocols_rules_not_by_a_brake_tap_or_the_clock():
+    """A brake tap before the CCRb lead brakes made the ego 'slower than the target' (green, at 0.6 s);
+    a brake released before standstill counted as avoided when the clock ran out before the contact."""
+    from tiny_node.sim.closed_loop import drive
+    from tiny_node.sim.suite import ccrb, ccrs
+
+    tap = drive(ccrb(6.0, 12.0), _BrakePulse(0.40, 0.65))
+    assert tap.collided and tap.collision_t > 2.5  # the lead brakes at 1 s; nothing else reacts
+    released = drive(ccrs(20.0), _BrakePulse(2.0, 2.6))  # 20 km/h down to ~7 km/h, then no brake
+    assert released.collided and released.collision_t > ccrs(20.0).duration_s  # it went on past 6 s
+    assert 6.0 < released.relative_impact_speed_kmh < 8.0
+
+
+def test_a_failed_ccrs_gate_takes_the_ccrs_points_away_and_a_crashed_run_scores_zero():
+    from tiny_node.sim.report import totals
+
+    def run(protocol: str, speed: float, band: str, points: float | None, **kw: object) -> dict[str, object]:
+        return {"mode": "model", "protocol": protocol, "ego_speed_kmh": speed, "band": band, "points": points, **kw}
+
+    runs = [run("CCRs", 10.0, "red", 0.0), run("CCRs", 30.0, "green", 1.0), run("CCRm", 30.0, "green", 1.0),
+            {"mode": "model", "protocol": "CPNA-25", "ego_speed_kmh": 20.0, "outcome": "error"}]
+    t = totals(runs)["model"]
+    assert not t["ccrs_gate_passed"] and t["points"] == 1.0 and t["points_max"] == 4.0
+    runs[0] = run("CCRs", 10.0, "green", 1.0)
+    t = totals(runs)["model"]
+    assert t["ccrs_gate_passed"] and t["points"] == 3.0
+
+
+def test_ccr_overlaps_put_the_target_where_the_protocol_says():
+    """+p % overlaps the ego's right side by p % of its width, -p % its left; a -50 % target was out of the path."""
+    from tiny_node.sim.kinds import KINDS
+    from tiny_node.sim.suite import ccrs
+
+    width = KINDS["car"].width_m
+    for pct, y in ((100.0, 0.0), (50.0, -0.91), (-50.0, 0.91), (75.0, -0.455), (-75.0, 0.455)):
+        target = ccrs(30.0, pct).actors[0].trajectory
+        assert target.y_m == pytest.approx(y, abs=1e-3), pct
+        assert width / 2 + 1.82 / 2 - abs(target.y_m) > 0  # still overlapping the ego's corridor

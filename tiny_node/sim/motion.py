@@ -39,6 +39,21 @@ class ActorMotion:
         self.vy = self.speed * math.sin(self.heading)
 
     @property
+    def speed_settled(self) -> bool:
+        """Whether the script has no speed change left: started, and a braking actor at its final speed.
+
+        Why: the CCR end rule (the ego slower than the car it follows) means the test is over
+        only once the target's speed is what it will stay; in CCRb both start at 50 km/h and a
+        brake tap before the lead brakes would end the run as avoided.
+        """
+        tr = self.spec.trajectory
+        if not self.started:
+            return False
+        if tr.braking is not None:
+            return self.braking and self.speed <= tr.braking.final_speed_kmh / 3.6 + 1e-6
+        return tr.accel_mps2 is None or self.speed >= tr.speed_kmh / 3.6 - 1e-6
+
+    @property
     def phase(self) -> float:
         """Gait / pedal cycles so far (fractional part = pose)."""
         return self.travelled / STRIDE_M.get(self.spec.kind, 5.0)

@@ -57,11 +57,22 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             t["points"] += float(r["points"])
             t["points_max"] += 1.0
             t["scored_runs"] += 1
+        elif r.get("outcome") == "error" and r.get("protocol"):  # a scored test that crashed scores 0, not nothing
+            t["points_max"] += 1.0
+            t["scored_runs"] += 1
     for mode, t in out.items():  # reference: a CCRs point <= 20 km/h not green zeroes CCRs
         t["ccrs_gate_passed"] = ccrs_gate_passed(
             (str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
             for r in runs if r["mode"] == mode and r.get("band") is not None)
+        if not t["ccrs_gate_passed"]:
+            t["points"] -= ccrs_points(runs, mode)
     return dict(sorted(out.items(), key=lambda kv: _mode_order(kv[0])))
+
+
+def ccrs_points(runs: Sequence[Mapping[str, Any]], mode: str) -> float:
+    """The points a mode's CCRs runs scored: what a failed CCRs gate takes away."""
+    return sum(float(r.get("points") or 0.0) for r in runs
+               if r["mode"] == mode and str(r.get("protocol") or "").startswith("CCRs"))
 
 
 def _mode_order(mode: str) -> tuple[int, str]:
@@ -137,7 +148,7 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
     gated = [m for m, t in tot.items() if not t["ccrs_gate_passed"]]
     if gated:
         lines += [f"CCRs gate failed ({', '.join(gated)}): a CCRs point at <= 20 km/h is not green, "
-                  "which zeroes the CCRs score under Euro NCAP 2026.", ""]
+                  "which zeroes the CCRs score under Euro NCAP 2026 (taken out of its points above).", ""]
     if matrix:
         lines += ["![score matrix](score_matrix.png)", ""]
     lines += ["| scenario | mode | outcome | impact km/h (rel.) | band | points | false activation | "
@@ -324,7 +335,10 @@ def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
         ax.set_xticks([j + 0.5 for j in range(len(speeds))], [f"{v:g}" for v in speeds], fontsize=7)
         ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
         ax.set_xlabel("ego speed km/h (cell: relative impact km/h)", fontsize=7)
-        ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points", fontsize=9)
+        gate = totals([r for r in runs if r["mode"] == mode])[mode]["ccrs_gate_passed"]
+        if not gate:  # a CCRs point <= 20 km/h not green zeroes CCRs (as totals() counts it)
+            got -= ccrs_points(scored, mode)
+        ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points" + ("" if gate else " (CCRs gate failed)"), fontsize=9)
         ax.tick_params(length=0)
         for s in ax.spines.values():
             s.set_visible(False)

@@ -17,6 +17,9 @@ from tiny_node.sim.motion import ActorMotion
 from tiny_node.sim.scenario import Scenario
 from tiny_node.sim.vehicle import Ego
 
+#: how long a CCR run still closing on its target at ``duration_s`` may go on (``World.done``)
+CCR_OVERTIME_S = 30.0
+
 
 @dataclass(frozen=True)
 class ActorState:
@@ -205,6 +208,10 @@ class World:
 
     def in_path(self) -> tuple[float, ActorState | None]:
         """Distance from the ego bumper to the nearest solid actor overlapping its corridor."""
+        best, who = self._in_path_motion()
+        return best, (None if who is None else self._state(who))
+
+    def _in_path_motion(self) -> tuple[float, ActorMotion | None]:
         front = self.ego.position
         rear = front - self.ego.length_m
         hw = 0.5 * self.ego.width_m
@@ -222,7 +229,7 @@ class World:
             d = max(0.0, m.x - hx - front)
             if d < best:
                 best, who = d, m
-        return best, (None if who is None else self._state(who))
+        return best, who
 
     def truth(self) -> GroundTruth:
         """Ground truth now."""
@@ -241,16 +248,21 @@ class World:
     def done(self) -> bool:
         """End of the run (Euro NCAP end conditions, reference).
 
-        Duration reached, contact, the ego stopped after braking, or (CCR protocols) the ego
-        slower than the target it follows.
+        Contact, the ego stopped after braking, or (CCR protocols) the ego slower than the
+        target it follows once the target's speed is settled; else ``duration_s``. A CCR run
+        still closing on its target then goes on until one of those, for at most
+        ``CCR_OVERTIME_S``: the protocol has no timeout, and a brake released too early must
+        not count as avoided because the clock ran out before the contact.
         """
-        if self.collided or self.t >= self.scenario.duration_s - 1e-9:
+        if self.collided:
             return True
         if self.ego.speed <= 0.0 and self.ego.first_request_t is not None:
             return True
-        protocol = self.scenario.protocol or ""
-        if protocol.startswith("CCR"):
-            _, who = self.in_path()
-            if who is not None and who.vx > 0.0 and self.ego.speed < who.vx - 1e-6:
+        limit = self.scenario.duration_s
+        if (self.scenario.protocol or "").startswith("CCR"):
+            _, who = self._in_path_motion()
+            if who is not None and who.vx > 0.0 and who.speed_settled and self.ego.speed < who.vx - 1e-6:
                 return True
-        return False
+            if who is not None and self.ego.speed > who.vx + 1e-6:
+                limit += CCR_OVERTIME_S
+        return self.t >= limit - 1e-9
