@@ -179,7 +179,7 @@ def _dropout_record(frameless_times: list[float], level: int = 2) -> tuple[RunRe
     ts = [i / 30 for i in range(int(5.5 * 30)) if not 2.0 <= i / 30 < 3.5]
     rec.frames = [FrameRec(i, 1000 + i, t, t) for i, t in enumerate(ts)]
     rec.decisions = {1000 + i: [_decision(t + 0.005)] for i, t in enumerate(ts)}
-    rec.frameless = [DecisionRec(t, {"frame": "none (camera timeout)", "level": level,
+    rec.frameless = [DecisionRec(t, {"frame": "none (camera timeout)", "level": level, "source": "fallback",
                                      "reason": "clear [camera: no frame for 0.52 s]"}) for t in frameless_times]
     for name, lvl in (("camera", 2), ("camera", 0)):
         at = 2.8 if lvl == 2 else 3.8
@@ -197,6 +197,7 @@ def test_camera_dropout_check_wants_decisions_without_a_frame_at_the_camera_peri
     assert global_failures(rec) == []
     for times, level, why in ((steady[:2], 2, "only 2 decisions without a frame"),
                               (steady[::4], 2, "gap between decisions without a frame"),
+                              (steady[:4], 2, "gap between decisions without a frame"),  # quiet before frames return
                               (steady, 1, "not at level ERROR"),
                               ([t + 0.3 for t in steady], 2, "first decision without a frame 0.80 s")):
         rec, fault = _dropout_record(times, level)
@@ -512,3 +513,44 @@ def test_a_load_fault_fails_when_the_load_never_ran():
     late = {i: [_decision(1.0 + i / 30 + 0.045, source="fallback", model_state="late")] for i in range(180)}
     rec = _rec(frames=frames, decisions=late)
     assert any("model on time for 0%" in f for f in fault.check(rec).failures)
+
+
+def test_every_frame_of_a_run_is_held_to_its_deadline_not_only_those_in_fault_windows():
+    """Lead-in, the gaps between faults and the tail were never judged: all-late runs passed."""
+    from tiny_node.hil.harness import global_failures
+
+    rec = _rec()
+    rec.frames = [FrameRec(i, 10_000 + i, i / 30, i / 30) for i in range(300)]
+    rec.decisions = {10_000 + i: [_decision(i / 30 + 0.5, latency=500.0)] for i in range(300)}
+    assert any("whole run: 300/300 decisions after their deadline" in f for f in global_failures(rec))
+    on_time = _rec(frames=rec.frames, decisions={10_000 + i: [_decision(i / 30 + 0.005)] for i in range(300)})
+    assert global_failures(on_time) == []
+
+
+def test_the_harness_clock_caps_every_decision_and_a_stall_excuses_only_what_it_overlapped():
+    from tiny_node.hil.stallprobe import Stall
+
+    frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(60)]
+    decisions = {i: [_decision(1.0 + i / 30 + 0.005)] for i in range(60)}
+    for i in range(0, 60, 10):  # 6 of 60 (within the late share) received 1.5 s after publish
+        decisions[i] = [_decision(1.0 + i / 30 + 1.5)]
+    fails, _ = timing_failures(match(frames, decisions)[0])
+    assert any("received 1500.0 ms after its frame was published" in f for f in fails)
+
+    sent = 1.0 + 4 / 30
+    decisions = {i: [_decision(1.0 + i / 30 + 0.01)] for i in range(60)}
+    decisions[4] = [_decision(sent + 0.16, latency=150.0)]  # the node itself 100 ms over
+    results = match(frames, decisions)[0]
+    assert timing_failures(results, stalls=[Stall(sent - 0.2, sent)])[0]  # a stall before the frame
+    assert timing_failures(results, stalls=[Stall(sent + 0.159, sent + 0.4)])[0]  # 1 ms of its life
+    assert not timing_failures(results, stalls=[Stall(sent + 0.01, sent + 0.15)])[0]  # 140 ms of it
+
+
+def test_a_decision_without_a_readable_latency_fails_instead_of_hiding_the_late_ones():
+    frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(20)]
+    decisions = {i: [_decision(1.0 + i / 30 + 0.01)] for i in range(20)}
+    decisions[0] = [DecisionRec(1.01, {"latency_ms": "nan", "deadline_ms": "50.0", "source": "model"})]
+    decisions[5] = [_decision(1.0 + 5 / 30 + 0.01, latency=250.0)]
+    fails, _ = timing_failures(match(frames, decisions)[0])
+    assert any("without a readable latency_ms" in f for f in fails)
+    assert any("200.0 ms after its deadline" in f for f in fails)

@@ -131,6 +131,9 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     """Entry point of ``tiny-node hil``; 0 when every check passed."""
     if args.netns:
         return _netns_outer(args, argv)
+    # SIGTERM (a CI timeout, systemd) unwinds like Ctrl-C: the node it started and its model
+    # worker are stopped and the temporary bundles removed in the finally blocks, not left running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from tiny_node.bag.errors import BagError
     from tiny_node.dds import configure_dds, isolated_ros_env
     from tiny_node.hil import netns

@@ -269,7 +269,10 @@ class CameraDropout(Fault):
         last_sent = rec.rt(before[-1].sent_at)
         times = [rec.rt(d.received_at) for d in got]
         first = times[0] - last_sent
-        gaps = np.diff(times)
+        # steady until the frames are back: the gap to the first frame after the outage counts too,
+        # or a node that went quiet halfway would pass on its first few decisions
+        back = [rec.rt(f.sent_at) for f in rec.frames if f.t >= w.end]
+        gaps = np.diff(times + back[:1])
         stray = {id(d) for d in rec.stray_frameless()}
         late = [d for d in got if id(d) in stray]
         res.observed.append(f"{len(got)} decisions without a frame, the first {first:.2f} s after the last "
@@ -284,6 +287,11 @@ class CameraDropout(Fault):
         _require(res, not bad_reason, f"{len(bad_reason)} without 'camera: no frame' in the reason")
         bad_level = [d for d in got if int(d.values.get("level", 0)) != ERROR]
         _require(res, not bad_level, f"{len(bad_level)} decisions without a frame not at level ERROR")
+        if rec.camera_timeout_action == "rules":  # the rule path: "rules", "fallback" beside a model,
+            # or a brake held from before the outage (its source is the held one's)
+            bad_source = [d for d in got if d.values.get("source") not in ("rules", "fallback")
+                          and str(d.values.get("hold")) != "true"]
+            _require(res, not bad_source, f"{len(bad_source)} decisions without a frame not by the rules")
         _require(res, not late, f"{len(late)} decisions without a frame after frames were back")
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from tiny_node.config import SPECS
 from tiny_node.decision import FRAME_NONE
 from tiny_node.hil.faults import Fault, OutFrame, schedule
-from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord
+from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord, timing_failures
 from tiny_node.hil.source import Event, Stream
 from tiny_node.hil.stallprobe import Probe
 from tiny_node.tools.nodeproc import NodeProcess, read_rss_kib
@@ -551,6 +551,10 @@ def global_failures(rec: RunRecord) -> list[str]:
         out.append(f"{dups} duplicate decisions")
     if rec.unknown_decisions:
         out.append(f"{rec.unknown_decisions} decisions for stamps never sent")
+    # every frame in time, not only those inside a fault's window (lead-in, gaps, tail, --duration)
+    late, _ = timing_failures([r for r in judged if r.decision is not None],
+                              stalls=rec.stalls if rec.probe_trusted else None)
+    out += [f"whole run: {f}" for f in late]
     stray = rec.stray_frameless()
     if stray:
         out.append(f"{len(stray)} decisions without a frame although a frame had been sent within "
