@@ -554,3 +554,37 @@ def test_a_decision_without_a_readable_latency_fails_instead_of_hiding_the_late_
     fails, _ = timing_failures(match(frames, decisions)[0])
     assert any("without a readable latency_ms" in f for f in fails)
     assert any("200.0 ms after its deadline" in f for f in fails)
+
+
+def test_a_run_wide_fault_leaves_no_clean_episode_in_its_run():
+    """The corrupt bundle holds from start to end: a rules-only collision there is not a clean-scenario result."""
+    from tiny_node.hil.report import outcome
+
+    fault = F.FAULTS["bundle_corrupt"]()
+    assert fault.run_wide and not F.FAULTS["camera_dropout"]().run_wide
+    rec = _rec(group="bundle", episodes=[{"t_start": 0.0, "t_end": 3.5, "collided": True, "impact_speed_kmh": 21.0,
+                                          "min_ttc_s": 0.0}])
+    fault.start = 4.0
+    rec.windows[fault.name] = fault.window
+    assert outcome([rec])["clean"]["episodes"] == 1  # what the window alone said
+    rec.run_wide.append(fault.name)
+    assert outcome([rec])["clean"]["episodes"] == 0
+
+
+def test_a_hang_must_be_found_within_the_nodes_hang_timeout():
+    fault = F.FAULTS["worker_sigstop"]()
+    fault.start = 10.0
+    fault.info["pid"] = 123
+    frames = [FrameRec(i, i, 9.0 + i / 30, 9.0 + i / 30) for i in range(200)]
+    decisions = {i: [_decision(9.0 + i / 30 + 0.045, source="fallback", model_state="late")] for i in range(60)}
+    decisions |= {i: [_decision(9.0 + i / 30 + 0.005)] for i in range(60, 200)}
+
+    def run(found_at: float) -> list[str]:
+        rec = _rec(frames=frames, decisions=decisions, diag_period_s=0.2, model_hang_timeout_ms=500.0)
+        rec.diags += [DiagRec(9.5, "tiny_node: model", 0, "ready", {"restarts": "0"}),
+                      DiagRec(found_at, "tiny_node: model", 2, "restarting", {"restarts": "0"}),
+                      DiagRec(found_at + 1.0, "tiny_node: model", 1, "starting", {"restarts": "1"})]
+        return fault.check(rec).failures
+
+    assert not [f for f in run(10.7) if "hang was found" in f]
+    assert any("hang was found 3.60 s after the signal" in f for f in run(13.6))

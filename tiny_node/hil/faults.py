@@ -101,6 +101,8 @@ class Fault:
     """Base: a no-op fault; subclasses override the hooks they need and :meth:`specific`."""
 
     key: ClassVar[str] = "fault"
+    #: the fault holds for its node's whole run (not only its window): no episode there is clean
+    run_wide: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
     needs_pid: ClassVar[bool] = False
     # Instance-overridable defaults (a range fault's text depends on its kind):
@@ -748,11 +750,24 @@ class WorkerStop(_WorkerSignal):
 
     key = "worker_sigstop"
     sig = signal.SIGSTOP
-    expected = ("hang detected within model_hang_timeout_ms, worker killed and restarted; fallback "
-                "meanwhile, model diagnostic ERROR, model decisions resume")
+    expected = ("hang detected within model_hang_timeout_ms (the model diagnostic ERROR by the next "
+                "diagnostics, 0.5 s allowed beyond), worker killed and restarted; fallback meanwhile, model "
+                "decisions resume")
 
     def __init__(self, duration_s: float = 1.5, recovery_s: float = 3.0) -> None:
         super().__init__(duration_s, recovery_s)
+
+    def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """The common worker checks, and the hang found in time: the restart counted by then."""
+        super().specific(rec, w, res)
+        # found = the model diagnostic's first ERROR (the worker killed, restarting after its backoff)
+        found = first_time(rec.diag("model", w.start, w.until), rec, ERROR)
+        by = w.start + rec.model_hang_timeout_ms * 1e-3 + rec.diag_period_s + 0.5
+        if found is not None:
+            res.observed.append(f"hang reported at +{found - w.start:.2f} s (hang timeout "
+                                f"{rec.model_hang_timeout_ms:.0f} ms)")
+            _require(res, found <= by, f"the hang was found {found - w.start:.2f} s after the signal, later than "
+                     f"model_hang_timeout_ms {rec.model_hang_timeout_ms:.0f} ms + a diagnostics period + 0.5 s")
 
 
 class SlowModel(Fault):
@@ -809,12 +824,17 @@ class BundleCorrupt(Fault):
         """Needs its own node run (the harness corrupts a copy of the bundle)."""
         return "" if ctx.has_model else "needs a model bundle to corrupt (--model)"
 
+    #: the node runs with the corrupt bundle from start to end: no episode of its run is clean
+    run_wide: ClassVar[bool] = True
+
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
-        """Rules only; ERROR with the checksum."""
-        frames = [r for r in rec.between(w.start, w.until) if r.decision is not None]
+        """Rules only for the whole run (judged after warm-up, not only in the window); ERROR with the checksum."""
+        frames = [r for r in rec.results() if r.decision is not None and r.frame.t >= rec.warmup_s]
         states = {str(r.values.get("model_state")) for r in frames}
         res.observed.append(f"model states {sorted(states)}")
-        _require(res, states == {"unavailable"}, f"model states {sorted(states)}, expected only 'unavailable'")
+        # never the model's answer: unavailable, or not asked while the rules brake (skipped)
+        _require(res, "unavailable" in states and states <= {"unavailable", "skipped"},
+                 f"model states {sorted(states)}, expected only 'unavailable' (and 'skipped' while the rules brake)")
         errs = [d for d in rec.diag("model") if d.level == ERROR]
         _require(res, bool(errs), "no model diagnostic ERROR")
         if errs:

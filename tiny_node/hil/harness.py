@@ -195,6 +195,7 @@ class _Runner:
             range_stuck_s=float(param("range_stuck_s")),
             diag_period_s=float(param("diagnostics_period_s")),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
+            model_hang_timeout_ms=float(param("model_hang_timeout_ms")),
         )
         self._param_client: Any = None
         self._index = 0
@@ -313,6 +314,8 @@ class _Runner:
                     f.begin(ctx)
                     active.append(f)
                     self.rec.windows[f.name] = f.window
+                    if f.run_wide:
+                        self.rec.run_wide.append(f.name)
                 for f in [f for f in active if f.window.end <= t]:
                     active.remove(f)
                     for out in f.end(ctx):

@@ -144,12 +144,15 @@ class RunRecord:
     sim_time: bool
     camera_timeout_action: str = "rules"
     range_stuck_s: float = 1.0
+    model_hang_timeout_ms: float = 500.0  # the node's: a hang must be found within it
     frames: list[FrameRec] = field(default_factory=list)
     decisions: dict[int, list[DecisionRec]] = field(default_factory=dict)
     #: Decisions that answer no frame (``frame: none``): published while the camera is out.
     frameless: list[DecisionRec] = field(default_factory=list)
     diags: list[DiagRec] = field(default_factory=list)
     windows: dict[str, Window] = field(default_factory=dict)
+    #: faults that hold for the whole run (a corrupt bundle): every episode of the run has them
+    run_wide: list[str] = field(default_factory=list)
     truth: list[tuple[float, float, float, bool]] = field(default_factory=list)  # t, gap, speed, brake
     episodes: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, float]] = field(default_factory=list)

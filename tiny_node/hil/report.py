@@ -37,7 +37,7 @@ def episode_overlaps(ep: dict[str, Any], rec: RunRecord) -> list[str]:
     t0 = float(ep.get("t_start") or 0.0)
     t1 = ep.get("t_end")
     t1 = float(t1) if t1 is not None else math.inf
-    return [n for n, w in rec.windows.items() if w.start < t1 and w.until > t0]
+    return [n for n, w in rec.windows.items() if (w.start < t1 and w.until > t0) or n in rec.run_wide]
 
 
 def outcome(records: list[RunRecord]) -> dict[str, Any]:
