@@ -588,3 +588,12 @@ def test_a_hang_must_be_found_within_the_nodes_hang_timeout():
 
     assert not [f for f in run(10.7) if "hang was found" in f]
     assert any("hang was found 3.60 s after the signal" in f for f in run(13.6))
+
+
+def test_a_decision_sent_twice_does_not_stand_in_for_a_repeated_frame_never_decided():
+    """Frozen camera: three frames of one stamp; the node answered cycle 7 twice and never answered the third."""
+    frames = [FrameRec(i, 500, 1.0 + i / 30, 1.0 + i / 30) for i in range(3)]
+    decisions = {500: [_decision(1.005 + i / 30, frame_id=str(7 + min(i, 1))) for i in range(2)]
+                 + [_decision(1.04, frame_id="8")]}
+    results, unknown = match(frames, decisions)
+    assert unknown == 0 and sum(r.decision is None for r in results) == 1 and sum(r.duplicates for r in results) == 1

@@ -224,18 +224,30 @@ def match(frames: list[FrameRec], decisions: dict[int, list[DecisionRec]]) -> tu
     """Pair frames and decisions by stamp; a stamp sent k times expects k decisions, in order.
 
     Returns the per-frame results (extra decisions counted as duplicates on the last frame of
-    the stamp) and the number of decisions for stamps never sent.
+    the stamp) and the number of decisions for stamps never sent. A decision repeating another's
+    ``frame_id`` (the node's cycle) is a duplicate, not the answer to another frame of the stamp:
+    with a frozen camera, one decision sent twice and one never sent would otherwise even out.
     """
     by_stamp: dict[int, list[FrameRec]] = defaultdict(list)
     for f in frames:
         by_stamp[f.stamp_ns].append(f)
     out: dict[int, FrameResult] = {}
     for stamp, fs in by_stamp.items():
-        ds = sorted(decisions.get(stamp, []), key=lambda d: d.received_at)
+        ds: list[DecisionRec] = []
+        repeated = 0
+        cycles: set[str] = set()
+        for d in sorted(decisions.get(stamp, []), key=lambda d: d.received_at):
+            cycle = d.values.get("frame_id")
+            if cycle is not None and str(cycle) in cycles:
+                repeated += 1
+                continue
+            if cycle is not None:
+                cycles.add(str(cycle))
+            ds.append(d)
         fs_sorted = sorted(fs, key=lambda f: f.sent_at)
         for i, f in enumerate(fs_sorted):
             out[id(f)] = FrameResult(f, ds[i] if i < len(ds) else None)
-        extra = len(ds) - len(fs_sorted)
+        extra = repeated + max(0, len(ds) - len(fs_sorted))
         if extra > 0:
             out[id(fs_sorted[-1])].duplicates = extra
     unknown = sum(len(v) for k, v in decisions.items() if k not in by_stamp)
