@@ -35,7 +35,6 @@ class _Job:
     error: str | None
 
 
-
 def budget_ms_arg(text: str) -> float:
     """``--budget-ms`` (argparse type): a finite latency >= 0 ms, or a one-line usage error.
 
@@ -48,6 +47,7 @@ def budget_ms_arg(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of ms >= 0, got {text!r}")
     return value
+
 
 class LockstepModel:
     """A model port whose runs take exactly ``budget_s`` of virtual time."""

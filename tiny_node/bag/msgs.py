@@ -75,7 +75,7 @@ from rosbags.typesys.stores.ros2_kilted import (
 )
 
 from tiny_node.decision import DECISION_STATUS_NAME, Decision, decision_level, decision_values
-from tiny_node.frames import encode_raw
+from tiny_node.frames import decode_compressed, decode_raw, encode_raw
 
 #: The type store bags are written with, and read with when a bag carries no definitions.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -251,3 +251,15 @@ def parse_decision(msg: Any) -> dict[str, Any] | None:
 def serialize(msg: Any) -> bytes:
     """CDR bytes of a rosbags message object."""
     return bytes(TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+
+def camera_rgb(msg: Any, msgtype: str, *, max_width: int = 4096, max_height: int = 4096) -> np.ndarray:
+    """RGB of a deserialized ``Image`` or ``CompressedImage`` as the node decodes it (``tiny_node.frames``).
+
+    Raises ``FrameError`` naming the field that is wrong. One decoder for replay and the HIL's
+    bag stream, so a recorded frame is the same frame to both.
+    """
+    if msgtype == COMPRESSED_IMAGE:
+        return decode_compressed(msg.format, msg.data, max_width=max_width, max_height=max_height)
+    return decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.data, max_width=max_width,
+                      max_height=max_height)

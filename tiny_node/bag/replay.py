@@ -30,7 +30,7 @@ from tiny_node.bag.report import DecisionRecord, Series, summarize, write_plot
 from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
-from tiny_node.frames import FrameError, decode_compressed, decode_raw
+from tiny_node.frames import FrameError
 
 OUT_DECISION = "/tiny_node/decision"
 OUT_BRAKE = "/tiny_node/brake"
@@ -167,11 +167,7 @@ class Feeder:
             stamp, fault = ns, f"camera message unreadable ({exc}); stamp = log time"
         else:
             try:
-                if conn.msgtype == msgs.COMPRESSED_IMAGE:
-                    rgb = decode_compressed(msg.format, msg.data, max_width=self.max_w, max_height=self.max_h)
-                else:
-                    rgb = decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.data,
-                                     max_width=self.max_w, max_height=self.max_h)
+                rgb = msgs.camera_rgb(msg, conn.msgtype, max_width=self.max_w, max_height=self.max_h)
             except FrameError as exc:
                 fault = str(exc)
         self.series.frames.append((t, stamp))

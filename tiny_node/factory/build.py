@@ -18,7 +18,6 @@ config hash, so a rerun skips them, and an interrupted fit resumes from its last
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -46,6 +45,7 @@ from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
 from tiny_node.model.bundle import edit_manifest, set_threshold
+from tiny_node.sources import PACKAGE_DIR, sources_digest
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
 #: held-out always load "seen" too: the urgent recall where the image shows the hazard
@@ -64,14 +64,8 @@ def code_digest() -> str:
     Why: a build resumed after an update would otherwise mix outputs of two code versions
     without a word (steps.json records the config, not the code).
     """
-    pkg = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for sub in ("factory", "model", "sim"):
-        for path in sorted((pkg / sub).glob("*.py")):
-            h.update(f"{sub}/{path.name}".encode())
-            h.update(path.read_bytes())
-    h.update((pkg / "camera.py").read_bytes())
-    return h.hexdigest()[:16]
+    files = [p for sub in ("factory", "model", "sim") for p in sorted((PACKAGE_DIR / sub).glob("*.py"))]
+    return sources_digest([*files, PACKAGE_DIR / "camera.py"])[:16]
 
 
 class Build:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from tiny_node.model.bundle import BundleError
+from tiny_node.model.bundle import BundleError, load_bundle
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
 
@@ -168,8 +168,6 @@ def install(bundle: Path, dest: Path) -> None:
     bundle whose files no longer match their SHA-256s (a build folder edited since its
     bundle step).
     """
-    from tiny_node.model.bundle import load_bundle
-
     load_bundle(bundle)  # every file's SHA-256 against its manifest
     staging, old = dest.with_name(dest.name + ".installing"), dest.with_name(dest.name + ".old")
     shutil.rmtree(staging, ignore_errors=True)

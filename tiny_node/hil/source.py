@@ -421,8 +421,8 @@ class BagStream:
         return Truth(math.nan, math.nan, math.nan)
 
     def _read(self) -> Iterator[Event]:
+        from tiny_node.bag.msgs import camera_rgb
         from tiny_node.bag.topics import BagSource
-        from tiny_node.frames import FrameError, decode_compressed, decode_raw
 
         role_of = {topic: role for role, topic in self.roles.items()}
         with BagSource(self.path) as src:
@@ -434,11 +434,8 @@ class BagStream:
                 try:
                     msg: Any = src.deserialize(raw, conn.msgtype)
                     if kind == "camera":
-                        if conn.msgtype.endswith("CompressedImage"):
-                            img = decode_compressed(msg.format, bytes(msg.data))
-                        else:
-                            img = decode_raw(msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data))
-                except (ValueError, FrameError) as exc:  # FrameError is a ValueError; both named
+                        img = camera_rgb(msg, conn.msgtype)
+                except ValueError as exc:  # an undeserializable message, or a FrameError naming the field
                     self.notes.append(f"bag {self.path}: {conn.topic} at {t:.3f} s not sent: {exc}")
                     continue
                 if kind == "camera":

@@ -436,12 +436,8 @@ def _ros_section(argv: list[str]) -> list[str]:
     return out
 
 
-def _params_files(argv: list[str]) -> list[str]:
-    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
-
-
 def _rules(argv: list[str], flags: tuple[str, ...]) -> list[str]:
-    """The values after any of ``flags`` in ``--ros-args`` sections (``-p x:=1`` -> ``x:=1``)."""
+    """The values after any of ``flags`` in ``--ros-args`` sections (``-p x:=1`` -> ``x:=1``, params files)."""
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in flags]
 
 
@@ -465,7 +461,7 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
         elif ours(target) == "__ns":
             namespace = value if value.startswith("/") else "/" + value
     values: dict[str, object] = {}
-    for path in _params_files(ros_args):
+    for path in _rules(ros_args, ("--params-file",)):
         values.update(load_params_file(path, name, namespace, require_section=False))
     for rule in _rules(ros_args, ("-p", "--param")):
         target, sep, text = rule.partition(":=")

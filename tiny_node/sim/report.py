@@ -61,12 +61,16 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             t["points_max"] += 1.0
             t["scored_runs"] += 1
     for mode, t in out.items():  # reference: a CCRs point <= 20 km/h not green zeroes CCRs
-        t["ccrs_gate_passed"] = ccrs_gate_passed(
-            (str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
-            for r in runs if r["mode"] == mode and r.get("band") is not None)
+        t["ccrs_gate_passed"] = mode_ccrs_gate(runs, mode)
         if not t["ccrs_gate_passed"]:
             t["points"] -= ccrs_points(runs, mode)
     return dict(sorted(out.items(), key=lambda kv: _mode_order(kv[0])))
+
+
+def mode_ccrs_gate(runs: Sequence[Mapping[str, Any]], mode: str) -> bool:
+    """Whether a mode's CCRs points at <= 20 km/h are all green (the reference's gate on CCRs)."""
+    return ccrs_gate_passed((str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
+                            for r in runs if r["mode"] == mode and r.get("band") is not None)
 
 
 def ccrs_points(runs: Sequence[Mapping[str, Any]], mode: str) -> float:
@@ -335,7 +339,7 @@ def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
         ax.set_xticks([j + 0.5 for j in range(len(speeds))], [f"{v:g}" for v in speeds], fontsize=7)
         ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
         ax.set_xlabel("ego speed km/h (cell: relative impact km/h)", fontsize=7)
-        gate = totals([r for r in runs if r["mode"] == mode])[mode]["ccrs_gate_passed"]
+        gate = mode_ccrs_gate(scored, mode)
         if not gate:  # a CCRs point <= 20 km/h not green zeroes CCRs (as totals() counts it)
             got -= ccrs_points(scored, mode)
         ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points" + ("" if gate else " (CCRs gate failed)"), fontsize=9)

@@ -34,6 +34,7 @@ from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, run_scenario
 from tiny_node.sim.report import write_report, write_timing
 from tiny_node.sim.suite import SUITES
+from tiny_node.sources import sources_digest
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
@@ -102,14 +103,9 @@ def _jsonable(obj: Any) -> Any:
 
 def code_digest() -> str:
     """SHA-256 over the decision core and simulator sources (stored runs go stale with them)."""
-    h = hashlib.sha256()
     files = ([_PKG / f for f in _CODE_FILES] + sorted((_PKG / "model").glob("*.py"))
              + sorted((_PKG / "sim").glob("*.py")))
-    for p in files:
-        if p.is_file() and p.name not in ("runner.py", "report.py"):
-            h.update(p.relative_to(_PKG).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+    return sources_digest((p for p in files if p.is_file() and p.name not in ("runner.py", "report.py")), _PKG)
 
 
 def bundle_digest(bundle: Path | None) -> str:
