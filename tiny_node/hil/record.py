@@ -31,6 +31,11 @@ LATE_SHARE = 0.1
 #: e2e - latency: ~4-6 ms idle, p99 ~32 ms with both cores loaded (docs/BENCHMARKS.md,
 #: slow+stress e2e p99 80.4 ms vs latency p99 48.2 ms).
 TRANSPORT_ALLOWANCE_MS = 35.0
+#: No decision may reach the harness later than this after its frame was published, share or not:
+#: a decision held back after the node decided, or a frame queued a second before the node took it
+#: (its own latency would not show it). Not tighter: the harness runs with normal scheduling, and
+#: under memory pressure in CI its receipt of one decision the node took on time was 112 ms late.
+E2E_CAP_MS = 500.0
 
 #: The first second of a run's frames is reported but not judged: the publisher's shared-memory
 #: and the node's reader are still matching (the first frames are sometimes lost in transport
@@ -353,12 +358,11 @@ def timing_failures(results: list[FrameResult], *, jitter_ms: float = JITTER_MS,
     if len(e2e_late) > late_share * len(judged):
         fails.append(f"{len(e2e_late)}/{len(judged)} decisions received > deadline + "
                      f"{allowance_ms:.0f} ms after publish (harness clock)")
-    # the share above forgives a few; none may be later than the node clock's jitter beyond that
-    # (a decision held after the node decided, or a frame queued >= 1 s before the node took it)
-    e2e_worst = max(judged, key=lambda r: r.e2e_ms - r.deadline_ms)
-    if e2e_worst.e2e_ms > e2e_worst.deadline_ms + allowance_ms + jitter_ms:
-        fails.append(f"a decision received {e2e_worst.e2e_ms:.1f} ms after its frame was published (tolerance: "
-                     f"deadline + {allowance_ms:.0f} + {jitter_ms:.0f} ms): frame at t={e2e_worst.frame.t:.3f} s")
+    # the share above forgives a few, but not without bound (E2E_CAP_MS)
+    e2e_worst = max(judged, key=lambda r: r.e2e_ms)
+    if e2e_worst.e2e_ms > E2E_CAP_MS:
+        fails.append(f"a decision received {e2e_worst.e2e_ms:.1f} ms after its frame was published (at most "
+                     f"{E2E_CAP_MS:.0f} ms): frame at t={e2e_worst.frame.t:.3f} s")
     return fails, obs
 
 
