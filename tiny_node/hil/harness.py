@@ -554,8 +554,11 @@ def global_failures(rec: RunRecord) -> list[str]:
         out.append(f"{dups} duplicate decisions")
     if rec.unknown_decisions:
         out.append(f"{rec.unknown_decisions} decisions for stamps never sent")
-    # every frame in time, not only those inside a fault's window (lead-in, gaps, tail, --duration)
-    late, _ = timing_failures([r for r in judged if r.decision is not None],
+    # every frame in time, not only those inside a fault's window: the gaps between faults, the tail,
+    # any --duration. From the first fault on: the lead-in is the start-up's settling time (DDS
+    # matching over UDP between two hosts took > 1 s); a run without faults is judged after warm-up.
+    settled = min((w.start for w in rec.windows.values()), default=rec.warmup_s)
+    late, _ = timing_failures([r for r in judged if r.decision is not None and r.frame.t >= settled],
                               stalls=rec.stalls if rec.probe_trusted else None)
     out += [f"whole run: {f}" for f in late]
     stray = rec.stray_frameless()
