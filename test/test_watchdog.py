@@ -185,6 +185,35 @@ def test_a_rule_brake_does_not_wait_for_a_busy_or_hung_model():
     assert shadow[2].on_frame(frame(shadow[0], 1)) == []  # shadow: the model is still run and reported
 
 
+@pytest.mark.parametrize("model_answers", [True, False])
+def test_an_older_frame_decided_after_a_newer_brake_keeps_the_brake_without_a_hold(model_answers):
+    """brake_hold_s 0: the last word on `brake` must not be an older frame's no-brake."""
+    port = ScriptedPort()
+    clock, sensors, wd = setup(port=port, brake_hold_s=0.0)
+    assert wd.on_frame(frame(clock, 1)) == []  # the model takes frame 1
+    clock.advance(0.01)
+    sensors.update_range(RangeReading(5.0, 0.2, 150.0, 2, clock.now()))
+    [newer] = wd.on_frame(frame(clock, 2))
+    assert newer.brake and newer.source is Source.RULES
+    clock.advance(0.01)
+    if model_answers:
+        port.finish()
+        [older] = wd.on_model_result(1, Out(False, 0.9, "no_brake"))
+    else:
+        clock.advance(0.05)
+        [older] = wd.on_tick()
+        port.finish()  # the cancel acknowledged
+    assert older.stamp_ns == 1 and older.brake and older.hold
+    assert "newer frame 2 braked" in older.reason
+    # a frame newer than the brake is decided on its own again
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 3, clock.now()))
+    sensors.update_odometry(10.0, clock.now())
+    assert wd.on_frame(frame(clock, 3)) == [] and port.submitted[-1] == 3
+    port.finish()
+    [d] = wd.on_model_result(3, Out(False, 0.9, "no_brake"))
+    assert d.stamp_ns == 3 and not d.brake and not d.hold
+
+
 def test_shadow_mode_reports_model_but_rules_decide():
     port = ScriptedPort()
     clock, _, wd = setup(port=port, arbitration="shadow")
