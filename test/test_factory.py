@@ -593,17 +593,25 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
     assert tuple(p.parse_args(["build", "--until", s]).until for s in STEPS) == STEPS
 
 
-def test_a_build_resumed_with_another_thread_count_is_told_its_weights_will_differ(tmp_path: Path) -> None:
-    """torch's float reductions depend on the thread count, so a resume with another one is not the same build."""
+def test_a_build_resumes_with_its_thread_count_and_refuses_another(tmp_path: Path) -> None:
+    """torch's float reductions depend on the thread count, and the manifest names one count: a
+    resume keeps the count the build started with, and another one asked for is refused."""
     import json
     logs: list[str] = []
     one = replace(TINY, threads=1)
     state = {"config": one.to_dict(), "digest": one.digest(), "code": code_digest(), "done": {"data": {"seconds": 0.0}}}
     (tmp_path / "steps.json").write_text(json.dumps(state))
-    Build(one, tmp_path, log=logs.append)
+    assert Build(one, tmp_path, log=logs.append).threads_used() == 1
     assert logs == []  # the same count: nothing to say
-    Build(replace(TINY, threads=2), tmp_path, log=logs.append)  # still resumable (same digest)...
-    assert len(logs) == 1 and "1 torch thread(s)" in logs[0] and "--threads 1" in logs[0]  # ...but said
+    resumed = Build(replace(TINY, threads=2), tmp_path, log=logs.append)  # the recipe's 2, not asked for
+    assert resumed.threads_used() == 1 and resumed.cfg.threads == 1
+    assert len(logs) == 1 and "resuming with the 1 torch thread(s)" in logs[0]
+    with pytest.raises(BuildError, match=r"1 torch thread\(s\), not --threads 2.*--threads 1"):
+        Build(TINY, tmp_path, log=logs.append, threads=2)
+    assert Build(TINY, tmp_path, log=logs.append, threads=1).threads_used() == 1
+    # with no step finished yet the folder takes this run's count
+    (tmp_path / "steps.json").write_text(json.dumps({**state, "done": {}}))
+    assert Build(TINY, tmp_path, log=logs.append, threads=2).state["config"]["threads"] == 2
 
 
 def test_a_build_is_its_configs_from_the_start_and_a_resume_by_other_code_is_told(tmp_path: Path) -> None:

@@ -71,7 +71,15 @@ def code_digest() -> str:
 class Build:
     """One build directory: its config, its finished steps, its data."""
 
-    def __init__(self, cfg: FactoryConfig, out: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg: FactoryConfig, out: Path, log: Callable[[str], None] = print,
+                 threads: int | None = None) -> None:
+        """Open (or resume) the build folder ``out``.
+
+        ``threads``: torch threads asked for (``--threads``); None is the recipe's count, or on a
+        resume the count the build started with.
+        """
+        if threads is not None:
+            cfg = replace(cfg, threads=threads)
         self.cfg, self.out, self.log = cfg, out, log
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -105,10 +113,17 @@ class Build:
                                  f"digest {old.get('digest')} != {cfg.digest()}): use another --out")
             self.state = old
             done_with = old.get("config", {}).get("threads")
-            if old.get("done") and done_with not in (None, cfg.threads):
-                self.log(f"warning: {out} was built so far with {done_with} torch thread(s), it resumes with "
-                         f"{cfg.threads}: the weights depend on the thread count, so this build will not match "
-                         f"an uninterrupted one (--threads {done_with} would)")
+            if old.get("done") and isinstance(done_with, int) and done_with != self.cfg.threads:
+                # Why: the weights depend on torch's thread count, and the manifest names one count;
+                # a folder finished with another would name a build nobody can repeat.
+                if threads is not None:
+                    raise BuildError(f"{out} was built so far with {done_with} torch thread(s), not --threads "
+                                     f"{threads}: the weights depend on the count, so a resume keeps it "
+                                     f"(--threads {done_with}, or no --threads); another count needs another --out")
+                self.log(f"{out}: resuming with the {done_with} torch thread(s) the build started with")
+                self.cfg = replace(self.cfg, threads=done_with)
+            # the count every step runs with: kept on a resume, this run's while no step is done
+            self.state["config"] = self.cfg.to_dict()
             if old.get("done") and old.get("code") != code:
                 self.log(f"warning: {out} was built so far by other factory code ({old.get('code', 'unrecorded')}, "
                          f"now {code}): its finished steps are kept, so this build mixes the two; a fresh --out "
@@ -139,8 +154,8 @@ class Build:
         return detector.SIZES[self.cfg.detector_size]
 
     def threads_used(self) -> int:
-        """The torch thread count the build started with (a resume with another one was warned about)."""
-        return int(self.state.get("config", {}).get("threads", self.cfg.threads))
+        """The torch thread count of every step (a resume keeps the one the build started with)."""
+        return self.cfg.threads
 
     def seed(self, step: str) -> int:
         """A per-step seed (steps do not share random streams; the detector may keep its own)."""
@@ -593,6 +608,4 @@ def table(result: dict[str, Any]) -> str:
 def build(config: FactoryConfig, out: Path, until: str | None = None, threads: int | None = None,
           log: Callable[[str], None] = print) -> Path:
     """Run (or resume) a build; return the final bundle directory."""
-    if threads is not None:
-        config = replace(config, threads=threads)
-    return Build(config, out, log).run(until)
+    return Build(config, out, log, threads=threads).run(until)

@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=_at_least(1), default=None,
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
-                   "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default")
+                   "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default; "
+                   "a resume keeps the count its build started with")
     b.add_argument("--seed", type=_at_least(0), default=None,
                    help="the recipe with another seed (default: the recipe's); a recipe with its own "
                    "detector_seed (tracked-lookalike-carried, tracked-cleared, tracked-det-all, tracked-kerb) "
