@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -597,3 +598,59 @@ def test_a_decision_sent_twice_does_not_stand_in_for_a_repeated_frame_never_deci
                  + [_decision(1.04, frame_id="8")]}
     results, unknown = match(frames, decisions)
     assert unknown == 0 and sum(r.decision is None for r in results) == 1 and sum(r.duplicates for r in results) == 1
+
+
+WRAPPER = '''"""Runs its arguments as a child and waits, as `ros2 run` does (ros2run.api.run_executable)."""
+import signal
+import subprocess
+import sys
+import time
+
+child = subprocess.Popen(sys.argv[1:])
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda n, _f: child.send_signal(n))
+sys.exit(child.wait())
+'''
+
+
+def test_the_node_pid_is_the_reported_one_only_under_the_started_process(tmp_path):
+    from tiny_node.hil.harness import node_pid
+
+    (tmp_path / "wrapper.py").write_text(WRAPPER)
+    wrapper = subprocess.Popen([sys.executable, str(tmp_path / "wrapper.py"), sys.executable, "-c",
+                                "import time; time.sleep(30)"])
+    try:
+        child = None
+        for _ in range(100):
+            kids = Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children").read_text().split()
+            if kids:
+                child = int(kids[0])
+                break
+            time.sleep(0.05)
+        assert child is not None
+        notes: list[str] = []
+        assert node_pid(wrapper.pid, child, notes.append) == child
+        assert f"pid {child} under the started command's pid {wrapper.pid}" in notes[-1]
+        # a pid that is not the started process's descendant (another pid namespace) is not taken
+        assert node_pid(wrapper.pid, os.getpid(), notes.append) == wrapper.pid
+        assert "not the started process" in notes[-1]
+        assert node_pid(wrapper.pid, None, notes.append) == wrapper.pid and len(notes) == 2
+    finally:
+        wrapper.terminate()
+        wrapper.wait(10)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_node_started_by_a_wrapper_is_measured_and_its_worker_faulted(tmp_path):
+    """``--node-cmd "ros2 run ..."`` runs the node as a child of ``ros2``: the worker faults need
+    the node's pid, which the node reports in /diagnostics, not the wrapper's."""
+    pytest.importorskip("rclpy")
+    (tmp_path / "wrapper.py").write_text(WRAPPER)
+    cmd = f"{sys.executable} {tmp_path / 'wrapper.py'} {sys.executable} -m tiny_node run"
+    code, summary, log = _run_hil(tmp_path / "out", "--node-cmd", cmd, *_source_args(), "--lead-in", "3",
+                                  "--faults", "worker_sigkill", timeout=200)
+    assert "the node runs as pid" in log, log[-2000:]
+    (check,) = summary["faults"]
+    assert not check["skipped"] and check["passed"], check
+    assert code == 0, log[-3000:]

@@ -51,6 +51,7 @@ def test_slow_model_every_frame_by_fallback_on_time(start_node, feeder, bundles)
     wd = diag_status(feeder, "tiny_node: watchdog")
     kv = {k.key: k.value for k in wd.values}
     assert int(kv["cancels"]) > 0
+    assert kv["pid"] == str(node.pid)  # what a harness measures and signals (a wrapper would be its parent)
 
 
 def test_worker_killed_and_stopped_mid_stream(start_node, feeder, bundles):

@@ -127,6 +127,51 @@ def find_worker(node_pid: int, exclude: set[int] | None = None) -> int | None:
     return None
 
 
+def reported_pid(feeder: Any, timeout_s: float = 3.0) -> int | None:
+    """The pid the node reports in its watchdog diagnostics (``pid``), None if none came."""
+    end = time.monotonic() + timeout_s
+    while True:
+        for arr in reversed(feeder.log.diagnostics):
+            for st in arr.status:
+                if st.name == "tiny_node: watchdog":
+                    pid = {kv.key: kv.value for kv in st.values}.get("pid")
+                    return int(pid) if pid and pid.isdigit() else None
+        if time.monotonic() > end:
+            return None
+        time.sleep(0.05)
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether ``pid`` is ``ancestor`` or one of its descendants (walking /proc's parent links)."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # after the (command name): state, then the parent pid
+    return False
+
+
+def node_pid(started: int | None, reported: int | None, note: Callable[[str], None]) -> int | None:
+    """The pid to measure and signal: the node process itself, not a wrapper that started it.
+
+    Why: ``--node-cmd "ros2 run tiny_node tiny_node"`` starts ``ros2``, which runs the node as
+    its child; its memory and children (the model worker) are the node's, not the wrapper's.
+    A reported pid is taken only when it is the started process or its descendant (the node
+    may run in another pid namespace, where its own pid names some other process here).
+    """
+    if started is None or reported is None or reported == started:
+        return started
+    if _descends_from(reported, started):
+        note(f"the node runs as pid {reported} under the started command's pid {started}: measuring {reported}")
+        return reported
+    note(f"the node reports pid {reported}, not the started process {started} or a child of it "
+         "(another pid namespace?): measuring the started process")
+    return started
+
+
 class _Context:
     """The fault-facing side of a running group (see :class:`tiny_node.hil.faults.Context`)."""
 
@@ -474,7 +519,7 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             feeder.close()
             feeder = Feeder(namespace=cfg.namespace, compressed=params.get("camera_transport") == "compressed")
             feeder.wait_for_node(30.0)
-        pid = node.pid if node is not None else cfg.node_pid
+        pid = node_pid(node.pid, reported_pid(feeder), cfg.progress) if node is not None else cfg.node_pid
         runner = _Runner(cfg, spec, feeder, node_pid=pid, params=params, faults=faults, duration_s=duration)
         runner.prepare()
         ctx = _Context(runner)

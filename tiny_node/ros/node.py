@@ -358,6 +358,7 @@ class TinyNode(LifecycleNode):
         stats = wd.stats
         values = stats.as_values()
         values["scheduling"] = self.rt_status
+        values["pid"] = os.getpid()  # the node process itself (a `ros2 run` wrapper is its parent)
         values["deadline_ms"] = self.cfg.float("deadline_ms")
         level = convert.ERROR if stats.deadline_misses else convert.OK
         msg = "deadline misses" if stats.deadline_misses else "all frames decided in time"
