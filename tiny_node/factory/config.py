@@ -132,9 +132,9 @@ class FactoryConfig:
     def digest(self) -> str:
         """Short hash of the config (a resumed build must be the same build).
 
-        Thread and worker counts are left out, so an interrupted build may resume with another
-        count (``Build`` warns: the thread count changes the weights, see ``threads``); so is the
-        number of drives the tracking is measured on.
+        Thread and worker counts are left out: the build folder records its thread count and a
+        resume keeps it (``Build`` refuses another: it changes the weights, see ``threads``); so
+        is the number of drives the tracking is measured on.
         """
         d = asdict(self)
         d.pop("threads")
