@@ -4,10 +4,11 @@
 #   make demo     a short part of the scenario suite, rules only vs model + rules
 #   make demo-dds the node in its own process driven over DDS (tiny-node demo)
 #   make test     lint + type check + tests (what CI runs)
+#   make test-jazzy the node's DDS tests on ROS 2 Jazzy's rclpy (own venv .venv-jazzy; CI runs it too)
 #   make lint     ruff + mypy only
 #   make bench    the latency benchmark (tiny-node bench), with stress-ng for the load
 #   make colcon   colcon build into build/ install/ log/ (ROS layout)
-#   make clean    remove build products (keeps .venv); make distclean also removes .venv
+#   make clean    remove build products (keeps .venv); make distclean also removes .venv, .venv-jazzy
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tiny_node-dev.stamp
 EXTRAS ?= ros,dev,ncap,train
 
-.PHONY: venv demo demo-dds test lint bench colcon clean distclean
+.PHONY: venv demo demo-dds test test-jazzy lint bench colcon clean distclean
 
 venv: $(STAMP)
 
@@ -43,6 +44,21 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# The node, its bag replay and its real-time loop over DDS with Jazzy's rclpy (7.x, Fast DDS 2):
+# the main venv has Kilted's, and an API only Kilted has once broke the node on Jazzy.
+JAZZY_VENV  ?= .venv-jazzy
+JAZZY_STAMP := $(JAZZY_VENV)/.tiny_node-jazzy.stamp
+JAZZY_TESTS ?= test/test_node_dds.py test/test_node_model.py test/test_realtime.py test/test_bag.py
+
+$(JAZZY_STAMP): setup.py test/jazzy-requirements.txt
+	$(PYTHON) -m venv $(JAZZY_VENV)
+	$(JAZZY_VENV)/bin/python -m pip install -r test/jazzy-requirements.txt -e .
+	touch $@
+
+test-jazzy: $(JAZZY_STAMP)
+	$(JAZZY_VENV)/bin/python -c "import rclpy, importlib.metadata as m; print('rclpy', m.version('ros-rclpy'))"
+	$(JAZZY_VENV)/bin/pytest -q -p no:cacheprovider $(JAZZY_TESTS)
+
 bench: $(STAMP)
 	@if ! command -v stress-ng >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -64,4 +80,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(JAZZY_VENV)

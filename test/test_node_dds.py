@@ -185,8 +185,9 @@ def test_a_stopped_node_leaves_no_dds_shared_memory(start_node, feeder, ros_env)
         pytest.skip("Fast DDS shared memory in /dev/shm only")
 
     def segments() -> set[str]:
-        return {p.name for p in shm.glob("fastdds_*") if not p.name.startswith("fastdds_port")
-                and not p.name.endswith("_el")}
+        # Fast DDS 3 (Kilted) names them fastdds_*, Fast DDS 2 (Humble, Jazzy) fastrtps_*
+        return {p.name for prefix in ("fastdds", "fastrtps") for p in shm.glob(f"{prefix}_*")
+                if not p.name.startswith(f"{prefix}_port") and not p.name.endswith("_el")}
 
     before = segments()  # the feeder's are made already
     node = start_node()

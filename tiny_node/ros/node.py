@@ -27,10 +27,11 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.subscription import RCLError, Subscription
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 from std_msgs.msg import Bool, String
 
@@ -79,6 +80,9 @@ class _ContextPort:
         self.worker.cancel(seq)
 
 
+# rcl's error type from the C extension, as rclpy itself names it in every distro
+# (`rclpy.subscription.RCLError` is a re-export that only Kilted's rclpy has).
+RCLError = _rclpy.RCLError
 # rclpy >= Iron passes MessageInfo (publication sequence numbers) to 2-argument callbacks.
 _HAS_MSG_INFO = hasattr(Subscription, "CallbackType")
 DECISION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
