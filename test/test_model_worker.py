@@ -197,6 +197,27 @@ def test_bad_bundle_fails_without_restart_loop(make_worker: Callable[..., ModelW
     assert not w.submit(1, FRAME, CLOSE)
 
 
+def test_a_runtime_package_the_worker_cannot_import_fails_at_once_naming_it(
+        make_worker: Callable[..., ModelWorker], bundles: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node without onnxruntime (a ROS install without the pip package) must say so and run
+    rules only, not wait out the start-up timeout and restart the worker forever."""
+    fake = tmp_path / "site" / "onnxruntime"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'onnxruntime'\", name='onnxruntime')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))  # a spawned worker starts from this sys.path
+    start = time.monotonic()
+    w = make_worker(bundles["fast"])
+    assert not w.wait_ready(READY_S)
+    assert time.monotonic() - start < 10.0  # told at once, not after the 20 s given
+    assert w.state is WorkerState.FAILED and w.restarts == 0
+    assert "cannot import onnxruntime" in (w.last_error or "")
+    assert "pip install onnxruntime" in (w.last_error or "")
+    time.sleep(0.2)
+    assert w.poll() == [] and w.state is WorkerState.FAILED and w.restarts == 0
+
+
 def test_test_delay_hook_makes_result_late(make_worker: Callable[..., ModelWorker],
                                            bundles: dict[str, Path]) -> None:
     w = make_worker(bundles["fast"])

@@ -107,3 +107,21 @@ class Fatal:
 
 ToWorker = Job | Cancel | SetDelay | Stop
 FromWorker = ModelResult | Rationale | Ready | Fatal
+
+
+# Exit status of a worker whose runtime packages cannot be imported.
+EXIT_MISSING_PACKAGE = 6
+# How a user gets each runtime package the worker imports (pip; rosdep where a key exists).
+INSTALL_HINTS = {
+    "onnxruntime": "pip install onnxruntime, or rosdep's python3-onnxruntime-pip",
+    "cv2": "pip install opencv-python-headless, or rosdep's python3-opencv",
+    "tokenizers": "pip install tokenizers",
+}
+
+
+def missing_package(exc: ImportError) -> str:
+    """The worker's message for a runtime package it cannot import, with how to install it."""
+    name = (exc.name or "").split(".")[0]
+    hint = INSTALL_HINTS.get(name)
+    return (f"the model worker cannot import {name or 'a module'} ({exc})"
+            + (f": {hint}" if hint else "") + "; deciding with the rule path only")

@@ -44,6 +44,7 @@ from tiny_node.clock import Clock
 from tiny_node.config import MAX_CONTEXT_CHARS
 from tiny_node.model.frames import N_SLOTS, FrameSlots
 from tiny_node.model.protocol import (
+    EXIT_MISSING_PACKAGE,
     Cancel,
     Fatal,
     FromWorker,
@@ -55,6 +56,7 @@ from tiny_node.model.protocol import (
     Stop,
     ToWorker,
     WorkerConfig,
+    missing_package,
 )
 from tiny_node.model.spawner import Spawner, SpawnRequest
 
@@ -88,9 +90,14 @@ def describe_exit(code: int | None) -> str:
 
 def _child_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     """Spawn target. The import is here so the node process never loads onnxruntime/cv2."""
-    from tiny_node.model.worker_main import worker_main
-
+    try:
+        from tiny_node.model.worker_main import worker_main
+    except ImportError as exc:
+        # A missing runtime package is no crash a restart could cure: say which, and fail.
+        res.send(Fatal(missing_package(exc), permanent=True))
+        raise SystemExit(EXIT_MISSING_PACKAGE) from exc
     worker_main(ctl, res, cfg)
+
 
 
 class ModelWorker:

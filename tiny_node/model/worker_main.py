@@ -27,6 +27,7 @@ import onnxruntime as ort
 from tiny_node.model.bundle import BundleError, load_bundle
 from tiny_node.model.frames import FrameSlots
 from tiny_node.model.protocol import (
+    EXIT_MISSING_PACKAGE,
     Cancel,
     Fatal,
     Job,
@@ -36,6 +37,7 @@ from tiny_node.model.protocol import (
     SetDelay,
     Stop,
     WorkerConfig,
+    missing_package,
 )
 from tiny_node.model.runtime import Runtime, load_runtime
 from tiny_node.model.vlm import RationaleAbortedError, VlmRuntime
@@ -43,6 +45,7 @@ from tiny_node.model.vlm import RationaleAbortedError, VlmRuntime
 EXIT_BAD_BUNDLE = 3
 EXIT_INIT_FAILED = 4
 EXIT_PARENT_GONE = 5
+# EXIT_MISSING_PACKAGE (6, protocol.py): a runtime package cannot be imported
 MAX_TEXT = 1500  # keeps every reply below PIPE_BUF (4096), so it is written atomically
 
 
@@ -230,6 +233,9 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     except BundleError as exc:
         res.send(Fatal(clip(str(exc)), permanent=True))
         sys.exit(EXIT_BAD_BUNDLE)
+    except ImportError as exc:  # a bundle's own package (tokenizers for a vlm): no restart brings it
+        res.send(Fatal(clip(missing_package(exc)), permanent=True))
+        sys.exit(EXIT_MISSING_PACKAGE)
     except Exception as exc:
         res.send(Fatal(clip(f"worker init failed: {type(exc).__name__}: {exc}"), permanent=False))
         sys.exit(EXIT_INIT_FAILED)
