@@ -520,3 +520,51 @@ def test_record_and_replay_are_byte_identical_run_to_run(tmp_path):
     assert (one.bag / "bag.mcap").read_bytes() == (two.bag / "bag.mcap").read_bytes()
     assert {k: v for k, v in one.summary.items() if k not in ("timing", "output")} == {
         k: v for k, v in two.summary.items() if k not in ("timing", "output")}
+
+
+def _rewrite_camera_stamps(bag: Path, new_sec) -> None:
+    """Rewrite the header stamp (CDR: 4-byte encapsulation, int32 sec, uint32 nanosec) of every
+    camera message of a sqlite3 bag: ``new_sec(log_ns, sec)`` gives the new seconds, or None to keep."""
+    import struct
+
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, timestamp, data FROM messages WHERE topic_id = "
+                       "(SELECT id FROM topics WHERE name = '/camera/image_raw')").fetchall()
+    for rowid, ns, data in rows:
+        sec, nsec = struct.unpack_from("<iI", data, 4)
+        sec2 = new_sec(ns, sec)
+        if sec2 is not None:
+            edited = data[:4] + struct.pack("<iI", sec2, 0 if sec2 == 0 else nsec) + data[12:]
+            con.execute("UPDATE messages SET data = ? WHERE id = ?", (edited, rowid))
+    con.commit()
+    con.close()
+
+
+def test_stamps_ahead_of_the_log_time_are_refused_in_lockstep_as_the_node_refuses_them(tmp_path, bundles):
+    """The node refuses a frame stamped more than future_stamp_tolerance_s ahead of its clock;
+    lockstep replay judges the same frame against the log time, so both decide it alike."""
+    drive(tmp_path / "rec", storage="sqlite3", seconds=3.0)
+    window = (EPOCH_NS + 10**9, EPOCH_NS + 3 * 10**9 // 2)
+    _rewrite_camera_stamps(tmp_path / "rec", lambda ns, sec: sec + 2 if window[0] <= ns < window[1] else None)
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=bundles["fast"],
+                    budget_ms=5.0, plot=False)
+    ahead = [r for r in result.decisions if "in the future of the node clock" in r.frame_fault]
+    assert len(ahead) == 15 - 1  # every frame of the half second but frame 40, which does not decode
+    assert all(r.model_state == "unavailable" and "in the future" in r.reason for r in ahead)
+    assert {b["stamp_ns"] for b in result.summary["bad_frames"]} >= {r.stamp_ns for r in ahead}
+    # the frames after the window are good again (a refused stamp is not remembered)
+    after = [r for r in result.decisions if r.t > 1.6]
+    assert after and not any(r.frame_fault for r in after)
+    assert {r.model_state for r in after} <= {"on_time", "skipped"}  # the model again, or a rule brake
+
+
+def test_the_summary_lists_the_frames_the_decider_judged_bad_by_their_stamps(tmp_path):
+    """A frozen camera (every stamp 0) is a bad frame for the watchdog, not only an image that
+    does not decode: the summary's bad_frames must say so."""
+    drive(tmp_path / "rec", storage="sqlite3", seconds=2.0)
+    _rewrite_camera_stamps(tmp_path / "rec", lambda ns, sec: 0)
+    s = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False).summary
+    frozen = [b for b in s["bad_frames"] if "repeated (frozen camera)" in b["reason"]]
+    assert len(frozen) == s["frames"] - 1 - sum("truncated" in b["reason"] for b in s["bad_frames"])
+    assert all(b["stamp_ns"] == 0 for b in frozen)

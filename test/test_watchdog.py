@@ -458,3 +458,23 @@ def test_a_result_after_the_publish_time_but_before_the_tick_is_late_and_not_can
     assert d.source is Source.FALLBACK and d.model_state is ModelState.LATE
     assert wd.stats.late_results_discarded == 1 and wd.stats.cancels == 0 and port.cancelled == []
     assert wd.on_tick() == []  # answered once
+
+
+def test_a_frames_fault_is_reported_with_its_decision():
+    from tiny_node.decision import decision_values
+    from tiny_node.watchdog import future_stamp_fault
+
+    clock, _, wd = setup()
+    [good] = wd.on_frame(frame(clock, 5))
+    assert good.frame_fault == "" and "frame_fault" not in decision_values(good)
+    clock.advance(0.033)
+    [frozen] = wd.on_frame(frame(clock, 5))
+    assert "repeated (frozen camera)" in frozen.frame_fault
+    assert decision_values(frozen)["frame_fault"] == frozen.frame_fault
+    clock.advance(0.033)
+    [bad] = wd.on_frame(Frame(stamp_ns=9, received_at=clock.now(), image=None, fault="truncated image"))
+    assert bad.frame_fault == "truncated image"
+    # a stamp ahead of the driver's ROS clock: judged alike by every driver
+    assert future_stamp_fault(10_600_000_000, 10_000_000_000, 0.5) == "camera stamp 0.60 s in the future of the node clock"
+    assert future_stamp_fault(10_400_000_000, 10_000_000_000, 0.5) is None
+    assert future_stamp_fault(10_600_000_000, 0, 0.5) is None  # ROS time 0: before the first /clock

@@ -70,6 +70,7 @@ class Decision:
     decided_at: float  # clock time the decision was taken (s)
     hold: bool = False  # True when the brake is held by hysteresis, not by this frame
     no_frame: bool = False  # decided without a camera frame (camera timeout)
+    frame_fault: str = ""  # why the frame could not be used (bad image or stamp); "" when it could
     rules: Verdict | None = None
     model: Verdict | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -113,6 +114,8 @@ def decision_values(d: Decision) -> dict[str, Any]:
     }
     if d.no_frame:
         values["frame"] = FRAME_NONE
+    if d.frame_fault:
+        values["frame_fault"] = d.frame_fault
     if d.rules is not None:
         values["rules_decision"] = "brake" if d.rules.brake else "no_brake"
         values["rules_reason"] = d.rules.reason

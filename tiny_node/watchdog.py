@@ -98,6 +98,19 @@ class ModelAnswer(Protocol):
         ...
 
 
+def future_stamp_fault(stamp_ns: int, now_ns: int, tolerance_s: float) -> str | None:
+    """Why a camera stamp is unusable for being ahead of the driver's ROS clock, or None.
+
+    Why here, not in one driver: the node (its ROS clock), bag replay (the message's log time)
+    and any other driver must judge the same frame alike. ``now_ns`` 0 is ROS time before the
+    first /clock: nothing to judge against.
+    """
+    ahead = (stamp_ns - now_ns) * 1e-9
+    if now_ns > 0 and ahead > tolerance_s:
+        return f"camera stamp {ahead:.2f} s in the future of the node clock"
+    return None
+
+
 @dataclass(frozen=True)
 class Frame:
     """A camera frame as handed in by a driver (already decoded, or with the reason why not)."""
@@ -121,6 +134,7 @@ class _Cycle:
     submitted: bool = False
     unavailable_why: str = ""
     no_frame: bool = False
+    fault: str = ""  # why the frame was unusable (decoding or stamp), reported with its decision
 
 
 @dataclass
@@ -238,6 +252,7 @@ class Watchdog:
             rules=verdict,
             figures=figures,
             features=snap.features(),
+            fault=fault or "",
         )
         self._open[seq] = cycle
         if fault is not None or frame.image is None:
@@ -490,6 +505,7 @@ class Watchdog:
             decided_at=now,
             hold=hold,
             no_frame=cycle.no_frame,
+            frame_fault=cycle.fault,
             rules=rules,
             model=model,
             extra=cycle.figures,

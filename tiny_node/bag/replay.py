@@ -31,6 +31,7 @@ from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
 from tiny_node.frames import FrameError
+from tiny_node.watchdog import future_stamp_fault
 
 OUT_DECISION = "/tiny_node/decision"
 OUT_BRAKE = "/tiny_node/brake"
@@ -144,6 +145,7 @@ class Feeder:
         self.source = source
         self.role_of = {topic: role for role, topic in roles.items()}
         self.max_w, self.max_h = cfg.int("max_frame_width"), cfg.int("max_frame_height")
+        self.future_tolerance_s = cfg.float("future_stamp_tolerance_s")
         self.series = series
         self.origin_ns = origin_ns
 
@@ -156,7 +158,11 @@ class Feeder:
         return self.origin_ns + round(t * 1e9)
 
     def frame(self, conn: Connection, ns: int, raw: bytes) -> tuple[int, Any, str | None]:
-        """(stamp, rgb or None, fault or None); an undecodable message is a bad frame too."""
+        """(stamp, rgb or None, fault or None); an undecodable message is a bad frame too.
+
+        The log time stands in for the node's ROS clock (what the recording node's clock read
+        at receipt), so a stamp too far ahead of it is refused as the node refuses it.
+        """
         t = self.t(ns)
         rgb = None
         fault: str | None = None
@@ -170,9 +176,9 @@ class Feeder:
                 rgb = msgs.camera_rgb(msg, conn.msgtype, max_width=self.max_w, max_height=self.max_h)
             except FrameError as exc:
                 fault = str(exc)
+            else:
+                fault = future_stamp_fault(stamp, ns, self.future_tolerance_s)
         self.series.frames.append((t, stamp))
-        if fault is not None:
-            self.series.bad_frames.append({"t_s": round(t, 6), "stamp_ns": stamp, "reason": fault})
         return stamp, rgb, fault
 
     def sensor(self, role: str, conn: Connection, raw: bytes) -> Any | None:

@@ -26,12 +26,13 @@ class DecisionRecord:
     hold: bool
     level: int
     no_frame: bool = False  # decided while the camera was out: answers no frame (its stamp is extrapolated)
+    frame_fault: str = ""  # why the decider could not use the frame (image or stamp); "" when it could
 
     @classmethod
     def from_decision(cls, d: Decision, t: float) -> DecisionRecord:
         """From the core's decision."""
         return cls(d.stamp_ns, t, d.brake, d.source.value, d.model_state.value, d.reason,
-                   d.latency_ms, d.deadline_ms, d.hold, decision_level(d), d.no_frame)
+                   d.latency_ms, d.deadline_ms, d.hold, decision_level(d), d.no_frame, d.frame_fault)
 
     @classmethod
     def from_values(cls, v: dict[str, Any], t: float) -> DecisionRecord:
@@ -39,7 +40,7 @@ class DecisionRecord:
         return cls(int(v["stamp_ns"]), t, v.get("decision") == "brake", str(v.get("source", "")),
                    str(v.get("model_state", "")), str(v.get("reason", "")),
                    _num(v.get("latency_ms")), _num(v.get("deadline_ms")), v.get("hold") == "true",
-                   int(v.get("level", 0)), v.get("frame") == FRAME_NONE)
+                   int(v.get("level", 0)), v.get("frame") == FRAME_NONE, str(v.get("frame_fault", "")))
 
 
 def _num(text: object) -> float:
@@ -58,7 +59,6 @@ class Series:
     speed_t: list[float] = field(default_factory=list)
     speed_mps: list[float] = field(default_factory=list)
     frames: list[tuple[float, int]] = field(default_factory=list)  # (t, stamp)
-    bad_frames: list[dict[str, Any]] = field(default_factory=list)
     undecodable: Counter[str] = field(default_factory=Counter)
     undecodable_why: dict[str, str] = field(default_factory=dict)  # topic -> the first message's error
 
@@ -88,7 +88,10 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
             "t_s": round(first.t, 6), "stamp_ns": first.stamp_ns, "source": first.source,
             "reason": first.reason,
         },
-        "bad_frames": series.bad_frames,
+        # as the decider judged them (the core in lockstep, the node in real time): bad images
+        # and bad stamps alike, each decided without the model
+        "bad_frames": [{"t_s": round(r.t, 6), "stamp_ns": r.stamp_ns, "reason": r.frame_fault}
+                       for r in sorted(records, key=lambda r: r.t) if r.frame_fault],
         "deadline_misses": deadline_misses,
         "frames_without_decision": sum(max(0, n - got[s]) for s, n in sent.items()),
         "duplicate_decisions": sum(max(0, n - sent[s]) for s, n in got.items()),
@@ -132,9 +135,8 @@ def write_plot(path: Path, records: list[DecisionRecord], series: Series, title:
         pts = [r for r in ordered if r.source == source]
         if pts:
             ax_d.scatter([r.t for r in pts], [int(r.brake) for r in pts], s=8, color=colour, label=source)
-    if series.bad_frames:
-        ax_d.scatter([b["t_s"] for b in series.bad_frames], [0.5] * len(series.bad_frames), marker="x",
-                     color="magenta", label="bad frame")
+    if bad := [r.t for r in ordered if r.frame_fault]:
+        ax_d.scatter(bad, [0.5] * len(bad), marker="x", color="magenta", label="bad frame")
     ax_d.set_yticks([0, 1], ["no_brake", "brake"])
     ax_d.set_ylabel("decision")
     ax_d.set_xlabel("log time (s)")

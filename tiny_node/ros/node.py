@@ -53,7 +53,7 @@ from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
 from tiny_node.rt import lock_memory, make_realtime, small_thread_stacks
 from tiny_node.sensors import SensorState
-from tiny_node.watchdog import Frame, Watchdog
+from tiny_node.watchdog import Frame, Watchdog, future_stamp_fault
 
 # Frame stamps kept to publish a rationale (which arrives after its decision) with its stamp.
 RATIONALE_STAMPS = 256
@@ -304,10 +304,9 @@ class TinyNode(LifecycleNode):
         cfg = self.cfg
         rgb, fault = convert.image_to_rgb(msg, cfg.int("max_frame_width"), cfg.int("max_frame_height"))
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
-        ros_now = self.get_clock().now().nanoseconds
-        ahead = (stamp_ns - ros_now) * 1e-9
-        if fault is None and ros_now > 0 and ahead > cfg.float("future_stamp_tolerance_s"):
-            fault = f"camera stamp {ahead:.2f} s in the future of the node clock"
+        if fault is None:
+            fault = future_stamp_fault(stamp_ns, self.get_clock().now().nanoseconds,
+                                       cfg.float("future_stamp_tolerance_s"))
         deadline_at = None
         if cfg.str("deadline_reference") == "stamp":
             age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
