@@ -93,6 +93,30 @@ def test_track_survives_a_missed_scan_but_not_a_long_gap():
     assert s.snapshot(2.01).range_rate is None
 
 
+def test_no_return_for_longer_than_the_window_ends_the_track_and_its_rate():
+    """An object that leaves the beam (no return from then on) must not leave its closing speed
+    in the features for ever: the model read a stale closing rate beside a clear road, and
+    braked (sim --realtime, a drive after a CCR run, on one node)."""
+    s = SensorState(RuleConfig())
+    for i in range(6):
+        s.update_range(rr(30.0 - 10.0 * i * 0.05, i * 0.05))
+    t = 0.30
+    while t < 0.30 + 0.45:  # missed scans within the window: the track is kept
+        s.update_range(rr(math.inf, t))
+        t = round(t + 0.05, 3)
+    assert s.snapshot(t).range_rate == pytest.approx(-10.0, abs=1e-6)
+    while t < 3.0:  # then nothing for seconds
+        s.update_range(rr(math.inf, t))
+        t = round(t + 0.05, 3)
+    snap = s.snapshot(t)
+    assert snap.range_rate is None and snap.features()["range_rate"] == 0.0
+    # stamps that go back (a bag looping, a new drive) with no return end it too
+    s.update_range(rr(25.0, 10.0))
+    s.update_range(rr(24.5, 10.05))
+    s.update_range(rr(math.inf, 1.0))
+    assert s.snapshot(10.1).range_rate is None
+
+
 def _feed_constant(s: SensorState, value: float, seconds: float, speed: float) -> float:
     t = 0.0
     while t <= seconds + 1e-9:

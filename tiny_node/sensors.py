@@ -118,7 +118,11 @@ class SensorState:
                 self._same_since = reading.received_at
             if not math.isfinite(r) or r < reading.min_range or r > reading.max_range:
                 # No return (or garbage): keep the track, a radar misses a scan now and then;
-                # it is dropped below if the object does not come back where expected in time.
+                # it is dropped below if the object does not come back where expected in time,
+                # and here once no return has come for longer than the window (or the stamps
+                # went back): else its closing speed would stay in the features for ever.
+                if self._track and not 0.0 <= t - self._track[-1][0] <= self._cfg.range_rate_window_s:
+                    self._track.clear()
                 return
             if self._track:
                 t0, r0 = self._track[-1]
