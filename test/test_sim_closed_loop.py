@@ -175,16 +175,25 @@ def test_stored_runs_go_stale_with_any_model_runtime_module(tmp_path, monkeypatc
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_realtime_run_over_dds_decides_every_frame(ros_env, tmp_path):
+def test_realtime_run_over_dds_decides_every_frame_and_each_drive_meets_a_fresh_node(ros_env, tmp_path):
+    """Drives run one after another on one node; each must start as on a freshly started node.
+
+    The CCRs drive ends braking; before the node was restarted between drives, the pause after
+    it (camera timeout: fail-safe brake) and the 2 s brake hold made the next drive brake at once.
+    """
     from tiny_node.sim.runner import run_suite_realtime
 
-    res = run_suite_realtime([ccrs(30.0, duration_s=1.5)], bundle=None, out_dir=tmp_path, modes=("rules",),
-                             plots="none", gap_s=0.0, env=ros_env)
-    s = res.runs[0]
-    assert s["realtime"] and s["frames"] == s["decisions"] > 30
+    res = run_suite_realtime([ccrs(30.0, duration_s=4.0), adjacent_lane(2.0)], bundle=None, out_dir=tmp_path,
+                             modes=("rules",), plots="none", gap_s=0.0, env=ros_env)
+    runs = {r["name"]: r for r in res.runs}
+    s = runs["CCRs_30kmh"]
+    assert s["realtime"] and s["frames"] == s["decisions"] > 100 and s["brake_decisions"] > 0
     assert s["missing_decisions"] == 0 and s["deadline_misses"] == 0
     assert s["by_source"] == {"rules": s["decisions"]}
     assert (tmp_path / "timelines" / "CCRs_30kmh__rules.csv").is_file()
+    after = runs[adjacent_lane().name]
+    assert after["frames"] == after["decisions"] > 30 and after["missing_decisions"] == 0
+    assert after["brake_decisions"] == 0 and not after["false_activation"], after["first_brake_reason"]
 
 
 def test_tune_suite_is_kept_apart_from_the_scored_suite():

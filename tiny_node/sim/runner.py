@@ -300,14 +300,16 @@ def run_suite_realtime(
     record: Path | None = None,
     storage: str = "mcap",
     plots: str = "auto",
-    gap_s: float = 2.5,
+    gap_s: float = 0.5,
     env: dict[str, str] | None = None,
 ) -> SuiteResult:
     """Stream each scenario to ``tiny-node run`` over DDS in real time; closed loop on ``brake``.
 
     One node process per mode (``model_bundle`` empty for ``rules``); scenarios run one after
-    another on it, ``gap_s`` apart so the previous brake hold (``brake_hold_s``, 2 s) has
-    ended.  The same world, sensors and report as lockstep; decisions come from the node
+    another on it, each after a lifecycle restart of the node (deactivate, cleanup, configure,
+    activate) and ``gap_s`` to settle: a node left active between drives decides through the
+    pause (camera timeout: a fail-safe brake, then its hold) and keeps its tracks, so the next
+    drive would start braking.  The same world, sensors and report as lockstep; decisions come from the node
     (its real latency), so these results are not expected to be byte-identical.  ``env`` is a
     ROS environment already applied to this process (tests); by default a private graph is made.
     """
@@ -339,7 +341,10 @@ def run_suite_realtime(
         try:
             if not feeder.wait_for_node(60.0):
                 raise RuntimeError(f"the node did not come up ({mode}); its log:\n{node.output()}")
-            for sc in _progress_list(scenarios, f"realtime {mode}"):
+            for i, sc in enumerate(_progress_list(scenarios, f"realtime {mode}")):
+                if i:
+                    feeder.restart_node()
+                    time.sleep(gap_s)
                 key = run_key(str(sc.name), mode)
                 recorder = None
                 if record is not None:
@@ -360,7 +365,6 @@ def run_suite_realtime(
 
                 _write_atomic(out_dir / "timelines" / f"{key}.csv", timeline_csv(trace.rows))
                 runs.append(summary)
-                time.sleep(gap_s)
         finally:
             feeder.close()
             code = node.stop()

@@ -75,6 +75,8 @@ class Feeder:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self._pub_clock: Any = None
         self._clock_type: Any = None
+        self._ns = ns
+        self._closing = False
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self._spin_forever, daemon=True)
@@ -83,8 +85,8 @@ class Feeder:
     def _spin_forever(self) -> None:
         try:
             self.executor.spin()
-        except Exception:  # context shut down while spinning
-            if self.context.ok():
+        except Exception:  # context shut down (or the node destroyed) while closing
+            if self.context.ok() and not self._closing:
                 raise
 
     # --- receiving ------------------------------------------------------------------------
@@ -202,9 +204,44 @@ class Feeder:
                "imu": self.pub_imu}[kind]
         pub.publish(msg)
 
+    # --- the node's lifecycle ---------------------------------------------------------------
+    def restart_node(self, timeout_s: float = 60.0) -> None:
+        """Deactivate, clean up, configure and activate the node: a fresh start, as for a new drive.
+
+        Why: a node left running between drives keeps deciding while nothing comes (camera
+        timeout: the fail-safe brake, then its hold) and carries sensor tracks over; each drive
+        must meet the node as a vehicle's first drive does. Raises RuntimeError naming the
+        transition that failed.
+        """
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        client = self.node.create_client(ChangeState, f"{self._ns}tiny_node/change_state")
+        try:
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise RuntimeError(f"{self._ns}tiny_node/change_state: no lifecycle service")
+            for name in ("deactivate", "cleanup", "configure", "activate"):
+                tid = getattr(Transition, f"TRANSITION_{name.upper()}")
+                fut = client.call_async(ChangeState.Request(transition=Transition(id=tid)))
+                end = time.monotonic() + timeout_s
+                while not fut.done() and time.monotonic() < end:
+                    time.sleep(0.01)
+                if not fut.done() or not fut.result().success:
+                    raise RuntimeError(f"tiny_node lifecycle transition {name} failed"
+                                       + ("" if fut.done() else f" (no answer in {timeout_s:.0f} s)"))
+        finally:
+            self.node.destroy_client(client)
+        self.latest_brake = False  # nothing decided since: the last drive's brake is not this one's
+        if not self.wait_for_node(timeout_s):
+            raise RuntimeError("tiny_node did not come back after its restart")
+
     def close(self) -> None:
-        """Stop spinning and shut the context down."""
+        """Stop spinning, then destroy the node and shut the context down.
+
+        In that order: a node destroyed under the spinning executor raised in its thread.
+        """
+        self._closing = True
         self.executor.shutdown(timeout_sec=1.0)
+        self._spin.join(timeout=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._spin.join(timeout=2.0)
