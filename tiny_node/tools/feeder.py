@@ -216,7 +216,7 @@ class Feeder:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        client = self.node.create_client(ChangeState, f"{self._ns}tiny_node/change_state")
+        client: Any = self.node.create_client(ChangeState, f"{self._ns}tiny_node/change_state")
         try:
             if not client.wait_for_service(timeout_sec=timeout_s):
                 raise RuntimeError(f"{self._ns}tiny_node/change_state: no lifecycle service")
@@ -226,7 +226,8 @@ class Feeder:
                 end = time.monotonic() + timeout_s
                 while not fut.done() and time.monotonic() < end:
                     time.sleep(0.01)
-                if not fut.done() or not fut.result().success:
+                answer = fut.result() if fut.done() else None
+                if answer is None or not answer.success:
                     raise RuntimeError(f"tiny_node lifecycle transition {name} failed"
                                        + ("" if fut.done() else f" (no answer in {timeout_s:.0f} s)"))
         finally:
