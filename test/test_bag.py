@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -391,8 +392,17 @@ def _no_metadata(bag: Path) -> None:
     (bag / "rec.mcap").rename(bag / "other.txt")
 
 
+def _corrupt_truncate_no_metadata(bag: Path) -> None:
+    _corrupt_truncate(bag)
+    (bag / "metadata.yaml").unlink()
+
+
+RECOVER_HINT = "an mcap cut short, e.g. by an interrupted recording, can be rebuilt with `mcap recover`"
+
+
 @pytest.mark.parametrize(("storage", "damage", "expected"), [
-    ("mcap", _corrupt_truncate, "corrupt"),
+    ("mcap", _corrupt_truncate, f"corrupt or unreadable bag: File end magic is invalid. ({RECOVER_HINT})"),
+    ("mcap", _corrupt_truncate_no_metadata, f"corrupt or unreadable bag: File end magic is invalid. ({RECOVER_HINT})"),
     ("mcap", _corrupt_garbage, "corrupt"),
     ("sqlite3", _corrupt_sqlite, "corrupt"),
     ("mcap", _unknown_storage, "unknown storage 'rosbag_v3'"),
@@ -568,3 +578,151 @@ def test_the_summary_lists_the_frames_the_decider_judged_bad_by_their_stamps(tmp
     frozen = [b for b in s["bad_frames"] if "repeated (frozen camera)" in b["reason"]]
     assert len(frozen) == s["frames"] - 1 - sum("truncated" in b["reason"] for b in s["bad_frames"])
     assert all(b["stamp_ns"] == 0 for b in frozen)
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    """Every file under an output folder (relative path -> bytes)."""
+    return {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+
+
+def test_a_failed_replay_keeps_the_previous_replays_output(tmp_path, capsys):
+    """The previous outputs are replaced only by a run that succeeded (a typo'd --model failed late)."""
+    drive(tmp_path / "rec", seconds=0.5)
+    replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None)
+    before = _outputs(tmp_path / "out")
+    assert {"bag/bag.mcap", "bag/metadata.yaml", "summary.json", "replay.png"} <= set(before)
+    with pytest.raises(BagError, match="model bundle"):
+        replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=tmp_path / "typo")
+    assert _outputs(tmp_path / "out") == before and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "bag", "replay.png", "summary.json"]
+    rc, text = _run_cli([str(tmp_path / "rec"), "--model", str(tmp_path / "typo"), "--out", str(tmp_path / "out")],
+                        capsys)
+    assert rc == 2 and "model bundle" in text and _outputs(tmp_path / "out") == before
+    # a failed first run into a new folder leaves no folder behind
+    with pytest.raises(BagError, match="model bundle"):
+        replay(tmp_path / "rec", out_dir=tmp_path / "new", cfg=make_config(), bundle=tmp_path / "typo")
+    assert not (tmp_path / "new").exists()
+    # a run that succeeds replaces all of it: no old replay.png beside a run without a plot
+    again = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bag", "summary.json"]
+    assert again.bag == tmp_path / "out" / "bag" and read_decisions(again.bag)
+    assert again.summary["output"]["bag"] == str(tmp_path / "out" / "bag")
+    # a bag/ that is not an earlier replay's is refused before anything is written, and kept
+    (tmp_path / "other" / "bag").mkdir(parents=True)
+    (tmp_path / "other" / "bag" / "notes.txt").write_text("mine")
+    with pytest.raises(BagError, match="not the output of an earlier replay"):
+        replay(tmp_path / "rec", out_dir=tmp_path / "other", cfg=make_config(), bundle=None)
+    assert _outputs(tmp_path / "other") == {"bag/notes.txt": b"mine"}
+
+
+def _replay_until_writing(rec: Path, out: Path) -> subprocess.Popen:
+    """A CLI replay in a subprocess, returned once it is writing its output bag (sqlite3: a journal)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tiny_node", "replay", str(rec), "--rules-only", "--no-plot",
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not list(out.rglob("*.db3-journal")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    return proc
+
+
+def test_a_replay_killed_midway_leaves_the_output_folder_as_it_was(tmp_path):
+    """SIGTERM (timeout, kill) cleans up like Ctrl-C; after a SIGKILL the next run removes the leftovers."""
+    drive(tmp_path / "rec", storage="sqlite3", seconds=20.0)
+    first = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    before = _outputs(tmp_path / "out")
+    proc = _replay_until_writing(tmp_path / "rec", tmp_path / "out")
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "tiny-node replay: terminated" in err and "Traceback" not in err, err
+    assert _outputs(tmp_path / "out") == before
+    proc = _replay_until_writing(tmp_path / "rec", tmp_path / "out")
+    proc.kill()
+    proc.communicate(timeout=60)
+    partial = tmp_path / "out" / "replay.partial"
+    assert (partial / "bag").is_dir() and _outputs(tmp_path / "out" / "bag") == _outputs(first.bag)
+    again = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert not partial.exists() and read_decisions(again.bag) == read_decisions(first.bag)
+    # the partial folder of a replay still running is not touched, nor a folder of that name not ours
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        partial.mkdir()
+        (partial / ".tiny_node-replay").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(BagError, match=f"another replay \\(pid {sleeper.pid}\\)"):
+            replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (partial / ".tiny_node-replay").unlink()
+    with pytest.raises(BagError, match="not a replay's partial output"):
+        replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert partial.is_dir() and read_decisions(tmp_path / "out" / "bag") == read_decisions(first.bag)
+
+
+def test_one_damaged_first_range_of_a_humble_bag_is_one_undecodable_message(tmp_path):
+    """Several messages choose the definition: a damaged first one must not make every range unreadable."""
+    drive(tmp_path / "rec", storage="sqlite3", seconds=2.0, gap0=30.0)
+    _as_humble_sqlite3(tmp_path / "rec")
+    (db,) = (tmp_path / "rec").glob("*.db3")
+    con = sqlite3.connect(db)
+    con.execute("UPDATE messages SET data = substr(data, 1, 20) WHERE id = (SELECT id FROM messages WHERE topic_id = "
+                "(SELECT id FROM topics WHERE name = '/range') ORDER BY timestamp LIMIT 1)")
+    con.commit()
+    con.close()
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert result.summary["undecodable_messages"] == {"/range": 1}
+    # only the first frame, before the second range, is judged without a range (and its brake held)
+    assert [r.t for r in result.decisions if r.reason.startswith("fail-safe")] == [pytest.approx(0.001)]
+    assert result.decisions[-1].reason.startswith("RSS:")
+    with BagSource(result.bag) as out:  # written with the definition that matches its bytes (Humble's)
+        assert "variance" not in [n for n, _ in out.typestore_for(bm.RANGE).fielddefs[bm.RANGE][1]]
+        raws = [raw for _, _, raw in out.messages({"/range"})]
+        assert len(raws) == 120 and len(raws[0]) == 20  # the damaged one copied unchanged too
+        assert [out.deserialize(raw, bm.RANGE).range for raw in raws[1:3]] == [
+            pytest.approx(float(F32(30.0 - 13.9 * i * 16_666_667e-9)), rel=1e-6) for i in (1, 2)]
+
+
+VELOCITY_REPORT = "autoware_auto_vehicle_msgs/msg/VelocityReport"
+
+
+def _add_vendor_topic(bag: Path) -> list[tuple[int, bytes]]:
+    """A topic of a type rosbags does not know (an Autoware message) in a bag without definitions."""
+    from rosbags.typesys import get_types_from_msg
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    store.register(get_types_from_msg("builtin_interfaces/Time stamp\nfloat32 longitudinal_velocity",
+                                      VELOCITY_REPORT))
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    (qos,) = con.execute("SELECT offered_qos_profiles FROM topics WHERE name = '/odom'").fetchone()
+    topic_id = con.execute("INSERT INTO topics (name, type, serialization_format, offered_qos_profiles, "
+                           "type_description_hash) VALUES (?, ?, 'cdr', ?, '')",
+                           ("/vehicle/status/velocity_status", VELOCITY_REPORT, qos)).lastrowid
+    written = []
+    for i in range(5):
+        ns = EPOCH_NS + i * 10**8
+        msg = store.types[VELOCITY_REPORT](stamp=bm.ns_to_time(ns), longitudinal_velocity=13.9)
+        raw = bytes(store.serialize_cdr(msg, VELOCITY_REPORT))
+        con.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)", (topic_id, ns, raw))
+        written.append((ns, raw))
+    con.commit()
+    con.close()
+    return written
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_type_without_any_definition_is_copied_through(tmp_path, storage):
+    """Humble sqlite3 bags carry no definitions: a vendor's type is copied unchanged all the same."""
+    drive(tmp_path / "rec", storage="sqlite3", seconds=0.5)
+    _as_humble_sqlite3(tmp_path / "rec")
+    written = _add_vendor_topic(tmp_path / "rec")
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, storage=storage,
+                    plot=False)
+    (warning,) = [w for w in result.summary["warnings"] if w.startswith("/vehicle/status/velocity_status")]
+    assert "copied unchanged" in warning
+    with AnyReader([result.bag]) as reader:  # rosbags reads the whole output bag, definitions from the bag
+        (conn,) = [c for c in reader.connections if c.topic == "/vehicle/status/velocity_status"]
+        assert conn.msgtype == VELOCITY_REPORT and conn.ext.offered_qos_profiles == [bm.SENSOR_QOS]
+        assert [(ns, bytes(raw)) for _, ns, raw in reader.messages(connections=[conn])] == written
+        assert sum(1 for _ in reader.messages()) == 30 * 3 + 15 * 3 + 1 + 15 * 2 + 5  # + our decisions
+    with BagSource(result.bag) as out, pytest.raises(ValueError, match="cannot deserialize"):
+        out.deserialize(written[0][1], VELOCITY_REPORT)  # no fields: it does not pretend to decode

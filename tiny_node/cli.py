@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 
 def _cmd_run(rest: list[str]) -> int:
@@ -59,6 +62,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from tiny_node.model.bundle import resolve_bundle_dir
 
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
+    restore = _sigterm_as_interrupt()
     try:
         cfg = config_from_file(args.params_file)
         bundle: Path | None = None  # "default" = the shipped bundle, as for the node
@@ -74,9 +78,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except (BagError, ConfigError, OSError) as exc:
         print(f"\ntiny-node replay: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ntiny-node replay: interrupted (partial output bag removed)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how, status = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+        print(f"\ntiny-node replay: {how} (partial output removed; the output folder is as it was)", file=sys.stderr)
+        return status
+    finally:
+        restore()
     s = result.summary
     print(f"\n{s['mode']} replay of {s['input']['bag']} ({s['input']['duration_s']:.1f} s, model: {s['model']})")
     print("topics: " + ", ".join(f"{role}={name}" for role, name in result.topics.items()))
@@ -91,6 +98,25 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     print(f"output: {result.bag} (bag), {result.summary_path}"
           + (f", {result.plot_path}" if result.plot_path else ""))
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, a supervisor), raised like Ctrl-C: the run cleans up the same way."""
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise :class:`_Terminated` in the main thread; returns what restores the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    old = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, old)
+    return restore
 
 
 def _progress_printer() -> Callable[[float, float], None] | None:

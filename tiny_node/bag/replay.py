@@ -11,17 +11,21 @@ copied through plus ``/tiny_node/decision`` and ``/tiny_node/brake``, ``summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from rosbags.interfaces import Connection, ConnectionExtRosbag2, Qos
 from rosbags.rosbag2 import Writer, WriterError
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
@@ -38,6 +42,9 @@ OUT_BRAKE = "/tiny_node/brake"
 OUT_DIAGNOSTICS = "/tiny_node/diagnostics"  # real time only: the node's /diagnostics
 OUT_TOPICS = (OUT_DECISION, OUT_BRAKE, OUT_DIAGNOSTICS)
 OUT_BAG = "bag"
+OUTPUTS = (OUT_BAG, "summary.json", "replay.png")
+PARTIAL = "replay.partial"  # a run's outputs until it succeeded
+PARTIAL_MARK = ".tiny_node-replay"  # in PARTIAL: the pid of the replay writing it
 TOOL_KEY = "tiny_node.tool"
 
 Progress = Callable[[float, float], None]  # (fraction done, log time s)
@@ -61,6 +68,19 @@ class ReplayResult:
         return float(self.summary["timing"]["speed_x_realtime"])
 
 
+#: The definition written for a type neither the input bag nor rosbags' type stores define (a
+#: vendor's message in a bag recorded without definitions): no fields, and this comment.
+UNDEFINED_MSGDEF = ("# tiny_node replay: the input bag had no definition of this type (recorded without message\n"
+                    "# definitions) and none was known: the messages are copied unchanged, undescribed\n")
+
+
+def undefined_msgdef(msgtype: str) -> tuple[str, str]:
+    """(definition, RIHS01 hash) of ``msgtype`` as :data:`UNDEFINED_MSGDEF`: what rosbags' readers check."""
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(UNDEFINED_MSGDEF, msgtype))
+    return UNDEFINED_MSGDEF, store.hash_rihs01(msgtype)
+
+
 class OutputBag:
     """The output bag: input connections copied through, decisions added."""
 
@@ -79,9 +99,11 @@ class OutputBag:
                 skipped.add(f"{c.topic}: replaced by this replay's decisions")
                 continue
             store = source.typestore_for(c.msgtype)
-            if store is None:
-                skipped.add(f"{c.topic}: no definition of {c.msgtype} in the bag, not copied")
-                continue
+            msgdef = rihs01 = None
+            if store is None:  # copied all the same: its bytes, under an empty definition that says why
+                msgdef, rihs01 = undefined_msgdef(c.msgtype)
+                skipped.add(f"{c.topic}: no definition of {c.msgtype} in the bag: copied unchanged, with an "
+                            "empty definition (tools that decode it need the package's own)")
             qos: tuple[Qos, ...] = ()
             fmt = "cdr"
             if isinstance(c.ext, ConnectionExtRosbag2):
@@ -89,8 +111,8 @@ class OutputBag:
             key = (c.topic, c.msgtype, qos)
             if key not in by_key:
                 try:
-                    by_key[key] = self.writer.add_connection(c.topic, c.msgtype, typestore=store,
-                                                             serialization_format=fmt,
+                    by_key[key] = self.writer.add_connection(c.topic, c.msgtype, typestore=store, msgdef=msgdef,
+                                                             rihs01=rihs01, serialization_format=fmt,
                                                              offered_qos_profiles=list(qos))
                 except Exception as exc:  # a type rosbags cannot describe: say so, go on
                     skipped.add(f"{c.topic}: cannot copy {c.msgtype}: {exc}")
@@ -264,7 +286,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
     """
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
-    with BagSource(Path(bag)) as source:
+    with BagSource(Path(bag)) as source, _Staging(out_dir) as staging:
         roles, warnings = detect_topics(source.topics, topics, bag=str(source.path))
         if realtime and bundle is not None:
             warnings.append(f"model {bundle} not used in real time: the running node's own model_bundle decides")
@@ -273,11 +295,11 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                             "log (receipt) time")
         out_path = out_dir / OUT_BAG
         _refuse_overlap(source.path, out_path)
-        _clear_previous(out_path)
+        staging.open(source.path)  # refusals first; the previous replay's outputs stay until this one succeeds
         epoch = source.custom.get(EPOCH_KEY, "")
         origin_ns = min(int(epoch), source.start_ns) if epoch.isdigit() else source.start_ns
         custom = {TOOL_KEY: "replay", EPOCH_KEY: str(origin_ns), "tiny_node.input": str(source.path)}
-        out = OutputBag(out_path, storage or source.storage, source, custom, warnings)
+        out = OutputBag(staging.bag, storage or source.storage, source, custom, warnings)
         series = Series()
         feeder = Feeder(source, roles, cfg, series, origin_ns)
         try:
@@ -315,7 +337,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         if plot:
             plot_path = out_dir / "replay.png"
             try:
-                write_plot(plot_path, records, series, f"{source.path.name}: {summary['mode']}, {summary['model']}")
+                write_plot(staging.plot, records, series, f"{source.path.name}: {summary['mode']}, {summary['model']}")
             except ImportError as exc:
                 warnings.append(f"no plot: {exc} (pip install matplotlib)")
                 plot_path = None
@@ -324,7 +346,8 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         summary["timing"] = {"wall_s": round(wall_s, 3), "replay_s": round(replay_s, 3),
                              "speed_x_realtime": round(duration_s / wall_s, 2) if wall_s > 0 else None}
         summary_path = out_dir / "summary.json"
-        summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        staging.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        staging.commit()
         return ReplayResult(out_dir, out_path, summary_path, plot_path, summary, records, roles)
 
 
@@ -335,8 +358,8 @@ def _refuse_overlap(bag: Path, out_path: Path) -> None:
         raise BagError(f"output bag {out_path} overlaps the input bag {bag}: choose another --out")
 
 
-def _clear_previous(out_path: Path) -> None:
-    """Remove an output bag of an earlier replay; refuse to touch anything else."""
+def _check_previous(out_path: Path) -> None:
+    """Refuse an existing output bag that is not an earlier replay's: only those are ever replaced."""
     if not out_path.exists():
         return
     meta = out_path / "metadata.yaml"
@@ -348,9 +371,88 @@ def _clear_previous(out_path: Path) -> None:
             raise BagError(f"cannot read {meta}: {exc}") from exc
     if not ours:
         raise BagError(f"{out_path} exists and is not the output of an earlier replay; choose another --out")
-    shutil.rmtree(out_path)
-    for stale in ("summary.json", "replay.png"):  # never leave the old run's report beside a failed one
-        (out_path.parent / stale).unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+class _Staging:
+    """A run's outputs, written in ``<out>/replay.partial`` and moved into place only when it succeeded.
+
+    Why: a run that fails (a typo'd ``--model``, no node in real time, an interrupt, SIGTERM)
+    must not cost the previous replay's outputs, nor leave anything that looks like its own.
+    ``replay.partial`` holds the pid of its replay; one left by a replay that was killed (no
+    longer running) is removed by the next run into the same ``--out``.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.dir = out_dir / PARTIAL
+        self.bag, self.summary, self.plot = (self.dir / name for name in OUTPUTS)
+        self._opened = self._made_out_dir = False
+        self._moves: list[tuple[Path, Path]] = []  # renames of commit(), undone if it is interrupted
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def open(self, source: Path) -> None:
+        """Refuse what must not be touched, remove a killed run's leftovers, create the folder."""
+        _refuse_overlap(source, self.dir)
+        _check_previous(self.out_dir / OUT_BAG)
+        if self.dir.exists() or self.dir.is_symlink():
+            mark = self.dir / PARTIAL_MARK
+            try:
+                pid = int(mark.read_text(encoding="utf-8").strip())
+            except (OSError, ValueError) as exc:
+                raise BagError(f"{self.dir} exists and is not a replay's partial output; choose another --out") from exc
+            if pid != os.getpid() and _running(pid):
+                raise BagError(f"{self.dir}: another replay (pid {pid}) is writing into {self.out_dir}; "
+                               "wait for it, or choose another --out")
+            shutil.rmtree(self.dir)  # a killed replay's
+        self._made_out_dir = not self.out_dir.exists()
+        self.dir.mkdir(parents=True)
+        self._opened = True
+        (self.dir / PARTIAL_MARK).write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+    def commit(self) -> None:
+        """Replace the previous replay's outputs, all of them, by this run's (renames only)."""
+        previous = self.dir / "previous"
+        previous.mkdir()
+        if (self.out_dir / OUT_BAG).exists():
+            _check_previous(self.out_dir / OUT_BAG)
+            for name in OUTPUTS:  # never leave the old run's report beside the new one
+                if (self.out_dir / name).exists():
+                    self._move(self.out_dir / name, previous / name)
+        for name in OUTPUTS:
+            if (self.dir / name).exists():
+                self._move(self.dir / name, self.out_dir / name)
+        self._moves.clear()  # done: nothing to undo
+
+    def _move(self, src: Path, dst: Path) -> None:
+        self._moves.append((src, dst))  # first: an interrupt right after the rename still finds it
+        os.replace(src, dst)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for src, dst in reversed(self._moves):  # commit() interrupted (SIGTERM): back as it was
+            if dst.exists() and not src.exists():
+                with contextlib.suppress(OSError):
+                    os.replace(dst, src)
+        if self._opened:  # a failed run's partial outputs, or the replaced ones
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if exc_type is not None and self._made_out_dir:
+            with contextlib.suppress(OSError):
+                self.out_dir.rmdir()  # created for this run, empty
 
 
 def read_decisions(bag: Path, topic: str = OUT_DECISION) -> dict[int, dict[str, Any]]:

@@ -15,6 +15,7 @@ import sqlite3
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +37,8 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
     "imu": (msgs.IMU,),
 }
 STORAGE_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
+#: messages of a type tried against each distro's definition in a bag without definitions
+STORE_SAMPLE = 20
 
 # What rosbags / sqlite / the decompressors raise on a damaged file.  Caught only around
 # calls into the reader and re-raised as BagError with the cause chained.
@@ -55,6 +58,13 @@ class TopicInfo:
 
     def __str__(self) -> str:
         return f"{self.name} [{self.msgtype}]"
+
+
+def _recover_hint(storage: str) -> str:
+    """What to do about a damaged bag of ``storage``, for the error message (with or without metadata.yaml)."""
+    if storage == "mcap":
+        return " (an mcap cut short, e.g. by an interrupted recording, can be rebuilt with `mcap recover`)"
+    return ""
 
 
 def _read_metadata(meta: Path) -> dict[str, Any]:
@@ -79,9 +89,7 @@ class BagSource:
             self._reader = AnyReader([self.path] if compressed else files, default_typestore=msgs.TYPESTORE)
             self._reader.open()
         except _READ_ERRORS as exc:
-            hint = (" (an mcap cut short, e.g. by an interrupted recording, can be rebuilt with `mcap recover`)"
-                    if self.storage == "mcap" else "")
-            raise BagError(f"{self.path}: corrupt or unreadable bag: {exc}{hint}") from exc
+            raise BagError(f"{self.path}: corrupt or unreadable bag: {exc}{_recover_hint(self.storage)}") from exc
         self.connections: list[Connection] = list(self._reader.connections)
         # a bag with no definitions at all (sqlite3 before Iron) is read with the stores below
         self._own_definitions = any(c.msgdef.format != MessageDefinitionFormat.NONE for c in self.connections)
@@ -127,7 +135,7 @@ class BagSource:
             with Reader(path):
                 pass
         except _READ_ERRORS as exc:
-            raise BagError(f"{path}: corrupt or unreadable bag: {exc}") from exc
+            raise BagError(f"{path}: corrupt or unreadable bag: {exc}{_recover_hint(storage)}") from exc
         rel = info.get("relative_file_paths") or []
         files = [path / Path(str(f)).name for f in rel]
         if not files:
@@ -157,8 +165,10 @@ class BagSource:
 
         Why: a bag without definitions says nothing of the distro it was recorded on, and a
         type may have changed since (Humble's ``sensor_msgs/Range`` has no ``variance``): read
-        with Kilted's definition, every message would be undecodable. The first message of
-        the type picks the definition that decodes it exactly (the CDR reader checks the size).
+        with Kilted's definition, every message would be undecodable. The first
+        :data:`STORE_SAMPLE` messages of the type pick the definition that decodes the most of
+        them exactly (the CDR reader checks the size), so one damaged message stays one
+        undecodable message.
         """
         if msgtype not in self._stores:
             self._stores[msgtype] = self._resolve_store(msgtype)
@@ -170,15 +180,13 @@ class BagSource:
         candidates = [s for s in msgs.OLDER_STORES if msgtype in s.fielddefs]
         if len({repr(s.generate_msgdef(msgtype)) for s in candidates}) <= 1:
             return candidates[0] if candidates else None
-        first = next(self.messages({c.topic for c in self.connections if c.msgtype == msgtype}), None)
-        if first is not None:
-            for store in candidates:
-                try:
-                    store.deserialize_cdr(first[2], msgtype)
-                except Exception:  # the deserializer raises anything on a definition that does not fit
-                    continue
-                return store
-        return candidates[0]  # none decodes it: every message is counted undecodable, and said so
+        # several messages vote: one damaged message (the first, say) must not pick the wrong definition
+        sample = [raw for _, _, raw in islice(self.messages({c.topic for c in self.connections
+                                                              if c.msgtype == msgtype}), STORE_SAMPLE)]
+        decoded = [sum(_decodes(store, raw, msgtype) for raw in sample) for store in candidates]
+        # the store that decodes the most (the newest on a tie); none decodes any: candidates[0], and
+        # every message is counted undecodable, and said so
+        return candidates[decoded.index(max(decoded))]
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         """A rosbags message object; raises ValueError with the cause if it cannot."""
@@ -201,6 +209,14 @@ class BagSource:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _decodes(store: Typestore, raw: bytes, msgtype: str) -> bool:
+    try:
+        store.deserialize_cdr(raw, msgtype)
+    except Exception:  # the deserializer raises anything on a definition that does not fit
+        return False
+    return True
 
 
 def _listing(topics: Mapping[str, TopicInfo]) -> str:
