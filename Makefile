@@ -73,7 +73,9 @@ bench: $(STAMP)
 
 colcon: $(STAMP)
 	$(BIN)/colcon --log-base log build --base-paths . --build-base build --install-base install
-	@echo "now: source install/setup.bash (or install/local_setup.bash on top of a ROS install)"
+	@# colcon writes setup.bash only with colcon-bash (a ROS install has it); setup.sh always
+	@if [ -f install/setup.bash ]; then echo "now: source install/setup.bash (or install/local_setup.bash on top of a ROS install)"; \
+	else echo "now: . install/setup.sh (or . install/local_setup.sh on top of a ROS install)"; fi
 
 clean:
 	rm -rf build install log .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -218,6 +218,19 @@ def test_a_runtime_package_the_worker_cannot_import_fails_at_once_naming_it(
     assert w.poll() == [] and w.state is WorkerState.FAILED and w.restarts == 0
 
 
+def test_ctrl_c_to_the_process_group_leaves_the_worker_to_its_node(make_worker: Callable[..., ModelWorker],
+                                                                    bundles: dict[str, Path]) -> None:
+    """A terminal's Ctrl-C reaches the worker too; the node stops it, so it must not die of it."""
+    w = make_worker(bundles["fast"])
+    assert w.wait_ready(READY_S)
+    pid = pid_of(w)
+    os.kill(pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert w.submit(1, FRAME, CLOSE)
+    [r] = poll_until(w, lambda got: len(got) == 1)
+    assert r.output is not None and pid_of(w) == pid and w.restarts == 0
+
+
 def test_test_delay_hook_makes_result_late(make_worker: Callable[..., ModelWorker],
                                            bundles: dict[str, Path]) -> None:
     w = make_worker(bundles["fast"])

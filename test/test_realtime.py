@@ -112,3 +112,17 @@ def test_frames_are_taken_only_while_running_and_none_goes_unanswered_at_stop():
         assert [d.stamp_ns for _, d in out.got] == [2, 3]  # frame 1 never came back
     finally:
         loop.close()
+
+
+def test_the_benchmark_fails_on_a_frame_not_decided_once_and_names_late_cases():
+    from tiny_node.bench import verdict
+
+    def case(name, decisions=600, duplicates=0, late=0):
+        return {"case": name, "frames": 600, "decisions": decisions, "duplicates": duplicates,
+                "after_deadline": late, "lateness_max_ms": 2.95 if late else -1.5}
+
+    notes, failures = verdict([case("fast"), case("slow+stress", late=4)])
+    assert failures == [] and notes == ["bench: slow+stress: 4 of 600 decisions after their deadline, "
+                                        "the latest 3.0 ms after it"]
+    notes, failures = verdict([case("fast", decisions=599), case("slow", duplicates=1)])
+    assert [f.split(":")[1].strip() for f in failures] == ["FAIL fast", "FAIL slow"] and notes == []

@@ -93,7 +93,12 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def run_bench(out_dir: Path, frames: int = 600, cases: list[str] | None = None) -> int:
-    """Run the cases, print and write the figures; exit 1 if any frame went undecided or late."""
+    """Run the cases, print and write the figures; exit 1 if a frame went undecided or twice decided.
+
+    Late decisions are figures, not a failure of the run: a few milliseconds of deadline-thread
+    wake-up beyond the publish guard under load is what this measures (docs/BENCHMARKS.md);
+    each case with any is named with its worst lateness.
+    """
     from tiny_node.model.testmodels import write_test_bundles
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,5 +118,17 @@ def run_bench(out_dir: Path, frames: int = 600, cases: list[str] | None = None) 
     (out_dir / "bench.json").write_text(json.dumps({"date": stamp, "machine": machine(),
                                                     "results": results}, indent=1))
     (out_dir / "bench.md").write_text(report)
-    bad = [r for r in results if r["decisions"] != r["frames"] or r["after_deadline"] or r["duplicates"]]
-    return 1 if bad else 0
+    notes, failures = verdict(results)
+    for line in notes + failures:
+        print(line)
+    return 1 if failures else 0
+
+
+def verdict(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(notes on late decisions, failures: frames not decided exactly once), one line each."""
+    notes = [f"bench: {r['case']}: {r['after_deadline']} of {r['frames']} decisions after their deadline, "
+             f"the latest {r['lateness_max_ms']:.1f} ms after it" for r in results if r["after_deadline"]]
+    failures = [f"bench: FAIL {r['case']}: {r['frames']} frames, {r['decisions']} decisions, {r['duplicates']} "
+                "duplicates (every frame must be decided exactly once)"
+                for r in results if r["decisions"] != r["frames"] or r["duplicates"]]
+    return notes, failures

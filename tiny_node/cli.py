@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="start the node: tiny-node run --params-file config/tiny_node.yaml "
                    "[--model-bundle DIR] [--no-autostart] [--ros-args ...]")
     demo = sub.add_parser("demo", help="start the node and drive it over DDS with a built-in drive")
-    demo.add_argument("--out", default="out/demo", help="where the timeline and summary go")
+    demo.add_argument("--out", default="out/demo-dds", help="where the timeline and summary go "
+                      "(not out/demo: that is make demo's simulator report)")
     demo.add_argument("--duration", type=float, default=6.0, help="seconds of driving")
     demo.add_argument("--speed", type=float, default=50.0, help="initial ego speed, km/h")
     bench = sub.add_parser("bench", help="decision latency / deadline benchmark over DDS at 30 Hz")

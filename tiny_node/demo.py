@@ -2,7 +2,7 @@
 
 Starts ``tiny-node run`` with the generated fast test model, streams a built-in approach to a
 stopped car (closed loop: the node's brake decisions stop the simulated ego), then prints the
-decision timeline and a latency summary and writes them to ``out/demo``.
+decision timeline and a latency summary and writes them to ``out/demo-dds``.
 """
 
 from __future__ import annotations

@@ -157,10 +157,11 @@ def _descends_from(pid: int, ancestor: int) -> bool:
 def node_pid(started: int | None, reported: int | None, note: Callable[[str], None]) -> int | None:
     """The pid to measure and signal: the node process itself, not a wrapper that started it.
 
-    Why: ``--node-cmd "ros2 run tiny_node tiny_node"`` starts ``ros2``, which runs the node as
-    its child; its memory and children (the model worker) are the node's, not the wrapper's.
-    A reported pid is taken only when it is the started process or its descendant (the node
-    may run in another pid namespace, where its own pid names some other process here).
+    ``started``: the harness's command, or ``--node-pid`` given with ``--attach``. Why:
+    ``--node-cmd "ros2 run tiny_node tiny_node"`` starts ``ros2``, which runs the node as its
+    child; its memory and children (the model worker) are the node's, not the wrapper's. A
+    reported pid is taken only when it is the started process or its descendant (the node may
+    run in another pid namespace, where its own pid names some other process here).
     """
     if started is None or reported is None or reported == started:
         return started
@@ -519,7 +520,8 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             feeder.close()
             feeder = Feeder(namespace=cfg.namespace, compressed=params.get("camera_transport") == "compressed")
             feeder.wait_for_node(30.0)
-        pid = node_pid(node.pid, reported_pid(feeder), cfg.progress) if node is not None else cfg.node_pid
+        started = node.pid if node is not None else cfg.node_pid  # --node-pid may name a wrapper too
+        pid = node_pid(started, reported_pid(feeder), cfg.progress) if started is not None else None
         runner = _Runner(cfg, spec, feeder, node_pid=pid, params=params, faults=faults, duration_s=duration)
         runner.prepare()
         ctx = _Context(runner)
