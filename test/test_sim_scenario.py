@@ -65,6 +65,8 @@ def test_defaults_and_ncap_dimensions():
         (with_actor(colour=[1, 2]), "actors[0].colour: must be [r, g, b]"),
         (with_actor(speed_kmh=math.nan), "actors[0].speed_kmh: must be finite"),
         ({**BASE, "ego_speed_kmh": None}, "ccrs.yaml: ego_speed_kmh: required"),
+        ({k if k != "ego_speed_kmh" else "ego_sped_kmh": v for k, v in BASE.items()},
+         "ccrs.yaml: ego_speed_kmh: required (found ego_sped_kmh: a typo?)"),
         ({**BASE, "environment": {"light": "dusk"}}, "environment.light: must be one of day, night (got 'dusk')"),
         ({**BASE, "environment": {"glare": "yes"}}, "environment.glare: must be true or false"),
         ({**BASE, "expect": "maybe"}, "expect: must be one of avoid, no_brake"),

@@ -192,6 +192,11 @@ class _Fields:
     def fail(self, path: str, msg: str) -> None:
         raise ScenarioError(f"{self.source}: {path or '<top>'}: {msg}")
 
+    def missing(self, key: str) -> None:
+        """Refuse a missing required field, naming a present key that looks like a typo of it."""
+        near = difflib.get_close_matches(key, [str(k) for k in self.d if k != key], n=1)
+        self.fail(self.key_path(key), "required" + (f" (found {near[0]}: a typo?)" if near else ""))
+
     def has(self, key: str) -> bool:
         return key in self.d and self.d[key] is not None
 
@@ -205,7 +210,7 @@ class _Fields:
         p = self.key_path(key)
         if v is None:
             if default is None:
-                self.fail(p, "required")
+                self.missing(key)
             assert default is not None
             return default
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -241,7 +246,7 @@ class _Fields:
         p = self.key_path(key)
         if v is None:
             if default is None:
-                self.fail(p, "required")
+                self.missing(key)
             assert default is not None
             return default
         if not isinstance(v, str):
