@@ -654,3 +654,23 @@ def test_a_node_started_by_a_wrapper_is_measured_and_its_worker_faulted(tmp_path
     (check,) = summary["faults"]
     assert not check["skipped"] and check["passed"], check
     assert code == 0, log[-3000:]
+
+
+def test_a_diagnostic_state_shorter_than_the_diagnostics_period_may_go_unsampled():
+    """Attached to a node publishing diagnostics at 1 Hz, a 0.85 s range fault can fall between
+    two samples: noted, not failed; at the harness's 0.2 s period it must be seen."""
+    from tiny_node.hil.faults import _diag_level
+    from tiny_node.hil.record import CheckResult
+
+    def failures(period: float, lasts: float) -> tuple[list[str], list[str]]:
+        rec = _rec(diag_period_s=period)
+        rec.diags += [DiagRec(9.0, "tiny_node: sensors", 0, "ok", {}), DiagRec(11.0, "tiny_node: sensors", 0, "ok", {})]
+        res = CheckResult("range_nan", "main", "", False)
+        _diag_level(rec, res, "sensors", 2, t_from=10.0, t_to=10.0 + lasts + period + 0.1, what="range fault",
+                    lasts_s=lasts)
+        return res.failures, res.observed
+
+    fails, seen = failures(1.0, 0.85)
+    assert not fails and "not sampled: it lasted 0.85 s, diagnostics every 1.0 s" in seen[0]
+    fails, _ = failures(0.2, 0.85)
+    assert fails and "no 'sensors' diagnostic at level 2" in fails[0]

@@ -208,9 +208,18 @@ def _rules_recovered(rec: RunRecord, w: Window, res: CheckResult, after_s: float
 
 
 def _diag_level(rec: RunRecord, res: CheckResult, name: str, level: int, *, t_from: float, t_to: float,
-                what: str) -> float | None:
+                what: str, lasts_s: float | None = None) -> float | None:
+    """The first ``name`` diagnostic at ``level`` in the window, or a failure naming it.
+
+    ``lasts_s``: how long the state lasts; one shorter than the node's diagnostics period
+    (an attached node publishing at 1 Hz) may fall between two samples, so not seeing it is
+    noted, not failed; the decisions' own levels are the evidence then.
+    """
     t = first_time(rec.diag(name, t_from, t_to), rec, level)
-    if t is None:
+    if t is None and lasts_s is not None and lasts_s < rec.diag_period_s:
+        res.observed.append(f"'{name}' level {level} not sampled: it lasted {lasts_s:.2f} s, diagnostics "
+                            f"every {rec.diag_period_s} s ({what})")
+    elif t is None:
         res.failures.append(f"no '{name}' diagnostic at level {level} in [{t_from:.2f}, {t_to:.2f}) s ({what})")
     else:
         res.observed.append(f"'{name}' level {level} at t={t:.2f} s ({t - t_from:+.2f} s)")
@@ -616,6 +625,7 @@ class RangeFault(Fault):
             lvl = [r for r in inside if int(r.values.get("level", 0)) != ERROR]
             _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
             _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                        lasts_s=w.end - w.start,
                         what="range fault")
             _rules_recovered(rec, w, res)
         elif self.kind == "+inf":
@@ -653,6 +663,7 @@ class RangeFault(Fault):
         lvl = [r for r in judged if int(r.values.get("level", 0)) != ERROR]
         _require(res, not lvl, f"{len(lvl)} stuck-range decisions not at level ERROR")
         _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                        lasts_s=w.end - w.start,
                     what="stuck range")
         _rules_recovered(rec, w, res)
 
@@ -680,6 +691,7 @@ class StaleOdometry(Fault):
         _require(res, len(stale) == len(late), "a frame without 'odom: stale' after the timeout")
         _require(res, all(r.values.get("decision") == "brake" for r in late), "fail-safe did not brake")
         _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                        lasts_s=w.end - w.start,
                     what="stale odometry")
         _rules_recovered(rec, w, res)
         _diag_level(rec, res, "sensors", OK, t_from=w.end + 0.1, t_to=w.until, what="odometry back")
