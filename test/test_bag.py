@@ -208,6 +208,15 @@ def test_metadata_disagreeing_with_storage_still_reads_every_message(tmp_path):
     assert_same(original, read_decisions(result.bag))
 
 
+def _sql(bag: Path, statement: str, params: tuple = ()) -> None:
+    """Run one SQL statement on a sqlite3 bag's database (to damage or cut a recording)."""
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    con.execute(statement, params)
+    con.commit()
+    con.close()
+
+
 def _as_humble_sqlite3(bag: Path) -> None:
     """Make a Kilted sqlite3 bag what Humble records: no definitions, metadata version 5, Humble's Range."""
     humble = get_typestore(Stores.ROS2_HUMBLE)
@@ -273,12 +282,8 @@ def test_a_humble_range_is_published_to_the_installed_distro_as_its_own_type(tmp
 
 def test_undecodable_sensor_messages_are_a_warning_naming_the_topic(tmp_path):
     drive(tmp_path / "rec", storage="sqlite3", seconds=1.0)
-    (db,) = (tmp_path / "rec").glob("*.db3")
-    con = sqlite3.connect(db)
-    con.execute("UPDATE messages SET data = substr(data, 1, 12) WHERE topic_id = "
-                "(SELECT id FROM topics WHERE name = '/odom')")
-    con.commit()
-    con.close()
+    _sql(tmp_path / "rec", "UPDATE messages SET data = substr(data, 1, 12) WHERE topic_id = "
+         "(SELECT id FROM topics WHERE name = '/odom')")
     result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert result.summary["undecodable_messages"] == {"/odom": 60}
     (warning,) = [w for w in result.summary["warnings"] if w.startswith("/odom")]
@@ -297,12 +302,8 @@ def test_an_output_inside_or_around_the_input_bag_is_refused_and_the_input_kept(
 
 def test_decisions_while_the_camera_is_out_are_not_counted_as_duplicates(tmp_path):
     drive(tmp_path / "rec", storage="sqlite3", seconds=3.0)
-    (db,) = (tmp_path / "rec").glob("*.db3")
-    con = sqlite3.connect(db)
-    con.execute("DELETE FROM messages WHERE topic_id = (SELECT id FROM topics WHERE name = '/camera/image_raw') "
-                "AND timestamp BETWEEN ? AND ?", (EPOCH_NS + 10**9, EPOCH_NS + 2 * 10**9))
-    con.commit()
-    con.close()
+    _sql(tmp_path / "rec", "DELETE FROM messages WHERE topic_id = (SELECT id FROM topics WHERE name = "
+         "'/camera/image_raw') AND timestamp BETWEEN ? AND ?", (EPOCH_NS + 10**9, EPOCH_NS + 2 * 10**9))
     s = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False).summary
     assert s["frames"] == 60 and s["camera_timeout_decisions"] > 0
     assert s["decisions"] == s["frames"] + s["camera_timeout_decisions"]
@@ -662,12 +663,8 @@ def test_one_damaged_first_range_of_a_humble_bag_is_one_undecodable_message(tmp_
     """Several messages choose the definition: a damaged first one must not make every range unreadable."""
     drive(tmp_path / "rec", storage="sqlite3", seconds=2.0, gap0=30.0)
     _as_humble_sqlite3(tmp_path / "rec")
-    (db,) = (tmp_path / "rec").glob("*.db3")
-    con = sqlite3.connect(db)
-    con.execute("UPDATE messages SET data = substr(data, 1, 20) WHERE id = (SELECT id FROM messages WHERE topic_id = "
-                "(SELECT id FROM topics WHERE name = '/range') ORDER BY timestamp LIMIT 1)")
-    con.commit()
-    con.close()
+    _sql(tmp_path / "rec", "UPDATE messages SET data = substr(data, 1, 20) WHERE id = (SELECT id FROM messages "
+         "WHERE topic_id = (SELECT id FROM topics WHERE name = '/range') ORDER BY timestamp LIMIT 1)")
     result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert result.summary["undecodable_messages"] == {"/range": 1}
     # only the first frame, before the second range, is judged without a range (and its brake held)
