@@ -659,6 +659,33 @@ def test_a_replay_killed_midway_leaves_the_output_folder_as_it_was(tmp_path):
     assert partial.is_dir() and read_decisions(tmp_path / "out" / "bag") == read_decisions(first.bag)
 
 
+@pytest.mark.parametrize("phase", ["moving the old outputs aside", "moving the new ones in"])
+def test_a_replay_killed_inside_its_swap_gives_the_previous_outputs_back(tmp_path, phase):
+    """A SIGKILL between the renames of the swap left the previous replay's only copy in
+    replay.partial/previous; the next run must put it back, not remove it with the leftovers."""
+
+    drive(tmp_path / "rec", storage="sqlite3", seconds=2.0)
+    out = tmp_path / "out"
+    first = replay(tmp_path / "rec", out_dir=out, cfg=make_config(), bundle=None)
+    before = _outputs(out)
+    # the folder as a replay (a process now gone) left it when it was killed inside commit()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    partial, previous = out / "replay.partial", out / "replay.partial" / "previous"
+    previous.mkdir(parents=True)
+    (partial / ".tiny_node-replay").write_text(f"{dead.pid}\n")
+    (out / "bag").rename(previous / "bag")
+    if phase == "moving the new ones in":
+        (out / "summary.json").rename(previous / "summary.json")
+        (out / "replay.png").rename(previous / "replay.png")
+        (previous / ".all-moved").touch()
+        (out / "summary.json").write_text("{}")  # the killed run's, moved in before it died
+    with pytest.raises(BagError, match="model bundle"):  # the next run fails, so nothing of its own is kept
+        replay(tmp_path / "rec", out_dir=out, cfg=make_config(), bundle=tmp_path / "no_such_bundle")
+    assert not partial.exists() and _outputs(out) == before
+    assert read_decisions(out / "bag") == read_decisions(first.bag)
+
+
 def test_one_damaged_first_range_of_a_humble_bag_is_one_undecodable_message(tmp_path):
     """Several messages choose the definition: a damaged first one must not make every range unreadable."""
     drive(tmp_path / "rec", storage="sqlite3", seconds=2.0, gap0=30.0)

@@ -214,6 +214,24 @@ def test_an_older_frame_decided_after_a_newer_brake_keeps_the_brake_without_a_ho
     assert d.stamp_ns == 3 and not d.brake and not d.hold
 
 
+def test_an_older_frame_follows_the_newest_decided_frame_not_an_older_brake():
+    """brake_hold_s 0: frame 2 brakes, frame 3 (newer) releases; frame 1, decided last, follows frame 3."""
+    port = ScriptedPort()
+    clock, sensors, wd = setup(port=port, brake_hold_s=0.0)
+    assert wd.on_frame(frame(clock, 1)) == []  # the model takes frame 1
+    clock.advance(0.01)
+    sensors.update_range(RangeReading(5.0, 0.2, 150.0, 2, clock.now()))
+    [second] = wd.on_frame(frame(clock, 2))
+    assert second.brake
+    clock.advance(0.01)
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 3, clock.now()))
+    [third] = wd.on_frame(Frame(stamp_ns=3, received_at=clock.now(), image=None, fault="truncated image"))
+    assert not third.brake
+    port.finish()
+    [first] = wd.on_model_result(1, Out(False, 0.9, "no_brake"))
+    assert first.stamp_ns == 1 and not first.brake and not first.hold
+
+
 def test_shadow_mode_reports_model_but_rules_decide():
     port = ScriptedPort()
     clock, _, wd = setup(port=port, arbitration="shadow")

@@ -208,7 +208,7 @@ class Watchdog:
         self._seq = 0
         self._last_stamp_ns: int | None = None
         self._hold_until = -math.inf
-        self._brake_seq = 0  # newest frame decided with a brake
+        self._newest_seq, self._newest_brake = 0, False  # the newest frame decided so far, and its brake
         self._hold_source = Source.RULES
         self._hold_reason = ""
         # Camera liveness: last frame receipt / stamp, recent inter-arrival times, and when the
@@ -480,18 +480,19 @@ class Watchdog:
         hold = False
         if brake:
             self._hold_until = now + self.cfg.float("brake_hold_s")
-            self._brake_seq = max(self._brake_seq, cycle.seq)
             self._hold_source, self._hold_reason = source, reason
         elif now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
             reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
                       f" | now: {reason}")
-        elif cycle.seq < self._brake_seq:
+        elif cycle.seq < self._newest_seq and self._newest_brake:
             # Why: decisions go out in the order they are taken, not in frame order (a rule brake
             # does not wait for the model busy with an older frame). Without a hold window the
-            # older frame's no-brake would be the last word on `brake` after a newer frame braked.
+            # older frame's no-brake would be the last word on `brake` after the newest braked.
             brake, hold, source = True, True, self._hold_source
-            reason = f"holding brake: newer frame {self._brake_seq} braked: {self._hold_reason} | now: {reason}"
+            reason = f"holding brake: newer frame {self._newest_seq} braked: {self._hold_reason} | now: {reason}"
+        if cycle.seq > self._newest_seq:
+            self._newest_seq, self._newest_brake = cycle.seq, brake
         decision = Decision(
             frame_id=cycle.seq,
             stamp_ns=cycle.frame.stamp_ns,

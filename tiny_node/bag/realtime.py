@@ -123,6 +123,7 @@ class Player:
             self.node.create_subscription(_rclpy_class(msgtype), topic, self._receiver(topic), qos, raw=True)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._closing = False
         self._spin = threading.Thread(target=self._spin_forever, name="replay-spin", daemon=True)
         self._spin.start()
 
@@ -137,7 +138,7 @@ class Player:
         try:
             self.executor.spin()
         except Exception:
-            if self.context.ok():  # not a shutdown race: a real failure
+            if self.context.ok() and not self._closing:  # not a shutdown race: a real failure
                 raise
 
     def drain(self) -> list[tuple[float, str, bytes]]:
@@ -167,11 +168,16 @@ class Player:
         )
 
     def close(self) -> None:
-        """Stop spinning and shut the context down."""
+        """Stop spinning, then destroy the node and shut the context down.
+
+        In that order (as ``Feeder.close``): a node destroyed under the spinning executor
+        raised in its thread.
+        """
+        self._closing = True
         self.executor.shutdown(timeout_sec=1.0)
+        self._spin.join(timeout=2.0)
         self.node.destroy_node()
         self._rclpy.try_shutdown(context=self.context)
-        self._spin.join(timeout=2.0)
 
 
 def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, str], *, namespace: str,
@@ -219,7 +225,7 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 form = forms[role]
                 player.pubs[role].publish(bytes(raw) if form is None else form(raw))
                 if role == "camera":
-                    feeder.frame(conn, ns, raw)  # stamp, and bad frames for the summary
+                    feeder.frame(conn, ns, raw)  # its stamp, to match the node's decision to it
                 elif role in ("range", "odom") and (msg := feeder.sensor(role, conn, raw)) is not None:
                     t = feeder.t(ns)
                     if role == "range":

@@ -45,6 +45,8 @@ OUT_BAG = "bag"
 OUTPUTS = (OUT_BAG, "summary.json", "replay.png")
 PARTIAL = "replay.partial"  # a run's outputs until it succeeded
 PARTIAL_MARK = ".tiny_node-replay"  # in PARTIAL: the pid of the replay writing it
+PREVIOUS = "previous"  # in PARTIAL: the previous replay's outputs while commit() swaps
+ALL_MOVED = ".all-moved"  # in PREVIOUS: every previous output is aside; <out> holds the new ones
 TOOL_KEY = "tiny_node.tool"
 
 Progress = Callable[[float, float], None]  # (fraction done, log time s)
@@ -99,11 +101,6 @@ class OutputBag:
                 skipped.add(f"{c.topic}: replaced by this replay's decisions")
                 continue
             store = source.typestore_for(c.msgtype)
-            msgdef = rihs01 = None
-            if store is None:  # copied all the same: its bytes, under an empty definition that says why
-                msgdef, rihs01 = undefined_msgdef(c.msgtype)
-                skipped.add(f"{c.topic}: no definition of {c.msgtype} in the bag: copied unchanged, with an "
-                            "empty definition (tools that decode it need the package's own)")
             qos: tuple[Qos, ...] = ()
             fmt = "cdr"
             if isinstance(c.ext, ConnectionExtRosbag2):
@@ -111,6 +108,11 @@ class OutputBag:
             key = (c.topic, c.msgtype, qos)
             if key not in by_key:
                 try:
+                    msgdef = rihs01 = None
+                    if store is None:  # copied all the same: its bytes, under an empty definition that says why
+                        msgdef, rihs01 = undefined_msgdef(c.msgtype)
+                        skipped.add(f"{c.topic}: no definition of {c.msgtype} in the bag: copied unchanged, with "
+                                    "an empty definition (tools that decode it need the package's own)")
                     by_key[key] = self.writer.add_connection(c.topic, c.msgtype, typestore=store, msgdef=msgdef,
                                                              rihs01=rihs01, serialization_format=fmt,
                                                              offered_qos_profiles=list(qos))
@@ -418,6 +420,7 @@ class _Staging:
             if pid != os.getpid() and _running(pid):
                 raise BagError(f"{self.dir}: another replay (pid {pid}) is writing into {self.out_dir}; "
                                "wait for it, or choose another --out")
+            self._restore_previous()  # a replay killed while it swapped its outputs in
             shutil.rmtree(self.dir)  # a killed replay's
         self._made_out_dir = not self.out_dir.exists()
         self.dir.mkdir(parents=True)
@@ -426,17 +429,38 @@ class _Staging:
 
     def commit(self) -> None:
         """Replace the previous replay's outputs, all of them, by this run's (renames only)."""
-        previous = self.dir / "previous"
+        previous = self.dir / PREVIOUS
         previous.mkdir()
         if (self.out_dir / OUT_BAG).exists():
             _check_previous(self.out_dir / OUT_BAG)
             for name in OUTPUTS:  # never leave the old run's report beside the new one
                 if (self.out_dir / name).exists():
                     self._move(self.out_dir / name, previous / name)
+        (previous / ALL_MOVED).touch()  # from here on, what is in <out> is this run's
         for name in OUTPUTS:
             if (self.dir / name).exists():
                 self._move(self.dir / name, self.out_dir / name)
         self._moves.clear()  # done: nothing to undo
+
+    def _restore_previous(self) -> None:
+        """Put back the outputs a replay killed inside :meth:`commit` had moved aside.
+
+        Why: they are the only copy of the previous replay's outputs; removed with the killed
+        run's folder, a SIGKILL at the wrong moment would cost them. Once every old output had
+        moved aside (``ALL_MOVED``), what is in ``<out>`` is the killed run's (unfinished) and goes.
+        """
+        previous = self.dir / PREVIOUS
+        if not previous.is_dir():
+            return
+        swapped_in = (previous / ALL_MOVED).exists()
+        for name in OUTPUTS:
+            old, dst = previous / name, self.out_dir / name
+            if swapped_in and dst.is_dir():
+                shutil.rmtree(dst)
+            elif swapped_in and dst.exists():
+                dst.unlink()
+            if old.exists():
+                os.replace(old, dst)
 
     def _move(self, src: Path, dst: Path) -> None:
         self._moves.append((src, dst))  # first: an interrupt right after the rename still finds it

@@ -625,8 +625,7 @@ class RangeFault(Fault):
             lvl = [r for r in inside if int(r.values.get("level", 0)) != ERROR]
             _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
             _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                        lasts_s=w.end - w.start,
-                        what="range fault")
+                        lasts_s=w.end - w.start, what="range fault")
             _rules_recovered(rec, w, res)
         elif self.kind == "+inf":
             ok = [x for x in rr if x.startswith("clear: no object")]
@@ -663,8 +662,7 @@ class RangeFault(Fault):
         lvl = [r for r in judged if int(r.values.get("level", 0)) != ERROR]
         _require(res, not lvl, f"{len(lvl)} stuck-range decisions not at level ERROR")
         _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                        lasts_s=w.end - w.start,
-                    what="stuck range")
+                    lasts_s=w.end - w.start - rec.range_stuck_s, what="stuck range")
         _rules_recovered(rec, w, res)
 
 
@@ -684,15 +682,14 @@ class StaleOdometry(Fault):
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Fail-safe after the timeout (0.5 s default + a frame), ERROR, recovery."""
-        late = [r for r in rec.between(w.start + 0.65, w.end - EDGE_S) if r.decision is not None]
+        late = [r for r in rec.between(w.start + rec.odom_timeout_s + 0.15, w.end - EDGE_S) if r.decision is not None]
         _require(res, len(late) >= 5, f"only {len(late)} frames decided while odometry was stale")
         stale = [r for r in late if "odom: stale" in str(r.values.get("rules_reason", ""))]
         res.observed.append(f"{len(stale)}/{len(late)} fail-safe 'odom: stale' after the timeout")
         _require(res, len(stale) == len(late), "a frame without 'odom: stale' after the timeout")
         _require(res, all(r.values.get("decision") == "brake" for r in late), "fail-safe did not brake")
         _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                        lasts_s=w.end - w.start,
-                    what="stale odometry")
+                    lasts_s=w.end - w.start - rec.odom_timeout_s, what="stale odometry")
         _rules_recovered(rec, w, res)
         _diag_level(rec, res, "sensors", OK, t_from=w.end + 0.1, t_to=w.until, what="odometry back")
 

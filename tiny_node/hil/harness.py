@@ -239,6 +239,7 @@ class _Runner:
             camera_timeout_s=float(param("camera_timeout_s")),
             camera_timeout_action=str(param("camera_timeout_action")),
             range_stuck_s=float(param("range_stuck_s")),
+            odom_timeout_s=float(param("odom_timeout_s")),
             diag_period_s=float(param("diagnostics_period_s")),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
             model_hang_timeout_ms=float(param("model_hang_timeout_ms")),

@@ -233,7 +233,7 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     except BundleError as exc:
         res.send(Fatal(clip(str(exc)), permanent=True))
         sys.exit(EXIT_BAD_BUNDLE)
-    except ImportError as exc:  # a bundle's own package (tokenizers for a vlm): no restart brings it
+    except ImportError as exc:  # a package a bundle's runtime imports late: no restart brings it
         res.send(Fatal(clip(missing_package(exc)), permanent=True))
         sys.exit(EXIT_MISSING_PACKAGE)
     except Exception as exc:

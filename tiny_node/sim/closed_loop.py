@@ -391,7 +391,7 @@ class DdsPort:
                 confidence=float(v.get("confidence", "nan")), reason=str(v["reason"]),
                 received_at=received, deadline_at=received + float(v["deadline_ms"]) * 1e-3,
                 decided_at=decided, hold=str(v.get("hold", "false")) == "true",
-                model=_model_verdict(v))
+                frame_fault=str(v.get("frame_fault", "")), model=_model_verdict(v))
             self._decisions.append(DecisionRecord.from_decision(d))
             if self.recorder is not None:
                 self.recorder.decision(decided, d)
