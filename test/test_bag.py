@@ -433,6 +433,26 @@ def test_cli_missing_bag_empty_bag_and_silent_camera(tmp_path, capsys):
     assert "Traceback" not in text
 
 
+@pytest.mark.parametrize("swapped_in", [False, True])
+def test_cli_says_whether_a_stopped_replays_outputs_are_in_place(tmp_path, capsys, monkeypatch, swapped_in):
+    """A SIGTERM in a run's last milliseconds, after its outputs were swapped in, must not claim
+    the folder is as it was (the stop is raised into replay() by the CLI's SIGTERM handler)."""
+    import tiny_node.bag as bag_pkg
+    from tiny_node.cli import _Terminated
+
+    def stopped(bag, *, out_dir, **_kw):
+        if swapped_in:
+            out_dir.mkdir(parents=True)
+            (out_dir / "summary.json").write_text("{}")
+        raise _Terminated
+
+    monkeypatch.setattr(bag_pkg, "replay", stopped)
+    rc, text = _run_cli([str(tmp_path / "any"), "--out", str(tmp_path / "out"), "--rules-only"], capsys)
+    assert rc == 143 and "terminated" in text
+    assert ("outputs were complete and are in place" in text) is swapped_in
+    assert ("the output folder is as it was" in text) is not swapped_in
+
+
 def test_topic_detection_overrides_and_compressed_camera(tmp_path, capsys):
     import cv2
 

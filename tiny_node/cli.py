@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -62,6 +63,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from tiny_node.model.bundle import resolve_bundle_dir
 
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
+    out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
+    started = time.time()
     restore = _sigterm_as_interrupt()
     try:
         cfg = config_from_file(args.params_file)
@@ -70,7 +73,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             bundle = resolve_bundle_dir(args.model)
         elif not args.rules_only:
             bundle = resolve_bundle_dir(cfg.str("model_bundle"))
-        out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
         result = replay(Path(args.bag), out_dir=out, cfg=cfg, bundle=bundle, topics=topics or None,
                         realtime=args.realtime, budget_ms=args.budget_ms, storage=args.storage,
                         namespace=args.namespace, wait_s=args.wait, progress=_progress_printer(),
@@ -80,7 +82,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:
         how, status = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
-        print(f"\ntiny-node replay: {how} (partial output removed; the output folder is as it was)", file=sys.stderr)
+        summary = out / "summary.json"
+        # the stop may come after the outputs were swapped in (the last few ms of a run)
+        done = summary.is_file() and summary.stat().st_mtime >= started
+        what = ("this run's outputs were complete and are in place" if done
+                else "partial output removed; the output folder is as it was")
+        print(f"\ntiny-node replay: {how} ({what})", file=sys.stderr)
         return status
     finally:
         restore()
