@@ -496,3 +496,21 @@ def test_a_frames_fault_is_reported_with_its_decision():
     assert future_stamp_fault(10_600_000_000, 10_000_000_000, 0.5) == "camera stamp 0.60 s in the future of the node clock"
     assert future_stamp_fault(10_400_000_000, 10_000_000_000, 0.5) is None
     assert future_stamp_fault(10_600_000_000, 0, 0.5) is None  # ROS time 0: before the first /clock
+
+
+def test_an_activation_starts_without_the_last_periods_camera_clock_or_hold():
+    """deactivate -> activate: no 'camera out' decision (nor its fail-safe hold) before the first
+    frame of the new period; while inactive the node took no frames, so their absence says nothing."""
+    clock, sensors, wd = setup(range_m=5.0, brake_hold_s=2.0)
+    for i in range(5):
+        [d] = wd.on_frame(frame(clock, 1 + i))
+        clock.advance(0.033)
+    assert d.brake  # a rule brake: held for 2 s
+    clock.advance(3.0)  # inactive: nothing taken
+    wd.on_start()
+    assert wd.next_tick_at() is None and wd.on_tick() == []
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 10, clock.now()))
+    sensors.update_odometry(10.0, clock.now())
+    [d] = wd.on_frame(frame(clock, 10))
+    assert not d.brake and not d.hold and not d.no_frame
+    assert wd.next_tick_at() is not None  # the camera timeout runs again from this frame

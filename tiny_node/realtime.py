@@ -69,6 +69,7 @@ class RealtimeLoop:
             return
         with self._lock:
             self._mailbox = []  # nothing from before: a frame is decided by its deadline or not taken
+        self.watchdog.on_start()  # the deadline thread is not running: the watchdog is ours here
         self._running = True
         self._thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
         self._thread.start()

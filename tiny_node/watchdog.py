@@ -218,6 +218,19 @@ class Watchdog:
         self._frame_intervals: deque[float] = deque(maxlen=15)
         self._no_frame_due: float | None = None
 
+    def on_start(self) -> None:
+        """A new deciding period (the node activated again): nothing carries over from the last one.
+
+        Why: the camera clock and the brake hold of the last active period would make the node
+        decide "camera out" (a fail-safe brake, then its hold) the instant it is activated,
+        before any frame: while inactive it takes no frames, so their absence says nothing.
+        """
+        self._last_frame_at = None
+        self._frame_intervals.clear()
+        self._no_frame_due = None
+        self._hold_until = -math.inf
+        self._newest_brake = False
+
     def reconfigure(self, cfg: NodeConfig) -> None:
         """Take new parameters (from the deadline thread); open cycles keep their deadlines."""
         self.cfg = cfg

@@ -57,6 +57,8 @@ from tiny_node.watchdog import Frame, Watchdog, future_stamp_fault
 
 # Frame stamps kept to publish a rationale (which arrives after its decision) with its stamp.
 RATIONALE_STAMPS = 256
+# How long a rationale may wait for its decision to be published (the deadline is 50 ms).
+RATIONALE_WAIT_S = 1.0
 
 
 class _ContextPort:
@@ -128,6 +130,7 @@ class TinyNode(LifecycleNode):
         self._last_frame_at: float | None = None
         self._hw = f"{NODE_NAME}@{os.uname().nodename}"
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
+        self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
 
     # --- parameters --------------------------------------------------------------------
@@ -234,6 +237,7 @@ class TinyNode(LifecycleNode):
         """Start deciding, once the lifecycle publishers are on (a decision must not go nowhere)."""
         assert self.loop is not None
         result = super().on_activate(state)
+        self._last_frame_at = None  # the camera diagnostic too: no frame was taken while inactive
         self.loop.start()
         return result
 
@@ -332,12 +336,12 @@ class TinyNode(LifecycleNode):
     # --- outputs -------------------------------------------------------------------------
     def _publish(self, d: Decision) -> None:
         """Called by the deadline thread, once per frame."""
-        self._pub_brake.publish(Bool(data=d.brake))
-        self._pub_decision.publish(convert.decision_msg(d, self._hw))
-        if self.worker is not None:
+        if self.worker is not None:  # first: its rationale may already be waiting
             self._stamps[d.frame_id] = d.stamp_ns
             while len(self._stamps) > RATIONALE_STAMPS:
                 self._stamps.popitem(last=False)
+        self._pub_brake.publish(Bool(data=d.brake))
+        self._pub_decision.publish(convert.decision_msg(d, self._hw))
 
     def _publish_rationales(self) -> None:
         """Publish rationales, which come after their decisions (off the deadline path).
@@ -346,12 +350,19 @@ class TinyNode(LifecycleNode):
         """
         if self.worker is None:
             return
-        for seq, text in self.worker.take_rationales():
+        now = self.clock.now()
+        # Why keep unmatched ones a while: the deadline thread may read a result and its
+        # rationale in one poll, and this timer take the rationale before that thread has
+        # published (and recorded) the decision.
+        waiting, self._unmatched = self._unmatched, []
+        for seq, text, since in waiting + [(s, t, now) for s, t in self.worker.take_rationales()]:
             stamp = self._stamps.get(seq)
-            if stamp is None:
+            if stamp is None and now - since < RATIONALE_WAIT_S:
+                self._unmatched.append((seq, text, since))
+            elif stamp is None:
                 self.get_logger().warning(f"rationale for unknown frame {seq} dropped: {text!r}")
-                continue
-            self._pub_rationale.publish(String(data=f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d} {text}"))
+            else:
+                self._pub_rationale.publish(String(data=f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d} {text}"))
 
     def _publish_diagnostics(self) -> None:
         wd, sensors = self.watchdog, self.sensors
