@@ -244,6 +244,13 @@ def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):
             time.sleep(0.01)
         time.sleep(0.1)
         assert [d.stamp_ns for d in published] == [stamp]  # the one frame taken while active, alone
+        # inactive longer than camera_timeout_s, then active again: nothing is decided before a
+        # frame comes (no 'camera out' fail-safe from the last active period's camera clock)
+        assert node.trigger_deactivate() == ok
+        time.sleep(node.cfg.float("camera_timeout_s") + 0.3)
+        assert node.trigger_activate() == ok
+        time.sleep(0.3)
+        assert [d.stamp_ns for d in published] == [stamp], [d.reason for d in published[1:]]
         assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
         assert len(node._managed_entities) == managed and node._frames == node._frames_inactive == 0
     finally:

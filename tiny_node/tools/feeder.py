@@ -205,13 +205,10 @@ class Feeder:
         pub.publish(msg)
 
     # --- the node's lifecycle ---------------------------------------------------------------
-    def restart_node(self, timeout_s: float = 60.0) -> None:
-        """Deactivate, clean up, configure and activate the node: a fresh start, as for a new drive.
+    def change_state(self, *transitions: str, timeout_s: float = 60.0) -> None:
+        """Run lifecycle ``transitions`` (``configure``, ``activate``, ...) on the node, in order.
 
-        Why: a node left running between drives keeps deciding while nothing comes (camera
-        timeout: the fail-safe brake, then its hold) and carries sensor tracks over; each drive
-        must meet the node as a vehicle's first drive does. Raises RuntimeError naming the
-        transition that failed.
+        Raises RuntimeError naming the transition that failed or got no answer.
         """
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
@@ -220,7 +217,7 @@ class Feeder:
         try:
             if not client.wait_for_service(timeout_sec=timeout_s):
                 raise RuntimeError(f"{self._ns}tiny_node/change_state: no lifecycle service")
-            for name in ("deactivate", "cleanup", "configure", "activate"):
+            for name in transitions:
                 tid = getattr(Transition, f"TRANSITION_{name.upper()}")
                 fut = client.call_async(ChangeState.Request(transition=Transition(id=tid)))
                 end = time.monotonic() + timeout_s
@@ -232,6 +229,16 @@ class Feeder:
                                        + ("" if fut.done() else f" (no answer in {timeout_s:.0f} s)"))
         finally:
             self.node.destroy_client(client)
+
+    def restart_node(self, timeout_s: float = 60.0) -> None:
+        """Deactivate, clean up, configure and activate the node: a fresh start, as for a new drive.
+
+        Why: a node left running between drives keeps deciding while nothing comes (camera
+        timeout: the fail-safe brake, then its hold) and carries sensor tracks over; each drive
+        must meet the node as a vehicle's first drive does. Raises RuntimeError naming the
+        transition that failed.
+        """
+        self.change_state("deactivate", "cleanup", "configure", "activate", timeout_s=timeout_s)
         self.latest_brake = False  # nothing decided since: the last drive's brake is not this one's
         if not self.wait_for_node(timeout_s):
             raise RuntimeError("tiny_node did not come back after its restart")
