@@ -487,6 +487,7 @@ def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
         (["--bag", str(tmp_path / "nowhere")], "bag not found"),
         (["--faults", "worker_sigkil"], "unknown fault(s) worker_sigkil"),
         (["--soak", "60", "--faults", "none"], "--soak needs faults"),
+        (["--model", str(tmp_path / "no_bundle")], "--model: "),
     ):
         assert main(["hil", "--out", str(tmp_path / "out"), *argv]) == 2, argv
         err = capsys.readouterr().err
@@ -674,3 +675,17 @@ def test_a_diagnostic_state_shorter_than_the_diagnostics_period_may_go_unsampled
     assert not fails and "not sampled: it lasted 0.85 s, diagnostics every 1.0 s" in seen[0]
     fails, _ = failures(0.2, 0.85)
     assert fails and "no 'sensors' diagnostic at level 2" in fails[0]
+
+
+def test_bundle_corrupt_copies_the_shipped_bundle_with_its_graphs_in_a_subfolder(tmp_path):
+    """The shipped bundle keeps its graphs in onnx/: bundle_corrupt must find one (it raised
+    IndexError, and `hil --model default` lost every result of the run)."""
+    from tiny_node.hil.harness import corrupt_copy
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, BundleError, load_bundle
+
+    if not (DEFAULT_BUNDLE_DIR / "manifest.yaml").is_file():
+        pytest.skip("no shipped bundle")
+    bad = corrupt_copy(DEFAULT_BUNDLE_DIR, tmp_path / "corrupt")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(bad)
+    load_bundle(DEFAULT_BUNDLE_DIR)  # the original untouched

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="use a node already running on this ROS domain (ROS_DOMAIN_ID)")
     p.add_argument("--node-pid", type=int, help="with --attach: the node's pid, for the worker faults")
     p.add_argument("--model", default="test",
-                   help="model bundle for the node: a directory, 'test' (generated fast test bundle), "
-                        "or 'none' (rules only)")
+                   help="model bundle for the node: a directory, 'default' (the shipped model), 'test' "
+                        "(generated fast test bundle, the default), or 'none' (rules only)")
     p.add_argument("--faults", default="all", help="'all', 'none', or a comma-separated list")
     p.add_argument("--duration", type=float, default=0.0,
                    help="seconds of streaming at least (the fault schedule may need more)")
@@ -155,6 +155,15 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     except (BagError, ScenarioError, ValueError, OSError) as exc:
         print(f"hil: {exc}", file=sys.stderr)
         return 2
+    given_model: Path | None = None  # a bundle directory, or "default" (the shipped one, as for the node)
+    if args.model not in ("none", "test"):
+        from tiny_node.model.bundle import BundleError, existing_bundle_dir
+
+        try:
+            given_model = existing_bundle_dir(args.model)
+        except BundleError as exc:
+            print(f"hil: --model: {exc}", file=sys.stderr)
+            return 2
     scheduling = make_realtime(args.harness_priority)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +192,7 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
 
             model = make_fast_bundle(Path(tmp) / "fast")
         else:
-            model = Path(args.model)
+            model = given_model
         cfg = HarnessConfig(
             out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
             node_cmd=shlex.split(args.node_cmd) if args.node_cmd else None, node_prefix=prefix,

@@ -449,9 +449,16 @@ def _ns_to_stamp(ns: int) -> Any:
 
 
 def corrupt_copy(bundle: Path, dest: Path) -> Path:
-    """A copy of ``bundle`` with one byte of its ONNX file flipped (checksum mismatch)."""
+    """A copy of ``bundle`` with one byte of an ONNX file flipped (checksum mismatch).
+
+    The graphs may sit in a subfolder (the shipped bundle's ``onnx/``): any ONNX file the
+    bundle holds will do, the first by path.
+    """
     shutil.copytree(bundle, dest)
-    onnx_file = sorted(dest.glob("*.onnx"))[0]
+    graphs = sorted(dest.rglob("*.onnx"))
+    if not graphs:
+        raise ValueError(f"{bundle}: no ONNX file to corrupt for bundle_corrupt")
+    onnx_file = graphs[0]
     data = bytearray(onnx_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     onnx_file.write_bytes(bytes(data))
