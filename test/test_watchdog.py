@@ -185,16 +185,22 @@ def test_a_rule_brake_does_not_wait_for_a_busy_or_hung_model():
     assert shadow[2].on_frame(frame(shadow[0], 1)) == []  # shadow: the model is still run and reported
 
 
-@pytest.mark.parametrize("model_answers", [True, False])
-def test_an_older_frame_decided_after_a_newer_brake_keeps_the_brake_without_a_hold(model_answers):
-    """brake_hold_s 0: the last word on `brake` must not be an older frame's no-brake."""
+def _model_busy_then_a_rule_brake():
+    """brake_hold_s 0; the model takes frame 1 and keeps it; frame 2 brakes by the rules at once."""
     port = ScriptedPort()
     clock, sensors, wd = setup(port=port, brake_hold_s=0.0)
-    assert wd.on_frame(frame(clock, 1)) == []  # the model takes frame 1
+    assert wd.on_frame(frame(clock, 1)) == []
     clock.advance(0.01)
     sensors.update_range(RangeReading(5.0, 0.2, 150.0, 2, clock.now()))
     [newer] = wd.on_frame(frame(clock, 2))
     assert newer.brake and newer.source is Source.RULES
+    return port, clock, sensors, wd
+
+
+@pytest.mark.parametrize("model_answers", [True, False])
+def test_an_older_frame_decided_after_a_newer_brake_keeps_the_brake_without_a_hold(model_answers):
+    """brake_hold_s 0: the last word on `brake` must not be an older frame's no-brake."""
+    port, clock, sensors, wd = _model_busy_then_a_rule_brake()
     clock.advance(0.01)
     if model_answers:
         port.finish()
@@ -216,13 +222,7 @@ def test_an_older_frame_decided_after_a_newer_brake_keeps_the_brake_without_a_ho
 
 def test_an_older_frame_follows_the_newest_decided_frame_not_an_older_brake():
     """brake_hold_s 0: frame 2 brakes, frame 3 (newer) releases; frame 1, decided last, follows frame 3."""
-    port = ScriptedPort()
-    clock, sensors, wd = setup(port=port, brake_hold_s=0.0)
-    assert wd.on_frame(frame(clock, 1)) == []  # the model takes frame 1
-    clock.advance(0.01)
-    sensors.update_range(RangeReading(5.0, 0.2, 150.0, 2, clock.now()))
-    [second] = wd.on_frame(frame(clock, 2))
-    assert second.brake
+    port, clock, sensors, wd = _model_busy_then_a_rule_brake()
     clock.advance(0.01)
     sensors.update_range(RangeReading(80.0, 0.2, 150.0, 3, clock.now()))
     [third] = wd.on_frame(Frame(stamp_ns=3, received_at=clock.now(), image=None, fault="truncated image"))
