@@ -35,6 +35,7 @@ from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
 from tiny_node.frames import FrameError
+from tiny_node.tools.nodeproc import proc_stat
 from tiny_node.watchdog import future_stamp_fault
 
 OUT_DECISION = "/tiny_node/decision"
@@ -296,7 +297,6 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             warnings.append("deadline_reference 'stamp' is not modelled in lockstep: deadlines run from the "
                             "log (receipt) time")
         out_path = out_dir / OUT_BAG
-        _refuse_overlap(source.path, out_path)
         staging.open(source.path)  # refusals first; the previous replay's outputs stay until this one succeeds
         epoch = source.custom.get(EPOCH_KEY, "")
         origin_ns = min(int(epoch), source.start_ns) if epoch.isdigit() else source.start_ns
@@ -383,9 +383,8 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process
         return True
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+    fields = proc_stat(pid)  # None: exists, but unreadable here
+    return fields is None or fields[0] != "Z"
 
 
 class _Staging:
@@ -409,7 +408,8 @@ class _Staging:
 
     def open(self, source: Path) -> None:
         """Refuse what must not be touched, remove a killed run's leftovers, create the folder."""
-        _refuse_overlap(source, self.dir)
+        for path in (self.out_dir / OUT_BAG, self.dir):  # the output bag, and where it is written first
+            _refuse_overlap(source, path)
         _check_previous(self.out_dir / OUT_BAG)
         if self.dir.exists() or self.dir.is_symlink():
             mark = self.dir / PARTIAL_MARK

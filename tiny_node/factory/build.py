@@ -44,7 +44,7 @@ from tiny_node.factory.config import (
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
 from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
-from tiny_node.model.bundle import edit_manifest, set_threshold
+from tiny_node.model.bundle import edit_manifest, set_threshold, write_atomic
 from tiny_node.sources import PACKAGE_DIR, sources_digest
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
@@ -144,9 +144,7 @@ class Build:
         self._save_state()
 
     def _save_state(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1), encoding="utf-8")
-        tmp.replace(self.state_path)
+        write_atomic(self.state_path, json.dumps(self.state, indent=1))
 
     @property
     def detector_size(self) -> detector.DetectorSize:

@@ -34,7 +34,7 @@ from tiny_node.hil.faults import Fault, OutFrame, schedule
 from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord, timing_failures
 from tiny_node.hil.source import Event, Stream
 from tiny_node.hil.stallprobe import Probe
-from tiny_node.tools.nodeproc import NodeProcess, read_rss_kib
+from tiny_node.tools.nodeproc import NodeProcess, proc_stat, read_rss_kib
 
 #: Sim-time epoch of ``simtime`` runs: stamps and ``/clock`` start here (s).
 SIM_EPOCH_S = 100.0
@@ -146,11 +146,10 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     while pid > 1:
         if pid == ancestor:
             return True
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        fields = proc_stat(pid)
+        if fields is None:
             return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # after the (command name): state, then the parent pid
+        pid = int(fields[1])  # the state, then the parent pid
     return False
 
 
@@ -469,22 +468,11 @@ def _get_params(feeder: Any, service: str, names: list[str]) -> dict[str, Any]:
     """The node's parameter values over GetParameters ({} on failure, with the reason noted)."""
     from rcl_interfaces.srv import GetParameters
 
-    client = feeder.node.create_client(GetParameters, service)
-    try:
-        if not client.wait_for_service(timeout_sec=5.0):
-            return {}
-        fut = client.call_async(GetParameters.Request(names=names))
-        end = time.monotonic() + 5.0
-        while not fut.done() and time.monotonic() < end:
-            time.sleep(0.01)
-        if not fut.done():
-            return {}
-        out: dict[str, Any] = {}
-        for name, v in zip(names, fut.result().values, strict=False):
-            out[name] = {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value}.get(v.type)
-        return out
-    finally:
-        feeder.node.destroy_client(client)
+    answers = feeder.call(GetParameters, service, [GetParameters.Request(names=names)], 5.0)
+    if not answers:
+        return {}
+    return {name: {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value}.get(v.type)
+            for name, v in zip(names, answers[0].values, strict=False)}
 
 
 QUERY_PARAMS = ["deadline_ms", "camera_timeout_s", "camera_timeout_action", "range_stuck_s",

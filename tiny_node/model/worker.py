@@ -102,7 +102,6 @@ def _child_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     worker_main(ctl, res, cfg)
 
 
-
 class ModelWorker:
     """Parent-side handle of the model worker process (see module docstring)."""
 

@@ -204,7 +204,30 @@ class Feeder:
                "imu": self.pub_imu}[kind]
         pub.publish(msg)
 
-    # --- the node's lifecycle ---------------------------------------------------------------
+    # --- the node's services -----------------------------------------------------------------
+    def call(self, srv_type: Any, service: str, requests: list[Any], timeout_s: float) -> list[Any]:
+        """Call ``service`` with each request in turn, blocking (the executor answers on its thread).
+
+        Returns the answers in order, stopping at the first that does not come in ``timeout_s``
+        (none at all when the service is not found in ``timeout_s``).
+        """
+        client: Any = self.node.create_client(srv_type, service)
+        answers: list[Any] = []
+        try:
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                return answers
+            for request in requests:
+                fut = client.call_async(request)
+                end = time.monotonic() + timeout_s
+                while not fut.done() and time.monotonic() < end:
+                    time.sleep(0.01)
+                if not fut.done():
+                    break
+                answers.append(fut.result())
+            return answers
+        finally:
+            self.node.destroy_client(client)
+
     def change_state(self, *transitions: str, timeout_s: float = 60.0) -> None:
         """Run lifecycle ``transitions`` (``configure``, ``activate``, ...) on the node, in order.
 
@@ -213,22 +236,13 @@ class Feeder:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        client: Any = self.node.create_client(ChangeState, f"{self._ns}tiny_node/change_state")
-        try:
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                raise RuntimeError(f"{self._ns}tiny_node/change_state: no lifecycle service")
-            for name in transitions:
-                tid = getattr(Transition, f"TRANSITION_{name.upper()}")
-                fut = client.call_async(ChangeState.Request(transition=Transition(id=tid)))
-                end = time.monotonic() + timeout_s
-                while not fut.done() and time.monotonic() < end:
-                    time.sleep(0.01)
-                answer = fut.result() if fut.done() else None
-                if answer is None or not answer.success:
-                    raise RuntimeError(f"tiny_node lifecycle transition {name} failed"
-                                       + ("" if fut.done() else f" (no answer in {timeout_s:.0f} s)"))
-        finally:
-            self.node.destroy_client(client)
+        service = f"{self._ns}tiny_node/change_state"
+        for name in transitions:
+            tid = getattr(Transition, f"TRANSITION_{name.upper()}")
+            answers = self.call(ChangeState, service, [ChangeState.Request(transition=Transition(id=tid))], timeout_s)
+            if not answers or answers[0] is None or not answers[0].success:
+                raise RuntimeError(f"tiny_node lifecycle transition {name} failed"
+                                   + ("" if answers else f" (no answer from {service} in {timeout_s:.0f} s)"))
 
     def restart_node(self, timeout_s: float = 60.0) -> None:
         """Deactivate, clean up, configure and activate the node: a fresh start, as for a new drive.

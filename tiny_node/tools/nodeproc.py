@@ -45,6 +45,17 @@ def read_rss_kib(pid: int) -> int | None:
     return None
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent pid, ...); None if gone.
+
+    The command name is cut at its last ``)``: it may hold spaces and parentheses itself.
+    """
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 class NodeProcess:
     """``python -m tiny_node run`` in a child process, with its output in a log file."""
 
