@@ -59,7 +59,7 @@ setup(
             "ros-lifecycle-msgs>=2.3",
         ],
         "dev": [
-            "pytest>=7.0",
+            "pytest>=7.3",
             "ruff>=0.5",
             "mypy>=1.10",
             "types-PyYAML>=6.0",
