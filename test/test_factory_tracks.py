@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")  # the dataset's shard layout comes from the torch model (train extra)
+
 from tiny_node.factory import dataset
 from tiny_node.factory.tracks import TRACK_FIELDS, TRACKS, degrade, vru_tracks
 from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory
