@@ -175,6 +175,32 @@ def test_path_escaping_the_bundle(fast: Path) -> None:
     assert "files.model.path" in msg and "escapes" in msg
 
 
+@pytest.mark.parametrize("kind", ["symlink loop", "name too long"])
+def test_a_path_the_os_cannot_resolve_is_named_not_a_crash(fast: Path, kind: str) -> None:
+    """RuntimeError / OSError from the path itself: a bad manifest (one line), not a worker restart loop."""
+    if kind == "symlink loop":
+        (fast / "a").symlink_to("b")
+        (fast / "b").symlink_to("a")
+        rel = "a"
+    else:
+        rel = "x" * 5000
+    edit_manifest(fast, lambda m: m["files"]["model"].update(path=rel))
+    msg = load_error(fast)
+    assert "files.model" in msg and rel[:20] in msg
+
+
+def test_an_unreadable_file_is_named_not_a_crash(fast: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model file the node's user may not read (root here, so the open is made to fail)."""
+    import tiny_node.model.bundle as bundle_mod
+
+    def denied(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(bundle_mod, "hash_file", denied)
+    msg = load_error(fast)
+    assert "files.model: cannot read" in msg and "model.onnx" in msg and "Permission denied" in msg
+
+
 def test_bad_sha256_format(fast: Path) -> None:
     edit_manifest(fast, lambda m: m["files"]["model"].update(sha256="abc"))
     assert "files.model.sha256" in load_error(fast)

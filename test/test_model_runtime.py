@@ -144,3 +144,44 @@ def test_terminate_cancels_slow_run_within_tens_of_ms(slow: ModelRuntime) -> Non
           f"terminate->return {cancel_ms:.2f} ms")
     assert cancel_ms < 50.0
     assert total_ms < 150.0 < full_ms * 1.5
+
+
+
+def symbolic_classifier(bundle: Path, height: int, width: int, flatten_for: int = 0) -> Path:
+    """A graph with symbolic H, W: logits = the channel mean of each pixel ([1, H*W]), or with
+    ``flatten_for`` a head over the flattened image that runs at that square size only."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    bundle.mkdir()
+    if flatten_for:
+        nodes = [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+                 helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+        inits = [numpy_helper.from_array(np.zeros((3 * flatten_for**2, 2), np.float32), "w")]
+    else:
+        nodes = [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1], keepdims=0),
+                 helper.make_node("Flatten", ["mean"], ["logits"], axis=1)]
+        inits = []
+    graph = helper.make_graph(
+        nodes, "symbolic", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "labels"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (bundle / "model.onnx").write_bytes(model.SerializeToString())
+    image = {"name": "image", "height": height, "width": width, "layout": "NCHW", "color": "rgb",
+             "dtype": "float32", "mean": [0.5] * 3, "std": [0.5] * 3, "scale": 1 / 255}
+    decision = {"name": "logits", "kind": "softmax", "labels": ["no_brake", "brake"],
+                "brake_label": "brake", "threshold": 0.5}
+    write_manifest(bundle, name="symbolic", files={"model": "model.onnx"}, inputs={"image": image},
+                   outputs={"decision": decision}, latency_budget_ms=5.0)
+    return bundle
+
+
+def test_a_graph_that_cannot_run_at_the_manifest_shapes_is_a_bad_bundle(tmp_path: Path) -> None:
+    """Symbolic dims pass the I/O check; the load-time run must name the file (a bad bundle: the
+    worker fails once), not fail at warm-up (a worker restarted forever) or on every frame."""
+    assert ModelRuntime(load_bundle(symbolic_classifier(tmp_path / "ok", 16, 16, flatten_for=16))).decide(GRAY, {})
+    with pytest.raises(BundleError, match=r"inputs: .*model.onnx cannot run on image \[1, 3, 32, 32\]"):
+        ModelRuntime(load_bundle(symbolic_classifier(tmp_path / "size", 32, 32, flatten_for=16)))
+    assert ModelRuntime(load_bundle(symbolic_classifier(tmp_path / "two", 1, 2))).decide(GRAY, {})
+    with pytest.raises(BundleError, match=r"outputs.decision: .*'logits' gives \[1, 3\].*reads \[1, 2\]"):
+        ModelRuntime(load_bundle(symbolic_classifier(tmp_path / "three", 1, 3)))

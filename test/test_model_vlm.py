@@ -437,3 +437,140 @@ def test_a_smolvlm_export_with_a_vru_detector_feeds_it_the_image_tensor(vlm_dirs
     assert rt.tracking is not None
     out = rt.decide(np.zeros((480, 640, 3), np.uint8), {"ego_speed": 5.0}, time_s=0.0)
     assert 0.0 <= out.p_brake <= 1.0 and rt.tracking.last_detector_ms > 0.0  # the detector ran on the tile
+
+
+def test_a_cancel_for_the_next_job_outlives_the_previous_rationale(tiny: VlmRuntime) -> None:
+    """Job 2 and its cancel reach the worker before its main thread starts job 1's rationale.
+
+    That rationale is skipped (a job waits), and job 2 must still be cancelled: run to the end
+    instead, the node's "cancel unacknowledged" hang timer could kill a healthy worker.
+    """
+    import multiprocessing as mp
+
+    from tiny_node.model.protocol import Job
+    from tiny_node.model.worker_main import _Server
+
+    recv, send = mp.Pipe(duplex=False)
+    server = _Server(tiny, None, send, 0.0)  # type: ignore[arg-type]  # no frame is read
+    server._jobs.put(Job(2, 0, dict(CLOSE)))  # what the control thread does with Job, then Cancel
+    server._cancel(2)
+    tiny.decide(FRAME, CLOSE)  # job 1's prefill, which its rationale would continue
+    server._explain(1)
+    result = server._run(server._jobs.get_nowait())
+    assert result.seq == 2 and result.cancelled and result.output is None
+    assert server._deferred is not None and server._deferred.aborted  # job 1's notice, after job 2's reply
+    recv.close()
+    send.close()
+
+
+def rewrite_graph(bundle: Path, rel: str, change: Callable[[onnx.ModelProto], None],
+                  image: dict[str, Any] | None = None) -> None:
+    """Edit one graph of a bundle (and inputs.image), then re-hash the manifest."""
+    from tiny_node.model.bundle import write_manifest
+
+    model = onnx.load(bundle / rel)
+    change(model)
+    onnx.save(model, bundle / rel)
+    doc = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    doc["inputs"]["image"].update(image or {})
+    write_manifest(bundle, name=doc["name"], kind="vlm", latency_budget_ms=doc["latency_budget_ms"],
+                   files={k: v["path"] for k, v in doc["files"].items()}, inputs=doc["inputs"],
+                   outputs=doc["outputs"], vlm=doc["vlm"], runtime=doc["runtime"])
+
+
+def symbolic_image_size(model: onnx.ModelProto) -> None:
+    """As published: height and width of pixel_values / pixel_attention_mask are symbolic."""
+    for inp in model.graph.input:
+        for dim, name in zip(inp.type.tensor_type.shape.dim[-2:], ("height", "width"), strict=True):
+            dim.dim_param = name
+
+
+def test_a_graph_that_cannot_run_at_the_manifest_size_is_a_bad_bundle(
+        vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """A SmolVLM export (symbolic H, W) with another image size passes the static checks but not a run.
+
+    It must fail once, naming the graph and the size, not as a worker init failure restarted forever.
+    """
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    rewrite_graph(bundle, "onnx/vision_encoder.onnx", symbolic_image_size, {"height": 384, "width": 384})
+    with pytest.raises(BundleError) as info:
+        VlmRuntime(load_bundle(bundle))
+    msg = str(info.value)
+    assert "inputs.image" in msg and "vision_encoder.onnx" in msg and "[1, 1, 3, 384, 384]" in msg
+    w = ModelWorker(bundle, MonotonicClock(), warmup_runs=1, backoff_initial_s=0.05, backoff_max_s=0.1)
+    try:
+        w.start()
+        assert not w.wait_ready(READY_S)
+        assert w.state is WorkerState.FAILED and w.restarts == 0
+        assert "vision_encoder.onnx" in (w.last_error or "")
+        time.sleep(0.3)
+        assert w.poll() == [] and w.state is WorkerState.FAILED and w.restarts == 0
+    finally:
+        w.stop()
+
+
+def test_embed_tokens_and_decoder_may_differ_in_float_type(vlm_dirs: dict[str, Path], tiny: VlmRuntime,
+                                                            tmp_path: Path) -> None:
+    """Each graph may be float16 or float32 (as exports mix them: embed_tokens_fp16 + a q4 decoder)."""
+    from onnx import TensorProto, helper
+
+    def fp16_out(model: onnx.ModelProto) -> None:
+        g = model.graph
+        g.node[0].output[0] = "embeds32"
+        g.node.append(helper.make_node("Cast", ["embeds32"], ["inputs_embeds"], to=TensorProto.FLOAT16))
+        g.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    rewrite_graph(bundle, "onnx/embed_tokens.onnx", fp16_out)
+    rt = VlmRuntime(load_bundle(bundle))
+    out, ref = rt.decide(FRAME, CLOSE), tiny.decide(FRAME, CLOSE)
+    assert out.brake and out.p_brake == pytest.approx(ref.p_brake, abs=1e-2)
+    assert rt.rationale() == "object close ahead"
+
+
+def test_a_decoder_without_a_sequence_axis_in_its_logits_is_named(vlm_dirs: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """Logits [1, vocab] (no S axis): the runtime reads [1, S, vocab]; say so at load."""
+    from onnx import helper
+
+    def two_d(model: onnx.ModelProto) -> None:
+        g = model.graph
+        (node,) = [n for n in g.node if "logits" in n.output]
+        node.output[0] = "logits3"
+        g.node.append(helper.make_node("ReduceMean", ["logits3"], ["logits"], axes=[1], keepdims=0))
+        g.output[0].type.tensor_type.shape.dim.pop(1)
+
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    rewrite_graph(bundle, "onnx/decoder_model_merged.onnx", two_d)
+    with pytest.raises(BundleError, match=r"outputs.decision.name: files.decoder: .*'logits' is \[1, \d+\], "
+                                          r"expected \[1, S, vocab\]"):
+        VlmRuntime(load_bundle(bundle))
+
+
+@pytest.mark.parametrize("setting", ["padding", "truncation"])
+def test_a_tokenizer_saved_with_padding_or_truncation_still_sees_the_whole_prompt(
+        vlm_dirs: dict[str, Path], tiny: VlmRuntime, tmp_path: Path, setting: str) -> None:
+    """tokenizer.json may carry padding / truncation (saved after enable_padding / enable_truncation).
+
+    The decision is the next-token logits after the prompt's LAST token: pads after it, or a
+    prompt cut short (by a long operator context, say), would decide on something else.
+    """
+    from tokenizers import Tokenizer
+
+    from tiny_node.model.bundle import write_manifest
+
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    if setting == "padding":
+        tok.enable_padding(length=40, pad_id=0, pad_token="<unk>")
+    else:
+        tok.enable_truncation(max_length=24)
+    tok.save(str(bundle / "tokenizer.json"))
+    doc = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    write_manifest(bundle, name=doc["name"], kind="vlm", latency_budget_ms=doc["latency_budget_ms"],
+                   files={k: v["path"] for k, v in doc["files"].items()}, inputs=doc["inputs"],
+                   outputs=doc["outputs"], vlm=doc["vlm"], runtime=doc["runtime"])
+    rt = VlmRuntime(load_bundle(bundle))
+    for context in ("", "child crossing from the left " * 6):
+        assert rt.prompt.ids(CLOSE, context).tolist() == tiny.prompt.ids(CLOSE, context).tolist()
+    assert rt.decide(FRAME, FAR).p_brake == pytest.approx(tiny.decide(FRAME, FAR).p_brake)

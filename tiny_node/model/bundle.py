@@ -456,9 +456,12 @@ def _mismatch(entry: FileEntry, actual: str) -> str:
 
 
 def _verify(entry: FileEntry) -> None:
-    if not entry.path.is_file():
-        raise BundleError(f"files.{entry.key}: file missing: {entry.path}")
-    actual = hash_file(entry.path)
+    try:  # OSError (EACCES, EIO, ENAMETOOLONG): still this file's fault, named like read_verified's
+        if not entry.path.is_file():
+            raise BundleError(f"files.{entry.key}: file missing: {entry.path}")
+        actual = hash_file(entry.path)
+    except OSError as exc:
+        raise BundleError(f"files.{entry.key}: cannot read {entry.path}: {exc}") from exc
     if actual != entry.sha256:
         raise BundleError(_mismatch(entry, actual))
 
@@ -612,7 +615,10 @@ class _Parser:
             digest = self.string(entry, "sha256", where)
             if not _HEX64.match(digest):
                 raise self.fail(f"{where}sha256", f"expected 64 lowercase hex, got {digest!r}")
-            full = (base / rel).resolve()
+            try:
+                full = (base / rel).resolve()
+            except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+                raise self.fail(f"{where}path", f"cannot resolve {rel!r}: {exc}") from exc
             if Path(rel).is_absolute() or not full.is_relative_to(base):
                 raise self.fail(f"{where}path", f"{rel!r} escapes the bundle dir {base}")
             out[str(key)] = FileEntry(key=str(key), rel=rel, path=full, sha256=digest)

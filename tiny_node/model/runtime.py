@@ -11,7 +11,7 @@ Runs inside the worker process; a run can be cancelled between nodes through its
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -96,6 +96,23 @@ def load_session(bundle: Bundle, key: str, threads: int | None = None) -> ort.In
         raise BundleError(f"files.{key}: onnxruntime cannot load {path}: {exc}") from exc
 
 
+def probe_run(sess: ort.InferenceSession, outputs: Sequence[str], feeds: Mapping[str, NDArray[Any]],
+              what: str) -> list[Any]:
+    """One load-time run on the manifest's input shapes; a failure is a bundle fault.
+
+    Why: a graph with symbolic dims passes the static I/O checks yet may not run at the
+    manifest's sizes (a Reshape to the size it was exported for, another float type). Raised
+    as-is it reads as a worker init failure, retried forever, with no file or key named.
+    """
+    try:
+        return list(sess.run(list(outputs), dict(feeds)))
+    except MemoryError:
+        raise
+    except Exception as exc:  # ORT raises its own pybind types; keep the message
+        shown = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in feeds.items() if v.size)  # not an empty past
+        raise BundleError(f"{what} cannot run on {shown}: {exc}") from exc
+
+
 class ModelRuntime:
     """A verified, I/O-checked inference session for one classifier bundle."""
 
@@ -107,6 +124,7 @@ class ModelRuntime:
         self.session = load_session(bundle, "model", threads)
         self._check_io()
         self._image = ImagePreprocessor(bundle.image)
+        self._probe()
 
     def _expected_inputs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         b = self.bundle
@@ -133,6 +151,16 @@ class ModelRuntime:
             raise BundleError(f"outputs.decision.name: {where} has no output {dec.name!r} "
                               f"(graph outputs: {sorted(graph_out)})")
         _check_arg(graph_out[dec.name], (1, dec.width), "outputs.decision", where)
+
+    def _probe(self) -> None:
+        """One run at load: the graph must run at the manifest's shapes and give ``dec.width`` values."""
+        img, dec = self.bundle.image, self.bundle.decision
+        where = self.bundle.file("model").path
+        feeds = self.preprocess(np.full((img.height, img.width, 3), 128, np.uint8), {"ego_speed": 0.0})
+        (out,) = probe_run(self.session, [dec.name], feeds, f"inputs: {where}")
+        if np.size(out) != dec.width:
+            raise BundleError(f"outputs.decision: {where}: {dec.name!r} gives {list(np.shape(out))}, the "
+                              f"manifest's {dec.kind} over labels {list(dec.labels)} reads [1, {dec.width}]")
 
     def preprocess(
         self, image_rgb: NDArray[np.uint8], features: Mapping[str, float]

@@ -46,7 +46,7 @@ from tiny_node.model.conflict import conflict_times
 from tiny_node.model.history import FrameHistory
 from tiny_node.model.output import ModelOutput, brake_on_conflict, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
-from tiny_node.model.runtime import load_session
+from tiny_node.model.runtime import load_session, probe_run
 from tiny_node.model.tracker import RECORD_FIELDS
 from tiny_node.model.tracking import Tracking, describe, features_of
 
@@ -141,7 +141,7 @@ class VlmRuntime:
         self.decoder = load_session(bundle, "decoder", threads)
         self._pixel_dtype = self._check_vision()
         self._check_embed()
-        self.kv, self._kv_dtype, self._cache_branch = self._check_decoder()
+        self.kv, self._kv_dtype, self._embeds_dtype, self._cache_branch = self._check_decoder()
         self._past_names = _past_names(self.kv.num_layers)
         self._outputs = [bundle.decision.name, *_present_names(self.kv.num_layers)]
         self._empty = np.zeros((1, self.kv.num_kv_heads, 0, self.kv.head_dim), self._kv_dtype)
@@ -169,11 +169,19 @@ class VlmRuntime:
         return f"files.{key}: {self.bundle.file(key).path}"
 
     def _load_tokenizer(self) -> Tokenizer:
+        """The verified tokenizer, with any saved padding / truncation switched off.
+
+        Why: the decision is read after the prompt's last token; pads after it, or a prompt cut
+        at ``truncation.max_length`` (by a long context, say), would decide on something else.
+        """
         data = self.bundle.read_verified("tokenizer")
         try:
-            return Tokenizer.from_str(data.decode("utf-8"))
+            tok = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as exc:  # tokenizers raises plain Exception; keep its message
             raise BundleError(f"{self._where('tokenizer')}: not a tokenizers JSON: {exc}") from exc
+        tok.no_padding()
+        tok.no_truncation()
+        return tok
 
     def _load_config(self) -> dict[str, Any]:
         if "config" not in self.bundle.files:
@@ -216,7 +224,7 @@ class VlmRuntime:
         _check_arg(ins[INPUT_IDS], (1, 0), ("tensor(int64)",), "files.embed_tokens", where)
         _require_outputs(self.embed, (INPUTS_EMBEDS,), where)
 
-    def _check_decoder(self) -> tuple[KvSpec, type[np.floating[Any]], bool]:
+    def _check_decoder(self) -> tuple[KvSpec, type[np.floating[Any]], type[np.floating[Any]], bool]:
         where = self._where("decoder")
         ins = {i.name: i for i in self.decoder.get_inputs()}
         i64 = ("tensor(int64)",)
@@ -246,7 +254,7 @@ class VlmRuntime:
         for name in _past_names(n):
             _check_arg(ins[name], (1, kv.num_kv_heads, 0, kv.head_dim), (past.type,), "vlm.kv",
                        where)
-        return kv, _FLOATS[past.type], USE_CACHE_BRANCH in ins
+        return kv, _FLOATS[past.type], _FLOATS[ins[INPUTS_EMBEDS].type], USE_CACHE_BRANCH in ins
 
     def _kv_layout(self, n: int, dims: list[Any], where: str) -> KvSpec:
         """Manifest ``vlm.kv`` > static graph dims > ``files.config``; all that exist must agree."""
@@ -327,16 +335,17 @@ class VlmRuntime:
                               f"vlm.frames.count {spec.frames.count} frame(s)")
 
     def _probe(self) -> tuple[int, int]:
-        """One tiny run of each graph: feature rows, hidden size and vocabulary must agree.
+        """One tiny run of each graph: each must run, and feature rows, hidden size and vocabulary agree.
 
         Why at load: a mismatch is a bundle fault (permanent), not a runtime error that
         would only surface on the first frame.
         """
         pixels = self._pixels(np.zeros((self.bundle.image.height, self.bundle.image.width, 3),
                                        np.uint8))
-        (feats,) = self.vision.run([IMAGE_FEATURES], pixels)
+        (feats,) = probe_run(self.vision, [IMAGE_FEATURES], pixels,
+                             f"inputs.image: {self._where('vision_encoder')}")
         ids = np.asarray([[self.spec.image_token_id]], np.int64)
-        (emb,) = self.embed.run([INPUTS_EMBEDS], {INPUT_IDS: ids})
+        (emb,) = probe_run(self.embed, [INPUTS_EMBEDS], {INPUT_IDS: ids}, self._where("embed_tokens"))
         hidden = int(emb.shape[-1])
         if emb.ndim != 3 or feats.shape[-1] != hidden:
             raise BundleError(f"{self._where('vision_encoder')}: image_features {list(feats.shape)}"
@@ -345,8 +354,11 @@ class VlmRuntime:
         if rows != self.spec.image_tokens_per_tile:
             raise BundleError(f"vlm.image_tokens_per_tile: {self.spec.image_tokens_per_tile}, but "
                               f"the vision encoder gives {rows} feature rows per frame")
-        row, _ = self._decode(emb, None, 0, None)
-        vocab = int(row.shape[0])
+        logits, *_ = probe_run(self.decoder, self._outputs, self.decoder_feeds(emb), self._where("decoder"))
+        if np.ndim(logits) != 3:
+            raise BundleError(f"outputs.decision.name: {self._where('decoder')}: "
+                              f"{self.bundle.decision.name!r} is {list(np.shape(logits))}, expected [1, S, vocab]")
+        vocab = int(logits.shape[-1])
         used = {"outputs.decision.tokens": max(self.word_ids), "vlm.eos": self.eos_id,
                 "vlm.image_token_id": self.spec.image_token_id}
         for key, tid in used.items():
@@ -375,7 +387,8 @@ class VlmRuntime:
         """
         s = embeds.shape[1]
         feeds: dict[str, NDArray[Any]] = {
-            INPUTS_EMBEDS: embeds,
+            # embed_tokens may be float16 and the decoder float32, or the reverse (mixed exports)
+            INPUTS_EMBEDS: embeds.astype(self._embeds_dtype, copy=False),
             ATTENTION_MASK: np.ones((1, length + s), np.int64),
             POSITION_IDS: np.arange(length, length + s, dtype=np.int64)[np.newaxis],
         }

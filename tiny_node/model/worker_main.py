@@ -169,7 +169,8 @@ class _Server:
             self._current = run
             if not self._jobs.empty() or self._early_cancel == seq:
                 run.options.terminate = True
-            self._early_cancel = None
+            if self._early_cancel == seq:  # a cancel for the waiting job is that job's to honour
+                self._early_cancel = None
         t0 = time.monotonic()
         try:
             ids = self._vlm.generate_ids(self._rationale_tokens, run_options=run.options)
