@@ -343,19 +343,54 @@ def test_ccr_runs_end_by_the_protocols_rules_not_by_a_brake_tap_or_the_clock():
     assert 6.0 < released.relative_impact_speed_kmh < 8.0
 
 
-def test_a_failed_ccrs_gate_takes_the_ccrs_points_away_and_a_crashed_run_scores_zero():
-    from tiny_node.sim.report import totals
+def test_a_failed_frontal_gate_zeroes_every_frontal_collisions_point_and_a_crashed_run_scores_zero():
+    """The rating code (check_general_requirements_rules) zeroes all Frontal Collisions scores when a CCRs
+    point at <= 20 km/h is not green; only the CCRs points were taken away (CCRm, VRU points kept)."""
+    from tiny_node.sim.report import markdown, totals
 
     def run(protocol: str, speed: float, band: str, points: float | None, **kw: object) -> dict[str, object]:
-        return {"mode": "model", "protocol": protocol, "ego_speed_kmh": speed, "band": band, "points": points, **kw}
+        return {"name": f"{protocol}_{speed:g}", "mode": "model", "protocol": protocol, "ego_speed_kmh": speed,
+                "band": band, "points": points, **kw}
 
     runs = [run("CCRs", 10.0, "red", 0.0), run("CCRs", 30.0, "green", 1.0), run("CCRm", 30.0, "green", 1.0),
-            {"mode": "model", "protocol": "CPNA-25", "ego_speed_kmh": 20.0, "outcome": "error"}]
+            run("CPNA-75", 20.0, "green", 1.0),
+            {"name": "x", "mode": "model", "protocol": "CPNA-25", "ego_speed_kmh": 20.0, "outcome": "error"}]
     t = totals(runs)["model"]
-    assert not t["ccrs_gate_passed"] and t["points"] == 1.0 and t["points_max"] == 4.0
+    assert not t["frontal_gate_passed"] and t["points"] == 0.0 and t["points_max"] == 5.0
+    assert "| model | 5 | 0 | 0 | 0 / 0 benign | 1 | 0.00 / 5 |" in markdown(runs)
+    assert "Frontal Collisions gate failed (model)" in markdown(runs)
     runs[0] = run("CCRs", 10.0, "green", 1.0)
     t = totals(runs)["model"]
-    assert t["ccrs_gate_passed"] and t["points"] == 3.0
+    assert t["frontal_gate_passed"] and t["points"] == 4.0
+    runs[3] = run("CPNA-75", 10.0, "brown", 0.25)  # the CPNA 75 % point at 10 km/h is the other gate cell
+    assert totals(runs)["model"]["points"] == 0.0
+
+
+def test_a_full_disk_while_rewriting_the_report_keeps_the_earlier_one_whole(tmp_path, monkeypatch):
+    """summary.json was rewritten in place: a re-run into the same folder that hit a full disk left it torn."""
+    import errno
+    from pathlib import Path
+
+    from tiny_node.sim.report import write_report
+    from tiny_node.sim.runner import SuiteResult
+
+    run = {"name": "CCRs_30kmh", "mode": "rules", "protocol": "CCRs", "ego_speed_kmh": 30.0, "band": "green",
+           "points": 1.0, "passed": True, "outcome": "avoided"}
+    write_report(SuiteResult(tmp_path, [run], 0.0), plots="none")
+    before = {f: (tmp_path / f).read_bytes() for f in ("summary.json", "report.md")}
+    real = Path.write_text
+
+    def full_disk(self: Path, data: str, *args: object, **kw: object) -> int:
+        if "summary.json" in self.name:
+            real(self, data[:100], *args, **kw)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kw)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_report(SuiteResult(tmp_path, [run, {**run, "name": "CCRs_40kmh"}], 0.0), plots="none")
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "score_matrix.png", "summary.json"]
 
 
 def test_ccr_overlaps_put_the_target_where_the_protocol_says():

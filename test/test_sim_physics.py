@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory
-from tiny_node.sim.suite import benign_suite, ccrb, ccrm, ccrs, cpna, ncap_suite
+from tiny_node.sim.suite import benign_suite, cbla, ccrb, ccrm, ccrs, cpla, cpna, ncap_suite
 from tiny_node.sim.vehicle import Ego, stopping_distance
 from tiny_node.sim.world import World
 
@@ -115,6 +115,21 @@ def test_ccr_ends_when_slower_than_target():
     while not w.done():
         w.step(0.01, True)
     assert not w.collided and w.ego.speed < 20 / 3.6 and w.ego.speed > 0.0
+
+
+def test_longitudinal_vru_runs_end_as_ccr_runs_do():
+    """CPLA / CBLA targets move ahead in the lane too: a brake released with the ego still closing counted
+    as avoided when the clock ran out (CBLA 60 km/h: the ego left at 31 km/h hits the cyclist 2.5 s later)."""
+    for sc, on, off, rel in ((cbla(60), 2.5, 3.6, 15.84), (cpla(40, 50), 3.0, 4.2, 2.6)):
+        w = World(sc)
+        while not w.done():
+            w.step(DT, on <= w.t < off)
+        assert w.collided and w.t > sc.duration_s, sc.name
+        assert w.relative_impact_speed_kmh == pytest.approx(rel, abs=0.05)
+    w = World(cpla(40, 50))  # braked to below the pedestrian's 5 km/h: over, as in CCRm
+    while not w.done():
+        w.step(DT, 3.0 <= w.t < 4.35)
+    assert not w.collided and 0.0 < w.ego.speed < 5 / 3.6 and w.t < 4.5
 
 
 def test_pedestrian_contact_and_flat_or_overhead_actors_never_hit():

@@ -175,8 +175,10 @@ def test_scoring_misc():
     smoke = suite("smoke")
     assert scoring.score(smoke[0], None).colour == "green"
     assert scoring.score(smoke[-1], None) is None
-    assert scoring.ccrs_gate_passed([("CCRs", 20, "green"), ("CCRs", 30, "red")])
-    assert not scoring.ccrs_gate_passed([("CCRs", 10, "brown")])
+    assert scoring.frontal_gate_passed([("CCRs", 20, "green"), ("CCRs", 30, "red"), ("CPNA-75", 20, "red"),
+                                        ("CPNA-25", 10, "red"), ("CCRm", 10, "red")])
+    assert not scoring.frontal_gate_passed([("CCRs", 10, "brown")])
+    assert not scoring.frontal_gate_passed([("CPNA-75", 10, "red")])  # the rating code's CPNA 75 % / 10 km/h cell
 
 
 def test_a_key_given_twice_is_an_error_not_the_last_value(tmp_path: Path):
@@ -210,3 +212,24 @@ def test_two_scenarios_of_one_name_are_refused_naming_where_each_came_from(tmp_p
     captured = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in captured
     assert "scenario names must be unique" in captured and "suite smoke and" in captured and "mine.yaml" in captured
+
+
+def test_two_names_that_make_one_file_name_are_refused_not_one_run_lost(tmp_path: Path, capsys):
+    """Runs are stored and reported by run_key: 'CCRs 30' and 'CCRs_30' shared one file and one report row."""
+    import dataclasses
+
+    from tiny_node.cli import main
+    from tiny_node.config import make_config
+    from tiny_node.sim.runner import run_suite
+
+    ccrs = next(s for s in suite("smoke") if s.name.startswith("CCRs"))
+    a, b = dataclasses.replace(ccrs, name="CCRs 30"), dataclasses.replace(ccrs, name="CCRs_30")
+    for s in (a, b):
+        dump_scenario(s, tmp_path / f"{s.name.replace(' ', '-')}.yaml")
+    rc = main(["sim", "--scenario", str(tmp_path / "CCRs-30.yaml"), "--scenario", str(tmp_path / "CCRs_30.yaml"),
+               "--rules-only", "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in captured and "must be unique" in captured
+    assert "'CCRs 30' from" in captured and "CCRs-30.yaml" in captured and "CCRs_30.yaml" in captured
+    with pytest.raises(ValueError, match="'CCRs 30' and 'CCRs_30'"):
+        run_suite([a, b], make_config(), bundle=None, out_dir=tmp_path / "api", modes=("rules",), progress=False)

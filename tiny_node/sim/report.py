@@ -21,13 +21,14 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tiny_node.sim.closed_loop import canonical_json
-from tiny_node.sim.scoring import ccrs_gate_passed
+from tiny_node.sim.scoring import frontal_gate_passed
 
 if TYPE_CHECKING:
     from tiny_node.sim.runner import SuiteResult
@@ -60,23 +61,17 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         elif r.get("outcome") == "error" and r.get("protocol"):  # a scored test that crashed scores 0, not nothing
             t["points_max"] += 1.0
             t["scored_runs"] += 1
-    for mode, t in out.items():  # reference: a CCRs point <= 20 km/h not green zeroes CCRs
-        t["ccrs_gate_passed"] = mode_ccrs_gate(runs, mode)
-        if not t["ccrs_gate_passed"]:
-            t["points"] -= ccrs_points(runs, mode)
+    for mode, t in out.items():  # a CCRs <= 20 / CPNA-75 10 km/h point not green zeroes Frontal Collisions
+        t["frontal_gate_passed"] = mode_frontal_gate(runs, mode)
+        if not t["frontal_gate_passed"]:
+            t["points"] = 0.0  # every protocol scored here is a Frontal Collisions test
     return dict(sorted(out.items(), key=lambda kv: _mode_order(kv[0])))
 
 
-def mode_ccrs_gate(runs: Sequence[Mapping[str, Any]], mode: str) -> bool:
-    """Whether a mode's CCRs points at <= 20 km/h are all green (the reference's gate on CCRs)."""
-    return ccrs_gate_passed((str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
-                            for r in runs if r["mode"] == mode and r.get("band") is not None)
-
-
-def ccrs_points(runs: Sequence[Mapping[str, Any]], mode: str) -> float:
-    """The points a mode's CCRs runs scored: what a failed CCRs gate takes away."""
-    return sum(float(r.get("points") or 0.0) for r in runs
-               if r["mode"] == mode and str(r.get("protocol") or "").startswith("CCRs"))
+def mode_frontal_gate(runs: Sequence[Mapping[str, Any]], mode: str) -> bool:
+    """Whether a mode passes the 2026 general requirements gate (:func:`scoring.frontal_gate_passed`)."""
+    return frontal_gate_passed((str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
+                               for r in runs if r["mode"] == mode and r.get("band") is not None)
 
 
 def _mode_order(mode: str) -> tuple[int, str]:
@@ -95,11 +90,29 @@ def write_report(result: SuiteResult, *, plots: str = "auto", mapper: Mapper = m
     out = result.out_dir
     runs = result.runs
     summary = {"totals": totals(runs), "runs": runs}
-    (out / "summary.json").write_text(canonical_json(summary), encoding="utf-8")
+    _write_text(out / "summary.json", canonical_json(summary))
     plotted = _plot_runs(out, runs, plots, mapper)
     matrix = out / "score_matrix.png"
     has_matrix = write_score_matrix(runs, matrix)
-    (out / "report.md").write_text(markdown(runs, plotted=plotted, matrix=has_matrix), encoding="utf-8")
+    _write_text(out / "report.md", markdown(runs, plotted=plotted, matrix=has_matrix))
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """Have ``write`` fill a temporary file, then rename it over ``path``.
+
+    Why: a suite re-run into its folder replaces the last report; a full disk, a kill or a reader
+    mid-write must see the old file or the new one, never a torn ``summary.json``.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_timing(result: SuiteResult) -> None:
@@ -115,7 +128,7 @@ def write_timing(result: SuiteResult) -> None:
         per_run[k] = {"sim_s": sim, "wall_s": w, "cpu_s": cpu, "x_realtime": sim / w if w else None,
                       "x_realtime_cpu": sim / cpu if cpu else None}
     timing = {"suite_wall_s": result.wall_s, "reused_runs": result.reused, "runs": per_run}
-    (result.out_dir / "timing.json").write_text(canonical_json(timing), encoding="utf-8")
+    _write_text(result.out_dir / "timing.json", canonical_json(timing))
 
 
 def _sim_s(runs: Sequence[Mapping[str, Any]], key: str) -> float:
@@ -149,10 +162,11 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
                      f"{t['false_activations']} / {t['benign_runs']} benign | {t['errors']} | {pts} | "
                      f"{t['deadline_misses']} |")
     lines.append("")
-    gated = [m for m, t in tot.items() if not t["ccrs_gate_passed"]]
+    gated = [m for m, t in tot.items() if not t["frontal_gate_passed"]]
     if gated:
-        lines += [f"CCRs gate failed ({', '.join(gated)}): a CCRs point at <= 20 km/h is not green, "
-                  "which zeroes the CCRs score under Euro NCAP 2026 (taken out of its points above).", ""]
+        lines += [f"Frontal Collisions gate failed ({', '.join(gated)}): a CCRs point at <= 20 km/h or a CPNA-75 "
+                  "point at 10 km/h is not green, which zeroes every Frontal Collisions score under Euro NCAP "
+                  "2026 (its NCAP points above are 0).", ""]
     if matrix:
         lines += ["![score matrix](score_matrix.png)", ""]
     lines += ["| scenario | mode | outcome | impact km/h (rel.) | band | points | false activation | "
@@ -284,7 +298,7 @@ def plot_timeline(csv_path: Path, png_path: Path, *, title: str = "",
         a.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=90, metadata={"Software": None})
+    _replace(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None}))
     plt.close(fig)
 
 
@@ -339,14 +353,15 @@ def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
         ax.set_xticks([j + 0.5 for j in range(len(speeds))], [f"{v:g}" for v in speeds], fontsize=7)
         ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
         ax.set_xlabel("ego speed km/h (cell: relative impact km/h)", fontsize=7)
-        gate = mode_ccrs_gate(scored, mode)
-        if not gate:  # a CCRs point <= 20 km/h not green zeroes CCRs (as totals() counts it)
-            got -= ccrs_points(scored, mode)
-        ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points" + ("" if gate else " (CCRs gate failed)"), fontsize=9)
+        gate = mode_frontal_gate(scored, mode)
+        if not gate:  # zeroes every Frontal Collisions score (as totals() counts it)
+            got = 0.0
+        ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points" + ("" if gate else " (Frontal Collisions gate failed)"),
+                     fontsize=9)
         ax.tick_params(length=0)
         for s in ax.spines.values():
             s.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _replace(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
     plt.close(fig)
     return True

@@ -237,10 +237,12 @@ def run_suite(
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
     if "model" in modes and bundle is None:
         raise ValueError("mode 'model' needs a model bundle")
-    names = [str(s.name) for s in scenarios]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    by_key: dict[str, list[str]] = {}  # runs are stored, and summed, by file name: 'a b' and 'a_b' would be one
+    for sc in scenarios:
+        by_key.setdefault(run_key(str(sc.name), ""), []).append(repr(str(sc.name)))
+    dupes = sorted(" and ".join(names) for names in by_key.values() if len(names) > 1)
     if dupes:
-        raise ValueError(f"scenario names must be unique in a suite; repeated: {', '.join(dupes)}")
+        raise ValueError(f"scenario names must be unique in a suite (as file names); repeated: {'; '.join(dupes)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for sub in ("runs", "timelines"):
         (out_dir / sub).mkdir(exist_ok=True)
@@ -428,14 +430,15 @@ def _scenarios(args: Any) -> list[Any]:
     chosen += files
     if args.only:
         chosen = [(s, o) for s, o in chosen if any(fnmatch.fnmatchcase(s.name, pat) for pat in args.only)]
-    # runs are stored by name: two scenarios of one name would overwrite each other's results
-    by_name: dict[str, list[str]] = {}
+    # runs are stored by file name (run_key): two scenarios of one, e.g. 'a b' and 'a_b', would overwrite
+    # each other's results
+    by_key: dict[str, list[tuple[str, str]]] = {}
     for s, origin in chosen:
-        by_name.setdefault(str(s.name), []).append(origin)
-    dupes = {n: where for n, where in by_name.items() if len(where) > 1}
+        by_key.setdefault(run_key(str(s.name), ""), []).append((str(s.name), origin))
+    dupes = sorted(" and ".join(f"{n!r} from {origin}" for n, origin in same)
+                   for same in by_key.values() if len(same) > 1)
     if dupes:
-        raise ScenarioError("scenario names must be unique in a run; " + "; ".join(
-            f"{n!r} from {' and '.join(where)}" for n, where in sorted(dupes.items())))
+        raise ScenarioError("scenario names must be unique in a run (as file names); " + "; ".join(dupes))
     if args.seed is not None:
         return [with_seed(s, args.seed) for s, _ in chosen]
     return [s for s, _ in chosen]

@@ -13,8 +13,10 @@ re-typed here.  What the package does not cover, and what we do about it:
   boundary convention (a band's upper edge belongs to the band above: at 40 km/h exactly
   10 km/h is brown, where the reference's wording reads "orange <= 10"), and ``Band.source``
   says so;
-- the suite-level rule "any CCRs point <= 20 km/h not green zeroes the score" (reference) is
-  :func:`ccrs_gate_passed`, since the package applies it to a whole spreadsheet.
+- the suite-level general requirements (``compute_score.check_general_requirements_rules``: a
+  CCRs point at <= 20 km/h or the CPNA 75 % point at 10 km/h, day or night, not green zeroes
+  every Frontal Collisions score, which is every protocol here) are :func:`frontal_gate_passed`,
+  since the package applies them to a whole spreadsheet.
 """
 
 from __future__ import annotations
@@ -123,9 +125,11 @@ def score(scenario: Scenario, relative_impact_kmh: float | None) -> Band | None:
     return band(scenario.protocol, scenario.ego_speed_kmh, relative_impact_kmh, scenario.environment.light)
 
 
-def ccrs_gate_passed(points: Iterable[tuple[str, float, str]]) -> bool:
-    """False when any CCRs point at <= 20 km/h is not green, which zeroes the CCRs score.
+def frontal_gate_passed(points: Iterable[tuple[str, float, str]]) -> bool:
+    """False when a CCRs point at <= 20 km/h or a CPNA-75 point at <= 10 km/h is not green.
 
-    Rule from the reference; ``points`` holds (protocol, VUT km/h, colour) per run.
+    Why: the rating code then zeroes all Frontal Collisions scores (car, pedestrian and cyclist
+    alike), not only the CCRs ones.  ``points`` holds (protocol, VUT km/h, colour) per run.
     """
-    return not any(p == "CCRs" and v <= 20.0 and c != "green" for p, v, c in points)
+    return not any(c != "green" and ((p.split("-", 1)[0] == "CCRs" and v <= 20.0) or (p == "CPNA-75" and v <= 10.0))
+                   for p, v, c in points)

@@ -17,7 +17,10 @@ from tiny_node.sim.motion import ActorMotion
 from tiny_node.sim.scenario import Scenario
 from tiny_node.sim.vehicle import Ego
 
-#: how long a CCR run still closing on its target at ``duration_s`` may go on (``World.done``)
+#: protocols whose target is ahead of the ego in its lane (car to car rear, pedestrian and cyclist
+#: longitudinal): they share the end rules of ``World.done``
+FOLLOWING_FAMILIES = frozenset({"CCRs", "CCRm", "CCRb", "CPLA", "CBLA"})
+#: how long such a run still closing on its target at ``duration_s`` may go on (``World.done``)
 CCR_OVERTIME_S = 30.0
 
 
@@ -248,18 +251,19 @@ class World:
     def done(self) -> bool:
         """End of the run (Euro NCAP end conditions, reference).
 
-        Contact, the ego stopped after braking, or (CCR protocols) the ego slower than the
-        target it follows once the target's speed is settled; else ``duration_s``. A CCR run
-        still closing on its target then goes on until one of those, for at most
-        ``CCR_OVERTIME_S``: the protocol has no timeout, and a brake released too early must
-        not count as avoided because the clock ran out before the contact.
+        Contact, the ego stopped after braking, or (CCR, CPLA and CBLA protocols: a target
+        ahead in the lane) the ego slower than the target it follows once the target's speed is
+        settled; else ``duration_s``. Such a run still closing on its target then goes on until
+        one of those, for at most ``CCR_OVERTIME_S``: the protocol has no timeout, and a brake
+        released too early must not count as avoided because the clock ran out before the
+        contact (a cyclist ridden away from at 60 km/h, the ego left at 31 km/h).
         """
         if self.collided:
             return True
         if self.ego.speed <= 0.0 and self.ego.first_request_t is not None:
             return True
         limit = self.scenario.duration_s
-        if (self.scenario.protocol or "").startswith("CCR"):
+        if (self.scenario.protocol or "").split("-", 1)[0] in FOLLOWING_FAMILIES:
             _, who = self._in_path_motion()
             if who is not None and who.vx > 0.0 and who.speed_settled and self.ego.speed < who.vx - 1e-6:
                 return True
