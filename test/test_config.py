@@ -111,3 +111,33 @@ def test_the_node_reads_its_start_parameters_as_rcl_will(tmp_path):
     assert _early_parameters(["--ros-args", "-r", "__ns:=/ego", "-r", "__node:=aeb_front",
                               "--params-file", str(ns)]) == {"realtime_priority": 9}
     assert _early_parameters(["--ros-args", "--params-file", str(ns)]) == {}  # rcl applies none of them at /
+
+
+def test_a_typo_in_the_shipped_style_section_is_refused_not_dropped(tmp_path):
+    """``/**/tiny_node:`` (the shipped file's section) names this node: a misspelt parameter
+    there is a typo to refuse, not another node's parameter to skip; it was dropped, and the
+    node ran with the default (as rclpy ignores an undeclared override)."""
+    f = tmp_path / "p.yaml"
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    rules:\n      ttc_brake: 2.0\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: unknown parameter 'rules.ttc_brake'"):
+        config_from_file(f)
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    with pytest.raises(ConfigError, match=r"unknown parameter 'rules\.ttc_brake'"):
+        make_config(_early_parameters(["--ros-args", "-r", "__ns:=/ego", "--params-file", str(f)]))
+    # a section for any node keeps skipping what is not ours
+    f.write_text("/**:\n  ros__parameters:\n    robot_radius: 0.4\n    deadline_ms: 40.0\n")
+    assert load_params_file(f, namespace="/ego") == {"deadline_ms": 40.0}
+
+
+def test_a_parameter_or_section_given_twice_is_refused(tmp_path):
+    """rcl takes the last of two equal keys (80 ms here), yaml.safe_load too: the author's
+    first value, or a whole first section of the same name, was dropped without a word."""
+    f = tmp_path / "p.yaml"
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n    deadline_ms: 80.0\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: invalid YAML(.|\n)*found the key 'deadline_ms' twice"):
+        config_from_file(f)
+    f.write_text("/**:\n  ros__parameters:\n    deadline_ms: 40.0\n/**:\n  ros__parameters:\n    brake_hold_s: 1.0\n")
+    with pytest.raises(ConfigError, match="found the key '/\\*\\*' twice"):
+        load_params_file(f)

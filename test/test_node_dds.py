@@ -256,3 +256,36 @@ def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):
     finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_parameter_set_is_judged_whole_in_every_lifecycle_state(ros_env):
+    """Unconfigured, a deadline at the publish guard was reported set, then failed configure."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    # overrides valid together, not one by one in declaration order: declared without a word
+    rclpy.init(context=ctx, args=["x", "--ros-args", "-p", "deadline_ms:=800.0", "-p", "model_hang_timeout_ms:=1000.0"])
+    node = TinyNode(context=ctx)
+    try:
+        assert node.cfg.float("deadline_ms") == 800.0
+
+        def set_double(name: str, value: float):
+            return node.set_parameters([Parameter(name, Parameter.Type.DOUBLE, value)])[0]
+
+        refused = set_double("deadline_ms", 5.0)  # unconfigured
+        assert not refused.successful and "'publish_guard_ms' (5.0) must be below 'deadline_ms' (5.0)" in refused.reason
+        assert node.get_parameter("deadline_ms").value == 800.0
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        refused = set_double("deadline_ms", 5.0)  # configured: judged the same way
+        assert not refused.successful and "must be below 'deadline_ms' (5.0)" in refused.reason
+        assert set_double("rules.ttc_brake_s", 2.0).successful
+        assert node.cfg.rules.ttc_brake_s == 2.0
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

@@ -81,3 +81,18 @@ def test_a_lead_inside_the_safe_distance_but_not_closing_is_clear_and_the_reason
     assert v.reason == "clear: object at 15.0 m not closing (0.0 m/s)"
     v, _ = RulePath(CFG).decide(snap(50.0, 10.0, rate=-1.0))
     assert v.reason.startswith("clear: object at 50.0 m > safe distance")
+
+
+def test_a_measured_closing_within_its_noise_does_not_brake_on_rss():
+    """Behind a lead at our 20 m/s, 25 m (RSS distance 26 m with a_obj > a_ego): a closing of a
+    few tenths of a m/s is the range noise; the RSS rule braked on any closing above 0."""
+    v, fig = RulePath(CFG).decide(snap(25.0, 20.0, rate=-0.3))  # se 0: only the 1 m/s floor
+    assert not v.brake and fig["closing_noise_mps"] == "1.00"
+    assert v.reason == "clear: object at 25.0 m closing at 0.30 m/s, within the range-rate noise (1.00 m/s)"
+    s = SensorSnapshot(0.0, RangeReading(25.0, 0.2, 150.0, 0, 0.0), 0.0, -1.5, 20.0, 0.0, None, None, (), 0.4)
+    v, _ = RulePath(CFG).decide(s)  # 1.5 m/s, but under 5 standard errors (2.0 m/s)
+    assert not v.brake and "within the range-rate noise (2.00 m/s)" in v.reason
+    v, _ = RulePath(CFG).decide(snap(25.0, 20.0, rate=-1.5))  # clear of its noise: RSS
+    assert v.brake and v.reason.startswith("RSS")
+    v, _ = RulePath(CFG).decide(snap(25.0, 20.0))  # no rate: the object taken as stationary
+    assert v.brake and v.reason.startswith("RSS")

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tiny_node.strict_yaml import safe_load_unique
+
 NODE_NAME = "tiny_node"
 #: operator context of a language-model bundle: longer is refused (the prompt stays bounded)
 MAX_CONTEXT_CHARS = 200
@@ -163,6 +165,13 @@ PARAMS: tuple[ParamSpec, ...] = (
       "(0 disables).", 0.0, 10.0),
     P("rules.range_rate_window_s", 0.5, "Window over which the range rate (closing speed) is "
       "estimated.", 0.05, 5.0),
+    P("rules.closing_min_mps", 1.0, "The RSS distance brakes on a closing speed measured from the range "
+      "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
+      "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",
+      0.0, 10.0),
+    P("rules.closing_sigmas", 5.0, "The RSS distance brakes on a closing speed measured from the range "
+      "track only above this many standard errors of that speed (from the range noise of the last "
+      "second or so).", 0.0, 20.0),
     P("rules.range_jump_m", 3.0, "A range change larger than the closing motion explains by "
       "this much starts a new track (new object).", 0.1, 50.0),
     P("rules.failsafe", "brake", "Decision when inputs are stale or invalid.",
@@ -190,6 +199,8 @@ class RuleConfig:
     imu_timeout_s: float = 0.5
     imu_required: bool = False
     range_stuck_s: float = 1.0
+    closing_min_mps: float = 1.0
+    closing_sigmas: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -236,6 +247,8 @@ class NodeConfig:
             ttc_brake_s=self.float("rules.ttc_brake_s"),
             range_rate_window_s=self.float("rules.range_rate_window_s"),
             range_jump_m=self.float("rules.range_jump_m"),
+            closing_min_mps=self.float("rules.closing_min_mps"),
+            closing_sigmas=self.float("rules.closing_sigmas"),
             failsafe=self.str("rules.failsafe"),
             range_timeout_s=self.float("range_timeout_s"),
             odom_timeout_s=self.float("odom_timeout_s"),
@@ -306,14 +319,17 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     as rcl does (``/**``, ``*`` wildcards; ``tiny_node:`` is ``/tiny_node``, not
     ``/ego/tiny_node``) and merged in file order. ``namespace`` None (the offline tools, which
     do not know where the node runs): any section named for the node, in any namespace.
-    ROS-owned parameters are dropped; so are, in a wildcard section, parameters this node does
-    not have (they are meant for other nodes). In the node's own section an unknown name
-    stays, for :func:`make_config` to refuse as a typo.
+    ROS-owned parameters are dropped; so are, in a section for any node (``/**``, ``/ego/*``),
+    parameters this node does not have (they are meant for other nodes). In a section naming
+    the node, in any namespace (``/**/tiny_node``, the shipped file's), an unknown name stays,
+    for :func:`make_config` to refuse as a typo.
     ``require_section``: a file with no section for the node is an error (else it adds nothing).
     """
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        # A key given twice is refused: rcl would apply the last value (or merge two sections
+        # of one name), yaml.safe_load keep the last one, neither what the author saw.
+        doc = safe_load_unique(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
     except yaml.YAMLError as exc:
@@ -333,7 +349,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
         matched = True
         names: dict[str, object] = {}
         _flatten("", section["ros__parameters"], names)
-        if "*" in str(key):
+        if "*" in last:  # a section for every node; ``/**/tiny_node`` is ours, in any namespace
             names = {k: v for k, v in names.items() if k in SPECS}
         flat.update(names)
     if not matched and require_section:

@@ -7,13 +7,16 @@ it::
 
     d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - sgn(v_obj) v_obj^2 / (2 a_obj) + margin
 
-    brake  if  (closing > 0 and range <= d_safe)   or   TTC = range / closing < ttc_brake
+    brake  if  (closing > noise and range <= d_safe)   or   TTC = range / closing < ttc_brake
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
-conservative choice.  Sources: Autoware AEB (d formula, margin), Shalev-Shwartz et al. 2017
-RSS (a_brake_max 8 m/s^2 for the object), UN R152 (braking demand >= 5 m/s^2); see
-``../shared/reference/aeb-test-protocols.md``.  Inputs that are stale or invalid (per-topic
+conservative choice.  ``noise`` is 0 for the assumed closing, and for a measured one the larger
+of ``closing_min_mps`` and ``closing_sigmas`` standard errors of the range rate: with
+a_obj > a_ego a lead at the ego's speed is inside d_safe at a normal gap, and a "closing" that
+is only the sensor's noise must not brake there.  Sources: Autoware AEB (d formula, margin),
+Shalev-Shwartz et al. 2017 RSS (a_brake_max 8 m/s^2 for the object), UN R152 (braking demand
+>= 5 m/s^2); see ``../shared/reference/aeb-test-protocols.md``.  Inputs that are stale or invalid (per-topic
 timeouts, NaN, negative speeds) give the configured fail-safe with the fault as the reason.
 """
 
@@ -68,6 +71,10 @@ class RulePath:
                 "ego_speed_mps": f"{v_ego:.2f}",
             }
         closing = -snap.range_rate if snap.range_rate is not None else v_ego
+        # A closing speed measured from the range track counts for the RSS rule only beyond its
+        # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
+        noise = 0.0 if snap.range_rate is None else max(cfg.closing_min_mps,
+                                                         cfg.closing_sigmas * snap.range_rate_se)
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
         ttc = time_to_collision(distance, closing)
@@ -75,6 +82,7 @@ class RulePath:
             "range_m": f"{distance:.2f}",
             "ego_speed_mps": f"{v_ego:.2f}",
             "closing_speed_mps": f"{closing:.2f}",
+            "closing_noise_mps": f"{noise:.2f}",
             "closing_from": "range_rate" if snap.range_rate is not None else "ego_speed",
             "object_speed_mps": f"{v_obj:.2f}",
             "rss_distance_m": f"{d_safe:.2f}",
@@ -82,7 +90,7 @@ class RulePath:
         }
         if distance == 0.0:
             return Verdict(True, 1.0, "object closer than min_range"), figures
-        if distance <= d_safe and closing > 0.0:
+        if distance <= d_safe and closing > noise:
             return Verdict(
                 True, 1.0,
                 f"RSS: object at {distance:.1f} m <= safe distance {d_safe:.1f} m "
@@ -95,6 +103,11 @@ class RulePath:
         if closing <= 0.0:  # inside the safe distance perhaps, but not closing: say so, not the opposite
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)"
+            ), figures
+        if distance <= d_safe:
+            return Verdict(
+                False, 1.0, f"clear: object at {distance:.1f} m closing at {closing:.2f} m/s, within the "
+                f"range-rate noise ({noise:.2f} m/s)"
             ), figures
         return Verdict(
             False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m"

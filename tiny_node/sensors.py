@@ -26,6 +26,12 @@ RANGE_CLEAR_M = 100.0
 # A stuck range is only judged while the ego moves: standing before a wall, a quantised
 # sensor may legitimately repeat its value.
 STUCK_MIN_SPEED_MPS = 1.0
+# A range stamp this fraction of range_timeout_s (or less) behind the newest is a sample
+# reordered in transport and dropped; further back, the sensor's clock restarted. Half the
+# timeout: a small clock step back cannot make the range stale by dropping what follows it.
+REORDER_TOLERANCE = 0.5
+# Weight of each new window in the running mean of the range noise (about 1 s at 20 Hz).
+NOISE_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class SensorSnapshot:
     accel_x: float | None
     imu_age: float | None
     faults: tuple[str, ...]  # human-readable, each naming the topic and the value
+    range_rate_se: float = 0.0  # standard error of range_rate (m/s), its noise (0: exact)
 
     @property
     def object_distance(self) -> float | None:
@@ -102,6 +109,7 @@ class SensorState:
         # The current run of bit-identical finite readings: its value and first receipt time.
         self._same_value: float | None = None
         self._same_since: float | None = None
+        self._noise_var: float | None = None  # running mean of the range fit's residual variance (m^2)
 
     def reconfigure(self, cfg: RuleConfig) -> None:
         """Take new timeouts / track parameters."""
@@ -110,12 +118,22 @@ class SensorState:
     def update_range(self, reading: RangeReading) -> None:
         """Store a range reading and extend (or restart) the range-rate track."""
         with self._lock:
+            last = self._range
+            behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
+            if 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
+                # A late sample (transport reordering): the newer reading and the track stand. A
+                # longer step back is a restarted clock (a bag looping), taken below as before.
+                return
             self._range = reading
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
                 self._same_value = r if math.isfinite(r) else None
                 self._same_since = reading.received_at
+            if last is not None and reading.stamp_ns == last.stamp_ns:
+                # The same scan again (a driver republishing it, a duplicated sample): nothing to
+                # add to the track, and no reason to drop it, which would lose the closing speed.
+                return
             if not math.isfinite(r) or r < reading.min_range or r > reading.max_range:
                 # No return (or garbage): keep the track, a radar misses a scan now and then;
                 # it is dropped below if the object does not come back where expected in time,
@@ -132,6 +150,10 @@ class SensorState:
                 if t <= t0 or gone_too_long or jumped:
                     self._track.clear()  # stamps went backwards, a long gap, or another object
             self._track.append((t, r))
+            fit = self._fit_locked()
+            if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
+                old = fit[2] if self._noise_var is None else self._noise_var
+                self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
 
     def update_odometry(self, speed_mps: float, received_at: float) -> None:
         """Store the ego forward speed (m/s)."""
@@ -145,6 +167,18 @@ class SensorState:
 
     def _rate_locked(self) -> float | None:
         """Least-squares slope of range over the window; None with too little data."""
+        fit = self._fit_locked()
+        return None if fit is None else fit[0]
+
+    def _fit_locked(self) -> tuple[float, float, float] | None:
+        """Slope of range over the window, its standard error and the residual variance.
+
+        None with too little data. The standard error says how much of a small slope is the
+        sensor's noise, for the rule path not to take noise for closing. Its range noise is the
+        larger of this window's residuals and their running mean (:attr:`_noise_var`): from
+        ten points alone it is now and then far too small, and noise passed for closing. The
+        residual variance is NaN with two points (they fit exactly).
+        """
         if len(self._track) < 2:
             return None
         t_last = self._track[-1][0]
@@ -157,7 +191,10 @@ class SensorState:
         var = sum((t - mt) ** 2 for t, _ in pts)
         if var < 1e-6:
             return None
-        return sum((t - mt) * (r - mr) for t, r in pts) / var
+        slope = sum((t - mt) * (r - mr) for t, r in pts) / var
+        res_var = sum((r - mr - slope * (t - mt)) ** 2 for t, r in pts) / (n - 2) if n > 2 else math.nan
+        noise_var = max(res_var if n > 2 else 0.0, self._noise_var or 0.0)
+        return slope, math.sqrt(noise_var / var), res_var
 
     def snapshot(self, now: float) -> SensorSnapshot:
         """Judge every input at time ``now`` and return an immutable view."""
@@ -165,7 +202,7 @@ class SensorState:
         with self._lock:
             rng, speed, speed_at = self._range, self._speed, self._speed_at
             accel, accel_at = self._accel, self._accel_at
-            rate = self._rate_locked()
+            fit = self._fit_locked()
             same_since = self._same_since if self._same_value is not None else None
         faults: list[str] = []
         range_age = None if rng is None else now - rng.received_at
@@ -203,6 +240,8 @@ class SensorState:
                 faults.append("imu: no reading received")
             elif imu_age is not None and imu_age > cfg.imu_timeout_s:
                 faults.append(f"imu: stale ({imu_age:.2f} s > {cfg.imu_timeout_s} s)")
+            elif math.isnan(accel):
+                faults.append("imu: no linear acceleration (NaN, or linear_acceleration_covariance[0] = -1)")
             elif not math.isfinite(accel) or abs(accel) > MAX_PLAUSIBLE_ACCEL_MPS2:
                 faults.append(f"imu: implausible acceleration {accel!r} m/s^2")
 
@@ -214,10 +253,11 @@ class SensorState:
             taken_at=now,
             range=rng,
             range_age=range_age,
-            range_rate=rate,
+            range_rate=None if fit is None else fit[0],
             ego_speed=speed,
             odom_age=odom_age,
             accel_x=accel,
             imu_age=imu_age,
             faults=tuple(faults),
+            range_rate_se=math.inf if fit is None else fit[1],
         )

@@ -60,7 +60,13 @@ def odom_speed(msg: Odometry) -> float:
 
 
 def imu_accel_x(msg: Imu) -> float:
-    """Longitudinal acceleration of the ego."""
+    """Longitudinal acceleration of the ego; NaN when the IMU says it has none.
+
+    sensor_msgs/Imu: element 0 of a covariance at -1 means "no estimate, disregard": an
+    orientation-only IMU sends zeros there, which must not pass for a measured 0 m/s^2.
+    """
+    if msg.linear_acceleration_covariance[0] == -1.0:
+        return math.nan
     return float(msg.linear_acceleration.x)
 
 

@@ -117,9 +117,11 @@ class TinyNode(LifecycleNode):
         self.worker: Any | None = None
         self.watchdog: Watchdog | None = None
         self.sensors: SensorState | None = None
+        self._declared = False  # until every parameter is: only single values can be judged
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMS:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self._declared = True
         self.cfg: NodeConfig = self._read_config()
         self.gaps = GapCounter()
         self._pubs: list[Any] = []
@@ -138,13 +140,19 @@ class TinyNode(LifecycleNode):
         return make_config({n: self.get_parameter(n).value for n in SPECS})
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        """Refuse a change the configuration as a whole refuses; apply it if configured.
+
+        Why judged whole in every state: a change refused only by the next configure (a guard
+        at the deadline) would be reported set, and the configure fail.
+        """
         try:
             changed = {p.name: p.value for p in params if p.name in SPECS}
             for name, value in changed.items():
                 SPECS[name].check(value)
-            if self.watchdog is not None and changed:
-                cfg = self.cfg.replace(**{k.replace(".", "__"): v for k, v in changed.items()})
-                self._apply(cfg)
+            if self._declared and changed:
+                cfg = make_config({**{n: self.get_parameter(n).value for n in SPECS}, **changed})
+                if self.watchdog is not None:
+                    self._apply(cfg)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)

@@ -277,6 +277,11 @@ def benign_suite() -> list[Scenario]:
         _b("lead_car_cut_out", 50, [_a("car", "lead", 30.0 + car_l / 2, 0.0, speed_kmh=50.0,
                                        lane_change=LaneChange(Trigger("time_s", 1.5), LEFT_LANE_Y, 3.0))],
            "lead car at the same speed changes to the left lane"),
+        *[_b(f"follow_{v}kmh_{h:g}s{'_night' if env is NIGHT else ''}".replace(".", "_"), v,
+             [_a("car", "lead", v / 3.6 * h + car_l / 2, 0.0, speed_kmh=float(v))],
+             f"following a car at the same speed, {h:g} s behind ({v / 3.6 * h:.1f} m)"
+             + (" at night" if env is NIGHT else ""), env=env, duration_s=20.0)
+          for v, h, env in ((30, 1.0, DAY), (50, 1.0, DAY), (80, 1.2, NIGHT), (100, 1.5, DAY))],
         _b("gantry", 80, [_a("gantry", "gantry", 120.0, 1.0)], "overhead sign bridge, 5.2 m clearance",
            duration_s=7.0),
         _b("gantry_fog", 60, [_a("gantry", "gantry", 90.0, 1.0)], "overhead sign bridge in fog",
