@@ -47,7 +47,9 @@ def _detector(path: Path, *, outputs: tuple[str, str] = ("heat", "offset")) -> N
                               [helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [1, 1, *GRID]),
                                helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, [1, 2, *GRID])],
                               inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = helper.find_min_ir_version_for(opsets)  # onnx's newest IR: onnxruntime < 1.24 refuses it
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 

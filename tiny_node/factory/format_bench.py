@@ -109,7 +109,10 @@ def _graph(path: Path, rows: int, k: int, n: int | None, rng: np.random.Generato
     node = helper.make_node("Identity", ["x"], ["y"]) if n is None else helper.make_node("MatMul", ["x", "w"], ["y"])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows, k])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, rows, n or k])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = helper.find_min_ir_version_for(opsets)  # onnx's newest IR: onnxruntime < 1.24 refuses it
+    onnx.save(model, str(path))
     return path
 
 
