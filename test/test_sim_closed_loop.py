@@ -6,6 +6,11 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
+import os
+import signal
+import threading
+import time
 
 import pytest
 
@@ -15,7 +20,8 @@ from tiny_node.sim.closed_loop import run_scenario
 from tiny_node.sim.kinds import KINDS
 from tiny_node.sim.report import family
 from tiny_node.sim.road import LEFT_LANE_Y
-from tiny_node.sim.runner import run_suite
+from tiny_node.sim.runner import SuiteError, run_suite
+
 from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory
 
 CAR_LEN = KINDS["car"].length_m
@@ -417,3 +423,34 @@ def test_ccr_overlaps_put_the_target_where_the_protocol_says():
         target = ccrs(30.0, pct).actors[0].trajectory
         assert target.y_m == pytest.approx(y, abs=1e-3), pct
         assert width / 2 + 1.82 / 2 - abs(target.y_m) > 0  # still overlapping the ego's corridor
+
+
+def test_a_worker_killed_outright_ends_the_suite_with_an_error_not_a_hang(cfg, tmp_path):
+    # The OOM killer's SIGKILL: multiprocessing.Pool replaced the worker, lost its run and waited for it for ever.
+    scenarios = [dataclasses.replace(adjacent_lane(duration_s=60.0), name=f"benign_adjacent_{i}") for i in range(4)]
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            run_suite(scenarios, cfg, bundle=None, out_dir=tmp_path, workers=2, modes=("rules",), plots="none",
+                      progress=False)
+        except BaseException as exc:
+            outcome["exc"] = exc
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 60.0
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline:
+        workers = [p.pid for p in multiprocessing.active_children() if p.pid not in before]
+        time.sleep(0.02)
+    assert workers, "no worker process started"
+    time.sleep(3.0)  # past its imports, into a run (a 60 s drive takes about 4 s)
+    assert th.is_alive()
+    os.kill(workers[0], signal.SIGKILL)
+    th.join(120.0)
+    assert not th.is_alive(), "the suite hung on the killed worker's run"
+    exc = outcome.get("exc")
+    assert isinstance(exc, SuiteError), exc
+    assert "worker process died" in str(exc) and str(tmp_path / "runs") in str(exc)

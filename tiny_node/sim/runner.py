@@ -24,6 +24,8 @@ import os
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,10 @@ _PKG = Path(__file__).resolve().parent.parent
 # tiny_node/model: the tracker and the conflict brake decide too) and the simulator.
 _CODE_FILES = ("clock.py", "config.py", "decision.py", "frames.py", "lockstep.py", "rules.py", "sensors.py",
                "watchdog.py")
+
+
+class SuiteError(RuntimeError):
+    """The suite could not finish (a worker process died); the runs that finished are stored."""
 
 
 @dataclass(frozen=True)
@@ -283,12 +289,26 @@ def run_suite(
         for key, summary, (wall, cpu) in _progress(results, total, reused, progress):
             done[key], walls[key], cpus[key] = summary, wall, cpu
         return finish(map)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
-        for key, summary, (wall, cpu) in _progress(pool.imap_unordered(_run_task, tasks, chunksize=1),
+    # concurrent.futures, not multiprocessing.Pool: a worker killed outright (the OOM killer, a
+    # SIGKILL) breaks the executor and every pending result raises; a Pool replaced the worker,
+    # lost its run, and the suite waited for it for ever.
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker)
+    try:
+        futures = [pool.submit(_run_task, t) for t in tasks]
+        for key, summary, (wall, cpu) in _progress((f.result() for f in as_completed(futures)),
                                                    total, reused, progress):
             done[key], walls[key], cpus[key] = summary, wall, cpu
         return finish(pool.map)  # the plots use the workers too
+    except BrokenProcessPool as exc:
+        left = sorted(t.key for t in tasks if t.key not in done)
+        raise SuiteError(
+            f"a simulation worker process died (killed by a signal: out of memory?) with {len(left)} run(s) "
+            f"unfinished ({', '.join(left[:5])}{', ...' if len(left) > 5 else ''}); the {len(done)} finished "
+            f"are stored in {out_dir / 'runs'}, and the same command resumes from them"
+            + (" (fewer --workers use less memory)" if workers > 1 else "")) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --- real time: the node over DDS ----------------------------------------------------------------
