@@ -21,7 +21,6 @@ from tiny_node.sim.kinds import KINDS
 from tiny_node.sim.report import family
 from tiny_node.sim.road import LEFT_LANE_Y
 from tiny_node.sim.runner import SuiteError, run_suite
-
 from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory
 
 CAR_LEN = KINDS["car"].length_m
@@ -140,6 +139,18 @@ def test_suite_output_is_independent_of_workers_and_resumes(cfg, tmp_path):
     again = run_suite(scenarios, cfg, bundle=None, out_dir=tmp_path / "w1", workers=1, modes=("rules",),
                       plots="none", progress=False)
     assert again.reused == 2 and again.runs == one.runs
+
+
+def test_stored_runs_are_not_reused_under_another_rating_code(cfg, tmp_path, monkeypatch):
+    # A run stores its band and points: installing or upgrading the rating package must score again.
+    import tiny_node.sim.runner as runner
+
+    scenarios = [ccrs(30.0, duration_s=1.0)]
+    run_suite(scenarios, cfg, bundle=None, out_dir=tmp_path, workers=1, modes=("rules",), plots="none", progress=False)
+    monkeypatch.setattr(runner, "rating_code", lambda: "euroncap-rating-2026 99.0")
+    again = run_suite(scenarios, cfg, bundle=None, out_dir=tmp_path, workers=1, modes=("rules",), plots="none",
+                      progress=False)
+    assert again.reused == 0
 
 
 def test_cli_bad_scenario_file_exits_with_the_field(tmp_path, capsys):

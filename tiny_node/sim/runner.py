@@ -35,6 +35,7 @@ from tiny_node.lockstep import budget_ms_arg
 from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, run_scenario
 from tiny_node.sim.report import write_report, write_timing
+from tiny_node.sim.scoring import rating_code
 from tiny_node.sim.suite import SUITES
 from tiny_node.sources import sources_digest
 
@@ -126,7 +127,7 @@ def config_hash(scenario: Any, mode: str, cfg: NodeConfig, *, bundle: Path | Non
     """Identity of a run: same hash, same result."""
     doc = {"scenario": _jsonable(scenario), "mode": mode, "cfg": dict(sorted(cfg.values.items())),
            "bundle": bundle_digest(bundle) if mode == "model" else "",
-           "budget_ms": budget_ms if mode == "model" else None, "code": code}
+           "budget_ms": budget_ms if mode == "model" else None, "code": code, "rating": rating_code()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

@@ -78,6 +78,18 @@ def grid_speed(vut_kmh: float) -> int:
     return int(min(50, max(10, 10 * math.floor(vut_kmh / 10.0 + 1e-9))))
 
 
+def rating_code() -> str:
+    """The installed rating package and version, or ``reference table``; without importing it.
+
+    Why: stored runs carry their band and points, so a suite run before the package was
+    installed (or upgraded) must not be reused after it (``runner.config_hash``).
+    """
+    try:
+        return f"{PACKAGE} {metadata.version(PACKAGE)}"
+    except metadata.PackageNotFoundError:
+        return "reference table"
+
+
 @functools.lru_cache(maxsize=1)
 def _package() -> tuple[Any, str] | None:
     try:
