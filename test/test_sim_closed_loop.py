@@ -206,17 +206,33 @@ def test_stored_runs_go_stale_with_any_model_runtime_module(tmp_path, monkeypatc
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_realtime_run_over_dds_decides_every_frame_and_each_drive_meets_a_fresh_node(ros_env, tmp_path):
+def test_realtime_run_over_dds_decides_every_frame_and_each_drive_meets_a_fresh_node(ros_env, tmp_path,
+                                                                                     monkeypatch):
     """Drives run one after another on one node; each must start as on a freshly started node.
 
     The CCRs drive ends braking; before the node was restarted between drives, the pause after
     it (camera timeout: fail-safe brake) and the 2 s brake hold made the next drive brake at once.
+    A drive that fails ends the suite, and the drives before it keep their report (they were only
+    in memory, and went with the exception).
     """
+    from tiny_node.sim import closed_loop
     from tiny_node.sim.runner import run_suite_realtime
 
-    res = run_suite_realtime([ccrs(30.0, duration_s=4.0), adjacent_lane(2.0)], bundle=None, out_dir=tmp_path,
-                             modes=("rules",), plots="none", gap_s=0.0, env=ros_env)
-    runs = {r["name"]: r for r in res.runs}
+    real_drive = closed_loop.drive
+
+    def drive(sc, port, **kw):
+        if sc.name == "broken":
+            raise RuntimeError("the drive broke")
+        return real_drive(sc, port, **kw)
+
+    monkeypatch.setattr(closed_loop, "drive", drive)
+    broken = dataclasses.replace(adjacent_lane(1.0), name="broken")
+    with pytest.raises(RuntimeError, match="the drive broke"):
+        run_suite_realtime([ccrs(30.0, duration_s=4.0), adjacent_lane(2.0), broken], bundle=None, out_dir=tmp_path,
+                           modes=("rules",), plots="none", gap_s=0.0, env=ros_env)
+    runs = {r["name"]: r for r in json.loads((tmp_path / "summary.json").read_text())["runs"]}
+    assert sorted(runs) == sorted(["CCRs_30kmh", adjacent_lane().name])
+    assert json.loads((tmp_path / "runs" / "CCRs_30kmh__rules.json").read_text())["summary"] == runs["CCRs_30kmh"]
     s = runs["CCRs_30kmh"]
     assert s["realtime"] and s["frames"] == s["decisions"] > 100 and s["brake_decisions"] > 0
     assert s["missing_decisions"] == 0 and s["deadline_misses"] == 0

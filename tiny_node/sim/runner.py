@@ -21,6 +21,7 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
@@ -337,7 +338,7 @@ def run_suite_realtime(
     ROS environment already applied to this process (tests); by default a private graph is made.
     """
     from tiny_node.dds import isolated_ros_env
-    from tiny_node.sim.closed_loop import DdsPort, drive, summarise
+    from tiny_node.sim.closed_loop import DdsPort, drive, summarise, timeline_csv
     from tiny_node.tools.feeder import Feeder
     from tiny_node.tools.nodeproc import NodeProcess
 
@@ -352,47 +353,61 @@ def run_suite_realtime(
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     walls: dict[str, float] = {}
-    for mode in modes:
-        params: dict[str, object] = {}
-        if mode == "model" and bundle is not None:
-            params["model_bundle"] = str(bundle)
-        elif params_file is not None:
-            params["model_bundle"] = "''"  # rules only, whatever the params file says (YAML '')
-        node = NodeProcess(env, params=params, params_file=params_file,
-                           log_path=out_dir / f"node_{mode}.log").start()
-        feeder = Feeder()
-        try:
-            if not feeder.wait_for_node(60.0):
-                raise RuntimeError(f"the node did not come up ({mode}); its log:\n{node.output()}")
-            for i, sc in enumerate(_progress_list(scenarios, f"realtime {mode}")):
-                if i:
-                    feeder.restart_node()
-                    time.sleep(gap_s)
-                key = run_key(str(sc.name), mode)
-                recorder = None
-                if record is not None:
-                    from tiny_node.bag import Recorder
+    try:
+        for mode in modes:
+            params: dict[str, object] = {}
+            if mode == "model" and bundle is not None:
+                params["model_bundle"] = str(bundle)
+            elif params_file is not None:
+                params["model_bundle"] = "''"  # rules only, whatever the params file says (YAML '')
+            node = NodeProcess(env, params=params, params_file=params_file,
+                               log_path=out_dir / f"node_{mode}.log").start()
+            feeder = Feeder()
+            try:
+                if not feeder.wait_for_node(60.0):
+                    raise RuntimeError(f"the node did not come up ({mode}); its log:\n{node.output()}")
+                for i, sc in enumerate(_progress_list(scenarios, f"realtime {mode}")):
+                    if i:
+                        feeder.restart_node()
+                        time.sleep(gap_s)
+                    key = run_key(str(sc.name), mode)
+                    recorder = None
+                    if record is not None:
+                        from tiny_node.bag import Recorder
 
-                    recorder = Recorder(record / key, storage=storage)
-                started = time.perf_counter()
-                try:
-                    port = DdsPort(feeder, recorder=recorder)
-                    trace = drive(sc, port, recorder=recorder)
-                finally:
-                    if recorder is not None:
-                        recorder.close()
-                walls[key] = time.perf_counter() - started
-                summary = json.loads(canonical_json(summarise(
-                    sc, mode, trace, decisions=port.decisions(), stats=port.stats(), extra={"realtime": True})))
-                from tiny_node.sim.closed_loop import timeline_csv
+                        recorder = Recorder(record / key, storage=storage)
+                    started = time.perf_counter()
+                    try:
+                        port = DdsPort(feeder, recorder=recorder)
+                        trace = drive(sc, port, recorder=recorder)
+                    finally:
+                        if recorder is not None:
+                            recorder.close()
+                    walls[key] = time.perf_counter() - started
+                    summary = json.loads(canonical_json(summarise(
+                        sc, mode, trace, decisions=port.decisions(), stats=port.stats(), extra={"realtime": True})))
+                    _write_atomic(out_dir / "timelines" / f"{key}.csv", timeline_csv(trace.rows))
+                    # no config hash: a real-time drive is never reused (its decisions are the node's, timed)
+                    _write_atomic(out_dir / "runs" / f"{key}.json",
+                                  canonical_json({"config_hash": None, "summary": summary}))
+                    runs.append(summary)
+            finally:
+                feeder.close()
+                code = node.stop()
+            if code not in (0, -2, 130):
+                print(f"warning: node ({mode}) exited with code {code}; see {out_dir / f'node_{mode}.log'}")
+    except BaseException:
+        # A drive that fails (the node died, a lifecycle restart refused) ends the suite; the drives
+        # that finished keep their report rather than going with the exception.
+        if runs:
+            print(f"sim: stopped after {len(runs)} drive(s); their report is in {out_dir}", file=sys.stderr)
+            _realtime_report(out_dir, runs, walls, plots, t0)
+        raise
+    return _realtime_report(out_dir, runs, walls, plots, t0)
 
-                _write_atomic(out_dir / "timelines" / f"{key}.csv", timeline_csv(trace.rows))
-                runs.append(summary)
-        finally:
-            feeder.close()
-            code = node.stop()
-        if code not in (0, -2, 130):
-            print(f"warning: node ({mode}) exited with code {code}; see {out_dir / f'node_{mode}.log'}")
+
+def _realtime_report(out_dir: Path, runs: list[dict[str, Any]], walls: dict[str, float], plots: str,
+                     t0: float) -> SuiteResult:
     runs.sort(key=lambda r: (r["name"], r["mode"]))
     result = SuiteResult(out_dir, runs, 0.0, 0, walls)
     write_report(result, plots=plots)
