@@ -6,6 +6,7 @@ decoder with rotary positions and a KV cache, in the published three-graph layou
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 import time
@@ -82,8 +83,8 @@ def test_manifest_schema(vlm_dirs: dict[str, Path]) -> None:
     assert b.decision.labels == ("go", "brake") and b.decision.label_tokens == ("go", "brake")
     rng = b.sensors.bins[1]
     assert (rng.feature, rng.prefix, rng.step) == ("range", "rng", 2.0)
-    assert [rng.token(v) for v in (0.0, 40.0, 41.0, 250.0, -3.0)] == \
-        ["<rng_0>", "<rng_20>", "<rng_21>", "<rng_50>", "<rng_0>"]
+    assert [rng.token(v) for v in (0.0, 40.0, 41.0, 250.0, -3.0, 1e308, -1e308, math.inf, -math.inf)] == \
+        ["<rng_0>", "<rng_20>", "<rng_21>", "<rng_50>", "<rng_0>", "<rng_50>", "<rng_0>", "<rng_50>", "<rng_0>"]
     s = load_bundle(vlm_dirs["smolvlm"])
     assert s.vlm is not None and s.vlm.smolvlm and s.vlm.image_token_id == 49190
     assert s.vlm.kv is None and s.sensors is not None and s.sensors.bins == ()

@@ -158,8 +158,12 @@ class BinSpec:
     hi: int
 
     def index(self, value: float) -> int:
-        """The bin of ``value`` (round half up, clamped to ``[lo, hi]``)."""
-        return min(max(math.floor(value / self.step + 0.5), self.lo), self.hi)
+        """The bin of ``value`` (round half up, clamped to ``[lo, hi]``).
+
+        Clamped before ``floor``: a huge finite value (1e308 / 0.25 is inf) or an infinity has
+        no integer floor, and would cost the frame its model decision.
+        """
+        return min(math.floor(min(max(value / self.step + 0.5, self.lo), self.hi + 1)), self.hi)
 
     def token(self, value: float) -> str:
         """The vocabulary token of ``value``."""
