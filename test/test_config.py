@@ -40,6 +40,10 @@ def test_params_file_errors_name_the_file(tmp_path):
     f.write_text("tiny_node: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         config_from_file(f)
+    # rcl reads 40 as an integer, which the node's double parameter refuses at start: so does sim
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: deadline_ms: 40 is an integer.*write 40.0"):
+        config_from_file(f)
 
 
 def test_namespaced_and_wildcard(tmp_path):

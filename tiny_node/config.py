@@ -357,6 +357,11 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     for name in list(flat):
         if name in ROS_OWNED or name.split(".", 1)[0] in ROS_OWNED:
             del flat[name]
+        elif name in SPECS and type(SPECS[name].default) is float and type(value := flat[name]) is int:
+            # rcl reads `40` as an integer and the node's double parameter refuses it at start;
+            # refused here too, so a file tried with `tiny-node sim` starts the node as well.
+            raise ConfigError(f"params file {p}: {name}: {value} is an integer, and the node declares a "
+                              f"double (rcl refuses it at start): write {float(value)!r}")
     return flat
 
 
