@@ -20,6 +20,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime.quantization")
 
+from test_factory_default_model import assert_loadable_by_onnxruntime_1_16  # noqa: E402
+
 from tiny_node.factory import dataset, scenes  # noqa: E402
 from tiny_node.factory.build import STEPS, Build, BuildError, code_digest  # noqa: E402
 from tiny_node.factory.config import DEFAULT, TINY  # noqa: E402
@@ -107,6 +109,14 @@ def test_static_int8_graphs_are_ones_onnxruntime_fuses(tiny_build: Path, tmp_pat
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(tmp_path / "decoder.onnx")).graph.node}
     # the VRU detector stays FP32 in every bundle (an INT8 one tracked worse)
     assert bundle.file("vru_detector").sha256 == load_bundle(tiny_build / "bundles" / "pruned").file("vru_detector").sha256
+
+
+def test_every_bundle_graph_is_one_the_oldest_onnxruntime_setup_py_allows_loads(tiny_build: Path) -> None:
+    """Every graph a build writes, the INT8 ones included (``quantize._drop_unused_opsets``)."""
+    graphs = sorted(tiny_build.glob("bundle*/**/*.onnx"))
+    assert len(graphs) == 4 * (1 + 7)  # the final bundle and the seven measured, four graphs each
+    for path in graphs:
+        assert_loadable_by_onnxruntime_1_16(path)
 
 
 def test_format_bench_times_each_decoder_weight_matmul_in_both_forms(
@@ -368,6 +378,25 @@ def test_heldout_combinations_never_reach_training() -> None:
                 assert not main or main[0].kind != kind
 
 
+def test_heldout_combinations_stay_out_of_the_focus_shards_too() -> None:
+    """No focus shard shows a held-out (light, weather) look its held-out kind (distractors aside, as ever).
+
+    The look-alike shards once drew their person or waiting cyclist whatever the look: from
+    the 10th look-alike shard on, children in daylight fog and cyclists at night in rain.
+    """
+    from tiny_node.sim.scenario import Environment
+
+    for light, weather, kind in scenes.HELDOUT:
+        look = scenes.Look(Environment(light=light, weather=weather), 0.5, 1.3)
+        for focus in (None, *scenes.FOCUSES):
+            for i in range(40):
+                ep = scenes.sample_episode(np.random.default_rng(i), look, heldout=False, seed=i, frames=2,
+                                           focus=focus)
+                shown = [a for a in ep.scenario.actors if not a.name.startswith("d")]  # d<n>: distractors
+                assert kind not in {a.kind for a in shown}, (light, weather, focus, i)
+                assert focus != "lookalike" or [a.name for a in shown].count("look") == 1
+
+
 def test_cleared_focus_draws_vrus_moving_away_from_the_corridor_as_the_ego_closes_in() -> None:
     """What the crossing that clears looks like near the ego: beside the lane, moving outwards, never a brake."""
     look = scenes.sample_look(np.random.default_rng(0), heldout=False, index=0)
@@ -593,6 +622,24 @@ def test_build_command_rebuilds_the_shipped_recipe_by_default() -> None:
     assert tuple(p.parse_args(["build", "--until", s]).until for s in STEPS) == STEPS
 
 
+@pytest.mark.parametrize(("change", "named"), [
+    ({"keep_heads": 3}, "keep_heads 3 must be a multiple"),
+    ({"frames": 3}, "frames 3 must be one of"),
+    ({"shards": (("train", 1), ("vall", 1), ("test", 1), ("heldout", 1))}, r"unknown: \['vall'\]"),
+    ({"shards": (("train", 1), ("test", 1), ("heldout", 1))}, "must name train, val, test and heldout"),
+])
+def test_a_config_the_chain_would_fail_on_later_is_refused_at_once_naming_key_and_value(
+        change: dict[str, object], named: str, tmp_path: Path) -> None:
+    """Refused before any step: these failed as a bare KeyError / ValueError in the step reading them.
+
+    keep_heads only at the prune step, after the data, detector, teacher and student (~29 min of
+    the default build); frames at the teacher; an unknown split after the shards before it.
+    """
+    with pytest.raises(BuildError, match=named):
+        Build(replace(TINY, name="tiny-bad", **change), tmp_path / "b")  # type: ignore[arg-type]
+    assert not (tmp_path / "b" / "steps.json").exists()
+
+
 def test_a_build_resumes_with_its_thread_count_and_refuses_another(tmp_path: Path) -> None:
     """torch's float reductions depend on the thread count, and the manifest names one count: a
     resume keeps the count the build started with, and another one asked for is refused."""
@@ -632,6 +679,28 @@ def test_a_build_is_its_configs_from_the_start_and_a_resume_by_other_code_is_tol
     (tmp_path / "afile").write_text("x")
     with pytest.raises(BuildError, match=r"--out .*afile: cannot make the build folder"):
         Build(TINY, tmp_path / "afile")
+
+
+def test_the_code_digest_covers_every_package_module_the_factory_imports() -> None:
+    """A resume by other code is told whichever of the package's modules a build depends on changed.
+
+    The shards' sensor features come from the node's ``SensorState`` (sensors.py, with config.py's
+    constants), which the digest left out: a fix there (de317f8) changed 2 % of the range rates,
+    and a build resumed across it mixed shards and models of the two without a word.
+    """
+    import subprocess
+    import sys
+
+    from tiny_node.factory.build import code_files
+    from tiny_node.sources import PACKAGE_DIR
+
+    show = ("import sys, tiny_node.factory.build, tiny_node.factory.cli\n"
+            "for name, m in sorted(sys.modules.items()):\n"
+            "    if name.startswith('tiny_node') and getattr(m, '__file__', None): print(m.__file__)")
+    out = subprocess.run([sys.executable, "-c", show], check=True, capture_output=True, text=True).stdout
+    imported = {Path(f).resolve() for f in out.split()} - {PACKAGE_DIR / "__init__.py", PACKAGE_DIR / "sources.py"}
+    assert {PACKAGE_DIR / "sensors.py", PACKAGE_DIR / "config.py"} <= imported
+    assert sorted(imported - set(code_files())) == []
 
 
 def test_the_detector_learns_from_the_base_train_split_or_every_training_shard(

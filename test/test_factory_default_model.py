@@ -20,6 +20,33 @@ EMPTY = [0.0] * 5  # an empty track slot (present, dx, y, vy, vx_rel)
 pytestmark = pytest.mark.skipif(not (SHIPPED / "manifest.yaml").is_file(), reason="no shipped default model")
 
 
+#: the newest opset per domain, and IR version, that onnxruntime 1.16 (setup.py's oldest) loads
+ORT_1_16_OPSETS = {"": 19, "ai.onnx": 19, "ai.onnx.ml": 3, "com.microsoft": 1}
+ORT_1_16_IR_VERSION = 9
+
+
+def assert_loadable_by_onnxruntime_1_16(path: Path) -> None:
+    """No opset or IR version onnxruntime 1.16 does not know, even an import no node uses.
+
+    ``quant_pre_process`` stamped every domain of the installed onnxruntime (ai.onnx.ml 5, ...)
+    on the INT8 graphs, and onnxruntime 1.16 refused to load them ("Current official support
+    for domain ai.onnx.ml is till opset 3").
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    assert model.ir_version <= ORT_1_16_IR_VERSION, path
+    for o in model.opset_import:
+        assert o.version <= ORT_1_16_OPSETS.get(o.domain, -1), (str(path), o.domain, o.version)
+
+
+def test_shipped_graphs_load_in_the_oldest_onnxruntime_setup_py_allows() -> None:
+    graphs = sorted(SHIPPED.rglob("*.onnx"))
+    assert len(graphs) == 4
+    for path in graphs:
+        assert_loadable_by_onnxruntime_1_16(path)
+
+
 def test_shipped_model_is_verified_and_small() -> None:
     bundle = load_bundle(SHIPPED)  # every file's SHA-256
     assert bundle.kind == "vlm" and bundle.vlm is not None

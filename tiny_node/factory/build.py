@@ -43,7 +43,15 @@ from tiny_node.factory.config import (
 )
 from tiny_node.factory.tracks import TRACKS, degrade
 from tiny_node.factory.vlm_torch import ROI, TinyVlm, VlmConfig, decision_cost
-from tiny_node.factory.vocab import CONTEXTS, IMAGE, build_tokenizer, decision_token_ids, token_id, vocabulary
+from tiny_node.factory.vocab import (
+    CONTEXTS,
+    IMAGE,
+    PROMPTS,
+    build_tokenizer,
+    decision_token_ids,
+    token_id,
+    vocabulary,
+)
 from tiny_node.model.bundle import edit_manifest, set_threshold, write_atomic
 from tiny_node.sources import PACKAGE_DIR, sources_digest
 
@@ -58,14 +66,25 @@ class BuildError(RuntimeError):
     """A build cannot go on (message says why and what to do)."""
 
 
+#: the package's top-level modules the factory, model and simulator import: the camera, and the
+#: node's sensor state with its config, which make the shards' sensor features (``dataset._drive``)
+TOP_LEVEL_SOURCES = ("camera.py", "sensors.py", "config.py", "strict_yaml.py")
+
+
+def code_files() -> list[Path]:
+    """The sources a build's outputs depend on: the factory, the model runtime, the simulator and what they import."""
+    files = [p for sub in ("factory", "model", "sim") for p in sorted((PACKAGE_DIR / sub).glob("*.py"))]
+    return [*files, *(PACKAGE_DIR / name for name in TOP_LEVEL_SOURCES)]
+
+
 def code_digest() -> str:
-    """Short hash of the code a build's outputs depend on: the factory, the model runtime, the simulator.
+    """Short hash of :func:`code_files`.
 
     Why: a build resumed after an update would otherwise mix outputs of two code versions
-    without a word (steps.json records the config, not the code).
+    without a word (steps.json records the config, not the code). The sensor state counts:
+    a fix there (de317f8) changed the range rate of 2 % of the shards' frames.
     """
-    files = [p for sub in ("factory", "model", "sim") for p in sorted((PACKAGE_DIR / sub).glob("*.py"))]
-    return sources_digest([*files, PACKAGE_DIR / "camera.py"])[:16]
+    return sources_digest(code_files())[:16]
 
 
 class Build:
@@ -98,6 +117,18 @@ class Build:
                              f"{sorted(detector.SIZES)}")
         if not 0 <= cfg.tracks <= TRACKS:
             raise BuildError(f"config {cfg.name}: tracks {cfg.tracks} must be 0..{TRACKS} (slots the shards hold)")
+        # Why here: these failed only in the step that reads them, after minutes of rendering and training
+        splits = [name for name, _ in cfg.shards]
+        unknown = [name for name in splits if name not in dataset.SPLIT_SEED]
+        if unknown or len(set(splits)) != len(splits) or not {"train", "val", "test", "heldout"} <= set(splits):
+            raise BuildError(f"config {cfg.name}: shards {splits} must name train, val, test and heldout, each "
+                             f"once, and no split but {list(dataset.SPLIT_SEED)} (unknown: {unknown})")
+        if cfg.frames not in PROMPTS:
+            raise BuildError(f"config {cfg.name}: frames {cfg.frames} must be one of {sorted(PROMPTS)}")
+        s = cfg.student
+        if cfg.keep_heads % s.kv_heads or not 0 < cfg.keep_heads <= s.heads:
+            raise BuildError(f"config {cfg.name}: keep_heads {cfg.keep_heads} must be a multiple of the student's "
+                             f"kv_heads {s.kv_heads} and at most its heads {s.heads} (pruning keeps whole KV groups)")
         try:
             self.tok = build_tokenizer(cfg.tracks, cfg.track_fields)
         except ValueError as exc:

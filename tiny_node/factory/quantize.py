@@ -164,8 +164,41 @@ def quantize_graph(src: Path, dst: Path, feeds: Sequence[dict[str, NDArray[Any]]
                             nodes_to_quantize=nodes,
                             extra_options={"ActivationSymmetric": False,
                                            "OpTypesToExcludeOutputQuantization": ["MatMul"]})
+    _drop_unused_opsets(dst)
     onnx.checker.check_model(onnx.load(str(dst)))
     return len(nodes)
+
+
+def _domains(graph: onnx.GraphProto) -> set[str]:
+    """Operator domains of ``graph``'s nodes and of every subgraph in their attributes."""
+    out = {n.domain for n in graph.node}
+    for n in graph.node:
+        for a in n.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                out |= _domains(g)
+    return out
+
+
+def _drop_unused_opsets(path: Path) -> None:
+    """Keep only the opset imports the graph uses (and the default domain's).
+
+    Why: ``quant_pre_process`` saves the graph through onnxruntime's optimizer, which stamps
+    every domain the installed onnxruntime knows (``ai.onnx.ml`` 5, ``ai.onnx.preview``,
+    ``com.microsoft.nchwc``, ...) though no node uses them; an older onnxruntime refuses a model
+    importing an opset newer than its own ("Current official support for domain ai.onnx.ml is
+    till opset 3" in 1.16), so the INT8 bundles did not load with the onnxruntime >= 1.16 that
+    setup.py allows.
+    """
+    model = onnx.load(str(path))
+    used = _domains(model.graph) | {f.domain for f in model.functions}
+    for f in model.functions:
+        used |= {n.domain for n in f.node}
+    keep = [o for o in model.opset_import if o.domain in ("", "ai.onnx") or o.domain in used]
+    if len(keep) == len(model.opset_import):
+        return
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    onnx.save(model, str(path))
 
 
 Feeds = list[dict[str, NDArray[Any]]]

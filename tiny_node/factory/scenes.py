@@ -176,15 +176,18 @@ def _benign_traffic(rng: np.random.Generator, v: float, v_kmh: float) -> list[Ac
     return []
 
 
-def _lookalikes(rng: np.random.Generator, v: float) -> list[ActorSpec]:
+def _lookalikes(rng: np.random.Generator, v: float, kinds: Sequence[str]) -> list[ActorSpec]:
     """What looks like the start of a crossing and is not one (``focus="lookalike"``).
 
     A person standing in the gap between parked cars, one who walks up to the kerb and stops,
     a cyclist waiting at the kerb facing the road, or a crossing far enough ahead to clear.
+    ``kinds``: the VRU kinds the look allows (``_allowed``); where it keeps the cyclist out, the
+    one waiting at the kerb is a person. Why: the held-out combinations must stay unseen in
+    training, look-alike shards included.
     """
     pick = int(rng.integers(4))
     x = float(rng.uniform(12.0, 70.0))
-    kind = str(rng.choice(("adult", "child")))
+    kind = str(rng.choice([k for k in ("adult", "child") if k in kinds]))
     right = rng.random() < 0.7
     sign = -1.0 if right else 1.0  # side of the road (y sign)
     facing = 90.0 if right else -90.0  # towards the road
@@ -205,7 +208,7 @@ def _lookalikes(rng: np.random.Generator, v: float) -> list[ActorSpec]:
             start=Trigger("time_s", float(rng.uniform(0.0, 1.5))), stop_after_m=start - stop_at))]
     if pick == 2:  # a cyclist waiting at the kerb, facing the road
         y = sign * (abs(RIGHT_KERB_Y if right else LEFT_KERB_Y) + float(rng.uniform(0.2, 0.6)))
-        return [_actor(rng, "cyclist", "look", Trajectory(x, y, facing))]
+        return [_actor(rng, "cyclist" if "cyclist" in kinds else kind, "look", Trajectory(x, y, facing))]
     # a crossing far ahead: clear of the corridor >= 2.5 s before the ego gets there
     speed = float(rng.uniform(3.0, 6.0)) / 3.6
     y0 = sign * float(rng.uniform(2.5, 4.0))
@@ -345,7 +348,7 @@ def sample_episode(rng: np.random.Generator, look: Look, heldout: bool, seed: in
             focused, duration = (_cleared if focus == "cleared" else _kerb)(rng, v, vru)
             actors += focused
         else:
-            actors += _lookalikes(rng, v) if focus == "lookalike" else _benign_traffic(rng, v, v_kmh)
+            actors += _lookalikes(rng, v, vru) if focus == "lookalike" else _benign_traffic(rng, v, v_kmh)
     n_distract = int(rng.integers(0, 4)) + (2 if family == "benign" else 0)
     actors += _distractors(rng, v, n_distract, len(actors))
     brake_at = float(rng.uniform(0.5, duration)) if rng.random() < 0.2 else None
