@@ -89,6 +89,7 @@ def test_tracker_bound_on_old_shards(tmp_path: Path, capsys: pytest.CaptureFixtu
             np.testing.assert_array_equal(dataset.rerun(p, 2, 3)["vru_tracks"], truth)
     with pytest.raises(ValueError, match=r"test-0000\.npz: re-running its drives does not give its labels"):
         dataset.rerun(data / "test-0000.npz", 3, 3)
+    (data / "test-0001.tmp.npz").write_bytes(b"PK\x03\x04 torn")  # an interrupted data step's leftover
     feats = tracker_bound.features(tracker_bound.load(data, "test", 2, 3), "tracks", np.random.default_rng(0),
                                    vy_noise=0.0, miss=1.0)
     assert feats.shape[1] == 4 + TRACKS * len(TRACK_FIELDS) and not feats[:, 4:].any()  # every track lost

@@ -45,7 +45,8 @@ TRACK_SCALE = {"present": 1.0, "dx": 30.0, "y": 5.0, "vy": 2.0, "vx_rel": 15.0} 
 
 def load(data_dir: Path, split: str, episodes: int, frames: int) -> dict[str, NDArray[Any]]:
     """A split of a build's data folder, with ``vru_tracks`` (re-simulated if missing)."""
-    paths = sorted(data_dir.glob(f"{split}-*.npz"))
+    # not a ``*.tmp.npz`` an interrupted data step left (dataset._write_atomic): a torn shard
+    paths = sorted(p for p in data_dir.glob(f"{split}-*.npz") if not p.name.endswith(".tmp.npz"))
     if not paths:
         raise ValueError(f"{data_dir}: no {split}-*.npz shards (a build's data folder, e.g. out/model-default/data)")
     return dataset.load_with(paths, ("vru_tracks",), episodes, frames)
