@@ -58,6 +58,7 @@ def test_defaults_and_ncap_dimensions():
         (with_actor(spead_kmh=5), "ccrs.yaml: actors[0].spead_kmh: unknown field (did you mean speed_kmh?)"),
         (with_actor(kind="truck"), "ccrs.yaml: actors[0].kind: must be one of"),
         (with_actor(x_m="far"), "ccrs.yaml: actors[0].x_m: must be a number (got 'far')"),
+        (with_actor(x_m="1e3"), "actors[0].x_m: must be a number (got '1e3'); YAML reads that as text: write it in full"),
         (with_actor(start={"time_s": 1, "gap_m": 3}), "actors[0].start: give one trigger of"),
         (with_actor(start={}), "actors[0].start: needs a trigger"),
         (with_actor(braking={"time_s": 1}), "actors[0].braking.decel_mps2: required"),

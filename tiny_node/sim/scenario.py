@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ LIGHTS = ("day", "night")
 WEATHERS = ("clear", "rain", "fog")
 EXPECTS = ("avoid", "no_brake")
 TRIGGER_KEYS = ("time_s", "ego_distance_m", "ttc_s", "gap_m")
+#: a number YAML 1.1 leaves as text (``1e3``, ``5e-1``): named in the error, not just refused
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ScenarioError(ValueError):
@@ -214,7 +217,11 @@ class _Fields:
             assert default is not None
             return default
         if isinstance(v, bool) or not isinstance(v, int | float):
-            self.fail(p, f"must be a number (got {v!r})")
+            hint = ""
+            if isinstance(v, str) and _FLOAT_TEXT.fullmatch(v.strip()):
+                # YAML 1.1 (PyYAML) reads 1e3 as text: its floats need a dot and a signed exponent
+                hint = "; YAML reads that as text: write it in full or with a dot and a signed exponent (1e3: 1000 or 1.0e+3)"
+            self.fail(p, f"must be a number (got {v!r}){hint}")
         x = float(v)
         if not math.isfinite(x):
             self.fail(p, f"must be finite (got {v!r})")
