@@ -220,7 +220,8 @@ class _Fields:
             hint = ""
             if isinstance(v, str) and _FLOAT_TEXT.fullmatch(v.strip()):
                 # YAML 1.1 (PyYAML) reads 1e3 as text: its floats need a dot and a signed exponent
-                hint = "; YAML reads that as text: write it in full or with a dot and a signed exponent (1e3: 1000 or 1.0e+3)"
+                hint = ("; YAML reads that as text: write it in full or with a dot and a signed exponent "
+                        "(1e3: 1000 or 1.0e+3)")
             self.fail(p, f"must be a number (got {v!r}){hint}")
         x = float(v)
         if not math.isfinite(x):
