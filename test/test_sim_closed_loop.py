@@ -393,7 +393,7 @@ def test_ccr_runs_end_by_the_protocols_rules_not_by_a_brake_tap_or_the_clock():
 def test_a_failed_frontal_gate_zeroes_every_frontal_collisions_point_and_a_crashed_run_scores_zero():
     """The rating code (check_general_requirements_rules) zeroes all Frontal Collisions scores when a CCRs
     point at <= 20 km/h is not green; only the CCRs points were taken away (CCRm, VRU points kept)."""
-    from tiny_node.sim.report import markdown, totals
+    from tiny_node.sim.report import markdown, panel_title, totals
 
     def run(protocol: str, speed: float, band: str, points: float | None, **kw: object) -> dict[str, object]:
         return {"name": f"{protocol}_{speed:g}", "mode": "model", "protocol": protocol, "ego_speed_kmh": speed,
@@ -406,9 +406,11 @@ def test_a_failed_frontal_gate_zeroes_every_frontal_collisions_point_and_a_crash
     assert not t["frontal_gate_passed"] and t["points"] == 0.0 and t["points_max"] == 5.0
     assert "| model | 5 | 0 | 0 | 0 / 0 benign | 1 | 0.00 / 5 |" in markdown(runs)
     assert "Frontal Collisions gate failed (model)" in markdown(runs)
+    assert panel_title("model", t) == "model: 0.00 / 5 points (Frontal Collisions gate failed)"
     runs[0] = run("CCRs", 10.0, "green", 1.0)
     t = totals(runs)["model"]
     assert t["frontal_gate_passed"] and t["points"] == 4.0
+    assert panel_title("model", t) == "model: 4.00 / 5 points"  # the crashed run counts, as in report.md
     runs[3] = run("CPNA-75", 10.0, "brown", 0.25)  # the CPNA 75 % point at 10 km/h is the other gate cell
     assert totals(runs)["model"]["points"] == 0.0
 

@@ -39,6 +39,12 @@ PLOTS = ("auto", "all", "none")
 Mapper = Callable[[Callable[[Mapping[str, Any]], "str | None"], Sequence[Mapping[str, Any]]], Iterable["str | None"]]
 
 
+def panel_title(mode: str, t: Mapping[str, Any]) -> str:
+    """A score-matrix panel's title from the mode's :func:`totals` (the report's own figures)."""
+    gate = "" if t["frontal_gate_passed"] else " (Frontal Collisions gate failed)"
+    return f"{mode}: {t['points']:.2f} / {t['points_max']:.0f} points{gate}"
+
+
 def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per mode: runs, passed, collisions, false activations, points scored / available."""
     out: dict[str, dict[str, Any]] = {}
@@ -333,8 +339,8 @@ def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
     width = 2.0 + len(speeds) * 0.55
     fig, axes = plt.subplots(1, len(modes), figsize=(width * len(modes), 1.2 + 0.3 * len(rows)),
                              squeeze=False)
+    tot = totals(runs)  # the title's figures are the report's (a crashed scored run counts, the gate applies)
     for ax, mode in zip(axes[0], modes, strict=True):
-        got = lost = 0.0
         for i, fam in enumerate(rows):
             for j, v in enumerate(speeds):
                 r = cell.get((mode, fam, v))
@@ -346,18 +352,12 @@ def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
                 rel = r.get("relative_impact_speed_kmh") if r.get("collided") else 0.0
                 ax.text(j + 0.5, i + 0.5, f"{float(rel or 0):.0f}", ha="center", va="center", fontsize=6,
                         color="white" if band in ("red", "brown", "green") else "black")
-                got += float(r.get("points") or 0.0)
-                lost += 1.0
         ax.set_xlim(0, len(speeds))
         ax.set_ylim(len(rows), 0)
         ax.set_xticks([j + 0.5 for j in range(len(speeds))], [f"{v:g}" for v in speeds], fontsize=7)
         ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
         ax.set_xlabel("ego speed km/h (cell: relative impact km/h)", fontsize=7)
-        gate = mode_frontal_gate(scored, mode)
-        if not gate:  # zeroes every Frontal Collisions score (as totals() counts it)
-            got = 0.0
-        ax.set_title(f"{mode}: {got:.2f} / {lost:.0f} points" + ("" if gate else " (Frontal Collisions gate failed)"),
-                     fontsize=9)
+        ax.set_title(panel_title(mode, tot[mode]), fontsize=9)
         ax.tick_params(length=0)
         for s in ax.spines.values():
             s.set_visible(False)
