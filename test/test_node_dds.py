@@ -197,6 +197,52 @@ def test_a_stopped_node_leaves_no_dds_shared_memory(start_node, feeder, ros_env)
     assert node.stop() == 0
     assert not mine & segments(), f"left in /dev/shm after the node exited: {sorted(mine & segments())}"
 
+
+def test_signal_mid_stream_answers_the_open_frames_without_a_traceback(start_node, feeder, bundles):
+    """Ctrl-C on ``ros2 launch`` while the slow model runs: the open frames are answered too.
+
+    rclpy's own handler shut the context down before the teardown: the decision of the frame in
+    flight failed to publish (an RCLError traceback in the log) and that frame went unanswered.
+    The SIGINT comes twice (from the terminal, then from launch): the second one cut the teardown
+    short (a KeyboardInterrupt traceback, the worker's shared memory "leaked").
+    """
+    node = start_node({"model_bundle": str(bundles["slow"])})
+    assert feeder.wait_for_node(60), node.output()
+    stamps = stream(feeder, 12)
+    node.proc.send_signal(signal.SIGINT)  # right after the last frame: its cycle is open
+    time.sleep(0.02)
+    node.proc.send_signal(signal.SIGINT)
+    assert node.proc.wait(timeout=15) == 0, node.output()
+    one_each(collect(feeder, stamps, timeout_s=2.0))
+    assert "Traceback" not in node.output() and "leaked" not in node.output(), node.output()
+
+
+def test_sigterm_during_the_model_warm_up_exits_at_once_and_frees_its_memory(start_node, bundles):
+    """SIGTERM (systemd, ``docker stop``) while configure waits for the model's warm-up.
+
+    It waited out the warm-up (up to 60 s; docker's SIGKILL comes after 10 s), then exited with
+    status 2; a SIGINT there left the frame slots to the resource tracker's "leaked" warning.
+    """
+    from pathlib import Path
+
+    node = start_node({"model_bundle": str(bundles["slow"]), "model_warmup_runs": 100})  # 20 s
+    worker = node.wait_for_worker(30.0)
+    maps = Path(f"/proc/{node.pid}/maps")
+    end = time.monotonic() + 10.0
+    while "/dev/shm/psm_" not in maps.read_text() and time.monotonic() < end:
+        time.sleep(0.05)
+    slots = {line.split()[-1] for line in maps.read_text().splitlines() if "/dev/shm/psm_" in line}
+    assert slots, node.output()
+    time.sleep(0.5)  # inside the warm-up
+    t0 = time.monotonic()
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.proc.wait(timeout=15) == 0, node.output()
+    assert time.monotonic() - t0 < 5.0
+    assert not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
+    assert not [s for s in slots if Path(s).exists()], node.output()
+    assert "leaked" not in node.output() and "Traceback" not in node.output(), node.output()
+
+
 def test_help_lists_options():
     out = subprocess.run([sys.executable, "-m", "tiny_node", "run", "--help"], capture_output=True,
                          text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -286,6 +332,86 @@ def test_parameter_set_is_judged_whole_in_every_lifecycle_state(ros_env):
         assert set_double("rules.ttc_brake_s", 2.0).successful
         assert node.cfg.rules.ttc_brake_s == 2.0
     finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_an_error_in_a_transition_releases_everything(ros_env, monkeypatch, capfd):
+    """A transition that raises (here: no thread for the deadline loop) ends unconfigured, and is.
+
+    rclpy moves the node to unconfigured after an error, and logs nothing of it; the publishers,
+    subscriptions and timers of the configure stayed, and the next configure made a second set.
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.realtime import RealtimeLoop
+    from tiny_node.ros.node import TinyNode
+
+    ok = TransitionCallbackReturn.SUCCESS
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+    try:
+        managed, pubs = len(node._managed_entities), len(list(node.publishers))
+        assert node.trigger_configure() == ok
+
+        def no_thread(self: RealtimeLoop) -> None:
+            raise RuntimeError("can't start new thread")
+
+        with monkeypatch.context() as m:
+            m.setattr(RealtimeLoop, "start", no_thread)
+            assert node.trigger_activate() == TransitionCallbackReturn.ERROR
+        assert "can't start new thread" in capfd.readouterr().err  # what failed, in the log
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert node.loop is None and not node._subs and not node._pubs
+        assert (len(node._managed_entities), len(list(node.publishers))) == (managed, pubs)
+        assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        assert len(node._managed_entities) == managed + 3
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_diagnostics_keep_their_period_under_sim_time_without_clock(ros_env):
+    """use_sim_time before the bag plays (or paused, or ended): /diagnostics still comes.
+
+    The timers ran on the node's ROS clock: without /clock nothing was published, so the camera
+    ERROR of a node deciding camera timeouts at the end of a replay was never reported.
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", "-p", "use_sim_time:=true",
+                                  "-p", "diagnostics_period_s:=0.1"])
+    node = TinyNode(context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    try:
+        calls = []
+        publish = node._publish_diagnostics
+
+        def counted() -> None:
+            calls.append(time.monotonic())
+            publish()
+
+        node._publish_diagnostics = counted  # the timer is made at configure, with this
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.get_clock().now().nanoseconds == 0  # no /clock
+        executor.add_node(node)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert len(calls) >= 5
+    finally:
+        executor.shutdown()
         node._teardown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)

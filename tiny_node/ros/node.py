@@ -8,10 +8,13 @@ executor thread only converts messages and hands them in; it never decides.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
+import signal
 import sys
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -26,11 +29,13 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble defines it there
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 from std_msgs.msg import Bool, String
@@ -59,6 +64,8 @@ from tiny_node.watchdog import Frame, Watchdog, future_stamp_fault
 RATIONALE_STAMPS = 256
 # How long a rationale may wait for its decision to be published (the deadline is 50 ms).
 RATIONALE_WAIT_S = 1.0
+# Longest wait of the executor between looks for SIGINT / SIGTERM (see main()).
+SIGNAL_POLL_S = 0.1
 
 
 class _ContextPort:
@@ -104,6 +111,21 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
         assert spec.max is not None
         d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
     return d
+
+
+_Transition = Callable[[Any, State], TransitionCallbackReturn]
+
+
+def _logged(transition: _Transition) -> _Transition:
+    """Log what a transition raised: rclpy turns it into ERROR without a word of it."""
+    @functools.wraps(transition)
+    def run(node: Any, state: State) -> TransitionCallbackReturn:
+        try:
+            return transition(node, state)
+        except Exception:
+            node.get_logger().error(f"{transition.__name__} failed:\n{traceback.format_exc()}")
+            raise
+    return run
 
 
 class TinyNode(LifecycleNode):
@@ -175,6 +197,7 @@ class TinyNode(LifecycleNode):
             apply()
 
     # --- lifecycle ---------------------------------------------------------------------
+    @_logged
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Validate, load and warm up the model, create publishers and subscriptions."""
         try:
@@ -183,7 +206,7 @@ class TinyNode(LifecycleNode):
             self.get_logger().error(f"configure refused: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.sensors = SensorState(cfg.rules)
-        self.worker = self._start_worker(cfg)
+        self._start_worker(cfg)
         port = None if self.worker is None else _ContextPort(self.worker, lambda: self.cfg.str("operator_context"))
         self.watchdog = Watchdog(cfg, self.sensors, self.clock, port)
         self._pub_brake = self.create_lifecycle_publisher(Bool, "brake", DECISION_QOS)
@@ -204,9 +227,13 @@ class TinyNode(LifecycleNode):
             self.create_subscription(Imu, "imu", _with_info(self._on_imu), qos),
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker)
-        self._timer = self.create_timer(cfg.float("diagnostics_period_s"), self._publish_diagnostics)
+        # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
+        # before the first /clock, nor once a replay paused or ended (camera out unreported).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._timer = self.create_timer(cfg.float("diagnostics_period_s"), self._publish_diagnostics,
+                                        clock=steady)
         if self.worker is not None:
-            self._rationale_timer = self.create_timer(0.02, self._publish_rationales)
+            self._rationale_timer = self.create_timer(0.02, self._publish_rationales, clock=steady)
         self.get_logger().info(
             f"configured: camera={cam.topic_name} deadline={cfg.float('deadline_ms')} ms "
             f"model={'rules only' if self.worker is None else self.worker.state.value} "
@@ -214,12 +241,18 @@ class TinyNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
-    def _start_worker(self, cfg: NodeConfig) -> Any | None:
+    def _start_worker(self, cfg: NodeConfig) -> None:
+        """Start the model worker as ``self.worker`` and wait for it (up to 60 s).
+
+        Why held before the wait: a SIGINT / SIGTERM during the warm-up ends the node from
+        here, and only a worker it holds is stopped and its shared memory unlinked.
+        """
         from tiny_node.model.bundle import resolve_bundle_dir
 
+        self.worker = None
         bundle = resolve_bundle_dir(cfg.str("model_bundle"))
         if bundle is None:
-            return None
+            return
         from tiny_node.model.worker import ModelWorker  # onnxruntime only when a model is used
 
         worker = ModelWorker(
@@ -233,14 +266,15 @@ class TinyNode(LifecycleNode):
             rationale_max_tokens=cfg.int("rationale_max_tokens"),
             max_frame_shape=(cfg.int("max_frame_height"), cfg.int("max_frame_width"), 3),
         )
+        self.worker = worker
         worker.start()
         if not worker.wait_ready(timeout_s=60.0):
             self.get_logger().error(
                 f"model bundle {bundle}: {worker.last_error or 'not ready in 60 s'}; "
                 "deciding with the rule path only until it is"
             )
-        return worker
 
+    @_logged
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         """Start deciding, once the lifecycle publishers are on (a decision must not go nowhere)."""
         assert self.loop is not None
@@ -249,19 +283,33 @@ class TinyNode(LifecycleNode):
         self.loop.start()
         return result
 
+    @_logged
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         """Stop deciding; open cycles are answered first."""
         if self.loop is not None:
             self.loop.stop()
         return super().on_deactivate(state)
 
+    @_logged
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Release everything configure created."""
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
+    @_logged
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         """Release everything, whatever state we are in."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        """A transition raised: release everything, so that unconfigured is what rclpy says.
+
+        Why: rclpy then moves the node to unconfigured and calls nothing else; the worker, the
+        deadline thread (deciding on, camera timeouts included) and the publishers would outlive
+        that state, and the next configure would start a second set beside them.
+        """
+        self.get_logger().error(f"a transition from {state.label} raised; releasing everything (unconfigured)")
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
@@ -494,6 +542,18 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     return values
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGINT / SIGTERM: stop the node; later ones are ignored, so that the teardown completes.
+
+    Why: Ctrl-C on ``ros2 launch`` reaches the node from the terminal and again from launch; the
+    second one cut the teardown short (a traceback, the worker's shared memory left behind).
+    The teardown is bounded (joins with timeouts); launch's SIGKILL remains the last resort.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(args: list[str] | None = None) -> int:
     """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node``)."""
     argv = list(sys.argv if args is None else args)
@@ -527,7 +587,13 @@ def main(args: list[str] | None = None) -> int:
     if early.bool("lock_memory"):
         rt_status += f", {small_thread_stacks()}, memory {lock_memory()}"
 
-    rclpy.init(args=[argv[0], *ros_args])
+    # rclpy's signal handlers shut the context down at once, before the teardown: the deadline
+    # thread's decisions for the frames still open failed to publish (a traceback, frames left
+    # unanswered), and a SIGTERM during configure waited out the model's warm-up. So SIGINT and
+    # SIGTERM raise KeyboardInterrupt here, and the context is shut down after the teardown.
+    rclpy.init(args=[argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     node: TinyNode | None = None
     try:
         try:
@@ -546,11 +612,12 @@ def main(args: list[str] | None = None) -> int:
         gc.freeze()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok():  # in slices: a Python signal handler runs only between them
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:
-        # SIGTERM / SIGINT shut the context down between two waits of the executor: rclpy
+        # the context was shut down from elsewhere between two waits of the executor: rclpy
         # then reports an invalid context instead of ExternalShutdownException.
         if rclpy.ok():
             raise
