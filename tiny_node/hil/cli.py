@@ -113,7 +113,9 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
               f"({netns.NODE_ADDR}), UDPv4 only, ROS_DOMAIN_ID={domain}", flush=True)
         # SIGTERM too must unwind through two_hosts() so the namespaces are deleted.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-        inner_run = subprocess.Popen(cmd, env=env)
+        # Its own session: a terminal's Ctrl-C reaches only this process, which passes exactly one
+        # SIGINT on below; a second one (the group's, then ours) cut the inner clean-up short.
+        inner_run = subprocess.Popen(cmd, env=env, start_new_session=True)
         try:
             return inner_run.wait()
         finally:
@@ -138,9 +140,10 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     from tiny_node.dds import configure_dds, isolated_ros_env
     from tiny_node.hil import netns
     from tiny_node.hil.faults import FAULTS, make_faults
-    from tiny_node.hil.harness import HarnessConfig, global_failures, run_all
+    from tiny_node.hil.harness import HarnessConfig, NodeUnavailableError, global_failures, run_all
+    from tiny_node.hil.record import WARMUP_S
     from tiny_node.hil.report import console_table, write_report
-    from tiny_node.hil.soak import run_soak
+    from tiny_node.hil.soak import SOAK_FAULTS, run_soak
     from tiny_node.rt import make_realtime
     from tiny_node.sim.scenario import ScenarioError
 
@@ -150,6 +153,24 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     if unknown:
         print(f"hil: unknown fault(s) {', '.join(unknown)}; known: all, none, {', '.join(FAULTS)}", file=sys.stderr)
         return 2
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if ("all" in names and len(names) > 1) or twice:
+        # one check per fault name: a second window would overwrite the first's in the record
+        print(f"hil: --faults: {'all stands alone' if not twice else 'named twice: ' + ', '.join(twice)}",
+              file=sys.stderr)
+        return 2
+    if args.soak > 0 and (odd := [n for n in names if n not in (*SOAK_FAULTS, "all")]):
+        print(f"hil: --soak runs only the main node run's faults, not {', '.join(odd)}", file=sys.stderr)
+        return 2
+    if args.lead_in < WARMUP_S:  # a fault's window would take in frames lost while DDS still matches
+        print(f"hil: --lead-in {args.lead_in:g}: at least the warm-up, {WARMUP_S:g} s", file=sys.stderr)
+        return 2
+    if args.node_pid is not None and not args.attach:
+        print("hil: --node-pid names an attached node (--attach); a node the harness starts is found by itself",
+              file=sys.stderr)
+        return 2
+    # rcl takes only a fully qualified namespace (and the node would exit at once); as launch_ros does
+    args.namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
     try:
         factory, source_name = _stream_factory(args)
     except (BagError, ScenarioError, ValueError, OSError) as exc:
@@ -203,7 +224,11 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
             if not names:
                 print("hil: --soak needs faults to cycle through (all, or a list)", file=sys.stderr)
                 return 2
-            return run_soak(cfg, args.soak, None if names == ["all"] else names)
+            try:
+                return run_soak(cfg, args.soak, None if names == ["all"] else names)
+            except NodeUnavailableError as exc:
+                print(exc, file=sys.stderr)
+                return 1
         faults = make_faults(names) if names else []
         node_name = "attached" if args.attach else (args.node_cmd or "tiny_node run")
         print(f"hil: harness {scheduling}; source {source_name}; node {node_name}"

@@ -45,6 +45,9 @@ EDGE_S = 0.1
 TRANSPORT_S = 0.1
 #: A stuck range is only detected while the ego moves (the node's 1 m/s, with margin).
 STUCK_JUDGED_SPEED_MPS = 1.5
+#: Period of the harness's range messages (20 Hz). The node times a stuck value between the
+#: receipts of the first and the latest reading, so receipt jitter may cost it one more reading.
+RANGE_PERIOD_S = 0.05
 #: Off-grid offset added to shifted stamps, so a shifted frame never reuses the stamp of
 #: another frame (frames are 1/30 s apart on an integer-ns grid).
 STAMP_SALT_NS = 123_457
@@ -607,6 +610,7 @@ class RangeFault(Fault):
             if self._stuck is None:
                 self._stuck = value
                 self.info["frozen_m"] = value
+                self.info["frozen_at"] = ctx.now()  # the node's stuck timer starts with this reading
             return stamp_ns, self._stuck
         return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
 
@@ -650,8 +654,14 @@ class RangeFault(Fault):
                              "reads like an empty road and is not detected by the range alone")
             res.observed.append(f"frozen at {frozen}: not judged as stuck")
             return
-        judged = [r for r in rec.between(w.start + rec.range_stuck_s + 0.15, w.end - EDGE_S)
-                  if r.decision is not None and rec.speed_at(r.frame.t) > STUCK_JUDGED_SPEED_MPS]
+        # From the first frozen reading sent (up to a range period after the window opens), plus
+        # range_stuck_s, the one more reading receipt jitter may cost, and transport. Moving by the
+        # odometry the node had (not the simulated speed): after an episode restart its last
+        # odometry is still the stopped ego's for a frame or two, and it rightly judges nothing.
+        since = float(self.info.get("frozen_at", w.start)) + rec.range_stuck_s + RANGE_PERIOD_S + TRANSPORT_S
+        judged = [r for r in rec.between(since, w.end - EDGE_S) if r.decision is not None
+                  and rec.odom_min(rec.rt(r.frame.sent_at) - TRANSPORT_S, rec.rt(r.frame.sent_at))
+                  > STUCK_JUDGED_SPEED_MPS]
         _require(res, len(judged) >= 5, f"only {len(judged)} frames to judge after range_stuck_s while moving")
         ok = [r for r in judged if str(r.values.get("rules_reason", "")).startswith("fail-safe")
               and "range: stuck" in str(r.values.get("rules_reason", ""))]

@@ -336,6 +336,7 @@ class _Runner:
             self.feeder.send_range(stamp, value)
         elif ev.kind == "odom":
             self.feeder.send_odom(stamp, value)
+            self.rec.odom.append((time.monotonic() - self.t0, value))
         else:
             self.feeder.send_imu(stamp, value)
 
@@ -504,10 +505,13 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
                                prefix=cfg.node_prefix, namespace=cfg.namespace,
                                log_path=cfg.out_dir / f"node-{group}.log").start()
         feeder = Feeder(namespace=cfg.namespace, compressed=transport == "compressed")
-        if not feeder.wait_for_node(60.0):
+        if not _wait_for_node(feeder, node, 60.0):
             log = node.output() if node is not None else ""
-            raise RuntimeError(f"hil {group}: the node did not come up on ROS_DOMAIN_ID="
-                               f"{cfg.env.get('ROS_DOMAIN_ID', os.environ.get('ROS_DOMAIN_ID', '0'))}\n{log[-3000:]}")
+            why = (f"exited with status {node.proc.returncode if node.proc else '?'} before it came up"
+                   if node is not None and not node.alive() else "did not come up")
+            raise NodeUnavailableError(f"hil {group}: the node {why} on ROS_DOMAIN_ID="
+                                       f"{cfg.env.get('ROS_DOMAIN_ID', os.environ.get('ROS_DOMAIN_ID', '0'))}"
+                                       f"{' (--attach: is it running there?)' if cfg.attach else ''}\n{log[-3000:]}")
         ns = cfg.namespace.rstrip("/")
         actual = _get_params(feeder, f"{ns}/tiny_node/get_parameters", QUERY_PARAMS)
         if actual:
@@ -549,6 +553,25 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         tmp.cleanup()
 
 
+class NodeUnavailableError(RuntimeError):
+    """The node of a group never answered (it exited, or nothing runs on the domain)."""
+
+
+def _wait_for_node(feeder: Any, node: NodeProcess | None, timeout_s: float) -> bool:
+    """The feeder's wait for the node, given up as soon as the started node has exited.
+
+    Why: a node that refuses its arguments (a parameter, a namespace) exits within a second; waiting
+    the full minute for it only delays the error.
+    """
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if feeder.wait_for_node(min(0.5, max(0.0, end - time.monotonic()))):
+            return True
+        if node is not None and not node.alive():
+            return False
+    return False
+
+
 def _answers(rec: RunRecord) -> bool:
     """Attach mode: the node is taken as alive if the last second's frames were decided."""
     tail = rec.between(rec.duration_s - DRAIN_S - 1.0, rec.duration_s)
@@ -572,7 +595,15 @@ def run_all(cfg: HarnessConfig, faults: list[Fault], *,
                                    skipped=f"needs its own node run ({group}); not possible with --attach")
                        for f in by_group[group]]
             continue
-        rec, ch = run_group(cfg, group, by_group[group], extra_s=clean_s if group == "main" else 0.0)
+        try:
+            rec, ch = run_group(cfg, group, by_group[group], extra_s=clean_s if group == "main" else 0.0)
+        except NodeUnavailableError as exc:  # the other groups' results still make the report
+            why = str(exc).split("\n", 1)[0]
+            cfg.progress(str(exc))
+            checks.append(CheckResult(f"node run '{group}'", group, "the node comes up", False, failures=[why]))
+            checks += [CheckResult(f.name, group, f.expected, False, failures=[f"not run: {why}"])
+                       for f in by_group[group]]
+            continue
         records.append(rec)
         checks += ch
     return records, checks

@@ -160,6 +160,8 @@ class RunRecord:
     #: faults that hold for the whole run (a corrupt bundle): every episode of the run has them
     run_wide: list[str] = field(default_factory=list)
     truth: list[tuple[float, float, float, bool]] = field(default_factory=list)  # t, gap, speed, brake
+    #: Odometry as sent to the node (run time of publish, speed m/s): the ego speed the node knows.
+    odom: list[tuple[float, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -211,10 +213,17 @@ class RunRecord:
                 out.append(d)
         return out
 
-    def speed_at(self, t: float) -> float:
-        """The simulated ego speed at run time ``t`` (last camera event at or before it; NaN before)."""
-        i = bisect.bisect_right(self.truth, t, key=lambda x: x[0]) - 1
-        return self.truth[i][2] if i >= 0 else math.nan
+    def odom_min(self, t_from: float, t_to: float) -> float:
+        """The lowest odometry speed the node may have held in run time [t_from, t_to] (NaN: none sent).
+
+        The one sent last before ``t_from`` counts too: the node holds it until the next arrives.
+        Why not the simulated speed (``truth``): the node knows only the odometry it got, which
+        lags a new episode's start, and a bag replay has no ground truth at all.
+        """
+        i = max(bisect.bisect_right(self.odom, t_from, key=lambda x: x[0]) - 1, 0)
+        j = bisect.bisect_right(self.odom, t_to, key=lambda x: x[0])
+        speeds = [v for _, v in self.odom[i:j]]
+        return min(speeds) if speeds and not any(math.isnan(v) for v in speeds) else math.nan
 
     def between(self, t_from: float, t_to: float) -> list[FrameResult]:
         """Frames due in run time [t_from, t_to)."""
