@@ -466,7 +466,7 @@ def corrupt_copy(bundle: Path, dest: Path) -> Path:
 
 
 def _get_params(feeder: Any, service: str, names: list[str]) -> dict[str, Any]:
-    """The node's parameter values over GetParameters ({} on failure, with the reason noted)."""
+    """The node's parameter values over GetParameters ({} when it does not answer; the caller notes it)."""
     from rcl_interfaces.srv import GetParameters
 
     answers = feeder.call(GetParameters, service, [GetParameters.Request(names=names)], 5.0)
@@ -513,9 +513,13 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
                                        f"{cfg.env.get('ROS_DOMAIN_ID', os.environ.get('ROS_DOMAIN_ID', '0'))}"
                                        f"{' (--attach: is it running there?)' if cfg.attach else ''}\n{log[-3000:]}")
         ns = cfg.namespace.rstrip("/")
-        actual = _get_params(feeder, f"{ns}/tiny_node/get_parameters", QUERY_PARAMS)
+        service = f"{ns}/tiny_node/get_parameters"
+        actual = _get_params(feeder, service, QUERY_PARAMS)
         if actual:
             params.update({k: v for k, v in actual.items() if v is not None})
+        else:  # the checks then assume the values the harness started the node with (or the defaults)
+            unread = f"no answer from {service} in 5 s: judging with the parameters the node was started with"
+            cfg.progress(f"hil {group}: {unread}")
         if cfg.attach and bool(params.get("camera_transport") == "compressed") != feeder.compressed:
             feeder.close()
             feeder = Feeder(namespace=cfg.namespace, compressed=params.get("camera_transport") == "compressed")
@@ -523,6 +527,8 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         started = node.pid if node is not None else cfg.node_pid  # --node-pid may name a wrapper too
         pid = node_pid(started, reported_pid(feeder), cfg.progress) if started is not None else None
         runner = _Runner(cfg, spec, feeder, node_pid=pid, params=params, faults=faults, duration_s=duration)
+        if not actual:
+            runner.rec.notes.append(unread)
         runner.prepare()
         ctx = _Context(runner)
         runnable, checks = [], []
