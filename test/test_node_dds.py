@@ -415,3 +415,31 @@ def test_diagnostics_keep_their_period_under_sim_time_without_clock(ros_env):
         node._teardown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_diagnostics_name_the_node_with_its_namespace(ros_env):
+    """/diagnostics is one topic for the robot: a front and a rear tiny_node overwrote each other's statuses."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.decision import diagnostic_prefix
+    from tiny_node.ros.node import TinyNode
+
+    assert diagnostic_prefix("/") == "tiny_node" and diagnostic_prefix("/robot1/front") == "robot1/front/tiny_node"
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", "-r", "__ns:=/front"])
+    node = TinyNode(context=ctx)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        sent: list = []
+        node._pub_diag.publish = sent.append
+        node._publish_diagnostics()
+        names = [st.name for st in sent[0].status]
+        assert names == ["front/tiny_node: watchdog", "front/tiny_node: model", "front/tiny_node: sensors",
+                         "front/tiny_node: camera"]
+        assert {st.hardware_id for st in sent[0].status} == {f"front/tiny_node@{os.uname().nodename}"}
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

@@ -13,6 +13,15 @@ DECISION_STATUS_NAME = "tiny_node: decision"
 FRAME_NONE = "none (camera timeout)"
 
 
+def diagnostic_prefix(namespace: str, name: str = "tiny_node") -> str:
+    """A node's ``/diagnostics`` status name prefix: its full name without the leading ``/``.
+
+    Why the namespace: ``/diagnostics`` is one topic for the robot; two nodes named alike in two
+    namespaces (front and rear cameras) would otherwise overwrite each other's statuses.
+    """
+    return f"{namespace.strip('/')}/{name}".lstrip("/")
+
+
 class Source(str, Enum):
     """Which path decided (see docs/ARCHITECTURE.md, arbitration table)."""
 

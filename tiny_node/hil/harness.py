@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.config import SPECS
-from tiny_node.decision import FRAME_NONE
+from tiny_node.decision import FRAME_NONE, diagnostic_prefix
 from tiny_node.hil.faults import Fault, OutFrame, schedule
 from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord, timing_failures
 from tiny_node.hil.source import Event, Stream
@@ -127,13 +127,14 @@ def find_worker(node_pid: int, exclude: set[int] | None = None) -> int | None:
     return None
 
 
-def reported_pid(feeder: Any, timeout_s: float = 3.0) -> int | None:
+def reported_pid(feeder: Any, namespace: str = "", timeout_s: float = 3.0) -> int | None:
     """The pid the node reports in its watchdog diagnostics (``pid``), None if none came."""
     end = time.monotonic() + timeout_s
+    watchdog = f"{diagnostic_prefix(namespace)}: watchdog"
     while True:
         for arr in reversed(feeder.log.diagnostics):
             for st in arr.status:
-                if st.name == "tiny_node: watchdog":
+                if st.name == watchdog:
                     pid = {kv.key: kv.value for kv in st.values}.get("pid")
                     return int(pid) if pid and pid.isdigit() else None
         if time.monotonic() > end:
@@ -242,6 +243,7 @@ class _Runner:
             diag_period_s=float(param("diagnostics_period_s")),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
             model_hang_timeout_ms=float(param("model_hang_timeout_ms")),
+            diag_prefix=diagnostic_prefix(cfg.namespace),
         )
         self._param_client: Any = None
         self._index = 0
@@ -525,7 +527,7 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             feeder = Feeder(namespace=cfg.namespace, compressed=params.get("camera_transport") == "compressed")
             feeder.wait_for_node(30.0)
         started = node.pid if node is not None else cfg.node_pid  # --node-pid may name a wrapper too
-        pid = node_pid(started, reported_pid(feeder), cfg.progress) if started is not None else None
+        pid = node_pid(started, reported_pid(feeder, cfg.namespace), cfg.progress) if started is not None else None
         runner = _Runner(cfg, spec, feeder, node_pid=pid, params=params, faults=faults, duration_s=duration)
         if not actual:
             runner.rec.notes.append(unread)

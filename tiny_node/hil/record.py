@@ -160,6 +160,8 @@ class RunRecord:
     #: faults that hold for the whole run (a corrupt bundle): every episode of the run has them
     run_wide: list[str] = field(default_factory=list)
     truth: list[tuple[float, float, float, bool]] = field(default_factory=list)  # t, gap, speed, brake
+    #: The node's /diagnostics status names start with this (``decision.diagnostic_prefix``).
+    diag_prefix: str = "tiny_node"
     #: Odometry as sent to the node (run time of publish, speed m/s): the ego speed the node knows.
     odom: list[tuple[float, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
@@ -230,8 +232,8 @@ class RunRecord:
         return [r for r in self.results() if t_from <= r.frame.t < t_to]
 
     def diag(self, name: str, t_from: float = -math.inf, t_to: float = math.inf) -> list[DiagRec]:
-        """Statuses called ``tiny_node: <name>`` received in run time [t_from, t_to)."""
-        full = f"tiny_node: {name}"
+        """The node's statuses ``<diag_prefix>: <name>`` received in run time [t_from, t_to)."""
+        full = f"{self.diag_prefix}: {name}"
         return [d for d in self.diags if d.name == full and t_from <= self.rt(d.at) < t_to]
 
 

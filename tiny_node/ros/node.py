@@ -52,7 +52,7 @@ from tiny_node.config import (
     make_config,
 )
 from tiny_node.dds import configure_dds
-from tiny_node.decision import Decision
+from tiny_node.decision import Decision, diagnostic_prefix
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
@@ -152,7 +152,10 @@ class TinyNode(LifecycleNode):
         self._frames = 0
         self._frames_inactive = 0  # received while configured but not active: not decided
         self._last_frame_at: float | None = None
-        self._hw = f"{NODE_NAME}@{os.uname().nodename}"
+        # Status names and hardware_id carry the node's namespace and name (``ego/tiny_node: watchdog``;
+        # ``tiny_node: watchdog`` at the root): two nodes on one /diagnostics must not overwrite each other.
+        self._diag = diagnostic_prefix(self.get_namespace(), self.get_name())
+        self._hw = f"{self._diag}@{os.uname().nodename}"
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
@@ -432,10 +435,10 @@ class TinyNode(LifecycleNode):
         values["deadline_ms"] = self.cfg.float("deadline_ms")
         level = convert.ERROR if stats.deadline_misses else convert.OK
         msg = "deadline misses" if stats.deadline_misses else "all frames decided in time"
-        statuses = [convert.status("tiny_node: watchdog", level, msg, values, self._hw)]
+        statuses = [convert.status(f"{self._diag}: watchdog", level, msg, values, self._hw)]
 
         if self.worker is None:
-            statuses.append(convert.status("tiny_node: model", convert.OK, "disabled (rules only)",
+            statuses.append(convert.status(f"{self._diag}: model", convert.OK, "disabled (rules only)",
                                            {"state": "disabled"}, self._hw))
         else:
             w = self.worker.stats()
@@ -443,7 +446,7 @@ class TinyNode(LifecycleNode):
             lvl = {"ready": convert.OK, "busy": convert.OK, "starting": convert.WARN}.get(state, convert.ERROR)
             if state == "starting" and int(w.get("restarts", 0)):
                 lvl = convert.ERROR
-            statuses.append(convert.status("tiny_node: model", lvl, state, w, self._hw))
+            statuses.append(convert.status(f"{self._diag}: model", lvl, state, w, self._hw))
 
         snap = sensors.snapshot(now)
         sv = {"range_age_s": snap.range_age, "odom_age_s": snap.odom_age, "imu_age_s": snap.imu_age,
@@ -454,7 +457,7 @@ class TinyNode(LifecycleNode):
         imu_missing = snap.imu_age is None or snap.imu_age > self.cfg.float("imu_timeout_s")
         lvl = convert.ERROR if snap.faults else (convert.WARN if imu_missing else convert.OK)
         text = "; ".join(snap.faults) if snap.faults else ("imu missing (optional)" if imu_missing else "ok")
-        statuses.append(convert.status("tiny_node: sensors", lvl, text, sv, self._hw))
+        statuses.append(convert.status(f"{self._diag}: sensors", lvl, text, sv, self._hw))
 
         cam_age = None if self._last_frame_at is None else now - self._last_frame_at
         cam_timeout = self.cfg.float("camera_timeout_s")
@@ -469,7 +472,7 @@ class TinyNode(LifecycleNode):
             lvl = convert.ERROR
         else:
             lvl, text = convert.OK, "ok"
-        statuses.append(convert.status("tiny_node: camera", lvl, text, {
+        statuses.append(convert.status(f"{self._diag}: camera", lvl, text, {
             "frames": self._frames, "frames_while_inactive": self._frames_inactive,
             "age_s": "never" if cam_age is None else f"{cam_age:.3f}",
             "bad_frames": stats.bad_frames, "dropped_in_transport": stats.frames_dropped_in_transport,
