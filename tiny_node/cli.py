@@ -21,13 +21,60 @@ def _cmd_run(rest: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tiny_node.demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), duration_s=args.duration, speed_kmh=args.speed)
+    out = _output_folder("demo", args.out)
+    if out is None:
+        return 2
+    return _stopping_its_node("demo", lambda: run_demo(out_dir=out, duration_s=args.duration,
+                                                       speed_kmh=args.speed))
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from tiny_node.bench import run_bench
 
-    return run_bench(out_dir=Path(args.out), frames=args.frames, cases=args.cases)
+    out = _output_folder("bench", args.out)
+    if out is None:
+        return 2
+    return _stopping_its_node("bench", lambda: run_bench(out_dir=out, frames=args.frames, cases=args.cases))
+
+
+def _output_folder(command: str, path: str) -> Path | None:
+    """``path``, made if missing; None after a one-line error if it cannot be (a file, no permission)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"tiny-node {command}: error: cannot make output folder {path}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return None
+    return Path(path)
+
+
+def _stopping_its_node(name: str, run: Callable[[], int]) -> int:
+    """Run a command that starts a node process; Ctrl-C or SIGTERM: one line, status 130 / 143.
+
+    Why: the node runs in its own session (a terminal's Ctrl-C does not reach it), so only the
+    command's ``finally`` stops it; SIGTERM's default action skipped that and left the node and
+    its model worker running for good.
+    """
+    restore = _sigterm_as_interrupt()
+    try:
+        return run()
+    except KeyboardInterrupt as exc:
+        how, status = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+        print(f"\ntiny-node {name}: {how} (a node it started is stopped)", file=sys.stderr)
+        return status
+    finally:
+        restore()
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: ``kind`` (int or float) above 0 (0 frames or seconds would pass vacuously)."""
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse's message: "invalid int value"
+    return parse
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -51,7 +98,12 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _cmd_bundles(args: argparse.Namespace) -> int:
     from tiny_node.model.testmodels import write_test_bundles
 
-    for name, path in write_test_bundles(Path(args.dir)).items():
+    try:
+        written = write_test_bundles(Path(args.dir))
+    except OSError as exc:  # a file in the way, no permission: one line, not a traceback
+        print(f"tiny-node make-test-bundles: error: {exc}", file=sys.stderr)
+        return 2
+    for name, path in written.items():
         print(f"{name}: {path}")
     return 0
 
@@ -151,14 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="start the node and drive it over DDS with a built-in drive")
     demo.add_argument("--out", default="out/demo-dds", help="where the timeline and summary go "
                       "(not out/demo: that is make demo's simulator report)")
-    demo.add_argument("--duration", type=float, default=6.0, help="seconds of driving")
+    demo.add_argument("--duration", type=_positive(float), default=6.0, help="seconds of driving")
     demo.add_argument("--speed", type=float, default=50.0, help="initial ego speed, km/h")
     bench = sub.add_parser("bench", help="decision latency / deadline benchmark over DDS at 30 Hz")
     bench.add_argument("--out", default="out/bench")
-    bench.add_argument("--frames", type=int, default=600, help="frames per case (30 Hz)")
-    bench.add_argument("--cases", nargs="*", default=["fast", "slow", "fast+stress", "slow+stress"],
+    bench.add_argument("--frames", type=_positive(int), default=600, help="frames per case (30 Hz)")
+    # default None, not the list: run_bench skips the default +stress cases without stress-ng
+    bench.add_argument("--cases", nargs="*", default=None,
                        choices=["fast", "slow", "rules", "fast+stress", "slow+stress", "rules+stress"],
-                       help="cases among fast, slow, rules, fast+stress, slow+stress, rules+stress")
+                       help="cases among fast, slow, rules, fast+stress, slow+stress, rules+stress "
+                       "(default: fast slow fast+stress slow+stress; the +stress ones need stress-ng)")
     sim = sub.add_parser("sim", help="closed-loop scenario suite (lockstep or over DDS) with a scored report")
     from tiny_node.sim.runner import add_sim_arguments
 

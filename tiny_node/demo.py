@@ -1,6 +1,7 @@
-"""``tiny-node demo`` / ``make demo``: the node in its own process, driven over real DDS.
+"""``tiny-node demo`` / ``make demo-dds``: the node in its own process, driven over real DDS.
 
-Starts ``tiny-node run`` with the generated fast test model, streams a built-in approach to a
+Starts ``tiny-node run`` with the shipped model (the generated fast test model where it is not
+installed), streams a built-in approach to a
 stopped car (closed loop: the node's brake decisions stop the simulated ego), then prints the
 decision timeline and a latency summary and writes them to ``out/demo-dds``.
 """
@@ -57,17 +58,19 @@ def run_demo(out_dir: Path, duration_s: float = 6.0, speed_kmh: float = 50.0) ->
         bundle = DEFAULT_BUNDLE_DIR if shipped else make_fast_bundle(Path(tmp) / "fast")
         node = NodeProcess(env, params={"model_bundle": str(bundle)},
                            params_file=default_params_file(), log_path=out_dir / "node.log").start()
-        feeder = Feeder()
-        try:
+        feeder: Feeder | None = None
+        try:  # from here on the node is stopped whatever happens (it runs in its own session)
+            feeder = Feeder()
             if not feeder.wait_for_node(60.0):
                 print("demo: the node did not come up; its log:\n" + node.output())
                 return 1
             print(f"demo: node pid {node.pid} active (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}); "
                   f"driving {duration_s:.0f} s at {speed_kmh:.0f} km/h towards a stopped car 60 m ahead")
             result = run_drive(feeder, duration_s=duration_s, speed_kmh=speed_kmh, gap_m=60.0)
-        finally:
-            feeder.close()
+        finally:  # the node first: a second Ctrl-C during the feeder's close must not leave it running
             code = node.stop()
+            if feeder is not None:
+                feeder.close()
     print_timeline(result.rows)
     summary = latency_summary(result.rows)
     summary.update(collided=result.collided, min_gap_m=result.min_gap_m,

@@ -250,6 +250,10 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
                "--width", str(args.width), "--height", str(args.height)]
         if not args.isolate:
             cmd.append("--no-isolate")
+        if args.sub_profile is not None:  # each variant's publisher against this subscriber
+            cmd += ["--sub-profile", args.sub_profile]
+        if args.domain_id is not None:
+            cmd += ["--domain-id", str(args.domain_id)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
@@ -290,11 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m tiny_node.tools.dds_throughput``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.role == "sub":
         return run_subscriber(args.topic, args.width * args.height * 3)
+    # one line and status 2 for arguments that cannot work, not a traceback mid-run
     if args.n < 1 or args.rate <= 0:
-        raise SystemExit("-n must be >= 1 and --rate > 0")
+        parser.error("-n must be >= 1 and --rate > 0")
+    if args.width < 1 or args.height < 1:
+        parser.error("--width and --height must be >= 1")
+    if args.domain_id is not None and not 0 <= args.domain_id <= 232:
+        parser.error(f"--domain-id must be in 0..232 (1..101 is safe), got {args.domain_id}")
     if args.compare:
         results = compare(args)
         if args.json:

@@ -1,0 +1,288 @@
+"""``tiny-node bench`` / ``demo`` and the DDS throughput tool: arguments, interrupts, clean-up.
+
+The node, the feeder and the drive are replaced by fakes: what is tested is that the commands
+stop the node they started whatever happens, and refuse what cannot work before starting it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("rclpy")  # demo and bench import the feeder (rclpy) at module level
+
+
+class FakeNode:
+    """Stands for NodeProcess: records its stop."""
+
+    stopped: ClassVar[list[str]] = []
+
+    def __init__(self, env: Any, **kw: Any) -> None:
+        self.pid = 4242
+
+    def start(self) -> FakeNode:
+        return self
+
+    def stop(self) -> int:
+        FakeNode.stopped.append("stopped")
+        return 0
+
+    def output(self) -> str:
+        return ""
+
+
+def _child(command: str, signame: str, tmp_path: Path, *, again_on_close: bool = False,
+           ) -> subprocess.CompletedProcess[str]:
+    """Run ``tiny-node COMMAND`` in a child with fakes; its drive gets ``signame`` from outside.
+
+    ``again_on_close``: a second one comes while the feeder closes (an impatient Ctrl-C).
+    """
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        import tiny_node.{command} as mod
+        import tiny_node.model.testmodels as tm
+        from tiny_node.cli import main
+
+        class Node:
+            pid = 4242
+            def __init__(self, env, **kw): pass
+            def start(self): return self
+            def stop(self):
+                print("NODE STOPPED", flush=True)
+                return 0
+            def output(self): return ""
+
+        class Feeder:
+            def wait_for_node(self, timeout): return True
+            def close(self):
+                if {again_on_close}:
+                    os.kill(os.getpid(), signal.{signame})
+                    time.sleep(10)
+
+        def drive(feeder, **kw):
+            os.kill(os.getpid(), signal.{signame})  # as a terminal's Ctrl-C or a supervisor would
+            time.sleep(10)
+            raise AssertionError("the signal did not stop the drive")
+
+        mod.NodeProcess, mod.Feeder, mod.run_drive = Node, Feeder, drive
+        tm.write_test_bundles = lambda root: {{"fast": root, "slow": root}}
+        sys.exit(main(["{command}", "--out", {str(tmp_path / "out")!r}]))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # SIGINT at its default: a child started from a background job would inherit it ignored
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize(("command", "signame", "status", "how"), [
+    ("demo", "SIGTERM", 143, "terminated"),
+    ("demo", "SIGINT", 130, "interrupted"),
+    ("bench", "SIGTERM", 143, "terminated"),
+    ("bench", "SIGINT", 130, "interrupted"),
+])
+def test_a_signal_during_the_drive_stops_the_node_with_one_line(command: str, signame: str, status: int,
+                                                                   how: str, tmp_path: Path) -> None:
+    # Before: SIGTERM killed the command outright and its node (own session) ran on for good;
+    # Ctrl-C stopped it but ended in a KeyboardInterrupt traceback.
+    done = _child(command, signame, tmp_path)
+    assert "NODE STOPPED" in done.stdout, (done.returncode, done.stdout, done.stderr)
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"tiny-node {command}: {how} (a node it started is stopped)"
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_a_second_ctrl_c_while_the_feeder_closes_still_stops_the_node(command: str, tmp_path: Path) -> None:
+    # Before: the node was stopped after the feeder's close, which the second Ctrl-C cut short.
+    done = _child(command, "SIGINT", tmp_path, again_on_close=True)
+    assert "NODE STOPPED" in done.stdout, (done.returncode, done.stdout, done.stderr)
+    assert done.returncode == 130 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("module", ["demo", "bench"])
+def test_the_node_is_stopped_when_the_feeder_cannot_start(module: str, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    import tiny_node.bench as bench
+    import tiny_node.demo as demo
+
+    def no_feeder() -> None:
+        raise RuntimeError("rclpy init failed")
+
+    mod: Any = demo if module == "demo" else bench
+    monkeypatch.setattr(mod, "NodeProcess", FakeNode)
+    monkeypatch.setattr(mod, "Feeder", no_feeder)
+    FakeNode.stopped.clear()
+    with pytest.raises(RuntimeError, match="rclpy init failed"):
+        if module == "demo":
+            demo.run_demo(tmp_path)
+        else:
+            bench.run_case("fast", {"fast": tmp_path}, 3, tmp_path)
+    assert FakeNode.stopped == ["stopped"]
+
+
+@pytest.fixture
+def cases_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """run_bench with its cases recorded instead of run, and no stress-ng on the machine."""
+    import tiny_node.bench as bench
+    import tiny_node.model.testmodels as tm
+
+    ran: list[str] = []
+    summary = {"frames": 3, "decisions": 3, "duplicates": 0, "after_deadline": 0, "model_share": 1.0,
+               **{c: 1.0 for c in bench.COLUMNS[5:]}}
+
+    def run_case(case: str, bundles: Any, frames: int, out_dir: Path) -> dict[str, Any]:
+        ran.append(case)
+        return {**summary, "case": case}
+
+    monkeypatch.setattr(bench, "run_case", run_case)
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tm, "write_test_bundles", lambda root: {"fast": root, "slow": root})
+    return ran
+
+
+def test_without_stress_ng_the_default_cases_run_without_load(cases_run: list[str], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: fast and slow ran, then fast+stress raised (traceback) and their figures were lost.
+    from tiny_node.cli import main
+
+    assert main(["bench", "--frames", "3", "--out", str(tmp_path)]) == 0
+    assert cases_run == ["fast", "slow"]
+    assert "stress-ng not found: running without the +stress cases" in capsys.readouterr().out
+    assert [r["case"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]] == ["fast", "slow"]
+
+
+def test_without_stress_ng_a_named_stress_case_is_refused_before_any_case(
+        cases_run: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tiny_node.cli import main
+
+    assert main(["bench", "--frames", "3", "--cases", "fast", "slow+stress", "--out", str(tmp_path)]) == 2
+    assert cases_run == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tiny-node bench: error: stress-ng not found (needed by the +stress cases): "
+                   "apt-get install -y stress-ng"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--frames", "0"],  # before: 0 frames, 0 decisions, exit 0 ("every frame decided")
+    ["bench", "--frames", "-5"],
+    ["demo", "--duration", "0"],
+    ["demo", "--duration", "-1"],
+])
+def test_nothing_to_measure_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from tiny_node.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"must be > 0, got {argv[-1]}")
+
+
+def test_a_count_that_is_not_a_number_keeps_argparses_message(capsys: pytest.CaptureFixture[str]) -> None:
+    from tiny_node.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--frames", "abc"])
+    assert exc.value.code == 2
+    assert "argument --frames: invalid int value: 'abc'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--domain-id", "500"],  # before: a ValueError traceback
+    ["--width", "0"],  # before: a SystemError traceback from rclpy's publish
+    ["--height", "-1"],
+    ["-n", "0"],  # before: exit 1
+    ["--rate", "0"],
+])
+def test_dds_throughput_bad_arguments_are_one_line_and_status_2(argv: list[str],
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tiny_node.tools import dds_throughput
+
+    with pytest.raises(SystemExit) as exc:
+        dds_throughput.main(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_dds_throughput_compare_passes_the_subscriber_set_up_and_domain_on(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: --compare silently ran every variant on both sides and on a random domain.
+    from tiny_node.tools import dds_throughput
+
+    commands: list[list[str]] = []
+
+    def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        commands.append(cmd)
+        result = {"profile": "x", "setup": "x", "sent": 5, "unique": 5, "latency_ms_p50": 1.0,
+                  "latency_ms_p99": 1.0}
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(result) + "\n", "")
+
+    monkeypatch.setattr(dds_throughput.subprocess, "run", run)
+    assert dds_throughput.main(["--compare", "-n", "5", "--sub-profile", "none", "--domain-id", "7"]) == 0
+    assert len(commands) == len(dds_throughput.COMPARE)
+    for cmd in commands:
+        assert cmd[cmd.index("--sub-profile") + 1] == "none" and cmd[cmd.index("--domain-id") + 1] == "7"
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["bench", "--frames", "3"]])
+def test_an_output_folder_that_cannot_be_made_is_one_line_and_status_2(
+        argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a FileExistsError / NotADirectoryError traceback.
+    from tiny_node.cli import main
+
+    (tmp_path / "a_file").write_text("")
+    assert main([*argv, "--out", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tiny-node {argv[0]}: error: cannot make output folder {tmp_path / 'a_file'}: File exists"]
+    assert main([*argv, "--out", str(tmp_path / "a_file" / "sub")]) == 2
+    assert capsys.readouterr().err.strip().endswith("Not a directory")
+
+
+def test_make_test_bundles_in_a_folder_that_cannot_be_made_is_one_line_and_status_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tiny_node.cli import main
+
+    (tmp_path / "a_file").write_text("")
+    assert main(["make-test-bundles", str(tmp_path / "a_file" / "bundles")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tiny-node make-test-bundles: error: [Errno 20] Not a directory")
+
+
+def test_a_case_whose_node_does_not_come_up_fails_and_the_others_are_kept(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a RuntimeError traceback, and the figures of the cases already measured were lost.
+    import tiny_node.bench as bench
+    import tiny_node.model.testmodels as tm
+
+    class Feeder:
+        def wait_for_node(self, timeout: float) -> bool:
+            return bool(os.environ.get("UP"))
+
+        def close(self) -> None:
+            pass
+
+    row = {"decision": "no_brake", "source": "model", "latency_ms": 5.0, "deadline_ms": 50.0, "e2e_ms": 7.0}
+
+    def drive(feeder: Any, **kw: Any) -> Any:
+        monkeypatch.delenv("UP")  # the next case's node does not come up
+        return type("R", (), {"rows": [row] * 3})()
+
+    monkeypatch.setenv("UP", "1")
+    monkeypatch.setattr(bench, "NodeProcess", FakeNode)
+    monkeypatch.setattr(bench, "Feeder", Feeder)
+    monkeypatch.setattr(bench, "run_drive", drive)
+    monkeypatch.setattr(bench, "isolated_ros_env", lambda: {})
+    monkeypatch.setattr(tm, "write_test_bundles", lambda root: {"fast": root, "slow": root})
+    assert bench.run_bench(tmp_path, frames=3, cases=["fast", "slow"]) == 1
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == f"bench: FAIL slow: the node did not come up (log: {tmp_path}/node-slow.log)"
+    assert [r["case"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]] == ["fast"]
