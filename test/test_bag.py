@@ -208,6 +208,171 @@ def test_metadata_disagreeing_with_storage_still_reads_every_message(tmp_path):
     assert_same(original, read_decisions(result.bag))
 
 
+def _split_without_metadata(bag: Path, out: Path, storage: str, parts: int = 3) -> None:
+    """``bag`` as ``ros2 bag record --max-bag-duration`` leaves it when stopped by a power cut:
+    its messages in ``parts`` storage files ``<out>_<i>``, no metadata.yaml."""
+    with AnyReader([bag]) as reader:
+        items = list(reader.messages())
+    suffix = ".mcap" if storage == "mcap" else ".db3"
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    out.mkdir()
+    size = -(-len(items) // parts)
+    for i in range(parts):
+        part = out.parent / f"part{i}"
+        with Writer(part, version=9, storage_plugin=plugin) as writer:
+            conns = {}
+            for conn, ns, raw in items[i * size:(i + 1) * size]:
+                if conn.topic not in conns:
+                    conns[conn.topic] = writer.add_connection(conn.topic, conn.msgtype, typestore=bm.TYPESTORE)
+                writer.write(conns[conn.topic], ns, raw)
+        next(part.glob(f"*{suffix}")).rename(out / f"{out.name}_{i}{suffix}")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_split_bag_without_metadata_replays_from_all_its_files(tmp_path, storage):
+    """A long recording split in files and stopped before it wrote metadata.yaml (rosbag2 writes
+    it on close): every file is read, in log-time order, as `ros2 bag reindex` would list them."""
+    original = drive(tmp_path / "rec", storage=storage, seconds=1.0)
+    _split_without_metadata(tmp_path / "rec", tmp_path / "split", storage)
+    with BagSource(tmp_path / "rec") as whole:
+        count = whole.message_count
+    with BagSource(tmp_path / "split") as source:
+        assert source.storage == storage
+        assert sum(1 for _ in source.messages()) == source.message_count == count
+    result = replay(tmp_path / "split", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert_same(original, read_decisions(result.bag))
+    assert result.summary["frames"] == 30
+    # files of two storages in one folder are not one bag
+    drive(tmp_path / "other", storage="sqlite3" if storage == "mcap" else "mcap", seconds=0.2)
+    next(p for p in (tmp_path / "other").iterdir() if p.suffix in (".mcap", ".db3")).rename(
+        tmp_path / "split" / ("x.db3" if storage == "mcap" else "x.mcap"))
+    with pytest.raises(BagError, match="storage files of several kinds"):
+        BagSource(tmp_path / "split")
+
+
+def _drive_items(t0_ns: int, frames: int) -> list[tuple[str, int, object]]:
+    """Camera 30 Hz, range and odometry beside each frame, from log time ``t0_ns`` (stamps = log times)."""
+    items: list[tuple[str, int, object]] = []
+    for i in range(frames):
+        ns = t0_ns + i * 33_333_333
+        items += [("/range", ns, bm.range_msg(ns, 40.0, 0.2, 150.0)), ("/odom", ns, bm.odom_msg(ns, 10.0)),
+                  ("/camera/image_raw", ns + 1_000_000, bm.image_msg(ns, _image(i)))]
+    return items
+
+
+def test_a_jump_in_log_time_is_not_filled_with_camera_timeout_decisions(tmp_path):
+    """``ros2 bag record --use-sim-time`` logs what arrives before the first /clock at time 0; with
+    /clock from a played bag the log time then jumps ~55 years. Decided through at the camera's
+    rate, the gap made billions of camera-timeout decisions (a replay that never ended)."""
+    jump = 3_000 * 10**9  # long enough to tell, short enough to finish without the fix
+    bag = _write_bag(tmp_path / "b", "mcap", _drive_items(0, 3) + _drive_items(jump, 30))
+    result = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, plot=False)
+    s = result.summary
+    assert s["frames"] == 33 and s["frames_without_decision"] == 0
+    assert s["camera_timeout_decisions"] == 0, s["camera_timeout_decisions"]  # 89984 without the fix
+    assert any("log time jumps" in w and "3000.0" in w for w in s["warnings"]), s["warnings"]
+    after = [r for r in result.decisions if r.t >= jump * 1e-9]
+    assert len(after) == 30 and not any(r.no_frame for r in after)
+
+
+def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
+    """Played in real time, the same jump was waited out (decades); /clock now steps over it.
+    The player is a stand-in and time is virtual: this is the pacing, not DDS."""
+    from types import SimpleNamespace
+
+    from tiny_node.bag import realtime
+
+    class VirtualTime:
+        now = 100.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, s: float) -> None:
+            self.now += max(s, 1e-4)
+
+    clock: list[int] = []
+    sent: list[float] = []
+    vt = VirtualTime()
+
+    class Player:
+        decision_topic = "/decision"
+
+        def __init__(self, roles, namespace):
+            self.pubs = {role: SimpleNamespace(publish=lambda msg: sent.append(vt.now)) for role in roles}
+
+        def wait_for_node(self, timeout_s, clock_ns):
+            clock.append(clock_ns)
+
+        def clock(self, ns):
+            clock.append(ns)
+
+        def drain(self):
+            return []
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(realtime, "time", vt)
+    monkeypatch.setattr(realtime, "Player", Player)
+    monkeypatch.setattr(realtime, "installed_form", lambda source, msgtype: None)
+    jump = 3_000 * 10**9
+    bag = _write_bag(tmp_path / "b", "mcap", _drive_items(0, 3) + _drive_items(jump, 3))
+    result = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, realtime=True, plot=False)
+    assert len(sent) == 18 and sent[-1] - sent[0] < 1.0  # 0.2 s of messages, not 3000 s
+    assert clock == sorted(clock) and clock[-1] >= jump
+    assert any("log time jumps" in w for w in result.summary["warnings"]), result.summary["warnings"]
+
+
+def test_a_split_bag_cut_short_names_the_file_to_recover(tmp_path):
+    """Killed while recording, the last file of a split mcap bag has no footer: the error says which."""
+    drive(tmp_path / "rec", seconds=1.0)
+    _split_without_metadata(tmp_path / "rec", tmp_path / "split", "mcap")
+    last = tmp_path / "split" / "split_2.mcap"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(BagError) as err:
+        BagSource(tmp_path / "split")
+    assert "corrupt or unreadable bag (split_2.mcap): " in str(err.value) and RECOVER_HINT in str(err.value)
+
+
+def _compressed_copy(bag: Path, out: Path, storage: str, mode: str) -> None:
+    """``bag`` as ``ros2 bag record --compression-mode {file,message} --compression-format zstd`` writes it."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode
+
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    writer = Writer(out, version=9, storage_plugin=plugin)
+    writer.set_compression(CompressionMode[mode.upper()], CompressionFormat.ZSTD)
+    with AnyReader([bag]) as reader, writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=bm.TYPESTORE,
+                                             offered_qos_profiles=c.ext.offered_qos_profiles)
+                 for c in reader.connections}
+        for conn, ns, raw in reader.messages():
+            writer.write(conns[conn.id], ns, raw)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("mode", ["message", "file"])
+def test_a_compressed_bag_whose_metadata_disagrees_with_its_storage_replays_every_message(tmp_path, storage, mode):
+    """As the uncompressed case above: the directory reader (used for compressed bags) matched
+    topics by QoS text and yielded none, so the replay 'succeeded' with 0 frames and no warning."""
+    original = drive(tmp_path / "rec", storage=storage, seconds=1.0)
+    _compressed_copy(tmp_path / "rec", tmp_path / "z", storage, mode)
+    meta_path = tmp_path / "z" / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    assert meta["rosbag2_bagfile_information"]["compression_mode"].lower() == mode
+    for topic in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        for qos in topic["topic_metadata"]["offered_qos_profiles"]:
+            qos["deadline"] = {"sec": 2147483647, "nsec": 4294967295}
+    meta_path.write_text(yaml.safe_dump(meta))
+    result = replay(tmp_path / "z", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert result.summary["frames"] == 30
+    assert_same(original, read_decisions(result.bag))
+    with BagSource(tmp_path / "z") as source:  # file mode: decompressed into a folder of its own, until closed
+        unzipped = [Path(source._tmp.name)] if source._tmp is not None else []
+        assert len(unzipped) == (mode == "file") and all(p.is_dir() for p in unzipped)
+    assert not any(p.exists() for p in unzipped)
+
+
 def _sql(bag: Path, statement: str, params: tuple = ()) -> None:
     """Run one SQL statement on a sqlite3 bag's database (to damage or cut a recording)."""
     (db,) = bag.glob("*.db3")
@@ -770,3 +935,13 @@ def test_a_type_without_any_definition_is_copied_through(tmp_path, storage):
         assert sum(1 for _ in reader.messages()) == 30 * 3 + 15 * 3 + 1 + 15 * 2 + 5  # + our decisions
     with BagSource(result.bag) as out, pytest.raises(ValueError, match="cannot deserialize"):
         out.deserialize(written[0][1], VELOCITY_REPORT)  # no fields: it does not pretend to decode
+
+
+def test_a_message_that_does_not_decompress_is_an_error_naming_its_topic(tmp_path, capsys):
+    drive(tmp_path / "rec", storage="sqlite3", seconds=0.5)
+    _compressed_copy(tmp_path / "rec", tmp_path / "z", "sqlite3", "message")
+    _sql(tmp_path / "z", "UPDATE messages SET data = ? WHERE id = (SELECT messages.id FROM messages JOIN topics "
+         "ON topics.id = topic_id WHERE name = '/range' ORDER BY timestamp LIMIT 1 OFFSET 3)", (b"not zstd",))
+    rc, text = _run_cli([str(tmp_path / "z"), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and "Traceback" not in text
+    assert "corrupt bag: the message on /range at log time " in text and "does not decompress" in text, text

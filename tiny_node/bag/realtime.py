@@ -19,7 +19,7 @@ from typing import Any
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
-from tiny_node.bag.replay import OUT_BRAKE, OUT_DECISION, OUT_DIAGNOSTICS
+from tiny_node.bag.replay import MAX_LOG_GAP_S, OUT_BRAKE, OUT_DECISION, OUT_DIAGNOSTICS, log_gap_warning
 from tiny_node.bag.report import DecisionRecord
 from tiny_node.bag.topics import BagSource
 
@@ -181,8 +181,13 @@ class Player:
 
 
 def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, str], *, namespace: str,
-                 wait_s: float, progress: Callable[[float, float], None] | None) -> tuple[list[DecisionRecord], int]:
-    """Play the bag to the node; return its decisions and how many arrived past their deadline."""
+                 wait_s: float, progress: Callable[[float, float], None] | None,
+                 warnings: list[str]) -> tuple[list[DecisionRecord], int]:
+    """Play the bag to the node; return its decisions and how many arrived past their deadline.
+
+    A log-time gap over ``MAX_LOG_GAP_S`` is not waited out (after a clock jump it would be
+    decades): ``/clock`` steps over it, and the messages after it follow at once.
+    """
     typed = {role: (topic, source.topics[topic].msgtype) for role, topic in roles.items()}
     player = Player(typed, namespace)
     forms = {role: installed_form(source, msgtype) for role, (_, msgtype) in typed.items()}
@@ -217,7 +222,12 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 time.sleep(min(CLOCK_PERIOD_S, due - now))
 
         span = max(1, source.end_ns - bag0)
+        last_ns: int | None = None
         for conn, ns, raw in source.messages():
+            if last_ns is not None and ns - last_ns > MAX_LOG_GAP_S * 1e9:
+                wall0 -= (ns - last_ns) * 1e-9 - CLOCK_PERIOD_S  # bag_ns() follows: /clock jumps
+                warnings.append(log_gap_warning(feeder, last_ns, ns))
+            last_ns = ns
             wait_until(wall0 + (ns - bag0) * 1e-9)
             player.clock(ns)
             role = feeder.role_of.get(conn.topic)

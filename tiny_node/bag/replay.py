@@ -51,6 +51,10 @@ ALL_MOVED = ".all-moved"  # in PREVIOUS: every previous output is aside; <out> h
 TOOL_KEY = "tiny_node.tool"
 
 Progress = Callable[[float, float], None]  # (fraction done, log time s)
+#: A log-time gap with no message on any topic longer than this is a pause in the recording or a
+#: jump of its clock (``ros2 bag record --use-sim-time`` logs at 0 until the first /clock), not
+#: a time the sensors went silent: replay goes on after it, as the node would after a restart.
+MAX_LOG_GAP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -222,8 +226,17 @@ def _range_args(msg: Any) -> tuple[float, int, float, float]:
     return float(msg.range), msgs.time_to_ns(msg.header.stamp), float(msg.min_range), max_range
 
 
+def log_gap_warning(feeder: Feeder, before_ns: int, after_ns: int) -> str:
+    """The warning for a log-time gap over :data:`MAX_LOG_GAP_S` (lockstep and real time alike)."""
+    return (f"log time jumps from {feeder.t(before_ns):.3f} s to {feeder.t(after_ns):.3f} s "
+            f"({(after_ns - before_ns) * 1e-9:.1f} s without any message; over {MAX_LOG_GAP_S:.0f} s is a pause "
+            "in the recording or a jump of its clock): replayed on from there as after a node restart, "
+            "the gap itself not decided")
+
+
 def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeConfig, *, bundle: Path | None,
-                  budget_ms: float | None, progress: Progress | None) -> tuple[list[DecisionRecord], int]:
+                  budget_ms: float | None, progress: Progress | None,
+                  warnings: list[str]) -> tuple[list[DecisionRecord], int]:
     from tiny_node.clock import ManualClock
     from tiny_node.lockstep import Lockstep, model_from_bundle
 
@@ -241,6 +254,8 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     series = feeder.series
     span = max(1, source.end_ns - source.start_ns)
     next_report = 0.0
+    misses = 0
+    last_ns: int | None = None
 
     def emit(decisions: list[Decision]) -> None:
         for d in decisions:
@@ -249,6 +264,16 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
 
     for conn, ns, raw in source.messages():
         t = feeder.t(ns)
+        if last_ns is not None and ns - last_ns > MAX_LOG_GAP_S * 1e9:
+            # decided through, the gap would be camera timeouts at the frame rate: billions of them
+            # after a jump of the clock. The open cycles are decided, and a fresh core goes on.
+            emit(ls.finish())
+            if model is not None and model.busy_seq is not None:
+                model.cancel(model.busy_seq)
+            misses += ls.watchdog.stats.deadline_misses
+            ls = Lockstep(cfg, model, clock)
+            warnings.append(log_gap_warning(feeder, last_ns, ns))
+        last_ns = ns
         emit(ls.advance_to(t))  # decisions due before this message go first in the bag
         out.copy(conn, ns, raw)
         role = feeder.role_of.get(conn.topic)
@@ -274,7 +299,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     emit(ls.finish())
     if progress is not None:
         progress(1.0, feeder.t(source.end_ns))
-    return records, ls.watchdog.stats.deadline_misses
+    return records, misses + ls.watchdog.stats.deadline_misses
 
 
 def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
@@ -309,10 +334,10 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                 from tiny_node.bag.realtime import run_realtime
 
                 records, misses = run_realtime(source, feeder, out, roles, namespace=namespace,
-                                               wait_s=wait_s, progress=progress)
+                                               wait_s=wait_s, progress=progress, warnings=warnings)
             else:
                 records, misses = _run_lockstep(source, feeder, out, cfg, bundle=bundle, budget_ms=budget_ms,
-                                                 progress=progress)
+                                                 progress=progress, warnings=warnings)
         except BaseException:
             out.abort()
             raise

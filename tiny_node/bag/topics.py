@@ -4,19 +4,22 @@ Messages are read from the storage files named by ``metadata.yaml``, not through
 directory reader: rosbags matches the metadata's topics to the storage's by their QoS text,
 and bags written by ``ros2 bag record`` may disagree there (the rosbag2 project's own sample
 bags do: the directory reader yields 0 of their 20 messages).  ``ros2 bag`` itself takes the
-topics from the storage, and so do we.  Every failure becomes a :class:`BagError` naming the
-bag and the cause.
+topics from the storage, and so do we; compressed bags too (zstd per file or per message),
+decompressed here.  Every failure becomes a :class:`BagError` naming the bag and the cause.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 import struct
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +31,11 @@ from rosbags.typesys.store import Typestore
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:  # rosbags' own dependency
+    from backports import zstd
 
 ROLES = ("camera", "range", "odom", "imu")
 ROLE_TYPES: dict[str, tuple[str, ...]] = {
@@ -44,7 +52,7 @@ STORE_SAMPLE = 20
 # calls into the reader and re-raised as BagError with the cause chained.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
     AnyReaderError, ReaderError, OSError, sqlite3.Error, struct.error, EOFError, ValueError,
-    KeyError, IndexError, UnicodeDecodeError, AssertionError,
+    KeyError, IndexError, UnicodeDecodeError, AssertionError, zstd.ZstdError,
 )
 
 
@@ -67,6 +75,26 @@ def _recover_hint(storage: str) -> str:
     return ""
 
 
+def _first_unreadable(files: list[Path]) -> str:
+    """`` (file name)`` of the first of a split bag's files that does not open, for the error; "" if none.
+
+    Why: a split recording that was killed ends in an mcap cut short; `mcap recover` needs its name.
+    """
+    for f in files:
+        try:
+            with Reader(f):
+                pass
+        except _READ_ERRORS:
+            return f" ({f.name})"
+    return ""
+
+
+def _split_index(path: Path) -> tuple[str, int]:
+    """Sort key of a split bag's file ``<name>_<index>.<ext>``: index 10 after 9, not after 1."""
+    stem, _, index = path.stem.rpartition("_")
+    return (stem, int(index)) if index.isdigit() else (path.stem, -1)
+
+
 def _read_metadata(meta: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
@@ -84,12 +112,20 @@ class BagSource:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.custom: dict[str, str] = {}
-        self.storage, files, compressed = self._locate()
+        self.storage, files, compression = self._locate()
+        self._unzip_messages = compression == "message"
+        self._tmp: TemporaryDirectory[str] | None = None
         try:
-            self._reader = AnyReader([self.path] if compressed else files, default_typestore=msgs.TYPESTORE)
+            if compression == "file":
+                files = self._unzip_files(files)
+            self._reader = AnyReader([self.path] if compression == "dir" else files,
+                                     default_typestore=msgs.TYPESTORE)
             self._reader.open()
         except _READ_ERRORS as exc:
-            raise BagError(f"{self.path}: corrupt or unreadable bag: {exc}{_recover_hint(self.storage)}") from exc
+            self._drop_tmp()
+            which = _first_unreadable(files) if len(files) > 1 and compression in ("", "message") else ""
+            hint = _recover_hint(self.storage)
+            raise BagError(f"{self.path}: corrupt or unreadable bag{which}: {exc}{hint}") from exc
         self.connections: list[Connection] = list(self._reader.connections)
         # a bag with no definitions at all (sqlite3 before Iron) is read with the stores below
         self._own_definitions = any(c.msgdef.format != MessageDefinitionFormat.NONE for c in self.connections)
@@ -104,8 +140,12 @@ class BagSource:
         self.start_ns = self._reader.start_time if self.message_count else 0
         self.end_ns = self._reader.end_time - 1 if self.message_count else 0
 
-    def _locate(self) -> tuple[str, list[Path], bool]:
-        """(storage id, storage files, file-compressed) after checking the bag is complete."""
+    def _locate(self) -> tuple[str, list[Path], str]:
+        """(storage id, storage files, compression) after checking the bag is complete.
+
+        Compression: "" none, "message" or "file" (zstd), "dir": names only rosbags' directory
+        reader knows what to do with.
+        """
         path = self.path
         if not path.exists():
             raise BagError(f"bag not found: {path}")
@@ -116,13 +156,18 @@ class BagSource:
             if storage is None:
                 raise BagError(f"{path}: not a rosbag2 (expected a bag directory with metadata.yaml, "
                                "or a .mcap / .db3 file)")
-            return storage, [path], False
+            return storage, [path], ""
         meta = path / "metadata.yaml"
         if not meta.is_file():
-            found = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIX)
-            if len(found) == 1:  # a bare storage file in a folder: readable on its own
-                return STORAGE_SUFFIX[found[0].suffix], found, False
-            raise BagError(f"{path}: no metadata.yaml, not a rosbag2 directory")
+            # rosbag2 writes metadata.yaml on close: a recording stopped by a power cut or a kill has
+            # none, its split files are all there is (`ros2 bag reindex` lists them the same way)
+            found = sorted((p for p in path.iterdir() if p.suffix in STORAGE_SUFFIX and p.is_file()),
+                           key=_split_index)
+            storages = {STORAGE_SUFFIX[p.suffix] for p in found}
+            if len(storages) == 1:
+                return storages.pop(), found, ""
+            what = "storage files of several kinds" if found else "no .mcap / .db3 file"
+            raise BagError(f"{path}: no metadata.yaml, not a rosbag2 directory ({what})")
         info = _read_metadata(meta)
         storage = str(info.get("storage_identifier", ""))
         if storage not in ("mcap", "sqlite3"):
@@ -130,7 +175,8 @@ class BagSource:
         custom = info.get("custom_data")
         if isinstance(custom, Mapping):
             self.custom = {str(k): str(v) for k, v in custom.items()}
-        compressed = bool(info.get("compression_mode")) and str(info.get("compression_mode")).lower() != "none"
+        compression = str(info.get("compression_mode") or "").lower()
+        compression = "" if compression == "none" else compression
         try:  # validates version, storage files present, compression supported
             with Reader(path):
                 pass
@@ -140,9 +186,31 @@ class BagSource:
         files = [path / Path(str(f)).name for f in rel]
         if not files:
             raise BagError(f"{path}: metadata.yaml lists no storage files")
-        if not compressed and any(f.suffix not in STORAGE_SUFFIX for f in files):
-            compressed = True  # unusual file names: let the directory reader handle them
-        return storage, files, compressed
+        # (decompressed) names that do not say their storage: let the directory reader handle them
+        if compression not in ("", "message", "file") or any(
+                Path(f.stem if compression == "file" else f.name).suffix not in STORAGE_SUFFIX for f in files):
+            compression = "dir"
+        return storage, files, compression
+
+    def _unzip_files(self, files: list[Path]) -> list[Path]:
+        """The storage files of a file-compressed bag, decompressed into a folder of ours until :meth:`close`.
+
+        Why not rosbags' directory reader, which does this too: it matches the metadata's topics to
+        the storage's by their QoS text and yields no message where they disagree (see module doc).
+        """
+        self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
+        out = []
+        for f in files:
+            plain = Path(self._tmp.name, f.stem)
+            with f.open("rb") as raw, zstd.open(raw, "rb") as src, plain.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            out.append(plain)
+        return out
+
+    def _drop_tmp(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     # --- reading --------------------------------------------------------------------------
     def messages(self, topics: set[str] | None = None) -> Iterator[tuple[Connection, int, bytes]]:
@@ -158,6 +226,13 @@ class BagSource:
                 return
             except _READ_ERRORS as exc:
                 raise BagError(f"{self.path}: corrupt bag (reading messages failed): {exc}") from exc
+            if self._unzip_messages:  # compression_mode: message, each message zstd on its own
+                conn, ns, raw = item
+                try:
+                    item = (conn, ns, zstd.decompress(raw))
+                except zstd.ZstdError as exc:
+                    raise BagError(f"{self.path}: corrupt bag: the message on {conn.topic} at log time {ns} "
+                                   f"does not decompress: {exc}") from exc
             yield item
 
     def typestore_for(self, msgtype: str) -> Typestore | None:
@@ -202,6 +277,7 @@ class BagSource:
         """Release the files."""
         with contextlib.suppress(AnyReaderError):  # already closed
             self._reader.close()
+        self._drop_tmp()
 
     def __enter__(self) -> BagSource:
         return self
