@@ -483,3 +483,21 @@ def test_a_worker_killed_outright_ends_the_suite_with_an_error_not_a_hang(cfg, t
     exc = outcome.get("exc")
     assert isinstance(exc, SuiteError), exc
     assert "worker process died" in str(exc) and str(tmp_path / "runs") in str(exc)
+
+
+def test_recording_into_a_folder_with_the_suites_bags_is_refused_before_anything_runs(tmp_path, capsys):
+    # A bag is never overwritten: every run ended as an error, and the report's last results were replaced.
+    from tiny_node.sim.scenario import dump_scenario
+
+    path = tmp_path / "ccrs.yaml"
+    dump_scenario(ccrs(30.0, duration_s=1.0), path)
+    argv = ["sim", "--scenario", str(path), "--rules-only", "--workers", "1", "--out", str(tmp_path / "out"),
+            "--plots", "none", "--record", str(tmp_path / "bags")]
+    assert cli_main(argv) == 0
+    assert (tmp_path / "bags" / "CCRs_30kmh__rules" / "metadata.yaml").is_file()
+    summary = (tmp_path / "out" / "summary.json").read_bytes()
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 bag(s) of this suite exist already (CCRs_30kmh__rules" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "summary.json").read_bytes() == summary

@@ -132,6 +132,19 @@ def config_hash(scenario: Any, mode: str, cfg: NodeConfig, *, bundle: Path | Non
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+def _refuse_existing_bags(record: Path, keys: Iterable[str]) -> None:
+    """Raise FileExistsError, before anything runs, if a run's bag is in ``record`` already.
+
+    Why: a bag is never overwritten, so each such run would end as an error and the report
+    replace the last one's results with those errors.
+    """
+    there = sorted(k for k in keys if (record / k).exists())
+    if there:
+        raise FileExistsError(f"--record {record}: {len(there)} bag(s) of this suite exist already "
+                              f"({', '.join(there[:3])}{', ...' if len(there) > 3 else ''}; a run stopped "
+                              "half-way leaves its bag too): record into another folder, or remove them")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -271,6 +284,8 @@ def run_suite(
                 done[task.key] = stored
             else:
                 tasks.append(task)
+    if record is not None:
+        _refuse_existing_bags(record, [t.key for t in tasks])
     reused = len(done)
     # Longest first, so the last run to finish is a short one (better use of the workers).
     tasks.sort(key=lambda t: (-float(getattr(t.scenario, "duration_s", 0.0)), t.key))
@@ -345,6 +360,8 @@ def run_suite_realtime(
     modes = tuple(modes)
     if "model" in modes and bundle is None:
         raise ValueError("mode 'model' needs a model bundle")
+    if record is not None:
+        _refuse_existing_bags(record, [run_key(str(sc.name), mode) for mode in modes for sc in scenarios])
     for sub in ("runs", "timelines"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     if env is None:
@@ -546,6 +563,9 @@ def sim_command(args: Any) -> int:
         print("\ntiny-node sim: interrupted; the same command resumes (finished runs are kept)",
               file=sys.stderr)
         return 130
+    except FileExistsError as exc:  # --record into a folder with this suite's bags
+        print(f"tiny-node sim: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:  # the node did not come up (--realtime): its log is in the message
         print(f"tiny-node sim: {exc}", file=sys.stderr)
         return 1
