@@ -642,7 +642,7 @@ def test_topic_detection_overrides_and_compressed_camera(tmp_path, capsys):
     assert rc == 2 and "--camera /nope: no such topic" in text
 
     front = replay(bag, out_dir=tmp_path / "front", cfg=make_config(), bundle=None,
-                   topics={"camera": "/front/image/compressed"})
+                   topics={"camera": "front/image/compressed"})  # as typed without the leading /
     assert front.topics == {"camera": "/front/image/compressed", "range": "/front/range", "odom": "/vehicle/odom"}
     assert front.summary["frames"] == front.summary["decisions"] == 10 and front.summary["bad_frames"] == []
     assert "no imu" not in " ".join(front.summary["warnings"])

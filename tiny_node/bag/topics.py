@@ -316,6 +316,8 @@ def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] 
         want = ROLE_TYPES[role]
         if role in overrides:
             name = overrides[role]
+            if name not in topics and "/" + name.strip("/") in topics:  # `front/image_raw`: as ros2 bag names it
+                name = "/" + name.strip("/")
             info = topics.get(name)
             if info is None:
                 raise BagError(f"--{role} {name}: no such topic in {bag} (found: {_listing(topics)})")
