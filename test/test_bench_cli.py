@@ -7,6 +7,7 @@ stop the node they started whatever happens, and refuse what cannot work before 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -286,3 +287,24 @@ def test_a_case_whose_node_does_not_come_up_fails_and_the_others_are_kept(
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == f"bench: FAIL slow: the node did not come up (log: {tmp_path}/node-slow.log)"
     assert [r["case"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]] == ["fast"]
+
+
+def test_bench_json_is_strict_json_when_a_case_has_no_decisions(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A case with no decisions has NaN figures; json.dumps wrote NaN, which strict JSON readers refuse.
+    import tiny_node.bench as bench
+    import tiny_node.model.testmodels as tm
+
+    monkeypatch.setattr(tm, "write_test_bundles", lambda root: {"fast": root, "slow": root})
+    empty = {k: math.nan for k in bench.COLUMNS} | {"frames": 3, "decisions": 0, "duplicates": 0, "after_deadline": 0}
+    monkeypatch.setattr(bench, "run_case", lambda case, bundles, frames, out: {"case": case, **empty})
+    monkeypatch.setattr(bench, "markdown", lambda results: "")
+    monkeypatch.setattr(bench, "verdict", lambda results: ([], ["no decisions"]))
+    assert bench.run_bench(tmp_path, frames=3, cases=["fast"]) == 1
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    doc = json.loads((tmp_path / "bench.json").read_text(), parse_constant=refuse)
+    (row,) = doc["results"]
+    assert row["case"] == "fast" and row["decisions"] == 0 and row["latency_p50_ms"] is None and row["e2e_p99_ms"] is None

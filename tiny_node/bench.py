@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import shutil
@@ -140,8 +141,10 @@ def run_bench(out_dir: Path, frames: int = 600, cases: list[str] | None = None) 
     table = markdown(results)
     report = f"Measured {stamp} on {machine()}.\n\n{table}\n"
     print("\n" + report)
+    # A case without decisions has NaN figures: null in the file, which strict JSON readers take
+    safe = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in results]
     (out_dir / "bench.json").write_text(json.dumps({"date": stamp, "machine": machine(),
-                                                    "results": results}, indent=1))
+                                                    "results": safe}, indent=1, allow_nan=False))
     (out_dir / "bench.md").write_text(report)
     notes, failures = verdict(results)
     for line in notes + failures + broken:
