@@ -52,3 +52,15 @@ def test_detections_sit_on_the_road_with_a_covariance() -> None:
     d = dets[0]
     assert d.score == 0.8 and math.isclose(d.y, 0.0, abs_tol=1e-9) and 10.0 < d.dx < 12.0
     assert d.cov is not None and d.cov[0][0] > d.cov[1][1] > 0.0
+
+
+def test_peaks_keep_a_point_within_its_cell_and_refuse_a_grid_of_another_size() -> None:
+    """An offset beyond 0..1 put a foot point outside the window: below the camera, above the horizon."""
+    heat = np.zeros((3, 4), np.float32)
+    heat[1, 1] = 0.9
+    off = np.zeros((2, 3, 4), np.float32)
+    off[:, 1, 1] = (1e9, -np.inf)
+    assert peaks(heat, off, stride=8, origin=(90, 20), min_score=0.5) == [(20 + 2 * 8, 90 + 1 * 8, 0.8999999761581421)]
+    for bad in (np.zeros((2, 2, 4), np.float32), np.zeros((1, 3, 4), np.float32), np.zeros((2, 3, 5), np.float32)):
+        with pytest.raises(ValueError, match=r"offset \[2, H, W\]"):
+            peaks(heat, bad, stride=8, origin=(90, 20), min_score=0.5)

@@ -220,3 +220,44 @@ def test_an_overtaken_cyclist_keeps_one_track_without_a_lateral_speed() -> None:
     bare, _ = _overtaken_cyclist(TrackerConfig(footprint_sigma_m=0.0))
     assert max(len(f) for f in bare[-near:]) == 2
     assert max(abs(v) for f in bare[-near:] for v in f) > 0.9
+
+
+def test_a_repeated_frame_is_not_fused_twice() -> None:
+    """Three copies of one frame (a repeated stamp) confirmed a one-frame false detection."""
+    tr = VruTracker()
+    for _ in range(3):
+        assert tr.update(1.0, [Detection(10.0, 3.0)], 5.0) == []
+    assert [t.hits for t in tr.tracks] == [1]
+    # a real track is left as it was by a repeat of its frame
+    tr = VruTracker()
+    for i in range(5):
+        tr.update(i * DT, [Detection(10.0 - 0.3 * i, 3.0)], 9.0)
+    (before,) = tr.confirmed()
+    x, p, hits = before.x.copy(), before.p.copy(), before.hits
+    (after,) = tr.update(4 * DT, [Detection(8.8, 3.0)], 9.0)
+    assert after.hits == hits and np.array_equal(after.x, x) and np.array_equal(after.p, p)
+
+
+def test_a_frame_without_a_finite_time_or_ego_speed_leaves_the_tracks_alone() -> None:
+    """A NaN time or speed reset the tracker (and a NaN speed made every track NaN, then dropped)."""
+    tr = VruTracker()
+    for i in range(5):
+        tr.update(i * DT, [Detection(10.0, 3.0)], 0.0)
+    assert len(tr.confirmed()) == 1
+    assert len(tr.update(5 * DT, [Detection(10.0, 3.0)], math.nan)) == 1
+    assert len(tr.update(math.nan, [Detection(10.0, 3.0)], 0.0)) == 1
+    assert len(tr.update(math.inf, [Detection(10.0, 3.0)], 0.0)) == 1
+    (t,) = tr.update(5 * DT, [Detection(10.0, 3.0)], 0.0)
+    assert tr.resets == 0 and t.hits == 6 and np.all(np.isfinite(t.p))
+
+
+def test_a_detection_with_a_non_finite_covariance_is_ignored() -> None:
+    """A NaN / infinite covariance (a foot point at the horizon) made a track's covariance NaN."""
+    tr = VruTracker()
+    for i in range(5):
+        bad = Detection(30.0, 3.0, cov=((math.inf, 0.0), (0.0, 1.0)))
+        nan = Detection(20.0, -3.0, cov=((1.0, math.nan), (math.nan, 1.0)))
+        neg = Detection(15.0, 0.0, cov=((-1.0, 0.0), (0.0, 1.0)))
+        tr.update(i * DT, [Detection(10.0, 3.0), bad, nan, neg], 0.0)
+        assert len(tr.tracks) == 1 and all(np.all(np.isfinite(t.p)) for t in tr.tracks)
+    assert len(tr.confirmed()) == 1

@@ -191,3 +191,44 @@ def test_a_wide_frame_squeezed_to_the_models_input_is_put_on_the_road_where_it_i
     assert tr.window_near_m() > near_4_3  # the window's bottom row looks less steeply down
     tr.mount(CameraMount(mount_height_m=2.0))
     assert math.isclose(tr.camera.aspect, 4 / 3)  # a drive's camera pose keeps the frame's aspect
+
+
+def test_tracks_are_dropped_when_the_camera_geometry_changes_and_kept_when_it_does_not(tmp_path: Path) -> None:
+    """Tracks read through one geometry were kept under another: ranges jumped ~25 %, read as motion."""
+    bundle = load_bundle(_bundle(tmp_path))
+    tr = Tracking.of_bundle(bundle, SPEC, threads=1)
+    prep = ImagePreprocessor(bundle.image)
+    for i in range(5):
+        tr.step({"pixel_values": prep(_frame(20, 7))}, i / 30.0, ego_speed=0.0)
+    assert len(tr.tracker.confirmed()) == 1
+    tr.frame_size(320, 240)  # the same geometry
+    tr.mount(CameraMount())
+    assert len(tr.tracker.confirmed()) == 1
+    tr.frame_size(1280, 720)  # a 16:9 camera from now on
+    assert tr.tracker.tracks == []
+
+
+def test_a_detector_output_of_another_grid_is_an_error_not_moved_foot_points(tmp_path: Path) -> None:
+    bundle = load_bundle(_bundle(tmp_path))
+    tr = Tracking.of_bundle(bundle, SPEC, threads=1)
+    assert tr.grid == GRID
+    px = {"pixel_values": ImagePreprocessor(bundle.image)(_frame(20, 7))}
+
+    class Wrong:
+        def __init__(self, heat: tuple[int, ...], off: tuple[int, ...]) -> None:
+            self.out = [np.zeros(heat, np.float32), np.zeros(off, np.float32)]
+
+        def run(self, *_: object) -> list[np.ndarray]:
+            return self.out
+
+    for heat, off in (((1, 1, 13, 35), (1, 2, 12, 35)), ((1, 1, 14, 35), (1, 2, 14, 35)),
+                      ((1, 2, 13, 35), (1, 2, 13, 35)), ((2, 1, 13, 35), (2, 2, 13, 35))):
+        tr.session = Wrong(heat, off)  # type: ignore[assignment]
+        with pytest.raises(ValueError, match=r"must be \[1, 1, 13, 35\] and \[1, 2, 13, 35\]"):
+            tr.step(px, 0.0, 0.0)
+    for bad in (math.nan, math.inf):
+        wrong = Wrong((1, 1, *GRID), (1, 2, *GRID))
+        wrong.out[0][0, 0, 3, 3] = bad  # NaN in a cell hid every peak next to it; all NaN hid every VRU
+        tr.session = wrong  # type: ignore[assignment]
+        with pytest.raises(ValueError, match=r"non-finite heat or offset"):
+            tr.step(px, 0.0, 0.0)

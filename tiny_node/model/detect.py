@@ -32,13 +32,18 @@ def peaks(heat: NDArray[Any], offset: NDArray[Any], *, stride: int, origin: tupl
     the image.
     """
     h = np.asarray(heat, np.float32)
+    if h.ndim != 2 or np.shape(offset) != (2, *h.shape):
+        raise ValueError(f"heat must be [H, W] and offset [2, H, W], got {list(h.shape)} and {list(np.shape(offset))}")
+    # within the cell (a sigmoid's range): an offset beyond it would put a point outside the
+    # window, below the camera or above the horizon
+    off = np.clip(np.asarray(offset, np.float32), 0.0, 1.0)
     pad = np.pad(h, 1, constant_values=-1.0)
     win = np.lib.stride_tricks.sliding_window_view(pad, (3, 3)).max(axis=(2, 3))
     rows, cols = np.nonzero((h >= win) & (h >= min_score))
     out = []
     for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-        u = origin[1] + (c + float(offset[0, r, c])) * stride
-        v = origin[0] + (r + float(offset[1, r, c])) * stride
+        u = origin[1] + (c + float(off[0, r, c])) * stride
+        v = origin[0] + (r + float(off[1, r, c])) * stride
         out.append((u, v, float(h[r, c])))
     return out
 

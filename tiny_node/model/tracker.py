@@ -51,6 +51,20 @@ class Detection:
     cov: tuple[tuple[float, float], tuple[float, float]] | None = None
 
 
+def _usable(d: Detection) -> bool:
+    """A finite position, and a covariance (if any) with finite entries and no negative variance.
+
+    Why: a NaN or infinite covariance, from a foot point at the horizon, makes a track's
+    covariance NaN through its update (and its gate test say nothing).
+    """
+    if not math.isfinite(d.dx + d.y):
+        return False
+    if d.cov is None:
+        return True
+    (a, b), (c, e) = d.cov
+    return all(math.isfinite(v) for v in (a, b, c, e)) and a >= 0.0 and e >= 0.0
+
+
 @dataclass(frozen=True)
 class MotionModel:
     """One motion hypothesis of an IMM track; velocities over ground, m/s.
@@ -203,6 +217,11 @@ class VruTracker:
         every track's range shrinks by the ego's travel (the mean of the two frames' speeds
         times the interval) plus the VRU's own motion.
         """
+        if not (math.isfinite(time_s) and math.isfinite(ego_speed)) or time_s == self._t:
+            # no time or speed to predict with, or a repeated frame (its detections are in the
+            # tracks already: fused again they would count twice, and three copies of one frame
+            # would confirm a one-frame false detection): the tracks stay as they are
+            return self.confirmed()
         if self._t is not None and not 0.0 <= time_s - self._t <= self.cfg.max_gap_s:
             self.reset()
             self.resets += 1
@@ -212,7 +231,7 @@ class VruTracker:
         for tr in self.tracks:
             self._predict(tr, dt, travel)
             tr.ego_speed = ego_speed
-        dets = [d for d in detections if d.score >= self.cfg.min_score and math.isfinite(d.dx + d.y)]
+        dets = [d for d in detections if d.score >= self.cfg.min_score and _usable(d)]
         unused = self._associate(dets, time_s)
         for d in unused:
             self._start(d, time_s, ego_speed)

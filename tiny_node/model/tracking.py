@@ -45,6 +45,8 @@ class Tracking:
         if image.roi is None:
             raise BundleError("vlm.tracking needs inputs.image.roi (the window the detector's grid covers)")
         self.origin = (image.roi[0], image.roi[2])
+        #: the detector's grid: the window in ``stride``-pixel cells, a partial cell counted
+        self.grid = (-(-(image.roi[1] - image.roi[0]) // spec.stride), -(-(image.roi[3] - image.roi[2]) // spec.stride))
         self.bottom = image.roi[1]  # the window's last row: the nearest road it shows
         self.size = (image.width, image.height)
         self._source: tuple[int, int] | None = None  # the camera frame's (w, h): its aspect shapes the pixels
@@ -63,7 +65,10 @@ class Tracking:
 
     def mount(self, camera: CameraMount) -> None:
         """Put the road plane under another camera pose (a drive whose camera sits otherwise)."""
-        self.camera = Pinhole.of(camera, *self.size, source=self._source)
+        pinhole = Pinhole.of(camera, *self.size, source=self._source)
+        if pinhole != self.camera:  # the tracks' positions were read through the old geometry
+            self.tracker.reset()
+        self.camera = pinhole
         self.tracker.set_window(self.window_near_m())
 
     def frame_size(self, width: int, height: int) -> None:
@@ -91,6 +96,15 @@ class Tracking:
         t0 = time.perf_counter()  # a stage timing, as VlmRuntime.last_ms: real time is the point
         heat, off = self.session.run([HEAT, OFFSET], pixels, run_options)
         self.last_detector_ms = (time.perf_counter() - t0) * 1e3
+        if np.shape(heat) != (1, 1, *self.grid) or np.shape(off) != (1, 2, *self.grid):
+            # another grid would put every foot point somewhere else on the road
+            raise ValueError(f"vlm.tracking.detector: heat {list(np.shape(heat))} and offset {list(np.shape(off))} "
+                             f"must be [1, 1, {self.grid[0]}, {self.grid[1]}] and [1, 2, {self.grid[0]}, "
+                             f"{self.grid[1]}] (the image window in cells of stride {self.spec.stride})")
+        if not (np.all(np.isfinite(heat)) and np.all(np.isfinite(off))):
+            # as a NaN logit (output.read_decision): silently, it would take every VRU and the
+            # conflict brake out of the decision
+            raise ValueError("vlm.tracking.detector: non-finite heat or offset")
         return peaks(heat[0, 0], off[0], stride=self.spec.stride, origin=self.origin, min_score=self.spec.min_score)
 
     def step(self, pixels: dict[str, NDArray[Any]], time_s: float | None, ego_speed: float,
