@@ -130,6 +130,21 @@ def test_invalid_parameter_refuses_to_start_naming_it(ros_env, tmp_path):
     assert "arbitration" in proc.stderr and "'either', 'shadow'" in proc.stderr
 
 
+def test_a_command_line_parameter_typo_or_integer_double_refuses_to_start():
+    """rcl ignores an override of a parameter the node does not declare: -p deadline_msec:=40.0 ran on
+    the 50 ms default without a word; -p deadline_ms:=40 got rclpy's bare type error."""
+    from tiny_node.config import ConfigError, make_config
+    from tiny_node.ros.node import _early_parameters
+
+    with pytest.raises(ConfigError, match=r"unknown parameter 'deadline_msec' \(did you mean deadline_ms\?\)"):
+        make_config(_early_parameters(["--ros-args", "-p", "deadline_msec:=40.0"]))
+    with pytest.raises(ConfigError, match=r"-p deadline_ms:=40 is an integer.*write 40.0"):
+        _early_parameters(["--ros-args", "-p", "deadline_ms:=40"])
+    # another node's parameter and ROS's own are not ours to judge
+    assert _early_parameters(["--ros-args", "-p", "other:foo:=1", "-p", "use_sim_time:=true",
+                              "-p", "tiny_node:deadline_ms:=40.0"]) == {"deadline_ms": 40.0}
+
+
 def test_runtime_parameter_set_is_validated(start_node, feeder):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters

@@ -10,6 +10,7 @@ naming the parameter, the value and the allowed range.
 from __future__ import annotations
 
 import builtins
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -274,7 +275,9 @@ def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
     for name, value in (overrides or {}).items():
         spec = SPECS.get(name)
         if spec is None:
-            raise ConfigError(f"unknown parameter '{name}' (known: {', '.join(sorted(SPECS))})")
+            near = difflib.get_close_matches(name, SPECS, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(f"unknown parameter '{name}'{hint} (known: {', '.join(sorted(SPECS))})")
         values[name] = spec.check(value)
     if values["model_restart_backoff_max_s"] < values["model_restart_backoff_s"]:  # type: ignore[operator]
         raise ConfigError(

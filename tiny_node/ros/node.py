@@ -44,6 +44,7 @@ from tiny_node.clock import MonotonicClock
 from tiny_node.config import (
     NODE_NAME,
     PARAMS,
+    ROS_OWNED,
     SPECS,
     ConfigError,
     NodeConfig,
@@ -284,6 +285,7 @@ class TinyNode(LifecycleNode):
         result = super().on_activate(state)
         self._last_frame_at = None  # the camera diagnostic too: no frame was taken while inactive
         self.loop.start()
+        self.get_logger().info("active: deciding every camera frame")
         return result
 
     @_logged
@@ -540,8 +542,15 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     for rule in _rules(ros_args, ("-p", "--param")):
         target, sep, text = rule.partition(":=")
         key = ours(target)
-        if sep and key in SPECS:
-            values[key] = yaml.safe_load(text)
+        if not sep or key is None or key in ROS_OWNED or key.split(".", 1)[0] in ROS_OWNED:
+            continue
+        value = yaml.safe_load(text)
+        if key in SPECS and type(SPECS[key].default) is float and type(value) is int:
+            raise ConfigError(f"-p {key}:={text} is an integer, and the node declares a double (rcl refuses it): "
+                              f"write {float(value)!r}")
+        # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
+        # of a parameter the node does not declare, and the node would run on the default
+        values[key] = value
     return values
 
 
@@ -627,6 +636,7 @@ def main(args: list[str] | None = None) -> int:
     finally:
         if node is not None:
             node._teardown()
+            node.get_logger().info(f"stopped ({node._frames} camera frames received)")
             node.destroy_node()
         if rclpy.ok():
             rclpy.try_shutdown()
