@@ -90,7 +90,6 @@ setup(
     keywords=["ROS", "ROS 2", "AEB", "onnxruntime"],
     classifiers=[
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
