@@ -99,7 +99,7 @@ def generate_launch_description():
             'namespace', default_value='', description='Node namespace'),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false',
-            description='Use simulation (/clock) time'),
+            description="Use simulation (/clock) time; overrides the params file's use_sim_time"),
         DeclareLaunchArgument(
             'autostart', default_value='true',
             description='Configure and activate the lifecycle node automatically'),
