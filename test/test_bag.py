@@ -488,6 +488,18 @@ def test_cli_model_default_is_the_shipped_bundle_as_for_the_node(tmp_path, capsy
     assert summary["model"] == str(DEFAULT_BUNDLE_DIR) and "model" in summary["by_source"]
 
 
+def test_a_message_decompressing_past_the_limit_is_a_bag_error_not_an_allocation(tmp_path, monkeypatch):
+    """A few KB of zstd can claim many GB; the message is cut at MAX_MESSAGE_BYTES while decompressing."""
+    from tiny_node.bag import topics
+
+    _compressed_copy(_talker(tmp_path / "talker"), tmp_path / "z", "mcap", "message")
+    with BagSource(tmp_path / "z") as source:
+        assert {c.topic for c, _, _ in source.messages()} == {"/topic", "/rosout"}  # under the limit: as before
+    monkeypatch.setattr(topics, "MAX_MESSAGE_BYTES", 16)
+    with BagSource(tmp_path / "z") as source, pytest.raises(BagError, match=r"on /\w+ at log time .*over 16 bytes"):
+        list(source.messages())
+
+
 def _write_bag(path: Path, storage: str, messages: list[tuple[str, int, object]]) -> Path:
     """A bag from (topic, log ns, rosbags message) with plain rosbags, as another tool would write it."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3

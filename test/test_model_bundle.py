@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from tiny_node.model.bundle import (
+    MAX_FILE_BYTES,
     BundleError,
     DecisionSpec,
     SensorSpec,
@@ -211,6 +213,17 @@ def test_read_verified_catches_a_swap_after_load(fast: Path) -> None:
     (fast / "model.onnx").write_bytes(b"not the model")
     with pytest.raises(BundleError, match="checksum mismatch"):
         b.read_verified("model")
+
+
+def test_a_file_over_its_size_limit_is_refused_before_it_is_hashed_or_read(fast: Path) -> None:
+    """A 50 GB "model" (its hash in the manifest or not) must not be hashed for minutes, then read into memory."""
+    b = load_bundle(fast)
+    model = fast / "model.onnx"
+    os.truncate(model, MAX_FILE_BYTES + 1)  # sparse: no disk used
+    msg = load_error(fast)
+    assert f"files.model: {model.resolve()} is {MAX_FILE_BYTES + 1} bytes: at most {MAX_FILE_BYTES}" in msg
+    with pytest.raises(BundleError, match=r"files\.model: .* is larger than that: at most"):
+        b.read_verified("model")  # grown after load: read only up to the limit
 
 
 # -- decision reading ---------------------------------------------------------------

@@ -77,6 +77,8 @@ def test_defaults_and_ncap_dimensions():
         ({**BASE, "actors": ["car"]}, "ccrs.yaml: actors[0]: must be a mapping (got str)"),
         ({**BASE, "actors": [BASE["actors"][0], BASE["actors"][0] | {"name": "car0"}]}, "actors[1].name: duplicate"),
         ({**BASE, "colour": 1}, "ccrs.yaml: colour: unknown field"),
+        ({**BASE, "name": "x" * 201}, "ccrs.yaml: name: 201 bytes long: at most 200"),  # not ENAMETOOLONG later
+        ({**BASE, "name": "é" * 101}, "ccrs.yaml: name: 202 bytes long: at most 200"),
     ],
 )
 def test_errors_name_the_file_and_field(d, message):

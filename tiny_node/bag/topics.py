@@ -47,6 +47,9 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
 STORAGE_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
 #: messages of a type tried against each distro's definition in a bag without definitions
 STORE_SAMPLE = 20
+#: largest message a message-compressed bag may decompress to: an 8-byte-per-pixel 4096 x 4096
+#: image is 128 MiB; a few KB of zstd can claim many GB, which would exhaust memory
+MAX_MESSAGE_BYTES = 256 << 20
 
 # What rosbags / sqlite / the decompressors raise on a damaged file.  Caught only around
 # calls into the reader and re-raised as BagError with the cause chained.
@@ -54,6 +57,24 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
     AnyReaderError, ReaderError, OSError, sqlite3.Error, struct.error, EOFError, ValueError,
     KeyError, IndexError, UnicodeDecodeError, AssertionError, zstd.ZstdError,
 )
+
+
+def _decompress_bounded(data: bytes, limit: int) -> bytes:
+    """``zstd.decompress(data)`` (every frame), raising ``zstd.ZstdError`` past ``limit`` bytes.
+
+    Why: the output is cut at ``limit`` while decompressing, so a bomb never gets allocated.
+    """
+    out = bytearray()
+    while True:
+        decomp = zstd.ZstdDecompressor()
+        out += decomp.decompress(data, max_length=limit + 1 - len(out))
+        if len(out) > limit:
+            raise zstd.ZstdError(f"decompresses to over {limit} bytes (MAX_MESSAGE_BYTES)")
+        if not decomp.eof:
+            raise zstd.ZstdError("Compressed data ended before the end-of-stream marker was reached")
+        data = decomp.unused_data
+        if not data:
+            return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -229,7 +250,7 @@ class BagSource:
             if self._unzip_messages:  # compression_mode: message, each message zstd on its own
                 conn, ns, raw = item
                 try:
-                    item = (conn, ns, zstd.decompress(raw))
+                    item = (conn, ns, _decompress_bounded(raw, MAX_MESSAGE_BYTES))
                 except zstd.ZstdError as exc:
                     raise BagError(f"{self.path}: corrupt bag: the message on {conn.topic} at log time {ns} "
                                    f"does not decompress: {exc}") from exc

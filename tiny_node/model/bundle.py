@@ -62,6 +62,11 @@ VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer")
 VLM_OPTIONAL_FILES = ("config", "vru_detector")
 #: Prompt placeholders besides the sensor features (which take a format spec, ``{range:.0f}``).
 PROMPT_SLOTS = ("image", "image_prev", "sensors", "context")
+#: largest bundle file: onnxruntime cannot parse a larger protobuf from bytes anyway, and a
+#: file is read whole into memory (a 50 GB "model" would be hashed for minutes, then exhaust it)
+MAX_FILE_BYTES = 2**31 - 1
+#: the JSON files (a real tokenizer.json is a few MB) are parsed whole, at several times their size
+MAX_JSON_BYTES = {"tokenizer": 64 << 20, "config": 1 << 20}
 MAX_FRAMES = 2  # vlm.frames.count: the current frame, plus at most one earlier frame
 MAX_BINS = 4096  # per feature: keeps the vocabulary check at load cheap
 LAYOUTS = ("NCHW", "NHWC")
@@ -334,10 +339,14 @@ class Bundle:
         Why: closes the gap between load_bundle() and the moment the model is parsed.
         """
         entry = self.file(key)
+        limit = _max_bytes(key)
         try:
-            data = entry.path.read_bytes()
+            with entry.path.open("rb") as fh:
+                data = fh.read(limit + 1)  # never more than the limit in memory, whatever the file grew to
         except OSError as exc:
             raise BundleError(f"files.{key}: cannot read {entry.path}: {exc}") from exc
+        if len(data) > limit:
+            raise BundleError(_too_big(entry, None))
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry.sha256:
             raise BundleError(_mismatch(entry, actual))
@@ -459,10 +468,23 @@ def _mismatch(entry: FileEntry, actual: str) -> str:
     )
 
 
+def _max_bytes(key: str) -> int:
+    return MAX_JSON_BYTES.get(key, MAX_FILE_BYTES)
+
+
+def _too_big(entry: FileEntry, size: int | None) -> str:
+    """The error for a file over its limit; ``size`` None: read only up to the limit, so not known."""
+    told = f"{size} bytes" if size is not None else "larger than that"
+    return f"files.{entry.key}: {entry.path} is {told}: at most {_max_bytes(entry.key)} bytes are allowed"
+
+
 def _verify(entry: FileEntry) -> None:
     try:  # OSError (EACCES, EIO, ENAMETOOLONG): still this file's fault, named like read_verified's
         if not entry.path.is_file():
             raise BundleError(f"files.{entry.key}: file missing: {entry.path}")
+        size = entry.path.stat().st_size
+        if size > _max_bytes(entry.key):  # refused before hashing it, let alone reading it
+            raise BundleError(_too_big(entry, size))
         actual = hash_file(entry.path)
     except OSError as exc:
         raise BundleError(f"files.{entry.key}: cannot read {entry.path}: {exc}") from exc

@@ -34,6 +34,8 @@ LIGHTS = ("day", "night")
 WEATHERS = ("clear", "rain", "fog")
 EXPECTS = ("avoid", "no_brake")
 TRIGGER_KEYS = ("time_s", "ego_distance_m", "ttc_s", "gap_m")
+#: the name is the stem of each run's files (``<name>__<mode>.json.tmp``): a file name holds 255 bytes
+MAX_NAME_BYTES = 200
 #: a number YAML 1.1 leaves as text (``1e3``, ``5e-1``): named in the error, not just refused
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -374,6 +376,8 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
     """Build and validate a scenario from a mapping (a parsed YAML file)."""
     f = _Fields(d, "", source)
     name = f.string("name")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:  # refused here, not as ENAMETOOLONG mid-suite
+        f.fail("name", f"{len(name.encode('utf-8', 'surrogatepass'))} bytes long: at most {MAX_NAME_BYTES}")
     acts = f.raw("actors")
     if acts is None:
         acts = []
