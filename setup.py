@@ -42,6 +42,8 @@ setup(
         "opencv-python-headless>=4.8",
         "PyYAML>=6.0",
         "rosbags>=0.10",
+        # zstd for message- / file-compressed bags (bag.topics); the stdlib has it from 3.14
+        "backports.zstd>=1.0; python_version < '3.14'",
         "mcap>=1.1",
         "tokenizers>=0.15",
         "matplotlib>=3.5",
