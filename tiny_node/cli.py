@@ -59,7 +59,7 @@ def _stopping_its_node(name: str, run: Callable[[], int]) -> int:
     try:
         return run()
     except KeyboardInterrupt as exc:
-        how, status = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+        how, status = _stopped_by(exc)
         print(f"\ntiny-node {name}: {how} (a node it started is stopped)", file=sys.stderr)
         return status
     finally:
@@ -133,7 +133,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"\ntiny-node replay: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        how, status = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+        how, status = _stopped_by(exc)
         summary = out / "summary.json"
         # the stop may come after the outputs were swapped in (the last few ms of a run)
         done = summary.is_file() and summary.stat().st_mtime >= started
@@ -161,6 +161,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (``timeout``, ``kill``, a supervisor), raised like Ctrl-C: the run cleans up the same way."""
+
+
+def _stopped_by(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """How the run was stopped and its exit status: SIGTERM 143, Ctrl-C 130 (128 + the signal)."""
+    return ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:

@@ -258,12 +258,6 @@ class NodeConfig:
             range_stuck_s=self.float("range_stuck_s"),
         )
 
-    def replace(self, **changes: Value) -> NodeConfig:
-        """Return a copy with some parameters changed (dots in names as ``__``)."""
-        merged = dict(self.values)
-        merged.update({k.replace("__", "."): v for k, v in changes.items()})
-        return make_config(merged)
-
 
 def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
     """Validate ``overrides`` against :data:`PARAMS` and fill in the defaults.
@@ -303,6 +297,23 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object]) -> No
 
 # Parameters ROS itself handles; allowed in a params file but not ours to validate.
 ROS_OWNED = frozenset({"use_sim_time", "qos_overrides", "start_type_description_service"})
+
+
+def ros_owned(name: str) -> bool:
+    """Whether ``name`` (or its first part: ``qos_overrides.…``) is rclpy's, not this node's."""
+    return name in ROS_OWNED or name.split(".", 1)[0] in ROS_OWNED
+
+
+def integer_for_double(name: str, value: object) -> str | None:
+    """Why ``value`` cannot be given for ``name``, if it is an integer for a double parameter.
+
+    rcl reads ``40`` as an integer, and the node's double parameter refuses it at start: the
+    offline tools and the start command say so too, with what to write.
+    """
+    if name in SPECS and type(SPECS[name].default) is float and type(value) is int:
+        return (f"{value} is an integer, and the node declares a double (rcl refuses it at start): "
+                f"write {float(value)!r}")
+    return None
 
 
 def _section_regex(key: str) -> re.Pattern[str]:
@@ -358,13 +369,10 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     if not matched and require_section:
         raise ConfigError(f"params file {p}: no section for node '{full if namespace else node_name}' (or '/**')")
     for name in list(flat):
-        if name in ROS_OWNED or name.split(".", 1)[0] in ROS_OWNED:
+        if ros_owned(name):
             del flat[name]
-        elif name in SPECS and type(SPECS[name].default) is float and type(value := flat[name]) is int:
-            # rcl reads `40` as an integer and the node's double parameter refuses it at start;
-            # refused here too, so a file tried with `tiny-node sim` starts the node as well.
-            raise ConfigError(f"params file {p}: {name}: {value} is an integer, and the node declares a "
-                              f"double (rcl refuses it at start): write {float(value)!r}")
+        elif why := integer_for_double(name, flat[name]):
+            raise ConfigError(f"params file {p}: {name}: {why}")
     return flat
 
 

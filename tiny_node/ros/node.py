@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import rclpy
@@ -44,13 +44,14 @@ from tiny_node.clock import MonotonicClock
 from tiny_node.config import (
     NODE_NAME,
     PARAMS,
-    ROS_OWNED,
     SPECS,
     ConfigError,
     NodeConfig,
     ParamSpec,
+    integer_for_double,
     load_params_file,
     make_config,
+    ros_owned,
 )
 from tiny_node.dds import configure_dds
 from tiny_node.decision import Decision, diagnostic_prefix
@@ -162,8 +163,9 @@ class TinyNode(LifecycleNode):
         self._rationale_timer: Any | None = None
 
     # --- parameters --------------------------------------------------------------------
-    def _read_config(self) -> NodeConfig:
-        return make_config({n: self.get_parameter(n).value for n in SPECS})
+    def _read_config(self, changed: Mapping[str, object] | None = None) -> NodeConfig:
+        """The configuration of the node's parameters, with ``changed`` (a set not applied yet) on top."""
+        return make_config({**{n: self.get_parameter(n).value for n in SPECS}, **(changed or {})})
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         """Refuse a change the configuration as a whole refuses; apply it if configured.
@@ -176,7 +178,7 @@ class TinyNode(LifecycleNode):
             for name, value in changed.items():
                 SPECS[name].check(value)
             if self._declared and changed:
-                cfg = make_config({**{n: self.get_parameter(n).value for n in SPECS}, **changed})
+                cfg = self._read_config(changed)
                 if self.watchdog is not None:
                     self._apply(cfg)
         except ConfigError as exc:
@@ -542,12 +544,11 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     for rule in _rules(ros_args, ("-p", "--param")):
         target, sep, text = rule.partition(":=")
         key = ours(target)
-        if not sep or key is None or key in ROS_OWNED or key.split(".", 1)[0] in ROS_OWNED:
+        if not sep or key is None or ros_owned(key):
             continue
         value = yaml.safe_load(text)
-        if key in SPECS and type(SPECS[key].default) is float and type(value) is int:
-            raise ConfigError(f"-p {key}:={text} is an integer, and the node declares a double (rcl refuses it): "
-                              f"write {float(value)!r}")
+        if why := integer_for_double(key, value):
+            raise ConfigError(f"-p {key}:={why}")
         # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
         # of a parameter the node does not declare, and the node would run on the default
         values[key] = value

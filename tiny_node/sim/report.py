@@ -96,11 +96,11 @@ def write_report(result: SuiteResult, *, plots: str = "auto", mapper: Mapper = m
     out = result.out_dir
     runs = result.runs
     summary = {"totals": totals(runs), "runs": runs}
-    _write_text(out / "summary.json", canonical_json(summary))
+    write_text_atomic(out / "summary.json", canonical_json(summary))
     plotted = _plot_runs(out, runs, plots, mapper)
     matrix = out / "score_matrix.png"
     has_matrix = write_score_matrix(runs, matrix)
-    _write_text(out / "report.md", markdown(runs, plotted=plotted, matrix=has_matrix))
+    write_text_atomic(out / "report.md", markdown(runs, plotted=plotted, matrix=has_matrix))
 
 
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
@@ -117,7 +117,8 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (:func:`_replace`)."""
     _replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -134,7 +135,7 @@ def write_timing(result: SuiteResult) -> None:
         per_run[k] = {"sim_s": sim, "wall_s": w, "cpu_s": cpu, "x_realtime": sim / w if w else None,
                       "x_realtime_cpu": sim / cpu if cpu else None}
     timing = {"suite_wall_s": result.wall_s, "reused_runs": result.reused, "runs": per_run}
-    _write_text(result.out_dir / "timing.json", canonical_json(timing))
+    write_text_atomic(result.out_dir / "timing.json", canonical_json(timing))
 
 
 def _sim_s(runs: Sequence[Mapping[str, Any]], key: str) -> float:

@@ -35,7 +35,7 @@ from tiny_node.config import NodeConfig, make_config
 from tiny_node.lockstep import budget_ms_arg
 from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, run_scenario
-from tiny_node.sim.report import write_report, write_timing
+from tiny_node.sim.report import write_report, write_text_atomic, write_timing
 from tiny_node.sim.scoring import rating_code
 from tiny_node.sim.suite import SUITES
 from tiny_node.sources import sources_digest
@@ -132,6 +132,18 @@ def config_hash(scenario: Any, mode: str, cfg: NodeConfig, *, bundle: Path | Non
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+def name_clashes(named: Iterable[tuple[str, str]]) -> list[str]:
+    """Scenarios whose names make one run file name, each group as ``a and b`` (``named``: name, as shown).
+
+    Why by file name (:func:`run_key`), not by name: runs are stored, and summed, by it, so
+    'a b' and 'a_b' would overwrite each other's results.
+    """
+    by_key: dict[str, list[str]] = {}
+    for name, shown in named:
+        by_key.setdefault(run_key(name, ""), []).append(shown)
+    return sorted(" and ".join(same) for same in by_key.values() if len(same) > 1)
+
+
 def _refuse_existing_bags(record: Path, keys: Iterable[str]) -> None:
     """Raise FileExistsError, before anything runs, if a run's bag is in ``record`` already.
 
@@ -143,12 +155,6 @@ def _refuse_existing_bags(record: Path, keys: Iterable[str]) -> None:
         raise FileExistsError(f"--record {record}: {len(there)} bag(s) of this suite exist already "
                               f"({', '.join(there[:3])}{', ...' if len(there) > 3 else ''}; a run stopped "
                               "half-way leaves its bag too): record into another folder, or remove them")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _init_worker() -> None:
@@ -186,7 +192,7 @@ def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
             if recorder is not None:
                 recorder.close()
         summary = json.loads(canonical_json(result.summary))  # as stored: a reused run reads the same
-        _write_atomic(out / "timelines" / f"{task.key}.csv", result.timeline_csv())
+        write_text_atomic(out / "timelines" / f"{task.key}.csv", result.timeline_csv())
     except Exception as exc:  # one broken run must not lose the suite; it is reported as an error
         summary = {"name": str(task.scenario.name), "mode": task.mode, "outcome": "error",
                    "passed": False, "error": f"{type(exc).__name__}: {exc}",
@@ -195,7 +201,7 @@ def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
                    "ego_speed_kmh": float(getattr(task.scenario, "ego_speed_kmh", math.nan))}
     wall = (time.perf_counter() - t0, time.process_time() - c0)
     if summary.get("outcome") != "error":
-        _write_atomic(out / "runs" / f"{task.key}.json",
+        write_text_atomic(out / "runs" / f"{task.key}.json",
                       canonical_json({"config_hash": task.config_hash, "summary": summary}))
     return task.key, summary, wall
 
@@ -258,10 +264,7 @@ def run_suite(
             raise ValueError(f"unknown mode {m!r} (known: {', '.join(MODES)})")
     if "model" in modes and bundle is None:
         raise ValueError("mode 'model' needs a model bundle")
-    by_key: dict[str, list[str]] = {}  # runs are stored, and summed, by file name: 'a b' and 'a_b' would be one
-    for sc in scenarios:
-        by_key.setdefault(run_key(str(sc.name), ""), []).append(repr(str(sc.name)))
-    dupes = sorted(" and ".join(names) for names in by_key.values() if len(names) > 1)
+    dupes = name_clashes((str(sc.name), repr(str(sc.name))) for sc in scenarios)
     if dupes:
         raise ValueError(f"scenario names must be unique in a suite (as file names); repeated: {'; '.join(dupes)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -403,9 +406,9 @@ def run_suite_realtime(
                     walls[key] = time.perf_counter() - started
                     summary = json.loads(canonical_json(summarise(
                         sc, mode, trace, decisions=port.decisions(), stats=port.stats(), extra={"realtime": True})))
-                    _write_atomic(out_dir / "timelines" / f"{key}.csv", timeline_csv(trace.rows))
+                    write_text_atomic(out_dir / "timelines" / f"{key}.csv", timeline_csv(trace.rows))
                     # no config hash: a real-time drive is never reused (its decisions are the node's, timed)
-                    _write_atomic(out_dir / "runs" / f"{key}.json",
+                    write_text_atomic(out_dir / "runs" / f"{key}.json",
                                   canonical_json({"config_hash": None, "summary": summary}))
                     runs.append(summary)
             finally:
@@ -483,13 +486,7 @@ def _scenarios(args: Any) -> list[Any]:
     chosen += files
     if args.only:
         chosen = [(s, o) for s, o in chosen if any(fnmatch.fnmatchcase(s.name, pat) for pat in args.only)]
-    # runs are stored by file name (run_key): two scenarios of one, e.g. 'a b' and 'a_b', would overwrite
-    # each other's results
-    by_key: dict[str, list[tuple[str, str]]] = {}
-    for s, origin in chosen:
-        by_key.setdefault(run_key(str(s.name), ""), []).append((str(s.name), origin))
-    dupes = sorted(" and ".join(f"{n!r} from {origin}" for n, origin in same)
-                   for same in by_key.values() if len(same) > 1)
+    dupes = name_clashes((str(s.name), f"{str(s.name)!r} from {origin}") for s, origin in chosen)
     if dupes:
         raise ScenarioError("scenario names must be unique in a run (as file names); " + "; ".join(dupes))
     if args.seed is not None:

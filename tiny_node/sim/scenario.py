@@ -28,7 +28,14 @@ from tiny_node.strict_yaml import safe_load_unique
 #: family (before "-") selects the colour bands and, for CCR*, the end rule
 PROTOCOLS = ("CCRs", "CCRm", "CCRb", "CPNA-25", "CPNA-75", "CPFA-50", "CPNCO-50", "CPLA-25", "CPLA-50",
              "CBNA-50", "CBFA-50", "CBLA-50")
-PROTOCOL_FAMILIES = frozenset(p.split("-", 1)[0] for p in PROTOCOLS)
+
+
+def protocol_family(protocol: str) -> str:
+    """The family of a protocol, its name before "-" (``CPNA-25`` -> ``CPNA``; ``CCRs`` as is)."""
+    return protocol.split("-", 1)[0]
+
+
+PROTOCOL_FAMILIES = frozenset(protocol_family(p) for p in PROTOCOLS)
 
 LIGHTS = ("day", "night")
 WEATHERS = ("clear", "rain", "fog")
@@ -376,8 +383,9 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
     """Build and validate a scenario from a mapping (a parsed YAML file)."""
     f = _Fields(d, "", source)
     name = f.string("name")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:  # refused here, not as ENAMETOOLONG mid-suite
-        f.fail("name", f"{len(name.encode('utf-8', 'surrogatepass'))} bytes long: at most {MAX_NAME_BYTES}")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:  # refused here, not as ENAMETOOLONG mid-suite
+        f.fail("name", f"{size} bytes long: at most {MAX_NAME_BYTES}")
     acts = f.raw("actors")
     if acts is None:
         acts = []
@@ -401,7 +409,7 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
     protocol = f.raw("protocol")
     if protocol is not None and not isinstance(protocol, str):
         f.fail("protocol", f"must be a string (got {protocol!r})")
-    if isinstance(protocol, str) and protocol.split("-", 1)[0] not in PROTOCOL_FAMILIES:
+    if isinstance(protocol, str) and protocol_family(protocol) not in PROTOCOL_FAMILIES:
         # a typo would take the run out of the scoring (no band, no points) without a word
         close = difflib.get_close_matches(protocol, PROTOCOLS, n=1, cutoff=0.5)
         f.fail("protocol", f"unknown Euro NCAP protocol {protocol!r}"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from tiny_node.sim.scenario import Scenario
+from tiny_node.sim.scenario import Scenario, protocol_family
 
 PACKAGE = "euroncap-rating-2026"
 COLOURS = ("green", "yellow", "orange", "brown", "red")
@@ -65,7 +65,7 @@ class Band:
 
 def test_name(protocol: str, light: str = "day") -> str | None:
     """The rating code's test name for a scenario protocol (``CPNA-25`` + night -> ``CPNA night``)."""
-    family = protocol.split("-", 1)[0]
+    family = protocol_family(protocol)
     if family in _LIT:
         return f"{family} {'night' if light == 'night' else 'day'}"
     if family in _PLAIN:
@@ -143,5 +143,5 @@ def frontal_gate_passed(points: Iterable[tuple[str, float, str]]) -> bool:
     Why: the rating code then zeroes all Frontal Collisions scores (car, pedestrian and cyclist
     alike), not only the CCRs ones.  ``points`` holds (protocol, VUT km/h, colour) per run.
     """
-    return not any(c != "green" and ((p.split("-", 1)[0] == "CCRs" and v <= 20.0) or (p == "CPNA-75" and v <= 10.0))
+    return not any(c != "green" and ((protocol_family(p) == "CCRs" and v <= 20.0) or (p == "CPNA-75" and v <= 10.0))
                    for p, v, c in points)

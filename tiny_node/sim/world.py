@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tiny_node.sim.kinds import EGO_HEIGHT_M, KINDS
 from tiny_node.sim.motion import ActorMotion
-from tiny_node.sim.scenario import Scenario
+from tiny_node.sim.scenario import Scenario, protocol_family
 from tiny_node.sim.vehicle import Ego
 
 #: protocols whose target is ahead of the ego in its lane (car to car rear, pedestrian and cyclist
@@ -263,7 +263,7 @@ class World:
         if self.ego.speed <= 0.0 and self.ego.first_request_t is not None:
             return True
         limit = self.scenario.duration_s
-        if (self.scenario.protocol or "").split("-", 1)[0] in FOLLOWING_FAMILIES:
+        if protocol_family(self.scenario.protocol or "") in FOLLOWING_FAMILIES:
             _, who = self._in_path_motion()
             if who is not None and who.vx > 0.0 and who.speed_settled and self.ego.speed < who.vx - 1e-6:
                 return True
