@@ -162,6 +162,27 @@ def test_without_stress_ng_the_default_cases_run_without_load(cases_run: list[st
     assert [r["case"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]] == ["fast", "slow"]
 
 
+def test_a_stop_during_a_case_keeps_the_cases_measured_before_it(
+        cases_run: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: Ctrl-C (or SIGTERM) in the third case of a 10-minute bench lost the two measured.
+    import tiny_node.bench as bench
+    from tiny_node.cli import main
+
+    measured = bench.run_case
+
+    def stopped_in_slow(case: str, bundles: Any, frames: int, out_dir: Path) -> dict[str, Any]:
+        if case == "slow":
+            raise KeyboardInterrupt
+        return measured(case, bundles, frames, out_dir)
+
+    monkeypatch.setattr(bench, "run_case", stopped_in_slow)
+    assert main(["bench", "--frames", "3", "--out", str(tmp_path)]) == 130
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["case"] for r in doc["results"]] == ["fast"] and doc["interrupted_at"] == "slow"
+    assert "Interrupted during case slow" in (tmp_path / "bench.md").read_text()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "tiny-node bench: interrupted (a node it started is stopped)"
+
+
 def test_without_stress_ng_a_named_stress_case_is_refused_before_any_case(
         cases_run: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tiny_node.cli import main

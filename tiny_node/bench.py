@@ -135,21 +135,32 @@ def run_bench(out_dir: Path, frames: int = 600, cases: list[str] | None = None) 
                 print(exc, flush=True)
                 broken.append(f"bench: FAIL {case}: the node did not come up (log: {out_dir}/node-{case}.log)")
                 continue
+            except KeyboardInterrupt:
+                # Ctrl-C or SIGTERM (the CLI turns it into this): the cases measured so far are
+                # minutes of work; written before the CLI stops, marked as an interrupted run
+                write_report(out_dir, results, interrupted_at=case)
+                raise
             print("  " + ", ".join(f"{k}={results[-1][k]:.2f}" if isinstance(results[-1][k], float)
                                    else f"{k}={results[-1][k]}" for k in COLUMNS), flush=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    table = markdown(results)
-    report = f"Measured {stamp} on {machine()}.\n\n{table}\n"
-    print("\n" + report)
-    # A case without decisions has NaN figures: null in the file, which strict JSON readers take
-    safe = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in results]
-    (out_dir / "bench.json").write_text(json.dumps({"date": stamp, "machine": machine(),
-                                                    "results": safe}, indent=1, allow_nan=False))
-    (out_dir / "bench.md").write_text(report)
+    write_report(out_dir, results)
     notes, failures = verdict(results)
     for line in notes + failures + broken:
         print(line)
     return 1 if failures or broken else 0
+
+
+def write_report(out_dir: Path, results: list[dict[str, Any]], interrupted_at: str | None = None) -> None:
+    """Print the table and write ``bench.md`` / ``bench.json``; ``interrupted_at``: the case a stop cut short."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cut = "" if interrupted_at is None else f" Interrupted during case {interrupted_at}: the cases before it only."
+    report = f"Measured {stamp} on {machine()}.{cut}\n\n{markdown(results)}\n"
+    print("\n" + report, flush=True)
+    # A case without decisions has NaN figures: null in the file, which strict JSON readers take
+    safe = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in results]
+    (out_dir / "bench.json").write_text(json.dumps({"date": stamp, "machine": machine(),
+                                                    "interrupted_at": interrupted_at, "results": safe},
+                                                   indent=1, allow_nan=False))
+    (out_dir / "bench.md").write_text(report)
 
 
 def verdict(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
