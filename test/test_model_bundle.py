@@ -79,7 +79,8 @@ def test_missing_manifest(tmp_path: Path) -> None:
 
 def test_bad_yaml(fast: Path) -> None:
     (fast / "manifest.yaml").write_text("format: [unclosed\nname: x\n")
-    assert "not valid YAML" in load_error(fast)
+    msg = load_error(fast)
+    assert "not valid YAML" in msg and f'in "{fast / "manifest.yaml"}", line' in msg
 
 
 def test_yaml_python_tags_are_refused(fast: Path) -> None:

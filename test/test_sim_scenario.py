@@ -91,8 +91,10 @@ def test_file_errors(tmp_path: Path):
         load_scenario(missing)
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(ScenarioError, match=r"bad\.yaml: invalid YAML"):
+    with pytest.raises(ScenarioError, match=r"bad\.yaml: invalid YAML") as err:
         load_scenario(bad)
+    # the position names the file, not PyYAML's "<unicode string>"
+    assert f'in "{bad}", line 2' in str(err.value) and "unicode string" not in str(err.value)
     listed = tmp_path / "list.yaml"
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ScenarioError, match=r"list\.yaml: <top>: must be a mapping"):

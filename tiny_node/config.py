@@ -343,7 +343,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     try:
         # A key given twice is refused: rcl would apply the last value (or merge two sections
         # of one name), yaml.safe_load keep the last one, neither what the author saw.
-        doc = safe_load_unique(p.read_text(encoding="utf-8"))
+        doc = safe_load_unique(p.read_text(encoding="utf-8"), str(p))
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
     except yaml.YAMLError as exc:

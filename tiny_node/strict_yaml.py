@@ -27,6 +27,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def safe_load_unique(text: str) -> Any:
-    """``yaml.safe_load(text)``, with a key repeated in a mapping raising ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: the safe_load tag set, nothing more
+def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
+    """``yaml.safe_load(text)``, with a key repeated in a mapping raising ``yaml.YAMLError``.
+
+    ``name``: the file the text came from, which an error's position names (``in "x.yaml",
+    line 3, column 5``); PyYAML names text read from a string ``"<unicode string>"``.
+    """
+    loader = _UniqueKeyLoader(text)  # a SafeLoader: the safe_load tag set, nothing more
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

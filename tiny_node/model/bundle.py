@@ -443,7 +443,7 @@ def load_bundle(path: Path | str) -> Bundle:
     except OSError as exc:
         raise BundleError(f"{mpath}: cannot read manifest: {exc}") from exc
     try:
-        data = safe_load_unique(text)  # a key given twice is refused, not the last one kept
+        data = safe_load_unique(text, str(mpath))  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
         raise BundleError(f"{mpath}: not valid YAML: {exc}") from exc
     if not isinstance(data, Mapping):

@@ -445,7 +445,7 @@ def load_scenario(path: Path) -> Scenario:
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
-        data = safe_load_unique(text)
+        data = safe_load_unique(text, str(path))
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: invalid YAML: {exc}") from exc
     return scenario_from_dict(data, str(path))
