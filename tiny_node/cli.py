@@ -117,6 +117,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
     out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
     started = time.time()
+    progress = _progress_printer()
     restore = _sigterm_as_interrupt()
     try:
         cfg = config_from_file(args.params_file)
@@ -127,10 +128,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             bundle = resolve_bundle_dir(cfg.str("model_bundle"))
         result = replay(Path(args.bag), out_dir=out, cfg=cfg, bundle=bundle, topics=topics or None,
                         realtime=args.realtime, budget_ms=args.budget_ms, storage=args.storage,
-                        namespace=args.namespace, wait_s=args.wait, progress=_progress_printer(),
+                        namespace=args.namespace, wait_s=args.wait, progress=progress,
                         plot=not args.no_plot)
     except (BagError, ConfigError, OSError) as exc:
-        print(f"\ntiny-node replay: error: {exc}", file=sys.stderr)
+        # a new line only to end the progress display (an error before it: none, no blank line)
+        print(f"{progress.end() if progress else ''}tiny-node replay: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         how, status = _stopped_by(exc)
@@ -139,7 +141,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         done = summary.is_file() and summary.stat().st_mtime >= started
         what = ("this run's outputs were complete and are in place" if done
                 else "partial output removed; the output folder is as it was")
-        print(f"\ntiny-node replay: {how} ({what})", file=sys.stderr)
+        print(f"{progress.end() if progress else ''}tiny-node replay: {how} ({what})", file=sys.stderr)
         return status
     finally:
         restore()
@@ -183,15 +185,24 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
     return restore
 
 
-def _progress_printer() -> Callable[[float, float], None] | None:
-    """A one-line progress display on a terminal; nothing when output is a file or pipe."""
-    if not sys.stderr.isatty():
-        return None
+class _Progress:
+    """A one-line progress display on a terminal, rewritten in place (no newline of its own)."""
 
-    def show(done: float, t: float) -> None:
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, done: float, t: float) -> None:
         print(f"\rreplaying {done * 100:5.1f}%  t={t:8.2f} s", end="", file=sys.stderr, flush=True)
+        self.shown = True
 
-    return show
+    def end(self) -> str:
+        """What ends the progress line before another message: a newline once it has shown."""
+        return "\n" if self.shown else ""
+
+
+def _progress_printer() -> _Progress | None:
+    """A progress display on a terminal; nothing when output is a file or pipe."""
+    return _Progress() if sys.stderr.isatty() else None
 
 
 def main(argv: list[str] | None = None) -> int:
