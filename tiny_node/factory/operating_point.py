@@ -26,7 +26,8 @@ conflict is recorded too, and a drive it would brake in is a false activation no
 clears (printed, and nothing is written).
 
 The scored suite (``--suite all``) is not used here unless asked: it stays a test.
-``--with-benign`` adds its 23 benign drives to step 1 (their peaks must be cleared too). Why
+``--with-benign`` adds its benign drives (``sim.suite.benign_suite``: 27 since 2026-12-06, 23
+before) to step 1 (their peaks must be cleared too). Why
 offer it: a threshold for a product should clear every benign drive one knows of; the price
 is that those drives then calibrate the threshold and no longer test its false activations
 (the scored suite's Euro NCAP part still does). Say so wherever its figures are quoted.
@@ -204,8 +205,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the chosen threshold into the bundle's manifest (refused when the bundle's track "
                    "conflict brake fires in a look-alike drive: no threshold clears that)")
     p.add_argument("--with-benign", action="store_true",
-                   help="clear the scored suite's 23 benign drives too (they then calibrate the threshold "
-                   "and no longer test its false activations)")
+                   help=f"clear the scored suite's {len(benign_suite())} benign drives too (they then calibrate "
+                   "the threshold and no longer test its false activations)")
 
 
 def command(args: argparse.Namespace) -> int:
