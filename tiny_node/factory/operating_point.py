@@ -167,8 +167,8 @@ def check_copy_dest(bundle: Path, dest: Path) -> None:
     if not dest.exists():
         return
     try:
-        mine = {k: e.sha256 for k, e in load_bundle(bundle).files.items()}
-        theirs = {k: e.sha256 for k, e in load_bundle(dest).files.items()}
+        mine = {k: (e.sha256, *(d.sha256 for d in e.data)) for k, e in load_bundle(bundle).files.items()}
+        theirs = {k: (e.sha256, *(d.sha256 for d in e.data)) for k, e in load_bundle(dest).files.items()}
     except BundleError as exc:
         raise BundleError(f"{dest} exists and is not a copy of {bundle} ({exc}); choose another --out") from exc
     if mine != theirs:

@@ -10,6 +10,8 @@ The full description is in ``docs/BUNDLE.md``; the schema (``format: tiny_node.b
     kind: classifier                  # one of KINDS; anything else is rejected
     files:                            # key -> file inside the bundle dir, with its sha256
       model: {path: model.onnx, sha256: <64 hex>}
+      # a graph keeping tensors in ONNX external data lists those files (write_manifest does):
+      # model: {path: model.onnx, sha256: ..., data: [{path: model.onnx_data, sha256: ...}]}
     inputs:
       image: {name: image, height: 64, width: 64, layout: NCHW, color: rgb, dtype: float32,
               mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], scale: 0.00392156862745098}
@@ -53,6 +55,7 @@ import yaml
 
 from tiny_node.camera import CameraMount
 from tiny_node.model.conflict import ConflictSpec
+from tiny_node.model.onnx_external import ExternalDataError, external_tensors, location_path
 from tiny_node.strict_yaml import safe_load_unique
 
 FORMAT = "tiny_node.bundle/1"
@@ -65,6 +68,11 @@ PROMPT_SLOTS = ("image", "image_prev", "sensors", "context")
 #: largest bundle file: onnxruntime cannot parse a larger protobuf from bytes anyway, and a
 #: file is read whole into memory (a 50 GB "model" would be hashed for minutes, then exhaust it)
 MAX_FILE_BYTES = 2**31 - 1
+#: largest ONNX external data file (``files.<key>.data``): 32 GiB, an fp32 model of 8 G parameters,
+#: far past any that decides within a brake deadline on an on-board computer. It is checked
+#: before hashing: hashing alone takes some 20 s at this size, and the node then holds the file
+#: whole in memory while onnxruntime copies its tensors (twice its size, briefly)
+MAX_DATA_BYTES = 2**35
 #: the JSON files (a real tokenizer.json is a few MB) are parsed whole, at several times their size
 MAX_JSON_BYTES = {"tokenizer": 64 << 20, "config": 1 << 20}
 MAX_FRAMES = 2  # vlm.frames.count: the current frame, plus at most one earlier frame
@@ -110,10 +118,13 @@ class BundleError(Exception):
 class FileEntry:
     """One checksummed file of a bundle."""
 
-    key: str
+    key: str  # "decoder"; a graph's external data file: "decoder.data[0]"
     rel: str  # path as written in the manifest
     path: Path  # resolved absolute path (checked to be inside the bundle)
     sha256: str
+    max_bytes: int = MAX_FILE_BYTES  # refused above this size, before it is hashed
+    #: the graph's ONNX external data files (``files.<key>.data``), in manifest order
+    data: tuple[FileEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -339,7 +350,7 @@ class Bundle:
         Why: closes the gap between load_bundle() and the moment the model is parsed.
         """
         entry = self.file(key)
-        limit = _max_bytes(key)
+        limit = entry.max_bytes
         try:
             with entry.path.open("rb") as fh:
                 data = fh.read(limit + 1)  # never more than the limit in memory, whatever the file grew to
@@ -351,6 +362,36 @@ class Bundle:
         if actual != entry.sha256:
             raise BundleError(_mismatch(entry, actual))
         return data
+
+    def read_verified_data(self, key: str) -> list[bytearray]:
+        """The external data files of graph ``key`` (``files.<key>.data``, in that order), each checked again.
+
+        Each is read whole, to the size it has when opened (refused above its limit before a
+        byte is read), into a buffer only this process holds, and hashed there: the bytes
+        onnxruntime is handed are the very bytes that matched, whatever happens to the file.
+        """
+        return [_read_checked(d) for d in self.file(key).data]
+
+
+def _read_checked(entry: FileEntry) -> bytearray:
+    try:
+        with entry.path.open("rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > entry.max_bytes:
+                raise BundleError(_too_big(entry, size))
+            data = bytearray(size)
+            got = 0
+            with memoryview(data) as view:
+                while got < size and (n := fh.readinto(view[got:])):
+                    got += n
+            if got < size or fh.read(1):
+                raise BundleError(f"files.{entry.key}: {entry.path} changed size while it was read")
+    except OSError as exc:
+        raise BundleError(f"files.{entry.key}: cannot read {entry.path}: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry.sha256:
+        raise BundleError(_mismatch(entry, actual))
+    return data
 
 
 def hash_file(path: Path) -> str:
@@ -412,14 +453,15 @@ def write_manifest(
     """Hash ``files`` (key -> path relative to ``root``) and write ``root/manifest.yaml``.
 
     Used by generators and exporters so no one writes a checksum by hand. ``vlm`` is the
-    ``vlm`` section of a ``kind: vlm`` bundle.
+    ``vlm`` section of a ``kind: vlm`` bundle. A graph saved with ONNX external data gets its
+    data files listed and hashed too (``data``), found from the graph itself.
     """
     root = Path(root)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "name": name,
         "kind": kind,
-        "files": {k: {"path": p, "sha256": hash_file(root / p)} for k, p in files.items()},
+        "files": {k: _file_doc(root, k, p) for k, p in files.items()},
         "inputs": dict(inputs),
         "outputs": dict(outputs),
         "runtime": dict(runtime) if runtime is not None else asdict(RuntimeSpec()),
@@ -429,6 +471,39 @@ def write_manifest(
         manifest["vlm"] = dict(vlm)
     out = root / MANIFEST
     write_atomic(out, yaml.safe_dump(manifest, sort_keys=False))
+    return out
+
+
+def _file_doc(root: Path, key: str, rel: str) -> dict[str, Any]:
+    """``files.<key>`` of the manifest: path, sha256 and, for a graph with external data, its data files."""
+    doc: dict[str, Any] = {"path": rel, "sha256": hash_file(root / rel)}
+    data = [] if key in MAX_JSON_BYTES else data_files(root, key, rel)
+    if data:
+        doc["data"] = [{"path": p, "sha256": hash_file(root / p)} for p in data]
+    return doc
+
+
+def data_files(root: Path, key: str, rel: str) -> list[str]:
+    """The ONNX external data files (bundle-relative, in first use order) of the graph ``root/rel``.
+
+    A file that is no readable ONNX graph, or over the size limit, has none: the node refuses it
+    at load anyway. A location outside the graph's directory is refused here, naming it.
+    """
+    path = Path(root) / rel
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return []
+    try:
+        tensors = external_tensors(path.read_bytes())
+    except ExternalDataError:
+        return []
+    out: list[str] = []
+    for t in tensors:
+        loc = location_path(rel, t.location)
+        if loc is None:
+            raise BundleError(f"files.{key}: {path}: tensor {t.name!r} keeps its data in {t.location!r}, "
+                              "outside the graph's directory (an absolute path or '..' is refused)")
+        if str(loc) not in out:
+            out.append(str(loc))
     return out
 
 
@@ -457,7 +532,8 @@ def load_bundle(path: Path | str) -> Bundle:
         # a value of a shape no check foresaw: still a bad manifest (permanent), not a crash
         raise BundleError(f"{mpath}: malformed manifest ({type(exc).__name__}: {exc})") from exc
     for entry in bundle.files.values():
-        _verify(entry)
+        for e in (entry, *entry.data):
+            _verify(e)
     return bundle
 
 
@@ -468,14 +544,10 @@ def _mismatch(entry: FileEntry, actual: str) -> str:
     )
 
 
-def _max_bytes(key: str) -> int:
-    return MAX_JSON_BYTES.get(key, MAX_FILE_BYTES)
-
-
 def _too_big(entry: FileEntry, size: int | None) -> str:
     """The error for a file over its limit; ``size`` None: read only up to the limit, so not known."""
     told = f"{size} bytes" if size is not None else "larger than that"
-    return f"files.{entry.key}: {entry.path} is {told}: at most {_max_bytes(entry.key)} bytes are allowed"
+    return f"files.{entry.key}: {entry.path} is {told}: at most {entry.max_bytes} bytes are allowed"
 
 
 def _verify(entry: FileEntry) -> None:
@@ -483,7 +555,7 @@ def _verify(entry: FileEntry) -> None:
         if not entry.path.is_file():
             raise BundleError(f"files.{entry.key}: file missing: {entry.path}")
         size = entry.path.stat().st_size
-        if size > _max_bytes(entry.key):  # refused before hashing it, let alone reading it
+        if size > entry.max_bytes:  # refused before hashing it, let alone reading it
             raise BundleError(_too_big(entry, size))
         actual = hash_file(entry.path)
     except OSError as exc:
@@ -636,19 +708,45 @@ class _Parser:
         out: dict[str, FileEntry] = {}
         for key in raw:
             where = f"files.{key}."
-            entry = self.section(raw, key, "files.", ("path", "sha256"))
-            rel = self.string(entry, "path", where)
-            digest = self.string(entry, "sha256", where)
-            if not _HEX64.match(digest):
-                raise self.fail(f"{where}sha256", f"expected 64 lowercase hex, got {digest!r}")
-            try:
-                full = (base / rel).resolve()
-            except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
-                raise self.fail(f"{where}path", f"cannot resolve {rel!r}: {exc}") from exc
-            if Path(rel).is_absolute() or not full.is_relative_to(base):
-                raise self.fail(f"{where}path", f"{rel!r} escapes the bundle dir {base}")
-            out[str(key)] = FileEntry(key=str(key), rel=rel, path=full, sha256=digest)
+            entry = self.section(raw, key, "files.", ("path", "sha256", "data"))
+            ext: tuple[FileEntry, ...] = ()
+            if "data" in entry:
+                if key in MAX_JSON_BYTES:
+                    raise self.fail(f"{where}data", "only a graph keeps ONNX external data")
+                ext = self.data_files(base, entry, str(key))
+            out[str(key)] = self.file_entry(base, entry, str(key), MAX_JSON_BYTES.get(key, MAX_FILE_BYTES), ext)
         return out
+
+    def data_files(self, base: Path, entry: Mapping[str, Any], key: str) -> tuple[FileEntry, ...]:
+        """``files.<key>.data``: a non-empty list of ``{path, sha256}``, each path once."""
+        out: list[FileEntry] = []
+        for i, item in enumerate(self.seq(entry, "data", f"files.{key}.")):
+            dkey = f"{key}.data[{i}]"
+            if not isinstance(item, Mapping):
+                raise self.fail(f"files.{dkey}", f"expected a mapping {{path, sha256}}, got {item!r}")
+            self.only(item, f"files.{dkey}.", ("path", "sha256"))
+            d = self.file_entry(base, item, dkey, MAX_DATA_BYTES)
+            for j, other in enumerate(out):
+                if other.path == d.path:
+                    raise self.fail(f"files.{dkey}.path", f"{d.rel!r} is listed already (data[{j}])")
+            out.append(d)
+        return tuple(out)
+
+    def file_entry(self, base: Path, entry: Mapping[str, Any], key: str, max_bytes: int,
+                   data: tuple[FileEntry, ...] = ()) -> FileEntry:
+        """``path`` (inside ``base``) and ``sha256`` of ``files.<key>``."""
+        where = f"files.{key}."
+        rel = self.string(entry, "path", where)
+        digest = self.string(entry, "sha256", where)
+        if not _HEX64.match(digest):
+            raise self.fail(f"{where}sha256", f"expected 64 lowercase hex, got {digest!r}")
+        try:
+            full = (base / rel).resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+            raise self.fail(f"{where}path", f"cannot resolve {rel!r}: {exc}") from exc
+        if Path(rel).is_absolute() or not full.is_relative_to(base):
+            raise self.fail(f"{where}path", f"{rel!r} escapes the bundle dir {base}")
+        return FileEntry(key=key, rel=rel, path=full, sha256=digest, max_bytes=max_bytes, data=data)
 
     def image(self, inputs: Mapping[str, Any]) -> ImageSpec:
         w = "inputs.image."

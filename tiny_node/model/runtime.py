@@ -11,6 +11,7 @@ Runs inside the worker process; a run can be cancelled between nodes through its
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -19,6 +20,14 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from tiny_node.model.bundle import Bundle, BundleError, RuntimeSpec
+from tiny_node.model.onnx_external import (
+    MAIN_INITIALIZER,
+    ExternalDataError,
+    ExternalTensor,
+    external_tensors,
+    location_path,
+    tensor_array,
+)
 from tiny_node.model.output import ModelOutput, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, sensor_vector
 
@@ -78,22 +87,88 @@ def load_runtime(bundle: Bundle, threads: int | None = None) -> Runtime:
 def load_session(bundle: Bundle, key: str, threads: int | None = None) -> ort.InferenceSession:
     """A CPU session built from the verified bytes of ``files.<key>``.
 
-    The bytes are hashed again here: what runs is exactly what was checked.
+    The bytes are hashed again here: what runs is exactly what was checked. A graph keeping
+    tensors in ONNX external data: every location must be a file ``files.<key>.data`` lists,
+    and every listed file used; each is read whole and hashed again (``read_verified_data``),
+    and the tensors are handed to onnxruntime as numpy views of those bytes
+    (``SessionOptions.add_external_initializers``), so onnxruntime never opens a data file.
+    It copies them into the session (1.16 and 1.32 measured, and pinned by a test), so the
+    buffers are let go on return: about twice the data in memory while the session is built,
+    once after. Such a session must not be rebuilt by ``set_providers`` (its options still
+    point at those buffers).
     """
     if threads is not None and threads < 0:
         raise ValueError(f"threads must be >= 0 (0 = ORT default), got {threads}")
     model = bundle.read_verified(key)
+    so = session_options(bundle.runtime, threads)
     try:
-        return ort.InferenceSession(
-            model,
-            sess_options=session_options(bundle.runtime, threads),
-            providers=["CPUExecutionProvider"],
-        )
+        tensors = external_tensors(model)
+    except ExternalDataError as exc:
+        _session(bundle, key, model, so)  # onnxruntime says what is wrong with it, as before
+        raise BundleError(f"files.{key}: {bundle.file(key).path}: {exc}") from exc
+    if not tensors and not bundle.file(key).data:
+        return _session(bundle, key, model, so)
+    keep = _add_external_data(bundle, key, tensors, so)
+    session = _session(bundle, key, model, so)
+    del keep  # copied into the session by onnxruntime
+    return session
+
+
+def _session(bundle: Bundle, key: str, model: bytes, so: ort.SessionOptions) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     except MemoryError:
         raise
     except Exception as exc:  # ORT raises its own pybind types; keep the message
         path = bundle.file(key).path
         raise BundleError(f"files.{key}: onnxruntime cannot load {path}: {exc}") from exc
+
+
+def _add_external_data(bundle: Bundle, key: str, tensors: Sequence[ExternalTensor],
+                       so: ort.SessionOptions) -> list[Any]:
+    """Hand graph ``key``'s external tensors to ``so`` from its verified data files.
+
+    Returns what must stay alive until the session is built (the buffers behind the views).
+    """
+    entry = bundle.file(key)
+    listed = {d.path: i for i, d in enumerate(entry.data)}
+    shown = ", ".join(repr(d.rel) for d in entry.data) or "nothing"
+    used: list[int] = []
+    for t in tensors:
+        if t.where != MAIN_INITIALIZER:
+            raise BundleError(f"files.{key}: {entry.path}: tensor {t.name!r} ({t.where}) keeps its data in "
+                              f"{t.location!r}; only initializers of the main graph may (onnxruntime takes "
+                              "verified bytes for those alone): save that tensor inside the graph")
+        rel = location_path(entry.rel, t.location)
+        if rel is None:
+            raise BundleError(f"files.{key}: {entry.path}: tensor {t.name!r} keeps its data in {t.location!r}, "
+                              "outside the graph's directory (an absolute path or '..' is refused)")
+        try:
+            full = (bundle.root / rel).resolve()
+        except (OSError, RuntimeError) as exc:
+            raise BundleError(f"files.{key}: {entry.path}: tensor {t.name!r}: cannot resolve {t.location!r}: "
+                              f"{exc}") from exc
+        if full not in listed:
+            raise BundleError(f"files.{key}: {entry.path} keeps tensor {t.name!r} in {t.location!r} ({full}), "
+                              f"which files.{key}.data does not list (it lists {shown})")
+        used.append(listed[full])
+    unused = sorted(set(range(len(entry.data))) - set(used))
+    if unused:
+        d = entry.data[unused[0]]
+        raise BundleError(f"files.{key}.data[{unused[0]}]: no tensor of {entry.path} keeps its data in {d.path}")
+    names = [t.name for t in tensors]
+    twice = sorted(n for n, c in Counter(names).items() if c > 1)
+    if twice:
+        raise BundleError(f"files.{key}: {entry.path}: external tensors named twice: {twice}")
+    buffers = bundle.read_verified_data(key)
+    values = []
+    for t, i in zip(tensors, used, strict=True):
+        try:
+            values.append(ort.OrtValue.ortvalue_from_numpy(tensor_array(t, buffers[i])))
+        except ExternalDataError as exc:
+            raise BundleError(f"files.{key}.data[{i}]: {entry.data[i].path}: {exc}") from exc
+    so.add_external_initializers(names, values)
+    return [buffers, values]
 
 
 def probe_run(sess: ort.InferenceSession, outputs: Sequence[str], feeds: Mapping[str, NDArray[Any]],
