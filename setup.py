@@ -39,6 +39,9 @@ setup(
     install_requires=[
         "numpy>=1.23",
         "onnxruntime>=1.16",
+        # reads the graphs that keep weights in external data (model.onnx_external); imported
+        # only for those
+        "onnx>=1.15",
         "opencv-python-headless>=4.8",
         "PyYAML>=6.0",
         "rosbags>=0.10",
@@ -65,7 +68,6 @@ setup(
             "ruff>=0.5",
             "mypy>=1.10",
             "types-PyYAML>=6.0",
-            "onnx>=1.15",
             "colcon-core>=0.15",
             "colcon-ros>=0.4",
         ],
@@ -78,7 +80,6 @@ setup(
             "torch==2.13.0",
             # torch needs >= 77; colcon-core (dev extra) does not work with >= 80.
             "setuptools>=77,<80",
-            "onnx>=1.15",
         ],
     },
     zip_safe=False,

@@ -7,28 +7,30 @@ and ``length``, and ``data_location: EXTERNAL``. A bundle runs such a graph only
 data files its manifest lists and verifies (``runtime.load_session``); this module says which
 tensors those are and gives each as a numpy view of its verified file.
 
-Why a reader of the protobuf wire format here and not ``onnx.load_model_from_string``: the node
-does not depend on the onnx package (only the dev and train extras have it), yet every graph it
-loads is scanned, not only those whose manifest lists data: a graph loaded from bytes that keeps
-tensors outside makes onnxruntime (1.16 and 1.32 alike, with graph optimisations off) read them
-from the process's working directory, unverified. It walks only the messages that can hold a
-tensor (model, graph, node, attribute, function, sparse tensor, training info) and skips every
-other field, ``raw_data`` included, without copying it. ``test/test_model_external_data.py``
-holds it equal to ``onnx.external_data_helper`` on generated graphs.
+Every graph a bundle loads is scanned, not only those whose manifest lists data: a graph loaded
+from bytes that keeps tensors outside makes onnxruntime (1.16 and 1.32 alike, with graph
+optimisations off) read them from the process's working directory, unverified. A graph that
+names no ``location`` has none (onnxruntime refuses an external tensor without one), and is not
+parsed; any other is parsed with the onnx package's ModelProto, and the scan walks every
+place a tensor can sit: the main graph's initializers, subgraphs, node attributes, functions,
+sparse tensors and training info. ``test/test_model_external_data.py`` holds it equal to
+``onnx.external_data_helper`` on generated graphs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from math import prod
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+if TYPE_CHECKING:
+    import onnx
+
 #: what a tensor of the main graph is; any other ``where`` cannot be handed to onnxruntime
 MAIN_INITIALIZER = "an initializer of the main graph"
 #: the ``external_data`` keys onnx and onnxruntime know (``checksum`` is read by neither)
@@ -39,8 +41,6 @@ NUMPY_TYPES: dict[int, np.dtype[Any]] = {
     5: np.dtype(np.int16), 6: np.dtype(np.int32), 7: np.dtype(np.int64), 9: np.dtype(np.bool_),
     10: np.dtype(np.float16), 11: np.dtype(np.float64), 12: np.dtype(np.uint32), 13: np.dtype(np.uint64),
 }
-_MAX_DEPTH = 100  # nested messages: protobuf's own default limit
-_LEN = 2  # wire type of strings, bytes, messages and packed repeated numbers
 
 
 class ExternalDataError(ValueError):
@@ -60,16 +60,27 @@ class ExternalTensor:
     where: str  # MAIN_INITIALIZER, or where else in the graph it sits
 
 
-def external_tensors(model: bytes | bytearray | memoryview) -> list[ExternalTensor]:
-    """Every tensor of the serialized ModelProto ``model`` with ``data_location: EXTERNAL``, in file order.
+def external_tensors(model: bytes) -> list[ExternalTensor]:
+    """Every tensor of the serialized ModelProto ``model`` with ``data_location: EXTERNAL``, graph by graph.
 
     Raises ExternalDataError if ``model`` is no valid protobuf, or a tensor's ``external_data``
     has no location, an unknown or repeated key, or an offset or length that is not a number.
     """
-    scan = _Scan()
-    with memoryview(model) as buf:
-        scan.model(buf)
-    return scan.found
+    if b"location" not in model:
+        # No tensor names a location, so none is read from outside (onnxruntime refuses an
+        # EXTERNAL tensor without one: "Missing 'location'"); and the onnx package, whose import
+        # takes about a second, stays out of every worker start and restart
+        return []
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(model)
+    except DecodeError as exc:
+        raise ExternalDataError(f"not an ONNX model: {exc}") from exc
+    return [_external(t.name, t.data_type, list(t.dims), [(e.key, e.value) for e in t.external_data], where)
+            for t, where in _all_tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
 def location_path(graph_rel: str, location: str) -> PurePosixPath | None:
@@ -108,168 +119,46 @@ def tensor_array(tensor: ExternalTensor, data: bytearray | bytes) -> NDArray[Any
     return arr if arr.flags.aligned else arr.copy()
 
 
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ExternalDataError("not an ONNX model: a number runs past the end of its message")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ExternalDataError("not an ONNX model: a number longer than 10 bytes")
+def _graph(g: onnx.GraphProto, main: bool) -> Iterator[tuple[onnx.TensorProto, str]]:
+    for t in g.initializer:
+        yield t, MAIN_INITIALIZER if main else "an initializer of a subgraph"
+    for sp in g.sparse_initializer:
+        yield from _sparse(sp)
+    for node in g.node:
+        yield from _attributes(node.attribute)
 
 
-def _field(buf: memoryview, pos: int, depth: int) -> tuple[int, int, int | memoryview, int]:
-    """(field number, wire type, value, next position): a varint's value, else the field's bytes."""
-    key, pos = _varint(buf, pos)
-    num, wire = key >> 3, key & 7
-    if num == 0:
-        raise ExternalDataError("not an ONNX model: field number 0")
-    if wire == 0:
-        value, pos = _varint(buf, pos)
-        return num, wire, value, pos
-    if wire in (1, _LEN, 5):
-        if wire == _LEN:
-            size, pos = _varint(buf, pos)
-        else:
-            size = 8 if wire == 1 else 4
-        if size > len(buf) - pos:
-            raise ExternalDataError(f"not an ONNX model: field {num} runs past the end of its message")
-        return num, wire, buf[pos:pos + size], pos + size
-    if wire == 3:  # a group (long deprecated): skipped to its end
-        if depth >= _MAX_DEPTH:
-            raise ExternalDataError(f"not an ONNX model: nested deeper than {_MAX_DEPTH}")
-        while True:
-            if pos >= len(buf):
-                raise ExternalDataError(f"not an ONNX model: group {num} has no end")
-            inner, inner_wire, _, pos = _field(buf, pos, depth + 1)
-            if inner_wire == 4:
-                if inner != num:
-                    raise ExternalDataError(f"not an ONNX model: group {num} ended as {inner}")
-                return num, wire, 0, pos
-    if wire == 4:
-        return num, wire, 0, pos
-    raise ExternalDataError(f"not an ONNX model: field {num} has wire type {wire}")
+def _sparse(sp: onnx.SparseTensorProto) -> Iterator[tuple[onnx.TensorProto, str]]:
+    yield sp.values, "a sparse tensor"
+    yield sp.indices, "a sparse tensor"
 
 
-def _fields(buf: memoryview, depth: int) -> Iterator[tuple[int, int, int | memoryview]]:
-    if depth > _MAX_DEPTH:
-        raise ExternalDataError(f"not an ONNX model: nested deeper than {_MAX_DEPTH}")
-    pos = 0
-    while pos < len(buf):
-        num, wire, value, pos = _field(buf, pos, depth)
-        if wire == 4:
-            raise ExternalDataError(f"not an ONNX model: end of group {num} outside a group")
-        yield num, wire, value
+def _attributes(attrs: Iterable[onnx.AttributeProto]) -> Iterator[tuple[onnx.TensorProto, str]]:
+    for a in attrs:
+        if a.HasField("t"):
+            yield a.t, "a node attribute"
+        for t in a.tensors:
+            yield t, "a node attribute"
+        if a.HasField("sparse_tensor"):
+            yield from _sparse(a.sparse_tensor)
+        for sp in a.sparse_tensors:
+            yield from _sparse(sp)
+        if a.HasField("g"):
+            yield from _graph(a.g, main=False)
+        for g in a.graphs:
+            yield from _graph(g, main=False)
 
 
-def _messages(buf: memoryview, depth: int, wanted: dict[int, str]) -> Iterator[tuple[str, memoryview]]:
-    """The sub-messages of ``buf`` in the fields ``wanted`` (number -> what it is), in order.
-
-    A wanted field number with another wire type is an unknown field to protobuf too: skipped.
-    """
-    for num, wire, value in _fields(buf, depth):
-        if num in wanted and wire == _LEN and isinstance(value, memoryview):
-            yield wanted[num], value
-
-
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _text(value: memoryview, what: str) -> str:
-    try:
-        return bytes(value).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ExternalDataError(f"not an ONNX model: {what} is not UTF-8 ({exc})") from exc
-
-
-class _Scan:
-    """Walks a ModelProto (field numbers from onnx.proto) and collects its external tensors."""
-
-    def __init__(self) -> None:
-        self.found: list[ExternalTensor] = []
-
-    def model(self, buf: memoryview) -> None:
-        parts = {7: "graph", 25: "function", 20: "training"}
-        for what, msg in _messages(buf, 1, parts):
-            if what == "graph":
-                self.graph(msg, 2, main=True)
-            elif what == "function":  # FunctionProto: node 7, attribute_proto 11
-                for part, inner in _messages(msg, 2, {7: "node", 11: "attribute"}):
-                    (self.node if part == "node" else self.attribute)(inner, 3)
-            else:  # TrainingInfoProto: initialization 1, algorithm 2
-                for _, graph in _messages(msg, 2, {1: "graph", 2: "graph"}):
-                    self.graph(graph, 3, main=False)
-
-    def graph(self, buf: memoryview, depth: int, main: bool) -> None:
-        # GraphProto: node 1, initializer 5, sparse_initializer 15
-        for what, msg in _messages(buf, depth, {1: "node", 5: "initializer", 15: "sparse"}):
-            if what == "node":
-                self.node(msg, depth + 1)
-            elif what == "initializer":
-                self.tensor(msg, depth + 1, MAIN_INITIALIZER if main else "an initializer of a subgraph")
-            else:
-                self.sparse(msg, depth + 1)
-
-    def node(self, buf: memoryview, depth: int) -> None:
-        for _, msg in _messages(buf, depth, {5: "attribute"}):
-            self.attribute(msg, depth + 1)
-
-    def attribute(self, buf: memoryview, depth: int) -> None:
-        # AttributeProto: t 5, tensors 10, g 6, graphs 11, sparse_tensor 22, sparse_tensors 23
-        parts = {5: "tensor", 10: "tensor", 6: "graph", 11: "graph", 22: "sparse", 23: "sparse"}
-        for what, msg in _messages(buf, depth, parts):
-            if what == "tensor":
-                self.tensor(msg, depth + 1, "a node attribute")
-            elif what == "graph":
-                self.graph(msg, depth + 1, main=False)
-            else:
-                self.sparse(msg, depth + 1)
-
-    def sparse(self, buf: memoryview, depth: int) -> None:
-        for _, msg in _messages(buf, depth, {1: "values", 2: "indices"}):
-            self.tensor(msg, depth + 1, "a sparse tensor")
-
-    def tensor(self, buf: memoryview, depth: int, where: str) -> None:
-        # TensorProto: dims 1, data_type 2, name 8, external_data 13, data_location 14
-        dims: list[int] = []
-        data_type = location = 0
-        name = ""
-        entries: list[tuple[str, str]] = []
-        for num, wire, value in _fields(buf, depth):
-            if wire == 0 and isinstance(value, int):
-                if num == 1:
-                    dims.append(_int64(value))
-                elif num == 2:
-                    data_type = _int64(value)
-                elif num == 14:
-                    location = _int64(value)
-            elif wire == _LEN and isinstance(value, memoryview):
-                if num == 1:  # packed dims
-                    pos = 0
-                    while pos < len(value):
-                        dim, pos = _varint(value, pos)
-                        dims.append(_int64(dim))
-                elif num == 8:
-                    name = _text(value, "a tensor name")
-                elif num == 13:
-                    entries.append(self.entry(value, depth + 1))
-        if location == EXTERNAL:
-            self.found.append(_external(name, data_type, dims, entries, where))
-
-    def entry(self, buf: memoryview, depth: int) -> tuple[str, str]:
-        # StringStringEntryProto: key 1, value 2
-        key = value = ""
-        for num, wire, v in _fields(buf, depth):
-            if wire == _LEN and isinstance(v, memoryview) and num in (1, 2):
-                text = _text(v, "an external_data entry")
-                key, value = (text, value) if num == 1 else (key, text)
-        return key, value
+def _all_tensors(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, str]]:
+    """Every tensor of ``model`` with where it sits, in file order of the parts."""
+    yield from _graph(model.graph, main=True)
+    for fn in model.functions:
+        yield from _attributes(fn.attribute_proto)
+        for node in fn.node:
+            yield from _attributes(node.attribute)
+    for info in model.training_info:
+        yield from _graph(info.initialization, main=False)
+        yield from _graph(info.algorithm, main=False)
 
 
 def _external(name: str, data_type: int, dims: list[int], entries: list[tuple[str, str]],
