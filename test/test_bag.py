@@ -58,7 +58,7 @@ def _bad_fault(msg: object) -> str:
 
 
 def drive(path: Path, *, storage: str = "mcap", bundle: Path | None = None, seconds: float = 3.0,
-          gap0: float = 60.0, speed: float = 13.9):
+          gap0: float = 60.0, speed: float = 13.9, yaw_rate: float = 0.0):
     """A closing drive on a 60 Hz grid (camera at 30 Hz), recorded; returns the decisions by stamp."""
     clock = ManualClock()
     model = model_from_bundle(bundle, clock, budget_ms=5.0) if bundle is not None else None
@@ -75,8 +75,8 @@ def drive(path: Path, *, storage: str = "mcap", bundle: Path | None = None, seco
             ns = i * 16_666_667  # integer ns: the bag's log times map back to exactly these floats
             t = ns * 1e-9
             stamp = rec.to_ns(t)
-            rec.odom(t, stamp, speed)
-            emit(ls.odom(t, speed))
+            rec.odom(t, stamp, speed, yaw_rate)
+            emit(ls.odom(t, speed, yaw_rate))
             rec.imu(t, stamp, -0.1)
             emit(ls.imu(t, -0.1))
             gap = float(F32(gap0 - speed * t))
@@ -193,6 +193,28 @@ def test_sqlite3_bag_replays_and_round_trips_rules_only(tmp_path):
     # replaying again into the same folder replaces our own earlier output
     again = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert_same(original, read_decisions(again.bag))
+
+
+def test_replay_takes_the_yaw_rate_from_the_recorded_odometry(tmp_path, monkeypatch):
+    """A real drive turns: odometry's angular.z reaches the decision core, a NaN one as the odometry
+    fault naming the field (a fail-safe, never a straight road said without a word)."""
+    turning = drive(tmp_path / "turn", seconds=0.5, yaw_rate=0.1)
+    broken = drive(tmp_path / "nan", seconds=0.5, yaw_rate=float("nan"))
+    seen: list[float] = []
+    odom = Lockstep.odom
+
+    def spy(self: Lockstep, t: float, speed_mps: float, yaw_rate_rps: float = 0.0) -> list:
+        seen.append(yaw_rate_rps)
+        return odom(self, t, speed_mps, yaw_rate_rps)
+
+    monkeypatch.setattr(Lockstep, "odom", spy)
+    result = replay(tmp_path / "turn", out_dir=tmp_path / "o1", cfg=make_config(), bundle=None, plot=False)
+    assert len(seen) == 30 and set(seen) == {0.1}
+    assert_same(turning, read_decisions(result.bag))
+    result = replay(tmp_path / "nan", out_dir=tmp_path / "o2", cfg=make_config(), bundle=None, plot=False)
+    replayed = read_decisions(result.bag)
+    assert_same(broken, replayed)
+    assert all("odom: implausible yaw rate nan rad/s (twist.twist.angular.z)" in r["reason"] for r in replayed.values())
 
 
 def test_metadata_disagreeing_with_storage_still_reads_every_message(tmp_path):

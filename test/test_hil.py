@@ -437,13 +437,14 @@ def test_bag_stream_replays_a_recording_in_time_order_and_loops(tmp_path):
     with Recorder(tmp_path / "b", epoch_ns=1_000_000_000) as rec:
         for i in range(6):
             t = i / 30
-            rec.odom(t, rec.to_ns(t), 8.0)
+            rec.odom(t, rec.to_ns(t), 8.0, 0.05)
             rec.range(t, rec.to_ns(t), 30.0 - i)
             rec.image(t, rec.to_ns(t), rgb)
     stream = BagStream(tmp_path / "b")
     events = stream.advance(0.09, False)  # frames at 0, 1/30, 2/30 s
     kinds = [e.kind for e in events]
     assert kinds.count("camera") == 3 and kinds.count("range") == 3
+    assert {(e.value, e.yaw_rate) for e in events if e.kind == "odom"} == {(8.0, 0.05)}  # a recording turns
     assert [e.t for e in events] == sorted(e.t for e in events)
     cam = next(e for e in events if e.kind == "camera")
     assert cam.image is not None and cam.image.shape == (48, 64, 3)

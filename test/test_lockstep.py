@@ -73,3 +73,11 @@ def test_model_gets_each_frame_time_and_a_two_frame_vlm_uses_its_history(tmp_pat
     assert [s[0] for s in seen] == pytest.approx([51.0 + k / 30 for k in range(12)])  # the stamps
     assert seen[0][1] is None and seen[1][1] is None  # nothing 0.06-0.14 s back yet
     assert all(age == pytest.approx(0.1) for _, age in seen[3:])
+
+
+def test_odometry_brings_its_yaw_rate_and_the_simulators_straight_road_gives_zero():
+    ls = Lockstep(make_config())
+    ls.odom(0.0, 10.0)
+    assert ls.sensors.snapshot(0.0).features()["ego_yaw_rate"] == 0.0
+    ls.odom(0.02, 10.0, 0.15)
+    assert ls.sensors.snapshot(0.02).features()["ego_yaw_rate"] == 0.15

@@ -274,6 +274,10 @@ def test_feature_rules() -> None:
     assert feature_value("accel_x", {}, 100.0) == 0.0
     with pytest.raises(ValueError, match="ego_speed"):
         feature_value("ego_speed", {}, 100.0)
+    assert feature_value("ego_yaw_rate", {"ego_yaw_rate": -0.2}, 100.0) == -0.2
+    assert feature_value("ego_yaw_rate", {}, 100.0) == 0.0  # a caller without one: a straight road
+    with pytest.raises(ValueError, match="ego_yaw_rate"):  # an odometry fault, never a straight road
+        feature_value("ego_yaw_rate", {"ego_yaw_rate": math.nan}, 100.0)
     spec = SensorSpec("s", ("range", "ego_speed"), 50.0)
     vec = sensor_vector({"ego_speed": 3.0, "range": math.inf}, spec)
     assert vec.dtype == np.float32 and vec.tolist() == [[50.0, 3.0]]

@@ -402,9 +402,8 @@ def test_new_job_aborts_a_running_rationale(make_worker: Callable[..., ModelWork
     assert w.take_rationales() == [] and len(got) == 4 and w.state is WorkerState.READY
 
 
-def test_a_smolvlm_export_with_a_vru_detector_feeds_it_the_image_tensor(vlm_dirs: dict[str, Path],
-                                                                         tmp_path: Path) -> None:
-    """The SmolVLM tile is [1, 1, C, H, W] for the vision encoder; the detector takes [1, C, H, W]."""
+def _smolvlm_with_detector(vlm_dirs: dict[str, Path], tmp_path: Path) -> Path:
+    """The SmolVLM-layout bundle with a VRU detector and one track slot in its prompt."""
     from onnx import TensorProto, helper, numpy_helper
 
     from tiny_node.model.bundle import write_manifest
@@ -434,10 +433,50 @@ def test_a_smolvlm_export_with_a_vru_detector_feeds_it_the_image_tensor(vlm_dirs
     write_manifest(bundle, name="smolvlm+tracking", kind="vlm", latency_budget_ms=30.0,
                    files={k: v["path"] for k, v in doc["files"].items()} | {"vru_detector": "onnx/vru_detector.onnx"},
                    inputs=doc["inputs"], outputs=doc["outputs"], vlm=doc["vlm"], runtime=doc["runtime"])
-    rt = VlmRuntime(load_bundle(bundle))
+    return bundle
+
+
+def test_a_smolvlm_export_with_a_vru_detector_feeds_it_the_image_tensor(vlm_dirs: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    """The SmolVLM tile is [1, 1, C, H, W] for the vision encoder; the detector takes [1, C, H, W]."""
+    rt = VlmRuntime(load_bundle(_smolvlm_with_detector(vlm_dirs, tmp_path)))
     assert rt.tracking is not None
     out = rt.decide(np.zeros((480, 640, 3), np.uint8), {"ego_speed": 5.0}, time_s=0.0)
     assert 0.0 <= out.p_brake <= 1.0 and rt.tracking.last_detector_ms > 0.0  # the detector ran on the tile
+
+
+def test_the_odometrys_yaw_rate_reaches_the_tracker(vlm_dirs: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """nav_msgs/Odometry -> sensor state -> model features -> the tracker's prediction; a NaN yaw rate
+    (which the node's odometry fault keeps from the model anyway) is an error, never a straight road."""
+    pytest.importorskip("rclpy")
+    from nav_msgs.msg import Odometry
+
+    from tiny_node.config import RuleConfig
+    from tiny_node.ros.convert import odom_speed, odom_yaw_rate
+    from tiny_node.sensors import RangeReading, SensorState
+
+    rt = VlmRuntime(load_bundle(_smolvlm_with_detector(vlm_dirs, tmp_path)))
+    assert rt.tracking is not None
+    tracker, seen = rt.tracking.tracker, []
+    update = tracker.update
+
+    def spy(time_s: float, detections: Any, ego_speed: float, yaw_rate: float = 0.0) -> Any:
+        seen.append((ego_speed, yaw_rate))
+        return update(time_s, detections, ego_speed, yaw_rate)
+
+    monkeypatch.setattr(tracker, "update", spy)
+    msg = Odometry()
+    msg.twist.twist.linear.x, msg.twist.twist.angular.z = 5.0, 0.15
+    sensors = SensorState(RuleConfig())
+    sensors.update_range(RangeReading(math.inf, 0.2, 150.0, 0, 0.0))
+    sensors.update_odometry(odom_speed(msg), 0.0, odom_yaw_rate(msg))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    rt.decide(frame, sensors.snapshot(0.01).features(), time_s=0.0)
+    assert seen == [(5.0, 0.15)]
+    with pytest.raises(ValueError, match="ego_yaw_rate"):
+        rt.decide(frame, {"ego_speed": 5.0, "ego_yaw_rate": math.nan}, time_s=0.1)
+    assert len(seen) == 1
 
 
 def test_a_cancel_for_the_next_job_outlives_the_previous_rationale(tiny: VlmRuntime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -314,6 +315,36 @@ def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):
         assert [d.stamp_ns for d in published] == [stamp], [d.reason for d in published[1:]]
         assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
         assert len(node._managed_entities) == managed and node._frames == node._frames_inactive == 0
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_odometry_brings_its_yaw_rate_to_the_sensor_state(ros_env):
+    """nav_msgs/Odometry's twist.angular.z is the yaw rate the model's tracker turns its tracks with;
+    a NaN one is an odometry fault naming the field."""
+    import rclpy
+    from nav_msgs.msg import Odometry
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.sensors is not None
+        msg = Odometry()
+        msg.twist.twist.linear.x, msg.twist.twist.angular.z = 8.0, -0.2
+        node._on_odom(msg, None)
+        snap = node.sensors.snapshot(node.clock.now())
+        assert snap.ego_speed == 8.0 and snap.features()["ego_yaw_rate"] == -0.2
+        msg.twist.twist.angular.z = math.nan
+        node._on_odom(msg, None)
+        assert node.sensors.snapshot(node.clock.now()).odom_fault == (
+            "odom: implausible yaw rate nan rad/s (twist.twist.angular.z)")
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)

@@ -71,6 +71,49 @@ def test_implausible_speed_is_a_fault(speed):
     assert any(f.startswith("odom: implausible") for f in s.snapshot(0.01).faults)
 
 
+def test_the_yaw_rate_is_a_model_feature_from_the_same_odometry():
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    assert math.isnan(s.snapshot(0.01).features()["ego_yaw_rate"])  # never received
+    s.update_odometry(7.5, 0.0)
+    assert s.snapshot(0.01).features()["ego_yaw_rate"] == 0.0  # a source without one: a straight road
+    s.update_odometry(7.5, 0.0, -0.15)
+    snap = s.snapshot(0.01)
+    assert snap.faults == () and snap.ego_yaw_rate == -0.15 and snap.features()["ego_yaw_rate"] == -0.15
+    assert math.isnan(s.snapshot(0.6).features()["ego_yaw_rate"])  # stale, as the speed
+
+
+@pytest.mark.parametrize("yaw_rate", [math.nan, math.inf, -math.inf, 6.0])
+def test_an_implausible_yaw_rate_is_an_odometry_fault_naming_the_field(yaw_rate):
+    """Not a silent 0 (a straight road): the odometry is faulted, as for a NaN speed, so the rules go
+    to their fail-safe and the model (and its tracker) is not asked."""
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    s.update_odometry(7.5, 0.0, yaw_rate)
+    snap = s.snapshot(0.01)
+    assert snap.faults == (f"odom: implausible yaw rate {yaw_rate!r} rad/s (twist.twist.angular.z)",)
+    assert snap.odom_fault is not None
+    feats = snap.features()
+    assert math.isnan(feats["ego_speed"]) and math.isnan(feats["ego_yaw_rate"])
+
+
+def test_the_odometry_messages_angular_z_is_the_yaw_rate():
+    pytest.importorskip("rclpy")
+    from nav_msgs.msg import Odometry
+
+    from tiny_node.ros.convert import odom_speed, odom_yaw_rate
+
+    msg = Odometry()
+    msg.twist.twist.linear.x, msg.twist.twist.angular.z = 9.0, 0.12
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    s.update_odometry(odom_speed(msg), 0.0, odom_yaw_rate(msg))
+    assert s.snapshot(0.01).features()["ego_yaw_rate"] == 0.12
+    msg.twist.twist.angular.z = math.nan
+    s.update_odometry(odom_speed(msg), 0.0, odom_yaw_rate(msg))
+    assert s.snapshot(0.01).odom_fault == "odom: implausible yaw rate nan rad/s (twist.twist.angular.z)"
+
+
 def test_imu_only_required_when_configured():
     s = SensorState(RuleConfig(imu_required=True))
     s.update_range(rr(10.0, 0.0))

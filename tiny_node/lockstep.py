@@ -154,10 +154,10 @@ class Lockstep:
         self.sensors.update_range(RangeReading(range_m, min_range, max_range, stamp_ns, t))
         return out
 
-    def odom(self, t: float, speed_mps: float) -> list[Decision]:
-        """Ego speed received at ``t``."""
+    def odom(self, t: float, speed_mps: float, yaw_rate_rps: float = 0.0) -> list[Decision]:
+        """Ego speed and yaw rate (rad/s, left +; the simulator's straight road: 0) received at ``t``."""
         out = self.advance_to(t)
-        self.sensors.update_odometry(speed_mps, t)
+        self.sensors.update_odometry(speed_mps, t, yaw_rate_rps)
         return out
 
     def imu(self, t: float, accel_x: float) -> list[Decision]:

@@ -20,6 +20,8 @@ from tiny_node.config import RuleConfig
 # (forward AEB makes no sense while reversing, and a garbage value must not pass).
 SPEED_NOISE_MPS = 0.1
 MAX_PLAUSIBLE_SPEED_MPS = 100.0
+# A car's yaw-rate sensor spans about +-100..300 deg/s; beyond 5 rad/s (286 deg/s) a value is garbage.
+MAX_PLAUSIBLE_YAW_RATE_RPS = 5.0
 MAX_PLAUSIBLE_ACCEL_MPS2 = 100.0
 # Range reported to the model when nothing is within range (REP-117 +Inf).
 RANGE_CLEAR_M = 100.0
@@ -59,6 +61,7 @@ class SensorSnapshot:
     imu_age: float | None
     faults: tuple[str, ...]  # human-readable, each naming the topic and the value
     range_rate_se: float = 0.0  # standard error of range_rate (m/s), its noise (0: exact)
+    ego_yaw_rate: float | None = None  # rad/s, left + (odometry's twist.angular.z); None = unknown
 
     @property
     def object_distance(self) -> float | None:
@@ -80,13 +83,16 @@ class SensorSnapshot:
 
         ``ego_speed`` is NaN under an odometry fault: a missing speed has no safe default
         (0 m/s would tell the model and its tracker the ego stands still), and the model
-        refuses a non-finite one, so the watchdog does not ask it.
+        refuses a non-finite one, so the watchdog does not ask it. ``ego_yaw_rate`` likewise
+        (0 would tell the tracker the road is straight), from the same odometry message.
         """
+        odom_ok = not self.odom_fault
         d = self.object_distance
         valid = d is not None and not any(f.startswith("range") for f in self.faults)
         rng = min(d, RANGE_CLEAR_M) if (valid and d is not None) else RANGE_CLEAR_M
         return {
-            "ego_speed": math.nan if self.odom_fault or self.ego_speed is None else float(self.ego_speed),
+            "ego_speed": float(self.ego_speed) if odom_ok and self.ego_speed is not None else math.nan,
+            "ego_yaw_rate": float(self.ego_yaw_rate) if odom_ok and self.ego_yaw_rate is not None else math.nan,
             "range": float(rng),
             "range_rate": float(self.range_rate or 0.0),
             "range_valid": 1.0 if valid and d is not None and math.isfinite(d) else 0.0,
@@ -102,6 +108,7 @@ class SensorState:
         self._lock = threading.Lock()
         self._range: RangeReading | None = None
         self._speed: float | None = None
+        self._yaw_rate = 0.0
         self._speed_at: float | None = None
         self._accel: float | None = None
         self._accel_at: float | None = None
@@ -155,10 +162,14 @@ class SensorState:
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
 
-    def update_odometry(self, speed_mps: float, received_at: float) -> None:
-        """Store the ego forward speed (m/s)."""
+    def update_odometry(self, speed_mps: float, received_at: float, yaw_rate_rps: float = 0.0) -> None:
+        """Store the ego forward speed (m/s) and yaw rate (rad/s, left +) of one odometry message.
+
+        The yaw rate turns the VRU tracker's tracks with the ego on a curve; 0 (a source without
+        one: the simulator's straight road) is a straight road.
+        """
         with self._lock:
-            self._speed, self._speed_at = speed_mps, received_at
+            self._speed, self._yaw_rate, self._speed_at = speed_mps, yaw_rate_rps, received_at
 
     def update_imu(self, accel_x_mps2: float, received_at: float) -> None:
         """Store the longitudinal acceleration (m/s^2)."""
@@ -200,7 +211,7 @@ class SensorState:
         """Judge every input at time ``now`` and return an immutable view."""
         cfg = self._cfg
         with self._lock:
-            rng, speed, speed_at = self._range, self._speed, self._speed_at
+            rng, speed, yaw_rate, speed_at = self._range, self._speed, self._yaw_rate, self._speed_at
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
             same_since = self._same_since if self._same_value is not None else None
@@ -234,6 +245,10 @@ class SensorState:
             faults.append(f"odom: stale ({odom_age:.2f} s > {cfg.odom_timeout_s} s)")
         elif not math.isfinite(speed) or speed < -SPEED_NOISE_MPS or speed > MAX_PLAUSIBLE_SPEED_MPS:
             faults.append(f"odom: implausible speed {speed!r} m/s")
+        elif not math.isfinite(yaw_rate) or abs(yaw_rate) > MAX_PLAUSIBLE_YAW_RATE_RPS:
+            # the same message as the speed: garbage in its twist is a fault of the odometry, and taken
+            # for 0 it would tell the tracker a curve is straight (the inner kerb's person walks in)
+            faults.append(f"odom: implausible yaw rate {yaw_rate!r} rad/s (twist.twist.angular.z)")
 
         if cfg.imu_required:
             if accel is None:
@@ -255,6 +270,7 @@ class SensorState:
             range_age=range_age,
             range_rate=None if fit is None else fit[0],
             ego_speed=speed,
+            ego_yaw_rate=None if speed is None else yaw_rate,
             odom_age=odom_age,
             accel_x=accel,
             imu_age=imu_age,

@@ -145,10 +145,11 @@ def range_msg(stamp_ns: int, range_m: float, min_range: float, max_range: float,
                  range=float(range_m), variance=0.0)
 
 
-def odom_msg(stamp_ns: int, speed_mps: float) -> Odometry:
-    """A nav_msgs/Odometry carrying the forward speed (twist in base_link, as the node reads it)."""
+def odom_msg(stamp_ns: int, speed_mps: float, yaw_rate_rps: float = 0.0) -> Odometry:
+    """A nav_msgs/Odometry carrying the forward speed and yaw rate (twist in base_link, as the node reads it)."""
     pose = Pose(position=Point(x=0.0, y=0.0, z=0.0), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0))
-    twist = Twist(linear=Vector3(x=float(speed_mps), y=0.0, z=0.0), angular=Vector3(x=0.0, y=0.0, z=0.0))
+    twist = Twist(linear=Vector3(x=float(speed_mps), y=0.0, z=0.0),
+                  angular=Vector3(x=0.0, y=0.0, z=float(yaw_rate_rps)))
     return Odometry(
         header=header(stamp_ns, "odom"), child_frame_id="base_link",
         pose=PoseWithCovariance(pose=pose, covariance=np.zeros(36, np.float64)),

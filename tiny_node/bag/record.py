@@ -109,9 +109,9 @@ class Recorder:
         """``/range``: sensor_msgs/Range (REP-117 infinities as given)."""
         self.write(RANGE_TOPIC, t, msgs.range_msg(stamp_ns, range_m, min_range, max_range), msgs.SENSOR_QOS)
 
-    def odom(self, t: float, stamp_ns: int, speed: float) -> None:
-        """``/odom``: nav_msgs/Odometry, forward speed in twist.linear.x."""
-        self.write(ODOM_TOPIC, t, msgs.odom_msg(stamp_ns, speed), msgs.SENSOR_QOS)
+    def odom(self, t: float, stamp_ns: int, speed: float, yaw_rate: float = 0.0) -> None:
+        """``/odom``: nav_msgs/Odometry, forward speed in twist.linear.x, yaw rate in twist.angular.z."""
+        self.write(ODOM_TOPIC, t, msgs.odom_msg(stamp_ns, speed, yaw_rate), msgs.SENSOR_QOS)
 
     def imu(self, t: float, stamp_ns: int, accel: float) -> None:
         """``/imu``: sensor_msgs/Imu, longitudinal acceleration in linear_acceleration.x."""

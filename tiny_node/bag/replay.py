@@ -290,7 +290,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 speed = float(msg.twist.twist.linear.x)
                 series.speed_t.append(t)
                 series.speed_mps.append(speed)
-                emit(ls.odom(t, speed))
+                emit(ls.odom(t, speed, float(msg.twist.twist.angular.z)))  # a real drive turns
             else:
                 emit(ls.imu(t, float(msg.linear_acceleration.x)))
         if progress is not None and (done := (ns - source.start_ns) / span) >= next_report:

@@ -47,6 +47,10 @@ CAMERA_STREAM = 30  # the renderer's random stream (per drive: [episode seed, th
 #: ``TrackingSpec`` fields that decide on the tracks and do not make them (the conflict brake):
 #: not part of a cache key, so changing them keeps the cached tracks
 TRACKS_UNMADE_BY = frozenset({"conflict"})
+#: ``TrackerConfig`` fields that make none of the factory's tracks: ``rear_axle_m`` acts only with a
+#: yaw rate, and the simulator drives straight (0 exactly). Out of the cache key, the tracks cached
+#: before the field existed stay valid; a simulator with curves must take it out of this set
+TRACKER_UNMADE_BY = frozenset({"rear_axle_m"})
 
 
 def _repr_of(spec: Any, skip: frozenset[str]) -> str:
@@ -74,7 +78,8 @@ class TrackSource:
         """
         h = hashlib.sha256(self.detector.read_bytes())
         tracking = _repr_of(self.tracking, skip=TRACKS_UNMADE_BY)
-        h.update(f"({self.image!r}, {tracking}, {TrackerConfig()!r}, {FPS!r}, {CAMERA_STREAM!r})".encode())
+        tracker = _repr_of(TrackerConfig(), skip=TRACKER_UNMADE_BY)
+        h.update(f"({self.image!r}, {tracking}, {tracker}, {FPS!r}, {CAMERA_STREAM!r})".encode())
         return h.hexdigest()[:16]
 
     def tracking_of(self) -> Tracking:

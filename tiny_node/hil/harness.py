@@ -337,7 +337,7 @@ class _Runner:
         if ev.kind == "range":
             self.feeder.send_range(stamp, value)
         elif ev.kind == "odom":
-            self.feeder.send_odom(stamp, value)
+            self.feeder.send_odom(stamp, value, ev.yaw_rate)
             self.rec.odom.append((time.monotonic() - self.t0, value))
         else:
             self.feeder.send_imu(stamp, value)

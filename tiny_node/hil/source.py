@@ -41,6 +41,7 @@ class Event:
     t: float
     value: float = math.nan  # range (m), speed (m/s) or acceleration (m/s^2)
     image: np.ndarray | None = None
+    yaw_rate: float = 0.0  # odom: rad/s, left + (a recorded drive's; the simulator drives straight)
 
 
 @dataclass
@@ -443,7 +444,8 @@ class BagStream:
                 elif kind == "range":
                     yield Event(kind, t, value=float(msg.range))
                 elif kind == "odom":
-                    yield Event(kind, t, value=float(msg.twist.twist.linear.x))
+                    twist = msg.twist.twist
+                    yield Event(kind, t, value=float(twist.linear.x), yaw_rate=float(twist.angular.z))
                 else:
                     yield Event(kind, t, value=float(msg.linear_acceleration.x))
 

@@ -87,6 +87,7 @@ DEFAULT_RANGE_CLIP_M = 100.0
 #: Sensor features a bundle may ask for, with what the runtime feeds (see runtime.py).
 FEATURES: dict[str, str] = {
     "ego_speed": "ego speed, m/s (required, finite)",
+    "ego_yaw_rate": "ego yaw rate, rad/s (left +); 0 when missing (a straight road), an error when not finite",
     "range": "range to the lead object, m; +inf/NaN/missing -> range_clip_m, clipped to it",
     "range_rate": "range rate, m/s (negative = closing); 0 when unknown",
     "range_valid": "1 if a range measurement is valid, else 0 (missing -> 0)",

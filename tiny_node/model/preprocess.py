@@ -74,7 +74,9 @@ def feature_value(name: str, features: Mapping[str, float], range_clip_m: float)
     """One sensor feature as the model sees it (rules in bundle.FEATURES).
 
     Why explicit: a missing range is "nothing ahead" (clip), a missing rate is 0, but a
-    missing ego speed has no safe default, so it raises ValueError.
+    missing ego speed has no safe default, so it raises ValueError. A missing yaw rate is 0,
+    a straight road (a caller without one: the simulator, offline evaluation); a NaN one is
+    an odometry fault, which 0 would hide as a straight road, so it raises too.
     """
     v = features.get(name)
     finite = v is not None and math.isfinite(v)
@@ -82,6 +84,10 @@ def feature_value(name: str, features: Mapping[str, float], range_clip_m: float)
         if v is None or not finite:
             raise ValueError(f"feature 'ego_speed' must be a finite number, got {v!r}")
         return float(v)
+    if name == "ego_yaw_rate":
+        if v is not None and not finite:
+            raise ValueError(f"feature 'ego_yaw_rate' must be a finite number, got {v!r}")
+        return 0.0 if v is None else float(v)
     if name == "range":
         if v is None or not finite:
             return range_clip_m if v is None or math.isnan(v) or v > 0 else 0.0

@@ -6,7 +6,10 @@ measures it from a few frames of positions.
 
 Each track is an interacting-multiple-model (IMM) filter in the ego frame: state ``dx, y, vx,
 vy`` (metres from the front bumper, left +; velocities over ground, m/s), measured ``dx, y``;
-the ego's speed is a known input of each prediction (its travel comes off the range). People
+the ego's speed and yaw rate are known inputs of each prediction: on a straight road its travel
+comes off the range; on a curve every track is carried into the new ego frame by the ego's rigid
+turn about its rear axle (:func:`ego_motion`), else a person standing at the inner kerb would
+read as walking into the lane (docs/MODEL_CARD.md, *Limits*). People
 stand, walk steadily, and start or stop; one constant-velocity filter must pick a single
 lateral process noise for all three: low noise reads a steady walker's lateral velocity well
 but sees a stop at the kerb late; high noise the reverse (docs/MODEL_HISTORY.md, *IMM tracker*).
@@ -23,6 +26,11 @@ feet leave the detector's window (and are found less often just before), so a tr
 while that is predicted nearer than ``near_m`` coasts longer (``near_coast_s``): the person about
 to be hit stays in the prompt. Time is the caller's (frame stamps): the tracker reads no clock,
 so lockstep replays give the same tracks.
+
+The records (:meth:`VruTracker.records`) are what the language model and the conflict test
+(``model.conflict``) read; both were made for a straight road, where the ego frame is the road
+frame. On a curve each record is relative to the ego's predicted path instead (:func:`along_path`),
+so the straight corridor test on them is a test against the curved corridor.
 """
 
 from __future__ import annotations
@@ -37,6 +45,14 @@ from numpy.typing import NDArray
 #: fields of one track record, as ``factory.tracks.vru_tracks`` writes the ground truth
 RECORD_FIELDS = ("present", "dx", "y", "vy", "vx_rel")
 _H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+#: below this ego speed (m/s) records stay Cartesian: speed over yaw rate is a gyro's noise there
+#: (0.005 rad/s at 0.3 m/s is a 60 m "curve"), and no standing person is reached by the conflict
+#: test below ``ConflictSpec.min_closing_mps`` (0.5 m/s) anyway
+PATH_MIN_SPEED_MPS = 0.5
+#: a path radius beyond this (m) is a straight road: a 10 km arc leaves its tangent by 0.125 m
+#: in 50 m, a tenth of the corridor's half width, and its yaw rate at 10 m/s (0.001 rad/s) is a
+#: gyro's bias
+PATH_MAX_RADIUS_M = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,66 @@ def _usable(d: Detection) -> bool:
         return True
     (a, b), (c, e) = d.cov
     return all(math.isfinite(v) for v in (a, b, c, e)) and a >= 0.0 and e >= 0.0
+
+
+def _sinc(x: float) -> float:
+    """sin(x) / x, 1 at 0 (exact for small x: sin keeps full relative precision there)."""
+    return math.sin(x) / x if x != 0.0 else 1.0
+
+
+def ego_motion(travel: float, turn: float, rear_axle_m: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The ego frame's rigid motion over one step: ``(g, offset)``.
+
+    A point ``p`` (metres from the old front bumper) is at ``g @ p + offset`` in the new frame, a
+    velocity ``v`` over ground is ``g @ v``. The rear axle (``rear_axle_m`` behind the bumper:
+    a car turns about it) drives ``travel`` metres along an arc while the heading turns by ``turn``
+    (rad, left +), so it moves by ``(R sin turn, R (1 - cos turn))``, ``R = travel / turn``,
+    written ``travel * sinc(turn)`` and ``travel * sin(turn / 2) * sinc(turn / 2)``: exact as
+    ``turn`` goes to 0, with no division by it. The new frame is the old one moved there and turned
+    by ``turn``: points are moved back, turned by ``-turn`` about the axle, and read from the bumper.
+    """
+    c, s = math.cos(turn), math.sin(turn)
+    g = np.array([[c, s], [-s, c]])  # rotation by -turn
+    axle = np.array([-rear_axle_m, 0.0])
+    moved = np.array([travel * _sinc(turn), travel * math.sin(0.5 * turn) * _sinc(0.5 * turn)])
+    return g, axle - g @ (axle + moved)
+
+
+def along_path(x: NDArray[np.float64], ego_speed: float, yaw_rate: float,
+               rear_axle_m: float) -> tuple[float, float, float, float]:
+    """``(dx, y, vy, vx_rel)`` of state ``x`` (dx, y, vx, vy; ego frame) relative to the ego's path.
+
+    Why: the records' straight-road meaning (range ahead, offset from the path, speed across it,
+    closing speed) is what the model and the conflict test know. On a steady turn the ego turns
+    about C = (-L, R) (bumper coordinates, ``L = rear_axle_m``, ``R = ego_speed / yaw_rate``, left
+    turn R > 0); the front bumper runs on the circle about C of radius ``rb = sqrt(R^2 + L^2)``:
+    the path. With ``r = p - C``, ``rho = |r|``, ``s = sign(R)``:
+
+    - ``y = s (rb - rho)``, left of that circle +; as ``s (rb^2 - rho^2) / (rb + rho)`` with
+      ``rb^2 - rho^2 = 2 R y - x^2 - 2 L x - y^2``: no cancellation of two radii of kilometres.
+    - ``dx = rb * theta``, ``theta = s atan2(b x r, b . r)`` the angle about C from the bumper
+      (``b = (L, -R)``) to the point in the direction of travel: the arc the bumper drives to be
+      level with it.
+    - ``vy = n . v``, ``n = -s r / rho`` the path's left normal at the point: ``d y / dt``, since C
+      stands still in the world on a steady turn (the ego's own turn moves nothing towards it).
+    - ``vx_rel = rb (t . v / rho - |yaw_rate|)``, ``t = s z x r / rho`` the direction of travel:
+      ``d dx / dt``, the point's angular rate about C less the ego's, on the bumper's circle; a
+      standing person reads ``-rb |yaw_rate|``, the bumper's speed along its arc, negated.
+
+    As R goes to infinity these are ``x, y, vy, vx - ego_speed``: the straight road's records.
+    """
+    big_r, lx = ego_speed / yaw_rate, rear_axle_m
+    px, py, vx, vy = (float(v) for v in x)
+    s = math.copysign(1.0, big_r)
+    rx, ry = px + lx, py - big_r
+    # a point on C has no direction from it; tracks are dropped 2 m behind the bumper, so only a
+    # rear_axle_m under 2 m can put one there: read it from a micrometre away
+    rho, rb = max(math.hypot(rx, ry), 1e-6), math.hypot(lx, big_r)
+    y_path = s * (2.0 * big_r * py - px * px - 2.0 * lx * px - py * py) / (rb + rho)
+    dx_path = rb * s * math.atan2(big_r * px + lx * py, lx * rx - big_r * ry)
+    vy_path = -s * (rx * vx + ry * vy) / rho
+    vt = s * (rx * vy - ry * vx) / rho
+    return dx_path, y_path, vy_path, rb * (vt / rho - abs(yaw_rate))
 
 
 @dataclass(frozen=True)
@@ -127,6 +203,11 @@ class TrackerConfig:
     #: *Footprint*)
     footprint_sigma_m: float = 0.3
     min_score: float = 0.5
+    #: m from the front bumper (the frame's origin) back to the rear axle, the axis a car turns
+    #: about: used only with a yaw rate. Set it for the vehicle. 3.6 m fits the simulator's car,
+    #: which has no wheelbase of its own (longitudinal dynamics only): its 4.36 m length
+    #: (``sim.kinds.EGO_LENGTH_M``) less a compact car's rear overhang of about 0.8 m
+    rear_axle_m: float = 3.6
 
 
 @dataclass
@@ -195,6 +276,7 @@ class VruTracker:
         self.tracks: list[Track] = []
         self._t: float | None = None
         self._ego = 0.0  # ego speed at the last update, m/s
+        self._yaw = 0.0  # ego yaw rate at the last update, rad/s (left +)
         self._next_id = 1
         self.resets = 0
 
@@ -210,16 +292,20 @@ class VruTracker:
         self.tracks.clear()
         self._t = None
 
-    def update(self, time_s: float, detections: Sequence[Detection], ego_speed: float) -> list[Track]:
+    def update(self, time_s: float, detections: Sequence[Detection], ego_speed: float,
+               yaw_rate: float = 0.0) -> list[Track]:
         """Advance to ``time_s``, fold in this frame's detections; the confirmed tracks.
 
-        ``ego_speed`` (m/s, odometry) is the known input of the prediction: between two frames
-        every track's range shrinks by the ego's travel (the mean of the two frames' speeds
-        times the interval) plus the VRU's own motion.
+        ``ego_speed`` (m/s) and ``yaw_rate`` (rad/s, left +; odometry) are the known inputs of
+        the prediction: between two frames the ego travels the mean of the two frames' speeds
+        times the interval and turns by the mean of their yaw rates times it. Without a turn
+        every track's range shrinks by that travel (plus the VRU's own motion), exactly as before
+        the yaw rate was an input; with one, :func:`ego_motion` carries every track into the new
+        ego frame. 0 (the default) is a straight road.
         """
-        if not (math.isfinite(time_s) and math.isfinite(ego_speed)) or time_s == self._t:
-            # no time or speed to predict with, or a repeated frame (its detections are in the
-            # tracks already: fused again they would count twice, and three copies of one frame
+        if not (math.isfinite(time_s) and math.isfinite(ego_speed) and math.isfinite(yaw_rate)) or time_s == self._t:
+            # no time, speed or turn to predict with, or a repeated frame (its detections are in
+            # the tracks already: fused again they would count twice, and three copies of one frame
             # would confirm a one-frame false detection): the tracks stay as they are
             return self.confirmed()
         if self._t is not None and not 0.0 <= time_s - self._t <= self.cfg.max_gap_s:
@@ -227,9 +313,12 @@ class VruTracker:
             self.resets += 1
         dt = 0.0 if self._t is None else time_s - self._t
         travel = 0.5 * (self._ego + ego_speed) * dt
-        self._t, self._ego = time_s, ego_speed
+        turn = 0.5 * (self._yaw + yaw_rate) * dt
+        self._t, self._ego, self._yaw = time_s, ego_speed, yaw_rate
+        # no turn: the straight road's arithmetic, float for float (a build's tracks stay what they were)
+        motion = None if turn == 0.0 else ego_motion(travel, turn, self.cfg.rear_axle_m)
         for tr in self.tracks:
-            self._predict(tr, dt, travel)
+            self._predict(tr, dt, travel, motion)
             tr.ego_speed = ego_speed
         dets = [d for d in detections if d.score >= self.cfg.min_score and _usable(d)]
         unused = self._associate(dets, time_s)
@@ -246,15 +335,31 @@ class VruTracker:
         near = t.hits >= self.cfg.near_coast_hits and t.dx < self.near_m
         return unseen <= (self.cfg.near_coast_s if near else self.cfg.max_coast_s)
 
+    def curved(self) -> bool:
+        """Whether the ego's path at the last update is a curve (records relative to it).
+
+        Not below ``PATH_MIN_SPEED_MPS`` nor beyond ``PATH_MAX_RADIUS_M``: a straight road there.
+        """
+        return self._ego >= PATH_MIN_SPEED_MPS and abs(self._yaw) * PATH_MAX_RADIUS_M >= self._ego
+
+    def record(self, t: Track) -> tuple[float, float, float, float]:
+        """``(dx, y, vy, vx_rel)`` of track ``t``: its own on a straight road, else :func:`along_path`."""
+        if not self.curved():
+            return t.dx, t.y, t.vy, t.vx_rel
+        return along_path(t.x, self._ego, self._yaw, self.cfg.rear_axle_m)
+
     def confirmed(self) -> list[Track]:
-        """Tracks seen at least ``min_hits`` times, nearest the ego's path (smallest |y|) first."""
-        return sorted((t for t in self.tracks if t.hits >= self.cfg.min_hits), key=lambda t: abs(t.y))
+        """Tracks seen at least ``min_hits`` times, nearest the ego's path (smallest |y| of :meth:`record`) first."""
+        seen = (t for t in self.tracks if t.hits >= self.cfg.min_hits)
+        if not self.curved():
+            return sorted(seen, key=lambda t: abs(t.y))
+        return sorted(seen, key=lambda t: abs(self.record(t)[1]))
 
     def records(self, n: int) -> NDArray[np.float32]:
-        """``[n, len(RECORD_FIELDS)]`` of the first ``n`` confirmed tracks; empty slots are 0."""
+        """``[n, len(RECORD_FIELDS)]`` of the first ``n`` confirmed tracks (:meth:`record`); empty slots are 0."""
         out = np.zeros((n, len(RECORD_FIELDS)), np.float32)
         for k, t in enumerate(self.confirmed()[:n]):
-            out[k] = (1.0, t.dx, t.y, t.vy, t.vx_rel)
+            out[k] = (1.0, *self.record(t))
         return out
 
     # -- filter --------------------------------------------------------------------------
@@ -279,10 +384,14 @@ class VruTracker:
             q[i::2, i::2] *= a * a
         return f, q
 
-    def _predict(self, tr: Track, dt: float, travel: float) -> None:
-        """IMM mixing, then each model's prediction; the ego's ``travel`` (m) is taken off the range.
+    def _predict(self, tr: Track, dt: float, travel: float,
+                 motion: tuple[NDArray[np.float64], NDArray[np.float64]] | None) -> None:
+        """IMM mixing, then each model's prediction in the old ego frame, then into the new one.
 
-        ``tr.mu`` becomes the predicted mode probabilities.
+        Into the new frame: without a turn (``motion`` None) the ego's ``travel`` (m) is taken off
+        the range; with one, ``motion`` (:func:`ego_motion`) moves and turns each model's state,
+        and turns its covariance with it (``G P G^T``). ``tr.mu`` becomes the predicted mode
+        probabilities.
         """
         if dt <= 0.0:
             return
@@ -297,11 +406,19 @@ class VruTracker:
             ps = [sum((w[i, j] * (tr.ps[i] + np.outer(tr.xs[i] - xs[j], tr.xs[i] - xs[j])) for i in range(n)),
                       np.zeros((4, 4))) for j in range(n)]
             tr.xs, tr.ps, tr.mu = xs, ps, c
+        # the state is (dx, y, vx, vy): positions and velocities turn alike
+        turn = None if motion is None else (np.kron(np.eye(2), motion[0]), motion[1])
         for j, model in enumerate(self.cfg.models):
             f, q = self._transition(model, dt)
             tr.xs[j] = f @ tr.xs[j]
-            tr.xs[j][0] -= travel
             tr.ps[j] = f @ tr.ps[j] @ f.T + q
+            if turn is None:
+                tr.xs[j][0] -= travel
+            else:
+                g, offset = turn
+                tr.xs[j] = g @ tr.xs[j]
+                tr.xs[j][:2] += offset
+                tr.ps[j] = g @ tr.ps[j] @ g.T
         tr.combine()
 
     def _associate(self, dets: list[Detection], time_s: float) -> list[Detection]:

@@ -108,9 +108,10 @@ class Tracking:
         return peaks(heat[0, 0], off[0], stride=self.spec.stride, origin=self.origin, min_score=self.spec.min_score)
 
     def step(self, pixels: dict[str, NDArray[Any]], time_s: float | None, ego_speed: float,
-             run_options: ort.RunOptions | None = None) -> dict[str, float]:
+             run_options: ort.RunOptions | None = None, *, yaw_rate: float = 0.0) -> dict[str, float]:
         """Detect in this frame, update the tracks at ``time_s``; the ``vru<k>_*`` features.
 
+        ``ego_speed`` (m/s) and ``yaw_rate`` (rad/s, left +) are the ego's motion (``VruTracker.update``).
         Without a frame time there is no motion to measure: every slot is empty.
         """
         dets = detections(self.points(pixels, run_options), self.camera, self.spec.sigma_px)
@@ -118,7 +119,7 @@ class Tracking:
         if time_s is None:
             self.last_records = np.zeros((self.spec.tracks, len(RECORD_FIELDS)), np.float32)
         else:
-            self.tracker.update(time_s, dets, ego_speed)
+            self.tracker.update(time_s, dets, ego_speed, yaw_rate)
             self.last_records = self.tracker.records(self.spec.tracks)
         return features_of(self.last_records)
 

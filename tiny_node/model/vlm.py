@@ -438,7 +438,8 @@ class VlmRuntime:
             else:
                 self.tracking.frame_size(image_rgb.shape[1], image_rgb.shape[0])
                 found = self.tracking.step(self._detector_pixels(pixels), time_s,
-                                           feature_value("ego_speed", features, 0.0), run_options)
+                                           feature_value("ego_speed", features, 0.0), run_options,
+                                           yaw_rate=feature_value("ego_yaw_rate", features, 0.0))
                 detector_ms, records = self.tracking.last_detector_ms, self.tracking.last_records
             features = {**features, **found}
         track_ms = (time.perf_counter() - t_track) * 1e3

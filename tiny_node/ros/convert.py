@@ -59,6 +59,14 @@ def odom_speed(msg: Odometry) -> float:
     return float(msg.twist.twist.linear.x)
 
 
+def odom_yaw_rate(msg: Odometry) -> float:
+    """Yaw rate of the ego, rad/s, left + (twist.angular.z in base_link, REP-103).
+
+    As it comes: a non-finite one is judged by the sensor state (an odometry fault naming the field).
+    """
+    return float(msg.twist.twist.angular.z)
+
+
 def imu_accel_x(msg: Imu) -> float:
     """Longitudinal acceleration of the ego; NaN when the IMU says it has none.
 

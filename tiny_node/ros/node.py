@@ -390,7 +390,7 @@ class TinyNode(LifecycleNode):
 
     def _on_odom(self, msg: Odometry, info: Any) -> None:
         if self.sensors is not None:
-            self.sensors.update_odometry(convert.odom_speed(msg), self._received_at(info))
+            self.sensors.update_odometry(convert.odom_speed(msg), self._received_at(info), convert.odom_yaw_rate(msg))
 
     def _on_imu(self, msg: Imu, info: Any) -> None:
         if self.sensors is not None:

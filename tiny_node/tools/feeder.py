@@ -161,13 +161,14 @@ class Feeder:
         msg.header.frame_id = "radar"
         self.pub_range.publish(msg)
 
-    def send_odom(self, stamp_ns: int, speed_mps: float) -> None:
-        """Publish ego odometry (forward speed in base_link)."""
+    def send_odom(self, stamp_ns: int, speed_mps: float, yaw_rate_rps: float = 0.0) -> None:
+        """Publish ego odometry (forward speed and yaw rate, left +, in base_link)."""
         msg = Odometry()
         msg.header.stamp = ns_to_stamp(stamp_ns)
         msg.header.frame_id = "odom"
         msg.child_frame_id = "base_link"
         msg.twist.twist.linear.x = float(speed_mps)
+        msg.twist.twist.angular.z = float(yaw_rate_rps)
         self.pub_odom.publish(msg)
 
     def send_imu(self, stamp_ns: int, accel_x: float) -> None:
