@@ -9,6 +9,7 @@ and about the right size, from real onnxruntime runs and the real tracker.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,32 @@ def test_the_conflict_brake_is_read_from_the_manifest_and_its_errors_named(tmp_p
                        ({"brake_within_s": 1.0, "min_p_brake": 1.5}, r"vlm.tracking.conflict.min_p_brake"),
                        ("1.5 s", r"vlm.tracking.conflict: expected a mapping")):
         doc["vlm"]["tracking"]["conflict"] = bad
+        manifest.write_text(yaml.safe_dump(doc))
+        with pytest.raises(BundleError, match=match):
+            load_bundle(root)
+
+
+def test_the_rear_axle_is_read_from_the_manifest_into_the_tracker(tmp_path: Path) -> None:
+    # The tracker turns the tracks about the rear axle on a curve: a vehicle property, set in the
+    # manifest beside the camera and the corridor (before, only TrackerConfig's code default)
+    import yaml
+
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+    from tiny_node.model.tracker import TrackerConfig
+
+    root = make_tiny_vlm_bundle(tmp_path / "vlm")
+    manifest = root / "manifest.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["vlm"]["tracking"] = {"detector": "config", "tracks": 1, "min_score": 0.5, "sigma_px": 1.0, "stride": 8}
+    manifest.write_text(yaml.safe_dump(doc))
+    assert load_bundle(root).vlm.tracking.rear_axle_m == TrackerConfig.rear_axle_m == 3.6  # type: ignore[union-attr]
+    doc["vlm"]["tracking"]["rear_axle_m"] = 5.9  # a van
+    manifest.write_text(yaml.safe_dump(doc))
+    assert load_bundle(root).vlm.tracking.rear_axle_m == 5.9  # type: ignore[union-attr]
+    tr = Tracking.of_bundle(load_bundle(_bundle(tmp_path / "det")), replace(SPEC, rear_axle_m=5.9), threads=1)
+    assert tr.tracker.cfg.rear_axle_m == 5.9
+    for bad, match in ((-1.0, r"vlm.tracking.rear_axle_m: .*-1.0"), ("3.6 m", r"vlm.tracking.rear_axle_m: expected a number")):
+        doc["vlm"]["tracking"]["rear_axle_m"] = bad
         manifest.write_text(yaml.safe_dump(doc))
         with pytest.raises(BundleError, match=match):
             load_bundle(root)

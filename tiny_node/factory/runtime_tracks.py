@@ -44,9 +44,10 @@ FPS = 30.0
 CAMERA_STREAM = 30  # the renderer's random stream (per drive: [episode seed, this])
 
 
-#: ``TrackingSpec`` fields that decide on the tracks and do not make them (the conflict brake):
-#: not part of a cache key, so changing them keeps the cached tracks
-TRACKS_UNMADE_BY = frozenset({"conflict"})
+#: ``TrackingSpec`` fields that decide on the tracks and do not make them (the conflict brake),
+#: or make none of the factory's (``rear_axle_m``, below): not part of a cache key, so changing
+#: them keeps the cached tracks
+TRACKS_UNMADE_BY = frozenset({"conflict", "rear_axle_m"})
 #: ``TrackerConfig`` fields that make none of the factory's tracks: ``rear_axle_m`` acts only with a
 #: yaw rate, and the simulator drives straight (0 exactly). Out of the cache key, the tracks cached
 #: before the field existed stay valid; a simulator with curves must take it out of this set

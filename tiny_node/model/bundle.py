@@ -56,6 +56,7 @@ import yaml
 from tiny_node.camera import CameraMount
 from tiny_node.model.conflict import ConflictSpec
 from tiny_node.model.onnx_external import ExternalDataError, external_tensors, location_path
+from tiny_node.model.tracker import TrackerConfig
 from tiny_node.strict_yaml import safe_load_unique
 
 FORMAT = "tiny_node.bundle/1"
@@ -274,6 +275,9 @@ class TrackingSpec:
     #: brake when a track's constant-velocity conflict with the ego's corridor starts this soon,
     #: whatever the threshold (``model.conflict``); None (or null): the model alone decides
     conflict: ConflictSpec | None = None
+    #: m from the front bumper back to the rear axle, the axis the ego turns about: the tracker's
+    #: turn on a curve (``TrackerConfig.rear_axle_m``). A property of the vehicle, as the camera is
+    rear_axle_m: float = TrackerConfig.rear_axle_m
 
 
 @dataclass(frozen=True)
@@ -888,11 +892,12 @@ class _Parser:
         return spec
 
     def tracking(self, raw: Any, files: Mapping[str, FileEntry]) -> TrackingSpec:
-        """``vlm.tracking``: detector file key, slots, score, pixel error, stride, camera."""
+        """``vlm.tracking``: detector file key, slots, score, pixel error, stride, camera, conflict, rear axle."""
         w = "vlm.tracking."
         if not isinstance(raw, Mapping):
             raise self.fail("vlm.tracking", f"expected a mapping, got {raw!r}")
-        self.only(raw, w, ("detector", "tracks", "min_score", "sigma_px", "stride", "camera", "conflict"))
+        self.only(raw, w, ("detector", "tracks", "min_score", "sigma_px", "stride", "camera", "conflict",
+                           "rear_axle_m"))
         key = self.string(raw, "detector", w)
         if key not in files:
             raise self.fail(f"{w}detector", f"{key!r} is not a key of files")
@@ -914,7 +919,8 @@ class _Parser:
             min_score=self.number(raw, "min_score", w, lo=0.0, lo_open=True, hi=1.0),
             sigma_px=self.number(raw, "sigma_px", w, lo=0.0, lo_open=True),
             stride=self.integer(raw, "stride", w, 1), camera=cam,
-            conflict=self.conflict(raw, w) if raw.get("conflict") is not None else None)
+            conflict=self.conflict(raw, w) if raw.get("conflict") is not None else None,
+            rear_axle_m=self.number(raw, "rear_axle_m", w, lo=0.0, hi=20.0, default=TrackerConfig.rear_axle_m))
 
     def conflict(self, raw: Mapping[str, Any], w: str) -> ConflictSpec:
         """``vlm.tracking.conflict``: brake_within_s (0-10 s), the corridor's geometry, the model's veto."""

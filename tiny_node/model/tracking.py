@@ -22,7 +22,7 @@ from tiny_node.camera import CameraMount, Pinhole
 from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, ImageSpec, TrackingSpec
 from tiny_node.model.detect import detections, peaks
 from tiny_node.model.runtime import load_session
-from tiny_node.model.tracker import RECORD_FIELDS, VruTracker
+from tiny_node.model.tracker import RECORD_FIELDS, TrackerConfig, VruTracker
 
 HEAT, OFFSET = "heat", "offset"
 
@@ -51,7 +51,7 @@ class Tracking:
         self.size = (image.width, image.height)
         self._source: tuple[int, int] | None = None  # the camera frame's (w, h): its aspect shapes the pixels
         self.camera = Pinhole.of(spec.camera, *self.size)
-        self.tracker = VruTracker(window_near_m=self.window_near_m())
+        self.tracker = VruTracker(TrackerConfig(rear_axle_m=spec.rear_axle_m), window_near_m=self.window_near_m())
         self.last_detections = 0
         self.last_detector_ms = 0.0  # the detector graph's run in the last step (no decoding)
         #: the track records of the last step, the ones its features came from
