@@ -197,6 +197,8 @@ def test_camera_dropout_check_wants_decisions_without_a_frame_at_the_camera_peri
     res = fault.check(rec)
     assert res.passed, res.failures
     assert global_failures(rec) == []
+    # the reasons observed, whole (they were cut to 40 characters, the one a reader needs lost)
+    assert any("reasons 'clear [camera: no frame for 0.52 s]'" in o for o in res.observed), res.observed
     for times, level, why in ((steady[:2], 2, "only 2 decisions without a frame"),
                               (steady[::4], 2, "gap between decisions without a frame"),
                               (steady[:4], 2, "gap between decisions without a frame"),  # quiet before frames return

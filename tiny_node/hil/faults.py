@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -234,6 +234,13 @@ def _reasons(results: list[FrameResult], text: str) -> list[FrameResult]:
     return [r for r in results if text in r.current_reason]
 
 
+def _distinct(texts: Iterable[str], most: int = 3) -> str:
+    """Up to ``most`` distinct texts, whole, and how many more: what a report's reader needs to see."""
+    seen = sorted(set(texts))
+    more = f" (+{len(seen) - most} more)" if len(seen) > most else ""
+    return "; ".join(repr(t) for t in seen[:most]) + more
+
+
 # --- camera --------------------------------------------------------------------------------
 class CameraDropout(Fault):
     """No camera frames for ``duration_s`` (range, odometry and IMU go on)."""
@@ -291,7 +298,7 @@ class CameraDropout(Fault):
         late = [d for d in got if id(d) in stray]
         res.observed.append(f"{len(got)} decisions without a frame, the first {first:.2f} s after the last "
                             f"frame, gaps max {gaps.max() * 1e3:.0f} ms, reasons "
-                            f"{sorted({str(d.values.get('reason', ''))[:40] for d in got})[:1]}")
+                            f"{_distinct(str(d.values.get('reason', '')) for d in got)}")
         lo, hi = rec.camera_timeout_s - 0.02, rec.camera_timeout_s + TRANSPORT_S
         _require(res, lo <= first <= hi, f"first decision without a frame {first:.2f} s after the last frame, "
                  f"expected camera_timeout_s {rec.camera_timeout_s} (+{TRANSPORT_S} s)")
