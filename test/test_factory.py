@@ -873,6 +873,32 @@ def test_the_default_track_fields_leave_config_json_as_it_was_before_the_field()
     assert VlmConfig.from_dict(closing.to_dict()) == closing
 
 
+def test_a_factory_bundles_manifest_leaves_the_rear_axle_to_the_loaders_default(tmp_path: Path) -> None:
+    """The simulator's car is ``vlm.tracking.rear_axle_m``'s default: a build's ``vlm.tracking`` (and so
+    its manifest's SHA-256) is byte for byte what builds wrote before the key existed, and reads as 3.6 m."""
+    import yaml
+
+    from tiny_node.factory.export import write_bundle
+    from tiny_node.model.tracker import TrackerConfig
+
+    shipped = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model" / "manifest.yaml"
+    before = yaml.safe_load(shipped.read_text(encoding="utf-8"))["vlm"]["tracking"]  # built before the key
+    cfg = VlmConfig(vocab=len(vocabulary(2)), hidden=16, layers=1, heads=2, kv_heads=1, head_dim=8, ffn=(12,),
+                    channels=(4, 8), tracks=2)
+    graphs = {}
+    for key in ("vision_encoder", "embed_tokens", "decoder", "detector"):
+        graphs[key] = tmp_path / f"{key}.bin"
+        graphs[key].write_bytes(key.encode())  # only copied and hashed here
+    detector = graphs.pop("detector")
+    out = write_bundle(TinyVlm(cfg), tmp_path / "bundle", "t", 0.5, graphs=graphs, detector=detector,
+                       sigma_px=before["sigma_px"])
+    written = (out / "manifest.yaml").read_text(encoding="utf-8")
+    assert yaml.safe_load(written)["vlm"]["tracking"] == before and "rear_axle_m" not in written
+    bundle = load_bundle(out)
+    assert bundle.vlm is not None and bundle.vlm.tracking is not None
+    assert bundle.vlm.tracking.rear_axle_m == TrackerConfig.rear_axle_m == 3.6
+
+
 def test_install_verifies_the_bundle_and_never_leaves_the_package_without_a_model(tiny_build: Path,
                                                                                     tmp_path: Path) -> None:
     """--install deleted the shipped model first, then copied an unverified bundle (or none)."""

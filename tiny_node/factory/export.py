@@ -42,6 +42,7 @@ from tiny_node.factory.vocab import (
 )
 from tiny_node.model.bundle import ImageSpec, RuntimeSpec, TrackingSpec, load_bundle, write_manifest
 from tiny_node.model.conflict import ConflictSpec
+from tiny_node.model.tracker import TrackerConfig
 
 OPSET = 17
 FILES = {"vision_encoder": "onnx/vision_encoder.onnx", "embed_tokens": "onnx/embed_tokens.onnx",
@@ -161,7 +162,11 @@ def write_bundle(model: TinyVlm, out: Path, name: str, threshold: float, *,
         assert detector is not None
         (out / DETECTOR_FILE).write_bytes(Path(detector).read_bytes())
         files["vru_detector"] = DETECTOR_FILE
-        vlm_extra["tracking"] = asdict(tracking_spec(cfg.tracks, sigma_px))
+        vlm_extra["tracking"] = tracking = asdict(tracking_spec(cfg.tracks, sigma_px))
+        if tracking["rear_axle_m"] == TrackerConfig.rear_axle_m:
+            # the simulator's car is the loader's default: left out, a build's manifest (its SHA-256)
+            # is byte for byte what builds wrote before the key existed
+            del tracking["rear_axle_m"]
     config = {"model_type": "tiny_node_vlm", "image_token_id": tok.token_to_id(IMAGE),
               "vocab_size": cfg.vocab, "factory": cfg.to_dict(),
               "text_config": {"num_hidden_layers": cfg.layers, "hidden_size": cfg.hidden,
