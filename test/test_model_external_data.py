@@ -338,7 +338,7 @@ def test_a_location_outside_the_bundle_is_refused(bundle: Path) -> None:
     ({"offset": str(10**6)}, "tensor 'w' at offset 1000000, 48 bytes, runs past the end of the file (70 bytes)"),
     ({"offset": "60"}, "tensor 'w' at offset 60, 48 bytes, runs past the end of the file (70 bytes)"),
     ({"length": "4800"}, "tensor 'w' has length 4800, but float32 [4, 3] takes 48 bytes"),
-    ({"offset": "-1"}, "files.mixed: "),  # not a whole number: named by the scan
+    ({"offset": "-1"}, "tensor 'w': external_data offset '-1' is not a whole number"),  # named by the scan
 ])
 def test_an_offset_or_length_beyond_the_data_file_is_refused(bundle: Path, info: dict[str, str],
                                                              expect: str) -> None:
@@ -348,6 +348,31 @@ def test_an_offset_or_length_beyond_the_data_file_is_refused(bundle: Path, info:
     assert expect in msg and "mixed" in msg
     if "offset" in info and info["offset"] != "-1":
         assert msg.startswith(f"files.mixed.data[0]: {(bundle / DATA).resolve()}: ")
+
+
+def test_onnxruntime_is_not_handed_a_graph_the_scan_refuses(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph whose external_data the scan cannot read (here a key onnxruntime accepts, ours not) is refused
+    before onnxruntime sees it: onnxruntime 1.32 reads such a tensor's location from the working directory."""
+    model = onnx.load(bundle / "mixed.onnx", load_external_data=False)
+    tensor = model.graph.initializer[0]
+    tensor.external_data.add(key="prepacked_x", value="1")
+    onnx.save_model(model, bundle / "mixed.onnx")
+    rewrite(bundle)
+    edit_manifest(bundle, lambda m: m["files"]["mixed"].update(data=[{"path": DATA, "sha256": hash_file(bundle / DATA)}]))
+    edit_manifest(bundle, lambda m: m["runtime"].update(graph_optimization_level="disable"))
+    b = load_bundle(bundle)
+    built: list[Any] = []
+    session = ort.InferenceSession
+
+    def record(*args: Any, **kw: Any) -> ort.InferenceSession:
+        built.append(args)
+        return session(*args, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", record)
+    monkeypatch.chdir(bundle)
+    with pytest.raises(BundleError, match=r"files\.mixed: .*unknown external_data key 'prepacked_x'"):
+        load_session(b, "mixed")
+    assert built == []
 
 
 def test_external_data_outside_the_main_graphs_initializers_is_refused(bundle: Path) -> None:

@@ -104,7 +104,8 @@ def load_session(bundle: Bundle, key: str, threads: int | None = None) -> ort.In
     try:
         tensors = external_tensors(model)
     except ExternalDataError as exc:
-        _session(bundle, key, model, so)  # onnxruntime says what is wrong with it, as before
+        # not handed to onnxruntime: it may read a location the scan could not check (from the
+        # working directory) before it fails, or load what the scan refuses
         raise BundleError(f"files.{key}: {bundle.file(key).path}: {exc}") from exc
     if not tensors and not bundle.file(key).data:
         return _session(bundle, key, model, so)
