@@ -350,6 +350,34 @@ def test_an_offset_or_length_beyond_the_data_file_is_refused(bundle: Path, info:
         assert msg.startswith(f"files.mixed.data[0]: {(bundle / DATA).resolve()}: ")
 
 
+@pytest.mark.parametrize(("info", "expect"), [
+    ({"location": f"{DATA}\x00x"}, "location 'mixed.onnx_data\\x00x' holds a NUL byte"),
+    ({"offset": "1" * 5000}, "external_data offset '111111111111"),
+])
+def test_a_malformed_location_or_number_is_a_bundle_fault_naming_the_graph(bundle: Path, info: dict[str, str],
+                                                                           expect: str) -> None:
+    """A BundleError (the worker stops), not a ValueError (the worker restarted forever, the file unnamed)."""
+    set_external(bundle / "mixed.onnx", "w", **info)
+    rewrite(bundle)  # the writer lists no data for a graph it cannot read; the load says why
+    msg = load_error(bundle, "mixed")
+    assert msg.startswith(f"files.mixed: {(bundle / 'mixed.onnx').resolve()}: ") and expect in msg
+
+
+def test_a_tensor_numpy_cannot_shape_is_a_bundle_fault_naming_the_data_file(bundle: Path) -> None:
+    """65 dimensions: valid ONNX, more than a numpy array may have; a BundleError, not a ValueError."""
+    w = numpy_helper.from_array(np.ones(2, np.float32), "w")
+    w.dims[:] = [1] * 64 + [2]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "deep", [], [out], [w]),
+                              opset_imports=opsets)
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    save_external(model, bundle / "mixed.onnx", DATA)
+    rewrite(bundle)
+    msg = load_error(bundle, "mixed")
+    assert msg.startswith(f"files.mixed.data[0]: {(bundle / DATA).resolve()}: ") and "65" in msg
+
+
 def test_onnxruntime_is_not_handed_a_graph_the_scan_refuses(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A graph whose external_data the scan cannot read (here a key onnxruntime accepts, ours not) is refused
     before onnxruntime sees it: onnxruntime 1.32 reads such a tensor's location from the working directory."""

@@ -172,13 +172,16 @@ def _external(name: str, data_type: int, dims: list[int], entries: list[tuple[st
         info[key] = value
     if not info.get("location"):
         raise ExternalDataError(f"tensor {name!r} keeps its data externally but names no location")
+    if "\x00" in info["location"]:  # no file name holds one (a path with it is a ValueError, not an OSError)
+        raise ExternalDataError(f"tensor {name!r}: external_data location {info['location']!r} holds a NUL byte")
     if any(d < 0 for d in dims):
         raise ExternalDataError(f"tensor {name!r} has a negative dimension: {dims}")
 
     def number(key: str) -> int:
         text = info[key]
-        if not (text.isascii() and text.isdigit()):
-            raise ExternalDataError(f"tensor {name!r}: external_data {key} {text!r} is not a whole number")
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:  # int64 has 19 digits; int() stops at 4300
+            raise ExternalDataError(f"tensor {name!r}: external_data {key} {text[:40]!r} is not a whole number "
+                                    "below 10**20")
         return int(text)
 
     return ExternalTensor(name=name, data_type=data_type, dims=tuple(dims), location=info["location"],

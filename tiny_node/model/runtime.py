@@ -166,7 +166,7 @@ def _add_external_data(bundle: Bundle, key: str, tensors: Sequence[ExternalTenso
     for t, i in zip(tensors, used, strict=True):
         try:
             values.append(ort.OrtValue.ortvalue_from_numpy(tensor_array(t, buffers[i])))
-        except ExternalDataError as exc:
+        except ValueError as exc:  # ExternalDataError, or numpy's (more dims than an array may have)
             raise BundleError(f"files.{key}.data[{i}]: {entry.data[i].path}: {exc}") from exc
     so.add_external_initializers(names, values)
     return [buffers, values]
