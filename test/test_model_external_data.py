@@ -156,17 +156,30 @@ def test_the_scan_refuses_what_is_no_onnx_model(tmp_path: Path) -> None:
         external_tensors((tmp_path / "g.onnx").read_bytes()[:-3])
 
 
-def test_a_graph_naming_no_location_has_no_external_data_onnxruntime_would_read() -> None:
+@pytest.mark.parametrize("where", ["initializer", "subgraph", "attribute", "sparse"])
+def test_a_graph_naming_no_location_has_no_external_data_onnxruntime_would_read(where: str) -> None:
     # The scan skips graphs without the bytes b"location" (and the onnx import with them): sound
-    # only while onnxruntime refuses an EXTERNAL tensor that names no location
-    g = mixed_graph()
-    g.graph.initializer[0].ClearField("raw_data")
-    g.graph.initializer[0].data_location = onnx.TensorProto.EXTERNAL
+    # only while onnxruntime refuses an EXTERNAL tensor that names no location, wherever it sits
+    g = mixed_graph(subgraph=where == "subgraph", constant=where == "attribute")
+    if where == "initializer":
+        t = g.graph.initializer[0]
+    elif where == "subgraph":
+        (branch,) = (a.g for n in g.graph.node for a in n.attribute if a.name == "then_branch")
+        t = branch.initializer[0]
+    elif where == "attribute":
+        (t,) = (a.t for n in g.graph.node if n.op_type == "Constant" for a in n.attribute)
+    else:
+        w = numpy_helper.to_array(g.graph.initializer.pop(0))
+        g.graph.sparse_initializer.append(helper.make_sparse_tensor(
+            numpy_helper.from_array(w.ravel(), "w"), numpy_helper.from_array(np.arange(w.size), "w_idx"), w.shape))
+        t = g.graph.sparse_initializer[0].values
+    t.ClearField("raw_data")
+    t.data_location = onnx.TensorProto.EXTERNAL
     raw = g.SerializeToString()
     assert b"location" not in raw and external_tensors(raw) == []
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    with pytest.raises(Exception, match="Missing 'location'"):
+    with pytest.raises(Exception, match=r"Missing 'location'|doesn't have a location"):
         ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"])
 
 
