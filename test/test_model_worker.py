@@ -270,3 +270,17 @@ def test_stop_releases_process_and_shared_memory(bundles: dict[str, Path]) -> No
     for name in names:
         with pytest.raises(FileNotFoundError):
             SharedMemory(name=name)
+
+
+def test_the_start_budget_grows_with_the_bundle(tmp_path: Path) -> None:
+    # A fixed 30 s killed a worker still loading a multi-GB export (external data), forever.
+    from tiny_node.model.worker import STARTUP_BASE_S, STARTUP_PER_GIB_S, startup_budget_s
+
+    assert startup_budget_s(tmp_path) == STARTUP_BASE_S
+    (tmp_path / "onnx").mkdir()
+    with open(tmp_path / "onnx" / "decoder_model_merged.onnx_data", "wb") as f:
+        f.truncate(3 * 2**30)  # sparse: 3 GiB of size, no disk
+    assert startup_budget_s(tmp_path) == STARTUP_BASE_S + 3 * STARTUP_PER_GIB_S
+    worker = ModelWorker(tmp_path, MonotonicClock())
+    assert worker._startup_timeout_s == STARTUP_BASE_S + 3 * STARTUP_PER_GIB_S
+    assert ModelWorker(tmp_path, MonotonicClock(), startup_timeout_s=5.0)._startup_timeout_s == 5.0

@@ -26,6 +26,7 @@ collected with ``take_rationales()``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import signal
@@ -102,6 +103,27 @@ def _child_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     worker_main(ctl, res, cfg)
 
 
+#: a worker's start: imports, session creation and warm-up of a small bundle
+STARTUP_BASE_S = 30.0
+#: ... plus this per GiB of bundle files: loading and hashing them and building the sessions took
+#: about 5 s per GiB here (files in the page cache); twice that, for a cold disk or a slower CPU
+STARTUP_PER_GIB_S = 10.0
+
+
+def startup_budget_s(bundle_dir: Path) -> float:
+    """How long a worker may take to come up with the bundle in ``bundle_dir``.
+
+    Why scaled: a fixed 30 s killed a worker loading a multi-GB export (external data) before it
+    was ready, and restarted it forever, each time with "not ready" and no word of the size.
+    Unreadable entries count as nothing here: loading the bundle names them.
+    """
+    total = 0
+    for f in bundle_dir.rglob("*"):
+        with contextlib.suppress(OSError):  # unreadable: the bundle's own load reports it
+            total += f.stat().st_size if f.is_file() else 0
+    return STARTUP_BASE_S + STARTUP_PER_GIB_S * total / 2**30
+
+
 class ModelWorker:
     """Parent-side handle of the model worker process (see module docstring)."""
 
@@ -117,10 +139,12 @@ class ModelWorker:
         backoff_max_s: float = 10.0,
         test_delay_ms: float = 0.0,
         max_frame_shape: tuple[int, int, int] = (1080, 1920, 3),
-        startup_timeout_s: float = 30.0,
+        startup_timeout_s: float | None = None,
         nice: int = 0,
         rationale_max_tokens: int | None = None,
     ) -> None:
+        if startup_timeout_s is None:
+            startup_timeout_s = startup_budget_s(Path(bundle_dir))
         if hang_timeout_s <= 0 or startup_timeout_s <= 0:
             raise ValueError("hang_timeout_s and startup_timeout_s must be > 0")
         if not 0 <= backoff_initial_s <= backoff_max_s:
@@ -398,7 +422,8 @@ class ModelWorker:
                       f"after submit (> hang_timeout_s {self._hang_timeout_s}); killed")
         elif st is WorkerState.STARTING and now - self._started_at > self._startup_timeout_s:
             self._counts["hangs"] += 1
-            self._die(f"worker not ready {self._startup_timeout_s} s after start; killed")
+            self._die(f"worker not ready {self._startup_timeout_s:.0f} s after start (its budget for a "
+                      f"bundle of this size); killed")
 
     # -- internals -------------------------------------------------------------------
     def _spawn(self) -> None:
