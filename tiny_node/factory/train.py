@@ -233,7 +233,7 @@ def decision_metrics(model: TinyVlm, data: TextBatchData, word_ids: tuple[int, i
 def teacher_answer_logits(teacher: TinyVlm, data: TextBatchData, batch: int = 32) -> NDArray[np.float16]:
     """The teacher's answer logits for every frame (float16 ``[N, A, V]``), computed once."""
     teacher.eval()
-    a_max = int((data.lengths - data.answer_start).max())
+    a_max = int(np.max(data.lengths - data.answer_start))
     out = np.zeros((len(data), a_max, teacher.cfg.vocab), np.float16)
     for s in tqdm(range(0, len(data), batch), desc="teacher soft targets", unit="batch"):
         idx = np.arange(s, min(len(data), s + batch))

@@ -297,12 +297,12 @@ class CameraDropout(Fault):
         stray = {id(d) for d in rec.stray_frameless()}
         late = [d for d in got if id(d) in stray]
         res.observed.append(f"{len(got)} decisions without a frame, the first {first:.2f} s after the last "
-                            f"frame, gaps max {gaps.max() * 1e3:.0f} ms, reasons "
+                            f"frame, gaps max {np.max(gaps) * 1e3:.0f} ms, reasons "
                             f"{_distinct(str(d.values.get('reason', '')) for d in got)}")
         lo, hi = rec.camera_timeout_s - 0.02, rec.camera_timeout_s + TRANSPORT_S
         _require(res, lo <= first <= hi, f"first decision without a frame {first:.2f} s after the last frame, "
                  f"expected camera_timeout_s {rec.camera_timeout_s} (+{TRANSPORT_S} s)")
-        _require(res, float(gaps.max()) <= self.MAX_GAP_S, f"a {gaps.max() * 1e3:.0f} ms gap between decisions "
+        _require(res, float(np.max(gaps)) <= self.MAX_GAP_S, f"a {np.max(gaps) * 1e3:.0f} ms gap between decisions "
                  f"without a frame (max {self.MAX_GAP_S * 1e3:.0f} ms at 30 Hz)")
         bad_reason = [d for d in got if "camera: no frame" not in str(d.values.get("reason", ""))]
         _require(res, not bad_reason, f"{len(bad_reason)} without 'camera: no frame' in the reason")

@@ -52,7 +52,7 @@ def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
         raise ValueError(f"output {spec.name!r}: non-finite logits {row.tolist()}")
     bi = spec.brake_index
     if spec.kind == "softmax":
-        e = np.exp(row - row.max())
+        e = np.exp(row - np.max(row))
         probs = e / e.sum()
     else:
         p = 0.5 * (1.0 + np.tanh(0.5 * row[0]))  # sigmoid without overflow
