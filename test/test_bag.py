@@ -980,3 +980,41 @@ def test_a_message_that_does_not_decompress_is_an_error_naming_its_topic(tmp_pat
     rc, text = _run_cli([str(tmp_path / "z"), "--out", str(tmp_path / "out")], capsys)
     assert rc == 2 and "Traceback" not in text
     assert "corrupt bag: the message on /range at log time " in text and "does not decompress" in text, text
+
+
+def test_a_file_compressed_bag_that_does_not_fit_on_the_disk_is_refused_before_unpacking(tmp_path, monkeypatch):
+    # Before: unpacked until the disk was full, then "corrupt or unreadable bag: No space left on device".
+    import shutil as sh
+    from collections import namedtuple
+
+    import tiny_node.bag.topics as topics
+
+    drive(tmp_path / "rec", seconds=0.5)
+    _compressed_copy(tmp_path / "rec", tmp_path / "z", "mcap", "file")
+    before = {p: p.read_bytes() for p in (tmp_path / "z").iterdir()}
+    usage = namedtuple("usage", "total used free")
+    unpacked = []
+    real_tmp = topics.TemporaryDirectory
+
+    def recorded(**kw):
+        d = real_tmp(**kw)
+        unpacked.append(Path(d.name))
+        return d
+
+    monkeypatch.setattr(topics, "TemporaryDirectory", recorded)
+    real_usage = sh.disk_usage
+    monkeypatch.setattr(topics.shutil, "disk_usage", lambda where: usage(1 << 40, 1 << 40, 100 << 20))
+    with pytest.raises(BagError, match=r"needs 0\.0 GiB in .*which has 0\.1 GiB free .*256 MiB.*set TMPDIR"):
+        BagSource(tmp_path / "z")
+    assert unpacked and not any(p.exists() for p in unpacked)  # its temporary folder is gone
+    assert {p: p.read_bytes() for p in (tmp_path / "z").iterdir()} == before  # the bag is untouched
+    # a frame that does not declare its size: the full disk is named as such, not as a corrupt bag
+    monkeypatch.setattr(topics.shutil, "disk_usage", real_usage)
+
+    def full(src, dst, length=0):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(topics.shutil, "copyfileobj", full)
+    with pytest.raises(BagError, match=r"no room to unpack it into .*No space left on device.*set TMPDIR") as err:
+        BagSource(tmp_path / "z")
+    assert "corrupt" not in str(err.value) and not any(p.exists() for p in unpacked)

@@ -11,6 +11,7 @@ decompressed here.  Every failure becomes a :class:`BagError` naming the bag and
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import sqlite3
 import struct
@@ -50,6 +51,11 @@ STORE_SAMPLE = 20
 #: largest message a message-compressed bag may decompress to: an 8-byte-per-pixel 4096 x 4096
 #: image is 128 MiB; a few KB of zstd can claim many GB, which would exhaust memory
 MAX_MESSAGE_BYTES = 256 << 20
+
+#: left free on the disk a file-compressed bag is unpacked to (other writers share that disk)
+UNPACK_MARGIN_BYTES = 256 << 20
+#: what to do about it: the temporary folder follows TMPDIR
+_ROOM_HINT = "set TMPDIR to a folder on a disk with room (the bag is unpacked there while it is read)"
 
 # What rosbags / sqlite / the decompressors raise on a damaged file.  Caught only around
 # calls into the reader and re-raised as BagError with the cause chained.
@@ -199,8 +205,10 @@ class BagSource:
         compression = str(info.get("compression_mode") or "").lower()
         compression = "" if compression == "none" else compression
         try:  # validates version, storage files present, compression supported
-            with Reader(path):
-                pass
+            reader = Reader(path)
+            if compression != "file":  # opening one unpacks it whole (we do, below, with room checked)
+                with reader:
+                    pass
         except _READ_ERRORS as exc:
             raise BagError(f"{path}: corrupt or unreadable bag: {exc}{_recover_hint(storage)}") from exc
         rel = info.get("relative_file_paths") or []
@@ -220,13 +228,44 @@ class BagSource:
         the storage's by their QoS text and yields no message where they disagree (see module doc).
         """
         self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
-        out = []
-        for f in files:
-            plain = Path(self._tmp.name, f.stem)
-            with f.open("rb") as raw, zstd.open(raw, "rb") as src, plain.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            out.append(plain)
+        try:
+            self._check_room(files, self._tmp.name)
+            out = []
+            for f in files:
+                plain = Path(self._tmp.name, f.stem)
+                with f.open("rb") as raw, zstd.open(raw, "rb") as src, plain.open("wb") as dst:
+                    try:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    except OSError as exc:
+                        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                            raise
+                        raise BagError(f"{f}: no room to unpack it into {self._tmp.name} ({exc.strerror}; its "
+                                       f"size was not in the file): {_ROOM_HINT}") from exc
+                out.append(plain)
+        except BagError:
+            self._drop_tmp()
+            raise
         return out
+
+    def _check_room(self, files: list[Path], where: str) -> None:
+        """Refuse before unpacking when the files' declared sizes do not fit on ``where``'s disk.
+
+        Why: a file-compressed bag is unpacked whole to disk; a bag of hundreds of GB filled the
+        disk, failed with "corrupt or unreadable bag: No space left on device", and whatever else
+        wrote to that disk failed meanwhile. A zstd frame that declares its size is checked here;
+        one that does not is caught when the disk is full (named the same way).
+        """
+        need = 0
+        for f in files:
+            with f.open("rb") as fh:
+                head = fh.read(18)  # the largest zstd frame header
+            with contextlib.suppress(zstd.ZstdError):  # not zstd: the reader says so, naming it
+                need += zstd.get_frame_info(head).decompressed_size or 0
+        free = shutil.disk_usage(where).free
+        if need + UNPACK_MARGIN_BYTES > free:
+            raise BagError(f"{self.path}: unpacking this file-compressed bag needs {need / 2**30:.1f} GiB in "
+                           f"{where}, which has {free / 2**30:.1f} GiB free (and {UNPACK_MARGIN_BYTES >> 20} MiB "
+                           f"are kept free): {_ROOM_HINT}")
 
     def _drop_tmp(self) -> None:
         if self._tmp is not None:
