@@ -474,3 +474,18 @@ def test_a_non_finite_yaw_rate_leaves_the_tracks_alone() -> None:
         assert t.hits == 5 and np.array_equal(t.x, x)
     (t,) = tr.update(5 * DT, [Detection(9.8, 3.0)], 5.0, 0.1)
     assert t.hits == 6 and np.all(np.isfinite(t.p))
+
+
+def test_the_sweep_widens_the_corridor_on_the_inner_side_of_a_curve_only() -> None:
+    """Off-tracking: the body turns about the rear axle and runs inside the bumper's arc by
+    sqrt(L^2 + R^2) - |R| on the inner side; on a straight road the test is the labels' own."""
+    tr = VruTracker()
+    assert tr.sweep_widening() == (0.0, 0.0)
+    tr.update(0.0, [], 5.0, 0.5)  # a 10 m left turn
+    left, right = tr.sweep_widening()
+    assert math.isclose(left, math.hypot(tr.cfg.rear_axle_m, 10.0) - 10.0) and right == 0.0  # 0.63 m
+    tr.update(DT, [], 5.0, -0.5)  # the mean turn is 0 here, the path now a right turn
+    assert tr.sweep_widening()[0] == 0.0 and math.isclose(tr.sweep_widening()[1], left)
+    standing = np.array([[1.0, 4.6, 1.63, 0.0, -5.3], [1.0, 4.6, -1.63, 0.0, -5.3]])
+    assert [float(conflict_times(r[None], CONFLICT, (left, 0.0))) < 1.0 for r in standing] == [True, False]
+    assert all(float(conflict_times(r[None], CONFLICT)) == math.inf for r in standing)  # as before

@@ -479,6 +479,27 @@ def test_the_odometrys_yaw_rate_reaches_the_tracker(vlm_dirs: dict[str, Path], t
     assert len(seen) == 1
 
 
+def test_on_a_curve_the_conflict_test_covers_the_bodys_inner_side(vlm_dirs: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10 m left turn at 5 m/s: a person standing 1.63 m inside the bumper's arc, 4.6 m ahead, is in
+    the body's sweep (it runs 0.63 m inside that arc); 1.63 m outside it is not (review, 2026-12-06)."""
+    bundle = _smolvlm_with_detector(vlm_dirs, tmp_path)
+    doc = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    doc["vlm"]["tracking"]["conflict"] = {"brake_within_s": 1.5}
+    (bundle / "manifest.yaml").write_text(yaml.safe_dump(doc))
+    rt = VlmRuntime(load_bundle(bundle))
+    assert rt.tracking is not None
+    speed, yaw = 5.0, 0.5
+    closing = -math.hypot(rt.tracking.tracker.cfg.rear_axle_m, speed / yaw) * yaw  # standing: the bumper's speed
+    frame = np.zeros((480, 640, 3), np.uint8)
+    got = {}
+    for side in (1.0, -1.0):  # inner (left) side, outer side
+        rec = np.array([[1.0, 4.6, side * 1.63, 0.0, closing]], np.float32)
+        monkeypatch.setattr(rt.tracking.tracker, "records", lambda n, rec=rec: rec)
+        got[side] = rt.decide(frame, {"ego_speed": speed, "ego_yaw_rate": yaw}, time_s=len(got) * 0.1).conflict_s
+    assert got[1.0] < 1.0 and got[-1.0] == math.inf  # reached in 4.6 / 5.3 s; before: inf on both sides
+
+
 def test_a_cancel_for_the_next_job_outlives_the_previous_rationale(tiny: VlmRuntime) -> None:
     """Job 2 and its cancel reach the worker before its main thread starts job 1's rationale.
 

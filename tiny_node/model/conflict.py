@@ -49,13 +49,17 @@ class ConflictSpec:
         return conflict_s < self.brake_within_s and p_brake >= self.min_p_brake
 
 
-def conflict_times(records: NDArray[Any], spec: ConflictSpec) -> NDArray[np.float64]:
+def conflict_times(records: NDArray[Any], spec: ConflictSpec,
+                   widen: tuple[float, float] = (0.0, 0.0)) -> NDArray[np.float64]:
     """The earliest conflict (s from now; inf: none) of track records ``[..., slots, fields]``.
 
     ``fields`` as ``tracker.RECORD_FIELDS`` (present, dx, y, vy, vx_rel; metres and m/s in the
     road frame, ``vx_rel`` negative when closing). A track conflicts while it is both level
     with the ego (from reaching the bumper at its closing speed until the ego's length has
-    passed it) and inside the corridor laterally (``|y + vy t| < half_width_m``).
+    passed it) and inside the corridor laterally (``-half_width_m - widen[1] < y + vy t <
+    half_width_m + widen[0]``). ``widen``: metres added on the left and on the right; on a curve
+    the inner side (``VruTracker.sweep_widening``: the body runs inside the bumper's arc), 0 on a
+    straight road, where the test is the labels' own.
     """
     rec = np.asarray(records, np.float64)
     if rec.ndim < 2 or rec.shape[-1] <= _VX_REL:
@@ -67,11 +71,11 @@ def conflict_times(records: NDArray[Any], spec: ConflictSpec) -> NDArray[np.floa
     speed = np.where(reached, closing, 1.0)
     t_reach = dx / speed
     t_passed = t_reach + spec.ego_length_m / speed
-    hw = spec.half_width_m
+    right, left = -spec.half_width_m - widen[1], spec.half_width_m + widen[0]  # 0 added: the same floats
     moving = np.abs(vy) > 1e-6
     vy_safe = np.where(moving, vy, 1.0)
-    a, b = (-hw - y) / vy_safe, (hw - y) / vy_safe
-    inside = np.abs(y) < hw
+    a, b = (right - y) / vy_safe, (left - y) / vy_safe
+    inside = (right < y) & (y < left)
     lo = np.where(moving, np.minimum(a, b), np.where(inside, -np.inf, np.inf))
     hi = np.where(moving, np.maximum(a, b), np.where(inside, np.inf, -np.inf))
     start = np.maximum(np.maximum(lo, t_reach), 0.0)

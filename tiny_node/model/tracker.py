@@ -342,6 +342,21 @@ class VruTracker:
         """
         return self._ego >= PATH_MIN_SPEED_MPS and abs(self._yaw) * PATH_MAX_RADIUS_M >= self._ego
 
+    def sweep_widening(self) -> tuple[float, float]:
+        """Metres the ego's sweep reaches beyond the bumper's arc, on the left and on the right.
+
+        Why: on a curve the records are relative to the front bumper's arc, but the body turns
+        about the rear axle, so its inner side runs inside that arc by ``sqrt(L^2 + R^2) - |R|``
+        (off-tracking): 0.1 m on a 67 m curve, 0.63 m on a 10 m junction turn, where a person
+        standing there is hit by the side of the car. The conflict test widens the corridor by
+        that on the inner side (``conflict.conflict_times``). A straight road: none.
+        """
+        if not self.curved():
+            return 0.0, 0.0
+        big_r = self._ego / self._yaw
+        off = math.hypot(self.cfg.rear_axle_m, big_r) - abs(big_r)
+        return (off, 0.0) if big_r > 0.0 else (0.0, off)
+
     def record(self, t: Track) -> tuple[float, float, float, float]:
         """``(dx, y, vy, vx_rel)`` of track ``t``: its own on a straight road, else :func:`along_path`."""
         if not self.curved():

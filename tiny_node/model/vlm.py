@@ -455,7 +455,9 @@ class VlmRuntime:
         t4 = time.perf_counter()
         out = read_decision(row[list(self.word_ids)], self.bundle.decision)
         if self.tracking is not None and records is not None:
-            out = self._with_tracks(out, features, records)
+            # given records are a straight road's (offline evaluation); the tracker's know its curve
+            widen = (0.0, 0.0) if tracks is not None else self.tracking.tracker.sweep_widening()
+            out = self._with_tracks(out, features, records, widen)
         self._state = _Prefill(present, int(ids.shape[1]),
                                self.word_ids[self.bundle.decision.labels.index(out.label)], embeds)
         self.last_ms = {"prepare": (t1 - t0) * 1e3 - track_ms, "track": track_ms, "detector": detector_ms,
@@ -464,14 +466,18 @@ class VlmRuntime:
                         "tokens": float(ids.shape[1])}
         return out
 
-    def _with_tracks(self, out: ModelOutput, features: Mapping[str, float], records: NDArray[Any]) -> ModelOutput:
-        """``out`` with the tracks it was shown as text and, with ``vlm.tracking.conflict``, their conflict."""
+    def _with_tracks(self, out: ModelOutput, features: Mapping[str, float], records: NDArray[Any],
+                     widen: tuple[float, float] = (0.0, 0.0)) -> ModelOutput:
+        """``out`` with the tracks it was shown as text and, with ``vlm.tracking.conflict``, their conflict.
+
+        ``widen``: the corridor's extra width on the left / right (a curve's inner side).
+        """
         assert self.tracking is not None
         spec = self.tracking.spec
         text = describe(features, spec.tracks)
         if spec.conflict is None:
             return replace(out, tracks=text)
-        t = float(conflict_times(records[:spec.tracks], spec.conflict))  # the tracks it was shown
+        t = float(conflict_times(records[:spec.tracks], spec.conflict, widen))  # the tracks it was shown
         if t < math.inf:
             text += f"; track conflict in {t:.1f} s"
         return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision)
