@@ -48,14 +48,14 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from tiny_node.camera import CameraMount
 from tiny_node.model.conflict import ConflictSpec
-from tiny_node.model.onnx_external import ExternalDataError, external_tensors, location_path
+from tiny_node.model.onnx_external import ExternalDataError, ExternalTensor, external_tensors, location_path
 from tiny_node.model.tracker import TrackerConfig
 from tiny_node.strict_yaml import safe_load_unique
 
@@ -503,13 +503,22 @@ def data_files(root: Path, key: str, rel: str) -> list[str]:
         return []
     out: list[str] = []
     for t in tensors:
-        loc = location_path(rel, t.location)
-        if loc is None:
-            raise BundleError(f"files.{key}: {path}: tensor {t.name!r} keeps its data in {t.location!r}, "
-                              "outside the graph's directory (an absolute path or '..' is refused)")
-        if str(loc) not in out:
-            out.append(str(loc))
+        loc = str(data_location(key, path, rel, t))
+        if loc not in out:
+            out.append(loc)
     return out
+
+
+def data_location(key: str, graph: Path, graph_rel: str, tensor: ExternalTensor) -> PurePosixPath:
+    """The bundle-relative path of ``tensor``'s data file; a BundleError if it leaves the graph's directory.
+
+    One judgement for the manifest writer and the loader (``runtime.load_session``).
+    """
+    loc = location_path(graph_rel, tensor.location)
+    if loc is None:
+        raise BundleError(f"files.{key}: {graph}: tensor {tensor.name!r} keeps its data in {tensor.location!r}, "
+                          "outside the graph's directory (an absolute path or '..' is refused)")
+    return loc
 
 
 def load_bundle(path: Path | str) -> Bundle:

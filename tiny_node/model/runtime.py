@@ -19,13 +19,12 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from tiny_node.model.bundle import Bundle, BundleError, RuntimeSpec
+from tiny_node.model.bundle import Bundle, BundleError, RuntimeSpec, data_location
 from tiny_node.model.onnx_external import (
     MAIN_INITIALIZER,
     ExternalDataError,
     ExternalTensor,
     external_tensors,
-    location_path,
     tensor_array,
 )
 from tiny_node.model.output import ModelOutput, read_decision
@@ -140,10 +139,7 @@ def _add_external_data(bundle: Bundle, key: str, tensors: Sequence[ExternalTenso
             raise BundleError(f"files.{key}: {entry.path}: tensor {t.name!r} ({t.where}) keeps its data in "
                               f"{t.location!r}; only initializers of the main graph may (onnxruntime takes "
                               "verified bytes for those alone): save that tensor inside the graph")
-        rel = location_path(entry.rel, t.location)
-        if rel is None:
-            raise BundleError(f"files.{key}: {entry.path}: tensor {t.name!r} keeps its data in {t.location!r}, "
-                              "outside the graph's directory (an absolute path or '..' is refused)")
+        rel = data_location(key, entry.path, entry.rel, t)
         try:
             full = (bundle.root / rel).resolve()
         except (OSError, RuntimeError) as exc:
