@@ -316,7 +316,11 @@ class VruTracker:
         turn = 0.5 * (self._yaw + yaw_rate) * dt
         self._t, self._ego, self._yaw = time_s, ego_speed, yaw_rate
         # no turn: the straight road's arithmetic, float for float (a build's tracks stay what they were)
-        motion = None if turn == 0.0 else ego_motion(travel, turn, self.cfg.rear_axle_m)
+        motion: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        if turn != 0.0:
+            g, offset = ego_motion(travel, turn, self.cfg.rear_axle_m)
+            # once per frame, for every track: the state is (dx, y, vx, vy), both pairs turn alike
+            motion = (np.asarray(np.kron(np.eye(2), g), np.float64), offset)
         for tr in self.tracks:
             self._predict(tr, dt, travel, motion)
             tr.ego_speed = ego_speed
@@ -363,18 +367,20 @@ class VruTracker:
             return t.dx, t.y, t.vy, t.vx_rel
         return along_path(t.x, self._ego, self._yaw, self.cfg.rear_axle_m)
 
+    def _ranked(self) -> list[tuple[Track, tuple[float, float, float, float]]]:
+        """The confirmed tracks with their :meth:`record`, nearest the ego's path (smallest |y|) first."""
+        rows = [(t, self.record(t)) for t in self.tracks if t.hits >= self.cfg.min_hits]
+        return sorted(rows, key=lambda row: abs(row[1][1]))
+
     def confirmed(self) -> list[Track]:
         """Tracks seen at least ``min_hits`` times, nearest the ego's path (smallest |y| of :meth:`record`) first."""
-        seen = (t for t in self.tracks if t.hits >= self.cfg.min_hits)
-        if not self.curved():
-            return sorted(seen, key=lambda t: abs(t.y))
-        return sorted(seen, key=lambda t: abs(self.record(t)[1]))
+        return [t for t, _ in self._ranked()]
 
     def records(self, n: int) -> NDArray[np.float32]:
         """``[n, len(RECORD_FIELDS)]`` of the first ``n`` confirmed tracks (:meth:`record`); empty slots are 0."""
         out = np.zeros((n, len(RECORD_FIELDS)), np.float32)
-        for k, t in enumerate(self.confirmed()[:n]):
-            out[k] = (1.0, *self.record(t))
+        for k, (_, rec) in enumerate(self._ranked()[:n]):
+            out[k] = (1.0, *rec)
         return out
 
     # -- filter --------------------------------------------------------------------------
@@ -404,9 +410,9 @@ class VruTracker:
         """IMM mixing, then each model's prediction in the old ego frame, then into the new one.
 
         Into the new frame: without a turn (``motion`` None) the ego's ``travel`` (m) is taken off
-        the range; with one, ``motion`` (:func:`ego_motion`) moves and turns each model's state,
-        and turns its covariance with it (``G P G^T``). ``tr.mu`` becomes the predicted mode
-        probabilities.
+        the range; with one, ``motion`` (:func:`ego_motion`'s turn for the whole state, and its
+        offset) moves and turns each model's state, and turns its covariance with it
+        (``G P G^T``). ``tr.mu`` becomes the predicted mode probabilities.
         """
         if dt <= 0.0:
             return
@@ -421,16 +427,14 @@ class VruTracker:
             ps = [sum((w[i, j] * (tr.ps[i] + np.outer(tr.xs[i] - xs[j], tr.xs[i] - xs[j])) for i in range(n)),
                       np.zeros((4, 4))) for j in range(n)]
             tr.xs, tr.ps, tr.mu = xs, ps, c
-        # the state is (dx, y, vx, vy): positions and velocities turn alike
-        turn = None if motion is None else (np.kron(np.eye(2), motion[0]), motion[1])
         for j, model in enumerate(self.cfg.models):
             f, q = self._transition(model, dt)
             tr.xs[j] = f @ tr.xs[j]
             tr.ps[j] = f @ tr.ps[j] @ f.T + q
-            if turn is None:
+            if motion is None:
                 tr.xs[j][0] -= travel
             else:
-                g, offset = turn
+                g, offset = motion
                 tr.xs[j] = g @ tr.xs[j]
                 tr.xs[j][:2] += offset
                 tr.ps[j] = g @ tr.ps[j] @ g.T
