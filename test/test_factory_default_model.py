@@ -158,6 +158,31 @@ def test_shipped_model_brakes_on_a_track_conflict_whatever_its_threshold(tmp_pat
         rt.decide(grey, feats, tracks=ahead[:, :4], time_s=0.0)  # the conflict needs the closing speed
 
 
+def test_a_conflict_of_a_track_the_prompt_has_no_slot_for_brakes_and_is_named(tmp_path: Path) -> None:
+    """Two people wait at the kerb, nearest the path, and fill the prompt's two slots; a cyclist
+    6 m ahead, 5 m out, rides in at 5 m/s (conflict in 0.75 s). The conflict test reads every
+    track: the shipped bundle brakes and its reason names the third track. Before, it read the
+    two shown and let the cyclist through."""
+    import shutil
+
+    from tiny_node.model.bundle import set_threshold
+
+    root = tmp_path / "b"
+    shutil.copytree(SHIPPED, root)
+    set_threshold(root, 1.0)  # the model alone never brakes: what brakes is the conflict test
+    rt = VlmRuntime(load_bundle(root), threads=1)
+    grey = np.full((480, 640, 3), 110, np.uint8)
+    feats = {"ego_speed": 8.0, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0}
+    kerb = [[1.0, 5.0, 2.4, 0.0, -8.0], [1.0, 7.0, -2.6, 0.0, -8.0]]
+    cyclist = [1.0, 6.0, 5.0, -5.0, -8.0]
+    out = rt.decide(grey, feats, tracks=np.asarray([*kerb, cyclist], np.float32), time_s=0.0)
+    assert out.brake and out.conflict_s == pytest.approx(0.75)
+    assert out.tracks.endswith("track conflict in 0.8 s (vru2 6.0 m, y +5.0 m, vy -5.0 m/s, not among the tracks shown)")
+    assert "vru2" not in out.tracks.split(";")[0] + out.tracks.split(";")[1]  # the prompt showed two
+    shown = rt.decide(grey, feats, tracks=np.asarray(kerb, np.float32), time_s=0.0)
+    assert not shown.brake and shown.conflict_s == math.inf
+
+
 def test_in_the_closed_loop_the_conflict_brake_decides_before_the_model_on_the_child_behind_parked_cars() -> None:
     """CPNCO-50 at 60 km/h by night, lockstep: one frame before the model's own brake, the shipped
     bundle brakes on the tracked child's conflict, P(brake) still under the threshold; the reason,

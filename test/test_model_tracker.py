@@ -126,6 +126,21 @@ def test_records_are_nearest_the_path_first_and_clutter_is_not_reported() -> Non
     assert rec[1, 0] == 1.0 and abs(rec[1, 2] - 5.0) < 0.2
     assert not rec[2].any()  # the clutter never got the hits to be reported (and is dropped)
     assert len(tr.tracks) == 2
+    np.testing.assert_array_equal(tr.records(1, every=True), rec[:2])  # every confirmed track, beyond n
+    np.testing.assert_array_equal(tr.records(3, every=True), rec)  # n rows at least
+
+
+def test_records_of_every_track_reach_a_third_vru_beyond_the_prompts_slots() -> None:
+    """Two people at the kerb are nearest the path; a third VRU further out is still recorded (the
+    conflict test reads it), after them, and ``records(2)`` alone leaves it out."""
+    tr = VruTracker()
+    for i in range(10):
+        t = i * DT
+        tr.update(t, [Detection(12.0 - 8 * t, 2.4), Detection(14.0 - 8 * t, -2.6), Detection(9.0 - 8 * t, 5.5)], 8.0)
+    shown, every = tr.records(2), tr.records(2, every=True)
+    assert every.shape == (3, len(RECORD_FIELDS)) and (every[:, 0] == 1.0).all()
+    np.testing.assert_array_equal(every[:2], shown)
+    assert abs(every[2, 2] - 5.5) < 0.2 and not np.isin(5.5, np.round(shown[:, 2], 0))
 
 
 def test_tracks_coast_then_drop_and_time_going_back_resets() -> None:

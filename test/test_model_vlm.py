@@ -495,7 +495,7 @@ def test_on_a_curve_the_conflict_test_covers_the_bodys_inner_side(vlm_dirs: dict
     got = {}
     for side in (1.0, -1.0):  # inner (left) side, outer side
         rec = np.array([[1.0, 4.6, side * 1.63, 0.0, closing]], np.float32)
-        monkeypatch.setattr(rt.tracking.tracker, "records", lambda n, rec=rec: rec)
+        monkeypatch.setattr(rt.tracking.tracker, "records", lambda n, every=False, rec=rec: rec)
         got[side] = rt.decide(frame, {"ego_speed": speed, "ego_yaw_rate": yaw}, time_s=len(got) * 0.1).conflict_s
     assert got[1.0] < 1.0 and got[-1.0] == math.inf  # reached in 4.6 / 5.3 s; before: inf on both sides
 

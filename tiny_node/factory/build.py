@@ -220,9 +220,10 @@ class Build:
                                           miss=self.cfg.track_miss)[:, :self.cfg.tracks]
             made = self._tracks_paths(paths)
             if made and all(p.exists() for p in made):  # after the tracks step: what the node's tracker reports
-                data["track_runtime"] = runtime_tracks.load_tracks(made)[:, :self.cfg.tracks]
+                # every recorded track: the prompt reads the first cfg.tracks, the conflict test all
+                data["track_runtime"] = runtime_tracks.load_tracks(made)
                 if name in ("train", "val") and self.cfg.track_source == "runtime":
-                    data["track_input"] = data["track_runtime"]
+                    data["track_input"] = data["track_runtime"][:, :self.cfg.tracks]
             self._data[name] = data
         return self._data[name]
 
@@ -355,7 +356,8 @@ class Build:
                                         desc=f"runtime tracks {name}")
             self._data.pop(name, None)  # loaded again, with them
             d = self.split(name)
-            info[name] = runtime_tracks.agreement(d["track_runtime"], d["vru_tracks"][:, :self.cfg.tracks])
+            info[name] = runtime_tracks.agreement(d["track_runtime"][:, :self.cfg.tracks],
+                                                  d["vru_tracks"][:, :self.cfg.tracks])
             self.log(f"  {name}: runtime tracks cover {info[name]['coverage']:.1%} of the VRUs within 40 m, "
                      f"lateral-velocity error rms {info[name]['vy_error_rms']:.2f} m/s")
         return info

@@ -52,11 +52,13 @@ def measure(bundle_dir: Path, build_dir: Path, threshold: float | None = None, *
                                            cfg.frames_per_episode, source, workers=workers,
                                            desc=f"runtime tracks {split}")
         data = build.split(split)
-        rt = {**data, "track_input": runtime_tracks.load_tracks(made)[:, :tracking.tracks]}
+        # every recorded track: the prompt shows the first tracking.tracks, the conflict test reads all
+        rt = {**data, "track_input": runtime_tracks.load_tracks(made)}
         out[split] = {
             "degraded": evaluate.metrics(evaluate.decision_scores(bundle_dir, data, f"{split} degraded"), thr, data),
             "end_to_end": evaluate.metrics(evaluate.decision_scores(bundle_dir, rt, f"{split} end to end"), thr, rt),
-            "tracks": runtime_tracks.agreement(rt["track_input"], data["vru_tracks"][:, :tracking.tracks]),
+            "tracks": runtime_tracks.agreement(rt["track_input"][:, :tracking.tracks],
+                                               data["vru_tracks"][:, :tracking.tracks]),
         }
     return out
 

@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from tiny_node.factory import dataset
 from tiny_node.factory.scenes import Look
-from tiny_node.factory.tracks import TRACKS
 from tiny_node.model.bundle import ImageSpec, TrackingSpec
 from tiny_node.model.preprocess import ImagePreprocessor
 from tiny_node.model.tracker import RECORD_FIELDS, TrackerConfig
@@ -42,6 +41,10 @@ from tiny_node.sim.world import World
 
 FPS = 30.0
 CAMERA_STREAM = 30  # the renderer's random stream (per drive: [episode seed, this])
+#: tracks recorded per frame, nearest the ego's path first: the prompt reads the first
+#: ``vlm.tracking.tracks`` (the shards' ``tracks.TRACKS`` at most), the conflict test every
+#: one the node has (``VlmRuntime._with_tracks``); no simulated frame confirms this many
+RECORDED = 8
 
 
 #: ``TrackingSpec`` fields that decide on the tracks and do not make them (the conflict brake),
@@ -80,7 +83,7 @@ class TrackSource:
         h = hashlib.sha256(self.detector.read_bytes())
         tracking = _repr_of(self.tracking, skip=TRACKS_UNMADE_BY)
         tracker = _repr_of(TrackerConfig(), skip=TRACKER_UNMADE_BY)
-        h.update(f"({self.image!r}, {tracking}, {tracker}, {FPS!r}, {CAMERA_STREAM!r})".encode())
+        h.update(f"({self.image!r}, {tracking}, {tracker}, {FPS!r}, {CAMERA_STREAM!r}, {RECORDED!r})".encode())
         return h.hexdigest()[:16]
 
     def tracking_of(self) -> Tracking:
@@ -130,18 +133,18 @@ class TrackRecorder:
 
     def frame(self) -> None:
         """Keep the tracker's records for the sampled frame."""
-        self.records.append(self.tracking.tracker.records(TRACKS))
+        self.records.append(self.tracking.tracker.records(RECORDED))
 
 
 def shard_tracks(path: Path, episodes: int, frames: int, source: TrackSource) -> NDArray[np.float32]:
-    """``[rows, TRACKS, len(RECORD_FIELDS)]`` runtime tracks of the shard at ``path``.
+    """``[rows, RECORDED, len(RECORD_FIELDS)]`` runtime tracks of the shard at ``path``.
 
     Raises ValueError naming the shard when the re-run drives do not give its labels (it was
     made with other ``episodes`` / ``frames``, or by another factory version).
     """
     rec = TrackRecorder(source.tracking_of(), source.image)
     again = dataset.rerun(path, episodes, frames, observer=rec)
-    out = np.asarray(rec.records, np.float32).reshape(-1, TRACKS, len(RECORD_FIELDS))
+    out = np.asarray(rec.records, np.float32).reshape(-1, RECORDED, len(RECORD_FIELDS))
     assert len(out) == len(again["brake"]), "one record per sampled frame"
     return out
 

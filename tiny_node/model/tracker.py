@@ -376,10 +376,15 @@ class VruTracker:
         """Tracks seen at least ``min_hits`` times, nearest the ego's path (smallest |y| of :meth:`record`) first."""
         return [t for t, _ in self._ranked()]
 
-    def records(self, n: int) -> NDArray[np.float32]:
-        """``[n, len(RECORD_FIELDS)]`` of the first ``n`` confirmed tracks (:meth:`record`); empty slots are 0."""
-        out = np.zeros((n, len(RECORD_FIELDS)), np.float32)
-        for k, (_, rec) in enumerate(self._ranked()[:n]):
+    def records(self, n: int, *, every: bool = False) -> NDArray[np.float32]:
+        """``[n, len(RECORD_FIELDS)]`` of the first ``n`` confirmed tracks (:meth:`record`); empty slots are 0.
+
+        ``every``: all confirmed tracks, ``n`` rows at least (the conflict test reads them all,
+        the prompt the first ``n``).
+        """
+        ranked = self._ranked() if every else self._ranked()[:n]
+        out = np.zeros((max(n, len(ranked)), len(RECORD_FIELDS)), np.float32)
+        for k, (_, rec) in enumerate(ranked):
             out[k] = (1.0, *rec)
         return out
 

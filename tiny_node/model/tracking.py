@@ -54,7 +54,9 @@ class Tracking:
         self.tracker = VruTracker(TrackerConfig(rear_axle_m=spec.rear_axle_m), window_near_m=self.window_near_m())
         self.last_detections = 0
         self.last_detector_ms = 0.0  # the detector graph's run in the last step (no decoding)
-        #: the track records of the last step, the ones its features came from
+        #: the records of every confirmed track at the last step, nearest the ego's path first
+        #: (``spec.tracks`` rows at least): the first ``spec.tracks`` are the prompt's features,
+        #: all of them the conflict test's (a third VRU may be the one in conflict)
         self.last_records: NDArray[np.float32] = np.zeros((spec.tracks, len(RECORD_FIELDS)), np.float32)
 
     @classmethod
@@ -120,8 +122,8 @@ class Tracking:
             self.last_records = np.zeros((self.spec.tracks, len(RECORD_FIELDS)), np.float32)
         else:
             self.tracker.update(time_s, dets, ego_speed, yaw_rate)
-            self.last_records = self.tracker.records(self.spec.tracks)
-        return features_of(self.last_records)
+            self.last_records = self.tracker.records(self.spec.tracks, every=True)
+        return features_of(self.last_records[:self.spec.tracks])
 
 
 def describe(features: Mapping[str, float], slots: int) -> str:
@@ -129,9 +131,14 @@ def describe(features: Mapping[str, float], slots: int) -> str:
 
     ``vru0 14.2 m, y -2.1 m, vy +1.3 m/s`` per present slot (left +), or ``no VRU tracked``.
     """
-    out = [f"vru{k} {features[f'vru{k}_dx']:.1f} m, y {features[f'vru{k}_y']:+.1f} m, "
-           f"vy {features[f'vru{k}_vy']:+.1f} m/s" for k in range(slots) if features.get(f"vru{k}_present", 0.0)]
+    out = [describe_track(k, features[f"vru{k}_dx"], features[f"vru{k}_y"], features[f"vru{k}_vy"])
+           for k in range(slots) if features.get(f"vru{k}_present", 0.0)]
     return "; ".join(out) if out else "no VRU tracked"
+
+
+def describe_track(k: int, dx: float, y: float, vy: float) -> str:
+    """One track as words: ``vru<k> 14.2 m, y -2.1 m, vy +1.3 m/s`` (left +)."""
+    return f"vru{k} {dx:.1f} m, y {y:+.1f} m, vy {vy:+.1f} m/s"
 
 
 def features_of(records: NDArray[Any]) -> dict[str, float]:

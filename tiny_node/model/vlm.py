@@ -48,7 +48,7 @@ from tiny_node.model.output import ModelOutput, brake_on_conflict, read_decision
 from tiny_node.model.preprocess import ImagePreprocessor, feature_value
 from tiny_node.model.runtime import load_session, probe_run
 from tiny_node.model.tracker import RECORD_FIELDS
-from tiny_node.model.tracking import Tracking, describe, features_of
+from tiny_node.model.tracking import Tracking, describe, describe_track, features_of
 
 IMAGE_FEATURES = "image_features"
 PIXEL_VALUES = "pixel_values"
@@ -420,11 +420,13 @@ class VlmRuntime:
 
         A bundle with ``vlm.tracking`` runs its VRU detector on the frame and updates its
         tracker at ``time_s`` first; the tracks fill the ``vru<k>_*`` features. ``tracks``
-        (records ``[slots, 4+]``: present, dx, y, vy[, vx_rel], ``tracker.RECORD_FIELDS``;
-        all five with ``vlm.tracking.conflict``) replaces the tracker's output: for offline
-        evaluation on single frames, which have no history to track over. With
-        ``vlm.tracking.conflict`` the decision is also a brake when those tracks conflict with
-        the corridor soon enough (``model.conflict``), whatever the threshold.
+        (records ``[rows, 4+]``: present, dx, y, vy[, vx_rel], ``tracker.RECORD_FIELDS``;
+        all five with ``vlm.tracking.conflict``; nearest the path first) replaces the tracker's
+        output: for offline evaluation on single frames, which have no history to track over.
+        The prompt shows the first ``vlm.tracking.tracks`` of them. With
+        ``vlm.tracking.conflict`` the decision is also a brake when any of them (every row, not
+        only those shown) conflicts with the corridor soon enough (``model.conflict``),
+        whatever the threshold.
         """
         self._state = None
         t0 = time.perf_counter()  # real time is the point: these are stage timings
@@ -434,7 +436,7 @@ class VlmRuntime:
         records: NDArray[Any] | None = None
         if self.tracking is not None:  # given records replace the detector + tracker, not run on top
             if tracks is not None:
-                found, records = self._given_tracks(tracks), np.asarray(tracks)
+                found, records = self._given_tracks(np.asarray(tracks)[:self.tracking.spec.tracks]), np.asarray(tracks)
             else:
                 self.tracking.frame_size(image_rgb.shape[1], image_rgb.shape[0])
                 found = self.tracking.step(self._detector_pixels(pixels), time_s,
@@ -468,8 +470,11 @@ class VlmRuntime:
 
     def _with_tracks(self, out: ModelOutput, features: Mapping[str, float], records: NDArray[Any],
                      widen: tuple[float, float] = (0.0, 0.0)) -> ModelOutput:
-        """``out`` with the tracks it was shown as text and, with ``vlm.tracking.conflict``, their conflict.
+        """``out`` with the tracks it was shown as text and, with ``vlm.tracking.conflict``, the earliest conflict.
 
+        The conflict is of every record, not only the ones the prompt has slots for: the tracks
+        nearest the path are not always the ones about to be in it (a cyclist closing in behind
+        two people waiting at the kerb). One not shown is named in the text.
         ``widen``: the corridor's extra width on the left / right (a curve's inner side).
         """
         assert self.tracking is not None
@@ -477,9 +482,14 @@ class VlmRuntime:
         text = describe(features, spec.tracks)
         if spec.conflict is None:
             return replace(out, tracks=text)
-        t = float(conflict_times(records[:spec.tracks], spec.conflict, widen))  # the tracks it was shown
+        each = conflict_times(np.asarray(records)[:, None, :], spec.conflict, widen)  # one row per track
+        k = int(np.argmin(each)) if len(each) else 0
+        t = float(each[k]) if len(each) else math.inf
         if t < math.inf:
             text += f"; track conflict in {t:.1f} s"
+            if k >= spec.tracks:
+                _, dx, y, vy = (float(v) for v in records[k, :4])
+                text += f" ({describe_track(k, dx, y, vy)}, not among the tracks shown)"
         return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision)
 
     def _given_tracks(self, tracks: NDArray[Any]) -> dict[str, float]:
