@@ -22,7 +22,7 @@ pytest.importorskip("onnxruntime.quantization")
 
 from test_factory_default_model import assert_loadable_by_onnxruntime_1_16  # noqa: E402
 
-from tiny_node.factory import dataset, scenes  # noqa: E402
+from tiny_node.factory import dataset, runtime_tracks, scenes  # noqa: E402
 from tiny_node.factory.build import STEPS, Build, BuildError, code_digest  # noqa: E402
 from tiny_node.factory.config import DEFAULT, TINY  # noqa: E402
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, decision_cost, prune  # noqa: E402
@@ -255,13 +255,14 @@ def test_runtime_track_source_trains_on_what_the_nodes_tracker_reports(tiny_buil
     assert set(info) == {"train", "val", "test", "heldout"}
     made = {p.stem for p in (tmp_path / "tracks").glob("*/*.npy")}
     assert {p.stem for p in (tiny_build / "data").glob("train*.npz")} <= made  # the focus shards too
-    for name in ("train", "val"):
+    for name in ("train", "val"):  # the prompt's slots of every recorded track (the conflict test's)
         d = b.split(name)
-        np.testing.assert_array_equal(d["track_input"], d["track_runtime"])
+        assert d["track_runtime"].shape[1] == runtime_tracks.RECORDED > d["track_input"].shape[1] == TINY.tracks
+        np.testing.assert_array_equal(d["track_input"], d["track_runtime"][:, :TINY.tracks])
     test, degraded = b.split("test"), Build(TINY, tiny_build, log=lambda _: None).split("test")
     np.testing.assert_array_equal(test["track_input"], degraded["track_input"])  # measured as before ...
     np.testing.assert_array_equal(test["track_runtime"], degraded["track_runtime"])  # ... and end to end
-    assert not np.array_equal(test["track_input"], test["track_runtime"])
+    assert not np.array_equal(test["track_input"], test["track_runtime"][:, :TINY.tracks])
     with pytest.raises(BuildError, match=r"track_source 'radar' must be one of \['degraded', 'runtime'\]"):
         Build(replace(TINY, name="tiny-bad", track_source="radar"), tmp_path / "bad")
 

@@ -183,6 +183,27 @@ def test_a_conflict_of_a_track_the_prompt_has_no_slot_for_brakes_and_is_named(tm
     assert not shown.brake and shown.conflict_s == math.inf
 
 
+def test_in_the_closed_loop_the_conflict_brake_reaches_a_child_behind_two_waiting_adults() -> None:
+    """The shipped example ``child_behind_waiting_pair.yaml``, lockstep: the two adults at the kerb
+    fill the prompt's slots, and the first brake is the conflict of the third track, the child
+    running in (P(brake) still far under the threshold), at 4.07 s. Testing only the two shown
+    tracks, the bundle braked at 4.27 s, when its model saw the child (MODEL_HISTORY, *Every track*)."""
+    import csv
+    import io
+
+    from tiny_node.config import make_config
+    from tiny_node.sim.closed_loop import run_scenario
+    from tiny_node.sim.scenario import example_scenario_files, load_scenario
+
+    (path,) = [p for p in example_scenario_files() if p.name == "child_behind_waiting_pair.yaml"]
+    res = run_scenario(load_scenario(path), make_config(), bundle=SHIPPED)
+    rows = list(csv.DictReader(io.StringIO(res.timeline_csv())))
+    first = next(r for r in rows if r["decision"] == "brake")
+    assert first["source"] == "model" and float(first["model_p_brake"]) < load_bundle(SHIPPED).decision.threshold
+    assert "not among the tracks shown" in first["reason"] and "(vru2 " in first["reason"]
+    assert float(first["t_s"]) < 4.2 and res.summary["outcome"] == "avoided"
+
+
 def test_in_the_closed_loop_the_conflict_brake_decides_before_the_model_on_the_child_behind_parked_cars() -> None:
     """CPNCO-50 at 60 km/h by night, lockstep: one frame before the model's own brake, the shipped
     bundle brakes on the tracked child's conflict, P(brake) still under the threshold; the reason,

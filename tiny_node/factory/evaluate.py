@@ -74,9 +74,10 @@ def decision_scores(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, 
     """What the bundle's decision is a threshold on: P(brake), or 1 where its track conflict brake fires.
 
     Why: with ``vlm.tracking.conflict`` the runtime brakes whatever the threshold when a track
-    it was shown conflicts soon enough (``model.conflict``); scored 1, those frames count as
-    brakes at every threshold in ``metrics`` and ``choose_threshold``. Whether it fired is the
-    runtime's own verdict on the frame (its ``conflict_s`` and ``ConflictSpec.brakes``).
+    conflicts soon enough (``model.conflict``; every record of ``track_input``, not only the
+    prompt's slots); scored 1, those frames count as brakes at every threshold in ``metrics``
+    and ``choose_threshold``. Whether it fired is the runtime's own verdict on the frame (its
+    ``conflict_s`` and ``ConflictSpec.brakes``).
     """
     return _per_frame(bundle_dir, data, desc, history=history, conflict=True)
 

@@ -53,7 +53,7 @@ MAX_RATIONALE_TOKENS = 12
 #: the runtime looks for the earlier frame 0.1 s back, +-0.04 s (training drew 0.07-0.13 s)
 FRAME_INTERVAL_S = 0.1
 FRAME_TOLERANCE_S = 0.04
-#: every tracked bundle brakes when a track it shows the model conflicts within 1.5 s
+#: every tracked bundle brakes when a confirmed track conflicts within 1.5 s
 #: (``model.conflict``), unless the model's P(brake) is under 1 %. Why 1.5 s: the longest of
 #: 1.0-2.0 s at which the shipped model's val benign false brakes stay within 0.5 % end to end
 #: (1.8 s: 0.69 %); no look-alike or benign closed-loop drive reaches it. Why 1 %: the one val
