@@ -181,6 +181,14 @@ def test_a_conflict_of_a_track_the_prompt_has_no_slot_for_brakes_and_is_named(tm
     assert "vru2" not in out.tracks.split(";")[0] + out.tracks.split(";")[1]  # the prompt showed two
     shown = rt.decide(grey, feats, tracks=np.asarray(kerb, np.float32), time_s=0.0)
     assert not shown.brake and shown.conflict_s == math.inf
+    # the model's veto (P(brake) < 1 %) is for the tracks it was shown: not for the third
+    slow = {**feats, "ego_speed": 3.0}
+    far = [[1.0, 25.0, 5.0, 0.0, -3.0], [1.0, 28.0, 6.0, 0.0, -3.0]]
+    crossing = [1.0, 2.7, -3.0, 3.5, -3.0]  # a cyclist 2.7 m ahead crossing in: conflict in 0.9 s
+    out = rt.decide(grey, slow, tracks=np.asarray([*far, crossing], np.float32), time_s=0.0)
+    assert out.p_brake < 0.01 and out.brake and out.conflict_brake and out.conflict_s == pytest.approx(0.9)
+    in_view = rt.decide(grey, slow, tracks=np.asarray([crossing, *far], np.float32), time_s=0.0)
+    assert in_view.conflict_s == pytest.approx(0.9) and in_view.brake == (in_view.p_brake >= 0.01)
 
 
 def test_in_the_closed_loop_the_conflict_brake_reaches_a_child_behind_two_waiting_adults() -> None:

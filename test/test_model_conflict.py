@@ -53,10 +53,28 @@ def test_the_conflict_adds_a_brake_below_the_threshold_and_never_cancels_one() -
     assert not go.brake
     braked = brake_on_conflict(go, 1.2, SPEC, spec)
     assert braked.brake and braked.label == "brake" and braked.p_brake == go.p_brake and braked.conflict_s == 1.2
+    assert braked.conflict_brake and not go.conflict_brake
     assert not brake_on_conflict(go, 1.6, SPEC, spec).brake  # too late to count
     assert not brake_on_conflict(go, 0.2, None, spec).brake  # a bundle without the conflict brake
     brake = read_decision([0.0, 2.0], spec)
     assert brake_on_conflict(brake, math.inf, SPEC, spec).brake
+    assert not brake_on_conflict(brake, math.inf, SPEC, spec).conflict_brake  # the model's own brake
+    assert brake_on_conflict(brake, 1.0, SPEC, spec).conflict_brake  # both: the conflict's counted too
     veto = ConflictSpec(brake_within_s=1.5, min_p_brake=0.3)  # the model sees nothing there: its word stands
-    assert not brake_on_conflict(go, 1.2, veto, spec).brake
+    vetoed = brake_on_conflict(go, 1.2, veto, spec)
+    assert not vetoed.brake and not vetoed.conflict_brake and vetoed.conflict_s == 1.2
     assert brake_on_conflict(read_decision([0.5, 0.0], spec), 1.2, veto, spec).brake  # P 0.38
+
+
+def test_the_models_veto_holds_for_the_tracks_it_was_shown_only() -> None:
+    """A conflict of a track the prompt had no slot for brakes whatever P(brake): the model's P
+    is about the tracks it was shown (review of the every-track change, 2026-12-06)."""
+    spec = DecisionSpec(name="logits", kind="softmax", labels=("go", "brake"), brake_label="brake", threshold=0.6)
+    veto = ConflictSpec(brake_within_s=1.5, min_p_brake=0.3)
+    go = read_decision([1.0, 0.0], spec)  # P(brake) 0.27, under the veto
+    unshown = brake_on_conflict(go, 0.9, veto, spec, unshown_s=0.9)
+    assert unshown.brake and unshown.conflict_brake and unshown.label == "brake"
+    # a shown track's vetoed conflict first, an unshown one within the window later: it brakes
+    assert brake_on_conflict(go, 0.4, veto, spec, unshown_s=1.3).brake
+    assert not brake_on_conflict(go, 0.4, veto, spec, unshown_s=1.6).brake  # the unshown one too late
+    assert veto.brakes(0.9, 0.0, 0.9) and not veto.brakes(0.9, 0.0) and veto.brakes(0.9, 0.3)

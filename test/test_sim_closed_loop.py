@@ -305,20 +305,24 @@ def test_operating_point_counts_conflict_brakes_at_every_threshold(tmp_path):
     threshold clears; timelines from before the column are refused, not read as conflict-free."""
     from tiny_node.factory import operating_point as op
 
-    head = "t_s,model_p_brake,model_conflict_s\n"
-    (tmp_path / "a.csv").write_text(head + "0.0,0.10,inf\n0.1,0.30,1.20\n0.2,0.20,\n")
-    (tmp_path / "b.csv").write_text(head + "0.0,0.45,inf\n0.1,0.40,inf\n")
+    head = "t_s,model_p_brake,model_conflict_s,model_conflict_brake\n"
+    (tmp_path / "a.csv").write_text(head + "0.0,0.10,inf,0\n0.1,0.30,1.20,1\n0.2,0.20,,0\n")
+    (tmp_path / "b.csv").write_text(head + "0.0,0.45,inf,0\n0.1,0.40,inf,0\n")
+    (tmp_path / "v.csv").write_text(head + "0.0,0.005,1.20,0\n")  # the model's veto: the runtime did not brake
     assert op.shadow_peaks(tmp_path / "a.csv") == (0.30, 1.20)
     assert op.shadow_peaks(tmp_path / "b.csv") == (0.45, math.inf)
-    assert op.shadow_peaks(tmp_path / "a.csv", min_p=0.35) == (0.30, math.inf)  # vetoed by the model's P
+    assert op.shadow_peaks(tmp_path / "v.csv") == (0.005, math.inf)
     point = op.OperatingPoint(0.35, {"a": 0.30, "b": 0.45}, 0.02, {"a": 1.20, "b": math.inf}, 1.5)
     assert point.conflict_activations == ["a"]
     assert point.false_activations_at_val_threshold == ["a", "b"]
     assert point.closed_loop_threshold == pytest.approx(0.47)  # the model's own peaks still set it
     assert op.OperatingPoint(0.35, {"a": 0.30}, 0.02, {"a": 1.20}, 1.0).conflict_activations == []
     (tmp_path / "old.csv").write_text("t_s,model_p_brake\n0.0,0.1\n")
-    with pytest.raises(RuntimeError, match="no model_conflict_s column"):
+    with pytest.raises(RuntimeError, match="no model_conflict_s or model_conflict_brake column"):
         op.shadow_peaks(tmp_path / "old.csv")
+    (tmp_path / "older.csv").write_text("t_s,model_p_brake,model_conflict_s\n0.0,0.1,1.2\n")
+    with pytest.raises(RuntimeError, match="no model_conflict_brake column"):
+        op.shadow_peaks(tmp_path / "older.csv")
 
 
 def test_operating_point_write_is_refused_when_the_conflict_brake_fires(bundles, tmp_path, monkeypatch, capsys):

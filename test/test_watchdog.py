@@ -22,6 +22,7 @@ class Out:
     label: str
     tracks: str = ""
     conflict_s: float = math.inf
+    conflict_brake: bool = False
 
     @property
     def p_brake(self) -> float:
@@ -435,11 +436,16 @@ def test_decision_values_carry_the_model_p_brake_and_read_back():
     assert "model_conflict_s" not in values and back.conflict_s == math.inf  # no track conflict
     wd.on_frame(frame(clock, 2))
     port.finish()
-    [d] = wd.on_model_result(2, Out(True, 0.2, "brake", conflict_s=1.25))  # braked by a track conflict
+    [d] = wd.on_model_result(2, Out(True, 0.2, "brake", conflict_s=1.25, conflict_brake=True))  # by a track conflict
     values = decision_values(d)
-    assert values["model_conflict_s"] == "1.250"
+    assert values["model_conflict_s"] == "1.250" and values["model_conflict_brake"] == "true"
     back = _model_verdict({k: str(v) for k, v in values.items()})
-    assert back is not None and back.brake and back.conflict_s == pytest.approx(1.25)
+    assert back is not None and back.brake and back.conflict_s == pytest.approx(1.25) and back.conflict_brake
+    wd.on_frame(frame(clock, 3))
+    port.finish()
+    [d] = wd.on_model_result(3, Out(False, 0.995, "no_brake", conflict_s=1.25))  # a conflict the model vetoed
+    back = _model_verdict({k: str(v) for k, v in decision_values(d).items()})
+    assert back is not None and back.conflict_s == pytest.approx(1.25) and not back.conflict_brake
     assert _model_verdict({"source": "rules"}) is None  # no model answered: no verdict
 
 

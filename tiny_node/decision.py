@@ -46,8 +46,9 @@ class Verdict:
 
     ``p_brake``: the model's P(brake) before its threshold (NaN for the rules), so a recorded
     run shows how close each frame came to braking. ``conflict_s``: the earliest conflict of the
-    tracks the model was shown (``model.conflict``; inf for the rules, or none), so a recorded
-    run shows when a bundle's conflict brake would fire whatever the threshold.
+    model's tracks (``model.conflict``; inf for the rules, or none), and ``conflict_brake``
+    whether it brakes whatever the threshold, so a recorded run shows when a bundle's conflict
+    brake would fire.
     """
 
     brake: bool
@@ -55,6 +56,7 @@ class Verdict:
     reason: str
     p_brake: float = math.nan
     conflict_s: float = math.inf
+    conflict_brake: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,5 +136,6 @@ def decision_values(d: Decision) -> dict[str, Any]:
         values["model_p_brake"] = f"{d.model.p_brake:.4f}"
         if math.isfinite(d.model.conflict_s):
             values["model_conflict_s"] = f"{d.model.conflict_s:.3f}"
+            values["model_conflict_brake"] = str(d.model.conflict_brake).lower()
     values.update(d.extra)
     return values

@@ -89,7 +89,12 @@ class ModelAnswer(Protocol):
 
     @property
     def conflict_s(self) -> float:
-        """The earliest conflict of the tracks the model was shown, s (inf: none; ``model.conflict``)."""
+        """The earliest conflict of the model's tracks, s (inf: none; ``model.conflict``)."""
+        ...
+
+    @property
+    def conflict_brake(self) -> bool:
+        """Whether that conflict brakes whatever the threshold (``ModelOutput.conflict_brake``)."""
         ...
 
     @property
@@ -318,7 +323,7 @@ class Watchdog:
                 seen = f"; {output.tracks}" if output.tracks else ""
                 model = Verdict(output.brake, float(output.confidence), f"model: {output.label} "
                                 f"(p={output.confidence:.2f}{seen})", p_brake=float(output.p_brake),
-                                conflict_s=float(output.conflict_s))
+                                conflict_s=float(output.conflict_s), conflict_brake=bool(output.conflict_brake))
                 out.append(self._close(cycle, model, ModelState.ON_TIME))
             elif output is None and not cancelled:
                 cycle.unavailable_why = f"model run failed: {error or 'no output'}"

@@ -77,7 +77,7 @@ def decision_scores(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, 
     conflicts soon enough (``model.conflict``; every record of ``track_input``, not only the
     prompt's slots); scored 1, those frames count as brakes at every threshold in ``metrics``
     and ``choose_threshold``. Whether it fired is the runtime's own verdict on the frame (its
-    ``conflict_s`` and ``ConflictSpec.brakes``).
+    ``conflict_brake``).
     """
     return _per_frame(bundle_dir, data, desc, history=history, conflict=True)
 
@@ -86,11 +86,10 @@ def _per_frame(bundle_dir: Path, data: dict[str, NDArray[Any]], desc: str, *, hi
                conflict: bool) -> NDArray[np.float32]:
     """P(brake) of every frame; with ``conflict``, 1 where the bundle's conflict brake fires."""
     rt = VlmRuntime(load_bundle(bundle_dir), threads=1)
-    spec = rt.tracking.spec.conflict if conflict and rt.tracking is not None else None
     out = np.zeros(len(data["brake"]), np.float32)
     for i in tqdm(range(len(out)), desc=desc, unit="frame", leave=False):
         o = decide_pair(rt, data, i, history=history)
-        out[i] = 1.0 if spec is not None and spec.brakes(o.conflict_s, o.p_brake) else o.probs[1]
+        out[i] = 1.0 if conflict and o.conflict_brake else o.probs[1]
     return out
 
 

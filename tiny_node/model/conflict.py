@@ -36,6 +36,8 @@ class ConflictSpec:
     ahead at the ego's speed, a stopped ego). ``min_p_brake``: below this P(brake) the model's
     word stands: a track in the path at which the model sees nothing at all is more likely a
     false detection than a person (a detection in night fog tracked in the lane got 0.001).
+    The veto is only on the tracks the model was shown: its P(brake) says nothing about one
+    it was not.
     """
 
     brake_within_s: float
@@ -44,9 +46,14 @@ class ConflictSpec:
     min_closing_mps: float = 0.5
     min_p_brake: float = 0.0
 
-    def brakes(self, conflict_s: float, p_brake: float) -> bool:
-        """Whether a conflict ``conflict_s`` away brakes, the model having said ``p_brake``."""
-        return conflict_s < self.brake_within_s and p_brake >= self.min_p_brake
+    def brakes(self, conflict_s: float, p_brake: float, unshown_s: float = float("inf")) -> bool:
+        """Whether the tracks' conflicts brake, the model having said ``p_brake``.
+
+        ``conflict_s``: the earliest conflict of every track; ``unshown_s``: the earliest of the
+        tracks the prompt did not show, which the model cannot veto.
+        """
+        return unshown_s < self.brake_within_s or (conflict_s < self.brake_within_s
+                                                   and p_brake >= self.min_p_brake)
 
 
 def conflict_times(records: NDArray[Any], spec: ConflictSpec,

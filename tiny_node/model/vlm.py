@@ -485,12 +485,13 @@ class VlmRuntime:
         each = conflict_times(np.asarray(records)[:, None, :], spec.conflict, widen)  # one row per track
         k = int(np.argmin(each)) if len(each) else 0
         t = float(each[k]) if len(each) else math.inf
+        unshown = float(np.min(each[spec.tracks:])) if len(each) > spec.tracks else math.inf
         if t < math.inf:
             text += f"; track conflict in {t:.1f} s"
             if k >= spec.tracks:
                 _, dx, y, vy = (float(v) for v in records[k, :4])
                 text += f" ({describe_track(k, dx, y, vy)}, not among the tracks shown)"
-        return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision)
+        return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision, unshown)
 
     def _given_tracks(self, tracks: NDArray[Any]) -> dict[str, float]:
         """The ``vru<k>_*`` features of given records; a field this prompt holds must be in them.

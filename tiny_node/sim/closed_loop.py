@@ -72,7 +72,7 @@ DEFAULT_RATES_HZ: Mapping[str, float] = {"camera": 30.0, "range": 20.0, "odom": 
 TIMELINE_COLUMNS = (
     "t_s", "ego_speed_kmh", "ego_accel_mps2", "distance_m", "ttc_s", "brake_request",
     "decision", "source", "model_state", "hold", "latency_ms", "decided_t_s", "frame_id", "reason",
-    "model_p_brake", "model_conflict_s",
+    "model_p_brake", "model_conflict_s", "model_conflict_brake",
 )
 
 
@@ -104,6 +104,7 @@ class DecisionRecord:
     reason: str
     model_p_brake: float = math.nan  # the on-time model's P(brake), NaN without one
     model_conflict_s: float = math.nan  # its tracks' earliest conflict (inf: none; NaN without a model)
+    model_conflict_brake: bool = False  # that conflict brakes whatever the threshold
 
     @staticmethod
     def from_decision(d: Decision) -> DecisionRecord:
@@ -111,7 +112,8 @@ class DecisionRecord:
         return DecisionRecord(d.stamp_ns, d.brake, d.source.value, d.model_state.value, d.hold,
                               d.latency_ms, d.deadline_ms, d.decided_at, d.frame_id, d.reason,
                               d.model.p_brake if d.model is not None else math.nan,
-                              d.model.conflict_s if d.model is not None else math.nan)
+                              d.model.conflict_s if d.model is not None else math.nan,
+                              d.model is not None and d.model.conflict_brake)
 
 
 @dataclass
@@ -170,6 +172,7 @@ def timeline_csv(rows: Iterable[TimelineRow]) -> str:
             "" if d is None else _fmt(d.decided_t, 4), "" if d is None else d.frame_id,
             "" if d is None else d.reason, "" if d is None else _fmt(d.model_p_brake, 4),
             "" if d is None else _fmt(d.model_conflict_s, 3),
+            "" if d is None else int(d.model_conflict_brake),
         ])
     return buf.getvalue()
 
@@ -413,7 +416,8 @@ def _model_verdict(v: dict[str, Any]) -> Verdict | None:
         return None
     return Verdict(v["model_decision"] == "brake", float(v.get("model_confidence", "nan")), "",
                    p_brake=float(v.get("model_p_brake", "nan")),
-                   conflict_s=float(v.get("model_conflict_s", "inf")))
+                   conflict_s=float(v.get("model_conflict_s", "inf")),
+                   conflict_brake=v.get("model_conflict_brake") == "true")
 
 
 # --- the loop ----------------------------------------------------------------------------------
