@@ -6,16 +6,52 @@ naming the field that is wrong, and the rule path still decides that frame.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
-# encoding -> (channels, dtype, conversion to RGB or None)
-_RAW: dict[str, tuple[int, type, int | None]] = {
-    "rgb8": (3, np.uint8, None),
-    "bgr8": (3, np.uint8, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, np.uint8, cv2.COLOR_GRAY2RGB),
+
+class _Raw(NamedTuple):
+    """How one ``sensor_msgs/Image`` encoding is laid out and turned into RGB."""
+
+    channels: int  # values per pixel in the buffer (2 for 4:2:2: Y and U or V)
+    depth: int  # bytes per value: 1, or 2 (16 bits, scaled to 8 by their high byte)
+    conversion: int | None  # OpenCV conversion to RGB (after the scaling), None: RGB already
+    pairs: bool = False  # 4:2:2: two pixels share one U and V, so the width must be even
+
+
+# ROS names (sensor_msgs/image_encodings.hpp) -> layout; node and replay read frames only here.
+# OpenCV's Bayer codes are named after the 2x2 block one pixel in (row 1, column 1): the ROS
+# pattern names the block at (0, 0), so bayer_rggb8 is OpenCV's BayerBG (as cv_bridge maps it;
+# test_frames_encodings pins each with a mosaic of known colours).  OpenCV 4.8+ also has
+# BayerRGGB-style aliases; the older names are used, which every OpenCV has.
+# YUV 4:2:2 is BT.601 video range, as OpenCV (and so cv_bridge) converts it.
+_BAYER = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+          "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+_RAW: dict[str, _Raw] = {
+    "rgb8": _Raw(3, 1, None),
+    "bgr8": _Raw(3, 1, cv2.COLOR_BGR2RGB),
+    "rgba8": _Raw(4, 1, cv2.COLOR_RGBA2RGB),
+    "bgra8": _Raw(4, 1, cv2.COLOR_BGRA2RGB),
+    "mono8": _Raw(1, 1, cv2.COLOR_GRAY2RGB),
+    # OpenCV matrix types, read as cv_bridge reads them (OpenCV's channel order is BGR)
+    "8UC1": _Raw(1, 1, cv2.COLOR_GRAY2RGB),
+    "8UC3": _Raw(3, 1, cv2.COLOR_BGR2RGB),
+    "8UC4": _Raw(4, 1, cv2.COLOR_BGRA2RGB),
+    # packed YUV 4:2:2 (usb_cam, v4l2_camera); 'yuv422' / 'yuv422_yuy2' are the older names
+    "uyvy": _Raw(2, 1, cv2.COLOR_YUV2RGB_UYVY, pairs=True),
+    "yuv422": _Raw(2, 1, cv2.COLOR_YUV2RGB_UYVY, pairs=True),
+    "yuyv": _Raw(2, 1, cv2.COLOR_YUV2RGB_YUY2, pairs=True),
+    "yuv422_yuy2": _Raw(2, 1, cv2.COLOR_YUV2RGB_YUY2, pairs=True),
+    **{f"bayer_{pattern}8": _Raw(1, 1, code) for pattern, code in _BAYER.items()},
+    # 16 bits: machine-vision and GMSL cameras; the high byte is kept (as for a 16-bit sensor)
+    "rgb16": _Raw(3, 2, None),
+    "bgr16": _Raw(3, 2, cv2.COLOR_BGR2RGB),
+    "rgba16": _Raw(4, 2, cv2.COLOR_RGBA2RGB),
+    "bgra16": _Raw(4, 2, cv2.COLOR_BGRA2RGB),
+    "mono16": _Raw(1, 2, cv2.COLOR_GRAY2RGB),
+    **{f"bayer_{pattern}16": _Raw(1, 2, code) for pattern, code in _BAYER.items()},
 }
 RAW_ENCODINGS = tuple(_RAW)
 
@@ -26,27 +62,36 @@ class FrameError(ValueError):
 
 def decode_raw(
     encoding: str, width: int, height: int, step: int, data: bytes | bytearray | memoryview,
-    *, max_width: int = 4096, max_height: int = 4096,
+    *, max_width: int = 4096, max_height: int = 4096, is_bigendian: bool = False,
 ) -> np.ndarray:
-    """Return an HxWx3 uint8 RGB array from the fields of a sensor_msgs/Image."""
+    """Return an HxWx3 uint8 RGB array from the fields of a sensor_msgs/Image.
+
+    ``is_bigendian`` (the message's field) matters only for the 16-bit encodings.
+    """
     spec = _RAW.get(encoding)
     if spec is None:
         raise FrameError(f"image encoding '{encoding}' not supported (supported: {', '.join(_RAW)})")
-    channels, dtype, conversion = spec
     if not (0 < width <= max_width and 0 < height <= max_height):
         raise FrameError(f"image size {width}x{height} outside 1x1..{max_width}x{max_height}")
-    row = width * channels * np.dtype(dtype).itemsize
+    if spec.pairs and width % 2:
+        raise FrameError(f"image width {width} is odd: {encoding} (YUV 4:2:2) holds pixels in pairs")
+    row = width * spec.channels * spec.depth
     if step < row:
-        raise FrameError(f"image step {step} < width*channels {row} for {encoding} {width}x{height}")
+        raise FrameError(f"image step {step} < width*bytes per pixel {row} for {encoding} {width}x{height}")
     if len(data) < step * height:
         raise FrameError(
             f"image data truncated: {len(data)} bytes < step*height {step * height} ({width}x{height} {encoding})"
         )
     buf = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)
-    img = buf[:, :row].reshape(height, width, channels)
-    if conversion is None:
+    img = buf[:, :row]
+    if spec.depth == 2:  # the high byte of each value: big-endian first, little-endian second
+        img = img[:, 0::2] if is_bigendian else img[:, 1::2]
+    img = img.reshape(height, width, spec.channels)
+    if spec.conversion is None:
         return np.ascontiguousarray(img)
-    return cv2.cvtColor(img, conversion)
+    if spec.channels == 1:
+        img = img[:, :, 0]  # OpenCV's Bayer conversions want a 2-D array
+    return cv2.cvtColor(np.ascontiguousarray(img), spec.conversion)
 
 
 def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
