@@ -20,7 +20,7 @@ from typing import Any
 
 from tiny_node.clock import Clock
 from tiny_node.decision import Decision
-from tiny_node.rt import raise_thread_priority
+from tiny_node.rt import set_thread_priority
 from tiny_node.watchdog import Frame, Watchdog
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 # even when no frame arrives.
 MAX_SLEEP_S = 0.05
 EPOLL_SLACK_S = 0.0015
-# The deadline thread runs this many SCHED_FIFO levels above the rest of the node.
-DEADLINE_PRIORITY_BOOST = 10
 
 
 class RealtimeLoop:
@@ -42,9 +40,12 @@ class RealtimeLoop:
         publish: Callable[[Decision], None],
         clock: Clock,
         worker: Any | None = None,
+        priority: int = 0,
     ) -> None:
+        """``priority``: the deadline thread's SCHED_FIFO priority (0: as inherited), see tiny_node.rt."""
         self.watchdog = watchdog
         self.worker = worker
+        self.priority = priority
         self._publish = publish
         self._clock = clock
         self._lock = threading.Lock()
@@ -57,6 +58,12 @@ class RealtimeLoop:
         self._thread: threading.Thread | None = None
         self.publish_errors = 0
         self.thread_scheduling = "not started"
+
+    @property
+    def native_id(self) -> int | None:
+        """The deadline thread's kernel thread id while it runs (diagnostics read its policy)."""
+        t = self._thread
+        return t.native_id if t is not None and t.is_alive() else None
 
     @property
     def running(self) -> bool:
@@ -111,7 +118,7 @@ class RealtimeLoop:
             os.write(self._wake_w, why)
 
     def _run(self) -> None:
-        self.thread_scheduling = raise_thread_priority(DEADLINE_PRIORITY_BOOST)
+        self.thread_scheduling = set_thread_priority(self.priority)
         wd = self.watchdog
         while self._running:
             handles: list[Any] = [self._wake_r]

@@ -58,7 +58,15 @@ from tiny_node.decision import Decision, diagnostic_prefix
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
-from tiny_node.rt import lock_memory, make_realtime, small_thread_stacks
+from tiny_node.rt import (
+    deadline_priority,
+    fifo_priority,
+    lock_memory,
+    make_realtime,
+    normal_scheduling,
+    small_thread_stacks,
+    thread_policy,
+)
 from tiny_node.sensors import SensorState
 from tiny_node.watchdog import Frame, Watchdog, future_stamp_fault
 
@@ -133,9 +141,14 @@ def _logged(transition: _Transition) -> _Transition:
 class TinyNode(LifecycleNode):
     """Brake / no-brake for every camera frame, by its deadline."""
 
-    def __init__(self, rt_status: str = "not requested", **kwargs: Any) -> None:
+    def __init__(self, rt_status: str = "not requested", rt_priority: int = 0, **kwargs: Any) -> None:
+        """``rt_priority``: the process's SCHED_FIFO priority from main() (0: none).
+
+        The deadline thread runs above it (tiny_node.rt).
+        """
         super().__init__(NODE_NAME, **kwargs)
         self.rt_status = rt_status
+        self.rt_priority = rt_priority
         self.clock = MonotonicClock()
         self.loop: RealtimeLoop | None = None
         self.worker: Any | None = None
@@ -232,7 +245,8 @@ class TinyNode(LifecycleNode):
             self.create_subscription(Odometry, "odom", _with_info(self._on_odom), qos),
             self.create_subscription(Imu, "imu", _with_info(self._on_imu), qos),
         ]
-        self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker)
+        self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
+                                 priority=deadline_priority(self.rt_priority))
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -273,7 +287,10 @@ class TinyNode(LifecycleNode):
             max_frame_shape=(cfg.int("max_frame_height"), cfg.int("max_frame_width"), 3),
         )
         self.worker = worker
-        worker.start()
+        # The spawner thread it creates, and the processes that thread starts (the worker, the
+        # shared memory's resource tracker), inherit SCHED_OTHER, not the node's SCHED_FIFO.
+        with normal_scheduling():
+            worker.start()
         if not worker.wait_ready(timeout_s=60.0):
             self.get_logger().error(
                 f"model bundle {bundle}: {worker.last_error or 'not ready in 60 s'}; "
@@ -435,10 +452,18 @@ class TinyNode(LifecycleNode):
         stats = wd.stats
         values = stats.as_values()
         values["scheduling"] = self.rt_status
+        # what the threads run at now, read from the kernel (the executor runs this callback)
+        values["executor_thread_scheduling"] = thread_policy()
+        loop = self.loop
+        tid = None if loop is None else loop.native_id
+        values["deadline_thread_scheduling"] = "not running" if tid is None else thread_policy(tid)
         values["pid"] = os.getpid()  # the node process itself (a `ros2 run` wrapper is its parent)
         values["deadline_ms"] = self.cfg.float("deadline_ms")
         level = convert.ERROR if stats.deadline_misses else convert.OK
         msg = "deadline misses" if stats.deadline_misses else "all frames decided in time"
+        if level == convert.OK and loop is not None and tid is not None and loop.priority \
+                and fifo_priority(tid) != loop.priority:
+            level, msg = convert.WARN, f"deadline thread not real-time: {loop.thread_scheduling}"
         statuses = [convert.status(f"{self._diag}: watchdog", level, msg, values, self._hw)]
 
         if self.worker is None:
@@ -597,6 +622,7 @@ def main(args: list[str] | None = None) -> int:
         return 2
     configure_dds()
     rt_status = make_realtime(early.int("realtime_priority"))
+    rt_priority = fifo_priority()  # what the kernel granted (0: refused or not asked)
     if early.bool("lock_memory"):
         rt_status += f", {small_thread_stacks()}, memory {lock_memory()}"
 
@@ -610,7 +636,7 @@ def main(args: list[str] | None = None) -> int:
     node: TinyNode | None = None
     try:
         try:
-            node = TinyNode(rt_status=rt_status)
+            node = TinyNode(rt_status=rt_status, rt_priority=rt_priority)
         except Exception as exc:  # rclpy raises on invalid parameter overrides
             print(f"tiny_node: refusing to start: {exc}", file=sys.stderr)
             return 2

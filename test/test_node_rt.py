@@ -1,0 +1,100 @@
+"""The node's real-time layer in process: scheduling of its threads, the deadline reference,
+the deadline thread's failures, and the watchdog diagnostic's level (no graph needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+from test_rt import needs_rt
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def ros_env_local(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private ROS graph in domains 120-230 (nothing here needs discovery)."""
+    pytest.importorskip("rclpy", reason="rclpy not installed")
+    from tiny_node.dds import isolated_ros_env
+
+    env = isolated_ros_env(random.SystemRandom().randint(120, 230))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+NODE_RT = """
+import json, threading, time
+from pathlib import Path
+import rclpy
+from rclpy.context import Context
+import tiny_node.model.bundle as bundle
+import tiny_node.model.worker as worker_mod
+from tiny_node.ros.node import TinyNode
+from tiny_node.rt import fifo_priority, make_realtime, thread_policy
+
+seen = {}
+
+class FakeWorker:
+    \"\"\"Records the scheduling its start() and the thread it creates (the spawner) run at.\"\"\"
+    busy_seq = None
+    last_error = None
+    def __init__(self, *a, **k):
+        self.state = type("S", (), {"value": "ready"})()
+    def start(self):
+        seen["start"] = thread_policy()
+        t = threading.Thread(target=lambda: seen.update(spawner=thread_policy())); t.start(); t.join()
+    def wait_ready(self, timeout_s): return True
+    def wait_handles(self): return []
+    def poll(self): return []
+    def stats(self): return {"state": "ready"}
+    def take_rationales(self): return []
+    def set_test_delay_ms(self, ms): pass
+    def stop(self): pass
+
+bundle.resolve_bundle_dir = lambda value: Path("/nonexistent")
+worker_mod.ModelWorker = FakeWorker
+early = set(__import__("os").listdir("/proc/self/task"))  # import-time pools (OpenBLAS, OpenCV): before it
+status = make_realtime(20)
+ctx = Context(); rclpy.init(context=ctx)
+node = TinyNode(rt_status=status, rt_priority=fifo_priority(), context=ctx)
+node.trigger_configure(); node.trigger_activate()
+end = time.monotonic() + 5
+while node.loop.thread_scheduling == "not started" and time.monotonic() < end:
+    time.sleep(0.01)
+sent = []; node._pub_diag.publish = sent.append
+node._publish_diagnostics()
+wd = sent[0].status[0]
+kv = {k.key: k.value for k in wd.values}
+seen["main"] = thread_policy()
+tasks = [thread_policy(int(t)) for t in set(__import__("os").listdir("/proc/self/task")) - early]
+seen["others_at_20"] = sum(p == "SCHED_FIFO 20" for p in tasks)
+seen["other_policies"] = sorted(set(tasks) - {"SCHED_FIFO 20"})
+seen["diag"] = [wd.level[0], kv["deadline_thread_scheduling"], kv["executor_thread_scheduling"]]
+node._teardown(); node.destroy_node(); rclpy.shutdown(context=ctx)
+print(json.dumps(seen))
+"""
+
+
+@needs_rt
+def test_node_threads_run_at_the_intended_priorities(ros_env_local):
+    """As root: DDS and executor threads SCHED_FIFO 20, the deadline thread 30, the worker's spawner not RT.
+
+    Before: only the main thread was real-time, /diagnostics said 'SCHED_FIFO priority 20' and
+    never showed the deadline thread's own scheduling.
+    """
+    res = subprocess.run([sys.executable, "-c", NODE_RT], capture_output=True, text=True, timeout=60,
+                         cwd=REPO, env=ros_env_local)
+    assert res.returncode == 0, res.stderr
+    seen = json.loads(res.stdout.splitlines()[-1])
+    assert seen["start"] == seen["spawner"] == "SCHED_OTHER", seen
+    assert seen["main"] == "SCHED_FIFO 20"
+    assert seen["others_at_20"] >= 2, seen  # DDS threads
+    assert seen["other_policies"] == ["SCHED_FIFO 30"], seen  # the deadline thread, nothing at SCHED_OTHER
+    assert seen["diag"] == [0, "SCHED_FIFO 30", "SCHED_FIFO 20"], seen
