@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,6 +21,7 @@ from onnx import TensorProto, helper
 from tiny_node.camera import CameraMount, Pinhole
 from tiny_node.model.bundle import BundleError, TrackingSpec, load_bundle, write_manifest
 from tiny_node.model.preprocess import ImagePreprocessor
+from tiny_node.model.runtime import load_session
 from tiny_node.model.testmodels import make_fast_bundle
 from tiny_node.model.tracking import Tracking
 
@@ -27,9 +29,13 @@ ROI = (90, 190, 20, 300)  # as the factory's: 13 x 35 cells of 8 px
 GRID = (13, 35)
 
 
-def _detector(path: Path, *, outputs: tuple[str, str] = ("heat", "offset")) -> None:
+def _detector(path: Path, *, outputs: tuple[str, str] = ("heat", "offset"), pixel_type: int = TensorProto.FLOAT) -> None:
+    """The bright-block detector; another ``pixel_type`` than FLOAT: its input has that type (cast inside)."""
+    half = pixel_type != TensorProto.FLOAT
+    cast = [helper.make_node("Cast", ["pixel_values"], ["px"], to=TensorProto.FLOAT)] if half else []
     nodes = [
-        helper.make_node("Slice", ["pixel_values", "starts", "ends", "axes"], ["roi"]),
+        *cast,
+        helper.make_node("Slice", ["px" if half else "pixel_values", "starts", "ends", "axes"], ["roi"]),
         helper.make_node("ReduceMean", ["roi"], ["grey"], axes=[1], keepdims=1),
         helper.make_node("AveragePool", ["grey"], ["cells"], kernel_shape=[8, 8], strides=[8, 8], ceil_mode=1),
         helper.make_node("Mul", ["cells", "gain"], ["scaled"]),
@@ -44,7 +50,7 @@ def _detector(path: Path, *, outputs: tuple[str, str] = ("heat", "offset")) -> N
              helper.make_tensor("gain", TensorProto.FLOAT, [], [20.0]),
              helper.make_tensor("bias", TensorProto.FLOAT, [], [10.0])]
     graph = helper.make_graph(nodes, "bright_blocks",
-                              [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, 240, 320])],
+                              [helper.make_tensor_value_info("pixel_values", pixel_type, [1, 3, 240, 320])],
                               [helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [1, 1, *GRID]),
                                helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, [1, 2, *GRID])],
                               inits)
@@ -55,7 +61,7 @@ def _detector(path: Path, *, outputs: tuple[str, str] = ("heat", "offset")) -> N
     onnx.save(model, str(path))
 
 
-def _bundle(tmp_path: Path, **detector_kw: tuple[str, str]) -> Path:
+def _bundle(tmp_path: Path, **detector_kw: Any) -> Path:
     """A classifier bundle (its model is not used here) carrying the detector graph."""
     root = tmp_path / "b"
     make_fast_bundle(root)
@@ -259,3 +265,131 @@ def test_a_detector_output_of_another_grid_is_an_error_not_moved_foot_points(tmp
         tr.session = wrong  # type: ignore[assignment]
         with pytest.raises(ValueError, match=r"non-finite heat or offset"):
             tr.step(px, 0.0, 0.0)
+
+
+# -- a detector that does not fit its manifest is a bundle fault, found at load (review finding 3) --
+
+SHIPPED = Path(__file__).resolve().parent.parent / "tiny_node" / "data" / "default_model"
+
+
+@pytest.mark.parametrize(("image_edit", "spec_edit", "want"), [
+    ({}, {"stride": 4}, r"heat \[1, 1, 13, 35\] .* must be \[1, 1, 25, 70\] .*roi \[90, 190, 20, 300\] .*stride 4"),
+    ({"roi": (80, 190, 20, 300)}, {}, r"heat \[1, 1, 13, 35\] .* must be \[1, 1, 14, 35\] .*roi \[80, 190, 20, 300\]"),
+])
+def test_a_detector_whose_grid_does_not_fit_the_manifest_is_refused_at_load(
+        tmp_path: Path, image_edit: dict[str, Any], spec_edit: dict[str, Any], want: str) -> None:
+    """Before: accepted here, then a ValueError on the first frame (warm-up), which the worker
+    retried forever as a transient failure, without naming the detector's file."""
+    bundle = load_bundle(_bundle(tmp_path))
+    image, spec = replace(bundle.image, **image_edit), replace(SPEC, **spec_edit)
+    session = load_session(bundle, "vru_detector", 1)
+    where = f"files.vru_detector: {bundle.file('vru_detector').path}"
+    with pytest.raises(BundleError, match=r"^vlm\.tracking\.detector: files\.vru_detector: .*/det\.onnx: " + want):
+        Tracking(session, image, spec, where)
+
+
+def test_a_detector_that_cannot_run_at_the_manifests_size_is_refused_at_load(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    model = onnx.load(str(root / "det.onnx"))
+    model.graph.node.insert(0, helper.make_node("Reshape", ["pixel_values", "fixed"], ["px_fixed"]))
+    # the shape comes in as a graph input's default: not folded at load, so only a run finds it wrong
+    model.graph.initializer.append(helper.make_tensor("fixed", TensorProto.INT64, [4], [1, 3, 240, 300]))
+    for node in model.graph.node[1:]:
+        node.input[:] = ["px_fixed" if i == "pixel_values" else i for i in node.input]
+    onnx.save(model, str(root / "det.onnx"))
+    _rehash(root, "vru_detector")
+    bundle = load_bundle(root)
+    session = load_session(bundle, "vru_detector", 1)
+    with pytest.raises(BundleError, match=r"vlm.tracking.detector: files.vru_detector: .*det.onnx cannot run on "
+                                          r"pixel_values \[1, 3, 240, 320\] float32"):
+        Tracking(session, replace(bundle.image), SPEC, f"files.vru_detector: {bundle.file('vru_detector').path}")
+
+
+def _rehash(root: Path, key: str) -> None:
+    """Write the new SHA-256 of ``files.<key>`` into ``root``'s manifest (the file was rewritten)."""
+    import yaml
+
+    from tiny_node.model.bundle import hash_file
+
+    doc = yaml.safe_load((root / "manifest.yaml").read_text())
+    doc["files"][key]["sha256"] = hash_file(root / doc["files"][key]["path"])
+    (root / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_a_detectors_input_type_is_checked_and_fed(tmp_path: Path) -> None:
+    """The detector is fed the vision encoder's pixels: a float16 encoder's are float16. Before,
+    a float32 detector (or a float16 one fed float32) failed on every frame; now each gets its own type."""
+    half = load_bundle(_bundle(tmp_path / "half", pixel_type=TensorProto.FLOAT16))
+    full = load_bundle(_bundle(tmp_path / "full"))
+    prep = ImagePreprocessor(full.image)
+    a, b = Tracking.of_bundle(half, SPEC, threads=1), Tracking.of_bundle(full, SPEC, threads=1)
+    for i in range(5):
+        x = prep(_frame(20, 7))
+        fa = a.step({"pixel_values": x}, i / 30.0, ego_speed=0.0)  # float32 pixels, float16 detector
+        fb = b.step({"pixel_values": x.astype(np.float16)}, i / 30.0, ego_speed=0.0)  # and the reverse
+    assert fa["vru0_present"] == fb["vru0_present"] == 1.0 and math.isclose(fa["vru0_dx"], fb["vru0_dx"])
+    assert a.dtype is np.float16 and b.dtype is np.float32
+    root = _bundle(tmp_path / "int", pixel_type=TensorProto.UINT8)
+    with pytest.raises(BundleError, match=r"files.vru_detector: .*det.onnx: 'pixel_values' is tensor\(uint8\), "
+                                          r"expected tensor\(float\) or tensor\(float16\)"):
+        Tracking.of_bundle(load_bundle(root), SPEC, threads=1)
+
+
+def _shipped_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "shipped"
+    shutil.copytree(SHIPPED, root)
+    return root
+
+
+def test_the_shipped_bundle_with_a_wrong_stride_stops_the_worker_naming_the_detector(tmp_path: Path) -> None:
+    """The review's reproduction: stride 8 -> 4 in the shipped manifest was 'restarting' with 17
+    restarts in a few seconds (the bundle re-hashed each time); now FAILED at once, not restarted."""
+    import yaml
+
+    from tiny_node.clock import MonotonicClock
+    from tiny_node.model.worker import ModelWorker, WorkerState
+
+    root = _shipped_copy(tmp_path)
+    doc = yaml.safe_load((root / "manifest.yaml").read_text())
+    assert doc["vlm"]["tracking"]["stride"] == 8
+    doc["vlm"]["tracking"]["stride"] = 4
+    (root / "manifest.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    w = ModelWorker(root, MonotonicClock(), backoff_initial_s=0.05, backoff_max_s=0.1, warmup_runs=1,
+                    rationale_max_tokens=0)
+    try:
+        w.start()
+        assert not w.wait_ready(30.0)
+        stats = w.stats()
+        assert w.state is WorkerState.FAILED and stats["restarts"] == 0, stats
+        error = str(stats["last_error"])
+        assert "files.vru_detector: " in error and "vru_detector.onnx" in error and "must be [1, 1, 25, 70]" in error
+    finally:
+        w.stop()
+
+
+def test_a_float16_vision_encoder_feeds_the_float32_detector(tmp_path: Path) -> None:
+    """The shipped bundle with its vision encoder taking float16 pixels (as an fp16 export does):
+    the same pixels, rounded to float16, reach the float32 detector. Before: every decision (and
+    the worker's warm-up) failed on the detector's input type."""
+    from tiny_node.model.vlm import VlmRuntime
+
+    root = _shipped_copy(tmp_path)
+    path = root / "onnx" / "vision_encoder.onnx"
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    model.graph.node.insert(0, helper.make_node("Cast", ["pixel_values"], ["pixel_values_f32"], to=TensorProto.FLOAT))
+    for node in model.graph.node[1:]:
+        node.input[:] = ["pixel_values_f32" if i == "pixel_values" else i for i in node.input]
+    onnx.save(model, str(path))
+    _rehash(root, "vision_encoder")
+    half, ref = VlmRuntime(load_bundle(root), threads=1), VlmRuntime(load_bundle(SHIPPED), threads=1)
+    assert half._pixel_dtype is np.float16 and half.tracking is not None
+    frame = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    feats = {"ego_speed": 8.0, "range": 12.0, "range_valid": 1.0}
+    for t in (0.0, 0.05):
+        got, want = half.decide(frame, feats, time_s=t), ref.decide(frame, feats, time_s=t)
+        assert half.tracking.last_detector_ms > 0.0
+        assert got.label == want.label and abs(got.p_brake - want.p_brake) < 0.05
+    assert half.tracking.dtype is np.float32

@@ -21,32 +21,48 @@ from numpy.typing import NDArray
 from tiny_node.camera import CameraMount, Pinhole
 from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, ImageSpec, TrackingSpec
 from tiny_node.model.detect import detections, peaks
-from tiny_node.model.runtime import load_session
+from tiny_node.model.runtime import load_session, probe_run
 from tiny_node.model.tracker import RECORD_FIELDS, TrackerConfig, VruTracker
 
 HEAT, OFFSET = "heat", "offset"
+_FLOATS: dict[str, type[np.floating[Any]]] = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 class Tracking:
     """The detector session, camera geometry and tracker of one bundle."""
 
     def __init__(self, session: ort.InferenceSession, image: ImageSpec, spec: TrackingSpec, where: str) -> None:
-        """``session`` runs the detector graph (``where`` names it in errors); ``image`` is its input."""
+        """``session`` runs the detector graph (``where`` names it in errors); ``image`` is its input.
+
+        The graph runs once here, on a zero frame: a detector that cannot run at the manifest's
+        size, or whose grid is not ``inputs.image.roi`` in ``stride`` cells, is a BundleError
+        (the worker stops: a restart cannot fix a file), not a ValueError on the first frame
+        that the worker would read as transient and retry forever.
+        """
         self.spec = spec
         self.session = session
         ins = {i.name: i for i in session.get_inputs()}
         if set(ins) != {image.name} or tuple(ins[image.name].shape) != image.shape:
             raise BundleError(f"vlm.tracking.detector: {where} must take {image.name} {list(image.shape)} "
                               f"(the vision encoder's input), has {[(i.name, i.shape) for i in ins.values()]}")
+        if ins[image.name].type not in _FLOATS:
+            raise BundleError(f"vlm.tracking.detector: {where}: {image.name!r} is {ins[image.name].type}, "
+                              f"expected {' or '.join(_FLOATS)}")
+        self.input_name = image.name
+        #: the detector's own float type: a float16 vision encoder's pixels are cast to it
+        self.dtype: type[np.floating[Any]] = _FLOATS[ins[image.name].type]
         outs = {o.name for o in session.get_outputs()}
         if not {HEAT, OFFSET} <= outs:
             raise BundleError(f"vlm.tracking.detector: {where} must output {HEAT!r} and {OFFSET!r}, "
                               f"has {sorted(outs)}")
         if image.roi is None:
             raise BundleError("vlm.tracking needs inputs.image.roi (the window the detector's grid covers)")
+        self.roi = image.roi
+        self.where = where
         self.origin = (image.roi[0], image.roi[2])
         #: the detector's grid: the window in ``stride``-pixel cells, a partial cell counted
         self.grid = (-(-(image.roi[1] - image.roi[0]) // spec.stride), -(-(image.roi[3] - image.roi[2]) // spec.stride))
+        self._probe(image, where)
         self.bottom = image.roi[1]  # the window's last row: the nearest road it shows
         self.size = (image.width, image.height)
         self._source: tuple[int, int] | None = None  # the camera frame's (w, h): its aspect shapes the pixels
@@ -58,6 +74,20 @@ class Tracking:
         #: (``spec.tracks`` rows at least): the first ``spec.tracks`` are the prompt's features,
         #: all of them the conflict test's (a third VRU may be the one in conflict)
         self.last_records: NDArray[np.float32] = np.zeros((spec.tracks, len(RECORD_FIELDS)), np.float32)
+
+    def _probe(self, image: ImageSpec, where: str) -> None:
+        """One detector run on a zero frame: it must run and give ``heat`` / ``offset`` on :attr:`grid`."""
+        zeros = {image.name: np.zeros(image.shape, self.dtype)}
+        heat, off = probe_run(self.session, [HEAT, OFFSET], zeros, f"vlm.tracking.detector: {where}")
+        if np.shape(heat) != (1, 1, *self.grid) or np.shape(off) != (1, 2, *self.grid):
+            raise BundleError(f"vlm.tracking.detector: {where}: {self._grid_error(heat, off)}")
+
+    def _grid_error(self, heat: NDArray[Any], off: NDArray[Any]) -> str:
+        """What is wrong with the detector's output shapes, in the manifest's terms."""
+        g = self.grid
+        return (f"heat {list(np.shape(heat))} and offset {list(np.shape(off))} must be [1, 1, {g[0]}, {g[1]}] "
+                f"and [1, 2, {g[0]}, {g[1]}]: the window inputs.image.roi {list(self.roi)} in cells of "
+                f"vlm.tracking.stride {self.spec.stride} (the manifest's roi or stride does not fit this graph)")
 
     @classmethod
     def of_bundle(cls, bundle: Bundle, spec: TrackingSpec, threads: int | None) -> Tracking:
@@ -95,14 +125,15 @@ class Tracking:
     def points(self, pixels: dict[str, NDArray[Any]],
                run_options: ort.RunOptions | None = None) -> list[tuple[float, float, float]]:
         """The detector's foot points ``(u, v, score)`` in this frame, in pixels of the model's input."""
+        x = pixels[self.input_name]
+        feed = {self.input_name: x if x.dtype == self.dtype else x.astype(self.dtype)}
         t0 = time.perf_counter()  # a stage timing, as VlmRuntime.last_ms: real time is the point
-        heat, off = self.session.run([HEAT, OFFSET], pixels, run_options)
+        heat, off = self.session.run([HEAT, OFFSET], feed, run_options)
         self.last_detector_ms = (time.perf_counter() - t0) * 1e3
         if np.shape(heat) != (1, 1, *self.grid) or np.shape(off) != (1, 2, *self.grid):
-            # another grid would put every foot point somewhere else on the road
-            raise ValueError(f"vlm.tracking.detector: heat {list(np.shape(heat))} and offset {list(np.shape(off))} "
-                             f"must be [1, 1, {self.grid[0]}, {self.grid[1]}] and [1, 2, {self.grid[0]}, "
-                             f"{self.grid[1]}] (the image window in cells of stride {self.spec.stride})")
+            # another grid would put every foot point somewhere else on the road (the load-time
+            # probe has seen this graph's shapes: only a graph whose output shape varies gets here)
+            raise ValueError(f"vlm.tracking.detector: {self.where}: {self._grid_error(heat, off)}")
         if not (np.all(np.isfinite(heat)) and np.all(np.isfinite(off))):
             # as a NaN logit (output.read_decision): silently, it would take every VRU and the
             # conflict brake out of the decision
