@@ -98,3 +98,58 @@ def test_node_threads_run_at_the_intended_priorities(ros_env_local):
     assert seen["others_at_20"] >= 2, seen  # DDS threads
     assert seen["other_policies"] == ["SCHED_FIFO 30"], seen  # the deadline thread, nothing at SCHED_OTHER
     assert seen["diag"] == [0, "SCHED_FIFO 30", "SCHED_FIFO 20"], seen
+
+
+def _node(args: list[str] | None = None):
+    """A configured and active TinyNode in its own context; returns (node, context)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", *(args or [])])
+    node = TinyNode(context=ctx)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    return node, ctx
+
+
+def _close(node, ctx) -> None:
+    import rclpy
+
+    node._teardown()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+def test_stamp_deadline_counts_the_executor_queue_wait_once(ros_env_local):
+    """deadline_reference: stamp: the deadline is capture + deadline_ms, however long the frame queued.
+
+    A frame captured 30 ms ago, 10 ms in transport, 20 ms in the executor queue: its deadline is
+    20 ms from now. The age (now - stamp) was subtracted from the DDS receipt time, which the
+    queue wait had already been taken off: -0.1 ms, closed at once as a deadline miss.
+    """
+    import array
+    import time
+
+    from sensor_msgs.msg import Image
+
+    from tiny_node.ros.convert import ns_to_stamp
+
+    node, ctx = _node(["-p", "deadline_reference:=stamp"])
+    try:
+        pushed = []
+        node.loop.push_frame = lambda fr: (pushed.append(fr), True)[1]
+        now_wall, now_mono = time.time_ns(), node.clock.now()
+        msg = Image(width=64, height=48, step=192, encoding="rgb8", data=array.array("B", bytes(64 * 48 * 3)))
+        msg.header.stamp = ns_to_stamp(now_wall - 30_000_000)
+        info = {"received_timestamp": now_wall - 20_000_000, "publication_sequence_number": None,
+                "publisher_gid": None}
+        node._on_camera(msg, info)
+        (frame,) = pushed
+        assert frame.deadline_at - now_mono == pytest.approx(0.020, abs=0.003)
+        assert node.clock.now() - frame.received_at == pytest.approx(0.020, abs=0.005)  # receipt: back-dated
+    finally:
+        _close(node, ctx)

@@ -388,13 +388,16 @@ class TinyNode(LifecycleNode):
         cfg = self.cfg
         rgb, fault = convert.image_to_rgb(msg, cfg.int("max_frame_width"), cfg.int("max_frame_height"))
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        # The frame's age and the monotonic time it is counted from, read at one instant. Why
+        # not from received_at: that is back-dated to the DDS receipt, and the age (now - stamp)
+        # already holds the executor queue wait, which was then counted twice.
+        ros_now_ns, mono_now = self.get_clock().now().nanoseconds, self.clock.now()
         if fault is None:
-            fault = future_stamp_fault(stamp_ns, self.get_clock().now().nanoseconds,
-                                       cfg.float("future_stamp_tolerance_s"))
+            fault = future_stamp_fault(stamp_ns, ros_now_ns, cfg.float("future_stamp_tolerance_s"))
         deadline_at = None
         if cfg.str("deadline_reference") == "stamp":
-            age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-            deadline_at = received_at - age + cfg.float("deadline_ms") * 1e-3
+            age = (ros_now_ns - stamp_ns) * 1e-9
+            deadline_at = mono_now - age + cfg.float("deadline_ms") * 1e-3
         if self.loop.push_frame(Frame(stamp_ns, received_at, rgb, fault, deadline_at)):
             self._frames += 1
             self._last_frame_at = received_at
