@@ -335,12 +335,27 @@ class _Runner:
                 return
             stamp, value = out
         if ev.kind == "range":
-            self.feeder.send_range(stamp, value)
+            if ev.range_limits is None:  # the simulated sensor: the feeder's limits
+                self.feeder.send_range(stamp, value)
+            else:  # a recording's radar: its own limits, as recorded
+                self.feeder.send_range(stamp, value, *ev.range_limits)
         elif ev.kind == "odom":
             self.feeder.send_odom(stamp, value, ev.yaw_rate)
             self.rec.odom.append((time.monotonic() - self.t0, value))
         else:
             self.feeder.send_imu(stamp, value)
+
+    def _unsent(self, ev: Event) -> None:
+        """Count a message the stream could not send; note a reason the first time it comes.
+
+        Why count: a bag loops, and the same undecodable frame noted on every pass buried the
+        report's notes (243 copies of one reason in an 8 s run).
+        """
+        reasons = self.rec.unsent.setdefault(ev.kind, {})
+        seen = reasons.get(ev.unsent, 0)
+        reasons[ev.unsent] = seen + 1
+        if not seen:
+            self.note(f"{ev.unsent} (first at t={ev.t:.3f} s; repeats are counted in 'unsent', not noted)")
 
     def run(self, stream: Stream) -> RunRecord:
         """Stream for ``duration_s`` with the faults at their times; then collect."""
@@ -375,7 +390,13 @@ class _Runner:
                     self.feeder.send_clock(self.stamp(t))
                     next_clock = t + CLOCK_PERIOD_S
                 brake = bool(self.feeder.latest_brake) if stream.closed_loop else False
-                events, skipped = skip_late_frames(stream.advance(t, brake), t)
+                due = stream.advance(t, brake)
+                for ev in due:
+                    if ev.unsent:
+                        self._unsent(ev)
+                    elif ev.kind == "camera":
+                        self.rec.camera_from_stream += 1
+                events, skipped = skip_late_frames([ev for ev in due if not ev.unsent], t)
                 while stream.notes:
                     self.note(stream.notes.pop(0))
                 if skipped:
@@ -617,9 +638,37 @@ def run_all(cfg: HarnessConfig, faults: list[Fault], *,
     return records, checks
 
 
+#: Least share of the stream's camera messages the harness must have been able to send: fewer,
+#: and the node saw another camera than the one streamed (its rate, its gaps), so the run does
+#: not test it. A few unreadable frames in a recording (a truncated last message) pass, counted.
+MIN_SENDABLE_SHARE = 0.9
+
+
+def sending_failures(rec: RunRecord) -> list[str]:
+    """No camera frame sent, or too few of the stream's: the run tested nothing, or not the stream.
+
+    Why: a bag whose frames could not be decoded sent no frame at all, so no frame went
+    undecided and the run passed ("0/0 frames decided"). The reasons come from what the
+    stream said of the frames it could not send (:attr:`RunRecord.unsent`), most frequent first.
+    """
+    unsent = rec.unsent.get("camera", {})
+    n_unsent = sum(unsent.values())
+    total = rec.camera_from_stream + n_unsent
+    why = "; ".join(f"{n}x {reason}" for reason, n in sorted(unsent.items(), key=lambda kv: -kv[1])[:3])
+    more = f" (+{len(unsent) - 3} more reasons)" if len(unsent) > 3 else ""
+    if not rec.frames:
+        detail = (f": {n_unsent} of the stream's {total} camera messages could not be sent: {why}{more}"
+                  if n_unsent else f" (the stream handed over {total} camera frames)")
+        return [f"no camera frame was sent{detail}"]
+    if total and rec.camera_from_stream < MIN_SENDABLE_SHARE * total:
+        return [f"only {rec.camera_from_stream} of the stream's {total} camera messages could be sent "
+                f"(at least {MIN_SENDABLE_SHARE:.0%} needed): {why}{more}"]
+    return []
+
+
 def global_failures(rec: RunRecord) -> list[str]:
-    """Whole-run invariants: every frame decided once, no unknown stamps, node alive."""
-    out = []
+    """Whole-run invariants: frames were sent, every frame decided once, no unknown stamps, node alive."""
+    out = sending_failures(rec)
     judged = [r for r in rec.results() if r.frame.t >= rec.warmup_s]
     missing = sum(r.decision is None for r in judged)
     dups = sum(r.duplicates for r in judged)

@@ -42,6 +42,10 @@ E2E_CAP_MS = 500.0
 #: while discovery completes; measured 0-4 of the first 30).
 WARMUP_S = 1.0
 
+#: The camera period the checks' counts and gaps were set for: the simulated camera's 30 Hz.
+#: At other rates they scale from it (:func:`tiny_node.hil.faults.per_rate`), at 30 Hz unchanged.
+REF_CAMERA_PERIOD_S = 1.0 / 30.0
+
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
 
@@ -173,6 +177,11 @@ class RunRecord:
     stalls: list[Stall] = field(default_factory=list)  # machine stalls seen by the probe
     #: Camera frames the harness did not send because it reached them late (its own stall).
     skipped_late: int = 0
+    #: Camera frames the stream handed over to be sent (before faults and late skips).
+    camera_from_stream: int = 0
+    #: Messages the stream had but could not send, per kind then reason: count (a looping bag
+    #: repeats the same reason every pass; it is noted once and counted here).
+    unsent: dict[str, dict[str, int]] = field(default_factory=dict)
     probe: str = "not run"  # how the stall probe was scheduled (only SCHED_FIFO can excuse)
     _results: list[FrameResult] | None = None
     _unknown: int = 0
@@ -186,6 +195,19 @@ class RunRecord:
     def rt(self, mono: float) -> float:
         """Monotonic time -> run time."""
         return mono - self.t0
+
+    @property
+    def camera_period_s(self) -> float:
+        """The camera period the harness sent: the median interval between frames' due times.
+
+        Why the median of what was sent, not a constant: a bag's camera may run at 10 Hz, and
+        the node measures its own camera period the same way (the watchdog's median of
+        inter-arrival times). Dropouts, late skips and bursts move few intervals, not the median.
+        :data:`REF_CAMERA_PERIOD_S` when fewer than two frames went out.
+        """
+        ts = np.unique([f.t for f in self.frames])
+        steps = np.diff(ts)
+        return float(np.median(steps)) if steps.size else REF_CAMERA_PERIOD_S
 
     def results(self) -> list[FrameResult]:
         """Frames matched with their decisions (cached)."""

@@ -94,6 +94,9 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
             "transport": rec.transport, "sim_time": rec.sim_time, "has_model": rec.has_model,
             **summarise_latency(rec.results()), "unknown_decisions": rec.unknown_decisions,
             "frames_skipped_by_harness": rec.skipped_late,
+            "camera_frames_from_stream": rec.camera_from_stream,
+            "camera_period_ms": rec.camera_period_s * 1e3 if rec.frames else None,
+            "unsent": rec.unsent,
             "warmup": {"seconds": rec.warmup_s, **{k: v for k, v in summarise_latency(
                 [r for r in rec.results() if r.frame.t < rec.warmup_s]).items() if k in ("frames", "decisions")}},
             "node_alive": rec.node_alive, "failures": global_fail.get(rec.group, []),

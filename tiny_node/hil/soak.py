@@ -125,7 +125,7 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
                                   "max_ms": max((st.ms for st in rec.stalls), default=0.0),
                                   "over_50ms": sum(st.ms > 50 for st in rec.stalls)}
     summary = {"duration_s": rec.duration_s, "totals": tot, "frameless_decisions": len(rec.frameless),
-               "frames_skipped_by_harness": rec.skipped_late,
+               "frames_skipped_by_harness": rec.skipped_late, "unsent": rec.unsent,
                "memory": mem, "per_minute": minutes,
                "per_minute_clean": clean, "notes": rec.notes,
                "machine_stalls": stall_info,

@@ -42,6 +42,13 @@ class Event:
     value: float = math.nan  # range (m), speed (m/s) or acceleration (m/s^2)
     image: np.ndarray | None = None
     yaw_rate: float = 0.0  # odom: rad/s, left + (a recorded drive's; the simulator drives straight)
+    #: range: the sensor's (min_range, max_range) in m as recorded; None: the simulated sensor's
+    #: (the feeder's defaults). Why: the node judges a reading against them (beyond max_range is a
+    #: fail-safe brake), so a recording must reach it with its own radar's limits.
+    range_limits: tuple[float, float] | None = None
+    #: Not sendable: why (naming the bag and topic, no time, so repeats can be counted as one).
+    #: The harness counts these per reason; it publishes nothing for them.
+    unsent: str = ""
 
 
 @dataclass
@@ -393,8 +400,13 @@ class BagStream:
     harness still measures every frame's decision. The bag is read as ``tiny-node replay``
     reads it (:class:`tiny_node.bag.topics.BagSource`: any distro's definitions, topics found
     by type, two cameras an error naming them, ``topics`` to choose), and checked when the
-    stream is made, before the node starts. A recorded frame that cannot be decoded is not
-    sent (there is nothing to send); each one is a note in the report.
+    stream is made, before the node starts. A recorded message that cannot be read (a frame
+    that cannot be decoded) is not sent, as there is nothing to send: it comes out as an event
+    with ``unsent`` set, so the harness counts it per reason (once a note, however often the bag
+    loops) and fails a run that sent too few of the stream's frames
+    (:func:`tiny_node.hil.harness.global_failures`). A range reading keeps its recorded
+    ``min_range`` / ``max_range``; the header stamps are the harness's own (its clock, so that a
+    looping bag never repeats a stamp), at the recorded log-time offsets.
     """
 
     closed_loop = False
@@ -411,6 +423,8 @@ class BagStream:
         self._pending: Event | None = None
         self._episodes = [Episode(self.name, 0.0)]
         self._offset = 0.0
+        self._sendable = 0  # messages of this pass over the bag that can be sent
+        self._why: set[str] = set()  # why the others cannot
 
     @property
     def episodes(self) -> list[Episode]:
@@ -437,12 +451,13 @@ class BagStream:
                     if kind == "camera":
                         img = camera_rgb(msg, conn.msgtype)
                 except ValueError as exc:  # an undeserializable message, or a FrameError naming the field
-                    self.notes.append(f"bag {self.path}: {conn.topic} at {t:.3f} s not sent: {exc}")
+                    yield Event(kind, t, unsent=f"bag {self.path}: {conn.topic} not sent: {exc}")
                     continue
                 if kind == "camera":
                     yield Event(kind, t, image=img)
                 elif kind == "range":
-                    yield Event(kind, t, value=float(msg.range))
+                    yield Event(kind, t, value=float(msg.range),
+                                range_limits=(float(msg.min_range), float(msg.max_range)))
                 elif kind == "odom":
                     twist = msg.twist.twist
                     yield Event(kind, t, value=float(twist.linear.x), yaw_rate=float(twist.angular.z))
@@ -457,16 +472,20 @@ class BagStream:
                 try:
                     ev = next(self._iter)
                 except StopIteration:
+                    if not self._sendable:  # a whole pass, and not one message of the bag could be sent
+                        raise BagError(f"{self.path}: no readable message on {', '.join(self.roles.values())} "
+                                       f"({'; '.join(sorted(self._why)[:3])})") from None
                     last = out[-1].t if out else t
                     self._offset = max(last, t) + 1.0 / RATES_HZ["camera"]
                     self._episodes[-1].t_end = self._offset
                     self._episodes.append(Episode(self.name, self._offset))
                     self._iter = self._read()
-                    again = next(self._iter, None)
-                    if again is None:  # not one message of the bag could be sent
-                        raise BagError(f"{self.path}: no readable message on {', '.join(self.roles.values())} "
-                                       f"({'; '.join(self.notes[-3:])})") from None
-                    ev = again
+                    self._sendable = 0
+                    continue
+                if ev.unsent:
+                    self._why.add(ev.unsent)
+                else:
+                    self._sendable += 1
                 ev.t += self._offset
                 self._pending = ev
             if self._pending.t > t:
