@@ -153,3 +153,62 @@ def test_stamp_deadline_counts_the_executor_queue_wait_once(ros_env_local):
         assert node.clock.now() - frame.received_at == pytest.approx(0.020, abs=0.005)  # receipt: back-dated
     finally:
         _close(node, ctx)
+
+
+def _watchdog_status(node):
+    sent: list = []
+    node._pub_diag.publish = sent.append
+    node._last_frame_at = node.clock.now()
+    node._publish_diagnostics()
+    st = sent[0].status[0]
+    return st.level[0], st.message, {k.key: k.value for k in st.values}
+
+
+class _Fatal(BaseException):
+    """What no guard catches: the deadline thread ends."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
+def test_deadline_thread_errors_and_death_show_in_diagnostics(ros_env_local, capfd):
+    """A dead deadline thread left /diagnostics green while frames piled up and nothing was decided."""
+    import time
+
+    import numpy as np
+
+    from tiny_node.watchdog import Frame
+
+    node, ctx = _node()
+    try:
+        published = []
+        node.loop._publish = published.append
+        wd, loop = node.watchdog, node.loop
+        img = np.zeros((48, 64, 3), np.uint8)
+        orig = wd.on_frame
+        fail = {"with": None}
+
+        def on_frame(frame):
+            if fail["with"] is not None:
+                exc, fail["with"] = fail["with"], None
+                raise exc
+            return orig(frame)
+
+        wd.on_frame = on_frame
+        assert _watchdog_status(node)[0] == 0
+        fail["with"] = ValueError("simulated core bug")
+        loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))
+        time.sleep(0.1)
+        level, msg, kv = _watchdog_status(node)
+        assert level == 2 and "1 error(s) since the last report" in msg and kv["deadline_thread_errors"] == "1"
+        assert len(published) == 1 and published[0].reason.startswith("fail-safe")
+        assert "simulated core bug" in capfd.readouterr().err  # through the node's logger
+        assert _watchdog_status(node)[0] == 0  # the next period: recovered
+
+        fail["with"] = _Fatal("gone")
+        loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))
+        time.sleep(0.1)
+        assert not loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))  # refused, not queued
+        level, msg, kv = _watchdog_status(node)
+        assert level == 2 and msg == "deadline thread dead, no decisions: _Fatal: gone", msg
+        assert kv["frames_refused"] == "1" and len(published) == 2
+    finally:
+        _close(node, ctx)

@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from tiny_node.clock import MonotonicClock
 from tiny_node.config import make_config
@@ -126,3 +127,137 @@ def test_the_benchmark_fails_on_a_frame_not_decided_once_and_names_late_cases():
                                         "the latest 3.0 ms after it"]
     notes, failures = verdict([case("fast", decisions=599), case("slow", duplicates=1)])
     assert [f.split(":")[1].strip() for f in failures] == ["FAIL fast", "FAIL slow"] and notes == []
+
+
+class _Fatal(BaseException):
+    """Not an Exception: what no guard catches (the thread ends)."""
+
+
+def _failing_once(fn, on_call: int, exc: BaseException):
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == on_call:
+            raise exc
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def test_an_error_in_a_step_is_survived_and_costs_no_decision():
+    """One unexpected exception in the core killed the thread: no decisions, frames piling up."""
+    reports: list[str] = []
+    clock = MonotonicClock()
+    cfg = make_config({})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    wd = Watchdog(cfg, sensors, clock)
+    wd.on_frame = _failing_once(wd.on_frame, 3, ValueError("simulated core bug"))
+    loop = RealtimeLoop(wd, out, clock, report=reports.append)
+    loop.start()
+    try:
+        for i in range(1, 7):
+            _fresh(sensors, clock, i)
+            assert loop.push_frame(Frame(i, clock.now(), IMG))
+            time.sleep(0.01)
+        out.wait_for(lambda g: len(g) == 6)
+        assert loop.alive and loop.step_errors == 1 and loop.last_error == "ValueError: simulated core bug"
+        by_stamp = {d.stamp_ns: d for _, d in out.got}
+        assert sorted(by_stamp) == [1, 2, 3, 4, 5, 6]  # each frame once, the failing one too
+        assert by_stamp[3].brake and by_stamp[3].reason.startswith("fail-safe brake: deadline thread error")
+        assert "simulated core bug" in by_stamp[3].frame_fault and by_stamp[3].rules is not None
+        assert not any(d.brake for s, d in by_stamp.items() if s != 3)  # the rest decided as before
+        assert len(reports) == 1 and "Traceback" in reports[0] and "simulated core bug" in reports[0]
+    finally:
+        loop.close()
+
+
+class _SilentModel:
+    """A model port that takes every frame and never answers (cycles stay open to the deadline)."""
+
+    busy_seq = None
+
+    def submit(self, seq, image, features, frame_time_s) -> bool:
+        self.busy_seq = seq
+        return True
+
+    def cancel(self, seq) -> None:
+        self.busy_seq = None
+
+
+def test_an_error_with_cycles_open_decides_them_at_once_by_the_fallback():
+    reports: list[str] = []
+    clock = MonotonicClock()
+    cfg = make_config({"deadline_ms": 500.0})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    loop = RealtimeLoop(wd, out, clock, report=reports.append)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        assert loop.push_frame(Frame(1, clock.now(), IMG))
+        time.sleep(0.05)
+        assert out.got == [] and wd.open_cycles == 1  # waiting for the model, deadline 0.5 s away
+
+        def boom() -> None:
+            raise RuntimeError("bad parameter hand-over")
+
+        wd.on_tick = _failing_once(wd.on_tick, 1, RuntimeError("tick failed"))
+        loop.run_in_loop(boom)  # a failing call is counted, and does not stop the step
+        out.wait_for(lambda g: len(g) == 1, timeout=0.3)  # at once, not at the deadline
+        d = out.got[0][1]
+        assert d.stamp_ns == 1 and d.model_state.value == "unavailable" and "tick failed" in d.reason
+        assert loop.alive and loop.step_errors == 2 and wd.open_cycles == 0
+        _fresh(sensors, clock, 1)
+        assert loop.push_frame(Frame(2, clock.now(), IMG))  # and it goes on
+        out.wait_for(lambda g: len(g) == 2, timeout=1.0)
+    finally:
+        loop.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
+def test_the_mailbox_is_bounded_and_a_dead_thread_takes_no_frames():
+    from tiny_node.realtime import MAILBOX_MAX
+
+    clock = MonotonicClock()
+    cfg = make_config({})
+    sensors = SensorState(cfg.rules)
+    release = threading.Event()
+    got: list[Decision] = []
+
+    def slow_publish(d: Decision) -> None:
+        release.wait(5.0)  # the deadline thread stuck in a publish
+        got.append(d)
+
+    reports: list[str] = []
+    wd = Watchdog(cfg, sensors, clock)
+    loop = RealtimeLoop(wd, slow_publish, clock, report=reports.append)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        assert loop.push_frame(Frame(0, clock.now(), IMG))
+        time.sleep(0.05)  # the thread takes frame 0 and blocks publishing it
+        taken = [loop.push_frame(Frame(i, clock.now(), IMG)) for i in range(1, MAILBOX_MAX + 5)]
+        assert taken == [True] * MAILBOX_MAX + [False] * 4 and loop.frames_refused == 4
+        release.set()
+        end = time.monotonic() + 3
+        while len(got) < MAILBOX_MAX + 1 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert sorted(d.stamp_ns for d in got) == list(range(MAILBOX_MAX + 1))  # every frame taken, decided
+
+        # now the thread dies (an error no guard catches): it decides what it holds, takes nothing more
+        wd.on_frame = _failing_once(wd.on_frame, 1, _Fatal("dead"))
+        got.clear()
+        assert loop.push_frame(Frame(100, clock.now(), IMG))
+        end = time.monotonic() + 3
+        while loop.alive and time.monotonic() < end:
+            time.sleep(0.01)
+        assert not loop.alive and loop.running and loop.died_of == "_Fatal: dead"
+        assert [d.stamp_ns for d in got] == [100] and got[0].reason.startswith("fail-safe brake: deadline thread ended")
+        assert not loop.push_frame(Frame(101, clock.now(), IMG)) and loop.frames_refused == 5
+        assert "deadline thread ended" in reports[-1]
+    finally:
+        release.set()
+        loop.close()

@@ -5,6 +5,11 @@ it never decides.  The deadline thread sleeps in ``multiprocessing.connection.wa
 model worker's result pipe, its process sentinel and a wake-up pipe, with the timeout set to
 the earliest publish time, so a model result, a worker crash, a new frame or a deadline each
 wake it at once.  Timing therefore does not ride on the rclpy executor or on callbacks.
+
+An unexpected exception in a step does not end the thread: it is reported (the node's
+logger), counted, every open cycle is decided at once (fallback, or the fail-safe for a frame
+whose cycle could not be opened), and the thread carries on.  Should the thread end anyway,
+it takes no more frames and the node's diagnostics report ERROR.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
 from tiny_node.clock import Clock
-from tiny_node.decision import Decision
+from tiny_node.decision import Decision, ModelState, Source, Verdict
 from tiny_node.rt import set_thread_priority
 from tiny_node.watchdog import Frame, Watchdog
 
@@ -29,6 +35,12 @@ log = logging.getLogger(__name__)
 # even when no frame arrives.
 MAX_SLEEP_S = 0.05
 EPOLL_SLACK_S = 0.0015
+# Frames waiting for the deadline thread.  It empties the mailbox at every wake-up, so more
+# than a burst means it is stuck: further frames are refused (counted), not queued without
+# end under mlockall.
+MAILBOX_MAX = 16
+# An error repeated at every step is logged at most this often (each one is counted).
+ERROR_LOG_INTERVAL_S = 1.0
 
 
 class RealtimeLoop:
@@ -40,23 +52,39 @@ class RealtimeLoop:
         publish: Callable[[Decision], None],
         clock: Clock,
         worker: Any | None = None,
+        *,
         priority: int = 0,
+        report: Callable[[str], None] | None = None,
     ) -> None:
-        """``priority``: the deadline thread's SCHED_FIFO priority (0: as inherited), see tiny_node.rt."""
+        """``priority``: the deadline thread's SCHED_FIFO priority (0: as inherited), see tiny_node.rt.
+
+        ``report``: where errors of the deadline thread are logged (the node's logger; default
+        this module's), since a traceback on stderr alone goes unseen.
+        """
         self.watchdog = watchdog
         self.worker = worker
         self.priority = priority
         self._publish = publish
         self._clock = clock
+        self._report = report or log.error
         self._lock = threading.Lock()
         self._mailbox: list[Frame] = []
         self._calls: list[Callable[[], None]] = []
+        # State of the step in progress, so that a failure mid-step loses nothing: frames taken
+        # from the mailbox and not opened yet, and decisions taken and not published yet.
+        self._taken: list[Frame] = []
+        self._unsent: list[Decision] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up: never block a caller
         self._running = False
         self._thread: threading.Thread | None = None
         self.publish_errors = 0
+        self.step_errors = 0  # unexpected exceptions in the deadline thread, each survived
+        self.last_error = ""
+        self.died_of = ""  # why the deadline thread ended while it should run ("" while it runs)
+        self.frames_refused = 0  # not taken while running: mailbox full or thread dead
+        self._last_logged = (-float("inf"), "")
         self.thread_scheduling = "not started"
 
     @property
@@ -69,6 +97,12 @@ class RealtimeLoop:
     def running(self) -> bool:
         """Whether frames are taken: between :meth:`start` and :meth:`stop`."""
         return self._running
+
+    @property
+    def alive(self) -> bool:
+        """Whether the deadline thread runs (False after :meth:`stop`, or if it ended on its own)."""
+        t = self._thread
+        return t is not None and t.is_alive()
 
     def start(self) -> None:
         """Start the deadline thread (idempotent)."""
@@ -99,9 +133,16 @@ class RealtimeLoop:
                 os.close(fd)
 
     def push_frame(self, frame: Frame) -> bool:
-        """Hand a frame to the deadline thread (thread-safe, never blocks); False: not running, not taken."""
+        """Hand a frame to the deadline thread (thread-safe, never blocks).
+
+        False: not taken (not running; or the thread is dead or the mailbox full, counted in
+        ``frames_refused``): no decision will come for it.
+        """
         with self._lock:
             if not self._running:
+                return False
+            if len(self._mailbox) >= MAILBOX_MAX or not self.alive:
+                self.frames_refused += 1
                 return False
             self._mailbox.append(frame)
         self._wake(b"f")
@@ -119,57 +160,136 @@ class RealtimeLoop:
 
     def _run(self) -> None:
         self.thread_scheduling = set_thread_priority(self.priority)
-        wd = self.watchdog
-        while self._running:
-            handles: list[Any] = [self._wake_r]
-            if self.worker is not None:
-                handles.extend(self.worker.wait_handles())
-            wake_at = wd.next_tick_at()
-            timeout = MAX_SLEEP_S
-            if wake_at is not None:
-                # epoll rounds its timeout up to whole milliseconds: wake a little early and
-                # sleep the rest with nanosecond resolution.
-                timeout = min(timeout, max(0.0, wake_at - self._clock.now() - EPOLL_SLACK_S))
-            if not wait(handles, timeout=timeout) and wake_at is not None:
-                # Sleep the rest only when the wait was aimed at ``wake_at`` (the last
-                # millisecond or so), never across a capped wait: a frame arriving meanwhile
-                # would wait for it.
-                rest = wake_at - self._clock.now()
-                if 0 < rest <= 2 * EPOLL_SLACK_S:
-                    time.sleep(rest)
+        try:
+            while self._running:
+                try:
+                    self._wait()
+                    self._step()
+                except Exception as exc:
+                    self._recover(exc)
+            # Stopping: frames taken and not yet opened are opened, and nothing opened stays unanswered.
             try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
+                self._step()
+            except Exception as exc:
+                self._recover(exc)
+            for d in self.watchdog.close_all("node shutting down"):
+                self._emit(d)
+        except BaseException as exc:  # even the recovery failed: say so; the node reports ERROR
+            self.died_of = f"{type(exc).__name__}: {exc}"
+            self._report(f"deadline thread ended: no more decisions\n{traceback.format_exc()}")
+            self._last_words(f"deadline thread ended: {self.died_of}")
+            raise
+
+    def _wait(self) -> None:
+        """Sleep until a frame, a model result, a worker event or the next publish time."""
+        handles: list[Any] = [self._wake_r]
+        if self.worker is not None:
+            handles.extend(self.worker.wait_handles())
+        wake_at = self.watchdog.next_tick_at()
+        timeout = MAX_SLEEP_S
+        if wake_at is not None:
+            # epoll rounds its timeout up to whole milliseconds: wake a little early and
+            # sleep the rest with nanosecond resolution.
+            timeout = min(timeout, max(0.0, wake_at - self._clock.now() - EPOLL_SLACK_S))
+        if not wait(handles, timeout=timeout) and wake_at is not None:
+            # Sleep the rest only when the wait was aimed at ``wake_at`` (the last
+            # millisecond or so), never across a capped wait: a frame arriving meanwhile
+            # would wait for it.
+            rest = wake_at - self._clock.now()
+            if 0 < rest <= 2 * EPOLL_SLACK_S:
+                time.sleep(rest)
+        try:
+            while os.read(self._wake_r, 4096):
                 pass
-            self._step()
-        # Stopping: frames taken and not yet opened are opened, and nothing opened stays unanswered.
-        self._step()
-        for d in wd.close_all("node shutting down"):
-            self._emit(d)
+        except BlockingIOError:
+            pass
 
     def _step(self) -> None:
         wd = self.watchdog
-        decisions: list[Decision] = []
         with self._lock:
             frames, self._mailbox = self._mailbox, []
             calls, self._calls = self._calls, []
+        self._taken = frames
         for fn in calls:
-            fn()
+            try:
+                fn()
+            except Exception as exc:  # one call's failure touches no cycle: count it, run the rest
+                self._count(exc, "a call in the deadline thread failed")
         if self.worker is not None:
             for r in self.worker.poll():
-                decisions += wd.on_model_result(
-                    r.seq, r.output, error=r.error, cancelled=r.cancelled
-                )
-        decisions += wd.on_tick()
-        for d in decisions:
-            self._emit(d)
-        decisions = []
-        for frame in frames:
-            decisions += wd.on_frame(frame)
+                self._unsent += wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
+        self._unsent += wd.on_tick()
+        self._flush()
+        while self._taken:
+            self._unsent += wd.on_frame(self._taken[0])
+            self._taken.pop(0)
         wd.feed_model()
-        for d in decisions:
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._unsent:
+            self._emit(self._unsent.pop(0))
+
+    def _count(self, exc: Exception, what: str) -> None:
+        """Count an error and log it with its traceback (the same one at most once a second)."""
+        self.step_errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if self.last_error != self._last_logged[1] or now - self._last_logged[0] >= ERROR_LOG_INTERVAL_S:
+            self._last_logged = (now, self.last_error)
+            self._report(f"{what} (error {self.step_errors}):\n{traceback.format_exc()}")
+
+    def _recover(self, exc: Exception) -> None:
+        """After a failed step: decide everything open now, so nothing is lost, and carry on.
+
+        Decisions already taken go out; every open cycle is closed with the rule verdict
+        (``close_all``); the frame being opened, if its cycle was not, gets the fail-safe
+        (its rule verdict is not to be trusted); frames after it go back to the mailbox.
+        """
+        self._count(exc, "deadline thread step failed; open cycles decided by the fallback")
+        taken, self._taken = self._taken, []
+        with self._lock:
+            self._mailbox[:0] = taken[1:]
+        self._close_everything(f"deadline thread error: {self.last_error}", taken[:1])
+
+    def _last_words(self, why: str) -> None:
+        """The thread is ending on an error: decide every cycle and frame it holds (best effort)."""
+        with self._lock:
+            frames, self._mailbox = self._taken + self._mailbox, []
+        self._taken = []
+        try:
+            self._close_everything(why, frames)
+        except Exception:
+            self._report(f"closing the open cycles failed too:\n{traceback.format_exc()}")
+            for frame in frames:
+                self._emit(self._failsafe(frame, why))
+
+    def _close_everything(self, why: str, frames: list[Frame]) -> None:
+        """Publish what is taken, close every open cycle, and the fail-safe for ``frames`` not opened."""
+        self._flush()
+        closed = self.watchdog.close_all(why)
+        for d in closed:
             self._emit(d)
+        opened = {(d.stamp_ns, d.received_at) for d in closed}
+        for frame in frames:
+            if (frame.stamp_ns, frame.received_at) not in opened:
+                self._emit(self._failsafe(frame, why))
+
+    def _failsafe(self, frame: Frame, why: str) -> Decision:
+        """The decision for a frame whose cycle could not be opened: ``rules.failsafe``, frame_id 0."""
+        cfg = self.watchdog.cfg
+        brake = cfg.rules.failsafe == "brake"
+        verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
+        deadline = frame.received_at + cfg.float("deadline_ms") * 1e-3
+        if frame.deadline_at is not None:
+            deadline = min(deadline, frame.deadline_at)
+        return Decision(
+            frame_id=0, stamp_ns=frame.stamp_ns, brake=brake,
+            source=Source.RULES if self.worker is None else Source.FALLBACK,
+            model_state=ModelState.DISABLED if self.worker is None else ModelState.UNAVAILABLE,
+            confidence=1.0, reason=verdict.reason, received_at=frame.received_at,
+            deadline_at=deadline, decided_at=self._clock.now(), frame_fault=why, rules=verdict,
+        )
 
     def _emit(self, decision: Decision) -> None:
         try:

@@ -174,6 +174,7 @@ class TinyNode(LifecycleNode):
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
+        self._errors_seen = 0
 
     # --- parameters --------------------------------------------------------------------
     def _read_config(self, changed: Mapping[str, object] | None = None) -> NodeConfig:
@@ -246,7 +247,8 @@ class TinyNode(LifecycleNode):
             self.create_subscription(Imu, "imu", _with_info(self._on_imu), qos),
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
-                                 priority=deadline_priority(self.rt_priority))
+                                 priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
+        self._errors_seen = 0  # deadline-thread errors already reported by /diagnostics
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -401,8 +403,9 @@ class TinyNode(LifecycleNode):
         if self.loop.push_frame(Frame(stamp_ns, received_at, rgb, fault, deadline_at)):
             self._frames += 1
             self._last_frame_at = received_at
-        else:  # deactivated meanwhile
+        elif not self.loop.running:  # deactivated meanwhile
             self._frames_inactive += 1
+        # else refused by a stuck or dead deadline thread: counted by the loop, ERROR in /diagnostics
 
     def _on_range(self, msg: Range, info: Any) -> None:
         if self.sensors is not None:
@@ -464,6 +467,15 @@ class TinyNode(LifecycleNode):
         values["deadline_ms"] = self.cfg.float("deadline_ms")
         level = convert.ERROR if stats.deadline_misses else convert.OK
         msg = "deadline misses" if stats.deadline_misses else "all frames decided in time"
+        if loop is not None:
+            errors, self._errors_seen = loop.step_errors - self._errors_seen, loop.step_errors
+            values.update({"deadline_thread_errors": loop.step_errors, "frames_refused": loop.frames_refused,
+                           "deadline_thread_last_error": loop.last_error or "none"})
+            if loop.running and not loop.alive:  # it ended on an error: nothing is decided any more
+                level, msg = convert.ERROR, f"deadline thread dead, no decisions: {loop.died_of or 'unknown'}"
+            elif errors:
+                level, msg = convert.ERROR, (f"deadline thread: {errors} error(s) since the last report, "
+                                             f"open frames decided by the fallback: {loop.last_error}")
         if level == convert.OK and loop is not None and tid is not None and loop.priority \
                 and fifo_priority(tid) != loop.priority:
             level, msg = convert.WARN, f"deadline thread not real-time: {loop.thread_scheduling}"
