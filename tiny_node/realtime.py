@@ -54,7 +54,7 @@ class RealtimeLoop:
         worker: Any | None = None,
         *,
         priority: int = 0,
-        report: Callable[[str], None] | None = None,
+        report: Callable[[str], object] | None = None,
     ) -> None:
         """``priority``: the deadline thread's SCHED_FIFO priority (0: as inherited), see tiny_node.rt.
 
