@@ -212,3 +212,32 @@ def test_deadline_thread_errors_and_death_show_in_diagnostics(ros_env_local, cap
         assert kv["frames_refused"] == "1" and len(published) == 2
     finally:
         _close(node, ctx)
+
+
+def test_watchdog_status_is_error_for_the_period_of_a_miss_not_for_ever(ros_env_local):
+    """One frame that queued 60 ms, then on-time frames: ERROR once, then OK with the lifetime count kept."""
+    import time
+
+    import numpy as np
+
+    from tiny_node.watchdog import Frame
+
+    node, ctx = _node()
+    try:
+        published = []
+        node.loop._publish = published.append
+        img = np.zeros((48, 64, 3), np.uint8)
+        node.loop.push_frame(Frame(time.time_ns(), node.clock.now() - 0.060, img))  # received 60 ms ago
+        time.sleep(0.1)
+        level, msg, kv = _watchdog_status(node)
+        assert (level, kv["deadline_misses"], kv["deadline_misses_last_period"]) == (2, "1", "1"), msg
+        for _ in range(5):
+            node.loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))
+            time.sleep(1 / 30)
+        time.sleep(0.05)
+        level, msg, kv = _watchdog_status(node)
+        assert len(published) == 6
+        assert (level, msg) == (0, "all frames decided in time")
+        assert (kv["deadline_misses"], kv["deadline_misses_last_period"]) == ("1", "0")
+    finally:
+        _close(node, ctx)

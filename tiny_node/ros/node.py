@@ -174,7 +174,7 @@ class TinyNode(LifecycleNode):
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
-        self._errors_seen = 0
+        self._errors_seen = self._misses_seen = 0
 
     # --- parameters --------------------------------------------------------------------
     def _read_config(self, changed: Mapping[str, object] | None = None) -> NodeConfig:
@@ -248,7 +248,7 @@ class TinyNode(LifecycleNode):
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
                                  priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
-        self._errors_seen = 0  # deadline-thread errors already reported by /diagnostics
+        self._errors_seen = self._misses_seen = 0  # counts already reported by /diagnostics
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -465,8 +465,12 @@ class TinyNode(LifecycleNode):
         values["deadline_thread_scheduling"] = "not running" if tid is None else thread_policy(tid)
         values["pid"] = os.getpid()  # the node process itself (a `ros2 run` wrapper is its parent)
         values["deadline_ms"] = self.cfg.float("deadline_ms")
-        level = convert.ERROR if stats.deadline_misses else convert.OK
-        msg = "deadline misses" if stats.deadline_misses else "all frames decided in time"
+        # Misses since the last report, not since start: one miss made the status ERROR for good,
+        # and a lasting ERROR hides the next one. The lifetime count stays a key-value.
+        misses, self._misses_seen = stats.deadline_misses - self._misses_seen, stats.deadline_misses
+        values["deadline_misses_last_period"] = misses
+        level = convert.ERROR if misses else convert.OK
+        msg = f"{misses} deadline miss(es) since the last report" if misses else "all frames decided in time"
         if loop is not None:
             errors, self._errors_seen = loop.step_errors - self._errors_seen, loop.step_errors
             values.update({"deadline_thread_errors": loop.step_errors, "frames_refused": loop.frames_refused,
