@@ -143,7 +143,9 @@ class ImageSpec:
     std: tuple[float, ...]
     scale: float
     #: rows [r0, r1) and columns [c0, c1) of the resized frame the graph reads; None = all.
-    #: Why: the runtime normalises only this window (the rest of the tensor stays 0).
+    #: Why: a classifier's runtime normalises only this window (the rest of the tensor stays 0);
+    #: in a VLM bundle it is the VRU detector's grid window and changes no tensor (a published
+    #: SmolVLM encoder reads the whole tile: zeros would be mid-grey to it).
     roi: tuple[int, int, int, int] | None = None
 
     @property

@@ -153,7 +153,9 @@ class VlmRuntime:
                               f"token ids {list(self.word_ids)} in {bundle.file('tokenizer').path}")
         self.eos_id = self._token_id(self.spec.eos, "vlm.eos")
         self._check_prompt_tokens()
-        self._image = ImagePreprocessor(bundle.image)
+        # the whole normalised frame, whatever inputs.image.roi says: here it is the detector's window,
+        # and zeros outside it are mid-grey to an encoder that reads the whole tile (SmolVLM's)
+        self._image = ImagePreprocessor(replace(bundle.image, roi=None))
         h, w = bundle.image.height, bundle.image.width
         self._mask = np.ones((1, 1, h, w), dtype=np.bool_)
         self.vocab_size, self.hidden = self._probe()
