@@ -7,11 +7,17 @@ sent as the installed type) on the node's input topics under ``namespace`` at th
 bag's time as ROS time.  The node still measures its deadlines on its own monotonic clock: in
 real time, deadlines are real.  Its ``decision`` / ``brake`` messages are recorded, as
 received, into the output bag.
+
+The node is restarted through its lifecycle before the first message (as ``sim --realtime``
+restarts it between drives), so a node that ran before (an earlier replay, a drive) meets the
+bag as a fresh node; whatever it decides before the first frame goes out answers no frame of
+the bag and is left out, counted in a warning.
 """
 
 from __future__ import annotations
 
 import importlib
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +31,8 @@ from tiny_node.bag.topics import BagSource
 
 CLOCK_PERIOD_S = 0.01  # /clock at 100 Hz between messages (ros2 bag play's default is 40 Hz)
 DRAIN_TIMEOUT_S = 2.0  # after the last frame, wait this long for its decision
+# Each lifecycle transition's answer: configure waits up to 60 s for the model worker to be ready.
+RESTART_TIMEOUT_S = 90.0
 
 # (topic relative to the node's namespace) by role and message type.
 _NODE_TOPIC = {
@@ -78,6 +86,19 @@ def installed_form(source: BagSource, msgtype: str) -> Callable[[bytes], Any] | 
     return convert
 
 
+def header_stamp_ns(raw: bytes) -> int | None:
+    """The header stamp of a CDR-serialized ``Image`` / ``CompressedImage``; None if not plain CDR.
+
+    Why: both types begin with ``std_msgs/Header``, whose stamp (int32 sec, uint32 nanosec) is
+    the first field after the 4-byte encapsulation header, in every distro. Deserializing, or
+    decoding, a frame to read it cost the publishing thread 12 ms per 1080p JPEG.
+    """
+    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):  # CDR_BE / CDR_LE only
+        return None
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] else ">iI", raw, 4)
+    return int(sec) * 1_000_000_000 + int(nanosec)
+
+
 def node_topic(namespace: str, role: str, msgtype: str) -> str:
     """The node's input topic for a role (absolute, under ``namespace``)."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
@@ -101,6 +122,8 @@ class Player:
             raise BagError(f"--realtime needs rclpy (pip install -e '.[ros]' or source ROS 2): {exc}") from exc
 
         self._rclpy = rclpy
+        self.namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self.camera_compressed = roles["camera"][1] == msgs.COMPRESSED_IMAGE
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = Node("tiny_node_replay", context=self.context)
@@ -152,6 +175,33 @@ class Player:
         self.clock_pub.publish(bytes(msgs.serialize(msgs.clock_msg(ns))))
 
     def wait_for_node(self, timeout_s: float, clock_ns: int) -> None:
+        """Until the node is there; then restart it through its lifecycle and wait for it again.
+
+        Why the restart: a node that ran before keeps its sensor state, brake hold and camera
+        timeout (a replay met it with a fail-safe brake on a range 5.5 s stale, decided at t = 0).
+        ``/clock`` goes out at ``clock_ns`` before and after it, so the node's ROS time is the
+        bag's start when it configures.
+        """
+        self._wait_matched(timeout_s, clock_ns)
+        self._restart_node()
+        self._wait_matched(timeout_s, clock_ns)
+
+    def _restart_node(self) -> None:
+        """Deactivate, clean up, configure, activate: ``sim --realtime``'s restart, by its feeder."""
+        from tiny_node.tools.feeder import Feeder
+
+        lifecycle = Feeder(namespace=self.namespace, compressed=self.camera_compressed)
+        try:
+            lifecycle.restart_node(timeout_s=RESTART_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise BagError(
+                f"could not restart the node through its lifecycle before the replay ({exc}): it must be "
+                f"active (ros2 lifecycle get {self.namespace}/tiny_node)"
+            ) from exc
+        finally:
+            lifecycle.close()
+
+    def _wait_matched(self, timeout_s: float, clock_ns: int) -> None:
         """Until the node subscribes the camera and publishes decisions (with /clock meanwhile)."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -192,6 +242,8 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     player = Player(typed, namespace)
     forms = {role: installed_form(source, msgtype) for role, (_, msgtype) in typed.items()}
     records: list[DecisionRecord] = []
+    before_first_frame: list[DecisionRecord] = []  # the node's, answering no frame of this bag
+    first_frame_at: float | None = None  # monotonic, when the first camera frame went out
     try:
         player.wait_for_node(wait_s, source.start_ns)
         wall0 = time.monotonic() + 0.05
@@ -204,6 +256,11 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
 
         def record_received() -> None:
             for mono, topic, raw in player.drain():
+                if first_frame_at is None or mono < first_frame_at:
+                    if topic == player.decision_topic and (values := msgs.parse_decision(
+                            msgs.TYPESTORE.deserialize_cdr(raw, msgs.DIAGNOSTIC_ARRAY))) is not None:
+                        before_first_frame.append(DecisionRecord.from_values(values, 0.0))
+                    continue  # its brake and /diagnostics too: the node before this replay
                 ns = bag_ns(mono)
                 if topic == player.decision_topic:
                     out.add_raw(OUT_DECISION, msgs.DIAGNOSTIC_ARRAY, ns, raw)
@@ -233,9 +290,11 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
             role = feeder.role_of.get(conn.topic)
             if role is not None:
                 form = forms[role]
+                if role == "camera" and first_frame_at is None:
+                    first_frame_at = time.monotonic()
                 player.pubs[role].publish(bytes(raw) if form is None else form(raw))
-                if role == "camera":
-                    feeder.frame(conn, ns, raw)  # its stamp, to match the node's decision to it
+                if role == "camera":  # its stamp, to match the node's decision to it
+                    feeder.series.frames.append((feeder.t(ns), _camera_stamp(source, conn.msgtype, ns, raw)))
                 elif role in ("range", "odom") and (msg := feeder.sensor(role, conn, raw)) is not None:
                     t = feeder.t(ns)
                     if role == "range":
@@ -254,5 +313,26 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
         wait_until(time.monotonic() + 0.2)  # late duplicates, if any, would arrive now
     finally:
         player.close()
+    if before_first_frame:
+        warnings.append(ignored_warning(before_first_frame))
     misses = sum(1 for r in records if r.latency_ms > r.deadline_ms)
     return records, misses
+
+
+def _camera_stamp(source: BagSource, msgtype: str, ns: int, raw: bytes) -> int:
+    """A camera message's header stamp, without decoding its image; its log time if unreadable (as lockstep)."""
+    stamp = header_stamp_ns(raw)
+    if stamp is not None:
+        return stamp
+    try:
+        return msgs.time_to_ns(source.deserialize(raw, msgtype).header.stamp)
+    except ValueError:
+        return ns
+
+
+def ignored_warning(ignored: list[DecisionRecord]) -> str:
+    """The warning for decisions the node sent before the replay's first frame (left out of the results)."""
+    brakes = sum(r.brake for r in ignored)
+    return (f"{len(ignored)} decision(s) from the node before the first frame was published were left out "
+            f"({brakes} brake(s); the first: {'brake' if ignored[0].brake else 'no_brake'}, '{ignored[0].reason}'): "
+            "they answer no frame of this bag (the node's state from before its lifecycle restart)")

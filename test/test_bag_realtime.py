@@ -1,0 +1,157 @@
+"""``replay --realtime`` against a node that ran before: a fresh node for each replay, nothing decided
+before the first frame counted, and camera frames published without being decoded.
+
+Bags are written here in tmp_path with rosbags; the player stand-in tests run on virtual time
+without DDS, the last test runs one node (use_sim_time) through two replays of the same bag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Writer
+
+from tiny_node.bag import msgs as bm
+from tiny_node.bag import read_decisions, realtime, replay
+from tiny_node.config import make_config
+from tiny_node.decision import DECISION_STATUS_NAME
+
+T0 = 1_750_000_000 * 10**9
+FRAME_NS = 33_333_333
+
+
+def _bag(path: Path, frames: int, *, gap0: float = 40.0, speed: float = 0.0) -> Path:
+    """Camera at 30 Hz with range and odometry before each frame (stamps = log times)."""
+    with Writer(path, version=9) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in (
+            ("/range", bm.RANGE), ("/odom", bm.ODOMETRY), ("/camera/image_raw", bm.IMAGE))}
+        for i in range(frames):
+            ns = T0 + i * FRAME_NS
+            img = np.full((48, 64, 3), 60 + i % 100, np.uint8)
+            for topic, at, msg in (("/range", ns, bm.range_msg(ns, gap0 - speed * i * FRAME_NS * 1e-9, 0.2, 150.0)),
+                                   ("/odom", ns, bm.odom_msg(ns, speed)),
+                                   ("/camera/image_raw", ns + 1_000_000, bm.image_msg(ns, img))):
+                writer.write(conns[topic], at, bm.serialize(msg))
+    return path
+
+
+@pytest.mark.parametrize("msgtype", [bm.IMAGE, bm.COMPRESSED_IMAGE])
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_the_header_stamp_is_read_from_the_cdr_bytes_as_rosbags_reads_it(msgtype: str, little_endian: bool) -> None:
+    stamp = T0 + 123_456_789
+    if msgtype == bm.IMAGE:
+        msg: Any = bm.image_msg(stamp, np.zeros((4, 6, 3), np.uint8))
+    else:
+        msg = bm.TYPESTORE.types[msgtype](header=bm.header(stamp, "camera"), format="jpeg",
+                                           data=np.arange(10, dtype=np.uint8))
+    raw = bytes(bm.TYPESTORE.serialize_cdr(msg, msgtype, little_endian=little_endian))
+    assert bm.time_to_ns(bm.TYPESTORE.deserialize_cdr(raw, msgtype).header.stamp) == stamp
+    assert realtime.header_stamp_ns(raw) == stamp
+    assert realtime.header_stamp_ns(raw[:11]) is None  # too short: the caller deserializes, as lockstep
+    assert realtime.header_stamp_ns(b"\x00\x03" + raw[2:]) is None  # not plain CDR
+
+
+def _decision_cdr(stamp_ns: int, decision: str, reason: str) -> bytes:
+    """A ``decision`` message as the node sends it (the keys the replay reads)."""
+    status_t, kv = bm.TYPESTORE.types["diagnostic_msgs/msg/DiagnosticStatus"], bm.TYPESTORE.types[
+        "diagnostic_msgs/msg/KeyValue"]
+    values = {"source": "fallback", "model_state": "unavailable", "reason": reason, "latency_ms": "1.0",
+              "deadline_ms": "100.0", "hold": "false"}
+    status = status_t(level=2 if decision == "brake" else 0, name=DECISION_STATUS_NAME, message=decision,
+                      hardware_id="tiny_node", values=[kv(key=k, value=v) for k, v in values.items()])
+    msg = bm.TYPESTORE.types[bm.DIAGNOSTIC_ARRAY](header=bm.header(stamp_ns, ""), status=[status])
+    return bm.serialize(msg)
+
+
+class _VirtualTime:
+    now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += max(s, 1e-4)
+
+
+def test_decisions_before_the_first_frame_are_left_out_and_counted(tmp_path, monkeypatch):
+    """A node that ran before sends decisions while the replay starts (a camera-timeout fail-safe
+    brake, the reviewer's 13): they answer no frame of the bag and were recorded at t = 0.
+    The frames themselves are never decoded (only their header stamp is read)."""
+    vt = _VirtualTime()
+    stale = "fail-safe brake: range: stale (5.55 s > 0.5 s); camera: no frame for 5.53 s"
+
+    class Player:
+        decision_topic = "/decision"
+
+        def __init__(self, roles: Any, namespace: str) -> None:
+            self.inbox: list[tuple[float, str, bytes]] = [  # received while waiting for the node
+                (vt.now, "/decision", _decision_cdr(T0 - 10**9, "brake", stale)),
+                (vt.now, "/brake", bm.serialize(bm.bool_msg(True))),
+                (vt.now, "/diagnostics", _decision_cdr(T0 - 10**9, "brake", stale)),
+            ]
+            self.pubs = {role: SimpleNamespace(publish=self._answer if role == "camera" else lambda raw: None)
+                         for role in roles}
+
+        def _answer(self, raw: bytes) -> None:  # the node answers each frame 5 ms later
+            stamp = bm.time_to_ns(bm.TYPESTORE.deserialize_cdr(raw, bm.IMAGE).header.stamp)
+            self.inbox += [(vt.now + 0.005, "/decision", _decision_cdr(stamp, "no_brake", "clear")),
+                           (vt.now + 0.005, "/brake", bm.serialize(bm.bool_msg(False)))]
+
+        def wait_for_node(self, timeout_s: float, clock_ns: int) -> None:
+            pass
+
+        def clock(self, ns: int) -> None:
+            pass
+
+        def drain(self) -> list[tuple[float, str, bytes]]:
+            got = [m for m in self.inbox if m[0] <= vt.now]
+            self.inbox = [m for m in self.inbox if m[0] > vt.now]
+            return got
+
+        def close(self) -> None:
+            pass
+
+    def no_decode(*_: object, **__: object) -> None:
+        raise AssertionError("a camera frame was decoded to read its stamp")
+
+    monkeypatch.setattr(realtime, "time", vt)
+    monkeypatch.setattr(realtime, "Player", Player)
+    monkeypatch.setattr(realtime, "installed_form", lambda source, msgtype: None)
+    monkeypatch.setattr(bm, "camera_rgb", no_decode)
+    bag = _bag(tmp_path / "b", 10)
+    result = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, realtime=True, plot=False)
+    s = result.summary
+    stamps = [T0 + i * FRAME_NS for i in range(10)]
+    assert [r.stamp_ns for r in result.decisions] == stamps, [r.reason for r in result.decisions]
+    assert s["frames"] == s["decisions"] == 10 and s["brakes"] == 0 and s["first_brake"] is None, s
+    assert s["frames_without_decision"] == 0
+    assert sorted(read_decisions(result.bag)) == stamps  # the output bag holds no stray decision either
+    assert (f"1 decision(s) from the node before the first frame was published were left out (1 brake(s); "
+            f"the first: brake, '{stale}')") in " ".join(s["warnings"]), s["warnings"]
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_node_replayed_twice_decides_the_second_replay_as_the_first(tmp_path, start_node, ros_env):
+    """The reviewer's case: one node (use_sim_time), the same bag twice. The second replay met a node
+    that had decided on without frames since the first (13 camera-timeout decisions at t = 0, the
+    first a fail-safe brake on a 5.5 s stale range): the node is now restarted through its lifecycle."""
+    bag = _bag(tmp_path / "b", 60, gap0=40.0, speed=15.0)  # closing: the rules brake partway
+    node = start_node({"use_sim_time": True})
+    runs = [replay(bag, out_dir=tmp_path / f"r{k}", cfg=make_config(), bundle=None, realtime=True, wait_s=30.0,
+                   plot=False) for k in range(2)]
+    assert node.alive(), node.output()
+    first, second = (r.summary for r in runs)
+    for s in (first, second):
+        assert s["frames"] == s["decisions"] == 60, s
+        assert s["camera_timeout_decisions"] == 0 and s["frames_without_decision"] == 0, s
+    assert first["first_brake"] is not None and first["first_brake"]["t_s"] > 0.3, first["first_brake"]
+    assert second["first_brake"] is not None, second
+    assert abs(second["first_brake"]["t_s"] - first["first_brake"]["t_s"]) <= 0.07, (first["first_brake"],
+                                                                                    second["first_brake"])
+    brakes = [{r.stamp_ns for r in run.decisions if r.brake} for run in runs]
+    assert len(brakes[0] ^ brakes[1]) <= 2, brakes  # receipt jitter may move the first brake by a frame
