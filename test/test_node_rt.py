@@ -241,3 +241,99 @@ def test_watchdog_status_is_error_for_the_period_of_a_miss_not_for_ever(ros_env_
         assert (kv["deadline_misses"], kv["deadline_misses_last_period"]) == ("1", "0")
     finally:
         _close(node, ctx)
+
+
+def test_no_deadline_thread_leaves_the_node_unconfigured_and_releases_everything(ros_env_local, monkeypatch, capfd):
+    """Thread.start() raising: the loop said running, stop() joined a thread never started, on_error
+    raised in turn, and rclpy left the node finalized with everything leaked."""
+    import threading
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.ros.node import TinyNode
+
+    ok = TransitionCallbackReturn.SUCCESS
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+    try:
+        managed = len(node._managed_entities)
+        assert node.trigger_configure() == ok
+        loop = node.loop
+        orig = threading.Thread.start
+
+        def start(self):
+            if self.name == "tiny_node-deadline":
+                raise RuntimeError("can't start new thread")
+            return orig(self)
+
+        with monkeypatch.context() as m:
+            m.setattr(threading.Thread, "start", start)
+            assert node.trigger_activate() == TransitionCallbackReturn.ERROR
+        assert not loop.running and not loop.alive  # not "running" without a thread
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert node.loop is None and not node._subs and not node._pubs and node._timer is None
+        assert len(node._managed_entities) == managed
+        assert "can't start new thread" in capfd.readouterr().err
+        assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        assert node.loop.alive
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_teardown_releases_each_part_even_when_one_fails(ros_env_local, capfd):
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        stopped = []
+
+        class _Worker:
+            def stop(self) -> None:
+                stopped.append(True)
+
+        def broken_close() -> None:
+            raise OSError("simulated release failure")
+
+        node.loop.close = broken_close
+        node.worker = _Worker()
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert stopped == [True] and node.loop is None and node.worker is None
+        assert not node._subs and not node._pubs and node._timer is None
+        assert "simulated release failure" in capfd.readouterr().err
+        assert node._state_machine.current_state[1] == "unconfigured"
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+MAIN_NO_THREAD = """
+import sys, threading
+orig = threading.Thread.start
+def start(self):
+    if self.name == "tiny_node-deadline":
+        raise RuntimeError("can't start new thread")
+    return orig(self)
+threading.Thread.start = start
+from tiny_node.ros.node import main
+sys.exit(main(["tiny_node", "--ros-args", "-p", "realtime_priority:=0", "-p", "lock_memory:=false"]))
+"""
+
+
+def test_main_exits_non_zero_when_activation_fails(ros_env_local):
+    """main() ignored trigger_activate()'s result and spun on, configured, deciding nothing."""
+    res = subprocess.run([sys.executable, "-c", MAIN_NO_THREAD], capture_output=True, text=True, timeout=30,
+                         cwd=REPO, env=ros_env_local)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "activate failed" in res.stderr

@@ -111,9 +111,15 @@ class RealtimeLoop:
         with self._lock:
             self._mailbox = []  # nothing from before: a frame is decided by its deadline or not taken
         self.watchdog.on_start()  # the deadline thread is not running: the watchdog is ours here
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
-        self._thread.start()
+        self.died_of = ""
+        thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
+        self._running = True  # before start(): the thread runs while it is set
+        try:
+            thread.start()
+        except BaseException:  # no thread (e.g. "can't start new thread"): not running, nothing to join
+            self._running = False
+            raise
+        self._thread = thread
 
     def stop(self) -> None:
         """Stop the thread; open cycles are decided (fallback) before it returns."""
@@ -121,8 +127,10 @@ class RealtimeLoop:
             return
         self._running = False
         self._wake(b"x")
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=2.0)
+            if self._thread.is_alive():
+                self._report("deadline thread did not stop within 2 s")
         self._thread = None
 
     def close(self) -> None:

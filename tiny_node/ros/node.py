@@ -328,6 +328,7 @@ class TinyNode(LifecycleNode):
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
+    @_logged
     def on_error(self, state: State) -> TransitionCallbackReturn:
         """A transition raised: release everything, so that unconfigured is what rclpy says.
 
@@ -339,28 +340,43 @@ class TinyNode(LifecycleNode):
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self) -> None:
-        if self.loop is not None:
-            self.loop.close()
-            self.loop = None
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+    def _teardown(self) -> int:
+        """Release everything configure created, each part on its own; returns how many failed.
+
+        Why: a release that raised (a loop whose thread never started) skipped the rest, and
+        from on_error it left rclpy's node finalized with the worker and publishers leaked.
+        Each failure is logged with its traceback and the part dropped: the node holds nothing
+        afterwards either way, so unconfigured is the truthful state.
+        """
+        failed: list[BaseException] = []
+
+        def release(what: str, fn: Callable[[], object]) -> None:
+            try:
+                fn()
+            except Exception as exc:
+                self.get_logger().error(f"releasing {what} failed:\n{traceback.format_exc()}")
+                failed.append(exc)
+
+        loop, worker, self.loop, self.worker = self.loop, self.worker, None, None
+        if loop is not None:
+            release("the deadline loop", loop.close)
+        if worker is not None:
+            release("the model worker", worker.stop)
         for sub in self._subs:
-            self.destroy_subscription(sub)
+            release(f"subscription {sub.topic_name}", functools.partial(self.destroy_subscription, sub))
         for pub in self._pubs:
-            if pub is self._pub_diag:
-                self.destroy_publisher(pub)
-            else:  # also leaves the lifecycle's managed entities, or they pile up per configure
-                self.destroy_lifecycle_publisher(pub)
+            # lifecycle publishers also leave the managed entities, or they pile up per configure
+            destroy = self.destroy_publisher if pub is self._pub_diag else self.destroy_lifecycle_publisher
+            release(f"publisher {pub.topic_name}", functools.partial(destroy, pub))
         for timer in (self._timer, self._rationale_timer):
             if timer is not None:
-                self.destroy_timer(timer)
+                release("a timer", functools.partial(self.destroy_timer, timer))
         self._subs, self._pubs, self._timer, self._rationale_timer = [], [], None, None
         self.watchdog = None
         # what the camera diagnostic reports starts again with the next configuration
         self.gaps = GapCounter()
         self._frames, self._frames_inactive, self._last_frame_at = 0, 0, None
+        return len(failed)
 
     # --- inputs (executor thread) --------------------------------------------------------
     def _received_at(self, info: Any) -> float:
@@ -663,7 +679,9 @@ def main(args: list[str] | None = None) -> int:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("configure failed; not activating")
                 return 2
-            node.trigger_activate()
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("activate failed; exiting")
+                return 2
         # Long-lived start-up objects leave the cyclic GC's view so its pauses (which hold
         # the GIL the deadline thread needs) stay short while deciding.
         gc.collect()
