@@ -281,3 +281,81 @@ def test_feature_rules() -> None:
     spec = SensorSpec("s", ("range", "ego_speed"), 50.0)
     vec = sensor_vector({"ego_speed": 3.0, "range": math.inf}, spec)
     assert vec.dtype == np.float32 and vec.tolist() == [[50.0, 3.0]]
+
+
+# -- the manifest writer takes only what the loader takes (review finding 4) --------------------
+
+
+def _hf_snapshot(fast: Path, tmp_path: Path, files: tuple[str, ...] = ("model.onnx",)) -> Path:
+    """``fast``'s files laid out as a Hugging Face cache: ``snapshots/abc/<f>`` -> ``../../blobs/<sha256>``."""
+    cache = tmp_path / "hub" / "models--x--y"
+    (cache / "blobs").mkdir(parents=True)
+    snap = cache / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    for f in files:
+        digest = hash_file(fast / f)
+        shutil.copy(fast / f, cache / "blobs" / digest)
+        (snap / f).parent.mkdir(parents=True, exist_ok=True)
+        (snap / f).symlink_to(os.path.relpath(cache / "blobs" / digest, (snap / f).parent))
+    return snap
+
+
+def _write_fast(root: Path, files: dict[str, str] | None = None) -> Path:
+    from tiny_node.model.bundle import write_manifest
+    from tiny_node.model.testmodels import _manifest_parts
+
+    return write_manifest(root, name="snap", files=files or {"model": "model.onnx"}, latency_budget_ms=5.0,
+                          **_manifest_parts(64))
+
+
+def test_write_manifest_refuses_a_hugging_face_cache_snapshot_as_the_loader_does(fast: Path, tmp_path: Path) -> None:
+    """Before: written (hashed through the links), then refused at every load, every file 'escaping'."""
+    snap = _hf_snapshot(fast, tmp_path)
+    with pytest.raises(BundleError, match=r"^files\.model\.path: 'model\.onnx' escapes the bundle dir .*/snapshots/abc: "
+                                          r"it is a symlink to .*/blobs/[0-9a-f]{64}\. .*--local-dir.*`cp -rL SNAPSHOT DIR`"):
+        _write_fast(snap)
+    assert not (snap / "manifest.yaml").exists()
+    # the loader's rule is unchanged, and its message gives the same way out
+    shutil.copy(fast / "manifest.yaml", snap / "manifest.yaml")
+    msg = load_error(snap)
+    assert "files.model.path: 'model.onnx' escapes the bundle dir" in msg and "cp -rL" in msg
+    (snap / "manifest.yaml").unlink()
+    # what the message says: copy with the links resolved, then write and load there
+    copy = Path(shutil.copytree(snap, tmp_path / "copy", symlinks=False))  # cp -rL
+    _write_fast(copy)
+    assert load_bundle(copy).file("model").sha256 == hash_file(fast / "model.onnx")
+
+
+def test_links_inside_the_bundle_are_still_taken_by_both(fast: Path) -> None:
+    (fast / "onnx").mkdir()
+    shutil.move(fast / "model.onnx", fast / "onnx" / "real.onnx")
+    (fast / "model.onnx").symlink_to("onnx/real.onnx")
+    _write_fast(fast)
+    assert load_bundle(fast).file("model").path == (fast / "onnx" / "real.onnx").resolve()
+
+
+@pytest.mark.parametrize(("rel", "want"), [("../outside.onnx", r"'\.\./outside\.onnx' escapes the bundle dir \S+$"),
+                                           ("/abs/model.onnx", r"'/abs/model\.onnx' escapes the bundle dir .*absolute")])
+def test_write_manifest_refuses_paths_out_of_the_bundle(fast: Path, rel: str, want: str) -> None:
+    shutil.copy(fast / "model.onnx", fast.parent / "outside.onnx")
+    with pytest.raises(BundleError, match=r"^files\.model\.path: " + want):
+        _write_fast(fast, {"model": rel})
+
+
+def test_write_manifest_refuses_an_external_data_file_linked_out_of_the_bundle(fast: Path, tmp_path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(fast / "model.onnx"))
+    onnx.save_model(model, str(fast / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx_data", size_threshold=0)
+    blob = tmp_path / "blobs" / "data"
+    blob.parent.mkdir()
+    shutil.move(fast / "model.onnx_data", blob)
+    (fast / "model.onnx_data").symlink_to(blob)
+    with pytest.raises(BundleError, match=r"^files\.model\.data\[0\]\.path: 'model\.onnx_data' escapes the bundle dir "
+                                          r".*: it is a symlink to .*/blobs/data\."):
+        _write_fast(fast)
+    (fast / "model.onnx_data").unlink()
+    shutil.copy(blob, fast / "model.onnx_data")
+    _write_fast(fast)
+    assert [d.rel for d in load_bundle(fast).file("model").data] == ["model.onnx_data"]

@@ -482,12 +482,25 @@ def write_manifest(
 
 
 def _file_doc(root: Path, key: str, rel: str) -> dict[str, Any]:
-    """``files.<key>`` of the manifest: path, sha256 and, for a graph with external data, its data files."""
-    doc: dict[str, Any] = {"path": rel, "sha256": hash_file(root / rel)}
+    """``files.<key>`` of the manifest: path, sha256 and, for a graph with external data, its data files.
+
+    Every path passes the loader's check (``bundle_path``) first: a manifest written over links
+    out of the directory (a Hugging Face cache snapshot) was written, then refused at every load.
+    """
+    doc: dict[str, Any] = {"path": rel, "sha256": hash_file(_writable(root, f"files.{key}", rel))}
     data = [] if key in MAX_JSON_BYTES else data_files(root, key, rel)
     if data:
-        doc["data"] = [{"path": p, "sha256": hash_file(root / p)} for p in data]
+        doc["data"] = [{"path": p, "sha256": hash_file(_writable(root, f"files.{key}.data[{i}]", p))}
+                       for i, p in enumerate(data)]
     return doc
+
+
+def _writable(root: Path, key: str, rel: str) -> Path:
+    """``rel`` of the bundle at ``root`` if the loader takes its path; else a BundleError naming ``key``."""
+    try:
+        return bundle_path(root.resolve(), rel)
+    except ValueError as exc:
+        raise BundleError(f"{key}.path: {exc}") from exc
 
 
 def data_files(root: Path, key: str, rel: str) -> list[str]:
@@ -521,6 +534,31 @@ def data_location(key: str, graph: Path, graph_rel: str, tensor: ExternalTensor)
         raise BundleError(f"files.{key}: {graph}: tensor {tensor.name!r} keeps its data in {tensor.location!r}, "
                           "outside the graph's directory (an absolute path or '..' is refused)")
     return loc
+
+
+def bundle_path(base: Path, rel: str) -> Path:
+    """``base / rel`` with symlinks resolved, which must stay inside ``base`` (resolved); a ValueError names why.
+
+    One rule for the loader and the manifest writer: a manifest the writer accepts loads. Why
+    resolved: a link may point anywhere, and what is verified must be what the bundle ships. A
+    Hugging Face cache snapshot (``snapshot_download`` without ``local_dir``) is such a case:
+    every file is a link into ``../../blobs``.
+    """
+    if Path(rel).is_absolute():
+        raise ValueError(f"{rel!r} escapes the bundle dir {base} (an absolute path)")
+    try:
+        full = (base / rel).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+        raise ValueError(f"cannot resolve {rel!r}: {exc}") from exc
+    if full.is_relative_to(base):
+        return full
+    if os.path.normpath(base / rel).startswith(str(base) + os.sep):  # lexically inside: a link leads out
+        raise ValueError(f"{rel!r} escapes the bundle dir {base}: it is a symlink to {full}. A bundle's files "
+                         "must be in its directory, not links out of it (a Hugging Face cache snapshot links "
+                         "every file into ../../blobs): download with `huggingface-cli download REPO "
+                         "--local-dir DIR` (snapshot_download(..., local_dir=DIR)), or copy the files with "
+                         "the links resolved, `cp -rL SNAPSHOT DIR`, and write the manifest there")
+    raise ValueError(f"{rel!r} escapes the bundle dir {base}")
 
 
 def load_bundle(path: Path | str) -> Bundle:
@@ -757,11 +795,9 @@ class _Parser:
         if not _HEX64.match(digest):
             raise self.fail(f"{where}sha256", f"expected 64 lowercase hex, got {digest!r}")
         try:
-            full = (base / rel).resolve()
-        except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
-            raise self.fail(f"{where}path", f"cannot resolve {rel!r}: {exc}") from exc
-        if Path(rel).is_absolute() or not full.is_relative_to(base):
-            raise self.fail(f"{where}path", f"{rel!r} escapes the bundle dir {base}")
+            full = bundle_path(base, rel)
+        except ValueError as exc:
+            raise self.fail(f"{where}path", str(exc)) from exc
         return FileEntry(key=key, rel=rel, path=full, sha256=digest, max_bytes=max_bytes, data=data)
 
     def image(self, inputs: Mapping[str, Any]) -> ImageSpec:
