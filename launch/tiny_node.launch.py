@@ -15,7 +15,9 @@ Arguments:
 
 The node's process gets the packaged Fast DDS profile (16 MiB shared-memory segment for
 camera frames, see docs/DDS.md) unless the environment already names a profiles file,
-sets FASTDDS_BUILTIN_TRANSPORTS, or selects another RMW.
+sets FASTDDS_BUILTIN_TRANSPORTS, or selects another RMW. It is passed to this node's
+process only (additional_env): with SetEnvironmentVariable it leaked into every process a
+launch file including this one started after it.
 
 Written against the launch / launch_ros API common to Humble, Jazzy and Kilted (not
 LifecycleNode(autostart=...), which Humble lacks: the node's own --no-autostart flag does it).
@@ -24,7 +26,7 @@ LifecycleNode(autostart=...), which Humble lacks: the node's own --no-autostart 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
@@ -35,8 +37,8 @@ FASTDDS2_DISTROS = ('foxy', 'galactic', 'humble', 'iron', 'jazzy')
 TRUE = ('true', '1', 'yes', 'on')
 
 
-def _dds_profile_actions(env, share):
-    """Return SetEnvironmentVariable actions for the packaged Fast DDS profile, or []."""
+def _dds_profile_env(env, share):
+    """Return the environment that selects the packaged Fast DDS profile for the node, or {}."""
     # ROS_LOCALHOST_ONLY=1: UDPv4 on the loopback only (rmw_fastrtps adds its loopback transport
     # to a profile's instead of replacing them: with the plain profile the node would stay on the LAN)
     localhost = env.get('ROS_LOCALHOST_ONLY', '').strip() == '1'
@@ -45,7 +47,7 @@ def _dds_profile_actions(env, share):
     user_chose = any(env.get(v) for v in PROFILE_VARS) or env.get('FASTDDS_BUILTIN_TRANSPORTS')
     rmw = env.get('RMW_IMPLEMENTATION', '')
     if user_chose or (rmw and not rmw.startswith('rmw_fastrtps')) or not os.path.isfile(profile):
-        return []
+        return {}
     distro = env.get('ROS_DISTRO', '').lower()
     if not distro:
         names = PROFILE_VARS  # unknown Fast DDS version: set both
@@ -53,7 +55,7 @@ def _dds_profile_actions(env, share):
         names = PROFILE_VARS[1:]  # Fast DDS 2.x reads FASTRTPS_DEFAULT_PROFILES_FILE
     else:
         names = PROFILE_VARS[:1]  # Fast DDS 3.x reads FASTDDS_DEFAULT_PROFILES_FILE
-    return [SetEnvironmentVariable(name, profile) for name in names]
+    return {name: profile for name in names}
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -77,12 +79,12 @@ def _launch_setup(context, *args, **kwargs):
         parameters=[params_file, overrides],
         # The node configures and activates itself unless told not to, as under `ros2 run`.
         arguments=[] if autostart else ['--no-autostart'],
+        # for this node's process only (ExecuteProcess's additional_env, Humble to Kilted)
+        additional_env=_dds_profile_env(env, share) or None,
         output='screen',
         emulate_tty=True,
     )
-    actions = _dds_profile_actions(env, share)
-    actions.append(node)
-    return actions
+    return [node]
 
 
 def generate_launch_description():
