@@ -145,7 +145,9 @@ def test_launch_file_static() -> None:
     assert isinstance(default.args[0], ast.Name) and default.args[0].id in share_vars
     assert parts[1:] == ["config", "tiny_node.yaml"]
 
-    assert "SetEnvironmentVariable" in {_callee(c) for c in calls}
+    # the DDS profile goes to this node's process only, never to the including launch context
+    assert "SetEnvironmentVariable" not in {_callee(c) for c in calls}
+    assert "additional_env" in kw
     assert "fastdds_profile.xml" in {_value(n, names) for n in ast.walk(tree)
                                      if isinstance(n, ast.Constant)}
 
@@ -212,17 +214,15 @@ def test_launch_file_logic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     mod = _load_launch_with_stubs(monkeypatch, share)
 
     actions = _run_launch(mod, {})
-    envs = {a.args[0]: a.args[1] for a in actions if type(a).__name__ == "SetEnvironmentVariable"}
+    [node] = actions  # the node alone: no action that would set the launch context's environment
+    envs = node.kwargs["additional_env"]
     assert set(envs) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
     assert set(envs.values()) == {str(share / "config" / "fastdds_profile.xml")}
-    node = actions[-1]
     assert type(node).__name__ == "LifecycleNode"
     assert node.kwargs["parameters"] == [str(share / "config" / "tiny_node.yaml"),
                                          {"use_sim_time": False}]
     assert node.kwargs["namespace"] == ""
     assert node.kwargs["arguments"] == []
-    # env actions come before the node, so its process inherits them
-    assert actions.index(node) == len(actions) - 1
 
     actions = _run_launch(mod, {"ROS_DISTRO": "kilted"}, model_bundle="/b", namespace="ego",
                           use_sim_time="true", autostart="false", params_file="/p.yaml")
@@ -230,19 +230,20 @@ def test_launch_file_logic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert node.kwargs["parameters"] == ["/p.yaml", {"use_sim_time": True, "model_bundle": "/b"}]
     assert node.kwargs["namespace"] == "ego"
     assert node.kwargs["arguments"] == ["--no-autostart"]
-    assert [a.args[0] for a in actions[:-1]] == ["FASTDDS_DEFAULT_PROFILES_FILE"]
-    actions = _run_launch(mod, {"ROS_DISTRO": "jazzy"})
-    assert [a.args[0] for a in actions[:-1]] == ["FASTRTPS_DEFAULT_PROFILES_FILE"]
+    assert list(node.kwargs["additional_env"]) == ["FASTDDS_DEFAULT_PROFILES_FILE"]
+    [node] = _run_launch(mod, {"ROS_DISTRO": "jazzy"})
+    assert list(node.kwargs["additional_env"]) == ["FASTRTPS_DEFAULT_PROFILES_FILE"]
     # ROS_LOCALHOST_ONLY=1 (Humble): the loopback-only profile
     (share / "config" / "fastdds_profile_localhost.xml").write_text("<dds/>", encoding="utf-8")
-    actions = _run_launch(mod, {"ROS_DISTRO": "humble", "ROS_LOCALHOST_ONLY": "1"})
-    assert [a.args[1] for a in actions[:-1]] == [str(share / "config" / "fastdds_profile_localhost.xml")]
+    [node] = _run_launch(mod, {"ROS_DISTRO": "humble", "ROS_LOCALHOST_ONLY": "1"})
+    assert list(node.kwargs["additional_env"].values()) == [str(share / "config" / "fastdds_profile_localhost.xml")]
 
     # the user's own choice wins; other RMWs get nothing
     for env in ({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"},
                 {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
                 {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}):
-        assert len(_run_launch(mod, env)) == 1, env
+        [node] = _run_launch(mod, env)
+        assert node.kwargs["additional_env"] is None, env
 
 
 def test_launch_description_real() -> None:
