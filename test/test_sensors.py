@@ -302,3 +302,18 @@ def test_a_lead_that_brakes_is_braked_for_soon(decel, within_s):
     for seed in range(5):
         t = _lead(seed, 12.0, 13.9, brake_at=2.0, decel=decel, seconds=5.0)
         assert t is not None and 2.0 < t <= 2.0 + within_s
+
+
+def test_a_big_endian_16_bit_image_message_is_read_by_its_high_byte():
+    """The node passes the message's ``is_bigendian`` to the decoder: a big-endian mono16 frame read
+    as little-endian would take each pixel's low byte (0x34 for 0x1234, 0xAB for 0xCDAB)."""
+    pytest.importorskip("rclpy")
+    import numpy as np
+    from sensor_msgs.msg import Image
+
+    from tiny_node.ros.convert import image_to_rgb
+
+    px = np.array([[0x1234, 0xCDAB]], ">u2")
+    msg = Image(height=1, width=2, encoding="mono16", is_bigendian=1, step=4, data=px.tobytes())
+    rgb, fault = image_to_rgb(msg, 64, 64)
+    assert fault is None and rgb[0, :, 0].tolist() == [0x12, 0xCD]

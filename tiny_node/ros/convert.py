@@ -38,7 +38,7 @@ def image_to_rgb(msg: Image | CompressedImage, max_w: int, max_h: int) -> tuple[
         if isinstance(msg, CompressedImage):
             return decode_compressed(msg.format, msg.data, max_width=max_w, max_height=max_h), None
         return decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.data,
-                          max_width=max_w, max_height=max_h), None
+                          max_width=max_w, max_height=max_h, is_bigendian=bool(msg.is_bigendian)), None
     except FrameError as exc:
         return None, str(exc)
 

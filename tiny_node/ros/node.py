@@ -699,8 +699,9 @@ def main(args: list[str] | None = None) -> int:
             raise
     finally:
         if node is not None:
+            frames = node._frames  # _teardown resets the count
             node._teardown()
-            node.get_logger().info(f"stopped ({node._frames} camera frames received)")
+            node.get_logger().info(f"stopped ({frames} camera frames received)")
             node.destroy_node()
         if rclpy.ok():
             rclpy.try_shutdown()
