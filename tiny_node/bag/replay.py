@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,7 +30,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
 from tiny_node.bag.record import EPOCH_KEY, open_writer
-from tiny_node.bag.report import DecisionRecord, Series, summarize, write_plot
+from tiny_node.bag.report import DecisionRecord, Series, startup_warning, summarize, write_plot
 from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
@@ -81,11 +81,24 @@ UNDEFINED_MSGDEF = ("# tiny_node replay: the input bag had no definition of this
                     "# definitions) and none was known: the messages are copied unchanged, undescribed\n")
 
 
-def undefined_msgdef(msgtype: str) -> tuple[str, str]:
-    """(definition, RIHS01 hash) of ``msgtype`` as :data:`UNDEFINED_MSGDEF`: what rosbags' readers check."""
+def undefined_msgdef(msgtype: str, comment: str = UNDEFINED_MSGDEF) -> tuple[str, str]:
+    """(definition, RIHS01 hash) of ``msgtype`` with no fields, only ``comment``: what rosbags' readers check."""
     store = get_typestore(Stores.EMPTY)
-    store.register(get_types_from_msg(UNDEFINED_MSGDEF, msgtype))
-    return UNDEFINED_MSGDEF, store.hash_rihs01(msgtype)
+    store.register(get_types_from_msg(comment, msgtype))
+    return comment, store.hash_rihs01(msgtype)
+
+
+def unread_msgdef(msgtype: str, original: str) -> tuple[str, str]:
+    """(definition, RIHS01 hash) of a type whose input definition rosbags cannot read, nor hash.
+
+    For one recorded without its type hash: no fields, the input's definition as comments. Why:
+    rosbags writes a definition only with its hash, and cannot hash one it cannot read; a made-up
+    hash would be a lie about the type. The bytes are copied all the same.
+    """
+    lines = "".join(f"# {line}\n" for line in original.splitlines())
+    return undefined_msgdef(msgtype, "# tiny_node replay: the input bag's definition of this type (below) is one the\n"
+                                     "# rosbags library cannot read, recorded without its type hash: the messages are\n"
+                                     "# copied unchanged, under this empty definition\n" + lines)
 
 
 class OutputBag:
@@ -114,7 +127,14 @@ class OutputBag:
             if key not in by_key:
                 try:
                     msgdef = rihs01 = None
-                    if store is None:  # copied all the same: its bytes, under an empty definition that says why
+                    if source.definition_error(c):  # one rosbags cannot read, valid ROS 2 all the same: kept
+                        msgdef, rihs01 = c.msgdef.data, source.recorded_hash(c)
+                        if not rihs01:
+                            msgdef, rihs01 = unread_msgdef(c.msgtype, c.msgdef.data)
+                            skipped.add(f"{c.topic}: copied unchanged, under an empty definition of {c.msgtype} "
+                                        "holding the bag's own as comments (recorded without its type hash, which "
+                                        "rosbags cannot compute for a definition it cannot read)")
+                    elif store is None:  # copied all the same: its bytes, under an empty definition that says why
                         msgdef, rihs01 = undefined_msgdef(c.msgtype)
                         skipped.add(f"{c.topic}: no definition of {c.msgtype} in the bag: copied unchanged, with "
                                     "an empty definition (tools that decode it need the package's own)")
@@ -234,8 +254,43 @@ def log_gap_warning(feeder: Feeder, before_ns: int, after_ns: int) -> str:
             "the gap itself not decided")
 
 
+def startup_roles(roles: Mapping[str, str], cfg: NodeConfig) -> tuple[str, ...]:
+    """The sensor roles of the bag whose first message ends a start-up.
+
+    Range and odometry, and the IMU when ``imu_required`` (without it, the core judges frames
+    the same with or without one).
+    """
+    return tuple(r for r in ("range", "odom") if r in roles) + (
+        ("imu",) if "imu" in roles and cfg.bool("imu_required") else ())
+
+
+#: real time: a decision that says a sensor had delivered no reading yet is start-up only until
+#: this long after that sensor's first message in the bag (later, the node did not get it: a fault)
+REALTIME_STARTUP_SLACK_S = 1.0
+
+
+def realtime_startup(records: list[DecisionRecord], roles: Mapping[str, str],
+                     series: Series) -> list[DecisionRecord]:
+    """Real time: ``records`` with their start-up roles, from the node's own reasons.
+
+    The node says a sensor never delivered ("range: no reading received"); lockstep knows when
+    each frame was judged, here only the node does. Its reason for the frame itself counts (a
+    held decision's ``| now:`` part), not the brake it holds.
+    """
+    first = {"range": series.range_t[0] if series.range_t else None,
+             "odom": series.speed_t[0] if series.speed_t else None}
+    out = []
+    for r in records:
+        own = r.reason.rpartition(" | now: ")[2] if r.hold else r.reason
+        missing = tuple(role for role in ("range", "odom", "imu") if role in roles
+                        and f"{role}: no reading received" in own
+                        and ((t0 := first.get(role)) is None or r.t <= t0 + REALTIME_STARTUP_SLACK_S))
+        out.append(replace(r, startup=missing) if missing else r)
+    return out
+
+
 def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeConfig, *, bundle: Path | None,
-                  budget_ms: float | None, progress: Progress | None,
+                  budget_ms: float | None, progress: Progress | None, startup: tuple[str, ...],
                   warnings: list[str]) -> tuple[list[DecisionRecord], int]:
     from tiny_node.clock import ManualClock
     from tiny_node.lockstep import Lockstep, model_from_bundle
@@ -256,12 +311,29 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     next_report = 0.0
     misses = 0
     last_ns: int | None = None
+    # Start-up (see report.startup_summary): the roles of ``startup`` that have not yet sent a
+    # message to this core, and the frames it judged meanwhile (receipt time -> those roles).
+    waiting: set[str] = set()
+    judged_waiting: dict[float, tuple[str, ...]] = {}
+
+    def still_missing() -> tuple[str, ...]:
+        return tuple(role for role in startup if role in waiting)
+
+    def start_up(t: float) -> None:
+        waiting.update(startup)
+        judged_waiting.clear()
+        series.startup_windows.append({"from_s": round(t, 6), "until_s": None, "missing": list(startup),
+                                       "decisions": 0})
 
     def emit(decisions: list[Decision]) -> None:
         for d in decisions:
+            missing = still_missing() if d.no_frame else judged_waiting.get(d.received_at, ())
+            if missing:
+                series.startup_windows[-1]["decisions"] += 1
             out.decision(feeder.ns(d.decided_at), d)
-            records.append(DecisionRecord.from_decision(d, d.decided_at))
+            records.append(DecisionRecord.from_decision(d, d.decided_at, missing))
 
+    start_up(feeder.t(source.start_ns))
     for conn, ns, raw in source.messages():
         t = feeder.t(ns)
         if last_ns is not None and ns - last_ns > MAX_LOG_GAP_S * 1e9:
@@ -272,6 +344,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 model.cancel(model.busy_seq)
             misses += ls.watchdog.stats.deadline_misses
             ls = Lockstep(cfg, model, clock)
+            start_up(t)  # a fresh core has no reading either
             warnings.append(log_gap_warning(feeder, last_ns, ns))
         last_ns = ns
         emit(ls.advance_to(t))  # decisions due before this message go first in the bag
@@ -279,6 +352,8 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
         role = feeder.role_of.get(conn.topic)
         if role == "camera":
             stamp, rgb, fault = feeder.frame(conn, ns, raw)
+            if waiting:
+                judged_waiting[t] = still_missing()
             emit(ls.frame(t, stamp, rgb, fault))
         elif role is not None and (msg := feeder.sensor(role, conn, raw)) is not None:
             if role == "range":
@@ -293,10 +368,15 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 emit(ls.odom(t, speed, float(msg.twist.twist.angular.z)))  # a real drive turns
             else:
                 emit(ls.imu(t, float(msg.linear_acceleration.x)))
+        if role in waiting:  # its first message, decodable or not: one that is not is a fault, not start-up
+            waiting.discard(role)
+            if not waiting:
+                series.startup_windows[-1]["until_s"] = round(t, 6)
         if progress is not None and (done := (ns - source.start_ns) / span) >= next_report:
             progress(done, t)
             next_report = done + 0.02
     emit(ls.finish())
+    series.startup_windows[:] = [w for w in series.startup_windows if w["decisions"]]
     if progress is not None:
         progress(1.0, feeder.t(source.end_ns))
     return records, misses + ls.watchdog.stats.deadline_misses
@@ -315,7 +395,11 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
     with BagSource(Path(bag)) as source, _Staging(out_dir) as staging:
-        roles, warnings = detect_topics(source.topics, topics, bag=str(source.path))
+        roles, found = detect_topics(source.topics, topics, bag=str(source.path))
+        warnings = [*source.warnings, *found]
+        if "imu" not in roles and cfg.bool("imu_required") and not realtime:
+            warnings.append("imu_required is set and the bag has no IMU topic in use: every frame is judged "
+                            "fail-safe (imu missing), as the node would")
         if realtime and bundle is not None:
             warnings.append(f"model {bundle} not used in real time: the running node's own model_bundle decides")
         if not realtime and cfg.str("deadline_reference") == "stamp":
@@ -335,15 +419,20 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
 
                 records, misses = run_realtime(source, feeder, out, roles, namespace=namespace,
                                                wait_s=wait_s, progress=progress, warnings=warnings)
+                records = realtime_startup(records, roles, series)
             else:
                 records, misses = _run_lockstep(source, feeder, out, cfg, bundle=bundle, budget_ms=budget_ms,
-                                                 progress=progress, warnings=warnings)
+                                                 progress=progress, startup=startup_roles(roles, cfg),
+                                                 warnings=warnings)
         except BaseException:
             out.abort()
             raise
         out.close()
         warnings += [f"{topic}: {n} message(s) could not be decoded and went to no decision "
                      f"(first: {series.undecodable_why[topic]})" for topic, n in sorted(series.undecodable.items())]
+        decided = summarize(records, series, deadline_misses=misses)
+        if note := startup_warning(decided["startup_failsafe"], decided["first_brake"]):
+            warnings.append(note)
         replay_s = time.perf_counter() - wall0
         duration_s = (source.end_ns - source.start_ns) * 1e-9
         summary: dict[str, Any] = {
@@ -355,7 +444,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             },
             "mode": "realtime" if realtime else "lockstep",
             "model": ("node parameters" if realtime else (str(bundle) if bundle is not None else "rules-only")),
-            **summarize(records, series, deadline_misses=misses),
+            **decided,
             "output": {"bag": str(out_path), "storage": storage or source.storage,
                        "topics_added": list(OUT_TOPICS if realtime else OUT_TOPICS[:2])},
             "warnings": warnings,

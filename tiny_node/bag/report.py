@@ -10,6 +10,9 @@ from typing import Any
 
 from tiny_node.decision import FRAME_NONE, Decision, decision_level
 
+#: the roles whose first message ends a start-up, in the order they are named
+SENSOR_ROLES = ("range", "odom", "imu")
+
 
 @dataclass(frozen=True)
 class DecisionRecord:
@@ -27,12 +30,15 @@ class DecisionRecord:
     level: int
     no_frame: bool = False  # decided while the camera was out: answers no frame (its stamp is extrapolated)
     frame_fault: str = ""  # why the decider could not use the frame (image or stamp); "" when it could
+    #: start-up: the sensor roles that had not yet delivered a first message when this decision's
+    #: frame was judged (after the bag's start or a log-time gap); () in steady state
+    startup: tuple[str, ...] = ()
 
     @classmethod
-    def from_decision(cls, d: Decision, t: float) -> DecisionRecord:
+    def from_decision(cls, d: Decision, t: float, startup: tuple[str, ...] = ()) -> DecisionRecord:
         """From the core's decision."""
         return cls(d.stamp_ns, t, d.brake, d.source.value, d.model_state.value, d.reason,
-                   d.latency_ms, d.deadline_ms, d.hold, decision_level(d), d.no_frame, d.frame_fault)
+                   d.latency_ms, d.deadline_ms, d.hold, decision_level(d), d.no_frame, d.frame_fault, startup)
 
     @classmethod
     def from_values(cls, v: dict[str, Any], t: float) -> DecisionRecord:
@@ -61,6 +67,9 @@ class Series:
     frames: list[tuple[float, int]] = field(default_factory=list)  # (t, stamp)
     undecodable: Counter[str] = field(default_factory=Counter)
     undecodable_why: dict[str, str] = field(default_factory=dict)  # topic -> the first message's error
+    #: lockstep: each start-up (the bag's, and one after each log-time gap): from_s, until_s (the
+    #: message that completed the sensors; None: never), missing (roles at its start)
+    startup_windows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -71,10 +80,77 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(vals[k], 3)
 
 
+def startup_holds(records: list[DecisionRecord]) -> list[bool]:
+    """Per record (in the order decided): whether it is only the brake hold of a start-up brake.
+
+    A held decision (``hold``) holds the last brake decided before it; when that brake was a
+    start-up fail-safe, the hold is start-up too, though its own frame had every sensor.
+    """
+    out = []
+    held_startup = False
+    for r in records:
+        if r.brake and not r.hold:
+            held_startup = bool(r.startup)
+        out.append(r.hold and held_startup)
+    return out
+
+
+def _brake_entry(r: DecisionRecord | None) -> dict[str, Any] | None:
+    return None if r is None else {"t_s": round(r.t, 6), "stamp_ns": r.stamp_ns, "source": r.source,
+                                   "reason": r.reason}
+
+
+def _first_brake(records: list[DecisionRecord]) -> DecisionRecord | None:
+    return min((r for r in records if r.brake), key=lambda r: r.t, default=None)
+
+
+def startup_summary(records: list[DecisionRecord], series: Series) -> dict[str, Any]:
+    """``startup_failsafe`` of ``summary.json``: the decisions taken before every sensor had spoken.
+
+    A recording starts mid-drive, and its first camera message often comes before the first
+    range or odometry message: the core judges that frame fail-safe ("no reading received"),
+    as the node would, and holds the brake ``brake_hold_s``. Those decisions stay as decided;
+    they are counted here, apart, so that ``first_brake`` is the first brake of the drive.
+    """
+    holds = startup_holds(records)
+    startup = [r for r in records if r.startup]
+    missing = {role: n for role in SENSOR_ROLES if (n := sum(role in r.startup for r in startup))}
+    return {
+        "decisions": len(startup),
+        "frames": sum(not r.no_frame for r in startup),
+        "brakes": sum(r.brake for r in startup),
+        "held_brakes": sum(holds),
+        "first_brake": _brake_entry(_first_brake(startup)),
+        "missing": missing,
+        "windows": series.startup_windows or None,
+    }
+
+
+def startup_warning(part: dict[str, Any], first_brake: dict[str, Any] | None) -> str | None:
+    """The warning for :func:`startup_summary`'s part, or None when no decision was start-up."""
+    if not part["decisions"]:
+        return None
+    windows = part["windows"] or []
+    when = ", ".join(f"{w['from_s']:.3f}-" + ("end" if w["until_s"] is None else f"{w['until_s']:.3f}") + " s"
+                     for w in windows if w["decisions"])
+    roles = ", ".join(part["missing"])
+    held = f", held for {part['held_brakes']} more decision(s)" if part["held_brakes"] else ""
+    first = "none" if first_brake is None else f"at {first_brake['t_s']:.3f} s"
+    return (f"start-up: {part['frames']} frame(s) decided before {roles} had delivered a first message"
+            + (f" (log time {when})" if when else "")
+            + f", as the node would decide them: fail-safe, {part['brakes']} brake(s){held}; counted in "
+            f"startup_failsafe, not in first_brake (the first brake after start-up: {first})")
+
+
 def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses: int) -> dict[str, Any]:
-    """The decision part of ``summary.json`` (counts, first brake, bad frames, misses, latency)."""
+    """The decision part of ``summary.json`` (counts, first brake, bad frames, misses, latency).
+
+    ``first_brake`` is the first brake in steady state: start-up decisions and their brake hold
+    (:func:`startup_summary`) are counted apart, in ``startup_failsafe``.
+    """
     brakes = [r for r in records if r.brake]
-    first = min(brakes, key=lambda r: r.t) if brakes else None
+    holds = startup_holds(records)
+    first = _first_brake([r for r, held in zip(records, holds, strict=True) if not r.startup and not held])
     # Per stamp, not per set: a frozen camera repeats stamps, and each repeat is a frame.
     sent = Counter(s for _, s in series.frames)
     got = Counter(r.stamp_ns for r in records if not r.no_frame)
@@ -84,10 +160,8 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
         "brakes": len(brakes),
         "by_source": dict(sorted(Counter(r.source for r in records).items())),
         "by_model_state": dict(sorted(Counter(r.model_state for r in records).items())),
-        "first_brake": None if first is None else {
-            "t_s": round(first.t, 6), "stamp_ns": first.stamp_ns, "source": first.source,
-            "reason": first.reason,
-        },
+        "first_brake": _brake_entry(first),
+        "startup_failsafe": startup_summary(records, series),
         # as the decider judged them (the core in lockstep, the node in real time): bad images
         # and bad stamps alike, each decided without the model
         "bad_frames": [{"t_s": round(r.t, 6), "stamp_ns": r.stamp_ns, "reason": r.frame_fault}
@@ -129,7 +203,18 @@ def write_plot(path: Path, records: list[DecisionRecord], series: Series, title:
     ax_r.set_ylabel("range (m)")
     ax_v.plot(series.speed_t, series.speed_mps, lw=1.0, color="tab:purple")
     ax_v.set_ylabel("ego speed (m/s)")
+    held = startup_holds(records)
     ordered = sorted(records, key=lambda r: r.t)
+    # start-up (sensors not all in yet) and its brake hold: shaded, each run of them one span
+    in_startup = {id(r) for r, h in zip(records, held, strict=True) if r.startup or h}
+    span: list[float] = []
+    for r in [*ordered, None]:
+        if r is not None and id(r) in in_startup:
+            span = [span[0] if span else r.t, r.t]
+        elif span:
+            ax_d.axvspan(span[0], span[1], color="0.85", lw=0,
+                         label="start-up fail-safe, hold" if not ax_d.patches else None)
+            span = []
     ax_d.step([r.t for r in ordered], [int(r.brake) for r in ordered], where="post", color="black", lw=0.8)
     for source, colour in _SOURCE_COLOURS.items():
         pts = [r for r in ordered if r.source == source]

@@ -6,28 +6,36 @@ and bags written by ``ros2 bag record`` may disagree there (the rosbag2 project'
 bags do: the directory reader yields 0 of their 20 messages).  ``ros2 bag`` itself takes the
 topics from the storage, and so do we; compressed bags too (zstd per file or per message),
 decompressed here.  Every failure becomes a :class:`BagError` naming the bag and the cause.
+
+Two things a recording leaves that rosbags' readers do not handle are handled here: a sqlite3
+file whose write-ahead log (``<file>.db3-wal``) was never applied (a recording killed, as with
+rosbag2's ``resilient`` preset) is read with the log applied, on a copy; and a topic whose
+message definition rosbags cannot parse is left undecoded instead of refusing the whole bag
+(:class:`_StorageReader`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
 import shutil
 import sqlite3
 import struct
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import islice
+from itertools import groupby, islice
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from types import TracebackType
 from typing import Any
 
 import yaml
-from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from tiny_node.bag import msgs
@@ -55,14 +63,30 @@ MAX_MESSAGE_BYTES = 256 << 20
 #: left free on the disk a file-compressed bag is unpacked to (other writers share that disk)
 UNPACK_MARGIN_BYTES = 256 << 20
 #: what to do about it: the temporary folder follows TMPDIR
-_ROOM_HINT = "set TMPDIR to a folder on a disk with room (the bag is unpacked there while it is read)"
+_ROOM_HINT = "set TMPDIR to a folder on a disk with room (the bag is {how} there while it is read)"
+#: beside ``<file>.db3``: sqlite's write-ahead log and its index (a WAL-mode database not closed)
+WAL_SUFFIXES = ("-wal", "-shm")
+#: longest cause quoted from rosbags in a warning or an error (a definition can be pages long)
+MAX_CAUSE_CHARS = 300
 
 # What rosbags / sqlite / the decompressors raise on a damaged file.  Caught only around
 # calls into the reader and re-raised as BagError with the cause chained.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
-    AnyReaderError, ReaderError, OSError, sqlite3.Error, struct.error, EOFError, ValueError,
+    ReaderError, OSError, sqlite3.Error, struct.error, EOFError, ValueError,
     KeyError, IndexError, UnicodeDecodeError, AssertionError, zstd.ZstdError,
 )
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` as one line of at most about :data:`MAX_CAUSE_CHARS`.
+
+    rosbags quotes a whole definition, and names the line it failed on at the end: the head
+    and the tail are kept.
+    """
+    text = "\\n".join(str(exc).splitlines()) or type(exc).__name__
+    if len(text) <= MAX_CAUSE_CHARS:
+        return text
+    return f"{text[: MAX_CAUSE_CHARS // 3]} ... {text[-(MAX_CAUSE_CHARS * 2 // 3):]}"
 
 
 def _decompress_bounded(data: bytes, limit: int) -> bytes:
@@ -90,9 +114,128 @@ class TopicInfo:
     name: str
     msgtype: str
     count: int
+    #: why its messages cannot be decoded here ("" when they can): its definition in the bag is
+    #: one rosbags cannot read (:meth:`BagSource.definition_error`)
+    definition_error: str = ""
 
     def __str__(self) -> str:
         return f"{self.name} [{self.msgtype}]"
+
+
+def _conn_key(conn: Connection) -> tuple[int, int]:
+    """A connection across the files of a split bag (ids restart in each file)."""
+    return id(conn.owner), conn.id
+
+
+def _parse_definition(conn: Connection) -> dict[str, Any]:
+    """The types of one connection's own definition, parsed as rosbags' AnyReader parses it."""
+    data = conn.msgdef.data
+    if conn.msgdef.format == MessageDefinitionFormat.MSG:
+        return dict(get_types_from_msg(data, conn.msgtype))
+    sep = "=" * 80 + "\n"
+    typs: dict[str, Any] = {}
+    if data.startswith(f"{sep}IDL: "):
+        for part in data.split(sep)[1:]:
+            typs.update(get_types_from_idl(part.split("\n", 1)[1]))
+    else:
+        typs.update(get_types_from_idl(data))
+    return typs
+
+
+def _own_typestore(connections: Sequence[Connection]) -> tuple[Typestore, dict[tuple[int, int], str]]:
+    """The bag's own definitions as a type store, and why each connection that could not join it failed.
+
+    As rosbags' AnyReader builds it (every definition parsed, registered together, the recorded
+    type hashes checked), but connection by connection: AnyReader refuses the whole bag for one
+    definition it cannot parse (``wstring<=4`` in a vendor's radar track is valid ROS 2 and
+    fails), and the replay needs only a few standard types.
+    """
+    errors: dict[tuple[int, int], str] = {}
+    parsed: list[tuple[Connection, dict[str, Any]]] = []
+    for c in connections:
+        if c.msgdef.format == MessageDefinitionFormat.NONE:
+            continue
+        try:
+            parsed.append((c, _parse_definition(c)))
+        except Exception as exc:  # the parsers raise TypesysError, and anything on odd text
+            errors[_conn_key(c)] = f"rosbags cannot parse its message definition: {_one_line(exc)}"
+    store = get_typestore(Stores.EMPTY)
+    typs: dict[str, Any] = {}
+    for _, t in parsed:
+        typs.update(t)  # the last definition of a type wins, as in AnyReader
+    try:
+        store.register(typs)
+    except Exception:  # one that parsed but will not generate: find it, register the others
+        store = get_typestore(Stores.EMPTY)
+        for c, t in parsed:
+            try:
+                store.register(t)
+            except Exception as exc:
+                errors[_conn_key(c)] = f"rosbags cannot register its message definition: {_one_line(exc)}"
+    for c, _ in parsed:
+        if _conn_key(c) in errors or not c.digest:
+            continue
+        try:
+            have = store.hash_rihs01(c.msgtype)
+        except Exception as exc:
+            errors[_conn_key(c)] = f"its message definition is incomplete: {_one_line(exc)}"
+            continue
+        if have != c.digest:
+            errors[_conn_key(c)] = (f"its message definition does not match the type hash recorded with it "
+                                    f"({c.digest}; as rosbags reads the definition: {have})")
+    return store, errors
+
+
+class _StorageReader:
+    """rosbags' readers of a bag's storage files as one.
+
+    Connections, messages in log-time order, and a type store of the bag's own definitions
+    (:func:`_own_typestore`).
+
+    Why not rosbags' AnyReader, which does the same: it parses every connection's definition
+    when it opens, and one definition it cannot parse refuses the whole bag ("corrupt").
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.readers = [Reader(p) for p in paths]
+        self.connections: list[Connection] = []
+        self.typestore = get_typestore(Stores.EMPTY)
+        self.definition_errors: dict[tuple[int, int], str] = {}
+        self._reader_of: dict[int, Reader] = {}
+        self._stack: ExitStack | None = None
+
+    def open(self) -> None:
+        stack = ExitStack()
+        try:
+            for reader in self.readers:
+                stack.enter_context(reader)
+            self.connections = [c for reader in self.readers for c in reader.connections]
+            # a connection's owner is its reader's storage: which reader to ask for its messages
+            self._reader_of = {id(c.owner): reader for reader in self.readers for c in reader.connections}
+            self.typestore, self.definition_errors = _own_typestore(self.connections)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+
+    @property
+    def start_time(self) -> int:
+        return min(reader.start_time for reader in self.readers)
+
+    @property
+    def end_time(self) -> int:
+        return max(reader.end_time for reader in self.readers)
+
+    def messages(self, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+        """The messages of ``connections``, every file's merged in log-time order."""
+        by_owner = groupby(sorted(connections, key=lambda c: id(c.owner)), key=lambda c: id(c.owner))
+        streams = [self._reader_of[owner].messages(connections=list(conns)) for owner, conns in by_owner]
+        yield from heapq.merge(*streams, key=lambda item: item[1])
+
+    def close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
 
 
 def _recover_hint(storage: str) -> str:
@@ -114,6 +257,39 @@ def _first_unreadable(files: list[Path]) -> str:
         except _READ_ERRORS:
             return f" ({f.name})"
     return ""
+
+
+def _sidecar(db: Path, suffix: str) -> Path:
+    """``<file>.db3-wal`` / ``<file>.db3-shm`` of ``<file>.db3``."""
+    return db.with_name(db.name + suffix)
+
+
+def _checkpoint(db: Path) -> tuple[int, int]:
+    """Apply the write-ahead log beside ``db`` (a copy) to it; (messages before, messages after).
+
+    "Before" is what rosbags reads (the database opened immutable, its log ignored). The copy is
+    left in rollback-journal mode, without a log, as a cleanly closed recording leaves it.
+    """
+    with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?immutable=1", uri=True)) as con:
+        # killed before its first checkpoint, the tables themselves may be only in the log
+        tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'")
+        before = con.execute("SELECT count(*) FROM messages").fetchone()[0] if tables.fetchone()[0] else 0
+    with contextlib.closing(sqlite3.connect(db.as_uri(), uri=True)) as con:
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise sqlite3.OperationalError("the checkpoint was blocked")
+        con.execute("PRAGMA journal_mode=DELETE").fetchone()
+        (after,) = con.execute("SELECT count(*) FROM messages").fetchone()
+    return int(before), int(after)
+
+
+def _declared_size(f: Path) -> int:
+    """The unpacked size a zstd file declares in its first frame's header; 0 if none (or not zstd)."""
+    with f.open("rb") as fh:
+        head = fh.read(18)  # the largest zstd frame header
+    with contextlib.suppress(zstd.ZstdError):  # not zstd: the reader says so, naming it
+        return zstd.get_frame_info(head).decompressed_size or 0
+    return 0
 
 
 def _split_index(path: Path) -> tuple[str, int]:
@@ -139,14 +315,18 @@ class BagSource:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.custom: dict[str, str] = {}
+        #: what the reader did that the user must know of (a write-ahead log applied)
+        self.warnings: list[str] = []
+        self._recorded_hashes: dict[tuple[str, str], str] = {}  # (topic, type) -> metadata.yaml's hash
         self.storage, files, compression = self._locate()
         self._unzip_messages = compression == "message"
         self._tmp: TemporaryDirectory[str] | None = None
         try:
             if compression == "file":
                 files = self._unzip_files(files)
-            self._reader = AnyReader([self.path] if compression == "dir" else files,
-                                     default_typestore=msgs.TYPESTORE)
+            elif self.storage == "sqlite3" and compression in ("", "message"):
+                files = self._apply_wal(files)
+            self._reader = _StorageReader([self.path] if compression == "dir" else files)
             self._reader.open()
         except _READ_ERRORS as exc:
             self._drop_tmp()
@@ -157,12 +337,19 @@ class BagSource:
         # a bag with no definitions at all (sqlite3 before Iron) is read with the stores below
         self._own_definitions = any(c.msgdef.format != MessageDefinitionFormat.NONE for c in self.connections)
         self._stores: dict[str, Typestore | None] = {}
+        errors = self._reader.definition_errors
+        # a type none of whose connections has a definition rosbags reads: not decoded with a guess
+        self._undefinable = ({c.msgtype for c in self.connections if _conn_key(c) in errors}
+                             - {c.msgtype for c in self.connections if _conn_key(c) not in errors})
         counts: dict[str, int] = {}
         types: dict[str, str] = {}
+        why: dict[str, str] = {}
         for c in self.connections:
             counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
             types.setdefault(c.topic, c.msgtype)
-        self.topics = {name: TopicInfo(name, types[name], counts[name]) for name in types}
+            if _conn_key(c) in errors:
+                why.setdefault(c.topic, errors[_conn_key(c)])
+        self.topics = {name: TopicInfo(name, types[name], counts[name], why.get(name, "")) for name in types}
         self.message_count = sum(counts.values())
         self.start_ns = self._reader.start_time if self.message_count else 0
         self.end_ns = self._reader.end_time - 1 if self.message_count else 0
@@ -202,6 +389,11 @@ class BagSource:
         custom = info.get("custom_data")
         if isinstance(custom, Mapping):
             self.custom = {str(k): str(v) for k, v in custom.items()}
+        for entry in info.get("topics_with_message_count") or []:  # mcap files hold no type hash: it is here
+            topic = entry.get("topic_metadata") if isinstance(entry, Mapping) else None
+            if isinstance(topic, Mapping) and topic.get("type_description_hash"):
+                key = (str(topic.get("name")), str(topic.get("type")))
+                self._recorded_hashes[key] = str(topic["type_description_hash"])
         compression = str(info.get("compression_mode") or "").lower()
         compression = "" if compression == "none" else compression
         try:  # validates version, storage files present, compression supported
@@ -229,7 +421,8 @@ class BagSource:
         """
         self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
         try:
-            self._check_room(files, self._tmp.name)
+            self._check_room(sum(_declared_size(f) for f in files), self._tmp.name,
+                             "unpacking this file-compressed bag", "unpacked")
             out = []
             for f in files:
                 plain = Path(self._tmp.name, f.stem)
@@ -240,32 +433,77 @@ class BagSource:
                         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                             raise
                         raise BagError(f"{f}: no room to unpack it into {self._tmp.name} ({exc.strerror}; its "
-                                       f"size was not in the file): {_ROOM_HINT}") from exc
+                                       f"size was not in the file): {_ROOM_HINT.format(how='unpacked')}") from exc
                 out.append(plain)
         except BagError:
             self._drop_tmp()
             raise
         return out
 
-    def _check_room(self, files: list[Path], where: str) -> None:
-        """Refuse before unpacking when the files' declared sizes do not fit on ``where``'s disk.
+    def _apply_wal(self, files: list[Path]) -> list[Path]:
+        """``files``, each one that has a write-ahead log beside it replaced by a copy with the log applied.
 
-        Why: a file-compressed bag is unpacked whole to disk; a bag of hundreds of GB filled the
-        disk, failed with "corrupt or unreadable bag: No space left on device", and whatever else
-        wrote to that disk failed meanwhile. A zstd frame that declares its size is checked here;
-        one that does not is caught when the disk is full (named the same way).
+        Why: rosbags opens a ``.db3`` as immutable, so what is still in ``<file>.db3-wal`` is not
+        read. rosbag2's ``resilient`` preset records in WAL mode, and a recording killed before
+        it closed its database leaves its last messages there (seconds of them, the end of an
+        incident). The database, its log and its index are copied into a folder of ours (the
+        bag is left untouched: sqlite writes to the log and the index even to read), the log is
+        checkpointed into the copy with the sqlite3 module, and the copy is read; a warning says
+        how many messages the log held.
         """
-        need = 0
-        for f in files:
-            with f.open("rb") as fh:
-                head = fh.read(18)  # the largest zstd frame header
-            with contextlib.suppress(zstd.ZstdError):  # not zstd: the reader says so, naming it
-                need += zstd.get_frame_info(head).decompressed_size or 0
+        logged = [f for f in files if _sidecar(f, "-wal").is_file() and _sidecar(f, "-wal").stat().st_size > 0]
+        if not logged:
+            return files
+        self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
+        out = list(files)
+        try:
+            # the copies, and the database growing by up to its log's size while the log is applied
+            need = sum(f.stat().st_size + 2 * _sidecar(f, "-wal").stat().st_size
+                       + (_sidecar(f, "-shm").stat().st_size if _sidecar(f, "-shm").is_file() else 0)
+                       for f in logged)
+            self._check_room(need, self._tmp.name, "applying the write-ahead log of this sqlite3 bag to a copy",
+                             "copied")
+            for f in logged:
+                copy = Path(self._tmp.name, f.name)
+                for src, dst in [(f, copy)] + [(_sidecar(f, s), _sidecar(copy, s)) for s in WAL_SUFFIXES]:
+                    if src.is_file():
+                        try:
+                            shutil.copyfile(src, dst)
+                        except OSError as exc:
+                            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                                raise
+                            raise BagError(f"{src}: no room to copy it into {self._tmp.name} ({exc.strerror}): "
+                                           f"{_ROOM_HINT.format(how='copied')}") from exc
+                try:
+                    before, after = _checkpoint(copy)
+                except sqlite3.Error as exc:
+                    raise BagError(f"{f}: its write-ahead log {_sidecar(f, '-wal').name} cannot be applied "
+                                   f"(to a copy; the bag is untouched): {exc}") from exc
+                self.warnings.append(
+                    f"{f.name} was not closed cleanly (a recording killed or stopped by a power cut, or one "
+                    f"still running): its write-ahead log {_sidecar(f, '-wal').name} held {after - before} "
+                    f"message(s) the database alone does not show ({before} without the log, {after} with "
+                    "it); read with the log applied to a copy, the bag itself left as it is")
+                out[files.index(f)] = copy
+        except BaseException:
+            self._drop_tmp()
+            raise
+        return out
+
+    def _check_room(self, need: int, where: str, what: str, how: str) -> None:
+        """Refuse before writing ``need`` bytes into ``where`` when its disk does not have them.
+
+        Why: a file-compressed bag is unpacked whole to disk (and a sqlite3 bag with a write-ahead
+        log copied); a bag of hundreds of GB filled the disk, failed with "corrupt or unreadable
+        bag: No space left on device", and whatever else wrote to that disk failed meanwhile.
+        A zstd frame that does not declare its size counts 0 here, and is caught when the disk is
+        full (named the same way).
+        """
         free = shutil.disk_usage(where).free
         if need + UNPACK_MARGIN_BYTES > free:
-            raise BagError(f"{self.path}: unpacking this file-compressed bag needs {need / 2**30:.1f} GiB in "
-                           f"{where}, which has {free / 2**30:.1f} GiB free (and {UNPACK_MARGIN_BYTES >> 20} MiB "
-                           f"are kept free): {_ROOM_HINT}")
+            raise BagError(f"{self.path}: {what} needs {need / 2**30:.1f} GiB in {where}, which has "
+                           f"{free / 2**30:.1f} GiB free (and {UNPACK_MARGIN_BYTES >> 20} MiB are kept free): "
+                           f"{_ROOM_HINT.format(how=how)}")
 
     def _drop_tmp(self) -> None:
         if self._tmp is not None:
@@ -310,6 +548,8 @@ class BagSource:
         return self._stores[msgtype]
 
     def _resolve_store(self, msgtype: str) -> Typestore | None:
+        if msgtype in self._undefinable:  # the bag defines it, differently from any store: no guess
+            return None
         if self._own_definitions and msgtype in self._reader.typestore.fielddefs:
             return self._reader.typestore
         candidates = [s for s in msgs.OLDER_STORES if msgtype in s.fielddefs]
@@ -323,6 +563,17 @@ class BagSource:
         # every message is counted undecodable, and said so
         return candidates[decoded.index(max(decoded))]
 
+    def definition_error(self, conn: Connection) -> str:
+        """Why ``conn``'s messages are not decoded here ("" when they are): its definition in the bag.
+
+        See :func:`_own_typestore`.
+        """
+        return self._reader.definition_errors.get(_conn_key(conn), "")
+
+    def recorded_hash(self, conn: Connection) -> str:
+        """The RIHS01 type hash recorded with ``conn`` (sqlite3: in the file; mcap: metadata.yaml), or ""."""
+        return conn.digest or self._recorded_hashes.get((conn.topic, conn.msgtype), "")
+
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         """A rosbags message object; raises ValueError with the cause if it cannot."""
         store = self.typestore_for(msgtype)
@@ -335,8 +586,7 @@ class BagSource:
 
     def close(self) -> None:
         """Release the files."""
-        with contextlib.suppress(AnyReaderError):  # already closed
-            self._reader.close()
+        self._reader.close()
         self._drop_tmp()
 
     def __enter__(self) -> BagSource:
@@ -365,6 +615,10 @@ def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] 
 
     Refuses (BagError) a bag without a usable camera topic, and ambiguity: with two cameras
     or two range sensors, guessing which looks forward is not ours to do on an AEB function.
+    A topic whose definition rosbags cannot read (:attr:`TopicInfo.definition_error`) still
+    counts here, so it can never make another topic the camera by default; chosen as the camera,
+    range or odometry it is refused, naming it; as the IMU (optional in the node) it is left out;
+    any other is a warning.
     """
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(ROLES)
@@ -413,4 +667,20 @@ def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] 
         elif role in ("range", "odom"):
             warnings.append(f"no {role} topic ({' or '.join(want)}) with messages: the rule path "
                             f"will judge frames fail-safe ({role} missing)")
+    said: set[str] = set()
+    for role, name in list(roles.items()):
+        info = topics[name]
+        if not info.definition_error:
+            continue
+        if role == "imu" and role not in overrides:
+            del roles[role]
+            said.add(name)
+            warnings.append(f"the IMU topic {info} is left out: {info.definition_error}; frames are judged "
+                            "without an IMU, as by a node that has none (fail-safe if imu_required)")
+            continue
+        raise BagError(f"{'--' + role + ' ' if role in overrides else 'the ' + role + ' topic '}{info} of {bag} "
+                       f"cannot be decoded: {info.definition_error} (the bag is not damaged: this definition "
+                       "is one the rosbags library does not read)")
+    warnings += [f"{info}: not decoded, {info.definition_error} (only the camera, range, odometry and IMU "
+                 "topics are decoded)" for info in topics.values() if info.definition_error and info.name not in said]
     return roles, warnings

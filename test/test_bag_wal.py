@@ -1,0 +1,129 @@
+"""A sqlite3 bag from a recording killed before it closed: its write-ahead log is read too.
+
+rosbag2's ``resilient`` preset records sqlite3 in WAL mode; killed, the recorder leaves its last
+messages in ``<file>.db3-wal``, which rosbags (opening the database immutable) does not read:
+the replay lost them without a word. The bags are written here: rosbags' Writer, then a
+recorder process that goes on in WAL mode, one commit per message, and is killed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from tiny_node.bag import BagError, read_decisions, replay
+from tiny_node.bag import msgs as bm
+from tiny_node.bag.topics import BagSource
+from tiny_node.config import make_config
+
+T0 = 1_750_000_000 * 10**9
+FRAME_NS = 33_333_333
+TOPICS = {"/camera/image_raw": bm.IMAGE, "/range": bm.RANGE, "/odom": bm.ODOMETRY}
+
+
+def _messages(first: int, frames: int) -> list[tuple[str, int, bytes]]:
+    """(topic, log ns, CDR) of frames ``first`` .. ``first + frames``: range, odometry, camera each 33 ms."""
+    out = []
+    for i in range(first, first + frames):
+        ns = T0 + i * FRAME_NS
+        img = np.full((24, 32, 3), 90 + i % 50, np.uint8)
+        out += [("/range", ns, bm.serialize(bm.range_msg(ns, 30.0 - 0.3 * i, 0.2, 100.0))),
+                ("/odom", ns + 1_000, bm.serialize(bm.odom_msg(ns, 10.0))),
+                ("/camera/image_raw", ns + 2_000_000, bm.serialize(bm.image_msg(ns, img)))]
+    return out
+
+
+_RECORDER = textwrap.dedent("""
+    # goes on recording as rosbag2's resilient preset does (WAL, synchronous NORMAL, one commit per
+    # message), then dies without closing the database: the WAL stays beside it
+    import os, pickle, sqlite3, sys
+    con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    ids = dict(con.execute("SELECT name, id FROM topics"))
+    for topic, ns, raw in pickle.load(sys.stdin.buffer):
+        con.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (?, ?, ?)", (ids[topic], ns, raw))
+    os._exit(0)
+""")
+
+
+def killed_recording(path: Path, *, closed: int = 60, logged: int = 30, metadata: bool = True) -> Path:
+    """A sqlite3 bag: ``closed`` frames in the database, ``logged`` more only in its write-ahead log."""
+    import pickle
+
+    with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE,
+                                              offered_qos_profiles=[bm.SENSOR_QOS])
+                 for topic, msgtype in TOPICS.items()}
+        for topic, ns, raw in _messages(0, closed):
+            writer.write(conns[topic], ns, raw)
+    db = next(path.glob("*.db3"))
+    subprocess.run([sys.executable, "-c", _RECORDER, str(db)], input=pickle.dumps(_messages(closed, logged)),
+                   check=True, timeout=60)
+    assert Path(f"{db}-wal").stat().st_size > 0
+    if not metadata:  # as rosbag2 leaves a killed recording: it writes metadata.yaml on close
+        (path / "metadata.yaml").unlink()
+    return path
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+@pytest.mark.parametrize("metadata", [False, True], ids=["killed", "metadata-of-an-earlier-close"])
+def test_a_killed_sqlite3_recording_replays_its_last_messages_too(tmp_path, monkeypatch, metadata):
+    from tiny_node.bag import topics
+
+    bag = killed_recording(tmp_path / "rec", metadata=metadata)
+    before = _files(bag)
+    made: list[Path] = []
+    real_tmp = topics.TemporaryDirectory
+
+    def recorded(**kw):
+        d = real_tmp(**kw)
+        made.append(Path(d.name))
+        return d
+
+    monkeypatch.setattr(topics, "TemporaryDirectory", recorded)
+    result = replay(bag, out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    s = result.summary
+    # before: 180 messages, 60 frames, 2.0 s, and no warning: the last second was gone
+    assert s["input"]["messages"] == 270 and s["frames"] == s["decisions"] == 90
+    assert s["input"]["duration_s"] == pytest.approx(89 * FRAME_NS * 1e-9 + 0.002, abs=1e-5)
+    (warning,) = [w for w in s["warnings"] if "not closed cleanly" in w]
+    assert "rec.db3-wal held 90 message(s)" in warning and "(180 without the log, 270 with it)" in warning
+    decided = read_decisions(result.bag)
+    assert max(decided) == T0 + 89 * FRAME_NS  # the last frame, which was only in the log
+    # metadata.yaml (when there is one) still counts 180: it does not make the bag refused
+    # the bag is untouched (sqlite writes to the log and its index even to read), and the copy is gone
+    assert _files(bag) == before
+    assert made and not any(p.exists() for p in made)
+
+
+def test_without_room_for_the_copy_the_bag_is_refused_before_copying(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from tiny_node.bag import topics
+
+    bag = killed_recording(tmp_path / "rec", metadata=False)
+    before = _files(bag)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(topics.shutil, "disk_usage", lambda where: usage(1 << 40, 1 << 40, 100 << 20))
+    with pytest.raises(BagError, match=r"applying the write-ahead log .* needs 0\.0 GiB in .*set TMPDIR") as err:
+        BagSource(bag)
+    assert "corrupt" not in str(err.value) and _files(bag) == before
+
+
+def test_a_cleanly_closed_bag_is_read_in_place(tmp_path):
+    """No log beside the database: nothing is copied, and nothing is said."""
+    bag = killed_recording(tmp_path / "rec")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{bag / 'rec.db3'}{suffix}").unlink()
+    with BagSource(bag) as source:
+        assert source._tmp is None and source.warnings == [] and source.message_count == 180
