@@ -131,3 +131,18 @@ def test_a_yuv422_bag_replays_with_every_frame_seen(tmp_path) -> None:
     result = replay(tmp_path / "bag", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert result.summary["frames"] == 10
     assert result.summary["bad_frames"] == []
+
+
+def test_a_recorded_big_endian_16_bit_frame_is_read_by_its_high_byte() -> None:
+    """Replay and the HIL's bag stream pass the message's ``is_bigendian`` to the decoder, as the node does."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from tiny_node.bag.msgs import camera_rgb
+
+    image = get_typestore(Stores.ROS2_HUMBLE).types["sensor_msgs/msg/Image"]
+    header = get_typestore(Stores.ROS2_HUMBLE).types["std_msgs/msg/Header"]
+    stamp = get_typestore(Stores.ROS2_HUMBLE).types["builtin_interfaces/msg/Time"]
+    px = np.array([[0x1234, 0xCDAB]], ">u2")
+    msg = image(header=header(stamp=stamp(sec=0, nanosec=0), frame_id="camera"), height=1, width=2,
+                encoding="mono16", is_bigendian=1, step=4, data=np.frombuffer(px.tobytes(), np.uint8))
+    assert camera_rgb(msg, "sensor_msgs/msg/Image")[0, :, 0].tolist() == [0x12, 0xCD]

@@ -263,4 +263,4 @@ def camera_rgb(msg: Any, msgtype: str, *, max_width: int = 4096, max_height: int
     if msgtype == COMPRESSED_IMAGE:
         return decode_compressed(msg.format, msg.data, max_width=max_width, max_height=max_height)
     return decode_raw(msg.encoding, msg.width, msg.height, msg.step, msg.data, max_width=max_width,
-                      max_height=max_height)
+                      max_height=max_height, is_bigendian=bool(msg.is_bigendian))
