@@ -189,6 +189,18 @@ def test_a_conflict_of_a_track_the_prompt_has_no_slot_for_brakes_and_is_named(tm
     assert out.p_brake < 0.01 and out.brake and out.conflict_brake and out.conflict_s == pytest.approx(0.9)
     in_view = rt.decide(grey, slow, tracks=np.asarray([crossing, *far], np.float32), time_s=0.0)
     assert in_view.conflict_s == pytest.approx(0.9) and in_view.brake == (in_view.p_brake >= 0.01)
+    # shown is what the prompt holds (vru0_*, vru1_*), not a larger vlm.tracking.tracks (review)
+    import yaml
+
+    from tiny_node.model.bundle import MANIFEST
+
+    doc = yaml.safe_load((root / MANIFEST).read_text())
+    doc["vlm"]["tracking"]["tracks"] = 4
+    (root / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False))
+    four = VlmRuntime(load_bundle(root), threads=1)
+    assert four.shown_slots == 2
+    again = four.decide(grey, slow, tracks=np.asarray([*far, crossing], np.float32), time_s=0.0)
+    assert again.brake and again.conflict_brake and "not among the tracks shown" in again.tracks
 
 
 def test_in_the_closed_loop_the_conflict_brake_reaches_a_child_behind_two_waiting_adults() -> None:

@@ -393,3 +393,12 @@ def test_a_float16_vision_encoder_feeds_the_float32_detector(tmp_path: Path) -> 
         assert half.tracking.last_detector_ms > 0.0
         assert got.label == want.label and abs(got.p_brake - want.p_brake) < 0.05
     assert half.tracking.dtype is np.float32
+
+
+def test_the_slots_shown_are_those_the_prompts_features_hold() -> None:
+    from tiny_node.model.tracking import shown_slots
+
+    assert shown_slots(("ego_speed", "vru0_dx", "vru0_y", "vru1_vy"), 4) == 2
+    assert shown_slots(("ego_speed", "vru0_dx", "vru1_vy"), 1) == 1  # at most vlm.tracking.tracks
+    assert shown_slots(("ego_speed", "range"), 2) == 0  # a prompt without track features shows none
+    assert shown_slots(("vru_total", "vru2_present"), 4) == 3

@@ -64,7 +64,7 @@ def measure(bundle: Bundle, *, cases: tuple[Case, ...] = CASES, ranges: tuple[fl
 
     Draws that find nothing near the foot point count against ``found`` only (NaN means: never found).
     """
-    from tiny_node.model.preprocess import ImagePreprocessor
+    from tiny_node.model.preprocess import whole_frame
     from tiny_node.model.tracking import Tracking
     from tiny_node.sim.camera import CameraModel
 
@@ -73,7 +73,7 @@ def measure(bundle: Bundle, *, cases: tuple[Case, ...] = CASES, ranges: tuple[fl
         raise BundleError(f"{bundle.root}: no vlm.tracking section: the bundle has no VRU detector to measure")
     tracking = Tracking.of_bundle(bundle, spec, 1)  # checks the graph and inputs.image.roi
     assert bundle.image.roi is not None  # Tracking refuses a bundle without one
-    scene = _Scene(tracking, ImagePreprocessor(bundle.image), bundle.image.name, bundle.image.roi,
+    scene = _Scene(tracking, whole_frame(bundle.image), bundle.image.name, bundle.image.roi,
                    CameraModel(**asdict(spec.camera.mount())))  # the scene as the manifest's camera sees it
     rows = []
     for light in lights:

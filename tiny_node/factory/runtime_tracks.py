@@ -33,7 +33,7 @@ from tqdm import tqdm
 from tiny_node.factory import dataset
 from tiny_node.factory.scenes import Look
 from tiny_node.model.bundle import ImageSpec, TrackingSpec
-from tiny_node.model.preprocess import ImagePreprocessor
+from tiny_node.model.preprocess import whole_frame
 from tiny_node.model.tracker import RECORD_FIELDS, TrackerConfig
 from tiny_node.model.tracking import Tracking
 from tiny_node.sim.camera import CameraModel, CameraRenderer
@@ -100,7 +100,7 @@ class TrackRecorder:
 
     def __init__(self, tracking: Tracking, image: ImageSpec) -> None:
         self.tracking = tracking
-        self.image = ImagePreprocessor(image)
+        self.image = whole_frame(image)  # as the runtime feeds its detector
         self.name = image.name
         self.records: list[NDArray[np.float32]] = []
         self._renderer: CameraRenderer | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -80,6 +81,16 @@ class ImagePreprocessor:
         else:
             out[0, r0:r1, c0:c1] = win
         return out
+
+
+def whole_frame(spec: ImageSpec) -> ImagePreprocessor:
+    """The preprocessor of a VLM bundle's encoder and detector: the whole frame, ``roi`` left out.
+
+    Why: with ``vlm.tracking``, ``inputs.image.roi`` is the detector's grid window; zeroed outside
+    it, the frame would be mid-grey there to an encoder that reads the whole tile (SmolVLM's).
+    The runtime and the factory's re-runs of the detector both feed this.
+    """
+    return ImagePreprocessor(replace(spec, roi=None))
 
 
 def feature_value(name: str, features: Mapping[str, float], range_clip_m: float) -> float:

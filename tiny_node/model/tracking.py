@@ -11,7 +11,7 @@ clock: the frame time is handed in (frames arrive late or out of order; a jump r
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -165,6 +165,16 @@ def describe(features: Mapping[str, float], slots: int) -> str:
     out = [describe_track(k, features[f"vru{k}_dx"], features[f"vru{k}_y"], features[f"vru{k}_vy"])
            for k in range(slots) if features.get(f"vru{k}_present", 0.0)]
     return "; ".join(out) if out else "no VRU tracked"
+
+
+def shown_slots(features: Iterable[str], tracks: int) -> int:
+    """Track slots a prompt shows: one past the highest ``vru<k>_*`` feature it holds, at most ``tracks``.
+
+    Why not ``tracks`` alone: a manifest may track more slots than its prompt has features for,
+    and a track the model is not shown is one its P(brake) says nothing about.
+    """
+    slots = [int(k) for k, _, _ in (f[3:].partition("_") for f in features if f.startswith("vru")) if k.isdigit()]
+    return min(tracks, max(slots, default=-1) + 1)
 
 
 def describe_track(k: int, dx: float, y: float, vy: float) -> str:

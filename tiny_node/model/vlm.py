@@ -45,10 +45,10 @@ from tiny_node.model.bundle import Bundle, BundleError, KvSpec, VlmSpec
 from tiny_node.model.conflict import conflict_times
 from tiny_node.model.history import FrameHistory
 from tiny_node.model.output import ModelOutput, brake_on_conflict, read_decision
-from tiny_node.model.preprocess import ImagePreprocessor, feature_value
+from tiny_node.model.preprocess import feature_value, whole_frame
 from tiny_node.model.runtime import load_session, probe_run
 from tiny_node.model.tracker import RECORD_FIELDS
-from tiny_node.model.tracking import Tracking, describe, describe_track, features_of
+from tiny_node.model.tracking import Tracking, describe, describe_track, features_of, shown_slots
 
 IMAGE_FEATURES = "image_features"
 PIXEL_VALUES = "pixel_values"
@@ -153,9 +153,7 @@ class VlmRuntime:
                               f"token ids {list(self.word_ids)} in {bundle.file('tokenizer').path}")
         self.eos_id = self._token_id(self.spec.eos, "vlm.eos")
         self._check_prompt_tokens()
-        # the whole normalised frame, whatever inputs.image.roi says: here it is the detector's window,
-        # and zeros outside it are mid-grey to an encoder that reads the whole tile (SmolVLM's)
-        self._image = ImagePreprocessor(replace(bundle.image, roi=None))
+        self._image = whole_frame(bundle.image)  # inputs.image.roi is the detector's window only
         h, w = bundle.image.height, bundle.image.width
         self._mask = np.ones((1, 1, h, w), dtype=np.bool_)
         self.vocab_size, self.hidden = self._probe()
@@ -165,6 +163,10 @@ class VlmRuntime:
         self.last_prev_age_s: float | None = None  # age of the earlier image last used
         self.tracking = (Tracking.of_bundle(bundle, self.spec.tracking, threads)
                          if self.spec.tracking is not None else None)
+        #: track slots the prompt shows the model (its vru<k>_* features; at most vlm.tracking.tracks):
+        #: the model's veto on the conflict brake holds for these tracks only
+        self.shown_slots = shown_slots(self.prompt.sensors.features if self.prompt.sensors is not None else (),
+                                       self.spec.tracking.tracks if self.spec.tracking is not None else 0)
 
     # -- loading and checks ----------------------------------------------------------
     def _where(self, key: str) -> str:
@@ -481,16 +483,17 @@ class VlmRuntime:
         """
         assert self.tracking is not None
         spec = self.tracking.spec
-        text = describe(features, spec.tracks)
+        shown = self.shown_slots
+        text = describe(features, shown)
         if spec.conflict is None:
             return replace(out, tracks=text)
         each = conflict_times(np.asarray(records)[:, None, :], spec.conflict, widen)  # one row per track
         k = int(np.argmin(each)) if len(each) else 0
         t = float(each[k]) if len(each) else math.inf
-        unshown = float(np.min(each[spec.tracks:])) if len(each) > spec.tracks else math.inf
+        unshown = float(np.min(each[shown:])) if len(each) > shown else math.inf
         if t < math.inf:
             text += f"; track conflict in {t:.1f} s"
-            if k >= spec.tracks:
+            if k >= shown:
                 _, dx, y, vy = (float(v) for v in records[k, :4])
                 text += f" ({describe_track(k, dx, y, vy)}, not among the tracks shown)"
         return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision, unshown)
