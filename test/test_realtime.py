@@ -261,3 +261,60 @@ def test_the_mailbox_is_bounded_and_a_dead_thread_takes_no_frames():
     finally:
         release.set()
         loop.close()
+
+
+def test_a_recurring_error_does_not_spin_the_thread():
+    """A no-frame decision failing at every try: the thread retried at once (36,000 errors in 0.5 s at FIFO 30)."""
+    clock = MonotonicClock()
+    cfg = make_config({"camera_timeout_s": 0.1})
+    sensors = SensorState(cfg.rules)
+    wd = Watchdog(cfg, sensors, clock)
+
+    def bad(now):
+        raise KeyError("camera-timeout bug")
+
+    wd._decide_without_frame = bad
+    loop = RealtimeLoop(wd, _Collector(), clock, report=lambda s: None)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        loop.push_frame(Frame(1, clock.now(), IMG))
+        time.sleep(0.6)
+        assert loop.alive and 1 <= loop.step_errors <= 12, loop.step_errors  # one per frame period (0.1 s)
+    finally:
+        loop.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
+def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dead():
+    from tiny_node.realtime import MAX_CONSECUTIVE_ERRORS, RETRY_WAIT_S
+
+    clock = MonotonicClock()
+    cfg = make_config({"deadline_ms": 500.0, "camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    reports: list[str] = []
+    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    loop = RealtimeLoop(wd, out, clock, report=reports.append)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        assert loop.push_frame(Frame(1, clock.now(), IMG))
+        time.sleep(0.05)
+
+        def broken():
+            raise RuntimeError("tick bug")
+
+        wd.on_tick = broken
+        started = time.monotonic()
+        loop.run_in_loop(lambda: None)
+        end = started + 3
+        while loop.alive and time.monotonic() < end:
+            time.sleep(0.01)
+        assert not loop.alive and loop.step_errors == MAX_CONSECUTIVE_ERRORS
+        assert time.monotonic() - started >= MAX_CONSECUTIVE_ERRORS * RETRY_WAIT_S
+        assert "steps failed in a row" in loop.died_of and "tick bug" in loop.died_of
+        assert [d.stamp_ns for _, d in out.got] == [1]  # the open cycle decided once, at the first error
+        assert not loop.push_frame(Frame(2, clock.now(), IMG))
+    finally:
+        loop.close()

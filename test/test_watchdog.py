@@ -520,3 +520,18 @@ def test_an_activation_starts_without_the_last_periods_camera_clock_or_hold():
     [d] = wd.on_frame(frame(clock, 10))
     assert not d.brake and not d.hold and not d.no_frame
     assert wd.next_tick_at() is not None  # the camera timeout runs again from this frame
+
+
+def test_a_camera_timeout_decision_that_fails_is_not_left_due():
+    """A failing no-frame decision left ``_no_frame_due`` in the past: the driver retried it at once, for ever."""
+    clock, _, wd = setup(camera_timeout_s=0.5)
+    wd.on_frame(frame(clock, 1))
+    clock.advance(0.6)
+
+    def bad(now):
+        raise KeyError("camera-timeout bug")
+
+    wd._decide_without_frame = bad
+    with pytest.raises(KeyError):
+        wd.on_tick()
+    assert wd.next_tick_at() > clock.now()  # the next try a frame period on, not at once

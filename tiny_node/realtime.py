@@ -41,6 +41,12 @@ EPOLL_SLACK_S = 0.0015
 MAILBOX_MAX = 16
 # An error repeated at every step is logged at most this often (each one is counted).
 ERROR_LOG_INTERVAL_S = 1.0
+# After a failed step the thread waits this long before the next one: an error that recurs at
+# once (a due time the failing call never moved on) must not become a SCHED_FIFO busy loop.
+RETRY_WAIT_S = 0.005
+# This many failed steps in a row (no step succeeding between them, >= 0.25 s with the wait
+# above) and the thread declares itself dead: it decides what it holds and refuses frames.
+MAX_CONSECUTIVE_ERRORS = 50
 
 
 class RealtimeLoop:
@@ -168,13 +174,19 @@ class RealtimeLoop:
 
     def _run(self) -> None:
         self.thread_scheduling = set_thread_priority(self.priority)
+        failures = 0
         try:
             while self._running:
                 try:
                     self._wait()
                     self._step()
+                    failures = 0
                 except Exception as exc:
+                    failures += 1
                     self._recover(exc)
+                    if failures >= MAX_CONSECUTIVE_ERRORS:
+                        raise RuntimeError(f"{failures} steps failed in a row, the last: {self.last_error}") from exc
+                    time.sleep(RETRY_WAIT_S)
             # Stopping: frames taken and not yet opened are opened, and nothing opened stays unanswered.
             try:
                 self._step()

@@ -351,6 +351,10 @@ class Watchdog:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         due_at = self.next_camera_timeout_at()
         if due_at is not None and now >= due_at:
+            # Next one a frame period on; after a stall, from now (never a burst to catch up).
+            # Moved on before deciding: a decision that fails must not stay due (a driver
+            # would retry it at once, for ever).
+            self._no_frame_due = max(due_at + self.frame_period(), now + 0.5 * self.frame_period())
             out.append(self._decide_without_frame(now))
         return out
 
@@ -395,9 +399,6 @@ class Watchdog:
                        publish_by=now, rules=verdict, figures=figures, features=snap.features(),
                        unavailable_why=why, no_frame=True)
         self._open[cycle.seq] = cycle
-        # Next one a frame period on; after a stall, from now (never a burst to catch up).
-        assert self._no_frame_due is not None
-        self._no_frame_due = max(self._no_frame_due + self.frame_period(), now + 0.5 * self.frame_period())
         return self._close(cycle, None, ModelState.DISABLED if self.model is None else ModelState.UNAVAILABLE)
 
     def _stamp_fault(self, stamp_ns: int) -> str | None:
