@@ -167,7 +167,10 @@ def test_an_error_in_a_step_is_survived_and_costs_no_decision():
         assert sorted(by_stamp) == [1, 2, 3, 4, 5, 6]  # each frame once, the failing one too
         assert by_stamp[3].brake and by_stamp[3].reason.startswith("fail-safe brake: deadline thread error")
         assert "simulated core bug" in by_stamp[3].frame_fault and by_stamp[3].rules is not None
-        assert not any(d.brake for s, d in by_stamp.items() if s != 3)  # the rest decided as before
+        assert not by_stamp[1].brake and not by_stamp[2].brake
+        # the fail-safe went through the watchdog: a frame id, counted, and held like any brake
+        assert by_stamp[3].frame_id > 0 and wd.stats.decisions == 6 and wd.stats.brakes == 4
+        assert all(by_stamp[s].hold and "holding brake" in by_stamp[s].reason for s in (4, 5, 6))
         assert len(reports) == 1 and "Traceback" in reports[0] and "simulated core bug" in reports[0]
     finally:
         loop.close()
@@ -316,5 +319,182 @@ def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dea
         assert "steps failed in a row" in loop.died_of and "tick bug" in loop.died_of
         assert [d.stamp_ns for _, d in out.got] == [1]  # the open cycle decided once, at the first error
         assert not loop.push_frame(Frame(2, clock.now(), IMG))
+    finally:
+        loop.close()
+
+
+class _Answer:
+    brake, confidence, p_brake, label, conflict_s, conflict_brake, tracks = False, 0.9, 0.1, "go", 9.0, False, ""
+
+
+class _Result:
+    def __init__(self, seq: int) -> None:
+        self.seq, self.output, self.error, self.cancelled = seq, _Answer(), None, False
+
+
+class _ScriptedWorker:
+    """Model port and loop worker: answers when told; the submits listed in ``fail_submits`` raise."""
+
+    def __init__(self, fail_submits=()) -> None:
+        self.busy_seq = None
+        self.submits = 0
+        self.fail_submits = set(fail_submits)
+        self.results: list[_Result] = []
+
+    def submit(self, seq, image, features, frame_time_s) -> bool:
+        self.submits += 1
+        if self.submits in self.fail_submits:
+            raise OSError(28, "No space left on device (shm write)")
+        self.busy_seq = seq
+        return True
+
+    def cancel(self, seq) -> None:
+        self.busy_seq = None
+
+    def wait_handles(self) -> list:
+        return []
+
+    def poll(self) -> list[_Result]:
+        out, self.results = self.results, []
+        if out:
+            self.busy_seq = None
+        return out
+
+
+def test_a_decision_taken_by_a_call_that_then_raises_is_published():
+    """on_model_result decided frame 1 on time, then its feed_model raised: the decision was lost."""
+    clock = MonotonicClock()
+    cfg = make_config({"deadline_ms": 500.0, "camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    w = _ScriptedWorker(fail_submits={2})
+    wd = Watchdog(cfg, sensors, clock, w)
+    loop = RealtimeLoop(wd, out, clock, w, report=lambda s: None)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        loop.push_frame(Frame(1, clock.now(), IMG))  # to the model
+        time.sleep(0.05)
+        loop.push_frame(Frame(2, clock.now(), IMG))  # waits: the model is busy
+        time.sleep(0.05)
+        w.results.append(_Result(1))
+        loop.run_in_loop(lambda: None)  # wake: the answer, then frame 2's submit raises
+        out.wait_for(lambda g: len(g) == 2, timeout=0.3)
+        time.sleep(0.05)
+        by_stamp = {d.stamp_ns: d for _, d in out.got}
+        assert len(out.got) == 2 and loop.step_errors == 1
+        assert by_stamp[1].model_state.value == "on_time" and by_stamp[2].model_state.value == "unavailable"
+    finally:
+        loop.close()
+
+
+def test_an_error_closing_one_due_cycle_loses_neither_it_nor_the_one_before():
+    clock = MonotonicClock()
+    cfg = make_config({"deadline_ms": 200.0, "camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    wd._close = _failing_once(wd._close, 2, ArithmeticError("close bug"))
+    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        now = clock.now()
+        loop.push_frame(Frame(1, now, IMG))
+        loop.push_frame(Frame(2, now, IMG))
+        out.wait_for(lambda g: len(g) == 2, timeout=1.0)
+        time.sleep(0.05)
+        assert sorted(d.stamp_ns for _, d in out.got) == [1, 2] and wd.stats.decisions == 2
+    finally:
+        loop.close()
+
+
+class _CancelFails(_SilentModel):
+    def cancel(self, seq) -> None:
+        raise RuntimeError("cancel bug")
+
+
+def test_a_recurring_cancel_error_costs_no_decision_and_does_not_kill_the_thread():
+    """cancel raised before the close, in on_tick and again in the recovery's close_all: the thread died, the cycle unanswered."""
+    clock = MonotonicClock()
+    cfg = make_config({"deadline_ms": 100.0, "camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    wd = Watchdog(cfg, sensors, clock, _CancelFails())
+    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        loop.push_frame(Frame(1, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 1, timeout=1.0)
+        time.sleep(0.1)
+        assert loop.alive and [d.stamp_ns for _, d in out.got] == [1] and wd.open_cycles == 0
+        assert out.got[0][1].model_state.value == "late" and "cancel bug" in loop.last_error
+    finally:
+        loop.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
+def test_the_last_words_answer_the_cycles_still_open_even_when_closing_them_fails():
+    clock = MonotonicClock()
+    cfg = make_config({"deadline_ms": 500.0, "camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        loop.push_frame(Frame(1, clock.now(), IMG))
+        time.sleep(0.05)
+        assert wd.open_cycles == 1
+
+        def close_fails(seq, why):
+            raise RuntimeError("close bug")
+
+        def die() -> None:
+            raise _Fatal("gone")
+
+        wd.close_cycle = close_fails
+        loop.run_in_loop(die)
+        out.wait_for(lambda g: len(g) == 1, timeout=1.0)
+        end = time.monotonic() + 2
+        while loop.alive and time.monotonic() < end:
+            time.sleep(0.01)
+        d = out.got[0][1]
+        assert not loop.alive and len(out.got) == 1 and d.stamp_ns == 1 and d.brake and d.frame_id == 1
+        assert d.reason.startswith("fail-safe brake: deadline thread ended") and wd.open_cycles == 0
+    finally:
+        loop.close()
+
+
+def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
+    """A failing tick gave the first frame taken a fail-safe brake it never earned (unheld, uncounted, frame_id 0)."""
+    clock = MonotonicClock()
+    cfg = make_config({})
+    sensors = SensorState(cfg.rules)
+    out = _Collector()
+    wd = Watchdog(cfg, sensors, clock)
+    armed = {"on": False}
+    tick = wd.on_tick
+
+    def on_tick():
+        if armed["on"]:
+            armed["on"] = False
+            raise ZeroDivisionError("tick bug")
+        return tick()
+
+    wd.on_tick = on_tick
+    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
+    loop.start()
+    try:
+        for i in range(1, 5):
+            _fresh(sensors, clock, i)
+            armed["on"] = i == 3
+            loop.push_frame(Frame(i, clock.now(), IMG))
+            time.sleep(0.03)
+        out.wait_for(lambda g: len(g) == 4)
+        assert loop.step_errors == 1
+        assert [(d.stamp_ns, d.brake, d.frame_id) for _, d in out.got] == [(i, False, i) for i in range(1, 5)]
     finally:
         loop.close()

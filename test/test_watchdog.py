@@ -535,3 +535,59 @@ def test_a_camera_timeout_decision_that_fails_is_not_left_due():
     with pytest.raises(KeyError):
         wd.on_tick()
     assert wd.next_tick_at() > clock.now()  # the next try a frame period on, not at once
+
+
+def test_close_all_closes_each_cycle_on_its_own_decides_before_cancelling_and_feeds_the_sink():
+    """close_all cancelled before closing and stopped at the first error: a failing cancel left every cycle open."""
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.sink = sink = []
+    wd.on_frame(frame(clock, 1))  # submitted
+    port.finish()
+    wd.on_frame(frame(clock, 2))  # submitted
+    wd.on_frame(frame(clock, 3))  # pending: the model is busy
+
+    def cancel(seq):
+        raise OSError("cancel failed")
+
+    port.cancel = cancel
+    with pytest.raises(OSError):
+        wd.close_all("shutting down")
+    assert [d.stamp_ns for d in sink] == [1, 2, 3] and wd.open_cycles == 0  # every one decided, once
+
+
+def test_a_close_that_raises_leaves_the_cycle_open_and_nothing_counted():
+    clock, _, wd = setup(port=ScriptedPort())
+    wd.on_frame(frame(clock, 1))
+    cfg = wd.cfg
+
+    class Broken:
+        def float(self, key):
+            raise KeyError(key)
+
+        def str(self, key):
+            return cfg.str(key)
+
+    wd.cfg = Broken()
+    with pytest.raises(KeyError):
+        wd.close_cycle(1, "test")
+    assert wd.is_open(1) and wd.stats.decisions == 0
+    wd.cfg = cfg
+    assert wd.close_cycle(1, "test").stamp_ns == 1 and wd.stats.decisions == 1
+
+
+def test_a_failsafe_goes_through_the_hold_and_the_counts():
+    """The loop's own fail-safe had frame_id 0, no hold (the next frame released it 33 ms later), no count."""
+    port = ScriptedPort()
+    clock, _, wd = setup(port=port)
+    wd.on_frame(frame(clock, 1))  # open, waiting for the model
+    d = wd.close_failsafe(frame(clock, 1), "core bug", seq=1)  # its close failed
+    assert d.brake and d.frame_id == 1 and d.reason.startswith("fail-safe brake: core bug") and not wd.is_open(1)
+    d = wd.close_failsafe(frame(clock, 2), "core bug")  # a frame never opened
+    assert d.brake and d.frame_id == 2 and d.frame_fault == "core bug"
+    assert wd.stats.cycles == 2 and wd.stats.decisions == 2 and wd.stats.brakes == 2
+    clock.advance(0.033)
+    port.finish()
+    wd.on_frame(frame(clock, 3))
+    [d] = wd.on_model_result(3, Out(False, 0.9, "go"))
+    assert d.brake and d.hold

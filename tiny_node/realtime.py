@@ -79,7 +79,11 @@ class RealtimeLoop:
         # State of the step in progress, so that a failure mid-step loses nothing: frames taken
         # from the mailbox and not opened yet, and decisions taken and not published yet.
         self._taken: list[Frame] = []
+        self._opening: Frame | None = None  # only while ``on_frame`` runs for it
         self._unsent: list[Decision] = []
+        # Every decision the watchdog takes lands here at once: one taken by a call that then
+        # raises is published all the same.
+        watchdog.sink = self._unsent
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up: never block a caller
@@ -192,8 +196,9 @@ class RealtimeLoop:
                 self._step()
             except Exception as exc:
                 self._recover(exc)
-            for d in self.watchdog.close_all("node shutting down"):
-                self._emit(d)
+            with self._lock:  # frames put back by a failed last step: the fail-safe, no retry
+                left, self._mailbox = self._mailbox, []
+            self._close_everything("node shutting down", left)
         except BaseException as exc:  # even the recovery failed: say so; the node reports ERROR
             self.died_of = f"{type(exc).__name__}: {exc}"
             self._report(f"deadline thread ended: no more decisions\n{traceback.format_exc()}")
@@ -236,13 +241,14 @@ class RealtimeLoop:
             except Exception as exc:  # one call's failure touches no cycle: count it, run the rest
                 self._count(exc, "a call in the deadline thread failed")
         if self.worker is not None:
-            for r in self.worker.poll():
-                self._unsent += wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
-        self._unsent += wd.on_tick()
+            for r in self.worker.poll():  # decisions reach self._unsent through the watchdog's sink
+                wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
+        wd.on_tick()
         self._flush()
         while self._taken:
-            self._unsent += wd.on_frame(self._taken[0])
-            self._taken.pop(0)
+            self._opening = self._taken.pop(0)
+            wd.on_frame(self._opening)
+            self._opening = None
         wd.feed_model()
         self._flush()
 
@@ -262,41 +268,64 @@ class RealtimeLoop:
     def _recover(self, exc: Exception) -> None:
         """After a failed step: decide everything open now, so nothing is lost, and carry on.
 
-        Decisions already taken go out; every open cycle is closed with the rule verdict
-        (``close_all``); the frame being opened, if its cycle was not, gets the fail-safe
-        (its rule verdict is not to be trusted); frames after it go back to the mailbox.
+        Decisions already taken go out (the watchdog's sink); every open cycle is closed with
+        the rule verdict; only a frame whose ``on_frame`` failed before its cycle was opened
+        gets the fail-safe (its rule verdict is not to be trusted), through the watchdog so
+        it is held and counted. Frames not tried yet go back to the mailbox, decided normally
+        at the next step: an error elsewhere (a tick, a poll) says nothing about them.
         """
         self._count(exc, "deadline thread step failed; open cycles decided by the fallback")
-        taken, self._taken = self._taken, []
+        opening, self._opening = self._opening, None
+        untried, self._taken = self._taken, []
         with self._lock:
-            self._mailbox[:0] = taken[1:]
-        self._close_everything(f"deadline thread error: {self.last_error}", taken[:1])
+            self._mailbox[:0] = untried
+        self._close_everything(f"deadline thread error: {self.last_error}", [] if opening is None else [opening])
 
     def _last_words(self, why: str) -> None:
         """The thread is ending on an error: decide every cycle and frame it holds (best effort)."""
+        opening, self._opening = self._opening, None
         with self._lock:
-            frames, self._mailbox = self._taken + self._mailbox, []
+            frames, self._mailbox = ([] if opening is None else [opening]) + self._taken + self._mailbox, []
         self._taken = []
-        try:
-            self._close_everything(why, frames)
-        except Exception:
-            self._report(f"closing the open cycles failed too:\n{traceback.format_exc()}")
-            for frame in frames:
-                self._emit(self._failsafe(frame, why))
+        self._close_everything(why, frames)  # the frames of cycles still open are answered too
 
     def _close_everything(self, why: str, frames: list[Frame]) -> None:
-        """Publish what is taken, close every open cycle, and the fail-safe for ``frames`` not opened."""
+        """Publish what is taken, close every open cycle, and the fail-safe for ``frames`` not opened.
+
+        Never raises: each cycle is closed on its own, and one whose close fails gets the
+        fail-safe instead, so a recurring error cannot leave a cycle unanswered.
+        """
         self._flush()
-        closed = self.watchdog.close_all(why)
-        for d in closed:
-            self._emit(d)
-        opened = {(d.stamp_ns, d.received_at) for d in closed}
+        wd = self.watchdog
+        try:
+            held = wd.open_frames()
+        except Exception as exc:
+            self._count(exc, "listing the open cycles failed")
+            held = []
+        for seq, frame in held:
+            try:
+                wd.close_cycle(seq, why)
+            except Exception as exc:  # a decision taken before the error is in the sink
+                self._count(exc, f"closing cycle {seq} failed")
+                if wd.is_open(seq):
+                    self._decide_failsafe(frame, why, seq)
+            self._flush()
+        opened = {id(frame) for _, frame in held}
         for frame in frames:
-            if (frame.stamp_ns, frame.received_at) not in opened:
-                self._emit(self._failsafe(frame, why))
+            if id(frame) not in opened:
+                self._decide_failsafe(frame, why)
+
+    def _decide_failsafe(self, frame: Frame, why: str, seq: int | None = None) -> None:
+        """The fail-safe through the watchdog (hold, counts); if even that fails, one of our own."""
+        try:
+            self.watchdog.close_failsafe(frame, why, seq)
+        except Exception as exc:
+            self._count(exc, "the watchdog's fail-safe failed; publishing one without it")
+            self._unsent.append(self._failsafe(frame, why))
+        self._flush()
 
     def _failsafe(self, frame: Frame, why: str) -> Decision:
-        """The decision for a frame whose cycle could not be opened: ``rules.failsafe``, frame_id 0."""
+        """The last resort when the watchdog cannot decide at all: ``rules.failsafe``, frame_id 0."""
         cfg = self.watchdog.cfg
         brake = cfg.rules.failsafe == "brake"
         verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")

@@ -222,6 +222,9 @@ class Watchdog:
         self._last_frame_stamp_ns = 0
         self._frame_intervals: deque[float] = deque(maxlen=15)
         self._no_frame_due: float | None = None
+        # Where every decision goes the moment it is taken, besides the list a method returns:
+        # a driver that owns a sink loses none when the same call raises after a close.
+        self.sink: list[Decision] | None = None
 
     def on_start(self) -> None:
         """A new deciding period (the node activated again): nothing carries over from the last one.
@@ -342,11 +345,11 @@ class Watchdog:
         due = sorted((c for c in self._open.values() if c.publish_by <= now), key=lambda c: c.seq)
         out = []
         for cycle in due:
-            if cycle.submitted:
+            if cycle.submitted:  # decided first, then the run cancelled: a failing cancel costs no decision
                 assert self.model is not None
-                self.model.cancel(cycle.seq)
-                self.stats.cancels += 1
                 out.append(self._close(cycle, None, ModelState.LATE))
+                self.stats.cancels += 1
+                self.model.cancel(cycle.seq)
             else:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         due_at = self.next_camera_timeout_at()
@@ -417,14 +420,64 @@ class Watchdog:
             return None
         return f"camera stamp {stamp_ns} before previous {last} (out-of-order frame)"
 
+    def close_cycle(self, seq: int, why: str) -> Decision:
+        """Decide the open cycle ``seq`` now with the rule verdict, then cancel its model run.
+
+        Decided first: a cancel that raises then costs no decision (it is in :attr:`sink`).
+        A close that raises leaves the cycle open (see :meth:`_close`).
+        """
+        cycle = self._open[seq]
+        cycle.unavailable_why = why
+        decision = self._close(cycle, None, ModelState.UNAVAILABLE)
+        if cycle.submitted and self.model is not None:
+            self.model.cancel(seq)
+        return decision
+
+    def close_failsafe(self, frame: Frame, why: str, seq: int | None = None) -> Decision:
+        """Decide ``frame`` with the fail-safe (``rules.failsafe``), through the hold and the counts.
+
+        For a frame whose cycle could not be opened (``seq`` None: it gets a new seq and counts
+        as a cycle), or the open cycle ``seq`` whose close failed (its verdict is not to be
+        trusted). The cycle is taken out first: it is never decided twice, even if this raises.
+        """
+        old = self._open.pop(seq, None) if seq is not None else None
+        if self._pending is not None and self._pending == seq:
+            self._pending = None
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
+            self.stats.cycles += 1
+        if old is not None:
+            deadline = old.deadline_at
+        else:
+            deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
+            if frame.deadline_at is not None and math.isfinite(frame.deadline_at):
+                deadline = min(deadline, frame.deadline_at)
+        brake = self.cfg.rules.failsafe == "brake"
+        verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
+        cycle = _Cycle(seq=seq, frame=frame, deadline_at=deadline, publish_by=deadline, rules=verdict,
+                       figures={}, features={}, unavailable_why="fail-safe", fault=why)
+        self._open[seq] = cycle
+        try:
+            return self._close(cycle, None, ModelState.DISABLED if self.model is None else ModelState.UNAVAILABLE)
+        except BaseException:
+            self._open.pop(seq, None)  # not decided here: the driver's last resort decides it, once
+            raise
+
     def close_all(self, why: str) -> list[Decision]:
-        """Decide every open cycle now with the rule verdict (shutdown: none goes unanswered)."""
-        out = []
-        for cycle in sorted(self._open.values(), key=lambda c: c.seq):
-            if cycle.submitted and self.model is not None:
-                self.model.cancel(cycle.seq)
-            cycle.unavailable_why = why
-            out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
+        """Decide every open cycle now with the rule verdict (shutdown: none goes unanswered).
+
+        Each cycle on its own: one that fails does not keep the others open. The first error is
+        raised after all were tried; the cycles it left open are in :meth:`open_frames`.
+        """
+        out, errors = [], []
+        for seq in sorted(self._open):
+            try:
+                out.append(self.close_cycle(seq, why))
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
         return out
 
     def feed_model(self) -> None:
@@ -458,6 +511,14 @@ class Watchdog:
         return min((t for t in (self.next_wakeup(), self.next_camera_timeout_at()) if t is not None),
                    default=None)
 
+    def open_frames(self) -> list[tuple[int, Frame]]:
+        """The seq and frame of every open cycle, oldest first."""
+        return [(seq, self._open[seq].frame) for seq in sorted(self._open)]
+
+    def is_open(self, seq: int) -> bool:
+        """Whether cycle ``seq`` is still waiting for its decision."""
+        return seq in self._open
+
     @property
     def open_cycles(self) -> int:
         """Cycles not yet decided."""
@@ -474,10 +535,11 @@ class Watchdog:
         return True
 
     def _close(self, cycle: _Cycle, model: Verdict | None, state: ModelState) -> Decision:
-        """Arbitrate, apply the brake hold, count, and forget the cycle (exactly once)."""
-        del self._open[cycle.seq]
-        if self._pending == cycle.seq:
-            self._pending = None
+        """Arbitrate, apply the brake hold, count, forget the cycle (exactly once), hand to the sink.
+
+        The decision is built before any state changes: a close that raises leaves the cycle
+        open and nothing counted, so the driver can still decide it another way.
+        """
         now = self.clock.now()
         rules = cycle.rules
         shadow = self.cfg.str("arbitration") == "shadow"
@@ -496,10 +558,10 @@ class Watchdog:
                 reason = f"{reason} [model {state.value}: {why}]"
             elif cycle.unavailable_why:
                 reason = f"{reason} [{cycle.unavailable_why}]"
-        hold = False
+        hold, starts_hold = False, brake  # a brake of its own (re)starts the hold window
+        hold_until = now + self.cfg.float("brake_hold_s")
         if brake:
-            self._hold_until = now + self.cfg.float("brake_hold_s")
-            self._hold_source, self._hold_reason = source, reason
+            pass
         elif now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
             reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
@@ -510,8 +572,6 @@ class Watchdog:
             # older frame's no-brake would be the last word on `brake` after the newest braked.
             brake, hold, source = True, True, self._hold_source
             reason = f"holding brake: newer frame {self._newest_seq} braked: {self._hold_reason} | now: {reason}"
-        if cycle.seq > self._newest_seq:
-            self._newest_seq, self._newest_brake = cycle.seq, brake
         decision = Decision(
             frame_id=cycle.seq,
             stamp_ns=cycle.frame.stamp_ns,
@@ -530,6 +590,16 @@ class Watchdog:
             model=model,
             extra=cycle.figures,
         )
+        latency_ms = decision.latency_ms
+        # --- from here on nothing raises: the cycle is decided ---
+        del self._open[cycle.seq]
+        if self._pending == cycle.seq:
+            self._pending = None
+        if starts_hold:
+            self._hold_until = hold_until
+            self._hold_source, self._hold_reason = source, reason
+        if cycle.seq > self._newest_seq:
+            self._newest_seq, self._newest_brake = cycle.seq, brake
         s = self.stats
         s.decisions += 1
         s.brakes += int(brake)
@@ -537,5 +607,7 @@ class Watchdog:
         s.by_model_state[state.value] += 1
         if now > cycle.deadline_at:
             s.deadline_misses += 1
-        s.latencies_ms.append(decision.latency_ms)
+        s.latencies_ms.append(latency_ms)
+        if self.sink is not None:
+            self.sink.append(decision)
         return decision
