@@ -498,3 +498,38 @@ def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
         assert [(d.stamp_ns, d.brake, d.frame_id) for _, d in out.got] == [(i, False, i) for i in range(1, 5)]
     finally:
         loop.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
+def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refused():
+    """It was taken (True) into a mailbox no one would read again: never decided."""
+    clock = MonotonicClock()
+    cfg = make_config({"camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    in_last_words = threading.Event()
+    out = _Collector()
+
+    def publish(d: Decision) -> None:  # publishing the last words takes a moment (DDS)
+        out(d)
+        if "deadline thread ended" in d.reason:
+            in_last_words.set()
+            time.sleep(0.2)
+
+    wd = Watchdog(cfg, sensors, clock)
+    wd.on_frame = _failing_once(wd.on_frame, 1, _Fatal("gone"))
+    loop = RealtimeLoop(wd, publish, clock, report=lambda s: None)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        assert loop.push_frame(Frame(1, clock.now(), IMG))
+        assert in_last_words.wait(2)
+        assert not loop.push_frame(Frame(2, clock.now(), IMG))  # the thread still runs, but is dying
+        assert loop.frames_refused == 1
+        time.sleep(0.3)
+        assert [d.stamp_ns for _, d in out.got] == [1]
+        loop.stop()
+        loop.start()  # a new thread takes frames again
+        assert loop.push_frame(Frame(3, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 2)
+    finally:
+        loop.close()

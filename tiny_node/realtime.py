@@ -88,6 +88,9 @@ class RealtimeLoop:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up: never block a caller
         self._running = False
+        # Set (under the lock) by the dying thread as it takes its last frames: a frame pushed
+        # after that would never be decided, so it is refused.
+        self._dead = False
         self._thread: threading.Thread | None = None
         self.publish_errors = 0
         self.step_errors = 0  # unexpected exceptions in the deadline thread, each survived
@@ -120,6 +123,7 @@ class RealtimeLoop:
             return
         with self._lock:
             self._mailbox = []  # nothing from before: a frame is decided by its deadline or not taken
+            self._dead = False
         self.watchdog.on_start()  # the deadline thread is not running: the watchdog is ours here
         self.died_of = ""
         thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
@@ -159,7 +163,7 @@ class RealtimeLoop:
         with self._lock:
             if not self._running:
                 return False
-            if len(self._mailbox) >= MAILBOX_MAX or not self.alive:
+            if len(self._mailbox) >= MAILBOX_MAX or self._dead or not self.alive:
                 self.frames_refused += 1
                 return False
             self._mailbox.append(frame)
@@ -284,8 +288,9 @@ class RealtimeLoop:
     def _last_words(self, why: str) -> None:
         """The thread is ending on an error: decide every cycle and frame it holds (best effort)."""
         opening, self._opening = self._opening, None
-        with self._lock:
+        with self._lock:  # in the same block as the mailbox is taken: no frame slips in after it
             frames, self._mailbox = ([] if opening is None else [opening]) + self._taken + self._mailbox, []
+            self._dead = True
         self._taken = []
         self._close_everything(why, frames)  # the frames of cycles still open are answered too
 
