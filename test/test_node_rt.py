@@ -337,3 +337,35 @@ def test_main_exits_non_zero_when_activation_fails(ros_env_local):
                          cwd=REPO, env=ros_env_local)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "activate failed" in res.stderr
+
+
+def test_a_decision_that_cannot_be_published_makes_the_status_error_for_that_period(ros_env_local, capfd):
+    """A publish failure was counted where no diagnostic showed it, logged past the node's logger; the status stayed OK."""
+    import time
+
+    import numpy as np
+
+    from tiny_node.watchdog import Frame
+
+    node, ctx = _node()
+    try:
+        def broken(msg):
+            raise RuntimeError("decision_msg publish failed")
+
+        real = node._pub_decision.publish
+        node._pub_decision.publish = broken
+        img = np.zeros((48, 64, 3), np.uint8)
+        assert node.loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))
+        time.sleep(0.1)
+        level, msg, kv = _watchdog_status(node)
+        assert level == 2 and msg.startswith("1 decision(s) not published since the last report"), msg
+        assert (kv["publish_errors"], kv["publish_errors_last_period"]) == ("1", "1")
+        assert "decision_msg publish failed" in kv["last_publish_error"]
+        assert "decision_msg publish failed" in capfd.readouterr().err  # through the node's logger
+        node._pub_decision.publish = real
+        assert node.loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))
+        time.sleep(0.1)
+        level, msg, kv = _watchdog_status(node)
+        assert level == 0 and (kv["publish_errors"], kv["publish_errors_last_period"]) == ("1", "0"), msg
+    finally:
+        _close(node, ctx)

@@ -533,3 +533,26 @@ def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refus
         out.wait_for(lambda g: len(g) == 2)
     finally:
         loop.close()
+
+
+def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_limited():
+    clock = MonotonicClock()
+    cfg = make_config({"camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    reports: list[str] = []
+
+    def broken(d: Decision) -> None:
+        raise RuntimeError("publisher gone")
+
+    loop = RealtimeLoop(Watchdog(cfg, sensors, clock), broken, clock, report=reports.append)
+    loop.start()
+    try:
+        for i in range(3):
+            _fresh(sensors, clock, i)
+            loop.push_frame(Frame(i + 1, clock.now(), IMG))
+            time.sleep(0.02)
+        time.sleep(0.05)
+        assert loop.publish_errors == 3 and loop.last_publish_error == "RuntimeError: publisher gone"
+        assert len(reports) == 1 and "publisher gone" in reports[0] and "Traceback" in reports[0]
+    finally:
+        loop.close()

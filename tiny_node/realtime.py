@@ -98,6 +98,8 @@ class RealtimeLoop:
         self.died_of = ""  # why the deadline thread ended while it should run ("" while it runs)
         self.frames_refused = 0  # not taken while running: mailbox full or thread dead
         self._last_logged = (-float("inf"), "")
+        self._last_publish_logged = (-float("inf"), "")
+        self.last_publish_error = ""
         self.thread_scheduling = "not started"
 
     @property
@@ -348,6 +350,12 @@ class RealtimeLoop:
     def _emit(self, decision: Decision) -> None:
         try:
             self._publish(decision)
-        except Exception:  # a publisher failure must not kill the deadline thread
+        except Exception as exc:  # a publisher failure must not kill the deadline thread; counted, logged
             self.publish_errors += 1
-            log.exception("publishing decision for frame %d failed", decision.frame_id)
+            self.last_publish_error = f"{type(exc).__name__}: {exc}"
+            now = time.monotonic()
+            if (self.last_publish_error != self._last_publish_logged[1]
+                    or now - self._last_publish_logged[0] >= ERROR_LOG_INTERVAL_S):
+                self._last_publish_logged = (now, self.last_publish_error)
+                self._report(f"publishing the decision for frame {decision.frame_id} failed "
+                             f"(publish error {self.publish_errors}): the decision is lost\n{traceback.format_exc()}")

@@ -174,7 +174,7 @@ class TinyNode(LifecycleNode):
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
-        self._errors_seen = self._misses_seen = 0
+        self._errors_seen = self._misses_seen = self._publish_errors_seen = 0
 
     # --- parameters --------------------------------------------------------------------
     def _read_config(self, changed: Mapping[str, object] | None = None) -> NodeConfig:
@@ -248,7 +248,7 @@ class TinyNode(LifecycleNode):
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
                                  priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
-        self._errors_seen = self._misses_seen = 0  # counts already reported by /diagnostics
+        self._errors_seen = self._misses_seen = self._publish_errors_seen = 0  # counts already reported
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -489,10 +489,17 @@ class TinyNode(LifecycleNode):
         msg = f"{misses} deadline miss(es) since the last report" if misses else "all frames decided in time"
         if loop is not None:
             errors, self._errors_seen = loop.step_errors - self._errors_seen, loop.step_errors
+            lost = loop.publish_errors - self._publish_errors_seen
+            self._publish_errors_seen = loop.publish_errors
             values.update({"deadline_thread_errors": loop.step_errors, "frames_refused": loop.frames_refused,
-                           "deadline_thread_last_error": loop.last_error or "none"})
+                           "deadline_thread_last_error": loop.last_error or "none",
+                           "publish_errors": loop.publish_errors, "publish_errors_last_period": lost,
+                           "last_publish_error": loop.last_publish_error or "none"})
             if loop.running and not loop.alive:  # it ended on an error: nothing is decided any more
                 level, msg = convert.ERROR, f"deadline thread dead, no decisions: {loop.died_of or 'unknown'}"
+            elif lost:  # a decision taken and never sent: for its consumer, a frame without one
+                level, msg = convert.ERROR, (f"{lost} decision(s) not published since the last report: "
+                                             f"{loop.last_publish_error}")
             elif errors:
                 level, msg = convert.ERROR, (f"deadline thread: {errors} error(s) since the last report, "
                                              f"open frames decided by the fallback: {loop.last_error}")
