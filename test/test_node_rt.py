@@ -65,6 +65,12 @@ status = make_realtime(20)
 ctx = Context(); rclpy.init(context=ctx)
 node = TinyNode(rt_status=status, rt_priority=fifo_priority(), context=ctx)
 node.trigger_configure(); node.trigger_activate()
+# a bgr8 frame decoded at FIFO 20 (as the executor does): OpenCV made its pool here, at FIFO 20
+import numpy as np
+from tiny_node.frames import decode_raw
+before_decode = set(__import__("os").listdir("/proc/self/task"))
+decode_raw("bgr8", 640, 480, 640 * 3, np.zeros((480, 640 * 3), np.uint8).tobytes(), max_width=1920, max_height=1080)
+seen["decode_threads"] = sorted(thread_policy(int(t)) for t in set(__import__("os").listdir("/proc/self/task")) - before_decode)
 end = time.monotonic() + 5
 while node.loop.thread_scheduling == "not started" and time.monotonic() < end:
     time.sleep(0.01)
@@ -98,6 +104,7 @@ def test_node_threads_run_at_the_intended_priorities(ros_env_local):
     assert seen["others_at_20"] >= 2, seen  # DDS threads
     assert seen["other_policies"] == ["SCHED_FIFO 30"], seen  # the deadline thread, nothing at SCHED_OTHER
     assert seen["diag"] == [0, "SCHED_FIFO 30", "SCHED_FIFO 20"], seen
+    assert seen["decode_threads"] == [], seen  # no OpenCV pool (it ran at FIFO 20)
 
 
 def _node(args: list[str] | None = None):

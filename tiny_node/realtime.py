@@ -7,9 +7,12 @@ the earliest publish time, so a model result, a worker crash, a new frame or a d
 wake it at once.  Timing therefore does not ride on the rclpy executor or on callbacks.
 
 An unexpected exception in a step does not end the thread: it is reported (the node's
-logger), counted, every open cycle is decided at once (fallback, or the fail-safe for a frame
-whose cycle could not be opened), and the thread carries on.  Should the thread end anyway,
-it takes no more frames and the node's diagnostics report ERROR.
+logger), counted, decisions already taken are published (the watchdog's sink), every open
+cycle is decided at once (fallback; the fail-safe for a frame whose cycle could not be opened
+or whose close fails), untried frames go back to the mailbox, and after a short wait the
+thread carries on.  After :data:`MAX_CONSECUTIVE_ERRORS` failed steps in a row, or an error
+the guard cannot handle, it decides what it holds, takes no more frames, and the node's
+diagnostics report ERROR (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations

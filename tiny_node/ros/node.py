@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import cv2
 import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
@@ -147,6 +148,11 @@ class TinyNode(LifecycleNode):
         The deadline thread runs above it (tiny_node.rt).
         """
         super().__init__(NODE_NAME, **kwargs)
+        # OpenCV's thread pool is created at the first parallel cvtColor (every raw encoding but
+        # rgb8), by whichever thread calls it: the executor at SCHED_FIFO 20, so its workers
+        # would inherit FIFO 20. A camera frame's conversion is well under a millisecond on
+        # one thread; no pool is made at all.
+        cv2.setNumThreads(1)
         self.rt_status = rt_status
         self.rt_priority = rt_priority
         self.clock = MonotonicClock()
