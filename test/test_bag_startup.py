@@ -17,7 +17,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from tiny_node.bag import msgs as bm
 from tiny_node.bag import read_decisions, replay
-from tiny_node.bag.replay import MAX_LOG_GAP_S, realtime_startup
+from tiny_node.bag.replay import MAX_LOG_GAP_S, REALTIME_STARTUP_SLACK_S, realtime_startup, startup_bounds
 from tiny_node.bag.report import DecisionRecord, Series, summarize
 from tiny_node.config import make_config
 
@@ -163,8 +163,67 @@ def test_real_time_takes_start_up_from_the_nodes_own_reasons():
         _record(9.0, True, failsafe),  # long after the first range: the node did not get it, a fault
     ]
     series = Series(range_t=[0.02, 0.07], speed_t=[0.01])
-    marked = realtime_startup(records, {"camera": "/c", "range": "/r", "odom": "/o"}, series)
+    marked = realtime_startup(records, {"camera": "/c", "range": "/r", "odom": "/o"}, series,
+                              bounds=startup_bounds(make_config()), open_t=0.0)
     assert [r.startup for r in marked] == [("range",), (), (), (), ()]
     s = summarize(marked, series, deadline_misses=0)
     assert s["startup_failsafe"]["decisions"] == 1 and s["startup_failsafe"]["held_brakes"] == 1
     assert s["first_brake"]["t_s"] == 2.5 and s["brakes"] == 5
+
+
+def _no_radar_after(items: list[tuple], t_ns: int) -> list[tuple]:
+    return [it for it in items if not (it[0] == "/radar/range" and it[1] >= t_ns)]
+
+
+def test_a_radar_silent_after_a_gap_ends_start_up_at_its_timeout_and_its_fail_safes_are_the_drives(tmp_path):
+    """Review 2, finding 1: after a gap the radar never came back; start-up never ended and
+    every fail-safe brake (90) was start-up, first_brake null. Now its silence is start-up only
+    for range_timeout_s after the fresh core opened, then a fault: steady state."""
+    jump = int((MAX_LOG_GAP_S + 10) * 1e9)
+    items = _drive(T0, 1.0, 3_000_000) + _no_radar_after(_drive(T0 + jump, 3.0, 3_000_000), T0)
+    s = replay(_write(tmp_path / "b", items), out_dir=tmp_path / "o", cfg=make_config(), bundle=None,
+               plot=False).summary
+    start, gap_s = s["startup_failsafe"], jump * 1e-9
+    assert s["brakes"] == 90  # every frame after the gap: kept as decided
+    first = s["first_brake"]
+    assert first is not None and first["reason"] == "fail-safe brake: range: no reading received"
+    assert gap_s + 0.5 < first["t_s"] < gap_s + 0.54  # the first frame past range_timeout_s (0.5 s)
+    assert start["frames"] == start["brakes"] == 15 and start["missing"] == {"range": 15}
+    (window,) = start["windows"]
+    assert window["from_s"] == pytest.approx(gap_s) and window["until_s"] == pytest.approx(gap_s + 0.5)
+    assert window["silent"] == ["range"]
+    (note,) = [w for w in s["warnings"] if w.startswith("range: no message within")]
+    assert "range_timeout_s (0.5 s)" in note and "steady state" in note
+
+
+@pytest.mark.parametrize("timeout_s", [0.5, 1.0])
+def test_a_radar_that_reports_late_ends_its_start_up_at_its_timeout_not_at_its_message(tmp_path, timeout_s):
+    """At the bag's start too: the radar's first message 2.5 s in (a radar with no message at all
+    is no range topic, warned of already). The frames between the bound and it are faults, the
+    drive's, not start-up: before the fix all of them were, and first_brake was none."""
+    late = T0 + 2_500_000_000
+    items = [it for it in _drive(T0, 3.0, 3_000_000) if not (it[0] == "/radar/range" and it[1] < late)]
+    s = replay(_write(tmp_path / "b", items, "sqlite3"), out_dir=tmp_path / "o",
+               cfg=make_config({"range_timeout_s": timeout_s}), bundle=None, plot=False).summary
+    start = s["startup_failsafe"]
+    assert start["frames"] == round(timeout_s * 30)  # the frames within the bound (the camera runs 3 ms late)
+    assert s["first_brake"]["reason"] == "fail-safe brake: range: no reading received"
+    assert timeout_s < s["first_brake"]["t_s"] < timeout_s + 0.04
+    (window,) = start["windows"]
+    assert window["until_s"] == pytest.approx(timeout_s) and window["silent"] == ["range"]
+
+
+def test_real_time_bounds_start_up_when_no_range_message_could_be_read():
+    """Real time: a radar whose every message is undecodable has no first time; the bound from
+    the bag's start (range_timeout_s + the delivery slack) still ends its start-up."""
+    failsafe = "fail-safe brake: range: no reading received"
+    bound = 0.5 + REALTIME_STARTUP_SLACK_S
+    records = [_record(t, True, failsafe) for t in (0.2, bound - 0.01, bound + 0.01, 9.0)]
+    marked = realtime_startup(records, {"camera": "/c", "range": "/r", "odom": "/o"}, Series(speed_t=[0.01]),
+                              bounds=startup_bounds(make_config()), open_t=0.0)
+    assert [r.startup for r in marked] == [("range",), ("range",), (), ()]
+    s = summarize(marked, Series(), deadline_misses=0)
+    assert s["first_brake"]["t_s"] == bound + 0.01
+    # opened later (an epoch before the bag's first message): the bound follows the opening
+    later = realtime_startup(records, {"range": "/r"}, Series(), bounds=startup_bounds(make_config()), open_t=8.0)
+    assert [r.startup for r in later] == [("range",)] * 4

@@ -30,7 +30,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
 from tiny_node.bag.record import EPOCH_KEY, open_writer
-from tiny_node.bag.report import DecisionRecord, Series, startup_warning, summarize, write_plot
+from tiny_node.bag.report import DecisionRecord, Series, silent_sensor_warnings, startup_warning, summarize, write_plot
 from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
@@ -264,27 +264,45 @@ def startup_roles(roles: Mapping[str, str], cfg: NodeConfig) -> tuple[str, ...]:
         ("imu",) if "imu" in roles and cfg.bool("imu_required") else ())
 
 
-#: real time: a decision that says a sensor had delivered no reading yet is start-up only until
-#: this long after that sensor's first message in the bag (later, the node did not get it: a fault)
+def startup_bounds(cfg: NodeConfig) -> dict[str, float]:
+    """Per sensor role: how long after a start-up opens its silence is still start-up (s).
+
+    Its staleness timeout (``range_timeout_s``, ``odom_timeout_s``, ``imu_timeout_s``). Why: that
+    is when the core calls the same silence a fault in steady state (a sensor that had spoken at
+    the opening and then gone quiet is judged "stale" from then on); a sensor that has not spoken
+    by then is absent, not late, and its fail-safes are the drive's (``first_brake``). Without a
+    bound, a radar that never reports (at the start, or after a log-time gap) hid every brake.
+    Per sensor and configurable, unlike a fixed second: a slow sensor has its own timeout.
+    """
+    return {role: cfg.float(f"{role}_timeout_s") for role in ("range", "odom", "imu")}
+
+
+#: real time: the node receives a message a little after the replay publishes it; a decision that
+#: says a sensor had delivered no reading yet is start-up up to this long after the lockstep bound
+#: (that sensor's first message, or its :func:`startup_bounds` after the bag's start if earlier)
 REALTIME_STARTUP_SLACK_S = 1.0
 
 
-def realtime_startup(records: list[DecisionRecord], roles: Mapping[str, str],
-                     series: Series) -> list[DecisionRecord]:
+def realtime_startup(records: list[DecisionRecord], roles: Mapping[str, str], series: Series, *,
+                     bounds: Mapping[str, float], open_t: float) -> list[DecisionRecord]:
     """Real time: ``records`` with their start-up roles, from the node's own reasons.
 
     The node says a sensor never delivered ("range: no reading received"); lockstep knows when
     each frame was judged, here only the node does. Its reason for the frame itself counts (a
-    held decision's ``| now:`` part), not the brake it holds.
+    held decision's ``| now:`` part), not the brake it holds. The rule is lockstep's: start-up
+    lasts until the sensor's first message (a decodable one: the replay does not time the
+    others) or its bound after the bag's start (``open_t``), whichever is first, plus
+    :data:`REALTIME_STARTUP_SLACK_S` for delivery; later, the node's "no reading" is a fault.
     """
-    first = {"range": series.range_t[0] if series.range_t else None,
-             "odom": series.speed_t[0] if series.speed_t else None}
+    first = {"range": series.range_t[0] if series.range_t else math.inf,
+             "odom": series.speed_t[0] if series.speed_t else math.inf}
+    until = {role: min(first.get(role, math.inf), open_t + bounds[role]) + REALTIME_STARTUP_SLACK_S
+             for role in ("range", "odom", "imu")}
     out = []
     for r in records:
         own = r.reason.rpartition(" | now: ")[2] if r.hold else r.reason
         missing = tuple(role for role in ("range", "odom", "imu") if role in roles
-                        and f"{role}: no reading received" in own
-                        and ((t0 := first.get(role)) is None or r.t <= t0 + REALTIME_STARTUP_SLACK_S))
+                        and f"{role}: no reading received" in own and r.t <= until[role])
         out.append(replace(r, startup=missing) if missing else r)
     return out
 
@@ -312,22 +330,35 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     misses = 0
     last_ns: int | None = None
     # Start-up (see report.startup_summary): the roles of ``startup`` that have not yet sent a
-    # message to this core, and the frames it judged meanwhile (receipt time -> those roles).
-    waiting: set[str] = set()
+    # message to this core, each with the log time its bound runs out (startup_bounds), and the
+    # frames the core judged meanwhile (receipt time -> the roles missing then).
+    bounds = startup_bounds(cfg)
+    waiting: dict[str, float] = {}
     judged_waiting: dict[float, tuple[str, ...]] = {}
 
-    def still_missing() -> tuple[str, ...]:
-        return tuple(role for role in startup if role in waiting)
+    def still_missing(t: float) -> tuple[str, ...]:
+        return tuple(role for role in startup if t <= waiting.get(role, -math.inf))
 
     def start_up(t: float) -> None:
-        waiting.update(startup)
+        waiting.update({role: t + bounds[role] for role in startup})
         judged_waiting.clear()
         series.startup_windows.append({"from_s": round(t, 6), "until_s": None, "missing": list(startup),
-                                       "decisions": 0})
+                                       "silent": [], "decisions": 0})
+
+    def expire(t: float) -> None:
+        """End the start-up of the roles whose bound ran out before ``t``: from then on, a fault."""
+        gone = [role for role in startup if waiting.get(role, math.inf) < t]
+        if not gone:
+            return
+        window = series.startup_windows[-1]
+        window["silent"] += gone
+        end = max(waiting.pop(role) for role in gone)
+        if not waiting:
+            window["until_s"] = round(end, 6)
 
     def emit(decisions: list[Decision]) -> None:
         for d in decisions:
-            missing = still_missing() if d.no_frame else judged_waiting.get(d.received_at, ())
+            missing = still_missing(d.decided_at) if d.no_frame else judged_waiting.get(d.received_at, ())
             if missing:
                 series.startup_windows[-1]["decisions"] += 1
             out.decision(feeder.ns(d.decided_at), d)
@@ -344,16 +375,18 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 model.cancel(model.busy_seq)
             misses += ls.watchdog.stats.deadline_misses
             ls = Lockstep(cfg, model, clock)
+            expire(t)  # the last start-up's bounds ran out in the gap (each is well under it)
             start_up(t)  # a fresh core has no reading either
             warnings.append(log_gap_warning(feeder, last_ns, ns))
         last_ns = ns
         emit(ls.advance_to(t))  # decisions due before this message go first in the bag
+        expire(t)  # after them: they were decided while the roles were still waited for
         out.copy(conn, ns, raw)
         role = feeder.role_of.get(conn.topic)
         if role == "camera":
             stamp, rgb, fault = feeder.frame(conn, ns, raw)
-            if waiting:
-                judged_waiting[t] = still_missing()
+            if missing_now := still_missing(t):
+                judged_waiting[t] = missing_now
             emit(ls.frame(t, stamp, rgb, fault))
         elif role is not None and (msg := feeder.sensor(role, conn, raw)) is not None:
             if role == "range":
@@ -369,14 +402,16 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
             else:
                 emit(ls.imu(t, float(msg.linear_acceleration.x)))
         if role in waiting:  # its first message, decodable or not: one that is not is a fault, not start-up
-            waiting.discard(role)
+            del waiting[role]
             if not waiting:
                 series.startup_windows[-1]["until_s"] = round(t, 6)
         if progress is not None and (done := (ns - source.start_ns) / span) >= next_report:
             progress(done, t)
             next_report = done + 0.02
     emit(ls.finish())
-    series.startup_windows[:] = [w for w in series.startup_windows if w["decisions"]]
+    if last_ns is not None:
+        expire(feeder.t(last_ns))  # a bound that ran out before the bag's last message; later ones never did
+    series.startup_windows[:] = [w for w in series.startup_windows if w["decisions"] or w["silent"]]
     if progress is not None:
         progress(1.0, feeder.t(source.end_ns))
     return records, misses + ls.watchdog.stats.deadline_misses
@@ -419,7 +454,8 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
 
                 records, misses = run_realtime(source, feeder, out, roles, namespace=namespace,
                                                wait_s=wait_s, progress=progress, warnings=warnings)
-                records = realtime_startup(records, roles, series)
+                records = realtime_startup(records, roles, series, bounds=startup_bounds(cfg),
+                                           open_t=feeder.t(source.start_ns))
             else:
                 records, misses = _run_lockstep(source, feeder, out, cfg, bundle=bundle, budget_ms=budget_ms,
                                                  progress=progress, startup=startup_roles(roles, cfg),
@@ -433,6 +469,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         decided = summarize(records, series, deadline_misses=misses)
         if note := startup_warning(decided["startup_failsafe"], decided["first_brake"]):
             warnings.append(note)
+        warnings += silent_sensor_warnings(decided["startup_failsafe"]["windows"], startup_bounds(cfg))
         replay_s = time.perf_counter() - wall0
         duration_s = (source.end_ns - source.start_ns) * 1e-9
         summary: dict[str, Any] = {

@@ -68,7 +68,8 @@ class Series:
     undecodable: Counter[str] = field(default_factory=Counter)
     undecodable_why: dict[str, str] = field(default_factory=dict)  # topic -> the first message's error
     #: lockstep: each start-up (the bag's, and one after each log-time gap): from_s, until_s (the
-    #: message that completed the sensors; None: never), missing (roles at its start)
+    #: message that completed the sensors, or the bound of the last one that stayed silent; None:
+    #: the bag ended first), missing (roles at its start), silent (roles with no message by their bound)
     startup_windows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -140,6 +141,22 @@ def startup_warning(part: dict[str, Any], first_brake: dict[str, Any] | None) ->
             + (f" (log time {when})" if when else "")
             + f", as the node would decide them: fail-safe, {part['brakes']} brake(s){held}; counted in "
             f"startup_failsafe, not in first_brake (the first brake after start-up: {first})")
+
+
+def silent_sensor_warnings(windows: list[dict[str, Any]] | None, bounds: dict[str, float]) -> list[str]:
+    """One warning per start-up window a sensor did not speak in within its bound (lockstep).
+
+    Why: from the bound on its silence is a fault, and the fail-safes it causes are steady state
+    (``first_brake``); the reader must know start-up ended that way, not by the sensor reporting.
+    """
+    out = []
+    for w in windows or []:
+        for role in w.get("silent", []):
+            out.append(f"{role}: no message within {role}_timeout_s ({bounds[role]:g} s) of the start-up at "
+                       f"{w['from_s']:.3f} s: from {w['from_s'] + bounds[role]:.3f} s on its absence is a sensor "
+                       "fault, decided in steady state (its fail-safe brakes count in first_brake, not in "
+                       "startup_failsafe)")
+    return out
 
 
 def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses: int) -> dict[str, Any]:
