@@ -416,6 +416,9 @@ class _Runner:
                 # Always yield a little: the harness may run SCHED_FIFO, and a loop catching up
                 # after a stall must not starve the model worker or other processes.
                 time.sleep(max(TICK_S - took, MIN_SLEEP_S))
+        except BaseException:
+            stream.close()  # a failed run: a bag's temporary copy goes now (close_episode does it otherwise)
+            raise
         finally:
             for f in active:  # interrupted: still undo what the fault did
                 f.end(ctx)
@@ -567,7 +570,11 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         probe = Probe(cfg.out_dir / f"stalls-{group}.txt", max_s=duration + 120.0)
         try:
-            rec = runner.run(cfg.stream_factory())
+            stream = cfg.stream_factory()
+            try:
+                rec = runner.run(stream)
+            finally:
+                stream.close()  # a bag's temporary copy goes, on an error too
         finally:
             rec_probe, stalls = probe.stop()
         rec.probe, rec.stalls = rec_probe, stalls
