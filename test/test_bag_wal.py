@@ -8,6 +8,7 @@ recorder process that goes on in WAL mode, one commit per message, and is killed
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
 from tiny_node.bag import BagError, read_decisions, replay
 from tiny_node.bag import msgs as bm
@@ -127,3 +128,50 @@ def test_a_cleanly_closed_bag_is_read_in_place(tmp_path):
         Path(f"{bag / 'rec.db3'}{suffix}").unlink()
     with BagSource(bag) as source:
         assert source._tmp is None and source.warnings == [] and source.message_count == 180
+
+
+_WAL_ONLY = textwrap.dedent("""
+    # a recorder that creates its database in WAL mode (schema and rows of a template) and is
+    # killed before the first checkpoint: the tables themselves are only in the log
+    import os, sqlite3, sys
+    tmpl = sqlite3.connect(sys.argv[2])
+    con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    for (sql,) in tmpl.execute("SELECT sql FROM sqlite_master WHERE type='table' AND sql IS NOT NULL"):
+        con.execute(sql)
+    for (table,) in tmpl.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        for row in tmpl.execute(f"SELECT * FROM {table}"):
+            con.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(row))})", row)
+    os._exit(0)
+""")
+
+
+@pytest.mark.parametrize("first", ["killed", "wal-only"])
+def test_a_damaged_split_file_is_named_when_an_earlier_file_was_read_from_a_copy(tmp_path, first):
+    """Review 2, finding 3: rec_0.db3 has a log (read from a copy), rec_1.db3 is truncated. The
+    copies were removed before the unreadable file was looked for, so the copy of rec_0 did not
+    open and the error named rec_0.db3. 'wal-only': rec_0's tables are only in its log, so the
+    bag's own rec_0.db3 does not open either, only its copy: the file read is what is tried."""
+    killed = killed_recording(tmp_path / "k", closed=10, logged=5, metadata=False)
+    split = tmp_path / "split"
+    split.mkdir()
+    if first == "killed":
+        for f in killed.iterdir():
+            shutil.copyfile(f, split / f.name.replace("k.db3", "rec_0.db3"))
+    else:
+        subprocess.run([sys.executable, "-c", _WAL_ONLY, str(split / "rec_0.db3"), str(killed / "k.db3")],
+                       check=True, timeout=60)
+        assert (split / "rec_0.db3-wal").stat().st_size > 0
+        with pytest.raises(ReaderError, match="missing tables"), Reader(split / "rec_0.db3"):
+            pass  # the bag's own file, as rosbags opens it (immutable): no tables without its log
+    clean = tmp_path / "clean"
+    with Writer(clean, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conn = writer.add_connection("/range", bm.RANGE, typestore=bm.TYPESTORE)
+        writer.write(conn, T0, bm.serialize(bm.range_msg(T0, 30.0, 0.2, 100.0)))
+    (split / "rec_1.db3").write_bytes((clean / "clean.db3").read_bytes()[:3000])  # cut short
+    with pytest.raises(BagError) as err:
+        BagSource(split)
+    assert "corrupt or unreadable bag (rec_1.db3): " in str(err.value), err.value
+    with BagSource(split / "rec_0.db3") as one:  # rec_0 alone is readable, from its copy
+        assert one.message_count == 45

@@ -245,17 +245,19 @@ def _recover_hint(storage: str) -> str:
     return ""
 
 
-def _first_unreadable(files: list[Path]) -> str:
+def _first_unreadable(files: Sequence[Path], names: Sequence[Path]) -> str:
     """`` (file name)`` of the first of a split bag's files that does not open, for the error; "" if none.
 
-    Why: a split recording that was killed ends in an mcap cut short; `mcap recover` needs its name.
+    ``files`` are those read (a copy where a write-ahead log was applied), ``names`` the bag's
+    own files in the same order, which the error names. Why: a split recording that was killed
+    ends in an mcap cut short; `mcap recover` needs its name.
     """
-    for f in files:
+    for f, name in zip(files, names, strict=True):
         try:
             with Reader(f):
                 pass
         except _READ_ERRORS:
-            return f" ({f.name})"
+            return f" ({name.name})"
     return ""
 
 
@@ -321,6 +323,7 @@ class BagSource:
         self.storage, files, compression = self._locate()
         self._unzip_messages = compression == "message"
         self._tmp: TemporaryDirectory[str] | None = None
+        originals = files
         try:
             if compression == "file":
                 files = self._unzip_files(files)
@@ -329,8 +332,12 @@ class BagSource:
             self._reader = _StorageReader([self.path] if compression == "dir" else files)
             self._reader.open()
         except _READ_ERRORS as exc:
+            # the files read (copies, some of them) are tried while they still exist, and named by
+            # the bag's own: after _drop_tmp() a copy does not open, and was named instead of the
+            # damaged file
+            which = (_first_unreadable(files, originals)
+                     if len(files) > 1 and compression in ("", "message") else "")
             self._drop_tmp()
-            which = _first_unreadable(files) if len(files) > 1 and compression in ("", "message") else ""
             hint = _recover_hint(self.storage)
             raise BagError(f"{self.path}: corrupt or unreadable bag{which}: {exc}{hint}") from exc
         self.connections: list[Connection] = list(self._reader.connections)
