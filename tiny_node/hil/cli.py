@@ -81,7 +81,7 @@ def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str
             raise ValueError(f"suite {args.suite!r} has no scenarios")
         return (lambda: source.suite_stream(args.suite)), f"suite {args.suite}"
     if args.bag is not None:
-        source.BagStream(args.bag)  # BagError naming the bag (unreadable, no camera, two cameras)
+        source.BagStream(args.bag).close()  # BagError naming the bag (unreadable, no camera, two cameras)
         return (lambda: source.BagStream(args.bag)), f"bag {args.bag}"
     if source.sim_available():
         try:
