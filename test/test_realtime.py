@@ -556,3 +556,38 @@ def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_l
         assert len(reports) == 1 and "publisher gone" in reports[0] and "Traceback" in reports[0]
     finally:
         loop.close()
+
+
+def test_a_frame_put_back_after_a_transient_error_is_decided_at_once():
+    """Review 3, finding 1: the untried frame went back to the mailbox without a wake-up, so the
+    next step slept up to MAX_SLEEP_S (50 ms) first: a deadline miss for a lone frame."""
+    clock = MonotonicClock()
+    cfg = make_config({})  # deadline 50 ms
+    sensors = SensorState(cfg.rules)
+    wd = Watchdog(cfg, sensors, clock)
+    out = _Collector()
+    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
+    tick = wd.on_tick
+    armed = {"on": True}
+
+    def on_tick():
+        if armed["on"] and loop._taken:  # fails once, in the step that took the frame
+            armed["on"] = False
+            raise ZeroDivisionError("transient tick bug")
+        return tick()
+
+    wd.on_tick = on_tick
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        time.sleep(0.06)  # the thread settles into a capped 50 ms wait
+        _fresh(sensors, clock, 1)
+        assert loop.push_frame(Frame(1, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 1)
+        time.sleep(0.05)
+        [(_, d)] = out.got
+        assert loop.step_errors == 1 and not armed["on"]
+        assert not d.brake and d.frame_id == 1 and wd.stats.deadline_misses == 0
+        assert d.latency_ms < 25, d.latency_ms
+    finally:
+        loop.close()

@@ -288,6 +288,8 @@ class RealtimeLoop:
         untried, self._taken = self._taken, []
         with self._lock:
             self._mailbox[:0] = untried
+        if untried:  # they are due at the next step: it must not sleep up to MAX_SLEEP_S first
+            self._wake(b"r")
         self._close_everything(f"deadline thread error: {self.last_error}", [] if opening is None else [opening])
 
     def _last_words(self, why: str) -> None:
