@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from tiny_node import realtime
 from tiny_node.clock import MonotonicClock
 from tiny_node.config import make_config
 from tiny_node.decision import Decision
@@ -558,11 +559,13 @@ def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_l
         loop.close()
 
 
-def test_a_frame_put_back_after_a_transient_error_is_decided_at_once():
+def test_a_frame_put_back_after_a_transient_error_is_decided_at_once(monkeypatch):
     """Review 3, finding 1: the untried frame went back to the mailbox without a wake-up, so the
     next step slept up to MAX_SLEEP_S (50 ms) first: a deadline miss for a lone frame."""
+    # A long capped sleep: without a wake-up the put-back frame waits for it (not scheduling noise).
+    monkeypatch.setattr(realtime, "MAX_SLEEP_S", 1.0)
     clock = MonotonicClock()
-    cfg = make_config({})  # deadline 50 ms
+    cfg = make_config({"camera_timeout_action": "none"})  # deadline 50 ms
     sensors = SensorState(cfg.rules)
     wd = Watchdog(cfg, sensors, clock)
     out = _Collector()
@@ -580,14 +583,13 @@ def test_a_frame_put_back_after_a_transient_error_is_decided_at_once():
     loop.start()
     try:
         _fresh(sensors, clock, 0)
-        time.sleep(0.06)  # the thread settles into a capped 50 ms wait
+        time.sleep(0.06)  # the thread settles into a capped wait
         _fresh(sensors, clock, 1)
         assert loop.push_frame(Frame(1, clock.now(), IMG))
         out.wait_for(lambda g: len(g) == 1)
-        time.sleep(0.05)
         [(_, d)] = out.got
         assert loop.step_errors == 1 and not armed["on"]
         assert not d.brake and d.frame_id == 1 and wd.stats.deadline_misses == 0
-        assert d.latency_ms < 25, d.latency_ms
+        assert d.latency_ms < 50, d.latency_ms
     finally:
         loop.close()
