@@ -190,7 +190,8 @@ def test_a_radar_silent_after_a_gap_ends_start_up_at_its_timeout_and_its_fail_sa
     assert gap_s + 0.5 < first["t_s"] < gap_s + 0.54  # the first frame past range_timeout_s (0.5 s)
     assert start["frames"] == start["brakes"] == 15 and start["missing"] == {"range": 15}
     (window,) = start["windows"]
-    assert window["from_s"] == pytest.approx(gap_s) and window["until_s"] == pytest.approx(gap_s + 0.5)
+    # the bound runs from the window's first camera frame (the fixture's camera runs 2.5 ms late)
+    assert window["from_s"] == pytest.approx(gap_s) and gap_s + 0.5 < window["until_s"] < gap_s + 0.504
     assert window["silent"] == ["range"]
     (note,) = [w for w in s["warnings"] if w.startswith("range: no message within")]
     assert "range_timeout_s (0.5 s)" in note and "steady state" in note
@@ -210,14 +211,15 @@ def test_a_radar_that_reports_late_ends_its_start_up_at_its_timeout_not_at_its_m
     assert s["first_brake"]["reason"] == "fail-safe brake: range: no reading received"
     assert timeout_s < s["first_brake"]["t_s"] < timeout_s + 0.04
     (window,) = start["windows"]
-    assert window["until_s"] == pytest.approx(timeout_s) and window["silent"] == ["range"]
+    assert timeout_s < window["until_s"] < timeout_s + 0.004 and window["silent"] == ["range"]  # from the first frame
 
 
 def test_real_time_bounds_start_up_when_no_range_message_could_be_read():
     """Real time: a radar whose every message is undecodable has no first time; the bound from
-    the bag's start (range_timeout_s + the delivery slack) still ends its start-up."""
+    the bag's first frame (range_timeout_s, as in lockstep: the delivery slack is for a first
+    message only) still ends its start-up."""
     failsafe = "fail-safe brake: range: no reading received"
-    bound = 0.5 + REALTIME_STARTUP_SLACK_S
+    bound = 0.5
     records = [_record(t, True, failsafe) for t in (0.2, bound - 0.01, bound + 0.01, 9.0)]
     marked = realtime_startup(records, {"camera": "/c", "range": "/r", "odom": "/o"}, Series(speed_t=[0.01]),
                               bounds=startup_bounds(make_config()), open_t=0.0)
@@ -226,4 +228,44 @@ def test_real_time_bounds_start_up_when_no_range_message_could_be_read():
     assert s["first_brake"]["t_s"] == bound + 0.01
     # opened later (an epoch before the bag's first message): the bound follows the opening
     later = realtime_startup(records, {"range": "/r"}, Series(), bounds=startup_bounds(make_config()), open_t=8.0)
-    assert [r.startup for r in later] == [("range",)] * 4
+    assert [r.startup for r in later] == [("range",)] * 3 + [()]  # 9.0 s is past 8.0 + 0.5
+
+
+def test_the_start_up_bound_runs_from_the_first_frame_not_the_bags_first_message(tmp_path: Path) -> None:
+    """A recorder's own message 1 s before the sensors (``/rosout``, ``/tf_static``) must not spend
+    the sensors' start-up bound: the camera-first frame stays a start-up fail-safe (review, 11:00)."""
+    string = bm.TYPESTORE.types["std_msgs/msg/String"]
+    drive = _drive(T0 + 1_000_000_000, 4.5, -20_000_000)
+    s = replay(_write(tmp_path / "b", [("/rosout_like", T0, string(data="recorder up")), *drive]),
+               out_dir=tmp_path / "o", cfg=make_config(), bundle=None, plot=False).summary
+    assert s["first_brake"] is not None and s["first_brake"]["reason"].startswith("RSS")
+    assert s["startup_failsafe"]["frames"] >= 1
+
+
+def test_a_sensor_already_a_fault_is_not_hidden_by_another_sensors_start_up(tmp_path: Path) -> None:
+    """The radar silent past range_timeout_s (0.5 s) is a fault from then on, even while odometry
+    (odom_timeout_s 2.0) is still within its own start-up bound (review, 11:00)."""
+    items = [it for it in _drive(T0, 3.0, 3_000_000)
+             if not (it[0] == "/radar/range" and it[1] < T0 + 2_500_000_000)
+             and not (it[0] == "/odom" and it[1] < T0 + 1_500_000_000)]
+    s = replay(_write(tmp_path / "b", items), out_dir=tmp_path / "o", cfg=make_config({"odom_timeout_s": 2.0}),
+               bundle=None, plot=False).summary
+    assert s["first_brake"] is not None and 0.5 <= s["first_brake"]["t_s"] < 0.54  # was 1.5: hidden
+    assert s["startup_failsafe"]["frames"] == 15
+
+
+def test_real_time_start_up_is_lockstep_s_rule_slack_for_a_first_message_only():
+    """A frame naming a sensor past its bound, or one the bag lacks, is a fault, not start-up; the
+    delivery slack stretches a first message's time, not the absence bound (review, 11:00)."""
+    both = "fail-safe brake: range: no reading received; odom: no reading received"
+    bounds = startup_bounds(make_config({"odom_timeout_s": 2.0}))
+    records = [_record(t, True, both) for t in (0.3, 0.7)]
+    roles = {"camera": "/c", "range": "/r", "odom": "/o"}
+    marked = realtime_startup(records, roles, Series(), bounds=bounds, open_t=0.0)
+    assert [r.startup for r in marked] == [("range", "odom"), ()]  # at 0.7 s the radar is past 0.5 s
+    no_radar = realtime_startup(records, {"camera": "/c", "odom": "/o"}, Series(), bounds=bounds, open_t=0.0)
+    assert [r.startup for r in no_radar] == [(), ()]  # a bag without one: a fault from the start
+    # the radar's first message at 0.1 s, delivered within the slack: start-up until then + slack only
+    late = [_record(t, True, "fail-safe brake: range: no reading received") for t in (0.2, 0.1 + REALTIME_STARTUP_SLACK_S + 0.01)]
+    marked = realtime_startup(late, roles, Series(range_t=[0.1]), bounds=startup_bounds(make_config()), open_t=0.0)
+    assert [r.startup for r in marked] == [("range",), ()]

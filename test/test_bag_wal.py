@@ -175,3 +175,32 @@ def test_a_damaged_split_file_is_named_when_an_earlier_file_was_read_from_a_copy
     assert "corrupt or unreadable bag (rec_1.db3): " in str(err.value), err.value
     with BagSource(split / "rec_0.db3") as one:  # rec_0 alone is readable, from its copy
         assert one.message_count == 45
+
+
+@pytest.mark.parametrize(("storage", "ext"), [("sqlite3", "db3"), ("mcap", "mcap")])
+def test_a_damaged_file_of_a_file_compressed_split_bag_is_named(tmp_path, storage, ext):
+    """rec_1 cut short, then compressed: the error names rec_1.<ext>.zstd, not the deleted
+    unpacked copy or nothing (review, 11:00); an mcap's hint says to decompress first."""
+    import yaml
+    from test_bag_startup import T0, _drive, _write
+
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef]
+
+    plain = _write(tmp_path / "plain", _drive(T0, 0.5, 3_000_000), storage)
+    data = next(plain.glob(f"*.{ext}")).read_bytes()
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / f"rec_0.{ext}.zstd").write_bytes(zstd.compress(data))
+    (split / f"rec_1.{ext}.zstd").write_bytes(zstd.compress(data[: len(data) // 2]))
+    meta = yaml.safe_load((plain / "metadata.yaml").read_text())
+    info = meta["rosbag2_bagfile_information"]
+    info["compression_mode"], info["compression_format"] = "FILE", "zstd"
+    info["relative_file_paths"] = [f"rec_0.{ext}.zstd", f"rec_1.{ext}.zstd"]
+    info["files"] = [dict(info["files"][0], path=p) for p in info["relative_file_paths"]]
+    (split / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(BagError, match=rf"corrupt or unreadable bag \(rec_1\.{ext}\.zstd\)") as err:
+        BagSource(split).close()
+    assert ("decompressed (`zstd -d`)" in str(err.value)) == (storage == "mcap")

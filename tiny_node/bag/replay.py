@@ -260,8 +260,12 @@ def startup_roles(roles: Mapping[str, str], cfg: NodeConfig) -> tuple[str, ...]:
     Range and odometry, and the IMU when ``imu_required`` (without it, the core judges frames
     the same with or without one).
     """
-    return tuple(r for r in ("range", "odom") if r in roles) + (
-        ("imu",) if "imu" in roles and cfg.bool("imu_required") else ())
+    return tuple(r for r in required_roles(cfg) if r in roles)
+
+
+def required_roles(cfg: NodeConfig) -> tuple[str, ...]:
+    """The sensor roles the core needs a reading of: range, odometry, the IMU with ``imu_required``."""
+    return ("range", "odom") + (("imu",) if cfg.bool("imu_required") else ())
 
 
 def startup_bounds(cfg: NodeConfig) -> dict[str, float]:
@@ -291,19 +295,21 @@ def realtime_startup(records: list[DecisionRecord], roles: Mapping[str, str], se
     each frame was judged, here only the node does. Its reason for the frame itself counts (a
     held decision's ``| now:`` part), not the brake it holds. The rule is lockstep's: start-up
     lasts until the sensor's first message (a decodable one: the replay does not time the
-    others) or its bound after the bag's start (``open_t``), whichever is first, plus
-    :data:`REALTIME_STARTUP_SLACK_S` for delivery; later, the node's "no reading" is a fault.
+    others; :data:`REALTIME_STARTUP_SLACK_S` added for its delivery) or its bound after the
+    bag's first camera frame (``open_t``), whichever is first; later, the node's "no reading"
+    is a fault. A frame whose reason names a sensor past its bound, or one the bag lacks, is
+    not start-up: the node brakes for that fault anyway.
     """
     first = {"range": series.range_t[0] if series.range_t else math.inf,
              "odom": series.speed_t[0] if series.speed_t else math.inf}
-    until = {role: min(first.get(role, math.inf), open_t + bounds[role]) + REALTIME_STARTUP_SLACK_S
+    until = {role: min(first.get(role, math.inf) + REALTIME_STARTUP_SLACK_S, open_t + bounds[role])
              for role in ("range", "odom", "imu")}
     out = []
     for r in records:
         own = r.reason.rpartition(" | now: ")[2] if r.hold else r.reason
-        missing = tuple(role for role in ("range", "odom", "imu") if role in roles
-                        and f"{role}: no reading received" in own and r.t <= until[role])
-        out.append(replace(r, startup=missing) if missing else r)
+        named = tuple(role for role in ("range", "odom", "imu") if f"{role}: no reading received" in own)
+        startup = bool(named) and all(role in roles and r.t <= until[role] for role in named)
+        out.append(replace(r, startup=named) if startup else r)
     return out
 
 
@@ -336,11 +342,19 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     waiting: dict[str, float] = {}
     judged_waiting: dict[float, tuple[str, ...]] = {}
 
+    # roles whose bound ran out in this window and not yet heard, and required roles the bag lacks:
+    # a fault, for which the core brakes anyway (not start-up)
+    faulted: set[str] = set()
+    absent = set(required_roles(cfg)) - set(startup)
+
     def still_missing(t: float) -> tuple[str, ...]:
+        if faulted or absent:
+            return ()
         return tuple(role for role in startup if t <= waiting.get(role, -math.inf))
 
     def start_up(t: float) -> None:
-        waiting.update({role: t + bounds[role] for role in startup})
+        waiting.update({role: math.inf for role in startup})  # bounds run from the window's first frame
+        faulted.clear()
         judged_waiting.clear()
         series.startup_windows.append({"from_s": round(t, 6), "until_s": None, "missing": list(startup),
                                        "silent": [], "decisions": 0})
@@ -352,6 +366,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
             return
         window = series.startup_windows[-1]
         window["silent"] += gone
+        faulted.update(gone)
         end = max(waiting.pop(role) for role in gone)
         if not waiting:
             window["until_s"] = round(end, 6)
@@ -384,6 +399,9 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
         out.copy(conn, ns, raw)
         role = feeder.role_of.get(conn.topic)
         if role == "camera":
+            for r, until in waiting.items():
+                if until == math.inf:  # the window's first frame: its bounds run from here
+                    waiting[r] = t + bounds[r]
             stamp, rgb, fault = feeder.frame(conn, ns, raw)
             if missing_now := still_missing(t):
                 judged_waiting[t] = missing_now
@@ -401,6 +419,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 emit(ls.odom(t, speed, float(msg.twist.twist.angular.z)))  # a real drive turns
             else:
                 emit(ls.imu(t, float(msg.linear_acceleration.x)))
+        faulted.discard(role)
         if role in waiting:  # its first message, decodable or not: one that is not is a fault, not start-up
             del waiting[role]
             if not waiting:
@@ -455,7 +474,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                 records, misses = run_realtime(source, feeder, out, roles, namespace=namespace,
                                                wait_s=wait_s, progress=progress, warnings=warnings)
                 records = realtime_startup(records, roles, series, bounds=startup_bounds(cfg),
-                                           open_t=feeder.t(source.start_ns))
+                                           open_t=series.frames[0][0] if series.frames else feeder.t(source.start_ns))
             else:
                 records, misses = _run_lockstep(source, feeder, out, cfg, bundle=bundle, budget_ms=budget_ms,
                                                  progress=progress, startup=startup_roles(roles, cfg),

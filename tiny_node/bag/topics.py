@@ -238,10 +238,11 @@ class _StorageReader:
             stack.close()
 
 
-def _recover_hint(storage: str) -> str:
+def _recover_hint(storage: str, *, compressed: bool = False) -> str:
     """What to do about a damaged bag of ``storage``, for the error message (with or without metadata.yaml)."""
     if storage == "mcap":
-        return " (an mcap cut short, e.g. by an interrupted recording, can be rebuilt with `mcap recover`)"
+        first = "decompressed (`zstd -d`) and then " if compressed else ""
+        return f" (an mcap cut short, e.g. by an interrupted recording, can be {first}rebuilt with `mcap recover`)"
     return ""
 
 
@@ -335,10 +336,11 @@ class BagSource:
             # the files read (copies, some of them) are tried while they still exist, and named by
             # the bag's own: after _drop_tmp() a copy does not open, and was named instead of the
             # damaged file
-            which = (_first_unreadable(files, originals)
-                     if len(files) > 1 and compression in ("", "message") else "")
+            # (a file-compressed bag: its unpacked copies, once unpacking went through)
+            readable_as_files = compression in ("", "message") or (compression == "file" and files is not originals)
+            which = _first_unreadable(files, originals) if len(files) > 1 and readable_as_files else ""
             self._drop_tmp()
-            hint = _recover_hint(self.storage)
+            hint = _recover_hint(self.storage, compressed=compression == "file")
             raise BagError(f"{self.path}: corrupt or unreadable bag{which}: {exc}{hint}") from exc
         self.connections: list[Connection] = list(self._reader.connections)
         # a bag with no definitions at all (sqlite3 before Iron) is read with the stores below
