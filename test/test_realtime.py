@@ -593,3 +593,45 @@ def test_a_frame_put_back_after_a_transient_error_is_decided_at_once(monkeypatch
         assert d.latency_ms < 50, d.latency_ms
     finally:
         loop.close()
+
+
+class _PollBreaks(_ScriptedWorker):
+    """A worker whose result pipe breaks for good once told (every poll raises)."""
+
+    broken = False
+
+    def poll(self) -> list[_Result]:
+        if self.broken:
+            raise EOFError("result pipe")
+        return super().poll()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # it may give up at the end
+def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_once_by_the_rules():
+    """Review 3, finding 2: each failing step took the put-back frames and put them back untried,
+    so none was decided until the thread gave up 50 steps later (all fail-safe brakes, 0.3-0.65 s late)."""
+    clock = MonotonicClock()
+    cfg = make_config({})  # deadline 50 ms
+    sensors = SensorState(cfg.rules)
+    worker = _PollBreaks()
+    wd = Watchdog(cfg, sensors, clock, worker)
+    out = _Collector()
+    loop = RealtimeLoop(wd, out, clock, worker, report=lambda s: None)
+    loop.start()
+    try:
+        for i in range(1, 9):  # 30 Hz
+            _fresh(sensors, clock, i)
+            if i == 3:
+                worker.broken = True
+            assert loop.push_frame(Frame(i, clock.now(), IMG))
+            time.sleep(1 / 30)
+        out.wait_for(lambda g: len(g) == 8)
+        time.sleep(0.05)
+        by_stamp = {d.stamp_ns: d for _, d in out.got}
+        assert sorted(by_stamp) == list(range(1, 9)) and len(out.got) == 8
+        assert loop.step_errors >= 6
+        assert wd.stats.deadline_misses == 0, [(d.stamp_ns, round(d.latency_ms, 1)) for _, d in out.got]
+        for s in range(3, 9):  # by the rules (clear road), not the fail-safe
+            assert not by_stamp[s].brake and not by_stamp[s].reason.startswith("fail-safe"), by_stamp[s].reason
+    finally:
+        loop.close()

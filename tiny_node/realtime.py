@@ -9,10 +9,11 @@ wake it at once.  Timing therefore does not ride on the rclpy executor or on cal
 An unexpected exception in a step does not end the thread: it is reported (the node's
 logger), counted, decisions already taken are published (the watchdog's sink), every open
 cycle is decided at once (fallback; the fail-safe for a frame whose cycle could not be opened
-or whose close fails), untried frames go back to the mailbox, and after a short wait the
-thread carries on.  After :data:`MAX_CONSECUTIVE_ERRORS` failed steps in a row, or an error
-the guard cannot handle, it decides what it holds, takes no more frames, and the node's
-diagnostics report ERROR (docs/RELIABILITY.md).
+or whose close fails), untried frames go back to the mailbox (opened at once instead when the
+step before failed too), and after a short wait the thread carries on.  After
+:data:`MAX_CONSECUTIVE_ERRORS` failed steps in a row, or an error the guard cannot handle, it
+decides what it holds, takes no more frames, and the node's diagnostics report ERROR
+(docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class RealtimeLoop:
                     failures = 0
                 except Exception as exc:
                     failures += 1
-                    self._recover(exc)
+                    self._recover(exc, repeated=failures > 1)
                     if failures >= MAX_CONSECUTIVE_ERRORS:
                         raise RuntimeError(f"{failures} steps failed in a row, the last: {self.last_error}") from exc
                     time.sleep(RETRY_WAIT_S)
@@ -204,7 +205,7 @@ class RealtimeLoop:
             try:
                 self._step()
             except Exception as exc:
-                self._recover(exc)
+                self._recover(exc, repeated=False)
             with self._lock:  # frames put back by a failed last step: the fail-safe, no retry
                 left, self._mailbox = self._mailbox, []
             self._close_everything("node shutting down", left)
@@ -274,23 +275,45 @@ class RealtimeLoop:
             self._last_logged = (now, self.last_error)
             self._report(f"{what} (error {self.step_errors}):\n{traceback.format_exc()}")
 
-    def _recover(self, exc: Exception) -> None:
+    def _recover(self, exc: Exception, *, repeated: bool) -> None:
         """After a failed step: decide everything open now, so nothing is lost, and carry on.
 
         Decisions already taken go out (the watchdog's sink); every open cycle is closed with
         the rule verdict; only a frame whose ``on_frame`` failed before its cycle was opened
         gets the fail-safe (its rule verdict is not to be trusted), through the watchdog so
-        it is held and counted. Frames not tried yet go back to the mailbox, decided normally
-        at the next step: an error elsewhere (a tick, a poll) says nothing about them.
+        it is held and counted. Frames not tried yet: an error elsewhere (a tick, a poll) says
+        nothing about them. After a first failure they go back to the mailbox (with a wake-up)
+        and are decided normally at the next step; after a ``repeated`` one (the step before
+        failed too) they are opened here, one try each, and decided now by the rules: an error
+        that recurs before ``on_frame`` would otherwise hold them until the thread gives up.
         """
         self._count(exc, "deadline thread step failed; open cycles decided by the fallback")
         opening, self._opening = self._opening, None
         untried, self._taken = self._taken, []
-        with self._lock:
-            self._mailbox[:0] = untried
-        if untried:  # they are due at the next step: it must not sleep up to MAX_SLEEP_S first
-            self._wake(b"r")
-        self._close_everything(f"deadline thread error: {self.last_error}", [] if opening is None else [opening])
+        failed = [] if opening is None else [opening]
+        if not repeated:
+            with self._lock:
+                self._mailbox[:0] = untried
+            if untried:  # they are due at the next step: it must not sleep up to MAX_SLEEP_S first
+                self._wake(b"r")
+        else:
+            failed += self._open_each(untried)
+        self._close_everything(f"deadline thread error: {self.last_error}", failed)
+
+    def _open_each(self, frames: list[Frame]) -> list[Frame]:
+        """Open a cycle for each frame (one try each); returns the frames whose ``on_frame`` raised.
+
+        Their decisions (if any) are in the sink; a frame returned gets the fail-safe from
+        :meth:`_close_everything` unless its cycle was opened before the error.
+        """
+        failed = []
+        for frame in frames:
+            try:
+                self.watchdog.on_frame(frame)
+            except Exception as exc:
+                self._count(exc, "opening a frame's cycle in recovery failed; it gets the fail-safe")
+                failed.append(frame)
+        return failed
 
     def _last_words(self, why: str) -> None:
         """The thread is ending on an error: decide every cycle and frame it holds (best effort)."""
