@@ -591,3 +591,29 @@ def test_a_failsafe_goes_through_the_hold_and_the_counts():
     wd.on_frame(frame(clock, 3))
     [d] = wd.on_model_result(3, Out(False, 0.9, "go"))
     assert d.brake and d.hold
+
+
+def test_a_frame_whose_rule_path_raises_takes_one_seq_and_counts_once():
+    """Review 3, finding 3: on_frame took a seq and counted the cycle before the rule path; when
+    that raised, close_failsafe took another seq and counted again (ids 1, 3, 4; 4 cycles, 3 decisions)."""
+    clock, _, wd = setup()
+    decide = wd.rules.decide
+    calls = {"n": 0}
+
+    def failing_decide(snap):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise FloatingPointError("rule path bug")
+        return decide(snap)
+
+    wd.rules.decide = failing_decide
+    ids = [wd.on_frame(frame(clock, 1))[0].frame_id]
+    clock.advance(0.033)
+    with pytest.raises(FloatingPointError):
+        wd.on_frame(frame(clock, 2))
+    assert wd.open_cycles == 0 and wd.stats.cycles == 1
+    ids.append(wd.close_failsafe(frame(clock, 2), "rule path bug").frame_id)
+    clock.advance(0.033)
+    ids += [d.frame_id for d in wd.on_frame(frame(clock, 3))]
+    assert ids == [1, 2, 3]
+    assert wd.stats.cycles == 3 and wd.stats.decisions == 3

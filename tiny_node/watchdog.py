@@ -248,9 +248,6 @@ class Watchdog:
     def on_frame(self, frame: Frame) -> list[Decision]:
         """Open a cycle for ``frame``; returns decisions that could be taken at once."""
         self._camera_alive(frame)
-        self._seq += 1
-        seq = self._seq
-        self.stats.cycles += 1
         # A deadline from the stamp may come sooner (the frame aged in transport), never later:
         # a stamp ahead of this clock, or ROS time at 0 before the first /clock, must not stretch it.
         deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
@@ -265,6 +262,9 @@ class Watchdog:
         else:
             self.stats.bad_frames += 1
             self.stats.last_fault = fault
+        # The seq is taken and the cycle counted only as it opens: if anything above raises,
+        # close_failsafe gives the frame its one seq and count (no id skipped, none counted twice).
+        seq = self._seq + 1
         cycle = _Cycle(
             seq=seq,
             frame=frame,
@@ -275,6 +275,8 @@ class Watchdog:
             features=snap.features(),
             fault=fault or "",
         )
+        self._seq = seq
+        self.stats.cycles += 1
         self._open[seq] = cycle
         if fault is not None or frame.image is None:
             cycle.unavailable_why = f"bad frame: {fault or 'no image'}"
