@@ -635,3 +635,41 @@ def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_o
             assert not by_stamp[s].brake and not by_stamp[s].reason.startswith("fail-safe"), by_stamp[s].reason
     finally:
         loop.close()
+
+
+def test_a_transient_error_in_the_last_step_at_stop_gives_no_frame_a_fail_safe():
+    """Review 3, finding 4: the frame taken by the last step went back to the mailbox untried, then
+    got rules.failsafe (a brake it never earned, and its hold) as the node stopped."""
+    clock = MonotonicClock()
+    cfg = make_config({"camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    wd = Watchdog(cfg, sensors, clock)
+    out = _Collector()
+    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
+    tick = wd.on_tick
+    stopping = threading.Event()
+
+    def on_tick():
+        if stopping.is_set() and not loop._running and loop._taken:  # the last step, with a frame taken
+            raise ZeroDivisionError("transient tick bug")
+        return tick()
+
+    wd.on_tick = on_tick
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        time.sleep(0.02)  # the thread's first steps are over: it waits (no frame, no tick due)
+        with loop._lock:  # the frame arrives as stop() is called: taken by the last step
+            loop._running = False
+            loop._mailbox.append(Frame(1, clock.now(), IMG))
+        loop._running = True
+        stopping.set()
+        loop.stop()
+        [(_, d)] = out.got
+        # the step woken by stop() fails (frame put back), then the last one (frame opened by recovery)
+        assert loop.step_errors in (1, 2) and loop.last_error == "ZeroDivisionError: transient tick bug"
+        assert d.stamp_ns == 1 and d.frame_id == 1 and not d.brake, d.reason
+        assert not d.reason.startswith("fail-safe") and wd._hold_until < clock.now()
+        assert wd.stats.cycles == 1 and wd.stats.decisions == 1 and wd.open_cycles == 0
+    finally:
+        loop.close()

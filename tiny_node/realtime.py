@@ -197,18 +197,18 @@ class RealtimeLoop:
                     failures = 0
                 except Exception as exc:
                     failures += 1
-                    self._recover(exc, repeated=failures > 1)
+                    self._recover(exc, put_back=failures == 1)
                     if failures >= MAX_CONSECUTIVE_ERRORS:
                         raise RuntimeError(f"{failures} steps failed in a row, the last: {self.last_error}") from exc
                     time.sleep(RETRY_WAIT_S)
             # Stopping: frames taken and not yet opened are opened, and nothing opened stays unanswered.
             try:
                 self._step()
-            except Exception as exc:
-                self._recover(exc, repeated=False)
-            with self._lock:  # frames put back by a failed last step: the fail-safe, no retry
+            except Exception as exc:  # no step follows: recovery opens the untried frames itself
+                self._recover(exc, put_back=False)
+            with self._lock:  # none is left unless one slipped in: opened too (the fail-safe only if that raises)
                 left, self._mailbox = self._mailbox, []
-            self._close_everything("node shutting down", left)
+            self._close_everything("node shutting down", self._open_each(left))
         except BaseException as exc:  # even the recovery failed: say so; the node reports ERROR
             self.died_of = f"{type(exc).__name__}: {exc}"
             self._report(f"deadline thread ended: no more decisions\n{traceback.format_exc()}")
@@ -275,23 +275,24 @@ class RealtimeLoop:
             self._last_logged = (now, self.last_error)
             self._report(f"{what} (error {self.step_errors}):\n{traceback.format_exc()}")
 
-    def _recover(self, exc: Exception, *, repeated: bool) -> None:
+    def _recover(self, exc: Exception, *, put_back: bool) -> None:
         """After a failed step: decide everything open now, so nothing is lost, and carry on.
 
         Decisions already taken go out (the watchdog's sink); every open cycle is closed with
         the rule verdict; only a frame whose ``on_frame`` failed before its cycle was opened
         gets the fail-safe (its rule verdict is not to be trusted), through the watchdog so
         it is held and counted. Frames not tried yet: an error elsewhere (a tick, a poll) says
-        nothing about them. After a first failure they go back to the mailbox (with a wake-up)
-        and are decided normally at the next step; after a ``repeated`` one (the step before
-        failed too) they are opened here, one try each, and decided now by the rules: an error
-        that recurs before ``on_frame`` would otherwise hold them until the thread gives up.
+        nothing about them. With ``put_back`` (a first failure) they go back to the mailbox
+        (with a wake-up) and are decided normally at the next step; without it (the step
+        before failed too, or no step follows: stopping) they are opened here, one try each,
+        and decided now by the rules: an error that recurs before ``on_frame`` would otherwise
+        hold them until the thread gives up.
         """
         self._count(exc, "deadline thread step failed; open cycles decided by the fallback")
         opening, self._opening = self._opening, None
         untried, self._taken = self._taken, []
         failed = [] if opening is None else [opening]
-        if not repeated:
+        if put_back:
             with self._lock:
                 self._mailbox[:0] = untried
             if untried:  # they are due at the next step: it must not sleep up to MAX_SLEEP_S first
