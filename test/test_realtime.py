@@ -673,3 +673,48 @@ def test_a_transient_error_in_the_last_step_at_stop_gives_no_frame_a_fail_safe()
         assert wd.stats.cycles == 1 and wd.stats.decisions == 1 and wd.open_cycles == 0
     finally:
         loop.close()
+
+
+def test_start_refuses_while_the_thread_a_timed_out_stop_left_behind_still_runs(monkeypatch):
+    """Review 3, finding 5: stop() gave up on a thread stuck in a publish and forgot it; start()
+    then ran a second deadline thread beside it, both stepping the same watchdog."""
+    monkeypatch.setattr(realtime, "STOP_TIMEOUT_S", 0.1)
+    clock = MonotonicClock()
+    cfg = make_config({"camera_timeout_action": "none"})
+    sensors = SensorState(cfg.rules)
+    wd = Watchdog(cfg, sensors, clock)
+    release = threading.Event()
+    out = _Collector()
+
+    def publish(d: Decision) -> None:
+        if d.stamp_ns == 1:
+            release.wait(3.0)  # a DDS publish blocked
+        out(d)
+
+    reports: list[str] = []
+    loop = RealtimeLoop(wd, publish, clock, report=reports.append)
+    loop.start()
+    try:
+        _fresh(sensors, clock, 0)
+        assert loop.push_frame(Frame(1, clock.now(), IMG))
+        time.sleep(0.05)
+        loop.stop()  # deactivate: the thread is stuck publishing frame 1
+        assert loop.alive and any("did not stop" in r for r in reports)
+        with pytest.raises(RuntimeError, match="has not ended"):
+            loop.start()  # activate again: refused, not a second thread
+        assert not loop.running and not loop.push_frame(Frame(2, clock.now(), IMG))
+        assert [t.name for t in threading.enumerate()].count("tiny_node-deadline") == 1
+        release.set()
+        end = time.monotonic() + 2
+        while loop.alive and time.monotonic() < end:
+            time.sleep(0.01)
+        assert not loop.alive and [d.stamp_ns for _, d in out.got] == [1]
+        loop.start()  # the old thread ended: a new one starts
+        _fresh(sensors, clock, 3)
+        assert loop.push_frame(Frame(3, clock.now(), IMG))
+        out.wait_for(lambda g: len(g) == 2)
+        assert [d.stamp_ns for _, d in out.got] == [1, 3]
+        assert [t.name for t in threading.enumerate()].count("tiny_node-deadline") == 1
+    finally:
+        release.set()
+        loop.close()

@@ -51,6 +51,8 @@ RETRY_WAIT_S = 0.005
 # This many failed steps in a row (no step succeeding between them, >= 0.25 s with the wait
 # above) and the thread declares itself dead: it decides what it holds and refuses frames.
 MAX_CONSECUTIVE_ERRORS = 50
+# stop() waits this long for the thread; one still running after it is kept (start() refuses).
+STOP_TIMEOUT_S = 2.0
 
 
 class RealtimeLoop:
@@ -124,9 +126,19 @@ class RealtimeLoop:
         return t is not None and t.is_alive()
 
     def start(self) -> None:
-        """Start the deadline thread (idempotent)."""
+        """Start the deadline thread (idempotent).
+
+        Raises RuntimeError while the thread of the last run is still alive (a :meth:`stop` that
+        timed out): a second thread would drive the same watchdog at once. The old one ends
+        when it gets out of what holds it (it sees it is not running), and start() works again.
+        """
         if self._running:
             return
+        old = self._thread
+        if old is not None and old.is_alive():
+            raise RuntimeError(
+                f"the deadline thread of the last run has not ended (stop() gave up after {STOP_TIMEOUT_S:g} s: "
+                "it is stuck in a step, e.g. a blocked publish); not starting a second one on the same watchdog")
         with self._lock:
             self._mailbox = []  # nothing from before: a frame is decided by its deadline or not taken
             self._dead = False
@@ -142,20 +154,29 @@ class RealtimeLoop:
         self._thread = thread
 
     def stop(self) -> None:
-        """Stop the thread; open cycles are decided (fallback) before it returns."""
+        """Stop the thread; open cycles are decided (fallback) before it returns.
+
+        A thread still alive after :data:`STOP_TIMEOUT_S` is reported and kept: :meth:`start` refuses to start
+        another beside it, and :meth:`close` leaves the wake-up pipe open for it.
+        """
         if not self._running:
             return
         self._running = False
         self._wake(b"x")
         if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=2.0)
+            self._thread.join(timeout=STOP_TIMEOUT_S)
             if self._thread.is_alive():
-                self._report("deadline thread did not stop within 2 s")
+                self._report(f"deadline thread did not stop within {STOP_TIMEOUT_S:g} s: it is stuck in a step; "
+                             "the loop cannot start again until it ends")
+                return
         self._thread = None
 
     def close(self) -> None:
-        """Release the wake-up pipe."""
+        """Release the wake-up pipe (kept open while a thread that did not stop still uses it)."""
         self.stop()
+        if self.alive:  # its fd numbers could be reused by another file under the thread
+            self._report("deadline thread still running at close: its wake-up pipe is left open")
+            return
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
