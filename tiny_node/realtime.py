@@ -29,7 +29,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from tiny_node.clock import Clock
-from tiny_node.decision import Decision, ModelState, Source, Verdict
+from tiny_node.decision import Decision, ModelState, Source
 from tiny_node.rt import set_thread_priority
 from tiny_node.watchdog import Frame, Watchdog
 
@@ -53,6 +53,25 @@ RETRY_WAIT_S = 0.005
 MAX_CONSECUTIVE_ERRORS = 50
 # stop() waits this long for the thread; one still running after it is kept (start() refuses).
 STOP_TIMEOUT_S = 2.0
+
+
+class _Throttled:
+    """Logs through ``report``, the same error at most once per :data:`ERROR_LOG_INTERVAL_S`.
+
+    Why: an error repeated at every step (or every publish) is counted each time, but a log
+    line per frame would flood the node's log.
+    """
+
+    def __init__(self, report: Callable[[str], object]) -> None:
+        self._report = report
+        self._last: tuple[float, str] = (-float("inf"), "")
+
+    def __call__(self, error: str, text: Callable[[], str]) -> None:
+        """Log ``text()`` unless ``error`` was logged less than the interval ago."""
+        now = time.monotonic()
+        if error != self._last[1] or now - self._last[0] >= ERROR_LOG_INTERVAL_S:
+            self._last = (now, error)
+            self._report(text())
 
 
 class RealtimeLoop:
@@ -103,8 +122,8 @@ class RealtimeLoop:
         self.last_error = ""
         self.died_of = ""  # why the deadline thread ended while it should run ("" while it runs)
         self.frames_refused = 0  # not taken while running: mailbox full or thread dead
-        self._last_logged = (-float("inf"), "")
-        self._last_publish_logged = (-float("inf"), "")
+        self._error_log = _Throttled(self._report)
+        self._publish_log = _Throttled(self._report)
         self.last_publish_error = ""
         self.thread_scheduling = "not started"
 
@@ -291,10 +310,7 @@ class RealtimeLoop:
         """Count an error and log it with its traceback (the same one at most once a second)."""
         self.step_errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if self.last_error != self._last_logged[1] or now - self._last_logged[0] >= ERROR_LOG_INTERVAL_S:
-            self._last_logged = (now, self.last_error)
-            self._report(f"{what} (error {self.step_errors}):\n{traceback.format_exc()}")
+        self._error_log(self.last_error, lambda: f"{what} (error {self.step_errors}):\n{traceback.format_exc()}")
 
     def _recover(self, exc: Exception, *, put_back: bool) -> None:
         """After a failed step: decide everything open now, so nothing is lost, and carry on.
@@ -383,18 +399,14 @@ class RealtimeLoop:
 
     def _failsafe(self, frame: Frame, why: str) -> Decision:
         """The last resort when the watchdog cannot decide at all: ``rules.failsafe``, frame_id 0."""
-        cfg = self.watchdog.cfg
-        brake = cfg.rules.failsafe == "brake"
-        verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
-        deadline = frame.received_at + cfg.float("deadline_ms") * 1e-3
-        if frame.deadline_at is not None:
-            deadline = min(deadline, frame.deadline_at)
+        verdict = self.watchdog.failsafe_verdict(why)
         return Decision(
-            frame_id=0, stamp_ns=frame.stamp_ns, brake=brake,
+            frame_id=0, stamp_ns=frame.stamp_ns, brake=verdict.brake,
             source=Source.RULES if self.worker is None else Source.FALLBACK,
             model_state=ModelState.DISABLED if self.worker is None else ModelState.UNAVAILABLE,
             confidence=1.0, reason=verdict.reason, received_at=frame.received_at,
-            deadline_at=deadline, decided_at=self._clock.now(), frame_fault=why, rules=verdict,
+            deadline_at=self.watchdog.frame_deadline(frame), decided_at=self._clock.now(), frame_fault=why,
+            rules=verdict,
         )
 
     def _emit(self, decision: Decision) -> None:
@@ -403,9 +415,6 @@ class RealtimeLoop:
         except Exception as exc:  # a publisher failure must not kill the deadline thread; counted, logged
             self.publish_errors += 1
             self.last_publish_error = f"{type(exc).__name__}: {exc}"
-            now = time.monotonic()
-            if (self.last_publish_error != self._last_publish_logged[1]
-                    or now - self._last_publish_logged[0] >= ERROR_LOG_INTERVAL_S):
-                self._last_publish_logged = (now, self.last_publish_error)
-                self._report(f"publishing the decision for frame {decision.frame_id} failed "
-                             f"(publish error {self.publish_errors}): the decision is lost\n{traceback.format_exc()}")
+            self._publish_log(self.last_publish_error, lambda: (
+                f"publishing the decision for frame {decision.frame_id} failed (publish error "
+                f"{self.publish_errors}): the decision is lost\n{traceback.format_exc()}"))

@@ -248,11 +248,7 @@ class Watchdog:
     def on_frame(self, frame: Frame) -> list[Decision]:
         """Open a cycle for ``frame``; returns decisions that could be taken at once."""
         self._camera_alive(frame)
-        # A deadline from the stamp may come sooner (the frame aged in transport), never later:
-        # a stamp ahead of this clock, or ROS time at 0 before the first /clock, must not stretch it.
-        deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
-        if frame.deadline_at is not None and math.isfinite(frame.deadline_at):
-            deadline = min(deadline, frame.deadline_at)
+        deadline = self.frame_deadline(frame)
         guard = self.cfg.float("publish_guard_ms") * 1e-3
         snap = self.sensors.snapshot(frame.received_at)
         verdict, figures = self.rules.decide(snap)
@@ -394,8 +390,7 @@ class Watchdog:
         snap = self.sensors.snapshot(now)
         verdict, figures = self.rules.decide(snap)
         if self.cfg.str("camera_timeout_action") == "failsafe":
-            brake = self.cfg.rules.failsafe == "brake"
-            verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
+            verdict = self.failsafe_verdict(why)
         self._seq += 1
         self.stats.camera_timeout_decisions += 1
         self.stats.last_fault = why
@@ -421,6 +416,22 @@ class Watchdog:
             self.stats.clock_jumps += 1
             return None
         return f"camera stamp {stamp_ns} before previous {last} (out-of-order frame)"
+
+    def frame_deadline(self, frame: Frame) -> float:
+        """When ``frame`` must be decided: ``deadline_ms`` after its receipt, or its own deadline if sooner.
+
+        A deadline from the stamp may come sooner (the frame aged in transport), never later: a
+        stamp ahead of this clock, or ROS time at 0 before the first /clock, must not stretch it.
+        """
+        deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
+        if frame.deadline_at is not None and math.isfinite(frame.deadline_at):
+            deadline = min(deadline, frame.deadline_at)
+        return deadline
+
+    def failsafe_verdict(self, why: str) -> Verdict:
+        """The ``rules.failsafe`` verdict (brake or not) for inputs that cannot be trusted, saying ``why``."""
+        brake = self.cfg.rules.failsafe == "brake"
+        return Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
 
     def close_cycle(self, seq: int, why: str) -> Decision:
         """Decide the open cycle ``seq`` now with the rule verdict, then cancel its model run.
@@ -449,14 +460,8 @@ class Watchdog:
             self._seq += 1
             seq = self._seq
             self.stats.cycles += 1
-        if old is not None:
-            deadline = old.deadline_at
-        else:
-            deadline = frame.received_at + self.cfg.float("deadline_ms") * 1e-3
-            if frame.deadline_at is not None and math.isfinite(frame.deadline_at):
-                deadline = min(deadline, frame.deadline_at)
-        brake = self.cfg.rules.failsafe == "brake"
-        verdict = Verdict(brake, 1.0, f"fail-safe {'brake' if brake else 'no_brake'}: {why}")
+        deadline = old.deadline_at if old is not None else self.frame_deadline(frame)
+        verdict = self.failsafe_verdict(why)
         cycle = _Cycle(seq=seq, frame=frame, deadline_at=deadline, publish_by=deadline, rules=verdict,
                        figures={}, features={}, unavailable_why="fail-safe", fault=why)
         self._open[seq] = cycle
@@ -562,13 +567,11 @@ class Watchdog:
                 reason = f"{reason} [{cycle.unavailable_why}]"
         hold, starts_hold = False, brake  # a brake of its own (re)starts the hold window
         hold_until = now + self.cfg.float("brake_hold_s")
-        if brake:
-            pass
-        elif now < self._hold_until:
+        if not brake and now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
             reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
                       f" | now: {reason}")
-        elif cycle.seq < self._newest_seq and self._newest_brake:
+        elif not brake and cycle.seq < self._newest_seq and self._newest_brake:
             # Why: decisions go out in the order they are taken, not in frame order (a rule brake
             # does not wait for the model busy with an older frame). Without a hold window the
             # older frame's no-brake would be the last word on `brake` after the newest braked.
