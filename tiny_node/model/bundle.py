@@ -106,6 +106,14 @@ for _k in range(MAX_TRACK_SLOTS):
     for _f, _what in TRACK_FEATURES.items():
         FEATURES[f"vru{_k}_{_f}"] = _what.replace("slot k", f"slot {_k}")
 
+
+
+def track_slot(feature: str) -> int | None:
+    """The track slot ``k`` of a ``vru<k>_*`` feature name; None for any other name."""
+    head, sep, _ = feature.partition("_")
+    return int(head[3:]) if sep and head.startswith("vru") and head[3:].isdigit() else None
+
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")  # a factory config digest
 _PREFIX = re.compile(r"^[A-Za-z0-9]+$")
@@ -932,8 +940,8 @@ class _Parser:
         self.prompt(spec.prompt, sensors, spec.frames.count)
         slots = spec.tracking.tracks if spec.tracking is not None else 0
         for f in sensors.features if sensors is not None else ():
-            slot = int(f[3:f.index("_")]) if f.startswith("vru") else -1
-            if slot >= slots:
+            slot = track_slot(f)
+            if slot is not None and slot >= slots:
                 raise self.fail("inputs.sensors.features", f"{f!r} needs vlm.tracking with more than "
                                 f"{slot} track slot(s) (has {slots})")
         return spec

@@ -19,7 +19,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from tiny_node.camera import CameraMount, Pinhole
-from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, ImageSpec, TrackingSpec
+from tiny_node.model.bundle import TRACK_FEATURES, Bundle, BundleError, ImageSpec, TrackingSpec, track_slot
 from tiny_node.model.detect import detections, peaks
 from tiny_node.model.runtime import load_session, probe_run
 from tiny_node.model.tracker import RECORD_FIELDS, TrackerConfig, VruTracker
@@ -173,8 +173,7 @@ def shown_slots(features: Iterable[str], tracks: int) -> int:
     Why not ``tracks`` alone: a manifest may track more slots than its prompt has features for,
     and a track the model is not shown is one its P(brake) says nothing about.
     """
-    slots = [int(k) for k, _, _ in (f[3:].partition("_") for f in features if f.startswith("vru")) if k.isdigit()]
-    return min(tracks, max(slots, default=-1) + 1)
+    return min(tracks, max((k for k in map(track_slot, features) if k is not None), default=-1) + 1)
 
 
 def describe_track(k: int, dx: float, y: float, vy: float) -> str:
