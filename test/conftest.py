@@ -114,3 +114,20 @@ def collect(feeder: object, stamps: list[int], timeout_s: float = 5.0) -> dict[i
         time.sleep(0.05)
     time.sleep(0.2)  # duplicates, if any, would arrive now
     return {s: list(log.decisions.get(s, [])) for s in stamps}
+
+
+@pytest.fixture
+def bag_temp_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every temporary folder the bag reader makes (copies, unpacked files), in order, as it makes them."""
+    from tiny_node.bag import topics
+
+    made: list[Path] = []
+    real = topics.TemporaryDirectory
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        d = real(*args, **kwargs)  # type: ignore[call-overload]
+        made.append(Path(d.name))
+        return d
+
+    monkeypatch.setattr(topics, "TemporaryDirectory", recorded)
+    return made

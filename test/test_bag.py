@@ -982,7 +982,8 @@ def test_a_message_that_does_not_decompress_is_an_error_naming_its_topic(tmp_pat
     assert "corrupt bag: the message on /range at log time " in text and "does not decompress" in text, text
 
 
-def test_a_file_compressed_bag_that_does_not_fit_on_the_disk_is_refused_before_unpacking(tmp_path, monkeypatch):
+def test_a_file_compressed_bag_that_does_not_fit_on_the_disk_is_refused_before_unpacking(tmp_path, monkeypatch,
+                                                                                        bag_temp_dirs):
     # Before: unpacked until the disk was full, then "corrupt or unreadable bag: No space left on device".
     import shutil as sh
     from collections import namedtuple
@@ -993,15 +994,7 @@ def test_a_file_compressed_bag_that_does_not_fit_on_the_disk_is_refused_before_u
     _compressed_copy(tmp_path / "rec", tmp_path / "z", "mcap", "file")
     before = {p: p.read_bytes() for p in (tmp_path / "z").iterdir()}
     usage = namedtuple("usage", "total used free")
-    unpacked = []
-    real_tmp = topics.TemporaryDirectory
-
-    def recorded(**kw):
-        d = real_tmp(**kw)
-        unpacked.append(Path(d.name))
-        return d
-
-    monkeypatch.setattr(topics, "TemporaryDirectory", recorded)
+    unpacked = bag_temp_dirs
     real_usage = sh.disk_usage
     monkeypatch.setattr(topics.shutil, "disk_usage", lambda where: usage(1 << 40, 1 << 40, 100 << 20))
     with pytest.raises(BagError, match=r"needs 0\.0 GiB in .*which has 0\.1 GiB free .*256 MiB.*set TMPDIR"):

@@ -78,20 +78,10 @@ def _files(path: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("metadata", [False, True], ids=["killed", "metadata-of-an-earlier-close"])
-def test_a_killed_sqlite3_recording_replays_its_last_messages_too(tmp_path, monkeypatch, metadata):
-    from tiny_node.bag import topics
-
+def test_a_killed_sqlite3_recording_replays_its_last_messages_too(tmp_path, bag_temp_dirs, metadata):
     bag = killed_recording(tmp_path / "rec", metadata=metadata)
     before = _files(bag)
-    made: list[Path] = []
-    real_tmp = topics.TemporaryDirectory
-
-    def recorded(**kw):
-        d = real_tmp(**kw)
-        made.append(Path(d.name))
-        return d
-
-    monkeypatch.setattr(topics, "TemporaryDirectory", recorded)
+    made = bag_temp_dirs
     result = replay(bag, out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     s = result.summary
     # before: 180 messages, 60 frames, 2.0 s, and no warning: the last second was gone

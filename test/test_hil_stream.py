@@ -259,24 +259,15 @@ def _copied_bag(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.fixture
-def temp_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+def temp_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                bag_temp_dirs: list[Path]) -> tuple[Path, list[Path]]:
     """Where BagSource's temporary copies go (TMPDIR), and each one made (its folder)."""
     import tempfile
-
-    from tiny_node.bag import topics
 
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    made: list[str] = []
-
-    class Counted(tempfile.TemporaryDirectory):  # type: ignore[type-arg]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self.name)
-
-    monkeypatch.setattr(topics, "TemporaryDirectory", Counted)
-    return tmp, made
+    return tmp, bag_temp_dirs
 
 
 @pytest.mark.parametrize("kind", ["wal", "file"])
