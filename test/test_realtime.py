@@ -39,13 +39,18 @@ class _Collector:
 
 
 def _loop(**params) -> tuple[RealtimeLoop, _Collector, SensorState, MonotonicClock]:
-    clock = MonotonicClock()
-    cfg = make_config(params)
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    loop = RealtimeLoop(Watchdog(cfg, sensors, clock), out, clock)
+    clock, sensors, wd, out = _core(params)
+    loop = RealtimeLoop(wd, out, clock)
     loop.start()
     return loop, out, sensors, clock
+
+
+def _core(params: dict | None = None, model=None) -> tuple[MonotonicClock, SensorState, Watchdog, _Collector]:
+    """A watchdog on the real clock with ``params`` (and ``model``), and a collector for a loop's decisions."""
+    clock = MonotonicClock()
+    cfg = make_config(params or {})
+    sensors = SensorState(cfg.rules)
+    return clock, sensors, Watchdog(cfg, sensors, clock, model), _Collector()
 
 
 def _fresh(sensors: SensorState, clock: MonotonicClock, i: int) -> None:
@@ -149,11 +154,7 @@ def _failing_once(fn, on_call: int, exc: BaseException):
 def test_an_error_in_a_step_is_survived_and_costs_no_decision():
     """One unexpected exception in the core killed the thread: no decisions, frames piling up."""
     reports: list[str] = []
-    clock = MonotonicClock()
-    cfg = make_config({})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    wd = Watchdog(cfg, sensors, clock)
+    clock, sensors, wd, out = _core()
     wd.on_frame = _failing_once(wd.on_frame, 3, ValueError("simulated core bug"))
     loop = RealtimeLoop(wd, out, clock, report=reports.append)
     loop.start()
@@ -192,11 +193,7 @@ class _SilentModel:
 
 def test_an_error_with_cycles_open_decides_them_at_once_by_the_fallback():
     reports: list[str] = []
-    clock = MonotonicClock()
-    cfg = make_config({"deadline_ms": 500.0})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    clock, sensors, wd, out = _core({"deadline_ms": 500.0}, _SilentModel())
     loop = RealtimeLoop(wd, out, clock, report=reports.append)
     loop.start()
     try:
@@ -225,9 +222,7 @@ def test_an_error_with_cycles_open_decides_them_at_once_by_the_fallback():
 def test_the_mailbox_is_bounded_and_a_dead_thread_takes_no_frames():
     from tiny_node.realtime import MAILBOX_MAX
 
-    clock = MonotonicClock()
-    cfg = make_config({})
-    sensors = SensorState(cfg.rules)
+    clock, sensors, wd, _ = _core()
     release = threading.Event()
     got: list[Decision] = []
 
@@ -236,7 +231,6 @@ def test_the_mailbox_is_bounded_and_a_dead_thread_takes_no_frames():
         got.append(d)
 
     reports: list[str] = []
-    wd = Watchdog(cfg, sensors, clock)
     loop = RealtimeLoop(wd, slow_publish, clock, report=reports.append)
     loop.start()
     try:
@@ -269,10 +263,7 @@ def test_the_mailbox_is_bounded_and_a_dead_thread_takes_no_frames():
 
 def test_a_recurring_error_does_not_spin_the_thread():
     """A no-frame decision failing at every try: the thread retried at once (36,000 errors in 0.5 s at FIFO 30)."""
-    clock = MonotonicClock()
-    cfg = make_config({"camera_timeout_s": 0.1})
-    sensors = SensorState(cfg.rules)
-    wd = Watchdog(cfg, sensors, clock)
+    clock, sensors, wd, _ = _core({"camera_timeout_s": 0.1})
 
     def bad(now):
         raise KeyError("camera-timeout bug")
@@ -293,12 +284,8 @@ def test_a_recurring_error_does_not_spin_the_thread():
 def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dead():
     from tiny_node.realtime import MAX_CONSECUTIVE_ERRORS, RETRY_WAIT_S
 
-    clock = MonotonicClock()
-    cfg = make_config({"deadline_ms": 500.0, "camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
     reports: list[str] = []
-    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, _SilentModel())
     loop = RealtimeLoop(wd, out, clock, report=reports.append)
     loop.start()
     try:
@@ -364,12 +351,8 @@ class _ScriptedWorker:
 
 def test_a_decision_taken_by_a_call_that_then_raises_is_published():
     """on_model_result decided frame 1 on time, then its feed_model raised: the decision was lost."""
-    clock = MonotonicClock()
-    cfg = make_config({"deadline_ms": 500.0, "camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
     w = _ScriptedWorker(fail_submits={2})
-    wd = Watchdog(cfg, sensors, clock, w)
+    clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, w)
     loop = RealtimeLoop(wd, out, clock, w, report=lambda s: None)
     loop.start()
     try:
@@ -390,11 +373,7 @@ def test_a_decision_taken_by_a_call_that_then_raises_is_published():
 
 
 def test_an_error_closing_one_due_cycle_loses_neither_it_nor_the_one_before():
-    clock = MonotonicClock()
-    cfg = make_config({"deadline_ms": 200.0, "camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    clock, sensors, wd, out = _core({"deadline_ms": 200.0, "camera_timeout_action": "none"}, _SilentModel())
     wd._close = _failing_once(wd._close, 2, ArithmeticError("close bug"))
     loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
     loop.start()
@@ -417,11 +396,7 @@ class _CancelFails(_SilentModel):
 
 def test_a_recurring_cancel_error_costs_no_decision_and_does_not_kill_the_thread():
     """cancel raised before the close, in on_tick and again in the recovery's close_all: the thread died, the cycle unanswered."""
-    clock = MonotonicClock()
-    cfg = make_config({"deadline_ms": 100.0, "camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    wd = Watchdog(cfg, sensors, clock, _CancelFails())
+    clock, sensors, wd, out = _core({"deadline_ms": 100.0, "camera_timeout_action": "none"}, _CancelFails())
     loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
     loop.start()
     try:
@@ -437,11 +412,7 @@ def test_a_recurring_cancel_error_costs_no_decision_and_does_not_kill_the_thread
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
 def test_the_last_words_answer_the_cycles_still_open_even_when_closing_them_fails():
-    clock = MonotonicClock()
-    cfg = make_config({"deadline_ms": 500.0, "camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    wd = Watchdog(cfg, sensors, clock, _SilentModel())
+    clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, _SilentModel())
     loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
     loop.start()
     try:
@@ -471,11 +442,7 @@ def test_the_last_words_answer_the_cycles_still_open_even_when_closing_them_fail
 
 def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
     """A failing tick gave the first frame taken a fail-safe brake it never earned (unheld, uncounted, frame_id 0)."""
-    clock = MonotonicClock()
-    cfg = make_config({})
-    sensors = SensorState(cfg.rules)
-    out = _Collector()
-    wd = Watchdog(cfg, sensors, clock)
+    clock, sensors, wd, out = _core()
     armed = {"on": False}
     tick = wd.on_tick
 
@@ -504,11 +471,8 @@ def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
 def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refused():
     """It was taken (True) into a mailbox no one would read again: never decided."""
-    clock = MonotonicClock()
-    cfg = make_config({"camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
+    clock, sensors, wd, out = _core({"camera_timeout_action": "none"})
     in_last_words = threading.Event()
-    out = _Collector()
 
     def publish(d: Decision) -> None:  # publishing the last words takes a moment (DDS)
         out(d)
@@ -516,7 +480,6 @@ def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refus
             in_last_words.set()
             time.sleep(0.2)
 
-    wd = Watchdog(cfg, sensors, clock)
     wd.on_frame = _failing_once(wd.on_frame, 1, _Fatal("gone"))
     loop = RealtimeLoop(wd, publish, clock, report=lambda s: None)
     loop.start()
@@ -537,15 +500,13 @@ def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refus
 
 
 def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_limited():
-    clock = MonotonicClock()
-    cfg = make_config({"camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
+    clock, sensors, wd, _ = _core({"camera_timeout_action": "none"})
     reports: list[str] = []
 
     def broken(d: Decision) -> None:
         raise RuntimeError("publisher gone")
 
-    loop = RealtimeLoop(Watchdog(cfg, sensors, clock), broken, clock, report=reports.append)
+    loop = RealtimeLoop(wd, broken, clock, report=reports.append)
     loop.start()
     try:
         for i in range(3):
@@ -564,11 +525,7 @@ def test_a_frame_put_back_after_a_transient_error_is_decided_at_once(monkeypatch
     next step slept up to MAX_SLEEP_S (50 ms) first: a deadline miss for a lone frame."""
     # A long capped sleep: without a wake-up the put-back frame waits for it (not scheduling noise).
     monkeypatch.setattr(realtime, "MAX_SLEEP_S", 1.0)
-    clock = MonotonicClock()
-    cfg = make_config({"camera_timeout_action": "none"})  # deadline 50 ms
-    sensors = SensorState(cfg.rules)
-    wd = Watchdog(cfg, sensors, clock)
-    out = _Collector()
+    clock, sensors, wd, out = _core({"camera_timeout_action": "none"})  # deadline 50 ms
     loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
     tick = wd.on_tick
     armed = {"on": True}
@@ -610,12 +567,8 @@ class _PollBreaks(_ScriptedWorker):
 def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_once_by_the_rules():
     """Review 3, finding 2: each failing step took the put-back frames and put them back untried,
     so none was decided until the thread gave up 50 steps later (all fail-safe brakes, 0.3-0.65 s late)."""
-    clock = MonotonicClock()
-    cfg = make_config({})  # deadline 50 ms
-    sensors = SensorState(cfg.rules)
     worker = _PollBreaks()
-    wd = Watchdog(cfg, sensors, clock, worker)
-    out = _Collector()
+    clock, sensors, wd, out = _core(None, worker)  # deadline 50 ms
     loop = RealtimeLoop(wd, out, clock, worker, report=lambda s: None)
     loop.start()
     try:
@@ -640,11 +593,7 @@ def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_o
 def test_a_transient_error_in_the_last_step_at_stop_gives_no_frame_a_fail_safe():
     """Review 3, finding 4: the frame taken by the last step went back to the mailbox untried, then
     got rules.failsafe (a brake it never earned, and its hold) as the node stopped."""
-    clock = MonotonicClock()
-    cfg = make_config({"camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    wd = Watchdog(cfg, sensors, clock)
-    out = _Collector()
+    clock, sensors, wd, out = _core({"camera_timeout_action": "none"})
     loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
     tick = wd.on_tick
     stopping = threading.Event()
@@ -679,12 +628,8 @@ def test_start_refuses_while_the_thread_a_timed_out_stop_left_behind_still_runs(
     """Review 3, finding 5: stop() gave up on a thread stuck in a publish and forgot it; start()
     then ran a second deadline thread beside it, both stepping the same watchdog."""
     monkeypatch.setattr(realtime, "STOP_TIMEOUT_S", 0.1)
-    clock = MonotonicClock()
-    cfg = make_config({"camera_timeout_action": "none"})
-    sensors = SensorState(cfg.rules)
-    wd = Watchdog(cfg, sensors, clock)
+    clock, sensors, wd, out = _core({"camera_timeout_action": "none"})
     release = threading.Event()
-    out = _Collector()
 
     def publish(d: Decision) -> None:
         if d.stamp_ns == 1:
