@@ -227,7 +227,7 @@ def test_range_stuck_on_no_return_is_a_documented_gap_not_a_failure():
     assert "no return" in res.known_gap and not any("range: stuck" in f for f in res.failures)
 
 
-def _stuck_record(restart_at: float, *, truth: bool = True) -> tuple[RunRecord, F.RangeFault]:
+def _stuck_record(restart_at: float, *, truth: bool = True, detect_at: float = 3.1) -> tuple[RunRecord, F.RangeFault]:
     """A range stuck at 20 m from 2.0 s for 2 s, detected by the node at 3.1 s while its odometry says moving.
 
     The ego brakes to a stop by 3.6 s and the next episode starts at ``restart_at`` at 8.3 m/s; the
@@ -249,7 +249,7 @@ def _stuck_record(restart_at: float, *, truth: bool = True) -> tuple[RunRecord, 
     rec.truth = [(t, 20.0, speed(t) if truth else math.nan, False) for t in ts]
     for i, t in enumerate(ts):
         known = [v for at, v in rec.odom if at <= t - 0.005]
-        if 3.1 <= t < 4.0 and known and known[-1] > 1.0:
+        if detect_at <= t < 4.0 and known and known[-1] > 1.0:
             reason, level = "fail-safe brake: range: stuck at 20.00 m (identical readings ...)", 2
         else:
             reason, level = "clear: object at 20.0 m not closing (0.0 m/s)", 0
@@ -275,6 +275,19 @@ def test_range_stuck_is_judged_on_the_odometry_the_node_had_not_the_simulated_sp
     rec.decisions[miss.stamp_ns][0].values.update(rules_reason="clear: object at 20.0 m", level=0)
     res = fault.check(rec)
     assert any("not every frame after range_stuck_s" in f for f in res.failures), res.failures
+
+
+def test_range_stuck_allows_one_more_reading_at_the_range_rate_sent():
+    # A 10 Hz recorded radar: the node can only see the value repeat at 10 Hz, so it may find
+    # the stuck range a 10 Hz reading later (3.19 s) than at the simulated sensor's 20 Hz.
+    rec, fault = _stuck_record(restart_at=3.69, detect_at=3.19)
+    rec.range_sent = [k * 0.1 for k in range(65)]
+    assert rec.range_period_s == pytest.approx(0.1)
+    assert fault.check(rec).passed, fault.check(rec).failures
+    # The same late detection with a 20 Hz range fails: the node had the readings to find it.
+    rec, fault = _stuck_record(restart_at=3.69, detect_at=3.19)
+    rec.range_sent = [k * 0.05 for k in range(130)]
+    assert any("not every frame after range_stuck_s" in f for f in fault.check(rec).failures)
 
 
 def test_fault_registry_and_schedule():

@@ -46,9 +46,6 @@ EDGE_S = 0.1
 TRANSPORT_S = 0.1
 #: A stuck range is only detected while the ego moves (the node's 1 m/s, with margin).
 STUCK_JUDGED_SPEED_MPS = 1.5
-#: Period of the harness's range messages (20 Hz). The node times a stuck value between the
-#: receipts of the first and the latest reading, so receipt jitter may cost it one more reading.
-RANGE_PERIOD_S = 0.05
 #: Off-grid offset added to shifted stamps, so a shifted frame never reuses the stamp of
 #: another frame (frames are 1/30 s apart on an integer-ns grid).
 STAMP_SALT_NS = 123_457
@@ -694,10 +691,12 @@ class RangeFault(Fault):
             res.observed.append(f"frozen at {frozen}: not judged as stuck")
             return
         # From the first frozen reading sent (up to a range period after the window opens), plus
-        # range_stuck_s, the one more reading receipt jitter may cost, and transport. Moving by the
+        # range_stuck_s, the one more reading receipt jitter may cost (the node times a stuck
+        # value between the receipts of the first and the latest reading; at the period the
+        # harness sent, which a bag sets), and transport. Moving by the
         # odometry the node had (not the simulated speed): after an episode restart its last
         # odometry is still the stopped ego's for a frame or two, and it rightly judges nothing.
-        since = float(self.info.get("frozen_at", w.start)) + rec.range_stuck_s + RANGE_PERIOD_S + TRANSPORT_S
+        since = float(self.info.get("frozen_at", w.start)) + rec.range_stuck_s + rec.range_period_s + TRANSPORT_S
         judged = [r for r in rec.between(since, w.end - EDGE_S) if r.decision is not None
                   and rec.odom_min(rec.rt(r.frame.sent_at) - TRANSPORT_S, rec.rt(r.frame.sent_at))
                   > STUCK_JUDGED_SPEED_MPS]

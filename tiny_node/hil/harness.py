@@ -335,6 +335,7 @@ class _Runner:
                 return
             stamp, value = out
         if ev.kind == "range":
+            self.rec.range_sent.append(ev.t)
             if ev.range_limits is None:  # the simulated sensor: the feeder's limits
                 self.feeder.send_range(stamp, value)
             else:  # a recording's radar: its own limits, as recorded

@@ -45,6 +45,8 @@ WARMUP_S = 1.0
 #: The camera period the checks' counts and gaps were set for: the simulated camera's 30 Hz.
 #: At other rates they scale from it (:func:`tiny_node.hil.faults.per_rate`), at 30 Hz unchanged.
 REF_CAMERA_PERIOD_S = 1.0 / 30.0
+#: The simulated range sensor's period (20 Hz), for a run that sent fewer than two readings.
+REF_RANGE_PERIOD_S = 0.05
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
@@ -168,6 +170,8 @@ class RunRecord:
     diag_prefix: str = "tiny_node"
     #: Odometry as sent to the node (run time of publish, speed m/s): the ego speed the node knows.
     odom: list[tuple[float, float]] = field(default_factory=list)
+    #: Due times (run time) of the range readings sent: the range period the node saw.
+    range_sent: list[float] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -208,6 +212,17 @@ class RunRecord:
         ts = np.unique([f.t for f in self.frames])
         steps = np.diff(ts)
         return float(np.median(steps)) if steps.size else REF_CAMERA_PERIOD_S
+
+    @property
+    def range_period_s(self) -> float:
+        """The range period the harness sent: the median interval between readings' due times.
+
+        Why measured: a recorded radar may run at 10 or 40 Hz, and the stuck-range check allows
+        one more reading than ``range_stuck_s`` (the node times a stuck value between receipts).
+        :data:`REF_RANGE_PERIOD_S` when fewer than two readings went out.
+        """
+        steps = np.diff(np.unique(self.range_sent))
+        return float(np.median(steps)) if steps.size else REF_RANGE_PERIOD_S
 
     def results(self) -> list[FrameResult]:
         """Frames matched with their decisions (cached)."""
