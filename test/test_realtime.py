@@ -520,6 +520,31 @@ def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_l
         loop.close()
 
 
+def test_a_report_callback_that_raises_costs_no_decision_and_does_not_kill_the_thread(caplog):
+    """The node's logger can raise (rclpy after shutdown) while the thread reports an error."""
+    clock, sensors, wd, out = _core()
+    wd.on_frame = _failing_once(wd.on_frame, 2, ValueError("simulated core bug"))
+
+    def broken_report(text: str) -> None:
+        raise RuntimeError("logger gone")
+
+    loop = RealtimeLoop(wd, out, clock, report=broken_report)
+    loop.start()
+    try:
+        for i in range(1, 5):
+            _fresh(sensors, clock, i)
+            assert loop.push_frame(Frame(i, clock.now(), IMG))
+            time.sleep(0.01)
+        out.wait_for(lambda g: len(g) == 4)
+        assert loop.alive and loop.step_errors == 1
+        assert sorted(d.stamp_ns for _, d in out.got) == [1, 2, 3, 4]
+        # the report is not lost: it reaches this module's logger, with why the callback failed
+        failed = [r for r in caplog.records if "reporting a deadline-thread error failed" in r.getMessage()]
+        assert failed and "simulated core bug" in failed[0].getMessage() and failed[0].exc_info is not None
+    finally:
+        loop.close()
+
+
 def test_a_frame_put_back_after_a_transient_error_is_decided_at_once(monkeypatch):
     """Review 3, finding 1: the untried frame went back to the mailbox without a wake-up, so the
     next step slept up to MAX_SLEEP_S (50 ms) first: a deadline miss for a lone frame."""

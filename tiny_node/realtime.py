@@ -55,6 +55,23 @@ MAX_CONSECUTIVE_ERRORS = 50
 STOP_TIMEOUT_S = 2.0
 
 
+def _guarded(report: Callable[[str], object]) -> Callable[[str], None]:
+    """``report`` that never raises: a failure goes to this module's logger with the message.
+
+    Why: the deadline thread reports its errors from inside its recovery; a logger that raises
+    there (an rclpy logger after its context shut down) would end the thread before it decides
+    the frames it holds.
+    """
+
+    def say(text: str) -> None:
+        try:
+            report(text)
+        except Exception:
+            log.exception("reporting a deadline-thread error failed; the report was:\n%s", text)
+
+    return say
+
+
 class _Throttled:
     """Logs through ``report``, the same error at most once per :data:`ERROR_LOG_INTERVAL_S`.
 
@@ -97,7 +114,7 @@ class RealtimeLoop:
         self.priority = priority
         self._publish = publish
         self._clock = clock
-        self._report = report or log.error
+        self._report = _guarded(report or log.error)
         self._lock = threading.Lock()
         self._mailbox: list[Frame] = []
         self._calls: list[Callable[[], None]] = []
