@@ -61,20 +61,45 @@ def test_the_conflict_adds_a_brake_below_the_threshold_and_never_cancels_one() -
     assert not brake_on_conflict(brake, math.inf, SPEC, spec).conflict_brake  # the model's own brake
     assert brake_on_conflict(brake, 1.0, SPEC, spec).conflict_brake  # both: the conflict's counted too
     veto = ConflictSpec(brake_within_s=1.5, min_p_brake=0.3)  # the model sees nothing there: its word stands
-    vetoed = brake_on_conflict(go, 1.2, veto, spec)
-    assert not vetoed.brake and not vetoed.conflict_brake and vetoed.conflict_s == 1.2
-    assert brake_on_conflict(read_decision([0.5, 0.0], spec), 1.2, veto, spec).brake  # P 0.38
+    assert veto.vetoes(go.p_brake) and not veto.vetoes(0.38)
 
 
-def test_the_models_veto_holds_for_the_tracks_it_was_shown_only() -> None:
-    """A conflict of a track the prompt had no slot for brakes whatever P(brake): the model's P
-    is about the tracks it was shown (review of the every-track change, 2026-12-06)."""
-    spec = DecisionSpec(name="logits", kind="softmax", labels=("go", "brake"), brake_label="brake", threshold=0.6)
+def test_the_veto_is_below_min_p_brake_and_a_conflict_brakes_within_the_window() -> None:
     veto = ConflictSpec(brake_within_s=1.5, min_p_brake=0.3)
-    go = read_decision([1.0, 0.0], spec)  # P(brake) 0.27, under the veto
-    unshown = brake_on_conflict(go, 0.9, veto, spec, unshown_s=0.9)
-    assert unshown.brake and unshown.conflict_brake and unshown.label == "brake"
-    # a shown track's vetoed conflict first, an unshown one within the window later: it brakes
-    assert brake_on_conflict(go, 0.4, veto, spec, unshown_s=1.3).brake
-    assert not brake_on_conflict(go, 0.4, veto, spec, unshown_s=1.6).brake  # the unshown one too late
-    assert veto.brakes(0.9, 0.0, 0.9) and not veto.brakes(0.9, 0.0) and veto.brakes(0.9, 0.3)
+    assert veto.vetoes(0.29) and not veto.vetoes(0.3)
+    assert veto.brakes(1.49) and not veto.brakes(1.5) and not veto.brakes(math.inf)
+    assert not SPEC.vetoes(0.0)  # min_p_brake 0: no veto
+
+
+def test_under_the_veto_the_unshown_conflict_is_the_one_reported_and_the_vetoed_one_said(tmp_path) -> None:
+    """The shipped bundle, made to veto every conflict of a shown track: a shown person 4 m ahead
+    in the path (0.5 s), and a third track the prompt has no slot for, also in the path (1.2 s).
+    It brakes on the third; before, its reason and ``conflict_s`` named the vetoed 0.5 s one."""
+    import shutil
+
+    import yaml
+
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, MANIFEST, load_bundle, set_threshold
+    from tiny_node.model.vlm import VlmRuntime
+
+    root = tmp_path / "b"
+    shutil.copytree(DEFAULT_BUNDLE_DIR, root)
+    set_threshold(root, 1.0)  # the model alone never brakes
+    doc = yaml.safe_load((root / MANIFEST).read_text())
+    doc["vlm"]["tracking"]["conflict"]["min_p_brake"] = 0.999  # and vetoes its shown tracks' conflicts
+    (root / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False))
+    rt = VlmRuntime(load_bundle(root), threads=1)
+    grey = np.full((480, 640, 3), 110, np.uint8)
+    feats = {"ego_speed": 8.0, "range": float("inf"), "range_rate": 0.0, "range_valid": 0.0}
+    shown = [[1.0, 4.0, 0.3, 0.0, -8.0], [1.0, 30.0, 6.0, 0.0, -8.0]]
+    out = rt.decide(grey, feats, tracks=np.asarray([*shown, [1.0, 9.6, 0.3, 0.0, -8.0]], np.float32), time_s=0.0)
+    assert out.brake and out.conflict_brake and out.conflict_s == pytest.approx(1.2)
+    assert "track conflict in 1.2 s (vru2 9.6 m" in out.tracks and "not among the tracks shown" in out.tracks
+    assert "track conflict in 0.5 s vetoed by the model (P(brake) " in out.tracks
+    # the unshown one beyond the window: no brake, and how near it came is still reported
+    out = rt.decide(grey, feats, tracks=np.asarray([*shown, [1.0, 16.0, 0.3, 0.0, -8.0]], np.float32), time_s=0.0)
+    assert not out.brake and not out.conflict_brake and out.conflict_s == pytest.approx(2.0)
+    assert "vetoed by the model" in out.tracks
+    # the shown conflict alone, vetoed: no conflict counts, and the reason says why it did not brake
+    out = rt.decide(grey, feats, tracks=np.asarray(shown, np.float32), time_s=0.0)
+    assert not out.brake and out.conflict_s == math.inf and "track conflict in 0.5 s vetoed" in out.tracks

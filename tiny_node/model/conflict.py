@@ -46,14 +46,18 @@ class ConflictSpec:
     min_closing_mps: float = 0.5
     min_p_brake: float = 0.0
 
-    def brakes(self, conflict_s: float, p_brake: float, unshown_s: float = float("inf")) -> bool:
-        """Whether the tracks' conflicts brake, the model having said ``p_brake``.
+    def vetoes(self, p_brake: float) -> bool:
+        """Whether the model, having said ``p_brake``, vetoes its shown tracks' conflicts.
 
-        ``conflict_s``: the earliest conflict of every track; ``unshown_s``: the earliest of the
-        tracks the prompt did not show, which the model cannot veto.
+        Never an unshown track's: its P(brake) says nothing about it. The conflict that governs
+        the decision is then the earliest of the tracks not shown, and that is the one the reason
+        names and ``ModelOutput.conflict_s`` holds.
         """
-        return unshown_s < self.brake_within_s or (conflict_s < self.brake_within_s
-                                                   and p_brake >= self.min_p_brake)
+        return p_brake < self.min_p_brake
+
+    def brakes(self, conflict_s: float) -> bool:
+        """Whether a conflict not vetoed (:meth:`vetoes`) brakes: it starts within the window."""
+        return conflict_s < self.brake_within_s
 
 
 def conflict_times(records: NDArray[Any], spec: ConflictSpec,

@@ -24,11 +24,11 @@ class ModelOutput:
     an operating point can be chosen from recorded runs without re-running the model).
     ``tracks``: the tracked VRUs the model was shown (``vlm.tracking``), as text for the
     decision's reason; empty for a bundle without tracking. ``conflict_s``: the earliest
-    constant-velocity conflict of those tracks with the ego's corridor (``model.conflict``;
-    inf: none, or not computed); with ``vlm.tracking.conflict`` it can make ``brake`` true
-    below the threshold (``brake_on_conflict``). ``conflict_brake``: whether that test brakes on
-    this frame, whatever the threshold and whatever the model said (what evaluation and the
-    operating point count: the model's veto depends on which track conflicts).
+    constant-velocity conflict of the tracks with the ego's corridor that the model did not
+    veto (``ConflictSpec.vetoes``; inf: none, or not computed); with
+    ``vlm.tracking.conflict`` it can make ``brake`` true below the threshold
+    (``brake_on_conflict``). ``conflict_brake``: whether that conflict brakes on this frame,
+    whatever the threshold (what evaluation and the operating point count).
     """
 
     brake: bool
@@ -78,16 +78,15 @@ def read_decision(values: ArrayLike, spec: DecisionSpec) -> ModelOutput:
 
 
 def brake_on_conflict(out: ModelOutput, conflict_s: float, spec: ConflictSpec | None,
-                      spec_decision: DecisionSpec, unshown_s: float = math.inf) -> ModelOutput:
-    """``out`` with the tracks' conflict time, braking if it is within ``spec.brake_within_s``.
+                      spec_decision: DecisionSpec) -> ModelOutput:
+    """``out`` with the governing conflict time, braking if it is within ``spec.brake_within_s``.
 
-    Unless the model's P(brake) is under ``spec.min_p_brake`` (its veto on a likely false
-    detection), which holds for the tracks it was shown only: ``unshown_s`` is the earliest
-    conflict of the others. Why a brake the model did not ask for: ``model.conflict``. It only
-    adds a brake; P(brake) is left as the model gave it, so an operating point is still chosen
-    on the model's own scores (the conflict's brakes are counted apart, ``conflict_brake``).
+    ``conflict_s`` is after the model's veto (``ConflictSpec.vetoes``). Why a brake the model
+    did not ask for: ``model.conflict``. It only adds a brake; P(brake) is left as the model gave
+    it, so an operating point is still chosen on the model's own scores (the conflict's brakes
+    are counted apart, ``conflict_brake``).
     """
-    fires = spec is not None and spec.brakes(conflict_s, out.p_brake, unshown_s)
+    fires = spec is not None and spec.brakes(conflict_s)
     if out.brake or not fires:
         return replace(out, conflict_s=float(conflict_s), conflict_brake=fires)
     return replace(out, conflict_s=float(conflict_s), conflict_brake=True, brake=True,

@@ -478,7 +478,9 @@ class VlmRuntime:
 
         The conflict is of every record, not only the ones the prompt has slots for: the tracks
         nearest the path are not always the ones about to be in it (a cyclist closing in behind
-        two people waiting at the kerb). One not shown is named in the text.
+        two people waiting at the kerb). One not shown is named in the text. Under the model's
+        veto (``ConflictSpec.vetoes``) the earliest unshown conflict is the one that counts,
+        named, and a shown conflict the veto cancelled in the window is said as such.
         ``widen``: the corridor's extra width on the left / right (a curve's inner side).
         """
         assert self.tracking is not None
@@ -488,15 +490,20 @@ class VlmRuntime:
         if spec.conflict is None:
             return replace(out, tracks=text)
         each = conflict_times(np.asarray(records)[:, None, :], spec.conflict, widen)  # one row per track
-        k = int(np.argmin(each)) if len(each) else 0
-        t = float(each[k]) if len(each) else math.inf
-        unshown = float(np.min(each[shown:])) if len(each) > shown else math.inf
+        vetoed = spec.conflict.vetoes(out.p_brake)
+        first = shown if vetoed else 0  # the model vetoes the conflicts of the tracks it was shown
+        k = first + int(np.argmin(each[first:])) if len(each) > first else -1
+        t = float(each[k]) if k >= 0 else math.inf
         if t < math.inf:
             text += f"; track conflict in {t:.1f} s"
             if k >= shown:
                 _, dx, y, vy = (float(v) for v in records[k, :4])
                 text += f" ({describe_track(k, dx, y, vy)}, not among the tracks shown)"
-        return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision, unshown)
+        shown_s = float(np.min(each[:shown])) if vetoed and min(len(each), shown) else math.inf
+        if spec.conflict.brakes(shown_s):  # say why a conflict in the window did not brake
+            text += (f"; track conflict in {shown_s:.1f} s vetoed by the model "
+                     f"(P(brake) {out.p_brake:.3f} < {spec.conflict.min_p_brake:g})")
+        return brake_on_conflict(replace(out, tracks=text), t, spec.conflict, self.bundle.decision)
 
     def _given_tracks(self, tracks: NDArray[Any]) -> dict[str, float]:
         """The ``vru<k>_*`` features of given records; a field this prompt holds must be in them.
