@@ -96,3 +96,21 @@ def test_a_measured_closing_within_its_noise_does_not_brake_on_rss():
     assert v.brake and v.reason.startswith("RSS")
     v, _ = RulePath(CFG).decide(snap(25.0, 20.0))  # no rate: the object taken as stationary
     assert v.brake and v.reason.startswith("RSS")
+
+
+def test_a_non_finite_range_rate_is_taken_as_none_not_as_not_closing():
+    """NaN compares False everywhere: a NaN closing speed cleared RSS and TTC alike ("> safe distance nan m")."""
+    for rate, se in ((math.nan, 0.0), (-math.inf, 0.0), (-14.0, math.nan)):
+        s = SensorSnapshot(0.0, RangeReading(5.0, 0.2, 150.0, 0, 0.0), 0.0, rate, 15.0, 0.0, None, None, (), se)
+        v, fig = RulePath(CFG).decide(s)
+        assert v.brake and v.reason.startswith("RSS"), (rate, se)
+        assert fig["closing_from"].startswith("ego_speed (range rate") and fig["closing_speed_mps"] == "15.00"
+
+
+def test_a_non_finite_speed_or_nan_distance_without_a_fault_fails_safe():
+    for range_m, speed in ((5.0, math.nan), (5.0, math.inf), (math.nan, 15.0)):
+        v, fig = RulePath(CFG).decide(snap(range_m, speed))
+        assert v.brake and v.reason.startswith("fail-safe brake: ") and "reached the rule path" in v.reason
+        assert "reached the rule path" in fig["faults"]
+        v, _ = RulePath(RuleConfig(failsafe="no_brake")).decide(snap(range_m, speed))
+        assert not v.brake and "fail-safe no_brake" in v.reason

@@ -238,3 +238,43 @@ def test_two_names_that_make_one_file_name_are_refused_not_one_run_lost(tmp_path
     assert "'CCRs 30' from" in captured and "CCRs-30.yaml" in captured and "CCRs_30.yaml" in captured
     with pytest.raises(ValueError, match="'CCRs 30' and 'CCRs_30'"):
         run_suite([a, b], make_config(), bundle=None, out_dir=tmp_path / "api", modes=("rules",), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        # each of these ran: the motion silently ignored the field (or the run was scored as a test)
+        (with_actor(speed_kmh=10, initial_speed_kmh=40),
+         "ccrs.yaml: actors[0].initial_speed_kmh: has no effect without start or accel_mps2"),
+        (with_actor(speed_kmh=30, accel_mps2=1.0), "ccrs.yaml: actors[0].accel_mps2: has no effect"),
+        (with_actor(speed_kmh=10, start={"time_s": 1}, initial_speed_kmh=10, accel_mps2=1.0),
+         "actors[0].accel_mps2: has no effect"),
+        (with_actor(speed_kmh=50, braking={"time_s": 1, "decel_mps2": 6, "final_speed_kmh": 60}),
+         "ccrs.yaml: actors[0].braking.final_speed_kmh: must be below the actor's speed (50 km/h)"),
+        (with_actor(braking={"time_s": 1, "decel_mps2": 6}), "actors[0].braking.final_speed_kmh: must be below"),
+        (with_actor(kind="adult", lights_on=True), "ccrs.yaml: actors[0].lights_on: only for car, parked_car"),
+        ({**BASE, "name": " "}, "ccrs.yaml: name: must not be empty"),
+        ({**BASE, "protocol": "CCRs", "expect": "no_brake"}, "ccrs.yaml: protocol: only for expect: avoid"),
+    ],
+)
+def test_fields_the_drive_would_ignore_are_errors(d, message):
+    assert message in err(d)
+
+
+def test_speed_fields_that_do_act_are_accepted():
+    ok = [with_actor(speed_kmh=80, initial_speed_kmh=50, accel_mps2=2.0),  # ramps from t = 0
+          with_actor(speed_kmh=80, initial_speed_kmh=50, start={"time_s": 1}),  # steps at the trigger
+          with_actor(speed_kmh=5, start={"ego_distance_m": 20}, accel_mps2=1.0),  # from 0 with start
+          with_actor(speed_kmh=50, braking={"time_s": 1, "decel_mps2": 6, "final_speed_kmh": 2}),
+          with_actor(kind="parked_car", lights_on=True)]
+    for d in ok:
+        scenario_from_dict(d, "ccrs.yaml")
+
+
+def test_a_no_brake_drive_is_never_scored():
+    """A benign drive with a protocol got a green band (a free point, even when it braked) in the NCAP total."""
+    import dataclasses
+
+    ccrs = next(s for s in suite("smoke") if s.name.startswith("CCRs"))
+    assert scoring.score(ccrs, None) is not None
+    assert scoring.score(dataclasses.replace(ccrs, expect="no_brake"), None) is None

@@ -11,13 +11,16 @@ it::
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
-conservative choice.  ``noise`` is 0 for the assumed closing, and for a measured one the larger
+conservative choice; a range rate (or its standard error) that is not finite is taken as none,
+since a NaN in a comparison reads as "not closing" and cleared every rule.  ``noise`` is 0 for
+the assumed closing, and for a measured one the larger
 of ``closing_min_mps`` and ``closing_sigmas`` standard errors of the range rate: with
 a_obj > a_ego a lead at the ego's speed is inside d_safe at a normal gap, and a "closing" that
 is only the sensor's noise must not brake there.  Sources: Autoware AEB (d formula, margin),
 Shalev-Shwartz et al. 2017 RSS (a_brake_max 8 m/s^2 for the object), UN R152 (braking demand
 >= 5 m/s^2); see ``../shared/reference/aeb-test-protocols.md``.  Inputs that are stale or invalid (per-topic
-timeouts, NaN, negative speeds) give the configured fail-safe with the fault as the reason.
+timeouts, NaN, negative speeds) give the configured fail-safe with the fault as the reason; so
+does a non-finite ego speed or a NaN distance that reaches the rule without a fault.
 """
 
 from __future__ import annotations
@@ -57,24 +60,34 @@ class RulePath:
     def decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
         """Return the rule verdict and the figures behind it (for the decision's values)."""
         cfg = self.cfg
-        if snap.faults:
-            brake = cfg.failsafe == "brake"
-            reason = "fail-safe " + ("brake" if brake else "no_brake") + ": " + "; ".join(snap.faults)
-            return Verdict(brake, 1.0, reason), {"faults": "; ".join(snap.faults)}
-
         distance = snap.object_distance
         v_ego = snap.ego_speed
-        assert distance is not None and v_ego is not None  # no faults => both present
+        faults = list(snap.faults)
+        if not faults:
+            assert distance is not None and v_ego is not None  # no faults => both present
+            # Why here too: every comparison with NaN is False, so a NaN that got past the sensor
+            # checks (another snapshot source) read as "clear" on every rule below.
+            if not math.isfinite(v_ego):
+                faults.append(f"odom: non-finite speed {v_ego!r} m/s reached the rule path")
+            if math.isnan(distance):
+                faults.append("range: NaN distance reached the rule path")
+        if faults:
+            brake = cfg.failsafe == "brake"
+            reason = "fail-safe " + ("brake" if brake else "no_brake") + ": " + "; ".join(faults)
+            return Verdict(brake, 1.0, reason), {"faults": "; ".join(faults)}
+        assert distance is not None and v_ego is not None
         if distance == math.inf:
             return Verdict(False, 1.0, "clear: no object within range"), {
                 "range_m": "inf",
                 "ego_speed_mps": f"{v_ego:.2f}",
             }
-        closing = -snap.range_rate if snap.range_rate is not None else v_ego
+        rate = snap.range_rate
+        if rate is not None and not (math.isfinite(rate) and math.isfinite(snap.range_rate_se)):
+            rate = None  # no usable track: the object taken as stationary, as without one
+        closing = -rate if rate is not None else v_ego
         # A closing speed measured from the range track counts for the RSS rule only beyond its
         # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
-        noise = 0.0 if snap.range_rate is None else max(cfg.closing_min_mps,
-                                                         cfg.closing_sigmas * snap.range_rate_se)
+        noise = 0.0 if rate is None else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
         ttc = time_to_collision(distance, closing)
@@ -83,7 +96,9 @@ class RulePath:
             "ego_speed_mps": f"{v_ego:.2f}",
             "closing_speed_mps": f"{closing:.2f}",
             "closing_noise_mps": f"{noise:.2f}",
-            "closing_from": "range_rate" if snap.range_rate is not None else "ego_speed",
+            "closing_from": ("range_rate" if rate is not None else
+                             "ego_speed" if snap.range_rate is None else
+                             f"ego_speed (range rate {snap.range_rate!r} +- {snap.range_rate_se!r} not finite)"),
             "object_speed_mps": f"{v_obj:.2f}",
             "rss_distance_m": f"{d_safe:.2f}",
             "ttc_s": "inf" if ttc == math.inf else f"{ttc:.2f}",

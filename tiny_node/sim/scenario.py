@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tiny_node.sim.kinds import KINDS
+from tiny_node.sim.kinds import CAR_KINDS, KINDS
 from tiny_node.strict_yaml import safe_load_unique
 
 #: ``protocol``: the Euro NCAP tests the suite and the scoring know (docs/scenarios.md); the
@@ -333,7 +333,7 @@ def _trajectory(f: _Fields) -> Trajectory:
         assert when is not None
         lane_change = LaneChange(when, lc.num("offset_m"), lc.num("duration_s", 3.0, lo=0.0, lo_open=True))
         lc.done()
-    return Trajectory(
+    tr = Trajectory(
         x_m=f.num("x_m"),
         y_m=f.num("y_m"),
         heading_deg=f.num("heading_deg", 0.0, lo=-360.0, hi=360.0),
@@ -346,6 +346,31 @@ def _trajectory(f: _Fields) -> Trajectory:
         turn=turn,
         lane_change=lane_change,
     )
+    _refuse_no_effect(f, tr)
+    return tr
+
+
+def _refuse_no_effect(f: _Fields, tr: Trajectory) -> None:
+    """Refuse speed fields the motion would never use: the drive would differ from the file without a word.
+
+    Why: without ``start`` the actor is at its cruise speed from t = 0 unless ``accel_mps2`` ramps
+    it there, so a lone ``initial_speed_kmh`` was dropped; ``accel_mps2`` between two equal speeds
+    does nothing; a ``braking`` to a speed the actor never exceeds holds its speed instead.
+    """
+    if tr.initial_speed_kmh is not None and tr.start is None and tr.accel_mps2 is None:
+        f.fail(f.key_path("initial_speed_kmh"),
+               f"has no effect without start or accel_mps2: the actor moves at speed_kmh "
+               f"({tr.speed_kmh:g}) from t = 0 (got {tr.initial_speed_kmh:g})")
+    if tr.accel_mps2 is not None and tr.speed_before_start_kmh == tr.speed_kmh:
+        f.fail(f.key_path("accel_mps2"),
+               f"has no effect: the speed before start equals speed_kmh ({tr.speed_kmh:g}); "
+               f"give initial_speed_kmh or a start trigger (got {tr.accel_mps2:g})")
+    if tr.braking is not None:
+        top = max(tr.speed_kmh, tr.speed_before_start_kmh)
+        if tr.braking.final_speed_kmh >= top:
+            f.fail(f.key_path("braking.final_speed_kmh"),
+                   f"must be below the actor's speed ({top:g} km/h), else the braking does nothing "
+                   f"(got {tr.braking.final_speed_kmh:g})")
 
 
 def _colour(f: _Fields) -> tuple[int, int, int] | None:
@@ -364,6 +389,8 @@ def _actor(f: _Fields, index: int) -> ActorSpec:
     lights = f.raw("lights_on")
     if lights is not None and not isinstance(lights, bool):
         f.fail(f.key_path("lights_on"), f"must be true or false (got {lights!r})")
+    if lights is not None and kind not in CAR_KINDS:  # only cars are drawn with lamps: it would be ignored
+        f.fail(f.key_path("lights_on"), f"only for {', '.join(sorted(CAR_KINDS))} (kind is {kind!r})")
     spec = ActorSpec(
         kind=kind,
         trajectory=_trajectory(f),
@@ -383,6 +410,8 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
     """Build and validate a scenario from a mapping (a parsed YAML file)."""
     f = _Fields(d, "", source)
     name = f.string("name")
+    if not name.strip():  # the stem of the run's files and its row in every report
+        f.fail("name", f"must not be empty (got {name!r})")
     size = len(name.encode("utf-8", "surrogatepass"))
     if size > MAX_NAME_BYTES:  # refused here, not as ENAMETOOLONG mid-suite
         f.fail("name", f"{size} bytes long: at most {MAX_NAME_BYTES}")
@@ -434,6 +463,10 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
         max_decel_mps2=f.num("max_decel_mps2", 9.0, lo=0.0, lo_open=True, hi=15.0),
     )
     f.done()
+    if s.protocol is not None and s.expect != "avoid":
+        # a protocol run is scored by its impact speed: a benign drive would add a free green point
+        f.fail("protocol", f"only for expect: avoid (a scored Euro NCAP run); leave it out of an expect: "
+               f"{s.expect} drive (got {s.protocol!r})")
     return s
 
 

@@ -131,8 +131,12 @@ def band(protocol: str, vut_kmh: float, relative_impact_kmh: float | None, light
 
 
 def score(scenario: Scenario, relative_impact_kmh: float | None) -> Band | None:
-    """:func:`band` for a scenario (None for benign / custom drives without a protocol)."""
-    if scenario.protocol is None:
+    """:func:`band` for a scenario (None for benign / custom drives without a protocol).
+
+    None for an ``expect: no_brake`` drive too, protocol or not: it has no impact to score, and a
+    band would add a green point (false activation or not) to the Euro NCAP total.
+    """
+    if scenario.protocol is None or scenario.expect != "avoid":
         return None
     return band(scenario.protocol, scenario.ego_speed_kmh, relative_impact_kmh, scenario.environment.light)
 
