@@ -63,12 +63,25 @@ def test_model_features_carry_no_made_up_ego_speed():
     assert snap.odom_fault is not None and math.isnan(snap.features()["ego_speed"])
 
 
-@pytest.mark.parametrize("speed", [-1.0, math.nan, math.inf, 250.0])
+@pytest.mark.parametrize("speed", [-20.0, math.nan, math.inf, 250.0])
 def test_implausible_speed_is_a_fault(speed):
     s = SensorState(RuleConfig())
     s.update_range(rr(10.0, 0.0))
     s.update_odometry(speed, 0.0)
     assert any(f.startswith("odom: implausible") for f in s.snapshot(0.01).faults)
+
+
+def test_reversing_is_no_fault_and_its_speed_is_kept_apart():
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    s.update_odometry(-2.0, 0.0)
+    snap = s.snapshot(0.01)
+    assert snap.faults == () and snap.reverse_mps == 2.0 and snap.ego_speed == 0.0
+    s.update_odometry(-0.05, 0.02)  # standstill noise
+    assert s.snapshot(0.03).reverse_mps == 0.0
+    s.update_odometry(-2.0, 0.7)
+    stale = s.snapshot(1.3)  # an odometry fault: its last speed says nothing, reversing included
+    assert stale.odom_fault and stale.reverse_mps == 0.0
 
 
 def test_the_yaw_rate_is_a_model_feature_from_the_same_odometry():

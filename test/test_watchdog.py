@@ -307,6 +307,27 @@ def test_model_is_not_asked_without_a_trustworthy_ego_speed():
     assert wd.on_frame(frame(clock, 2)) == [] and port.submitted == [2]
 
 
+def test_a_reversing_ego_gets_no_forward_brake_and_the_model_is_not_asked():
+    """Reversing at 1.5 m/s with an object 3 m ahead (the car it just parked behind): a forward
+    AEB stands aside. Before, any speed under -0.1 m/s was an implausible-odometry fault: the
+    fail-safe braked through every reverse manoeuvre. Garbage beyond reverse speed still is one."""
+    port = ScriptedPort()
+    clock, sensors, wd = setup(range_m=3.0, speed=-1.5, port=port)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert not d.brake and d.model_state is ModelState.SKIPPED and port.submitted == []
+    assert d.reason == "inactive: reversing at 1.50 m/s (forward AEB) [model not asked: reversing]"
+    assert d.rules is not None and d.rules.reason.startswith("inactive: reversing")
+    sensors.update_odometry(-40.0, clock.now())  # 144 km/h in reverse: the odometry is broken
+    [d] = wd.on_frame(frame(clock, 2))
+    assert d.brake and "fail-safe brake: odom: implausible speed -40.0 m/s" in d.reason
+    sensors.update_odometry(-0.05, clock.now())  # standstill noise: judged as stopped, model asked
+    sensors.update_range(RangeReading(30.0, 0.2, 150.0, 0, clock.now()))
+    clock.advance(3.0)  # past the fail-safe's brake hold
+    sensors.update_odometry(-0.05, clock.now())
+    sensors.update_range(RangeReading(30.0, 0.2, 150.0, 0, clock.now()))
+    assert wd.on_frame(frame(clock, 3)) == [] and port.submitted == [3]
+
+
 def test_exactly_one_decision_per_frame_under_random_schedule():
     """A driver that wakes at every event (frame, model done, next_wakeup) never misses."""
     rng = np.random.default_rng(7)

@@ -37,7 +37,7 @@ class ModelState(str, Enum):
     LATE = "late"  # submitted but no result by the deadline (or run failed)
     UNAVAILABLE = "unavailable"  # worker not ready (starting, crashed, hung, busy, bad bundle)
     DISABLED = "disabled"  # no model configured (rules-only)
-    SKIPPED = "skipped"  # not asked: the rules brake, and under 'either' the model cannot cancel that
+    SKIPPED = "skipped"  # not asked: the rules brake (under 'either' the model cannot cancel it), or reversing
 
 
 @dataclass(frozen=True)

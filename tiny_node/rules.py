@@ -76,6 +76,11 @@ class RulePath:
             reason = "fail-safe " + ("brake" if brake else "no_brake") + ": " + "; ".join(faults)
             return Verdict(brake, 1.0, reason), {"faults": "; ".join(faults)}
         assert distance is not None and v_ego is not None
+        if snap.reverse_mps > 0.0:  # a forward AEB stands aside while the ego reverses
+            return Verdict(False, 1.0, f"inactive: reversing at {snap.reverse_mps:.2f} m/s (forward AEB)"), {
+                "range_m": f"{distance:.2f}",
+                "ego_speed_mps": f"{-snap.reverse_mps:.2f}",
+            }
         if distance == math.inf:
             return Verdict(False, 1.0, "clear: no object within range"), {
                 "range_m": "inf",

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from tiny_node.config import RuleConfig
 
-# Odometry noise at standstill may read slightly negative; beyond this it is a fault
-# (forward AEB makes no sense while reversing, and a garbage value must not pass).
+# Odometry noise at standstill may read slightly negative; beyond this the ego reverses, and a
+# forward AEB stands aside (``SensorSnapshot.reverse_mps``): braking on every reverse manoeuvre
+# would make the vehicle unusable. Faster in reverse than a car's reverse gear goes is garbage.
 SPEED_NOISE_MPS = 0.1
 MAX_PLAUSIBLE_SPEED_MPS = 100.0
+MAX_PLAUSIBLE_REVERSE_MPS = 15.0
 # A car's yaw-rate sensor spans about +-100..300 deg/s; beyond 5 rad/s (286 deg/s) a value is garbage.
 MAX_PLAUSIBLE_YAW_RATE_RPS = 5.0
 MAX_PLAUSIBLE_ACCEL_MPS2 = 100.0
@@ -62,6 +64,9 @@ class SensorSnapshot:
     faults: tuple[str, ...]  # human-readable, each naming the topic and the value
     range_rate_se: float = 0.0  # standard error of range_rate (m/s), its noise (0: exact)
     ego_yaw_rate: float | None = None  # rad/s, left + (odometry's twist.angular.z); None = unknown
+    #: The ego's speed in reverse (m/s, > 0) beyond the standstill noise; 0 when not reversing.
+    #: ``ego_speed`` is then 0: the forward-facing paths do not judge a reversing ego.
+    reverse_mps: float = 0.0
 
     @property
     def object_distance(self) -> float | None:
@@ -243,7 +248,7 @@ class SensorState:
             faults.append("odom: no reading received")
         elif odom_age is not None and odom_age > cfg.odom_timeout_s:
             faults.append(f"odom: stale ({odom_age:.2f} s > {cfg.odom_timeout_s} s)")
-        elif not math.isfinite(speed) or speed < -SPEED_NOISE_MPS or speed > MAX_PLAUSIBLE_SPEED_MPS:
+        elif not math.isfinite(speed) or speed < -MAX_PLAUSIBLE_REVERSE_MPS or speed > MAX_PLAUSIBLE_SPEED_MPS:
             faults.append(f"odom: implausible speed {speed!r} m/s")
         elif not math.isfinite(yaw_rate) or abs(yaw_rate) > MAX_PLAUSIBLE_YAW_RATE_RPS:
             # the same message as the speed: garbage in its twist is a fault of the odometry, and taken
@@ -260,7 +265,10 @@ class SensorState:
             elif not math.isfinite(accel) or abs(accel) > MAX_PLAUSIBLE_ACCEL_MPS2:
                 faults.append(f"imu: implausible acceleration {accel!r} m/s^2")
 
+        reverse = 0.0
         if speed is not None and math.isfinite(speed):
+            if speed < -SPEED_NOISE_MPS and not any(f.startswith("odom:") for f in faults):
+                reverse = -speed
             speed = max(speed, 0.0)
         if accel is not None and not math.isfinite(accel):
             accel = None
@@ -276,4 +284,5 @@ class SensorState:
             imu_age=imu_age,
             faults=tuple(faults),
             range_rate_se=math.inf if fit is None else fit[1],
+            reverse_mps=reverse,
         )

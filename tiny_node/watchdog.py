@@ -282,6 +282,9 @@ class Watchdog:
             return [self._close(cycle, None, ModelState.DISABLED)]
         if cycle.unavailable_why:
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
+        if snap.reverse_mps > 0.0:  # the model was made for a forward-driving ego, like the rules
+            cycle.unavailable_why = "model not asked: reversing"
+            return [self._close(cycle, None, ModelState.SKIPPED)]
         if self.clock.now() >= cycle.publish_by:
             cycle.unavailable_why = "frame arrived after its deadline"
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
