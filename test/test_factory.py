@@ -936,3 +936,63 @@ def test_operating_point_refuses_an_out_whose_copy_would_take_a_bundles_place(ti
     make_fast_bundle(other / "bundle")  # another build's bundle where the copy would go
     assert main(["model", "operating-point", str(build / "bundle"), "--out", str(other)]) == 2
     assert "holds another bundle" in capsys.readouterr().err and (other / "bundle" / "manifest.yaml").is_file()
+
+
+def _resumable_copy(tiny_build: Path, dest: Path) -> Path:
+    """The tiny build up to its tracks step: state, shards, detector and runtime tracks."""
+    import json
+
+    dest.mkdir()
+    state = json.loads((tiny_build / "steps.json").read_text(encoding="utf-8"))
+    state["done"] = {k: v for k, v in state["done"].items() if k in STEPS[:STEPS.index("tracks") + 1]}
+    (dest / "steps.json").write_text(json.dumps(state), encoding="utf-8")
+    for sub in ("data", "detector", "tracks"):
+        shutil.copytree(tiny_build / sub, dest / sub)
+    return dest
+
+
+def test_a_resume_remakes_the_shards_and_runtime_tracks_a_finished_step_made_and_that_are_gone(
+        tiny_build: Path, tmp_path: Path) -> None:
+    """Runtime tracks gone after the tracks step were quietly not loaded: the build went on without its
+    end-to-end figures (a ``track_source`` "runtime" recipe trained on degraded tracks); a shard gone
+    after the data step failed deep in numpy."""
+    out = _resumable_copy(tiny_build, tmp_path / "b")
+    tracks = next((out / "tracks").rglob("val-0000.npy"))
+    shard = out / "data" / "test-0000.npz"
+    tracks.unlink()
+    shard.unlink()
+    logs: list[str] = []
+    build = Build(TINY, out, log=logs.append)
+    build.run(until="tracks")
+    # made again, as they were (each a function of its spec alone)
+    assert tracks.read_bytes() == next((tiny_build / "tracks").rglob("val-0000.npy")).read_bytes()
+    np.testing.assert_array_equal(np.load(shard)["image"], np.load(tiny_build / "data" / "test-0000.npz")["image"])
+    assert any("test-0000.npz" in m and "made again" in m for m in logs)
+    assert any("val-0000.npy" in m and "made again" in m for m in logs)
+    assert "track_runtime" in build.split("val") and "track_runtime" in build.split("test")
+
+
+def test_a_shard_or_build_record_that_cannot_be_read_is_named_with_what_to_do(
+        tiny_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated shard raised zipfile's "File is not a zip file" and a damaged steps.json a bare
+    JSONDecodeError, neither naming its file; nothing is deleted for the user."""
+    from tiny_node.cli import main
+
+    out = _resumable_copy(tiny_build, tmp_path / "b")
+    shard = out / "data" / "val-0000.npz"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    with pytest.raises(BuildError, match=r"val-0000\.npz: unreadable \(BadZipFile.*delete it and run the build again"):
+        Build(TINY, out, log=lambda _: None).split("val")
+    assert main(["model", "build", "--config", "tiny", "--out", str(out), "--until", "teacher"]) == 2
+    assert "val-0000.npz: unreadable" in capsys.readouterr().err and shard.stat().st_size == 3000
+    tracks = next((out / "tracks").rglob("test-0000.npy"))
+    tracks.write_bytes(b"not an array")
+    with pytest.raises(BuildError, match=r"test-0000\.npy: unreadable.*tracks step makes"):
+        Build(TINY, out, log=lambda _: None).split("test")
+    state = out / "steps.json"
+    state.write_text("{bad", encoding="utf-8")
+    with pytest.raises(BuildError, match=r"steps\.json: cannot read the build's record.*JSONDecodeError"):
+        Build(TINY, out)
+    assert state.read_text(encoding="utf-8") == "{bad"  # left for the user to restore
+    assert main(["model", "evaluate", str(tiny_build / "bundle"), str(out)]) == 2
+    assert "steps.json: cannot read the build's record" in capsys.readouterr().err

@@ -87,6 +87,28 @@ def code_digest() -> str:
     return sources_digest(code_files())[:16]
 
 
+def _fix(exc: dataset.ShardError) -> str:
+    """What to do about a missing shard (run) or one that cannot be read (delete it first: nothing deletes it)."""
+    return "run" if exc.missing else "delete it and run"
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A build folder's ``steps.json``, or a BuildError naming it.
+
+    Why: a hand-edited or damaged file raised a bare JSONDecodeError naming no file; and it is
+    not rewritten here (it records which steps are done), so nothing is lost either way.
+    """
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BuildError(f"{path}: cannot read the build's record of its config and finished steps "
+                         f"({type(exc).__name__}: {exc}); restore it, or use another --out") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("done", {}), dict):
+        raise BuildError(f"{path}: not a build record (a JSON object with 'config', 'digest', 'done'); "
+                         "restore it, or use another --out")
+    return state
+
+
 class Build:
     """One build directory: its config, its finished steps, its data."""
 
@@ -138,7 +160,7 @@ class Build:
         code = code_digest()
         self.state: dict[str, Any] = {"config": cfg.to_dict(), "digest": cfg.digest(), "code": code, "done": {}}
         if self.state_path.exists():
-            old = json.loads(self.state_path.read_text(encoding="utf-8"))
+            old = read_state(self.state_path)
             if old.get("digest") != cfg.digest():
                 raise BuildError(f"{out} holds a build of another configuration ({old.get('config', {}).get('name')}, "
                                  f"digest {old.get('digest')} != {cfg.digest()}): use another --out")
@@ -205,7 +227,12 @@ class Build:
             trained = name in ("train", "val") and self.cfg.labels != "truth"
             columns = (("vru_tracks", "vru_points") if self.cfg.tracks else ()) + (
                 LABELS["seen"] if name in ("test", "heldout") else ()) + (LABELS[self.cfg.labels] if trained else ())
-            data = dataset.load_with(paths, columns, self.cfg.episodes_per_shard, self.cfg.frames_per_episode)
+            try:
+                data = dataset.load_with(paths, columns, self.cfg.episodes_per_shard, self.cfg.frames_per_episode)
+            except dataset.ShardError as exc:
+                raise BuildError(f"{exc}: {_fix(exc)} the build again with this --out: the data step makes "
+                                 "the shards that are missing (each is a function of its split and index alone)"
+                                 ) from exc
             if trained:
                 brake, rationale = LABELS[self.cfg.labels]
                 data["brake"], data["rationale"] = data[brake], data[rationale]
@@ -221,7 +248,11 @@ class Build:
             made = self._tracks_paths(paths)
             if made and all(p.exists() for p in made):  # after the tracks step: what the node's tracker reports
                 # every recorded track: the prompt reads the first cfg.tracks, the conflict test all
-                data["track_runtime"] = runtime_tracks.load_tracks(made)
+                try:
+                    data["track_runtime"] = runtime_tracks.load_tracks(made)
+                except dataset.ShardError as exc:
+                    raise BuildError(f"{exc}: {_fix(exc)} the build again with this --out: the tracks step "
+                                     "makes the runtime tracks that are missing") from exc
                 if name in ("train", "val") and self.cfg.track_source == "runtime":
                     data["track_input"] = data["track_runtime"][:, :self.cfg.tracks]
             self._data[name] = data
@@ -240,6 +271,11 @@ class Build:
         if not self.cfg.tracks or not self.done("detector"):
             return None
         sigma = self.state["done"]["detector"]["sigma_px"]
+        graph = self.out / "detector" / "vru_detector.onnx"
+        if not graph.is_file():
+            raise BuildError(f"{graph}: missing, though {self.state_path} records the detector step as done: "
+                             "restore it, or use another --out (a detector trained again would not be the "
+                             "one the later steps used)")
         return runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx", export.image_spec(ROI),
                                           export.tracking_spec(self.cfg.tracks, sigma))
 
@@ -264,6 +300,7 @@ class Build:
     def run(self, until: str | None = None) -> Path:
         """Run every unfinished step (up to ``until``); return the final bundle dir."""
         torch.set_num_threads(self.cfg.threads)
+        self._remake_missing()
         for step in STEPS:
             if self.done(step):
                 self.log(f"[{step}] done earlier ({self.state['done'][step]['seconds']} s), skipped")
@@ -277,6 +314,41 @@ class Build:
             if step == until:
                 break
         return self.out / "bundle"
+
+    def _remake_missing(self) -> None:
+        """Shards and runtime tracks a finished step made and that are gone now, made again.
+
+        Why: each is a pure function of its spec (split, index; detector, tracker), so making it
+        again gives what the later steps used (by the same code). Before, a missing shard failed
+        deep in numpy, and missing runtime tracks were quietly not loaded: the build went on
+        without its end-to-end figures, and a ``track_source`` "runtime" recipe trained on
+        degraded tracks instead.
+        """
+        if self.done("data"):
+            for name, shards in self.cfg.shards:
+                missing = [spec.name for spec in (dataset.ShardSpec(name, i, 0, 0) for i in range(shards))
+                           if not (self.out / "data" / spec.name).exists()]
+                if missing:
+                    self.log(f"[data] {name}: {len(missing)} finished shard(s) missing ({', '.join(missing)}): "
+                             "made again")
+                    dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
+                                        self.cfg.frames_per_episode, workers=self.cfg.data_workers)
+        source = self.track_source() if self.done("tracks") else None
+        if source is None:
+            return
+        for name in self._tracks_splits():
+            paths = self._shard_paths(name)
+            missing = [p.name for p in self._tracks_paths(paths) if not p.exists()]
+            if missing:
+                self.log(f"[tracks] {name}: runtime tracks of {len(missing)} shard(s) missing "
+                         f"({', '.join(missing)}): made again")
+                runtime_tracks.build_tracks(paths, runtime_tracks.tracks_dir(self.out, source),
+                                            self.cfg.episodes_per_shard, self.cfg.frames_per_episode, source,
+                                            workers=self.cfg.data_workers, desc=f"runtime tracks {name}")
+
+    def _tracks_splits(self) -> list[str]:
+        """The splits the tracks step makes runtime tracks of (``step_tracks``)."""
+        return (["train"] if self.cfg.track_source == "runtime" else []) + ["val", "test", "heldout"]
 
     def step_data(self) -> dict[str, Any]:
         """Render and label the shards of every split."""
@@ -347,9 +419,8 @@ class Build:
         source = self.track_source()
         if source is None:
             return {"skipped": "no tracks in this config"}
-        splits = (["train"] if self.cfg.track_source == "runtime" else []) + ["val", "test", "heldout"]
         info: dict[str, Any] = {}
-        for name in splits:
+        for name in self._tracks_splits():
             paths = self._shard_paths(name)
             runtime_tracks.build_tracks(paths, runtime_tracks.tracks_dir(self.out, source), self.cfg.episodes_per_shard,
                                         self.cfg.frames_per_episode, source, workers=self.cfg.data_workers,

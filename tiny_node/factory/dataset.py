@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,8 +326,11 @@ def rerun(path: Path, episodes: int, frames: int,
     another factory version).
     """
     split, index = path.stem.rsplit("-", 1)
-    with np.load(path, allow_pickle=False) as z:
-        brake, t = z["brake"], z["t"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            brake, t = z["brake"], z["t"]
+    except UNREADABLE as exc:
+        raise ShardError(path, exc) from exc
     again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False, observer=observer)
     if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
         raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
@@ -349,6 +354,22 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+#: what reading a missing, truncated or overwritten ``.npz`` / ``.npy`` raises (np.load, zipfile, zlib)
+UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+class ShardError(ValueError):
+    """A shard (or its cached runtime tracks) is missing or cannot be read; the message names the file.
+
+    Why: np.load's own errors ("File is not a zip file") name no file, and a build loads dozens.
+    """
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        what = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__}: {exc})"
+        super().__init__(f"{path}: {what}")
+        self.path, self.missing = path, isinstance(exc, FileNotFoundError)
+
+
 def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
     """Concatenate shards (``allow_pickle=False``: shards hold plain arrays only).
 
@@ -358,13 +379,17 @@ def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
     parts: dict[str, list[NDArray[np.generic]]] = {}
     keys: set[str] | None = None
     for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            if keys is not None and set(z.files) != keys:
-                raise ValueError(f"{p}: columns {sorted(set(z.files) ^ keys)} differ from {paths[0]}'s "
-                                 "(shards from different versions of the factory)")
-            keys = set(z.files)
-            for k in z.files:
-                parts.setdefault(k, []).append(z[k])
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                columns = {k: z[k] for k in z.files}
+        except UNREADABLE as exc:
+            raise ShardError(p, exc) from exc
+        if keys is not None and set(columns) != keys:
+            raise ValueError(f"{p}: columns {sorted(set(columns) ^ keys)} differ from {paths[0]}'s "
+                             "(shards from different versions of the factory)")
+        keys = set(columns)
+        for k, v in columns.items():
+            parts.setdefault(k, []).append(v)
     if not parts:
         raise ValueError("no shards to load")
     return {k: np.concatenate(v) for k, v in parts.items()}

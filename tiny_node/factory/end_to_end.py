@@ -29,13 +29,17 @@ def measure(bundle_dir: Path, build_dir: Path, threshold: float | None = None, *
             workers: int = 1) -> dict[str, Any]:
     """Figures of the bundle at ``threshold`` (default: its own) per split and track source."""
     from tiny_node.factory import evaluate, runtime_tracks
-    from tiny_node.factory.build import Build
+    from tiny_node.factory.build import Build, read_state
     from tiny_node.factory.config import FactoryConfig
 
-    state = json.loads((build_dir / "steps.json").read_text(encoding="utf-8"))
+    state = read_state(build_dir / "steps.json")
     if "data" not in state.get("done", {}):
         raise BundleError(f"{build_dir}: its data step has not finished (no shards to measure on)")
-    cfg = FactoryConfig.from_dict(state["config"])
+    try:
+        cfg = FactoryConfig.from_dict(state["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{build_dir / 'steps.json'}: config: not a FactoryConfig "
+                          f"({type(exc).__name__}: {exc})") from exc
     # warnings (a build made by other code: its cached tracks may be stale) go to stderr
     build = Build(cfg, build_dir, log=lambda text: print(text, file=sys.stderr))
     bundle = load_bundle(bundle_dir)
@@ -75,6 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Print the bundle's figures with degraded and with its own runtime tracks."""
+    from tiny_node.factory.build import BuildError
+
     try:
         path = existing_bundle_dir(args.bundle)
         if not (args.build / "steps.json").is_file():
@@ -82,7 +88,7 @@ def command(args: argparse.Namespace) -> int:
         if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
             raise BundleError(f"--threshold {args.threshold}: a probability in [0, 1]")
         res = measure(path, args.build, args.threshold, workers=args.workers)
-    except (BundleError, ValueError) as exc:
+    except (BundleError, BuildError, ValueError) as exc:
         print(f"tiny-node model evaluate: {exc}", file=sys.stderr)
         return 2
     print(f"{path} on {args.build}'s frames at threshold {res['threshold']:.2f}")

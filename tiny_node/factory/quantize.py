@@ -47,8 +47,6 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from tiny_node.factory.export import FILES
-
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
 #: a conv with fewer input channels stays FP32 (measured on this CPU: module docstring)
 MIN_INT8_CHANNELS = 16
@@ -211,6 +209,10 @@ def quantize_bundle(fp32_bundle: Path, out_dir: Path, feeds: tuple[Feeds | None,
     INT8 one was 1.2x faster but tracked worse (docs/MODEL_HISTORY.md *INT8 that onnxruntime fuses*).
     Returns graph key -> file, ready for ``export.write_bundle(..., graphs=...)``.
     """
+    # here, not at the top: export imports torch, and ``quantize_graph`` must not need it
+    # (``tiny-node model format-bench`` quantizes with it and is documented to run without torch)
+    from tiny_node.factory.export import FILES
+
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, Path] = {}
     for key, graph_feeds in (("vision_encoder", feeds[0]), ("decoder", feeds[1])):

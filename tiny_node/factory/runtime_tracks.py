@@ -183,8 +183,14 @@ def build_tracks(shards: list[Path], out_dir: Path, episodes: int, frames: int, 
 
 
 def load_tracks(paths: list[Path]) -> NDArray[np.float32]:
-    """The runtime tracks of a split, shard after shard (``allow_pickle=False``)."""
-    return np.concatenate([np.load(p, allow_pickle=False) for p in paths]).astype(np.float32)
+    """The runtime tracks of a split, shard after shard (``allow_pickle=False``); an unreadable file is named."""
+    parts = []
+    for p in paths:
+        try:
+            parts.append(np.load(p, allow_pickle=False))
+        except dataset.UNREADABLE as exc:
+            raise dataset.ShardError(p, exc) from exc
+    return np.concatenate(parts).astype(np.float32)
 
 
 def agreement(runtime: NDArray[Any], truth: NDArray[Any], *, max_dx_m: float = 40.0) -> dict[str, float]:
