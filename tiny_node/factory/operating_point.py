@@ -101,11 +101,11 @@ def bundle_threshold(bundle: Path) -> float:
 
 
 def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: bool = True,
-                    with_benign: bool = False, min_p: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
+                    with_benign: bool = False) -> tuple[dict[str, float], dict[str, float]]:
     """Each look-alike drive's highest model P(brake) and earliest track conflict (step 1).
 
     The model runs in shadow arbitration. ``with_benign``: the scored suite's benign drives too
-    (module docstring). ``min_p``: see ``shadow_peaks``.
+    (module docstring).
     """
     drives = tune_lookalike_suite() + (benign_suite() if with_benign else [])
     result = run_suite(drives, make_config({"arbitration": "shadow"}), bundle=bundle,
@@ -118,18 +118,17 @@ def lookalike_peaks(bundle: Path, out_dir: Path, *, workers: int = 2, progress: 
     for run in result.runs:
         if run["false_activation"]:  # the rules braked: a look-alike that is not one for the rules
             raise RuntimeError(f"{run['name']}: the rules braked in a look-alike drive; fix the suite")
-        peaks[run["name"]], conflicts[run["name"]] = shadow_peaks(out_dir / "timelines" / f"{run['name']}__model.csv",
-                                                                  min_p)
+        peaks[run["name"]], conflicts[run["name"]] = shadow_peaks(out_dir / "timelines" / f"{run['name']}__model.csv")
     return peaks, conflicts
 
 
-def shadow_peaks(timeline: Path, min_p: float = 0.0) -> tuple[float, float]:
+def shadow_peaks(timeline: Path) -> tuple[float, float]:
     """Highest ``model_p_brake`` and earliest ``model_conflict_s`` of a run's timeline.
 
-    The conflict of frames the model does not veto: P(brake) at least ``min_p`` (the conflict
-    brake's ``min_p_brake``), or ``model_conflict_brake`` 1, the runtime's own verdict that the
-    conflict brakes (the veto holds for the tracks the model was shown only). A conflict
-    beyond the brake's window still shows how near a drive came. Every frame must have a
+    ``model_conflict_s`` is already the conflict the model did not veto (the runtime applies
+    ``min_p_brake`` to the tracks it showed the model only: ``ConflictSpec.vetoes``), so it is
+    read as it is: one not re-judged here cannot disagree with the node. A conflict beyond the
+    brake's window still shows how near a drive came. Every frame must have a
     P(brake): a frame without one could have been the peak.
     """
     with timeline.open(encoding="utf-8", newline="") as f:
@@ -142,8 +141,7 @@ def shadow_peaks(timeline: Path, min_p: float = 0.0) -> tuple[float, float]:
     if lacking:
         raise RuntimeError(f"{timeline}: no {' or '.join(lacking)} column (written by an older tiny-node); "
                            "run it again into a fresh --out")
-    conflict = min((float(r["model_conflict_s"]) for r in rows if r["model_conflict_s"]
-                    and (r["model_conflict_brake"] == "1" or float(r["model_p_brake"]) >= min_p)), default=math.inf)
+    conflict = min((float(r["model_conflict_s"]) for r in rows if r["model_conflict_s"]), default=math.inf)
     return max(float(r["model_p_brake"]) for r in rows), conflict
 
 
@@ -185,7 +183,7 @@ def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int 
     tracking = b.vlm.tracking if b.vlm is not None else None
     conflict = tracking.conflict if tracking is not None else None
     peaks, conflicts = lookalike_peaks(bundle, out_dir / "lookalikes_shadow", workers=workers, progress=progress,
-                                       with_benign=with_benign, min_p=conflict.min_p_brake if conflict else 0.0)
+                                       with_benign=with_benign)
     return OperatingPoint(float(b.decision.threshold), peaks, margin, conflicts,
                           conflict.brake_within_s if conflict else None)
 
