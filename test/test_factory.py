@@ -111,6 +111,45 @@ def test_static_int8_graphs_are_ones_onnxruntime_fuses(tiny_build: Path, tmp_pat
     assert bundle.file("vru_detector").sha256 == load_bundle(tiny_build / "bundles" / "pruned").file("vru_detector").sha256
 
 
+def test_every_int8_bundle_is_checked_against_its_fp32_source_and_a_broken_one_refused(
+        tiny_build: Path, tmp_path: Path) -> None:
+    """The INT8 graphs had only the ONNX checker and a warm-up: wrong scales loaded and ran."""
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    from tiny_node.factory import build as factory_build
+    from tiny_node.model.bundle import edit_manifest, hash_file
+
+    done = json.loads((tiny_build / "steps.json").read_text())["done"]["quantize"]
+    for name in ("int8", "int8_dynamic", "int8_mixed", "teacher_int8"):
+        assert done[name]["frames"] > 0 and done[name]["mean_abs_dp"] <= factory_build.INT8_MAX_MEAN_ABS_DP
+        assert done[name]["correlation"] >= factory_build.INT8_MIN_CORRELATION
+    # the same bundle with one weight's scales 20 times too large (a wrong calibration, say)
+    broken = tmp_path / "int8"
+    shutil.copytree(tiny_build / "bundles" / "int8", broken)
+    path = load_bundle(broken).file("decoder").path
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    scaled = 0
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and "scale" in node.input[1]:
+            t = inits[node.input[1]]
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 20.0, t.name))
+            scaled += 1
+    assert scaled
+    onnx.save(model, str(path))
+    def rehash(doc: dict) -> None:
+        doc["files"]["decoder"]["sha256"] = hash_file(path)
+
+    edit_manifest(broken, rehash)
+    val = factory_build.Build(TINY, tiny_build).split("val")
+    sample = {k: v[:factory_build.INT8_PARITY_FRAMES] for k, v in val.items()}
+    with pytest.raises(factory_build.BuildError, match=r"INT8 departs from its FP32 source .*pruned"):
+        factory_build.int8_parity(tiny_build / "bundles" / "pruned", broken, sample)
+
+
 def test_every_bundle_graph_is_one_the_oldest_onnxruntime_setup_py_allows_loads(tiny_build: Path) -> None:
     """Every graph a build writes, the INT8 ones included (``quantize._drop_unused_opsets``)."""
     graphs = sorted(tiny_build.glob("bundle*/**/*.onnx"))

@@ -62,6 +62,21 @@ LABELS = {"seen": ("brake_seen", "rationale_seen"), "unoccluded": ("brake_unoccl
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed", "teacher_int8")
 
 
+#: An INT8 bundle against its FP32 source on val frames: P(brake) may move by quantization
+#: noise, not more. A graph that loads but was quantized wrong (calibration scales, a zero
+#: point) passed the ONNX checker and the bundle step's warm-up, and could be installed.
+INT8_MAX_MEAN_ABS_DP = 0.05
+#: ... and the decision at 0.5 must agree on this share of the frames where FP32 is clear of it.
+INT8_MIN_AGREEMENT = 0.95
+#: "Clear of 0.5": FP32's P(brake) at least this far from it (a flip closer is quantization noise).
+INT8_CLEAR_OF = 0.1
+#: ... and follow FP32 from frame to frame: the correlation of the two P(brake) at least this
+#: (a tiny model's P spans 0.02, where |dP| is small even for a graph whose P is a constant).
+INT8_MIN_CORRELATION = 0.9
+#: Val frames the INT8 parity is measured on.
+INT8_PARITY_FRAMES = 200
+
+
 class BuildError(RuntimeError):
     """A build cannot go on (message says why and what to do)."""
 
@@ -107,6 +122,36 @@ def read_state(path: Path) -> dict[str, Any]:
         raise BuildError(f"{path}: not a build record (a JSON object with 'config', 'digest', 'done'); "
                          "restore it, or use another --out")
     return state
+
+
+def int8_parity(fp32: Path, int8: Path, data: dict[str, NDArray[Any]]) -> dict[str, float]:
+    """P(brake) of an INT8 bundle against its FP32 source on ``data``; a BuildError beyond noise.
+
+    Why a gate: the FP32 exports are checked against torch (``export.check_parity``), the INT8
+    ones were not checked against anything that decides. Mean |dP|, the decision agreement
+    where FP32 is clear of 0.5 (:data:`INT8_CLEAR_OF`: a tiny model's P sits near 0.5, where a
+    flip says nothing), and the correlation over the frames (a P that no longer follows the
+    input, e.g. constant, is broken however near it stays).
+    """
+    p32 = evaluate.brake_probs(fp32, data, f"parity {fp32.name}")
+    p8 = evaluate.brake_probs(int8, data, f"parity {int8.name}")
+    if not np.isfinite(p8).all():
+        raise BuildError(f"{int8}: INT8 P(brake) not finite on {int((~np.isfinite(p8)).sum())} of {len(p8)} "
+                         "val frames: the quantization is broken; nothing of it is installed")
+    mean_abs = float(np.abs(p8 - p32).mean())
+    clear = np.abs(p32 - 0.5) > INT8_CLEAR_OF
+    agree = float(((p8 >= 0.5) == (p32 >= 0.5))[clear].mean()) if clear.any() else 1.0
+    varies = len(p32) > 2 and float(np.std(p32)) > 1e-4  # else a correlation means nothing
+    corr = float(np.corrcoef(p8, p32)[0, 1]) if varies and np.std(p8) > 0.0 else (0.0 if varies else 1.0)
+    if mean_abs > INT8_MAX_MEAN_ABS_DP or agree < INT8_MIN_AGREEMENT or corr < INT8_MIN_CORRELATION:
+        raise BuildError(
+            f"{int8}: INT8 departs from its FP32 source {fp32} on {len(p8)} val frames: mean |dP(brake)| "
+            f"{mean_abs:.3f} (at most {INT8_MAX_MEAN_ABS_DP}), decision agreement {agree:.1%} on the "
+            f"{int(clear.sum())} frames where FP32 is clear of 0.5 (at least {INT8_MIN_AGREEMENT:.0%}), "
+            f"correlation {corr:.3f} (at least {INT8_MIN_CORRELATION}): a broken quantization (calibration "
+            "scales, zero points); nothing of it is installed")
+    return {"frames": len(p8), "mean_abs_dp": round(mean_abs, 5), "max_abs_dp": round(float(np.abs(p8 - p32).max()), 5),
+            "agreement_clear": round(agree, 5), "clear_frames": int(clear.sum()), "correlation": round(corr, 5)}
 
 
 class Build:
@@ -557,11 +602,13 @@ class Build:
                 ("int8_mixed", pruned, fp32, (feeds[0], None), "tiny-node-student-int8_mixed"),
                 ("teacher_int8", train.load_model(self.out / "teacher.pt"), teacher,
                  quantize.calibration_feeds(teacher, frames), "tiny-node-teacher-int8")]
+        sample = {k: v[:INT8_PARITY_FRAMES] for k, v in val.items()}
         for name, model, src, f, title in jobs:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
             graphs = quantize.quantize_bundle(src, self.out / "quant" / name, f)
             export.write_bundle(model, d, title, 0.5, graphs=graphs, **self._detector())
+            info[name] = int8_parity(src, d, sample)
         return info
 
     def step_evaluate(self) -> dict[str, Any]:
