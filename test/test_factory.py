@@ -957,6 +957,12 @@ def test_install_verifies_the_bundle_and_never_leaves_the_package_without_a_mode
     with pytest.raises(BundleError, match="manifest missing"):
         install(tmp_path / "nowhere", dest)
     assert sorted((p.relative_to(dest), p.read_bytes()) for p in dest.rglob("*") if p.is_file()) == before
+    # an install killed between its renames (the model moved aside, the new one not in place yet):
+    # the next install, even a refused one, puts the last good model back instead of deleting it
+    dest.rename(dest.with_name("default_model.old"))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        install(tampered, dest)
+    assert sorted((p.relative_to(dest), p.read_bytes()) for p in dest.rglob("*") if p.is_file()) == before
 
 
 def test_operating_point_refuses_an_out_whose_copy_would_take_a_bundles_place(tiny_build: Path, tmp_path: Path,

@@ -169,8 +169,12 @@ def install(bundle: Path, dest: Path) -> None:
     bundle whose files no longer match their SHA-256s (a build folder edited since its
     bundle step).
     """
-    load_bundle(bundle)  # every file's SHA-256 against its manifest
     staging, old = dest.with_name(dest.name + ".installing"), dest.with_name(dest.name + ".old")
+    if not dest.exists() and old.exists():
+        # An install killed between its two renames left the last good model here: put it back
+        # before anything else, so that neither a refused bundle nor the next step deletes it.
+        old.rename(dest)
+    load_bundle(bundle)  # every file's SHA-256 against its manifest
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(bundle, staging)
     load_bundle(staging)  # the copy too
