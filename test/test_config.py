@@ -135,6 +135,31 @@ def test_a_typo_in_the_shipped_style_section_is_refused_not_dropped(tmp_path):
     assert load_params_file(f, namespace="/ego") == {"deadline_ms": 40.0}
 
 
+def test_the_node_warns_of_a_params_file_with_no_section_for_it_and_names_the_file_at_fault(tmp_path, capsys):
+    """A plain ``tiny_node:`` section with the node in /ego, or a misspelt section: rcl applies
+    none of it, and the node ran on every default without a word (fresh-user review)."""
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n")
+    assert _early_parameters(["--ros-args", "-r", "__ns:=/ego", "--params-file", str(plain)]) == {}
+    err = capsys.readouterr().err
+    assert f"warning: params file {plain}: no section for node '/ego/tiny_node'" in err
+    assert "its sections: 'tiny_node'" in err and "none of its values apply" in err
+    assert _early_parameters(["--ros-args", "--params-file", str(plain)]) == {"deadline_ms": 40.0}
+    assert capsys.readouterr().err == ""  # at / it is the node's section
+    # a bad value is named with the file (or -p) it came from
+    good = tmp_path / "good.yaml"
+    good.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**/tiny_node:\n  ros__parameters:\n    deadlin_ms: 40.0\n")
+    with pytest.raises(ConfigError, match=rf"^params file {typo}: unknown parameter 'deadlin_ms'"):
+        _early_parameters(["--ros-args", "--params-file", str(good), "--params-file", str(typo)])
+    with pytest.raises(ConfigError, match=r"^-p: parameter 'deadline_ms': -5.0 is out of range"):
+        _early_parameters(["--ros-args", "--params-file", str(good), "-p", "deadline_ms:=-5.0"])
+
+
 def test_a_parameter_or_section_given_twice_is_refused(tmp_path):
     """rcl takes the last of two equal keys (80 ms here), yaml.safe_load too: the author's
     first value, or a whole first section of the same name, was dropped without a word."""

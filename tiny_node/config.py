@@ -33,6 +33,10 @@ class ConfigError(ValueError):
     """A parameter value or a params file is invalid; the message names what and why."""
 
 
+class NoSectionError(ConfigError):
+    """A params file has no section for the node: none of its values reach it."""
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter: default, meaning and allowed values."""
@@ -367,7 +371,9 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
             names = {k: v for k, v in names.items() if k in SPECS}
         flat.update(names)
     if not matched and require_section:
-        raise ConfigError(f"params file {p}: no section for node '{full if namespace else node_name}' (or '/**')")
+        sections = ", ".join(repr(str(k)) for k in doc) or "none"
+        raise NoSectionError(f"params file {p}: no section for node '{full if namespace else node_name}' "
+                             f"(or '/**'; its sections: {sections})")
     for name in list(flat):
         if ros_owned(name):
             del flat[name]

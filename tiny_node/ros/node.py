@@ -48,6 +48,7 @@ from tiny_node.config import (
     SPECS,
     ConfigError,
     NodeConfig,
+    NoSectionError,
     ParamSpec,
     integer_for_double,
     load_params_file,
@@ -611,9 +612,14 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
             name = value
         elif ours(target) == "__ns":
             namespace = value if value.startswith("/") else "/" + value
-    values: dict[str, object] = {}
+    sources: list[tuple[str, dict[str, object]]] = []
     for path in _rules(ros_args, ("--params-file",)):
-        values.update(load_params_file(path, name, namespace, require_section=False))
+        try:
+            sources.append((f"params file {path}", load_params_file(path, name, namespace)))
+        except NoSectionError as exc:  # rcl reads such a file without a word: the node ran on defaults
+            print(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
+                  f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)", file=sys.stderr)
+    given: dict[str, object] = {}
     for rule in _rules(ros_args, ("-p", "--param")):
         target, sep, text = rule.partition(":=")
         key = ours(target)
@@ -624,8 +630,29 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
             raise ConfigError(f"-p {key}:={why}")
         # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
         # of a parameter the node does not declare, and the node would run on the default
-        values[key] = value
+        given[key] = value
+    sources.append(("-p", given))
+    values = {k: v for _, source in sources for k, v in source.items()}
+    try:
+        make_config(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{_culprit(sources, str(exc))}{exc}") from None
     return values
+
+
+def _culprit(sources: list[tuple[str, dict[str, object]]], error: str) -> str:
+    """``"<source>: "`` of the one params file (or ``-p``) that alone gives ``error``, else ``""``.
+
+    Why: with several files and overrides the error named the parameter, not where it was set.
+    Judged alone, not blamed first: a value may be wrong only beside another source's.
+    """
+    for label, values in sources:
+        try:
+            make_config(values)
+        except ConfigError as exc:
+            if str(exc) == error:
+                return f"{label}: "
+    return ""
 
 
 def _stop(signum: int, frame: object) -> None:
