@@ -162,6 +162,24 @@ def test_cli_bad_scenario_file_exits_with_the_field(tmp_path, capsys):
     assert "ego_speed_kmh" in err and "Traceback" not in err
 
 
+def test_cli_refuses_a_bundle_the_node_would_refuse_before_any_run(tmp_path, capsys):
+    """A bundle whose file fails its SHA-256: one error up front, not one per run of the suite."""
+    import shutil
+
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
+
+    bundle = shutil.copytree(DEFAULT_BUNDLE_DIR, tmp_path / "b")
+    graph = next(bundle.rglob("embed_tokens*.onnx"))
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\x01")
+    code = cli_main(["sim", "--suite", "smoke", "--model", str(bundle), "--out", str(tmp_path / "out")])
+    cap = capsys.readouterr()
+    assert code == 2 and "checksum mismatch" in cap.err and "embed_tokens" in cap.err
+    assert not (tmp_path / "out").exists() and "sim:" not in cap.out
+    with pytest.raises(SystemExit):
+        cli_main(["sim", "--suite", "smoke", "--workers", "0"])
+    assert "--workers: must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_cli_runs_a_scenario_file(tmp_path, capsys):
     from tiny_node.sim.scenario import dump_scenario
 

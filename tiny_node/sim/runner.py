@@ -460,7 +460,7 @@ def add_sim_arguments(p: Any) -> None:
     p.add_argument("--compare", action="store_true", help="run rules-only and model+rules, side by side")
     p.add_argument("--budget-ms", type=budget_ms_arg, help="model latency budget in lockstep (default: the bundle's)")
     p.add_argument("--params-file", help="node parameters (ROS params YAML), default: built-in defaults")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (lockstep)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (lockstep; at least 1)")
     p.add_argument("--seed", type=int, help="override every scenario's seed")
     p.add_argument("--out", default="out/sim", help="output folder")
     p.add_argument("--plots", choices=("auto", "all", "none"), default="auto",
@@ -520,6 +520,19 @@ def _bundle(args: Any, cfg: NodeConfig, out_dir: Path) -> Path | None:
     return path
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (``--workers 0`` was taken and ran on one)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def sim_command(args: Any) -> int:
     """``tiny-node sim``: run scenarios, write the report, print the table; 0 unless a run errored."""
     import sys
@@ -535,6 +548,14 @@ def sim_command(args: Any) -> int:
     except (ScenarioError, ConfigError, FileNotFoundError) as exc:
         print(f"tiny-node sim: {exc}", file=sys.stderr)
         return 2
+    if bundle is not None:
+        from tiny_node.model.bundle import BundleError, load_bundle
+
+        try:  # once, up front: a bundle the node would refuse failed every run of the suite, one by one
+            load_bundle(bundle)
+        except BundleError as exc:
+            print(f"tiny-node sim: model {bundle}: {exc}", file=sys.stderr)
+            return 2
     if not scenarios:
         print("tiny-node sim: no scenario selected", file=sys.stderr)
         return 2
