@@ -268,6 +268,23 @@ def test_help_lists_options():
                          text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0
     assert "--params-file" in out.stdout and "--ros-args" in out.stdout
+    assert out.stdout.startswith("usage: tiny-node run ")  # as typed, not the executable's tiny_node
+
+
+def test_a_node_started_unconfigured_is_driven_by_tiny_node_lifecycle(start_node, capsys):
+    """Without a ROS install there is no ``ros2 lifecycle``: ``--no-autostart`` was a dead end."""
+    from tiny_node.cli import main as cli_main
+
+    node = start_node(extra_args=["--no-autostart"], namespace="/ego")
+    assert cli_main(["lifecycle", "--node", "/ego/tiny_node", "--timeout", "30"]) == 0
+    assert capsys.readouterr().out.strip().endswith("/ego/tiny_node: unconfigured")
+    assert cli_main(["lifecycle", "configure", "activate", "--node", "/ego/tiny_node", "--timeout", "30"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["configure: ok", "activate: ok", "/ego/tiny_node: active"]
+    assert cli_main(["lifecycle", "activate", "--node", "/ego/tiny_node"]) == 1  # already active: refused
+    assert "refused activate (state now active" in capsys.readouterr().err
+    assert cli_main(["lifecycle", "--node", "/ego/nowhere", "--timeout", "1"]) == 1
+    assert "no service /ego/nowhere/get_state within 1 s" in capsys.readouterr().err
+    assert node.alive()
 
 
 def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):

@@ -18,6 +18,12 @@ def _cmd_run(rest: list[str]) -> int:
     return node_main(["tiny-node run", *rest])
 
 
+def _cmd_lifecycle(args: argparse.Namespace) -> int:
+    from tiny_node.tools.lifecycle import lifecycle_command
+
+    return lifecycle_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tiny_node.demo import run_demo
 
@@ -261,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--no-plot", action="store_true", help="skip replay.png (saves ~1 s)")
     rp.add_argument("--namespace", default="", help="--realtime: the node's namespace")
     rp.add_argument("--wait", type=float, default=30.0, help="--realtime: seconds to wait for the node")
+    lc = sub.add_parser("lifecycle", help="print the node's lifecycle state, or run transitions "
+                        "(configure, activate, ...): ros2 lifecycle without a ROS install")
+    from tiny_node.tools.lifecycle import add_arguments as lifecycle_arguments
+
+    lifecycle_arguments(lc)
     mdl = sub.add_parser("model", help="the model factory: tiny-node model build [--config tracked-det12 "
                          "(the shipped recipe, default)|tiny|...] (needs the 'train' extra)")
     from tiny_node.factory.cli import add_arguments as model_arguments
@@ -269,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.hil_argv = argv[1:] if args.cmd == "hil" else []
     handler = {"demo": _cmd_demo, "bench": _cmd_bench, "make-test-bundles": _cmd_bundles,
-               "replay": _cmd_replay,
+               "replay": _cmd_replay, "lifecycle": _cmd_lifecycle,
                "sim": _cmd_sim, "hil": _cmd_hil, "model": _cmd_model}[args.cmd]
     return handler(args)
 

@@ -671,8 +671,9 @@ def main(args: list[str] | None = None) -> int:
     """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node``)."""
     argv = list(sys.argv if args is None else args)
     non_ros = rclpy.utilities.remove_ros_args(argv)
+    prog = argv[0] if argv and argv[0] == "tiny-node run" else "tiny_node"  # as the user typed it
     parser = argparse.ArgumentParser(
-        prog="tiny_node", description="tiny_node: brake / no-brake decisions under a deadline. "
+        prog=prog, description="tiny_node: brake / no-brake decisions under a deadline. "
         "ROS arguments go after --ros-args (e.g. -r __ns:=/ego -p deadline_ms:=40.0).")
     parser.add_argument("--params-file", help="ROS 2 params YAML; its section /**/tiny_node: applies in any "
                         "namespace (a plain tiny_node: only to /tiny_node, as rcl matches it)")
@@ -715,7 +716,12 @@ def main(args: list[str] | None = None) -> int:
         except Exception as exc:  # rclpy raises on invalid parameter overrides
             print(f"tiny_node: refusing to start: {exc}", file=sys.stderr)
             return 2
-        if not opts.no_autostart:
+        if opts.no_autostart:
+            fqn = node.get_fully_qualified_name()
+            node.get_logger().info(f"unconfigured, as asked (--no-autostart): waiting for lifecycle transitions "
+                                   f"(tiny-node lifecycle configure activate --node {fqn}, or ros2 lifecycle set "
+                                   f"{fqn} configure)")
+        else:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("configure failed; not activating")
                 return 2
