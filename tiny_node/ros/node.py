@@ -303,7 +303,7 @@ class TinyNode(LifecycleNode):
         if not worker.wait_ready(timeout_s=60.0):
             self.get_logger().error(
                 f"model bundle {bundle}: {worker.last_error or 'not ready in 60 s'}; "
-                "deciding with the rule path only until it is"
+                "deciding with the rule path only until the model is ready"
             )
 
     @_logged
