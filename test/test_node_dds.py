@@ -280,8 +280,9 @@ def test_a_node_started_unconfigured_is_driven_by_tiny_node_lifecycle(start_node
     assert capsys.readouterr().out.strip().endswith("/ego/tiny_node: unconfigured")
     assert cli_main(["lifecycle", "configure", "activate", "--node", "/ego/tiny_node", "--timeout", "30"]) == 0
     assert capsys.readouterr().out.splitlines() == ["configure: ok", "activate: ok", "/ego/tiny_node: active"]
-    assert cli_main(["lifecycle", "activate", "--node", "/ego/tiny_node"]) == 1  # already active: refused
-    assert "refused activate (state now active" in capsys.readouterr().err
+    assert cli_main(["lifecycle", "activate", "--node", "/ego/tiny_node"]) == 1  # already active
+    assert "/ego/tiny_node is active: no activate from there (available: deactivate, shutdown)" in \
+        capsys.readouterr().err
     assert cli_main(["lifecycle", "--node", "/ego/nowhere", "--timeout", "1"]) == 1
     assert "no service /ego/nowhere/get_state within 1 s" in capsys.readouterr().err
     assert node.alive()

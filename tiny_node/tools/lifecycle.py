@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-#: Transition labels as ``ros2 lifecycle set`` takes them; ``shutdown`` is resolved by state.
+#: Transition labels as ``ros2 lifecycle set`` takes them (``shutdown``: from the current state).
 TRANSITIONS = ("configure", "cleanup", "activate", "deactivate", "shutdown")
 
 
@@ -71,16 +71,21 @@ class _Client:
         return str(self.call(GetState, "get_state", GetState.Request()).current_state.label)
 
     def change(self, transition: str) -> bool:
-        """Run ``transition``; whether the node accepted and completed it."""
-        from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
+        """Run ``transition``; whether the node completed it. RuntimeError if its state has no such one.
 
-        if transition == "shutdown":  # one transition id per state it leaves, as in ros2 lifecycle
-            transition = f"{self.state()}_shutdown"
-        tid = getattr(Transition, f"TRANSITION_{transition.upper()}", None)
-        if tid is None:
-            raise RuntimeError(f"no {transition} transition from the node's state")
-        request = ChangeState.Request(transition=Transition(id=tid))
+        Asked among the state's available transitions first, as ``ros2 lifecycle set`` does:
+        Jazzy's rclpy leaves a request for a transition the state lacks unanswered.
+        """
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions
+
+        available = self.call(GetAvailableTransitions, "get_available_transitions",
+                              GetAvailableTransitions.Request()).available_transitions
+        ids = {str(t.transition.label): int(t.transition.id) for t in available}
+        if transition not in ids:
+            raise RuntimeError(f"{self.target} is {self.state()}: no {transition} from there "
+                               f"(available: {', '.join(ids) or 'none'})")
+        request = ChangeState.Request(transition=Transition(id=ids[transition]))
         return bool(self.call(ChangeState, "change_state", request).success)
 
     def close(self) -> None:
