@@ -151,10 +151,10 @@ def test_kv_layout_must_agree_with_graph_and_config(vlm_dirs: dict[str, Path],
                                                     tmp_path: Path) -> None:
     bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
     rt = VlmRuntime(load_bundle(bundle))  # kv from the static graph dims and config.json
-    assert (rt.kv.num_layers, rt.kv.num_kv_heads, rt.kv.head_dim) == (2, 1, 16)
-    edit_manifest(bundle, lambda m: m["vlm"].update(kv={"num_layers": 2, "num_kv_heads": 3,
-                                                         "head_dim": 16}))
-    with pytest.raises(BundleError, match=r"vlm.kv.num_kv_heads: manifest vlm.kv says 3"):
+    assert (rt.kv.num_layers, rt.kv.num_kv_heads, rt.kv.head_dim) == (2, 3, 8)  # SmolVLM-256M: 3 KV heads
+    edit_manifest(bundle, lambda m: m["vlm"].update(kv={"num_layers": 2, "num_kv_heads": 1,
+                                                         "head_dim": 8}))
+    with pytest.raises(BundleError, match=r"vlm.kv.num_kv_heads: manifest vlm.kv says 1"):
         VlmRuntime(load_bundle(bundle))
 
 
@@ -243,9 +243,18 @@ def test_smolvlm_layout_loads_and_decides(vlm_dirs: dict[str, Path], smol: VlmRu
     assert {o.name for o in smol.decoder.get_outputs()} >= {"logits", "present.1.value"}
     assert smol.vocab_size == 49280 and smol.eos_id == 49279
     assert smol.tokenizer.token_to_id("<image>") == 49190
-    ids = smol.prompt.ids(CLOSE)
-    assert int((ids == 49190).sum()) == 64 and ids[0, 0] == 1  # <|im_start|>
-    assert "speed 20 range 15 rate -20 valid 1 brake?" in smol.prompt.text(CLOSE)
+    # GQA as SmolVLM-256M: 9 query heads share 3 KV heads; the empty past has that shape
+    assert (smol.kv.num_kv_heads, smol.kv.head_dim) == (3, 8) and smol.decoder_feeds(
+        np.zeros((1, 2, smol.hidden), np.float32))["past_key_values.0.key"].shape == (1, 3, 0, 8)
+    # byte-level BPE as published: the decision words are ' No' / ' Yes', one token each
+    assert [smol.tokenizer.id_to_token(i) for i in smol.word_ids] == ["ĠNo", "ĠYes"]
+    ids = smol.prompt.ids(CLOSE)[0].tolist()
+    first = ids.index(49190)  # one unsplit tile: <fake><global-img> <image> x 64 <fake>
+    assert ids[0] == 1 and ids[first - 2:first] == [49189, 49152] and ids.count(49190) == 64
+    assert ids[first:first + 65] == [49190] * 64 + [49189]
+    # the chat template's end: the decision is the token after "Assistant:"
+    assert smol.tokenizer.decode(ids[ids.index(49279) + 1:]) == "\nAssistant:"
+    assert "drives at 20 m/s; the nearest object ahead is 15 m away." in smol.prompt.text(CLOSE)
     out = smol.decide(FRAME, CLOSE, "school zone")
     assert out.label in ("go", "brake") and sum(out.probs) == pytest.approx(1.0)
     assert smol.rationale()
@@ -635,3 +644,70 @@ def test_a_tokenizer_saved_with_padding_or_truncation_still_sees_the_whole_promp
     for context in ("", "child crossing from the left " * 6):
         assert rt.prompt.ids(CLOSE, context).tolist() == tiny.prompt.ids(CLOSE, context).tolist()
     assert rt.decide(FRAME, FAR).p_brake == pytest.approx(tiny.decide(FRAME, FAR).p_brake)
+
+
+# -- a SmolVLM export as published: docs/BUNDLE.md's steps, quantized and float16 variants --------
+def _published_export(vlm_dirs: dict[str, Path], dest: Path, variant: str) -> Path:
+    """The generated SmolVLM-layout graphs under the published variant's file names, no manifest.
+
+    ``int8``: dynamic int8 (``quantize_dynamic``, QInt8 weights: ConvInteger, MatMulInteger) as
+    the ``_int8`` files; ``fp16``: float16 inputs, outputs and KV cache as the ``_fp16`` files.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from tiny_node.model.testvlm import to_float16
+
+    src = vlm_dirs["smolvlm"]
+    (dest / "onnx").mkdir(parents=True)
+    for name in ("tokenizer.json", "config.json", "preprocessor_config.json", "generation_config.json"):
+        shutil.copy(src / name, dest / name)
+    for graph in ("vision_encoder", "embed_tokens", "decoder_model_merged"):
+        out = dest / "onnx" / f"{graph}_{variant}.onnx"
+        if variant == "int8":
+            quantize_dynamic(src / "onnx" / f"{graph}.onnx", out, weight_type=QuantType.QInt8)
+        else:
+            onnx.save(to_float16(onnx.load(src / "onnx" / f"{graph}.onnx")), out)
+    return dest
+
+
+def _documented_manifest(export: Path, variant: str) -> None:
+    """Run docs/BUNDLE.md's ``write_manifest`` block as it stands, on ``export`` (only the directory and variant set)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "BUNDLE.md").read_text(encoding="utf-8")
+    section = doc.split("### Running a SmolVLM-style export", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    download = section.split("hf download ", 1)[1].split("```", 1)[0]
+    assert code.count('"SmolVLM-256M-Instruct", name=') == 1 and code.count("_int8.onnx") == 3
+    for rel in ("onnx/vision_encoder_int8.onnx", "onnx/embed_tokens_int8.onnx",
+                "onnx/decoder_model_merged_int8.onnx", "tokenizer.json", "config.json"):
+        assert rel in code and rel in download  # the download fetches what the manifest names
+    code = code.replace('"SmolVLM-256M-Instruct", name=', f"{str(export)!r}, name=").replace(
+        "_int8.onnx", f"_{variant}.onnx")
+    exec(compile(code, "docs/BUNDLE.md", "exec"), {})
+
+
+@pytest.mark.parametrize("variant", ["int8", "fp16"])
+def test_the_documented_steps_run_a_published_style_smolvlm_export(vlm_dirs: dict[str, Path], smol: VlmRuntime,
+                                                                   tmp_path: Path, variant: str) -> None:
+    """docs/BUNDLE.md's manifest, written by its own code, over an export laid out as published.
+
+    Before: the generated tokenizer was WordLevel, where the documented words ' No' / ' Yes' are
+    unknown, so the documented manifest was never run; the float16 path had no fixture at all.
+    """
+    export = _published_export(vlm_dirs, tmp_path / "SmolVLM-256M-Instruct", variant)
+    _documented_manifest(export, variant)
+    rt = VlmRuntime(load_bundle(export))
+    assert rt.bundle.files["decoder"].rel == f"onnx/decoder_model_merged_{variant}.onnx"
+    assert rt.word_ids == smol.word_ids and rt.eos_id == 49279 and rt.kv == smol.kv
+    want = np.float16 if variant == "fp16" else np.float32
+    assert rt._pixel_dtype is want and rt._kv_dtype is want and rt._embeds_dtype is want
+    assert rt.prompt.text(CLOSE, "school zone") == smol.prompt.text(CLOSE, "school zone")  # the same prompt
+    rng = np.random.default_rng(7)
+    for feats in (CLOSE, FAR):
+        frame = rng.integers(0, 256, (480, 640, 3), np.uint8)
+        got, ref = rt.decide(frame, feats, "school zone"), smol.decide(frame, feats, "school zone")
+        assert got.probs == pytest.approx(ref.probs, abs=0.05)
+        cached = rt.generate_ids(6)
+        assert len(cached) == 6  # random weights: no eos
+        if variant == "fp16":  # int8 quantizes activations per run: a step alone != the whole sequence
+            rt.decide(frame, feats, "school zone")
+            assert rt.generate_ids(6, use_cache=False) == cached

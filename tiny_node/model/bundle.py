@@ -563,7 +563,7 @@ def bundle_path(base: Path, rel: str) -> Path:
     if os.path.normpath(base / rel).startswith(str(base) + os.sep):  # lexically inside: a link leads out
         raise ValueError(f"{rel!r} escapes the bundle dir {base}: it is a symlink to {full}. A bundle's files "
                          "must be in its directory, not links out of it (a Hugging Face cache snapshot links "
-                         "every file into ../../blobs): download with `huggingface-cli download REPO "
+                         "every file into ../../blobs): download with `hf download REPO "
                          "--local-dir DIR` (snapshot_download(..., local_dir=DIR)), or copy the files with "
                          "the links resolved, `cp -rL SNAPSHOT DIR`, and write the manifest there")
     raise ValueError(f"{rel!r} escapes the bundle dir {base}")

@@ -24,9 +24,12 @@ of the random ones, so its answer is known in advance:
 
 ``make_tiny_vlm_bundle(dir, smolvlm=True)`` is the published SmolVLM layout exactly
 (``pixel_values`` [B, N, 3, 512, 512] f32 + ``pixel_attention_mask`` bool, 64 image tokens
-per tile, vocabulary 49280 with ``<image>`` = 49190 and ``<end_of_utterance>`` = 49279, the
-chat framing tokens at their ids, KV heads and head_dim static in the graph and in
-``config.json``), hidden size scaled down, random weights only, sensors as text numbers.
+per tile, a byte-level BPE tokenizer of 49280 ids with the published special tokens at their
+ids (``<image>`` = 49190, ``<end_of_utterance>`` = 49279, the chat framing, ``<row_r_col_c>``)
+and ``" No"`` / ``" Yes"`` single tokens, 9 attention heads over 3 KV heads as SmolVLM-256M,
+KV heads and head_dim static in the graph and in an idefics3 ``config.json``, the published
+``preprocessor_config.json`` and ``generation_config.json`` beside), head_dim and hidden size
+scaled down, random weights only, and docs/BUNDLE.md's SmolVLM manifest (prompt, decision words).
 ``decoder_pairs`` adds that many MatMul(256x256)+Tanh pairs to every decoder run (a slow
 decoder for abort tests; adds at most 1e-6 to the logits).
 """
@@ -44,7 +47,7 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 from tiny_node.model.bundle import RuntimeSpec, write_manifest
 
@@ -57,10 +60,13 @@ BINS = {"ego_speed": ("spd", 1.0, 0, 40), "range": ("rng", 2.0, 0, 50),
 EOS = "<end_of_utterance>"
 IMAGE = "<image>"
 TINY_PROMPT = "{image} {sensors} {context} question: brake? answer:"
+#: the prompt of docs/BUNDLE.md's SmolVLM manifest: the published chat template around one unsplit tile
 SMOLVLM_PROMPT = ("<|im_start|>User:<fake_token_around_image><global-img>{image}"
-                  "<fake_token_around_image>speed {ego_speed:.0f} range {range:.0f} rate "
-                  "{range_rate:.0f} valid {range_valid:.0f} {context} brake?"
-                  "<end_of_utterance>\nAssistant:")
+                  "<fake_token_around_image>The car drives at {ego_speed:.0f} m/s; the nearest "
+                  "object ahead is {range:.0f} m away. {context} Must the car brake now? "
+                  "Answer yes or no.<end_of_utterance>\nAssistant:")
+#: the decision words of that manifest: single byte-level BPE tokens of the published tokenizer
+SMOLVLM_WORDS = (" No", " Yes")
 WORDS = ("question", ":", "?", "answer", "brake", "go", "object", "close", "ahead", "road",
          "clear", "school", "zone", "night", "rain", "child", "crossing", "from", "the", "left",
          "right", "m", "slow", "down", "User", "Assistant", "speed", "range", "rate", "valid", "-")
@@ -69,7 +75,12 @@ CHAINS = {"brake": ("object", "close", "ahead", EOS), "go": ("road", "clear", EO
 #: published SmolVLM special tokens and ids (tokenizer.json, added_tokens)
 SMOLVLM_VOCAB = 49280
 SMOLVLM_SPECIAL = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2, "<global-img>": 49152,
+                   **{f"<row_{r}_col_{c}>": 49146 + 6 * r + c for r in range(1, 7) for c in range(1, 7)},
                    "<fake_token_around_image>": 49189, IMAGE: 49190, EOS: 49279}
+#: byte-level BPE merges of the generated SmolVLM tokenizer: the decision words are one token each
+SMOLVLM_MERGES = (("Ġ", "N"), ("ĠN", "o"), ("Ġ", "Y"), ("e", "s"), ("ĠY", "es"))
+#: SmolVLM-256M's attention (9 heads, 3 KV heads: groups of 3) at a toy head_dim and hidden size
+SMOLVLM_DIMS = {"image": 512, "patch": 64, "heads": 9, "kv_heads": 3, "head_dim": 8, "hidden": 72}
 CHAIN_DIM = 256
 
 # residual dimensions with a hand-set meaning in the tiny bundle (see module docstring)
@@ -317,6 +328,31 @@ def decoder_graph(d: Dims, w: dict[str, NDArray[np.float32]], *, static_kv: bool
     return g.model("decoder_model_merged", inputs, outputs)
 
 
+def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` computing in float16 with float16 inputs and outputs (as an export's ``_fp16`` / ``q4f16`` files).
+
+    Why: those exports feed float16 pixels, embeddings and KV cache and return float16 logits;
+    the runtime must feed each graph its own type. Initializers are clipped to float16's range
+    (the attention mask's -1e9 becomes -65504), every Cast to float goes to float16.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            a = np.clip(numpy_helper.to_array(t), -65504.0, 65504.0).astype(np.float16)
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    for node in g.node:
+        for attr in node.attribute:
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    for v in (*g.input, *g.output):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.checker.check_model(out)
+    return out
+
+
 def _chain(g: _Graph, head: str, n: int) -> None:
     """``n`` MatMul(256x256)+Tanh pairs fed from the input, + at most 1e-6 on the logits."""
     rng = np.random.default_rng(0)
@@ -335,17 +371,30 @@ def _bin_tokens() -> list[str]:
 
 
 def tiny_vocab(smolvlm: bool) -> dict[str, int]:
-    """Token -> id: the published ids for SmolVLM (fillers elsewhere), compact otherwise."""
+    """Token -> id: the published ids for SmolVLM (byte-level alphabet, merges, fillers), compact otherwise."""
     if not smolvlm:
         words = ["<unk>", IMAGE, EOS, *_bin_tokens(), *WORDS]
         return {t: i for i, t in enumerate(words)}
     vocab = dict(SMOLVLM_SPECIAL)
     free = (i for i in range(SMOLVLM_VOCAB) if i not in SMOLVLM_SPECIAL.values())
-    for word in ("<unk>", *WORDS, *(str(n) for n in range(0, 201))):
+    for word in (*sorted(pre_tokenizers.ByteLevel.alphabet()), *(a + b for a, b in SMOLVLM_MERGES)):
         vocab[word] = next(free)
     for i in free:
-        vocab[f"tok{i}"] = i
+        vocab[f"<filler_{i}>"] = i
     return vocab
+
+
+def smolvlm_tokenizer() -> Tokenizer:
+    """A byte-level BPE tokenizer like SmolVLM's (GPT-2 style, no unknown token), at the published ids.
+
+    Why not WordLevel: the published tokenizer is byte-level BPE, where a decision word is named
+    by its text with the leading space (``" Yes"`` = ``ĠYes``), as docs/BUNDLE.md's manifest does.
+    """
+    tok = Tokenizer(models.BPE(tiny_vocab(True), list(SMOLVLM_MERGES)))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SMOLVLM_SPECIAL])
+    return tok
 
 
 def tiny_tokenizer(vocab: dict[str, int], specials: list[str], added: list[str]) -> Tokenizer:
@@ -367,25 +416,29 @@ def make_tiny_vlm_bundle(directory: Path, smolvlm: bool = False, decoder_pairs: 
     directory = Path(directory)
     (directory / "onnx").mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab(smolvlm)
-    dims = Dims(vocab=max(vocab.values()) + 1, **({"image": 512, "patch": 64} if smolvlm else {}))
+    dims = Dims(vocab=max(vocab.values()) + 1, **(SMOLVLM_DIMS if smolvlm else {}))
     rng = np.random.default_rng(SEED)
     w = _weights(dims, rng)
     if not smolvlm:
         _design(w, dims, vocab, rng)
-    specials = list(SMOLVLM_SPECIAL) if smolvlm else [IMAGE, EOS]
-    tok = tiny_tokenizer(vocab, specials, [] if smolvlm else _bin_tokens())
+    tok = smolvlm_tokenizer() if smolvlm else tiny_tokenizer(vocab, [IMAGE, EOS], _bin_tokens())
     (directory / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
     graphs = {"vision_encoder": vision_graph(dims, w, smolvlm), "embed_tokens": embed_graph(dims, w),
               "decoder_model_merged": decoder_graph(dims, w, static_kv=smolvlm, pairs=decoder_pairs)}
     for name, model in graphs.items():
         (directory / "onnx" / f"{name}.onnx").write_bytes(model.SerializeToString())
-    config = {"model_type": "smolvlm" if smolvlm else "tiny_node_vlm",
-              "image_token_id": vocab[IMAGE], "vocab_size": dims.vocab,
-              "text_config": {"num_hidden_layers": dims.layers, "hidden_size": dims.hidden,
-                              "num_attention_heads": dims.heads, "num_key_value_heads": dims.kv_heads,
-                              "head_dim": dims.head_dim, "intermediate_size": dims.ffn,
-                              "vocab_size": dims.vocab, "rope_theta": dims.rope_base}}
-    (directory / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    text = {"num_hidden_layers": dims.layers, "hidden_size": dims.hidden,
+            "num_attention_heads": dims.heads, "num_key_value_heads": dims.kv_heads,
+            "head_dim": dims.head_dim, "intermediate_size": dims.ffn,
+            "vocab_size": dims.vocab, "rope_theta": dims.rope_base}
+    if smolvlm:  # as published: idefics3 config, and the processor / generation configs beside it
+        _write_json(directory / "config.json", _smolvlm_config(dims, text))
+        _write_json(directory / "preprocessor_config.json", SMOLVLM_PREPROCESSOR)
+        _write_json(directory / "generation_config.json",
+                    {"bos_token_id": 1, "eos_token_id": [2, SMOLVLM_SPECIAL[EOS]], "pad_token_id": 2})
+    else:
+        _write_json(directory / "config.json", {"model_type": "tiny_node_vlm", "image_token_id": vocab[IMAGE],
+                                                "vocab_size": dims.vocab, "text_config": text})
     manifest = tiny_vlm_manifest(dims, smolvlm, max_rationale_tokens)
     if frames == 2:
         vlm = manifest["vlm"]
@@ -398,6 +451,29 @@ def make_tiny_vlm_bundle(directory: Path, smolvlm: bool = False, decoder_pairs: 
                           "tokenizer": "tokenizer.json", "config": "config.json"},
                    kind="vlm", runtime=manifest.pop("runtime"), **manifest)
     return directory
+
+
+#: SmolVLM-256M's preprocessor_config.json (what the runtime's manifest must repeat: the runtime does not read it)
+SMOLVLM_PREPROCESSOR: dict[str, Any] = {
+    "do_convert_rgb": True, "do_image_splitting": True, "do_normalize": True, "do_pad": True, "do_rescale": True,
+    "do_resize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+    "image_processor_type": "Idefics3ImageProcessor", "max_image_size": {"longest_edge": 512},
+    "processor_class": "Idefics3Processor", "resample": 1, "rescale_factor": 1 / 255,
+    "size": {"longest_edge": 2048}}
+
+
+def _smolvlm_config(d: Dims, text: dict[str, Any]) -> dict[str, Any]:
+    """config.json as SmolVLM-256M publishes it (idefics3: 16 px patches, pixel shuffle 4, 64 tokens a tile)."""
+    return {"architectures": ["Idefics3ForConditionalGeneration"], "image_seq_len": d.image_tokens,
+            "image_token_id": SMOLVLM_SPECIAL[IMAGE], "model_type": "idefics3", "scale_factor": 4,
+            "text_config": {"model_type": "llama", "rms_norm_eps": 1e-5, **text},
+            "vision_config": {"image_size": d.image, "patch_size": 16, "model_type": "idefics3",
+                              "max_image_size": {"longest_edge": d.image}},
+            "vocab_size": d.vocab}
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
 def tiny_vlm_manifest(dims: Dims, smolvlm: bool, max_rationale_tokens: int | None) -> dict[str, Any]:
@@ -422,7 +498,8 @@ def tiny_vlm_manifest(dims: Dims, smolvlm: bool, max_rationale_tokens: int | Non
                              "mean": [0.5] * 3, "std": [0.5] * 3, "scale": 1.0 / 255.0},
                    "sensors": sensors},
         "outputs": {"decision": {"name": "logits", "kind": "softmax", "labels": ["go", "brake"],
-                                 "brake_label": "brake", "threshold": 0.5}},
+                                 "brake_label": "brake", "threshold": 0.5,
+                                 **({"tokens": list(SMOLVLM_WORDS)} if smolvlm else {})}},
         "vlm": vlm,
         "runtime": asdict(RuntimeSpec()),
         "latency_budget_ms": 30.0 if smolvlm else 5.0,
