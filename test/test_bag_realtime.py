@@ -155,3 +155,15 @@ def test_a_node_replayed_twice_decides_the_second_replay_as_the_first(tmp_path, 
                                                                                     second["first_brake"])
     brakes = [{r.stamp_ns for r in run.decisions if r.brake} for run in runs]
     assert len(brakes[0] ^ brakes[1]) <= 2, brakes  # receipt jitter may move the first brake by a frame
+
+
+def test_a_replay_to_a_node_on_wall_time_says_so(tmp_path, start_node, ros_env):
+    """The README asks for use_sim_time; a node without it took the replay silently (fresh-user review)."""
+    bag = _bag(tmp_path / "b", 20, gap0=40.0, speed=15.0)
+    start_node()  # use_sim_time false, the default
+    s = replay(bag, out_dir=tmp_path / "r", cfg=make_config(), bundle=None, realtime=True, wait_s=30.0,
+               plot=False).summary
+    assert any("runs on wall time (use_sim_time false)" in w for w in s["warnings"]), s["warnings"]
+    from tiny_node.bag.realtime import sim_time_warning
+
+    assert sim_time_warning(True) is None and sim_time_warning(None) is None

@@ -193,6 +193,7 @@ class Player:
         lifecycle = Feeder(namespace=self.namespace, compressed=self.camera_compressed)
         try:
             lifecycle.restart_node(timeout_s=RESTART_TIMEOUT_S)
+            self.node_sim_time = _uses_sim_time(lifecycle, self.namespace)
         except RuntimeError as exc:
             raise BagError(
                 f"could not restart the node through its lifecycle before the replay ({exc}): it must be "
@@ -200,6 +201,9 @@ class Player:
             ) from exc
         finally:
             lifecycle.close()
+
+    #: The node's ``use_sim_time`` after its restart (None: it did not answer the question).
+    node_sim_time: bool | None = None
 
     def _wait_matched(self, timeout_s: float, clock_ns: int) -> None:
         """Until the node subscribes the camera and publishes decisions (with /clock meanwhile)."""
@@ -230,6 +234,27 @@ class Player:
         self._rclpy.try_shutdown(context=self.context)
 
 
+def _uses_sim_time(feeder: Any, namespace: str) -> bool | None:
+    """The node's ``use_sim_time`` parameter, asked over its parameter service (None: no answer)."""
+    from rcl_interfaces.srv import GetParameters
+
+    ns = namespace.rstrip("/") + "/" if namespace else ""
+    answers = feeder.call(GetParameters, f"{ns}tiny_node/get_parameters",
+                          [GetParameters.Request(names=["use_sim_time"])], 5.0)
+    if not answers or answers[0] is None or not answers[0].values:
+        return None
+    return bool(answers[0].values[0].bool_value)
+
+
+def sim_time_warning(node_sim_time: bool | None) -> str | None:
+    """Why a node not on sim time is worth a word: it judges the bag's stamps by the wall clock."""
+    if node_sim_time is not False:
+        return None
+    return ("the node runs on wall time (use_sim_time false): it ignores this replay's /clock and times "
+            "staleness, stamps and its brake hold by the wall clock, not the bag's time; start it with "
+            "-p use_sim_time:=true (the launch file's use_sim_time:=true) for a replay")
+
+
 def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, str], *, namespace: str,
                  wait_s: float, progress: Callable[[float, float], None] | None,
                  warnings: list[str]) -> tuple[list[DecisionRecord], int]:
@@ -246,6 +271,8 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     first_frame_at: float | None = None  # monotonic, when the first camera frame went out
     try:
         player.wait_for_node(wait_s, source.start_ns)
+        if (why := sim_time_warning(player.node_sim_time)) is not None:
+            warnings.append(why)
         wall0 = time.monotonic() + 0.05
         bag0 = source.start_ns
 
