@@ -90,6 +90,8 @@ class _Ctx:
     has_model = True
     transport = "raw"
     sim_time = False
+    attach = False
+    node_pid: int | None = None
 
     def __init__(self) -> None:
         self.params: list[tuple[str, float]] = []
@@ -606,6 +608,7 @@ def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
         (["--soak", "60", "--faults", "bundle_corrupt"], "not bundle_corrupt"),  # ran, and failed a good node
         (["--node-pid", "4242"], "--node-pid names an attached node"),
         (["--lead-in", "0"], "--lead-in 0: at least the warm-up"),  # faults judged frames lost in DDS matching
+        (["--param", "deadline_ms:=[4"], "--param 'deadline_ms:=[4': the value is not valid YAML"),  # a traceback
     ):
         assert main(["hil", "--out", str(tmp_path / "out"), *argv]) == 2, argv
         err = capsys.readouterr().err
@@ -838,7 +841,7 @@ def test_a_diagnostic_state_shorter_than_the_diagnostics_period_may_go_unsampled
         res = CheckResult("range_nan", "main", "", False)
         _diag_level(rec, res, "sensors", 2, t_from=10.0, t_to=10.0 + lasts + period + 0.1, what="range fault",
                     lasts_s=lasts)
-        return res.failures, res.observed
+        return res.failures, res.not_judged
 
     fails, seen = failures(1.0, 0.85)
     assert not fails and "not sampled: it lasted 0.85 s, diagnostics every 1.0 s" in seen[0]
@@ -858,3 +861,171 @@ def test_bundle_corrupt_copies_the_shipped_bundle_with_its_graphs_in_a_subfolder
     with pytest.raises(BundleError, match="checksum mismatch"):
         load_bundle(bad)
     load_bundle(DEFAULT_BUNDLE_DIR)  # the original untouched
+
+
+# --- review D (2026-12-06): a model that never ran, checks never exercised, the node's own error ----
+def _checksum_broken_bundle(tmp_path: Path) -> Path:
+    import shutil
+
+    from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
+
+    if not (DEFAULT_BUNDLE_DIR / "manifest.yaml").is_file():
+        pytest.skip("no shipped bundle")
+    bad = tmp_path / "mod_bundle"
+    shutil.copytree(DEFAULT_BUNDLE_DIR, bad)
+    graph = sorted(bad.rglob("*.onnx"))[0]
+    graph.write_bytes(graph.read_bytes() + b"x")  # no longer its manifest's SHA-256
+    return bad
+
+
+def test_a_bundle_that_fails_its_checksum_is_refused_before_anything_starts(tmp_path, capsys, monkeypatch):
+    """The node ran such a bundle on the rules alone, said so only in its log, and the run passed
+    ("PASS: 318/318 frames decided", report "model: mod_bundle")."""
+    from tiny_node.cli import main
+    from tiny_node.hil import harness
+
+    def run_all(cfg, faults, *, clean_s=0.0):
+        raise AssertionError("a node run was started")
+
+    monkeypatch.setattr(harness, "run_all", run_all)
+    bad = _checksum_broken_bundle(tmp_path)
+    args = ["hil", "--out", str(tmp_path / "out"), "--scenario", str(CI_SCENARIO), "--faults", "range_nan"]
+    assert main([*args, "--model", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and "manifest expects sha256" in err and "file has" in err, err
+    assert ".onnx" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # --model does nothing to a node already running: refused, not ignored (and named in the report)
+    assert main([*args, "--attach", "--model", "default"]) == 2
+    assert "no effect on an attached node" in capsys.readouterr().err
+    # nor past the check as a parameter (ignored beside --model, unverified without it)
+    assert main([*args, "--model", "none", "--param", f"model_bundle:={bad}"]) == 2
+    assert "--param model_bundle: give the bundle with --model" in capsys.readouterr().err
+
+
+def _model_run(states: list[str], diag_state: str | None = None, **kw) -> RunRecord:
+    rec = _rec(**kw)
+    rec.warmup_s = 1.0
+    rec.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(90)]
+    rec.decisions = {i: [_decision(1.0 + i / 30 + 0.008, model_state=states[i % len(states)])] for i in range(90)}
+    if diag_state is not None:
+        err = "files.vru_detector: checksum mismatch for x.onnx" if diag_state == "failed" else ""
+        rec.diags.append(DiagRec(3.5, "tiny_node: model", 2 if diag_state == "failed" else 0, diag_state,
+                                 {"state": diag_state, "last_error": err}))
+    return rec
+
+
+def test_a_run_whose_model_never_worked_fails_with_the_reason():
+    failed = global_failures(_model_run(["unavailable", "skipped"], "failed"))
+    assert len(failed) == 1 and "model failed" in failed[0] and "checksum mismatch for x.onnx" in failed[0], failed
+    from tiny_node.hil.harness import model_failures
+
+    # no diagnostic seen (an attached node at 1 Hz, a short run): the decisions say it
+    never = model_failures(_model_run(["unavailable", "unavailable", "skipped"]))
+    assert len(never) == 1 and "answered no frame" in never[0] and "unavailable 40" in never[0], never
+    # the model answered (even late), the run has no model, the corrupt-bundle run, the rules braked throughout
+    assert model_failures(_model_run(["unavailable", "late"], "ready")) == []
+    assert model_failures(_model_run(["unavailable"], has_model=False)) == []
+    assert model_failures(_model_run(["unavailable"], "failed", model_expected=False)) == []
+    assert model_failures(_model_run(["skipped"])) == []
+
+
+def test_a_check_that_did_not_judge_everything_says_so_on_every_report(tmp_path):
+    """``range_stuck PASS frozen at inf: not judged as stuck`` read as a tested check on the terminal."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.hil.faults import _diag_level
+    from tiny_node.hil.record import CheckResult
+    from tiny_node.hil.report import console_table, write_report
+
+    stuck = F.RangeFault("stuck")
+    stuck.start = 2.0
+    stuck.on_sensor(_Ctx(), "range", 1, math.inf)  # frozen on "no return"
+    run = _rec()
+    run.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(210)]
+    run.decisions = {i: [_decision(1.0 + i / 30 + 0.008, rules_reason="clear: no object within range")]
+                     for i in range(210)}
+    gap = stuck.check(run)
+    assert gap.passed and gap.status == "PASS (known gap)" and gap.not_judged, gap
+    unsampled = CheckResult("range_nan", "main", "", True)
+    rec = _rec(diag_period_s=1.0)
+    _diag_level(rec, unsampled, "sensors", 2, t_from=10.0, t_to=11.2, what="range fault", lasts_s=0.85)
+    assert unsampled.status == "PASS (not all judged)"
+    full = CheckResult("range_posinf", "main", "", True, observed=["15/15 clear"])
+    lines = dict(zip(("range_stuck", "range_nan", "range_posinf"),
+                     console_table([gap, unsampled, full]).splitlines(), strict=True))
+    assert "PASS (known gap)" in lines["range_stuck"] and "known gap: the range froze at inf" in lines["range_stuck"]
+    assert "PASS (not all judged)" in lines["range_nan"]
+    assert "not judged: 'sensors' level 2 not sampled" in lines["range_nan"]
+    assert lines["range_posinf"].split()[1] == "PASS" and "15/15 clear" in lines["range_posinf"]
+    summary = write_report(tmp_path, [_rec()], [gap, unsampled, full], {"source": "test"}, {"main": []})
+    assert summary["passed"]  # what passes overall does not change
+    assert summary["not_fully_judged"] == ["range_stuck", "range_nan"]
+    assert [c["status"] for c in summary["faults"]] == ["PASS (known gap)", "PASS (not all judged)", "PASS"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| range_nan | main | PASS (not all judged) |" in md and "not judged: 'sensors' level 2" in md
+
+
+def test_worker_faults_on_an_attached_node_without_a_model_name_the_node_not_model():
+    """``worker_sigkill SKIP needs a model bundle (--model)``: --model has no effect on an attached node."""
+    ctx = _Ctx()
+    ctx.has_model, ctx.attach, ctx.node_pid = False, True, 4242
+    why = F.make_faults(["worker_sigkill"])[0].skip_reason(ctx)
+    assert "attached node runs without a model" in why and "--model" not in why, why
+    ctx.attach = False
+    assert "--model" in F.make_faults(["worker_sigkill"])[0].skip_reason(ctx)
+    ctx.has_model, ctx.attach, ctx.node_pid = True, True, None
+    assert "--node-pid" in F.make_faults(["worker_sigkill"])[0].skip_reason(ctx)
+
+
+def test_a_node_that_exits_at_once_has_its_own_error_line_in_the_failure(tmp_path, monkeypatch):
+    """``--param deadline_mss:=40.0``: the failure said "exited with status 2"; the node's line naming the
+    parameter and the one meant was only in node-main.log."""
+    import types
+
+    from tiny_node.hil import harness
+
+    said = ("tiny_node: -p: unknown parameter 'deadline_mss' (did you mean deadline_ms?) (known: "
+            + ", ".join(f"param_{i}" for i in range(60)) + ")")
+
+    class Node:
+        def __init__(self, env, **kw) -> None:
+            self.proc = types.SimpleNamespace(returncode=2)
+            self.pid = 4242
+
+        def start(self):
+            return self
+
+        def alive(self) -> bool:
+            return False
+
+        def output(self) -> str:
+            return f"[INFO] [1.0] [tiny_node]: starting\n{said}\n\n"
+
+        def stop(self) -> int:
+            return 2
+
+    class Feeder:
+        def __init__(self, **kw) -> None:
+            pass
+
+        def wait_for_node(self, timeout_s: float) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(harness, "NodeProcess", Node)
+    monkeypatch.setitem(sys.modules, "tiny_node.tools.feeder", types.SimpleNamespace(Feeder=Feeder))
+    cfg = harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: None, progress=lambda s: None,
+                                env={"ROS_DOMAIN_ID": "18"}, node_params={"deadline_mss": 40.0})
+    records, checks = harness.run_all(cfg, [])
+    assert records == [] and len(checks) == 1 and not checks[0].passed
+    why = checks[0].failures[0]
+    assert why.startswith("hil main: the node exited with status 2 before it came up on ROS_DOMAIN_ID=18: "), why
+    assert "unknown parameter 'deadline_mss' (did you mean deadline_ms?)" in why and why.endswith("..."), why
+    assert len(why) < 400
+    # a traceback's last line, an rclpy ERROR; a log saying nothing of an error: its last line only if it exited
+    assert harness.node_error("Traceback (most recent call last):\n  File x\nValueError: bad\n") == "ValueError: bad"
+    assert harness.node_error("[ERROR] [1.0] [tiny_node]: no\n[INFO] [2.0] [tiny_node]: bye\n") == \
+        "[ERROR] [1.0] [tiny_node]: no"
+    assert harness.node_error("[INFO] a\n[INFO] b\n") == "[INFO] b"
+    assert harness.node_error("[INFO] a\n[INFO] b\n", fallback_last=False) == ""

@@ -28,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     node.add_argument("--attach", action="store_true",
                       help="use a node already running on this ROS domain (ROS_DOMAIN_ID)")
     p.add_argument("--node-pid", type=int, help="with --attach: the node's pid, for the worker faults")
-    p.add_argument("--model", default="test",
+    p.add_argument("--model", default=None,
                    help="model bundle for the node: a directory, 'default' (the shipped model), 'test' "
-                        "(generated fast test bundle, the default), or 'none' (rules only)")
+                        "(generated fast test bundle, the default), or 'none' (rules only); verified "
+                        "(every file's SHA-256) before the node starts. Not with --attach")
     p.add_argument("--faults", default="all", help="'all', 'none', or a comma-separated list")
     p.add_argument("--duration", type=float, default=0.0,
                    help="seconds of streaming at least (the fault schedule may need more)")
@@ -52,6 +53,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-netns", help=argparse.SUPPRESS)  # set by --netns for the inner run
 
 
+def verify_bundle(path: Path) -> None:
+    """Every file of the bundle against its manifest's SHA-256, before any node starts.
+
+    Why: a node given a bundle that fails its checksum runs on the rules alone and says so only
+    in its log; the harness passed such a run, and its report named the model as if validated.
+    Raises BundleError naming the file and both hashes.
+    """
+    from tiny_node.model.bundle import load_bundle
+
+    load_bundle(path)
+
+
 def _params(items: list[str]) -> dict[str, object]:
     """``NAME:=VALUE`` pairs with YAML typing (as ``ros2 run ... -p``)."""
     import yaml
@@ -60,8 +73,11 @@ def _params(items: list[str]) -> dict[str, object]:
     for item in items:
         name, sep, value = item.partition(":=")
         if not sep or not name:
-            raise SystemExit(f"hil: --param needs NAME:=VALUE, got {item!r}")
-        out[name] = yaml.safe_load(value)
+            raise ValueError(f"--param needs NAME:=VALUE, got {item!r}")
+        try:
+            out[name] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # a value ROS could not read either: refused before the node starts
+            raise ValueError(f"--param {item!r}: the value is not valid YAML: {' '.join(str(exc).split())}") from exc
     return out
 
 
@@ -169,6 +185,20 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         print("hil: --node-pid names an attached node (--attach); a node the harness starts is found by itself",
               file=sys.stderr)
         return 2
+    if args.attach and args.model is not None:  # it would be ignored, and the report would name it
+        print(f"hil: --model {args.model}: has no effect on an attached node, which runs with its own "
+              "model_bundle parameter (the harness reads it and reports it)", file=sys.stderr)
+        return 2
+    model_arg = "none" if args.attach else (args.model or "test")
+    try:
+        node_params = _params(args.param)
+    except ValueError as exc:
+        print(f"hil: {exc}", file=sys.stderr)
+        return 2
+    if "model_bundle" in node_params:  # --model wins over it, and it would go unverified without
+        print("hil: --param model_bundle: give the bundle with --model (verified before the node starts, "
+              "and copied for bundle_corrupt)", file=sys.stderr)
+        return 2
     # rcl takes only a fully qualified namespace (and the node would exit at once); as launch_ros does
     args.namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
     try:
@@ -177,11 +207,12 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"hil: {exc}", file=sys.stderr)
         return 2
     given_model: Path | None = None  # a bundle directory, or "default" (the shipped one, as for the node)
-    if args.model not in ("none", "test"):
+    if model_arg not in ("none", "test"):
         from tiny_node.model.bundle import BundleError, existing_bundle_dir
 
         try:
-            given_model = existing_bundle_dir(args.model)
+            given_model = existing_bundle_dir(model_arg)
+            verify_bundle(given_model)
         except BundleError as exc:
             print(f"hil: --model: {exc}", file=sys.stderr)
             return 2
@@ -206,19 +237,25 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
             e["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, e.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory(prefix="tiny_node_hil_") as tmp:
         model: Path | None
-        if args.model == "none":
+        if model_arg == "none":
             model = None
-        elif args.model == "test":
+        elif model_arg == "test":
+            from tiny_node.model.bundle import BundleError
             from tiny_node.model.testmodels import make_fast_bundle
 
             model = make_fast_bundle(Path(tmp) / "fast")
+            try:  # generated here, but held to what a given bundle is held to
+                verify_bundle(model)
+            except BundleError as exc:
+                print(f"hil: the generated test bundle: {exc}", file=sys.stderr)
+                return 2
         else:
             model = given_model
         cfg = HarnessConfig(
             out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
             node_cmd=shlex.split(args.node_cmd) if args.node_cmd else None, node_prefix=prefix,
             attach=args.attach, node_pid=args.node_pid, namespace=args.namespace,
-            transport=args.transport, lead_in_s=args.lead_in, node_params=_params(args.param),
+            transport=args.transport, lead_in_s=args.lead_in, node_params=node_params,
         )
         if args.soak > 0:
             if not names:
@@ -239,8 +276,16 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         main_len = schedule([f for f in faults if f.group == "main"], lead_in_s=args.lead_in) + cfg.tail_s
         records, checks = run_all(cfg, faults, clean_s=max(0.0, args.duration - main_len))
     gf = {r.group: global_failures(r) for r in records}
+    # the bundle the node ran, as it reported it (an attached node's own; a --node-cmd may set one)
+    ran = next((r.model_bundle for r in records if r.group == "main"), None)
+    if args.attach:
+        model_name = (ran or "none (rules only)") if ran is not None else "unknown (the node did not answer)"
+    else:
+        model_name = str(given_model) if given_model is not None else model_arg
+        if ran is not None and ran != str(model or ""):
+            model_name += f" (the node reports model_bundle {ran or 'empty: rules only'})"
     meta = {"source": source_name, "node": "attached" if args.attach else (args.node_cmd or "tiny_node run"),
-            "model": str(args.model), "two_hosts": bool(args.node_netns),
+            "model": model_name, "two_hosts": bool(args.node_netns),
             "ros_domain_id": env.get("ROS_DOMAIN_ID"), "harness_scheduling": scheduling}
     summary = write_report(out, records, checks, meta, gf)
     print("\n" + console_table(checks))
@@ -248,6 +293,9 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         for f in fails:
             print(f"  run {group}: {f}")
     tot = summary["totals"]
+    partial = summary["not_fully_judged"]
     print(f"\nhil: {'PASS' if summary['passed'] else 'FAIL'}: {tot['decisions']}/{tot['frames']} frames decided, "
-          f"{tot['after_deadline_node']} after deadline; report in {out}/ (summary.json, report.md, *.png)")
+          f"{tot['after_deadline_node']} after deadline"
+          f"{'; not all judged: ' + ', '.join(partial) if partial else ''}; model: {model_name}; "
+          f"report in {out}/ (summary.json, report.md, *.png)")
     return 0 if summary["passed"] else 1

@@ -69,6 +69,8 @@ class Context(Protocol):
     has_model: bool
     transport: str  # raw | compressed
     sim_time: bool
+    attach: bool  # the node was already running (--attach): its model and pid are its own
+    node_pid: int | None  # the node's pid (None: attached without --node-pid)
 
     def now(self) -> float:
         """Run time (s)."""
@@ -126,9 +128,15 @@ class Fault:
     def skip_reason(self, ctx: Context) -> str:
         """Why this fault cannot run against this node ('' when it can)."""
         if self.needs_model and not ctx.has_model:
-            return "needs a model bundle (--model)"
+            # --model has no effect on an attached node: pointing at it would mislead
+            return ("the attached node runs without a model (its model_bundle parameter is empty)"
+                    if ctx.attach else "needs a model bundle (--model; this run is rules only)")
         if self.needs_pid and ctx.worker_pid() is None:
-            return "needs the model worker's pid (start the node with the harness, not --attach)"
+            if ctx.attach and ctx.node_pid is None:
+                return "needs the model worker's pid: give the attached node's pid with --node-pid"
+            if ctx.node_pid is not None:
+                return f"no model worker found under the node's pid {ctx.node_pid}"
+            return "needs the model worker's pid (start the node with the harness, or --attach --node-pid)"
         return ""
 
     # --- hooks (harness thread) ----------------------------------------------------------
@@ -231,8 +239,8 @@ def _diag_level(rec: RunRecord, res: CheckResult, name: str, level: int, *, t_fr
     """
     t = first_time(rec.diag(name, t_from, t_to), rec, level)
     if t is None and lasts_s is not None and lasts_s < rec.diag_period_s:
-        res.observed.append(f"'{name}' level {level} not sampled: it lasted {lasts_s:.2f} s, diagnostics "
-                            f"every {rec.diag_period_s} s ({what})")
+        res.not_judged.append(f"'{name}' level {level} not sampled: it lasted {lasts_s:.2f} s, diagnostics "
+                              f"every {rec.diag_period_s} s ({what})")
     elif t is None:
         res.failures.append(f"no '{name}' diagnostic at level {level} in [{t_from:.2f}, {t_to:.2f}) s ({what})")
     else:
@@ -683,12 +691,13 @@ class RangeFault(Fault):
         """Fail-safe on every frame from range_stuck_s into the fault while the ego moves."""
         if rec.range_stuck_s <= 0.0:
             res.known_gap = "range_stuck_s is 0 on this node: a stuck range is not detected"
+            res.not_judged.append("stuck detection (range_stuck_s is 0)")
             return
         frozen = float(self.info.get("frozen_m", math.nan))
         if not math.isfinite(frozen):
             res.known_gap = (f"the range froze at {frozen} (no return): a sensor stuck on 'no object' "
                              "reads like an empty road and is not detected by the range alone")
-            res.observed.append(f"frozen at {frozen}: not judged as stuck")
+            res.not_judged.append(f"stuck detection (the range froze at {frozen})")
             return
         # From the first frozen reading sent (up to a range period after the window opens), plus
         # range_stuck_s, the one more reading receipt jitter may cost (the node times a stuck
@@ -788,7 +797,8 @@ class _WorkerSignal(Fault):
         elif first_time(rec.diag("model", w.start, w.until), rec, ERROR) is None:
             # A node publishing diagnostics slower than the restart takes (attach mode, 1 Hz)
             # may never show the ERROR; the restart counter is the evidence then.
-            res.observed.append(f"model ERROR not sampled (diagnostics every {rec.diag_period_s} s)")
+            res.not_judged.append(f"model ERROR not sampled (diagnostics every {rec.diag_period_s} s; "
+                                  "the restart counter is the evidence)")
         _model_recovered(rec, w, res)
 
 

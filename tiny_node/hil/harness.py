@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +183,8 @@ class _Context:
         self.has_model = runner.has_model
         self.transport = runner.transport
         self.sim_time = runner.spec.sim_time
+        self.attach = runner.cfg.attach
+        self.node_pid = runner.node_pid
 
     def now(self) -> float:
         return time.monotonic() - self.r.t0
@@ -244,6 +248,7 @@ class _Runner:
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
             model_hang_timeout_ms=float(param("model_hang_timeout_ms")),
             diag_prefix=diagnostic_prefix(cfg.namespace),
+            model_bundle=str(param("model_bundle") or ""), model_expected=not spec.corrupt_bundle,
         )
         self._param_client: Any = None
         self._index = 0
@@ -534,11 +539,14 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         feeder = Feeder(namespace=cfg.namespace, compressed=transport == "compressed")
         if not _wait_for_node(feeder, node, 60.0):
             log = node.output() if node is not None else ""
-            why = (f"exited with status {node.proc.returncode if node.proc else '?'} before it came up"
-                   if node is not None and not node.alive() else "did not come up")
+            exited = node is not None and not node.alive()
+            why = (f"exited with status {node.proc.returncode if node and node.proc else '?'} before it came up"
+                   if exited else "did not come up")
+            said = node_error(log, fallback_last=exited)  # its own words, where the run's failure is shown
             raise NodeUnavailableError(f"hil {group}: the node {why} on ROS_DOMAIN_ID="
                                        f"{cfg.env.get('ROS_DOMAIN_ID', os.environ.get('ROS_DOMAIN_ID', '0'))}"
-                                       f"{' (--attach: is it running there?)' if cfg.attach else ''}\n{log[-3000:]}")
+                                       f"{' (--attach: is it running there?)' if cfg.attach else ''}"
+                                       f"{': ' + said if said else ''}\n{log[-3000:]}")
         ns = cfg.namespace.rstrip("/")
         service = f"{ns}/tiny_node/get_parameters"
         actual = _get_params(feeder, service, QUERY_PARAMS)
@@ -592,6 +600,26 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
 
 class NodeUnavailableError(RuntimeError):
     """The node of a group never answered (it exited, or nothing runs on the domain)."""
+
+
+#: How much of the node's own error line a failure relays (a refused parameter lists every known one).
+NODE_ERROR_CHARS = 240
+#: A line the node (rclpy's logger, its CLI, a traceback's last line) writes when something fails.
+_ERROR_LINE = re.compile(r"\[(ERROR|FATAL)\]|^tiny_node: |\b\w*(Error|Exception)\b|\berror\b", re.IGNORECASE)
+
+
+def node_error(log: str, *, fallback_last: bool = True, limit: int = NODE_ERROR_CHARS) -> str:
+    """The node's last error line in its log, cut to ``limit`` characters ('' when there is none).
+
+    Why: a node that refuses its arguments exits with one line saying why (an unknown parameter
+    and the likely one meant); the run's failure said only "exited with status 2", and the reason
+    was in ``node-<run>.log``. ``fallback_last``: with no line that looks like an error, the
+    log's last line (a node that exited said its last word there); not for a node still running.
+    """
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
+    line = errors[-1] if errors else (lines[-1] if lines and fallback_last else "")
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _wait_for_node(feeder: Any, node: NodeProcess | None, timeout_s: float) -> bool:
@@ -674,9 +702,45 @@ def sending_failures(rec: RunRecord) -> list[str]:
     return []
 
 
+#: Model states in a decision that show the model answered (on time or not).
+MODEL_ANSWERED = ("on_time", "late")
+
+
+def model_failures(rec: RunRecord) -> list[str]:
+    """A run meant to test the model whose model never worked: it tested the rules only.
+
+    Why: with a bundle that failed its checksum the node logged an ERROR (in its log file only),
+    decided every frame by the rules, and the run passed as if the model had been validated.
+    Judged on what the node says, so it holds for an attached node too: its last ``model``
+    diagnostic in state ``failed`` (a bad bundle, a worker that cannot start), or not one decision
+    after warm-up the model answered while some said it was unavailable. Not for the corrupt-bundle
+    run, whose model must fail (``bundle_corrupt`` judges that).
+    """
+    if not rec.has_model or not rec.model_expected:
+        return []
+    diags = rec.diag("model")
+    last = diags[-1] if diags else None
+    said = ""
+    if last is not None:
+        err = last.values.get("last_error", "")
+        said = f"; its model diagnostic: {last.message}{': ' + err if err else ''}"
+        # room for a checksum error's file and both hashes
+        said = said if len(said) <= 2 * NODE_ERROR_CHARS else said[:2 * NODE_ERROR_CHARS - 3] + "..."
+    if last is not None and last.values.get("state", last.message) == "failed":
+        return [f"the node's model failed: the rules alone decided from then on, the model was not tested{said}"]
+    judged = [r for r in rec.results() if r.decision is not None and r.frame.t >= rec.warmup_s]
+    states = Counter(str(r.values.get("model_state", "")) for r in judged)
+    if judged and not any(states[s] for s in MODEL_ANSWERED) and set(states) != {"skipped"}:
+        seen = ", ".join(f"{s} {n}" for s, n in states.most_common())
+        return [f"the model answered no frame: model_state over the {len(judged)} frames after warm-up: {seen} "
+                f"(skipped: the rules braked, the model was not asked); the run tested the rules only{said}"]
+    return []
+
+
 def global_failures(rec: RunRecord) -> list[str]:
-    """Whole-run invariants: frames were sent, every frame decided once, no unknown stamps, node alive."""
+    """Whole-run invariants: frames sent, each decided once, no unknown stamps, node alive, model worked."""
     out = sending_failures(rec)
+    out += model_failures(rec)
     judged = [r for r in rec.results() if r.frame.t >= rec.warmup_s]
     missing = sum(r.decision is None for r in judged)
     dups = sum(r.duplicates for r in judged)

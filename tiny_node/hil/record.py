@@ -187,6 +187,12 @@ class RunRecord:
     #: repeats the same reason every pass; it is noted once and counted here).
     unsent: dict[str, dict[str, int]] = field(default_factory=dict)
     probe: str = "not run"  # how the stall probe was scheduled (only SCHED_FIFO can excuse)
+    #: The node's ``model_bundle`` parameter ('' = rules only): the report names the model the
+    #: node ran, which with ``--attach`` is the node's own, not a ``--model``.
+    model_bundle: str = ""
+    #: The run is meant to exercise the model (not the corrupt-bundle run, whose model must fail):
+    #: a model that never decided is then a failure of the run (:func:`harness.model_failures`).
+    model_expected: bool = True
     _results: list[FrameResult] | None = None
     _unknown: int = 0
 
@@ -320,11 +326,39 @@ class CheckResult:
     failures: list[str] = field(default_factory=list)
     skipped: str = ""  # why the fault was not run
     known_gap: str = ""  # documented behaviour that is a finding, not a pass criterion
+    #: Parts of the expectation this run could not exercise, each with why (a diagnostic state
+    #: shorter than an attached node's diagnostics period, a range frozen at +Inf): they neither
+    #: pass nor fail, and :attr:`status` says so wherever the result is shown.
+    not_judged: list[str] = field(default_factory=list)
     window: tuple[float, float, float] | None = None  # start, end, recovery until
 
+    @property
+    def status(self) -> str:
+        """The result as every report shows it: SKIP, FAIL, PASS, or a PASS that did not judge everything.
+
+        Why not a bare PASS for those: a check whose key expectation was never exercised (stuck
+        detection on a range frozen at +Inf) read as tested on the terminal.
+        """
+        if self.skipped:
+            return "SKIP"
+        if not self.passed:
+            return "FAIL"
+        if self.known_gap:
+            return "PASS (known gap)"
+        if self.not_judged:
+            return "PASS (not all judged)"
+        return "PASS"
+
+    @property
+    def unjudged_detail(self) -> str:
+        """What was not judged and why ('' when everything was): the known gap first."""
+        parts = ([f"known gap: {self.known_gap}"] if self.known_gap else []) + \
+            [f"not judged: {t}" for t in self.not_judged]
+        return "; ".join(parts)
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready record."""
-        return dict(self.__dict__)
+        """JSON-ready record, with its :attr:`status`."""
+        return {**self.__dict__, "status": self.status}
 
 
 def machine_stall(r: FrameResult, stalls: list[Stall], overrun_ms: float) -> Stall | None:

@@ -64,23 +64,41 @@ def markdown_table(checks: list[CheckResult]) -> str:
         if c.skipped:
             result, detail = "SKIP", c.skipped
         else:
-            result = "PASS" if c.passed else "**FAIL**"
+            result = c.status if c.passed else "**FAIL**"
             detail = "; ".join(c.failures) if c.failures else "; ".join(c.observed[2:] or c.observed)
-            if c.known_gap:
-                result += " (known gap)"
+            if c.passed and c.unjudged_detail:  # what was not exercised comes first, as on the terminal
+                detail = "; ".join(filter(None, [c.unjudged_detail, detail]))
         lines.append(f"| {c.fault} | {c.group} | {result} | {c.expected} | {detail} |".replace("\n", " "))
     return "\n".join(lines)
 
 
+#: Characters of a check's detail on the terminal; a failure gets more (it may relay the node's
+#: own error line, see :func:`tiny_node.hil.harness.node_error`).
+CONSOLE_DETAIL = 110
+CONSOLE_FAILURE = 400
+
+
 def console_table(checks: list[CheckResult]) -> str:
-    """The pass/fail table for a terminal."""
+    """The pass/fail table for a terminal, with the same status as report.md and summary.json.
+
+    A pass that left part of its expectation unexercised says so in its status and leads with
+    what and why: a bare PASS beside "not judged as stuck" read as a tested check.
+    """
     w = max((len(c.fault) for c in checks), default=5)
+    sw = max((len(c.status) for c in checks), default=4)
     out = []
     for c in checks:
-        result = "SKIP" if c.skipped else ("PASS" if c.passed else "FAIL")
-        detail = c.skipped or ("; ".join(c.failures) if c.failures else (c.observed[-1] if c.observed else ""))
-        out.append(f"  {c.fault:<{w}}  {result:<4}  {detail[:110]}")
+        if c.skipped or c.failures:
+            detail = (c.skipped or "; ".join(c.failures))[:CONSOLE_FAILURE]
+        else:
+            detail = (c.unjudged_detail or (c.observed[-1] if c.observed else ""))[:CONSOLE_DETAIL]
+        out.append(f"  {c.fault:<{w}}  {c.status:<{sw}}  {detail}")
     return "\n".join(out)
+
+
+def not_fully_judged(checks: list[CheckResult]) -> list[str]:
+    """Names of the passed checks that did not judge all of their expectation."""
+    return [c.fault for c in checks if c.passed and not c.skipped and (c.known_gap or c.not_judged)]
 
 
 def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResult],
@@ -114,6 +132,7 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         **meta,
         "passed": passed,
+        "not_fully_judged": not_fully_judged(checks),
         "tolerance": {"jitter_ms": JITTER_MS, "late_share": LATE_SHARE,
                       "transport_allowance_ms": TRANSPORT_ALLOWANCE_MS},
         "totals": summarise_latency(all_results),
