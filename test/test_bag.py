@@ -319,6 +319,7 @@ def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
 
     class Player:
         decision_topic = "/decision"
+        node_sim_time = True  # the node answered: use_sim_time true
 
         def __init__(self, roles, namespace):
             self.pubs = {role: SimpleNamespace(publish=lambda msg: sent.append(vt.now)) for role in roles}

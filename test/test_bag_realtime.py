@@ -86,6 +86,7 @@ def test_decisions_before_the_first_frame_are_left_out_and_counted(tmp_path, mon
 
     class Player:
         decision_topic = "/decision"
+        node_sim_time = True  # the node answered: use_sim_time true
 
         def __init__(self, roles: Any, namespace: str) -> None:
             self.inbox: list[tuple[float, str, bytes]] = [  # received while waiting for the node
