@@ -704,6 +704,16 @@ def test_a_raw_camera_is_preferred_only_over_its_own_compressed_twin():
         detect_topics(realsense)
 
 
+def test_broken_metadata_is_one_line_naming_the_file_and_line(tmp_path):
+    from tiny_node.bag.topics import _read_metadata
+
+    meta = tmp_path / "metadata.yaml"
+    meta.write_text("rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: [mcap\n")
+    with pytest.raises(BagError, match=rf"^{meta}: cannot read bag metadata: invalid YAML: line 4, column 1: ") as err:
+        _read_metadata(meta)
+    assert "\n" not in str(err.value)
+
+
 def test_recorder_refuses_overwrite_and_unknown_storage(tmp_path):
     with pytest.raises(BagError, match="unknown storage 'rosbag1'"):
         Recorder(tmp_path / "a", storage="rosbag1")

@@ -38,8 +38,9 @@ def test_params_file_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="no section for node 'tiny_node'"):
         config_from_file(f)
     f.write_text("tiny_node: [unclosed\n")
-    with pytest.raises(ConfigError, match=f'invalid YAML(.|\n)*in "{f}", line'):
+    with pytest.raises(ConfigError, match=f"params file {f}: invalid YAML: line 2, column 1: expected") as err:
         config_from_file(f)
+    assert "\n" not in str(err.value)  # one line naming file, line and problem, not PyYAML's dump
     # rcl reads 40 as an integer, which the node's double parameter refuses at start: so does sim
     f.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40\n")
     with pytest.raises(ConfigError, match=r"p.yaml: deadline_ms: 40 is an integer.*write 40.0"):
@@ -165,7 +166,7 @@ def test_a_parameter_or_section_given_twice_is_refused(tmp_path):
     first value, or a whole first section of the same name, was dropped without a word."""
     f = tmp_path / "p.yaml"
     f.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n    deadline_ms: 80.0\n")
-    with pytest.raises(ConfigError, match=r"p.yaml: invalid YAML(.|\n)*found the key 'deadline_ms' twice"):
+    with pytest.raises(ConfigError, match=r"p.yaml: invalid YAML: line 4, column 5: found the key 'deadline_ms' twice"):
         config_from_file(f)
     f.write_text("/**:\n  ros__parameters:\n    deadline_ms: 40.0\n/**:\n  ros__parameters:\n    brake_hold_s: 1.0\n")
     with pytest.raises(ConfigError, match="found the key '/\\*\\*' twice"):

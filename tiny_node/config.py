@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tiny_node.strict_yaml import safe_load_unique
+from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 NODE_NAME = "tiny_node"
 #: operator context of a language-model bundle: longer is refused (the prompt stays bounded)
@@ -351,7 +351,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"params file {p}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"params file {p}: invalid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(doc, Mapping):
         raise ConfigError(f"params file {p}: top level must be a mapping of node names")
     full = f"{(namespace or '').rstrip('/')}/{node_name}"

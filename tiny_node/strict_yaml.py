@@ -39,3 +39,17 @@ def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where and what (``line 4, column 7: found the key 'x' twice``).
+
+    Why: PyYAML's message is a multi-line dump (context, file, line, a caret drawing); the
+    caller names the file, so the tool's error stays one line naming file, line and problem.
+    """
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        return f"{where}{exc.problem or exc.context or 'invalid YAML'}{context}"
+    return " ".join(str(exc).split())

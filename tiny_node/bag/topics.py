@@ -40,6 +40,7 @@ from rosbags.typesys.store import Typestore
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
+from tiny_node.strict_yaml import yaml_problem
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -304,8 +305,10 @@ def _split_index(path: Path) -> tuple[str, int]:
 def _read_metadata(meta: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise BagError(f"{meta}: cannot read bag metadata: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise BagError(f"{meta}: cannot read bag metadata: invalid YAML: {yaml_problem(exc)}") from exc
     info = doc.get("rosbag2_bagfile_information") if isinstance(doc, Mapping) else None
     if not isinstance(info, Mapping):
         raise BagError(f"{meta}: not rosbag2 metadata (no 'rosbag2_bagfile_information')")

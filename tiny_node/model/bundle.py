@@ -57,7 +57,7 @@ from tiny_node.camera import CameraMount
 from tiny_node.model.conflict import ConflictSpec
 from tiny_node.model.onnx_external import ExternalDataError, ExternalTensor, external_tensors, location_path
 from tiny_node.model.tracker import TrackerConfig
-from tiny_node.strict_yaml import safe_load_unique
+from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 FORMAT = "tiny_node.bundle/1"
 MANIFEST = "manifest.yaml"
@@ -582,7 +582,7 @@ def load_bundle(path: Path | str) -> Bundle:
     try:
         data = safe_load_unique(text, str(mpath))  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
-        raise BundleError(f"{mpath}: not valid YAML: {exc}") from exc
+        raise BundleError(f"{mpath}: not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(data, Mapping):
         raise BundleError(f"{mpath}: top level must be a mapping, got {type(data).__name__}")
     p = _Parser(str(mpath))

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from tiny_node.sim.kinds import CAR_KINDS, KINDS
-from tiny_node.strict_yaml import safe_load_unique
+from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 #: ``protocol``: the Euro NCAP tests the suite and the scoring know (docs/scenarios.md); the
 #: family (before "-") selects the colour bands and, for CCR*, the end rule
@@ -480,7 +480,7 @@ def load_scenario(path: Path) -> Scenario:
     try:
         data = safe_load_unique(text, str(path))
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: invalid YAML: {exc}") from exc
+        raise ScenarioError(f"{path}: invalid YAML: {yaml_problem(exc)}") from exc
     return scenario_from_dict(data, str(path))
 
 
