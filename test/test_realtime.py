@@ -59,6 +59,14 @@ def _fresh(sensors: SensorState, clock: MonotonicClock, i: int) -> None:
     sensors.update_odometry(10.0, now)
 
 
+def _push_fresh(loop: RealtimeLoop, sensors: SensorState, clock: MonotonicClock, n: int) -> None:
+    """Frames 1..n, 10 ms apart, each after fresh range and odometry; each must be taken."""
+    for i in range(1, n + 1):
+        _fresh(sensors, clock, i)
+        assert loop.push_frame(Frame(i, clock.now(), IMG))
+        time.sleep(0.01)
+
+
 def test_a_frame_after_a_quiet_spell_is_decided_at_once():
     loop, out, sensors, clock = _loop(camera_timeout_s=0.5)
     try:
@@ -159,10 +167,7 @@ def test_an_error_in_a_step_is_survived_and_costs_no_decision():
     loop = RealtimeLoop(wd, out, clock, report=reports.append)
     loop.start()
     try:
-        for i in range(1, 7):
-            _fresh(sensors, clock, i)
-            assert loop.push_frame(Frame(i, clock.now(), IMG))
-            time.sleep(0.01)
+        _push_fresh(loop, sensors, clock, 6)
         out.wait_for(lambda g: len(g) == 6)
         assert loop.alive and loop.step_errors == 1 and loop.last_error == "ValueError: simulated core bug"
         by_stamp = {d.stamp_ns: d for _, d in out.got}
@@ -531,10 +536,7 @@ def test_a_report_callback_that_raises_costs_no_decision_and_does_not_kill_the_t
     loop = RealtimeLoop(wd, out, clock, report=broken_report)
     loop.start()
     try:
-        for i in range(1, 5):
-            _fresh(sensors, clock, i)
-            assert loop.push_frame(Frame(i, clock.now(), IMG))
-            time.sleep(0.01)
+        _push_fresh(loop, sensors, clock, 4)
         out.wait_for(lambda g: len(g) == 4)
         assert loop.alive and loop.step_errors == 1
         assert sorted(d.stamp_ns for _, d in out.got) == [1, 2, 3, 4]
