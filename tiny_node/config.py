@@ -107,7 +107,7 @@ PARAMS: tuple[ParamSpec, ...] = (
       "camera's measured frame period: 'rules' = the rule path's decision on range and odometry "
       "(model unavailable), 'failsafe' = the rules.failsafe decision, 'none' = nothing (the "
       "consumer must act on the camera diagnostic). These decisions answer no frame: their "
-      "stamp is extrapolated from the last frame and their values say frame: none.",
+      "stamp is extrapolated from the last frame and their values say frame: none (camera timeout).",
       choices=("rules", "failsafe", "none")),
     P("future_stamp_tolerance_s", 0.5, "A camera stamp further ahead of the node's ROS clock "
       "than this is a fault (the model is not run on it).", 0.0, 60.0),

@@ -668,7 +668,7 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node``)."""
+    """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node run``)."""
     argv = list(sys.argv if args is None else args)
     non_ros = rclpy.utilities.remove_ros_args(argv)
     prog = argv[0] if argv and argv[0] == "tiny-node run" else "tiny_node"  # as the user typed it
