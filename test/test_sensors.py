@@ -201,6 +201,27 @@ def test_repeats_at_standstill_or_with_the_check_off_are_no_fault(speed, stuck_s
     assert s.snapshot(last).faults == ()
 
 
+def test_a_value_repeated_at_a_standstill_is_timed_from_moving_off_not_before():
+    """Stop-and-go with a quantised radar: 10 s behind a stopped lead at 3.00 m, then both move
+    off. Timed from the first identical reading, the check took the standstill for "while
+    moving" and fail-safe braked 0.15 s after moving off (review 2026-12-06); a value that stays
+    through motion, a stop and motion again is still stuck once it has held for range_stuck_s
+    of moving."""
+    s = SensorState(RuleConfig(range_stuck_s=5.0))
+    for k in range(221):  # 20 Hz range, odometry with it: 0 m/s for 10 s, then 1.05 m/s
+        t = k * 0.05
+        s.update_odometry(0.0 if t < 10.0 else 1.05, t)
+        s.update_range(rr(3.0, t))
+    assert s.snapshot(11.0).faults == ()  # 1 s of moving, not 11 s
+    s = SensorState(RuleConfig(range_stuck_s=1.0))
+    for k in range(61):  # moving 0.8 s, stopped 1 s, moving again: 0.8 + 1.2 s of moving
+        t = k * 0.05
+        s.update_odometry(0.0 if 0.8 <= t < 1.8 else 8.0, t)
+        s.update_range(rr(20.0, t))
+    faults = s.snapshot(3.0).faults
+    assert len(faults) == 1 and faults[0].startswith("range: stuck at 20.00 m (identical readings for 2.0")
+
+
 def test_repeated_no_return_is_not_stuck():
     s = SensorState(RuleConfig(range_stuck_s=1.0))
     last = _feed_constant(s, math.inf, 3.0, speed=10.0)

@@ -121,6 +121,12 @@ class SensorState:
         # The current run of bit-identical finite readings: its value and first receipt time.
         self._same_value: float | None = None
         self._same_since: float | None = None
+        # Time spent moving (odometry above STUCK_MIN_SPEED_MPS), summed up to the last odometry,
+        # and its value when the run of identical readings began: a stuck range is timed while
+        # moving only, so a value repeated at a standstill (behind a stopped lead) is no stuck sensor.
+        self._moving_s = 0.0
+        self._moving = False
+        self._same_moving_s = 0.0
         self._noise_var: float | None = None  # running mean of the range fit's residual variance (m^2)
 
     def reconfigure(self, cfg: RuleConfig) -> None:
@@ -142,6 +148,7 @@ class SensorState:
             if not (math.isfinite(r) and r == self._same_value):
                 self._same_value = r if math.isfinite(r) else None
                 self._same_since = reading.received_at
+                self._same_moving_s = self._moving_s_at(reading.received_at)
             if last is not None and reading.stamp_ns == last.stamp_ns:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
                 # add to the track, and no reason to drop it, which would lose the closing speed.
@@ -174,7 +181,14 @@ class SensorState:
         one: the simulator's straight road) is a straight road.
         """
         with self._lock:
+            self._moving_s = self._moving_s_at(received_at)
+            self._moving = math.isfinite(speed_mps) and speed_mps > STUCK_MIN_SPEED_MPS
             self._speed, self._yaw_rate, self._speed_at = speed_mps, yaw_rate_rps, received_at
+
+    def _moving_s_at(self, t: float) -> float:
+        """Seconds spent moving up to ``t``: the sum so far, plus the time since a moving odometry."""
+        since = t - self._speed_at if self._moving and self._speed_at is not None else 0.0
+        return self._moving_s + max(0.0, since)
 
     def update_imu(self, accel_x_mps2: float, received_at: float) -> None:
         """Store the longitudinal acceleration (m/s^2)."""
@@ -220,6 +234,7 @@ class SensorState:
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
             same_since = self._same_since if self._same_value is not None else None
+            held_moving = None if rng is None else self._moving_s_at(rng.received_at) - self._same_moving_s
         faults: list[str] = []
         range_age = None if rng is None else now - rng.received_at
         odom_age = None if speed_at is None else now - speed_at
@@ -237,12 +252,11 @@ class SensorState:
                 faults.append(f"range: negative reading {r:.2f} m")
             elif math.isfinite(r) and r > rng.max_range:
                 faults.append(f"range: {r:.2f} m beyond max_range {rng.max_range:.2f} m")
-            elif same_since is not None and cfg.range_stuck_s > 0.0:
-                held = rng.received_at - same_since
+            elif same_since is not None and held_moving is not None and cfg.range_stuck_s > 0.0:
                 moving = speed is not None and speed > STUCK_MIN_SPEED_MPS
-                if moving and held >= cfg.range_stuck_s:
-                    faults.append(f"range: stuck at {r:.2f} m (identical readings for {held:.2f} s "
-                                  f"while moving; range_stuck_s {cfg.range_stuck_s})")
+                if moving and held_moving >= cfg.range_stuck_s:
+                    faults.append(f"range: stuck at {r:.2f} m (identical readings for {held_moving:.2f} s "
+                                  f"of moving; range_stuck_s {cfg.range_stuck_s})")
 
         if speed is None:
             faults.append("odom: no reading received")

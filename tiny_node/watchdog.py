@@ -5,8 +5,9 @@ only if it is idle (latest frame only, no queue).  A cycle closes exactly once:
 
 * as soon as the model answers on time (arbitrated with the rules),
 * at once when the model cannot take part (disabled, not ready, bad frame),
-* at once when the rules brake under ``either`` arbitration: the model could only agree, so
-  it is not asked (``model_state: skipped``) and the brake does not wait for a model run,
+* at once when the rules brake: under ``either`` the model could only agree, under
+  ``shadow`` it decides nothing, so it is not asked (``model_state: skipped``) and the brake
+  does not wait for a model run,
 * otherwise at ``deadline - publish_guard`` with the rule verdict (fallback); the model run
   is then cancelled and its result, should it still come, is discarded and counted.
 
@@ -288,9 +289,10 @@ class Watchdog:
         if self.clock.now() >= cycle.publish_by:
             cycle.unavailable_why = "frame arrived after its deadline"
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
-        if verdict.brake and self.cfg.str("arbitration") == "either":
-            # The model can add a brake, never cancel one: waiting for it would only delay this
-            # brake by a model run (up to the deadline when the model is late or hung).
+        if verdict.brake:
+            # The model can add a brake, never cancel one (under ``shadow`` it decides nothing):
+            # waiting for it would only delay this brake by a model run (up to the deadline when
+            # the model is late or hung). Under ``shadow`` such frames go without a model P(brake).
             cycle.unavailable_why = "model not asked: the rules brake"
             return [self._close(cycle, None, ModelState.SKIPPED)]
         if self._try_submit(cycle):
