@@ -351,3 +351,21 @@ def test_a_big_endian_16_bit_image_message_is_read_by_its_high_byte():
     msg = Image(height=1, width=2, encoding="mono16", is_bigendian=1, step=4, data=px.tobytes())
     rgb, fault = image_to_rgb(msg, 64, 64)
     assert fault is None and rgb[0, :, 0].tolist() == [0x12, 0xCD]
+
+
+def test_an_oncoming_car_at_10_hz_forms_a_track():
+    """Ego 20 m/s, an oncoming car at 20 m/s, a 10 Hz radar: 4 m closer every scan. The second
+    point was gated as if the object did not move (3 m): every scan restarted the track, and the
+    rules took the closing for the ego's 20 m/s, half the truth (review 2026-12-06)."""
+    s = SensorState(RuleConfig())
+    for k in range(4):
+        t = k * 0.1
+        s.update_odometry(20.0, t)
+        s.update_range(rr(130.0 - 40.0 * t, t, max_range=200.0))
+    assert s.snapshot(0.3).range_rate == pytest.approx(-40.0, abs=0.1)
+    # standing still, the gate stays range_jump_m around no motion: another object 4 m closer is not joined
+    s = SensorState(RuleConfig())
+    s.update_odometry(0.0, 0.0)
+    s.update_range(rr(20.0, 0.0))
+    s.update_range(rr(16.0, 0.1))
+    assert s.snapshot(0.1).range_rate is None

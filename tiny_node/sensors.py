@@ -163,9 +163,17 @@ class SensorState:
                 return
             if self._track:
                 t0, r0 = self._track[-1]
-                rate = self._rate_locked() or 0.0
+                rate = self._rate_locked()
                 gone_too_long = t - t0 > self._cfg.range_rate_window_s
-                jumped = abs(r - (r0 + rate * (t - t0))) > self._cfg.range_jump_m
+                if rate is not None:
+                    jumped = abs(r - (r0 + rate * (t - t0))) > self._cfg.range_jump_m
+                else:
+                    # A track's second point, no rate yet: expect a stationary object (closing at
+                    # the ego's speed), give or take the ego's speed. Gated around no motion, an
+                    # oncoming car at 10 Hz moved over range_jump_m every scan and never formed
+                    # a track (its closing under-read by half).
+                    ego = abs(self._speed) if self._speed is not None and math.isfinite(self._speed) else 0.0
+                    jumped = abs(r - (r0 - ego * (t - t0))) > self._cfg.range_jump_m + ego * (t - t0)
                 if t <= t0 or gone_too_long or jumped:
                     self._track.clear()  # stamps went backwards, a long gap, or another object
             self._track.append((t, r))
