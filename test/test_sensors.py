@@ -369,3 +369,14 @@ def test_an_oncoming_car_at_10_hz_forms_a_track():
     s.update_range(rr(20.0, 0.0))
     s.update_range(rr(16.0, 0.1))
     assert s.snapshot(0.1).range_rate is None
+
+
+def test_a_slow_robot_is_checked_for_a_stuck_range_below_the_default_speed():
+    """The check's "moving" was a constant 1 m/s: a robot at 0.5 m/s was never checked."""
+    for min_speed, stuck in ((1.0, False), (0.3, True)):
+        s = SensorState(RuleConfig(range_stuck_s=1.0, range_stuck_min_speed_mps=min_speed))
+        for k in range(31):
+            t = k * 0.05
+            s.update_odometry(0.5, t)
+            s.update_range(rr(5.0, t))
+        assert any(f.startswith("range: stuck at 5.00 m") for f in s.snapshot(1.5).faults) == stuck

@@ -119,6 +119,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("range_stuck_s", 1.0, "A finite range reading repeated bit for bit this long (fresh stamps) "
       "while the ego moves is a stuck sensor -> fail-safe. Radar noise makes exact repeats "
       "implausible; raise it for coarsely quantised sensors, 0 disables.", 0.0, 60.0),
+    P("range_stuck_min_speed_mps", 1.0, "The stuck-range check times identical readings only while "
+      "the ego moves faster than this (a standstill repeats a value legitimately); lower it for a "
+      "slow robot, or it is never checked.", 0.05, 10.0),
     # --- deadline watchdog --------------------------------------------------------------
     P("deadline_ms", 50.0, "Each camera frame must be decided within this time.", 5.0, 1000.0),
     P("deadline_reference", "receipt", "Measure the deadline from frame receipt or from the "
@@ -204,6 +207,7 @@ class RuleConfig:
     imu_timeout_s: float = 0.5
     imu_required: bool = False
     range_stuck_s: float = 1.0
+    range_stuck_min_speed_mps: float = 1.0
     closing_min_mps: float = 1.0
     closing_sigmas: float = 5.0
 
@@ -260,6 +264,7 @@ class NodeConfig:
             imu_timeout_s=self.float("imu_timeout_s"),
             imu_required=self.bool("imu_required"),
             range_stuck_s=self.float("range_stuck_s"),
+            range_stuck_min_speed_mps=self.float("range_stuck_min_speed_mps"),
         )
 
 

@@ -27,9 +27,6 @@ MAX_PLAUSIBLE_YAW_RATE_RPS = 5.0
 MAX_PLAUSIBLE_ACCEL_MPS2 = 100.0
 # Range reported to the model when nothing is within range (REP-117 +Inf).
 RANGE_CLEAR_M = 100.0
-# A stuck range is only judged while the ego moves: standing before a wall, a quantised
-# sensor may legitimately repeat its value.
-STUCK_MIN_SPEED_MPS = 1.0
 # A range stamp this fraction of range_timeout_s (or less) behind the newest is a sample
 # reordered in transport and dropped; further back, the sensor's clock restarted. Half the
 # timeout: a small clock step back cannot make the range stale by dropping what follows it.
@@ -121,7 +118,7 @@ class SensorState:
         # The current run of bit-identical finite readings: its value and first receipt time.
         self._same_value: float | None = None
         self._same_since: float | None = None
-        # Time spent moving (odometry above STUCK_MIN_SPEED_MPS), summed up to the last odometry,
+        # Time spent moving (odometry above range_stuck_min_speed_mps), summed up to the last odometry,
         # and its value when the run of identical readings began: a stuck range is timed while
         # moving only, so a value repeated at a standstill (behind a stopped lead) is no stuck sensor.
         self._moving_s = 0.0
@@ -190,7 +187,9 @@ class SensorState:
         """
         with self._lock:
             self._moving_s = self._moving_s_at(received_at)
-            self._moving = math.isfinite(speed_mps) and speed_mps > STUCK_MIN_SPEED_MPS
+            # a stuck range is judged while moving only: standing before a wall, a quantised sensor
+            # may legitimately repeat its value (``range_stuck_min_speed_mps``)
+            self._moving = math.isfinite(speed_mps) and speed_mps > self._cfg.range_stuck_min_speed_mps
             self._speed, self._yaw_rate, self._speed_at = speed_mps, yaw_rate_rps, received_at
 
     def _moving_s_at(self, t: float) -> float:
@@ -261,7 +260,7 @@ class SensorState:
             elif math.isfinite(r) and r > rng.max_range:
                 faults.append(f"range: {r:.2f} m beyond max_range {rng.max_range:.2f} m")
             elif same_since is not None and held_moving is not None and cfg.range_stuck_s > 0.0:
-                moving = speed is not None and speed > STUCK_MIN_SPEED_MPS
+                moving = speed is not None and speed > cfg.range_stuck_min_speed_mps
                 if moving and held_moving >= cfg.range_stuck_s:
                     faults.append(f"range: stuck at {r:.2f} m (identical readings for {held_moving:.2f} s "
                                   f"of moving; range_stuck_s {cfg.range_stuck_s})")

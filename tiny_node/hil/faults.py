@@ -44,8 +44,9 @@ from tiny_node.hil.record import (
 EDGE_S = 0.1
 #: Transport and scheduling allowance for a decision without a frame to reach the harness (s).
 TRANSPORT_S = 0.1
-#: A stuck range is only detected while the ego moves (the node's 1 m/s, with margin).
-STUCK_JUDGED_SPEED_MPS = 1.5
+#: A stuck range is only detected while the ego moves (faster than the node's
+#: ``range_stuck_min_speed_mps``): judged on frames this much faster, for margin.
+STUCK_JUDGED_MARGIN_MPS = 0.5
 #: Off-grid offset added to shifted stamps, so a shifted frame never reuses the stamp of
 #: another frame (frames are 1/30 s apart on an integer-ns grid).
 STAMP_SALT_NS = 123_457
@@ -708,7 +709,7 @@ class RangeFault(Fault):
         since = float(self.info.get("frozen_at", w.start)) + rec.range_stuck_s + rec.range_period_s + TRANSPORT_S
         judged = [r for r in rec.between(since, w.end - EDGE_S) if r.decision is not None
                   and rec.odom_min(rec.rt(r.frame.sent_at) - TRANSPORT_S, rec.rt(r.frame.sent_at))
-                  > STUCK_JUDGED_SPEED_MPS]
+                  > rec.range_stuck_min_speed_mps + STUCK_JUDGED_MARGIN_MPS]
         _require(res, len(judged) >= per_rate(5, rec), f"only {len(judged)} frames to judge after range_stuck_s "
                  f"while moving (need {per_rate(5, rec)})")
         ok = [r for r in judged if str(r.values.get("rules_reason", "")).startswith("fail-safe")

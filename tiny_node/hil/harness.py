@@ -243,6 +243,7 @@ class _Runner:
             camera_timeout_s=float(param("camera_timeout_s")),
             camera_timeout_action=str(param("camera_timeout_action")),
             range_stuck_s=float(param("range_stuck_s")),
+            range_stuck_min_speed_mps=float(param("range_stuck_min_speed_mps")),
             odom_timeout_s=float(param("odom_timeout_s")),
             diag_period_s=float(param("diagnostics_period_s")),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
@@ -510,7 +511,7 @@ def _get_params(feeder: Any, service: str, names: list[str]) -> dict[str, Any]:
 
 QUERY_PARAMS = ["deadline_ms", "camera_timeout_s", "camera_timeout_action", "range_stuck_s",
                 "diagnostics_period_s", "model_bundle", "camera_transport", "use_sim_time",
-                "odom_timeout_s", "model_hang_timeout_ms"]
+                "odom_timeout_s", "model_hang_timeout_ms", "range_stuck_min_speed_mps"]
 
 
 def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,

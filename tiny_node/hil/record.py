@@ -155,6 +155,7 @@ class RunRecord:
     sim_time: bool
     camera_timeout_action: str = "rules"
     range_stuck_s: float = 1.0
+    range_stuck_min_speed_mps: float = 1.0  # the node's: "moving" for its stuck-range check
     odom_timeout_s: float = 0.5
     model_hang_timeout_ms: float = 500.0  # the node's: a hang must be found within it
     frames: list[FrameRec] = field(default_factory=list)
