@@ -6,8 +6,11 @@ docs/BENCHMARKS.md); they catch a loop that sleeps through a frame, not scheduli
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,6 +46,17 @@ def _loop(**params) -> tuple[RealtimeLoop, _Collector, SensorState, MonotonicClo
     loop = RealtimeLoop(wd, out, clock)
     loop.start()
     return loop, out, sensors, clock
+
+
+@contextlib.contextmanager
+def _running(*args: Any, **kw: Any) -> Iterator[RealtimeLoop]:
+    """A started ``RealtimeLoop(*args, **kw)``, closed however the test ends."""
+    loop = RealtimeLoop(*args, **kw)
+    loop.start()
+    try:
+        yield loop
+    finally:
+        loop.close()
 
 
 def _core(params: dict | None = None, model=None) -> tuple[MonotonicClock, SensorState, Watchdog, _Collector]:
@@ -164,9 +178,7 @@ def test_an_error_in_a_step_is_survived_and_costs_no_decision():
     reports: list[str] = []
     clock, sensors, wd, out = _core()
     wd.on_frame = _failing_once(wd.on_frame, 3, ValueError("simulated core bug"))
-    loop = RealtimeLoop(wd, out, clock, report=reports.append)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=reports.append) as loop:
         _push_fresh(loop, sensors, clock, 6)
         out.wait_for(lambda g: len(g) == 6)
         assert loop.alive and loop.step_errors == 1 and loop.last_error == "ValueError: simulated core bug"
@@ -179,8 +191,6 @@ def test_an_error_in_a_step_is_survived_and_costs_no_decision():
         assert by_stamp[3].frame_id > 0 and wd.stats.decisions == 6 and wd.stats.brakes == 4
         assert all(by_stamp[s].hold and "holding brake" in by_stamp[s].reason for s in (4, 5, 6))
         assert len(reports) == 1 and "Traceback" in reports[0] and "simulated core bug" in reports[0]
-    finally:
-        loop.close()
 
 
 class _SilentModel:
@@ -199,9 +209,7 @@ class _SilentModel:
 def test_an_error_with_cycles_open_decides_them_at_once_by_the_fallback():
     reports: list[str] = []
     clock, sensors, wd, out = _core({"deadline_ms": 500.0}, _SilentModel())
-    loop = RealtimeLoop(wd, out, clock, report=reports.append)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=reports.append) as loop:
         _fresh(sensors, clock, 0)
         assert loop.push_frame(Frame(1, clock.now(), IMG))
         time.sleep(0.05)
@@ -219,8 +227,6 @@ def test_an_error_with_cycles_open_decides_them_at_once_by_the_fallback():
         _fresh(sensors, clock, 1)
         assert loop.push_frame(Frame(2, clock.now(), IMG))  # and it goes on
         out.wait_for(lambda g: len(g) == 2, timeout=1.0)
-    finally:
-        loop.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
@@ -274,15 +280,11 @@ def test_a_recurring_error_does_not_spin_the_thread():
         raise KeyError("camera-timeout bug")
 
     wd._decide_without_frame = bad
-    loop = RealtimeLoop(wd, _Collector(), clock, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, _Collector(), clock, report=lambda s: None) as loop:
         _fresh(sensors, clock, 0)
         loop.push_frame(Frame(1, clock.now(), IMG))
         time.sleep(0.6)
         assert loop.alive and 1 <= loop.step_errors <= 12, loop.step_errors  # one per frame period (0.1 s)
-    finally:
-        loop.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
@@ -291,9 +293,7 @@ def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dea
 
     reports: list[str] = []
     clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, _SilentModel())
-    loop = RealtimeLoop(wd, out, clock, report=reports.append)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=reports.append) as loop:
         _fresh(sensors, clock, 0)
         assert loop.push_frame(Frame(1, clock.now(), IMG))
         time.sleep(0.05)
@@ -312,8 +312,6 @@ def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dea
         assert "steps failed in a row" in loop.died_of and "tick bug" in loop.died_of
         assert [d.stamp_ns for _, d in out.got] == [1]  # the open cycle decided once, at the first error
         assert not loop.push_frame(Frame(2, clock.now(), IMG))
-    finally:
-        loop.close()
 
 
 class _Answer:
@@ -358,9 +356,7 @@ def test_a_decision_taken_by_a_call_that_then_raises_is_published():
     """on_model_result decided frame 1 on time, then its feed_model raised: the decision was lost."""
     w = _ScriptedWorker(fail_submits={2})
     clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, w)
-    loop = RealtimeLoop(wd, out, clock, w, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, out, clock, w, report=lambda s: None) as loop:
         _fresh(sensors, clock, 0)
         loop.push_frame(Frame(1, clock.now(), IMG))  # to the model
         time.sleep(0.05)
@@ -373,16 +369,12 @@ def test_a_decision_taken_by_a_call_that_then_raises_is_published():
         by_stamp = {d.stamp_ns: d for _, d in out.got}
         assert len(out.got) == 2 and loop.step_errors == 1
         assert by_stamp[1].model_state.value == "on_time" and by_stamp[2].model_state.value == "unavailable"
-    finally:
-        loop.close()
 
 
 def test_an_error_closing_one_due_cycle_loses_neither_it_nor_the_one_before():
     clock, sensors, wd, out = _core({"deadline_ms": 200.0, "camera_timeout_action": "none"}, _SilentModel())
     wd._close = _failing_once(wd._close, 2, ArithmeticError("close bug"))
-    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=lambda s: None) as loop:
         _fresh(sensors, clock, 0)
         now = clock.now()
         loop.push_frame(Frame(1, now, IMG))
@@ -390,8 +382,6 @@ def test_an_error_closing_one_due_cycle_loses_neither_it_nor_the_one_before():
         out.wait_for(lambda g: len(g) == 2, timeout=1.0)
         time.sleep(0.05)
         assert sorted(d.stamp_ns for _, d in out.got) == [1, 2] and wd.stats.decisions == 2
-    finally:
-        loop.close()
 
 
 class _CancelFails(_SilentModel):
@@ -402,25 +392,19 @@ class _CancelFails(_SilentModel):
 def test_a_recurring_cancel_error_costs_no_decision_and_does_not_kill_the_thread():
     """cancel raised before the close, in on_tick and again in the recovery's close_all: the thread died, the cycle unanswered."""
     clock, sensors, wd, out = _core({"deadline_ms": 100.0, "camera_timeout_action": "none"}, _CancelFails())
-    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=lambda s: None) as loop:
         _fresh(sensors, clock, 0)
         loop.push_frame(Frame(1, clock.now(), IMG))
         out.wait_for(lambda g: len(g) == 1, timeout=1.0)
         time.sleep(0.1)
         assert loop.alive and [d.stamp_ns for _, d in out.got] == [1] and wd.open_cycles == 0
         assert out.got[0][1].model_state.value == "late" and "cancel bug" in loop.last_error
-    finally:
-        loop.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
 def test_the_last_words_answer_the_cycles_still_open_even_when_closing_them_fails():
     clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, _SilentModel())
-    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=lambda s: None) as loop:
         _fresh(sensors, clock, 0)
         loop.push_frame(Frame(1, clock.now(), IMG))
         time.sleep(0.05)
@@ -441,8 +425,6 @@ def test_the_last_words_answer_the_cycles_still_open_even_when_closing_them_fail
         d = out.got[0][1]
         assert not loop.alive and len(out.got) == 1 and d.stamp_ns == 1 and d.brake and d.frame_id == 1
         assert d.reason.startswith("fail-safe brake: deadline thread ended") and wd.open_cycles == 0
-    finally:
-        loop.close()
 
 
 def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
@@ -458,9 +440,7 @@ def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
         return tick()
 
     wd.on_tick = on_tick
-    loop = RealtimeLoop(wd, out, clock, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=lambda s: None) as loop:
         for i in range(1, 5):
             _fresh(sensors, clock, i)
             armed["on"] = i == 3
@@ -469,8 +449,6 @@ def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
         out.wait_for(lambda g: len(g) == 4)
         assert loop.step_errors == 1
         assert [(d.stamp_ns, d.brake, d.frame_id) for _, d in out.got] == [(i, False, i) for i in range(1, 5)]
-    finally:
-        loop.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
@@ -486,9 +464,7 @@ def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refus
             time.sleep(0.2)
 
     wd.on_frame = _failing_once(wd.on_frame, 1, _Fatal("gone"))
-    loop = RealtimeLoop(wd, publish, clock, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, publish, clock, report=lambda s: None) as loop:
         _fresh(sensors, clock, 0)
         assert loop.push_frame(Frame(1, clock.now(), IMG))
         assert in_last_words.wait(2)
@@ -500,8 +476,6 @@ def test_a_frame_pushed_while_the_dying_thread_publishes_its_last_words_is_refus
         loop.start()  # a new thread takes frames again
         assert loop.push_frame(Frame(3, clock.now(), IMG))
         out.wait_for(lambda g: len(g) == 2)
-    finally:
-        loop.close()
 
 
 def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_limited():
@@ -511,9 +485,7 @@ def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_l
     def broken(d: Decision) -> None:
         raise RuntimeError("publisher gone")
 
-    loop = RealtimeLoop(wd, broken, clock, report=reports.append)
-    loop.start()
-    try:
+    with _running(wd, broken, clock, report=reports.append) as loop:
         for i in range(3):
             _fresh(sensors, clock, i)
             loop.push_frame(Frame(i + 1, clock.now(), IMG))
@@ -521,8 +493,6 @@ def test_publish_errors_are_counted_and_reported_through_the_loops_logger_rate_l
         time.sleep(0.05)
         assert loop.publish_errors == 3 and loop.last_publish_error == "RuntimeError: publisher gone"
         assert len(reports) == 1 and "publisher gone" in reports[0] and "Traceback" in reports[0]
-    finally:
-        loop.close()
 
 
 def test_a_report_callback_that_raises_costs_no_decision_and_does_not_kill_the_thread(caplog):
@@ -533,9 +503,7 @@ def test_a_report_callback_that_raises_costs_no_decision_and_does_not_kill_the_t
     def broken_report(text: str) -> None:
         raise RuntimeError("logger gone")
 
-    loop = RealtimeLoop(wd, out, clock, report=broken_report)
-    loop.start()
-    try:
+    with _running(wd, out, clock, report=broken_report) as loop:
         _push_fresh(loop, sensors, clock, 4)
         out.wait_for(lambda g: len(g) == 4)
         assert loop.alive and loop.step_errors == 1
@@ -543,8 +511,6 @@ def test_a_report_callback_that_raises_costs_no_decision_and_does_not_kill_the_t
         # the report is not lost: it reaches this module's logger, with why the callback failed
         failed = [r for r in caplog.records if "reporting a deadline-thread error failed" in r.getMessage()]
         assert failed and "simulated core bug" in failed[0].getMessage() and failed[0].exc_info is not None
-    finally:
-        loop.close()
 
 
 def test_a_frame_put_back_after_a_transient_error_is_decided_at_once(monkeypatch):
@@ -596,9 +562,7 @@ def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_o
     so none was decided until the thread gave up 50 steps later (all fail-safe brakes, 0.3-0.65 s late)."""
     worker = _PollBreaks()
     clock, sensors, wd, out = _core(None, worker)  # deadline 50 ms
-    loop = RealtimeLoop(wd, out, clock, worker, report=lambda s: None)
-    loop.start()
-    try:
+    with _running(wd, out, clock, worker, report=lambda s: None) as loop:
         for i in range(1, 9):  # 30 Hz
             _fresh(sensors, clock, i)
             if i == 3:
@@ -613,8 +577,6 @@ def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_o
         assert wd.stats.deadline_misses == 0, [(d.stamp_ns, round(d.latency_ms, 1)) for _, d in out.got]
         for s in range(3, 9):  # by the rules (clear road), not the fail-safe
             assert not by_stamp[s].brake and not by_stamp[s].reason.startswith("fail-safe"), by_stamp[s].reason
-    finally:
-        loop.close()
 
 
 def test_a_transient_error_in_the_last_step_at_stop_gives_no_frame_a_fail_safe():
