@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from tiny_node.argtypes import at_least
 from tiny_node.model.bundle import BundleError, load_bundle
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
@@ -43,11 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
                    "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~20 s)")
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
-    b.add_argument("--threads", type=_at_least(1), default=None,
+    b.add_argument("--threads", type=at_least(1), default=None,
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
                    "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default; "
                    "a resume keeps the count its build started with")
-    b.add_argument("--seed", type=_at_least(0), default=None,
+    b.add_argument("--seed", type=at_least(0), default=None,
                    help="the recipe with another seed (default: the recipe's); a recipe with its own "
                    "detector_seed (tracked-lookalike-carried, tracked-cleared, tracked-det-all, tracked-kerb) "
                    "keeps its detector and varies the language model only; "
@@ -99,7 +99,7 @@ def _tracker_bound_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=DEFAULT.episodes_per_shard,
                    help="drives per shard of the build (to re-run shards made without vru_tracks)")
     p.add_argument("--frames", type=int, default=DEFAULT.frames_per_episode, help="frames per drive of the build")
-    p.add_argument("--threads", type=_at_least(1), default=1, help="torch threads")
+    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,14 +185,3 @@ def install(bundle: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _at_least(lo: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``lo`` (a usage error naming the option otherwise)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
-        return value
-    return parse

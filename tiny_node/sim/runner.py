@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiny_node.argtypes import at_least
 from tiny_node.config import NodeConfig, make_config
 from tiny_node.lockstep import budget_ms_arg
 from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
@@ -460,7 +461,7 @@ def add_sim_arguments(p: Any) -> None:
     p.add_argument("--compare", action="store_true", help="run rules-only and model+rules, side by side")
     p.add_argument("--budget-ms", type=budget_ms_arg, help="model latency budget in lockstep (default: the bundle's)")
     p.add_argument("--params-file", help="node parameters (ROS params YAML), default: built-in defaults")
-    p.add_argument("--workers", type=_positive_int, default=2, help="parallel processes (lockstep; at least 1)")
+    p.add_argument("--workers", type=at_least(1), default=2, help="parallel processes (lockstep; at least 1)")
     p.add_argument("--seed", type=int, help="override every scenario's seed")
     p.add_argument("--out", default="out/sim", help="output folder")
     p.add_argument("--plots", choices=("auto", "all", "none"), default="auto",
@@ -518,19 +519,6 @@ def _bundle(args: Any, cfg: NodeConfig, out_dir: Path) -> Path | None:
     if not (path / "manifest.yaml").is_file():
         raise FileNotFoundError(f"{what} {path}: no manifest.yaml there (not a model bundle)")
     return path
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1 (``--workers 0`` was taken and ran on one)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def sim_command(args: Any) -> int:
