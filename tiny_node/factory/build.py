@@ -124,16 +124,19 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def int8_parity(fp32: Path, int8: Path, data: dict[str, NDArray[Any]]) -> dict[str, float]:
+def int8_parity(fp32: Path, int8: Path, data: dict[str, NDArray[Any]],
+                p32: NDArray[np.float32] | None = None) -> dict[str, float]:
     """P(brake) of an INT8 bundle against its FP32 source on ``data``; a BuildError beyond noise.
 
     Why a gate: the FP32 exports are checked against torch (``export.check_parity``), the INT8
     ones were not checked against anything that decides. Mean |dP|, the decision agreement
     where FP32 is clear of 0.5 (:data:`INT8_CLEAR_OF`: a tiny model's P sits near 0.5, where a
     flip says nothing), and the correlation over the frames (a P that no longer follows the
-    input, e.g. constant, is broken however near it stays).
+    input, e.g. constant, is broken however near it stays). ``p32``: the FP32 bundle's P(brake)
+    on ``data`` when the caller has it (three INT8 bundles share one source).
     """
-    p32 = evaluate.brake_probs(fp32, data, f"parity {fp32.name}")
+    if p32 is None:
+        p32 = evaluate.brake_probs(fp32, data, f"parity {fp32.name}")
     p8 = evaluate.brake_probs(int8, data, f"parity {int8.name}")
     if not np.isfinite(p8).all():
         raise BuildError(f"{int8}: INT8 P(brake) not finite on {int((~np.isfinite(p8)).sum())} of {len(p8)} "
@@ -603,12 +606,15 @@ class Build:
                 ("teacher_int8", train.load_model(self.out / "teacher.pt"), teacher,
                  quantize.calibration_feeds(teacher, frames), "tiny-node-teacher-int8")]
         sample = {k: v[:INT8_PARITY_FRAMES] for k, v in val.items()}
+        source_p: dict[Path, NDArray[np.float32]] = {}  # each FP32 source run once
         for name, model, src, f, title in jobs:
             d = self._bundle_dir(name)
             shutil.rmtree(d, ignore_errors=True)
             graphs = quantize.quantize_bundle(src, self.out / "quant" / name, f)
             export.write_bundle(model, d, title, 0.5, graphs=graphs, **self._detector())
-            info[name] = int8_parity(src, d, sample)
+            if src not in source_p:
+                source_p[src] = evaluate.brake_probs(src, sample, f"parity {src.name}")
+            info[name] = int8_parity(src, d, sample, source_p[src])
         return info
 
     def step_evaluate(self) -> dict[str, Any]:

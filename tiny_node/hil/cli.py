@@ -69,6 +69,8 @@ def _params(items: list[str]) -> dict[str, object]:
     """``NAME:=VALUE`` pairs with YAML typing (as ``ros2 run ... -p``)."""
     import yaml
 
+    from tiny_node.strict_yaml import yaml_problem
+
     out: dict[str, object] = {}
     for item in items:
         name, sep, value = item.partition(":=")
@@ -77,7 +79,7 @@ def _params(items: list[str]) -> dict[str, object]:
         try:
             out[name] = yaml.safe_load(value)
         except yaml.YAMLError as exc:  # a value ROS could not read either: refused before the node starts
-            raise ValueError(f"--param {item!r}: the value is not valid YAML: {' '.join(str(exc).split())}") from exc
+            raise ValueError(f"--param {item!r}: the value is not valid YAML: {yaml_problem(exc)}") from exc
     return out
 
 
