@@ -115,9 +115,8 @@ class SensorState:
         self._accel: float | None = None
         self._accel_at: float | None = None
         self._track: deque[tuple[float, float]] = deque(maxlen=64)  # (stamp s, range m)
-        # The current run of bit-identical finite readings: its value and first receipt time.
+        # The current run of bit-identical finite readings: its value (None: no run).
         self._same_value: float | None = None
-        self._same_since: float | None = None
         # Time spent moving (odometry above range_stuck_min_speed_mps), summed up to the last odometry,
         # and its value when the run of identical readings began: a stuck range is timed while
         # moving only, so a value repeated at a standstill (behind a stopped lead) is no stuck sensor.
@@ -144,7 +143,6 @@ class SensorState:
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
                 self._same_value = r if math.isfinite(r) else None
-                self._same_since = reading.received_at
                 self._same_moving_s = self._moving_s_at(reading.received_at)
             if last is not None and reading.stamp_ns == last.stamp_ns:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
@@ -240,8 +238,8 @@ class SensorState:
             rng, speed, yaw_rate, speed_at = self._range, self._speed, self._yaw_rate, self._speed_at
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
-            same_since = self._same_since if self._same_value is not None else None
-            held_moving = None if rng is None else self._moving_s_at(rng.received_at) - self._same_moving_s
+            held_moving = (None if rng is None or self._same_value is None
+                           else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
         range_age = None if rng is None else now - rng.received_at
         odom_age = None if speed_at is None else now - speed_at
@@ -259,7 +257,7 @@ class SensorState:
                 faults.append(f"range: negative reading {r:.2f} m")
             elif math.isfinite(r) and r > rng.max_range:
                 faults.append(f"range: {r:.2f} m beyond max_range {rng.max_range:.2f} m")
-            elif same_since is not None and held_moving is not None and cfg.range_stuck_s > 0.0:
+            elif held_moving is not None and cfg.range_stuck_s > 0.0:
                 moving = speed is not None and speed > cfg.range_stuck_min_speed_mps
                 if moving and held_moving >= cfg.range_stuck_s:
                     faults.append(f"range: stuck at {r:.2f} m (identical readings for {held_moving:.2f} s "
