@@ -236,14 +236,9 @@ class Player:
 
 def _uses_sim_time(feeder: Any, namespace: str) -> bool | None:
     """The node's ``use_sim_time`` parameter, asked over its parameter service (None: no answer)."""
-    from rcl_interfaces.srv import GetParameters
-
     ns = namespace.rstrip("/") + "/" if namespace else ""
-    answers = feeder.call(GetParameters, f"{ns}tiny_node/get_parameters",
-                          [GetParameters.Request(names=["use_sim_time"])], 5.0)
-    if not answers or answers[0] is None or not answers[0].values:
-        return None
-    return bool(answers[0].values[0].bool_value)
+    value = feeder.get_parameters(f"{ns}tiny_node/get_parameters", ["use_sim_time"]).get("use_sim_time")
+    return None if value is None else bool(value)
 
 
 def sim_time_warning(node_sim_time: bool | None) -> str | None:

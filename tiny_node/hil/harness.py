@@ -498,17 +498,6 @@ def corrupt_copy(bundle: Path, dest: Path) -> Path:
     return dest
 
 
-def _get_params(feeder: Any, service: str, names: list[str]) -> dict[str, Any]:
-    """The node's parameter values over GetParameters ({} when it does not answer; the caller notes it)."""
-    from rcl_interfaces.srv import GetParameters
-
-    answers = feeder.call(GetParameters, service, [GetParameters.Request(names=names)], 5.0)
-    if not answers:
-        return {}
-    return {name: {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value}.get(v.type)
-            for name, v in zip(names, answers[0].values, strict=False)}
-
-
 QUERY_PARAMS = ["deadline_ms", "camera_timeout_s", "camera_timeout_action", "range_stuck_s",
                 "diagnostics_period_s", "model_bundle", "camera_transport", "use_sim_time",
                 "odom_timeout_s", "model_hang_timeout_ms", "range_stuck_min_speed_mps"]
@@ -550,7 +539,7 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
                                        f"{': ' + said if said else ''}\n{log[-3000:]}")
         ns = cfg.namespace.rstrip("/")
         service = f"{ns}/tiny_node/get_parameters"
-        actual = _get_params(feeder, service, QUERY_PARAMS)
+        actual = feeder.get_parameters(service, QUERY_PARAMS)
         if actual:
             params.update({k: v for k, v in actual.items() if v is not None})
         else:  # the checks then assume the values the harness started the node with (or the defaults)

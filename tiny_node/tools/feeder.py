@@ -229,6 +229,19 @@ class Feeder:
         finally:
             self.node.destroy_client(client)
 
+    def get_parameters(self, service: str, names: list[str], timeout_s: float = 5.0) -> dict[str, Any]:
+        """The node's values of ``names`` over its GetParameters ``service`` ({} when it does not answer).
+
+        A parameter the node does not have (type NOT_SET) comes back as None.
+        """
+        from rcl_interfaces.srv import GetParameters
+
+        answers = self.call(GetParameters, service, [GetParameters.Request(names=names)], timeout_s)
+        if not answers or answers[0] is None:
+            return {}
+        return {name: {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value}.get(v.type)
+                for name, v in zip(names, answers[0].values, strict=False)}
+
     def change_state(self, *transitions: str, timeout_s: float = 60.0) -> None:
         """Run lifecycle ``transitions`` (``configure``, ``activate``, ...) on the node, in order.
 
