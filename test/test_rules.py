@@ -114,3 +114,24 @@ def test_a_non_finite_speed_or_nan_distance_without_a_fault_fails_safe():
         assert "reached the rule path" in fig["faults"]
         v, _ = RulePath(RuleConfig(failsafe="no_brake")).decide(snap(range_m, speed))
         assert not v.brake and "fail-safe no_brake" in v.reason
+
+
+def test_a_brake_on_an_assumed_closing_is_provisional_and_one_on_a_track_is_not():
+    """No track: the object is taken as stationary, and the brake says it rests on that assumption."""
+    rules = RulePath(CFG)
+    assumed, _ = rules.decide(snap(20.0, 50 / 3.6))  # RSS 27.2 m on the ego's speed as closing
+    assert assumed.brake and assumed.provisional and not assumed.on_track
+    assert "assumed stationary: no range track yet" in assumed.reason
+    ttc, _ = rules.decide(snap(5.0, 6.0))  # RSS 7.5 m and TTC 0.83 s, both on the assumption
+    assert ttc.brake and ttc.provisional
+    tracked, _ = rules.decide(snap(20.0, 50 / 3.6, rate=-50 / 3.6))
+    assert tracked.brake and not tracked.provisional and tracked.on_track
+    assert "assumed" not in tracked.reason
+    # a clear verdict on the track is what lifts a provisional brake; one without a track is not
+    lifting, _ = rules.decide(snap(20.0, 50 / 3.6, rate=0.0))
+    assert not lifting.brake and lifting.on_track
+    for no_evidence in (snap(math.inf, 50 / 3.6, rate=0.0), snap(60.0, 50 / 3.6)):
+        verdict, _ = rules.decide(no_evidence)
+        assert not verdict.brake and not verdict.on_track
+    failsafe, _ = rules.decide(snap(20.0, 50 / 3.6, faults=("range: stale (0.30 s > 0.2 s)",)))
+    assert failsafe.brake and not failsafe.provisional

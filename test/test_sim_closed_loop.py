@@ -81,6 +81,19 @@ def test_benign_adjacent_lane_produces_no_brake(cfg):
     assert s["outcome"] == "no_brake" and s["passed"] and s["band"] is None
 
 
+def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_held_one(cfg):
+    """The shipped example: first seen 60 m ahead at 130 km/h, taken as stationary until its track
+    shows it is not closing. Held 2 s, that first scan's brake took the ego down to 70 km/h."""
+    from tiny_node.sim.scenario import example_scenario_files, load_scenario
+    [path] = [p for p in example_scenario_files() if p.name == "benign_cut_in_130kmh.yaml"]
+    res = run_scenario(dataclasses.replace(load_scenario(path), duration_s=4.0), cfg, bundle=None)
+    brakes = [r.decision for r in res.timeline if r.decision is not None and r.decision.brake]
+    assert brakes and all("assumed stationary: no range track yet" in d.reason for d in brakes)
+    assert len(brakes) <= 2 and not any(d.hold for d in brakes)
+    assert min(r.ego_speed_kmh for r in res.timeline) == pytest.approx(130.0)  # released before it acted
+    assert res.summary["false_activation"]  # still counted: any brake decision on a benign drive
+
+
 @pytest.mark.parametrize("name", ["benign_follow_50kmh_1s", "benign_follow_100kmh_1_5s"])
 def test_following_a_car_at_our_speed_is_no_brake_with_rules_only(cfg, name):
     # RSS (a_obj 8 > a_ego 5 m/s^2) calls these gaps unsafe; the measured closing speed is only the

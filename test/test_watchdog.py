@@ -246,21 +246,95 @@ def test_shadow_mode_reports_model_but_rules_decide():
     assert not d.brake and d.source is Source.RULES and d.model is not None and d.model.brake
 
 
+def scan(clock, sensors, range_m, stamp_ns, speed=10.0):
+    """One range scan (and odometry) received now."""
+    sensors.update_odometry(speed, clock.now())
+    sensors.update_range(RangeReading(range_m, 0.2, 150.0, stamp_ns, clock.now()))
+
+
 def test_brake_hold():
     clock, sensors, wd = setup(range_m=5.0, brake_hold_s=2.0)
+    clock.advance(0.05)
+    scan(clock, sensors, 4.5, 50_000_000)  # a track: closing at the ego's 10 m/s
     [d] = wd.on_frame(frame(clock, 1))
-    assert d.brake and not d.hold
-    sensors.update_range(RangeReading(float("inf"), 0.2, 150.0, 10, clock.now()))
+    assert d.brake and not d.hold and not d.rules.provisional
     clock.advance(1.0)
-    sensors.update_odometry(10.0, clock.now())
-    sensors.update_range(RangeReading(float("inf"), 0.2, 150.0, 11, clock.now()))
+    scan(clock, sensors, float("inf"), 1_050_000_000)
     [d] = wd.on_frame(frame(clock, 2))
     assert d.brake and d.hold and "holding brake" in d.reason
     clock.advance(1.01)
-    sensors.update_odometry(10.0, clock.now())
-    sensors.update_range(RangeReading(float("inf"), 0.2, 150.0, 12, clock.now()))
+    scan(clock, sensors, float("inf"), 2_060_000_000)
     [d] = wd.on_frame(frame(clock, 3))
     assert not d.brake
+
+
+def test_a_car_cutting_in_at_the_egos_speed_brakes_one_frame_not_the_hold():
+    """130 km/h, a lead at the same speed first seen 60 m ahead: RSS on the assumed closing
+    (object stationary) brakes, provisionally; the next scan's track shows it is not closing."""
+    clock, sensors, wd = setup(range_m=60.0, speed=36.1, brake_hold_s=2.0)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and not d.hold and d.rules.provisional and "assumed stationary" in d.reason
+    clock.advance(0.05)
+    scan(clock, sensors, 60.0, 50_000_000, speed=36.1)
+    [d] = wd.on_frame(frame(clock, 2))
+    assert not d.brake and not d.hold and d.rules.on_track, d.reason
+    clock.advance(0.05)
+    scan(clock, sensors, 60.0, 100_000_000, speed=36.1)
+    [d] = wd.on_frame(frame(clock, 3))
+    assert not d.brake
+
+
+def test_a_provisional_brake_holds_over_a_missed_scan_until_the_track_confirms_it():
+    """A child stepping out 20 m ahead at 50 km/h: the radar misses the next scan, and the brake
+    must not drop; the track that then forms confirms it, and the full hold starts."""
+    clock, sensors, wd = setup(range_m=20.0, speed=13.9, brake_hold_s=2.0)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and d.rules.provisional
+    clock.advance(0.05)
+    scan(clock, sensors, float("inf"), 50_000_000, speed=13.9)
+    [d] = wd.on_frame(frame(clock, 2))
+    assert d.brake and d.hold and d.reason.startswith("holding provisional brake"), d.reason
+    clock.advance(0.05)
+    scan(clock, sensors, 18.61, 100_000_000, speed=13.9)  # the child, standing: closing at 13.9 m/s
+    [d] = wd.on_frame(frame(clock, 3))
+    assert d.brake and not d.hold and not d.rules.provisional and d.rules.on_track, d.reason
+    clock.advance(1.5)  # the range clears: held by the confirmed brake's 2 s hold, not 0.5 s
+    scan(clock, sensors, float("inf"), 1_600_000_000, speed=13.9)
+    [d] = wd.on_frame(frame(clock, 4))
+    assert d.brake and d.hold and d.reason.startswith("holding brake 0.50 s more"), d.reason
+
+
+@pytest.mark.parametrize("hold_s", [2.0, 0.3, 0.0])
+def test_a_provisional_hold_ends_with_the_rate_window_or_the_hold_if_no_track_forms(hold_s):
+    """No second return: the object is gone (range_rate_window_s 0.5 s), so is the brake on it."""
+    clock, sensors, wd = setup(range_m=20.0, speed=13.9, brake_hold_s=hold_s)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and d.rules.provisional
+    braked_at, held, expected = clock.now(), [], []
+    window = min(hold_s, make_config().rules.range_rate_window_s)
+    for i in range(2, 14):
+        clock.advance(0.0625)  # 16 Hz: exact in binary, so the window's end is not a rounding matter
+        scan(clock, sensors, float("inf"), i * 62_500_000, speed=13.9)
+        [d] = wd.on_frame(frame(clock, i))
+        held.append(d.brake)
+        expected.append(clock.now() < braked_at + window)
+    assert held == expected and sum(expected) == {2.0: 7, 0.3: 4, 0.0: 0}[hold_s]
+
+
+def test_the_track_lifting_a_provisional_brake_never_shortens_a_confirmed_hold():
+    clock, sensors, wd = setup(range_m=5.0, brake_hold_s=2.0)
+    clock.advance(0.05)
+    scan(clock, sensors, 4.5, 50_000_000)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and not d.rules.provisional  # confirmed: held 2 s
+    clock.advance(0.6)  # that object gone; a new one, stationary by assumption, then not closing
+    scan(clock, sensors, 12.0, 650_000_000, speed=10.0)
+    [d] = wd.on_frame(frame(clock, 2))
+    assert d.brake and d.rules.provisional
+    clock.advance(0.05)
+    scan(clock, sensors, 12.5, 700_000_000, speed=10.0)
+    [d] = wd.on_frame(frame(clock, 3))
+    assert d.brake and d.hold and d.reason.startswith("holding brake 1.35 s more"), d.reason
 
 
 def test_bad_frame_and_frozen_stamp_still_decided():

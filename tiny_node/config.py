@@ -133,7 +133,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       "(the model never cancels a rule brake). 'shadow': the rules decide, the model is run "
       "and reported only.", choices=("either", "shadow")),
     P("brake_hold_s", 2.0, "Minimum time a brake decision is held (hysteresis; Autoware AEB "
-      "collision_keeping_sec).", 0.0, 30.0),
+      "collision_keeping_sec). A rule brake on a new object with no range track yet is held "
+      "only until its track confirms or lifts it (at most rules.range_rate_window_s).", 0.0, 30.0),
     P("realtime_priority", 20, "SCHED_FIFO priority for the node process (0 = normal "
       "scheduling). Falls back to normal scheduling if the OS refuses.", 0, 98, read_only=True),
     P("lock_memory", True, "mlockall the node process (not the model worker) so memory pressure "

@@ -49,6 +49,12 @@ class Verdict:
     model's tracks (``model.conflict``; inf for the rules, or none), and ``conflict_brake``
     whether it brakes whatever the threshold, so a recorded run shows when a bundle's conflict
     brake would fire.
+
+    ``provisional``: a rule brake on a closing speed only assumed (a new object, no range track
+    yet). It is held only until the object's track says otherwise, not for ``brake_hold_s``:
+    held 2 s, a car cutting in at the ego's speed 60 m ahead was a full brake from 130 to
+    70 km/h on one scan's assumption. ``on_track``: the rule verdict rests on a measured closing
+    speed (the object's range track), so a no-brake of it lifts a provisional brake.
     """
 
     brake: bool
@@ -57,6 +63,8 @@ class Verdict:
     p_brake: float = math.nan
     conflict_s: float = math.inf
     conflict_brake: bool = False
+    provisional: bool = False
+    on_track: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,10 @@ it::
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
-conservative choice; a range rate (or its standard error) that is not finite is taken as none,
+conservative choice, but a brake on that assumption is provisional (``Verdict.provisional``):
+held only until the object's track confirms or lifts it, so a car cutting in at the ego's
+speed brakes for a scan or two, not for ``brake_hold_s``; a range rate (or its standard error)
+that is not finite is taken as none,
 since a NaN in a comparison reads as "not closing" and cleared every rule.  ``noise`` is 0 for
 the assumed closing, and for a measured one the larger
 of ``closing_min_mps`` and ``closing_sigmas`` standard errors of the range rate: with
@@ -110,25 +113,33 @@ class RulePath:
         }
         if distance == 0.0:
             return Verdict(True, 1.0, "object closer than min_range"), figures
+        # No track: the brake is taken now (a child stepping out must not wait for a second scan)
+        # but is provisional, since its closing speed is an assumption the next scans may refute.
+        tracked = rate is not None
+        assumed = "" if tracked else ", assumed stationary: no range track yet"
         if distance <= d_safe and closing > noise:
             return Verdict(
                 True, 1.0,
                 f"RSS: object at {distance:.1f} m <= safe distance {d_safe:.1f} m "
-                f"(ego {v_ego:.1f} m/s, object {v_obj:.1f} m/s)",
+                f"(ego {v_ego:.1f} m/s, object {v_obj:.1f} m/s{assumed})",
+                provisional=not tracked, on_track=tracked,
             ), figures
         if cfg.ttc_brake_s > 0.0 and ttc < cfg.ttc_brake_s:
             return Verdict(
-                True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m"
+                True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m{assumed}",
+                provisional=not tracked, on_track=tracked,
             ), figures
         if closing <= 0.0:  # inside the safe distance perhaps, but not closing: say so, not the opposite
             return Verdict(
-                False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)"
+                False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)",
+                on_track=tracked,
             ), figures
         if distance <= d_safe:
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m closing at {closing:.2f} m/s, within the "
-                f"range-rate noise ({noise:.2f} m/s)"
+                f"range-rate noise ({noise:.2f} m/s)", on_track=tracked,
             ), figures
         return Verdict(
-            False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m"
+            False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m",
+            on_track=tracked,
         ), figures

@@ -217,6 +217,15 @@ class Watchdog:
         self._newest_seq, self._newest_brake = 0, False  # the newest frame decided so far, and its brake
         self._hold_source = Source.RULES
         self._hold_reason = ""
+        # A provisional rule brake's hold (``Verdict.provisional``): until the object's track
+        # confirms it (a brake of its own then starts the hold above) or lifts it, and at most
+        # range_rate_window_s, within which a track forms or the object is gone. Kept apart from
+        # the hold above so that lifting it never shortens a confirmed brake's hold.
+        self._prov_until = -math.inf
+        self._prov_seq = 0
+        self._prov_source = Source.RULES
+        self._prov_reason = ""
+        self._newest_source, self._newest_reason = Source.RULES, ""  # why the newest frame braked
         # Camera liveness: last frame receipt / stamp, recent inter-arrival times, and when the
         # next decision without a frame is due (None until the first frame).
         self._last_frame_at: float | None = None
@@ -238,6 +247,7 @@ class Watchdog:
         self._frame_intervals.clear()
         self._no_frame_due = None
         self._hold_until = -math.inf
+        self._prov_until = -math.inf
         self._newest_brake = False
 
     def reconfigure(self, cfg: NodeConfig) -> None:
@@ -570,18 +580,32 @@ class Watchdog:
                 reason = f"{reason} [model {state.value}: {why}]"
             elif cycle.unavailable_why:
                 reason = f"{reason} [{cycle.unavailable_why}]"
-        hold, starts_hold = False, brake  # a brake of its own (re)starts the hold window
-        hold_until = now + self.cfg.float("brake_hold_s")
+        # A brake of its own (re)starts the hold window; a provisional rule brake (on an assumed
+        # closing, no model brake with it) only its own short one, which the track lifts.
+        provisional = brake and source is not Source.MODEL and rules.provisional
+        hold, starts_hold = False, brake and not provisional
+        hold_s = self.cfg.float("brake_hold_s")
+        hold_until = now + hold_s
+        prov_until = now + min(hold_s, self.cfg.rules.range_rate_window_s)
+        # a newer frame's rule verdict on the object's measured track, clear: the assumption was wrong
+        lifts = (now < self._prov_until and rules.on_track and not rules.brake and cycle.seq > self._prov_seq)
+        held_source, held_reason = self._hold_source, self._hold_reason
         if not brake and now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
             reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
                       f" | now: {reason}")
+        elif not brake and now < self._prov_until and not lifts:
+            brake, hold, source = True, True, self._prov_source
+            held_source, held_reason = self._prov_source, self._prov_reason
+            reason = (f"holding provisional brake until the range track confirms or lifts it "
+                      f"({self._prov_until - now:.2f} s at most) after: {self._prov_reason} | now: {reason}")
         elif not brake and cycle.seq < self._newest_seq and self._newest_brake:
             # Why: decisions go out in the order they are taken, not in frame order (a rule brake
             # does not wait for the model busy with an older frame). Without a hold window the
             # older frame's no-brake would be the last word on `brake` after the newest braked.
-            brake, hold, source = True, True, self._hold_source
-            reason = f"holding brake: newer frame {self._newest_seq} braked: {self._hold_reason} | now: {reason}"
+            brake, hold, source = True, True, self._newest_source
+            held_source, held_reason = self._newest_source, self._newest_reason
+            reason = f"holding brake: newer frame {self._newest_seq} braked: {self._newest_reason} | now: {reason}"
         decision = Decision(
             frame_id=cycle.seq,
             stamp_ns=cycle.frame.stamp_ns,
@@ -608,8 +632,14 @@ class Watchdog:
         if starts_hold:
             self._hold_until = hold_until
             self._hold_source, self._hold_reason = source, reason
+        elif provisional and prov_until > self._prov_until:
+            self._prov_until, self._prov_seq = prov_until, cycle.seq
+            self._prov_source, self._prov_reason = source, reason
+        if lifts:
+            self._prov_until = -math.inf
         if cycle.seq > self._newest_seq:
             self._newest_seq, self._newest_brake = cycle.seq, brake
+            self._newest_source, self._newest_reason = (held_source, held_reason) if hold else (source, reason)
         s = self.stats
         s.decisions += 1
         s.brakes += int(brake)
