@@ -36,11 +36,39 @@ def test_jump_starts_a_new_track():
     ("value", "fault"),
     [(math.nan, "NaN"), (-2.0, "negative"), (150.0, "beyond max_range")],
 )
-def test_invalid_ranges_are_faults(value, fault):
+def test_invalid_ranges_before_any_valid_one_are_faults(value, fault):
     s = SensorState(RuleConfig())
     s.update_range(rr(value, 0.0))
     s.update_odometry(5.0, 0.0)
-    assert any(fault in f for f in s.snapshot(0.01).faults)
+    [f] = s.snapshot(0.01).faults
+    assert fault in f and f.endswith("and no valid reading received yet")
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"),
+    [(math.nan, "NaN reading (sensor error)"), (-2.0, "negative reading -2.00 m"), (150.0, "150.00 m beyond max_range 100.00 m")],
+)
+def test_an_invalid_range_is_a_missed_scan_until_range_timeout_s(value, fault):
+    """One garbage sample is no fault (its fail-safe brake and hold at 130 km/h were for nothing):
+    the last valid reading and the track stand, under a warning, until range_timeout_s."""
+    s = SensorState(RuleConfig())  # range_timeout_s 0.5
+    for i in range(6):  # closing at 10 m/s
+        s.update_range(rr(30.0 - 0.5 * i, 0.05 * i))
+    s.update_odometry(10.0, 0.25)
+    for i in range(6, 12):
+        s.update_range(rr(value, 0.05 * i))
+        snap = s.snapshot(0.05 * i + 0.001)
+        assert snap.faults == (), snap.faults
+        assert snap.object_distance == 27.5 and snap.range_rate == pytest.approx(-10.0)
+        [w] = snap.warnings
+        assert w.startswith(f"range: {fault} for {0.05 * (i - 6) + 0.001:.2f} s: the last valid reading")
+        assert snap.features()["range_valid"] == 1.0
+    s.update_odometry(10.0, 0.7)
+    [f] = s.snapshot(0.76).faults  # the last valid reading (0.25 s) is now 0.51 s old
+    assert f == f"range: {fault} for 0.46 s: no valid reading for 0.51 s > range_timeout_s 0.5 s"
+    s.update_range(rr(24.0, 0.6))  # a valid reading ends it: the track goes on (10 m/s since 0.25 s)
+    snap = s.snapshot(0.61)
+    assert snap.faults == () and snap.warnings == () and snap.range_rate == pytest.approx(-10.0, abs=0.5)
 
 
 def test_rep117_plus_inf_is_clear_not_a_fault():

@@ -8,7 +8,7 @@ import pytest
 
 from tiny_node.clock import ManualClock
 from tiny_node.config import make_config
-from tiny_node.decision import ModelState, Source, decision_level
+from tiny_node.decision import ModelState, Source, decision_level, decision_values
 from tiny_node.sensors import RangeReading, SensorState
 from tiny_node.watchdog import Frame, Watchdog
 
@@ -335,6 +335,20 @@ def test_the_track_lifting_a_provisional_brake_never_shortens_a_confirmed_hold()
     scan(clock, sensors, 12.5, 700_000_000, speed=10.0)
     [d] = wd.on_frame(frame(clock, 3))
     assert d.brake and d.hold and d.reason.startswith("holding brake 1.35 s more"), d.reason
+
+
+def test_one_invalid_range_sample_is_a_warning_not_a_failsafe_brake():
+    """At 130 km/h one NaN from the radar was a fail-safe brake and its 2 s hold."""
+    clock, sensors, wd = setup(range_m=60.0, speed=36.1, brake_hold_s=2.0)
+    clock.advance(0.05)
+    scan(clock, sensors, 60.0, 50_000_000, speed=36.1)  # a lead at the ego's speed
+    clock.advance(0.05)
+    scan(clock, sensors, float("nan"), 100_000_000, speed=36.1)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert not d.brake and d.reason == "clear: object at 60.0 m not closing (0.0 m/s)", d.reason
+    values = decision_values(d)
+    assert values["range_m"] == "60.00" and "NaN reading" in values["sensor_warnings"]
+    assert decision_level(d) == 1
 
 
 def test_bad_frame_and_frozen_stamp_still_decided():

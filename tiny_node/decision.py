@@ -111,10 +111,13 @@ class Decision:
 
 
 def decision_level(d: Decision) -> int:
-    """REP-107 level: 0 OK; 1 WARN on a fallback or a held brake; 2 ERROR on a fail-safe or no frame."""
+    """REP-107 level: 0 OK; 1 WARN on a fallback, a held brake or a sensor warning; 2 ERROR else.
+
+    ERROR: a fail-safe, or a decision without a frame.
+    """
     if d.no_frame or (d.rules is not None and d.rules.reason.startswith("fail-safe")):
         return 2
-    if d.source is Source.FALLBACK or d.hold:
+    if d.source is Source.FALLBACK or d.hold or d.extra.get("sensor_warnings"):
         return 1
     return 0
 

@@ -61,7 +61,17 @@ class RulePath:
         self.cfg = cfg
 
     def decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
-        """Return the rule verdict and the figures behind it (for the decision's values)."""
+        """Return the rule verdict and the figures behind it (for the decision's values).
+
+        Inputs used under a warning (an invalid range sample, the last valid one standing) are
+        named in ``sensor_warnings``, so a decision says what it stood on.
+        """
+        verdict, figures = self._decide(snap)
+        if snap.warnings:
+            figures["sensor_warnings"] = "; ".join(snap.warnings)
+        return verdict, figures
+
+    def _decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
         cfg = self.cfg
         distance = snap.object_distance
         v_ego = snap.ego_speed

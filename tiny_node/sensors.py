@@ -1,7 +1,12 @@
 """Sensor state: the latest reading of each topic with its receipt time, and its faults.
 
 Staleness is measured on receipt time (the injected clock), as Autoware's
-topic_state_monitor does, so it works the same with wall time, sim time and lockstep.  The
+topic_state_monitor does, so it works the same with wall time, sim time and lockstep.  An
+invalid range reading (NaN, negative, beyond ``max_range``: sensor_msgs/Range says discard
+it) is taken as a missed one: the last valid reading stands, with a warning, until it is
+``range_timeout_s`` old, and only then is it a fault. Why: one garbage sample was a fault at
+once, and its fail-safe brake and 2 s hold braked a car at 130 km/h for nothing; a sensor that
+keeps sending garbage is a fault within the same time as one that stops sending.  The
 range rate (closing speed) is estimated from the sensor's own stamps over a short window,
 because receipt times carry transport jitter.  Updates come from the ROS executor thread and
 snapshots are taken by the deadline thread, hence the lock; critical sections are tiny.
@@ -64,6 +69,9 @@ class SensorSnapshot:
     #: The ego's speed in reverse (m/s, > 0) beyond the standstill noise; 0 when not reversing.
     #: ``ego_speed`` is then 0: the forward-facing paths do not judge a reversing ego.
     reverse_mps: float = 0.0
+    #: Inputs not trusted but not (yet) a fault, each naming the topic and the value: an
+    #: invalid range reading while the last valid one is still fresh (and used).
+    warnings: tuple[str, ...] = ()
 
     @property
     def object_distance(self) -> float | None:
@@ -108,7 +116,11 @@ class SensorState:
     def __init__(self, cfg: RuleConfig) -> None:
         self._cfg = cfg
         self._lock = threading.Lock()
-        self._range: RangeReading | None = None
+        self._range: RangeReading | None = None  # the last valid reading (REP-117 +-Inf included)
+        # The newest invalid reading and the receipt time of the first of its run (None: the
+        # newest reading is valid).
+        self._invalid: RangeReading | None = None
+        self._invalid_since: float | None = None
         self._speed: float | None = None
         self._yaw_rate = 0.0
         self._speed_at: float | None = None
@@ -130,8 +142,17 @@ class SensorState:
         self._cfg = cfg
 
     def update_range(self, reading: RangeReading) -> None:
-        """Store a range reading and extend (or restart) the range-rate track."""
+        """Store a range reading and extend (or restart) the range-rate track.
+
+        An invalid one (:func:`invalid_range`) is kept apart, and the last valid one stands.
+        """
         with self._lock:
+            if invalid_range(reading) is not None:
+                self._invalid = reading
+                if self._invalid_since is None:
+                    self._invalid_since = reading.received_at
+                self._drop_track_after_miss(reading.stamp_ns * 1e-9)
+                return
             last = self._range
             behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
             if 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
@@ -139,6 +160,7 @@ class SensorState:
                 # longer step back is a restarted clock (a bag looping), taken below as before.
                 return
             self._range = reading
+            self._invalid = self._invalid_since = None
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
@@ -148,13 +170,10 @@ class SensorState:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
                 # add to the track, and no reason to drop it, which would lose the closing speed.
                 return
-            if not math.isfinite(r) or r < reading.min_range or r > reading.max_range:
-                # No return (or garbage): keep the track, a radar misses a scan now and then;
-                # it is dropped below if the object does not come back where expected in time,
-                # and here once no return has come for longer than the window (or the stamps
-                # went back): else its closing speed would stay in the features for ever.
-                if self._track and not 0.0 <= t - self._track[-1][0] <= self._cfg.range_rate_window_s:
-                    self._track.clear()
+            if not math.isfinite(r) or r < reading.min_range:
+                # No return (or within min_range): keep the track, a radar misses a scan now and then;
+                # it is dropped below if the object does not come back where expected in time.
+                self._drop_track_after_miss(t)
                 return
             if self._track:
                 t0, r0 = self._track[-1]
@@ -176,6 +195,14 @@ class SensorState:
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
+
+    def _drop_track_after_miss(self, t: float) -> None:
+        """Drop the track at a scan without a return (stamp ``t``, s) once none came for the window.
+
+        Also when the stamps went back; else its closing speed would stay in the features for ever.
+        """
+        if self._track and not 0.0 <= t - self._track[-1][0] <= self._cfg.range_rate_window_s:
+            self._track.clear()
 
     def update_odometry(self, speed_mps: float, received_at: float, yaw_rate_rps: float = 0.0) -> None:
         """Store the ego forward speed (m/s) and yaw rate (rad/s, left +) of one odometry message.
@@ -236,28 +263,32 @@ class SensorState:
         cfg = self._cfg
         with self._lock:
             rng, speed, yaw_rate, speed_at = self._range, self._speed, self._yaw_rate, self._speed_at
+            invalid, invalid_since = self._invalid, self._invalid_since
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
             held_moving = (None if rng is None or self._same_value is None
                            else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
+        warnings: list[str] = []
         range_age = None if rng is None else now - rng.received_at
         odom_age = None if speed_at is None else now - speed_at
         imu_age = None if accel_at is None else now - accel_at
 
+        bad = None if invalid is None else invalid_range(invalid)
+        bad_s = 0.0 if invalid_since is None else now - invalid_since
         if rng is None:
-            faults.append("range: no reading received")
+            faults.append("range: no reading received" if bad is None
+                          else f"range: {bad}, and no valid reading received yet")
         elif range_age is not None and range_age > cfg.range_timeout_s:
-            faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s)")
+            faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s)" if bad is None else
+                          f"range: {bad} for {bad_s:.2f} s: no valid reading for {range_age:.2f} s "
+                          f"> range_timeout_s {cfg.range_timeout_s} s")
         else:
             r = rng.range_m
-            if math.isnan(r):
-                faults.append("range: NaN reading (sensor error)")
-            elif math.isfinite(r) and r < 0.0:
-                faults.append(f"range: negative reading {r:.2f} m")
-            elif math.isfinite(r) and r > rng.max_range:
-                faults.append(f"range: {r:.2f} m beyond max_range {rng.max_range:.2f} m")
-            elif held_moving is not None and cfg.range_stuck_s > 0.0:
+            if bad is not None:
+                warnings.append(f"range: {bad} for {bad_s:.2f} s: the last valid reading ({range_age:.2f} s "
+                                f"old) used until range_timeout_s {cfg.range_timeout_s} s")
+            if held_moving is not None and cfg.range_stuck_s > 0.0:
                 moving = speed is not None and speed > cfg.range_stuck_min_speed_mps
                 if moving and held_moving >= cfg.range_stuck_s:
                     faults.append(f"range: stuck at {r:.2f} m (identical readings for {held_moving:.2f} s "
@@ -304,4 +335,21 @@ class SensorState:
             faults=tuple(faults),
             range_rate_se=math.inf if fit is None else fit[1],
             reverse_mps=reverse,
+            warnings=tuple(warnings),
         )
+
+
+def invalid_range(reading: RangeReading) -> str | None:
+    """Why a range reading is invalid (NaN, negative, beyond ``max_range``), or None if it is valid.
+
+    REP-117: +Inf is a clear road and -Inf an object within ``min_range``, both valid; a finite
+    reading in [0, ``min_range``) reads as such an object too (:attr:`SensorSnapshot.object_distance`).
+    """
+    r = reading.range_m
+    if math.isnan(r):
+        return "NaN reading (sensor error)"
+    if math.isfinite(r) and r < 0.0:
+        return f"negative reading {r:.2f} m"
+    if math.isfinite(r) and r > reading.max_range:
+        return f"{r:.2f} m beyond max_range {reading.max_range:.2f} m"
+    return None

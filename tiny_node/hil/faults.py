@@ -30,6 +30,7 @@ from tiny_node.hil.record import (
     ERROR,
     OK,
     REF_CAMERA_PERIOD_S,
+    WARN,
     CheckResult,
     FrameResult,
     RunRecord,
@@ -626,11 +627,13 @@ class RangeFault(Fault):
 
     key = "range"
     KINDS: ClassVar[dict[str, str]] = {
-        "nan": "fail-safe brake, reason 'range: NaN reading', decision level ERROR, sensors diagnostic ERROR; "
-               "no fail-safe once readings are valid again",
+        "nan": "the last valid reading used, under a warning ('sensor_warnings', decision level WARN), until "
+               "range_timeout_s; then fail-safe brake, reason 'range: NaN reading', decision level ERROR, "
+               "sensors diagnostic ERROR; no fail-safe once readings are valid again",
         "+inf": "REP-117 'no object in range': not a fault, rules say 'clear: no object within range'",
         "-inf": "REP-117 'closer than min_range': rules brake, reason 'object closer than min_range'",
-        "negative": "fail-safe brake, reason 'range: negative reading', sensors diagnostic ERROR; recovery",
+        "negative": "the last valid reading used, under a warning, until range_timeout_s; then fail-safe brake, "
+                    "reason 'range: negative reading', sensors diagnostic ERROR; recovery",
         "stuck": "after range_stuck_s of identical readings while the ego moves: fail-safe brake, reason "
                  "'range: stuck', decision level ERROR, sensors diagnostic ERROR; no fail-safe once the "
                  "value changes",
@@ -639,8 +642,10 @@ class RangeFault(Fault):
     def __init__(self, kind: str = "nan", duration_s: float | None = None, recovery_s: float = 2.5) -> None:
         if kind not in self.KINDS:
             raise ValueError(f"range fault kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
-        # A stuck value needs range_stuck_s (1 s by default) before it can be told from a steady gap.
-        super().__init__(duration_s if duration_s is not None else (2.0 if kind == "stuck" else 0.8), recovery_s)
+        # A stuck value needs range_stuck_s (1 s by default) before it can be told from a steady gap;
+        # NaN and negative readings range_timeout_s (0.5 s) before they are a fault, not one missed scan.
+        default_s = {"stuck": 2.0, "nan": 1.5, "negative": 1.5}.get(kind, 0.8)
+        super().__init__(duration_s if duration_s is not None else default_s, recovery_s)
         self.kind = kind
         self.name = f"range_{kind.replace('+', 'pos').replace('-', 'neg')}"
         self.expected = self.KINDS[kind]
@@ -660,23 +665,14 @@ class RangeFault(Fault):
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Per kind, see :data:`KINDS`."""
+        if self.kind in ("nan", "negative"):
+            self._invalid_checks(rec, w, res)
+            return
         inside = [r for r in rec.between(w.start + 0.12, w.end - EDGE_S) if r.decision is not None]
         _require(res, len(inside) >= per_rate(5, rec), f"only {len(inside)} frames decided during the fault "
                  f"(need {per_rate(5, rec)})")
         rr = [str(r.values.get("rules_reason", "")) for r in inside]
-        if self.kind in ("nan", "negative"):
-            text = "NaN reading" if self.kind == "nan" else "negative reading"
-            ok = [x for x in rr if x.startswith("fail-safe") and text in x]
-            res.observed.append(f"{len(ok)}/{len(inside)} fail-safe '{text}'")
-            _require(res, len(ok) == len(inside), f"not every frame fail-safe with '{text}': {rr[:1]}")
-            brakes = sum(r.values.get("decision") == "brake" for r in inside)
-            _require(res, brakes == len(inside), f"{len(inside) - brakes} frames not braking under fail-safe")
-            lvl = [r for r in inside if int(r.values.get("level", 0)) != ERROR]
-            _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
-            _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                        lasts_s=w.end - w.start, what="range fault")
-            _rules_recovered(rec, w, res)
-        elif self.kind == "+inf":
+        if self.kind == "+inf":
             ok = [x for x in rr if x.startswith("clear: no object")]
             res.observed.append(f"{len(ok)}/{len(inside)} 'clear: no object within range'")
             _require(res, len(ok) == len(inside), f"+Inf not read as a clear road: {rr[:1]}")
@@ -687,6 +683,44 @@ class RangeFault(Fault):
             _require(res, all(r.values.get("decision") == "brake" for r in inside), "-Inf did not brake")
         else:
             self._stuck_checks(rec, w, res)
+
+    def _invalid_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """A warning while the last valid reading is younger than range_timeout_s, the fail-safe after.
+
+        The last valid reading went out up to a range period before the window opened (and
+        reached the node within TRANSPORT_S): frames sent before it can be range_timeout_s old
+        are judged for the warning, frames sent once it surely is, for the fault.
+        """
+        text = "NaN reading" if self.kind == "nan" else "negative reading"
+        warned = [r for r in rec.between(w.start + rec.range_period_s + TRANSPORT_S,
+                                          w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S)
+                  if r.decision is not None]
+        faulted = [r for r in rec.between(w.start + rec.range_timeout_s + 2 * TRANSPORT_S, w.end - EDGE_S)
+                   if r.decision is not None]
+        for what, got in (("under the warning", warned), ("after range_timeout_s", faulted)):
+            _require(res, len(got) >= per_rate(3, rec), f"only {len(got)} frames decided {what} "
+                     f"(need {per_rate(3, rec)}; range_timeout_s {rec.range_timeout_s} s)")
+        warn_ok = [r for r in warned if text in str(r.values.get("sensor_warnings", ""))
+                   and not str(r.values.get("rules_reason", "")).startswith("fail-safe")
+                   and int(r.values.get("level", 0)) >= WARN]
+        res.observed.append(f"{len(warn_ok)}/{len(warned)} last valid reading used under a '{text}' warning")
+        missed = [(r.values.get("rules_reason"), r.values.get("sensor_warnings")) for r in warned if r not in warn_ok]
+        _require(res, not missed, f"not every frame before range_timeout_s used the last valid reading under a "
+                 f"'{text}' warning: {missed[:1]}")
+        _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.start + rec.range_timeout_s + TRANSPORT_S,
+                    lasts_s=rec.range_timeout_s, what="invalid range readings, the last valid one used")
+        rr = [str(r.values.get("rules_reason", "")) for r in faulted]
+        ok = [x for x in rr if x.startswith("fail-safe") and text in x]
+        res.observed.append(f"{len(ok)}/{len(faulted)} fail-safe '{text}' after range_timeout_s")
+        _require(res, len(ok) == len(faulted), f"not every frame after range_timeout_s fail-safe with '{text}': "
+                 f"{[x for x in rr if x not in ok][:1]}")
+        brakes = sum(r.values.get("decision") == "brake" for r in faulted)
+        _require(res, brakes == len(faulted), f"{len(faulted) - brakes} frames not braking under fail-safe")
+        lvl = [r for r in faulted if int(r.values.get("level", 0)) != ERROR]
+        _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
+        _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                    lasts_s=w.end - w.start - rec.range_timeout_s, what="range fault")
+        _rules_recovered(rec, w, res)
 
     def _stuck_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Fail-safe on every frame from range_stuck_s into the fault while the ego moves."""

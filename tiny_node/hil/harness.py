@@ -244,6 +244,7 @@ class _Runner:
             camera_timeout_action=str(param("camera_timeout_action")),
             range_stuck_s=float(param("range_stuck_s")),
             range_stuck_min_speed_mps=float(param("range_stuck_min_speed_mps")),
+            range_timeout_s=float(param("range_timeout_s")),
             odom_timeout_s=float(param("odom_timeout_s")),
             diag_period_s=float(param("diagnostics_period_s")),
             has_model=self.has_model, transport=self.transport, sim_time=spec.sim_time,
@@ -500,7 +501,7 @@ def corrupt_copy(bundle: Path, dest: Path) -> Path:
 
 QUERY_PARAMS = ["deadline_ms", "camera_timeout_s", "camera_timeout_action", "range_stuck_s",
                 "diagnostics_period_s", "model_bundle", "camera_transport", "use_sim_time",
-                "odom_timeout_s", "model_hang_timeout_ms", "range_stuck_min_speed_mps"]
+                "odom_timeout_s", "model_hang_timeout_ms", "range_stuck_min_speed_mps", "range_timeout_s"]
 
 
 def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,

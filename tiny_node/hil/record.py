@@ -156,6 +156,7 @@ class RunRecord:
     camera_timeout_action: str = "rules"
     range_stuck_s: float = 1.0
     range_stuck_min_speed_mps: float = 1.0  # the node's: "moving" for its stuck-range check
+    range_timeout_s: float = 0.5  # the node's: invalid range readings are a fault after it
     odom_timeout_s: float = 0.5
     model_hang_timeout_ms: float = 500.0  # the node's: a hang must be found within it
     frames: list[FrameRec] = field(default_factory=list)

@@ -530,11 +530,12 @@ class TinyNode(LifecycleNode):
         sv = {"range_age_s": snap.range_age, "odom_age_s": snap.odom_age, "imu_age_s": snap.imu_age,
               "camera_frames": self._frames,
               "camera_age_s": None if self._last_frame_at is None else now - self._last_frame_at,
-              "faults": "; ".join(snap.faults) or "none"}
+              "faults": "; ".join(snap.faults) or "none", "warnings": "; ".join(snap.warnings) or "none"}
         sv = {k: ("never" if v is None else (f"{v:.3f}" if isinstance(v, float) else v)) for k, v in sv.items()}
         imu_missing = snap.imu_age is None or snap.imu_age > self.cfg.float("imu_timeout_s")
-        lvl = convert.ERROR if snap.faults else (convert.WARN if imu_missing else convert.OK)
-        text = "; ".join(snap.faults) if snap.faults else ("imu missing (optional)" if imu_missing else "ok")
+        lvl = convert.ERROR if snap.faults else (convert.WARN if imu_missing or snap.warnings else convert.OK)
+        notes = [*snap.warnings, *(["imu missing (optional)"] if imu_missing else [])]
+        text = "; ".join(snap.faults) if snap.faults else ("; ".join(notes) or "ok")
         statuses.append(convert.status(f"{self._diag}: sensors", lvl, text, sv, self._hw))
 
         cam_age = None if self._last_frame_at is None else now - self._last_frame_at

@@ -7,8 +7,8 @@ ramps back to zero when the request is released.  Without a request the ego hold
 The step integrates the piecewise-linear acceleration exactly, so the stopping distance
 matches the hand formula (delay + jerk ramp + constant deceleration) to millimetres.
 
-This is the one source of the model: ``tiny_node/tools/drive.py`` still has its own copy of
-``Ego`` (same field names) and should import this one (note for the lead).
+This is the one source of the model: the simulator and the real-time demo drive
+(``tiny_node/tools/drive.py``) both import it.
 """
 
 from __future__ import annotations
