@@ -534,6 +534,7 @@ def test_recording_into_a_folder_with_the_suites_bags_is_refused_before_anything
     summary = (tmp_path / "out" / "summary.json").read_bytes()
     capsys.readouterr()
     assert cli_main(argv) == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "1 bag(s) of this suite exist already (CCRs_30kmh__rules" in err and "Traceback" not in err
+    assert "sim: 1 scenario(s)" not in out  # refused before it said the suite was starting
     assert (tmp_path / "out" / "summary.json").read_bytes() == summary

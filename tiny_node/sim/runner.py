@@ -552,6 +552,12 @@ def sim_command(args: Any) -> int:
         return 2
     modes = ("rules", "model") if args.compare else (("model",) if bundle is not None else ("rules",))
     record = Path(args.record) if args.record else None
+    if record is not None:
+        try:  # before the header, which said the suite was starting
+            _refuse_existing_bags(record, [run_key(str(sc.name), mode) for sc in scenarios for mode in modes])
+        except FileExistsError as exc:
+            print(f"tiny-node sim: {exc}", file=sys.stderr)
+            return 2
     print(f"sim: {len(scenarios)} scenario(s) x {', '.join(modes)}"
           + (f" (model {bundle})" if bundle is not None else "")
           + (" in real time over DDS" if args.realtime else f" in lockstep on {args.workers} worker(s)"))
