@@ -292,6 +292,43 @@ def test_range_stuck_allows_one_more_reading_at_the_range_rate_sent():
     assert any("not every frame after range_stuck_s" in f for f in fault.check(rec).failures)
 
 
+def _invalid_record(timeout_s: float, *, at_once: bool = False) -> tuple[RunRecord, F.RangeFault]:
+    """NaN range from 2.0 s for 1.5 s; the node warns until its range_timeout_s, then fails safe
+    (``at_once``: fails safe on the first NaN, as before 2026-12-06)."""
+    fault = F.RangeFault("nan")
+    fault.start = 2.0
+    rec = _rec(range_timeout_s=timeout_s)
+    rec.range_sent = [k * 0.05 for k in range(130)]
+    ts = [i / 30 for i in range(int(6.5 * 30))]
+    rec.frames = [FrameRec(i, 1000 + i, t, t) for i, t in enumerate(ts)]
+    for i, t in enumerate(ts):
+        if 2.05 <= t < 3.55 and (at_once or t >= 2.0 + timeout_s):
+            values = {"rules_reason": "fail-safe brake: range: NaN reading (sensor error) for 0.51 s: ...",
+                      "level": 2, "decision": "brake"}
+        elif 2.05 <= t < 3.55:
+            values = {"rules_reason": "clear: object at 20.0 m not closing (0.0 m/s)", "level": 1,
+                      "sensor_warnings": "range: NaN reading (sensor error) for 0.10 s: the last valid reading ..."}
+        else:
+            values = {"rules_reason": "clear: object at 20.0 m not closing (0.0 m/s)", "level": 0}
+        rec.decisions[1000 + i] = [_decision(t + 0.005, **values)]
+    rec.diags += [DiagRec(2.1, "tiny_node: sensors", 1, "", {}), DiagRec(2.1 + timeout_s, "tiny_node: sensors", 2, "", {})]
+    rec.windows[fault.name] = fault.window
+    return rec, fault
+
+
+def test_an_invalid_range_is_judged_a_warning_until_the_nodes_range_timeout_then_a_fault():
+    rec, fault = _invalid_record(0.5)
+    res = fault.check(rec)
+    assert res.passed and not res.not_judged, res.failures
+    assert "6/6 last valid reading used under a 'NaN reading' warning" in res.observed
+    rec, fault = _invalid_record(0.5, at_once=True)  # one NaN a fail-safe: the node this replaced
+    assert any("not every frame before range_timeout_s" in f for f in fault.check(rec).failures)
+    # range_timeout_s 0.2 at a 20 Hz range leaves no frame surely under the warning: not judged, not failed
+    rec, fault = _invalid_record(0.2)
+    res = fault.check(rec)
+    assert res.passed and any(n.startswith("the frames under the warning") for n in res.not_judged), res.failures
+
+
 def test_fault_registry_and_schedule():
     faults = F.make_faults(["all"])
     assert {f.name for f in faults} == set(F.FAULTS)

@@ -120,18 +120,35 @@ def test_a_brake_on_an_assumed_closing_is_provisional_and_one_on_a_track_is_not(
     """No track: the object is taken as stationary, and the brake says it rests on that assumption."""
     rules = RulePath(CFG)
     assumed, _ = rules.decide(snap(20.0, 50 / 3.6))  # RSS 27.2 m on the ego's speed as closing
-    assert assumed.brake and assumed.provisional and not assumed.on_track
+    assert assumed.brake and assumed.provisional and assumed.provisional_ns == 0  # the reading's stamp
     assert "assumed stationary: no range track yet" in assumed.reason
     ttc, _ = rules.decide(snap(5.0, 6.0))  # RSS 7.5 m and TTC 0.83 s, both on the assumption
     assert ttc.brake and ttc.provisional
-    tracked, _ = rules.decide(snap(20.0, 50 / 3.6, rate=-50 / 3.6))
-    assert tracked.brake and not tracked.provisional and tracked.on_track
+    tracked, _ = rules.decide(tracked_snap(20.0, 50 / 3.6, rate=-50 / 3.6, se=0.1))
+    assert tracked.brake and not tracked.provisional and tracked.refutes_since_ns is None
     assert "assumed" not in tracked.reason
-    # a clear verdict on the track is what lifts a provisional brake; one without a track is not
-    lifting, _ = rules.decide(snap(20.0, 50 / 3.6, rate=0.0))
-    assert not lifting.brake and lifting.on_track
-    for no_evidence in (snap(math.inf, 50 / 3.6, rate=0.0), snap(60.0, 50 / 3.6)):
-        verdict, _ = rules.decide(no_evidence)
-        assert not verdict.brake and not verdict.on_track
     failsafe, _ = rules.decide(snap(20.0, 50 / 3.6, faults=("range: stale (0.30 s > 0.2 s)",)))
     assert failsafe.brake and not failsafe.provisional
+
+
+def tracked_snap(range_m: float, speed: float, *, rate: float, se: float, since_ns: int = 7) -> SensorSnapshot:
+    return SensorSnapshot(0.0, RangeReading(range_m, 0.2, 150.0, 50_000_000, 0.0), 0.0, rate, speed, 0.0, None,
+                          None, (), se, track_since_ns=since_ns)
+
+
+@pytest.mark.parametrize(("speed", "rate", "se", "refutes"), [
+    (36.1, 0.0, 1.17, True),  # a lead at 130 km/h: closing 0 + noise 5.85 < 36.1, not stationary
+    (36.1, 7.0, 1.17, True),  # pulling away: not closing at all
+    (3.0, -2.78, 1.17, False),  # a child at 3 m/s, a young track's noise 5.85 m/s: it cannot tell yet
+    (13.9, -12.0, 0.4, False),  # closing at 12 +- 2 m/s against 13.9: a stationary object not refuted
+])
+def test_a_clear_verdict_refutes_a_stationary_object_only_beyond_its_tracks_noise(speed, rate, se, refutes):
+    verdict, _ = RulePath(CFG).decide(tracked_snap(60.0, speed, rate=rate, se=se))
+    assert not verdict.brake
+    assert verdict.refutes_since_ns == (7 if refutes else None), verdict.reason
+
+
+def test_no_clear_verdict_without_a_track_refutes_anything():
+    for no_evidence in (snap(math.inf, 50 / 3.6, rate=0.0), snap(60.0, 50 / 3.6)):
+        verdict, _ = RulePath(CFG).decide(no_evidence)
+        assert not verdict.brake and verdict.refutes_since_ns is None

@@ -71,6 +71,35 @@ def test_an_invalid_range_is_a_missed_scan_until_range_timeout_s(value, fault):
     assert snap.faults == () and snap.warnings == () and snap.range_rate == pytest.approx(-10.0, abs=0.5)
 
 
+@pytest.mark.parametrize("stamp_s", [0.32, 0.0])
+def test_an_invalid_reading_late_or_badly_stamped_keeps_the_track(stamp_s):
+    """A NaN reordered in transport (30 ms late) is dropped like any late sample; one stamped 0 is a
+    missed scan whose stamp restarts nothing. Either dropped the track: 'assumed stationary' again."""
+    s = SensorState(RuleConfig())
+    for i in range(8):
+        s.update_range(rr(60.0 - 0.5 * i, 0.05 * i))
+    s.update_odometry(10.0, 0.35)
+    s.update_range(rr(math.nan, stamp_s, received=0.36))
+    snap = s.snapshot(0.36)
+    assert snap.range_rate == pytest.approx(-10.0) and snap.faults == ()
+    assert bool(snap.warnings) is (stamp_s == 0.0)  # the late one is not even a warning
+
+
+def test_two_scans_on_a_fresh_sensor_give_a_rate_of_unknown_noise():
+    """Two points fit exactly: without an earlier track's noise the rate's error is unknown (inf),
+    not 0, and the rule path does not read 'not stationary' into one scan's noise."""
+    s = SensorState(RuleConfig())
+    s.update_range(rr(20.0, 0.0))
+    s.update_range(rr(19.3, 0.05))
+    snap = s.snapshot(0.05)
+    assert snap.range_rate == pytest.approx(-14.0) and snap.range_rate_se == math.inf
+    s.update_range(rr(18.6, 0.10))  # a third point: residuals, a noise (here 0) and a finite error
+    assert s.snapshot(0.1).range_rate_se == pytest.approx(0.0)
+    s.update_range(rr(60.0, 0.15))  # another object: its second scan uses the noise measured so far
+    s.update_range(rr(59.3, 0.20))
+    assert math.isfinite(s.snapshot(0.2).range_rate_se)
+
+
 def test_rep117_plus_inf_is_clear_not_a_fault():
     s = SensorState(RuleConfig())
     s.update_range(rr(math.inf, 0.0))

@@ -253,34 +253,40 @@ def scan(clock, sensors, range_m, stamp_ns, speed=10.0):
 
 
 def test_brake_hold():
-    clock, sensors, wd = setup(range_m=5.0, brake_hold_s=2.0)
-    clock.advance(0.05)
-    scan(clock, sensors, 4.5, 50_000_000)  # a track: closing at the ego's 10 m/s
+    clock, sensors, wd = setup(range_m=5.5, brake_hold_s=2.0)
+    for i, r in ((1, 5.0), (2, 4.5)):  # a track (three scans: two alone leave its noise unknown)
+        clock.advance(0.05)
+        scan(clock, sensors, r, i * 50_000_000)  # closing at the ego's 10 m/s
     [d] = wd.on_frame(frame(clock, 1))
     assert d.brake and not d.hold and not d.rules.provisional
     clock.advance(1.0)
-    scan(clock, sensors, float("inf"), 1_050_000_000)
+    scan(clock, sensors, float("inf"), 1_100_000_000)
     [d] = wd.on_frame(frame(clock, 2))
     assert d.brake and d.hold and "holding brake" in d.reason
     clock.advance(1.01)
-    scan(clock, sensors, float("inf"), 2_060_000_000)
+    scan(clock, sensors, float("inf"), 2_110_000_000)
     [d] = wd.on_frame(frame(clock, 3))
     assert not d.brake
 
 
 def test_a_car_cutting_in_at_the_egos_speed_brakes_one_frame_not_the_hold():
     """130 km/h, a lead at the same speed first seen 60 m ahead: RSS on the assumed closing
-    (object stationary) brakes, provisionally; the next scan's track shows it is not closing."""
+    (object stationary) brakes, provisionally; the track shows it is not closing once its noise
+    is known (a third scan on a fresh sensor; the next one once an earlier track measured it)."""
     clock, sensors, wd = setup(range_m=60.0, speed=36.1, brake_hold_s=2.0)
     [d] = wd.on_frame(frame(clock, 1))
-    assert d.brake and not d.hold and d.rules.provisional and "assumed stationary" in d.reason
+    assert d.brake and not d.hold and d.rules.provisional and d.reason.endswith("assumed stationary: no range track yet)")
     clock.advance(0.05)
     scan(clock, sensors, 60.0, 50_000_000, speed=36.1)
     [d] = wd.on_frame(frame(clock, 2))
-    assert not d.brake and not d.hold and d.rules.on_track, d.reason
+    assert d.brake and not d.hold and d.rules.provisional and "no closing measured yet" in d.reason, d.reason
     clock.advance(0.05)
     scan(clock, sensors, 60.0, 100_000_000, speed=36.1)
     [d] = wd.on_frame(frame(clock, 3))
+    assert not d.brake and not d.hold and d.rules.refutes_since_ns == 0, d.reason  # its track since stamp 0
+    clock.advance(0.05)
+    scan(clock, sensors, 60.0, 150_000_000, speed=36.1)
+    [d] = wd.on_frame(frame(clock, 4))
     assert not d.brake
 
 
@@ -297,11 +303,55 @@ def test_a_provisional_brake_holds_over_a_missed_scan_until_the_track_confirms_i
     clock.advance(0.05)
     scan(clock, sensors, 18.61, 100_000_000, speed=13.9)  # the child, standing: closing at 13.9 m/s
     [d] = wd.on_frame(frame(clock, 3))
-    assert d.brake and not d.hold and not d.rules.provisional and d.rules.on_track, d.reason
-    clock.advance(1.5)  # the range clears: held by the confirmed brake's 2 s hold, not 0.5 s
-    scan(clock, sensors, float("inf"), 1_600_000_000, speed=13.9)
+    assert d.brake and d.rules.provisional, d.reason  # two scans: the track's noise unknown yet
+    clock.advance(0.05)
+    scan(clock, sensors, 17.915, 150_000_000, speed=13.9)
     [d] = wd.on_frame(frame(clock, 4))
+    assert d.brake and not d.hold and not d.rules.provisional, d.reason
+    clock.advance(1.5)  # the range clears: held by the confirmed brake's 2 s hold, not 0.5 s
+    scan(clock, sensors, float("inf"), 1_650_000_000, speed=13.9)
+    [d] = wd.on_frame(frame(clock, 5))
     assert d.brake and d.hold and d.reason.startswith("holding brake 0.50 s more"), d.reason
+
+
+def test_a_young_tracks_noise_does_not_lift_a_provisional_brake_on_a_standing_child():
+    """At 3 m/s a two-scan track's closing (5 standard errors: about 7 m/s here) cannot tell a
+    standing child from a lead at the ego's speed: its 'clear, within the noise' lifts nothing."""
+    clock, sensors, wd = setup(range_m=60.0, speed=3.0)
+    for i in range(1, 41):  # 2 s behind a far object with +-5 cm of range noise: the noise is known
+        clock.advance(0.05)
+        scan(clock, sensors, 60.0 - 0.15 * i + (0.05 if i % 2 else -0.05), i * 50_000_000, speed=3.0)
+        wd.on_frame(frame(clock, i))
+    clock.advance(0.05)
+    scan(clock, sensors, 3.3, 41 * 50_000_000, speed=3.0)  # a child steps in, inside d_safe 3.4 m
+    [d] = wd.on_frame(frame(clock, 41))
+    assert d.brake and d.rules.provisional, d.reason
+    clock.advance(0.05)
+    scan(clock, sensors, 3.2, 42 * 50_000_000, speed=3.0)
+    [d] = wd.on_frame(frame(clock, 42))
+    assert "within the range-rate noise" in d.rules.reason and d.rules.refutes_since_ns is None
+    assert d.brake and d.hold and d.reason.startswith("holding provisional brake"), d.reason
+
+
+def test_a_track_on_another_object_does_not_lift_a_provisional_brake():
+    """A child 14 m ahead, then the radar returns the car behind it (40 m, at the ego's speed) for two
+    scans: that car's track refutes nothing about the child."""
+    clock, sensors, wd = setup(range_m=40.0, speed=10.0)
+    for i in range(1, 11):
+        clock.advance(0.05)
+        scan(clock, sensors, 40.0, i * 50_000_000)
+        [d] = wd.on_frame(frame(clock, i))
+        assert not d.brake
+    clock.advance(0.05)
+    scan(clock, sensors, 14.0, 11 * 50_000_000)  # the child: d_safe 16 m
+    [d] = wd.on_frame(frame(clock, 11))
+    assert d.brake and d.rules.provisional_ns == 11 * 50_000_000
+    for i in (12, 13):
+        clock.advance(0.05)
+        scan(clock, sensors, 40.0, i * 50_000_000)
+        [d] = wd.on_frame(frame(clock, i))
+    assert d.rules.refutes_since_ns == 12 * 50_000_000  # the car's new track, from after the child's reading
+    assert d.brake and d.hold and d.reason.startswith("holding provisional brake"), d.reason
 
 
 @pytest.mark.parametrize("hold_s", [2.0, 0.3, 0.0])
@@ -322,28 +372,31 @@ def test_a_provisional_hold_ends_with_the_rate_window_or_the_hold_if_no_track_fo
 
 
 def test_the_track_lifting_a_provisional_brake_never_shortens_a_confirmed_hold():
-    clock, sensors, wd = setup(range_m=5.0, brake_hold_s=2.0)
-    clock.advance(0.05)
-    scan(clock, sensors, 4.5, 50_000_000)
+    clock, sensors, wd = setup(range_m=5.5, brake_hold_s=2.0)
+    for i, r in ((1, 5.0), (2, 4.5)):
+        clock.advance(0.05)
+        scan(clock, sensors, r, i * 50_000_000)
     [d] = wd.on_frame(frame(clock, 1))
     assert d.brake and not d.rules.provisional  # confirmed: held 2 s
     clock.advance(0.6)  # that object gone; a new one, stationary by assumption, then not closing
-    scan(clock, sensors, 12.0, 650_000_000, speed=10.0)
+    scan(clock, sensors, 12.0, 700_000_000, speed=10.0)
     [d] = wd.on_frame(frame(clock, 2))
     assert d.brake and d.rules.provisional
     clock.advance(0.05)
-    scan(clock, sensors, 12.5, 700_000_000, speed=10.0)
+    scan(clock, sensors, 12.5, 750_000_000, speed=10.0)  # the first track measured the noise: known
     [d] = wd.on_frame(frame(clock, 3))
+    assert d.rules.refutes_since_ns == 700_000_000, d.rules.reason
     assert d.brake and d.hold and d.reason.startswith("holding brake 1.35 s more"), d.reason
 
 
 def test_one_invalid_range_sample_is_a_warning_not_a_failsafe_brake():
     """At 130 km/h one NaN from the radar was a fail-safe brake and its 2 s hold."""
     clock, sensors, wd = setup(range_m=60.0, speed=36.1, brake_hold_s=2.0)
+    for i in (1, 2):
+        clock.advance(0.05)
+        scan(clock, sensors, 60.0, i * 50_000_000, speed=36.1)  # a lead at the ego's speed
     clock.advance(0.05)
-    scan(clock, sensors, 60.0, 50_000_000, speed=36.1)  # a lead at the ego's speed
-    clock.advance(0.05)
-    scan(clock, sensors, float("nan"), 100_000_000, speed=36.1)
+    scan(clock, sensors, float("nan"), 150_000_000, speed=36.1)
     [d] = wd.on_frame(frame(clock, 1))
     assert not d.brake and d.reason == "clear: object at 60.0 m not closing (0.0 m/s)", d.reason
     values = decision_values(d)

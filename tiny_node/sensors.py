@@ -72,6 +72,9 @@ class SensorSnapshot:
     #: Inputs not trusted but not (yet) a fault, each naming the topic and the value: an
     #: invalid range reading while the last valid one is still fresh (and used).
     warnings: tuple[str, ...] = ()
+    #: Stamp (ns) of the range track's first reading (None without a track): which readings
+    #: ``range_rate`` rests on, so a verdict on it is known to be about the same object.
+    track_since_ns: int | None = None
 
     @property
     def object_distance(self) -> float | None:
@@ -127,6 +130,7 @@ class SensorState:
         self._accel: float | None = None
         self._accel_at: float | None = None
         self._track: deque[tuple[float, float]] = deque(maxlen=64)  # (stamp s, range m)
+        self._track_since_ns = 0  # stamp of the current track's first reading (exact, not via float s)
         # The current run of bit-identical finite readings: its value (None: no run).
         self._same_value: float | None = None
         # Time spent moving (odometry above range_stuck_min_speed_mps), summed up to the last odometry,
@@ -147,17 +151,19 @@ class SensorState:
         An invalid one (:func:`invalid_range`) is kept apart, and the last valid one stands.
         """
         with self._lock:
-            if invalid_range(reading) is not None:
-                self._invalid = reading
-                if self._invalid_since is None:
-                    self._invalid_since = reading.received_at
-                self._drop_track_after_miss(reading.stamp_ns * 1e-9)
-                return
             last = self._range
             behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
             if 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
                 # A late sample (transport reordering): the newer reading and the track stand. A
                 # longer step back is a restarted clock (a bag looping), taken below as before.
+                return
+            if invalid_range(reading) is not None:
+                self._invalid = reading
+                if self._invalid_since is None:
+                    self._invalid_since = reading.received_at
+                # a missed scan, but its stamp is not trusted to restart the track (a NaN stamped 0)
+                if self._track and reading.stamp_ns * 1e-9 - self._track[-1][0] > self._cfg.range_rate_window_s:
+                    self._track.clear()
                 return
             self._range = reading
             self._invalid = self._invalid_since = None
@@ -190,6 +196,8 @@ class SensorState:
                     jumped = abs(r - (r0 - ego * (t - t0))) > self._cfg.range_jump_m + ego * (t - t0)
                 if t <= t0 or gone_too_long or jumped:
                     self._track.clear()  # stamps went backwards, a long gap, or another object
+            if not self._track:
+                self._track_since_ns = reading.stamp_ns
             self._track.append((t, r))
             fit = self._fit_locked()
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
@@ -255,6 +263,11 @@ class SensorState:
             return None
         slope = sum((t - mt) * (r - mr) for t, r in pts) / var
         res_var = sum((r - mr - slope * (t - mt)) ** 2 for t, r in pts) / (n - 2) if n > 2 else math.nan
+        if n == 2 and self._noise_var is None:
+            # Two points fit exactly and no earlier track measured the sensor's noise: the slope's
+            # error is unknown, not 0. Read as exact, a child's first two scans at 2 m/s "showed"
+            # it was not standing still (closing 1 m/s below the ego's, inside one scan's noise).
+            return slope, math.inf, res_var
         noise_var = max(res_var if n > 2 else 0.0, self._noise_var or 0.0)
         return slope, math.sqrt(noise_var / var), res_var
 
@@ -266,6 +279,7 @@ class SensorState:
             invalid, invalid_since = self._invalid, self._invalid_since
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
+            track_since = self._track_since_ns if fit is not None else None
             held_moving = (None if rng is None or self._same_value is None
                            else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
@@ -336,6 +350,7 @@ class SensorState:
             range_rate_se=math.inf if fit is None else fit[1],
             reverse_mps=reverse,
             warnings=tuple(warnings),
+            track_since_ns=track_since,
         )
 
 

@@ -223,6 +223,7 @@ class Watchdog:
         # the hold above so that lifting it never shortens a confirmed brake's hold.
         self._prov_until = -math.inf
         self._prov_seq = 0
+        self._prov_ns = 0  # the stamp of the range reading it rests on
         self._prov_source = Source.RULES
         self._prov_reason = ""
         self._newest_source, self._newest_reason = Source.RULES, ""  # why the newest frame braked
@@ -587,8 +588,10 @@ class Watchdog:
         hold_s = self.cfg.float("brake_hold_s")
         hold_until = now + hold_s
         prov_until = now + min(hold_s, self.cfg.rules.range_rate_window_s)
-        # a newer frame's rule verdict on the object's measured track, clear: the assumption was wrong
-        lifts = (now < self._prov_until and rules.on_track and not rules.brake and cycle.seq > self._prov_seq)
+        # a newer frame's rule verdict, clear on a track holding the reading braked on, which shows
+        # that object is not stationary: the assumption was wrong
+        lifts = (now < self._prov_until and cycle.seq > self._prov_seq and not rules.brake
+                 and rules.refutes_since_ns is not None and rules.refutes_since_ns <= self._prov_ns)
         held_source, held_reason = self._hold_source, self._hold_reason
         if not brake and now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
@@ -633,7 +636,7 @@ class Watchdog:
             self._hold_until = hold_until
             self._hold_source, self._hold_reason = source, reason
         elif provisional and prov_until > self._prov_until:
-            self._prov_until, self._prov_seq = prov_until, cycle.seq
+            self._prov_until, self._prov_seq, self._prov_ns = prov_until, cycle.seq, rules.provisional_ns or 0
             self._prov_source, self._prov_reason = source, reason
         if lifts:
             self._prov_until = -math.inf

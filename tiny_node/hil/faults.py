@@ -692,14 +692,21 @@ class RangeFault(Fault):
         are judged for the warning, frames sent once it surely is, for the fault.
         """
         text = "NaN reading" if self.kind == "nan" else "negative reading"
-        warned = [r for r in rec.between(w.start + rec.range_period_s + TRANSPORT_S,
-                                          w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S)
-                  if r.decision is not None]
-        faulted = [r for r in rec.between(w.start + rec.range_timeout_s + 2 * TRANSPORT_S, w.end - EDGE_S)
-                   if r.decision is not None]
-        for what, got in (("under the warning", warned), ("after range_timeout_s", faulted)):
-            _require(res, len(got) >= per_rate(3, rec), f"only {len(got)} frames decided {what} "
-                     f"(need {per_rate(3, rec)}; range_timeout_s {rec.range_timeout_s} s)")
+        spans = {"under the warning": (w.start + rec.range_period_s + TRANSPORT_S,
+                                       w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S),
+                 "after range_timeout_s": (w.start + rec.range_timeout_s + 2 * TRANSPORT_S, w.end - EDGE_S)}
+        got: dict[str, list[FrameResult]] = {}
+        for what, (t0, t1) in spans.items():
+            got[what] = [r for r in rec.between(t0, t1) if r.decision is not None]
+            if t1 - t0 < 3 * rec.camera_period_s:  # the node's range_timeout_s, range rate or the window leave none
+                res.not_judged.append(f"the frames {what} (range_timeout_s {rec.range_timeout_s} s, range period "
+                                      f"{rec.range_period_s:.3f} s, fault window {w.end - w.start:.2f} s: "
+                                      f"{max(0.0, t1 - t0):.2f} s to judge)")
+                got[what] = []
+            else:
+                _require(res, len(got[what]) >= per_rate(3, rec), f"only {len(got[what])} frames decided {what} "
+                         f"(need {per_rate(3, rec)}; range_timeout_s {rec.range_timeout_s} s)")
+        warned, faulted = got["under the warning"], got["after range_timeout_s"]
         warn_ok = [r for r in warned if text in str(r.values.get("sensor_warnings", ""))
                    and not str(r.values.get("rules_reason", "")).startswith("fail-safe")
                    and int(r.values.get("level", 0)) >= WARN]

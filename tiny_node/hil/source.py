@@ -46,8 +46,9 @@ class Event:
     image: np.ndarray | None = None
     yaw_rate: float = 0.0  # odom: rad/s, left + (a recorded drive's; the simulator drives straight)
     #: range: the sensor's (min_range, max_range) in m as recorded; None: the simulated sensor's
-    #: (the feeder's defaults). Why: the node judges a reading against them (beyond max_range is a
-    #: fail-safe brake), so a recording must reach it with its own radar's limits.
+    #: (the feeder's defaults). Why: the node judges a reading against them (beyond max_range is an
+    #: invalid reading, a fail-safe brake once no valid one came for range_timeout_s), so a
+    #: recording must reach it with its own radar's limits.
     range_limits: tuple[float, float] | None = None
     #: Not sendable: why (naming the bag and topic, no time, so repeats can be counted as one).
     #: The harness counts these per reason; it publishes nothing for them.

@@ -9,8 +9,9 @@ The range sensor is what the rule path sees, so its weaknesses are modelled on p
 - pedestrians and cyclists are detected with a lower probability per scan and only at shorter
   range than cars, as radar cross-section goes (range scales with RCS^1/4: car ~10 m^2,
   cyclist ~2, adult ~0.5, child ~0.2 m^2 are typical 77 GHz figures, assumed here);
-- Gaussian range noise; optional dropouts reported as NaN (off by default: the node treats a
-  NaN range as a sensor fault and fails safe, i.e. brakes).
+- Gaussian range noise; optional dropouts reported as NaN (off by default: the node takes a
+  NaN range as a missed scan, and fails safe, i.e. brakes, once no valid one came for its
+  ``range_timeout_s``).
 
 REP-117 output: +inf when nothing is within range, -inf when something is closer than
 ``min_range_m``.  All randomness comes from the Generator passed to ``measure``.
