@@ -120,20 +120,21 @@ def test_a_brake_on_an_assumed_closing_is_provisional_and_one_on_a_track_is_not(
     """No track: the object is taken as stationary, and the brake says it rests on that assumption."""
     rules = RulePath(CFG)
     assumed, _ = rules.decide(snap(20.0, 50 / 3.6))  # RSS 27.2 m on the ego's speed as closing
-    assert assumed.brake and assumed.provisional and assumed.provisional_ns == 0  # the reading's stamp
+    assert assumed.brake and assumed.provisional and assumed.provisional_track == 0  # the snapshot's track
     assert "assumed stationary: no range track yet" in assumed.reason
     ttc, _ = rules.decide(snap(5.0, 6.0))  # RSS 7.5 m and TTC 0.83 s, both on the assumption
     assert ttc.brake and ttc.provisional
     tracked, _ = rules.decide(tracked_snap(20.0, 50 / 3.6, rate=-50 / 3.6, se=0.1))
-    assert tracked.brake and not tracked.provisional and tracked.refutes_since_ns is None
+    assert tracked.brake and not tracked.provisional and tracked.refutes_track is None
     assert "assumed" not in tracked.reason
     failsafe, _ = rules.decide(snap(20.0, 50 / 3.6, faults=("range: stale (0.30 s > 0.2 s)",)))
     assert failsafe.brake and not failsafe.provisional
 
 
-def tracked_snap(range_m: float, speed: float, *, rate: float, se: float, since_ns: int = 7) -> SensorSnapshot:
+def tracked_snap(range_m: float, speed: float, *, rate: float, se: float, track: int = 7,
+                 se_sensor: float = 0.0) -> SensorSnapshot:
     return SensorSnapshot(0.0, RangeReading(range_m, 0.2, 150.0, 50_000_000, 0.0), 0.0, rate, speed, 0.0, None,
-                          None, (), se, track_since_ns=since_ns)
+                          None, (), se, track_id=track, range_rate_se_sensor=se_sensor)
 
 
 @pytest.mark.parametrize(("speed", "rate", "se", "refutes"), [
@@ -145,10 +146,19 @@ def tracked_snap(range_m: float, speed: float, *, rate: float, se: float, since_
 def test_a_clear_verdict_refutes_a_stationary_object_only_beyond_its_tracks_noise(speed, rate, se, refutes):
     verdict, _ = RulePath(CFG).decide(tracked_snap(60.0, speed, rate=rate, se=se))
     assert not verdict.brake
-    assert verdict.refutes_since_ns == (7 if refutes else None), verdict.reason
+    assert verdict.refutes_track == (7 if refutes else None), verdict.reason
+
+
+def test_a_young_track_refutes_nothing_within_the_sensors_own_noise():
+    """Two scans fit exactly (residual error 0): the sensor's noise (two scans of 5 cm + 0.5 % at
+    20 m: 4.2 m/s) is the floor, so a standing child at 3 m/s is not 'shown' to be moving."""
+    exact, _ = RulePath(CFG).decide(tracked_snap(20.0, 3.0, rate=-1.5, se=0.0))
+    assert exact.refutes_track == 7  # were the two scans exact
+    floored, _ = RulePath(CFG).decide(tracked_snap(20.0, 3.0, rate=-1.5, se=0.0, se_sensor=4.2))
+    assert not floored.brake and floored.refutes_track is None
 
 
 def test_no_clear_verdict_without_a_track_refutes_anything():
     for no_evidence in (snap(math.inf, 50 / 3.6, rate=0.0), snap(60.0, 50 / 3.6)):
         verdict, _ = RulePath(CFG).decide(no_evidence)
-        assert not verdict.brake and verdict.refutes_since_ns is None
+        assert not verdict.brake and verdict.refutes_track is None

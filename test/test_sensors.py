@@ -85,19 +85,18 @@ def test_an_invalid_reading_late_or_badly_stamped_keeps_the_track(stamp_s):
     assert bool(snap.warnings) is (stamp_s == 0.0)  # the late one is not even a warning
 
 
-def test_two_scans_on_a_fresh_sensor_give_a_rate_of_unknown_noise():
-    """Two points fit exactly: without an earlier track's noise the rate's error is unknown (inf),
-    not 0, and the rule path does not read 'not stationary' into one scan's noise."""
+def test_the_closing_speeds_error_as_the_sensors_own_noise_would_make_it():
+    """Two points fit exactly, and a few points' residuals can be near 0: beside the error the
+    residuals give, the snapshot says what the sensor's own noise (5 cm + 0.5 %) would give."""
     s = SensorState(RuleConfig())
     s.update_range(rr(20.0, 0.0))
     s.update_range(rr(19.3, 0.05))
-    snap = s.snapshot(0.05)
-    assert snap.range_rate == pytest.approx(-14.0) and snap.range_rate_se == math.inf
-    s.update_range(rr(18.6, 0.10))  # a third point: residuals, a noise (here 0) and a finite error
-    assert s.snapshot(0.1).range_rate_se == pytest.approx(0.0)
-    s.update_range(rr(60.0, 0.15))  # another object: its second scan uses the noise measured so far
-    s.update_range(rr(59.3, 0.20))
-    assert math.isfinite(s.snapshot(0.2).range_rate_se)
+    snap = s.snapshot(0.05)  # (0.05 + 0.005 x 19.3) m / sqrt(2 x 0.025^2 s^2) = 4.14 m/s
+    assert snap.range_rate == pytest.approx(-14.0) and snap.range_rate_se == 0.0
+    assert snap.range_rate_se_sensor == pytest.approx(4.144, abs=1e-3)
+    s.update_range(rr(18.6, 0.10))  # an exact line: residuals 0, the sensor's noise unchanged
+    assert s.snapshot(0.1).range_rate_se_sensor == pytest.approx((0.05 + 0.005 * 18.6) / math.sqrt(0.005))
+    assert SensorState(RuleConfig()).snapshot(0.1).range_rate_se_sensor == math.inf  # no track
 
 
 def test_rep117_plus_inf_is_clear_not_a_fault():

@@ -182,6 +182,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("rules.closing_sigmas", 5.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this many standard errors of that speed (from the range noise of the last "
       "second or so).", 0.0, 20.0),
+    P("rules.range_noise_m", 0.05, "The range sensor's noise (1 sigma, m; its datasheet's range "
+      "accuracy), plus rules.range_noise_frac of the range: the least noise a range track is judged "
+      "with when it lifts a provisional brake, so a track of a few scans cannot read as more "
+      "certain than the sensor is.", 0.0, 5.0),
+    P("rules.range_noise_frac", 0.005, "The range sensor's noise that grows with the range, as a "
+      "fraction of it (0.005 = 0.5 %); see rules.range_noise_m.", 0.0, 0.2),
     P("rules.range_jump_m", 3.0, "A range change larger than the closing motion explains by "
       "this much starts a new track (new object).", 0.1, 50.0),
     P("rules.failsafe", "brake", "Decision when inputs are stale or invalid.",
@@ -212,6 +218,8 @@ class RuleConfig:
     range_stuck_min_speed_mps: float = 1.0
     closing_min_mps: float = 1.0
     closing_sigmas: float = 5.0
+    range_noise_m: float = 0.05
+    range_noise_frac: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,8 @@ class NodeConfig:
             range_jump_m=self.float("rules.range_jump_m"),
             closing_min_mps=self.float("rules.closing_min_mps"),
             closing_sigmas=self.float("rules.closing_sigmas"),
+            range_noise_m=self.float("rules.range_noise_m"),
+            range_noise_frac=self.float("rules.range_noise_frac"),
             failsafe=self.str("rules.failsafe"),
             range_timeout_s=self.float("range_timeout_s"),
             odom_timeout_s=self.float("odom_timeout_s"),

@@ -50,15 +50,15 @@ class Verdict:
     whether it brakes whatever the threshold, so a recorded run shows when a bundle's conflict
     brake would fire.
 
-    ``provisional_ns``: for a rule brake on a closing speed only assumed (a new object, no range
-    track yet: taken as stationary), the stamp of the range reading it rests on. Such a brake is
-    held only until that object's track refutes the assumption, not for ``brake_hold_s``: held
-    2 s, a car cutting in at the ego's speed 60 m ahead was a full brake from 130 to 70 km/h on
-    one scan's assumption. ``refutes_since_ns``: for a rule no-brake on a range track whose
-    measured closing shows the object is not stationary (closing plus its noise below the ego's
-    speed), the stamp of the track's first reading. It lifts a provisional brake only on a
-    reading the track holds: a track on another object (a car behind a child the radar missed
-    in a scan) says nothing about the child, nor does a young track too noisy to tell.
+    ``provisional_track``: for a rule brake on a closing speed only assumed (a new object, no
+    range track yet: taken as stationary), the number of the track its reading started
+    (``SensorSnapshot.track_id``). Such a brake is held only until that track refutes the
+    assumption, not for ``brake_hold_s``: held 2 s, a car cutting in at the ego's speed 60 m
+    ahead was a full brake from 130 to 70 km/h on one scan's assumption. ``refutes_track``: for
+    a rule no-brake on a range track whose measured closing shows the object is not stationary
+    (closing plus its noise below the ego's speed), that track's number. It lifts a provisional
+    brake on the same track only: a track on another object (a car behind a child the radar
+    missed in a scan) says nothing about the child, nor does a young track too noisy to tell.
     """
 
     brake: bool
@@ -67,13 +67,13 @@ class Verdict:
     p_brake: float = math.nan
     conflict_s: float = math.inf
     conflict_brake: bool = False
-    provisional_ns: int | None = None
-    refutes_since_ns: int | None = None
+    provisional_track: int | None = None
+    refutes_track: int | None = None
 
     @property
     def provisional(self) -> bool:
-        """A rule brake on an assumed closing (``provisional_ns``)."""
-        return self.provisional_ns is not None
+        """A rule brake on an assumed closing (``provisional_track``)."""
+        return self.provisional_track is not None
 
 
 @dataclass(frozen=True)

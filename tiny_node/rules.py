@@ -11,15 +11,14 @@ it::
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
-conservative choice, but a brake on that assumption is provisional (``Verdict.provisional_ns``):
-held only until the object's track refutes it, so a car cutting in at the ego's speed brakes
-for a few scans, not for ``brake_hold_s``. A range rate (or its standard error) that is not
-finite is taken as none: a NaN in a comparison reads as "not closing" and cleared every rule,
-and a two-scan track's error is unknown (inf) until some track measured the sensor's noise.  ``noise`` is 0 for
-the assumed closing, and for a measured one the larger
-of ``closing_min_mps`` and ``closing_sigmas`` standard errors of the range rate: with
-a_obj > a_ego a lead at the ego's speed is inside d_safe at a normal gap, and a "closing" that
-is only the sensor's noise must not brake there.  Sources: Autoware AEB (d formula, margin),
+conservative choice, but a brake on that assumption is provisional
+(``Verdict.provisional_track``): held only until the object's track refutes it, so a car
+cutting in at the ego's speed brakes for a few scans, not for ``brake_hold_s``. A range rate
+(or its standard error) that is not finite is taken as none: a NaN in a comparison reads as
+"not closing" and cleared every rule.  ``noise`` is 0 for the assumed closing, and for a
+measured one the larger of ``closing_min_mps`` and ``closing_sigmas`` standard errors of the
+range rate: with a_obj > a_ego a lead at the ego's speed is inside d_safe at a normal gap, and
+a "closing" that is only the sensor's noise must not brake there.  Sources: Autoware AEB (d formula, margin),
 Shalev-Shwartz et al. 2017 RSS (a_brake_max 8 m/s^2 for the object), UN R152 (braking demand
 >= 5 m/s^2); see ``../shared/reference/aeb-test-protocols.md``.  Inputs that are stale or invalid (per-topic
 timeouts, NaN, negative speeds) give the configured fail-safe with the fault as the reason; so
@@ -126,36 +125,38 @@ class RulePath:
         # No track: the brake is taken now (a child stepping out must not wait for a second scan)
         # but is provisional, since its closing speed is an assumption the next scans may refute.
         tracked = rate is not None
-        assumed = ("" if tracked else ", assumed stationary: no range track yet" if snap.range_rate is None
-                   else ", assumed stationary: no closing measured yet")
-        provisional_ns = None if tracked else snap.range.stamp_ns if snap.range is not None else 0
+        assumed = "" if tracked else ", assumed stationary: no range track yet"
+        provisional_track = None if tracked else snap.track_id
         if distance <= d_safe and closing > noise:
             return Verdict(
                 True, 1.0,
                 f"RSS: object at {distance:.1f} m <= safe distance {d_safe:.1f} m "
-                f"(ego {v_ego:.1f} m/s, object {v_obj:.1f} m/s{assumed})", provisional_ns=provisional_ns,
+                f"(ego {v_ego:.1f} m/s, object {v_obj:.1f} m/s{assumed})", provisional_track=provisional_track,
             ), figures
         if cfg.ttc_brake_s > 0.0 and ttc < cfg.ttc_brake_s:
             return Verdict(
                 True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m{assumed}",
-                provisional_ns=provisional_ns,
+                provisional_track=provisional_track,
             ), figures
         # Clear on a track that shows the object is not stationary: what lifts a provisional brake
-        # on it. A young track's noise (5 standard errors of 2-3 points: 6-12 m/s) cannot tell a
-        # standing child from a lead at the ego's speed at low speed; it lifts nothing yet.
-        refutes = tracked and snap.track_since_ns is not None and closing + noise < v_ego
-        refutes_since_ns = snap.track_since_ns if refutes else None
+        # on it. Its error is at least the sensor's own: a young track's residuals can be ~0, and
+        # 2-3 scans (5 standard errors: 7-35 m/s at 20 Hz and 5 cm + 0.5 %) cannot tell a standing
+        # child from a lead at the ego's speed at low speed; it lifts nothing yet. No
+        # closing_min_mps here: that floor is against braking on noise, not for judging the object.
+        se = max(snap.range_rate_se, snap.range_rate_se_sensor)
+        refutes = tracked and snap.track_id > 0 and closing + cfg.closing_sigmas * se < v_ego
+        refutes_track = snap.track_id if refutes else None
         if closing <= 0.0:  # inside the safe distance perhaps, but not closing: say so, not the opposite
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)",
-                refutes_since_ns=refutes_since_ns,
+                refutes_track=refutes_track,
             ), figures
         if distance <= d_safe:
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m closing at {closing:.2f} m/s, within the "
-                f"range-rate noise ({noise:.2f} m/s)", refutes_since_ns=refutes_since_ns,
+                f"range-rate noise ({noise:.2f} m/s)", refutes_track=refutes_track,
             ), figures
         return Verdict(
             False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m",
-            refutes_since_ns=refutes_since_ns,
+            refutes_track=refutes_track,
         ), figures

@@ -72,9 +72,12 @@ class SensorSnapshot:
     #: Inputs not trusted but not (yet) a fault, each naming the topic and the value: an
     #: invalid range reading while the last valid one is still fresh (and used).
     warnings: tuple[str, ...] = ()
-    #: Stamp (ns) of the range track's first reading (None without a track): which readings
-    #: ``range_rate`` rests on, so a verdict on it is known to be about the same object.
-    track_since_ns: int | None = None
+    #: The range rate's standard error were the range noise the sensor's own (``range_noise_m``
+    #: + ``range_noise_frac``): a floor for judging a young track, whose residuals can be ~0.
+    range_rate_se_sensor: float = math.inf
+    #: Number of the range track holding the newest reading (0: none), new with every track: a
+    #: verdict on the track is known to be about the object a reading of it showed.
+    track_id: int = 0
 
     @property
     def object_distance(self) -> float | None:
@@ -130,7 +133,7 @@ class SensorState:
         self._accel: float | None = None
         self._accel_at: float | None = None
         self._track: deque[tuple[float, float]] = deque(maxlen=64)  # (stamp s, range m)
-        self._track_since_ns = 0  # stamp of the current track's first reading (exact, not via float s)
+        self._track_id = 0  # the current track's number, new each time one starts (never by stamp)
         # The current run of bit-identical finite readings: its value (None: no run).
         self._same_value: float | None = None
         # Time spent moving (odometry above range_stuck_min_speed_mps), summed up to the last odometry,
@@ -161,9 +164,8 @@ class SensorState:
                 self._invalid = reading
                 if self._invalid_since is None:
                     self._invalid_since = reading.received_at
-                # a missed scan, but its stamp is not trusted to restart the track (a NaN stamped 0)
-                if self._track and reading.stamp_ns * 1e-9 - self._track[-1][0] > self._cfg.range_rate_window_s:
-                    self._track.clear()
+                # A missed scan, whose stamp is not trusted (a NaN stamped 0, or an hour ahead): the
+                # track is left alone; the next valid reading drops it if it came too late.
                 return
             self._range = reading
             self._invalid = self._invalid_since = None
@@ -197,7 +199,7 @@ class SensorState:
                 if t <= t0 or gone_too_long or jumped:
                     self._track.clear()  # stamps went backwards, a long gap, or another object
             if not self._track:
-                self._track_since_ns = reading.stamp_ns
+                self._track_id += 1
             self._track.append((t, r))
             fit = self._fit_locked()
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
@@ -240,14 +242,16 @@ class SensorState:
         fit = self._fit_locked()
         return None if fit is None else fit[0]
 
-    def _fit_locked(self) -> tuple[float, float, float] | None:
-        """Slope of range over the window, its standard error and the residual variance.
+    def _fit_locked(self) -> tuple[float, float, float, float] | None:
+        """Slope of range over the window, its standard error, residual variance, sensor-noise error.
 
         None with too little data. The standard error says how much of a small slope is the
         sensor's noise, for the rule path not to take noise for closing. Its range noise is the
         larger of this window's residuals and their running mean (:attr:`_noise_var`): from
         ten points alone it is now and then far too small, and noise passed for closing. The
-        residual variance is NaN with two points (they fit exactly).
+        residual variance is NaN with two points (they fit exactly). The last: the slope's error
+        were the range noise the sensor's own (``range_noise_m`` + ``range_noise_frac`` of the
+        range), a floor for judging a young track.
         """
         if len(self._track) < 2:
             return None
@@ -263,13 +267,12 @@ class SensorState:
             return None
         slope = sum((t - mt) * (r - mr) for t, r in pts) / var
         res_var = sum((r - mr - slope * (t - mt)) ** 2 for t, r in pts) / (n - 2) if n > 2 else math.nan
-        if n == 2 and self._noise_var is None:
-            # Two points fit exactly and no earlier track measured the sensor's noise: the slope's
-            # error is unknown, not 0. Read as exact, a child's first two scans at 2 m/s "showed"
-            # it was not standing still (closing 1 m/s below the ego's, inside one scan's noise).
-            return slope, math.inf, res_var
         noise_var = max(res_var if n > 2 else 0.0, self._noise_var or 0.0)
-        return slope, math.sqrt(noise_var / var), res_var
+        # The slope's error if the range noise were only the sensor's own (its datasheet figure):
+        # two points fit exactly, and a few points' residuals (or a running mean of them) can be
+        # far too small, which let a child's first scans at 2 m/s "show" it was not standing still.
+        floor = self._cfg.range_noise_m + self._cfg.range_noise_frac * pts[-1][1]
+        return slope, math.sqrt(noise_var / var), res_var, floor / math.sqrt(var)
 
     def snapshot(self, now: float) -> SensorSnapshot:
         """Judge every input at time ``now`` and return an immutable view."""
@@ -279,7 +282,7 @@ class SensorState:
             invalid, invalid_since = self._invalid, self._invalid_since
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
-            track_since = self._track_since_ns if fit is not None else None
+            track_id = self._track_id if self._track else 0
             held_moving = (None if rng is None or self._same_value is None
                            else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
@@ -348,9 +351,10 @@ class SensorState:
             imu_age=imu_age,
             faults=tuple(faults),
             range_rate_se=math.inf if fit is None else fit[1],
+            range_rate_se_sensor=math.inf if fit is None else fit[3],
             reverse_mps=reverse,
             warnings=tuple(warnings),
-            track_since_ns=track_since,
+            track_id=track_id,
         )
 
 

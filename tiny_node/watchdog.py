@@ -128,6 +128,16 @@ class Frame:
     deadline_at: float | None = None  # set by drivers that measure from the header stamp
 
 
+@dataclass(frozen=True)
+class _Provisional:
+    """A provisional rule brake's hold on one range track: until when, and the brake held."""
+
+    until: float
+    seq: int  # the cycle that braked: only a newer frame's verdict may lift it
+    source: Source
+    reason: str
+
+
 @dataclass
 class _Cycle:
     seq: int
@@ -217,15 +227,12 @@ class Watchdog:
         self._newest_seq, self._newest_brake = 0, False  # the newest frame decided so far, and its brake
         self._hold_source = Source.RULES
         self._hold_reason = ""
-        # A provisional rule brake's hold (``Verdict.provisional``): until the object's track
-        # confirms it (a brake of its own then starts the hold above) or lifts it, and at most
-        # range_rate_window_s, within which a track forms or the object is gone. Kept apart from
-        # the hold above so that lifting it never shortens a confirmed brake's hold.
-        self._prov_until = -math.inf
-        self._prov_seq = 0
-        self._prov_ns = 0  # the stamp of the range reading it rests on
-        self._prov_source = Source.RULES
-        self._prov_reason = ""
+        # Provisional rule brakes' holds (``Verdict.provisional``), by range track: each until
+        # its own track confirms it (a brake of its own then starts the hold above) or refutes
+        # it, and at most range_rate_window_s, within which a track forms or the object is gone.
+        # Per track: a refuted car's track must not lift the brake on a child seen in between.
+        # Kept apart from the hold above so that lifting one never shortens a confirmed hold.
+        self._prov: dict[int, _Provisional] = {}
         self._newest_source, self._newest_reason = Source.RULES, ""  # why the newest frame braked
         # Camera liveness: last frame receipt / stamp, recent inter-arrival times, and when the
         # next decision without a frame is due (None until the first frame).
@@ -248,7 +255,7 @@ class Watchdog:
         self._frame_intervals.clear()
         self._no_frame_due = None
         self._hold_until = -math.inf
-        self._prov_until = -math.inf
+        self._prov.clear()
         self._newest_brake = False
 
     def reconfigure(self, cfg: NodeConfig) -> None:
@@ -588,20 +595,22 @@ class Watchdog:
         hold_s = self.cfg.float("brake_hold_s")
         hold_until = now + hold_s
         prov_until = now + min(hold_s, self.cfg.rules.range_rate_window_s)
-        # a newer frame's rule verdict, clear on a track holding the reading braked on, which shows
-        # that object is not stationary: the assumption was wrong
-        lifts = (now < self._prov_until and cycle.seq > self._prov_seq and not rules.brake
-                 and rules.refutes_since_ns is not None and rules.refutes_since_ns <= self._prov_ns)
+        # a newer frame's rule verdict, clear on the track a provisional brake's reading started,
+        # which shows that object is not stationary: the assumption was wrong
+        refuted = self._prov.get(rules.refutes_track) if rules.refutes_track is not None else None
+        lifted = rules.refutes_track if refuted is not None and refuted.seq < cycle.seq and not rules.brake else None
+        standing = [p for track, p in self._prov.items() if p.until > now and track != lifted]
         held_source, held_reason = self._hold_source, self._hold_reason
         if not brake and now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
             reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
                       f" | now: {reason}")
-        elif not brake and now < self._prov_until and not lifts:
-            brake, hold, source = True, True, self._prov_source
-            held_source, held_reason = self._prov_source, self._prov_reason
-            reason = (f"holding provisional brake until the range track confirms or lifts it "
-                      f"({self._prov_until - now:.2f} s at most) after: {self._prov_reason} | now: {reason}")
+        elif not brake and standing:
+            held = max(standing, key=lambda p: p.until)
+            brake, hold, source = True, True, held.source
+            held_source, held_reason = held.source, held.reason
+            reason = (f"holding provisional brake until its range track confirms or lifts it "
+                      f"({held.until - now:.2f} s at most) after: {held.reason} | now: {reason}")
         elif not brake and cycle.seq < self._newest_seq and self._newest_brake:
             # Why: decisions go out in the order they are taken, not in frame order (a rule brake
             # does not wait for the model busy with an older frame). Without a hold window the
@@ -635,11 +644,12 @@ class Watchdog:
         if starts_hold:
             self._hold_until = hold_until
             self._hold_source, self._hold_reason = source, reason
-        elif provisional and prov_until > self._prov_until:
-            self._prov_until, self._prov_seq, self._prov_ns = prov_until, cycle.seq, rules.provisional_ns or 0
-            self._prov_source, self._prov_reason = source, reason
-        if lifts:
-            self._prov_until = -math.inf
+        elif provisional:
+            self._prov[rules.provisional_track or 0] = _Provisional(prov_until, cycle.seq, source, reason)
+        if lifted is not None:
+            del self._prov[lifted]
+        for track in [t for t, p in self._prov.items() if p.until <= now]:
+            del self._prov[track]
         if cycle.seq > self._newest_seq:
             self._newest_seq, self._newest_brake = cycle.seq, brake
             self._newest_source, self._newest_reason = (held_source, held_reason) if hold else (source, reason)
