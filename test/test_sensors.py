@@ -34,7 +34,7 @@ def test_jump_starts_a_new_track():
 
 @pytest.mark.parametrize(
     ("value", "fault"),
-    [(math.nan, "NaN"), (-2.0, "negative"), (150.0, "beyond max_range")],
+    [(math.nan, "NaN"), (-2.0, "negative"), (150.0, "beyond max_range"), (0.1, "below min_range")],
 )
 def test_invalid_ranges_before_any_valid_one_are_faults(value, fault):
     s = SensorState(RuleConfig())
@@ -46,7 +46,8 @@ def test_invalid_ranges_before_any_valid_one_are_faults(value, fault):
 
 @pytest.mark.parametrize(
     ("value", "fault"),
-    [(math.nan, "NaN reading (sensor error)"), (-2.0, "negative reading -2.00 m"), (150.0, "150.00 m beyond max_range 100.00 m")],
+    [(math.nan, "NaN reading (sensor error)"), (-2.0, "negative reading -2.00 m"), (150.0, "150.00 m beyond max_range 100.00 m"),
+     (0.0, "0.00 m below min_range 0.20 m (REP-117: -Inf for an object that close)")],
 )
 def test_an_invalid_range_is_a_missed_scan_until_range_timeout_s(value, fault):
     """One garbage sample is no fault (its fail-safe brake and hold at 130 km/h were for nothing):

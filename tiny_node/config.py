@@ -113,7 +113,7 @@ PARAMS: tuple[ParamSpec, ...] = (
       "than this is a fault (the model is not run on it).", 0.0, 60.0),
     P("range_timeout_s", 0.5, "Range reading older than this is stale -> fail-safe "
       "(Autoware topic_state_monitor uses 1.0 s; 0.5 s is 10 missed readings at 20 Hz). Invalid "
-      "readings (NaN, negative, beyond max_range) count as missed ones.", 0.05, 10.0),
+      "readings (NaN, negative, finite outside [min_range, max_range]) count as missed ones.", 0.05, 10.0),
     P("odom_timeout_s", 0.5, "Odometry older than this is stale -> fail-safe.", 0.05, 10.0),
     P("imu_timeout_s", 0.5, "IMU older than this is stale (fail-safe only if imu_required).", 0.05, 10.0),
     P("imu_required", False, "Treat a missing or stale IMU as a fault (fail-safe)."),

@@ -2,8 +2,8 @@
 
 Staleness is measured on receipt time (the injected clock), as Autoware's
 topic_state_monitor does, so it works the same with wall time, sim time and lockstep.  An
-invalid range reading (NaN, negative, beyond ``max_range``: sensor_msgs/Range says discard
-it) is taken as a missed one: the last valid reading stands, with a warning, until it is
+invalid range reading (NaN, negative, outside [``min_range``, ``max_range``]: sensor_msgs/Range
+says discard it) is taken as a missed one: the last valid reading stands, with a warning, until it is
 ``range_timeout_s`` old, and only then is it a fault. Why: one garbage sample was a fault at
 once, and its fail-safe brake and 2 s hold braked a car at 130 km/h for nothing; a sensor that
 keeps sending garbage is a fault within the same time as one that stops sending.  The
@@ -81,13 +81,11 @@ class SensorSnapshot:
 
     @property
     def object_distance(self) -> float | None:
-        """Distance to the nearest object: ``inf`` when clear, 0 when closer than min_range."""
+        """Distance to the nearest object: ``inf`` when clear, 0 when closer than min_range (-Inf)."""
         if self.range is None:
             return None
         r = self.range.range_m
-        if r == -math.inf or (math.isfinite(r) and 0.0 <= r < self.range.min_range):
-            return 0.0
-        return r
+        return 0.0 if r == -math.inf else r
 
     @property
     def odom_fault(self) -> str | None:
@@ -178,9 +176,9 @@ class SensorState:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
                 # add to the track, and no reason to drop it, which would lose the closing speed.
                 return
-            if not math.isfinite(r) or r < reading.min_range:
-                # No return (or within min_range): keep the track, a radar misses a scan now and then;
-                # it is dropped below if the object does not come back where expected in time.
+            if not math.isfinite(r):
+                # No return (or -Inf, within min_range): keep the track, a radar misses a scan now and
+                # then; it is dropped below if the object does not come back where expected in time.
                 self._drop_track_after_miss(t)
                 return
             if self._track:
@@ -359,16 +357,20 @@ class SensorState:
 
 
 def invalid_range(reading: RangeReading) -> str | None:
-    """Why a range reading is invalid (NaN, negative, beyond ``max_range``), or None if it is valid.
+    """Why a range reading is invalid (NaN, negative, outside [min_range, max_range]), or None.
 
-    REP-117: +Inf is a clear road and -Inf an object within ``min_range``, both valid; a finite
-    reading in [0, ``min_range``) reads as such an object too (:attr:`SensorSnapshot.object_distance`).
+    REP-117: +Inf is a clear road and -Inf an object within ``min_range``, both valid. A finite
+    reading below ``min_range`` is not REP-117's "too close" (that is -Inf), and Range.msg says
+    to discard it: read as an object at 0 m, one such sample (a driver's 0 for "no echo") was a
+    brake and its 2 s hold at any speed.
     """
     r = reading.range_m
     if math.isnan(r):
         return "NaN reading (sensor error)"
     if math.isfinite(r) and r < 0.0:
         return f"negative reading {r:.2f} m"
+    if math.isfinite(r) and r < reading.min_range:
+        return f"{r:.2f} m below min_range {reading.min_range:.2f} m (REP-117: -Inf for an object that close)"
     if math.isfinite(r) and r > reading.max_range:
         return f"{r:.2f} m beyond max_range {reading.max_range:.2f} m"
     return None

@@ -106,7 +106,8 @@ def run_drive(
             feeder.send_imu(stamp, ego.accel)
             due["odom"] += rates["odom"]
         if t_sim >= due["range"]:
-            feeder.send_range(stamp, gap if gap < 150.0 else math.inf)
+            # REP-117 as the feeder's 0.2-150 m sensor: -Inf within min_range, +Inf beyond max_range
+            feeder.send_range(stamp, -math.inf if gap < 0.2 else gap if gap < 150.0 else math.inf)
             due["range"] += rates["range"]
         if t_sim >= due["camera"]:
             feeder.send_frame(stamp, render_frame(width, height, gap, noise=rng))
