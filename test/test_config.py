@@ -171,3 +171,10 @@ def test_a_parameter_or_section_given_twice_is_refused(tmp_path):
     f.write_text("/**:\n  ros__parameters:\n    deadline_ms: 40.0\n/**:\n  ros__parameters:\n    brake_hold_s: 1.0\n")
     with pytest.raises(ConfigError, match="found the key '/\\*\\*' twice"):
         load_params_file(f)
+
+
+def test_the_range_sensors_noise_floor_cannot_be_zero():
+    """Two scans fit exactly: with no floor a young track would read as certain (and lift brakes)."""
+    with pytest.raises(ConfigError, match=r"rules.range_noise_m"):
+        make_config({"rules.range_noise_m": 0.0})
+    assert make_config({"rules.range_noise_m": 0.001, "rules.range_noise_frac": 0.0}).rules.range_noise_m == 0.001

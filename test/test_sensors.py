@@ -72,6 +72,20 @@ def test_an_invalid_range_is_a_missed_scan_until_range_timeout_s(value, fault):
     assert snap.faults == () and snap.warnings == () and snap.range_rate == pytest.approx(-10.0, abs=0.5)
 
 
+def test_a_valid_scan_republished_among_invalid_ones_does_not_keep_the_range_fresh():
+    """A driver resending its last good scan (same stamp) between NaNs: no new reading, so the
+    NaNs are a fault after range_timeout_s all the same (the republished scan had reset them)."""
+    s = SensorState(RuleConfig())  # range_timeout_s 0.5
+    for i in range(3):
+        s.update_range(rr(30.0 - 0.5 * i, 0.05 * i))
+    for k in range(3, 16):
+        s.update_range(rr(math.nan, 0.05 * k))
+        s.update_range(rr(29.0, 0.10, received=0.05 * k))  # the last good scan again, received now
+    s.update_odometry(10.0, 0.75)
+    [f] = s.snapshot(0.76).faults
+    assert f.startswith("range: NaN reading (sensor error) for 0.61 s: no valid reading for 0.61 s")
+
+
 @pytest.mark.parametrize("stamp_s", [0.32, 0.0])
 def test_an_invalid_reading_late_or_badly_stamped_keeps_the_track(stamp_s):
     """A NaN reordered in transport (30 ms late) is dropped like any late sample; one stamped 0 is a

@@ -277,6 +277,7 @@ def test_a_car_cutting_in_at_the_egos_speed_brakes_one_frame_not_the_hold():
     clock, sensors, wd = setup(range_m=60.0, speed=36.1, brake_hold_s=2.0)
     [d] = wd.on_frame(frame(clock, 1))
     assert d.brake and not d.hold and d.rules.provisional and d.reason.endswith("assumed stationary: no range track yet)")
+    assert decision_values(d)["rules_provisional_track"] == 1
     clock.advance(0.05)
     scan(clock, sensors, 60.0, 50_000_000, speed=36.1)
     [d] = wd.on_frame(frame(clock, 2))
@@ -286,6 +287,8 @@ def test_a_car_cutting_in_at_the_egos_speed_brakes_one_frame_not_the_hold():
     scan(clock, sensors, 60.0, 100_000_000, speed=36.1)
     [d] = wd.on_frame(frame(clock, 3))
     assert not d.brake and not d.hold and d.rules.refutes_track == 1, d.reason  # the track its first scan began
+    assert d.reason.endswith("[lifts the provisional brake on range track 1: not stationary]")
+    assert decision_values(d)["rules_refutes_track"] == 1  # a recorded run tells a lift from an expiry
     clock.advance(0.05)
     scan(clock, sensors, 60.0, 150_000_000, speed=36.1)
     [d] = wd.on_frame(frame(clock, 4))

@@ -135,7 +135,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       "and reported only.", choices=("either", "shadow")),
     P("brake_hold_s", 2.0, "Minimum time a brake decision is held (hysteresis; Autoware AEB "
       "collision_keeping_sec). A rule brake on a new object with no range track yet is held "
-      "only until its track confirms or lifts it (at most rules.range_rate_window_s).", 0.0, 30.0),
+      "only until its track confirms or lifts it (at most rules.range_rate_window_s, or this if "
+      "shorter).", 0.0, 30.0),
     P("realtime_priority", 20, "SCHED_FIFO priority for the node process (0 = normal "
       "scheduling). Falls back to normal scheduling if the OS refuses.", 0, 98, read_only=True),
     P("lock_memory", True, "mlockall the node process (not the model worker) so memory pressure "
@@ -185,7 +186,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("rules.range_noise_m", 0.05, "The range sensor's noise (1 sigma, m; its datasheet's range "
       "accuracy), plus rules.range_noise_frac of the range: the least noise a range track is judged "
       "with when it lifts a provisional brake, so a track of a few scans cannot read as more "
-      "certain than the sensor is.", 0.0, 5.0),
+      "certain than the sensor is. Not 0: two scans fit exactly.", 0.001, 5.0),
     P("rules.range_noise_frac", 0.005, "The range sensor's noise that grows with the range, as a "
       "fraction of it (0.005 = 0.5 %); see rules.range_noise_m.", 0.0, 0.2),
     P("rules.range_jump_m", 3.0, "A range change larger than the closing motion explains by "

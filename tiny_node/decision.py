@@ -150,6 +150,10 @@ def decision_values(d: Decision) -> dict[str, Any]:
     if d.rules is not None:
         values["rules_decision"] = "brake" if d.rules.brake else "no_brake"
         values["rules_reason"] = d.rules.reason
+        if d.rules.provisional_track is not None:  # a recorded run tells a lift from an expiry
+            values["rules_provisional_track"] = d.rules.provisional_track
+        if d.rules.refutes_track is not None:
+            values["rules_refutes_track"] = d.rules.refutes_track
     if d.model is not None:
         values["model_decision"] = "brake" if d.model.brake else "no_brake"
         values["model_confidence"] = f"{d.model.confidence:.3f}"

@@ -166,7 +166,6 @@ class SensorState:
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
             self._range = reading
-            self._invalid = self._invalid_since = None
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
@@ -175,7 +174,10 @@ class SensorState:
             if last is not None and reading.stamp_ns == last.stamp_ns:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
                 # add to the track, and no reason to drop it, which would lose the closing speed.
+                # Nor does it end a run of invalid readings: republished between NaNs, it kept the
+                # range "fresh" and the fault never came.
                 return
+            self._invalid = self._invalid_since = None
             if not math.isfinite(r):
                 # No return (or -Inf, within min_range): keep the track, a radar misses a scan now and
                 # then; it is dropped below if the object does not come back where expected in time.
@@ -294,9 +296,11 @@ class SensorState:
         if rng is None:
             faults.append("range: no reading received" if bad is None
                           else f"range: {bad}, and no valid reading received yet")
-        elif range_age is not None and range_age > cfg.range_timeout_s:
+        elif max(range_age or 0.0, bad_s if bad is not None else 0.0) > cfg.range_timeout_s:
+            # the invalid run's own length counts too: a valid scan republished in it is no new reading
+            no_new = max(range_age or 0.0, bad_s)
             faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s)" if bad is None else
-                          f"range: {bad} for {bad_s:.2f} s: no valid reading for {range_age:.2f} s "
+                          f"range: {bad} for {bad_s:.2f} s: no valid reading for {no_new:.2f} s "
                           f"> range_timeout_s {cfg.range_timeout_s} s")
         else:
             r = rng.range_m

@@ -601,6 +601,8 @@ class Watchdog:
         lifted = rules.refutes_track if refuted is not None and refuted.seq < cycle.seq and not rules.brake else None
         standing = [p for track, p in self._prov.items() if p.until > now and track != lifted]
         held_source, held_reason = self._hold_source, self._hold_reason
+        if lifted is not None:
+            reason = f"{reason} [lifts the provisional brake on range track {lifted}: not stationary]"
         if not brake and now < self._hold_until:
             brake, hold, source = True, True, self._hold_source
             reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
