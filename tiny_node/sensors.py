@@ -121,9 +121,9 @@ class SensorState:
         self._cfg = cfg
         self._lock = threading.Lock()
         self._range: RangeReading | None = None  # the last valid reading (REP-117 +-Inf included)
-        # The newest invalid reading and the receipt time of the first of its run (None: the
-        # newest reading is valid).
-        self._invalid: RangeReading | None = None
+        # Why the newest reading is invalid, and the receipt time of the first of its run (both
+        # None: the newest reading is valid).
+        self._invalid_why: str | None = None
         self._invalid_since: float | None = None
         self._speed: float | None = None
         self._yaw_rate = 0.0
@@ -158,8 +158,9 @@ class SensorState:
                 # A late sample (transport reordering): the newer reading and the track stand. A
                 # longer step back is a restarted clock (a bag looping), taken below as before.
                 return
-            if invalid_range(reading) is not None:
-                self._invalid = reading
+            why = invalid_range(reading)
+            if why is not None:
+                self._invalid_why = why
                 if self._invalid_since is None:
                     self._invalid_since = reading.received_at
                 # A missed scan, whose stamp is not trusted (a NaN stamped 0, or an hour ahead): the
@@ -177,11 +178,14 @@ class SensorState:
                 # Nor does it end a run of invalid readings: republished between NaNs, it kept the
                 # range "fresh" and the fault never came.
                 return
-            self._invalid = self._invalid_since = None
+            self._invalid_why = self._invalid_since = None
             if not math.isfinite(r):
                 # No return (or -Inf, within min_range): keep the track, a radar misses a scan now and
-                # then; it is dropped below if the object does not come back where expected in time.
-                self._drop_track_after_miss(t)
+                # then; it is dropped below if the object does not come back where expected in time,
+                # and here once no return has come for longer than the window (or the stamps went
+                # back): else its closing speed would stay in the features for ever.
+                if self._track and not 0.0 <= t - self._track[-1][0] <= self._cfg.range_rate_window_s:
+                    self._track.clear()
                 return
             if self._track:
                 t0, r0 = self._track[-1]
@@ -205,14 +209,6 @@ class SensorState:
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
-
-    def _drop_track_after_miss(self, t: float) -> None:
-        """Drop the track at a scan without a return (stamp ``t``, s) once none came for the window.
-
-        Also when the stamps went back; else its closing speed would stay in the features for ever.
-        """
-        if self._track and not 0.0 <= t - self._track[-1][0] <= self._cfg.range_rate_window_s:
-            self._track.clear()
 
     def update_odometry(self, speed_mps: float, received_at: float, yaw_rate_rps: float = 0.0) -> None:
         """Store the ego forward speed (m/s) and yaw rate (rad/s, left +) of one odometry message.
@@ -279,7 +275,7 @@ class SensorState:
         cfg = self._cfg
         with self._lock:
             rng, speed, yaw_rate, speed_at = self._range, self._speed, self._yaw_rate, self._speed_at
-            invalid, invalid_since = self._invalid, self._invalid_since
+            bad, invalid_since = self._invalid_why, self._invalid_since
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
             track_id = self._track_id if self._track else 0
@@ -291,14 +287,12 @@ class SensorState:
         odom_age = None if speed_at is None else now - speed_at
         imu_age = None if accel_at is None else now - accel_at
 
-        bad = None if invalid is None else invalid_range(invalid)
-        bad_s = 0.0 if invalid_since is None else now - invalid_since
+        bad_s = 0.0 if invalid_since is None else now - invalid_since  # the invalid run's length
         if rng is None:
             faults.append("range: no reading received" if bad is None
                           else f"range: {bad}, and no valid reading received yet")
-        elif max(range_age or 0.0, bad_s if bad is not None else 0.0) > cfg.range_timeout_s:
+        elif (no_new := max(range_age or 0.0, bad_s)) > cfg.range_timeout_s:
             # the invalid run's own length counts too: a valid scan republished in it is no new reading
-            no_new = max(range_age or 0.0, bad_s)
             faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s)" if bad is None else
                           f"range: {bad} for {bad_s:.2f} s: no valid reading for {no_new:.2f} s "
                           f"> range_timeout_s {cfg.range_timeout_s} s")
