@@ -279,6 +279,17 @@ def test_range_stuck_is_judged_on_the_odometry_the_node_had_not_the_simulated_sp
     assert any("not every frame after range_stuck_s" in f for f in res.failures), res.failures
 
 
+def test_range_stuck_with_the_ego_at_a_crawl_is_not_judged_nor_failed():
+    """A fail-safe before released the brake at 0.7 m/s and the ego (no accelerator) crawls on: the
+    node rightly times no stuck range below its 1 m/s, so the run could not exercise the check."""
+    rec, fault = _stuck_record(restart_at=99.0, detect_at=99.0)
+    rec.odom = [(k * 0.02, 0.7) for k in range(int(6.5 / 0.02))]
+    res = fault.check(rec)
+    assert res.passed and any("stayed at or below 1.0 m/s" in n for n in res.not_judged), res.failures
+    rec.odom = [(k * 0.02, 1.3) for k in range(int(6.5 / 0.02))]  # above the node's 1 m/s: still a failure
+    assert any("only 0 frames to judge" in f for f in fault.check(rec).failures)
+
+
 def test_range_stuck_allows_one_more_reading_at_the_range_rate_sent():
     # A 10 Hz recorded radar: the node can only see the value repeat at 10 Hz, so it may find
     # the stuck range a 10 Hz reading later (3.19 s) than at the simulated sensor's 20 Hz.

@@ -751,6 +751,14 @@ class RangeFault(Fault):
         judged = [r for r in rec.between(since, w.end - EDGE_S) if r.decision is not None
                   and rec.odom_min(rec.rt(r.frame.sent_at) - TRANSPORT_S, rec.rt(r.frame.sent_at))
                   > rec.range_stuck_min_speed_mps + STUCK_JUDGED_MARGIN_MPS]
+        sent = [v for t, v in rec.odom if since - TRANSPORT_S <= t < w.end - EDGE_S]
+        if not judged and sent and max(sent) <= rec.range_stuck_min_speed_mps:
+            # The ego never moved faster than the node's "moving" while the value was frozen (a
+            # fail-safe before it released the brake at a crawl): the node rightly timed nothing.
+            res.not_judged.append(f"stuck detection (the odometry sent stayed at or below "
+                                  f"{rec.range_stuck_min_speed_mps} m/s, peak {max(sent):.2f} m/s, while the "
+                                  "range was frozen)")
+            return
         _require(res, len(judged) >= per_rate(5, rec), f"only {len(judged)} frames to judge after range_stuck_s "
                  f"while moving (need {per_rate(5, rec)})")
         ok = [r for r in judged if str(r.values.get("rules_reason", "")).startswith("fail-safe")

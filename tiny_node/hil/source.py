@@ -182,8 +182,9 @@ class BuiltinApproach:
     def measure(self, kind: str) -> float:
         """Range (REP-117: +Inf beyond 150 m), speed or acceleration."""
         if kind == "range":
-            gap = max(self._gap(), 0.0)
-            return gap if gap < 150.0 else math.inf
+            # REP-117 as the feeder's 0.2-150 m sensor: -Inf within min_range, +Inf beyond max_range
+            gap = self._gap()
+            return -math.inf if gap < 0.2 else gap if gap < 150.0 else math.inf
         if kind == "odom":
             return self.ego.speed
         return self.ego.accel
