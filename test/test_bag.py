@@ -58,8 +58,12 @@ def _bad_fault(msg: object) -> str:
 
 
 def drive(path: Path, *, storage: str = "mcap", bundle: Path | None = None, seconds: float = 3.0,
-          gap0: float = 60.0, speed: float = 13.9, yaw_rate: float = 0.0):
-    """A closing drive on a 60 Hz grid (camera at 30 Hz), recorded; returns the decisions by stamp."""
+          gap0: float = 60.0, speed: float = 13.9, yaw_rate: float = 0.0, closing: float | None = None,
+          jitter_m: float = 0.0):
+    """A closing drive on a 60 Hz grid (camera at 30 Hz), recorded; returns the decisions by stamp.
+
+    The object stands (``closing``: the ego's speed) unless ``closing`` says; the range alternates
+    by ``jitter_m`` (a constant range is a stuck sensor)."""
     clock = ManualClock()
     model = model_from_bundle(bundle, clock, budget_ms=5.0) if bundle is not None else None
     ls = Lockstep(make_config(), model, clock)
@@ -79,7 +83,7 @@ def drive(path: Path, *, storage: str = "mcap", bundle: Path | None = None, seco
             emit(ls.odom(t, speed, yaw_rate))
             rec.imu(t, stamp, -0.1)
             emit(ls.imu(t, -0.1))
-            gap = float(F32(gap0 - speed * t))
+            gap = float(F32(gap0 - (speed if closing is None else closing) * t + jitter_m * (-1) ** i))
             rec.range(t, stamp, gap, MIN_R, MAX_R)
             emit(ls.range(t, gap, stamp, MIN_R, MAX_R))
             if i % 2 == 0:
@@ -764,15 +768,15 @@ def test_record_and_replay_are_byte_identical_run_to_run(tmp_path):
         k: v for k, v in two.summary.items() if k not in ("timing", "output")}
 
 
-def _rewrite_camera_stamps(bag: Path, new_sec) -> None:
+def _rewrite_camera_stamps(bag: Path, new_sec, topic: str = "/camera/image_raw") -> None:
     """Rewrite the header stamp (CDR: 4-byte encapsulation, int32 sec, uint32 nanosec) of every
-    camera message of a sqlite3 bag: ``new_sec(log_ns, sec)`` gives the new seconds, or None to keep."""
+    ``topic`` message of a sqlite3 bag: ``new_sec(log_ns, sec)`` gives the new seconds, or None to keep."""
     import struct
 
     (db,) = bag.glob("*.db3")
     con = sqlite3.connect(db)
     rows = con.execute("SELECT id, timestamp, data FROM messages WHERE topic_id = "
-                       "(SELECT id FROM topics WHERE name = '/camera/image_raw')").fetchall()
+                       "(SELECT id FROM topics WHERE name = ?)", (topic,)).fetchall()
     for rowid, ns, data in rows:
         sec, nsec = struct.unpack_from("<iI", data, 4)
         sec2 = new_sec(ns, sec)
@@ -807,9 +811,26 @@ def test_the_summary_lists_the_frames_the_decider_judged_bad_by_their_stamps(tmp
     drive(tmp_path / "rec", storage="sqlite3", seconds=2.0)
     _rewrite_camera_stamps(tmp_path / "rec", lambda ns, sec: 0)
     s = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False).summary
-    frozen = [b for b in s["bad_frames"] if "repeated (frozen camera)" in b["reason"]]
+    unset = "camera stamp 0 repeated (frozen camera, or a driver that leaves header.stamp unset)"
+    frozen = [b for b in s["bad_frames"] if b["reason"] == unset]
     assert len(frozen) == s["frames"] - 1 - sum("truncated" in b["reason"] for b in s["bad_frames"])
     assert all(b["stamp_ns"] == 0 for b in frozen)
+
+
+def test_a_range_driver_that_leaves_header_stamp_at_0_replays_without_phantom_brakes(tmp_path):
+    """Every range scan stamped 0, a lead 40 m ahead at the ego's own 108 km/h: no range track
+    formed, and the rules braked on every frame; the scans are now timed by their receipt (the
+    log time), and the replay brakes as the stamped drive did, while its track forms."""
+    stamped = drive(tmp_path / "rec", storage="sqlite3", seconds=3.0, gap0=40.0, speed=30.0, closing=0.0,
+                    jitter_m=0.02)
+    stamped_brakes = sum(d.brake for d in stamped.values())
+    assert 0 < stamped_brakes <= 4  # the provisional brake on the new object, lifted by its track
+    _rewrite_camera_stamps(tmp_path / "rec", lambda ns, sec: 0, topic="/range")
+    replayed = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert len(replayed.decisions) == len(stamped) == 90
+    brakes = [r for r in replayed.decisions if r.brake]
+    assert len(brakes) <= stamped_brakes + 3, [r.reason for r in brakes]  # one more track start
+    assert max(r.t for r in brakes) < 0.3
 
 
 def _outputs(out: Path) -> dict[str, bytes]:

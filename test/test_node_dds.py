@@ -372,6 +372,43 @@ def test_odometry_brings_its_yaw_rate_to_the_sensor_state(ros_env):
         rclpy.shutdown(context=ctx)
 
 
+def test_a_range_driver_that_does_not_stamp_is_a_sensors_warning(ros_env):
+    """Its scans are timed by their receipt (a track forms); /diagnostics says so, not each decision."""
+    import rclpy
+    from nav_msgs.msg import Odometry
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from sensor_msgs.msg import Range
+
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.sensors is not None
+        odom, rng = Odometry(), Range()
+        odom.twist.twist.linear.x = 5.0
+        rng.min_range, rng.max_range = 0.2, 100.0
+        for r in (30.0, 29.8):  # header.stamp left at 0
+            rng.range = r
+            node._on_odom(odom, None)
+            node._on_range(rng, None)
+            time.sleep(0.01)
+        sent: list = []
+        node._pub_diag.publish = sent.append
+        node._publish_diagnostics()
+        [sensors] = [st for st in sent[0].status if st.name.endswith(": sensors")]
+        assert sensors.level == b"\x01", sensors.message
+        assert sensors.message.startswith("range: header.stamp unset (0): scans timed by their receipt; ")
+        assert {kv.key: kv.value for kv in sensors.values}["range_timed_by"] == "receipt"
+        assert node.sensors.snapshot(node.clock.now()).track_id == 2  # the first scan at 0 was sim time starting
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 def test_parameter_set_is_judged_whole_in_every_lifecycle_state(ros_env):
     """Unconfigured, a deadline at the publish guard was reported set, then failed configure."""
     import rclpy

@@ -349,6 +349,50 @@ def test_a_repeated_stamp_with_new_values_is_not_stuck():
     assert s.snapshot(1.95).faults == ()
 
 
+def _lead_at_ego_speed(s: SensorState, stamp_ns, n: int = 40, closing: float = 0.0) -> None:
+    """A lead 40 m ahead at 30 m/s (minus ``closing``), scans at 20 Hz stamped by ``stamp_ns(i)``."""
+    for i in range(n):
+        t = 1.0 + i * 0.05
+        s.update_odometry(30.0, t)
+        s.update_range(RangeReading(40.0 - closing * (t - 1.0) + 0.02 * (-1) ** i, 0.2, 100.0, stamp_ns(i), t))
+
+
+@pytest.mark.parametrize("stamp_ns,why", [
+    (lambda i: 0, "header.stamp unset (0)"),
+    (lambda i: 7_000_000_000, "header.stamp 7000000000 not advancing (a new range with the same stamp)"),
+])
+def test_scans_a_driver_does_not_stamp_are_timed_by_their_receipt(stamp_ns, why):
+    """A driver that leaves header.stamp at 0 (or never advances it) had its scans taken as one
+    republished scan: no track ever formed, the lead was assumed stationary, and the RSS rule
+    braked on every frame behind a lead at the ego's own 108 km/h."""
+    from tiny_node.rules import RulePath
+
+    rules = RulePath(RuleConfig())
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, stamp_ns)
+    snap = s.snapshot(2.96)
+    assert snap.range_timed_by_receipt == why and snap.faults == () and snap.warnings == ()
+    # the first scan is timed by its stamp (a first stamp of 0 is sim time starting); the second,
+    # timed by its receipt, starts the track again: the two clocks differ
+    assert snap.range_rate == pytest.approx(0.0, abs=0.3) and snap.track_id == 2
+    verdict, figures = rules.decide(snap)
+    assert not verdict.brake, verdict.reason
+    assert figures["closing_from"] == f"range_rate (scans timed by receipt: {why})"
+    # and a closing one is measured as closing
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, stamp_ns, closing=10.0)
+    assert s.snapshot(2.96).range_rate == pytest.approx(-10.0, abs=0.3)
+
+
+def test_a_stamped_driver_is_timed_by_its_stamps_and_a_republished_scan_stays_one_scan():
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, lambda i: 5_000_000_000 + i * 50_000_000)
+    assert s.snapshot(2.96).range_timed_by_receipt is None
+    s.update_range(RangeReading(s.snapshot(2.96).range.range_m, 0.2, 100.0, 5_000_000_000 + 39 * 50_000_000, 2.97))
+    snap = s.snapshot(2.97)
+    assert snap.range_timed_by_receipt is None and snap.track_id == 1 and snap.range.received_at == 2.97
+
+
 def test_an_imu_without_acceleration_is_not_a_measured_zero():
     """sensor_msgs/Imu: linear_acceleration_covariance[0] = -1 means no estimate; its zeros
     passed as 0 m/s^2, and a required IMU that measures no acceleration counted as healthy."""

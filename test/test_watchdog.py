@@ -447,6 +447,15 @@ def test_bad_frame_and_frozen_stamp_still_decided():
     assert wd.stats.bad_frames == 3
 
 
+def test_a_first_frame_at_stamp_0_is_sim_time_starting_and_a_second_an_unstamping_driver():
+    clock, _, wd = setup()
+    [first] = wd.on_frame(frame(clock, 0))
+    assert first.frame_fault == ""
+    clock.advance(0.033)
+    [again] = wd.on_frame(frame(clock, 0))
+    assert again.frame_fault == "camera stamp 0 repeated (frozen camera, or a driver that leaves header.stamp unset)"
+
+
 def test_backwards_clock_jump_is_not_a_camera_fault():
     port = ScriptedPort(ready=False)
     clock, _, wd = setup(port=port)

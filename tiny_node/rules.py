@@ -68,6 +68,8 @@ class RulePath:
         verdict, figures = self._decide(snap)
         if snap.warnings:
             figures["sensor_warnings"] = "; ".join(snap.warnings)
+        if figures.get("closing_from") == "range_rate":
+            figures["closing_from"] += f" (scans timed by receipt: {snap.range_timed_by_receipt})"
         return verdict, figures
 
     def _decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:

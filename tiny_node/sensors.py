@@ -8,7 +8,10 @@ says discard it) is taken as a missed one: the last valid reading stands, with a
 once, and its fail-safe brake and 2 s hold braked a car at 130 km/h for nothing; a sensor that
 keeps sending garbage is a fault within the same time as one that stops sending.  The
 range rate (closing speed) is estimated from the sensor's own stamps over a short window,
-because receipt times carry transport jitter.  Updates come from the ROS executor thread and
+because receipt times carry transport jitter; a scan whose stamp cannot place it (the previous
+scan's stamp, 0 or other, on a new range: a driver that does not stamp) is timed by its receipt
+instead, since without a time no track forms and every frame behind a lead braked on an
+assumed stationary object.  Updates come from the ROS executor thread and
 snapshots are taken by the deadline thread, hence the lock; critical sections are tiny.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tiny_node.config import RuleConfig
 
@@ -78,6 +81,9 @@ class SensorSnapshot:
     #: Number of the range track holding the newest reading (0: none), new with every track: a
     #: verdict on the track is known to be about the object a reading of it showed.
     track_id: int = 0
+    #: Why the newest range reading is timed by its receipt, not its header stamp (None: it is
+    #: not): its track and closing speed then carry the transport's jitter.
+    range_timed_by_receipt: str | None = None
 
     @property
     def object_distance(self) -> float | None:
@@ -121,6 +127,10 @@ class SensorState:
         self._cfg = cfg
         self._lock = threading.Lock()
         self._range: RangeReading | None = None  # the last valid reading (REP-117 +-Inf included)
+        # Its header stamp, and why it is timed by its receipt instead (``_range.stamp_ns`` is then
+        # the receipt time; None: it is timed by its stamp).
+        self._header_ns: int | None = None
+        self._receipt_why: str | None = None
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -149,10 +159,15 @@ class SensorState:
     def update_range(self, reading: RangeReading) -> None:
         """Store a range reading and extend (or restart) the range-rate track.
 
-        An invalid one (:func:`invalid_range`) is kept apart, and the last valid one stands.
+        An invalid one (:func:`invalid_range`) is kept apart, and the last valid one stands. A
+        reading whose stamp cannot place it (:meth:`_unplaced`) is timed by its receipt.
         """
         with self._lock:
             last = self._range
+            header_ns = reading.stamp_ns
+            receipt_why = self._unplaced(reading)
+            if receipt_why is not None:
+                reading = replace(reading, stamp_ns=round(reading.received_at * 1e9))
             behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
             if 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
                 # A late sample (transport reordering): the newer reading and the track stand. A
@@ -166,7 +181,7 @@ class SensorState:
                 # A missed scan, whose stamp is not trusted (a NaN stamped 0, or an hour ahead): the
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
-            self._range = reading
+            self._range, self._header_ns, self._receipt_why = reading, header_ns, receipt_why
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
@@ -209,6 +224,25 @@ class SensorState:
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
+
+    def _unplaced(self, reading: RangeReading) -> str | None:
+        """Why ``reading``'s header stamp cannot time it, or None when it can.
+
+        The previous valid scan's stamp again is a republished scan when the range is the same
+        (nothing to add), but a new scan from a driver whose stamp does not advance when it
+        differs: taken as the same scan, its range was judged on the old track. Once so, every
+        scan with that stamp is (a moving object's range repeats now and then). A first stamp of
+        0 alone is no fault: sim time starts there.
+        """
+        last = self._range
+        if last is None or reading.stamp_ns != self._header_ns:
+            return None
+        if self._receipt_why is not None:
+            return self._receipt_why
+        if reading.range_m != last.range_m:
+            return ("header.stamp unset (0)" if reading.stamp_ns == 0 else
+                    f"header.stamp {reading.stamp_ns} not advancing (a new range with the same stamp)")
+        return None
 
     def update_odometry(self, speed_mps: float, received_at: float, yaw_rate_rps: float = 0.0) -> None:
         """Store the ego forward speed (m/s) and yaw rate (rad/s, left +) of one odometry message.
@@ -279,6 +313,7 @@ class SensorState:
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
             track_id = self._track_id if self._track else 0
+            receipt_why = self._receipt_why
             held_moving = (None if rng is None or self._same_value is None
                            else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
@@ -351,6 +386,7 @@ class SensorState:
             reverse_mps=reverse,
             warnings=tuple(warnings),
             track_id=track_id,
+            range_timed_by_receipt=receipt_why,
         )
 
 

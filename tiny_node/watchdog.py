@@ -434,7 +434,8 @@ class Watchdog:
         if last is None or stamp_ns > last:
             return None
         if stamp_ns == last:
-            return f"camera stamp {stamp_ns} repeated (frozen camera)"
+            return (f"camera stamp {stamp_ns} repeated (frozen camera)" if stamp_ns else
+                    "camera stamp 0 repeated (frozen camera, or a driver that leaves header.stamp unset)")
         if last - stamp_ns > CLOCK_JUMP_NS:
             self.stats.clock_jumps += 1
             return None

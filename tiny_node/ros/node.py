@@ -530,11 +530,16 @@ class TinyNode(LifecycleNode):
         sv = {"range_age_s": snap.range_age, "odom_age_s": snap.odom_age, "imu_age_s": snap.imu_age,
               "camera_frames": self._frames,
               "camera_age_s": None if self._last_frame_at is None else now - self._last_frame_at,
-              "faults": "; ".join(snap.faults) or "none", "warnings": "; ".join(snap.warnings) or "none"}
+              "faults": "; ".join(snap.faults) or "none", "warnings": "; ".join(snap.warnings) or "none",
+              "range_timed_by": "header.stamp" if snap.range_timed_by_receipt is None else "receipt"}
         sv = {k: ("never" if v is None else (f"{v:.3f}" if isinstance(v, float) else v)) for k, v in sv.items()}
         imu_missing = snap.imu_age is None or snap.imu_age > self.cfg.float("imu_timeout_s")
-        lvl = convert.ERROR if snap.faults else (convert.WARN if imu_missing or snap.warnings else convert.OK)
-        notes = [*snap.warnings, *(["imu missing (optional)"] if imu_missing else [])]
+        # A range driver that does not stamp its scans works (timed by receipt), but its closing speed
+        # carries the transport's jitter: a WARN here says so, not on every decision.
+        untimed = ([] if snap.range_timed_by_receipt is None else
+                   [f"range: {snap.range_timed_by_receipt}: scans timed by their receipt"])
+        notes = [*snap.warnings, *untimed, *(["imu missing (optional)"] if imu_missing else [])]
+        lvl = convert.ERROR if snap.faults else (convert.WARN if notes else convert.OK)
         text = "; ".join(snap.faults) if snap.faults else ("; ".join(notes) or "ok")
         statuses.append(convert.status(f"{self._diag}: sensors", lvl, text, sv, self._hw))
 
