@@ -68,7 +68,7 @@ class RulePath:
         verdict, figures = self._decide(snap)
         if snap.warnings:
             figures["sensor_warnings"] = "; ".join(snap.warnings)
-        if figures.get("closing_from") == "range_rate":
+        if snap.range_timed_by_receipt is not None and figures.get("closing_from") == "range_rate":
             figures["closing_from"] += f" (scans timed by receipt: {snap.range_timed_by_receipt})"
         return verdict, figures
 
