@@ -359,7 +359,7 @@ def _lead_at_ego_speed(s: SensorState, stamp_ns, n: int = 40, closing: float = 0
 
 @pytest.mark.parametrize("stamp_ns,why", [
     (lambda i: 0, "header.stamp unset (0)"),
-    (lambda i: 7_000_000_000, "header.stamp 7000000000 not advancing (a new range with the same stamp)"),
+    (lambda i: 7_000_000_000, "header.stamp not advancing (7000000000 on 3 new ranges)"),
 ])
 def test_scans_a_driver_does_not_stamp_are_timed_by_their_receipt(stamp_ns, why):
     """A driver that leaves header.stamp at 0 (or never advances it) had its scans taken as one
@@ -372,9 +372,8 @@ def test_scans_a_driver_does_not_stamp_are_timed_by_their_receipt(stamp_ns, why)
     _lead_at_ego_speed(s, stamp_ns)
     snap = s.snapshot(2.96)
     assert snap.range_timed_by_receipt == why and snap.faults == () and snap.warnings == ()
-    # the first scan is timed by its stamp (a first stamp of 0 is sim time starting); the second,
-    # timed by its receipt, starts the track again: the two clocks differ
-    assert snap.range_rate == pytest.approx(0.0, abs=0.3) and snap.track_id == 2
+    # three new ranges under one stamp make the driver unstamped; its track is kept, timed by receipt
+    assert snap.range_rate == pytest.approx(0.0, abs=0.3) and snap.track_id == 1
     verdict, figures = rules.decide(snap)
     assert not verdict.brake, verdict.reason
     assert figures["closing_from"] == f"range_rate (scans timed by receipt: {why})"
@@ -382,6 +381,55 @@ def test_scans_a_driver_does_not_stamp_are_timed_by_their_receipt(stamp_ns, why)
     s = SensorState(RuleConfig())
     _lead_at_ego_speed(s, stamp_ns, closing=10.0)
     assert s.snapshot(2.96).range_rate == pytest.approx(-10.0, abs=0.3)
+
+
+def test_copies_of_unstamped_scans_are_one_scan_and_never_lift_a_standing_childs_brake():
+    """A relay republishing an unstamped 20 Hz radar at 100 Hz: timed by their receipt, the copies
+    made a flat track (a rate of 0) that cleared a standing child 30 m ahead at 25 m/s."""
+    from tiny_node.rules import RulePath
+
+    rules = RulePath(RuleConfig())
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, lambda i: 0, n=10)  # the driver is known unstamped by now
+    s.update_odometry(25.0, 1.5)
+    for i in range(20):
+        t = 1.5 + i * 0.05
+        for k in range(5):  # the scan and its four copies, 10 ms apart
+            s.update_range(RangeReading(30.0 - 25.0 * i * 0.05, 0.2, 100.0, 0, t + 0.01 * k))
+            s.update_odometry(25.0, t + 0.01 * k)
+            verdict, _ = rules.decide(s.snapshot(t + 0.01 * k + 0.001))
+            assert verdict.brake and verdict.refutes_track is None, verdict.reason
+    assert s.snapshot(2.5).range_rate == pytest.approx(-25.0, abs=0.5)
+
+
+def test_a_copy_of_an_unstamped_scan_between_nans_does_not_keep_the_range_fresh():
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, lambda i: 0, n=10)
+    last = s.snapshot(1.46).range
+    for i in range(12):  # NaNs, each followed by the last valid scan again (a relay's copy)
+        t = 1.5 + i * 0.05
+        s.update_range(RangeReading(math.nan, 0.2, 100.0, 0, t))
+        s.update_range(RangeReading(last.range_m, 0.2, 100.0, 0, t + 0.01))
+        s.update_odometry(30.0, t)
+    faults = s.snapshot(2.06).faults
+    assert any(f.startswith("range: NaN reading (sensor error) for 0.5") for f in faults), faults
+
+
+@pytest.mark.parametrize("stamp_ns,unstamped", [
+    (lambda i: 5_000_000_000 + (i // 2) * 100_000_000, False),  # 100 ms stamps: two scans per stamp
+    (lambda i: 5_000_000_000 + (i - (4 if i >= 20 else 0)) * 50_000_000, False),  # a step back by 0.2 s
+    (lambda i: 5_000_000_000 + (i // 20) * 1_000_000_000, True),  # whole seconds: twenty scans per stamp
+])
+def test_a_stamp_repeated_now_and_then_is_no_unstamped_driver(stamp_ns, unstamped):
+    """Three new ranges in a row under one stamp make a driver unstamped, not a clock stepping back
+    or coarse stamps: switching clocks at every repeat restarted the track each time."""
+    from tiny_node.rules import RulePath
+
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, stamp_ns)
+    snap = s.snapshot(2.96)
+    assert (snap.range_timed_by_receipt is not None) is unstamped and snap.track_id == 1
+    assert not RulePath(RuleConfig()).decide(snap)[0].brake
 
 
 def test_a_stamped_driver_is_timed_by_its_stamps_and_a_republished_scan_stays_one_scan():

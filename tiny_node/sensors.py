@@ -8,11 +8,11 @@ says discard it) is taken as a missed one: the last valid reading stands, with a
 once, and its fail-safe brake and 2 s hold braked a car at 130 km/h for nothing; a sensor that
 keeps sending garbage is a fault within the same time as one that stops sending.  The
 range rate (closing speed) is estimated from the sensor's own stamps over a short window,
-because receipt times carry transport jitter; a scan whose stamp cannot place it (the previous
-scan's stamp, 0 or other, on a new range: a driver that does not stamp) is timed by its receipt
-instead, since without a time no track forms and every frame behind a lead braked on an
-assumed stationary object.  Updates come from the ROS executor thread and
-snapshots are taken by the deadline thread, hence the lock; critical sections are tiny.
+because receipt times carry transport jitter; a driver that does not stamp its scans (new
+ranges under one stamp, 0 or other) has them timed by their receipt instead, since without a
+time no track formed and every frame behind a lead braked on an assumed stationary object.
+Updates come from the ROS executor thread and snapshots are taken by the deadline thread, hence
+the lock; critical sections are tiny.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ RANGE_CLEAR_M = 100.0
 REORDER_TOLERANCE = 0.5
 # Weight of each new window in the running mean of the range noise (about 1 s at 20 Hz).
 NOISE_ALPHA = 0.05
+# New ranges in a row under one stamp that make a driver unstamped, and advancing stamps that end it.
+UNSTAMPED_RUN = 3
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,13 @@ class SensorState:
         self._cfg = cfg
         self._lock = threading.Lock()
         self._range: RangeReading | None = None  # the last valid reading (REP-117 +-Inf included)
-        # Its header stamp, and why it is timed by its receipt instead (``_range.stamp_ns`` is then
-        # the receipt time; None: it is timed by its stamp).
+        # Its header stamp, and why the driver's scans are timed by their receipt instead
+        # (``_range.stamp_ns`` is then the receipt time; None: by their stamps); the runs of new
+        # ranges under the same stamp, and of advancing stamps, that decide it (_judge_stamps).
         self._header_ns: int | None = None
         self._receipt_why: str | None = None
+        self._reused = 0
+        self._advanced = 0
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -140,7 +145,7 @@ class SensorState:
         self._speed_at: float | None = None
         self._accel: float | None = None
         self._accel_at: float | None = None
-        self._track: deque[tuple[float, float]] = deque(maxlen=64)  # (stamp s, range m)
+        self._track: deque[tuple[float, float, float]] = deque(maxlen=64)  # (stamp s, range m, receipt s)
         self._track_id = 0  # the current track's number, new each time one starts (never by stamp)
         # The current run of bit-identical finite readings: its value (None: no run).
         self._same_value: float | None = None
@@ -159,21 +164,32 @@ class SensorState:
     def update_range(self, reading: RangeReading) -> None:
         """Store a range reading and extend (or restart) the range-rate track.
 
-        An invalid one (:func:`invalid_range`) is kept apart, and the last valid one stands. A
-        reading whose stamp cannot place it (:meth:`_unplaced`) is timed by its receipt.
+        An invalid one (:func:`invalid_range`) is kept apart, and the last valid one stands. The
+        scans of a driver that does not stamp them (:meth:`_judge_stamps`) are timed by their receipt.
         """
         with self._lock:
             last = self._range
             header_ns = reading.stamp_ns
-            receipt_why = self._unplaced(reading)
-            if receipt_why is not None:
-                reading = replace(reading, stamp_ns=round(reading.received_at * 1e9))
-            behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
-            if 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
-                # A late sample (transport reordering): the newer reading and the track stand. A
-                # longer step back is a restarted clock (a bag looping), taken below as before.
-                return
             why = invalid_range(reading)
+            if self._receipt_why is None and self._late(last, reading):
+                return
+            switched = why is None and self._judge_stamps(reading, last)
+            if self._receipt_why is not None:
+                # A copy (the same stamp and range as the last valid scan: a relay, a duplicated
+                # sample) keeps that scan's time and is the same scan again below, as with stamps:
+                # timed apart, copies made a flat track that lifted a standing child's brake.
+                copy = (not switched and last is not None and header_ns == self._header_ns
+                        and reading.range_m == last.range_m)
+                reading = replace(reading, stamp_ns=last.stamp_ns if copy and last is not None
+                                  else round(reading.received_at * 1e9))
+                if not switched and self._late(last, reading):
+                    return
+            if switched:
+                # Into receipt timing the track is kept, its points timed by their receipt: a new track
+                # would leave a provisional brake on the old one unlifted. Back to stamps, it restarts.
+                retimed = [(rcv, r, rcv) for _, r, rcv in self._track] if self._receipt_why is not None else []
+                self._track.clear()
+                self._track.extend(retimed)
             if why is not None:
                 self._invalid_why = why
                 if self._invalid_since is None:
@@ -181,7 +197,7 @@ class SensorState:
                 # A missed scan, whose stamp is not trusted (a NaN stamped 0, or an hour ahead): the
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
-            self._range, self._header_ns, self._receipt_why = reading, header_ns, receipt_why
+            self._range, self._header_ns = reading, header_ns
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
@@ -203,7 +219,7 @@ class SensorState:
                     self._track.clear()
                 return
             if self._track:
-                t0, r0 = self._track[-1]
+                t0, r0, _ = self._track[-1]
                 rate = self._rate_locked()
                 gone_too_long = t - t0 > self._cfg.range_rate_window_s
                 if rate is not None:
@@ -219,30 +235,45 @@ class SensorState:
                     self._track.clear()  # stamps went backwards, a long gap, or another object
             if not self._track:
                 self._track_id += 1
-            self._track.append((t, r))
+            self._track.append((t, r, reading.received_at))
             fit = self._fit_locked()
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
 
-    def _unplaced(self, reading: RangeReading) -> str | None:
-        """Why ``reading``'s header stamp cannot time it, or None when it can.
+    def _late(self, last: RangeReading | None, reading: RangeReading) -> bool:
+        """A late sample (transport reordering): the newer reading and the track stand.
 
-        The previous valid scan's stamp again is a republished scan when the range is the same
-        (nothing to add), but a new scan from a driver whose stamp does not advance when it
-        differs: taken as the same scan, its range was judged on the old track. Once so, every
-        scan with that stamp is (a moving object's range repeats now and then). A first stamp of
-        0 alone is no fault: sim time starts there.
+        A longer step back is a restarted clock (a bag looping), taken as a new track.
         """
-        last = self._range
-        if last is None or reading.stamp_ns != self._header_ns:
-            return None
-        if self._receipt_why is not None:
-            return self._receipt_why
-        if reading.range_m != last.range_m:
-            return ("header.stamp unset (0)" if reading.stamp_ns == 0 else
-                    f"header.stamp {reading.stamp_ns} not advancing (a new range with the same stamp)")
-        return None
+        behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
+        return 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s
+
+    def _judge_stamps(self, reading: RangeReading, last: RangeReading | None) -> bool:
+        """Judge whether the driver stamps its scans (a valid ``reading``); True when that changed.
+
+        :data:`UNSTAMPED_RUN` new ranges in a row under the previous scan's stamp (0, unset, or
+        any other) are a driver whose stamp does not advance: its scans are timed by their
+        receipt from then on, until as many scans in a row advance their stamps. A run, not one
+        scan: a clock stepping back, or coarse stamps (two scans per 100 ms stamp), repeat a
+        stamp now and then, and switching clocks restarts the track each time.
+        """
+        if last is None or self._header_ns is None:
+            return False
+        if reading.stamp_ns == self._header_ns:
+            if reading.range_m == last.range_m:
+                return False  # a copy: no evidence either way
+            self._reused, self._advanced = self._reused + 1, 0
+        else:
+            self._reused, self._advanced = 0, self._advanced + 1 if reading.stamp_ns > self._header_ns else 0
+        if self._receipt_why is None and self._reused >= UNSTAMPED_RUN:
+            self._receipt_why = ("header.stamp unset (0)" if reading.stamp_ns == 0 else
+                                 f"header.stamp not advancing ({reading.stamp_ns} on {UNSTAMPED_RUN} new ranges)")
+            return True
+        if self._receipt_why is not None and self._advanced >= UNSTAMPED_RUN:
+            self._receipt_why = None
+            return True
+        return False
 
     def update_odometry(self, speed_mps: float, received_at: float, yaw_rate_rps: float = 0.0) -> None:
         """Store the ego forward speed (m/s) and yaw rate (rad/s, left +) of one odometry message.
@@ -286,7 +317,7 @@ class SensorState:
         if len(self._track) < 2:
             return None
         t_last = self._track[-1][0]
-        pts = [(t, r) for t, r in self._track if t_last - t <= self._cfg.range_rate_window_s]
+        pts = [(t, r) for t, r, _ in self._track if t_last - t <= self._cfg.range_rate_window_s]
         if len(pts) < 2:
             return None
         n = len(pts)
