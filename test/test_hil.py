@@ -518,6 +518,35 @@ def test_bag_stream_replays_a_recording_in_time_order_and_loops(tmp_path):
     assert len(stream.episodes) >= 2 and not stream.closed_loop
 
 
+@pytest.mark.parametrize("gap_m,ends", [(60.0, True), (17.0, False)])
+def test_an_episode_left_crawling_after_a_released_brake_ends_unless_a_collision_is_near(gap_m, ends):
+    """Without a request the ego holds its speed: a fail-safe brake released at 0.7 m/s left it
+    crawling to the scenario's end, and the faults that followed met an ego too slow to judge.
+    Near the object (time to collision within CRAWL_TTC_S) the node must still stop it."""
+    from tiny_node.hil.source import CRAWL_S, CRAWL_TTC_S, BuiltinApproach, ClosedLoopStream
+
+    stream = ClosedLoopStream("approach", (BuiltinApproach(gap_m=gap_m, width=64, height=48, max_s=8.0)
+                                           for _ in itertools.count()))
+    t, brake, released_at = 0.0, True, None
+    while len(stream.episodes) == 1 and t < 6.0:
+        t += 0.02
+        stream.advance(t, brake)
+        tr = stream.truth() if len(stream.episodes) == 1 else None
+        if brake and tr is not None and tr.ego_speed_mps < 3.0:  # released below a quarter of 13.9 m/s
+            brake, released_at = False, t
+            assert (tr.ttc_s > CRAWL_TTC_S) is ends
+    first = stream.episodes[0]
+    assert released_at is not None
+    if ends:
+        assert not first.collided and first.t_end == pytest.approx(released_at + CRAWL_S, abs=0.03)
+        assert first.ended_early.startswith("crawling at ") and len(stream.episodes) == 2
+        assert stream.truth().ego_speed_mps == pytest.approx(50 / 3.6)  # the next episode drives
+    else:
+        # not cut short: the crawl into the car (no brake came again) is the episode's outcome
+        assert first.ended_early == "" and first.collided and first.impact_speed_kmh > 5.0
+    stream.close()
+
+
 def test_late_decision_excused_only_by_a_machine_stall_as_long_as_the_overrun():
     from tiny_node.hil.stallprobe import Stall
 

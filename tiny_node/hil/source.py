@@ -34,6 +34,16 @@ RATES_HZ: dict[str, float] = {"camera": 30.0, "range": 20.0, "odom": 50.0, "imu"
 PHYSICS_DT_S = 0.002
 #: Capture order within one instant: sensors before the frame they feed.
 KINDS = ("odom", "imu", "range", "camera")
+#: An episode whose ego the node braked below this fraction of its starting speed, and then
+#: released for :data:`CRAWL_S`, is over, as an AEB test run would be: without a request the ego
+#: holds its speed, so a fail-safe brake released at 0.7 m/s left it crawling to the scenario's
+#: end, and the faults that followed met an ego too slow for what they judge (a stuck range is
+#: timed only while moving).
+CRAWL_FRACTION = 0.25
+CRAWL_S = 0.5
+#: ... unless it is this close in time to a collision: that the node must still prevent, and the
+#: episode's outcome records (at 0.7 m/s the rules' TTC brake stops it short of the object).
+CRAWL_TTC_S = 3.0
 
 
 @dataclass
@@ -79,6 +89,8 @@ class Episode:
     min_gap_m: float = math.inf
     first_brake_t: float = math.nan
     final_speed_kmh: float = math.nan
+    #: Why it ended before its world did ("" : the world's end, or the run's): a crawl after a brake.
+    ended_early: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
@@ -296,6 +308,8 @@ class ClosedLoopStream:
         self._next: Future[World] = self._pool.submit(self._prepare)
         self._episodes = [Episode(self._world.name, 0.0)]
         self._due = {k: (0.01 if k == "camera" else 0.0) for k in KINDS}
+        self._start_speed = self._world.truth().ego_speed_mps
+        self._crawl_s = 0.0  # released after a brake, below CRAWL_FRACTION of the start speed, so long
 
     def _prepare(self) -> World:
         world = next(self._worlds)
@@ -311,6 +325,16 @@ class ClosedLoopStream:
         """The running episode's ground truth."""
         return self._world.truth()
 
+    def _crawling(self, ep: Episode, tr: Truth, brake: bool) -> None:
+        """Time a crawl after a released brake (:data:`CRAWL_FRACTION`); end the episode after :data:`CRAWL_S`."""
+        speed = tr.ego_speed_mps
+        crawl = (0.0 < speed < CRAWL_FRACTION * self._start_speed and not brake and not math.isnan(ep.first_brake_t)
+                 and not tr.ttc_s <= CRAWL_TTC_S and not tr.collided)
+        self._crawl_s = self._crawl_s + PHYSICS_DT_S if crawl else 0.0
+        if self._crawl_s >= CRAWL_S - 1e-9 and not ep.ended_early:
+            ep.ended_early = (f"crawling at {speed * 3.6:.1f} km/h for {CRAWL_S} s after its brake was released "
+                              f"(started at {self._start_speed * 3.6:.1f} km/h)")
+
     def _track(self, brake: bool) -> None:
         ep, tr = self._episodes[-1], self._world.truth()
         ep.min_gap_m = min(ep.min_gap_m, tr.gap_m) if math.isfinite(tr.gap_m) else ep.min_gap_m
@@ -319,18 +343,20 @@ class ClosedLoopStream:
             ep.first_brake_t = self._t - ep.t_start
         if tr.collided and not ep.collided:
             ep.collided, ep.impact_speed_kmh = True, tr.impact_speed_kmh
+        self._crawling(ep, tr, brake)
 
     def advance(self, t: float, brake: bool) -> list[Event]:
         """Physics in :data:`PHYSICS_DT_S` steps up to ``t``; sensor events as they fall due."""
         out: list[Event] = []
         while self._t < t:
-            if self._world.done():
+            if self._world.done() or self._episodes[-1].ended_early:
                 ep = self._episodes[-1]
                 ep.t_end = self._t
                 ep.final_speed_kmh = self._world.truth().ego_speed_mps * 3.6
                 self._world = self._next.result()  # raises what preparing it raised
                 self._next = self._pool.submit(self._prepare)
                 self._episodes.append(Episode(self._world.name, self._t))
+                self._start_speed, self._crawl_s = self._world.truth().ego_speed_mps, 0.0
             for kind in KINDS:
                 if self._t + 1e-9 >= self._due[kind]:
                     if kind == "camera":
