@@ -820,7 +820,7 @@ def test_the_summary_lists_the_frames_the_decider_judged_bad_by_their_stamps(tmp
 def test_a_range_driver_that_leaves_header_stamp_at_0_replays_without_phantom_brakes(tmp_path):
     """Every range scan stamped 0, a lead 40 m ahead at the ego's own 108 km/h: no range track
     formed, and the rules braked on every frame; the scans are now timed by their receipt (the
-    log time), and the replay brakes as the stamped drive did, while its track forms."""
+    log time), and the replay brakes only while its track forms."""
     stamped = drive(tmp_path / "rec", storage="sqlite3", seconds=3.0, gap0=40.0, speed=30.0, closing=0.0,
                     jitter_m=0.02)
     stamped_brakes = sum(d.brake for d in stamped.values())
@@ -829,8 +829,9 @@ def test_a_range_driver_that_leaves_header_stamp_at_0_replays_without_phantom_br
     replayed = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert len(replayed.decisions) == len(stamped) == 90
     brakes = [r for r in replayed.decisions if r.brake]
-    assert len(brakes) <= stamped_brakes + 3, [r.reason for r in brakes]  # one more track start
-    assert max(r.t for r in brakes) < 0.3
+    # the provisional brake on the new object, held longer than with stamps (0.23 against 0.03 s):
+    # a track timed by receipt judges a standing object allowing 50 ms of receipt jitter
+    assert brakes and max(r.t for r in brakes) < make_config().rules.range_rate_window_s, [r.reason for r in brakes]
 
 
 def _outputs(out: Path) -> dict[str, bytes]:

@@ -415,6 +415,49 @@ def test_a_copy_of_an_unstamped_scan_between_nans_does_not_keep_the_range_fresh(
     assert any(f.startswith("range: NaN reading (sensor error) for 0.5") for f in faults), faults
 
 
+def _child_ahead(s: SensorState, scans, speed: float = 15.7):
+    """Rule verdicts on every scan of ``scans`` ((receipt s, range m), unstamped) at ``speed``."""
+    from tiny_node.rules import RulePath
+
+    rules, out = RulePath(RuleConfig()), []
+    for rcv, r in sorted(scans):
+        s.update_odometry(speed, rcv)
+        s.update_range(RangeReading(r, 0.2, 100.0, 0, rcv))
+        out.append(rules.decide(s.snapshot(rcv + 0.001))[0])
+    return out
+
+
+@pytest.mark.parametrize("lag_s", [0.06, 0.12])
+def test_a_lagging_copy_of_an_unstamped_scan_does_not_read_as_the_child_moving_away(lag_s):
+    """A second publisher repeating each scan after the next one arrived: each copy, a few ms after
+    a newer scan and farther, made a two-point track reading +80 m/s ("not closing")."""
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, lambda i: 0, n=10)  # known unstamped by now
+    scans = [(1.5 + i * 0.05, 30.0 - 15.7 * i * 0.05) for i in range(20)]
+    verdicts = _child_ahead(s, scans + [(t + lag_s, r) for t, r in scans])
+    assert all(v.brake and v.refutes_track is None for v in verdicts), [v.reason for v in verdicts if not v.brake]
+
+
+def test_a_latency_step_after_a_childs_first_scan_does_not_lift_its_brake():
+    """Delivery 90 ms later from the child's second scan on: the first interval read too long and
+    the closing speed 3-4 times too low, which "showed" the child was not standing still."""
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, lambda i: 0, n=10)
+    scans = [(1.5 + i * 0.05 + (0.09 if i else 0.0), 30.0 - 15.7 * i * 0.05) for i in range(20)]
+    assert all(v.brake and v.refutes_track is None for v in _child_ahead(s, scans))
+
+
+def test_one_nan_on_an_empty_road_is_no_lasting_fault_for_an_unstamped_driver():
+    """Stamp 0 names no scan: +Inf again and again is new readings, not one scan republished, and
+    one NaN among them was a fail-safe brake until an object came."""
+    s = SensorState(RuleConfig())
+    for i in range(40):
+        t = 1.0 + i * 0.05
+        s.update_odometry(25.0, t)
+        s.update_range(RangeReading(math.nan if i == 10 else math.inf, 0.2, 100.0, 0, t))
+    assert s.snapshot(2.96).faults == () and s.snapshot(2.96).warnings == ()
+
+
 @pytest.mark.parametrize("stamp_ns,unstamped", [
     (lambda i: 5_000_000_000 + (i // 2) * 100_000_000, False),  # 100 ms stamps: two scans per stamp
     (lambda i: 5_000_000_000 + (i - (4 if i >= 20 else 0)) * 50_000_000, False),  # a step back by 0.2 s

@@ -53,6 +53,19 @@ def time_to_collision(distance: float, closing_speed: float) -> float:
     return max(distance, 0.0) / closing_speed
 
 
+def shows_moving(snap: SensorSnapshot, closing: float, cfg: RuleConfig) -> bool:
+    """The range track shows the object is not standing: measured ``closing`` beyond its noise.
+
+    Its error is at least the sensor's own (``range_rate_se_sensor``): a young track's residuals
+    can be ~0, and 2-3 scans (5 standard errors: 7-35 m/s at 20 Hz and 5 cm + 0.5 %) cannot tell
+    a standing child from a lead at the ego's speed at low speed. No ``closing_min_mps`` here:
+    that floor is against braking on noise, not for judging the object.
+    """
+    v_ego = snap.ego_speed or 0.0
+    se = max(snap.range_rate_se, snap.range_rate_se_sensor)
+    return snap.track_id > 0 and closing + cfg.closing_sigmas * se < v_ego
+
+
 class RulePath:
     """Stateless evaluation of the rule; every constant comes from :class:`RuleConfig`."""
 
@@ -103,10 +116,15 @@ class RulePath:
         rate = snap.range_rate
         if rate is not None and not (math.isfinite(rate) and math.isfinite(snap.range_rate_se)):
             rate = None  # no usable track: the object taken as stationary, as without one
-        closing = -rate if rate is not None else v_ego
+        # A track timed by receipt (a driver that does not stamp) counts only once it shows the
+        # object is not standing: until then the object is taken as standing (or closing as
+        # measured, if faster). A second publisher's late copies made such a track read a child
+        # 30 m ahead as closing at 14 +- 40 m/s: "within the noise", no brake.
+        doubt = rate is not None and snap.range_timed_by_receipt is not None and not shows_moving(snap, -rate, cfg)
+        closing = v_ego if rate is None else max(-rate, v_ego) if doubt else -rate
         # A closing speed measured from the range track counts for the RSS rule only beyond its
         # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
-        noise = 0.0 if rate is None else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
+        noise = 0.0 if rate is None or doubt else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
         ttc = time_to_collision(distance, closing)
@@ -115,7 +133,9 @@ class RulePath:
             "ego_speed_mps": f"{v_ego:.2f}",
             "closing_speed_mps": f"{closing:.2f}",
             "closing_noise_mps": f"{noise:.2f}",
-            "closing_from": ("range_rate" if rate is not None else
+            "closing_from": (f"max(ego_speed, range_rate): the track, timed by receipt, does not show the "
+                             f"object moving ({rate:+.2f} m/s)" if doubt and rate is not None else
+                             "range_rate" if rate is not None else
                              "ego_speed" if snap.range_rate is None else
                              f"ego_speed (range rate {snap.range_rate!r} +- {snap.range_rate_se!r} not finite)"),
             "object_speed_mps": f"{v_obj:.2f}",
@@ -126,8 +146,9 @@ class RulePath:
             return Verdict(True, 1.0, "object closer than min_range"), figures
         # No track: the brake is taken now (a child stepping out must not wait for a second scan)
         # but is provisional, since its closing speed is an assumption the next scans may refute.
-        tracked = rate is not None
-        assumed = "" if tracked else ", assumed stationary: no range track yet"
+        tracked = rate is not None and not doubt
+        assumed = ("" if tracked else ", assumed stationary: no range track yet" if rate is None else
+                   ", assumed stationary: its range track, timed by receipt, does not show it moving yet")
         provisional_track = None if tracked else snap.track_id
         if distance <= d_safe and closing > noise:
             return Verdict(
@@ -140,14 +161,8 @@ class RulePath:
                 True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m{assumed}",
                 provisional_track=provisional_track,
             ), figures
-        # Clear on a track that shows the object is not stationary: what lifts a provisional brake
-        # on it. Its error is at least the sensor's own: a young track's residuals can be ~0, and
-        # 2-3 scans (5 standard errors: 7-35 m/s at 20 Hz and 5 cm + 0.5 %) cannot tell a standing
-        # child from a lead at the ego's speed at low speed; it lifts nothing yet. No
-        # closing_min_mps here: that floor is against braking on noise, not for judging the object.
-        se = max(snap.range_rate_se, snap.range_rate_se_sensor)
-        refutes = tracked and snap.track_id > 0 and closing + cfg.closing_sigmas * se < v_ego
-        refutes_track = snap.track_id if refutes else None
+        # Clear on a track that shows the object is not stationary: what lifts a provisional brake on it.
+        refutes_track = snap.track_id if tracked and shows_moving(snap, closing, cfg) else None
         if closing <= 0.0:  # inside the safe distance perhaps, but not closing: say so, not the opposite
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)",

@@ -43,6 +43,13 @@ REORDER_TOLERANCE = 0.5
 NOISE_ALPHA = 0.05
 # New ranges in a row under one stamp that make a driver unstamped, and advancing stamps that end it.
 UNSTAMPED_RUN = 3
+# A track timed by receipt gives a rate only from this many points over this span (a burst, a
+# lagging copy of an older scan or one late delivery is no track yet: each read +80 m/s, "not
+# closing", on a standing child), and judges a standing object allowing this much receipt jitter:
+# its range moves by the ego's speed times the jitter, and one latency step lifted a child's brake.
+RECEIPT_MIN_POINTS = 3
+RECEIPT_MIN_SPAN_S = 0.1
+RECEIPT_JITTER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,8 @@ class SensorSnapshot:
     #: Number of the range track holding the newest reading (0: none), new with every track: a
     #: verdict on the track is known to be about the object a reading of it showed.
     track_id: int = 0
-    #: Why the newest range reading is timed by its receipt, not its header stamp (None: it is
-    #: not): its track and closing speed then carry the transport's jitter.
+    #: Why the range driver's scans are timed by their receipt, not their header stamps (None:
+    #: they are not): its track and closing speed then carry the transport's jitter.
     range_timed_by_receipt: str | None = None
 
     @property
@@ -179,7 +186,7 @@ class SensorState:
                 # sample) keeps that scan's time and is the same scan again below, as with stamps:
                 # timed apart, copies made a flat track that lifted a standing child's brake.
                 copy = (not switched and last is not None and header_ns == self._header_ns
-                        and reading.range_m == last.range_m)
+                        and math.isfinite(reading.range_m) and reading.range_m == last.range_m)
                 reading = replace(reading, stamp_ns=last.stamp_ns if copy and last is not None
                                   else round(reading.received_at * 1e9))
                 if not switched and self._late(last, reading):
@@ -207,7 +214,11 @@ class SensorState:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
                 # add to the track, and no reason to drop it, which would lose the closing speed.
                 # Nor does it end a run of invalid readings: republished between NaNs, it kept the
-                # range "fresh" and the fault never came.
+                # range "fresh" and the fault never came. But stamp 0 names no scan: an unstamped
+                # driver's clear road (+Inf again and again) is new readings, and one NaN on an
+                # empty road was a fail-safe brake until an object came.
+                if header_ns == 0 and not math.isfinite(r):
+                    self._invalid_why = self._invalid_since = None
                 return
             self._invalid_why = self._invalid_since = None
             if not math.isfinite(r):
@@ -321,6 +332,8 @@ class SensorState:
         if len(pts) < 2:
             return None
         n = len(pts)
+        if self._receipt_why is not None and (n < RECEIPT_MIN_POINTS or pts[-1][0] - pts[0][0] < RECEIPT_MIN_SPAN_S):
+            return None
         mt = sum(t for t, _ in pts) / n
         mr = sum(r for _, r in pts) / n
         var = sum((t - mt) ** 2 for t, _ in pts)
@@ -333,6 +346,9 @@ class SensorState:
         # two points fit exactly, and a few points' residuals (or a running mean of them) can be
         # far too small, which let a child's first scans at 2 m/s "show" it was not standing still.
         floor = self._cfg.range_noise_m + self._cfg.range_noise_frac * pts[-1][1]
+        if self._receipt_why is not None:
+            ego = abs(self._speed) if self._speed is not None and math.isfinite(self._speed) else 0.0
+            floor = math.hypot(floor, ego * RECEIPT_JITTER_S)
         return slope, math.sqrt(noise_var / var), res_var, floor / math.sqrt(var)
 
     def snapshot(self, now: float) -> SensorSnapshot:
