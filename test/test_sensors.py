@@ -447,6 +447,20 @@ def test_a_latency_step_after_a_childs_first_scan_does_not_lift_its_brake():
     assert all(v.brake and v.refutes_track is None for v in _child_ahead(s, scans))
 
 
+@pytest.mark.parametrize("speed,object_speed", [(15.7, 0.0), (10.0, -15.0)])
+def test_a_track_timed_by_receipt_that_shows_closing_makes_the_brake_final(speed, object_speed):
+    """A standing child, or an oncoming car: once the track shows the object closing beyond its
+    noise, the brake is no longer provisional (held brake_hold_s, not 0.5 s), and an oncoming car
+    closes as measured, not at the ego's speed."""
+    s = SensorState(RuleConfig())
+    _lead_at_ego_speed(s, lambda i: 0, n=10)
+    closing = speed - object_speed
+    scans = [(1.5 + i * 0.05, 40.0 - closing * i * 0.05) for i in range(14)]  # the lead starts to close
+    verdicts = _child_ahead(s, scans, speed=speed)[-4:]  # inside the RSS distance by now
+    assert all(v.brake and v.provisional_track is None for v in verdicts), [v.reason for v in verdicts]
+    assert f"object {object_speed:.1f} m/s" in verdicts[-1].reason
+
+
 def test_one_nan_on_an_empty_road_is_no_lasting_fault_for_an_unstamped_driver():
     """Stamp 0 names no scan: +Inf again and again is new readings, not one scan republished, and
     one NaN among them was a fail-safe brake until an object came."""

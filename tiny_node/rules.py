@@ -116,15 +116,18 @@ class RulePath:
         rate = snap.range_rate
         if rate is not None and not (math.isfinite(rate) and math.isfinite(snap.range_rate_se)):
             rate = None  # no usable track: the object taken as stationary, as without one
-        # A track timed by receipt (a driver that does not stamp) counts only once it shows the
-        # object is not standing: until then the object is taken as standing (or closing as
-        # measured, if faster). A second publisher's late copies made such a track read a child
-        # 30 m ahead as closing at 14 +- 40 m/s: "within the noise", no brake.
-        doubt = rate is not None and snap.range_timed_by_receipt is not None and not shows_moving(snap, -rate, cfg)
-        closing = v_ego if rate is None else max(-rate, v_ego) if doubt else -rate
         # A closing speed measured from the range track counts for the RSS rule only beyond its
         # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
-        noise = 0.0 if rate is None or doubt else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
+        measured_noise = 0.0 if rate is None else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
+        # A track timed by receipt (a driver that does not stamp) counts only once it shows the
+        # object is not standing: until then the object is taken as standing, or closing as
+        # measured if that is faster beyond the noise (an oncoming car). A second publisher's
+        # late copies made such a track read a child 30 m ahead as closing at 14 +- 40 m/s:
+        # "within the noise", no brake.
+        doubt = rate is not None and snap.range_timed_by_receipt is not None and not shows_moving(snap, -rate, cfg)
+        standing = rate is None or (doubt and not -rate > v_ego + measured_noise)
+        closing = v_ego if standing or rate is None else -rate
+        noise = 0.0 if rate is None or doubt else measured_noise
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
         ttc = time_to_collision(distance, closing)
@@ -133,8 +136,9 @@ class RulePath:
             "ego_speed_mps": f"{v_ego:.2f}",
             "closing_speed_mps": f"{closing:.2f}",
             "closing_noise_mps": f"{noise:.2f}",
-            "closing_from": (f"max(ego_speed, range_rate): the track, timed by receipt, does not show the "
-                             f"object moving ({rate:+.2f} m/s)" if doubt and rate is not None else
+            "closing_from": (f"{'ego_speed' if standing else 'range_rate'}: the track, timed by receipt, "
+                             f"does not show the object moving (range rate {rate:+.2f} m/s)"
+                             if doubt and rate is not None else
                              "range_rate" if rate is not None else
                              "ego_speed" if snap.range_rate is None else
                              f"ego_speed (range rate {snap.range_rate!r} +- {snap.range_rate_se!r} not finite)"),
@@ -146,9 +150,11 @@ class RulePath:
             return Verdict(True, 1.0, "object closer than min_range"), figures
         # No track: the brake is taken now (a child stepping out must not wait for a second scan)
         # but is provisional, since its closing speed is an assumption the next scans may refute.
-        tracked = rate is not None and not doubt
-        assumed = ("" if tracked else ", assumed stationary: no range track yet" if rate is None else
-                   ", assumed stationary: its range track, timed by receipt, does not show it moving yet")
+        # A brake is final when a track stands behind it: also a track timed by receipt that shows the
+        # object closing beyond its noise, so a standing child's brake is held brake_hold_s, not 0.5 s.
+        tracked = rate is not None and (not doubt or -rate > measured_noise)
+        assumed = ("" if not standing else ", assumed stationary: no range track yet" if rate is None
+                   else ", taken as standing: its range track, timed by receipt, does not show it moving")
         provisional_track = None if tracked else snap.track_id
         if distance <= d_safe and closing > noise:
             return Verdict(
