@@ -223,10 +223,13 @@ def test_range_stuck_on_no_return_is_a_documented_gap_not_a_failure():
     fault = F.RangeFault("stuck")
     fault.start = 2.0
     ctx = _Ctx()
-    assert fault.on_sensor(ctx, "range", 1, math.inf) == (1, math.inf)
+    assert fault.on_sensor(ctx, "range", 1, math.inf) == (1, math.inf)  # a no-return goes out as it is
     rec = _rec()
     res = fault.check(rec)
-    assert "no return" in res.known_gap and not any("range: stuck" in f for f in res.failures)
+    assert "no object in range" in res.known_gap and not any("range: stuck" in f for f in res.failures)
+    # the first object seen is frozen: a missed scan when the window opens no longer leaves nothing to judge
+    assert fault.on_sensor(ctx, "range", 2, 20.0) == (2, 20.0)
+    assert fault.on_sensor(ctx, "range", 3, 19.5) == (3, 20.0) and fault.info["frozen_m"] == 20.0
 
 
 def _stuck_record(restart_at: float, *, truth: bool = True, detect_at: float = 3.1) -> tuple[RunRecord, F.RangeFault]:
@@ -1015,7 +1018,7 @@ def test_a_check_that_did_not_judge_everything_says_so_on_every_report(tmp_path)
 
     stuck = F.RangeFault("stuck")
     stuck.start = 2.0
-    stuck.on_sensor(_Ctx(), "range", 1, math.inf)  # frozen on "no return"
+    stuck.on_sensor(_Ctx(), "range", 1, math.inf)  # no object in range while it lasts
     run = _rec()
     run.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(210)]
     run.decisions = {i: [_decision(1.0 + i / 30 + 0.008, rules_reason="clear: no object within range")]
@@ -1029,7 +1032,7 @@ def test_a_check_that_did_not_judge_everything_says_so_on_every_report(tmp_path)
     full = CheckResult("range_posinf", "main", "", True, observed=["15/15 clear"])
     lines = dict(zip(("range_stuck", "range_nan", "range_posinf"),
                      console_table([gap, unsampled, full]).splitlines(), strict=True))
-    assert "PASS (known gap)" in lines["range_stuck"] and "known gap: the range froze at inf" in lines["range_stuck"]
+    assert "PASS (known gap)" in lines["range_stuck"] and "known gap: no object in range" in lines["range_stuck"]
     assert "PASS (not all judged)" in lines["range_nan"]
     assert "not judged: 'sensors' level 2 not sampled" in lines["range_nan"]
     assert lines["range_posinf"].split()[1] == "PASS" and "15/15 clear" in lines["range_posinf"]

@@ -38,6 +38,7 @@ from tiny_node.hil.record import (
     first_time,
     timing_failures,
 )
+from tiny_node.sensors import UNSTAMPED_RUN
 
 #: Frames due this close to a sensor or model fault's end are not judged by its "during"
 #: checks: a frame and the (already unfaulted) reading or parameter that follows it can go
@@ -637,6 +638,9 @@ class RangeFault(Fault):
         "stuck": "after range_stuck_s of identical readings while the ego moves: fail-safe brake, reason "
                  "'range: stuck', decision level ERROR, sensors diagnostic ERROR; no fail-safe once the "
                  "value changes",
+        "unstamped": "header.stamp left at 0: from the fourth scan on timed by their receipt ('closing_from' "
+                     "says 'timed by receipt', sensors diagnostic WARN 'header.stamp unset'), no fail-safe; "
+                     "back on the stamps three scans after they return",
     }
 
     def __init__(self, kind: str = "nan", duration_s: float | None = None, recovery_s: float = 2.5) -> None:
@@ -644,7 +648,7 @@ class RangeFault(Fault):
             raise ValueError(f"range fault kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
         # A stuck value needs range_stuck_s (1 s by default) before it can be told from a steady gap;
         # NaN and negative readings range_timeout_s (0.5 s) before they are a fault, not one missed scan.
-        default_s = {"stuck": 2.0, "nan": 1.5, "negative": 1.5}.get(kind, 0.8)
+        default_s = {"stuck": 2.0, "nan": 1.5, "negative": 1.5, "unstamped": 1.5}.get(kind, 0.8)
         super().__init__(duration_s if duration_s is not None else default_s, recovery_s)
         self.kind = kind
         self.name = f"range_{kind.replace('+', 'pos').replace('-', 'neg')}"
@@ -656,17 +660,26 @@ class RangeFault(Fault):
         if kind != "range":
             return stamp_ns, value
         if self.kind == "stuck":
+            if self._stuck is None and not math.isfinite(value):
+                # a no-return (a missed scan, nothing in range) goes out as it is: frozen there, the
+                # range reads as an empty road and nothing could be judged
+                return stamp_ns, value
             if self._stuck is None:
                 self._stuck = value
                 self.info["frozen_m"] = value
                 self.info["frozen_at"] = ctx.now()  # the node's stuck timer starts with this reading
             return stamp_ns, self._stuck
+        if self.kind == "unstamped":
+            return 0, value
         return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Per kind, see :data:`KINDS`."""
         if self.kind in ("nan", "negative"):
             self._invalid_checks(rec, w, res)
+            return
+        if self.kind == "unstamped":
+            self._unstamped_checks(rec, w, res)
             return
         inside = [r for r in rec.between(w.start + 0.12, w.end - EDGE_S) if r.decision is not None]
         _require(res, len(inside) >= per_rate(5, rec), f"only {len(inside)} frames decided during the fault "
@@ -729,6 +742,41 @@ class RangeFault(Fault):
                     lasts_s=w.end - w.start - rec.range_timeout_s, what="range fault")
         _rules_recovered(rec, w, res)
 
+    def _unstamped_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Scans timed by their receipt from the fourth unstamped one on, a sensors WARN; stamps again after.
+
+        Judged on the frames whose rule verdict has a closing speed (``closing_from``; a clear
+        road has none) from three scans (and one period of receipt jitter) after the switch: none
+        from a track on the stamps, enough from one timed by receipt (a new track, after an
+        episode restart, has no rate for its first 0.1 s: the ego's speed).
+        """
+        settle = (UNSTAMPED_RUN + 1) * rec.range_period_s + TRANSPORT_S
+
+        def closing(t0: float, t1: float) -> list[str]:
+            return [str(r.values["closing_from"]) for r in rec.between(t0, t1)
+                    if r.decision is not None and "closing_from" in r.values]
+
+        inside, after = closing(w.start + settle, w.end - EDGE_S), closing(w.end + settle, w.until)
+        timed = [x for x in inside if "timed by receipt" in x]
+        stamped = [x for x in inside if x.startswith("range_rate") and "timed by receipt" not in x]
+        _require(res, not stamped, f"unstamped scans timed by their stamps: {_distinct(stamped)}")
+        if len(inside) < per_rate(5, rec):
+            res.not_judged.append(f"receipt timing ({len(inside)} frames with a range to judge in the window)")
+        else:
+            res.observed.append(f"{len(timed)}/{len(inside)} closing speeds from a track timed by receipt")
+            _require(res, len(timed) >= per_rate(5, rec), f"only {len(timed)} closing speeds from a track timed "
+                     f"by receipt (need {per_rate(5, rec)}): {_distinct(inside)}")
+        _require(res, not any("timed by receipt" in x for x in after),
+                 f"still timed by receipt after the stamps returned: {_distinct(after)}")
+        bad = [r for r in rec.between(w.start, w.until) if r.decision is not None
+               and str(r.values.get("rules_reason", "")).startswith("fail-safe")]
+        _require(res, not bad, f"{len(bad)} fail-safe decisions: {_distinct(r.values['rules_reason'] for r in bad)}")
+        if _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                       lasts_s=w.end - w.start - settle, what="unstamped range scans") is not None:
+            said = [d.message for d in rec.diag("sensors", w.start, w.end + rec.diag_period_s + 0.1)
+                    if "header.stamp unset" in d.message]
+            _require(res, bool(said), "the sensors diagnostic never said 'header.stamp unset'")
+
     def _stuck_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Fail-safe on every frame from range_stuck_s into the fault while the ego moves."""
         if rec.range_stuck_s <= 0.0:
@@ -737,9 +785,9 @@ class RangeFault(Fault):
             return
         frozen = float(self.info.get("frozen_m", math.nan))
         if not math.isfinite(frozen):
-            res.known_gap = (f"the range froze at {frozen} (no return): a sensor stuck on 'no object' "
+            res.known_gap = ("no object in range while the fault lasted: a sensor stuck on 'no object' "
                              "reads like an empty road and is not detected by the range alone")
-            res.not_judged.append(f"stuck detection (the range froze at {frozen})")
+            res.not_judged.append("stuck detection (no finite range to freeze)")
             return
         # From the first frozen reading sent (up to a range period after the window opens), plus
         # range_stuck_s, the one more reading receipt jitter may cost (the node times a stuck
@@ -1083,6 +1131,7 @@ FAULTS: dict[str, Callable[[], Fault]] = {
     "slow_model": SlowModel,
     "cpu_load": CpuLoad,
     "memory_pressure": MemoryPressure,
+    "range_unstamped": _range("unstamped"),  # last of the main run: the faults before keep their times
     "clock_jump": ClockJump,
     "corrupt_frames_compressed": CorruptFrames,
     "bundle_corrupt": BundleCorrupt,
