@@ -832,6 +832,8 @@ def test_a_range_driver_that_leaves_header_stamp_at_0_replays_without_phantom_br
     # the provisional brake on the new object, held longer than with stamps (0.23 against 0.03 s):
     # a track timed by receipt judges a standing object allowing 50 ms of receipt jitter
     assert brakes and max(r.t for r in brakes) < make_config().rules.range_rate_window_s, [r.reason for r in brakes]
+    said = [w for w in replayed.summary["warnings"] if "header.stamp unset (0)" in w]
+    assert len(said) == 1 and said[0].startswith("/range: header.stamp unset (0): its scans are timed by their log")
 
 
 def _outputs(out: Path) -> dict[str, bytes]:

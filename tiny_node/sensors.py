@@ -164,6 +164,12 @@ class SensorState:
         self._same_moving_s = 0.0
         self._noise_var: float | None = None  # running mean of the range fit's residual variance (m^2)
 
+    @property
+    def range_timed_by_receipt(self) -> str | None:
+        """Why the range driver's scans are timed by their receipt now (None: by their stamps)."""
+        with self._lock:
+            return self._receipt_why
+
     def reconfigure(self, cfg: RuleConfig) -> None:
         """Take new timeouts / track parameters."""
         self._cfg = cfg

@@ -341,6 +341,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     bounds = startup_bounds(cfg)
     waiting: dict[str, float] = {}
     judged_waiting: dict[float, tuple[str, ...]] = {}
+    unstamped: set[str] = set()  # why the range driver's scans were timed by receipt, each said once
 
     # roles whose bound ran out in this window and not yet heard, and required roles the bag lacks:
     # a fault, for which the core brakes anyway (not start-up)
@@ -412,6 +413,10 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 series.range_t.append(t)
                 series.range_m.append(rng)
                 emit(ls.range(t, rng, stamp, lo, hi))
+                if (why := ls.sensors.range_timed_by_receipt) is not None and why not in unstamped:
+                    unstamped.add(why)  # said once: the node's sensors diagnostic says it every period
+                    warnings.append(f"{conn.topic}: {why}: its scans are timed by their log time (the node: "
+                                    f"their receipt) from {t:.2f} s; the closing speed carries that jitter")
             elif role == "odom":
                 speed = float(msg.twist.twist.linear.x)
                 series.speed_t.append(t)
