@@ -53,8 +53,11 @@ def time_to_collision(distance: float, closing_speed: float) -> float:
     return max(distance, 0.0) / closing_speed
 
 
-def shows_moving(snap: SensorSnapshot, closing: float, cfg: RuleConfig) -> bool:
-    """The range track shows the object is not standing: measured ``closing`` beyond its noise.
+def closes_slower_than_standing(snap: SensorSnapshot, closing: float, cfg: RuleConfig) -> bool:
+    """The range track shows the object closes slower than a standing one (it moves with us, or away).
+
+    That is what refutes a brake taken on a standing object: measured ``closing`` below the
+    ego's speed beyond its noise (an oncoming object closes faster, and refutes nothing).
 
     Its error is at least the sensor's own (``range_rate_se_sensor``): a young track's residuals
     can be ~0, and 2-3 scans (5 standard errors: 7-35 m/s at 20 Hz and 5 cm + 0.5 %) cannot tell
@@ -120,11 +123,12 @@ class RulePath:
         # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
         measured_noise = 0.0 if rate is None else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
         # A track timed by receipt (a driver that does not stamp) counts only once it shows the
-        # object is not standing: until then the object is taken as standing, or closing as
-        # measured if that is faster beyond the noise (an oncoming car). A second publisher's
+        # object closes slower than a standing one: until then the object is taken as standing, or
+        # closing as measured if that is faster beyond the noise (an oncoming car). A second publisher's
         # late copies made such a track read a child 30 m ahead as closing at 14 +- 40 m/s:
         # "within the noise", no brake.
-        doubt = rate is not None and snap.range_timed_by_receipt is not None and not shows_moving(snap, -rate, cfg)
+        doubt = (rate is not None and snap.range_timed_by_receipt is not None
+                 and not closes_slower_than_standing(snap, -rate, cfg))
         standing = rate is None or (doubt and not -rate > v_ego + measured_noise)
         closing = v_ego if standing or rate is None else -rate
         noise = 0.0 if rate is None or doubt else measured_noise
@@ -137,7 +141,7 @@ class RulePath:
             "closing_speed_mps": f"{closing:.2f}",
             "closing_noise_mps": f"{noise:.2f}",
             "closing_from": (f"{'ego_speed' if standing else 'range_rate'}: the track, timed by receipt, "
-                             f"does not show the object moving (range rate {rate:+.2f} m/s)"
+                             f"does not show the object slower than a standing one (range rate {rate:+.2f} m/s)"
                              if doubt and rate is not None else
                              "range_rate" if rate is not None else
                              "ego_speed" if snap.range_rate is None else
@@ -154,7 +158,7 @@ class RulePath:
         # object closing beyond its noise, so a standing child's brake is held brake_hold_s, not 0.5 s.
         tracked = rate is not None and (not doubt or -rate > measured_noise)
         assumed = ("" if not standing else ", assumed stationary: no range track yet" if rate is None
-                   else ", taken as standing: its range track, timed by receipt, does not show it moving")
+                   else ", taken as standing: its range track, timed by receipt, cannot tell")
         provisional_track = None if tracked else snap.track_id
         if distance <= d_safe and closing > noise:
             return Verdict(
@@ -168,7 +172,7 @@ class RulePath:
                 provisional_track=provisional_track,
             ), figures
         # Clear on a track that shows the object is not stationary: what lifts a provisional brake on it.
-        refutes_track = snap.track_id if tracked and shows_moving(snap, closing, cfg) else None
+        refutes_track = snap.track_id if tracked and closes_slower_than_standing(snap, closing, cfg) else None
         if closing <= 0.0:  # inside the safe distance perhaps, but not closing: say so, not the opposite
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)",
