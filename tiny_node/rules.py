@@ -84,8 +84,6 @@ class RulePath:
         verdict, figures = self._decide(snap)
         if snap.warnings:
             figures["sensor_warnings"] = "; ".join(snap.warnings)
-        if snap.range_timed_by_receipt is not None and figures.get("closing_from") == "range_rate":
-            figures["closing_from"] += f" (scans timed by receipt: {snap.range_timed_by_receipt})"
         return verdict, figures
 
     def _decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
@@ -131,7 +129,7 @@ class RulePath:
                  and not closes_slower_than_standing(snap, -rate, cfg))
         standing = rate is None or (doubt and not -rate > v_ego + measured_noise)
         closing = v_ego if standing or rate is None else -rate
-        noise = 0.0 if rate is None or doubt else measured_noise
+        noise = 0.0 if doubt else measured_noise
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
         ttc = time_to_collision(distance, closing)
@@ -143,7 +141,9 @@ class RulePath:
             "closing_from": (f"{'ego_speed' if standing else 'range_rate'}: the track, timed by receipt, "
                              f"does not show the object slower than a standing one (range rate {rate:+.2f} m/s)"
                              if doubt and rate is not None else
-                             "range_rate" if rate is not None else
+                             "range_rate" + ("" if snap.range_timed_by_receipt is None else
+                                             f" (scans timed by receipt: {snap.range_timed_by_receipt})")
+                             if rate is not None else
                              "ego_speed" if snap.range_rate is None else
                              f"ego_speed (range rate {snap.range_rate!r} +- {snap.range_rate_se!r} not finite)"),
             "object_speed_mps": f"{v_obj:.2f}",
