@@ -1,5 +1,7 @@
 # tiny_node developer entry points.  Everything runs from the project's own .venv,
 # created on first use; the editable install is redone only when the packaging files change.
+# The demos and the benchmark install what the node runs on (RUN_EXTRAS); the tests, lint and
+# colcon everything (EXTRAS: torch for the factory, pytest, ruff, mypy, colcon) into the same venv.
 #
 #   make demo     a short part of the scenario suite, rules only vs model + rules
 #   make demo-dds the node in its own process driven over DDS (tiny-node demo)
@@ -15,6 +17,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tiny_node-dev.stamp
 EXTRAS ?= ros,dev,ncap,train
+RUN_STAMP  := $(VENV)/.tiny_node-run.stamp
+RUN_EXTRAS ?= ros,ncap
+PACKAGING  := setup.py setup.cfg package.xml pyproject.toml
 
 .PHONY: venv demo demo-dds test test-jazzy lint bench colcon clean distclean
 
@@ -23,18 +28,28 @@ venv: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): setup.py setup.cfg package.xml pyproject.toml | $(BIN)/python
+$(STAMP): $(PACKAGING) | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
+	touch $@
+
+# The node's own dependencies only (no torch: 0.75 GB installed): what a vehicle or a demo needs. A full
+# install newer than the packaging files has them already.
+$(RUN_STAMP): $(PACKAGING) | $(BIN)/python
+	@if [ -f $(STAMP) ] && [ -z "$$(find $(PACKAGING) -newer $(STAMP))" ]; then \
+	  echo "$(VENV) has the full install ($(EXTRAS))"; \
+	else \
+	  $(BIN)/python -m pip install -e '.[$(RUN_EXTRAS)]'; \
+	fi
 	touch $@
 
 # The built-in default model when it ships, else the generated test model.
 DEMO_MODEL ?= $(if $(wildcard tiny_node/data/default_model/manifest.yaml),default,test)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/tiny-node sim --suite smoke --compare --model $(DEMO_MODEL) --out out/demo --no-resume
 
 # The node in its own process over real DDS, closed loop on its brake decisions.
-demo-dds: $(STAMP)
+demo-dds: $(RUN_STAMP)
 	$(BIN)/tiny-node demo
 
 lint: $(STAMP)
@@ -59,7 +74,7 @@ test-jazzy: $(JAZZY_STAMP)
 	$(JAZZY_VENV)/bin/python -c "import rclpy, importlib.metadata as m; print('rclpy', m.version('ros-rclpy'))"
 	$(JAZZY_VENV)/bin/pytest -q -p no:cacheprovider $(JAZZY_TESTS)
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	@if ! command -v stress-ng >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing stress-ng (Debian package) for the CPU-load runs"; \
