@@ -75,6 +75,23 @@ def test_ccrs_30_is_avoided_with_rules_only(cfg):
     assert any(r.brake_request for r in res.timeline)
 
 
+def test_a_scored_drive_whose_target_never_enters_the_path_is_no_target_not_a_pass(cfg):
+    """A CPNA file with heading 0 for 90: the adult walks along the pavement, the ego never brakes, and
+    the run was "avoided", green, 1 point."""
+    from tiny_node.sim.report import totals
+
+    walker = ActorSpec("adult", Trajectory(x_m=40.0, y_m=-5.0, heading_deg=0.0, speed_kmh=5.0), name="walker")
+    sc = Scenario(name="cpna_heading_typo", ego_speed_kmh=40.0, actors=(walker,), duration_s=3.0,
+                  expect="avoid", protocol="CPNA-25")
+    s = run_scenario(sc, cfg, bundle=None).summary
+    assert s["outcome"] == "no_target" and not s["passed"] and s["brake_decisions"] == 0
+    assert s["band"] is None and s["points"] is None and "tested nothing" in s["note"]
+    t = totals([s])["rules"]
+    assert (t["passed"], t["points"], t["points_max"]) == (0, 0.0, 1.0)  # scored 0 of 1, as a crash is
+    hit = run_scenario(ccrs(30.0), cfg, bundle=None).summary  # braked for, stopped short: avoided as before
+    assert hit["outcome"] == "avoided" and hit["passed"] and "note" not in hit
+
+
 def test_benign_adjacent_lane_produces_no_brake(cfg):
     s = run_scenario(adjacent_lane(), cfg, bundle=None).summary
     assert s["brake_decisions"] == 0 and not s["false_activation"]

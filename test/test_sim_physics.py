@@ -110,6 +110,22 @@ def test_braking_in_time_avoids_and_ends_when_stopped():
     assert tr.in_path_distance == pytest.approx(10.833 - 6.741, abs=0.05)
 
 
+def test_a_stop_does_not_end_the_run_while_a_car_drives_at_the_ego():
+    """A wrong-way car in the ego's lane: the ego braked to a stop and the run ended "avoided", the car
+    6.5 m away and still coming. The contact follows, at the car's speed."""
+    car = ActorSpec("car", Trajectory(x_m=60.0, y_m=0.0, heading_deg=180.0, speed_kmh=15.0), name="wrong_way")
+    w = World(Scenario(name="wrong_way", ego_speed_kmh=60.0, actors=(car,), duration_s=15.0))
+    while not w.done():
+        w.step(DT, True)
+    assert w.collided and w.ego.speed == 0.0 and w.contact_name == "wrong_way"
+    assert w.impact_speed_kmh == 0.0 and w.relative_impact_speed_kmh == pytest.approx(15.0)
+    parked = ActorSpec("car", Trajectory(x_m=60.0, y_m=0.0, heading_deg=180.0), name="parked_facing_us")
+    w = World(Scenario(name="facing", ego_speed_kmh=60.0, actors=(parked,), duration_s=15.0))
+    while not w.done():
+        w.step(DT, True)
+    assert not w.collided and w.ego.speed == 0.0 and w.t < 4.0  # standing: the stop ends it
+
+
 def test_ccr_ends_when_slower_than_target():
     w = World(ccrm(30.0))
     while not w.done():

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tiny_node.sim import scoring
+from tiny_node.sim.kinds import KINDS
 from tiny_node.sim.scenario import (
     ScenarioError,
     dump_scenario,
@@ -259,6 +260,30 @@ def test_two_names_that_make_one_file_name_are_refused_not_one_run_lost(tmp_path
 )
 def test_fields_the_drive_would_ignore_are_errors(d, message):
     assert message in err(d)
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        ({**BASE, "actors": []}, "ccrs.yaml: actors: empty: an expect: avoid drive needs something to avoid"),
+        ({**BASE, "protocol": "CCRs", "actors": None}, "ccrs.yaml: actors: empty"),
+        (with_actor(x_m=1.0), "ccrs.yaml: actors[0]: 'car0' touches the ego at t = 0"),
+        (with_actor(x_m=-3.0, y_m=1.5), "ccrs.yaml: actors[0]: 'car0' touches the ego at t = 0"),  # beside, overlapping
+        ({**BASE, "actors": [BASE["actors"][0], {"kind": "adult", "x_m": -1.0, "y_m": 0.8, "name": "p"}]},
+         "ccrs.yaml: actors[1]: 'p' touches the ego at t = 0: the run would begin in a collision"),
+    ],
+)
+def test_drives_that_test_nothing_or_begin_in_a_collision_are_errors(d, message):
+    """A CCRs file with no car passed with a green point; a car placed on the ego collided at t = 0,
+    before the first camera frame, and was scored as the system's failure."""
+    assert message in err(d)
+
+
+def test_clear_of_the_ego_by_a_little_and_an_empty_benign_drive_are_accepted():
+    half = KINDS["car"].length_m / 2
+    assert scenario_from_dict(with_actor(x_m=half + 0.01), "ccrs.yaml").actors[0].trajectory.x_m == half + 0.01
+    assert scenario_from_dict(with_actor(x_m=-3.0, y_m=1.8), "ccrs.yaml").actors  # the next lane, alongside
+    assert scenario_from_dict({**BASE, "actors": [], "expect": "no_brake"}, "ccrs.yaml").actors == ()
 
 
 def test_speed_fields_that_do_act_are_accepted():

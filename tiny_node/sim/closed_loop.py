@@ -555,8 +555,13 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     brakes = [d for d in decisions if d.brake]
     first = brakes[0] if brakes else None
     false_activation = expect == "no_brake" and first is not None
+    # Nothing came into the ego's path and it never braked: the drive the ego took is the one
+    # without braking, so the file's actors never cross it (a heading typo) and a pass would test nothing.
+    no_target = expect == "avoid" and not tr.collided and first is None and math.isinf(tr.min_distance)
     if tr.collided:
         outcome = "collision"
+    elif no_target:
+        outcome = "no_target"
     elif expect == "avoid":
         outcome = "avoided"
     else:
@@ -570,7 +575,7 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
         "seed": int(scenario.seed),
         "sim_time_s": tr.t_end,
         "outcome": outcome,
-        "passed": not tr.collided and not false_activation,
+        "passed": not tr.collided and not false_activation and not no_target,
         "collided": tr.collided,
         "collision_t_s": tr.collision_t,
         "impact_speed_kmh": tr.impact_speed_kmh if tr.collided else 0.0,
@@ -592,7 +597,10 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     }
     summary.update(stats)
     summary.update(extra or {})
-    band = score(scenario, summary["relative_impact_speed_kmh"])  # Euro NCAP 2026, protocol runs only
+    if no_target:
+        summary["note"] = ("no actor entered the ego's path and the ego never braked: the drive tested nothing "
+                           "(check the actors' positions, headings and start triggers)")
+    band = None if no_target else score(scenario, summary["relative_impact_speed_kmh"])  # protocol runs only
     summary["band"] = band.colour if band is not None else None
     summary["points"] = band.points if band is not None else None
     summary["band_source"] = band.source if band is not None else ""

@@ -64,7 +64,8 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             t["points"] += float(r["points"])
             t["points_max"] += 1.0
             t["scored_runs"] += 1
-        elif r.get("outcome") == "error" and r.get("protocol"):  # a scored test that crashed scores 0, not nothing
+        elif r.get("outcome") in ("error", "no_target") and r.get("protocol"):
+            # a scored test that crashed, or tested nothing, scores 0, not nothing
             t["points_max"] += 1.0
             t["scored_runs"] += 1
     for mode, t in out.items():  # a CCRs <= 20 / CPNA-75 10 km/h point not green zeroes Frontal Collisions
@@ -184,7 +185,7 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
         key = run_key(str(r["name"]), str(r["mode"]))
         name = f"[{r['name']}](plots/{key}.png)" if key in plotted_set else str(r["name"])
         outcome = str(r.get("outcome", ""))
-        if outcome in ("collision", "false_activation", "error"):
+        if outcome in ("collision", "false_activation", "error", "no_target"):
             outcome = f"**{outcome}**"
         impact = (f"{_f(r.get('impact_speed_kmh'))} ({_f(r.get('relative_impact_speed_kmh'))})"
                   if r.get("collided") else "-")
@@ -197,6 +198,10 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
     if errors:
         lines += ["", "## Errors", ""]
         lines += [f"- {r['name']} ({r['mode']}): {r.get('error')}" for r in errors]
+    untested = [r for r in runs if r.get("outcome") == "no_target"]
+    if untested:
+        lines += ["", "## Drives that tested nothing", ""]
+        lines += [f"- {r['name']} ({r['mode']}): {r.get('note')}" for r in untested]
     lines += ["", "Timelines: `timelines/<scenario>__<mode>.csv`; every record: `summary.json`.", ""]
     return "\n".join(lines)
 

@@ -599,6 +599,9 @@ def print_result(result: SuiteResult) -> None:
         print(f"{str(r['name'])[:34]:<34} {r['mode']:<6} {r.get('outcome')!s:<17} {impact:>7} "
               f"{r.get('band') or '-'!s:<7} {pts:>5} {'-' if fb is None else f'{fb:.2f}':>8} "
               f"{'-' if ttc is None else f'{ttc:.2f}':>9}")
+    for r in result.runs:
+        if r.get("outcome") == "no_target":
+            print(f"{r['name']} ({r['mode']}): {r.get('note')}")
     print()
     for mode, t in totals(result.runs).items():
         pts = f"{t['points']:.2f}/{t['points_max']:.0f} NCAP points, " if t["points_max"] else ""

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tiny_node.sim.kinds import CAR_KINDS, KINDS
+from tiny_node.sim.kinds import CAR_KINDS, EGO_LENGTH_M, EGO_WIDTH_M, KINDS
 from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 #: ``protocol``: the Euro NCAP tests the suite and the scoring know (docs/scenarios.md); the
@@ -467,6 +467,17 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
         # a protocol run is scored by its impact speed: a benign drive would add a free green point
         f.fail("protocol", f"only for expect: avoid (a scored Euro NCAP run); leave it out of an expect: "
                f"{s.expect} drive (got {s.protocol!r})")
+    if s.expect == "avoid" and not s.actors:  # nothing to hit: a pass that tests nothing
+        f.fail("actors", "empty: an expect: avoid drive needs something to avoid (a drive on an empty "
+               "road is expect: no_brake)")
+    from tiny_node.sim.world import World  # here: the world module imports this one
+
+    touching = World(s).touching_at_start()
+    if touching is not None:  # a collision at t = 0, before any frame, scored as the system's
+        i = next(i for i, a in enumerate(s.actors) if a.name == touching)
+        f.fail(f"actors[{i}]", f"{touching!r} touches the ego at t = 0: the run would begin in a collision, "
+               f"before the first frame; place it clear of the ego's body (x {-EGO_LENGTH_M:g} to 0 m, "
+               f"y {-EGO_WIDTH_M / 2:g} to {EGO_WIDTH_M / 2:g} m)")
     return s
 
 

@@ -171,6 +171,20 @@ class World:
             self.relative_impact_speed_kmh = max(0.0, self.ego.speed - hit.vx) * 3.6
             self.contact_kind, self.contact_name = hit.kind, hit.name
 
+    def touching_at_start(self) -> str | None:
+        """The actor the ego touches before anything has moved (None: none).
+
+        Why: such a drive is a collision at its first step, before the first camera frame, and
+        would be scored as the system's failure; the scenario loader refuses it instead.
+        """
+        if self.t != 0.0:
+            raise RuntimeError("touching_at_start: the world has already stepped")
+        self._check_contact()
+        name = self.contact_name if self.collided else None
+        self.collided, self.impact_speed_kmh, self.relative_impact_speed_kmh = False, None, None
+        self.contact_kind = self.contact_name = None
+        return name
+
     # -- views -------------------------------------------------------------------------------
 
     def _state(self, m: ActorMotion) -> ActorState:
@@ -248,19 +262,26 @@ class World:
             nearest_kind=kind, nearest_name=name, closing_speed=closing,
         )
 
+    def _closing_on_ego(self) -> bool:
+        """An actor in the ego's corridor comes towards it (a wrong-way car): a stop avoids nothing yet."""
+        _, who = self._in_path_motion()
+        return who is not None and who.vx < -1e-6
+
     def done(self) -> bool:
         """End of the run (Euro NCAP end conditions, reference).
 
-        Contact, the ego stopped after braking, or (CCR, CPLA and CBLA protocols: a target
-        ahead in the lane) the ego slower than the target it follows once the target's speed is
-        settled; else ``duration_s``. Such a run still closing on its target then goes on until
-        one of those, for at most ``CCR_OVERTIME_S``: the protocol has no timeout, and a brake
-        released too early must not count as avoided because the clock ran out before the
-        contact (a cyclist ridden away from at 60 km/h, the ego left at 31 km/h).
+        Contact, the ego stopped after braking (unless an actor in its corridor still comes
+        towards it: a car driving at the stopped ego was scored "avoided" 6 m away), or (CCR,
+        CPLA and CBLA protocols: a target ahead in the lane) the ego slower than the target it
+        follows once the target's speed is settled; else ``duration_s``. Such a run still
+        closing on its target then goes on until one of those, for at most ``CCR_OVERTIME_S``:
+        the protocol has no timeout, and a brake released too early must not count as avoided
+        because the clock ran out before the contact (a cyclist ridden away from at 60 km/h,
+        the ego left at 31 km/h).
         """
         if self.collided:
             return True
-        if self.ego.speed <= 0.0 and self.ego.first_request_t is not None:
+        if self.ego.speed <= 0.0 and self.ego.first_request_t is not None and not self._closing_on_ego():
             return True
         limit = self.scenario.duration_s
         if protocol_family(self.scenario.protocol or "") in FOLLOWING_FAMILIES:
