@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tiny_node.config import RuleConfig
-from tiny_node.rules import RulePath, rss_distance, time_to_collision
+from tiny_node.rules import RulePath, rss_distance, rss_ttc_standing, time_to_collision
 from tiny_node.sensors import RangeReading, SensorSnapshot
 
 CFG = RuleConfig()  # t_r 0.5, a_ego 5, a_obj 8, margin 1, ttc 1.0
@@ -92,10 +92,49 @@ def test_a_measured_closing_within_its_noise_does_not_brake_on_rss():
     s = SensorSnapshot(0.0, RangeReading(25.0, 0.2, 150.0, 0, 0.0), 0.0, -1.5, 20.0, 0.0, None, None, (), 0.4)
     v, _ = RulePath(CFG).decide(s)  # 1.5 m/s, but under 5 standard errors (2.0 m/s)
     assert not v.brake and "within the range-rate noise (2.00 m/s)" in v.reason
-    v, _ = RulePath(CFG).decide(snap(25.0, 20.0, rate=-1.5))  # clear of its noise: RSS
+    v, _ = RulePath(CFG).decide(snap(25.0, 20.0, rate=-6.0))  # clear of its noise (and TTC 4.2 s): RSS
     assert v.brake and v.reason.startswith("RSS")
     v, _ = RulePath(CFG).decide(snap(25.0, 20.0))  # no rate: the object taken as stationary
     assert v.brake and v.reason.startswith("RSS")
+
+
+def test_the_rss_distance_brakes_only_near_a_collision():
+    """108 km/h, 50 m behind a car at 102.6 km/h: inside the RSS distance (a_obj > a_ego) and closing
+    beyond the noise, but 33 s from a collision. It was a brake request (a full stop) on every frame."""
+    v, fig = RulePath(CFG).decide(snap(50.0, 30.0, rate=-1.5))
+    assert not v.brake and fig["rss_distance_m"] == "55.23" and fig["ttc_s"] == "33.33"
+    assert v.reason == ("clear: object at 50.0 m inside the safe distance 55.2 m but TTC 33.3 s >= "
+                        f"{CFG.rss_max_ttc_s:.1f} s (closing at 1.50 m/s)")
+    # the same car braking hard: closing 12 m/s, TTC 4.2 s, the RSS distance 85.8 m
+    v, fig = RulePath(CFG).decide(snap(50.0, 30.0, rate=-12.0))
+    assert v.brake and v.reason.startswith("RSS: object at 50.0 m <= safe distance 85.8 m")
+    # a standing object at 130 km/h: the RSS distance is 4.1 s of TTC, inside the limit
+    v, fig = RulePath(CFG).decide(snap(rss_distance(36.1, 0.0, CFG) - 0.1, 36.1))
+    assert v.brake and v.reason.startswith("RSS") and float(fig["ttc_s"]) < CFG.rss_max_ttc_s
+    # at 200 km/h it is 6.1 s: the limit never makes a standing object's brake later, measured or assumed
+    v55 = 200 / 3.6
+    assert rss_ttc_standing(v55, CFG) == pytest.approx(6.08, abs=0.01)
+    for rate in (-v55, None):
+        v, fig = RulePath(CFG).decide(snap(rss_distance(v55, 0.0, CFG) - 0.5, v55, rate=rate))
+        assert v.brake and v.reason.startswith("RSS") and float(fig["ttc_s"]) > CFG.rss_max_ttc_s
+    # a slower car at that speed is braked for from the same TTC on, not from 5 s
+    v, _ = RulePath(CFG).decide(snap(100.0, v55, rate=-15.0))  # TTC 6.7 s, inside its RSS distance
+    assert not v.brake and "TTC 6.7 s >= 6.1 s" in v.reason
+    # the limit off (0): the RSS distance alone, as before
+    v, _ = RulePath(RuleConfig(rss_max_ttc_s=0.0)).decide(snap(50.0, 30.0, rate=-1.5))
+    assert v.brake and v.reason.startswith("RSS")
+
+
+def test_a_fail_safe_only_for_sensors_not_heard_from_yet_is_not_held():
+    """A frame a few ms before the first range and odometry: its fail-safe brake held 2 s on a clear road."""
+    none = SensorSnapshot(0.0, None, None, None, None, None, None, None,
+                          ("range: no reading received", "odom: no reading received"), unreceived=("range", "odom"))
+    v, _ = RulePath(CFG).decide(none)
+    assert v.brake and v.awaiting_inputs and v.reason.startswith("fail-safe brake: range: no reading received")
+    stale = SensorSnapshot(0.0, None, None, None, None, None, None, None,
+                           ("range: no reading received", "odom: stale (0.60 s > 0.5 s)"), unreceived=("range",))
+    v, _ = RulePath(CFG).decide(stale)  # odometry that spoke and stopped is a fault: held as before
+    assert v.brake and not v.awaiting_inputs
 
 
 def test_a_non_finite_range_rate_is_taken_as_none_not_as_not_closing():

@@ -550,9 +550,12 @@ def test_following_a_lead_at_our_speed_inside_the_rss_distance_is_no_brake(gap, 
         assert _lead(seed, gap, v, brake_at=1e9, decel=0.0, seconds=60.0) is None
 
 
-@pytest.mark.parametrize(("decel", "within_s"), [(6.0, 0.7), (2.0, 1.2)])
+@pytest.mark.parametrize(("decel", "within_s"), [(6.0, 0.7), (2.0, 1.5)])
 def test_a_lead_that_brakes_is_braked_for_soon(decel, within_s):
-    """CCRb-like, 50 km/h at 12 m: the RSS rule acts once the closing stands out of the noise."""
+    """CCRb-like, 50 km/h at 12 m: the RSS rule acts once the closing stands out of the noise and
+    the TTC is under rules.rss_max_ttc_s (5 s). Measured without that limit: 0.45-0.55 s at 6 m/s^2,
+    0.75-0.95 s at 2 m/s^2; with it 0.6-0.65 and 1.25-1.45 s (the ego, braking at 9, still stops
+    4-8 m short)."""
     for seed in range(5):
         t = _lead(seed, 12.0, 13.9, brake_at=2.0, decel=decel, seconds=5.0)
         assert t is not None and 2.0 < t <= 2.0 + within_s

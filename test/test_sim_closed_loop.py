@@ -111,6 +111,19 @@ def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_he
     assert res.summary["false_activation"]  # still counted: any brake decision on a benign drive
 
 
+def test_coming_up_on_a_slightly_slower_car_is_no_brake_with_rules_only(cfg):
+    """108 km/h, 50 m behind a car at 103 km/h (TTC 33 s): inside the RSS distance (a_obj > a_ego)
+    and closing beyond the noise, the rules braked the ego from 108 to 48 km/h (61 brake decisions)."""
+    from tiny_node.sim.scenario import example_scenario_files, load_scenario
+    [path] = [p for p in example_scenario_files() if p.name == "benign_approach_slower_car_108kmh.yaml"]
+    sc = load_scenario(path)
+    s = run_scenario(sc, cfg, bundle=None).summary
+    assert s["brake_decisions"] == 0 and s["outcome"] == "no_brake" and s["final_speed_kmh"] == pytest.approx(108.0)
+    before = run_scenario(sc, make_config({"rules.rss_max_ttc_s": 0.0}), bundle=None).summary  # no TTC limit
+    assert before["false_activation"] and before["first_brake_reason"].startswith("RSS")
+    assert before["final_speed_kmh"] < 60.0
+
+
 @pytest.mark.parametrize("name", ["benign_follow_50kmh_1s", "benign_follow_100kmh_1_5s"])
 def test_following_a_car_at_our_speed_is_no_brake_with_rules_only(cfg, name):
     # RSS (a_obj 8 > a_ego 5 m/s^2) calls these gaps unsafe; the measured closing speed is only the

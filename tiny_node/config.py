@@ -98,9 +98,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("camera_transport", "raw", "Camera input: 'raw' subscribes camera/image_raw "
       "(sensor_msgs/Image), 'compressed' camera/image_raw/compressed.",
       choices=("raw", "compressed"), read_only=True),
-    P("max_frame_width", 1920, "Largest camera frame accepted (pixels); larger frames are "
-      "rejected as bad input. Sizes the model worker's shared memory.", 64, 4096, read_only=True),
-    P("max_frame_height", 1080, "Largest camera frame accepted (pixels).", 48, 4096, read_only=True),
+    P("max_frame_width", 2048, "Largest camera frame accepted (pixels); larger frames are "
+      "rejected as bad input. Sizes the model worker's shared memory. The default takes the usual "
+      "automotive sensors (1920x1200, 1928x1208, 2048x1536).", 64, 4096, read_only=True),
+    P("max_frame_height", 1536, "Largest camera frame accepted (pixels).", 48, 4096, read_only=True),
     P("camera_timeout_s", 0.5, "No camera frame for this long is a camera fault: the camera "
       "diagnostic turns ERROR and camera_timeout_action applies.", 0.05, 10.0),
     P("camera_timeout_action", "rules", "What the node publishes while the camera is out, at the "
@@ -180,6 +181,12 @@ PARAMS: tuple[ParamSpec, ...] = (
       "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
       "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",
       0.0, 10.0),
+    P("rules.rss_max_ttc_s", 5.0, "The RSS distance brakes only when the time to collision at the "
+      "closing speed is also below this (the TTC rule is rules.ttc_brake_s): with a_obj > a_ego it calls "
+      "an everyday approach to a slower car unsafe (108 km/h, 50 m behind a car at 103 km/h: TTC 33 s), "
+      "and a brake request is a full stop. A lead that brakes hard closes fast, and its TTC falls "
+      "below this at once. Never below a standing object's TTC at the RSS distance (6.1 s at 200 "
+      "km/h). 0 disables the limit.", 0.0, 60.0),
     P("rules.closing_sigmas", 5.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this many standard errors of that speed (from the range noise of the last "
       "second or so).", 0.0, 20.0),
@@ -219,6 +226,7 @@ class RuleConfig:
     range_stuck_min_speed_mps: float = 1.0
     closing_min_mps: float = 1.0
     closing_sigmas: float = 5.0
+    rss_max_ttc_s: float = 5.0
     range_noise_m: float = 0.05
     range_noise_frac: float = 0.005
 
@@ -269,6 +277,7 @@ class NodeConfig:
             range_jump_m=self.float("rules.range_jump_m"),
             closing_min_mps=self.float("rules.closing_min_mps"),
             closing_sigmas=self.float("rules.closing_sigmas"),
+            rss_max_ttc_s=self.float("rules.rss_max_ttc_s"),
             range_noise_m=self.float("rules.range_noise_m"),
             range_noise_frac=self.float("rules.range_noise_frac"),
             failsafe=self.str("rules.failsafe"),

@@ -7,7 +7,11 @@ it::
 
     d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - sgn(v_obj) v_obj^2 / (2 a_obj) + margin
 
-    brake  if  (closing > noise and range <= d_safe)   or   TTC = range / closing < ttc_brake
+    brake  if  (closing > noise and range <= d_safe and TTC < rss_max_ttc')   or   TTC = range / closing < ttc_brake
+
+with ``rss_max_ttc'`` = ``rules.rss_max_ttc_s`` (5 s), or a standing object's TTC at its RSS
+distance if longer: with a_obj > a_ego the RSS distance alone braked on a car 1.5 m/s slower 50 m
+ahead at 108 km/h (TTC 33 s), a full stop request for an everyday approach.
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
@@ -44,6 +48,15 @@ def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig) -> float:
         - obj_term
         + cfg.margin_m
     )
+
+
+def rss_ttc_standing(v_ego: float, cfg: RuleConfig) -> float:
+    """The TTC at which a standing object enters the RSS distance (inf at standstill).
+
+    Why: the RSS distance's TTC limit (``rss_max_ttc_s``) is for slower cars far ahead; it must
+    never make a standing object's brake later (3.5 s of TTC at 108 km/h, 6.1 s at 200 km/h).
+    """
+    return time_to_collision(rss_distance(v_ego, 0.0, cfg), v_ego)
 
 
 def time_to_collision(distance: float, closing_speed: float) -> float:
@@ -102,7 +115,9 @@ class RulePath:
         if faults:
             brake = cfg.failsafe == "brake"
             reason = "fail-safe " + ("brake" if brake else "no_brake") + ": " + "; ".join(faults)
-            return Verdict(brake, 1.0, reason), {"faults": "; ".join(faults)}
+            # only sensors not heard from yet (each one such fault): a start-up, braked but not held
+            awaiting = bool(snap.unreceived) and len(faults) == len(snap.unreceived)
+            return Verdict(brake, 1.0, reason, awaiting_inputs=awaiting), {"faults": "; ".join(faults)}
         assert distance is not None and v_ego is not None
         if snap.reverse_mps > 0.0:  # a forward AEB stands aside while the ego reverses
             return Verdict(False, 1.0, f"inactive: reversing at {snap.reverse_mps:.2f} m/s (forward AEB)"), {
@@ -160,7 +175,11 @@ class RulePath:
         assumed = ("" if not standing else ", assumed stationary: no range track yet" if rate is None
                    else ", taken as standing: its range track, timed by receipt, cannot tell")
         provisional_track = None if tracked else snap.track_id
-        if distance <= d_safe and closing > noise:
+        # The RSS distance (a_obj > a_ego) brakes only near a collision: far from one, a slower car
+        # ahead is an approach to ease off from, not a full stop (TTC 15-33 s braked before). Never
+        # nearer than a standing object's RSS distance is (6.1 s of TTC at 200 km/h): that one it keeps.
+        near = cfg.rss_max_ttc_s <= 0.0 or ttc < max(cfg.rss_max_ttc_s, rss_ttc_standing(v_ego, cfg))
+        if distance <= d_safe and closing > noise and near:
             return Verdict(
                 True, 1.0,
                 f"RSS: object at {distance:.1f} m <= safe distance {d_safe:.1f} m "
@@ -178,10 +197,17 @@ class RulePath:
                 False, 1.0, f"clear: object at {distance:.1f} m not closing ({closing + 0.0:.1f} m/s)",
                 refutes_track=refutes_track,
             ), figures
-        if distance <= d_safe:
+        if distance <= d_safe and closing <= noise:
             return Verdict(
                 False, 1.0, f"clear: object at {distance:.1f} m closing at {closing:.2f} m/s, within the "
                 f"range-rate noise ({noise:.2f} m/s)", refutes_track=refutes_track,
+            ), figures
+        if distance <= d_safe:
+            limit = max(cfg.rss_max_ttc_s, rss_ttc_standing(v_ego, cfg))
+            return Verdict(
+                False, 1.0, f"clear: object at {distance:.1f} m inside the safe distance {d_safe:.1f} m but "
+                f"TTC {ttc:.1f} s >= {limit:.1f} s (closing at {closing:.2f} m/s)",
+                refutes_track=refutes_track,
             ), figures
         return Verdict(
             False, 1.0, f"clear: object at {distance:.1f} m > safe distance {d_safe:.1f} m",
