@@ -409,6 +409,60 @@ def test_a_range_driver_that_does_not_stamp_is_a_sensors_warning(ros_env):
         rclpy.shutdown(context=ctx)
 
 
+def test_the_camera_diagnostic_says_when_frames_come_but_cannot_be_used(ros_env):
+    """An encoding the model cannot take: every decision said "bad frame", /diagnostics camera said OK."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from sensor_msgs.msg import Image
+
+    from tiny_node.ros.node import TinyNode
+
+    ok = TransitionCallbackReturn.SUCCESS
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+
+    def camera() -> tuple[int, str]:
+        sent: list = []
+        node._pub_diag.publish = sent.append
+        node._publish_diagnostics()
+        [cam] = [st for st in sent[0].status if st.name.endswith(": camera")]
+        return cam.level[0], cam.message
+
+    def feed(encoding: str, n: int) -> None:
+        step = 64 * (3 if encoding == "rgb8" else 1)
+        for _ in range(n):
+            img = Image(encoding=encoding, width=64, height=48, step=step, data=bytes(step * 48))
+            img.header.stamp = node.get_clock().now().to_msg()
+            node._on_camera(img, None)
+            time.sleep(0.02)
+        time.sleep(0.2)  # decided
+
+    try:
+        assert node.trigger_configure() == ok and node.loop is not None
+        node.loop._publish = lambda d: None
+        feed("rgb8", 2)
+        assert camera() == (1, "node not active, no decisions: 2 frame(s) received")
+        assert node.trigger_activate() == ok
+        feed("rgb8", 3)
+        assert camera() == (0, "ok")
+        feed("nv12", 4)
+        level, msg = camera()
+        assert level == 2 and msg.startswith("every frame since the last report unusable (4), the model not asked: ")
+        assert "nv12" in msg
+        feed("rgb8", 2)
+        feed("nv12", 1)
+        level, msg = camera()
+        assert level == 1 and msg.startswith("1 of 3 frames since the last report unusable: ") and "nv12" in msg
+        feed("rgb8", 2)
+        assert camera() == (0, "ok")  # per report: a bad frame once is not WARN for good
+        assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 def test_parameter_set_is_judged_whole_in_every_lifecycle_state(ros_env):
     """Unconfigured, a deadline at the publish guard was reported set, then failed configure."""
     import rclpy

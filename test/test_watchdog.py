@@ -269,6 +269,33 @@ def test_brake_hold():
     assert not d.brake
 
 
+def test_a_frame_before_the_first_range_and_odometry_brakes_without_the_hold():
+    """A node (re)started on a moving vehicle: its first frame came 5 ms before the sensors' first
+    messages, and the fail-safe brake held 2 s (58 frames) on a clear road. A sensor that spoke and
+    then went quiet is a fault, and its fail-safe is held as before."""
+    clock = ManualClock(100.0)
+    cfg = make_config({"brake_hold_s": 2.0})
+    sensors = SensorState(cfg.rules)
+    wd = Watchdog(cfg, sensors, clock, None)
+    [d] = wd.on_frame(frame(clock, 1))
+    assert d.brake and not d.hold and d.rules.awaiting_inputs
+    assert d.reason.startswith("fail-safe brake: range: no reading received; odom: no reading received")
+    clock.advance(0.005)
+    sensors.update_range(RangeReading(60.0, 0.2, 150.0, 5_000_000, clock.now()))
+    sensors.update_odometry(15.0, clock.now())
+    clock.advance(0.028)
+    [d] = wd.on_frame(frame(clock, 2))
+    assert not d.brake and d.reason.startswith("clear: object at 60.0 m > safe distance")
+    clock.advance(0.6)  # the range went quiet: stale, a fault held brake_hold_s
+    sensors.update_odometry(15.0, clock.now())
+    [d] = wd.on_frame(frame(clock, 3))
+    assert d.brake and not d.rules.awaiting_inputs and "range: stale" in d.reason
+    clock.advance(0.05)
+    sensors.update_range(RangeReading(60.0, 0.2, 150.0, 700_000_000, clock.now()))
+    [d] = wd.on_frame(frame(clock, 4))
+    assert d.brake and d.hold and d.reason.startswith("holding brake")
+
+
 def test_a_car_cutting_in_at_the_egos_speed_brakes_one_frame_not_the_hold():
     """130 km/h, a lead at the same speed first seen 60 m ahead: RSS on the assumed closing
     (object stationary) brakes, provisionally; the track shows it is not closing once its noise

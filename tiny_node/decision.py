@@ -59,6 +59,10 @@ class Verdict:
     (closing plus its noise below the ego's speed), that track's number. It lifts a provisional
     brake on the same track only: a track on another object (a car behind a child the radar
     missed in a scan) says nothing about the child, nor does a young track too noisy to tell.
+    ``awaiting_inputs``: a fail-safe brake only because a sensor has not reported since the start
+    (or the last activation). It brakes its frame but starts no ``brake_hold_s``: a frame that
+    came a few ms before the first range and odometry held a brake 2 s on a clear road; a sensor
+    that never reports fails every frame anyway.
     """
 
     brake: bool
@@ -69,6 +73,7 @@ class Verdict:
     conflict_brake: bool = False
     provisional_track: int | None = None
     refutes_track: int | None = None
+    awaiting_inputs: bool = False
 
     @property
     def provisional(self) -> bool:

@@ -72,7 +72,8 @@ def decode_raw(
     if spec is None:
         raise FrameError(f"image encoding '{encoding}' not supported (supported: {', '.join(_RAW)})")
     if not (0 < width <= max_width and 0 < height <= max_height):
-        raise FrameError(f"image size {width}x{height} outside 1x1..{max_width}x{max_height}")
+        raise FrameError(f"image size {width}x{height} outside 1x1..{max_width}x{max_height} "
+                         "(parameters max_frame_width, max_frame_height)")
     if spec.pairs and width % 2:
         raise FrameError(f"image width {width} is odd: {encoding} (YUV 4:2:2) holds pixels in pairs")
     row = width * spec.channels * spec.depth
@@ -110,7 +111,8 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
                          "header with its size")
     w, h = size
     if not (0 < w <= max_width and 0 < h <= max_height):
-        raise FrameError(f"image size {w}x{h} outside 1x1..{max_width}x{max_height}")
+        raise FrameError(f"image size {w}x{h} outside 1x1..{max_width}x{max_height} "
+                         "(parameters max_frame_width, max_frame_height)")
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise FrameError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded")

@@ -93,6 +93,9 @@ class SensorSnapshot:
     #: Why the range driver's scans are timed by their receipt, not their header stamps (None:
     #: they are not): its track and closing speed then carry the transport's jitter.
     range_timed_by_receipt: str | None = None
+    #: The topics with no reading at all since the start (each one fault, "<topic>: no reading
+    #: received"): a start-up, not a sensor that failed.
+    unreceived: tuple[str, ...] = ()
 
     @property
     def object_distance(self) -> float | None:
@@ -376,6 +379,8 @@ class SensorState:
         imu_age = None if accel_at is None else now - accel_at
 
         bad_s = 0.0 if invalid_since is None else now - invalid_since  # the invalid run's length
+        unreceived = [t for t, v in (("range", rng is None and bad is None), ("odom", speed is None),
+                                     ("imu", cfg.imu_required and accel is None)) if v]
         if rng is None:
             faults.append("range: no reading received" if bad is None
                           else f"range: {bad}, and no valid reading received yet")
@@ -440,6 +445,7 @@ class SensorState:
             warnings=tuple(warnings),
             track_id=track_id,
             range_timed_by_receipt=receipt_why,
+            unreceived=tuple(unreceived),
         )
 
 

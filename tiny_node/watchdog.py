@@ -592,7 +592,8 @@ class Watchdog:
         # A brake of its own (re)starts the hold window; a provisional rule brake (on an assumed
         # closing, no model brake with it) only its own short one, which the track lifts.
         provisional = brake and source is not Source.MODEL and rules.provisional
-        hold, starts_hold = False, brake and not provisional
+        awaiting = brake and source is not Source.MODEL and rules.awaiting_inputs  # start-up: no hold
+        hold, starts_hold = False, brake and not provisional and not awaiting
         hold_s = self.cfg.float("brake_hold_s")
         hold_until = now + hold_s
         prov_until = now + min(hold_s, self.cfg.rules.range_rate_window_s)

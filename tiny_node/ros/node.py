@@ -182,6 +182,7 @@ class TinyNode(LifecycleNode):
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
         self._errors_seen = self._misses_seen = self._publish_errors_seen = 0
+        self._bad_seen = self._frames_seen = 0  # camera counts already reported
 
     # --- parameters --------------------------------------------------------------------
     def _read_config(self, changed: Mapping[str, object] | None = None) -> NodeConfig:
@@ -256,6 +257,7 @@ class TinyNode(LifecycleNode):
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
                                  priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
         self._errors_seen = self._misses_seen = self._publish_errors_seen = 0  # counts already reported
+        self._bad_seen = self._frames_seen = 0
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -282,7 +284,7 @@ class TinyNode(LifecycleNode):
         bundle = resolve_bundle_dir(cfg.str("model_bundle"))
         if bundle is None:
             return
-        from tiny_node.model.worker import ModelWorker  # onnxruntime only when a model is used
+        from tiny_node.model.worker import ModelWorker, WorkerState  # onnxruntime only when a model is used
 
         worker = ModelWorker(
             bundle, self.clock,
@@ -301,9 +303,12 @@ class TinyNode(LifecycleNode):
         with normal_scheduling():
             worker.start()
         if not worker.wait_ready(timeout_s=60.0):
+            failed = worker.state is WorkerState.FAILED  # a bad file: no restart can fix it
             self.get_logger().error(
                 f"model bundle {bundle}: {worker.last_error or 'not ready in 60 s'}; "
-                "deciding with the rule path only until the model is ready"
+                + ("the model is failed for good (fix the bundle, then cleanup and configure the node "
+                   "again, or restart it): deciding with the rule path only" if failed else
+                   "deciding with the rule path only until the model is ready")
             )
 
     @_logged
@@ -545,7 +550,13 @@ class TinyNode(LifecycleNode):
 
         cam_age = None if self._last_frame_at is None else now - self._last_frame_at
         cam_timeout = self.cfg.float("camera_timeout_s")
-        if cam_age is None or cam_age > cam_timeout:
+        # Frames that come but cannot be used (an encoding or size the model cannot take, a frozen
+        # stamp): the camera is not out, yet the model sees nothing. Said per report, as misses are.
+        bad, self._bad_seen = stats.bad_frames - self._bad_seen, stats.bad_frames
+        taken, self._frames_seen = self._frames - self._frames_seen, self._frames
+        if loop is None or not loop.running:  # configured, not active: nothing is decided
+            lvl, text = convert.WARN, f"node not active, no decisions: {self._frames_inactive} frame(s) received"
+        elif cam_age is None or cam_age > cam_timeout:
             if cam_age is None:
                 text = "no camera frame yet (no decisions before the first frame)"
             else:
@@ -554,6 +565,11 @@ class TinyNode(LifecycleNode):
                     " (no frames: no decisions)" if action == "none" else
                     f" (deciding without frames: camera_timeout_action {action})")
             lvl = convert.ERROR
+        elif bad and bad >= taken:
+            lvl, text = convert.ERROR, (f"every frame since the last report unusable ({bad}), the model not "
+                                        f"asked: {stats.last_fault}")
+        elif bad:
+            lvl, text = convert.WARN, f"{bad} of {taken} frames since the last report unusable: {stats.last_fault}"
         else:
             lvl, text = convert.OK, "ok"
         statuses.append(convert.status(f"{self._diag}: camera", lvl, text, {
