@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tiny_node.config import RuleConfig
-from tiny_node.rules import RulePath, rss_distance, rss_ttc_standing, time_to_collision
+from tiny_node.rules import RulePath, rss_distance, rss_distance_equal_braking, time_to_collision
 from tiny_node.sensors import RangeReading, SensorSnapshot
 
 CFG = RuleConfig()  # t_r 0.5, a_ego 5, a_obj 8, margin 1, ttc 1.0
@@ -98,28 +98,29 @@ def test_a_measured_closing_within_its_noise_does_not_brake_on_rss():
     assert v.brake and v.reason.startswith("RSS")
 
 
-def test_the_rss_distance_brakes_only_near_a_collision():
+def test_the_rss_distance_brakes_only_near_a_collision_beyond_the_equal_braking_distance():
     """108 km/h, 50 m behind a car at 102.6 km/h: inside the RSS distance (a_obj > a_ego) and closing
     beyond the noise, but 33 s from a collision. It was a brake request (a full stop) on every frame."""
     v, fig = RulePath(CFG).decide(snap(50.0, 30.0, rate=-1.5))
     assert not v.brake and fig["rss_distance_m"] == "55.23" and fig["ttc_s"] == "33.33"
-    assert v.reason == ("clear: object at 50.0 m inside the safe distance 55.2 m but TTC 33.3 s >= "
-                        f"{CFG.rss_max_ttc_s:.1f} s (closing at 1.50 m/s)")
-    # the same car braking hard: closing 12 m/s, TTC 4.2 s, the RSS distance 85.8 m
+    # 15 + (30^2 - 28.5^2) / 10 + 1: a lead braking as hard as the ego (5 m/s^2)
+    assert fig["rss_distance_equal_braking_m"] == "24.78"
+    assert v.reason == ("clear: object at 50.0 m inside the safe distance 55.2 m (24.8 m were it to brake no harder "
+                        f"than the ego) but TTC 33.3 s >= {CFG.rss_max_ttc_s:.1f} s (closing at 1.50 m/s)")
+    # closer than the equal-braking distance: braked at any TTC (24 m, TTC 16 s)
+    v, _ = RulePath(CFG).decide(snap(24.0, 30.0, rate=-1.5))
+    assert v.brake and v.reason.startswith("RSS: object at 24.0 m <= safe distance")
+    # within 8 s of TTC: closing 12 m/s at 50 m (TTC 4.2 s), the RSS distance 85.8 m
     v, fig = RulePath(CFG).decide(snap(50.0, 30.0, rate=-12.0))
     assert v.brake and v.reason.startswith("RSS: object at 50.0 m <= safe distance 85.8 m")
-    # a standing object at 130 km/h: the RSS distance is 4.1 s of TTC, inside the limit
-    v, fig = RulePath(CFG).decide(snap(rss_distance(36.1, 0.0, CFG) - 0.1, 36.1))
-    assert v.brake and v.reason.startswith("RSS") and float(fig["ttc_s"]) < CFG.rss_max_ttc_s
-    # at 200 km/h it is 6.1 s: the limit never makes a standing object's brake later, measured or assumed
-    v55 = 200 / 3.6
-    assert rss_ttc_standing(v55, CFG) == pytest.approx(6.08, abs=0.01)
+    # a standing object: its equal-braking distance is its RSS distance, braked at any TTC (8.8 s at 300 km/h)
+    v55 = 300 / 3.6
+    assert rss_distance_equal_braking(v55, 0.0, CFG) == rss_distance(v55, 0.0, CFG)
     for rate in (-v55, None):
         v, fig = RulePath(CFG).decide(snap(rss_distance(v55, 0.0, CFG) - 0.5, v55, rate=rate))
         assert v.brake and v.reason.startswith("RSS") and float(fig["ttc_s"]) > CFG.rss_max_ttc_s
-    # a slower car at that speed is braked for from the same TTC on, not from 5 s
-    v, _ = RulePath(CFG).decide(snap(100.0, v55, rate=-15.0))  # TTC 6.7 s, inside its RSS distance
-    assert not v.brake and "TTC 6.7 s >= 6.1 s" in v.reason
+    # an oncoming object: never more than the RSS distance (its a_obj term adds distance)
+    assert rss_distance_equal_braking(20.0, -10.0, CFG) == rss_distance(20.0, -10.0, CFG)
     # the limit off (0): the RSS distance alone, as before
     v, _ = RulePath(RuleConfig(rss_max_ttc_s=0.0)).decide(snap(50.0, 30.0, rate=-1.5))
     assert v.brake and v.reason.startswith("RSS")

@@ -124,6 +124,22 @@ def test_coming_up_on_a_slightly_slower_car_is_no_brake_with_rules_only(cfg):
     assert before["final_speed_kmh"] < 60.0
 
 
+@pytest.mark.parametrize(("kmh", "gap", "decel"), [(100, 20.0, 8.0), (130, 40.0, 8.0), (100, 40.0, 10.0)])
+def test_a_lead_braking_hard_at_speed_is_still_avoided_under_the_rss_ttc_limit(cfg, kmh, gap, decel):
+    """A review's sweep: with the TTC limit alone on the RSS distance, a lead braking at 8-10 m/s^2 20-40 m
+    ahead at 100-130 km/h closed too slowly at first, the first brake came 0.2-0.6 s later, and every seed
+    collided at 15-35 km/h where the rules had avoided it. Within the distance a lead braking as hard as
+    the ego needs, the RSS rule brakes at any TTC."""
+    from tiny_node.sim.scenario import scenario_from_dict
+    for seed in range(2):
+        sc = scenario_from_dict({"name": f"lead_brakes_{kmh}_{gap:g}_{decel:g}", "ego_speed_kmh": kmh, "seed": seed,
+                                 "duration_s": 25.0, "actors": [{
+                                     "kind": "car", "x_m": gap + CAR_LEN / 2, "y_m": 0.0, "speed_kmh": kmh,
+                                     "braking": {"time_s": 1.0, "decel_mps2": decel, "final_speed_kmh": 0}}]})
+        s = run_scenario(sc, cfg, bundle=None).summary
+        assert not s["collided"] and s["first_brake_reason"].startswith("RSS"), (seed, s["relative_impact_speed_kmh"])
+
+
 @pytest.mark.parametrize("name", ["benign_follow_50kmh_1s", "benign_follow_100kmh_1_5s"])
 def test_following_a_car_at_our_speed_is_no_brake_with_rules_only(cfg, name):
     # RSS (a_obj 8 > a_ego 5 m/s^2) calls these gaps unsafe; the measured closing speed is only the

@@ -181,12 +181,11 @@ PARAMS: tuple[ParamSpec, ...] = (
       "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
       "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",
       0.0, 10.0),
-    P("rules.rss_max_ttc_s", 5.0, "The RSS distance brakes only when the time to collision at the "
-      "closing speed is also below this (the TTC rule is rules.ttc_brake_s): with a_obj > a_ego it calls "
-      "an everyday approach to a slower car unsafe (108 km/h, 50 m behind a car at 103 km/h: TTC 33 s), "
-      "and a brake request is a full stop. A lead that brakes hard closes fast, and its TTC falls "
-      "below this at once. Never below a standing object's TTC at the RSS distance (6.1 s at 200 "
-      "km/h). 0 disables the limit.", 0.0, 60.0),
+    P("rules.rss_max_ttc_s", 8.0, "Beyond the RSS distance of an object braking no harder than the ego "
+      "(a_obj = a_ego), the RSS distance brakes only when the time to collision at the closing speed is "
+      "also below this (the TTC rule is rules.ttc_brake_s): with a_obj > a_ego it called an everyday "
+      "approach to a slower car a full stop (108 km/h, 50 m behind a car at 103 km/h: TTC 33 s). "
+      "0 disables the limit.", 0.0, 60.0),
     P("rules.closing_sigmas", 5.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this many standard errors of that speed (from the range noise of the last "
       "second or so).", 0.0, 20.0),
@@ -226,7 +225,7 @@ class RuleConfig:
     range_stuck_min_speed_mps: float = 1.0
     closing_min_mps: float = 1.0
     closing_sigmas: float = 5.0
-    rss_max_ttc_s: float = 5.0
+    rss_max_ttc_s: float = 8.0
     range_noise_m: float = 0.05
     range_noise_frac: float = 0.005
 
@@ -377,6 +376,10 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
         doc = safe_load_unique(p.read_text(encoding="utf-8"), str(p))
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"params file {p}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"params file {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"params file {p}: invalid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(doc, Mapping):

@@ -7,11 +7,13 @@ it::
 
     d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - sgn(v_obj) v_obj^2 / (2 a_obj) + margin
 
-    brake  if  (closing > noise and range <= d_safe and TTC < rss_max_ttc')   or   TTC = range / closing < ttc_brake
+    brake  if  (closing > noise and range <= d_safe and (range <= d_equal or TTC < rss_max_ttc))
+           or   TTC = range / closing < ttc_brake
 
-with ``rss_max_ttc'`` = ``rules.rss_max_ttc_s`` (5 s), or a standing object's TTC at its RSS
-distance if longer: with a_obj > a_ego the RSS distance alone braked on a car 1.5 m/s slower 50 m
-ahead at 108 km/h (TTC 33 s), a full stop request for an everyday approach.
+beyond ``d_equal`` (the RSS distance were the object to brake no harder than the ego, a_obj =
+a_ego): there the TTC must also be under ``rules.rss_max_ttc_s`` (8 s). With a_obj > a_ego the RSS
+distance alone braked on a car 1.5 m/s slower 50 m ahead at 108 km/h (TTC 33 s), a full stop
+request for an everyday approach; within ``d_equal`` even a lead braking as hard as the ego is hit.
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
@@ -38,10 +40,14 @@ from tiny_node.decision import Verdict
 from tiny_node.sensors import SensorSnapshot
 
 
-def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig) -> float:
-    """Distance (m) the ego needs to stay clear of an object moving at ``v_obj`` (m/s)."""
+def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig, a_obj: float | None = None) -> float:
+    """Distance (m) the ego needs to stay clear of an object moving at ``v_obj`` (m/s).
+
+    ``a_obj``: the object's braking (default ``cfg.a_obj_brake_mps2``).
+    """
     v_ego = max(v_ego, 0.0)
-    obj_term = math.copysign(v_obj * v_obj / (2.0 * cfg.a_obj_brake_mps2), v_obj)
+    a = cfg.a_obj_brake_mps2 if a_obj is None else a_obj
+    obj_term = math.copysign(v_obj * v_obj / (2.0 * a), v_obj)
     return (
         v_ego * cfg.t_response_s
         + v_ego * v_ego / (2.0 * cfg.a_ego_brake_mps2)
@@ -50,13 +56,15 @@ def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig) -> float:
     )
 
 
-def rss_ttc_standing(v_ego: float, cfg: RuleConfig) -> float:
-    """The TTC at which a standing object enters the RSS distance (inf at standstill).
+def rss_distance_equal_braking(v_ego: float, v_obj: float, cfg: RuleConfig) -> float:
+    """The RSS distance were the object to brake no harder than the ego (never more than the full one).
 
-    Why: the RSS distance's TTC limit (``rss_max_ttc_s``) is for slower cars far ahead; it must
-    never make a standing object's brake later (3.5 s of TTC at 108 km/h, 6.1 s at 200 km/h).
+    Why: within it even a lead braking as hard as the ego can is hit, so the RSS rule brakes there
+    at any time to collision; only the band a_obj > a_ego adds beyond it waits for
+    ``rss_max_ttc_s``. A standing object's is its full RSS distance (no object term).
     """
-    return time_to_collision(rss_distance(v_ego, 0.0, cfg), v_ego)
+    equal = rss_distance(v_ego, v_obj, cfg, a_obj=min(cfg.a_obj_brake_mps2, cfg.a_ego_brake_mps2))
+    return min(equal, rss_distance(v_ego, v_obj, cfg))
 
 
 def time_to_collision(distance: float, closing_speed: float) -> float:
@@ -147,6 +155,7 @@ class RulePath:
         noise = 0.0 if doubt else measured_noise
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
+        d_equal = rss_distance_equal_braking(v_ego, v_obj, cfg)
         ttc = time_to_collision(distance, closing)
         figures = {
             "range_m": f"{distance:.2f}",
@@ -163,6 +172,7 @@ class RulePath:
                              f"ego_speed (range rate {snap.range_rate!r} +- {snap.range_rate_se!r} not finite)"),
             "object_speed_mps": f"{v_obj:.2f}",
             "rss_distance_m": f"{d_safe:.2f}",
+            "rss_distance_equal_braking_m": f"{d_equal:.2f}",
             "ttc_s": "inf" if ttc == math.inf else f"{ttc:.2f}",
         }
         if distance == 0.0:
@@ -175,10 +185,11 @@ class RulePath:
         assumed = ("" if not standing else ", assumed stationary: no range track yet" if rate is None
                    else ", taken as standing: its range track, timed by receipt, cannot tell")
         provisional_track = None if tracked else snap.track_id
-        # The RSS distance (a_obj > a_ego) brakes only near a collision: far from one, a slower car
-        # ahead is an approach to ease off from, not a full stop (TTC 15-33 s braked before). Never
-        # nearer than a standing object's RSS distance is (6.1 s of TTC at 200 km/h): that one it keeps.
-        near = cfg.rss_max_ttc_s <= 0.0 or ttc < max(cfg.rss_max_ttc_s, rss_ttc_standing(v_ego, cfg))
+        # Beyond the distance a lead braking as hard as the ego would need, the RSS distance (a_obj >
+        # a_ego) brakes only near a collision: a slower car far ahead is an approach to ease off from,
+        # not a full stop (TTC 15-33 s braked before). Within it, at any TTC: a lead that brakes hard
+        # closes slowly at first, and a TTC limit alone braked 0.2-0.6 s late (100 km/h, 20 m: hit).
+        near = cfg.rss_max_ttc_s <= 0.0 or distance <= d_equal or ttc < cfg.rss_max_ttc_s
         if distance <= d_safe and closing > noise and near:
             return Verdict(
                 True, 1.0,
@@ -203,10 +214,10 @@ class RulePath:
                 f"range-rate noise ({noise:.2f} m/s)", refutes_track=refutes_track,
             ), figures
         if distance <= d_safe:
-            limit = max(cfg.rss_max_ttc_s, rss_ttc_standing(v_ego, cfg))
             return Verdict(
-                False, 1.0, f"clear: object at {distance:.1f} m inside the safe distance {d_safe:.1f} m but "
-                f"TTC {ttc:.1f} s >= {limit:.1f} s (closing at {closing:.2f} m/s)",
+                False, 1.0, f"clear: object at {distance:.1f} m inside the safe distance {d_safe:.1f} m "
+                f"({d_equal:.1f} m were it to brake no harder than the ego) but TTC {ttc:.1f} s >= "
+                f"{cfg.rss_max_ttc_s:.1f} s (closing at {closing:.2f} m/s)",
                 refutes_track=refutes_track,
             ), figures
         return Verdict(
