@@ -88,6 +88,36 @@ def test_yaml_python_tags_are_refused(fast: Path) -> None:
     assert "not valid YAML" in load_error(fast)
 
 
+def test_hostile_manifests_are_bundle_errors_naming_the_file(fast: Path) -> None:
+    """A review's manifests: a 4 kB alias bomb took 10 GB (an error message echoed the value); a binary
+    file, an unhashable key and deep nesting raised raw Python errors, so the node restarted its worker
+    for ever instead of marking it failed."""
+    where = f"{fast / 'manifest.yaml'}: "
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    cases = [
+        (bomb.encode(), "not valid YAML: its aliases expand to more than 100000 nodes"),
+        (b"\xff\xfe\x00name: x\n", "not UTF-8 text (invalid start byte at byte 0)"),
+        (b"? [a, b]\n: 1\n", "not valid YAML: line 1, column 3: found an unhashable key (list)"),
+        (b"[" * 5000 + b"]" * 5000, "not valid YAML: nested too deeply"),
+    ]
+    for text, want in cases:
+        (fast / "manifest.yaml").write_bytes(text)
+        msg = load_error(fast)
+        assert msg.startswith(where) and want in msg and len(msg) < 400, msg[:300]
+    (fast / "manifest.yaml").write_text("x: &a [1, 2]\ny: *a\n")  # a plain alias is YAML as usual
+    assert "format: missing key" in load_error(fast)  # read, then judged as any manifest
+
+
+def test_runtime_threads_and_unused_files_are_refused(fast: Path) -> None:
+    """100 000 threads crashed onnxruntime (a segfault); a file no part reads was hashed and never used."""
+    edit_manifest(fast, lambda m: m["runtime"].update(intra_op_num_threads=100000))
+    assert "runtime.intra_op_num_threads: 100000 threads: at most 256" in load_error(fast)
+    edit_manifest(fast, lambda m: (m["runtime"].update(intra_op_num_threads=1),
+                                   m["files"].update(notes=m["files"]["model"])))
+    assert "files.notes: unknown key (allowed: model)" in load_error(fast)
+
+
 def test_a_key_given_twice_is_refused_not_the_last_kept(fast: Path) -> None:
     text = (fast / "manifest.yaml").read_text()
     (fast / "manifest.yaml").write_text(text + "latency_budget_ms: 999.0\n")  # already given above

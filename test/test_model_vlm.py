@@ -111,6 +111,9 @@ def test_checksum_failure_names_the_file(vlm_dirs: dict[str, Path], tmp_path: Pa
     (lambda m: m["vlm"].update(prompt="{sensors} answer:"), "needs {image} exactly once"),
     (lambda m: m["vlm"].update(prompt="{image} {range:.0q}"), "{range:.0q}"),
     (lambda m: m["vlm"].update(prompt="{image} {range.real}"), "unknown placeholder"),
+    # formatted every frame: 999999999 made each decision a 1 GB string and 1.2 s
+    (lambda m: m["vlm"].update(prompt="{image} {sensors} {range:999999999}"), "{range:999999999}: a width or "
+     "precision over 64"),
     (lambda m: m["vlm"].update(prompt="{image} answer:"), "bins without {sensors}"),
     (lambda m: m["vlm"].update(treshold=0.5), "vlm.treshold: unknown key"),
     (lambda m: m["outputs"]["decision"].update(kind="sigmoid"), "'sigmoid' not one of softmax"),

@@ -11,6 +11,11 @@ from typing import Any
 
 import yaml
 
+#: Nodes a document may stand for with its aliases expanded. Why: ``&a [x, x]``, ``&b [*a, *a]``,
+#: ... nine levels deep is a 4 kB file that any code walking or printing the value expands to
+#: billions of nodes (a manifest error message that echoed such a value took 10 GB).
+MAX_EXPANDED_NODES = 100_000
+
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` refusing duplicate mapping keys."""
@@ -19,6 +24,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:  # a `? [a, b]: 1` key: PyYAML refuses it too, once past this loop
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found an unhashable key ({type(key).__name__})", key_node.start_mark) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
@@ -36,9 +47,39 @@ def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
     loader = _UniqueKeyLoader(text)  # a SafeLoader: the safe_load tag set, nothing more
     loader.name = name
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()  # type: ignore[no-untyped-call]
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_EXPANDED_NODES:
+            raise yaml.YAMLError(f"its aliases expand to more than {MAX_EXPANDED_NODES} nodes (a YAML alias "
+                                 "bomb?): write the values out")
+        return loader.construct_document(node)  # type: ignore[no-untyped-call]
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (capped just past the limit)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = MAX_EXPANDED_NODES + 1  # a node reached again while being counted: a cycle
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children: list[yaml.Node] = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    for child in children:
+        total += _expanded_size(child, memo)
+        if total > MAX_EXPANDED_NODES:
+            break
+    memo[id(node)] = total = min(total, MAX_EXPANDED_NODES + 1)
+    return total
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

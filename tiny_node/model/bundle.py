@@ -64,8 +64,14 @@ MANIFEST = "manifest.yaml"
 KINDS = ("classifier", "vlm")
 VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer")
 VLM_OPTIONAL_FILES = ("config", "vru_detector")
+CLASSIFIER_FILES = ("model",)
 #: Prompt placeholders besides the sensor features (which take a format spec, ``{range:.0f}``).
 PROMPT_SLOTS = ("image", "image_prev", "sensors", "context")
+#: Largest width or precision in a feature's format spec (``{range:.1f}``): a prompt is a few
+#: dozen tokens, and ``{range:999999999}`` made every decision a 1 GB string and 1.2 s.
+MAX_PROMPT_SPEC_NUMBER = 64
+#: Most threads a bundle's ``runtime`` may ask onnxruntime for: 100 000 crashed it (a segfault).
+MAX_RUNTIME_THREADS = 256
 #: largest bundle file: onnxruntime cannot parse a larger protobuf from bytes anyway, and a
 #: file is read whole into memory (a 50 GB "model" would be hashed for minutes, then exhaust it)
 MAX_FILE_BYTES = 2**31 - 1
@@ -579,6 +585,8 @@ def load_bundle(path: Path | str) -> Bundle:
         raise BundleError(f"{mpath}: manifest missing") from exc
     except OSError as exc:
         raise BundleError(f"{mpath}: cannot read manifest: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{mpath}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
         data = safe_load_unique(text, str(mpath))  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
@@ -590,7 +598,7 @@ def load_bundle(path: Path | str) -> Bundle:
         bundle = p.bundle(root, data)
     except BundleError:
         raise
-    except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError) as exc:
+    except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError, RecursionError) as exc:
         # a value of a shape no check foresaw: still a bad manifest (permanent), not a crash
         raise BundleError(f"{mpath}: malformed manifest ({type(exc).__name__}: {exc})") from exc
     for entry in bundle.files.values():
@@ -735,6 +743,8 @@ class _Parser:
                                     f"{', '.join(VLM_FILES)})")
         elif "model" not in files:
             raise self.fail("files.model", f"missing key (a {kind} bundle needs its model)")
+        else:  # a file no part reads would be verified and never used: a typo, or a file forgotten
+            self.only(files, "files.", CLASSIFIER_FILES)
         inputs = self.section(data, "inputs", "", ("image", "sensors"))
         outputs = self.section(data, "outputs", "", ("decision",))
         rt = data.get("runtime", {})
@@ -1031,6 +1041,10 @@ class _Parser:
                 raise self.fail(where, f"{{{field_name}}}: no conversion, and a format spec "
                                 "only on a sensor feature")
             if spec:
+                # a width or precision like 999999999 formats every frame into a GB string
+                if any(int(n) > MAX_PROMPT_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
+                    raise self.fail(where, f"{{{field_name}:{spec}}}: a width or precision over "
+                                    f"{MAX_PROMPT_SPEC_NUMBER}")
                 try:
                     format(0.0, spec)
                 except ValueError as exc:
@@ -1056,6 +1070,10 @@ class _Parser:
             raise self.fail("runtime", f"expected a mapping, got {rt!r}")
         self.only(rt, w, tuple(asdict(RuntimeSpec())))
         dflt = RuntimeSpec()
+        for key in ("intra_op_num_threads", "inter_op_num_threads"):
+            n = rt.get(key)
+            if isinstance(n, int) and not isinstance(n, bool) and n > MAX_RUNTIME_THREADS:
+                raise self.fail(f"{w}{key}", f"{n} threads: at most {MAX_RUNTIME_THREADS} (0 = onnxruntime's choice)")
         return RuntimeSpec(
             intra_op_num_threads=self.integer(rt, "intra_op_num_threads", w, 0,
                                               dflt.intra_op_num_threads),
