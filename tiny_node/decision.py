@@ -59,8 +59,9 @@ class Verdict:
     (closing plus its noise below the ego's speed), that track's number. It lifts a provisional
     brake on the same track only: a track on another object (a car behind a child the radar
     missed in a scan) says nothing about the child, nor does a young track too noisy to tell.
-    ``awaiting_inputs``: a fail-safe brake only because a sensor has not reported since the start
-    (or the last activation). It brakes its frame but starts no ``brake_hold_s``: a frame that
+    ``awaiting_inputs``: a fail-safe brake only because a sensor has not reported since the node was
+    configured (its sensor state is kept over deactivate / activate). It brakes its frame but starts
+    no ``brake_hold_s``: a frame that
     came a few ms before the first range and odometry held a brake 2 s on a clear road; a sensor
     that never reports fails every frame anyway.
     """

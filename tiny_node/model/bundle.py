@@ -64,7 +64,6 @@ MANIFEST = "manifest.yaml"
 KINDS = ("classifier", "vlm")
 VLM_FILES = ("vision_encoder", "embed_tokens", "decoder", "tokenizer")
 VLM_OPTIONAL_FILES = ("config", "vru_detector")
-CLASSIFIER_FILES = ("model",)
 #: Prompt placeholders besides the sensor features (which take a format spec, ``{range:.0f}``).
 PROMPT_SLOTS = ("image", "image_prev", "sensors", "context")
 #: Largest width or precision in a feature's format spec (``{range:.1f}``): a prompt is a few
@@ -743,8 +742,6 @@ class _Parser:
                                     f"{', '.join(VLM_FILES)})")
         elif "model" not in files:
             raise self.fail("files.model", f"missing key (a {kind} bundle needs its model)")
-        else:  # a file no part reads would be verified and never used: a typo, or a file forgotten
-            self.only(files, "files.", CLASSIFIER_FILES)
         inputs = self.section(data, "inputs", "", ("image", "sensors"))
         outputs = self.section(data, "outputs", "", ("decision",))
         rt = data.get("runtime", {})
