@@ -521,9 +521,10 @@ def test_an_imu_without_acceleration_is_not_a_measured_zero():
     assert snap.features()["accel_x"] == 0.0
 
 
-def _lead(seed: int, gap: float, v: float, brake_at: float, decel: float, seconds: float):
-    """The first rule brake (s) or None behind a lead at the ego's speed, with radar noise as
-    the simulator's (5 cm + 0.5 % of range, 20 Hz); the lead brakes at ``brake_at``."""
+def _behind(seed: int, gap: float, v: float, closing: float, brake_at: float, decel: float, seconds: float):
+    """Rule verdicts at 20 Hz, the ego at ``v`` behind a car ``closing`` m/s slower ``gap`` m ahead, with
+    radar noise as the simulator's (5 cm + 0.5 % of range); the car brakes at ``decel`` from ``brake_at``
+    s to a stop. Yields (t, snapshot, verdict)."""
     import numpy as np
 
     from tiny_node.rules import RulePath
@@ -531,15 +532,21 @@ def _lead(seed: int, gap: float, v: float, brake_at: float, decel: float, second
     rng = np.random.default_rng(seed)
     cfg = RuleConfig()
     s, rules = SensorState(cfg), RulePath(cfg)
+    lead = v - closing
     for i in range(int(seconds / 0.05)):
         t = i * 0.05
         tb = max(0.0, t - brake_at)
-        d = gap - (0.5 * decel * tb * tb if decel * tb < v else v * v / (2 * decel))
-        s.update_range(rr(d + rng.normal(0.0, 0.05 + 0.005 * d), t))
+        d = gap - closing * t - (0.5 * decel * tb * tb if decel * tb < lead else lead * lead / (2 * decel))
+        s.update_range(rr(d + rng.normal(0.0, 0.05 + 0.005 * d), t, max_range=200.0))
         s.update_odometry(v, t)
-        if t >= 0.5 and rules.decide(s.snapshot(t))[0].brake:  # once a track is there
-            return t
-    return None
+        snap = s.snapshot(t)
+        yield t, snap, rules.decide(snap)[0]
+
+
+def _lead(seed: int, gap: float, v: float, brake_at: float, decel: float, seconds: float):
+    """The first rule brake (s) or None behind a lead at the ego's speed, once a track is there (0.5 s)."""
+    return next((t for t, _, verdict in _behind(seed, gap, v, 0.0, brake_at, decel, seconds)
+                 if t >= 0.5 and verdict.brake), None)
 
 
 @pytest.mark.parametrize(("gap", "v"), [(14.0, 13.9), (28.0, 22.2), (42.0, 27.8)])
@@ -562,23 +569,8 @@ def test_a_lead_that_brakes_is_braked_for_soon(decel, within_s):
 
 
 def _slower_car(seed: int, closing: float, brake_at: float, decel: float, seconds: float = 6.0):
-    """Rule verdicts at 20 Hz behind a car ``closing`` m/s slower, 50 m ahead at 108 km/h, radar noise
-    as the simulator's; the car brakes at ``decel`` from ``brake_at`` s. Yields (t, snapshot, verdict)."""
-    import numpy as np
-
-    from tiny_node.rules import RulePath
-
-    rng = np.random.default_rng(seed)
-    cfg = RuleConfig()
-    s, rules = SensorState(cfg), RulePath(cfg)
-    for i in range(int(seconds / 0.05)):
-        t = i * 0.05
-        tb = max(0.0, t - brake_at)
-        d = 50.0 - closing * t - 0.5 * decel * tb * tb
-        s.update_range(rr(d + rng.normal(0.0, 0.05 + 0.005 * d), t, max_range=200.0))
-        s.update_odometry(30.0, t)
-        snap = s.snapshot(t)
-        yield t, snap, rules.decide(snap)[0]
+    """Behind a car ``closing`` m/s slower, 50 m ahead at 108 km/h (see :func:`_behind`)."""
+    return _behind(seed, 50.0, 30.0, closing, brake_at, decel, seconds)
 
 
 def test_a_slower_car_far_ahead_is_no_brake_and_braked_for_once_it_brakes():

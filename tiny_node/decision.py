@@ -61,9 +61,8 @@ class Verdict:
     missed in a scan) says nothing about the child, nor does a young track too noisy to tell.
     ``awaiting_inputs``: a fail-safe brake only because a sensor has not reported since the node was
     configured (its sensor state is kept over deactivate / activate). It brakes its frame but starts
-    no ``brake_hold_s``: a frame that
-    came a few ms before the first range and odometry held a brake 2 s on a clear road; a sensor
-    that never reports fails every frame anyway.
+    no ``brake_hold_s``: a frame that came a few ms before the first range and odometry held a brake
+    2 s on a clear road; a sensor that never reports fails every frame anyway.
     """
 
     brake: bool

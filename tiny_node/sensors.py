@@ -93,8 +93,8 @@ class SensorSnapshot:
     #: Why the range driver's scans are timed by their receipt, not their header stamps (None:
     #: they are not): its track and closing speed then carry the transport's jitter.
     range_timed_by_receipt: str | None = None
-    #: The topics with no reading at all since the start (each one fault, "<topic>: no reading
-    #: received"): a start-up, not a sensor that failed.
+    #: The topics with no reading at all since this state was made (the node's configure; each one
+    #: fault, "<topic>: no reading received"): a start-up, not a sensor that failed.
     unreceived: tuple[str, ...] = ()
 
     @property
