@@ -148,6 +148,13 @@ def test_manifest_errors_name_the_tracking_key(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump(doc))
     with pytest.raises(BundleError, match=r"vlm.tracking.tracks: 5: at most 4 slots"):
         load_bundle(root)
+    # without the detector's window: refused at load, naming the manifest (it was refused only when the
+    # runtime loaded, so a check before a run, `hil --model`, passed it)
+    doc["vlm"]["tracking"]["tracks"] = 2
+    doc["inputs"]["image"].pop("roi", None)
+    manifest.write_text(yaml.safe_dump(doc))
+    with pytest.raises(BundleError, match=rf"^{manifest}: vlm.tracking: needs inputs.image.roi"):
+        load_bundle(root)
 
 
 def test_the_conflict_brake_is_read_from_the_manifest_and_its_errors_named(tmp_path: Path) -> None:
@@ -159,6 +166,7 @@ def test_the_conflict_brake_is_read_from_the_manifest_and_its_errors_named(tmp_p
     root = make_tiny_vlm_bundle(tmp_path / "vlm")
     manifest = root / "manifest.yaml"
     doc = yaml.safe_load(manifest.read_text())
+    doc["inputs"]["image"]["roi"] = [0, doc["inputs"]["image"]["height"], 0, doc["inputs"]["image"]["width"]]
     doc["vlm"]["tracking"] = {"detector": "config", "tracks": 1, "min_score": 0.5, "sigma_px": 1.0, "stride": 8,
                               "conflict": {"brake_within_s": 1.2, "min_p_brake": 0.05}}
     manifest.write_text(yaml.safe_dump(doc))
@@ -189,6 +197,7 @@ def test_the_rear_axle_is_read_from_the_manifest_into_the_tracker(tmp_path: Path
     root = make_tiny_vlm_bundle(tmp_path / "vlm")
     manifest = root / "manifest.yaml"
     doc = yaml.safe_load(manifest.read_text())
+    doc["inputs"]["image"]["roi"] = [0, doc["inputs"]["image"]["height"], 0, doc["inputs"]["image"]["width"]]
     doc["vlm"]["tracking"] = {"detector": "config", "tracks": 1, "min_score": 0.5, "sigma_px": 1.0, "stride": 8}
     manifest.write_text(yaml.safe_dump(doc))
     assert load_bundle(root).vlm.tracking.rear_axle_m == TrackerConfig.rear_axle_m == 3.6  # type: ignore[union-attr]

@@ -600,6 +600,9 @@ def load_bundle(path: Path | str) -> Bundle:
     except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError, RecursionError) as exc:
         # a value of a shape no check foresaw: still a bad manifest (permanent), not a crash
         raise BundleError(f"{mpath}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+    if bundle.vlm is not None and bundle.vlm.tracking is not None and bundle.image.roi is None:
+        # here, not only when the runtime loads: a check before a run (hil --model) passed it
+        raise BundleError(f"{mpath}: vlm.tracking: needs inputs.image.roi (the window the detector's grid covers)")
     for entry in bundle.files.values():
         for e in (entry, *entry.data):
             _verify(e)

@@ -554,6 +554,7 @@ class TinyNode(LifecycleNode):
         # stamp): the camera is not out, yet the model sees nothing. Said per report, as misses are.
         bad, self._bad_seen = stats.bad_frames - self._bad_seen, stats.bad_frames
         taken, self._frames_seen = self._frames - self._frames_seen, self._frames
+        taken = max(taken, bad)  # a frame received before the last report and judged after it
         if loop is None or not loop.running:  # configured, not active: nothing is decided
             lvl, text = convert.WARN, f"node not active, no decisions: {self._frames_inactive} frame(s) received"
         elif cam_age is None or cam_age > cam_timeout:
