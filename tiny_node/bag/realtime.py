@@ -197,7 +197,8 @@ class Player:
         except RuntimeError as exc:
             raise BagError(
                 f"could not restart the node through its lifecycle before the replay ({exc}): it must be "
-                f"active (ros2 lifecycle get {self.namespace}/tiny_node)"
+                f"active (tiny-node lifecycle --node {self.namespace}/tiny_node, or ros2 lifecycle get "
+                f"{self.namespace}/tiny_node)"
             ) from exc
         finally:
             lifecycle.close()
@@ -218,7 +219,9 @@ class Player:
         raise BagError(
             f"no node subscribed to {self.topics['camera']} and publishing {self.decision_topic} "
             f"within {timeout_s:.0f} s: start one first (tiny-node run --ros-args -p use_sim_time:=true), "
-            "in the same ROS_DOMAIN_ID, with camera_transport matching the bag's camera type"
+            "in the same ROS_DOMAIN_ID, with camera_transport matching the bag's camera type; a node in "
+            "another namespace needs --namespace, and one started with --no-autostart must be configured "
+            "(tiny-node lifecycle configure activate --node NS/tiny_node)"
         )
 
     def close(self) -> None:
@@ -305,7 +308,7 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
         for conn, ns, raw in source.messages():
             if last_ns is not None and ns - last_ns > MAX_LOG_GAP_S * 1e9:
                 wall0 -= (ns - last_ns) * 1e-9 - CLOCK_PERIOD_S  # bag_ns() follows: /clock jumps
-                warnings.append(log_gap_warning(feeder, last_ns, ns))
+                warnings.append(log_gap_warning(feeder, last_ns, ns, realtime=True))
             last_ns = ns
             wait_until(wall0 + (ns - bag0) * 1e-9)
             player.clock(ns)

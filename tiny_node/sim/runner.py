@@ -572,8 +572,10 @@ def sim_command(args: Any) -> int:
                                modes=modes, record=record, storage=args.storage, budget_ms=args.budget_ms,
                                plots=args.plots, resume=not args.no_resume)
     except KeyboardInterrupt:
-        print("\ntiny-node sim: interrupted; the same command resumes (finished runs are kept)",
-              file=sys.stderr)
+        print("\ntiny-node sim: interrupted; " + (
+            "the finished drives' report is kept, and the same command runs every drive again (a real-time "
+            "drive is the node's, timed: never reused)" if args.realtime else
+            "the same command resumes (finished runs are kept)"), file=sys.stderr)
         return 130
     except FileExistsError as exc:  # --record into a folder with this suite's bags
         print(f"tiny-node sim: {exc}", file=sys.stderr)
