@@ -181,11 +181,12 @@ PARAMS: tuple[ParamSpec, ...] = (
       "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
       "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",
       0.0, 10.0),
-    P("rules.rss_max_ttc_s", 8.0, "Beyond the RSS distance of an object braking no harder than the ego "
-      "(a_obj = a_ego), the RSS distance brakes only when the time to collision at the closing speed is "
-      "also below this (the TTC rule is rules.ttc_brake_s): with a_obj > a_ego it called an everyday "
-      "approach to a slower car a full stop (108 km/h, 50 m behind a car at 103 km/h: TTC 33 s). "
-      "0 disables the limit.", 0.0, 60.0),
+    P("rules.rss_max_ttc_s", 0.0, "0 (the default): the RSS distance brakes at any time to collision. "
+      "Above 0: beyond the RSS distance of an object braking no harder than the ego (a_obj = a_ego), it "
+      "brakes only when the TTC at the closing speed is also below this. That ends full brakes on "
+      "everyday approaches to a slower car (108 km/h, 50 m behind a car at 103 km/h: TTC 33 s), but a "
+      "review measured later brakes, and more collisions, for leads braking harder than the ego can "
+      "(wet roads, cut-ins): see docs/ARCHITECTURE.md before setting it.", 0.0, 60.0),
     P("rules.closing_sigmas", 5.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this many standard errors of that speed (from the range noise of the last "
       "second or so).", 0.0, 20.0),
@@ -225,7 +226,7 @@ class RuleConfig:
     range_stuck_min_speed_mps: float = 1.0
     closing_min_mps: float = 1.0
     closing_sigmas: float = 5.0
-    rss_max_ttc_s: float = 8.0
+    rss_max_ttc_s: float = 0.0
     range_noise_m: float = 0.05
     range_noise_frac: float = 0.005
 

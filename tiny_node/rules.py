@@ -7,13 +7,13 @@ it::
 
     d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - sgn(v_obj) v_obj^2 / (2 a_obj) + margin
 
-    brake  if  (closing > noise and range <= d_safe and (range <= d_equal or TTC < rss_max_ttc))
-           or   TTC = range / closing < ttc_brake
+    brake  if  (closing > noise and range <= d_safe)   or   TTC = range / closing < ttc_brake
 
-beyond ``d_equal`` (the RSS distance were the object to brake no harder than the ego, a_obj =
-a_ego): there the TTC must also be under ``rules.rss_max_ttc_s`` (8 s). With a_obj > a_ego the RSS
-distance alone braked on a car 1.5 m/s slower 50 m ahead at 108 km/h (TTC 33 s), a full stop
-request for an everyday approach; within ``d_equal`` even a lead braking as hard as the ego is hit.
+With ``rules.rss_max_ttc_s`` > 0 (off by default) the RSS part beyond ``d_equal`` (the RSS
+distance were the object to brake no harder than the ego, a_obj = a_ego) also needs TTC under it.
+Why it exists: with a_obj > a_ego the RSS distance brakes on a car 1.5 m/s slower 50 m ahead at
+108 km/h (TTC 33 s), a full stop for an everyday approach. Why off: safety reviews measured it
+braking leads that brake harder than the ego late (docs/ARCHITECTURE.md, *Rule path*).
 
 with ``v_obj = v_ego - closing_speed``; the closing speed comes from the range rate when the
 range track has one, else the object is assumed stationary (``closing = v_ego``), the
@@ -60,8 +60,8 @@ def rss_distance_equal_braking(v_ego: float, v_obj: float, cfg: RuleConfig) -> f
     """The RSS distance were the object to brake no harder than the ego (never more than the full one).
 
     Why: within it even a lead braking as hard as the ego can is hit, so the RSS rule brakes there
-    at any time to collision; only the band a_obj > a_ego adds beyond it waits for
-    ``rss_max_ttc_s``. A standing object's is its full RSS distance (no object term).
+    at any time to collision; with ``rss_max_ttc_s`` set, only the band a_obj > a_ego adds beyond it
+    waits for that TTC. A standing object's is its full RSS distance (no object term).
     """
     equal = rss_distance(v_ego, v_obj, cfg, a_obj=min(cfg.a_obj_brake_mps2, cfg.a_ego_brake_mps2))
     return min(equal, rss_distance(v_ego, v_obj, cfg))
@@ -185,10 +185,10 @@ class RulePath:
         assumed = ("" if not standing else ", assumed stationary: no range track yet" if rate is None
                    else ", taken as standing: its range track, timed by receipt, cannot tell")
         provisional_track = None if tracked else snap.track_id
-        # Beyond the distance a lead braking as hard as the ego would need, the RSS distance (a_obj >
-        # a_ego) brakes only near a collision: a slower car far ahead is an approach to ease off from,
-        # not a full stop (TTC 15-33 s braked before). Within it, at any TTC: a lead that brakes hard
-        # closes slowly at first, and a TTC limit alone braked 0.2-0.6 s late (100 km/h, 20 m: hit).
+        # With rss_max_ttc_s set, beyond the distance a lead braking as hard as the ego would need, the
+        # RSS distance (a_obj > a_ego) brakes only near a collision (a slower car far ahead braked at
+        # TTC 15-33 s). Off by default: a lead braking harder than the ego closes slowly at first, and
+        # the limit braked it late (wet roads, cut-ins: more and harder collisions).
         near = cfg.rss_max_ttc_s <= 0.0 or distance <= d_equal or ttc < cfg.rss_max_ttc_s
         if distance <= d_safe and closing > noise and near:
             return Verdict(
