@@ -60,6 +60,13 @@ class FrameError(ValueError):
     """A frame that cannot be used; the message says which field and why."""
 
 
+def _check_size(width: int, height: int, max_width: int, max_height: int) -> None:
+    """Refuse a frame size beyond the node's limits (they size the worker's shared memory)."""
+    if not (0 < width <= max_width and 0 < height <= max_height):
+        raise FrameError(f"image size {width}x{height} outside 1x1..{max_width}x{max_height} "
+                         "(parameters max_frame_width, max_frame_height)")
+
+
 def decode_raw(
     encoding: str, width: int, height: int, step: int, data: bytes | bytearray | memoryview,
     *, max_width: int = 4096, max_height: int = 4096, is_bigendian: bool = False,
@@ -71,9 +78,7 @@ def decode_raw(
     spec = _RAW.get(encoding)
     if spec is None:
         raise FrameError(f"image encoding '{encoding}' not supported (supported: {', '.join(_RAW)})")
-    if not (0 < width <= max_width and 0 < height <= max_height):
-        raise FrameError(f"image size {width}x{height} outside 1x1..{max_width}x{max_height} "
-                         "(parameters max_frame_width, max_frame_height)")
+    _check_size(width, height, max_width, max_height)
     if spec.pairs and width % 2:
         raise FrameError(f"image width {width} is odd: {encoding} (YUV 4:2:2) holds pixels in pairs")
     row = width * spec.channels * spec.depth
@@ -110,9 +115,7 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
         raise FrameError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded: no PNG or JPEG "
                          "header with its size")
     w, h = size
-    if not (0 < w <= max_width and 0 < h <= max_height):
-        raise FrameError(f"image size {w}x{h} outside 1x1..{max_width}x{max_height} "
-                         "(parameters max_frame_width, max_frame_height)")
+    _check_size(w, h, max_width, max_height)
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise FrameError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded")

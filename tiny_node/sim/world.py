@@ -140,6 +140,15 @@ class World:
         return [(x0, -hw), (x1, -hw), (x1, hw), (x0, hw)]
 
     def _check_contact(self) -> None:
+        hit = self._touching()
+        if hit is not None:
+            self.collided = True
+            self.impact_speed_kmh = self.ego.speed * 3.6
+            self.relative_impact_speed_kmh = max(0.0, self.ego.speed - hit.vx) * 3.6
+            self.contact_kind, self.contact_name = hit.kind, hit.name
+
+    def _touching(self) -> ActorState | None:
+        """The solid actor whose footprint touches the ego's now, the rearmost of several (None: none)."""
         # Cheap reject on the motion state first: building ActorStates every 1 ms step costs.
         front = self.ego.position
         rear = front - self.ego.length_m
@@ -154,7 +163,7 @@ class World:
                 near = True
                 break
         if not near:
-            return
+            return None
         ego = self._ego_footprint()
         hit: ActorState | None = None
         for a in self.actors():
@@ -165,11 +174,7 @@ class World:
                 continue
             if boxes_touch(ego, a.corners()) and (hit is None or a.x < hit.x):
                 hit = a
-        if hit is not None:
-            self.collided = True
-            self.impact_speed_kmh = self.ego.speed * 3.6
-            self.relative_impact_speed_kmh = max(0.0, self.ego.speed - hit.vx) * 3.6
-            self.contact_kind, self.contact_name = hit.kind, hit.name
+        return hit
 
     def touching_at_start(self) -> str | None:
         """The actor the ego touches before anything has moved (None: none).
@@ -179,11 +184,8 @@ class World:
         """
         if self.t != 0.0:
             raise RuntimeError("touching_at_start: the world has already stepped")
-        self._check_contact()
-        name = self.contact_name if self.collided else None
-        self.collided, self.impact_speed_kmh, self.relative_impact_speed_kmh = False, None, None
-        self.contact_kind = self.contact_name = None
-        return name
+        hit = self._touching()
+        return None if hit is None else hit.name
 
     # -- views -------------------------------------------------------------------------------
 
