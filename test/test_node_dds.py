@@ -288,6 +288,18 @@ def test_a_node_started_unconfigured_is_driven_by_tiny_node_lifecycle(start_node
     assert node.alive()
 
 
+def test_shutdown_transition_ends_the_process(start_node, capsys):
+    """Finalized is terminal: the process used to stay, holding its participant, until SIGINT."""
+    from tiny_node.cli import main as cli_main
+
+    node = start_node(namespace="/ego")
+    assert cli_main(["lifecycle", "shutdown", "--node", "/ego/tiny_node", "--timeout", "30"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["shutdown: ok", "/ego/tiny_node: finalized"]
+    assert node.proc.wait(timeout=15) == 0, node.output()
+    assert "finalized (shutdown from active): the process exits" in node.output()
+    assert "Traceback" not in node.output(), node.output()
+
+
 def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):
     """Configured but inactive, frames are counted and dropped: activating must not decide a backlog.
 

@@ -78,6 +78,9 @@ RATIONALE_STAMPS = 256
 RATIONALE_WAIT_S = 1.0
 # Longest wait of the executor between looks for SIGINT / SIGTERM (see main()).
 SIGNAL_POLL_S = 0.1
+#: After the shutdown transition the node goes on answering its services this long before the
+#: process exits: the lifecycle client's answer (and its state query) must leave first.
+FINALIZED_GRACE_S = 1.0
 
 
 class _ContextPort:
@@ -183,6 +186,7 @@ class TinyNode(LifecycleNode):
         self._rationale_timer: Any | None = None
         self._errors_seen = self._misses_seen = self._publish_errors_seen = 0
         self._bad_seen = self._frames_seen = 0  # camera counts already reported
+        self.finalized_at: float | None = None  # steady time of the shutdown transition: the process ends
 
     # --- parameters --------------------------------------------------------------------
     def _read_config(self, changed: Mapping[str, object] | None = None) -> NodeConfig:
@@ -336,8 +340,15 @@ class TinyNode(LifecycleNode):
 
     @_logged
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        """Release everything, whatever state we are in."""
+        """Release everything, whatever state we are in; the process then ends (see ``main``).
+
+        Why end it: finalized is terminal (no transition leaves it), so the process would hold a
+        DDS participant and publish nothing for ever, and ``ros2 launch`` would never see it stop.
+        """
         self._teardown()
+        self.finalized_at = time.monotonic()
+        self.get_logger().info(f"finalized (shutdown from {state.label}): the process exits in "
+                               f"{FINALIZED_GRACE_S:g} s")
         return TransitionCallbackReturn.SUCCESS
 
     @_logged
@@ -759,6 +770,8 @@ def main(args: list[str] | None = None) -> int:
         executor.add_node(node)
         while rclpy.ok():  # in slices: a Python signal handler runs only between them
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
+            if node.finalized_at is not None and time.monotonic() - node.finalized_at >= FINALIZED_GRACE_S:
+                break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:

@@ -107,7 +107,9 @@ def lifecycle_command(args: argparse.Namespace) -> int:
                       f"{client.state()}; its log says why)", file=sys.stderr)
                 return 1
             print(f"{transition}: ok")
-        print(f"{client.target}: {client.state()}")
+        # after shutdown the node's process ends (finalized is terminal): no state to ask for
+        last = args.transitions[-1] if args.transitions else None
+        print(f"{client.target}: {'finalized' if last == 'shutdown' else client.state()}")
         return 0
     except RuntimeError as exc:
         print(f"tiny-node lifecycle: {exc}", file=sys.stderr)
