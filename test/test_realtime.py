@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tiny_node import realtime
-from tiny_node.clock import MonotonicClock
+from tiny_node.clock import ManualClock, MonotonicClock
 from tiny_node.config import make_config
 from tiny_node.decision import Decision
 from tiny_node.realtime import RealtimeLoop
@@ -656,4 +656,32 @@ def test_start_refuses_while_the_thread_a_timed_out_stop_left_behind_still_runs(
         assert [t.name for t in threading.enumerate()].count("tiny_node-deadline") == 1
     finally:
         release.set()
+        loop.close()
+
+
+@pytest.mark.parametrize("action", ["failsafe", "rules"])
+def test_a_frame_received_before_the_camera_timeout_is_not_preceded_by_a_camera_out_decision(action):
+    """A step that opened its frames after the tick decided "camera: no frame" for a frame already
+    taken, received 10 ms before the timeout: with failsafe a brake held 2 s over a live camera,
+    with rules a decision stamped after the frame's that followed it. Driven as the thread drives it."""
+    clock = ManualClock(100.0)
+    cfg = make_config({"camera_timeout_s": 0.5, "camera_timeout_action": action})
+    sensors = SensorState(cfg.rules)
+    out: list[Decision] = []
+    loop = RealtimeLoop(Watchdog(cfg, sensors, clock, None), out.append, clock)
+    try:
+        for t, stamp in ((100.0, 100_000_000_000), (100.49, 100_490_000_000)):
+            sensors.update_range(RangeReading(60.0 + t - 100.0, 0.2, 150.0, round(t * 1e9), t))
+            sensors.update_odometry(10.0, t)
+            loop._mailbox.append(Frame(stamp, t, IMG))
+            clock.set(t + 0.015)  # decoded and woken for 15 ms after its receipt
+            loop._step()
+        assert [(d.stamp_ns, d.brake, d.hold, d.no_frame) for d in out] == [
+            (100_000_000_000, False, False, False), (100_490_000_000, False, False, False)]
+        clock.set(101.1)  # the camera out for real: decided without a frame, as before
+        sensors.update_range(RangeReading(61.1, 0.2, 150.0, 101_100_000_000, 101.1))
+        sensors.update_odometry(10.0, 101.1)
+        loop._step()
+        assert out[-1].no_frame and out[-1].brake == (action == "failsafe")
+    finally:
         loop.close()

@@ -752,6 +752,29 @@ def test_an_activation_starts_without_the_last_periods_camera_clock_or_hold():
     assert wd.next_tick_at() is not None  # the camera timeout runs again from this frame
 
 
+def test_a_deactivate_activate_bounce_keeps_a_running_brake_hold():
+    """on_start cleared the hold: a bounce 30 ms after a brake released it on the next clear frame."""
+    clock, sensors, wd = setup(range_m=12.0, brake_hold_s=2.0)
+    for i in range(20):  # closing on a stationary object, a range track: a confirmed brake, not provisional
+        clock.advance(0.033 * (i > 0))
+        sensors.update_range(RangeReading(12.0 - 0.33 * i, 0.2, 150.0, round(clock.now() * 1e9), clock.now()))
+        sensors.update_odometry(10.0, clock.now())
+        [d] = wd.on_frame(frame(clock, 1 + i))
+    assert d.brake and not d.hold
+    clock.advance(0.03)
+    wd.on_start()
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, round(clock.now() * 1e9), clock.now()))
+    sensors.update_odometry(10.0, clock.now())
+    clock.advance(0.02)
+    [d] = wd.on_frame(frame(clock, 30))
+    assert d.brake and d.hold and d.reason.startswith("holding brake 1.95 s more after: RSS"), d.reason
+    clock.advance(2.0)
+    sensors.update_range(RangeReading(80.5, 0.2, 150.0, round(clock.now() * 1e9), clock.now()))
+    sensors.update_odometry(10.0, clock.now())
+    [d] = wd.on_frame(frame(clock, 31))
+    assert not d.brake and not d.hold  # the hold ran out on its own
+
+
 def test_a_camera_timeout_decision_that_fails_is_not_left_due():
     """A failing no-frame decision left ``_no_frame_due`` in the past: the driver retried it at once, for ever."""
     clock, _, wd = setup(camera_timeout_s=0.5)

@@ -79,13 +79,13 @@ class _Throttled:
     line per frame would flood the node's log.
     """
 
-    def __init__(self, report: Callable[[str], object]) -> None:
-        self._report = report
+    def __init__(self, report: Callable[[str], object], now: Callable[[], float]) -> None:
+        self._report, self._now = report, now
         self._last: tuple[float, str] = (-float("inf"), "")
 
     def __call__(self, error: str, text: Callable[[], str]) -> None:
         """Log ``text()`` unless ``error`` was logged less than the interval ago."""
-        now = time.monotonic()
+        now = self._now()
         if error != self._last[1] or now - self._last[0] >= ERROR_LOG_INTERVAL_S:
             self._last = (now, error)
             self._report(text())
@@ -139,8 +139,8 @@ class RealtimeLoop:
         self.last_error = ""
         self.died_of = ""  # why the deadline thread ended while it should run ("" while it runs)
         self.frames_refused = 0  # not taken while running: mailbox full or thread dead
-        self._error_log = _Throttled(self._report)
-        self._publish_log = _Throttled(self._report)
+        self._error_log = _Throttled(self._report, clock.now)
+        self._publish_log = _Throttled(self._report, clock.now)
         self.last_publish_error = ""
         self.thread_scheduling = "not started"
 
@@ -310,6 +310,11 @@ class RealtimeLoop:
         if self.worker is not None:
             for r in self.worker.poll():  # decisions reach self._unsent through the watchdog's sink
                 wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
+        # Frames taken re-arm the camera timeout before the tick tests it: one received in time
+        # but decoded, or woken for, a little after the timeout is no "camera out" (a fail-safe
+        # brake held 2 s with camera_timeout_action failsafe; a decision stamped after it otherwise).
+        for frame in frames:
+            wd.frame_arrived(frame)
         wd.on_tick()
         self._flush()
         while self._taken:

@@ -245,18 +245,17 @@ class Watchdog:
         self.sink: list[Decision] | None = None
 
     def on_start(self) -> None:
-        """A new deciding period (the node activated again): nothing carries over from the last one.
+        """A new deciding period (the node activated again): the camera clock starts afresh.
 
-        Why: the camera clock and the brake hold of the last active period would make the node
-        decide "camera out" (a fail-safe brake, then its hold) the instant it is activated,
-        before any frame: while inactive it takes no frames, so their absence says nothing.
+        Why: the last active period's camera clock would make the node decide "camera out" (a
+        fail-safe brake, then its hold) the instant it is activated, before any frame: while
+        inactive it takes no frames, so their absence says nothing. A brake hold still running
+        (absolute times, they run out on their own) is kept: a deactivate / activate bounce 30 ms
+        after a brake released it on the next clear-looking frame, 1.9 s early.
         """
         self._last_frame_at = None
         self._frame_intervals.clear()
         self._no_frame_due = None
-        self._hold_until = -math.inf
-        self._prov.clear()
-        self._newest_brake = False
 
     def reconfigure(self, cfg: NodeConfig) -> None:
         """Take new parameters (from the deadline thread); open cycles keep their deadlines."""
@@ -266,7 +265,7 @@ class Watchdog:
     # --- inputs ----------------------------------------------------------------------------
     def on_frame(self, frame: Frame) -> list[Decision]:
         """Open a cycle for ``frame``; returns decisions that could be taken at once."""
-        self._camera_alive(frame)
+        self.frame_arrived(frame)
         deadline = self.frame_deadline(frame)
         guard = self.cfg.float("publish_guard_ms") * 1e-3
         snap = self.sensors.snapshot(frame.received_at)
@@ -383,8 +382,13 @@ class Watchdog:
         return out
 
     # --- camera timeout --------------------------------------------------------------------
-    def _camera_alive(self, frame: Frame) -> None:
-        """Note a frame's arrival: it re-arms the camera timeout and measures the frame period."""
+    def frame_arrived(self, frame: Frame) -> None:
+        """Note a frame's arrival: it re-arms the camera timeout and measures the frame period.
+
+        :meth:`on_frame` calls it; a driver holding frames not opened yet calls it first, before
+        :meth:`on_tick`, so that a frame received before the camera timeout is not preceded by a
+        "camera: no frame" decision (or its fail-safe hold). Calling it twice for a frame is harmless.
+        """
         last = self._last_frame_at
         if last is not None and frame.received_at > last:
             self._frame_intervals.append(frame.received_at - last)
