@@ -161,6 +161,38 @@ def test_the_node_warns_of_a_params_file_with_no_section_for_it_and_names_the_fi
         _early_parameters(["--ros-args", "--params-file", str(good), "-p", "deadline_ms:=-5.0"])
 
 
+def test_a_node_prefixed_override_is_read_where_rcl_applies_it_and_warned_of_elsewhere(capsys):
+    """``-p tiny_node:realtime_priority:=0`` under /ego: rcl applies it to /tiny_node only, yet the
+    start command ran without real-time scheduling; renamed ``front``, ``-p front:...`` was applied
+    by rcl and ignored here (the threads ran SCHED_FIFO 20). Both seen by a ROS-integration review."""
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    assert _early_parameters(["--ros-args", "-p", "tiny_node:realtime_priority:=0"]) == {"realtime_priority": 0}
+    assert capsys.readouterr().err == ""
+    assert _early_parameters(["--ros-args", "-r", "__ns:=/ego", "-p", "tiny_node:realtime_priority:=0"]) == {}
+    assert ("warning: -p tiny_node:realtime_priority:=0: rcl applies it to /tiny_node only, and this node is "
+            "/ego/tiny_node: not applied") in capsys.readouterr().err
+    assert _early_parameters(["--ros-args", "-r", "__node:=front", "-p", "front:realtime_priority:=0",
+                              "-p", "tiny_node:lock_memory:=true"]) == {"realtime_priority": 0}
+    assert "-p tiny_node:lock_memory:=true: rcl applies it to /tiny_node only, and this node is /front" in \
+        capsys.readouterr().err
+    assert _early_parameters(["--ros-args", "-p", "other:robot_radius:=0.4"]) == {}  # another node's: no word
+    assert capsys.readouterr().err == ""
+
+
+def test_a_rule_rcl_cannot_parse_is_one_line_naming_it(capsys):
+    """``-p /ego/tiny_node:deadline_ms:=40.0`` gave an RCLInvalidROSArgsError traceback."""
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import main
+
+    assert main(["tiny_node", "--ros-args", "-p", "/ego/tiny_node:deadline_ms:=40.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tiny_node: refusing to start: Failed to parse ROS arguments: Couldn't parse parameter "
+                          "override rule: '-p /ego/tiny_node:deadline_ms:=40.0' (a -p rule is name:=value")
+    assert "Traceback" not in err and "arguments.c" not in err and len(err.splitlines()) == 1
+
+
 def test_a_parameter_or_section_given_twice_is_refused(tmp_path):
     """rcl takes the last of two equal keys (80 ms here), yaml.safe_load too: the author's
     first value, or a whole first section of the same name, was dropped without a word."""

@@ -347,8 +347,11 @@ def integer_for_double(name: str, value: object) -> str | None:
     return None
 
 
-def _section_regex(key: str) -> re.Pattern[str]:
-    """A params-file section name as rcl matches it: ``/**`` any namespaces, ``*`` one token."""
+def section_regex(key: str) -> re.Pattern[str]:
+    """A params-file section name, or a ``-p node:`` prefix, as rcl matches it to the node's full name.
+
+    ``/**`` any namespaces, ``*`` one token; a relative name is from the root.
+    """
     key = key if key.startswith("/") else "/" + key
     out = ""
     for part in re.split(r"(\*\*|\*)", key):
@@ -390,7 +393,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     matched = False
     for key, section in doc.items():
         last = str(key).rsplit("/", 1)[-1]
-        mine = last in (node_name, "*", "**") if namespace is None else bool(_section_regex(str(key)).match(full))
+        mine = last in (node_name, "*", "**") if namespace is None else bool(section_regex(str(key)).match(full))
         if not mine:
             continue
         if not isinstance(section, Mapping) or not isinstance(section.get("ros__parameters"), Mapping):

@@ -54,6 +54,7 @@ from tiny_node.config import (
     load_params_file,
     make_config,
     ros_owned,
+    section_regex,
 )
 from tiny_node.dds import configure_dds
 from tiny_node.decision import Decision, diagnostic_prefix
@@ -635,7 +636,7 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     named like the node), the process would run with settings ``ros2 param get`` denies.
     """
     def ours(target: str) -> str | None:
-        """``name`` of a rule's ``[node:]name``; None when it is for another node."""
+        """``name`` of a remap rule's ``[node:]name``; None when it is for another node."""
         node, _, key = target.rpartition(":")
         return key if node in ("", NODE_NAME) else None
 
@@ -654,10 +655,17 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
             print(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
                   f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)", file=sys.stderr)
     given: dict[str, object] = {}
+    full = f"{namespace.rstrip('/')}/{name}"
     for rule in _rules(ros_args, ("-p", "--param")):
         target, sep, text = rule.partition(":=")
-        key = ours(target)
-        if not sep or key is None or ros_owned(key):
+        node, _, key = target.rpartition(":")
+        if node and not section_regex(node).match(full):
+            # rcl applies `-p node:name:=value` to the node /node only (no namespace, no wildcard)
+            if sep and key in SPECS:
+                print(f"tiny_node: warning: -p {rule}: rcl applies it to /{node} only, and this node is {full}: "
+                      f"not applied (without the '{node}:' prefix it would be)", file=sys.stderr)
+            continue
+        if not sep or ros_owned(key):
             continue
         value = yaml.safe_load(text)
         if why := integer_for_double(key, value):
@@ -704,7 +712,14 @@ def _stop(signum: int, frame: object) -> None:
 def main(args: list[str] | None = None) -> int:
     """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node run``)."""
     argv = list(sys.argv if args is None else args)
-    non_ros = rclpy.utilities.remove_ros_args(argv)
+    try:
+        non_ros = rclpy.utilities.remove_ros_args(argv)
+    except RCLError as exc:  # rcl cannot parse a rule: its message names it, its source position is noise
+        why = str(exc).split(". Error:")[0]
+        hint = (" (a -p rule is name:=value, or node:name:=value with a plain node name, which rcl "
+                "applies to /node only)" if "parameter override" in why else "")
+        print(f"tiny_node: refusing to start: {why}{hint}", file=sys.stderr)
+        return 2
     prog = argv[0] if argv and argv[0] == "tiny-node run" else "tiny_node"  # as the user typed it
     parser = argparse.ArgumentParser(
         prog=prog, description="tiny_node: brake / no-brake decisions under a deadline. "
