@@ -301,6 +301,19 @@ def test_a_jump_in_log_time_is_not_filled_with_camera_timeout_decisions(tmp_path
     assert len(after) == 30 and not any(r.no_frame for r in after)
 
 
+def test_range_stamps_on_another_clock_than_the_log_time_are_named_in_each_decision(tmp_path):
+    """A range driver stamping 5 s ahead of the bag's clock: replayed at level OK without a word."""
+    def items(offset_ns: int) -> list[tuple[str, int, object]]:
+        return [(topic, ns, bm.range_msg(ns + offset_ns, 40.0, 0.2, 150.0) if topic == "/range" else msg)
+                for topic, ns, msg in _drive_items(10**9, 20)]
+
+    for offset_ns, level in ((0, 0), (5 * 10**9, 1)):
+        bag = _write_bag(tmp_path / f"b{offset_ns}", "mcap", items(offset_ns))
+        result = replay(bag, out_dir=tmp_path / f"o{offset_ns}", cfg=make_config(), bundle=None, plot=False)
+        steady = result.decisions[2:]  # after the start-up frames
+        assert steady and {r.level for r in steady} == {level}, [(r.level, r.reason) for r in steady]
+
+
 def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
     """Played in real time, the same jump was waited out (decades); /clock now steps over it.
     The player is a stand-in and time is virtual: this is the pacing, not DDS."""

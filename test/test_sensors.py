@@ -3,7 +3,7 @@ import math
 import pytest
 
 from tiny_node.config import RuleConfig
-from tiny_node.sensors import RangeReading, SensorState
+from tiny_node.sensors import RangeReading, SensorState, range_stamp_warning
 
 
 def rr(r, t, received=None, min_range=0.2, max_range=100.0):
@@ -625,3 +625,26 @@ def test_a_slow_robot_is_checked_for_a_stuck_range_below_the_default_speed():
             s.update_odometry(0.5, t)
             s.update_range(rr(5.0, t))
         assert any(f.startswith("range: stuck at 5.00 m") for f in s.snapshot(1.5).faults) == stuck
+
+
+def test_a_range_stamp_on_another_clock_is_a_warning_while_its_stamps_time_the_track():
+    """Range stamped 5 s ahead, or on system time against /clock: the track timed by those stamps
+    and the decision at level OK, without a word (ROS-integration review)."""
+    now = 100 * 10**9
+    assert range_stamp_warning(now + 5 * 10**9, now, 0.5, 0.5) == (
+        "header.stamp 5.00 s ahead of the node clock (another clock? use_sim_time on one side only?)")
+    assert range_stamp_warning(now - 2 * 10**9, now, 0.5, 0.5).startswith(
+        "header.stamp 2.00 s behind the node clock at receipt (> range_timeout_s 0.5 s")
+    assert range_stamp_warning(now + 4 * 10**8, now, 0.5, 0.5) is None  # within the tolerance
+    assert range_stamp_warning(now - 4 * 10**8, now, 0.5, 0.5) is None  # a driver's usual latency
+    assert range_stamp_warning(0, now, 0.5, 0.5) is None  # unstamped: timed by receipt, judged there
+    assert range_stamp_warning(now, 0, 0.5, 0.5) is None  # no /clock yet
+    s = SensorState(RuleConfig())
+    s.update_odometry(10.0, 1.0)
+    why = range_stamp_warning(now + 5 * 10**9, now, 0.5, 0.5)
+    s.update_range(RangeReading(40.0, 0.2, 150.0, now + 5 * 10**9, 1.0, why))
+    snap = s.snapshot(1.0)
+    assert not snap.faults and snap.warnings == (
+        f"range: {why}; the closing speed is timed by these stamps",)
+    s.update_range(RangeReading(39.0, 0.2, 150.0, now + 5 * 10**9 + 10**8, 1.1))  # on the node's clock again
+    assert s.snapshot(1.1).warnings == ()

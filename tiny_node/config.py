@@ -111,7 +111,7 @@ PARAMS: tuple[ParamSpec, ...] = (
       "stamp is extrapolated from the last frame and their values say frame: none (camera timeout).",
       choices=("rules", "failsafe", "none")),
     P("future_stamp_tolerance_s", 0.5, "A camera stamp further ahead of the node's ROS clock "
-      "than this is a fault (the model is not run on it).", 0.0, 60.0),
+      "than this is a fault (the model is not run on it); a range stamp, a sensor warning.", 0.0, 60.0),
     P("range_timeout_s", 0.5, "Range reading older than this is stale -> fail-safe "
       "(Autoware topic_state_monitor uses 1.0 s; 0.5 s is 10 missed readings at 20 Hz). Invalid "
       "readings (NaN, negative, finite outside [min_range, max_range]) count as missed ones.", 0.05, 10.0),

@@ -148,10 +148,10 @@ class Lockstep:
         return out
 
     def range(self, t: float, range_m: float, stamp_ns: int, min_range: float = 0.2,
-              max_range: float = 150.0) -> list[Decision]:
-        """A range reading received at ``t``."""
+              max_range: float = 150.0, *, stamp_warning: str | None = None) -> list[Decision]:
+        """A range reading received at ``t`` (``stamp_warning``: :func:`~tiny_node.sensors.range_stamp_warning`)."""
         out = self.advance_to(t)
-        self.sensors.update_range(RangeReading(range_m, min_range, max_range, stamp_ns, t))
+        self.sensors.update_range(RangeReading(range_m, min_range, max_range, stamp_ns, t, stamp_warning))
         return out
 
     def odom(self, t: float, speed_mps: float, yaw_rate_rps: float = 0.0) -> list[Decision]:

@@ -61,6 +61,28 @@ class RangeReading:
     max_range: float
     stamp_ns: int
     received_at: float
+    #: Why ``stamp_ns`` does not look like the driver's clock (:func:`range_stamp_warning`), or None.
+    stamp_warning: str | None = None
+
+
+def range_stamp_warning(stamp_ns: int, now_ns: int, ahead_tolerance_s: float, behind_limit_s: float) -> str | None:
+    """Why a range reading's header.stamp does not look like the driver's ROS clock at receipt, or None.
+
+    Why: the range-rate track is timed by these stamps, and staleness by the receipt; a driver
+    stamping on another clock (system time against /clock: ``use_sim_time`` on one side only) or
+    hours late went unnoticed, its closing speed trusted. Here, not in one driver, so that the node
+    (its ROS clock) and bag replay (the log time) judge alike. Stamp 0 (an unstamped driver, timed by
+    receipt) and ``now_ns`` 0 (no /clock yet) are not judged.
+    """
+    if stamp_ns == 0 or now_ns <= 0:
+        return None
+    ahead = (stamp_ns - now_ns) * 1e-9
+    if ahead > ahead_tolerance_s:
+        return f"header.stamp {ahead:.2f} s ahead of the node clock (another clock? use_sim_time on one side only?)"
+    if -ahead > behind_limit_s:
+        return (f"header.stamp {-ahead:.2f} s behind the node clock at receipt (> range_timeout_s "
+                f"{behind_limit_s:g} s: another clock, or a late driver)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -394,6 +416,8 @@ class SensorState:
             if bad is not None:
                 warnings.append(f"range: {bad} for {bad_s:.2f} s: the last valid reading ({range_age:.2f} s "
                                 f"old) used until range_timeout_s {cfg.range_timeout_s} s")
+            if rng.stamp_warning is not None and receipt_why is None:  # timed by receipt, stamps are not used
+                warnings.append(f"range: {rng.stamp_warning}; the closing speed is timed by these stamps")
             if held_moving is not None and cfg.range_stuck_s > 0.0:
                 moving = speed is not None and speed > cfg.range_stuck_min_speed_mps
                 if moving and held_moving >= cfg.range_stuck_s:

@@ -35,6 +35,7 @@ from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
 from tiny_node.frames import FrameError
+from tiny_node.sensors import range_stamp_warning
 from tiny_node.tools.nodeproc import proc_stat
 from tiny_node.watchdog import future_stamp_fault
 
@@ -419,7 +420,8 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                 rng, stamp, lo, hi = _range_args(msg)
                 series.range_t.append(t)
                 series.range_m.append(rng)
-                emit(ls.range(t, rng, stamp, lo, hi))
+                emit(ls.range(t, rng, stamp, lo, hi, stamp_warning=range_stamp_warning(
+                    stamp, ns, feeder.future_tolerance_s, ls.watchdog.cfg.rules.range_timeout_s)))
                 if (why := ls.sensors.range_timed_by_receipt) is not None and why not in unstamped:
                     unstamped.add(why)  # said once: the node's sensors diagnostic says it every period
                     warnings.append(f"{conn.topic}: {why}: its scans are timed by their log time (the node: "

@@ -43,7 +43,7 @@ def image_to_rgb(msg: Image | CompressedImage, max_w: int, max_h: int) -> tuple[
         return None, str(exc)
 
 
-def range_reading(msg: Range, received_at: float) -> RangeReading:
+def range_reading(msg: Range, received_at: float, stamp_warning: str | None = None) -> RangeReading:
     """sensor_msgs/Range to the core reading (REP-117 semantics kept as-is)."""
     return RangeReading(
         range_m=float(msg.range),
@@ -51,6 +51,7 @@ def range_reading(msg: Range, received_at: float) -> RangeReading:
         max_range=float(msg.max_range) if msg.max_range > 0 else math.inf,
         stamp_ns=stamp_to_ns(msg.header.stamp),
         received_at=received_at,
+        stamp_warning=stamp_warning,
     )
 
 

@@ -70,7 +70,7 @@ from tiny_node.rt import (
     small_thread_stacks,
     thread_policy,
 )
-from tiny_node.sensors import SensorState
+from tiny_node.sensors import SensorState, range_stamp_warning
 from tiny_node.watchdog import Frame, Watchdog, future_stamp_fault
 
 # Frame stamps kept to publish a rationale (which arrives after its decision) with its stamp.
@@ -449,7 +449,10 @@ class TinyNode(LifecycleNode):
 
     def _on_range(self, msg: Range, info: Any) -> None:
         if self.sensors is not None:
-            self.sensors.update_range(convert.range_reading(msg, self._received_at(info)))
+            received_at = self._received_at(info)
+            warning = range_stamp_warning(convert.stamp_to_ns(msg.header.stamp), self.get_clock().now().nanoseconds,
+                                          self.cfg.float("future_stamp_tolerance_s"), self.cfg.rules.range_timeout_s)
+            self.sensors.update_range(convert.range_reading(msg, received_at, warning))
 
     def _on_odom(self, msg: Odometry, info: Any) -> None:
         if self.sensors is not None:
