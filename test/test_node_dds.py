@@ -588,6 +588,44 @@ def test_diagnostics_keep_their_period_under_sim_time_without_clock(ros_env):
         rclpy.shutdown(context=ctx)
 
 
+def test_the_watchdog_diagnostic_warns_of_sim_time_off_real_time(ros_env):
+    """At 0.25x the node's steady-clock timers last 4x as long in sim time: said, not silent."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.time import Time
+
+    from tiny_node.clock import ManualClock
+    from tiny_node.ros.node import TinyNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", "-p", "use_sim_time:=true"])
+    node = TinyNode(context=ctx)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        sent: list = []
+        node._pub_diag.publish = sent.append
+        node.clock = steady = ManualClock(100.0)  # what the diagnostics read as steady time
+
+        def watchdog_after(seconds: int, factor: float, sim0_s: float) -> object:
+            for i in range(seconds + 1):
+                steady.set(steady.now() + (i > 0))
+                node.get_clock().set_ros_time_override(Time(nanoseconds=round((sim0_s + factor * i) * 1e9)))
+                node._publish_diagnostics()
+            return next(st for st in sent[-1].status if st.name.endswith(": watchdog"))
+
+        slow = watchdog_after(4, 0.25, 10.0)
+        assert slow.level == b"\x01" and slow.message.startswith("sim time runs at 0.25x real time: ")
+        assert {kv.key: kv.value for kv in slow.values}["sim_time_rate"] == "0.250"
+        steady.set(steady.now() + 1.0)
+        real = watchdog_after(8, 1.0, 20.0)
+        assert real.level == b"\x00" and real.message == "all frames decided in time"
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 def test_diagnostics_name_the_node_with_its_namespace(ros_env):
     """/diagnostics is one topic for the robot: a front and a rear tiny_node overwrote each other's statuses."""
     import rclpy

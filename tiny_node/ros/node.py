@@ -42,6 +42,7 @@ from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 from std_msgs.msg import Bool, String
 
 from tiny_node.clock import MonotonicClock
+from tiny_node.clock_rate import ClockRate
 from tiny_node.config import (
     NODE_NAME,
     PARAMS,
@@ -187,6 +188,8 @@ class TinyNode(LifecycleNode):
         self._rationale_timer: Any | None = None
         self._errors_seen = self._misses_seen = self._publish_errors_seen = 0
         self._bad_seen = self._frames_seen = 0  # camera counts already reported
+        self._clock_rate = ClockRate()  # /clock against the steady clock, under use_sim_time
+        self._rate_warned = False
         self.finalized_at: float | None = None  # steady time of the shutdown transition: the process ends
 
     # --- parameters --------------------------------------------------------------------
@@ -493,6 +496,27 @@ class TinyNode(LifecycleNode):
             else:
                 self._pub_rationale.publish(String(data=f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d} {text}"))
 
+    def _judge_sim_time(self, now: float, level: bytes, msg: str, values: dict[str, object]) -> tuple[bytes, str]:
+        """Under ``use_sim_time``: WARN (unless worse) when /clock runs at another rate than real time.
+
+        Why: the node's timers run on the steady clock (tiny_node.clock_rate); a simulator at 0.25x
+        saw its 10 Hz sensors judged stale and its brakes held a quarter of brake_hold_s, unannounced.
+        """
+        if not self.get_parameter("use_sim_time").value:
+            return level, msg
+        self._clock_rate.observe(self.get_clock().now().nanoseconds, now)
+        rate, warning = self._clock_rate.rate(), self._clock_rate.warning()
+        values["sim_time_rate"] = "unknown" if rate is None else f"{rate:.3f}"
+        if (warning is not None) != self._rate_warned:
+            self._rate_warned = warning is not None
+            if warning is not None:
+                self.get_logger().warning(warning)
+            else:
+                self.get_logger().info(f"sim time runs in real time again ({rate:.2f}x)")
+        if warning is not None and level == convert.OK:
+            return convert.WARN, warning
+        return level, msg
+
     def _publish_diagnostics(self) -> None:
         wd, sensors = self.watchdog, self.sensors
         if wd is None or sensors is None:
@@ -533,6 +557,7 @@ class TinyNode(LifecycleNode):
         if level == convert.OK and loop is not None and tid is not None and loop.priority \
                 and fifo_priority(tid) != loop.priority:
             level, msg = convert.WARN, f"deadline thread not real-time: {loop.thread_scheduling}"
+        level, msg = self._judge_sim_time(now, level, msg, values)
         statuses = [convert.status(f"{self._diag}: watchdog", level, msg, values, self._hw)]
 
         if self.worker is None:

@@ -1,0 +1,45 @@
+"""The simulator's real-time factor as the node measures it (tiny_node.clock_rate)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tiny_node.clock_rate import ClockRate
+
+
+def _feed(rate: ClockRate, factor: float, seconds: int, t0: float = 100.0, ros0_s: float = 10.0) -> None:
+    for i in range(seconds + 1):
+        rate.observe(round((ros0_s + factor * i) * 1e9), t0 + i)
+
+
+@pytest.mark.parametrize("factor", [0.25, 4.0])
+def test_a_simulator_off_real_time_is_measured_and_named(factor):
+    r = ClockRate()
+    _feed(r, factor, 1)
+    assert r.rate() is None and r.warning() is None  # 1 s: too little to judge
+    _feed(r, factor, 3)
+    assert r.rate() == pytest.approx(factor)
+    assert r.warning() == (f"sim time runs at {factor:.2f}x real time: brake_hold_s, the sensor and camera "
+                           "timeouts and the deadline run on the steady clock, so in sim time they last "
+                           f"{1 / factor:.2f}x as long; run the simulator in real time, or replay in lockstep")
+
+
+def test_real_time_within_the_tolerance_and_before_clock_says_nothing():
+    r = ClockRate()
+    for i in range(10):
+        r.observe(0, 100.0 + i)  # no /clock yet
+    assert r.rate() is None
+    _feed(r, 1.05, 6)
+    assert r.rate() == pytest.approx(1.05) and r.warning() is None
+
+
+def test_the_window_follows_a_change_of_rate_and_a_clock_step_back_restarts_it():
+    r = ClockRate()
+    _feed(r, 0.25, 10)
+    assert r.warning() is not None
+    _feed(r, 1.0, 20, t0=111.0, ros0_s=10.0 + 2.75)  # the simulator back at real time
+    assert r.rate() == pytest.approx(1.0) and r.warning() is None
+    _feed(r, 0.0, 6, t0=132.0, ros0_s=40.0)  # /clock stopped at 40 s
+    assert r.warning().startswith("/clock paused: ")
+    r.observe(round(5e9), 139.0)  # a bag looping: back to 5 s
+    assert r.rate() is None

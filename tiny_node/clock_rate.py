@@ -1,0 +1,62 @@
+"""How fast the ROS clock runs against the steady clock: a simulator's real-time factor.
+
+Why: the node times its deadline, brake hold, sensor timeouts and camera timeout on the steady
+clock, since its compute is real. Under ``use_sim_time`` with a simulator that is not real
+time, those last ``1 / rate`` times as long in simulated seconds (a 2 s hold covered 8 s of a
+4x simulation, 0.5 s of a 0.25x one, and healthy 10 Hz sensors read as stale there). The node
+cannot make them follow /clock without its deadline stopping with a paused simulator, so it
+measures the rate and says so.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+#: Samples over this much steady time judge the rate; less than MIN_SPAN_S judges nothing.
+WINDOW_S = 5.0
+MIN_SPAN_S = 2.0
+#: A rate within this of 1 is real time (a simulator's own jitter, a bag played at rate 1).
+TOLERANCE = 0.1
+#: Below this, /clock is taken as paused.
+PAUSED_RATE = 0.02
+
+
+class ClockRate:
+    """The rate of ROS time against steady time over the last :data:`WINDOW_S`, and what it means."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()  # (steady s, ROS ns)
+
+    def observe(self, ros_ns: int, steady_s: float) -> None:
+        """One reading of both clocks, taken together (the diagnostics period is plenty).
+
+        ROS time 0 (no /clock yet) is not a reading; a step back (a bag looping, a simulator
+        reset) starts the measurement again.
+        """
+        if ros_ns <= 0:
+            return
+        if self._samples and ros_ns < self._samples[-1][1]:
+            self._samples.clear()
+        self._samples.append((steady_s, ros_ns))
+        while len(self._samples) > 2 and steady_s - self._samples[1][0] >= WINDOW_S:
+            self._samples.popleft()
+
+    def rate(self) -> float | None:
+        """Simulated seconds per real second, or None until :data:`MIN_SPAN_S` have been seen."""
+        if len(self._samples) < 2:
+            return None
+        (s0, r0), (s1, r1) = self._samples[0], self._samples[-1]
+        if s1 - s0 < MIN_SPAN_S:
+            return None
+        return (r1 - r0) * 1e-9 / (s1 - s0)
+
+    def warning(self) -> str | None:
+        """Why the node's timers do not match simulated time now, or None (real time, or not known)."""
+        rate = self.rate()
+        if rate is None or abs(rate - 1.0) <= TOLERANCE:
+            return None
+        timers = "brake_hold_s, the sensor and camera timeouts and the deadline run on the steady clock"
+        if rate < PAUSED_RATE:
+            return f"/clock paused: {timers}, and go on while it is"
+        return (f"sim time runs at {rate:.2f}x real time: {timers}, so in sim time they last "
+                f"{1.0 / rate:.2f}x as long; run the simulator in real time, or replay in lockstep")
