@@ -1,7 +1,8 @@
 """Sensor state: the latest reading of each topic with its receipt time, and its faults.
 
 Staleness is measured on receipt time (the injected clock), as Autoware's
-topic_state_monitor does, so it works the same with wall time, sim time and lockstep.  An
+topic_state_monitor does, so it works the same in real time and in lockstep; the node injects
+its steady clock, so a simulator off real time stretches it (tiny_node.clock_rate says so).  An
 invalid range reading (NaN, negative, outside [``min_range``, ``max_range``]: sensor_msgs/Range
 says discard it) is taken as a missed one: the last valid reading stands, with a warning, until it is
 ``range_timeout_s`` old, and only then is it a fault. Why: one garbage sample was a fault at
