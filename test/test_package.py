@@ -12,8 +12,10 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -351,6 +353,32 @@ def test_isolated_ros_env() -> None:
     assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(LOCALHOST_PROFILE)  # UDP on the loopback too
     with pytest.raises(ValueError, match="ROS_DOMAIN_ID"):
         isolated_ros_env(300)
+
+
+@pytest.mark.ros
+def test_a_private_graph_never_lands_on_a_domain_in_use_here_or_the_callers(tmp_path: Path) -> None:
+    """hil, demo, bench and sim --realtime pick a random domain: on vehicle compute or a HIL rig
+    it could be the running stack's, and the harness's simulated sensors would reach it."""
+    pytest.importorskip("rclpy", reason="rclpy not installed (pip install -e '.[ros]')")
+    from tiny_node import dds
+
+    domain = dds.free_domain()
+    ready = tmp_path / "ready"
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    code = (f"import pathlib, time, rclpy; rclpy.init(); n = rclpy.create_node('stack'); "
+            f"pathlib.Path({str(ready)!r}).touch(); time.sleep(30)")
+    stack = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        end = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert ready.exists()
+        assert domain in dds.domains_in_use()
+        picks = {dds.free_domain({"ROS_DOMAIN_ID": "42"}) for _ in range(300)}
+        assert domain not in picks and 42 not in picks and picks <= set(range(1, 102))
+    finally:
+        stack.send_signal(signal.SIGINT)  # not SIGKILL: Fast DDS would leave its segment in /dev/shm
+        stack.wait(timeout=20)
 
 
 @pytest.mark.slow

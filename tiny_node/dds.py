@@ -115,6 +115,44 @@ def configure_dds(env: MutableMapping[str, str] = os.environ) -> str | None:
     return path
 
 
+#: RTPS port mapping (DDSI-RTPS 9.6.1.1, the defaults every DDS uses): domain d's participants
+#: bind PB + DG * d + 10 + 2 * participant (metatraffic) and + 11 + 2 * participant (user data).
+RTPS_PORT_BASE, RTPS_DOMAIN_GAIN, RTPS_UNICAST_OFFSET = 7400, 250, 10
+SAFE_DOMAINS = range(1, 102)  # 1..101: under the Linux ephemeral ports for any participant count
+
+
+def domains_in_use(udp_tables: tuple[str, ...] = ("/proc/net/udp", "/proc/net/udp6")) -> set[int]:
+    """The DDS domains some process on this host has a participant in, from its bound UDP ports.
+
+    Why: with discovery on localhost, a random domain that a running ROS stack uses (on vehicle
+    compute, a HIL rig) would mix the harness's simulated sensors into it. A table that cannot
+    be read adds nothing (not Linux).
+    """
+    used: set[int] = set()
+    for table in udp_tables:
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            port = int(line.split()[1].rsplit(":", 1)[1], 16)
+            domain, offset = divmod(port - RTPS_PORT_BASE, RTPS_DOMAIN_GAIN)
+            if port >= RTPS_PORT_BASE and offset >= RTPS_UNICAST_OFFSET and domain in SAFE_DOMAINS:
+                used.add(domain)
+    return used
+
+
+def free_domain(base: Mapping[str, str] | None = None) -> int:
+    """A random domain in 1..101 that no process on this host uses, nor ``base``'s ROS_DOMAIN_ID."""
+    env = os.environ if base is None else base
+    taken = domains_in_use()
+    own = env.get("ROS_DOMAIN_ID", "").strip()
+    if own.isdigit():
+        taken.add(int(own))
+    free = [d for d in SAFE_DOMAINS if d not in taken] or list(SAFE_DOMAINS)
+    return random.SystemRandom().choice(free)
+
+
 def isolated_ros_env(
     domain_id: int | None = None,
     *,
@@ -123,7 +161,8 @@ def isolated_ros_env(
 ) -> dict[str, str]:
     """Return a copy of ``base`` (default ``os.environ``) with a private ROS graph.
 
-    The graph is a random ``ROS_DOMAIN_ID`` in 1..101 (or ``domain_id``) with discovery kept
+    The graph is a random ``ROS_DOMAIN_ID`` in 1..101 that no process on this host uses and
+    that is not ``base``'s own (:func:`free_domain`; or ``domain_id``), with discovery kept
     on this host (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; ``ROS_LOCALHOST_ONLY=1`` on
     Humble and older, which predate it), so tests and benchmarks neither see nor disturb
     other ROS processes.  With ``dds_profile`` the packaged Fast DDS profile is applied too
@@ -131,7 +170,7 @@ def isolated_ros_env(
     ``os.environ.update()`` it before ``rclpy.init()``.
     """
     if domain_id is None:
-        domain_id = random.SystemRandom().randint(1, 101)
+        domain_id = free_domain(base)
     if not 0 <= domain_id <= 232:
         raise ValueError(f"ROS_DOMAIN_ID must be in 0..232 (1..101 is safe), got {domain_id}")
     env = dict(os.environ if base is None else base)
