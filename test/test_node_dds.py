@@ -620,6 +620,10 @@ def test_the_watchdog_diagnostic_warns_of_sim_time_off_real_time(ros_env):
         steady.set(steady.now() + 1.0)
         real = watchdog_after(8, 1.0, 20.0)
         assert real.level == b"\x00" and real.message == "all frames decided in time"
+        assert watchdog_after(6, 0.25, 40.0).level == b"\x01"
+        stepped_back = watchdog_after(0, 1.0, 5.0)  # a bag looping: measured afresh, nothing said meanwhile
+        assert stepped_back.level == b"\x00" and {kv.key: kv.value for kv in stepped_back.values}[
+            "sim_time_rate"] == "unknown"
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     finally:
         node.destroy_node()

@@ -511,8 +511,9 @@ class TinyNode(LifecycleNode):
             self._rate_warned = warning is not None
             if warning is not None:
                 self.get_logger().warning(warning)
-            else:
-                self.get_logger().info(f"sim time runs in real time again ({rate:.2f}x)")
+            else:  # back to real time, or /clock stepped back and the rate is measured afresh
+                self.get_logger().info("sim time no longer judged off real time (rate "
+                                       f"{values['sim_time_rate']})")
         if warning is not None and level == convert.OK:
             return convert.WARN, warning
         return level, msg
