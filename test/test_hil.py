@@ -550,6 +550,24 @@ def test_an_episode_left_crawling_after_a_released_brake_ends_unless_a_collision
     stream.close()
 
 
+def test_an_episode_that_began_under_the_last_ones_brake_is_marked_and_reported():
+    """The node is not restarted between episodes: its 2 s hold from the last stop braked the next
+    drive from its first frame (stopped 26 m short), and the report read it as a clean result."""
+    from tiny_node.hil.report import outcome
+    from tiny_node.hil.source import BuiltinApproach, ClosedLoopStream
+
+    stream = ClosedLoopStream("approach", (BuiltinApproach(gap_m=30.0, width=64, height=48, max_s=1.0)
+                                           for _ in itertools.count()))
+    t = 0.0
+    while len(stream.episodes) < 3:
+        t += 0.02
+        stream.advance(t, len(stream.episodes) == 1)  # braking through the first episode's end only
+    stream.close_episode()
+    assert [e.began_braked for e in stream.episodes] == [False, True, False]
+    rec = _rec(episodes=[e.as_dict() for e in stream.episodes])
+    assert outcome([rec])["clean"]["began_braked"] == 1
+
+
 def test_late_decision_excused_only_by_a_machine_stall_as_long_as_the_overrun():
     from tiny_node.hil.stallprobe import Stall
 

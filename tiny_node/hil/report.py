@@ -51,6 +51,7 @@ def outcome(records: list[RunRecord]) -> dict[str, Any]:
     def agg(es: list[dict[str, Any]]) -> dict[str, Any]:
         ttc = [e["min_ttc_s"] for e in es if e.get("min_ttc_s") is not None]
         return {"episodes": len(es), "collisions": sum(bool(e["collided"]) for e in es),
+                "began_braked": sum(bool(e.get("began_braked")) for e in es),
                 "max_impact_speed_kmh": max((e["impact_speed_kmh"] for e in es), default=0.0),
                 "min_ttc_s": min(ttc) if ttc else None}
 
@@ -154,7 +155,10 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
           f"{sum(r.skipped_late for r in records)} camera frames skipped by the harness after its own "
           "stalls (not sent, not counted).", "",
           f"Outcome (episodes without a fault): {oc['episodes']} episodes, {oc['collisions']} collisions, "
-          f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s.", "",
+          f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s"
+          + (f"; {oc['began_braked']} of them began with the node still braking from the episode before "
+             "(its brake_hold_s; the node is not restarted between episodes), so their first brake and "
+             "stop are not a response to that drive" if oc["began_braked"] else "") + ".", "",
           table, ""]
     for group, fails in global_fail.items():
         if fails:

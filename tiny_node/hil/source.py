@@ -91,6 +91,10 @@ class Episode:
     final_speed_kmh: float = math.nan
     #: Why it ended before its world did ("" : the world's end, or the run's): a crawl after a brake.
     ended_early: str = ""
+    #: The node still asked to brake when it began: the last episode's brake (its brake_hold_s),
+    #: since the node is not restarted between episodes. Its first brake and stop are not a
+    #: response to this drive.
+    began_braked: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
@@ -355,7 +359,7 @@ class ClosedLoopStream:
                 ep.final_speed_kmh = self._world.truth().ego_speed_mps * 3.6
                 self._world = self._next.result()  # raises what preparing it raised
                 self._next = self._pool.submit(self._prepare)
-                self._episodes.append(Episode(self._world.name, self._t))
+                self._episodes.append(Episode(self._world.name, self._t, began_braked=brake))
                 self._start_speed, self._crawl_s = self._world.truth().ego_speed_mps, 0.0
             for kind in KINDS:
                 if self._t + 1e-9 >= self._due[kind]:
