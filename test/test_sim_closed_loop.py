@@ -585,3 +585,16 @@ def test_recording_into_a_folder_with_the_suites_bags_is_refused_before_anything
     assert "1 bag(s) of this suite exist already (CCRs_30kmh__rules" in err and "Traceback" not in err
     assert "sim: 1 scenario(s)" not in out  # refused before it said the suite was starting
     assert (tmp_path / "out" / "summary.json").read_bytes() == summary
+
+
+def test_the_results_table_prints_whole_scenario_names(tmp_path, capsys):
+    """Cut at 34 characters, two look-alike drives printed as one name."""
+    from tiny_node.sim.runner import SuiteResult, print_result
+
+    names = ["tune_benign_child_between_parked_cars_night", "tune_benign_child_between_parked_cars_rain"]
+    runs = [{"name": n, "mode": "model", "outcome": "passed", "passed": True, "collided": False, "points": None,
+             "band": None, "first_brake_t_s": None, "ttc_at_first_brake_s": None, "expect": "no_brake",
+             "false_activation": False} for n in names]
+    print_result(SuiteResult(tmp_path, runs, 1.0))
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tune_")]
+    assert [row.split()[0] for row in rows] == names

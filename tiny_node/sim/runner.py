@@ -591,14 +591,16 @@ def print_result(result: SuiteResult) -> None:
     """The results table, the totals, the speed, and where everything went."""
     from tiny_node.sim.report import totals
 
-    print(f"\n{'scenario':<34} {'mode':<6} {'outcome':<17} {'impact':>7} {'band':<7} {'pts':>5} "
+    # the longest name sets the column: cut at a fixed width, two look-alike drives read the same
+    width = max([34, *(len(str(r["name"])) for r in result.runs)])
+    print(f"\n{'scenario':<{width}} {'mode':<6} {'outcome':<17} {'impact':>7} {'band':<7} {'pts':>5} "
           f"{'brake@s':>8} {'TTC@brake':>9}")
     for r in result.runs:
         impact = f"{r.get('relative_impact_speed_kmh') or 0:.1f}" if r.get("collided") else "-"
         pts = f"{r['points']:.2f}" if r.get("points") is not None else "-"
         fb = r.get("first_brake_t_s")
         ttc = r.get("ttc_at_first_brake_s")
-        print(f"{str(r['name'])[:34]:<34} {r['mode']:<6} {r.get('outcome')!s:<17} {impact:>7} "
+        print(f"{r['name']!s:<{width}} {r['mode']:<6} {r.get('outcome')!s:<17} {impact:>7} "
               f"{r.get('band') or '-'!s:<7} {pts:>5} {'-' if fb is None else f'{fb:.2f}':>8} "
               f"{'-' if ttc is None else f'{ttc:.2f}':>9}")
     for r in result.runs:
