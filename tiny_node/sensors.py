@@ -119,6 +119,9 @@ class SensorSnapshot:
     #: The topics with no reading at all since this state was made (the node's configure; each one
     #: fault, "<topic>: no reading received"): a start-up, not a sensor that failed.
     unreceived: tuple[str, ...] = ()
+    #: ``range_rate`` is the slope of two scans before any fit has measured the sensor's noise: it
+    #: is unweighed (20 Hz and 0.2 m of noise: +-6 m/s), so the model reads it as unknown.
+    range_rate_unweighed: bool = False
 
     @property
     def object_distance(self) -> float | None:
@@ -149,7 +152,9 @@ class SensorSnapshot:
             "ego_speed": float(self.ego_speed) if odom_ok and self.ego_speed is not None else math.nan,
             "ego_yaw_rate": float(self.ego_yaw_rate) if odom_ok and self.ego_yaw_rate is not None else math.nan,
             "range": float(rng),
-            "range_rate": float(self.range_rate or 0.0),
+            # Why not an unweighed rate: at a node's start two scans read a standing car as closing
+            # at 19.7 m/s (8.4 true), and the model braked at TTC 3.9 s, held 2 s.
+            "range_rate": 0.0 if self.range_rate_unweighed else float(self.range_rate or 0.0),
             "range_valid": 1.0 if valid and d is not None and math.isfinite(d) else 0.0,
             "accel_x": float(self.accel_x or 0.0),
         }
@@ -391,6 +396,7 @@ class SensorState:
             bad, invalid_since = self._invalid_why, self._invalid_since
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
+            unweighed = fit is not None and math.isnan(fit[2]) and self._noise_var is None  # two scans, no noise yet
             track_id = self._track_id if self._track else 0
             receipt_why = self._receipt_why
             held_moving = (None if rng is None or self._same_value is None
@@ -471,6 +477,7 @@ class SensorState:
             track_id=track_id,
             range_timed_by_receipt=receipt_why,
             unreceived=tuple(unreceived),
+            range_rate_unweighed=unweighed,
         )
 
 
