@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -1041,3 +1046,175 @@ def test_a_shard_or_build_record_that_cannot_be_read_is_named_with_what_to_do(
     assert state.read_text(encoding="utf-8") == "{bad"  # left for the user to restore
     assert main(["model", "evaluate", str(tiny_build / "bundle"), str(out)]) == 2
     assert "steps.json: cannot read the build's record" in capsys.readouterr().err
+
+
+def test_a_rerun_redoes_a_finished_step_whose_product_is_gone_and_every_step_after_it(
+        tiny_build: Path, tmp_path: Path) -> None:
+    """A rerun skipped every step steps.json listed: it printed "bundle: C/bundle" for a bundle
+    deleted since, and a lost teacher.pt or INT8 graph went unnoticed."""
+    import json
+
+    out = Path(shutil.copytree(tiny_build, tmp_path / "c"))
+    shutil.rmtree(out / "bundle")
+    logs: list[str] = []
+    Build(TINY, out, log=logs.append).run()
+    assert f"[bundle] done earlier, but {out / 'bundle'} is missing: redoing" in logs
+    assert sum("skipped" in m for m in logs) == len(STEPS) - 1
+    assert load_bundle(out / "bundle").name == load_bundle(tiny_build / "bundle").name
+
+    (out / "bundles" / "int8" / "onnx" / "decoder_model_merged.onnx").unlink()
+    logs.clear()
+    Build(TINY, out, log=logs.append).run()
+    assert any(m.startswith("[quantize] done earlier, but") and "decoder_model_merged.onnx" in m
+               and m.endswith(": redoing") for m in logs)
+    assert "[evaluate] done earlier, but [quantize] before it is redone: redoing" in logs
+    assert "[bundle] done earlier, but [quantize] before it is redone: redoing" in logs
+    assert sum("skipped" in m for m in logs) == STEPS.index("quantize")
+    load_bundle(out / "bundles" / "int8")
+    load_bundle(out / "bundle")
+
+    (out / "teacher.pt").unlink()
+    logs.clear()
+    Build(TINY, out, log=logs.append).run(until="teacher")
+    assert f"[teacher] done earlier, but {out / 'teacher.pt'} is missing: redoing" in logs
+    assert any("student.ckpt" in m and "pruned.ckpt" in m and "removed" in m for m in logs)
+    # the teacher resumed from its own final checkpoint: the one the later steps were made from
+    again, first = torch.load(out / "teacher.pt", weights_only=True), torch.load(tiny_build / "teacher.pt", weights_only=True)
+    assert all(torch.equal(again["model"][k], first["model"][k]) for k in first["model"])
+    # what depends on it is no longer finished, nor resumed from what the old teacher made
+    done = json.loads((out / "steps.json").read_text(encoding="utf-8"))["done"]
+    assert list(done) == list(STEPS[:STEPS.index("teacher") + 1])
+    assert not (out / "student.ckpt").exists() and not (out / "pruned_init.pt").exists()
+
+
+def test_operating_point_on_a_bundle_that_does_not_load_is_one_line_and_status_2(
+        tiny_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A changed byte in a graph or a manifest key typo was a BundleError traceback, status 1."""
+    from tiny_node.cli import main
+
+    tampered = Path(shutil.copytree(tiny_build / "bundle", tmp_path / "tampered"))
+    graph = tampered / "onnx" / "decoder_model_merged.onnx"
+    graph.write_bytes(graph.read_bytes()[:-1] + bytes([graph.read_bytes()[-1] ^ 1]))
+    assert main(["model", "operating-point", str(tampered), "--out", str(tmp_path / "op1")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tiny-node model operating-point: ") and "checksum mismatch" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "op1").exists()
+    typo = Path(shutil.copytree(tiny_build / "bundle", tmp_path / "typo"))
+    manifest = typo / "manifest.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("latency_budget_ms:", "latency_budget_mss:"),
+                        encoding="utf-8")
+    assert main(["model", "operating-point", str(typo), "--out", str(tmp_path / "op2")]) == 2
+    err = capsys.readouterr().err
+    assert "latency_budget_mss" in err and len(err.strip().splitlines()) == 1
+
+
+def test_operating_points_default_out_is_one_per_build_not_one_for_every_bundle_dir_named_bundle(
+        tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Every factory bundle dir is named ``bundle``: the second build's bundle was refused, its
+    default folder holding the first one's copy; a different bundle in an explicit --out still is."""
+    from tiny_node.cli import main
+    from tiny_node.factory import operating_point as op
+
+    monkeypatch.chdir(tmp_path)
+    used: list[Path] = []
+
+    class RanError(Exception):
+        pass
+
+    def run_until_the_drives(bundle: Path, out: Path, **_: object) -> None:
+        used.append(out)
+        shutil.copytree(bundle, out / op.AT_DIR)  # what the run leaves: the copy at the operating point
+        raise RanError
+
+    monkeypatch.setattr(op, "choose", run_until_the_drives)
+    first = Path(shutil.copytree(tiny_build / "bundle", tmp_path / "model-tiny" / "bundle"))
+    second = tmp_path / "model-tiny-s5" / "bundle"
+    shutil.copytree(tiny_build / "bundle", second)
+    with (second / "tokenizer.json").open("a", encoding="utf-8") as f:
+        f.write(" ")  # another build's bundle: other files
+    from tiny_node.model.bundle import edit_manifest, hash_file
+
+    def rehash(doc: dict) -> None:
+        doc["files"]["tokenizer"]["sha256"] = hash_file(second / "tokenizer.json")
+
+    edit_manifest(second, rehash)
+    for bundle in (first, second):
+        with pytest.raises(RanError):
+            main(["model", "operating-point", str(bundle)])
+    assert used == [Path("out/operating-point-model-tiny"), Path("out/operating-point-model-tiny-s5")]
+    assert op.default_out(tmp_path / "model-tiny" / "bundles" / "int8") == Path("out/operating-point-model-tiny-int8")
+    assert op.default_out(tmp_path / "my-bundle") == Path("out/operating-point-my-bundle")
+    assert main(["model", "operating-point", str(second), "--out", str(used[0])]) == 2
+    assert "holds another bundle" in capsys.readouterr().err
+
+
+def _build_started(out: Path, cwd: Path) -> subprocess.Popen[str]:
+    """``tiny-node model build --config tiny --out OUT`` in another process, once its data step runs."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tiny_node", "model", "build", "--config", "tiny", "--out", str(out)],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[data] ..."):
+            return proc
+    proc.kill()
+    raise AssertionError(f"the build never started its data step: {proc.communicate()[1][-2000:]}")
+
+
+@pytest.mark.parametrize(("signum", "status", "how"), [(signal.SIGINT, 130, "interrupted"),
+                                                      (signal.SIGTERM, 143, "terminated")])
+def test_a_build_stopped_by_ctrl_c_or_sigterm_says_so_in_one_line_and_leaves_no_half_written_product(
+        signum: int, status: int, how: str, tmp_path: Path) -> None:
+    """Ctrl-C printed a KeyboardInterrupt traceback and the build died by the signal (SIGTERM: 143,
+    as ``tiny-node replay`` / ``demo``)."""
+    import json
+
+    out = tmp_path / "c"
+    proc = _build_started(out, tmp_path)
+    time.sleep(0.5)  # into the shards (the tiny data step takes ~4 s)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err[-2000:]
+    assert "Traceback" not in err
+    # the last line (tqdm's bar rewrites its own with carriage returns)
+    assert err.rstrip("\n").split("\n")[-1] == (f"tiny-node model build: {how}; the same command resumes from "
+                                                "the finished steps (the step cut short is redone)")
+    assert json.loads((out / "steps.json").read_text(encoding="utf-8"))["done"] == {}
+    for shard in (out / "data").glob("*.npz"):  # a shard is there whole or not at all
+        if not shard.name.endswith(".tmp.npz"):
+            with np.load(shard) as data:
+                assert len(data["image"]) > 0
+
+
+def test_a_second_build_into_a_folder_in_use_is_refused_at_once_naming_the_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two builds into one folder wrote the same temporary files: the second died on a FileNotFoundError."""
+    from tiny_node.cli import main
+
+    out = tmp_path / "c"
+    proc = _build_started(out, tmp_path)
+    try:
+        t0 = time.monotonic()
+        assert main(["model", "build", "--config", "tiny", "--out", str(out), "--until", "data"]) == 2
+        assert time.monotonic() - t0 < 2.0
+        err = capsys.readouterr().err
+        assert err == (f"tiny-node model build: another tiny-node model build (pid {proc.pid}) is using {out}; "
+                       "wait for it or choose another --out\n")
+    finally:
+        proc.kill()  # dies holding the lock: the kernel releases it, no pid file locks the folder for good
+        proc.communicate(timeout=60)
+    from tiny_node.factory.build import locked
+
+    with locked(out):
+        pass
+
+
+def test_a_data_worker_leaves_ctrl_c_to_the_build() -> None:
+    """A terminal's Ctrl-C reaches every process of the group: each pool worker printed its own traceback."""
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        dataset._init_worker()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -96,9 +96,27 @@ def _cmd_hil(args: argparse.Namespace) -> int:
 
 
 def _cmd_model(args: argparse.Namespace) -> int:
+    """A factory command; Ctrl-C or SIGTERM: one line, status 130 / 143, not a traceback.
+
+    Why SIGTERM too: its default action skipped the ``finally`` blocks (the quantizer's temporary
+    folder, the data workers' pool). A build is resumable: every product is written whole or its
+    step is not recorded as finished, so the same command goes on from the finished steps.
+    """
     from tiny_node.factory.cli import run
 
-    return int(run(args))
+    restore = _sigterm_as_interrupt()
+    try:
+        return int(run(args))
+    except KeyboardInterrupt as exc:
+        how, status = _stopped_by(exc)
+    finally:
+        restore()
+    # after the except block: the interrupted frames are freed, and the progress bars they held
+    # print their last state now, not after this line
+    then = ("; the same command resumes from the finished steps (the step cut short is redone)"
+            if args.model_cmd == "build" else "")
+    print(f"\ntiny-node model {args.model_cmd}: {how}{then}", file=sys.stderr)
+    return status
 
 
 def _cmd_bundles(args: argparse.Namespace) -> int:

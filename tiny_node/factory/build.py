@@ -1,7 +1,9 @@
 """``tiny-node model build``: the whole chain, each step seeded and resumable.
 
 Steps (each leaves its product in ``--out``; ``steps.json`` records the finished ones with the
-config hash, so a rerun skips them, and an interrupted fit resumes from its last epoch)::
+config hash, so a rerun skips them, and an interrupted fit resumes from its last epoch; a finished
+step whose product is gone is redone, with every step after it; one build at a time holds the
+folder, ``locked``)::
 
     data       simulator shards        data/{train,val,test,heldout}-NNNN.npz
     detector   VRU detector (configs with tracks)   detector/vru_detector.onnx
@@ -18,11 +20,14 @@ config hash, so a rerun skips them, and an interrupted fit resumes from its last
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +57,7 @@ from tiny_node.factory.vocab import (
     token_id,
     vocabulary,
 )
-from tiny_node.model.bundle import edit_manifest, set_threshold, write_atomic
+from tiny_node.model.bundle import BundleError, edit_manifest, load_bundle, set_threshold, write_atomic
 from tiny_node.sources import PACKAGE_DIR, sources_digest
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
@@ -60,6 +65,15 @@ from tiny_node.sources import PACKAGE_DIR, sources_digest
 LABELS = {"seen": ("brake_seen", "rationale_seen"), "unoccluded": ("brake_unoccluded", "rationale_unoccluded"),
           "intent": ("brake_intent", "rationale_intent")}
 MODELS = ("teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed", "teacher_int8")
+#: the bundles (under ``bundles/``) each step makes
+STEP_BUNDLES = {"export": ("teacher", "student", "pruned"),
+                "quantize": ("int8", "int8_dynamic", "int8_mixed", "teacher_int8")}
+#: what a step resumes from (a fit's checkpoint, the pruning's measured importance): made from
+#: the products of the steps before it, so stale once one of those is made again
+RESUME_FILES = {"teacher": ("teacher.ckpt",), "student": ("student.ckpt",),
+                "prune": ("pruned_init.pt", "prune.json", "pruned.ckpt")}
+#: in the build folder: the advisory lock a running build holds (``locked``)
+LOCK_FILE = "build.lock"
 
 
 #: An INT8 bundle against its FP32 source on val frames: P(brake) may move by quantization
@@ -124,6 +138,46 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def make_out(out: Path) -> None:
+    """Make the build folder ``out``, or a BuildError naming it (a file in the way, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"--out {out}: cannot make the build folder: {exc}") from exc
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold the build folder ``out`` for a whole run; a BuildError naming the holder's pid if another does.
+
+    Why: two builds into one folder wrote the same temporary names (the second died on a
+    FileNotFoundError) and the same products. flock, not a pid file: the kernel releases it when
+    its process ends, however it ends, so a crashed build never locks its folder for good. The
+    pid in the file is only read while its writer holds the lock.
+    """
+    make_out(out)
+    path = out / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BuildError(f"{path}: cannot open the build's lock file: {exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise BuildError(f"another tiny-node model build (pid {pid}) is using {out}; wait for it or choose "
+                             "another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # no pid of a build that has ended
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def int8_parity(fp32: Path, int8: Path, data: dict[str, NDArray[Any]],
                 p32: NDArray[np.float32] | None = None) -> dict[str, float]:
     """P(brake) of an INT8 bundle against its FP32 source on ``data``; a BuildError beyond noise.
@@ -170,10 +224,8 @@ class Build:
         if threads is not None:
             cfg = replace(cfg, threads=threads)
         self.cfg, self.out, self.log = cfg, out, log
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BuildError(f"--out {out}: cannot make the build folder: {exc}") from exc
+        make_out(out)
+        self._redo: dict[str, str] = {}  # step -> why it is redone though finished (``_forget_missing``)
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
@@ -348,12 +400,14 @@ class Build:
     def run(self, until: str | None = None) -> Path:
         """Run every unfinished step (up to ``until``); return the final bundle dir."""
         torch.set_num_threads(self.cfg.threads)
+        self._forget_missing()
         self._remake_missing()
         for step in STEPS:
             if self.done(step):
                 self.log(f"[{step}] done earlier ({self.state['done'][step]['seconds']} s), skipped")
             else:
-                self.log(f"[{step}] ...")
+                why = self._redo.pop(step, None)
+                self.log(f"[{step}] done earlier, but {why}: redoing" if why else f"[{step}] ...")
                 t0 = time.monotonic()
                 torch.manual_seed(self.seed(step))
                 info = getattr(self, f"step_{step}")()
@@ -362,6 +416,57 @@ class Build:
             if step == until:
                 break
         return self.out / "bundle"
+
+    def products(self, step: str) -> list[Path]:
+        """What ``step`` leaves for the later steps and the user (bundle dirs, files).
+
+        The data and tracks steps' shards and runtime tracks are not listed: each is a function
+        of its spec alone, so ``_remake_missing`` makes a missing one again as it was.
+        """
+        files = {"detector": ["detector/vru_detector.onnx"] if self.cfg.tracks else [],
+                 "teacher": ["teacher.pt"], "soft": ["teacher_logits.npy"], "student": ["student.pt"],
+                 "prune": ["pruned.pt"], "evaluate": ["metrics.json", "table.md"], "bundle": ["bundle"]}
+        return ([self.out / f for f in files.get(step, [])]
+                + [self._bundle_dir(name) for name in STEP_BUNDLES.get(step, ())])
+
+    def _lost_product(self, step: str) -> str | None:
+        """Why a finished ``step``'s product can no longer be used ("X is missing"), None while it can."""
+        for path in self.products(step):
+            if not path.exists():
+                return f"{path} is missing"
+            if path == self.out / "bundle" or path.parent == self.out / "bundles":
+                try:
+                    load_bundle(path)  # every file it names, with its SHA-256
+                except BundleError as exc:
+                    return f"{path} does not load ({exc})"
+        return None
+
+    def _forget_missing(self) -> None:
+        """Unmark the first finished step whose product is gone, and every finished step after it.
+
+        Why: a rerun skipped every step steps.json lists, and reported success for a bundle that
+        no longer existed. Every later step is redone because it may read the lost product (the
+        simplest rule that is right); the resume files of the steps after the first (checkpoints,
+        pruning importance) go too, made from the product that is made again. Recorded in
+        steps.json by the next step that finishes.
+        """
+        lost = ((step, self._lost_product(step)) for step in STEPS if self.done(step))
+        first, why = next(((step, why) for step, why in lost if why), (None, None))
+        if first is None or why is None:
+            return
+        self._redo[first] = why
+        later = STEPS[STEPS.index(first) + 1:]
+        for step in later:
+            if self.done(step):
+                self._redo[step] = f"[{first}] before it is redone"
+        for step in (first, *later):
+            self.state["done"].pop(step, None)
+        stale = [p for step in later for p in (self.out / f for f in RESUME_FILES.get(step, ())) if p.exists()]
+        for path in stale:
+            path.unlink()
+        if stale:
+            self.log(f"[{first}] is redone: removed what later steps would resume from "
+                     f"({', '.join(p.name for p in stale)})")
 
     def _remake_missing(self) -> None:
         """Shards and runtime tracks a finished step made and that are gone now, made again.
@@ -678,7 +783,6 @@ class Build:
         _edit_manifest(final, name=f"tiny-node-default-int8 ({self.cfg.name} build)", latency_budget_ms=budget,
                        build={"config": self.cfg.name, "digest": self.cfg.digest(), "seed": self.cfg.seed,
                               "threads": self.threads_used()})
-        from tiny_node.model.bundle import load_bundle
         from tiny_node.model.vlm import VlmRuntime
 
         VlmRuntime(load_bundle(final), threads=1).warm_up(2)  # it loads and decides
@@ -762,5 +866,6 @@ def table(result: dict[str, Any]) -> str:
 
 def build(config: FactoryConfig, out: Path, until: str | None = None, threads: int | None = None,
           log: Callable[[str], None] = print) -> Path:
-    """Run (or resume) a build; return the final bundle directory."""
-    return Build(config, out, log, threads=threads).run(until)
+    """Run (or resume) a build, holding its folder (``locked``); return the final bundle directory."""
+    with locked(out):
+        return Build(config, out, log, threads=threads).run(until)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -351,7 +352,13 @@ def load_with(paths: Sequence[Path], columns: Sequence[str], episodes: int,
 
 
 def _init_worker() -> None:
+    """A pool worker: one OpenCV thread; Ctrl-C is the parent's to handle.
+
+    Why: a terminal's Ctrl-C reaches every process of the group, and each worker printed its
+    own KeyboardInterrupt traceback; the parent ends the pool when it is interrupted.
+    """
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 #: what reading a missing, truncated or overwritten ``.npz`` / ``.npy`` raises (np.load, zipfile, zlib)

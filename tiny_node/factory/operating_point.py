@@ -198,7 +198,10 @@ def run_at(bundle: Path, threshold: float, out_dir: Path, *, workers: int = 2, p
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``tiny-node model operating-point``."""
     p.add_argument("bundle", help="model bundle directory ('default' = the shipped model)")
-    p.add_argument("--out", default=None, help="output folder (default out/operating-point-<bundle name>)")
+    p.add_argument("--out", default=None, help="output folder (default out/operating-point-<bundle dir name>; "
+                   "a build's bundle is named after its build folder: out/model-tiny/bundle -> "
+                   "out/operating-point-model-tiny, out/model-tiny/bundles/int8 -> "
+                   "out/operating-point-model-tiny-int8)")
     p.add_argument("--margin", type=float, default=MARGIN,
                    help=f"added to the highest look-alike P(brake) (default {MARGIN})")
     p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
@@ -210,8 +213,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the threshold and no longer test its false activations)")
 
 
+def default_out(bundle: Path) -> Path:
+    """``out/operating-point-<name>``: the bundle dir's name, or its build folder's for a build's bundle.
+
+    Why: every factory bundle dir is named ``bundle`` (``bundles/<format>`` for the others), so
+    the second build's bundle was refused: its default folder held the first one's copy.
+    """
+    path = bundle.resolve()
+    if path.name == AT_DIR and path.parent.name:  # <build>/bundle
+        name = path.parent.name
+    elif path.parent.name == "bundles" and path.parent.parent.name:  # <build>/bundles/int8
+        name = f"{path.parent.parent.name}-{path.name}"
+    else:
+        name = path.name
+    return Path("out") / f"operating-point-{name}"
+
+
 def command(args: argparse.Namespace) -> int:
-    """``tiny-node model operating-point``: print (and optionally write) the closed-loop threshold."""
+    """``tiny-node model operating-point``: print (and optionally write) the closed-loop threshold.
+
+    A bundle that does not load (a file changed, a manifest key wrong) is one line and status 2, as
+    in ``model evaluate``: checked before any drive runs, and again wherever it is read.
+    """
     try:
         bundle = existing_bundle_dir(args.bundle)
     except BundleError as exc:
@@ -220,12 +243,18 @@ def command(args: argparse.Namespace) -> int:
     if not 0.0 <= args.margin < 1.0:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
         return 2
-    out = Path(args.out or f"out/operating-point-{bundle.resolve().name}")
-    try:  # before the drives run: the copy must not take the place of a bundle
-        check_copy_dest(bundle, out / AT_DIR)
+    try:
+        load_bundle(bundle)
+        out = Path(args.out) if args.out else default_out(bundle)
+        check_copy_dest(bundle, out / AT_DIR)  # before the drives run: the copy must not take the place of a bundle
+        return _measure(args, bundle, out)
     except BundleError as exc:
         print(f"tiny-node model operating-point: {exc}", file=sys.stderr)
         return 2
+
+
+def _measure(args: argparse.Namespace, bundle: Path, out: Path) -> int:
+    """Steps 1-3 of ``command`` on a checked ``bundle``, the results into ``out``."""
     point = choose(bundle, out, margin=args.margin, workers=args.workers, with_benign=args.with_benign)
     print("look-alike drive                                  peak P(brake)  earliest track conflict")
     for name, p in sorted(point.peaks.items(), key=lambda kv: -kv[1]):
