@@ -303,7 +303,7 @@ def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dea
         assert loop.push_frame(Frame(1, clock.now(), IMG))
         time.sleep(0.05)
 
-        def broken():
+        def broken(frames_waiting=False):
             raise RuntimeError("tick bug")
 
         wd.on_tick = broken
@@ -438,11 +438,11 @@ def test_an_error_outside_on_frame_gives_no_frame_a_fail_safe():
     armed = {"on": False}
     tick = wd.on_tick
 
-    def on_tick():
+    def on_tick(frames_waiting=False):
         if armed["on"]:
             armed["on"] = False
             raise ZeroDivisionError("tick bug")
-        return tick()
+        return tick(frames_waiting)
 
     wd.on_tick = on_tick
     with _running(wd, out, clock, report=lambda s: None) as loop:
@@ -528,11 +528,11 @@ def test_a_frame_put_back_after_a_transient_error_is_decided_at_once(monkeypatch
     tick = wd.on_tick
     armed = {"on": True}
 
-    def on_tick():
+    def on_tick(frames_waiting=False):
         if armed["on"] and loop._taken:  # fails once, in the step that took the frame
             armed["on"] = False
             raise ZeroDivisionError("transient tick bug")
-        return tick()
+        return tick(frames_waiting)
 
     wd.on_tick = on_tick
     loop.start()
@@ -592,10 +592,10 @@ def test_a_transient_error_in_the_last_step_at_stop_gives_no_frame_a_fail_safe()
     tick = wd.on_tick
     stopping = threading.Event()
 
-    def on_tick():
+    def on_tick(frames_waiting=False):
         if stopping.is_set() and not loop._running and loop._taken:  # the last step, with a frame taken
             raise ZeroDivisionError("transient tick bug")
-        return tick()
+        return tick(frames_waiting)
 
     wd.on_tick = on_tick
     loop.start()
@@ -660,7 +660,8 @@ def test_start_refuses_while_the_thread_a_timed_out_stop_left_behind_still_runs(
 
 
 @pytest.mark.parametrize("action", ["failsafe", "rules"])
-def test_a_frame_received_before_the_camera_timeout_is_not_preceded_by_a_camera_out_decision(action):
+@pytest.mark.parametrize("reached_after_s", [0.015, 0.55])
+def test_a_frame_received_before_the_camera_timeout_is_not_preceded_by_a_camera_out_decision(action, reached_after_s):
     """A step that opened its frames after the tick decided "camera: no frame" for a frame already
     taken, received 10 ms before the timeout: with failsafe a brake held 2 s over a live camera,
     with rules a decision stamped after the frame's that followed it. Driven as the thread drives it."""
@@ -674,13 +675,13 @@ def test_a_frame_received_before_the_camera_timeout_is_not_preceded_by_a_camera_
             sensors.update_range(RangeReading(60.0 + t - 100.0, 0.2, 150.0, round(t * 1e9), t))
             sensors.update_odometry(10.0, t)
             loop._mailbox.append(Frame(stamp, t, IMG))
-            clock.set(t + 0.015)  # decoded and woken for 15 ms after its receipt
+            clock.set(t + reached_after_s)  # decoded and woken for (or a stall) after its receipt
             loop._step()
         assert [(d.stamp_ns, d.brake, d.hold, d.no_frame) for d in out] == [
             (100_000_000_000, False, False, False), (100_490_000_000, False, False, False)]
-        clock.set(101.1)  # the camera out for real: decided without a frame, as before
-        sensors.update_range(RangeReading(61.1, 0.2, 150.0, 101_100_000_000, 101.1))
-        sensors.update_odometry(10.0, 101.1)
+        clock.set(101.7)  # the camera out for real: decided without a frame, as before
+        sensors.update_range(RangeReading(61.7, 0.2, 150.0, 101_700_000_000, 101.7))
+        sensors.update_odometry(10.0, 101.7)
         loop._step()
         assert out[-1].no_frame and out[-1].brake == (action == "failsafe")
     finally:

@@ -310,12 +310,13 @@ class RealtimeLoop:
         if self.worker is not None:
             for r in self.worker.poll():  # decisions reach self._unsent through the watchdog's sink
                 wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
-        # Frames taken re-arm the camera timeout before the tick tests it: one received in time
-        # but decoded, or woken for, a little after the timeout is no "camera out" (a fail-safe
-        # brake held 2 s with camera_timeout_action failsafe; a decision stamped after it otherwise).
+        # Frames taken re-arm the camera timeout, and the tick decides no "camera out" before them:
+        # a frame received in time but reached after the timeout (decoding, a wake-up, a stall) is
+        # no camera out (a fail-safe brake held 2 s with camera_timeout_action failsafe; a
+        # decision stamped after the frame's otherwise).
         for frame in frames:
             wd.frame_arrived(frame)
-        wd.on_tick()
+        wd.on_tick(frames_waiting=bool(frames))
         self._flush()
         while self._taken:
             self._opening = self._taken.pop(0)

@@ -359,8 +359,13 @@ class Watchdog:
         self.feed_model()
         return out
 
-    def on_tick(self) -> list[Decision]:
-        """Close every cycle whose publish time has come (fallback), oldest first."""
+    def on_tick(self, frames_waiting: bool = False) -> list[Decision]:
+        """Close every cycle whose publish time has come (fallback), oldest first.
+
+        ``frames_waiting``: the driver holds frames it has not opened yet, so the camera is not
+        out, however late they are handled (a stall longer than ``camera_timeout_s`` between
+        their receipt and this tick gave a fail-safe brake, held 2 s, before them).
+        """
         now = self.clock.now()
         due = sorted((c for c in self._open.values() if c.publish_by <= now), key=lambda c: c.seq)
         out = []
@@ -373,7 +378,7 @@ class Watchdog:
             else:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         due_at = self.next_camera_timeout_at()
-        if due_at is not None and now >= due_at:
+        if due_at is not None and now >= due_at and not frames_waiting:
             # Next one a frame period on; after a stall, from now (never a burst to catch up).
             # Moved on before deciding: a decision that fails must not stay due (a driver
             # would retry it at once, for ever).
