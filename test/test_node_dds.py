@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -588,23 +591,36 @@ def test_diagnostics_keep_their_period_under_sim_time_without_clock(ros_env):
         rclpy.shutdown(context=ctx)
 
 
-def test_the_watchdog_diagnostic_warns_of_sim_time_off_real_time(ros_env):
-    """At 0.25x the node's steady-clock timers last 4x as long in sim time: said, not silent."""
+@contextlib.contextmanager
+def _configured(*ros_args: str) -> Iterator[tuple[Any, list]]:
+    """A TinyNode in its own context with ``ros_args``, configured; its /diagnostics arrays collected."""
     import rclpy
     from rclpy.context import Context
     from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.time import Time
 
-    from tiny_node.clock import ManualClock
     from tiny_node.ros.node import TinyNode
 
     ctx = Context()
-    rclpy.init(context=ctx, args=["x", "--ros-args", "-p", "use_sim_time:=true"])
+    rclpy.init(context=ctx, args=["x", "--ros-args", *ros_args])
     node = TinyNode(context=ctx)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         sent: list = []
         node._pub_diag.publish = sent.append
+        yield node, sent
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_the_watchdog_diagnostic_warns_of_sim_time_off_real_time(ros_env):
+    """At 0.25x the node's steady-clock timers last 4x as long in sim time: said, not silent."""
+    from rclpy.time import Time
+
+    from tiny_node.clock import ManualClock
+
+    with _configured("-p", "use_sim_time:=true") as (node, sent):
         node.clock = steady = ManualClock(100.0)  # what the diagnostics read as steady time
 
         def watchdog_after(seconds: int, factor: float, sim0_s: float) -> object:
@@ -624,35 +640,16 @@ def test_the_watchdog_diagnostic_warns_of_sim_time_off_real_time(ros_env):
         stepped_back = watchdog_after(0, 1.0, 5.0)  # a bag looping: measured afresh, nothing said meanwhile
         assert stepped_back.level == b"\x00" and {kv.key: kv.value for kv in stepped_back.values}[
             "sim_time_rate"] == "unknown"
-        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
 
 
 def test_diagnostics_name_the_node_with_its_namespace(ros_env):
     """/diagnostics is one topic for the robot: a front and a rear tiny_node overwrote each other's statuses."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.lifecycle import TransitionCallbackReturn
-
     from tiny_node.decision import diagnostic_prefix
-    from tiny_node.ros.node import TinyNode
 
     assert diagnostic_prefix("/") == "tiny_node" and diagnostic_prefix("/robot1/front") == "robot1/front/tiny_node"
-    ctx = Context()
-    rclpy.init(context=ctx, args=["x", "--ros-args", "-r", "__ns:=/front"])
-    node = TinyNode(context=ctx)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        sent: list = []
-        node._pub_diag.publish = sent.append
+    with _configured("-r", "__ns:=/front") as (node, sent):
         node._publish_diagnostics()
         names = [st.name for st in sent[0].status]
         assert names == ["front/tiny_node: watchdog", "front/tiny_node: model", "front/tiny_node: sensors",
                          "front/tiny_node: camera"]
         assert {st.hardware_id for st in sent[0].status} == {f"front/tiny_node@{os.uname().nodename}"}
-    finally:
-        node._teardown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
