@@ -550,6 +550,32 @@ def test_an_episode_left_crawling_after_a_released_brake_ends_unless_a_collision
     stream.close()
 
 
+@pytest.mark.parametrize("release_after_s,began_braked", [(1.0, False), (None, True)])
+def test_a_stopped_episode_waits_for_the_node_to_let_go_before_the_next_drive(release_after_s, began_braked):
+    """The node is not restarted between episodes: the next drive began under the hold of the last
+    stop (7 of 8 ccrs_30kmh episodes stopped 26 m short). The stopped ego now waits up to
+    RELEASE_WAIT_S for the release, as a test driver would."""
+    from tiny_node.hil.source import RELEASE_WAIT_S, BuiltinApproach, ClosedLoopStream
+
+    stream = ClosedLoopStream("approach", (BuiltinApproach(gap_m=60.0, width=64, height=48, max_s=30.0)
+                                           for _ in itertools.count()))
+    t, done_at = 0.0, None
+    while len(stream.episodes) == 1 and t < 20.0:
+        t += 0.02
+        released = done_at is not None and release_after_s is not None and t >= done_at + release_after_s
+        stream.advance(t, not released)
+        if done_at is None and stream._world.done():
+            done_at = t
+    stream.close_episode()
+    first, second = stream.episodes[:2]
+    assert done_at is not None and first.final_speed_kmh == 0.0
+    waited = RELEASE_WAIT_S if release_after_s is None else release_after_s
+    assert first.release_wait_s == pytest.approx(waited, abs=0.03)
+    assert second.t_start == pytest.approx(done_at + waited, abs=0.03)
+    assert first.t_end == pytest.approx(done_at, abs=0.03)  # the wait is between episodes
+    assert second.began_braked is began_braked
+
+
 def test_an_episode_that_began_under_the_last_ones_brake_is_marked_and_reported():
     """The node is not restarted between episodes: its 2 s hold from the last stop braked the next
     drive from its first frame (stopped 26 m short), and the report read it as a clean result."""

@@ -44,6 +44,12 @@ CRAWL_S = 0.5
 #: ... unless it is this close in time to a collision: that the node must still prevent, and the
 #: episode's outcome records (at 0.7 m/s the rules' TTC brake stops it short of the object).
 CRAWL_TTC_S = 3.0
+#: An episode over with the ego stopped and the node still braking (its brake_hold_s after the
+#: stop) goes on, the ego standing, until the brake is released or this long has passed: as a
+#: test driver waits for the AEB to let go. Why: the next drive began under that brake (7 of 8
+#: ccrs_30kmh episodes, each stopped 26 m short), and the node is not restarted between episodes.
+RELEASE_WAIT_S = 3.0
+STOPPED_MPS = 0.01
 
 
 @dataclass
@@ -91,10 +97,12 @@ class Episode:
     final_speed_kmh: float = math.nan
     #: Why it ended before its world did ("" : the world's end, or the run's): a crawl after a brake.
     ended_early: str = ""
-    #: The node still asked to brake when it began: the last episode's brake (its brake_hold_s),
-    #: since the node is not restarted between episodes. Its first brake and stop are not a
-    #: response to this drive.
+    #: The node still asked to brake when it began: the last episode's brake, not released within
+    #: RELEASE_WAIT_S of its stop, or that episode ended moving or in a collision (the node is not
+    #: restarted between episodes). Its first brake and stop are not a response to this drive.
     began_braked: bool = False
+    #: How long it stood after its end, waiting for the node to release its brake (RELEASE_WAIT_S).
+    release_wait_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
@@ -341,6 +349,8 @@ class ClosedLoopStream:
 
     def _track(self, brake: bool) -> None:
         ep, tr = self._episodes[-1], self._world.truth()
+        if not math.isnan(ep.t_end):  # ended, waiting for the release: its outcome is made
+            return
         ep.min_gap_m = min(ep.min_gap_m, tr.gap_m) if math.isfinite(tr.gap_m) else ep.min_gap_m
         ep.min_ttc_s = min(ep.min_ttc_s, tr.ttc_s) if not math.isnan(tr.ttc_s) else ep.min_ttc_s
         if brake and math.isnan(ep.first_brake_t):
@@ -349,14 +359,28 @@ class ClosedLoopStream:
             ep.collided, ep.impact_speed_kmh = True, tr.impact_speed_kmh
         self._crawling(ep, tr, brake)
 
+    def _next_episode_due(self, brake: bool) -> bool:
+        """The running episode is over, and the node has let go of a stopped ego (:data:`RELEASE_WAIT_S`).
+
+        The episode ends (``t_end``, its outcome) when its world does; the wait is between
+        episodes, so a fault that begins during it is not counted against the episode.
+        """
+        ep = self._episodes[-1]
+        if not (self._world.done() or ep.ended_early):
+            return False
+        tr = self._world.truth()
+        if math.isnan(ep.t_end):
+            ep.t_end, ep.final_speed_kmh = self._t, tr.ego_speed_mps * 3.6
+        if brake and not tr.collided and tr.ego_speed_mps <= STOPPED_MPS and ep.release_wait_s < RELEASE_WAIT_S:
+            ep.release_wait_s += PHYSICS_DT_S
+            return False
+        return True
+
     def advance(self, t: float, brake: bool) -> list[Event]:
         """Physics in :data:`PHYSICS_DT_S` steps up to ``t``; sensor events as they fall due."""
         out: list[Event] = []
         while self._t < t:
-            if self._world.done() or self._episodes[-1].ended_early:
-                ep = self._episodes[-1]
-                ep.t_end = self._t
-                ep.final_speed_kmh = self._world.truth().ego_speed_mps * 3.6
+            if self._next_episode_due(brake):
                 self._world = self._next.result()  # raises what preparing it raised
                 self._next = self._pool.submit(self._prepare)
                 self._episodes.append(Episode(self._world.name, self._t, began_braked=brake))
@@ -376,8 +400,9 @@ class ClosedLoopStream:
     def close_episode(self) -> None:
         """Mark the running episode as ended now (end of the run); stop preparing episodes."""
         ep = self._episodes[-1]
-        ep.t_end = self._t
-        ep.final_speed_kmh = self._world.truth().ego_speed_mps * 3.6
+        if math.isnan(ep.t_end):  # else it ended already, and the run ends in the wait after it
+            ep.t_end = self._t
+            ep.final_speed_kmh = self._world.truth().ego_speed_mps * 3.6
         self.close()
 
     def close(self) -> None:
