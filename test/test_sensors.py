@@ -650,10 +650,11 @@ def test_a_range_stamp_on_another_clock_is_a_warning_while_its_stamps_time_the_t
     assert s.snapshot(1.1).warnings == ()
 
 
-def test_two_first_scans_are_an_unknown_rate_to_the_model_until_a_fit_has_measured_the_noise():
+def test_a_tracks_first_two_scans_are_an_unknown_rate_to_the_model():
     """At a node's start, two scans 50 ms apart (0.2 m of noise each at 32 m) read a standing car
-    as closing at 19.7 m/s against 8.4 true: the model braked at TTC 3.9 s (held 2 s). The rules
-    keep the rate (their provisional brakes are judged by the sensor's own noise floor)."""
+    as closing at 19.7 m/s against 8.4 true: the model braked at TTC 3.9 s (held 2 s); in HIL a
+    new object at 32 m after one at 5 m, its rate weighed by the noise measured at 5 m, did the
+    same. The rules keep the rate (their provisional brakes are judged by the sensor's own noise floor)."""
     s = SensorState(RuleConfig())
     s.update_odometry(8.36, 0.0)
     s.update_range(rr(32.5, 0.0))
@@ -664,9 +665,11 @@ def test_two_first_scans_are_an_unknown_rate_to_the_model_until_a_fit_has_measur
     s.update_range(rr(32.5 - 0.84 + 0.1, 0.10))
     third = s.snapshot(0.10)
     assert not third.range_rate_unweighed and third.features()["range_rate"] == third.range_rate
-    # once the noise is measured, a new track's first two scans are weighed by it
+    # a new track's first two scans, a noise measured before or not
     s.update_range(rr(10.0, 0.15))
     s.update_range(rr(9.58, 0.20))
     young = s.snapshot(0.20)
-    assert young.track_id == 2 and not young.range_rate_unweighed
-    assert young.features()["range_rate"] == pytest.approx(-8.4)
+    assert young.track_id == 2 and young.range_rate == pytest.approx(-8.4) and young.range_rate_unweighed
+    assert young.features()["range_rate"] == 0.0
+    s.update_range(rr(9.16, 0.25))
+    assert s.snapshot(0.25).features()["range_rate"] == pytest.approx(-8.4)

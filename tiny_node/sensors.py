@@ -119,8 +119,9 @@ class SensorSnapshot:
     #: The topics with no reading at all since this state was made (the node's configure; each one
     #: fault, "<topic>: no reading received"): a start-up, not a sensor that failed.
     unreceived: tuple[str, ...] = ()
-    #: ``range_rate`` is the slope of two scans before any fit has measured the sensor's noise: it
-    #: is unweighed (20 Hz and 0.2 m of noise: +-6 m/s), so the model reads it as unknown.
+    #: ``range_rate`` is the slope of two scans: they fit exactly, so it is unweighed (20 Hz and
+    #: 0.2 m of noise: +-6 m/s; a noise measured earlier, nearer, is too small for a new object
+    #: further away), and the model reads it as unknown.
     range_rate_unweighed: bool = False
 
     @property
@@ -396,7 +397,7 @@ class SensorState:
             bad, invalid_since = self._invalid_why, self._invalid_since
             accel, accel_at = self._accel, self._accel_at
             fit = self._fit_locked()
-            unweighed = fit is not None and math.isnan(fit[2]) and self._noise_var is None  # two scans, no noise yet
+            unweighed = fit is not None and math.isnan(fit[2])  # two scans: no residual to weigh them
             track_id = self._track_id if self._track else 0
             receipt_why = self._receipt_why
             held_moving = (None if rng is None or self._same_value is None

@@ -385,6 +385,10 @@ class ClosedLoopStream:
                 self._next = self._pool.submit(self._prepare)
                 self._episodes.append(Episode(self._world.name, self._t, began_braked=brake))
                 self._start_speed, self._crawl_s = self._world.truth().ego_speed_mps, 0.0
+                # the new world's range and odometry now, before its first frame: that frame met
+                # the last world's range (5 m at the stop) with the new world's image and speed
+                for kind in KINDS[:-1]:
+                    self._due[kind] = min(self._due[kind], self._t)
             for kind in KINDS:
                 if self._t + 1e-9 >= self._due[kind]:
                     if kind == "camera":
