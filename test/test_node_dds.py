@@ -445,12 +445,18 @@ def test_the_camera_diagnostic_says_when_frames_come_but_cannot_be_used(ros_env)
         [cam] = [st for st in sent[0].status if st.name.endswith(": camera")]
         return cam.level[0], cam.message
 
-    def feed(encoding: str, n: int) -> None:
+    def feed(encoding: str, n: int, publishers: tuple[bytes, ...] = (), back_s: float = 0.0) -> None:
         step = 64 * (3 if encoding == "rgb8" else 1)
-        for _ in range(n):
+        for i in range(n):
             img = Image(encoding=encoding, width=64, height=48, step=step, data=bytes(step * 48))
             img.header.stamp = node.get_clock().now().to_msg()
-            node._on_camera(img, None)
+            info = None
+            if publishers:  # as rclpy hands the DDS message info; every other frame from a stale source
+                gid = publishers[i % len(publishers)]
+                info = {"publisher_gid": {"data": gid}, "publication_sequence_number": i + 1}
+                if i % 2:
+                    img.header.stamp.sec -= int(back_s)
+            node._on_camera(img, info)
             time.sleep(0.02)
         time.sleep(0.2)  # decided
 
@@ -472,6 +478,16 @@ def test_the_camera_diagnostic_says_when_frames_come_but_cannot_be_used(ros_env)
         assert level == 1 and msg.startswith("1 of 3 frames since the last report unusable: ") and "nv12" in msg
         feed("rgb8", 2)
         assert camera() == (0, "ok")  # per report: a bad frame once is not WARN for good
+        # a second publisher with stamps 10 s old (a bag played beside the camera): each of its
+        # frames a "clock reset", decided by the model, and the camera said ok (inputs review)
+        feed("rgb8", 4, publishers=(b"live" * 4, b"bag!" * 4), back_s=10.0)
+        assert camera() == (1, "frames from 2 publishers on /camera/image_raw since the last report "
+                               "(a second camera driver, or a bag played beside it?)")
+        feed("rgb8", 4, publishers=(b"bag!" * 4,), back_s=10.0)
+        level, msg = camera()
+        assert level == 1 and msg.startswith("camera stamps stepped back more than 1 s 2 time(s) since the last report")
+        feed("rgb8", 2)
+        assert camera() == (0, "ok")
         assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
     finally:
         node.destroy_node()

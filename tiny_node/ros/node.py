@@ -188,6 +188,8 @@ class TinyNode(LifecycleNode):
         self._rationale_timer: Any | None = None
         self._errors_seen = self._misses_seen = self._publish_errors_seen = 0
         self._bad_seen = self._frames_seen = 0  # camera counts already reported
+        self._jumps_seen = 0
+        self._camera_publishers: set[bytes] = set()  # DDS writers of the frames since the last report
         self._clock_rate = ClockRate()  # /clock against the steady clock, under use_sim_time
         self._rate_warned = False
         self.finalized_at: float | None = None  # steady time of the shutdown transition: the process ends
@@ -265,7 +267,8 @@ class TinyNode(LifecycleNode):
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
                                  priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
         self._errors_seen = self._misses_seen = self._publish_errors_seen = 0  # counts already reported
-        self._bad_seen = self._frames_seen = 0
+        self._bad_seen = self._frames_seen = self._jumps_seen = 0
+        self._camera_publishers.clear()
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -427,6 +430,7 @@ class TinyNode(LifecycleNode):
             return
         if info and info.get("publication_sequence_number") is not None and info.get("publisher_gid"):
             gid = bytes(info["publisher_gid"].get("data", b""))
+            self._camera_publishers.add(gid)
             lost = self.gaps.observe(gid, int(info["publication_sequence_number"]))
             if lost:
                 self.loop.run_in_loop(lambda: self.watchdog.count_dropped(lost) if self.watchdog else None)
@@ -596,6 +600,10 @@ class TinyNode(LifecycleNode):
         bad, self._bad_seen = stats.bad_frames - self._bad_seen, stats.bad_frames
         taken, self._frames_seen = self._frames - self._frames_seen, self._frames
         taken = max(taken, bad)  # a frame received before the last report and judged after it
+        jumps, self._jumps_seen = stats.clock_jumps - self._jumps_seen, stats.clock_jumps
+        # read and replaced here, added to by _on_camera: both run on the executor's thread
+        publishers, self._camera_publishers = len(self._camera_publishers), set()
+        topic = self._subs[0].topic_name if self._subs else "camera"
         if loop is None or not loop.running:  # configured, not active: nothing is decided
             lvl, text = convert.WARN, f"node not active, no decisions: {self._frames_inactive} frame(s) received"
         elif cam_age is None or cam_age > cam_timeout:
@@ -612,13 +620,24 @@ class TinyNode(LifecycleNode):
                                         f"asked: {stats.last_fault}")
         elif bad:
             lvl, text = convert.WARN, f"{bad} of {taken} frames since the last report unusable: {stats.last_fault}"
+        elif publishers > 1:
+            # two drivers, or a bag playing beside the camera: frames of both interleave, each decided
+            lvl, text = convert.WARN, (f"frames from {publishers} publishers on {topic} since the last report "
+                                       "(a second camera driver, or a bag played beside it?)")
+        elif jumps:
+            # a stamp more than 1 s back is taken as a clock reset (its frame decided, the tracks
+            # restarted): once is a reset or a looping bag, again and again a second, older source
+            lvl, text = convert.WARN, (f"camera stamps stepped back more than 1 s {jumps} time(s) since the last "
+                                       "report, taken as clock resets (a looping bag, or another source with old "
+                                       "stamps?)")
         else:
             lvl, text = convert.OK, "ok"
         statuses.append(convert.status(f"{self._diag}: camera", lvl, text, {
             "frames": self._frames, "frames_while_inactive": self._frames_inactive,
             "age_s": "never" if cam_age is None else f"{cam_age:.3f}",
             "bad_frames": stats.bad_frames, "dropped_in_transport": stats.frames_dropped_in_transport,
-            "clock_jumps": stats.clock_jumps, "timeout_decisions": stats.camera_timeout_decisions}, self._hw))
+            "clock_jumps": stats.clock_jumps, "timeout_decisions": stats.camera_timeout_decisions,
+            "publishers_last_period": publishers}, self._hw))
         arr = DiagnosticArray(status=statuses)
         arr.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(arr)
