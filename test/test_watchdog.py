@@ -870,3 +870,15 @@ def test_a_frame_whose_rule_path_raises_takes_one_seq_and_counts_once():
     ids += [d.frame_id for d in wd.on_frame(frame(clock, 3))]
     assert ids == [1, 2, 3]
     assert wd.stats.cycles == 3 and wd.stats.decisions == 3
+
+
+def test_a_frame_handed_in_after_the_models_budget_says_so_not_that_it_arrived_late():
+    """deadline 20 ms, guard 19 ms: every frame read "frame arrived after its deadline" though each
+    came in time; the model's 1 ms budget was shorter than decoding (inputs review)."""
+    clock, _, wd = setup(port=ScriptedPort(), deadline_ms=20.0, publish_guard_ms=19.0)
+    f = frame(clock, 1)
+    clock.advance(0.005)  # decoded and handed in 5 ms after its receipt
+    [d] = wd.on_frame(f)
+    assert d.model_state is ModelState.UNAVAILABLE and not d.brake
+    assert ("no time left for the model: frame handed in 5.0 ms after its receipt, its fallback due 1.0 ms "
+            "after it (deadline_ms - publish_guard_ms)") in d.reason, d.reason

@@ -303,8 +303,13 @@ class Watchdog:
         if snap.reverse_mps > 0.0:  # the model was made for a forward-driving ego, like the rules
             cycle.unavailable_why = "model not asked: reversing"
             return [self._close(cycle, None, ModelState.SKIPPED)]
-        if self.clock.now() >= cycle.publish_by:
-            cycle.unavailable_why = "frame arrived after its deadline"
+        if (now := self.clock.now()) >= cycle.publish_by:
+            # Why both figures: "arrived after its deadline" was said when the frame came in time
+            # but the model's budget (deadline - guard: 1 ms) was shorter than decoding it.
+            cycle.unavailable_why = (
+                f"no time left for the model: frame handed in {(now - frame.received_at) * 1e3:.1f} ms after "
+                f"its receipt, its fallback due {(cycle.publish_by - frame.received_at) * 1e3:.1f} ms after it "
+                f"(deadline_ms - publish_guard_ms)")
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
         if verdict.brake:
             # The model can add a brake, never cancel one (under ``shadow`` it decides nothing):
