@@ -669,3 +669,24 @@ def test_diagnostics_name_the_node_with_its_namespace(ros_env):
         assert names == ["front/tiny_node: watchdog", "front/tiny_node: model", "front/tiny_node: sensors",
                          "front/tiny_node: camera"]
         assert {st.hardware_id for st in sent[0].status} == {f"front/tiny_node@{os.uname().nodename}"}
+
+
+def test_an_optional_imu_without_acceleration_is_a_sensors_warning(ros_env):
+    """NaN acceleration (or covariance[0] = -1) from an optional IMU: sensors said ok, and setting
+    imu_required then failed every frame without a word before (inputs review)."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Imu, Range
+
+    with _configured() as (node, sent):
+        odom, rng, imu = Odometry(), Range(), Imu()
+        odom.twist.twist.linear.x = 5.0
+        rng.min_range, rng.max_range, rng.range = 0.2, 100.0, float("inf")
+        imu.linear_acceleration_covariance[0] = -1.0
+        for _ in range(3):
+            node._on_odom(odom, None)
+            node._on_range(rng, None)
+            node._on_imu(imu, None)
+        node._publish_diagnostics()
+        [sensors] = [st for st in sent[0].status if st.name.endswith(": sensors")]
+        assert sensors.level == b"\x01" and sensors.message == (
+            "imu: no usable linear acceleration (optional; imu_required would fail every frame)")

@@ -588,7 +588,12 @@ class TinyNode(LifecycleNode):
         # carries the transport's jitter: a WARN here says so, not on every decision.
         untimed = ([] if snap.range_timed_by_receipt is None else
                    [f"range: {snap.range_timed_by_receipt}: scans timed by their receipt"])
-        notes = [*snap.warnings, *untimed, *(["imu missing (optional)"] if imu_missing else [])]
+        # an optional IMU that sends no acceleration (NaN, covariance[0] -1) said ok, and imu_required
+        # then failed every frame without a word before
+        imu_note = ("imu missing (optional)" if imu_missing else
+                    "imu: no usable linear acceleration (optional; imu_required would fail every frame)"
+                    if snap.accel_x is None else None)
+        notes = [*snap.warnings, *untimed, *([imu_note] if imu_note else [])]
         lvl = convert.ERROR if snap.faults else (convert.WARN if notes else convert.OK)
         text = "; ".join(snap.faults) if snap.faults else ("; ".join(notes) or "ok")
         statuses.append(convert.status(f"{self._diag}: sensors", lvl, text, sv, self._hw))
