@@ -314,6 +314,32 @@ def test_range_stamps_on_another_clock_than_the_log_time_are_named_in_each_decis
         assert steady and {r.level for r in steady} == {level}, [(r.level, r.reason) for r in steady]
 
 
+def test_a_camera_on_another_clock_and_a_sensor_that_stops_are_warnings_naming_their_topics(tmp_path):
+    """A camera stamped 2 s ahead of the bag: every frame bad, the model never asked, and the only
+    warning the start-up one; odometry recorded for the first half: every later frame a fail-safe,
+    nothing naming the topic (bag-workflow review)."""
+    def items(cam_offset_ns: int, odom_until_ns: int) -> list[tuple[str, int, object]]:
+        out = []
+        for topic, ns, msg in _drive_items(10**9, 40):
+            if topic == "/odom" and ns > odom_until_ns:
+                continue
+            ahead = topic == "/camera/image_raw" and cam_offset_ns
+            out.append((topic, ns, bm.image_msg(ns - 1_000_000 + cam_offset_ns, _image(0)) if ahead else msg))
+        return out
+
+    bag = _write_bag(tmp_path / "ahead", "mcap", items(2 * 10**9, 10**12))
+    s = replay(bag, out_dir=tmp_path / "o1", cfg=make_config(), bundle=None, plot=False).summary
+    [w] = [w for w in s["warnings"] if w.startswith("/camera/image_raw: ")]
+    assert w.startswith("/camera/image_raw: 40 of 40 frame(s) unusable, decided without the model; the most "
+                        "frequent (40): camera stamp 2.00 s in the future"), w
+    bag = _write_bag(tmp_path / "half", "mcap", items(0, 10**9 + 20 * 33_333_333))
+    s = replay(bag, out_dir=tmp_path / "o2", cfg=make_config(), bundle=None, plot=False).summary
+    [w] = [w for w in s["warnings"] if w.startswith("/odom: ")]
+    assert w == ("/odom: no message after 0.667 s (log time), while 5 frame(s) followed beyond its "
+                 "odom_timeout_s (0.5 s), to 1.301 s: decided with it stale (fail-safe)"), w
+    assert not any(w.startswith("/camera/image_raw: ") for w in s["warnings"])
+
+
 def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
     """Played in real time, the same jump was waited out (decades); /clock now steps over it.
     The player is a stand-in and time is virtual: this is the pacing, not DDS."""

@@ -96,7 +96,7 @@ def test_a_camera_first_bag_reports_the_drives_first_brake_not_the_start_up_fail
     assert window["from_s"] == 0.0 and window["missing"] == ["range", "odom"] and window["decisions"] == 1
     assert window["until_s"] == pytest.approx(0.0205, abs=1e-3)  # the radar's first message, 20.5 ms in
     (warning,) = [w for w in s["warnings"] if w.startswith("start-up")]
-    assert "1 frame(s) decided before range, odom had delivered a first message" in warning
+    assert "1 frame(s) decided before range (1), odom (1) had delivered a first message" in warning
     assert "held for" not in warning and "first_brake" in warning
 
 

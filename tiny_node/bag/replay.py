@@ -30,7 +30,16 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
 from tiny_node.bag.record import EPOCH_KEY, open_writer
-from tiny_node.bag.report import DecisionRecord, Series, silent_sensor_warnings, startup_warning, summarize, write_plot
+from tiny_node.bag.report import (
+    DecisionRecord,
+    Series,
+    bad_frame_warning,
+    sensor_end_warnings,
+    silent_sensor_warnings,
+    startup_warning,
+    summarize,
+    write_plot,
+)
 from tiny_node.bag.topics import BagSource, detect_topics
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
@@ -503,6 +512,11 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         if note := startup_warning(decided["startup_failsafe"], decided["first_brake"]):
             warnings.append(note)
         warnings += silent_sensor_warnings(decided["startup_failsafe"]["windows"], startup_bounds(cfg))
+        if note := bad_frame_warning(roles["camera"], decided["frames"], decided["bad_frames"]):
+            warnings.append(note)
+        last_t = {role: ts[-1] for role, ts in (("range", series.range_t), ("odom", series.speed_t))
+                  if role in roles and ts}
+        warnings += sensor_end_warnings(roles, last_t, [t for t, _ in series.frames], startup_bounds(cfg))
         replay_s = time.perf_counter() - wall0
         duration_s = (source.end_ns - source.start_ns) * 1e-9
         summary: dict[str, Any] = {

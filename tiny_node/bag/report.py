@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,13 +135,48 @@ def startup_warning(part: dict[str, Any], first_brake: dict[str, Any] | None) ->
     windows = part["windows"] or []
     when = ", ".join(f"{w['from_s']:.3f}-" + ("end" if w["until_s"] is None else f"{w['until_s']:.3f}") + " s"
                      for w in windows if w["decisions"])
-    roles = ", ".join(part["missing"])
+    # each role with its own count: one frame without range and sixteen without odometry read as
+    # sixteen without either
+    roles = ", ".join(f"{role} ({n})" for role, n in part["missing"].items())
     held = f", held for {part['held_brakes']} more decision(s)" if part["held_brakes"] else ""
     first = "none" if first_brake is None else f"at {first_brake['t_s']:.3f} s"
     return (f"start-up: {part['frames']} frame(s) decided before {roles} had delivered a first message"
             + (f" (log time {when})" if when else "")
             + f", as the node would decide them: fail-safe, {part['brakes']} brake(s){held}; counted in "
             f"startup_failsafe, not in first_brake (the first brake after start-up: {first})")
+
+
+def bad_frame_warning(topic: str, frames: int, bad: list[dict[str, Any]]) -> str | None:
+    """One warning naming the camera topic when frames were unusable, with the most frequent reason.
+
+    Why: a camera 2 s ahead of the bag's clock made every frame a bad one, decided by the rules
+    alone, and the summary said so only per frame: a validation run could pass on rules alone.
+    Reasons are grouped with their figures left out (each frame's stamp offset differs).
+    """
+    if not bad:
+        return None
+    kinds = Counter(re.sub(r"-?\d+(\.\d+)?", "#", b["reason"]) for b in bad)
+    kind, n = kinds.most_common(1)[0]
+    example = next(b["reason"] for b in bad if re.sub(r"-?\d+(\.\d+)?", "#", b["reason"]) == kind)
+    return (f"{topic}: {len(bad)} of {frames} frame(s) unusable, decided without the model; the most frequent "
+            f"({n}): {example}")
+
+
+def sensor_end_warnings(topics: dict[str, str], last_t: dict[str, float], frames_t: list[float],
+                        bounds: dict[str, float]) -> list[str]:
+    """One warning per sensor whose messages stop while frames go on past its timeout.
+
+    Why: odometry recorded for the first half of a bag made every later frame a fail-safe
+    brake, counted as steady-state decisions, and nothing named the topic that stopped.
+    """
+    out = []
+    for role, t in last_t.items():
+        after = [f for f in frames_t if f > t + bounds[role]]
+        if after:
+            out.append(f"{topics[role]}: no message after {t:.3f} s (log time), while {len(after)} frame(s) "
+                       f"followed beyond its {role}_timeout_s ({bounds[role]:g} s), to {frames_t[-1]:.3f} s: "
+                       "decided with it stale (fail-safe)")
+    return out
 
 
 def silent_sensor_warnings(windows: list[dict[str, Any]] | None, bounds: dict[str, float]) -> list[str]:
