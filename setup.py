@@ -43,6 +43,8 @@ setup(
         # only for those
         "onnx>=1.15",
         "opencv-python-headless>=4.8",
+        # compressed camera frames: a JPEG with corrupt data is refused, not decoded to garbage
+        "simplejpeg>=1.6",
         "PyYAML>=6.0",
         "rosbags>=0.10",
         # zstd for message- / file-compressed bags (bag.topics); the stdlib has it from 3.14

@@ -48,3 +48,27 @@ def test_bytes_without_an_image_header_are_a_frame_error_naming_the_format() -> 
     truncated = _encoded(".jpg")[:300]  # the header survives, the scan does not
     with pytest.raises(FrameError, match="could not be decoded"):
         decode_compressed("jpeg", truncated)
+
+
+def test_a_jpeg_with_corrupt_data_is_refused_and_its_colours_match_opencvs() -> None:
+    """A valid header and 200 garbled bytes: OpenCV decoded two thirds of the rows to garbage and the
+    model was asked about it (P(go) 1.00; inputs review). libjpeg-turbo, strict, refuses it."""
+    smooth = cv2.GaussianBlur((np.random.default_rng(1).random((480, 640, 3)) * 255).astype(np.uint8), (15, 15), 5)
+    good = _encoded(".jpg", smooth)
+    ref = cv2.cvtColor(cv2.imdecode(np.frombuffer(good, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert np.abs(decode_compressed("jpeg", good).astype(int) - ref).max() <= 2  # RGB order, as OpenCV's
+    bad = bytearray(good)
+    start = bad.find(b"\xff\xda") + 200
+    bad[start:start + 200] = np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8).tobytes()
+    assert cv2.imdecode(np.frombuffer(bytes(bad), np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV takes it
+    with pytest.raises(FrameError, match=r"could not be decoded: corrupt JPEG data"):
+        decode_compressed("jpeg", bytes(bad))
+
+
+def test_a_grayscale_jpeg_and_a_png_labelled_jpeg_decode_to_rgb() -> None:
+    gray = cv2.cvtColor(RGB, cv2.COLOR_RGB2GRAY)
+    ok, buf = cv2.imencode(".jpg", gray)
+    assert ok
+    out = decode_compressed("jpeg", buf.tobytes())
+    assert out.shape == (48, 64, 3) and np.array_equal(out[:, :, 0], out[:, :, 2])
+    assert np.array_equal(decode_compressed("jpeg", _encoded(".png")), RGB)  # sniffed, not taken from the label
