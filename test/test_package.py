@@ -381,6 +381,17 @@ def test_a_private_graph_never_lands_on_a_domain_in_use_here_or_the_callers(tmp_
         stack.wait(timeout=20)
 
 
+def test_the_domain_check_reads_discovery_ports_and_skips_lines_it_cannot_parse(tmp_path: Path) -> None:
+    from tiny_node import dds
+
+    table = tmp_path / "udp"
+    table.write_text("  sl  local_address rem_address   st\n"
+                     f"   0: 00000000:{7400 + 250 * 9:04X} 00000000:0000 07\n"  # Cyclone's discovery multicast
+                     f"   1: 0100007F:{7410 + 250 * 33:04X} 00000000:0000 07\n"  # Fast DDS participant 0
+                     "\n   2: truncated\n   3: 00000000:ZZZZ 00000000:0000 07\n")
+    assert dds.domains_in_use((str(table), str(tmp_path / "missing"))) == {9, 33}
+
+
 @pytest.mark.slow
 @pytest.mark.ros
 def test_dds_profile_delivers_frames() -> None:

@@ -686,3 +686,40 @@ def test_a_frame_received_before_the_camera_timeout_is_not_preceded_by_a_camera_
         assert out[-1].no_frame and out[-1].brake == (action == "failsafe")
     finally:
         loop.close()
+
+
+def test_a_frame_being_decoded_across_the_camera_timeout_is_not_preceded_by_a_camera_out_decision():
+    """Received 10 ms before the timeout, a 1080p JPEG is decoded for 13 ms on the executor thread:
+    the deadline thread woke at the timeout with an empty mailbox and decided "camera out" (a
+    fail-safe brake held 2 s) before it. Driven as the node and the thread do, on a manual clock."""
+    clock = ManualClock(100.0)
+    cfg = make_config({"camera_timeout_s": 0.5, "camera_timeout_action": "failsafe"})
+    sensors = SensorState(cfg.rules)
+    out: list[Decision] = []
+    loop = RealtimeLoop(Watchdog(cfg, sensors, clock, None), out.append, clock)
+    try:
+        for t in (100.0, 100.49):
+            sensors.update_range(RangeReading(60.0 + t - 100.0, 0.2, 150.0, round(t * 1e9), t))
+            sensors.update_odometry(10.0, t)
+        loop._mailbox.append(Frame(100_000_000_000, 100.0, IMG))
+        loop._step()
+        loop.frame_in_flight(100.49)  # the executor decodes it
+        clock.set(100.501)
+        loop._step()  # the thread woke at the timeout
+        assert len(out) == 1
+        assert loop.watchdog.next_tick_at() > clock.now()  # looked at again later, not in a spin
+        clock.set(100.503)
+        loop.frame_in_flight(None)  # decoded: handed in (by hand, as the loop is not started)
+        loop._mailbox.append(Frame(100_490_000_000, 100.49, IMG))
+        loop._step()
+        assert [(d.stamp_ns, d.brake, d.no_frame) for d in out] == [
+            (100_000_000_000, False, False), (100_490_000_000, False, False)]
+        # a frame received after the timeout, still being decoded, leaves the camera out
+        loop.frame_in_flight(101.2)
+        clock.set(101.1)
+        sensors.update_range(RangeReading(61.1, 0.2, 150.0, 101_100_000_000, 101.1))
+        sensors.update_odometry(10.0, 101.1)
+        loop._step()
+        assert out[-1].no_frame and out[-1].brake
+    finally:
+        loop.close()

@@ -882,3 +882,23 @@ def test_a_frame_handed_in_after_the_models_budget_says_so_not_that_it_arrived_l
     assert d.model_state is ModelState.UNAVAILABLE and not d.brake
     assert ("no time left for the model: frame handed in 5.0 ms after its receipt, its fallback due 1.0 ms "
             "after it (deadline_ms - publish_guard_ms)") in d.reason, d.reason
+
+
+def test_frames_noted_as_a_batch_then_each_count_each_interval_once():
+    """The deadline thread notes a step's frames, then opens each: the clock went back to the
+    first and every interval was counted twice, skewing the camera period (code review)."""
+    _, _, wd = setup()
+    frames = [Frame(i, 100.0 + 0.1 * i, IMG) for i in range(3)]
+    for f in frames:
+        wd.frame_arrived(f)
+    for f in frames:
+        wd.on_frame(f)
+    assert list(wd._frame_intervals) == pytest.approx([0.1, 0.1])
+    assert wd.next_camera_timeout_at() == pytest.approx(100.2 + 0.5)
+
+
+def test_a_frame_too_old_by_its_stamp_says_so_not_that_the_model_ran_out_of_time():
+    clock, _, wd = setup(port=ScriptedPort(), deadline_ms=50.0)
+    f = Frame(1, clock.now(), IMG, deadline_at=clock.now() - 0.030)  # 80 ms old by its stamp
+    [d] = wd.on_frame(f)
+    assert "frame too old by its stamp: its deadline passed 30.0 ms before its receipt" in d.reason, d.reason

@@ -115,9 +115,10 @@ def configure_dds(env: MutableMapping[str, str] = os.environ) -> str | None:
     return path
 
 
-#: RTPS port mapping (DDSI-RTPS 9.6.1.1, the defaults every DDS uses): domain d's participants
-#: bind PB + DG * d + 10 + 2 * participant (metatraffic) and + 11 + 2 * participant (user data).
-RTPS_PORT_BASE, RTPS_DOMAIN_GAIN, RTPS_UNICAST_OFFSET = 7400, 250, 10
+#: RTPS port mapping (DDSI-RTPS 9.6.1.1 defaults): domain d's ports are PB + DG * d + 0..249, the
+#: discovery multicast port (+0, bound by Cyclone DDS, whose unicast ports are random) and the
+#: per-participant unicast ones (+10 + 2 * participant, +11 + 2 * participant: Fast DDS's).
+RTPS_PORT_BASE, RTPS_DOMAIN_GAIN = 7400, 250
 SAFE_DOMAINS = range(1, 102)  # 1..101: under the Linux ephemeral ports for any participant count
 
 
@@ -135,9 +136,12 @@ def domains_in_use(udp_tables: tuple[str, ...] = ("/proc/net/udp", "/proc/net/ud
         except OSError:
             continue
         for line in lines:
-            port = int(line.split()[1].rsplit(":", 1)[1], 16)
-            domain, offset = divmod(port - RTPS_PORT_BASE, RTPS_DOMAIN_GAIN)
-            if port >= RTPS_PORT_BASE and offset >= RTPS_UNICAST_OFFSET and domain in SAFE_DOMAINS:
+            try:  # "sl local_address:port ...", the port in hex; a line not so is no evidence
+                port = int(line.split()[1].rsplit(":", 1)[1], 16)
+            except (IndexError, ValueError):
+                continue
+            domain = (port - RTPS_PORT_BASE) // RTPS_DOMAIN_GAIN
+            if port >= RTPS_PORT_BASE and domain in SAFE_DOMAINS:
                 used.add(domain)
     return used
 

@@ -117,6 +117,7 @@ class RealtimeLoop:
         self._report = _guarded(report or log.error)
         self._lock = threading.Lock()
         self._mailbox: list[Frame] = []
+        self._in_flight: float | None = None  # receipt time of a frame a driver is decoding
         self._calls: list[Callable[[], None]] = []
         # State of the step in progress, so that a failure mid-step loses nothing: frames taken
         # from the mailbox and not opened yet, and decisions taken and not published yet.
@@ -177,6 +178,7 @@ class RealtimeLoop:
                 "it is stuck in a step, e.g. a blocked publish); not starting a second one on the same watchdog")
         with self._lock:
             self._mailbox = []  # nothing from before: a frame is decided by its deadline or not taken
+            self._in_flight = None
             self._dead = False
         self.watchdog.on_start()  # the deadline thread is not running: the watchdog is ours here
         self.died_of = ""
@@ -217,6 +219,16 @@ class RealtimeLoop:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def frame_in_flight(self, received_at: float | None) -> None:
+        """A driver is decoding a frame received at ``received_at`` (None: done, pushed or not).
+
+        Why: a frame received just before the camera timeout and decoded across it (13 ms for a
+        1080p JPEG) was preceded by a "camera out" decision: a fail-safe brake held 2 s with
+        camera_timeout_action failsafe. :meth:`push_frame` ends it too.
+        """
+        with self._lock:
+            self._in_flight = received_at
+
     def push_frame(self, frame: Frame) -> bool:
         """Hand a frame to the deadline thread (thread-safe, never blocks).
 
@@ -224,6 +236,7 @@ class RealtimeLoop:
         ``frames_refused``): no decision will come for it.
         """
         with self._lock:
+            self._in_flight = None
             if not self._running:
                 return False
             if len(self._mailbox) >= MAILBOX_MAX or self._dead or not self.alive:
@@ -301,6 +314,7 @@ class RealtimeLoop:
         with self._lock:
             frames, self._mailbox = self._mailbox, []
             calls, self._calls = self._calls, []
+            in_flight = self._in_flight
         self._taken = frames
         for fn in calls:
             try:
@@ -316,7 +330,9 @@ class RealtimeLoop:
         # decision stamped after the frame's otherwise).
         for frame in frames:
             wd.frame_arrived(frame)
-        wd.on_tick(frames_waiting=bool(frames))
+        due = wd.next_camera_timeout_at()
+        decoding = in_flight is not None and due is not None and in_flight <= due
+        wd.on_tick(frames_waiting=bool(frames) or decoding)
         self._flush()
         while self._taken:
             self._opening = self._taken.pop(0)

@@ -306,10 +306,13 @@ class Watchdog:
         if (now := self.clock.now()) >= cycle.publish_by:
             # Why both figures: "arrived after its deadline" was said when the frame came in time
             # but the model's budget (deadline - guard: 1 ms) was shorter than decoding it.
+            due_ms = (cycle.publish_by - frame.received_at) * 1e3
+            by_stamp = frame.deadline_at is not None and cycle.deadline_at == frame.deadline_at
             cycle.unavailable_why = (
+                f"frame too old by its stamp: its deadline passed {(frame.received_at - cycle.deadline_at) * 1e3:.1f} "
+                "ms before its receipt (deadline_reference: stamp)" if by_stamp and due_ms <= 0.0 else
                 f"no time left for the model: frame handed in {(now - frame.received_at) * 1e3:.1f} ms after "
-                f"its receipt, its fallback due {(cycle.publish_by - frame.received_at) * 1e3:.1f} ms after it "
-                f"(deadline_ms - publish_guard_ms)")
+                f"its receipt, its fallback due {due_ms:.1f} ms after it (deadline_ms - publish_guard_ms)")
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
         if verdict.brake:
             # The model can add a brake, never cancel one (under ``shadow`` it decides nothing):
@@ -367,9 +370,10 @@ class Watchdog:
     def on_tick(self, frames_waiting: bool = False) -> list[Decision]:
         """Close every cycle whose publish time has come (fallback), oldest first.
 
-        ``frames_waiting``: the driver holds frames it has not opened yet, so the camera is not
-        out, however late they are handled (a stall longer than ``camera_timeout_s`` between
-        their receipt and this tick gave a fail-safe brake, held 2 s, before them).
+        ``frames_waiting``: the driver holds frames it has not opened yet, or one received before
+        the camera timeout is still being decoded, so the camera is not out, however late they
+        are handled (a stall longer than ``camera_timeout_s`` between their receipt and this tick,
+        or a 13 ms decode across the timeout, gave a fail-safe brake, held 2 s, before them).
         """
         now = self.clock.now()
         due = sorted((c for c in self._open.values() if c.publish_by <= now), key=lambda c: c.seq)
@@ -383,7 +387,11 @@ class Watchdog:
             else:
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
         due_at = self.next_camera_timeout_at()
-        if due_at is not None and now >= due_at and not frames_waiting:
+        if due_at is not None and now >= due_at and frames_waiting:
+            # a frame is here or on its way: no camera out; looked at again half a period on
+            # (its arrival re-arms the timeout), not at once in a spin
+            self._no_frame_due = now + 0.5 * self.frame_period()
+        elif due_at is not None and now >= due_at:
             # Next one a frame period on; after a stall, from now (never a burst to catch up).
             # Moved on before deciding: a decision that fails must not stay due (a driver
             # would retry it at once, for ever).
@@ -397,10 +405,14 @@ class Watchdog:
 
         :meth:`on_frame` calls it; a driver holding frames not opened yet calls it first, before
         :meth:`on_tick`, so that a frame received before the camera timeout is not preceded by a
-        "camera: no frame" decision (or its fail-safe hold). Calling it twice for a frame is harmless.
+        "camera: no frame" decision (or its fail-safe hold). A frame received no later than the
+        newest one noted changes nothing, so noting a frame twice (or a batch, then each of it)
+        neither counts an interval twice nor moves the camera clock back.
         """
         last = self._last_frame_at
-        if last is not None and frame.received_at > last:
+        if last is not None and frame.received_at <= last:
+            return
+        if last is not None:
             self._frame_intervals.append(frame.received_at - last)
         self._last_frame_at = frame.received_at
         self._last_frame_stamp_ns = frame.stamp_ns

@@ -434,6 +434,15 @@ class TinyNode(LifecycleNode):
             lost = self.gaps.observe(gid, int(info["publication_sequence_number"]))
             if lost:
                 self.loop.run_in_loop(lambda: self.watchdog.count_dropped(lost) if self.watchdog else None)
+        self.loop.frame_in_flight(received_at)  # no "camera out" decided while it is being decoded
+        try:
+            self._decode_and_push(msg, received_at)
+        finally:
+            self.loop.frame_in_flight(None)
+
+    def _decode_and_push(self, msg: Image | CompressedImage, received_at: float) -> None:
+        """Decode a camera message and hand it to the deadline thread, with its fault if unusable."""
+        assert self.loop is not None
         cfg = self.cfg
         rgb, fault = convert.image_to_rgb(msg, cfg.int("max_frame_width"), cfg.int("max_frame_height"))
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
