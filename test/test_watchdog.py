@@ -902,3 +902,10 @@ def test_a_frame_too_old_by_its_stamp_says_so_not_that_the_model_ran_out_of_time
     f = Frame(1, clock.now(), IMG, deadline_at=clock.now() - 0.030)  # 80 ms old by its stamp
     [d] = wd.on_frame(f)
     assert "frame too old by its stamp: its deadline passed 30.0 ms before its receipt" in d.reason, d.reason
+
+
+def test_a_stamp_deadline_just_after_receipt_is_not_called_too_old():
+    """deadline_at 0.5 ms after receipt, a 1 ms guard: the reason said "passed -0.5 ms before its receipt"."""
+    clock, _, wd = setup(port=ScriptedPort(), publish_guard_ms=1.0)
+    [d] = wd.on_frame(Frame(1, clock.now(), IMG, deadline_at=clock.now() + 0.0005))
+    assert "no time left for the model" in d.reason and "too old" not in d.reason, d.reason

@@ -331,7 +331,11 @@ class RealtimeLoop:
         for frame in frames:
             wd.frame_arrived(frame)
         due = wd.next_camera_timeout_at()
-        decoding = in_flight is not None and due is not None and in_flight <= due
+        # a frame received before the timeout and being decoded holds it off, for a camera timeout
+        # from its receipt at most (and the half frame period a held-off check waits): an executor
+        # wedged in a decode is a camera out all the same
+        decoding = (in_flight is not None and due is not None and in_flight <= due
+                    and self._clock.now() < in_flight + wd.cfg.float("camera_timeout_s"))
         wd.on_tick(frames_waiting=bool(frames) or decoding)
         self._flush()
         while self._taken:
