@@ -307,11 +307,11 @@ class Watchdog:
             # Why both figures: "arrived after its deadline" was said when the frame came in time
             # but the model's budget (deadline - guard: 1 ms) was shorter than decoding it.
             due_ms = (cycle.publish_by - frame.received_at) * 1e3
-            late_s = frame.received_at - cycle.deadline_at  # > 0: its stamp's deadline passed before its receipt
-            by_stamp = frame.deadline_at is not None and cycle.deadline_at == frame.deadline_at
+            # >= 0 only for a deadline from the stamp: one from the receipt is deadline_ms (>= 5) after it
+            late_s = frame.received_at - cycle.deadline_at
             cycle.unavailable_why = (
                 f"frame too old by its stamp: its deadline passed {late_s * 1e3:.1f} ms before its receipt "
-                "(deadline_reference: stamp)" if by_stamp and late_s >= 0.0 else
+                "(deadline_reference: stamp)" if late_s >= 0.0 else
                 f"no time left for the model: frame handed in {(now - frame.received_at) * 1e3:.1f} ms after "
                 f"its receipt, its fallback due {due_ms:.1f} ms after it (deadline_ms - publish_guard_ms)")
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]

@@ -146,6 +146,10 @@ def startup_warning(part: dict[str, Any], first_brake: dict[str, Any] | None) ->
             f"startup_failsafe, not in first_brake (the first brake after start-up: {first})")
 
 
+#: the figures of a reason (an offset, a count), left out to group reasons of one kind
+_FIGURES = re.compile(r"-?\d+(\.\d+)?")
+
+
 def bad_frame_warning(topic: str, frames: int, bad: list[dict[str, Any]]) -> str | None:
     """One warning naming the camera topic when frames were unusable, with the most frequent reason.
 
@@ -155,9 +159,9 @@ def bad_frame_warning(topic: str, frames: int, bad: list[dict[str, Any]]) -> str
     """
     if not bad:
         return None
-    kinds = Counter(re.sub(r"-?\d+(\.\d+)?", "#", b["reason"]) for b in bad)
-    kind, n = kinds.most_common(1)[0]
-    example = next(b["reason"] for b in bad if re.sub(r"-?\d+(\.\d+)?", "#", b["reason"]) == kind)
+    shapes = [(_FIGURES.sub("#", b["reason"]), b["reason"]) for b in bad]
+    kind, n = Counter(shape for shape, _ in shapes).most_common(1)[0]
+    example = next(reason for shape, reason in shapes if shape == kind)
     return (f"{topic}: {len(bad)} of {frames} frame(s) unusable, decided without the model; the most frequent "
             f"({n}): {example}")
 
