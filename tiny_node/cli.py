@@ -6,7 +6,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -132,6 +131,19 @@ def _cmd_bundles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, mtime in ns) of ``path``, None if it does not exist.
+
+    Why not its mtime against the run's start: the file system stamps with a coarse clock (a
+    jiffy), so outputs swapped in within milliseconds of the start read as older than it.
+    """
+    try:
+        st = path.stat()
+    except OSError:  # none there (or --out is a file: replay says so)
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Replay a bag; bad input is a one-line error and exit status 2, never a traceback."""
     from tiny_node.bag import BagError, replay
@@ -140,7 +152,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
     out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
-    started = time.time()
+    summary = out / "summary.json"
+    before = _file_identity(summary)  # a previous run's, if any
     progress = _progress_printer()
     restore = _sigterm_as_interrupt()
     try:
@@ -160,9 +173,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:
         how, status = _stopped_by(exc)
-        summary = out / "summary.json"
         # the stop may come after the outputs were swapped in (the last few ms of a run)
-        done = summary.is_file() and summary.stat().st_mtime >= started
+        done = summary.is_file() and _file_identity(summary) != before
         what = ("this run's outputs were complete and are in place" if done
                 else "partial output removed; the output folder is as it was")
         print(f"{progress.end() if progress else ''}tiny-node replay: {how} ({what})", file=sys.stderr)
