@@ -11,7 +11,9 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tiny_node.cli import main as cli_main
@@ -275,11 +277,34 @@ def test_stored_runs_go_stale_with_any_model_runtime_module(tmp_path, monkeypatc
     shutil.copytree(runner._PKG, pkg, ignore=shutil.ignore_patterns("data", "__pycache__"))
     monkeypatch.setattr(runner, "_PKG", pkg)
     before = runner.code_digest()
-    for module in ("model/tracker.py", "model/conflict.py", "frames.py"):
+    for module in ("model/tracker.py", "model/conflict.py", "frames.py", "camera.py"):
         (pkg / module).write_text((pkg / module).read_text() + "\n# edited\n")
         after = runner.code_digest()
         assert after != before, module
         before = after
+    monkeypatch.setattr(np, "__version__", np.__version__ + ".upgraded")  # pixels and scores can move with it
+    assert runner.code_digest() != before
+
+
+def test_stored_runs_go_stale_with_every_package_module_a_run_imports():
+    """A module the simulator or the model runtime imports but the digest leaves out would let a
+    resumed suite reuse runs made by older code (camera.py was: a 40 deg camera reused 60 deg runs)."""
+    import subprocess
+    import sys
+
+    from tiny_node.sim import runner
+
+    show = ("import importlib, pkgutil, sys, tiny_node.model, tiny_node.sim\n"
+            "for pkg in (tiny_node.model, tiny_node.sim):\n"
+            "    for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + '.'): importlib.import_module(m.name)\n"
+            "for name, m in sorted(sys.modules.items()):\n"
+            "    if name.startswith('tiny_node') and getattr(m, '__file__', None): print(m.__file__)")
+    out = subprocess.run([sys.executable, "-c", show], check=True, capture_output=True, text=True).stdout
+    pkg = runner._PKG
+    imported = {Path(f).resolve() for f in out.split()} - {pkg / "__init__.py", pkg / "sources.py"}
+    imported -= {pkg / "sim" / "runner.py", pkg / "sim" / "report.py"}  # they store runs, they do not make them
+    assert {pkg / "camera.py", pkg / "model" / "vlm.py", pkg / "sim" / "closed_loop.py"} <= imported
+    assert sorted(imported - set(runner.code_files())) == []
 
 
 @pytest.mark.ros

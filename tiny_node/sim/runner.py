@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import importlib
 import json
 import math
 import multiprocessing
@@ -44,9 +45,12 @@ from tiny_node.sources import sources_digest
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
 # Code whose change invalidates stored runs: the decision core, the model runtime (every module of
-# tiny_node/model: the tracker and the conflict brake decide too) and the simulator.
-_CODE_FILES = ("clock.py", "config.py", "decision.py", "frames.py", "lockstep.py", "rules.py", "sensors.py",
-               "watchdog.py")
+# tiny_node/model: the tracker and the conflict brake decide too), the simulator, and the top-level
+# modules they import (camera.py: the pinhole camera and mount the renderer, bundle and tracker share).
+_CODE_FILES = ("argtypes.py", "camera.py", "clock.py", "config.py", "decision.py", "frames.py", "lockstep.py",
+               "rules.py", "sensors.py", "strict_yaml.py", "watchdog.py")
+# Libraries whose arithmetic reaches a run's result: the renderer's pixels, the model's scores.
+_LIBRARIES = ("numpy", "onnxruntime", "cv2")
 
 
 class SuiteError(RuntimeError):
@@ -110,11 +114,21 @@ def _jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
-def code_digest() -> str:
-    """SHA-256 over the decision core and simulator sources (stored runs go stale with them)."""
+def code_files() -> list[Path]:
+    """The sources a run's result depends on (stored runs go stale with them)."""
     files = ([_PKG / f for f in _CODE_FILES] + sorted((_PKG / "model").glob("*.py"))
              + sorted((_PKG / "sim").glob("*.py")))
-    return sources_digest((p for p in files if p.is_file() and p.name not in ("runner.py", "report.py")), _PKG)
+    return [p for p in files if p.is_file() and p.name not in ("runner.py", "report.py")]
+
+
+def code_digest() -> str:
+    """SHA-256 over :func:`code_files` and the versions of :data:`_LIBRARIES`.
+
+    Why the versions: an upgraded onnxruntime, OpenCV or numpy can move a score or a pixel, and a
+    resumed suite would otherwise reuse runs made with the old ones.
+    """
+    versions = " ".join(f"{name}=={importlib.import_module(name).__version__}" for name in _LIBRARIES)
+    return hashlib.sha256((sources_digest(code_files(), _PKG) + " " + versions).encode()).hexdigest()
 
 
 def bundle_digest(bundle: Path | None) -> str:
