@@ -3,8 +3,9 @@
 The simulator and bag replay feed timestamped inputs; model runs happen inline (the real
 onnxruntime session on the real bundle) but their *latency* is a documented, deterministic
 budget — the bundle's ``latency_budget_ms`` unless overridden — so the same inputs and seed
-give byte-identical decisions on any machine.  A budget larger than the deadline makes every
-frame a fallback, exactly as a slow model does on the vehicle.
+give byte-identical decisions whatever the machine's load (and across machines as far as
+OpenCV's and onnxruntime's floating-point results agree).  A budget larger than the deadline
+makes every frame a fallback, exactly as a slow model does on the vehicle.
 """
 
 from __future__ import annotations
