@@ -43,3 +43,23 @@ def test_the_window_follows_a_change_of_rate_and_a_clock_step_back_restarts_it()
     assert r.warning().startswith("/clock paused: ")
     r.observe(round(5e9), 139.0)  # a bag looping: back to 5 s
     assert r.rate() is None
+
+
+@pytest.mark.parametrize("held_s", [0, 1, 4])
+def test_clock_moving_on_after_standing_still_is_measured_from_there(held_s):
+    """``replay --realtime`` holds /clock at the bag's start while it restarts the node, then plays
+    at rate 1: a window across the hold (one diagnostics reading of it, or several) read that as
+    sim time at 0.59x-0.78x for 5 s, every diagnostic of a short bag a WARN."""
+    r = ClockRate()
+    _feed(r, 0.0, held_s, t0=100.0, ros0_s=50.0)  # held at the bag's start
+    if held_s >= 2:
+        assert r.warning().startswith("/clock paused: ")
+    t0 = 100.0 + held_s + 0.9
+    r.observe(round(50.3e9), t0)  # moved on 0.6 s before this reading
+    assert r.rate() is None and r.warning() is None
+    for i in range(1, 8):
+        r.observe(round((50.3 + i) * 1e9), t0 + i)
+        assert r.warning() is None, i
+    assert r.rate() == pytest.approx(1.0)
+    _feed(r, 0.25, 6, t0=t0 + 8, ros0_s=50.3 + 7.25)  # then slowed down: the window follows it
+    assert r.rate() == pytest.approx(0.25)

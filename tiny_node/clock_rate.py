@@ -26,17 +26,28 @@ class ClockRate:
 
     def __init__(self) -> None:
         self._samples: deque[tuple[float, int]] = deque()  # (steady s, ROS ns)
+        #: the clock may have stood still since the last reading: measure from the next one that moves
+        self._may_have_stood = True
 
     def observe(self, ros_ns: int, steady_s: float) -> None:
         """One reading of both clocks, taken together (the diagnostics period is plenty).
 
         ROS time 0 (no /clock yet) is not a reading; a step back (a bag looping, a simulator
-        reset) starts the measurement again.
+        reset) starts the measurement again. So does /clock moving on after its first reading, or
+        after one it had not moved since: it may have stood still for part of the time between
+        (a simulator paused, ``replay --realtime`` holding it at the bag's start while it
+        restarts the node), and a window across that would read a real-time clock as slow.
         """
         if ros_ns <= 0:
             return
-        if self._samples and ros_ns < self._samples[-1][1]:
+        last = self._samples[-1][1] if self._samples else None
+        if last is None or ros_ns <= last:
+            if last is not None and ros_ns < last:
+                self._samples.clear()
+            self._may_have_stood = True
+        elif self._may_have_stood:
             self._samples.clear()
+            self._may_have_stood = False
         self._samples.append((steady_s, ros_ns))
         while len(self._samples) > 2 and steady_s - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
