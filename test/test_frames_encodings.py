@@ -6,10 +6,11 @@ conversion under test), so a swapped Bayer pattern, U/V or byte order shows as a
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from tiny_node.frames import FrameError, decode_raw
+from tiny_node.frames import FrameError, decode_compressed, decode_raw
 
 # BT.601 video range (what V4L2 cameras send and OpenCV / cv_bridge convert): Y, U (Cb), V (Cr)
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -146,3 +147,42 @@ def test_a_recorded_big_endian_16_bit_frame_is_read_by_its_high_byte() -> None:
     msg = image(header=header(stamp=stamp(sec=0, nanosec=0), frame_id="camera"), height=1, width=2,
                 encoding="mono16", is_bigendian=1, step=4, data=np.frombuffer(px.tobytes(), np.uint8))
     assert camera_rgb(msg, "sensor_msgs/msg/Image")[0, :, 0].tolist() == [0x12, 0xCD]
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)  # what compressed_image_transport does with the buffer
+    assert ok
+    return buf.tobytes()
+
+
+def test_image_transport_pngs_of_other_buffers_read_as_their_encoding() -> None:
+    """image_transport's PNG converts colour images to bgr8 / bgr16 and compresses any other buffer as
+    it is, naming it before the ';'. A Bayer camera's PNG was decoded as a grey checkerboard, and
+    the model asked about it; a depth map was decided by the model as a camera image."""
+    colour = (200, 100, 30)
+    mosaic = _mosaic("rggb", colour).astype(np.uint8)
+    out = decode_compressed("bayer_rggb8; png compressed ", _png(mosaic))
+    assert (out[1:-1, 1:-1] == colour).all(), out[2, 2]
+    mono16 = np.full((8, 10), 0x7F40, np.uint16)
+    assert (decode_compressed("mono16; png compressed ", _png(mono16)) == 0x7F).all()  # the high byte
+    bgr16 = np.zeros((8, 10, 3), np.uint16)
+    bgr16[:, :, 0] = 0x1E00  # blue
+    bgr16[:, :, 2] = 0xC800  # red
+    assert (decode_compressed("rgb16; png compressed bgr16", _png(bgr16)) == (0xC8, 0, 0x1E)).all()
+    bgr8 = np.zeros((8, 10, 3), np.uint8)
+    bgr8[:, :, 2] = 255
+    assert (decode_compressed("rgb8; png compressed bgr8", _png(bgr8)) == RED).all()
+    assert (decode_compressed("png", _png(bgr8)) == RED).all()  # a bare 'png': OpenCV's channel order
+
+
+@pytest.mark.parametrize(("fmt", "img", "match"), [
+    ("16UC1; png compressed ", np.full((8, 10), 1500, np.uint16), r"image encoding '16UC1' not supported"),
+    ("32FC1; png compressed ", np.zeros((8, 10), np.uint8), r"image encoding '32FC1' not supported"),
+    ("mono8; png compressed ", np.zeros((8, 10, 3), np.uint8),
+     r"its PNG holds 3 channel\(s\) of 8 bits, mono8 has 1 of 8"),
+    ("16UC1; compressedDepth png", np.zeros((8, 10), np.uint16), r"compressedDepth carries a depth image"),
+])
+def test_a_png_of_a_depth_image_or_of_another_layout_than_its_format_is_refused(
+        fmt: str, img: np.ndarray, match: str) -> None:
+    with pytest.raises(FrameError, match=match):
+        decode_compressed(fmt, _png(img))

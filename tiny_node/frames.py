@@ -6,6 +6,7 @@ naming the field that is wrong, and the rule path still decides that frame.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import cv2
@@ -102,8 +103,18 @@ def decode_raw(
 
 def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
                       *, max_width: int = 4096, max_height: int = 4096) -> np.ndarray:
-    """Return an RGB array from a sensor_msgs/CompressedImage (jpeg or png)."""
+    """Return an RGB array from a sensor_msgs/CompressedImage (jpeg or png).
+
+    Whether the data is a JPEG or a PNG is read from its bytes; what a PNG's pixels are, from
+    ``fmt`` as image_transport writes it (``<encoding>; png compressed [<target>]``): it
+    converts colour images to ``bgr8`` / ``bgr16`` but compresses any other buffer as it is, so
+    a depth map (``16UC1``) or a Bayer mosaic arrives as a PNG too, and is read (or refused) as
+    the raw path reads that encoding.
+    """
     kind = fmt.lower()
+    if "compresseddepth" in kind:
+        raise FrameError(f"compressed format '{fmt}' not supported: compressedDepth carries a depth image, "
+                         "not a camera's")
     if not any(k in kind for k in ("jpeg", "jpg", "png")):
         raise FrameError(f"compressed format '{fmt}' not supported (jpeg, png)")
     if len(data) == 0:
@@ -119,13 +130,38 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
     if bytes(data[:2]) == b"\xff\xd8":
         rgb = _decode_jpeg(fmt, data)
     else:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise FrameError(f"compressed image ({fmt}, {len(data)} bytes) could not be decoded")
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        rgb = _png_to_rgb(fmt, img)
     if rgb.shape[:2] != (h, w):
         raise FrameError(f"compressed image decoded to {rgb.shape[1]}x{rgb.shape[0]}, its header says {w}x{h}")
     return rgb
+
+
+def _png_to_rgb(fmt: str, img: np.ndarray) -> np.ndarray:
+    """A decoded PNG (OpenCV's channel order, 8 or 16 bits) as RGB, its pixels those ``fmt`` names."""
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    source, sep, rest = fmt.partition(";")
+    words = rest.split()
+    if words[-1:] and words[-1] not in ("compressed", "png"):
+        encoding = words[-1]  # the target image_transport converted a colour image to
+    elif sep:
+        encoding = source.strip()  # compressed as it was
+    else:  # a bare "png": the PNG's own colour type
+        bits = "16" if img.dtype == np.uint16 else "8"
+        encoding = {1: "mono", 3: "bgr", 4: "bgra"}.get(channels, "?") + bits
+    spec = _RAW.get(encoding)
+    if spec is None:
+        raise FrameError(f"compressed image ({fmt}): image encoding '{encoding}' not supported "
+                         f"(supported: {', '.join(_RAW)})")
+    if (channels, img.dtype.itemsize) != (spec.channels, spec.depth):
+        raise FrameError(f"compressed image ({fmt}): its PNG holds {channels} channel(s) of "
+                         f"{8 * img.dtype.itemsize} bits, {encoding} has {spec.channels} of {8 * spec.depth}")
+    h, w = img.shape[:2]
+    img = np.ascontiguousarray(img)
+    return decode_raw(encoding, w, h, img.strides[0], memoryview(img).cast("B"), max_width=w, max_height=h,
+                      is_bigendian=sys.byteorder == "big")
 
 
 def _decode_jpeg(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
