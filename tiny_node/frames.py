@@ -160,7 +160,7 @@ def _png_to_rgb(fmt: str, img: np.ndarray) -> np.ndarray:
                          f"{8 * img.dtype.itemsize} bits, {encoding} has {spec.channels} of {8 * spec.depth}")
     h, w = img.shape[:2]
     img = np.ascontiguousarray(img)
-    return decode_raw(encoding, w, h, img.strides[0], memoryview(img).cast("B"), max_width=w, max_height=h,
+    return decode_raw(encoding, w, h, img.strides[0], img.reshape(-1).view(np.uint8).data, max_width=w, max_height=h,
                       is_bigendian=sys.byteorder == "big")
 
 
