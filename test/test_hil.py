@@ -1065,7 +1065,7 @@ def test_a_check_that_did_not_judge_everything_says_so_on_every_report(tmp_path)
     stuck.on_sensor(_Ctx(), "range", 1, math.inf)  # no object in range while it lasts
     run = _rec()
     run.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(210)]
-    run.decisions = {i: [_decision(1.0 + i / 30 + 0.008, rules_reason="clear: no object within range")]
+    run.decisions = {i: [_decision(1.0 + i / 30 + 0.008, rules_reason="clear: nothing within max_range 150.00 m")]
                      for i in range(210)}
     gap = stuck.check(run)
     assert gap.passed and gap.status == "PASS (known gap)" and gap.not_judged, gap

@@ -61,10 +61,32 @@ def test_ttc_rule_for_fast_closing_object():
 
 
 def test_rep117_infinities():
-    clear, _ = RulePath(CFG).decide(snap(math.inf, 20.0))
-    assert not clear.brake and "clear" in clear.reason
-    close, _ = RulePath(CFG).decide(snap(-math.inf, 1.0))
-    assert close.brake and "min_range" in close.reason
+    clear, fig = RulePath(CFG).decide(snap(math.inf, 20.0))
+    assert not clear.brake and clear.reason == "clear: nothing within max_range 150.00 m"
+    assert "sensor_warnings" not in fig  # 150 m reach > 51 m needed at 20 m/s
+    close, fig = RulePath(CFG).decide(snap(-math.inf, 1.0))
+    assert close.brake and close.reason == "object closer than min_range 0.20 m (range -inf, REP-117)"
+    assert fig["range_m"] == "-inf"
+
+
+def test_inf_from_a_sensor_too_short_for_the_speed_is_clear_under_a_warning():
+    """REP-117 +Inf clears only up to max_range: a 4 m ultrasonic sensor at 30 m/s said 'clear: no
+    object within range', level OK, where a standing object needs 105 m (UAT)."""
+    v, fig = RulePath(CFG).decide(snap(math.inf, 30.0, min_range=0.02, max_range=4.0))
+    assert not v.brake and v.reason == "clear: nothing within max_range 4.00 m"
+    # 30 * 0.5 + 900 / 10 + 1 = 106 m
+    assert fig["sensor_warnings"] == ("range: clear only to its max_range 4.00 m, short of the RSS distance "
+                                      "106.00 m to a standing object at 30.00 m/s")
+    v, fig = RulePath(CFG).decide(snap(math.inf, 1.0, min_range=0.02, max_range=4.0))  # 0.5 + 0.1 + 1 m: enough
+    assert not v.brake and "sensor_warnings" not in fig
+    for unbounded in (0.0, math.nan):  # REP-117 leaves these open
+        v, fig = RulePath(CFG).decide(snap(math.inf, 30.0, max_range=unbounded))
+        assert v.reason == "clear: no object within range" and "sensor_warnings" not in fig
+
+
+def test_a_valid_zero_reading_is_an_object_at_0_m_not_one_within_min_range():
+    v, fig = RulePath(CFG).decide(snap(0.0, 1.5, min_range=0.0, max_range=10.0))
+    assert v.brake and "min_range" not in v.reason and fig["range_m"] == "0.00"
 
 
 def test_faults_give_failsafe_with_reason():

@@ -103,8 +103,9 @@ class RulePath:
         named in ``sensor_warnings``, so a decision says what it stood on.
         """
         verdict, figures = self._decide(snap)
-        if snap.warnings:
-            figures["sensor_warnings"] = "; ".join(snap.warnings)
+        warnings = [*snap.warnings, *filter(None, [figures.pop("range_reach_warning", None)])]
+        if warnings:
+            figures["sensor_warnings"] = "; ".join(warnings)
         return verdict, figures
 
     def _decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
@@ -133,10 +134,18 @@ class RulePath:
                 "ego_speed_mps": f"{-snap.reverse_mps:.2f}",
             }
         if distance == math.inf:
-            return Verdict(False, 1.0, "clear: no object within range"), {
-                "range_m": "inf",
-                "ego_speed_mps": f"{v_ego:.2f}",
-            }
+            reach = snap.range.max_range if snap.range is not None else math.inf
+            figures = {"range_m": "inf", "ego_speed_mps": f"{v_ego:.2f}"}
+            if not (0.0 < reach < math.inf):  # REP-117 leaves a max_range <= 0 or NaN unbounded
+                return Verdict(False, 1.0, "clear: no object within range"), figures
+            # +Inf says nothing lies within max_range: beyond it, as far as a standing object's RSS
+            # distance, the path is not cleared (a 4 m ultrasonic sensor at 30 m/s: 105 m needed).
+            needed = rss_distance(v_ego, 0.0, cfg)
+            if needed > reach:
+                figures["range_reach_warning"] = (
+                    f"range: clear only to its max_range {reach:.2f} m, short of the RSS distance "
+                    f"{needed:.2f} m to a standing object at {v_ego:.2f} m/s")
+            return Verdict(False, 1.0, f"clear: nothing within max_range {reach:.2f} m"), figures
         rate = snap.range_rate
         if rate is not None and not (math.isfinite(rate) and math.isfinite(snap.range_rate_se)):
             rate = None  # no usable track: the object taken as stationary, as without one
@@ -175,8 +184,9 @@ class RulePath:
             "rss_distance_equal_braking_m": f"{d_equal:.2f}",
             "ttc_s": "inf" if ttc == math.inf else f"{ttc:.2f}",
         }
-        if distance == 0.0:
-            return Verdict(True, 1.0, "object closer than min_range"), figures
+        if snap.range is not None and snap.range.range_m == -math.inf:
+            return Verdict(True, 1.0, f"object closer than min_range {snap.range.min_range:.2f} m "
+                                      "(range -inf, REP-117)"), {**figures, "range_m": "-inf"}
         # No track: the brake is taken now (a child stepping out must not wait for a second scan)
         # but is provisional, since its closing speed is an assumption the next scans may refute.
         # A brake is final when a track stands behind it: also a track timed by receipt that shows the

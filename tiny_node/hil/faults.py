@@ -631,7 +631,7 @@ class RangeFault(Fault):
         "nan": "the last valid reading used, under a warning ('sensor_warnings', decision level WARN), until "
                "range_timeout_s; then fail-safe brake, reason 'range: NaN reading', decision level ERROR, "
                "sensors diagnostic ERROR; no fail-safe once readings are valid again",
-        "+inf": "REP-117 'no object in range': not a fault, rules say 'clear: no object within range'",
+        "+inf": "REP-117 'no object in range': not a fault, rules say 'clear: nothing within max_range'",
         "-inf": "REP-117 'closer than min_range': rules brake, reason 'object closer than min_range'",
         "negative": "the last valid reading used, under a warning, until range_timeout_s; then fail-safe brake, "
                     "reason 'range: negative reading', sensors diagnostic ERROR; recovery",
@@ -686,8 +686,8 @@ class RangeFault(Fault):
                  f"(need {per_rate(5, rec)})")
         rr = [str(r.values.get("rules_reason", "")) for r in inside]
         if self.kind == "+inf":
-            ok = [x for x in rr if x.startswith("clear: no object")]
-            res.observed.append(f"{len(ok)}/{len(inside)} 'clear: no object within range'")
+            ok = [x for x in rr if x.startswith("clear: nothing within max_range")]
+            res.observed.append(f"{len(ok)}/{len(inside)} 'clear: nothing within max_range'")
             _require(res, len(ok) == len(inside), f"+Inf not read as a clear road: {rr[:1]}")
         elif self.kind == "-inf":
             ok = [x for x in rr if "closer than min_range" in x]
