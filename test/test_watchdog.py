@@ -901,7 +901,20 @@ def test_a_frame_too_old_by_its_stamp_says_so_not_that_the_model_ran_out_of_time
     clock, _, wd = setup(port=ScriptedPort(), deadline_ms=50.0)
     f = Frame(1, clock.now(), IMG, deadline_at=clock.now() - 0.030)  # 80 ms old by its stamp
     [d] = wd.on_frame(f)
-    assert "frame too old by its stamp: its deadline passed 30.0 ms before its receipt" in d.reason, d.reason
+    assert d.reason.endswith("[model unavailable: frame too old by its stamp: its deadline passed 30.0 ms "
+                             "before its receipt (deadline_reference: stamp)]"), d.reason  # 30 ms: no clock hint
+
+
+@pytest.mark.parametrize(("stamp_ns", "hint"), [
+    (1, "stamps this old are on another clock than the node's (use_sim_time on one side only?"),
+    (0, "header.stamp 0 is unset"),
+])
+def test_a_frame_seconds_too_old_by_its_stamp_is_said_to_be_on_another_clock(stamp_ns, hint):
+    """Stamps an hour behind (or unset) read as a deadline miss of 3 599 950 ms, and an engineer
+    chased a CPU problem (UAT): the reason says what such an age means."""
+    clock, _, wd = setup(port=ScriptedPort(), deadline_ms=50.0)
+    [d] = wd.on_frame(Frame(stamp_ns, clock.now(), IMG, deadline_at=clock.now() - 3600.0))
+    assert "its deadline passed 3600000.0 ms before its receipt (deadline_reference: stamp); " + hint in d.reason
 
 
 def test_a_stamp_deadline_just_after_receipt_is_not_called_too_old():

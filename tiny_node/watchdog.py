@@ -104,6 +104,10 @@ class ModelAnswer(Protocol):
         ...
 
 
+#: A frame whose stamp deadline passed this long before its receipt has a stamp on another clock.
+STAMP_CLOCK_HINT_S = 1.0
+
+
 def future_stamp_fault(stamp_ns: int, now_ns: int, tolerance_s: float) -> str | None:
     """Why a camera stamp is unusable for being ahead of the driver's ROS clock, or None.
 
@@ -309,9 +313,13 @@ class Watchdog:
             due_ms = (cycle.publish_by - frame.received_at) * 1e3
             # >= 0 only for a deadline from the stamp: one from the receipt is deadline_ms (>= 5) after it
             late_s = frame.received_at - cycle.deadline_at
+            # Seconds too old is no slow network: the camera's stamps are on another clock, or unset
+            clock_hint = ("" if late_s < STAMP_CLOCK_HINT_S else "; header.stamp 0 is unset" if frame.stamp_ns == 0
+                          else "; stamps this old are on another clock than the node's (use_sim_time on one "
+                               "side only? a camera clock not synchronised?)")
             cycle.unavailable_why = (
                 f"frame too old by its stamp: its deadline passed {late_s * 1e3:.1f} ms before its receipt "
-                "(deadline_reference: stamp)" if late_s >= 0.0 else
+                f"(deadline_reference: stamp){clock_hint}" if late_s >= 0.0 else
                 f"no time left for the model: frame handed in {(now - frame.received_at) * 1e3:.1f} ms after "
                 f"its receipt, its fallback due {due_ms:.1f} ms after it (deadline_ms - publish_guard_ms)")
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
