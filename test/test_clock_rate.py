@@ -63,3 +63,28 @@ def test_clock_moving_on_after_standing_still_is_measured_from_there(held_s):
     assert r.rate() == pytest.approx(1.0)
     _feed(r, 0.25, 6, t0=t0 + 8, ros0_s=50.3 + 7.25)  # then slowed down: the window follows it
     assert r.rate() == pytest.approx(0.25)
+
+
+def test_a_coarse_clock_that_stands_between_readings_is_measured_through():
+    """A 0.05x simulator's 10 Hz /clock ticks every 2 s: a measurement restarted at each stand never
+    judged it (and at 0.1x with jitter the warning came and went 15 times in 300 s)."""
+    r = ClockRate()
+    warned = []
+    for i in range(60):  # a reading a second; /clock moves 0.1 s every other one
+        r.observe(round((50.0 + 0.1 * (i // 2)) * 1e9), 100.0 + i)
+        warned.append(r.warning() is not None)
+    assert r.rate() == pytest.approx(0.05, abs=0.011)
+    assert r.warning().startswith("sim time runs at 0.0")
+    first = warned.index(True)
+    assert all(warned[first:])  # said once, not toggled
+
+
+def test_a_pause_mid_run_is_measured_from_where_the_clock_moves_on():
+    r = ClockRate()
+    _feed(r, 1.0, 10)
+    _feed(r, 0.0, 6, t0=111.0, ros0_s=20.0)  # paused 6 s at 20 s
+    assert r.warning().startswith("/clock paused: ")
+    r.observe(round(20.5e9), 117.5)
+    assert r.rate() is None and r.warning() is None  # unpaused: the pause is not read as a slow clock
+    _feed(r, 1.0, 3, t0=118.5, ros0_s=21.5)
+    assert r.rate() == pytest.approx(1.0) and r.warning() is None

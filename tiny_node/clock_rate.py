@@ -26,28 +26,32 @@ class ClockRate:
 
     def __init__(self) -> None:
         self._samples: deque[tuple[float, int]] = deque()  # (steady s, ROS ns)
-        #: the clock may have stood still since the last reading: measure from the next one that moves
-        self._may_have_stood = True
+        self._moved = False  # /clock has moved since the measurement (re)started
+        self._stood_since: float | None = None  # steady time from which /clock has stood still
 
     def observe(self, ros_ns: int, steady_s: float) -> None:
         """One reading of both clocks, taken together (the diagnostics period is plenty).
 
-        ROS time 0 (no /clock yet) is not a reading; a step back (a bag looping, a simulator
-        reset) starts the measurement again. So does /clock moving on after its first reading, or
-        after one it had not moved since: it may have stood still for part of the time between
-        (a simulator paused, ``replay --realtime`` holding it at the bag's start while it
-        restarts the node), and a window across that would read a real-time clock as slow.
+        ROS time 0 (no /clock yet) is not a reading. The measurement starts again at a step back
+        (a bag looping, a simulator reset), and where /clock first moves after its first reading
+        or after standing still for :data:`MIN_SPAN_S` or more (``replay --realtime`` holds it at
+        the bag's start while it restarts the node; a simulator unpaused): a window across the
+        pause would read a real-time clock as slow. A shorter stand is a coarse /clock (a 0.05x
+        simulator's 10 Hz ticks come every 2 s) and is measured through.
         """
         if ros_ns <= 0:
             return
-        last = self._samples[-1][1] if self._samples else None
-        if last is None or ros_ns <= last:
-            if last is not None and ros_ns < last:
-                self._samples.clear()
-            self._may_have_stood = True
-        elif self._may_have_stood:
+        last = self._samples[-1] if self._samples else None
+        if last is None or ros_ns < last[1]:
             self._samples.clear()
-            self._may_have_stood = False
+            self._moved, self._stood_since = False, None
+        elif ros_ns == last[1]:
+            if self._stood_since is None:
+                self._stood_since = last[0]
+        else:
+            if not self._moved or (self._stood_since is not None and last[0] - self._stood_since >= MIN_SPAN_S):
+                self._samples.clear()
+            self._moved, self._stood_since = True, None
         self._samples.append((steady_s, ros_ns))
         while len(self._samples) > 2 and steady_s - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
