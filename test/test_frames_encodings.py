@@ -173,6 +173,11 @@ def test_image_transport_pngs_of_other_buffers_read_as_their_encoding() -> None:
     bgr8[:, :, 2] = 255
     assert (decode_compressed("rgb8; png compressed bgr8", _png(bgr8)) == RED).all()
     assert (decode_compressed("png", _png(bgr8)) == RED).all()  # a bare 'png': OpenCV's channel order
+    # a colour buffer with no 'compressed bgr' was compressed as handed in: image_transport's
+    # subscriber reads it as RGB, whatever the encoding before the ';' (rviz shows it so)
+    for fmt in ("rgb8; png compressed ", "bgr8; png compressed ", "rgb8; PNG"):
+        assert (decode_compressed(fmt, _png(bgr8)) == (0, 0, 255)).all(), fmt
+    assert (decode_compressed("rgb8; PNG Compressed BGR8", _png(bgr8)) == RED).all()
 
 
 @pytest.mark.parametrize(("fmt", "img", "match"), [
@@ -186,3 +191,13 @@ def test_a_png_of_a_depth_image_or_of_another_layout_than_its_format_is_refused(
         fmt: str, img: np.ndarray, match: str) -> None:
     with pytest.raises(FrameError, match=match):
         decode_compressed(fmt, _png(img))
+
+
+@pytest.mark.parametrize("source", ["bayer_rggb8", "16UC1", "mono16"])
+def test_a_jpeg_of_anything_but_an_8_bit_colour_or_mono_image_is_refused_by_name(source: str) -> None:
+    """A Bayer mosaic in a JPEG decoded to a grey checkerboard, a depth map to white (review)."""
+    ok, jpeg = cv2.imencode(".jpg", _mosaic("rggb", (200, 100, 30)).astype(np.uint8))
+    assert ok
+    with pytest.raises(FrameError, match=rf"a JPEG of '{source}' not supported"):
+        decode_compressed(f"{source}; jpeg compressed ", jpeg.tobytes())
+    assert decode_compressed("mono8; jpeg compressed mono8", jpeg.tobytes()).shape == (8, 10, 3)

@@ -1153,3 +1153,17 @@ def test_a_node_that_exits_at_once_has_its_own_error_line_in_the_failure(tmp_pat
         "[ERROR] [1.0] [tiny_node]: no"
     assert harness.node_error("[INFO] a\n[INFO] b\n") == "[INFO] b"
     assert harness.node_error("[INFO] a\n[INFO] b\n", fallback_last=False) == ""
+
+
+@pytest.mark.parametrize(("reason", "passed"), [
+    ("clear: nothing within max_range 150.00 m", True),
+    ("clear: no object within range", True),  # a recorded sensor's max_range 0 or NaN: none
+    ("clear: object at 20.0 m not closing (0.0 m/s)", False),
+])
+def test_range_posinf_is_judged_on_either_clear_reason(reason, passed):
+    posinf = F.RangeFault("+inf")
+    posinf.start = 2.0
+    run = _rec()
+    run.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(210)]
+    run.decisions = {i: [_decision(1.0 + i / 30 + 0.008, rules_reason=reason)] for i in range(210)}
+    assert posinf.check(run).passed is passed

@@ -79,14 +79,21 @@ def test_inf_from_a_sensor_too_short_for_the_speed_is_clear_under_a_warning():
                                       "106.00 m to a standing object at 30.00 m/s")
     v, fig = RulePath(CFG).decide(snap(math.inf, 1.0, min_range=0.02, max_range=4.0))  # 0.5 + 0.1 + 1 m: enough
     assert not v.brake and "sensor_warnings" not in fig
+    v, fig = RulePath(CFG).decide(snap(math.inf, 0.0, min_range=0.02, max_range=0.5))  # standing: nothing to stop
+    assert not v.brake and "sensor_warnings" not in fig
     for unbounded in (0.0, math.nan):  # REP-117 leaves these open
         v, fig = RulePath(CFG).decide(snap(math.inf, 30.0, max_range=unbounded))
         assert v.reason == "clear: no object within range" and "sensor_warnings" not in fig
 
 
-def test_a_valid_zero_reading_is_an_object_at_0_m_not_one_within_min_range():
-    v, fig = RulePath(CFG).decide(snap(0.0, 1.5, min_range=0.0, max_range=10.0))
-    assert v.brake and "min_range" not in v.reason and fig["range_m"] == "0.00"
+@pytest.mark.parametrize(("speed", "rate"), [(0.0, None), (8.0, 0.0), (1.5, None)])
+def test_a_valid_zero_reading_is_contact_a_brake_not_an_object_within_min_range(speed, rate):
+    """A finite 0 m (valid with min_range 0) brakes whatever the closing speed, as -Inf does, and is
+    not called 'closer than min_range' (a review caught the standing and not-closing cases cleared)."""
+    v, fig = RulePath(CFG).decide(snap(0.0, speed, rate=rate, min_range=0.0, max_range=10.0))
+    assert v.brake and v.reason == "object at 0.00 m" and fig["range_m"] == "0.00"
+    v, fig = RulePath(CFG).decide(snap(-math.inf, speed, rate=rate))
+    assert v.brake and v.reason == "object closer than min_range 0.20 m (range -inf, REP-117)"
 
 
 def test_faults_give_failsafe_with_reason():

@@ -105,11 +105,12 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
                       *, max_width: int = 4096, max_height: int = 4096) -> np.ndarray:
     """Return an RGB array from a sensor_msgs/CompressedImage (jpeg or png).
 
-    Whether the data is a JPEG or a PNG is read from its bytes; what a PNG's pixels are, from
-    ``fmt`` as image_transport writes it (``<encoding>; png compressed [<target>]``): it
-    converts colour images to ``bgr8`` / ``bgr16`` but compresses any other buffer as it is, so
-    a depth map (``16UC1``) or a Bayer mosaic arrives as a PNG too, and is read (or refused) as
-    the raw path reads that encoding.
+    Whether the data is a JPEG or a PNG is read from its bytes; what its pixels are, from ``fmt``
+    as image_transport writes it (``<encoding>; png compressed [<target>]``) and its subscriber
+    reads it (:func:`_pixel_encoding`). image_transport converts colour images to ``bgr8`` /
+    ``bgr16`` but compresses any other buffer as it is, so a depth map (``16UC1``) or a Bayer
+    mosaic arrives as a PNG or a JPEG too: a PNG is read (or refused) as the raw path reads that
+    encoding, a JPEG of anything but an 8-bit colour or mono image is refused by name.
     """
     kind = fmt.lower()
     if "compresseddepth" in kind:
@@ -128,6 +129,10 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
     w, h = size
     _check_size(w, h, max_width, max_height)
     if bytes(data[:2]) == b"\xff\xd8":
+        source = fmt.partition(";")[0].strip() if ";" in fmt else "bgr8"
+        if source not in _JPEG_SOURCES:  # a Bayer mosaic decodes to a grey checkerboard, depth saturates
+            raise FrameError(f"compressed image ({fmt}): a JPEG of '{source}' not supported (an 8-bit colour or "
+                             f"mono image: {', '.join(_JPEG_SOURCES)})")
         rgb = _decode_jpeg(fmt, data)
     else:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
@@ -139,18 +144,32 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview,
     return rgb
 
 
+#: image_transport's colour encodings (sensor_msgs::image_encodings::isColor): converted before compressing
+_COLOUR = ("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16")
+#: what may be in a JPEG: image_transport compresses only 8-bit colour and mono images that way
+_JPEG_SOURCES = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3", "8UC4")
+
+
+def _pixel_encoding(fmt: str, channels: int, bits: int) -> str:
+    """The ROS encoding of a decoded PNG's pixels (OpenCV's order), as image_transport's subscriber reads ``fmt``.
+
+    No ``;`` (an older publisher): the image's own channels, in OpenCV's order. A colour
+    encoding: BGR if the format says ``compressed bgr`` (what the publisher converted it to),
+    else RGB, as handed in. Any other: the buffer as it was, in that encoding.
+    """
+    source, sep, rest = fmt.partition(";")
+    if not sep:
+        return {1: "mono", 3: "bgr", 4: "bgra"}.get(channels, "?") + str(bits)
+    if source.strip() in _COLOUR:
+        order = "bgr" if "compressed bgr" in rest.lower() else "rgb"
+        return order + ("a" if channels == 4 else "") + str(bits)
+    return source.strip()
+
+
 def _png_to_rgb(fmt: str, img: np.ndarray) -> np.ndarray:
     """A decoded PNG (OpenCV's channel order, 8 or 16 bits) as RGB, its pixels those ``fmt`` names."""
     channels = 1 if img.ndim == 2 else img.shape[2]
-    source, sep, rest = fmt.partition(";")
-    words = rest.split()
-    if words[-1:] and words[-1] not in ("compressed", "png"):
-        encoding = words[-1]  # the target image_transport converted a colour image to
-    elif sep:
-        encoding = source.strip()  # compressed as it was
-    else:  # a bare "png": the PNG's own colour type
-        bits = "16" if img.dtype == np.uint16 else "8"
-        encoding = {1: "mono", 3: "bgr", 4: "bgra"}.get(channels, "?") + bits
+    encoding = _pixel_encoding(fmt, channels, 8 * img.dtype.itemsize)
     spec = _RAW.get(encoding)
     if spec is None:
         raise FrameError(f"compressed image ({fmt}): image encoding '{encoding}' not supported "

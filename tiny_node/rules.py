@@ -136,12 +136,12 @@ class RulePath:
         if distance == math.inf:
             reach = snap.range.max_range if snap.range is not None else math.inf
             figures = {"range_m": "inf", "ego_speed_mps": f"{v_ego:.2f}"}
-            if not (0.0 < reach < math.inf):  # REP-117 leaves a max_range <= 0 or NaN unbounded
+            if not (0.0 < reach < math.inf):  # a max_range <= 0 or NaN is read as none (convert.range_reading)
                 return Verdict(False, 1.0, "clear: no object within range"), figures
             # +Inf says nothing lies within max_range: beyond it, as far as a standing object's RSS
-            # distance, the path is not cleared (a 4 m ultrasonic sensor at 30 m/s: 105 m needed).
+            # distance, the path is not cleared (a 4 m ultrasonic sensor at 30 m/s: 106 m needed).
             needed = rss_distance(v_ego, 0.0, cfg)
-            if needed > reach:
+            if v_ego > 0.0 and needed > reach:
                 figures["range_reach_warning"] = (
                     f"range: clear only to its max_range {reach:.2f} m, short of the RSS distance "
                     f"{needed:.2f} m to a standing object at {v_ego:.2f} m/s")
@@ -184,9 +184,11 @@ class RulePath:
             "rss_distance_equal_braking_m": f"{d_equal:.2f}",
             "ttc_s": "inf" if ttc == math.inf else f"{ttc:.2f}",
         }
-        if snap.range is not None and snap.range.range_m == -math.inf:
-            return Verdict(True, 1.0, f"object closer than min_range {snap.range.min_range:.2f} m "
-                                      "(range -inf, REP-117)"), {**figures, "range_m": "-inf"}
+        if distance <= 0.0:  # contact: a brake whatever the closing speed
+            if snap.range is not None and snap.range.range_m == -math.inf:
+                return Verdict(True, 1.0, f"object closer than min_range {snap.range.min_range:.2f} m "
+                                          "(range -inf, REP-117)"), {**figures, "range_m": "-inf"}
+            return Verdict(True, 1.0, "object at 0.00 m"), figures
         # No track: the brake is taken now (a child stepping out must not wait for a second scan)
         # but is provisional, since its closing speed is an assumption the next scans may refute.
         # A brake is final when a track stands behind it: also a track timed by receipt that shows the

@@ -686,7 +686,8 @@ class RangeFault(Fault):
                  f"(need {per_rate(5, rec)})")
         rr = [str(r.values.get("rules_reason", "")) for r in inside]
         if self.kind == "+inf":
-            ok = [x for x in rr if x.startswith("clear: nothing within max_range")]
+            # a recorded sensor's max_range 0 or NaN is read as none: "clear: no object within range"
+            ok = [x for x in rr if x.startswith(("clear: nothing within max_range", "clear: no object within range"))]
             res.observed.append(f"{len(ok)}/{len(inside)} 'clear: nothing within max_range'")
             _require(res, len(ok) == len(inside), f"+Inf not read as a clear road: {rr[:1]}")
         elif self.kind == "-inf":

@@ -49,8 +49,8 @@ _PKG = Path(__file__).resolve().parent.parent
 # modules they import (camera.py: the pinhole camera and mount the renderer, bundle and tracker share).
 _CODE_FILES = ("argtypes.py", "camera.py", "clock.py", "config.py", "decision.py", "frames.py", "lockstep.py",
                "rules.py", "sensors.py", "strict_yaml.py", "watchdog.py")
-# Libraries whose arithmetic reaches a run's result: the renderer's pixels, the model's scores.
-_LIBRARIES = ("numpy", "onnxruntime", "cv2")
+# Libraries whose output reaches a run's result: the renderer's pixels, the model's scores and token ids.
+_LIBRARIES = ("numpy", "onnxruntime", "cv2", "tokenizers")
 
 
 class SuiteError(RuntimeError):
