@@ -3,8 +3,8 @@
 Time is virtual and counted in integer nanoseconds, so a run is a pure function of
 (scenario, seed, config, bundle, latency budget): the same inputs give byte-identical
 timelines and summaries in any process, whatever else runs (across machines too, as far as
-OpenCV's and onnxruntime's floating-point results agree on them).  Floats are written with fixed formats
-and JSON keys sorted.
+OpenCV's and onnxruntime's floating-point results agree on them).  Floats are written with
+fixed formats and JSON keys sorted.
 
 The event loop (one *port* feeds the decision core; see :class:`LockstepPort` and
 :class:`DdsPort`):
