@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import pickle
 import shutil
 import signal
 import time
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from tiny_node.clock import ManualClock, MonotonicClock
+from tiny_node.model.replies import ReplyReader
 from tiny_node.model.worker import ModelResult, ModelWorker, WorkerState
 
 FRAME = np.full((480, 640, 3), 128, np.uint8)
@@ -284,3 +287,20 @@ def test_the_start_budget_grows_with_the_bundle(tmp_path: Path) -> None:
     worker = ModelWorker(tmp_path, MonotonicClock())
     assert worker._startup_timeout_s == STARTUP_BASE_S + 3 * STARTUP_PER_GIB_S
     assert ModelWorker(tmp_path, MonotonicClock(), startup_timeout_s=5.0)._startup_timeout_s == 5.0
+
+
+def test_a_worker_whose_reply_is_refused_is_killed_and_restarted(
+        make_worker: Callable[..., ModelWorker], bundles: dict[str, Path]) -> None:
+    """Connection.recv() unpickled whatever the worker sent: a worker taken over through its bundle
+    could run code in the node (security review). A reply of another type ends the worker."""
+    w = make_worker(bundles["fast"])
+    assert w.wait_ready(20.0), w.stats()
+    pid = w.stats()["pid"]
+    r, bad = mp.get_context("spawn").Pipe(duplex=False)  # the reply pipe swapped for one the test writes to
+    reader = ReplyReader(r)
+    w._res, w._replies = r, reader
+    bad.send_bytes(pickle.dumps(os.system))  # a reply must be one of the protocol's types
+    w.poll()
+    assert w.state is WorkerState.RESTARTING, w.stats()
+    assert "worker reply refused: the worker sent a posix.system, which is no reply" in str(w.last_error)
+    assert w.wait_ready(20.0) and w.stats()["pid"] != pid

@@ -1,5 +1,8 @@
 """Messages between the node and the model worker process (small, pickled on a Pipe).
 
+The node reads the worker's replies with :class:`tiny_node.model.replies.ReplyReader`: never
+blocking, at most 1 MiB each, and only the ``FromWorker`` types below unpickled.
+
 Frames never travel here: they go through shared memory (frames.py); a job only names its
 slot. Each job gets exactly one reply, a :class:`ModelResult` (done, cancelled or error).
 A ``vlm`` result with ``rationale=True`` is followed, later and off the deadline path, by one

@@ -59,6 +59,7 @@ from tiny_node.model.protocol import (
     WorkerConfig,
     missing_package,
 )
+from tiny_node.model.replies import ReplyError, ReplyReader
 from tiny_node.model.spawner import Spawner, SpawnRequest
 
 __all__ = ["ModelResult", "ModelWorker", "WorkerState"]
@@ -171,6 +172,7 @@ class ModelWorker:
         self._spawning: SpawnRequest | None = None
         self._ctl: Connection | None = None  # parent -> worker
         self._res: Connection | None = None  # worker -> parent
+        self._replies: ReplyReader | None = None  # reads self._res
         self._child_ends: list[Connection] = []
         self._fatal: str | None = None
         self._out: list[ModelResult] = []
@@ -440,6 +442,7 @@ class ModelWorker:
             daemon=True,
         )
         self._ctl, self._res, self._child_ends = ctl_w, res_r, [ctl_r, res_w]
+        self._replies = ReplyReader(res_r)
         self._fatal = None
         self._ready_at = None
         self._state = WorkerState.STARTING
@@ -471,18 +474,22 @@ class ModelWorker:
         return True
 
     def _drain(self) -> None:
-        res = self._res
-        while res is not None and self._res is res:
-            try:
-                if not res.poll(0):
-                    return
-                msg: FromWorker = res.recv()
-            except (EOFError, OSError):
-                # the worker closed its end: it is exiting; supervise() reports how
-                res.close()
-                self._res = None
+        res, reader = self._res, self._replies
+        if res is None or reader is None:
+            return
+        try:
+            replies, closed = reader.read()  # never blocks (the deadline thread drains)
+        except ReplyError as exc:
+            self._die(f"worker reply refused: {exc}; killed")
+            return
+        for msg in replies:
+            if self._res is not res:  # a reply before this one ended the worker
                 return
             self._handle(msg)
+        if closed and self._res is res:
+            # the worker closed its end: it is exiting; supervise() reports how
+            res.close()
+            self._res = self._replies = None
 
     def _handle(self, msg: FromWorker) -> None:
         now = self._clock.now()
@@ -570,3 +577,4 @@ class ModelWorker:
             if conn is not None:
                 conn.close()
         self._ctl = self._res = None
+        self._replies = None
