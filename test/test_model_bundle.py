@@ -77,6 +77,30 @@ def test_missing_manifest(tmp_path: Path) -> None:
     assert "manifest.yaml" in msg and "missing" in msg
 
 
+def test_a_manifest_or_file_that_is_no_regular_file_or_too_large_is_refused_at_once(fast: Path) -> None:
+    """A FIFO as the manifest hung the load for ever, a link to /dev/zero read until memory ran out,
+    and a 300 MB manifest was parsed for 105 s (security review)."""
+    manifest = fast / "manifest.yaml"
+    text = manifest.read_bytes()
+    manifest.unlink()
+    os.mkfifo(manifest)
+    assert load_error(fast).endswith("cannot read manifest: [Errno 22] not a regular file: "
+                                     f"'{manifest}'")
+    manifest.unlink()
+    manifest.symlink_to("/dev/zero")
+    assert "not a regular file" in load_error(fast)
+    manifest.unlink()
+    manifest.write_bytes(text + b"#" * (1 << 20))
+    assert load_error(fast) == f"{manifest}: larger than 1048576 bytes: not a manifest"
+    manifest.write_bytes(text)
+    bundle = load_bundle(fast)
+    model = fast / "model.onnx"
+    model.unlink()
+    os.mkfifo(model)  # swapped after the load verified it: the session's read is refused, not hung
+    with pytest.raises(BundleError, match=r"files.model: cannot read .*model.onnx: \[Errno 22\] not a regular file"):
+        bundle.read_verified("model")
+
+
 def test_bad_yaml(fast: Path) -> None:
     (fast / "manifest.yaml").write_text("format: [unclosed\nname: x\n")
     msg = load_error(fast)

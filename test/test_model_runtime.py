@@ -185,3 +185,32 @@ def test_a_graph_that_cannot_run_at_the_manifest_shapes_is_a_bad_bundle(tmp_path
     assert ModelRuntime(load_bundle(symbolic_classifier(tmp_path / "two", 1, 2))).decide(GRAY, {})
     with pytest.raises(BundleError, match=r"outputs.decision: .*'logits' gives \[1, 3\].*reads \[1, 2\]"):
         ModelRuntime(load_bundle(symbolic_classifier(tmp_path / "three", 1, 3)))
+
+
+def test_a_graphs_own_session_config_is_not_read_whatever_the_environment(
+        bundles: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ORT_LOAD_CONFIG_FROM_MODEL=1 set, a graph's ort_config metadata replaced the manifest's
+    session options: it switched profiling on (a file in the working directory) and set its own
+    thread counts (security review). The manifest's options are the only ones."""
+    import hashlib
+    import json
+
+    import onnx
+
+    from tiny_node.model.runtime import load_session
+
+    bundle = Path(shutil.copytree(bundles["fast"], tmp_path / "b"))
+    graph = onnx.load(bundle / "model.onnx")
+    onnx.helper.set_model_props(graph, {"ort_config": json.dumps(
+        {"session_options": {"enable_profiling": 1, "intra_op_num_threads": 2}})})
+    onnx.save(graph, bundle / "model.onnx")
+    manifest = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    manifest["files"]["model"]["sha256"] = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+    (bundle / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    monkeypatch.setenv("ORT_LOAD_CONFIG_FROM_MODEL", "1")
+    monkeypatch.chdir(tmp_path)
+    sess = load_session(load_bundle(bundle), "model")
+    sess.run(None, {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+                    for i in sess.get_inputs()})
+    sess.end_profiling()
+    assert not list(tmp_path.glob("onnxruntime_profile_*.json"))

@@ -277,7 +277,7 @@ def test_stop_releases_process_and_shared_memory(bundles: dict[str, Path]) -> No
 
 def test_the_start_budget_grows_with_the_bundle(tmp_path: Path) -> None:
     # A fixed 30 s killed a worker still loading a multi-GB export (external data), forever.
-    from tiny_node.model.worker import STARTUP_BASE_S, STARTUP_PER_GIB_S, startup_budget_s
+    from tiny_node.model.worker import MAX_STARTUP_BYTES, STARTUP_BASE_S, STARTUP_PER_GIB_S, startup_budget_s
 
     assert startup_budget_s(tmp_path) == STARTUP_BASE_S
     (tmp_path / "onnx").mkdir()
@@ -286,6 +286,13 @@ def test_the_start_budget_grows_with_the_bundle(tmp_path: Path) -> None:
     assert startup_budget_s(tmp_path) == STARTUP_BASE_S + 3 * STARTUP_PER_GIB_S
     worker = ModelWorker(tmp_path, MonotonicClock())
     assert worker._startup_timeout_s == STARTUP_BASE_S + 3 * STARTUP_PER_GIB_S
+    with open(tmp_path / "unlisted.bin", "wb") as f:
+        f.truncate(4 * 2**40)  # a sparse 4 TB file: the budget was 11 hours (security review)
+    assert startup_budget_s(tmp_path) == STARTUP_BASE_S + STARTUP_PER_GIB_S * MAX_STARTUP_BYTES / 2**30
+    (tmp_path / "unlisted.bin").unlink()
+    (tmp_path / "zero").symlink_to("/dev/zero")  # not a regular file: nothing
+    (tmp_path / "link.onnx_data").symlink_to(tmp_path / "onnx" / "decoder_model_merged.onnx_data")
+    assert startup_budget_s(tmp_path) == STARTUP_BASE_S + 3 * STARTUP_PER_GIB_S
     assert ModelWorker(tmp_path, MonotonicClock(), startup_timeout_s=5.0)._startup_timeout_s == 5.0
 
 
@@ -304,3 +311,30 @@ def test_a_worker_whose_reply_is_refused_is_killed_and_restarted(
     assert w.state is WorkerState.RESTARTING, w.stats()
     assert "worker reply refused: the worker sent a posix.system, which is no reply" in str(w.last_error)
     assert w.wait_ready(20.0) and w.stats()["pid"] != pid
+
+
+@pytest.mark.parametrize(("config", "want"), [
+    ('{"text_config": {"num_attention_heads": "abc", "hidden_size": 64}}',
+     "files.config: text_config.hidden_size 64 and num_attention_heads 'abc' must be whole numbers"),
+    ("[" * 200_000 + "]" * 200_000, "RecursionError"),
+])
+def test_a_bundle_whose_config_raises_fails_without_restart_loop(
+        make_worker: Callable[..., ModelWorker], tmp_path: Path, config: str, want: str) -> None:
+    """Errors a bundle's content raises are the same on every start: the worker restarted for ever,
+    re-hashing the bundle each time, instead of failing (security review)."""
+    import hashlib
+
+    import yaml
+
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+
+    bundle = make_tiny_vlm_bundle(tmp_path / "vlm")
+    (bundle / "config.json").write_text(config)
+    manifest = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    manifest["files"]["config"]["sha256"] = hashlib.sha256(config.encode()).hexdigest()
+    manifest["vlm"].pop("kv", None)  # the head size read from config.json
+    (bundle / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    w = make_worker(bundle)
+    assert not w.wait_ready(READY_S)
+    assert w.state is WorkerState.FAILED and w.restarts == 0, w.stats()
+    assert want in (w.last_error or ""), w.last_error

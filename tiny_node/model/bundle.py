@@ -41,10 +41,13 @@ template, eos, rationale length, KV layout, ``smolvlm`` flag); see :class:`VlmSp
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import math
 import os
 import re
+import stat
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -79,6 +82,7 @@ MAX_FILE_BYTES = 2**31 - 1
 #: before hashing: hashing alone takes some 20 s at this size, and the node then holds the file
 #: whole in memory while onnxruntime copies its tensors (twice its size, briefly)
 MAX_DATA_BYTES = 2**35
+MAX_MANIFEST_BYTES = 1 << 20  # the shipped one is 3.4 kB
 #: the JSON files (a real tokenizer.json is a few MB) are parsed whole, at several times their size
 MAX_JSON_BYTES = {"tokenizer": 64 << 20, "config": 1 << 20}
 MAX_FRAMES = 2  # vlm.frames.count: the current frame, plus at most one earlier frame
@@ -372,7 +376,7 @@ class Bundle:
         entry = self.file(key)
         limit = entry.max_bytes
         try:
-            with entry.path.open("rb") as fh:
+            with open_regular(entry.path) as fh:
                 data = fh.read(limit + 1)  # never more than the limit in memory, whatever the file grew to
         except OSError as exc:
             raise BundleError(f"files.{key}: cannot read {entry.path}: {exc}") from exc
@@ -393,9 +397,27 @@ class Bundle:
         return [_read_checked(d) for d in self.file(key).data]
 
 
+def open_regular(path: Path) -> io.BufferedReader:
+    """``path`` opened for reading, refused (OSError) unless it is a regular file.
+
+    Why: a FIFO put in a bundle's place made the load hang for ever, and a link to /dev/zero read
+    2 GB before its size was refused (security review). O_NONBLOCK lets the open of a FIFO return
+    so that fstat can tell; a regular file reads the same either way.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return io.BufferedReader(io.FileIO(fd, "rb"))  # buffered: read(n) returns n bytes, not one syscall's
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_checked(entry: FileEntry) -> bytearray:
     try:
-        with entry.path.open("rb", buffering=0) as fh:
+        with open_regular(entry.path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > entry.max_bytes:
                 raise BundleError(_too_big(entry, size))
@@ -417,7 +439,7 @@ def _read_checked(entry: FileEntry) -> bytearray:
 def hash_file(path: Path) -> str:
     """SHA-256 of a file as 64 lowercase hex digits (streamed, any size)."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
+    with open_regular(Path(path)) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -523,10 +545,12 @@ def data_files(root: Path, key: str, rel: str) -> list[str]:
     at load anyway. A location outside the graph's directory is refused here, naming it.
     """
     path = Path(root) / rel
-    if path.stat().st_size > MAX_FILE_BYTES:
+    with open_regular(path) as fh:
+        graph = fh.read(MAX_FILE_BYTES + 1)
+    if len(graph) > MAX_FILE_BYTES:
         return []
     try:
-        tensors = external_tensors(path.read_bytes())
+        tensors = external_tensors(graph)
     except ExternalDataError:
         return []
     out: list[str] = []
@@ -579,7 +603,11 @@ def load_bundle(path: Path | str) -> Bundle:
     root = Path(path)
     mpath = root / MANIFEST
     try:
-        text = mpath.read_text(encoding="utf-8")
+        with open_regular(mpath) as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
+        text = raw.decode("utf-8")
     except FileNotFoundError as exc:
         raise BundleError(f"{mpath}: manifest missing") from exc
     except OSError as exc:

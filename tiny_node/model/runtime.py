@@ -10,6 +10,7 @@ Runs inside the worker process; a run can be cancelled between nodes through its
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -116,6 +117,10 @@ def load_session(bundle: Bundle, key: str, threads: int | None = None) -> ort.In
 
 def _session(bundle: Bundle, key: str, model: bytes, so: ort.SessionOptions) -> ort.InferenceSession:
     try:
+        # With ORT_LOAD_CONFIG_FROM_MODEL=1 in the environment a graph's own ort_config metadata
+        # replaced the manifest's session options (profiling files, thread counts). onnxruntime's C++
+        # reads the variable too (read_config_from_model=0 beside it fails every load), so it goes.
+        os.environ.pop("ORT_LOAD_CONFIG_FROM_MODEL", None)
         return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     except MemoryError:
         raise

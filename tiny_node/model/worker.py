@@ -30,6 +30,7 @@ import contextlib
 import math
 import multiprocessing as mp
 import signal
+import stat
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from numpy.typing import NDArray
 
 from tiny_node.clock import Clock
 from tiny_node.config import MAX_CONTEXT_CHARS
+from tiny_node.model.bundle import MAX_DATA_BYTES
 from tiny_node.model.frames import N_SLOTS, FrameSlots
 from tiny_node.model.protocol import (
     EXIT_MISSING_PACKAGE,
@@ -109,6 +111,8 @@ STARTUP_BASE_S = 30.0
 #: ... plus this per GiB of bundle files: loading and hashing them and building the sessions took
 #: about 5 s per GiB here (files in the page cache); twice that, for a cold disk or a slower CPU
 STARTUP_PER_GIB_S = 10.0
+#: bundle bytes counted at most: two of the largest external data files a bundle may list
+MAX_STARTUP_BYTES = 2 * MAX_DATA_BYTES
 
 
 def startup_budget_s(bundle_dir: Path) -> float:
@@ -116,13 +120,16 @@ def startup_budget_s(bundle_dir: Path) -> float:
 
     Why scaled: a fixed 30 s killed a worker loading a multi-GB export (external data) before it
     was ready, and restarted it forever, each time with "not ready" and no word of the size.
-    Unreadable entries count as nothing here: loading the bundle names them.
+    Unreadable entries and anything but regular files count as nothing here: loading the bundle
+    names them. The total is capped at what a bundle may load (a sparse 4 TB file beside the
+    manifest gave a hung start 11 hours; security review).
     """
     total = 0
     for f in bundle_dir.rglob("*"):
         with contextlib.suppress(OSError):  # unreadable: the bundle's own load reports it
-            total += f.stat().st_size if f.is_file() else 0
-    return STARTUP_BASE_S + STARTUP_PER_GIB_S * total / 2**30
+            st = f.lstat()
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return STARTUP_BASE_S + STARTUP_PER_GIB_S * min(total, MAX_STARTUP_BYTES) / 2**30
 
 
 class ModelWorker:
