@@ -240,7 +240,7 @@ def test_a_path_the_os_cannot_resolve_is_named_not_a_crash(fast: Path, kind: str
         (fast / "b").symlink_to("a")
         rel = "a"
     else:
-        rel = "x" * 5000
+        rel = "x" * 4000  # a component over NAME_MAX (the manifest takes strings up to 4096)
     edit_manifest(fast, lambda m: m["files"]["model"].update(path=rel))
     msg = load_error(fast)
     assert "files.model" in msg and rel[:20] in msg
@@ -413,3 +413,24 @@ def test_write_manifest_refuses_an_external_data_file_linked_out_of_the_bundle(f
     shutil.copy(blob, fast / "model.onnx_data")
     _write_fast(fast)
     assert [d.rel for d in load_bundle(fast).file("model").data] == ["model.onnx_data"]
+
+
+def test_long_strings_are_refused_naming_the_key(fast: Path) -> None:
+    """A label travels back from the worker with every result and into every reason: a 20 MiB one
+    cost 47 ms a decision (security review)."""
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(labels=["n" * 65, "brake"]))
+    assert "outputs.decision.labels: expected distinct non-empty strings of at most 64 characters" in load_error(fast)
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(labels=["no_brake", "brake"], name="x" * 4097))
+    assert load_error(fast).endswith("outputs.decision.name: 4097 characters: at most 4096")
+
+
+def test_sizes_the_worker_allocates_by_are_bounded(fast: Path, tmp_path: Path) -> None:
+    """A 50000 x 50000 image asked the load-time probe for 7 GiB (28 as float32), and 2**31 - 1 visual
+    tokens a tile made a 15 GB prompt (security review): each is refused naming its key."""
+    from tiny_node.model.testvlm import make_tiny_vlm_bundle
+
+    edit_manifest(fast, lambda m: m["inputs"]["image"].update(height=4097))
+    assert load_error(fast).endswith("inputs.image.height: 4097 is too large (at most 4096)")
+    vlm = make_tiny_vlm_bundle(tmp_path / "vlm")
+    edit_manifest(vlm, lambda m: m["vlm"].update(image_tokens_per_tile=16385))
+    assert load_error(vlm).endswith("vlm.image_tokens_per_tile: 16385 is too large (at most 16384)")

@@ -83,6 +83,14 @@ MAX_FILE_BYTES = 2**31 - 1
 #: whole in memory while onnxruntime copies its tensors (twice its size, briefly)
 MAX_DATA_BYTES = 2**35
 MAX_MANIFEST_BYTES = 1 << 20  # the shipped one is 3.4 kB
+#: a manifest string (a prompt template is the longest) and a label, which every model result carries
+#: back from the worker and every decision's reason names (a 20 MiB label cost 47 ms a decision)
+MAX_STRING_CHARS = 4096
+MAX_LABEL_CHARS = 64
+#: a model input image's side, and the visual tokens of one tile (SmolVLM: 512 px, 64 tokens); the
+#: worker allocates by them at load (image_tokens_per_tile 2**31 - 1 made a 15 GB prompt)
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_TOKENS = 16384
 #: the JSON files (a real tokenizer.json is a few MB) are parsed whole, at several times their size
 MAX_JSON_BYTES = {"tokenizer": 64 << 20, "config": 1 << 20}
 MAX_FRAMES = 2  # vlm.frames.count: the current frame, plus at most one earlier frame
@@ -701,6 +709,8 @@ class _Parser:
         value = self.get(d, key, where, default)
         if not isinstance(value, str) or not value:
             raise self.fail(f"{where}{key}", f"expected a non-empty string, got {value!r}")
+        if len(value) > MAX_STRING_CHARS:
+            raise self.fail(f"{where}{key}", f"{len(value)} characters: at most {MAX_STRING_CHARS}")
         if choices is not None and value not in choices:
             raise self.fail(f"{where}{key}", f"{value!r} not one of {', '.join(choices)}")
         return value
@@ -727,13 +737,13 @@ class _Parser:
         return float(value)
 
     def integer(
-        self, d: Mapping[str, Any], key: str, where: str, lo: int, default: Any = _MISSING
+        self, d: Mapping[str, Any], key: str, where: str, lo: int, default: Any = _MISSING, *, hi: int = 2**31 - 1,
     ) -> int:
         value = self.get(d, key, where, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise self.fail(f"{where}{key}", f"expected an integer >= {lo}, got {value!r}")
-        if value > 2**31 - 1:  # image sizes, token counts, slots: nothing of this size is real
-            raise self.fail(f"{where}{key}", f"{value} is too large")
+        if value > hi:  # image sizes, token counts, slots: nothing of this size is real
+            raise self.fail(f"{where}{key}", f"{value} is too large (at most {hi})")
         return value
 
     def flag(self, d: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
@@ -856,7 +866,9 @@ class _Parser:
         std = self.numbers(d, "std", w, n)
         if any(s <= 0 for s in std):
             raise self.fail(f"{w}std", f"every std must be > 0, got {list(std)}")
-        height, width = self.integer(d, "height", w, 1), self.integer(d, "width", w, 1)
+        # what the worker allocates at load (a 50000 x 50000 probe asked for 7 GiB, then 28 as float32)
+        height, width = (self.integer(d, "height", w, 1, hi=MAX_IMAGE_SIDE),
+                         self.integer(d, "width", w, 1, hi=MAX_IMAGE_SIDE))
         return ImageSpec(
             name=self.string(d, "name", w),
             height=height,
@@ -933,8 +945,10 @@ class _Parser:
         # vlm: a softmax over the next-token logits of the decision words only
         kind = self.string(d, "kind", w, ("softmax",) if vlm else DECISION_KINDS)
         labels = self.seq(d, "labels", w, 2 if kind == "sigmoid" else None)
-        if any(not isinstance(x, str) or not x for x in labels) or len(set(labels)) != len(labels):
-            raise self.fail(f"{w}labels", f"expected distinct non-empty strings, got {labels!r}")
+        if (any(not isinstance(x, str) or not 0 < len(x) <= MAX_LABEL_CHARS for x in labels)
+                or len(set(labels)) != len(labels)):
+            raise self.fail(f"{w}labels", f"expected distinct non-empty strings of at most {MAX_LABEL_CHARS} "
+                            f"characters, got {str(labels)[:200]}")
         brake = self.string(d, "brake_label", w)
         if brake not in labels:
             raise self.fail(f"{w}brake_label", f"{brake!r} is not one of labels {labels}")
@@ -967,7 +981,7 @@ class _Parser:
             smolvlm=self.flag(d, "smolvlm", w, False),
             image_token=self.string(d, "image_token", w),
             image_token_id=self.integer(d, "image_token_id", w, 0),
-            image_tokens_per_tile=self.integer(d, "image_tokens_per_tile", w, 1),
+            image_tokens_per_tile=self.integer(d, "image_tokens_per_tile", w, 1, hi=MAX_IMAGE_TOKENS),
             prompt=self.string(d, "prompt", w),
             eos=self.string(d, "eos", w),
             max_rationale_tokens=self.integer(d, "max_rationale_tokens", w, 0),
