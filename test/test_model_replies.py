@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -61,7 +63,7 @@ def test_a_reply_that_stops_half_way_does_not_block_and_is_read_when_whole() -> 
 def test_a_reply_larger_than_any_honest_one_is_refused_before_it_arrives(header: bytes) -> None:
     reader, _, w = _pipe()
     os.write(w.fileno(), header)
-    with pytest.raises(ReplyError, match=r"the worker sent a reply of (\d+ bytes|over 2 GiB) \(at most 1048576\)"):
+    with pytest.raises(ReplyError, match=r"the worker sent a reply of (\d+ bytes|over 2 GiB) \(at most 65536\)"):
         reader.read()
 
 
@@ -76,3 +78,33 @@ def test_a_pickle_of_anything_but_a_reply_is_refused_and_runs_nothing(tmp_path: 
     with pytest.raises(ReplyError, match=r"does not unpickle"):
         reader.read()
 
+
+
+@pytest.mark.parametrize(("payload", "match"), [
+    # a memo store at index 200 000 000: the unpickler grew its memo to it (3.3 s, 4.6 GB at 3e8)
+    (b"\x80\x04Nr" + (200_000_000).to_bytes(4, "little") + b".", "a pickle with LONG_BINPUT, which no reply has"),
+    (pickle.dumps(None, 4), "the worker sent a NoneType, which is no reply"),  # a flood of them cost 0.9 s a poll
+    (pickle.dumps(ModelResult("1", None, 0.0), 4), "a ModelResult whose seq is a str"),  # type: ignore[arg-type]
+    (pickle.dumps(ModelResult(1, dataclasses.replace(OUT, probs=("x",)), 0.0), 4),
+     "a ModelOutput whose probs is a tuple"),
+])
+def test_a_reply_that_is_no_reply_of_the_protocol_is_refused(payload: bytes, match: str) -> None:
+    """Only the protocol's replies, whole and of their fields' types, pass (security reviews)."""
+    reader, _, w = _pipe()
+    w.send_bytes(payload)
+    t0 = time.monotonic()
+    with pytest.raises(ReplyError, match=match):
+        reader.read()
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_a_flood_of_replies_is_read_a_bounded_amount_at_a_time() -> None:
+    reader, r, w = _pipe()
+    fcntl.fcntl(w.fileno(), fcntl.F_SETPIPE_SZ, 4 * MAX_REPLY_BYTES)  # room for the flood, unread
+    stale = ModelResult(0, OUT, 1.0)
+    size = len(pickle.dumps(stale, 4)) + 4
+    for _ in range(2 * MAX_REPLY_BYTES // size):  # two drains' worth, and more waiting in the pipe
+        w.send(stale)
+    got, _ = reader.read()
+    assert 0 < len(got) <= (MAX_REPLY_BYTES + 4) // size + 1
+    assert mp.connection.wait([r], timeout=0)  # the rest wakes the deadline thread again

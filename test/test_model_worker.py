@@ -315,8 +315,10 @@ def test_a_worker_whose_reply_is_refused_is_killed_and_restarted(
 
 @pytest.mark.parametrize(("config", "want"), [
     ('{"text_config": {"num_attention_heads": "abc", "hidden_size": 64}}',
-     "files.config: text_config.hidden_size 64 and num_attention_heads 'abc' must be whole numbers"),
+     "files.config: text_config.hidden_size 64 and num_attention_heads 'abc' must be whole numbers above 0"),
     ("[" * 200_000 + "]" * 200_000, "RecursionError"),
+    ('{"text_config": {"num_attention_heads": 0.5, "hidden_size": 64}}',  # was a ZeroDivisionError
+     "files.config: text_config.hidden_size 64 and num_attention_heads 0.5 must be whole numbers above 0"),
 ])
 def test_a_bundle_whose_config_raises_fails_without_restart_loop(
         make_worker: Callable[..., ModelWorker], tmp_path: Path, config: str, want: str) -> None:

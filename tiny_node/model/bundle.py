@@ -409,10 +409,13 @@ def open_regular(path: Path) -> io.BufferedReader:
     """``path`` opened for reading, refused (OSError) unless it is a regular file.
 
     Why: a FIFO put in a bundle's place made the load hang for ever, and a link to /dev/zero read
-    2 GB before its size was refused (security review). O_NONBLOCK lets the open of a FIFO return
-    so that fstat can tell; a regular file reads the same either way.
+    2 GB before its size was refused (security review). The type is checked before the open (opening
+    a device can act: a tty, a watchdog) and again on what was opened (it may have been swapped);
+    O_NONBLOCK lets the open of a FIFO swapped in between return, and a regular file reads the same.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
@@ -554,6 +557,8 @@ def data_files(root: Path, key: str, rel: str) -> list[str]:
     """
     path = Path(root) / rel
     with open_regular(path) as fh:
+        if os.fstat(fh.fileno()).st_size > MAX_FILE_BYTES:
+            return []
         graph = fh.read(MAX_FILE_BYTES + 1)
     if len(graph) > MAX_FILE_BYTES:
         return []

@@ -1,7 +1,7 @@
 """Messages between the node and the model worker process (small, pickled on a Pipe).
 
 The node reads the worker's replies with :class:`tiny_node.model.replies.ReplyReader`: never
-blocking, at most 1 MiB each, and only the ``FromWorker`` types below unpickled.
+blocking, at most 64 KiB each, and only the ``FromWorker`` types below, checked field by field.
 
 Frames never travel here: they go through shared memory (frames.py); a job only names its
 slot. Each job gets exactly one reply, a :class:`ModelResult` (done, cancelled or error).

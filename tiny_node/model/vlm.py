@@ -273,11 +273,11 @@ class VlmRuntime:
             cfg_heads = text.get("num_key_value_heads", heads)
             cfg_dim = text.get("head_dim")
             if cfg_dim is None and heads and text.get("hidden_size"):
-                try:
-                    cfg_dim = int(text["hidden_size"]) // int(heads)
-                except (TypeError, ValueError, OverflowError) as exc:  # "abc", 1e400: the file's fault
-                    raise BundleError(f"files.config: text_config.hidden_size {text['hidden_size']!r} and "
-                                      f"num_attention_heads {heads!r} must be whole numbers ({exc})") from exc
+                hidden = text["hidden_size"]
+                if not all(type(v) is int and v > 0 for v in (hidden, heads)):  # "abc", 0.5, true: the file's
+                    raise BundleError(f"files.config: text_config.hidden_size {hidden!r} and num_attention_heads "
+                                      f"{heads!r} must be whole numbers above 0")
+                cfg_dim = hidden // heads
         graph = (dims[1] if isinstance(dims[1], int) else None,
                  dims[3] if isinstance(dims[3], int) else None)
         man = self.spec.kv

@@ -237,7 +237,7 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     except ImportError as exc:  # a package a bundle's runtime imports late: no restart brings it
         res.send(Fatal(clip(missing_package(exc)), permanent=True))
         sys.exit(EXIT_MISSING_PACKAGE)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
         # what a bundle's content raises (a config.json value, a shape): the same on every start, so
         # a restart loop re-hashing the bundle for ever, not a failure (security review)
         res.send(Fatal(clip(f"bundle {cfg.bundle_dir}: {type(exc).__name__}: {exc}"), permanent=True))
