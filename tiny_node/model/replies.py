@@ -31,8 +31,6 @@ MAX_REPLY_BYTES = 1 << 16
 #: At most this much is read per drain, so a worker that floods the pipe cannot hold the caller
 #: (the rest stays in the pipe, which wakes the deadline thread again).
 _READ_PER_DRAIN = MAX_REPLY_BYTES + 4
-_REPLY_TYPES = {("tiny_node.model.protocol", name) for name in ("ModelResult", "Rationale", "Ready", "Fatal")}
-_REPLY_TYPES.add(("tiny_node.model.output", "ModelOutput"))
 #: Each reply type's fields and the types their values may have: a reply is checked whole.
 _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
     ModelResult: {"seq": (int,), "output": (ModelOutput, type(None)), "infer_ms": (float,), "cancelled": (bool,),
@@ -44,6 +42,8 @@ _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
     Ready: {"pid": (int,), "load_ms": (float,), "warmup_ms": (tuple,), "note": (str,)},
     Fatal: {"message": (str,), "permanent": (bool,)},
 }
+#: The classes the unpickler may build: these, and nothing else.
+_REPLY_TYPES = {(cls.__module__, cls.__name__) for cls in _FIELDS}
 #: Memo stores at an index of the pickle's choosing: the unpickler grows its memo to that index (a
 #: 9-byte pickle took 3.3 s and 4.6 GB). Connection.send pickles at protocol 4 or later, which
 #: memoizes with MEMOIZE, in order: an honest reply has none of these.
