@@ -6,7 +6,7 @@ import pytest
 
 from tiny_node.config import RuleConfig
 from tiny_node.rules import RulePath, rss_distance, rss_distance_equal_braking, time_to_collision
-from tiny_node.sensors import RangeReading, SensorSnapshot
+from tiny_node.sensors import RangeReading, SensorSnapshot, SensorState
 
 CFG = RuleConfig()  # t_r 0.5, a_ego 5, a_obj 8, margin 1, ttc 1.0
 
@@ -69,20 +69,29 @@ def test_rep117_infinities():
     assert fig["range_m"] == "-inf"
 
 
+def _live(range_m: float, speed: float, max_range: float) -> SensorSnapshot:
+    """A snapshot from the sensor state itself (where the sensor warnings are made)."""
+    s = SensorState(CFG)
+    s.update_range(RangeReading(range_m, 0.02, max_range, 1, 0.0))
+    s.update_odometry(speed, 0.0)
+    return s.snapshot(0.01)
+
+
 def test_inf_from_a_sensor_too_short_for_the_speed_is_clear_under_a_warning():
     """REP-117 +Inf clears only up to max_range: a 4 m ultrasonic sensor at 30 m/s said 'clear: no
-    object within range', level OK, where a standing object needs 105 m (UAT)."""
-    v, fig = RulePath(CFG).decide(snap(math.inf, 30.0, min_range=0.02, max_range=4.0))
+    object within range', level OK, where a standing object needs 106 m (UAT). The warning is the
+    sensor state's, so the sensors diagnostic says it too."""
+    short = _live(math.inf, 30.0, 4.0)
+    v, fig = RulePath(CFG).decide(short)
     assert not v.brake and v.reason == "clear: nothing within max_range 4.00 m"
     # 30 * 0.5 + 900 / 10 + 1 = 106 m
-    assert fig["sensor_warnings"] == ("range: clear only to its max_range 4.00 m, short of the RSS distance "
-                                      "106.00 m to a standing object at 30.00 m/s")
-    v, fig = RulePath(CFG).decide(snap(math.inf, 1.0, min_range=0.02, max_range=4.0))  # 0.5 + 0.1 + 1 m: enough
-    assert not v.brake and "sensor_warnings" not in fig
-    v, fig = RulePath(CFG).decide(snap(math.inf, 0.0, min_range=0.02, max_range=0.5))  # standing: nothing to stop
-    assert not v.brake and "sensor_warnings" not in fig
-    for unbounded in (0.0, math.nan):  # REP-117 leaves these open
-        v, fig = RulePath(CFG).decide(snap(math.inf, 30.0, max_range=unbounded))
+    want = "range: clear only to its max_range 4.00 m, short of the RSS distance 106.00 m to a standing object at 30.00 m/s"
+    assert short.warnings == (want,) and fig["sensor_warnings"] == want
+    assert _live(math.inf, 1.0, 4.0).warnings == ()  # 0.5 + 0.1 + 1 m: enough
+    assert _live(math.inf, 0.0, 0.5).warnings == ()  # standing: nothing to stop
+    assert _live(3.0, 30.0, 4.0).warnings == ()  # an object seen: no +Inf to trust
+    for unbounded in (0.0, math.nan):  # read as no limit
+        v, fig = RulePath(CFG).decide(_live(math.inf, 30.0, unbounded))
         assert v.reason == "clear: no object within range" and "sensor_warnings" not in fig
 
 

@@ -34,10 +34,13 @@ does a non-finite ego speed or a NaN distance that reaches the rule without a fa
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from tiny_node.config import RuleConfig
 from tiny_node.decision import Verdict
-from tiny_node.sensors import SensorSnapshot
+
+if TYPE_CHECKING:  # only for annotations: sensors.py imports rss_distance from here
+    from tiny_node.sensors import SensorSnapshot
 
 
 def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig, a_obj: float | None = None) -> float:
@@ -103,9 +106,8 @@ class RulePath:
         named in ``sensor_warnings``, so a decision says what it stood on.
         """
         verdict, figures = self._decide(snap)
-        warnings = [*snap.warnings, *filter(None, [figures.pop("range_reach_warning", None)])]
-        if warnings:
-            figures["sensor_warnings"] = "; ".join(warnings)
+        if snap.warnings:
+            figures["sensor_warnings"] = "; ".join(snap.warnings)
         return verdict, figures
 
     def _decide(self, snap: SensorSnapshot) -> tuple[Verdict, dict[str, str]]:
@@ -134,17 +136,11 @@ class RulePath:
                 "ego_speed_mps": f"{-snap.reverse_mps:.2f}",
             }
         if distance == math.inf:
+            # +Inf clears only up to max_range: a sensor too short for the speed is a sensor warning
             reach = snap.range.max_range if snap.range is not None else math.inf
             figures = {"range_m": "inf", "ego_speed_mps": f"{v_ego:.2f}"}
             if not (0.0 < reach < math.inf):  # a max_range <= 0 or NaN is read as none (convert.range_reading)
                 return Verdict(False, 1.0, "clear: no object within range"), figures
-            # +Inf says nothing lies within max_range: beyond it, as far as a standing object's RSS
-            # distance, the path is not cleared (a 4 m ultrasonic sensor at 30 m/s: 106 m needed).
-            needed = rss_distance(v_ego, 0.0, cfg)
-            if v_ego > 0.0 and needed > reach:
-                figures["range_reach_warning"] = (
-                    f"range: clear only to its max_range {reach:.2f} m, short of the RSS distance "
-                    f"{needed:.2f} m to a standing object at {v_ego:.2f} m/s")
             return Verdict(False, 1.0, f"clear: nothing within max_range {reach:.2f} m"), figures
         rate = snap.range_rate
         if rate is not None and not (math.isfinite(rate) and math.isfinite(snap.range_rate_se)):

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 
 from tiny_node.config import RuleConfig
+from tiny_node.rules import rss_distance
 
 # Odometry noise at standstill may read slightly negative; beyond this the ego reverses, and a
 # forward AEB stands aside (``SensorSnapshot.reverse_mps``): braking on every reverse manoeuvre
@@ -64,6 +65,24 @@ class RangeReading:
     received_at: float
     #: Why ``stamp_ns`` does not look like the driver's clock (:func:`range_stamp_warning`), or None.
     stamp_warning: str | None = None
+
+
+def range_reach_warning(reading: RangeReading, speed: float | None, cfg: RuleConfig) -> str | None:
+    """Why a +Inf reading cannot clear the path at ``speed``, or None.
+
+    REP-117 +Inf says nothing lies within ``max_range``: beyond it, as far as a standing object's
+    RSS distance, the path is not cleared (a 4 m ultrasonic sensor at 30 m/s, where 106 m are
+    needed, read "clear", level OK). A ``max_range`` <= 0 or NaN is read as none
+    (``convert.range_reading``).
+    """
+    reach = reading.max_range
+    if reading.range_m != math.inf or not (0.0 < reach < math.inf) or speed is None or not speed > 0.0:
+        return None
+    needed = rss_distance(speed, 0.0, cfg)
+    if needed <= reach:
+        return None
+    return (f"range: clear only to its max_range {reach:.2f} m, short of the RSS distance {needed:.2f} m "
+            f"to a standing object at {speed:.2f} m/s")
 
 
 def range_stamp_warning(stamp_ns: int, now_ns: int, ahead_tolerance_s: float, behind_limit_s: float) -> str | None:
@@ -426,6 +445,8 @@ class SensorState:
                                 f"old) used until range_timeout_s {cfg.range_timeout_s} s")
             if rng.stamp_warning is not None and receipt_why is None:  # timed by receipt, stamps are not used
                 warnings.append(f"range: {rng.stamp_warning}; the closing speed is timed by these stamps")
+            if (reach := range_reach_warning(rng, speed, cfg)) is not None:
+                warnings.append(reach)
             if held_moving is not None and cfg.range_stuck_s > 0.0:
                 moving = speed is not None and speed > cfg.range_stuck_min_speed_mps
                 if moving and held_moving >= cfg.range_stuck_s:

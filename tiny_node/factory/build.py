@@ -96,8 +96,10 @@ class BuildError(RuntimeError):
 
 
 #: the package's top-level modules the factory, model and simulator import: the camera, and the
-#: node's sensor state with its config, which make the shards' sensor features (``dataset._drive``)
-TOP_LEVEL_SOURCES = ("camera.py", "sensors.py", "config.py", "strict_yaml.py", "argtypes.py")
+#: node's sensor state with its config and the RSS distance it judges a sensor's reach by, which make
+#: the shards' sensor features (``dataset._drive``)
+TOP_LEVEL_SOURCES = ("camera.py", "sensors.py", "rules.py", "decision.py", "config.py", "strict_yaml.py",
+                     "argtypes.py")
 
 
 def code_files() -> list[Path]:
