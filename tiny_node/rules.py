@@ -137,9 +137,9 @@ class RulePath:
             }
         if distance == math.inf:
             # +Inf clears only up to max_range: a sensor too short for the speed is a sensor warning
-            reach = snap.range.max_range if snap.range is not None else math.inf
+            reach = snap.range.reach_m if snap.range is not None else None
             figures = {"range_m": "inf", "ego_speed_mps": f"{v_ego:.2f}"}
-            if not (0.0 < reach < math.inf):  # a max_range <= 0 or NaN is read as none (convert.range_reading)
+            if reach is None:
                 return Verdict(False, 1.0, "clear: no object within range"), figures
             return Verdict(False, 1.0, f"clear: nothing within max_range {reach:.2f} m"), figures
         rate = snap.range_rate

@@ -66,17 +66,24 @@ class RangeReading:
     #: Why ``stamp_ns`` does not look like the driver's clock (:func:`range_stamp_warning`), or None.
     stamp_warning: str | None = None
 
+    @property
+    def reach_m(self) -> float | None:
+        """How far a +Inf reading clears the path: ``max_range``, or None for no bound.
+
+        A ``max_range`` <= 0, NaN or inf is none (``convert.range_reading`` reads them so too).
+        """
+        return self.max_range if 0.0 < self.max_range < math.inf else None
+
 
 def range_reach_warning(reading: RangeReading, speed: float | None, cfg: RuleConfig) -> str | None:
     """Why a +Inf reading cannot clear the path at ``speed``, or None.
 
     REP-117 +Inf says nothing lies within ``max_range``: beyond it, as far as a standing object's
     RSS distance, the path is not cleared (a 4 m ultrasonic sensor at 30 m/s, where 106 m are
-    needed, read "clear", level OK). A ``max_range`` <= 0 or NaN is read as none
-    (``convert.range_reading``).
+    needed, read "clear", level OK).
     """
-    reach = reading.max_range
-    if reading.range_m != math.inf or not (0.0 < reach < math.inf) or speed is None or not speed > 0.0:
+    reach = reading.reach_m
+    if reading.range_m != math.inf or reach is None or speed is None or not speed > 0.0:
         return None
     needed = rss_distance(speed, 0.0, cfg)
     if needed <= reach:
