@@ -88,3 +88,22 @@ def test_a_pause_mid_run_is_measured_from_where_the_clock_moves_on():
     assert r.rate() is None and r.warning() is None  # unpaused: the pause is not read as a slow clock
     _feed(r, 1.0, 3, t0=118.5, ros0_s=21.5)
     assert r.rate() == pytest.approx(1.0) and r.warning() is None
+
+
+def test_a_forward_step_of_the_clock_is_not_read_as_a_fast_simulator():
+    """``replay --realtime`` steps /clock over a log gap; a window across the step read a real-time
+    clock as sim time at 7x for 5 s, every diagnostic a WARN."""
+    r = ClockRate()
+    _feed(r, 1.0, 10)
+    for i in range(8):  # stepped 30 s ahead, then real time again
+        r.observe(round((50.0 + i) * 1e9), 111.0 + i)
+        assert r.warning() is None, i
+    assert r.rate() == pytest.approx(1.0)
+
+
+def test_a_simulator_speeding_up_is_measured_after_the_change():
+    r = ClockRate()
+    _feed(r, 1.0, 10)
+    _feed(r, 8.0, 6, t0=111.0, ros0_s=21.0)  # the real-time factor set to 8 mid-run
+    assert r.rate() == pytest.approx(8.0)
+    assert r.warning().startswith("sim time runs at 8.00x")

@@ -19,6 +19,11 @@ MIN_SPAN_S = 2.0
 TOLERANCE = 0.1
 #: Below this, /clock is taken as paused.
 PAUSED_RATE = 0.02
+#: One reading that moved /clock this much further than the rate so far (or real time, if
+#: faster) predicts, and JUMP_FACTOR times as far, is a step, not a rate: a replay stepping over
+#: a log gap, a simulator skipping ahead.
+JUMP_S = 2.0
+JUMP_FACTOR = 3.0
 
 
 class ClockRate:
@@ -28,6 +33,7 @@ class ClockRate:
         self._samples: deque[tuple[float, int]] = deque()  # (steady s, ROS ns)
         self._moved = False  # /clock has moved since the measurement (re)started
         self._stood_since: float | None = None  # steady time from which /clock has stood still
+        self._step_rate = 0.0  # the rate between the last two readings
 
     def observe(self, ros_ns: int, steady_s: float) -> None:
         """One reading of both clocks, taken together (the diagnostics period is plenty).
@@ -37,24 +43,38 @@ class ClockRate:
         or after standing still for :data:`MIN_SPAN_S` or more (``replay --realtime`` holds it at
         the bag's start while it restarts the node; a simulator unpaused): a window across the
         pause would read a real-time clock as slow. A shorter stand is a coarse /clock (a 0.05x
-        simulator's 10 Hz ticks come every 2 s) and is measured through.
+        simulator's 10 Hz ticks come every 2 s) and is measured through. It starts again at a
+        forward step (:data:`JUMP_S`), from the reading that stepped: a window across a replay's
+        step over a log gap read a real-time clock as a fast one for 5 s.
         """
         if ros_ns <= 0:
             return
         last = self._samples[-1] if self._samples else None
         if last is None or ros_ns < last[1]:
             self._samples.clear()
-            self._moved, self._stood_since = False, None
+            self._moved, self._stood_since, self._step_rate = False, None, 0.0
         elif ros_ns == last[1]:
             if self._stood_since is None:
                 self._stood_since = last[0]
         else:
-            if not self._moved or (self._stood_since is not None and last[0] - self._stood_since >= MIN_SPAN_S):
+            if (not self._moved or self._is_step(ros_ns, steady_s, last)
+                    or (self._stood_since is not None and last[0] - self._stood_since >= MIN_SPAN_S)):
                 self._samples.clear()
             self._moved, self._stood_since = True, None
+            self._step_rate = (ros_ns - last[1]) * 1e-9 / max(steady_s - last[0], 1e-9)
         self._samples.append((steady_s, ros_ns))
         while len(self._samples) > 2 and steady_s - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
+
+    def _is_step(self, ros_ns: int, steady_s: float, last: tuple[float, int]) -> bool:
+        """Whether /clock moved, since the last reading, by a step rather than at its rate.
+
+        The rate it is held against is the fastest of real time, the window's and the last
+        reading's: a fast simulator's first readings, before the window judges it, are no step.
+        """
+        moved_s = (ros_ns - last[1]) * 1e-9
+        predicted_s = max(self.rate() or 0.0, self._step_rate, 1.0) * max(steady_s - last[0], 0.0)
+        return moved_s - predicted_s > JUMP_S and moved_s > JUMP_FACTOR * predicted_s
 
     def rate(self) -> float | None:
         """Simulated seconds per real second, or None until :data:`MIN_SPAN_S` have been seen."""
