@@ -168,3 +168,33 @@ def test_a_replay_to_a_node_on_wall_time_says_so(tmp_path, start_node, ros_env):
     from tiny_node.bag.realtime import sim_time_warning
 
     assert sim_time_warning(True) is None and sim_time_warning(None) is None
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_log_gap_restarts_the_node_so_real_time_decides_as_lockstep(tmp_path, start_node, ros_env):
+    """Kept running over a 100 s log gap, the node decided the first frames after it on a range track
+    from before it ("clear: object at 20.9 m"), where lockstep's fresh core decides a start-up
+    fail-safe: it is now restarted at the gap, and every frame is decided as in lockstep."""
+    bag = tmp_path / "gap"
+    with Writer(bag, version=9) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in (
+            ("/range", bm.RANGE), ("/odom", bm.ODOMETRY), ("/camera/image_raw", bm.IMAGE))}
+        for start_ns, first_range in ((0, 0), (100 * 10**9, 15)):  # after the gap, range 0.5 s late
+            for i in range(45):
+                ns = T0 + start_ns + i * FRAME_NS
+                if i >= first_range:
+                    gap_m = 40.0 - 5.0 * i * FRAME_NS * 1e-9  # a standing car ahead
+                    writer.write(conns["/range"], ns, bm.serialize(bm.range_msg(ns, gap_m, 0.2, 150.0)))
+                writer.write(conns["/odom"], ns, bm.serialize(bm.odom_msg(ns, 5.0)))
+                writer.write(conns["/camera/image_raw"], ns + 1_000_000,
+                             bm.serialize(bm.image_msg(ns, np.full((48, 64, 3), 90, np.uint8))))
+    lock = replay(bag, out_dir=tmp_path / "l", cfg=make_config(), bundle=None, plot=False)
+    start_node({"use_sim_time": True})
+    rt = replay(bag, out_dir=tmp_path / "r", cfg=make_config(), bundle=None, realtime=True, wait_s=30.0, plot=False)
+    assert rt.summary["frames"] == rt.summary["decisions"] == 90, rt.summary
+    by_stamp = {r.stamp_ns: (r.brake, r.reason) for r in rt.decisions}
+    assert {k: brake for k, (brake, _) in by_stamp.items()} == {r.stamp_ns: r.brake for r in lock.decisions}
+    after_gap = [by_stamp[T0 + 100 * 10**9 + i * FRAME_NS] for i in range(15)]
+    assert all(brake and "range: no reading received" in reason for brake, reason in after_gap), after_gap
+    assert any("the node restarted through its lifecycle" in w for w in rt.summary["warnings"]), rt.summary

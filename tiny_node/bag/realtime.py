@@ -11,7 +11,8 @@ received, into the output bag.
 The node is restarted through its lifecycle before the first message (as ``sim --realtime``
 restarts it between drives), so a node that ran before (an earlier replay, a drive) meets the
 bag as a fresh node; whatever it decides before the first frame goes out answers no frame of
-the bag and is left out, counted in a warning.
+the bag and is left out, counted in a warning. It is restarted again at a log-time gap over
+``MAX_LOG_GAP_S``, where lockstep starts a fresh core.
 """
 
 from __future__ import annotations
@@ -183,25 +184,29 @@ class Player:
         bag's start when it configures.
         """
         self._wait_matched(timeout_s, clock_ns)
-        self._restart_node()
-        self._wait_matched(timeout_s, clock_ns)
+        self.restart_node(timeout_s, clock_ns, when="before the replay")
 
-    def _restart_node(self) -> None:
-        """Deactivate, clean up, configure, activate: ``sim --realtime``'s restart, by its feeder."""
+    def restart_node(self, timeout_s: float, clock_ns: int, *, when: str) -> None:
+        """Restart the node with ``/clock`` at ``clock_ns``; then wait for it again.
+
+        Deactivate, clean up, configure, activate: ``sim --realtime``'s restart, by its feeder.
+        """
         from tiny_node.tools.feeder import Feeder
 
+        self.clock(clock_ns)
         lifecycle = Feeder(namespace=self.namespace, compressed=self.camera_compressed)
         try:
             lifecycle.restart_node(timeout_s=RESTART_TIMEOUT_S)
             self.node_sim_time = _uses_sim_time(lifecycle, self.namespace)
         except RuntimeError as exc:
             raise BagError(
-                f"could not restart the node through its lifecycle before the replay ({exc}): it must be "
+                f"could not restart the node through its lifecycle {when} ({exc}): it must be "
                 f"active (tiny-node lifecycle --node {self.namespace}/tiny_node, or ros2 lifecycle get "
                 f"{self.namespace}/tiny_node)"
             ) from exc
         finally:
             lifecycle.close()
+        self._wait_matched(timeout_s, clock_ns)
 
     #: The node's ``use_sim_time`` after its restart (None: it did not answer the question).
     node_sim_time: bool | None = None
@@ -259,7 +264,10 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     """Play the bag to the node; return its decisions and how many arrived past their deadline.
 
     A log-time gap over ``MAX_LOG_GAP_S`` is not waited out (after a clock jump it would be
-    decades): ``/clock`` steps over it, and the messages after it follow at once.
+    decades): once the frames before it are decided, the node is restarted with ``/clock`` at
+    the time after it, as lockstep starts a fresh core there (kept running, the node decided the
+    first frames after a 100 s gap on a range track from before it), and the messages after it
+    follow.
     """
     typed = {role: (topic, source.topics[topic].msgtype) for role, topic in roles.items()}
     player = Player(typed, namespace)
@@ -267,25 +275,31 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     records: list[DecisionRecord] = []
     before_first_frame: list[DecisionRecord] = []  # the node's, answering no frame of this bag
     first_frame_at: float | None = None  # monotonic, when the first camera frame went out
+    # Monotonic (from, to) of each restart at a log gap, to the first frame after it: what the
+    # node sends then answers no frame either (to None: that frame has not gone out yet).
+    restarts: list[tuple[float, float | None]] = []
+    during_restarts: list[DecisionRecord] = []
     try:
         player.wait_for_node(wait_s, source.start_ns)
         if (why := sim_time_warning(player.node_sim_time)) is not None:
             warnings.append(why)
         wall0 = time.monotonic() + 0.05
-        bag0 = source.start_ns
+        bag0 = floor_ns = source.start_ns
 
         def bag_ns(mono: float) -> int:
-            # Never before the bag's start: /clock went out at start_ns while waiting for the
-            # node, and the first 50 ms lead-in must not step ROS time backwards.
-            return bag0 + max(0, round((mono - wall0) * 1e9))
+            # Never before the bag's start or a restart's time: /clock went out there while the
+            # node restarted, and the 50 ms lead-in after it must not step ROS time backwards.
+            return max(floor_ns, bag0 + round((mono - wall0) * 1e9))
 
         def record_received() -> None:
             for mono, topic, raw in player.drain():
-                if first_frame_at is None or mono < first_frame_at:
+                before = first_frame_at is None or mono < first_frame_at
+                if before or any(start <= mono and (end is None or mono < end) for start, end in restarts):
                     if topic == player.decision_topic and (values := msgs.parse_decision(
                             msgs.TYPESTORE.deserialize_cdr(raw, msgs.DIAGNOSTIC_ARRAY))) is not None:
-                        before_first_frame.append(DecisionRecord.from_values(values, 0.0))
-                    continue  # its brake and /diagnostics too: the node before this replay
+                        (before_first_frame if before else during_restarts).append(
+                            DecisionRecord.from_values(values, 0.0))
+                    continue  # its brake and /diagnostics too: the node before this replay or restarting
                 ns = bag_ns(mono)
                 if topic == player.decision_topic:
                     out.add_raw(OUT_DECISION, msgs.DIAGNOSTIC_ARRAY, ns, raw)
@@ -303,12 +317,22 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 record_received()
                 time.sleep(min(CLOCK_PERIOD_S, due - now))
 
+        def wait_for_decisions() -> None:
+            """Until every frame sent has its decision, or ``DRAIN_TIMEOUT_S``."""
+            stamps = {s for _, s in feeder.series.frames}
+            end = time.monotonic() + DRAIN_TIMEOUT_S
+            while time.monotonic() < end and not stamps <= {r.stamp_ns for r in records}:
+                wait_until(time.monotonic() + 0.05)
+
         span = max(1, source.end_ns - bag0)
         last_ns: int | None = None
         for conn, ns, raw in source.messages():
             if last_ns is not None and ns - last_ns > MAX_LOG_GAP_S * 1e9:
-                wall0 -= (ns - last_ns) * 1e-9 - CLOCK_PERIOD_S  # bag_ns() follows: /clock jumps
                 warnings.append(log_gap_warning(feeder, last_ns, ns, realtime=True))
+                wait_for_decisions()
+                restarts.append((time.monotonic(), None))
+                player.restart_node(wait_s, ns, when=f"at the log gap before {feeder.t(ns):.3f} s")
+                wall0, floor_ns = time.monotonic() + 0.05 - (ns - bag0) * 1e-9, ns
             last_ns = ns
             wait_until(wall0 + (ns - bag0) * 1e-9)
             player.clock(ns)
@@ -317,6 +341,8 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 form = forms[role]
                 if role == "camera" and first_frame_at is None:
                     first_frame_at = time.monotonic()
+                if role == "camera" and restarts and restarts[-1][1] is None:
+                    restarts[-1] = (restarts[-1][0], time.monotonic())
                 player.pubs[role].publish(bytes(raw) if form is None else form(raw))
                 if role == "camera":  # its stamp, to match the node's decision to it
                     feeder.series.frames.append((feeder.t(ns), _camera_stamp(source, conn.msgtype, ns, raw)))
@@ -331,15 +357,15 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
             out.copy(conn, ns, raw)
             if progress is not None:
                 progress((ns - bag0) / span, feeder.t(ns))
-        stamps = {s for _, s in feeder.series.frames}
-        end = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < end and not stamps <= {r.stamp_ns for r in records}:
-            wait_until(time.monotonic() + 0.05)
+        wait_for_decisions()
         wait_until(time.monotonic() + 0.2)  # late duplicates, if any, would arrive now
     finally:
         player.close()
     if before_first_frame:
         warnings.append(ignored_warning(before_first_frame))
+    if during_restarts:
+        warnings.append(ignored_warning(during_restarts, "while it restarted at a log gap, before the first "
+                                                          "frame after it"))
     misses = sum(1 for r in records if r.latency_ms > r.deadline_ms)
     return records, misses
 
@@ -355,9 +381,12 @@ def _camera_stamp(source: BagSource, msgtype: str, ns: int, raw: bytes) -> int:
         return ns
 
 
-def ignored_warning(ignored: list[DecisionRecord]) -> str:
-    """The warning for decisions the node sent before the replay's first frame (left out of the results)."""
+def ignored_warning(ignored: list[DecisionRecord], when: str = "before the first frame was published") -> str:
+    """The warning for decisions the node sent answering no frame (left out of the results).
+
+    Before the replay's first frame, or while it restarted at a log gap.
+    """
     brakes = sum(r.brake for r in ignored)
-    return (f"{len(ignored)} decision(s) from the node before the first frame was published were left out "
+    return (f"{len(ignored)} decision(s) from the node {when} were left out "
             f"({brakes} brake(s); the first: {'brake' if ignored[0].brake else 'no_brake'}, '{ignored[0].reason}'): "
             "they answer no frame of this bag (the node's state from before its lifecycle restart)")

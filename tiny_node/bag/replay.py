@@ -259,13 +259,11 @@ def _range_args(msg: Any) -> tuple[float, int, float, float]:
 def log_gap_warning(feeder: Feeder, before_ns: int, after_ns: int, *, realtime: bool = False) -> str:
     """The warning for a log-time gap over :data:`MAX_LOG_GAP_S`.
 
-    Lockstep starts a fresh core there; in real time the node goes on (``/clock`` jumps), with its
-    sensor state from before the gap, timed on its own clock: its first decisions after the gap
-    may stand on readings from before it, where lockstep's are start-up fail-safes.
+    Lockstep starts a fresh core there; in real time the node is restarted through its lifecycle
+    with ``/clock`` at the time after the gap, so neither decides after it on readings from before.
     """
-    how = ("replayed on from there with /clock moved on: the node is not restarted and keeps its sensor "
-           "state from before the gap (lockstep starts afresh), so its first decisions after it may differ "
-           "from lockstep's" if realtime else "replayed on from there as after a node restart")
+    how = ("replayed on from there with /clock moved on and the node restarted through its lifecycle, as "
+           "lockstep starts afresh" if realtime else "replayed on from there as after a node restart")
     return (f"log time jumps from {feeder.t(before_ns):.3f} s to {feeder.t(after_ns):.3f} s "
             f"({(after_ns - before_ns) * 1e-9:.1f} s without any message; over {MAX_LOG_GAP_S:.0f} s is a pause "
             f"in the recording or a jump of its clock): {how}, the gap itself not decided")
