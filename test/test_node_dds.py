@@ -291,6 +291,35 @@ def test_a_node_started_unconfigured_is_driven_by_tiny_node_lifecycle(start_node
     assert node.alive()
 
 
+def test_a_transition_asked_by_id_that_the_state_lacks_does_not_end_the_node(start_node, capsys):
+    """Humble's and Jazzy's lifecycle service raises out of the executor on a transition asked by id
+    that the current state lacks: a deactivate sent to an unconfigured node ended it (rc 1, a
+    traceback), where Kilted answers success false. Either way the node must go on, and the
+    tools ask by label, which every distro answers."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from tiny_node.cli import main as cli_main
+    from tiny_node.tools.feeder import Feeder
+
+    node = start_node(extra_args=["--no-autostart"], namespace="/ego")
+    feeder = Feeder(namespace="/ego")
+    try:
+        answers = feeder.call(ChangeState, "/ego/tiny_node/change_state",
+                              [ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))], 5.0)
+        assert not answers or not answers[0].success, answers
+        time.sleep(0.5)
+        assert node.alive(), node.output()
+        with pytest.raises(RuntimeError, match=r"tiny_node lifecycle transition deactivate failed$"):
+            feeder.change_state("deactivate", timeout_s=10.0)  # by label: answered, false
+        feeder.change_state("configure", "activate", timeout_s=30.0)
+    finally:
+        feeder.close()
+    assert cli_main(["lifecycle", "--node", "/ego/tiny_node", "--timeout", "30"]) == 0
+    assert capsys.readouterr().out.strip().endswith("/ego/tiny_node: active")
+    assert node.alive(), node.output()
+
+
 def test_shutdown_transition_ends_the_process(start_node, capsys):
     """Finalized is terminal: the process used to stay, holding its participant, until SIGINT."""
     from tiny_node.cli import main as cli_main

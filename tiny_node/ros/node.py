@@ -80,6 +80,9 @@ RATIONALE_STAMPS = 256
 RATIONALE_WAIT_S = 1.0
 # Longest wait of the executor between looks for SIGINT / SIGTERM (see main()).
 SIGNAL_POLL_S = 0.1
+#: rclpy errors out of callbacks in a row before the node gives up: one is a bad request, a run
+#: of them a broken executor.
+MAX_FAILED_CALLBACKS = 20
 #: After the shutdown transition the node goes on answering its services this long before the
 #: process exits: the lifecycle client's answer (and its state query) must leave first.
 FINALIZED_GRACE_S = 1.0
@@ -845,8 +848,21 @@ def main(args: list[str] | None = None) -> int:
         gc.freeze()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        failed = 0  # callbacks rclpy raised from in a row
         while rclpy.ok():  # in slices: a Python signal handler runs only between them
-            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
+            try:
+                executor.spin_once(timeout_sec=SIGNAL_POLL_S)
+                failed = 0
+            except RCLError as exc:
+                # Humble's and Jazzy's lifecycle service raises out of the executor on a transition
+                # asked by id that the current state lacks (a deactivate while inactive), which
+                # ended the node: that request goes unanswered, the node goes on deciding.
+                failed += 1
+                if not rclpy.ok() or failed > MAX_FAILED_CALLBACKS:
+                    raise
+                node.get_logger().error(f"an rclpy callback failed and its request was dropped, the node goes on: "
+                                        f"{exc} (on Humble and Jazzy, a lifecycle transition asked by id that "
+                                        "the current state lacks)")
             if node.finalized_at is not None and time.monotonic() - node.finalized_at >= FINALIZED_GRACE_S:
                 break
     except (KeyboardInterrupt, ExternalShutdownException):

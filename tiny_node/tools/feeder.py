@@ -245,15 +245,17 @@ class Feeder:
     def change_state(self, *transitions: str, timeout_s: float = 60.0) -> None:
         """Run lifecycle ``transitions`` (``configure``, ``activate``, ...) on the node, in order.
 
-        Raises RuntimeError naming the transition that failed or got no answer.
+        Raises RuntimeError naming the transition that failed or got no answer. Asked by label:
+        Humble's and Jazzy's lifecycle service answers a label the current state lacks with
+        success false, but raises out of the node's executor on such an id.
         """
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
         service = f"{self._ns}tiny_node/change_state"
         for name in transitions:
-            tid = getattr(Transition, f"TRANSITION_{name.upper()}")
-            answers = self.call(ChangeState, service, [ChangeState.Request(transition=Transition(id=tid))], timeout_s)
+            request = ChangeState.Request(transition=Transition(label=name))
+            answers = self.call(ChangeState, service, [request], timeout_s)
             if not answers or answers[0] is None or not answers[0].success:
                 raise RuntimeError(f"tiny_node lifecycle transition {name} failed"
                                    + ("" if answers else f" (no answer from {service} in {timeout_s:.0f} s)"))
