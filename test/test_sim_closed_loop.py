@@ -94,6 +94,44 @@ def test_a_scored_drive_whose_target_never_enters_the_path_is_no_target_not_a_pa
     assert hit["outcome"] == "avoided" and hit["passed"] and "note" not in hit
 
 
+@pytest.mark.parametrize("case", ["units_cm", "ego_standing"])
+def test_a_scored_drive_that_never_reaches_its_target_is_no_target_not_a_pass(cfg, case):
+    """A target at 5757 m (centimetres for metres) or an ego at 0 km/h: the target is in the path, the
+    ego never brakes nor comes near it, and the run was "avoided", green, 1 point (a scenario UAT)."""
+    far = case == "units_cm"
+    car = ActorSpec("car", Trajectory(x_m=5757.0 if far else 40.0, y_m=0.0), name="target")
+    sc = Scenario(name=case, ego_speed_kmh=50.0 if far else 0.0, actors=(car,), duration_s=3.0, expect="avoid",
+                  protocol="CCRs", impact_pct=100.0)
+    s = run_scenario(sc, cfg, bundle=None).summary
+    assert s["outcome"] == "no_target" and not s["passed"] and s["brake_decisions"] == 0, s
+    assert s["band"] is None and s["points"] is None
+    assert "never came within TTC 4 s of an actor in its path" in s["note"], s["note"]
+
+
+@pytest.mark.parametrize("case", ["rear_end", "pedestrian_walks_into_standing_ego"])
+def test_an_actor_running_into_the_ego_is_scored_by_their_relative_speed(cfg, case):
+    """A car from behind at 60 km/h into the ego at 30, or an adult walking into the standing ego's side,
+    scored relative impact 0 km/h: a collision green with full points (a scenario UAT)."""
+    from tiny_node.sim.world import relative_impact_speed
+
+    if case == "rear_end":
+        actor = ActorSpec("car", Trajectory(x_m=-10.0, y_m=0.0, speed_kmh=60.0), name="from_behind")
+        sc = Scenario(name=case, ego_speed_kmh=30.0, actors=(actor,), duration_s=4.0, expect="avoid",
+                      protocol="CCRs", impact_pct=100.0)
+        want_kmh = 30.0
+    else:
+        actor = ActorSpec("adult", Trajectory(x_m=-2.0, y_m=-3.0, heading_deg=90.0, speed_kmh=5.0), name="walker")
+        sc = Scenario(name=case, ego_speed_kmh=0.0, actors=(actor,), duration_s=4.0, expect="avoid",
+                      protocol="CPNA-25")
+        want_kmh = 5.0
+    s = run_scenario(sc, cfg, bundle=None).summary
+    assert s["outcome"] == "collision" and not s["passed"], s
+    assert s["relative_impact_speed_kmh"] == pytest.approx(want_kmh, abs=0.5), s
+    assert s["band"] != "green" and s["points"] < 1.0, (s["band"], s["points"])
+    assert relative_impact_speed(10.0, 2.0, 1.5) == 8.0  # the ego closing: its closing speed, as before
+    assert relative_impact_speed(0.0, 0.0, -1.5) == 1.5 and relative_impact_speed(5.0, 9.0, 3.0) == 5.0
+
+
 def test_benign_adjacent_lane_produces_no_brake(cfg):
     s = run_scenario(adjacent_lane(), cfg, bundle=None).summary
     assert s["brake_decisions"] == 0 and not s["false_activation"]

@@ -55,6 +55,10 @@ from tiny_node.lockstep import Lockstep, model_from_bundle
 from tiny_node.sim.scoring import score
 
 PHYSICS_STEP_NS = 1_000_000
+# An expect: avoid drive whose ego never braked and never came within this TTC of an actor in
+# its path tested nothing (no_target): the threat was never there (Euro NCAP's AEB tests brake
+# well inside it).
+NO_TARGET_TTC_S = 4.0
 # Ground truth (min TTC / distance) is sampled this often, and at every camera frame, brake
 # change and the end of the run; contact itself is checked by the world at every physics step.
 TRUTH_STEP_NS = 5_000_000
@@ -555,9 +559,11 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     brakes = [d for d in decisions if d.brake]
     first = brakes[0] if brakes else None
     false_activation = expect == "no_brake" and first is not None
-    # Nothing came into the ego's path and it never braked: the drive the ego took is the one
-    # without braking, so the file's actors never cross it (a heading typo) and a pass would test nothing.
-    no_target = expect == "avoid" and not tr.collided and first is None and math.isinf(tr.min_distance)
+    # Nothing came into the ego's path, or near enough to threaten it (TTC under NO_TARGET_TTC_S),
+    # and it never braked: the drive the ego took is the one without braking, so the file's actors
+    # never cross it (a heading typo) or are never reached (a target 5 km ahead: centimetres for
+    # metres; an ego at 0 km/h), and a pass would test nothing.
+    no_target = expect == "avoid" and not tr.collided and first is None and not tr.min_ttc < NO_TARGET_TTC_S
     if tr.collided:
         outcome = "collision"
     elif no_target:
@@ -599,7 +605,11 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     summary.update(extra or {})
     if no_target:
         summary["note"] = ("no actor entered the ego's path and the ego never braked: the drive tested nothing "
-                           "(check the actors' positions, headings and start triggers)")
+                           "(check the actors' positions, headings and start triggers)" if math.isinf(tr.min_distance)
+                           else f"the ego never came within TTC {NO_TARGET_TTC_S:.0f} s of an actor in its path "
+                           f"(closest {tr.min_distance:.1f} m, TTC {tr.min_ttc:.1f} s) and never braked: the drive "
+                           "tested nothing (check the actors' positions and units, the ego's speed and the start "
+                           "triggers)")
     band = None if no_target else score(scenario, summary["relative_impact_speed_kmh"])  # protocol runs only
     summary["band"] = band.colour if band is not None else None
     summary["points"] = band.points if band is not None else None

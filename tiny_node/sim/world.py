@@ -102,6 +102,17 @@ def boxes_touch(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> b
     return True
 
 
+
+def relative_impact_speed(ego_mps: float, actor_vx: float, actor_vy: float) -> float:
+    """The speed an impact is scored by (m/s): the ego's closing speed on the actor, as Euro NCAP's.
+
+    When the ego does not close on it (standing, or an actor faster from behind), the actor ran
+    into the ego, and the whole relative speed counts: closing alone scored a standing ego hit
+    by a pedestrian, or a car rear-ended at 30 km/h, as 0 km/h, green, full points.
+    """
+    closing = ego_mps - actor_vx
+    return closing if closing > 0.0 else math.hypot(closing, actor_vy)
+
 class World:
     """Actors plus ego in virtual time; ``t`` is the simulation time in seconds."""
 
@@ -144,7 +155,7 @@ class World:
         if hit is not None:
             self.collided = True
             self.impact_speed_kmh = self.ego.speed * 3.6
-            self.relative_impact_speed_kmh = max(0.0, self.ego.speed - hit.vx) * 3.6
+            self.relative_impact_speed_kmh = relative_impact_speed(self.ego.speed, hit.vx, hit.vy) * 3.6
             self.contact_kind, self.contact_name = hit.kind, hit.name
 
     def _touching(self) -> ActorState | None:
