@@ -270,3 +270,16 @@ def test_real_time_start_up_is_lockstep_s_rule_slack_for_a_first_message_only():
     late = [_record(t, True, "fail-safe brake: range: no reading received") for t in (0.2, 0.1 + REALTIME_STARTUP_SLACK_S + 0.01)]
     marked = realtime_startup(late, roles, Series(range_t=[0.1]), bounds=startup_bounds(make_config()), open_t=0.0)
     assert [r.startup for r in marked] == [("range",), ()]
+
+
+def test_a_silent_sensors_fault_is_dated_from_the_first_camera_frame_not_the_first_message(tmp_path):
+    """A bag-replay review: odometry first, the camera 1 s later, the radar from 2.5 s. The warning said
+    the radar's absence was a fault "from 0.500 s on", while the start-up window it ended ran to 1.5 s."""
+    items = [it for it in _drive(T0, 3.0, 1_000_000_000) if not (it[0] == "/radar/range" and it[1] < T0 + 2_500_000_000)]
+    s = replay(_write(tmp_path / "b", items), out_dir=tmp_path / "o", cfg=make_config(), bundle=None,
+               plot=False).summary
+    (window,) = s["startup_failsafe"]["windows"]
+    assert window["first_frame_s"] == pytest.approx(1.0, abs=1e-3) and window["silent"] == ["range"]
+    assert window["until_s"] == pytest.approx(1.5, abs=1e-3)
+    (note,) = [w for w in s["warnings"] if w.startswith("range: no message within")]
+    assert "of the start-up's first camera frame at 1.000 s: from 1.500 s on its absence is a sensor fault" in note

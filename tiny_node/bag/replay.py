@@ -373,7 +373,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
         faulted.clear()
         judged_waiting.clear()
         series.startup_windows.append({"from_s": round(t, 6), "until_s": None, "missing": list(startup),
-                                       "silent": [], "decisions": 0})
+                                       "silent": [], "decisions": 0, "first_frame_s": None})
 
     def expire(t: float) -> None:
         """End the start-up of the roles whose bound ran out before ``t``: from then on, a fault."""
@@ -418,6 +418,8 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
             for r, until in waiting.items():
                 if until == math.inf:  # the window's first frame: its bounds run from here
                     waiting[r] = t + bounds[r]
+            if series.startup_windows[-1]["first_frame_s"] is None:
+                series.startup_windows[-1]["first_frame_s"] = round(t, 6)
             stamp, rgb, fault = feeder.frame(conn, ns, raw)
             if missing_now := still_missing(t):
                 judged_waiting[t] = missing_now

@@ -70,7 +70,8 @@ class Series:
     undecodable_why: dict[str, str] = field(default_factory=dict)  # topic -> the first message's error
     #: lockstep: each start-up (the bag's, and one after each log-time gap): from_s, until_s (the
     #: message that completed the sensors, or the bound of the last one that stayed silent; None:
-    #: the bag ended first), missing (roles at its start), silent (roles with no message by their bound)
+    #: the bag ended first), missing (roles at its start), silent (roles with no message by their bound),
+    #: first_frame_s (its first camera frame, from which the bounds run; None: none came)
     startup_windows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -191,10 +192,14 @@ def silent_sensor_warnings(windows: list[dict[str, Any]] | None, bounds: dict[st
     """
     out = []
     for w in windows or []:
+        # the bounds run from the start-up's first camera frame, not its first message (a /rosout
+        # logged a second before the camera said the fault began a second early)
+        first = w.get("first_frame_s")
+        begins = float(w["from_s"] if first is None else first)  # a bound runs out after a frame only
         for role in w.get("silent", []):
-            out.append(f"{role}: no message within {role}_timeout_s ({bounds[role]:g} s) of the start-up at "
-                       f"{w['from_s']:.3f} s: from {w['from_s'] + bounds[role]:.3f} s on its absence is a sensor "
-                       "fault, decided in steady state (its fail-safe brakes count in first_brake, not in "
+            out.append(f"{role}: no message within {role}_timeout_s ({bounds[role]:g} s) of the start-up's first "
+                       f"camera frame at {begins:.3f} s: from {begins + bounds[role]:.3f} s on its absence is a "
+                       "sensor fault, decided in steady state (its fail-safe brakes count in first_brake, not in "
                        "startup_failsafe)")
     return out
 
