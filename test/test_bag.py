@@ -439,6 +439,73 @@ def test_a_compressed_bag_whose_metadata_disagrees_with_its_storage_replays_ever
     assert not any(p.exists() for p in unzipped)
 
 
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_a_message_compressed_bag_without_its_metadata_is_decompressed(tmp_path, storage, given):
+    """A bag-replay review: without metadata.yaml (a killed recording), or given as its storage file,
+    a --compression-mode message bag replayed as 20 bad frames and fail-safe brakes, exit 0: every
+    message "undecodable: Invalid or unsupported CDR encapsulation"."""
+    original = drive(tmp_path / "rec", storage=storage, seconds=1.0)
+    _compressed_copy(tmp_path / "rec", tmp_path / "z", storage, "message")
+    (file,) = [p for p in (tmp_path / "z").iterdir() if p.suffix in (".mcap", ".db3")]
+    if given == "folder":
+        (tmp_path / "z" / "metadata.yaml").unlink()
+    result = replay(tmp_path / "z" if given == "folder" else file, out_dir=tmp_path / "out", cfg=make_config(),
+                    bundle=None, plot=False)
+    s = result.summary
+    plain = replay(tmp_path / "rec", out_dir=tmp_path / "plain", cfg=make_config(), bundle=None, plot=False).summary
+    assert s["frames"] == 30 and s["bad_frames"] == plain["bad_frames"], s["bad_frames"][:2]
+    assert_same(original, read_decisions(result.bag))
+    assert any("each zstd-compressed" in w and "decompressed" in w for w in s["warnings"]), s["warnings"]
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_killed_file_compressed_recording_replays_from_every_split(tmp_path, storage):
+    """rosbag2 compresses each split as it closes: a killed --compression-mode file recording leaves
+    x_0.mcap.zstd, x_1.mcap.zstd and the open x_2.mcap, no metadata.yaml. Only the last file was read
+    (1 s of 3, first_brake dated in it), with no word of the others."""
+    from tiny_node.bag.topics import zstd
+
+    original = drive(tmp_path / "rec", storage=storage, seconds=1.0)
+    _split_without_metadata(tmp_path / "rec", tmp_path / "split", storage)
+    files = sorted(p for p in (tmp_path / "split").iterdir())
+    with BagSource(files[0]) as first:
+        first_count = first.message_count
+    for f in files[:2]:
+        f.with_name(f.name + ".zstd").write_bytes(zstd.compress(f.read_bytes()))
+        f.unlink()
+    with BagSource(tmp_path / "split") as source:
+        assert source.storage == storage and source.message_count == sum(1 for _ in source.messages())
+    result = replay(tmp_path / "split", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    assert result.summary["frames"] == 30
+    assert_same(original, read_decisions(result.bag))
+    with BagSource(files[0].with_name(files[0].name + ".zstd")) as source:  # one compressed file given alone
+        assert source.message_count == first_count > 0
+
+
+def test_one_file_of_a_split_bag_given_alone_says_the_others_are_not_read(tmp_path):
+    drive(tmp_path / "rec", storage="mcap", seconds=1.0)
+    _split_without_metadata(tmp_path / "rec", tmp_path / "split", "mcap")
+    files = sorted(p.name for p in (tmp_path / "split").iterdir())
+    meta = {"rosbag2_bagfile_information": {"version": 9, "storage_identifier": "mcap",
+                                            "relative_file_paths": files}}
+    (tmp_path / "split" / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with BagSource(tmp_path / "rec") as whole:
+        count = whole.message_count
+    with BagSource(tmp_path / "split" / files[1]) as source:
+        assert source.warnings == [f"{tmp_path / 'split' / files[1]}: only this file of the 3 its bag is split in "
+                                   f"is read (give the folder {tmp_path / 'split'} to replay them all)"]
+        assert 0 < source.message_count < count
+
+
+def test_the_default_output_folder_is_named_after_the_bag_not_the_path_given(tmp_path, monkeypatch):
+    """``replay BAG/metadata.yaml`` wrote to out/replay/metadata.yaml, and the next bag given that way
+    replaced its outputs without a word; a storage file gave out/replay/x_1.mcap."""
+    for given, name in (("drive_0412/metadata.yaml", "drive_0412"), ("drive_0412", "drive_0412"),
+                        ("drive_0412/drive_0412_1.mcap", "drive_0412_1"), ("d/x_0.db3.zstd", "x_0")):
+        assert cli._bag_name(tmp_path / given) == name, given
+
+
 def _sql(bag: Path, statement: str, params: tuple = ()) -> None:
     """Run one SQL statement on a sqlite3 bag's database (to damage or cut a recording)."""
     (db,) = bag.glob("*.db3")

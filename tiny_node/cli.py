@@ -144,6 +144,20 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
+def _bag_name(bag: Path) -> str:
+    """The bag's name for its default output folder: its folder's, or a storage file's stem.
+
+    Why: named after the path given, every bag given as ``BAG/metadata.yaml`` replayed into
+    ``out/replay/metadata.yaml``, each replacing the last one's outputs.
+    """
+    path = bag.resolve()
+    if path.name == "metadata.yaml":
+        return path.parent.name
+    if path.suffix == ".zstd":
+        path = path.with_suffix("")
+    return path.stem if path.suffix in (".mcap", ".db3") else path.name
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Replay a bag; bad input is a one-line error and exit status 2, never a traceback."""
     from tiny_node.bag import BagError, replay
@@ -151,7 +165,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from tiny_node.model.bundle import resolve_bundle_dir
 
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
-    out = Path(args.out) if args.out else Path("out/replay") / Path(args.bag).resolve().name
+    out = Path(args.out) if args.out else Path("out/replay") / _bag_name(Path(args.bag))
     summary = out / "summary.json"
     before = _file_identity(summary)  # a previous run's, if any
     progress = _progress_printer()

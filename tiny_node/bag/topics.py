@@ -23,7 +23,7 @@ import shutil
 import sqlite3
 import struct
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import groupby, islice
@@ -55,6 +55,15 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
     "imu": (msgs.IMU,),
 }
 STORAGE_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
+#: the first bytes of a zstd frame: a message that begins with them is compressed (CDR's begin 00)
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def storage_file(path: Path) -> tuple[str, bool] | None:
+    """(storage, zstd-compressed) of a storage file's name (``x_0.mcap``, ``x_0.db3.zstd``), or None."""
+    compressed = path.suffix == ".zstd"
+    storage = STORAGE_SUFFIX.get(Path(path.stem).suffix if compressed else path.suffix)
+    return None if storage is None else (storage, compressed)
 #: messages of a type tried against each distro's definition in a bag without definitions
 STORE_SAMPLE = 20
 #: largest message a message-compressed bag may decompress to: an 8-byte-per-pixel 4096 x 4096
@@ -227,7 +236,7 @@ class _StorageReader:
     def end_time(self) -> int:
         return max(reader.end_time for reader in self.readers)
 
-    def messages(self, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+    def messages(self, connections: Sequence[Connection]) -> Generator[tuple[Connection, int, bytes], None, None]:
         """The messages of ``connections``, every file's merged in log-time order."""
         by_owner = groupby(sorted(connections, key=lambda c: id(c.owner)), key=lambda c: id(c.owner))
         streams = [self._reader_of[owner].messages(connections=list(conns)) for owner, conns in by_owner]
@@ -297,9 +306,10 @@ def _declared_size(f: Path) -> int:
 
 
 def _split_index(path: Path) -> tuple[str, int]:
-    """Sort key of a split bag's file ``<name>_<index>.<ext>``: index 10 after 9, not after 1."""
-    stem, _, index = path.stem.rpartition("_")
-    return (stem, int(index)) if index.isdigit() else (path.stem, -1)
+    """Sort key of a split bag's file ``<name>_<index>.<ext>[.zstd]``: index 10 after 9, not after 1."""
+    name = Path(path.stem).stem if path.suffix == ".zstd" else path.stem
+    stem, _, index = name.rpartition("_")
+    return (stem, int(index)) if index.isdigit() else (name, -1)
 
 
 def _read_metadata(meta: Path) -> dict[str, Any]:
@@ -365,6 +375,10 @@ class BagSource:
         self.message_count = sum(counts.values())
         self.start_ns = self._reader.start_time if self.message_count else 0
         self.end_ns = self._reader.end_time - 1 if self.message_count else 0
+        if compression == "" and self.message_count and self._first_message_is_zstd():
+            self._unzip_messages = True  # no metadata.yaml to say so: each CDR would be "invalid"
+            self.warnings.append(f"{self.path}: its messages are each zstd-compressed (a recording with "
+                                 "--compression-mode message) and no metadata.yaml says so: decompressed")
 
     def _locate(self) -> tuple[str, list[Path], str]:
         """(storage id, storage files, compression) after checking the bag is complete.
@@ -378,20 +392,23 @@ class BagSource:
         if path.is_file() and path.name == "metadata.yaml":
             path = self.path = path.parent
         if path.is_file():
-            storage = STORAGE_SUFFIX.get(path.suffix)
-            if storage is None:
+            kind = storage_file(path)
+            if kind is None:
                 raise BagError(f"{path}: not a rosbag2 (expected a bag directory with metadata.yaml, "
-                               "or a .mcap / .db3 file)")
-            return storage, [path], ""
+                               "or a .mcap / .db3 file, zstd-compressed or not)")
+            self._warn_if_split(path)
+            return kind[0], [path], "file" if kind[1] else ""
         meta = path / "metadata.yaml"
         if not meta.is_file():
             # rosbag2 writes metadata.yaml on close: a recording stopped by a power cut or a kill has
-            # none, its split files are all there is (`ros2 bag reindex` lists them the same way)
-            found = sorted((p for p in path.iterdir() if p.suffix in STORAGE_SUFFIX and p.is_file()),
-                           key=_split_index)
-            storages = {STORAGE_SUFFIX[p.suffix] for p in found}
+            # none, its split files are all there is (`ros2 bag reindex` lists them the same way).
+            # With --compression-mode file each split is compressed as it closes: a killed
+            # recording leaves x_0.mcap.zstd, x_1.mcap.zstd and the open x_2.mcap.
+            kinds = {p: k for p in path.iterdir() if (k := storage_file(p)) is not None and p.is_file()}
+            found = sorted(kinds, key=_split_index)
+            storages = {storage for storage, _ in kinds.values()}
             if len(storages) == 1:
-                return storages.pop(), found, ""
+                return storages.pop(), found, "file" if any(z for _, z in kinds.values()) else ""
             what = "storage files of several kinds" if found else "no .mcap / .db3 file"
             raise BagError(f"{path}: no metadata.yaml, not a rosbag2 directory ({what})")
         info = _read_metadata(meta)
@@ -425,6 +442,32 @@ class BagSource:
             compression = "dir"
         return storage, files, compression
 
+    def _first_message_is_zstd(self) -> bool:
+        """Whether the bag's first message begins as a zstd frame (CDR begins with 00)."""
+        it = self._reader.messages(self.connections)
+        try:
+            return bytes(next(it)[2][:4]) == ZSTD_MAGIC
+        except StopIteration:
+            return False
+        except _READ_ERRORS as exc:
+            raise BagError(f"{self.path}: corrupt bag (reading messages failed): {exc}") from exc
+        finally:
+            it.close()
+
+    def _warn_if_split(self, file: Path) -> None:
+        """Say so when ``file`` is one of several a ``metadata.yaml`` beside it lists: only it is read."""
+        meta = file.parent / "metadata.yaml"
+        if not meta.is_file():
+            return
+        try:
+            listed = [Path(str(f)).name for f in _read_metadata(meta).get("relative_file_paths") or []]
+        except BagError as exc:
+            self.warnings.append(f"{file}: read alone; the metadata.yaml beside it is unreadable ({exc})")
+            return
+        if len(listed) > 1 and file.name in listed:
+            self.warnings.append(f"{file}: only this file of the {len(listed)} its bag is split in is read "
+                                 f"(give the folder {file.parent} to replay them all)")
+
     def _unzip_files(self, files: list[Path]) -> list[Path]:
         """The storage files of a file-compressed bag, decompressed into a folder of ours until :meth:`close`.
 
@@ -433,10 +476,13 @@ class BagSource:
         """
         self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
         try:
-            self._check_room(sum(_declared_size(f) for f in files), self._tmp.name,
+            self._check_room(sum(_declared_size(f) for f in files if f.suffix == ".zstd"), self._tmp.name,
                              "unpacking this file-compressed bag", "unpacked")
             out = []
             for f in files:
+                if f.suffix != ".zstd":  # a killed recording's last split, never compressed
+                    out.append(f)
+                    continue
                 plain = Path(self._tmp.name, f.stem)
                 with f.open("rb") as raw, zstd.open(raw, "rb") as src, plain.open("wb") as dst:
                     try:
