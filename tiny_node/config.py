@@ -47,7 +47,7 @@ class ParamSpec:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] = ()
-    read_only: bool = False  # needs a reconfigure (model files, topics, transport)
+    read_only: bool = False  # set at start only (rcl refuses it at run time): model, topics, threads, memory
     max_len: int | None = None  # strings: at most this many characters
 
     @property

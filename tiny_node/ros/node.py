@@ -195,7 +195,7 @@ class TinyNode(LifecycleNode):
         self._jumps_seen = 0
         self._camera_publishers: set[bytes] = set()  # DDS writers of the frames since the last report
         self._clock_rate = ClockRate()  # /clock against the steady clock, under use_sim_time
-        self._rate_warned = False
+        self._rate_warned: str | None = None  # what the log last said of sim time: "rate", "no /clock"
         self.finalized_at: float | None = None  # steady time of the shutdown transition: the process ends
 
     # --- parameters --------------------------------------------------------------------
@@ -519,16 +519,27 @@ class TinyNode(LifecycleNode):
 
         Why: the node's timers run on the steady clock (tiny_node.clock_rate); a simulator at 0.25x
         saw its 10 Hz sensors judged stale and its brakes held a quarter of brake_hold_s, unannounced.
+        And with no /clock at all (``use_sim_time`` set by mistake on a vehicle), ROS time stays 0:
+        stamps are not judged against it, and the node looked healthy.
         """
         if not self.get_parameter("use_sim_time").value:
             return level, msg
-        self._clock_rate.observe(self.get_clock().now().nanoseconds, now)
+        ros_ns = self.get_clock().now().nanoseconds
+        self._clock_rate.observe(ros_ns, now)
         rate, warning = self._clock_rate.rate(), self._clock_rate.warning()
         values["sim_time_rate"] = "unknown" if rate is None else f"{rate:.3f}"
-        if (warning is not None) != self._rate_warned:
-            self._rate_warned = warning is not None
+        if ros_ns <= 0:
+            values["sim_time_rate"] = "no /clock"
+            warning = ("use_sim_time is true and no /clock has come: ROS time is 0, so stamps in the future "
+                       "and stale range stamps go unjudged; start the simulator or play the bag with --clock, "
+                       "or set use_sim_time false on a vehicle")
+        said = None if warning is None else ("no /clock" if ros_ns <= 0 else "rate")
+        if said != self._rate_warned:
+            before, self._rate_warned = self._rate_warned, said
             if warning is not None:
                 self.get_logger().warning(warning)
+            elif before == "no /clock":
+                self.get_logger().info("/clock has come: ROS time runs")
             else:  # back to real time, or /clock stepped back and the rate is measured afresh
                 self.get_logger().info("sim time no longer judged off real time (rate "
                                        f"{values['sim_time_rate']})")
@@ -815,7 +826,8 @@ def main(args: list[str] | None = None) -> int:
     ros_args = ["--ros-args", "--params-file", opts.params_file] if opts.params_file else []
     ros_args += _ros_section(argv)
     if opts.model_bundle is not None:
-        ros_args += ["--ros-args", "-p", f"model_bundle:={opts.model_bundle}"]
+        # an empty value is rules only, as in a params file ('' is YAML's empty string; bare, it is null)
+        ros_args += ["--ros-args", "-p", f"model_bundle:={opts.model_bundle or repr('')}"]
 
     # Fail early and clearly on a bad params file; realtime priority must be set before
     # rclpy starts its threads, so read it here, as rcl will: every file in order, the sections
