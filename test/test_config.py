@@ -210,3 +210,44 @@ def test_the_range_sensors_noise_floor_cannot_be_zero():
     with pytest.raises(ConfigError, match=r"rules.range_noise_m"):
         make_config({"rules.range_noise_m": 0.0})
     assert make_config({"rules.range_noise_m": 0.001, "rules.range_noise_frac": 0.0}).rules.range_noise_m == 0.001
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x {p: 1, q: 2}\nb:\n  <<: *x\n  q: 3\n",  # a key given here overrides the merged one
+        "a: &x {p: 1}\nb: &y {p: 2, r: 3}\nc:\n  <<: [*x, *y]\n",  # the first mapping merged wins
+        "- &o {kind: car, name: a, x_m: 1}\n- <<: *o\n  name: b\n",
+        "a: &x {p: {q: 1}}\nb:\n  <<: *x\n",
+        "=: 1\n",  # the YAML 1.1 value key, which PyYAML's flatten_mapping turns into a plain string
+    ],
+)
+def test_yaml_merge_keys_read_as_safe_load_reads_them(text):
+    """``<<: *a`` was refused: the duplicate check built every key, ``<<`` included, before the merge."""
+    import yaml
+
+    from tiny_node.strict_yaml import safe_load_unique
+
+    assert safe_load_unique(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: &x {p: 1}\nb:\n  <<: *x\n  q: 3\n  q: 4\n", "line 5, column 3: found the key 'q' twice"),
+        ("a: &x {p: 1, p: 2}\nb:\n  <<: *x\n", "line 1, column 14: found the key 'p' twice"),
+        ("a: &x {p: 1}\nb: &y {r: 1}\nc:\n  <<: *x\n  <<: *y\n",
+         "line 5, column 3: found the merge key '<<' twice (merge several mappings with <<: [*a, *b])"),
+        ("x: " + "1" * 5000 + "\n", "line 1, column 4: an integer of 5000 characters, too long to read"),
+    ],
+)
+def test_a_key_given_twice_beside_a_merge_and_an_unreadable_integer_are_yaml_errors(text, problem):
+    """A key written twice is still refused with a merge about; an integer past Python's 4300 digits
+    raised a bare ValueError (a traceback naming no file) out of the loader."""
+    import yaml
+
+    from tiny_node.strict_yaml import safe_load_unique, yaml_problem
+
+    with pytest.raises(yaml.YAMLError) as exc:
+        safe_load_unique(text)
+    assert yaml_problem(exc.value).startswith(problem)

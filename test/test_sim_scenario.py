@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,172 @@ def test_a_no_brake_drive_is_never_scored():
     ccrs = next(s for s in suite("smoke") if s.name.startswith("CCRs"))
     assert scoring.score(ccrs, None) is not None
     assert scoring.score(dataclasses.replace(ccrs, expect="no_brake"), None) is None
+
+
+def _load_text(tmp_path: Path, text: str, name: str = "s.yaml") -> Any:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load_scenario(path)
+
+
+def test_yaml_merge_keys_work_and_an_explicit_key_twice_is_still_refused(tmp_path: Path):
+    """``<<: *oncoming`` was refused ("no constructor for tag:yaml.org,2002:merge"); safe_load reads it."""
+    text = ("name: merged\nego_speed_kmh: 50\nexpect: no_brake\nactors:\n"
+            "  - &oncoming {kind: car, name: onc1, x_m: 120, y_m: 3.5, heading_deg: 180, speed_kmh: 50}\n"
+            "  - <<: *oncoming\n    name: onc2\n    x_m: 180\n")
+    s = _load_text(tmp_path, text)
+    assert s == scenario_from_dict(yaml.safe_load(text), "s.yaml")
+    _, onc2 = s.actors
+    assert (onc2.name, onc2.trajectory.x_m) == ("onc2", 180.0)  # given here: overrides the merged value
+    assert (onc2.trajectory.y_m, onc2.trajectory.heading_deg, onc2.trajectory.speed_kmh) == (3.5, 180.0, 50.0)
+    with pytest.raises(ScenarioError, match=r"line 9, column 5: found the key 'x_m' twice"):
+        _load_text(tmp_path, text + "    x_m: 190\n")
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        # each of these loaded, then crashed the renderer (OpenCV) or ran a drive no road holds
+        (with_actor(kind="adult", x_m=40, y_m=-1.0e15, heading_deg=90, speed_kmh=5),
+         "ccrs.yaml: actors[0].y_m: must be >= -1000 (got -1000000000000000.0)"),
+        (with_actor(speed_kmh=40, lane_change={"time_s": 1, "offset_m": 1.0e12}),
+         "ccrs.yaml: actors[0].lane_change.offset_m: must be <= 20 (got 1000000000000.0)"),
+        (with_actor(speed_kmh=40, lane_change={"time_s": 1, "offset_m": 3.5, "duration_s": 1e-300}),
+         "actors[0].lane_change.duration_s: must be >= 0.1 (got 1e-300)"),
+        (with_actor(speed_kmh=50, braking={"time_s": 1, "decel_mps2": 1.0e300}),
+         "ccrs.yaml: actors[0].braking.decel_mps2: must be <= 15 (got 1e+300)"),
+        (with_actor(speed_kmh=50, initial_speed_kmh=10, accel_mps2=1.0e300), "actors[0].accel_mps2: must be <= 15"),
+        (with_actor(speed_kmh=40, turn={"time_s": 1, "to_heading_deg": 90, "rate_dps": 1.0e300}),
+         "actors[0].turn.rate_dps: must be <= 360 (got 1e+300)"),
+        (with_actor(x_m=1.0e300), "actors[0].x_m: must be <= 10000 (got 1e+300)"),
+        (with_actor(x_m=10**400), "actors[0].x_m: must be <= 10000 (got 1000000000"),  # not OverflowError
+        (with_actor(length_m=1.0e12), "actors[0].length_m: must be <= 100"),
+        (with_actor(width_m=1712), "actors[0].width_m: must be <= 100 (got 1712)"),  # millimetres
+        (with_actor(height_m=1.0e9), "actors[0].height_m: must be <= 30"),
+        (with_actor(z_m=1.0e9), "actors[0].z_m: must be <= 30"),
+        (with_actor(stop_after_m=1.0e9), "actors[0].stop_after_m: must be <= 10000"),
+        (with_actor(speed_kmh=5, start={"ttc_s": 1.0e300}), "actors[0].start.ttc_s: must be <= 600"),
+        (with_actor(speed_kmh=5, start={"time_s": 1.0e300}), "actors[0].start.time_s: must be <= 600"),
+        (with_actor(speed_kmh=5, start={"time_s": -3}), "actors[0].start.time_s: must be >= 0 (got -3)"),
+        (with_actor(speed_kmh=5, start={"ego_distance_m": 1.0e300}), "actors[0].start.ego_distance_m: must be <= 10000"),
+        (with_actor(speed_kmh=5, start={"gap_m": 1.0e300}), "actors[0].start.gap_m: must be <= 10000"),
+        (with_actor(speed_kmh=50, braking={"time_s": 1, "decel_mps2": 6, "final_speed_kmh": 1e300}),
+         "actors[0].braking.final_speed_kmh: must be <= 300"),
+    ],
+)
+def test_values_no_road_vehicle_or_person_has_are_refused_naming_field_and_value(d, message):
+    assert message in err(d)
+
+
+def test_the_extreme_positions_the_bounds_allow_still_render():
+    """The bounds keep every pixel coordinate in OpenCV's int32: an actor at the widest start, moved
+    sideways by a lane change and at top speed for the longest run, drawn right beside the camera."""
+    import numpy as np
+
+    from tiny_node.sim import scenario as sc
+    from tiny_node.sim.camera import CameraRenderer
+    from tiny_node.sim.world import ActorState
+
+    y_max = sc.MAX_Y_M + sc.MAX_OFFSET_M + sc.MAX_ACTOR_SPEED_KMH / 3.6 * (sc.MAX_DURATION_S + 30.0)
+    renderer = CameraRenderer()
+    for kind in ("adult", "cyclist", "car"):
+        for y in (y_max, -y_max):
+            for heading in (0.0, 0.7, math.pi / 2):
+                # x -1.19: 0.31 m in front of the camera (1.5 m behind the bumper), just past its near plane
+                a = ActorState(kind, -1.19, y, sc.MAX_SIZE_M, sc.MAX_SIZE_M, sc.MAX_HEIGHT_M, 80.0, 80.0, heading,
+                               0.0, "a", 3.3, True, None)
+                renderer.render_state(0.0, 0.0, [a], sc.Environment(light="night"), np.random.default_rng(0))
+
+
+def test_the_largest_sensible_values_are_accepted():
+    ok = [with_actor(x_m=10_000, y_m=-1_000), with_actor(x_m=-10_000, y_m=1_000),
+          with_actor(speed_kmh=50, braking={"time_s": 600, "decel_mps2": 15}),
+          with_actor(speed_kmh=40, lane_change={"time_s": 0, "offset_m": -20, "duration_s": 0.1}),
+          with_actor(speed_kmh=40, turn={"ttc_s": 600, "to_heading_deg": 90, "rate_dps": 360}),
+          with_actor(length_m=100, width_m=100, height_m=30, z_m=30)]
+    for d in ok:
+        scenario_from_dict(d, "ccrs.yaml")
+
+
+def test_braking_timed_before_start_is_refused_naming_both_fields():
+    """start at 3 s, braking at 1 s: the braking branch won and the actor, reported started, never moved."""
+    msg = err(with_actor(speed_kmh=50, start={"time_s": 3}, braking={"time_s": 1, "decel_mps2": 6}))
+    assert "ccrs.yaml: actors[0].braking.time_s: must be after start.time_s (3 s)" in msg and "(got 1)" in msg
+    assert "must be after start.time_s" in err(with_actor(speed_kmh=50, start={"time_s": 3},
+                                                          braking={"time_s": 3, "decel_mps2": 6}))
+    scenario_from_dict(with_actor(speed_kmh=50, start={"time_s": 1}, braking={"time_s": 3, "decel_mps2": 6}))
+
+
+def test_a_braking_trigger_that_holds_before_the_start_does_not_cancel_it():
+    """Triggers on the ego's position cannot be ordered by the file: braking counts only once started."""
+    from tiny_node.sim.motion import ActorMotion
+
+    d = with_actor(x_m=40.0, speed_kmh=50, start={"ego_distance_m": 30}, braking={"ego_distance_m": 35,
+                                                                                   "decel_mps2": 2,
+                                                                                   "final_speed_kmh": 20})
+    m = ActorMotion(scenario_from_dict(d).actors[0])
+    dt, ego_front, t = 0.001, 0.0, 0.0
+    while not m.started:
+        m.step(dt, t, ego_front, 30 / 3.6)
+        ego_front += 30 / 3.6 * dt
+        t += dt
+    assert m.speed == pytest.approx(50 / 3.6)  # it started at its speed, then brakes from it
+    for _ in range(1000):
+        m.step(dt, t, ego_front, 30 / 3.6)
+        t += dt
+    assert m.braking and 20 / 3.6 < m.speed < 50 / 3.6 and m.travelled > 10.0
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        (with_actor(kind="adult", speed_kmh=5, start={"ttc": 3}),
+         "ccrs.yaml: actors[0].start.ttc: unknown field (did you mean ttc_s?)"),
+        (with_actor(speed_kmh=30, braking={"time": 1, "decel_mps2": 6}),
+         "ccrs.yaml: actors[0].braking.time: unknown field (did you mean time_s?)"),
+        (with_actor(speed_kmh=30, lane_change={"gap": 10, "offset_m": 3.5}),
+         "actors[0].lane_change.gap: unknown field (did you mean gap_m?)"),
+    ],
+)
+def test_a_misspelled_trigger_key_is_named(d, message):
+    """It gave "needs a trigger" only: the check for unknown keys came after."""
+    assert message in err(d)
+
+
+def test_the_typo_hint_never_points_at_a_valid_field():
+    d = copy.deepcopy(BASE)
+    del d["actors"][0]["x_m"]
+    assert err(d) == "ccrs.yaml: actors[0].x_m: required"  # not "(found y_m: a typo?)"
+    d["actors"][0]["xm"] = 35.0
+    assert err(d) == "ccrs.yaml: actors[0].x_m: required (found xm: a typo?)"
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n", "--- # nothing\n...\n", "null\n"])
+def test_an_empty_file_is_said_to_be_empty(tmp_path: Path, text: str):
+    with pytest.raises(ScenarioError) as exc:
+        _load_text(tmp_path, text, "empty.yaml")
+    assert str(exc.value).startswith(f"{tmp_path / 'empty.yaml'}: the file is empty")
+    assert "NoneType" not in str(exc.value)
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\tb", "a\rb", "a\x00b", "a\x1bb", "a\u2028b", "a\x85b"])
+def test_control_characters_in_names_are_refused(bad: str):
+    """A newline in a name split report.md's table row and the console table."""
+    assert f"ccrs.yaml: name: must not hold control characters or line breaks (found {bad[1]!r}" in err(
+        {**BASE, "name": bad})
+    assert "ccrs.yaml: actors[0].name: must not hold control characters" in err(with_actor(name=bad))
+
+
+def test_a_pipe_in_a_name_is_kept_and_escaped_in_the_markdown_report():
+    from tiny_node.sim.report import markdown
+    from tiny_node.sim.runner import run_key
+
+    assert scenario_from_dict({**BASE, "name": "CCRs | 30 [a]"}).name == "CCRs | 30 [a]"
+    name = "CCRs | 30 [a]\\"
+    run = {"name": name, "mode": "rules", "outcome": "passed", "passed": True}
+    for plotted in ((), (run_key(name, "rules"),)):
+        md = markdown([run], plotted=plotted)
+        row = next(line for line in md.splitlines() if "CCRs" in line)
+        assert r"CCRs \| 30 \[a\]\\" in row and ("](plots/" in row) == bool(plotted)
+        # the row has the table's 10 columns: every unescaped | is a cell border
+        assert len([c for c in re.split(r"(?<!\\)\|", row.replace("\\\\", ""))]) == 12

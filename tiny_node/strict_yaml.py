@@ -17,12 +17,29 @@ import yaml
 MAX_EXPANDED_NODES = 100_000
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` refusing duplicate mapping keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # PyYAML's own error for it
+            return super().construct_mapping(node, deep=deep)
+        # Only the keys written in this mapping can clash: a key pulled in by a merge (``<<: *a``)
+        # and given here as well is overridden, which is what a merge is for.  The merge is
+        # resolved first (PyYAML's flatten_mapping), since a ``<<`` key has no constructor of its own.
+        merges = [k for k, _ in node.value if k.tag == _MERGE_TAG]
+        if len(merges) > 1:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "found the merge key '<<' twice (merge several mappings with <<: [*a, *b])", merges[1].start_mark)
+        explicit = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+        self.flatten_mapping(node)  # type: ignore[no-untyped-call]
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if id(key_node) not in explicit:
+                continue
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             try:
                 hash(key)
@@ -36,6 +53,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"found the key {key!r} twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """An integer, or a YAML error at its position when it has more digits than Python converts.
+
+        Why: past ``sys.get_int_max_str_digits()`` (4300) ``int()`` raises a bare ``ValueError``, which
+        went out of the loader as a traceback naming neither the file nor the line.
+        """
+        try:
+            return int(super().construct_yaml_int(node))  # type: ignore[no-untyped-call]
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(str(node.value))} characters, too long to read",
+                node.start_mark) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
 
 def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:

@@ -3,8 +3,9 @@
 Triggers are judged at the start of each step on the state at ``t`` (ego front bumper and
 speed), so an actor triggered by the ego's position starts where a test lab's would.  The
 speed follows the phases in order: before start, acceleration to the cruise speed, braking to
-the final speed, stop after a distance.  Heading changes (turns) and lane changes move the
-actor sideways.  ``phase`` counts gait / pedal cycles for the renderer's walking pose.
+the final speed (its trigger judged only once the actor has started), stop after a distance.
+Heading changes (turns) and lane changes move the actor sideways.  ``phase`` counts gait /
+pedal cycles for the renderer's walking pose.
 """
 
 from __future__ import annotations
@@ -77,9 +78,13 @@ class ActorMotion:
     def step(self, dt: float, t: float, ego_front: float, ego_speed: float) -> None:
         """Advance from ``t`` to ``t + dt``."""
         tr = self.spec.trajectory
+        # Braking is the phase after the start: its trigger counts from the step after the start
+        # fired.  Why: judged before (or in the same step), braking held the speed before start
+        # and the start never took effect: the actor reported started but never moved.
+        was_started = self.started
         if not self.started and tr.start is not None and self.fired(tr.start, t, ego_front, ego_speed):
             self.started = True
-        if (not self.braking and tr.braking is not None
+        if (was_started and not self.braking and tr.braking is not None
                 and self.fired(tr.braking.when, t, ego_front, ego_speed)):
             self.braking = True
         if not self.turning and tr.turn is not None and self.fired(tr.turn.when, t, ego_front, ego_speed):

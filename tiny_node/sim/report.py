@@ -155,6 +155,17 @@ def _f(x: Any, nd: int = 1) -> str:
     return f"{float(x):.{nd}f}"
 
 
+def _md_cell(text: str) -> str:
+    """Text for a Markdown table cell or link text: backslash, ``|``, ``[`` and ``]`` escaped.
+
+    Why: a scenario name is free text; a ``|`` in it split its row into extra columns and a ``]``
+    ended its plot link.  Escaped rather than refused: it breaks no line and no file name
+    (``run_key`` maps it), so only the Markdown needs to care.  Line breaks and other control
+    characters are refused by the scenario schema, since no escape keeps a table row on one line.
+    """
+    return re.sub(r"([\\|\[\]])", r"\\\1", text)
+
+
 def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), matrix: bool = False,
              title: str = "Simulation suite") -> str:
     """The run table and totals as Markdown (relative links into the output folder)."""
@@ -183,7 +194,8 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
     plotted_set = set(plotted)
     for r in runs:
         key = run_key(str(r["name"]), str(r["mode"]))
-        name = f"[{r['name']}](plots/{key}.png)" if key in plotted_set else str(r["name"])
+        cell = _md_cell(str(r["name"]))
+        name = f"[{cell}](plots/{key}.png)" if key in plotted_set else cell
         outcome = str(r.get("outcome", ""))
         if outcome in ("collision", "false_activation", "error", "no_target"):
             outcome = f"**{outcome}**"

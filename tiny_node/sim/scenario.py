@@ -14,7 +14,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,70 @@ EXPECTS = ("avoid", "no_brake")
 TRIGGER_KEYS = ("time_s", "ego_distance_m", "ttc_s", "gap_m")
 #: the name is the stem of each run's files (``<name>__<mode>.json.tmp``): a file name holds 255 bytes
 MAX_NAME_BYTES = 200
+
+# Bounds of the numeric fields (docs/scenarios.md, Limits).  Why: a finite value far outside what
+# a road, a vehicle or a person can be passed validation and crashed the run later, in the camera
+# renderer's OpenCV calls (pixel coordinates past int32), with an error naming neither file nor
+# field; a value past these is a unit or typing slip, refused here with the field and the value.
+# Together they keep every actor within ~55 km sideways of the road, which renders even 0.3 m
+# in front of the camera (test_the_extreme_positions_the_bounds_allow_still_render).
+#: the longest drive (``duration_s``); time and TTC triggers beyond it can never fire
+MAX_DURATION_S = 600.0
+#: ``x_m``: along the road, ahead of or behind the ego's start; a test's actors are within sight
+#: of the ego (the camera draws to 150 m, the radar reads to 80 m), this leaves room for long drives
+MAX_X_M = 10_000.0
+#: ``y_m``: across the road (it spans -6.25 to +8.25 m with its sidewalks)
+MAX_Y_M = 1_000.0
+#: ``lane_change.offset_m``: the whole road and both sidewalks are 14.5 m across
+MAX_OFFSET_M = 20.0
+#: ``lane_change.duration_s`` at least: a lateral move quicker than this is a jump, not a manoeuvre
+MIN_LANE_CHANGE_S = 0.1
+#: ``accel_mps2``, ``braking.decel_mps2``: 1.5 g, the ego's own ``max_decel_mps2`` cap; tyres on a
+#: dry road give ~1 g, a sprinting person ~0.5 g
+MAX_ACCEL_MPS2 = 15.0
+#: ``turn.rate_dps``: a full turn a second (a pedestrian turning on the spot; a car manages ~60)
+MAX_RATE_DPS = 360.0
+#: ``speed_kmh``, ``initial_speed_kmh`` of an actor; ``ego_speed_kmh``
+MAX_ACTOR_SPEED_KMH = 300.0
+MAX_EGO_SPEED_KMH = 250.0
+#: ``length_m``, ``width_m`` (a gantry spans 16 m), ``height_m``, ``z_m`` (a gantry's clearance is 5.2 m)
+MAX_SIZE_M = 100.0
+MAX_HEIGHT_M = 30.0
+#: each trigger's value: (lowest, highest); distances are bounded like positions
+TRIGGER_BOUNDS: Mapping[str, tuple[float, float]] = {
+    "time_s": (0.0, MAX_DURATION_S), "ego_distance_m": (0.0, MAX_X_M), "ttc_s": (0.0, MAX_DURATION_S),
+    "gap_m": (0.0, MAX_X_M)}
+
+# The fields of each mapping, so that a misspelled key is named even when a required field fails first.
+TOP_FIELDS = ("name", "description", "protocol", "impact_pct", "ego_speed_kmh", "expect", "seed", "duration_s",
+              "environment", "camera_hz", "range_hz", "odom_hz", "imu_hz", "brake_delay_s", "max_decel_mps2",
+              "actors")
+ENVIRONMENT_FIELDS = ("light", "weather", "glare", "street_lights")
+ACTOR_FIELDS = ("kind", "name", "length_m", "width_m", "height_m", "z_m", "colour", "lights_on", "x_m", "y_m",
+                "heading_deg", "speed_kmh", "initial_speed_kmh", "start", "accel_mps2", "braking",
+                "stop_after_m", "turn", "lane_change")
+BRAKING_FIELDS = (*TRIGGER_KEYS, "decel_mps2", "final_speed_kmh")
+TURN_FIELDS = (*TRIGGER_KEYS, "to_heading_deg", "rate_dps")
+LANE_CHANGE_FIELDS = (*TRIGGER_KEYS, "offset_m", "duration_s")
 #: a number YAML 1.1 leaves as text (``1e3``, ``5e-1``): named in the error, not just refused
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ScenarioError(ValueError):
     """A scenario file or mapping is invalid; the message names the file and the field path."""
+
+
+def _show(v: Any) -> str:
+    """A value for an error message: its repr, shortened when long.
+
+    Why: ``x_m: 1000...0`` (300 digits) made a 300-character message, and past 4300 digits
+    ``repr`` of an int raises ``ValueError`` itself.
+    """
+    try:
+        r = repr(v)
+    except ValueError:  # an integer past sys.get_int_max_str_digits()
+        return "a number too long to show"
+    return r if len(r) <= 60 else f"{r[:40]}... ({len(r)} characters)"
 
 
 @dataclass(frozen=True)
@@ -190,13 +249,13 @@ class Scenario:
 class _Fields:
     """A mapping being read: typed getters that know their path, and unknown-key checks."""
 
-    def __init__(self, d: Any, path: str, source: str) -> None:
+    def __init__(self, d: Any, path: str, source: str, known: Iterable[str]) -> None:
         self.source = source
         self.path = path
         if not isinstance(d, Mapping):
             self.fail(path, f"must be a mapping (got {type(d).__name__})")
         self.d: Mapping[str, Any] = d
-        self.used: set[str] = set()
+        self.known = tuple(known)  # the fields of this mapping; any other key is an error
 
     def key_path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -205,15 +264,18 @@ class _Fields:
         raise ScenarioError(f"{self.source}: {path or '<top>'}: {msg}")
 
     def missing(self, key: str) -> None:
-        """Refuse a missing required field, naming a present key that looks like a typo of it."""
-        near = difflib.get_close_matches(key, [str(k) for k in self.d if k != key], n=1)
+        """Refuse a missing required field, naming a present key that looks like a typo of it.
+
+        Only an unknown key can be the typo: a valid one (``y_m`` for a missing ``x_m``) is not.
+        """
+        near = difflib.get_close_matches(key, [str(k) for k in self.d if k not in self.known], n=1)
         self.fail(self.key_path(key), "required" + (f" (found {near[0]}: a typo?)" if near else ""))
 
     def has(self, key: str) -> bool:
         return key in self.d and self.d[key] is not None
 
     def raw(self, key: str) -> Any:
-        self.used.add(key)
+        assert key in self.known, f"{key} is read but not among the fields of {self.path or '<top>'}"
         return self.d.get(key)
 
     def num(self, key: str, default: float | None = None, *, lo: float | None = None,
@@ -231,20 +293,24 @@ class _Fields:
                 # YAML 1.1 (PyYAML) reads 1e3 as text: its floats need a dot and a signed exponent
                 hint = ("; YAML reads that as text: write it in full or with a dot and a signed exponent "
                         "(1e3: 1000 or 1.0e+3)")
-            self.fail(p, f"must be a number (got {v!r}){hint}")
-        x = float(v)
-        if not math.isfinite(x):
-            self.fail(p, f"must be finite (got {v!r})")
+            self.fail(p, f"must be a number (got {_show(v)}){hint}")
+        try:
+            x = float(v)
+        except OverflowError:  # an integer past 1.8e308: past every bound, and said so below
+            x = math.inf if v > 0 else -math.inf
+        if isinstance(v, float) and not math.isfinite(x):
+            self.fail(p, f"must be finite (got {_show(v)})")
         if lo is not None and (x <= lo if lo_open else x < lo):
-            self.fail(p, f"must be {'>' if lo_open else '>='} {lo:g} (got {v!r})")
+            self.fail(p, f"must be {'>' if lo_open else '>='} {lo:g} (got {_show(v)})")
         if hi is not None and x > hi:
-            self.fail(p, f"must be <= {hi:g} (got {v!r})")
+            self.fail(p, f"must be <= {hi:g} (got {_show(v)})")
+        if not math.isfinite(x):
+            self.fail(p, f"must be finite (got {_show(v)})")
         return x
 
     def opt_num(self, key: str, *, lo: float | None = None, hi: float | None = None,
                 lo_open: bool = False) -> float | None:
-        if not self.has(key):
-            self.used.add(key)
+        if self.raw(key) is None:
             return None
         return self.num(key, lo=lo, hi=hi, lo_open=lo_open)
 
@@ -253,9 +319,9 @@ class _Fields:
         if v is None:
             return default
         if isinstance(v, bool) or not isinstance(v, int):
-            self.fail(self.key_path(key), f"must be an integer (got {v!r})")
+            self.fail(self.key_path(key), f"must be an integer (got {_show(v)})")
         if v < 0:
-            self.fail(self.key_path(key), f"must be >= 0 (got {v!r})")
+            self.fail(self.key_path(key), f"must be >= 0 (got {_show(v)})")
         return int(v)
 
     def string(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str:
@@ -267,87 +333,112 @@ class _Fields:
             assert default is not None
             return default
         if not isinstance(v, str):
-            self.fail(p, f"must be a string (got {v!r})")
+            self.fail(p, f"must be a string (got {_show(v)})")
         if choices and v not in choices:
-            self.fail(p, f"must be one of {', '.join(choices)} (got {v!r})")
+            self.fail(p, f"must be one of {', '.join(choices)} (got {_show(v)})")
         return str(v)
+
+    def name(self, key: str, default: str | None = None) -> str:
+        """A name (the scenario's, an actor's): a string without control characters.
+
+        Why: a name is a row of report.md's table, of the console table and of one-line error
+        messages; a newline, tab or other control character split the row or the line.  A ``|``
+        is allowed: it breaks no line, and report.md escapes it.
+        """
+        v = self.string(key, default)
+        bad = next((c for c in v if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+        if bad is not None:
+            self.fail(self.key_path(key), f"must not hold control characters or line breaks (found {bad!r} "
+                      f"in {_show(v)})")
+        return v
 
     def boolean(self, key: str, default: bool) -> bool:
         v = self.raw(key)
         if v is None:
             return default
         if not isinstance(v, bool):
-            self.fail(self.key_path(key), f"must be true or false (got {v!r})")
+            self.fail(self.key_path(key), f"must be true or false (got {_show(v)})")
         return bool(v)
 
-    def sub(self, key: str) -> _Fields | None:
+    def sub(self, key: str, known: Iterable[str]) -> _Fields | None:
         v = self.raw(key)
-        return None if v is None else _Fields(v, self.key_path(key), self.source)
+        return None if v is None else _Fields(v, self.key_path(key), self.source, known)
 
-    def done(self) -> None:
-        """Refuse keys nobody read: a typo must not silently fall back to a default."""
+    def refuse_unknown(self) -> None:
+        """Refuse keys that are not fields of this mapping: a typo must not silently fall back to a default."""
         for key in self.d:
-            if key not in self.used:
-                near = difflib.get_close_matches(str(key), sorted(self.used), n=1)
+            if key not in self.known:
+                near = difflib.get_close_matches(str(key), self.known, n=1)
                 hint = f" (did you mean {near[0]}?)" if near else ""
                 self.fail(self.key_path(str(key)), f"unknown field{hint}")
 
 
-def _trigger(f: _Fields, *, required: bool = True) -> Trigger | None:
+def _trigger(f: _Fields) -> Trigger:
+    """The one trigger key of ``f`` (``start``, or beside ``braking``'s other fields), bounded by its kind."""
     present = [k for k in TRIGGER_KEYS if f.has(k)]
-    for k in TRIGGER_KEYS:
-        f.used.add(k)
     if len(present) > 1:
         f.fail(f.path, f"give one trigger of {', '.join(TRIGGER_KEYS)} (got {', '.join(present)})")
     if not present:
-        if required:
-            f.fail(f.path, f"needs a trigger: one of {', '.join(TRIGGER_KEYS)}")
-        return None
+        # a misspelled trigger key (ttc for ttc_s) is the likely cause: name it, not just the absence
+        f.refuse_unknown()
+        f.fail(f.path, f"needs a trigger: one of {', '.join(TRIGGER_KEYS)}")
     k = present[0]
-    return Trigger(k, f.num(k, lo=-1e9 if k == "time_s" else 0.0))
+    lo, hi = TRIGGER_BOUNDS[k]
+    return Trigger(k, f.num(k, lo=lo, hi=hi))
 
 
 def _trajectory(f: _Fields) -> Trajectory:
     start = braking = turn = lane_change = None
-    s = f.sub("start")
+    s = f.sub("start", TRIGGER_KEYS)
     if s is not None:
         start = _trigger(s)
-        s.done()
-    b = f.sub("braking")
+        s.refuse_unknown()
+    b = f.sub("braking", BRAKING_FIELDS)
     if b is not None:
-        when = _trigger(b)
-        assert when is not None
-        braking = Braking(when, b.num("decel_mps2", lo=0.0, lo_open=True),
-                          b.num("final_speed_kmh", 0.0, lo=0.0))
-        b.done()
-    t = f.sub("turn")
+        braking = Braking(_trigger(b), b.num("decel_mps2", lo=0.0, lo_open=True, hi=MAX_ACCEL_MPS2),
+                          b.num("final_speed_kmh", 0.0, lo=0.0, hi=MAX_ACTOR_SPEED_KMH))
+        b.refuse_unknown()
+    t = f.sub("turn", TURN_FIELDS)
     if t is not None:
-        when = _trigger(t)
-        assert when is not None
-        turn = Turn(when, t.num("to_heading_deg", lo=-360.0, hi=360.0),
-                    t.num("rate_dps", 30.0, lo=0.0, lo_open=True))
-        t.done()
-    lc = f.sub("lane_change")
+        turn = Turn(_trigger(t), t.num("to_heading_deg", lo=-360.0, hi=360.0),
+                    t.num("rate_dps", 30.0, lo=0.0, lo_open=True, hi=MAX_RATE_DPS))
+        t.refuse_unknown()
+    lc = f.sub("lane_change", LANE_CHANGE_FIELDS)
     if lc is not None:
-        when = _trigger(lc)
-        assert when is not None
-        lane_change = LaneChange(when, lc.num("offset_m"), lc.num("duration_s", 3.0, lo=0.0, lo_open=True))
-        lc.done()
+        lane_change = LaneChange(_trigger(lc), lc.num("offset_m", lo=-MAX_OFFSET_M, hi=MAX_OFFSET_M),
+                                 lc.num("duration_s", 3.0, lo=MIN_LANE_CHANGE_S, hi=MAX_DURATION_S))
+        lc.refuse_unknown()
     tr = Trajectory(
-        x_m=f.num("x_m"),
-        y_m=f.num("y_m"),
+        x_m=f.num("x_m", lo=-MAX_X_M, hi=MAX_X_M),
+        y_m=f.num("y_m", lo=-MAX_Y_M, hi=MAX_Y_M),
         heading_deg=f.num("heading_deg", 0.0, lo=-360.0, hi=360.0),
-        speed_kmh=f.num("speed_kmh", 0.0, lo=0.0, hi=300.0),
-        initial_speed_kmh=f.opt_num("initial_speed_kmh", lo=0.0, hi=300.0),
+        speed_kmh=f.num("speed_kmh", 0.0, lo=0.0, hi=MAX_ACTOR_SPEED_KMH),
+        initial_speed_kmh=f.opt_num("initial_speed_kmh", lo=0.0, hi=MAX_ACTOR_SPEED_KMH),
         start=start,
-        accel_mps2=f.opt_num("accel_mps2", lo=0.0, lo_open=True),
+        accel_mps2=f.opt_num("accel_mps2", lo=0.0, lo_open=True, hi=MAX_ACCEL_MPS2),
         braking=braking,
-        stop_after_m=f.opt_num("stop_after_m", lo=0.0),
+        stop_after_m=f.opt_num("stop_after_m", lo=0.0, hi=MAX_X_M),
         turn=turn,
         lane_change=lane_change,
     )
     _refuse_no_effect(f, tr)
+    _refuse_braking_before_start(f, tr)
     return tr
+
+
+def _refuse_braking_before_start(f: _Fields, tr: Trajectory) -> None:
+    """Refuse a braking time that is not after the start time.
+
+    Why: braking is the phase after the start, so the motion judges its trigger only once the
+    actor has started; a braking at ``time_s: 1`` with ``start: {time_s: 3}`` would be put off to
+    3 s without a word (before, it cancelled the start: the actor never moved).  Triggers on the
+    ego's position can only be ordered by the drive, which keeps that order.
+    """
+    if (tr.start is not None and tr.braking is not None and tr.start.kind == "time_s"
+            and tr.braking.when.kind == "time_s" and tr.braking.when.value <= tr.start.value):
+        f.fail(f.key_path("braking.time_s"),
+               f"must be after start.time_s ({tr.start.value:g} s): the actor brakes only once it has "
+               f"started (got {tr.braking.when.value:g})")
 
 
 def _refuse_no_effect(f: _Fields, tr: Trajectory) -> None:
@@ -379,7 +470,7 @@ def _colour(f: _Fields) -> tuple[int, int, int] | None:
         return None
     if (not isinstance(v, list | tuple) or len(v) != 3
             or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v)):
-        f.fail(f.key_path("colour"), f"must be [r, g, b] with 0..255 integers (got {v!r})")
+        f.fail(f.key_path("colour"), f"must be [r, g, b] with 0..255 integers (got {_show(v)})")
     return (int(v[0]), int(v[1]), int(v[2]))
 
 
@@ -388,28 +479,28 @@ def _actor(f: _Fields, index: int) -> ActorSpec:
     info = KINDS[kind]
     lights = f.raw("lights_on")
     if lights is not None and not isinstance(lights, bool):
-        f.fail(f.key_path("lights_on"), f"must be true or false (got {lights!r})")
+        f.fail(f.key_path("lights_on"), f"must be true or false (got {_show(lights)})")
     if lights is not None and kind not in CAR_KINDS:  # only cars are drawn with lamps: it would be ignored
         f.fail(f.key_path("lights_on"), f"only for {', '.join(sorted(CAR_KINDS))} (kind is {kind!r})")
     spec = ActorSpec(
         kind=kind,
         trajectory=_trajectory(f),
-        name=f.string("name", f"{kind}{index}"),
-        length_m=f.num("length_m", info.length_m, lo=0.0, lo_open=True),
-        width_m=f.num("width_m", info.width_m, lo=0.0, lo_open=True),
-        height_m=f.num("height_m", info.height_m, lo=0.0),
-        z_m=f.num("z_m", info.z_m, lo=0.0),
+        name=f.name("name", f"{kind}{index}"),
+        length_m=f.num("length_m", info.length_m, lo=0.0, lo_open=True, hi=MAX_SIZE_M),
+        width_m=f.num("width_m", info.width_m, lo=0.0, lo_open=True, hi=MAX_SIZE_M),
+        height_m=f.num("height_m", info.height_m, lo=0.0, hi=MAX_HEIGHT_M),
+        z_m=f.num("z_m", info.z_m, lo=0.0, hi=MAX_HEIGHT_M),
         colour=_colour(f),
         lights_on=lights,
     )
-    f.done()
+    f.refuse_unknown()
     return spec
 
 
 def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario:
     """Build and validate a scenario from a mapping (a parsed YAML file)."""
-    f = _Fields(d, "", source)
-    name = f.string("name")
+    f = _Fields(d, "", source, TOP_FIELDS)
+    name = f.name("name")
     if not name.strip():  # the stem of the run's files and its row in every report
         f.fail("name", f"must not be empty (got {name!r})")
     size = len(name.encode("utf-8", "surrogatepass"))
@@ -420,12 +511,12 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
         acts = []
     if not isinstance(acts, list):
         f.fail("actors", f"must be a list (got {type(acts).__name__})")
-    actors = tuple(_actor(_Fields(a, f"actors[{i}]", source), i) for i, a in enumerate(acts))
+    actors = tuple(_actor(_Fields(a, f"actors[{i}]", source, ACTOR_FIELDS), i) for i, a in enumerate(acts))
     names = [a.name for a in actors]
     for i, n in enumerate(names):
         if n in names[:i]:
-            f.fail(f"actors[{i}].name", f"duplicate actor name {n!r}")
-    e = f.sub("environment")
+            f.fail(f"actors[{i}].name", f"duplicate actor name {_show(n)}")
+    e = f.sub("environment", ENVIRONMENT_FIELDS)
     env = Environment()
     if e is not None:
         env = Environment(
@@ -434,23 +525,23 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
             glare=e.boolean("glare", False),
             street_lights=e.boolean("street_lights", False),
         )
-        e.done()
+        e.refuse_unknown()
     protocol = f.raw("protocol")
     if protocol is not None and not isinstance(protocol, str):
-        f.fail("protocol", f"must be a string (got {protocol!r})")
+        f.fail("protocol", f"must be a string (got {_show(protocol)})")
     if isinstance(protocol, str) and protocol_family(protocol) not in PROTOCOL_FAMILIES:
         # a typo would take the run out of the scoring (no band, no points) without a word
         close = difflib.get_close_matches(protocol, PROTOCOLS, n=1, cutoff=0.5)
-        f.fail("protocol", f"unknown Euro NCAP protocol {protocol!r}"
+        f.fail("protocol", f"unknown Euro NCAP protocol {_show(protocol)}"
                + (f" (did you mean {close[0]!r}?)" if close else "")
                + f"; known: {', '.join(PROTOCOLS)}, or leave it out for a drive without one")
     s = Scenario(
         name=name,
-        ego_speed_kmh=f.num("ego_speed_kmh", lo=0.0, hi=250.0),
+        ego_speed_kmh=f.num("ego_speed_kmh", lo=0.0, hi=MAX_EGO_SPEED_KMH),
         actors=actors,
         environment=env,
         seed=f.integer("seed", 0),
-        duration_s=f.num("duration_s", 10.0, lo=0.0, lo_open=True, hi=600.0),
+        duration_s=f.num("duration_s", 10.0, lo=0.0, lo_open=True, hi=MAX_DURATION_S),
         expect=f.string("expect", "avoid", EXPECTS),
         protocol=protocol,
         impact_pct=f.opt_num("impact_pct", lo=-100.0, hi=100.0),
@@ -462,7 +553,7 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
         brake_delay_s=f.num("brake_delay_s", 0.2, lo=0.0, hi=5.0),
         max_decel_mps2=f.num("max_decel_mps2", 9.0, lo=0.0, lo_open=True, hi=15.0),
     )
-    f.done()
+    f.refuse_unknown()
     if s.protocol is not None and s.expect != "avoid":
         # a protocol run is scored by its impact speed: a benign drive would add a free green point
         f.fail("protocol", f"only for expect: avoid (a scored Euro NCAP run); leave it out of an expect: "
@@ -475,7 +566,7 @@ def scenario_from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Scenario
     touching = World(s).touching_at_start()
     if touching is not None:  # a collision at t = 0, before any frame, scored as the system's
         i = next(i for i, a in enumerate(s.actors) if a.name == touching)
-        f.fail(f"actors[{i}]", f"{touching!r} touches the ego at t = 0: the run would begin in a collision, "
+        f.fail(f"actors[{i}]", f"{_show(touching)} touches the ego at t = 0: the run would begin in a collision, "
                f"before the first frame; place it clear of the ego's body (x {-EGO_LENGTH_M:g} to 0 m, "
                f"y {-EGO_WIDTH_M / 2:g} to {EGO_WIDTH_M / 2:g} m)")
     return s
@@ -494,6 +585,9 @@ def load_scenario(path: Path) -> Scenario:
         data = safe_load_unique(text, str(path))
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: invalid YAML: {yaml_problem(exc)}") from exc
+    if data is None:  # not "<top>: must be a mapping (got NoneType)", which hides the cause
+        raise ScenarioError(f"{path}: the file is empty (nothing but blank lines, comments, '---' or null): "
+                            "a scenario is a mapping of fields, name and ego_speed_kmh at least")
     return scenario_from_dict(data, str(path))
 
 
