@@ -370,6 +370,10 @@ def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
         def wait_for_node(self, timeout_s, clock_ns):
             clock.append(clock_ns)
 
+        def restart_node(self, timeout_s, clock_ns, *, when):
+            restarts.append((clock_ns, when))
+            clock.append(clock_ns)
+
         def clock(self, ns):
             clock.append(ns)
 
@@ -379,14 +383,18 @@ def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
         def close(self):
             pass
 
+    restarts: list[tuple[int, str]] = []
     monkeypatch.setattr(realtime, "time", vt)
     monkeypatch.setattr(realtime, "Player", Player)
     monkeypatch.setattr(realtime, "installed_form", lambda source, msgtype: None)
     jump = 3_000 * 10**9
     bag = _write_bag(tmp_path / "b", "mcap", _drive_items(0, 3) + _drive_items(jump, 3))
     result = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, realtime=True, plot=False)
-    assert len(sent) == 18 and sent[-1] - sent[0] < 1.0  # 0.2 s of messages, not 3000 s
+    # 0.2 s of messages, not 3000 s; and at the gap up to DRAIN_TIMEOUT_S for the decisions of the frames
+    # before it, before the node restarts (this stand-in sends none, so all of it)
+    assert len(sent) == 18 and sent[-1] - sent[0] < 1.0 + realtime.DRAIN_TIMEOUT_S
     assert clock == sorted(clock) and clock[-1] >= jump
+    assert restarts == [(jump, "at the log gap before 3000.000 s")]  # the node restarted at the jump, /clock there
     assert any("log time jumps" in w for w in result.summary["warnings"]), result.summary["warnings"]
 
 

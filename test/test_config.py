@@ -220,6 +220,9 @@ def test_the_range_sensors_noise_floor_cannot_be_zero():
         "- &o {kind: car, name: a, x_m: 1}\n- <<: *o\n  name: b\n",
         "a: &x {p: {q: 1}}\nb:\n  <<: *x\n",
         "=: 1\n",  # the YAML 1.1 value key, which PyYAML's flatten_mapping turns into a plain string
+        # an anchor that merges another, merged in turn: PyYAML rewrote it in place before it was
+        # checked, and its merged x read as written twice (diff review)
+        "base: &base {x: 1}\ndeep: {a: &a {<<: *base, x: 5}}\ntop: {<<: *a}\n",
     ],
 )
 def test_yaml_merge_keys_read_as_safe_load_reads_them(text):
@@ -239,6 +242,7 @@ def test_yaml_merge_keys_read_as_safe_load_reads_them(text):
         ("a: &x {p: 1}\nb: &y {r: 1}\nc:\n  <<: *x\n  <<: *y\n",
          "line 5, column 3: found the merge key '<<' twice (merge several mappings with <<: [*a, *b])"),
         ("x: " + "1" * 5000 + "\n", "line 1, column 4: an integer of 5000 characters, too long to read"),
+        ("a: {<<: {x: 1, x: 2}}\n", "line 1, column 16: found the key 'x' twice"),  # in a mapping merged inline
     ],
 )
 def test_a_key_given_twice_beside_a_merge_and_an_unreadable_integer_are_yaml_errors(text, problem):

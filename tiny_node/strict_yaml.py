@@ -18,29 +18,40 @@ MAX_EXPANDED_NODES = 100_000
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` refusing duplicate mapping keys."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        if not isinstance(node, yaml.MappingNode):  # PyYAML's own error for it
-            return super().construct_mapping(node, deep=deep)
-        # Only the keys written in this mapping can clash: a key pulled in by a merge (``<<: *a``)
-        # and given here as well is overridden, which is what a merge is for.  The merge is
-        # resolved first (PyYAML's flatten_mapping), since a ``<<`` key has no constructor of its own.
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._explicit: dict[int, set[int]] = {}  # id(mapping node) -> ids of the key nodes written in it
+
+    def _written_keys(self, node: yaml.MappingNode) -> set[int]:
+        """The keys written in ``node`` itself (not merged into it), each mapping checked once for twins.
+
+        Recorded at first sight, before any merge: PyYAML's merge rewrites a merged mapping in place
+        (an anchor merging another), and read afterwards its merged keys looked written, a false
+        "found the key twice". Only written keys can clash: one pulled in by ``<<: *a`` and given
+        here too is overridden, which is what a merge is for.
+        """
+        written = self._explicit.get(id(node))
+        if written is not None:
+            return written
         merges = [k for k, _ in node.value if k.tag == _MERGE_TAG]
         if len(merges) > 1:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark,
                 "found the merge key '<<' twice (merge several mappings with <<: [*a, *b])", merges[1].start_mark)
-        explicit = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
-        self.flatten_mapping(node)  # type: ignore[no-untyped-call]
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            if id(key_node) not in explicit:
+            if key_node.tag == _MERGE_TAG:
                 continue
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key_node.tag == _VALUE_TAG:  # YAML 1.1's `=` key: the merge makes it a plain string
+                key: Any = str(key_node.value)
+            else:
+                key = self.construct_object(key_node)  # type: ignore[no-untyped-call]
             try:
                 hash(key)
             except TypeError:  # a `? [a, b]: 1` key: PyYAML refuses it too, once past this loop
@@ -52,6 +63,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     "while constructing a mapping", node.start_mark,
                     f"found the key {key!r} twice", key_node.start_mark)
             seen.add(key)
+        written = self._explicit[id(node)] = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+        return written
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """PyYAML's merge, each mapping's own keys checked first (it recurses into merged ones here)."""
+        self._written_keys(node)
+        super().flatten_mapping(node)  # type: ignore[no-untyped-call]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):  # else PyYAML's own error for it
+            self.flatten_mapping(node)
         return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
