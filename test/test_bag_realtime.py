@@ -194,7 +194,72 @@ def test_a_log_gap_restarts_the_node_so_real_time_decides_as_lockstep(tmp_path, 
     rt = replay(bag, out_dir=tmp_path / "r", cfg=make_config(), bundle=None, realtime=True, wait_s=30.0, plot=False)
     assert rt.summary["frames"] == rt.summary["decisions"] == 90, rt.summary
     by_stamp = {r.stamp_ns: (r.brake, r.reason) for r in rt.decisions}
-    assert {k: brake for k, (brake, _) in by_stamp.items()} == {r.stamp_ns: r.brake for r in lock.decisions}
+    rt_brakes = {k for k, (brake, _) in by_stamp.items() if brake}
+    # the first frame after the gap with a range reading may be decided, in real time, before the
+    # reading (sent 1 ms before it) is in: it alone may differ (2 of 17 runs did, diff review)
+    boundary = T0 + 100 * 10**9 + 15 * FRAME_NS
+    assert rt_brakes ^ {r.stamp_ns for r in lock.decisions if r.brake} <= {boundary}
     after_gap = [by_stamp[T0 + 100 * 10**9 + i * FRAME_NS] for i in range(15)]
     assert all(brake and "range: no reading received" in reason for brake, reason in after_gap), after_gap
     assert any("the node restarted through its lifecycle" in w for w in rt.summary["warnings"]), rt.summary
+
+
+def test_two_log_gaps_without_a_frame_between_keep_every_later_decision(tmp_path, monkeypatch):
+    """Each gap restarts the node; what it sends until the next frame goes out is left out. With a lone
+    odometry message between two gaps, the first restart's window was never closed, and every decision
+    after the second gap was left out as well (diff review: 10 of 20 frames without a decision)."""
+    vt = _VirtualTime()
+
+    class Player:
+        decision_topic = "/decision"
+        node_sim_time = True
+
+        def __init__(self, roles: Any, namespace: str) -> None:
+            self.inbox: list[tuple[float, str, bytes]] = []
+            self.pubs = {role: SimpleNamespace(publish=self._answer if role == "camera" else lambda raw: None)
+                         for role in roles}
+            self.restarts = 0
+
+        def _answer(self, raw: bytes) -> None:  # the node answers each frame 5 ms later
+            stamp = bm.time_to_ns(bm.TYPESTORE.deserialize_cdr(raw, bm.IMAGE).header.stamp)
+            self.inbox.append((vt.now + 0.005, "/decision", _decision_cdr(stamp, "no_brake", "clear")))
+
+        def wait_for_node(self, timeout_s: float, clock_ns: int) -> None:
+            pass
+
+        def restart_node(self, timeout_s: float, clock_ns: int, *, when: str) -> None:
+            vt.now += 3.0  # a restart takes seconds; a camera-timeout decision of the old node meanwhile
+            self.inbox.append((vt.now - 1.0, "/decision", _decision_cdr(clock_ns, "brake", "camera timeout")))
+
+        def clock(self, ns: int) -> None:
+            pass
+
+        def drain(self) -> list[tuple[float, str, bytes]]:
+            got = [m for m in self.inbox if m[0] <= vt.now]
+            self.inbox = [m for m in self.inbox if m[0] > vt.now]
+            return got
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(realtime, "time", vt)
+    monkeypatch.setattr(realtime, "Player", Player)
+    monkeypatch.setattr(realtime, "installed_form", lambda source, msgtype: None)
+    with Writer(tmp_path / "b", version=9) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in (
+            ("/range", bm.RANGE), ("/odom", bm.ODOMETRY), ("/camera/image_raw", bm.IMAGE))}
+        for offset_s in (0, 200):
+            for i in range(10):
+                ns = T0 + offset_s * 10**9 + i * FRAME_NS
+                writer.write(conns["/range"], ns, bm.serialize(bm.range_msg(ns, 40.0, 0.2, 150.0)))
+                writer.write(conns["/odom"], ns, bm.serialize(bm.odom_msg(ns, 0.0)))
+                writer.write(conns["/camera/image_raw"], ns + 1_000_000,
+                             bm.serialize(bm.image_msg(ns, np.full((48, 64, 3), 90, np.uint8))))
+            if offset_s == 0:  # a lone odometry message between the two gaps
+                ns = T0 + 100 * 10**9
+                writer.write(conns["/odom"], ns, bm.serialize(bm.odom_msg(ns, 0.0)))
+    s = replay(tmp_path / "b", out_dir=tmp_path / "o", cfg=make_config(), bundle=None, realtime=True,
+               plot=False).summary
+    assert s["frames"] == s["decisions"] == 20 and s["frames_without_decision"] == 0, s
+    assert s["brakes"] == 0  # the camera-timeout brakes sent while restarting are left out
+    assert any("2 decision(s) from the node while it restarted at a log gap" in w for w in s["warnings"]), s

@@ -341,8 +341,9 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 form = forms[role]
                 if role == "camera" and first_frame_at is None:
                     first_frame_at = time.monotonic()
-                if role == "camera" and restarts and restarts[-1][1] is None:
-                    restarts[-1] = (restarts[-1][0], time.monotonic())
+                if role == "camera":  # ends every restart's window still open (two gaps without a frame between)
+                    now = time.monotonic()
+                    restarts[:] = [(start, now if end is None else end) for start, end in restarts]
                 player.pubs[role].publish(bytes(raw) if form is None else form(raw))
                 if role == "camera":  # its stamp, to match the node's decision to it
                     feeder.series.frames.append((feeder.t(ns), _camera_stamp(source, conn.msgtype, ns, raw)))
