@@ -194,3 +194,39 @@ def test_a_damaged_file_of_a_file_compressed_split_bag_is_named(tmp_path, storag
     with pytest.raises(BagError, match=rf"corrupt or unreadable bag \(rec_1\.{ext}\.zstd\)") as err:
         BagSource(split).close()
     assert ("decompressed (`zstd -d`)" in str(err.value)) == (storage == "mcap")
+
+
+def test_a_killed_file_compressed_recording_reads_its_splits_and_its_open_splits_log(tmp_path):
+    """``--compression-mode file``: each closed split is compressed, the open one is left with its
+    write-ahead log. Read before: the last split only, without its log. Stopped while compressing, a
+    split is there twice (the plain file, a partial .zstd): the plain one is read, once (diff review:
+    every message of it twice, and a partial .zstd's error named no file)."""
+    from tiny_node.bag.topics import zstd
+
+    first = tmp_path / "first"
+    with Writer(first, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in TOPICS.items()}
+        for topic, ns, raw in _messages(-30, 30):
+            writer.write(conns[topic], ns, raw)
+    last = killed_recording(tmp_path / "last", closed=30, logged=30, metadata=False)
+    bag = tmp_path / "rec"
+    bag.mkdir()
+    plain0 = next(first.glob("*.db3")).read_bytes()
+    (bag / "rec_0.db3.zstd").write_bytes(zstd.compress(plain0))
+    db = next(last.glob("*.db3")).name
+    for f in list(last.glob(f"{db}*")):  # rec_1.db3 with its -wal (and -shm)
+        f.rename(bag / f.name.replace(db, "rec_1.db3"))
+    before = _files(bag)
+    with BagSource(bag) as source:
+        assert source.message_count == 90 * 3 == sum(1 for _ in source.messages())
+        assert any("write-ahead log" in w for w in source.warnings), source.warnings
+    assert _files(bag) == before  # the bag left untouched
+    (bag / "rec_0.db3").write_bytes(plain0)  # killed while compressing split 0: both forms, the .zstd cut short
+    (bag / "rec_0.db3.zstd").write_bytes(zstd.compress(plain0)[:100])
+    with BagSource(bag) as source:
+        assert source.message_count == 90 * 3 == sum(1 for _ in source.messages())
+        assert f"{bag / 'rec_0.db3.zstd'}: left out: rec_0.db3 beside it is the same split uncompressed" in " ".join(
+            source.warnings)
+    (bag / "rec_0.db3").unlink()
+    with pytest.raises(BagError, match=r"rec_0\.db3\.zstd: does not decompress"):
+        BagSource(bag)

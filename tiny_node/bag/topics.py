@@ -341,7 +341,8 @@ class BagSource:
         try:
             if compression == "file":
                 files = self._unzip_files(files)
-            elif self.storage == "sqlite3" and compression in ("", "message"):
+            if self.storage == "sqlite3" and compression in ("", "message", "file"):
+                # (file: a killed recording's open split, never compressed, keeps its last messages there)
                 files = self._apply_wal(files)
             self._reader = _StorageReader([self.path] if compression == "dir" else files)
             self._reader.open()
@@ -405,6 +406,11 @@ class BagSource:
             # With --compression-mode file each split is compressed as it closes: a killed
             # recording leaves x_0.mcap.zstd, x_1.mcap.zstd and the open x_2.mcap.
             kinds = {p: k for p in path.iterdir() if (k := storage_file(p)) is not None and p.is_file()}
+            for packed in [p for p, (_, zipped) in kinds.items() if zipped and p.with_suffix("") in kinds]:
+                # rosbag2 deletes a split only once it is compressed: killed meanwhile, both are there
+                del kinds[packed]
+                self.warnings.append(f"{packed}: left out: {packed.with_suffix('').name} beside it is the same "
+                                     "split uncompressed (the recording was stopped while compressing it)")
             found = sorted(kinds, key=_split_index)
             storages = {storage for storage, _ in kinds.values()}
             if len(storages) == 1:
@@ -487,6 +493,10 @@ class BagSource:
                 with f.open("rb") as raw, zstd.open(raw, "rb") as src, plain.open("wb") as dst:
                     try:
                         shutil.copyfileobj(src, dst, 1 << 20)
+                    except (zstd.ZstdError, EOFError) as exc:  # EOFError: the stream cut short
+                        raise BagError(f"{f}: does not decompress ({exc}): cut short while rosbag2 compressed it? "
+                                       "(stopped then, it leaves the split uncompressed beside it, which is read "
+                                       "instead); `zstd -d` gives what it holds up to the cut") from exc
                     except OSError as exc:
                         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                             raise
@@ -512,7 +522,8 @@ class BagSource:
         logged = [f for f in files if _sidecar(f, "-wal").is_file() and _sidecar(f, "-wal").stat().st_size > 0]
         if not logged:
             return files
-        self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
+        if self._tmp is None:  # else the folder the compressed splits were unpacked into
+            self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
         out = list(files)
         try:
             # the copies, and the database growing by up to its log's size while the log is applied
