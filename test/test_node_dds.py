@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -339,6 +340,53 @@ def test_shutdown_transition_ends_the_process(start_node, capsys):
     assert "finalized (shutdown from active): the process exits" in node.output()
     assert "stopped (5 camera frames received)" in node.output(), node.output()
     assert "Traceback" not in node.output(), node.output()
+
+
+def test_a_stop_signal_cuts_short_a_configure_asked_over_the_lifecycle_service(ros_env, tmp_path):
+    """A configure asked over the service runs in the executor's spin, where a signal only sets a flag:
+    the node waited out the model's warm-up (up to 60 s) before it stopped (diff review: 16.8 s with
+    a 15 s warm-up), past ros2 launch's SIGKILL. The warm-up wait is now cut short."""
+    from tiny_node.tools.nodeproc import NodeProcess
+
+    script = tmp_path / "slow_warmup.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from tiny_node.model import worker
+        ready = worker.ModelWorker.wait_ready
+        def slow(self, timeout_s):  # a warm-up of 30 s (a large bundle, a slow CPU)
+            print("slow warm-up begins", flush=True)
+            end = time.monotonic() + 30.0
+            while time.monotonic() < end:
+                time.sleep(0.02)
+            return ready(self, timeout_s)
+        worker.ModelWorker.wait_ready = slow
+        from tiny_node.ros.node import main
+        sys.exit(main(["tiny_node", *sys.argv[1:]]))
+    """))
+    node = NodeProcess(ros_env, command=[sys.executable, str(script)], extra_args=["--no-autostart"],
+                       params={"model_bundle": "default"}, log_path=tmp_path / "node.log").start()
+    asker = None
+    try:
+        end = time.monotonic() + 30
+        while "unconfigured, as asked" not in node.output() and time.monotonic() < end:
+            time.sleep(0.1)
+        asker = subprocess.Popen([sys.executable, "-m", "tiny_node", "lifecycle", "configure", "--node", "/tiny_node",
+                                  "--timeout", "60"], env=ros_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 30
+        while "slow warm-up begins" not in node.output() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert "slow warm-up begins" in node.output(), node.output()
+        time.sleep(1.0)  # into the warm-up
+        t0 = time.monotonic()
+        node.proc.send_signal(signal.SIGTERM)
+        assert node.proc.wait(timeout=25) == 0, node.output()
+        assert time.monotonic() - t0 < 10.0, node.output()  # not the 30 s warm-up
+        assert "Traceback" not in node.output(), node.output()
+    finally:
+        if asker is not None:
+            asker.kill()
+            asker.wait()
+        node.stop()
 
 
 def test_a_stop_signal_while_spinning_ends_the_spin_loop_instead_of_raising(monkeypatch):

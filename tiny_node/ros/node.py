@@ -8,6 +8,7 @@ executor thread only converts messages and hands them in; it never decides.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import os
@@ -16,7 +17,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import cv2
@@ -317,7 +318,9 @@ class TinyNode(LifecycleNode):
         # shared memory's resource tracker), inherit SCHED_OTHER, not the node's SCHED_FIFO.
         with normal_scheduling():
             worker.start()
-        if not worker.wait_ready(timeout_s=60.0):
+        with _stoppable():  # up to a minute: a SIGTERM then must not wait it out
+            ready = worker.wait_ready(timeout_s=60.0)
+        if not ready:
             failed = worker.state is WorkerState.FAILED  # a bad file: no restart can fix it
             self.get_logger().error(
                 f"model bundle {bundle}: {worker.last_error or 'not ready in 60 s'}; "
@@ -780,6 +783,24 @@ class _StopRequest:
 
     requested = False
     spinning = False
+
+
+@contextlib.contextmanager
+def _stoppable() -> Iterator[None]:
+    """A long wait in Python (the model's warm-up) that SIGINT / SIGTERM cut short, spinning or not.
+
+    Why: a configure asked over the lifecycle service runs inside the executor's spin, where a
+    signal only sets the flag; the node then waited out the warm-up (up to 60 s) before it
+    stopped, past ``ros2 launch``'s SIGKILL. Here the wait is Python code only, so the signal
+    raises into it, as during a start-up.
+    """
+    spinning, _StopRequest.spinning = _StopRequest.spinning, False
+    try:
+        if _StopRequest.requested:
+            raise KeyboardInterrupt
+        yield
+    finally:
+        _StopRequest.spinning = spinning
 
 
 def _stop(signum: int, frame: object) -> None:
