@@ -23,7 +23,7 @@ from tiny_node.sim.kinds import KINDS
 from tiny_node.sim.report import family
 from tiny_node.sim.road import LEFT_LANE_Y
 from tiny_node.sim.runner import SuiteError, run_suite
-from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory
+from tiny_node.sim.scenario import ActorSpec, Scenario, Trajectory, Trigger
 
 CAR_LEN = KINDS["car"].length_m
 
@@ -130,6 +130,30 @@ def test_an_actor_running_into_the_ego_is_scored_by_their_relative_speed(cfg, ca
     assert s["band"] != "green" and s["points"] < 1.0, (s["band"], s["points"])
     assert relative_impact_speed(10.0, 2.0, 1.5) == 8.0  # the ego closing: its closing speed, as before
     assert relative_impact_speed(0.0, 0.0, -1.5) == 1.5 and relative_impact_speed(5.0, 9.0, 3.0) == 5.0
+
+
+def test_an_avoid_in_a_drive_whose_undisturbed_run_is_no_target_is_no_target(cfg, tmp_path):
+    """A mistimed crossing: the adult reaches the lane after the ego has passed. Rules only, never
+    braking: no_target, 0 points. A mode that braked for the approaching adult "avoided" and scored the
+    point (scenario UAT): the rules run is the drive undisturbed, so that brake was on nothing."""
+    from tiny_node.sim.closed_loop import judged_by_the_undisturbed_drive
+    from tiny_node.sim.report import totals
+
+    walker = ActorSpec("adult", Trajectory(x_m=40.0, y_m=-6.0, heading_deg=90.0, speed_kmh=5.0,
+                                           start=Trigger("time_s", 3.0)), name="late")
+    sc = Scenario(name="mistimed_crossing", ego_speed_kmh=40.0, actors=(walker,), duration_s=6.0, expect="avoid",
+                  protocol="CPNA-25")
+    rules = run_scenario(sc, cfg, bundle=None).summary
+    assert rules["outcome"] == "no_target" and rules["brake_decisions"] == 0, rules
+    braked = {**rules, "mode": "model", "outcome": "avoided", "passed": True, "band": "green", "points": 1.0,
+              "brake_decisions": 12}  # what the model's run of it reported
+    judged = judged_by_the_undisturbed_drive([rules, braked])
+    assert judged[0] == rules
+    assert judged[1]["outcome"] == "no_target" and not judged[1]["passed"] and judged[1]["points"] is None
+    assert "brake was on nothing" in judged[1]["note"]
+    assert totals(judged)["model"]["points"] == 0.0
+    hit = run_scenario(ccrs(30.0), cfg, bundle=None).summary  # a real target: the rules run is not no_target
+    assert judged_by_the_undisturbed_drive([hit, {**hit, "mode": "model"}])[1]["outcome"] == "avoided"
 
 
 def test_benign_adjacent_lane_produces_no_brake(cfg):

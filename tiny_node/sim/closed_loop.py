@@ -617,6 +617,23 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     return summary
 
 
+def judged_by_the_undisturbed_drive(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``runs``, a drive's avoided runs made ``no_target`` where its rules-only run is ``no_target``.
+
+    Why: a rules-only run that never braked is the drive undisturbed. When no actor came into the
+    ego's path there (or near it), a mode that braked in the same drive and "avoided" braked on
+    nothing, and the drive tests nothing: ``--compare`` scored a mistimed crossing 1 point to the
+    model and 0 to the rules. (A run avoided with the VRU never in the path is otherwise a real
+    avoidance: the model stops a CPNA at 20 km/h before the adult reaches the lane.)
+    """
+    untested = {r["name"] for r in runs if r.get("mode") == "rules" and r.get("outcome") == "no_target"}
+    note = ("the same drive without braking (its rules-only run) brought no actor into the ego's path: this "
+            "mode's brake was on nothing, and the drive tests nothing (check the actors' positions, timing and "
+            "start triggers)")
+    return [{**r, "outcome": "no_target", "passed": False, "band": None, "points": None, "band_source": "",
+             "note": note} if r["name"] in untested and r.get("outcome") == "avoided" else r for r in runs]
+
+
 def run_scenario(scenario: Any, cfg: NodeConfig, *, bundle: Path | None, budget_ms: float | None = None,
                  recorder: Any = None, record_images: bool = True, mode: str | None = None) -> RunResult:
     """Run one scenario in lockstep (virtual time) and summarise it.
