@@ -832,6 +832,30 @@ def test_broken_metadata_is_one_line_naming_the_file_and_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("damage", ["cut", "no_storage_identifier"])
+def test_a_damaged_metadata_beside_intact_storage_says_to_move_it_aside(tmp_path, damage):
+    """A bag-replay review: a metadata.yaml cut short got "corrupt or unreadable bag: ... mcap recover"
+    for an intact mcap (the folder replays once it is moved aside, which nothing said), and one cut
+    before its storage_identifier read as "unknown storage ''"."""
+    drive(tmp_path / "rec", storage="mcap", seconds=0.5)
+    meta = tmp_path / "rec" / "metadata.yaml"
+    text = meta.read_text()
+    if damage == "cut":
+        meta.write_text(text[: len(text) // 3])
+    else:
+        meta.write_text("".join(line + "\n" for line in text.splitlines() if "storage_identifier" not in line))
+    with pytest.raises(BagError) as err:
+        BagSource(tmp_path / "rec")
+    msg = str(err.value)
+    assert "mcap recover" not in msg and "unknown storage ''" not in msg, msg
+    assert "storage file(s) beside it read without it: move metadata.yaml aside" in msg, msg
+    if damage == "no_storage_identifier":
+        assert "metadata.yaml has no storage_identifier" in msg
+    meta.rename(tmp_path / "metadata.yaml.bad")
+    with BagSource(tmp_path / "rec") as source:  # as the hint says
+        assert source.message_count > 0
+
+
 def test_recorder_refuses_overwrite_and_unknown_storage(tmp_path):
     with pytest.raises(BagError, match="unknown storage 'rosbag1'"):
         Recorder(tmp_path / "a", storage="rosbag1")

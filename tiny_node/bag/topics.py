@@ -256,6 +256,25 @@ def _recover_hint(storage: str, *, compressed: bool = False) -> str:
     return ""
 
 
+def _without_metadata_hint(folder: Path) -> str:
+    """The hint for a damaged metadata.yaml whose storage files read without it; "" if they do not.
+
+    Why: a metadata.yaml cut short or missing a key got the `mcap recover` hint for an intact mcap,
+    and nothing said the folder replays once the metadata is moved aside.
+    """
+    files = sorted((p for p in folder.iterdir() if p.suffix in STORAGE_SUFFIX and p.is_file()), key=_split_index)
+    if not files or len({p.suffix for p in files}) > 1:
+        return ""
+    reader = _StorageReader(files)
+    try:
+        reader.open()
+    except _READ_ERRORS:
+        return ""
+    reader.close()
+    return (f" (the {len(files)} storage file(s) beside it read without it: move metadata.yaml aside, and the "
+            "folder is read as a recording stopped before it wrote one)")
+
+
 def _first_unreadable(files: Sequence[Path], names: Sequence[Path]) -> str:
     """`` (file name)`` of the first of a split bag's files that does not open, for the error; "" if none.
 
@@ -417,8 +436,14 @@ class BagSource:
                 return storages.pop(), found, "file" if any(z for _, z in kinds.values()) else ""
             what = "storage files of several kinds" if found else "no .mcap / .db3 file"
             raise BagError(f"{path}: no metadata.yaml, not a rosbag2 directory ({what})")
-        info = _read_metadata(meta)
+        try:
+            info = _read_metadata(meta)
+        except BagError as exc:
+            raise BagError(f"{exc}{_without_metadata_hint(path)}") from exc
         storage = str(info.get("storage_identifier", ""))
+        if "storage_identifier" not in info:
+            raise BagError(f"{path}: metadata.yaml has no storage_identifier (cut short?)"
+                           f"{_without_metadata_hint(path)}")
         if storage not in ("mcap", "sqlite3"):
             raise BagError(f"{path}: unknown storage '{storage}' in metadata.yaml (supported: mcap, sqlite3)")
         custom = info.get("custom_data")
@@ -437,7 +462,8 @@ class BagSource:
                 with reader:
                     pass
         except _READ_ERRORS as exc:
-            raise BagError(f"{path}: corrupt or unreadable bag: {exc}{_recover_hint(storage)}") from exc
+            hint = _without_metadata_hint(path) or _recover_hint(storage)
+            raise BagError(f"{path}: corrupt or unreadable bag: {exc}{hint}") from exc
         rel = info.get("relative_file_paths") or []
         files = [path / Path(str(f)).name for f in rel]
         if not files:
