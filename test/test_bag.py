@@ -6,6 +6,7 @@ Recorder, or hand-made bags written with rosbags' Writer for the error cases.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import subprocess
 import sys
@@ -338,6 +339,25 @@ def test_a_camera_on_another_clock_and_a_sensor_that_stops_are_warnings_naming_t
     assert w == ("/odom: no message after 0.667 s (log time), while 5 frame(s) followed beyond its "
                  "odom_timeout_s (0.5 s), to 1.301 s: decided with it stale (fail-safe)"), w
     assert not any(w.startswith("/camera/image_raw: ") for w in s["warnings"])
+
+
+def test_a_jump_in_log_time_is_cut_out_of_the_duration_speed_and_plot(tmp_path):
+    """A --use-sim-time recording (a bag-replay review): duration 1.75e9 s, "2266024335x real time", and
+    a plot of two vertical lines decades apart joined by flat lines across the gap."""
+    from tiny_node.bag.report import _broken_at_gaps, _played_time
+
+    jump = 1_750_000_000 * 10**9
+    bag = _write_bag(tmp_path / "b", "mcap", _drive_items(0, 15) + _drive_items(jump, 15))
+    s = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, plot=True).summary
+    (gap,) = s["input"]["log_gaps"]
+    assert gap["to_s"] - gap["from_s"] == pytest.approx(jump * 1e-9 - 14 / 30, abs=3e-3)
+    assert s["input"]["duration_s"] > 1e9 and s["input"]["played_s"] == pytest.approx(2 * 14 / 30 + 0.001, abs=2e-3)
+    assert s["timing"]["speed_x_realtime"] < 1e4  # the played time over the wall time
+    assert (tmp_path / "o" / "replay.png").stat().st_size > 0
+    played = _played_time([(1.0, 101.0)])
+    assert [played(t) for t in (0.5, 1.0, 101.0, 102.0)] == [0.5, 1.0, 1.0, 2.0]
+    ts, vs = _broken_at_gaps([0.0, 1.0, 101.0, 102.0], [5.0, 6.0, 7.0, 8.0], [(1.0, 101.0)])
+    assert ts == [0.0, 1.0, 1.0, 101.0, 102.0] and vs[:2] == [5.0, 6.0] and math.isnan(vs[2]) and vs[3:] == [7.0, 8.0]
 
 
 def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):

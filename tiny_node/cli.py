@@ -196,7 +196,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     finally:
         restore()
     s = result.summary
-    print(f"\n{s['mode']} replay of {s['input']['bag']} ({s['input']['duration_s']:.1f} s, model: {s['model']})")
+    gaps = s["input"].get("log_gaps") or []
+    span = (f"{s['input']['played_s']:.1f} s played; log time spans {s['input']['duration_s']:.1f} s with "
+            f"{len(gaps)} gap(s) over 60 s" if gaps else f"{s['input']['duration_s']:.1f} s")
+    print(f"\n{s['mode']} replay of {s['input']['bag']} ({span}, model: {s['model']})")
     print("topics: " + ", ".join(f"{role}={name}" for role, name in result.topics.items()))
     first = s["first_brake"]
     print(f"frames {s['frames']}, decisions {s['decisions']}, brakes {s['brakes']}, "

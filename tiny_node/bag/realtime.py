@@ -329,6 +329,7 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
         for conn, ns, raw in source.messages():
             if last_ns is not None and ns - last_ns > MAX_LOG_GAP_S * 1e9:
                 warnings.append(log_gap_warning(feeder, last_ns, ns, realtime=True))
+                feeder.series.gaps.append((feeder.t(last_ns), feeder.t(ns)))
                 wait_for_decisions()
                 restarts.append((time.monotonic(), None))
                 player.restart_node(wait_s, ns, when=f"at the log gap before {feeder.t(ns):.3f} s")

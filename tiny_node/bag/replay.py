@@ -409,6 +409,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
             expire(t)  # the last start-up's bounds ran out in the gap (each is well under it)
             start_up(t)  # a fresh core has no reading either
             warnings.append(log_gap_warning(feeder, last_ns, ns))
+            series.gaps.append((feeder.t(last_ns), t))
         last_ns = ns
         emit(ls.advance_to(t))  # decisions due before this message go first in the bag
         expire(t)  # after them: they were decided while the roles were still waited for
@@ -519,9 +520,14 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         warnings += sensor_end_warnings(roles, last_t, [t for t, _ in series.frames], startup_bounds(cfg))
         replay_s = time.perf_counter() - wall0
         duration_s = (source.end_ns - source.start_ns) * 1e-9
+        # what was played: the gaps over MAX_LOG_GAP_S are not (a clock that jumped by decades made
+        # the replay "2266024335x real time")
+        played_s = duration_s - sum(after - before for before, after in series.gaps)
         summary: dict[str, Any] = {
             "input": {
                 "bag": str(source.path), "storage": source.storage, "duration_s": round(duration_s, 6),
+                "played_s": round(played_s, 6),
+                "log_gaps": [{"from_s": round(a, 6), "to_s": round(b, 6)} for a, b in series.gaps],
                 "messages": source.message_count,
                 "topics": {role: {"topic": name, "type": source.topics[name].msgtype,
                                   "messages": source.topics[name].count} for role, name in roles.items()},
@@ -544,7 +550,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         summary["output"]["plot"] = str(plot_path) if plot_path else None
         wall_s = time.perf_counter() - wall0
         summary["timing"] = {"wall_s": round(wall_s, 3), "replay_s": round(replay_s, 3),
-                             "speed_x_realtime": round(duration_s / wall_s, 2) if wall_s > 0 else None}
+                             "speed_x_realtime": round(played_s / wall_s, 2) if wall_s > 0 else None}
         summary_path = out_dir / "summary.json"
         staging.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         staging.commit()

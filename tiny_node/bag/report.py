@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class Series:
     speed_t: list[float] = field(default_factory=list)
     speed_mps: list[float] = field(default_factory=list)
     frames: list[tuple[float, int]] = field(default_factory=list)  # (t, stamp)
+    #: log-time gaps over MAX_LOG_GAP_S (t before, t after): a pause, or a clock that jumped by decades
+    gaps: list[tuple[float, float]] = field(default_factory=list)
     undecodable: Counter[str] = field(default_factory=Counter)
     undecodable_why: dict[str, str] = field(default_factory=dict)  # topic -> the first message's error
     #: lockstep: each start-up (the bag's, and one after each log-time gap): from_s, until_s (the
@@ -242,6 +245,31 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
 _SOURCE_COLOURS = {"model": "tab:blue", "rules": "tab:orange", "fallback": "tab:red"}
 
 
+def _played_time(gaps: list[tuple[float, float]]) -> Callable[[float], float]:
+    """Log time to played time: each gap over MAX_LOG_GAP_S cut out.
+
+    Why: a ``--use-sim-time`` recording logs at 0 until its first /clock, then at 1.75e9 s: on log
+    time its plot was two vertical lines 55 years apart, joined by flat lines across the gap.
+    """
+    def played(t: float) -> float:
+        return t - sum(after - before for before, after in gaps if after <= t)
+    return played
+
+
+def _broken_at_gaps(ts: list[float], values: list[float],
+                    gaps: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """``ts``, ``values`` with a NaN point at each gap, so a line is not drawn across it."""
+    out_t: list[float] = []
+    out_v: list[float] = []
+    for i, (t, v) in enumerate(zip(ts, values, strict=True)):
+        if i and any(ts[i - 1] <= before and after <= t for before, after in gaps):
+            out_t.append(ts[i - 1])
+            out_v.append(math.nan)
+        out_t.append(t)
+        out_v.append(v)
+    return out_t, out_v
+
+
 def write_plot(path: Path, records: list[DecisionRecord], series: Series, title: str) -> None:
     """PNG: range, ego speed and the decision (coloured by source) over log time."""
     # The Figure API with the Agg canvas, not pyplot: no backend selection, no global state,
@@ -252,18 +280,21 @@ def write_plot(path: Path, records: list[DecisionRecord], series: Series, title:
     fig = Figure(figsize=(10, 7), layout="constrained")
     FigureCanvasAgg(fig)
     ax_r, ax_v, ax_d = fig.subplots(3, 1, sharex=True)
-    rng = [r if math.isfinite(r) else math.nan for r in series.range_m]
-    ax_r.plot(series.range_t, rng, ".-", ms=2, lw=0.8, color="tab:green")
+    x = _played_time(series.gaps)
+    range_x, range_m = _broken_at_gaps(series.range_t, series.range_m, series.gaps)
+    rng = [r if math.isfinite(r) else math.nan for r in range_m]
+    ax_r.plot([x(t) for t in range_x], rng, ".-", ms=2, lw=0.8, color="tab:green")
     # REP-117 infinities as ticks on the axis edges (x in data, y in axes units).
     edge = ax_r.get_xaxis_transform()
     for value, y, label in ((math.inf, 0.97, "clear (+Inf)"), (-math.inf, 0.03, "closer than min (-Inf)")):
-        ts = [t for t, r in zip(series.range_t, series.range_m, strict=True) if r == value]
+        ts = [x(t) for t, r in zip(series.range_t, series.range_m, strict=True) if r == value]
         if ts:
             ax_r.plot(ts, [y] * len(ts), "|", color="grey" if value > 0 else "red", transform=edge, label=label)
     if any(math.isinf(r) for r in series.range_m):
         ax_r.legend(loc="center right", fontsize=8)
     ax_r.set_ylabel("range (m)")
-    ax_v.plot(series.speed_t, series.speed_mps, lw=1.0, color="tab:purple")
+    speed_x, speed_v = _broken_at_gaps(series.speed_t, series.speed_mps, series.gaps)
+    ax_v.plot([x(t) for t in speed_x], speed_v, lw=1.0, color="tab:purple")
     ax_v.set_ylabel("ego speed (m/s)")
     held = startup_holds(records)
     ordered = sorted(records, key=lambda r: r.t)
@@ -272,21 +303,27 @@ def write_plot(path: Path, records: list[DecisionRecord], series: Series, title:
     span: list[float] = []
     for r in [*ordered, None]:
         if r is not None and id(r) in in_startup:
-            span = [span[0] if span else r.t, r.t]
+            span = [span[0] if span else x(r.t), x(r.t)]
         elif span:
             ax_d.axvspan(span[0], span[1], color="0.85", lw=0,
                          label="start-up fail-safe, hold" if not ax_d.patches else None)
             span = []
-    ax_d.step([r.t for r in ordered], [int(r.brake) for r in ordered], where="post", color="black", lw=0.8)
+    step_t, step_b = _broken_at_gaps([r.t for r in ordered], [float(r.brake) for r in ordered], series.gaps)
+    ax_d.step([x(t) for t in step_t], step_b, where="post", color="black", lw=0.8)
     for source, colour in _SOURCE_COLOURS.items():
         pts = [r for r in ordered if r.source == source]
         if pts:
-            ax_d.scatter([r.t for r in pts], [int(r.brake) for r in pts], s=8, color=colour, label=source)
-    if bad := [r.t for r in ordered if r.frame_fault]:
+            ax_d.scatter([x(r.t) for r in pts], [int(r.brake) for r in pts], s=8, color=colour, label=source)
+    if bad := [x(r.t) for r in ordered if r.frame_fault]:
         ax_d.scatter(bad, [0.5] * len(bad), marker="x", color="magenta", label="bad frame")
+    for before, after in series.gaps:  # where the cut-out gaps were
+        for ax in (ax_r, ax_v, ax_d):
+            ax.axvline(x(after), color="0.5", ls="--", lw=0.8)
+        ax_d.annotate(f"gap {after - before:.4g} s", (x(after), 0.5), xycoords=ax_d.get_xaxis_transform(),
+                      fontsize=7, rotation=90, va="center", ha="right", color="0.4")
     ax_d.set_yticks([0, 1], ["no_brake", "brake"])
     ax_d.set_ylabel("decision")
-    ax_d.set_xlabel("log time (s)")
+    ax_d.set_xlabel("log time (s)" if not series.gaps else "log time (s) played: the log-time gaps (dashed) cut out")
     ax_d.legend(loc="upper left", fontsize=8, ncols=4)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=100)
