@@ -674,6 +674,20 @@ def _write_bag(path: Path, storage: str, messages: list[tuple[str, int, object]]
     return path
 
 
+def test_a_bag_with_a_laser_scan_and_no_range_names_the_scan_it_does_not_read(tmp_path):
+    """A bag-replay review: the "no range topic" warning did not say that a /scan was there, unread."""
+    scan_t = bm.TYPESTORE.types["sensor_msgs/msg/LaserScan"]
+    items = [it for it in _drive_items(0, 5) if it[0] != "/range"]
+    items += [("/scan", i * 10**8, scan_t(header=bm.header(i * 10**8, "laser"), angle_min=-1.0, angle_max=1.0,
+                                          angle_increment=0.5, time_increment=0.0, scan_time=0.1, range_min=0.1,
+                                          range_max=30.0, ranges=np.full(5, 12.0, np.float32),
+                                          intensities=np.zeros(5, np.float32))) for i in range(3)]
+    s = replay(_write_bag(tmp_path / "b", "mcap", items), out_dir=tmp_path / "o", cfg=make_config(), bundle=None,
+               plot=False).summary
+    (note,) = [w for w in s["warnings"] if w.startswith("no range topic")]
+    assert "found /scan [sensor_msgs/msg/LaserScan], which the node does not read" in note, note
+
+
 def _talker(path: Path, storage: str = "mcap") -> Path:
     log = bm.TYPESTORE.types["rcl_interfaces/msg/Log"]
     msgs_ = []

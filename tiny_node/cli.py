@@ -202,7 +202,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     print(f"\n{s['mode']} replay of {s['input']['bag']} ({span}, model: {s['model']})")
     print("topics: " + ", ".join(f"{role}={name}" for role, name in result.topics.items()))
     first = s["first_brake"]
-    print(f"frames {s['frames']}, decisions {s['decisions']}, brakes {s['brakes']}, "
+    timeouts = s.get("camera_timeout_decisions") or 0
+    print(f"frames {s['frames']}, decisions {s['decisions']}"
+          + (f" ({timeouts} while the camera was out)" if timeouts else "") + f", brakes {s['brakes']}, "
           f"by source {s['by_source']}, bad frames {len(s['bad_frames'])}, "
           f"deadline misses {s['deadline_misses']}, first brake "
           + (f"at {first['t_s']:.3f} s ({first['reason']})" if first else "none"))

@@ -256,6 +256,15 @@ def _recover_hint(storage: str, *, compressed: bool = False) -> str:
     return ""
 
 
+#: types a vehicle records in place of a role's, named when that role is missing
+_NOT_READ_INSTEAD: Mapping[str, tuple[str, ...]] = {
+    "range": ("sensor_msgs/msg/LaserScan", "sensor_msgs/msg/PointCloud2", "radar_msgs/msg/RadarScan",
+              "radar_msgs/msg/RadarTracks"),
+    "odom": ("geometry_msgs/msg/TwistStamped", "geometry_msgs/msg/TwistWithCovarianceStamped",
+             "geometry_msgs/msg/PoseStamped", "sensor_msgs/msg/NavSatFix"),
+}
+
+
 def _without_metadata_hint(folder: Path) -> str:
     """The hint for a damaged metadata.yaml whose storage files read without it; "" if they do not.
 
@@ -760,8 +769,13 @@ def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] 
         if pick:
             roles[role] = pick[0].name
         elif role in ("range", "odom"):
+            # what the bag has instead (a LaserScan, a PointCloud2, a TwistStamped), so the reader
+            # sees at once why it is not taken: the node reads these types only
+            near = [t for t in topics.values() if t.count and t.msgtype in _NOT_READ_INSTEAD.get(role, ())]
+            instead = (f"; found {', '.join(str(t) for t in near)}, which the node does not read (convert it to "
+                       f"{' or '.join(want)}, e.g. the nearest return ahead)" if near else "")
             warnings.append(f"no {role} topic ({' or '.join(want)}) with messages: the rule path "
-                            f"will judge frames fail-safe ({role} missing)")
+                            f"will judge frames fail-safe ({role} missing){instead}")
     said: set[str] = set()
     for role, name in list(roles.items()):
         info = topics[name]
