@@ -607,9 +607,10 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
         summary["note"] = ("no actor entered the ego's path and the ego never braked: the drive tested nothing "
                            "(check the actors' positions, headings and start triggers)" if math.isinf(tr.min_distance)
                            else f"the ego never came within TTC {NO_TARGET_TTC_S:.0f} s of an actor in its path "
-                           f"(closest {tr.min_distance:.1f} m, TTC {tr.min_ttc:.1f} s) and never braked: the drive "
-                           "tested nothing (check the actors' positions and units, the ego's speed and the start "
-                           "triggers)")
+                           f"(closest {tr.min_distance:.1f} m, TTC "
+                           + (f"{tr.min_ttc:.1f} s" if math.isfinite(tr.min_ttc) else "none: never closing")
+                           + ") and never braked: the drive tested nothing (check the actors' positions and units, "
+                           "the ego's speed and the actors' triggers)")
     band = None if no_target else score(scenario, summary["relative_impact_speed_kmh"])  # protocol runs only
     summary["band"] = band.colour if band is not None else None
     summary["points"] = band.points if band is not None else None
