@@ -113,8 +113,10 @@ class _ContextPort:
 # rcl's error type from the C extension, as rclpy itself names it in every distro
 # (`rclpy.subscription.RCLError` is a re-export that only Kilted's rclpy has).
 RCLError = _rclpy.RCLError
-# rclpy >= Iron passes MessageInfo (publication sequence numbers) to 2-argument callbacks.
-_HAS_MSG_INFO = hasattr(Subscription, "CallbackType")
+# rclpy >= Iron passes MessageInfo (publication sequence numbers) to 2-argument callbacks: Iron to
+# Kilted say so with Subscription.CallbackType, rclpy after Kilted with _detect_wants_info instead
+# (read by name only: Humble has neither, and its callbacks get the message alone).
+_HAS_MSG_INFO = hasattr(Subscription, "CallbackType") or hasattr(Subscription, "_detect_wants_info")
 DECISION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
