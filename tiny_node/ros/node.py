@@ -914,7 +914,7 @@ def main(args: list[str] | None = None) -> int:
                 if not rclpy.ok() or failed > MAX_FAILED_CALLBACKS:
                     raise
                 node.get_logger().error(f"an rclpy callback failed and its request was dropped, the node goes on: "
-                                        f"{exc} (on Humble and Jazzy, a lifecycle transition asked by id that "
+                                        f"{exc} (e.g. on Humble and Jazzy: a lifecycle transition asked by id that "
                                         "the current state lacks)")
             if node.finalized_at is not None and time.monotonic() - node.finalized_at >= FINALIZED_GRACE_S:
                 break
