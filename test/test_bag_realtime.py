@@ -77,6 +77,47 @@ class _VirtualTime:
         self.now += max(s, 1e-4)
 
 
+class _StandInNode:
+    """A ``realtime.Player`` stand-in on virtual time (no DDS): the node answers each frame 5 ms later
+    with a no-brake; a restart takes 3 s, during which the node before it sends a camera-timeout brake.
+
+    A test subclasses it with its clock (``vt``) and what the node had sent before (``inbox_at_start``).
+    """
+
+    decision_topic = "/decision"
+    node_sim_time = True  # the node answered: use_sim_time true
+    vt: _VirtualTime
+    inbox_at_start: tuple[tuple[float, str, bytes], ...] = ()
+
+    def __init__(self, roles: Any, namespace: str) -> None:
+        self.inbox = list(self.inbox_at_start)
+        self.pubs = {role: SimpleNamespace(publish=self._answer if role == "camera" else lambda raw: None)
+                     for role in roles}
+
+    def _answer(self, raw: bytes) -> None:
+        stamp = bm.time_to_ns(bm.TYPESTORE.deserialize_cdr(raw, bm.IMAGE).header.stamp)
+        self.inbox += [(self.vt.now + 0.005, "/decision", _decision_cdr(stamp, "no_brake", "clear")),
+                       (self.vt.now + 0.005, "/brake", bm.serialize(bm.bool_msg(False)))]
+
+    def wait_for_node(self, timeout_s: float, clock_ns: int) -> None:
+        pass
+
+    def restart_node(self, timeout_s: float, clock_ns: int, *, when: str) -> None:
+        self.vt.now += 3.0
+        self.inbox.append((self.vt.now - 1.0, "/decision", _decision_cdr(clock_ns, "brake", "camera timeout")))
+
+    def clock(self, ns: int) -> None:
+        pass
+
+    def drain(self) -> list[tuple[float, str, bytes]]:
+        got = [m for m in self.inbox if m[0] <= self.vt.now]
+        self.inbox = [m for m in self.inbox if m[0] > self.vt.now]
+        return got
+
+    def close(self) -> None:
+        pass
+
+
 def test_decisions_before_the_first_frame_are_left_out_and_counted(tmp_path, monkeypatch):
     """A node that ran before sends decisions while the replay starts (a camera-timeout fail-safe
     brake, the reviewer's 13): they answer no frame of the bag and were recorded at t = 0.
@@ -84,37 +125,14 @@ def test_decisions_before_the_first_frame_are_left_out_and_counted(tmp_path, mon
     vt = _VirtualTime()
     stale = "fail-safe brake: range: stale (5.55 s > 0.5 s); camera: no frame for 5.53 s"
 
-    class Player:
-        decision_topic = "/decision"
-        node_sim_time = True  # the node answered: use_sim_time true
+    class Player(_StandInNode):
+        inbox_at_start = (  # received while waiting for the node
+            (vt.now, "/decision", _decision_cdr(T0 - 10**9, "brake", stale)),
+            (vt.now, "/brake", bm.serialize(bm.bool_msg(True))),
+            (vt.now, "/diagnostics", _decision_cdr(T0 - 10**9, "brake", stale)),
+        )
 
-        def __init__(self, roles: Any, namespace: str) -> None:
-            self.inbox: list[tuple[float, str, bytes]] = [  # received while waiting for the node
-                (vt.now, "/decision", _decision_cdr(T0 - 10**9, "brake", stale)),
-                (vt.now, "/brake", bm.serialize(bm.bool_msg(True))),
-                (vt.now, "/diagnostics", _decision_cdr(T0 - 10**9, "brake", stale)),
-            ]
-            self.pubs = {role: SimpleNamespace(publish=self._answer if role == "camera" else lambda raw: None)
-                         for role in roles}
-
-        def _answer(self, raw: bytes) -> None:  # the node answers each frame 5 ms later
-            stamp = bm.time_to_ns(bm.TYPESTORE.deserialize_cdr(raw, bm.IMAGE).header.stamp)
-            self.inbox += [(vt.now + 0.005, "/decision", _decision_cdr(stamp, "no_brake", "clear")),
-                           (vt.now + 0.005, "/brake", bm.serialize(bm.bool_msg(False)))]
-
-        def wait_for_node(self, timeout_s: float, clock_ns: int) -> None:
-            pass
-
-        def clock(self, ns: int) -> None:
-            pass
-
-        def drain(self) -> list[tuple[float, str, bytes]]:
-            got = [m for m in self.inbox if m[0] <= vt.now]
-            self.inbox = [m for m in self.inbox if m[0] > vt.now]
-            return got
-
-        def close(self) -> None:
-            pass
+    Player.vt = vt
 
     def no_decode(*_: object, **__: object) -> None:
         raise AssertionError("a camera frame was decoded to read its stamp")
@@ -210,38 +228,10 @@ def test_two_log_gaps_without_a_frame_between_keep_every_later_decision(tmp_path
     after the second gap was left out as well (diff review: 10 of 20 frames without a decision)."""
     vt = _VirtualTime()
 
-    class Player:
-        decision_topic = "/decision"
-        node_sim_time = True
+    class Player(_StandInNode):
+        pass
 
-        def __init__(self, roles: Any, namespace: str) -> None:
-            self.inbox: list[tuple[float, str, bytes]] = []
-            self.pubs = {role: SimpleNamespace(publish=self._answer if role == "camera" else lambda raw: None)
-                         for role in roles}
-            self.restarts = 0
-
-        def _answer(self, raw: bytes) -> None:  # the node answers each frame 5 ms later
-            stamp = bm.time_to_ns(bm.TYPESTORE.deserialize_cdr(raw, bm.IMAGE).header.stamp)
-            self.inbox.append((vt.now + 0.005, "/decision", _decision_cdr(stamp, "no_brake", "clear")))
-
-        def wait_for_node(self, timeout_s: float, clock_ns: int) -> None:
-            pass
-
-        def restart_node(self, timeout_s: float, clock_ns: int, *, when: str) -> None:
-            vt.now += 3.0  # a restart takes seconds; a camera-timeout decision of the old node meanwhile
-            self.inbox.append((vt.now - 1.0, "/decision", _decision_cdr(clock_ns, "brake", "camera timeout")))
-
-        def clock(self, ns: int) -> None:
-            pass
-
-        def drain(self) -> list[tuple[float, str, bytes]]:
-            got = [m for m in self.inbox if m[0] <= vt.now]
-            self.inbox = [m for m in self.inbox if m[0] > vt.now]
-            return got
-
-        def close(self) -> None:
-            pass
-
+    Player.vt = vt
     monkeypatch.setattr(realtime, "time", vt)
     monkeypatch.setattr(realtime, "Player", Player)
     monkeypatch.setattr(realtime, "installed_form", lambda source, msgtype: None)
