@@ -355,9 +355,12 @@ def test_a_jump_in_log_time_is_cut_out_of_the_duration_speed_and_plot(tmp_path):
     assert s["timing"]["speed_x_realtime"] < 1e4  # the played time over the wall time
     assert (tmp_path / "o" / "replay.png").stat().st_size > 0
     played = _played_time([(1.0, 101.0)])
-    assert [played(t) for t in (0.5, 1.0, 101.0, 102.0)] == [0.5, 1.0, 1.0, 2.0]
+    # a decision inside the gap (a cycle decided at it, 50 ms on) plots at the gap, not past it
+    assert [played(t) for t in (0.5, 1.0, 1.05, 101.0, 102.0)] == [0.5, 1.0, 1.0, 1.0, 2.0]
     ts, vs = _broken_at_gaps([0.0, 1.0, 101.0, 102.0], [5.0, 6.0, 7.0, 8.0], [(1.0, 101.0)])
     assert ts == [0.0, 1.0, 1.0, 101.0, 102.0] and vs[:2] == [5.0, 6.0] and math.isnan(vs[2]) and vs[3:] == [7.0, 8.0]
+    ts, vs = _broken_at_gaps([0.9, 1.05, 101.03], [1.0, 2.0, 3.0], [(1.0, 101.0)])  # the point in the gap too
+    assert ts == [0.9, 1.05, 1.05, 101.03] and math.isnan(vs[2])
 
 
 def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
@@ -416,6 +419,24 @@ def test_realtime_replay_steps_over_a_jump_in_log_time(tmp_path, monkeypatch):
     assert clock == sorted(clock) and clock[-1] >= jump
     assert restarts == [(jump, "at the log gap before 3000.000 s")]  # the node restarted at the jump, /clock there
     assert any("log time jumps" in w for w in result.summary["warnings"]), result.summary["warnings"]
+
+
+def test_an_open_mcap_split_beside_compressed_ones_gets_the_plain_recover_hint(tmp_path):
+    """A killed --compression-mode file mcap recording: the open split is not compressed, so its hint is
+    `mcap recover` alone, not "decompressed (zstd -d) and then" (diff review)."""
+    from tiny_node.bag.topics import zstd
+
+    drive(tmp_path / "rec", seconds=1.0)
+    _split_without_metadata(tmp_path / "rec", tmp_path / "split", "mcap")
+    first = tmp_path / "split" / "split_0.mcap"
+    first.with_name(first.name + ".zstd").write_bytes(zstd.compress(first.read_bytes()))
+    first.unlink()
+    last = tmp_path / "split" / "split_2.mcap"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(BagError) as err:
+        BagSource(tmp_path / "split")
+    assert "(split_2.mcap)" in str(err.value) and "rebuilt with `mcap recover`" in str(err.value)
+    assert "zstd -d" not in str(err.value), str(err.value)
 
 
 def test_a_split_bag_cut_short_names_the_file_to_recover(tmp_path):
@@ -686,6 +707,7 @@ def test_a_bag_with_a_laser_scan_and_no_range_names_the_scan_it_does_not_read(tm
                plot=False).summary
     (note,) = [w for w in s["warnings"] if w.startswith("no range topic")]
     assert "found /scan [sensor_msgs/msg/LaserScan], which the node does not read" in note, note
+    assert note.endswith("(convert it to sensor_msgs/msg/Range: the nearest return ahead)"), note
 
 
 def _talker(path: Path, storage: str = "mcap") -> Path:

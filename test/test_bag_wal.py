@@ -230,3 +230,36 @@ def test_a_killed_file_compressed_recording_reads_its_splits_and_its_open_splits
     (bag / "rec_0.db3").unlink()
     with pytest.raises(BagError, match=r"rec_0\.db3\.zstd: does not decompress"):
         BagSource(bag)
+
+
+def test_a_write_ahead_log_that_cannot_be_copied_is_named_not_an_unpacked_split(tmp_path, monkeypatch):
+    """The log's copy shares the folder the compressed splits were unpacked into: its error deleted them
+    all, and the error then named the intact rec_0.db3.zstd (diff review)."""
+    import errno
+    import shutil as shutil_mod
+
+    from tiny_node.bag.topics import zstd
+
+    first = tmp_path / "first"
+    with Writer(first, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in TOPICS.items()}
+        for topic, ns, raw in _messages(-30, 30):
+            writer.write(conns[topic], ns, raw)
+    last = killed_recording(tmp_path / "last", closed=30, logged=30, metadata=False)
+    bag = tmp_path / "rec"
+    bag.mkdir()
+    (bag / "rec_0.db3.zstd").write_bytes(zstd.compress(next(first.glob("*.db3")).read_bytes()))
+    db = next(last.glob("*.db3")).name
+    for f in list(last.glob(f"{db}*")):
+        f.rename(bag / f.name.replace(db, "rec_1.db3"))
+    copyfile = shutil_mod.copyfile
+
+    def flaky(src, dst, *a, **k):
+        if str(src).endswith("-wal"):
+            raise OSError(errno.EIO, "Input/output error", str(src))
+        return copyfile(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil_mod, "copyfile", flaky)
+    with pytest.raises(BagError) as err:
+        BagSource(bag)
+    assert "rec_1.db3-wal" in str(err.value) and "(rec_0.db3.zstd)" not in str(err.value), str(err.value)

@@ -251,8 +251,8 @@ def _played_time(gaps: list[tuple[float, float]]) -> Callable[[float], float]:
     Why: a ``--use-sim-time`` recording logs at 0 until its first /clock, then at 1.75e9 s: on log
     time its plot was two vertical lines 55 years apart, joined by flat lines across the gap.
     """
-    def played(t: float) -> float:
-        return t - sum(after - before for before, after in gaps if after <= t)
+    def played(t: float) -> float:  # a decision inside a gap (the cycles decided at it) at its start
+        return t - sum(min(t, after) - before for before, after in gaps if before < t)
     return played
 
 
@@ -262,7 +262,7 @@ def _broken_at_gaps(ts: list[float], values: list[float],
     out_t: list[float] = []
     out_v: list[float] = []
     for i, (t, v) in enumerate(zip(ts, values, strict=True)):
-        if i and any(ts[i - 1] <= before and after <= t for before, after in gaps):
+        if i and any(ts[i - 1] < after <= t for _, after in gaps):
             out_t.append(ts[i - 1])
             out_v.append(math.nan)
         out_t.append(t)

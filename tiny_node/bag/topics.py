@@ -284,8 +284,8 @@ def _without_metadata_hint(folder: Path) -> str:
             "folder is read as a recording stopped before it wrote one)")
 
 
-def _first_unreadable(files: Sequence[Path], names: Sequence[Path]) -> str:
-    """`` (file name)`` of the first of a split bag's files that does not open, for the error; "" if none.
+def _first_unreadable(files: Sequence[Path], names: Sequence[Path]) -> Path | None:
+    """The first of a split bag's files that does not open, by its own name, for the error; None if none.
 
     ``files`` are those read (a copy where a write-ahead log was applied), ``names`` the bag's
     own files in the same order, which the error names. Why: a split recording that was killed
@@ -296,8 +296,8 @@ def _first_unreadable(files: Sequence[Path], names: Sequence[Path]) -> str:
             with Reader(f):
                 pass
         except _READ_ERRORS:
-            return f" ({name.name})"
-    return ""
+            return name
+    return None
 
 
 def _sidecar(db: Path, suffix: str) -> Path:
@@ -380,9 +380,12 @@ class BagSource:
             # damaged file
             # (a file-compressed bag: its unpacked copies, once unpacking went through)
             readable_as_files = compression in ("", "message") or (compression == "file" and files is not originals)
-            which = _first_unreadable(files, originals) if len(files) > 1 and readable_as_files else ""
+            bad = _first_unreadable(files, originals) if len(files) > 1 and readable_as_files else None
             self._drop_tmp()
-            hint = _recover_hint(self.storage, compressed=compression == "file")
+            # the hint of the file that failed: a killed recording's open mcap split is not compressed
+            packed = compression == "file" if bad is None else bad.suffix == ".zstd"
+            hint = _recover_hint(self.storage, compressed=packed)
+            which = "" if bad is None else f" ({bad.name})"
             raise BagError(f"{self.path}: corrupt or unreadable bag{which}: {exc}{hint}") from exc
         self.connections: list[Connection] = list(self._reader.connections)
         # a bag with no definitions at all (sqlite3 before Iron) is read with the stores below
@@ -557,8 +560,10 @@ class BagSource:
         logged = [f for f in files if _sidecar(f, "-wal").is_file() and _sidecar(f, "-wal").stat().st_size > 0]
         if not logged:
             return files
-        if self._tmp is None:  # else the folder the compressed splits were unpacked into
+        shared = self._tmp is not None  # the folder the compressed splits were unpacked into
+        if self._tmp is None:
             self._tmp = TemporaryDirectory(prefix="tiny_node-bag-")
+        made: list[Path] = []  # the copies, removed on an error (not the unpacked splits beside them)
         out = list(files)
         try:
             # the copies, and the database growing by up to its log's size while the log is applied
@@ -569,6 +574,7 @@ class BagSource:
                              "copied")
             for f in logged:
                 copy = Path(self._tmp.name, f.name)
+                made += [copy, _sidecar(copy, "-wal"), _sidecar(copy, "-shm")]
                 for src, dst in [(f, copy)] + [(_sidecar(f, s), _sidecar(copy, s)) for s in WAL_SUFFIXES]:
                     if src.is_file():
                         try:
@@ -590,7 +596,10 @@ class BagSource:
                     "it); read with the log applied to a copy, the bag itself left as it is")
                 out[files.index(f)] = copy
         except BaseException:
-            self._drop_tmp()
+            if not shared:
+                self._drop_tmp()
+            for copy in made:
+                copy.unlink(missing_ok=True)
             raise
         return out
 
@@ -772,8 +781,9 @@ def detect_topics(topics: Mapping[str, TopicInfo], overrides: Mapping[str, str] 
             # what the bag has instead (a LaserScan, a PointCloud2, a TwistStamped), so the reader
             # sees at once why it is not taken: the node reads these types only
             near = [t for t in topics.values() if t.count and t.msgtype in _NOT_READ_INSTEAD.get(role, ())]
+            how = "the nearest return ahead" if role == "range" else "the forward speed in twist.twist.linear.x"
             instead = (f"; found {', '.join(str(t) for t in near)}, which the node does not read (convert it to "
-                       f"{' or '.join(want)}, e.g. the nearest return ahead)" if near else "")
+                       f"{' or '.join(want)}: {how})" if near else "")
             warnings.append(f"no {role} topic ({' or '.join(want)}) with messages: the rule path "
                             f"will judge frames fail-safe ({role} missing){instead}")
     said: set[str] = set()
