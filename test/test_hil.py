@@ -1167,3 +1167,267 @@ def test_range_posinf_is_judged_on_either_clear_reason(reason, passed):
     run.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(210)]
     run.decisions = {i: [_decision(1.0 + i / 30 + 0.008, rules_reason=reason)] for i in range(210)}
     assert posinf.check(run).passed is passed
+
+
+# --- user-acceptance review of `tiny-node hil` (2027-01): findings 1-11 -----------------------------
+def _free_pid() -> int:
+    """A pid no process has on this host."""
+    pid = 4_000_000
+    while Path(f"/proc/{pid}").exists():
+        pid -= 1
+    return pid
+
+
+def test_an_attached_node_pid_that_is_not_the_node_is_refused(tmp_path, capsys, monkeypatch):
+    """``--attach --node-pid PID`` with a wrong pid was accepted with a console warning only: another
+    node's model worker was SIGKILLed, and a `sleep`'s memory was reported as the node's (PASS, rc 0)."""
+    from tiny_node.cli import main
+    from tiny_node.hil import harness
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    # stands in for another tiny_node process (its command line names it)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "tiny_node", "run"])
+    try:
+        for _ in range(100):  # until the child has exec'd
+            if b"tiny_node" in Path(f"/proc/{other.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.02)
+        assert "not a tiny_node process" in harness.attached_pid_problem(sleeper.pid)
+        assert "no such process" in harness.attached_pid_problem(_free_pid())
+        assert harness.attached_pid_problem(other.pid) == ""
+        notes: list[str] = []
+        # the node reports a pid that runs here (the same pid namespace) and is not the given one
+        with pytest.raises(harness.NodePidError) as err:
+            harness.attached_pid(other.pid, os.getpid(), notes.append)
+        assert f"--node-pid {other.pid}" in str(err.value) and f"reports pid {os.getpid()}" in str(err.value)
+        with pytest.raises(harness.NodePidError, match="not a tiny_node process"):
+            harness.attached_pid(sleeper.pid, sleeper.pid, notes.append)
+        assert harness.attached_pid(other.pid, other.pid, notes.append) == other.pid and not notes
+        # only a reported pid that does not exist here (another pid namespace) is taken, with a warning
+        gone = _free_pid()
+        assert harness.attached_pid(other.pid, gone, notes.append) == other.pid
+        assert notes[-1].startswith("warning:") and "another pid namespace" in notes[-1]
+        # refused before anything starts (a `sleep`), or once the node answered (exit 2, one line)
+        args = ["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--attach", "--faults", "worker_sigkill"]
+        assert main([*args, "--node-pid", str(sleeper.pid)]) == 2
+        err_text = capsys.readouterr().err
+        assert f"--node-pid {sleeper.pid} is not a tiny_node process" in err_text and "Traceback" not in err_text
+
+        def run_all(cfg, faults, *, clean_s=0.0):
+            harness.attached_pid(cfg.node_pid, os.getpid(), print)
+
+        monkeypatch.setattr(harness, "run_all", run_all)
+        assert main([*args, "--node-pid", str(other.pid)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and str(other.pid) in lines[0] and str(os.getpid()) in lines[0], lines
+    finally:
+        for p in (sleeper, other):
+            p.kill()
+            p.wait(10)
+
+
+def test_an_attached_node_is_alive_by_its_pid_when_known():
+    """A live node (deadline 1000 ms) was reported as "the node process exited": its last frames
+    were not decided within the drain, and --node-pid was ignored."""
+    from tiny_node.hil.harness import attached_alive
+
+    rec = _rec(deadline_ms=1000.0, duration_s=20.0)
+    rec.frames = [FrameRec(i, i, i / 30, i / 30) for i in range(570)]
+    rec.decisions = {i: [_decision(i / 30 + 0.9)] for i in range(500)}  # the last 70 frames undecided
+    assert attached_alive(rec, os.getpid())
+    done = subprocess.Popen(["true"])
+    done.wait(10)
+    assert not attached_alive(rec, done.pid)
+    # without a pid: what the node still sent (a decision 2.6 s before the end) shows it alive
+    rec.decisions[600] = [_decision(17.4)]
+    assert attached_alive(rec, None)
+    assert not attached_alive(_rec(duration_s=20.0, decisions={1: [_decision(3.0)]}), None)
+
+
+def test_range_unstamped_with_nothing_in_range_is_not_judged_not_failed():
+    """All +Inf in the window ('clear: nothing within max_range'): the node judges stamps on finite
+    readings only, so no WARN can come; the check failed on the missing diagnostic."""
+    def run(value: float):
+        fault = F.RangeFault("unstamped")
+        fault.start = 2.0
+        for k in range(30):  # 1.5 s at 20 Hz
+            assert fault.on_sensor(_Ctx(), "range", 5_000 + k, value) == (0, value)
+        rec = _rec()
+        rec.range_sent = [k * 0.05 for k in range(130)]
+        rec.frames = [FrameRec(i, i, i / 30, i / 30) for i in range(200)]
+        rec.decisions = {i: [_decision(i / 30 + 0.008, rules_reason="clear: nothing within max_range 150.00 m")]
+                         for i in range(200)}
+        rec.diags.append(DiagRec(2.5, "tiny_node: sensors", 0, "ok", {}))
+        return fault.check(rec)
+
+    res = run(math.inf)
+    assert res.passed and res.status == "PASS (not all judged)", res.failures
+    assert any("0 of 30 readings in the window were finite" in n for n in res.not_judged), res.not_judged
+    # finite readings and no warning: still a failure
+    assert any("no 'sensors' diagnostic at level 1" in f for f in run(20.0).failures)
+
+
+def test_an_invalid_range_is_judged_only_inside_its_window_and_no_negative_time_is_printed():
+    """range_timeout_s 10 s beside a 1.5 s NaN window: frames after the window (valid readings again)
+    were judged as under the warning (FAIL 40/154), and "it lasted -8.50 s" was printed."""
+    rec, fault = _invalid_record(10.0)
+    res = fault.check(rec)
+    assert res.passed, res.failures
+    text = " ".join(res.not_judged + res.observed)
+    assert "-8.50" not in text and "lasted -" not in text, text
+    assert any("closed before range_timeout_s (10.0 s)" in n for n in res.not_judged), res.not_judged
+
+
+def test_a_node_with_use_sim_time_in_a_wall_clock_run_fails_up_front(tmp_path, capsys, monkeypatch):
+    """An attached node with use_sim_time true and no /clock passed almost everything: its ROS time
+    stayed 0, so its stamps went unjudged. The harness read use_sim_time and did nothing with it."""
+    import types
+
+    from tiny_node.cli import main
+    from tiny_node.hil import harness
+
+    assert "use_sim_time true" in harness.sim_time_problem(harness.GROUPS["main"], True, attach=True)
+    assert harness.sim_time_problem(harness.GROUPS["simtime"], True, attach=False) == ""
+    assert harness.sim_time_problem(harness.GROUPS["main"], False, attach=True) == ""
+
+    class Feeder:
+        compressed = False
+
+        def __init__(self, **kw) -> None:
+            pass
+
+        def wait_for_node(self, timeout_s: float) -> bool:
+            return True
+
+        def get_parameters(self, service, names, timeout_s=5.0):
+            return {"use_sim_time": True, "camera_transport": "raw"}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "tiny_node.tools.feeder", types.SimpleNamespace(Feeder=Feeder))
+    cfg = harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: None, progress=lambda s: None,
+                                attach=True, env={"ROS_DOMAIN_ID": "87"})
+    records, checks = harness.run_all(cfg, F.make_faults(["range_nan"]))
+    assert records == [] and [c.passed for c in checks] == [False, False]
+    assert "use_sim_time true" in checks[0].failures[0] and "no /clock" in checks[0].failures[0]
+    assert checks[1].failures[0].startswith("not run: ")
+    # and the harness's own node: refused as an argument (the harness sets it per node run)
+    assert main(["hil", "--out", str(tmp_path), "--param", "use_sim_time:=true"]) == 2
+    assert "--param use_sim_time" in capsys.readouterr().err
+
+
+def test_a_fault_needing_another_transport_than_the_forced_one_is_skipped_or_refused(tmp_path, capsys):
+    """``--transport raw --faults corrupt_frames_compressed`` passed on raw corruptions."""
+    from tiny_node.cli import main
+
+    ctx = _Ctx()
+    ctx.transport = "raw"
+    fault, = F.make_faults(["corrupt_frames_compressed"])
+    assert "needs the compressed camera transport" in fault.skip_reason(ctx)
+    ctx.transport = "compressed"
+    assert fault.skip_reason(ctx) == ""
+    ctx.transport = "raw"
+    assert F.make_faults(["corrupt_frames"])[0].skip_reason(ctx) == ""  # either transport
+    assert main(["hil", "--out", str(tmp_path), "--transport", "raw", "--faults", "corrupt_frames_compressed"]) == 2
+    assert "corrupt_frames_compressed needs the compressed transport" in capsys.readouterr().err
+
+
+def test_a_soak_counts_skips_apart_with_their_reason_and_refuses_a_negative_length(tmp_path, capsys):
+    from tiny_node.cli import main
+    from tiny_node.hil.record import CheckResult
+    from tiny_node.hil.soak import fault_counts
+
+    why = "stress-ng not installed (apt-get install -y stress-ng)"
+    counts = fault_counts([CheckResult("cpu_load#0", "main", "", True, skipped=why),
+                           CheckResult("cpu_load#1", "main", "", True, skipped=why),
+                           CheckResult("range_nan#0", "main", "", True),
+                           CheckResult("range_nan#1", "main", "", False)])
+    assert counts["cpu_load"] == {"pass": 0, "fail": 0, "skip": 2, "skipped_why": [why]}
+    assert counts["range_nan"] == {"pass": 1, "fail": 1, "skip": 0, "skipped_why": []}
+    assert main(["hil", "--out", str(tmp_path), "--soak", "-5"]) == 2
+    assert "--soak -5" in capsys.readouterr().err
+
+
+def _decided_run() -> RunRecord:
+    rec = _rec()
+    rec.frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(60)]
+    rec.decisions = {i: [_decision(1.0 + i / 30 + 0.008)] for i in range(60)}
+    return rec
+
+
+def test_a_run_that_injected_nothing_does_not_exit_0_and_names_the_skipped(tmp_path, capsys, monkeypatch):
+    """``--faults cpu_load,memory_pressure`` without stress-ng: "hil: PASS", rc 0, nothing injected."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.cli import main
+    from tiny_node.hil import harness
+    from tiny_node.hil.record import CheckResult
+    from tiny_node.hil.report import EXIT_NOTHING_INJECTED, verdict
+
+    why = "stress-ng not installed (apt-get install -y stress-ng)"
+    skipped = [CheckResult(n, "main", "", True, skipped=why) for n in ("cpu_load", "memory_pressure")]
+    ran = CheckResult("range_nan", "main", "", True)
+    assert verdict(skipped, {"main": []}) == "SKIP"
+    assert verdict([*skipped, ran], {"main": []}) == "PASS"
+    assert verdict([], {"main": []}) == "PASS"  # --faults none: a clean latency run
+    assert verdict(skipped, {"main": ["node exited"]}) == "FAIL"
+    result: list[CheckResult] = skipped
+
+    monkeypatch.setattr(harness, "run_all", lambda cfg, faults, *, clean_s=0.0: ([_decided_run()], result))
+    args = ["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--model", "none",
+            "--faults", "cpu_load,memory_pressure"]
+    assert main(args) == EXIT_NOTHING_INJECTED != 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("hil: SKIP") and f"skipped: cpu_load, memory_pressure ({why})" in last, last
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["verdict"] == "SKIP" and not summary["passed"]
+    result = [*skipped, ran]
+    assert main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("hil: PASS") and "skipped: cpu_load, memory_pressure (stress-ng" in last, last
+
+
+def test_an_attached_node_not_found_says_where_it_was_looked_for_and_what_is_there():
+    """A node in another namespace, one started --no-autostart with its right pid, and none at all
+    all read "the node did not come up on ROS_DOMAIN_ID=83 (--attach: is it running there?)"."""
+    import types
+
+    from tiny_node.hil.harness import attach_failure
+
+    def feeder(*nodes: tuple[str, str]):
+        return types.SimpleNamespace(node=types.SimpleNamespace(get_node_names_and_namespaces=lambda: list(nodes)))
+
+    none = attach_failure(feeder(("tiny_node_feeder", "/")), "", "83", None)
+    assert none == "no active tiny_node in namespace / on ROS_DOMAIN_ID=83", none
+    other = attach_failure(feeder(("tiny_node", "/robot1")), "", "83", None)
+    assert "namespace / on ROS_DOMAIN_ID=83" in other and "a tiny_node runs in namespace /robot1" in other, other
+    inactive = attach_failure(feeder(("tiny_node", "/")), "", "83", os.getpid())
+    assert f"process {os.getpid()} exists, but its node never became active" in inactive, inactive
+    assert "unconfigured" in inactive and "another namespace" in inactive
+    assert "never became active" in attach_failure(feeder(("tiny_node", "/")), "", "83", None)
+
+
+def test_the_report_states_the_nodes_settings_and_no_outcome_for_a_recording(tmp_path):
+    """A bag replay printed "Outcome (episodes without a fault): 2 episodes, 0 collisions" though it
+    is open loop; the report never said the deadline_ms / camera_timeout_s the node ran with."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.hil.record import CheckResult
+    from tiny_node.hil.report import console_table, cut, write_report
+
+    rec = _decided_run()
+    rec.deadline_ms, rec.camera_timeout_s = 40.0, 0.3
+    rec.episodes = [{"t_start": 0.0, "t_end": 1.0, "collided": False, "impact_speed_kmh": 0.0, "min_ttc_s": None}]
+    summary = write_report(tmp_path, [rec], [], {"source": "scenario"}, {"main": []})
+    md = (tmp_path / "report.md").read_text()
+    assert "deadline_ms 40, camera_timeout_s 0.3" in md
+    assert "Outcome (episodes without a fault; informational, not part of the verdict)" in md
+    assert summary["outcome"]["clean"]["episodes"] == 1
+    rec.closed_loop = False
+    summary = write_report(tmp_path, [rec], [], {"source": "bag"}, {"main": []})
+    assert "Outcome" not in (tmp_path / "report.md").read_text() and summary["outcome"] is None
+    # a detail too long for the terminal is cut at a word, with an ellipsis
+    assert cut("model on time for 57/57 frames", 20) == "model on time for…"
+    long = CheckResult("range_stuck", "main", "", True, known_gap="no object in range while the fault lasted: "
+                       "a sensor stuck on 'no object' reads like an empty road and is not detected")
+    line = console_table([long])
+    assert line.endswith("…") and not line.endswith(" a…") and "road a" not in line, line

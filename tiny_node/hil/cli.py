@@ -158,9 +158,16 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     from tiny_node.dds import configure_dds, isolated_ros_env
     from tiny_node.hil import netns
     from tiny_node.hil.faults import FAULTS, make_faults
-    from tiny_node.hil.harness import HarnessConfig, NodeUnavailableError, global_failures, run_all
+    from tiny_node.hil.harness import (
+        HarnessConfig,
+        NodePidError,
+        NodeUnavailableError,
+        attached_pid_problem,
+        global_failures,
+        run_all,
+    )
     from tiny_node.hil.record import WARMUP_S
-    from tiny_node.hil.report import console_table, write_report
+    from tiny_node.hil.report import EXIT_NOTHING_INJECTED, console_table, skipped_summary, write_report
     from tiny_node.hil.soak import SOAK_FAULTS, run_soak
     from tiny_node.rt import make_realtime
     from tiny_node.sim.scenario import ScenarioError
@@ -177,6 +184,9 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"hil: --faults: {'all stands alone' if not twice else 'named twice: ' + ', '.join(twice)}",
               file=sys.stderr)
         return 2
+    if args.soak < 0:
+        print(f"hil: --soak {args.soak:g}: a soak lasts a positive number of seconds", file=sys.stderr)
+        return 2
     if args.soak > 0 and (odd := [n for n in names if n not in (*SOAK_FAULTS, "all")]):
         print(f"hil: --soak runs only the main node run's faults, not {', '.join(odd)}", file=sys.stderr)
         return 2
@@ -186,6 +196,14 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     if args.node_pid is not None and not args.attach:
         print("hil: --node-pid names an attached node (--attach); a node the harness starts is found by itself",
               file=sys.stderr)
+        return 2
+    if args.node_pid is not None and (why := attached_pid_problem(args.node_pid)):
+        print(f"hil: {why}", file=sys.stderr)  # its children would be signalled, its memory reported
+        return 2
+    if args.transport and (needs := {n: f.transport for n in names if n != "all"
+                                     for f in make_faults([n]) if f.transport not in ("", args.transport)}):
+        print(f"hil: --transport {args.transport}: " + ", ".join(f"{n} needs the {t} transport"
+                                                              for n, t in needs.items()), file=sys.stderr)
         return 2
     if args.attach and args.model is not None:  # it would be ignored, and the report would name it
         print(f"hil: --model {args.model}: has no effect on an attached node, which runs with its own "
@@ -200,6 +218,10 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     if "model_bundle" in node_params:  # --model wins over it, and it would go unverified without
         print("hil: --param model_bundle: give the bundle with --model (verified before the node starts, "
               "and copied for bundle_corrupt)", file=sys.stderr)
+        return 2
+    if "use_sim_time" in node_params:  # main runs on the wall clock with no /clock; simtime needs it true
+        print("hil: --param use_sim_time: the harness sets it per node run (false in main and bundle, which "
+              "publish no /clock; true in simtime, which drives /clock)", file=sys.stderr)
         return 2
     # rcl takes only a fully qualified namespace (and the node would exit at once); as launch_ros does
     args.namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
@@ -265,6 +287,9 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
                 return 2
             try:
                 return run_soak(cfg, args.soak, None if names == ["all"] else names)
+            except NodePidError as exc:
+                print(f"hil: {exc}", file=sys.stderr)
+                return 2
             except NodeUnavailableError as exc:
                 print(exc, file=sys.stderr)
                 return 1
@@ -276,7 +301,11 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         from tiny_node.hil.faults import schedule
 
         main_len = schedule([f for f in faults if f.group == "main"], lead_in_s=args.lead_in) + cfg.tail_s
-        records, checks = run_all(cfg, faults, clean_s=max(0.0, args.duration - main_len))
+        try:
+            records, checks = run_all(cfg, faults, clean_s=max(0.0, args.duration - main_len))
+        except NodePidError as exc:  # found once the node answered: the pid it reports is another process
+            print(f"hil: {exc}", file=sys.stderr)
+            return 2
     gf = {r.group: global_failures(r) for r in records}
     # the bundle the node ran, as it reported it (an attached node's own; a --node-cmd may set one)
     ran = next((r.model_bundle for r in records if r.group == "main"), None)
@@ -296,8 +325,12 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"  run {group}: {f}")
     tot = summary["totals"]
     partial = summary["not_fully_judged"]
-    print(f"\nhil: {'PASS' if summary['passed'] else 'FAIL'}: {tot['decisions']}/{tot['frames']} frames decided, "
+    skipped = skipped_summary(checks)
+    result = summary["verdict"]
+    word = "SKIP: no fault injected, every requested fault was skipped" if result == "SKIP" else result
+    print(f"\nhil: {word}: {tot['decisions']}/{tot['frames']} frames decided, "
           f"{tot['after_deadline_node']} after deadline"
-          f"{'; not all judged: ' + ', '.join(partial) if partial else ''}; model: {model_name}; "
+          f"{'; not all judged: ' + ', '.join(partial) if partial else ''}"
+          f"{'; skipped: ' + skipped if skipped else ''}; model: {model_name}; "
           f"report in {out}/ (summary.json, report.md, *.png)")
-    return 0 if summary["passed"] else 1
+    return {"PASS": 0, "FAIL": 1}.get(result, EXIT_NOTHING_INJECTED)

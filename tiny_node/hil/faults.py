@@ -113,6 +113,7 @@ class Fault:
     needs_pid: ClassVar[bool] = False
     # Instance-overridable defaults (a range fault's text depends on its kind):
     group: str = "main"  # node configuration the fault needs (see harness.GROUPS)
+    transport: str = ""  # the camera transport the fault needs ('' = either)
     expected: str = ""
     known_gap: str = ""
 
@@ -130,6 +131,10 @@ class Fault:
 
     def skip_reason(self, ctx: Context) -> str:
         """Why this fault cannot run against this node ('' when it can)."""
+        if self.transport and ctx.transport != self.transport:
+            # --transport forces every node run's transport: raw corruptions would stand in for these
+            return (f"needs the {self.transport} camera transport; this node run's is {ctx.transport} "
+                    "(--transport forces it on every run)")
         if self.needs_model and not ctx.has_model:
             # --model has no effect on an attached node: pointing at it would mislead
             return ("the attached node runs without a model (its model_bundle parameter is empty)"
@@ -241,6 +246,8 @@ def _diag_level(rec: RunRecord, res: CheckResult, name: str, level: int, *, t_fr
     noted, not failed; the decisions' own levels are the evidence then.
     """
     t = first_time(rec.diag(name, t_from, t_to), rec, level)
+    if lasts_s is not None:
+        lasts_s = max(0.0, lasts_s)  # a state that never arose lasted 0 s, not a negative time
     if t is None and lasts_s is not None and lasts_s < rec.diag_period_s:
         res.not_judged.append(f"'{name}' level {level} not sampled: it lasted {lasts_s:.2f} s, diagnostics "
                               f"every {rec.diag_period_s} s ({what})")
@@ -670,6 +677,9 @@ class RangeFault(Fault):
                 self.info["frozen_at"] = ctx.now()  # the node's stuck timer starts with this reading
             return stamp_ns, self._stuck
         if self.kind == "unstamped":
+            # the node judges stamps on finite readings only (+Inf, "nothing in range", has no track)
+            self.info["finite"] = self.info.get("finite", 0) + math.isfinite(value)
+            self.info["readings"] = self.info.get("readings", 0) + 1
             return 0, value
         return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
 
@@ -706,8 +716,11 @@ class RangeFault(Fault):
         are judged for the warning, frames sent once it surely is, for the fault.
         """
         text = "NaN reading" if self.kind == "nan" else "negative reading"
+        # Both spans end with the window: valid readings come back after it, and frames then are the
+        # recovery's (a range_timeout_s longer than the window judged them as "under the warning").
         spans = {"under the warning": (w.start + rec.range_period_s + TRANSPORT_S,
-                                       w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S),
+                                       min(w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S,
+                                           w.end - EDGE_S)),
                  "after range_timeout_s": (w.start + rec.range_timeout_s + 2 * TRANSPORT_S, w.end - EDGE_S)}
         got: dict[str, list[FrameResult]] = {}
         for what, (t0, t1) in spans.items():
@@ -728,8 +741,9 @@ class RangeFault(Fault):
         missed = [(r.values.get("rules_reason"), r.values.get("sensor_warnings")) for r in warned if r not in warn_ok]
         _require(res, not missed, f"not every frame before range_timeout_s used the last valid reading under a "
                  f"'{text}' warning: {missed[:1]}")
-        _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.start + rec.range_timeout_s + TRANSPORT_S,
-                    lasts_s=rec.range_timeout_s, what="invalid range readings, the last valid one used")
+        warned_s = min(rec.range_timeout_s, w.end - w.start)  # the warning ends with the window at the latest
+        _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.start + warned_s + TRANSPORT_S,
+                    lasts_s=warned_s, what="invalid range readings, the last valid one used")
         rr = [str(r.values.get("rules_reason", "")) for r in faulted]
         ok = [x for x in rr if x.startswith("fail-safe") and text in x]
         res.observed.append(f"{len(ok)}/{len(faulted)} fail-safe '{text}' after range_timeout_s")
@@ -739,8 +753,12 @@ class RangeFault(Fault):
         _require(res, brakes == len(faulted), f"{len(faulted) - brakes} frames not braking under fail-safe")
         lvl = [r for r in faulted if int(r.values.get("level", 0)) != ERROR]
         _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
-        _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                    lasts_s=w.end - w.start - rec.range_timeout_s, what="range fault")
+        if w.end - w.start > rec.range_timeout_s:
+            _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
+                        lasts_s=w.end - w.start - rec.range_timeout_s, what="range fault")
+        else:  # the readings were valid again before range_timeout_s: no fault state to see
+            res.not_judged.append(f"'sensors' level {ERROR}: the window ({w.end - w.start:.2f} s) closed before "
+                                  f"range_timeout_s ({rec.range_timeout_s} s)")
         _rules_recovered(rec, w, res)
 
     def _unstamped_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
@@ -772,6 +790,13 @@ class RangeFault(Fault):
         bad = [r for r in rec.between(w.start, w.until) if r.decision is not None
                and str(r.values.get("rules_reason", "")).startswith("fail-safe")]
         _require(res, not bad, f"{len(bad)} fail-safe decisions: {_distinct(r.values['rules_reason'] for r in bad)}")
+        finite, sent = int(self.info.get("finite", 0)), int(self.info.get("readings", 0))
+        if finite <= UNSTAMPED_RUN:
+            # No object in range (+Inf: 'clear: nothing within max_range'): the node judges stamps on
+            # finite readings only, so no warning can come; not judged, not failed.
+            res.not_judged.append(f"the 'header.stamp unset' warning ({finite} of {sent} readings in the window "
+                                  f"were finite; the node judges stamps after {UNSTAMPED_RUN + 1})")
+            return
         if _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
                        lasts_s=w.end - w.start - settle, what="unstamped range scans") is not None:
             said = [d.message for d in rec.diag("sensors", w.start, w.end + rec.diag_period_s + 0.1)
@@ -1152,6 +1177,7 @@ def make_faults(names: list[str]) -> list[Fault]:
         if n == "corrupt_frames_compressed":
             f.name = n
             f.group = "simtime"  # the compressed-transport node run
+            f.transport = "compressed"
         out.append(f)
     return out
 

@@ -175,6 +175,131 @@ def node_pid(started: int | None, reported: int | None, note: Callable[[str], No
     return started
 
 
+class NodePidError(ValueError):
+    """``--node-pid`` names another process than the attached node: refused before streaming (exit 2)."""
+
+
+def _cmdline(pid: int) -> str | None:
+    """A process's command line, arguments joined by spaces (None when there is no such process)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def is_tiny_node_cmdline(cmd: str) -> bool:
+    """A tiny_node process or a wrapper of one: ``tiny_node`` / ``tiny-node`` in its command line.
+
+    That covers ``python -m tiny_node run``, the ``tiny-node`` script, and ``ros2 run``'s
+    ``lib/tiny_node/tiny_node`` (and a ``timeout`` or launch wrapper naming one of them).
+    """
+    return "tiny_node" in cmd or "tiny-node" in cmd
+
+
+def attached_pid_problem(pid: int) -> str:
+    """Why ``--node-pid`` cannot be the attached node ('' when it may be), checked before anything starts.
+
+    Why: a wrong pid was accepted; the worker faults then signalled that process's children
+    (another node's model worker was SIGKILLed) and its memory was reported as the node's.
+    """
+    cmd = _cmdline(pid)
+    if cmd is None:
+        return f"--node-pid {pid}: no such process on this host"
+    if not is_tiny_node_cmdline(cmd):
+        return (f"--node-pid {pid} is not a tiny_node process (its command line: "
+                f"{cmd if len(cmd) <= 120 else cmd[:117] + '...'!r})")
+    return ""
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(p) for p in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return kids
+
+
+def _inner_pid(pid: int) -> int | None:
+    """The pid a process has in its own (innermost) pid namespace (``NSpid``), None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def attached_pid(given: int, reported: int | None, note: Callable[[str], None]) -> int:
+    """The attached node's pid to measure and signal, from ``--node-pid`` and the pid the node reports.
+
+    Raises :class:`NodePidError` when ``given`` is not the node: not a tiny_node process, or the
+    node reports a pid that runs on this host (the same pid namespace) and is neither ``given``
+    nor a descendant of it. Only a reported pid that does not exist here (the node runs in
+    another pid namespace, where its pid names nothing or something else here) is taken with a
+    warning, which ``note`` records (in the report's notes too).
+    """
+    why = attached_pid_problem(given)
+    if why:
+        raise NodePidError(why)
+    if reported is None:
+        note(f"the node reported no pid (no watchdog diagnostic in 3 s): --node-pid {given} "
+             f"({_cmdline(given)}) taken as the node")
+        return given
+    if reported == given:
+        return given
+    if _descends_from(reported, given):
+        note(f"the node runs as pid {reported} under --node-pid {given}: measuring {reported}")
+        return reported
+    # another pid namespace (a container): the node's own pid there is what it reports
+    family, seen = [given], set()
+    while family:
+        pid = family.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        if _inner_pid(pid) == reported and pid != reported:
+            note(f"the node reports pid {reported}, its pid in its own pid namespace: it is pid {pid} here")
+            return pid
+        family += _children(pid)
+    if Path(f"/proc/{reported}").exists():
+        raise NodePidError(f"--node-pid {given} is not the attached node: the node reports pid {reported}, a process "
+                           f"on this host (the same pid namespace) that is neither {given} nor a child of it; "
+                           f"give --node-pid {reported}")
+    note(f"warning: the node reports pid {reported}, which does not exist on this host (another pid namespace?): "
+         f"measuring and signalling --node-pid {given} as given")
+    return given
+
+
+def pid_alive(pid: int) -> bool:
+    """A process of that pid exists and has not exited (a zombie has)."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def sim_time_problem(spec: GroupSpec, use_sim_time: bool, *, attach: bool) -> str:
+    """Why the node's ``use_sim_time`` does not fit this node run ('' when it does).
+
+    The ``main`` and ``bundle`` runs stamp with the wall clock and publish no ``/clock``; a node
+    with ``use_sim_time`` true then has ROS time 0 and leaves stamps in the future and stale range
+    stamps unjudged, and the run passed almost everything. It fails the run up front (the node
+    run's check, its faults "not run") rather than refusing the arguments: the arguments are
+    fine, the node under test is misconfigured (on a vehicle, the bug itself), and a CI gate
+    must go red with that reason, not pass a run that could not judge it. The ``simtime`` run
+    owns ``/clock`` and needs it true.
+    """
+    if use_sim_time == spec.sim_time:
+        return ""
+    who = "the attached node" if attach else "the node"
+    if use_sim_time:
+        return (f"{who} runs with use_sim_time true, and this run streams wall-clock stamps and publishes no "
+                "/clock: its ROS time stays 0, so future and stale stamps would go unjudged; set use_sim_time "
+                f"false{' on it' if attach else ''} (the harness's simtime run tests sim time with its own /clock)")
+    return f"{who} runs with use_sim_time false, and this run ({spec.name}) drives the node's clock through /clock"
+
+
 class _Context:
     """The fault-facing side of a running group (see :class:`tiny_node.hil.faults.Context`)."""
 
@@ -373,6 +498,7 @@ class _Runner:
         active: list[Fault] = []
         self.t0 = self.rec.t0 = time.monotonic()
         self.rec.warmup_s = WARMUP_S
+        self.rec.closed_loop = stream.closed_loop
         next_clock = 0.0
         next_sample = 0.0
         try:
@@ -531,12 +657,14 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         if not _wait_for_node(feeder, node, 60.0):
             log = node.output() if node is not None else ""
             exited = node is not None and not node.alive()
+            domain = cfg.env.get("ROS_DOMAIN_ID", os.environ.get("ROS_DOMAIN_ID", "0"))
+            if cfg.attach:
+                why = attach_failure(feeder, cfg.namespace, domain, cfg.node_pid)
+                raise NodeUnavailableError(f"hil {group}: {why}")
             why = (f"exited with status {node.proc.returncode if node and node.proc else '?'} before it came up"
                    if exited else "did not come up")
             said = node_error(log, fallback_last=exited)  # its own words, where the run's failure is shown
-            raise NodeUnavailableError(f"hil {group}: the node {why} on ROS_DOMAIN_ID="
-                                       f"{cfg.env.get('ROS_DOMAIN_ID', os.environ.get('ROS_DOMAIN_ID', '0'))}"
-                                       f"{' (--attach: is it running there?)' if cfg.attach else ''}"
+            raise NodeUnavailableError(f"hil {group}: the node {why} on ROS_DOMAIN_ID={domain}"
                                        f"{': ' + said if said else ''}\n{log[-3000:]}")
         ns = cfg.namespace.rstrip("/")
         service = f"{ns}/tiny_node/get_parameters"
@@ -550,9 +678,24 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             feeder.close()
             feeder = Feeder(namespace=cfg.namespace, compressed=params.get("camera_transport") == "compressed")
             feeder.wait_for_node(30.0)
-        started = node.pid if node is not None else cfg.node_pid  # --node-pid may name a wrapper too
-        pid = node_pid(started, reported_pid(feeder, cfg.namespace), cfg.progress) if started is not None else None
+        sim = actual.get("use_sim_time") if actual else params.get("use_sim_time", spec.sim_time)
+        if sim is not None and (why := sim_time_problem(spec, bool(sim), attach=cfg.attach)):
+            raise NodeUnavailableError(f"hil {group}: {why}")
+        pid_notes: list[str] = []
+
+        def pid_note(text: str) -> None:  # on the terminal and in the report's notes
+            cfg.progress(text)
+            pid_notes.append(text)
+
+        if node is not None:
+            pid: int | None = node_pid(node.pid, reported_pid(feeder, cfg.namespace), pid_note)
+        elif cfg.node_pid is not None:  # --node-pid may name a wrapper too; a wrong one is refused (NodePidError)
+            pid = attached_pid(cfg.node_pid, reported_pid(feeder, cfg.namespace), pid_note)
+        else:
+            pid = None
         runner = _Runner(cfg, spec, feeder, node_pid=pid, params=params, faults=faults, duration_s=duration)
+        runner.rec.notes += pid_notes
+        runner.rec.warnings += [n for n in pid_notes if n.startswith("warning:")]
         if not actual:
             runner.rec.notes.append(unread)
         runner.prepare()
@@ -578,7 +721,7 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         finally:
             rec_probe, stalls = probe.stop()
         rec.probe, rec.stalls = rec_probe, stalls
-        rec.node_alive = node.alive() if node is not None else _answers(rec)
+        rec.node_alive = node.alive() if node is not None else attached_alive(rec, pid)
         checks += [f.check(rec) for f in runnable]
         return rec, checks
     finally:
@@ -628,10 +771,50 @@ def _wait_for_node(feeder: Any, node: NodeProcess | None, timeout_s: float) -> b
     return False
 
 
-def _answers(rec: RunRecord) -> bool:
-    """Attach mode: the node is taken as alive if the last second's frames were decided."""
-    tail = rec.between(rec.duration_s - DRAIN_S - 1.0, rec.duration_s)
-    return bool(tail) and all(r.decision is not None for r in tail)
+def attached_alive(rec: RunRecord, pid: int | None) -> bool:
+    """Attach mode: whether the node is still running at the end of the run.
+
+    By its pid when known (``--node-pid``). Without one, by what it still sent: a decision (with
+    or without a frame) or a diagnostic in the run's last seconds. Why not "the last second's
+    frames were all decided", as before: a live node whose deadline is longer than the drain
+    (1000 ms) was reported as "the node process exited", its pid alive.
+    """
+    if pid is not None:
+        return pid_alive(pid)
+    got = [d.received_at for ds in rec.decisions.values() for d in ds]
+    got += [d.received_at for d in rec.frameless] + [d.at for d in rec.diags]
+    if not got:
+        return False
+    quiet = rec.duration_s - rec.rt(max(got))
+    return quiet <= DRAIN_S + max(1.0, rec.deadline_ms * 1e-3, rec.diag_period_s) + 0.5
+
+
+def attach_failure(feeder: Any, namespace: str, domain: str, pid: int | None) -> str:
+    """Why an attached node was not found, naming where it was looked for and what the graph holds.
+
+    Why: a node in another namespace, a node started ``--no-autostart`` (alive, unconfigured) and
+    no node at all all read "the node did not come up ... is it running there?".
+    """
+    where = f"namespace {namespace or '/'} on ROS_DOMAIN_ID={domain}"
+    try:
+        nodes = feeder.node.get_node_names_and_namespaces()
+    except Exception:  # the graph could not be read: say what was looked for only
+        nodes = []
+    own = "/" + namespace.strip("/") if namespace.strip("/") else "/"
+    here = [ns for name, ns in nodes if name == "tiny_node" and ("/" + ns.strip("/") if ns.strip("/") else "/") == own]
+    elsewhere = sorted({ns for name, ns in nodes if name == "tiny_node"} - set(here))
+    parts: list[str] = []
+    if pid is not None and pid_alive(pid):
+        parts.append(f"process {pid} exists, but its node never became active in {where} "
+                     "(unconfigured, e.g. started with --no-autostart? in another namespace?)")
+    elif here:
+        parts.append(f"a tiny_node is on the graph in {where} but never became active "
+                     "(unconfigured, e.g. started with --no-autostart? configure and activate it)")
+    else:
+        parts.append(f"no active tiny_node in {where}" + (f" (--node-pid {pid}: no such process)" if pid else ""))
+    if elsewhere:
+        parts.append(f"a tiny_node runs in namespace {', '.join(elsewhere)} (give --namespace)")
+    return "; ".join(parts)
 
 
 def run_all(cfg: HarnessConfig, faults: list[Fault], *,

@@ -195,6 +195,11 @@ class RunRecord:
     #: The run is meant to exercise the model (not the corrupt-bundle run, whose model must fail):
     #: a model that never decided is then a failure of the run (:func:`harness.model_failures`).
     model_expected: bool = True
+    #: The node's brake moved the stream (a simulated drive); a recording replayed is open loop,
+    #: and its episodes have no outcome.
+    closed_loop: bool = True
+    #: What the report must show beside the table (an attached node's pid taken with a doubt).
+    warnings: list[str] = field(default_factory=list)
     _results: list[FrameResult] | None = None
     _unknown: int = 0
 

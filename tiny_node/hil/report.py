@@ -24,6 +24,43 @@ from tiny_node.hil.record import (
     summarise_latency,
 )
 
+#: Exit status of a run in which every requested fault was skipped and nothing failed: not 0, so
+#: a CI gate does not go green without having injected anything; not 1 (a failure), not 2 (bad
+#: arguments, refused before anything started).
+EXIT_NOTHING_INJECTED = 3
+
+
+def verdict(checks: list[CheckResult], global_fail: dict[str, list[str]]) -> str:
+    """``FAIL`` if anything failed; ``SKIP`` if faults were asked for and every one was skipped; else ``PASS``.
+
+    Why SKIP apart: ``--faults cpu_load,memory_pressure`` without stress-ng injected nothing, and
+    reported "hil: PASS" with status 0. A run without faults asked for (``--faults none``, a
+    clean latency run) is judged on its whole-run invariants and may pass.
+    """
+    ran = [c for c in checks if not c.skipped]
+    if not all(c.passed for c in ran) or any(global_fail.values()):
+        return "FAIL"
+    return "SKIP" if checks and not ran else "PASS"
+
+
+def skipped_summary(checks: list[CheckResult]) -> str:
+    """The skipped checks with their reasons, those skipped for one reason together ('' when none)."""
+    by_reason: dict[str, list[str]] = {}
+    for c in checks:
+        if c.skipped:
+            by_reason.setdefault(c.skipped, []).append(c.fault)
+    return "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items())
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    if " " in head and not text[limit - 1].isspace():
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:") + "…"
+
 
 def node_counters(rec: RunRecord) -> dict[str, int]:
     """See :func:`tiny_node.hil.harness.node_counters` (imported lazily: no rclpy here)."""
@@ -90,9 +127,9 @@ def console_table(checks: list[CheckResult]) -> str:
     out = []
     for c in checks:
         if c.skipped or c.failures:
-            detail = (c.skipped or "; ".join(c.failures))[:CONSOLE_FAILURE]
+            detail = cut(c.skipped or "; ".join(c.failures), CONSOLE_FAILURE)
         else:
-            detail = (c.unjudged_detail or (c.observed[-1] if c.observed else ""))[:CONSOLE_DETAIL]
+            detail = cut(c.unjudged_detail or (c.observed[-1] if c.observed else ""), CONSOLE_DETAIL)
         out.append(f"  {c.fault:<{w}}  {c.status:<{sw}}  {detail}")
     return "\n".join(out)
 
@@ -110,7 +147,9 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
     for rec in records:
         runs.append({
             "group": rec.group, "duration_s": rec.duration_s, "deadline_ms": rec.deadline_ms,
+            "camera_timeout_s": rec.camera_timeout_s, "diagnostics_period_s": rec.diag_period_s,
             "transport": rec.transport, "sim_time": rec.sim_time, "has_model": rec.has_model,
+            "closed_loop": rec.closed_loop, "warnings": rec.warnings,
             **summarise_latency(rec.results()), "unknown_decisions": rec.unknown_decisions,
             "frames_skipped_by_harness": rec.skipped_late,
             "camera_frames_from_stream": rec.camera_from_stream,
@@ -127,39 +166,55 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
             "notes": rec.notes, "resources": rec.resources,
         })
     all_results = [r for rec in records for r in rec.results()]
-    ran = [c for c in checks if not c.skipped]
-    passed = all(c.passed for c in ran) and not any(global_fail.values())
+    result = verdict(checks, global_fail)
+    passed = result == "PASS"
+    closed = any(rec.closed_loop for rec in records)
     summary = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         **meta,
+        "verdict": result,
         "passed": passed,
+        "skipped": {c.fault: c.skipped for c in checks if c.skipped},
         "not_fully_judged": not_fully_judged(checks),
         "tolerance": {"jitter_ms": JITTER_MS, "late_share": LATE_SHARE,
                       "transport_allowance_ms": TRANSPORT_ALLOWANCE_MS},
         "totals": summarise_latency(all_results),
-        "outcome": outcome(records),
+        # informational: the verdict is the checks' (closed-loop performance is `tiny-node sim`'s measure);
+        # none for a recording replayed open loop, which the node's brake cannot change
+        "outcome": outcome(records) if closed else None,
         "faults": [c.as_dict() for c in checks],
         "runs": runs,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     table = markdown_table(checks)
     tot = summary["totals"]
-    oc = summary["outcome"]["clean"]
+    headline = {"PASS": "**PASS**", "FAIL": "**FAIL**",
+                "SKIP": "**SKIP: no fault injected** (every requested fault was skipped; exit status "
+                        f"{EXIT_NOTHING_INJECTED})"}[result]
     md = [f"# HIL report ({summary['date']})", "",
-          f"Source: {meta.get('source')}; node: {meta.get('node')}; model: {meta.get('model')}.", "",
-          f"**{'PASS' if passed else 'FAIL'}** — {tot['decisions']}/{tot['frames']} frames decided, "
+          f"Source: {meta.get('source')}; node: {meta.get('node')}; model: {meta.get('model')}.", ""]
+    md += [f"Node run `{rec.group}` ran with deadline_ms {rec.deadline_ms:g}, camera_timeout_s "
+           f"{rec.camera_timeout_s:g}, range_timeout_s {rec.range_timeout_s:g}, diagnostics every "
+           f"{rec.diag_period_s:g} s, camera transport {rec.transport}, use_sim_time "
+           f"{str(rec.sim_time).lower()} (as the node reported them)." for rec in records]
+    md += [f"Warning (run `{rec.group}`): {w}" for rec in records for w in rec.warnings]
+    md += ["", f"{headline} — {tot['decisions']}/{tot['frames']} frames decided, "
           f"{tot['duplicates']} duplicates, {tot['after_deadline_node']} after the deadline (node clock), "
           f"{tot['after_deadline_e2e']} beyond deadline + {TRANSPORT_ALLOWANCE_MS:.0f} ms (harness clock); "
           f"latency p50/p99 {_f(tot['latency_p50_ms'])}/{_f(tot['latency_p99_ms'])} ms, "
           f"e2e p50/p99 {_f(tot['e2e_p50_ms'])}/{_f(tot['e2e_p99_ms'])} ms; "
           f"{sum(r.skipped_late for r in records)} camera frames skipped by the harness after its own "
-          "stalls (not sent, not counted).", "",
-          f"Outcome (episodes without a fault): {oc['episodes']} episodes, {oc['collisions']} collisions, "
-          f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s"
-          + (f"; {oc['began_braked']} of them began with the node still braking from the episode before "
-             "(its brake_hold_s; the node is not restarted between episodes), so their first brake and "
-             "stop are not a response to that drive" if oc["began_braked"] else "") + ".", "",
-          table, ""]
+          "stalls (not sent, not counted).", ""]
+    if summary["outcome"] is not None:
+        oc = summary["outcome"]["clean"]
+        md += [f"Outcome (episodes without a fault; informational, not part of the verdict): {oc['episodes']} "
+               f"episodes, {oc['collisions']} collisions, "
+               f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s"
+               + (f"; {oc['began_braked']} of them began with the node still braking from the episode before "
+                  "(its brake_hold_s; the node is not restarted between episodes), so their first brake and "
+                  "stop are not a response to that drive" if oc["began_braked"] else "") + ".", ""]
+    skipped = skipped_summary(checks)
+    md += [table, ""] + ([f"Skipped: {skipped}", ""] if skipped else [])
     for group, fails in global_fail.items():
         if fails:
             md.append(f"Run `{group}`: " + "; ".join(fails))

@@ -19,8 +19,16 @@ import numpy as np
 
 from tiny_node.hil.faults import FAULTS, Fault, schedule
 from tiny_node.hil.harness import HarnessConfig, global_failures, run_group
-from tiny_node.hil.record import RunRecord, summarise_latency
-from tiny_node.hil.report import _json_default, plot_histogram, plot_timeline, write_frames_csv
+from tiny_node.hil.record import CheckResult, RunRecord, summarise_latency
+from tiny_node.hil.report import (
+    EXIT_NOTHING_INJECTED,
+    _json_default,
+    plot_histogram,
+    plot_timeline,
+    skipped_summary,
+    verdict,
+    write_frames_csv,
+)
 
 #: Faults cycled in a soak: those of the ``main`` node run.
 SOAK_FAULTS = [n for n in FAULTS if n not in ("clock_jump", "corrupt_frames_compressed", "bundle_corrupt")]
@@ -107,6 +115,24 @@ def clean_per_minute(rec: RunRecord) -> list[dict[str, Any]]:
     return out
 
 
+def fault_counts(checks: list[CheckResult]) -> dict[str, dict[str, Any]]:
+    """Per fault (instances ``name#k`` together): passed, failed and skipped instances, and why skipped.
+
+    Why skips apart: they were counted as passes (``cpu_load | 1 | 0`` with stress-ng missing, and
+    no reason anywhere), so a soak that never loaded the CPU read as one that held under load.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for c in checks:
+        row = out.setdefault(c.fault.split("#")[0], {"pass": 0, "fail": 0, "skip": 0, "skipped_why": []})
+        if c.skipped:
+            row["skip"] += 1
+            if c.skipped not in row["skipped_why"]:
+                row["skipped_why"].append(c.skipped)
+        else:
+            row["pass" if c.passed else "fail"] += 1
+    return out
+
+
 def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = None) -> int:
     """Run the soak, write ``soak.json``, ``soak.md`` and plots to ``cfg.out_dir``; 0 when all passed."""
     faults = soak_plan(duration_s, names)
@@ -117,9 +143,8 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     minutes = per_minute(rec)
     clean = clean_per_minute(rec)
     mem = memory_growth(rec)
-    by_fault: dict[str, dict[str, int]] = defaultdict(lambda: {"pass": 0, "fail": 0})
-    for c in checks:
-        by_fault[c.fault.split("#")[0]]["pass" if c.passed else "fail"] += 1
+    by_fault = fault_counts(checks)
+    result = verdict(checks, {"main": fails})
     tot = summarise_latency(rec.results())
     stall_info: dict[str, Any] = {"probe": rec.probe, "count": len(rec.stalls),
                                   "max_ms": max((st.ms for st in rec.stalls), default=0.0),
@@ -129,9 +154,10 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
                "memory": mem, "per_minute": minutes,
                "per_minute_clean": clean, "notes": rec.notes,
                "machine_stalls": stall_info,
-               "faults": dict(by_fault), "failures": fails,
+               "faults": by_fault, "failures": fails,
                "failed_checks": [c.as_dict() for c in checks if not c.passed],
-               "passed": not fails and all(c.passed for c in checks)}
+               "skipped": skipped_summary(checks),
+               "verdict": result, "passed": result == "PASS"}
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "soak.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     md = [f"# Soak: {rec.duration_s / 60:.1f} min at 30 Hz, faults cycling", "",
@@ -151,8 +177,11 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     md += [f"| {m['minute']} | {m['frames']} | {_f(m['latency_p50_ms'])} | {_f(m['latency_p99_ms'])} | "
            f"{_f(m['e2e_p50_ms'])} | {_f(m['e2e_p99_ms'])} |" for m in clean]
     md += ["", "Memory: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in mem.items()),
-           "", "| fault | pass | fail |", "|---|---|---|"]
-    md += [f"| {k} | {v['pass']} | {v['fail']} |" for k, v in sorted(by_fault.items())]
+           "", "| fault | pass | fail | skip |", "|---|---|---|---|"]
+    md += [f"| {k} | {v['pass']} | {v['fail']} | {v['skip']}"
+           f"{' (' + '; '.join(v['skipped_why']) + ')' if v['skip'] else ''} |" for k, v in sorted(by_fault.items())]
+    if result == "SKIP":
+        md += ["", f"No fault was injected: every fault was skipped (exit status {EXIT_NOTHING_INJECTED})."]
     md += ["", "Failed checks:"] + [f"- {c.fault}: {'; '.join(c.failures)}" for c in checks if not c.passed]
     md += [f"- run: {f}" for f in fails]
     (cfg.out_dir / "soak.md").write_text("\n".join(md) + "\n")
@@ -161,7 +190,7 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     write_frames_csv(cfg.out_dir / "frames_soak.csv", rec)
     _plot_soak(cfg.out_dir / "soak.png", rec, minutes)
     print("\n".join(md))
-    return 0 if summary["passed"] else 1
+    return {"PASS": 0, "FAIL": 1}.get(result, EXIT_NOTHING_INJECTED)
 
 
 def _f(x: Any) -> str:
