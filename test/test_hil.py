@@ -1226,6 +1226,38 @@ def test_an_attached_node_pid_that_is_not_the_node_is_refused(tmp_path, capsys, 
             p.wait(10)
 
 
+def test_a_wrapper_with_the_node_under_it_is_a_valid_node_pid_and_a_mention_is_not(tmp_path):
+    """The fix's review: a start script or bringup launch file (no "tiny_node" in its own command line)
+    was refused before anything started, though the node runs under it; and a command that merely
+    mentioned a package file (``sh -c "sleep 20 # vim tiny_node/ros/node.py"``) was taken."""
+    from tiny_node.hil import harness
+
+    script = tmp_path / "start_vehicle.sh"
+    script.write_text(f"#!/bin/sh\n{sys.executable} -c 'import time; time.sleep(30)' tiny_node run\n")
+    script.chmod(0o755)
+    wrapper = subprocess.Popen([str(script)])
+    mention = subprocess.Popen(["sh", "-c", "sleep 30 # vim tiny_node/ros/node.py"])
+    try:
+        for _ in range(100):  # until the script's child has exec'd
+            if any(harness.is_tiny_node_argv(harness._argv(k) or []) for k in harness._children(wrapper.pid)):
+                break
+            time.sleep(0.02)
+        assert harness.attached_pid_problem(wrapper.pid) == ""
+        assert "not a tiny_node process" in harness.attached_pid_problem(mention.pid)
+        node = next(k for k in harness._children(wrapper.pid) if harness.is_tiny_node_argv(harness._argv(k) or []))
+        notes: list[str] = []
+        assert harness.attached_pid(wrapper.pid, node, notes.append) == node  # the node under it is measured
+        # a reported pid that is some other process here: the node's own pid in a container
+        with pytest.raises(harness.NodePidError, match="another pid namespace, a container"):
+            harness.attached_pid(wrapper.pid, mention.pid, notes.append)
+    finally:
+        for k in harness._children(wrapper.pid):  # the script's child outlives the script
+            os.kill(k, signal.SIGKILL)
+        for p in (wrapper, mention):
+            p.kill()
+            p.wait(10)
+
+
 def test_an_attached_node_is_alive_by_its_pid_when_known():
     """A live node (deadline 1000 ms) was reported as "the node process exited": its last frames
     were not decided within the drain, and --node-pid was ignored."""
@@ -1245,13 +1277,15 @@ def test_an_attached_node_is_alive_by_its_pid_when_known():
 
 
 def test_range_unstamped_with_nothing_in_range_is_not_judged_not_failed():
-    """All +Inf in the window ('clear: nothing within max_range'): the node judges stamps on finite
-    readings only, so no WARN can come; the check failed on the missing diagnostic."""
-    def run(value: float):
+    """All +Inf in the window ('clear: nothing within max_range'), or one constant range (a standing
+    ego, a bag): the node counts a repeated range as a copy, no evidence of an unset stamp, so no WARN
+    can come; the check failed on the missing diagnostic (HIL UAT, then the fix's review)."""
+    def run(value: float, step: float = 0.0):
         fault = F.RangeFault("unstamped")
         fault.start = 2.0
         for k in range(30):  # 1.5 s at 20 Hz
-            assert fault.on_sensor(_Ctx(), "range", 5_000 + k, value) == (0, value)
+            v = value - step * k
+            assert fault.on_sensor(_Ctx(), "range", 5_000 + k, v) == (0, v)
         rec = _rec()
         rec.range_sent = [k * 0.05 for k in range(130)]
         rec.frames = [FrameRec(i, i, i / 30, i / 30) for i in range(200)]
@@ -1260,11 +1294,11 @@ def test_range_unstamped_with_nothing_in_range_is_not_judged_not_failed():
         rec.diags.append(DiagRec(2.5, "tiny_node: sensors", 0, "ok", {}))
         return fault.check(rec)
 
-    res = run(math.inf)
-    assert res.passed and res.status == "PASS (not all judged)", res.failures
-    assert any("0 of 30 readings in the window were finite" in n for n in res.not_judged), res.not_judged
-    # finite readings and no warning: still a failure
-    assert any("no 'sensors' diagnostic at level 1" in f for f in run(20.0).failures)
+    for res in (run(math.inf), run(20.0)):
+        assert res.passed and res.status == "PASS (not all judged)", res.failures
+        assert any("1 of 30 readings in the window were new ranges" in n for n in res.not_judged), res.not_judged
+    # new ranges and no warning: still a failure
+    assert any("no 'sensors' diagnostic at level 1" in f for f in run(20.0, step=0.1).failures)
 
 
 def test_an_invalid_range_is_judged_only_inside_its_window_and_no_negative_time_is_printed():

@@ -677,8 +677,10 @@ class RangeFault(Fault):
                 self.info["frozen_at"] = ctx.now()  # the node's stuck timer starts with this reading
             return stamp_ns, self._stuck
         if self.kind == "unstamped":
-            # the node judges stamps on finite readings only (+Inf, "nothing in range", has no track)
-            self.info["finite"] = self.info.get("finite", 0) + math.isfinite(value)
+            # the node takes a reading as evidence of an unset stamp only when its range is new (a
+            # repeated one is "a copy: no evidence": a clear road's +Inf, a standing ego's constant range)
+            self.info["new"] = self.info.get("new", 0) + (value != self.info.get("last", math.nan))
+            self.info["last"] = value
             self.info["readings"] = self.info.get("readings", 0) + 1
             return 0, value
         return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
@@ -790,12 +792,12 @@ class RangeFault(Fault):
         bad = [r for r in rec.between(w.start, w.until) if r.decision is not None
                and str(r.values.get("rules_reason", "")).startswith("fail-safe")]
         _require(res, not bad, f"{len(bad)} fail-safe decisions: {_distinct(r.values['rules_reason'] for r in bad)}")
-        finite, sent = int(self.info.get("finite", 0)), int(self.info.get("readings", 0))
-        if finite <= UNSTAMPED_RUN:
-            # No object in range (+Inf: 'clear: nothing within max_range'): the node judges stamps on
-            # finite readings only, so no warning can come; not judged, not failed.
-            res.not_judged.append(f"the 'header.stamp unset' warning ({finite} of {sent} readings in the window "
-                                  f"were finite; the node judges stamps after {UNSTAMPED_RUN + 1})")
+        new, sent = int(self.info.get("new", 0)), int(self.info.get("readings", 0))
+        if new <= UNSTAMPED_RUN:
+            # Too few new ranges (a clear road's repeated +Inf, a standing ego's constant range): the
+            # node counts a repeated range as a copy, no evidence, so no warning can come; not judged.
+            res.not_judged.append(f"the 'header.stamp unset' warning ({new} of {sent} readings in the window "
+                                  f"were new ranges; the node judges stamps after {UNSTAMPED_RUN + 1})")
             return
         if _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
                        lasts_s=w.end - w.start - settle, what="unstamped range scans") is not None:

@@ -179,36 +179,55 @@ class NodePidError(ValueError):
     """``--node-pid`` names another process than the attached node: refused before streaming (exit 2)."""
 
 
-def _cmdline(pid: int) -> str | None:
-    """A process's command line, arguments joined by spaces (None when there is no such process)."""
+def _argv(pid: int) -> list[str] | None:
+    """A process's arguments (None when there is no such process)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
-def is_tiny_node_cmdline(cmd: str) -> bool:
-    """A tiny_node process or a wrapper of one: ``tiny_node`` / ``tiny-node`` in its command line.
+def _cmdline(pid: int) -> str | None:
+    """A process's command line, arguments joined by spaces (None when there is no such process)."""
+    argv = _argv(pid)
+    return None if argv is None else " ".join(argv)
 
-    That covers ``python -m tiny_node run``, the ``tiny-node`` script, and ``ros2 run``'s
-    ``lib/tiny_node/tiny_node`` (and a ``timeout`` or launch wrapper naming one of them).
+
+def is_tiny_node_argv(argv: list[str]) -> bool:
+    """A tiny_node process: an argument named ``tiny_node`` / ``tiny-node`` (its last path part).
+
+    That covers ``python -m tiny_node run``, the ``tiny-node`` script, ``ros2 run tiny_node
+    tiny_node`` and its ``lib/tiny_node/tiny_node``; not a command that merely mentions a file
+    of the package (``vim tiny_node/ros/node.py``).
     """
-    return "tiny_node" in cmd or "tiny-node" in cmd
+    return any(a.rstrip("/").rsplit("/", 1)[-1] in ("tiny_node", "tiny-node") for a in argv)
 
 
 def attached_pid_problem(pid: int) -> str:
     """Why ``--node-pid`` cannot be the attached node ('' when it may be), checked before anything starts.
 
-    Why: a wrong pid was accepted; the worker faults then signalled that process's children
-    (another node's model worker was SIGKILLed) and its memory was reported as the node's.
+    It may be when it, or a process under it, is a tiny_node process: a wrapper (a bringup
+    launch file, a start script, ``timeout``) is taken, and :func:`attached_pid` then finds the
+    node under it by the pid the node reports. Why: a wrong pid was accepted; the worker faults
+    then signalled that process's children (another node's model worker was SIGKILLed) and its
+    memory was reported as the node's.
     """
-    cmd = _cmdline(pid)
-    if cmd is None:
+    argv = _argv(pid)
+    if argv is None:
         return f"--node-pid {pid}: no such process on this host"
-    if not is_tiny_node_cmdline(cmd):
-        return (f"--node-pid {pid} is not a tiny_node process (its command line: "
-                f"{cmd if len(cmd) <= 120 else cmd[:117] + '...'!r})")
-    return ""
+    family, seen = [pid], set()
+    while family:
+        p = family.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        if is_tiny_node_argv(_argv(p) or []):
+            return ""
+        family += _children(p)
+    cmd = " ".join(argv)
+    return (f"--node-pid {pid} is not a tiny_node process, nor a wrapper with one under it (its command line: "
+            f"{cmd if len(cmd) <= 120 else cmd[:117] + '...'!r})")
 
 
 def _children(pid: int) -> list[int]:
@@ -264,10 +283,14 @@ def attached_pid(given: int, reported: int | None, note: Callable[[str], None]) 
             note(f"the node reports pid {reported}, its pid in its own pid namespace: it is pid {pid} here")
             return pid
         family += _children(pid)
-    if Path(f"/proc/{reported}").exists():
-        raise NodePidError(f"--node-pid {given} is not the attached node: the node reports pid {reported}, a process "
-                           f"on this host (the same pid namespace) that is neither {given} nor a child of it; "
+    if Path(f"/proc/{reported}").exists() and is_tiny_node_argv(_argv(reported) or []):
+        raise NodePidError(f"--node-pid {given} is not the attached node: the node reports pid {reported}, a tiny_node "
+                           f"process on this host (the same pid namespace) that is neither {given} nor under it; "
                            f"give --node-pid {reported}")
+    if Path(f"/proc/{reported}").exists():  # here, something else: the node's pid in its own namespace
+        raise NodePidError(f"--node-pid {given} is not the attached node: the node reports pid {reported}, which is "
+                           f"no tiny_node process here (it runs in another pid namespace, a container?); give the "
+                           f"pid of the node, or of its container's process, as this host sees it")
     note(f"warning: the node reports pid {reported}, which does not exist on this host (another pid namespace?): "
          f"measuring and signalling --node-pid {given} as given")
     return given
