@@ -196,11 +196,10 @@ def test_a_damaged_file_of_a_file_compressed_split_bag_is_named(tmp_path, storag
     assert ("decompressed (`zstd -d`)" in str(err.value)) == (storage == "mcap")
 
 
-def test_a_killed_file_compressed_recording_reads_its_splits_and_its_open_splits_log(tmp_path):
-    """``--compression-mode file``: each closed split is compressed, the open one is left with its
-    write-ahead log. Read before: the last split only, without its log. Stopped while compressing, a
-    split is there twice (the plain file, a partial .zstd): the plain one is read, once (diff review:
-    every message of it twice, and a partial .zstd's error named no file)."""
+def _killed_file_compressed(tmp_path: Path) -> tuple[Path, bytes]:
+    """A killed ``--compression-mode file`` sqlite3 recording: ``rec_0.db3.zstd`` (frames -30..-1), then
+    the open ``rec_1.db3`` with 30 frames in it and 30 more only in its write-ahead log; and split 0's
+    plain bytes."""
     from tiny_node.bag.topics import zstd
 
     first = tmp_path / "first"
@@ -216,6 +215,17 @@ def test_a_killed_file_compressed_recording_reads_its_splits_and_its_open_splits
     db = next(last.glob("*.db3")).name
     for f in list(last.glob(f"{db}*")):  # rec_1.db3 with its -wal (and -shm)
         f.rename(bag / f.name.replace(db, "rec_1.db3"))
+    return bag, plain0
+
+
+def test_a_killed_file_compressed_recording_reads_its_splits_and_its_open_splits_log(tmp_path):
+    """``--compression-mode file``: each closed split is compressed, the open one is left with its
+    write-ahead log. Read before: the last split only, without its log. Stopped while compressing, a
+    split is there twice (the plain file, a partial .zstd): the plain one is read, once (diff review:
+    every message of it twice, and a partial .zstd's error named no file)."""
+    from tiny_node.bag.topics import zstd
+
+    bag, plain0 = _killed_file_compressed(tmp_path)
     before = _files(bag)
     with BagSource(bag) as source:
         assert source.message_count == 90 * 3 == sum(1 for _ in source.messages())
@@ -238,20 +248,7 @@ def test_a_write_ahead_log_that_cannot_be_copied_is_named_not_an_unpacked_split(
     import errno
     import shutil as shutil_mod
 
-    from tiny_node.bag.topics import zstd
-
-    first = tmp_path / "first"
-    with Writer(first, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in TOPICS.items()}
-        for topic, ns, raw in _messages(-30, 30):
-            writer.write(conns[topic], ns, raw)
-    last = killed_recording(tmp_path / "last", closed=30, logged=30, metadata=False)
-    bag = tmp_path / "rec"
-    bag.mkdir()
-    (bag / "rec_0.db3.zstd").write_bytes(zstd.compress(next(first.glob("*.db3")).read_bytes()))
-    db = next(last.glob("*.db3")).name
-    for f in list(last.glob(f"{db}*")):
-        f.rename(bag / f.name.replace(db, "rec_1.db3"))
+    bag, _ = _killed_file_compressed(tmp_path)
     copyfile = shutil_mod.copyfile
 
     def flaky(src, dst, *a, **k):

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,15 +216,8 @@ def attached_pid_problem(pid: int) -> str:
     argv = _argv(pid)
     if argv is None:
         return f"--node-pid {pid}: no such process on this host"
-    family, seen = [pid], set()
-    while family:
-        p = family.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        if is_tiny_node_argv(_argv(p) or []):
-            return ""
-        family += _children(p)
+    if any(is_tiny_node_argv(_argv(p) or []) for p in _tree(pid)):
+        return ""
     cmd = " ".join(argv)
     return (f"--node-pid {pid} is not a tiny_node process, nor a wrapper with one under it (its command line: "
             f"{cmd if len(cmd) <= 120 else cmd[:117] + '...'!r})")
@@ -238,6 +231,17 @@ def _children(pid: int) -> list[int]:
         except (OSError, ValueError):
             continue
     return kids
+
+
+def _tree(pid: int) -> Iterator[int]:
+    """``pid`` and every process under it, each once (read from /proc as they are walked)."""
+    family, seen = [pid], set()
+    while family:
+        p = family.pop()
+        if p not in seen:
+            seen.add(p)
+            yield p
+            family += _children(p)
 
 
 def _inner_pid(pid: int) -> int | None:
@@ -273,16 +277,10 @@ def attached_pid(given: int, reported: int | None, note: Callable[[str], None]) 
         note(f"the node runs as pid {reported} under --node-pid {given}: measuring {reported}")
         return reported
     # another pid namespace (a container): the node's own pid there is what it reports
-    family, seen = [given], set()
-    while family:
-        pid = family.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
+    for pid in _tree(given):
         if _inner_pid(pid) == reported and pid != reported:
             note(f"the node reports pid {reported}, its pid in its own pid namespace: it is pid {pid} here")
             return pid
-        family += _children(pid)
     if Path(f"/proc/{reported}").exists() and is_tiny_node_argv(_argv(reported) or []):
         raise NodePidError(f"--node-pid {given} is not the attached node: the node reports pid {reported}, a tiny_node "
                            f"process on this host (the same pid namespace) that is neither {given} nor under it; "
