@@ -150,12 +150,15 @@ def _bag_name(bag: Path) -> str:
     Why: named after the path given, every bag given as ``BAG/metadata.yaml`` replayed into
     ``out/replay/metadata.yaml``, each replacing the last one's outputs.
     """
+    from tiny_node.bag.topics import storage_file
+
     path = bag.resolve()
     if path.name == "metadata.yaml":
         return path.parent.name
-    if path.suffix == ".zstd":
-        path = path.with_suffix("")
-    return path.stem if path.suffix in (".mcap", ".db3") else path.name
+    kind = storage_file(path)
+    if kind is None:
+        return path.name
+    return (path.with_suffix("") if kind[1] else path).stem
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

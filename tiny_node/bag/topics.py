@@ -64,6 +64,13 @@ def storage_file(path: Path) -> tuple[str, bool] | None:
     compressed = path.suffix == ".zstd"
     storage = STORAGE_SUFFIX.get(Path(path.stem).suffix if compressed else path.suffix)
     return None if storage is None else (storage, compressed)
+
+
+def _storage_files(folder: Path) -> dict[Path, tuple[str, bool]]:
+    """The storage files in ``folder``, each with :func:`storage_file`'s (storage, zstd-compressed)."""
+    return {p: k for p in folder.iterdir() if (k := storage_file(p)) is not None and p.is_file()}
+
+
 #: messages of a type tried against each distro's definition in a bag without definitions
 STORE_SAMPLE = 20
 #: largest message a message-compressed bag may decompress to: an 8-byte-per-pixel 4096 x 4096
@@ -271,9 +278,10 @@ def _without_metadata_hint(folder: Path) -> str:
     Why: a metadata.yaml cut short or missing a key got the `mcap recover` hint for an intact mcap,
     and nothing said the folder replays once the metadata is moved aside.
     """
-    files = sorted((p for p in folder.iterdir() if p.suffix in STORAGE_SUFFIX and p.is_file()), key=_split_index)
-    if not files or len({p.suffix for p in files}) > 1:
+    plain = {p: storage for p, (storage, zipped) in _storage_files(folder).items() if not zipped}
+    if len(set(plain.values())) != 1:
         return ""
+    files = sorted(plain, key=_split_index)
     reader = _StorageReader(files)
     try:
         reader.open()
@@ -436,7 +444,7 @@ class BagSource:
             # none, its split files are all there is (`ros2 bag reindex` lists them the same way).
             # With --compression-mode file each split is compressed as it closes: a killed
             # recording leaves x_0.mcap.zstd, x_1.mcap.zstd and the open x_2.mcap.
-            kinds = {p: k for p in path.iterdir() if (k := storage_file(p)) is not None and p.is_file()}
+            kinds = _storage_files(path)
             for packed in [p for p, (_, zipped) in kinds.items() if zipped and p.with_suffix("") in kinds]:
                 # rosbag2 deletes a split only once it is compressed: killed meanwhile, both are there
                 del kinds[packed]
