@@ -342,7 +342,9 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 form = forms[role]
                 if role == "camera" and first_frame_at is None:
                     first_frame_at = time.monotonic()
-                if role == "camera":  # ends every restart's window still open (two gaps without a frame between)
+                if role == "camera" and restarts and restarts[-1][1] is None:
+                    # ends every restart's window still open (two gaps without a frame between):
+                    # they close together, so the last one open means some are
                     now = time.monotonic()
                     restarts[:] = [(start, now if end is None else end) for start, end in restarts]
                 player.pubs[role].publish(bytes(raw) if form is None else form(raw))
