@@ -6,6 +6,8 @@ import hashlib
 import math
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -279,6 +281,22 @@ def test_a_file_over_its_size_limit_is_refused_before_it_is_hashed_or_read(fast:
     assert f"files.model: {model.resolve()} is {MAX_FILE_BYTES + 1} bytes: at most {MAX_FILE_BYTES}" in msg
     with pytest.raises(BundleError, match=r"files\.model: .* is larger than that: at most"):
         b.read_verified("model")  # grown after load: read only up to the limit
+
+
+def test_a_bundle_loads_under_a_memory_limit(fast: Path) -> None:
+    """Reading a file must ask for its size, not the 2 GiB limit: ``fh.read(limit + 1)`` allocated
+    that whole request for a 0.3 MB graph, a MemoryError under ``ulimit -v`` or strict overcommit."""
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_DATA, (512 << 20, 512 << 20))\n"
+        "from tiny_node.model.bundle import data_files, load_bundle\n"
+        "b = load_bundle(sys.argv[1])\n"
+        "print(len(b.read_verified('model')), data_files(b.root, 'model', 'model.onnx'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(fast)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == str((fast / "model.onnx").stat().st_size)
 
 
 # -- decision reading ---------------------------------------------------------------

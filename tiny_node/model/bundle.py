@@ -385,10 +385,10 @@ class Bundle:
         limit = entry.max_bytes
         try:
             with open_regular(entry.path) as fh:
-                data = fh.read(limit + 1)  # never more than the limit in memory, whatever the file grew to
+                data = read_bounded(fh, limit)
         except OSError as exc:
             raise BundleError(f"files.{key}: cannot read {entry.path}: {exc}") from exc
-        if len(data) > limit:
+        if data is None:
             raise BundleError(_too_big(entry, None))
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry.sha256:
@@ -403,6 +403,22 @@ class Bundle:
         onnxruntime is handed are the very bytes that matched, whatever happens to the file.
         """
         return [_read_checked(d) for d in self.file(key).data]
+
+
+def read_bounded(fh: io.BufferedReader, limit: int) -> bytes | None:
+    """The file's bytes, or None when it has more than ``limit`` (at open or read).
+
+    Why not ``fh.read(limit + 1)``: Python allocates the whole request before reading, so every
+    graph load asked for 2 GiB (MAX_FILE_BYTES) whatever the file's size: a MemoryError under a
+    memory limit (``ulimit -v``, ``vm.overcommit_memory=2``) for a 0.3 MB graph. The size the
+    file has when opened bounds the request; a file grown since reads one byte more, which its
+    hash check refuses; one over the limit is not read at all.
+    """
+    size = os.fstat(fh.fileno()).st_size
+    if size > limit:
+        return None
+    data = fh.read(size + 1)
+    return None if len(data) > limit else data
 
 
 def open_regular(path: Path) -> io.BufferedReader:
@@ -557,10 +573,8 @@ def data_files(root: Path, key: str, rel: str) -> list[str]:
     """
     path = Path(root) / rel
     with open_regular(path) as fh:
-        if os.fstat(fh.fileno()).st_size > MAX_FILE_BYTES:
-            return []
-        graph = fh.read(MAX_FILE_BYTES + 1)
-    if len(graph) > MAX_FILE_BYTES:
+        graph = read_bounded(fh, MAX_FILE_BYTES)
+    if graph is None:
         return []
     try:
         tensors = external_tensors(graph)
@@ -617,8 +631,8 @@ def load_bundle(path: Path | str) -> Bundle:
     mpath = root / MANIFEST
     try:
         with open_regular(mpath) as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
-        if len(raw) > MAX_MANIFEST_BYTES:
+            raw = read_bounded(fh, MAX_MANIFEST_BYTES)
+        if raw is None:
             raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
         text = raw.decode("utf-8")
     except FileNotFoundError as exc:
