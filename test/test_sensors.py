@@ -83,7 +83,7 @@ def test_a_valid_scan_republished_among_invalid_ones_does_not_keep_the_range_fre
         s.update_range(rr(29.0, 0.10, received=0.05 * k))  # the last good scan again, received now
     s.update_odometry(10.0, 0.75)
     [f] = s.snapshot(0.76).faults
-    assert f.startswith("range: NaN reading (sensor error) for 0.61 s: no valid reading for 0.61 s")
+    assert f.startswith("range: NaN reading (sensor error) for 0.61 s: no valid reading for 0.66 s")  # the scan of 0.10 s
 
 
 @pytest.mark.parametrize("stamp_s", [0.32, 0.0])
@@ -319,8 +319,49 @@ def test_a_repeated_scan_keeps_the_closing_speed():
     _following(s, dup=True)
     snap = s.snapshot(0.96)
     assert snap.range_rate == pytest.approx(0.5)
-    assert snap.range.received_at == pytest.approx(0.96)  # the repeat still counts as a reading
-    assert not RulePath(RuleConfig()).decide(snap)[0].brake
+    assert snap.range.received_at == pytest.approx(0.95)  # the scan's age runs from its first copy
+    assert snap.faults == () and not RulePath(RuleConfig()).decide(snap)[0].brake
+
+
+@pytest.mark.parametrize("value", [math.inf, 40.0])
+def test_a_scan_resent_after_the_sensor_died_goes_stale(value):
+    """A driver resending its last scan (its stamp, its clear road) after the radar died kept the range
+    fresh for ever: 3.5 s later the rule path still read "clear", no fault. Its age runs from the scan."""
+    from tiny_node.rules import RulePath
+
+    s = SensorState(RuleConfig())  # range_timeout_s 0.5
+    for k in range(80):
+        t = k * 0.05
+        s.update_odometry(20.0, t)
+        s.update_range(rr(value, min(t, 0.45), received=t))  # from k = 10 the scan of 0.45 s again
+        if k == 19:
+            assert s.snapshot(0.96).faults == (
+                "range: stale (0.51 s > 0.5 s): the scan stamped 0.450 s republished 10 times since, no new one",)
+    snap = s.snapshot(3.96)
+    assert snap.faults[0].startswith("range: stale (3.51 s > 0.5 s)")
+    assert RulePath(RuleConfig()).decide(snap)[0].brake  # the fail-safe, as for a silent radar
+    s.update_range(rr(35.0, 4.0))  # a new scan ends it
+    assert s.snapshot(4.0).faults == ()
+
+
+@pytest.mark.parametrize("ahead_s,step_s", [(0.2, 0.0), (0.0, 0.24)])
+def test_one_scan_stamped_ahead_or_a_clock_step_back_drops_one_scan_not_a_quarter_second(ahead_s, step_s):
+    """Closing on a standing object at 15 m/s, 20 Hz. One scan stamped 0.2 s ahead made the next three
+    "reordered" and dropped (the range frozen 2.25 m long, the brake 150 ms late); a clock step back
+    by 0.24 s (a PTP correction), four. The second late scan in a row, newer than the first, is taken."""
+    s = SensorState(RuleConfig())
+    for i in range(20):
+        t = 0.05 * i
+        stamp = t + (ahead_s if i == 10 else 0.0) - (step_s if i > 10 else 0.0)
+        s.update_odometry(15.0, t)
+        s.update_range(rr(40.0 - 15.0 * t, stamp, received=t))
+        snap = s.snapshot(t + 0.001)
+        if i >= 12:  # the scan after the odd one is dropped, no more
+            assert snap.object_distance == pytest.approx(40.0 - 15.0 * t), i
+        if i >= (12 if step_s == 0.0 else 14):  # a new track after the step: a rate from its third scan
+            assert snap.range_rate == pytest.approx(-15.0, abs=0.1), i
+    assert snap.track_id == (1 if step_s == 0.0 else 2)  # a scan stamped ahead leaves the track
+    assert snap.range_rate == pytest.approx(-15.0, abs=0.1) and snap.faults == ()
 
 
 def test_a_late_reordered_scan_neither_replaces_the_newest_nor_ends_the_track():
@@ -472,12 +513,13 @@ def test_one_nan_on_an_empty_road_is_no_lasting_fault_for_an_unstamped_driver():
     assert s.snapshot(2.96).faults == () and s.snapshot(2.96).warnings == ()
 
 
-@pytest.mark.parametrize("stamp_ns,unstamped", [
-    (lambda i: 5_000_000_000 + (i // 2) * 100_000_000, False),  # 100 ms stamps: two scans per stamp
-    (lambda i: 5_000_000_000 + (i - (4 if i >= 20 else 0)) * 50_000_000, False),  # a step back by 0.2 s
-    (lambda i: 5_000_000_000 + (i // 20) * 1_000_000_000, True),  # whole seconds: twenty scans per stamp
+@pytest.mark.parametrize("stamp_ns,unstamped,tracks", [
+    (lambda i: 5_000_000_000 + (i // 2) * 100_000_000, False, 1),  # 100 ms stamps: two scans per stamp
+    # a step back by 0.2 s: one scan dropped as reordered, then a new track on the new clock
+    (lambda i: 5_000_000_000 + (i - (4 if i >= 20 else 0)) * 50_000_000, False, 2),
+    (lambda i: 5_000_000_000 + (i // 20) * 1_000_000_000, True, 1),  # whole seconds: twenty scans per stamp
 ])
-def test_a_stamp_repeated_now_and_then_is_no_unstamped_driver(stamp_ns, unstamped):
+def test_a_stamp_repeated_now_and_then_is_no_unstamped_driver(stamp_ns, unstamped, tracks):
     """Three new ranges in a row under one stamp make a driver unstamped, not a clock stepping back
     or coarse stamps: switching clocks at every repeat restarted the track each time."""
     from tiny_node.rules import RulePath
@@ -485,7 +527,7 @@ def test_a_stamp_repeated_now_and_then_is_no_unstamped_driver(stamp_ns, unstampe
     s = SensorState(RuleConfig())
     _lead_at_ego_speed(s, stamp_ns)
     snap = s.snapshot(2.96)
-    assert (snap.range_timed_by_receipt is not None) is unstamped and snap.track_id == 1
+    assert (snap.range_timed_by_receipt is not None) is unstamped and snap.track_id == tracks
     assert not RulePath(RuleConfig()).decide(snap)[0].brake
 
 
@@ -495,7 +537,7 @@ def test_a_stamped_driver_is_timed_by_its_stamps_and_a_republished_scan_stays_on
     assert s.snapshot(2.96).range_timed_by_receipt is None
     s.update_range(RangeReading(s.snapshot(2.96).range.range_m, 0.2, 100.0, 5_000_000_000 + 39 * 50_000_000, 2.97))
     snap = s.snapshot(2.97)
-    assert snap.range_timed_by_receipt is None and snap.track_id == 1 and snap.range.received_at == 2.97
+    assert snap.range_timed_by_receipt is None and snap.track_id == 1 and snap.range.received_at == 2.95
 
 
 def test_an_imu_without_acceleration_is_not_a_measured_zero():

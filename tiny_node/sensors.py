@@ -201,6 +201,8 @@ class SensorState:
         self._receipt_why: str | None = None
         self._reused = 0
         self._advanced = 0
+        self._copies = 0  # copies of the newest scan received since it (its stamp again, not 0)
+        self._late_ns: int | None = None  # the stamp of the late reading just dropped (_late)
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -268,13 +270,22 @@ class SensorState:
                 # A missed scan, whose stamp is not trusted (a NaN stamped 0, or an hour ahead): the
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
+            same_scan = last is not None and reading.stamp_ns == last.stamp_ns
+            if same_scan and header_ns != 0 and last is not None:
+                # The same scan again is no newer reading: its age runs from the first copy, or a
+                # driver resending its last scan after the sensor died (a CAN bridge, a cached timer)
+                # kept a clear road "fresh" for ever. Stamp 0 names no scan (below).
+                reading = replace(reading, received_at=last.received_at)
+                self._copies += 1
+            else:
+                self._copies = 0
             self._range, self._header_ns = reading, header_ns
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
             if not (math.isfinite(r) and r == self._same_value):
                 self._same_value = r if math.isfinite(r) else None
                 self._same_moving_s = self._moving_s_at(reading.received_at)
-            if last is not None and reading.stamp_ns == last.stamp_ns:
+            if same_scan:
                 # The same scan again (a driver republishing it, a duplicated sample): nothing to
                 # add to the track, and no reason to drop it, which would lose the closing speed.
                 # Nor does it end a run of invalid readings: republished between NaNs, it kept the
@@ -319,10 +330,26 @@ class SensorState:
     def _late(self, last: RangeReading | None, reading: RangeReading) -> bool:
         """A late sample (transport reordering): the newer reading and the track stand.
 
-        A longer step back is a restarted clock (a bag looping), taken as a new track.
+        A longer step back is a restarted clock (a bag looping), taken as a new track. So is a
+        second late reading in a row that is newer than the first: the newest scan was the odd one
+        (stamped ahead) or the sensor's clock stepped back (a PTP correction), and dropping on froze
+        the range for up to ``REORDER_TOLERANCE * range_timeout_s`` without a word (one scan stamped
+        0.2 s ahead: three scans dropped, the brake 2.25 m late). A scan stamped ahead leaves the
+        track; after a step back the track starts again.
         """
         behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
-        return 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s
+        if not 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
+            self._late_ns = None
+            return False
+        first, self._late_ns = self._late_ns, reading.stamp_ns
+        if first is None or reading.stamp_ns <= first:
+            return True
+        self._late_ns = None
+        track = self._track
+        if (last is not None and len(track) >= 2 and track[-1][0] == last.stamp_ns * 1e-9
+                and reading.stamp_ns * 1e-9 > track[-2][0]):
+            track.pop()
+        return False
 
     def _judge_stamps(self, reading: RangeReading, last: RangeReading | None) -> bool:
         """Judge whether the driver stamps its scans (a valid ``reading``); True when that changed.
@@ -426,6 +453,7 @@ class SensorState:
             unweighed = fit is not None and math.isnan(fit[2])  # two scans: no residual to weigh them
             track_id = self._track_id if self._track else 0
             receipt_why = self._receipt_why
+            copies = self._copies
             held_moving = (None if rng is None or self._same_value is None
                            else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
@@ -442,7 +470,9 @@ class SensorState:
                           else f"range: {bad}, and no valid reading received yet")
         elif (no_new := max(range_age or 0.0, bad_s)) > cfg.range_timeout_s:
             # the invalid run's own length counts too: a valid scan republished in it is no new reading
-            faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s)" if bad is None else
+            resent = (f": the scan stamped {rng.stamp_ns * 1e-9:.3f} s republished {copies} times since, no new one"
+                      if copies else "")
+            faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s){resent}" if bad is None else
                           f"range: {bad} for {bad_s:.2f} s: no valid reading for {no_new:.2f} s "
                           f"> range_timeout_s {cfg.range_timeout_s} s")
         else:
