@@ -8,6 +8,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -302,6 +303,75 @@ def test_cli_refuses_a_bundle_the_node_would_refuse_before_any_run(tmp_path, cap
     with pytest.raises(SystemExit):
         cli_main(["sim", "--suite", "smoke", "--workers", "0"])
     assert "--workers: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bundle_whose_runtime_fails_before_any_run(tmp_path, capsys):
+    """A manifest that loads but whose graph onnxruntime cannot run as described (here an output of
+    another shape): one error up front, as for a checksum, not the same error in every run."""
+    import hashlib
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tiny_node.model.testmodels import make_fast_bundle
+
+    bundle = make_fast_bundle(tmp_path / "b")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["sensors", "shape"], ["logits"])], "three_logits",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64]),
+         helper.make_tensor_value_info("sensors", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([1, 3], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    old = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+    (bundle / "model.onnx").write_bytes(data)
+    manifest = bundle / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace(old, hashlib.sha256(data).hexdigest()))
+    code = cli_main(["sim", "--suite", "smoke", "--model", str(bundle), "--out", str(tmp_path / "out")])
+    cap = capsys.readouterr()
+    assert code == 2 and "'logits' has shape [1, 3], manifest implies [1, 2]" in cap.err, cap.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_totals_say_how_often_the_model_answered_in_time(tmp_path, capsys):
+    """A model that never answers in time (a budget over the deadline, a bundle the node could not load)
+    passed "model 1/1" on the rules' brakes alone, and nothing said the model had not decided."""
+    from tiny_node.sim.scenario import dump_scenario
+
+    path = tmp_path / "ccrs.yaml"
+    dump_scenario(ccrs(30.0, duration_s=1.0), path)
+    base = ["sim", "--scenario", str(path), "--model", "test", "--workers", "1", "--plots", "none"]
+    assert cli_main([*base, "--out", str(tmp_path / "ok")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"the model answered (\d+) / \1 frames \(100.0 %\) in time", out) and "warning" not in out
+    assert cli_main([*base, "--out", str(tmp_path / "late"), "--budget-ms", "80"]) == 0
+    cap = capsys.readouterr()
+    assert ("warning: the model's latency budget 80 ms (--budget-ms) is not under deadline_ms 50 - "
+            "publish_guard_ms 5: in lockstep no model answer comes in time") in cap.err
+    assert "the model answered 0 / " in cap.out
+    assert "warning: in 1 of 1 model run(s) the model answered no frame in time" in cap.out
+    report = (tmp_path / "late" / "report.md").read_text()
+    assert "| 0 / " in report and "**warning: in 1 of 1 model run(s)" in report
+    totals = json.loads((tmp_path / "late" / "summary.json").read_text())["totals"]["model"]
+    assert totals["model_on_time"] == 0 and totals["model_silent_runs"] == 1 and totals["model_asked"] > 0
+
+
+def test_only_alone_picks_from_every_built_in_drive_and_names_a_pattern_that_matches_none(capsys):
+    """``--only 'CCRs_20*'`` searched the smoke suite alone: "no scenario selected"."""
+    from tiny_node.sim.runner import _scenarios
+    from tiny_node.sim.scenario import ScenarioError
+
+    def names(**kw):
+        args = argparse.Namespace(**{"scenario": [], "suite": None, "only": [], "seed": None, **kw})
+        return [s.name for s in _scenarios(args)]
+
+    assert names() == names(suite="smoke")
+    assert names(only=["CCRs_20*", "tune_benign_child_kerb_stop_30", "nope*"]) == [
+        "CCRs_20kmh_100pct", "CCRs_20kmh_50pct", "tune_benign_child_kerb_stop_30"]
+    assert capsys.readouterr().err == "tiny-node sim: warning: --only nope* matches no scenario of the built-in suites\n"
+    with pytest.raises(ScenarioError, match=r"no scenario of suite smoke matches --only CCRs_20\* \(without --suite"):
+        names(suite="smoke", only=["CCRs_20*"])
 
 
 def test_cli_runs_a_scenario_file(tmp_path, capsys):

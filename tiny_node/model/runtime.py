@@ -75,6 +75,11 @@ class Runtime(Protocol):
         ...
 
 
+#: What a bundle's content raises while its runtime is built (a config.json value, a shape): the same on
+#: every start, so a fault of the bundle, not a failure a restart cures (security review).
+CONTENT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError)
+
+
 def load_runtime(bundle: Bundle, threads: int | None = None) -> Runtime:
     """The runtime for ``bundle.kind``: :class:`ModelRuntime` or ``vlm.VlmRuntime``."""
     if bundle.kind == "vlm":

@@ -39,7 +39,7 @@ from tiny_node.model.protocol import (
     WorkerConfig,
     missing_package,
 )
-from tiny_node.model.runtime import Runtime, load_runtime
+from tiny_node.model.runtime import CONTENT_ERRORS, Runtime, load_runtime
 from tiny_node.model.vlm import RationaleAbortedError, VlmRuntime
 
 EXIT_BAD_BUNDLE = 3
@@ -237,9 +237,7 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     except ImportError as exc:  # a package a bundle's runtime imports late: no restart brings it
         res.send(Fatal(clip(missing_package(exc)), permanent=True))
         sys.exit(EXIT_MISSING_PACKAGE)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
-        # what a bundle's content raises (a config.json value, a shape): the same on every start, so
-        # a restart loop re-hashing the bundle for ever, not a failure (security review)
+    except CONTENT_ERRORS as exc:  # a restart would re-hash the bundle for ever
         res.send(Fatal(clip(f"bundle {cfg.bundle_dir}: {type(exc).__name__}: {exc}"), permanent=True))
         sys.exit(EXIT_BAD_BUNDLE)
     except Exception as exc:

@@ -52,8 +52,16 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         t = out.setdefault(str(r["mode"]), {"runs": 0, "passed": 0, "collisions": 0,
                                             "false_activations": 0, "errors": 0, "points": 0.0,
                                             "points_max": 0.0, "scored_runs": 0,
-                                            "benign_runs": 0, "deadline_misses": 0})
+                                            "benign_runs": 0, "deadline_misses": 0, "model_asked": 0,
+                                            "model_on_time": 0, "model_silent_runs": 0})
         t["runs"] += 1
+        # Whether the model decided at all: a bundle the node could not load, or a latency budget over
+        # the deadline, passed "model 1/1" on the rules' brakes alone.
+        by_state = r.get("by_model_state") or {}
+        asked = sum(int(n) for state, n in by_state.items() if state not in ("skipped", "disabled"))
+        t["model_asked"] += asked
+        t["model_on_time"] += int(by_state.get("on_time", 0))
+        t["model_silent_runs"] += int(asked > 0 and not by_state.get("on_time"))
         t["passed"] += int(bool(r.get("passed")))
         t["collisions"] += int(bool(r.get("collided")))
         t["false_activations"] += int(bool(r.get("false_activation")))
@@ -73,6 +81,20 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         if not t["frontal_gate_passed"]:
             t["points"] = 0.0  # every protocol scored here is a Frontal Collisions test
     return dict(sorted(out.items(), key=lambda kv: _mode_order(kv[0])))
+
+
+def model_in_time(t: Mapping[str, Any]) -> str:
+    """"on_time / asked frames (pct)" of a mode's totals; "" when the model was never asked."""
+    asked = int(t["model_asked"])
+    return f"{t['model_on_time']} / {asked} frames ({100.0 * t['model_on_time'] / asked:.1f} %)" if asked else ""
+
+
+def silent_model_warnings(tot: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per mode with runs where the model was asked and answered no frame in time."""
+    return [f"warning: in {t['model_silent_runs']} of {t['runs']} {mode} run(s) the model answered no frame in "
+            "time: their decisions are the rules' (by_model_state in summary.json: a bundle the node could not "
+            "load, or a latency_budget_ms over deadline_ms in lockstep)"
+            for mode, t in tot.items() if t["model_silent_runs"]]
 
 
 def mode_frontal_gate(runs: Sequence[Mapping[str, Any]], mode: str) -> bool:
@@ -173,14 +195,16 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
 
     lines = [f"# {title}", ""]
     tot = totals(runs)
-    lines += ["| mode | runs | passed | collisions | false activations | errors | NCAP points | deadline misses |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| mode | runs | passed | collisions | false activations | errors | NCAP points | deadline misses "
+              "| model in time |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for mode, t in tot.items():
         pts = f"{t['points']:.2f} / {t['points_max']:.0f}" if t["points_max"] else "-"
         lines.append(f"| {mode} | {t['runs']} | {t['passed']} | {t['collisions']} | "
                      f"{t['false_activations']} / {t['benign_runs']} benign | {t['errors']} | {pts} | "
-                     f"{t['deadline_misses']} |")
+                     f"{t['deadline_misses']} | {model_in_time(t) or '-'} |")
     lines.append("")
+    lines += [f"**{line}**" for line in silent_model_warnings(tot)] + ([""] if silent_model_warnings(tot) else [])
     gated = [m for m, t in tot.items() if not t["frontal_gate_passed"]]
     if gated:
         lines += [f"Frontal Collisions gate failed ({', '.join(gated)}): a CCRs point at <= 20 km/h or a CPNA-75 "

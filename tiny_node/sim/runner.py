@@ -462,11 +462,12 @@ def _progress_list(items: Sequence[Any], desc: str) -> Iterator[Any]:
 def add_sim_arguments(p: Any) -> None:
     """The options of ``tiny-node sim`` (an ``argparse`` parser)."""
     p.add_argument("--suite", choices=SUITES,
-                   help="built-in scenarios (default: smoke, unless --scenario is given)")
+                   help="built-in scenarios (default: smoke, unless --scenario is given; with --only alone, "
+                        "every built-in drive, tune's too)")
     p.add_argument("--scenario", action="append", default=[], metavar="FILE",
                    help="a scenario YAML file (repeatable; added to --suite if both are given)")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                   help="keep scenarios whose name matches this glob (repeatable)")
+                   help="keep scenarios whose name matches this glob (repeatable), of --suite if given")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", metavar="BUNDLE",
                        help="model bundle directory; 'default' = the shipped model, 'test' = the generated "
@@ -490,6 +491,7 @@ def add_sim_arguments(p: Any) -> None:
 
 def _scenarios(args: Any) -> list[Any]:
     import fnmatch
+    import sys
 
     from tiny_node.sim.scenario import ScenarioError, load_scenario, with_seed
 
@@ -498,10 +500,19 @@ def _scenarios(args: Any) -> list[Any]:
     if args.suite or not files:
         from tiny_node.sim.suite import suite
 
-        chosen += [(s, f"suite {args.suite or 'smoke'}") for s in suite(args.suite or "smoke")]
+        # --only alone picks from every built-in drive: from smoke only, `--only 'CCRs_20*'` found nothing
+        names = [args.suite] if args.suite else ["all", "tune"] if args.only and not files else ["smoke"]
+        chosen += [(s, f"suite {n}") for n in names for s in suite(n)]
     chosen += files
     if args.only:
+        unmatched = [pat for pat in args.only if not any(fnmatch.fnmatchcase(s.name, pat) for s, _ in chosen)]
         chosen = [(s, o) for s, o in chosen if any(fnmatch.fnmatchcase(s.name, pat) for pat in args.only)]
+        among = f"suite {args.suite}" if args.suite else "the built-in suites" if not files else "the files given"
+        if unmatched and not chosen:
+            raise ScenarioError(f"no scenario of {among} matches --only {' '.join(unmatched)}"
+                                + (" (without --suite, --only picks from every built-in drive)" if args.suite else ""))
+        for pat in unmatched:
+            print(f"tiny-node sim: warning: --only {pat} matches no scenario of {among}", file=sys.stderr)
     dupes = name_clashes((str(s.name), f"{str(s.name)!r} from {origin}") for s, origin in chosen)
     if dupes:
         raise ScenarioError("scenario names must be unique in a run (as file names); " + "; ".join(dupes))
@@ -553,12 +564,23 @@ def sim_command(args: Any) -> int:
         return 2
     if bundle is not None:
         from tiny_node.model.bundle import BundleError, load_bundle
+        from tiny_node.model.runtime import load_runtime
 
-        try:  # once, up front: a bundle the node would refuse failed every run of the suite, one by one
-            load_bundle(bundle)
-        except BundleError as exc:
-            print(f"tiny-node sim: model {bundle}: {exc}", file=sys.stderr)
+        try:  # once, up front: a bundle the node would refuse failed every run of the suite, one by one;
+            # its sessions and a first run too (a graph without present.* outputs, another image size)
+            loaded = load_bundle(bundle)
+            load_runtime(loaded, 1).warm_up(1)
+        except Exception as exc:  # whatever its first run raises (onnxruntime's own types): no run could use it
+            what = "" if isinstance(exc, BundleError) else f"{type(exc).__name__}: "
+            print(f"tiny-node sim: model {bundle}: {what}{exc}", file=sys.stderr)
             return 2
+        budget, whose = ((loaded.latency_budget_ms, "its latency_budget_ms") if args.budget_ms is None
+                         else (args.budget_ms, "--budget-ms"))
+        deadline, guard = cfg.float("deadline_ms"), cfg.float("publish_guard_ms")
+        if not args.realtime and budget >= deadline - guard:
+            print(f"tiny-node sim: warning: the model's latency budget {budget:g} ms ({whose}) is not under "
+                  f"deadline_ms {deadline:g} - publish_guard_ms {guard:g}: in lockstep no model answer comes "
+                  "in time", file=sys.stderr)
     if not scenarios:
         print("tiny-node sim: no scenario selected", file=sys.stderr)
         return 2
@@ -604,7 +626,7 @@ def sim_command(args: Any) -> int:
 
 def print_result(result: SuiteResult) -> None:
     """The results table, the totals, the speed, and where everything went."""
-    from tiny_node.sim.report import totals
+    from tiny_node.sim.report import model_in_time, silent_model_warnings, totals
 
     # the longest name sets the column: cut at a fixed width, two look-alike drives read the same
     width = max([34, *(len(str(r["name"])) for r in result.runs)])
@@ -622,10 +644,14 @@ def print_result(result: SuiteResult) -> None:
         if r.get("outcome") == "no_target":
             print(f"{r['name']} ({r['mode']}): {r.get('note')}")
     print()
-    for mode, t in totals(result.runs).items():
+    tot = totals(result.runs)
+    for mode, t in tot.items():
         pts = f"{t['points']:.2f}/{t['points_max']:.0f} NCAP points, " if t["points_max"] else ""
+        asked = f"; the model answered {in_time} in time" if (in_time := model_in_time(t)) else ""
         print(f"{mode}: {t['passed']}/{t['runs']} passed, {pts}{t['collisions']} collision(s), "
-              f"{t['false_activations']}/{t['benign_runs']} false activation(s), {t['errors']} error(s)")
+              f"{t['false_activations']}/{t['benign_runs']} false activation(s), {t['errors']} error(s){asked}")
+    for line in silent_model_warnings(tot):
+        print(line)
     sim_s = sum(float(r.get("sim_time_s") or 0.0) for r in result.runs
                 if run_key(str(r["name"]), str(r["mode"])) in result.run_wall_s)
     busy, cpu = sum(result.run_wall_s.values()), sum(result.run_cpu_s.values())
