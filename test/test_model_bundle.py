@@ -452,3 +452,116 @@ def test_sizes_the_worker_allocates_by_are_bounded(fast: Path, tmp_path: Path) -
     vlm = make_tiny_vlm_bundle(tmp_path / "vlm")
     edit_manifest(vlm, lambda m: m["vlm"].update(image_tokens_per_tile=16385))
     assert load_error(vlm).endswith("vlm.image_tokens_per_tile: 16385 is too large (at most 16384)")
+
+
+# -- write_manifest checks what it writes; a file's place taken by a directory or FIFO -----------
+def _fast_parts(**decision: Any) -> dict[str, Any]:
+    from tiny_node.model.testmodels import _manifest_parts
+
+    parts = _manifest_parts(64)
+    parts["outputs"]["decision"].update(decision)
+    return parts
+
+
+def test_write_manifest_refuses_what_the_loader_refuses_and_keeps_the_manifest_there(fast: Path) -> None:
+    """A typo (``treshold``) replaced a good manifest with one every load refused (review): now it is
+    parsed as the loader parses it first, and the manifest there is left as it was."""
+    from tiny_node.model.bundle import write_manifest
+
+    before = (fast / "manifest.yaml").read_bytes()
+    with pytest.raises(BundleError, match=r"^\S+/manifest\.yaml \(not written\): outputs\.decision\.treshold: "
+                                          r"unknown key \(allowed: .*threshold"):
+        write_manifest(fast, name="x", files={"model": "model.onnx"}, latency_budget_ms=5.0,
+                       **_fast_parts(treshold=0.5))
+    with pytest.raises(BundleError, match=r"outputs\.decision\.threshold: 1\.5 out of range"):
+        write_manifest(fast, name="x", files={"model": "model.onnx"}, latency_budget_ms=5.0,
+                       **_fast_parts(threshold=1.5))
+    assert (fast / "manifest.yaml").read_bytes() == before
+    assert load_bundle(fast).name == "test-fast"
+    parts = _fast_parts()
+    parts["inputs"]["image"]["mean"] = (0.5, 0.5, 0.5)  # a tuple: YAML writes a list, which the loader takes
+    write_manifest(fast, name="x", files={"model": "model.onnx"}, latency_budget_ms=5.0, **parts)
+    assert load_bundle(fast).image.mean == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "fifo"])
+def test_write_manifest_names_the_key_of_a_file_it_cannot_hash(fast: Path, kind: str) -> None:
+    """A missing file was a bare FileNotFoundError, a directory or FIFO a bare OSError: neither said files.<key>."""
+    from tiny_node.model.bundle import write_manifest
+
+    before = (fast / "manifest.yaml").read_bytes()
+    path = fast / "other.onnx"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    reason = "No such file or directory" if kind == "missing" else "not a regular file"
+    with pytest.raises(BundleError, match=rf"^files\.model: cannot read {path}: \[Errno \d+\] {reason}"):
+        write_manifest(fast, name="x", files={"model": "other.onnx"}, latency_budget_ms=5.0, **_fast_parts())
+    assert (fast / "manifest.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_directory_or_fifo_in_a_files_place_is_not_called_missing(fast: Path, kind: str) -> None:
+    model = fast / "model.onnx"
+    model.unlink()
+    if kind == "directory":
+        model.mkdir()
+    else:
+        os.mkfifo(model)
+    assert load_error(fast) == f"files.model: not a regular file: {model.resolve()}"
+
+
+def test_an_image_dtype_of_float16_says_the_dtype_is_the_preprocessings(fast: Path) -> None:
+    """An fp16 export's author writes float16; the error said only "not one of float32"."""
+    edit_manifest(fast, lambda m: m["inputs"]["image"].update(dtype="float16"))
+    assert load_error(fast).endswith(
+        "inputs.image.dtype: 'float16' not one of float32: it is the preprocessing's type, not the graph's "
+        "(a kind: vlm graph that takes float16 is fed float16, cast to the type it declares; a classifier's "
+        "graph must take float32)")
+
+
+# -- the test-bundle commands refuse a directory that holds something --------------------------
+def _users_bundle(root: Path) -> Path:
+    root.mkdir()
+    (root / "manifest.yaml").write_text("mine\n")
+    return root
+
+
+def test_make_test_bundles_refuses_a_directory_that_is_not_empty_unless_forced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """It replaced a user's model.onnx / manifest.yaml and said nothing (exit 0)."""
+    import tiny_node.model.testmodels as tm
+    from tiny_node.cli import main
+
+    written: list[Path] = []
+    monkeypatch.setattr(tm, "write_test_bundles", lambda root: written.append(root) or {"fast": root})
+    target = _users_bundle(tmp_path / "mine")
+    assert main(["make-test-bundles", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tiny-node make-test-bundles: error: {target} exists and is not empty: files in it would be "
+                   "overwritten (--force to write into it anyway)"]
+    assert written == [] and (target / "manifest.yaml").read_text() == "mine\n"
+    assert main(["make-test-bundles", str(target), "--force"]) == 0
+    (tmp_path / "empty").mkdir()
+    assert main(["make-test-bundles", str(tmp_path / "empty")]) == 0
+    assert main(["make-test-bundles", str(tmp_path / "new")]) == 0
+    assert written == [target, tmp_path / "empty", tmp_path / "new"]
+
+
+@pytest.mark.parametrize("module", ["testmodels", "testvlm"])
+def test_the_generator_modules_refuse_a_directory_that_is_not_empty_unless_forced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(f"tiny_node.model.{module}")
+    writer = "write_test_bundles" if module == "testmodels" else "make_tiny_vlm_bundle"
+    written: list[Path] = []
+    monkeypatch.setattr(mod, writer, lambda root, *a, **kw: written.append(root) or {})
+    target = _users_bundle(tmp_path / "mine")
+    assert mod.main([str(target)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.endswith(f": error: {target} exists and is not empty: files in it would be overwritten "
+                        "(--force to write into it anyway)")
+    assert written == [] and (target / "manifest.yaml").read_text() == "mine\n"
+    assert mod.main([str(target), "--force"]) == 0 and written == [target]

@@ -714,3 +714,81 @@ def test_the_documented_steps_run_a_published_style_smolvlm_export(vlm_dirs: dic
         if variant == "fp16":  # int8 quantizes activations per run: a step alone != the whole sequence
             rt.decide(frame, feats, "school zone")
             assert rt.generate_ids(6, use_cache=False) == cached
+
+
+# -- config.json values, deep nesting, an fp16 export's image dtype ----------------------------
+def edit_config(bundle: Path, change: Callable[[dict[str, Any]], None], text: str | None = None) -> None:
+    """Change config.json's text_config (or replace the file with ``text``), then re-hash it in the manifest."""
+    import json
+
+    path = bundle / "config.json"
+    if text is None:
+        doc = json.loads(path.read_text())
+        change(doc["text_config"])
+        text = json.dumps(doc)
+    path.write_text(text)
+    edit_manifest(bundle, lambda m: m["files"]["config"].update(sha256=hash_file(path)))
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_key_value_heads", "3"), ("num_hidden_layers", "2"),
+                                            ("head_dim", 8.5), ("num_key_value_heads", True)])
+def test_config_counts_must_be_whole_numbers(vlm_dirs: dict[str, Path], tmp_path: Path, key: str,
+                                             value: Any) -> None:
+    """``"3"`` against the graph's static 3 read "files.config says 3, ... has 3" (review)."""
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    edit_config(bundle, lambda t: t.update({key: value}))
+    with pytest.raises(BundleError) as info:
+        VlmRuntime(load_bundle(bundle))
+    assert str(info.value) == f"files.config: text_config.{key} {value!r} must be a whole number above 0"
+
+
+def test_config_counts_are_not_cast_where_the_graph_is_dynamic(vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The tiny graph leaves kv heads symbolic: without vlm.kv, config.json's ``"1"`` went through int()."""
+    from tiny_node.model.bundle import KvSpec
+
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_manifest(bundle, lambda m: m["vlm"].pop("kv"))
+    edit_config(bundle, lambda t: t.update(num_key_value_heads="1"))
+    with pytest.raises(BundleError, match=r"^files\.config: text_config\.num_key_value_heads '1' must be a whole"):
+        VlmRuntime(load_bundle(bundle))
+    edit_config(bundle, lambda t: t.update(num_key_value_heads=1.0, head_dim=16.0))  # whole: taken
+    assert VlmRuntime(load_bundle(bundle)).kv == KvSpec(num_layers=2, num_kv_heads=1, head_dim=16)
+
+
+def test_a_config_nested_too_deeply_is_a_bundle_error(vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """``'[' * 100000`` (100 kB, under the 1 MiB limit) raised a bare RecursionError out of the runtime's load."""
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_config(bundle, lambda t: None, "[" * 100_000)
+    with pytest.raises(BundleError, match=rf"^files\.config: {bundle.resolve()}/config\.json: nested too deeply to "
+                                          r"parse \(RecursionError: maximum recursion depth exceeded"):
+        VlmRuntime(load_bundle(bundle))
+
+
+def test_a_tokenizer_nested_too_deeply_is_a_bundle_error(vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The tokenizers library (Rust, serde) stops at its own recursion limit: a BundleError already, kept so."""
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    path = bundle / "tokenizer.json"
+    depth = 100_000
+    deep = '{"type":"Sequence","normalizers":[' * depth + '{"type":"Lowercase"}' + "]}" * depth
+    text = path.read_text()
+    assert '"normalizer":null' in text
+    path.write_text(text.replace('"normalizer":null', f'"normalizer":{deep}', 1))
+    edit_manifest(bundle, lambda m: m["files"]["tokenizer"].update(sha256=hash_file(path)))
+    with pytest.raises(BundleError, match=r"^files\.tokenizer: .*: not a tokenizers JSON: recursion limit exceeded"):
+        VlmRuntime(load_bundle(bundle))
+
+
+def test_an_fp16_export_keeps_image_dtype_float32_as_the_error_says(vlm_dirs: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    """``dtype: float16`` for an fp16 export was refused as "not one of float32", with no word that
+    float32 is right: the runtime feeds the graph the float type it declares."""
+    export = _published_export(vlm_dirs, tmp_path / "SmolVLM-256M-Instruct", "fp16")
+    _documented_manifest(export, "fp16")
+    edit_manifest(export, lambda m: m["inputs"]["image"].update(dtype="float16"))
+    with pytest.raises(BundleError, match=r"inputs\.image\.dtype: 'float16' not one of float32: it is the "
+                                          r"preprocessing's type, not the graph's \(a kind: vlm graph that takes "
+                                          r"float16 is fed float16"):
+        load_bundle(export)
+    edit_manifest(export, lambda m: m["inputs"]["image"].update(dtype="float32"))
+    rt = VlmRuntime(load_bundle(export))
+    assert rt._pixel_dtype is np.float16 and rt._pixels(FRAME)["pixel_values"].dtype == np.float16

@@ -119,8 +119,12 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundles(args: argparse.Namespace) -> int:
-    from tiny_node.model.testmodels import write_test_bundles
+    from tiny_node.model.testmodels import occupied, write_test_bundles
 
+    refusal = None if args.force else occupied(Path(args.dir))
+    if refusal:  # a user's own bundle there would be overwritten
+        print(f"tiny-node make-test-bundles: error: {refusal}", file=sys.stderr)
+        return 2
     try:
         written = write_test_bundles(Path(args.dir))
     except OSError as exc:  # a file in the way, no permission: one line, not a traceback
@@ -298,11 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     hil_arguments(hil)
     bundles = sub.add_parser("make-test-bundles", help="write the generated test ONNX bundles")
     bundles.add_argument("dir")
+    bundles.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     from tiny_node.lockstep import budget_ms_arg
 
     rp = sub.add_parser("replay", help="replay a rosbag2 (mcap or sqlite3) through the decision core "
                         "(docs/BAGS.md)")
-    rp.add_argument("bag", help="bag directory (with metadata.yaml), or a .mcap / .db3 file")
+    rp.add_argument("bag", help="bag directory (metadata.yaml optional), or a .mcap / .db3 file (.zstd too)")
     for role, kind in (("camera", "sensor_msgs/Image or CompressedImage"), ("range", "sensor_msgs/Range"),
                        ("odom", "nav_msgs/Odometry"), ("imu", "sensor_msgs/Imu")):
         rp.add_argument(f"--{role}", metavar="TOPIC", help=f"{kind} topic (default: found by type)")

@@ -523,14 +523,16 @@ def write_manifest(
 
     Used by generators and exporters so no one writes a checksum by hand. ``vlm`` is the
     ``vlm`` section of a ``kind: vlm`` bundle. A graph saved with ONNX external data gets its
-    data files listed and hashed too (``data``), found from the graph itself.
+    data files listed and hashed too (``data``), found from the graph itself. A file that cannot
+    be hashed, or a manifest the loader would refuse (a key typed ``treshold``), raises a
+    BundleError naming the key, and any manifest already there is left as it was.
     """
     root = Path(root)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "name": name,
         "kind": kind,
-        "files": {k: _file_doc(root, k, p) for k, p in files.items()},
+        "files": {k: _hashed_file_doc(root, k, p) for k, p in files.items()},
         "inputs": dict(inputs),
         "outputs": dict(outputs),
         "runtime": dict(runtime) if runtime is not None else asdict(RuntimeSpec()),
@@ -539,8 +541,28 @@ def write_manifest(
     if vlm is not None:
         manifest["vlm"] = dict(vlm)
     out = root / MANIFEST
-    write_atomic(out, yaml.safe_dump(manifest, sort_keys=False))
+    text = yaml.safe_dump(manifest, sort_keys=False)
+    _check_loadable(root, out, text)
+    write_atomic(out, text)
     return out
+
+
+def _hashed_file_doc(root: Path, key: str, rel: str) -> dict[str, Any]:
+    """``_file_doc``, with a file it cannot read (missing, a directory, a FIFO) named by its key, not a bare OSError."""
+    try:
+        return _file_doc(root, key, rel)
+    except OSError as exc:
+        raise BundleError(f"files.{key}: cannot read {root / rel}: {exc}") from exc
+
+
+def _check_loadable(root: Path, out: Path, text: str) -> None:
+    """Parse the manifest ``text`` as :func:`load_bundle` parses ``out`` (its files were just hashed).
+
+    Why before writing: a manifest the loader refuses, written over a good one, left no bundle.
+    Why the text, not the dict: the loader sees what YAML makes of it (a tuple is a list there).
+    """
+    src = f"{out} (not written)"
+    parse_manifest(root, safe_load_unique(text, src), src)
 
 
 def _file_doc(root: Path, key: str, rel: str) -> dict[str, Any]:
@@ -645,22 +667,27 @@ def load_bundle(path: Path | str) -> Bundle:
         data = safe_load_unique(text, str(mpath))  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
         raise BundleError(f"{mpath}: not valid YAML: {yaml_problem(exc)}") from exc
+    bundle = parse_manifest(root, data, str(mpath))
+    for entry in bundle.files.values():
+        for e in (entry, *entry.data):
+            _verify(e)
+    return bundle
+
+
+def parse_manifest(root: Path, data: Any, src: str) -> Bundle:
+    """The bundle a loaded manifest document describes (files not verified); BundleError naming ``src``."""
     if not isinstance(data, Mapping):
-        raise BundleError(f"{mpath}: top level must be a mapping, got {type(data).__name__}")
-    p = _Parser(str(mpath))
+        raise BundleError(f"{src}: top level must be a mapping, got {type(data).__name__}")
     try:
-        bundle = p.bundle(root, data)
+        bundle = _Parser(src).bundle(root, data)
     except BundleError:
         raise
     except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError, RecursionError) as exc:
         # a value of a shape no check foresaw: still a bad manifest (permanent), not a crash
-        raise BundleError(f"{mpath}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+        raise BundleError(f"{src}: malformed manifest ({type(exc).__name__}: {exc})") from exc
     if bundle.vlm is not None and bundle.vlm.tracking is not None and bundle.image.roi is None:
         # here, not only when the runtime loads: a check before a run (hil --model) passed it
-        raise BundleError(f"{mpath}: vlm.tracking: needs inputs.image.roi (the window the detector's grid covers)")
-    for entry in bundle.files.values():
-        for e in (entry, *entry.data):
-            _verify(e)
+        raise BundleError(f"{src}: vlm.tracking: needs inputs.image.roi (the window the detector's grid covers)")
     return bundle
 
 
@@ -679,8 +706,9 @@ def _too_big(entry: FileEntry, size: int | None) -> str:
 
 def _verify(entry: FileEntry) -> None:
     try:  # OSError (EACCES, EIO, ENAMETOOLONG): still this file's fault, named like read_verified's
-        if not entry.path.is_file():
-            raise BundleError(f"files.{entry.key}: file missing: {entry.path}")
+        if not entry.path.is_file():  # a directory or FIFO in its place is no missing file
+            what = "not a regular file" if entry.path.exists() else "file missing"
+            raise BundleError(f"files.{entry.key}: {what}: {entry.path}")
         size = entry.path.stat().st_size
         if size > entry.max_bytes:  # refused before hashing it, let alone reading it
             raise BundleError(_too_big(entry, size))
@@ -894,12 +922,25 @@ class _Parser:
             width=width,
             layout=self.string(d, "layout", w, LAYOUTS),
             color=color,
-            dtype=self.string(d, "dtype", w, DTYPES),
+            dtype=self.image_dtype(d, w),
             mean=self.numbers(d, "mean", w, n),
             std=std,
             scale=self.number(d, "scale", w, lo=0.0, lo_open=True),
             roi=self.roi(d, w, height, width) if "roi" in d else None,
         )
+
+    def image_dtype(self, d: Mapping[str, Any], w: str) -> str:
+        """``inputs.image.dtype``: the type the frame is preprocessed in (float32), not the graph's.
+
+        Why the long error: an fp16 export's author writes float16 here, yet the VLM runtime casts
+        the pixels to the type the graph declares (``VlmRuntime._pixels``), so float32 is right.
+        """
+        value = self.string(d, "dtype", w)
+        if value not in DTYPES:
+            raise self.fail(f"{w}dtype", f"{value!r} not one of {', '.join(DTYPES)}: it is the preprocessing's "
+                            "type, not the graph's (a kind: vlm graph that takes float16 is fed float16, cast to "
+                            "the type it declares; a classifier's graph must take float32)")
+        return value
 
     def roi(self, d: Mapping[str, Any], w: str, height: int, width: int) -> tuple[int, int, int, int]:
         """``[r0, r1, c0, c1]``: 0 <= r0 < r1 <= height, 0 <= c0 < c1 <= width."""

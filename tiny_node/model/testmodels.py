@@ -21,6 +21,7 @@ between nodes) cancel it within about a millisecond.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -192,12 +193,33 @@ def write_test_bundles(root: Path, slow_ms: float = 200.0) -> dict[str, Path]:
     }
 
 
+def occupied(directory: Path) -> str | None:
+    """Why a command must not write its test bundles into ``directory`` (None: it may).
+
+    Why: the generators write fixed names (model.onnx, manifest.yaml, onnx/, ...) and replace what
+    is there, so a user's own bundle in that directory was overwritten without a word. Only the
+    commands refuse (unless ``--force``): tests regenerate into their own directories.
+    """
+    try:
+        taken = directory.is_dir() and any(directory.iterdir())
+    except OSError:  # unreadable: the write that follows fails and says why
+        return None
+    if not taken:
+        return None
+    return f"{directory} exists and is not empty: files in it would be overwritten (--force to write into it anyway)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m tiny_node.model.testmodels OUT_DIR [--slow-ms MS]``."""
+    """CLI: ``python -m tiny_node.model.testmodels OUT_DIR [--slow-ms MS] [--force]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("out", type=Path)
     ap.add_argument("--slow-ms", type=float, default=200.0)
+    ap.add_argument("--force", action="store_true", help="write into OUT_DIR even if it is not empty")
     args = ap.parse_args(argv)
+    refusal = None if args.force else occupied(args.out)
+    if refusal:
+        print(f"{ap.prog}: error: {refusal}", file=sys.stderr)
+        return 2
     for kind, path in write_test_bundles(args.out, args.slow_ms).items():
         print(f"{kind}: {path}")
     return 0

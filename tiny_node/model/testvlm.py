@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 from tiny_node.model.bundle import RuntimeSpec, write_manifest
+from tiny_node.model.testmodels import occupied
 
 OPSET = 17
 SEED = 4
@@ -507,11 +509,16 @@ def tiny_vlm_manifest(dims: Dims, smolvlm: bool, max_rationale_tokens: int | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m tiny_node.model.testvlm OUT_DIR [--smolvlm]``."""
+    """CLI: ``python -m tiny_node.model.testvlm OUT_DIR [--smolvlm] [--force]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("out", type=Path)
     ap.add_argument("--smolvlm", action="store_true", help="the published SmolVLM layout")
+    ap.add_argument("--force", action="store_true", help="write into OUT_DIR even if it is not empty")
     args = ap.parse_args(argv)
+    refusal = None if args.force else occupied(args.out)
+    if refusal:
+        print(f"{ap.prog}: error: {refusal}", file=sys.stderr)
+        return 2
     print(make_tiny_vlm_bundle(args.out, smolvlm=args.smolvlm))
     return 0
 

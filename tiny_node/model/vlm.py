@@ -181,7 +181,7 @@ class VlmRuntime:
         data = self.bundle.read_verified("tokenizer")
         try:
             tok = Tokenizer.from_str(data.decode("utf-8"))
-        except Exception as exc:  # tokenizers raises plain Exception; keep its message
+        except Exception as exc:  # tokenizers raises plain Exception (deep nesting too: serde's recursion limit)
             raise BundleError(f"{self._where('tokenizer')}: not a tokenizers JSON: {exc}") from exc
         tok.no_padding()
         tok.no_truncation()
@@ -194,6 +194,9 @@ class VlmRuntime:
             cfg = json.loads(self.bundle.read_verified("config"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{self._where('config')}: not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # '[' * 100000 fits in 1 MiB; a bundle fault, not a crash of the load
+            raise BundleError(f"{self._where('config')}: nested too deeply to parse "
+                              f"(RecursionError: {exc})") from exc
         if not isinstance(cfg, dict):
             raise BundleError(f"{self._where('config')}: expected a JSON object")
         return cfg
@@ -262,22 +265,10 @@ class VlmRuntime:
 
     def _kv_layout(self, n: int, dims: list[Any], where: str) -> KvSpec:
         """Manifest ``vlm.kv`` > static graph dims > ``files.config``; all that exist must agree."""
-        text = self.config.get("text_config", self.config)
-        cfg_layers = text.get("num_hidden_layers") if isinstance(text, dict) else None
+        cfg_layers, cfg_heads, cfg_dim = self._config_kv()
         if cfg_layers is not None and cfg_layers != n:
-            raise BundleError(f"files.config: num_hidden_layers {cfg_layers}, but {where} has "
+            raise BundleError(f"files.config: num_hidden_layers {cfg_layers!r}, but {where} has "
                               f"{n} layers of past_key_values")
-        cfg_heads = cfg_dim = None
-        if isinstance(text, dict):
-            heads = text.get("num_attention_heads")
-            cfg_heads = text.get("num_key_value_heads", heads)
-            cfg_dim = text.get("head_dim")
-            if cfg_dim is None and heads and text.get("hidden_size"):
-                hidden = text["hidden_size"]
-                if not all(type(v) is int and v > 0 for v in (hidden, heads)):  # "abc", 0.5, true: the file's
-                    raise BundleError(f"files.config: text_config.hidden_size {hidden!r} and num_attention_heads "
-                                      f"{heads!r} must be whole numbers above 0")
-                cfg_dim = hidden // heads
         graph = (dims[1] if isinstance(dims[1], int) else None,
                  dims[3] if isinstance(dims[3], int) else None)
         man = self.spec.kv
@@ -293,9 +284,26 @@ class VlmRuntime:
                                   "and no files.config says it")
             for src, v in (("manifest vlm.kv", manv), ("files.config", cfgv)):
                 if v is not None and graph[i] is not None and v != graph[i]:
-                    raise BundleError(f"vlm.kv.{key}: {src} says {v}, {where} has {graph[i]}")
+                    raise BundleError(f"vlm.kv.{key}: {src} says {v!r}, {where} has {graph[i]!r}")
             out.append(int(cands[0]))
         return KvSpec(n, out[0], out[1])
+
+    def _config_kv(self) -> tuple[int | None, int | None, int | None]:
+        """(layers, kv heads, head_dim) that ``files.config`` says, each None when it does not.
+
+        kv heads default to ``num_attention_heads``; head_dim to ``hidden_size // num_attention_heads``.
+        """
+        text = self.config.get("text_config", self.config)
+        if not isinstance(text, dict):
+            return None, None, None
+        at = "text_config." if "text_config" in self.config else ""
+        (layers,), (dim,) = _config_counts(text, at, "num_hidden_layers"), _config_counts(text, at, "head_dim")
+        if dim is None and text.get("hidden_size") is not None and text.get("num_attention_heads") is not None:
+            hidden, heads = _config_counts(text, at, "hidden_size", "num_attention_heads")
+            dim = hidden // heads if hidden and heads else None
+        (kv_heads,) = _config_counts(text, at, "num_key_value_heads" if "num_key_value_heads" in text
+                                     else "num_attention_heads")
+        return layers, kv_heads, dim
 
     def _token_id(self, text: str, key: str) -> int:
         """The id of one token: ``text`` encodes to exactly one token, or is a vocabulary entry.
@@ -635,6 +643,29 @@ def _past_names(layers: int) -> list[str]:
 
 def _present_names(layers: int) -> list[str]:
     return [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def _config_counts(text: Mapping[str, Any], at: str, *keys: str) -> tuple[int | None, ...]:
+    """``text[key]`` for each of ``keys`` as a whole number above 0 (a float like 3.0 as its int), None if absent.
+
+    Why: config.json is the export's, not checked by the manifest parser: ``"3"`` compared unequal to
+    the graph's 3 ("config says 3, graph has 3"), or was cast by int() silently where the graph is
+    dynamic. Names every value read together.
+    """
+    values = [text.get(k) for k in keys]
+    counts = [_whole(v) for v in values]
+    if any(c is None and v is not None for c, v in zip(counts, values, strict=True)):
+        shown = " and ".join(f"{k} {v!r}" for k, v in zip(keys, values, strict=True))
+        what = "whole numbers" if len(keys) > 1 else "a whole number"
+        raise BundleError(f"files.config: {at}{shown} must be {what} above 0")
+    return tuple(counts)
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an int if it is a whole number above 0 (not a bool or a string), else None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and value > 0 else None
 
 
 def _check_arg(arg: Any, shape: tuple[int, ...], types: tuple[str, ...], key: str,
