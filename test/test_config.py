@@ -255,3 +255,15 @@ def test_a_key_given_twice_beside_a_merge_and_an_unreadable_integer_are_yaml_err
     with pytest.raises(yaml.YAMLError) as exc:
         safe_load_unique(text)
     assert yaml_problem(exc.value).startswith(problem)
+
+
+def test_a_remap_rule_that_rewrites_none_of_the_nodes_topics_is_named():
+    """rcl remaps whole names and says nothing of a rule that matches none: ``camera:=/front/image`` left the
+    node on camera/image_raw, every decision a camera timeout's."""
+    from tiny_node.ros.node import _unmatched_remaps
+
+    rules = ["camera:=/front", "camera/image_raw:=/x", "/ego/range:=/r", "/range:=/q", "tiny_node:odom:=/o",
+             "front:imu:=/i", "other:foo:=/b", "/clock:=/sim/clock", "~/get_state:=/g", "decision/:=/d", "__node:=front"]
+    args = ["--ros-args", "-r", "__ns:=/ego", *[a for r in rules for a in ("-r", r)]]
+    assert _unmatched_remaps(args) == ["camera:=/front", "/range:=/q"]
+    assert _unmatched_remaps(["--ros-args", "-r", "imu:=/x"]) == []

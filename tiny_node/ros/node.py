@@ -711,6 +711,54 @@ def _rules(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in flags]
 
 
+def _remap_source(rule: str, names: tuple[str, ...] = (NODE_NAME,)) -> str | None:
+    """The name a remap rule ``[node:]from:=to`` rewrites; None when it is for another node than ``names``."""
+    target = rule.partition(":=")[0]
+    node, _, name = target.rpartition(":")
+    return name if node in ("", *names) else None
+
+
+def _name_and_namespace(ros_args: list[str]) -> tuple[str, str]:
+    """The node's name and namespace after the ``__node`` / ``__ns`` remap rules, as rcl applies them."""
+    name, namespace = NODE_NAME, "/"
+    for rule in _rules(ros_args, ("-r", "--remap")):
+        value = rule.partition(":=")[2]
+        if _remap_source(rule) == "__node":
+            name = value
+        elif _remap_source(rule) == "__ns":
+            namespace = value if value.startswith("/") else "/" + value
+    return name, namespace
+
+
+#: The topics the node uses (relative ones under its namespace): what a remap rule can rewrite.
+TOPICS = ("camera/image_raw", "camera/image_raw/compressed", "range", "odom", "imu", "brake", "decision",
+          "rationale", "/diagnostics", "/clock", "/rosout", "/parameter_events")
+
+
+def _unmatched_remaps(ros_args: list[str]) -> list[str]:
+    """Remap rules for this node that rewrite none of its topics (``camera:=/front/image``).
+
+    Why: rcl matches a rule's whole name and says nothing of a rule that matches nothing, so a
+    partial one (``camera:=...`` for ``camera/image_raw``) left the node listening on the default
+    topic, deciding every frame on camera timeouts. Private names (``~/...``: services, lifecycle
+    events) and the ``__`` rules are not judged.
+    """
+    name, namespace = _name_and_namespace(ros_args)
+
+    def full(topic: str) -> str:
+        return topic if topic.startswith("/") else f"{namespace.rstrip('/')}/{topic}"
+
+    ours = {full(t) for t in TOPICS}
+    out = []
+    for rule in _rules(ros_args, ("-r", "--remap")):
+        source = _remap_source(rule, (NODE_NAME, name))
+        if source is None or source.startswith(("__", "~")) or ":=" not in rule:
+            continue
+        if full(source.rstrip("/")) not in ours:
+            out.append(rule)
+    return out
+
+
 def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     """The node's parameters as rcl will give them, before rclpy is up (``realtime_priority``).
 
@@ -718,18 +766,7 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     they are read here; read differently from rcl (the last file only, no ``-p``, any section
     named like the node), the process would run with settings ``ros2 param get`` denies.
     """
-    def ours(target: str) -> str | None:
-        """``name`` of a remap rule's ``[node:]name``; None when it is for another node."""
-        node, _, key = target.rpartition(":")
-        return key if node in ("", NODE_NAME) else None
-
-    name, namespace = NODE_NAME, "/"
-    for rule in _rules(ros_args, ("-r", "--remap")):
-        target, _, value = rule.partition(":=")
-        if ours(target) == "__node":
-            name = value
-        elif ours(target) == "__ns":
-            namespace = value if value.startswith("/") else "/" + value
+    name, namespace = _name_and_namespace(ros_args)
     sources: list[tuple[str, dict[str, object]]] = []
     for path in _rules(ros_args, ("--params-file",)):
         try:
@@ -860,6 +897,9 @@ def main(args: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tiny_node: {exc}", file=sys.stderr)
         return 2
+    for rule in _unmatched_remaps(ros_args):
+        print(f"tiny_node: warning: -r {rule} rewrites none of this node's topics ({', '.join(TOPICS[:8])}, ...): "
+              "rcl remaps whole names (camera/image_raw:=/front/image, not camera:=/front)", file=sys.stderr)
     configure_dds()
     rt_status = make_realtime(early.int("realtime_priority"))
     rt_priority = fifo_priority()  # what the kernel granted (0: refused or not asked)
