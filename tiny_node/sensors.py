@@ -41,6 +41,9 @@ RANGE_CLEAR_M = 100.0
 # reordered in transport and dropped; further back, the sensor's clock restarted. Half the
 # timeout: a small clock step back cannot make the range stale by dropping what follows it.
 REORDER_TOLERANCE = 0.5
+# A repeated range stamp is a resent scan (aged from its first copy) when the driver's stamps advance
+# at most this fraction of range_timeout_s apart; further apart, it may be a new scan under a coarse stamp.
+RESEND_STEP = 0.5
 # Weight of each new window in the running mean of the range noise (about 1 s at 20 Hz).
 NOISE_ALPHA = 0.05
 # New ranges in a row under one stamp that make a driver unstamped, and advancing stamps that end it.
@@ -202,7 +205,9 @@ class SensorState:
         self._reused = 0
         self._advanced = 0
         self._copies = 0  # copies of the newest scan received since it (its stamp again, not 0)
-        self._late_ns: int | None = None  # the stamp of the late reading just dropped (_late)
+        # The step between the last two distinct stamps (s): a driver stamping its scans that often
+        # and repeating a stamp is resending its last scan (None: not seen advancing)
+        self._stamp_step_s: float | None = None
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -271,10 +276,16 @@ class SensorState:
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
             same_scan = last is not None and reading.stamp_ns == last.stamp_ns
-            if same_scan and header_ns != 0 and last is not None:
-                # The same scan again is no newer reading: its age runs from the first copy, or a
-                # driver resending its last scan after the sensor died (a CAN bridge, a cached timer)
-                # kept a clear road "fresh" for ever. Stamp 0 names no scan (below).
+            if last is not None and self._receipt_why is None and reading.stamp_ns > last.stamp_ns:
+                self._stamp_step_s = (reading.stamp_ns - last.stamp_ns) * 1e-9
+            step = self._stamp_step_s
+            if (same_scan and last is not None and self._receipt_why is None and step is not None
+                    and step <= RESEND_STEP * self._cfg.range_timeout_s):
+                # The same scan again from a driver that stamps every scan is no newer reading: its
+                # age runs from the first copy, or a driver resending its last scan after the sensor
+                # died (a CAN bridge, a cached timer) kept a clear road "fresh" for ever. Not so for
+                # one that stamps seldom (whole seconds) or never (a fixed stamp, stamp 0): there a
+                # repeated stamp is a new scan, and an unchanging +Inf no evidence of a resend.
                 reading = replace(reading, received_at=last.received_at)
                 self._copies += 1
             else:
@@ -330,26 +341,10 @@ class SensorState:
     def _late(self, last: RangeReading | None, reading: RangeReading) -> bool:
         """A late sample (transport reordering): the newer reading and the track stand.
 
-        A longer step back is a restarted clock (a bag looping), taken as a new track. So is a
-        second late reading in a row that is newer than the first: the newest scan was the odd one
-        (stamped ahead) or the sensor's clock stepped back (a PTP correction), and dropping on froze
-        the range for up to ``REORDER_TOLERANCE * range_timeout_s`` without a word (one scan stamped
-        0.2 s ahead: three scans dropped, the brake 2.25 m late). A scan stamped ahead leaves the
-        track; after a step back the track starts again.
+        A longer step back is a restarted clock (a bag looping), taken as a new track.
         """
         behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
-        if not 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
-            self._late_ns = None
-            return False
-        first, self._late_ns = self._late_ns, reading.stamp_ns
-        if first is None or reading.stamp_ns <= first:
-            return True
-        self._late_ns = None
-        track = self._track
-        if (last is not None and len(track) >= 2 and track[-1][0] == last.stamp_ns * 1e-9
-                and reading.stamp_ns * 1e-9 > track[-2][0]):
-            track.pop()
-        return False
+        return 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s
 
     def _judge_stamps(self, reading: RangeReading, last: RangeReading | None) -> bool:
         """Judge whether the driver stamps its scans (a valid ``reading``); True when that changed.

@@ -227,7 +227,6 @@ class Watchdog:
         self._pending: int | None = None  # newest frame waiting for the busy model
         self._seq = 0
         self._last_stamp_ns: int | None = None
-        self._behind_ns: int | None = None  # the stamp of the out-of-order frame just refused
         self._hold_until = -math.inf
         self._newest_seq, self._newest_brake = 0, False  # the newest frame decided so far, and its brake
         self._hold_source = Source.RULES
@@ -464,22 +463,17 @@ class Watchdog:
         """Frozen (repeated) or out-of-order camera stamps make a frame unusable for the model.
 
         A jump back by more than :data:`CLOCK_JUMP_NS` is a clock reset (a bag looping, sim
-        time restarting), not a camera fault: the frame is accepted and tracking restarts. So is
-        the second frame in a row behind the last accepted one that is newer than the first.
+        time restarting), not a camera fault: the frame is accepted and tracking restarts.
         """
-        last, behind, self._behind_ns = self._last_stamp_ns, self._behind_ns, None
+        last = self._last_stamp_ns
         if last is None or stamp_ns > last:
             return None
         if stamp_ns == last:
             return (f"camera stamp {stamp_ns} repeated (frozen camera)" if stamp_ns else
                     "camera stamp 0 repeated (frozen camera, or a driver that leaves header.stamp unset)")
-        if last - stamp_ns > CLOCK_JUMP_NS or (behind is not None and stamp_ns > behind):
-            # The second frame in a row behind ``last``, newer than the first: ``last`` was stamped
-            # ahead, or the camera's clock stepped back. Refused on, one frame stamped 0.4 s ahead
-            # kept the model off for the next 0.4 s of frames.
+        if last - stamp_ns > CLOCK_JUMP_NS:
             self.stats.clock_jumps += 1
             return None
-        self._behind_ns = stamp_ns
         return f"camera stamp {stamp_ns} before previous {last} (out-of-order frame)"
 
     def frame_deadline(self, frame: Frame) -> float:
