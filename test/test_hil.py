@@ -343,6 +343,80 @@ def test_an_invalid_range_is_judged_a_warning_until_the_nodes_range_timeout_then
     assert res.passed and any(n.startswith("the frames under the warning") for n in res.not_judged), res.failures
 
 
+def test_range_resent_sends_the_windows_first_valid_scan_again_stamp_and_value():
+    ctx = _Ctx()
+    ctx.now = lambda: 2.02
+    fault = F.RangeFault("resent")
+    assert fault.name == "range_resent" and fault.duration_s > 0.5  # outlasts the node's range_timeout_s
+    # a NaN (or negative) reading is no scan to resend: it goes out as it is, the first valid one is resent
+    assert math.isnan(fault.on_sensor(ctx, "range", 4, math.nan)[1])
+    assert fault.on_sensor(ctx, "range", 5, -3.0) == (5, -3.0)
+    assert [fault.on_sensor(ctx, "range", k, 20.0 - k) for k in (6, 7, 8)] == [(6, 14.0)] * 3
+    assert fault.on_sensor(ctx, "odom", 9, 8.0) == (9, 8.0)
+    assert fault.info["copies"] == 2 and fault.info["resent_at"] == 2.02
+    # +Inf (a clear road) and -Inf are valid REP-117 scans: resent like any other
+    for v in (math.inf, -math.inf):
+        fault = F.RangeFault("resent")
+        assert [fault.on_sensor(ctx, "range", k, v if k == 6 else 30.0) for k in (6, 7)] == [(6, v)] * 2
+
+
+def _resent_record(*, stale: bool = True, first: float = math.inf) -> tuple[RunRecord, F.RangeFault]:
+    """The scan stamped 2.02 s resent from 2.0 s for 1.5 s; the node stale 0.5 s after its receipt
+    (``stale`` False: the node before dd4258a, a resent clear road "fresh" for ever)."""
+    fault = F.RangeFault("resent")
+    fault.start = 2.0
+    ctx = _Ctx()
+    for k in range(30):  # 1.5 s at 20 Hz
+        ctx.now = lambda k=k: 2.02 + k * 0.05
+        assert fault.on_sensor(ctx, "range", 2_020_000_000 + k * 50_000_000, first) == (2_020_000_000, first)
+    rec = _rec(range_timeout_s=0.5)
+    rec.range_sent = [k * 0.05 for k in range(130)]
+    ts = [i / 30 for i in range(int(6.5 * 30))]
+    rec.frames = [FrameRec(i, 1000 + i, t, t) for i, t in enumerate(ts)]
+    for i, t in enumerate(ts):
+        if stale and 2.02 + 0.5 + 0.01 <= t < 3.52:
+            values = {"rules_reason": "fail-safe brake: range: stale (0.51 s > 0.5 s): the scan stamped 2.020 s "
+                                      "republished 10 times since, no new one", "level": 2, "decision": "brake"}
+        else:
+            values = {"rules_reason": "clear: nothing within max_range 150.00 m", "level": 0, "decision": "no_brake"}
+        rec.decisions[1000 + i] = [_decision(t + 0.005, **values)]
+    if stale:
+        rec.diags.append(DiagRec(2.6, "tiny_node: sensors", 2, "range: stale", {}))
+    rec.windows[fault.name] = fault.window
+    return rec, fault
+
+
+def test_range_resent_is_judged_stale_from_range_timeout_after_the_scans_first_receipt():
+    rec, fault = _resent_record()
+    res = fault.check(rec)
+    assert res.passed and res.status == "PASS", (res.failures, res.not_judged)
+    assert any("fail-safe 'range: stale … republished' after range_timeout_s" in o for o in res.observed), res.observed
+    # the node before dd4258a: the resent clear road stayed "fresh", no fail-safe, no sensors ERROR
+    rec, fault = _resent_record(stale=False)
+    failures = fault.check(rec).failures
+    assert any("not every frame after range_timeout_s fail-safe with 'range: stale … republished'" in f
+               for f in failures), failures
+    assert any("no 'sensors' diagnostic at level 2" in f for f in failures), failures
+    # stale too early (the resent scan aged from before its first receipt): a failure too
+    rec, fault = _resent_record()
+    early = next(f for f in rec.frames if f.t >= 2.1)
+    rec.decisions[early.stamp_ns][0].values.update(rules_reason="fail-safe brake: range: stale (0.55 s > 0.5 s)")
+    assert any("'range: stale' before range_timeout_s" in f for f in fault.check(rec).failures)
+
+
+def test_range_resent_with_no_valid_reading_in_its_window_is_not_judged():
+    fault = F.RangeFault("resent")
+    fault.start = 2.0
+    for k in range(30):
+        assert math.isnan(fault.on_sensor(_Ctx(), "range", 5_000 + k, math.nan)[1])
+    rec = _rec()
+    rec.frames = [FrameRec(i, i, i / 30, i / 30) for i in range(200)]
+    rec.decisions = {i: [_decision(i / 30 + 0.008)] for i in range(200)}
+    res = fault.check(rec)
+    assert res.passed and res.status == "PASS (not all judged)", res.failures
+    assert any("no valid range reading in the window: 30 NaN" in n for n in res.not_judged), res.not_judged
+
+
 def test_fault_registry_and_schedule():
     faults = F.make_faults(["all"])
     assert {f.name for f in faults} == set(F.FAULTS)

@@ -270,6 +270,24 @@ def _distinct(texts: Iterable[str], most: int = 3) -> str:
     return "; ".join(repr(t) for t in seen[:most]) + more
 
 
+def _span(rec: RunRecord, w: Window, res: CheckResult, what: str, span: tuple[float, float]) -> list[FrameResult]:
+    """The decided frames due in ``span`` [t0, t1) to judge ``what`` on; none (noted) when it is too short.
+
+    Under three camera periods (the node's range_timeout_s, the range rate or the window leave
+    no time) nothing is judged; otherwise at least 3 decided frames (at 30 Hz) are required.
+    """
+    t0, t1 = span
+    if t1 - t0 < 3 * rec.camera_period_s:
+        res.not_judged.append(f"the frames {what} (range_timeout_s {rec.range_timeout_s} s, range period "
+                              f"{rec.range_period_s:.3f} s, fault window {w.end - w.start:.2f} s: "
+                              f"{max(0.0, t1 - t0):.2f} s to judge)")
+        return []
+    got = [r for r in rec.between(t0, t1) if r.decision is not None]
+    _require(res, len(got) >= per_rate(3, rec), f"only {len(got)} frames decided {what} "
+             f"(need {per_rate(3, rec)}; range_timeout_s {rec.range_timeout_s} s)")
+    return got
+
+
 # --- camera --------------------------------------------------------------------------------
 class CameraDropout(Fault):
     """No camera frames for ``duration_s`` (range, odometry and IMU go on)."""
@@ -631,7 +649,11 @@ class BurstyDelivery(Fault):
 
 # --- range / odometry ----------------------------------------------------------------------
 class RangeFault(Fault):
-    """The range sensor reports ``kind``: nan, +inf, -inf, negative, or stuck (last value, fresh stamps)."""
+    """The range sensor reports ``kind``: nan, +inf, -inf, negative, stuck, unstamped or resent.
+
+    stuck: the last value with fresh stamps; unstamped: stamp 0; resent: the window's first scan
+    again, its stamp and value.
+    """
 
     key = "range"
     KINDS: ClassVar[dict[str, str]] = {
@@ -648,14 +670,20 @@ class RangeFault(Fault):
         "unstamped": "header.stamp left at 0: from the fourth scan on timed by their receipt ('closing_from' "
                      "says 'timed by receipt', sensors diagnostic WARN 'header.stamp unset'), no fail-safe; "
                      "back on the stamps three scans after they return",
+        "resent": "the window's first scan resent at the range rate, its stamp and value (a driver resending "
+                  "its last scan after the sensor died; a NaN or negative reading, no scan, goes out as it is "
+                  "and the first valid one after it is resent): after range_timeout_s from that scan fail-safe "
+                  "brake, reason 'range: stale ... republished', decision level ERROR, sensors diagnostic "
+                  "ERROR; no fail-safe once new scans come",
     }
 
     def __init__(self, kind: str = "nan", duration_s: float | None = None, recovery_s: float = 2.5) -> None:
         if kind not in self.KINDS:
             raise ValueError(f"range fault kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
         # A stuck value needs range_stuck_s (1 s by default) before it can be told from a steady gap;
-        # NaN and negative readings range_timeout_s (0.5 s) before they are a fault, not one missed scan.
-        default_s = {"stuck": 2.0, "nan": 1.5, "negative": 1.5, "unstamped": 1.5}.get(kind, 0.8)
+        # NaN and negative readings range_timeout_s (0.5 s) before they are a fault, not one missed scan;
+        # a resent scan as long before it is stale.
+        default_s = {"stuck": 2.0, "nan": 1.5, "negative": 1.5, "unstamped": 1.5, "resent": 1.5}.get(kind, 0.8)
         super().__init__(duration_s if duration_s is not None else default_s, recovery_s)
         self.kind = kind
         self.name = f"range_{kind.replace('+', 'pos').replace('-', 'neg')}"
@@ -683,7 +711,28 @@ class RangeFault(Fault):
             self.info["last"] = value
             self.info["readings"] = self.info.get("readings", 0) + 1
             return 0, value
+        if self.kind == "resent":
+            return self._resend(ctx, stamp_ns, value)
         return stamp_ns, {"nan": math.nan, "+inf": math.inf, "-inf": -math.inf, "negative": -3.0}[self.kind]
+
+    def _resend(self, ctx: Context, stamp_ns: int, value: float) -> tuple[int, float]:
+        """The first valid scan of the window, again and again (stamp and value).
+
+        +Inf (a clear road) and -Inf are valid REP-117 scans and resent like any other: a clear
+        road kept "fresh" by a resending driver is the case this fault is for. A NaN or negative
+        reading is no scan (the node discards it, its last valid reading standing): resent, it
+        would be the range_nan / range_negative fault again, so it goes out as it is and the first
+        valid reading after it is resent, as "stuck" waits for a finite value.
+        """
+        if "resent_at" not in self.info:
+            if math.isnan(value) or (math.isfinite(value) and value < 0.0):
+                self.info["unsent_invalid"] = self.info.get("unsent_invalid", 0) + 1
+                return stamp_ns, value
+            # the node ages the scan from this first receipt: the check times the fault from here
+            self.info.update(resent_at=ctx.now(), resent_ns=stamp_ns, resent_m=value, copies=0)
+            return stamp_ns, value
+        self.info["copies"] += 1
+        return int(self.info["resent_ns"]), float(self.info["resent_m"])
 
     def specific(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Per kind, see :data:`KINDS`."""
@@ -692,6 +741,9 @@ class RangeFault(Fault):
             return
         if self.kind == "unstamped":
             self._unstamped_checks(rec, w, res)
+            return
+        if self.kind == "resent":
+            self._resent_checks(rec, w, res)
             return
         inside = [r for r in rec.between(w.start + 0.12, w.end - EDGE_S) if r.decision is not None]
         _require(res, len(inside) >= per_rate(5, rec), f"only {len(inside)} frames decided during the fault "
@@ -718,24 +770,11 @@ class RangeFault(Fault):
         are judged for the warning, frames sent once it surely is, for the fault.
         """
         text = "NaN reading" if self.kind == "nan" else "negative reading"
-        # Both spans end with the window: valid readings come back after it, and frames then are the
+        # The span ends with the window: valid readings come back after it, and frames then are the
         # recovery's (a range_timeout_s longer than the window judged them as "under the warning").
-        spans = {"under the warning": (w.start + rec.range_period_s + TRANSPORT_S,
-                                       min(w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S,
-                                           w.end - EDGE_S)),
-                 "after range_timeout_s": (w.start + rec.range_timeout_s + 2 * TRANSPORT_S, w.end - EDGE_S)}
-        got: dict[str, list[FrameResult]] = {}
-        for what, (t0, t1) in spans.items():
-            got[what] = [r for r in rec.between(t0, t1) if r.decision is not None]
-            if t1 - t0 < 3 * rec.camera_period_s:  # the node's range_timeout_s, range rate or the window leave none
-                res.not_judged.append(f"the frames {what} (range_timeout_s {rec.range_timeout_s} s, range period "
-                                      f"{rec.range_period_s:.3f} s, fault window {w.end - w.start:.2f} s: "
-                                      f"{max(0.0, t1 - t0):.2f} s to judge)")
-                got[what] = []
-            else:
-                _require(res, len(got[what]) >= per_rate(3, rec), f"only {len(got[what])} frames decided {what} "
-                         f"(need {per_rate(3, rec)}; range_timeout_s {rec.range_timeout_s} s)")
-        warned, faulted = got["under the warning"], got["after range_timeout_s"]
+        warned = _span(rec, w, res, "under the warning", (
+            w.start + rec.range_period_s + TRANSPORT_S,
+            min(w.start + rec.range_timeout_s - rec.range_period_s - TRANSPORT_S, w.end - EDGE_S)))
         warn_ok = [r for r in warned if text in str(r.values.get("sensor_warnings", ""))
                    and not str(r.values.get("rules_reason", "")).startswith("fail-safe")
                    and int(r.values.get("level", 0)) >= WARN]
@@ -746,22 +785,59 @@ class RangeFault(Fault):
         warned_s = min(rec.range_timeout_s, w.end - w.start)  # the warning ends with the window at the latest
         _diag_level(rec, res, "sensors", WARN, t_from=w.start, t_to=w.start + warned_s + TRANSPORT_S,
                     lasts_s=warned_s, what="invalid range readings, the last valid one used")
+        self._timed_out(rec, w, res, w.start, (text,), what="range fault")
+
+    def _timed_out(self, rec: RunRecord, w: Window, res: CheckResult, since: float, texts: tuple[str, ...], *,
+                   what: str, from_what: str = "") -> None:
+        """Fail-safe from range_timeout_s after ``since`` to the window's end; sensors ERROR; recovery.
+
+        ``since``: when the node's range timer started (no later than it: the last valid reading
+        went out then, or the scan now resent). Frames sent once it surely ran out (transport of
+        that reading, and of the frame's decision) are judged: each fail-safe naming every one
+        of ``texts``, braking, at level ERROR.
+        """
+        faulted = _span(rec, w, res, "after range_timeout_s",
+                        (since + rec.range_timeout_s + 2 * TRANSPORT_S, w.end - EDGE_S))
+        shown = " … ".join(texts)
         rr = [str(r.values.get("rules_reason", "")) for r in faulted]
-        ok = [x for x in rr if x.startswith("fail-safe") and text in x]
-        res.observed.append(f"{len(ok)}/{len(faulted)} fail-safe '{text}' after range_timeout_s")
-        _require(res, len(ok) == len(faulted), f"not every frame after range_timeout_s fail-safe with '{text}': "
+        ok = [x for x in rr if x.startswith("fail-safe") and all(t in x for t in texts)]
+        res.observed.append(f"{len(ok)}/{len(faulted)} fail-safe '{shown}' after range_timeout_s")
+        _require(res, len(ok) == len(faulted), f"not every frame after range_timeout_s fail-safe with '{shown}': "
                  f"{[x for x in rr if x not in ok][:1]}")
         brakes = sum(r.values.get("decision") == "brake" for r in faulted)
         _require(res, brakes == len(faulted), f"{len(faulted) - brakes} frames not braking under fail-safe")
         lvl = [r for r in faulted if int(r.values.get("level", 0)) != ERROR]
         _require(res, not lvl, f"{len(lvl)} fail-safe decisions not at level ERROR")
-        if w.end - w.start > rec.range_timeout_s:
+        if w.end - since > rec.range_timeout_s:
             _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                        lasts_s=w.end - w.start - rec.range_timeout_s, what="range fault")
+                        lasts_s=w.end - since - rec.range_timeout_s, what=what)
         else:  # the readings were valid again before range_timeout_s: no fault state to see
-            res.not_judged.append(f"'sensors' level {ERROR}: the window ({w.end - w.start:.2f} s) closed before "
-                                  f"range_timeout_s ({rec.range_timeout_s} s)")
+            res.not_judged.append(f"'sensors' level {ERROR}: the window ({w.end - since:.2f} s{from_what}) closed "
+                                  f"before range_timeout_s ({rec.range_timeout_s} s)")
         _rules_recovered(rec, w, res)
+
+    def _resent_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
+        """Fresh until range_timeout_s after the resent scan went out, then fail-safe 'stale … republished'.
+
+        The node ages a scan received again with its stamp from its first receipt: the fault is
+        timed from the first scan of the window (sent as it was), which every later range message
+        repeats.
+        """
+        if "resent_at" not in self.info:
+            res.not_judged.append(f"the resent scan (no valid range reading in the window: "
+                                  f"{self.info.get('unsent_invalid', 0)} NaN or negative, sent as they were)")
+            return
+        since, value = float(self.info["resent_at"]), float(self.info["resent_m"])
+        shown = f"{value:.2f} m" if math.isfinite(value) else f"{value:+}".replace("inf", "Inf")
+        res.observed.append(f"the scan stamped {int(self.info['resent_ns']) * 1e-9:.3f} s ({shown}) resent "
+                            f"{self.info['copies']} times, from {since - w.start:+.2f} s")
+        # before range_timeout_s (its receipt, the frame's decision) the resent scan is no older than it
+        early = [r for r in rec.between(w.start, since + rec.range_timeout_s - 2 * TRANSPORT_S)
+                 if r.decision is not None and "range: stale" in str(r.values.get("rules_reason", ""))]
+        _require(res, not early, f"{len(early)} frames 'range: stale' before range_timeout_s from the resent "
+                 f"scan's first receipt: {_distinct(str(r.values.get('rules_reason')) for r in early)}")
+        self._timed_out(rec, w, res, since, ("range: stale", "republished"), what="resent range scan",
+                        from_what=" from the resent scan")
 
     def _unstamped_checks(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Scans timed by their receipt from the fourth unstamped one on, a sensors WARN; stamps again after.
@@ -1159,7 +1235,8 @@ FAULTS: dict[str, Callable[[], Fault]] = {
     "slow_model": SlowModel,
     "cpu_load": CpuLoad,
     "memory_pressure": MemoryPressure,
-    "range_unstamped": _range("unstamped"),  # last of the main run: the faults before keep their times
+    "range_unstamped": _range("unstamped"),  # after the others of the main run: the faults before keep their times
+    "range_resent": _range("resent"),  # last of the main run, for the same reason (added after range_unstamped)
     "clock_jump": ClockJump,
     "corrupt_frames_compressed": CorruptFrames,
     "bundle_corrupt": BundleCorrupt,
