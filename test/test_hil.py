@@ -417,6 +417,16 @@ def test_range_resent_with_no_valid_reading_in_its_window_is_not_judged():
     assert any("no valid range reading in the window: 30 NaN" in n for n in res.not_judged), res.not_judged
 
 
+def test_range_resent_from_a_radar_slower_than_the_node_can_judge_is_not_judged():
+    """A 3 Hz recorded radar (or range_timeout_s 0.15 s at 10 Hz): the node rightly does not age a
+    repeated stamp from a driver stamping that seldom, and the check FAILed instead of saying so."""
+    rec, fault = _resent_record(stale=False)
+    rec.range_sent = [k / 3 for k in range(20)]
+    res = fault.check(rec)
+    assert res.passed and res.status == "PASS (not all judged)", res.failures
+    assert any("range period 0.333 s over 0.5 x range_timeout_s 0.5 s" in n for n in res.not_judged), res.not_judged
+
+
 def test_fault_registry_and_schedule():
     faults = F.make_faults(["all"])
     assert {f.name for f in faults} == set(F.FAULTS)

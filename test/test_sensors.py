@@ -344,6 +344,52 @@ def test_a_scan_resent_after_the_sensor_died_goes_stale(value):
     assert s.snapshot(4.0).faults == ()
 
 
+def test_a_scan_resent_after_lost_scans_or_a_stamp_jump_still_goes_stale():
+    """Only the last step between stamps was kept: 0.35 s of lost scans (or one stamp 10 s ahead) as
+    the sensor failed made its resent last scan read as a seldom-stamping driver's, never aged."""
+    for lost, jump_s in ((range(23, 30), 0.0), (range(0), 10.0)):
+        s = SensorState(RuleConfig())
+        for k in range(50):
+            t = 1.0 + 0.05 * k
+            s.update_odometry(10.0, t)
+            if k in lost:
+                continue
+            stamp = (t if k < 30 else 2.5) + (jump_s if k >= 30 else 0.0)  # from k = 31 the scan of k = 30 again
+            s.update_range(rr(math.inf, stamp, received=t))
+        [f] = s.snapshot(3.51).faults  # the scan of 2.5 s resent from 2.55 s on
+        assert f.startswith("range: stale (1.01 s > 0.5 s): the scan stamped") and "republished 19 times" in f, f
+
+
+def test_a_driver_back_on_its_stamps_from_receipt_timing_resending_its_scan_goes_stale():
+    """Back from receipt timing, the step was measured against a receipt time: stamps 1000 s ahead of
+    this clock read as a 1000 s step, and the resent scan stayed fresh for ever."""
+    s = SensorState(RuleConfig())
+    for k in range(40):
+        t = 1.0 + 0.05 * k
+        s.update_odometry(10.0, t)
+        # a stamp stuck for 10 scans (timed by receipt), advancing again for three (back on the stamps),
+        # then the third of those resent
+        stamp = 1000.45 if 10 <= k < 20 else 1000.0 + min(t, 2.1)
+        s.update_range(rr(30.0 - 0.1 * min(k, 22), stamp, received=t))
+    assert s.snapshot(2.96).range_timed_by_receipt is None
+    [f] = s.snapshot(2.96).faults
+    assert f.startswith("range: stale (0.86 s > 0.5 s)") and "republished 17 times" in f, f
+
+
+def test_a_driver_that_turns_to_whole_second_stamps_is_faulted_one_second_at_most():
+    """Its first whole second reads as a resend (nothing else tells them apart then); the new stamp that
+    ends it shows the repeats were new scans, and the driver is judged by its new step from there."""
+    s = SensorState(RuleConfig())
+    faulted = []
+    for k in range(200):
+        t = 1.0 + 0.05 * k
+        s.update_odometry(10.0, t)
+        s.update_range(rr(math.inf, t if k < 40 else math.floor(t), received=t))
+        if s.snapshot(t + 0.001).faults:
+            faulted.append(round(t, 2))
+    assert faulted == [round(3.5 + 0.05 * i, 2) for i in range(10)]
+
+
 @pytest.mark.parametrize("stamp_s", [
     lambda t: 5.0,  # a stamp set once (timed by receipt once the values change)
     lambda t: 5.0 + math.floor(t),  # whole seconds: twenty scans under one stamp

@@ -208,6 +208,8 @@ class SensorState:
         # The step between the last two distinct stamps (s): a driver stamping its scans that often
         # and repeating a stamp is resending its last scan (None: not seen advancing)
         self._stamp_step_s: float | None = None
+        self._wider_step_s: float | None = None  # a larger step seen once, taken if the next is larger too
+        self._repeats = 0  # valid readings under the newest stamp after its first
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -276,8 +278,7 @@ class SensorState:
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
             same_scan = last is not None and reading.stamp_ns == last.stamp_ns
-            if last is not None and self._receipt_why is None and reading.stamp_ns > last.stamp_ns:
-                self._stamp_step_s = (reading.stamp_ns - last.stamp_ns) * 1e-9
+            self._note_stamp_step(header_ns)
             step = self._stamp_step_s
             if (same_scan and last is not None and self._receipt_why is None and step is not None
                     and step <= RESEND_STEP * self._cfg.range_timeout_s):
@@ -287,7 +288,7 @@ class SensorState:
                 # one that stamps seldom (whole seconds) or never (a fixed stamp, stamp 0): there a
                 # repeated stamp is a new scan, and an unchanging +Inf no evidence of a resend.
                 reading = replace(reading, received_at=last.received_at)
-                self._copies += 1
+                self._copies = self._copies + 1 if reading.range_m == last.range_m else 0
             else:
                 self._copies = 0
             self._range, self._header_ns = reading, header_ns
@@ -337,6 +338,32 @@ class SensorState:
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
+
+    def _note_stamp_step(self, header_ns: int) -> None:
+        """Keep the step between the driver's distinct header stamps (``_stamp_step_s``).
+
+        A smaller step is taken at once. A larger one is taken when readings under the last stamp
+        came before it (a coarse stamp: its repeats were new scans), or the second time in a row;
+        not once alone: a gap of lost scans, or one stamp jumping ahead, as the sensor fails must
+        not make its resent last scan read as a seldom-stamping driver's new scans (never aged).
+        Header stamps only, whichever clock times the scans (a receipt time is no stamp: against
+        one, the scan back on its stamps read as a 1000 s step); a step back starts afresh.
+        """
+        prev = self._header_ns
+        if prev is None or header_ns < prev:
+            self._stamp_step_s = self._wider_step_s = None
+            self._repeats = 0
+            return
+        if header_ns == prev:
+            self._repeats += 1
+            return
+        step, repeated, self._repeats = (header_ns - prev) * 1e-9, self._repeats > 0, 0
+        if self._stamp_step_s is None or step <= self._stamp_step_s or repeated:
+            self._stamp_step_s, self._wider_step_s = step, None
+        elif self._wider_step_s is None:
+            self._wider_step_s = step
+        else:  # twice in a row: the driver stamps less often now
+            self._stamp_step_s, self._wider_step_s = min(step, self._wider_step_s), None
 
     def _late(self, last: RangeReading | None, reading: RangeReading) -> bool:
         """A late sample (transport reordering): the newer reading and the track stand.
@@ -465,7 +492,8 @@ class SensorState:
                           else f"range: {bad}, and no valid reading received yet")
         elif (no_new := max(range_age or 0.0, bad_s)) > cfg.range_timeout_s:
             # the invalid run's own length counts too: a valid scan republished in it is no new reading
-            resent = (f": the scan stamped {rng.stamp_ns * 1e-9:.3f} s republished {copies} times since, no new one"
+            times = "once" if copies == 1 else f"{copies} times"
+            resent = (f": the scan stamped {rng.stamp_ns * 1e-9:.3f} s republished {times} since, no new one"
                       if copies else "")
             faults.append(f"range: stale ({range_age:.2f} s > {cfg.range_timeout_s} s){resent}" if bad is None else
                           f"range: {bad} for {bad_s:.2f} s: no valid reading for {no_new:.2f} s "

@@ -38,7 +38,7 @@ from tiny_node.hil.record import (
     first_time,
     timing_failures,
 )
-from tiny_node.sensors import UNSTAMPED_RUN
+from tiny_node.sensors import RESEND_STEP, UNSTAMPED_RUN
 
 #: Frames due this close to a sensor or model fault's end are not judged by its "during"
 #: checks: a frame and the (already unfaulted) reading or parameter that follows it can go
@@ -826,6 +826,12 @@ class RangeFault(Fault):
         if "resent_at" not in self.info:
             res.not_judged.append(f"the resent scan (no valid range reading in the window: "
                                   f"{self.info.get('unsent_invalid', 0)} NaN or negative, sent as they were)")
+            return
+        if rec.range_period_s > RESEND_STEP * rec.range_timeout_s:
+            # the node cannot tell such a driver's repeated stamp from a new scan under a coarse one
+            res.not_judged.append(f"the resent scan (range period {rec.range_period_s:.3f} s over {RESEND_STEP} x "
+                                  f"range_timeout_s {rec.range_timeout_s} s: the node ages a repeated stamp only "
+                                  "from a driver stamping its scans that often)")
             return
         since, value = float(self.info["resent_at"]), float(self.info["resent_m"])
         shown = f"{value:.2f} m" if math.isfinite(value) else f"{value:+}".replace("inf", "Inf")
