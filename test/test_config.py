@@ -263,7 +263,26 @@ def test_a_remap_rule_that_rewrites_none_of_the_nodes_topics_is_named():
     from tiny_node.ros.node import _unmatched_remaps
 
     rules = ["camera:=/front", "camera/image_raw:=/x", "/ego/range:=/r", "/range:=/q", "tiny_node:odom:=/o",
-             "front:imu:=/i", "other:foo:=/b", "/clock:=/sim/clock", "~/get_state:=/g", "decision/:=/d", "__node:=front"]
+             "front:imu:=/i", "other:foo:=/b", "/clock:=/sim/clock", "~/get_state:=/g", "decision/:=/d",
+             "__node:=front", "/ego/front/transition_event:=/t", "front/get_state:=/g", "rosservice://x:=/y",
+             "rostopic://camera:=/c", "front:rostopic://brake:=/b"]
     args = ["--ros-args", "-r", "__ns:=/ego", *[a for r in rules for a in ("-r", r)]]
-    assert _unmatched_remaps(args) == ["camera:=/front", "/range:=/q"]
+    # a rule prefixed with the old name is not applied once the node is renamed (rcl matches the new one)
+    warned = dict(_unmatched_remaps(args))
+    assert list(warned) == ["camera:=/front", "/range:=/q", "tiny_node:odom:=/o", "rostopic://camera:=/c"]
+    assert warned["camera:=/front"].startswith("rewrites none of this node's topics (camera/image_raw, ")
+    assert warned["tiny_node:odom:=/o"] == ("is for node 'tiny_node', which a __node rule renamed 'front': rcl "
+                                            "applies it to no node (prefix it with 'front:')")
     assert _unmatched_remaps(["--ros-args", "-r", "imu:=/x"]) == []
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    (["__node:=front", "front:__ns:=/ego"], ("front", "/ego")),  # __ns rules match the new name
+    (["__node:=front", "tiny_node:__ns:=/ego"], ("front", "/")),
+    (["__ns:=/a", "__ns:=/b"], ("tiny_node", "/a")),  # the first rule that matches wins
+    (["__name:=aeb", "__node:=other", "__ns:=ego"], ("aeb", "/ego")),
+])
+def test_the_nodes_name_and_namespace_are_read_from_the_remap_rules_as_rcl_applies_them(rules, expected):
+    from tiny_node.ros.node import _name_and_namespace
+
+    assert _name_and_namespace(["--ros-args", *[a for r in rules for a in ("-r", r)]]) == expected

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import os
+import re
 import signal
 import sys
 import time
@@ -711,23 +712,31 @@ def _rules(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in flags]
 
 
-def _remap_source(rule: str, names: tuple[str, ...] = (NODE_NAME,)) -> str | None:
-    """The name a remap rule ``[node:]from:=to`` rewrites; None when it is for another node than ``names``."""
-    target = rule.partition(":=")[0]
-    node, _, name = target.rpartition(":")
-    return name if node in ("", *names) else None
+#: ``[node:][rostopic://|rosservice://]from:=to``: rcl's remap rule (node names hold no ':' or '/').
+_REMAP = re.compile(r"^(?:(?P<node>[^:/]+):(?!//))?(?:(?P<scheme>rostopic|rosservice)://)?(?P<src>[^:]*):=(?P<dst>.*)$")
+
+
+def _remaps(ros_args: list[str]) -> list[tuple[str, str, str, str, str]]:
+    """Every ``-r`` rule as (rule, node prefix or "", scheme or "", from, to), in order."""
+    out = []
+    for rule in _rules(ros_args, ("-r", "--remap")):
+        if m := _REMAP.match(rule):
+            out.append((rule, m["node"] or "", m["scheme"] or "", m["src"], m["dst"]))
+    return out
 
 
 def _name_and_namespace(ros_args: list[str]) -> tuple[str, str]:
-    """The node's name and namespace after the ``__node`` / ``__ns`` remap rules, as rcl applies them."""
-    name, namespace = NODE_NAME, "/"
-    for rule in _rules(ros_args, ("-r", "--remap")):
-        value = rule.partition(":=")[2]
-        if _remap_source(rule) == "__node":
-            name = value
-        elif _remap_source(rule) == "__ns":
-            namespace = value if value.startswith("/") else "/" + value
-    return name, namespace
+    """The node's name and namespace after the remap rules, as rcl applies them.
+
+    rcl renames the node by the first ``__node`` (or ``__name``) rule for its own name, then takes
+    the first ``__ns`` rule for the NEW name: a later rule, or one prefixed with the old name, is
+    not applied.
+    """
+    rules = _remaps(ros_args)
+    name = next((dst for _, node, scheme, src, dst in rules
+                 if not scheme and src in ("__node", "__name") and node in ("", NODE_NAME)), NODE_NAME)
+    ns = next((dst for _, node, scheme, src, dst in rules if not scheme and src == "__ns" and node in ("", name)), "/")
+    return name, ns if ns.startswith("/") else "/" + ns
 
 
 #: The topics the node uses (relative ones under its namespace): what a remap rule can rewrite.
@@ -735,27 +744,35 @@ TOPICS = ("camera/image_raw", "camera/image_raw/compressed", "range", "odom", "i
           "rationale", "/diagnostics", "/clock", "/rosout", "/parameter_events")
 
 
-def _unmatched_remaps(ros_args: list[str]) -> list[str]:
+def _unmatched_remaps(ros_args: list[str]) -> list[tuple[str, str]]:
     """Remap rules for this node that rewrite none of its topics (``camera:=/front/image``).
 
     Why: rcl matches a rule's whole name and says nothing of a rule that matches nothing, so a
     partial one (``camera:=...`` for ``camera/image_raw``) left the node listening on the default
-    topic, deciding every frame on camera timeouts. Private names (``~/...``: services, lifecycle
-    events) and the ``__`` rules are not judged.
+    topic, deciding every frame on camera timeouts. Not judged: the ``__`` rules, service rules,
+    the node's private names (``~/...`` or written out: its services, lifecycle events) and rules
+    for other nodes. A rule prefixed with the node's name applies under its name after a ``__node``
+    rule, as in rcl: one prefixed with the name before is warned of too.
     """
     name, namespace = _name_and_namespace(ros_args)
+    base = namespace.rstrip("/")
 
     def full(topic: str) -> str:
-        return topic if topic.startswith("/") else f"{namespace.rstrip('/')}/{topic}"
+        return topic if topic.startswith("/") else f"{base}/{topic}"
 
     ours = {full(t) for t in TOPICS}
+    private = f"{base}/{name}/"
     out = []
-    for rule in _rules(ros_args, ("-r", "--remap")):
-        source = _remap_source(rule, (NODE_NAME, name))
-        if source is None or source.startswith(("__", "~")) or ":=" not in rule:
+    for rule, node, scheme, src, _ in _remaps(ros_args):
+        if node not in ("", name, NODE_NAME) or scheme == "rosservice" or src.startswith(("__", "~")):
             continue
-        if full(source.rstrip("/")) not in ours:
-            out.append(rule)
+        target = full(src.rstrip("/"))
+        if node not in ("", name):
+            out.append((rule, f"is for node '{node}', which a __node rule renamed '{name}': rcl applies it to "
+                              f"no node (prefix it with '{name}:')"))
+        elif target not in ours and not target.startswith(private):
+            out.append((rule, f"rewrites none of this node's topics ({', '.join(TOPICS[:8])}, ...): rcl remaps "
+                              "whole names (camera/image_raw:=/front/image, not camera:=/front)"))
     return out
 
 
@@ -897,9 +914,8 @@ def main(args: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tiny_node: {exc}", file=sys.stderr)
         return 2
-    for rule in _unmatched_remaps(ros_args):
-        print(f"tiny_node: warning: -r {rule} rewrites none of this node's topics ({', '.join(TOPICS[:8])}, ...): "
-              "rcl remaps whole names (camera/image_raw:=/front/image, not camera:=/front)", file=sys.stderr)
+    for rule, why in _unmatched_remaps(ros_args):
+        print(f"tiny_node: warning: -r {rule} {why}", file=sys.stderr)
     configure_dds()
     rt_status = make_realtime(early.int("realtime_priority"))
     rt_priority = fifo_priority()  # what the kernel granted (0: refused or not asked)
