@@ -340,3 +340,84 @@ def test_a_bundle_whose_config_raises_fails_without_restart_loop(
     assert not w.wait_ready(READY_S)
     assert w.state is WorkerState.FAILED and w.restarts == 0, w.stats()
     assert want in (w.last_error or ""), w.last_error
+
+
+def _memory_hog_bundle(directory: Path, over_kmh: float) -> Path:
+    """The fast test bundle with a graph that allocates 1 GiB when ego_speed >= ``over_kmh`` / 3.6
+    (a runaway model, for the memory limit); its answer is otherwise logits [1, 0] (no brake)."""
+    import hashlib
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tiny_node.model.testmodels import make_fast_bundle
+
+    bundle = make_fast_bundle(directory)
+    consts = {"starts": [0], "ends": [1], "axes": [1], "one": [1]}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in consts.items()]
+    inits += [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in
+              {"over": over_kmh / 3.6, "huge": float(1 << 28), "zero": 0.0, "logits0": [[1.0, 0.0]]}.items()]
+    n = helper.make_node
+    graph = helper.make_graph([
+        n("Slice", ["sensors", "starts", "ends", "axes"], ["speed"]),
+        n("GreaterOrEqual", ["speed", "over"], ["fast"]),
+        n("Cast", ["fast"], ["fastf"], to=TensorProto.FLOAT),
+        n("Mul", ["fastf", "huge"], ["count"]),  # 2^28 floats = 1 GiB, or none
+        n("Cast", ["count"], ["count64"], to=TensorProto.INT64),
+        n("Reshape", ["count64", "one"], ["shape"]),
+        n("ConstantOfShape", ["shape"], ["block"]),
+        n("ReduceSum", ["block"], ["total"], keepdims=0),
+        n("Mul", ["total", "zero"], ["nothing"]),
+        n("Add", ["logits0", "nothing"], ["logits"]),
+    ], "memory_hog",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64]),
+         helper.make_tensor_value_info("sensors", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    old = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+    (bundle / "model.onnx").write_bytes(data)
+    manifest = bundle / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace(old, hashlib.sha256(data).hexdigest()))
+    return bundle
+
+
+def test_a_run_over_the_memory_limit_is_an_error_then_a_fresh_worker(make_worker: Callable[..., ModelWorker],
+                                                                      tmp_path: Path) -> None:
+    """A model allocating without end took the machine's memory (the kernel's OOM killer then picks a
+    process, maybe the node). Under model_memory_limit_mb the run fails alone, is answered with the
+    reason, and the worker exits to be restarted with a fresh heap."""
+    w = make_worker(_memory_hog_bundle(tmp_path / "hog", over_kmh=100.0), memory_limit_mb=1024)
+    assert w.wait_ready(READY_S), w.stats()
+    first = pid_of(w)
+    assert w.submit(1, FRAME, {"ego_speed": 20.0})
+    (r,) = poll_until(w, bool)
+    assert r.output is not None and not r.output.brake  # under the limit: answered
+    assert w.submit(2, FRAME, {"ego_speed": 30.0})  # 108 km/h: 1 GiB more than the limit leaves
+    (r,) = poll_until(w, bool)
+    assert r.output is None and r.error is not None
+    assert r.error.startswith("out of memory (model_memory_limit_mb 1024); the worker restarts: "), r.error
+    poll_until(w, lambda _: w.state is WorkerState.RESTARTING)
+    assert "exited with code 7 (out of memory: model_memory_limit_mb reached)" in (w.last_error or "")
+    assert w.wait_ready(READY_S), w.stats()
+    assert pid_of(w) != first and w.stats()["crashes"] == 1
+    assert w.submit(3, FRAME, {"ego_speed": 20.0})
+    (r,) = poll_until(w, bool)
+    assert r.output is not None
+
+
+def test_a_model_that_cannot_load_under_the_memory_limit_fails_for_good_naming_it(
+        make_worker: Callable[..., ModelWorker], tmp_path: Path) -> None:
+    w = make_worker(_memory_hog_bundle(tmp_path / "hog", over_kmh=0.0), memory_limit_mb=1024)  # its warm-up
+    assert not w.wait_ready(READY_S)
+    assert w.state is WorkerState.FAILED and w.restarts == 0
+    assert (w.last_error or "").startswith("the model does not load within model_memory_limit_mb 1024 MiB "
+                                           "(raise it, or 0 for none): "), w.last_error
+
+
+def test_a_memory_limit_below_what_the_worker_needs_before_any_model_is_refused() -> None:
+    from tiny_node.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError, match=r"'model_memory_limit_mb' \(100\) must be 0 \(none\) or at least 512"):
+        make_config({"model_memory_limit_mb": 100})
+    assert make_config({"model_memory_limit_mb": 512}).int("model_memory_limit_mb") == 512

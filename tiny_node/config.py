@@ -23,6 +23,9 @@ import yaml
 from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 NODE_NAME = "tiny_node"
+#: The least model_memory_limit_mb: the worker's Python, numpy, OpenCV and onnxruntime map about
+#: 500 MiB of address space before any model (measured 551 MiB with the default model)
+MIN_MEMORY_LIMIT_MB = 512
 #: operator context of a language-model bundle: longer is refused (the prompt stays bounded)
 MAX_CONTEXT_CHARS = 200
 
@@ -155,6 +158,10 @@ PARAMS: tuple[ParamSpec, ...] = (
       "on each failure.", 0.0, 60.0, read_only=True),
     P("model_restart_backoff_max_s", 10.0, "Upper bound of the restart delay.", 0.1, 600.0,
       read_only=True),
+    P("model_memory_limit_mb", 0, "Address-space limit of the model worker process (RLIMIT_AS), "
+      "MiB; 0 = none. A worker that reaches it fails the allocation and is restarted, where "
+      "a runaway model would otherwise take the machine's memory; the default model needs 600.",
+      0, 1048576, read_only=True),
     P("operator_context", "", "Operator context given to a language-model bundle with each "
       "frame (e.g. 'school zone'); ignored by classifier bundles.", read_only=False,
       max_len=MAX_CONTEXT_CHARS),
@@ -311,6 +318,10 @@ def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
     deadline, guard = float(values["deadline_ms"]), float(values["publish_guard_ms"])
     if guard >= deadline:  # every frame would close at receipt: the model never asked
         raise ConfigError(f"parameter 'publish_guard_ms' ({guard}) must be below 'deadline_ms' ({deadline})")
+    limit = int(values["model_memory_limit_mb"])  # type: ignore[call-overload]
+    if 0 < limit < MIN_MEMORY_LIMIT_MB:  # below what Python and onnxruntime take before any model
+        raise ConfigError(f"parameter 'model_memory_limit_mb' ({limit}) must be 0 (none) or at least "
+                          f"{MIN_MEMORY_LIMIT_MB}")
     if float(values["model_hang_timeout_ms"]) < deadline - guard:  # an on-time run would be killed as a hang
         raise ConfigError(f"parameter 'model_hang_timeout_ms' ({values['model_hang_timeout_ms']}) must be at "
                           f"least 'deadline_ms' - 'publish_guard_ms' ({deadline - guard})")

@@ -41,6 +41,7 @@ class WorkerConfig:
     test_delay_ms: float  # TEST HOOK initial value
     nice: int = 0
     rationale_max_tokens: int | None = None  # vlm: a cap on the manifest's (None: the manifest's), 0 = none
+    memory_limit_mb: int = 0  # RLIMIT_AS of the worker, MiB (0: none)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ FromWorker = ModelResult | Rationale | Ready | Fatal
 
 # Exit status of a worker whose runtime packages cannot be imported.
 EXIT_MISSING_PACKAGE = 6
+#: the worker ran out of its memory limit (model_memory_limit_mb): a restart gives it a fresh process
+EXIT_OUT_OF_MEMORY = 7
 # How a user gets each runtime package the worker imports (pip; rosdep where a key exists).
 INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime, or rosdep's python3-onnxruntime-pip",

@@ -48,6 +48,7 @@ from tiny_node.model.bundle import MAX_DATA_BYTES
 from tiny_node.model.frames import N_SLOTS, FrameSlots
 from tiny_node.model.protocol import (
     EXIT_MISSING_PACKAGE,
+    EXIT_OUT_OF_MEMORY,
     Cancel,
     Fatal,
     FromWorker,
@@ -89,6 +90,8 @@ def describe_exit(code: int | None) -> str:
             return f"killed by signal {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code == EXIT_OUT_OF_MEMORY:
+        return f"exited with code {code} (out of memory: model_memory_limit_mb reached)"
     return f"exited with code {code}"
 
 
@@ -150,6 +153,7 @@ class ModelWorker:
         startup_timeout_s: float | None = None,
         nice: int = 0,
         rationale_max_tokens: int | None = None,
+        memory_limit_mb: int = 0,
     ) -> None:
         if startup_timeout_s is None:
             startup_timeout_s = startup_budget_s(Path(bundle_dir))
@@ -170,6 +174,7 @@ class ModelWorker:
         self._max_frame_shape = max_frame_shape
         self._nice = nice
         self._rationale_max_tokens = rationale_max_tokens
+        self._memory_limit_mb = memory_limit_mb
         self._ctx = mp.get_context("spawn")
 
         self._state = WorkerState.DISABLED
@@ -444,7 +449,7 @@ class ModelWorker:
             args=(ctl_r, res_w, WorkerConfig(
                 str(self._bundle_dir), tuple(self._slots.names), self._max_frame_shape,
                 self._threads, self._warmup_runs, self._test_delay_ms, self._nice,
-                self._rationale_max_tokens)),
+                self._rationale_max_tokens, self._memory_limit_mb)),
             name="tiny_node-model",
             daemon=True,
         )

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import NoReturn
 
 import cv2
 import onnxruntime as ort
@@ -28,6 +30,7 @@ from tiny_node.model.bundle import BundleError, load_bundle
 from tiny_node.model.frames import FrameSlots
 from tiny_node.model.protocol import (
     EXIT_MISSING_PACKAGE,
+    EXIT_OUT_OF_MEMORY,
     Cancel,
     Fatal,
     Job,
@@ -73,6 +76,31 @@ def reset_scheduling(nice: int = 0) -> str:
     return "; ".join(notes)
 
 
+def limit_memory(limit_mb: int) -> str:
+    """Cap this process's address space at ``limit_mb`` MiB (0: no cap); a note when it cannot be.
+
+    Why: a model that allocates without end (a leaking export, a runaway sequence) must fail its
+    own allocation here, to be restarted, before the kernel's OOM killer picks a process on the
+    vehicle computer (the node, or another stack's). RLIMIT_AS: what every mapping reserves.
+    """
+    if limit_mb <= 0:
+        return ""
+    want = limit_mb << 20
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ValueError, OSError) as exc:
+        return f"model_memory_limit_mb {limit_mb}: setrlimit(RLIMIT_AS): {exc}"
+    return "" if cap == want else f"model_memory_limit_mb {limit_mb}: the hard limit {hard >> 20} MiB applies"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (numpy's MemoryError, onnxruntime's arena)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "Failed to allocate memory" in text or "bad_alloc" in text
+
+
 @dataclass
 class _Run:
     seq: int
@@ -85,8 +113,10 @@ class _Server:
     """Job loop (main thread) plus control loop (its own thread)."""
 
     def __init__(self, runtime: Runtime, slots: FrameSlots, res: Connection,
-                 delay_ms: float, rationale_max_tokens: int | None = None) -> None:
+                 delay_ms: float, rationale_max_tokens: int | None = None, *, memory_limit_mb: int = 0) -> None:
         self._runtime = runtime
+        self._memory_limit_mb = memory_limit_mb
+        self._exit: int | None = None  # set when the process must end after its reply (out of memory)
         self._slots = slots
         self._res = res
         self._jobs: queue.Queue[Job | None] = queue.Queue()
@@ -160,6 +190,17 @@ class _Server:
                 self._deferred = None
             if result.rationale:
                 self._explain(job.seq)
+            if self._exit is not None:  # a fresh process, not one whose heap is exhausted
+                raise SystemExit(self._exit)
+
+    def _failed(self, exc: Exception) -> str:
+        """The reply's error text for ``exc``; an allocation that failed also ends the process after it."""
+        text = f"{type(exc).__name__}: {exc}"
+        if out_of_memory(exc):
+            self._exit = EXIT_OUT_OF_MEMORY
+            limit = f"model_memory_limit_mb {self._memory_limit_mb}" if self._memory_limit_mb else "no limit set"
+            text = f"out of memory ({limit}); the worker restarts: {text}"
+        return clip(text)
 
     def _explain(self, seq: int) -> None:
         """Decode the rationale of ``seq`` unless a job or cancel is already waiting."""
@@ -179,8 +220,7 @@ class _Server:
         except RationaleAbortedError as exc:
             msg = Rationale(seq, "", (time.monotonic() - t0) * 1e3, exc.tokens, aborted=True)
         except Exception as exc:
-            msg = Rationale(seq, "", (time.monotonic() - t0) * 1e3, 0,
-                            error=clip(f"{type(exc).__name__}: {exc}"))
+            msg = Rationale(seq, "", (time.monotonic() - t0) * 1e3, 0, error=self._failed(exc))
         finally:
             with self._lock:
                 self._current = None
@@ -210,9 +250,9 @@ class _Server:
                 del image  # drop the shared-memory view before replying
             except Exception as exc:
                 ms = (time.monotonic() - t0) * 1e3
-                if run.options.terminate:
+                if run.options.terminate and not out_of_memory(exc):
                     return ModelResult(job.seq, None, ms, cancelled=True)
-                return ModelResult(job.seq, None, ms, error=clip(f"{type(exc).__name__}: {exc}"))
+                return ModelResult(job.seq, None, ms, error=self._failed(exc))
             explain = self._rationale_tokens > 0 and self._jobs.empty()
             return ModelResult(job.seq, out, (time.monotonic() - t0) * 1e3, rationale=explain)
         finally:
@@ -222,7 +262,7 @@ class _Server:
 
 def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     """Process entry point (spawned). Replies go on ``res``; commands come on ``ctl``."""
-    note = reset_scheduling(cfg.nice)
+    note = "; ".join(n for n in (reset_scheduling(cfg.nice), limit_memory(cfg.memory_limit_mb)) if n)
     cv2.setNumThreads(1)  # preprocessing must not fan out over the cores the node needs
     t0 = time.monotonic()
     try:
@@ -231,19 +271,10 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
         load_ms = (time.monotonic() - t0) * 1e3
         warm = runtime.warm_up(cfg.warmup_runs)
         slots = FrameSlots.attach(list(cfg.shm_names), cfg.max_frame_shape)
-    except BundleError as exc:
-        res.send(Fatal(clip(str(exc)), permanent=True))
-        sys.exit(EXIT_BAD_BUNDLE)
-    except ImportError as exc:  # a package a bundle's runtime imports late: no restart brings it
-        res.send(Fatal(clip(missing_package(exc)), permanent=True))
-        sys.exit(EXIT_MISSING_PACKAGE)
-    except CONTENT_ERRORS as exc:  # a restart would re-hash the bundle for ever
-        res.send(Fatal(clip(f"bundle {cfg.bundle_dir}: {type(exc).__name__}: {exc}"), permanent=True))
-        sys.exit(EXIT_BAD_BUNDLE)
     except Exception as exc:
-        res.send(Fatal(clip(f"worker init failed: {type(exc).__name__}: {exc}"), permanent=False))
-        sys.exit(EXIT_INIT_FAILED)
-    server = _Server(runtime, slots, res, cfg.test_delay_ms, cfg.rationale_max_tokens)
+        _init_failed(res, cfg, exc)
+    server = _Server(runtime, slots, res, cfg.test_delay_ms, cfg.rationale_max_tokens,
+                     memory_limit_mb=cfg.memory_limit_mb)
     control = threading.Thread(target=server.control_loop, args=(ctl,), daemon=True,
                                name="model-control")
     control.start()
@@ -255,3 +286,22 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
         sys.exit(EXIT_PARENT_GONE)
     finally:
         slots.close()
+
+
+def _init_failed(res: Connection, cfg: WorkerConfig, exc: Exception) -> NoReturn:
+    """Tell the parent why the worker could not start, permanent or not, and exit with its status."""
+    if cfg.memory_limit_mb and out_of_memory(exc):  # the same at every start: the limit is too low
+        res.send(Fatal(clip(f"the model does not load within model_memory_limit_mb {cfg.memory_limit_mb} MiB "
+                            f"(raise it, or 0 for none): {type(exc).__name__}: {exc}"), permanent=True))
+        sys.exit(EXIT_OUT_OF_MEMORY)
+    if isinstance(exc, BundleError):
+        res.send(Fatal(clip(str(exc)), permanent=True))
+        sys.exit(EXIT_BAD_BUNDLE)
+    if isinstance(exc, ImportError):  # a package a bundle's runtime imports late: no restart brings it
+        res.send(Fatal(clip(missing_package(exc)), permanent=True))
+        sys.exit(EXIT_MISSING_PACKAGE)
+    if isinstance(exc, CONTENT_ERRORS):  # a restart would re-hash the bundle for ever
+        res.send(Fatal(clip(f"bundle {cfg.bundle_dir}: {type(exc).__name__}: {exc}"), permanent=True))
+        sys.exit(EXIT_BAD_BUNDLE)
+    res.send(Fatal(clip(f"worker init failed: {type(exc).__name__}: {exc}"), permanent=False))
+    sys.exit(EXIT_INIT_FAILED)

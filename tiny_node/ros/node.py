@@ -314,6 +314,7 @@ class TinyNode(LifecycleNode):
             backoff_max_s=cfg.float("model_restart_backoff_max_s"),
             test_delay_ms=cfg.float("test_hook_model_delay_ms"),
             rationale_max_tokens=cfg.int("rationale_max_tokens"),
+            memory_limit_mb=cfg.int("model_memory_limit_mb"),
             max_frame_shape=(cfg.int("max_frame_height"), cfg.int("max_frame_width"), 3),
         )
         self.worker = worker
