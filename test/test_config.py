@@ -274,13 +274,15 @@ def test_a_remap_rule_that_rewrites_none_of_the_nodes_topics_is_named():
     assert warned["tiny_node:odom:=/o"] == ("is for node 'tiny_node', which a __node rule renamed 'front': rcl "
                                             "applies it to no node (prefix it with 'front:')")
     assert _unmatched_remaps(["--ros-args", "-r", "imu:=/x"]) == []
+    renamed = ["--ros-args", "-r", "tiny_node:__node:=front", "-r", "tiny_node:__ns:=/ego", "-r", "front:__ns:=/x"]
+    assert [rule for rule, _ in _unmatched_remaps(renamed)] == ["tiny_node:__ns:=/ego"]
 
 
 @pytest.mark.parametrize(("rules", "expected"), [
     (["__node:=front", "front:__ns:=/ego"], ("front", "/ego")),  # __ns rules match the new name
-    (["__node:=front", "tiny_node:__ns:=/ego"], ("front", "/")),
+    (["__node:=front", "tiny_node:__ns:=/ego"], ("front", "/")),  # warned of (below)
     (["__ns:=/a", "__ns:=/b"], ("tiny_node", "/a")),  # the first rule that matches wins
-    (["__name:=aeb", "__node:=other", "__ns:=ego"], ("aeb", "/ego")),
+    (["__name:=aeb", "__node:=other", "__ns:=/ego"], ("aeb", "/ego")),
 ])
 def test_the_nodes_name_and_namespace_are_read_from_the_remap_rules_as_rcl_applies_them(rules, expected):
     from tiny_node.ros.node import _name_and_namespace

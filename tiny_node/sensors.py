@@ -209,7 +209,8 @@ class SensorState:
         # and repeating a stamp is resending its last scan (None: not seen advancing)
         self._stamp_step_s: float | None = None
         self._wider_step_s: float | None = None  # a larger step seen once, taken if the next is larger too
-        self._repeats = 0  # valid readings under the newest stamp after its first
+        self._repeats = 0  # new scans under the newest stamp after its first (not a relay's copies)
+        self._stamp_first_at = 0.0  # receipt of the newest stamp's first reading
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -278,7 +279,7 @@ class SensorState:
                 # track is left alone; the next valid reading drops it if it came too late.
                 return
             same_scan = last is not None and reading.stamp_ns == last.stamp_ns
-            self._note_stamp_step(header_ns)
+            self._note_stamp_step(header_ns, reading, last)
             step = self._stamp_step_s
             if (same_scan and last is not None and self._receipt_why is None and step is not None
                     and step <= RESEND_STEP * self._cfg.range_timeout_s):
@@ -339,7 +340,7 @@ class SensorState:
                 old = fit[2] if self._noise_var is None else self._noise_var
                 self._noise_var = old + NOISE_ALPHA * (fit[2] - old)
 
-    def _note_stamp_step(self, header_ns: int) -> None:
+    def _note_stamp_step(self, header_ns: int, reading: RangeReading, last: RangeReading | None) -> None:
         """Keep the step between the driver's distinct header stamps (``_stamp_step_s``).
 
         A smaller step is taken at once. A larger one is taken when readings under the last stamp
@@ -347,16 +348,21 @@ class SensorState:
         not once alone: a gap of lost scans, or one stamp jumping ahead, as the sensor fails must
         not make its resent last scan read as a seldom-stamping driver's new scans (never aged).
         Header stamps only, whichever clock times the scans (a receipt time is no stamp: against
-        one, the scan back on its stamps read as a 1000 s step); a step back starts afresh.
+        one, the scan back on its stamps read as a 1000 s step); a step back starts afresh. A repeat
+        is a reading of another value, or one half a step after the stamp's first: a relay's copy
+        a few ms after each scan is none, or every stamp "had repeats" and the guard was off.
         """
-        prev = self._header_ns
+        prev, step_now = self._header_ns, self._stamp_step_s
         if prev is None or header_ns < prev:
             self._stamp_step_s = self._wider_step_s = None
-            self._repeats = 0
+            self._repeats, self._stamp_first_at = 0, reading.received_at
             return
         if header_ns == prev:
-            self._repeats += 1
+            other = last is not None and reading.range_m != last.range_m
+            if other or step_now is None or reading.received_at - self._stamp_first_at >= 0.5 * step_now:
+                self._repeats += 1
             return
+        self._stamp_first_at = reading.received_at
         step, repeated, self._repeats = (header_ns - prev) * 1e-9, self._repeats > 0, 0
         if self._stamp_step_s is None or step <= self._stamp_step_s or repeated:
             self._stamp_step_s, self._wider_step_s = step, None

@@ -765,7 +765,10 @@ def _unmatched_remaps(ros_args: list[str]) -> list[tuple[str, str]]:
     private = f"{base}/{name}/"
     out = []
     for rule, node, scheme, src, _ in _remaps(ros_args):
-        if node not in ("", name, NODE_NAME) or scheme == "rosservice" or src.startswith(("__", "~")):
+        renaming = src in ("__node", "__name")  # matched against the name before any rename, as rcl does
+        if node not in ("", name, NODE_NAME) or scheme == "rosservice" or renaming:
+            continue
+        if src.startswith(("__", "~")) and node in ("", name):
             continue
         target = full(src.rstrip("/"))
         if node not in ("", name):
