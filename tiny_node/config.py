@@ -160,7 +160,7 @@ PARAMS: tuple[ParamSpec, ...] = (
       read_only=True),
     P("model_memory_limit_mb", 0, "Address-space limit of the model worker process (RLIMIT_AS), "
       "MiB; 0 = none. A worker that reaches it fails the allocation and is restarted, where "
-      "a runaway model would otherwise take the machine's memory; the default model needs 600.",
+      "a runaway model would otherwise take the machine's memory; the default model runs under 512.",
       0, 1048576, read_only=True),
     P("operator_context", "", "Operator context given to a language-model bundle with each "
       "frame (e.g. 'school zone'); ignored by classifier bundles.", read_only=False,
