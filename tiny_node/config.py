@@ -23,8 +23,8 @@ import yaml
 from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 NODE_NAME = "tiny_node"
-#: The least model_memory_limit_mb: the worker's Python, numpy, OpenCV and onnxruntime map about
-#: 500 MiB of address space before any model (measured 551 MiB with the default model)
+#: The least model_memory_limit_mb: the worker's Python, numpy, OpenCV and onnxruntime map most of it
+#: before any model (the default model's worker peaked at 491 MiB under a 512 MiB cap)
 MIN_MEMORY_LIMIT_MB = 512
 #: operator context of a language-model bundle: longer is refused (the prompt stays bounded)
 MAX_CONTEXT_CHARS = 200
