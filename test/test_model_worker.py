@@ -418,6 +418,26 @@ def test_a_model_that_cannot_load_under_the_memory_limit_fails_for_good_naming_i
 def test_a_memory_limit_below_what_the_worker_needs_before_any_model_is_refused() -> None:
     from tiny_node.config import ConfigError, make_config
 
-    with pytest.raises(ConfigError, match=r"'model_memory_limit_mb' \(100\) must be 0 \(none\) or at least 512"):
+    with pytest.raises(ConfigError, match=r"'model_memory_limit_mb' \(100\) must be 0 \(none\) or at least 512 "
+                                          r"with model_threads 1"):
         make_config({"model_memory_limit_mb": 100})
     assert make_config({"model_memory_limit_mb": 512}).int("model_memory_limit_mb") == 512
+    # each intra-op thread adds its stacks: 16 threads under 512 MiB hung onnxruntime creating its pool
+    with pytest.raises(ConfigError, match=r"\(512\) must be 0 \(none\) or at least 1112 with model_threads 16"):
+        make_config({"model_memory_limit_mb": 512, "model_threads": 16})
+
+
+def test_what_an_allocation_that_failed_says_is_known_wrapped_or_not() -> None:
+    """onnxruntime's thread pool refused under the limit came wrapped in a BundleError ("cannot load
+    vru_detector.onnx"): a bad bundle to the user, the limit unnamed. OpenCV says 'Insufficient memory'."""
+    from tiny_node.model.bundle import BundleError
+    from tiny_node.model.worker_main import out_of_memory
+
+    cause = RuntimeError("onnxruntime/core/platform/posix/env.cc:184 pthread_create failed, error code: 12")
+    try:
+        raise BundleError("files.vru_detector: onnxruntime cannot load x.onnx: ...") from cause
+    except BundleError as exc:
+        assert out_of_memory(exc)
+    assert out_of_memory(RuntimeError("OpenCV(4.12.0) (-4:Insufficient memory) Failed to allocate 1200000000 bytes"))
+    assert out_of_memory(MemoryError())
+    assert not out_of_memory(BundleError("files.model: checksum mismatch"))

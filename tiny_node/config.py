@@ -23,9 +23,12 @@ import yaml
 from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 NODE_NAME = "tiny_node"
-#: The least model_memory_limit_mb: the worker's Python, numpy, OpenCV and onnxruntime map most of it
-#: before any model (the default model's worker peaked at 491 MiB under a 512 MiB cap)
+#: The least model_memory_limit_mb with one model thread: the worker's Python, numpy, OpenCV and
+#: onnxruntime map most of it before any model (the default model's worker peaked at 459 MiB under a
+#: 512 MiB cap); each further intra-op thread adds its stacks, one per session (500 MiB with 2
+#: threads, 954 with 16). Under too little, onnxruntime hung creating its thread pool.
 MIN_MEMORY_LIMIT_MB = 512
+MEMORY_PER_THREAD_MB = 40
 #: operator context of a language-model bundle: longer is refused (the prompt stays bounded)
 MAX_CONTEXT_CHARS = 200
 
@@ -318,10 +321,11 @@ def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
     deadline, guard = float(values["deadline_ms"]), float(values["publish_guard_ms"])
     if guard >= deadline:  # every frame would close at receipt: the model never asked
         raise ConfigError(f"parameter 'publish_guard_ms' ({guard}) must be below 'deadline_ms' ({deadline})")
-    limit = int(values["model_memory_limit_mb"])  # type: ignore[call-overload]
-    if 0 < limit < MIN_MEMORY_LIMIT_MB:  # below what Python and onnxruntime take before any model
-        raise ConfigError(f"parameter 'model_memory_limit_mb' ({limit}) must be 0 (none) or at least "
-                          f"{MIN_MEMORY_LIMIT_MB}")
+    limit, threads = int(values["model_memory_limit_mb"]), int(values["model_threads"])  # type: ignore[call-overload]
+    least = MIN_MEMORY_LIMIT_MB + MEMORY_PER_THREAD_MB * (threads - 1)
+    if 0 < limit < least:  # below what Python, onnxruntime and its threads take before any model
+        raise ConfigError(f"parameter 'model_memory_limit_mb' ({limit}) must be 0 (none) or at least {least} "
+                          f"with model_threads {threads}")
     if float(values["model_hang_timeout_ms"]) < deadline - guard:  # an on-time run would be killed as a hang
         raise ConfigError(f"parameter 'model_hang_timeout_ms' ({values['model_hang_timeout_ms']}) must be at "
                           f"least 'deadline_ms' - 'publish_guard_ms' ({deadline - guard})")

@@ -436,8 +436,10 @@ class ModelWorker:
                       f"after submit (> hang_timeout_s {self._hang_timeout_s}); killed")
         elif st is WorkerState.STARTING and now - self._started_at > self._startup_timeout_s:
             self._counts["hangs"] += 1
+            limit = (f"; under model_memory_limit_mb {self._memory_limit_mb} onnxruntime hangs when it cannot "
+                     "start its threads: raise the limit, or lower model_threads" if self._memory_limit_mb else "")
             self._die(f"worker not ready {self._startup_timeout_s:.0f} s after start (its budget for a "
-                      f"bundle of this size); killed")
+                      f"bundle of this size){limit}; killed")
 
     # -- internals -------------------------------------------------------------------
     def _spawn(self) -> None:

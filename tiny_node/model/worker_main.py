@@ -13,6 +13,8 @@ rationale; the ``aborted`` notice is sent after that job's reply, not before it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import queue
 import resource
@@ -76,15 +78,28 @@ def reset_scheduling(nice: int = 0) -> str:
     return "; ".join(notes)
 
 
+#: glibc's mallopt parameter for the number of malloc arenas (malloc.h M_ARENA_MAX)
+M_ARENA_MAX = -8
+
+
 def limit_memory(limit_mb: int) -> str:
     """Cap this process's address space at ``limit_mb`` MiB (0: no cap); a note when it cannot be.
 
     Why: a model that allocates without end (a leaking export, a runaway sequence) must fail its
     own allocation here, to be restarted, before the kernel's OOM killer picks a process on the
-    vehicle computer (the node, or another stack's). RLIMIT_AS: what every mapping reserves.
+    vehicle computer (the node, or another stack's). RLIMIT_AS: what every mapping reserves. So
+    glibc's malloc arenas go down to two: each onnxruntime pool thread reserved a 64 MiB arena,
+    and a second intra-op thread no longer fitted 512 MiB (``pthread_create`` refused).
     """
     if limit_mb <= 0:
         return ""
+    notes = []
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if not libc.mallopt(M_ARENA_MAX, 2):
+            notes.append("mallopt(M_ARENA_MAX) refused")
+    except (OSError, AttributeError) as exc:  # not glibc: the limit holds, arenas as they come
+        notes.append(f"mallopt(M_ARENA_MAX): {exc}")
     want = limit_mb << 20
     try:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -92,13 +107,25 @@ def limit_memory(limit_mb: int) -> str:
         resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     except (ValueError, OSError) as exc:
         return f"model_memory_limit_mb {limit_mb}: setrlimit(RLIMIT_AS): {exc}"
-    return "" if cap == want else f"model_memory_limit_mb {limit_mb}: the hard limit {hard >> 20} MiB applies"
+    if cap != want:
+        notes.append(f"the hard limit {hard >> 20} MiB applies")
+    return f"model_memory_limit_mb {limit_mb}: " + "; ".join(notes) if notes else ""
+
+
+#: What an allocation that failed says: numpy's MemoryError aside, onnxruntime's arena and thread
+#: pool (``pthread_create failed, error code: 12``, ENOMEM), OpenCV's ``Insufficient memory``
+_OUT_OF_MEMORY = ("Failed to allocate memory", "bad_alloc", "pthread_create failed", "Cannot allocate memory",
+                  "Insufficient memory")
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocation that failed (numpy's MemoryError, onnxruntime's arena)."""
-    text = str(exc)
-    return isinstance(exc, MemoryError) or "Failed to allocate memory" in text or "bad_alloc" in text
+    """Whether ``exc`` is an allocation that failed, or was raised from one (a BundleError wrapping onnxruntime's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MemoryError) or any(t in str(seen) for t in _OUT_OF_MEMORY):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 @dataclass
