@@ -345,13 +345,10 @@ def test_a_bundle_whose_config_raises_fails_without_restart_loop(
 def _memory_hog_bundle(directory: Path, over_kmh: float) -> Path:
     """The fast test bundle with a graph that allocates 1 GiB when ego_speed >= ``over_kmh`` / 3.6
     (a runaway model, for the memory limit); its answer is otherwise logits [1, 0] (no brake)."""
-    import hashlib
-
     from onnx import TensorProto, helper, numpy_helper
 
-    from tiny_node.model.testmodels import make_fast_bundle
+    from tiny_node.model.testmodels import make_fast_bundle_with
 
-    bundle = make_fast_bundle(directory)
     consts = {"starts": [0], "ends": [1], "axes": [1], "one": [1]}
     inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in consts.items()]
     inits += [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in
@@ -372,14 +369,7 @@ def _memory_hog_bundle(directory: Path, over_kmh: float) -> Path:
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64]),
          helper.make_tensor_value_info("sensors", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    data = model.SerializeToString()
-    old = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
-    (bundle / "model.onnx").write_bytes(data)
-    manifest = bundle / "manifest.yaml"
-    manifest.write_text(manifest.read_text().replace(old, hashlib.sha256(data).hexdigest()))
-    return bundle
+    return make_fast_bundle_with(directory, graph)
 
 
 def test_a_run_over_the_memory_limit_is_an_error_then_a_fresh_worker(make_worker: Callable[..., ModelWorker],

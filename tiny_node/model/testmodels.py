@@ -151,6 +151,18 @@ def make_fast_bundle(directory: Path, size: int = 64) -> Path:
     return _write(directory, _graph(size, 0, "test_fast"), "test-fast", 5.0, size)
 
 
+def make_fast_bundle_with(directory: Path, graph: onnx.GraphProto) -> Path:
+    """The fast bundle (64 px) with ``graph`` as its model (opset 17), its manifest written for it.
+
+    Why: a test of one runtime fault (an output of another shape, a graph allocating 1 GiB) needs a
+    bundle that loads as any other, with only its graph different.
+    """
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="tiny_node.testmodels")
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    return _write(directory, model, "test-fast", 5.0, 64)
+
+
 def time_run_ms(model: onnx.ModelProto, runs: int = 5) -> float:
     """Median single-thread latency (ms) of ``model`` on this CPU, after one warm-up."""
     sess = ort.InferenceSession(model.SerializeToString(), session_options(RuntimeSpec()),
