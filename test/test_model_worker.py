@@ -421,9 +421,9 @@ def test_what_an_allocation_that_failed_says_is_known_wrapped_or_not() -> None:
     """onnxruntime's thread pool refused under the limit came wrapped in a BundleError ("cannot load
     vru_detector.onnx"): a bad bundle to the user, the limit unnamed. OpenCV says 'Insufficient memory'."""
     from tiny_node.model.bundle import BundleError
-    from tiny_node.model.worker_main import out_of_memory
+    from tiny_node.model.worker_main import out_of_memory, over_the_cap
 
-    cause = RuntimeError("onnxruntime/core/platform/posix/env.cc:184 pthread_create failed, error code: 12")
+    cause = RuntimeError("onnxruntime/core/platform/posix/env.cc:184 pthread_create failed, error code: 11")
     try:
         raise BundleError("files.vru_detector: onnxruntime cannot load x.onnx: ...") from cause
     except BundleError as exc:
@@ -431,3 +431,10 @@ def test_what_an_allocation_that_failed_says_is_known_wrapped_or_not() -> None:
     assert out_of_memory(RuntimeError("OpenCV(4.12.0) (-4:Insufficient memory) Failed to allocate 1200000000 bytes"))
     assert out_of_memory(MemoryError())
     assert not out_of_memory(BundleError("files.model: checksum mismatch"))
+    looped = RuntimeError("a")
+    looped.__cause__ = ValueError("b")
+    looped.__cause__.__cause__ = looped  # `raise e from e`: a cycle, not an endless walk
+    assert not out_of_memory(looped)
+    # a thread refused far below the cap is a container's pids.max: not permanent; an allocation is the cap's
+    assert not over_the_cap(cause, limit_mb=1 << 20) and over_the_cap(cause, limit_mb=64)
+    assert over_the_cap(MemoryError(), limit_mb=1 << 20)

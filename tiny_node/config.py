@@ -24,9 +24,9 @@ from tiny_node.strict_yaml import safe_load_unique, yaml_problem
 
 NODE_NAME = "tiny_node"
 #: The least model_memory_limit_mb with one model thread: the worker's Python, numpy, OpenCV and
-#: onnxruntime map most of it before any model (the default model's worker peaked at 459 MiB under a
-#: 512 MiB cap); each further intra-op thread adds its stacks, one per session (500 MiB with 2
-#: threads, 954 with 16). Under too little, onnxruntime hung creating its thread pool.
+#: onnxruntime map most of it before any model (the default model's worker peaked at 449 MiB under a
+#: 512 MiB cap); each further intra-op thread adds its stacks, one per session (488 MiB with 2
+#: threads, 932 with 16). Under too little, onnxruntime hung creating its thread pool.
 MIN_MEMORY_LIMIT_MB = 512
 MEMORY_PER_THREAD_MB = 40
 #: operator context of a language-model bundle: longer is refused (the prompt stays bounded)

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import NoReturn
 
 import cv2
@@ -112,20 +113,48 @@ def limit_memory(limit_mb: int) -> str:
     return f"model_memory_limit_mb {limit_mb}: " + "; ".join(notes) if notes else ""
 
 
-#: What an allocation that failed says: numpy's MemoryError aside, onnxruntime's arena and thread
-#: pool (``pthread_create failed, error code: 12``, ENOMEM), OpenCV's ``Insufficient memory``
-_OUT_OF_MEMORY = ("Failed to allocate memory", "bad_alloc", "pthread_create failed", "Cannot allocate memory",
-                  "Insufficient memory")
+#: What an allocation that failed says: numpy's MemoryError aside, onnxruntime's arena, OpenCV's
+#: ``Insufficient memory``
+_ALLOCATION = ("Failed to allocate memory", "bad_alloc", "Insufficient memory")
+#: ... and what a refused resource says, which under a cap is the cap's: onnxruntime's thread pool
+#: (``pthread_create failed, error code: 11``, glibc's EAGAIN for a stack it cannot map), ENOMEM;
+#: without one, a container's pids.max or vm.max_map_count says the same
+_RESOURCE = ("pthread_create failed", "Cannot allocate memory")
+
+
+def _says(exc: BaseException, texts: tuple[str, ...], *, memory_error: bool) -> bool:
+    """Whether ``exc``, or an error it was raised from (a BundleError wrapping onnxruntime's), says one of ``texts``."""
+    seen: BaseException | None = exc
+    chain: set[int] = set()
+    while seen is not None and id(seen) not in chain:  # `raise e from e` makes a cycle
+        if (memory_error and isinstance(seen, MemoryError)) or any(t in str(seen) for t in texts):
+            return True
+        chain.add(id(seen))
+        seen = seen.__cause__
+    return False
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocation that failed, or was raised from one (a BundleError wrapping onnxruntime's)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, MemoryError) or any(t in str(seen) for t in _OUT_OF_MEMORY):
-            return True
-        seen = seen.__cause__
-    return False
+    """Whether ``exc`` is an allocation, or a thread or mapping, the process could not get."""
+    return _says(exc, _ALLOCATION + _RESOURCE, memory_error=True)
+
+
+def over_the_cap(exc: BaseException, limit_mb: int, margin_mb: int = 64) -> bool:
+    """Whether ``exc`` is the cap's doing: a failed allocation, or a refused resource near the cap.
+
+    Why near: a refused thread or mapping far below the cap (VmPeak) is a container's limit, which a
+    restart may get past; a failed allocation is the cap's wherever it came (one 1 GiB request).
+    """
+    if _says(exc, _ALLOCATION, memory_error=True):
+        return True
+    if not _says(exc, _RESOURCE, memory_error=False):
+        return False
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return True  # no way to tell: the cap is the likely cause
+    peak = next((int(line.split()[1]) >> 10 for line in status.splitlines() if line.startswith("VmPeak:")), None)
+    return peak is None or peak >= limit_mb - margin_mb
 
 
 @dataclass
@@ -317,7 +346,7 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
 
 def _init_failed(res: Connection, cfg: WorkerConfig, exc: Exception) -> NoReturn:
     """Tell the parent why the worker could not start, permanent or not, and exit with its status."""
-    if cfg.memory_limit_mb and out_of_memory(exc):  # the same at every start: the limit is too low
+    if cfg.memory_limit_mb and over_the_cap(exc, cfg.memory_limit_mb):  # the same at every start
         res.send(Fatal(clip(f"the model does not load within model_memory_limit_mb {cfg.memory_limit_mb} MiB "
                             f"(raise it, or 0 for none): {type(exc).__name__}: {exc}"), permanent=True))
         sys.exit(EXIT_OUT_OF_MEMORY)
