@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default --out gets a -s<SEED> suffix")
     b.add_argument("--until", choices=STEPS, help="stop after this step")
     b.add_argument("--install", action="store_true",
-                   help=f"copy the final bundle to {DEFAULT_MODEL_DIR} (the model the package ships)")
+                   help=f"verify the final bundle's SHA-256s and swap it into {DEFAULT_MODEL_DIR} (the model "
+                        "the package ships) by renames, so it is never missing or half copied")
     from tiny_node.factory import operating_point
 
     o = sub.add_parser("operating-point", help="choose a bundle's threshold in the closed loop on the tune "
