@@ -19,7 +19,6 @@ the lock; critical sections are tiny.
 from __future__ import annotations
 
 import math
-import statistics
 import threading
 from collections import deque
 from dataclasses import dataclass, replace
@@ -56,11 +55,6 @@ UNSTAMPED_RUN = 3
 RECEIPT_MIN_POINTS = 3
 RECEIPT_MIN_SPAN_S = 0.1
 RECEIPT_JITTER_S = 0.05
-# A late scan is the one on time, and the newest the odd one, when the newest came this much sooner
-# after its stamp than the last LATENCY_POINTS scans typically did (their median), and the late one
-# within RECEIPT_JITTER_S of that: a sensor clock glitch stamping one scan ahead, not a reorder.
-AHEAD_MIN_S = 0.1
-LATENCY_POINTS = 10
 
 
 @dataclass(frozen=True)
@@ -217,8 +211,6 @@ class SensorState:
         self._wider_step_s: float | None = None  # a larger step seen once, taken if the next is larger too
         self._repeats = 0  # new scans under the newest stamp after its first (not a relay's copies)
         self._stamp_first_at = 0.0  # receipt of the newest stamp's first reading
-        # receipt - stamp (s) of the recent scans timed by their stamps, the newest last (_stamped_ahead)
-        self._latencies: deque[float] = deque(maxlen=LATENCY_POINTS)
         # Why the newest reading is invalid, and the receipt time of the first of its run (both
         # None: the newest reading is valid).
         self._invalid_why: str | None = None
@@ -274,7 +266,6 @@ class SensorState:
                 if not switched and self._late(last, reading):
                     return
             if switched:
-                self._latencies.clear()
                 # Into receipt timing the track is kept, its points timed by their receipt: a new track
                 # would leave a provisional brake on the old one unlifted. Back to stamps, it restarts.
                 retimed = [(rcv, r, rcv) for _, r, rcv in self._track] if self._receipt_why is not None else []
@@ -301,11 +292,6 @@ class SensorState:
                 self._copies = self._copies + 1 if reading.range_m == last.range_m else 0
             else:
                 self._copies = 0
-            if not same_scan and self._receipt_why is None:
-                behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
-                if behind_s > REORDER_TOLERANCE * self._cfg.range_timeout_s:  # a restarted clock: judged afresh
-                    self._latencies.clear()
-                self._latencies.append(reading.received_at - reading.stamp_ns * 1e-9)
             self._range, self._header_ns = reading, header_ns
             r = reading.range_m
             t = reading.stamp_ns * 1e-9
@@ -388,35 +374,10 @@ class SensorState:
     def _late(self, last: RangeReading | None, reading: RangeReading) -> bool:
         """A late sample (transport reordering): the newer reading and the track stand.
 
-        A longer step back is a restarted clock (a bag looping), taken as a new track. Not late:
-        one behind a newest scan that was stamped ahead (:meth:`_stamped_ahead`), which leaves the
-        track; dropped, the scans behind it froze the range until the stamps caught up (three at
-        20 Hz for a scan 0.2 s ahead: the brake 2.25 m late at 54 km/h).
+        A longer step back is a restarted clock (a bag looping), taken as a new track.
         """
         behind_s = 0.0 if last is None else (last.stamp_ns - reading.stamp_ns) * 1e-9
-        if not 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s:
-            return False
-        if last is None or not self._stamped_ahead(last, reading):
-            return True
-        if self._track and self._track[-1][0] == last.stamp_ns * 1e-9:
-            self._track.pop()  # its point is at the wrong time
-        self._latencies.pop()  # and its latency no scan's
-        return False
-
-    def _stamped_ahead(self, last: RangeReading, reading: RangeReading) -> bool:
-        """Whether ``last`` (the newest scan) was stamped ahead and ``reading``, behind it, is on time.
-
-        Their receipt latencies tell a clock glitch from a reorder: a scan stamped ahead arrives
-        sooner after its stamp than the scans before it did, a reordered one later (so a reordered
-        pair, two deep, stays dropped, as does a clock step back: every scan after it is "late").
-        """
-        typical = list(self._latencies)[:-1]  # the newest is last's
-        if len(typical) < 3:
-            return False
-        usual = statistics.median(typical)
-        early = usual - (last.received_at - last.stamp_ns * 1e-9)
-        off = abs(reading.received_at - reading.stamp_ns * 1e-9 - usual)
-        return early > AHEAD_MIN_S and off <= RECEIPT_JITTER_S
+        return 0.0 < behind_s <= REORDER_TOLERANCE * self._cfg.range_timeout_s
 
     def _judge_stamps(self, reading: RangeReading, last: RangeReading | None) -> bool:
         """Judge whether the driver stamps its scans (a valid ``reading``); True when that changed.
