@@ -167,7 +167,7 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         run_all,
     )
     from tiny_node.hil.record import WARMUP_S
-    from tiny_node.hil.report import EXIT_NOTHING_INJECTED, console_table, skipped_summary, write_report
+    from tiny_node.hil.report import console_table, exit_status, skipped_summary, write_report
     from tiny_node.hil.soak import SOAK_FAULTS, run_soak
     from tiny_node.rt import make_realtime
     from tiny_node.sim.scenario import ScenarioError
@@ -333,4 +333,4 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
           f"{'; not all judged: ' + ', '.join(partial) if partial else ''}"
           f"{'; skipped: ' + skipped if skipped else ''}; model: {model_name}; "
           f"report in {out}/ (summary.json, report.md, *.png)")
-    return {"PASS": 0, "FAIL": 1}.get(result, EXIT_NOTHING_INJECTED)
+    return exit_status(result)

@@ -43,6 +43,11 @@ def verdict(checks: list[CheckResult], global_fail: dict[str, list[str]]) -> str
     return "SKIP" if checks and not ran else "PASS"
 
 
+def exit_status(result: str) -> int:
+    """The process's exit status for a :func:`verdict`: 0 PASS, 1 FAIL, EXIT_NOTHING_INJECTED for SKIP."""
+    return {"PASS": 0, "FAIL": 1}.get(result, EXIT_NOTHING_INJECTED)
+
+
 def skipped_summary(checks: list[CheckResult]) -> str:
     """The skipped checks with their reasons, those skipped for one reason together ('' when none)."""
     by_reason: dict[str, list[str]] = {}

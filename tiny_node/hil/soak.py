@@ -23,6 +23,7 @@ from tiny_node.hil.record import CheckResult, RunRecord, summarise_latency
 from tiny_node.hil.report import (
     EXIT_NOTHING_INJECTED,
     _json_default,
+    exit_status,
     plot_histogram,
     plot_timeline,
     skipped_summary,
@@ -190,7 +191,7 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     write_frames_csv(cfg.out_dir / "frames_soak.csv", rec)
     _plot_soak(cfg.out_dir / "soak.png", rec, minutes)
     print("\n".join(md))
-    return {"PASS": 0, "FAIL": 1}.get(result, EXIT_NOTHING_INJECTED)
+    return exit_status(result)
 
 
 def _f(x: Any) -> str:

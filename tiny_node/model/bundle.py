@@ -751,15 +751,16 @@ class _Parser:
 
     def string(
         self, d: Mapping[str, Any], key: str, where: str, choices: Sequence[str] | None = None,
-        default: Any = _MISSING,
+        default: Any = _MISSING, *, why: str = "",
     ) -> str:
+        """A non-empty string of at most MAX_STRING_CHARS, one of ``choices`` if given (``why`` says why)."""
         value = self.get(d, key, where, default)
         if not isinstance(value, str) or not value:
             raise self.fail(f"{where}{key}", f"expected a non-empty string, got {value!r}")
         if len(value) > MAX_STRING_CHARS:
             raise self.fail(f"{where}{key}", f"{len(value)} characters: at most {MAX_STRING_CHARS}")
         if choices is not None and value not in choices:
-            raise self.fail(f"{where}{key}", f"{value!r} not one of {', '.join(choices)}")
+            raise self.fail(f"{where}{key}", f"{value!r} not one of {', '.join(choices)}" + (f": {why}" if why else ""))
         return value
 
     def number(
@@ -922,25 +923,16 @@ class _Parser:
             width=width,
             layout=self.string(d, "layout", w, LAYOUTS),
             color=color,
-            dtype=self.image_dtype(d, w),
+            # the preprocessing's type: an fp16 export's author writes float16 here, yet the VLM runtime
+            # casts the pixels to the type the graph declares (VlmRuntime._pixels)
+            dtype=self.string(d, "dtype", w, DTYPES, why=(
+                "it is the preprocessing's type, not the graph's (a kind: vlm graph that takes float16 is fed "
+                "float16, cast to the type it declares; a classifier's graph must take float32)")),
             mean=self.numbers(d, "mean", w, n),
             std=std,
             scale=self.number(d, "scale", w, lo=0.0, lo_open=True),
             roi=self.roi(d, w, height, width) if "roi" in d else None,
         )
-
-    def image_dtype(self, d: Mapping[str, Any], w: str) -> str:
-        """``inputs.image.dtype``: the type the frame is preprocessed in (float32), not the graph's.
-
-        Why the long error: an fp16 export's author writes float16 here, yet the VLM runtime casts
-        the pixels to the type the graph declares (``VlmRuntime._pixels``), so float32 is right.
-        """
-        value = self.string(d, "dtype", w)
-        if value not in DTYPES:
-            raise self.fail(f"{w}dtype", f"{value!r} not one of {', '.join(DTYPES)}: it is the preprocessing's "
-                            "type, not the graph's (a kind: vlm graph that takes float16 is fed float16, cast to "
-                            "the type it declares; a classifier's graph must take float32)")
-        return value
 
     def roi(self, d: Mapping[str, Any], w: str, height: int, width: int) -> tuple[int, int, int, int]:
         """``[r0, r1, c0, c1]``: 0 <= r0 < r1 <= height, 0 <= c0 < c1 <= width."""

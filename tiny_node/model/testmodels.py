@@ -88,10 +88,16 @@ def _graph(size: int, chain: int, name: str) -> onnx.ModelProto:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
         inits,
     )
+    model = _model(graph)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    """``graph`` as a model of opset OPSET and the lowest IR it needs (onnxruntime < 1.24 refuses the newest)."""
     opsets = [helper.make_opsetid("", OPSET)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="tiny_node.testmodels")
     model.ir_version = helper.find_min_ir_version_for(opsets)
-    onnx.checker.check_model(model)
     return model
 
 
@@ -152,15 +158,12 @@ def make_fast_bundle(directory: Path, size: int = 64) -> Path:
 
 
 def make_fast_bundle_with(directory: Path, graph: onnx.GraphProto) -> Path:
-    """The fast bundle (64 px) with ``graph`` as its model (opset 17), its manifest written for it.
+    """The fast bundle (64 px) with ``graph`` as its model (opset OPSET), its manifest written for it.
 
     Why: a test of one runtime fault (an output of another shape, a graph allocating 1 GiB) needs a
     bundle that loads as any other, with only its graph different.
     """
-    opsets = [helper.make_opsetid("", 17)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="tiny_node.testmodels")
-    model.ir_version = helper.find_min_ir_version_for(opsets)
-    return _write(directory, model, "test-fast", 5.0, 64)
+    return _write(directory, _model(graph), "test-fast", 5.0, 64)
 
 
 def time_run_ms(model: onnx.ModelProto, runs: int = 5) -> float:

@@ -102,7 +102,6 @@ def boxes_touch(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> b
     return True
 
 
-
 def relative_impact_speed(ego_mps: float, actor_vx: float, actor_vy: float) -> float:
     """The speed an impact is scored by (m/s): the ego's closing speed on the actor, as Euro NCAP's.
 
@@ -112,6 +111,7 @@ def relative_impact_speed(ego_mps: float, actor_vx: float, actor_vy: float) -> f
     """
     closing = ego_mps - actor_vx
     return closing if closing > 0.0 else math.hypot(closing, actor_vy)
+
 
 class World:
     """Actors plus ego in virtual time; ``t`` is the simulation time in seconds."""
