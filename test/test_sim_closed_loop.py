@@ -303,6 +303,10 @@ def test_cli_refuses_a_bundle_the_node_would_refuse_before_any_run(tmp_path, cap
     with pytest.raises(SystemExit):
         cli_main(["sim", "--suite", "smoke", "--workers", "0"])
     assert "--workers: must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # numpy refused it in every run, each run's error replacing the report
+        cli_main(["sim", "--suite", "smoke", "--seed", "-1", "--out", str(tmp_path / "neg")])
+    assert "--seed: must be at least 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "neg").exists()
 
 
 def test_cli_refuses_a_bundle_whose_runtime_fails_before_any_run(tmp_path, capsys):
@@ -644,6 +648,12 @@ def test_a_failed_frontal_gate_zeroes_every_frontal_collisions_point_and_a_crash
     assert panel_title("model", t) == "model: 4.00 / 5 points"  # the crashed run counts, as in report.md
     runs[3] = run("CPNA-75", 10.0, "brown", 0.25)  # the CPNA 75 % point at 10 km/h is the other gate cell
     assert totals(runs)["model"]["points"] == 0.0
+    # A gate point that tested nothing or crashed is not green: it scored 1.00 / 2 where a collision scored 0.
+    for broken in ({"outcome": "no_target", "passed": False}, {"outcome": "error"}):
+        gate = [run("CCRs", 10.0, None, None, **broken), run("CCRs", 30.0, "green", 1.0)]
+        assert not totals(gate)["model"]["frontal_gate_passed"] and totals(gate)["model"]["points"] == 0.0
+    assert totals([run("CPNA-25", 10.0, None, None, outcome="no_target"), run("CCRs", 30.0, "green", 1.0)]
+                  )["model"]["frontal_gate_passed"]  # not a gate cell: the gate stands
 
 
 def test_a_full_disk_while_rewriting_the_report_keeps_the_earlier_one_whole(tmp_path, monkeypatch):

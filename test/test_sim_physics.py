@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -146,6 +147,25 @@ def test_longitudinal_vru_runs_end_as_ccr_runs_do():
     while not w.done():
         w.step(DT, 3.0 <= w.t < 4.35)
     assert not w.collided and 0.0 < w.ego.speed < 5 / 3.6 and w.t < 4.5
+
+
+def test_an_avoid_drive_cut_short_by_its_duration_runs_on_to_the_contact():
+    """A user's drive whose duration_s ended before the contact was scored avoided, green, with the
+    ego unbraked and a pedestrian 2.2 m ahead (only the CCR / CPLA / CBLA runs went on)."""
+    short = dataclasses.replace(cpna(40.0, 25), duration_s=5.8)
+    w = run_open_loop(short, dt=0.002)
+    assert w.collided and w.t == pytest.approx(6.0, abs=0.01)
+    crate = Scenario(name="crate", ego_speed_kmh=60.0, duration_s=1.0,
+                     actors=(ActorSpec("car", Trajectory(x_m=45.0, y_m=0.0)),))
+    w = run_open_loop(crate)
+    assert w.collided and w.t > 2.0
+    benign = dataclasses.replace(crate, expect="no_brake")  # a benign drive still ends on its clock
+    w = run_open_loop(benign)
+    assert not w.collided and w.t == pytest.approx(1.0)
+    away = Scenario(name="away", ego_speed_kmh=30.0, duration_s=2.0,  # nothing in the path: no overtime
+                    actors=(ActorSpec("car", Trajectory(x_m=30.0, y_m=6.0)),))
+    w = run_open_loop(away)
+    assert w.t == pytest.approx(2.0)
 
 
 def test_pedestrian_contact_and_flat_or_overhead_actors_never_hit():

@@ -255,6 +255,8 @@ def test_two_names_that_make_one_file_name_are_refused_not_one_run_lost(tmp_path
          "ccrs.yaml: actors[0].braking.final_speed_kmh: must be below the actor's speed (50 km/h)"),
         (with_actor(braking={"time_s": 1, "decel_mps2": 6}), "actors[0].braking.final_speed_kmh: must be below"),
         (with_actor(kind="adult", lights_on=True), "ccrs.yaml: actors[0].lights_on: only for car, parked_car"),
+        (with_actor(kind="adult", stop_after_m=3), "ccrs.yaml: actors[0].stop_after_m: has no effect: the actor "
+         "never moves (speed_kmh 0) (got 3)"),
         ({**BASE, "name": " "}, "ccrs.yaml: name: must not be empty"),
         ({**BASE, "protocol": "CCRs", "expect": "no_brake"}, "ccrs.yaml: protocol: only for expect: avoid"),
     ],
@@ -442,6 +444,9 @@ def test_the_typo_hint_never_points_at_a_valid_field():
     assert err(d) == "ccrs.yaml: actors[0].x_m: required"  # not "(found y_m: a typo?)"
     d["actors"][0]["xm"] = 35.0
     assert err(d) == "ccrs.yaml: actors[0].x_m: required (found xm: a typo?)"
+    del d["actors"][0]["xm"]
+    d["actors"][0]["x"] = 35.0  # too short for difflib: the stem before the unit
+    assert err(d) == "ccrs.yaml: actors[0].x_m: required (found x: a typo?)"
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n", "--- # nothing\n...\n", "null\n"])

@@ -98,9 +98,13 @@ def silent_model_warnings(tot: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def mode_frontal_gate(runs: Sequence[Mapping[str, Any]], mode: str) -> bool:
-    """Whether a mode passes the 2026 general requirements gate (:func:`scoring.frontal_gate_passed`)."""
+    """Whether a mode passes the 2026 general requirements gate (:func:`scoring.frontal_gate_passed`).
+
+    A gate point without a band (a run that crashed, or tested nothing: ``no_target``) is not
+    green: it scored better than the same point as a collision, which fails the gate.
+    """
     return frontal_gate_passed((str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
-                               for r in runs if r["mode"] == mode and r.get("band") is not None)
+                               for r in runs if r["mode"] == mode)
 
 
 def _mode_order(mode: str) -> tuple[int, str]:

@@ -478,7 +478,7 @@ def add_sim_arguments(p: Any) -> None:
     p.add_argument("--budget-ms", type=budget_ms_arg, help="model latency budget in lockstep (default: the bundle's)")
     p.add_argument("--params-file", help="node parameters (ROS params YAML), default: built-in defaults")
     p.add_argument("--workers", type=at_least(1), default=2, help="parallel processes (lockstep; at least 1)")
-    p.add_argument("--seed", type=int, help="override every scenario's seed")
+    p.add_argument("--seed", type=at_least(0), help="override every scenario's seed (an integer >= 0)")
     p.add_argument("--out", default="out/sim", help="output folder")
     p.add_argument("--plots", choices=("auto", "all", "none"), default="auto",
                    help="auto: failed runs and one per protocol")

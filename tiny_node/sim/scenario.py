@@ -267,8 +267,12 @@ class _Fields:
         """Refuse a missing required field, naming a present key that looks like a typo of it.
 
         Only an unknown key can be the typo: a valid one (``y_m`` for a missing ``x_m``) is not.
+        One with the same stem before its unit (``x`` or ``x_metres`` for ``x_m``) is one, though
+        too short for difflib to find.
         """
-        near = difflib.get_close_matches(key, [str(k) for k in self.d if k not in self.known], n=1)
+        unknown = [str(k) for k in self.d if k not in self.known]
+        near = (difflib.get_close_matches(key, unknown, n=1)
+                or [k for k in unknown if k.partition("_")[0] == key.partition("_")[0]][:1])
         self.fail(self.key_path(key), "required" + (f" (found {near[0]}: a typo?)" if near else ""))
 
     def has(self, key: str) -> bool:
@@ -446,7 +450,8 @@ def _refuse_no_effect(f: _Fields, tr: Trajectory) -> None:
 
     Why: without ``start`` the actor is at its cruise speed from t = 0 unless ``accel_mps2`` ramps
     it there, so a lone ``initial_speed_kmh`` was dropped; ``accel_mps2`` between two equal speeds
-    does nothing; a ``braking`` to a speed the actor never exceeds holds its speed instead.
+    does nothing; a ``braking`` to a speed the actor never exceeds holds its speed instead; a
+    ``stop_after_m`` on an actor that never moves stops nothing.
     """
     if tr.initial_speed_kmh is not None and tr.start is None and tr.accel_mps2 is None:
         f.fail(f.key_path("initial_speed_kmh"),
@@ -456,6 +461,9 @@ def _refuse_no_effect(f: _Fields, tr: Trajectory) -> None:
         f.fail(f.key_path("accel_mps2"),
                f"has no effect: the speed before start equals speed_kmh ({tr.speed_kmh:g}); "
                f"give initial_speed_kmh or a start trigger (got {tr.accel_mps2:g})")
+    if tr.stop_after_m is not None and tr.speed_kmh == 0.0 and tr.speed_before_start_kmh == 0.0:
+        f.fail(f.key_path("stop_after_m"),
+               f"has no effect: the actor never moves (speed_kmh 0) (got {tr.stop_after_m:g})")
     if tr.braking is not None:
         top = max(tr.speed_kmh, tr.speed_before_start_kmh)
         if tr.braking.final_speed_kmh >= top:

@@ -20,8 +20,8 @@ from tiny_node.sim.vehicle import Ego
 #: protocols whose target is ahead of the ego in its lane (car to car rear, pedestrian and cyclist
 #: longitudinal): they share the end rules of ``World.done``
 FOLLOWING_FAMILIES = frozenset({"CCRs", "CCRm", "CCRb", "CPLA", "CBLA"})
-#: how long such a run still closing on its target at ``duration_s`` may go on (``World.done``)
-CCR_OVERTIME_S = 30.0
+#: how long a run still closing on something in its path at ``duration_s`` may go on (``World.done``)
+OVERTIME_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -286,21 +286,24 @@ class World:
         Contact, the ego stopped after braking (unless an actor in its corridor still comes
         towards it: a car driving at the stopped ego was scored "avoided" 6 m away), or (CCR,
         CPLA and CBLA protocols: a target ahead in the lane) the ego slower than the target it
-        follows once the target's speed is settled; else ``duration_s``. Such a run still
-        closing on its target then goes on until one of those, for at most ``CCR_OVERTIME_S``:
-        the protocol has no timeout, and a brake released too early must not count as avoided
-        because the clock ran out before the contact (a cyclist ridden away from at 60 km/h,
-        the ego left at 31 km/h).
+        follows once the target's speed is settled; else ``duration_s``. A run of those
+        protocols, or any ``expect: avoid`` drive, still closing on something in its path then
+        goes on until one of those, for at most ``OVERTIME_S``: the protocol has no timeout,
+        and a brake released too early (a cyclist ridden away from at 60 km/h, the ego left at
+        31 km/h) or a ``duration_s`` shorter than the drive (a pedestrian 2 m ahead, the ego
+        unbraked) must not count as avoided because the clock ran out before the contact.
         """
         if self.collided:
             return True
         if self.ego.speed <= 0.0 and self.ego.first_request_t is not None and not self._closing_on_ego():
             return True
         limit = self.scenario.duration_s
-        if protocol_family(self.scenario.protocol or "") in FOLLOWING_FAMILIES:
-            _, who = self._in_path_motion()
-            if who is not None and who.vx > 0.0 and who.speed_settled and self.ego.speed < who.vx - 1e-6:
-                return True
-            if who is not None and self.ego.speed > who.vx + 1e-6:
-                limit += CCR_OVERTIME_S
+        following = protocol_family(self.scenario.protocol or "") in FOLLOWING_FAMILIES
+        if not following and self.t < limit - 1e-9:
+            return False
+        _, who = self._in_path_motion()
+        if following and who is not None and who.vx > 0.0 and who.speed_settled and self.ego.speed < who.vx - 1e-6:
+            return True
+        if (following or self.scenario.expect == "avoid") and who is not None and self.ego.speed > who.vx + 1e-6:
+            limit += OVERTIME_S
         return self.t >= limit - 1e-9
