@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -1257,3 +1258,103 @@ def test_the_log_gap_warning_says_the_real_time_node_is_restarted():
     assert "as after a node restart" in lock and "lifecycle" not in lock
     assert "/clock moved on and the node restarted through its lifecycle, as lockstep starts afresh" in rt
     assert "as after a node restart" not in rt
+
+
+def _mcap_with_huge_record_length(bag: Path, length: int) -> None:
+    """The first summary record's length set to ``length`` (the footer says where the summary starts)."""
+    f = next(bag.glob("*.mcap"))
+    data = bytearray(f.read_bytes())
+    summary_start = struct.unpack_from("<Q", data, len(data) - 8 - 20)[0]
+    struct.pack_into("<Q", data, summary_start + 1, length)
+    f.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("length", [2**64 - 1, 2**45])
+def test_a_garbage_record_length_in_an_mcap_is_a_one_line_error(tmp_path, capsys, length):
+    """rosbags raised OverflowError (a length past 2**63) or MemoryError (its read): a traceback, exit 1."""
+    drive(tmp_path / "rec", seconds=0.5)
+    _mcap_with_huge_record_length(tmp_path / "rec", length)
+    rc, text = _run_cli([str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--rules-only"], capsys)
+    assert rc == 2 and "Traceback" not in text and "corrupt" in text, text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_page_anywhere_in_a_sqlite3_bag_is_a_bag_error(tmp_path):
+    """rosbags reads sqlite3 through apsw, whose CorruptError is not a sqlite3.Error: a damaged page of
+    the messages table came out of the replay as a traceback."""
+    drive(tmp_path / "rec", storage="sqlite3", seconds=0.5)
+    db = next((tmp_path / "rec").glob("*.db3"))
+    page = sqlite3.connect(db).execute("pragma page_size").fetchone()[0]
+    good = db.read_bytes()
+    outcomes = set()
+    for at in range(page, len(good), page):
+        db.write_bytes(good[:at] + b"\xff" * 16 + good[at + 16:])
+        try:
+            with BagSource(tmp_path / "rec") as src:
+                n = sum(1 for _ in src.messages())
+            outcomes.add("read" if n == src.message_count else "short")
+        except BagError as exc:
+            outcomes.add("error")
+            assert str(tmp_path / "rec") in str(exc)
+    assert "error" in outcomes  # some pages are only read with the messages
+
+
+def spoil_largest_message(bag: Path) -> None:
+    """Spoil the opcode of the largest message record (a camera image) in the bag's first mcap chunk."""
+    f = next(bag.glob("*.mcap"))
+    data = bytearray(f.read_bytes())
+    chunk = data.index(b"\x06", 8)  # the first record after the magic and the header: a chunk (uncompressed)
+    at = chunk + 1 + 8 + 8 + 8 + 8 + 4
+    at += 4 + struct.unpack_from("<I", data, at)[0]  # past the compression name
+    end = at + 8 + struct.unpack_from("<Q", data, at)[0]
+    at += 8
+    messages = []  # (size, offset) of the chunk's message records: the largest is a camera image
+    while at < end:
+        size = struct.unpack_from("<Q", data, at + 1)[0]
+        if data[at] == 0x05:
+            messages.append((size, at))
+        at += 9 + size
+    data[max(messages)[1]] = 0x80  # its opcode spoilt
+    f.write_bytes(bytes(data))
+
+
+def test_messages_a_damaged_mcap_cannot_give_are_a_warning_naming_the_topic(tmp_path):
+    """A message record whose opcode is damaged is passed over by rosbags without a word: the summary
+    said every frame was decided, the topic's index count beside it."""
+    drive(tmp_path / "rec", seconds=0.5)
+    spoil_largest_message(tmp_path / "rec")
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    topics = result.summary["input"]["topics"]
+    assert topics["camera"]["messages"] == 14 and topics["camera"]["unread"] == 1
+    assert "unread" not in topics["range"]
+    assert result.summary["frames"] == 14
+    assert any("/camera/image_raw: 14 of its 15 messages could be read" in w for w in result.summary["warnings"])
+
+
+def test_a_model_budget_that_cannot_be_met_in_lockstep_is_a_warning(bundles, tmp_path):
+    """sim warned of it; a replay with the model decided every frame on the rules without a word."""
+    drive(tmp_path / "rec", seconds=0.5)
+    result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=bundles["fast"],
+                    budget_ms=45.5, plot=False)
+    warnings = result.summary["warnings"]
+    assert not result.summary["by_model_state"].get("on_time")
+    assert any("latency budget 45.5 ms (--budget-ms) is over deadline_ms 50 - publish_guard_ms 5" in w
+               for w in warnings), warnings
+    assert any("answered none in time: every decision is the rules'" in w for w in warnings), warnings
+    ok = replay(tmp_path / "rec", out_dir=tmp_path / "out2", cfg=make_config(), bundle=bundles["fast"],
+                budget_ms=45.0, plot=False)  # the answer as the decision is published: on time
+    assert not any("budget" in w or "answered none" in w for w in ok.summary["warnings"])
+
+
+def test_an_output_into_the_folder_of_a_storage_file_given_alone_is_refused(tmp_path):
+    """Given as its .mcap, a recording's own folder took the replay's bag/, summary.json and plot."""
+    drive(tmp_path / "rec", seconds=0.5)
+    f = next((tmp_path / "rec").glob("*.mcap"))
+    before = sorted(p.name for p in (tmp_path / "rec").iterdir())
+    with pytest.raises(BagError, match="overlaps the input bag"):
+        replay(f, out_dir=tmp_path / "rec", cfg=make_config(), bundle=None, plot=False)
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == before
+    alone = tmp_path / "loose"  # a file on its own in a folder of other things: that folder is the user's to use
+    alone.mkdir()
+    (alone / "x.mcap").write_bytes(f.read_bytes())
+    assert replay(alone / "x.mcap", out_dir=alone, cfg=make_config(), bundle=None, plot=False).summary["frames"]

@@ -605,6 +605,25 @@ def test_bag_stream_replays_a_recording_in_time_order_and_loops(tmp_path):
     assert len(stream.episodes) >= 2 and not stream.closed_loop
 
 
+def test_bag_stream_notes_messages_a_damaged_bag_holds_but_cannot_give(tmp_path):
+    """Once, after its first pass: the HIL report said nothing of frames the recording lost."""
+    pytest.importorskip("rosbags")
+    from test_bag import drive, spoil_largest_message
+
+    from tiny_node.hil.source import BagStream
+
+    drive(tmp_path / "b", seconds=0.5)
+    spoil_largest_message(tmp_path / "b")
+    stream = BagStream(tmp_path / "b")
+    stream.notes.clear()
+    stream.advance(0.6, False)
+    assert stream.notes == [f"{tmp_path / 'b'}: /camera/image_raw: 14 of its 15 messages could be read: the "
+                            "others are in a damaged part of the bag and were not replayed"]
+    stream.advance(3.0, False)  # more passes: no second note
+    assert len(stream.notes) == 1 and len(stream.episodes) >= 3
+    stream.close()
+
+
 @pytest.mark.parametrize("gap_m,ends", [(60.0, True), (17.0, False)])
 def test_an_episode_left_crawling_after_a_released_brake_ends_unless_a_collision_is_near(gap_m, ends):
     """Without a request the ego holds its speed: a fail-safe brake released at 0.7 m/s left it

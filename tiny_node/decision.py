@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -38,6 +39,12 @@ class ModelState(str, Enum):
     UNAVAILABLE = "unavailable"  # worker not ready (starting, crashed, hung, busy, bad bundle)
     DISABLED = "disabled"  # no model configured (rules-only)
     SKIPPED = "skipped"  # not asked: the rules brake (under 'either' the model cannot cancel it), or reversing
+
+
+def model_asked(by_model_state: Mapping[str, int]) -> int:
+    """How many frames of a ``by_model_state`` count the model was asked about (not skipped or disabled)."""
+    return sum(int(n) for state, n in by_model_state.items()
+               if state not in (ModelState.SKIPPED.value, ModelState.DISABLED.value))
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,20 @@ class LockstepModel:
         return None
 
 
+def late_budget_warning(budget_ms: float, whose: str, cfg: NodeConfig) -> str:
+    """Why no model answer can come in time in lockstep ("" when one can).
+
+    Why: a budget over ``deadline_ms - publish_guard_ms`` makes every answer late, so a suite
+    or a replay "with the model" decides on the rules alone and looks like a normal run. (One
+    equal to it is on time: the answer comes as the decision is published.)
+    """
+    deadline, guard = cfg.float("deadline_ms"), cfg.float("publish_guard_ms")
+    if budget_ms <= deadline - guard:
+        return ""
+    return (f"the model's latency budget {budget_ms:g} ms ({whose}) is over deadline_ms {deadline:g} - "
+            f"publish_guard_ms {guard:g}: in lockstep no model answer comes in time")
+
+
 def model_from_bundle(bundle_dir: Path, clock: ManualClock, budget_ms: float | None = None,
                       threads: int = 1) -> LockstepModel:
     """A :class:`LockstepModel` on a verified bundle (budget from its manifest by default)."""

@@ -40,9 +40,9 @@ from tiny_node.bag.report import (
     summarize,
     write_plot,
 )
-from tiny_node.bag.topics import BagSource, detect_topics
+from tiny_node.bag.topics import BagSource, detect_topics, storage_files
 from tiny_node.config import NodeConfig
-from tiny_node.decision import Decision
+from tiny_node.decision import Decision, ModelState, model_asked
 from tiny_node.frames import FrameError
 from tiny_node.sensors import range_stamp_warning
 from tiny_node.tools.nodeproc import proc_stat
@@ -332,7 +332,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
                   budget_ms: float | None, progress: Progress | None, startup: tuple[str, ...],
                   warnings: list[str]) -> tuple[list[DecisionRecord], int]:
     from tiny_node.clock import ManualClock
-    from tiny_node.lockstep import Lockstep, model_from_bundle
+    from tiny_node.lockstep import Lockstep, late_budget_warning, model_from_bundle
 
     clock = ManualClock()
     model = None
@@ -343,6 +343,9 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
             model = model_from_bundle(bundle, clock, budget_ms=budget_ms)
         except BundleError as exc:
             raise BagError(f"model bundle {bundle}: {exc}") from exc
+        whose = "its latency_budget_ms" if budget_ms is None else "--budget-ms"
+        if late := late_budget_warning(round(model.budget_s * 1e3, 9), whose, cfg):
+            warnings.append(late)
     ls = Lockstep(cfg, model, clock)
     records: list[DecisionRecord] = []
     series = feeder.series
@@ -507,9 +510,13 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             out.abort()
             raise
         out.close()
+        warnings += source.unread_warnings()
         warnings += [f"{topic}: {n} message(s) could not be decoded and went to no decision "
                      f"(first: {series.undecodable_why[topic]})" for topic, n in sorted(series.undecodable.items())]
         decided = summarize(records, series, deadline_misses=misses)
+        if model_asked(decided["by_model_state"]) and not decided["by_model_state"].get(ModelState.ON_TIME.value):
+            warnings.append(f"the model was asked about {model_asked(decided['by_model_state'])} frame(s) and "
+                            "answered none in time: every decision is the rules' (by_model_state)")
         if note := startup_warning(decided["startup_failsafe"], decided["first_brake"]):
             warnings.append(note)
         warnings += silent_sensor_warnings(decided["startup_failsafe"]["windows"], startup_bounds(cfg))
@@ -529,8 +536,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                 "played_s": round(played_s, 6),
                 "log_gaps": [{"from_s": round(a, 6), "to_s": round(b, 6)} for a, b in series.gaps],
                 "messages": source.message_count,
-                "topics": {role: {"topic": name, "type": source.topics[name].msgtype,
-                                  "messages": source.topics[name].count} for role, name in roles.items()},
+                "topics": {role: _topic_summary(source, name) for role, name in roles.items()},
             },
             "mode": "realtime" if realtime else "lockstep",
             "model": ("node parameters" if realtime else (str(bundle) if bundle is not None else "rules-only")),
@@ -557,9 +563,23 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         return ReplayResult(out_dir, out_path, summary_path, plot_path, summary, records, roles)
 
 
+def _topic_summary(source: BagSource, name: str) -> dict[str, Any]:
+    """A used topic in summary.json: its messages read, and those the bag holds but could not be read."""
+    info = source.topics[name]
+    read = source.read.get(name, info.count)
+    return {"topic": name, "type": info.msgtype, "messages": read,
+            **({"unread": info.count - read} if read < info.count else {})}
+
+
 def _refuse_overlap(bag: Path, out_path: Path) -> None:
-    """Refuse an output bag that is, holds or lies inside the input bag: it would be cleared while read."""
+    """Refuse an output bag that is, holds or lies inside the input bag: it would be cleared while read.
+
+    A storage file given alone stands for its folder when that is a bag's (its metadata.yaml or
+    split files beside it): the outputs were written into the user's recording.
+    """
     a, b = bag.resolve(), out_path.resolve()
+    if a.is_file() and ((a.parent / "metadata.yaml").exists() or len(storage_files(a.parent)) > 1):
+        a = a.parent
     if a == b or a in b.parents or b in a.parents:
         raise BagError(f"output bag {out_path} overlaps the input bag {bag}: choose another --out")
 

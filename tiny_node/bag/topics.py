@@ -66,7 +66,7 @@ def storage_file(path: Path) -> tuple[str, bool] | None:
     return None if storage is None else (storage, compressed)
 
 
-def _storage_files(folder: Path) -> dict[Path, tuple[str, bool]]:
+def storage_files(folder: Path) -> dict[Path, tuple[str, bool]]:
     """The storage files in ``folder``, each with :func:`storage_file`'s (storage, zstd-compressed)."""
     return {p: k for p in folder.iterdir() if (k := storage_file(p)) is not None and p.is_file()}
 
@@ -86,11 +86,24 @@ WAL_SUFFIXES = ("-wal", "-shm")
 #: longest cause quoted from rosbags in a warning or an error (a definition can be pages long)
 MAX_CAUSE_CHARS = 300
 
+
+
+def _apsw_errors() -> tuple[type[BaseException], ...]:
+    """The base error of apsw: rosbags (0.11 on) reads sqlite3 through it, and its errors are not sqlite3's."""
+    try:
+        import apsw
+    except ImportError:  # an older rosbags on the stdlib sqlite3
+        return ()
+    return (apsw.Error,)
+
+
 # What rosbags / sqlite / the decompressors raise on a damaged file.  Caught only around
-# calls into the reader and re-raised as BagError with the cause chained.
+# calls into the reader and re-raised as BagError with the cause chained.  A garbage record
+# length in an mcap is an OverflowError (past 2**63) or a MemoryError (the read of it).
 _READ_ERRORS: tuple[type[BaseException], ...] = (
     ReaderError, OSError, sqlite3.Error, struct.error, EOFError, ValueError,
     KeyError, IndexError, UnicodeDecodeError, AssertionError, zstd.ZstdError,
+    OverflowError, MemoryError, *_apsw_errors(),
 )
 
 
@@ -278,7 +291,7 @@ def _without_metadata_hint(folder: Path) -> str:
     Why: a metadata.yaml cut short or missing a key got the `mcap recover` hint for an intact mcap,
     and nothing said the folder replays once the metadata is moved aside.
     """
-    plain = {p: storage for p, (storage, zipped) in _storage_files(folder).items() if not zipped}
+    plain = {p: storage for p, (storage, zipped) in storage_files(folder).items() if not zipped}
     if len(set(plain.values())) != 1:
         return ""
     files = sorted(plain, key=_split_index)
@@ -413,6 +426,8 @@ class BagSource:
                 why.setdefault(c.topic, errors[_conn_key(c)])
         self.topics = {name: TopicInfo(name, types[name], counts[name], why.get(name, "")) for name in types}
         self.message_count = sum(counts.values())
+        #: messages of each topic the last pass of :meth:`messages` to its end yielded
+        self.read: dict[str, int] = {}
         self.start_ns = self._reader.start_time if self.message_count else 0
         self.end_ns = self._reader.end_time - 1 if self.message_count else 0
         if compression == "" and self.message_count and self._first_message_is_zstd():
@@ -444,7 +459,7 @@ class BagSource:
             # none, its split files are all there is (`ros2 bag reindex` lists them the same way).
             # With --compression-mode file each split is compressed as it closes: a killed
             # recording leaves x_0.mcap.zstd, x_1.mcap.zstd and the open x_2.mcap.
-            kinds = _storage_files(path)
+            kinds = storage_files(path)
             for packed in [p for p, (_, zipped) in kinds.items() if zipped and p.with_suffix("") in kinds]:
                 # rosbag2 deletes a split only once it is compressed: killed meanwhile, both are there
                 del kinds[packed]
@@ -633,15 +648,21 @@ class BagSource:
 
     # --- reading --------------------------------------------------------------------------
     def messages(self, topics: set[str] | None = None) -> Iterator[tuple[Connection, int, bytes]]:
-        """(connection, log time ns, CDR bytes) in log-time order; damage raises BagError."""
+        """(connection, log time ns, CDR bytes) in log-time order; damage raises BagError.
+
+        A pass to the end records in :attr:`read` how many messages of each topic it yielded
+        (:meth:`unread_warnings`).
+        """
         conns = [c for c in self.connections if topics is None or c.topic in topics]
         if not conns:
             return
+        read = dict.fromkeys((c.topic for c in conns), 0)
         it = self._reader.messages(connections=conns)
         while True:
             try:
                 item = next(it)
             except StopIteration:
+                self.read.update(read)
                 return
             except _READ_ERRORS as exc:
                 raise BagError(f"{self.path}: corrupt bag (reading messages failed): {exc}") from exc
@@ -652,7 +673,18 @@ class BagSource:
                 except zstd.ZstdError as exc:
                     raise BagError(f"{self.path}: corrupt bag: the message on {conn.topic} at log time {ns} "
                                    f"does not decompress: {exc}") from exc
+            read[item[0].topic] += 1
             yield item
+
+    def unread_warnings(self) -> list[str]:
+        """One warning per topic of which a pass to the end read fewer messages than the bag holds.
+
+        Why: rosbags passes over a message record whose opcode is damaged (in an mcap chunk) without
+        a word: a replay of such a bag said every frame was decided, 6 messages short.
+        """
+        return [f"{self.path}: {topic}: {n} of its {self.topics[topic].count} messages could be read: the others "
+                f"are in a damaged part of the bag and were not replayed"
+                for topic, n in sorted(self.read.items()) if n < self.topics[topic].count]
 
     def typestore_for(self, msgtype: str) -> Typestore | None:
         """The bag's own definitions if it has them for ``msgtype``, else the distro's that decodes it.

@@ -562,11 +562,13 @@ class BagStream:
                     if not self._sendable:  # a whole pass, and not one message of the bag could be sent
                         raise BagError(f"{self.path}: no readable message on {', '.join(self.roles.values())} "
                                        f"({'; '.join(sorted(self._why)[:3])})") from None
+                    assert self._src is not None  # checked above
+                    if len(self._episodes) == 1:  # messages a damaged bag holds but cannot give: once
+                        self.notes += self._src.unread_warnings()
                     last = out[-1].t if out else t
                     self._offset = max(last, t) + 1.0 / RATES_HZ["camera"]
                     self._episodes[-1].t_end = self._offset
                     self._episodes.append(Episode(self.name, self._offset))
-                    assert self._src is not None  # checked above
                     self._iter = _bag_events(self._src, self.roles, self.path)  # the same open bag, again
                     self._sendable = 0
                     continue

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tiny_node.decision import model_asked
 from tiny_node.sim.closed_loop import canonical_json
 from tiny_node.sim.scoring import frontal_gate_passed
 
@@ -58,7 +59,7 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         # Whether the model decided at all: a bundle the node could not load, or a latency budget over
         # the deadline, passed "model 1/1" on the rules' brakes alone.
         by_state = r.get("by_model_state") or {}
-        asked = sum(int(n) for state, n in by_state.items() if state not in ("skipped", "disabled"))
+        asked = model_asked(by_state)
         t["model_asked"] += asked
         t["model_on_time"] += int(by_state.get("on_time", 0))
         t["model_silent_runs"] += int(asked > 0 and not by_state.get("on_time"))

@@ -34,7 +34,7 @@ from typing import Any
 
 from tiny_node.argtypes import at_least
 from tiny_node.config import NodeConfig, make_config
-from tiny_node.lockstep import budget_ms_arg
+from tiny_node.lockstep import budget_ms_arg, late_budget_warning
 from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
 from tiny_node.sim.closed_loop import canonical_json, judged_by_the_undisturbed_drive, run_scenario
 from tiny_node.sim.report import write_report, write_text_atomic, write_timing
@@ -576,11 +576,8 @@ def sim_command(args: Any) -> int:
             return 2
         budget, whose = ((loaded.latency_budget_ms, "its latency_budget_ms") if args.budget_ms is None
                          else (args.budget_ms, "--budget-ms"))
-        deadline, guard = cfg.float("deadline_ms"), cfg.float("publish_guard_ms")
-        if not args.realtime and budget >= deadline - guard:
-            print(f"tiny-node sim: warning: the model's latency budget {budget:g} ms ({whose}) is not under "
-                  f"deadline_ms {deadline:g} - publish_guard_ms {guard:g}: in lockstep no model answer comes "
-                  "in time", file=sys.stderr)
+        if not args.realtime and (late := late_budget_warning(budget, whose, cfg)):
+            print(f"tiny-node sim: warning: {late}", file=sys.stderr)
     if not scenarios:
         print("tiny-node sim: no scenario selected", file=sys.stderr)
         return 2
