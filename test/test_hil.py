@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -232,11 +233,13 @@ def test_range_stuck_on_no_return_is_a_documented_gap_not_a_failure():
     assert fault.on_sensor(ctx, "range", 3, 19.5) == (3, 20.0) and fault.info["frozen_m"] == 20.0
 
 
-def _stuck_record(restart_at: float, *, truth: bool = True, detect_at: float = 3.1) -> tuple[RunRecord, F.RangeFault]:
+def _stuck_record(restart_at: float, *, truth: bool = True, detect_at: float = 3.1,
+                  speed: Callable[[float], float] | None = None) -> tuple[RunRecord, F.RangeFault]:
     """A range stuck at 20 m from 2.0 s for 2 s, detected by the node at 3.1 s while its odometry says moving.
 
-    The ego brakes to a stop by 3.6 s and the next episode starts at ``restart_at`` at 8.3 m/s; the
-    node judges "moving" on the last odometry it got (sent 5 ms before), as the node does.
+    The ego brakes to a stop by 3.6 s and the next episode starts at ``restart_at`` at 8.3 m/s (or
+    moves at ``speed(t)``); the node judges "moving" on the last odometry it got (sent 5 ms before),
+    as the node does.
     """
     fault = F.RangeFault("stuck")
     fault.start = 2.0
@@ -244,8 +247,10 @@ def _stuck_record(restart_at: float, *, truth: bool = True, detect_at: float = 3
     ctx.now = lambda: 2.0
     assert fault.on_sensor(ctx, "range", 1, 20.0) == (1, 20.0)
 
-    def speed(t: float) -> float:
+    def braking(t: float) -> float:
         return 8.3 if t >= restart_at else 8.0 if t < 3.3 else max(0.0, 8.0 * (3.6 - t) / 0.3)
+
+    speed = speed or braking
 
     rec = _rec()
     rec.odom = [(k * 0.02, speed(k * 0.02)) for k in range(int(6.5 / 0.02))]
@@ -255,10 +260,10 @@ def _stuck_record(restart_at: float, *, truth: bool = True, detect_at: float = 3
     for i, t in enumerate(ts):
         known = [v for at, v in rec.odom if at <= t - 0.005]
         if detect_at <= t < 4.0 and known and known[-1] > 1.0:
-            reason, level = "fail-safe brake: range: stuck at 20.00 m (identical readings ...)", 2
+            reason, level, decision = "fail-safe brake: range: stuck at 20.00 m (identical readings ...)", 2, "brake"
         else:
-            reason, level = "clear: object at 20.0 m not closing (0.0 m/s)", 0
-        rec.decisions[1000 + i] = [_decision(t + 0.005, rules_reason=reason, level=level)]
+            reason, level, decision = "clear: object at 20.0 m not closing (0.0 m/s)", 0, "no_brake"
+        rec.decisions[1000 + i] = [_decision(t + 0.005, rules_reason=reason, level=level, decision=decision)]
     rec.diags.append(DiagRec(3.2, "tiny_node: sensors", 2, "", {}))
     rec.windows[fault.name] = fault.window
     return rec, fault
@@ -282,13 +287,40 @@ def test_range_stuck_is_judged_on_the_odometry_the_node_had_not_the_simulated_sp
     assert any("not every frame after range_stuck_s" in f for f in res.failures), res.failures
 
 
+def test_range_stuck_fails_a_fail_safe_that_does_not_brake():
+    """rules.failsafe:=no_brake passed range_stuck: the check read the reason, never the decision."""
+    rec, fault = _stuck_record(restart_at=3.69)
+    for ds in rec.decisions.values():
+        if ds[0].values["rules_reason"].startswith("fail-safe"):
+            ds[0].values.update(decision="no_brake", rules_reason="fail-safe no_brake: range: stuck at 20.00 m")
+    assert any("frames not braking under fail-safe" in f for f in fault.check(rec).failures)
+
+
+def test_range_stuck_is_timed_from_when_the_ego_had_moved_range_stuck_s():
+    """The ego stood for 0.65 s as the range froze (an episode's restart): the node, timing a stuck
+    value while moving only, found it at 3.67 s; the check wanted it from 3.1 s and failed it."""
+    def speed(t: float) -> float:
+        return 0.0 if 2.0 <= t < 2.65 else 8.0
+
+    rec, fault = _stuck_record(restart_at=99.0, detect_at=3.67, speed=speed)
+    res = fault.check(rec)
+    assert res.passed, res.failures
+    assert any("the ego stood 0.66 s of the window, 2 frames left" in n for n in res.not_judged), res.not_judged
+    rec, fault = _stuck_record(restart_at=99.0, detect_at=3.9, speed=speed)  # later than that: still a failure
+    assert any("not every frame after range_stuck_s" in f for f in fault.check(rec).failures)
+    rec, fault = _stuck_record(restart_at=99.0, detect_at=99.0,  # never moved range_stuck_s: not judged
+                               speed=lambda t: 0.0 if 2.0 <= t < 3.5 else 8.0)
+    res = fault.check(rec)
+    assert res.passed and any("for less than range_stuck_s" in n for n in res.not_judged), res.failures
+
+
 def test_range_stuck_with_the_ego_at_a_crawl_is_not_judged_nor_failed():
     """A fail-safe before released the brake at 0.7 m/s and the ego (no accelerator) crawls on: the
     node rightly times no stuck range below its 1 m/s, so the run could not exercise the check."""
     rec, fault = _stuck_record(restart_at=99.0, detect_at=99.0)
     rec.odom = [(k * 0.02, 0.7) for k in range(int(6.5 / 0.02))]
     res = fault.check(rec)
-    assert res.passed and any("stayed at or below 1.0 m/s" in n for n in res.not_judged), res.failures
+    assert res.passed and any("above 1.0 m/s for less than range_stuck_s" in n for n in res.not_judged), res.failures
     rec.odom = [(k * 0.02, 1.3) for k in range(int(6.5 / 0.02))]  # above the node's 1 m/s: still a failure
     assert any("only 0 frames to judge" in f for f in fault.check(rec).failures)
 
@@ -836,10 +868,19 @@ def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
         (["--node-pid", "4242"], "--node-pid names an attached node"),
         (["--lead-in", "0"], "--lead-in 0: at least the warm-up"),  # faults judged frames lost in DDS matching
         (["--param", "deadline_ms:=[4"], "--param 'deadline_ms:=[4': the value is not valid YAML"),  # a traceback
+        (["--faults", ""], "--faults '' names no fault; give 'none'"),  # an unset CI variable: nothing run, PASS
+        (["--faults", ","], "--faults ',' names no fault"),
+        (["--namespace", "bad-ns"], "--namespace /bad-ns: namespace must not contain characters other than "
+                                    "alphanumerics"),  # the node started, then the harness's traceback
     ):
         assert main(["hil", "--out", str(tmp_path / "out"), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err, err
+    for option in ("--lead-in", "--duration", "--soak"):  # nan streamed until killed
+        for value in ("nan", "inf"):
+            with pytest.raises(SystemExit):
+                main(["hil", "--out", str(tmp_path / "out"), option, value])
+            assert f"{option}: must be a finite number of seconds, got {value}" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nego_speed_kmh: -5\n")
     assert main(["hil", "--out", str(tmp_path / "out"), "--scenario", str(bad)]) == 2
@@ -914,6 +955,34 @@ def test_a_load_fault_fails_when_the_load_never_ran():
     late = {i: [_decision(1.0 + i / 30 + 0.045, source="fallback", model_state="late")] for i in range(180)}
     rec = _rec(frames=frames, decisions=late)
     assert any("model on time for 0%" in f for f in fault.check(rec).failures)
+
+
+def test_model_checks_leave_out_the_frames_the_model_was_not_asked_while_the_rules_brake():
+    """A slow_model window over a rule brake: 25 of 33 frames 'skipped' (not asked) counted as the model's
+    misses, and the node, right, failed "model_state 'late' not reported"; cpu_load's share the same."""
+    frames = [FrameRec(i, i, 1.0 + i / 30, 1.0 + i / 30) for i in range(180)]
+
+    def decided(i: int, late: str) -> DecisionRec:
+        t = 1.0 + i / 30
+        if 1.5 <= t < 2.5:  # the rules brake: the model is not asked
+            return _decision(t + 0.002, source="rules", model_state="skipped", decision="brake")
+        return _decision(t + 0.045, source="fallback", model_state=late) if late else _decision(t + 0.005)
+
+    slow = F.SlowModel()
+    slow.start = 1.0
+    slow.info.update(set="ok", reset="ok")
+    rec = _rec(frames=frames, decisions={i: [decided(i, "late" if 1.0 <= 1.0 + i / 30 < 2.5 else "")]
+                                         for i in range(180)})
+    res = slow.check(rec)
+    assert res.passed, res.failures
+    assert any("model_state late (" in o and "not asked: the rules braked" in o for o in res.observed), res.observed
+    rec = _rec(frames=frames, decisions={i: [decided(i, "")] for i in range(180)})  # the slowed model on time
+    assert any("decided by the slowed model on time" in f for f in slow.check(rec).failures)
+    load = F.CpuLoad()
+    load.start = 1.0
+    load.info.update(exit_status=0, cpu_busy=0.97)
+    rec = _rec(frames=frames, decisions={i: [decided(i, "")] for i in range(180)})
+    assert load.check(rec).passed, load.check(rec).failures
 
 
 def test_every_frame_of_a_run_is_held_to_its_deadline_not_only_those_in_fault_windows():
@@ -1568,3 +1637,47 @@ def test_the_report_states_the_nodes_settings_and_no_outcome_for_a_recording(tmp
                        "a sensor stuck on 'no object' reads like an empty road and is not detected")
     line = console_table([long])
     assert line.endswith("…") and not line.endswith(" a…") and "road a" not in line, line
+
+
+@pytest.mark.parametrize(("signame", "status", "how"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_stops_hil_with_one_line_after_its_clean_up(tmp_path, signame, status, how):
+    """Ctrl-C ended in a KeyboardInterrupt traceback, SIGTERM in silence: the other commands that start a
+    node say in one line how they were stopped."""
+    script = f"""
+import os, signal, sys, time
+import tiny_node.hil.cli as hc
+from tiny_node.cli import main
+
+def run_hil(args, argv):
+    try:
+        os.kill(os.getpid(), signal.{signame})
+        time.sleep(10)
+        raise AssertionError("the signal did not stop the run")
+    finally:
+        print("NODE STOPPED", flush=True)
+
+hc.run_hil = run_hil
+sys.exit(main(["hil", "--out", {str(tmp_path / "out")!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "NODE STOPPED" in done.stdout and done.returncode == status, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"tiny-node hil: {how} (a node it started is stopped)"
+
+
+@pytest.mark.ros
+def test_the_harness_feeder_does_not_read_the_command_line_as_ros_arguments(ros_env, monkeypatch):
+    """rclpy.init() without args parsed sys.argv: `hil --param a:=b` was taken as a remap rule (a deprecation
+    warning on the terminal), and a `--ros-args` there would have moved the feeder's topics."""
+    pytest.importorskip("rclpy")
+    from tiny_node.tools.feeder import Feeder
+
+    monkeypatch.setattr(sys, "argv", ["tiny-node", "hil", "--ros-args", "-r", "__ns:=/elsewhere"])
+    feeder = Feeder(namespace="/robot1")
+    try:
+        assert feeder.node.get_namespace() == "/robot1"
+        assert feeder.pub_range.topic_name == "/robot1/range"
+    finally:
+        feeder.close()

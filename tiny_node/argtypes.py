@@ -6,6 +6,7 @@ Why a module: the factory's and the simulator's commands each wrote the same int
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -20,3 +21,14 @@ def at_least(lo: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {lo}, got {value}")
         return value
     return parse
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` parse as floats, and a run never ended)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text}")
+    return value

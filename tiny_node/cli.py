@@ -91,7 +91,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _cmd_hil(args: argparse.Namespace) -> int:
     from tiny_node.hil.cli import run_hil
 
-    return int(run_hil(args, args.hil_argv))
+    return _stopping_its_node("hil", lambda: int(run_hil(args, args.hil_argv)))
 
 
 def _cmd_model(args: argparse.Namespace) -> int:

@@ -126,7 +126,7 @@ class Player:
         self.namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.camera_compressed = roles["camera"][1] == msgs.COMPRESSED_IMAGE
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(args=[], context=self.context)  # not sys.argv: the command's own options are no ROS arguments
         self.node = Node("tiny_node_replay", context=self.context)
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         self.clock_pub = self.node.create_publisher(_rclpy_class(msgs.CLOCK), "/clock",

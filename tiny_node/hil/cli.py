@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tiny_node.argtypes import finite
 from tiny_node.hil.source import Stream
 
 
@@ -33,19 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(generated fast test bundle, the default), or 'none' (rules only); verified "
                         "(every file's SHA-256) before the node starts. Not with --attach")
     p.add_argument("--faults", default="all", help="'all', 'none', or a comma-separated list")
-    p.add_argument("--duration", type=float, default=0.0,
+    p.add_argument("--duration", type=finite, default=0.0,
                    help="seconds of streaming at least (the fault schedule may need more)")
     p.add_argument("--out", type=Path, default=Path("out/hil"))
     p.add_argument("--netns", action="store_true",
                    help="node and harness in two network namespaces joined by a veth (needs root)")
-    p.add_argument("--soak", type=float, default=0.0, metavar="S",
+    p.add_argument("--soak", type=finite, default=0.0, metavar="S",
                    help="soak benchmark: one node run of S seconds with the faults cycling")
     p.add_argument("--transport", choices=["raw", "compressed"],
                    help="camera transport in every run (default raw; --netns: compressed)")
     p.add_argument("--namespace", default="", help="ROS namespace of the node")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter (repeatable), e.g. --param deadline_ms:=40.0")
-    p.add_argument("--lead-in", type=float, default=6.0,
+    p.add_argument("--lead-in", type=finite, default=6.0,
                    help="clean seconds before the first fault (one fault-free episode)")
     p.add_argument("--harness-priority", type=int, default=0,
                    help="SCHED_FIFO priority of the harness process (default 0 = normal scheduling: "
@@ -110,6 +111,24 @@ def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str
     return source.builtin_stream, "built-in approach (50 km/h towards a stopped car 60 m ahead)"
 
 
+def namespace_problem(namespace: str) -> str:
+    """Why rcl refuses ``namespace`` ("" when it takes it, or when rclpy is not there to ask).
+
+    Why: the harness started the node, then failed with rclpy's traceback making its own feeder.
+    """
+    try:
+        from rclpy.exceptions import InvalidNamespaceException
+        from rclpy.validate_namespace import validate_namespace
+    except ImportError:  # no rclpy: the run fails on that, with its own message
+        return ""
+    try:
+        validate_namespace(namespace)
+    except InvalidNamespaceException as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"  # the rule broken; the lines after it point at it
+        return first.removeprefix("Invalid namespace: ").rstrip(":")
+    return ""
+
+
 def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
     """Create the two hosts, run the harness inside one of them, always clean up."""
     from tiny_node.hil import netns
@@ -151,9 +170,9 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     """Entry point of ``tiny-node hil``; 0 when every check passed."""
     if args.netns:
         return _netns_outer(args, argv)
-    # SIGTERM (a CI timeout, systemd) unwinds like Ctrl-C: the node it started and its model
-    # worker are stopped and the temporary bundles removed in the finally blocks, not left running
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM (a CI timeout, systemd) unwinds like Ctrl-C (the command's _stopping_its_node): the
+    # node it started and its model worker are stopped and the temporary bundles removed in the
+    # finally blocks, not left running
     from tiny_node.bag.errors import BagError
     from tiny_node.dds import configure_dds, isolated_ros_env
     from tiny_node.hil import netns
@@ -174,6 +193,10 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
 
     # Every input checked before the harness or a node starts: one line and status 2, no traceback.
     names = [] if args.faults == "none" else [n.strip() for n in args.faults.split(",") if n.strip()]
+    if not names and args.faults != "none":  # an unset variable in a CI line ran nothing, and passed
+        print(f"hil: --faults {args.faults!r} names no fault; give 'none' for a run without faults",
+              file=sys.stderr)
+        return 2
     unknown = [n for n in names if n not in (*FAULTS, "all")]
     if unknown:
         print(f"hil: unknown fault(s) {', '.join(unknown)}; known: all, none, {', '.join(FAULTS)}", file=sys.stderr)
@@ -225,6 +248,9 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     # rcl takes only a fully qualified namespace (and the node would exit at once); as launch_ros does
     args.namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
+    if args.namespace and (why := namespace_problem(args.namespace)):  # the node would start, then the harness fail
+        print(f"hil: --namespace {args.namespace}: {why}", file=sys.stderr)
+        return 2
     try:
         factory, source_name = _stream_factory(args)
     except (BagError, ScenarioError, ValueError, OSError) as exc:

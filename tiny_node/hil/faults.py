@@ -20,12 +20,13 @@ import math
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from tiny_node.decision import ModelState
 from tiny_node.hil.record import (
     ERROR,
     OK,
@@ -195,6 +196,35 @@ def _require(res: CheckResult, ok: bool, failure: str) -> None:
 def _share(results: list[FrameResult], pred: Callable[[FrameResult], bool]) -> float:
     decided = [r for r in results if r.decision is not None]
     return sum(pred(r) for r in decided) / len(decided) if decided else math.nan
+
+
+def _asked(results: list[FrameResult]) -> list[FrameResult]:
+    """The decided frames the model was asked about: not those it was not asked while the rules brake.
+
+    Why: a window over a rule brake (the ego closing on its target) counted those frames as the
+    model's misses, and a slowed model that decided none on time failed "late not reported".
+    """
+    return [r for r in results if r.decision is not None
+            and r.values.get("model_state") not in (ModelState.SKIPPED.value, ModelState.DISABLED.value)]
+
+
+def _moved_for(odom: Sequence[tuple[float, float]], start: float, need_s: float, min_speed: float) -> float:
+    """When the odometry sent from ``start`` on has been above ``min_speed`` for ``need_s`` in all (inf: never).
+
+    Why: the node times a stuck range while moving only; an ego standing after an episode's
+    restart when the range froze made the check expect the fail-safe too soon.
+    """
+    moved, speed, at = 0.0, 0.0, start
+    for t, v in odom:
+        if t <= start:
+            speed = v  # the reading in effect when the fault began
+            continue
+        if speed > min_speed:
+            if moved + (t - at) >= need_s:
+                return at + (need_s - moved)
+            moved += t - at
+        speed, at = v, t
+    return at + (need_s - moved) if speed > min_speed else math.inf
 
 
 def per_rate(n: int, rec: RunRecord) -> int:
@@ -900,12 +930,20 @@ class RangeFault(Fault):
             res.not_judged.append("stuck detection (no finite range to freeze)")
             return
         # From the first frozen reading sent (up to a range period after the window opens), plus
-        # range_stuck_s, the one more reading receipt jitter may cost (the node times a stuck
-        # value between the receipts of the first and the latest reading; at the period the
-        # harness sent, which a bag sets), and transport. Moving by the
+        # range_stuck_s of moving (the node times a stuck value while the odometry is above
+        # range_stuck_min_speed_mps only), the one more reading receipt jitter may cost (the node
+        # times a stuck value between the receipts of the first and the latest reading; at the
+        # period the harness sent, which a bag sets), and transport. Frames judged: moving by the
         # odometry the node had (not the simulated speed): after an episode restart its last
         # odometry is still the stopped ego's for a frame or two, and it rightly judges nothing.
-        since = float(self.info.get("frozen_at", w.start)) + rec.range_stuck_s + rec.range_period_s + TRANSPORT_S
+        frozen_at = float(self.info.get("frozen_at", w.start))
+        moved = _moved_for(rec.odom, frozen_at, rec.range_stuck_s, rec.range_stuck_min_speed_mps)
+        since = moved + rec.range_period_s + TRANSPORT_S
+        if since >= w.end - EDGE_S:
+            res.not_judged.append(f"stuck detection (the odometry sent was above {rec.range_stuck_min_speed_mps} m/s "
+                                  f"for less than range_stuck_s {rec.range_stuck_s} s while the range was frozen)")
+            return
+        stood = moved - (frozen_at + rec.range_stuck_s)  # how much later than range_stuck_s the ego's standing made it
         judged = [r for r in rec.between(since, w.end - EDGE_S) if r.decision is not None
                   and rec.odom_min(rec.rt(r.frame.sent_at) - TRANSPORT_S, rec.rt(r.frame.sent_at))
                   > rec.range_stuck_min_speed_mps + STUCK_JUDGED_MARGIN_MPS]
@@ -917,18 +955,24 @@ class RangeFault(Fault):
                                   f"{rec.range_stuck_min_speed_mps} m/s, peak {max(sent):.2f} m/s, while the "
                                   "range was frozen)")
             return
-        _require(res, len(judged) >= per_rate(5, rec), f"only {len(judged)} frames to judge after range_stuck_s "
-                 f"while moving (need {per_rate(5, rec)})")
+        if len(judged) < per_rate(5, rec) and stood > rec.range_period_s:
+            res.not_judged.append(f"a full count of frames after range_stuck_s: the ego stood {stood:.2f} s of the "
+                                  f"window, {len(judged)} frames left to judge (need {per_rate(5, rec)})")
+        else:
+            _require(res, len(judged) >= per_rate(5, rec), f"only {len(judged)} frames to judge after range_stuck_s "
+                     f"while moving (need {per_rate(5, rec)})")
         ok = [r for r in judged if str(r.values.get("rules_reason", "")).startswith("fail-safe")
               and "range: stuck" in str(r.values.get("rules_reason", ""))]
         res.observed.append(f"{len(ok)}/{len(judged)} fail-safe 'range: stuck' from range_stuck_s "
                             f"{rec.range_stuck_s} s on")
         _require(res, len(ok) == len(judged), "not every frame after range_stuck_s fail-safe 'range: stuck': "
                  f"{[r.values.get('rules_reason') for r in judged if r not in ok][:1]}")
+        brakes = sum(r.values.get("decision") == "brake" for r in judged)
+        _require(res, brakes == len(judged), f"{len(judged) - brakes} frames not braking under fail-safe")
         lvl = [r for r in judged if int(r.values.get("level", 0)) != ERROR]
         _require(res, not lvl, f"{len(lvl)} stuck-range decisions not at level ERROR")
         _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
-                    lasts_s=w.end - w.start - rec.range_stuck_s, what="stuck range")
+                    lasts_s=w.end - moved, what="stuck range")
         _rules_recovered(rec, w, res)
 
 
@@ -1078,11 +1122,16 @@ class SlowModel(Fault):
         _require(res, self.info.get("set") == "ok", f"test hook not set: {self.info.get('set')}")
         _require(res, self.info.get("reset") == "ok", f"test hook not reset: {self.info.get('reset')}")
         inside = [r for r in rec.between(w.start + 0.3, w.end - EDGE_S) if r.decision is not None]
-        late = [r for r in inside if r.values.get("model_state") == "late"]
-        used = [r for r in inside if r.values.get("model_state") == "on_time"]
-        res.observed.append(f"{len(late)}/{len(inside)} model_state late, {len(used)} model on time")
+        asked = _asked(inside)
+        late = [r for r in asked if r.values.get("model_state") == "late"]
+        used = [r for r in asked if r.values.get("model_state") == "on_time"]
+        res.observed.append(f"{len(late)}/{len(asked)} frames the model was asked about model_state late "
+                            f"({len(inside) - len(asked)} not asked: the rules braked), {len(used)} model on time")
         _require(res, not used and len(inside) > 0, f"{len(used)} frames decided by the slowed model on time")
-        _require(res, len(late) >= len(inside) // 2, "model_state 'late' not reported")
+        if asked:
+            _require(res, len(late) >= len(asked) // 2, "model_state 'late' not reported")
+        else:
+            res.not_judged.append("model_state 'late' (the rules braked through the window: the model was not asked)")
         _model_recovered(rec, w, res)
 
 
@@ -1175,10 +1224,12 @@ class _Load(Fault):
             res.observed.append(f"CPUs busy {busy:.0%} during the load (need {need:.0%})")
         _require(res, busy is not None and busy >= need, f"the CPUs were busy {busy} during the load, "
                  f"under {need:.0%}: the load did not run as meant")
-        inside = rec.between(w.start, w.end)
+        inside = _asked(rec.between(w.start, w.end))
         share = _share(inside, lambda r: r.values.get("model_state") == "on_time")
-        res.observed.append(f"model on time under load: {share:.0%}")
-        if rec.has_model and self.min_model_share > 0.0:
+        res.observed.append(f"model on time under load: {share:.0%} of {len(inside)} frames it was asked about")
+        if rec.has_model and self.min_model_share > 0.0 and not inside:
+            res.not_judged.append("the model's share on time (the rules braked through the load: it was not asked)")
+        elif rec.has_model and self.min_model_share > 0.0:
             _require(res, share >= self.min_model_share, f"model on time for {share:.0%} of the frames under load "
                      f"(need {self.min_model_share:.0%})")
         _model_recovered(rec, w, res)

@@ -57,7 +57,7 @@ class Feeder:
 
     def __init__(self, namespace: str = "", compressed: bool = False) -> None:
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(args=[], context=self.context)  # not sys.argv: `hil --param a:=b` read as a remap rule
         self.node = Node("tiny_node_feeder", namespace=namespace, context=self.context)
         ns = namespace.rstrip("/") + "/" if namespace else ""
         self.compressed = compressed

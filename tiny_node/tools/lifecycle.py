@@ -43,7 +43,7 @@ class _Client:
         self.target = "/" + node.strip("/")
         self.timeout_s = timeout_s
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(args=[], context=self.context)  # not sys.argv: the command's own options are no ROS arguments
         self.node = Node("tiny_node_lifecycle", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
