@@ -825,3 +825,107 @@ def test_an_optional_imu_without_acceleration_is_a_sensors_warning(ros_env):
         [sensors] = [st for st in sent[0].status if st.name.endswith(": sensors")]
         assert sensors.level == b"\x01" and sensors.message == (
             "imu: no usable linear acceleration (optional; imu_required would fail every frame)")
+
+
+def test_a_parameter_set_while_inactive_is_applied_at_once(ros_env, monkeypatch):
+    """Inactive, a change was reported set but queued for the deadline thread, which was stopped: the
+    sensors diagnostic judged a 2 s old range by range_timeout_s 0.5 until activation (ERROR)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from tiny_node.realtime import RealtimeLoop
+    from tiny_node.ros.node import TinyNode
+    from tiny_node.sensors import RangeReading
+
+    ok = TransitionCallbackReturn.SUCCESS
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = TinyNode(context=ctx)
+
+    def set_double(name: str, value: float) -> bool:
+        return bool(node.set_parameters([Parameter(name, Parameter.Type.DOUBLE, value)])[0].successful)
+
+    def sensors_status() -> tuple[int, str]:
+        sent: list = []
+        node._pub_diag.publish = sent.append
+        node._publish_diagnostics()
+        [st] = [st for st in sent[0].status if st.name.endswith(": sensors")]
+        return st.level[0], st.message
+
+    def applied(name: str) -> float:
+        assert node.watchdog is not None and node.sensors is not None
+        assert node.sensors._cfg == node.watchdog.cfg.rules  # both parts of the core at one configuration
+        return node.watchdog.cfg.float(name)
+
+    try:
+        assert node.trigger_configure() == ok and node.loop is not None
+        node.loop._publish = lambda d: None
+        assert node.trigger_activate() == ok and node.trigger_deactivate() == ok
+        now = node.clock.now()
+        node.sensors.update_odometry(10.0, now)
+        node.sensors.update_range(RangeReading(80.0, 0.2, 200.0, 0, now - 2.0))  # the last scan 2 s ago
+        level, msg = sensors_status()
+        assert level == 2 and "range: stale" in msg and "> 0.5 s" in msg
+        assert set_double("range_timeout_s", 5.0)
+        assert applied("range_timeout_s") == 5.0
+        level, msg = sensors_status()
+        assert "range: stale" not in msg, msg
+        # activated, the thread takes changes again; one made as it stops is not lost
+        assert node.trigger_activate() == ok
+        assert set_double("deadline_ms", 40.0) and node.trigger_deactivate() == ok
+        assert applied("deadline_ms") == 40.0
+        # a change queued for a thread that then ends before taking it (a race with deactivate)
+        # stays queued: taken at the next activation, it must not put back an older configuration
+        with monkeypatch.context() as m:
+            m.setattr(RealtimeLoop, "alive", property(lambda self: True))
+            assert set_double("deadline_ms", 45.0)
+        assert len(node.loop._calls) == 1
+        assert set_double("deadline_ms", 48.0)  # inactive: at once, with 45 on top
+        assert applied("deadline_ms") == 48.0
+        assert node.trigger_activate() == ok
+        time.sleep(0.2)  # the thread's first steps ran the queued call
+        assert not node.loop._calls and applied("deadline_ms") == 48.0
+        assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def test_camera_out_decisions_after_a_future_stamped_frame_are_stamped_by_the_ros_clock(ros_env):
+    """The only frame an hour ahead of the node clock (refused for it): the camera-out decisions after
+    it were stamped an hour ahead too; with nothing to extrapolate from, the ROS clock stamps them."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from sensor_msgs.msg import Image
+
+    from tiny_node.ros import convert
+    from tiny_node.ros.node import TinyNode
+
+    ok = TransitionCallbackReturn.SUCCESS
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x", "--ros-args", "-p", "camera_timeout_s:=0.2"])
+    node = TinyNode(context=ctx)
+    published: list = []
+    try:
+        assert node.trigger_configure() == ok and node.loop is not None
+        node.loop._publish = published.append
+        assert node.trigger_activate() == ok
+        img = Image(encoding="rgb8", width=64, height=48, step=64 * 3, data=bytes(64 * 48 * 3))
+        img.header.stamp = convert.ns_to_stamp(node.get_clock().now().nanoseconds + 3600 * 10**9)
+        node._on_camera(img, None)
+        time.sleep(0.6)
+        assert node.trigger_deactivate() == ok
+        first, *out = published
+        assert "in the future of the node clock" in first.frame_fault
+        assert out and all(d.no_frame for d in out)
+        now = node.get_clock().now().nanoseconds
+        assert all(now - 10**9 < d.stamp_ns <= now for d in out), [d.stamp_ns - now for d in out]
+        assert convert.decision_msg(out[0], "hw").header.stamp.sec == out[0].stamp_ns // 10**9
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

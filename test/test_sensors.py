@@ -778,3 +778,50 @@ def test_a_tracks_first_two_scans_are_an_unknown_rate_to_the_model():
     assert young.features()["range_rate"] == 0.0
     s.update_range(rr(9.16, 0.25))
     assert s.snapshot(0.25).features()["range_rate"] == pytest.approx(-8.4)
+
+
+def _closing_track(s: SensorState, hz: float, seconds: float, t0: float = 0.0) -> list[tuple[float, float]]:
+    """Noisy scans of an object closing at 10 m/s, ``hz`` for ``seconds`` from ``t0``; the (t, range) fed."""
+    import random
+
+    noise = random.Random(7)
+    fed = []
+    for i in range(round(hz * seconds)):
+        t = t0 + i / hz
+        r = 120.0 - 10.0 * t + noise.gauss(0.0, 0.05)
+        s.update_odometry(10.0, t)
+        s.update_range(RangeReading(r, 0.2, 200.0, round(t * 1e9), t))
+        fed.append((round(t * 1e9) * 1e-9, r))
+    return fed
+
+
+def _window_slope(fed: list[tuple[float, float]], window_s: float) -> float:
+    """The least-squares slope over every scan of the last ``window_s``, as the fit defines it."""
+    import numpy as np
+
+    t_last = fed[-1][0]
+    pts = np.array([(t, r) for t, r in fed if t_last - t <= window_s])
+    return float(np.polyfit(pts[:, 0], pts[:, 1], 1)[0])
+
+
+@pytest.mark.parametrize(("hz", "window_s"), [(20, 5.0), (50, 2.0), (100, 5.0)])
+def test_the_range_rate_is_fitted_over_the_whole_window(hz, window_s):
+    """64 scans were kept whatever the window: at 20 Hz a 5 s window was fitted over 3.15 s, at 50 Hz
+    a 2 s one over 1.26 s (range sensors up to sensors.MAX_RANGE_RATE_HZ are covered)."""
+    s = SensorState(RuleConfig(range_rate_window_s=window_s, range_stuck_s=0.0))
+    fed = _closing_track(s, hz, 1.5 * window_s)
+    snap = s.snapshot(fed[-1][0])
+    assert snap.range_rate == pytest.approx(_window_slope(fed, window_s), rel=1e-9)
+    assert snap.range_rate != pytest.approx(_window_slope(fed[-64:], window_s), rel=1e-9)  # not the last 64 only
+
+
+def test_reconfiguring_the_range_rate_window_resizes_the_track():
+    """Shrunk, the track keeps its newest scans; widened, the window is covered as scans come."""
+    s = SensorState(RuleConfig(range_rate_window_s=5.0, range_stuck_s=0.0))
+    fed = _closing_track(s, 20, 6.0)
+    s.reconfigure(RuleConfig(range_rate_window_s=0.5, range_stuck_s=0.0))
+    assert s.snapshot(fed[-1][0]).range_rate == pytest.approx(_window_slope(fed, 0.5), rel=1e-9)
+    assert len(s._track) == 64 and s._track[-1][0] == pytest.approx(fed[-1][0])  # the old default size, newest kept
+    s.reconfigure(RuleConfig(range_rate_window_s=4.0, range_stuck_s=0.0))
+    fed += _closing_track(s, 20, 4.0, t0=6.0)
+    assert s.snapshot(fed[-1][0]).range_rate == pytest.approx(_window_slope(fed, 4.0), rel=1e-9)

@@ -1,5 +1,6 @@
 """Watchdog with an injected clock: deadlines, latest-frame-only, arbitration table, hold."""
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -922,3 +923,78 @@ def test_a_stamp_deadline_just_after_receipt_is_not_called_too_old():
     clock, _, wd = setup(port=ScriptedPort(), publish_guard_ms=1.0)
     [d] = wd.on_frame(Frame(1, clock.now(), IMG, deadline_at=clock.now() + 0.0005))
     assert "no time left for the model" in d.reason and "too old" not in d.reason, d.reason
+
+
+# builtin_interfaces/Time's last instant: sec int32, nanosec < 1e9 (beyond, sec wrapped negative)
+MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
+
+
+def _camera_out(clock, sensors, wd, seconds=1.0):
+    """The camera goes quiet for ``seconds`` (ticks every 25 ms, sensors fresh); the decisions without a frame."""
+    out = []
+    for _ in range(round(seconds / 0.025)):
+        clock.advance(0.025)
+        _keep_range_fresh(sensors, clock)
+        out += wd.on_tick()
+    assert out and all(d.no_frame for d in out)
+    return out
+
+
+@pytest.mark.parametrize(("stamp_ns", "fault"), [
+    (1_000_000_000 + 3600 * 10**9, "camera stamp 3600.00 s in the future of the node clock"),  # the driver's
+    (2**31 * 10**9 - 1, "camera stamp 350852078.48 s in the future of the node clock"),
+    (1_000_000_000 + 4 * 50_000_000, None),  # the last stamp again: frozen (the watchdog refuses it)
+])
+def test_decisions_without_a_frame_are_stamped_from_the_last_accepted_stamp(stamp_ns, fault):
+    """A frame refused for its stamp (an hour ahead, near int32 max, frozen) was the base of every
+    camera-out decision's stamp after it: an hour ahead, or past builtin_interfaces/Time (negative sec)."""
+    clock, sensors, wd = setup(camera_timeout_s=0.5)
+    _frames_at(clock, wd, 5, 0.05)  # 20 Hz
+    good_at, good_stamp = clock.now() - 0.05, 1_000_000_000 + 4 * 50_000_000
+    clock.advance(0.1)
+    [d] = wd.on_frame(Frame(stamp_ns, clock.now(), IMG, fault))
+    assert d.frame_fault and d.stamp_ns == stamp_ns  # its own decision answers it, with its stamp
+    for d in _camera_out(clock, sensors, wd):
+        assert d.stamp_ns == good_stamp + round((d.decided_at - good_at) * 1e9)
+
+
+def test_decisions_without_a_frame_never_pass_the_range_of_a_ros_stamp():
+    """An accepted stamp next to int32 max (sim time without /clock judges none): the camera-out
+    decisions after it are stamped at most at sec 2**31 - 1, nanosec 999999999."""
+    clock, sensors, wd = setup(camera_timeout_s=0.5)
+    last = MAX_STAMP_NS - 700_000_000
+    wd.on_frame(frame(clock, last))
+    stamps = [d.stamp_ns for d in _camera_out(clock, sensors, wd)]
+    assert stamps[0] == last + 500_000_000  # due camera_timeout_s after the frame: extrapolated as ever
+    assert stamps[-1] == MAX_STAMP_NS and all(a <= b <= MAX_STAMP_NS for a, b in itertools.pairwise(stamps))
+    from tiny_node import watchdog
+    assert watchdog.MAX_STAMP_NS == MAX_STAMP_NS
+
+
+def test_without_any_accepted_stamp_decisions_without_a_frame_take_the_drivers_stamp_clock():
+    """Every frame refused for its stamp: no camera time to extrapolate. The node's ROS clock
+    (``stamp_clock``) stamps them; a driver without one keeps the last frame's stamp, bounded."""
+    ahead = Frame(5_000 * 10**9, 0.0, IMG, "camera stamp 3600.00 s in the future of the node clock")
+    clock, sensors, wd = setup(camera_timeout_s=0.5)
+    wd.stamp_clock = lambda: 1_400 * 10**9 + round(clock.now() * 1e9)
+    wd.on_frame(Frame(ahead.stamp_ns, clock.now(), IMG, ahead.fault))
+    for d in _camera_out(clock, sensors, wd):
+        assert d.stamp_ns == 1_400 * 10**9 + round(d.decided_at * 1e9)
+    clock, sensors, wd = setup(camera_timeout_s=0.5)  # no stamp clock (lockstep): as before, bounded
+    wd.on_frame(Frame(MAX_STAMP_NS - 10**9, clock.now(), IMG, ahead.fault))
+    stamps = [d.stamp_ns for d in _camera_out(clock, sensors, wd, 2.0)]
+    assert stamps[0] == MAX_STAMP_NS - 10**9 + 500_000_000 and max(stamps) == MAX_STAMP_NS
+
+
+def test_an_inactive_periods_stamps_are_no_base_for_decisions_without_a_frame():
+    """Activated again (a bag replayed anew, its clock elsewhere) with every frame refused: the last
+    period's accepted stamp was extrapolated across the pause; the driver's stamp clock is the base."""
+    clock, sensors, wd = setup(camera_timeout_s=0.5)
+    wd.stamp_clock = lambda: 7 * 10**9 + round(clock.now() * 1e9)
+    wd.on_frame(Frame(10**12, clock.now(), IMG))  # accepted: 1000 s on the camera's clock
+    _camera_out(clock, sensors, wd)
+    wd.on_start()
+    clock.advance(5.0)
+    wd.on_frame(Frame(10**15, clock.now(), IMG, "camera stamp 999000.00 s in the future of the node clock"))
+    for d in _camera_out(clock, sensors, wd):
+        assert d.stamp_ns == 7 * 10**9 + round(d.decided_at * 1e9)

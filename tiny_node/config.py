@@ -186,7 +186,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     P("rules.ttc_brake_s", 1.0, "Also brake when time-to-collision falls below this "
       "(0 disables).", 0.0, 10.0),
     P("rules.range_rate_window_s", 0.5, "Window over which the range rate (closing speed) is "
-      "estimated.", 0.05, 5.0),
+      "estimated: all of it for a range sensor up to 100 Hz (a faster one's newest scans, 100 Hz "
+      "worth).", 0.05, 5.0),
     P("rules.closing_min_mps", 1.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
       "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,9 @@ from tiny_node.sensors import SensorState
 
 # A camera stamp going back by more than this is a clock reset, not a reordered frame.
 CLOCK_JUMP_NS = 1_000_000_000
+# The latest stamp a decision may carry: builtin_interfaces/Time's (sec int32, nanosec < 1e9). An
+# extrapolated stamp past it wrapped to a negative sec in the message.
+MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 # Period of camera-timeout decisions before the camera's own period is known (one frame seen),
 # and the bounds put on the measured one.
 DEFAULT_FRAME_PERIOD_S = 0.1
@@ -244,9 +247,17 @@ class Watchdog:
         self._last_frame_stamp_ns = 0
         self._frame_intervals: deque[float] = deque(maxlen=15)
         self._no_frame_due: float | None = None
+        # (stamp, receipt) of the newest frame taken without a fault (its stamp accepted; a frame
+        # that could not be decoded had its stamp judged by no driver): decisions without a frame
+        # are stamped from it. Why not the last frame's: one refused for its stamp (an hour ahead,
+        # near int32 max) stamped every decision of the camera outage after it as wrongly.
+        self._stamp_ref: tuple[int, float] | None = None
         # Where every decision goes the moment it is taken, besides the list a method returns:
         # a driver that owns a sink loses none when the same call raises after a close.
         self.sink: list[Decision] | None = None
+        # The driver's time in stamp nanoseconds (the node's ROS clock), for decisions without a frame
+        # while no frame's stamp was accepted yet; None: the last frame's stamp, however judged.
+        self.stamp_clock: Callable[[], int] | None = None
 
     def on_start(self) -> None:
         """A new deciding period (the node activated again): the camera clock starts afresh.
@@ -260,6 +271,7 @@ class Watchdog:
         self._last_frame_at = None
         self._frame_intervals.clear()
         self._no_frame_due = None
+        self._stamp_ref = None  # an inactive period's camera stamps are no base (a bag replayed anew)
 
     def reconfigure(self, cfg: NodeConfig) -> None:
         """Take new parameters (from the deadline thread); open cycles keep their deadlines."""
@@ -277,6 +289,8 @@ class Watchdog:
         fault = frame.fault or self._stamp_fault(frame.stamp_ns)
         if fault is None:
             self._last_stamp_ns = frame.stamp_ns
+            if self._stamp_ref is None or frame.received_at > self._stamp_ref[1]:
+                self._stamp_ref = (frame.stamp_ns, frame.received_at)
         else:
             self.stats.bad_frames += 1
             self.stats.last_fault = fault
@@ -452,12 +466,29 @@ class Watchdog:
         self._seq += 1
         self.stats.camera_timeout_decisions += 1
         self.stats.last_fault = why
-        frame = Frame(self._last_frame_stamp_ns + round(age * 1e9), now, None, why)
+        frame = Frame(self._no_frame_stamp(now), now, None, why)
         cycle = _Cycle(seq=self._seq, frame=frame, deadline_at=now + self.cfg.float("deadline_ms") * 1e-3,
                        publish_by=now, rules=verdict, figures=figures, features=snap.features(),
                        unavailable_why=why, no_frame=True)
         self._open[cycle.seq] = cycle
         return self._close(cycle, None, ModelState.DISABLED if self.model is None else ModelState.UNAVAILABLE)
+
+    def _no_frame_stamp(self, now: float) -> int:
+        """The stamp of a decision without a frame at ``now``: the camera's time, extrapolated.
+
+        From the newest frame whose stamp was accepted, plus the time since its receipt, so the
+        output stays a monotonic stream on the camera's clock; with none yet, the driver's
+        :attr:`stamp_clock`, else the last frame's stamp. At most :data:`MAX_STAMP_NS`.
+        """
+        if self._stamp_ref is not None:
+            stamp, at = self._stamp_ref
+            stamp_ns = stamp + round((now - at) * 1e9)
+        elif self.stamp_clock is not None:
+            stamp_ns = self.stamp_clock()
+        else:
+            assert self._last_frame_at is not None
+            stamp_ns = self._last_frame_stamp_ns + round((now - self._last_frame_at) * 1e9)
+        return min(stamp_ns, MAX_STAMP_NS)
 
     def _stamp_fault(self, stamp_ns: int) -> str | None:
         """Frozen (repeated) or out-of-order camera stamps make a frame unusable for the model.

@@ -173,6 +173,7 @@ class TinyNode(LifecycleNode):
         self.worker: Any | None = None
         self.watchdog: Watchdog | None = None
         self.sensors: SensorState | None = None
+        self._core_cfg: NodeConfig | None = None  # the configuration the core was last given
         self._declared = False  # until every parameter is: only single values can be judged
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMS:
@@ -226,21 +227,33 @@ class TinyNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _apply(self, cfg: NodeConfig) -> None:
-        """Hand a new configuration to the deadline thread (it owns the core)."""
+        """Make ``cfg`` the node's configuration, and the core's: through the deadline thread while it runs.
+
+        Why not always through it: its queue drains only while it runs, so a change made while
+        inactive was reported set, yet the sensors diagnostic judged by the old value until activation.
+        """
         self.cfg = cfg
-        wd, loop, worker = self.watchdog, self.loop, self.worker
-
-        def apply() -> None:
-            assert wd is not None and self.sensors is not None
-            wd.reconfigure(cfg)
-            self.sensors.reconfigure(cfg.rules)
-            if worker is not None:
-                worker.set_test_delay_ms(cfg.float("test_hook_model_delay_ms"))
-
-        if loop is not None:
-            loop.run_in_loop(apply)
+        loop = self.loop
+        if loop is not None and loop.alive:  # the thread owns the core (a stop that timed out too)
+            loop.run_in_loop(self._sync_core)
         else:
-            apply()
+            self._sync_core()
+
+    def _sync_core(self) -> None:
+        """Hand the core (watchdog, sensor state, worker test hook) the newest ``self.cfg``, once.
+
+        Run by the deadline thread while it is alive, else by the executor thread: never both at once
+        (see :meth:`_apply`). Always the newest and at most once: a call left queued as the thread
+        stopped, and run at the next activation, must not put back an older configuration.
+        """
+        cfg, wd, sensors, worker = self.cfg, self.watchdog, self.sensors, self.worker
+        if cfg is self._core_cfg or wd is None or sensors is None:
+            return
+        wd.reconfigure(cfg)
+        sensors.reconfigure(cfg.rules)
+        if worker is not None:
+            worker.set_test_delay_ms(cfg.float("test_hook_model_delay_ms"))
+        self._core_cfg = cfg
 
     # --- lifecycle ---------------------------------------------------------------------
     @_logged
@@ -255,6 +268,9 @@ class TinyNode(LifecycleNode):
         self._start_worker(cfg)
         port = None if self.worker is None else _ContextPort(self.worker, lambda: self.cfg.str("operator_context"))
         self.watchdog = Watchdog(cfg, self.sensors, self.clock, port)
+        # decisions while the camera is out, before any frame's stamp was accepted: on the ROS clock
+        self.watchdog.stamp_clock = lambda: int(self.get_clock().now().nanoseconds)
+        self._core_cfg = cfg
         self._pub_brake = self.create_lifecycle_publisher(Bool, "brake", DECISION_QOS)
         self._pub_decision = self.create_lifecycle_publisher(DiagnosticArray, "decision", DECISION_QOS)
         self._pub_rationale = self.create_lifecycle_publisher(String, "rationale", DECISION_QOS)
@@ -339,6 +355,8 @@ class TinyNode(LifecycleNode):
         assert self.loop is not None
         result = super().on_activate(state)
         self._last_frame_at = None  # the camera diagnostic too: no frame was taken while inactive
+        if not self.loop.alive:
+            self._sync_core()  # nothing left pending for the new thread to apply after its first frames
         self.loop.start()
         self.get_logger().info("active: deciding every camera frame")
         return result
@@ -348,6 +366,8 @@ class TinyNode(LifecycleNode):
         """Stop deciding; open cycles are answered first."""
         if self.loop is not None:
             self.loop.stop()
+            if not self.loop.alive:  # a change queued as it stopped and not drained is applied now
+                self._sync_core()
         return super().on_deactivate(state)
 
     @_logged
