@@ -1335,14 +1335,16 @@ def test_a_model_budget_that_cannot_be_met_in_lockstep_is_a_warning(bundles, tmp
     """sim warned of it; a replay with the model decided every frame on the rules without a word."""
     drive(tmp_path / "rec", seconds=0.5)
     result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=bundles["fast"],
-                    budget_ms=45.5, plot=False)
+                    budget_ms=45.0, plot=False)
     warnings = result.summary["warnings"]
-    assert not result.summary["by_model_state"].get("on_time")
-    assert any("latency budget 45.5 ms (--budget-ms) is over deadline_ms 50 - publish_guard_ms 5" in w
+    assert any("latency budget 45 ms (--budget-ms) is not under deadline_ms 50 - publish_guard_ms 5" in w
                for w in warnings), warnings
-    assert any("answered none in time: every decision is the rules'" in w for w in warnings), warnings
+    late = replay(tmp_path / "rec", out_dir=tmp_path / "out1", cfg=make_config(), bundle=bundles["fast"],
+                  budget_ms=46.0, plot=False)
+    assert not late.summary["by_model_state"].get("on_time")
+    assert any("answered none in time: every decision is the rules'" in w for w in late.summary["warnings"])
     ok = replay(tmp_path / "rec", out_dir=tmp_path / "out2", cfg=make_config(), bundle=bundles["fast"],
-                budget_ms=45.0, plot=False)  # the answer as the decision is published: on time
+                budget_ms=30.0, plot=False)
     assert not any("budget" in w or "answered none" in w for w in ok.summary["warnings"])
 
 
@@ -1354,7 +1356,14 @@ def test_an_output_into_the_folder_of_a_storage_file_given_alone_is_refused(tmp_
     with pytest.raises(BagError, match="overlaps the input bag"):
         replay(f, out_dir=tmp_path / "rec", cfg=make_config(), bundle=None, plot=False)
     assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == before
-    alone = tmp_path / "loose"  # a file on its own in a folder of other things: that folder is the user's to use
+    alone = tmp_path / "loose"  # loose recordings in a folder of other things: that folder is the user's to use
     alone.mkdir()
     (alone / "x.mcap").write_bytes(f.read_bytes())
+    (alone / "y.mcap").write_bytes(f.read_bytes())  # another recording, not a split of x (refused before)
     assert replay(alone / "x.mcap", out_dir=alone, cfg=make_config(), bundle=None, plot=False).summary["frames"]
+    split = tmp_path / "split"  # a split bag without its metadata.yaml (a killed recording): its folder
+    split.mkdir()
+    for i in (0, 1):
+        (split / f"run_{i}.mcap").write_bytes(f.read_bytes())
+    with pytest.raises(BagError, match="overlaps the input bag"):
+        replay(split / "run_0.mcap", out_dir=split, cfg=make_config(), bundle=None, plot=False)

@@ -342,7 +342,7 @@ def test_the_totals_say_how_often_the_model_answered_in_time(tmp_path, capsys):
     assert re.search(r"the model answered (\d+) / \1 frames \(100.0 %\) in time", out) and "warning" not in out
     assert cli_main([*base, "--out", str(tmp_path / "late"), "--budget-ms", "80"]) == 0
     cap = capsys.readouterr()
-    assert ("warning: the model's latency budget 80 ms (--budget-ms) is over deadline_ms 50 - "
+    assert ("warning: the model's latency budget 80 ms (--budget-ms) is not under deadline_ms 50 - "
             "publish_guard_ms 5: in lockstep no model answer comes in time") in cap.err
     assert "the model answered 0 / " in cap.out
     assert "warning: in 1 of 1 model run(s) the model answered no frame in time" in cap.out

@@ -104,14 +104,14 @@ class LockstepModel:
 def late_budget_warning(budget_ms: float, whose: str, cfg: NodeConfig) -> str:
     """Why no model answer can come in time in lockstep ("" when one can).
 
-    Why: a budget over ``deadline_ms - publish_guard_ms`` makes every answer late, so a suite
-    or a replay "with the model" decides on the rules alone and looks like a normal run. (One
-    equal to it is on time: the answer comes as the decision is published.)
+    Why: a budget not under ``deadline_ms - publish_guard_ms`` makes every answer late, so a
+    suite or a replay "with the model" decides on the rules alone and looks like a normal run.
+    (One equal to it is on time or not by the rounding of the frame's time: not to be relied on.)
     """
     deadline, guard = cfg.float("deadline_ms"), cfg.float("publish_guard_ms")
-    if budget_ms <= deadline - guard:
+    if budget_ms < deadline - guard:
         return ""
-    return (f"the model's latency budget {budget_ms:g} ms ({whose}) is over deadline_ms {deadline:g} - "
+    return (f"the model's latency budget {budget_ms:g} ms ({whose}) is not under deadline_ms {deadline:g} - "
             f"publish_guard_ms {guard:g}: in lockstep no model answer comes in time")
 
 

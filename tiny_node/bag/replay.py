@@ -40,7 +40,7 @@ from tiny_node.bag.report import (
     summarize,
     write_plot,
 )
-from tiny_node.bag.topics import BagSource, detect_topics, storage_files
+from tiny_node.bag.topics import BagSource, detect_topics, in_bag_folder
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision, ModelState, model_asked
 from tiny_node.frames import FrameError
@@ -575,10 +575,10 @@ def _refuse_overlap(bag: Path, out_path: Path) -> None:
     """Refuse an output bag that is, holds or lies inside the input bag: it would be cleared while read.
 
     A storage file given alone stands for its folder when that is a bag's (its metadata.yaml or
-    split files beside it): the outputs were written into the user's recording.
+    its other splits beside it): the outputs were written into the user's recording.
     """
     a, b = bag.resolve(), out_path.resolve()
-    if a.is_file() and ((a.parent / "metadata.yaml").exists() or len(storage_files(a.parent)) > 1):
+    if a.is_file() and in_bag_folder(a):
         a = a.parent
     if a == b or a in b.parents or b in a.parents:
         raise BagError(f"output bag {out_path} overlaps the input bag {bag}: choose another --out")

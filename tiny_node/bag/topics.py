@@ -361,6 +361,19 @@ def _split_index(path: Path) -> tuple[str, int]:
     return (stem, int(index)) if index.isdigit() else (name, -1)
 
 
+def in_bag_folder(path: Path) -> bool:
+    """Whether the storage file ``path`` is part of a bag folder: its metadata.yaml, or another split of it, beside it.
+
+    Why not any other storage file: a folder of loose recordings (``~/bags/*.mcap``) is no bag.
+    """
+    folder = path.parent
+    if (folder / "metadata.yaml").exists():
+        return True
+    stem, index = _split_index(path)
+    return index >= 0 and any(p != path and _split_index(p)[0] == stem and _split_index(p)[1] >= 0
+                              for p in storage_files(folder))
+
+
 def _read_metadata(meta: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
