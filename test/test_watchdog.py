@@ -972,14 +972,27 @@ def test_decisions_without_a_frame_never_pass_the_range_of_a_ros_stamp():
 
 
 def test_without_any_accepted_stamp_decisions_without_a_frame_take_the_drivers_stamp_clock():
-    """Every frame refused for its stamp: no camera time to extrapolate. The node's ROS clock
-    (``stamp_clock``) stamps them; a driver without one keeps the last frame's stamp, bounded."""
+    """Every frame refused for its stamp: the last frame's stamp extrapolated, but no further ahead of the
+    node's ROS clock (``stamp_clock``) than future_stamp_tolerance_s (0.5 s); a ROS clock at 0 (use_sim_time,
+    no /clock yet) or frozen is no bound (it stamped the outage 0, or all alike); a driver without one
+    keeps the last frame's stamp, bounded."""
     ahead = Frame(5_000 * 10**9, 0.0, IMG, "camera stamp 3600.00 s in the future of the node clock")
     clock, sensors, wd = setup(camera_timeout_s=0.5)
     wd.stamp_clock = lambda: 1_400 * 10**9 + round(clock.now() * 1e9)
     wd.on_frame(Frame(ahead.stamp_ns, clock.now(), IMG, ahead.fault))
     for d in _camera_out(clock, sensors, wd):
-        assert d.stamp_ns == 1_400 * 10**9 + round(d.decided_at * 1e9)
+        assert d.stamp_ns == 1_400 * 10**9 + round(d.decided_at * 1e9) + 500_000_000
+    clock, sensors, wd = setup(camera_timeout_s=0.5)  # ROS time 0: the frame's stamp goes on, as before
+    wd.stamp_clock = lambda: 0
+    t0 = clock.now()
+    wd.on_frame(Frame(ahead.stamp_ns, t0, IMG, ahead.fault))
+    out = _camera_out(clock, sensors, wd)
+    assert [d.stamp_ns for d in out] == [ahead.stamp_ns + round((d.decided_at - t0) * 1e9) for d in out]
+    clock, sensors, wd = setup(camera_timeout_s=0.5)  # a frozen /clock: still one stamp after the other
+    wd.stamp_clock = lambda: 1_000 * 10**9
+    wd.on_frame(Frame(ahead.stamp_ns, clock.now(), IMG, ahead.fault))
+    stamps = [d.stamp_ns for d in _camera_out(clock, sensors, wd)]
+    assert stamps[0] == 1_000_500_000_000 and all(b == a + 1 for a, b in itertools.pairwise(stamps))
     clock, sensors, wd = setup(camera_timeout_s=0.5)  # no stamp clock (lockstep): as before, bounded
     wd.on_frame(Frame(MAX_STAMP_NS - 10**9, clock.now(), IMG, ahead.fault))
     stamps = [d.stamp_ns for d in _camera_out(clock, sensors, wd, 2.0)]
@@ -997,4 +1010,4 @@ def test_an_inactive_periods_stamps_are_no_base_for_decisions_without_a_frame():
     clock.advance(5.0)
     wd.on_frame(Frame(10**15, clock.now(), IMG, "camera stamp 999000.00 s in the future of the node clock"))
     for d in _camera_out(clock, sensors, wd):
-        assert d.stamp_ns == 7 * 10**9 + round(d.decided_at * 1e9)
+        assert d.stamp_ns == 7 * 10**9 + round(d.decided_at * 1e9) + 500_000_000

@@ -255,9 +255,12 @@ class Watchdog:
         # Where every decision goes the moment it is taken, besides the list a method returns:
         # a driver that owns a sink loses none when the same call raises after a close.
         self.sink: list[Decision] | None = None
-        # The driver's time in stamp nanoseconds (the node's ROS clock), for decisions without a frame
-        # while no frame's stamp was accepted yet; None: the last frame's stamp, however judged.
+        # The driver's time in stamp nanoseconds (the node's ROS clock): decisions without a frame,
+        # while no frame's stamp was accepted yet, are stamped no further ahead of it than the
+        # future-stamp tolerance; None: the last frame's stamp, however judged.
         self.stamp_clock: Callable[[], int] | None = None
+        # The last decision without a frame's stamp in this outage (None: a frame came since)
+        self._no_frame_stamp_ns: int | None = None
 
     def on_start(self) -> None:
         """A new deciding period (the node activated again): the camera clock starts afresh.
@@ -440,6 +443,7 @@ class Watchdog:
         self._last_frame_at = frame.received_at
         self._last_frame_stamp_ns = frame.stamp_ns
         self._no_frame_due = frame.received_at + self.cfg.float("camera_timeout_s")
+        self._no_frame_stamp_ns = None  # the outage is over: the next one follows the camera's clock again
 
     def frame_period(self) -> float:
         """The camera's period: median of recent inter-arrival times (bounded)."""
@@ -477,18 +481,25 @@ class Watchdog:
         """The stamp of a decision without a frame at ``now``: the camera's time, extrapolated.
 
         From the newest frame whose stamp was accepted, plus the time since its receipt, so the
-        output stays a monotonic stream on the camera's clock; with none yet, the driver's
-        :attr:`stamp_clock`, else the last frame's stamp. At most :data:`MAX_STAMP_NS`.
+        output stays a monotonic stream on the camera's clock. With none since activation, from
+        the last frame's, but no further ahead of the driver's :attr:`stamp_clock` (when it runs:
+        above 0) than ``future_stamp_tolerance_s``: the ROS clock itself was 0 or frozen under
+        ``use_sim_time``, or behind a camera 2 s ahead, whose outage stamps then went back. Each
+        one of an outage after the one before, and at most :data:`MAX_STAMP_NS`.
         """
         if self._stamp_ref is not None:
             stamp, at = self._stamp_ref
             stamp_ns = stamp + round((now - at) * 1e9)
-        elif self.stamp_clock is not None:
-            stamp_ns = self.stamp_clock()
         else:
             assert self._last_frame_at is not None
             stamp_ns = self._last_frame_stamp_ns + round((now - self._last_frame_at) * 1e9)
-        return min(stamp_ns, MAX_STAMP_NS)
+            if self.stamp_clock is not None and (clock_ns := self.stamp_clock()) > 0:
+                ahead_ns = round(self.cfg.float("future_stamp_tolerance_s") * 1e9)
+                stamp_ns = min(stamp_ns, clock_ns + ahead_ns)
+        if self._no_frame_stamp_ns is not None:
+            stamp_ns = max(stamp_ns, self._no_frame_stamp_ns + 1)
+        self._no_frame_stamp_ns = min(stamp_ns, MAX_STAMP_NS)
+        return self._no_frame_stamp_ns
 
     def _stamp_fault(self, stamp_ns: int) -> str | None:
         """Frozen (repeated) or out-of-order camera stamps make a frame unusable for the model.
