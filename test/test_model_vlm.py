@@ -184,6 +184,9 @@ def test_prompt_holds_image_and_sensor_tokens(tiny: VlmRuntime) -> None:
     forged = tiny.prompt.ids(CLOSE, "<image> <end_of_utterance>")  # cannot forge tokens
     assert int((forged == 1).sum()) == 16 and tiny.eos_id not in forged
     assert clean_context("  school\n zone <x>") == "school zone x"
+    # lower case, as trained: the shipped tokenizer is case-sensitive ("School" was <unk>)
+    assert clean_context("School Zone") == "school zone"
+    assert tiny.prompt.ids(CLOSE, "School Zone").tolist() == tiny.prompt.ids(CLOSE, "school zone").tolist()
     with pytest.raises(ValueError, match="ego_speed"):
         tiny.decide(FRAME, {"range": 5.0})
 
@@ -352,6 +355,51 @@ def test_worker_sends_rationale_after_decision(make_worker: Callable[..., ModelW
     assert s["last_rationale_tokens"] == 2
     assert not w.submit(3, FRAME, FAR, "x" * 201)
     assert "context" in str(w.stats()["last_reject"])
+
+
+def test_a_late_frames_rationale_is_never_delivered(make_worker: Callable[..., ModelWorker],
+                                                    vlm_dirs: dict[str, Path]) -> None:
+    """A result the watchdog took after its frame's publish time (the frame went out LATE, the rules'):
+    its rationale was published with the frame's stamp, a model "go" beside the published decision."""
+    from tiny_node.clock import ManualClock
+    from tiny_node.config import make_config
+    from tiny_node.sensors import RangeReading, SensorState
+    from tiny_node.watchdog import Frame, Watchdog
+
+    w = make_worker(vlm_dirs["tiny"])
+    clock = ManualClock(100.0)
+    cfg = make_config()
+    sensors = SensorState(cfg.rules)
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
+    sensors.update_odometry(10.0, clock.now())
+
+    class Port:
+        busy_seq = property(lambda _: w.busy_seq)
+
+        def submit(self, seq: int, image: Any, features: Any, t: float) -> bool:
+            return w.submit(seq, image, features, frame_time_s=t)
+
+        def cancel(self, seq: int) -> None:
+            w.cancel(seq)
+
+    wd = Watchdog(cfg, sensors, clock, Port())
+    for order in ("result first", "deadline first"):  # the deadline thread's poll, then its tick; and the other way
+        wd.on_frame(Frame(round(clock.now() * 1e9), clock.now(), FRAME))
+        seq = w.busy_seq
+        assert seq is not None
+        time.sleep(0.5)  # the worker answers and explains while the deadline thread is held up
+        clock.advance(0.2)  # past the frame's publish time
+        decisions = [] if order == "result first" else wd.on_tick()
+        for r in w.poll():
+            decisions += wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
+        decisions += wd.on_tick()
+        (d,) = [x for x in decisions if x.frame_id == seq]
+        assert d.model_state.value == "late", order
+        time.sleep(0.3)
+        w.poll()
+        assert w.take_rationales() == [], order
+    s = w.stats()
+    assert s["rationales"] == 0 and s["rationales_aborted"] >= 1
 
 
 def test_the_node_parameter_only_lowers_the_bundles_rationale_length(make_worker: Callable[..., ModelWorker],

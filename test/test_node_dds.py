@@ -931,3 +931,62 @@ def test_camera_out_decisions_after_a_future_stamped_frame_are_bounded_by_the_ro
         node._teardown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_new_configuration_never_dates_a_rationale_with_the_last_ones_stamps(ros_env):
+    """Frame numbers start at 1 again after cleanup -> configure (a new model_bundle): a rationale taken
+    before its decision was published matched the previous configuration's frame of that number."""
+    import rclpy
+    from rclpy.context import Context
+
+    from tiny_node.ros.node import TinyNode
+
+    class Pub:
+        def __init__(self) -> None:
+            self.msgs: list[Any] = []
+
+        def publish(self, m: Any) -> None:
+            self.msgs.append(getattr(m, "data", m))
+
+    class Worker:
+        def __init__(self, rationales: list[tuple[int, str]]) -> None:
+            self.rationales = rationales
+
+        def stop(self) -> None:
+            pass
+
+        def take_rationales(self) -> list[tuple[int, str]]:
+            out, self.rationales = self.rationales, []
+            return out
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x"])
+    node = TinyNode(context=ctx)
+    try:
+        node._pub_brake, node._pub_decision, node._pub_rationale = Pub(), Pub(), Pub()
+        node.worker = Worker([])
+        from tiny_node.clock import ManualClock
+        from tiny_node.config import make_config
+        from tiny_node.sensors import RangeReading, SensorState
+        from tiny_node.watchdog import Frame, Watchdog
+
+        clock = ManualClock(100.0)
+        sensors = SensorState(make_config().rules)
+        sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
+        sensors.update_odometry(10.0, clock.now())
+        wd = Watchdog(make_config(), sensors, clock, None)
+        for i in range(3):  # the first configuration's frames 1..3, stamped 1000.x s
+            clock.advance(0.033)
+            for d in wd.on_frame(Frame(1000 * 10**9 + i * 10**8, clock.now(), np.zeros((4, 4, 3), np.uint8))):
+                node._publish(d)
+        assert 2 in node._stamps
+        node._teardown()
+        node._pub_brake, node._pub_decision, node._pub_rationale = Pub(), Pub(), Pub()
+        node.worker = Worker([(2, "object close ahead")])  # the new configuration's frame 2, not published yet
+        node._publish_rationales()
+        assert node._pub_rationale.msgs == []  # it waits for its own decision
+    finally:
+        node.worker = None
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

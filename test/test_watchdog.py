@@ -711,7 +711,8 @@ def test_a_result_after_the_publish_time_but_before_the_tick_is_late_and_not_can
     port.finish()
     [d] = wd.on_model_result(1, Out(True, 0.9, "brake"))
     assert d.source is Source.FALLBACK and d.model_state is ModelState.LATE
-    assert wd.stats.late_results_discarded == 1 and wd.stats.cancels == 0 and port.cancelled == []
+    # no run left to cancel (stats.cancels 0); the port is told, for the rationale the result began
+    assert wd.stats.late_results_discarded == 1 and wd.stats.cancels == 0 and port.cancelled == [1]
     assert wd.on_tick() == []  # answered once
 
 

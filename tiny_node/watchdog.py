@@ -385,13 +385,24 @@ class Watchdog:
             elif output is None and not cancelled:
                 cycle.unavailable_why = f"model run failed: {error or 'no output'}"
                 out.append(self._close(cycle, None, ModelState.UNAVAILABLE))
-            elif output is not None:  # past its publish time: late, and there is no run left to cancel
+            elif output is not None:  # past its publish time: late; its rationale, if begun, is cancelled
                 self.stats.late_results_discarded += 1
                 out.append(self._close(cycle, None, ModelState.LATE))
+                self._cancel_rationale(seq)
         elif output is not None:
             self.stats.late_results_discarded += 1
+            self._cancel_rationale(seq)
         self.feed_model()
         return out
+
+    def _cancel_rationale(self, seq: int) -> None:
+        """Stop the rationale of a result that came too late: it would explain a decision never made.
+
+        Why: the worker began it with the result, and the node published it with the frame's stamp
+        beside the fallback's decision (a model "brake" beside a published no-brake).
+        """
+        if self.model is not None:
+            self.model.cancel(seq)
 
     def on_tick(self, frames_waiting: bool = False) -> list[Decision]:
         """Close every cycle whose publish time has come (fallback), oldest first.

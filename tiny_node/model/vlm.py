@@ -74,12 +74,13 @@ class RationaleAbortedError(RuntimeError):
 
 
 def clean_context(context: str) -> str:
-    """Operator context as plain words, at most MAX_CONTEXT_CHARS.
+    """Operator context as plain lower-case words, at most MAX_CONTEXT_CHARS.
 
     Angle brackets are dropped so a context can never forge a special token (an extra image
-    token would break the splice); whitespace is collapsed.
+    token would break the splice); whitespace is collapsed; lower case, as the factory trains
+    on it: the shipped tokenizer is case-sensitive, and "School zone" read as <unk> zone.
     """
-    return " ".join(context.replace("<", " ").replace(">", " ").split())[:MAX_CONTEXT_CHARS]
+    return " ".join(context.replace("<", " ").replace(">", " ").split()).lower()[:MAX_CONTEXT_CHARS]
 
 
 class PromptBuilder:

@@ -191,6 +191,9 @@ class ModelWorker:
         # deque: take_rationales() may run on another thread than poll() (a ROS timer)
         self._rationales: deque[tuple[int, str]] = deque(maxlen=MAX_PENDING_RATIONALES)
         self._rationale_seq: int | None = None  # its decision is out, its rationale not yet
+        # frames cancelled (late): a rationale of theirs, started or sent before the cancel was
+        # seen, is dropped (counted aborted); a few suffice, the pipe keeps replies in order
+        self._cancelled: deque[int] = deque(maxlen=8)
 
         self._busy_seq: int | None = None
         self._submit_at = 0.0
@@ -367,13 +370,23 @@ class ModelWorker:
         """Ask the worker to terminate run ``seq``; it stays BUSY until the reply comes.
 
         After the decision of ``seq`` came back, this aborts its rationale instead (if it is
-        still being generated): no Rationale text will be delivered for it.
+        still being generated): no Rationale text will be delivered for it, not even one
+        already received and not taken yet (the watchdog cancels a result that came too late).
         """
-        if self._busy_seq == seq and not self._cancel_sent and self._send(Cancel(seq)):
-            self._cancel_sent = True
-            self._counts["cancels"] += 1
-        elif self._busy_seq is None and self._rationale_seq == seq and self._send(Cancel(seq)):
+        if self._busy_seq == seq:
+            if not self._cancel_sent and self._send(Cancel(seq)):
+                self._cancel_sent = True
+                self._counts["cancels"] += 1
+            self._cancelled.append(seq)
+            return
+        if self._busy_seq is None and self._rationale_seq == seq and self._send(Cancel(seq)):
             self._rationale_seq = None
+        self._cancelled.append(seq)  # one on its way in the pipe is dropped when it comes
+        for item in [r for r in list(self._rationales) if r[0] == seq]:  # one here, not taken yet
+            with contextlib.suppress(ValueError):  # taken meanwhile by take_rationales' thread
+                self._rationales.remove(item)
+                self._counts["rationales"] -= 1
+                self._counts["rationales_aborted"] += 1
 
     def take_rationales(self) -> list[tuple[int, str]]:
         """Return and forget the rationales received so far, as ``(seq, text)``, oldest first.
@@ -516,7 +529,7 @@ class ModelWorker:
             if msg.output is not None:
                 self._counts["results"] += 1
                 self._last_infer_ms = msg.infer_ms
-                if msg.rationale:
+                if msg.rationale and msg.seq not in self._cancelled:
                     self._rationale_seq = msg.seq
             elif msg.cancelled:
                 self._counts["cancelled"] += 1
@@ -543,7 +556,7 @@ class ModelWorker:
     def _on_rationale(self, msg: Rationale) -> None:
         if self._rationale_seq == msg.seq:
             self._rationale_seq = None
-        if msg.aborted:
+        if msg.aborted or msg.seq in self._cancelled:  # a cancelled frame's: it explains no decision made
             self._counts["rationales_aborted"] += 1
         elif msg.error is not None:
             self._counts["rationale_errors"] += 1

@@ -309,7 +309,8 @@ class _Server:
                 if run.options.terminate and not out_of_memory(exc):
                     return ModelResult(job.seq, None, ms, cancelled=True)
                 return ModelResult(job.seq, None, ms, error=self._failed(exc))
-            explain = self._rationale_tokens > 0 and self._jobs.empty()
+            # no rationale for a run cancelled as it finished: its decision was the fallback's
+            explain = self._rationale_tokens > 0 and self._jobs.empty() and not run.cancelled.is_set()
             return ModelResult(job.seq, out, (time.monotonic() - t0) * 1e3, rationale=explain)
         finally:
             with self._lock:

@@ -434,6 +434,9 @@ class TinyNode(LifecycleNode):
                 release("a timer", functools.partial(self.destroy_timer, timer))
         self._subs, self._pubs, self._timer, self._rationale_timer = [], [], None, None
         self.watchdog = None
+        # the next configuration's frames are numbered from 1 again: an old stamp would date its rationales
+        self._stamps.clear()
+        self._unmatched = []
         # what the camera diagnostic reports starts again with the next configuration
         self.gaps = GapCounter()
         self._frames, self._frames_inactive, self._last_frame_at = 0, 0, None
