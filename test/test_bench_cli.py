@@ -199,6 +199,9 @@ def test_without_stress_ng_a_named_stress_case_is_refused_before_any_case(
     ["bench", "--frames", "-5"],
     ["demo", "--duration", "0"],
     ["demo", "--duration", "-1"],
+    ["demo", "--duration", "inf"],  # ran until killed
+    ["demo", "--speed", "nan"],  # drove every frame into a fail-safe, NaN in its JSON
+    ["demo", "--speed", "0"],
 ])
 def test_nothing_to_measure_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     from tiny_node.cli import main
@@ -206,7 +209,7 @@ def test_nothing_to_measure_is_a_usage_error(argv: list[str], capsys: pytest.Cap
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"must be > 0, got {argv[-1]}")
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"must be a finite number > 0, got {argv[-1]}")
 
 
 def test_a_count_that_is_not_a_number_keeps_argparses_message(capsys: pytest.CaptureFixture[str]) -> None:
@@ -329,3 +332,14 @@ def test_bench_json_is_strict_json_when_a_case_has_no_decisions(
     doc = json.loads((tmp_path / "bench.json").read_text(), parse_constant=refuse)
     (row,) = doc["results"]
     assert row["case"] == "fast" and row["decisions"] == 0 and row["latency_p50_ms"] is None and row["e2e_p99_ms"] is None
+
+
+def test_json_files_hold_null_for_non_finite_figures() -> None:
+    """demo wrote NaN into summary.json / timeline.json, which strict JSON readers refuse."""
+    import json
+
+    from tiny_node.tools.drive import json_safe
+
+    value = {"p99": math.nan, "rows": [{"ttc": math.inf, "n": 3}, (1.5, -math.inf)], "ok": True}
+    assert json.loads(json.dumps(json_safe(value), allow_nan=False)) == {
+        "p99": None, "rows": [{"ttc": None, "n": 3}, [1.5, None]], "ok": True}

@@ -376,3 +376,47 @@ def test_a_decision_that_cannot_be_published_makes_the_status_error_for_that_per
         assert level == 0 and (kv["publish_errors"], kv["publish_errors_last_period"]) == ("1", "0"), msg
     finally:
         _close(node, ctx)
+
+
+def test_a_deadline_thread_stuck_in_a_publish_is_an_error_and_its_late_decisions_are_misses():
+    """A publish that blocks (a reliable write to a stalled subscriber): the thread alive, erring nothing,
+    judging no deadline; /diagnostics said "all frames decided in time" while no decision went out and
+    frames were refused; after the release the late decisions were not counted as misses."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from tiny_node.watchdog import Frame
+
+    node, ctx = _node()
+    release = threading.Event()
+    published: list = []
+
+    def blocking(d) -> None:
+        release.wait(10.0)
+        published.append(d)
+
+    try:
+        node.loop._publish = blocking
+        img = np.zeros((48, 64, 3), np.uint8)
+        for _ in range(30):  # 1 s of camera at 30 Hz
+            node.loop.push_frame(Frame(time.time_ns(), node.clock.now(), img))
+            time.sleep(1 / 30)
+        level, msg, kv = _watchdog_status(node)
+        assert level == 2 and "deadline thread stuck for" in msg and not published, msg
+        assert int(kv["frames_refused"]) > 0 and "frame(s) refused" in msg
+        release.set()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and (node.loop.stuck_s() or not published):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        level, msg, kv = _watchdog_status(node)
+        late = int(kv["late_publishes"])
+        assert late >= 1 and int(kv["deadline_misses_last_period"]) >= late, kv
+        assert level == 2 and "deadline miss(es)" in msg
+        level, msg, _ = _watchdog_status(node)  # the next period: nothing new
+        assert level == 0, msg
+    finally:
+        release.set()
+        _close(node, ctx)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import platform
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.dds import isolated_ros_env
-from tiny_node.tools.drive import latency_summary, run_drive
+from tiny_node.tools.drive import json_safe, latency_summary, run_drive
 from tiny_node.tools.feeder import Feeder
 from tiny_node.tools.nodeproc import NodeProcess
 
@@ -155,10 +154,8 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], interrupted_at: s
     cut = "" if interrupted_at is None else f" Interrupted during case {interrupted_at}: the cases before it only."
     report = f"Measured {stamp} on {machine()}.{cut}\n\n{markdown(results)}\n"
     print("\n" + report, flush=True)
-    # A case without decisions has NaN figures: null in the file, which strict JSON readers take
-    safe = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in results]
     (out_dir / "bench.json").write_text(json.dumps({"date": stamp, "machine": machine(),
-                                                    "interrupted_at": interrupted_at, "results": safe},
+                                                    "interrupted_at": interrupted_at, "results": json_safe(results)},
                                                    indent=1, allow_nan=False))
     (out_dir / "bench.md").write_text(report)
 

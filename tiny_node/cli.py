@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -72,11 +73,15 @@ def _stopping_its_node(name: str, run: Callable[[], int]) -> int:
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: ``kind`` (int or float) above 0 (0 frames or seconds would pass vacuously)."""
+    """An argparse type: ``kind`` (int or float) above 0 and finite.
+
+    Why: 0 frames or seconds would pass vacuously; ``inf`` seconds ran until killed, a ``nan``
+    speed drove every frame into a fail-safe and wrote NaN into the JSON.
+    """
     def parse(text: str) -> float:
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
     parse.__name__ = kind.__name__  # argparse's message: "invalid int value"
     return parse
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="out/demo-dds", help="where the timeline and summary go "
                       "(not out/demo: that is make demo's simulator report)")
     demo.add_argument("--duration", type=_positive(float), default=6.0, help="seconds of driving")
-    demo.add_argument("--speed", type=float, default=50.0, help="initial ego speed, km/h")
+    demo.add_argument("--speed", type=_positive(float), default=50.0, help="initial ego speed, km/h")
     bench = sub.add_parser("bench", help="decision latency / deadline benchmark over DDS at 30 Hz")
     bench.add_argument("--out", default="out/bench")
     bench.add_argument("--frames", type=_positive(int), default=600, help="frames per case (30 Hz)")

@@ -17,7 +17,7 @@ from typing import Any
 
 from tiny_node.dds import isolated_ros_env
 from tiny_node.share import find_config
-from tiny_node.tools.drive import latency_summary, run_drive
+from tiny_node.tools.drive import json_safe, latency_summary, run_drive
 from tiny_node.tools.feeder import Feeder
 from tiny_node.tools.nodeproc import NodeProcess
 
@@ -78,8 +78,8 @@ def run_demo(out_dir: Path, duration_s: float = 6.0, speed_kmh: float = 50.0) ->
     print("\nsummary:")
     for k, v in summary.items():
         print(f"  {k:>18}: {v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"  {k:>18}: {v}")
-    (out_dir / "timeline.json").write_text(json.dumps(result.rows, indent=1))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "timeline.json").write_text(json.dumps(json_safe(result.rows), indent=1, allow_nan=False))
+    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, allow_nan=False))
     print(f"\nwritten: {out_dir / 'timeline.json'}, {out_dir / 'summary.json'}, {out_dir / 'node.log'}")
     ok = summary["decisions"] == summary["frames"] and summary["after_deadline"] == 0
     ok = ok and summary["duplicates"] == 0

@@ -53,6 +53,9 @@ RETRY_WAIT_S = 0.005
 MAX_CONSECUTIVE_ERRORS = 50
 # stop() waits this long for the thread; one still running after it is kept (start() refuses).
 STOP_TIMEOUT_S = 2.0
+# The thread wakes at least every MAX_SLEEP_S; one that has not finished a wake-up for this long
+# is stuck in a step (a publish that blocks, a call that hangs): it decides nothing meanwhile.
+STUCK_S = 0.5
 
 
 def _guarded(report: Callable[[str], object]) -> Callable[[str], None]:
@@ -140,6 +143,10 @@ class RealtimeLoop:
         self.last_error = ""
         self.died_of = ""  # why the deadline thread ended while it should run ("" while it runs)
         self.frames_refused = 0  # not taken while running: mailbox full or thread dead
+        # decisions published after their deadline, the publish itself having blocked past it:
+        # the watchdog judged them in time when it took them
+        self.late_publishes = 0
+        self._beat_at: float | None = None  # the end of the thread's last wake-up (clock seconds)
         self._error_log = _Throttled(self._report, clock.now)
         self._publish_log = _Throttled(self._report, clock.now)
         self.last_publish_error = ""
@@ -182,6 +189,7 @@ class RealtimeLoop:
             self._dead = False
         self.watchdog.on_start()  # the deadline thread is not running: the watchdog is ours here
         self.died_of = ""
+        self._beat_at = self._clock.now()  # a thread that never finishes its first wake-up is stuck too
         thread = threading.Thread(target=self._run, name="tiny_node-deadline", daemon=True)
         self._running = True  # before start(): the thread runs while it is set
         try:
@@ -264,6 +272,7 @@ class RealtimeLoop:
                 try:
                     self._wait()
                     self._step()
+                    self._beat_at = self._clock.now()
                     failures = 0
                 except Exception as exc:
                     failures += 1
@@ -452,9 +461,25 @@ class RealtimeLoop:
             rules=verdict,
         )
 
+    def stuck_s(self) -> float:
+        """How long the running thread has been inside one wake-up past :data:`STUCK_S` (0: not stuck).
+
+        Why: a thread blocked in a publish is alive, errs nothing and misses no deadline it has
+        judged: the diagnostic said "all frames decided in time" while no decision went out and
+        frames were refused.
+        """
+        beat = self._beat_at
+        if not self._running or not self.alive or beat is None:
+            return 0.0
+        since = self._clock.now() - beat
+        return since if since > STUCK_S else 0.0
+
     def _emit(self, decision: Decision) -> None:
         try:
             self._publish(decision)
+            # judged in time when taken (one taken late is the watchdog's miss already), sent late
+            if decision.decided_at <= decision.deadline_at < self._clock.now():
+                self.late_publishes += 1
         except Exception as exc:  # a publisher failure must not kill the deadline thread; counted, logged
             self.publish_errors += 1
             self.last_publish_error = f"{type(exc).__name__}: {exc}"

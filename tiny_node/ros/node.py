@@ -195,7 +195,7 @@ class TinyNode(LifecycleNode):
         self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
-        self._errors_seen = self._misses_seen = self._publish_errors_seen = 0
+        self._errors_seen = self._misses_seen = self._publish_errors_seen = self._refused_seen = 0
         self._bad_seen = self._frames_seen = 0  # camera counts already reported
         self._jumps_seen = 0
         self._camera_publishers: set[bytes] = set()  # DDS writers of the frames since the last report
@@ -290,7 +290,8 @@ class TinyNode(LifecycleNode):
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
                                  priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
-        self._errors_seen = self._misses_seen = self._publish_errors_seen = 0  # counts already reported
+        # counts already reported
+        self._errors_seen = self._misses_seen = self._publish_errors_seen = self._refused_seen = 0
         self._bad_seen = self._frames_seen = self._jumps_seen = 0
         self._camera_publishers.clear()
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
@@ -594,7 +595,9 @@ class TinyNode(LifecycleNode):
         values["deadline_ms"] = self.cfg.float("deadline_ms")
         # Misses since the last report, not since start: one miss made the status ERROR for good,
         # and a lasting ERROR hides the next one. The lifetime count stays a key-value.
-        misses, self._misses_seen = stats.deadline_misses - self._misses_seen, stats.deadline_misses
+        # a decision whose publish blocked past its deadline is a miss too (the watchdog judged it in time)
+        missed = stats.deadline_misses + (loop.late_publishes if loop is not None else 0)
+        misses, self._misses_seen = missed - self._misses_seen, missed
         values["deadline_misses_last_period"] = misses
         level = convert.ERROR if misses else convert.OK
         msg = f"{misses} deadline miss(es) since the last report" if misses else "all frames decided in time"
@@ -602,12 +605,21 @@ class TinyNode(LifecycleNode):
             errors, self._errors_seen = loop.step_errors - self._errors_seen, loop.step_errors
             lost = loop.publish_errors - self._publish_errors_seen
             self._publish_errors_seen = loop.publish_errors
+            refused, self._refused_seen = loop.frames_refused - self._refused_seen, loop.frames_refused
+            stuck = loop.stuck_s()
             values.update({"deadline_thread_errors": loop.step_errors, "frames_refused": loop.frames_refused,
+                           "late_publishes": loop.late_publishes,
                            "deadline_thread_last_error": loop.last_error or "none",
                            "publish_errors": loop.publish_errors, "publish_errors_last_period": lost,
                            "last_publish_error": loop.last_publish_error or "none"})
             if loop.running and not loop.alive:  # it ended on an error: nothing is decided any more
                 level, msg = convert.ERROR, f"deadline thread dead, no decisions: {loop.died_of or 'unknown'}"
+            elif stuck:  # alive, erring nothing, judging no deadline: and no decision goes out
+                level, msg = convert.ERROR, (f"deadline thread stuck for {stuck:.2f} s in one step (a blocked "
+                                             f"publish?): no decisions meanwhile, {refused} frame(s) refused")
+            elif refused:  # each a frame no decision will ever answer
+                level, msg = convert.ERROR, (f"{refused} frame(s) refused since the last report (the deadline "
+                                             "thread's mailbox full): no decision for them")
             elif lost:  # a decision taken and never sent: for its consumer, a frame without one
                 level, msg = convert.ERROR, (f"{lost} decision(s) not published since the last report: "
                                              f"{loop.last_publish_error}")
