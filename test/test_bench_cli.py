@@ -139,7 +139,7 @@ def cases_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     ran: list[str] = []
     summary = {"frames": 3, "decisions": 3, "duplicates": 0, "after_deadline": 0, "model_share": 1.0,
-               **{c: 1.0 for c in bench.COLUMNS[5:]}}
+               **dict.fromkeys(bench.COLUMNS[5:], 1.0)}
 
     def run_case(case: str, bundles: Any, frames: int, out_dir: Path) -> dict[str, Any]:
         ran.append(case)

@@ -145,6 +145,7 @@ def test_every_int8_bundle_is_checked_against_its_fp32_source_and_a_broken_one_r
             scaled += 1
     assert scaled
     onnx.save(model, str(path))
+
     def rehash(doc: dict) -> None:
         doc["files"]["decoder"]["sha256"] = hash_file(path)
 

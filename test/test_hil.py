@@ -42,8 +42,8 @@ CI_SCENARIO = REPO / "tiny_node" / "sim" / "scenarios" / "ccrs_30kmh.yaml"
 
 # --- without ROS ------------------------------------------------------------------------------
 def _rec(**kw) -> RunRecord:
-    base = dict(group="main", t0=0.0, deadline_ms=50.0, camera_timeout_s=0.5, diag_period_s=0.2,
-                has_model=True, transport="raw", sim_time=False)
+    base = {"group": "main", "t0": 0.0, "deadline_ms": 50.0, "camera_timeout_s": 0.5, "diag_period_s": 0.2,
+            "has_model": True, "transport": "raw", "sim_time": False}
     base.update(kw)
     return RunRecord(**base)
 

@@ -79,7 +79,6 @@ def test_a_pickle_of_anything_but_a_reply_is_refused_and_runs_nothing(tmp_path: 
         reader.read()
 
 
-
 @pytest.mark.parametrize(("payload", "match"), [
     # a memo store at index 200 000 000: the unpickler grew its memo to it (3.3 s, 4.6 GB at 3e8)
     (b"\x80\x04Nr" + (200_000_000).to_bytes(4, "little") + b".", "a pickle with LONG_BINPUT, which no reply has"),

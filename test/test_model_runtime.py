@@ -146,7 +146,6 @@ def test_terminate_cancels_slow_run_within_tens_of_ms(slow: ModelRuntime) -> Non
     assert total_ms < 150.0 < full_ms * 1.5
 
 
-
 def symbolic_classifier(bundle: Path, height: int, width: int, flatten_for: int = 0) -> Path:
     """A graph with symbolic H, W: logits = the channel mean of each pixel ([1, H*W]), or with
     ``flatten_for`` a head over the flattened image that runs at that square size only."""

@@ -191,7 +191,6 @@ def test_sigterm_exits_cleanly(start_node, feeder):
     assert node.proc.wait(timeout=15) == 0, node.output()
 
 
-
 def test_a_stopped_node_leaves_no_dds_shared_memory(start_node, feeder, ros_env):
     """Fast DDS gives the node's participant a 16 MiB /dev/shm segment; exiting must remove it.
 

@@ -110,7 +110,6 @@ def test_corrupt_bundle_runs_rules_only_with_error(start_node, feeder, bundles, 
     assert node.alive()
 
 
-
 def test_vlm_bundle_decides_and_publishes_rationale_with_stamp(start_node, feeder, tmp_path):
     from std_msgs.msg import String
 

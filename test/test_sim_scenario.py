@@ -477,4 +477,4 @@ def test_a_pipe_in_a_name_is_kept_and_escaped_in_the_markdown_report():
         row = next(line for line in md.splitlines() if "CCRs" in line)
         assert r"CCRs \| 30 \[a\]\\" in row and ("](plots/" in row) == bool(plotted)
         # the row has the table's 10 columns: every unescaped | is a cell border
-        assert len([c for c in re.split(r"(?<!\\)\|", row.replace("\\\\", ""))]) == 12
+        assert len(re.split(r"(?<!\\)\|", row.replace("\\\\", ""))) == 12

@@ -87,7 +87,6 @@ WAL_SUFFIXES = ("-wal", "-shm")
 MAX_CAUSE_CHARS = 300
 
 
-
 def _apsw_errors() -> tuple[type[BaseException], ...]:
     """The base error of apsw: rosbags (0.11 on) reads sqlite3 through it, and its errors are not sqlite3's."""
     try:

@@ -184,5 +184,3 @@ def install(bundle: Path, dest: Path) -> None:
         dest.rename(old)
     staging.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
-
-

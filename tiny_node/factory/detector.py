@@ -282,7 +282,6 @@ def export(model: VruDetector, path: Path) -> None:
                     outputs=["heat", "offset"], dynamic={})
 
 
-
 HeatFn = Callable[[NDArray[np.uint8]], tuple[NDArray[np.float32], NDArray[np.float32]]]
 
 

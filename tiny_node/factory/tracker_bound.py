@@ -165,4 +165,3 @@ def command(args: argparse.Namespace) -> int:
     print(HEADER)
     print("\n".join(rows))
     return 0
-

@@ -180,7 +180,6 @@ class Attention(nn.Module):
             ctx = ctx * self.gate.view(1, -1, 1, 1)
         return self.wo(ctx.transpose(1, 2).reshape(b, s, self.heads * self.hd)), k_all, v_all
 
-
     def _expand(self, x: Tensor) -> Tensor:
         """KV heads repeated for their query heads (expand + reshape: exports as plain ops)."""
         rep = self.heads // self.kv_heads
@@ -339,7 +338,7 @@ def prune(model: TinyVlm, head_scores: list[Tensor], mlp_scores: list[Tensor], k
               for sc in mlp_scores]
     new_cfg = replace(cfg, heads=keep_heads, ffn=tuple(len(k) for k in keep_m))
     new = TinyVlm(new_cfg)
-    sd = {k: v for k, v in model.state_dict().items()}
+    sd = dict(model.state_dict())
     out = new.state_dict()
     hd = cfg.head_dim
     for k in out:

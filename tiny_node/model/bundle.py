@@ -124,7 +124,6 @@ for _k in range(MAX_TRACK_SLOTS):
         FEATURES[f"vru{_k}_{_f}"] = _what.replace("slot k", f"slot {_k}")
 
 
-
 def track_slot(feature: str) -> int | None:
     """The track slot ``k`` of a ``vru<k>_*`` feature name; None for any other name."""
     head, sep, _ = feature.partition("_")

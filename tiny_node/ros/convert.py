@@ -113,5 +113,3 @@ def parse_decision(msg: DiagnosticArray) -> dict[str, Any]:
     out["stamp_ns"] = stamp_to_ns(msg.header.stamp)
     out["level"] = st.level[0] if isinstance(st.level, bytes | bytearray) else int(st.level)
     return out
-
-
