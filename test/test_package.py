@@ -508,6 +508,8 @@ def test_flake8(tmp_path: Path) -> None:
 def test_pep257() -> None:
     main = pytest.importorskip("ament_pep257.main").main
     # the project's docstring convention (pyproject.toml: ruff "D" minus these)
+    # (+ D401 imperative mood, off in ruff too; D402 / D403 misread a docstring naming a call or
+    # "PyYAML": checked with pydocstyle 6.3, nothing else found)
     rc = main(argv=[str(REPO / "tiny_node"), "--ignore", "D100", "D104", "D105", "D107",
-                    "D203", "D213"])
+                    "D203", "D213", "D401", "D402", "D403"])
     assert rc == 0, "Found code style errors / warnings"

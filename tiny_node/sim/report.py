@@ -85,7 +85,7 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def model_in_time(t: Mapping[str, Any]) -> str:
-    """"on_time / asked frames (pct)" of a mode's totals; "" when the model was never asked."""
+    """The model's frames in time, ``on_time / asked frames (pct)``, of a mode's totals; "" if never asked."""
     asked = int(t["model_asked"])
     return f"{t['model_on_time']} / {asked} frames ({100.0 * t['model_on_time'] / asked:.1f} %)" if asked else ""
 
