@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,132 @@ def test_the_nodes_name_and_namespace_are_read_from_the_remap_rules_as_rcl_appli
     from tiny_node.ros.node import _name_and_namespace
 
     assert _name_and_namespace(["--ros-args", *[a for r in rules for a in ("-r", r)]]) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # an alias: rcl refuses the whole file ("Will not support aliasing"), the node did not start
+        ("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n    camera_timeout_s: &d 0.5\n"
+         "    odom_timeout_s: *d\n", r"line 5, column 21: an alias \(\*d\): ROS 2 refuses aliases"),
+        ("base: &b\n  deadline_ms: 40.0\n/**/tiny_node:\n  ros__parameters:\n    <<: *b\n",
+         r"line 5, column 9: an alias \(\*b\)"),
+        # a tag: Kilted reads !!float 40 as an integer, later versions as a double
+        ("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: !!float 40\n", r"the tag !!float on '40'"),
+        ("/**/tiny_node:\n  ros__parameters:\n    model_bundle: !!str 2024\n", r"the tag !!str on '2024'"),
+    ],
+)
+def test_a_params_file_with_an_alias_or_a_tag_rcl_reads_differently_is_refused(tmp_path, text, problem):
+    """rcl refuses an alias (a merge <<: *b with it), in any node's section: the offline tools ran
+    the file the vehicle refused (an RCLError traceback at start)."""
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=rf"params file {f}: invalid YAML: .*{problem}"):
+        config_from_file(f)
+
+
+def test_a_params_file_is_refused_where_rcl_refuses_it_in_any_section(tmp_path):
+    """rcl refuses a whole file for a value it cannot read in another node's section."""
+    f = tmp_path / "p.yaml"
+    good = "/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n"
+    for other, problem in [
+        ("other:\n  ros__parameters:\n    a: [1, 2.0]\n", r"'a': a list of mixed types \(float, int\)"),
+        ("other:\n  ros__parameters:\n    a: [[1], [2]]\n", r"'a': a list of lists or mappings"),
+        ("other:\n  ros__parameters:\n    a:\n", r"'a' has no value"),
+        ("other:\n  ros__parameters:\n    rules: {}\n", r"'rules' is an empty mapping"),
+        ("extra: 1\n", r"'extra' is not a mapping: ROS 2 refuses a value outside"),
+    ]:
+        f.write_text(good + other)
+        with pytest.raises(ConfigError, match=problem):
+            load_params_file(f, namespace="/")
+    # an anchor without an alias, a tag that changes nothing: rcl reads them
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: &d 40.0\n    operator_context: !!str abc\n")
+    assert load_params_file(f, namespace="/") == {"deadline_ms": 40.0, "operator_context": "abc"}
+
+
+def test_nested_node_namespaces_read_as_rcl_reads_them(tmp_path):
+    """``ego: {tiny_node: {ros__parameters: ...}}`` is /ego/tiny_node to rcl, which applied it; the
+    start command said "no section" and ran SCHED_FIFO with mlockall, which the file turned off."""
+    f = tmp_path / "p.yaml"
+    f.write_text("ego:\n  tiny_node:\n    ros__parameters:\n      realtime_priority: 0\n      lock_memory: false\n")
+    assert load_params_file(f, namespace="/ego") == {"realtime_priority": 0, "lock_memory": False}
+    assert load_params_file(f, namespace="/", require_section=False) == {}  # /ego/tiny_node only
+    assert config_from_file(f)["realtime_priority"] == 0
+    f.write_text("/**:\n  tiny_node:\n    ros__parameters:\n      deadline_ms: 40.0\n"
+                 "/ego:\n  aeb_front:\n    ros__parameters:\n      deadline_ms: 30.0\n"
+                 "  tiny_node:\n    ros__parameters:\n      brake_hold_s: 1.5\n")
+    assert load_params_file(f, namespace="/a/b") == {"deadline_ms": 40.0}
+    assert load_params_file(f, namespace="/ego") == {"deadline_ms": 40.0, "brake_hold_s": 1.5}
+    assert load_params_file(f, "aeb_front", namespace="/ego") == {"deadline_ms": 30.0}
+    assert config_from_file(f)["brake_hold_s"] == 1.5
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    f.write_text("ego:\n  tiny_node:\n    ros__parameters:\n      realtime_priority: 0\n      lock_memory: false\n")
+    assert _early_parameters(["--ros-args", "-r", "__ns:=/ego", "--params-file", str(f)]) == {
+        "realtime_priority": 0, "lock_memory": False}
+
+
+def test_numbers_read_as_rcl_reads_them(tmp_path):
+    """``5e-3`` (no dot) is a double to rcl and was a string here ("expected float, got '5e-3'"),
+    in a file and in ``-p``; ``1_0`` is a string to rcl and was an integer here."""
+    f = tmp_path / "p.yaml"
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    rules:\n      range_noise_frac: 5e-3\n"
+                 "    deadline_ms: 4E1\n")
+    assert load_params_file(f, namespace="/") == {"rules.range_noise_frac": 0.005, "deadline_ms": 40.0}
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    realtime_priority: 1_0\n")
+    with pytest.raises(ConfigError, match=r"'realtime_priority': expected int, got '1_0' \(str\)"):
+        config_from_file(f)
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    assert _early_parameters(["--ros-args", "-p", "deadline_ms:=1e2"]) == {"deadline_ms": 100.0}
+    assert _early_parameters(["--ros-args", "-p", "operator_context:=1_0"]) == {"operator_context": "1_0"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [  # as Kilted's rcl read each (measured with a node reading its overrides back)
+        ("1e2", 100.0), ("5e-3", 0.005), ("1.0e5", 100000.0), ("1_0", "1_0"), ("0x10", 16), ("010", 8),
+        ("08", 8.0), ("0o10", "0o10"), ("0b101", "0b101"), ("1:30", "1:30"), (".5", 0.5), ("1.", 1.0),
+        ("+1", 1), ("y", True), ("n", False), ("off", False), ("null", "null"), ("~", "~"), ("-.inf", -math.inf),
+        ("Infinity", math.inf), ("0x1p3", 8.0), ("1e999", "1e999"), ("1e-400", "1e-400"), ("4e-320", "4e-320"),
+        ("99999999999999999999", 1e20), ("9223372036854775807", 2**63 - 1), ("2024-01-01", "2024-01-01"),
+        ("1e", "1e"), ("'1.0'", "1.0"), ('"true"', "true"), ("|\n  40\n", "40\n"),
+    ],
+)
+def test_a_scalar_is_typed_as_rcl_types_it(text, value):
+    from tiny_node.strict_yaml import load_ros_params
+
+    got = load_ros_params(text)
+    assert type(got) is type(value) and got == value
+
+
+def test_one_parameter_given_twice_in_a_section_spelt_two_ways_is_refused(tmp_path):
+    """``rules.ttc_brake_s: 2.0`` and ``rules: {ttc_brake_s: 3.0}``: rcl took the last without a word."""
+    f = tmp_path / "p.yaml"
+    f.write_text("/**/tiny_node:\n  ros__parameters:\n    rules.ttc_brake_s: 2.0\n    rules:\n      ttc_brake_s: 3.0\n")
+    with pytest.raises(ConfigError, match=r"section '/\*\*/tiny_node': parameter 'rules.ttc_brake_s' given twice"):
+        config_from_file(f)
+    # one node's section spelt twice (rcl merges them): one parameter in both is refused too
+    f.write_text("/ego:\n  tiny_node:\n    ros__parameters:\n      deadline_ms: 40.0\n"
+                 "/ego/tiny_node:\n  ros__parameters:\n    deadline_ms: 30.0\n")
+    with pytest.raises(ConfigError, match=r"parameter 'deadline_ms' given twice for node '/ego/tiny_node'"):
+        load_params_file(f, namespace="/ego")
+
+
+def test_an_empty_params_file_is_no_parameters_as_for_rcl(tmp_path, capsys):
+    """rcl reads an empty or comments-only file as no parameters; it was refused ("top level must be a
+    mapping"). Like a file without the node's section: the start command warns, the offline tools refuse."""
+    f = tmp_path / "p.yaml"
+    for text in ("", "# nothing here\n"):
+        f.write_text(text)
+        assert load_params_file(f, namespace="/", require_section=False) == {}
+        with pytest.raises(ConfigError, match=r"no section for node 'tiny_node' \(or '/\*\*'; its sections: none, "
+                                              r"the file holds no parameters\)"):
+            config_from_file(f)
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    assert _early_parameters(["--ros-args", "--params-file", str(f)]) == {}
+    assert "warning: params file" in capsys.readouterr().err

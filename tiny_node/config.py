@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tiny_node.strict_yaml import safe_load_unique, yaml_problem
+from tiny_node.strict_yaml import load_ros_params, yaml_problem
 
 NODE_NAME = "tiny_node"
 #: The least model_memory_limit_mb with one model thread: the worker's Python, numpy, OpenCV and
@@ -333,13 +333,61 @@ def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
     return NodeConfig(values)
 
 
-def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object]) -> None:
+def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object], where: str) -> None:
+    """``tree``'s parameters into ``out`` by their dotted names, as rcl names them; or :class:`ConfigError`.
+
+    What rcl refuses in a file (refusing the whole file, every node's section) is refused here too,
+    named: an empty value, an empty mapping, a list of mixed types or of lists. A name given twice,
+    spelt two ways (``rules.ttc_brake_s: 2.0`` and ``rules: {ttc_brake_s: 3.0}``), is refused too:
+    rcl would take the last without a word.
+    """
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            _flatten(f"{name}.", value, out)
+            if not value:  # rcl: "Cannot have a value before ros__parameters", the whole file refused
+                raise ConfigError(f"{where}: '{name}' is an empty mapping, which ROS 2 refuses (the whole file): "
+                                  "remove it")
+            _flatten(f"{name}.", value, out, where)
+            continue
+        if value is None:
+            raise ConfigError(f"{where}: '{name}' has no value, which ROS 2 refuses (the whole file)")
+        if isinstance(value, list):
+            if any(isinstance(v, list | Mapping) for v in value):
+                raise ConfigError(f"{where}: '{name}': a list of lists or mappings, which ROS 2 refuses "
+                                  "(the whole file): a parameter list holds plain values")
+            kinds = {type(v).__name__ for v in value}
+            if len(kinds) > 1:
+                raise ConfigError(f"{where}: '{name}': a list of mixed types ({', '.join(sorted(kinds))}), which "
+                                  "ROS 2 refuses (the whole file): one type (1.0, 2.0 for doubles)")
+        if name in out:
+            raise ConfigError(f"{where}: parameter '{name}' given twice (rcl would take the last without a word)")
+        out[name] = value
+
+
+def _sections(tree: Mapping[str, Any], parts: tuple[str, ...], where: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """The file's node sections, ``(node name, its ros__parameters)`` in file order, as rcl reads them.
+
+    rcl joins the keys above ``ros__parameters`` with ``/`` into the node's name: ``ego:
+    {tiny_node: {ros__parameters: ...}}`` is the section ``ego/tiny_node``, ``/**: {tiny_node:
+    ...}`` ``/**/tiny_node``. A value outside a ``ros__parameters`` (rcl: "Cannot have a value
+    before ros__parameters") refuses the whole file.
+    """
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in tree.items():
+        if str(key).startswith("ros__parameters"):  # as rcl compares it: a prefix
+            name = "/".join(parts)
+            if not parts:
+                raise ConfigError(f"{where}: 'ros__parameters' with no node name above it")
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: section '{name}': 'ros__parameters' is not a mapping of parameters")
+            out.append((name, value))
+        elif isinstance(value, Mapping):
+            out += _sections(value, (*parts, str(key)), where)
         else:
-            out[name] = value
+            path = "/".join((*parts, str(key)))
+            raise ConfigError(f"{where}: '{path}' is not a mapping: ROS 2 refuses a value outside a node's "
+                              "'ros__parameters' (the whole file; write <node>: ros__parameters: <name>: <value>)")
+    return out
 
 
 # Parameters ROS itself handles; allowed in a params file but not ours to validate.
@@ -391,9 +439,9 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     """
     p = Path(path)
     try:
-        # A key given twice is refused: rcl would apply the last value (or merge two sections
-        # of one name), yaml.safe_load keep the last one, neither what the author saw.
-        doc = safe_load_unique(p.read_text(encoding="utf-8"), str(p))
+        # Read as rcl reads it (its scalar types, no aliases); a key given twice is refused: rcl
+        # would apply the last value (or merge two sections of one name), neither what the author saw.
+        doc = load_ros_params(p.read_text(encoding="utf-8"), str(p))
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
     except OSError as exc:
@@ -402,28 +450,36 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
         raise ConfigError(f"params file {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"params file {p}: invalid YAML: {yaml_problem(exc)}") from exc
+    if doc is None:  # empty, or comments only: no parameters, as rcl reads it
+        doc = {}
     if not isinstance(doc, Mapping):
         raise ConfigError(f"params file {p}: top level must be a mapping of node names")
     full = f"{(namespace or '').rstrip('/')}/{node_name}"
     flat: dict[str, object] = {}
+    given: dict[str, dict[str, object]] = {}  # by node name, as rcl merges sections of one name
+    sections = _sections(doc, (), f"params file {p}")
     matched = False
-    for key, section in doc.items():
-        last = str(key).rsplit("/", 1)[-1]
-        mine = last in (node_name, "*", "**") if namespace is None else bool(section_regex(str(key)).match(full))
+    for key, params in sections:
+        names: dict[str, object] = {}
+        _flatten("", params, names, f"params file {p}: section '{key}'")  # every section: rcl refuses the file
+        same = given.setdefault("/" + key.lstrip("/"), {})
+        for name in names:
+            if name in same:
+                raise ConfigError(f"params file {p}: parameter '{name}' given twice for node '{key}' "
+                                  "(rcl would take the last without a word)")
+        same.update(names)
+        last = key.rsplit("/", 1)[-1]
+        mine = last in (node_name, "*", "**") if namespace is None else bool(section_regex(key).match(full))
         if not mine:
             continue
-        if not isinstance(section, Mapping) or not isinstance(section.get("ros__parameters"), Mapping):
-            raise ConfigError(f"params file {p}: section '{key}' has no 'ros__parameters' mapping")
         matched = True
-        names: dict[str, object] = {}
-        _flatten("", section["ros__parameters"], names)
         if "*" in last:  # a section for every node; ``/**/tiny_node`` is ours, in any namespace
             names = {k: v for k, v in names.items() if k in SPECS}
         flat.update(names)
     if not matched and require_section:
-        sections = ", ".join(repr(str(k)) for k in doc) or "none"
+        listed = ", ".join(repr(k) for k, _ in sections) or "none, the file holds no parameters"
         raise NoSectionError(f"params file {p}: no section for node '{full if namespace else node_name}' "
-                             f"(or '/**'; its sections: {sections})")
+                             f"(or '/**'; its sections: {listed})")
     for name in list(flat):
         if ros_owned(name):
             del flat[name]

@@ -7,6 +7,9 @@ value its author never saw. Safe loading only: no Python objects are ever built.
 
 from __future__ import annotations
 
+import math
+import re
+import sys
 from typing import Any
 
 import yaml
@@ -110,6 +113,164 @@ def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
             raise yaml.YAMLError(f"its aliases expand to more than {MAX_EXPANDED_NODES} nodes (a YAML alias "
                                  "bomb?): write the values out")
         return loader.construct_document(node)  # type: ignore[no-untyped-call]
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_RCL_TRUE = frozenset({"Y", "y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
+_RCL_FALSE = frozenset({"N", "n", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})
+_C_SPACE = " \t\n\v\f\r"
+#: what C's strtoll(s, &end, 0) reads whole: decimal, 0x hexadecimal, 0 octal
+_STRTOLL = re.compile(r"[ \t\n\v\f\r]*[-+]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+#: what C's strtod reads whole: decimal (an exponent with or without a dot), hexadecimal, inf, nan
+_STRTOD = re.compile(r"[ \t\n\v\f\r]*[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+                     r"|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][-+]?[0-9]+)?"
+                     r"|(?i:inf|infinity|nan(?:\([0-9a-zA-Z_]*\))?))")
+_RCL_DOT_FLOATS = {f"{sign}.{word}": float(f"{'-' if sign == '-' else ''}{word}")
+                   for sign in ("", "+", "-") for word in ("inf", "Inf", "INF")}
+_RCL_DOT_FLOATS.update({".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan})
+
+
+def rcl_scalar(text: str, quoted: bool) -> bool | int | float | str:
+    """A scalar as ROS 2's params-file parser (rcl_yaml_param_parser's get_value) types it.
+
+    Why: PyYAML reads YAML 1.1, rcl C's strtoll and strtod: ``5e-3`` and ``1e2`` (no dot) are
+    doubles to rcl and strings to PyYAML; ``1_0`` and ``0b101`` strings to rcl, integers to
+    PyYAML; ``y`` / ``n`` booleans to rcl; ``null`` and ``2024-01-01`` strings to rcl; ``08`` a
+    double. Quoted: always a string. Measured against Kilted's rcl.
+    """
+    if quoted:
+        return text
+    if text in _RCL_TRUE:
+        return True
+    if text in _RCL_FALSE:
+        return False
+    if _STRTOLL.fullmatch(text):
+        number = text.strip(_C_SPACE)
+        sign, digits = (-1, number[1:]) if number[0] == "-" else (1, number.lstrip("+"))
+        if digits[:2] in ("0x", "0X"):
+            value = sign * int(digits[2:], 16)
+        elif len(digits) > 1 and digits[0] == "0":
+            value = sign * int(digits[1:], 8)
+        else:
+            value = sign * int(digits)
+        if -(2 ** 63) <= value < 2 ** 63:  # else strtoll's ERANGE: read as a double, as rcl does
+            return value
+    if text in _RCL_DOT_FLOATS:
+        return _RCL_DOT_FLOATS[text]
+    if _STRTOD.fullmatch(text):
+        number = text.strip(_C_SPACE)
+        body = number.lstrip("+-")
+        if body[:2] in ("0x", "0X"):
+            hexa = body if "p" in body.lower() else body + "p0"
+            value_f = float.fromhex(("-" if number[0] == "-" else "") + hexa)
+        else:
+            value_f = float(number.split("(")[0])  # nan(chars): a NaN
+        mantissa = re.sub(r"[eEpP].*", "", body)
+        overflow = math.isinf(value_f) and "inf" not in body.lower()
+        underflow = abs(value_f) < sys.float_info.min and any(c not in "0.xX" for c in mantissa)
+        if not overflow and not underflow:  # strtod's ERANGE: rcl reads a string
+            return value_f
+    return text
+
+
+def _short(tag: str) -> str:
+    """``!!float`` for ``tag:yaml.org,2002:float``, as it was written."""
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+class _RclParamsLoader(_UniqueKeyLoader):
+    """YAML as ROS 2 reads a params file: rcl's scalar types, no aliases, keys as written.
+
+    A tag is refused unless the value reads the same without it: ROS 2 versions differ (Kilted
+    honours ``!!str`` only and reads ``!!float 40`` as an integer, later versions honour more).
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):  # type: ignore[no-untyped-call]
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"an alias (*{event.anchor}): ROS 2 refuses aliases in a params file "
+                "('Will not support aliasing'): write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        event = self.get_event()  # type: ignore[no-untyped-call]
+        quoted = event.style in ("'", '"')
+        if not quoted and event.value == "":
+            tag = _NULL_TAG  # rcl: "No value"
+        else:
+            value = rcl_scalar(event.value, quoted)
+            tag = {bool: _BOOL_TAG, int: _INT_TAG, float: _FLOAT_TAG}.get(type(value), _STR_TAG)
+        if event.tag is not None and (_STR_TAG if event.tag == "!" else event.tag) != tag:
+            raise yaml.composer.ComposerError(
+                None, None, f"the tag {_short(event.tag)} on {event.value!r}: ROS 2 versions read YAML tags "
+                "differently (Kilted reads !!float 40 as an integer): write the value untagged, as meant "
+                "(a string quoted: '2024'; a double with its decimal point: 40.0)", event.start_mark)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        if anchor is not None:
+            self.anchors[anchor] = node
+        return node
+
+    def _collection_tag(self, default: str) -> None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if event.tag not in (None, "!", default):
+            raise yaml.composer.ComposerError(
+                None, None, f"the tag {_short(event.tag)}: ROS 2 reads no tags on a mapping or a list",
+                event.start_mark)
+
+    def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
+        self._collection_tag("tag:yaml.org,2002:seq")
+        return super().compose_sequence_node(anchor)
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        self._collection_tag("tag:yaml.org,2002:map")
+        return super().compose_mapping_node(anchor)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Keys as written (rcl's names: ``1`` and ``01`` are two), each once; no merge (``<<`` is a name)."""
+        if not isinstance(node, yaml.MappingNode):
+            return super().construct_mapping(node, deep=deep)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "":
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "a key must be a name (ROS 2 refuses a list, a mapping or an empty key)", key_node.start_mark)
+            if key_node.value in out:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key_node.value!r} twice", key_node.start_mark)
+            out[key_node.value] = self.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
+        return out
+
+    def construct_rcl_scalar(self, node: yaml.ScalarNode) -> bool | int | float | str:
+        return rcl_scalar(str(node.value), node.style in ("'", '"'))
+
+
+for _tag in (_STR_TAG, _BOOL_TAG, _INT_TAG, _FLOAT_TAG):
+    _RclParamsLoader.add_constructor(_tag, _RclParamsLoader.construct_rcl_scalar)
+
+
+def load_ros_params(text: str, name: str = "<unicode string>") -> Any:
+    """A ROS 2 params file (or a ``-p`` value) read as rcl reads it; ``yaml.YAMLError`` if rcl refuses it.
+
+    Scalars typed as rcl types them (:func:`rcl_scalar`), an empty value ``None`` (rcl: "No value"),
+    an alias refused (rcl: "Will not support aliasing"; a merge ``<<: *a`` with it), a tag refused
+    unless it changes nothing, keys as written and each once per mapping. ``None`` for a file with
+    no document (empty, comments only), which rcl reads as no parameters.
+    """
+    loader = _RclParamsLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()  # type: ignore[no-untyped-call]
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
     finally:

@@ -822,6 +822,8 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
     they are read here; read differently from rcl (the last file only, no ``-p``, any section
     named like the node), the process would run with settings ``ros2 param get`` denies.
     """
+    from tiny_node.strict_yaml import load_ros_params, yaml_problem
+
     name, namespace = _name_and_namespace(ros_args)
     sources: list[tuple[str, dict[str, object]]] = []
     for path in _rules(ros_args, ("--params-file",)):
@@ -843,7 +845,10 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
             continue
         if not sep or ros_owned(key):
             continue
-        value = yaml.safe_load(text)
+        try:  # typed as rcl types it: 1e2 a double, 1_0 a string, '1.0' a string
+            value = load_ros_params(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"-p {rule}: {yaml_problem(exc)}") from None
         if why := integer_for_double(key, value):
             raise ConfigError(f"-p {key}:={why}")
         # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
@@ -916,16 +921,29 @@ def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
+def _rcl_problem(exc: Exception) -> str:
+    """The refusal of rcl in one line: what and where in the arguments, not its C source positions.
+
+    A params file's refusal keeps rcl's reason (``Will not support aliasing at line 5``); a ``-p``
+    rule's (a lexer's token numbers) is replaced by what such a rule is.
+    """
+    text = re.sub(r",? at /[^,]*\.c:\d+", "", str(exc))
+    text = " ".join(text.split())
+    if "parameter override" in text:
+        return (text.split(". Error:")[0] + " (a -p rule is name:=value, or node:name:=value with a plain node "
+                "name, which rcl applies to /node only)")
+    return text.replace("failed to initialize rcl: ", "")
+
+
 def main(args: list[str] | None = None) -> int:
     """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node run``)."""
+    import json
+
     argv = list(sys.argv if args is None else args)
     try:
         non_ros = rclpy.utilities.remove_ros_args(argv)
     except RCLError as exc:  # rcl cannot parse a rule: its message names it, its source position is noise
-        why = str(exc).split(". Error:")[0]
-        hint = (" (a -p rule is name:=value, or node:name:=value with a plain node name, which rcl "
-                "applies to /node only)" if "parameter override" in why else "")
-        print(f"tiny_node: refusing to start: {why}{hint}", file=sys.stderr)
+        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
         return 2
     prog = argv[0] if argv and argv[0] == "tiny-node run" else "tiny_node"  # as the user typed it
     parser = argparse.ArgumentParser(
@@ -943,7 +961,8 @@ def main(args: list[str] | None = None) -> int:
     ros_args += _ros_section(argv)
     if opts.model_bundle is not None:
         # an empty value is rules only, as in a params file ('' is YAML's empty string; bare, it is null)
-        ros_args += ["--ros-args", "-p", f"model_bundle:={opts.model_bundle or repr('')}"]
+        # quoted, a YAML string: bare, a directory named 1.0, 2024 or true read as a number or a boolean
+        ros_args += ["--ros-args", "-p", f"model_bundle:={json.dumps(opts.model_bundle, ensure_ascii=False)}"]
 
     # Fail early and clearly on a bad params file; realtime priority must be set before
     # rclpy starts its threads, so read it here, as rcl will: every file in order, the sections
@@ -952,6 +971,11 @@ def main(args: list[str] | None = None) -> int:
         early = make_config(_early_parameters(ros_args))
     except ConfigError as exc:
         print(f"tiny_node: {exc}", file=sys.stderr)
+        return 2
+    try:  # rcl's own reading of every file and rule, before anything is changed in the process
+        rclpy.utilities.remove_ros_args([argv[0], *ros_args])
+    except RCLError as exc:  # what the reading above does not judge (a node name rcl refuses, ...)
+        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
         return 2
     for rule, why in _unmatched_remaps(ros_args):
         print(f"tiny_node: warning: -r {rule} {why}", file=sys.stderr)
@@ -965,7 +989,12 @@ def main(args: list[str] | None = None) -> int:
     # thread's decisions for the frames still open failed to publish (a traceback, frames left
     # unanswered), and a SIGTERM during configure waited out the model's warm-up. So SIGINT and
     # SIGTERM raise KeyboardInterrupt here, and the context is shut down after the teardown.
-    rclpy.init(args=[argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=[argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as exc:  # a params file rcl refuses: read above, so not expected here
+        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     node: TinyNode | None = None

@@ -1,0 +1,105 @@
+"""The start command (``tiny-node run``): what it refuses, in one line, before the node starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+QUIET = "    realtime_priority: 0\n    lock_memory: false\n"  # no SCHED_FIFO / mlockall if it did start
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # rcl refuses a node name with a '-' (the whole file): read by rcl at rclpy.init, a traceback
+        ("/**/tiny_node:\n  ros__parameters:\n" + QUIET + "bad-name:\n  ros__parameters:\n    x: 1\n",
+         "refusing to start: Failed to parse ROS arguments: Couldn't parse params file: '--params-file {f}'. "
+         "Error: node name must not contain characters other than alphanumerics or '_'"),
+        # an alias: rcl's "Will not support aliasing", refused by the start command's own reading
+        ("/**/tiny_node:\n  ros__parameters:\n" + QUIET + "    camera_timeout_s: &d 0.5\n    odom_timeout_s: *d\n",
+         "params file {f}: invalid YAML: line 6, column 21: an alias (*d): ROS 2 refuses aliases"),
+    ],
+)
+@pytest.mark.parametrize("form", ["option", "ros-args"])
+def test_a_params_file_rcl_refuses_is_refused_in_one_line(ros_env, tmp_path, text, problem, form):
+    """``tiny-node run --params-file F`` with a file rcl cannot parse ended in an RCLError traceback
+    from rclpy.init (exit 1); ``--ros-args --params-file F`` was refused in one line."""
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    args = ["--params-file", str(f)] if form == "option" else ["--ros-args", "--params-file", str(f)]
+    proc = subprocess.run([sys.executable, "-m", "tiny_node", "run", *args],
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and ".c:" not in proc.stderr and len(proc.stderr.splitlines()) == 1, \
+        proc.stderr
+    if form == "option" or "alias" not in problem:  # rcl's own words for the --ros-args form
+        assert problem.format(f=f) in proc.stderr
+
+
+@pytest.mark.parametrize("path", ["1.0", "2024", "true", "", "a b:c", "it's \"q\""])
+def test_a_model_bundle_path_that_reads_as_a_number_is_a_path(monkeypatch, ros_env, path):
+    """``tiny-node run --model-bundle 1.0`` (a directory 1.0) was refused: "-p: parameter 'model_bundle':
+    expected str, got 1.0 (float)": the path went into ``-p model_bundle:=1.0`` bare."""
+    from tiny_node.config import ConfigError
+    from tiny_node.ros import node
+
+    seen: list[list[str]] = []
+
+    def stop(ros_args: list[str]) -> dict[str, object]:
+        seen.append(ros_args)
+        raise ConfigError("stopped here")
+
+    real = node._early_parameters
+    monkeypatch.setattr(node, "_early_parameters", stop)
+    assert node.main(["tiny_node", "--model-bundle", path]) == 2
+    (ros_args,) = seen
+    assert real(ros_args) == {"model_bundle": path}
+    # and rcl reads the rule as the same string
+    script = textwrap.dedent("""
+        import json, sys
+        import rclpy
+        from rclpy.node import Node
+        rclpy.init(args=["x", *json.loads(sys.argv[1])])
+        node = Node("tiny_node", automatically_declare_parameters_from_overrides=True)
+        print(json.dumps(node.get_parameter("model_bundle").value))
+        node.destroy_node()
+        rclpy.try_shutdown()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(ros_args)],
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == path
+
+
+def test_the_params_file_reader_types_values_as_the_installed_rcl_does(ros_env, tmp_path):
+    """The offline tools and the start command read a file as rcl will (here: this ROS 2's rcl)."""
+    from tiny_node.strict_yaml import load_ros_params
+
+    texts = ["1e2", "5e-3", "1.0e5", "1_0", "0x10", "010", "08", "0b101", "1:30", ".5", "1.", "+1", "y", "n", "off",
+             "null", "~", "-.inf", "0x1p3", "1e999", "1e-400", "99999999999999999999", "2024-01-01", "'1.0'",
+             '"true"', "!!str abc"]
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n" + "".join(f"    v{i}: {t}\n" for i, t in enumerate(texts)))
+    script = textwrap.dedent("""
+        import json, math, sys
+        import rclpy
+        from rclpy.node import Node
+        rclpy.init(args=["x", "--ros-args", "--params-file", sys.argv[1]])
+        node = Node("tiny_node", automatically_declare_parameters_from_overrides=True)
+        print(json.dumps({k: [type(p.value).__name__, repr(p.value)] for k, p in node._parameters.items()}))
+        node.destroy_node()
+        rclpy.try_shutdown()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(f)], env=ros_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rcl = json.loads(proc.stdout)
+    ours = load_ros_params(f.read_text())["/**"]["ros__parameters"]
+    for i, text in enumerate(texts):
+        assert rcl[f"v{i}"] == [type(ours[f"v{i}"]).__name__, repr(ours[f"v{i}"])], text
