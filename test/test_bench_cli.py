@@ -343,3 +343,13 @@ def test_json_files_hold_null_for_non_finite_figures() -> None:
     value = {"p99": math.nan, "rows": [{"ttc": math.inf, "n": 3}, (1.5, -math.inf)], "ok": True}
     assert json.loads(json.dumps(json_safe(value), allow_nan=False)) == {
         "p99": None, "rows": [{"ttc": None, "n": 3}, [1.5, None]], "ok": True}
+
+
+def test_a_demo_speed_the_node_calls_implausible_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """400 km/h drove every frame into the fail-safe 'odom: implausible speed', exit 0."""
+    from tiny_node.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--speed", "400"])
+    assert exc.value.code == 2
+    assert "at most 360 km/h (the node's plausible odometry), got 400" in capsys.readouterr().err

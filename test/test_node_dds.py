@@ -989,3 +989,65 @@ def test_a_new_configuration_never_dates_a_rationale_with_the_last_ones_stamps(r
         node._teardown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_a_rationale_taken_before_its_frame_went_out_late_is_never_published(ros_env):
+    """The rationale timer took a late result's rationale before the watchdog cancelled it (the deadline
+    thread read both in one poll): once the frame's LATE decision recorded its stamp, it was published."""
+    import dataclasses
+
+    import rclpy
+    from rclpy.context import Context
+
+    from tiny_node.decision import ModelState
+    from tiny_node.ros.node import TinyNode
+
+    class Pub:
+        def __init__(self) -> None:
+            self.msgs: list[Any] = []
+
+        def publish(self, m: Any) -> None:
+            self.msgs.append(getattr(m, "data", m))
+
+    class Worker:
+        def __init__(self) -> None:
+            self.rationales: list[tuple[int, str]] = []
+
+        def stop(self) -> None:
+            pass
+
+        def take_rationales(self) -> list[tuple[int, str]]:
+            out, self.rationales = self.rationales, []
+            return out
+
+    from tiny_node.clock import ManualClock
+    from tiny_node.config import make_config
+    from tiny_node.sensors import RangeReading, SensorState
+    from tiny_node.watchdog import Frame, Watchdog
+
+    ctx = Context()
+    rclpy.init(context=ctx, args=["x"])
+    node = TinyNode(context=ctx)
+    try:
+        node._pub_brake, node._pub_decision, node._pub_rationale = Pub(), Pub(), Pub()
+        node.worker = worker = Worker()
+        clock = ManualClock(100.0)
+        sensors = SensorState(make_config().rules)
+        sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
+        sensors.update_odometry(10.0, clock.now())
+        wd = Watchdog(make_config(), sensors, clock, None)
+        decided = []
+        for i in range(2):
+            clock.advance(0.033)
+            decided += wd.on_frame(Frame(1234 * 10**9 + i, clock.now(), np.zeros((4, 4, 3), np.uint8)))
+        worker.rationales = [(1, "road clear"), (2, "object close ahead")]
+        node._publish_rationales()  # taken before either decision went out: waiting
+        node._publish(dataclasses.replace(decided[0], model_state=ModelState.LATE))
+        node._publish(dataclasses.replace(decided[1], model_state=ModelState.ON_TIME))
+        node._publish_rationales()
+        assert node._pub_rationale.msgs == ["1234.000000001 object close ahead"]
+    finally:
+        node.worker = None
+        node._teardown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)

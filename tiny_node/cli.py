@@ -87,6 +87,20 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _speed_kmh(text: str) -> float:
+    """An argparse type: a speed the node takes as plausible (> 0, at most 360 km/h).
+
+    Why: faster, every frame was the fail-safe "odom: implausible speed" and the demo said nothing.
+    """
+    from tiny_node.sensors import MAX_PLAUSIBLE_SPEED_MPS
+
+    value = _positive(float)(text)
+    if value > MAX_PLAUSIBLE_SPEED_MPS * 3.6:
+        raise argparse.ArgumentTypeError(f"at most {MAX_PLAUSIBLE_SPEED_MPS * 3.6:g} km/h (the node's plausible "
+                                         f"odometry), got {text}")
+    return value
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from tiny_node.sim.runner import sim_command
 
@@ -287,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="out/demo-dds", help="where the timeline and summary go "
                       "(not out/demo: that is make demo's simulator report)")
     demo.add_argument("--duration", type=_positive(float), default=6.0, help="seconds of driving")
-    demo.add_argument("--speed", type=_positive(float), default=50.0, help="initial ego speed, km/h")
+    demo.add_argument("--speed", type=_speed_kmh, default=50.0, help="initial ego speed, km/h (at most 360)")
     bench = sub.add_parser("bench", help="decision latency / deadline benchmark over DDS at 30 Hz")
     bench.add_argument("--out", default="out/bench")
     bench.add_argument("--frames", type=_positive(int), default=600, help="frames per case (30 Hz)")

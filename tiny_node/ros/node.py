@@ -60,7 +60,7 @@ from tiny_node.config import (
     section_regex,
 )
 from tiny_node.dds import configure_dds
-from tiny_node.decision import Decision, diagnostic_prefix
+from tiny_node.decision import Decision, ModelState, diagnostic_prefix
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
@@ -192,7 +192,7 @@ class TinyNode(LifecycleNode):
         # ``tiny_node: watchdog`` at the root): two nodes on one /diagnostics must not overwrite each other.
         self._diag = diagnostic_prefix(self.get_namespace(), self.get_name())
         self._hw = f"{self._diag}@{os.uname().nodename}"
-        self._stamps: OrderedDict[int, int] = OrderedDict()  # frame_id -> stamp, bounded
+        self._stamps: OrderedDict[int, int | None] = OrderedDict()  # frame_id -> stamp (None: no rationale), bounded
         self._unmatched: list[tuple[int, str, float]] = []  # rationales taken before their decision
         self._rationale_timer: Any | None = None
         self._errors_seen = self._misses_seen = self._publish_errors_seen = self._refused_seen = 0
@@ -518,7 +518,9 @@ class TinyNode(LifecycleNode):
     def _publish(self, d: Decision) -> None:
         """Called by the deadline thread, once per frame."""
         if self.worker is not None:  # first: its rationale may already be waiting
-            self._stamps[d.frame_id] = d.stamp_ns
+            # None: the model did not decide this frame in time, so no rationale of it goes out,
+            # whenever it comes (one taken with its late result before the watchdog cancelled it)
+            self._stamps[d.frame_id] = d.stamp_ns if d.model_state is ModelState.ON_TIME else None
             while len(self._stamps) > RATIONALE_STAMPS:
                 self._stamps.popitem(last=False)
         self._pub_brake.publish(Bool(data=d.brake))
@@ -537,6 +539,8 @@ class TinyNode(LifecycleNode):
         # published (and recorded) the decision.
         waiting, self._unmatched = self._unmatched, []
         for seq, text, since in waiting + [(s, t, now) for s, t in self.worker.take_rationales()]:
+            if seq in self._stamps and self._stamps[seq] is None:
+                continue  # its frame was decided without the model: the text explains nothing published
             stamp = self._stamps.get(seq)
             if stamp is None and now - since < RATIONALE_WAIT_S:
                 self._unmatched.append((seq, text, since))
