@@ -314,19 +314,27 @@ def test_a_params_file_with_an_alias_or_a_tag_rcl_reads_differently_is_refused(t
 
 
 def test_a_params_file_is_refused_where_rcl_refuses_it_in_any_section(tmp_path):
-    """rcl refuses a whole file for a value it cannot read in another node's section."""
+    """rcl refuses a whole file for a value it cannot read in another node's section; what it reads
+    otherwise than written is refused in this node's section only (another node's is its own: a
+    shared file was refused for it, which rcl starts with)."""
     f = tmp_path / "p.yaml"
     good = "/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n"
     for other, problem in [
         ("other:\n  ros__parameters:\n    a: [1, 2.0]\n", r"'a': a list of mixed types \(float, int\)"),
-        ("other:\n  ros__parameters:\n    a: [[1], [2]]\n", r"'a': a list of lists or mappings"),
         ("other:\n  ros__parameters:\n    a:\n", r"'a' has no value"),
-        ("other:\n  ros__parameters:\n    rules: {}\n", r"'rules' is an empty mapping"),
         ("extra: 1\n", r"'extra' is not a mapping: ROS 2 refuses a value outside"),
+        ("/tiny_node:\n  ros__parameters:\n    rules: {sub: {}}\n", r"'rules.sub' is an empty mapping: rcl reads"),
+        ("/tiny_node:\n  ros__parameters:\n    rules.x: [[1], [2]]\n", r"'rules.x': a list of lists"),
     ]:
         f.write_text(good + other)
         with pytest.raises(ConfigError, match=problem):
             load_params_file(f, namespace="/")
+    for other in ("other:\n  ros__parameters:\n    a: [[1], [2]]\n    b: [{c: 1}]\n",
+                  "other:\n  ros__parameters:\n    rules: {}\n",
+                  "other:\n  ros__parameters:\n    x: 1\n/other:\n  ros__parameters:\n    x: 2\n",
+                  "other:\n  ros__parameters:\n    a.b: 1\n    a: {b: 2}\n"):
+        f.write_text(good + other)
+        assert load_params_file(f, namespace="/") == {"deadline_ms": 40.0}, other
     # an anchor without an alias, a tag that changes nothing: rcl reads them
     f.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: &d 40.0\n    operator_context: !!str abc\n")
     assert load_params_file(f, namespace="/") == {"deadline_ms": 40.0, "operator_context": "abc"}
@@ -336,6 +344,9 @@ def test_nested_node_namespaces_read_as_rcl_reads_them(tmp_path):
     """``ego: {tiny_node: {ros__parameters: ...}}`` is /ego/tiny_node to rcl, which applied it; the
     start command said "no section" and ran SCHED_FIFO with mlockall, which the file turned off."""
     f = tmp_path / "p.yaml"
+    for key, ns in (("/ego/", "/ego"), ("ego/", "/ego"), ("/**/", "/ego"), ('"/"', "/")):  # a key's end slash
+        f.write_text(f"{key}:\n  tiny_node:\n    ros__parameters:\n      realtime_priority: 0\n")
+        assert load_params_file(f, namespace=ns) == {"realtime_priority": 0}, key
     f.write_text("ego:\n  tiny_node:\n    ros__parameters:\n      realtime_priority: 0\n      lock_memory: false\n")
     assert load_params_file(f, namespace="/ego") == {"realtime_priority": 0, "lock_memory": False}
     assert load_params_file(f, namespace="/", require_section=False) == {}  # /ego/tiny_node only

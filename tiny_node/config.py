@@ -333,35 +333,49 @@ def make_config(overrides: Mapping[str, object] | None = None) -> NodeConfig:
     return NodeConfig(values)
 
 
-def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object], where: str) -> None:
+def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object], where: str, *, mine: bool) -> None:
     """``tree``'s parameters into ``out`` by their dotted names, as rcl names them; or :class:`ConfigError`.
 
-    What rcl refuses in a file (refusing the whole file, every node's section) is refused here too,
-    named: an empty value, an empty mapping, a list of mixed types or of lists. A name given twice,
-    spelt two ways (``rules.ttc_brake_s: 2.0`` and ``rules: {ttc_brake_s: 3.0}``), is refused too:
-    rcl would take the last without a word.
+    What rcl refuses in a file (the whole file, whichever node's section holds it) is refused,
+    named: an empty value, a list of mixed types. In a section for this node (``mine``) also
+    what rcl reads otherwise than written: an empty mapping (rcl reads the names after it as
+    under it: ``rules: {sub: {}, ttc_brake_s: 2.0}`` set ``rules.sub.ttc_brake_s``), a list of
+    lists or mappings, and a name given twice, spelt two ways (``rules.ttc_brake_s: 2.0`` and
+    ``rules: {ttc_brake_s: 3.0}``: rcl takes the last without a word). Other nodes' sections
+    are theirs: rcl starts with them.
     """
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            if not value:  # rcl: "Cannot have a value before ros__parameters", the whole file refused
-                raise ConfigError(f"{where}: '{name}' is an empty mapping, which ROS 2 refuses (the whole file): "
-                                  "remove it")
-            _flatten(f"{name}.", value, out, where)
+            if not value and mine:
+                raise ConfigError(f"{where}: '{name}' is an empty mapping: rcl reads the names after it as under "
+                                  "it, so remove it")
+            _flatten(f"{name}.", value, out, where, mine=mine)
             continue
         if value is None:
             raise ConfigError(f"{where}: '{name}' has no value, which ROS 2 refuses (the whole file)")
         if isinstance(value, list):
-            if any(isinstance(v, list | Mapping) for v in value):
-                raise ConfigError(f"{where}: '{name}': a list of lists or mappings, which ROS 2 refuses "
-                                  "(the whole file): a parameter list holds plain values")
-            kinds = {type(v).__name__ for v in value}
+            if mine and any(isinstance(v, list | Mapping) for v in value):
+                raise ConfigError(f"{where}: '{name}': a list of lists or mappings: a parameter list holds "
+                                  "plain values")
+            kinds = {type(v).__name__ for v in value if not isinstance(v, list | Mapping)}
             if len(kinds) > 1:
                 raise ConfigError(f"{where}: '{name}': a list of mixed types ({', '.join(sorted(kinds))}), which "
                                   "ROS 2 refuses (the whole file): one type (1.0, 2.0 for doubles)")
-        if name in out:
+        if name in out and mine:
             raise ConfigError(f"{where}: parameter '{name}' given twice (rcl would take the last without a word)")
         out[name] = value
+
+
+def _node_name(parts: tuple[str, ...]) -> str:
+    """The keys above a ``ros__parameters`` joined into the node's name, as rcl joins them.
+
+    A key's own slashes at its ends are separators, not empty names: ``/ego/: {tiny_node: ...}`` is
+    ``/ego/tiny_node`` (joined as written, it was ``/ego//tiny_node``, matching no node: the start
+    command ran with the real-time settings that section turned off).
+    """
+    lead = "/" if parts and parts[0].startswith("/") else ""
+    return lead + "/".join(p for p in (part.strip("/") for part in parts) if p)
 
 
 def _sections(tree: Mapping[str, Any], parts: tuple[str, ...], where: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -375,7 +389,7 @@ def _sections(tree: Mapping[str, Any], parts: tuple[str, ...], where: str) -> li
     out: list[tuple[str, Mapping[str, Any]]] = []
     for key, value in tree.items():
         if str(key).startswith("ros__parameters"):  # as rcl compares it: a prefix
-            name = "/".join(parts)
+            name = _node_name(parts)
             if not parts:
                 raise ConfigError(f"{where}: 'ros__parameters' with no node name above it")
             if not isinstance(value, Mapping):
@@ -384,7 +398,7 @@ def _sections(tree: Mapping[str, Any], parts: tuple[str, ...], where: str) -> li
         elif isinstance(value, Mapping):
             out += _sections(value, (*parts, str(key)), where)
         else:
-            path = "/".join((*parts, str(key)))
+            path = _node_name((*parts, str(key)))
             raise ConfigError(f"{where}: '{path}' is not a mapping: ROS 2 refuses a value outside a node's "
                               "'ros__parameters' (the whole file; write <node>: ros__parameters: <name>: <value>)")
     return out
@@ -460,18 +474,18 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     sections = _sections(doc, (), f"params file {p}")
     matched = False
     for key, params in sections:
+        last = key.rsplit("/", 1)[-1]
+        mine = last in (node_name, "*", "**") if namespace is None else bool(section_regex(key).match(full))
         names: dict[str, object] = {}
-        _flatten("", params, names, f"params file {p}: section '{key}'")  # every section: rcl refuses the file
+        _flatten("", params, names, f"params file {p}: section '{key}'", mine=mine)  # rcl refuses the file
+        if not mine:
+            continue
         same = given.setdefault("/" + key.lstrip("/"), {})
         for name in names:
             if name in same:
                 raise ConfigError(f"params file {p}: parameter '{name}' given twice for node '{key}' "
                                   "(rcl would take the last without a word)")
         same.update(names)
-        last = key.rsplit("/", 1)[-1]
-        mine = last in (node_name, "*", "**") if namespace is None else bool(section_regex(key).match(full))
-        if not mine:
-            continue
         matched = True
         if "*" in last:  # a section for every node; ``/**/tiny_node`` is ours, in any namespace
             names = {k: v for k, v in names.items() if k in SPECS}

@@ -933,10 +933,10 @@ def _rcl_problem(exc: Exception) -> str:
     """
     text = re.sub(r",? at /[^,]*\.c:\d+", "", str(exc))
     text = " ".join(text.split())
-    if "parameter override" in text:
+    if "parameter override" in text and "lexeme" in text:  # the rule's syntax: its reason is token numbers
         return (text.split(". Error:")[0] + " (a -p rule is name:=value, or node:name:=value with a plain node "
                 "name, which rcl applies to /node only)")
-    return text.replace("failed to initialize rcl: ", "")
+    return text.replace("failed to initialize rcl: ", "")  # the value's reason kept ("Sequence should be ...")
 
 
 def main(args: list[str] | None = None) -> int:
@@ -968,6 +968,12 @@ def main(args: list[str] | None = None) -> int:
         # quoted, a YAML string: bare, a directory named 1.0, 2024 or true read as a number or a boolean
         ros_args += ["--ros-args", "-p", f"model_bundle:={json.dumps(opts.model_bundle, ensure_ascii=False)}"]
 
+    try:  # rcl's own reading of every file and rule first (nothing in the process changed yet):
+        # its verdict before ours, which would warn of a section rcl then refuses
+        rclpy.utilities.remove_ros_args([argv[0], *ros_args])
+    except RCLError as exc:  # an alias, a node name rcl refuses, a -p value of mixed types, ...
+        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
+        return 2
     # Fail early and clearly on a bad params file; realtime priority must be set before
     # rclpy starts its threads, so read it here, as rcl will: every file in order, the sections
     # that match the node's remapped name, then the -p overrides.
@@ -975,11 +981,6 @@ def main(args: list[str] | None = None) -> int:
         early = make_config(_early_parameters(ros_args))
     except ConfigError as exc:
         print(f"tiny_node: {exc}", file=sys.stderr)
-        return 2
-    try:  # rcl's own reading of every file and rule, before anything is changed in the process
-        rclpy.utilities.remove_ros_args([argv[0], *ros_args])
-    except RCLError as exc:  # what the reading above does not judge (a node name rcl refuses, ...)
-        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
         return 2
     for rule, why in _unmatched_remaps(ros_args):
         print(f"tiny_node: warning: -r {rule} {why}", file=sys.stderr)
