@@ -932,122 +932,102 @@ def test_camera_out_decisions_after_a_future_stamped_frame_are_bounded_by_the_ro
         rclpy.shutdown(context=ctx)
 
 
-def test_a_new_configuration_never_dates_a_rationale_with_the_last_ones_stamps(ros_env):
-    """Frame numbers start at 1 again after cleanup -> configure (a new model_bundle): a rationale taken
-    before its decision was published matched the previous configuration's frame of that number."""
+class _Pub:
+    """A publisher that keeps what it was given (a String's text)."""
+
+    def __init__(self) -> None:
+        self.msgs: list[Any] = []
+
+    def publish(self, m: Any) -> None:
+        self.msgs.append(getattr(m, "data", m))
+
+
+class _RationaleWorker:
+    """The worker's side the rationale timer reads: rationales to hand out."""
+
+    def __init__(self) -> None:
+        self.rationales: list[tuple[int, str]] = []
+
+    def stop(self) -> None:
+        pass
+
+    def take_rationales(self) -> list[tuple[int, str]]:
+        out, self.rationales = self.rationales, []
+        return out
+
+
+@contextlib.contextmanager
+def _rationale_node() -> Iterator[Any]:
+    """A TinyNode (not configured) whose publishers and worker are stand-ins, for its rationale path."""
     import rclpy
     from rclpy.context import Context
 
     from tiny_node.ros.node import TinyNode
 
-    class Pub:
-        def __init__(self) -> None:
-            self.msgs: list[Any] = []
-
-        def publish(self, m: Any) -> None:
-            self.msgs.append(getattr(m, "data", m))
-
-    class Worker:
-        def __init__(self, rationales: list[tuple[int, str]]) -> None:
-            self.rationales = rationales
-
-        def stop(self) -> None:
-            pass
-
-        def take_rationales(self) -> list[tuple[int, str]]:
-            out, self.rationales = self.rationales, []
-            return out
-
     ctx = Context()
     rclpy.init(context=ctx, args=["x"])
     node = TinyNode(context=ctx)
     try:
-        node._pub_brake, node._pub_decision, node._pub_rationale = Pub(), Pub(), Pub()
-        node.worker = Worker([])
-        from tiny_node.clock import ManualClock
-        from tiny_node.config import make_config
-        from tiny_node.sensors import RangeReading, SensorState
-        from tiny_node.watchdog import Frame, Watchdog
-
-        clock = ManualClock(100.0)
-        sensors = SensorState(make_config().rules)
-        sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
-        sensors.update_odometry(10.0, clock.now())
-        wd = Watchdog(make_config(), sensors, clock, None)
-        for i in range(3):  # the first configuration's frames 1..3, stamped 1000.x s
-            clock.advance(0.033)
-            for d in wd.on_frame(Frame(1000 * 10**9 + i * 10**8, clock.now(), np.zeros((4, 4, 3), np.uint8))):
-                node._publish(d)
-        assert 2 in node._stamps
-        node._teardown()
-        node._pub_brake, node._pub_decision, node._pub_rationale = Pub(), Pub(), Pub()
-        node.worker = Worker([(2, "object close ahead")])  # the new configuration's frame 2, not published yet
-        node._publish_rationales()
-        assert node._pub_rationale.msgs == []  # it waits for its own decision
+        node._pub_brake, node._pub_decision, node._pub_rationale = _Pub(), _Pub(), _Pub()
+        node.worker = _RationaleWorker()
+        yield node
     finally:
         node.worker = None
         node._teardown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def _decisions(stamps: list[int], state: str = "on_time") -> list[Any]:
+    """One decision per stamp, frames numbered from 1, as a fresh watchdog takes them (``state``: model_state)."""
+    import dataclasses
+
+    from tiny_node.clock import ManualClock
+    from tiny_node.config import make_config
+    from tiny_node.decision import ModelState
+    from tiny_node.sensors import RangeReading, SensorState
+    from tiny_node.watchdog import Frame, Watchdog
+
+    clock = ManualClock(100.0)
+    sensors = SensorState(make_config().rules)
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
+    sensors.update_odometry(10.0, clock.now())
+    wd = Watchdog(make_config(), sensors, clock, None)
+    out = []
+    for stamp in stamps:
+        clock.advance(0.033)
+        out += wd.on_frame(Frame(stamp, clock.now(), np.zeros((4, 4, 3), np.uint8)))
+    return [dataclasses.replace(d, model_state=ModelState(state)) for d in out]
+
+
+def test_a_new_configuration_never_dates_a_rationale_with_the_last_ones_stamps(ros_env):
+    """Frame numbers start at 1 again after cleanup -> configure (a new model_bundle): a rationale taken
+    before its decision was published matched the previous configuration's frame of that number."""
+    with _rationale_node() as node:
+        for d in _decisions([1000 * 10**9 + i * 10**8 for i in range(3)]):  # the first configuration's 1..3
+            node._publish(d)
+        assert node._stamps[2] == 1000 * 10**9 + 10**8
+        node._teardown()
+        node._pub_brake, node._pub_decision, node._pub_rationale = _Pub(), _Pub(), _Pub()
+        node.worker = _RationaleWorker()
+        node.worker.rationales = [(2, "object close ahead")]  # the new configuration's frame 2, not out yet
+        node._publish_rationales()
+        assert node._pub_rationale.msgs == []  # it waits for its own decision
+        for d in _decisions([2000 * 10**9 + i for i in range(2)]):
+            node._publish(d)
+        node._publish_rationales()
+        assert node._pub_rationale.msgs == ["2000.000000001 object close ahead"]
 
 
 def test_a_rationale_taken_before_its_frame_went_out_late_is_never_published(ros_env):
     """The rationale timer took a late result's rationale before the watchdog cancelled it (the deadline
     thread read both in one poll): once the frame's LATE decision recorded its stamp, it was published."""
-    import dataclasses
-
-    import rclpy
-    from rclpy.context import Context
-
-    from tiny_node.decision import ModelState
-    from tiny_node.ros.node import TinyNode
-
-    class Pub:
-        def __init__(self) -> None:
-            self.msgs: list[Any] = []
-
-        def publish(self, m: Any) -> None:
-            self.msgs.append(getattr(m, "data", m))
-
-    class Worker:
-        def __init__(self) -> None:
-            self.rationales: list[tuple[int, str]] = []
-
-        def stop(self) -> None:
-            pass
-
-        def take_rationales(self) -> list[tuple[int, str]]:
-            out, self.rationales = self.rationales, []
-            return out
-
-    from tiny_node.clock import ManualClock
-    from tiny_node.config import make_config
-    from tiny_node.sensors import RangeReading, SensorState
-    from tiny_node.watchdog import Frame, Watchdog
-
-    ctx = Context()
-    rclpy.init(context=ctx, args=["x"])
-    node = TinyNode(context=ctx)
-    try:
-        node._pub_brake, node._pub_decision, node._pub_rationale = Pub(), Pub(), Pub()
-        node.worker = worker = Worker()
-        clock = ManualClock(100.0)
-        sensors = SensorState(make_config().rules)
-        sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
-        sensors.update_odometry(10.0, clock.now())
-        wd = Watchdog(make_config(), sensors, clock, None)
-        decided = []
-        for i in range(2):
-            clock.advance(0.033)
-            decided += wd.on_frame(Frame(1234 * 10**9 + i, clock.now(), np.zeros((4, 4, 3), np.uint8)))
-        worker.rationales = [(1, "road clear"), (2, "object close ahead")]
+    with _rationale_node() as node:
+        late = _decisions([1234 * 10**9, 1234 * 10**9 + 1], "late")[0]
+        on_time = _decisions([1234 * 10**9, 1234 * 10**9 + 1])[1]
+        node.worker.rationales = [(1, "road clear"), (2, "object close ahead")]
         node._publish_rationales()  # taken before either decision went out: waiting
-        node._publish(dataclasses.replace(decided[0], model_state=ModelState.LATE))
-        node._publish(dataclasses.replace(decided[1], model_state=ModelState.ON_TIME))
+        node._publish(late)
+        node._publish(on_time)
         node._publish_rationales()
         assert node._pub_rationale.msgs == ["1234.000000001 object close ahead"]
-    finally:
-        node.worker = None
-        node._teardown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
