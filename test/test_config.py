@@ -329,8 +329,17 @@ def test_a_params_file_is_refused_where_rcl_refuses_it_in_any_section(tmp_path):
         f.write_text(good + other)
         with pytest.raises(ConfigError, match=problem):
             load_params_file(f, namespace="/")
-    for other in ("other:\n  ros__parameters:\n    a: [[1], [2]]\n    b: [{c: 1}]\n",
-                  "other:\n  ros__parameters:\n    rules: {}\n",
+    for other, problem in [  # rcl refuses these in any section ("Sequences cannot be key", "Cannot have a value")
+        ("other:\n  ros__parameters:\n    polygon: [[0, 0], [1.5, 2.0]]\n", r"'polygon': a list of lists"),
+        ("other:\n  ros__parameters:\n    qos_overrides: {}\n    rate_hz: 30\n", r"'qos_overrides' is an empty"),
+        ("/**/tiny_node/:\n  ros__parameters:\n    x: 1\n", r"a node name ending in '/'"),
+        ("/**:\n  /tiny_node:\n    ros__parameters:\n      x: 1\n", r"a node name with an empty part"),
+        ("ego//:\n  tiny_node:\n    ros__parameters:\n      x: 1\n", r"a node name with an empty part"),
+    ]:
+        f.write_text(good + other)
+        with pytest.raises(ConfigError, match=problem):
+            load_params_file(f, namespace="/")
+    for other in ("other:\n  ros__parameters:\n    a: 1\n    rules: {}\n",  # a trailing {} is read
                   "other:\n  ros__parameters:\n    x: 1\n/other:\n  ros__parameters:\n    x: 2\n",
                   "other:\n  ros__parameters:\n    a.b: 1\n    a: {b: 2}\n"):
         f.write_text(good + other)

@@ -337,27 +337,30 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object], where
     """``tree``'s parameters into ``out`` by their dotted names, as rcl names them; or :class:`ConfigError`.
 
     What rcl refuses in a file (the whole file, whichever node's section holds it) is refused,
-    named: an empty value, a list of mixed types. In a section for this node (``mine``) also
-    what rcl reads otherwise than written: an empty mapping (rcl reads the names after it as
-    under it: ``rules: {sub: {}, ttc_brake_s: 2.0}`` set ``rules.sub.ttc_brake_s``), a list of
-    lists or mappings, and a name given twice, spelt two ways (``rules.ttc_brake_s: 2.0`` and
-    ``rules: {ttc_brake_s: 3.0}``: rcl takes the last without a word). Other nodes' sections
-    are theirs: rcl starts with them.
+    named: an empty value, a list of mixed types, an empty mapping followed by another name
+    right under ``ros__parameters``; and, in any section, a list of lists or mappings (rcl
+    refuses most: "Sequences cannot be key"; its reading of the rest depends on their contents).
+    In a section for this node (``mine``) also what rcl reads otherwise than written: an empty
+    mapping anywhere (rcl reads the names after it as under it: ``rules: {sub: {}, ttc_brake_s:
+    2.0}`` set ``rules.sub.ttc_brake_s``), and a name given twice, spelt two ways
+    (``rules.ttc_brake_s: 2.0`` and ``rules: {ttc_brake_s: 3.0}``: rcl takes the last without a
+    word). Other nodes' empty mappings and duplicates are theirs: rcl starts with them.
     """
-    for key, value in tree.items():
+    items = list(tree.items())
+    for i, (key, value) in enumerate(items):
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            if not value and mine:
+            if not value and (mine or (not prefix and i < len(items) - 1)):
                 raise ConfigError(f"{where}: '{name}' is an empty mapping: rcl reads the names after it as under "
-                                  "it, so remove it")
+                                  "it, or refuses the whole file, so remove it")
             _flatten(f"{name}.", value, out, where, mine=mine)
             continue
         if value is None:
             raise ConfigError(f"{where}: '{name}' has no value, which ROS 2 refuses (the whole file)")
         if isinstance(value, list):
-            if mine and any(isinstance(v, list | Mapping) for v in value):
-                raise ConfigError(f"{where}: '{name}': a list of lists or mappings: a parameter list holds "
-                                  "plain values")
+            if any(isinstance(v, list | Mapping) for v in value):
+                raise ConfigError(f"{where}: '{name}': a list of lists or mappings, which ROS 2 refuses (most, "
+                                  "the whole file): a parameter list holds plain values")
             kinds = {type(v).__name__ for v in value if not isinstance(v, list | Mapping)}
             if len(kinds) > 1:
                 raise ConfigError(f"{where}: '{name}': a list of mixed types ({', '.join(sorted(kinds))}), which "
@@ -378,6 +381,19 @@ def _node_name(parts: tuple[str, ...]) -> str:
     return lead + "/".join(p for p in (part.strip("/") for part in parts) if p)
 
 
+def _bad_node_name(parts: tuple[str, ...]) -> str:
+    """Why rcl refuses the whole file for these keys above a ``ros__parameters`` ("" when it takes them).
+
+    An empty name part (``//``), a key below another starting with ``/``, or the node's own
+    key ending in ``/``: the offline tools read such a section, and the node then refused the file.
+    """
+    if any("//" in part for part in parts) or any(part.startswith("/") for part in parts[1:]):
+        return "a node name with an empty part ('//', or a key below another starting with '/')"
+    if parts and parts[-1].endswith("/") and parts[-1].strip("/"):
+        return "a node name ending in '/'"
+    return ""
+
+
 def _sections(tree: Mapping[str, Any], parts: tuple[str, ...], where: str) -> list[tuple[str, Mapping[str, Any]]]:
     """The file's node sections, ``(node name, its ros__parameters)`` in file order, as rcl reads them.
 
@@ -392,6 +408,9 @@ def _sections(tree: Mapping[str, Any], parts: tuple[str, ...], where: str) -> li
             name = _node_name(parts)
             if not parts:
                 raise ConfigError(f"{where}: 'ros__parameters' with no node name above it")
+            if why := _bad_node_name(parts):
+                raise ConfigError(f"{where}: section {': '.join(repr(p) for p in parts)}: {why}, which ROS 2 "
+                                  "refuses (the whole file)")
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: section '{name}': 'ros__parameters' is not a mapping of parameters")
             out.append((name, value))

@@ -819,13 +819,20 @@ def _unmatched_remaps(ros_args: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _early_parameters(ros_args: list[str]) -> dict[str, object]:
+def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) -> dict[str, object]:
     """The node's parameters as rcl will give them, before rclpy is up (``realtime_priority``).
 
     Why: the scheduling class and mlockall must be set before rclpy starts its threads, so
     they are read here; read differently from rcl (the last file only, no ``-p``, any section
     named like the node), the process would run with settings ``ros2 param get`` denies.
+    ``warnings``: where the warnings go (printed at once without it).
     """
+    def warn(text: str) -> None:
+        if warnings is None:
+            print(text, file=sys.stderr)
+        else:
+            warnings.append(text)
+
     from tiny_node.strict_yaml import load_ros_params, yaml_problem
 
     name, namespace = _name_and_namespace(ros_args)
@@ -834,8 +841,8 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
         try:
             sources.append((f"params file {path}", load_params_file(path, name, namespace)))
         except NoSectionError as exc:  # rcl reads such a file without a word: the node ran on defaults
-            print(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
-                  f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)", file=sys.stderr)
+            warn(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
+                 f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)")
     given: dict[str, object] = {}
     full = f"{namespace.rstrip('/')}/{name}"
     for rule in _rules(ros_args, ("-p", "--param")):
@@ -844,8 +851,8 @@ def _early_parameters(ros_args: list[str]) -> dict[str, object]:
         if node and not section_regex(node).match(full):
             # rcl applies `-p node:name:=value` to the node /node only (no namespace, no wildcard)
             if sep and key in SPECS:
-                print(f"tiny_node: warning: -p {rule}: rcl applies it to /{node} only, and this node is {full}: "
-                      f"not applied (without the '{node}:' prefix it would be)", file=sys.stderr)
+                warn(f"tiny_node: warning: -p {rule}: rcl applies it to /{node} only, and this node is {full}: "
+                     f"not applied (without the '{node}:' prefix it would be)")
             continue
         if not sep or ros_owned(key):
             continue
@@ -933,9 +940,11 @@ def _rcl_problem(exc: Exception) -> str:
     """
     text = re.sub(r",? at /[^,]*\.c:\d+", "", str(exc))
     text = " ".join(text.split())
-    if "parameter override" in text and "lexeme" in text:  # the rule's syntax: its reason is token numbers
+    if "parameter override" in text and "Error: Sequence" not in text:  # its reason is token numbers, or noise
+        rule = text.split("'. Error")[0]
+        empty = " (an empty value: write name:='')" if rule.endswith(":=") else ""
         return (text.split(". Error:")[0] + " (a -p rule is name:=value, or node:name:=value with a plain node "
-                "name, which rcl applies to /node only)")
+                f"name, which rcl applies to /node only){empty}")
     return text.replace("failed to initialize rcl: ", "")  # the value's reason kept ("Sequence should be ...")
 
 
@@ -968,20 +977,29 @@ def main(args: list[str] | None = None) -> int:
         # quoted, a YAML string: bare, a directory named 1.0, 2024 or true read as a number or a boolean
         ros_args += ["--ros-args", "-p", f"model_bundle:={json.dumps(opts.model_bundle, ensure_ascii=False)}"]
 
-    try:  # rcl's own reading of every file and rule first (nothing in the process changed yet):
-        # its verdict before ours, which would warn of a section rcl then refuses
-        rclpy.utilities.remove_ros_args([argv[0], *ros_args])
-    except RCLError as exc:  # an alias, a node name rcl refuses, a -p value of mixed types, ...
-        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
-        return 2
     # Fail early and clearly on a bad params file; realtime priority must be set before
     # rclpy starts its threads, so read it here, as rcl will: every file in order, the sections
-    # that match the node's remapped name, then the -p overrides.
+    # that match the node's remapped name, then the -p overrides. Then rcl's own reading of every
+    # file and rule (nothing in the process changed yet): what it refuses and ours does not (a
+    # node name, ...) is its refusal; where both refuse, ours names it better (a missing file,
+    # a YAML error's line and column); our warnings only for arguments rcl takes.
+    warnings: list[str] = []
+    ours: ConfigError | None = None
     try:
-        early = make_config(_early_parameters(ros_args))
+        early = make_config(_early_parameters(ros_args, warnings))
     except ConfigError as exc:
-        print(f"tiny_node: {exc}", file=sys.stderr)
+        ours = exc
+    try:
+        rclpy.utilities.remove_ros_args([argv[0], *ros_args])
+    except RCLError as exc:
+        why = str(ours) if ours is not None else f"refusing to start: {_rcl_problem(exc)}"
+        print(f"tiny_node: {why}", file=sys.stderr)
         return 2
+    if ours is not None:
+        print(f"tiny_node: {ours}", file=sys.stderr)
+        return 2
+    for text in warnings:
+        print(text, file=sys.stderr)
     for rule, why in _unmatched_remaps(ros_args):
         print(f"tiny_node: warning: -r {rule} {why}", file=sys.stderr)
     configure_dds()
