@@ -514,9 +514,13 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         warnings += [f"{topic}: {n} message(s) could not be decoded and went to no decision "
                      f"(first: {series.undecodable_why[topic]})" for topic, n in sorted(series.undecodable.items())]
         decided = summarize(records, series, deadline_misses=misses)
-        if model_asked(decided["by_model_state"]) and not decided["by_model_state"].get(ModelState.ON_TIME.value):
-            warnings.append(f"the model was asked about {model_asked(decided['by_model_state'])} frame(s) and "
-                            "answered none in time: every decision is the rules' (by_model_state)")
+        states = decided["by_model_state"]
+        if model_asked(states) and not states.get(ModelState.ON_TIME.value):
+            late, unavailable = states.get(ModelState.LATE.value, 0), states.get(ModelState.UNAVAILABLE.value, 0)
+            warnings.append(f"the model decided none of the {model_asked(states)} frame(s) it could have: "
+                            f"{late} late, {unavailable} "
+                            "unavailable (not loaded, its worker down, or the frame unusable): every decision is the "
+                            "rules' (by_model_state)")
         if note := startup_warning(decided["startup_failsafe"], decided["first_brake"]):
             warnings.append(note)
         warnings += silent_sensor_warnings(decided["startup_failsafe"]["windows"], startup_bounds(cfg))
