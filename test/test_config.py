@@ -329,9 +329,11 @@ def test_a_params_file_is_refused_where_rcl_refuses_it_in_any_section(tmp_path):
         f.write_text(good + other)
         with pytest.raises(ConfigError, match=problem):
             load_params_file(f, namespace="/")
-    for other, problem in [  # rcl refuses these in any section ("Sequences cannot be key", "Cannot have a value")
-        ("other:\n  ros__parameters:\n    polygon: [[0, 0], [1.5, 2.0]]\n", r"'polygon': a list of lists"),
+    for other, problem in [  # rcl refuses these in any section ("Cannot have a value", "must not be empty")
         ("other:\n  ros__parameters:\n    qos_overrides: {}\n    rate_hz: 30\n", r"'qos_overrides' is an empty"),
+        ("other:\n  ros__parameters:\n    qos_overrides: {/tf: {publisher: {}}}\n    x: 1\n",
+         r"'qos_overrides./tf.publisher' is an empty mapping before 'x'"),
+        ("/**:\n  /:\n    ros__parameters:\n      x: 1\n", r"an empty node name|a node name with an empty part"),
         ("/**/tiny_node/:\n  ros__parameters:\n    x: 1\n", r"a node name ending in '/'"),
         ("/**:\n  /tiny_node:\n    ros__parameters:\n      x: 1\n", r"a node name with an empty part"),
         ("ego//:\n  tiny_node:\n    ros__parameters:\n      x: 1\n", r"a node name with an empty part"),
@@ -340,6 +342,7 @@ def test_a_params_file_is_refused_where_rcl_refuses_it_in_any_section(tmp_path):
         with pytest.raises(ConfigError, match=problem):
             load_params_file(f, namespace="/")
     for other in ("other:\n  ros__parameters:\n    a: 1\n    rules: {}\n",  # a trailing {} is read
+                  "other:\n  ros__parameters:\n    m: [[0.5, 0.3]]\n    n: [{a: 1}, {b: 2}]\n",  # rcl reads them
                   "other:\n  ros__parameters:\n    x: 1\n/other:\n  ros__parameters:\n    x: 2\n",
                   "other:\n  ros__parameters:\n    a.b: 1\n    a: {b: 2}\n"):
         f.write_text(good + other)

@@ -126,3 +126,11 @@ def test_where_rcl_and_the_start_command_both_refuse_a_file_ours_names_it(ros_en
         proc = subprocess.run([sys.executable, "-m", "tiny_node", "run", "--params-file", str(path)],
                               env=ros_env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and words in proc.stderr and str(path) in proc.stderr, proc.stderr
+
+
+def test_a_p_value_rcl_cannot_read_is_named_as_the_value(ros_env):
+    """`-p deadline_ms:=[1.0, 2.0` got the hint that a rule is name:=value, which it was."""
+    proc = subprocess.run([sys.executable, "-m", "tiny_node", "run", "--ros-args", "-p", "deadline_ms:=[1.0, 2.0"],
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "its value is not YAML rcl reads" in proc.stderr, proc.stderr
+    assert "a -p rule is name:=value" not in proc.stderr

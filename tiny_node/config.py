@@ -337,30 +337,35 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object], where
     """``tree``'s parameters into ``out`` by their dotted names, as rcl names them; or :class:`ConfigError`.
 
     What rcl refuses in a file (the whole file, whichever node's section holds it) is refused,
-    named: an empty value, a list of mixed types, an empty mapping followed by another name
-    right under ``ros__parameters``; and, in any section, a list of lists or mappings (rcl
-    refuses most: "Sequences cannot be key"; its reading of the rest depends on their contents).
-    In a section for this node (``mine``) also what rcl reads otherwise than written: an empty
-    mapping anywhere (rcl reads the names after it as under it: ``rules: {sub: {}, ttc_brake_s:
-    2.0}`` set ``rules.sub.ttc_brake_s``), and a name given twice, spelt two ways
-    (``rules.ttc_brake_s: 2.0`` and ``rules: {ttc_brake_s: 3.0}``: rcl takes the last without a
-    word). Other nodes' empty mappings and duplicates are theirs: rcl starts with them.
+    named: an empty value, a list of mixed types, an empty mapping (at any depth) before another
+    name right under ``ros__parameters``. In a section for this node (``mine``) also what rcl
+    reads otherwise than written: an empty mapping anywhere (rcl reads the names after it as
+    under it: ``rules: {sub: {}, ttc_brake_s: 2.0}`` set ``rules.sub.ttc_brake_s``), a list of
+    lists or mappings (rcl reads ``[[0.5, 0.3]]`` as ``[0.5, 0.3]``, refuses ``[[1], [2]]``), and
+    a name given twice, spelt two ways (``rules.ttc_brake_s: 2.0`` and ``rules: {ttc_brake_s:
+    3.0}``: rcl takes the last without a word). Other nodes' nested lists, empty mappings and
+    duplicates are theirs: rcl starts with most, and the start command has rcl read every file.
     """
-    items = list(tree.items())
-    for i, (key, value) in enumerate(items):
+    empty_before: str | None = None  # under ros__parameters: an empty mapping seen, at any depth
+    for key, value in tree.items():
         name = f"{prefix}{key}"
+        if not prefix and empty_before is not None:
+            raise ConfigError(f"{where}: '{empty_before}' is an empty mapping before '{name}', which ROS 2 "
+                              "refuses (the whole file: 'Cannot have a value before ros__parameters'): remove it")
         if isinstance(value, Mapping):
-            if not value and (mine or (not prefix and i < len(items) - 1)):
+            if not value and mine:
                 raise ConfigError(f"{where}: '{name}' is an empty mapping: rcl reads the names after it as under "
-                                  "it, or refuses the whole file, so remove it")
+                                  "it, so remove it")
+            if not prefix:
+                empty_before = _empty_mapping(name, value)
             _flatten(f"{name}.", value, out, where, mine=mine)
             continue
         if value is None:
             raise ConfigError(f"{where}: '{name}' has no value, which ROS 2 refuses (the whole file)")
         if isinstance(value, list):
-            if any(isinstance(v, list | Mapping) for v in value):
-                raise ConfigError(f"{where}: '{name}': a list of lists or mappings, which ROS 2 refuses (most, "
-                                  "the whole file): a parameter list holds plain values")
+            if mine and any(isinstance(v, list | Mapping) for v in value):
+                raise ConfigError(f"{where}: '{name}': a list of lists or mappings: rcl reads them otherwise than "
+                                  "written, or refuses the whole file; a parameter list holds plain values")
             kinds = {type(v).__name__ for v in value if not isinstance(v, list | Mapping)}
             if len(kinds) > 1:
                 raise ConfigError(f"{where}: '{name}': a list of mixed types ({', '.join(sorted(kinds))}), which "
@@ -368,6 +373,16 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, object], where
         if name in out and mine:
             raise ConfigError(f"{where}: parameter '{name}' given twice (rcl would take the last without a word)")
         out[name] = value
+
+
+def _empty_mapping(name: str, tree: Mapping[str, Any]) -> str | None:
+    """The dotted name of the first empty mapping in ``tree`` (``name`` itself if it is one), or None."""
+    if not tree:
+        return name
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and (found := _empty_mapping(f"{name}.{key}", value)):
+            return found
+    return None
 
 
 def _node_name(parts: tuple[str, ...]) -> str:
@@ -389,8 +404,8 @@ def _bad_node_name(parts: tuple[str, ...]) -> str:
     """
     if any("//" in part for part in parts) or any(part.startswith("/") for part in parts[1:]):
         return "a node name with an empty part ('//', or a key below another starting with '/')"
-    if parts and parts[-1].endswith("/") and parts[-1].strip("/"):
-        return "a node name ending in '/'"
+    if parts and parts[-1].endswith("/"):
+        return "a node name ending in '/'" if parts[-1].strip("/") else "an empty node name"
     return ""
 
 

@@ -941,10 +941,15 @@ def _rcl_problem(exc: Exception) -> str:
     text = re.sub(r",? at /[^,]*\.c:\d+", "", str(exc))
     text = " ".join(text.split())
     if "parameter override" in text and "Error: Sequence" not in text:  # its reason is token numbers, or noise
-        rule = text.split("'. Error")[0]
-        empty = " (an empty value: write name:='')" if rule.endswith(":=") else ""
-        return (text.split(". Error:")[0] + " (a -p rule is name:=value, or node:name:=value with a plain node "
-                f"name, which rcl applies to /node only){empty}")
+        head = text.split(". Error:")[0]
+        rule = head.split("rule: '-p ", 1)[-1].rstrip("'")
+        name, sep, value = rule.partition(":=")
+        if sep and name.strip() and not value:
+            return f"{head} (an empty value: write {name}:='')"
+        if sep and name.strip():  # a name and a value: the value is what rcl could not read
+            return f"{head}: its value is not YAML rcl reads (a string with ':', quotes or brackets: quote it)"
+        return (f"{head} (a -p rule is name:=value, or node:name:=value with a plain node name, which rcl applies "
+                "to /node only)")
     return text.replace("failed to initialize rcl: ", "")  # the value's reason kept ("Sequence should be ...")
 
 
