@@ -311,6 +311,9 @@ def test_a_case_whose_node_does_not_come_up_fails_and_the_others_are_kept(
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == f"bench: FAIL slow: the node did not come up (log: {tmp_path}/node-slow.log)"
     assert [r["case"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]] == ["fast"]
+    # each measured case's frames, from which its figures can be recomputed
+    assert json.loads((tmp_path / "frames-fast.json").read_text()) == [row] * 3
+    assert not (tmp_path / "frames-slow.json").exists()
 
 
 def test_bench_json_is_strict_json_when_a_case_has_no_decisions(

@@ -82,6 +82,8 @@ def run_case(case: str, bundles: dict[str, Path], frames: int, out_dir: Path) ->
             load.wait()
         if feeder is not None:
             feeder.close()
+    # the frames themselves, so the summary's percentiles can be recomputed from its output
+    (out_dir / f"frames-{case}.json").write_text(json.dumps(json_safe(result.rows), indent=1, allow_nan=False))
     summary = latency_summary(result.rows)
     summary["case"] = case
     return summary
