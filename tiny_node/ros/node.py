@@ -946,7 +946,7 @@ def _rcl_problem(exc: Exception) -> str:
         name, sep, value = rule.partition(":=")
         if sep and name.strip() and not value:
             return f"{head} (an empty value: write {name}:='')"
-        if sep and name.strip():  # a name and a value: the value is what rcl could not read
+        if sep and name.strip() and "lexeme" not in text:  # the rule's form read: its value is what rcl could not
             return f"{head}: its value is not YAML rcl reads (a string with ':', quotes or brackets: quote it)"
         return (f"{head} (a -p rule is name:=value, or node:name:=value with a plain node name, which rcl applies "
                 "to /node only)")
