@@ -530,6 +530,15 @@ def test_a_range_driver_that_does_not_stamp_is_a_sensors_warning(ros_env):
         rclpy.shutdown(context=ctx)
 
 
+def _diag_status(node: Any, name: str) -> tuple[int, str]:
+    """(level, message) of the node's ``name`` diagnostic (camera, sensors, ...), published now."""
+    sent: list = []
+    node._pub_diag.publish = sent.append
+    node._publish_diagnostics()
+    [st] = [st for st in sent[0].status if st.name.endswith(f": {name}")]
+    return st.level[0], st.message
+
+
 def test_the_camera_diagnostic_says_when_frames_come_but_cannot_be_used(ros_env):
     """An encoding the model cannot take: every decision said "bad frame", /diagnostics camera said OK."""
     import rclpy
@@ -545,11 +554,7 @@ def test_the_camera_diagnostic_says_when_frames_come_but_cannot_be_used(ros_env)
     node = TinyNode(context=ctx)
 
     def camera() -> tuple[int, str]:
-        sent: list = []
-        node._pub_diag.publish = sent.append
-        node._publish_diagnostics()
-        [cam] = [st for st in sent[0].status if st.name.endswith(": camera")]
-        return cam.level[0], cam.message
+        return _diag_status(node, "camera")
 
     def feed(encoding: str, n: int, publishers: tuple[bytes, ...] = (), back_s: float = 0.0) -> None:
         step = 64 * (3 if encoding == "rgb8" else 1)
@@ -848,11 +853,7 @@ def test_a_parameter_set_while_inactive_is_applied_at_once(ros_env, monkeypatch)
         return bool(node.set_parameters([Parameter(name, Parameter.Type.DOUBLE, value)])[0].successful)
 
     def sensors_status() -> tuple[int, str]:
-        sent: list = []
-        node._pub_diag.publish = sent.append
-        node._publish_diagnostics()
-        [st] = [st for st in sent[0].status if st.name.endswith(": sensors")]
-        return st.level[0], st.message
+        return _diag_status(node, "sensors")
 
     def applied(name: str) -> float:
         assert node.watchdog is not None and node.sensors is not None

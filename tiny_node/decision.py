@@ -41,10 +41,13 @@ class ModelState(str, Enum):
     SKIPPED = "skipped"  # not asked: the rules brake (under 'either' the model cannot cancel it), or reversing
 
 
+#: model states of a frame the model was not asked about: the rules brake (or reversing), or no model
+NOT_ASKED = frozenset({ModelState.SKIPPED.value, ModelState.DISABLED.value})
+
+
 def model_asked(by_model_state: Mapping[str, int]) -> int:
     """How many frames of a ``by_model_state`` count the model was asked about (not skipped or disabled)."""
-    return sum(int(n) for state, n in by_model_state.items()
-               if state not in (ModelState.SKIPPED.value, ModelState.DISABLED.value))
+    return sum(int(n) for state, n in by_model_state.items() if state not in NOT_ASKED)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from tiny_node.decision import ModelState
+from tiny_node.decision import NOT_ASKED
 from tiny_node.hil.record import (
     ERROR,
     OK,
@@ -204,8 +204,7 @@ def _asked(results: list[FrameResult]) -> list[FrameResult]:
     Why: a window over a rule brake (the ego closing on its target) counted those frames as the
     model's misses, and a slowed model that decided none on time failed "late not reported".
     """
-    return [r for r in results if r.decision is not None
-            and r.values.get("model_state") not in (ModelState.SKIPPED.value, ModelState.DISABLED.value)]
+    return [r for r in results if r.decision is not None and r.values.get("model_state") not in NOT_ASKED]
 
 
 def _moved_for(odom: Sequence[tuple[float, float]], start: float, need_s: float, min_speed: float) -> float:

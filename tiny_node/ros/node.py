@@ -935,8 +935,10 @@ def _stop(signum: int, frame: object) -> None:
 def _rcl_problem(exc: Exception) -> str:
     """The refusal of rcl in one line: what and where in the arguments, not its C source positions.
 
-    A params file's refusal keeps rcl's reason (``Will not support aliasing at line 5``); a ``-p``
-    rule's (a lexer's token numbers) is replaced by what such a rule is.
+    A params file's refusal keeps rcl's reason (``Will not support aliasing at line 5``), and so
+    does a ``-p`` value's that says something (``Sequence should be of same type``); otherwise a
+    ``-p`` rule's reason (a lexer's token numbers, ``Unknown YAML event``) is replaced by what is
+    wrong: an empty value, a value rcl cannot read, or the rule's form.
     """
     text = re.sub(r",? at /[^,]*\.c:\d+", "", str(exc))
     text = " ".join(text.split())

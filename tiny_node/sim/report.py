@@ -209,7 +209,8 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
                      f"{t['false_activations']} / {t['benign_runs']} benign | {t['errors']} | {pts} | "
                      f"{t['deadline_misses']} | {model_in_time(t) or '-'} |")
     lines.append("")
-    lines += [f"**{line}**" for line in silent_model_warnings(tot)] + ([""] if silent_model_warnings(tot) else [])
+    silent = silent_model_warnings(tot)
+    lines += [f"**{line}**" for line in silent] + ([""] if silent else [])
     gated = [m for m, t in tot.items() if not t["frontal_gate_passed"]]
     if gated:
         lines += [f"Frontal Collisions gate failed ({', '.join(gated)}): a CCRs point at <= 20 km/h or a CPNA-75 "
