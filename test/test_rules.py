@@ -24,8 +24,15 @@ def test_rss_distance_stationary_object_hand_computed():
 def test_rss_distance_moving_and_oncoming_object():
     # lead at 20 km/h (5.556 m/s) braking at 8 m/s^2 stops in 1.929 m: subtracted
     assert rss_distance(50 / 3.6, 20 / 3.6, CFG) == pytest.approx(27.235 - 1.929, abs=1e-3)
-    # oncoming at 5.556 m/s: its stopping distance is added, never subtracted
-    assert rss_distance(50 / 3.6, -20 / 3.6, CFG) == pytest.approx(27.235 + 1.929, abs=1e-3)
+    # oncoming at 5.556 m/s: its travel is added, never subtracted, and as RSS has it for opposite
+    # directions: its response distance 5.556*0.5, then a stop no harder than the ego's, 5.556^2/10
+    assert rss_distance(50 / 3.6, -20 / 3.6, CFG) == pytest.approx(27.235 + 2.778 + 3.086, abs=1e-3)
+    # both at 50 km/h: 53.5 m (at 8 m/s^2 at once it was 39.3 m, "clear" at 46 m, TTC 1.7 s)
+    assert rss_distance(50 / 3.6, -50 / 3.6, CFG) == pytest.approx(2 * 27.235 - 1.0, abs=1e-3)
+    v, _ = RulePath(CFG).decide(snap(46.4, 50 / 3.6, rate=-100 / 3.6))
+    assert v.brake and v.reason.startswith("RSS: object at 46.4 m <= safe distance 53.5 m")
+    # the equal-braking distance of an oncoming object is its full RSS distance (it brakes at a_ego)
+    assert rss_distance_equal_braking(50 / 3.6, -20 / 3.6, CFG) == rss_distance(50 / 3.6, -20 / 3.6, CFG)
 
 
 def test_ttc():
@@ -51,13 +58,16 @@ def test_uses_range_rate_when_available():
     assert figures["closing_from"] == "range_rate"
 
 
-def test_ttc_rule_for_fast_closing_object():
-    # ego standing, object oncoming at 10 m/s, 8 m away: RSS distance 0 + 0 + 6.25 + 1 =
-    # 7.25 m < 8 m, but TTC = 0.8 s < 1.0 s
-    verdict, figures = RulePath(CFG).decide(snap(8.0, 0.0, rate=-10.0))
-    assert figures["rss_distance_m"] == "7.25"
+def test_ttc_rule_for_a_closing_within_the_rss_noise():
+    # 10 m/s behind a lead at 9.1 m/s, 0.8 m away: inside the RSS distance, but a measured closing of
+    # 0.9 m/s is within its 1 m/s floor; TTC = 0.89 s < 1.0 s brakes
+    verdict, figures = RulePath(CFG).decide(snap(0.8, 10.0, rate=-0.9))
+    assert figures["rss_distance_m"] == "10.82" and figures["closing_noise_mps"] == "1.00"
     assert verdict.brake
-    assert verdict.reason.startswith("TTC 0.80 s")
+    assert verdict.reason.startswith("TTC 0.89 s")
+    # ego standing, object oncoming at 10 m/s, 8 m away: RSS distance 0 + 10*0.5 + 100/10 + 1 = 16 m
+    verdict, figures = RulePath(CFG).decide(snap(8.0, 0.0, rate=-10.0))
+    assert figures["rss_distance_m"] == "16.00" and verdict.brake and verdict.reason.startswith("RSS")
 
 
 def test_rep117_infinities():
@@ -134,6 +144,28 @@ def test_a_measured_closing_within_its_noise_does_not_brake_on_rss():
     assert v.brake and v.reason.startswith("RSS")
     v, _ = RulePath(CFG).decide(snap(25.0, 20.0))  # no rate: the object taken as stationary
     assert v.brake and v.reason.startswith("RSS")
+
+
+def test_a_young_tracks_closing_is_weighed_with_at_least_the_sensors_noise():
+    """A lead at the ego's 130 km/h, 60 m ahead, new to the radar: its second scan 0.4 m nearer (8 m/s
+    "closing", within the simulated radar's 0.35 m noise). Two scans fit exactly (error 0): that
+    closing passed the 1 m/s floor, a final RSS brake held 2 s (review 2026-12-07: half the seeds of
+    the 130 km/h cut-in braked it to 69.5 km/h)."""
+    v_ego = 130 / 3.6
+    s, rules = SensorState(CFG), RulePath(CFG)
+    for i, r in enumerate((60.0, 59.6)):
+        t = 10.0 + 0.05 * i
+        s.update_odometry(v_ego, t)
+        s.update_range(RangeReading(r, 0.2, 200.0, round(t * 1e9), t))
+        v, fig = rules.decide(s.snapshot(t))
+        if i == 0:  # no track: assumed standing, a provisional brake the track may lift
+            assert v.brake and v.provisional_track is not None
+    snapshot = s.snapshot(10.05)
+    assert snapshot.range_rate_unweighed and snapshot.range_rate_se == 0.0
+    assert snapshot.range_rate_se_sensor == pytest.approx((0.05 + 0.005 * 59.6) / math.sqrt(2 * 0.025**2))
+    assert not v.brake, v.reason
+    assert float(fig["closing_noise_mps"]) == pytest.approx(5 * snapshot.range_rate_se_sensor, abs=0.01)
+    assert "within the range-rate noise" in v.reason
 
 
 def test_the_rss_ttc_limit_when_set_brakes_only_near_a_collision_beyond_the_equal_braking_distance():

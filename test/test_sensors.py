@@ -825,3 +825,20 @@ def test_reconfiguring_the_range_rate_window_resizes_the_track():
     s.reconfigure(RuleConfig(range_rate_window_s=4.0, range_stuck_s=0.0))
     fed += _closing_track(s, 20, 4.0, t0=6.0)
     assert s.snapshot(fed[-1][0]).range_rate == pytest.approx(_window_slope(fed, 4.0), rel=1e-9)
+
+
+@pytest.mark.parametrize(("hz", "window", "warned"), [(20, 0.5, False), (20, 0.1, False), (20, 0.05, True),
+                                                       (10, 0.1, True), (10, 0.2, False)])
+def test_a_window_of_fewer_than_three_scans_is_a_sensor_warning(hz, window, warned):
+    """Such a window measures no closing speed: every object taken as standing, a lead at the ego's
+    speed braked on most frames, and nothing said why (review 2026-12-07)."""
+    s = SensorState(RuleConfig(range_rate_window_s=window))
+    for i in range(20):
+        t = 1.0 + i / hz
+        s.update_odometry(13.9, t)
+        s.update_range(RangeReading(20.0 - 0.01 * i, 0.2, 200.0, round(t * 1e9), t))
+    warnings = [w for w in s.snapshot(t).warnings if "range_rate_window_s" in w]
+    assert bool(warnings) is warned, warnings
+    if warned:
+        assert warnings == [f"range: rules.range_rate_window_s {window:g} s holds fewer than 3 scans "
+                            f"{1 / hz:.3f} s apart: no closing speed is measured"]

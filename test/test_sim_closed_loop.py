@@ -163,15 +163,20 @@ def test_benign_adjacent_lane_produces_no_brake(cfg):
     assert s["outcome"] == "no_brake" and s["passed"] and s["band"] is None
 
 
-def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_held_one(cfg):
+@pytest.mark.parametrize("seed", [None, 1, 3])
+def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_held_one(cfg, seed):
     """The shipped example: first seen 60 m ahead at 130 km/h, taken as stationary until its track
-    shows it is not closing. Held 2 s, that first scan's brake took the ego down to 70 km/h."""
+    shows it is not closing. Held 2 s, that first scan's brake took the ego down to 70 km/h. Seeds 1
+    and 3 (radar noise): its second scan "closed" at 8 m/s +- 0 (two scans fit exactly), a final RSS
+    brake held 2 s, to 69.5 km/h, in 5 of 8 seeds (review 2026-12-07)."""
     from tiny_node.sim.scenario import example_scenario_files, load_scenario
     [path] = [p for p in example_scenario_files() if p.name == "benign_cut_in_130kmh.yaml"]
-    res = run_scenario(dataclasses.replace(load_scenario(path), duration_s=4.0), cfg, bundle=None)
+    sc = load_scenario(path)
+    sc = dataclasses.replace(sc, duration_s=4.0, seed=sc.seed if seed is None else seed)
+    res = run_scenario(sc, cfg, bundle=None)
     brakes = [r.decision for r in res.timeline if r.decision is not None and r.decision.brake]
     assert brakes and all("assumed stationary" in d.reason for d in brakes)
-    assert len(brakes) <= 3 and all(not d.hold or d.reason.startswith("holding provisional brake") for d in brakes)
+    assert len(brakes) <= 5 and all(not d.hold or d.reason.startswith("holding provisional brake") for d in brakes)
     assert min(r.ego_speed_kmh for r in res.timeline) == pytest.approx(130.0)  # released before it acted
     assert res.summary["false_activation"]  # still counted: any brake decision on a benign drive
 

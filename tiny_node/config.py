@@ -187,7 +187,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       "(0 disables).", 0.0, 10.0),
     P("rules.range_rate_window_s", 0.5, "Window over which the range rate (closing speed) is "
       "estimated: all of it for a range sensor up to 100 Hz (a faster one's newest scans, 100 Hz "
-      "worth).", 0.05, 5.0),
+      "worth). At least two of the sensor's periods (three scans), or no closing speed is measured "
+      "(a sensor warning).", 0.05, 5.0),
     P("rules.closing_min_mps", 1.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
       "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",
@@ -200,11 +201,12 @@ PARAMS: tuple[ParamSpec, ...] = (
       "(wet roads, cut-ins): see docs/ARCHITECTURE.md before setting it.", 0.0, 60.0),
     P("rules.closing_sigmas", 5.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this many standard errors of that speed (from the range noise of the last "
-      "second or so).", 0.0, 20.0),
+      "second or so, and at least the sensor's own: rules.range_noise_m).", 0.0, 20.0),
     P("rules.range_noise_m", 0.05, "The range sensor's noise (1 sigma, m; its datasheet's range "
       "accuracy), plus rules.range_noise_frac of the range: the least noise a range track is judged "
-      "with when it lifts a provisional brake, so a track of a few scans cannot read as more "
-      "certain than the sensor is. Not 0: two scans fit exactly.", 0.001, 5.0),
+      "with (its closing speed's noise for the RSS distance, and when it lifts a provisional "
+      "brake), so a track of a few scans cannot read as more certain than the sensor is. Not 0: "
+      "two scans fit exactly.", 0.001, 5.0),
     P("rules.range_noise_frac", 0.005, "The range sensor's noise that grows with the range, as a "
       "fraction of it (0.005 = 0.5 %); see rules.range_noise_m.", 0.0, 0.2),
     P("rules.range_jump_m", 3.0, "A range change larger than the closing motion explains by "

@@ -1,11 +1,13 @@
 """Rule-based safety path: RSS-style stopping distance and time-to-collision braking.
 
 It decides in microseconds from range and ego speed, so a decision is always ready before
-the model's.  The formula is Autoware's autonomous_emergency_braking RSS distance, with the
-object's braking term signed so an oncoming object adds to the distance instead of removing
-it::
+the model's.  The formula is Autoware's autonomous_emergency_braking RSS distance for a lead
+(v_obj >= 0); for an oncoming object (v_obj < 0) RSS's opposite-direction distance, the object
+reacting as late as the ego and braking no harder than it::
 
-    d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - sgn(v_obj) v_obj^2 / (2 a_obj) + margin
+    d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) - v_obj^2 / (2 a_obj) + margin          (lead)
+    d_safe = v_ego * t_response + v_ego^2 / (2 a_ego) + |v_obj| * t_response
+             + v_obj^2 / (2 a_ego) + margin                                                  (oncoming)
 
     brake  if  (closing > noise and range <= d_safe)   or   TTC = range / closing < ttc_brake
 
@@ -23,9 +25,10 @@ cutting in at the ego's speed brakes for a few scans, not for ``brake_hold_s``. 
 (or its standard error) that is not finite is taken as none: a NaN in a comparison reads as
 "not closing" and cleared every rule.  ``noise`` is 0 for the assumed closing, and for a
 measured one the larger of ``closing_min_mps`` and ``closing_sigmas`` standard errors of the
-range rate: with a_obj > a_ego a lead at the ego's speed is inside d_safe at a normal gap, and
-a "closing" that is only the sensor's noise must not brake there.  Sources: Autoware AEB (d formula, margin),
-Shalev-Shwartz et al. 2017 RSS (a_brake_max 8 m/s^2 for the object), UN R152 (braking demand
+range rate (at least the sensor's own, ``range_rate_se_sensor``): with a_obj > a_ego a lead at
+the ego's speed is inside d_safe at a normal gap, and a "closing" that is only the sensor's
+noise must not brake there.  Sources: Autoware AEB (d formula, margin), Shalev-Shwartz et al.
+2017 RSS (a_brake_max 8 m/s^2 for a lead; opposite directions), UN R152 (braking demand
 >= 5 m/s^2); see ``../shared/reference/aeb-test-protocols.md``.  Inputs that are stale or invalid (per-topic
 timeouts, NaN, negative speeds) give the configured fail-safe with the fault as the reason; so
 does a non-finite ego speed or a NaN distance that reaches the rule without a fault.
@@ -46,17 +49,18 @@ if TYPE_CHECKING:  # only for annotations: sensors.py imports rss_distance from 
 def rss_distance(v_ego: float, v_obj: float, cfg: RuleConfig, a_obj: float | None = None) -> float:
     """Distance (m) the ego needs to stay clear of an object moving at ``v_obj`` (m/s).
 
-    ``a_obj``: the object's braking (default ``cfg.a_obj_brake_mps2``).
+    ``a_obj``: a lead's braking (default ``cfg.a_obj_brake_mps2``). An oncoming object's travel is
+    added: its response distance and a stop at ``a_ego`` (RSS, opposite directions). Why not
+    ``a_obj``: the hardest braking is the cautious guess for a lead, the most hopeful for an
+    oncoming object; assumed to stop at 8 m/s^2 at once, one at 50 km/h towards the ego at 50 km/h
+    was "clear" at 46 m (TTC 1.7 s), where RSS asks 53.5 m (review 2026-12-07).
     """
     v_ego = max(v_ego, 0.0)
+    ego = v_ego * cfg.t_response_s + v_ego * v_ego / (2.0 * cfg.a_ego_brake_mps2) + cfg.margin_m
+    if v_obj < 0.0:
+        return ego - v_obj * cfg.t_response_s + v_obj * v_obj / (2.0 * cfg.a_ego_brake_mps2)
     a = cfg.a_obj_brake_mps2 if a_obj is None else a_obj
-    obj_term = math.copysign(v_obj * v_obj / (2.0 * a), v_obj)
-    return (
-        v_ego * cfg.t_response_s
-        + v_ego * v_ego / (2.0 * cfg.a_ego_brake_mps2)
-        - obj_term
-        + cfg.margin_m
-    )
+    return ego - v_obj * v_obj / (2.0 * a)
 
 
 def rss_distance_equal_braking(v_ego: float, v_obj: float, cfg: RuleConfig) -> float:
@@ -147,7 +151,13 @@ class RulePath:
             rate = None  # no usable track: the object taken as stationary, as without one
         # A closing speed measured from the range track counts for the RSS rule only beyond its
         # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
-        measured_noise = 0.0 if rate is None else max(cfg.closing_min_mps, cfg.closing_sigmas * snap.range_rate_se)
+        # Its error is at least the sensor's own, as in closes_slower_than_standing: two scans fit
+        # exactly (error 0), a few scans' residuals under-read it, and a lead at the ego's 130 km/h
+        # "closed" at 8 m/s +- 0 on its second scan in half the seeds: a final brake, held 2 s.
+        # (Unknown, inf in a hand-built snapshot: no floor, the measured error alone.)
+        floor = snap.range_rate_se_sensor if math.isfinite(snap.range_rate_se_sensor) else 0.0
+        measured_noise = (0.0 if rate is None else
+                          max(cfg.closing_min_mps, cfg.closing_sigmas * max(snap.range_rate_se, floor)))
         # A track timed by receipt (a driver that does not stamp) counts only once it shows the
         # object closes slower than a standing one: until then the object is taken as standing, or
         # closing as measured if that is faster beyond the noise (an oncoming car). A second publisher's

@@ -500,7 +500,7 @@ class SensorState:
             unweighed = fit is not None and math.isnan(fit[2])  # two scans: no residual to weigh them
             track_id = self._track_id if self._track else 0
             receipt_why = self._receipt_why
-            copies = self._copies
+            copies, step = self._copies, self._stamp_step_s
             held_moving = (None if rng is None or self._same_value is None
                            else self._moving_s_at(rng.received_at) - self._same_moving_s)
         faults: list[str] = []
@@ -532,6 +532,12 @@ class SensorState:
                 warnings.append(f"range: {rng.stamp_warning}; the closing speed is timed by these stamps")
             if (reach := range_reach_warning(rng, speed, cfg)) is not None:
                 warnings.append(reach)
+            if receipt_why is None and step is not None and cfg.range_rate_window_s < 2.0 * step:
+                # Why: such a window holds one or two scans, so no closing speed is measured (or only
+                # the sensor's noise): every object is taken as standing, a lead at the ego's speed a
+                # brake on most frames, and nothing said why (review 2026-12-07)
+                warnings.append(f"range: rules.range_rate_window_s {cfg.range_rate_window_s:g} s holds fewer "
+                                f"than 3 scans {step:.3f} s apart: no closing speed is measured")
             if held_moving is not None and cfg.range_stuck_s > 0.0:
                 moving = speed is not None and speed > cfg.range_stuck_min_speed_mps
                 if moving and held_moving >= cfg.range_stuck_s:
