@@ -140,6 +140,29 @@ def test_busy_model_takes_newest_frame_next_no_queue():
     assert by_id[3].model_state is ModelState.LATE
 
 
+def test_a_rule_brake_on_a_newer_frame_takes_the_waiting_frames_place():
+    """The model is not spent on a frame older than one already decided (review 2026-12-07)."""
+    port = ScriptedPort()
+    clock, sensors, wd = setup(range_m=80.0, speed=10.0, port=port)
+    assert wd.on_frame(frame(clock, 1)) == []  # running
+    clock.advance(0.010)
+    assert wd.on_frame(frame(clock, 2)) == []  # waits
+    clock.advance(0.010)
+    sensors.update_range(RangeReading(8.0, 0.2, 150.0, 0, clock.now()))
+    [d3] = wd.on_frame(frame(clock, 3))  # braked by the rules at once
+    assert d3.brake and d3.model_state is ModelState.SKIPPED
+    clock.advance(0.010)
+    port.finish()
+    wd.on_model_result(1, Out(False, 0.9, "no_brake"))
+    assert port.submitted == [1] and port.busy_seq is None  # frame 2 did not take the model
+    clock.advance(0.005)
+    sensors.update_range(RangeReading(80.0, 0.2, 150.0, 0, clock.now()))
+    assert wd.on_frame(frame(clock, 4)) == [] and port.submitted == [1, 4]  # so frame 4 finds it free
+    clock.advance(0.100)
+    by_id = {d.frame_id: d for d in wd.on_tick()}
+    assert by_id[2].model_state is ModelState.UNAVAILABLE and "newer frame was braked by the rules" in by_id[2].reason
+
+
 def test_unready_worker_gives_immediate_fallback():
     clock, _, wd = setup(port=ScriptedPort(ready=False))
     [d] = wd.on_frame(frame(clock, 1))
@@ -268,6 +291,24 @@ def test_brake_hold():
     scan(clock, sensors, float("inf"), 2_110_000_000)
     [d] = wd.on_frame(frame(clock, 3))
     assert not d.brake
+
+
+def test_a_held_brake_carries_the_confidence_of_the_brake_it_holds():
+    """Not the confidence of the no-brake it overrides (review 2026-12-07: 0.97 beside brake: true)."""
+    port = ScriptedPort()
+    clock, _, wd = setup(range_m=80.0, speed=10.0, port=port)
+    wd.on_frame(frame(clock, 1))
+    clock.advance(0.01)
+    port.finish()
+    [d1] = wd.on_model_result(1, Out(True, 0.95, "brake"))
+    clock.advance(0.05)
+    wd.on_frame(frame(clock, 2))
+    clock.advance(0.01)
+    port.finish()
+    [d2] = wd.on_model_result(2, Out(False, 0.97, "no_brake"))
+    assert d2.brake and d2.hold and d2.source is Source.MODEL
+    assert d2.confidence == d1.confidence == 0.95
+    assert d2.model is not None and d2.model.confidence == 0.97  # the model's own verdict is still reported
 
 
 def test_a_frame_before_the_first_range_and_odometry_brakes_without_the_hold():

@@ -136,13 +136,28 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class _Brake:
+    """A brake a hold carries on: who took it, why, and how sure it was.
+
+    Why the confidence too: a held decision said the confidence of the verdict it overrides (a
+    model's 0.97 for "no brake" beside ``brake: true``).
+    """
+
+    source: Source
+    reason: str
+    confidence: float
+
+
+_NO_BRAKE = _Brake(Source.RULES, "", 1.0)
+
+
+@dataclass(frozen=True)
 class _Provisional:
     """A provisional rule brake's hold on one range track: until when, and the brake held."""
 
     until: float
     seq: int  # the cycle that braked: only a newer frame's verdict may lift it
-    source: Source
-    reason: str
+    brake: _Brake
 
 
 @dataclass
@@ -232,15 +247,14 @@ class Watchdog:
         self._last_stamp_ns: int | None = None
         self._hold_until = -math.inf
         self._newest_seq, self._newest_brake = 0, False  # the newest frame decided so far, and its brake
-        self._hold_source = Source.RULES
-        self._hold_reason = ""
+        self._held = _NO_BRAKE  # the brake the hold window carries on
         # Provisional rule brakes' holds (``Verdict.provisional``), by range track: each until
         # its own track confirms it (a brake of its own then starts the hold above) or refutes
         # it, and at most range_rate_window_s, within which a track forms or the object is gone.
         # Per track: a refuted car's track must not lift the brake on a child seen in between.
         # Kept apart from the hold above so that lifting one never shortens a confirmed hold.
         self._prov: dict[int, _Provisional] = {}
-        self._newest_source, self._newest_reason = Source.RULES, ""  # why the newest frame braked
+        self._newest = _NO_BRAKE  # the newest frame's brake, when it braked
         # Camera liveness: last frame receipt / stamp, recent inter-arrival times, and when the
         # next decision without a frame is due (None until the first frame).
         self._last_frame_at: float | None = None
@@ -345,6 +359,7 @@ class Watchdog:
             # waiting for it would only delay this brake by a model run (up to the deadline when
             # the model is late or hung). Under ``shadow`` such frames go without a model P(brake).
             cycle.unavailable_why = "model not asked: the rules brake"
+            self._supersede_pending("model not asked: a newer frame was braked by the rules")
             return [self._close(cycle, None, ModelState.SKIPPED)]
         if self._try_submit(cycle):
             return []
@@ -352,13 +367,22 @@ class Watchdog:
         if busy is None:
             cycle.unavailable_why = "model worker not ready"
             return [self._close(cycle, None, ModelState.UNAVAILABLE)]
-        # The model is busy: this frame becomes the newest in line; an older waiting frame
-        # keeps its deadline but will not get the model.
-        if self._pending is not None and self._pending in self._open:
-            self._open[self._pending].unavailable_why = "model busy, newer frame took its place"
+        # The model is busy: this frame becomes the newest in line
+        self._supersede_pending("model busy, newer frame took its place")
         self._pending = seq
         cycle.unavailable_why = f"model busy with frame {busy}"
         return []
+
+    def _supersede_pending(self, why: str) -> None:
+        """An older frame waiting for the busy model will not get it: a newer one was opened.
+
+        It keeps its deadline and is decided by the rules then. Why: the model run on it would be
+        spent on a frame already outdated (a newer one decided, or next in line), and the frame
+        after it would find the model busy again.
+        """
+        if self._pending is not None and self._pending in self._open:
+            self._open[self._pending].unavailable_why = why
+        self._pending = None
 
     def on_model_result(
         self,
@@ -690,26 +714,26 @@ class Watchdog:
         refuted = self._prov.get(rules.refutes_track) if rules.refutes_track is not None else None
         lifted = rules.refutes_track if refuted is not None and refuted.seq < cycle.seq and not rules.brake else None
         standing = [p for track, p in self._prov.items() if p.until > now and track != lifted]
-        held_source, held_reason = self._hold_source, self._hold_reason
+        held = self._held
         if lifted is not None:
             reason = f"{reason} [lifts the provisional brake on range track {lifted}: not stationary]"
         if not brake and now < self._hold_until:
-            brake, hold, source = True, True, self._hold_source
-            reason = (f"holding brake {self._hold_until - now:.2f} s more after: {self._hold_reason}"
-                      f" | now: {reason}")
+            hold = True
+            reason = f"holding brake {self._hold_until - now:.2f} s more after: {held.reason} | now: {reason}"
         elif not brake and standing:
-            held = max(standing, key=lambda p: p.until)
-            brake, hold, source = True, True, held.source
-            held_source, held_reason = held.source, held.reason
+            prov = max(standing, key=lambda p: p.until)
+            hold, held = True, prov.brake
             reason = (f"holding provisional brake until its range track confirms or lifts it "
-                      f"({held.until - now:.2f} s at most) after: {held.reason} | now: {reason}")
+                      f"({prov.until - now:.2f} s at most) after: {held.reason} | now: {reason}")
         elif not brake and cycle.seq < self._newest_seq and self._newest_brake:
             # Why: decisions go out in the order they are taken, not in frame order (a rule brake
             # does not wait for the model busy with an older frame). Without a hold window the
             # older frame's no-brake would be the last word on `brake` after the newest braked.
-            brake, hold, source = True, True, self._newest_source
-            held_source, held_reason = self._newest_source, self._newest_reason
-            reason = f"holding brake: newer frame {self._newest_seq} braked: {self._newest_reason} | now: {reason}"
+            hold, held = True, self._newest
+            reason = f"holding brake: newer frame {self._newest_seq} braked: {held.reason} | now: {reason}"
+        if hold:
+            brake, source, confidence = True, held.source, held.confidence
+        own = _Brake(source, reason, confidence)
         decision = Decision(
             frame_id=cycle.seq,
             stamp_ns=cycle.frame.stamp_ns,
@@ -734,17 +758,16 @@ class Watchdog:
         if self._pending == cycle.seq:
             self._pending = None
         if starts_hold:
-            self._hold_until = hold_until
-            self._hold_source, self._hold_reason = source, reason
+            self._hold_until, self._held = hold_until, own
         elif provisional:
-            self._prov[rules.provisional_track or 0] = _Provisional(prov_until, cycle.seq, source, reason)
+            self._prov[rules.provisional_track or 0] = _Provisional(prov_until, cycle.seq, own)
         if lifted is not None:
             del self._prov[lifted]
         for track in [t for t, p in self._prov.items() if p.until <= now]:
             del self._prov[track]
         if cycle.seq > self._newest_seq:
             self._newest_seq, self._newest_brake = cycle.seq, brake
-            self._newest_source, self._newest_reason = (held_source, held_reason) if hold else (source, reason)
+            self._newest = held if hold else own
         s = self.stats
         s.decisions += 1
         s.brakes += int(brake)
