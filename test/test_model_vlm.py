@@ -668,6 +668,81 @@ def test_a_decoder_without_a_sequence_axis_in_its_logits_is_named(vlm_dirs: dict
         VlmRuntime(load_bundle(bundle))
 
 
+def test_a_decoder_that_cannot_prefill_the_prompt_or_grow_its_cache_is_named_at_load(
+        vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """Both passed the one-token probe, then failed on the first frame or rationale: a worker
+    restarted every 10 s, no file named (review 2026-12-07)."""
+    from onnx import helper, numpy_helper
+
+    def one_token(model: onnx.ModelProto) -> None:
+        for i in model.graph.input:
+            if i.name in ("inputs_embeds", "position_ids"):
+                dim = i.type.tensor_type.shape.dim[1]
+                dim.ClearField("dim_param")
+                dim.dim_value = 1
+
+    def last_only(model: onnx.ModelProto) -> None:  # present.* keeps only the newest position
+        g = model.graph
+        outs = {o.name for o in g.output if o.name.startswith("present.")}
+        for n in g.node:
+            n.output[:] = [f"{o}_full" if o in outs else o for o in n.output]
+            n.input[:] = [f"{o}_full" if o in outs else o for o in n.input]
+        g.initializer.extend([numpy_helper.from_array(np.array([v], np.int64), k)
+                              for k, v in (("s_m1", -1), ("s_big", 2**62), ("s_ax2", 2))])
+        g.node.extend(helper.make_node("Slice", [f"{o}_full", "s_m1", "s_big", "s_ax2"], [o]) for o in sorted(outs))
+
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    rewrite_graph(bundle, "onnx/decoder_model_merged.onnx", one_token)
+    with pytest.raises(BundleError, match=r"files.decoder: .*decoder_model_merged.onnx \(the rendered prompt, "
+                                          r"\d+ tokens\) cannot run on inputs_embeds \[1, \d+, \d+\]"):
+        VlmRuntime(load_bundle(bundle))
+    bundle = Path(shutil.copytree(vlm_dirs["smolvlm"], tmp_path / "kv"))
+    rewrite_graph(bundle, "onnx/decoder_model_merged.onnx", last_only)
+    with pytest.raises(BundleError, match=r"after the rendered prompt \((\d+) tokens\): present.0.key is "
+                                          r"\[1, \d+, 1, \d+\], expected \[1, \d+, \1, \d+\]"):
+        VlmRuntime(load_bundle(bundle))
+
+
+def test_warm_up_decodes_a_rationale_no_longer_than_asked(smol: VlmRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's cap, not the manifest's (a manifest's 3000 tokens took 10 s of the start budget)."""
+    asked: list[int | None] = []
+    real = smol.rationale
+    monkeypatch.setattr(smol, "rationale", lambda n=None, *a: asked.append(n) or real(n, *a))
+    smol.warm_up(1, 3)
+    smol.warm_up(1, 0)
+    smol.warm_up(1, 10_000)
+    assert asked == [3, smol.spec.max_rationale_tokens]  # none for 0; never past the bundle's own
+
+
+@pytest.mark.parametrize(("raised", "permanent"), [("ort", True), ("memory", False)])
+def test_a_warm_up_failure_is_a_bundle_fault_not_a_restart(vlm_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                           raised: str, permanent: bool) -> None:
+    """The bundle's graphs on its own shapes fail the same at every start: no restart loop (review
+    2026-12-07). Out of memory may be this start's only."""
+    from multiprocessing import Pipe
+
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from tiny_node.model import worker_main as wm
+    from tiny_node.model.protocol import Fatal, WorkerConfig
+
+    def fail(self: VlmRuntime, runs: int, rationale_tokens: int | None = None) -> list[float]:
+        raise Fail("Add node: broadcast 2 by 189") if raised == "ort" else MemoryError()
+
+    monkeypatch.setattr(VlmRuntime, "warm_up", fail)
+    monkeypatch.setattr(wm, "reset_scheduling", lambda nice=0: "")  # this test process's own scheduling stays
+    parent, child = Pipe()
+    cfg = WorkerConfig(str(vlm_dirs["tiny"]), (), (480, 640, 3), 1, 1, 0.0)
+    with pytest.raises(SystemExit) as ended:
+        wm.worker_main(child, child, cfg)
+    fatal = parent.recv()
+    assert isinstance(fatal, Fatal) and fatal.permanent is permanent
+    assert ended.value.code == (wm.EXIT_BAD_BUNDLE if permanent else wm.EXIT_INIT_FAILED)
+    if permanent:
+        assert fatal.message.startswith(f"bundle {vlm_dirs['tiny']}: its warm-up on its own input shapes failed "
+                                        "(Fail: Add node: broadcast 2 by 189)"), fatal.message
+
+
 @pytest.mark.parametrize("setting", ["padding", "truncation"])
 def test_a_tokenizer_saved_with_padding_or_truncation_still_sees_the_whole_prompt(
         vlm_dirs: dict[str, Path], tiny: VlmRuntime, tmp_path: Path, setting: str) -> None:

@@ -648,6 +648,15 @@ def bundle_path(base: Path, rel: str) -> Path:
 
 def load_bundle(path: Path | str) -> Bundle:
     """Parse and validate ``path/manifest.yaml``, then verify every file's SHA-256."""
+    bundle = read_manifest(path)
+    for entry in bundle.files.values():
+        for e in (entry, *entry.data):
+            _verify(e)
+    return bundle
+
+
+def read_manifest(path: Path | str) -> Bundle:
+    """Parse and validate ``path/manifest.yaml``; the files are not verified (:func:`load_bundle` does)."""
     root = Path(path)
     mpath = root / MANIFEST
     try:
@@ -666,11 +675,7 @@ def load_bundle(path: Path | str) -> Bundle:
         data = safe_load_unique(text, str(mpath))  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
         raise BundleError(f"{mpath}: not valid YAML: {yaml_problem(exc)}") from exc
-    bundle = parse_manifest(root, data, str(mpath))
-    for entry in bundle.files.values():
-        for e in (entry, *entry.data):
-            _verify(e)
-    return bundle
+    return parse_manifest(root, data, str(mpath))
 
 
 def parse_manifest(root: Path, data: Any, src: str) -> Bundle:

@@ -70,8 +70,11 @@ class Runtime(Protocol):
         """Decide one frame taken at ``time_s`` (s, None = unknown); terminate makes ORT raise."""
         ...
 
-    def warm_up(self, runs: int) -> list[float]:
-        """Run ``runs`` decisions on the exact input shapes; return each latency in ms."""
+    def warm_up(self, runs: int, rationale_tokens: int | None = None) -> list[float]:
+        """Run ``runs`` decisions on the exact input shapes; return each latency in ms.
+
+        A runtime that writes rationales also decodes one, of up to ``rationale_tokens``.
+        """
         ...
 
 
@@ -269,8 +272,8 @@ class ModelRuntime:
         del context, time_s
         return self.infer(self.preprocess(image_rgb, features), run_options)
 
-    def warm_up(self, runs: int) -> list[float]:
-        """Run ``runs`` times on the exact input shapes; return each latency in ms.
+    def warm_up(self, runs: int, rationale_tokens: int | None = None) -> list[float]:
+        """Run ``runs`` times on the exact input shapes; return each latency in ms (no rationale here).
 
         Why: the first runs (and every new shape) pay allocation and kernel selection;
         doing that before ``ready`` keeps it out of the first real deadline.

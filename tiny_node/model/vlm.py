@@ -381,7 +381,36 @@ class VlmRuntime:
         for key, tid in used.items():
             if tid >= vocab:
                 raise BundleError(f"{key}: token id {tid} >= the decoder's vocabulary {vocab}")
+        self._probe_prompt(feats, emb)
         return vocab, hidden
+
+    def _probe_prompt(self, feats: NDArray[Any], token: NDArray[Any]) -> None:
+        """The rendered prompt with its image rows, then one cached step: what every frame and rationale run.
+
+        Why: a decoder exported for one token, or one whose ``present.*`` does not grow the cache,
+        passed the one-token probe and failed on the first frame or rationale, a worker restarted
+        for ever with no file named (review 2026-12-07).
+        """
+        where = self._where("decoder")
+        ids = self.prompt.ids({"ego_speed": 0.0})
+        (emb,) = probe_run(self.embed, [INPUTS_EMBEDS], {INPUT_IDS: ids}, self._where("embed_tokens"))
+        rows = np.concatenate([feats] * self.spec.frames.count, axis=-2)
+        emb = self._splice(ids, np.array(emb), rows)
+        s = int(ids.shape[1])
+        _, *present = probe_run(self.decoder, self._outputs, self.decoder_feeds(emb),
+                                f"{where} (the rendered prompt, {s} tokens)")
+        self._check_present(present, s, f"{where} after the rendered prompt ({s} tokens)")
+        _, *present = probe_run(self.decoder, self._outputs, self.decoder_feeds(token, present, s),
+                                f"{where} (one cached step after {s} tokens)")
+        self._check_present(present, s + 1, f"{where} after one cached step")
+
+    def _check_present(self, present: Sequence[NDArray[Any]], length: int, where: str) -> None:
+        """Each ``present.*`` is the cache of ``length`` tokens, [1, kv_heads, length, head_dim]."""
+        want = [1, self.kv.num_kv_heads, length, self.kv.head_dim]
+        for name, arr in zip(_present_names(self.kv.num_layers), present, strict=True):
+            if list(np.shape(arr)) != want:
+                raise BundleError(f"{where}: {name} is {list(np.shape(arr))}, expected {want} "
+                                  "(the KV cache of every token so far)")
 
     # -- inference -------------------------------------------------------------------
     def _pixels(self, image_rgb: NDArray[np.uint8]) -> dict[str, NDArray[Any]]:
@@ -621,10 +650,12 @@ class VlmRuntime:
         """Greedy rationale text continuing the last :meth:`decide` from its KV cache."""
         return self.text(self.generate_ids(max_tokens, run_options=run_options))
 
-    def warm_up(self, runs: int) -> list[float]:
+    def warm_up(self, runs: int, rationale_tokens: int | None = None) -> list[float]:
         """``runs`` decisions (ms each) on the exact input shapes, then one rationale.
 
-        Why the rationale too: its first decoding steps pay kernel setup as well.
+        Why the rationale too: its first decoding steps pay kernel setup as well. Up to
+        ``rationale_tokens`` (None: the bundle's ``max_rationale_tokens``; 0: none), the caller's
+        cap: a manifest's 3000 took 10 s of a start budget where the node writes 24.
         """
         img = self.bundle.image
         frame = np.full((img.height, img.width, 3), 128, dtype=np.uint8)
@@ -633,8 +664,11 @@ class VlmRuntime:
             t0 = time.perf_counter()
             self.decide(frame, {"ego_speed": 0.0})
             lat.append((time.perf_counter() - t0) * 1e3)
-        if self._state is not None:
-            self.rationale()
+        own = self.spec.max_rationale_tokens
+        limit = own if rationale_tokens is None else min(rationale_tokens, own)
+        if self._state is not None and limit > 0:
+            self.rationale(limit)
+        self._state = None
         return lat
 
 

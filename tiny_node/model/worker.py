@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 
 from tiny_node.clock import Clock
 from tiny_node.config import MAX_CONTEXT_CHARS
-from tiny_node.model.bundle import MAX_DATA_BYTES
+from tiny_node.model.bundle import MAX_DATA_BYTES, BundleError, read_manifest
 from tiny_node.model.frames import N_SLOTS, FrameSlots
 from tiny_node.model.protocol import (
     EXIT_MISSING_PACKAGE,
@@ -123,15 +123,19 @@ def startup_budget_s(bundle_dir: Path) -> float:
 
     Why scaled: a fixed 30 s killed a worker loading a multi-GB export (external data) before it
     was ready, and restarted it forever, each time with "not ready" and no word of the size.
-    Unreadable entries and anything but regular files count as nothing here: loading the bundle
-    names them. The total is capped at what a bundle may load (a sparse 4 TB file beside the
-    manifest gave a hung start 11 hours; security review).
+    The files its manifest lists, no others: a walk of the whole directory took 11 s for a home
+    directory given by mistake, and raised out of configure for /proc (review 2026-12-07). No
+    readable manifest, unreadable entries and anything but regular files count as nothing here:
+    loading the bundle names them. The total is capped at what a bundle may load (a sparse 4 TB
+    file beside the manifest gave a hung start 11 hours; security review).
     """
     total = 0
-    for f in bundle_dir.rglob("*"):
-        with contextlib.suppress(OSError):  # unreadable: the bundle's own load reports it
-            st = f.lstat()
-            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    with contextlib.suppress(BundleError):  # the worker's own load says what is wrong with it
+        for entry in read_manifest(bundle_dir).files.values():
+            for e in (entry, *entry.data):
+                with contextlib.suppress(OSError):
+                    st = e.path.lstat()
+                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
     return STARTUP_BASE_S + STARTUP_PER_GIB_S * min(total, MAX_STARTUP_BYTES) / 2**30
 
 

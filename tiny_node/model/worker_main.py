@@ -326,7 +326,19 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
         bundle = load_bundle(cfg.bundle_dir)
         runtime = load_runtime(bundle, cfg.threads)
         load_ms = (time.monotonic() - t0) * 1e3
-        warm = runtime.warm_up(cfg.warmup_runs)
+    except Exception as exc:
+        _init_failed(res, cfg, exc)
+    try:
+        warm = runtime.warm_up(cfg.warmup_runs, cfg.rationale_max_tokens)
+    except Exception as exc:
+        # The bundle's own graphs on its own input shapes, after every load-time check passed: the
+        # same at every start, so no restart loop (it restarted every 10 s, review 2026-12-07). Out of
+        # memory, and a failure of the OS, may be of this start only.
+        if isinstance(exc, (MemoryError, OSError)) or (cfg.memory_limit_mb and over_the_cap(exc, cfg.memory_limit_mb)):
+            _init_failed(res, cfg, exc)
+        _init_failed(res, cfg, BundleError(f"bundle {cfg.bundle_dir}: its warm-up on its own input shapes "
+                                           f"failed ({type(exc).__name__}: {exc})"))
+    try:
         slots = FrameSlots.attach(list(cfg.shm_names), cfg.max_frame_shape)
     except Exception as exc:
         _init_failed(res, cfg, exc)
