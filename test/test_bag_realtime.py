@@ -167,6 +167,7 @@ def test_a_node_replayed_twice_decides_the_second_replay_as_the_first(tmp_path, 
     first, second = (r.summary for r in runs)
     for s in (first, second):
         assert s["frames"] == s["decisions"] == 60, s
+        assert s["timing"]["speed_x_realtime"] is None  # the bag's own pace: no speed over the waits
         assert s["camera_timeout_decisions"] == 0 and s["frames_without_decision"] == 0, s
     assert first["first_brake"] is not None and first["first_brake"]["t_s"] > 0.3, first["first_brake"]
     assert second["first_brake"] is not None, second

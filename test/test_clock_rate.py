@@ -90,6 +90,18 @@ def test_a_pause_mid_run_is_measured_from_where_the_clock_moves_on():
     assert r.rate() == pytest.approx(1.0) and r.warning() is None
 
 
+def test_a_real_time_clock_that_stops_is_never_read_as_a_slow_simulator():
+    """Measured through the stand, it read 0.81x, 0.64x, ... "run the simulator in real time" for 4 s
+    (a paused simulator, the end of every replay --realtime; review 2026-12-07)."""
+    r = ClockRate()
+    seen = []
+    for i in range(12):  # real time for 5 s, then stopped: a reading a second, as the diagnostics take them
+        r.observe(round((100.0 + min(i, 5)) * 1e9), 0.3 + i)
+        seen.append((r.rate(), r.warning()))
+    assert [rate for rate, _ in seen[4:7]] == [pytest.approx(1.0)] * 3 and all(w is None for _, w in seen[:7])
+    assert all(rate == 0.0 and w.startswith("/clock paused: ") for rate, w in seen[7:])
+
+
 def test_a_forward_step_of_the_clock_is_not_read_as_a_fast_simulator():
     """``replay --realtime`` steps /clock over a log gap; a window across the step read a real-time
     clock as sim time at 7x for 5 s, every diagnostic a WARN."""

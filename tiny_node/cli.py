@@ -236,7 +236,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
           + (f"at {first['t_s']:.3f} s ({first['reason']})" if first else "none"))
     for warning in s["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{s['timing']['wall_s']:.2f} s wall, {s['timing']['speed_x_realtime']}x real time")
+    speed = s["timing"]["speed_x_realtime"]
+    pace = f"{speed}x real time" if speed is not None else f"the bag's {s['input']['played_s']:.2f} s in real time"
+    print(f"{s['timing']['wall_s']:.2f} s wall, {pace}")
     print(f"output: {result.bag} (bag), {result.summary_path}"
           + (f", {result.plot_path}" if result.plot_path else ""))
     return 0

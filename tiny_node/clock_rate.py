@@ -77,10 +77,23 @@ class ClockRate:
         return moved_s - predicted_s > JUMP_S and moved_s > JUMP_FACTOR * predicted_s
 
     def rate(self) -> float | None:
-        """Simulated seconds per real second, or None until :data:`MIN_SPAN_S` have been seen."""
+        """Simulated seconds per real second, or None until :data:`MIN_SPAN_S` have been seen.
+
+        While /clock stands, the rate up to where it stood (a coarse clock between its ticks), and
+        0 (paused) once it has stood :data:`MIN_SPAN_S`. Why: through a stand the rate fell by the
+        second, and a real-time clock paused (or a ``replay --realtime`` at its end) read as a
+        simulator at 0.81x, 0.64x, ... with "run the simulator in real time" (review 2026-12-07).
+        """
         if len(self._samples) < 2:
             return None
         (s0, r0), (s1, r1) = self._samples[0], self._samples[-1]
+        if self._stood_since is not None:
+            if s1 - self._stood_since >= MIN_SPAN_S:
+                return 0.0
+            stood = next((x for x in reversed(self._samples) if x[0] <= self._stood_since), None)
+            if stood is None:
+                return None
+            s1, r1 = stood
         if s1 - s0 < MIN_SPAN_S:
             return None
         return (r1 - r0) * 1e-9 / (s1 - s0)
