@@ -98,8 +98,9 @@ def test_a_real_time_clock_that_stops_is_never_read_as_a_slow_simulator():
     for i in range(12):  # real time for 5 s, then stopped: a reading a second, as the diagnostics take them
         r.observe(round((100.0 + min(i, 5)) * 1e9), 0.3 + i)
         seen.append((r.rate(), r.warning()))
-    assert [rate for rate, _ in seen[4:7]] == [pytest.approx(1.0)] * 3 and all(w is None for _, w in seen[:7])
-    assert all(rate == 0.0 and w.startswith("/clock paused: ") for rate, w in seen[7:])
+    assert [rate for rate, _ in seen[4:7]] == [pytest.approx(1.0)] * 3 and all(w is None for _, w in seen[:9])
+    assert seen[7][0] is None and seen[8][0] is None  # standing 2-3 s: a 0.05x simulator's tick may be late
+    assert all(rate == 0.0 and w.startswith("/clock paused: ") for rate, w in seen[9:])
 
 
 def test_a_forward_step_of_the_clock_is_not_read_as_a_fast_simulator():

@@ -714,19 +714,21 @@ def test_warm_up_decodes_a_rationale_no_longer_than_asked(smol: VlmRuntime, monk
     assert asked == [3, smol.spec.max_rationale_tokens]  # none for 0; never past the bundle's own
 
 
-@pytest.mark.parametrize(("raised", "permanent"), [("ort", True), ("memory", False)])
+@pytest.mark.parametrize(("raised", "permanent"), [("ort", True), ("memory", False), ("ort_memory", False)])
 def test_a_warm_up_failure_is_a_bundle_fault_not_a_restart(vlm_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                                                            raised: str, permanent: bool) -> None:
     """The bundle's graphs on its own shapes fail the same at every start: no restart loop (review
     2026-12-07). Out of memory may be this start's only."""
     from multiprocessing import Pipe
 
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, RuntimeException
 
     from tiny_node.model import worker_main as wm
     from tiny_node.model.protocol import Fatal, WorkerConfig
 
     def fail(self: VlmRuntime, runs: int, rationale_tokens: int | None = None) -> list[float]:
+        if raised == "ort_memory":  # onnxruntime's arena, not a Python MemoryError (review of the fix)
+            raise RuntimeException("Failed to allocate memory for requested buffer of size 123456")
         raise Fail("Add node: broadcast 2 by 189") if raised == "ort" else MemoryError()
 
     monkeypatch.setattr(VlmRuntime, "warm_up", fail)

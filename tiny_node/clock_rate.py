@@ -17,8 +17,9 @@ WINDOW_S = 5.0
 MIN_SPAN_S = 2.0
 #: A rate within this of 1 is real time (a simulator's own jitter, a bag played at rate 1).
 TOLERANCE = 0.1
-#: Below this, /clock is taken as paused.
+#: Below this, /clock is taken as paused; and standing still this long (steady s).
 PAUSED_RATE = 0.02
+PAUSED_AFTER_S = 2 * MIN_SPAN_S
 #: One reading that moved /clock this much further than the rate so far (or real time, if
 #: faster) predicts, and JUMP_FACTOR times as far, is a step, not a rate: a replay stepping over
 #: a log gap, a simulator skipping ahead.
@@ -79,17 +80,20 @@ class ClockRate:
     def rate(self) -> float | None:
         """Simulated seconds per real second, or None until :data:`MIN_SPAN_S` have been seen.
 
-        While /clock stands, the rate up to where it stood (a coarse clock between its ticks), and
-        0 (paused) once it has stood :data:`MIN_SPAN_S`. Why: through a stand the rate fell by the
-        second, and a real-time clock paused (or a ``replay --realtime`` at its end) read as a
-        simulator at 0.81x, 0.64x, ... with "run the simulator in real time" (review 2026-12-07).
+        While /clock stands, the rate up to where it stood (a coarse clock between its ticks),
+        unknown once it has stood :data:`MIN_SPAN_S` (a 0.05x simulator's 2 s between ticks, one
+        late), and 0 (paused) from twice that. Why: through a stand the rate fell by the second,
+        and a real-time clock paused (or a ``replay --realtime`` at its end) read as a simulator
+        at 0.81x, 0.64x, ... with "run the simulator in real time" (review 2026-12-07).
         """
         if len(self._samples) < 2:
             return None
         (s0, r0), (s1, r1) = self._samples[0], self._samples[-1]
         if self._stood_since is not None:
-            if s1 - self._stood_since >= MIN_SPAN_S:
+            if s1 - self._stood_since >= PAUSED_AFTER_S:
                 return 0.0
+            if s1 - self._stood_since >= MIN_SPAN_S:
+                return None
             stood = next((x for x in reversed(self._samples) if x[0] <= self._stood_since), None)
             if stood is None:
                 return None

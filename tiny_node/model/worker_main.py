@@ -333,8 +333,9 @@ def worker_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     except Exception as exc:
         # The bundle's own graphs on its own input shapes, after every load-time check passed: the
         # same at every start, so no restart loop (it restarted every 10 s, review 2026-12-07). Out of
-        # memory, and a failure of the OS, may be of this start only.
-        if isinstance(exc, (MemoryError, OSError)) or (cfg.memory_limit_mb and over_the_cap(exc, cfg.memory_limit_mb)):
+        # memory (onnxruntime's own words for it too, and a thread it could not start) and a failure
+        # of the OS may be of this start only.
+        if isinstance(exc, OSError) or out_of_memory(exc):
             _init_failed(res, cfg, exc)
         _init_failed(res, cfg, BundleError(f"bundle {cfg.bundle_dir}: its warm-up on its own input shapes "
                                            f"failed ({type(exc).__name__}: {exc})"))
