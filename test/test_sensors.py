@@ -827,8 +827,8 @@ def test_reconfiguring_the_range_rate_window_resizes_the_track():
     assert s.snapshot(fed[-1][0]).range_rate == pytest.approx(_window_slope(fed, 4.0), rel=1e-9)
 
 
-@pytest.mark.parametrize(("hz", "window", "warned"), [(20, 0.5, False), (20, 0.1, False), (20, 0.05, True),
-                                                       (10, 0.1, True), (10, 0.2, False)])
+@pytest.mark.parametrize(("hz", "window", "warned"), [(20, 0.5, False), (20, 0.11, False), (20, 0.05, True),
+                                                       (10, 0.1, True), (10, 0.25, False), (4, 0.5, True)])
 def test_a_window_of_fewer_than_three_scans_is_a_sensor_warning(hz, window, warned):
     """Such a window measures no closing speed: every object taken as standing, a lead at the ego's
     speed braked on most frames, and nothing said why (review 2026-12-07)."""

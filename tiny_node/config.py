@@ -187,8 +187,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       "(0 disables).", 0.0, 10.0),
     P("rules.range_rate_window_s", 0.5, "Window over which the range rate (closing speed) is "
       "estimated: all of it for a range sensor up to 100 Hz (a faster one's newest scans, 100 Hz "
-      "worth). At least two of the sensor's periods (three scans), or no closing speed is measured "
-      "(a sensor warning).", 0.05, 5.0),
+      "worth). More than two of the sensor's periods (three scans; under 2.1 a sensor warning), or "
+      "no closing speed is measured.", 0.05, 5.0),
     P("rules.closing_min_mps", 1.0, "The RSS distance brakes on a closing speed measured from the range "
       "track only above this (the TTC rule acts on any): behind a lead at the ego's speed the measured "
       "closing scatters around 0, and RSS (a_obj > a_ego) calls a normal following gap unsafe.",

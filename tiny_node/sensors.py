@@ -62,6 +62,9 @@ RECEIPT_JITTER_S = 0.05
 # points only. Cost: about 0.4 us per point in the window per fit (two fits per scan, one per snapshot).
 MAX_RANGE_RATE_HZ = 100.0
 TRACK_MIN_POINTS = 64
+#: rules.range_rate_window_s under this many of the range driver's stamp steps is a sensor warning
+#: (fewer than 3 scans in the window, some of the time: no closing speed measured then)
+WINDOW_STEPS = 2.1
 
 
 def track_points(window_s: float) -> int:
@@ -532,10 +535,11 @@ class SensorState:
                 warnings.append(f"range: {rng.stamp_warning}; the closing speed is timed by these stamps")
             if (reach := range_reach_warning(rng, speed, cfg)) is not None:
                 warnings.append(reach)
-            if receipt_why is None and step is not None and cfg.range_rate_window_s < 2.0 * step:
+            if receipt_why is None and step is not None and cfg.range_rate_window_s < WINDOW_STEPS * step:
                 # Why: such a window holds one or two scans, so no closing speed is measured (or only
                 # the sensor's noise): every object is taken as standing, a lead at the ego's speed a
-                # brake on most frames, and nothing said why (review 2026-12-07)
+                # brake on most frames, and nothing said why (review 2026-12-07). Not 2 steps: one
+                # exactly that long holds a third scan only when the stamps do not jitter.
                 warnings.append(f"range: rules.range_rate_window_s {cfg.range_rate_window_s:g} s holds fewer "
                                 f"than 3 scans {step:.3f} s apart: no closing speed is measured")
             if held_moving is not None and cfg.range_stuck_s > 0.0:
