@@ -987,6 +987,12 @@ def test_operating_point_refuses_an_out_whose_copy_would_take_a_bundles_place(ti
     make_fast_bundle(other / "bundle")  # another build's bundle where the copy would go
     assert main(["model", "operating-point", str(build / "bundle"), "--out", str(other)]) == 2
     assert "holds another bundle" in capsys.readouterr().err and (other / "bundle" / "manifest.yaml").is_file()
+    mine = tmp_path / "mine"  # a folder of the user's own: refused before a drive runs, left as it was
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["model", "operating-point", str(build / "bundle"), "--out", str(mine)]) == 2
+    assert "holds files no operating-point run made (notes.txt)" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def _resumable_copy(tiny_build: Path, dest: Path) -> Path:
@@ -1219,3 +1225,161 @@ def test_a_data_worker_leaves_ctrl_c_to_the_build() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_a_build_refuses_an_out_holding_files_it_did_not_make_and_leaves_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder without steps.json was adopted at once: the user's bundle/my_model.onnx was deleted,
+    their table.md overwritten, and the build exited 0."""
+    from tiny_node.cli import main
+
+    out = tmp_path / "u"
+    (out / "bundle").mkdir(parents=True)
+    (out / "table.md").write_text("mine")
+    (out / "bundle" / "my_model.onnx").write_text("precious")
+    assert main(["model", "build", "--config", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tiny-node model build: --out {out} holds files no build made (bundle/, table.md)")
+    assert "choose a new or empty --out" in err and len(err.strip().splitlines()) == 1
+    assert (out / "table.md").read_text() == "mine" and (out / "bundle" / "my_model.onnx").read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["bundle", "table.md"]  # not even a lock file
+    # what a build leaves before its steps.json (the lock, the record's temporary) and shards are adopted
+    from tiny_node.factory.build import foreign_entries
+
+    ok = tmp_path / "ok"
+    (ok / "data").mkdir(parents=True)
+    for name in ("build.lock", ".steps.json.tmp", "data/val-0000.npz", "data/train-0001.tmp.npz"):
+        (ok / name).write_bytes(b"")
+    assert foreign_entries(ok) == [] and foreign_entries(tmp_path / "new") == []
+    (ok / "data" / "notes.txt").write_text("mine")
+    assert foreign_entries(ok) == ["data/"]
+    (ok / "steps.json").write_text("{}")  # a build folder: its own rules (read_state, the digest)
+    assert foreign_entries(ok) == []
+
+
+def test_the_int8_gate_skips_a_correlation_of_near_constant_p_and_still_fails_a_real_departure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--config tiny --seed 5`` failed every time at the quantize step: its FP32 P(brake) spanned
+    0.007 over 14 val frames (std 0.0019), and INT8's 0.001 of noise gave a correlation of 0.88."""
+    from tiny_node.factory import build as factory_build
+
+    rng = np.random.default_rng(5)
+    flat = (0.31 + 0.0019 * rng.standard_normal(14)).astype(np.float32)
+    noisy = (flat + 0.0015 * rng.standard_normal(14)).astype(np.float32)
+    assert np.corrcoef(flat, noisy)[0, 1] < factory_build.INT8_MIN_CORRELATION  # what failed the build
+    p8: list[np.ndarray] = []
+    monkeypatch.setattr(factory_build.evaluate, "brake_probs", lambda *_a, **_k: p8[-1])
+
+    def parity(p32: np.ndarray, int8: np.ndarray) -> dict:
+        p8.append(int8.astype(np.float32))
+        return factory_build.int8_parity(tmp_path / "fp32", tmp_path / "int8", {}, p32.astype(np.float32))
+
+    info = parity(flat, noisy)
+    assert info["correlation_tested"] is False and info["mean_abs_dp"] < 0.002
+    spread = np.linspace(0.05, 0.95, 40)
+    assert parity(spread, spread + 0.002 * np.cos(np.arange(40)))["correlation_tested"] is True
+    # real departures still fail: a constant P, a shifted P, decisions flipped where FP32 is clear of 0.5
+    wide = np.linspace(0.36, 0.46, 40)  # std 0.03, never clear of 0.5: only the correlation sees it
+    with pytest.raises(BuildError, match=r"correlation 0\.000 \(at least 0\.9\)"):
+        parity(wide, np.full(40, 0.41))
+    with pytest.raises(BuildError, match=r"mean \|dP\(brake\)\| 0\.200"):
+        parity(spread, spread + 0.2)
+    with pytest.raises(BuildError, match=r"decision agreement 0\.0%"):
+        parity(np.where(np.arange(40) % 2, 0.3, 0.7), np.where(np.arange(40) % 2, 0.52, 0.48))
+
+
+def test_a_departing_teacher_int8_is_a_recorded_warning_and_a_departing_student_int8_ends_the_build(
+        tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """teacher_int8 is measured only, never shipped: its parity failure ended the whole build."""
+    import json
+
+    from tiny_node.factory import build as factory_build
+
+    out = Path(shutil.copytree(tiny_build, tmp_path / "b", ignore=shutil.ignore_patterns("bundle", "tracks")))
+    real = factory_build.parity_figures
+    broken = {"teacher_int8"}
+
+    def departs(fp32: Path, int8: Path, *args: object) -> tuple[dict, str | None]:
+        info, _ = real(fp32, int8, *args)  # type: ignore[arg-type]
+        return info, (f"{int8}: INT8 departs from its FP32 source" if int8.name in broken else None)
+
+    monkeypatch.setattr(factory_build, "parity_figures", departs)
+    logs: list[str] = []
+    b = Build(TINY, out, log=logs.append)
+    info = b.step_quantize()
+    assert info["teacher_int8"]["warning"].endswith("teacher_int8: INT8 departs from its FP32 source")
+    assert "warning" not in info["int8"] and any("measured only, never shipped" in m for m in logs)
+    b.mark("quantize", 0.0, info)
+    assert b.warnings() == [f"teacher_int8: {out / 'bundles' / 'teacher_int8'}: INT8 departs from its FP32 source"]
+    result = json.loads((tiny_build / "metrics.json").read_text())
+    text = factory_build.table({**result, "warnings": b.warnings()})
+    assert text.startswith(factory_build.table(result)) and "**Warning:** teacher_int8: " in text
+    broken.add("int8")
+    with pytest.raises(BuildError, match=r"bundles/int8: INT8 departs"):
+        b.step_quantize()
+
+
+def test_shards_made_with_another_size_are_refused_naming_the_file_and_both_counts(
+        tmp_path: Path) -> None:
+    """A data/ copied from a build of another size was used as it was: the data step "finished" in 0.2 s
+    on 95 frames where 24 were expected (a shard's name holds its split and index only)."""
+    data = tmp_path / "b" / "data"
+    data.mkdir(parents=True)
+    for name, _ in TINY.shards:  # every shard of the right size, but val's: 8 drives of 8 frames
+        size = (8, 8) if name == "val" else (TINY.episodes_per_shard, TINY.frames_per_episode)
+        for i in range(dict(TINY.shards)[name]):
+            spec = dataset.ShardSpec(name, i, *size)
+            np.savez_compressed(data / spec.name, **dataset.make_shard(spec, render=False))  # type: ignore[arg-type]
+    b = Build(TINY, tmp_path / "b", log=lambda _: None)
+    b.split("test")  # the right size: loads
+    with pytest.raises(BuildError, match=r"val-0000\.npz: \d+ rows in 8 drive\(s\).* this build makes 4 drives "
+                                         r".*up to 4 frames.*delete it and run the build again"):
+        b.split("val")
+    # a shard of fewer drives passes the cheap checks at load; the data step re-runs the shards it finds
+    small = dataset.ShardSpec("val", 0, 2, TINY.frames_per_episode)
+    np.savez_compressed(data / small.name, **dataset.make_shard(small, render=False))  # type: ignore[arg-type]
+    with pytest.raises(dataset.ShardError, match=r"val-0000\.npz: \d+ rows, where its 4 drives of 4 frames give"):
+        dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode)
+
+
+def test_build_help_describes_every_recipe_and_names_every_one_that_keeps_its_detector() -> None:
+    """Three recipes were only in the choices list; --seed named four of the nine with a detector_seed."""
+    import argparse
+
+    from tiny_node.factory import cli
+    from tiny_node.factory.config import CONFIGS
+
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a.help or "" for a in sub.choices["build"]._actions}
+    described = {part.split(":")[0].removesuffix(" (default)") for part in actions["config"].split("; ")}
+    assert described == set(CONFIGS)  # each recipe its own "name: what it is"
+    kept = [n for n, c in CONFIGS.items() if c.detector_seed is not None]
+    assert len(kept) == 9 and f"detector_seed ({', '.join(kept)})" in actions["seed"]
+    assert set(cli.RECIPES) == set(CONFIGS)
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``foot-points --json DIR`` ended in an IsADirectoryError traceback after the whole run."""
+    import argparse
+
+    from tiny_node.factory import end_to_end, foot_points
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("ran before checking --json")
+
+    monkeypatch.setattr(foot_points, "measure", never)
+    monkeypatch.setattr(end_to_end, "measure", never)
+    for path, why in ((tmp_path, "a directory"), (tmp_path / "no" / "rows.json", "no folder")):
+        assert foot_points.command(argparse.Namespace(bundle="default", draws=1, json=path)) == 2
+        err = capsys.readouterr().err
+        assert err == f"tiny-node model foot-points: --json {path}: {why}" + err.split(why, 1)[1]
+        assert len(err.strip().splitlines()) == 1
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "steps.json").write_text("{}")
+    args = argparse.Namespace(bundle="default", build=tmp_path / "b", threshold=None, workers=1, json=tmp_path)
+    assert end_to_end.command(args) == 2
+    assert capsys.readouterr().err == f"tiny-node model evaluate: --json {tmp_path}: a directory; name a file to " \
+                                      "write the figures to\n"

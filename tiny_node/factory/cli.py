@@ -8,6 +8,7 @@ only.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -17,6 +18,53 @@ from tiny_node.argtypes import at_least
 from tiny_node.model.bundle import BundleError, load_bundle
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
+#: the recipe ``model build`` builds without --config: the shipped model's
+DEFAULT_RECIPE = "tracked-det12"
+
+#: ``model build --help``'s line for each recipe of ``config.CONFIGS`` (a test checks every recipe
+#: has one). Why here: the recipes' own notes are comments in config.py, which --help cannot read.
+RECIPES = {
+    "default": "the single-frame model shipped before the tracked ones",
+    "two-frame": "default with an earlier frame (~55 min), measured, not shipped",
+    "crossing": "default + training shards of crossings sampled around the conflict",
+    "crossing-lookalike": "crossing + shards of benign look-alikes of a crossing",
+    "tracked": "VRU detector + tracked-VRU tokens in the prompt: the model shipped before the look-alike recipes",
+    "tracked-seen": "tracked, labelled with what the camera can see (measured, not shipped: docs/MODEL_HISTORY.md)",
+    "tracked-unoccluded": "tracked, labels leaving out only people behind a nearer actor (measured, not shipped)",
+    "tracked-lookalike": "tracked + look-alike shards",
+    "tracked-lookalike-dropout": "tracked-lookalike + image dropout",
+    "tracked-lookalike-carried": "image dropout on label-carrying rows only, the shipped detector whatever --seed",
+    "tracked-cleared": "tracked-lookalike-carried + cleared-crossing shards (language-model seed 6): the model "
+                       "shipped before tracked-det-all",
+    "tracked-kerb": "tracked-cleared + intent labels and kerb-stop shards",
+    "tracked-runtime": "tracked-cleared trained on the runtime's own tracks",
+    "tracked-det-all": "tracked-cleared with the VRU detector trained on every training shard: the model shipped "
+                       "before tracked-det12",
+    "tracked-closing": "tracked-det-all + each track's closing speed in the prompt (measured, not shipped)",
+    "tracked-dropout6": "tracked-det-all with twice the image dropout (measured, not shipped)",
+    "tracked-det-lean": "tracked-det-all with the lean VRU detector (4 MFLOPs), measured, not shipped",
+    "tracked-det12": "the shipped model (~33 min on its 2 threads): tracked-det-all with the VRU detector trained "
+                     "12 epochs",
+    "tiny": "CI-sized chain (~20 s)",
+}
+
+
+def json_out_error(path: Path | None) -> str | None:
+    """Why ``--json path`` cannot be written (a directory, a missing or unwritable folder); None if it can.
+
+    Why up front: the write came after the whole run, and a directory ended it in an
+    IsADirectoryError traceback with the figures lost.
+    """
+    if path is None:
+        return None
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return f"--json {path}: a directory; name a file to write the figures to"
+    if not parent.is_dir():
+        return f"--json {path}: no folder {parent} to write it in"
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
+        return f"--json {path}: not writable"
+    return None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,22 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="model_cmd", required=True)
     b = sub.add_parser("build", help="rebuild the default model end to end: simulator data, teacher, "
                        "distilled student, pruning, INT8, export, evaluation (resumable)")
-    b.add_argument("--config", choices=tuple(CONFIGS), default="tracked-det12",
-                   help="tracked-det12 (default): the shipped model (~33 min on its 2 threads): tracked-det-all with "
-                   "the VRU detector trained 12 epochs; tracked-det-all: the model shipped before it, tracked-cleared "
-                   "with the VRU detector trained on every training shard; tracked-cleared: the model shipped "
-                   "before it (the same language model, detector from the base train shards): tracked + "
-                   "look-alike and cleared-crossing shards + image dropout on label-carrying rows; tracked: the "
-                   "model shipped before those, VRU detector + tracked-VRU tokens; "
-                   "default: the single-frame model shipped before that; two-frame: with an earlier "
-                   "frame (~55 min); crossing / crossing-lookalike / tracked-lookalike: extra training shards "
-                   "of crossings / benign look-alikes; tracked-lookalike-dropout: the same with image dropout; "
-                   "tracked-lookalike-carried: dropout on label-carrying rows only, the shipped detector whatever "
-                   "--seed; "
-                   "tracked-kerb: tracked-cleared + intent labels and kerb-stop shards; "
-                   "tracked-runtime: tracked-cleared trained on the runtime's own tracks; "
-                   "tracked-seen / tracked-unoccluded: other labels (measured, not shipped: "
-                   "docs/MODEL_HISTORY.md); tiny: CI-sized chain (~20 s)")
+    b.add_argument("--config", choices=tuple(CONFIGS), default=DEFAULT_RECIPE,
+                   help="; ".join(f"{name}{' (default)' if name == DEFAULT_RECIPE else ''}: {RECIPES[name]}"
+                                  for name in CONFIGS))
     b.add_argument("--out", default=None, help="build folder (default out/model-<config>); a rerun resumes it")
     b.add_argument("--threads", type=at_least(1), default=None,
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
@@ -49,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "a resume keeps the count its build started with")
     b.add_argument("--seed", type=at_least(0), default=None,
                    help="the recipe with another seed (default: the recipe's); a recipe with its own "
-                   "detector_seed (tracked-lookalike-carried, tracked-cleared, tracked-det-all, tracked-kerb) "
+                   f"detector_seed ({', '.join(n for n, c in CONFIGS.items() if c.detector_seed is not None)}) "
                    "keeps its detector and varies the language model only; "
                    "default --out gets a -s<SEED> suffix")
     b.add_argument("--until", choices=STEPS, help="stop after this step")

@@ -301,6 +301,9 @@ def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: i
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [ShardSpec(split, i, episodes, frames) for i in range(shards)]
     todo = [s for s in specs if not (out_dir / s.name).exists()]
+    for spec in specs:  # made before this step ran: by this build, or copied in from another size
+        if spec not in todo:
+            verify_shard(out_dir / spec.name, episodes, frames)
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"data {split}", unit="shard")
     if workers > 1 and len(todo) > 1:
         import multiprocessing
@@ -340,9 +343,13 @@ def rerun(path: Path, episodes: int, frames: int,
 
 
 def load_with(paths: Sequence[Path], columns: Sequence[str], episodes: int,
-              frames: int) -> dict[str, NDArray[np.generic]]:
-    """``load_split``, plus ground-truth ``columns`` re-run (``rerun``) for shards made without them."""
-    data = load_split(paths)
+              frames: int, *, check_size: bool = False) -> dict[str, NDArray[np.generic]]:
+    """``load_split``, plus ground-truth ``columns`` re-run (``rerun``) for shards made without them.
+
+    ``check_size``: refuse (``ShardError``) a shard not made with ``episodes`` drives of ``frames``
+    frames (``check_shard_size``).
+    """
+    data = load_split(paths, size=(episodes, frames) if check_size else None)
     missing = [c for c in columns if c not in data]
     if missing:
         again = [rerun(p, episodes, frames) for p in tqdm(paths, desc="re-run shards", unit="shard", leave=False)]
@@ -371,17 +378,81 @@ class ShardError(ValueError):
     Why: np.load's own errors ("File is not a zip file") name no file, and a build loads dozens.
     """
 
-    def __init__(self, path: Path, exc: BaseException) -> None:
-        what = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__}: {exc})"
+    def __init__(self, path: Path, exc: BaseException | None = None, *, reason: str | None = None) -> None:
+        what = reason or ("missing" if isinstance(exc, FileNotFoundError) else
+                          f"unreadable ({type(exc).__name__}: {exc})")
         super().__init__(f"{path}: {what}")
         self.path, self.missing = path, isinstance(exc, FileNotFoundError)
 
 
-def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
+def is_shard_name(name: str) -> bool:
+    """Whether ``name`` is a shard's file name (``ShardSpec.name``) or its temporary (``_write_atomic``)."""
+    split, _, rest = name.partition("-")
+    index = rest.removesuffix(".npz").removesuffix(".tmp")
+    return split in SPLIT_SEED and len(index) == 4 and index.isdigit() and rest.endswith(".npz")
+
+
+def check_shard_size(path: Path, columns: dict[str, NDArray[np.generic]], episodes: int, frames: int) -> None:
+    """A ShardError naming ``path`` if its rows cannot be ``episodes`` drives of ``frames`` frames.
+
+    Why: a shard's name holds its split and index only, so shards copied from a build of another
+    size were used as they were (95 frames where 24 were expected). A drive's rows are not always
+    ``frames`` (a collision ends it early: 13 % of drives; with 2 frames a drive may keep none),
+    so these are the checks that hold whatever the collisions, cheap enough for every load: the
+    drives' seeds are the spec's (``ShardSpec.seed`` * 1000 + 0 .. episodes - 1), each has at most
+    ``frames`` rows, and the first drive's frame times are those ``scenes.sample_episode`` draws
+    for ``frames`` (before any physics, so cheap to draw again). A shard made with fewer drives
+    can pass them: the data step checks a shard it did not make exactly (``verify_shard``).
+    """
+    split, _, index = path.name.removesuffix(".npz").partition("-")
+    if split not in SPLIT_SEED or not index.isdigit():
+        return  # not named as a shard: nothing to compare with
+    spec = ShardSpec(split, int(index), episodes, frames)
+    drive = np.asarray(columns["episode"], np.int64) - spec.seed * 1000
+    ids, rows = np.unique(drive, return_counts=True)
+    rng = np.random.default_rng(spec.seed)
+    heldout = split == "heldout"
+    look = sample_look(rng, heldout, spec.index)
+    first = sample_episode(rng, look, heldout, spec.seed * 1000, frames, focus=FOCUS_SPLITS.get(split)).frame_times
+    t0 = np.asarray(columns["t"], np.float64)[drive == 0]
+    same_times = len(t0) <= len(first) and np.allclose(t0, first[:len(t0)], atol=1e-3)
+    most = int(rows.max(initial=0))
+    if not set(ids.tolist()) <= set(range(episodes)) or most > frames or not same_times:
+        raise ShardError(path, reason=(
+            f"{len(drive)} rows in {len(ids)} drive(s) (seeds {spec.seed * 1000 + ids.min(initial=0)}.."
+            f"{spec.seed * 1000 + ids.max(initial=0)}) of up to {most} frames"
+            f"{'' if same_times else ', at other frame times'}, where this build makes {episodes} drives "
+            f"(seeds {spec.seed * 1000}..{spec.seed * 1000 + episodes - 1}) of up to {frames} frames: a shard "
+            "made with another episodes_per_shard / frames_per_episode, or by another factory version"))
+
+
+def verify_shard(path: Path, episodes: int, frames: int) -> None:
+    """A ShardError naming ``path`` unless re-running its drives (``rerun``) gives its own rows and labels.
+
+    Why: exact, where ``check_shard_size`` is not (a shard of fewer drives passes it); costs a
+    run of its drives without rendering, a fraction of making it, so only the data step pays it,
+    for a shard it finds made (an interrupted step's, or one copied in).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            brake, t = z["brake"], z["t"]
+    except UNREADABLE as exc:
+        raise ShardError(path, exc) from exc
+    split, index = path.stem.rsplit("-", 1)
+    again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False)
+    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
+        raise ShardError(path, reason=(
+            f"{len(brake)} rows, where its {episodes} drives of {frames} frames give {len(again['brake'])}"
+            f"{' with other labels' if len(again['brake']) == len(brake) else ''}: a shard made with another "
+            "episodes_per_shard / frames_per_episode, or by another factory version"))
+
+
+def load_split(paths: Sequence[Path], *, size: tuple[int, int] | None = None) -> dict[str, NDArray[np.generic]]:
     """Concatenate shards (``allow_pickle=False``: shards hold plain arrays only).
 
     Every shard must hold the same columns: a shard made by an older version (without a
-    newer column) would otherwise shift that column against the others.
+    newer column) would otherwise shift that column against the others. ``size``: (episodes,
+    frames) every shard must have been made with (``check_shard_size``).
     """
     parts: dict[str, list[NDArray[np.generic]]] = {}
     keys: set[str] | None = None
@@ -391,6 +462,8 @@ def load_split(paths: Sequence[Path]) -> dict[str, NDArray[np.generic]]:
                 columns = {k: z[k] for k in z.files}
         except UNREADABLE as exc:
             raise ShardError(p, exc) from exc
+        if size is not None:
+            check_shard_size(p, columns, *size)
         if keys is not None and set(columns) != keys:
             raise ValueError(f"{p}: columns {sorted(set(columns) ^ keys)} differ from {paths[0]}'s "
                              "(shards from different versions of the factory)")

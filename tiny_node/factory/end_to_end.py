@@ -80,6 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """Print the bundle's figures with degraded and with its own runtime tracks."""
     from tiny_node.factory.build import BuildError
+    from tiny_node.factory.cli import json_out_error
 
     try:
         path = existing_bundle_dir(args.bundle)
@@ -87,6 +88,8 @@ def command(args: argparse.Namespace) -> int:
             raise BundleError(f"{args.build}: no steps.json: not a build folder of tiny-node model build")
         if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
             raise BundleError(f"--threshold {args.threshold}: a probability in [0, 1]")
+        if (why := json_out_error(args.json)) is not None:
+            raise BundleError(why)
         res = measure(path, args.build, args.threshold, workers=args.workers)
     except (BundleError, BuildError, ValueError) as exc:
         print(f"tiny-node model evaluate: {exc}", file=sys.stderr)

@@ -137,9 +137,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Print the foot-point row error per case and range, day and night."""
+    from tiny_node.factory.cli import json_out_error
+
     try:
         if args.draws < 1:
             raise BundleError(f"--draws {args.draws}: must be at least 1")
+        if (why := json_out_error(args.json)) is not None:
+            raise BundleError(why)
         path = existing_bundle_dir(args.bundle)
         rows = measure(load_bundle(path), draws=args.draws)
     except BundleError as exc:

@@ -59,6 +59,8 @@ from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
 MARGIN = 0.02
 STEP = 0.01
 AT_DIR = "bundle"  # under the output folder: the copy of the bundle at the operating point
+#: what a run writes in its --out (``choose``, ``run_at``, ``_measure``)
+PRODUCTS = ("lookalikes_shadow", "tune", AT_DIR, "operating_point.json")
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,19 @@ def check_copy_dest(bundle: Path, dest: Path) -> None:
         raise BundleError(f"{dest} holds another bundle than {bundle} (other files); choose another --out")
 
 
+def check_out(out: Path) -> None:
+    """A BundleError if ``out`` holds what no operating-point run made: the run writes over those names.
+
+    Why: a folder given as --out was used as it was (a user's ``tune/`` replaced, as ``model build``
+    deleted a user's ``bundle/``; review 2026-12-07). A folder of an earlier run is reused.
+    """
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in PRODUCTS) if out.is_dir() else []
+    if foreign:
+        raise BundleError(f"--out {out} holds files no operating-point run made ({', '.join(foreign[:5])}): the run "
+                          "writes operating_point.json, tune/ and lookalikes_shadow/ there; choose a new or empty "
+                          "--out, or move those files away")
+
+
 def choose(bundle: Path, out_dir: Path, *, margin: float = MARGIN, workers: int = 2,
            progress: bool = True, with_benign: bool = False) -> OperatingPoint:
     """Steps 1-2: the operating point of ``bundle`` (nothing is written into it)."""
@@ -246,6 +261,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         load_bundle(bundle)
         out = Path(args.out) if args.out else default_out(bundle)
+        check_out(out)
         check_copy_dest(bundle, out / AT_DIR)  # before the drives run: the copy must not take the place of a bundle
         return _measure(args, bundle, out)
     except BundleError as exc:
