@@ -179,6 +179,8 @@ def test_the_conflict_brake_is_read_from_the_manifest_and_its_errors_named(tmp_p
                        ({"half_width_m": 1.0}, r"vlm.tracking.conflict.brake_within_s"),
                        ({"brake_within_s": 1.0, "width": 2.0}, r"vlm.tracking.conflict.width: unknown key"),
                        ({"brake_within_s": 1.0, "min_p_brake": 1.5}, r"vlm.tracking.conflict.min_p_brake"),
+                       # no length: no track could ever conflict, the brake silently off (review 2026-12-07)
+                       ({"brake_within_s": 1.0, "ego_length_m": 0.0}, r"vlm.tracking.conflict.ego_length_m: .*0.0"),
                        ("1.5 s", r"vlm.tracking.conflict: expected a mapping")):
         doc["vlm"]["tracking"]["conflict"] = bad
         manifest.write_text(yaml.safe_dump(doc))

@@ -1094,7 +1094,10 @@ class _Parser:
             brake_within_s=self.number(c, "brake_within_s", cw, lo=0.0, lo_open=True, hi=10.0),
             half_width_m=self.number(c, "half_width_m", cw, lo=0.0, lo_open=True, hi=10.0,
                                      default=base.half_width_m),
-            ego_length_m=self.number(c, "ego_length_m", cw, lo=0.0, hi=30.0, default=base.ego_length_m),
+            # > 0: a bumper-to-rear window of no length never overlaps the crossing, and 0 silently
+            # turned the conflict brake off (review 2026-12-07)
+            ego_length_m=self.number(c, "ego_length_m", cw, lo=0.0, lo_open=True, hi=30.0,
+                                     default=base.ego_length_m),
             min_closing_mps=self.number(c, "min_closing_mps", cw, lo=0.0, hi=10.0, default=base.min_closing_mps),
             min_p_brake=self.number(c, "min_p_brake", cw, lo=0.0, hi=1.0, default=base.min_p_brake))
 
