@@ -993,6 +993,8 @@ def test_operating_point_refuses_an_out_whose_copy_would_take_a_bundles_place(ti
     assert main(["model", "operating-point", str(build / "bundle"), "--out", str(mine)]) == 2
     assert "holds files no operating-point run made (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert main(["model", "operating-point", str(build / "bundle"), "--out", str(mine / "notes.txt")]) == 2
+    assert "notes.txt: a file, not a folder" in capsys.readouterr().err  # was a NotADirectoryError traceback
 
 
 def _resumable_copy(tiny_build: Path, dest: Path) -> Path:
@@ -1340,6 +1342,33 @@ def test_shards_made_with_another_size_are_refused_naming_the_file_and_both_coun
     np.savez_compressed(data / small.name, **dataset.make_shard(small, render=False))  # type: ignore[arg-type]
     with pytest.raises(dataset.ShardError, match=r"val-0000\.npz: \d+ rows, where its 4 drives of 4 frames give"):
         dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode)
+    # a shard the data step makes records its size: another is refused by it, exactly, on load and in
+    # the data step (the checks from the rows passed 1 in 4 shards of fewer frames; review of the fix)
+    (data / small.name).unlink()
+    dataset.build_split(data, "val", 1, 2, 3)  # made by a build of 2 drives of 3 frames
+    with np.load(data / small.name) as z:
+        assert z[dataset.SIZE_KEY].tolist() == [2, 3]
+    for refuse in (lambda: b.split("val"),
+                   lambda: dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode)):
+        with pytest.raises((BuildError, dataset.ShardError), match=r"val-0000\.npz: made with 2, 3 \(episodes_per_shard, "
+                                                                   r"frames_per_episode\), where this build makes 4, 4"):
+            refuse()
+    assert dataset.SIZE_KEY not in Build(TINY, tmp_path / "b", log=lambda _: None).split("test")
+
+
+def test_a_shard_the_data_step_refuses_is_one_line_and_status_2(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """It ended the data step in a ShardError traceback, exit 1 (review of the fix)."""
+    from tiny_node.cli import main
+
+    data = tmp_path / "b" / "data"
+    data.mkdir(parents=True)
+    first = TINY.shards[0][0]
+    small = dataset.ShardSpec(first, 0, 2, TINY.frames_per_episode)  # an older shard (no size) of 2 drives
+    np.savez_compressed(data / small.name, **dataset.make_shard(small, render=False))  # type: ignore[arg-type]
+    assert main(["model", "build", "--config", "tiny", "--out", str(tmp_path / "b"), "--until", "data"]) == 2
+    err = capsys.readouterr().err
+    assert f"{small.name}: " in err and "delete it and run the build again" in err and "Traceback" not in err
 
 
 def test_build_help_describes_every_recipe_and_names_every_one_that_keeps_its_detector() -> None:

@@ -518,8 +518,7 @@ class Build:
                 if missing:
                     self.log(f"[data] {name}: {len(missing)} finished shard(s) missing ({', '.join(missing)}): "
                              "made again")
-                    dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
-                                        self.cfg.frames_per_episode, workers=self.cfg.data_workers)
+                    self._build_split(name, shards)
         source = self.track_source() if self.done("tracks") else None
         if source is None:
             return
@@ -537,11 +536,22 @@ class Build:
         """The splits the tracks step makes runtime tracks of (``step_tracks``)."""
         return (["train"] if self.cfg.track_source == "runtime" else []) + ["val", "test", "heldout"]
 
+    def _build_split(self, name: str, shards: int) -> None:
+        """``dataset.build_split`` of this build's split ``name``; a shard it refuses is a BuildError.
+
+        Why: a shard found of another size (or unreadable) ended the data step in a traceback.
+        """
+        try:
+            dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
+                                self.cfg.frames_per_episode, workers=self.cfg.data_workers)
+        except dataset.ShardError as exc:
+            raise BuildError(f"{exc}: {_fix(exc)} the build again with this --out: the data step makes the "
+                             "shards that are missing") from exc
+
     def step_data(self) -> dict[str, Any]:
         """Render and label the shards of every split."""
         for name, shards in self.cfg.shards:
-            dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
-                                self.cfg.frames_per_episode, workers=self.cfg.data_workers)
+            self._build_split(name, shards)
         # after every split exists: "train" includes the focused shards (FOCUS_SPLITS) the config has
         return {name: dataset.summary(self.split(name)) for name, _ in self.cfg.shards}
 

@@ -297,24 +297,30 @@ def _write_atomic(path: Path, data: dict[str, NDArray[np.generic]]) -> None:
 
 def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: int, *,
                 workers: int = 1) -> list[Path]:
-    """Make the missing shards of ``split`` in ``out_dir``; return every shard path."""
+    """Make the missing shards of ``split`` in ``out_dir``; return every shard path.
+
+    A shard already there (an interrupted step's, or one copied in) is checked to be of this size:
+    by the size it records (:data:`SIZE_KEY`), or, made before shards recorded it, by re-running
+    its drives (``verify_shard``, two thirds of the cost of making it).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [ShardSpec(split, i, episodes, frames) for i in range(shards)]
     todo = [s for s in specs if not (out_dir / s.name).exists()]
-    for spec in specs:  # made before this step ran: by this build, or copied in from another size
-        if spec not in todo:
+    for spec in specs:
+        if spec not in todo and not recorded_size_matches(out_dir / spec.name, episodes, frames):
             verify_shard(out_dir / spec.name, episodes, frames)
+    size = {SIZE_KEY: np.asarray([episodes, frames], np.int64)}
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"data {split}", unit="shard")
     if workers > 1 and len(todo) > 1:
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
             for spec, data in zip(todo, pool.imap(make_shard, todo), strict=True):
-                _write_atomic(out_dir / spec.name, data)
+                _write_atomic(out_dir / spec.name, {**data, **size})
                 bar.update()
     else:
         for spec in todo:
-            _write_atomic(out_dir / spec.name, make_shard(spec))
+            _write_atomic(out_dir / spec.name, {**make_shard(spec), **size})
             bar.update()
     bar.close()
     return [out_dir / s.name for s in specs]
@@ -385,6 +391,36 @@ class ShardError(ValueError):
         self.path, self.missing = path, isinstance(exc, FileNotFoundError)
 
 
+#: a shard's own record of the (episodes, frames) it was made with; not a column (``load_split`` drops it)
+SIZE_KEY = "shard_size"
+
+
+def _size_mismatch(path: Path, recorded: NDArray[np.generic], episodes: int, frames: int) -> ShardError | None:
+    """The ShardError for a shard whose recorded size is not (``episodes``, ``frames``), else None."""
+    if [int(x) for x in np.ravel(recorded)] == [episodes, frames]:
+        return None
+    return ShardError(path, reason=(f"made with {', '.join(str(int(x)) for x in np.ravel(recorded))} "
+                                    f"(episodes_per_shard, frames_per_episode), where this build makes "
+                                    f"{episodes}, {frames}"))
+
+
+def recorded_size_matches(path: Path, episodes: int, frames: int) -> bool:
+    """Whether the shard at ``path`` records being made with this size; False if it records none.
+
+    A ShardError naming it if it records another size, or cannot be read.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if SIZE_KEY not in z.files:
+                return False
+            recorded = z[SIZE_KEY]
+    except UNREADABLE as exc:
+        raise ShardError(path, exc) from exc
+    if (err := _size_mismatch(path, recorded, episodes, frames)) is not None:
+        raise err
+    return True
+
+
 def is_shard_name(name: str) -> bool:
     """Whether ``name`` is a shard's file name (``ShardSpec.name``) or its temporary (``_write_atomic``)."""
     split, _, rest = name.partition("-")
@@ -401,8 +437,10 @@ def check_shard_size(path: Path, columns: dict[str, NDArray[np.generic]], episod
     so these are the checks that hold whatever the collisions, cheap enough for every load: the
     drives' seeds are the spec's (``ShardSpec.seed`` * 1000 + 0 .. episodes - 1), each has at most
     ``frames`` rows, and the first drive's frame times are those ``scenes.sample_episode`` draws
-    for ``frames`` (before any physics, so cheap to draw again). A shard made with fewer drives
-    can pass them: the data step checks a shard it did not make exactly (``verify_shard``).
+    for ``frames`` (before any physics, so cheap to draw again). For shards made before they
+    recorded their size (:data:`SIZE_KEY`): a shard of fewer drives, or of fewer frames whose
+    times happen to be a prefix (1 in 4), passes them; the data step checks such a shard it finds
+    exactly (``verify_shard``).
     """
     split, _, index = path.name.removesuffix(".npz").partition("-")
     if split not in SPLIT_SEED or not index.isdigit():
@@ -462,7 +500,11 @@ def load_split(paths: Sequence[Path], *, size: tuple[int, int] | None = None) ->
                 columns = {k: z[k] for k in z.files}
         except UNREADABLE as exc:
             raise ShardError(p, exc) from exc
-        if size is not None:
+        recorded = columns.pop(SIZE_KEY, None)
+        if size is not None and recorded is not None:
+            if (err := _size_mismatch(p, recorded, *size)) is not None:
+                raise err
+        elif size is not None:  # made before shards recorded their size: what can be told from its rows
             check_shard_size(p, columns, *size)
         if keys is not None and set(columns) != keys:
             raise ValueError(f"{p}: columns {sorted(set(columns) ^ keys)} differ from {paths[0]}'s "

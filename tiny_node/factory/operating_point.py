@@ -59,8 +59,8 @@ from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
 MARGIN = 0.02
 STEP = 0.01
 AT_DIR = "bundle"  # under the output folder: the copy of the bundle at the operating point
-#: what a run writes in its --out (``choose``, ``run_at``, ``_measure``)
-PRODUCTS = ("lookalikes_shadow", "tune", AT_DIR, "operating_point.json")
+#: what a run writes in its --out (``choose``, ``run_at``, ``_measure``; ``written/``: runs before 2026-11-24)
+PRODUCTS = ("lookalikes_shadow", "tune", AT_DIR, "operating_point.json", "written")
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,8 @@ def check_out(out: Path) -> None:
     Why: a folder given as --out was used as it was (a user's ``tune/`` replaced, as ``model build``
     deleted a user's ``bundle/``; review 2026-12-07). A folder of an earlier run is reused.
     """
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"--out {out}: a file, not a folder")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in PRODUCTS) if out.is_dir() else []
     if foreign:
         raise BundleError(f"--out {out} holds files no operating-point run made ({', '.join(foreign[:5])}): the run "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -31,7 +32,8 @@ def peaks(heat: NDArray[Any], offset: NDArray[Any], *, stride: int, origin: tupl
     within its cell in cell units; ``origin`` the (row, column) of the grid's first pixel in
     the image. Of a flat-topped maximum, its first cell in raster order only: two neighbouring
     cells equal at the top (a float16 detector's sigmoid rounds 9.0 and 9.5 both to 1.0) made
-    two points 8 px apart, two confirmed tracks of one person (review 2026-12-07).
+    two points 8 px apart, two confirmed tracks of one person (review 2026-12-07). Neighbouring
+    maxima are equal (else the lower were none), so a flat top is a connected group of them.
     """
     h = np.asarray(heat, np.float32)
     if h.ndim != 2 or np.shape(offset) != (2, *h.shape):
@@ -41,10 +43,11 @@ def peaks(heat: NDArray[Any], offset: NDArray[Any], *, stride: int, origin: tupl
     off = np.clip(np.asarray(offset, np.float32), 0.0, 1.0)
     pad = np.pad(h, 1, constant_values=-1.0)
     win = np.lib.stride_tricks.sliding_window_view(pad, (3, 3)).max(axis=(2, 3))
-    n_rows, n_cols = h.shape  # the neighbours before a cell in raster order: up-left, up, up-right, left
-    earlier = np.maximum.reduce([pad[:n_rows, :n_cols], pad[:n_rows, 1:n_cols + 1], pad[:n_rows, 2:],
-                                 pad[1:n_rows + 1, :n_cols]])
-    rows, cols = np.nonzero((h >= win) & (h > earlier) & (h >= min_score))
+    top = ((h >= win) & (h >= min_score)).astype(np.uint8)
+    _, group = cv2.connectedComponents(top, connectivity=8)
+    rows, cols = np.nonzero(top)  # raster order: each group's first cell first
+    _, first = np.unique(group[rows, cols], return_index=True)
+    rows, cols = rows[np.sort(first)], cols[np.sort(first)]
     out = []
     for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
         u = origin[1] + (c + float(off[0, r, c])) * stride
