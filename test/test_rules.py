@@ -12,8 +12,10 @@ CFG = RuleConfig()  # t_r 0.5, a_ego 5, a_obj 8, margin 1, ttc 1.0
 
 
 def snap(range_m: float, speed: float, rate: float | None = None, faults=(), min_range=0.2, max_range=150.0):
+    """A snapshot as the sensors make it; a range rate comes from a range track (its id 1)."""
     rr = RangeReading(range_m, min_range, max_range, 0, 0.0)
-    return SensorSnapshot(0.0, rr, 0.0, rate, speed, 0.0, None, None, tuple(faults))
+    return SensorSnapshot(0.0, rr, 0.0, rate, speed, 0.0, None, None, tuple(faults),
+                          track_id=0 if rate is None else 1)
 
 
 def test_rss_distance_stationary_object_hand_computed():
@@ -137,7 +139,8 @@ def test_a_measured_closing_within_its_noise_does_not_brake_on_rss():
     v, fig = RulePath(CFG).decide(snap(25.0, 20.0, rate=-0.3))  # se 0: only the 1 m/s floor
     assert not v.brake and fig["closing_noise_mps"] == "1.00"
     assert v.reason == "clear: object at 25.0 m closing at 0.30 m/s, within the range-rate noise (1.00 m/s)"
-    s = SensorSnapshot(0.0, RangeReading(25.0, 0.2, 150.0, 0, 0.0), 0.0, -1.5, 20.0, 0.0, None, None, (), 0.4)
+    s = SensorSnapshot(0.0, RangeReading(25.0, 0.2, 150.0, 0, 0.0), 0.0, -1.5, 20.0, 0.0, None, None, (), 0.4,
+                       track_id=1)
     v, _ = RulePath(CFG).decide(s)  # 1.5 m/s, but under 5 standard errors (2.0 m/s)
     assert not v.brake and "within the range-rate noise (2.00 m/s)" in v.reason
     v, _ = RulePath(CFG).decide(snap(25.0, 20.0, rate=-6.0))  # clear of its noise (and TTC 4.2 s): RSS
@@ -162,10 +165,28 @@ def test_a_young_tracks_closing_is_weighed_with_at_least_the_sensors_noise():
             assert v.brake and v.provisional_track is not None
     snapshot = s.snapshot(10.05)
     assert snapshot.range_rate_unweighed and snapshot.range_rate_se == 0.0
-    assert snapshot.range_rate_se_sensor == pytest.approx((0.05 + 0.005 * 59.6) / math.sqrt(2 * 0.025**2))
-    assert not v.brake, v.reason
-    assert float(fig["closing_noise_mps"]) == pytest.approx(5 * snapshot.range_rate_se_sensor, abs=0.01)
-    assert "within the range-rate noise" in v.reason
+    se = (0.05 + 0.005 * 59.6) / math.sqrt(2 * 0.025**2)
+    assert snapshot.range_rate_se_sensor == pytest.approx(se)
+    # 8 m/s +- 49: the track cannot tell yet, so the object is still taken as standing: a provisional
+    # brake as on the first scan (lifted once the track shows it is not standing), not a final one
+    assert v.brake and v.provisional_track is not None, v.reason
+    assert v.reason.endswith("taken as standing: its range track cannot tell yet)")
+    assert fig["closing_from"] == f"ego_speed: the track cannot tell yet (range rate -8.00 +- {5 * se:.2f} m/s)"
+
+
+def test_a_standing_object_whose_first_frame_sees_two_scans_is_braked_for():
+    """A child standing 12 m ahead at 36 km/h (RSS distance 16 m), two scans 10 ms apart before the
+    first frame: their closing (10 m/s +- 78) is within the noise. "Clear, within the noise" was no
+    brake for the frames the track took to tell (the CI's DDS test, 2026-12-07); the object is taken
+    as standing until its track tells, a provisional brake as without a track."""
+    s, rules = SensorState(CFG), RulePath(CFG)
+    for t, r in ((10.0, 12.1), (10.01, 12.0)):
+        s.update_odometry(10.0, t)
+        s.update_range(RangeReading(r, 0.2, 200.0, round(t * 1e9), t))
+    v, fig = rules.decide(s.snapshot(10.01))
+    assert v.brake and v.provisional_track is not None and fig["closing_speed_mps"] == "10.00", v.reason
+    assert v.reason == ("RSS: object at 12.0 m <= safe distance 16.0 m (ego 10.0 m/s, object 0.0 m/s, "
+                        "taken as standing: its range track cannot tell yet)")
 
 
 def test_the_rss_ttc_limit_when_set_brakes_only_near_a_collision_beyond_the_equal_braking_distance():

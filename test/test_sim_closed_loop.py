@@ -175,7 +175,7 @@ def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_he
     sc = dataclasses.replace(sc, duration_s=4.0, seed=sc.seed if seed is None else seed)
     res = run_scenario(sc, cfg, bundle=None)
     brakes = [r.decision for r in res.timeline if r.decision is not None and r.decision.brake]
-    assert brakes and all("assumed stationary" in d.reason for d in brakes)
+    assert brakes and all("assumed stationary" in d.reason or "cannot tell yet" in d.reason for d in brakes)
     assert len(brakes) <= 5 and all(not d.hold or d.reason.startswith("holding provisional brake") for d in brakes)
     assert min(r.ego_speed_kmh for r in res.timeline) == pytest.approx(130.0)  # released before it acted
     assert res.summary["false_activation"]  # still counted: any brake decision on a benign drive

@@ -93,8 +93,18 @@ def closes_slower_than_standing(snap: SensorSnapshot, closing: float, cfg: RuleC
     that floor is against braking on noise, not for judging the object.
     """
     v_ego = snap.ego_speed or 0.0
-    se = max(snap.range_rate_se, snap.range_rate_se_sensor)
-    return snap.track_id > 0 and closing + cfg.closing_sigmas * se < v_ego
+    return snap.track_id > 0 and closing + cfg.closing_sigmas * rate_se(snap) < v_ego
+
+
+def rate_se(snap: SensorSnapshot) -> float:
+    """The range rate's standard error, never under the sensor's own (``range_rate_se_sensor``).
+
+    Why the floor: two scans fit exactly (error 0), a few scans' residuals under-read it, and a
+    lead at the ego's 130 km/h "closed" at 8 m/s +- 0 on its second scan in half the seeds: a final
+    brake, held 2 s (review 2026-12-07). Unknown (inf, a hand-built snapshot): the measured error alone.
+    """
+    floor = snap.range_rate_se_sensor if math.isfinite(snap.range_rate_se_sensor) else 0.0
+    return max(snap.range_rate_se, floor)
 
 
 class RulePath:
@@ -150,21 +160,21 @@ class RulePath:
         if rate is not None and not (math.isfinite(rate) and math.isfinite(snap.range_rate_se)):
             rate = None  # no usable track: the object taken as stationary, as without one
         # A closing speed measured from the range track counts for the RSS rule only beyond its
-        # noise: behind a lead at our own speed it scatters around 0, and half the frames braked.
-        # Its error is at least the sensor's own, as in closes_slower_than_standing: two scans fit
-        # exactly (error 0), a few scans' residuals under-read it, and a lead at the ego's 130 km/h
-        # "closed" at 8 m/s +- 0 on its second scan in half the seeds: a final brake, held 2 s.
-        # (Unknown, inf in a hand-built snapshot: no floor, the measured error alone.)
-        floor = snap.range_rate_se_sensor if math.isfinite(snap.range_rate_se_sensor) else 0.0
-        measured_noise = (0.0 if rate is None else
-                          max(cfg.closing_min_mps, cfg.closing_sigmas * max(snap.range_rate_se, floor)))
+        # noise (its error at least the sensor's own, rate_se): behind a lead at our own speed it
+        # scatters around 0, and half the frames braked.
+        measured_noise = 0.0 if rate is None else max(cfg.closing_min_mps, cfg.closing_sigmas * rate_se(snap))
         # A track timed by receipt (a driver that does not stamp) counts only once it shows the
         # object closes slower than a standing one: until then the object is taken as standing, or
         # closing as measured if that is faster beyond the noise (an oncoming car). A second publisher's
         # late copies made such a track read a child 30 m ahead as closing at 14 +- 40 m/s:
-        # "within the noise", no brake.
-        doubt = (rate is not None and snap.range_timed_by_receipt is not None
-                 and not closes_slower_than_standing(snap, -rate, cfg))
+        # "within the noise", no brake. A stamped track counts once it shows either: the object
+        # closing beyond the noise, or slower than a standing one. Until then (a young track's
+        # noise, two scans 10 ms apart: +- 78 m/s) the object is taken as standing, a provisional
+        # brake as without a track: "within the noise", a child standing 12 m ahead at 36 km/h was
+        # no brake for the frames its first scans took (CI, 2026-12-07).
+        refutes = rate is not None and closes_slower_than_standing(snap, -rate, cfg)
+        receipt = snap.range_timed_by_receipt is not None
+        doubt = rate is not None and not refutes and (receipt or not -rate > measured_noise)
         standing = rate is None or (doubt and not -rate > v_ego + measured_noise)
         closing = v_ego if standing or rate is None else -rate
         noise = 0.0 if doubt else measured_noise
@@ -179,7 +189,9 @@ class RulePath:
             "closing_noise_mps": f"{noise:.2f}",
             "closing_from": (f"{'ego_speed' if standing else 'range_rate'}: the track, timed by receipt, "
                              f"does not show the object slower than a standing one (range rate {rate:+.2f} m/s)"
-                             if doubt and rate is not None else
+                             if doubt and rate is not None and receipt else
+                             f"ego_speed: the track cannot tell yet (range rate {rate:+.2f} +- "
+                             f"{measured_noise:.2f} m/s)" if doubt and rate is not None else
                              "range_rate" + ("" if snap.range_timed_by_receipt is None else
                                              f" (scans timed by receipt: {snap.range_timed_by_receipt})")
                              if rate is not None else
@@ -201,7 +213,8 @@ class RulePath:
         # object closing beyond its noise, so a standing child's brake is held brake_hold_s, not 0.5 s.
         tracked = rate is not None and (not doubt or -rate > measured_noise)
         assumed = ("" if not standing else ", assumed stationary: no range track yet" if rate is None
-                   else ", taken as standing: its range track, timed by receipt, cannot tell")
+                   else ", taken as standing: its range track, timed by receipt, cannot tell" if receipt
+                   else ", taken as standing: its range track cannot tell yet")
         provisional_track = None if tracked else snap.track_id
         # With rss_max_ttc_s set, beyond the distance a lead braking as hard as the ego would need, the
         # RSS distance (a_obj > a_ego) brakes only near a collision (a slower car far ahead braked at
