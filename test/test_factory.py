@@ -993,8 +993,9 @@ def test_operating_point_refuses_an_out_whose_copy_would_take_a_bundles_place(ti
     assert main(["model", "operating-point", str(build / "bundle"), "--out", str(mine)]) == 2
     assert "holds files no operating-point run made (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
-    assert main(["model", "operating-point", str(build / "bundle"), "--out", str(mine / "notes.txt")]) == 2
-    assert "notes.txt: a file, not a folder" in capsys.readouterr().err  # was a NotADirectoryError traceback
+    for out in (mine / "notes.txt", mine / "notes.txt" / "sub"):  # each was a NotADirectoryError traceback
+        assert main(["model", "operating-point", str(build / "bundle"), "--out", str(out)]) == 2
+        assert "notes.txt is a file, not a folder" in capsys.readouterr().err
 
 
 def _resumable_copy(tiny_build: Path, dest: Path) -> Path:
@@ -1354,6 +1355,18 @@ def test_shards_made_with_another_size_are_refused_naming_the_file_and_both_coun
                                                                    r"frames_per_episode\), where this build makes 4, 4"):
             refuse()
     assert dataset.SIZE_KEY not in Build(TINY, tmp_path / "b", log=lambda _: None).split("test")
+    # the right size, made by other factory code (its labels flipped, as older code might have made
+    # them): re-run and refused; a matching size alone kept it (review of the fix)
+    (data / small.name).unlink()
+    dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="older")
+    with np.load(data / small.name) as z:
+        cols = {k: z[k] for k in z.files}
+    assert str(cols[dataset.CODE_KEY]) == "older"
+    np.savez_compressed(data / small.name, **{**cols, "brake": 1 - cols["brake"]})  # type: ignore[arg-type]
+    dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="older")  # its own
+    with pytest.raises(dataset.ShardError, match=r"val-0000\.npz: \d+ rows, where .* with other labels"):
+        dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="newer")
+    assert dataset.CODE_KEY not in Build(TINY, tmp_path / "b", log=lambda _: None).split("val")
 
 
 def test_a_shard_the_data_step_refuses_is_one_line_and_status_2(tmp_path: Path,

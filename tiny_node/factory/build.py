@@ -543,7 +543,7 @@ class Build:
         """
         try:
             dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
-                                self.cfg.frames_per_episode, workers=self.cfg.data_workers)
+                                self.cfg.frames_per_episode, workers=self.cfg.data_workers, code=code_digest())
         except dataset.ShardError as exc:
             raise BuildError(f"{exc}: {_fix(exc)} the build again with this --out: the data step makes the "
                              "shards that are missing") from exc

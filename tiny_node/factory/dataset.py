@@ -296,20 +296,23 @@ def _write_atomic(path: Path, data: dict[str, NDArray[np.generic]]) -> None:
 
 
 def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: int, *,
-                workers: int = 1) -> list[Path]:
+                workers: int = 1, code: str | None = None) -> list[Path]:
     """Make the missing shards of ``split`` in ``out_dir``; return every shard path.
 
-    A shard already there (an interrupted step's, or one copied in) is checked to be of this size:
-    by the size it records (:data:`SIZE_KEY`), or, made before shards recorded it, by re-running
-    its drives (``verify_shard``, two thirds of the cost of making it).
+    A shard already there (an interrupted step's, or one copied in) is checked to be of this size
+    and made by this ``code`` (the factory's digest, recorded beside the size): by what it records
+    (:data:`SIZE_KEY`, :data:`CODE_KEY`), or, made before shards recorded them or by other code,
+    by re-running its drives (``verify_shard``, two thirds of the cost of making it).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [ShardSpec(split, i, episodes, frames) for i in range(shards)]
     todo = [s for s in specs if not (out_dir / s.name).exists()]
     for spec in specs:
-        if spec not in todo and not recorded_size_matches(out_dir / spec.name, episodes, frames):
+        if spec not in todo and not recorded_size_matches(out_dir / spec.name, episodes, frames, code):
             verify_shard(out_dir / spec.name, episodes, frames)
-    size = {SIZE_KEY: np.asarray([episodes, frames], np.int64)}
+    size: dict[str, NDArray[np.generic]] = {SIZE_KEY: np.asarray([episodes, frames], np.int64)}
+    if code is not None:
+        size[CODE_KEY] = np.asarray(code)
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"data {split}", unit="shard")
     if workers > 1 and len(todo) > 1:
         import multiprocessing
@@ -391,8 +394,10 @@ class ShardError(ValueError):
         self.path, self.missing = path, isinstance(exc, FileNotFoundError)
 
 
-#: a shard's own record of the (episodes, frames) it was made with; not a column (``load_split`` drops it)
+#: a shard's own record of the (episodes, frames) it was made with, and of the factory code that made
+#: it (``build.code_digest``); not columns (``load_split`` drops them)
 SIZE_KEY = "shard_size"
+CODE_KEY = "shard_code"
 
 
 def _size_mismatch(path: Path, recorded: NDArray[np.generic], episodes: int, frames: int) -> ShardError | None:
@@ -404,21 +409,25 @@ def _size_mismatch(path: Path, recorded: NDArray[np.generic], episodes: int, fra
                                     f"{episodes}, {frames}"))
 
 
-def recorded_size_matches(path: Path, episodes: int, frames: int) -> bool:
-    """Whether the shard at ``path`` records being made with this size; False if it records none.
+def recorded_size_matches(path: Path, episodes: int, frames: int, code: str | None = None) -> bool:
+    """Whether the shard at ``path`` records being made with this size (and by ``code``, if given).
 
-    A ShardError naming it if it records another size, or cannot be read.
+    False if it records no size, or another code or none (its labels may differ: ``verify_shard``
+    tells; a matching size alone let an interrupted data step resumed by changed code mix two
+    label versions, review 2026-12-07). A ShardError naming it if it records another size, or
+    cannot be read.
     """
     try:
         with np.load(path, allow_pickle=False) as z:
             if SIZE_KEY not in z.files:
                 return False
             recorded = z[SIZE_KEY]
+            made_by = str(z[CODE_KEY]) if CODE_KEY in z.files else None
     except UNREADABLE as exc:
         raise ShardError(path, exc) from exc
     if (err := _size_mismatch(path, recorded, episodes, frames)) is not None:
         raise err
-    return True
+    return code is None or made_by == code
 
 
 def is_shard_name(name: str) -> bool:
@@ -501,6 +510,7 @@ def load_split(paths: Sequence[Path], *, size: tuple[int, int] | None = None) ->
         except UNREADABLE as exc:
             raise ShardError(p, exc) from exc
         recorded = columns.pop(SIZE_KEY, None)
+        columns.pop(CODE_KEY, None)
         if size is not None and recorded is not None:
             if (err := _size_mismatch(p, recorded, *size)) is not None:
                 raise err

@@ -184,8 +184,9 @@ def check_out(out: Path) -> None:
     Why: a folder given as --out was used as it was (a user's ``tune/`` replaced, as ``model build``
     deleted a user's ``bundle/``; review 2026-12-07). A folder of an earlier run is reused.
     """
-    if out.exists() and not out.is_dir():
-        raise BundleError(f"--out {out}: a file, not a folder")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)  # itself, or where it would go
+    if existing is not None and not existing.is_dir():
+        raise BundleError(f"--out {out}: {existing} is a file, not a folder")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in PRODUCTS) if out.is_dir() else []
     if foreign:
         raise BundleError(f"--out {out} holds files no operating-point run made ({', '.join(foreign[:5])}): the run "
