@@ -171,7 +171,8 @@ def test_a_young_tracks_closing_is_weighed_with_at_least_the_sensors_noise():
     # brake as on the first scan (lifted once the track shows it is not standing), not a final one
     assert v.brake and v.provisional_track is not None, v.reason
     assert v.reason.endswith("taken as standing: its range track cannot tell yet)")
-    assert fig["closing_from"] == f"ego_speed: the track cannot tell yet (range rate -8.00 +- {5 * se:.2f} m/s)"
+    assert fig["closing_from"] == (f"ego_speed: the track cannot tell yet (range rate -8.00 +- {5 * se:.2f} m/s; "
+                                   "TTC on the faster closing)")
 
 
 def test_a_standing_object_whose_first_frame_sees_two_scans_is_braked_for():
@@ -187,6 +188,19 @@ def test_a_standing_object_whose_first_frame_sees_two_scans_is_braked_for():
     assert v.brake and v.provisional_track is not None and fig["closing_speed_mps"] == "10.00", v.reason
     assert v.reason == ("RSS: object at 12.0 m <= safe distance 16.0 m (ego 10.0 m/s, object 0.0 m/s, "
                         "taken as standing: its range track cannot tell yet)")
+
+
+def test_a_young_track_that_cannot_tell_times_the_ttc_rule_by_the_faster_closing():
+    """An oncoming car at 30 km/h, 15 m ahead of the ego at 30 km/h, a 50 Hz radar: two scans read a
+    closing of 16.7 m/s +- 55. Taken as standing (8.3 m/s) the TTC rule read 1.76 s, "clear", where it
+    is 0.88 s (review 2026-12-07): the TTC rule takes the faster of the two, provisionally."""
+    s, rules = SensorState(CFG), RulePath(CFG)
+    for t, r in ((10.0, 15.0), (10.02, 15.0 - 0.02 * 60 / 3.6)):
+        s.update_odometry(30 / 3.6, t)
+        s.update_range(RangeReading(r, 0.2, 200.0, round(t * 1e9), t))
+    v, fig = rules.decide(s.snapshot(10.02))
+    assert v.brake and v.reason.startswith("TTC 0.88 s < 1.00 s") and v.provisional_track is not None, v.reason
+    assert fig["closing_speed_mps"] == "8.33" and fig["ttc_s"] == "0.88"
 
 
 def test_the_rss_ttc_limit_when_set_brakes_only_near_a_collision_beyond_the_equal_braking_distance():

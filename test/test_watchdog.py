@@ -364,6 +364,24 @@ def test_a_car_cutting_in_at_the_egos_speed_brakes_one_frame_not_the_hold():
     assert not d.brake
 
 
+def test_a_track_that_cannot_tell_brakes_no_longer_than_the_window_from_its_first_scan():
+    """3 m/s, 3 m behind a car at the same speed (inside a standing object's RSS distance, 3.4 m), a
+    10 Hz radar with 0.3 m of noise: 5 standard errors of the track's closing stay above the ego's
+    speed over the whole window, so it never tells a standing object from this car. Taken as
+    standing for as long as it could not tell, and each such brake re-arming the hold, it braked
+    frame after frame to a standstill (review 2026-12-07): now from the first scan for at most
+    range_rate_window_s (0.5 s), as documented."""
+    clock, sensors, wd = setup(range_m=float("inf"), speed=3.0, **{"rules.range_noise_m": 0.3})
+    brakes = []
+    for i in range(1, 31):  # 3 s, frames with the scans
+        clock.advance(0.1)
+        scan(clock, sensors, 3.0 + (0.3 if i % 2 else -0.3) * (i % 3) / 2, i * 100_000_000, speed=3.0)
+        [d] = wd.on_frame(frame(clock, i))
+        brakes.append(d.brake)
+    assert brakes[:5] == [True] * 5  # 0.1-0.5 s: the standing assumption, provisionally
+    assert not any(brakes[6:]), brakes  # 0.5 s after the first scan (0.6 s, give or take a float) on: none
+
+
 def test_a_provisional_brake_holds_over_a_missed_scan_until_the_track_confirms_it():
     """A child stepping out 20 m ahead at 50 km/h: the radar misses the next scan, and the brake
     must not drop; the track that then forms confirms it, and the full hold starts."""

@@ -167,21 +167,29 @@ class RulePath:
         # object closes slower than a standing one: until then the object is taken as standing, or
         # closing as measured if that is faster beyond the noise (an oncoming car). A second publisher's
         # late copies made such a track read a child 30 m ahead as closing at 14 +- 40 m/s:
-        # "within the noise", no brake. A stamped track counts once it shows either: the object
-        # closing beyond the noise, or slower than a standing one. Until then (a young track's
-        # noise, two scans 10 ms apart: +- 78 m/s) the object is taken as standing, a provisional
-        # brake as without a track: "within the noise", a child standing 12 m ahead at 36 km/h was
-        # no brake for the frames its first scans took (CI, 2026-12-07).
+        # "within the noise", no brake. A young stamped track (under range_rate_window_s, the
+        # longest a provisional brake lasts) counts once it shows either: the object closing beyond
+        # the noise, or slower than a standing one. Until then (two scans 10 ms apart: +- 78 m/s) the
+        # object is taken as standing, a provisional brake as without a track: "within the noise",
+        # a child standing 12 m ahead at 36 km/h was no brake for the frames its first scans took
+        # (CI, 2026-12-07). Not an older one: at walking pace, or with a noisy radar, a track may
+        # never tell, and a lead at the ego's speed was braked for frame after frame to a stop.
         refutes = rate is not None and closes_slower_than_standing(snap, -rate, cfg)
         receipt = snap.range_timed_by_receipt is not None
-        doubt = rate is not None and not refutes and (receipt or not -rate > measured_noise)
+        age = snap.range_track_age_s
+        young = age is not None and age < cfg.range_rate_window_s
+        doubt = rate is not None and not refutes and (receipt or (young and not -rate > measured_noise))
         standing = rate is None or (doubt and not -rate > v_ego + measured_noise)
         closing = v_ego if standing or rate is None else -rate
         noise = 0.0 if doubt else measured_noise
         v_obj = v_ego - closing
         d_safe = rss_distance(v_ego, v_obj, cfg)
         d_equal = rss_distance_equal_braking(v_ego, v_obj, cfg)
-        ttc = time_to_collision(distance, closing)
+        # The TTC rule acts on any closing: a young track that cannot tell is at least standing, and
+        # closing as measured if faster (an oncoming car at 30 km/h, 15 m ahead: 18 +- 43 m/s was
+        # "clear" two frames, where its TTC was 0.8 s; review 2026-12-07).
+        cannot_tell = doubt and not receipt and rate is not None
+        ttc = time_to_collision(distance, max(closing, -rate) if cannot_tell and rate is not None else closing)
         figures = {
             "range_m": f"{distance:.2f}",
             "ego_speed_mps": f"{v_ego:.2f}",
@@ -191,7 +199,7 @@ class RulePath:
                              f"does not show the object slower than a standing one (range rate {rate:+.2f} m/s)"
                              if doubt and rate is not None and receipt else
                              f"ego_speed: the track cannot tell yet (range rate {rate:+.2f} +- "
-                             f"{measured_noise:.2f} m/s)" if doubt and rate is not None else
+                             f"{measured_noise:.2f} m/s; TTC on the faster closing)" if doubt and rate is not None else
                              "range_rate" + ("" if snap.range_timed_by_receipt is None else
                                              f" (scans timed by receipt: {snap.range_timed_by_receipt})")
                              if rate is not None else

@@ -170,6 +170,10 @@ class SensorSnapshot:
     #: 0.2 m of noise: +-6 m/s; a noise measured earlier, nearer, is too small for a new object
     #: further away), and the model reads it as unknown.
     range_rate_unweighed: bool = False
+    #: How long the range track has run, its first scan to its newest (s; None: no track, or not
+    #: known). Young (under ``range_rate_window_s``), a track that cannot tell a standing object
+    #: from one moving with the ego leaves it taken as standing; older, it is what it measured.
+    range_track_age_s: float | None = None
 
     @property
     def object_distance(self) -> float | None:
@@ -241,6 +245,7 @@ class SensorState:
         # (stamp s, range m, receipt s)
         self._track: deque[tuple[float, float, float]] = deque(maxlen=track_points(cfg.range_rate_window_s))
         self._track_id = 0  # the current track's number, new each time one starts (never by stamp)
+        self._track_start = 0.0  # its first point's time (s, the track's clock)
         # The current run of bit-identical finite readings: its value (None: no run).
         self._same_value: float | None = None
         # Time spent moving (odometry above range_stuck_min_speed_mps), summed up to the last odometry,
@@ -293,6 +298,8 @@ class SensorState:
                 retimed = [(rcv, r, rcv) for _, r, rcv in self._track] if self._receipt_why is not None else []
                 self._track.clear()
                 self._track.extend(retimed)
+                if retimed:  # its age on the clock that now times it
+                    self._track_start = retimed[0][0]
             if why is not None:
                 self._invalid_why = why
                 if self._invalid_since is None:
@@ -356,6 +363,7 @@ class SensorState:
                     self._track.clear()  # stamps went backwards, a long gap, or another object
             if not self._track:
                 self._track_id += 1
+                self._track_start = t
             self._track.append((t, r, reading.received_at))
             fit = self._fit_locked()
             if fit is not None and math.isfinite(fit[2]):  # the sensor's noise: a running mean over ~1 s
@@ -502,6 +510,7 @@ class SensorState:
             fit = self._fit_locked()
             unweighed = fit is not None and math.isnan(fit[2])  # two scans: no residual to weigh them
             track_id = self._track_id if self._track else 0
+            track_age = self._track[-1][0] - self._track_start if self._track else None
             receipt_why = self._receipt_why
             copies, step = self._copies, self._stamp_step_s
             held_moving = (None if rng is None or self._same_value is None
@@ -595,6 +604,7 @@ class SensorState:
             range_timed_by_receipt=receipt_why,
             unreceived=tuple(unreceived),
             range_rate_unweighed=unweighed,
+            range_track_age_s=track_age,
         )
 
 

@@ -760,7 +760,12 @@ class Watchdog:
         if starts_hold:
             self._hold_until, self._held = hold_until, own
         elif provisional:
-            self._prov[rules.provisional_track or 0] = _Provisional(prov_until, cycle.seq, own)
+            # A later provisional brake on the same track keeps its first one's end: at most
+            # range_rate_window_s from the object's first scan, not re-armed frame after frame
+            track = rules.provisional_track or 0
+            first = self._prov.get(track)
+            until = first.until if first is not None and first.until > now else prov_until
+            self._prov[track] = _Provisional(until, cycle.seq, own)
         if lifted is not None:
             del self._prov[lifted]
         for track in [t for t, p in self._prov.items() if p.until <= now]:
