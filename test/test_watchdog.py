@@ -382,6 +382,22 @@ def test_a_track_that_cannot_tell_brakes_no_longer_than_the_window_from_its_firs
     assert not any(brakes[6:]), brakes  # 0.5 s after the first scan (0.6 s, give or take a float) on: none
 
 
+def test_a_provisional_brake_first_taken_on_an_older_track_ends_a_window_after_its_first_scan():
+    """A car cut in at the ego's 3 m/s 4 m ahead (outside a standing object's 3.4 m), a noisy radar:
+    its fourth scan reads 3.3 m, a provisional brake 0.3 s into the track. Held a window from that
+    brake, it ran 0.3 s into the time the track was old enough to be what it measured (a car at
+    walking pace braked from 10.8 to 1.1 km/h; review 2026-12-07): it ends 0.5 s after the first scan."""
+    clock, sensors, wd = setup(range_m=float("inf"), speed=3.0, **{"rules.range_noise_m": 0.3})
+    brakes = []
+    for i, r in enumerate((4.0, 3.9, 4.1, 3.3, 4.0, 3.9, 4.1, 4.0, 3.9, 4.1), start=1):
+        clock.advance(0.1)
+        scan(clock, sensors, r, i * 100_000_000, speed=3.0)
+        [d] = wd.on_frame(frame(clock, i))
+        brakes.append(d.brake)
+    assert brakes[:3] == [False] * 3 and brakes[3]  # the 3.3 m scan, 0.3 s after the first
+    assert not any(brakes[6:]), brakes  # 0.5 s after the first scan (0.6 s, give or take a float) on: none
+
+
 def test_a_provisional_brake_holds_over_a_missed_scan_until_the_track_confirms_it():
     """A child stepping out 20 m ahead at 50 km/h: the radar misses the next scan, and the brake
     must not drop; the track that then forms confirms it, and the full hold starts."""

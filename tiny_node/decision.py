@@ -82,6 +82,9 @@ class Verdict:
     conflict_s: float = math.inf
     conflict_brake: bool = False
     provisional_track: int | None = None
+    #: how long at most the provisional brake may be held: what is left of ``range_rate_window_s``
+    #: since the track's first scan (None: the whole window)
+    provisional_left_s: float | None = None
     refutes_track: int | None = None
     awaiting_inputs: bool = False
 

@@ -189,7 +189,8 @@ class RulePath:
         # closing as measured if faster (an oncoming car at 30 km/h, 15 m ahead: 18 +- 43 m/s was
         # "clear" two frames, where its TTC was 0.8 s; review 2026-12-07).
         cannot_tell = doubt and not receipt and rate is not None
-        ttc = time_to_collision(distance, max(closing, -rate) if cannot_tell and rate is not None else closing)
+        ttc_closing = max(closing, -rate) if cannot_tell and rate is not None else closing
+        ttc = time_to_collision(distance, ttc_closing)
         figures = {
             "range_m": f"{distance:.2f}",
             "ego_speed_mps": f"{v_ego:.2f}",
@@ -224,6 +225,10 @@ class RulePath:
                    else ", taken as standing: its range track, timed by receipt, cannot tell" if receipt
                    else ", taken as standing: its range track cannot tell yet")
         provisional_track = None if tracked else snap.track_id
+        # At most range_rate_window_s from the track's first scan, whenever its first brake came: a
+        # brake first taken on a noisy scan of an older track was held into the time its track was
+        # what it measured (a car at walking pace braked from 10.8 to 1.1 km/h; review 2026-12-07)
+        left = None if age is None or receipt else max(0.0, cfg.range_rate_window_s - age)
         # With rss_max_ttc_s set, beyond the distance a lead braking as hard as the ego would need, the
         # RSS distance (a_obj > a_ego) brakes only near a collision (a slower car far ahead braked at
         # TTC 15-33 s). Off by default: a lead braking harder than the ego closes slowly at first, and
@@ -234,11 +239,14 @@ class RulePath:
                 True, 1.0,
                 f"RSS: object at {distance:.1f} m <= safe distance {d_safe:.1f} m "
                 f"(ego {v_ego:.1f} m/s, object {v_obj:.1f} m/s{assumed})", provisional_track=provisional_track,
+                provisional_left_s=left,
             ), figures
         if cfg.ttc_brake_s > 0.0 and ttc < cfg.ttc_brake_s:
+            how = (f", closing at {ttc_closing:.1f} m/s as measured: its range track cannot tell yet"
+                   if ttc_closing > closing else assumed)
             return Verdict(
-                True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m{assumed}",
-                provisional_track=provisional_track,
+                True, 1.0, f"TTC {ttc:.2f} s < {cfg.ttc_brake_s:.2f} s at {distance:.1f} m{how}",
+                provisional_track=provisional_track, provisional_left_s=left,
             ), figures
         # Clear on a track that shows the object is not stationary: what lifts a provisional brake on it.
         refutes_track = snap.track_id if tracked and closes_slower_than_standing(snap, closing, cfg) else None

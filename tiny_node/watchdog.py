@@ -764,6 +764,8 @@ class Watchdog:
             # range_rate_window_s from the object's first scan, not re-armed frame after frame
             track = rules.provisional_track or 0
             first = self._prov.get(track)
+            if rules.provisional_left_s is not None:  # the window since the track's first scan
+                prov_until = min(prov_until, now + rules.provisional_left_s)
             until = first.until if first is not None and first.until > now else prov_until
             self._prov[track] = _Provisional(until, cycle.seq, own)
         if lifted is not None:
