@@ -228,7 +228,8 @@ class RulePath:
         # At most range_rate_window_s from the track's first scan, whenever its first brake came: a
         # brake first taken on a noisy scan of an older track was held into the time its track was
         # what it measured (a car at walking pace braked from 10.8 to 1.1 km/h; review 2026-12-07)
-        left = None if age is None or receipt else max(0.0, cfg.range_rate_window_s - age)
+        # (its age at its newest scan, and the time since that scan's receipt: the frame comes later)
+        left = None if age is None or receipt else max(0.0, cfg.range_rate_window_s - age - (snap.range_age or 0.0))
         # With rss_max_ttc_s set, beyond the distance a lead braking as hard as the ego would need, the
         # RSS distance (a_obj > a_ego) brakes only near a collision (a slower car far ahead braked at
         # TTC 15-33 s). Off by default: a lead braking harder than the ego closes slowly at first, and
