@@ -188,8 +188,7 @@ class RulePath:
         # The TTC rule acts on any closing: a young track that cannot tell is at least standing, and
         # closing as measured if faster (an oncoming car at 30 km/h, 15 m ahead: 18 +- 43 m/s was
         # "clear" two frames, where its TTC was 0.8 s; review 2026-12-07).
-        cannot_tell = doubt and not receipt and rate is not None
-        ttc_closing = max(closing, -rate) if cannot_tell and rate is not None else closing
+        ttc_closing = max(closing, -rate) if rate is not None and doubt and not receipt else closing
         ttc = time_to_collision(distance, ttc_closing)
         figures = {
             "range_m": f"{distance:.2f}",

@@ -822,8 +822,8 @@ class Build:
                      + (f" (end to end {e2e['recall_ttc_lt_1_5']:.4f}, {e2e['false_brake_rate_benign']:.4f})"
                         if e2e else "")
                      + f", {cost.mflops:.1f} MFLOPs, p99 1t {r['latency_1t']['p99_ms']:.2f} ms")
-        if self.warnings():
-            result["warnings"] = self.warnings()
+        if warnings := self.warnings():
+            result["warnings"] = warnings
         (self.out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
         (self.out / "table.md").write_text(table(result), encoding="utf-8")
         return {"thresholds": {k: v["threshold"] for k, v in result["models"].items()}}

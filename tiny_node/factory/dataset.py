@@ -338,6 +338,19 @@ def rerun(path: Path, episodes: int, frames: int,
     give the shard's own labels (it was made with other ``episodes`` / ``frames``, or by
     another factory version).
     """
+    again, differs = _rerun_against(path, episodes, frames, observer)
+    if differs is not None:
+        raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
+                         f"--episodes/--frames than {episodes}/{frames}, or by another factory version)")
+    return again
+
+
+def _rerun_against(path: Path, episodes: int, frames: int, observer: DriveObserver | None = None
+                   ) -> tuple[dict[str, NDArray[np.generic]], str | None]:
+    """The shard at ``path`` made again without rendering, and how its rows differ from the file's (None: not).
+
+    A ShardError naming it if it cannot be read. Shared by ``rerun`` and ``verify_shard``.
+    """
     split, index = path.stem.rsplit("-", 1)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -345,10 +358,10 @@ def rerun(path: Path, episodes: int, frames: int,
     except UNREADABLE as exc:
         raise ShardError(path, exc) from exc
     again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False, observer=observer)
-    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
-        raise ValueError(f"{path}: re-running its drives does not give its labels (made with other "
-                         f"--episodes/--frames than {episodes}/{frames}, or by another factory version)")
-    return again
+    if len(again["brake"]) == len(brake) and (again["brake"] == brake).all() and np.allclose(again["t"], t):
+        return again, None
+    return again, (f"{len(brake)} rows, where its {episodes} drives of {frames} frames give {len(again['brake'])}"
+                   f"{' with other labels' if len(again['brake']) == len(brake) else ''}")
 
 
 def load_with(paths: Sequence[Path], columns: Sequence[str], episodes: int,
@@ -480,18 +493,10 @@ def verify_shard(path: Path, episodes: int, frames: int) -> None:
     run of its drives without rendering, a fraction of making it, so only the data step pays it,
     for a shard it finds made (an interrupted step's, or one copied in).
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            brake, t = z["brake"], z["t"]
-    except UNREADABLE as exc:
-        raise ShardError(path, exc) from exc
-    split, index = path.stem.rsplit("-", 1)
-    again = make_shard(ShardSpec(split, int(index), episodes, frames), render=False)
-    if len(again["brake"]) != len(brake) or not (again["brake"] == brake).all() or not np.allclose(again["t"], t):
-        raise ShardError(path, reason=(
-            f"{len(brake)} rows, where its {episodes} drives of {frames} frames give {len(again['brake'])}"
-            f"{' with other labels' if len(again['brake']) == len(brake) else ''}: a shard made with another "
-            "episodes_per_shard / frames_per_episode, or by another factory version"))
+    _, differs = _rerun_against(path, episodes, frames)
+    if differs is not None:
+        raise ShardError(path, reason=(f"{differs}: a shard made with another episodes_per_shard / "
+                                       "frames_per_episode, or by another factory version"))
 
 
 def load_split(paths: Sequence[Path], *, size: tuple[int, int] | None = None) -> dict[str, NDArray[np.generic]]:
