@@ -156,6 +156,25 @@ def test_missing_key_is_named(fast: Path) -> None:
     assert "outputs.decision.threshold: missing key" in load_error(fast)
 
 
+def test_a_decision_that_brakes_on_every_frame_is_refused(fast: Path) -> None:
+    """One softmax label is P(brake) = 1, and threshold 0 holds for any P(brake): either bundle braked
+    on every frame while the model read as healthy (review). Both are refused, naming the key."""
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(labels=["brake"]))
+    assert "outputs.decision.labels: expected at least 2 labels (brake and another), got ['brake']" in load_error(fast)
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(labels=["no_brake", "brake"], threshold=0.0))
+    assert load_error(fast).endswith("outputs.decision.threshold: 0.0 out of range (0.0, 1.0]")
+    edit_manifest(fast, lambda m: m["outputs"]["decision"].update(threshold=0.01))
+    assert load_bundle(fast).decision.threshold == 0.01
+
+
+def test_a_digest_with_a_final_newline_is_refused_as_not_hex(fast: Path) -> None:
+    """A YAML block scalar (``sha256: |``) ends in a newline, which ``$`` let through: the load then
+    failed on a checksum mismatch printing two equal-looking digests (review)."""
+    digest = hash_file(fast / "model.onnx")
+    edit_manifest(fast, lambda m: m["files"]["model"].update(sha256=digest + "\n"))
+    assert load_error(fast).endswith(f"files.model.sha256: expected 64 lowercase hex, got {digest + chr(10)!r}")
+
+
 def test_build_recipe_is_optional_and_checked(fast: Path) -> None:
     """``build:`` says which factory recipe made a bundle; a bundle without it still loads."""
     assert load_bundle(fast).build is None

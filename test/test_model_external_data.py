@@ -238,7 +238,7 @@ def test_a_tampered_data_file_is_refused_naming_it_and_both_digests(bundle: Path
     actual = hashlib.sha256(raw).hexdigest()
     msg = load_error(bundle)
     assert f"files.mixed.data[0]: checksum mismatch for {(bundle / DATA).resolve()}" in msg
-    assert f"manifest expects sha256 {expected}, file has {actual}" in msg
+    assert f"manifest expects sha256 '{expected}', file has '{actual}'" in msg
 
 
 def test_a_data_file_changed_after_load_is_refused_before_it_runs(bundle: Path) -> None:

@@ -119,6 +119,12 @@ def test_checksum_failure_names_the_file(vlm_dirs: dict[str, Path], tmp_path: Pa
     (lambda m: m["outputs"]["decision"].update(kind="sigmoid"), "'sigmoid' not one of softmax"),
     (lambda m: m["inputs"]["sensors"]["bins"]["range"].update(hi=-1), "bins.range.hi"),
     (lambda m: m.update(kind="classifier"), "vlm: unknown key"),
+    # a decision word is read back in every reason: a million characters made a 1 MB error (review)
+    (lambda m: m["outputs"]["decision"].update(tokens=["go", "b" * 65]), "decision.tokens: expected distinct "
+     "non-empty strings of at most 64 characters"),
+    # one word: its softmax is P(brake) = 1, a brake on every frame (review)
+    (lambda m: m["outputs"]["decision"].update(labels=["brake"], tokens=["brake"]), "decision.labels: expected "
+     "at least 2 labels"),
 ])
 def test_manifest_errors_are_named(vlm_dirs: dict[str, Path], tmp_path: Path,
                                    change: Callable[[dict[str, Any]], None], expect: str) -> None:

@@ -130,9 +130,9 @@ def track_slot(feature: str) -> int | None:
     return int(head[3:]) if sep and head.startswith("vru") and head[3:].isdigit() else None
 
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")  # a factory config digest
-_PREFIX = re.compile(r"^[A-Za-z0-9]+$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would let a final newline in
+_HEX16 = re.compile(r"[0-9a-f]{16}")  # a factory config digest
+_PREFIX = re.compile(r"[A-Za-z0-9]+")
 _MISSING: Any = object()
 
 
@@ -698,7 +698,7 @@ def parse_manifest(root: Path, data: Any, src: str) -> Bundle:
 def _mismatch(entry: FileEntry, actual: str) -> str:
     return (
         f"files.{entry.key}: checksum mismatch for {entry.path}: "
-        f"manifest expects sha256 {entry.sha256}, file has {actual}"
+        f"manifest expects sha256 {entry.sha256!r}, file has {actual!r}"
     )
 
 
@@ -857,7 +857,7 @@ class _Parser:
         w = "build."
         b = self.section(data, "build", "", ("config", "digest", "seed", "threads"))
         digest = self.string(b, "digest", w)
-        if not _HEX16.match(digest):
+        if not _HEX16.fullmatch(digest):
             raise self.fail(f"{w}digest", f"expected 16 lowercase hex, got {digest!r}")
         return BuildInfo(config=self.string(b, "config", w), digest=digest,
                          seed=self.integer(b, "seed", w, 0), threads=self.integer(b, "threads", w, 1))
@@ -900,7 +900,7 @@ class _Parser:
         where = f"files.{key}."
         rel = self.string(entry, "path", where)
         digest = self.string(entry, "sha256", where)
-        if not _HEX64.match(digest):
+        if not _HEX64.fullmatch(digest):
             raise self.fail(f"{where}sha256", f"expected 64 lowercase hex, got {digest!r}")
         try:
             full = bundle_path(base, rel)
@@ -982,7 +982,7 @@ class _Parser:
             w = f"inputs.sensors.bins.{feat}."
             b = self.section(raw, feat, "inputs.sensors.bins.", ("prefix", "step", "lo", "hi"))
             prefix = self.string(b, "prefix", w)
-            if not _PREFIX.match(prefix):
+            if not _PREFIX.fullmatch(prefix):
                 raise self.fail(f"{w}prefix", f"expected letters and digits, got {prefix!r}")
             lo, hi = (self.get(b, k, w) for k in ("lo", "hi"))
             for k, v in (("lo", lo), ("hi", hi)):
@@ -1001,6 +1001,8 @@ class _Parser:
         # vlm: a softmax over the next-token logits of the decision words only
         kind = self.string(d, "kind", w, ("softmax",) if vlm else DECISION_KINDS)
         labels = self.seq(d, "labels", w, 2 if kind == "sigmoid" else None)
+        if len(labels) < 2:  # a softmax over one label is P(brake) = 1 on every frame
+            raise self.fail(f"{w}labels", f"expected at least 2 labels (brake and another), got {labels!r}")
         if (any(not isinstance(x, str) or not 0 < len(x) <= MAX_LABEL_CHARS for x in labels)
                 or len(set(labels)) != len(labels)):
             raise self.fail(f"{w}labels", f"expected distinct non-empty strings of at most {MAX_LABEL_CHARS} "
@@ -1011,15 +1013,18 @@ class _Parser:
         tokens: tuple[str, ...] = ()
         if "tokens" in d:
             raw = self.seq(d, "tokens", w, len(labels))
-            if any(not isinstance(x, str) or not x for x in raw) or len(set(raw)) != len(raw):
-                raise self.fail(f"{w}tokens", f"expected distinct non-empty strings, got {raw!r}")
+            if (any(not isinstance(x, str) or not 0 < len(x) <= MAX_LABEL_CHARS for x in raw)
+                    or len(set(raw)) != len(raw)):
+                raise self.fail(f"{w}tokens", f"expected distinct non-empty strings of at most {MAX_LABEL_CHARS} "
+                                f"characters, got {str(raw)[:200]}")
             tokens = tuple(raw)
         return DecisionSpec(
             name=self.string(d, "name", w),
             kind=kind,
             labels=tuple(labels),
             brake_label=brake,
-            threshold=self.number(d, "threshold", w, lo=0.0, hi=1.0),
+            # open at 0: P(brake) >= 0 holds on every frame
+            threshold=self.number(d, "threshold", w, lo=0.0, lo_open=True, hi=1.0),
             tokens=tokens,
         )
 
