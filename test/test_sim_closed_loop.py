@@ -164,7 +164,7 @@ def test_benign_adjacent_lane_produces_no_brake(cfg):
 
 
 @pytest.mark.parametrize("seed", [None, 1, 3])
-def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_held_one(cfg, seed):
+def test_a_car_cutting_in_at_the_egos_speed_is_a_short_brake_not_a_held_one(cfg, seed):
     """The shipped example: first seen 60 m ahead at 130 km/h, taken as stationary until its track
     shows it is not closing. Held 2 s, that first scan's brake took the ego down to 70 km/h. Seeds 1
     and 3 (radar noise): its second scan "closed" at 8 m/s +- 0 (two scans fit exactly), a final RSS
@@ -177,13 +177,14 @@ def test_a_car_cutting_in_at_the_egos_speed_is_a_brake_too_short_to_act_not_a_he
     brakes = [r.decision for r in res.timeline if r.decision is not None and r.decision.brake]
     assert brakes and all("assumed stationary" in d.reason or "cannot tell yet" in d.reason for d in brakes)
     assert len(brakes) <= 5 and all(not d.hold or d.reason.startswith("holding provisional brake") for d in brakes)
-    assert min(r.ego_speed_kmh for r in res.timeline) == pytest.approx(130.0)  # released before it acted
+    # the brake acts, 0.2 s late, for as long as it was asked: at most 5 frames, a few km/h (not 60)
+    assert 126.5 < min(r.ego_speed_kmh for r in res.timeline) < 129.5
     assert res.summary["false_activation"]  # still counted: any brake decision on a benign drive
 
 
 def test_coming_up_on_a_slightly_slower_car_brakes_by_default_and_not_with_the_rss_ttc_limit(cfg):
     """108 km/h, 50 m behind a car at 103 km/h (TTC 33 s): inside the RSS distance (a_obj > a_ego) and
-    closing beyond the noise, the rules brake the ego from 108 to 48 km/h (61 brake decisions): a known
+    closing beyond the noise, the rules brake the ego from 108 to 42 km/h (61 brake decisions): a known
     false activation of the default. rules.rss_max_ttc_s 8 ends it (and brakes hard-braking leads later)."""
     from tiny_node.sim.scenario import example_scenario_files, load_scenario
     [path] = [p for p in example_scenario_files() if p.name == "benign_approach_slower_car_108kmh.yaml"]
@@ -625,7 +626,7 @@ def test_ccr_runs_end_by_the_protocols_rules_not_by_a_brake_tap_or_the_clock():
 
     tap = drive(ccrb(6.0, 12.0), _BrakePulse(0.40, 0.65))
     assert tap.collided and tap.collision_t > 2.5  # the lead brakes at 1 s; nothing else reacts
-    released = drive(ccrs(20.0), _BrakePulse(2.0, 2.6))  # 20 km/h down to ~7 km/h, then no brake
+    released = drive(ccrs(20.0), _BrakePulse(2.0, 2.4))  # 20 km/h down to ~7 km/h, then no brake
     assert released.collided and released.collision_t > ccrs(20.0).duration_s  # it went on past 6 s
     assert 6.0 < released.relative_impact_speed_kmh < 8.0
 
@@ -761,3 +762,44 @@ def test_the_results_table_prints_whole_scenario_names(tmp_path, capsys):
     print_result(SuiteResult(tmp_path, runs, 1.0))
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tune_")]
     assert [row.split()[0] for row in rows] == names
+
+
+def _brake_record(t_s: float) -> object:
+    from tiny_node.sim.closed_loop import DecisionRecord
+
+    return DecisionRecord(stamp_ns=round(t_s * 1e9), brake=True, source="model", model_state="on_time", hold=False,
+                          latency_ms=1.0, deadline_ms=50.0, decided_t=t_s, frame_id=0, reason="test")
+
+
+def test_a_brake_before_the_hazard_began_is_no_target_not_an_avoidance():
+    """A node braking from the first frame stopped before the pedestrian's start trigger fired: the
+    pedestrian never moved, and the run scored avoided, green, 1 point (review). The hazard never began."""
+    from tiny_node.sim.closed_loop import drive, summarise
+    from tiny_node.sim.suite import cpna
+
+    sc = cpna(40.0, 25)
+    tr = drive(sc, _BrakePulse(0.3, 99.0))
+    assert not tr.collided and tr.unstarted and not tr.min_ttc < 4.0
+    s = summarise(sc, "model", tr, decisions=[_brake_record(0.3)], stats={})
+    assert s["outcome"] == "no_target" and not s["passed"] and s["points"] is None
+    assert "before the start trigger of" in s["note"] and "the hazard never began" in s["note"]
+    late = drive(sc, _BrakePulse(4.2, 99.0))  # braked for the crossing pedestrian: avoided, as before
+    s = summarise(sc, "model", late, decisions=[_brake_record(4.2)], stats={})
+    assert not late.unstarted and s["outcome"] == "avoided" and s["passed"] and s["points"] == 1.0
+
+
+def test_a_run_whose_time_ran_out_still_closing_is_unresolved_not_avoided():
+    """Released at 6 km/h behind a pedestrian walking at 5 km/h in the lane, the ego was still closing
+    when the 30 s overtime ran out, and the run scored avoided, green (review)."""
+    from tiny_node.sim.closed_loop import drive, summarise
+    from tiny_node.sim.report import totals
+    from tiny_node.sim.suite import cpla
+
+    sc = cpla(40, 50)
+    tr = drive(sc, _BrakePulse(3.0, 4.05))
+    assert not tr.collided and tr.t_end > sc.duration_s + 29.0 and "still closing on" in tr.still_closing
+    s = summarise(sc, "model", tr, decisions=[_brake_record(3.0)], stats={})
+    assert s["outcome"] == "unresolved" and not s["passed"] and s["band"] is None and s["points"] is None
+    assert "not avoided" in s["note"]
+    t = totals([s])["model"]
+    assert t["points"] == 0.0 and t["points_max"] == 1.0

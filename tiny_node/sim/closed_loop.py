@@ -441,6 +441,8 @@ class _Trace:
     ttc_at_first_brake: float = math.nan
     distance_at_first_brake: float = math.nan
     final_speed_kmh: float = math.nan
+    unstarted: tuple[str, ...] = ()  # actors whose start trigger never fired
+    still_closing: str = ""  # what the ego was still closing on in its path at the end
 
 
 def _num(x: Any) -> float:
@@ -545,6 +547,7 @@ def drive(scenario: Any, port: Port, *, recorder: Any = None) -> _Trace:
     port.finish()
     tr.t_end = t_ns * 1e-9
     tr.final_speed_kmh = float(world.truth().ego_speed) * 3.6
+    tr.unstarted, tr.still_closing = tuple(world.unstarted()), world.still_closing()
     for d in port.decisions():
         answered = rows_by_stamp.get(d.stamp_ns)
         if answered is not None:
@@ -563,11 +566,20 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     # and it never braked: the drive the ego took is the one without braking, so the file's actors
     # never cross it (a heading typo) or are never reached (a target 5 km ahead: centimetres for
     # metres; an ego at 0 km/h), and a pass would test nothing.
-    no_target = expect == "avoid" and not tr.collided and first is None and not tr.min_ttc < NO_TARGET_TTC_S
+    # Or it braked before an actor's start trigger fired, and nothing came near: the hazard never began
+    # (a brake on the first frame "avoided" every crossing, green; review).
+    early = first is not None and bool(tr.unstarted)
+    no_target = (expect == "avoid" and not tr.collided and (first is None or early)
+                 and not tr.min_ttc < NO_TARGET_TTC_S)
+    # An avoid run whose time ran out with the ego still closing on something in its path: a contact
+    # not yet made, no avoidance (review: 3 km/h and 7 m short after the 30 s overtime, scored green).
+    unresolved = expect == "avoid" and not tr.collided and not no_target and bool(tr.still_closing)
     if tr.collided:
         outcome = "collision"
     elif no_target:
         outcome = "no_target"
+    elif unresolved:
+        outcome = "unresolved"
     elif expect == "avoid":
         outcome = "avoided"
     else:
@@ -581,7 +593,7 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
         "seed": int(scenario.seed),
         "sim_time_s": tr.t_end,
         "outcome": outcome,
-        "passed": not tr.collided and not false_activation and not no_target,
+        "passed": not tr.collided and not false_activation and not no_target and not unresolved,
         "collided": tr.collided,
         "collision_t_s": tr.collision_t,
         "impact_speed_kmh": tr.impact_speed_kmh if tr.collided else 0.0,
@@ -603,7 +615,11 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     }
     summary.update(stats)
     summary.update(extra or {})
-    if no_target:
+    if no_target and early and first is not None:
+        summary["note"] = (f"the ego braked (first at {first.decided_t:.2f} s) before the start trigger of "
+                           f"{', '.join(tr.unstarted)} fired, and nothing came into its path: the hazard never "
+                           "began, and the drive tested nothing (a brake on nothing yet)")
+    elif no_target:
         summary["note"] = ("no actor entered the ego's path and the ego never braked: the drive tested nothing "
                            "(check the actors' positions, headings and start triggers)" if math.isinf(tr.min_distance)
                            else f"the ego never came within TTC {NO_TARGET_TTC_S:.0f} s of an actor in its path "
@@ -611,7 +627,10 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
                            + (f"{tr.min_ttc:.1f} s" if math.isfinite(tr.min_ttc) else "none: never closing")
                            + ") and never braked: the drive tested nothing (check the actors' positions and units, "
                            "the ego's speed and the actors' triggers)")
-    band = None if no_target else score(scenario, summary["relative_impact_speed_kmh"])  # protocol runs only
+    if unresolved:
+        summary["note"] = f"{tr.still_closing}: not avoided, a contact the run did not reach"
+    # protocol runs only
+    band = None if no_target or unresolved else score(scenario, summary["relative_impact_speed_kmh"])
     summary["band"] = band.colour if band is not None else None
     summary["points"] = band.points if band is not None else None
     summary["band_source"] = band.source if band is not None else ""

@@ -73,8 +73,8 @@ def totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             t["points"] += float(r["points"])
             t["points_max"] += 1.0
             t["scored_runs"] += 1
-        elif r.get("outcome") in ("error", "no_target") and r.get("protocol"):
-            # a scored test that crashed, or tested nothing, scores 0, not nothing
+        elif r.get("outcome") in ("error", "no_target", "unresolved") and r.get("protocol"):
+            # a scored test that crashed, tested nothing or never ended scores 0, not nothing
             t["points_max"] += 1.0
             t["scored_runs"] += 1
     for mode, t in out.items():  # a CCRs <= 20 / CPNA-75 10 km/h point not green zeroes Frontal Collisions
@@ -101,8 +101,9 @@ def silent_model_warnings(tot: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def mode_frontal_gate(runs: Sequence[Mapping[str, Any]], mode: str) -> bool:
     """Whether a mode passes the 2026 general requirements gate (:func:`scoring.frontal_gate_passed`).
 
-    A gate point without a band (a run that crashed, or tested nothing: ``no_target``) is not
-    green: it scored better than the same point as a collision, which fails the gate.
+    A gate point without a band (a run that crashed, tested nothing (``no_target``) or never ended
+    (``unresolved``)) is not green: it scored better than the same point as a collision, which fails
+    the gate.
     """
     return frontal_gate_passed((str(r.get("protocol")), float(r.get("ego_speed_kmh") or 0.0), str(r.get("band")))
                                for r in runs if r["mode"] == mode)
@@ -227,7 +228,7 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
         cell = _md_cell(str(r["name"]))
         name = f"[{cell}](plots/{key}.png)" if key in plotted_set else cell
         outcome = str(r.get("outcome", ""))
-        if outcome in ("collision", "false_activation", "error", "no_target"):
+        if outcome in ("collision", "false_activation", "error", "no_target", "unresolved"):
             outcome = f"**{outcome}**"
         impact = (f"{_f(r.get('impact_speed_kmh'))} ({_f(r.get('relative_impact_speed_kmh'))})"
                   if r.get("collided") else "-")
@@ -244,6 +245,10 @@ def markdown(runs: Sequence[Mapping[str, Any]], *, plotted: Sequence[str] = (), 
     if untested:
         lines += ["", "## Drives that tested nothing", ""]
         lines += [f"- {r['name']} ({r['mode']}): {r.get('note')}" for r in untested]
+    unresolved = [r for r in runs if r.get("outcome") == "unresolved"]
+    if unresolved:
+        lines += ["", "## Drives that ran out of time still closing", ""]
+        lines += [f"- {r['name']} ({r['mode']}): {r.get('note')}" for r in unresolved]
     lines += ["", "Timelines: `timelines/<scenario>__<mode>.csv`; every record: `summary.json`.", ""]
     return "\n".join(lines)
 

@@ -638,7 +638,7 @@ def print_result(result: SuiteResult) -> None:
               f"{r.get('band') or '-'!s:<7} {pts:>5} {'-' if fb is None else f'{fb:.2f}':>8} "
               f"{'-' if ttc is None else f'{ttc:.2f}':>9}")
     for r in result.runs:
-        if r.get("outcome") == "no_target":
+        if r.get("outcome") in ("no_target", "unresolved"):
             print(f"{r['name']} ({r['mode']}): {r.get('note')}")
     print()
     tot = totals(result.runs)

@@ -80,8 +80,9 @@ def _scn(name: str, ego_kmh: float, actors: list[ActorSpec], *, env: Environment
 def _target_y(overlap_pct: float) -> float:
     """The target's lateral offset for a C2C v4.3.1 overlap: +p % to the right, -p % the same to the left.
 
-    100 % is centred; 50 % overlaps half the ego's width (the 2026 impact location 0 %, whose
-    formula loc/100 * W - W/2 gives the same offset).
+    100 % is centred; 50 % puts the target's centreline on the ego's edge (an offset of half the
+    ego's width: the 2026 impact location 0 %, whose formula loc/100 * W - W/2 gives the same
+    offset), so the 1.712 m target overlaps 0.856 m, 47 % of the 1.82 m ego.
     """
     return math.copysign((1.0 - abs(overlap_pct) / 100.0) * EGO_WIDTH_M, -overlap_pct) + 0.0  # never -0.0
 

@@ -1,9 +1,11 @@
 """Longitudinal ego dynamics: what a brake request does to speed and position, and when.
 
-A brake request acts after an actuation delay (pressure build-up, 0.2-0.3 s in the reference
-``../shared/reference/aeb-test-protocols.md``; default 0.2 s), then the deceleration ramps up
-at a limited jerk to the maximum (default 9 m/s^2, ~0.9 g on a dry road, same reference), and
-ramps back to zero when the request is released.  Without a request the ego holds its speed.
+The brake acts on the request as it was an actuation delay earlier (pressure build-up, 0.2-0.3 s
+in the reference ``../shared/reference/aeb-test-protocols.md``; default 0.2 s): a latency, on
+the apply and on the release alike, so a request shorter than the delay still brakes, for as
+long as it was held. The deceleration ramps up at a limited jerk towards the maximum (default
+9 m/s^2, ~0.9 g on a dry road, same reference), and back to zero once the release has come
+through.  Without a request the ego holds its speed.
 The step integrates the piecewise-linear acceleration exactly, so the stopping distance
 matches the hand formula (delay + jerk ramp + constant deceleration) to millimetres.
 
@@ -14,7 +16,7 @@ This is the one source of the model: the simulator and the real-time demo drive
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tiny_node.sim.kinds import EGO_LENGTH_M, EGO_WIDTH_M
 
@@ -33,18 +35,25 @@ class Ego:
     jerk: float = 30.0  # m/s^3, for both the brake ramp and its release
     length_m: float = EGO_LENGTH_M
     width_m: float = EGO_WIDTH_M
-    requested_since: float | None = None  # time the current brake request began
+    requested_since: float | None = None  # time the current brake request began (None: not requested now)
     first_request_t: float | None = None  # time of the first brake request of the run
     stopped_by_brake: bool = False  # came to a standstill while braking
+    #: (time, request) at each change of the request, oldest first; pruned to what the delay still needs
+    changes: list[tuple[float, bool]] = field(default_factory=list, repr=False)
 
     @property
     def braking(self) -> bool:
-        """A brake request is pending or acting."""
-        return self.requested_since is not None
+        """A brake request is pending or acting, or its release has not come through yet."""
+        return self.requested_since is not None or any(on for _, on in self.changes)
 
     def active(self, t: float) -> bool:
-        """The brake request at ``t`` has passed the actuation delay."""
-        return self.requested_since is not None and t - self.requested_since >= self.delay_s - _EPS
+        """The brake acts at ``t``: the request as it was ``delay_s`` earlier."""
+        acting = False
+        for when, on in self.changes:
+            if when > t - self.delay_s + _EPS:
+                break
+            acting = on
+        return acting
 
     def step(self, dt: float, t: float, brake: bool) -> None:
         """Advance from ``t`` to ``t + dt`` with the brake request ``brake`` held meanwhile."""
@@ -54,6 +63,12 @@ class Ego:
                 self.first_request_t = t
         elif not brake:
             self.requested_since = None
+        if brake != (self.changes[-1][1] if self.changes else False):
+            self.changes.append((t, brake))
+        while len(self.changes) > 1 and self.changes[1][0] <= t - self.delay_s + _EPS:
+            del self.changes[0]  # the change after it has come through: it no longer decides
+        if len(self.changes) == 1 and not self.changes[0][1] and self.changes[0][0] <= t - self.delay_s + _EPS:
+            self.changes.clear()  # a release come through, nothing after it: as never requested
         if self.speed <= 0.0:
             self.speed = 0.0
             self.accel = 0.0

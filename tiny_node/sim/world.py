@@ -275,6 +275,24 @@ class World:
             nearest_kind=kind, nearest_name=name, closing_speed=closing,
         )
 
+    def unstarted(self) -> list[str]:
+        """Actors whose start trigger never fired: their part of the drive never began."""
+        return [m.spec.name for m in self._motions if not m.started]
+
+    def still_closing(self) -> str:
+        """What the ego is still closing on in its path ("" if nothing).
+
+        At the end of an avoid run: a contact the clock ran out before, no avoidance (a brake
+        released with the ego crawling on).
+        """
+        if self.collided or self.ego.speed <= 0.0:
+            return ""
+        d, who = self._in_path_motion()
+        if who is None or self.ego.speed <= who.vx + 1e-6:
+            return ""
+        return (f"still closing on {who.spec.name} at {(self.ego.speed - who.vx) * 3.6:.1f} km/h, {d:.1f} m ahead, "
+                f"when the run's time ran out ({self.t:.1f} s)")
+
     def _closing_on_ego(self) -> bool:
         """An actor in the ego's corridor comes towards it (a wrong-way car): a stop avoids nothing yet."""
         _, who = self._in_path_motion()
