@@ -771,21 +771,57 @@ def _brake_record(t_s: float) -> object:
                           latency_ms=1.0, deadline_ms=50.0, decided_t=t_s, frame_id=0, reason="test")
 
 
-def test_a_brake_before_the_hazard_began_is_no_target_not_an_avoidance():
-    """A node braking from the first frame stopped before the pedestrian's start trigger fired: the
-    pedestrian never moved, and the run scored avoided, green, 1 point (review). The hazard never began."""
+@pytest.mark.parametrize("off_s", [99.0, 1.2])
+def test_a_brake_before_the_hazard_began_is_no_target_not_an_avoidance(off_s):
+    """A node braking from the first frame stopped before the pedestrian's start trigger fired (or, released
+    after 0.9 s, reached it only at 11 km/h, the pedestrian setting off far ahead): the run scored avoided,
+    green, 1 point (review; the released case in the review of the first fix)."""
     from tiny_node.sim.closed_loop import drive, summarise
     from tiny_node.sim.suite import cpna
 
     sc = cpna(40.0, 25)
-    tr = drive(sc, _BrakePulse(0.3, 99.0))
-    assert not tr.collided and tr.unstarted and not tr.min_ttc < 4.0
+    tr = drive(sc, _BrakePulse(0.3, off_s))
+    assert not tr.collided and not tr.min_ttc < 4.0 and tr.first_start_t > 1.0
     s = summarise(sc, "model", tr, decisions=[_brake_record(0.3)], stats={})
     assert s["outcome"] == "no_target" and not s["passed"] and s["points"] is None
-    assert "before the start trigger of" in s["note"] and "the hazard never began" in s["note"]
+    assert "with nothing in its path, before any actor set off" in s["note"]
     late = drive(sc, _BrakePulse(4.2, 99.0))  # braked for the crossing pedestrian: avoided, as before
     s = summarise(sc, "model", late, decisions=[_brake_record(4.2)], stats={})
-    assert not late.unstarted and s["outcome"] == "avoided" and s["passed"] and s["points"] == 1.0
+    assert late.first_start_t < 4.2 and s["outcome"] == "avoided" and s["passed"] and s["points"] == 1.0
+
+
+def test_a_brake_on_something_in_the_path_or_after_the_hazard_set_off_is_not_early():
+    """The first version took any actor still unstarted at the end for an early brake: a car triggered to
+    drive off behind the ego at 6 s made a real avoidance no_target, and so did a walker triggered past
+    the stop of an ego braked at TTC 6 s for a car standing ahead (review)."""
+    from tiny_node.sim.closed_loop import drive, summarise
+    from tiny_node.sim.suite import cpna
+
+    base = cpna(40.0, 25)
+    behind = ActorSpec("car", Trajectory(x_m=-40.0, y_m=LEFT_LANE_Y, speed_kmh=50.0, start=Trigger("time_s", 6.0)),
+                       name="car_behind")
+    sc = dataclasses.replace(base, actors=(*base.actors, behind))
+    tr = drive(sc, _BrakePulse(4.2, 99.0))
+    assert "car_behind" in tr.unstarted
+    assert summarise(sc, "model", tr, decisions=[_brake_record(4.2)], stats={})["outcome"] == "avoided"
+    walker = ActorSpec("adult", Trajectory(x_m=80.0, y_m=-6.0, heading_deg=90.0, speed_kmh=5.0,
+                                           start=Trigger("ego_distance_m", 30.0)), name="walker")
+    standing = Scenario(name="standing_car", ego_speed_kmh=50.0, expect="avoid", duration_s=10.0,
+                        actors=(ActorSpec("car", Trajectory(x_m=100.0, y_m=0.0), name="car"), walker))
+    tr = drive(standing, _BrakePulse(0.5, 99.0))  # at TTC ~6.7 s: the car is in the path from the start
+    assert not tr.collided and "walker" in tr.unstarted and not tr.min_ttc < 4.0
+    assert summarise(standing, "model", tr, decisions=[_brake_record(0.5)], stats={})["outcome"] == "avoided"
+
+
+def test_a_rules_run_braked_early_does_not_undo_the_models_avoidance():
+    """--compare made every avoided run of a drive no_target when its rules-only run was; since a rules
+    run can be no_target for an early brake of its own, that took a model's real avoidance too (review)."""
+    from tiny_node.sim.closed_loop import judged_by_the_undisturbed_drive
+
+    rules = {"name": "d", "mode": "rules", "outcome": "no_target", "brake_decisions": 40, "passed": False}
+    model = {"name": "d", "mode": "model", "outcome": "avoided", "brake_decisions": 30, "passed": True}
+    assert judged_by_the_undisturbed_drive([rules, model])[1]["outcome"] == "avoided"
+    assert judged_by_the_undisturbed_drive([{**rules, "brake_decisions": 0}, model])[1]["outcome"] == "no_target"
 
 
 def test_a_run_whose_time_ran_out_still_closing_is_unresolved_not_avoided():
@@ -803,3 +839,15 @@ def test_a_run_whose_time_ran_out_still_closing_is_unresolved_not_avoided():
     assert "not avoided" in s["note"]
     t = totals([s])["model"]
     assert t["points"] == 0.0 and t["points_max"] == 1.0
+
+
+def test_a_stopped_ego_with_a_car_still_coming_at_it_is_unresolved():
+    """A wrong-way car keeps the run going for the overtime after the ego stopped; when that ran out, the
+    run was avoided (review)."""
+    from tiny_node.sim.closed_loop import drive, summarise
+
+    car = ActorSpec("car", Trajectory(x_m=110.0, y_m=0.0, heading_deg=180.0, speed_kmh=3.0), name="wrong_way")
+    sc = Scenario(name="wrong_way", ego_speed_kmh=50.0, expect="avoid", duration_s=10.0, actors=(car,))
+    tr = drive(sc, _BrakePulse(0.5, 99.0))
+    assert not tr.collided and tr.final_speed_kmh == 0.0 and "still closing on wrong_way" in tr.still_closing
+    assert summarise(sc, "model", tr, decisions=[_brake_record(0.5)], stats={})["outcome"] == "unresolved"

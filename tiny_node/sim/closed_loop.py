@@ -442,6 +442,7 @@ class _Trace:
     distance_at_first_brake: float = math.nan
     final_speed_kmh: float = math.nan
     unstarted: tuple[str, ...] = ()  # actors whose start trigger never fired
+    first_start_t: float = math.inf  # when the first actor with a start trigger set off (inf: none)
     still_closing: str = ""  # what the ego was still closing on in its path at the end
 
 
@@ -548,6 +549,7 @@ def drive(scenario: Any, port: Port, *, recorder: Any = None) -> _Trace:
     tr.t_end = t_ns * 1e-9
     tr.final_speed_kmh = float(world.truth().ego_speed) * 3.6
     tr.unstarted, tr.still_closing = tuple(world.unstarted()), world.still_closing()
+    tr.first_start_t = world.first_start_t()
     for d in port.decisions():
         answered = rows_by_stamp.get(d.stamp_ns)
         if answered is not None:
@@ -566,9 +568,13 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     # and it never braked: the drive the ego took is the one without braking, so the file's actors
     # never cross it (a heading typo) or are never reached (a target 5 km ahead: centimetres for
     # metres; an ego at 0 km/h), and a pass would test nothing.
-    # Or it braked before an actor's start trigger fired, and nothing came near: the hazard never began
-    # (a brake on the first frame "avoided" every crossing, green; review).
-    early = first is not None and bool(tr.unstarted)
+    # Or it first braked before any actor set off and before anything was in its path, and nothing came
+    # within TTC 4 s since: the drive it took is not the one the file describes (a brake on the first
+    # frame "avoided" every crossing, green: the pedestrian, triggered by the ego's position, set off
+    # late or never; review). A brake on something already in the path (a car standing ahead, braked
+    # for at TTC 6 s) is not early, nor one after the hazard set off.
+    in_path_t = next((r.t for r in tr.rows if math.isfinite(r.distance_m)), math.inf)
+    early = first is not None and first.decided_t < min(tr.first_start_t, in_path_t)
     no_target = (expect == "avoid" and not tr.collided and (first is None or early)
                  and not tr.min_ttc < NO_TARGET_TTC_S)
     # An avoid run whose time ran out with the ego still closing on something in its path: a contact
@@ -616,9 +622,11 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     summary.update(stats)
     summary.update(extra or {})
     if no_target and early and first is not None:
-        summary["note"] = (f"the ego braked (first at {first.decided_t:.2f} s) before the start trigger of "
-                           f"{', '.join(tr.unstarted)} fired, and nothing came into its path: the hazard never "
-                           "began, and the drive tested nothing (a brake on nothing yet)")
+        began = ("never set off" if not math.isfinite(tr.first_start_t)
+                 else f"set off only at {tr.first_start_t:.2f} s")
+        summary["note"] = (f"the ego first braked at {first.decided_t:.2f} s, with nothing in its path, before any "
+                           f"actor set off (they {began}), and nothing came within TTC {NO_TARGET_TTC_S:.0f} s "
+                           "since: a brake on nothing, and the drive tested nothing")
     elif no_target:
         summary["note"] = ("no actor entered the ego's path and the ego never braked: the drive tested nothing "
                            "(check the actors' positions, headings and start triggers)" if math.isinf(tr.min_distance)
@@ -646,7 +654,9 @@ def judged_by_the_undisturbed_drive(runs: list[dict[str, Any]]) -> list[dict[str
     model and 0 to the rules. (A run avoided with the VRU never in the path is otherwise a real
     avoidance: the model stops a CPNA at 20 km/h before the adult reaches the lane.)
     """
-    untested = {r["name"] for r in runs if r.get("mode") == "rules" and r.get("outcome") == "no_target"}
+    # undisturbed: it never braked (a rules run that braked early is no_target for its own brake)
+    untested = {r["name"] for r in runs if r.get("mode") == "rules" and r.get("outcome") == "no_target"
+                and not r.get("brake_decisions")}
     note = ("the same drive without braking (its rules-only run) brought no actor into the ego's path: this "
             "mode's brake was on nothing, and the drive tests nothing (check the actors' positions, timing and "
             "start triggers)")

@@ -31,6 +31,7 @@ class ActorMotion:
         self.speed = tr.speed_before_start_kmh / 3.6
         self.travelled = 0.0
         self.started = tr.start is None
+        self.started_t: float | None = None  # when its start trigger fired (None: not yet, or none)
         self.braking = False
         self.stopped = False
         self.turning = False
@@ -83,7 +84,7 @@ class ActorMotion:
         # and the start never took effect: the actor reported started but never moved.
         was_started = self.started
         if not self.started and tr.start is not None and self.fired(tr.start, t, ego_front, ego_speed):
-            self.started = True
+            self.started, self.started_t = True, t
         if (was_started and not self.braking and tr.braking is not None
                 and self.fired(tr.braking.when, t, ego_front, ego_speed)):
             self.braking = True

@@ -275,6 +275,10 @@ class World:
             nearest_kind=kind, nearest_name=name, closing_speed=closing,
         )
 
+    def first_start_t(self) -> float:
+        """When the first actor with a start trigger set off (inf: none did, or none has one)."""
+        return min((m.started_t for m in self._motions if m.started_t is not None), default=math.inf)
+
     def unstarted(self) -> list[str]:
         """Actors whose start trigger never fired: their part of the drive never began."""
         return [m.spec.name for m in self._motions if not m.started]
@@ -285,9 +289,9 @@ class World:
         At the end of an avoid run: a contact the clock ran out before, no avoidance (a brake
         released with the ego crawling on).
         """
-        if self.collided or self.ego.speed <= 0.0:
+        if self.collided:
             return ""
-        d, who = self._in_path_motion()
+        d, who = self._in_path_motion()  # a stopped ego too: a wrong-way car may still come at it
         if who is None or self.ego.speed <= who.vx + 1e-6:
             return ""
         return (f"still closing on {who.spec.name} at {(self.ego.speed - who.vx) * 3.6:.1f} km/h, {d:.1f} m ahead, "
