@@ -670,18 +670,19 @@ def test_an_episode_left_crawling_after_a_released_brake_ends_unless_a_collision
         t += 0.02
         stream.advance(t, brake)
         tr = stream.truth() if len(stream.episodes) == 1 else None
-        if brake and tr is not None and tr.ego_speed_mps < 3.0:  # released below a quarter of 13.9 m/s
+        if brake and tr is not None and tr.ego_speed_mps < 4.5:  # the brake acts 0.2 s on: left at ~1.3 m/s
             brake, released_at = False, t
             assert (tr.ttc_s > CRAWL_TTC_S) is ends
     first = stream.episodes[0]
     assert released_at is not None
     if ends:
-        assert not first.collided and first.t_end == pytest.approx(released_at + CRAWL_S, abs=0.03)
+        # the crawl is timed from below CRAWL_FRACTION, which the brake, acting 0.2 s past its release, reaches
+        assert not first.collided and released_at + CRAWL_S - 0.03 <= first.t_end <= released_at + CRAWL_S + 0.23
         assert first.ended_early.startswith("crawling at ") and len(stream.episodes) == 2
         assert stream.truth().ego_speed_mps == pytest.approx(50 / 3.6)  # the next episode drives
     else:
         # not cut short: the crawl into the car (no brake came again) is the episode's outcome
-        assert first.ended_early == "" and first.collided and first.impact_speed_kmh > 5.0
+        assert first.ended_early == "" and first.collided and first.impact_speed_kmh > 3.0
     stream.close()
 
 
@@ -1217,12 +1218,33 @@ def test_a_run_whose_model_never_worked_fails_with_the_reason():
 
     # no diagnostic seen (an attached node at 1 Hz, a short run): the decisions say it
     never = model_failures(_model_run(["unavailable", "unavailable", "skipped"]))
-    assert len(never) == 1 and "answered no frame" in never[0] and "unavailable 40" in never[0], never
-    # the model answered (even late), the run has no model, the corrupt-bundle run, the rules braked throughout
-    assert model_failures(_model_run(["unavailable", "late"], "ready")) == []
+    assert len(never) == 1 and "answered no frame in time" in never[0] and "unavailable 40" in never[0], never
+    # the model answered in time once, the run has no model, the corrupt-bundle run, the rules braked throughout
+    assert model_failures(_model_run(["unavailable", "late"] * 44 + ["on_time"], "ready")) == []
     assert model_failures(_model_run(["unavailable"], has_model=False)) == []
     assert model_failures(_model_run(["unavailable"], "failed", model_expected=False)) == []
     assert model_failures(_model_run(["skipped"])) == []
+
+
+def test_a_run_whose_model_was_always_late_fails():
+    """``--param test_hook_model_delay_ms:=200.0 --faults none`` passed: late 91, skipped 29, no on_time.
+
+    The watchdog closes every frame the model was asked as ``late`` at its publish time, answered
+    or not (the worker had 0 results, 151 cancels), so ``late`` shows no answer that decided.
+    """
+    from tiny_node.hil.harness import model_failures
+
+    rec = _model_run(["late", "late", "unavailable", "skipped"], "ready")
+    rec.diags[-1].values.update({"results": "0", "cancels": "151", "errors": "0"})
+    failed = global_failures(rec)
+    assert len(failed) == 1 and "answered no frame in time" in failed[0], failed
+    assert "late 30, unavailable 15, skipped 15" in failed[0] and "results 0, cancels 151" in failed[0], failed
+    # one frame in time after warm-up: the model decided, the run tested it
+    rec = _model_run(["late"] * 89 + ["on_time"], "ready")
+    assert model_failures(rec) == []
+    # ... but not one in the warm-up only (DDS matching, not judged)
+    rec = _model_run(["on_time"] + ["late"] * 89, "ready")
+    assert len(model_failures(rec)) == 1
 
 
 def test_a_check_that_did_not_judge_everything_says_so_on_every_report(tmp_path):

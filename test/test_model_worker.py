@@ -103,6 +103,8 @@ def test_model_error_is_a_reply_not_a_crash(make_worker: Callable[..., ModelWork
     (r,) = poll_until(w, bool)
     assert r.output is None and r.error is not None and "ego_speed" in r.error
     assert w.state is WorkerState.READY and w.restarts == 0
+    # what the node's model status quotes when every run of a period failed
+    assert str(w.stats()["last_run_error"]).startswith("frame 1: ") and "ego_speed" in str(w.stats()["last_run_error"])
 
 
 def test_cancel_slow_run(make_worker: Callable[..., ModelWorker],
@@ -148,6 +150,47 @@ def test_sigkill_mid_run_restarts_and_serves(make_worker: Callable[..., ModelWor
     assert w.submit(2, FRAME, CLOSE)
     (r,) = poll_until(w, bool)
     assert r.seq == 2 and r.output is not None and r.output.brake
+
+
+def test_a_worker_crashing_in_a_loop_with_backoff_0_waits_longer_each_time(
+        make_worker: Callable[..., ModelWorker], bundles: dict[str, Path]) -> None:
+    """``model_restart_backoff_s: 0`` (allowed) restarts at once the first time, then doubles from 0.1 s.
+
+    Before, 0 doubled is 0: a worker dying on every start respawned at once for ever, each
+    respawn importing onnxruntime on the node's two cores.
+    """
+    clock = ManualClock(100.0)
+    w = make_worker(bundles["fast"], clock, backoff_initial_s=0.0, backoff_max_s=10.0)
+
+    def crash() -> None:
+        assert w.wait_ready(READY_S), w.stats()
+        os.kill(pid_of(w), signal.SIGKILL)
+        end = time.monotonic() + 5.0
+        while w.state is not WorkerState.RESTARTING:
+            assert time.monotonic() < end, w.stats()
+            w.poll()
+            time.sleep(0.005)
+
+    def respawned() -> bool:
+        """Poll for 0.2 s of real time on the stopped clock: did the worker respawn?"""
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            w.poll()
+            if w.state is not WorkerState.RESTARTING:
+                return True
+            time.sleep(0.01)
+        return False
+
+    crash()
+    assert respawned() and w.restarts == 1  # the first restart at once, as configured
+    for delay in (0.1, 0.2, 0.4):
+        crash()
+        assert not respawned(), f"respawned at once after {w.stats()['crashes']} crashes: {w.stats()}"
+        clock.advance(delay - 0.01)
+        assert not respawned(), f"respawned before {delay} s: {w.stats()}"
+        clock.advance(0.02)
+        assert respawned(), w.stats()
+    assert w.restarts == 4
 
 
 def test_sigstop_is_a_hang_killed_and_restarted(make_worker: Callable[..., ModelWorker],

@@ -56,6 +56,43 @@ def test_slow_model_every_frame_by_fallback_on_time(start_node, feeder, bundles)
     kv = {k.key: k.value for k in wd.values}
     assert int(kv["cancels"]) > 0
     assert kv["pid"] == str(node.pid)  # what a harness measures and signals (a wrapper would be its parent)
+    # The model decided nothing: its status says so for the periods it was asked and never in time
+    # (the worker's state alone, ready / busy, read OK throughout; so did the watchdog, the fallback on time)
+    model = [st for arr in feeder.log.diagnostics for st in arr.status if st.name == "tiny_node: model"]
+    asked = [(st, {k.key: k.value for k in st.values}) for st in model]
+    asked = [(st, kv) for st, kv in asked if int(kv["late_last_period"]) > 0]
+    assert asked, [st.message for st in model]
+    for st, kv in asked:
+        assert st.level == b"\x01" and kv["on_time_last_period"] == "0", (st.message, kv)
+        assert st.message.startswith("the model answered no frame in time since the last report"), st.message
+        assert kv["state"] in ("ready", "busy"), kv
+    # and once the frames stop, nothing is asked: judged on the worker's state again
+    idle = diag_status(feeder, "tiny_node: model", "ready")
+    assert idle.level == b"\x00"
+
+
+def test_the_model_status_is_judged_per_period_on_what_the_model_did():
+    """The state alone (ready / busy: OK) hid a model that answered every frame late, or failed every run."""
+    from tiny_node.ros.node import model_status
+
+    ready = {"state": "ready", "restarts": 0, "last_run_error": "frame 9: shape mismatch"}
+    # frames answered in time (some late too), or none asked in the period (idle, the rules braking)
+    assert model_status(ready, 28, 2, 0) == (b"\x00", "ready")
+    assert model_status(ready, 0, 0, 0) == (b"\x00", "ready")
+    assert model_status({**ready, "state": "busy"}, 1, 29, 3) == (b"\x00", "busy")
+    # asked, and never in time: late, failed, or both
+    level, text = model_status({**ready, "state": "busy"}, 0, 5, 0)
+    assert level == b"\x01" and text.startswith("the model answered no frame in time") and "5 late" in text, text
+    level, text = model_status(ready, 0, 0, 30)
+    assert level == b"\x01" and "every model run since the last report failed (30)" in text, text
+    assert "frame 9: shape mismatch" in text
+    level, text = model_status(ready, 0, 2, 1)
+    assert level == b"\x01" and "2 late, 1 failed" in text, text
+    # the worker's own states as before, whatever the period: warm-up, restart, a bad bundle
+    assert model_status({**ready, "state": "starting"}, 0, 0, 0) == (b"\x01", "starting")
+    assert model_status({**ready, "state": "starting", "restarts": 1}, 0, 3, 1) == (b"\x02", "starting")
+    assert model_status({**ready, "state": "restarting"}, 0, 3, 1) == (b"\x02", "restarting")
+    assert model_status({**ready, "state": "failed"}, 0, 0, 0) == (b"\x02", "failed")
 
 
 def test_worker_killed_and_stopped_mid_stream(start_node, feeder, bundles):

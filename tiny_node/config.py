@@ -157,8 +157,8 @@ PARAMS: tuple[ParamSpec, ...] = (
       0, 100, read_only=True),
     P("model_hang_timeout_ms", 500.0, "A model run (or its cancel) not answered within this is "
       "a hang: the worker is killed and restarted.", 50.0, 10000.0, read_only=True),
-    P("model_restart_backoff_s", 0.5, "First restart delay after a worker crash/hang; doubles "
-      "on each failure.", 0.0, 60.0, read_only=True),
+    P("model_restart_backoff_s", 0.5, "First restart delay after a worker crash/hang (0 = at "
+      "once); doubles on each further failure, from at least 0.1 s.", 0.0, 60.0, read_only=True),
     P("model_restart_backoff_max_s", 10.0, "Upper bound of the restart delay.", 0.1, 600.0,
       read_only=True),
     P("model_memory_limit_mb", 0, "Address-space limit of the model worker process (RLIMIT_AS), "

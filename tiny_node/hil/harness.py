@@ -897,8 +897,12 @@ def sending_failures(rec: RunRecord) -> list[str]:
     return []
 
 
-#: Model states in a decision that show the model answered (on time or not).
-MODEL_ANSWERED = ("on_time", "late")
+#: The model state of a decision the model answered in time: the only one in which it decided.
+#: Why not ``late`` too: the watchdog closes every frame the model was asked and had not answered
+#: by its publish time as ``late``, answer or none (the run cancelled), so a model that is always
+#: too slow, or a worker hanging on every job, gave only late / unavailable, and a run in which the
+#: model decided not one frame passed as "model: test".
+MODEL_ANSWERED = ("on_time",)
 
 
 def model_failures(rec: RunRecord) -> list[str]:
@@ -908,8 +912,12 @@ def model_failures(rec: RunRecord) -> list[str]:
     decided every frame by the rules, and the run passed as if the model had been validated.
     Judged on what the node says, so it holds for an attached node too: its last ``model``
     diagnostic in state ``failed`` (a bad bundle, a worker that cannot start), or not one decision
-    after warm-up the model answered while some said it was unavailable. Not for the corrupt-bundle
-    run, whose model must fail (``bundle_corrupt`` judges that).
+    after warm-up the model answered in time (``model_state`` ``on_time``) while the model was
+    asked, or could not be (anything but ``skipped`` throughout: the rules braked on every frame,
+    so the model was never asked and proves nothing either way). Judged on the decisions, not on
+    the worker's ``results`` count: a result that comes after the fallback was published decided
+    nothing, and the decisions are there whatever an attached node's diagnostics period. Not for
+    the corrupt-bundle run, whose model must fail (``bundle_corrupt`` judges that).
     """
     if not rec.has_model or not rec.model_expected:
         return []
@@ -927,8 +935,13 @@ def model_failures(rec: RunRecord) -> list[str]:
     states = Counter(str(r.values.get("model_state", "")) for r in judged)
     if judged and not any(states[s] for s in MODEL_ANSWERED) and set(states) != {"skipped"}:
         seen = ", ".join(f"{s} {n}" for s, n in states.most_common())
-        return [f"the model answered no frame: model_state over the {len(judged)} frames after warm-up: {seen} "
-                f"(skipped: the rules braked, the model was not asked); the run tested the rules only{said}"]
+        worker = ""
+        if last is not None and "results" in last.values:
+            worker = (f"; the worker's counts: results {last.values['results']}, "
+                      f"cancels {last.values.get('cancels', '?')}, errors {last.values.get('errors', '?')}")
+        return [f"the model answered no frame in time: model_state over the {len(judged)} frames after warm-up: "
+                f"{seen} (late: no answer by the frame's publish time, the fallback decided; skipped: the rules "
+                f"braked, the model was not asked); the run tested the rules only{worker}{said}"]
     return []
 
 

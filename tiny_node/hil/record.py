@@ -180,7 +180,7 @@ class RunRecord:
     node_alive: bool = True
     duration_s: float = 0.0
     warmup_s: float = 0.0  # frames before this run time are reported, not judged (DDS matching)
-    stalls: list[Stall] = field(default_factory=list)  # machine stalls seen by the probe
+    stalls: list[Stall] = field(default_factory=list)  # CPU stalls seen by the probes, every CPU's
     #: Camera frames the harness did not send because it reached them late (its own stall).
     skipped_late: int = 0
     #: Camera frames the stream handed over to be sent (before faults and late skips).
@@ -372,7 +372,8 @@ def machine_stall(r: FrameResult, stalls: list[Stall], overrun_ms: float) -> Sta
     """A probe stall that covered at least ``overrun_ms`` of the frame's life (publish -> decision received).
 
     The overlap counts, not the stall's whole length: a long stall that ended as the frame was
-    published did not delay its decision.
+    published did not delay its decision. ``stalls`` are every CPU's probe's, merged: a stall of
+    any one CPU counts (see :func:`timing_failures`).
     """
     if r.decision is None:
         return None
@@ -391,9 +392,14 @@ def timing_failures(results: list[FrameResult], *, jitter_ms: float = JITTER_MS,
     Returns (failures, observations).  Judged twice: by the node's own ``latency_ms`` vs
     ``deadline_ms`` (late share <= ``late_share``, none beyond ``jitter_ms``), and by the
     harness's end-to-end time vs ``deadline + allowance_ms`` (late share <= ``late_share``).
-    A decision later than that is excused, and listed, only when the stall probe (a process
-    above the node's priority) stopped for at least as long in the frame's life: the whole
-    machine stood still (:mod:`tiny_node.hil.stallprobe`).
+    A decision later than that is excused, and listed, only when a stall probe (one process per
+    CPU, above the node's priority) stopped for at least as long in the frame's life: that CPU
+    ran nothing of user space meanwhile (:mod:`tiny_node.hil.stallprobe`). One CPU's stall is
+    enough, not the whole machine's: the node's threads are not pinned, and a stall of the CPU
+    running its deadline thread, or the thread holding the GIL the deadline thread waits for,
+    delays the decision while the other CPU runs on; the probes cannot tell which CPU those
+    threads were on. The price: a node late on its own while another CPU happened to stall as
+    long is excused too (listed in the observations, so it can be read).
     """
     fails: list[str] = []
     missing = [r for r in results if r.decision is None]
@@ -426,7 +432,7 @@ def timing_failures(results: list[FrameResult], *, jitter_ms: float = JITTER_MS,
             judged.append(r)
     if excused:
         r, st = excused[0]
-        obs.append(f"{len(excused)} late decisions excused by a machine stall (probe stopped "
+        obs.append(f"{len(excused)} late decisions excused by a CPU stall (a probe stopped "
                    f"{st.ms:.0f} ms; e.g. frame at t={r.frame.t:.3f} s, latency {r.latency_ms:.1f} ms)")
     if not judged:
         return fails, obs

@@ -37,8 +37,9 @@ KINDS = ("odom", "imu", "range", "camera")
 #: An episode whose ego the node braked below this fraction of its starting speed, and then
 #: released for :data:`CRAWL_S`, is over, as an AEB test run would be: without a request the ego
 #: holds its speed, so a fail-safe brake released at 0.7 m/s left it crawling to the scenario's
-#: end, and the faults that followed met an ego too slow for what they judge (a stuck range is
-#: timed only while moving).
+#: end (while the simulated brake released at once; it acts 0.2 s on since 2026-12-07), and the
+#: faults that followed met an ego too slow for what they judge (a stuck range is timed only
+#: while moving).
 CRAWL_FRACTION = 0.25
 CRAWL_S = 0.5
 #: ... unless it is this close in time to a collision: that the node must still prevent, and the

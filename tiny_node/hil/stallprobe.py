@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Above the node (SCHED_FIFO 20, its deadline thread 30), so only a machine-wide stall stops it.
+#: Above the node (SCHED_FIFO 20, its deadline thread 30), so only a stall of its CPU itself
+#: (hypervisor steal, host contention) stops it, not the node's load.
 PROBE_PRIORITY = 50
 MIN_GAP_MS = 10.0
 PERIOD_S = 0.001
@@ -95,7 +96,13 @@ class Probe:
                  "--priority", str(priority), "--max-s", f"{max_s:.0f}"], start_new_session=True))
 
     def stop(self) -> tuple[str, list[Stall]]:
-        """End the probes; (how they were scheduled, the stalls they saw, by start time)."""
+        """End the probes; (how they were scheduled, the stalls they saw, by start time).
+
+        The stalls of every CPU are merged into one list, without their CPU: a stall of any one
+        CPU may delay the node, whose threads are not pinned (the deadline thread, or the GIL
+        holder it waits for, may be on it), so any one excuses a late decision it covered
+        (:func:`tiny_node.hil.record.timing_failures`), not only one of every CPU at once.
+        """
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -13,9 +13,10 @@ Time comes from the injected clock; ``stats()`` may also be read from another th
 States: DISABLED -start-> STARTING -ready-> READY <-submit/reply-> BUSY. A crash (process
 exit), a hang (a job unanswered ``hang_timeout_s`` after submit, cancelled or not: SIGKILL)
 or a startup that never reports ready -> RESTARTING, respawned after an exponential
-backoff (``backoff_initial_s`` doubling to ``backoff_max_s``; reset once a process has
-served ``backoff_max_s`` without dying) -> STARTING -> READY. A bad bundle (checksum,
-schema, graph I/O) -> FAILED with ``last_error``: a restart cannot fix a bad file.
+backoff (``backoff_initial_s``, then doubling, from at least ``MIN_RESTART_BACKOFF_S``, to
+``backoff_max_s``; reset once a process has served ``backoff_max_s`` without dying) ->
+STARTING -> READY. A bad bundle (checksum, schema, graph I/O) -> FAILED with
+``last_error``: a restart cannot fix a bad file.
 An idle worker that is stopped (SIGSTOP) is only noticed by its next job.
 
 A ``vlm`` bundle also explains its decisions: after the ``ModelResult`` of a frame the worker
@@ -68,6 +69,11 @@ from tiny_node.model.spawner import Spawner, SpawnRequest
 __all__ = ["ModelResult", "ModelWorker", "WorkerState"]
 
 MAX_PENDING_RATIONALES = 64  # untaken rationales beyond this drop the oldest (counted)
+#: Least restart delay after the first: the delay doubles from at least this. Why: with
+#: ``backoff_initial_s`` 0 (allowed: "restart at once") the delay stayed 0 for ever, and a worker
+#: that dies on every start respawned at once in a loop, each respawn importing onnxruntime on
+#: the node's cores.
+MIN_RESTART_BACKOFF_S = 0.1
 
 
 class WorkerState(str, Enum):
@@ -163,8 +169,9 @@ class ModelWorker:
             startup_timeout_s = startup_budget_s(Path(bundle_dir))
         if hang_timeout_s <= 0 or startup_timeout_s <= 0:
             raise ValueError("hang_timeout_s and startup_timeout_s must be > 0")
-        if not 0 <= backoff_initial_s <= backoff_max_s:
-            raise ValueError("need 0 <= backoff_initial_s <= backoff_max_s")
+        if not 0 <= backoff_initial_s <= backoff_max_s or backoff_max_s < MIN_RESTART_BACKOFF_S:
+            raise ValueError(f"need 0 <= backoff_initial_s <= backoff_max_s and backoff_max_s >= "
+                             f"{MIN_RESTART_BACKOFF_S}")
         self._bundle_dir = Path(bundle_dir)
         self._clock = clock
         self._threads = threads
@@ -216,6 +223,7 @@ class ModelWorker:
         self._last_infer_ms = 0.0
         self._last_rationale = (0.0, 0)  # ms, tokens
         self._last_rationale_error = ""
+        self._last_run_error = ""  # the last job answered with an error (or failed by a crash / hang)
         self._last_reject = ""
         self._last_restart_s = 0.0
         self._ready_info: Ready | None = None
@@ -248,6 +256,7 @@ class ModelWorker:
             "restarts": self.restarts,
             "last_error": self.last_error or "",
             "last_reject": self._last_reject,
+            "last_run_error": self._last_run_error,
             **self._counts,
             "last_infer_ms": round(self._last_infer_ms, 3),
             "last_restart_s": round(self._last_restart_s, 3),
@@ -539,6 +548,7 @@ class ModelWorker:
                 self._counts["cancelled"] += 1
             else:
                 self._counts["errors"] += 1
+                self._last_run_error = f"frame {msg.seq}: {msg.error or 'no output'}"
             self._out.append(msg)
         elif isinstance(msg, Rationale):
             self._on_rationale(msg)
@@ -579,6 +589,7 @@ class ModelWorker:
         if self._busy_seq is not None:
             self._out.append(ModelResult(self._busy_seq, None, 0.0, error=reason))
             self._counts["errors"] += 1
+            self._last_run_error = f"frame {self._busy_seq}: {reason}"
             self._busy_seq = None
         if self._proc is not None and self._proc.exitcode is None:
             self._proc.kill()
@@ -586,7 +597,7 @@ class ModelWorker:
         if self._ready_at is not None and now - self._ready_at >= self._backoff_max_s:
             self._backoff_s = self._backoff_initial_s  # it had been healthy for a while
         self._restart_at = now + self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2.0, self._backoff_max_s)
+        self._backoff_s = min(max(self._backoff_s * 2.0, MIN_RESTART_BACKOFF_S), self._backoff_max_s)
         self._died_at = now
         self._ready_at = None
         self._rationale_seq = None
