@@ -46,7 +46,7 @@ setup(
         # compressed camera frames: a JPEG with corrupt data is refused, not decoded to garbage
         "simplejpeg>=1.6",
         "PyYAML>=6.0",
-        "rosbags>=0.10",
+        "rosbags>=0.11.6",  # apsw: bag.topics._Sqlite3Reader; before 0.11.6 sqlite3 parsed every definition at open
         # zstd for message- / file-compressed bags (bag.topics); the stdlib has it from 3.14
         "backports.zstd>=1.0; python_version < '3.14'",
         "mcap>=1.1",

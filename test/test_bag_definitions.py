@@ -176,3 +176,79 @@ def test_rosbags_own_reader_refuses_such_a_bag(tmp_path):
         pass
     with Reader(bag) as reader:  # its storage reader alone is fine
         assert len(reader.connections) == 4
+
+
+def _without_definition(bag: Path, msgtype: str) -> None:
+    """Record ``msgtype`` as ``ros2 bag record`` (Iron on) records a type whose definition it cannot
+    find: a ``message_definitions`` row with encoding "" and no definition (its hash kept)."""
+    import sqlite3
+
+    (db,) = bag.glob("*.db3")
+    con = sqlite3.connect(db)
+    assert con.execute("UPDATE message_definitions SET encoding = '', encoded_message_definition = '' "
+                       "WHERE topic_type = ?", (msgtype,)).rowcount == 1
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("given", ["folder", "db3"])
+def test_a_sqlite3_type_recorded_without_its_definition_is_a_type_without_one(tmp_path, capsys, given):
+    """rosbags refused the whole bag: "corrupt or unreadable bag: ''" (its KeyError(''), exit 2)."""
+    bag = _bag(tmp_path / "b", "sqlite3")
+    _without_definition(bag, VENDOR)
+    arg = bag if given == "folder" else next(bag.glob("*.db3"))
+    rc = cli.main(["replay", str(arg), "--rules-only", "--no-plot", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "corrupt" not in err and "Traceback" not in err, err
+    # named as a Humble bag's undefined type is, and copied through
+    assert (f"/vendor/radar_tracks: no definition of {VENDOR} in the bag: copied unchanged, with an empty "
+            "definition") in err
+    with BagSource(tmp_path / "out" / "bag") as out:
+        (conn,) = [c for c in out.connections if c.topic == "/vendor/radar_tracks"]
+        assert conn.msgtype == VENDOR and [bytes(raw) for _, _, raw in out.messages({conn.topic})] == VENDOR_RAW
+        decided = sum(1 for _ in out.messages({"/tiny_node/decision"}))
+    assert decided == 30  # a decision for every frame
+
+
+def test_a_role_type_recorded_without_its_definition_is_read_with_the_distros(tmp_path):
+    """The range's definition missing from a Jazzy bag: every range read with the stores' Range."""
+    bag = _bag(tmp_path / "b", "sqlite3")
+    _without_definition(bag, bm.RANGE)
+    with BagSource(bag) as source:
+        (conn,) = [c for c in source.connections if c.topic == "/range"]
+        assert conn.msgdef.data == "" and source.typestore_for(bm.RANGE) is not None
+    result = replay(bag, out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
+    s = result.summary
+    assert s["frames"] == s["decisions"] == 30 and s["undecodable_messages"] == {}
+    assert not any(r.reason.startswith("fail-safe") for r in result.decisions[1:]), result.decisions
+
+
+def test_the_row_tracer_is_gone_once_the_bag_is_open(tmp_path):
+    """The hook that reads such rows as "no definition" does not outlive the open, nor slow the reads."""
+    import apsw
+
+    from tiny_node.bag.topics import _Reader
+
+    bag = _bag(tmp_path / "b", "sqlite3")
+    _without_definition(bag, VENDOR)
+    hooks = list(apsw.connection_hooks)
+    for path in (bag, next(bag.glob("*.db3"))):
+        with _Reader(path) as reader:
+            storages = reader.storage.storages if path.is_dir() else [reader.storage]  # type: ignore[attr-defined]
+            assert [s.dbconn.getrowtrace() for s in storages] == [None]
+            assert {c.msgtype: c.msgdef.data for c in reader.connections}[VENDOR] == ""
+        assert apsw.connection_hooks == hooks
+    (db,) = bag.glob("*.db3")
+    db.write_bytes(b"not a database" * 100)
+    with pytest.raises(Exception, match="database"), _Reader(db):
+        pass
+    assert apsw.connection_hooks == hooks  # nor a failed one
+
+
+def test_rosbags_own_reader_refuses_a_type_recorded_without_its_definition(tmp_path):
+    """The premise (rosbags 0.11.9's sqlite3 reader knows ros2msg and ros2idl only); if it ever
+    reads such a bag, :class:`tiny_node.bag.topics._Sqlite3Reader` can go."""
+    bag = _bag(tmp_path / "b", "sqlite3")
+    _without_definition(bag, VENDOR)
+    with pytest.raises(KeyError), Reader(next(bag.glob("*.db3"))):
+        pass

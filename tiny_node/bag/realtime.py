@@ -337,7 +337,7 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
             last_ns = ns
             wait_until(wall0 + (ns - bag0) * 1e-9)
             player.clock(ns)
-            role = feeder.role_of.get(conn.topic)
+            role = feeder.role(conn)  # None too for a message of another type than its topic's: copied only
             if role is not None:
                 form = forms[role]
                 if role == "camera" and first_frame_at is None:

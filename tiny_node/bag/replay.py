@@ -204,6 +204,8 @@ class Feeder:
                  origin_ns: int) -> None:
         self.source = source
         self.role_of = {topic: role for role, topic in roles.items()}
+        #: role topic -> type -> its messages of another type than the topic's (:meth:`role`): not read
+        self.not_read: dict[str, dict[str, int]] = {}
         self.max_w, self.max_h = cfg.int("max_frame_width"), cfg.int("max_frame_height")
         self.future_tolerance_s = cfg.float("future_stamp_tolerance_s")
         self.series = series
@@ -216,6 +218,20 @@ class Feeder:
     def ns(self, t: float) -> int:
         """Log time (ns) of a replay time (s)."""
         return self.origin_ns + round(t * 1e9)
+
+    def role(self, conn: Connection) -> str | None:
+        """The role ``conn``'s messages go to; None for no role, and (counted) for a type not its topic's.
+
+        Why the type: a topic recorded under two types (a merged or converted bag: a camera topic
+        with a ``std_msgs/String`` note) is read as one (:class:`~tiny_node.bag.topics.BagSource`);
+        the note fed to the camera was a traceback. The other type's messages are only copied.
+        """
+        role = self.role_of.get(conn.topic)
+        if role is None or conn.msgtype == self.source.topics[conn.topic].msgtype:
+            return role
+        by_type = self.not_read.setdefault(conn.topic, {})
+        by_type[conn.msgtype] = by_type.get(conn.msgtype, 0) + 1
+        return None
 
     def frame(self, conn: Connection, ns: int, raw: bytes) -> tuple[int, Any, str | None]:
         """(stamp, rgb or None, fault or None); an undecodable message is a bad frame too.
@@ -418,7 +434,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
         emit(ls.advance_to(t))  # decisions due before this message go first in the bag
         expire(t)  # after them: they were decided while the roles were still waited for
         out.copy(conn, ns, raw)
-        role = feeder.role_of.get(conn.topic)
+        role = feeder.role(conn)
         if role == "camera":
             for r, until in waiting.items():
                 if until == math.inf:  # the window's first frame: its bounds run from here
@@ -541,7 +557,8 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                 "played_s": round(played_s, 6),
                 "log_gaps": [{"from_s": round(a, 6), "to_s": round(b, 6)} for a, b in series.gaps],
                 "messages": source.message_count,
-                "topics": {role: _topic_summary(source, name) for role, name in roles.items()},
+                "topics": {role: _topic_summary(source, name, feeder.not_read.get(name, {}))
+                           for role, name in roles.items()},
             },
             "mode": "realtime" if realtime else "lockstep",
             "model": ("node parameters" if realtime else (str(bundle) if bundle is not None else "rules-only")),
@@ -570,12 +587,16 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         return ReplayResult(out_dir, out_path, summary_path, plot_path, summary, records, roles)
 
 
-def _topic_summary(source: BagSource, name: str) -> dict[str, Any]:
-    """A used topic in summary.json: its messages read, and those the bag holds but could not be read."""
+def _topic_summary(source: BagSource, name: str, not_read: Mapping[str, int]) -> dict[str, Any]:
+    """A used topic in summary.json: its messages read, and those the bag holds but could not be read.
+
+    ``not_read``: by type, its messages of another type than the topic's, copied only (:meth:`Feeder.role`).
+    """
     info = source.topics[name]
     read = source.read.get(name, info.count)
     return {"topic": name, "type": info.msgtype, "messages": read,
-            **({"unread": info.count - read} if read < info.count else {})}
+            **({"unread": info.count - read} if read < info.count else {}),
+            **({"not_read": dict(not_read)} if not_read else {})}
 
 
 def _refuse_overlap(bag: Path, out_path: Path) -> None:

@@ -7,11 +7,13 @@ bags do: the directory reader yields 0 of their 20 messages).  ``ros2 bag`` itse
 topics from the storage, and so do we; compressed bags too (zstd per file or per message),
 decompressed here.  Every failure becomes a :class:`BagError` naming the bag and the cause.
 
-Two things a recording leaves that rosbags' readers do not handle are handled here: a sqlite3
+Things a recording leaves that rosbags' readers do not handle are handled here: a sqlite3
 file whose write-ahead log (``<file>.db3-wal``) was never applied (a recording killed, as with
-rosbag2's ``resilient`` preset) is read with the log applied, on a copy; and a topic whose
+rosbag2's ``resilient`` preset) is read with the log applied, on a copy; a topic whose
 message definition rosbags cannot parse is left undecoded instead of refusing the whole bag
-(:class:`_StorageReader`).
+(:class:`_StorageReader`); a sqlite3 type recorded without its definition (encoding "") is a
+type without one (:class:`_Sqlite3Reader`); and a topic recorded under several types is read
+as the type of most of its messages (:class:`BagSource`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from dataclasses import dataclass
 from itertools import groupby, islice
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.rosbag2.reader import DirectoryReader
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -136,9 +140,70 @@ def _decompress_bounded(data: bytes, limit: int) -> bytes:
             return bytes(out)
 
 
+#: the ``message_definitions`` encodings rosbags' sqlite3 reader knows
+_READ_ENCODINGS = ("ros2msg", "ros2idl")
+#: the columns of rosbags' query of ``message_definitions`` (the only rows :func:`_no_unread_encodings` drops)
+_MSGDEF_COLUMNS = ("topic_type", "encoding", "encoded_message_definition", "type_description_hash")
+
+
+def _no_unread_encodings(cursor: Any, row: Any) -> Any:
+    """Row tracer (apsw): a ``message_definitions`` row of an encoding rosbags does not know is no row.
+
+    ``ros2 bag record`` (Iron on) records a type whose definition it cannot find with encoding
+    "" (``empty_message_definition_for``); rosbags looks the encoding up and fails with
+    ``KeyError('')``, refusing the whole bag. Without the row, the type has no definition, as
+    in a Humble bag. Only rows of that query are touched (its columns); None skips a row.
+    """
+    if len(row) != len(_MSGDEF_COLUMNS) or row[1] in _READ_ENCODINGS:
+        return row
+    if tuple(name for name, *_ in cursor.getdescription()) != _MSGDEF_COLUMNS:
+        return row
+    return None
+
+
+class _Sqlite3Reader(Sqlite3Reader):
+    """rosbags' sqlite3 reader, reading a type recorded without its definition as one without.
+
+    Why: rosbags (0.11.9) refuses a bag with any such type as "corrupt" (``KeyError('')``; see
+    :func:`_no_unread_encodings`). Its open() runs with an apsw connection hook that sets that
+    row tracer on the connections it makes; the tracer is cleared afterwards, so message reads
+    pay nothing. (apsw: rosbags 0.11.1 on; the old apsw names, which every apsw has.)
+    """
+
+    def open(self) -> None:
+        try:
+            import apsw
+        except ImportError:  # a rosbags before 0.11.1, on the stdlib sqlite3 (setup.py asks for 0.11.6)
+            super().open()
+            return
+
+        def hook(conn: apsw.Connection) -> None:
+            conn.setrowtrace(_no_unread_encodings)
+
+        apsw.connection_hooks.append(hook)
+        try:
+            super().open()
+        finally:
+            apsw.connection_hooks.remove(hook)
+        if self.dbconn is not None:
+            self.dbconn.setrowtrace(None)
+
+
+class _DirectoryReader(DirectoryReader):
+    """rosbags' directory reader, its sqlite3 files read by :class:`_Sqlite3Reader`."""
+
+    STORAGE_PLUGINS = MappingProxyType({**DirectoryReader.STORAGE_PLUGINS, "sqlite3": _Sqlite3Reader})
+
+
+class _Reader(Reader):
+    """rosbags' Reader (a bag folder, or one storage file), sqlite3 read by :class:`_Sqlite3Reader`."""
+
+    STORAGE_PLUGINS = MappingProxyType({**Reader.STORAGE_PLUGINS, "dir": _DirectoryReader, ".db3": _Sqlite3Reader})
+
+
 @dataclass(frozen=True)
 class TopicInfo:
-    """One topic of a bag: its type and how many messages it holds."""
+    """One topic of a bag: its type and how many messages of that type it holds."""
 
     name: str
     msgtype: str
@@ -146,6 +211,9 @@ class TopicInfo:
     #: why its messages cannot be decoded here ("" when they can): its definition in the bag is
     #: one rosbags cannot read (:meth:`BagSource.definition_error`)
     definition_error: str = ""
+    #: (type, messages) of each other type the topic was recorded under (a merged or converted
+    #: bag): those messages are not read as this topic (:class:`BagSource`)
+    other_types: tuple[tuple[str, int], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.name} [{self.msgtype}]"
@@ -226,7 +294,7 @@ class _StorageReader:
     """
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.readers = [Reader(p) for p in paths]
+        self.readers = [_Reader(p) for p in paths]
         self.connections: list[Connection] = []
         self.typestore = get_typestore(Stores.EMPTY)
         self.definition_errors: dict[tuple[int, int], str] = {}
@@ -313,7 +381,7 @@ def _first_unreadable(files: Sequence[Path], names: Sequence[Path]) -> Path | No
     """
     for f, name in zip(files, names, strict=True):
         try:
-            with Reader(f):
+            with _Reader(f):
                 pass
         except _READ_ERRORS:
             return name
@@ -428,17 +496,24 @@ class BagSource:
         # a type none of whose connections has a definition rosbags reads: not decoded with a guess
         self._undefinable = ({c.msgtype for c in self.connections if _conn_key(c) in errors}
                              - {c.msgtype for c in self.connections if _conn_key(c) not in errors})
-        counts: dict[str, int] = {}
-        types: dict[str, str] = {}
+        counts: dict[str, dict[str, int]] = {}  # topic -> type -> messages, types in connection order
+        for c in self.connections:
+            by_type = counts.setdefault(c.topic, {})
+            by_type[c.msgtype] = by_type.get(c.msgtype, 0) + c.msgcount
+        # a topic recorded under several types (a merged or converted bag) is read as the type of
+        # most of its messages (the first on a tie): given its first connection's type and every
+        # type's count, a converted note on a camera topic crashed the replay
+        types = {name: max(by_type, key=by_type.__getitem__) for name, by_type in counts.items()}
         why: dict[str, str] = {}
         for c in self.connections:
-            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
-            types.setdefault(c.topic, c.msgtype)
-            if _conn_key(c) in errors:
+            if c.msgtype == types[c.topic] and _conn_key(c) in errors:
                 why.setdefault(c.topic, errors[_conn_key(c)])
-        self.topics = {name: TopicInfo(name, types[name], counts[name], why.get(name, "")) for name in types}
-        self.message_count = sum(counts.values())
-        #: messages of each topic the last pass of :meth:`messages` to its end yielded
+        self.topics = {name: TopicInfo(name, types[name], by_type[types[name]], why.get(name, ""),
+                                       tuple((t, n) for t, n in by_type.items() if t != types[name]))
+                       for name, by_type in counts.items()}
+        self.warnings += [_mixed_types_warning(info) for info in self.topics.values() if info.other_types]
+        self.message_count = sum(sum(by_type.values()) for by_type in counts.values())
+        #: messages of each topic (of its type) the last pass of :meth:`messages` to its end yielded
         self.read: dict[str, int] = {}
         self.start_ns = self._reader.start_time if self.message_count else 0
         self.end_ns = self._reader.end_time - 1 if self.message_count else 0
@@ -504,7 +579,7 @@ class BagSource:
         compression = str(info.get("compression_mode") or "").lower()
         compression = "" if compression == "none" else compression
         try:  # validates version, storage files present, compression supported
-            reader = Reader(path)
+            reader = _Reader(path)
             if compression != "file":  # opening one unpacks it whole (we do, below, with room checked)
                 with reader:
                     pass
@@ -662,10 +737,16 @@ class BagSource:
     def messages(self, topics: set[str] | None = None) -> Iterator[tuple[Connection, int, bytes]]:
         """(connection, log time ns, CDR bytes) in log-time order; damage raises BagError.
 
-        A pass to the end records in :attr:`read` how many messages of each topic it yielded
-        (:meth:`unread_warnings`).
+        ``topics``: the messages of each of its type (:attr:`TopicInfo.msgtype`; those recorded
+        under another type are not this topic's to read); None: every message of the bag, of any
+        type (to copy them). A pass to the end records in :attr:`read` how many messages of each
+        topic's type it yielded (:meth:`unread_warnings`).
         """
-        conns = [c for c in self.connections if topics is None or c.topic in topics]
+        yield from self._messages([c for c in self.connections if topics is None or (
+            c.topic in topics and c.msgtype == self.topics[c.topic].msgtype)])
+
+    def _messages(self, conns: Sequence[Connection], *, count: bool = True) -> Iterator[tuple[Connection, int, bytes]]:
+        """The messages of ``conns``; ``count``: a pass to the end updates :attr:`read`."""
         if not conns:
             return
         read = dict.fromkeys((c.topic for c in conns), 0)
@@ -674,7 +755,8 @@ class BagSource:
             try:
                 item = next(it)
             except StopIteration:
-                self.read.update(read)
+                if count:
+                    self.read.update(read)
                 return
             except _READ_ERRORS as exc:
                 raise BagError(f"{self.path}: corrupt bag (reading messages failed): {exc}") from exc
@@ -685,7 +767,8 @@ class BagSource:
                 except zstd.ZstdError as exc:
                     raise BagError(f"{self.path}: corrupt bag: the message on {conn.topic} at log time {ns} "
                                    f"does not decompress: {exc}") from exc
-            read[item[0].topic] += 1
+            if item[0].msgtype == self.topics[item[0].topic].msgtype:
+                read[item[0].topic] += 1
             yield item
 
     def unread_warnings(self) -> list[str]:
@@ -721,8 +804,8 @@ class BagSource:
         if len({repr(s.generate_msgdef(msgtype)) for s in candidates}) <= 1:
             return candidates[0] if candidates else None
         # several messages vote: one damaged message (the first, say) must not pick the wrong definition
-        sample = [raw for _, _, raw in islice(self.messages({c.topic for c in self.connections
-                                                              if c.msgtype == msgtype}), STORE_SAMPLE)]
+        sample = [raw for _, _, raw in islice(self._messages([c for c in self.connections if c.msgtype == msgtype],
+                                                             count=False), STORE_SAMPLE)]
         decoded = [sum(_decodes(store, raw, msgtype) for raw in sample) for store in candidates]
         # the store that decodes the most (the newest on a tie); none decodes any: candidates[0], and
         # every message is counted undecodable, and said so
@@ -760,6 +843,15 @@ class BagSource:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _mixed_types_warning(info: TopicInfo) -> str:
+    """The warning for a topic recorded under several types: the one it is read as, and what is not read."""
+    found = [f"{info.msgtype} ({info.count} messages)", *(f"{t} ({n})" for t, n in info.other_types)]
+    return (f"{info.name}: recorded under {len(found)} types, {', '.join(found[:-1])} and {found[-1]}: read as "
+            f"{info.msgtype}, the type of most of its messages; its "
+            f"{sum(n for _, n in info.other_types)} message(s) of {', '.join(t for t, _ in info.other_types)} are "
+            "not read (a replay copies them to its output bag unchanged)")
 
 
 def _decodes(store: Typestore, raw: bytes, msgtype: str) -> bool:
