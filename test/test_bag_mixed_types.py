@@ -1,4 +1,6 @@
-"""A topic recorded under two types (a merged or converted bag) is read as the type of most of its messages.
+"""A topic recorded under two types (a merged or converted bag) is read as the type a sensor role reads.
+
+(Else as the type of most of its messages.)
 
 Before, a topic took its first connection's type and every type's count, and the replay fed its
 other type's messages to the role (a ``std_msgs/String`` on the camera topic: ``AttributeError``,
@@ -66,8 +68,8 @@ def test_a_role_topic_with_a_message_of_another_type_replays_every_frame_and_cop
         assert s["input"]["topics"][role] == {"topic": topic, "type": msgtype, "messages": 30,
                                               "not_read": {STRING: 1}}
         (warning,) = [w for w in s["warnings"] if w.startswith(f"{topic}:")]
-        assert (f"recorded under 2 types, {msgtype} (30 messages) and {STRING} (1): read as {msgtype}, the type of "
-                f"most of its messages; its 1 message(s) of {STRING} are not read") in warning, warning
+        assert (f"recorded under 2 types, {msgtype} (30 messages) and {STRING} (1): read as {msgtype} (a type a "
+                f"sensor role reads); its 1 message(s) of {STRING} are not read") in warning, warning
     # the notes, copied to the output bag unchanged beside their topics' own messages
     with BagSource(result.bag) as out:
         notes = [(c.topic, bytes(raw)) for c, _, raw in out.messages() if c.msgtype == STRING]
@@ -92,13 +94,39 @@ def test_the_type_of_most_messages_is_the_topics_not_the_first_recorded(tmp_path
     assert result.topics["camera"] == "/camera/image_raw" and result.summary["decisions"] == 30
 
 
-def test_on_a_tie_the_first_recorded_type_is_the_topics(tmp_path):
+def test_a_sensor_type_is_the_topics_even_when_fewer_and_recorded_last(tmp_path):
     with BagSource(_bag(tmp_path / "b", frames=1)) as source:
         assert [(i.msgtype, i.count, i.other_types) for i in source.topics.values()] == [
             (msgtype, 1, ((STRING, 1),)) for msgtype in ROLE_TOPICS.values()]
     with BagSource(_bag(tmp_path / "c", frames=1, notes_first=True)) as source:
         assert [(i.msgtype, i.count, i.other_types) for i in source.topics.values()] == [
-            (STRING, 1, ((msgtype, 1),)) for msgtype in ROLE_TOPICS.values()]
+            (msgtype, 1, ((STRING, 1),)) for msgtype in ROLE_TOPICS.values()]
+
+
+def test_a_second_camera_with_more_notes_than_frames_is_still_a_second_camera(tmp_path, capsys):
+    """By count alone, /rear/image_raw (10 frames, 20 notes) was a String topic: the other camera was chosen
+    unasked, where two cameras must be an error naming both (review of the first fix)."""
+    path = tmp_path / "b"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = {t: writer.add_connection(t, m, typestore=bm.TYPESTORE, offered_qos_profiles=[bm.SENSOR_QOS])
+                for t, m in (*ROLE_TOPICS.items(), ("/rear/image_raw", bm.IMAGE))}
+        notes = writer.add_connection("/rear/image_raw", STRING, typestore=bm.TYPESTORE)
+        for i in range(30):
+            ns = T0 + i * FRAME_NS
+            writer.write(conn["/range"], ns, bm.serialize(bm.range_msg(ns, 40.0, 0.2, 150.0)))
+            writer.write(conn["/odom"], ns + 1, bm.serialize(bm.odom_msg(ns, 5.0)))
+            image = bm.serialize(bm.image_msg(ns, np.full((24, 32, 3), 90, np.uint8)))
+            writer.write(conn["/camera/image_raw"], ns + 1_000_000, image)
+            if i % 3 == 0:
+                writer.write(conn["/rear/image_raw"], ns + 1_000_001, image)
+            else:
+                writer.write(notes, ns + 1_000_002, _note(i))
+    with BagSource(path) as source:
+        info = source.topics["/rear/image_raw"]
+        assert (info.msgtype, info.count, info.other_types) == (bm.IMAGE, 10, ((STRING, 20),))
+    rc = cli.main(["replay", str(path), "--rules-only", "--no-plot", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "several camera topics" in err and "/rear/image_raw" in err, err
 
 
 def test_realtime_publishes_only_the_topics_own_type(tmp_path, monkeypatch):

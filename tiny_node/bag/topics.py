@@ -58,6 +58,8 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
     "odom": (msgs.ODOMETRY,),
     "imu": (msgs.IMU,),
 }
+#: every type a role reads
+_ROLE_READ = frozenset(t for types in ROLE_TYPES.values() for t in types)
 STORAGE_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
 #: the first bytes of a zstd frame: a message that begins with them is compressed (CDR's begin 00)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -500,10 +502,12 @@ class BagSource:
         for c in self.connections:
             by_type = counts.setdefault(c.topic, {})
             by_type[c.msgtype] = by_type.get(c.msgtype, 0) + c.msgcount
-        # a topic recorded under several types (a merged or converted bag) is read as the type of
-        # most of its messages (the first on a tie): given its first connection's type and every
-        # type's count, a converted note on a camera topic crashed the replay
-        types = {name: max(by_type, key=by_type.__getitem__) for name, by_type in counts.items()}
+        # a topic recorded under several types (a merged or converted bag) is read as a type a role
+        # reads (a camera, range, odometry or IMU type) if it has one, else as the type of most of
+        # its messages (the first on a tie): given its first connection's type and every type's
+        # count, a converted note on a camera topic crashed the replay; by count alone, a second
+        # camera with more notes than frames was no camera, and the other one chosen unasked (review)
+        types = {name: _read_as(by_type) for name, by_type in counts.items()}
         why: dict[str, str] = {}
         for c in self.connections:
             if c.msgtype == types[c.topic] and _conn_key(c) in errors:
@@ -845,11 +849,17 @@ class BagSource:
         self.close()
 
 
+def _read_as(by_type: Mapping[str, int]) -> str:
+    """The type a topic is read as: a type a role reads if it has one, then the most messages, then the first."""
+    return max(by_type, key=lambda t: (t in _ROLE_READ, by_type[t]))
+
+
 def _mixed_types_warning(info: TopicInfo) -> str:
     """The warning for a topic recorded under several types: the one it is read as, and what is not read."""
     found = [f"{info.msgtype} ({info.count} messages)", *(f"{t} ({n})" for t, n in info.other_types)]
+    why = "a type a sensor role reads" if info.msgtype in _ROLE_READ else "the type of most of its messages"
     return (f"{info.name}: recorded under {len(found)} types, {', '.join(found[:-1])} and {found[-1]}: read as "
-            f"{info.msgtype}, the type of most of its messages; its "
+            f"{info.msgtype} ({why}); its "
             f"{sum(n for _, n in info.other_types)} message(s) of {', '.join(t for t, _ in info.other_types)} are "
             "not read (a replay copies them to its output bag unchanged)")
 
