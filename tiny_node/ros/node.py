@@ -90,30 +90,46 @@ MAX_FAILED_CALLBACKS = 20
 FINALIZED_GRACE_S = 1.0
 
 
-def model_status(worker: Mapping[str, object], on_time: int, late: int, errors: int) -> tuple[bytes, str]:
+#: The model status is WARN for a period in which the model answered in time fewer than this share
+#: of the frames it was asked (at least :data:`MODEL_MIN_ASKED` of them)
+MODEL_ON_TIME_SHARE = 0.5
+MODEL_MIN_ASKED = 5
+
+
+def model_status(worker: Mapping[str, object], on_time: int, late: int, errors: int,
+                 restarts: int = 0) -> tuple[bytes, str]:
     """Level and message of the model status: the worker's state, then what the model did in the period.
 
     ``on_time`` / ``late``: decisions of the period the model answered in time / whose run was
-    still out at their publish time; ``errors``: the worker's runs of the period that failed.
-    Why the period too: judged on the state alone (``ready`` / ``busy``: OK), a model that
-    answered every frame late, or failed every run, read OK for hours while the rules decided
-    alone (the watchdog status is OK too: the fallback is on time). Frames the model was not
-    asked (the rules brake, a bad frame, the model busy with an older one) say nothing of it,
-    so a period without any is judged on the state alone: a rules-only drive, an idle node.
-    The worker's own states stay as they were: ``starting`` WARN (the first warm-up), ERROR when
-    ``failed``, ``restarting`` or starting again after a restart.
+    still out at their publish time; ``errors``: the worker's runs of the period that failed;
+    ``restarts``: the worker's restarts in the period. Why the period too: judged on the state
+    alone (``ready`` / ``busy``: OK), a model that answered every frame late, or failed every
+    run, read OK for hours while the rules decided alone (the watchdog status is OK too: the
+    fallback is on time); so did one that answered 1 frame in 30 (review), and a worker that
+    crashed and was ready again between two reports. Frames the model was not asked (the rules
+    brake, a bad frame, the model busy with an older one) say nothing of it, so a period
+    without any is judged on the state alone: a rules-only drive, an idle node. The worker's
+    own states stay as they were: ``starting`` WARN (the first warm-up), ERROR when ``failed``,
+    ``restarting`` or starting again after a restart.
     """
     state = str(worker.get("state"))
     level = {"ready": convert.OK, "busy": convert.OK, "starting": convert.WARN}.get(state, convert.ERROR)
     if state == "starting" and int(str(worker.get("restarts", 0))):
         level = convert.ERROR
-    if level != convert.OK or on_time or not (late or errors):
+    if level != convert.OK:
         return level, state
-    if errors and not late:
+    if restarts:
+        why = worker.get("last_error") or "no error text"
+        return convert.ERROR, (f"the worker restarted {restarts} time(s) since the last report, ready again: "
+                               f"{why}")
+    asked = on_time + late + errors
+    if asked < MODEL_MIN_ASKED or on_time >= MODEL_ON_TIME_SHARE * asked:
+        return level, state
+    if errors and not late and not on_time:
         why = worker.get("last_run_error") or "no error text"
         return convert.WARN, f"every model run since the last report failed ({errors}), the rules decided: {why}"
-    return convert.WARN, (f"the model answered no frame in time since the last report ({late} late, "
-                          f"{errors} failed): the rules decided every frame it was asked")
+    return convert.WARN, (f"the model answered {on_time} of the {asked} frames it was asked in time since the last "
+                          f"report ({late} late, {errors} failed): the rules decided the rest")
 
 
 class _ContextPort:
@@ -224,7 +240,7 @@ class TinyNode(LifecycleNode):
         self._errors_seen = self._misses_seen = self._publish_errors_seen = self._refused_seen = 0
         self._bad_seen = self._frames_seen = 0  # camera counts already reported
         self._jumps_seen = 0
-        self._on_time_seen = self._late_seen = self._run_errors_seen = 0  # model counts already reported
+        self._on_time_seen = self._late_seen = self._run_errors_seen = self._restarts_seen = 0  # model counts reported
         self._camera_publishers: set[bytes] = set()  # DDS writers of the frames since the last report
         self._clock_rate = ClockRate()  # /clock against the steady clock, under use_sim_time
         self._rate_warned: str | None = None  # what the log last said of sim time: "rate", "no /clock"
@@ -320,7 +336,7 @@ class TinyNode(LifecycleNode):
         # counts already reported
         self._errors_seen = self._misses_seen = self._publish_errors_seen = self._refused_seen = 0
         self._bad_seen = self._frames_seen = self._jumps_seen = 0
-        self._on_time_seen = self._late_seen = self._run_errors_seen = 0
+        self._on_time_seen = self._late_seen = self._run_errors_seen = self._restarts_seen = 0
         self._camera_publishers.clear()
         # Steady, as the deadline thread: on the ROS clock (use_sim_time) no diagnostics came
         # before the first /clock, nor once a replay paused or ended (camera out unreported).
@@ -675,8 +691,11 @@ class TinyNode(LifecycleNode):
             p_on_time, self._on_time_seen = on_time - self._on_time_seen, on_time
             p_late, self._late_seen = late - self._late_seen, late
             p_errors, self._run_errors_seen = run_errors - self._run_errors_seen, run_errors
-            lvl, text = model_status(w, p_on_time, p_late, p_errors)
-            w.update({"on_time_last_period": p_on_time, "late_last_period": p_late, "errors_last_period": p_errors})
+            restarts = int(w.get("restarts", 0))
+            p_restarts, self._restarts_seen = restarts - self._restarts_seen, restarts
+            lvl, text = model_status(w, p_on_time, p_late, p_errors, p_restarts)
+            w.update({"on_time_last_period": p_on_time, "late_last_period": p_late, "errors_last_period": p_errors,
+                      "restarts_last_period": p_restarts})
             statuses.append(convert.status(f"{self._diag}: model", lvl, text, w, self._hw))
 
         snap = sensors.snapshot(now)
