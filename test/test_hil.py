@@ -1265,6 +1265,35 @@ def test_a_run_whose_model_was_mostly_late_outside_the_faults_fails():
     assert model_failures(_model_run(["late", "on_time"] * 45, "ready")) == []  # half in time
 
 
+def test_a_worker_restarting_where_no_fault_was_injected_fails_and_a_faults_own_error_is_not_quoted():
+    """A worker SIGKILLed 5 times outside any fault passed (its frames unavailable, which the share does not
+    count); the failure quoted a fault's own injected ERROR, and the worker's counts of a mid-run status
+    (review of the second fix)."""
+    from tiny_node.hil.harness import model_failures
+    from tiny_node.hil.record import Window
+
+    def status(at: float, restarts: int, level: int = 0, message: str = "ready", **kw: str) -> DiagRec:
+        return DiagRec(at, "tiny_node: model", level, message, {"state": "ready", "restarts": str(restarts), **kw})
+
+    rec = _model_run(["on_time", "unavailable", "unavailable"])
+    rec.diags = [status(1.2, 0), status(1.6, 0, 2, "restarting"), status(1.8, 1, 2, "the worker restarted 1 "
+                 "time(s) since the last report, ready again"), status(2.4, 1)]
+    (failed,) = model_failures(rec)
+    assert failed.startswith("the model worker restarted outside every fault's window and recovery (1 by 1.8 s)")
+    assert "its model diagnostic: restarting" in failed, failed
+    rec.windows["worker_sigkill"] = Window(1.5, 1.6, 0.5)  # the fault's own restart
+    assert model_failures(rec) == []
+    # the worst status quoted is one outside the faults; the worker's counts are the last status's
+    rec = _model_run(["late"])
+    rec.windows["worker_sigkill"] = Window(1.5, 1.6, 0.5)
+    rec.diags = [status(1.6, 0, 2, "restarting"), status(2.5, 1, 1, "the model answered 0 of the 6 frames it was "
+                 "asked in time since the last report (6 late, 0 failed): the rules decided the rest"),
+                 status(3.5, 1, results="0", cancels="150", errors="0")]
+    (failed,) = model_failures(rec)
+    assert "results 0, cancels 150, errors 0" in failed, failed
+    assert "its model diagnostic: the model answered 0 of the 6 frames" in failed, failed
+
+
 def test_a_check_that_did_not_judge_everything_says_so_on_every_report(tmp_path):
     """``range_stuck PASS frozen at inf: not judged as stuck`` read as a tested check on the terminal."""
     pytest.importorskip("matplotlib")
