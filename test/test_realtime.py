@@ -336,9 +336,11 @@ class _ScriptedWorker:
         self.submits = 0
         self.fail_submits = set(fail_submits)
         self.results: list[_Result] = []
+        self.submitted: list[int] = []
 
     def submit(self, seq, image, features, frame_time_s) -> bool:
         self.submits += 1
+        self.submitted.append(seq)
         if self.submits in self.fail_submits:
             raise OSError(28, "No space left on device (shm write)")
         self.busy_seq = seq
@@ -355,6 +357,25 @@ class _ScriptedWorker:
         if out:
             self.busy_seq = None
         return out
+
+
+def test_a_result_and_a_newer_frame_in_one_step_give_the_model_the_newer_frame():
+    """The step read the result first and fed the model the frame waiting since before, and the newer
+    frame taken in the same step found the model busy: the model ran on an outdated frame, and the
+    newest got the rules (review). In arrival order the watchdog gives the model the newest."""
+    w = _ScriptedWorker()
+    clock, sensors, wd, out = _core({"deadline_ms": 500.0, "camera_timeout_action": "none"}, w)
+    loop = RealtimeLoop(wd, out, clock, w, report=lambda s: None)  # stepped by hand: one step, both inputs
+    _fresh(sensors, clock, 0)
+    for stamp in (1, 2):  # 1 to the model, 2 waits
+        loop._mailbox.append(Frame(stamp, clock.now(), IMG))
+        loop._step()
+    w.results.append(_Result(1))
+    loop._mailbox.append(Frame(3, clock.now(), IMG))
+    loop._step()
+    assert w.submitted == [1, 3] and w.busy_seq == 3
+    assert [d.stamp_ns for _, d in out.got] == [1] and out.got[0][1].model_state.value == "on_time"
+    assert "a newer frame was given to the model" in wd._open[2].unavailable_why
 
 
 def test_a_decision_taken_by_a_call_that_then_raises_is_published():

@@ -331,8 +331,11 @@ class RealtimeLoop:
             except Exception as exc:  # one call's failure touches no cycle: count it, run the rest
                 self._count(exc, "a call in the deadline thread failed")
         if self.worker is not None:
-            for r in self.worker.poll():  # decisions reach self._unsent through the watchdog's sink
-                wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled)
+            # decisions reach self._unsent through the watchdog's sink. Not fed here: the frames
+            # taken are newer than the one waiting, and the model gets the newest (feed_model below),
+            # as the watchdog fed in arrival order would (review: it got the one they superseded)
+            for r in self.worker.poll():
+                wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled, feed=False)
         # Frames taken re-arm the camera timeout, and the tick decides no "camera out" before them:
         # a frame received in time but reached after the timeout (decoding, a wake-up, a stall) is
         # no camera out (a fail-safe brake held 2 s with camera_timeout_action failsafe; a

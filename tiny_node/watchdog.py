@@ -362,6 +362,11 @@ class Watchdog:
             self._supersede_pending("model not asked: a newer frame was braked by the rules")
             return [self._close(cycle, None, ModelState.SKIPPED)]
         if self._try_submit(cycle):
+            # an older frame still waiting (the model freed in this step, not fed yet) is outdated;
+            # one past its publish time keeps its reason: it is closed at this tick, busy as it was
+            waiting = self._open.get(self._pending) if self._pending is not None else None
+            if waiting is not None and now < waiting.publish_by:
+                self._supersede_pending("a newer frame was given to the model")
             return []
         busy = self.model.busy_seq
         if busy is None:
@@ -391,8 +396,14 @@ class Watchdog:
         *,
         error: str | None = None,
         cancelled: bool = False,
+        feed: bool = True,
     ) -> list[Decision]:
-        """Take a model result (or its failure); the model is idle again afterwards."""
+        """Take a model result (or its failure); the model is idle again afterwards.
+
+        ``feed``: hand the waiting frame to the model at once. False when the driver has newer
+        frames to open in the same step (it calls :meth:`feed_model` after them): the model then
+        gets the newest, as in arrival order, not the frame those have superseded.
+        """
         out: list[Decision] = []
         cycle = self._open.get(seq)
         if error is not None:
@@ -416,7 +427,8 @@ class Watchdog:
         elif output is not None:
             self.stats.late_results_discarded += 1
             self._cancel_rationale(seq)
-        self.feed_model()
+        if feed:
+            self.feed_model()
         return out
 
     def _cancel_rationale(self, seq: int) -> None:
@@ -638,7 +650,7 @@ class Watchdog:
             self._pending = None
 
     def count_dropped(self, n: int) -> None:
-        """Record frames lost in transport (seen by the driver as sequence or stamp gaps)."""
+        """Record frames lost in transport (sequence gaps); -1: one counted lost arrived late after all."""
         self.stats.frames_dropped_in_transport += n
 
     # --- queries ---------------------------------------------------------------------------
