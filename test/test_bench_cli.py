@@ -38,6 +38,9 @@ class FakeNode:
         FakeNode.stopped.append("stopped")
         return 0
 
+    def alive(self) -> bool:
+        return True
+
     def output(self) -> str:
         return ""
 
@@ -62,9 +65,10 @@ def _child(command: str, signame: str, tmp_path: Path, *, again_on_close: bool =
                 print("NODE STOPPED", flush=True)
                 return 0
             def output(self): return ""
+            def alive(self): return True
 
         class Feeder:
-            def wait_for_node(self, timeout): return True
+            def wait_for_node(self, timeout, alive=None): return True
             def close(self):
                 if {again_on_close}:
                     os.kill(os.getpid(), signal.{signame})
@@ -90,6 +94,9 @@ def _child(command: str, signame: str, tmp_path: Path, *, again_on_close: bool =
     ("demo", "SIGINT", 130, "interrupted"),
     ("bench", "SIGTERM", 143, "terminated"),
     ("bench", "SIGINT", 130, "interrupted"),
+    # a closed terminal: SIGHUP ended the command at once, its node ran on, adopted by init (review)
+    ("demo", "SIGHUP", 129, "hung up"),
+    ("bench", "SIGHUP", 129, "hung up"),
 ])
 def test_a_signal_during_the_drive_stops_the_node_with_one_line(command: str, signame: str, status: int,
                                                                    how: str, tmp_path: Path) -> None:
@@ -289,7 +296,7 @@ def test_a_case_whose_node_does_not_come_up_fails_and_the_others_are_kept(
     import tiny_node.model.testmodels as tm
 
     class Feeder:
-        def wait_for_node(self, timeout: float) -> bool:
+        def wait_for_node(self, timeout: float, alive: Any = None) -> bool:
             return bool(os.environ.get("UP"))
 
         def close(self) -> None:
@@ -356,3 +363,56 @@ def test_a_demo_speed_the_node_calls_implausible_is_a_usage_error(capsys: pytest
         main(["demo", "--speed", "400"])
     assert exc.value.code == 2
     assert "at most 360 km/h (the node's plausible odometry), got 400" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("collided", "node_code", "status"), [(False, 0, 0), (True, 0, 1), (False, -9, 1)])
+def test_a_demo_that_collides_or_whose_node_exits_badly_fails(
+        collided: bool, node_code: int, status: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``tiny-node demo --speed 130`` hit the car (gap -17 m) and exited 0; so did a node killed at its stop
+    (review)."""
+    import tiny_node.demo as demo
+
+    class Node(FakeNode):
+        def stop(self) -> int:
+            return node_code
+
+    class Feeder:
+        def wait_for_node(self, timeout: float, alive: Any = None) -> bool:
+            return True
+
+        def close(self) -> None:
+            pass
+
+    row = {"t": 0.0, "speed_kmh": 130.0, "gap_m": 60.0, "decision": "no_brake", "source": "model",
+           "model_state": "on_time", "latency_ms": 5.0, "deadline_ms": 50.0, "e2e_ms": 7.0, "reason": "x"}
+    result = type("R", (), {"rows": [row] * 3, "collided": collided, "min_gap_m": -17.1 if collided else 12.7,
+                            "final_speed": 20.0})()
+    monkeypatch.setattr(demo, "NodeProcess", Node)
+    monkeypatch.setattr(demo, "Feeder", Feeder)
+    monkeypatch.setattr(demo, "run_drive", lambda feeder, **kw: result)
+    monkeypatch.setattr(demo, "isolated_ros_env", lambda: {"ROS_DOMAIN_ID": "1"})
+    assert demo.run_demo(tmp_path, duration_s=1.0, speed_kmh=130.0) == status
+    err = capsys.readouterr().err
+    assert ("COLLISION with the stopped car at 72.0 km/h" in err) is collided, err
+    assert ("more than the 60 m gap" in err) is collided, err
+    assert ("the node exited with status -9" in err) is (node_code != 0), err
+
+
+def test_the_wait_for_a_node_ends_when_its_process_has_exited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node refusing its parameters exits within a second; the demo and the bench waited the whole minute
+    to say so (review)."""
+    import time
+
+    from tiny_node.dds import isolated_ros_env
+    from tiny_node.tools.feeder import Feeder
+
+    for key, value in isolated_ros_env().items():
+        monkeypatch.setenv(key, value)
+    feeder = Feeder()
+    try:
+        started = time.monotonic()
+        assert not feeder.wait_for_node(60.0, alive=lambda: False)
+        assert time.monotonic() - started < 30.0  # not the minute: at once (no node on this domain)
+    finally:
+        feeder.close()

@@ -68,7 +68,7 @@ def run_case(case: str, bundles: dict[str, Path], frames: int, out_dir: Path) ->
     load: subprocess.Popen[bytes] | None = None
     try:  # from here on the node is stopped whatever happens (it runs in its own session)
         feeder = Feeder()
-        if not feeder.wait_for_node(60.0):
+        if not feeder.wait_for_node(60.0, alive=node.alive):
             raise NodeDidNotStartError(f"bench {case}: node did not come up:\n{node.output()}")
         if stress:
             load = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", f"{frames / 30 + 30:.0f}s"],
@@ -76,12 +76,15 @@ def run_case(case: str, bundles: dict[str, Path], frames: int, out_dir: Path) ->
         result = run_drive(feeder, duration_s=frames / 30.0, closed_loop=False, periodic=True,
                            drain_s=1.0)
     finally:
-        node.stop()  # first: a second Ctrl-C during the rest must not leave it running
-        if load is not None:
-            load.terminate()
-            load.wait()
-        if feeder is not None:
-            feeder.close()
+        if load is not None:  # first, at once: a second signal during the node's stop (up to 10 s)
+            load.kill()       # left stress-ng loading both cores for its whole timeout (review)
+        try:
+            node.stop()  # before the feeder: a second Ctrl-C during the rest must not leave it running
+        finally:
+            if load is not None:
+                load.wait()
+            if feeder is not None:
+                feeder.close()
     # the frames themselves, so the summary's percentiles can be recomputed from its output
     (out_dir / f"frames-{case}.json").write_text(json.dumps(json_safe(result.rows), indent=1, allow_nan=False))
     summary = latency_summary(result.rows)

@@ -245,26 +245,44 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, ``kill``, a supervisor), raised like Ctrl-C: the run cleans up the same way."""
+    """SIGTERM (``timeout``, ``kill``, a supervisor) or SIGHUP (the terminal closed), raised as Ctrl-C.
+
+    The run cleans up the same way.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
 def _stopped_by(exc: KeyboardInterrupt) -> tuple[str, int]:
-    """How the run was stopped and its exit status: SIGTERM 143, Ctrl-C 130 (128 + the signal)."""
-    return ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+    """How the run was stopped and its exit status: SIGTERM 143, SIGHUP 129, Ctrl-C 130 (128 + the signal)."""
+    if isinstance(exc, _Terminated):
+        return ("hung up", 129) if exc.signum == signal.SIGHUP else ("terminated", 143)
+    return ("interrupted", 130)
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:
-    """Make SIGTERM raise :class:`_Terminated` in the main thread; returns what restores the old handler."""
+    """Make SIGTERM and SIGHUP raise :class:`_Terminated` in the main thread; returns what restores them.
+
+    SIGHUP only where it would end the process (not under ``nohup``, which ignores it). Why: the
+    demo, bench, hil and realtime sim run their node in a session of its own, which only this
+    clean-up stops; a closed terminal ended the command at once and left the node and its model
+    worker running, adopted by init (review).
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated(signum)
 
-    old = signal.signal(signal.SIGTERM, on_sigterm)
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_signal)}
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_signal)
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
     return restore
 
 

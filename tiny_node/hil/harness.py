@@ -783,13 +783,7 @@ def _wait_for_node(feeder: Any, node: NodeProcess | None, timeout_s: float) -> b
     Why: a node that refuses its arguments (a parameter, a namespace) exits within a second; waiting
     the full minute for it only delays the error.
     """
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if feeder.wait_for_node(min(0.5, max(0.0, end - time.monotonic()))):
-            return True
-        if node is not None and not node.alive():
-            return False
-    return False
+    return bool(feeder.wait_for_node(timeout_s, alive=node.alive if node is not None else None))
 
 
 def attached_alive(rec: RunRecord, pid: int | None) -> bool:

@@ -400,7 +400,7 @@ def run_suite_realtime(
                                log_path=out_dir / f"node_{mode}.log").start()
             feeder = Feeder()
             try:
-                if not feeder.wait_for_node(60.0):
+                if not feeder.wait_for_node(60.0, alive=node.alive):
                     raise RuntimeError(f"the node did not come up ({mode}); its log:\n{node.output()}")
                 for i, sc in enumerate(_progress_list(scenarios, f"realtime {mode}")):
                     if i:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,14 +114,21 @@ class Feeder:
             return got[0] if got else None
 
     # --- sending --------------------------------------------------------------------------
-    def wait_for_node(self, timeout_s: float = 30.0) -> bool:
-        """Block until the node subscribes the camera and publishes decisions to us."""
+    def wait_for_node(self, timeout_s: float = 30.0, alive: Callable[[], bool] | None = None) -> bool:
+        """Block until the node subscribes the camera and publishes decisions to us.
+
+        ``alive``: whether the node process started for it still runs; False ends the wait at once.
+        Why: a node that refuses its parameters exits within a second, and the demo and the bench
+        said so only after the whole minute.
+        """
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if (self.pub_camera.get_subscription_count() > 0
                     and self.node.count_publishers(self._topic("decision")) > 0):
                 time.sleep(0.3)  # let the reliable decision reader match too
                 return True
+            if alive is not None and not alive():
+                return False
             time.sleep(0.05)
         return False
 
