@@ -416,3 +416,40 @@ def test_the_wait_for_a_node_ends_when_its_process_has_exited(monkeypatch: pytes
         assert time.monotonic() - started < 30.0  # not the minute: at once (no node on this domain)
     finally:
         feeder.close()
+
+
+def test_a_drive_sends_the_frames_its_duration_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--frames 297`` measured 298: the camera's due times were float sums of 1/30 s (review). The drive
+    is timed in whole nanoseconds now, as the simulator is; run here without its real-time waits."""
+    import tiny_node.tools.drive as drive
+
+    class Feeder:
+        latest_brake = False
+
+        def __init__(self) -> None:
+            self.log = type("Log", (), {"sent": {}})()
+            self.counts = {"camera": 0, "range": 0, "odom": 0, "imu": 0}
+
+        def send_frame(self, stamp: int, rgb: Any) -> None:
+            self.counts["camera"] += 1
+
+        def send_range(self, stamp: int, value: float) -> None:
+            self.counts["range"] += 1
+
+        def send_odom(self, stamp: int, speed: float) -> None:
+            self.counts["odom"] += 1
+
+        def send_imu(self, stamp: int, accel: float) -> None:
+            self.counts["imu"] += 1
+
+        def decision_for(self, stamp: int) -> None:
+            return None
+
+    monkeypatch.setattr(drive.time, "sleep", lambda s: None)
+    for frames in (297, 298, 300):
+        feeder = Feeder()
+        result = drive.run_drive(feeder, duration_s=frames / 30.0, width=32, height=24, closed_loop=False,
+                                 periodic=True, drain_s=0.0)
+        assert result.frames == feeder.counts["camera"] == frames
+        assert feeder.counts["range"] == math.ceil(frames * 20 / 30)
+        assert feeder.counts["odom"] == math.ceil(frames * 50 / 30)

@@ -83,15 +83,20 @@ def run_drive(
     """
     ego = Ego(speed=speed_kmh / 3.6)
     rng = np.random.default_rng(0)
-    rates = {"camera": 1 / 30, "range": 1 / 20, "odom": 1 / 50}
-    due = dict.fromkeys(rates, 0.0)
+    rates_hz = {"camera": 30, "range": 20, "odom": 50}
+    # in whole nanoseconds, as the simulator schedules: float sums of 1/30 s sent 298 frames for 297
+    count = dict.fromkeys(rates_hz, 0)
     t0 = time.monotonic()
-    t_sim = 0.0
-    dt = 0.002
+    t_ns, dt_ns, end_ns = 0, 2_000_000, round(duration_s * 1e9)
+    dt = dt_ns * 1e-9
+
+    def due(kind: str) -> bool:
+        return t_ns >= round(count[kind] * 1e9 / rates_hz[kind])
     result = DriveResult()
     frames: list[tuple[int, float, float, float]] = []
     epoch_ns = time.time_ns()
-    while t_sim < duration_s:
+    while t_ns < end_ns:
+        t_sim = t_ns * 1e-9
         gap = gap_m - ego.position
         if periodic and gap < 8.0:
             ego.position = 0.0
@@ -100,23 +105,23 @@ def run_drive(
         if gap <= 0.0:
             result.collided = True
             gap = 0.0
-        stamp = epoch_ns + int(t_sim * 1e9)
-        if t_sim >= due["odom"]:
+        stamp = epoch_ns + t_ns
+        if due("odom"):
             feeder.send_odom(stamp, ego.speed)
             feeder.send_imu(stamp, ego.accel)
-            due["odom"] += rates["odom"]
-        if t_sim >= due["range"]:
+            count["odom"] += 1
+        if due("range"):
             # REP-117 as the feeder's 0.2-150 m sensor: -Inf within min_range, +Inf beyond max_range
             feeder.send_range(stamp, -math.inf if gap < 0.2 else gap if gap < 150.0 else math.inf)
-            due["range"] += rates["range"]
-        if t_sim >= due["camera"]:
+            count["range"] += 1
+        if due("camera"):
             feeder.send_frame(stamp, render_frame(width, height, gap, noise=rng))
             frames.append((stamp, t_sim, ego.speed, gap))
-            due["camera"] += rates["camera"]
+            count["camera"] += 1
         brake = feeder.latest_brake if closed_loop else False
         ego.step(dt, t_sim, brake)
-        t_sim += dt
-        sleep = t0 + t_sim - time.monotonic()
+        t_ns += dt_ns
+        sleep = t0 + t_ns * 1e-9 - time.monotonic()
         if sleep > 0:
             time.sleep(sleep)
     time.sleep(drain_s)
