@@ -453,3 +453,41 @@ def test_a_drive_sends_the_frames_its_duration_holds(monkeypatch: pytest.MonkeyP
         assert result.frames == feeder.counts["camera"] == frames
         assert feeder.counts["range"] == math.ceil(frames * 20 / 30)
         assert feeder.counts["odom"] == math.ceil(frames * 50 / 30)
+
+
+@pytest.mark.parametrize(("signum", "status", "how"), [(signal.SIGTERM, 143, "terminated"),
+                                                        (signal.SIGHUP, 129, "hung up")])
+def test_sim_stopped_by_a_signal_says_which_with_its_status(signum: int, status: int, how: str,
+                                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``sim --realtime`` took SIGTERM / SIGHUP at their default: the command died and its node (own session)
+    ran on under init (review). Raised as Ctrl-C now, they unwind to the node's stop."""
+    import tiny_node.cli as cli
+    import tiny_node.sim.runner as runner
+
+    def suite(*args: Any, **kw: Any) -> Any:
+        raise cli._Terminated(signum)
+
+    monkeypatch.setattr(runner, "run_suite", suite)
+    assert cli.main(["sim", "--suite", "smoke", "--rules-only", "--plots", "none", "--out", str(tmp_path)]) == status
+    assert f"tiny-node sim: {how}; the same command resumes" in capsys.readouterr().err
+
+
+def test_a_stop_message_to_a_terminal_already_gone_keeps_the_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a hang-up the line to the closed terminal failed (EIO) and the demo exited 1, not 129 (review)."""
+    import errno
+
+    import tiny_node.cli as cli
+
+    class Gone:
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def hung_up() -> int:
+        raise cli._Terminated(signal.SIGHUP)
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+    assert cli._stopping_its_node("demo", hung_up) == 129

@@ -893,8 +893,10 @@ def test_a_node_that_exits_at_once_fails_at_once_and_the_other_runs_still_report
     raised: the report of the runs before it (a whole main run) was lost with a traceback."""
     from tiny_node.hil import harness
 
-    class Feeder:
-        def wait_for_node(self, timeout_s: float) -> bool:
+    class Feeder:  # as the real one: the wait ends when the started node's process has exited
+        def wait_for_node(self, timeout_s: float, alive=None) -> bool:
+            if alive is not None and not alive():
+                return False
             time.sleep(timeout_s)
             return False
 
@@ -1372,7 +1374,7 @@ def test_a_node_that_exits_at_once_has_its_own_error_line_in_the_failure(tmp_pat
         def __init__(self, **kw) -> None:
             pass
 
-        def wait_for_node(self, timeout_s: float) -> bool:
+        def wait_for_node(self, timeout_s: float, alive=None) -> bool:
             return False
 
         def close(self) -> None:
@@ -1571,7 +1573,7 @@ def test_a_node_with_use_sim_time_in_a_wall_clock_run_fails_up_front(tmp_path, c
         def __init__(self, **kw) -> None:
             pass
 
-        def wait_for_node(self, timeout_s: float) -> bool:
+        def wait_for_node(self, timeout_s: float, alive=None) -> bool:
             return True
 
         def get_parameters(self, service, names, timeout_s=5.0):

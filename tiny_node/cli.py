@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
 import sys
@@ -66,10 +67,20 @@ def _stopping_its_node(name: str, run: Callable[[], int]) -> int:
         return run()
     except KeyboardInterrupt as exc:
         how, status = _stopped_by(exc)
-        print(f"\ntiny-node {name}: {how} (a node it started is stopped)", file=sys.stderr)
+        _say_stopped(f"\ntiny-node {name}: {how} (a node it started is stopped)")
         return status
     finally:
         restore()
+
+
+def _say_stopped(line: str) -> None:
+    """The line a stopped command ends with, on stderr; a terminal already gone is no error.
+
+    Why: after a hang-up the print to the closed terminal failed (EIO), and its exception took
+    the place of the status (1 for 129; review).
+    """
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -104,7 +115,12 @@ def _speed_kmh(text: str) -> float:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from tiny_node.sim.runner import sim_command
 
-    return sim_command(args)
+    # --realtime runs its node in a session of its own: SIGTERM / SIGHUP must unwind to its stop
+    restore = _sigterm_as_interrupt()
+    try:
+        return sim_command(args)
+    finally:
+        restore()
 
 
 def _cmd_hil(args: argparse.Namespace) -> int:
@@ -133,7 +149,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
     # print their last state now, not after this line
     then = ("; the same command resumes from the finished steps (the step cut short is redone)"
             if args.model_cmd == "build" else "")
-    print(f"\ntiny-node model {args.model_cmd}: {how}{then}", file=sys.stderr)
+    _say_stopped(f"\ntiny-node model {args.model_cmd}: {how}{then}")
     return status
 
 
@@ -217,7 +233,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         done = summary.is_file() and _file_identity(summary) != before
         what = ("this run's outputs were complete and are in place" if done
                 else "partial output removed; the output folder is as it was")
-        print(f"{progress.end() if progress else ''}tiny-node replay: {how} ({what})", file=sys.stderr)
+        _say_stopped(f"{progress.end() if progress else ''}tiny-node replay: {how} ({what})")
         return status
     finally:
         restore()

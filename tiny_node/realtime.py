@@ -332,8 +332,11 @@ class RealtimeLoop:
                 self._count(exc, "a call in the deadline thread failed")
         if self.worker is not None:
             # decisions reach self._unsent through the watchdog's sink. Not fed here: the frames
-            # taken are newer than the one waiting, and the model gets the newest (feed_model below),
-            # as the watchdog fed in arrival order would (review: it got the one they superseded)
+            # taken are newer than the one waiting, so the first of them gets the model (the result
+            # taken as come before them, as the watchdog fed in that order would decide); the one
+            # waiting is superseded, and fed below only if no frame came (review: it got the model,
+            # and the newer frame fell back). With several frames in one step the first takes the
+            # model and the newest waits for it, as in that same order.
             for r in self.worker.poll():
                 wd.on_model_result(r.seq, r.output, error=r.error, cancelled=r.cancelled, feed=False)
         # Frames taken re-arm the camera timeout, and the tick decides no "camera out" before them:

@@ -14,6 +14,7 @@ hash matches, so an interrupted suite resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -22,6 +23,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -605,12 +607,15 @@ def sim_command(args: Any) -> int:
             result = run_suite(scenarios, cfg, bundle=bundle, out_dir=out_dir, workers=args.workers,
                                modes=modes, record=record, storage=args.storage, budget_ms=args.budget_ms,
                                plots=args.plots, resume=not args.no_resume)
-    except KeyboardInterrupt:
-        print("\ntiny-node sim: interrupted; " + (
-            "the finished drives' report is kept, and the same command runs every drive again (a real-time "
-            "drive is the node's, timed: never reused)" if args.realtime else
-            "the same command resumes (finished runs are kept)"), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP raised as it by the CLI
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        how = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}.get(signal.Signals(signum), "interrupted")
+        with contextlib.suppress(OSError):  # a terminal already gone (hang-up) is no error
+            print(f"\ntiny-node sim: {how}; " + (
+                "the finished drives' report is kept, and the same command runs every drive again (a real-time "
+                "drive is the node's, timed: never reused)" if args.realtime else
+                "the same command resumes (finished runs are kept)"), file=sys.stderr)
+        return 128 + signum
     except FileExistsError as exc:  # --record into a folder with this suite's bags
         print(f"tiny-node sim: {exc}", file=sys.stderr)
         return 2
