@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -491,3 +492,35 @@ def test_a_stop_message_to_a_terminal_already_gone_keeps_the_status(monkeypatch:
 
     monkeypatch.setattr(sys, "stderr", Gone())
     assert cli._stopping_its_node("demo", hung_up) == 129
+
+
+def test_sim_with_record_stopped_says_how_to_run_it_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Stopped with --record, sim said "the same command resumes", which then refused the bags already there
+    (review)."""
+    import tiny_node.cli as cli
+    import tiny_node.sim.runner as runner
+
+    def suite(*args: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_suite", suite)
+    rec = tmp_path / "bags"
+    assert cli.main(["sim", "--suite", "smoke", "--rules-only", "--plots", "none", "--out", str(tmp_path / "o"),
+                     "--record", str(rec)]) == 130
+    err = capsys.readouterr().err
+    assert f"the bags recorded so far are in {rec}" in err and "remove them or choose another --record" in err, err
+
+
+def test_a_pool_worker_takes_sigterm_as_an_interrupt() -> None:
+    """Killed at SIGTERM's default, a worker recording a run left an mcap without its index (review)."""
+    import tiny_node.sim.runner as runner
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        runner._init_worker()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)
+    finally:
+        signal.signal(signal.SIGTERM, before)

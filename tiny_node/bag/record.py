@@ -76,6 +76,18 @@ class Recorder:
         self.counts: dict[str, int] = {}
 
     # --- time -----------------------------------------------------------------------------
+    def rebase(self, epoch_ns: int) -> None:
+        """Sim time 0 is ``epoch_ns``, before anything is written (the bag's recorded epoch too).
+
+        Why: a real-time drive stamps its messages on the wall clock from its start; logged on
+        the default epoch, its bag's frames were stamped a year after their log times, and a
+        replay refused every one as "in the future" (review).
+        """
+        if self._writer is None or any(self.counts.values()):
+            raise BagError(f"recorder for {self.path}: the epoch can change only before the first message")
+        self.epoch_ns = epoch_ns
+        self._writer.set_custom_data(EPOCH_KEY, str(epoch_ns))
+
     def to_ns(self, t: float) -> int:
         """Bag time (ns) of sim time ``t`` (s); also a good header stamp for simulated sensors."""
         if not math.isfinite(t):

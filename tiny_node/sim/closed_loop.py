@@ -264,10 +264,12 @@ class LockstepPort:
                 rec.image(t, msg.stamp_ns, msg.image)
             return self.ls.frame(t, msg.stamp_ns, msg.image)
         if msg.kind == "range":
-            lo, hi = self.range_limits
+            # as sensor_msgs/Range carries them (float32), so a recorded bag replays to the same
+            # decisions: fed float64, the core's TTC differed from the bag's in the last digits (review)
+            value, lo, hi = (float(np.float32(v)) for v in (msg.value, *self.range_limits))
             if rec is not None:
-                rec.range(t, msg.stamp_ns, msg.value, lo, hi)
-            return self.ls.range(t, msg.value, msg.stamp_ns, lo, hi)
+                rec.range(t, msg.stamp_ns, value, lo, hi)
+            return self.ls.range(t, value, msg.stamp_ns, lo, hi)
         if msg.kind == "odom":
             if rec is not None:
                 rec.odom(t, msg.stamp_ns, msg.value)
@@ -346,6 +348,8 @@ class DdsPort:
         """Sim time 0 is now: stamps and pacing start here (after the renderer's warm-up)."""
         self.stamp_base_ns = time.time_ns()
         self.t0 = time.monotonic()
+        if self.recorder is not None:  # log times on the stamps' clock: the bag replays
+            self.recorder.rebase(self.stamp_base_ns)
 
     def send(self, msg: Message) -> None:
         """Publish now (the loop already waited for the capture time)."""

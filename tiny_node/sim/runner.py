@@ -174,11 +174,18 @@ def _refuse_existing_bags(record: Path, keys: Iterable[str]) -> None:
                               "half-way leaves its bag too): record into another folder, or remove them")
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _init_worker() -> None:
     """One compute thread per worker process (the pool shares the cores).
 
-    Imports are done up front so per-run wall times measure runs, not start-up.
+    Imports are done up front so per-run wall times measure runs, not start-up. SIGTERM raises
+    as Ctrl-C does, so a run being recorded closes its bag (cut short, but readable): killed at
+    SIGTERM's default, a worker left an mcap without its index or metadata.yaml (review).
     """
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     import cv2
     import onnxruntime  # noqa: F401
 
@@ -612,6 +619,8 @@ def sim_command(args: Any) -> int:
         how = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}.get(signal.Signals(signum), "interrupted")
         with contextlib.suppress(OSError):  # a terminal already gone (hang-up) is no error
             print(f"\ntiny-node sim: {how}; " + (
+                f"the bags recorded so far are in {args.record}, an interrupted run's cut short: to run again, "
+                "remove them or choose another --record folder (bags are never overwritten)" if args.record else
                 "the finished drives' report is kept, and the same command runs every drive again (a real-time "
                 "drive is the node's, timed: never reused)" if args.realtime else
                 "the same command resumes (finished runs are kept)"), file=sys.stderr)
