@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -511,16 +510,3 @@ def test_sim_with_record_stopped_says_how_to_run_it_again(monkeypatch: pytest.Mo
     err = capsys.readouterr().err
     assert f"the bags recorded so far are in {rec}" in err and "remove them or choose another --record" in err, err
 
-
-def test_a_pool_worker_takes_sigterm_as_an_interrupt() -> None:
-    """Killed at SIGTERM's default, a worker recording a run left an mcap without its index (review)."""
-    import tiny_node.sim.runner as runner
-
-    before = signal.getsignal(signal.SIGTERM)
-    try:
-        runner._init_worker()
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1.0)
-    finally:
-        signal.signal(signal.SIGTERM, before)

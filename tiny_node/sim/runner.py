@@ -174,18 +174,14 @@ def _refuse_existing_bags(record: Path, keys: Iterable[str]) -> None:
                               "half-way leaves its bag too): record into another folder, or remove them")
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _init_worker() -> None:
     """One compute thread per worker process (the pool shares the cores).
 
-    Imports are done up front so per-run wall times measure runs, not start-up. SIGTERM raises
-    as Ctrl-C does, so a run being recorded closes its bag (cut short, but readable): killed at
-    SIGTERM's default, a worker left an mcap without its index or metadata.yaml (review).
+    Imports are done up front so per-run wall times measure runs, not start-up. SIGTERM keeps
+    its default (the process ends): the executor stops a broken pool's workers with it, and a
+    worker that took it as an interrupt went back to the pool's queue and hung its shutdown
+    (review); a run it was recording is left without its index (``mcap recover`` mends it).
     """
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     import cv2
     import onnxruntime  # noqa: F401
 
@@ -351,6 +347,8 @@ def run_suite(
             f"a simulation worker process died (killed by a signal: out of memory?) with {len(left)} run(s) "
             f"unfinished ({', '.join(left[:5])}{', ...' if len(left) > 5 else ''}); the {len(done)} finished "
             f"are stored in {out_dir / 'runs'}, and the same command resumes from them"
+            + (f" (not with --record: remove the bags in {record} or choose another folder; an interrupted "
+               "run's mcap is left without its index, `mcap recover` mends it)" if record is not None else "")
             + (" (fewer --workers use less memory)" if workers > 1 else "")) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
