@@ -43,6 +43,10 @@ class ModelState(str, Enum):
 
 #: model states of a frame the model was not asked about: the rules brake (or reversing), or no model
 NOT_ASKED = frozenset({ModelState.SKIPPED.value, ModelState.DISABLED.value})
+#: The least share of the frames it was asked that a working model answers in time: below it the
+#: node's model status is WARN for the period, and a HIL run fails (a model in time for 1 frame in
+#: 30 read OK and passed; review 2026-12-07)
+MODEL_ON_TIME_SHARE = 0.5
 
 
 def model_asked(by_model_state: Mapping[str, int]) -> int:

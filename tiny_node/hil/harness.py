@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.config import SPECS
-from tiny_node.decision import FRAME_NONE, diagnostic_prefix
+from tiny_node.decision import FRAME_NONE, MODEL_ON_TIME_SHARE, diagnostic_prefix
 from tiny_node.hil.faults import Fault, OutFrame, schedule
 from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord, timing_failures
 from tiny_node.hil.source import Event, Stream
@@ -897,10 +897,9 @@ def sending_failures(rec: RunRecord) -> list[str]:
 #: too slow, or a worker hanging on every job, gave only late / unavailable, and a run in which the
 #: model decided not one frame passed as "model: test".
 MODEL_ANSWERED = ("on_time",)
-#: Outside every fault's window and recovery, the model must answer in time at least this share of
-#: the frames it was asked (``on_time`` + ``late``), once it was asked :data:`MODEL_MIN_ASKED`: a model
-#: in time for 2 frames of 120 passed as tested (review). The node's model status is WARN below it.
-MODEL_ON_TIME_SHARE = 0.5
+#: Outside every fault's window and recovery, the model must answer in time at least
+#: ``decision.MODEL_ON_TIME_SHARE`` of the frames it was asked (``on_time`` + ``late``), once it was
+#: asked this many: a model in time for 2 frames of 120 passed as tested (review).
 MODEL_MIN_ASKED = 10
 
 

@@ -60,7 +60,7 @@ from tiny_node.config import (
     section_regex,
 )
 from tiny_node.dds import configure_dds
-from tiny_node.decision import Decision, ModelState, diagnostic_prefix
+from tiny_node.decision import MODEL_ON_TIME_SHARE, Decision, ModelState, diagnostic_prefix
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
@@ -90,9 +90,8 @@ MAX_FAILED_CALLBACKS = 20
 FINALIZED_GRACE_S = 1.0
 
 
-#: The model status is WARN for a period in which the model answered in time fewer than this share
-#: of the frames it was asked (at least :data:`MODEL_MIN_ASKED` of them)
-MODEL_ON_TIME_SHARE = 0.5
+#: The model status is judged on the share of the frames it was asked in a period
+#: (``decision.MODEL_ON_TIME_SHARE``) from this many
 MODEL_MIN_ASKED = 5
 
 
