@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from tiny_node.stopping import Terminated as _Terminated
+from tiny_node.stopping import stopped_by as _stopped_by
+
 
 def _cmd_run(rest: list[str]) -> int:
     from tiny_node.ros.node import main as node_main
@@ -258,24 +261,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     print(f"output: {result.bag} (bag), {result.summary_path}"
           + (f", {result.plot_path}" if result.plot_path else ""))
     return 0
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, ``kill``, a supervisor) or SIGHUP (the terminal closed), raised as Ctrl-C.
-
-    The run cleans up the same way.
-    """
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__()
-        self.signum = signum
-
-
-def _stopped_by(exc: KeyboardInterrupt) -> tuple[str, int]:
-    """How the run was stopped and its exit status: SIGTERM 143, SIGHUP 129, Ctrl-C 130 (128 + the signal)."""
-    if isinstance(exc, _Terminated):
-        return ("hung up", 129) if exc.signum == signal.SIGHUP else ("terminated", 143)
-    return ("interrupted", 130)
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:

@@ -23,7 +23,6 @@ import json
 import math
 import multiprocessing
 import os
-import signal
 import sys
 import time
 import traceback
@@ -43,6 +42,7 @@ from tiny_node.sim.report import write_report, write_text_atomic, write_timing
 from tiny_node.sim.scoring import rating_code
 from tiny_node.sim.suite import SUITES
 from tiny_node.sources import sources_digest
+from tiny_node.stopping import stopped_by
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
@@ -613,8 +613,7 @@ def sim_command(args: Any) -> int:
                                modes=modes, record=record, storage=args.storage, budget_ms=args.budget_ms,
                                plots=args.plots, resume=not args.no_resume)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP raised as it by the CLI
-        signum = int(getattr(exc, "signum", signal.SIGINT))
-        how = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}.get(signal.Signals(signum), "interrupted")
+        how, status = stopped_by(exc)
         with contextlib.suppress(OSError):  # a terminal already gone (hang-up) is no error
             print(f"\ntiny-node sim: {how}; " + (
                 f"the bags recorded so far are in {args.record}, an interrupted run's cut short: to run again, "
@@ -622,7 +621,7 @@ def sim_command(args: Any) -> int:
                 "the finished drives' report is kept, and the same command runs every drive again (a real-time "
                 "drive is the node's, timed: never reused)" if args.realtime else
                 "the same command resumes (finished runs are kept)"), file=sys.stderr)
-        return 128 + signum
+        return status
     except FileExistsError as exc:  # --record into a folder with this suite's bags
         print(f"tiny-node sim: {exc}", file=sys.stderr)
         return 2
