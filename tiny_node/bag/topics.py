@@ -13,7 +13,7 @@ rosbag2's ``resilient`` preset) is read with the log applied, on a copy; a topic
 message definition rosbags cannot parse is left undecoded instead of refusing the whole bag
 (:class:`_StorageReader`); a sqlite3 type recorded without its definition (encoding "") is a
 type without one (:class:`_Sqlite3Reader`); and a topic recorded under several types is read
-as the type of most of its messages (:class:`BagSource`).
+as the sensor type among them, else the type of most of its messages (:class:`BagSource`).
 """
 
 from __future__ import annotations

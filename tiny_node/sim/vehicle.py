@@ -65,9 +65,10 @@ class Ego:
             self.requested_since = None
         if brake != (self.changes[-1][1] if self.changes else False):
             self.changes.append((t, brake))
-        while len(self.changes) > 1 and self.changes[1][0] <= t - self.delay_s + _EPS:
+        through = t - self.delay_s + _EPS  # a change made by then acts now
+        while len(self.changes) > 1 and self.changes[1][0] <= through:
             del self.changes[0]  # the change after it has come through: it no longer decides
-        if len(self.changes) == 1 and not self.changes[0][1] and self.changes[0][0] <= t - self.delay_s + _EPS:
+        if len(self.changes) == 1 and not self.changes[0][1] and self.changes[0][0] <= through:
             self.changes.clear()  # a release come through, nothing after it: as never requested
         if self.speed <= 0.0:
             self.speed = 0.0
