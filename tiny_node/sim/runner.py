@@ -42,7 +42,6 @@ from tiny_node.sim.report import write_report, write_text_atomic, write_timing
 from tiny_node.sim.scoring import rating_code
 from tiny_node.sim.suite import SUITES
 from tiny_node.sources import sources_digest
-from tiny_node.stopping import stopped_by
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
@@ -613,6 +612,8 @@ def sim_command(args: Any) -> int:
                                modes=modes, record=record, storage=args.storage, budget_ms=args.budget_ms,
                                plots=args.plots, resume=not args.no_resume)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP raised as it by the CLI
+        from tiny_node.stopping import stopped_by  # the command's, not what makes a run (code_files)
+
         how, status = stopped_by(exc)
         with contextlib.suppress(OSError):  # a terminal already gone (hang-up) is no error
             print(f"\ntiny-node sim: {how}; " + (
