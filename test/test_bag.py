@@ -1415,3 +1415,66 @@ def test_a_simulator_recording_replays_to_its_decisions_field_for_field(tmp_path
     differ = {s: {k: (v, replayed[s].get(k)) for k, v in d.items() if replayed[s].get(k) != v}
               for s, d in recorded.items()}
     assert not any(differ.values()), {s: d for s, d in differ.items() if d}
+
+
+def test_a_recording_keeps_its_settings_and_a_replay_names_each_one_it_does_not_share(tmp_path, bundles):
+    """A sim bag replayed to other decisions than its run's without saying why: the bag did not
+    record the model, --budget-ms or parameters (with --budget-ms 60, 79 of 107 decisions
+    differed). The bag keeps them now; a replay reports them and warns for each it differs in,
+    naming the option that reproduces the recording, and still runs with what it was given."""
+    import json
+
+    from tiny_node.bag.settings import SETTINGS_KEY
+    from tiny_node.model.bundle import manifest_digest
+    from tiny_node.sim.scenario import example_scenario_files
+
+    [path] = [p for p in example_scenario_files() if p.name == "ccrb_6mps2_12m.yaml"]
+    params = tmp_path / "p.yaml"
+    params.write_text("tiny_node:\n  ros__parameters:\n    rules:\n      ttc_brake_s: 2.0\n")
+    model = bundles["fast"]
+    assert cli.main(["sim", "--scenario", str(path), "--model", str(model), "--budget-ms", "30", "--params-file",
+                     str(params), "--plots", "none", "--out", str(tmp_path / "o"), "--record", str(tmp_path / "rec")]) == 0
+    [bag] = list((tmp_path / "rec").iterdir())
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    settings = json.loads(meta["custom_data"][SETTINGS_KEY])
+    assert settings == {"clock": "lockstep", "budget_ms": 30.0, "params": {"rules.ttc_brake_s": 2.0},
+                        "model": {"bundle": str(model), "manifest_sha256": manifest_digest(model)}}
+
+    def settings_warnings(result):
+        return [w for w in result.summary["warnings"] if w.startswith("the bag was recorded")]
+
+    same = replay(bag, out_dir=tmp_path / "same", cfg=make_config({"rules.ttc_brake_s": 2.0}), bundle=model,
+                  budget_ms=30, plot=False)
+    assert settings_warnings(same) == [] and same.summary["input"]["recorded_with"] == settings
+    assert read_decisions(same.bag) == read_decisions(bag, "/decision")
+
+    rules = replay(bag, out_dir=tmp_path / "rules", cfg=make_config(), bundle=None, plot=False)
+    assert [w.split(" (")[-1] for w in settings_warnings(rules)] == [
+        f"--model {model} reproduces the recording's decisions)",
+        "a --params-file with the recorded values reproduces the recording's decisions)"]
+    assert "rules.ttc_brake_s 2.0 (this replay: 1.0)" in settings_warnings(rules)[1]
+    assert rules.summary["model"] == "rules-only"  # it still ran as asked
+
+    own_budget = replay(bag, out_dir=tmp_path / "budget", cfg=make_config({"rules.ttc_brake_s": 2.0}), bundle=model,
+                        plot=False)
+    [warning] = settings_warnings(own_budget)
+    assert "latency budget of 30 ms" in warning and "--budget-ms 30 reproduces" in warning
+
+    other = replay(bag, out_dir=tmp_path / "other", cfg=make_config({"rules.ttc_brake_s": 2.0}), bundle=bundles["slow"],
+                   budget_ms=30, plot=False)
+    assert any("another model" in w for w in settings_warnings(other))
+
+
+def test_a_bag_with_unreadable_settings_is_still_replayed_and_says_so(tmp_path):
+    """A hand-edited or foreign tiny_node.settings must not cost the replay: a warning names the key."""
+    from tiny_node.bag.settings import SETTINGS_KEY
+
+    bag = _write_bag(tmp_path / "b", "mcap", _drive_items(0, 10))
+    meta_path = bag / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    meta["rosbag2_bagfile_information"]["custom_data"] = {SETTINGS_KEY: "{not json"}
+    meta_path.write_text(yaml.safe_dump(meta))
+    s = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, plot=False).summary
+    assert s["frames"] == 10 and s["frames_without_decision"] == 0 and s["input"]["recorded_with"] is None
+    [note] = [w for w in s["warnings"] if SETTINGS_KEY in w]
+    assert note.startswith(f"metadata.yaml custom_data {SETTINGS_KEY} is not JSON"), note

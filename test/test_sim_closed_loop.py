@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tiny_node.cli import main as cli_main
 from tiny_node.config import make_config
@@ -465,8 +466,11 @@ def test_realtime_run_over_dds_decides_every_frame_and_each_drive_meets_a_fresh_
     broken = dataclasses.replace(adjacent_lane(1.0), name="broken")
     with pytest.raises(RuntimeError, match="the drive broke"):
         run_suite_realtime([ccrs(30.0, duration_s=4.0), adjacent_lane(2.0), broken], bundle=None, out_dir=tmp_path,
-                           modes=("rules",), plots="none", gap_s=0.0, env=ros_env)
+                           modes=("rules",), plots="none", gap_s=0.0, env=ros_env, record=tmp_path / "bags")
     runs = {r["name"]: r for r in json.loads((tmp_path / "summary.json").read_text())["runs"]}
+    meta = yaml.safe_load((tmp_path / "bags" / "CCRs_30kmh__rules" / "metadata.yaml").read_text())
+    settings = json.loads(meta["rosbag2_bagfile_information"]["custom_data"]["tiny_node.settings"])
+    assert settings == {"clock": "realtime", "model": None, "budget_ms": None, "params": {}}
     assert sorted(runs) == sorted(["CCRs_30kmh", adjacent_lane().name])
     assert json.loads((tmp_path / "runs" / "CCRs_30kmh__rules.json").read_text())["summary"] == runs["CCRs_30kmh"]
     s = runs["CCRs_30kmh"]

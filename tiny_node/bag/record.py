@@ -21,6 +21,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
+from tiny_node.bag.settings import SETTINGS_KEY, settings_doc, settings_json
+from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
 
 #: Sim time 0 in the bag: 2025-01-01T00:00:00Z.
@@ -87,6 +89,12 @@ class Recorder:
             raise BagError(f"recorder for {self.path}: the epoch can change only before the first message")
         self.epoch_ns = epoch_ns
         self._writer.set_custom_data(EPOCH_KEY, str(epoch_ns))
+
+    def note_settings(self, cfg: NodeConfig, bundle: Path | None, budget_ms: float | None, *, clock: str) -> None:
+        """Keep what decides the run in the bag (:mod:`tiny_node.bag.settings`): a replay names what differs."""
+        if self._writer is None:
+            raise BagError(f"recorder for {self.path} is closed")
+        self._writer.set_custom_data(SETTINGS_KEY, settings_json(settings_doc(cfg, bundle, budget_ms, clock=clock)))
 
     def to_ns(self, t: float) -> int:
         """Bag time (ns) of sim time ``t`` (s); also a good header stamp for simulated sensors."""

@@ -40,6 +40,7 @@ from tiny_node.bag.report import (
     summarize,
     write_plot,
 )
+from tiny_node.bag.settings import read_settings, settings_warnings
 from tiny_node.bag.topics import BagSource, detect_topics, in_bag_folder
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision, ModelState, model_asked
@@ -347,7 +348,7 @@ def realtime_startup(records: list[DecisionRecord], roles: Mapping[str, str], se
 
 def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeConfig, *, bundle: Path | None,
                   budget_ms: float | None, progress: Progress | None, startup: tuple[str, ...],
-                  warnings: list[str]) -> tuple[list[DecisionRecord], int]:
+                  warnings: list[str], recorded: Mapping[str, Any] | None) -> tuple[list[DecisionRecord], int]:
     from tiny_node.clock import ManualClock
     from tiny_node.lockstep import Lockstep, late_budget_warning, model_from_bundle
 
@@ -363,6 +364,8 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
         whose = "its latency_budget_ms" if budget_ms is None else "--budget-ms"
         if late := late_budget_warning(round(model.budget_s * 1e3, 9), whose, cfg):
             warnings.append(late)
+    if recorded is not None:
+        warnings += settings_warnings(recorded, cfg, bundle, None if model is None else round(model.budget_s * 1e3, 9))
     ls = Lockstep(cfg, model, clock)
     records: list[DecisionRecord] = []
     series = feeder.series
@@ -495,6 +498,9 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
     with BagSource(Path(bag)) as source, _Staging(out_dir) as staging:
         roles, found = detect_topics(source.topics, topics, bag=str(source.path))
         warnings = [*source.warnings, *found]
+        recorded, unreadable = read_settings(source.custom)
+        if unreadable:
+            warnings.append(unreadable)
         if "imu" not in roles and cfg.bool("imu_required") and not realtime:
             warnings.append("imu_required is set and the bag has no IMU topic in use: every frame is judged "
                             "fail-safe (imu missing), as the node would")
@@ -522,7 +528,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             else:
                 records, misses = _run_lockstep(source, feeder, out, cfg, bundle=bundle, budget_ms=budget_ms,
                                                  progress=progress, startup=startup_roles(roles, cfg),
-                                                 warnings=warnings)
+                                                 warnings=warnings, recorded=recorded)
         except BaseException:
             out.abort()
             raise
@@ -559,6 +565,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                 "messages": source.message_count,
                 "topics": {role: _topic_summary(source, name, feeder.not_read.get(name, {}))
                            for role, name in roles.items()},
+                "recorded_with": recorded,
             },
             "mode": "realtime" if realtime else "lockstep",
             "model": ("node parameters" if realtime else (str(bundle) if bundle is not None else "rules-only")),

@@ -471,6 +471,11 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def manifest_digest(bundle_dir: Path) -> str:
+    """SHA-256 of a bundle's ``manifest.yaml``: the bundle's identity (it holds each file's SHA-256)."""
+    return hash_file(Path(bundle_dir) / MANIFEST)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader (or a kill) sees the old file or the new one, never half.
 

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.argtypes import at_least
-from tiny_node.config import NodeConfig, make_config
+from tiny_node.config import NodeConfig, config_from_file, make_config
 from tiny_node.lockstep import budget_ms_arg, late_budget_warning
-from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR
+from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, manifest_digest
 from tiny_node.sim.closed_loop import canonical_json, judged_by_the_undisturbed_drive, run_scenario
 from tiny_node.sim.report import write_report, write_text_atomic, write_timing
 from tiny_node.sim.scoring import rating_code
@@ -134,9 +134,7 @@ def code_digest() -> str:
 
 def bundle_digest(bundle: Path | None) -> str:
     """SHA-256 of the bundle's manifest (which carries the SHA-256 of each ONNX file)."""
-    if bundle is None:
-        return ""
-    return hashlib.sha256((bundle / "manifest.yaml").read_bytes()).hexdigest()
+    return "" if bundle is None else manifest_digest(bundle)
 
 
 def config_hash(scenario: Any, mode: str, cfg: NodeConfig, *, bundle: Path | None,
@@ -204,9 +202,11 @@ def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
 
             recorder = Recorder(Path(task.record_dir) / task.key, storage=task.storage)
         try:
-            result = run_scenario(task.scenario, make_config(task.cfg_values),
-                                  bundle=Path(task.bundle) if task.bundle else None,
-                                  budget_ms=task.budget_ms, recorder=recorder, mode=task.mode)
+            cfg, bundle = make_config(task.cfg_values), Path(task.bundle) if task.bundle else None
+            if recorder is not None:
+                recorder.note_settings(cfg, bundle, task.budget_ms, clock="lockstep")
+            result = run_scenario(task.scenario, cfg, bundle=bundle, budget_ms=task.budget_ms,
+                                  recorder=recorder, mode=task.mode)
         finally:
             if recorder is not None:
                 recorder.close()
@@ -385,6 +385,7 @@ def run_suite_realtime(
     modes = tuple(modes)
     if "model" in modes and bundle is None:
         raise ValueError("mode 'model' needs a model bundle")
+    cfg = config_from_file(params_file)  # what the node reads: recorded with each bag
     if record is not None:
         _refuse_existing_bags(record, [run_key(str(sc.name), mode) for mode in modes for sc in scenarios])
     for sub in ("runs", "timelines"):
@@ -420,6 +421,8 @@ def run_suite_realtime(
                         recorder = Recorder(record / key, storage=storage)
                     started = time.perf_counter()
                     try:
+                        if recorder is not None:
+                            recorder.note_settings(cfg, bundle if mode == "model" else None, None, clock="realtime")
                         port = DdsPort(feeder, recorder=recorder)
                         trace = drive(sc, port, recorder=recorder)
                     finally:

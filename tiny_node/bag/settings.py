@@ -1,0 +1,117 @@
+"""What decided a recorded run: its model, latency budget and parameters, kept in the bag.
+
+Why: a drive recorded by ``tiny-node sim --record`` replays to its decisions only with the
+model, ``--budget-ms`` and parameters the simulator ran with (with ``--budget-ms 60``, a replay
+at the bundle's own budget differed on 79 of 107 decisions), and the bag did not say what they
+were.  The recorder writes them to ``metadata.yaml`` ``custom_data`` (:data:`SETTINGS_KEY`, one
+JSON document); a replay reports them in ``summary.json`` and names each one it does not share
+in a warning, with the option that reproduces it.  It still runs with what it was given: a
+replay is also how a user tries other parameters on the same drive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tiny_node.config import SPECS, NodeConfig
+from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, MANIFEST, load_bundle, manifest_digest
+
+#: metadata.yaml custom_data key holding the settings (JSON).
+SETTINGS_KEY = "tiny_node.settings"
+
+
+def settings_doc(cfg: NodeConfig, bundle: Path | None, budget_ms: float | None, *, clock: str) -> dict[str, Any]:
+    """The settings of a run: ``bundle`` None = rules only; ``clock`` 'lockstep' or 'realtime'.
+
+    ``budget_ms``: the lockstep model's latency budget, None = the bundle's own (recorded as its
+    value: a replay compares what the model was given, not how).  ``params`` holds only the
+    values that differ from the defaults (``model_bundle`` is ``model``'s), so the document stays
+    small and reads as what was changed.
+    """
+    model, budget = None, None
+    if bundle is not None:
+        model = {"bundle": str(bundle), "manifest_sha256": manifest_digest(bundle)}
+        if clock == "lockstep":
+            budget = load_bundle(bundle).latency_budget_ms if budget_ms is None else budget_ms
+    return {"clock": clock, "model": model, "budget_ms": budget, "params": _changed(cfg.values)}
+
+
+def settings_json(doc: Mapping[str, Any]) -> str:
+    """One line of canonical JSON (metadata.yaml holds custom data as strings)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def read_settings(custom: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The recorded settings of a bag (None when it has none) and a warning when they are unreadable."""
+    text = custom.get(SETTINGS_KEY)
+    if text is None:
+        return None, None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return None, f"metadata.yaml custom_data {SETTINGS_KEY} is not JSON ({exc}): the settings are not compared"
+    if not (isinstance(doc, dict) and isinstance(doc.get("params", {}), dict)
+            and isinstance(doc.get("model"), dict | type(None))):
+        return None, f"metadata.yaml custom_data {SETTINGS_KEY} is not a settings document: not compared"
+    return doc, None
+
+
+def settings_warnings(recorded: Mapping[str, Any], cfg: NodeConfig, bundle: Path | None,
+                      budget_ms: float | None) -> list[str]:
+    """One warning per setting of this lockstep replay that differs from the recording's.
+
+    ``budget_ms``: the replay model's budget (None rules only).  Each names the option that
+    reproduces the recording's.
+    """
+    out: list[str] = []
+    model = recorded.get("model")
+    rec_bundle = _model_option(model) if isinstance(model, dict) else None
+    if rec_bundle is None and bundle is not None:
+        out.append(f"the bag was recorded rules only and this replay runs the model {bundle}: its decisions "
+                   "differ wherever the model decides (--rules-only reproduces the recording's)")
+    elif rec_bundle is not None and bundle is None:
+        out.append(f"the bag was recorded with the model {rec_bundle} and this replay is rules only "
+                   f"(--model {rec_bundle} reproduces the recording's decisions)")
+    elif isinstance(model, dict) and bundle is not None:
+        mine = manifest_digest(bundle)
+        if model.get("manifest_sha256") != mine:
+            out.append(f"the bag was recorded with the model {rec_bundle} (manifest sha256 "
+                       f"{str(model.get('manifest_sha256'))[:12]}...) and this replay runs {bundle} "
+                       f"({mine[:12]}...), another model (--model {rec_bundle} reproduces the recording's decisions)")
+        rec_budget = recorded.get("budget_ms")
+        if isinstance(rec_budget, int | float) and budget_ms is not None and not math.isclose(rec_budget, budget_ms):
+            out.append(f"the bag was recorded with a model latency budget of {rec_budget:g} ms and this replay's "
+                       f"is {budget_ms:g} ms: the model is late on other frames (--budget-ms {rec_budget:g} "
+                       "reproduces the recording's)")
+    params = recorded.get("params", {})
+    diffs = []
+    for name in sorted(set(params) | set(_changed(cfg.values))):
+        spec = SPECS.get(name)
+        if spec is None:
+            diffs.append(f"{name} {params[name]!r} (unknown to this version)")
+            continue
+        rec = params.get(name, spec.default)
+        if rec != cfg[name]:
+            diffs.append(f"{name} {rec!r} (this replay: {cfg[name]!r})")
+    if diffs:
+        out.append(f"the bag was recorded with other parameters than this replay's: {'; '.join(diffs)} "
+                   "(a --params-file with the recorded values reproduces the recording's decisions)")
+    return out
+
+
+def _model_option(model: Mapping[str, Any]) -> str:
+    """How ``--model`` names the recorded bundle: 'default' when it is the shipped one (paths move)."""
+    shipped = DEFAULT_BUNDLE_DIR / MANIFEST
+    if shipped.is_file() and model.get("manifest_sha256") == manifest_digest(DEFAULT_BUNDLE_DIR):
+        return "default"
+    return str(model.get("bundle", "?"))
+
+
+def _changed(values: Mapping[str, object]) -> dict[str, object]:
+    """The values that are not their parameter's default (``model_bundle`` aside)."""
+    return {name: value for name, value in sorted(values.items())
+            if name != "model_bundle" and name in SPECS and value != SPECS[name].default}
