@@ -842,3 +842,20 @@ def test_a_window_of_fewer_than_three_scans_is_a_sensor_warning(hz, window, warn
     if warned:
         assert warnings == [f"range: rules.range_rate_window_s {window:g} s holds fewer than 3 scans "
                             f"{1 / hz:.3f} s apart: no closing speed is measured"]
+
+
+def test_an_optional_imu_stale_or_implausible_gives_the_model_no_acceleration():
+    """Judged only when imu_required, an optional IMU last heard 10 s ago (-7.5 m/s^2), or sending
+    1e6, reached the model as the current accel_x while the diagnostic said the IMU was missing."""
+    s = SensorState(RuleConfig())
+    s.update_range(rr(10.0, 0.0))
+    s.update_odometry(5.0, 0.0)
+    s.update_imu(-7.5, 0.0)
+    assert s.snapshot(0.1).features()["accel_x"] == -7.5  # fresh: as sent
+    s.update_range(rr(12.0, 10.0))
+    s.update_odometry(5.0, 10.0)
+    stale = s.snapshot(10.0)
+    assert stale.faults == () and stale.accel_x is None and stale.features()["accel_x"] == 0.0
+    s.update_imu(1e6, 10.0)
+    garbage = s.snapshot(10.01)
+    assert garbage.faults == () and garbage.features()["accel_x"] == 0.0

@@ -583,7 +583,10 @@ class SensorState:
             if speed < -SPEED_NOISE_MPS and not any(f.startswith("odom:") for f in faults):
                 reverse = -speed
             speed = max(speed, 0.0)
-        if accel is not None and not math.isfinite(accel):
+        if accel is not None and (not math.isfinite(accel) or abs(accel) > MAX_PLAUSIBLE_ACCEL_MPS2
+                                  or (imu_age is not None and imu_age > cfg.imu_timeout_s)):
+            # judged whether required or not: an optional IMU gone 10 s, or sending 1e6, reached the
+            # model as the current accel_x while the diagnostic said "imu missing" (review 2026-12-07)
             accel = None
         return SensorSnapshot(
             taken_at=now,
