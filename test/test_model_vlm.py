@@ -77,7 +77,7 @@ def test_manifest_schema(vlm_dirs: dict[str, Path]) -> None:
     assert set(b.files) == set(VLM_FILES)
     assert b.files["decoder"].rel == "onnx/decoder_model_merged.onnx"
     assert b.vlm.image_token == "<image>" and b.vlm.image_tokens_per_tile == 16
-    assert b.vlm.eos == "<end_of_utterance>" and b.vlm.max_rationale_tokens == 8
+    assert b.vlm.eos == ("<end_of_utterance>",) and b.vlm.max_rationale_tokens == 8
     assert b.vlm.kv is not None and (b.vlm.kv.num_layers, b.vlm.kv.num_kv_heads) == (2, 1)
     assert not b.vlm.smolvlm
     assert b.decision.labels == ("go", "brake") and b.decision.label_tokens == ("go", "brake")
@@ -239,6 +239,33 @@ def test_kv_cache_decoding_equals_decoding_without_cache(which: str, tiny: VlmRu
         assert len(cached) == 16
 
 
+def test_a_rationale_ends_at_any_of_the_eos_tokens(vlm_dirs: dict[str, Path], smol: VlmRuntime,
+                                                   tmp_path: Path) -> None:
+    """A published chat model ends a turn with either of two tokens (SmolVLM: <|im_end|> and
+    <end_of_utterance>): stopped at one only, a rationale ran on past its turn's end to max_tokens."""
+    smol.decide(FRAME, CLOSE)
+    free = smol.generate_ids(6)  # random weights: no eos
+    stop = free[2]
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    edit_manifest(bundle, lambda d: d["vlm"].update(eos=["<end_of_utterance>", smol.tokenizer.id_to_token(stop)]))
+    rt = VlmRuntime(load_bundle(bundle))
+    assert rt.eos_ids == (49279, stop)
+    rt.decide(FRAME, CLOSE)
+    assert rt.generate_ids(6) == free[:free.index(stop)]
+    for bad in ([], ["<end_of_utterance>"] * 2, [7], ["x"] * 9):
+        edit_manifest(bundle, lambda d, bad=bad: d["vlm"].update(eos=bad))
+        with pytest.raises(BundleError, match=r"vlm\.eos: expected a token or a list of up to 8 distinct tokens"):
+            load_bundle(bundle)
+
+
+def test_a_misspelt_tag_in_the_prompt_is_refused_at_load(vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """<global_img> for <global-img> loaded, and the model decided on the tag split into 12 characters."""
+    bundle = copy_of(vlm_dirs, "smolvlm", tmp_path)
+    edit_manifest(bundle, lambda d: d["vlm"].update(prompt=d["vlm"]["prompt"].replace("<global-img>", "<global_img>")))
+    with pytest.raises(BundleError, match=r"vlm\.prompt: '<global_img>' is \d+ tokens in .*tokenizer\.json, not one"):
+        VlmRuntime(load_bundle(bundle))
+
+
 def test_smolvlm_layout_loads_and_decides(vlm_dirs: dict[str, Path], smol: VlmRuntime) -> None:
     root = vlm_dirs["smolvlm"]
     for name in ("vision_encoder", "embed_tokens", "decoder_model_merged"):
@@ -253,7 +280,7 @@ def test_smolvlm_layout_loads_and_decides(vlm_dirs: dict[str, Path], smol: VlmRu
     assert {"inputs_embeds", "attention_mask", "position_ids", "past_key_values.0.key",
             "past_key_values.1.value"} == dec - {"past_key_values.0.value", "past_key_values.1.key"}
     assert {o.name for o in smol.decoder.get_outputs()} >= {"logits", "present.1.value"}
-    assert smol.vocab_size == 49280 and smol.eos_id == 49279
+    assert smol.vocab_size == 49280 and smol.eos_ids == (49279, 2)  # generation_config.json's two
     assert smol.tokenizer.token_to_id("<image>") == 49190
     # GQA as SmolVLM-256M: 9 query heads share 3 KV heads; the empty past has that shape
     assert (smol.kv.num_kv_heads, smol.kv.head_dim) == (3, 8) and smol.decoder_feeds(

@@ -312,8 +312,10 @@ class VlmSpec:
 
     ``prompt`` is a ``str.format`` template: ``{image}`` (exactly once) becomes
     ``image_token`` x ``image_tokens_per_tile``; ``{sensors}`` the bin tokens; ``{context}``
-    the operator context; ``{<feature>[:spec]}`` a sensor value as a number. ``eos`` ends a
-    rationale; ``kv`` is optional (then read from the decoder graph or ``files.config``).
+    the operator context; ``{<feature>[:spec]}`` a sensor value as a number. ``eos``: the
+    tokens that end a rationale (the manifest's one string or list: a published chat model ends
+    a turn with either of two, SmolVLM's ``generation_config.json`` lists ``<|im_end|>`` and
+    ``<end_of_utterance>``); ``kv`` is optional (then read from the decoder graph or ``files.config``).
     ``smolvlm``: the vision encoder takes the published ``pixel_values`` [B, N, 3, H, W] and
     ``pixel_attention_mask`` [B, N, H, W] (one tile, N = 1) instead of [1, C, H, W].
     """
@@ -323,7 +325,7 @@ class VlmSpec:
     image_token_id: int
     image_tokens_per_tile: int
     prompt: str
-    eos: str
+    eos: tuple[str, ...]
     max_rationale_tokens: int
     kv: KvSpec | None = None
     frames: FrameSpec = field(default_factory=FrameSpec)
@@ -816,6 +818,16 @@ class _Parser:
             raise self.fail(f"{where}{key}", f"expected {want}, got {value!r}")
         return value
 
+    def eos(self, d: Mapping[str, Any], where: str) -> tuple[str, ...]:
+        """``vlm.eos``: one token, or a list of up to 8 distinct ones (any of them ends a rationale)."""
+        raw = self.get(d, "eos", where)
+        items = raw if isinstance(raw, list) else [raw]
+        if (not 0 < len(items) <= 8 or len(set(map(str, items))) != len(items)
+                or any(not isinstance(x, str) or not 0 < len(x) <= MAX_LABEL_CHARS for x in items)):
+            raise self.fail(f"{where}eos", f"expected a token or a list of up to 8 distinct tokens (non-empty strings "
+                            f"of at most {MAX_LABEL_CHARS} characters), got {str(raw)[:200]}")
+        return tuple(items)
+
     def numbers(self, d: Mapping[str, Any], key: str, where: str, n: int) -> tuple[float, ...]:
         items = self.seq(d, key, where, n)
         return tuple(self.as_number(v, f"{where}{key}[{i}]") for i, v in enumerate(items))
@@ -1049,7 +1061,7 @@ class _Parser:
             image_token_id=self.integer(d, "image_token_id", w, 0),
             image_tokens_per_tile=self.integer(d, "image_tokens_per_tile", w, 1, hi=MAX_IMAGE_TOKENS),
             prompt=self.string(d, "prompt", w),
-            eos=self.string(d, "eos", w),
+            eos=self.eos(d, w),
             max_rationale_tokens=self.integer(d, "max_rationale_tokens", w, 0),
             kv=kv,
             frames=self.frames(d["frames"]) if "frames" in d else FrameSpec(),

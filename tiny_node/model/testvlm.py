@@ -485,7 +485,8 @@ def tiny_vlm_manifest(dims: Dims, smolvlm: bool, max_rationale_tokens: int | Non
         "smolvlm": smolvlm, "image_token": IMAGE,
         "image_token_id": SMOLVLM_SPECIAL[IMAGE] if smolvlm else tiny_vocab(False)[IMAGE],
         "image_tokens_per_tile": dims.image_tokens,
-        "prompt": SMOLVLM_PROMPT if smolvlm else TINY_PROMPT, "eos": EOS,
+        "prompt": SMOLVLM_PROMPT if smolvlm else TINY_PROMPT,
+        "eos": [EOS, "<|im_end|>"] if smolvlm else EOS,  # generation_config.json's two
         "max_rationale_tokens": (16 if smolvlm else 8) if max_rationale_tokens is None
         else max_rationale_tokens,
     }

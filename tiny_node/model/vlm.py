@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -57,6 +58,8 @@ INPUT_IDS = "input_ids"
 INPUTS_EMBEDS = "inputs_embeds"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
+#: A tag in angle brackets in a prompt's text: chat framing (``<|im_start|>``, ``<global-img>``), one token.
+_TAG = re.compile(r"<[^<>{}\s]+>")
 USE_CACHE_BRANCH = "use_cache_branch"  # older optimum merged decoders: false on the first step
 
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
@@ -152,7 +155,8 @@ class VlmRuntime:
         if len(set(self.word_ids)) != len(self.word_ids):  # equal logits: P(brake) would be a constant
             raise BundleError(f"outputs.decision.tokens: {list(bundle.decision.label_tokens)} are the same "
                               f"token ids {list(self.word_ids)} in {bundle.file('tokenizer').path}")
-        self.eos_id = self._token_id(self.spec.eos, "vlm.eos")
+        self.eos_ids = tuple(self._token_id(t, "vlm.eos") for t in self.spec.eos)
+        self.eos_id = self.eos_ids[0]  # the first listed: what a taught answer ends with
         self._check_prompt_tokens()
         self._image = whole_frame(bundle.image)  # inputs.image.roi is the detector's window only
         h, w = bundle.image.height, bundle.image.width
@@ -337,6 +341,13 @@ class VlmRuntime:
         if ids != [spec.image_token_id]:
             raise BundleError(f"vlm.image_token_id: {where} encodes {spec.image_token!r} as "
                               f"{ids}, manifest says [{spec.image_token_id}]")
+        for literal, *_ in string.Formatter().parse(spec.prompt):
+            for tag in _TAG.findall(literal):  # chat framing: a typo or another model's tokenizer splits it
+                ids = tok.encode(tag, add_special_tokens=False).ids
+                if len(ids) != 1:
+                    raise BundleError(f"vlm.prompt: {tag!r} is {len(ids)} tokens in {where}, not one: a tag in "
+                                      "angle brackets is the model's framing and must be one of its tokens "
+                                      "(a typo, or another model's tokenizer?)")
         for b in self.bundle.sensors.bins if self.bundle.sensors is not None else ():
             for t in b.all_tokens():
                 ids = tok.encode(t, add_special_tokens=False).ids
@@ -376,7 +387,7 @@ class VlmRuntime:
             raise BundleError(f"outputs.decision.name: {self._where('decoder')}: "
                               f"{self.bundle.decision.name!r} is {list(np.shape(logits))}, expected [1, S, vocab]")
         vocab = int(logits.shape[-1])
-        used = {"outputs.decision.tokens": max(self.word_ids), "vlm.eos": self.eos_id,
+        used = {"outputs.decision.tokens": max(self.word_ids), "vlm.eos": max(self.eos_ids),
                 "vlm.image_token_id": self.spec.image_token_id}
         for key, tid in used.items():
             if tid >= vocab:
@@ -630,7 +641,7 @@ class VlmRuntime:
                 if not np.all(np.isfinite(row)):
                     raise ValueError(f"decoder: non-finite logits after {len(out)} tokens")
                 last = int(np.argmax(row))
-                if last == self.eos_id:
+                if last in self.eos_ids:
                     break
                 out.append(last)
         except RationaleAbortedError:
