@@ -94,7 +94,7 @@ def silent_model_warnings(tot: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One line per mode with runs where the model was asked and answered no frame in time."""
     return [f"warning: in {t['model_silent_runs']} of {t['runs']} {mode} run(s) the model answered no frame in "
             "time: their decisions are the rules' (by_model_state in summary.json: a bundle the node could not "
-            "load, or a latency_budget_ms over deadline_ms in lockstep)"
+            "load, or a latency budget not under deadline_ms - publish_guard_ms in lockstep)"
             for mode, t in tot.items() if t["model_silent_runs"]]
 
 
