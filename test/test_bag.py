@@ -1437,6 +1437,7 @@ def test_a_recording_keeps_its_settings_and_a_replay_names_each_one_it_does_not_
     [bag] = list((tmp_path / "rec").iterdir())
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     settings = json.loads(meta["custom_data"][SETTINGS_KEY])
+    assert meta["custom_data"]["tiny_node.drive"] == "complete"
     assert settings == {"clock": "lockstep", "budget_ms": 30.0, "params": {"rules.ttc_brake_s": 2.0},
                         "model": {"bundle": str(model), "manifest_sha256": manifest_digest(model)}}
 
@@ -1446,6 +1447,8 @@ def test_a_recording_keeps_its_settings_and_a_replay_names_each_one_it_does_not_
     same = replay(bag, out_dir=tmp_path / "same", cfg=make_config({"rules.ttc_brake_s": 2.0}), bundle=model,
                   budget_ms=30, plot=False)
     assert settings_warnings(same) == [] and same.summary["input"]["recorded_with"] == settings
+    assert same.summary["input"]["recorded_drive"] == "complete"
+    assert not any("cut short" in w for w in same.summary["warnings"])
     assert read_decisions(same.bag) == read_decisions(bag, "/decision")
 
     rules = replay(bag, out_dir=tmp_path / "rules", cfg=make_config(), bundle=None, plot=False)
@@ -1478,3 +1481,33 @@ def test_a_bag_with_unreadable_settings_is_still_replayed_and_says_so(tmp_path):
     assert s["frames"] == 10 and s["frames_without_decision"] == 0 and s["input"]["recorded_with"] is None
     [note] = [w for w in s["warnings"] if SETTINGS_KEY in w]
     assert note.startswith(f"metadata.yaml custom_data {SETTINGS_KEY} is not JSON"), note
+
+
+def test_a_recording_stopped_mid_drive_says_so_and_its_replay_warns(tmp_path, monkeypatch):
+    """A sim recording stopped mid-drive (Ctrl-C, a run that failed) is closed readable and shorter than
+    its drive, and nothing in it said so: a replay read it as the whole drive."""
+    from tiny_node.config import make_config as mk
+    from tiny_node.sim import runner
+    from tiny_node.sim.suite import ccrs
+
+    frames = {"n": 0}
+    real_image = Recorder.image
+
+    def image(self, *a, **kw):
+        frames["n"] += 1
+        if frames["n"] > 20:
+            raise RuntimeError("stopped mid-drive")
+        real_image(self, *a, **kw)
+
+    monkeypatch.setattr(Recorder, "image", image)
+    task = runner._Task(ccrs(30.0), "rules", dict(mk().values), None, None, str(tmp_path / "o"),
+                        str(tmp_path / "rec"), "mcap", "h")
+    key, summary, _ = runner._run_task(task)
+    assert summary["outcome"] == "error" and "stopped mid-drive" in summary["error"]
+    bag = tmp_path / "rec" / key
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["custom_data"]["tiny_node.drive"] == "cut short"
+    s = replay(bag, out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False).summary
+    assert s["frames"] == 20 and s["input"]["recorded_drive"] == "cut short"
+    [note] = [w for w in s["warnings"] if "cut short" in w]
+    assert note.startswith("the recording was cut short (metadata.yaml custom_data tiny_node.drive: cut short)")

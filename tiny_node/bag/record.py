@@ -21,7 +21,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
-from tiny_node.bag.settings import SETTINGS_KEY, settings_doc, settings_json
+from tiny_node.bag.settings import COMPLETE, CUT_SHORT, DRIVE_KEY, SETTINGS_KEY, settings_doc, settings_json
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision
 
@@ -91,10 +91,21 @@ class Recorder:
         self._writer.set_custom_data(EPOCH_KEY, str(epoch_ns))
 
     def note_settings(self, cfg: NodeConfig, bundle: Path | None, budget_ms: float | None, *, clock: str) -> None:
-        """Keep what decides the run in the bag (:mod:`tiny_node.bag.settings`): a replay names what differs."""
+        """Keep what decides the run in the bag (:mod:`tiny_node.bag.settings`): a replay names what differs.
+
+        The drive is marked cut short until :meth:`note_complete`: a recording stopped by Ctrl-C
+        is closed readable and shorter than its drive, and a replay says so.
+        """
         if self._writer is None:
             raise BagError(f"recorder for {self.path} is closed")
         self._writer.set_custom_data(SETTINGS_KEY, settings_json(settings_doc(cfg, bundle, budget_ms, clock=clock)))
+        self._writer.set_custom_data(DRIVE_KEY, CUT_SHORT)
+
+    def note_complete(self) -> None:
+        """The drive ran to its end: everything it produced is in the bag."""
+        if self._writer is None:
+            raise BagError(f"recorder for {self.path} is closed")
+        self._writer.set_custom_data(DRIVE_KEY, COMPLETE)
 
     def to_ns(self, t: float) -> int:
         """Bag time (ns) of sim time ``t`` (s); also a good header stamp for simulated sensors."""

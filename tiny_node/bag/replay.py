@@ -40,7 +40,7 @@ from tiny_node.bag.report import (
     summarize,
     write_plot,
 )
-from tiny_node.bag.settings import read_settings, settings_warnings
+from tiny_node.bag.settings import DRIVE_KEY, cut_short_warning, read_settings, settings_warnings
 from tiny_node.bag.topics import BagSource, detect_topics, in_bag_folder
 from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision, ModelState, model_asked
@@ -499,8 +499,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
         roles, found = detect_topics(source.topics, topics, bag=str(source.path))
         warnings = [*source.warnings, *found]
         recorded, unreadable = read_settings(source.custom)
-        if unreadable:
-            warnings.append(unreadable)
+        warnings += [w for w in (unreadable, cut_short_warning(source.custom)) if w]
         if "imu" not in roles and cfg.bool("imu_required") and not realtime:
             warnings.append("imu_required is set and the bag has no IMU topic in use: every frame is judged "
                             "fail-safe (imu missing), as the node would")
@@ -565,7 +564,7 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                 "messages": source.message_count,
                 "topics": {role: _topic_summary(source, name, feeder.not_read.get(name, {}))
                            for role, name in roles.items()},
-                "recorded_with": recorded,
+                "recorded_with": recorded, "recorded_drive": source.custom.get(DRIVE_KEY),
             },
             "mode": "realtime" if realtime else "lockstep",
             "model": ("node parameters" if realtime else (str(bundle) if bundle is not None else "rules-only")),

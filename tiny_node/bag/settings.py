@@ -22,6 +22,9 @@ from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, MANIFEST, load_bundle, ma
 
 #: metadata.yaml custom_data key holding the settings (JSON).
 SETTINGS_KEY = "tiny_node.settings"
+#: metadata.yaml custom_data key saying whether the recorded drive ran to its end.
+DRIVE_KEY = "tiny_node.drive"
+COMPLETE, CUT_SHORT = "complete", "cut short"
 
 
 def settings_doc(cfg: NodeConfig, bundle: Path | None, budget_ms: float | None, *, clock: str) -> dict[str, Any]:
@@ -58,6 +61,14 @@ def read_settings(custom: Mapping[str, str]) -> tuple[dict[str, Any] | None, str
             and isinstance(doc.get("model"), dict | type(None))):
         return None, f"metadata.yaml custom_data {SETTINGS_KEY} is not a settings document: not compared"
     return doc, None
+
+
+def cut_short_warning(custom: Mapping[str, str]) -> str | None:
+    """A warning when the bag's recorder marked its drive cut short (a sim stopped mid-drive)."""
+    if custom.get(DRIVE_KEY) != CUT_SHORT:
+        return None
+    return (f"the recording was cut short (metadata.yaml custom_data {DRIVE_KEY}: {CUT_SHORT}): its drive stopped "
+            "before its end, so the bag ends early and its last decisions answer no complete drive")
 
 
 def settings_warnings(recorded: Mapping[str, Any], cfg: NodeConfig, bundle: Path | None,

@@ -207,6 +207,8 @@ def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
                 recorder.note_settings(cfg, bundle, task.budget_ms, clock="lockstep")
             result = run_scenario(task.scenario, cfg, bundle=bundle, budget_ms=task.budget_ms,
                                   recorder=recorder, mode=task.mode)
+            if recorder is not None:
+                recorder.note_complete()
         finally:
             if recorder is not None:
                 recorder.close()
@@ -425,6 +427,8 @@ def run_suite_realtime(
                             recorder.note_settings(cfg, bundle if mode == "model" else None, None, clock="realtime")
                         port = DdsPort(feeder, recorder=recorder)
                         trace = drive(sc, port, recorder=recorder)
+                        if recorder is not None:
+                            recorder.note_complete()
                     finally:
                         if recorder is not None:
                             recorder.close()
