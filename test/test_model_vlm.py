@@ -264,6 +264,10 @@ def test_a_misspelt_tag_in_the_prompt_is_refused_at_load(vlm_dirs: dict[str, Pat
     edit_manifest(bundle, lambda d: d["vlm"].update(prompt=d["vlm"]["prompt"].replace("<global-img>", "<global_img>")))
     with pytest.raises(BundleError, match=r"vlm\.prompt: '<global_img>' is \d+ tokens in .*tokenizer\.json, not one"):
         VlmRuntime(load_bundle(bundle))
+    text = "{context} (gap <-> lead, TTC<=2s, range<5m speed>3) Must the car brake now?"
+    edit_manifest(bundle, lambda d: d["vlm"].update(prompt=d["vlm"]["prompt"].replace(
+        "{context} Must the car brake now?", text).replace("<global_img>", "<global-img>")))
+    assert "(gap <-> lead, TTC<=2s, range<5m speed>3)" in VlmRuntime(load_bundle(bundle)).prompt.text({"ego_speed": 0.0})
 
 
 def test_smolvlm_layout_loads_and_decides(vlm_dirs: dict[str, Path], smol: VlmRuntime) -> None:

@@ -37,7 +37,7 @@ def settings_doc(cfg: NodeConfig, bundle: Path | None, budget_ms: float | None, 
     """
     model, budget = None, None
     if bundle is not None:
-        model = {"bundle": str(bundle), "manifest_sha256": manifest_digest(bundle)}
+        model = {"bundle": str(Path(bundle).resolve()), "manifest_sha256": manifest_digest(bundle)}  # any cwd
         if clock == "lockstep":
             budget = load_bundle(bundle).latency_budget_ms if budget_ms is None else budget_ms
     return {"clock": clock, "model": model, "budget_ms": budget, "params": _changed(cfg.values)}
@@ -55,7 +55,8 @@ def read_settings(custom: Mapping[str, str]) -> tuple[dict[str, Any] | None, str
         return None, None
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+        json.dumps(doc, allow_nan=False)  # NaN, Infinity, 1e400: summary.json could not hold it (review)
+    except (ValueError, RecursionError) as exc:
         return None, f"metadata.yaml custom_data {SETTINGS_KEY} is not JSON ({exc}): the settings are not compared"
     if not (isinstance(doc, dict) and isinstance(doc.get("params", {}), dict)
             and isinstance(doc.get("model"), dict | type(None))):
@@ -95,8 +96,9 @@ def settings_warnings(recorded: Mapping[str, Any], cfg: NodeConfig, bundle: Path
                        f"({mine[:12]}...), another model (--model {rec_bundle} reproduces the recording's decisions)")
         rec_budget = recorded.get("budget_ms")
         if isinstance(rec_budget, int | float) and budget_ms is not None and not math.isclose(rec_budget, budget_ms):
-            out.append(f"the bag was recorded with a model latency budget of {rec_budget:g} ms and this replay's "
-                       f"is {budget_ms:g} ms: the model is late on other frames (--budget-ms {rec_budget:g} "
+            # repr, not :g: 6 digits named 45 for 44.9999999, which flipped 12 decisions (review)
+            out.append(f"the bag was recorded with a model latency budget of {rec_budget!r} ms and this replay's "
+                       f"is {budget_ms!r} ms: the model is late on other frames (--budget-ms {rec_budget!r} "
                        "reproduces the recording's)")
     params = recorded.get("params", {})
     diffs = []

@@ -58,8 +58,9 @@ INPUT_IDS = "input_ids"
 INPUTS_EMBEDS = "inputs_embeds"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
-#: A tag in angle brackets in a prompt's text: chat framing (``<|im_start|>``, ``<global-img>``), one token.
-_TAG = re.compile(r"<[^<>{}\s]+>")
+#: A tag in angle brackets in a prompt's text: chat framing (``<|im_start|>``, ``<global-img>``, ``</s>``), one
+#: token. It starts like a name: an arrow (``<->``, ``<=>``) is text.
+_TAG = re.compile(r"<[|/]?[A-Za-z_][^<>{}\s]*>")
 USE_CACHE_BRANCH = "use_cache_branch"  # older optimum merged decoders: false on the first step
 
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
