@@ -378,7 +378,7 @@ def test_a_decision_that_cannot_be_published_makes_the_status_error_for_that_per
         _close(node, ctx)
 
 
-def test_a_deadline_thread_stuck_in_a_publish_is_an_error_and_its_late_decisions_are_misses():
+def test_a_deadline_thread_stuck_in_a_publish_is_an_error_and_its_late_decisions_are_misses(ros_env_local):
     """A publish that blocks (a reliable write to a stalled subscriber): the thread alive, erring nothing,
     judging no deadline; /diagnostics said "all frames decided in time" while no decision went out and
     frames were refused; after the release the late decisions were not counted as misses."""

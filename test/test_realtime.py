@@ -231,7 +231,8 @@ def test_an_error_with_cycles_open_decides_them_at_once_by_the_fallback():
         assert loop.alive and loop.step_errors == 2 and wd.open_cycles == 0
         _fresh(sensors, clock, 1)
         assert loop.push_frame(Frame(2, clock.now(), IMG))  # and it goes on
-        out.wait_for(lambda g: len(g) == 2, timeout=1.0)
+        # at its 0.5 s deadline (the model is silent); camera-timeout decisions may follow it
+        out.wait_for(lambda g: any(d.stamp_ns == 2 for _, d in g), timeout=3.0)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death, on purpose
@@ -309,7 +310,7 @@ def test_a_step_failing_every_time_backs_off_then_the_thread_declares_itself_dea
         wd.on_tick = broken
         started = time.monotonic()
         loop.run_in_loop(lambda: None)
-        end = started + 3
+        end = started + 15  # a bound, not a figure: it ends when the thread does (3 s was short under load)
         while loop.alive and time.monotonic() < end:
             time.sleep(0.01)
         assert not loop.alive and loop.step_errors == MAX_CONSECUTIVE_ERRORS
@@ -600,7 +601,9 @@ def test_frames_taken_by_steps_failing_in_a_row_before_on_frame_are_decided_at_o
         by_stamp = {d.stamp_ns: d for _, d in out.got}
         assert sorted(by_stamp) == list(range(1, 9)) and len(out.got) == 8
         assert loop.step_errors >= 6
-        assert wd.stats.deadline_misses == 0, [(d.stamp_ns, round(d.latency_ms, 1)) for _, d in out.got]
+        # at once: the bug's were 300-650 ms late; not "no deadline miss" on a 50 ms real-time deadline,
+        # which a loaded CPU misses by a few ms (review: 50.6-63.5 ms)
+        assert all(d.latency_ms < 250 for _, d in out.got), [(d.stamp_ns, round(d.latency_ms, 1)) for _, d in out.got]
         for s in range(3, 9):  # by the rules (clear road), not the fail-safe
             assert not by_stamp[s].brake and not by_stamp[s].reason.startswith("fail-safe"), by_stamp[s].reason
 
