@@ -9,6 +9,7 @@ makes must load in the node's runtime (SHA-256 verified) and decide. Skipped wit
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import shutil
@@ -385,6 +386,45 @@ def test_build_resumes_and_refuses_another_config(tiny_build: Path) -> None:
     assert all("skipped" in m for m in seen) and len(seen) == len(STEPS)
     with pytest.raises(BuildError, match="another configuration"):
         Build(DEFAULT, tiny_build)
+
+
+@pytest.mark.parametrize("broken", ["teacher_logits.npy", "teacher.ckpt", "prune.json"])
+def test_an_unreadable_product_is_a_one_line_error_naming_it_and_deleted_it_is_made_again(
+        tiny_build: Path, tmp_path: Path, broken: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated checkpoint, teacher_logits.npy or prune.json ended a resumed build in a traceback
+    naming no file (OSError: [Errno 22] Invalid argument; EOFError; JSONDecodeError). Review."""
+    from tiny_node.cli import main
+
+    out = Path(shutil.copytree(tiny_build, tmp_path / "b"))
+    consumer = {"teacher_logits.npy": "student.pt", "teacher.ckpt": "teacher.pt", "prune.json": "pruned.pt"}[broken]
+    (out / consumer).unlink()  # its step is redone, and reads the broken file
+    whole = (out / broken).read_bytes()
+    (out / broken).write_bytes(whole[: len(whole) // 3])
+    args = ["model", "build", "--config", "tiny", "--out", str(out), "--until", "prune"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tiny-node model build: {out / broken}: unreadable ("), err
+    assert err[0].endswith("delete it and run the build again (its step is redone)")
+    if broken == "teacher_logits.npy":  # as told: the soft step is redone, and the build goes on
+        (out / broken).unlink()
+        assert main(args) == 0 and (out / consumer).is_file()
+        np.testing.assert_array_equal(np.load(out / broken), np.load(tiny_build / broken))
+
+
+@pytest.mark.parametrize(("step", "key"), [("teacher", "seconds"), ("detector", "sigma_px")])
+def test_a_hand_edited_step_record_is_a_one_line_error_naming_it(
+        tiny_build: Path, tmp_path: Path, step: str, key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """steps.json valid JSON but a finished step's record without a field: a bare KeyError traceback (review)."""
+    from tiny_node.cli import main
+
+    out = Path(shutil.copytree(tiny_build, tmp_path / "b"))
+    state = json.loads((out / "steps.json").read_text())
+    del state["done"][step][key]
+    (out / "steps.json").write_text(json.dumps(state))
+    assert main(["model", "build", "--config", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tiny-node model build: {out / 'steps.json'}: done.{step} "), err
+    assert key in err[0] and err[0].endswith("restore it, or use another --out"), err
 
 
 def test_tampered_bundle_is_refused(tiny_build: Path, tmp_path: Path) -> None:

@@ -16,10 +16,11 @@ Every fit checkpoints each epoch (``torch.save`` of tensors only, read back with
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +34,8 @@ from tiny_node.factory.config import TRACK_BASE
 from tiny_node.factory.dataset import features_of
 from tiny_node.factory.vlm_torch import TinyVlm, VlmConfig, prune
 from tiny_node.factory.vocab import CONTEXTS, PAD, answer_ids, encode, prompt_text
+
+T = TypeVar("T")
 
 DECISION_WEIGHT = 4.0
 BRAKE_WEIGHT = 1.5
@@ -169,13 +172,16 @@ def fit(model: TinyVlm, data: TextBatchData, *, epochs: int, batch: int, lr: flo
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-    start, history = 0, []
+    start, history = 0, list[Any]()
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start, history = int(state["epoch"]), list(state["history"])
+        def resume(p: Path) -> tuple[int, list[Any]]:
+            state = torch.load(p, weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            return int(state["epoch"]), list(state["history"])
+
+        start, history = read_product(ckpt, resume)
     for epoch in range(start, epochs):
         rng = np.random.default_rng(seed * 1000 + epoch)
         order = rng.permutation(len(data))
@@ -271,13 +277,38 @@ def pruned_model(model: TinyVlm, data: TextBatchData, loss_fn: LossFn, *, keep_h
     return small, info
 
 
+class ProductError(ValueError):
+    """A build product (weights, checkpoint, logits) that cannot be read; the message names the file.
+
+    Why: torch.load and np.load say what failed ("[Errno 22] Invalid argument", "No data left in
+    file"), not which of a build folder's files it was.
+    """
+
+
+#: what a truncated, overwritten or foreign product raises while read (torch.load weights_only, np.load, json)
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError)
+
+
+def read_product(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, its failure an :class:`ProductError` naming ``path`` (a missing file stays missing)."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise
+    except _UNREADABLE as exc:
+        raise ProductError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:300]}): delete it and run "
+                                "the build again (its step is redone)") from exc
+
+
 def load_model(path: Path) -> TinyVlm:
     """A model saved by :func:`save_model`."""
-    state = torch.load(path, weights_only=True)
-    cfg = VlmConfig.from_dict(dict(state["config"]))
-    model = TinyVlm(cfg)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    def read(p: Path) -> TinyVlm:
+        state = torch.load(p, weights_only=True)
+        model = TinyVlm(VlmConfig.from_dict(dict(state["config"])))
+        model.load_state_dict(state["model"])
+        return model.eval()
+
+    return read_product(path, read)
 
 
 def save_model(model: TinyVlm, path: Path) -> None:
