@@ -183,3 +183,29 @@ def test_vlm_bundle_decides_and_publishes_rationale_with_stamp(start_node, feede
     for text in got:
         stamp, _, rationale = text.partition(" ")
         assert stamp in sent and rationale
+
+
+def test_a_worker_killed_while_the_node_is_inactive_is_seen_and_restarted(start_node, feeder, bundles):
+    """Nobody supervised the worker between activations (only the deadline thread polls it): killed
+    while inactive, it read 'ready' at OK on /diagnostics, a zombie, until activation. Review."""
+    node = start_node({"model_bundle": str(bundles["fast"]), "model_restart_backoff_s": 0.2,
+                       "diagnostics_period_s": 0.2})
+    assert feeder.wait_for_node(60), node.output()
+    first = node.wait_for_worker()
+    feeder.change_state("deactivate")
+    os.kill(first, signal.SIGKILL)
+    second = node.wait_for_worker(exclude={first})  # restarted while still inactive
+    assert second != first
+    end = time.monotonic() + 10.0
+    seen = set()
+    while time.monotonic() < end and not ({"worker killed", "restarted"} <= seen):
+        for arr in list(feeder.log.diagnostics):
+            for st in arr.status:
+                if st.name == "tiny_node: model":
+                    kv = {k.key: k.value for k in st.values}
+                    if st.level == b"\x02" and int(kv.get("crashes", "0")) >= 1:
+                        seen.add("worker killed")
+                    if int(kv.get("restarts", "0")) >= 1 and st.message == "ready":
+                        seen.add("restarted")
+        time.sleep(0.1)
+    assert seen == {"worker killed", "restarted"}, seen

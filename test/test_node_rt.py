@@ -420,3 +420,25 @@ def test_a_deadline_thread_stuck_in_a_publish_is_an_error_and_its_late_decisions
     finally:
         release.set()
         _close(node, ctx)
+
+
+MAIN_SIGNAL_IN_START_UP = """
+import os, signal, sys, time
+from tiny_node.ros import node
+def lock_memory():  # mlockall of the whole process takes a few hundred ms: a signal lands in it
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(2.0)
+    return "locked"
+node.lock_memory = lock_memory
+sys.exit(node.main(["tiny_node", "--ros-args", "-p", "realtime_priority:=0", "-p", "lock_memory:=true"]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_start_up_stops_the_node_cleanly(ros_env_local, sig):
+    """The handlers came after mlockall and rclpy.init: a Ctrl-C or a launch stop in the first 0.4 s
+    ended the node with a KeyboardInterrupt traceback (SIGINT) or killed it by the signal (review)."""
+    res = subprocess.run([sys.executable, "-c", MAIN_SIGNAL_IN_START_UP, sig], capture_output=True, text=True,
+                         timeout=30, cwd=REPO, env=ros_env_local)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "stopped during start-up" in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]

@@ -295,7 +295,7 @@ class ModelWorker:
         """
         end = time.monotonic() + timeout_s
         while True:
-            self._out.extend(self.poll())  # keep results for the next poll()
+            self.tend()
             if self._state in (WorkerState.READY, WorkerState.BUSY):
                 return True
             left = end - time.monotonic()
@@ -420,6 +420,14 @@ class ModelWorker:
         self._test_delay_ms = float(ms)
         if self._ctl is not None:  # queued in the pipe even while the child spawns
             self._send(SetDelay(self._test_delay_ms))
+
+    def tend(self) -> None:
+        """Supervise, keeping the results for the next :meth:`poll`.
+
+        For whoever owns the worker while nobody polls it: a node between activations (review: a
+        worker killed while inactive read 'ready', OK, a zombie, until activation).
+        """
+        self._out.extend(self.poll())
 
     def poll(self) -> list[ModelResult]:
         """Drain replies without blocking, supervise, and return the results collected."""

@@ -629,13 +629,17 @@ class TinyNode(LifecycleNode):
         wd, sensors = self.watchdog, self.sensors
         if wd is None or sensors is None:
             return
+        loop, worker = self.loop, self.worker
+        if worker is not None and (loop is None or not loop.alive):
+            # the deadline thread supervises the worker while it runs; between activations nobody
+            # did: a worker killed while inactive read 'ready' (OK), a zombie, until activation (review)
+            worker.tend()
         now = self.clock.now()
         stats = wd.stats
         values = stats.as_values()
         values["scheduling"] = self.rt_status
         # what the threads run at now, read from the kernel (the executor runs this callback)
         values["executor_thread_scheduling"] = thread_policy()
-        loop = self.loop
         tid = None if loop is None else loop.native_id
         values["deadline_thread_scheduling"] = "not running" if tid is None else thread_policy(tid)
         values["pid"] = os.getpid()  # the node process itself (a `ros2 run` wrapper is its parent)
@@ -1059,26 +1063,26 @@ def main(args: list[str] | None = None) -> int:
         print(text, file=sys.stderr)
     for rule, why in _unmatched_remaps(ros_args):
         print(f"tiny_node: warning: -r {rule} {why}", file=sys.stderr)
-    configure_dds()
-    rt_status = make_realtime(early.int("realtime_priority"))
-    rt_priority = fifo_priority()  # what the kernel granted (0: refused or not asked)
-    if early.bool("lock_memory"):
-        rt_status += f", {small_thread_stacks()}, memory {lock_memory()}"
-
     # rclpy's signal handlers shut the context down at once, before the teardown: the deadline
     # thread's decisions for the frames still open failed to publish (a traceback, frames left
     # unanswered), and a SIGTERM during configure waited out the model's warm-up. So SIGINT and
-    # SIGTERM raise KeyboardInterrupt here, and the context is shut down after the teardown.
-    try:
-        rclpy.init(args=[argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
-    except RCLError as exc:  # a params file rcl refuses: read above, so not expected here
-        print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
+    # SIGTERM raise KeyboardInterrupt here, and the context is shut down after the teardown. From
+    # the start: a signal in the first 0.4 s (mlockall) ended the node with a traceback (review).
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     node: TinyNode | None = None
     try:
+        configure_dds()
+        rt_status = make_realtime(early.int("realtime_priority"))
+        rt_priority = fifo_priority()  # what the kernel granted (0: refused or not asked)
+        if early.bool("lock_memory"):
+            rt_status += f", {small_thread_stacks()}, memory {lock_memory()}"
+        try:
+            rclpy.init(args=[argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
+        except RCLError as exc:  # a params file rcl refuses: read above, so not expected here
+            print(f"tiny_node: refusing to start: {_rcl_problem(exc)}", file=sys.stderr)
+            rclpy.try_shutdown()
+            return 2
         try:
             node = TinyNode(rt_status=rt_status, rt_priority=rt_priority)
         except Exception as exc:  # rclpy raises on invalid parameter overrides
@@ -1123,7 +1127,8 @@ def main(args: list[str] | None = None) -> int:
             if node.finalized_at is not None and time.monotonic() - node.finalized_at >= FINALIZED_GRACE_S:
                 break
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        if node is None:
+            print("tiny_node: stopped during start-up", file=sys.stderr)
     except RCLError:
         # the context was shut down from elsewhere between two waits of the executor: rclpy
         # then reports an invalid context instead of ExternalShutdownException.
