@@ -58,10 +58,23 @@ def read_settings(custom: Mapping[str, str]) -> tuple[dict[str, Any] | None, str
         json.dumps(doc, allow_nan=False)  # NaN, Infinity, 1e400: summary.json could not hold it (review)
     except (ValueError, RecursionError) as exc:
         return None, f"metadata.yaml custom_data {SETTINGS_KEY} is not JSON ({exc}): the settings are not compared"
+    budget = doc.get("budget_ms") if isinstance(doc, dict) else None
     if not (isinstance(doc, dict) and isinstance(doc.get("params", {}), dict)
-            and isinstance(doc.get("model"), dict | type(None))):
+            and isinstance(doc.get("model"), dict | type(None)) and _finite_or_none(budget)):
         return None, f"metadata.yaml custom_data {SETTINGS_KEY} is not a settings document: not compared"
     return doc, None
+
+
+def _finite_or_none(value: object) -> bool:
+    """None, or a number a float holds (a 401-digit integer overflowed the comparison: review)."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def cut_short_warning(custom: Mapping[str, str]) -> str | None:
@@ -95,7 +108,8 @@ def settings_warnings(recorded: Mapping[str, Any], cfg: NodeConfig, bundle: Path
                        f"{str(model.get('manifest_sha256'))[:12]}...) and this replay runs {bundle} "
                        f"({mine[:12]}...), another model (--model {rec_bundle} reproduces the recording's decisions)")
         rec_budget = recorded.get("budget_ms")
-        if isinstance(rec_budget, int | float) and budget_ms is not None and not math.isclose(rec_budget, budget_ms):
+        # exactly, at the 9 decimals the replay rounds its own to (isclose let 44.99999999 pass for 45: review)
+        if isinstance(rec_budget, int | float) and budget_ms is not None and round(rec_budget, 9) != budget_ms:
             # repr, not :g: 6 digits named 45 for 44.9999999, which flipped 12 decisions (review)
             out.append(f"the bag was recorded with a model latency budget of {rec_budget!r} ms and this replay's "
                        f"is {budget_ms!r} ms: the model is late on other frames (--budget-ms {rec_budget!r} "

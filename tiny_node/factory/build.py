@@ -264,6 +264,7 @@ class Build:
         self.cfg, self.out, self.log = cfg, out, log
         make_out(out)
         self._redo: dict[str, str] = {}  # step -> why it is redone though finished (``_forget_missing``)
+        self._detector_read = False  # the finished detector's graph parsed once (``track_source``)
         self._data: dict[str, dict[str, NDArray[Any]]] = {}
         self._texts: dict[tuple[str, int], train.TextBatchData] = {}
         if cfg.labels not in ("truth", *LABELS):
@@ -415,6 +416,15 @@ class Build:
             raise BuildError(f"{graph}: missing, though {self.state_path} records the detector step as done: "
                              "restore it, or use another --out (a detector trained again would not be the "
                              "one the later steps used)")
+        if not self._detector_read:  # damaged, it failed deep in onnxruntime: 40 lines naming no file (review)
+            import onnx
+
+            try:
+                onnx.load(str(graph))
+            except Exception as exc:  # protobuf's DecodeError, an OSError: the file's fault, named
+                raise BuildError(f"{graph}: unreadable ({type(exc).__name__}: {exc}): restore it, or delete it and "
+                                 "run the build again (the detector step and every step after it are redone)") from exc
+            self._detector_read = True
         return runtime_tracks.TrackSource(self.out / "detector" / "vru_detector.onnx", export.image_spec(ROI),
                                           export.tracking_spec(self.cfg.tracks, sigma))
 
@@ -850,7 +860,8 @@ class Build:
         final = self.out / "bundle"
         shutil.rmtree(final, ignore_errors=True)
         shutil.copytree(self._bundle_dir("int8"), final)
-        metrics = json.loads((self.out / "metrics.json").read_text(encoding="utf-8"))["models"]["int8"]
+        metrics = train.read_product(self.out / "metrics.json",
+                                     lambda p: json.loads(p.read_text(encoding="utf-8")))["models"]["int8"]
         # the lockstep simulator charges this per run: the measured p99 (one thread), rounded up to
         # 0.5 ms, at least 5 ms; the one manifest field a loaded machine can change (review)
         p99 = metrics["latency_1t"]["p99_ms"]

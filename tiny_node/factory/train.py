@@ -172,16 +172,13 @@ def fit(model: TinyVlm, data: TextBatchData, *, epochs: int, batch: int, lr: flo
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-    start, history = 0, list[Any]()
+    start, history = 0, []
     if ckpt.exists():
-        def resume(p: Path) -> tuple[int, list[Any]]:
-            state = torch.load(p, weights_only=True)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            return int(state["epoch"]), list(state["history"])
-
-        start, history = read_product(ckpt, resume)
+        state = read_state(ckpt, ("model", "opt", "sched", "epoch", "history"))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start, history = int(state["epoch"]), list(state["history"])
     for epoch in range(start, epochs):
         rng = np.random.default_rng(seed * 1000 + epoch)
         order = rng.permutation(len(data))
@@ -285,12 +282,15 @@ class ProductError(ValueError):
     """
 
 
-#: what a truncated, overwritten or foreign product raises while read (torch.load weights_only, np.load, json)
-_UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError)
+#: what a truncated, overwritten or foreign file raises while read (torch.load weights_only, np.load, json)
+_UNREADABLE = (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError)
 
 
 def read_product(path: Path, read: Callable[[Path], T]) -> T:
-    """``read(path)``, its failure an :class:`ProductError` naming ``path`` (a missing file stays missing)."""
+    """``read(path)``, its failure a :class:`ProductError` naming ``path`` (a missing file stays missing).
+
+    ``read`` reads only (torch.load, np.load, json.loads): what it raises is the file's fault.
+    """
     try:
         return read(path)
     except FileNotFoundError:
@@ -300,15 +300,25 @@ def read_product(path: Path, read: Callable[[Path], T]) -> T:
                                 "the build again (its step is redone)") from exc
 
 
+def read_state(path: Path, keys: Sequence[str]) -> dict[str, Any]:
+    """A torch file's dict holding ``keys``, or a :class:`ProductError` naming the file.
+
+    Only the reading is judged here: building a model from it stays outside, so a bug in the
+    code is a traceback, not advice to delete (and retrain) a good file (review).
+    """
+    state = read_product(path, lambda p: torch.load(p, weights_only=True))
+    if not isinstance(state, dict) or (missing := [k for k in keys if k not in state]):
+        raise ProductError(f"{path}: not what the build writes (no {missing or list(keys)}): delete it and run the "
+                           "build again (its step is redone)")
+    return state
+
+
 def load_model(path: Path) -> TinyVlm:
     """A model saved by :func:`save_model`."""
-    def read(p: Path) -> TinyVlm:
-        state = torch.load(p, weights_only=True)
-        model = TinyVlm(VlmConfig.from_dict(dict(state["config"])))
-        model.load_state_dict(state["model"])
-        return model.eval()
-
-    return read_product(path, read)
+    state = read_state(path, ("config", "model"))
+    model = TinyVlm(VlmConfig.from_dict(dict(state["config"])))
+    model.load_state_dict(state["model"])
+    return model.eval()
 
 
 def save_model(model: TinyVlm, path: Path) -> None:
