@@ -49,7 +49,6 @@ setup(
         "rosbags>=0.11.6",  # apsw: bag.topics._Sqlite3Reader; before 0.11.6 sqlite3 parsed every definition at open
         # zstd for message- / file-compressed bags (bag.topics); the stdlib has it from 3.14
         "backports.zstd>=1.0; python_version < '3.14'",
-        "mcap>=1.1",
         "tokenizers>=0.15",
         "matplotlib>=3.5",
         "tqdm>=4.60",
@@ -67,6 +66,7 @@ setup(
         ],
         "dev": [
             "pytest>=7.3",
+            "mcap>=1.1",  # the tests read bags with a second library; rosbags reads and writes mcap itself
             "ruff>=0.5",
             "mypy>=1.10",
             "types-PyYAML>=6.0",

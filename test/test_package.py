@@ -513,3 +513,66 @@ def test_pep257() -> None:
     rc = main(argv=[str(REPO / "tiny_node"), "--ignore", "D100", "D104", "D105", "D107",
                     "D203", "D213", "D401", "D402", "D403"])
     assert rc == 0, "Found code style errors / warnings"
+
+
+WITHOUT_ROS = """
+import sys
+sys.modules["rclpy"] = None  # a pip install without the 'ros' extra and no distro sourced
+from tiny_node.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--help"], 0), (["replay", "--help"], 0), (["demo"], 2),
+                                              (["sim", "--only", "CCRs_20kmh_100pct", "--rules-only", "--plots",
+                                                "none", "--workers", "1"], 0)])
+def test_without_rclpy_the_lockstep_commands_run_and_a_dds_one_says_what_to_install(
+        tmp_path: Path, args: list[str], status: int) -> None:
+    """rclpy is not in install_requires (a distro provides it): `tiny-node --help`, and with it every
+    command, ended in a ModuleNotFoundError traceback, as the parser imported the HIL's DDS source (review)."""
+    if args[0] == "sim":
+        args = [*args, "--out", str(tmp_path / "sim")]
+    res = subprocess.run([sys.executable, "-c", WITHOUT_ROS, *args], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == status, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+    if args[0] == "sim":
+        assert "rules: 1/1 passed" in res.stdout, res.stdout[-2000:]
+    if status == 2:
+        assert res.stderr.strip().splitlines()[-1].startswith(
+            "tiny-node demo: needs ROS 2's Python packages (import of rclpy halted"), res.stderr
+
+
+def test_a_config_file_a_pip_install_put_under_its_prefix_is_found(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a wheel's venv nothing sets AMENT_PREFIX_PATH: share/tiny_node/config/tiny_node.yaml, installed
+    there by data_files, was never found (packaging review)."""
+    from tiny_node import share
+
+    installed = tmp_path / "share" / "tiny_node" / "config" / "only_installed.yaml"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("tiny_node: {}\n")
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    assert share.find_config("only_installed.yaml") is None
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert share.find_config("only_installed.yaml") == installed
+
+
+def test_the_sdist_carries_what_its_tests_and_readme_need(tmp_path: Path) -> None:
+    """setuptools put test_*.py in the sdist but not conftest.py (fixture 'bundles' not found), nor the
+    Makefile or docs the README points to (packaging review)."""
+    import tarfile
+
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv*", "out", "build", "dist", "*.egg-info",
+                                                             "__pycache__", ".mypy_cache", ".ruff_cache",
+                                                             ".pytest_cache"))
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path / "dist")], cwd=src,
+                   check=True, capture_output=True, timeout=300)
+    [sdist] = list((tmp_path / "dist").glob("*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"test/conftest.py", "test/jazzy-requirements.txt", "Makefile", "docs/BUNDLE.md", "README.md",
+            "package.xml", "resource/tiny_node", "launch/tiny_node.launch.py", "config/tiny_node.yaml",
+            "tiny_node/data/default_model/manifest.yaml", "test/test_bag.py"} <= names
+    assert not {n for n in names if n.startswith(("out/", ".venv"))}

@@ -15,6 +15,27 @@ from types import FrameType
 from tiny_node.stopping import Terminated as _Terminated
 from tiny_node.stopping import stopped_by as _stopped_by
 
+#: the ROS 2 Python packages a DDS command imports (rclpy and the message packages beside it)
+ROS_MODULES = frozenset({"rclpy", "rosidl_runtime_py", "rosidl_parser", "std_msgs", "sensor_msgs", "nav_msgs",
+                         "geometry_msgs", "diagnostic_msgs", "lifecycle_msgs", "rcl_interfaces",
+                         "builtin_interfaces", "rosgraph_msgs", "ament_index_python"})
+
+
+def _with_ros(cmd: str, call: Callable[[], int]) -> int:
+    """``call()``; without ROS 2's Python packages, one line saying what to install (exit 2).
+
+    Why: rclpy is not in install_requires (a ROS distro provides it), and a command over DDS
+    ended in a traceback; the lockstep commands (sim, replay, model) need none of it.
+    """
+    try:
+        return call()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ROS_MODULES:
+            raise
+        print(f"tiny-node {cmd}: needs ROS 2's Python packages ({exc}): pip install 'tiny_node[ros]', or source "
+              "a ROS 2 install (docs: README, Install)", file=sys.stderr)
+        return 2
+
 
 def _cmd_run(rest: list[str]) -> int:
     from tiny_node.ros.node import main as node_main
@@ -311,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tiny-node`` and ``python -m tiny_node``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":  # everything after `run` belongs to the node (ROS args too)
-        return _cmd_run(argv[1:])
+        return _with_ros("run", lambda: _cmd_run(argv[1:]))
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        return _cmd_run(argv)  # `python -m tiny_node [--params-file F] [--ros-args ...]`
+        return _with_ros("run", lambda: _cmd_run(argv))  # `python -m tiny_node [--params-file F] [--ros-args ...]`
     parser = argparse.ArgumentParser(prog="tiny-node", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="start the node: tiny-node run --params-file config/tiny_node.yaml "
@@ -379,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"demo": _cmd_demo, "bench": _cmd_bench, "make-test-bundles": _cmd_bundles,
                "replay": _cmd_replay, "lifecycle": _cmd_lifecycle,
                "sim": _cmd_sim, "hil": _cmd_hil, "model": _cmd_model}[args.cmd]
-    return handler(args)
+    return _with_ros(args.cmd, lambda: handler(args))
 
 
 if __name__ == "__main__":

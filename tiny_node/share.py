@@ -7,6 +7,7 @@ directory, a pip install only what it carries as package data (``tiny_node/data/
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def find_config(name: str) -> Path | None:
 
     Looked for, in order: next to the package in a source tree or editable install
     (``<repo>/config/``); in the package's share directory (``share/tiny_node/config/``, via
-    ``ament_index_python`` when importable); as package data (``tiny_node/data/<name>``).
+    ``ament_index_python`` when importable, else under ``sys.prefix``: a pip install into a venv);
+    as package data (``tiny_node/data/<name>``).
     """
     repo = Path(__file__).resolve().parent.parent
     candidate = repo / "config" / name
@@ -32,6 +34,11 @@ def find_config(name: str) -> Path | None:
         share = None
     if share is not None and (share / "config" / name).is_file():
         return share / "config" / name
+    # a pip install's data_files land under its prefix, and nothing sets AMENT_PREFIX_PATH in a plain
+    # venv: the installed params file was never found there (packaging review)
+    prefixed = Path(sys.prefix) / "share" / PACKAGE / "config" / name
+    if prefixed.is_file():
+        return prefixed
     data = resources.files(PACKAGE).joinpath("data").joinpath(name)
     if data.is_file():
         path = Path(str(data))

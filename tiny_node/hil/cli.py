@@ -12,9 +12,12 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tiny_node.argtypes import finite
-from tiny_node.hil.source import Stream
+
+if TYPE_CHECKING:  # the source module imports rclpy: `tiny-node --help` must not need it
+    from tiny_node.hil.source import Stream
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
