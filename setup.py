@@ -101,7 +101,7 @@ setup(
     entry_points={
         "console_scripts": [
             # The ROS executable: `ros2 run tiny_node tiny_node`, launch files.
-            "tiny_node = tiny_node.ros.node:main",
+            "tiny_node = tiny_node.ros.start:main",
             # The command-line tool: demo, bench, sim, bag replay, ...
             "tiny-node = tiny_node.cli:main",
         ],

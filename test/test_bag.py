@@ -31,7 +31,7 @@ from tiny_node.bag.topics import BagSource
 from tiny_node.clock import ManualClock
 from tiny_node.config import make_config
 from tiny_node.frames import FrameError, decode_raw
-from tiny_node.lockstep import Lockstep, model_from_bundle
+from tiny_node.lockstep import Lockstep, LockstepModel, model_from_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 F32 = np.float32
@@ -1470,6 +1470,22 @@ def test_a_recording_keeps_its_settings_and_a_replay_names_each_one_it_does_not_
     other = replay(bag, out_dir=tmp_path / "other", cfg=make_config({"rules.ttc_brake_s": 2.0}), bundle=bundles["slow"],
                    budget_ms=29.99999999, plot=False)
     assert any("another model" in w for w in settings_warnings(other))
+
+
+def test_the_same_budget_given_to_the_recording_and_the_replay_is_never_a_difference(bundles):
+    """Compared after rounding one side through ms -> s -> ms, 106 of 200 000 budgets given alike were
+    "different" (54.0982853755 against 54.098285376): the model's own seconds are compared now (review)."""
+    from tiny_node.bag.settings import settings_doc, settings_warnings
+
+    rng = np.random.default_rng(0)
+    cfg, bundle = make_config(), bundles["fast"]
+    doc = settings_doc(cfg, bundle, 1.0, clock="lockstep")
+    given = [round(float(x), int(d)) for x, d in zip(rng.uniform(1, 60, 3000), rng.integers(0, 13, 3000), strict=True)]
+    for b in [54.0982853755, *given]:
+        model = LockstepModel(lambda *a: None, float(b) * 1e-3, ManualClock())  # as model_from_bundle makes it
+        assert settings_warnings({**doc, "budget_ms": float(b)}, cfg, bundle, model.budget_s) == [], b
+        other = LockstepModel(lambda *a: None, (float(b) + 1e-8) * 1e-3, ManualClock())
+        assert len(settings_warnings({**doc, "budget_ms": float(b)}, cfg, bundle, other.budget_s)) == 1, b
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"budget_ms": NaN}', '{"params": {"deadline_ms": 1e400}}', "[" * 100_000,

@@ -392,7 +392,8 @@ def test_a_stop_signal_cuts_short_a_configure_asked_over_the_lifecycle_service(r
 def test_a_stop_signal_while_spinning_ends_the_spin_loop_instead_of_raising(monkeypatch):
     """SIGINT / SIGTERM raised KeyboardInterrupt wherever the main thread was: inside rclpy's taking of
     a message, pybind11 turned it into RuntimeError, exit status 1 with a traceback (7 of 36 signals
-    under a 60 Hz camera, node UAT). While spinning it now only asks the loop to end."""
+    under a 60 Hz camera, node UAT). It now only asks the loop (or the start-up's next step) to end;
+    it raises into a _stoppable wait (the model's warm-up) only."""
     import signal
 
     from tiny_node.ros import node as node_mod
@@ -400,13 +401,16 @@ def test_a_stop_signal_while_spinning_ends_the_spin_loop_instead_of_raising(monk
     handlers: dict[int, object] = {}
     monkeypatch.setattr(signal, "signal", handlers.__setitem__)
     monkeypatch.setattr(node_mod._StopRequest, "requested", False)
-    monkeypatch.setattr(node_mod._StopRequest, "spinning", True)
+    monkeypatch.setattr(node_mod._StopRequest, "raising", False)
     node_mod._stop(signal.SIGINT, None)  # no KeyboardInterrupt
     assert node_mod._StopRequest.requested
     assert handlers == {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN}  # later ones ignored
-    monkeypatch.setattr(node_mod._StopRequest, "spinning", False)  # starting up: cut it short
     with pytest.raises(KeyboardInterrupt):
+        node_mod._stop_point()  # the start-up's next step
+    monkeypatch.setattr(node_mod._StopRequest, "requested", False)
+    with pytest.raises(KeyboardInterrupt), node_mod._stoppable():  # the warm-up's wait: cut it short
         node_mod._stop(signal.SIGTERM, None)
+    assert not node_mod._StopRequest.raising
 
 
 def test_lifecycle_in_process_takes_frames_only_while_active(ros_env):

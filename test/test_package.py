@@ -64,7 +64,7 @@ def test_setup_py_matches_package_xml() -> None:
     kw = _setup_kwargs()
     assert ast.literal_eval(kw["version"]) == ET.parse(REPO / "package.xml").findtext("version")
     scripts = ast.literal_eval(kw["entry_points"])["console_scripts"]
-    assert "tiny_node = tiny_node.ros.node:main" in scripts
+    assert "tiny_node = tiny_node.ros.start:main" in scripts
     assert "tiny-node = tiny_node.cli:main" in scripts
     requires = " ".join(ast.literal_eval(kw["install_requires"]))
     assert "rclpy" not in requires  # comes from the ROS install (or the `ros` extra)

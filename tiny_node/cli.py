@@ -38,9 +38,9 @@ def _with_ros(cmd: str, call: Callable[[], int]) -> int:
 
 
 def _cmd_run(rest: list[str]) -> int:
-    from tiny_node.ros.node import main as node_main
+    from tiny_node.ros.start import main as start_main
 
-    return node_main(["tiny-node run", *rest])
+    return start_main(["tiny-node run", *rest])
 
 
 def _cmd_lifecycle(args: argparse.Namespace) -> int:

@@ -365,7 +365,7 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
         if late := late_budget_warning(round(model.budget_s * 1e3, 9), whose, cfg):
             warnings.append(late)
     if recorded is not None:
-        warnings += settings_warnings(recorded, cfg, bundle, None if model is None else round(model.budget_s * 1e3, 9))
+        warnings += settings_warnings(recorded, cfg, bundle, None if model is None else model.budget_s)
     ls = Lockstep(cfg, model, clock)
     records: list[DecisionRecord] = []
     series = feeder.series

@@ -86,10 +86,12 @@ def cut_short_warning(custom: Mapping[str, str]) -> str | None:
 
 
 def settings_warnings(recorded: Mapping[str, Any], cfg: NodeConfig, bundle: Path | None,
-                      budget_ms: float | None) -> list[str]:
+                      budget_s: float | None) -> list[str]:
     """One warning per setting of this lockstep replay that differs from the recording's.
 
-    ``budget_ms``: the replay model's budget (None rules only).  Each names the option that
+    ``budget_s``: the replay model's budget, as the model holds it (None rules only): the
+    recorded one is compared in the same unit and arithmetic (ms * 1e-3), so the same option
+    given twice is equal and one a hair off is not (review).  Each warning names the option that
     reproduces the recording's.
     """
     out: list[str] = []
@@ -108,8 +110,9 @@ def settings_warnings(recorded: Mapping[str, Any], cfg: NodeConfig, bundle: Path
                        f"{str(model.get('manifest_sha256'))[:12]}...) and this replay runs {bundle} "
                        f"({mine[:12]}...), another model (--model {rec_bundle} reproduces the recording's decisions)")
         rec_budget = recorded.get("budget_ms")
-        # exactly, at the 9 decimals the replay rounds its own to (isclose let 44.99999999 pass for 45: review)
-        if isinstance(rec_budget, int | float) and budget_ms is not None and round(rec_budget, 9) != budget_ms:
+        # exactly (isclose let 44.99999999 pass for 45, and the decisions differed: review)
+        if isinstance(rec_budget, int | float) and budget_s is not None and float(rec_budget) * 1e-3 != budget_s:
+            budget_ms = round(budget_s * 1e3, 9)
             # repr, not :g: 6 digits named 45 for 44.9999999, which flipped 12 decisions (review)
             out.append(f"the bag was recorded with a model latency budget of {rec_budget!r} ms and this replay's "
                        f"is {budget_ms!r} ms: the model is late on other frames (--budget-ms {rec_budget!r} "

@@ -420,7 +420,8 @@ class Build:
             import onnx
 
             try:
-                onnx.load(str(graph))
+                if not onnx.load(str(graph)).graph.node:  # an empty file parses, as a model with no graph
+                    raise ValueError("no graph in it")
             except Exception as exc:  # protobuf's DecodeError, an OSError: the file's fault, named
                 raise BuildError(f"{graph}: unreadable ({type(exc).__name__}: {exc}): restore it, or delete it and "
                                  "run the build again (the detector step and every step after it are redone)") from exc

@@ -74,6 +74,7 @@ from tiny_node.rt import (
     thread_policy,
 )
 from tiny_node.sensors import SensorState, range_stamp_warning
+from tiny_node.stopping import EarlyStop
 from tiny_node.watchdog import Frame, Watchdog, future_stamp_fault
 
 # Frame stamps kept to publish a rationale (which arrives after its decision) with its stamp.
@@ -944,10 +945,10 @@ def _culprit(sources: list[tuple[str, dict[str, object]]], error: str) -> str:
 
 
 class _StopRequest:
-    """Whether SIGINT / SIGTERM asked the process to stop, and whether the executor is spinning."""
+    """Whether SIGINT / SIGTERM asked the process to stop, and whether it may raise where it lands."""
 
     requested = False
-    spinning = False
+    raising = False
 
 
 @contextlib.contextmanager
@@ -957,15 +958,22 @@ def _stoppable() -> Iterator[None]:
     Why: a configure asked over the lifecycle service runs inside the executor's spin, where a
     signal only sets the flag; the node then waited out the warm-up (up to 60 s) before it
     stopped, past ``ros2 launch``'s SIGKILL. Here the wait is Python code only, so the signal
-    raises into it, as during a start-up.
+    raises into it. Nowhere else: raised at any point of the start-up, it had left a 6 MB frame
+    slot in /dev/shm (between shm_open and its tracking) and made CPython exit 130 after a clean
+    stop (an interrupt through a lazy import's exec); the start-up checks the flag between steps.
     """
-    spinning, _StopRequest.spinning = _StopRequest.spinning, False
+    raising, _StopRequest.raising = _StopRequest.raising, True
     try:
-        if _StopRequest.requested:
-            raise KeyboardInterrupt
+        _stop_point()
         yield
     finally:
-        _StopRequest.spinning = spinning
+        _StopRequest.raising = raising
+
+
+def _stop_point() -> None:
+    """Stop here (KeyboardInterrupt) if SIGINT / SIGTERM asked for it: a step of the start-up is done."""
+    if _StopRequest.requested:
+        raise KeyboardInterrupt
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -974,15 +982,15 @@ def _stop(signum: int, frame: object) -> None:
     Why: Ctrl-C on ``ros2 launch`` reaches the node from the terminal and again from launch; the
     second one cut the teardown short (a traceback, the worker's shared memory left behind).
     The teardown is bounded (joins with timeouts); launch's SIGKILL remains the last resort.
-    While the executor spins, the spin loop ends at the flag: a KeyboardInterrupt raised inside
-    rclpy's taking of a message became pybind11's RuntimeError, exit status 1 with a traceback
-    (7 of 36 signals under a 60 Hz camera). Before, it is raised, so a start-up (the model's
-    warm-up) is cut short.
+    Only the flag, but in a :func:`_stoppable` wait (the model's warm-up): the spin loop ends at
+    it (a KeyboardInterrupt raised inside rclpy's taking of a message became pybind11's
+    RuntimeError, exit status 1 with a traceback: 7 of 36 signals under a 60 Hz camera), and the
+    start-up stops at its next :func:`_stop_point`.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _StopRequest.requested = True
-    if not _StopRequest.spinning:
+    if _StopRequest.raising:
         raise KeyboardInterrupt
 
 
@@ -1070,13 +1078,17 @@ def main(args: list[str] | None = None) -> int:
     # the start: a signal in the first 0.4 s (mlockall) ended the node with a traceback (review).
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    if EarlyStop.signum is not None:  # while the start command imported this module
+        _StopRequest.requested = True
     node: TinyNode | None = None
     try:
+        _stop_point()
         configure_dds()
         rt_status = make_realtime(early.int("realtime_priority"))
         rt_priority = fifo_priority()  # what the kernel granted (0: refused or not asked)
         if early.bool("lock_memory"):
             rt_status += f", {small_thread_stacks()}, memory {lock_memory()}"
+        _stop_point()
         try:
             rclpy.init(args=[argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
         except RCLError as exc:  # a params file rcl refuses: read above, so not expected here
@@ -1088,6 +1100,7 @@ def main(args: list[str] | None = None) -> int:
         except Exception as exc:  # rclpy raises on invalid parameter overrides
             print(f"tiny_node: refusing to start: {exc}", file=sys.stderr)
             return 2
+        _stop_point()
         if opts.no_autostart:
             fqn = node.get_fully_qualified_name()
             node.get_logger().info(f"unconfigured, as asked (--no-autostart): waiting for lifecycle transitions "
@@ -1097,6 +1110,7 @@ def main(args: list[str] | None = None) -> int:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("configure failed; not activating")
                 return 2
+            _stop_point()
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("activate failed; exiting")
                 return 2
@@ -1107,9 +1121,7 @@ def main(args: list[str] | None = None) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         failed = 0  # callbacks rclpy raised from in a row
-        _StopRequest.spinning = True
-        if _StopRequest.requested:  # a signal between the start-up and the flag above
-            raise KeyboardInterrupt
+        _stop_point()  # a signal in the last steps of the start-up
         while rclpy.ok() and not _StopRequest.requested:  # in slices: a signal handler runs only between them
             try:
                 executor.spin_once(timeout_sec=SIGNAL_POLL_S)
