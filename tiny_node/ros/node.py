@@ -1074,8 +1074,8 @@ def main(args: list[str] | None = None) -> int:
     # rclpy's signal handlers shut the context down at once, before the teardown: the deadline
     # thread's decisions for the frames still open failed to publish (a traceback, frames left
     # unanswered), and a SIGTERM during configure waited out the model's warm-up. So SIGINT and
-    # SIGTERM raise KeyboardInterrupt here, and the context is shut down after the teardown. From
-    # the start: a signal in the first 0.4 s (mlockall) ended the node with a traceback (review).
+    # SIGTERM go to _stop (a flag, acted on at each _stop_point of the start-up, by the spin loop,
+    # and raised only into the warm-up's wait), and the context is shut down after the teardown.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if EarlyStop.signum is not None:  # while the start command imported this module
