@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.config import SPECS, NodeConfig
-from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, MANIFEST, load_bundle, manifest_digest
+from tiny_node.model.bundle import DEFAULT_BUNDLE_DIR, MANIFEST, manifest_digest, read_manifest
 
 #: metadata.yaml custom_data key holding the settings (JSON).
 SETTINGS_KEY = "tiny_node.settings"
@@ -39,7 +39,8 @@ def settings_doc(cfg: NodeConfig, bundle: Path | None, budget_ms: float | None, 
     if bundle is not None:
         model = {"bundle": str(Path(bundle).resolve()), "manifest_sha256": manifest_digest(bundle)}  # any cwd
         if clock == "lockstep":
-            budget = load_bundle(bundle).latency_budget_ms if budget_ms is None else budget_ms
+            # the manifest only: the run verifies every file's SHA-256 as it loads the model
+            budget = read_manifest(bundle).latency_budget_ms if budget_ms is None else budget_ms
     return {"clock": clock, "model": model, "budget_ms": budget, "params": _changed(cfg.values)}
 
 

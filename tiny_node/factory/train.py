@@ -282,6 +282,8 @@ class ProductError(ValueError):
     """
 
 
+#: what to do about a product that cannot be read: its step makes it again
+_REDO = "delete it and run the build again (its step is redone)"
 #: what a truncated, overwritten or foreign file raises while read (torch.load weights_only, np.load, json)
 _UNREADABLE = (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError)
 
@@ -296,8 +298,7 @@ def read_product(path: Path, read: Callable[[Path], T]) -> T:
     except FileNotFoundError:
         raise
     except _UNREADABLE as exc:
-        raise ProductError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:300]}): delete it and run "
-                                "the build again (its step is redone)") from exc
+        raise ProductError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:300]}): {_REDO}") from exc
 
 
 def read_state(path: Path, keys: Sequence[str]) -> dict[str, Any]:
@@ -308,8 +309,7 @@ def read_state(path: Path, keys: Sequence[str]) -> dict[str, Any]:
     """
     state = read_product(path, lambda p: torch.load(p, weights_only=True))
     if not isinstance(state, dict) or (missing := [k for k in keys if k not in state]):
-        raise ProductError(f"{path}: not what the build writes (no {missing or list(keys)}): delete it and run the "
-                           "build again (its step is redone)")
+        raise ProductError(f"{path}: not what the build writes (no {missing or list(keys)}): {_REDO}")
     return state
 
 

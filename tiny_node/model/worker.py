@@ -428,12 +428,12 @@ class ModelWorker:
         For whoever owns the worker while nobody polls it: a node between activations (review: a
         worker killed while inactive read 'ready', OK, a zombie, until activation).
         """
-        self._out.extend(self.poll())
+        self._drain()
+        self.supervise()
 
     def poll(self) -> list[ModelResult]:
         """Drain replies without blocking, supervise, and return the results collected."""
-        self._drain()
-        self.supervise()
+        self.tend()
         out, self._out = self._out, []
         return out
 
