@@ -18,7 +18,7 @@ from rosbags.rosbag2 import Writer
 from tiny_node.bag import msgs as bm
 from tiny_node.bag import read_decisions, realtime, replay
 from tiny_node.config import make_config
-from tiny_node.decision import DECISION_STATUS_NAME
+from tiny_node.decision import DECISION_STATUS_NAME, FRAME_NONE
 
 T0 = 1_750_000_000 * 10**9
 FRAME_NS = 33_333_333
@@ -55,12 +55,12 @@ def test_the_header_stamp_is_read_from_the_cdr_bytes_as_rosbags_reads_it(msgtype
     assert realtime.header_stamp_ns(b"\x00\x03" + raw[2:]) is None  # not plain CDR
 
 
-def _decision_cdr(stamp_ns: int, decision: str, reason: str) -> bytes:
+def _decision_cdr(stamp_ns: int, decision: str, reason: str, *, no_frame: bool = False) -> bytes:
     """A ``decision`` message as the node sends it (the keys the replay reads)."""
     status_t, kv = bm.TYPESTORE.types["diagnostic_msgs/msg/DiagnosticStatus"], bm.TYPESTORE.types[
         "diagnostic_msgs/msg/KeyValue"]
     values = {"source": "fallback", "model_state": "unavailable", "reason": reason, "latency_ms": "1.0",
-              "deadline_ms": "100.0", "hold": "false"}
+              "deadline_ms": "100.0", "hold": "false", **({"frame": FRAME_NONE} if no_frame else {})}
     status = status_t(level=2 if decision == "brake" else 0, name=DECISION_STATUS_NAME, message=decision,
                       hardware_id="tiny_node", values=[kv(key=k, value=v) for k, v in values.items()])
     msg = bm.TYPESTORE.types[bm.DIAGNOSTIC_ARRAY](header=bm.header(stamp_ns, ""), status=[status])
@@ -254,3 +254,83 @@ def test_two_log_gaps_without_a_frame_between_keep_every_later_decision(tmp_path
     assert s["frames"] == s["decisions"] == 20 and s["frames_without_decision"] == 0, s
     assert s["brakes"] == 0  # the camera-timeout brakes sent while restarting are left out
     assert any("2 decision(s) from the node while it restarted at a log gap" in w for w in s["warnings"]), s
+
+
+def test_a_frame_the_node_drops_is_named_and_its_camera_timeout_after_the_bag_left_out(tmp_path, monkeypatch):
+    """The review's damaged camera message: the node's middleware drops it (no decision), the
+    replay said so only in ``frames_without_decision``, and its 2 s wait for that decision after the
+    last message recorded the camera-timeout fail-safe brakes the node sent meanwhile (53 brakes
+    added to 75): lockstep decides nothing after a bag's last message."""
+    vt = _VirtualTime()
+
+    class Player(_StandInNode):
+        last_frame: float | None = None  # when it last got a frame (then each camera-timeout decision)
+
+        def _answer(self, raw: bytes) -> None:
+            try:  # as rmw: a message that does not deserialize never reaches the node
+                bm.TYPESTORE.deserialize_cdr(raw, bm.IMAGE)
+            except Exception:
+                return
+            super()._answer(raw)
+            type(self).last_frame = self.vt.now
+
+        def drain(self) -> list[tuple[float, str, bytes]]:
+            if self.last_frame is None:
+                return super().drain()
+            t = self.last_frame + 0.5  # camera_timeout_s: a fail-safe brake every 0.1 s after it
+            while t <= self.vt.now:
+                self.inbox += [(t, "/brake", bm.serialize(bm.bool_msg(True))),
+                               (t, "/decision", _decision_cdr(T0, "brake", "camera timeout", no_frame=True))]
+                type(self).last_frame = t - 0.4
+                t += 0.1
+            return super().drain()
+
+    Player.vt = vt
+    monkeypatch.setattr(realtime, "time", vt)
+    monkeypatch.setattr(realtime, "Player", Player)
+    monkeypatch.setattr(realtime, "installed_form", lambda source, msgtype: None)
+    bag = tmp_path / "b"
+    with Writer(bag, version=9) as writer:
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE) for topic, msgtype in (
+            ("/range", bm.RANGE), ("/odom", bm.ODOMETRY), ("/camera/image_raw", bm.IMAGE))}
+        for i in range(10):
+            ns = T0 + i * FRAME_NS
+            writer.write(conns["/range"], ns, bm.serialize(bm.range_msg(ns, 40.0, 0.2, 150.0)))
+            writer.write(conns["/odom"], ns, bm.serialize(bm.odom_msg(ns, 0.0)))
+            raw = bm.serialize(bm.image_msg(ns, np.full((48, 64, 3), 90, np.uint8)))
+            writer.write(conns["/camera/image_raw"], ns + 1_000_000, raw[:40] if i == 9 else raw)  # cut short
+    result = replay(bag, out_dir=tmp_path / "o", cfg=make_config(), bundle=None, realtime=True, plot=False)
+    s = result.summary
+    assert s["frames"] == 10 and s["decisions"] == 9 and s["frames_without_decision"] == 1, s
+    assert s["brakes"] == 0 and s["camera_timeout_decisions"] == 0, s
+    assert s["undecodable_messages"] == {"/camera/image_raw": 1}, s
+    last = T0 + 9 * FRAME_NS
+    assert (f"/camera/image_raw: 1 of 10 frame(s) got no decision (the first at 0.301 s, stamp {last}), 1 of them "
+            "undecodable") in s["warnings"], s["warnings"]
+    assert any("/camera/image_raw: 1 message(s) could not be decoded" in w for w in s["warnings"]), s["warnings"]
+    left_out = [w for w in s["warnings"] if "after the last message before the bag's end" in w]
+    assert len(left_out) == 1 and "brake(s); the first: brake, 'camera timeout'" in left_out[0], s["warnings"]
+    assert len(read_decisions(result.bag)) == 9
+    brakes = [bm.TYPESTORE.deserialize_cdr(raw, bm.BOOL).data for raw in _raw_messages(result.bag, "/tiny_node/brake")]
+    assert brakes == [False] * 9  # the left-out decisions' brake messages too
+
+
+def _raw_messages(bag: Path, topic: str) -> list[bytes]:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        return [raw for _, _, raw in reader.messages([c for c in reader.connections if c.topic == topic])]
+
+
+def test_a_frame_answered_twice_is_named_and_none_missing_is_no_warning():
+    from tiny_node.bag.report import DecisionRecord, Series, undecided_warning
+
+    def rec(stamp: int) -> DecisionRecord:
+        return DecisionRecord(stamp, 0.0, False, "rules", "skipped", "clear", 1.0, 50.0, False, 0)
+
+    series = Series(frames=[(0.0, 1), (0.033, 2), (0.066, 2)])  # a repeated stamp is two frames
+    assert undecided_warning("/cam", [rec(1), rec(2), rec(2)], series) is None
+    assert undecided_warning("/cam", [rec(1), rec(2), rec(2), rec(1)], series) == (
+        "/cam: 1 decision(s) answer a frame already answered (duplicate_decisions)")
+    assert undecided_warning("/cam", [rec(1), rec(2)], series) == (
+        "/cam: 1 of 3 frame(s) got no decision (the first at 0.066 s, stamp 2)")

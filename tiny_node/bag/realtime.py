@@ -21,7 +21,9 @@ import importlib
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tiny_node.bag import msgs
@@ -258,6 +260,15 @@ def sim_time_warning(node_sim_time: bool | None) -> str | None:
             "-p use_sim_time:=true (the launch file's use_sim_time:=true) for a replay")
 
 
+@dataclass
+class _Drain:
+    """The wait after the last message before the bag's end or a log gap (:func:`run_realtime`)."""
+
+    on: bool = False
+    brakes: list[tuple[int, bytes]] = field(default_factory=list)  # (bag ns, raw) received, held
+    left_out: int = 0  # decisions answering no frame received meanwhile
+
+
 def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, str], *, namespace: str,
                  wait_s: float, progress: Callable[[float, float], None] | None,
                  warnings: list[str]) -> tuple[list[DecisionRecord], int]:
@@ -279,6 +290,13 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     # node sends then answers no frame either (to None: that frame has not gone out yet).
     restarts: list[tuple[float, float | None]] = []
     during_restarts: list[DecisionRecord] = []
+    # While waiting for the last frames' decisions after the last message before the bag's end or
+    # a log gap: the brakes received (bag ns, raw), held until the drain ends, and the decisions
+    # answering no frame then, left out. Why: lockstep decides nothing after that message, and the
+    # node, fed nothing more, times the camera out: a frame it never decided (damaged, lost) kept
+    # the drain listening for 2 s and added its fail-safe brakes to the results (53 to 75).
+    drain = _Drain()
+    after_last: list[DecisionRecord] = []
     try:
         player.wait_for_node(wait_s, source.start_ns)
         if (why := sim_time_warning(player.node_sim_time)) is not None:
@@ -302,12 +320,20 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                     continue  # its brake and /diagnostics too: the node before this replay or restarting
                 ns = bag_ns(mono)
                 if topic == player.decision_topic:
-                    out.add_raw(OUT_DECISION, msgs.DIAGNOSTIC_ARRAY, ns, raw)
                     values = msgs.parse_decision(msgs.TYPESTORE.deserialize_cdr(raw, msgs.DIAGNOSTIC_ARRAY))
-                    if values is not None:
-                        records.append(DecisionRecord.from_values(values, feeder.t(ns)))
+                    record = None if values is None else DecisionRecord.from_values(values, feeder.t(ns))
+                    if drain.on and record is not None and record.no_frame:
+                        after_last.append(record)
+                        drain.left_out += 1
+                        continue
+                    out.add_raw(OUT_DECISION, msgs.DIAGNOSTIC_ARRAY, ns, raw)
+                    if record is not None:
+                        records.append(record)
                 elif topic == "/diagnostics":
-                    out.add_raw(OUT_DIAGNOSTICS, msgs.DIAGNOSTIC_ARRAY, ns, raw)
+                    if not (drain.on and drain.left_out):  # the node's state once the bag has ended: left out
+                        out.add_raw(OUT_DIAGNOSTICS, msgs.DIAGNOSTIC_ARRAY, ns, raw)
+                elif drain.on:
+                    drain.brakes.append((ns, raw))
                 else:
                     out.add_raw(OUT_BRAKE, msgs.BOOL, ns, raw)
 
@@ -317,12 +343,22 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                 record_received()
                 time.sleep(min(CLOCK_PERIOD_S, due - now))
 
-        def wait_for_decisions() -> None:
-            """Until every frame sent has its decision, or ``DRAIN_TIMEOUT_S``."""
+        def wait_for_decisions(linger_s: float = 0.0) -> None:
+            """Until every frame sent has its decision, or ``DRAIN_TIMEOUT_S``; then ``linger_s`` more.
+
+            What the node decides meanwhile answering no frame is left out (``after_last``), with
+            the brake message each one was sent with: the latest brakes held, one per such decision
+            (the node sends a decision's brake just before it).
+            """
+            drain.on, drain.brakes, drain.left_out = True, [], 0
             stamps = {s for _, s in feeder.series.frames}
             end = time.monotonic() + DRAIN_TIMEOUT_S
             while time.monotonic() < end and not stamps <= {r.stamp_ns for r in records}:
                 wait_until(time.monotonic() + 0.05)
+            wait_until(time.monotonic() + linger_s)
+            for ns, raw in drain.brakes[:max(0, len(drain.brakes) - drain.left_out)]:
+                out.add_raw(OUT_BRAKE, msgs.BOOL, ns, raw)
+            drain.on = False
 
         span = max(1, source.end_ns - bag0)
         last_ns: int | None = None
@@ -361,8 +397,7 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
             out.copy(conn, ns, raw)
             if progress is not None:
                 progress((ns - bag0) / span, feeder.t(ns))
-        wait_for_decisions()
-        wait_until(time.monotonic() + 0.2)  # late duplicates, if any, would arrive now
+        wait_for_decisions(linger_s=0.2)  # late duplicates, if any, would arrive in the 0.2 s
     finally:
         player.close()
     if before_first_frame:
@@ -370,8 +405,36 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     if during_restarts:
         warnings.append(ignored_warning(during_restarts, "while it restarted at a log gap, before the first "
                                                           "frame after it"))
+    if after_last:
+        warnings.append(ignored_warning(after_last, "answering no frame after the last message before the bag's "
+                                                    "end or a log gap (its camera timed out: lockstep decides "
+                                                    "nothing there)", why="they answer no frame of this bag"))
+    count_undecodable_frames(source, feeder, roles["camera"], records)
     misses = sum(1 for r in records if r.latency_ms > r.deadline_ms)
     return records, misses
+
+
+def count_undecodable_frames(source: BagSource, feeder: Any, topic: str, records: list[DecisionRecord]) -> None:
+    """Count, as undecodable, the camera messages among the frames the node never answered that are.
+
+    Why: the node's middleware drops a message it cannot deserialize, so in real time a damaged
+    frame got no decision and no word (lockstep decides it as a bad frame, named). Checked after
+    the play, on the unanswered frames only: deserializing every frame in the publishing loop
+    would delay the messages after it.
+    """
+    got = Counter(r.stamp_ns for r in records if not r.no_frame)
+    sent = Counter(s for _, s in feeder.series.frames)
+    unanswered = {s for s, n in sent.items() if n > got[s]}
+    if not unanswered:
+        return
+    for conn, ns, raw in source.messages({topic}):
+        if _camera_stamp(source, conn.msgtype, ns, raw) not in unanswered:
+            continue
+        try:
+            source.deserialize(raw, conn.msgtype)
+        except ValueError as exc:
+            feeder.series.undecodable[topic] += 1
+            feeder.series.undecodable_why.setdefault(topic, str(exc))
 
 
 def _camera_stamp(source: BagSource, msgtype: str, ns: int, raw: bytes) -> int:
@@ -385,12 +448,14 @@ def _camera_stamp(source: BagSource, msgtype: str, ns: int, raw: bytes) -> int:
         return ns
 
 
-def ignored_warning(ignored: list[DecisionRecord], when: str = "before the first frame was published") -> str:
+def ignored_warning(ignored: list[DecisionRecord], when: str = "before the first frame was published", *,
+                    why: str = "they answer no frame of this bag (the node's state from before its lifecycle "
+                               "restart)") -> str:
     """The warning for decisions the node sent answering no frame (left out of the results).
 
-    Before the replay's first frame, or while it restarted at a log gap.
+    Before the replay's first frame, while it restarted at a log gap, or after the last message.
     """
     brakes = sum(r.brake for r in ignored)
     return (f"{len(ignored)} decision(s) from the node {when} were left out "
             f"({brakes} brake(s); the first: {'brake' if ignored[0].brake else 'no_brake'}, '{ignored[0].reason}'): "
-            "they answer no frame of this bag (the node's state from before its lifecycle restart)")
+            f"{why}")

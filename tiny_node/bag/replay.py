@@ -38,6 +38,7 @@ from tiny_node.bag.report import (
     silent_sensor_warnings,
     startup_warning,
     summarize,
+    undecided_warning,
     write_plot,
 )
 from tiny_node.bag.settings import DRIVE_KEY, cut_short_warning, read_settings, settings_warnings
@@ -547,6 +548,8 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
             warnings.append(note)
         warnings += silent_sensor_warnings(decided["startup_failsafe"]["windows"], startup_bounds(cfg))
         if note := bad_frame_warning(roles["camera"], decided["frames"], decided["bad_frames"]):
+            warnings.append(note)
+        if note := undecided_warning(roles["camera"], records, series):
             warnings.append(note)
         last_t = {role: ts[-1] for role, ts in (("range", series.range_t), ("odom", series.speed_t))
                   if role in roles and ts}

@@ -170,6 +170,34 @@ def bad_frame_warning(topic: str, frames: int, bad: list[dict[str, Any]]) -> str
             f"({n}): {example}")
 
 
+def undecided_warning(topic: str, records: list[DecisionRecord], series: Series) -> str | None:
+    """One warning naming the camera topic when frames got no decision, or a frame more than one.
+
+    Why: in real time a damaged camera message is dropped by the node's middleware (lockstep
+    decides it as a bad frame), and a frame can be lost on its way: the one outcome the deadline
+    guarantee exists to prevent was only a count in ``summary.json``.
+    """
+    got = Counter(r.stamp_ns for r in records if not r.no_frame)
+    sent = Counter(s for _, s in series.frames)
+    left = Counter(got)
+    missing = []
+    for t, stamp in series.frames:
+        if left[stamp]:
+            left[stamp] -= 1
+        else:
+            missing.append((t, stamp))
+    extra = sum(max(0, n - sent[s]) for s, n in got.items())
+    notes = []
+    if missing:
+        bad = series.undecodable.get(topic, 0)
+        notes.append(f"{len(missing)} of {len(series.frames)} frame(s) got no decision (the first at "
+                     f"{missing[0][0]:.3f} s, stamp {missing[0][1]})"
+                     + (f", {bad} of them undecodable" if bad else ""))
+    if extra:
+        notes.append(f"{extra} decision(s) answer a frame already answered (duplicate_decisions)")
+    return f"{topic}: {'; '.join(notes)}" if notes else None
+
+
 def sensor_end_warnings(topics: dict[str, str], last_t: dict[str, float], frames_t: list[float],
                         bounds: dict[str, float]) -> list[str]:
     """One warning per sensor whose messages stop while frames go on past its timeout.
