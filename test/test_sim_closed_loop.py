@@ -785,13 +785,13 @@ def test_a_brake_before_the_hazard_began_is_no_target_not_an_avoidance(off_s):
 
     sc = cpna(40.0, 25)
     tr = drive(sc, _BrakePulse(0.3, off_s))
-    assert not tr.collided and not tr.min_ttc < 4.0 and tr.first_start_t > 1.0
+    assert not tr.collided and not tr.min_ttc < 4.0 and tr.first_set_off_t > 1.0
     s = summarise(sc, "model", tr, decisions=[_brake_record(0.3)], stats={})
     assert s["outcome"] == "no_target" and not s["passed"] and s["points"] is None
     assert "with nothing in its path, before any actor set off" in s["note"]
     late = drive(sc, _BrakePulse(4.2, 99.0))  # braked for the crossing pedestrian: avoided, as before
     s = summarise(sc, "model", late, decisions=[_brake_record(4.2)], stats={})
-    assert late.first_start_t < 4.2 and s["outcome"] == "avoided" and s["passed"] and s["points"] == 1.0
+    assert late.first_set_off_t < 4.2 and s["outcome"] == "avoided" and s["passed"] and s["points"] == 1.0
 
 
 def test_a_brake_on_something_in_the_path_or_after_the_hazard_set_off_is_not_early():
@@ -815,6 +815,39 @@ def test_a_brake_on_something_in_the_path_or_after_the_hazard_set_off_is_not_ear
     tr = drive(standing, _BrakePulse(0.5, 99.0))  # at TTC ~6.7 s: the car is in the path from the start
     assert not tr.collided and "walker" in tr.unstarted and not tr.min_ttc < 4.0
     assert summarise(standing, "model", tr, decisions=[_brake_record(0.5)], stats={})["outcome"] == "avoided"
+
+
+@pytest.mark.parametrize("hazard", ["cut_in", "walking_from_the_start"])
+def test_an_early_brake_on_a_hazard_without_a_start_trigger_is_an_avoidance(hazard):
+    """Only start triggers counted as setting off: a brake 0.1 s into a car's lane change in front of the
+    ego, or on a pedestrian walking from t = 0, was no_target ("they never set off"), 0 points, while a
+    later brake passed (review)."""
+    from tiny_node.sim.closed_loop import drive, summarise
+    from tiny_node.sim.scenario import scenario_from_dict
+
+    actor = (dict(kind="car", name="cutter", x_m=22.0, y_m=3.5, speed_kmh=30,
+                  lane_change=dict(time_s=1.0, offset_m=-3.5, duration_s=2.0)) if hazard == "cut_in" else
+             dict(kind="adult", name="walker", x_m=45.0, y_m=-5.5, heading_deg=90.0, speed_kmh=5.0))
+    sc = scenario_from_dict(dict(name=hazard, ego_speed_kmh=50, expect="avoid", duration_s=10, actors=[actor]))
+    assert drive(sc, _BrakePulse(99.0, 99.0)).collided  # undisturbed, the drive ends in a collision
+    tr = drive(sc, _BrakePulse(1.1, 99.0))
+    assert tr.first_set_off_t == pytest.approx(1.0 if hazard == "cut_in" else 0.0) and not tr.collided
+    s = summarise(sc, "model", tr, decisions=[_brake_record(1.1)], stats={})
+    assert s["outcome"] == "avoided" and s["passed"], s
+
+
+def test_traffic_moving_along_beside_the_lane_sets_off_no_hazard():
+    """An early brake before the triggered pedestrian sets off is still a brake on nothing with a car
+    driving along the next lane from t = 0 (it moves from the start, towards no lane)."""
+    from tiny_node.sim.closed_loop import drive, summarise
+    from tiny_node.sim.suite import cpna
+
+    base = cpna(40.0, 25)
+    beside = ActorSpec("car", Trajectory(x_m=30.0, y_m=LEFT_LANE_Y, speed_kmh=40.0), name="beside")
+    sc = dataclasses.replace(base, actors=(*base.actors, beside))
+    tr = drive(sc, _BrakePulse(0.3, 99.0))
+    assert tr.first_set_off_t > 1.0 and not tr.collided
+    assert summarise(sc, "model", tr, decisions=[_brake_record(0.3)], stats={})["outcome"] == "no_target"
 
 
 def test_a_rules_run_braked_early_does_not_undo_the_models_avoidance():

@@ -446,7 +446,7 @@ class _Trace:
     distance_at_first_brake: float = math.nan
     final_speed_kmh: float = math.nan
     unstarted: tuple[str, ...] = ()  # actors whose start trigger never fired
-    first_start_t: float = math.inf  # when the first actor with a start trigger set off (inf: none)
+    first_set_off_t: float = math.inf  # when the first actor set off (World.first_set_off_t; inf: none)
     still_closing: str = ""  # what the ego was still closing on in its path at the end
 
 
@@ -553,7 +553,7 @@ def drive(scenario: Any, port: Port, *, recorder: Any = None) -> _Trace:
     tr.t_end = t_ns * 1e-9
     tr.final_speed_kmh = float(world.truth().ego_speed) * 3.6
     tr.unstarted, tr.still_closing = tuple(world.unstarted()), world.still_closing()
-    tr.first_start_t = world.first_start_t()
+    tr.first_set_off_t = world.first_set_off_t()
     for d in port.decisions():
         answered = rows_by_stamp.get(d.stamp_ns)
         if answered is not None:
@@ -572,13 +572,15 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     # and it never braked: the drive the ego took is the one without braking, so the file's actors
     # never cross it (a heading typo) or are never reached (a target 5 km ahead: centimetres for
     # metres; an ego at 0 km/h), and a pass would test nothing.
-    # Or it first braked before any actor set off and before anything was in its path, and nothing came
+    # Or it first braked before any actor set off (a trigger of its script fired, or it moves towards
+    # the lane from the start with no start, turn or lane change to come: ActorMotion.set_off_t) and
+    # before anything was in its path, and nothing came
     # within TTC 4 s since: the drive it took is not the one the file describes (a brake on the first
     # frame "avoided" every crossing, green: the pedestrian, triggered by the ego's position, set off
     # late or never; review). A brake on something already in the path (a car standing ahead, braked
     # for at TTC 6 s) is not early, nor one after the hazard set off.
     in_path_t = next((r.t for r in tr.rows if math.isfinite(r.distance_m)), math.inf)
-    early = first is not None and first.decided_t < min(tr.first_start_t, in_path_t)
+    early = first is not None and first.decided_t < min(tr.first_set_off_t, in_path_t)
     no_target = (expect == "avoid" and not tr.collided and (first is None or early)
                  and not tr.min_ttc < NO_TARGET_TTC_S)
     # An avoid run whose time ran out with the ego still closing on something in its path: a contact
@@ -626,8 +628,8 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     summary.update(stats)
     summary.update(extra or {})
     if no_target and early and first is not None:
-        began = ("never set off" if not math.isfinite(tr.first_start_t)
-                 else f"set off only at {tr.first_start_t:.2f} s")
+        began = ("never set off" if not math.isfinite(tr.first_set_off_t)
+                 else f"set off only at {tr.first_set_off_t:.2f} s")
         summary["note"] = (f"the ego first braked at {first.decided_t:.2f} s, with nothing in its path, before any "
                            f"actor set off (they {began}), and nothing came within TTC {NO_TARGET_TTC_S:.0f} s "
                            "since: a brake on nothing, and the drive tested nothing")

@@ -31,7 +31,17 @@ class ActorMotion:
         self.speed = tr.speed_before_start_kmh / 3.6
         self.travelled = 0.0
         self.started = tr.start is None
-        self.started_t: float | None = None  # when its start trigger fired (None: not yet, or none)
+        # When it set off: its first scripted event fired (start, braking, turn, lane change), or 0
+        # when it moves towards the ego's lane from the start with no start, turn or lane change to
+        # come (None: not yet, or never). Why: the judge of a brake "before the hazard began"
+        # (sim.closed_loop) counted start triggers only, and an early brake on a car cutting in, or
+        # on a pedestrian walking across from t = 0, was scored a brake on nothing (review). Traffic
+        # moving along beside the lane sets off no hazard: a brake before the pedestrian it passes
+        # is triggered is still a brake on nothing.
+        moving = tr.speed_kmh > 0 or tr.speed_before_start_kmh > 0
+        towards = math.sin(self.heading) * tr.y_m < 0
+        self.set_off_t: float | None = (0.0 if moving and towards and tr.start is None and tr.turn is None
+                                        and tr.lane_change is None else None)
         self.braking = False
         self.stopped = False
         self.turning = False
@@ -76,6 +86,10 @@ class ActorMotion:
             return ego_speed > 0.0 and ahead / ego_speed <= trig.value
         return self.rear_x() - ego_front <= trig.value  # gap_m
 
+    def _set_off(self, t: float) -> None:
+        if self.set_off_t is None:
+            self.set_off_t = t
+
     def step(self, dt: float, t: float, ego_front: float, ego_speed: float) -> None:
         """Advance from ``t`` to ``t + dt``."""
         tr = self.spec.trajectory
@@ -84,15 +98,19 @@ class ActorMotion:
         # and the start never took effect: the actor reported started but never moved.
         was_started = self.started
         if not self.started and tr.start is not None and self.fired(tr.start, t, ego_front, ego_speed):
-            self.started, self.started_t = True, t
+            self.started = True
+            self._set_off(t)
         if (was_started and not self.braking and tr.braking is not None
                 and self.fired(tr.braking.when, t, ego_front, ego_speed)):
             self.braking = True
+            self._set_off(t)
         if not self.turning and tr.turn is not None and self.fired(tr.turn.when, t, ego_front, ego_speed):
             self.turning = True
+            self._set_off(t)
         if (self.lane_change_t is None and tr.lane_change is not None
                 and self.fired(tr.lane_change.when, t, ego_front, ego_speed)):
             self.lane_change_t = 0.0
+            self._set_off(t)
 
         v0 = self.speed
         if self.stopped:

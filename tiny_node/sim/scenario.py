@@ -194,7 +194,7 @@ class ActorSpec:
     height_m: float = math.nan
     z_m: float = math.nan
     colour: tuple[int, int, int] | None = None
-    lights_on: bool | None = None  # cars: head/tail lights; default on at night for moving cars
+    lights_on: bool | None = None  # cars: head/tail lights; default on at night for a `car`, standing or not
 
     def __post_init__(self) -> None:
         info = KINDS.get(self.kind)

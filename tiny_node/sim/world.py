@@ -275,9 +275,9 @@ class World:
             nearest_kind=kind, nearest_name=name, closing_speed=closing,
         )
 
-    def first_start_t(self) -> float:
-        """When the first actor with a start trigger set off (inf: none did, or none has one)."""
-        return min((m.started_t for m in self._motions if m.started_t is not None), default=math.inf)
+    def first_set_off_t(self) -> float:
+        """When the first actor set off (:attr:`Motion.set_off_t`; inf: none did)."""
+        return min((m.set_off_t for m in self._motions if m.set_off_t is not None), default=math.inf)
 
     def unstarted(self) -> list[str]:
         """Actors whose start trigger never fired: their part of the drive never began."""
