@@ -279,6 +279,20 @@ def test_a_remap_rule_that_rewrites_none_of_the_nodes_topics_is_named():
     assert [rule for rule, _ in _unmatched_remaps(renamed)] == ["tiny_node:__ns:=/ego"]
 
 
+def test_a_remap_of_the_camera_topic_the_transport_does_not_subscribe_is_named():
+    """``-r camera/image_raw:=/front/image_raw`` under camera_transport compressed (the image_transport
+    habit) counted as one of the node's topics: it stayed on the default topic without a word (review)."""
+    from tiny_node.ros.node import _unmatched_remaps
+
+    args = ["--ros-args", "-r", "__ns:=/rm", "-r", "camera/image_raw:=/front/image_raw",
+            "-r", "/rm/camera/image_raw/compressed:=/front/image_raw/compressed"]
+    assert dict(_unmatched_remaps(args, "compressed")) == {"camera/image_raw:=/front/image_raw": (
+        "rewrites camera/image_raw, which this node does not subscribe (camera_transport compressed: it "
+        "subscribes camera/image_raw/compressed): remap that")}
+    assert [rule for rule, _ in _unmatched_remaps(args, "raw")] == [
+        "/rm/camera/image_raw/compressed:=/front/image_raw/compressed"]
+
+
 @pytest.mark.parametrize(("rules", "expected"), [
     (["__node:=front", "front:__ns:=/ego"], ("front", "/ego")),  # __ns rules match the new name
     (["__node:=front", "tiny_node:__ns:=/ego"], ("front", "/")),  # warned of (below)
