@@ -584,3 +584,29 @@ def test_the_generator_modules_refuse_a_directory_that_is_not_empty_unless_force
                         "(--force to write into it anyway)")
     assert written == [] and (target / "manifest.yaml").read_text() == "mine\n"
     assert mod.main([str(target), "--force"]) == 0 and written == [target]
+
+
+def test_one_tensor_named_as_both_the_image_and_the_sensors_is_refused(fast: Path) -> None:
+    """The sensor vector's feed overwrote the image's: a graph without an image input loaded, camera-blind,
+    and decided on sensors alone (review)."""
+    image = load_bundle(fast).image.name
+    edit_manifest(fast, lambda m: m["inputs"]["sensors"].update(name=image))
+    assert load_error(fast).endswith(f"inputs.sensors.name: {image!r} is inputs.image.name too: each input is "
+                                     "its own tensor")
+
+
+def test_a_threshold_edit_refuses_a_manifest_the_loader_refuses(fast: Path) -> None:
+    """``set_threshold`` read the manifest with a plain YAML load: a key given twice, refused by the loader,
+    was resolved to its last value and written so, and the bundle loaded (review)."""
+    from tiny_node.model.bundle import set_threshold
+
+    path = fast / "manifest.yaml"
+    text = path.read_text()
+    doubled = text.replace("latency_budget_ms:", "latency_budget_ms: 7.0\nlatency_budget_ms:", 1)
+    path.write_text(doubled)
+    with pytest.raises(BundleError, match="found the key 'latency_budget_ms' twice"):
+        set_threshold(fast, 0.6)
+    assert path.read_text() == doubled  # left as it was
+    path.write_text(text)
+    set_threshold(fast, 0.6)
+    assert load_bundle(fast).decision.threshold == 0.6

@@ -81,11 +81,23 @@ def _bundle(tmp_path: Path, **detector_kw: Any) -> Path:
 SPEC = TrackingSpec(detector="vru_detector", tracks=2, min_score=0.5, sigma_px=3.0, stride=8, camera=CameraMount())
 
 
-def _frame(col: int, row: int) -> np.ndarray:
+def _frame(col: int, row: int, value: int = 255) -> np.ndarray:
     img = np.full((240, 320, 3), 60, np.uint8)
     r, c = ROI[0] + 8 * row, ROI[2] + 8 * col
-    img[r:r + 8, c:c + 8] = 255
+    img[r:r + 8, c:c + 8] = value
     return img
+
+
+@pytest.mark.parametrize(("min_score", "tracked"), [(0.3, True), (0.5, False)])
+def test_the_manifests_min_score_is_the_trackers_too(tmp_path: Path, min_score: float, tracked: bool) -> None:
+    """A dim block scores about 0.4: under a min_score of 0.3 it is a detection. The tracker kept its own
+    0.5 and dropped it again, so a bundle's lower min_score tracked nothing more (review)."""
+    bundle = load_bundle(_bundle(tmp_path))
+    tr = Tracking.of_bundle(bundle, replace(SPEC, min_score=min_score), threads=1)
+    prep = ImagePreprocessor(bundle.image)
+    for i in range(6):
+        feats = tr.step({"pixel_values": prep(_frame(20, 7, value=189))}, i / 30.0, ego_speed=0.0)
+    assert tr.last_detections == int(tracked) and feats["vru0_present"] == float(tracked)
 
 
 def test_a_block_walking_left_is_tracked_with_its_lateral_velocity(tmp_path: Path) -> None:

@@ -496,12 +496,17 @@ def edit_manifest(bundle_dir: Path, edit: Callable[[dict[str, Any]], None]) -> N
     """Apply ``edit`` to a bundle's manifest document, write it, and check the bundle still loads.
 
     The checksums cover the model files, not the manifest, so its name, latency budget and
-    threshold can change without re-hashing.
+    threshold can change without re-hashing. The manifest is read as the loader reads it, and
+    the edited one checked before it is written: read with a plain ``yaml.safe_load``, a key
+    given twice (which the loader refuses) was resolved to its last value and written so.
     """
     path = bundle_dir / MANIFEST
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = _manifest_doc(path)
+    parse_manifest(bundle_dir, doc, str(path))
     edit(doc)
-    write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+    text = yaml.safe_dump(doc, sort_keys=False)
+    _check_loadable(bundle_dir, path, text)
+    write_atomic(path, text)
     load_bundle(bundle_dir)
 
 
@@ -666,6 +671,11 @@ def read_manifest(path: Path | str) -> Bundle:
     """Parse and validate ``path/manifest.yaml``; the files are not verified (:func:`load_bundle` does)."""
     root = Path(path)
     mpath = root / MANIFEST
+    return parse_manifest(root, _manifest_doc(mpath), str(mpath))
+
+
+def _manifest_doc(mpath: Path) -> Any:
+    """The YAML document of the manifest ``mpath``, read as the loader reads it; or BundleError naming it."""
     try:
         with open_regular(mpath) as fh:
             raw = read_bounded(fh, MAX_MANIFEST_BYTES)
@@ -682,7 +692,7 @@ def read_manifest(path: Path | str) -> Bundle:
         data = safe_load_unique(text, str(mpath))  # a key given twice is refused, not the last one kept
     except yaml.YAMLError as exc:
         raise BundleError(f"{mpath}: not valid YAML: {yaml_problem(exc)}") from exc
-    return parse_manifest(root, data, str(mpath))
+    return data
 
 
 def parse_manifest(root: Path, data: Any, src: str) -> Bundle:
@@ -856,12 +866,16 @@ class _Parser:
         outputs = self.section(data, "outputs", "", ("decision",))
         rt = data.get("runtime", {})
         sensors = self.sensors(inputs, vlm) if "sensors" in inputs else None
+        image = self.image(inputs)
+        if sensors is not None and sensors.name == image.name:  # one feed would overwrite the other
+            raise self.fail("inputs.sensors.name", f"{image.name!r} is inputs.image.name too: each input is "
+                                                   "its own tensor")
         return Bundle(
             root=root,
             name=self.string(data, "name", ""),
             kind=kind,
             files=files,
-            image=self.image(inputs),
+            image=image,
             sensors=sensors,
             decision=self.decision(outputs, vlm),
             runtime=self.runtime(rt),

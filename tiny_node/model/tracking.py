@@ -67,7 +67,10 @@ class Tracking:
         self.size = (image.width, image.height)
         self._source: tuple[int, int] | None = None  # the camera frame's (w, h): its aspect shapes the pixels
         self.camera = Pinhole.of(spec.camera, *self.size)
-        self.tracker = VruTracker(TrackerConfig(rear_axle_m=spec.rear_axle_m), window_near_m=self.window_near_m())
+        # the manifest's min_score, to the tracker as to the peaks: its default 0.5 dropped the detections
+        # of a lower one again (review: a bundle's min_score 0.3 tracked nothing more)
+        self.tracker = VruTracker(TrackerConfig(rear_axle_m=spec.rear_axle_m, min_score=spec.min_score),
+                                  window_near_m=self.window_near_m())
         self.last_detections = 0
         self.last_detector_ms = 0.0  # the detector graph's run in the last step (no decoding)
         #: the records of every confirmed track at the last step, nearest the ego's path first
