@@ -273,13 +273,18 @@ def test_a_frame_the_node_drops_is_named_and_its_camera_timeout_after_the_bag_le
                 return
             super()._answer(raw)
             type(self).last_frame = self.vt.now
+            self.answered = getattr(self, "answered", 0) + 1
+            if self.answered % 5 == 1:  # its 1 Hz status, in this compressed time
+                self.inbox.append((self.vt.now, "/diagnostics", _decision_cdr(T0, "no_brake", "status")))
 
         def drain(self) -> list[tuple[float, str, bytes]]:
             if self.last_frame is None:
                 return super().drain()
             t = self.last_frame + 0.5  # camera_timeout_s: a fail-safe brake every 0.1 s after it
             while t <= self.vt.now:
-                self.inbox += [(t, "/brake", bm.serialize(bm.bool_msg(True))),
+                # its status first: camera out whatever it decides then (camera_timeout_action none: nothing)
+                self.inbox += [(t, "/diagnostics", _decision_cdr(T0, "brake", "camera out")),
+                               (t, "/brake", bm.serialize(bm.bool_msg(True))),
                                (t, "/decision", _decision_cdr(T0, "brake", "camera timeout", no_frame=True))]
                 type(self).last_frame = t - 0.4
                 t += 0.1
@@ -313,6 +318,7 @@ def test_a_frame_the_node_drops_is_named_and_its_camera_timeout_after_the_bag_le
     assert len(read_decisions(result.bag)) == 9
     brakes = [bm.TYPESTORE.deserialize_cdr(raw, bm.BOOL).data for raw in _raw_messages(result.bag, "/tiny_node/brake")]
     assert brakes == [False] * 9  # the left-out decisions' brake messages too
+    assert len(_raw_messages(result.bag, "/tiny_node/diagnostics")) == 2  # its status while frames came only
 
 
 def _raw_messages(bag: Path, topic: str) -> list[bytes]:
@@ -332,5 +338,8 @@ def test_a_frame_answered_twice_is_named_and_none_missing_is_no_warning():
     assert undecided_warning("/cam", [rec(1), rec(2), rec(2)], series) is None
     assert undecided_warning("/cam", [rec(1), rec(2), rec(2), rec(1)], series) == (
         "/cam: 1 decision(s) answer a frame already answered (duplicate_decisions)")
+    # which of two frames with one stamp went without is not known: the stamp is named, not a time
     assert undecided_warning("/cam", [rec(1), rec(2)], series) == (
-        "/cam: 1 of 3 frame(s) got no decision (the first at 0.066 s, stamp 2)")
+        "/cam: 1 of 3 frame(s) got no decision (the first stamp 2, which 2 frames carry from 0.033 s)")
+    assert undecided_warning("/cam", [rec(2), rec(2)], series) == (
+        "/cam: 1 of 3 frame(s) got no decision (the first at 0.000 s, stamp 1)")

@@ -292,9 +292,10 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
     during_restarts: list[DecisionRecord] = []
     # While waiting for the last frames' decisions after the last message before the bag's end or
     # a log gap: the brakes received (bag ns, raw), held until the drain ends, and the decisions
-    # answering no frame then, left out. Why: lockstep decides nothing after that message, and the
-    # node, fed nothing more, times the camera out: a frame it never decided (damaged, lost) kept
-    # the drain listening for 2 s and added its fail-safe brakes to the results (53 to 75).
+    # answering no frame then, left out, as are the node's diagnostics then. Why: lockstep decides
+    # nothing after that message, and the node, fed nothing more, times the camera out: a frame it
+    # never decided (damaged, lost) kept the drain listening for 2 s and added its fail-safe brakes
+    # to the results (53 to 75).
     drain = _Drain()
     after_last: list[DecisionRecord] = []
     try:
@@ -330,7 +331,9 @@ def run_realtime(source: BagSource, feeder: Any, out: Any, roles: Mapping[str, s
                     if record is not None:
                         records.append(record)
                 elif topic == "/diagnostics":
-                    if not (drain.on and drain.left_out):  # the node's state once the bag has ended: left out
+                    # while draining, the node's state once fed nothing more (sensors stale, the camera
+                    # out, whatever its camera_timeout_action): left out, as lockstep has no such time
+                    if not drain.on:
                         out.add_raw(OUT_DIAGNOSTICS, msgs.DIAGNOSTIC_ARRAY, ns, raw)
                 elif drain.on:
                     drain.brakes.append((ns, raw))

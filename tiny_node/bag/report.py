@@ -190,8 +190,12 @@ def undecided_warning(topic: str, records: list[DecisionRecord], series: Series)
     notes = []
     if missing:
         bad = series.undecodable.get(topic, 0)
-        notes.append(f"{len(missing)} of {len(series.frames)} frame(s) got no decision (the first at "
-                     f"{missing[0][0]:.3f} s, stamp {missing[0][1]})"
+        t, stamp = missing[0]
+        # matched by stamp: of frames sharing one (a frozen camera), which went without is not known
+        since = next(f for f, s in series.frames if s == stamp)
+        first = (f"at {t:.3f} s, stamp {stamp}" if sent[stamp] == 1 else
+                 f"stamp {stamp}, which {sent[stamp]} frames carry from {since:.3f} s")
+        notes.append(f"{len(missing)} of {len(series.frames)} frame(s) got no decision (the first {first})"
                      + (f", {bad} of them undecodable" if bad else ""))
     if extra:
         notes.append(f"{extra} decision(s) answer a frame already answered (duplicate_decisions)")

@@ -39,7 +39,8 @@ class ActorMotion:
         # moving along beside the lane sets off no hazard: a brake before the pedestrian it passes
         # is triggered is still a brake on nothing.
         moving = tr.speed_kmh > 0 or tr.speed_before_start_kmh > 0
-        towards = math.sin(self.heading) * tr.y_m < 0
+        # by more than rounding: sin(180 deg) is 1.2e-16, which read an oncoming walker as crossing (review)
+        towards = math.sin(self.heading) * math.copysign(1.0, tr.y_m) < -1e-9 and tr.y_m != 0
         self.set_off_t: float | None = (0.0 if moving and towards and tr.start is None and tr.turn is None
                                         and tr.lane_change is None else None)
         self.braking = False
