@@ -791,7 +791,7 @@ def two_hosts(work_dir, tag=None):
 
 netns.unavailable_reason = lambda: ""
 netns.two_hosts = two_hosts
-cli._netns_outer(argparse.Namespace(out=out), ["--netns"])
+sys.exit(cli._netns_outer(argparse.Namespace(out=out), ["--netns"]))
 """
 
 _INNER = """
@@ -1752,3 +1752,304 @@ def test_the_harness_feeder_does_not_read_the_command_line_as_ros_arguments(ros_
         assert feeder.pub_range.topic_name == "/robot1/range"
     finally:
         feeder.close()
+
+
+# --- review (2026-12-07): stopped runs, node counters, soak length, strict JSON, refusals ---------
+def _old_run_in(out: Path) -> None:
+    """A finished PASS run's files in ``out``, a simtime run's among them, and files the harness does not own."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("summary.json", "report.md", "frames_main.csv", "frames_simtime.csv", "timeline_simtime.png",
+                 "node-simtime.log", "stalls-main-cpu0.txt", "latency_hist.png", "soak.json"):
+        (out / name).write_text('{"verdict": "PASS", "passed": true}' if name.endswith(".json") else "old")
+    for name in ("notes.txt", "frames_mine.csv", "fastdds_udp.xml"):
+        (out / name).write_text("mine")
+
+
+def test_a_run_removes_only_the_files_an_earlier_run_wrote():
+    """A run interrupted in a finished PASS run's folder left that PASS in place, and a run without the
+    simtime node run left an earlier one's frames_simtime.csv beside its own files."""
+    import tempfile
+
+    from tiny_node.hil.report import clear_outputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        _old_run_in(out)
+        gone = {p.name for p in clear_outputs(out)}
+        assert {"summary.json", "frames_simtime.csv", "node-simtime.log", "stalls-main-cpu0.txt", "soak.json"} <= gone
+        assert sorted(p.name for p in out.iterdir()) == ["fastdds_udp.xml", "frames_mine.csv", "notes.txt"]
+
+
+def _stopped_main(tmp_path: Path, monkeypatch, stop: KeyboardInterrupt) -> tuple[int, dict]:
+    """``tiny-node hil`` whose main node run streams, then whose simtime run is stopped by ``stop``."""
+    from tiny_node.cli import main
+    from tiny_node.hil import harness
+
+    def run_group(cfg, group, faults, *, extra_s=0.0):
+        if group == "simtime":
+            raise stop
+        return _decided_run(), [F.CheckResult(f.name, group, f.expected, True) for f in faults]
+
+    monkeypatch.setattr(harness, "run_group", run_group)
+    _old_run_in(tmp_path)
+    code = main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--model", "none",
+                 "--faults", "range_nan,clock_jump,bundle_corrupt"])
+    return code, json.loads((tmp_path / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(("stop", "status", "how"), [("KeyboardInterrupt", 130, "interrupted (SIGINT)"),
+                                                     ("Terminated", 143, "terminated (SIGTERM)")])
+def test_a_stopped_run_writes_a_partial_report_naming_what_it_did_not_run(tmp_path, monkeypatch, capsys,
+                                                                          stop, status, how):
+    """Ctrl-C or SIGTERM skipped the report: summary.json and report.md still held the previous run's PASS."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.stopping import Terminated
+
+    exc = Terminated(signal.SIGTERM) if stop == "Terminated" else KeyboardInterrupt()
+    code, summary = _stopped_main(tmp_path, monkeypatch, exc)
+    err = capsys.readouterr().err
+    assert code == status
+    assert summary["verdict"] == "INTERRUPTED" and not summary["passed"], summary["verdict"]
+    assert summary["interrupted"] == f"{how} before node run 'simtime' streamed"
+    assert summary["not_run"] == ["clock_jump", "bundle_corrupt"]
+    assert [f["status"] for f in summary["faults"]] == ["PASS", "NOT RUN", "NOT RUN"]
+    assert not (tmp_path / "frames_simtime.csv").exists() and (tmp_path / "frames_mine.csv").exists()
+    md = (tmp_path / "report.md").read_text()
+    assert "**INTERRUPTED**" in md and "Not run (interrupted): clock_jump, bundle_corrupt" in md
+    last = err.strip().splitlines()[-1]
+    assert last == (f"tiny-node hil: {how.split()[0]} (a node it started is stopped); partial report (verdict "
+                    f"INTERRUPTED, before node run 'simtime' streamed) in {tmp_path}/ (summary.json, report.md)"), last
+
+
+def test_a_stopped_attached_run_says_the_node_runs_on_and_names_an_unset_domain(tmp_path, monkeypatch, capsys):
+    """Interrupting --attach said "a node it started is stopped" (it started none, and the node runs on);
+    with ROS_DOMAIN_ID unset the start line said "ROS_DOMAIN_ID=None"."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.cli import main
+    from tiny_node.hil import harness
+
+    def run_all(cfg, faults, *, clean_s=0.0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "run_all", run_all)
+    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--attach",
+                 "--faults", "range_nan"]) == 130
+    got = capsys.readouterr()
+    assert "ROS_DOMAIN_ID unset (domain 0)" in got.out and "None" not in got.out, got.out
+    assert "(the attached node was not started by it and keeps running); partial report" in got.err, got.err
+    assert json.loads((tmp_path / "summary.json").read_text())["not_run"] == ["range_nan"]
+
+
+def test_an_interrupted_run_judges_the_faults_it_finished_and_leaves_out_its_last_frames():
+    """The partial record: frames of the last DRAIN_S before the stop have had no time to be answered."""
+    import threading
+    import types
+
+    from tiny_node.hil import harness
+
+    log = types.SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[])
+    feeder = types.SimpleNamespace(log=log, _lock=threading.Lock())
+    cfg = harness.HarnessConfig(out_dir=Path("."), stream_factory=lambda: None)
+    runner = harness._Runner(cfg, harness.GROUPS["main"], feeder, node_pid=None, params={}, faults=[],
+                             duration_s=10.0)
+    now = time.monotonic()
+    runner.t0 = runner.rec.t0 = now - 5.0
+    runner.started = True
+    runner.rec.frames = [FrameRec(i, i, i / 30, runner.t0 + i / 30) for i in range(150)]
+    log.decisions = {i: [types.SimpleNamespace(received_at=runner.t0 + i / 30 + 0.01,
+                                               values={"latency_ms": "5", "deadline_ms": "50"})]
+                     for i in range(140)}  # the last 10 sent not answered yet
+    rec = runner.partial(None)
+    assert len(rec.frames) < 125 and all(f.sent_at <= now - harness.DRAIN_S for f in rec.frames)
+    assert not global_failures(rec), global_failures(rec)  # none missing, none unknown
+    assert any("left out, with their decisions" in n for n in rec.notes), rec.notes
+    done, inside, later = F.make_faults(["range_posinf", "range_neginf", "stale_odometry"])
+    rec.windows = {done.name: F.Window(1.0, 1.8, 1.0), inside.name: F.Window(3.0, 3.8, 1.0)}
+    checks = harness.interrupted_checks([done, inside, later], rec)
+    assert [c.status for c in checks][1:] == ["NOT RUN", "NOT RUN"]
+    assert not checks[0].interrupted  # judged: its window and recovery ended before the cut
+    assert "before every frame of its window and recovery" in checks[1].skipped, checks[1].skipped
+    assert checks[2].skipped.startswith("not run: ")
+
+
+def test_an_interrupted_soak_writes_its_partial_report(tmp_path, monkeypatch, capsys):
+    """A soak stopped early wrote no soak.json: an earlier soak's PASS stood in the folder."""
+    from tiny_node.cli import main
+    from tiny_node.hil import soak
+
+    def run_group(cfg, group, faults, *, extra_s=0.0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(soak, "run_group", run_group)
+    _old_run_in(tmp_path)
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--model", "none",
+                 "--faults", "camera_dropout", "--soak", "19"]) == 130
+    summary = json.loads((tmp_path / "soak.json").read_text())
+    assert summary["verdict"] == "INTERRUPTED" and summary["not_run"] == ["camera_dropout#0"], summary
+    assert not (tmp_path / "summary.json").exists()
+    assert f"in {tmp_path}/ (soak.json, soak.md)" in capsys.readouterr().err
+
+
+def _diag(at: float, name: str, **values) -> DiagRec:
+    return DiagRec(at, f"tiny_node: {name}", 0, "", {k: str(v) for k, v in values.items()})
+
+
+def test_the_nodes_counters_are_this_runs_and_a_dead_node_is_not_lost_transport():
+    """The node's lifetime counters were set against this run's frames ("the node received 574 of 240
+    frames sent"), and frames sent to a node killed mid-run were "lost in transport"."""
+    frames = [FrameRec(i, i, i / 30, 1.0 + i / 30) for i in range(240)]
+    decided = {i: [_decision(1.0 + i / 30 + 0.008)] for i in range(230)}
+    attached = _rec(frames=frames, decisions=decided, t0=1.0, duration_s=9.0, diags=[
+        _diag(0.5, "camera", frames=334), _diag(0.5, "watchdog", decisions=334),  # before this run
+        _diag(9.5, "camera", frames=574), _diag(9.5, "watchdog", decisions=564)])
+    missing, = [f for f in global_failures(attached) if "without a decision" in f]
+    assert "the node received 240 of 240 frames sent; it published 230 decisions" in missing, missing
+    assert "lost in transport" not in missing
+    dead = _rec(frames=frames, decisions={i: decided[i] for i in range(83)}, t0=1.0, duration_s=9.0,
+                node_alive=False, node_exit_status=-9,
+                diags=[_diag(0.8, "camera", frames=0), _diag(3.7, "camera", frames=82)])
+    fails = global_failures(dead)
+    missing, = [f for f in fails if "without a decision" in f]
+    assert "lost in transport" not in missing, missing
+    assert "of them sent after the node exited at t≈2.7 s" in missing and "status -9" in missing, missing
+    assert "until its last camera status the node received 82 of 82 frames sent" in missing, missing
+    assert "node exited at t≈2.7 s (its last decision or diagnostic), status -9" in fails, fails
+
+
+def test_a_soak_too_short_for_one_cycle_is_refused_naming_the_shortest(tmp_path, capsys):
+    """``--soak 12 --faults camera_dropout`` planned no fault, streamed 22 s and passed with status 0."""
+    from tiny_node.cli import main
+    from tiny_node.hil.soak import soak_min_s, soak_plan
+
+    assert main(["hil", "--out", str(tmp_path), "--soak", "12", "--faults", "camera_dropout"]) == 2
+    err = capsys.readouterr().err
+    assert "--soak 12: too short for one cycle of camera_dropout: at least 19 s" in err, err
+    assert main(["hil", "--out", str(tmp_path), "--soak", "90"]) == 2
+    assert f"one cycle of the faults: at least {soak_min_s()} s" in capsys.readouterr().err
+    for names in (None, ["camera_dropout"], ["range_nan", "worker_sigkill"]):
+        shortest = soak_min_s(names)
+        assert soak_plan(shortest, names) and not soak_plan(shortest - 1, names), names
+
+
+def test_the_json_reports_hold_no_bare_nan(tmp_path):
+    """A node gone before the end, or a run without a model worker, wrote ``NaN`` into summary.json and
+    soak.json: not JSON (most readers refuse it)."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.hil.report import write_report
+
+    def strict(path: Path) -> dict:
+        return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path.name}: bare {c}"))
+
+    rec = _decided_run()
+    rec.resources = [{"t": float(t), "node_rss_kib": math.nan if t else 1000.0, "worker_pid": math.nan,
+                      "worker_rss_kib": math.inf} for t in range(3)]
+    write_report(tmp_path, [rec], [], {"source": "test"}, {"main": []})
+    assert strict(tmp_path / "summary.json")["runs"][0]["resources"][1]["node_rss_kib"] is None
+    from tiny_node.hil.soak import write_soak  # run_soak's files, written apart since the review
+
+    write_soak(tmp_path, rec, [])
+    assert strict(tmp_path / "soak.json")["duration_s"] == 0.0
+
+
+def test_a_node_command_that_cannot_start_fails_its_node_run_not_the_harness(tmp_path):
+    """FileNotFoundError from the node's start escaped run_all: no report, the other node runs not run."""
+    pytest.importorskip("rclpy")
+    from tiny_node.hil import harness
+
+    cfg = harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: None, node_cmd=[str(tmp_path / "nope")],
+                                progress=lambda s: None)
+    records, checks = harness.run_all(cfg, F.make_faults(["range_nan"]))
+    assert not records
+    assert checks[0].failures == [f"hil main: cannot start the node command '{tmp_path / 'nope'}': "
+                                  "No such file or directory"], checks[0].failures
+    assert checks[1].failures[0].startswith("not run: hil main: cannot start the node command")
+
+
+def test_hil_refuses_more_bad_inputs_in_one_line(tmp_path, capsys):
+    """Tracebacks (--out under a file, an unbalanced quote, a command not found) and silent fallbacks
+    (an empty --suite / --node-cmd / --model, a negative --duration, --faults none with a fault)."""
+    from tiny_node.cli import main
+
+    for argv, expected in (
+        (["--out", "/dev/null/x"], "hil: cannot make output folder /dev/null/x: Not a directory"),
+        (["--node-cmd", '"abc'], "hil: --node-cmd '\"abc': No closing quotation"),
+        (["--node-cmd", "/nonexistent_cmd --x"], "/nonexistent_cmd: no such command"),
+        (["--node-cmd", ""], "--node-cmd '' names no command"),
+        (["--suite", ""], "--suite '' names no suite"),
+        (["--model", ""], "--model '' names no bundle"),
+        (["--duration", "-5"], "--duration -5: a run streams a non-negative number of seconds"),
+        (["--faults", "none,camera_dropout"], "none stands alone"),
+    ):
+        args = argv if argv[0] == "--out" else ["--out", str(tmp_path / "out"), *argv]
+        assert main(["hil", *args]) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for value in ("100", "-1"):  # 0 is normal scheduling, 1..99 SCHED_FIFO
+        with pytest.raises(SystemExit) as stop:
+            main(["hil", "--out", str(tmp_path / "out"), "--harness-priority", value])
+        assert stop.value.code == 2
+        assert f"0 (normal scheduling) or a SCHED_FIFO priority 1..99, got {value}" in capsys.readouterr().err
+
+
+def test_two_hosts_keep_a_transport_given_with_an_equals_sign(tmp_path, monkeypatch):
+    """``--netns --transport=raw`` ran compressed: only ``--transport raw`` was seen in the command line."""
+    import argparse
+    import contextlib
+    import types
+
+    from tiny_node.hil import cli, netns
+
+    started: list[list[str]] = []
+
+    class Popen:
+        def __init__(self, cmd, **kw):
+            started.append(cmd)
+
+        def wait(self, timeout=None):
+            return 0
+
+        def poll(self):
+            return 0
+
+    @contextlib.contextmanager
+    def two_hosts(work_dir, tag=None):
+        yield netns.Hosts("tnhil", "tnnode", work_dir / "profile.xml")
+
+    monkeypatch.setattr(netns, "unavailable_reason", lambda: "")
+    monkeypatch.setattr(netns, "two_hosts", two_hosts)
+    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(Popen=Popen, TimeoutExpired=TimeoutError))
+    for given, expected in ((["--transport=raw"], "raw"), ([], "compressed")):
+        transport = given[0].split("=")[1] if given else None
+        assert cli._netns_outer(argparse.Namespace(out=tmp_path, transport=transport), ["--netns", *given]) == 0
+        cmd = started.pop()
+        assert cmd.count("--transport") + sum(a.startswith("--transport=") for a in cmd) == 1, cmd
+        assert f"--transport={expected}" in cmd or cmd[cmd.index("--transport") + 1] == expected, cmd
+
+
+_TERM_INNER = """
+import signal, sys, time
+from pathlib import Path
+got = Path(__file__).parent / "got"
+def on(signum, frame):
+    got.write_text(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+signal.signal(signal.SIGINT, on)
+signal.signal(signal.SIGTERM, on)
+(got.parent / "ready").write_text("")
+time.sleep(30)
+"""
+
+
+def test_sigterm_on_two_hosts_reaches_the_inner_harness_as_sigterm(tmp_path):
+    """SIGTERM was passed on as SIGINT: the line said "interrupted" while the command exited 143."""
+    inner = tmp_path / "inner.py"
+    inner.write_text(_TERM_INNER)
+    outer = subprocess.Popen([sys.executable, "-c", _OUTER, str(tmp_path), str(inner)], cwd=REPO,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 30
+    while not (tmp_path / "ready").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    outer.send_signal(signal.SIGTERM)
+    assert outer.wait(timeout=30) == 143
+    assert (tmp_path / "got").read_text() == "SIGTERM"

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tiny_node.argtypes import finite
 
 if TYPE_CHECKING:  # the source module imports rclpy: `tiny-node --help` must not need it
+    from tiny_node.hil.faults import Fault
+    from tiny_node.hil.harness import Interrupted
+    from tiny_node.hil.record import CheckResult, RunRecord
     from tiny_node.hil.source import Stream
 
 
@@ -43,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", action="store_true",
                    help="node and harness in two network namespaces joined by a veth (needs root)")
     p.add_argument("--soak", type=finite, default=0.0, metavar="S",
-                   help="soak benchmark: one node run of S seconds with the faults cycling")
+                   help="soak benchmark: one node run streaming S seconds in all (a 10 s lead-in, then "
+                        "whole cycles of the faults)")
     p.add_argument("--transport", choices=["raw", "compressed"],
                    help="camera transport in every run (default raw; --netns: compressed)")
     p.add_argument("--namespace", default="", help="ROS namespace of the node")
@@ -51,10 +58,61 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra node parameter (repeatable), e.g. --param deadline_ms:=40.0")
     p.add_argument("--lead-in", type=finite, default=6.0,
                    help="clean seconds before the first fault (one fault-free episode)")
-    p.add_argument("--harness-priority", type=int, default=0,
-                   help="SCHED_FIFO priority of the harness process (default 0 = normal scheduling: "
+    p.add_argument("--harness-priority", type=_priority, default=0,
+                   help="SCHED_FIFO priority 1..99 of the harness process (default 0 = normal scheduling: "
                         "a FIFO harness made the node miss deadlines, see docs/RELIABILITY.md)")
     p.add_argument("--node-netns", help=argparse.SUPPRESS)  # set by --netns for the inner run
+
+
+def _priority(text: str) -> int:
+    """An argparse type: 0 (normal scheduling) or a SCHED_FIFO priority 1..99.
+
+    Why: any int was taken, and one out of range reached ``sched_setscheduler`` only to be refused
+    there, the run going on with normal scheduling.
+    """
+    value = int(text)
+    if not 0 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"0 (normal scheduling) or a SCHED_FIFO priority 1..99, got {text}")
+    return value
+
+
+def _out_problem(out: Path) -> str:
+    """Why the output folder cannot be made or written ('' when it can); it is made if missing.
+
+    Why up front: a bad ``--out`` (``/dev/null/x``) ended in a traceback, after the bundles were checked.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot make output folder {out}: {exc.strerror or exc}"
+    if not os.access(out, os.W_OK | os.X_OK):
+        return f"cannot write to output folder {out}: permission denied"
+    return ""
+
+
+def _node_command(text: str | None) -> tuple[list[str] | None, str]:
+    """``--node-cmd`` as argv (None: the default node), and why it cannot be run ('' when it can).
+
+    Why: an unbalanced quote was shlex's traceback, a command not found a traceback from the node
+    run (no report, the other node runs not run), and ``''`` silently the default node.
+    """
+    if text is None:
+        return None, ""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        return None, f"--node-cmd {text!r}: {exc}"
+    if not argv:
+        return None, f"--node-cmd {text!r} names no command (leave it out for the installed node)"
+    if shutil.which(argv[0]) is None:
+        return None, f"--node-cmd {text!r}: {argv[0]}: no such command (not on PATH, or not an executable file)"
+    return argv, ""
+
+
+def _domain(env: dict[str, str]) -> str:
+    """The ROS domain as the start line names it (unset: ROS's default, 0)."""
+    value = env.get("ROS_DOMAIN_ID", "")
+    return f"ROS_DOMAIN_ID={value}" if value else "ROS_DOMAIN_ID unset (domain 0)"
 
 
 def verify_bundle(path: Path) -> None:
@@ -96,8 +154,11 @@ def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str
 
         load_scenario(args.scenario)  # ScenarioError naming the file and field
         return (lambda: source.scenario_stream(args.scenario)), f"scenario {args.scenario}"
-    if args.suite:
+    if args.suite is not None:
         from tiny_node.sim.suite import suite
+
+        if not args.suite.strip():  # an unset variable in a CI line ran the default suite
+            raise ValueError(f"--suite {args.suite!r} names no suite")
 
         if not list(suite(args.suite)):
             raise ValueError(f"suite {args.suite!r} has no scenarios")
@@ -133,8 +194,15 @@ def namespace_problem(namespace: str) -> str:
 
 
 def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
-    """Create the two hosts, run the harness inside one of them, always clean up."""
+    """Create the two hosts, run the harness inside one of them, always clean up.
+
+    Stopped (Ctrl-C, SIGTERM, SIGHUP), it passes that same signal on to the inner harness, which
+    stops its node, writes its partial report and says so in one line, and ends with its status.
+    Why the same signal: SIGTERM was passed on as SIGINT, so the line said "interrupted" while the
+    command exited 143.
+    """
     from tiny_node.hil import netns
+    from tiny_node.stopping import Terminated
 
     why = netns.unavailable_reason()
     if why:
@@ -147,20 +215,35 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
         env = netns.ros_env(dict(os.environ), netns.NODE_ADDR, hosts.profile, domain)
         cmd = [*hosts.hil_prefix(), sys.executable, "-m", "tiny_node", "hil", *inner,
                "--node-netns", hosts.node_ns]
-        if "--transport" not in inner:
+        if getattr(args, "transport", None) is None:  # given as "--transport raw" or "--transport=raw"
             cmd += ["--transport", "compressed"]
         print(f"hil --netns: harness in {hosts.hil_ns} ({netns.HIL_ADDR}), node in {hosts.node_ns} "
               f"({netns.NODE_ADDR}), UDPv4 only, ROS_DOMAIN_ID={domain}", flush=True)
-        # SIGTERM too must unwind through two_hosts() so the namespaces are deleted.
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+        def on_signal(signum: int, frame: object) -> None:  # must unwind through two_hosts() too
+            raise Terminated(signum)
+
+        # SIGHUP only where it would end the process (not under nohup), as the command's own handler
+        stops = [signal.SIGTERM] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else [])
+        previous = {sig: signal.signal(sig, on_signal) for sig in stops}
         # Its own session: a terminal's Ctrl-C reaches only this process, which passes exactly one
-        # SIGINT on below; a second one (the group's, then ours) cut the inner clean-up short.
+        # signal on below; a second one (the group's, then ours) cut the inner clean-up short.
         inner_run = subprocess.Popen(cmd, env=env, start_new_session=True)
         try:
             return inner_run.wait()
+        except KeyboardInterrupt as exc:  # the inner harness reports it: stop it the same way
+            sig = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            inner_run.send_signal(sig)
+            try:
+                return inner_run.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                inner_run.kill()
+                inner_run.wait()
+                raise exc from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            if inner_run.poll() is None:  # interrupted: end the harness (it stops its node) first
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if inner_run.poll() is None:  # an error here: end the harness (it stops its node) first
                 inner_run.send_signal(signal.SIGINT)
                 try:
                     inner_run.wait(timeout=20)
@@ -169,8 +252,72 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
                     inner_run.wait()
 
 
+def _refusal(args: argparse.Namespace, names: list[str]) -> str:
+    """Why the arguments cannot work ('' when they can), checked before the harness or a node starts.
+
+    One line, status 2, no traceback. ``args.namespace`` is made fully qualified here.
+    """
+    from tiny_node.hil.faults import FAULTS, make_faults
+    from tiny_node.hil.harness import attached_pid_problem
+    from tiny_node.hil.record import WARMUP_S
+    from tiny_node.hil.soak import SOAK_END_S, SOAK_FAULTS, SOAK_LEAD_IN_S, soak_min_s, soak_plan
+
+    if not names and args.faults != "none":  # an unset variable in a CI line ran nothing, and passed
+        return f"--faults {args.faults!r} names no fault; give 'none' for a run without faults"
+    if "none" in names:  # 'none' with others: which was meant?
+        return f"--faults {args.faults}: none stands alone (a run without faults); it cannot be combined with faults"
+    unknown = [n for n in names if n not in (*FAULTS, "all")]
+    if unknown:
+        return f"unknown fault(s) {', '.join(unknown)}; known: all, none, {', '.join(FAULTS)}"
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if ("all" in names and len(names) > 1) or twice:
+        # one check per fault name: a second window would overwrite the first's in the record
+        return f"--faults: {'all stands alone' if not twice else 'named twice: ' + ', '.join(twice)}"
+    if args.duration < 0:
+        return f"--duration {args.duration:g}: a run streams a non-negative number of seconds (0: its faults' length)"
+    if args.soak < 0:
+        return f"--soak {args.soak:g}: a soak lasts a positive number of seconds"
+    if args.soak > 0 and (odd := [n for n in names if n not in (*SOAK_FAULTS, "all")]):
+        return f"--soak runs only the main node run's faults, not {', '.join(odd)}"
+    if args.soak > 0 and not names:
+        return "--soak needs faults to cycle through (all, or a list)"
+    cycled = None if names == ["all"] else names
+    if args.soak > 0 and not soak_plan(args.soak, cycled):  # it injected nothing and passed
+        which = "the faults" if cycled is None else ", ".join(names)
+        return (f"--soak {args.soak:g}: too short for one cycle of {which}: at least {soak_min_s(cycled)} s "
+                f"(S counts the whole stream: a {SOAK_LEAD_IN_S:g} s lead-in without faults, each fault's window "
+                f"and recovery, {SOAK_END_S:g} s at the end)")
+    if args.lead_in < WARMUP_S:  # a fault's window would take in frames lost while DDS still matches
+        return f"--lead-in {args.lead_in:g}: at least the warm-up, {WARMUP_S:g} s"
+    if args.node_pid is not None and not args.attach:
+        return "--node-pid names an attached node (--attach); a node the harness starts is found by itself"
+    if args.node_pid is not None and (why := attached_pid_problem(args.node_pid)):
+        return why  # its children would be signalled, its memory reported
+    if args.transport and (needs := {n: f.transport for n in names if n != "all"
+                                     for f in make_faults([n]) if f.transport not in ("", args.transport)}):
+        return f"--transport {args.transport}: " + ", ".join(f"{n} needs the {t} transport" for n, t in needs.items())
+    if args.attach and args.model is not None:  # it would be ignored, and the report would name it
+        return (f"--model {args.model}: has no effect on an attached node, which runs with its own "
+                "model_bundle parameter (the harness reads it and reports it)")
+    if args.model is not None and not args.model.strip():  # silently the test bundle
+        return f"--model {args.model!r} names no bundle (a directory, default, test or none)"
+    # rcl takes only a fully qualified namespace (and the node would exit at once); as launch_ros does
+    args.namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
+    if args.namespace and (why := namespace_problem(args.namespace)):  # the node would start, then the harness fail
+        return f"--namespace {args.namespace}: {why}"
+    return _node_command(args.node_cmd)[1]
+
+
 def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
-    """Entry point of ``tiny-node hil``; 0 when every check passed."""
+    """Entry point of ``tiny-node hil``; 0 when every check passed.
+
+    Stopped (Ctrl-C, SIGTERM, SIGHUP) once it began, it writes a partial report (verdict
+    ``INTERRUPTED``), says in one line how it was stopped and where that report is, and returns
+    130 / 143 / 129.
+    """
+    if why := _out_problem(args.out):
+        print(f"hil: {why}", file=sys.stderr)
+        return 2
     if args.netns:
         return _netns_outer(args, argv)
     # SIGTERM (a CI timeout, systemd) unwinds like Ctrl-C (the command's _stopping_its_node): the
@@ -179,61 +326,16 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     from tiny_node.bag.errors import BagError
     from tiny_node.dds import configure_dds, isolated_ros_env
     from tiny_node.hil import netns
-    from tiny_node.hil.faults import FAULTS, make_faults
-    from tiny_node.hil.harness import (
-        HarnessConfig,
-        NodePidError,
-        NodeUnavailableError,
-        attached_pid_problem,
-        global_failures,
-        run_all,
-    )
-    from tiny_node.hil.record import WARMUP_S
-    from tiny_node.hil.report import console_table, exit_status, skipped_summary, write_report
-    from tiny_node.hil.soak import SOAK_FAULTS, run_soak
+    from tiny_node.hil.faults import make_faults, schedule
+    from tiny_node.hil.harness import HarnessConfig, Interrupted, NodePidError, NodeUnavailableError, run_all
+    from tiny_node.hil.report import clear_outputs
+    from tiny_node.hil.soak import run_soak
     from tiny_node.rt import make_realtime
     from tiny_node.sim.scenario import ScenarioError
 
-    # Every input checked before the harness or a node starts: one line and status 2, no traceback.
     names = [] if args.faults == "none" else [n.strip() for n in args.faults.split(",") if n.strip()]
-    if not names and args.faults != "none":  # an unset variable in a CI line ran nothing, and passed
-        print(f"hil: --faults {args.faults!r} names no fault; give 'none' for a run without faults",
-              file=sys.stderr)
-        return 2
-    unknown = [n for n in names if n not in (*FAULTS, "all")]
-    if unknown:
-        print(f"hil: unknown fault(s) {', '.join(unknown)}; known: all, none, {', '.join(FAULTS)}", file=sys.stderr)
-        return 2
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if ("all" in names and len(names) > 1) or twice:
-        # one check per fault name: a second window would overwrite the first's in the record
-        print(f"hil: --faults: {'all stands alone' if not twice else 'named twice: ' + ', '.join(twice)}",
-              file=sys.stderr)
-        return 2
-    if args.soak < 0:
-        print(f"hil: --soak {args.soak:g}: a soak lasts a positive number of seconds", file=sys.stderr)
-        return 2
-    if args.soak > 0 and (odd := [n for n in names if n not in (*SOAK_FAULTS, "all")]):
-        print(f"hil: --soak runs only the main node run's faults, not {', '.join(odd)}", file=sys.stderr)
-        return 2
-    if args.lead_in < WARMUP_S:  # a fault's window would take in frames lost while DDS still matches
-        print(f"hil: --lead-in {args.lead_in:g}: at least the warm-up, {WARMUP_S:g} s", file=sys.stderr)
-        return 2
-    if args.node_pid is not None and not args.attach:
-        print("hil: --node-pid names an attached node (--attach); a node the harness starts is found by itself",
-              file=sys.stderr)
-        return 2
-    if args.node_pid is not None and (why := attached_pid_problem(args.node_pid)):
-        print(f"hil: {why}", file=sys.stderr)  # its children would be signalled, its memory reported
-        return 2
-    if args.transport and (needs := {n: f.transport for n in names if n != "all"
-                                     for f in make_faults([n]) if f.transport not in ("", args.transport)}):
-        print(f"hil: --transport {args.transport}: " + ", ".join(f"{n} needs the {t} transport"
-                                                              for n, t in needs.items()), file=sys.stderr)
-        return 2
-    if args.attach and args.model is not None:  # it would be ignored, and the report would name it
-        print(f"hil: --model {args.model}: has no effect on an attached node, which runs with its own "
-              "model_bundle parameter (the harness reads it and reports it)", file=sys.stderr)
+    if why := _refusal(args, names):
+        print(f"hil: {why}", file=sys.stderr)
         return 2
     model_arg = "none" if args.attach else (args.model or "test")
     try:
@@ -248,11 +350,6 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     if "use_sim_time" in node_params:  # main runs on the wall clock with no /clock; simtime needs it true
         print("hil: --param use_sim_time: the harness sets it per node run (false in main and bundle, which "
               "publish no /clock; true in simtime, which drives /clock)", file=sys.stderr)
-        return 2
-    # rcl takes only a fully qualified namespace (and the node would exit at once); as launch_ros does
-    args.namespace = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
-    if args.namespace and (why := namespace_problem(args.namespace)):  # the node would start, then the harness fail
-        print(f"hil: --namespace {args.namespace}: {why}", file=sys.stderr)
         return 2
     try:
         factory, source_name = _stream_factory(args)
@@ -271,7 +368,8 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
             return 2
     scheduling = make_realtime(args.harness_priority)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    if gone := clear_outputs(out):  # an earlier run's verdict must not stand beside this run's files
+        print(f"hil: removed {len(gone)} file(s) of an earlier run from {out}/", flush=True)
     node_env = None
     prefix = None
     if args.node_netns:
@@ -288,78 +386,147 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     for e in (env, node_env):
         if e is not None:
             e["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, e.get("PYTHONPATH", "")]))
-    with tempfile.TemporaryDirectory(prefix="tiny_node_hil_") as tmp:
-        model: Path | None
-        if model_arg == "none":
-            model = None
-        elif model_arg == "test":
-            from tiny_node.model.bundle import BundleError
-            from tiny_node.model.testmodels import make_fast_bundle
+    faults = make_faults(names) if names else []
+    model: Path | None = None
+    report = _Report(args=args, out=out, source_name=source_name, scheduling=scheduling, env=env,
+                     given_model=given_model, model_arg=model_arg)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tiny_node_hil_") as tmp:
+            if model_arg == "test":
+                from tiny_node.model.bundle import BundleError
+                from tiny_node.model.testmodels import make_fast_bundle
 
-            model = make_fast_bundle(Path(tmp) / "fast")
-            try:  # generated here, but held to what a given bundle is held to
-                verify_bundle(model)
-            except BundleError as exc:
-                print(f"hil: the generated test bundle: {exc}", file=sys.stderr)
-                return 2
-        else:
-            model = given_model
-        cfg = HarnessConfig(
-            out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
-            node_cmd=shlex.split(args.node_cmd) if args.node_cmd else None, node_prefix=prefix,
-            attach=args.attach, node_pid=args.node_pid, namespace=args.namespace,
-            transport=args.transport, lead_in_s=args.lead_in, node_params=node_params,
-        )
-        if args.soak > 0:
-            if not names:
-                print("hil: --soak needs faults to cycle through (all, or a list)", file=sys.stderr)
-                return 2
+                model = make_fast_bundle(Path(tmp) / "fast")
+                try:  # generated here, but held to what a given bundle is held to
+                    verify_bundle(model)
+                except BundleError as exc:
+                    print(f"hil: the generated test bundle: {exc}", file=sys.stderr)
+                    return 2
+            elif model_arg != "none":
+                model = given_model
+            report.model = model
+            cfg = HarnessConfig(
+                out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
+                node_cmd=_node_command(args.node_cmd)[0], node_prefix=prefix,
+                attach=args.attach, node_pid=args.node_pid, namespace=args.namespace,
+                transport=args.transport, lead_in_s=args.lead_in, node_params=node_params,
+            )
+            if args.soak > 0:
+                try:
+                    return run_soak(cfg, args.soak, None if names == ["all"] else names)
+                except NodePidError as exc:
+                    print(f"hil: {exc}", file=sys.stderr)
+                    return 2
+                except NodeUnavailableError as exc:
+                    print(exc, file=sys.stderr)
+                    return 1
+            print(f"hil: harness {scheduling}; source {source_name}; node {report.node_name}"
+                  f"{' in ' + args.node_netns if args.node_netns else ''}; {_domain(env)}", flush=True)
+            main_len = schedule([f for f in faults if f.group == "main"], lead_in_s=args.lead_in) + cfg.tail_s
             try:
-                return run_soak(cfg, args.soak, None if names == ["all"] else names)
-            except NodePidError as exc:
+                records, checks = run_all(cfg, faults, clean_s=max(0.0, args.duration - main_len))
+            except NodePidError as exc:  # found once the node answered: the pid it reports is another process
                 print(f"hil: {exc}", file=sys.stderr)
                 return 2
-            except NodeUnavailableError as exc:
-                print(exc, file=sys.stderr)
-                return 1
-        faults = make_faults(names) if names else []
-        node_name = "attached" if args.attach else (args.node_cmd or "tiny_node run")
-        print(f"hil: harness {scheduling}; source {source_name}; node {node_name}"
-              f"{' in ' + args.node_netns if args.node_netns else ''}; ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID')}",
-              flush=True)
-        from tiny_node.hil.faults import schedule
+    except Interrupted as stop:  # the runs' record so far (run_soak wrote its own files)
+        return report.stopped(stop)
+    except KeyboardInterrupt as exc:  # before a node run began (making the test bundle)
+        return report.stopped(_before_any_run(exc, faults, args.soak > 0, out))
+    return report.finish(records, checks)
 
-        main_len = schedule([f for f in faults if f.group == "main"], lead_in_s=args.lead_in) + cfg.tail_s
-        try:
-            records, checks = run_all(cfg, faults, clean_s=max(0.0, args.duration - main_len))
-        except NodePidError as exc:  # found once the node answered: the pid it reports is another process
-            print(f"hil: {exc}", file=sys.stderr)
-            return 2
-    gf = {r.group: global_failures(r) for r in records}
-    # the bundle the node ran, as it reported it (an attached node's own; a --node-cmd may set one)
-    ran = next((r.model_bundle for r in records if r.group == "main"), None)
-    if args.attach:
-        model_name = (ran or "none (rules only)") if ran is not None else "unknown (the node did not answer)"
-    else:
-        model_name = str(given_model) if given_model is not None else model_arg
-        if ran is not None and ran != str(model or ""):
-            model_name += f" (the node reports model_bundle {ran or 'empty: rules only'})"
-    meta = {"source": source_name, "node": "attached" if args.attach else (args.node_cmd or "tiny_node run"),
-            "model": model_name, "two_hosts": bool(args.node_netns),
-            "ros_domain_id": env.get("ROS_DOMAIN_ID"), "harness_scheduling": scheduling}
-    summary = write_report(out, records, checks, meta, gf)
-    print("\n" + console_table(checks))
-    for group, fails in gf.items():
-        for f in fails:
-            print(f"  run {group}: {f}")
-    tot = summary["totals"]
-    partial = summary["not_fully_judged"]
-    skipped = skipped_summary(checks)
-    result = summary["verdict"]
-    word = "SKIP: no fault injected, every requested fault was skipped" if result == "SKIP" else result
-    print(f"\nhil: {word}: {tot['decisions']}/{tot['frames']} frames decided, "
-          f"{tot['after_deadline_node']} after deadline"
-          f"{'; not all judged: ' + ', '.join(partial) if partial else ''}"
-          f"{'; skipped: ' + skipped if skipped else ''}; model: {model_name}; "
-          f"report in {out}/ (summary.json, report.md, *.png)")
-    return exit_status(result)
+
+def _before_any_run(exc: KeyboardInterrupt, faults: list[Fault], soak: bool, out: Path) -> Interrupted:
+    """A stop before any node run began: every fault not run (a soak's files written here)."""
+    from tiny_node.hil.harness import Interrupted, not_run
+    from tiny_node.hil.soak import write_soak
+
+    where = "before the first node run"
+    checks = [c for f in faults for c in not_run([f], f.group, f"not run: interrupted {where}")]
+    if soak:
+        write_soak(out, None, checks, where)
+    return Interrupted(exc, [], checks, where)
+
+
+@dataclass
+class _Report:
+    """The run's report and last lines: whole, or partial after a stop."""
+
+    args: argparse.Namespace
+    out: Path
+    source_name: str
+    scheduling: str
+    env: dict[str, str]
+    given_model: Path | None
+    model_arg: str
+    model: Path | None = None  # the bundle the node was started with (the generated one for 'test')
+
+    @property
+    def node_name(self) -> str:
+        """The node as the start line and the report name it."""
+        return "attached" if self.args.attach else (self.args.node_cmd or "tiny_node run")
+
+    def _meta(self, records: list[RunRecord]) -> tuple[dict[str, object], str]:
+        """The report's header fields, and the model as the last line names it."""
+        # the bundle the node ran, as it reported it (an attached node's own; a --node-cmd may set one)
+        ran = next((r.model_bundle for r in records if r.group == "main"), None)
+        if self.args.attach:
+            model_name = (ran or "none (rules only)") if ran is not None else "unknown (the node did not answer)"
+        else:
+            model_name = str(self.given_model) if self.given_model is not None else self.model_arg
+            if ran is not None and ran != str(self.model or ""):
+                model_name += f" (the node reports model_bundle {ran or 'empty: rules only'})"
+        meta = {"source": self.source_name, "node": self.node_name, "model": model_name,
+                "two_hosts": bool(self.args.node_netns), "ros_domain_id": self.env.get("ROS_DOMAIN_ID"),
+                "harness_scheduling": self.scheduling}
+        return meta, model_name
+
+    def finish(self, records: list[RunRecord], checks: list[CheckResult]) -> int:
+        """Write the report, print the table and the last line; the exit status."""
+        from tiny_node.hil.harness import global_failures
+        from tiny_node.hil.report import console_table, exit_status, skipped_summary, write_report
+
+        gf = {r.group: global_failures(r) for r in records}
+        meta, model_name = self._meta(records)
+        summary = write_report(self.out, records, checks, meta, gf)
+        print("\n" + console_table(checks))
+        for group, fails in gf.items():
+            for f in fails:
+                print(f"  run {group}: {f}")
+        tot = summary["totals"]
+        partial = summary["not_fully_judged"]
+        skipped = skipped_summary(checks)
+        result = summary["verdict"]
+        word = "SKIP: no fault injected, every requested fault was skipped" if result == "SKIP" else result
+        print(f"\nhil: {word}: {tot['decisions']}/{tot['frames']} frames decided, "
+              f"{tot['after_deadline_node']} after deadline"
+              f"{'; not all judged: ' + ', '.join(partial) if partial else ''}"
+              f"{'; skipped: ' + skipped if skipped else ''}; model: {model_name}; "
+              f"report in {self.out}/ (summary.json, report.md, *.png)")
+        return exit_status(result)
+
+    def stopped(self, stop: Interrupted) -> int:
+        """A partial report of what was collected (a soak's: written by run_soak); one line; 130 / 143 / 129.
+
+        Why: a stopped run wrote no report, and the previous run's PASS stood in the folder.
+        Prints survive a terminal gone (a hang-up): the status must still be the signal's.
+        """
+        from tiny_node.hil.harness import global_failures
+        from tiny_node.hil.report import console_table, write_report
+        from tiny_node.stopping import stopped_by
+
+        how, status = stopped_by(stop.cause)
+        text = f"{how} ({signal.Signals(status - 128).name}) {stop.where}"
+        if self.args.soak > 0:
+            files = "soak.json, soak.md"
+        else:
+            gf = {r.group: global_failures(r) for r in stop.records}
+            write_report(self.out, stop.records, stop.checks, self._meta(stop.records)[0], gf, interrupted=text)
+            files = "summary.json, report.md"
+            with contextlib.suppress(OSError):
+                print("\n" + console_table(stop.checks), flush=True)
+        node = ("the attached node was not started by it and keeps running" if self.args.attach
+                else "a node it started is stopped")
+        with contextlib.suppress(OSError):
+            print(f"\ntiny-node hil: {how} ({node}); partial report (verdict INTERRUPTED, {stop.where}) in "
+                  f"{self.out}/ ({files})", file=sys.stderr)
+        return status

@@ -400,6 +400,8 @@ class _Runner:
         )
         self._param_client: Any = None
         self._index = 0
+        self.started = False  # streaming began: an interruption has a record to report
+        self.collected = False  # the record holds the node's answers (after the drain, or cut short)
 
     # --- node access -----------------------------------------------------------------------
     def _service(self, name: str) -> str:
@@ -518,6 +520,7 @@ class _Runner:
         pending = sorted(self.faults, key=lambda f: f.start)
         active: list[Fault] = []
         self.t0 = self.rec.t0 = time.monotonic()
+        self.started = True
         self.rec.warmup_s = WARMUP_S
         self.rec.closed_loop = stream.closed_loop
         next_clock = 0.0
@@ -591,6 +594,30 @@ class _Runner:
         self._collect(stream)
         return self.rec
 
+    def partial(self, stream: Stream | None) -> RunRecord:
+        """The record of a run stopped early (Ctrl-C, SIGTERM), as far as it went.
+
+        What came in its last :data:`DRAIN_S` is left out (the frames with their decisions, noted;
+        the diagnostics): those frames' answers had no time to come back, and would read as frames
+        the node never decided.
+        """
+        if self.collected:
+            return self.rec
+        self.rec.duration_s = time.monotonic() - self.t0
+        self._collect(stream)
+        cut = self.t0 + self.rec.duration_s - DRAIN_S
+        kept = [f for f in self.rec.frames if f.sent_at <= cut]
+        if len(kept) < len(self.rec.frames):
+            stamps = {f.stamp_ns for f in kept}
+            self.note(f"interrupted: the {len(self.rec.frames) - len(kept)} frame(s) sent in the last {DRAIN_S:g} s "
+                      "before it are left out, with their decisions (no time to answer)")
+            self.rec.frames = kept
+            self.rec.decisions = {k: v for k, v in self.rec.decisions.items() if k in stamps}
+            self.rec.frameless = [d for d in self.rec.frameless if d.received_at <= cut]
+            self.rec.diags = [d for d in self.rec.diags if d.at <= cut]  # its counters, against the frames kept
+            self.rec._results = None
+        return self.rec
+
     def _sample(self, t: float) -> None:
         if self.node_pid is None:
             return
@@ -602,7 +629,8 @@ class _Runner:
             "worker_rss_kib": float(read_rss_kib(worker) or math.nan) if worker else math.nan,
         })
 
-    def _collect(self, stream: Stream) -> None:
+    def _collect(self, stream: Stream | None) -> None:
+        self.collected = True
         log = self.feeder.log
         with self.feeder._lock:
             decisions: dict[int, list[DecisionRec]] = {}
@@ -620,7 +648,7 @@ class _Runner:
                 level = st.level[0] if isinstance(st.level, bytes | bytearray) else int(st.level)
                 self.rec.diags.append(DiagRec(at, st.name, int(level), st.message,
                                               {kv.key: kv.value for kv in st.values}))
-        self.rec.episodes = [e.as_dict() for e in stream.episodes]
+        self.rec.episodes = [e.as_dict() for e in stream.episodes] if stream is not None else []
 
 
 def _ns_to_stamp(ns: int) -> Any:
@@ -668,12 +696,21 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
     os.environ.update(cfg.env)  # the feeder's rclpy context reads it (domain, discovery, profile)
     node: NodeProcess | None = None
     feeder: Any = None
+    runner: _Runner | None = None
+    stream: Stream | None = None
+    checks: list[CheckResult] = []
+    seen_by_probe: tuple[str, list[Any]] | None = None
     try:
         if not cfg.attach:
             cfg.out_dir.mkdir(parents=True, exist_ok=True)
             node = NodeProcess(cfg.node_env or cfg.env, params=params, command=cfg.node_cmd,
                                prefix=cfg.node_prefix, namespace=cfg.namespace,
-                               log_path=cfg.out_dir / f"node-{group}.log").start()
+                               log_path=cfg.out_dir / f"node-{group}.log")
+            try:
+                node.start()
+            except OSError as exc:  # not found, not executable: this node run fails, the others still run
+                raise NodeUnavailableError(f"hil {group}: cannot start the node command {node.cmd[0]!r}: "
+                                           f"{exc.strerror or exc}") from exc
         feeder = Feeder(namespace=cfg.namespace, compressed=transport == "compressed")
         if not _wait_for_node(feeder, node, 60.0):
             log = node.output() if node is not None else ""
@@ -721,7 +758,7 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             runner.rec.notes.append(unread)
         runner.prepare()
         ctx = _Context(runner)
-        runnable, checks = [], []
+        runnable = []
         for f in faults:
             why = f.skip_reason(ctx)
             if why:
@@ -740,11 +777,20 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             finally:
                 stream.close()  # a bag's temporary copy goes, on an error too
         finally:
-            rec_probe, stalls = probe.stop()
-        rec.probe, rec.stalls = rec_probe, stalls
-        rec.node_alive = node.alive() if node is not None else attached_alive(rec, pid)
+            seen_by_probe = probe.stop()
+        rec.probe, rec.stalls = seen_by_probe
+        node_state(rec, node, pid)
         checks += [f.check(rec) for f in runnable]
         return rec, checks
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: report what this run collected, then stop
+        if runner is None or not runner.started:
+            raise  # nothing streamed yet: run_all names its faults as not run
+        rec = runner.partial(stream)
+        if seen_by_probe is not None:
+            rec.probe, rec.stalls = seen_by_probe
+        node_state(rec, node, runner.node_pid)
+        raise Interrupted(exc, [rec], checks + interrupted_checks(runner.faults, rec),
+                          f"in node run '{group}' at t={rec.duration_s:.1f} s") from exc
     finally:
         if feeder is not None:
             feeder.close()
@@ -755,6 +801,60 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
 
 class NodeUnavailableError(RuntimeError):
     """The node of a group never answered (it exited, or nothing runs on the domain)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP during the runs, with what was collected before it.
+
+    Why: the report was written only when nothing was raised, so a stopped run left the previous
+    run's verdict in the output folder; now a partial report (verdict ``INTERRUPTED``) is written
+    from ``records`` and ``checks``, whose faults not run are marked :attr:`CheckResult.interrupted`.
+    A KeyboardInterrupt still, so whatever does not look for it unwinds as before.
+    """
+
+    def __init__(self, cause: KeyboardInterrupt, records: list[RunRecord], checks: list[CheckResult],
+                 where: str = "") -> None:
+        super().__init__()
+        self.cause = cause  # the KeyboardInterrupt itself (a Terminated for SIGTERM / SIGHUP: the exit status)
+        self.records = records
+        self.checks = checks
+        self.where = where  # e.g. "in node run 'main' at t=12.3 s"
+
+
+def not_run(faults: list[Fault], group: str, why: str) -> list[CheckResult]:
+    """The checks of faults an interruption kept from running, each saying why."""
+    return [CheckResult(f.name, group, f.expected, True, skipped=why, interrupted=True) for f in faults]
+
+
+def interrupted_checks(faults: list[Fault], rec: RunRecord) -> list[CheckResult]:
+    """The checks of a run stopped early: a fault whose window and recovery ended before judged, the others not run.
+
+    The partial record ends :data:`DRAIN_S` before the stop (:meth:`_Runner.partial`). A check that
+    cannot be made on it is a failure naming the error, never dropped.
+    """
+    end = rec.duration_s - DRAIN_S
+    out: list[CheckResult] = []
+    for f in faults:
+        w = rec.windows.get(f.name)
+        if w is None:
+            out += not_run([f], rec.group, f"not run: the run was interrupted at t={rec.duration_s:.1f} s")
+        elif w.until > end:
+            out += not_run([f], rec.group, f"interrupted at t={rec.duration_s:.1f} s, before every frame of its "
+                                           f"window and recovery (to t={w.until:.1f} s) was answered: not judged")
+        else:
+            try:
+                out.append(f.check(rec))
+            except Exception as exc:  # the partial record lacks what it needs: say so in its row
+                out.append(CheckResult(f.name, rec.group, f.expected, False,
+                                       failures=[f"could not be judged on the interrupted run: {exc!r}"]))
+    return out
+
+
+def node_state(rec: RunRecord, node: NodeProcess | None, pid: int | None) -> None:
+    """Whether the node is alive at the end of the run, and a started node's exit status if not."""
+    rec.node_alive = node.alive() if node is not None else attached_alive(rec, pid)
+    if node is not None and not rec.node_alive and node.proc is not None:
+        rec.node_exit_status = node.proc.returncode
 
 
 #: How much of the node's own error line a failure relays (a refused parameter lists every known one).
@@ -832,6 +932,11 @@ def attach_failure(feeder: Any, namespace: str, domain: str, pid: int | None) ->
     return "; ".join(parts)
 
 
+def _attach_skips(faults: list[Fault], group: str) -> list[CheckResult]:
+    return [CheckResult(f.name, group, f.expected, True,
+                        skipped=f"needs its own node run ({group}); not possible with --attach") for f in faults]
+
+
 def run_all(cfg: HarnessConfig, faults: list[Fault], *,
             clean_s: float = 0.0) -> tuple[list[RunRecord], list[CheckResult]]:
     """Every group that has faults (``main`` always, for the clean scenario run)."""
@@ -841,16 +946,28 @@ def run_all(cfg: HarnessConfig, faults: list[Fault], *,
     by_group.setdefault("main", [])
     records: list[RunRecord] = []
     checks: list[CheckResult] = []
-    for group in ("main", "simtime", "bundle"):
+    order = ("main", "simtime", "bundle")
+    for group in order:
         if group not in by_group:
             continue
         if cfg.attach and group != "main":
-            checks += [CheckResult(f.name, group, f.expected, True,
-                                   skipped=f"needs its own node run ({group}); not possible with --attach")
-                       for f in by_group[group]]
+            checks += _attach_skips(by_group[group], group)
             continue
         try:
             rec, ch = run_group(cfg, group, by_group[group], extra_s=clean_s if group == "main" else 0.0)
+        except KeyboardInterrupt as exc:  # this run's record so far, and every fault not run, named
+            where = f"before node run '{group}' streamed"
+            if isinstance(exc, Interrupted):
+                records += exc.records
+                checks += exc.checks
+                where = exc.where
+            else:
+                checks += not_run(by_group[group], group, f"not run: interrupted {where}")
+            for g in order[order.index(group) + 1:]:
+                later = by_group.get(g, [])
+                checks += (_attach_skips(later, g) if cfg.attach
+                           else not_run(later, g, f"not run: the run was interrupted {where}"))
+            raise Interrupted(exc.cause if isinstance(exc, Interrupted) else exc, records, checks, where) from exc
         except NodeUnavailableError as exc:  # the other groups' results still make the report
             why = str(exc).split("\n", 1)[0]
             cfg.progress(str(exc))
@@ -984,14 +1101,7 @@ def global_failures(rec: RunRecord) -> list[str]:
     missing = sum(r.decision is None for r in judged)
     dups = sum(r.duplicates for r in judged)
     if missing:
-        c = node_counters(rec)
-        where = ""
-        if c:
-            lost = len(rec.frames) - c.get("frames_received", len(rec.frames))
-            where = (f" (the node received {c.get('frames_received')} of {len(rec.frames)} frames sent"
-                     f"{': ' + str(lost) + ' lost in transport' if lost > 0 else ''}; it published "
-                     f"{c.get('decisions')} decisions)")
-        out.append(f"{missing} frames without a decision{where}")
+        out.append(f"{missing} frames without a decision{_missing_why(rec, judged)}")
     if dups:
         out.append(f"{dups} duplicate decisions")
     if rec.unknown_decisions:
@@ -1008,22 +1118,81 @@ def global_failures(rec: RunRecord) -> list[str]:
         out.append(f"{len(stray)} decisions without a frame although a frame had been sent within "
                    f"camera_timeout_s (first at t={rec.rt(stray[0].received_at):.2f} s)")
     if not rec.node_alive:
-        out.append("node exited")
+        out.append(node_exit(rec))
     return out
 
 
-def node_counters(rec: RunRecord) -> dict[str, int]:
-    """The node's own counts from its last diagnostics: frames received, decisions published."""
-    out: dict[str, int] = {}
-    cam = rec.diag("camera")
-    wd = rec.diag("watchdog")
+def last_heard(rec: RunRecord) -> float | None:
+    """Run time of the node's last decision or diagnostic received (None: nothing came)."""
+    got = [d.received_at for ds in rec.decisions.values() for d in ds]
+    got += [d.received_at for d in rec.frameless] + [d.at for d in rec.diags]
+    return rec.rt(max(got)) if got else None
+
+
+def node_exit(rec: RunRecord) -> str:
+    """When the node exited, as near as the harness can tell, and how (a started node's exit status).
+
+    The time is its last answer's (a decision or a diagnostic): the harness does not see the exit
+    itself. Why: the report said only "node exited", and charged the frames sent to the dead node
+    to transport.
+    """
+    t = last_heard(rec)
+    when = f" at t≈{t:.1f} s (its last decision or diagnostic)" if t is not None else " before it answered anything"
+    how = f", status {rec.node_exit_status}" if rec.node_exit_status is not None else ""
+    return f"node exited{when}{how}"
+
+
+def _missing_why(rec: RunRecord, judged: list[Any]) -> str:
+    """Where the frames without a decision went: after the node was gone, or lost before it got them."""
+    parts = []
+    if not rec.node_alive:
+        t = last_heard(rec)
+        after = sum(r.decision is None and (t is None or rec.rt(r.frame.sent_at) > t) for r in judged)
+        parts.append(f"{after} of them sent after the {node_exit(rec)}")
+    c = node_counters(rec)
+    if "frames_received" in c:
+        lost = c["frames_sent"] - c["frames_received"]
+        parts.append(f"{'until its last camera status ' if not rec.node_alive else ''}the node received "
+                     f"{c['frames_received']} of {c['frames_sent']} frames sent"
+                     f"{': ' + str(lost) + ' lost in transport' if lost > 0 else ''}")
+    if "decisions" in c:
+        parts.append(f"it published {c['decisions']} decisions")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def node_counters(rec: RunRecord) -> dict[str, Any]:
+    """The node's own counts over this run: its last statuses' counters less those it had before.
+
+    Why differences: the counters are the node's lifetime ones, so an attached node that had run
+    before reported "the node received 574 of 240 frames sent". The base is the last status
+    received before streaming began; with none, the first in the run (``since_s``, its run time).
+    ``frames_sent``: the frames the harness sent in the span the camera counts cover (to the last
+    camera status's receipt), so that a node that died mid-run is not said to have lost the rest.
+    """
+    out: dict[str, Any] = {}
+
+    def span(name: str) -> tuple[DiagRec, DiagRec] | None:
+        got = rec.diag(name)
+        if not got:
+            return None
+        before = [d for d in got if d.at < rec.t0]
+        return (before[-1] if before else got[0]), got[-1]
+
+    def count(base: DiagRec, last: DiagRec, key: str) -> int:
+        now, was = int(last.values.get(key, "0")), int(base.values.get(key, "0"))
+        return now - was if now >= was else now  # fewer than before: the node started over, counts since then
+
     try:
-        if cam:
-            out["frames_received"] = int(cam[-1].values.get("frames", "0"))
-            out["dropped_in_transport"] = int(cam[-1].values.get("dropped_in_transport", "0"))
-        if wd:
-            out["decisions"] = int(wd[-1].values.get("decisions", "0"))
-            out["deadline_misses"] = int(wd[-1].values.get("deadline_misses", "0"))
+        if cam := span("camera"):
+            base, last = cam
+            since = base.at if base.at >= rec.t0 else -math.inf
+            out["frames_received"] = count(base, last, "frames")
+            out["dropped_in_transport"] = count(base, last, "dropped_in_transport")
+            out["frames_sent"] = sum(since <= f.sent_at <= last.at for f in rec.frames)
+            out["since_s"] = rec.rt(base.at) if base.at >= rec.t0 else None
+        if wd := span("watchdog"):
+            out["decisions"] = count(*wd, "decisions")
+            out["deadline_misses"] = count(*wd, "deadline_misses")
     except ValueError as exc:
         rec.notes.append(f"unreadable node counters: {exc}")
     return out

@@ -178,6 +178,8 @@ class RunRecord:
     resources: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     node_alive: bool = True
+    #: The exit status of a node the harness started that was gone at the run's end (None: alive, or attached).
+    node_exit_status: int | None = None
     duration_s: float = 0.0
     warmup_s: float = 0.0  # frames before this run time are reported, not judged (DDS matching)
     stalls: list[Stall] = field(default_factory=list)  # CPU stalls seen by the probes, every CPU's
@@ -338,14 +340,18 @@ class CheckResult:
     #: pass nor fail, and :attr:`status` says so wherever the result is shown.
     not_judged: list[str] = field(default_factory=list)
     window: tuple[float, float, float] | None = None  # start, end, recovery until
+    #: Not run, or not run to its end, because the run was stopped (Ctrl-C, SIGTERM); ``skipped`` says where.
+    interrupted: bool = False
 
     @property
     def status(self) -> str:
-        """The result as every report shows it: SKIP, FAIL, PASS, or a PASS that did not judge everything.
+        """The result as every report shows it: NOT RUN, SKIP, FAIL, PASS, or a PASS that did not judge all of it.
 
         Why not a bare PASS for those: a check whose key expectation was never exercised (stuck
         detection on a range frozen at +Inf) read as tested on the terminal.
         """
+        if self.interrupted:
+            return "NOT RUN"
         if self.skipped:
             return "SKIP"
         if not self.passed:

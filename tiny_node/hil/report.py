@@ -29,14 +29,63 @@ from tiny_node.hil.record import (
 #: arguments, refused before anything started).
 EXIT_NOTHING_INJECTED = 3
 
+#: The files a run writes into its output folder (``<run>``: a node run, or ``soak``), by name
+#: pattern: the next run removes them first (:func:`clear_outputs`), nothing else of the folder.
+OUTPUT_PATTERNS = ("summary.json", "report.md", "latency_hist.png", "soak.json", "soak.md", "soak.png",
+                   *(f"{kind}_{run}.{ext}" for run in ("main", "simtime", "bundle", "soak")
+                     for kind, ext in (("timeline", "png"), ("frames", "csv"))),
+                   *(f"node-{run}.log" for run in ("main", "simtime", "bundle")),
+                   *(f"stalls-{run}-cpu*.txt" for run in ("main", "simtime", "bundle")))
 
-def verdict(checks: list[CheckResult], global_fail: dict[str, list[str]]) -> str:
+
+def clear_outputs(out_dir: Path) -> list[Path]:
+    """Remove an earlier run's files from ``out_dir`` (only those :data:`OUTPUT_PATTERNS` name); the removed.
+
+    Why: a run that stopped early (Ctrl-C, SIGTERM) left the previous run's PASS verdict, report
+    and plots beside its own new node log, and a run without the ``simtime`` node run left an
+    earlier one's ``frames_simtime.csv``: the folder read as the result of a run that never was.
+    """
+    gone = []
+    for pattern in OUTPUT_PATTERNS:
+        for path in sorted(out_dir.glob(pattern)):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                gone.append(path)
+    return gone
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float as None and numpy scalars as Python's, for strict JSON.
+
+    Why: ``json.dumps`` writes NaN bare (invalid JSON, refused by most readers) and never calls
+    ``default`` for a float, so the node's RSS after it was gone went out as ``NaN``.
+    """
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def dump_json(value: Any) -> str:
+    """Strict JSON (no NaN / Infinity: :func:`json_ready`), indented; other objects as their text."""
+    return json.dumps(json_ready(value), indent=1, allow_nan=False, default=str)
+
+
+def verdict(checks: list[CheckResult], global_fail: dict[str, list[str]], *, interrupted: bool = False) -> str:
     """``FAIL`` if anything failed; ``SKIP`` if faults were asked for and every one was skipped; else ``PASS``.
 
     Why SKIP apart: ``--faults cpu_load,memory_pressure`` without stress-ng injected nothing, and
     reported "hil: PASS" with status 0. A run without faults asked for (``--faults none``, a
-    clean latency run) is judged on its whole-run invariants and may pass.
+    clean latency run) is judged on its whole-run invariants and may pass. A run stopped early is
+    ``INTERRUPTED`` whatever it saw until then: it did not run what was asked.
     """
+    if interrupted:
+        return "INTERRUPTED"
     ran = [c for c in checks if not c.skipped]
     if not all(c.passed for c in ran) or any(global_fail.values()):
         return "FAIL"
@@ -49,10 +98,13 @@ def exit_status(result: str) -> int:
 
 
 def skipped_summary(checks: list[CheckResult]) -> str:
-    """The skipped checks with their reasons, those skipped for one reason together ('' when none)."""
+    """The skipped checks with their reasons, those skipped for one reason together ('' when none).
+
+    Not those an interruption left unrun: the report names them apart (``not_run``).
+    """
     by_reason: dict[str, list[str]] = {}
     for c in checks:
-        if c.skipped:
+        if c.skipped and not c.interrupted:
             by_reason.setdefault(c.skipped, []).append(c.fault)
     return "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items())
 
@@ -67,7 +119,7 @@ def cut(text: str, limit: int) -> str:
     return head.rstrip(" ,;:") + "…"
 
 
-def node_counters(rec: RunRecord) -> dict[str, int]:
+def node_counters(rec: RunRecord) -> dict[str, Any]:
     """See :func:`tiny_node.hil.harness.node_counters` (imported lazily: no rclpy here)."""
     from tiny_node.hil.harness import node_counters as counters
 
@@ -105,7 +157,7 @@ def markdown_table(checks: list[CheckResult]) -> str:
     lines = ["| fault | group | result | expected | observed / failures |", "|---|---|---|---|---|"]
     for c in checks:
         if c.skipped:
-            result, detail = "SKIP", c.skipped
+            result, detail = c.status, c.skipped
         else:
             result = c.status if c.passed else "**FAIL**"
             detail = "; ".join(c.failures) if c.failures else "; ".join(c.observed[2:] or c.observed)
@@ -145,8 +197,12 @@ def not_fully_judged(checks: list[CheckResult]) -> list[str]:
 
 
 def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResult],
-                 meta: dict[str, Any], global_fail: dict[str, list[str]]) -> dict[str, Any]:
-    """Write summary.json, report.md and the plots; return the summary."""
+                 meta: dict[str, Any], global_fail: dict[str, list[str]], *, interrupted: str = "") -> dict[str, Any]:
+    """Write summary.json, report.md and the plots; return the summary.
+
+    ``interrupted``: how and where the run was stopped early: the verdict is then ``INTERRUPTED``,
+    and the report holds what was collected until then, naming the faults not run.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for rec in records:
@@ -171,7 +227,7 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
             "notes": rec.notes, "resources": rec.resources,
         })
     all_results = [r for rec in records for r in rec.results()]
-    result = verdict(checks, global_fail)
+    result = verdict(checks, global_fail, interrupted=bool(interrupted))
     passed = result == "PASS"
     closed = any(rec.closed_loop for rec in records)
     summary = {
@@ -179,7 +235,9 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
         **meta,
         "verdict": result,
         "passed": passed,
-        "skipped": {c.fault: c.skipped for c in checks if c.skipped},
+        "interrupted": interrupted or None,
+        "not_run": [c.fault for c in checks if c.interrupted],
+        "skipped": {c.fault: c.skipped for c in checks if c.skipped and not c.interrupted},
         "not_fully_judged": not_fully_judged(checks),
         "tolerance": {"jitter_ms": JITTER_MS, "late_share": LATE_SHARE,
                       "transport_allowance_ms": TRANSPORT_ALLOWANCE_MS},
@@ -190,12 +248,14 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
         "faults": [c.as_dict() for c in checks],
         "runs": runs,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    (out_dir / "summary.json").write_text(dump_json(summary))
     table = markdown_table(checks)
     tot = summary["totals"]
     headline = {"PASS": "**PASS**", "FAIL": "**FAIL**",
                 "SKIP": "**SKIP: no fault injected** (every requested fault was skipped; exit status "
-                        f"{EXIT_NOTHING_INJECTED})"}[result]
+                        f"{EXIT_NOTHING_INJECTED})",
+                "INTERRUPTED": f"**INTERRUPTED** ({interrupted}; a partial report of what was collected until "
+                               "then)"}[result]
     md = [f"# HIL report ({summary['date']})", "",
           f"Source: {meta.get('source')}; node: {meta.get('node')}; model: {meta.get('model')}.", ""]
     md += [f"Node run `{rec.group}` ran with deadline_ms {rec.deadline_ms:g}, camera_timeout_s "
@@ -220,6 +280,8 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
                   "stop are not a response to that drive" if oc["began_braked"] else "") + ".", ""]
     skipped = skipped_summary(checks)
     md += [table, ""] + ([f"Skipped: {skipped}", ""] if skipped else [])
+    if summary["not_run"]:
+        md += [f"Not run (interrupted): {', '.join(summary['not_run'])}", ""]
     for group, fails in global_fail.items():
         if fails:
             md.append(f"Run `{group}`: " + "; ".join(fails))
@@ -253,14 +315,6 @@ def write_frames_csv(path: Path, rec: RunRecord) -> None:
 
 def _f(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.1f}"
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, float | np.floating):
-        return None if not math.isfinite(float(o)) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    return str(o)
 
 
 def plot_histogram(path: Path, results: list[Any]) -> None:

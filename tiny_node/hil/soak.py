@@ -9,7 +9,6 @@ checked as in a normal run.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from tiny_node.hil.faults import FAULTS, Fault, schedule
-from tiny_node.hil.harness import HarnessConfig, global_failures, run_group
+from tiny_node.hil.harness import HarnessConfig, Interrupted, global_failures, not_run, run_group
 from tiny_node.hil.record import CheckResult, RunRecord, summarise_latency
 from tiny_node.hil.report import (
     EXIT_NOTHING_INJECTED,
-    _json_default,
+    dump_json,
     exit_status,
     plot_histogram,
     plot_timeline,
@@ -35,8 +34,13 @@ from tiny_node.hil.report import (
 SOAK_FAULTS = [n for n in FAULTS if n not in ("clock_jump", "corrupt_frames_compressed", "bundle_corrupt")]
 
 
-def soak_plan(duration_s: float, names: list[str] | None = None, lead_in_s: float = 10.0) -> list[Fault]:
-    """Fault instances cycling through ``names`` until ``duration_s`` is filled."""
+#: Fault-free seconds at a soak's start (its own, whatever ``--lead-in``), and at least at its end.
+SOAK_LEAD_IN_S = 10.0
+SOAK_END_S = 5.0
+
+
+def soak_plan(duration_s: float, names: list[str] | None = None, lead_in_s: float = SOAK_LEAD_IN_S) -> list[Fault]:
+    """Fault instances cycling through ``names`` until ``duration_s`` is filled (whole cycles only)."""
     names = names or SOAK_FAULTS
     faults: list[Fault] = []
     cycle = 0
@@ -44,7 +48,7 @@ def soak_plan(duration_s: float, names: list[str] | None = None, lead_in_s: floa
         batch = [FAULTS[n]() for n in names]
         for f in batch:
             f.name = f"{f.name}#{cycle}"
-        if schedule([*faults, *batch], lead_in_s=lead_in_s) > duration_s - 5.0:
+        if schedule([*faults, *batch], lead_in_s=lead_in_s) > duration_s - SOAK_END_S:
             break
         faults += batch
         cycle += 1
@@ -52,6 +56,16 @@ def soak_plan(duration_s: float, names: list[str] | None = None, lead_in_s: floa
             break
     schedule(faults, lead_in_s=lead_in_s)
     return faults
+
+
+def soak_min_s(names: list[str] | None = None) -> int:
+    """The shortest soak that holds one cycle of ``names``: lead-in, each window and recovery, the end.
+
+    Why: a shorter one planned no fault, injected nothing, passed with status 0, and streamed
+    longer than asked (``--soak 12 --faults camera_dropout``: 22 s, no fault).
+    """
+    return math.ceil(schedule([FAULTS[n]() for n in names or SOAK_FAULTS], lead_in_s=SOAK_LEAD_IN_S)
+                     + SOAK_END_S - 1e-9)
 
 
 def per_minute(rec: RunRecord) -> list[dict[str, Any]]:
@@ -135,17 +149,47 @@ def fault_counts(checks: list[CheckResult]) -> dict[str, dict[str, Any]]:
 
 
 def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = None) -> int:
-    """Run the soak, write ``soak.json``, ``soak.md`` and plots to ``cfg.out_dir``; 0 when all passed."""
+    """Run the soak, write ``soak.json``, ``soak.md`` and plots to ``cfg.out_dir``; 0 when all passed.
+
+    Stopped early (Ctrl-C, SIGTERM), it writes them from what was collected (verdict ``INTERRUPTED``)
+    and re-raises :class:`Interrupted`.
+    """
     faults = soak_plan(duration_s, names)
     last = max((f.window.until for f in faults), default=0.0)
-    cfg.lead_in_s = 10.0
-    rec, checks = run_group(cfg, "main", faults, extra_s=max(0.0, duration_s - last - cfg.tail_s))
+    cfg.lead_in_s = SOAK_LEAD_IN_S
+    try:
+        rec, checks = run_group(cfg, "main", faults, extra_s=max(0.0, duration_s - last - cfg.tail_s))
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(
+            exc, [], not_run(faults, "main", "not run: interrupted before the soak streamed"),
+            "before the soak streamed")
+        write_soak(cfg.out_dir, stop.records[0] if stop.records else None, stop.checks, stop.where)
+        raise stop from exc
+    md, result = write_soak(cfg.out_dir, rec, checks)
+    print("\n".join(md))
+    return exit_status(result)
+
+
+def write_soak(out_dir: Path, rec: RunRecord | None, checks: list[CheckResult],
+               interrupted: str = "") -> tuple[list[str], str]:
+    """``soak.json``, ``soak.md`` and the plots; the Markdown lines and the verdict.
+
+    ``rec`` None: interrupted before it streamed (the files then say so, and name the faults).
+    """
+    by_fault = fault_counts(checks)
+    unrun = [c.fault for c in checks if c.interrupted]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if rec is None:
+        summary = {"verdict": "INTERRUPTED", "passed": False, "interrupted": interrupted, "not_run": unrun}
+        (out_dir / "soak.json").write_text(dump_json(summary))
+        md = [f"# Soak: INTERRUPTED {interrupted}", "", f"Not run: {', '.join(unrun) or 'none'}"]
+        (out_dir / "soak.md").write_text("\n".join(md) + "\n")
+        return md, "INTERRUPTED"
     fails = global_failures(rec)
     minutes = per_minute(rec)
     clean = clean_per_minute(rec)
     mem = memory_growth(rec)
-    by_fault = fault_counts(checks)
-    result = verdict(checks, {"main": fails})
+    result = verdict(checks, {"main": fails}, interrupted=bool(interrupted))
     tot = summarise_latency(rec.results())
     stall_info: dict[str, Any] = {"probe": rec.probe, "count": len(rec.stalls),
                                   "max_ms": max((st.ms for st in rec.stalls), default=0.0),
@@ -158,16 +202,18 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
                "faults": by_fault, "failures": fails,
                "failed_checks": [c.as_dict() for c in checks if not c.passed],
                "skipped": skipped_summary(checks),
-               "verdict": result, "passed": result == "PASS"}
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / "soak.json").write_text(json.dumps(summary, indent=1, default=_json_default))
-    md = [f"# Soak: {rec.duration_s / 60:.1f} min at 30 Hz, faults cycling", "",
-          f"frames {tot['frames']}, decisions {tot['decisions']}, missing {tot['missing']}, duplicates "
-          f"{tot['duplicates']}, after deadline (node) {tot['after_deadline_node']}; decisions without a "
-          f"frame (camera out for camera_timeout_s: dropouts, harness stalls) {len(rec.frameless)}; "
-          f"camera frames the harness skipped after its own stalls (not sent) {rec.skipped_late}", "",
-          "| minute | frames | decisions | latency p50 | latency p99 | e2e p50 | e2e p99 |",
-          "|---|---|---|---|---|---|---|"]
+               "verdict": result, "passed": result == "PASS", "interrupted": interrupted or None, "not_run": unrun}
+    (out_dir / "soak.json").write_text(dump_json(summary))
+    md = [f"# Soak: {rec.duration_s / 60:.1f} min at 30 Hz, faults cycling", ""]
+    if interrupted:
+        md += [f"**INTERRUPTED** {interrupted}: a partial report of what was collected until then; not run: "
+               f"{', '.join(unrun) or 'none'}", ""]
+    md += [f"frames {tot['frames']}, decisions {tot['decisions']}, missing {tot['missing']}, duplicates "
+           f"{tot['duplicates']}, after deadline (node) {tot['after_deadline_node']}; decisions without a "
+           f"frame (camera out for camera_timeout_s: dropouts, harness stalls) {len(rec.frameless)}; "
+           f"camera frames the harness skipped after its own stalls (not sent) {rec.skipped_late}", "",
+           "| minute | frames | decisions | latency p50 | latency p99 | e2e p50 | e2e p99 |",
+           "|---|---|---|---|---|---|---|"]
     md += [f"| {m['minute']} | {m['frames']} | {m['decisions']} | {_f(m['latency_p50_ms'])} | "
            f"{_f(m['latency_p99_ms'])} | {_f(m['e2e_p50_ms'])} | {_f(m['e2e_p99_ms'])} |" for m in minutes]
     ms = stall_info
@@ -185,13 +231,12 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
         md += ["", f"No fault was injected: every fault was skipped (exit status {EXIT_NOTHING_INJECTED})."]
     md += ["", "Failed checks:"] + [f"- {c.fault}: {'; '.join(c.failures)}" for c in checks if not c.passed]
     md += [f"- run: {f}" for f in fails]
-    (cfg.out_dir / "soak.md").write_text("\n".join(md) + "\n")
-    plot_histogram(cfg.out_dir / "latency_hist.png", rec.results())
-    plot_timeline(cfg.out_dir / "timeline_soak.png", rec)
-    write_frames_csv(cfg.out_dir / "frames_soak.csv", rec)
-    _plot_soak(cfg.out_dir / "soak.png", rec, minutes)
-    print("\n".join(md))
-    return exit_status(result)
+    (out_dir / "soak.md").write_text("\n".join(md) + "\n")
+    plot_histogram(out_dir / "latency_hist.png", rec.results())
+    plot_timeline(out_dir / "timeline_soak.png", rec)
+    write_frames_csv(out_dir / "frames_soak.csv", rec)
+    _plot_soak(out_dir / "soak.png", rec, minutes)
+    return md, result
 
 
 def _f(x: Any) -> str:
