@@ -16,7 +16,7 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,10 @@ def run_tracker(bundle: Any, drives: list[Drive], config: TrackerConfig) -> dict
 
     rt = VlmRuntime(bundle, threads=1)
     assert rt.tracking is not None, "checked by command(): the bundle has vlm.tracking"
+    # the bundle's own detection score and rear axle, as the runtime's tracker takes them (a bundle's
+    # min_score 0.3 was benchmarked at the default 0.5: review)
+    spec = rt.tracking.spec
+    config = replace(config, min_score=spec.min_score, rear_axle_m=spec.rear_axle_m)
     rt.tracking.tracker = VruTracker(config, window_near_m=rt.tracking.window_near_m())
     rt.warm_up(5)
     total: list[float] = []
