@@ -279,6 +279,36 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_and_status_2(
     assert capsys.readouterr().err.strip().endswith("Not a directory")
 
 
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """An existing folder no file can be made in, for root too (sysfs makes no files for anyone)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir(mode=0o500)
+        return folder
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("running as root without sysfs: no folder root cannot write in")
+    return Path("/sys")
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["bench", "--frames", "3"]])
+def test_an_output_folder_that_cannot_be_written_in_is_one_line_and_status_2(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: it passed (it exists), and opening the node's log in it was a traceback, status 1.
+    import tiny_node.bench
+    import tiny_node.demo
+    from tiny_node.cli import main
+
+    def never(**_: object) -> int:
+        raise AssertionError("ran with an output folder it cannot write in")
+
+    monkeypatch.setattr(tiny_node.demo, "run_demo", never)
+    monkeypatch.setattr(tiny_node.bench, "run_bench", never)
+    folder = _unwritable_folder(tmp_path)
+    assert main([*argv, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tiny-node {argv[0]}: error: cannot write in output folder {folder}: ")
+
+
 def test_make_test_bundles_in_a_folder_that_cannot_be_made_is_one_line_and_status_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tiny_node.cli import main
@@ -348,7 +378,7 @@ def test_json_files_hold_null_for_non_finite_figures() -> None:
     """demo wrote NaN into summary.json / timeline.json, which strict JSON readers refuse."""
     import json
 
-    from tiny_node.tools.drive import json_safe
+    from tiny_node.strict_json import finite_or_none as json_safe
 
     value = {"p99": math.nan, "rows": [{"ttc": math.inf, "n": 3}, (1.5, -math.inf)], "ok": True}
     assert json.loads(json.dumps(json_safe(value), allow_nan=False)) == {

@@ -1489,3 +1489,46 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(
     assert end_to_end.command(args) == 2
     assert capsys.readouterr().err == f"tiny-node model evaluate: --json {tmp_path}: a directory; name a file to " \
                                       "write the figures to\n"
+
+
+def test_json_figures_are_strict_json_and_a_write_that_fails_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``evaluate --json`` and ``foot-points --json`` wrote NaN bare (not JSON: held-out has no benign
+    frames, an actor not found has no range error); a write the check up front cannot foresee (root
+    on /sys, /proc) was an OSError traceback after the whole run."""
+    import argparse
+    from typing import Any
+
+    from tiny_node.factory import cli, end_to_end, foot_points
+
+    def strict(path: Path) -> Any:
+        return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {path.name}"))
+
+    rows = [{"light": light, "case": case.name, "range_m": r, "dv_px": math.nan, "found": 0.0, "dx_m": math.nan}
+            for light in foot_points.LIGHTS for case in foot_points.CASES for r in foot_points.RANGES_M]
+    monkeypatch.setattr(foot_points, "measure", lambda bundle, draws: rows)
+    figures = {"threshold": 0.5, **{split: {
+        "tracks": {"coverage": 1.0, "vy_error_mean": 0.0, "vy_error_rms": 0.1},
+        **{source: {"accuracy": 0.9, "false_brake_rate_benign": math.nan} for source in ("degraded", "end_to_end")},
+    } for split in end_to_end.SPLITS}}
+    monkeypatch.setattr(end_to_end, "measure", lambda *_, **__: figures)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "steps.json").write_text("{}")
+
+    def foot(path: Path) -> int:
+        return foot_points.command(argparse.Namespace(bundle="default", draws=1, json=path))
+
+    def evaluate(path: Path) -> int:
+        return end_to_end.command(argparse.Namespace(bundle="default", build=tmp_path / "b", threshold=None,
+                                                     workers=1, json=path))
+
+    assert foot(tmp_path / "rows.json") == 0 and evaluate(tmp_path / "figures.json") == 0
+    assert strict(tmp_path / "rows.json")[0]["dx_m"] is None
+    assert strict(tmp_path / "figures.json")["heldout"]["end_to_end"]["false_brake_rate_benign"] is None
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "json_out_error", lambda path: None)  # it passes, as for root on a read-only folder
+    gone = tmp_path / "gone" / "x.json"
+    for run, name in ((foot, "foot-points"), (evaluate, "evaluate")):
+        assert run(gone) == 2
+        assert capsys.readouterr().err == f"tiny-node model {name}: --json {gone}: cannot write it: No such file " \
+                                          "or directory\n"

@@ -55,3 +55,32 @@ def test_format_bench_times_the_language_model_apart_from_the_detector(
         assert r["model_p50"] <= r["lm_p99"] + r["detector_p99"]
     assert format_bench.command(argparse.Namespace(build=tmp_path, rounds=3)) == 2
     assert "--rounds 3" in capsys.readouterr().err
+
+
+def test_format_bench_refuses_a_damaged_or_non_language_model_bundle_before_it_measures(
+        tmp_path: Path, bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: only the folders were checked; measure() loaded the bundles, a traceback.
+    import shutil
+
+    from tiny_node.factory import format_bench
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("measured before checking the bundles")
+
+    monkeypatch.setattr(format_bench, "measure", never)
+    shipped = resolve_bundle_dir("default")
+    assert shipped is not None
+    shutil.copytree(shipped, tmp_path / "bundles" / "pruned")
+    damaged = Path(shutil.copytree(shipped, tmp_path / "bundles" / "int8"))
+    with (damaged / "tokenizer.json").open("a", encoding="utf-8") as f:
+        f.write(" ")  # the manifest's checksum no longer matches
+    assert format_bench.command(argparse.Namespace(build=tmp_path, rounds=10)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tiny-node model format-bench: files.tokenizer: checksum mismatch for "
+                          f"{damaged / 'tokenizer.json'}") and len(err.strip().splitlines()) == 1
+    shutil.rmtree(damaged)
+    shutil.copytree(bundles["fast"], damaged)  # a classifier: no language model to time
+    assert format_bench.command(argparse.Namespace(build=tmp_path, rounds=10)) == 2
+    assert capsys.readouterr().err == (f"tiny-node model format-bench: {damaged}: kind 'classifier', not a vlm "
+                                       "bundle: format-bench times language models\n")

@@ -99,6 +99,20 @@ def test_tracker_bound_on_old_shards(tmp_path: Path, capsys: pytest.CaptureFixtu
                                                       "| tracks (vy noise 0.3 m/s, miss 10%)"]
 
 
+@pytest.mark.parametrize(("argv", "wrong"), [
+    (["--vy-noise", "nan"], "--vy-noise nan must be a finite number >= 0"),
+    (["--vy-noise", "inf"], "--vy-noise inf must be a finite number >= 0"),
+    (["--miss", "2", "--epochs", "0"], "--miss 2.0 must be in [0, 1]; --epochs 0 must be >= 1"),
+])
+def test_tracker_bound_names_only_the_option_that_is_wrong(argv: list[str], wrong: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: nan was taken (``nan < 0`` is false), and a refusal listed all three bounds.
+    from tiny_node.cli import main
+
+    assert main(["model", "tracker-bound", str(tmp_path), *argv]) == 2
+    assert capsys.readouterr().err == f"tiny-node model tracker-bound: {wrong}\n"
+
+
 def test_points_mark_people_hidden_behind_a_parked_car() -> None:
     from tiny_node.factory.tracks import MAX_POINTS, vru_points
     from tiny_node.factory.vlm_torch import ROI

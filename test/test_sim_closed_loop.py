@@ -590,6 +590,90 @@ def test_operating_point_write_is_refused_when_the_conflict_brake_fires(bundles,
     assert written["conflict_activations"] == ["kerb"] and written["earliest_conflicts"] == {"kerb": 1.1}
 
 
+def _op_args(bundle: Path, out: Path, *, write: bool = False) -> argparse.Namespace:
+    return argparse.Namespace(bundle=str(bundle), out=str(out), margin=0.02, workers=1, write=write,
+                              with_benign=False)
+
+
+def _no_drives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any drive of ``model operating-point`` fail the test: what is checked must be checked before."""
+    from tiny_node.factory import operating_point as op
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("the drives ran")
+
+    monkeypatch.setattr(op, "choose", never)
+    monkeypatch.setattr(op, "run_at", never)
+
+
+def test_operating_point_refuses_a_bundle_always_late_before_any_drive(bundles, tmp_path, monkeypatch, capsys):
+    """The slow bundle (200 ms budget, 50 - 5 ms to answer in) has no P(brake) on any frame: the look-alike
+    drives ran ~8 min, then a RuntimeError traceback from the first timeline."""
+    from tiny_node.factory import operating_point as op
+
+    _no_drives(monkeypatch)
+    assert op.command(_op_args(bundles["slow"], tmp_path / "out")) == 2
+    assert capsys.readouterr().err == (
+        f"tiny-node model operating-point: {bundles['slow']}: the model's latency budget 200 ms (its "
+        "latency_budget_ms) is not under deadline_ms 50 - publish_guard_ms 5: in lockstep no model answer comes "
+        "in time, so no P(brake) to choose a threshold from\n")
+
+
+def test_operating_point_run_failures_are_one_line(bundles, tmp_path, monkeypatch, capsys):
+    """A drive's error or a frame without P(brake) (RuntimeError), a write that fails (OSError): tracebacks before."""
+    from tiny_node.factory import operating_point as op
+
+    failures = [RuntimeError("lookalike_kerb__model.csv: no model P(brake) at t = ['0.0'] s (model late or absent); "
+                             "the peak would be a guess"),
+                PermissionError(13, "Permission denied", str(tmp_path / "out" / "tune"))]
+
+    def fails(*_: object, **__: object) -> None:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(op, "choose", fails)
+    assert op.command(_op_args(bundles["fast"], tmp_path / "out")) == 1
+    assert capsys.readouterr().err == ("tiny-node model operating-point: lookalike_kerb__model.csv: no model "
+                                       "P(brake) at t = ['0.0'] s (model late or absent); the peak would be a guess\n")
+    assert op.command(_op_args(bundles["fast"], tmp_path / "out")) == 2
+    assert capsys.readouterr().err == (f"tiny-node model operating-point: cannot write {tmp_path / 'out' / 'tune'}: "
+                                       "Permission denied\n")
+
+
+def test_operating_point_refuses_an_out_or_a_bundle_it_cannot_write_in_before_any_drive(
+        bundles, tmp_path, monkeypatch, capsys):
+    """A read-only --out was a traceback from the first drive; --write on a read-only bundle one after them all."""
+    import errno
+    import shutil
+
+    from tiny_node.factory import operating_point as op
+
+    _no_drives(monkeypatch)
+    if os.geteuid() != 0:
+        locked = tmp_path / "read_only"
+        locked.mkdir(mode=0o500)
+    elif Path("/sys/kernel").is_dir():
+        locked = Path("/sys")  # sysfs makes no files, for root neither
+    else:
+        pytest.skip("running as root without sysfs: no folder root cannot write in")
+    assert op.command(_op_args(bundles["fast"], locked / "op")) == 2
+    err = capsys.readouterr().err  # EACCES in a folder without write permission, EPERM on sysfs
+    assert err.startswith(f"tiny-node model operating-point: --out {locked / 'op'}: cannot make it: ")
+    assert len(err.strip().splitlines()) == 1
+    bundle = Path(shutil.copytree(bundles["fast"], tmp_path / "bundle"))
+    real_open = os.open
+
+    def read_only_bundle(path: str | os.PathLike[str], flags: int, *args: object, **kw: object) -> int:
+        if flags & os.O_CREAT and Path(path).parent == bundle:  # a read-only mount: as root too
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", read_only_bundle)
+    assert op.command(_op_args(bundle, tmp_path / "out", write=True)) == 2
+    assert capsys.readouterr().err == (f"tiny-node model operating-point: --write: cannot write in the bundle's "
+                                       f"folder {bundle}: Read-only file system (leave --write out to only print "
+                                       "the threshold)\n")
+
+
 class _BrakePulse:
     """A port whose brake is on during [on_s, off_s) of sim time and never otherwise: a node that reacts once."""
 
@@ -734,6 +818,43 @@ def test_a_worker_killed_outright_ends_the_suite_with_an_error_not_a_hang(cfg, t
     exc = outcome.get("exc")
     assert isinstance(exc, SuiteError), exc
     assert "worker process died" in str(exc) and str(tmp_path / "runs") in str(exc)
+
+
+def test_simulation_workers_start_with_ctrl_c_blocked_then_ignore_it(cfg, tmp_path, monkeypatch):
+    """A Ctrl-C while the pool's workers imported printed a KeyboardInterrupt traceback from each:
+    ``_init_worker`` runs only after the imports. Now a worker starts with SIGINT blocked (the mask
+    survives exec), and its initializer ignores it before unblocking it (one held meanwhile is dropped)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import cv2
+
+    from tiny_node.sim import runner
+
+    class SpawnedError(Exception):
+        pass
+
+    blocked_at_spawn: list[bool] = []
+
+    def spawn(self: ProcessPoolExecutor) -> None:  # what the worker would inherit, then no worker at all
+        blocked_at_spawn.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        raise SpawnedError
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", spawn)
+    with pytest.raises(SpawnedError):
+        run_suite([ccrs(30.0, duration_s=1.0), ccrs(40.0, duration_s=1.0)], cfg, bundle=None, out_dir=tmp_path,
+                  workers=2, modes=("rules",), plots="none", progress=False)
+    assert blocked_at_spawn == [True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this process's Ctrl-C again
+    handler, threads = signal.getsignal(signal.SIGINT), cv2.getNumThreads()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as a worker starts
+    try:
+        runner._init_worker()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        cv2.setNumThreads(threads)
 
 
 def test_recording_into_a_folder_with_the_suites_bags_is_refused_before_anything_runs(tmp_path, capsys):

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.dds import isolated_ros_env
-from tiny_node.tools.drive import json_safe, latency_summary, run_drive
+from tiny_node.strict_json import finite_or_none as json_safe
+from tiny_node.tools.drive import latency_summary, run_drive
 from tiny_node.tools.feeder import Feeder
 from tiny_node.tools.nodeproc import NodeProcess
 

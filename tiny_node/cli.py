@@ -69,12 +69,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _output_folder(command: str, path: str) -> Path | None:
-    """``path``, made if missing; None after a one-line error if it cannot be (a file, no permission)."""
+    """``path``, made if missing; None after a one-line error if it cannot be made or written in.
+
+    Why a file is made there: an existing folder without write permission (or on a read-only
+    mount) passed, and the run ended in a traceback from opening the node's log in it.
+    """
+    from tiny_node.writable import write_problem
+
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"tiny-node {command}: error: cannot make output folder {path}: {exc.strerror or exc}",
               file=sys.stderr)
+        return None
+    if why := write_problem(Path(path)):
+        print(f"tiny-node {command}: error: cannot write in output folder {path}: {why}", file=sys.stderr)
         return None
     return Path(path)
 

@@ -19,7 +19,8 @@ from typing import Any
 from tiny_node.dds import isolated_ros_env
 from tiny_node.share import find_config
 from tiny_node.sim.vehicle import stopping_distance
-from tiny_node.tools.drive import json_safe, latency_summary, run_drive
+from tiny_node.strict_json import finite_or_none as json_safe
+from tiny_node.tools.drive import latency_summary, run_drive
 from tiny_node.tools.feeder import Feeder
 from tiny_node.tools.nodeproc import NodeProcess
 

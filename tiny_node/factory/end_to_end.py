@@ -12,13 +12,13 @@ where the image shows the hazard), recall on frames entering the lane, benign fa
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
+from tiny_node.strict_json import write_json
 
 SPLITS = ("test", "heldout")
 SHOWN = (("accuracy", "accuracy"), ("recall_ttc_lt_1_5", "urgent recall"), ("recall_ttc_lt_1_5_in_view", "in view"),
@@ -106,6 +106,11 @@ def command(args: argparse.Namespace) -> int:
                                 if key in m and math.isfinite(m[key]))  # held-out has no benign frames
             print(f"    {source.replace('_', ' '):11s} {figures}")
     if args.json is not None:
-        args.json.write_text(json.dumps(res, indent=1), encoding="utf-8")
+        try:
+            write_json(args.json, res)
+        except OSError as exc:  # the check up front cannot foresee all (/proc, a full disk, root on /sys)
+            print(f"tiny-node model evaluate: --json {args.json}: cannot write it: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
         print(f"figures: {args.json}")
     return 0

@@ -188,6 +188,7 @@ def command(args: argparse.Namespace) -> int:
         for name in FORMATS:
             if (args.build / "bundles" / name).is_dir():
                 bundles[name] = existing_bundle_dir(str(args.build / "bundles" / name))
+                _check(bundles[name])
         if "pruned" not in bundles or len(bundles) < 2:
             raise BundleError(f"{args.build / 'bundles'}: needs the pruned FP32 bundle and at least one INT8 "
                               f"bundle ({', '.join(FORMATS)}), found {sorted(bundles) or 'none'}")
@@ -225,6 +226,17 @@ def command(args: argparse.Namespace) -> int:
         print(f"  {name:8s} all {sum(counts.values())}: FP32 {f_all:.0f}  INT8 {q_all:.0f}  ({_ratio(f_all, q_all)}); "
               f"in FP32 they are {f_all / prefill_us:.0%} of its decoder prefill run alone ({prefill_us:.0f} us)")
     return 0
+
+
+def _check(bundle: Path) -> None:
+    """A BundleError unless ``bundle`` loads (its files match the manifest) and is a language model.
+
+    Why here: ``measure`` loaded them after the check of the folders, so a damaged bundle (or a
+    classifier's) ended the command in a traceback.
+    """
+    kind = load_bundle(bundle).kind
+    if kind != "vlm":
+        raise BundleError(f"{bundle}: kind {kind!r}, not a vlm bundle: format-bench times language models")
 
 
 def _ratio(fp32_us: float, int8_us: float) -> str:

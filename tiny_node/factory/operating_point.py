@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiny_node.config import make_config
+from tiny_node.lockstep import late_budget_warning
 from tiny_node.model.bundle import (
     MANIFEST,
     BundleError,
@@ -55,6 +56,7 @@ from tiny_node.model.bundle import (
 )
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
 from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
+from tiny_node.writable import write_problem
 
 MARGIN = 0.02
 STEP = 0.01
@@ -250,8 +252,10 @@ def default_out(bundle: Path) -> Path:
 def command(args: argparse.Namespace) -> int:
     """``tiny-node model operating-point``: print (and optionally write) the closed-loop threshold.
 
-    A bundle that does not load (a file changed, a manifest key wrong) is one line and status 2, as
-    in ``model evaluate``: checked before any drive runs, and again wherever it is read.
+    A bundle that does not load (a file changed, a manifest key wrong) or is always late in lockstep,
+    and an --out (or with --write the bundle's folder) that cannot be written in, are one line and
+    status 2, as in ``model evaluate``: checked before any drive runs, and the bundle again wherever
+    it is read. A run that fails (a drive's error, a frame without P(brake)) is one line, status 1.
     """
     try:
         bundle = existing_bundle_dir(args.bundle)
@@ -262,14 +266,51 @@ def command(args: argparse.Namespace) -> int:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
         return 2
     try:
-        load_bundle(bundle)
+        check_in_time(bundle)
         out = Path(args.out) if args.out else default_out(bundle)
         check_out(out)
         check_copy_dest(bundle, out / AT_DIR)  # before the drives run: the copy must not take the place of a bundle
+        check_writable(out, bundle if args.write else None)
         return _measure(args, bundle, out)
     except BundleError as exc:
         print(f"tiny-node model operating-point: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # what the checks cannot foresee (a full disk): one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tiny-node model operating-point: cannot write {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # a drive that failed, a frame without P(brake), a worker that died
+        print(f"tiny-node model operating-point: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+
+
+def check_in_time(bundle: Path) -> None:
+    """A BundleError unless ``bundle`` loads and its latency budget lets a model answer come in time.
+
+    Why up front: a bundle always late in lockstep (make-test-bundles' ``slow``) has no P(brake)
+    on any frame, so no peak to choose from; the look-alike drives ran for minutes, then stopped
+    at the first timeline (``shadow_peaks``).
+    """
+    late = late_budget_warning(load_bundle(bundle).latency_budget_ms, "its latency_budget_ms", make_config())
+    if late:
+        raise BundleError(f"{bundle}: {late}, so no P(brake) to choose a threshold from")
+
+
+def check_writable(out: Path, bundle: Path | None) -> None:
+    """A BundleError if ``out`` cannot be made or written in, or ``bundle`` (``--write``) cannot be written in.
+
+    Why before the drives: a read-only --out ended in a traceback from the first drive's folder,
+    and a read-only bundle with --write in one after every drive had run.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"--out {out}: cannot make it: {exc.strerror or exc}") from exc
+    if why := write_problem(out):
+        raise BundleError(f"--out {out}: cannot write in it: {why}")
+    if bundle is not None and (why := write_problem(bundle)):
+        raise BundleError(f"--write: cannot write in the bundle's folder {bundle}: {why} (leave --write out to "
+                          "only print the threshold)")
 
 
 def _measure(args: argparse.Namespace, bundle: Path, out: Path) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 import time
 from pathlib import Path
@@ -150,12 +151,27 @@ HEADER = ("| probe inputs | threshold (val) | test acc | held-out acc | recall T
           "entering (test / held-out) | false-brake benign (test) |\n|---|---|---|---|---|---|---|")
 
 
+def bad_options(args: argparse.Namespace) -> str:
+    """The out-of-range options among --vy-noise, --miss and --epochs, each with its bound ('' if none).
+
+    Why each alone: the message named all three bounds whichever was wrong; and ``nan`` passed
+    ``< 0`` (every comparison with it is false), so it is refused as not finite.
+    """
+    wrong = []
+    if not (math.isfinite(args.vy_noise) and args.vy_noise >= 0):
+        wrong.append(f"--vy-noise {args.vy_noise} must be a finite number >= 0")
+    if not 0.0 <= args.miss <= 1.0:  # false for nan too
+        wrong.append(f"--miss {args.miss} must be in [0, 1]")
+    if args.epochs < 1:
+        wrong.append(f"--epochs {args.epochs} must be >= 1")
+    return "; ".join(wrong)
+
+
 def command(args: argparse.Namespace) -> int:
     """Train each probe and print a markdown table; bad arguments or data are one line, status 2."""
     try:
-        if args.vy_noise < 0 or not 0.0 <= args.miss <= 1.0 or args.epochs < 1:
-            raise ValueError(f"--vy-noise {args.vy_noise} must be >= 0, --miss {args.miss} in [0, 1], "
-                             f"--epochs {args.epochs} >= 1")
+        if wrong := bad_options(args):
+            raise ValueError(wrong)
         splits = {s: load(args.data, s, args.episodes, args.frames) for s in SPLITS}
     except ValueError as exc:
         print(f"tiny-node model tracker-bound: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +174,20 @@ def _refuse_existing_bags(record: Path, keys: Iterable[str]) -> None:
 
 
 def _init_worker() -> None:
-    """One compute thread per worker process (the pool shares the cores).
+    """One compute thread per worker process (the pool shares the cores); Ctrl-C is the parent's.
+
+    SIGINT is ignored, then unblocked (a Ctrl-C while the worker imported, held since its start
+    by ``_sigint_blocked``, is dropped): a terminal's Ctrl-C reaches the whole process group, and
+    each worker printed a KeyboardInterrupt traceback. The parent stops the pool; runs under way
+    finish and are stored (a resumed suite reuses them).
 
     Imports are done up front so per-run wall times measure runs, not start-up. SIGTERM keeps
     its default (the process ends): the executor stops a broken pool's workers with it, and a
     worker that took it as an interrupt went back to the pool's queue and hung its shutdown
     (review); a run it was recording is left without its index (``mcap recover`` mends it).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import cv2
     import onnxruntime  # noqa: F401
 
@@ -189,6 +198,23 @@ def _init_worker() -> None:
 
     cv2.setNumThreads(1)
     band("CCRs", 50.0, 0.0)  # loads the rating package (pandas) once, outside any run's timing
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread meanwhile, so a worker process started here starts with it blocked.
+
+    Why: spawned workers import for a second or more before ``_init_worker`` ignores SIGINT, and a
+    Ctrl-C then printed a KeyboardInterrupt traceback from each (a signal mask survives exec; as
+    ``model.spawner`` does for the model worker). The resource tracker is started first: starting
+    it unblocks SIGINT in the calling thread. A Ctrl-C meanwhile is this process's once unblocked.
+    """
+    resource_tracker.ensure_running()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
@@ -336,12 +362,19 @@ def run_suite(
     # lost its run, and the suite waited for it for ever.
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker)
+
+    def started_map(fn: Any, *items: Any) -> Iterator[Any]:
+        """``pool.map``, which starts any worker not yet running (a run finished before all were)."""
+        with _sigint_blocked():
+            return pool.map(fn, *items)
+
     try:
-        futures = [pool.submit(_run_task, t) for t in tasks]
+        with _sigint_blocked():  # the workers start on submit
+            futures = [pool.submit(_run_task, t) for t in tasks]
         for key, summary, (wall, cpu) in _progress((f.result() for f in as_completed(futures)),
                                                    total, reused, progress):
             done[key], walls[key], cpus[key] = summary, wall, cpu
-        return finish(pool.map)  # the plots use the workers too
+        return finish(started_map)  # the plots use the workers too
     except BrokenProcessPool as exc:
         left = sorted(t.key for t in tasks if t.key not in done)
         raise SuiteError(

@@ -165,16 +165,3 @@ def latency_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float as None, for a JSON file.
-
-    Why: NaN figures (a case without decisions) are ``null`` then, which strict JSON readers
-    take (``NaN`` they refuse).
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from tiny_node.argtypes import finite
+
 #: Transition labels as ``ros2 lifecycle set`` takes them (``shutdown``: from the current state).
 TRANSITIONS = ("configure", "cleanup", "activate", "deactivate", "shutdown")
 
@@ -26,9 +28,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"run these in order ({', '.join(TRANSITIONS)}); none: print the state")
     p.add_argument("--node", default="/tiny_node", help="the node's full name (default /tiny_node; "
                    "e.g. /ego/tiny_node when started with -r __ns:=/ego)")
-    p.add_argument("--timeout", type=float, default=60.0,
+    p.add_argument("--timeout", type=_seconds, default=60.0,
                    help="seconds to wait for the node's services and for each transition (configure "
                    "loads and warms up the model)")
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite time above 0 s.
+
+    Why: 0, a negative time or ``nan`` gave up at once, and the message blamed the node.
+    """
+    value = finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 s, got {text}")
+    return value
+
+
+def name_problem(node: str) -> str:
+    """Why ``node`` is not a node's full name ('' when it is); rclpy's own rules, its reason's first line.
+
+    Why up front: rclpy refused the name only when the client was made, with an
+    InvalidServiceNameException traceback.
+    """
+    from rclpy.exceptions import NameValidationException
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    from rclpy.validate_namespace import validate_namespace
+    from rclpy.validate_node_name import validate_node_name
+
+    namespace, name = ("/" + node.strip("/")).rsplit("/", 1)
+    try:
+        validate_node_name(name)
+        validate_namespace(namespace or "/")
+        validate_full_topic_name(f"{namespace}/{name}/get_state")  # the services' names (their length)
+    except NameValidationException as exc:
+        return str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":")
+    return ""
 
 
 class _Client:
@@ -98,7 +132,23 @@ class _Client:
 
 
 def lifecycle_command(args: argparse.Namespace) -> int:
-    """Print the state, or run the transitions in order: 0 when all succeed, 1 at the first refused."""
+    """Print the state, or run the transitions in order: 0 when all succeed, 1 at the first refused.
+
+    A bad ``--node`` is one line, status 2; Ctrl-C one line, status 130 (a transition already
+    asked for goes on in the node).
+    """
+    try:
+        if why := name_problem(args.node):
+            print(f"tiny-node lifecycle: --node {args.node!r}: not a node's full name: {why}", file=sys.stderr)
+            return 2
+        return _run(args)
+    except KeyboardInterrupt:  # rclpy's import too takes a moment
+        print("\ntiny-node lifecycle: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``lifecycle_command`` on a checked ``--node``."""
     client = _Client(args.node, args.timeout)
     try:
         for transition in args.transitions:

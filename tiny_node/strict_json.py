@@ -1,0 +1,33 @@
+"""Strict JSON for the figures a command writes: a number that is not finite is ``null``.
+
+Why: ``json.dumps`` writes NaN and Infinity bare, which is not JSON (``jq``, ``JSON.parse`` and
+most readers refuse the file), and figures have them (a split without benign frames, an actor
+never found). Here, apart from the ROS tools: the factory's commands run without ROS.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float as None and numpy scalars as Python's."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` to ``path`` as strict JSON; an OSError is the caller's to report."""
+    path.write_text(json.dumps(finite_or_none(value), indent=1, allow_nan=False) + "\n", encoding="utf-8")
