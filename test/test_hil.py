@@ -1620,8 +1620,8 @@ def test_a_soak_counts_skips_apart_with_their_reason_and_refuses_a_negative_leng
                            CheckResult("cpu_load#1", "main", "", True, skipped=why),
                            CheckResult("range_nan#0", "main", "", True),
                            CheckResult("range_nan#1", "main", "", False)])
-    assert counts["cpu_load"] == {"pass": 0, "fail": 0, "skip": 2, "skipped_why": [why]}
-    assert counts["range_nan"] == {"pass": 1, "fail": 1, "skip": 0, "skipped_why": []}
+    assert counts["cpu_load"] == {"pass": 0, "fail": 0, "skip": 2, "not_run": 0, "skipped_why": [why]}
+    assert counts["range_nan"] == {"pass": 1, "fail": 1, "skip": 0, "not_run": 0, "skipped_why": []}
     assert main(["hil", "--out", str(tmp_path), "--soak", "-5"]) == 2
     assert "--soak -5" in capsys.readouterr().err
 
@@ -2053,3 +2053,278 @@ def test_sigterm_on_two_hosts_reaches_the_inner_harness_as_sigterm(tmp_path):
     outer.send_signal(signal.SIGTERM)
     assert outer.wait(timeout=30) == 143
     assert (tmp_path / "got").read_text() == "SIGTERM"
+
+
+# --- review of 9257b41: stops during clean-up and report writing, --netns statuses, partial content ---
+def _signal_self(signum: int) -> None:
+    """Deliver ``signum`` to this process now, as a user's Ctrl-C / a CI's SIGTERM would."""
+    os.kill(os.getpid(), signum)
+    time.sleep(0.05)  # the handler runs here (the sleep is cut short by the signal)
+
+
+def _stopped_in_clean_up(monkeypatch, tmp_path) -> tuple[BaseException | None, RunRecord, list[str]]:
+    """run_all over a node run ``main`` (faked: no ROS) that streams whole; SIGINT lands in the feeder's close."""
+    import types
+
+    from tiny_node.hil import harness
+
+    rec, calls = _decided_run(), []
+
+    class Feeder:
+        def __init__(self, namespace="", compressed=False):
+            self.compressed = compressed
+
+        def wait_for_node(self, timeout_s, alive=None):
+            return True
+
+        def get_parameters(self, service, names):
+            return {}
+
+        def close(self):
+            _signal_self(signal.SIGINT)
+            calls.append("feeder closed")
+
+    class Node:
+        cmd, pid, proc = ["node"], 4242, None
+
+        def __init__(self, env, **kw):
+            pass
+
+        def start(self):
+            return self
+
+        def alive(self):
+            return True
+
+        def stop(self):
+            calls.append("node stopped")
+
+    class Runner:
+        def __init__(self, cfg, spec, feeder, *, node_pid, params, faults, duration_s):
+            self.cfg, self.spec, self.node_pid, self.faults = cfg, spec, node_pid, faults
+            self.has_model, self.transport, self.started, self.rec = False, "raw", False, rec
+
+        def prepare(self):
+            pass
+
+        def run(self, stream):
+            self.started = True
+            return rec
+
+    monkeypatch.setitem(sys.modules, "tiny_node.tools.feeder", types.SimpleNamespace(Feeder=Feeder))
+    monkeypatch.setattr(harness, "NodeProcess", Node)
+    monkeypatch.setattr(harness, "_Runner", Runner)
+    monkeypatch.setattr(harness, "reported_pid", lambda *a, **k: None)
+    monkeypatch.setattr(harness, "node_pid", lambda *a: None)
+    monkeypatch.setattr(harness, "Probe", lambda *a, **k: types.SimpleNamespace(stop=lambda: ("not run", [])))
+    cfg = harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: types.SimpleNamespace(close=lambda: None),
+                                progress=lambda text: None)
+    try:
+        harness.run_all(cfg, F.make_faults(["clock_jump"]))
+    except KeyboardInterrupt as exc:  # caught here: a bare one would end the test session
+        return exc, rec, calls
+    return None, rec, calls
+
+
+def test_a_stop_in_a_node_runs_clean_up_keeps_the_run_it_finished(monkeypatch, tmp_path):
+    """A stop while the node run was cleaned up (feeder closed, node stopped) threw the finished run away
+    ("not run ... before it streamed", runs []) and skipped stopping the node."""
+    from tiny_node.hil.harness import Interrupted
+
+    stop, rec, calls = _stopped_in_clean_up(monkeypatch, tmp_path)
+    assert isinstance(stop, Interrupted), repr(stop)
+    assert calls == ["feeder closed", "node stopped"]  # the clean-up finished first
+    assert stop.records == [rec] and stop.where == "after node run 'main'", stop.where
+    check, = stop.checks
+    assert check.fault == "clock_jump" and check.status == "NOT RUN", check
+    assert check.skipped == "not run: the run was interrupted after node run 'main'", check.skipped
+
+
+def _report_writer_stopped_by(monkeypatch, module, signum: int) -> None:
+    """The report's first plot sends ``signum`` (a stop while the report is written); no plots drawn (fast)."""
+    def histogram(path, results):
+        _signal_self(signum)
+        path.write_text("plot")
+
+    monkeypatch.setattr(module, "plot_histogram", histogram)
+    monkeypatch.setattr(module, "plot_timeline", lambda path, rec: path.write_text("plot"))
+
+
+def test_a_soak_stopped_while_its_report_is_written_keeps_its_results(tmp_path, monkeypatch, capsys):
+    """SIGTERM while a finished soak wrote soak.json / soak.md: overwritten with a stub "before the first node
+    run" (its results lost); now finished first, the stop said after the stream, exit 143."""
+    from tiny_node.cli import main
+    from tiny_node.hil import soak
+    from tiny_node.hil.record import CheckResult
+
+    monkeypatch.setattr(soak, "run_group", lambda cfg, group, faults, *, extra_s=0.0: (
+        _decided_run(), [CheckResult(f.name, group, f.expected, True) for f in faults]))
+    _report_writer_stopped_by(monkeypatch, soak, signal.SIGTERM)
+    monkeypatch.setattr(soak, "_plot_soak", lambda path, rec, minutes: path.write_text("plot"))
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--model", "none",
+                 "--faults", "camera_dropout", "--soak", "19"]) == 143
+    summary = json.loads((tmp_path / "soak.json").read_text())
+    assert summary["verdict"] == "PASS" and summary["faults"]["camera_dropout"]["pass"] == 1, summary
+    assert (tmp_path / "frames_soak.csv").exists() and (tmp_path / "soak.png").exists()  # written whole
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == ("tiny-node hil: terminated (SIGTERM) after the soak streamed, while its report was written "
+                    "(a node it started is stopped); the runs had ended, and the report was finished first: "
+                    f"verdict PASS, in {tmp_path}/ (soak.json, soak.md)"), last
+
+
+def test_a_stop_while_a_finished_run_writes_its_report_is_said_after_it_is_finished(tmp_path, monkeypatch, capsys):
+    """SIGTERM while the report was written left it half-written (no frames CSV) with verdict PASS, exit 143,
+    and a last line naming no report (and a node stopped, under --attach)."""
+    from tiny_node.cli import main
+    from tiny_node.hil import harness, report
+    from tiny_node.hil.record import CheckResult
+
+    monkeypatch.setattr(harness, "run_all", lambda cfg, faults, *, clean_s=0.0: (
+        [_decided_run()], [CheckResult("range_nan", "main", "", True)]))
+    _report_writer_stopped_by(monkeypatch, report, signal.SIGTERM)
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--attach",
+                 "--faults", "range_nan"]) == 143
+    assert json.loads((tmp_path / "summary.json").read_text())["verdict"] == "PASS"
+    assert (tmp_path / "frames_main.csv").exists()  # the report was finished, not cut at its first plot
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == ("tiny-node hil: terminated (SIGTERM) after the last node run, while its report was written (the "
+                    "attached node was not started by it and keeps running); the runs had ended, and the report was "
+                    f"finished first: verdict PASS, in {tmp_path}/ (summary.json, report.md)"), last
+
+
+def test_a_stop_before_the_run_began_says_nothing_started(tmp_path, monkeypatch, capsys):
+    """A stop before the run's try (checking the arguments) said "a node it started is stopped", under --attach too."""
+    from tiny_node.cli import main
+    from tiny_node.hil import cli
+
+    def stopped(args):  # Ctrl-C while the scenario is loaded
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_stream_factory", stopped)
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--attach"]) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "tiny-node hil: interrupted (SIGINT) before the run began: nothing started, no report written", last
+
+
+def _netns_fakes(monkeypatch, tmp_path, popen: type) -> Callable[[], object]:
+    """``_netns_outer`` with two fake hosts and ``popen`` as the inner harness's process; its status or stop."""
+    import argparse
+    import contextlib
+    import types
+
+    from tiny_node.hil import cli, netns
+
+    @contextlib.contextmanager
+    def two_hosts(work_dir, tag=None):
+        yield netns.Hosts("tnhil", "tnnode", work_dir / "profile.xml")
+
+    monkeypatch.setattr(netns, "unavailable_reason", lambda: "")
+    monkeypatch.setattr(netns, "two_hosts", two_hosts)
+    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(Popen=popen, TimeoutExpired=TimeoutError))
+
+    def outer() -> object:
+        try:
+            return cli._netns_outer(argparse.Namespace(out=tmp_path, transport="raw"), ["--netns"])
+        except KeyboardInterrupt as exc:  # a bare one would end the test session
+            return exc
+    return outer
+
+
+class _Inner:
+    """The inner harness's process, as far as ``_netns_outer`` uses it: ends with 128 + the signal it was sent."""
+
+    def __init__(self, cmd, **kw):
+        self.sent: list[int] = []
+
+    def send_signal(self, sig):
+        self.sent.append(sig)
+
+    def wait(self, timeout=None):
+        return 128 + self.sent[-1] if self.sent else 0
+
+    def poll(self):
+        return 0
+
+
+def test_two_hosts_a_stop_as_the_inner_harness_starts_stops_it(tmp_path, monkeypatch):
+    """A stop inside Popen exited the outer (namespaces deleted) while the inner harness ran on, unknown: it
+    later cleared the folder and wrote a FAIL summary after the command had returned."""
+    started: list[_Inner] = []
+
+    class StoppedAsItStarts(_Inner):
+        def __init__(self, cmd, **kw):
+            super().__init__(cmd)
+            started.append(self)
+            _signal_self(signal.SIGTERM)  # as Popen forks
+
+    status = _netns_fakes(monkeypatch, tmp_path, StoppedAsItStarts)()
+    assert status == 143 and started[0].sent == [signal.SIGTERM], (status, started[0].sent)
+
+
+def test_two_hosts_an_inner_harness_ended_by_the_signal_exits_128_plus_it_with_a_line(tmp_path, monkeypatch, capsys):
+    """An inner harness ended by the signal before its handlers (its first ~0.4 s) returned -2 / -15: exit
+    254 / 241, and no line."""
+    class DiedOfIt(_Inner):
+        def wait(self, timeout=None):
+            return -signal.SIGINT
+
+    assert _netns_fakes(monkeypatch, tmp_path, DiedOfIt)() == 130
+    assert "tiny-node hil: interrupted (SIGINT): the harness inside tnhil was ended by it before it had started a " \
+           "node or written a report" in capsys.readouterr().err
+
+
+def test_a_run_stopped_in_its_first_second_is_not_said_to_have_sent_no_frame(tmp_path):
+    """Stopped before t≈1 s: "no camera frame was sent (the stream handed over 12 camera frames)": the partial
+    record had left out the frames of its last second, and the check counted those left."""
+    import threading
+    import types
+
+    from tiny_node.hil import harness
+
+    log = types.SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[])
+    runner = harness._Runner(harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: None), harness.GROUPS["main"],
+                             types.SimpleNamespace(log=log, _lock=threading.Lock()), node_pid=None, params={},
+                             faults=[], duration_s=10.0)
+    runner.t0 = runner.rec.t0 = time.monotonic() - 0.5
+    runner.started, runner.rec.camera_from_stream = True, 12
+    runner.rec.frames = [FrameRec(i, i, i / 30, runner.t0 + i / 30) for i in range(12)]
+    rec = runner.partial(None)
+    assert not [f for f in global_failures(rec) if "camera frame" in f], global_failures(rec)
+    assert rec.frames == []  # still left out, counted as sent
+    rec.camera_from_stream, rec.frames_cut = 12, 0  # a run that truly sent none still fails
+    assert "no camera frame was sent (the stream handed over 12 camera frames)" in global_failures(rec)
+
+
+def test_an_episode_the_stop_cut_off_is_not_a_clean_episode():
+    """The episode running when the run was stopped (no t_end) counted in the Outcome as a clean one
+    ("1 episodes, 0 collisions, min TTC 3.6 s")."""
+    from tiny_node.hil.report import outcome
+
+    rec = _rec(episodes=[{"name": "a", "t_start": 0.0, "t_end": 9.0, "collided": True, "impact_speed_kmh": 20.0,
+                          "min_ttc_s": 0.5},
+                         {"name": "a", "t_start": 9.0, "t_end": None, "collided": False, "impact_speed_kmh": 0.0,
+                          "min_ttc_s": 3.6}])
+    got = outcome([rec])
+    assert got["clean"]["episodes"] == 1 and got["clean"]["min_ttc_s"] == 0.5, got["clean"]
+    assert got["cut_off"] == 1 and [e["cut_off"] for e in got["episodes"]] == [False, True]
+
+
+def test_a_stopped_soak_says_how_and_counts_its_instances_not_run_apart(tmp_path, monkeypatch):
+    """soak.json's `interrupted` said where, not how (docs/HIL.md: how and where); the pass / fail / skip
+    table counted the NOT RUN instances as skips."""
+    from tiny_node.hil import harness, soak
+    from tiny_node.hil.record import CheckResult
+    from tiny_node.stopping import Terminated
+
+    def stopped(cfg, group, faults, *, extra_s=0.0):
+        raise harness.Interrupted(Terminated(signal.SIGTERM), [], harness.not_run(faults, group, "not run"),
+                                  "in node run 'main' at t=0.5 s")
+
+    monkeypatch.setattr(soak, "run_group", stopped)
+    with pytest.raises(harness.Interrupted):
+        soak.run_soak(harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: None), 19, ["camera_dropout"])
+    summary = json.loads((tmp_path / "soak.json").read_text())
+    assert summary["interrupted"] == "terminated (SIGTERM) in node run 'main' at t=0.5 s", summary
+    counts = soak.fault_counts([CheckResult("range_nan#0", "main", "", True),
+                                *harness.not_run(F.make_faults(["range_nan"]), "main", "not run: interrupted")])
+    assert counts["range_nan"] == {"pass": 1, "fail": 0, "skip": 0, "not_run": 1, "skipped_why": []}, counts

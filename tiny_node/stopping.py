@@ -7,7 +7,11 @@ status the same way.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 
 class Terminated(KeyboardInterrupt):
@@ -46,3 +50,52 @@ def hold_stop_signals() -> None:
 
     signal.signal(signal.SIGINT, note)
     signal.signal(signal.SIGTERM, note)
+
+
+# Stop signals held while a command finishes something that must not be cut short: a Ctrl-C,
+# SIGTERM or SIGHUP that landed while the HIL harness cleaned a node run up (the feeder closed, the
+# node stopped) or wrote a report threw the finished run away, left a half-written report, or a
+# PASS report behind an exit 143 (review). Held, the stop is noted and the work finished; the
+# caller then raises it (Held.stop) where it can say what was finished.
+
+#: The signals a command stops on (SIGINT as KeyboardInterrupt, SIGTERM / SIGHUP as Terminated).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class Held:
+    """The first stop signal that came while held (None: none came)."""
+
+    signum: int | None = None
+
+    def stop(self) -> KeyboardInterrupt:
+        """That stop as the command raises it: KeyboardInterrupt for SIGINT, Terminated for SIGTERM / SIGHUP."""
+        assert self.signum is not None, "no stop was held"
+        return KeyboardInterrupt() if self.signum == signal.SIGINT else Terminated(self.signum)
+
+
+@contextlib.contextmanager
+def stops_held(held: Held | None = None) -> Iterator[Held]:
+    """Note the stop signals in ``held`` (a new one if None) instead of raising them, until the block ends.
+
+    Python runs signal handlers in the main thread only, so this holds whatever threads the
+    process has (not so ``pthread_sigmask``); elsewhere it holds nothing. A signal the process
+    ignores (SIGHUP under ``nohup``, SIGINT in a background job) stays ignored.
+    """
+    held = held if held is not None else Held()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def note(signum: int, frame: object) -> None:
+        if held.signum is None:
+            held.signum = signum
+
+    # not one ignored, nor one whose handler Python did not install (it could not be put back)
+    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

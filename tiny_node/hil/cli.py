@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tiny_node.argtypes import finite
+from tiny_node.stopping import Held, Terminated, stopped_by, stops_held
 
 if TYPE_CHECKING:  # the source module imports rclpy: `tiny-node --help` must not need it
     from tiny_node.hil.faults import Fault
@@ -202,7 +203,6 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
     command exited 143.
     """
     from tiny_node.hil import netns
-    from tiny_node.stopping import Terminated
 
     why = netns.unavailable_reason()
     if why:
@@ -226,30 +226,75 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
         # SIGHUP only where it would end the process (not under nohup), as the command's own handler
         stops = [signal.SIGTERM] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else [])
         previous = {sig: signal.signal(sig, on_signal) for sig in stops}
-        # Its own session: a terminal's Ctrl-C reaches only this process, which passes exactly one
-        # signal on below; a second one (the group's, then ours) cut the inner clean-up short.
-        inner_run = subprocess.Popen(cmd, env=env, start_new_session=True)
+        inner_run: subprocess.Popen[bytes] | None = None
         try:
-            return inner_run.wait()
+            # Held while it starts: a stop inside Popen left the harness inside running, unknown to this
+            # process, which deleted the namespaces and exited 130; it later cleared the folder and wrote
+            # a FAIL summary (review). Its own session: a terminal's Ctrl-C reaches only this process,
+            # which passes exactly one signal on below; a second one cut the inner clean-up short.
+            with stops_held() as held:
+                inner_run = subprocess.Popen(cmd, env=env, start_new_session=True)
+            if held.signum is not None:
+                raise held.stop()
+            return _inner_status(inner_run.wait(), hosts.hil_ns)
         except KeyboardInterrupt as exc:  # the inner harness reports it: stop it the same way
-            sig = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-            inner_run.send_signal(sig)
+            how, status = stopped_by(exc)
+            if inner_run is None:
+                _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) before the harness inside "
+                     f"{hosts.hil_ns} started: nothing started, no report written")
+                return status
+            inner_run.send_signal(exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
             try:
-                return inner_run.wait(timeout=20)
+                return _inner_status(inner_run.wait(timeout=20), hosts.hil_ns)
             except subprocess.TimeoutExpired:
                 inner_run.kill()
                 inner_run.wait()
-                raise exc from None
+                _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}); the harness inside {hosts.hil_ns} did not "
+                     f"stop within 20 s and was killed: a node it started may run on in {hosts.node_ns}, "
+                     "its report may be missing or partial")
+                return status
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if inner_run.poll() is None:  # an error here: end the harness (it stops its node) first
+            if inner_run is not None and inner_run.poll() is None:  # an error: end the harness (it stops its node)
                 inner_run.send_signal(signal.SIGINT)
                 try:
                     inner_run.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     inner_run.kill()
                     inner_run.wait()
+
+
+def _signame(signum: int) -> str:
+    """``SIGINT`` for 2; ``signal N`` for a number Python does not name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _inner_status(code: int, hil_ns: str) -> int:
+    """The harness inside's exit status as the command's: ended by a signal (negative), 128 + it, said in a line.
+
+    Why: a stop in its first ~0.4 s (before its handlers) ended it without a word, and Popen's
+    -2 / -15 came out as 254 / 241 (review). Any other signal (the OOM killer's SIGKILL) is said too.
+    """
+    if code >= 0:
+        return code
+    signum = -code
+    if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        how = stopped_by(Held(signum).stop())[0]
+        after = " before it had started a node or written a report (it reports a stop once it has begun)"
+    else:
+        how, after = "killed", ": no report written; a node it had started may run on"
+    _say(f"\ntiny-node hil: {how} ({_signame(signum)}): the harness inside {hil_ns} was ended by it{after}")
+    return 128 + signum
+
+
+def _say(line: str) -> None:
+    """A stop line on stderr; a terminal already gone (a hang-up) is no error: the status must still be the signal's."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _refusal(args: argparse.Namespace, names: list[str]) -> str:
@@ -313,8 +358,21 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
 
     Stopped (Ctrl-C, SIGTERM, SIGHUP) once it began, it writes a partial report (verdict
     ``INTERRUPTED``), says in one line how it was stopped and where that report is, and returns
-    130 / 143 / 129.
+    130 / 143 / 129; stopped before (its arguments, the bundle checked), it says so and writes
+    nothing. Every stop is answered here: the command's own line ("a node it started is
+    stopped") was wrong under ``--attach`` and said nothing of a report (review).
     """
+    try:
+        return _run_hil(args, argv)
+    except KeyboardInterrupt as exc:  # before the run began: once it has, _run_hil reports the stop itself
+        how, status = stopped_by(getattr(exc, "cause", exc))
+        _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) before the run began: nothing started, "
+             "no report written")
+        return status
+
+
+def _run_hil(args: argparse.Namespace, argv: list[str]) -> int:
+    """:func:`run_hil` but for a stop before the run began."""
     if why := _out_problem(args.out):
         print(f"hil: {why}", file=sys.stderr)
         return 2
@@ -368,8 +426,6 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
             return 2
     scheduling = make_realtime(args.harness_priority)
     out: Path = args.out
-    if gone := clear_outputs(out):  # an earlier run's verdict must not stand beside this run's files
-        print(f"hil: removed {len(gone)} file(s) of an earlier run from {out}/", flush=True)
     node_env = None
     prefix = None
     if args.node_netns:
@@ -387,39 +443,43 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
         if e is not None:
             e["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, e.get("PYTHONPATH", "")]))
     faults = make_faults(names) if names else []
-    model: Path | None = None
     report = _Report(args=args, out=out, source_name=source_name, scheduling=scheduling, env=env,
                      given_model=given_model, model_arg=model_arg)
+    held = Held()  # a stop as the runs end (their temporary bundle removed): said once the report is written
+    tmp = Path(tempfile.mkdtemp(prefix="tiny_node_hil_"))
     try:
-        with tempfile.TemporaryDirectory(prefix="tiny_node_hil_") as tmp:
-            if model_arg == "test":
-                from tiny_node.model.bundle import BundleError
-                from tiny_node.model.testmodels import make_fast_bundle
+        if gone := clear_outputs(out):  # an earlier run's verdict must not stand beside this run's files
+            print(f"hil: removed {len(gone)} file(s) of an earlier run from {out}/", flush=True)
+        model: Path | None = None
+        if model_arg == "test":
+            from tiny_node.model.bundle import BundleError
+            from tiny_node.model.testmodels import make_fast_bundle
 
-                model = make_fast_bundle(Path(tmp) / "fast")
-                try:  # generated here, but held to what a given bundle is held to
-                    verify_bundle(model)
-                except BundleError as exc:
-                    print(f"hil: the generated test bundle: {exc}", file=sys.stderr)
-                    return 2
-            elif model_arg != "none":
-                model = given_model
-            report.model = model
-            cfg = HarnessConfig(
-                out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
-                node_cmd=_node_command(args.node_cmd)[0], node_prefix=prefix,
-                attach=args.attach, node_pid=args.node_pid, namespace=args.namespace,
-                transport=args.transport, lead_in_s=args.lead_in, node_params=node_params,
-            )
-            if args.soak > 0:
-                try:
-                    return run_soak(cfg, args.soak, None if names == ["all"] else names)
-                except NodePidError as exc:
-                    print(f"hil: {exc}", file=sys.stderr)
-                    return 2
-                except NodeUnavailableError as exc:
-                    print(exc, file=sys.stderr)
-                    return 1
+            model = make_fast_bundle(tmp / "fast")
+            try:  # generated here, but held to what a given bundle is held to
+                verify_bundle(model)
+            except BundleError as exc:
+                print(f"hil: the generated test bundle: {exc}", file=sys.stderr)
+                return 2
+        elif model_arg != "none":
+            model = given_model
+        report.model = model
+        cfg = HarnessConfig(
+            out_dir=out, stream_factory=factory, model=model, env=env, node_env=node_env,
+            node_cmd=_node_command(args.node_cmd)[0], node_prefix=prefix,
+            attach=args.attach, node_pid=args.node_pid, namespace=args.namespace,
+            transport=args.transport, lead_in_s=args.lead_in, node_params=node_params,
+        )
+        if args.soak > 0:
+            try:
+                soaked = run_soak(cfg, args.soak, None if names == ["all"] else names)
+            except NodePidError as exc:
+                print(f"hil: {exc}", file=sys.stderr)
+                return 2
+            except NodeUnavailableError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+        else:
             print(f"hil: harness {scheduling}; source {source_name}; node {report.node_name}"
                   f"{' in ' + args.node_netns if args.node_netns else ''}; {_domain(env)}", flush=True)
             main_len = schedule([f for f in faults if f.group == "main"], lead_in_s=args.lead_in) + cfg.tail_s
@@ -429,10 +489,20 @@ def run_hil(args: argparse.Namespace, argv: list[str]) -> int:
                 print(f"hil: {exc}", file=sys.stderr)
                 return 2
     except Interrupted as stop:  # the runs' record so far (run_soak wrote its own files)
-        return report.stopped(stop)
+        with stops_held():  # a second stop is the same request: the partial report is written whole
+            return report.stopped(stop)
     except KeyboardInterrupt as exc:  # before a node run began (making the test bundle)
-        return report.stopped(_before_any_run(exc, faults, args.soak > 0, out))
-    return report.finish(records, checks)
+        with stops_held():
+            return report.stopped(_before_any_run(exc, faults, args.soak > 0, out))
+    finally:
+        with stops_held(held):
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.soak > 0:
+        if held.signum is not None:  # its files are whole (run_soak wrote them): the stop is said, with its status
+            verdict = {0: "PASS", 1: "FAIL"}.get(soaked, "SKIP")
+            return report.stopped(Interrupted(held.stop(), [], [], "after the soak ended", finished=verdict))
+        return soaked
+    return report.finish(records, checks, held)
 
 
 def _before_any_run(exc: KeyboardInterrupt, faults: list[Fault], soak: bool, out: Path) -> Interrupted:
@@ -442,9 +512,10 @@ def _before_any_run(exc: KeyboardInterrupt, faults: list[Fault], soak: bool, out
 
     where = "before the first node run"
     checks = [c for f in faults for c in not_run([f], f.group, f"not run: interrupted {where}")]
+    stop = Interrupted(exc, [], checks, where)
     if soak:
-        write_soak(out, None, checks, where)
-    return Interrupted(exc, [], checks, where)
+        write_soak(out, None, checks, stop.how)
+    return stop
 
 
 @dataclass
@@ -480,53 +551,63 @@ class _Report:
                 "harness_scheduling": self.scheduling}
         return meta, model_name
 
-    def finish(self, records: list[RunRecord], checks: list[CheckResult]) -> int:
-        """Write the report, print the table and the last line; the exit status."""
-        from tiny_node.hil.harness import global_failures
+    def finish(self, records: list[RunRecord], checks: list[CheckResult], held: Held) -> int:
+        """Write the report, print the table and the last line; the exit status.
+
+        A stop while it is written (or as the runs ended: ``held``) waits for it, then is said in a
+        last line of its own with its status: the report left PASS behind exit 143, the last line
+        naming no report (review).
+        """
+        from tiny_node.hil.harness import Interrupted, global_failures
         from tiny_node.hil.report import console_table, exit_status, skipped_summary, write_report
 
-        gf = {r.group: global_failures(r) for r in records}
-        meta, model_name = self._meta(records)
-        summary = write_report(self.out, records, checks, meta, gf)
-        print("\n" + console_table(checks))
-        for group, fails in gf.items():
-            for f in fails:
-                print(f"  run {group}: {f}")
-        tot = summary["totals"]
-        partial = summary["not_fully_judged"]
-        skipped = skipped_summary(checks)
-        result = summary["verdict"]
-        word = "SKIP: no fault injected, every requested fault was skipped" if result == "SKIP" else result
-        print(f"\nhil: {word}: {tot['decisions']}/{tot['frames']} frames decided, "
-              f"{tot['after_deadline_node']} after deadline"
-              f"{'; not all judged: ' + ', '.join(partial) if partial else ''}"
-              f"{'; skipped: ' + skipped if skipped else ''}; model: {model_name}; "
-              f"report in {self.out}/ (summary.json, report.md, *.png)")
+        with stops_held(held):
+            gf = {r.group: global_failures(r) for r in records}
+            meta, model_name = self._meta(records)
+            summary = write_report(self.out, records, checks, meta, gf)
+            result = summary["verdict"]
+            with contextlib.suppress(OSError):  # a terminal gone (a hang-up): the report is written
+                print("\n" + console_table(checks))
+                for group, fails in gf.items():
+                    for f in fails:
+                        print(f"  run {group}: {f}")
+                tot = summary["totals"]
+                partial = summary["not_fully_judged"]
+                skipped = skipped_summary(checks)
+                word = "SKIP: no fault injected, every requested fault was skipped" if result == "SKIP" else result
+                print(f"\nhil: {word}: {tot['decisions']}/{tot['frames']} frames decided, "
+                      f"{tot['after_deadline_node']} after deadline"
+                      f"{'; not all judged: ' + ', '.join(partial) if partial else ''}"
+                      f"{'; skipped: ' + skipped if skipped else ''}; model: {model_name}; "
+                      f"report in {self.out}/ (summary.json, report.md, *.png)", flush=True)
+        if held.signum is not None:
+            return self.stopped(Interrupted(held.stop(), records, checks,
+                                            "after the last node run, while its report was written", finished=result))
         return exit_status(result)
 
     def stopped(self, stop: Interrupted) -> int:
         """A partial report of what was collected (a soak's: written by run_soak); one line; 130 / 143 / 129.
 
         Why: a stopped run wrote no report, and the previous run's PASS stood in the folder.
-        Prints survive a terminal gone (a hang-up): the status must still be the signal's.
+        Prints survive a terminal gone (a hang-up): the status must still be the signal's. A stop
+        that came as the report was written (``stop.finished``): that whole report is named.
         """
         from tiny_node.hil.harness import global_failures
         from tiny_node.hil.report import console_table, write_report
-        from tiny_node.stopping import stopped_by
 
         how, status = stopped_by(stop.cause)
-        text = f"{how} ({signal.Signals(status - 128).name}) {stop.where}"
-        if self.args.soak > 0:
-            files = "soak.json, soak.md"
-        else:
-            gf = {r.group: global_failures(r) for r in stop.records}
-            write_report(self.out, stop.records, stop.checks, self._meta(stop.records)[0], gf, interrupted=text)
-            files = "summary.json, report.md"
-            with contextlib.suppress(OSError):
-                print("\n" + console_table(stop.checks), flush=True)
+        files = "soak.json, soak.md" if self.args.soak > 0 else "summary.json, report.md"
         node = ("the attached node was not started by it and keeps running" if self.args.attach
                 else "a node it started is stopped")
-        with contextlib.suppress(OSError):
-            print(f"\ntiny-node hil: {how} ({node}); partial report (verdict INTERRUPTED, {stop.where}) in "
-                  f"{self.out}/ ({files})", file=sys.stderr)
+        if stop.finished:
+            _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) {stop.where} ({node}); the runs had "
+                 f"ended, and the report was finished first: verdict {stop.finished}, in {self.out}/ ({files})")
+            return status
+        if self.args.soak == 0:
+            gf = {r.group: global_failures(r) for r in stop.records}
+            write_report(self.out, stop.records, stop.checks, self._meta(stop.records)[0], gf, interrupted=stop.how)
+            with contextlib.suppress(OSError):
+                print("\n" + console_table(stop.checks), flush=True)
+        _say(f"\ntiny-node hil: {how} ({node}); partial report (verdict INTERRUPTED, {stop.where}) in "
+             f"{self.out}/ ({files})")
         return status

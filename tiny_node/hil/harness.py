@@ -36,6 +36,7 @@ from tiny_node.hil.faults import Fault, OutFrame, schedule
 from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord, timing_failures
 from tiny_node.hil.source import Event, Stream
 from tiny_node.hil.stallprobe import Probe
+from tiny_node.stopping import stopped_by, stops_held
 from tiny_node.tools.nodeproc import NodeProcess, proc_stat, read_rss_kib
 
 #: Sim-time epoch of ``simtime`` runs: stamps and ``/clock`` start here (s).
@@ -611,6 +612,7 @@ class _Runner:
             stamps = {f.stamp_ns for f in kept}
             self.note(f"interrupted: the {len(self.rec.frames) - len(kept)} frame(s) sent in the last {DRAIN_S:g} s "
                       "before it are left out, with their decisions (no time to answer)")
+            self.rec.frames_cut = len(self.rec.frames) - len(kept)
             self.rec.frames = kept
             self.rec.decisions = {k: v for k, v in self.rec.decisions.items() if k in stamps}
             self.rec.frameless = [d for d in self.rec.frameless if d.received_at <= cut]
@@ -700,6 +702,8 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
     stream: Stream | None = None
     checks: list[CheckResult] = []
     seen_by_probe: tuple[str, list[Any]] | None = None
+    done: RunRecord | None = None  # the run's whole record, once it is checked
+    stopping = False  # a stop came during the run: one more in the clean-up is the same request
     try:
         if not cfg.attach:
             cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -781,22 +785,33 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
         rec.probe, rec.stalls = seen_by_probe
         node_state(rec, node, pid)
         checks += [f.check(rec) for f in runnable]
-        return rec, checks
+        done = rec
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: report what this run collected, then stop
+        stopping = True
         if runner is None or not runner.started:
             raise  # nothing streamed yet: run_all names its faults as not run
-        rec = runner.partial(stream)
-        if seen_by_probe is not None:
-            rec.probe, rec.stalls = seen_by_probe
-        node_state(rec, node, runner.node_pid)
-        raise Interrupted(exc, [rec], checks + interrupted_checks(runner.faults, rec),
-                          f"in node run '{group}' at t={rec.duration_s:.1f} s") from exc
+        with stops_held():  # a second stop is the same request: the partial record is made whole
+            rec = runner.partial(stream)
+            if seen_by_probe is not None:
+                rec.probe, rec.stalls = seen_by_probe
+            node_state(rec, node, runner.node_pid)
+            stop = Interrupted(exc, [rec], checks + interrupted_checks(runner.faults, rec),
+                               f"in node run '{group}' at t={rec.duration_s:.1f} s")
+        raise stop from exc
     finally:
-        if feeder is not None:
-            feeder.close()
-        if node is not None:
-            node.stop()
-        tmp.cleanup()
+        # held: a stop here cut the clean-up short (the node left running) and replaced the finished
+        # run's record with a bare KeyboardInterrupt, read as "before it streamed" (review)
+        with stops_held() as held:
+            if feeder is not None:
+                feeder.close()
+            if node is not None:
+                node.stop()
+            tmp.cleanup()
+        if held.signum is not None and not stopping:
+            if done is None:  # an error ended the run (the node did not come up): the stop goes before it
+                raise held.stop()
+            raise Interrupted(held.stop(), [done], checks, f"after node run '{group}'")
+    return done, checks
 
 
 class NodeUnavailableError(RuntimeError):
@@ -813,12 +828,21 @@ class Interrupted(KeyboardInterrupt):
     """
 
     def __init__(self, cause: KeyboardInterrupt, records: list[RunRecord], checks: list[CheckResult],
-                 where: str = "") -> None:
+                 where: str = "", *, finished: str = "") -> None:
         super().__init__()
         self.cause = cause  # the KeyboardInterrupt itself (a Terminated for SIGTERM / SIGHUP: the exit status)
         self.records = records
         self.checks = checks
         self.where = where  # e.g. "in node run 'main' at t=12.3 s"
+        #: The verdict of a whole report written before this stop was raised (it came while the report
+        #: was written, which was finished first: :mod:`tiny_node.stopping`); '' for a partial report.
+        self.finished = finished
+
+    @property
+    def how(self) -> str:
+        """How and where it was stopped, as the reports' ``interrupted`` says it ("terminated (SIGTERM) in ...")."""
+        how, status = stopped_by(self.cause)
+        return f"{how} ({signal.Signals(status - 128).name}) {self.where}"
 
 
 def not_run(faults: list[Fault], group: str, why: str) -> list[CheckResult]:
@@ -992,13 +1016,15 @@ def sending_failures(rec: RunRecord) -> list[str]:
     Why: a bag whose frames could not be decoded sent no frame at all, so no frame went
     undecided and the run passed ("0/0 frames decided"). The reasons come from what the
     stream said of the frames it could not send (:attr:`RunRecord.unsent`), most frequent first.
+    Frames a stopped run's record left out (:attr:`RunRecord.frames_cut`) were sent: a run stopped
+    in its first second read "no camera frame was sent (the stream handed over 12 camera frames)".
     """
     unsent = rec.unsent.get("camera", {})
     n_unsent = sum(unsent.values())
     total = rec.camera_from_stream + n_unsent
     why = "; ".join(f"{n}x {reason}" for reason, n in sorted(unsent.items(), key=lambda kv: -kv[1])[:3])
     more = f" (+{len(unsent) - 3} more reasons)" if len(unsent) > 3 else ""
-    if not rec.frames:
+    if not rec.frames and not rec.frames_cut:  # frames sent, then left out of a stopped run's record: sent
         detail = (f": {n_unsent} of the stream's {total} camera messages could not be sent: {why}{more}"
                   if n_unsent else f" (the stream handed over {total} camera frames)")
         return [f"no camera frame was sent{detail}"]

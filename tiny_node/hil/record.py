@@ -187,6 +187,9 @@ class RunRecord:
     skipped_late: int = 0
     #: Camera frames the stream handed over to be sent (before faults and late skips).
     camera_from_stream: int = 0
+    #: Frames sent in a stopped run's last second, left out of its record (no time to be answered):
+    #: they were sent, so they count for "a frame was sent" (:func:`harness.sending_failures`).
+    frames_cut: int = 0
     #: Messages the stream had but could not send, per kind then reason: count (a looping bag
     #: repeats the same reason every pass; it is noted once and counted here).
     unsent: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from tiny_node.hil.record import (
     RunRecord,
     summarise_latency,
 )
+from tiny_node.strict_json import finite_or_none
 
 #: Exit status of a run in which every requested fault was skipped and nothing failed: not 0, so
 #: a CI gate does not go green without having injected anything; not 1 (a failure), not 2 (bad
@@ -54,26 +55,13 @@ def clear_outputs(out_dir: Path) -> list[Path]:
     return gone
 
 
-def json_ready(value: Any) -> Any:
-    """``value`` with every non-finite float as None and numpy scalars as Python's, for strict JSON.
+def dump_json(value: Any) -> str:
+    """Strict JSON (no NaN / Infinity: ``strict_json.finite_or_none``), indented; other objects as their text.
 
     Why: ``json.dumps`` writes NaN bare (invalid JSON, refused by most readers) and never calls
     ``default`` for a float, so the node's RSS after it was gone went out as ``NaN``.
     """
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def dump_json(value: Any) -> str:
-    """Strict JSON (no NaN / Infinity: :func:`json_ready`), indented; other objects as their text."""
-    return json.dumps(json_ready(value), indent=1, allow_nan=False, default=str)
+    return json.dumps(finite_or_none(value), indent=1, allow_nan=False, default=str)
 
 
 def verdict(checks: list[CheckResult], global_fail: dict[str, list[str]], *, interrupted: bool = False) -> str:
@@ -135,12 +123,19 @@ def episode_overlaps(ep: dict[str, Any], rec: RunRecord) -> list[str]:
 
 
 def outcome(records: list[RunRecord]) -> dict[str, Any]:
-    """Collision / impact speed / min TTC over the episodes, clean and with faults."""
+    """Collision / impact speed / min TTC over the episodes, clean and with faults.
+
+    An episode a stop cut off (no ``t_end``: a stopped run's last) has no outcome: it is counted
+    apart (``cut_off``), not in either. Why: it read as a clean episode ("1 episodes, 0 collisions")
+    though its drive never ended.
+    """
     eps: list[dict[str, Any]] = []
     for rec in records:
         for ep in rec.episodes:
-            eps.append({**ep, "group": rec.group, "faults": episode_overlaps(ep, rec)})
-    clean = [e for e in eps if not e["faults"]]
+            eps.append({**ep, "group": rec.group, "faults": episode_overlaps(ep, rec),
+                        "cut_off": ep.get("t_end") is None})
+    ended = [e for e in eps if not e["cut_off"]]
+    clean = [e for e in ended if not e["faults"]]
 
     def agg(es: list[dict[str, Any]]) -> dict[str, Any]:
         ttc = [e["min_ttc_s"] for e in es if e.get("min_ttc_s") is not None]
@@ -149,7 +144,8 @@ def outcome(records: list[RunRecord]) -> dict[str, Any]:
                 "max_impact_speed_kmh": max((e["impact_speed_kmh"] for e in es), default=0.0),
                 "min_ttc_s": min(ttc) if ttc else None}
 
-    return {"clean": agg(clean), "with_faults": agg([e for e in eps if e["faults"]]), "episodes": eps}
+    return {"clean": agg(clean), "with_faults": agg([e for e in ended if e["faults"]]),
+            "cut_off": len(eps) - len(ended), "episodes": eps}
 
 
 def markdown_table(checks: list[CheckResult]) -> str:
@@ -277,7 +273,9 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
                f"max impact {oc['max_impact_speed_kmh']:.1f} km/h, min TTC {_f(oc['min_ttc_s'])} s"
                + (f"; {oc['began_braked']} of them began with the node still braking from the episode before "
                   "(its brake_hold_s; the node is not restarted between episodes), so their first brake and "
-                  "stop are not a response to that drive" if oc["began_braked"] else "") + ".", ""]
+                  "stop are not a response to that drive" if oc["began_braked"] else "")
+               + (f"; {summary['outcome']['cut_off']} episode(s) cut off by the stop left out (no outcome)"
+                  if summary["outcome"]["cut_off"] else "") + ".", ""]
     skipped = skipped_summary(checks)
     md += [table, ""] + ([f"Skipped: {skipped}", ""] if skipped else [])
     if summary["not_run"]:

@@ -9,6 +9,7 @@ checked as in a normal run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +30,7 @@ from tiny_node.hil.report import (
     verdict,
     write_frames_csv,
 )
+from tiny_node.stopping import stops_held
 
 #: Faults cycled in a soak: those of the ``main`` node run.
 SOAK_FAULTS = [n for n in FAULTS if n not in ("clock_jump", "corrupt_frames_compressed", "bundle_corrupt")]
@@ -131,15 +133,18 @@ def clean_per_minute(rec: RunRecord) -> list[dict[str, Any]]:
 
 
 def fault_counts(checks: list[CheckResult]) -> dict[str, dict[str, Any]]:
-    """Per fault (instances ``name#k`` together): passed, failed and skipped instances, and why skipped.
+    """Per fault (instances ``name#k`` together): passed, failed, skipped and not run instances, why skipped.
 
     Why skips apart: they were counted as passes (``cpu_load | 1 | 0`` with stress-ng missing, and
     no reason anywhere), so a soak that never loaded the CPU read as one that held under load.
+    Why not run apart from skips: a stopped soak's unreached instances read as skipped by the harness.
     """
     out: dict[str, dict[str, Any]] = {}
     for c in checks:
-        row = out.setdefault(c.fault.split("#")[0], {"pass": 0, "fail": 0, "skip": 0, "skipped_why": []})
-        if c.skipped:
+        row = out.setdefault(c.fault.split("#")[0], {"pass": 0, "fail": 0, "skip": 0, "not_run": 0, "skipped_why": []})
+        if c.interrupted:
+            row["not_run"] += 1
+        elif c.skipped:
             row["skip"] += 1
             if c.skipped not in row["skipped_why"]:
                 row["skipped_why"].append(c.skipped)
@@ -152,7 +157,8 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
     """Run the soak, write ``soak.json``, ``soak.md`` and plots to ``cfg.out_dir``; 0 when all passed.
 
     Stopped early (Ctrl-C, SIGTERM), it writes them from what was collected (verdict ``INTERRUPTED``)
-    and re-raises :class:`Interrupted`.
+    and re-raises :class:`Interrupted`. Stopped once the soak streamed (its node run's clean-up, or
+    writing the files), the files are written whole first; the stop is then raised with its record.
     """
     faults = soak_plan(duration_s, names)
     last = max((f.window.until for f in faults), default=0.0)
@@ -163,10 +169,18 @@ def run_soak(cfg: HarnessConfig, duration_s: float, names: list[str] | None = No
         stop = exc if isinstance(exc, Interrupted) else Interrupted(
             exc, [], not_run(faults, "main", "not run: interrupted before the soak streamed"),
             "before the soak streamed")
-        write_soak(cfg.out_dir, stop.records[0] if stop.records else None, stop.checks, stop.where)
+        with stops_held():  # a second stop is the same request: the files are written whole
+            write_soak(cfg.out_dir, stop.records[0] if stop.records else None, stop.checks, stop.how)
         raise stop from exc
-    md, result = write_soak(cfg.out_dir, rec, checks)
-    print("\n".join(md))
+    # held: a stop while they were written overwrote a finished soak's files with "before the first
+    # node run" (review); now they are finished, and the stop then raised after the stream
+    with stops_held() as held:
+        md, result = write_soak(cfg.out_dir, rec, checks)
+        with contextlib.suppress(OSError):  # a terminal gone (a hang-up): the files are what counts
+            print("\n".join(md), flush=True)
+    if held.signum is not None:
+        raise Interrupted(held.stop(), [rec], checks, "after the soak streamed, while its report was written",
+                          finished=result)
     return exit_status(result)
 
 
@@ -174,7 +188,8 @@ def write_soak(out_dir: Path, rec: RunRecord | None, checks: list[CheckResult],
                interrupted: str = "") -> tuple[list[str], str]:
     """``soak.json``, ``soak.md`` and the plots; the Markdown lines and the verdict.
 
-    ``rec`` None: interrupted before it streamed (the files then say so, and name the faults).
+    ``interrupted``: how and where it was stopped (:attr:`Interrupted.how`). ``rec`` None: interrupted
+    before it streamed (the files then say so, and name the faults).
     """
     by_fault = fault_counts(checks)
     unrun = [c.fault for c in checks if c.interrupted]
@@ -182,7 +197,7 @@ def write_soak(out_dir: Path, rec: RunRecord | None, checks: list[CheckResult],
     if rec is None:
         summary = {"verdict": "INTERRUPTED", "passed": False, "interrupted": interrupted, "not_run": unrun}
         (out_dir / "soak.json").write_text(dump_json(summary))
-        md = [f"# Soak: INTERRUPTED {interrupted}", "", f"Not run: {', '.join(unrun) or 'none'}"]
+        md = [f"# Soak: INTERRUPTED ({interrupted})", "", f"Not run: {', '.join(unrun) or 'none'}"]
         (out_dir / "soak.md").write_text("\n".join(md) + "\n")
         return md, "INTERRUPTED"
     fails = global_failures(rec)
@@ -206,7 +221,7 @@ def write_soak(out_dir: Path, rec: RunRecord | None, checks: list[CheckResult],
     (out_dir / "soak.json").write_text(dump_json(summary))
     md = [f"# Soak: {rec.duration_s / 60:.1f} min at 30 Hz, faults cycling", ""]
     if interrupted:
-        md += [f"**INTERRUPTED** {interrupted}: a partial report of what was collected until then; not run: "
+        md += [f"**INTERRUPTED** ({interrupted}): a partial report of what was collected until then; not run: "
                f"{', '.join(unrun) or 'none'}", ""]
     md += [f"frames {tot['frames']}, decisions {tot['decisions']}, missing {tot['missing']}, duplicates "
            f"{tot['duplicates']}, after deadline (node) {tot['after_deadline_node']}; decisions without a "
@@ -224,9 +239,10 @@ def write_soak(out_dir: Path, rec: RunRecord | None, checks: list[CheckResult],
     md += [f"| {m['minute']} | {m['frames']} | {_f(m['latency_p50_ms'])} | {_f(m['latency_p99_ms'])} | "
            f"{_f(m['e2e_p50_ms'])} | {_f(m['e2e_p99_ms'])} |" for m in clean]
     md += ["", "Memory: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in mem.items()),
-           "", "| fault | pass | fail | skip |", "|---|---|---|---|"]
+           "", "| fault | pass | fail | skip | not run |", "|---|---|---|---|---|"]
     md += [f"| {k} | {v['pass']} | {v['fail']} | {v['skip']}"
-           f"{' (' + '; '.join(v['skipped_why']) + ')' if v['skip'] else ''} |" for k, v in sorted(by_fault.items())]
+           f"{' (' + '; '.join(v['skipped_why']) + ')' if v['skip'] else ''} | {v['not_run']} |"
+           for k, v in sorted(by_fault.items())]
     if result == "SKIP":
         md += ["", f"No fault was injected: every fault was skipped (exit status {EXIT_NOTHING_INJECTED})."]
     md += ["", "Failed checks:"] + [f"- {c.fault}: {'; '.join(c.failures)}" for c in checks if not c.passed]
