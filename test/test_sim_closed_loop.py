@@ -672,6 +672,27 @@ def test_operating_point_refuses_an_out_or_a_bundle_it_cannot_write_in_before_an
     assert capsys.readouterr().err == (f"tiny-node model operating-point: --write: cannot write in the bundle's "
                                        f"folder {bundle}: Read-only file system (leave --write out to only print "
                                        "the threshold)\n")
+    assert not (tmp_path / "out").exists()  # the refusal made no --out (review)
+
+
+def test_operating_point_refuses_a_budget_not_under_the_camera_frame_period(bundles, tmp_path, monkeypatch, capsys):
+    """In time by the deadline (40 < 45 ms), but one frame at a time at 30 Hz: most frames went without a
+    P(brake), and the look-alike drives ran before the first timeline stopped the command (review)."""
+    import shutil
+
+    from tiny_node.factory import operating_point as op
+
+    _no_drives(monkeypatch)
+    bundle = Path(shutil.copytree(bundles["fast"], tmp_path / "b40"))
+    manifest = bundle / "manifest.yaml"
+    text = manifest.read_text()
+    budget = next(line for line in text.splitlines() if line.startswith("latency_budget_ms:"))
+    manifest.write_text(text.replace(budget, "latency_budget_ms: 40.0"))
+    assert op.command(_op_args(bundle, tmp_path / "out")) == 2
+    assert capsys.readouterr().err == (
+        f"tiny-node model operating-point: {bundle}: the model's latency budget 40 ms (its latency_budget_ms) is not "
+        "under the look-alike drives' camera frame period 33.3 ms: in lockstep the model answers one frame at a "
+        "time, so the frames that come while it is busy go without the P(brake) a threshold is chosen from\n")
 
 
 class _BrakePulse:
@@ -855,6 +876,25 @@ def test_simulation_workers_start_with_ctrl_c_blocked_then_ignore_it(cfg, tmp_pa
         signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         cv2.setNumThreads(threads)
+
+
+def test_ctrl_c_ends_the_workers_at_once_instead_of_waiting_for_their_runs(cfg, tmp_path, monkeypatch):
+    """The workers ignore Ctrl-C, and the suite waited for their runs: a second Ctrl-C meanwhile left the
+    executor's threads and the workers waiting on one another for ever (review). Now they are ended."""
+    from tiny_node.sim import runner
+
+    def ctrl_c(futures: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "as_completed", ctrl_c)  # as soon as the runs are handed to the workers
+    empty = [Scenario(name=f"empty_road_{k}", ego_speed_kmh=50.0, expect="no_brake", duration_s=600.0, actors=())
+             for k in range(2)]  # ten minutes of road each: far more than the bound below to run
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(empty, cfg, bundle=None, out_dir=tmp_path, workers=2, modes=("rules",), plots="none",
+                  progress=False)
+    assert time.monotonic() - t0 < 5.0
+    assert multiprocessing.active_children() == []
 
 
 def test_recording_into_a_folder_with_the_suites_bags_is_refused_before_anything_runs(tmp_path, capsys):

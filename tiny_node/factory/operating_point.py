@@ -266,7 +266,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"tiny-node model operating-point: --margin {args.margin}: must be in [0, 1)", file=sys.stderr)
         return 2
     try:
-        check_in_time(bundle)
+        check_in_time(bundle, args.with_benign)
         out = Path(args.out) if args.out else default_out(bundle)
         check_out(out)
         check_copy_dest(bundle, out / AT_DIR)  # before the drives run: the copy must not take the place of a bundle
@@ -284,16 +284,25 @@ def command(args: argparse.Namespace) -> int:
         return 1
 
 
-def check_in_time(bundle: Path) -> None:
-    """A BundleError unless ``bundle`` loads and its latency budget lets a model answer come in time.
+def check_in_time(bundle: Path, with_benign: bool = False) -> None:
+    """A BundleError unless ``bundle`` loads and its latency budget gives every look-alike frame a P(brake).
 
     Why up front: a bundle always late in lockstep (make-test-bundles' ``slow``) has no P(brake)
     on any frame, so no peak to choose from; the look-alike drives ran for minutes, then stopped
-    at the first timeline (``shadow_peaks``).
+    at the first timeline (``shadow_peaks``). So did one in time but not under the camera's frame
+    period (34-45 ms at 30 Hz): the lockstep model answers one frame at a time, and a frame that
+    comes while it is busy goes without (review).
     """
-    late = late_budget_warning(load_bundle(bundle).latency_budget_ms, "its latency_budget_ms", make_config())
+    budget = load_bundle(bundle).latency_budget_ms
+    late = late_budget_warning(budget, "its latency_budget_ms", make_config())
     if late:
         raise BundleError(f"{bundle}: {late}, so no P(brake) to choose a threshold from")
+    period_ms = min(1e3 / d.camera_hz for d in tune_lookalike_suite() + (benign_suite() if with_benign else []))
+    if budget >= period_ms:
+        raise BundleError(f"{bundle}: the model's latency budget {budget:g} ms (its latency_budget_ms) is not under "
+                          f"the look-alike drives' camera frame period {period_ms:.1f} ms: in lockstep the model "
+                          "answers one frame at a time, so the frames that come while it is busy go without the "
+                          "P(brake) a threshold is chosen from")
 
 
 def check_writable(out: Path, bundle: Path | None) -> None:
@@ -302,15 +311,15 @@ def check_writable(out: Path, bundle: Path | None) -> None:
     Why before the drives: a read-only --out ended in a traceback from the first drive's folder,
     and a read-only bundle with --write in one after every drive had run.
     """
+    if bundle is not None and (why := write_problem(bundle)):  # first: a refusal makes no --out
+        raise BundleError(f"--write: cannot write in the bundle's folder {bundle}: {why} (leave --write out to "
+                          "only print the threshold)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BundleError(f"--out {out}: cannot make it: {exc.strerror or exc}") from exc
     if why := write_problem(out):
         raise BundleError(f"--out {out}: cannot write in it: {why}")
-    if bundle is not None and (why := write_problem(bundle)):
-        raise BundleError(f"--write: cannot write in the bundle's folder {bundle}: {why} (leave --write out to "
-                          "only print the threshold)")
 
 
 def _measure(args: argparse.Namespace, bundle: Path, out: Path) -> int:

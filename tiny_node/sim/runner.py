@@ -178,8 +178,8 @@ def _init_worker() -> None:
 
     SIGINT is ignored, then unblocked (a Ctrl-C while the worker imported, held since its start
     by ``_sigint_blocked``, is dropped): a terminal's Ctrl-C reaches the whole process group, and
-    each worker printed a KeyboardInterrupt traceback. The parent stops the pool; runs under way
-    finish and are stored (a resumed suite reuses them).
+    each worker printed a KeyboardInterrupt traceback. The parent ends the workers (runs under way
+    are lost, run again on resume).
 
     Imports are done up front so per-run wall times measure runs, not start-up. SIGTERM keeps
     its default (the process ends): the executor stops a broken pool's workers with it, and a
@@ -215,6 +215,17 @@ def _sigint_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes at once (SIGTERM: their default, the process ends).
+
+    ``_processes`` is the executor's own record of them; the shutdown that follows then finds
+    them gone instead of waiting for their runs.
+    """
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 def _run_task(task: _Task) -> tuple[str, dict[str, Any], tuple[float, float]]:
@@ -375,6 +386,12 @@ def run_suite(
                                                    total, reused, progress):
             done[key], walls[key], cpus[key] = summary, wall, cpu
         return finish(started_map)  # the plots use the workers too
+    except KeyboardInterrupt:
+        # Ctrl-C (the workers ignore it) or SIGTERM: the runs under way are dropped, run again on
+        # resume. Waited for, they delayed the stop by a run each, and a second Ctrl-C meanwhile
+        # left the executor's threads and the workers waiting on one another for ever (review).
+        _stop_workers(pool)
+        raise
     except BrokenProcessPool as exc:
         left = sorted(t.key for t in tasks if t.key not in done)
         raise SuiteError(
