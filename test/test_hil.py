@@ -2328,3 +2328,30 @@ def test_a_stopped_soak_says_how_and_counts_its_instances_not_run_apart(tmp_path
     counts = soak.fault_counts([CheckResult("range_nan#0", "main", "", True),
                                 *harness.not_run(F.make_faults(["range_nan"]), "main", "not run: interrupted")])
     assert counts["range_nan"] == {"pass": 1, "fail": 0, "skip": 0, "not_run": 1, "skipped_why": []}, counts
+
+
+def test_an_out_no_file_can_be_made_in_is_refused_as_the_file_system_says(tmp_path, monkeypatch, capsys):
+    """``os.access`` lets root pass where no file can be made (sysfs, a read-only mount): a node was started,
+    then its log could not be opened ("cannot start the node command"), then a traceback (review)."""
+    from tiny_node import writable
+    from tiny_node.cli import main
+
+    monkeypatch.setattr(writable, "write_problem", lambda folder: "Read-only file system")
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO)]) == 2
+    assert capsys.readouterr().err == f"hil: cannot write in output folder {tmp_path}: Read-only file system\n"
+
+
+def test_a_stop_before_the_first_node_run_says_no_node_was_started(tmp_path, monkeypatch, capsys):
+    """Stopped while the test bundle was made, the line said "a node it started is stopped" (review)."""
+    pytest.importorskip("matplotlib")
+    from tiny_node.cli import main
+    from tiny_node.model import testmodels
+
+    def stopped(root: Path) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(testmodels, "make_fast_bundle", stopped)
+    assert main(["hil", "--out", str(tmp_path), "--scenario", str(CI_SCENARIO), "--faults", "range_nan"]) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"tiny-node hil: interrupted (no node was started); partial report (verdict INTERRUPTED, before "
+                    f"the first node run) in {tmp_path}/ (summary.json, report.md)"), last

@@ -31,3 +31,18 @@ def test_the_bench_tracks_with_the_bundles_own_score_and_rear_axle(tmp_path: Pat
     tracker_bench.run_tracker(load_bundle(root), [drive], tracker_bench.FIRST_TRACKER)
     assert (seen[0].min_score, seen[0].rear_axle_m) == (0.3, 5.0)
     assert seen[0].models == tracker_bench.FIRST_TRACKER.models  # the tracker benchmarked is still the one asked
+
+
+def test_the_runtime_tracks_cache_key_takes_the_trackers_min_score() -> None:
+    """Tracks cached while the tracker ignored a min_score under 0.5 were read as this code's (review): the key
+    now holds the tracker as the runtime makes it; the shipped bundle's key (min_score 0.5) is unchanged."""
+    from dataclasses import replace
+
+    from tiny_node.factory.runtime_tracks import TrackSource
+
+    b = load_bundle(DEFAULT_BUNDLE_DIR)
+    assert b.vlm is not None and b.vlm.tracking is not None
+    src = TrackSource(DEFAULT_BUNDLE_DIR / b.files["vru_detector"].rel, b.image, b.vlm.tracking)
+    assert src.digest() == "ad58c2502cf6c0d8"  # as cached since 2026-12-06 (MODEL_HISTORY)
+    low = replace(src, tracking=replace(b.vlm.tracking, min_score=0.4))
+    assert low.digest() not in (src.digest(), "4f437de9199c7984")  # the latter: the key it had before

@@ -21,7 +21,7 @@ import hashlib
 import math
 import multiprocessing
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,9 @@ class TrackSource:
         """
         h = hashlib.sha256(self.detector.read_bytes())
         tracking = _repr_of(self.tracking, skip=TRACKS_UNMADE_BY)
-        tracker = _repr_of(TrackerConfig(), skip=TRACKER_UNMADE_BY)
+        # the tracker as the runtime makes it: with the bundle's min_score (a key with the default's
+        # alone read tracks cached when the tracker ignored a lower one as this code's; review)
+        tracker = _repr_of(replace(TrackerConfig(), min_score=self.tracking.min_score), skip=TRACKER_UNMADE_BY)
         h.update(f"({self.image!r}, {tracking}, {tracker}, {FPS!r}, {CAMERA_STREAM!r}, {RECORDED!r})".encode())
         return h.hexdigest()[:16]
 

@@ -82,12 +82,14 @@ def _out_problem(out: Path) -> str:
 
     Why up front: a bad ``--out`` (``/dev/null/x``) ended in a traceback, after the bundles were checked.
     """
+    from tiny_node.writable import write_problem
+
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot make output folder {out}: {exc.strerror or exc}"
-    if not os.access(out, os.W_OK | os.X_OK):
-        return f"cannot write to output folder {out}: permission denied"
+    if why := write_problem(out):  # asked of the file system: os.access lets root pass on sysfs
+        return f"cannot write in output folder {out}: {why}"
     return ""
 
 
@@ -505,14 +507,17 @@ def _run_hil(args: argparse.Namespace, argv: list[str]) -> int:
     return report.finish(records, checks, held)
 
 
+#: Where a stop came that found no node run begun (making the test bundle): no node was started.
+BEFORE_ANY_RUN = "before the first node run"
+
+
 def _before_any_run(exc: KeyboardInterrupt, faults: list[Fault], soak: bool, out: Path) -> Interrupted:
     """A stop before any node run began: every fault not run (a soak's files written here)."""
     from tiny_node.hil.harness import Interrupted, not_run
     from tiny_node.hil.soak import write_soak
 
-    where = "before the first node run"
-    checks = [c for f in faults for c in not_run([f], f.group, f"not run: interrupted {where}")]
-    stop = Interrupted(exc, [], checks, where)
+    checks = [c for f in faults for c in not_run([f], f.group, f"not run: interrupted {BEFORE_ANY_RUN}")]
+    stop = Interrupted(exc, [], checks, BEFORE_ANY_RUN)
     if soak:
         write_soak(out, None, checks, stop.how)
     return stop
@@ -598,6 +603,7 @@ class _Report:
         how, status = stopped_by(stop.cause)
         files = "soak.json, soak.md" if self.args.soak > 0 else "summary.json, report.md"
         node = ("the attached node was not started by it and keeps running" if self.args.attach
+                else "no node was started" if stop.where == BEFORE_ANY_RUN
                 else "a node it started is stopped")
         if stop.finished:
             _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) {stop.where} ({node}); the runs had "
