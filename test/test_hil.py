@@ -2261,6 +2261,22 @@ def test_two_hosts_a_stop_as_the_inner_harness_starts_stops_it(tmp_path, monkeyp
     assert status == 143 and started[0].sent == [signal.SIGTERM], (status, started[0].sent)
 
 
+def test_two_hosts_a_second_ctrl_c_while_the_inner_harness_stops_is_the_same_request(tmp_path, monkeypatch, capsys):
+    """Unheld, a second Ctrl-C while the harness inside wrote its partial report printed "before the run began:
+    nothing started", and a third deleted the namespaces under it, still running (review)."""
+    class StoppedTwice(_Inner):
+        def wait(self, timeout=None):
+            if not self.sent:  # running: the first Ctrl-C
+                _signal_self(signal.SIGINT)
+            else:  # writing its report: a second and a third
+                _signal_self(signal.SIGINT)
+                _signal_self(signal.SIGINT)
+            return super().wait(timeout)
+
+    assert _netns_fakes(monkeypatch, tmp_path, StoppedTwice)() == 130
+    assert "before the run began" not in capsys.readouterr().err
+
+
 def test_two_hosts_an_inner_harness_ended_by_the_signal_exits_128_plus_it_with_a_line(tmp_path, monkeypatch, capsys):
     """An inner harness ended by the signal before its handlers (its first ~0.4 s) returned -2 / -15: exit
     254 / 241, and no line."""

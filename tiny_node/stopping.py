@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -91,11 +92,14 @@ def stops_held(held: Held | None = None) -> Iterator[Held]:
         if held.signum is None:
             held.signum = signum
 
-    # not one ignored, nor one whose handler Python did not install (it could not be put back)
-    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS
-                if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+    # not one ignored, nor one whose handler Python did not install (it could not be put back);
+    # swapped inside the try: a stop between two swaps is raised as usual, the first put back (review)
+    previous: dict[int, Any] = {}
     try:
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                previous[sig] = signal.signal(sig, note)
         yield held
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

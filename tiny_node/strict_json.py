@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,18 @@ def finite_or_none(value: Any) -> Any:
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` to ``path`` as strict JSON; an OSError is the caller's to report."""
     path.write_text(json.dumps(finite_or_none(value), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def write_figures(path: Path, value: Any, command: str, what: str) -> int:
+    """A command's ``--json FILE``: written as strict JSON and named (``what: path``); 0, or 2 after one line.
+
+    Why the OSError here: the check up front cannot foresee every failure (/proc, a full disk,
+    root on /sys), and a failed write was a traceback after the whole measurement.
+    """
+    try:
+        write_json(path, value)
+    except OSError as exc:
+        print(f"tiny-node {command}: --json {path}: cannot write it: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"{what}: {path}")
+    return 0

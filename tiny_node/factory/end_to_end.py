@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
-from tiny_node.strict_json import write_json
+from tiny_node.strict_json import write_figures
 
 SPLITS = ("test", "heldout")
 SHOWN = (("accuracy", "accuracy"), ("recall_ttc_lt_1_5", "urgent recall"), ("recall_ttc_lt_1_5_in_view", "in view"),
@@ -106,11 +106,5 @@ def command(args: argparse.Namespace) -> int:
                                 if key in m and math.isfinite(m[key]))  # held-out has no benign frames
             print(f"    {source.replace('_', ' '):11s} {figures}")
     if args.json is not None:
-        try:
-            write_json(args.json, res)
-        except OSError as exc:  # the check up front cannot foresee all (/proc, a full disk, root on /sys)
-            print(f"tiny-node model evaluate: --json {args.json}: cannot write it: {exc.strerror or exc}",
-                  file=sys.stderr)
-            return 2
-        print(f"figures: {args.json}")
+        return write_figures(args.json, res, "model evaluate", "figures")
     return 0

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tiny_node.model.bundle import Bundle, BundleError, existing_bundle_dir, load_bundle
-from tiny_node.strict_json import write_json
+from tiny_node.strict_json import write_figures
 
 if TYPE_CHECKING:
     from tiny_node.model.preprocess import ImagePreprocessor
@@ -158,11 +158,5 @@ def command(args: argparse.Namespace) -> int:
             print(f"{light + ', ' + case.name:40s}" + "".join(
                 f"{c['dv_px']:+6.1f} {c['found']:4.0%} {c['dx_m']:+5.1f}" for c in cells))
     if args.json is not None:
-        try:
-            write_json(args.json, rows)
-        except OSError as exc:  # the check up front cannot foresee all (/proc, a full disk, root on /sys)
-            print(f"tiny-node model foot-points: --json {args.json}: cannot write it: {exc.strerror or exc}",
-                  file=sys.stderr)
-            return 2
-        print(f"rows: {args.json}")
+        return write_figures(args.json, rows, "model foot-points", "rows")
     return 0

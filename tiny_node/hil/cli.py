@@ -245,26 +245,31 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
                 _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) before the harness inside "
                      f"{hosts.hil_ns} started: nothing started, no report written")
                 return status
-            inner_run.send_signal(exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
-            try:
-                return _inner_status(inner_run.wait(timeout=20), hosts.hil_ns)
-            except subprocess.TimeoutExpired:
-                inner_run.kill()
-                inner_run.wait()
-                _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}); the harness inside {hosts.hil_ns} did not "
-                     f"stop within 20 s and was killed: a node it started may run on in {hosts.node_ns}, "
-                     "its report may be missing or partial")
-                return status
+            # Held: a second Ctrl-C is the same request, which the harness inside is already acting on
+            # (unheld, it printed "before the run began" once the inner had reported, and a third one
+            # deleted the namespaces under the harness still writing its report: review).
+            with stops_held():
+                inner_run.send_signal(exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+                try:
+                    return _inner_status(inner_run.wait(timeout=20), hosts.hil_ns)
+                except subprocess.TimeoutExpired:
+                    inner_run.kill()
+                    inner_run.wait()
+                    _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}); the harness inside {hosts.hil_ns} did "
+                         f"not stop within 20 s and was killed: a node it started may run on in {hosts.node_ns}, "
+                         "its report may be missing or partial")
+                    return status
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if inner_run is not None and inner_run.poll() is None:  # an error: end the harness (it stops its node)
-                inner_run.send_signal(signal.SIGINT)
-                try:
-                    inner_run.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    inner_run.kill()
-                    inner_run.wait()
+                with stops_held():
+                    inner_run.send_signal(signal.SIGINT)
+                    try:
+                        inner_run.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        inner_run.kill()
+                        inner_run.wait()
 
 
 def _signame(signum: int) -> str:
