@@ -236,9 +236,13 @@ def _bag_name(bag: Path) -> str:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Replay a bag; bad input is a one-line error and exit status 2, never a traceback."""
     from tiny_node.bag import BagError, replay
+    from tiny_node.bag.replay import namespace_problem
     from tiny_node.config import ConfigError, config_from_file
     from tiny_node.model.bundle import resolve_bundle_dir
 
+    if why := namespace_problem(args.namespace):  # else rclpy's traceback once the replay had begun
+        print(f"tiny-node replay: error: --namespace {args.namespace!r}: {why}", file=sys.stderr)
+        return 2
     topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
     out = Path(args.out) if args.out else Path("out/replay") / _bag_name(Path(args.bag))
     summary = out / "summary.json"
@@ -393,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--storage", choices=("mcap", "sqlite3"), help="output bag storage (default: the input's)")
     rp.add_argument("--no-plot", action="store_true", help="skip replay.png (saves ~1 s)")
     rp.add_argument("--namespace", default="", help="--realtime: the node's namespace")
-    rp.add_argument("--wait", type=float, default=30.0, help="--realtime: seconds to wait for the node")
+    # > 0: at 0 the wait for the node gave up before it looked; inf waited for ever, -1 said "within -1 s"
+    rp.add_argument("--wait", type=_positive(float), default=30.0, help="--realtime: seconds to wait for the node")
     lc = sub.add_parser("lifecycle", help="print the node's lifecycle state, or run transitions "
                         "(configure, activate, ...): ros2 lifecycle without a ROS install")
     from tiny_node.tools.lifecycle import add_arguments as lifecycle_arguments

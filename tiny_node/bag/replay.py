@@ -484,6 +484,37 @@ def _run_lockstep(source: BagSource, feeder: Feeder, out: OutputBag, cfg: NodeCo
     return records, misses + ls.watchdog.stats.deadline_misses
 
 
+#: The longest name a real-time replay makes under the node's namespace: a parameter service of
+#: the node that restarts it through its lifecycle (tools/feeder.py, in that namespace).
+_LONGEST_NAME = "tiny_node_feeder/set_parameters_atomically"
+
+
+def namespace_problem(namespace: str) -> str:
+    """Why a real-time replay cannot use ``namespace`` ('' when it can), by rcl's rules, in one line.
+
+    Why up front: rclpy refused it only once the replay had begun, with an InvalidTopicNameException
+    traceback. As the replay does, the namespace is made fully qualified first ('a/b' is '/a/b').
+    """
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if not ns:
+        return ""
+    from tiny_node.ros_names import namespace_problem as rcl_namespace_problem
+
+    if why := rcl_namespace_problem(ns):
+        return why
+    try:
+        from rclpy.exceptions import NameValidationException
+        from rclpy.validate_full_topic_name import validate_full_topic_name
+    except ImportError:  # no rclpy: --realtime fails on that, with its own message
+        return ""
+    try:
+        validate_full_topic_name(f"{ns}/{_LONGEST_NAME}")
+    except NameValidationException as exc:
+        reason = str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":")
+        return f"too long: names under it would break rcl's limit ({reason})"
+    return ""
+
+
 def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
            topics: dict[str, str] | None = None, realtime: bool = False, budget_ms: float | None = None,
            storage: str | None = None, namespace: str = "", wait_s: float = 30.0,
@@ -636,6 +667,21 @@ def _check_previous(out_path: Path) -> None:
         raise BagError(f"{out_path} exists and is not the output of an earlier replay; choose another --out")
 
 
+def _check_reports(out_dir: Path) -> None:
+    """Refuse a summary.json or replay.png in ``out_dir`` without an earlier replay's bag beside them.
+
+    Why: commit() renamed this run's report onto them whatever they were, e.g. the summary.json
+    of a ``sim`` report folder. A replay's report is known by its bag (:func:`_check_previous`),
+    not by its content: a replay.png says nothing of who drew it.
+    """
+    if (out_dir / OUT_BAG).exists():
+        return  # an earlier replay's (checked by _check_previous): its report goes with it
+    for name in OUTPUTS[1:]:
+        if (out_dir / name).exists() or (out_dir / name).is_symlink():
+            raise BagError(f"{out_dir / name} exists and is not an earlier replay's (no replay bag "
+                           "beside it); choose another --out")
+
+
 def _running(pid: int) -> bool:
     """Whether process ``pid`` exists (a zombie counts as gone)."""
     try:
@@ -661,7 +707,8 @@ class _Staging:
         self.out_dir = out_dir
         self.dir = out_dir / PARTIAL
         self.bag, self.summary, self.plot = (self.dir / name for name in OUTPUTS)
-        self._opened = self._made_out_dir = False
+        self._opened = False
+        self._made: list[Path] = []  # the folders open() created, deepest first: a failed run removes them
         self._moves: list[tuple[Path, Path]] = []  # renames of commit(), undone if it is interrupted
 
     def __enter__(self) -> _Staging:
@@ -683,7 +730,8 @@ class _Staging:
                                "wait for it, or choose another --out")
             self._restore_previous()  # a replay killed while it swapped its outputs in
             shutil.rmtree(self.dir)  # a killed replay's
-        self._made_out_dir = not self.out_dir.exists()
+        _check_reports(self.out_dir)  # after the restore: a killed swap may have had the bag aside
+        self._made = [p for p in (self.out_dir, *self.out_dir.parents) if not p.exists()]
         self.dir.mkdir(parents=True)
         self._opened = True
         (self.dir / PARTIAL_MARK).write_text(f"{os.getpid()}\n", encoding="utf-8")
@@ -692,6 +740,7 @@ class _Staging:
         """Replace the previous replay's outputs, all of them, by this run's (renames only)."""
         previous = self.dir / PREVIOUS
         previous.mkdir()
+        _check_reports(self.out_dir)  # written meanwhile by another tool: still not ours to replace
         if (self.out_dir / OUT_BAG).exists():
             _check_previous(self.out_dir / OUT_BAG)
             for name in OUTPUTS:  # never leave the old run's report beside the new one
@@ -735,9 +784,12 @@ class _Staging:
                     os.replace(dst, src)
         if self._opened:  # a failed run's partial outputs, or the replaced ones
             shutil.rmtree(self.dir, ignore_errors=True)
-        if exc_type is not None and self._made_out_dir:
-            with contextlib.suppress(OSError):
-                self.out_dir.rmdir()  # created for this run, empty
+        if exc_type is not None:
+            for made in self._made:  # created for this run (newa/newb/newc: all three), empty
+                try:
+                    made.rmdir()
+                except OSError:
+                    break  # not empty (someone else's since) or gone: its parents stay too
 
 
 def read_decisions(bag: Path, topic: str = OUT_DECISION) -> dict[int, dict[str, Any]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tiny_node.argtypes import finite
+from tiny_node.ros_names import namespace_problem
 from tiny_node.stopping import Held, Terminated, stopped_by, stops_held
 
 if TYPE_CHECKING:  # the source module imports rclpy: `tiny-node --help` must not need it
@@ -176,24 +177,6 @@ def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str
         except Exception as exc:  # the simulator is there but not usable: say so, use the built-in
             print(f"hil: simulator suite 'smoke' not usable ({exc}); using the built-in approach")
     return source.builtin_stream, "built-in approach (50 km/h towards a stopped car 60 m ahead)"
-
-
-def namespace_problem(namespace: str) -> str:
-    """Why rcl refuses ``namespace`` ("" when it takes it, or when rclpy is not there to ask).
-
-    Why: the harness started the node, then failed with rclpy's traceback making its own feeder.
-    """
-    try:
-        from rclpy.exceptions import InvalidNamespaceException
-        from rclpy.validate_namespace import validate_namespace
-    except ImportError:  # no rclpy: the run fails on that, with its own message
-        return ""
-    try:
-        validate_namespace(namespace)
-    except InvalidNamespaceException as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid"  # the rule broken; the lines after it point at it
-        return first.removeprefix("Invalid namespace: ").rstrip(":")
-    return ""
 
 
 def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
