@@ -13,11 +13,13 @@ Output folder::
 Everything but ``timing.json`` depends only on the runs, so it is byte-identical across
 repeated suites.  Plotting costs ~0.2 s a run, so by default (``plots="auto"``) only runs
 that failed (collision, false activation, error) and one run per protocol get a plot;
-``"all"`` plots every run, ``"none"`` none.
+``"all"`` plots every run, ``"none"`` none.  A report rewritten into its folder leaves only
+its own plots and score matrix there: an earlier suite's that it did not draw are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import math
@@ -116,7 +118,7 @@ def _mode_order(mode: str) -> tuple[int, str]:
 
 
 def write_report(result: SuiteResult, *, plots: str = "auto", mapper: Mapper = map) -> None:
-    """Write summary.json, the plots, the score matrix and report.md.
+    """Write summary.json, the plots, the score matrix and report.md; note the runs plotted in ``result``.
 
     ``mapper`` runs the per-run plots (``map``, or a process pool's ``map`` to use its workers).
     """
@@ -127,6 +129,7 @@ def write_report(result: SuiteResult, *, plots: str = "auto", mapper: Mapper = m
     summary = {"totals": totals(runs), "runs": runs}
     write_text_atomic(out / "summary.json", canonical_json(summary))
     plotted = _plot_runs(out, runs, plots, mapper)
+    result.plotted = plotted
     matrix = out / "score_matrix.png"
     has_matrix = write_score_matrix(runs, matrix)
     write_text_atomic(out / "report.md", markdown(runs, plotted=plotted, matrix=has_matrix))
@@ -297,11 +300,35 @@ def plot_run(out: Path, run: Mapping[str, Any]) -> str | None:
 
 
 def _plot_runs(out: Path, runs: Sequence[Mapping[str, Any]], plots: str, mapper: Mapper) -> list[str]:
+    """Draw the selected runs' plots; the keys drawn. ``plots/`` is left holding those alone."""
     selected = select_plots(runs, plots)
-    if not selected:
-        return []
-    (out / "plots").mkdir(exist_ok=True)
-    return [k for k in mapper(functools.partial(plot_run, out), selected) if k is not None]
+    plotted: list[str] = []
+    if selected:
+        (out / "plots").mkdir(exist_ok=True)
+        plotted = [k for k in mapper(functools.partial(plot_run, out), selected) if k is not None]
+    _remove_other_plots(out / "plots", plotted)
+    return plotted
+
+
+def _remove_other_plots(folder: Path, keep: Iterable[str]) -> None:
+    """Remove the run plots in ``folder`` not named in ``keep``, then the folder if that empties it.
+
+    Why: a suite re-run into its folder with fewer plots (``--plots none``, runs that now pass, a
+    stored run's timeline gone) left the earlier suite's PNGs beside a report that did not link
+    them, and the command named the folder as this run's plots.  Only files named as
+    :func:`plot_run` names them (``<run key>.png``) are removed: anything else put there stays.
+    """
+    from tiny_node.sim.runner import MODES, run_key
+
+    if not folder.is_dir():
+        return
+    kept = set(keep)
+    for png in folder.glob("*.png"):
+        name, sep, mode = png.stem.rpartition("__")
+        if sep and mode in MODES and run_key(name, mode) == png.stem and png.stem not in kept:
+            png.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: the kept plots, or files of someone else's
+        folder.rmdir()
 
 
 def _col(rows: list[dict[str, str]], name: str) -> list[float]:
@@ -380,9 +407,14 @@ def family(run: Mapping[str, Any]) -> str:
 
 
 def write_score_matrix(runs: Sequence[Mapping[str, Any]], path: Path) -> bool:
-    """Euro NCAP-style grid: rows scenario families, columns speeds, one panel per mode."""
+    """Euro NCAP-style grid: rows scenario families, columns speeds, one panel per mode; False: none scored.
+
+    With no scored run an earlier suite's matrix at ``path`` is removed: it sat beside a report
+    without it (a benign-only suite after a CCRs one), as if it were this suite's.
+    """
     scored = [r for r in runs if r.get("band") is not None]
     if not scored:
+        path.unlink(missing_ok=True)
         return False
     plt = _pyplot()
     modes = sorted({str(r["mode"]) for r in scored}, key=_mode_order)

@@ -44,6 +44,7 @@ from tiny_node.sim.report import write_report, write_text_atomic, write_timing
 from tiny_node.sim.scoring import rating_code
 from tiny_node.sim.suite import SUITES
 from tiny_node.sources import sources_digest
+from tiny_node.writable import write_problem
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
@@ -87,6 +88,7 @@ class SuiteResult:
     reused: int = 0
     run_wall_s: dict[str, float] = field(default_factory=dict)  # key -> wall time of fresh runs
     run_cpu_s: dict[str, float] = field(default_factory=dict)  # key -> CPU time of the worker on it
+    plotted: list[str] = field(default_factory=list)  # keys whose plots/<key>.png the report drew
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -610,6 +612,40 @@ def _bundle(args: Any, cfg: NodeConfig, out_dir: Path) -> Path | None:
     return path
 
 
+def _folders_refused(folders: Iterable[tuple[str, Path | None]]) -> bool:
+    """Whether a folder (option, path) cannot take the suite's files, after one line naming it; made if missing.
+
+    Why a file is made there (:func:`write_problem`): an existing folder root cannot write in
+    (``/sys/kernel``) passed ``os.access``.  Asked before the header and before any file is made:
+    such a folder ended the command in an OSError traceback after it said the suite was starting,
+    and a bad ``--record`` left ``--out``'s ``runs/`` and ``timelines/`` made and empty.
+    """
+    for option, folder in folders:
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = f"cannot make {option} folder {folder}: {exc.strerror or exc}"
+        else:
+            why = f"cannot write in {option} folder {folder}: {problem}" if (problem := write_problem(folder)) else ""
+        if why:
+            print(f"tiny-node sim: error: {why}", file=sys.stderr)
+            return True
+    return False
+
+
+def _kept_runs(args: Any) -> str:
+    """Where a suite stopped by an error left its finished runs, and what running it again does."""
+    runs = Path(args.out) / "runs"
+    if args.realtime:
+        return f"the finished drives are kept in {runs} (a real-time drive is run again, never reused)"
+    if args.record:
+        return (f"the finished runs are kept in {runs} and their bags in {args.record} (bags are never "
+                "overwritten: to run again, remove them or choose another --record folder)")
+    return f"the finished runs are kept in {runs}, and the same command resumes from them"
+
+
 def sim_command(args: Any) -> int:
     """``tiny-node sim``: run scenarios, write the report, print the table; 0 unless a run errored."""
     import sys
@@ -618,11 +654,18 @@ def sim_command(args: Any) -> int:
     from tiny_node.sim.scenario import ScenarioError
 
     out_dir = Path(args.out)
+    record = Path(args.record) if args.record else None
+    folders = (("--out", out_dir), ("--record", record))
+    # checked before the header, once the inputs are (a bad bundle makes no --out); with --model test before
+    # that too, since its bundle is made in --out
+    test_bundle = args.model == "test"
     try:
         scenarios = _scenarios(args)
         cfg = config_from_file(args.params_file)
+        if test_bundle and _folders_refused(folders):
+            return 2
         bundle = _bundle(args, cfg, out_dir)
-    except (ScenarioError, ConfigError, FileNotFoundError) as exc:
+    except (ScenarioError, ConfigError, OSError) as exc:  # OSError: FileNotFoundError, or making the test bundle
         print(f"tiny-node sim: {exc}", file=sys.stderr)
         return 2
     if bundle is not None:
@@ -648,7 +691,8 @@ def sim_command(args: Any) -> int:
         print("tiny-node sim: --compare needs --model BUNDLE (or --model test)", file=sys.stderr)
         return 2
     modes = ("rules", "model") if args.compare else (("model",) if bundle is not None else ("rules",))
-    record = Path(args.record) if args.record else None
+    if not test_bundle and _folders_refused(folders):
+        return 2
     if record is not None:
         try:  # before the header, which said the suite was starting
             _refuse_existing_bags(record, [run_key(str(sc.name), mode) for sc in scenarios for mode in modes])
@@ -680,8 +724,11 @@ def sim_command(args: Any) -> int:
                 "drive is the node's, timed: never reused)" if args.realtime else
                 "the same command resumes (finished runs are kept)"), file=sys.stderr)
         return status
-    except FileExistsError as exc:  # --record into a folder with this suite's bags
-        print(f"tiny-node sim: {exc}", file=sys.stderr)
+    except OSError as exc:
+        # no errno: ours, --record into a folder with this suite's bags (refused before any run); else a
+        # write that failed under way (a full disk: a traceback, and where the finished runs were unsaid)
+        print(f"tiny-node sim: {exc}" if exc.errno is None else f"tiny-node sim: error: {exc}; {_kept_runs(args)}",
+              file=sys.stderr)
         return 2
     except RuntimeError as exc:  # the node did not come up (--realtime): its log is in the message
         print(f"tiny-node sim: {exc}", file=sys.stderr)
@@ -727,6 +774,6 @@ def print_result(result: SuiteResult) -> None:
     print(f"\n{len(result.runs)} run(s) ({result.reused} reused) in {result.wall_s:.1f} s wall{speed}")
     for r in result.errors:
         print(f"error: {r['name']} ({r['mode']}): {r.get('error')}")
-    plots = result.out_dir / "plots"
+    # only when this report drew plots: a folder left by an earlier suite is not this run's
     print(f"report: {result.out_dir / 'report.md'}  summary: {result.out_dir / 'summary.json'}"
-          + (f"  plots: {plots}" if plots.is_dir() else ""))
+          + (f"  plots: {result.out_dir / 'plots'}" if result.plotted else ""))
