@@ -44,7 +44,6 @@ from tiny_node.sim.report import write_report, write_text_atomic, write_timing
 from tiny_node.sim.scoring import rating_code
 from tiny_node.sim.suite import SUITES
 from tiny_node.sources import sources_digest
-from tiny_node.writable import write_problem
 
 MODES = ("rules", "model")
 _PKG = Path(__file__).resolve().parent.parent
@@ -620,6 +619,8 @@ def _folders_refused(folders: Iterable[tuple[str, Path | None]]) -> bool:
     such a folder ended the command in an OSError traceback after it said the suite was starting,
     and a bad ``--record`` left ``--out``'s ``runs/`` and ``timelines/`` made and empty.
     """
+    from tiny_node.writable import write_problem  # here: a module every run imports goes into the runs' digest
+
     for option, folder in folders:
         if folder is None:
             continue
