@@ -2285,8 +2285,58 @@ def test_two_hosts_an_inner_harness_ended_by_the_signal_exits_128_plus_it_with_a
             return -signal.SIGINT
 
     assert _netns_fakes(monkeypatch, tmp_path, DiedOfIt)() == 130
-    assert "tiny-node hil: interrupted (SIGINT): the harness inside tnhil was ended by it before it had started a " \
-           "node or written a report" in capsys.readouterr().err
+    assert "tiny-node hil: interrupted (SIGINT): the harness inside tnhil was ended by it: it wrote no report" \
+           in capsys.readouterr().err
+
+
+def _finished_report(out: Path, verdict: str = "PASS") -> None:
+    (out / "summary.json").write_text(json.dumps({"verdict": verdict}))
+
+
+def test_two_hosts_a_stop_as_the_inner_harness_ends_is_said_with_its_report(tmp_path, monkeypatch, capsys):
+    """A stop in the harness inside's last moments (its handlers given back) was lost, exit 0, when it
+    exited 0, or said "before it had started a node or written a report" beside its PASS report (review)."""
+    class EndsAsStopped(_Inner):
+        def wait(self, timeout=None):
+            if not self.sent:  # it finishes: report written, then the user's Ctrl-C
+                _finished_report(tmp_path)
+                _signal_self(signal.SIGINT)
+            return 0
+
+    assert _netns_fakes(monkeypatch, tmp_path, EndsAsStopped)() == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"tiny-node hil: interrupted (SIGINT) as the harness inside ended (status 0): its report stands, verdict "
+        f"PASS, in {tmp_path}/ (summary.json)")
+
+
+def test_two_hosts_a_stop_while_the_namespaces_are_deleted_is_said_after_it(tmp_path, monkeypatch, capsys):
+    """Unheld, a stop during the namespaces' deletion left them behind and said "before the run began: nothing
+    started" beside the finished report (review)."""
+    import contextlib
+
+    from tiny_node.hil import netns
+
+    deleted: list[str] = []
+
+    @contextlib.contextmanager
+    def two_hosts(work_dir, tag=None):
+        try:
+            yield netns.Hosts("tnhil", "tnnode", work_dir / "profile.xml")
+        finally:
+            _signal_self(signal.SIGTERM)  # as `ip netns del` runs
+            deleted.append("tnhil")
+
+    class Ends(_Inner):
+        def wait(self, timeout=None):
+            _finished_report(tmp_path, "FAIL")
+            return 1
+
+    outer = _netns_fakes(monkeypatch, tmp_path, Ends)
+    monkeypatch.setattr(netns, "two_hosts", two_hosts)
+    assert outer() == 143 and deleted == ["tnhil"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"tiny-node hil: terminated (SIGTERM) after the harness inside had ended (status 1): its report stands, "
+        f"verdict FAIL, in {tmp_path}/ (summary.json)")
 
 
 def test_a_run_stopped_in_its_first_second_is_not_said_to_have_sent_no_frame(tmp_path):
@@ -2371,3 +2421,28 @@ def test_a_stop_before_the_first_node_run_says_no_node_was_started(tmp_path, mon
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"tiny-node hil: interrupted (no node was started); partial report (verdict INTERRUPTED, before "
                     f"the first node run) in {tmp_path}/ (summary.json, report.md)"), last
+
+
+def test_a_stop_as_the_node_starts_is_raised_once_it_is_known(monkeypatch):
+    """A Ctrl-C inside Popen, after the fork, left the node running in its own session, unknown: the harness
+    said "a node it started is stopped" while it ran on (review). Held until ``proc`` is set, then raised."""
+    from tiny_node.tools import nodeproc
+
+    class Forked:
+        def __init__(self, *args: object, **kw: object) -> None:
+            _signal_self(signal.SIGINT)
+
+    monkeypatch.setattr(nodeproc.subprocess, "Popen", Forked)
+    node = nodeproc.NodeProcess({})
+    with pytest.raises(KeyboardInterrupt):
+        node.start()
+    assert isinstance(node.proc, Forked)  # known to the caller, whose clean-up stops it
+
+
+def test_a_soak_stopped_before_its_node_run_lists_only_the_faults_a_soak_runs(tmp_path):
+    """Its not_run listed clock_jump, corrupt_frames_compressed and bundle_corrupt, which a soak never runs."""
+    from tiny_node.hil import cli
+    from tiny_node.hil.soak import SOAK_FAULTS
+
+    stop = cli._before_any_run(KeyboardInterrupt(), F.make_faults(["all"]), True, tmp_path)
+    assert {c.fault for c in stop.checks} == set(SOAK_FAULTS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import shlex
@@ -12,10 +13,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tiny_node.argtypes import finite
 from tiny_node.ros_names import namespace_problem
@@ -196,63 +198,113 @@ def _netns_outer(args: argparse.Namespace, argv: list[str]) -> int:
     inner = [a for a in argv if a != "--netns"]
     args.out.mkdir(parents=True, exist_ok=True)
     domain = random.SystemRandom().randint(1, 101)
-    with netns.two_hosts(args.out.resolve()) as hosts:
-        env = netns.ros_env(dict(os.environ), netns.NODE_ADDR, hosts.profile, domain)
-        cmd = [*hosts.hil_prefix(), sys.executable, "-m", "tiny_node", "hil", *inner,
-               "--node-netns", hosts.node_ns]
-        if getattr(args, "transport", None) is None:  # given as "--transport raw" or "--transport=raw"
-            cmd += ["--transport", "compressed"]
-        print(f"hil --netns: harness in {hosts.hil_ns} ({netns.HIL_ADDR}), node in {hosts.node_ns} "
-              f"({netns.NODE_ADDR}), UDPv4 only, ROS_DOMAIN_ID={domain}", flush=True)
+    began = time.time()
+    # From the harness inside's end (or a stop passed on to it) until the namespaces are deleted, a
+    # stop is noted, not raised: raised, it was lost (exit 0), said "before the run began" over a
+    # finished report, or left the namespaces behind (review). It is answered after the deletion.
+    late, hold = Held(), contextlib.ExitStack()
+    passed_on = False  # a stop was passed on to the harness inside: a later one is the same request
+    try:
+        with netns.two_hosts(args.out.resolve()) as hosts:
+            status, passed_on = _run_inside(args, inner, hosts, domain=domain, began=began, late=late, hold=hold)
+    finally:
+        hold.close()
+    if late.signum is not None and not passed_on:
+        how = stopped_by(late.stop())[0]
+        _say(f"\ntiny-node hil: {how} ({_signame(late.signum)}) after the harness inside had ended (status "
+             f"{status}){_report_note(args.out, began)}")
+        return 128 + late.signum
+    return status
 
-        def on_signal(signum: int, frame: object) -> None:  # must unwind through two_hosts() too
-            raise Terminated(signum)
 
-        # SIGHUP only where it would end the process (not under nohup), as the command's own handler
-        stops = [signal.SIGTERM] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else [])
-        previous = {sig: signal.signal(sig, on_signal) for sig in stops}
-        inner_run: subprocess.Popen[bytes] | None = None
+def _run_inside(args: argparse.Namespace, inner: list[str], hosts: Any, *, domain: int, began: float, late: Held,
+                hold: contextlib.ExitStack) -> tuple[int, bool]:
+    """Run the harness inside ``hosts``; (the command's status, whether a stop was passed on to it)."""
+    from tiny_node.hil import netns
+
+    env = netns.ros_env(dict(os.environ), netns.NODE_ADDR, hosts.profile, domain)
+    cmd = [*hosts.hil_prefix(), sys.executable, "-m", "tiny_node", "hil", *inner, "--node-netns", hosts.node_ns]
+    if getattr(args, "transport", None) is None:  # given as "--transport raw" or "--transport=raw"
+        cmd += ["--transport", "compressed"]
+    print(f"hil --netns: harness in {hosts.hil_ns} ({netns.HIL_ADDR}), node in {hosts.node_ns} "
+          f"({netns.NODE_ADDR}), UDPv4 only, ROS_DOMAIN_ID={domain}", flush=True)
+
+    def on_signal(signum: int, frame: object) -> None:  # must unwind through two_hosts() too
+        raise Terminated(signum)
+
+    # SIGHUP only where it would end the process (not under nohup), as the command's own handler
+    stops = [signal.SIGTERM] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else [])
+    previous = {sig: signal.signal(sig, on_signal) for sig in stops}
+
+    def holding() -> None:
+        """From here on the stops are noted in ``late``.
+
+        The handlers above are put back first: the ``finally`` would otherwise replace the hold's with them.
+        """
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous.clear()
+        hold.enter_context(stops_held(late))
+
+    inner_run: subprocess.Popen[bytes] | None = None
+    try:
+        # Held while it starts: a stop inside Popen left the harness inside running, unknown to this
+        # process, which deleted the namespaces and exited 130; it later cleared the folder and wrote
+        # a FAIL summary (review). Its own session: a terminal's Ctrl-C reaches only this process,
+        # which passes exactly one signal on below; a second one cut the inner clean-up short.
+        with stops_held() as held:
+            inner_run = subprocess.Popen(cmd, env=env, start_new_session=True)
+        if held.signum is not None:
+            raise held.stop()
+        code = inner_run.wait()
+        holding()
+        return _inner_status(code, hosts.hil_ns, args.out, began), False
+    except KeyboardInterrupt as exc:  # the inner harness reports it: stop it the same way
+        holding()  # a second Ctrl-C is the same request, acted on already
+        how, status = stopped_by(exc)
+        if inner_run is None:
+            _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) before the harness inside "
+                 f"{hosts.hil_ns} started: nothing started, no report written")
+            return status, True
+        inner_run.send_signal(exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
         try:
-            # Held while it starts: a stop inside Popen left the harness inside running, unknown to this
-            # process, which deleted the namespaces and exited 130; it later cleared the folder and wrote
-            # a FAIL summary (review). Its own session: a terminal's Ctrl-C reaches only this process,
-            # which passes exactly one signal on below; a second one cut the inner clean-up short.
-            with stops_held() as held:
-                inner_run = subprocess.Popen(cmd, env=env, start_new_session=True)
-            if held.signum is not None:
-                raise held.stop()
-            return _inner_status(inner_run.wait(), hosts.hil_ns)
-        except KeyboardInterrupt as exc:  # the inner harness reports it: stop it the same way
-            how, status = stopped_by(exc)
-            if inner_run is None:
-                _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) before the harness inside "
-                     f"{hosts.hil_ns} started: nothing started, no report written")
-                return status
-            # Held: a second Ctrl-C is the same request, which the harness inside is already acting on
-            # (unheld, it printed "before the run began" once the inner had reported, and a third one
-            # deleted the namespaces under the harness still writing its report: review).
+            code = inner_run.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            inner_run.kill()
+            inner_run.wait()
+            _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}); the harness inside {hosts.hil_ns} did "
+                 f"not stop within 20 s and was killed: a node it started may run on in {hosts.node_ns}, "
+                 "its report may be missing or partial")
+            return status, True
+        if 0 <= code < 128:  # it had ended before the stop reached it: its report stands, the stop is said
+            _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) as the harness inside ended (status "
+                 f"{code}){_report_note(args.out, began)}")
+            return status, True
+        return _inner_status(code, hosts.hil_ns, args.out, began), True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if inner_run is not None and inner_run.poll() is None:  # an error: end the harness (it stops its node)
             with stops_held():
-                inner_run.send_signal(exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+                inner_run.send_signal(signal.SIGINT)
                 try:
-                    return _inner_status(inner_run.wait(timeout=20), hosts.hil_ns)
+                    inner_run.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     inner_run.kill()
                     inner_run.wait()
-                    _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}); the harness inside {hosts.hil_ns} did "
-                         f"not stop within 20 s and was killed: a node it started may run on in {hosts.node_ns}, "
-                         "its report may be missing or partial")
-                    return status
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if inner_run is not None and inner_run.poll() is None:  # an error: end the harness (it stops its node)
-                with stops_held():
-                    inner_run.send_signal(signal.SIGINT)
-                    try:
-                        inner_run.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        inner_run.kill()
-                        inner_run.wait()
+
+
+def _report_note(out: Path, began: float) -> str:
+    """What the harness inside left in ``out`` since ``began``: its report and verdict, or that it wrote none."""
+    for name in ("summary.json", "soak.json"):
+        path = out / name
+        try:
+            if path.stat().st_mtime >= began:
+                verdict = json.loads(path.read_text(encoding="utf-8")).get("verdict", "?")
+                return f": its report stands, verdict {verdict}, in {out}/ ({name})"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return ": it wrote no report"
 
 
 def _signame(signum: int) -> str:
@@ -263,21 +315,20 @@ def _signame(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _inner_status(code: int, hil_ns: str) -> int:
+def _inner_status(code: int, hil_ns: str, out: Path, began: float) -> int:
     """The harness inside's exit status as the command's: ended by a signal (negative), 128 + it, said in a line.
 
     Why: a stop in its first ~0.4 s (before its handlers) ended it without a word, and Popen's
     -2 / -15 came out as 254 / 241 (review). Any other signal (the OOM killer's SIGKILL) is said too.
+    What it left is read, not assumed: a stop as it exited, its report written, was said to have
+    found nothing started (review).
     """
     if code >= 0:
         return code
     signum = -code
-    if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        how = stopped_by(Held(signum).stop())[0]
-        after = " before it had started a node or written a report (it reports a stop once it has begun)"
-    else:
-        how, after = "killed", ": no report written; a node it had started may run on"
-    _say(f"\ntiny-node hil: {how} ({_signame(signum)}): the harness inside {hil_ns} was ended by it{after}")
+    how = stopped_by(Held(signum).stop())[0] if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) else "killed"
+    _say(f"\ntiny-node hil: {how} ({_signame(signum)}): the harness inside {hil_ns} was ended by it"
+         f"{_report_note(out, began)}")
     return 128 + signum
 
 
@@ -502,9 +553,10 @@ BEFORE_ANY_RUN = "before the first node run"
 def _before_any_run(exc: KeyboardInterrupt, faults: list[Fault], soak: bool, out: Path) -> Interrupted:
     """A stop before any node run began: every fault not run (a soak's files written here)."""
     from tiny_node.hil.harness import Interrupted, not_run
-    from tiny_node.hil.soak import write_soak
+    from tiny_node.hil.soak import SOAK_FAULTS, write_soak
 
-    checks = [c for f in faults for c in not_run([f], f.group, f"not run: interrupted {BEFORE_ANY_RUN}")]
+    planned = [f for f in faults if f.name in SOAK_FAULTS] if soak else faults  # a soak runs the main run's only
+    checks = [c for f in planned for c in not_run([f], f.group, f"not run: interrupted {BEFORE_ANY_RUN}")]
     stop = Interrupted(exc, [], checks, BEFORE_ANY_RUN)
     if soak:
         write_soak(out, None, checks, stop.how)

@@ -90,12 +90,20 @@ class NodeProcess:
 
     def start(self) -> NodeProcess:
         """Launch the node (returns at once; use a feeder's ``wait_for_node``)."""
+        from tiny_node.stopping import stops_held
+
         if self.log_path is not None:
             self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.cmd, env=self.env, stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        # Held while it starts: a stop inside Popen, after the fork, left the node running in its own
+        # session, unknown to the caller, which said it had stopped it (review). Raised once it is
+        # known, so the caller's clean-up stops it.
+        with stops_held() as held:
+            self.proc = subprocess.Popen(
+                self.cmd, env=self.env, stdout=self._log or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        if held.signum is not None:
+            raise held.stop()
         return self
 
     @property
