@@ -49,7 +49,9 @@ def test_an_out_or_record_folder_that_cannot_be_made_is_one_line_naming_it_befor
 def test_a_folder_no_file_can_be_made_in_is_refused_up_front(tmp_path, capsys, monkeypatch, option):
     # root passes os.access on /sys/kernel or a read-only mount: the first write was a traceback
     ro = tmp_path / "ro"
-    monkeypatch.setattr(runner, "write_problem", lambda folder: "Read-only file system" if folder == ro else "")
+    from tiny_node import writable
+
+    monkeypatch.setattr(writable, "write_problem", lambda folder: "Read-only file system" if folder == ro else "")
     argv = ["sim", "--suite", "smoke", "--rules-only", "--out", str(tmp_path / "o"), option, str(ro)]
     err = _one_line_refusal(capsys, cli_main(argv))
     assert f"cannot write in {option} folder {ro}: Read-only file system" in err
