@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def at_least(lo: int) -> Callable[[str], int]:
@@ -32,3 +35,18 @@ def finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text}")
     return value
+
+
+def positive(kind: Callable[[str], N]) -> Callable[[str], N]:
+    """An argparse type: ``kind`` (int or float) above 0 and finite.
+
+    Why: 0 frames or seconds would pass vacuously; ``inf`` seconds ran until killed, a ``nan``
+    speed drove every frame into a fail-safe and wrote NaN into the JSON.
+    """
+    def parse(text: str) -> N:
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse's message: "invalid int value"
+    return parse

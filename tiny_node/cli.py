@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import signal
 import sys
 import threading
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from tiny_node.argtypes import positive
 from tiny_node.stopping import Terminated as _Terminated
 from tiny_node.stopping import stopped_by as _stopped_by
 
@@ -116,21 +116,6 @@ def _say_stopped(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: ``kind`` (int or float) above 0 and finite.
-
-    Why: 0 frames or seconds would pass vacuously; ``inf`` seconds ran until killed, a ``nan``
-    speed drove every frame into a fail-safe and wrote NaN into the JSON.
-    """
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-        return value
-    parse.__name__ = kind.__name__  # argparse's message: "invalid int value"
-    return parse
-
-
 def _speed_kmh(text: str) -> float:
     """An argparse type: a speed the node takes as plausible (> 0, at most 360 km/h).
 
@@ -138,7 +123,7 @@ def _speed_kmh(text: str) -> float:
     """
     from tiny_node.sensors import MAX_PLAUSIBLE_SPEED_MPS
 
-    value = _positive(float)(text)
+    value = positive(float)(text)
     if value > MAX_PLAUSIBLE_SPEED_MPS * 3.6:
         raise argparse.ArgumentTypeError(f"at most {MAX_PLAUSIBLE_SPEED_MPS * 3.6:g} km/h (the node's plausible "
                                          f"odometry), got {text}")
@@ -355,11 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="start the node and drive it over DDS with a built-in drive")
     demo.add_argument("--out", default="out/demo-dds", help="where the timeline and summary go "
                       "(not out/demo: that is make demo's simulator report)")
-    demo.add_argument("--duration", type=_positive(float), default=6.0, help="seconds of driving")
+    demo.add_argument("--duration", type=positive(float), default=6.0, help="seconds of driving")
     demo.add_argument("--speed", type=_speed_kmh, default=50.0, help="initial ego speed, km/h (at most 360)")
     bench = sub.add_parser("bench", help="decision latency / deadline benchmark over DDS at 30 Hz")
     bench.add_argument("--out", default="out/bench")
-    bench.add_argument("--frames", type=_positive(int), default=600, help="frames per case (30 Hz)")
+    bench.add_argument("--frames", type=positive(int), default=600, help="frames per case (30 Hz)")
     # default None, not the list: run_bench skips the default +stress cases without stress-ng
     bench.add_argument("--cases", nargs="*", default=None,
                        choices=["fast", "slow", "rules", "fast+stress", "slow+stress", "rules+stress"],
@@ -398,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--no-plot", action="store_true", help="skip replay.png (saves ~1 s)")
     rp.add_argument("--namespace", default="", help="--realtime: the node's namespace")
     # > 0: at 0 the wait for the node gave up before it looked; inf waited for ever, -1 said "within -1 s"
-    rp.add_argument("--wait", type=_positive(float), default=30.0, help="--realtime: seconds to wait for the node")
+    rp.add_argument("--wait", type=positive(float), default=30.0, help="--realtime: seconds to wait for the node")
     lc = sub.add_parser("lifecycle", help="print the node's lifecycle state, or run transitions "
                         "(configure, activate, ...): ros2 lifecycle without a ROS install")
     from tiny_node.tools.lifecycle import add_arguments as lifecycle_arguments

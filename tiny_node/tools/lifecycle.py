@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from tiny_node.argtypes import finite
+from tiny_node.argtypes import positive
 
 #: Transition labels as ``ros2 lifecycle set`` takes them (``shutdown``: from the current state).
 TRANSITIONS = ("configure", "cleanup", "activate", "deactivate", "shutdown")
@@ -28,20 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"run these in order ({', '.join(TRANSITIONS)}); none: print the state")
     p.add_argument("--node", default="/tiny_node", help="the node's full name (default /tiny_node; "
                    "e.g. /ego/tiny_node when started with -r __ns:=/ego)")
-    p.add_argument("--timeout", type=_seconds, default=60.0,
+    p.add_argument("--timeout", type=positive(float), default=60.0,
                    help="seconds to wait for the node's services and for each transition (configure "
                    "loads and warms up the model)")
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a finite time above 0 s.
-
-    Why: 0, a negative time or ``nan`` gave up at once, and the message blamed the node.
-    """
-    value = finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 s, got {text}")
-    return value
 
 
 def name_problem(node: str) -> str:
