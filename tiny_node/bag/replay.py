@@ -499,19 +499,12 @@ def namespace_problem(namespace: str) -> str:
     if not ns:
         return ""
     from tiny_node.ros_names import namespace_problem as rcl_namespace_problem
+    from tiny_node.ros_names import topic_name_problem
 
     if why := rcl_namespace_problem(ns):
         return why
-    try:
-        from rclpy.exceptions import NameValidationException
-        from rclpy.validate_full_topic_name import validate_full_topic_name
-    except ImportError:  # no rclpy: --realtime fails on that, with its own message
-        return ""
-    try:
-        validate_full_topic_name(f"{ns}/{_LONGEST_NAME}")
-    except NameValidationException as exc:
-        reason = str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":")
-        return f"too long: names under it would break rcl's limit ({reason})"
+    if why := topic_name_problem(f"{ns}/{_LONGEST_NAME}"):
+        return f"too long: names under it would break rcl's limit ({why})"
     return ""
 
 

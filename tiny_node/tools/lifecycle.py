@@ -33,27 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "loads and warms up the model)")
 
 
-def name_problem(node: str) -> str:
-    """Why ``node`` is not a node's full name ('' when it is); rclpy's own rules, its reason's first line.
-
-    Why up front: rclpy refused the name only when the client was made, with an
-    InvalidServiceNameException traceback.
-    """
-    from rclpy.exceptions import NameValidationException
-    from rclpy.validate_full_topic_name import validate_full_topic_name
-    from rclpy.validate_namespace import validate_namespace
-    from rclpy.validate_node_name import validate_node_name
-
-    namespace, name = ("/" + node.strip("/")).rsplit("/", 1)
-    try:
-        validate_node_name(name)
-        validate_namespace(namespace or "/")
-        validate_full_topic_name(f"{namespace}/{name}/get_state")  # the services' names (their length)
-    except NameValidationException as exc:
-        return str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":")
-    return ""
-
-
 class _Client:
     """A short-lived ROS node calling one node's lifecycle services, in a private context."""
 
@@ -127,7 +106,9 @@ def lifecycle_command(args: argparse.Namespace) -> int:
     asked for goes on in the node).
     """
     try:
-        if why := name_problem(args.node):
+        from tiny_node.ros_names import node_name_problem
+
+        if why := node_name_problem(args.node):
             print(f"tiny-node lifecycle: --node {args.node!r}: not a node's full name: {why}", file=sys.stderr)
             return 2
         return _run(args)
