@@ -103,3 +103,34 @@ def stops_held(held: Held | None = None) -> Iterator[Held]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def children_start_without_sigint() -> Iterator[None]:
+    """SIGINT blocked in this thread meanwhile, so a process started here starts with it blocked.
+
+    Why: a child process (the model worker, a simulation worker) imports for 0.1 s to a second or
+    more before it can ignore SIGINT, and a terminal's Ctrl-C, which reaches the whole process
+    group, printed a KeyboardInterrupt traceback from it (a signal mask survives exec). The child
+    calls :func:`ignore_sigint` once it can. The resource tracker is started first: starting it
+    unblocks SIGINT in the calling thread. Python runs handlers in the main thread: a Ctrl-C
+    meanwhile is this process's once unblocked.
+    """
+    from multiprocessing import resource_tracker  # here: the node's start command imports this module first
+
+    resource_tracker.ensure_running()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def ignore_sigint() -> None:
+    """In a child started by :func:`children_start_without_sigint`: ignore Ctrl-C, then unblock it.
+
+    In that order, so a Ctrl-C held since the child's start is dropped, not raised: its parent
+    stops it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -7,10 +7,8 @@ pickling the arguments), and the caller is the node's deadline thread.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 
 
@@ -44,14 +42,13 @@ class Spawner:
     def _run(self) -> None:
         while (req := self._q.get()) is not None:
             try:
-                # The child starts with SIGINT blocked (a signal mask survives exec): a Ctrl-C to the
-                # process group in the 0.1-0.3 s a worker takes to import before it ignores SIGINT
-                # printed a KeyboardInterrupt traceback from it (review). The worker unblocks it once
-                # it ignores it. Blocked after the resource tracker runs: starting it unblocks SIGINT
-                # in the calling thread. Python runs handlers in the main thread: the node's are unaffected.
-                resource_tracker.ensure_running()
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-                req.proc.start()
+                # The child starts with SIGINT blocked, and ignores it once it can (worker._child_main):
+                # a Ctrl-C to the process group in the 0.1-0.3 s a worker takes to import printed a
+                # KeyboardInterrupt traceback from it (review).
+                from tiny_node.stopping import children_start_without_sigint
+
+                with children_start_without_sigint():
+                    req.proc.start()
             except BaseException as exc:  # handed to supervise() on the caller's thread
                 req.error = exc
             finally:

@@ -105,8 +105,9 @@ def _child_main(ctl: Connection, res: Connection, cfg: WorkerConfig) -> None:
     """Spawn target. The import is here so the node process never loads onnxruntime/cv2."""
     # Ctrl-C in a terminal goes to the whole process group: the node stops the worker itself
     # (Stop, then SIGKILL), so the worker must not die of it first with a traceback mid-job.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since its start (Spawner)
+    from tiny_node.stopping import ignore_sigint
+
+    ignore_sigint()  # blocked since its start (Spawner)
     try:
         from tiny_node.model.worker_main import worker_main
     except ImportError as exc:

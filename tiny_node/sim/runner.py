@@ -23,7 +23,6 @@ import json
 import math
 import multiprocessing
 import os
-import signal
 import sys
 import time
 import traceback
@@ -31,7 +30,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +176,7 @@ def _init_worker() -> None:
     """One compute thread per worker process (the pool shares the cores); Ctrl-C is the parent's.
 
     SIGINT is ignored, then unblocked (a Ctrl-C while the worker imported, held since its start
-    by ``_sigint_blocked``, is dropped): a terminal's Ctrl-C reaches the whole process group, and
+    by ``stopping.children_start_without_sigint``, is dropped): a terminal's Ctrl-C reaches the whole process group, and
     each worker printed a KeyboardInterrupt traceback. The parent ends the workers (runs under way
     are lost, run again on resume).
 
@@ -187,8 +185,9 @@ def _init_worker() -> None:
     worker that took it as an interrupt went back to the pool's queue and hung its shutdown
     (review); a run it was recording is left without its index (``mcap recover`` mends it).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    from tiny_node.stopping import ignore_sigint  # here: the command's, not what makes a run (code_files)
+
+    ignore_sigint()
     import cv2
     import onnxruntime  # noqa: F401
 
@@ -199,23 +198,6 @@ def _init_worker() -> None:
 
     cv2.setNumThreads(1)
     band("CCRs", 50.0, 0.0)  # loads the rating package (pandas) once, outside any run's timing
-
-
-@contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """SIGINT blocked in this thread meanwhile, so a worker process started here starts with it blocked.
-
-    Why: spawned workers import for a second or more before ``_init_worker`` ignores SIGINT, and a
-    Ctrl-C then printed a KeyboardInterrupt traceback from each (a signal mask survives exec; as
-    ``model.spawner`` does for the model worker). The resource tracker is started first: starting
-    it unblocks SIGINT in the calling thread. A Ctrl-C meanwhile is this process's once unblocked.
-    """
-    resource_tracker.ensure_running()
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -372,16 +354,18 @@ def run_suite(
     # concurrent.futures, not multiprocessing.Pool: a worker killed outright (the OOM killer, a
     # SIGKILL) breaks the executor and every pending result raises; a Pool replaced the worker,
     # lost its run, and the suite waited for it for ever.
+    from tiny_node.stopping import children_start_without_sigint  # the command's (code_files)
+
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker)
 
     def started_map(fn: Any, *items: Any) -> Iterator[Any]:
         """``pool.map``, which starts any worker not yet running (a run finished before all were)."""
-        with _sigint_blocked():
+        with children_start_without_sigint():
             return pool.map(fn, *items)
 
     try:
-        with _sigint_blocked():  # the workers start on submit
+        with children_start_without_sigint():  # the workers start on submit
             futures = [pool.submit(_run_task, t) for t in tasks]
         for key, summary, (wall, cpu) in _progress((f.result() for f in as_completed(futures)),
                                                    total, reused, progress):
