@@ -74,16 +74,10 @@ def _output_folder(command: str, path: str) -> Path | None:
     Why a file is made there: an existing folder without write permission (or on a read-only
     mount) passed, and the run ended in a traceback from opening the node's log in it.
     """
-    from tiny_node.writable import write_problem
+    from tiny_node.writable import folder_problem
 
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"tiny-node {command}: error: cannot make output folder {path}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return None
-    if why := write_problem(Path(path)):
-        print(f"tiny-node {command}: error: cannot write in output folder {path}: {why}", file=sys.stderr)
+    if problem := folder_problem(Path(path)):
+        print(f"tiny-node {command}: error: cannot {problem[0]} output folder {path}: {problem[1]}", file=sys.stderr)
         return None
     return Path(path)
 

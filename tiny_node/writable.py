@@ -18,3 +18,18 @@ def write_problem(folder: Path) -> str:
     except OSError as exc:
         return exc.strerror or str(exc)
     return ""
+
+
+def folder_problem(folder: Path) -> tuple[str, str] | None:
+    """Why ``folder`` (made if missing) cannot take files: ("make" or "write in", the reason); None if it can.
+
+    Why one place: demo, bench, hil, sim and operating-point each made their output folder, then
+    asked :func:`write_problem`, and each word their own refusal.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return "make", exc.strerror or str(exc)
+    if why := write_problem(folder):
+        return "write in", why
+    return None

@@ -56,7 +56,7 @@ from tiny_node.model.bundle import (
 )
 from tiny_node.sim.runner import SuiteResult, print_result, run_suite
 from tiny_node.sim.suite import benign_suite, tune_lookalike_suite, tune_suite
-from tiny_node.writable import write_problem
+from tiny_node.writable import folder_problem, write_problem
 
 MARGIN = 0.02
 STEP = 0.01
@@ -314,12 +314,8 @@ def check_writable(out: Path, bundle: Path | None) -> None:
     if bundle is not None and (why := write_problem(bundle)):  # first: a refusal makes no --out
         raise BundleError(f"--write: cannot write in the bundle's folder {bundle}: {why} (leave --write out to "
                           "only print the threshold)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BundleError(f"--out {out}: cannot make it: {exc.strerror or exc}") from exc
-    if why := write_problem(out):
-        raise BundleError(f"--out {out}: cannot write in it: {why}")
+    if problem := folder_problem(out):
+        raise BundleError(f"--out {out}: cannot {problem[0]} it: {problem[1]}")
 
 
 def _measure(args: argparse.Namespace, bundle: Path, out: Path) -> int:

@@ -85,15 +85,10 @@ def _out_problem(out: Path) -> str:
 
     Why up front: a bad ``--out`` (``/dev/null/x``) ended in a traceback, after the bundles were checked.
     """
-    from tiny_node.writable import write_problem
+    from tiny_node.writable import folder_problem  # asked of the file system: os.access lets root pass on sysfs
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"cannot make output folder {out}: {exc.strerror or exc}"
-    if why := write_problem(out):  # asked of the file system: os.access lets root pass on sysfs
-        return f"cannot write in output folder {out}: {why}"
-    return ""
+    problem = folder_problem(out)
+    return f"cannot {problem[0]} output folder {out}: {problem[1]}" if problem else ""
 
 
 def _node_command(text: str | None) -> tuple[list[str] | None, str]:

@@ -603,19 +603,11 @@ def _folders_refused(folders: Iterable[tuple[str, Path | None]]) -> bool:
     such a folder ended the command in an OSError traceback after it said the suite was starting,
     and a bad ``--record`` left ``--out``'s ``runs/`` and ``timelines/`` made and empty.
     """
-    from tiny_node.writable import write_problem  # here: a module every run imports goes into the runs' digest
+    from tiny_node.writable import folder_problem  # here: a module every run imports goes into the runs' digest
 
     for option, folder in folders:
-        if folder is None:
-            continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            why = f"cannot make {option} folder {folder}: {exc.strerror or exc}"
-        else:
-            why = f"cannot write in {option} folder {folder}: {problem}" if (problem := write_problem(folder)) else ""
-        if why:
-            print(f"tiny-node sim: error: {why}", file=sys.stderr)
+        if folder is not None and (problem := folder_problem(folder)):
+            print(f"tiny-node sim: error: cannot {problem[0]} {option} folder {folder}: {problem[1]}", file=sys.stderr)
             return True
     return False
 
