@@ -21,7 +21,6 @@ import importlib
 import struct
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
 from tiny_node.bag.replay import MAX_LOG_GAP_S, OUT_BRAKE, OUT_DECISION, OUT_DIAGNOSTICS, log_gap_warning
-from tiny_node.bag.report import DecisionRecord
+from tiny_node.bag.report import DecisionRecord, unanswered
 from tiny_node.bag.topics import BagSource
 
 CLOCK_PERIOD_S = 0.01  # /clock at 100 Hz between messages (ros2 bag play's default is 40 Hz)
@@ -425,13 +424,11 @@ def count_undecodable_frames(source: BagSource, feeder: Any, topic: str, records
     the play, on the unanswered frames only: deserializing every frame in the publishing loop
     would delay the messages after it.
     """
-    got = Counter(r.stamp_ns for r in records if not r.no_frame)
-    sent = Counter(s for _, s in feeder.series.frames)
-    unanswered = {s for s, n in sent.items() if n > got[s]}
-    if not unanswered:
+    missing = {stamp for _, stamp in unanswered(records, feeder.series)}
+    if not missing:
         return
     for conn, ns, raw in source.messages({topic}):
-        if _camera_stamp(source, conn.msgtype, ns, raw) not in unanswered:
+        if _camera_stamp(source, conn.msgtype, ns, raw) not in missing:
             continue
         try:
             source.deserialize(raw, conn.msgtype)

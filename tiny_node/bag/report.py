@@ -170,6 +170,28 @@ def bad_frame_warning(topic: str, frames: int, bad: list[dict[str, Any]]) -> str
             f"({n}): {example}")
 
 
+def unanswered(records: list[DecisionRecord], series: Series) -> list[tuple[float, int]]:
+    """The frames (t, stamp) sent that got no decision, in order.
+
+    Matched by stamp, per stamp: a frozen camera repeats stamps, and each repeat is a frame; of
+    frames sharing one, those left over are taken to be the last.
+    """
+    left = Counter(r.stamp_ns for r in records if not r.no_frame)
+    missing = []
+    for t, stamp in series.frames:
+        if left[stamp]:
+            left[stamp] -= 1
+        else:
+            missing.append((t, stamp))
+    return missing
+
+
+def duplicates(records: list[DecisionRecord], series: Series) -> int:
+    """Decisions answering a frame stamp more often than frames with it were sent."""
+    sent = Counter(s for _, s in series.frames)
+    return sum(max(0, n - sent[s]) for s, n in Counter(r.stamp_ns for r in records if not r.no_frame).items())
+
+
 def undecided_warning(topic: str, records: list[DecisionRecord], series: Series) -> str | None:
     """One warning naming the camera topic when frames got no decision, or a frame more than one.
 
@@ -177,16 +199,8 @@ def undecided_warning(topic: str, records: list[DecisionRecord], series: Series)
     decides it as a bad frame), and a frame can be lost on its way: the one outcome the deadline
     guarantee exists to prevent was only a count in ``summary.json``.
     """
-    got = Counter(r.stamp_ns for r in records if not r.no_frame)
+    missing, extra = unanswered(records, series), duplicates(records, series)
     sent = Counter(s for _, s in series.frames)
-    left = Counter(got)
-    missing = []
-    for t, stamp in series.frames:
-        if left[stamp]:
-            left[stamp] -= 1
-        else:
-            missing.append((t, stamp))
-    extra = sum(max(0, n - sent[s]) for s, n in got.items())
     notes = []
     if missing:
         bad = series.undecodable.get(topic, 0)
@@ -248,9 +262,6 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
     brakes = [r for r in records if r.brake]
     holds = startup_holds(records)
     first = _first_brake([r for r, held in zip(records, holds, strict=True) if not r.startup and not held])
-    # Per stamp, not per set: a frozen camera repeats stamps, and each repeat is a frame.
-    sent = Counter(s for _, s in series.frames)
-    got = Counter(r.stamp_ns for r in records if not r.no_frame)
     return {
         "frames": len(series.frames),
         "decisions": len(records),
@@ -264,8 +275,8 @@ def summarize(records: list[DecisionRecord], series: Series, *, deadline_misses:
         "bad_frames": [{"t_s": round(r.t, 6), "stamp_ns": r.stamp_ns, "reason": r.frame_fault}
                        for r in sorted(records, key=lambda r: r.t) if r.frame_fault],
         "deadline_misses": deadline_misses,
-        "frames_without_decision": sum(max(0, n - got[s]) for s, n in sent.items()),
-        "duplicate_decisions": sum(max(0, n - sent[s]) for s, n in got.items()),
+        "frames_without_decision": len(unanswered(records, series)),
+        "duplicate_decisions": duplicates(records, series),
         "camera_timeout_decisions": sum(r.no_frame for r in records),
         "latency_ms": {"p50": _pct([r.latency_ms for r in records], 50),
                        "p99": _pct([r.latency_ms for r in records], 99),
