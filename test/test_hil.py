@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -1994,34 +1994,17 @@ def test_hil_refuses_more_bad_inputs_in_one_line(tmp_path, capsys):
 
 def test_two_hosts_keep_a_transport_given_with_an_equals_sign(tmp_path, monkeypatch):
     """``--netns --transport=raw`` ran compressed: only ``--transport raw`` was seen in the command line."""
-    import argparse
-    import contextlib
-    import types
-
-    from tiny_node.hil import cli, netns
-
     started: list[list[str]] = []
 
-    class Popen:
+    class Popen(_Inner):
         def __init__(self, cmd, **kw):
+            super().__init__(cmd)
             started.append(cmd)
 
-        def wait(self, timeout=None):
-            return 0
-
-        def poll(self):
-            return 0
-
-    @contextlib.contextmanager
-    def two_hosts(work_dir, tag=None):
-        yield netns.Hosts("tnhil", "tnnode", work_dir / "profile.xml")
-
-    monkeypatch.setattr(netns, "unavailable_reason", lambda: "")
-    monkeypatch.setattr(netns, "two_hosts", two_hosts)
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(Popen=Popen, TimeoutExpired=TimeoutError))
+    outer = _netns_fakes(monkeypatch, tmp_path, Popen)
     for given, expected in ((["--transport=raw"], "raw"), ([], "compressed")):
         transport = given[0].split("=")[1] if given else None
-        assert cli._netns_outer(argparse.Namespace(out=tmp_path, transport=transport), ["--netns", *given]) == 0
+        assert outer(transport, ["--netns", *given]) == 0
         cmd = started.pop()
         assert cmd.count("--transport") + sum(a.startswith("--transport=") for a in cmd) == 1, cmd
         assert f"--transport={expected}" in cmd or cmd[cmd.index("--transport") + 1] == expected, cmd
@@ -2222,9 +2205,9 @@ def _netns_fakes(monkeypatch, tmp_path, popen: type) -> Callable[[], object]:
     monkeypatch.setattr(netns, "two_hosts", two_hosts)
     monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(Popen=popen, TimeoutExpired=TimeoutError))
 
-    def outer() -> object:
+    def outer(transport: str | None = "raw", argv: Sequence[str] = ("--netns",)) -> object:
         try:
-            return cli._netns_outer(argparse.Namespace(out=tmp_path, transport="raw"), ["--netns"])
+            return cli._netns_outer(argparse.Namespace(out=tmp_path, transport=transport), list(argv))
         except KeyboardInterrupt as exc:  # a bare one would end the test session
             return exc
     return outer

@@ -7,11 +7,26 @@ imported lazily: the lockstep commands run without it, and then nothing is refus
 
 from __future__ import annotations
 
+import importlib
 
-def _reason(exc: Exception) -> str:
-    """Rclpy's reason, its first line without the kind of name (the lines after it point at it)."""
-    first = str(exc).splitlines()[0] if str(exc) else "invalid"
-    return first.split(": ", 1)[-1].rstrip(":")
+
+def _refused(check: str, name: str) -> str:
+    """Why rclpy's ``validate_<check>`` refuses ``name`` ("" when it takes it, or without rclpy).
+
+    The lines after the first point at the offending character; the first opens with the kind of name.
+    """
+    try:
+        from rclpy.exceptions import NameValidationException
+
+        validate = getattr(importlib.import_module(f"rclpy.validate_{check}"), f"validate_{check}")
+    except ImportError:  # no rclpy: the run fails on that, with its own message
+        return ""
+    try:
+        validate(name)
+    except NameValidationException as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"
+        return first.split(": ", 1)[-1].rstrip(":")
+    return ""
 
 
 def namespace_problem(namespace: str) -> str:
@@ -20,30 +35,12 @@ def namespace_problem(namespace: str) -> str:
     Why: the HIL harness started the node, then failed with rclpy's traceback making its own
     feeder; a real-time replay failed so once it had begun.
     """
-    try:
-        from rclpy.exceptions import InvalidNamespaceException
-        from rclpy.validate_namespace import validate_namespace
-    except ImportError:  # no rclpy: the run fails on that, with its own message
-        return ""
-    try:
-        validate_namespace(namespace)
-    except InvalidNamespaceException as exc:
-        return _reason(exc)
-    return ""
+    return _refused("namespace", namespace)
 
 
 def topic_name_problem(name: str) -> str:
     """Why rcl refuses the fully qualified topic or service ``name`` ("" when it takes it, or without rclpy)."""
-    try:
-        from rclpy.exceptions import NameValidationException
-        from rclpy.validate_full_topic_name import validate_full_topic_name
-    except ImportError:
-        return ""
-    try:
-        validate_full_topic_name(name)
-    except NameValidationException as exc:
-        return _reason(exc)
-    return ""
+    return _refused("full_topic_name", name)
 
 
 def node_name_problem(node: str) -> str:
@@ -52,14 +49,6 @@ def node_name_problem(node: str) -> str:
     Why up front: rclpy refused the name only when a client of its services was made, with an
     InvalidServiceNameException traceback (``tiny-node lifecycle``).
     """
-    from rclpy.exceptions import NameValidationException
-    from rclpy.validate_namespace import validate_namespace
-    from rclpy.validate_node_name import validate_node_name
-
     namespace, name = ("/" + node.strip("/")).rsplit("/", 1)
-    try:
-        validate_node_name(name)
-        validate_namespace(namespace or "/")
-    except NameValidationException as exc:
-        return _reason(exc)
-    return topic_name_problem(f"{namespace}/{name}/get_state")  # the services' names (their length)
+    return (_refused("node_name", name) or _refused("namespace", namespace or "/")
+            or topic_name_problem(f"{namespace}/{name}/get_state"))  # the services' names (their length)
