@@ -276,7 +276,7 @@ class World:
         )
 
     def first_set_off_t(self) -> float:
-        """When the first actor set off (:attr:`Motion.set_off_t`; inf: none did)."""
+        """When the first actor set off (:attr:`ActorMotion.set_off_t`; inf: none did)."""
         return min((m.set_off_t for m in self._motions if m.set_off_t is not None), default=math.inf)
 
     def unstarted(self) -> list[str]:
