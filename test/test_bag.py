@@ -1347,6 +1347,9 @@ def test_a_model_budget_that_cannot_be_met_in_lockstep_is_a_warning(bundles, tmp
     ok = replay(tmp_path / "rec", out_dir=tmp_path / "out2", cfg=make_config(), bundle=bundles["fast"],
                 budget_ms=30.0, plot=False)
     assert not any("budget" in w or "decided none" in w for w in ok.summary["warnings"])
+    rules = replay(tmp_path / "rec", out_dir=tmp_path / "out3", cfg=make_config(), bundle=None,
+                   budget_ms=30.0, plot=False)  # without a model the budget was dropped without a word
+    assert "--budget-ms 30 not used: no model runs (rules only)" in rules.summary["warnings"]
 
 
 def test_an_output_into_the_folder_of_a_storage_file_given_alone_is_refused(tmp_path):

@@ -135,3 +135,26 @@ def test_a_report_without_a_score_matrix_removes_an_earlier_suites(tmp_path, cap
     _report(tmp_path, [benign], "none", capsys)
     assert not (tmp_path / "score_matrix.png").exists()
     assert "score_matrix" not in (tmp_path / "report.md").read_text()
+
+
+def test_compare_with_rules_only_says_it_needs_a_model(tmp_path, capsys):
+    # it said '--compare needs --model BUNDLE' to a command that cannot take --model beside --rules-only
+    argv = ["sim", "--suite", "smoke", "--compare", "--rules-only", "--out", str(tmp_path / "o")]
+    err = _one_line_refusal(capsys, cli_main(argv))
+    assert "--compare runs rules only beside the model: it needs a model, not --rules-only" in err
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    (["--rules-only"], "no model runs (rules only)"),
+    (["--realtime", "--rules-only"], "in real time the node's model takes the time it takes"),
+])
+def test_a_budget_no_run_uses_is_a_warning(tmp_path, capsys, monkeypatch, extra, why):
+    # --budget-ms without a model, or in real time, was dropped without a word
+    def stop(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner, "run_suite", stop)
+    monkeypatch.setattr(runner, "run_suite_realtime", stop)
+    argv = ["sim", "--suite", "smoke", *extra, "--budget-ms", "20", "--out", str(tmp_path / "o")]
+    assert cli_main(argv) == 2
+    assert f"tiny-node sim: warning: --budget-ms 20 not used: {why}" in capsys.readouterr().err

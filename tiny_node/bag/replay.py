@@ -530,6 +530,10 @@ def replay(bag: Path, *, out_dir: Path, cfg: NodeConfig, bundle: Path | None,
                             "fail-safe (imu missing), as the node would")
         if realtime and bundle is not None:
             warnings.append(f"model {bundle} not used in real time: the running node's own model_bundle decides")
+        if budget_ms is not None and (realtime or bundle is None):  # else dropped without a word
+            warnings.append(f"--budget-ms {budget_ms:g} not used: " + (
+                "in real time the running node's model takes the time it takes" if realtime
+                else "no model runs (rules only)"))
         if not realtime and cfg.str("deadline_reference") == "stamp":
             warnings.append("deadline_reference 'stamp' is not modelled in lockstep: deadlines run from the "
                             "log (receipt) time")

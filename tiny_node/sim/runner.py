@@ -665,8 +665,14 @@ def sim_command(args: Any) -> int:
         print("tiny-node sim: no scenario selected", file=sys.stderr)
         return 2
     if args.compare and bundle is None:
-        print("tiny-node sim: --compare needs --model BUNDLE (or --model test)", file=sys.stderr)
+        print("tiny-node sim: " + ("--compare runs rules only beside the model: it needs a model, not --rules-only"
+                                   if args.rules_only else "--compare needs --model BUNDLE (or --model test)"),
+              file=sys.stderr)
         return 2
+    if args.budget_ms is not None and (bundle is None or args.realtime):  # else dropped without a word
+        print(f"tiny-node sim: warning: --budget-ms {args.budget_ms:g} not used: " + (
+            "in real time the node's model takes the time it takes" if args.realtime
+            else "no model runs (rules only)"), file=sys.stderr)
     modes = ("rules", "model") if args.compare else (("model",) if bundle is not None else ("rules",))
     if not test_bundle and _folders_refused(folders):
         return 2
