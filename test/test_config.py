@@ -451,3 +451,9 @@ def test_an_empty_params_file_is_no_parameters_as_for_rcl(tmp_path, capsys):
 
     assert _early_parameters(["--ros-args", "--params-file", str(f)]) == {}
     assert "warning: params file" in capsys.readouterr().err
+
+
+def test_a_params_file_that_is_a_device_is_refused_at_the_bound():
+    # --params-file /dev/zero was read whole, without bound
+    with pytest.raises(ConfigError, match=r"^params file /dev/zero: cannot read: over 16 MiB, not a YAML file"):
+        config_from_file("/dev/zero")

@@ -478,3 +478,9 @@ def test_a_pipe_in_a_name_is_kept_and_escaped_in_the_markdown_report():
         assert r"CCRs \| 30 \[a\]\\" in row and ("](plots/" in row) == bool(plotted)
         # the row has the table's 10 columns: every unescaped | is a cell border
         assert len(re.split(r"(?<!\\)\|", row.replace("\\\\", ""))) == 12
+
+
+def test_a_device_or_huge_file_is_refused_at_the_bound_naming_it(tmp_path: Path):
+    # --scenario /dev/zero was read whole, without bound (memory until the machine gave out)
+    with pytest.raises(ScenarioError, match=r"^/dev/zero: cannot read: over 16 MiB, not a YAML file of settings$"):
+        load_scenario(Path("/dev/zero"))

@@ -7,9 +7,11 @@ value its author never saw. Safe loading only: no Python objects are ever built.
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,6 +20,22 @@ import yaml
 #: ... nine levels deep is a 4 kB file that any code walking or printing the value expands to
 #: billions of nodes (a manifest error message that echoed such a value took 10 GB).
 MAX_EXPANDED_NODES = 100_000
+
+#: Bytes a YAML file given by the user may hold. Why: ``--scenario /dev/zero`` (or a log file named
+#: by mistake) was read whole into memory before any check, without bound.
+MAX_FILE_BYTES = 16 << 20
+
+
+def read_yaml_text(path: Path) -> str:
+    """``path``'s text (UTF-8), refusing a file over :data:`MAX_FILE_BYTES` with an ``OSError`` (EFBIG).
+
+    Read up to one byte past the bound, so a device or an endless stream stops there too.
+    """
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"over {MAX_FILE_BYTES >> 20} MiB, not a YAML file of settings", str(path))
+    return data.decode("utf-8")
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
