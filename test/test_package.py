@@ -576,3 +576,18 @@ def test_the_sdist_carries_what_its_tests_and_readme_need(tmp_path: Path) -> Non
             "package.xml", "resource/tiny_node", "launch/tiny_node.launch.py", "config/tiny_node.yaml",
             "tiny_node/data/default_model/manifest.yaml", "test/test_bag.py"} <= names
     assert not {n for n in names if n.startswith(("out/", ".venv"))}
+
+
+def test_a_ctrl_c_while_the_cli_builds_its_parser_is_one_line_and_status_130(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # the parser imports the simulator's, HIL's and the factory's modules (~0.3 s): a Ctrl-C then was a traceback
+    from tiny_node import cli
+    from tiny_node.sim import runner
+
+    def interrupted(parser: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "add_sim_arguments", interrupted)
+    assert cli.main(["sim", "--suite", "smoke"]) == 130
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "tiny-node: interrupted before the command started (nothing done)\n")

@@ -327,6 +327,20 @@ def main(argv: list[str] | None = None) -> int:
         return _with_ros("run", lambda: _cmd_run(argv[1:]))
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         return _with_ros("run", lambda: _cmd_run(argv))  # `python -m tiny_node [--params-file F] [--ros-args ...]`
+    try:  # the parser imports the simulator, HIL and factory modules (~0.3 s)
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:  # a Ctrl-C then printed a traceback of whichever import it fell in
+        _say_stopped("tiny-node: interrupted before the command started (nothing done)")
+        return 130
+    args.hil_argv = argv[1:] if args.cmd == "hil" else []
+    handler = {"demo": _cmd_demo, "bench": _cmd_bench, "make-test-bundles": _cmd_bundles,
+               "replay": _cmd_replay, "lifecycle": _cmd_lifecycle,
+               "sim": _cmd_sim, "hil": _cmd_hil, "model": _cmd_model}[args.cmd]
+    return _with_ros(args.cmd, lambda: handler(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The parser of every command but ``run`` (whose arguments are the node's own)."""
     parser = argparse.ArgumentParser(prog="tiny-node", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="start the node: tiny-node run --params-file config/tiny_node.yaml "
@@ -388,12 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     from tiny_node.factory.cli import add_arguments as model_arguments
 
     model_arguments(mdl)
-    args = parser.parse_args(argv)
-    args.hil_argv = argv[1:] if args.cmd == "hil" else []
-    handler = {"demo": _cmd_demo, "bench": _cmd_bench, "make-test-bundles": _cmd_bundles,
-               "replay": _cmd_replay, "lifecycle": _cmd_lifecycle,
-               "sim": _cmd_sim, "hil": _cmd_hil, "model": _cmd_model}[args.cmd]
-    return _with_ros(args.cmd, lambda: handler(args))
+    return parser
 
 
 if __name__ == "__main__":
