@@ -134,3 +134,53 @@ def test_a_p_value_rcl_cannot_read_is_named_as_the_value(ros_env):
                           env=ros_env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "its value is not YAML rcl reads" in proc.stderr, proc.stderr
     assert "a -p rule is name:=value" not in proc.stderr
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for a reaper that is not us."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("when", ["running", "starting"])
+def test_a_node_started_by_a_command_killed_outright_ends_with_it(ros_env, tmp_path, when):
+    """A demo, bench or hil killed by SIGKILL (the OOM killer, a CI job's timeout) left its node,
+    in a session of its own, running on and publishing brake decisions on the domain."""
+    import os
+    import signal
+    import time
+
+    log = tmp_path / "node.log"
+    script = textwrap.dedent("""
+        import json, sys, time
+        from pathlib import Path
+        from tiny_node.tools.nodeproc import NodeProcess
+        node = NodeProcess(json.loads(sys.argv[1]), params={"model_bundle": "''", "realtime_priority": 0,
+                           "lock_memory": False}, log_path=Path(sys.argv[2])).start()
+        print(node.pid, flush=True)
+        time.sleep(300)
+    """)
+    starter = subprocess.Popen([sys.executable, "-c", script, json.dumps(ros_env), str(log)], env=ros_env,
+                               stdout=subprocess.PIPE, text=True)
+    assert starter.stdout is not None
+    pid = int(starter.stdout.readline())
+    try:
+        end = time.monotonic() + 60
+        # "starting": killed while the node imports, before it could ask for the signal
+        while when == "running" and "active: deciding" not in log.read_text() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert when == "starting" or "active: deciding" in log.read_text(), log.read_text()
+        starter.kill()
+        starter.wait()
+        end = time.monotonic() + 60
+        while not _gone(pid) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert _gone(pid), f"the node (pid {pid}) outlived the command that started it; its log:\n{log.read_text()}"
+        assert "Traceback" not in log.read_text()
+    finally:
+        if not _gone(pid):
+            os.killpg(pid, signal.SIGKILL)

@@ -8,7 +8,10 @@ status the same way.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +54,57 @@ def hold_stop_signals() -> None:
 
     signal.signal(signal.SIGINT, note)
     signal.signal(signal.SIGTERM, note)
+
+
+#: Set by the commands that start a node for a run of their own (demo, bench, hil, sim --realtime,
+#: tests): their pid, which the node's start command follows (:func:`end_with_parent`).
+PARENT_ENV = "TINY_NODE_PARENT_PID"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def end_with_parent() -> str | None:
+    """Have the kernel send SIGTERM when the command that started this node dies; a note if it cannot.
+
+    Why: those commands start the node in a session of its own and stop it in their clean-up, so
+    one killed outright (SIGKILL by the OOM killer or a CI job's timeout) left the node running,
+    still publishing brake decisions on its DDS domain. Only for a direct child of the pid in
+    :data:`PARENT_ENV` (a ``ros2 run`` between them is that command's business); a parent already
+    gone before the request stops the node at once, through the held SIGTERM. Linux only.
+    """
+    value = os.environ.get(PARENT_ENV, "")
+    if not value.isdigit():
+        return None
+    parent = int(value)
+    if os.getppid() != parent:
+        if not _running(parent):  # gone while this process started: no one will stop it
+            signal.raise_signal(signal.SIGTERM)
+        return None
+    if not sys.platform.startswith("linux"):
+        return f"{PARENT_ENV}: no parent-death signal on {sys.platform}; a parent killed outright leaves this node"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return f"{PARENT_ENV}: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}"
+    if os.getppid() != parent:  # died between the check and the request: the signal will never come
+        signal.raise_signal(signal.SIGTERM)
+    return None
+
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (dead, not yet reaped by its own parent) does not."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel (a zombie then counts as running)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
 
 # Stop signals held while a command finishes something that must not be cut short: a Ctrl-C,

@@ -83,7 +83,10 @@ class NodeProcess:
         for k, v in (params or {}).items():
             ros += ["-p", ros_param_arg(k, v)]
         self.cmd += ros
-        self.env = dict(env)
+        from tiny_node.stopping import PARENT_ENV
+
+        # the node ends with this process, even one killed outright (stopping.end_with_parent)
+        self.env = {**env, PARENT_ENV: str(os.getpid())}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
