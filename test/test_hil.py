@@ -2408,18 +2408,22 @@ def test_a_stop_before_the_first_node_run_says_no_node_was_started(tmp_path, mon
 
 def test_a_stop_as_the_node_starts_is_raised_once_it_is_known(monkeypatch):
     """A Ctrl-C inside Popen, after the fork, left the node running in its own session, unknown: the harness
-    said "a node it started is stopped" while it ran on (review). Held until ``proc`` is set, then raised."""
+    said "a node it started is stopped" while it ran on (review). Held until ``proc`` is set, then raised
+    once the node is stopped: demo, bench and sim start it outside their clean-up's try (review)."""
     from tiny_node.tools import nodeproc
 
-    class Forked:
-        def __init__(self, *args: object, **kw: object) -> None:
-            _signal_self(signal.SIGINT)
+    real = subprocess.Popen
 
-    monkeypatch.setattr(nodeproc.subprocess, "Popen", Forked)
+    def forked(cmd: list[str], **kw: object) -> subprocess.Popen[bytes]:
+        proc = real(["sleep", "60"], start_new_session=True)  # the node, in a session of its own
+        _signal_self(signal.SIGINT)
+        return proc
+
+    monkeypatch.setattr(nodeproc.subprocess, "Popen", forked)
     node = nodeproc.NodeProcess({})
     with pytest.raises(KeyboardInterrupt):
         node.start()
-    assert isinstance(node.proc, Forked)  # known to the caller, whose clean-up stops it
+    assert node.proc is not None and node.proc.poll() == -signal.SIGINT  # stopped as the caller's clean-up would
 
 
 def test_a_soak_stopped_before_its_node_run_lists_only_the_faults_a_soak_runs(tmp_path):
@@ -2429,3 +2433,90 @@ def test_a_soak_stopped_before_its_node_run_lists_only_the_faults_a_soak_runs(tm
 
     stop = cli._before_any_run(KeyboardInterrupt(), F.make_faults(["all"]), True, tmp_path)
     assert {c.fault for c in stop.checks} == set(SOAK_FAULTS)
+
+
+def _ip_calls(monkeypatch, stop_on: str, signum: int = signal.SIGINT) -> list[str]:
+    """``netns._ip`` recorded (no namespace made); the first call starting with ``stop_on`` is stopped by ``signum``."""
+    from tiny_node.hil import netns
+
+    calls: list[str] = []
+
+    def ip(*args: str) -> str:
+        calls.append(" ".join(args))
+        if " ".join(args).startswith(stop_on) and not any(c.startswith("stopped") for c in calls):
+            calls.append("stopped")
+            _signal_self(signum)
+        return ""
+
+    monkeypatch.setattr(netns, "_ip", ip)
+    monkeypatch.setattr(netns, "exists", lambda name: False)
+    return calls
+
+
+def test_a_stop_while_the_namespaces_are_made_is_raised_once_all_are_and_all_are_deleted(monkeypatch, tmp_path):
+    """A Ctrl-C killed an `ip netns add` under way (a namespace made, never recorded, never deleted)."""
+    from tiny_node.hil import netns
+
+    calls = _ip_calls(monkeypatch, "netns add")
+    with pytest.raises(KeyboardInterrupt), netns.two_hosts(tmp_path, tag="t1"):
+        raise AssertionError("the run must not begin after a stop")
+    made = calls.index("-n tnnodet1 route add 224.0.0.0/4 dev tnnt1")  # the last step of the making
+    assert calls.index("netns del tnhilt1") > made and "netns del tnnodet1" in calls
+
+
+def test_a_stop_while_the_namespaces_are_deleted_is_raised_after_both_are(monkeypatch, tmp_path):
+    """Unheld, a stop killed the deletion under way: a namespace left behind, a traceback, exit 1 (review)."""
+    from tiny_node.hil import netns
+
+    calls = _ip_calls(monkeypatch, "netns del")
+    with pytest.raises(KeyboardInterrupt), netns.two_hosts(tmp_path, tag="t2"):
+        pass
+    assert calls[-3:] == ["netns del tnhilt2", "stopped", "netns del tnnodet2"]
+
+
+def test_a_stop_during_the_permission_probe_deletes_the_probe_then_is_raised(monkeypatch):
+    """A Ctrl-C between the probe's add and del left tnprobe<pid> behind, said to have started nothing (review)."""
+    from tiny_node.hil import netns
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(netns.shutil, "which", lambda name: "/sbin/ip")
+    calls = _ip_calls(monkeypatch, "netns add")
+    with pytest.raises(KeyboardInterrupt):
+        netns.unavailable_reason()
+    assert calls == [f"netns add tnprobe{os.getpid()}", "stopped", f"netns del tnprobe{os.getpid()}"]
+
+
+def test_ip_runs_in_a_session_of_its_own(monkeypatch):
+    """In the terminal's process group a Ctrl-C killed `ip netns del` under way (review)."""
+    from tiny_node.hil import netns
+
+    seen: dict[str, object] = {}
+
+    def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        seen.update(kw)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(netns.subprocess, "run", run)
+    netns._ip("netns", "list")
+    assert seen.get("start_new_session") is True
+
+
+def test_processes_left_in_the_namespaces_are_ended_before_they_are_deleted(monkeypatch, tmp_path, capsys):
+    """An inner harness killed outright left its node and model worker running in a deleted namespace (review)."""
+    from tiny_node.hil import netns
+
+    why = netns.unavailable_reason()
+    if why:
+        pytest.skip(why)
+    monkeypatch.setattr(netns, "LEFT_GRACE_S", 0.3)
+    with netns.two_hosts(tmp_path, tag=f"l{os.getpid() % 100000}") as hosts:
+        # a process that outlives what started it, as a node whose harness was SIGKILLed
+        left = subprocess.Popen([*hosts.node_prefix(), "sleep", "60"], start_new_session=True)
+        end = time.monotonic() + 10
+        while not netns._pids(hosts.node_ns) and time.monotonic() < end:
+            time.sleep(0.05)
+    assert left.wait(timeout=10) == -signal.SIGTERM
+    assert not netns.exists(hosts.node_ns)
+    err = capsys.readouterr().err
+    assert (f"hil --netns: process(es) still running 0.3 s after the harness inside ended, sent SIGTERM: "
+            f"{hosts.node_ns}: {left.pid} (sleep)") in err

@@ -268,8 +268,8 @@ def _run_inside(args: argparse.Namespace, inner: list[str], hosts: Any, *, domai
             inner_run.kill()
             inner_run.wait()
             _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}); the harness inside {hosts.hil_ns} did "
-                 f"not stop within 20 s and was killed: a node it started may run on in {hosts.node_ns}, "
-                 "its report may be missing or partial")
+                 f"not stop within 20 s and was killed (what it left running in {hosts.node_ns} is ended before "
+                 "the namespaces are deleted): its report may be missing or partial")
             return status, True
         if 0 <= code < 128:  # it had ended before the stop reached it: its report stands, the stop is said
             _say(f"\ntiny-node hil: {how} ({_signame(status - 128)}) as the harness inside ended (status "

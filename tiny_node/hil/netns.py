@@ -19,9 +19,13 @@ are always deleted, also when the run fails (deleting a namespace deletes its ve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,10 +78,18 @@ class Hosts:
         return ["ip", "netns", "exec", self.hil_ns]
 
 
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=20)
+def _ip(*args: str) -> str:
+    """Run ``ip ARGS``; its output.
+
+    In a session of its own: a terminal's Ctrl-C (or a group's SIGTERM) reaches the whole foreground
+    process group, and killed an ``ip netns del`` under way, which left the namespace behind and a
+    traceback beside a PASS report (review). The stop is the caller's.
+    """
+    proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=20,
+                          start_new_session=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout
 
 
 def unavailable_reason() -> str:
@@ -86,15 +98,24 @@ def unavailable_reason() -> str:
         return "the 'ip' command (iproute2) is not installed"
     if os.geteuid() != 0:
         return "creating network namespaces needs root (CAP_NET_ADMIN); not running as root"
-    probe = f"tnprobe{os.getpid()}"
+    from tiny_node.stopping import stops_held
+
+    with stops_held() as held:  # made and deleted whole: a stop between the two left tnprobe<pid> (review)
+        why = _probe(f"tnprobe{os.getpid()}")
+    if held.signum is not None:
+        raise held.stop()
+    return why
+
+
+def _probe(name: str) -> str:
     try:
-        _ip("netns", "add", probe)
+        _ip("netns", "add", name)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         return f"not permitted to create a network namespace: {exc}"
     try:
-        _ip("netns", "del", probe)
+        _ip("netns", "del", name)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        return f"could not delete the probe namespace {probe}: {exc}"
+        return f"could not delete the probe namespace {name}: {exc}"
     return ""
 
 
@@ -120,33 +141,96 @@ def ros_env(base: dict[str, str], peer: str, profile: Path, domain_id: int) -> d
 @contextmanager
 def two_hosts(work_dir: Path, tag: str | None = None) -> Iterator[Hosts]:
     """Create the namespaces and the veth pair; delete them on exit, whatever happened."""
+    from tiny_node.stopping import stops_held
+
     tag = tag or str(os.getpid())
     hil_ns, node_ns = f"tnhil{tag}", f"tnnode{tag}"
     veth_h, veth_n = f"tnh{tag}"[:15], f"tnn{tag}"[:15]
     created: list[str] = []
     try:
-        for ns in (hil_ns, node_ns):
-            _ip("netns", "add", ns)
-            created.append(ns)
-        _ip("link", "add", veth_h, "type", "veth", "peer", "name", veth_n)
-        _ip("link", "set", veth_h, "netns", hil_ns)
-        _ip("link", "set", veth_n, "netns", node_ns)
-        for ns, dev, addr in ((hil_ns, veth_h, HIL_ADDR), (node_ns, veth_n, NODE_ADDR)):
-            _ip("-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", dev)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "set", dev, "up")
-            # Fast DDS also sends SPDP multicast; give it a route so sendto does not fail.
-            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+        # Held while they are made: a stop killed an `ip netns add` that had made its namespace
+        # before it was recorded as made, so it was never deleted. Raised once all are made.
+        with stops_held() as held:
+            for ns in (hil_ns, node_ns):
+                created.append(ns)  # before: a namespace half made is deleted too (an error says so)
+                _ip("netns", "add", ns)
+            _ip("link", "add", veth_h, "type", "veth", "peer", "name", veth_n)
+            _ip("link", "set", veth_h, "netns", hil_ns)
+            _ip("link", "set", veth_n, "netns", node_ns)
+            for ns, dev, addr in ((hil_ns, veth_h, HIL_ADDR), (node_ns, veth_n, NODE_ADDR)):
+                _ip("-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", dev)
+                _ip("-n", ns, "link", "set", "lo", "up")
+                _ip("-n", ns, "link", "set", dev, "up")
+                # Fast DDS also sends SPDP multicast; give it a route so sendto does not fail.
+                _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+        if held.signum is not None:
+            raise held.stop()
         yield Hosts(hil_ns, node_ns, write_udp_profile(work_dir / "fastdds_udp.xml"))
     finally:
-        errors = []
-        for ns in created:
-            try:
-                _ip("netns", "del", ns)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                errors.append(str(exc))
+        # Held: a stop here left the namespaces behind; passed on once they are deleted.
+        with stops_held() as deleting:
+            _end_left_processes(created)
+            errors = []
+            for ns in created:
+                try:
+                    _ip("netns", "del", ns)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    if exists(ns):  # else never made (its `ip netns add` failed): nothing to delete
+                        errors.append(str(exc))
+        if deleting.signum is not None:  # to the caller's handler (held there too while it cleans up)
+            signal.raise_signal(deleting.signum)
         if errors:
             raise RuntimeError("could not delete network namespaces: " + "; ".join(errors))
+
+
+#: Seconds the processes left in the namespaces get to end on their own (a node ends on the
+#: SIGTERM the kernel sends it as the harness that started it dies: stopping.end_with_parent).
+LEFT_GRACE_S = 10.0
+
+
+def _pids(ns: str) -> list[int]:
+    """The processes in namespace ``ns`` (none when it is gone or ``ip`` cannot say)."""
+    try:
+        return [int(p) for p in _ip("netns", "pids", ns).split()]
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError):
+        return []
+
+
+def _end_left_processes(namespaces: list[str]) -> None:
+    """End what the harness inside left running in ``namespaces`` before they are deleted, saying so.
+
+    Why: a harness inside killed outright (SIGKILL, the OOM killer) left its node and model worker
+    running in a deleted namespace, using CPU and memory, found only through ``/proc/*/ns/net``
+    (review). They get :data:`LEFT_GRACE_S` to end, then SIGTERM, then SIGKILL.
+    """
+    left = {ns: pids for ns in namespaces if (pids := _pids(ns))}
+    if not left:
+        return
+    end = time.monotonic() + LEFT_GRACE_S
+    while left and time.monotonic() < end:
+        time.sleep(0.2)
+        left = {ns: pids for ns in left if (pids := _pids(ns))}
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if not left:
+            return
+        named = "; ".join(f"{ns}: " + ", ".join(f"{pid} ({_comm(pid)})" for pid in pids) for ns, pids in left.items())
+        print(f"hil --netns: process(es) still running {LEFT_GRACE_S:g} s after the harness inside ended, "
+              f"sent {signal.Signals(sig).name}: {named}", file=sys.stderr, flush=True)
+        for pids in left.values():
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        end = time.monotonic() + wait_s
+        while left and time.monotonic() < end:
+            time.sleep(0.2)
+            left = {ns: pids for ns in left if (pids := _pids(ns))}
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def exists(name: str) -> bool:

@@ -442,8 +442,9 @@ def run_suite_realtime(
                 params["model_bundle"] = "''"  # rules only, whatever the params file says (YAML '')
             node = NodeProcess(env, params=params, params_file=params_file,
                                log_path=out_dir / f"node_{mode}.log").start()
-            feeder = Feeder()
-            try:
+            feeder: Feeder | None = None
+            try:  # from here on the node is stopped whatever happens (a stop while the feeder starts too)
+                feeder = Feeder()
                 if not feeder.wait_for_node(60.0, alive=node.alive):
                     raise RuntimeError(f"the node did not come up ({mode}); its log:\n{node.output()}")
                 for i, sc in enumerate(_progress_list(scenarios, f"realtime {mode}")):
@@ -475,9 +476,12 @@ def run_suite_realtime(
                     write_text_atomic(out_dir / "runs" / f"{key}.json",
                                   canonical_json({"config_hash": None, "summary": summary}))
                     runs.append(summary)
-            finally:
-                feeder.close()
-                code = node.stop()
+            finally:  # the node first: a second Ctrl-C during the feeder's close must not leave it running
+                try:
+                    code = node.stop()
+                finally:
+                    if feeder is not None:
+                        feeder.close()
             if code not in (0, -2, 130):
                 print(f"warning: node ({mode}) exited with code {code}; see {out_dir / f'node_{mode}.log'}")
     except BaseException:
