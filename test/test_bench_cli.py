@@ -416,8 +416,8 @@ def test_a_demo_that_collides_or_whose_node_exits_badly_fails(
 
     row = {"t": 0.0, "speed_kmh": 130.0, "gap_m": 60.0, "decision": "no_brake", "source": "model",
            "model_state": "on_time", "latency_ms": 5.0, "deadline_ms": 50.0, "e2e_ms": 7.0, "reason": "x"}
-    result = type("R", (), {"rows": [row] * 3, "collided": collided, "min_gap_m": -17.1 if collided else 12.7,
-                            "final_speed": 20.0})()
+    result = type("R", (), {"rows": [row] * 3, "collided": collided, "min_gap_m": -0.05 if collided else 12.7,
+                            "impact_speed": 20.0 if collided else None, "final_speed": 0.0 if collided else 5.0})()
     monkeypatch.setattr(demo, "NodeProcess", Node)
     monkeypatch.setattr(demo, "Feeder", Feeder)
     monkeypatch.setattr(demo, "run_drive", lambda feeder, **kw: result)
@@ -448,41 +448,61 @@ def test_the_wait_for_a_node_ends_when_its_process_has_exited(monkeypatch: pytes
         feeder.close()
 
 
+class _CountingFeeder:
+    """Stands for the DDS feeder of a drive: counts what is sent, never brakes, answers nothing."""
+
+    latest_brake = False
+
+    def __init__(self) -> None:
+        self.log = type("Log", (), {"sent": {}})()
+        self.counts = {"camera": 0, "range": 0, "odom": 0, "imu": 0}
+        self.ranges: list[float] = []
+
+    def send_frame(self, stamp: int, rgb: Any) -> None:
+        self.counts["camera"] += 1
+
+    def send_range(self, stamp: int, value: float) -> None:
+        self.counts["range"] += 1
+        self.ranges.append(value)
+
+    def send_odom(self, stamp: int, speed: float) -> None:
+        self.counts["odom"] += 1
+
+    def send_imu(self, stamp: int, accel: float) -> None:
+        self.counts["imu"] += 1
+
+    def decision_for(self, stamp: int) -> None:
+        return None
+
+
 def test_a_drive_sends_the_frames_its_duration_holds(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--frames 297`` measured 298: the camera's due times were float sums of 1/30 s (review). The drive
     is timed in whole nanoseconds now, as the simulator is; run here without its real-time waits."""
     import tiny_node.tools.drive as drive
 
-    class Feeder:
-        latest_brake = False
-
-        def __init__(self) -> None:
-            self.log = type("Log", (), {"sent": {}})()
-            self.counts = {"camera": 0, "range": 0, "odom": 0, "imu": 0}
-
-        def send_frame(self, stamp: int, rgb: Any) -> None:
-            self.counts["camera"] += 1
-
-        def send_range(self, stamp: int, value: float) -> None:
-            self.counts["range"] += 1
-
-        def send_odom(self, stamp: int, speed: float) -> None:
-            self.counts["odom"] += 1
-
-        def send_imu(self, stamp: int, accel: float) -> None:
-            self.counts["imu"] += 1
-
-        def decision_for(self, stamp: int) -> None:
-            return None
-
     monkeypatch.setattr(drive.time, "sleep", lambda s: None)
     for frames in (297, 298, 300):
-        feeder = Feeder()
+        feeder = _CountingFeeder()
         result = drive.run_drive(feeder, duration_s=frames / 30.0, width=32, height=24, closed_loop=False,
                                  periodic=True, drain_s=0.0)
         assert result.frames == feeder.counts["camera"] == frames
         assert feeder.counts["range"] == math.ceil(frames * 20 / 30)
         assert feeder.counts["odom"] == math.ceil(frames * 50 / 30)
+
+
+def test_a_drive_into_the_car_stops_there_and_keeps_the_speed_of_the_impact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 150 km/h the ego drove on through the car (gap -33.7 m), and the demo named the speed at the end of
+    the run, 64.6 km/h, as the impact's (108.9 km/h at contact; review)."""
+    import tiny_node.tools.drive as drive
+
+    monkeypatch.setattr(drive.time, "sleep", lambda s: None)
+    feeder = _CountingFeeder()
+    result = drive.run_drive(feeder, duration_s=3.0, speed_kmh=150.0, width=32, height=24, closed_loop=False,
+                             drain_s=0.0)
+    assert result.collided and result.impact_speed is not None
+    assert 150.0 / 3.6 - 0.1 < result.impact_speed <= 150.0 / 3.6  # no brake: contact at 1.44 s, at the speed set
+    assert result.final_speed == 0.0 and result.min_gap_m > -1.0  # stopped at the car, not 30 m through it
+    assert feeder.ranges[-1] == -math.inf  # the sensor sees it touching (within min_range), to the end
 
 
 @pytest.mark.parametrize(("signum", "status", "how"), [(signal.SIGTERM, 143, "terminated"),

@@ -541,6 +541,10 @@ def test_without_rclpy_the_lockstep_commands_run_and_a_dds_one_says_what_to_inst
     if status == 2:
         assert res.stderr.strip().splitlines()[-1].startswith(
             "tiny-node demo: needs ROS 2's Python packages (import of rclpy halted"), res.stderr
+        # it named a README section "Install" that does not exist (review)
+        assert res.stderr.strip().endswith("(README: Running the node, *Without a ROS install*)"), res.stderr
+        readme = (REPO / "README.md").read_text()
+        assert "\n## Running the node\n" in readme and "\n**Without a ROS install**" in readme
 
 
 def test_a_config_file_a_pip_install_put_under_its_prefix_is_found(tmp_path: Path,

@@ -33,7 +33,7 @@ def _with_ros(cmd: str, call: Callable[[], int]) -> int:
         if (exc.name or "").split(".")[0] not in ROS_MODULES:
             raise
         print(f"tiny-node {cmd}: needs ROS 2's Python packages ({exc}): pip install 'tiny_node[ros]', or source "
-              "a ROS 2 install (docs: README, Install)", file=sys.stderr)
+              "a ROS 2 install (README: Running the node, *Without a ROS install*)", file=sys.stderr)
         return 2
 
 

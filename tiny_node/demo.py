@@ -77,7 +77,8 @@ def run_demo(out_dir: Path, duration_s: float = 6.0, speed_kmh: float = 50.0) ->
                 feeder.close()
     print_timeline(result.rows)
     summary = latency_summary(result.rows)
-    summary.update(collided=result.collided, min_gap_m=result.min_gap_m,
+    impact_kmh = result.impact_speed * 3.6 if result.impact_speed is not None else None
+    summary.update(collided=result.collided, impact_speed_kmh=impact_kmh, min_gap_m=result.min_gap_m,
                    final_speed_kmh=result.final_speed * 3.6, node_exit_code=code)
     print("\nsummary:")
     for k, v in summary.items():
@@ -88,7 +89,7 @@ def run_demo(out_dir: Path, duration_s: float = 6.0, speed_kmh: float = 50.0) ->
     ok = summary["decisions"] == summary["frames"] and summary["after_deadline"] == 0
     ok = ok and summary["duplicates"] == 0
     if result.collided:  # a drive the node did not stop in time is no passed demo (review: rc 0 at 130 km/h)
-        print(f"demo: COLLISION with the stopped car at {result.final_speed * 3.6:.1f} km/h"
+        print(f"demo: COLLISION with the stopped car at {impact_kmh:.1f} km/h"
               + ("" if stopping_distance(speed_kmh / 3.6) < 60.0 else
                  f" (from {speed_kmh:.0f} km/h the vehicle model needs {stopping_distance(speed_kmh / 3.6):.1f} m "
                  "to stop: more than the 60 m gap)"), file=sys.stderr)
