@@ -787,7 +787,22 @@ def test_a_build_is_its_configs_from_the_start_and_a_resume_by_other_code_is_tol
     (tmp_path / "steps.json").write_text(json.dumps(state))
     logs: list[str] = []
     Build(TINY, tmp_path, log=logs.append)
-    assert len(logs) == 1 and "other factory code (0123456789abcdef" in logs[0]
+    assert len(logs) == 1 and "partly by other factory code (data by 0123456789abcdef; now " in logs[0]
+    # each step records the code that ran it: the folder's first code said who did the work, so a resume
+    # by the code that made the later steps was warned, and one reverted to the first code was not (review)
+    now = code_digest()
+    state.update(code="0123456789abcdef", done={"data": {"seconds": 0.0, "code": now},
+                                                "detector": {"seconds": 0.0, "code": now}})
+    (tmp_path / "steps.json").write_text(json.dumps(state))
+    logs.clear()
+    b = Build(TINY, tmp_path, log=logs.append)
+    assert logs == [] and b.state["code"] == now
+    state["done"]["detector"]["code"] = "fedcba9876543210"
+    (tmp_path / "steps.json").write_text(json.dumps(state))
+    Build(TINY, tmp_path, log=logs.append)
+    assert len(logs) == 1 and f"(detector by fedcba9876543210; now {now})" in logs[0]
+    b.mark("teacher", 1.0)
+    assert json.loads((tmp_path / "steps.json").read_text())["done"]["teacher"]["code"] == now
     (tmp_path / "afile").write_text("x")
     with pytest.raises(BuildError, match=r"--out .*afile: cannot make the build folder"):
         Build(TINY, tmp_path / "afile")
@@ -1020,6 +1035,27 @@ def test_install_verifies_the_bundle_and_never_leaves_the_package_without_a_mode
     dest = tmp_path / "default_model"
     install(tiny_build / "bundle", dest)
     assert load_bundle(dest).name == load_bundle(tiny_build / "bundle").name
+    # over a model, in one exchange: the folder is never missing, not even between two renames (review)
+    import tiny_node.factory.cli as factory_cli
+
+    renames: list[tuple[Path, Path]] = []
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        assert dest.exists()
+        renames.append((self, target))
+        return real_rename(self, target)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "rename", rename)
+        install(tiny_build / "bundle", dest)
+    assert renames == [] and not dest.with_name("default_model.installing").exists()
+    assert load_bundle(dest).name == load_bundle(tiny_build / "bundle").name
+    with pytest.MonkeyPatch.context() as mp:  # where the file system cannot exchange: two renames, as before
+        mp.setattr(factory_cli, "_exchange", lambda a, b: False)
+        install(tiny_build / "bundle", dest)
+    assert load_bundle(dest).name == load_bundle(tiny_build / "bundle").name
+    assert not dest.with_name("default_model.old").exists()
     before = sorted((p.relative_to(dest), p.read_bytes()) for p in dest.rglob("*") if p.is_file())
     tampered = Path(shutil.copytree(tiny_build / "bundle", tmp_path / "tampered"))
     graph = next(tampered.rglob("embed_tokens*.onnx"))
@@ -1389,7 +1425,7 @@ def test_a_departing_teacher_int8_is_a_recorded_warning_and_a_departing_student_
 
 
 def test_shards_made_with_another_size_are_refused_naming_the_file_and_both_counts(
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A data/ copied from a build of another size was used as it was: the data step "finished" in 0.2 s
     on 95 frames where 24 were expected (a shard's name holds its split and index only)."""
     data = tmp_path / "b" / "data"
@@ -1421,17 +1457,26 @@ def test_shards_made_with_another_size_are_refused_naming_the_file_and_both_coun
                                                                    r"frames_per_episode\), where this build makes 4, 4"):
             refuse()
     assert dataset.SIZE_KEY not in Build(TINY, tmp_path / "b", log=lambda _: None).split("test")
-    # the right size, made by other factory code (its labels flipped, as older code might have made
-    # them): re-run and refused; a matching size alone kept it (review of the fix)
+    # the right size, made by other factory code (its labels flipped, or its sensor features, as older
+    # code might have made them): made again; a matching size alone kept it (review of the fix), and
+    # re-running its drives compared its labels only, keeping other features (review)
     (data / small.name).unlink()
     dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="older")
     with np.load(data / small.name) as z:
         cols = {k: z[k] for k in z.files}
     assert str(cols[dataset.CODE_KEY]) == "older"
-    np.savez_compressed(data / small.name, **{**cols, "brake": 1 - cols["brake"]})  # type: ignore[arg-type]
-    dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="older")  # its own
-    with pytest.raises(dataset.ShardError, match=r"val-0000\.npz: \d+ rows, where .* with other labels"):
+    for changed in ({"brake": 1 - cols["brake"]}, {"range_rate": cols["range_rate"] + 5.0}):
+        np.savez_compressed(data / small.name, **{**cols, **changed})  # type: ignore[arg-type]
+        dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="older")
+        with np.load(data / small.name) as z:  # its own code's: kept as it is
+            assert all(np.array_equal(z[k], v) for k, v in changed.items())
         dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="newer")
+        with np.load(data / small.name) as z:
+            assert str(z[dataset.CODE_KEY]) == "newer"
+            assert all(np.array_equal(z[k], cols[k]) for k in changed), changed
+        assert "val-0000.npz was made by other factory code (older, now newer): made again" in capsys.readouterr().err
+        (data / small.name).unlink()
+        dataset.build_split(data, "val", 1, TINY.episodes_per_shard, TINY.frames_per_episode, code="older")
     assert dataset.CODE_KEY not in Build(TINY, tmp_path / "b", log=lambda _: None).split("val")
 
 
@@ -1534,3 +1579,13 @@ def test_json_figures_are_strict_json_and_a_write_that_fails_is_one_line(
         assert run(gone) == 2
         assert capsys.readouterr().err == f"tiny-node model {name}: --json {gone}: cannot write it: No such file " \
                                           "or directory\n"
+
+
+def test_install_refuses_the_ci_configuration_before_building(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``model build --config tiny --install`` made the package's model the CI chain's, which never brakes (review)."""
+    from tiny_node.cli import main
+
+    assert main(["model", "build", "--config", "tiny", "--out", str(tmp_path / "b"), "--install"]) == 2
+    err = capsys.readouterr().err
+    assert "--install --config tiny: the CI chain's configuration" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()  # refused before any step

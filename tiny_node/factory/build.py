@@ -316,10 +316,15 @@ class Build:
                 self.cfg = replace(self.cfg, threads=done_with)
             # the count every step runs with: kept on a resume, this run's while no step is done
             self.state["config"] = self.cfg.to_dict()
-            if old.get("done") and old.get("code") != code:
-                self.log(f"warning: {out} was built so far by other factory code ({old.get('code', 'unrecorded')}, "
-                         f"now {code}): its finished steps are kept, so this build mixes the two; a fresh --out "
-                         "rebuilds it with this code alone")
+            # each step records the code that ran it; a folder's own "code" was that of its first run,
+            # so the warning went to the code that did the work and not to a revert (review)
+            others = {step: r.get("code", old.get("code", "unrecorded")) for step, r in old.get("done", {}).items()}
+            if others := {step: made for step, made in others.items() if made != code}:
+                by = ", ".join(f"{step} by {made}" for step, made in others.items())
+                self.log(f"warning: {out} was built so far partly by other factory code ({by}; now {code}): its "
+                         "finished steps are kept, so this build mixes the two; a fresh --out rebuilds it with this "
+                         "code alone")
+            self.state["code"] = code  # the code of the latest run in the folder
         else:
             # The folder is this config's from now on: shards of an interrupted data step are not
             # adopted by a build of another config (the digest above refuses it).
@@ -332,7 +337,7 @@ class Build:
 
     def mark(self, step: str, seconds: float, info: dict[str, Any] | None = None) -> None:
         """Record ``step`` as finished."""
-        self.state["done"][step] = {"seconds": round(seconds, 1), **(info or {})}
+        self.state["done"][step] = {"seconds": round(seconds, 1), **(info or {}), "code": code_digest()}
         self._save_state()
 
     def _save_state(self) -> None:

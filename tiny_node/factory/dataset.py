@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -307,9 +308,19 @@ def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: i
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [ShardSpec(split, i, episodes, frames) for i in range(shards)]
     todo = [s for s in specs if not (out_dir / s.name).exists()]
-    for spec in specs:
-        if spec not in todo and not recorded_size_matches(out_dir / spec.name, episodes, frames, code):
-            verify_shard(out_dir / spec.name, episodes, frames)
+    for spec in [s for s in specs if s not in todo]:
+        path = out_dir / spec.name
+        if recorded_size_matches(path, episodes, frames, code):
+            continue
+        if code is not None and recorded_size_matches(path, episodes, frames):
+            # This size, made by other factory code: made again. Re-running its drives checked its
+            # labels only, and kept a shard whose images or sensor features that code made otherwise
+            # (an interrupted data step resumed after an update mixed the two; review).
+            print(f"data {split}: {spec.name} was made by other factory code ({recorded_code(path)}, now "
+                  f"{code}): made again", file=sys.stderr)
+            todo.append(spec)
+        else:  # made before shards recorded their size: its drives re-run, its rows and labels compared
+            verify_shard(path, episodes, frames)
     size: dict[str, NDArray[np.generic]] = {SIZE_KEY: np.asarray([episodes, frames], np.int64)}
     if code is not None:
         size[CODE_KEY] = np.asarray(code)
@@ -425,8 +436,8 @@ def _size_mismatch(path: Path, recorded: NDArray[np.generic], episodes: int, fra
 def recorded_size_matches(path: Path, episodes: int, frames: int, code: str | None = None) -> bool:
     """Whether the shard at ``path`` records being made with this size (and by ``code``, if given).
 
-    False if it records no size, or another code or none (its labels may differ: ``verify_shard``
-    tells; a matching size alone let an interrupted data step resumed by changed code mix two
+    False if it records no size, or another code or none (``build_split`` makes such a shard
+    again; a matching size alone let an interrupted data step resumed by changed code mix two
     label versions, review 2026-12-07). A ShardError naming it if it records another size, or
     cannot be read.
     """
@@ -441,6 +452,15 @@ def recorded_size_matches(path: Path, episodes: int, frames: int, code: str | No
     if (err := _size_mismatch(path, recorded, episodes, frames)) is not None:
         raise err
     return code is None or made_by == code
+
+
+def recorded_code(path: Path) -> str | None:
+    """The factory code digest the shard at ``path`` records (None: none)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z[CODE_KEY]) if CODE_KEY in z.files else None
+    except UNREADABLE as exc:
+        raise ShardError(path, exc) from exc
 
 
 def is_shard_name(name: str) -> bool:
