@@ -1589,3 +1589,14 @@ def test_install_refuses_the_ci_configuration_before_building(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "--install --config tiny: the CI chain's configuration" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()  # refused before any step
+
+
+@pytest.mark.parametrize("cmd", [["evaluate", "b", "d"], ["operating-point", "b"]])
+def test_a_worker_count_under_one_is_a_usage_error(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``model evaluate --workers -3`` ran one worker without a word (review)."""
+    from tiny_node.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["model", *cmd, "--workers", "-3"])
+    assert exit_.value.code == 2
+    assert "argument --workers: must be at least 1, got -3" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tiny_node.argtypes import at_least
 from tiny_node.model.bundle import BundleError, existing_bundle_dir, load_bundle
 from tiny_node.strict_json import write_figures
 
@@ -73,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("build", type=Path, help="a build folder whose shards to measure on "
                    "(e.g. out/model-tracked-det-all)")
     p.add_argument("--threshold", type=float, default=None, help="P(brake) threshold (default: the bundle's)")
-    p.add_argument("--workers", type=int, default=1, help="processes making runtime tracks (default 1)")
+    p.add_argument("--workers", type=at_least(1), default=1, help="processes making runtime tracks (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
 
 

@@ -44,6 +44,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tiny_node.argtypes import at_least
 from tiny_node.config import make_config
 from tiny_node.lockstep import late_budget_warning
 from tiny_node.model.bundle import (
@@ -224,7 +225,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "out/operating-point-model-tiny-int8)")
     p.add_argument("--margin", type=float, default=MARGIN,
                    help=f"added to the highest look-alike P(brake) (default {MARGIN})")
-    p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
+    p.add_argument("--workers", type=at_least(1), default=2, help="parallel simulator processes")
     p.add_argument("--write", action="store_true",
                    help="write the chosen threshold into the bundle's manifest (refused when the bundle's track "
                    "conflict brake fires in a look-alike drive: no threshold clears that)")
