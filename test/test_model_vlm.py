@@ -850,6 +850,21 @@ def _documented_manifest(export: Path, variant: str) -> None:
     exec(compile(code, "docs/BUNDLE.md", "exec"), {})
 
 
+def _ort_before(major: int, minor: int) -> bool:
+    import onnxruntime as ort
+
+    return tuple(int(x) for x in ort.__version__.split(".")[:2]) < (major, minor)
+
+
+def test_an_op_without_a_kernel_here_is_named_with_what_to_do() -> None:
+    from tiny_node.model.runtime import _kernel_hint
+
+    hint = _kernel_hint("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
+                        "ConvInteger(10) node with name '/patch_embedding/Conv_quant'")
+    assert "added in 1.24: use onnxruntime >= 1.24, or the export's uint8-weight variant" in hint
+    assert _kernel_hint("Could not find an implementation for Foo(1)") == ""
+
+
 @pytest.mark.parametrize("variant", ["int8", "fp16"])
 def test_the_documented_steps_run_a_published_style_smolvlm_export(vlm_dirs: dict[str, Path], smol: VlmRuntime,
                                                                    tmp_path: Path, variant: str) -> None:
@@ -860,6 +875,10 @@ def test_the_documented_steps_run_a_published_style_smolvlm_export(vlm_dirs: dic
     """
     export = _published_export(vlm_dirs, tmp_path / "SmolVLM-256M-Instruct", variant)
     _documented_manifest(export, variant)
+    if variant == "int8" and _ort_before(1, 24):  # no int8-weight ConvInteger kernel: said so, with what to do
+        with pytest.raises(BundleError, match=r"ConvInteger kernel for int8 weights, added in 1\.24: use "):
+            VlmRuntime(load_bundle(export))
+        return
     rt = VlmRuntime(load_bundle(export))
     assert rt.bundle.files["decoder"].rel == f"onnx/decoder_model_merged_{variant}.onnx"
     assert rt.word_ids == smol.word_ids and rt.eos_id == 49279 and rt.kv == smol.kv

@@ -134,7 +134,20 @@ def _session(bundle: Bundle, key: str, model: bytes, so: ort.SessionOptions) -> 
         raise
     except Exception as exc:  # ORT raises its own pybind types; keep the message
         path = bundle.file(key).path
-        raise BundleError(f"files.{key}: onnxruntime cannot load {path}: {exc}") from exc
+        raise BundleError(f"files.{key}: onnxruntime cannot load {path}: {exc}{_kernel_hint(str(exc))}") from exc
+
+
+def _kernel_hint(error: str) -> str:
+    """What to do about an op this onnxruntime has no CPU kernel for, where it is known ('' else).
+
+    Why: a dynamically quantized export's int8-weight ``ConvInteger`` (SmolVLM's ``*_int8``
+    vision encoder) has a kernel from onnxruntime 1.24 on only, and 1.23 is the newest for
+    Python 3.10 (Humble); the bare NOT_IMPLEMENTED did not say so (review).
+    """
+    if "implementation for ConvInteger" in error:
+        return (f" (onnxruntime {ort.__version__} has no ConvInteger kernel for int8 weights, added in 1.24: "
+                "use onnxruntime >= 1.24, or the export's uint8-weight variant, e.g. *_uint8.onnx / *_quantized.onnx)")
+    return ""
 
 
 def _add_external_data(bundle: Bundle, key: str, tensors: Sequence[ExternalTensor],
