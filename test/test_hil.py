@@ -10,6 +10,7 @@ and is skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import math
@@ -2520,3 +2521,46 @@ def test_processes_left_in_the_namespaces_are_ended_before_they_are_deleted(monk
     err = capsys.readouterr().err
     assert (f"hil --netns: process(es) still running 0.3 s after the harness inside ended, sent SIGTERM: "
             f"{hosts.node_ns}: {left.pid} (sleep)") in err
+
+
+def test_a_namespace_of_the_same_name_already_there_is_not_this_runs_to_empty_or_delete(monkeypatch, tmp_path):
+    """A failed `ip netns add` (File exists: a leftover or another run's) was recorded as made: its processes were
+    SIGTERMed and SIGKILLed and it was deleted (review)."""
+    from tiny_node.hil import netns
+
+    calls: list[str] = []
+
+    def ip(*args: str) -> str:
+        calls.append(" ".join(args))
+        if args[:2] == ("netns", "add") and args[2].startswith("tnnode"):
+            raise RuntimeError(f"ip netns add {args[2]}: Cannot create namespace file: File exists")
+        return ""
+
+    monkeypatch.setattr(netns, "_ip", ip)
+    with pytest.raises(RuntimeError, match="File exists"), netns.two_hosts(tmp_path, tag="c1"):
+        pass
+    assert not any(c.endswith("tnnodec1") and not c.startswith("netns add") for c in calls), calls
+    assert "netns del tnhilc1" in calls  # the one it made goes
+
+
+def test_processes_left_are_ended_when_stderr_is_gone(monkeypatch):
+    """After a hang-up the line naming them raised EIO before any signal or deletion: all left behind (review)."""
+    from tiny_node.hil import netns
+
+    left = subprocess.Popen(["sleep", "60"])
+
+    class Gone:
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(netns, "LEFT_GRACE_S", 0.2)
+    monkeypatch.setattr(netns, "_pids", lambda ns: [left.pid] if left.poll() is None else [])
+    monkeypatch.setattr(netns.sys, "stderr", Gone())
+    try:
+        netns._end_left_processes(["tnnodex"])
+        assert left.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        left.kill()

@@ -158,3 +158,22 @@ def test_a_budget_no_run_uses_is_a_warning(tmp_path, capsys, monkeypatch, extra,
     argv = ["sim", "--suite", "smoke", *extra, "--budget-ms", "20", "--out", str(tmp_path / "o")]
     assert cli_main(argv) == 2
     assert f"tiny-node sim: warning: --budget-ms 20 not used: {why}" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_while_the_real_time_suite_imports_rclpy_is_one_line(tmp_path, capsys, monkeypatch):
+    # the import moved before the header and out of the command's stop handling: a traceback (review)
+    import importlib.abc
+    import sys
+
+    class Stopped(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object, target: object = None) -> None:
+            if name == "rclpy":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "rclpy", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Stopped(), *sys.meta_path])
+    argv = ["sim", "--realtime", "--rules-only", "--only", "CCRs_20kmh_100pct", "--out", str(tmp_path / "o")]
+    assert cli_main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().startswith("tiny-node sim: interrupted; "), err

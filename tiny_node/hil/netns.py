@@ -152,8 +152,8 @@ def two_hosts(work_dir: Path, tag: str | None = None) -> Iterator[Hosts]:
         # before it was recorded as made, so it was never deleted. Raised once all are made.
         with stops_held() as held:
             for ns in (hil_ns, node_ns):
-                created.append(ns)  # before: a namespace half made is deleted too (an error says so)
-                _ip("netns", "add", ns)
+                _ip("netns", "add", ns)  # one that failed ("File exists": another's) is not this run's to delete
+                created.append(ns)
             _ip("link", "add", veth_h, "type", "veth", "peer", "name", veth_n)
             _ip("link", "set", veth_h, "netns", hil_ns)
             _ip("link", "set", veth_n, "netns", node_ns)
@@ -175,8 +175,7 @@ def two_hosts(work_dir: Path, tag: str | None = None) -> Iterator[Hosts]:
                 try:
                     _ip("netns", "del", ns)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    if exists(ns):  # else never made (its `ip netns add` failed): nothing to delete
-                        errors.append(str(exc))
+                    errors.append(str(exc))
         if deleting.signum is not None:  # to the caller's handler (held there too while it cleans up)
             signal.raise_signal(deleting.signum)
         if errors:
@@ -214,8 +213,9 @@ def _end_left_processes(namespaces: list[str]) -> None:
         if not left:
             return
         named = "; ".join(f"{ns}: " + ", ".join(f"{pid} ({_comm(pid)})" for pid in pids) for ns, pids in left.items())
-        print(f"hil --netns: process(es) still running {LEFT_GRACE_S:g} s after the harness inside ended, "
-              f"sent {signal.Signals(sig).name}: {named}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # a terminal gone (hang-up): the clean-up must still happen
+            print(f"hil --netns: process(es) still running {LEFT_GRACE_S:g} s after the harness inside ended, "
+                  f"sent {signal.Signals(sig).name}: {named}", file=sys.stderr, flush=True)
         for pids in left.values():
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):

@@ -686,13 +686,13 @@ def sim_command(args: Any) -> int:
         except FileExistsError as exc:
             print(f"tiny-node sim: {exc}", file=sys.stderr)
             return 2
-    if args.realtime:  # before the header: without ROS, one line saying what to install (cli._with_ros)
-        import rclpy  # noqa: F401
-
-    print(f"sim: {len(scenarios)} scenario(s) x {', '.join(modes)}"
-          + (f" (model {bundle})" if bundle is not None else "")
-          + (" in real time over DDS" if args.realtime else f" in lockstep on {args.workers} worker(s)"))
     try:
+        if args.realtime:  # before the header: without ROS, one line saying what to install (cli._with_ros)
+            import rclpy  # noqa: F401
+
+        print(f"sim: {len(scenarios)} scenario(s) x {', '.join(modes)}"
+              + (f" (model {bundle})" if bundle is not None else "")
+              + (" in real time over DDS" if args.realtime else f" in lockstep on {args.workers} worker(s)"))
         if args.realtime:
             params = Path(args.params_file) if args.params_file else None
             result = run_suite_realtime(scenarios, bundle=bundle, out_dir=out_dir, modes=modes,
