@@ -318,7 +318,9 @@ class Build:
             self.state["config"] = self.cfg.to_dict()
             # each step records the code that ran it; a folder's own "code" was that of its first run,
             # so the warning went to the code that did the work and not to a revert (review)
-            others = {step: r.get("code", old.get("code", "unrecorded")) for step, r in old.get("done", {}).items()}
+            for record in old.get("done", {}).values():  # steps.json of older code: its steps are that code's,
+                record.setdefault("code", old.get("code", "unrecorded"))  # kept so (a resume took them over; review)
+            others = {step: r["code"] for step, r in old.get("done", {}).items()}
             if others := {step: made for step, made in others.items() if made != code}:
                 by = ", ".join(f"{step} by {made}" for step, made in others.items())
                 self.log(f"warning: {out} was built so far partly by other factory code ({by}; now {code}): its "

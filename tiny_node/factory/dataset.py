@@ -310,17 +310,18 @@ def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: i
     todo = [s for s in specs if not (out_dir / s.name).exists()]
     for spec in [s for s in specs if s not in todo]:
         path = out_dir / spec.name
-        if recorded_size_matches(path, episodes, frames, code):
+        if recorded_size_matches(path, episodes, frames, code):  # (another size recorded: refused there)
             continue
-        if code is not None and recorded_size_matches(path, episodes, frames):
-            # This size, made by other factory code: made again. Re-running its drives checked its
-            # labels only, and kept a shard whose images or sensor features that code made otherwise
-            # (an interrupted data step resumed after an update mixed the two; review).
-            print(f"data {split}: {spec.name} was made by other factory code ({recorded_code(path)}, now "
-                  f"{code}): made again", file=sys.stderr)
-            todo.append(spec)
-        else:  # made before shards recorded their size: its drives re-run, its rows and labels compared
+        if code is None:  # no code to compare: its drives re-run, its rows and labels compared
             verify_shard(path, episodes, frames)
+            continue
+        # Made by other factory code (or before shards recorded theirs, so by older code): made again.
+        # Re-running its drives checked its labels only, and kept a shard whose images or sensor
+        # features that code made otherwise (an interrupted data step resumed after an update mixed
+        # the two; review).
+        print(f"data {split}: {spec.name} was made by other factory code ({recorded_code(path) or 'unrecorded'}, "
+              f"now {code}): made again", file=sys.stderr)
+        todo.append(spec)
     size: dict[str, NDArray[np.generic]] = {SIZE_KEY: np.asarray([episodes, frames], np.int64)}
     if code is not None:
         size[CODE_KEY] = np.asarray(code)

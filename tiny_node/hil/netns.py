@@ -85,8 +85,17 @@ def _ip(*args: str) -> str:
     process group, and killed an ``ip netns del`` under way, which left the namespace behind and a
     traceback beside a PASS report (review). The stop is the caller's.
     """
-    proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=20,
-                          start_new_session=True)
+    from tiny_node.stopping import STOP_SIGNALS
+
+    # ... and with the stop signals blocked while it starts: between the fork and its setsid() the
+    # child was still in the group, with default handlers, and a Ctrl-C then killed it (review).
+    # They stay pending here and reach this process's (held) handlers once unblocked.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=20,
+                              start_new_session=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     if proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
     return proc.stdout
