@@ -245,7 +245,8 @@ def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     assert det["tracking"]["drives"] == TINY.tracking_drives and det["tracking"]["vru_frames"] >= 0
     assert load_bundle(tiny_build / "bundle").vlm.tracking.sigma_px == det["sigma_px"]  # type: ignore[union-attr]
     # the splits every model is measured on carry the runtime's own tracks (val, test, held-out; not train)
-    assert set(steps["tracks"]) == {"seconds", "val", "test", "heldout"}
+    assert set(steps["tracks"]) == {"seconds", "code", "val", "test", "heldout"}  # code: the one that ran it
+    assert {r["code"] for r in steps.values()} == {code_digest()}
     assert all(0.0 <= steps["tracks"][k]["coverage"] <= 1.0 for k in ("val", "test", "heldout"))
     (made,) = (tiny_build / "tracks").iterdir()  # one detector + tracker: one folder
     assert sorted(p.name for p in made.iterdir()) == ["heldout-0000.npy", "test-0000.npy", "val-0000.npy"]
