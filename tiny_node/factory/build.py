@@ -552,7 +552,7 @@ class Build:
                 if missing:
                     self.log(f"[data] {name}: {len(missing)} finished shard(s) missing ({', '.join(missing)}): "
                              "made again")
-                    self._build_split(name, shards)
+                    self._build_split(name, shards, keep_existing=True)
         source = self.track_source() if self.done("tracks") else None
         if source is None:
             return
@@ -570,14 +570,15 @@ class Build:
         """The splits the tracks step makes runtime tracks of (``step_tracks``)."""
         return (["train"] if self.cfg.track_source == "runtime" else []) + ["val", "test", "heldout"]
 
-    def _build_split(self, name: str, shards: int) -> None:
+    def _build_split(self, name: str, shards: int, *, keep_existing: bool = False) -> None:
         """``dataset.build_split`` of this build's split ``name``; a shard it refuses is a BuildError.
 
         Why: a shard found of another size (or unreadable) ended the data step in a traceback.
         """
         try:
             dataset.build_split(self.out / "data", name, shards, self.cfg.episodes_per_shard,
-                                self.cfg.frames_per_episode, workers=self.cfg.data_workers, code=code_digest())
+                                self.cfg.frames_per_episode, workers=self.cfg.data_workers, code=code_digest(),
+                                keep_existing=keep_existing)
         except dataset.ShardError as exc:
             raise BuildError(f"{exc}: {_fix(exc)} the build again with this --out: the data step makes the "
                              "shards that are missing") from exc

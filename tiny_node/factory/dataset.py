@@ -297,18 +297,21 @@ def _write_atomic(path: Path, data: dict[str, NDArray[np.generic]]) -> None:
 
 
 def build_split(out_dir: Path, split: str, shards: int, episodes: int, frames: int, *,
-                workers: int = 1, code: str | None = None) -> list[Path]:
+                workers: int = 1, code: str | None = None, keep_existing: bool = False) -> list[Path]:
     """Make the missing shards of ``split`` in ``out_dir``; return every shard path.
 
     A shard already there (an interrupted step's, or one copied in) is checked to be of this size
-    and made by this ``code`` (the factory's digest, recorded beside the size): by what it records
-    (:data:`SIZE_KEY`, :data:`CODE_KEY`), or, made before shards recorded them or by other code,
-    by re-running its drives (``verify_shard``, two thirds of the cost of making it).
+    and made by this ``code`` (the factory's digest, recorded beside the size: :data:`SIZE_KEY`,
+    :data:`CODE_KEY`); one of another size is refused, one made by other code (or before shards
+    recorded theirs) made again. Without a ``code``, one that records no size is checked by
+    re-running its drives (``verify_shard``, two thirds of the cost of making it).
+    ``keep_existing``: the shards there are a finished data step's, which later steps used: only
+    the missing ones are made (making the split again swapped their training data under them).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [ShardSpec(split, i, episodes, frames) for i in range(shards)]
     todo = [s for s in specs if not (out_dir / s.name).exists()]
-    for spec in [s for s in specs if s not in todo]:
+    for spec in [] if keep_existing else [s for s in specs if s not in todo]:
         path = out_dir / spec.name
         if recorded_size_matches(path, episodes, frames, code):  # (another size recorded: refused there)
             continue
@@ -482,8 +485,8 @@ def check_shard_size(path: Path, columns: dict[str, NDArray[np.generic]], episod
     ``frames`` rows, and the first drive's frame times are those ``scenes.sample_episode`` draws
     for ``frames`` (before any physics, so cheap to draw again). For shards made before they
     recorded their size (:data:`SIZE_KEY`): a shard of fewer drives, or of fewer frames whose
-    times happen to be a prefix (1 in 4), passes them; the data step checks such a shard it finds
-    exactly (``verify_shard``).
+    times happen to be a prefix (1 in 4), passes them; the data step makes such a shard it finds
+    again (``build_split``).
     """
     split, _, index = path.name.removesuffix(".npz").partition("-")
     if split not in SPLIT_SEED or not index.isdigit():
