@@ -1234,13 +1234,51 @@ def test_a_file_compressed_bag_that_does_not_fit_on_the_disk_is_refused_before_u
     # a frame that does not declare its size: the full disk is named as such, not as a corrupt bag
     monkeypatch.setattr(topics.shutil, "disk_usage", real_usage)
 
-    def full(src, dst, length=0):
+    def full(self, src, dst, f):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(topics.shutil, "copyfileobj", full)
+    monkeypatch.setattr(topics.BagSource, "_unpack", full)
     with pytest.raises(BagError, match=r"no room to unpack it into .*No space left on device.*set TMPDIR") as err:
         BagSource(tmp_path / "z")
     assert "corrupt" not in str(err.value) and not any(p.exists() for p in unpacked)
+
+
+def test_a_file_compressed_bag_that_declares_no_size_stops_unpacking_at_the_free_space(tmp_path, monkeypatch,
+                                                                                       bag_temp_dirs):
+    # A frame that declares no size counted 0 in the check of room: a 32 KB file unpacked 1 GiB into the
+    # temporary folder before the reader refused it, and a 2 MB one would have filled the disk (review).
+    from collections import namedtuple
+
+    import tiny_node.bag.topics as topics
+
+    drive(tmp_path / "rec", seconds=0.5)
+    plain = next((tmp_path / "rec").glob("*.mcap")).read_bytes()
+    packer = topics.zstd.ZstdCompressor()  # streamed: no content size in the frame header
+    (tmp_path / "z").mkdir()
+    packed = tmp_path / "z" / "rec_0.mcap.zstd"
+    packed.write_bytes(packer.compress(plain) + packer.flush())
+    assert topics._declared_size(packed) == 0
+    usage = namedtuple("usage", "total used free")
+    room = topics.UNPACK_MARGIN_BYTES + len(plain) // 2  # the check of room passes (0 declared); the unpack cannot
+    monkeypatch.setattr(topics.shutil, "disk_usage", lambda where: usage(1 << 40, 1 << 40, room))
+    with pytest.raises(BagError, match=r"rec_0\.mcap\.zstd: unpacks to more than the 0\.0 GiB free in .*set TMPDIR"):
+        BagSource(packed)
+    assert bag_temp_dirs and not any(p.exists() for p in bag_temp_dirs)
+    monkeypatch.setattr(topics.shutil, "disk_usage", lambda where: usage(1 << 40, 1 << 40, 1 << 40))
+    with BagSource(packed) as bag:  # room enough: read as before
+        assert bag.message_count > 0
+
+
+def test_bag_metadata_is_read_with_bounded_alias_expansion(tmp_path):
+    # a 685-byte metadata.yaml nesting aliases nine deep in custom_data ran the replay out of memory (review)
+    drive(tmp_path / "rec", seconds=0.5)
+    meta = tmp_path / "rec" / "metadata.yaml"
+    bomb = "".join(f"  b{i}: &b{i} [" + ", ".join([f"*b{i - 1}"] * 10) + "]\n" for i in range(1, 10))
+    text = meta.read_text().replace("rosbag2_bagfile_information:\n",
+                                    "bomb:\n  b0: &b0 x\n" + bomb + "rosbag2_bagfile_information:\n", 1)
+    meta.write_text(text)
+    with pytest.raises(BagError, match=r"metadata\.yaml: cannot read bag metadata: invalid YAML: .*alias bomb"):
+        BagSource(tmp_path / "rec")
 
 
 def test_the_log_gap_warning_says_the_real_time_node_is_restarted():

@@ -32,7 +32,7 @@ from itertools import groupby, islice
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
@@ -44,7 +44,7 @@ from rosbags.typesys.store import Typestore
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
-from tiny_node.strict_yaml import yaml_problem
+from tiny_node.strict_yaml import read_yaml_text, safe_load_unique, yaml_problem
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -443,9 +443,19 @@ def in_bag_folder(path: Path) -> bool:
                               for p in storage_files(folder))
 
 
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def _read_metadata(meta: Path) -> dict[str, Any]:
+    """``rosbag2_bagfile_information`` of a bag's ``metadata.yaml``, or a BagError naming it.
+
+    Read as the project reads every YAML (:mod:`tiny_node.strict_yaml`): at most 16 MiB and a
+    bounded alias expansion. With a plain ``yaml.safe_load`` a 685-byte file whose ``custom_data``
+    nested aliases nine deep ran the replay out of memory (review).
+    """
     try:
-        doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
+        doc = safe_load_unique(read_yaml_text(meta), str(meta))
     except (OSError, UnicodeDecodeError) as exc:
         raise BagError(f"{meta}: cannot read bag metadata: {exc}") from exc
     except yaml.YAMLError as exc:
@@ -644,7 +654,7 @@ class BagSource:
                 plain = Path(self._tmp.name, f.stem)
                 with f.open("rb") as raw, zstd.open(raw, "rb") as src, plain.open("wb") as dst:
                     try:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+                        self._unpack(src, dst, f)
                     except (zstd.ZstdError, EOFError) as exc:  # EOFError: the stream cut short
                         raise BagError(f"{f}: does not decompress ({exc}): cut short while rosbag2 compressed it? "
                                        "(stopped then, it leaves the split uncompressed beside it, which is read "
@@ -659,6 +669,24 @@ class BagSource:
             self._drop_tmp()
             raise
         return out
+
+    def _unpack(self, src: _Readable, dst: BinaryIO, f: Path) -> None:
+        """Copy ``src`` (``f`` unpacking) to ``dst``, refusing once the disk would keep less than the margin.
+
+        Why counted here, not only up front: a frame that declares no size counted 0 in the check
+        of room, and a 32 KB file unpacked 1 GiB into the temporary folder before the reader
+        refused it (a 2 MB one would fill this disk; review). The copy stops at the margin instead.
+        """
+        assert self._tmp is not None
+        room = shutil.disk_usage(self._tmp.name).free - UNPACK_MARGIN_BYTES
+        written = 0
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > room:
+                raise BagError(f"{f}: unpacks to more than the {max(room, 0) / 2**30:.1f} GiB free in {self._tmp.name} "
+                               f"(beyond the {UNPACK_MARGIN_BYTES >> 20} MiB kept free; its size was not in the "
+                               f"file): {_ROOM_HINT.format(how='unpacked')}")
+            dst.write(chunk)
 
     def _apply_wal(self, files: list[Path]) -> list[Path]:
         """``files``, each one that has a write-ahead log beside it replaced by a copy with the log applied.
