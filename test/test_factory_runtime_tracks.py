@@ -105,3 +105,30 @@ def test_the_cache_key_is_the_tracks_own_and_not_the_conflict_brakes(source: run
     assert no_brake.digest() == source.digest()
     other = replace(source, tracking=replace(source.tracking, sigma_px=source.tracking.sigma_px + 0.1))
     assert other.digest() != source.digest()  # a field that makes tracks is in the key
+
+
+def test_a_bundles_detector_is_read_as_the_node_reads_it(source: runtime_tracks.TrackSource, tmp_path: Path) -> None:
+    """``model evaluate`` built the detector's session from its path: onnxruntime read the graph again,
+    unchecked, so a graph edited after the manifest (or external data it does not list) ran (review)."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from tiny_node.model.bundle import BundleError
+
+    shipped = resolve_bundle_dir("default")
+    assert shipped is not None
+    ok = replace(source, bundle=shipped)
+    assert ok.digest() == source.digest()  # the shipped tracks keep their key
+    assert isinstance(ok.tracking_of(), Tracking)
+    copy = Path(shutil.copytree(shipped, tmp_path / "bundle"))
+    graph_path = copy / source.detector.relative_to(shipped)
+    graph = onnx.load(str(graph_path))
+    weight = graph.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 0.0, weight.name))
+    onnx.save(graph, str(graph_path))  # a valid graph, other weights, its manifest hash unchanged
+    edited = replace(source, detector=graph_path, bundle=copy)
+    for use in (edited.digest, edited.tracking_of):
+        with pytest.raises(BundleError, match="checksum mismatch"):
+            use()

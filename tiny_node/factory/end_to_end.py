@@ -48,7 +48,7 @@ def measure(bundle_dir: Path, build_dir: Path, threshold: float | None = None, *
     tracking = bundle.vlm.tracking if bundle.vlm is not None else None
     if not cfg.tracks or tracking is None:
         raise BundleError(f"{bundle_dir} with {build_dir}: both must track VRUs (vlm.tracking, config tracks > 0)")
-    source = runtime_tracks.TrackSource(bundle.file(tracking.detector).path, bundle.image, tracking)
+    source = runtime_tracks.TrackSource(bundle.file(tracking.detector).path, bundle.image, tracking, bundle=bundle_dir)
     out: dict[str, Any] = {"bundle": str(bundle_dir), "build": str(build_dir), "threshold": thr,
                            "track_source": source.digest()}
     for split in SPLITS:

@@ -69,18 +69,36 @@ def _repr_of(spec: Any, skip: frozenset[str]) -> str:
 
 @dataclass(frozen=True)
 class TrackSource:
-    """The detector graph and the specs that turn it into runtime tracks (picklable for workers)."""
+    """The detector graph and the specs that turn it into runtime tracks (picklable for workers).
+
+    ``bundle``: the bundle folder the detector is ``files.<tracking.detector>`` of. Its graph (and
+    external data) is then read as the node reads it, every byte hashed against the manifest
+    again, and the session built from those bytes (``load_session``); without it ``detector`` is
+    the build's own graph, read from disk. Why: ``model evaluate`` built the session from the
+    path, so onnxruntime read the graph again, and external data the manifest does not list,
+    unchecked (review).
+    """
 
     detector: Path
     image: ImageSpec
     tracking: TrackingSpec
+    bundle: Path | None = None
+
+    def _graph_bytes(self) -> bytes:
+        """The detector's bytes (a bundle's: verified, external data appended in manifest order)."""
+        if self.bundle is None:
+            return self.detector.read_bytes()
+        from tiny_node.model.bundle import load_bundle
+
+        b = load_bundle(self.bundle)
+        return b.read_verified(self.tracking.detector) + b"".join(b.read_verified_data(self.tracking.detector))
 
     def digest(self) -> str:
         """Short hash of everything the tracks depend on: the detector's bytes, the specs, the tracker.
 
         Why: cached tracks of another detector or tracker version must not be read as these.
         """
-        h = hashlib.sha256(self.detector.read_bytes())
+        h = hashlib.sha256(self._graph_bytes())
         tracking = _repr_of(self.tracking, skip=TRACKS_UNMADE_BY)
         # the tracker as the runtime makes it: with the bundle's min_score (a key with the default's
         # alone read tracks cached when the tracker ignored a lower one as this code's; review)
@@ -90,6 +108,12 @@ class TrackSource:
 
     def tracking_of(self) -> Tracking:
         """A fresh ``Tracking`` on this detector, one thread (workers run side by side)."""
+        if self.bundle is not None:
+            from tiny_node.model.bundle import load_bundle
+            from tiny_node.model.runtime import load_session
+
+            session = load_session(load_bundle(self.bundle), self.tracking.detector, threads=1)
+            return Tracking(session, self.image, self.tracking, str(self.detector))
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
