@@ -1576,3 +1576,76 @@ def test_a_recording_stopped_mid_drive_says_so_and_its_replay_warns(tmp_path, mo
     assert s["frames"] == 20 and s["input"]["recorded_drive"] == "cut short"
     [note] = [w for w in s["warnings"] if "cut short" in w]
     assert note.startswith("the recording was cut short (metadata.yaml custom_data tiny_node.drive: cut short)")
+
+
+def _mcap_with_one_chunk(path, data: bytes, compression: str, declared: int) -> None:
+    """An mcap file of a header, one chunk record holding ``data`` and a footer (no summary)."""
+    import struct
+
+    def record(opcode: int, body: bytes) -> bytes:
+        return bytes([opcode]) + struct.pack("<Q", len(body)) + body
+
+    def text(s: str) -> bytes:
+        return struct.pack("<I", len(s)) + s.encode()
+
+    chunk = struct.pack("<QQQI", 0, 1, declared, 0) + text(compression) + struct.pack("<Q", len(data)) + data
+    magic = b"\x89MCAP0\r\n"
+    path.write_bytes(magic + record(0x01, text("ros2") + text("test")) + record(0x06, chunk)
+                     + record(0x02, struct.pack("<QQI", 0, 0, 0)) + magic)
+
+
+@pytest.mark.parametrize(("compression", "declared", "why"), [
+    ("zstd", 100, r"the chunk at byte \d+ \(zstd\) decompresses to over 1048576 bytes"),
+    ("lz4", 100, r"the chunk at byte \d+ \(lz4\) decompresses to over 1048576 bytes"),
+    ("zstd", 1 << 30, r"the chunk at byte \d+ declares 1073741824 bytes uncompressed"),
+])
+def test_an_mcap_chunk_that_decompresses_past_the_bound_is_refused_before_rosbags_reads_it(
+        tmp_path, monkeypatch, compression, declared, why):
+    # rosbags decompresses a chunk whole, unbounded: an 8 KB file with a 256 MiB zstd chunk took 590 MB, a 65 KB
+    # one with 2 GiB 4.2 GB and went on (review)
+    import lz4.frame
+
+    import tiny_node.bag.topics as topics
+
+    monkeypatch.setattr(topics, "MAX_CHUNK_BYTES", 1 << 20)
+    zeros = bytes(4 << 20)
+    packed = topics.zstd.compress(zeros) if compression == "zstd" else lz4.frame.compress(zeros)
+    assert len(packed) < 64 << 10
+    for where in (tmp_path / "bomb.mcap", tmp_path / "bag" / "bomb_0.mcap"):  # a file given alone, a folder's
+        where.parent.mkdir(exist_ok=True)
+        _mcap_with_one_chunk(where, packed, compression, declared)
+        with pytest.raises(BagError, match=rf"bomb(_0)?\.mcap: {why} \(at most 1048576 bytes"):
+            BagSource(where if where.parent == tmp_path else where.parent)
+    drive(tmp_path / "rec", seconds=0.5)  # a recording's chunks pass, as rosbag2 writes them (zstd) or lz4
+    original = next((tmp_path / "rec").glob("*.mcap"))
+    with BagSource(original) as bag:
+        count = bag.message_count
+    again = tmp_path / f"again_{compression}.mcap"
+    _rechunked(original, again, compression)
+    with BagSource(again) as bag:
+        assert bag.message_count == count > 0
+        assert sum(1 for _ in bag.messages()) == count
+
+
+def _rechunked(src, dst, compression: str) -> None:
+    """``src`` written again by the mcap library with ``compression`` chunks (rosbag2's mcap default: zstd)."""
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        reader = make_reader(fin)
+        header = reader.get_header()
+        writer = Writer(fout, compression=CompressionType.ZSTD if compression == "zstd" else CompressionType.LZ4,
+                        chunk_size=64 << 10)
+        writer.start(profile=header.profile, library=header.library)
+        schemas: dict[int, int] = {}
+        channels: dict[int, int] = {}
+        for schema, channel, message in reader.iter_messages(log_time_order=False):
+            if schema is not None and schema.id not in schemas:
+                schemas[schema.id] = writer.register_schema(schema.name, schema.encoding, schema.data)
+            if channel.id not in channels:
+                channels[channel.id] = writer.register_channel(channel.topic, channel.message_encoding,
+                                                               schemas.get(channel.schema_id, 0), channel.metadata)
+            writer.add_message(channels[channel.id], message.log_time, message.data, message.publish_time,
+                               message.sequence)
+        writer.finish()

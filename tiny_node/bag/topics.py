@@ -83,6 +83,13 @@ STORE_SAMPLE = 20
 #: image is 128 MiB; a few KB of zstd can claim many GB, which would exhaust memory
 MAX_MESSAGE_BYTES = 256 << 20
 
+#: largest an mcap chunk may decompress to (rosbags decompresses each whole, unbounded): a chunk holds
+#: at least one message, so twice the largest message
+MAX_CHUNK_BYTES = 2 * MAX_MESSAGE_BYTES
+#: an mcap file's first bytes, and the opcodes of the records :func:`_mcap_chunk_problem` reads
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_FOOTER, _MCAP_CHUNK = 0x02, 0x06
+
 #: left free on the disk a file-compressed bag is unpacked to (other writers share that disk)
 UNPACK_MARGIN_BYTES = 256 << 20
 #: what to do about it: the temporary folder follows TMPDIR
@@ -140,6 +147,71 @@ def _decompress_bounded(data: bytes, limit: int) -> bytes:
         data = decomp.unused_data
         if not data:
             return bytes(out)
+
+
+def _unpacked_size(data: bytes, compression: str, limit: int) -> int:
+    """How many bytes ``data`` (zstd or lz4 frames) decompresses to, counted up to just past ``limit``.
+
+    Counted in 16 MiB pieces, never held whole. A stream that does not decompress counts what it
+    gave: the reader names the damage when it gets there.
+    """
+    total = 0
+    try:
+        while data and total <= limit:
+            d: Any = zstd.ZstdDecompressor() if compression == "zstd" else _lz4_frame().LZ4FrameDecompressor()
+            total += len(d.decompress(data, max_length=1 << 24))
+            while not d.eof and not d.needs_input and total <= limit:
+                total += len(d.decompress(b"", max_length=1 << 24))
+            if not d.eof:
+                return total
+            data = d.unused_data
+    except (zstd.ZstdError, RuntimeError, EOFError):
+        pass
+    return total
+
+
+def _lz4_frame() -> Any:
+    import lz4.frame
+
+    return lz4.frame
+
+
+def _mcap_chunk_problem(f: Path, limit: int | None = None) -> str:
+    """Why the mcap file ``f`` must not be opened ('' if it may): a chunk that decompresses past ``limit``.
+
+    Why: rosbags decompresses each chunk whole, with no bound (``zstd.decompress``,
+    ``lz4.frame.decompress``), when it opens a file without a summary and when it reads messages:
+    an 8 KB file with a 256 MiB zstd chunk took 590 MB, a 65 KB one with 2 GiB 4.2 GB and went
+    on (review). Each chunk's record is read here (its declared size, then its data counted as
+    it decompresses) before rosbags sees the file. Not an mcap, or one cut short: '' (the reader
+    says what it is).
+    """
+    limit = MAX_CHUNK_BYTES if limit is None else limit
+    try:
+        with f.open("rb") as fh:
+            if fh.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+                return ""
+            while len(head := fh.read(9)) == 9:
+                opcode, length = head[0], int.from_bytes(head[1:], "little")
+                start = fh.tell()
+                if opcode == _MCAP_FOOTER:
+                    return ""
+                if opcode == _MCAP_CHUNK and length >= 40:
+                    fixed = fh.read(28)  # message start / end time, uncompressed size, uncompressed crc
+                    declared = int.from_bytes(fixed[16:24], "little")
+                    compression = fh.read(int.from_bytes(fh.read(4), "little")).decode("utf-8", "replace")
+                    size = int.from_bytes(fh.read(8), "little")
+                    where = f"the chunk at byte {start - 9}"
+                    if declared > limit:
+                        return f"{where} declares {declared} bytes uncompressed"
+                    if compression in ("zstd", "lz4"):
+                        unpacked = _unpacked_size(fh.read(min(size, length)), compression, limit)
+                        if unpacked > limit:
+                            return f"{where} ({compression}) decompresses to over {limit} bytes"
+                fh.seek(start + length)
+    except OSError:
+        return ""  # the reader names it
+    return ""
 
 
 #: the ``message_definitions`` encodings rosbags' sqlite3 reader knows
@@ -475,6 +547,7 @@ class BagSource:
         #: what the reader did that the user must know of (a write-ahead log applied)
         self.warnings: list[str] = []
         self._recorded_hashes: dict[tuple[str, str], str] = {}  # (topic, type) -> metadata.yaml's hash
+        self._chunks_checked: set[Path] = set()  # mcap files whose chunks were sized (_refuse_chunk_bombs)
         self.storage, files, compression = self._locate()
         self._unzip_messages = compression == "message"
         self._tmp: TemporaryDirectory[str] | None = None
@@ -485,8 +558,12 @@ class BagSource:
             if self.storage == "sqlite3" and compression in ("", "message", "file"):
                 # (file: a killed recording's open split, never compressed, keeps its last messages there)
                 files = self._apply_wal(files)
+            self._refuse_chunk_bombs(files)
             self._reader = _StorageReader([self.path] if compression == "dir" else files)
             self._reader.open()
+        except BagError:  # ours, naming the file: as it is
+            self._drop_tmp()
+            raise
         except _READ_ERRORS as exc:
             # the files read (copies, some of them) are tried while they still exist, and named by
             # the bag's own: after _drop_tmp() a copy does not open, and was named instead of the
@@ -592,6 +669,8 @@ class BagSource:
                 self._recorded_hashes[key] = str(topic["type_description_hash"])
         compression = str(info.get("compression_mode") or "").lower()
         compression = "" if compression == "none" else compression
+        # before rosbags opens one: without a summary it reads (decompresses) every chunk
+        self._refuse_chunk_bombs(sorted(p for p in storage_files(path) if p.suffix == ".mcap"))
         try:  # validates version, storage files present, compression supported
             reader = _Reader(path)
             if compression != "file":  # opening one unpacks it whole (we do, below, with room checked)
@@ -609,6 +688,16 @@ class BagSource:
                 Path(f.stem if compression == "file" else f.name).suffix not in STORAGE_SUFFIX for f in files):
             compression = "dir"
         return storage, files, compression
+
+    def _refuse_chunk_bombs(self, files: Sequence[Path]) -> None:
+        """A BagError naming the first mcap file of ``files`` with a chunk over :data:`MAX_CHUNK_BYTES`."""
+        for f in files:
+            if f.suffix == ".mcap" and f not in self._chunks_checked:
+                self._chunks_checked.add(f)
+                if why := _mcap_chunk_problem(f):
+                    raise BagError(f"{f}: {why} (at most {MAX_CHUNK_BYTES} bytes, twice the largest "
+                                   "message read): refused rather than decompressed into memory (a damaged or "
+                                   "crafted file?)")
 
     def _first_message_is_zstd(self) -> bool:
         """Whether the bag's first message begins as a zstd frame (CDR begins with 00)."""
