@@ -457,3 +457,19 @@ def test_a_params_file_that_is_a_device_is_refused_at_the_bound():
     # --params-file /dev/zero was read whole, without bound
     with pytest.raises(ConfigError, match=r"^params file /dev/zero: cannot read: over 16 MiB, not a YAML file"):
         config_from_file("/dev/zero")
+
+
+def test_a_long_document_without_aliases_is_no_alias_bomb():
+    """The cap counted every node: a bag's metadata.yaml of 8 000 split files (no alias at all) was refused as
+    "a YAML alias bomb" (review). Aliases may add MAX_EXPANDED_NODES beyond what is written."""
+    import yaml
+
+    from tiny_node.strict_yaml import MAX_EXPANDED_NODES, safe_load_unique
+
+    files = "".join(f"  - {{path: x_{i}.mcap, starting_time: {{nanoseconds_since_epoch: {i}}}, message_count: 1}}\n"
+                    for i in range(12000))
+    assert len(safe_load_unique("files:\n" + files)["files"]) == 12000
+    bomb = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    with pytest.raises(yaml.YAMLError, match=f"aliases expand to more than {MAX_EXPANDED_NODES} nodes"):
+        safe_load_unique(bomb)  # 10^6 nodes from a few hundred bytes
+    assert safe_load_unique(bomb.rsplit("\n", 3)[0])["a3"][0][0][0] == ["x"]  # 10^3: aliases may add that

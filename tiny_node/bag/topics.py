@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import heapq
+import os
 import shutil
 import sqlite3
 import struct
@@ -191,25 +192,26 @@ def _mcap_chunk_problem(f: Path, limit: int | None = None) -> str:
         with f.open("rb") as fh:
             if fh.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
                 return ""
+            end = os.fstat(fh.fileno()).st_size
             while len(head := fh.read(9)) == 9:
                 opcode, length = head[0], int.from_bytes(head[1:], "little")
                 start = fh.tell()
-                if opcode == _MCAP_FOOTER:
-                    return ""
+                if opcode == _MCAP_FOOTER or start + length > end:  # (a length past the end: damage, named
+                    return ""                                         # by the reader with its recover hint)
                 if opcode == _MCAP_CHUNK and length >= 40:
                     fixed = fh.read(28)  # message start / end time, uncompressed size, uncompressed crc
                     declared = int.from_bytes(fixed[16:24], "little")
-                    compression = fh.read(int.from_bytes(fh.read(4), "little")).decode("utf-8", "replace")
+                    compression = fh.read(min(int.from_bytes(fh.read(4), "little"), length)).decode("utf-8", "replace")
                     size = int.from_bytes(fh.read(8), "little")
                     where = f"the chunk at byte {start - 9}"
                     if declared > limit:
                         return f"{where} declares {declared} bytes uncompressed"
-                    if compression in ("zstd", "lz4"):
-                        unpacked = _unpacked_size(fh.read(min(size, length)), compression, limit)
+                    if compression in ("zstd", "lz4"):  # the data within the record, so within the file
+                        unpacked = _unpacked_size(fh.read(min(size, start + length - fh.tell())), compression, limit)
                         if unpacked > limit:
                             return f"{where} ({compression}) decompresses to over {limit} bytes"
                 fh.seek(start + length)
-    except OSError:
+    except (OSError, ValueError, OverflowError):
         return ""  # the reader names it
     return ""
 
