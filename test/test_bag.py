@@ -1578,8 +1578,10 @@ def test_a_recording_stopped_mid_drive_says_so_and_its_replay_warns(tmp_path, mo
     assert note.startswith("the recording was cut short (metadata.yaml custom_data tiny_node.drive: cut short)")
 
 
-def _mcap_with_one_chunk(path, data: bytes, compression: str, declared: int) -> None:
-    """An mcap file of a header, one chunk record holding ``data`` and a footer (no summary)."""
+def _mcap_with_one_chunk(path, data: bytes, compression: str, declared: int, *, before: bytes = b"",
+                         index: tuple[str, int] | None = None) -> None:
+    """An mcap file of a header, ``before``, one chunk record holding ``data`` and a footer; with ``index``
+    (compression, uncompressed size) a summary whose chunk index says so of that chunk."""
     import struct
 
     def record(opcode: int, body: bytes) -> bytes:
@@ -1588,15 +1590,22 @@ def _mcap_with_one_chunk(path, data: bytes, compression: str, declared: int) -> 
     def text(s: str) -> bytes:
         return struct.pack("<I", len(s)) + s.encode()
 
-    chunk = struct.pack("<QQQI", 0, 1, declared, 0) + text(compression) + struct.pack("<Q", len(data)) + data
     magic = b"\x89MCAP0\r\n"
-    path.write_bytes(magic + record(0x01, text("ros2") + text("test")) + record(0x06, chunk)
-                     + record(0x02, struct.pack("<QQI", 0, 0, 0)) + magic)
+    chunk = record(0x06, struct.pack("<QQQI", 0, 1, declared, 0) + text(compression) + struct.pack("<Q", len(data))
+                   + data)
+    head = magic + record(0x01, text("ros2") + text("test")) + before
+    summary = b""
+    if index is not None:
+        summary = record(0x08, struct.pack("<QQQQ", 0, 1, len(head), len(chunk)) + struct.pack("<I", 0)
+                         + struct.pack("<Q", 0) + text(index[0]) + struct.pack("<QQ", len(data), index[1]))
+    body = head + chunk + record(0x0F, struct.pack("<QQ", 0, 0))  # a data end
+    footer = record(0x02, struct.pack("<QQI", len(body) if summary else 0, 0, 0))
+    path.write_bytes(body + summary + footer + magic)
 
 
 @pytest.mark.parametrize(("compression", "declared", "why"), [
-    ("zstd", 100, r"the chunk at byte \d+ \(zstd\) decompresses to over 1048576 bytes"),
-    ("lz4", 100, r"the chunk at byte \d+ \(lz4\) decompresses to over 1048576 bytes"),
+    ("zstd", 100, r"the chunk at byte \d+ \(zstd\) decompresses to over 1048576 bytes, or holds over 256 frames"),
+    ("lz4", 100, r"the chunk at byte \d+ \(lz4\) decompresses to over 1048576 bytes, or holds over 256 frames"),
     ("zstd", 1 << 30, r"the chunk at byte \d+ declares 1073741824 bytes uncompressed"),
 ])
 def test_an_mcap_chunk_that_decompresses_past_the_bound_is_refused_before_rosbags_reads_it(
@@ -1625,6 +1634,30 @@ def test_an_mcap_chunk_that_decompresses_past_the_bound_is_refused_before_rosbag
     with BagSource(again) as bag:
         assert bag.message_count == count > 0
         assert sum(1 for _ in bag.messages()) == count
+
+
+def test_an_mcap_chunk_bomb_the_summary_indexes_is_refused_however_the_data_section_reads(tmp_path, monkeypatch):
+    # rosbags reads chunks through the summary's index: a bomb behind a record of bogus length, or in a chunk whose
+    # own record says another compression, passed a walk of the data section (49 KB: 3 GB; review)
+    import struct
+
+    import tiny_node.bag.topics as topics
+
+    monkeypatch.setattr(topics, "MAX_CHUNK_BYTES", 1 << 20)
+    packed = topics.zstd.compress(bytes(4 << 20))
+    bogus = bytes([0x80]) + struct.pack("<Q", 1 << 40)  # a record whose length runs past the end
+    cases = {"behind": dict(compression="zstd", declared=100, before=bogus, index=("zstd", 100)),
+             "mislabelled": dict(compression="xxxx", declared=100, index=("zstd", 100))}
+    for name, kw in cases.items():
+        f = tmp_path / f"{name}.mcap"
+        _mcap_with_one_chunk(f, packed, **kw)
+        assert topics._mcap_chunk_problem(f).startswith("the chunk at byte "), name
+        with pytest.raises(BagError, match=r"\(summary index\) \(zstd\) decompresses to over 1048576 bytes"):
+            BagSource(f)
+    frames = tmp_path / "frames.mcap"  # empty frames: counted one by one, each a copy of the rest (quadratic)
+    _mcap_with_one_chunk(frames, topics.zstd.compress(b"") * 300, "zstd", 0)
+    with pytest.raises(BagError, match=r"holds over 256 frames"):
+        BagSource(frames)
 
 
 def _rechunked(src, dst, compression: str) -> None:

@@ -89,7 +89,9 @@ MAX_MESSAGE_BYTES = 256 << 20
 MAX_CHUNK_BYTES = 2 * MAX_MESSAGE_BYTES
 #: an mcap file's first bytes, and the opcodes of the records :func:`_mcap_chunk_problem` reads
 MCAP_MAGIC = b"\x89MCAP0\r\n"
-_MCAP_FOOTER, _MCAP_CHUNK = 0x02, 0x06
+_MCAP_FOOTER, _MCAP_CHUNK, _MCAP_CHUNK_INDEX = 0x02, 0x06, 0x08
+#: compressed frames a chunk may hold (writers make one): see :func:`_unpacked_size`
+MAX_CHUNK_FRAMES = 256
 
 #: left free on the disk a file-compressed bag is unpacked to (other writers share that disk)
 UNPACK_MARGIN_BYTES = 256 << 20
@@ -153,12 +155,17 @@ def _decompress_bounded(data: bytes, limit: int) -> bytes:
 def _unpacked_size(data: bytes, compression: str, limit: int) -> int:
     """How many bytes ``data`` (zstd or lz4 frames) decompresses to, counted up to just past ``limit``.
 
-    Counted in 16 MiB pieces, never held whole. A stream that does not decompress counts what it
-    gave: the reader names the damage when it gets there.
+    Counted in 16 MiB pieces, never held whole. More than :data:`MAX_CHUNK_FRAMES` frames count
+    as past the limit: each frame's rest is copied to read the next, so a chunk of empty 9-byte
+    frames cost time quadratic in its size (2 MB, 13 s; review), and writers make one per chunk.
+    A stream that does not decompress counts what it gave: the reader names the damage.
     """
-    total = 0
+    total = frames = 0
     try:
         while data and total <= limit:
+            frames += 1
+            if frames > MAX_CHUNK_FRAMES:
+                return limit + 1
             d: Any = zstd.ZstdDecompressor() if compression == "zstd" else _lz4_frame().LZ4FrameDecompressor()
             total += len(d.decompress(data, max_length=1 << 24))
             while not d.eof and not d.needs_input and total <= limit:
@@ -177,15 +184,76 @@ def _lz4_frame() -> Any:
     return lz4.frame
 
 
+def _u64(b: bytes, at: int) -> int:
+    return int.from_bytes(b[at:at + 8], "little")
+
+
+def _u32(b: bytes, at: int) -> int:
+    return int.from_bytes(b[at:at + 4], "little")
+
+
+def _chunk_problem(fh: BinaryIO, end: int, where: str, *, compression: str, data_at: int, size: int,
+                   declared: int, limit: int) -> str:
+    """Why the chunk whose ``size`` compressed bytes start at ``data_at`` must not be read ('' if it may)."""
+    if declared > limit:
+        return f"{where} declares {declared} bytes uncompressed"
+    if compression in ("zstd", "lz4") and 0 <= data_at < end:
+        fh.seek(data_at)
+        if _unpacked_size(fh.read(max(0, min(size, end - data_at))), compression, limit) > limit:
+            return (f"{where} ({compression}) decompresses to over {limit} bytes, or holds over "
+                    f"{MAX_CHUNK_FRAMES} frames")
+    return ""
+
+
+def _indexed_chunks_problem(fh: BinaryIO, end: int, limit: int) -> str:
+    """The summary's chunk index checked as rosbags reads chunks through it ('' if fine, or no summary).
+
+    Why: with a summary rosbags never walks the data section; it seeks to each indexed chunk and
+    decompresses it with the index's compression and sizes, so a bomb behind a record of bogus
+    length, or in a chunk whose own record says otherwise, passed the walk (review).
+    """
+    footer_at = end - len(MCAP_MAGIC) - 29  # the footer record: opcode, length 20, its 20 bytes
+    if footer_at < len(MCAP_MAGIC):
+        return ""
+    fh.seek(footer_at)
+    footer = fh.read(29)
+    if footer[0] != _MCAP_FOOTER or (summary := _u64(footer, 9)) == 0:
+        return ""  # no summary: rosbags walks the data section, as below
+    fh.seek(summary)
+    while fh.tell() < footer_at and len(head := fh.read(9)) == 9:
+        opcode, length = head[0], _u64(head, 1)
+        start = fh.tell()
+        if start + length > footer_at:
+            return ""  # a summary rosbags cannot read either
+        if opcode == _MCAP_CHUNK_INDEX:
+            rec = fh.read(length)
+            at = 32 + 4 + _u32(rec, 32)  # times, chunk start and length; the message index offsets
+            at += 8  # message index length
+            name_len = _u32(rec, at)
+            compression = rec[at + 4:at + 4 + name_len].decode("utf-8", "replace")
+            at += 4 + name_len
+            compressed, declared = _u64(rec, at), _u64(rec, at + 8)
+            chunk_at = _u64(rec, 16)
+            # where rosbags reads the data: after the record's opcode and length, its 40 fixed
+            # bytes and the index's compression name (storage_mcap.get_chunk)
+            why = _chunk_problem(fh, end, f"the chunk at byte {chunk_at} (summary index)", compression=compression,
+                                 data_at=chunk_at + 9 + 40 + len(compression.encode()), size=compressed,
+                                 declared=declared, limit=limit)
+            if why:
+                return why
+        fh.seek(start + length)
+    return ""
+
+
 def _mcap_chunk_problem(f: Path, limit: int | None = None) -> str:
     """Why the mcap file ``f`` must not be opened ('' if it may): a chunk that decompresses past ``limit``.
 
     Why: rosbags decompresses each chunk whole, with no bound (``zstd.decompress``,
-    ``lz4.frame.decompress``), when it opens a file without a summary and when it reads messages:
-    an 8 KB file with a 256 MiB zstd chunk took 590 MB, a 65 KB one with 2 GiB 4.2 GB and went
-    on (review). Each chunk's record is read here (its declared size, then its data counted as
-    it decompresses) before rosbags sees the file. Not an mcap, or one cut short: '' (the reader
-    says what it is).
+    ``lz4.frame.decompress``): an 8 KB file with a 256 MiB zstd chunk took 590 MB, a 65 KB one
+    with 2 GiB 4.2 GB and went on (review). Checked as rosbags reads them, before it sees the
+    file: the chunks the summary indexes (``_indexed_chunks_problem``), then each chunk record
+    of the data section (read in order when there is no summary), its declared size, then its
+    data counted as it decompresses. Not an mcap, or one cut short: '' (the reader says what it is).
     """
     limit = MAX_CHUNK_BYTES if limit is None else limit
     try:
@@ -193,25 +261,26 @@ def _mcap_chunk_problem(f: Path, limit: int | None = None) -> str:
             if fh.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
                 return ""
             end = os.fstat(fh.fileno()).st_size
+            if why := _indexed_chunks_problem(fh, end, limit):
+                return why
+            fh.seek(len(MCAP_MAGIC))
             while len(head := fh.read(9)) == 9:
-                opcode, length = head[0], int.from_bytes(head[1:], "little")
+                opcode, length = head[0], _u64(head, 1)
                 start = fh.tell()
                 if opcode == _MCAP_FOOTER or start + length > end:  # (a length past the end: damage, named
                     return ""                                         # by the reader with its recover hint)
                 if opcode == _MCAP_CHUNK and length >= 40:
                     fixed = fh.read(28)  # message start / end time, uncompressed size, uncompressed crc
-                    declared = int.from_bytes(fixed[16:24], "little")
-                    compression = fh.read(min(int.from_bytes(fh.read(4), "little"), length)).decode("utf-8", "replace")
-                    size = int.from_bytes(fh.read(8), "little")
-                    where = f"the chunk at byte {start - 9}"
-                    if declared > limit:
-                        return f"{where} declares {declared} bytes uncompressed"
-                    if compression in ("zstd", "lz4"):  # the data within the record, so within the file
-                        unpacked = _unpacked_size(fh.read(min(size, start + length - fh.tell())), compression, limit)
-                        if unpacked > limit:
-                            return f"{where} ({compression}) decompresses to over {limit} bytes"
+                    name = fh.read(min(_u32(fh.read(4), 0), length - 40))
+                    size = _u64(fh.read(8), 0)
+                    why = _chunk_problem(fh, end, f"the chunk at byte {start - 9}",
+                                         compression=name.decode("utf-8", "replace"), data_at=fh.tell(),
+                                         size=min(size, start + length - fh.tell()), declared=_u64(fixed, 16),
+                                         limit=limit)
+                    if why:
+                        return why
                 fh.seek(start + length)
-    except (OSError, ValueError, OverflowError):
+    except (OSError, ValueError, OverflowError, IndexError):
         return ""  # the reader names it
     return ""
 
