@@ -76,7 +76,9 @@ def end_with_parent() -> str | None:
         return None
     parent = int(value)
     if os.getppid() != parent:
-        if not _running(parent):  # gone while this process started: no one will stop it
+        from tiny_node.tools.nodeproc import process_running
+
+        if not process_running(parent):  # gone while this process started: no one will stop it
             signal.raise_signal(signal.SIGTERM)
         return None
     if not sys.platform.startswith("linux"):
@@ -87,24 +89,6 @@ def end_with_parent() -> str | None:
     if os.getppid() != parent:  # died between the check and the request: the signal will never come
         signal.raise_signal(signal.SIGTERM)
     return None
-
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (dead, not yet reaped by its own parent) does not."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel (a zombie then counts as running)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
 
 
 # Stop signals held while a command finishes something that must not be cut short: a Ctrl-C,

@@ -47,7 +47,7 @@ from tiny_node.config import NodeConfig
 from tiny_node.decision import Decision, ModelState, model_asked
 from tiny_node.frames import FrameError
 from tiny_node.sensors import range_stamp_warning
-from tiny_node.tools.nodeproc import proc_stat
+from tiny_node.tools.nodeproc import process_running
 from tiny_node.watchdog import future_stamp_fault
 
 OUT_DECISION = "/tiny_node/decision"
@@ -679,18 +679,6 @@ def _check_reports(out_dir: Path) -> None:
                            "beside it); choose another --out")
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    fields = proc_stat(pid)  # None: exists, but unreadable here
-    return fields is None or fields[0] != "Z"
-
-
 class _Staging:
     """A run's outputs, written in ``<out>/replay.partial`` and moved into place only when it succeeded.
 
@@ -722,7 +710,7 @@ class _Staging:
                 pid = int(mark.read_text(encoding="utf-8").strip())
             except (OSError, ValueError) as exc:
                 raise BagError(f"{self.dir} exists and is not a replay's partial output; choose another --out") from exc
-            if pid != os.getpid() and _running(pid):
+            if pid != os.getpid() and process_running(pid):
                 raise BagError(f"{self.dir}: another replay (pid {pid}) is writing into {self.out_dir}; "
                                "wait for it, or choose another --out")
             self._restore_previous()  # a replay killed while it swapped its outputs in

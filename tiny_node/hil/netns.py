@@ -211,13 +211,10 @@ def _end_left_processes(namespaces: list[str]) -> None:
     running in a deleted namespace, using CPU and memory, found only through ``/proc/*/ns/net``
     (review). They get :data:`LEFT_GRACE_S` to end, then SIGTERM, then SIGKILL.
     """
-    left = {ns: pids for ns in namespaces if (pids := _pids(ns))}
+    left = _left_after({ns: [] for ns in namespaces}, 0.0)
     if not left:
         return
-    end = time.monotonic() + LEFT_GRACE_S
-    while left and time.monotonic() < end:
-        time.sleep(0.2)
-        left = {ns: pids for ns in left if (pids := _pids(ns))}
+    left = _left_after(left, LEFT_GRACE_S)
     for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         if not left:
             return
@@ -229,10 +226,20 @@ def _end_left_processes(namespaces: list[str]) -> None:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-        end = time.monotonic() + wait_s
-        while left and time.monotonic() < end:
-            time.sleep(0.2)
-            left = {ns: pids for ns in left if (pids := _pids(ns))}
+        left = _left_after(left, wait_s)
+
+
+def _left_after(left: dict[str, list[int]], seconds: float) -> dict[str, list[int]]:
+    """The namespaces of ``left`` that still hold processes, and those processes.
+
+    Looked at every 0.2 s until none do or ``seconds`` have passed (once, for 0).
+    """
+    end = time.monotonic() + seconds
+    while True:
+        left = {ns: pids for ns in left if (pids := _pids(ns))}
+        if not left or time.monotonic() >= end:
+            return left
+        time.sleep(0.2)
 
 
 def _comm(pid: int) -> str:

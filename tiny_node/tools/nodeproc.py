@@ -56,6 +56,18 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie (dead, not yet reaped by its parent) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    fields = proc_stat(pid)  # None: exists, but unreadable here
+    return fields is None or fields[0] not in ("Z", "X")
+
+
 class NodeProcess:
     """``python -m tiny_node run`` in a child process, with its output in a log file."""
 
