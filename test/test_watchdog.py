@@ -1021,9 +1021,10 @@ def _camera_out(clock, sensors, wd, seconds=1.0):
     (1_000_000_000 + 3600 * 10**9, "camera stamp 3600.00 s in the future of the node clock"),  # the driver's
     (2**31 * 10**9 - 1, "camera stamp 350852078.48 s in the future of the node clock"),
     (1_000_000_000 + 4 * 50_000_000, None),  # the last stamp again: frozen (the watchdog refuses it)
+    (0, None),  # header.stamp unset, 1.2 s back: was a clock reset, and the outage stamped from 0 (1970)
 ])
 def test_decisions_without_a_frame_are_stamped_from_the_last_accepted_stamp(stamp_ns, fault):
-    """A frame refused for its stamp (an hour ahead, near int32 max, frozen) was the base of every
+    """A frame refused for its stamp (an hour ahead, near int32 max, frozen, unset) was the base of every
     camera-out decision's stamp after it: an hour ahead, or past builtin_interfaces/Time (negative sec)."""
     clock, sensors, wd = setup(camera_timeout_s=0.5)
     _frames_at(clock, wd, 5, 0.05)  # 20 Hz

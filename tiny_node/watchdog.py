@@ -552,7 +552,10 @@ class Watchdog:
         """Frozen (repeated) or out-of-order camera stamps make a frame unusable for the model.
 
         A jump back by more than :data:`CLOCK_JUMP_NS` is a clock reset (a bag looping, sim
-        time restarting), not a camera fault: the frame is accepted and tracking restarts.
+        time restarting), not a camera fault: the frame is accepted and tracking restarts. Not
+        a jump to 0 itself: that is a frame whose driver left ``header.stamp`` unset, and taken
+        as a reset it became the base of a camera outage's stamps (1970, review 2026-12-08);
+        sim time restarting at 0 loses the model one frame, its next frame is the reset.
         """
         last = self._last_stamp_ns
         if last is None or stamp_ns > last:
@@ -560,6 +563,8 @@ class Watchdog:
         if stamp_ns == last:
             return (f"camera stamp {stamp_ns} repeated (frozen camera)" if stamp_ns else
                     "camera stamp 0 repeated (frozen camera, or a driver that leaves header.stamp unset)")
+        if stamp_ns == 0:
+            return f"camera stamp 0 after stamped frames (last {last}): header.stamp left unset"
         if last - stamp_ns > CLOCK_JUMP_NS:
             self.stats.clock_jumps += 1
             return None
