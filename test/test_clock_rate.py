@@ -120,3 +120,18 @@ def test_a_simulator_speeding_up_is_measured_after_the_change():
     _feed(r, 8.0, 6, t0=111.0, ros0_s=21.0)  # the real-time factor set to 8 mid-run
     assert r.rate() == pytest.approx(8.0)
     assert r.warning().startswith("sim time runs at 8.00x")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.43, 0.9])
+def test_a_real_time_clock_stopping_between_two_readings_is_never_read_as_a_slow_simulator(fraction):
+    """/clock stopped ``fraction`` of a diagnostics period after a reading (a paused simulator, the
+    end of a replay): that last, short interval read a real-time clock as 0.89x, 0.86x, 0.81x, a
+    WARN "run the simulator in real time" for 3 s (review 2026-12-08)."""
+    r = ClockRate()
+    seen = []
+    for i in range(14):  # a reading a second; real time until 6 + fraction s, then stopped
+        r.observe(round((100.0 + min(i, 6 + fraction)) * 1e9), 0.3 + i)
+        seen.append((r.rate(), r.warning()))
+    assert seen[6][0] == pytest.approx(1.0) and seen[7][0] == pytest.approx(1.0)
+    assert all(w is None for _, w in seen[:10]), seen
+    assert seen[-1][0] == 0.0 and seen[-1][1].startswith("/clock paused: ")

@@ -85,22 +85,30 @@ class ClockRate:
         late), and 0 (paused) from twice that. Why: through a stand the rate fell by the second,
         and a real-time clock paused (or a ``replay --realtime`` at its end) read as a simulator
         at 0.81x, 0.64x, ... with "run the simulator in real time" (review 2026-12-07).
+
+        The last interval counts only if /clock ran in it at least as fast as before it: slower,
+        /clock may have stopped somewhere inside it (a pause, the end of a replay, between two
+        readings), and counted it read a real-time clock as 0.89x, 0.86x, 0.81x (review
+        2026-12-08). A true slowdown is then said one reading later.
         """
-        if len(self._samples) < 2:
+        samples = self._samples
+        if len(samples) < 2:
             return None
-        (s0, r0), (s1, r1) = self._samples[0], self._samples[-1]
+        end = len(samples) - 1
         if self._stood_since is not None:
-            if s1 - self._stood_since >= PAUSED_AFTER_S:
+            now = samples[-1][0]
+            if now - self._stood_since >= PAUSED_AFTER_S:
                 return 0.0
-            if s1 - self._stood_since >= MIN_SPAN_S:
+            if now - self._stood_since >= MIN_SPAN_S:
                 return None
-            stood = next((x for x in reversed(self._samples) if x[0] <= self._stood_since), None)
-            if stood is None:
+            end = next((i for i in range(end, -1, -1) if samples[i][0] <= self._stood_since), -1)
+            if end < 0:
                 return None
-            s1, r1 = stood
-        if s1 - s0 < MIN_SPAN_S:
-            return None
-        return (r1 - r0) * 1e-9 / (s1 - s0)
+        before = _rate_between(samples[0], samples[end - 1]) if end >= 2 else None
+        last = _rate_between(samples[end - 1], samples[end], 0.0) if end >= 1 else None
+        if before is not None and last is not None and last < before:
+            return before
+        return _rate_between(samples[0], samples[end])
 
     def warning(self) -> str | None:
         """Why the node's timers do not match simulated time now, or None (real time, or not known)."""
@@ -112,3 +120,11 @@ class ClockRate:
             return f"/clock paused: {timers}, and go on while it is"
         return (f"sim time runs at {rate:.2f}x real time: {timers}, so in sim time they last "
                 f"{1.0 / rate:.2f}x as long; run the simulator in real time, or replay in lockstep")
+
+
+def _rate_between(a: tuple[float, int], b: tuple[float, int], min_span_s: float = MIN_SPAN_S) -> float | None:
+    """Simulated seconds per real second from reading ``a`` to ``b``; None over less than ``min_span_s``."""
+    span = b[0] - a[0]
+    if span < min_span_s or span <= 0.0:
+        return None
+    return (b[1] - a[1]) * 1e-9 / span
