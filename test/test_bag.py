@@ -451,6 +451,24 @@ def test_a_split_bag_cut_short_names_the_file_to_recover(tmp_path):
     assert "corrupt or unreadable bag (split_2.mcap): " in str(err.value) and RECOVER_HINT in str(err.value)
 
 
+def test_a_split_bag_with_metadata_names_the_damaged_file_to_recover(tmp_path):
+    """A split mcap bag copied in part (its middle file cut short): with metadata.yaml the error
+    named no file, so `mcap recover` had no file to run on (review 2026-12-08)."""
+    drive(tmp_path / "rec", seconds=1.0)
+    _split_without_metadata(tmp_path / "rec", tmp_path / "split", "mcap")
+    files = sorted(p.name for p in (tmp_path / "split").iterdir())
+    meta = yaml.safe_load((tmp_path / "part0" / "metadata.yaml").read_text())  # rosbags' own, for one split
+    meta["rosbag2_bagfile_information"]["relative_file_paths"] = files
+    (tmp_path / "split" / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with BagSource(tmp_path / "split") as source:
+        assert source.message_count > 0
+    middle = tmp_path / "split" / files[1]
+    middle.write_bytes(middle.read_bytes()[: middle.stat().st_size // 2])
+    with pytest.raises(BagError) as err:
+        BagSource(tmp_path / "split")
+    assert f"corrupt or unreadable bag ({files[1]}): " in str(err.value) and RECOVER_HINT in str(err.value)
+
+
 def _compressed_copy(bag: Path, out: Path, storage: str, mode: str) -> None:
     """``bag`` as ``ros2 bag record --compression-mode {file,message} --compression-format zstd`` writes it."""
     from rosbags.rosbag2 import CompressionFormat, CompressionMode
@@ -506,7 +524,10 @@ def test_a_message_compressed_bag_without_its_metadata_is_decompressed(tmp_path,
     plain = replay(tmp_path / "rec", out_dir=tmp_path / "plain", cfg=make_config(), bundle=None, plot=False).summary
     assert s["frames"] == 30 and s["bad_frames"] == plain["bad_frames"], s["bad_frames"][:2]
     assert_same(original, read_decisions(result.bag))
-    assert any("each zstd-compressed" in w and "decompressed" in w for w in s["warnings"]), s["warnings"]
+    # given alone, the file's metadata.yaml beside it is not read: it was said to be missing (review 2026-12-08)
+    said = ("no metadata.yaml says so" if given == "folder"
+            else "the metadata.yaml beside it is not read for a file given alone")
+    assert any("each zstd-compressed" in w and said in w for w in s["warnings"]), s["warnings"]
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -682,7 +682,7 @@ class BagSource:
         if compression == "" and self.message_count and self._first_message_is_zstd():
             self._unzip_messages = True  # no metadata.yaml to say so: each CDR would be "invalid"
             self.warnings.append(f"{self.path}: its messages are each zstd-compressed (a recording with "
-                                 "--compression-mode message) and no metadata.yaml says so: decompressed")
+                                 f"--compression-mode message) and {self._unsaid_why()}: decompressed")
 
     def _locate(self) -> tuple[str, list[Path], str]:
         """(storage id, storage files, compression) after checking the bag is complete.
@@ -749,7 +749,14 @@ class BagSource:
                     pass
         except _READ_ERRORS as exc:
             hint = _without_metadata_hint(path) or _recover_hint(storage)
-            raise BagError(f"{path}: corrupt or unreadable bag: {exc}{hint}") from exc
+            # the split that does not open, by name, as without metadata.yaml: `mcap recover` needs it
+            # (a split bag's damaged file was not named; review 2026-12-08)
+            listed = info.get("relative_file_paths")
+            splits = [f for f in (path / Path(str(n)).name for n in listed) if f.is_file()] \
+                if isinstance(listed, list) and compression in ("", "message") else []
+            bad = _first_unreadable(splits, splits) if len(splits) > 1 else None
+            which = "" if bad is None else f" ({bad.name})"
+            raise BagError(f"{path}: corrupt or unreadable bag{which}: {exc}{hint}") from exc
         rel = info.get("relative_file_paths") or []
         files = [path / Path(str(f)).name for f in rel]
         if not files:
@@ -769,6 +776,18 @@ class BagSource:
                     raise BagError(f"{f}: {why} (at most {MAX_CHUNK_BYTES} bytes, twice the largest "
                                    "message read): refused rather than decompressed into memory (a damaged or "
                                    "crafted file?)")
+
+    def _unsaid_why(self) -> str:
+        """Why nothing read said the messages are compressed: which metadata.yaml, if any, was not read.
+
+        Why: a single file given with its folder's metadata.yaml beside it was said to have none
+        (review 2026-12-08), which reads as a damaged bag.
+        """
+        if not self.path.is_dir() and (self.path.parent / "metadata.yaml").is_file():
+            return "the metadata.yaml beside it is not read for a file given alone"
+        if self.path.is_dir() and (self.path / "metadata.yaml").is_file():
+            return "its metadata.yaml says compression_mode none"
+        return "no metadata.yaml says so"
 
     def _first_message_is_zstd(self) -> bool:
         """Whether the bag's first message begins as a zstd frame (CDR begins with 00)."""
