@@ -1,5 +1,6 @@
 """Rule path pinned at chosen distances (hand-computed), like Autoware AEB's tests."""
 
+import dataclasses
 import math
 
 import pytest
@@ -115,6 +116,51 @@ def test_a_valid_zero_reading_is_contact_a_brake_not_an_object_within_min_range(
     assert v.brake and v.reason == "object at 0.00 m" and fig["range_m"] == "0.00"
     v, fig = RulePath(CFG).decide(snap(-math.inf, speed, rate=rate))
     assert v.brake and v.reason == "object closer than min_range 0.20 m (range -inf, REP-117)"
+
+
+def test_an_old_reading_is_the_distance_the_object_was_at_moved_to_now_by_the_closing():
+    """A reading 0.45 s old (a dropout under range_timeout_s): at 50 km/h a standing object seen at
+    30 m is 23.75 m away now, inside the 27.2 m RSS distance. Held as seen it was "clear", and the
+    brake came 6 m late: a 19 km/h impact under the rule's own 5 m/s² (review 2026-12-08)."""
+    v_ego = 50 / 3.6
+    old = dataclasses.replace(snap(30.0, v_ego), range_age=0.45)
+    verdict, figures = RulePath(CFG).decide(old)
+    assert verdict.brake and verdict.reason.startswith("RSS: object at 23.8 m <= safe distance 27.2 m"), verdict.reason
+    assert (figures["range_m"], figures["range_age_s"], figures["range_now_m"]) == ("30.00", "0.450", "23.75")
+    assert figures["ttc_s"] == "1.71"  # 30 / 13.89 - 0.45
+    # a receding object's old distance stands: the safe side
+    receding = dataclasses.replace(snap(20.0, v_ego, rate=2.0), range_age=0.45)
+    verdict, figures = RulePath(CFG).decide(receding)
+    assert not verdict.brake and figures["range_now_m"] == "20.00" and figures["ttc_s"] == "inf"
+    # closer than its travel since: contact by now, whatever the rules' distances
+    near = dataclasses.replace(snap(3.0, v_ego), range_age=0.3)
+    verdict, _ = RulePath(CFG).decide(near)
+    assert verdict.brake and verdict.reason == "object at 0.00 m by now: 3.00 m 0.30 s ago, closing at 13.89 m/s"
+
+
+@pytest.mark.parametrize("gap", ["invalid readings", "no messages"])
+def test_a_range_dropout_under_the_timeout_brakes_where_the_object_is_now(gap):
+    """The sensor state holds the last valid scan through a dropout shorter than range_timeout_s: a
+    standing car approached at 50 km/h with scans at 20 Hz, then 0.45 s without a valid one."""
+    state = SensorState(CFG)
+    v_ego, t, k = 50 / 3.6, 0.0, 0
+    while 40.0 - v_ego * t > 30.5:  # scans from 40 m until just outside the 27.2 m RSS distance + 3 m
+        state.update_odometry(v_ego, t)
+        state.update_range(RangeReading(40.0 - v_ego * t, 0.2, 150.0, round(t * 1e9), t))
+        k += 1
+        t = k * 0.05
+    last = t - 0.05
+    for i in range(1, 10):  # 0.45 s more of odometry; the range NaN or silent
+        now = last + i * 0.05
+        state.update_odometry(v_ego, now)
+        if gap == "invalid readings":
+            state.update_range(RangeReading(math.nan, 0.2, 150.0, round(now * 1e9), now))
+    snap_now = state.snapshot(last + 0.45)
+    assert not snap_now.faults and snap_now.range_age == pytest.approx(0.45)
+    verdict, figures = RulePath(CFG).decide(snap_now)
+    true_now = 40.0 - v_ego * (last + 0.45)
+    assert float(figures["range_now_m"]) == pytest.approx(true_now, abs=0.2)
+    assert verdict.brake and verdict.reason.startswith("RSS: object at "), verdict.reason
 
 
 def test_faults_give_failsafe_with_reason():
