@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tiny_node.strict_yaml import load_ros_params, read_yaml_text, yaml_problem
+from tiny_node.strict_yaml import MAX_SETTINGS_BYTES, load_ros_params, read_yaml_text, yaml_problem
 
 NODE_NAME = "tiny_node"
 #: The least model_memory_limit_mb with one model thread: the worker's Python, numpy, OpenCV and
@@ -491,7 +491,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     try:
         # Read as rcl reads it (its scalar types, no aliases); a key given twice is refused: rcl
         # would apply the last value (or merge two sections of one name), neither what the author saw.
-        doc = load_ros_params(read_yaml_text(p), str(p))
+        doc = load_ros_params(read_yaml_text(p, MAX_SETTINGS_BYTES), str(p))
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
     except OSError as exc:

@@ -8,6 +8,7 @@ value its author never saw. Safe loading only: no Python objects are ever built.
 from __future__ import annotations
 
 import errno
+import io
 import math
 import re
 import sys
@@ -24,19 +25,24 @@ import yaml
 MAX_EXPANDED_NODES = 100_000
 
 #: Bytes a YAML file given by the user may hold. Why: ``--scenario /dev/zero`` (or a log file named
-#: by mistake) was read whole into memory before any check, without bound.
+#: by mistake) was read whole into memory before any check, without bound. This one is a bag's
+#: metadata.yaml's (8 000 split files are 1.5 MB).
 MAX_FILE_BYTES = 16 << 20
+#: ... and a file of settings' (a scenario, a params file: a few kB). Why smaller: a params file
+#: is read by PyYAML's own composer (rcl's typing needs its events), which took ~200 s and 5.7 GB
+#: for 16 MiB (review 2026-12-07); 1 MiB costs it seconds.
+MAX_SETTINGS_BYTES = 1 << 20
 
 
-def read_yaml_text(path: Path) -> str:
-    """``path``'s text (UTF-8), refusing a file over :data:`MAX_FILE_BYTES` with an ``OSError`` (EFBIG).
+def read_yaml_text(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """``path``'s text (UTF-8), refusing a file over ``max_bytes`` with an ``OSError`` (EFBIG).
 
     Read up to one byte past the bound, so a device or an endless stream stops there too.
     """
     with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise OSError(errno.EFBIG, f"over {MAX_FILE_BYTES >> 20} MiB, not a YAML file of settings", str(path))
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"over {max_bytes >> 20} MiB, not a YAML file of settings", str(path))
     return data.decode("utf-8")
 
 
@@ -115,6 +121,40 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
+_CParser: Any
+try:  # libyaml's parser and composer, where PyYAML was built with it (its wheels, Debian's python3-yaml)
+    from yaml.cyaml import CParser as _CParser  # type: ignore[attr-defined]
+except ImportError:
+    _CParser = None
+
+
+def _loader(text: str, name: str) -> _UniqueKeyLoader:
+    """A :class:`_UniqueKeyLoader` for ``text``, composed by libyaml where PyYAML has it.
+
+    Why: PyYAML's own composer took ~200 s and 5.7 GB for a YAML file at the 16 MiB bound (a
+    bag's metadata.yaml: review 2026-12-07); with libyaml's, 8 MB of metadata-like YAML reads in
+    13.6 s against 38.5 s (peak 452 against 595 MB), and libyaml caps nesting at 1000 levels. The
+    keys are checked as before: the constructor is ours.
+    """
+    if _CParser is None:
+        loader = _UniqueKeyLoader(text)
+        loader.name = name
+        return loader
+    stream = io.StringIO(text)
+    stream.name = name  # type: ignore[misc]  # libyaml's marks name the stream by it
+    return _CUniqueKeyLoader(stream)
+
+
+if _CParser is not None:
+    class _CUniqueKeyLoader(_CParser, _UniqueKeyLoader):  # type: ignore[misc]
+        """:class:`_UniqueKeyLoader` whose parser and composer are libyaml's (``yaml.CSafeLoader``'s)."""
+
+        def __init__(self, stream: io.StringIO) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._explicit = {}
+
 
 def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
     """``yaml.safe_load(text)``, with a key repeated in a mapping raising ``yaml.YAMLError``.
@@ -122,8 +162,7 @@ def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
     ``name``: the file the text came from, which an error's position names (``in "x.yaml",
     line 3, column 5``); PyYAML names text read from a string ``"<unicode string>"``.
     """
-    loader = _UniqueKeyLoader(text)  # a SafeLoader: the safe_load tag set, nothing more
-    loader.name = name
+    loader = _loader(text, name)  # a SafeLoader: the safe_load tag set, nothing more
     try:
         node = loader.get_single_node()  # type: ignore[no-untyped-call]
         if node is None:

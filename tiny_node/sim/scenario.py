@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from tiny_node.sim.kinds import CAR_KINDS, EGO_LENGTH_M, EGO_WIDTH_M, KINDS
-from tiny_node.strict_yaml import read_yaml_text, safe_load_unique, yaml_problem
+from tiny_node.strict_yaml import MAX_SETTINGS_BYTES, read_yaml_text, safe_load_unique, yaml_problem
 
 #: ``protocol``: the Euro NCAP tests the suite and the scoring know (docs/scenarios.md); the
 #: family (before "-") selects the colour bands and, for CCR*, the end rule
@@ -584,7 +584,7 @@ def load_scenario(path: Path) -> Scenario:
     """Read one scenario YAML file (safe loading, a key given twice refused); errors name the file and field."""
     path = Path(path)
     try:
-        text = read_yaml_text(path)
+        text = read_yaml_text(path, MAX_SETTINGS_BYTES)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
