@@ -704,6 +704,18 @@ def test_a_message_decompressing_past_the_limit_is_a_bag_error_not_an_allocation
         list(source.messages())
 
 
+def test_a_message_of_many_zstd_frames_is_refused_not_decompressed_in_quadratic_time():
+    """Each frame's rest was copied to read the next: a 2 MB message of empty frames took 12 s, 20 MB
+    some 20 minutes (one message). A writer makes one frame; a few are read, over 256 refused."""
+    from tiny_node.bag.topics import MAX_CHUNK_FRAMES, _decompress_bounded, zstd
+
+    empty = zstd.compress(b"")
+    assert _decompress_bounded(zstd.compress(b"ab") + empty + zstd.compress(b"c"), 16) == b"abc"
+    assert _decompress_bounded(empty * MAX_CHUNK_FRAMES, 16) == b""
+    with pytest.raises(zstd.ZstdError, match=f"more than {MAX_CHUNK_FRAMES} zstd frames"):
+        _decompress_bounded(empty * (2_000_000 // len(empty)), 16)
+
+
 def _write_bag(path: Path, storage: str, messages: list[tuple[str, int, object]]) -> Path:
     """A bag from (topic, log ns, rosbags message) with plain rosbags, as another tool would write it."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3

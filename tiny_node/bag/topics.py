@@ -137,10 +137,13 @@ def _one_line(exc: BaseException) -> str:
 def _decompress_bounded(data: bytes, limit: int) -> bytes:
     """``zstd.decompress(data)`` (every frame), raising ``zstd.ZstdError`` past ``limit`` bytes.
 
-    Why: the output is cut at ``limit`` while decompressing, so a bomb never gets allocated.
+    Why: the output is cut at ``limit`` while decompressing, so a bomb never gets allocated; and
+    past :data:`MAX_CHUNK_FRAMES` frames (a writer makes one), since each frame's rest is copied
+    to read the next: a message of empty 9-byte frames cost time quadratic in its size, as the
+    chunk count's did.
     """
     out = bytearray()
-    while True:
+    for _frame in range(MAX_CHUNK_FRAMES):
         decomp = zstd.ZstdDecompressor()
         out += decomp.decompress(data, max_length=limit + 1 - len(out))
         if len(out) > limit:
@@ -150,6 +153,7 @@ def _decompress_bounded(data: bytes, limit: int) -> bytes:
         data = decomp.unused_data
         if not data:
             return bytes(out)
+    raise zstd.ZstdError(f"more than {MAX_CHUNK_FRAMES} zstd frames (a writer makes one)")
 
 
 def _unpacked_size(data: bytes, compression: str, limit: int) -> int:
