@@ -132,10 +132,17 @@ def test_an_old_reading_is_the_distance_the_object_was_at_moved_to_now_by_the_cl
     receding = dataclasses.replace(snap(20.0, v_ego, rate=2.0), range_age=0.45)
     verdict, figures = RulePath(CFG).decide(receding)
     assert not verdict.brake and figures["range_now_m"] == "20.00" and figures["ttc_s"] == "inf"
-    # closer than its travel since: contact by now, whatever the rules' distances
+    # closer than its travel since: contact by now, whatever the rules' distances; on a closing only
+    # assumed, a provisional brake as the RSS one is (final, it held a car cut in at the ego's speed
+    # braked 2 s after a dropout: review 2026-12-08), on a measured one final
     near = dataclasses.replace(snap(3.0, v_ego), range_age=0.3)
     verdict, _ = RulePath(CFG).decide(near)
-    assert verdict.brake and verdict.reason == "object at 0.00 m by now: 3.00 m 0.30 s ago, closing at 13.89 m/s"
+    assert verdict.brake and verdict.reason == ("object at 0.00 m by now: 3.00 m 0.30 s ago, closing at 13.89 m/s, "
+                                                "assumed stationary: no range track yet")
+    assert verdict.provisional_track == 0
+    tracked = dataclasses.replace(tracked_snap(3.0, v_ego, rate=-v_ego, se=0.1), range_age=0.3)
+    verdict, _ = RulePath(CFG).decide(tracked)
+    assert verdict.brake and verdict.provisional_track is None and verdict.reason.startswith("object at 0.00 m by now")
 
 
 @pytest.mark.parametrize("gap", ["invalid readings", "no messages"])

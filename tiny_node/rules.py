@@ -222,14 +222,6 @@ class RulePath:
             "rss_distance_equal_braking_m": f"{d_equal:.2f}",
             "ttc_s": "inf" if ttc == math.inf else f"{ttc:.2f}",
         }
-        if distance <= 0.0:  # contact: a brake whatever the closing speed
-            if snap.range is not None and snap.range.range_m == -math.inf:
-                return Verdict(True, 1.0, f"object closer than min_range {snap.range.min_range:.2f} m "
-                                          "(range -inf, REP-117)"), {**figures, "range_m": "-inf"}
-            if measured > 0.0:
-                return Verdict(True, 1.0, f"object at 0.00 m by now: {measured:.2f} m {held_s:.2f} s ago, "
-                                          f"closing at {closing:.2f} m/s"), figures
-            return Verdict(True, 1.0, "object at 0.00 m"), figures
         # No track: the brake is taken now (a child stepping out must not wait for a second scan)
         # but is provisional, since its closing speed is an assumption the next scans may refute.
         # A brake is final when a track stands behind it: also a track timed by receipt that shows the
@@ -244,6 +236,15 @@ class RulePath:
         # what it measured (a car at walking pace braked from 10.8 to 1.1 km/h; review 2026-12-07)
         # (its age at its newest scan, and the time since that scan's receipt: the frame comes later)
         left = None if age is None or receipt else max(0.0, cfg.range_rate_window_s - age - (snap.range_age or 0.0))
+        if distance <= 0.0:  # contact: a brake whatever the closing speed
+            if snap.range is not None and snap.range.range_m == -math.inf:
+                return Verdict(True, 1.0, f"object closer than min_range {snap.range.min_range:.2f} m "
+                                          "(range -inf, REP-117)"), {**figures, "range_m": "-inf"}
+            if measured > 0.0:  # reached by now on the closing taken: provisional as that closing is
+                return Verdict(True, 1.0, f"object at 0.00 m by now: {measured:.2f} m {held_s:.2f} s ago, "
+                                          f"closing at {closing:.2f} m/s{assumed}",
+                               provisional_track=provisional_track, provisional_left_s=left), figures
+            return Verdict(True, 1.0, "object at 0.00 m"), figures
         # With rss_max_ttc_s set, beyond the distance a lead braking as hard as the ego would need, the
         # RSS distance (a_obj > a_ego) brakes only near a collision (a slower car far ahead braked at
         # TTC 15-33 s). Off by default: a lead braking harder than the ego closes slowly at first, and
