@@ -86,7 +86,8 @@ class ClockRate:
         and a real-time clock paused (or a ``replay --realtime`` at its end) read as a simulator
         at 0.81x, 0.64x, ... with "run the simulator in real time" (review 2026-12-07).
 
-        The last interval counts only if /clock ran in it at least as fast as before it: slower,
+        The last interval counts only if /clock ran in it nearly as fast as before it (within
+        :data:`TOLERANCE`): slower,
         /clock may have stopped somewhere inside it (a pause, the end of a replay, between two
         readings), and counted it read a real-time clock as 0.89x, 0.86x, 0.81x (review
         2026-12-08). A true slowdown is then said one reading later.
@@ -104,10 +105,11 @@ class ClockRate:
             end = next((i for i in range(end, -1, -1) if samples[i][0] <= self._stood_since), -1)
             if end < 0:
                 return None
-        before = _rate_between(samples[0], samples[end - 1]) if end >= 2 else None
+        before = _rate_between(samples[0], samples[end - 1], 0.0) if end >= 2 else None
         last = _rate_between(samples[end - 1], samples[end], 0.0) if end >= 1 else None
-        if before is not None and last is not None and last < before:
-            return before
+        if before is not None and last is not None and last < (1.0 - TOLERANCE) * before:
+            # without it: unknown if too short (counted, it read 0.69x where the window was 1.99 s)
+            return _rate_between(samples[0], samples[end - 1])
         return _rate_between(samples[0], samples[end])
 
     def warning(self) -> str | None:
@@ -125,6 +127,6 @@ class ClockRate:
 def _rate_between(a: tuple[float, int], b: tuple[float, int], min_span_s: float = MIN_SPAN_S) -> float | None:
     """Simulated seconds per real second from reading ``a`` to ``b``; None over less than ``min_span_s``."""
     span = b[0] - a[0]
-    if span < min_span_s or span <= 0.0:
+    if span <= 0.0 or span < min_span_s - 1e-9:  # 2.0 s of readings summed to 1.9999999999999998
         return None
     return (b[1] - a[1]) * 1e-9 / span
