@@ -936,6 +936,26 @@ def test_config_counts_are_not_cast_where_the_graph_is_dynamic(vlm_dirs: dict[st
     assert VlmRuntime(load_bundle(bundle)).kv == KvSpec(num_layers=2, num_kv_heads=1, head_dim=16)
 
 
+def test_a_config_that_contradicts_the_manifest_is_refused_where_the_graph_is_dynamic(
+        vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The tiny graph leaves kv heads and head_dim symbolic: a config.json of another model (7 heads of
+    99) loaded beside the manifest's 1 of 16, and a text_config that is no object was read past (review
+    2026-12-08); BUNDLE.md says whatever is given must agree."""
+    import json
+
+    bundle = copy_of(vlm_dirs, "tiny", tmp_path)
+    edit_config(bundle, lambda t: t.update(num_key_value_heads=7, head_dim=99))
+    with pytest.raises(BundleError, match=r"^vlm\.kv\.num_kv_heads: manifest vlm\.kv says 1, files\.config says 7$"):
+        VlmRuntime(load_bundle(bundle))
+    edit_config(bundle, lambda t: t.update(num_key_value_heads=1))
+    with pytest.raises(BundleError, match=r"^vlm\.kv\.head_dim: manifest vlm\.kv says 16, files\.config says 99$"):
+        VlmRuntime(load_bundle(bundle))
+    doc = json.loads((bundle / "config.json").read_text())
+    edit_config(bundle, lambda t: None, json.dumps({**doc, "text_config": [1]}))
+    with pytest.raises(BundleError, match=r"^files\.config: text_config is list, not an object$"):
+        VlmRuntime(load_bundle(bundle))
+
+
 def test_a_config_nested_too_deeply_is_a_bundle_error(vlm_dirs: dict[str, Path], tmp_path: Path) -> None:
     """``'[' * 100000`` (100 kB, under the 1 MiB limit) raised a bare RecursionError out of the runtime's load."""
     bundle = copy_of(vlm_dirs, "tiny", tmp_path)

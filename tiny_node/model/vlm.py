@@ -291,6 +291,9 @@ class VlmRuntime:
             for src, v in (("manifest vlm.kv", manv), ("files.config", cfgv)):
                 if v is not None and graph[i] is not None and v != graph[i]:
                     raise BundleError(f"vlm.kv.{key}: {src} says {v!r}, {where} has {graph[i]!r}")
+            # also where the graph leaves it symbolic: a config.json from another model went unnoticed
+            if manv is not None and cfgv is not None and manv != cfgv:
+                raise BundleError(f"vlm.kv.{key}: manifest vlm.kv says {manv!r}, files.config says {cfgv!r}")
             out.append(int(cands[0]))
         return KvSpec(n, out[0], out[1])
 
@@ -300,8 +303,8 @@ class VlmRuntime:
         kv heads default to ``num_attention_heads``; head_dim to ``hidden_size // num_attention_heads``.
         """
         text = self.config.get("text_config", self.config)
-        if not isinstance(text, dict):
-            return None, None, None
+        if not isinstance(text, dict):  # read past, a config.json with a text_config of [1] was no error
+            raise BundleError(f"files.config: text_config is {type(text).__name__}, not an object")
         at = "text_config." if "text_config" in self.config else ""
         (layers,), (dim,) = _config_counts(text, at, "num_hidden_layers"), _config_counts(text, at, "head_dim")
         if dim is None and text.get("hidden_size") is not None and text.get("num_attention_heads") is not None:
