@@ -10,6 +10,7 @@ and is skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import itertools
 import json
@@ -219,6 +220,35 @@ def test_camera_dropout_check_wants_decisions_without_a_frame_at_the_camera_peri
     rec.decisions = {f.stamp_ns: rec.decisions[f.stamp_ns] for f in rec.frames}
     rec.frameless.append(DecisionRec(5.05, {"frame": "none (camera timeout)", "level": 2}))
     assert global_failures(rec) == []
+
+
+@pytest.mark.parametrize("imu", [True, False])
+def test_stale_odometry_wants_the_sensors_diagnostic_back_at_its_level_before_the_fault(imu):
+    """Without an IMU the sensors diagnostic is WARN throughout ("imu missing (optional)"): a healthy
+    node failed, "no 'sensors' diagnostic at level 0 ... (odometry back)" (review 2026-12-08)."""
+    fault = F.StaleOdometry(duration_s=1.5, recovery_s=2.5)
+    fault.start = 2.0
+    w = fault.window
+    rec = _rec()
+    ts = [i / 30 for i in range(int(6.5 * 30))]
+    rec.frames = [FrameRec(i, 1000 + i, t, t) for i, t in enumerate(ts)]
+    stale = lambda t: w.start + rec.odom_timeout_s <= t < w.end  # noqa: E731
+    rec.decisions = {1000 + i: [_decision(t + 0.005, decision="brake" if stale(t) else "no_brake",
+                                          level=2 if stale(t) else 0, source="rules" if stale(t) else "model",
+                                          rules_reason="fail-safe brake: odom: stale (0.60 s > 0.5 s)" if stale(t)
+                                          else "clear: object at 40.0 m > safe distance 10.0 m")]
+                     for i, t in enumerate(ts)}
+    calm = (0, "") if imu else (1, "imu missing (optional)")
+    for k in range(int(6.5 / 0.2)):
+        at = k * 0.2
+        level, message = (2, "odom: stale (0.60 s > 0.5 s)") if stale(at) else calm
+        rec.diags.append(DiagRec(at, "tiny_node: sensors", level, message, {}))
+    rec.windows[fault.name] = w
+    res = fault.check(rec)
+    assert res.passed, res.failures
+    assert any(f"'sensors' level {calm[0]} at t=3.6" in o for o in res.observed), res.observed
+    rec.diags = [d for d in rec.diags if not (d.level == calm[0] and d.at > w.end)]  # never back
+    assert any("no 'sensors' diagnostic at level" in f and "odometry back" in f for f in fault.check(rec).failures)
 
 
 def test_range_stuck_on_no_return_is_a_documented_gap_not_a_failure():
@@ -856,6 +886,37 @@ def test_bag_stream_reads_as_replay_does_and_notes_frames_it_cannot_send(tmp_pat
         BagStream(tmp_path / "nowhere")
 
 
+def test_hil_takes_a_bags_topics_by_role_as_replay_does(tmp_path, capsys):
+    """A vehicle's recording with two cameras was refused, "choose one with --camera", an option hil did
+    not have (review 2026-12-08): --camera / --range / --odom / --imu name the bag's topics."""
+    pytest.importorskip("rosbags")
+    from tiny_node.bag import msgs as bm
+    from tiny_node.bag.record import Recorder
+    from tiny_node.cli import main
+    from tiny_node.hil import cli as hil_cli
+
+    rgb = np.full((48, 64, 3), 120, np.uint8)
+    with Recorder(tmp_path / "b", epoch_ns=1_000_000_000) as rec:
+        for i in range(4):
+            t = i / 30
+            rec.range(t, rec.to_ns(t), 30.0 - i)
+            rec.image(t, rec.to_ns(t), rgb)
+            rec.write("/rear/image_raw", t, bm.image_msg(rec.to_ns(t), rgb))
+    out = ["hil", "--out", str(tmp_path / "out"), "--bag", str(tmp_path / "b")]
+    assert main(out) == 2
+    assert "choose one with --camera" in capsys.readouterr().err
+    assert main([*out, "--camera", "/nowhere"]) == 2
+    assert "--camera /nowhere: no such topic in" in capsys.readouterr().err
+    args = argparse.Namespace(scenario=None, suite=None, bag=tmp_path / "b", camera="/rear/image_raw", range=None,
+                              odom=None, imu=None)
+    make, label = hil_cli._stream_factory(args)
+    stream = make()
+    try:
+        assert label == f"bag {tmp_path / 'b'}" and stream.roles["camera"] == "/rear/image_raw"
+    finally:
+        stream.close()
+
+
 def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
     from tiny_node.cli import main
 
@@ -874,6 +935,7 @@ def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
         (["--faults", ","], "--faults ',' names no fault"),
         (["--namespace", "bad-ns"], "--namespace /bad-ns: namespace must not contain characters other than "
                                     "alphanumerics"),  # the node started, then the harness's traceback
+        (["--camera", "/front/image_raw", "--odom", "/odom"], "--camera --odom: a bag's topic, with --bag only"),
     ):
         assert main(["hil", "--out", str(tmp_path / "out"), *argv]) == 2, argv
         err = capsys.readouterr().err
@@ -1200,6 +1262,39 @@ def test_a_bundle_that_fails_its_checksum_is_refused_before_anything_starts(tmp_
     # nor past the check as a parameter (ignored beside --model, unverified without it)
     assert main([*args, "--model", "none", "--param", f"model_bundle:={bad}"]) == 2
     assert "--param model_bundle: give the bundle with --model" in capsys.readouterr().err
+
+
+def test_a_run_whose_brake_output_does_not_match_its_decisions_fails():
+    """The ``brake`` topic, the one the vehicle acts on, was never checked: a node with it remapped away
+    passed, exit 0, its drives colliding at full speed (review 2026-12-08). Each decision (with a
+    frame or without) wants a ``brake`` message of its value within BRAKE_PAIR_S."""
+    from tiny_node.hil.harness import BRAKE_PAIR_S, brake_failures
+
+    def run(brakes):
+        rec = _rec(warmup_s=1.0, duration_s=6.0, brakes=brakes)
+        rec.frames = [FrameRec(i, 10_000 + i, i / 30, i / 30) for i in range(120)]
+        rec.decisions = {10_000 + i: [_decision(i / 30 + 0.005, decision="brake" if i >= 60 else "no_brake")]
+                         for i in range(120)}
+        rec.frameless = [DecisionRec(4.5, {"frame": "none (camera timeout)", "decision": "brake"})]
+        return rec
+
+    paired = [(i / 30 + 0.004, i >= 60) for i in range(120)] + [(4.4999, True)]
+    assert brake_failures(run(paired)) == [] and global_failures(run(paired)) == []
+    assert brake_failures(run(None)) == []  # a record made without the feeder: not recorded, not judged
+    [dead] = global_failures(run([]))
+    assert dead == ("91 of 91 decisions without a `brake` message of their value within 1 s (first at t=1.00 s, "
+                    "no_brake; 0 `brake` messages in all): the topic the vehicle acts on, remapped away or "
+                    "not published?"), dead
+    [never] = brake_failures(run([(at, False) for at, _ in paired]))  # a brake output stuck at false
+    assert never.startswith("61 of 91 decisions without") and "first at t=2.00 s, brake;" in never, never
+    # in the warm-up, or the last BRAKE_PAIR_S before the record's end (collected apart): not judged
+    assert brake_failures(run([b for b in paired if b[0] >= 0.9])) == []
+    late = run(paired)
+    late.frameless.append(DecisionRec(6.0 - BRAKE_PAIR_S + 0.1, {"frame": "none (camera timeout)", "decision": "brake"}))
+    assert brake_failures(late) == []
+    assert brake_failures(run([b for b in paired if b[0] < 4.45]))[0].startswith("1 of 91 decisions without")
+    one_lost = [b for b in paired if abs(b[0] - 3.004) > 1e-6]
+    assert brake_failures(run(one_lost))[0].startswith("1 of 91 decisions without")
 
 
 def _model_run(states: list[str], diag_state: str | None = None, **kw) -> RunRecord:
@@ -1673,7 +1768,8 @@ def test_an_attached_node_not_found_says_where_it_was_looked_for_and_what_is_the
     from tiny_node.hil.harness import attach_failure
 
     def feeder(*nodes: tuple[str, str]):
-        return types.SimpleNamespace(node=types.SimpleNamespace(get_node_names_and_namespaces=lambda: list(nodes)))
+        return types.SimpleNamespace(node=types.SimpleNamespace(get_node_names_and_namespaces=lambda: list(nodes)),
+                                     unmatched=lambda: None)
 
     none = attach_failure(feeder(("tiny_node_feeder", "/")), "", "83", None)
     assert none == "no active tiny_node in namespace / on ROS_DOMAIN_ID=83", none
@@ -1683,6 +1779,42 @@ def test_an_attached_node_not_found_says_where_it_was_looked_for_and_what_is_the
     assert f"process {os.getpid()} exists, but its node never became active" in inactive, inactive
     assert "unconfigured" in inactive and "another namespace" in inactive
     assert "never became active" in attach_failure(feeder(("tiny_node", "/")), "", "83", None)
+
+
+@pytest.mark.ros
+def test_a_node_on_another_camera_topic_is_named_not_called_down_or_inactive(ros_env):
+    """A node with its camera remapped (-r camera/image_raw:=/front/image_raw) came up and went active,
+    and hil said "the node did not come up" / "never became active" after a minute (review 2026-12-08).
+    The graph says what is wrong: a decision publisher, no reader of the harness's camera topic."""
+    import rclpy  # ros_env: a private domain, and the DDS profile set before this process's first participant
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from sensor_msgs.msg import Image
+
+    from tiny_node.hil.harness import attach_failure
+    from tiny_node.tools.feeder import Feeder
+
+    ctx = Context()
+    rclpy.init(args=[], context=ctx)
+    node = rclpy.create_node("tiny_node", context=ctx)  # as the node: its name, decision out, images in
+    node.create_publisher(DiagnosticArray, "decision", 10)
+    node.create_subscription(Image, "/front/image_raw", lambda _: None, 10)
+    feeder = Feeder()
+    try:
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end and (feeder.node.count_publishers("/decision") == 0
+                                          or feeder.unmatched() is None or "/front" not in feeder.unmatched()):
+            time.sleep(0.05)
+        assert feeder.unmatched() == ("a node publishes /decision, but nothing subscribes /camera/image_raw, where the "
+                                      "harness sends its frames (tiny_node subscribes images on /front/image_raw: "
+                                      "remapped?)")
+        why = attach_failure(feeder, "", "83", os.getpid())
+        assert why.startswith("a node publishes /decision, but nothing subscribes /camera/image_raw") and \
+            why.endswith(", in namespace / on ROS_DOMAIN_ID=83") and "never became active" not in why, why
+    finally:
+        feeder.close()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
 
 
 def test_the_report_states_the_nodes_settings_and_no_outcome_for_a_recording(tmp_path):
@@ -1849,7 +1981,7 @@ def test_an_interrupted_run_judges_the_faults_it_finished_and_leaves_out_its_las
 
     from tiny_node.hil import harness
 
-    log = types.SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[])
+    log = types.SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[], brake_msgs=[])
     feeder = types.SimpleNamespace(log=log, _lock=threading.Lock())
     cfg = harness.HarnessConfig(out_dir=Path("."), stream_factory=lambda: None)
     runner = harness._Runner(cfg, harness.GROUPS["main"], feeder, node_pid=None, params={}, faults=[],
@@ -1861,6 +1993,7 @@ def test_an_interrupted_run_judges_the_faults_it_finished_and_leaves_out_its_las
     log.decisions = {i: [types.SimpleNamespace(received_at=runner.t0 + i / 30 + 0.01,
                                                values={"latency_ms": "5", "deadline_ms": "50"})]
                      for i in range(140)}  # the last 10 sent not answered yet
+    log.brake_msgs = [(runner.t0 + i / 30 + 0.009, False) for i in range(140)]
     rec = runner.partial(None)
     assert len(rec.frames) < 125 and all(f.sent_at <= now - harness.DRAIN_S for f in rec.frames)
     assert not global_failures(rec), global_failures(rec)  # none missing, none unknown
@@ -2331,7 +2464,7 @@ def test_a_run_stopped_in_its_first_second_is_not_said_to_have_sent_no_frame(tmp
 
     from tiny_node.hil import harness
 
-    log = types.SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[])
+    log = types.SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[], brake_msgs=[])
     runner = harness._Runner(harness.HarnessConfig(out_dir=tmp_path, stream_factory=lambda: None), harness.GROUPS["main"],
                              types.SimpleNamespace(log=log, _lock=threading.Lock()), node_pid=None, params={},
                              faults=[], duration_s=10.0)

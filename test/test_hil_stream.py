@@ -30,7 +30,7 @@ class _Feeder:
     def __init__(self) -> None:
         self.frames: list[int] = []
         self.ranges: list[tuple[float, float, float]] = []  # value, min_range, max_range as published
-        self.log = SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[])
+        self.log = SimpleNamespace(decisions={}, diagnostics=[], diagnostics_at=[], brake_msgs=[])
         self._lock = threading.Lock()
 
     def send_frame(self, stamp_ns: int, rgb: Any = None) -> None:

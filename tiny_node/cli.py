@@ -222,7 +222,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if why := namespace_problem(args.namespace):  # else rclpy's traceback once the replay had begun
         print(f"tiny-node replay: error: --namespace {args.namespace!r}: {why}", file=sys.stderr)
         return 2
-    topics = {role: getattr(args, role) for role in ("camera", "range", "odom", "imu") if getattr(args, role)}
+    from tiny_node.hil.cli import bag_topics
+
+    topics = bag_topics(args)
     out = Path(args.out) if args.out else Path("out/replay") / _bag_name(Path(args.bag))
     summary = out / "summary.json"
     before = _file_identity(summary)  # a previous run's, if any
@@ -375,8 +377,9 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="replay a rosbag2 (mcap or sqlite3) through the decision core "
                         "(docs/BAGS.md)")
     rp.add_argument("bag", help="bag directory (metadata.yaml optional), or a .mcap / .db3 file (.zstd too)")
-    for role, kind in (("camera", "sensor_msgs/Image or CompressedImage"), ("range", "sensor_msgs/Range"),
-                       ("odom", "nav_msgs/Odometry"), ("imu", "sensor_msgs/Imu")):
+    from tiny_node.hil.cli import BAG_ROLES
+
+    for role, kind in BAG_ROLES:
         rp.add_argument(f"--{role}", metavar="TOPIC", help=f"{kind} topic (default: found by type)")
     model = rp.add_mutually_exclusive_group()
     model.add_argument("--model", metavar="BUNDLE", help="model bundle directory (default: model_bundle "

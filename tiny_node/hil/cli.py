@@ -30,12 +30,24 @@ if TYPE_CHECKING:  # the source module imports rclpy: `tiny-node --help` must no
     from tiny_node.hil.source import Stream
 
 
+#: The bag topics ``--bag`` may be given (role, message type), as ``tiny-node replay`` has them.
+BAG_ROLES = (("camera", "sensor_msgs/Image or CompressedImage"), ("range", "sensor_msgs/Range"),
+             ("odom", "nav_msgs/Odometry"), ("imu", "sensor_msgs/Imu"))
+
+
+def bag_topics(args: argparse.Namespace) -> dict[str, str]:
+    """The bag topics named on the command line, by role."""
+    return {role: getattr(args, role) for role, _ in BAG_ROLES if getattr(args, role, None)}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``hil`` subcommand's options."""
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenario", type=Path, help="scenario YAML of the simulator (tiny_node.sim)")
     src.add_argument("--suite", help="a simulator suite, cycled (e.g. smoke, ncap)")
     src.add_argument("--bag", type=Path, help="a rosbag2 replayed in real time (open loop)")
+    for role, kind in BAG_ROLES:  # a vehicle's recording has several cameras: as `tiny-node replay` takes them
+        p.add_argument(f"--{role}", metavar="TOPIC", help=f"with --bag: its {kind} topic (default: found by type)")
     node = p.add_mutually_exclusive_group()
     node.add_argument("--node-cmd", help="command that starts the node (ROS args are appended); "
                       "default: the installed node (python -m tiny_node run)")
@@ -165,8 +177,9 @@ def _stream_factory(args: argparse.Namespace) -> tuple[Callable[[], Stream], str
             raise ValueError(f"suite {args.suite!r} has no scenarios")
         return (lambda: source.suite_stream(args.suite)), f"suite {args.suite}"
     if args.bag is not None:
-        source.BagStream(args.bag).close()  # BagError naming the bag (unreadable, no camera, two cameras)
-        return (lambda: source.BagStream(args.bag)), f"bag {args.bag}"
+        topics = bag_topics(args)
+        source.BagStream(args.bag, topics).close()  # BagError naming the bag (unreadable, no camera, two cameras)
+        return (lambda: source.BagStream(args.bag, topics)), f"bag {args.bag}"
     if source.sim_available():
         try:
             source.suite_stream("smoke")
@@ -372,6 +385,8 @@ def _refusal(args: argparse.Namespace, names: list[str]) -> str:
         return f"--lead-in {args.lead_in:g}: at least the warm-up, {WARMUP_S:g} s"
     if args.node_pid is not None and not args.attach:
         return "--node-pid names an attached node (--attach); a node the harness starts is found by itself"
+    if args.bag is None and (named := bag_topics(args)):
+        return " ".join(f"--{role}" for role in named) + ": a bag's topic, with --bag only"
     if args.node_pid is not None and (why := attached_pid_problem(args.node_pid)):
         return why  # its children would be signalled, its memory reported
     if args.transport and (needs := {n: f.transport for n in names if n != "all"

@@ -287,6 +287,19 @@ def _diag_level(rec: RunRecord, res: CheckResult, name: str, level: int, *, t_fr
     return t
 
 
+def _diag_back(rec: RunRecord, res: CheckResult, name: str, w: Window, *, t_from: float, what: str) -> None:
+    """The ``name`` diagnostic back at its level before the fault (OK, or WARN if it was WARN then).
+
+    Why not OK always: a node without an IMU has its sensors WARN throughout ("imu missing
+    (optional)"), and a healthy one failed stale_odometry, "no 'sensors' diagnostic at level 0"
+    (review 2026-12-08); a camera whose frames are partly unusable is WARN before a dropout too.
+    """
+    before = rec.diag(name, t_to=w.start)
+    level = before[-1].level if before and before[-1].level == WARN else OK
+    said = "" if level == OK else f", its level before the fault ({before[-1].message!r})"
+    _diag_level(rec, res, name, level, t_from=t_from, t_to=w.until, what=f"{what}{said}")
+
+
 def _reasons(results: list[FrameResult], text: str) -> list[FrameResult]:
     """Frames whose own reason (not a held brake's) contains ``text``."""
     return [r for r in results if text in r.current_reason]
@@ -357,7 +370,7 @@ class CameraDropout(Fault):
         self._frameless(rec, w, res)
         after = rec.between(w.end, w.until)
         _require(res, bool(after) and after[0].decision is not None, "first frame after the dropout not decided")
-        _diag_level(rec, res, "camera", OK, t_from=w.end + 0.05, t_to=w.until, what="frames again")
+        _diag_back(rec, res, "camera", w, t_from=w.end + 0.05, what="frames again")
 
     def _frameless(self, rec: RunRecord, w: Window, res: CheckResult) -> None:
         """Decisions without a frame: from camera_timeout_s after the last frame, steady, then none."""
@@ -1001,7 +1014,7 @@ class StaleOdometry(Fault):
         _diag_level(rec, res, "sensors", ERROR, t_from=w.start, t_to=w.end + rec.diag_period_s + 0.1,
                     lasts_s=w.end - w.start - rec.odom_timeout_s, what="stale odometry")
         _rules_recovered(rec, w, res)
-        _diag_level(rec, res, "sensors", OK, t_from=w.end + 0.1, t_to=w.until, what="odometry back")
+        _diag_back(rec, res, "sensors", w, t_from=w.end + 0.1, what="odometry back")
 
 
 # --- model ---------------------------------------------------------------------------------

@@ -643,6 +643,7 @@ class _Runner:
                     else:
                         decisions.setdefault(stamp, []).append(DecisionRec(r.received_at, r.values))
             diags = list(zip(log.diagnostics_at, log.diagnostics, strict=False))
+            self.rec.brakes = list(log.brake_msgs)
         self.rec.frameless.sort(key=lambda d: d.received_at)
         self.rec.decisions = decisions
         for at, arr in diags:
@@ -723,8 +724,9 @@ def run_group(cfg: HarnessConfig, group: str, faults: list[Fault], *,
             if cfg.attach:
                 why = attach_failure(feeder, cfg.namespace, domain, cfg.node_pid)
                 raise NodeUnavailableError(f"hil {group}: {why}")
+            unmatched = None if exited else feeder.unmatched()
             why = (f"exited with status {node.proc.returncode if node and node.proc else '?'} before it came up"
-                   if exited else "did not come up")
+                   if exited else f"did not come up ({unmatched})" if unmatched else "did not come up")
             said = node_error(log, fallback_last=exited)  # its own words, where the run's failure is shown
             raise NodeUnavailableError(f"hil {group}: the node {why} on ROS_DOMAIN_ID={domain}"
                                        f"{': ' + said if said else ''}\n{log[-3000:]}")
@@ -935,6 +937,8 @@ def attach_failure(feeder: Any, namespace: str, domain: str, pid: int | None) ->
     no node at all all read "the node did not come up ... is it running there?".
     """
     where = f"namespace {namespace or '/'} on ROS_DOMAIN_ID={domain}"
+    if unmatched := feeder.unmatched():  # up and active, on another topic: not a lifecycle matter
+        return f"{unmatched}, in {where}"
     try:
         nodes = feeder.node.get_node_names_and_namespaces()
     except Exception:  # the graph could not be read: say what was looked for only
@@ -1139,6 +1143,7 @@ def global_failures(rec: RunRecord) -> list[str]:
     late, _ = timing_failures([r for r in judged if r.decision is not None and r.frame.t >= settled],
                               stalls=rec.stalls if rec.probe_trusted else None)
     out += [f"whole run: {f}" for f in late]
+    out += brake_failures(rec)
     stray = rec.stray_frameless()
     if stray:
         out.append(f"{len(stray)} decisions without a frame although a frame had been sent within "
@@ -1146,6 +1151,52 @@ def global_failures(rec: RunRecord) -> list[str]:
     if not rec.node_alive:
         out.append(node_exit(rec))
     return out
+
+
+#: How far apart a decision and its ``brake`` message may be received (the node publishes them one
+#: after the other; the harness's executor may take them apart under load).
+BRAKE_PAIR_S = 1.0
+
+
+def brake_failures(rec: RunRecord) -> list[str]:
+    """Every judged decision's ``brake`` message, with its value: the one output the vehicle acts on.
+
+    Why: it was never checked, only the ``decision`` topic; a node whose ``brake`` was remapped
+    away passed, exit 0, while its drives collided at full speed (review 2026-12-08). Matched in
+    receipt order, each decision to the next unmatched ``brake`` message of its value received
+    within :data:`BRAKE_PAIR_S` of it. Decisions (with or without a frame) from the warm-up to
+    :data:`BRAKE_PAIR_S` before the record's end (a pair taken apart by the collection).
+    """
+    if rec.brakes is None:
+        return []
+    end = rec.duration_s - BRAKE_PAIR_S if rec.duration_s > 0.0 else math.inf
+    every = [d for ds in rec.decisions.values() for d in ds] + rec.frameless
+    judged = sorted((d for d in every if rec.warmup_s <= rec.rt(d.received_at) <= end), key=lambda d: d.received_at)
+    pending = sorted(rec.brakes)  # (receipt, value), each matched once
+    used = [False] * len(pending)
+    first = 0  # every message before it is used or too early for the decisions to come
+    unmatched: list[DecisionRec] = []
+    for d in judged:
+        want = d.values.get("decision") == "brake"
+        while first < len(pending) and (used[first] or pending[first][0] < d.received_at - BRAKE_PAIR_S):
+            first += 1
+        for i in range(first, len(pending)):
+            at, value = pending[i]
+            if at > d.received_at + BRAKE_PAIR_S:
+                unmatched.append(d)
+                break
+            if not used[i] and value == want:
+                used[i] = True
+                break
+        else:
+            unmatched.append(d)
+    if not unmatched:
+        return []
+    head = unmatched[0]
+    return [f"{len(unmatched)} of {len(judged)} decisions without a `brake` message of their value within "
+            f"{BRAKE_PAIR_S:g} s (first at t={rec.rt(head.received_at):.2f} s, {head.values.get('decision')}; "
+            f"{len(rec.brakes)} `brake` messages in all): the topic the vehicle acts on, remapped away or "
+            "not published?"]
 
 
 def last_heard(rec: RunRecord) -> float | None:

@@ -164,6 +164,9 @@ class RunRecord:
     #: Decisions that answer no frame (``frame: none``): published while the camera is out.
     frameless: list[DecisionRec] = field(default_factory=list)
     diags: list[DiagRec] = field(default_factory=list)
+    #: The node's ``brake`` messages (monotonic receipt, value), in the order received: what the vehicle
+    #: acts on. None: not recorded (a record made without the harness's feeder), so not judged.
+    brakes: list[tuple[float, bool]] | None = None
     windows: dict[str, Window] = field(default_factory=dict)
     #: faults that hold for the whole run (a corrupt bundle): every episode of the run has them
     run_wide: list[str] = field(default_factory=list)

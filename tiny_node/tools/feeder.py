@@ -47,6 +47,8 @@ class FeederLog:
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
     diagnostics_at: list[float] = field(default_factory=list)  # monotonic receipt, parallel to diagnostics
     brakes: int = 0
+    #: every ``brake`` message (monotonic receipt, value), in the order received
+    brake_msgs: list[tuple[float, bool]] = field(default_factory=list)
 
 
 class Feeder:
@@ -98,8 +100,11 @@ class Feeder:
             self.log.decisions.setdefault(values["stamp_ns"], []).append(Received(now, values))
 
     def _on_brake(self, msg: Bool) -> None:
+        now = time.monotonic()
         self.latest_brake = bool(msg.data)
-        self.log.brakes += int(msg.data)
+        with self._lock:
+            self.log.brakes += int(msg.data)
+            self.log.brake_msgs.append((now, bool(msg.data)))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         now = time.monotonic()
@@ -131,6 +136,36 @@ class Feeder:
                 return False
             time.sleep(0.05)
         return False
+
+    def unmatched(self) -> str | None:
+        """Which of the node's topics the harness talks to has no one at the other end, or None.
+
+        Why: a node whose camera was remapped (``-r camera/image_raw:=/front/image_raw``) came up
+        and went active, and the harness said "the node did not come up" or "never became
+        active" (review 2026-12-08): a wrong topic is the common rig mistake, so it is named.
+        """
+        camera, decision = self.pub_camera.topic_name, self._topic("decision")
+        readers, writers = self.pub_camera.get_subscription_count(), self.node.count_publishers(decision)
+        if readers and writers:
+            return None
+        if not readers and not writers:
+            return None  # no node at all, or not active: the caller says which
+        if writers:
+            images = self._image_subscriptions()
+            return (f"a node publishes {decision}, but nothing subscribes {camera}, where the harness sends its "
+                    "frames" + (f" (tiny_node subscribes images on {', '.join(images)}: remapped?)" if images
+                                else " (the node's camera remapped, or another camera_transport?)"))
+        return f"{camera} has a subscriber, but nothing publishes {decision} (the node's decision topic remapped?)"
+
+    def _image_subscriptions(self) -> list[str]:
+        """The image topics tiny_node subscribes in the feeder's namespace (empty if the graph says none)."""
+        from rclpy._rclpy_pybind11 import NodeNameNonExistentError
+
+        try:
+            subs = self.node.get_subscriber_names_and_types_by_node("tiny_node", self.node.get_namespace())
+        except NodeNameNonExistentError:  # no tiny_node of that name here: nothing to name
+            return []
+        return sorted(t for t, types in subs if any(x.endswith(("/Image", "/CompressedImage")) for x in types))
 
     def _topic(self, rel: str) -> str:
         ns = self.node.get_namespace().rstrip("/")
