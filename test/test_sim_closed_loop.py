@@ -55,6 +55,17 @@ def test_score_matrix_row_strips_the_speed():
     assert family({"name": "cpna-25-40-night", "ego_speed_kmh": 40}) == "cpna-25-night"
 
 
+def test_a_benign_drive_over_before_the_first_frame_tested_nothing(cfg):
+    """duration_s 0.25 s ends before the camera's first frame (0.3 s): no decision at all, and the
+    benign drive passed, "1/1 passed" (review 2026-12-08). (An avoid drive runs on to its outcome.)"""
+    make = adjacent_lane
+    s = run_scenario(make(duration_s=0.25), cfg, bundle=None).summary
+    assert (s["decisions"], s["outcome"], s["passed"]) == (0, "no_target", False), s
+    assert s["note"] == ("no frame was decided in its 0.25 s (the camera's first frame comes at 0.30 s): the drive "
+                         "tested nothing (a longer duration_s)")
+    assert run_scenario(make(duration_s=1.0), cfg, bundle=None).summary["decisions"] > 0
+
+
 def test_lockstep_run_is_byte_identical(cfg):
     a = run_scenario(ccrs(seed=7, duration_s=2.5), cfg, bundle=None)
     b = run_scenario(ccrs(seed=7, duration_s=2.5), cfg, bundle=None)

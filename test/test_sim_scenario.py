@@ -484,3 +484,24 @@ def test_a_device_or_huge_file_is_refused_at_the_bound_naming_it(tmp_path: Path)
     # --scenario /dev/zero was read whole, without bound (memory until the machine gave out)
     with pytest.raises(ScenarioError, match=r"^/dev/zero: cannot read: over 1 MiB, not a YAML file of settings$"):
         load_scenario(Path("/dev/zero"))
+
+
+def test_a_turn_goes_the_shorter_way_however_the_heading_is_written():
+    """An oncoming car (heading 180) told to turn to 270 drove a 270 deg loop through the nearside,
+    where -90, the same heading, turned 90 deg (review 2026-12-08)."""
+    from tiny_node.sim.motion import ActorMotion
+
+    def drive(to_heading: float) -> list[tuple[float, float]]:
+        d = with_actor(x_m=60.0, y_m=3.0, heading_deg=180, speed_kmh=20,
+                       turn={"time_s": 0.5, "to_heading_deg": to_heading, "rate_dps": 30})
+        m = ActorMotion(scenario_from_dict(d).actors[0])
+        path = []
+        for k in range(600):  # 6 s at 10 ms
+            m.step(0.01, k * 0.01, 0.0, 0.0)
+            path.append((m.x, m.y))
+        return path
+
+    short, written_270 = drive(-90), drive(270)
+    assert [c for p in written_270 for c in p] == pytest.approx([c for p in short for c in p])
+    assert min(y for _, y in short) > -30 and max(y for _, y in short) <= 3.0 + 1e-9  # to the right, not round
+    assert drive(90)[-1][1] > 3.0  # +90 from 180 turns left: the shorter way too

@@ -583,6 +583,10 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     early = first is not None and first.decided_t < min(tr.first_set_off_t, in_path_t)
     no_target = (expect == "avoid" and not tr.collided and (first is None or early)
                  and not tr.min_ttc < NO_TARGET_TTC_S)
+    # No decision at all (duration_s over before the camera's first frame, at PHASE_NS["camera"]): the
+    # drive tested nothing, whatever it expects; a benign one passed, "1/1 passed" (review 2026-12-08)
+    undecided = not decisions and not tr.collided
+    no_target = no_target or undecided
     # An avoid run whose time ran out with the ego still closing on something in its path: a contact
     # not yet made, no avoidance (review: 3 km/h and 7 m short after the 30 s overtime, scored green).
     unresolved = expect == "avoid" and not tr.collided and not no_target and bool(tr.still_closing)
@@ -627,7 +631,10 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     }
     summary.update(stats)
     summary.update(extra or {})
-    if no_target and early and first is not None:
+    if undecided:
+        summary["note"] = (f"no frame was decided in its {tr.t_end:.2f} s (the camera's first frame comes at "
+                           f"{PHASE_NS['camera'] * 1e-9:.2f} s): the drive tested nothing (a longer duration_s)")
+    elif no_target and early and first is not None:
         began = ("never set off" if not math.isfinite(tr.first_set_off_t)
                  else f"set off only at {tr.first_set_off_t:.2f} s")
         summary["note"] = (f"the ego first braked at {first.decided_t:.2f} s, with nothing in its path, before any "

@@ -137,8 +137,10 @@ class ActorMotion:
         if self.turning and tr.turn is not None:
             goal = math.radians(tr.turn.to_heading_deg)
             step = math.radians(tr.turn.rate_dps) * dt
-            diff = goal - self.heading
-            self.heading = goal if abs(diff) <= step else self.heading + math.copysign(step, diff)
+            # the shorter way round (a U-turn, to the right): -90 and 270 are one heading, and read as
+            # written the second swung an oncoming car 270 deg through the nearside (review 2026-12-08)
+            diff = (goal - self.heading + math.pi) % (2 * math.pi) - math.pi
+            self.heading += diff if abs(diff) <= step else math.copysign(step, diff)
 
         dy_lane = 0.0
         if self.lane_change_t is not None and tr.lane_change is not None:
