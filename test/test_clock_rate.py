@@ -17,7 +17,9 @@ def test_a_simulator_off_real_time_is_measured_and_named(factor):
     r = ClockRate()
     _feed(r, factor, 1)
     assert r.rate() is None and r.warning() is None  # 1 s: too little to judge
-    _feed(r, factor, 3)
+    _feed(r, factor, 3)  # measured from the first move on, the newest interval left out: 1 s
+    assert r.rate() is None
+    _feed(r, factor, 4)
     assert r.rate() == pytest.approx(factor)
     assert r.warning() == (f"sim time runs at {factor:.2f}x real time: brake_hold_s, the sensor and camera "
                            "timeouts and the deadline run on the steady clock, so in sim time they last "
@@ -152,3 +154,18 @@ def test_a_real_time_clock_stopping_where_the_window_is_short_is_not_read_as_slo
         seen.append(r.warning())
     assert all(w is None or w.startswith("/clock paused: ") for w in seen), seen  # never "runs at 0.69x"
     assert seen[-1].startswith("/clock paused: ")
+
+
+@pytest.mark.parametrize(("tick_s", "factor", "off"), [(0.909, 1.0, False), (0.4 / 0.85, 0.85, True)])
+def test_a_coarse_clock_is_not_read_fast_by_leaving_out_only_slower_intervals(tick_s, factor, off):
+    """/clock ticking about once a reading: leaving out the newest interval only when slower biased the
+    window fast (review 2026-12-08): a real-time 1.1 Hz clock read 1.14x ("runs at 1.14x real time" 4
+    readings in 10), a 0.85x one with 0.4 s steps read 0.90x, its warning coming and going."""
+    r = ClockRate()
+    said = []
+    for i in range(60):  # a reading a second; /clock moves by whole ticks
+        t = 0.3 + i
+        r.observe(round((100.0 + factor * tick_s * (t // tick_s)) * 1e9), t)
+        if i >= 8:
+            said.append(r.warning() is not None)
+    assert all(said) if off else not any(said), said

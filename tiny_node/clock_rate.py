@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections import deque
 
-#: Samples over this much steady time judge the rate; less than MIN_SPAN_S judges nothing.
-WINDOW_S = 5.0
+#: Samples over this much steady time are kept; all but the newest interval (about 5 s, at the
+#: default 1 s diagnostics period) judge the rate, and less than MIN_SPAN_S judges nothing.
+WINDOW_S = 6.0
 MIN_SPAN_S = 2.0
 #: A rate within this of 1 is real time (a simulator's own jitter, a bag played at rate 1).
 TOLERANCE = 0.1
@@ -86,11 +87,12 @@ class ClockRate:
         and a real-time clock paused (or a ``replay --realtime`` at its end) read as a simulator
         at 0.81x, 0.64x, ... with "run the simulator in real time" (review 2026-12-07).
 
-        The last interval counts only if /clock ran in it nearly as fast as before it (within
-        :data:`TOLERANCE`): slower,
+        The newest interval (up to the newest reading, or to where /clock stood) does not count:
         /clock may have stopped somewhere inside it (a pause, the end of a replay, between two
         readings), and counted it read a real-time clock as 0.89x, 0.86x, 0.81x (review
-        2026-12-08). A true slowdown is then said one reading later.
+        2026-12-08). Any change is said one reading later. Left out only when slower than the
+        window, as first done, it biased a coarse /clock (ticks about a reading apart) fast: a
+        real-time 1.1 Hz one read 1.14x, a 0.85x one read 0.90x half the time (review).
         """
         samples = self._samples
         if len(samples) < 2:
@@ -105,12 +107,7 @@ class ClockRate:
             end = next((i for i in range(end, -1, -1) if samples[i][0] <= self._stood_since), -1)
             if end < 0:
                 return None
-        before = _rate_between(samples[0], samples[end - 1], 0.0) if end >= 2 else None
-        last = _rate_between(samples[end - 1], samples[end], 0.0) if end >= 1 else None
-        if before is not None and last is not None and last < (1.0 - TOLERANCE) * before:
-            # without it: unknown if too short (counted, it read 0.69x where the window was 1.99 s)
-            return _rate_between(samples[0], samples[end - 1])
-        return _rate_between(samples[0], samples[end])
+        return _rate_between(samples[0], samples[end - 1]) if end >= 2 else None
 
     def warning(self) -> str | None:
         """Why the node's timers do not match simulated time now, or None (real time, or not known)."""
