@@ -716,6 +716,38 @@ def test_a_message_of_many_zstd_frames_is_refused_not_decompressed_in_quadratic_
         _decompress_bounded(empty * (2_000_000 // len(empty)), 16)
 
 
+def test_frames_are_read_without_copying_the_rest_of_the_message_at_each(monkeypatch):
+    """255 empty frames before one of 64 MiB copied it 255 times (each frame's rest handed on whole):
+    21 s per message, and per mcap chunk counted (review 2026-12-08). The decompressor is now given at
+    most _FEED_BYTES at a time, whatever comes after."""
+    from tiny_node.bag import topics
+
+    zstd = topics.zstd
+    big = np.random.default_rng(0).bytes(8 << 20)
+    data = zstd.compress(b"") * 255 + zstd.compress(big, 1)
+    given: list[int] = []
+    real = zstd.ZstdDecompressor
+
+    class Spy:
+        def __init__(self):
+            self._d = real()
+
+        def decompress(self, chunk, max_length=-1):
+            given.append(len(chunk))
+            return self._d.decompress(chunk, max_length=max_length)
+
+        def __getattr__(self, name):
+            return getattr(self._d, name)
+
+    monkeypatch.setattr(zstd, "ZstdDecompressor", Spy)
+    assert topics._decompress_bounded(data, 16 << 20) == big
+    assert len(given) > 256 and max(given) <= topics._FEED_BYTES, max(given)
+    given.clear()
+    assert topics._unpacked_size(data, "zstd", 64 << 20) == len(big)
+    assert max(given) <= topics._FEED_BYTES
+    assert topics._unpacked_size(zstd.compress(b"") * 300, "zstd", 64 << 20) == (64 << 20) + 1  # over the cap
+
+
 def _write_bag(path: Path, storage: str, messages: list[tuple[str, int, object]]) -> Path:
     """A bag from (topic, log ns, rosbags message) with plain rosbags, as another tool would write it."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3

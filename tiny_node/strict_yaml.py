@@ -24,13 +24,18 @@ import yaml
 #: metadata.yaml of 8 000 split files, which has no alias at all (review).
 MAX_EXPANDED_NODES = 100_000
 
+#: Nodes a document may write (scalars, lists, mappings, aliases), counted on the parser's event
+#: stream before any is built. Why: built, 8 Mi of them (``[1,1,...]``, 16 MiB) took 67 s and 3.2 GB
+#: even with libyaml (review 2026-12-08); a bag's metadata.yaml writes ~14 per split file.
+MAX_WRITTEN_NODES = 500_000
+
 #: Bytes a YAML file given by the user may hold. Why: ``--scenario /dev/zero`` (or a log file named
 #: by mistake) was read whole into memory before any check, without bound. This one is a bag's
 #: metadata.yaml's (8 000 split files are 1.5 MB).
-MAX_FILE_BYTES = 16 << 20
+MAX_FILE_BYTES = 4 << 20
 #: ... and a file of settings' (a scenario, a params file: a few kB). Why smaller: a params file
 #: is read by PyYAML's own composer (rcl's typing needs its events), which took ~200 s and 5.7 GB
-#: for 16 MiB (review 2026-12-07); 1 MiB costs it seconds.
+#: for 16 MiB (review 2026-12-07); 1 MiB costs it seconds (13.7 s at most, a review measured).
 MAX_SETTINGS_BYTES = 1 << 20
 
 
@@ -156,12 +161,34 @@ if _CParser is not None:
             self._explicit = {}
 
 
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+
+
+def _refuse_too_many_nodes(text: str, name: str) -> None:
+    """A ``yaml.YAMLError`` for a document writing over :data:`MAX_WRITTEN_NODES` nodes, before any is built.
+
+    Counted on the parser's events, which are dropped as they come: memory stays flat (4 MiB of
+    ``[1,1,...]``: 2 M events in 1.6 s, 20 MB). A syntax error raises as the load would.
+    """
+    loader = _loader(text, name)
+    try:
+        nodes = 0
+        while loader.check_event():  # type: ignore[no-untyped-call]
+            nodes += isinstance(loader.get_event(), _NODE_EVENTS)  # type: ignore[no-untyped-call]
+            if nodes > MAX_WRITTEN_NODES:
+                raise yaml.YAMLError(f"more than {MAX_WRITTEN_NODES} values: not a file of settings or "
+                                     "bag metadata")
+    finally:
+        loader.dispose()
+
+
 def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
     """``yaml.safe_load(text)``, with a key repeated in a mapping raising ``yaml.YAMLError``.
 
     ``name``: the file the text came from, which an error's position names (``in "x.yaml",
     line 3, column 5``); PyYAML names text read from a string ``"<unicode string>"``.
     """
+    _refuse_too_many_nodes(text, name)
     loader = _loader(text, name)  # a SafeLoader: the safe_load tag set, nothing more
     try:
         node = loader.get_single_node()  # type: ignore[no-untyped-call]

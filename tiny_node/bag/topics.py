@@ -134,49 +134,76 @@ def _one_line(exc: BaseException) -> str:
     return f"{text[: MAX_CAUSE_CHARS // 3]} ... {text[-(MAX_CAUSE_CHARS * 2 // 3):]}"
 
 
+#: input given a decompressor at a time: what it copies at a frame's end (its input's rest) is at most this
+_FEED_BYTES = 1 << 20
+
+
+class _TooManyFrames(zstd.ZstdError):
+    """More than :data:`MAX_CHUNK_FRAMES` compressed frames in one message or chunk."""
+
+
+def _frames_decompressed(data: bytes, compression: str, piece: int = 1 << 24) -> Iterator[bytes]:
+    """``data``'s zstd (or lz4) frames decompressed in turn, in pieces of at most ``piece`` bytes.
+
+    Fed :data:`_FEED_BYTES` at a time. Why: a decompressor copies the rest of its input
+    (``unused_data``) at a frame's end; given the whole rest each time, a chunk of empty 9-byte
+    frames cost time quadratic in its size (2 MB, 13 s), and 255 of them before one 64 MiB frame
+    copied it 255 times (21 s; reviews). More than :data:`MAX_CHUNK_FRAMES` frames raise
+    :class:`_TooManyFrames` (writers make one per message or chunk); data that ends inside a frame
+    ``zstd.ZstdError``; damaged data what the decompressor raises.
+    """
+    view = memoryview(data)
+    pos, carry, frames = 0, b"", 0
+    while carry or pos < len(view):
+        frames += 1
+        if frames > MAX_CHUNK_FRAMES:
+            raise _TooManyFrames(f"more than {MAX_CHUNK_FRAMES} {compression} frames (a writer makes one)")
+        d: Any = zstd.ZstdDecompressor() if compression == "zstd" else _lz4_frame().LZ4FrameDecompressor()
+        while not d.eof:
+            if not d.needs_input:  # output held back by max_length: ask for it
+                chunk = b""
+            elif carry:
+                chunk, carry = carry, b""
+            elif pos < len(view):
+                chunk, pos = bytes(view[pos:pos + _FEED_BYTES]), pos + _FEED_BYTES
+            else:
+                raise zstd.ZstdError("Compressed data ended before the end-of-stream marker was reached")
+            if out := d.decompress(chunk, max_length=piece):
+                yield out
+        carry = d.unused_data
+
+
 def _decompress_bounded(data: bytes, limit: int) -> bytes:
     """``zstd.decompress(data)`` (every frame), raising ``zstd.ZstdError`` past ``limit`` bytes.
 
     Why: the output is cut at ``limit`` while decompressing, so a bomb never gets allocated; and
-    past :data:`MAX_CHUNK_FRAMES` frames (a writer makes one), since each frame's rest is copied
-    to read the next: a message of empty 9-byte frames cost time quadratic in its size, as the
-    chunk count's did.
+    past :data:`MAX_CHUNK_FRAMES` frames (:func:`_frames_decompressed`).
     """
+    if not data:
+        raise zstd.ZstdError("Compressed data ended before the end-of-stream marker was reached")
     out = bytearray()
-    for _frame in range(MAX_CHUNK_FRAMES):
-        decomp = zstd.ZstdDecompressor()
-        out += decomp.decompress(data, max_length=limit + 1 - len(out))
+    for piece in _frames_decompressed(data, "zstd", min(1 << 24, limit + 1)):
+        out += piece
         if len(out) > limit:
             raise zstd.ZstdError(f"decompresses to over {limit} bytes (MAX_MESSAGE_BYTES)")
-        if not decomp.eof:
-            raise zstd.ZstdError("Compressed data ended before the end-of-stream marker was reached")
-        data = decomp.unused_data
-        if not data:
-            return bytes(out)
-    raise zstd.ZstdError(f"more than {MAX_CHUNK_FRAMES} zstd frames (a writer makes one)")
+    return bytes(out)
 
 
 def _unpacked_size(data: bytes, compression: str, limit: int) -> int:
     """How many bytes ``data`` (zstd or lz4 frames) decompresses to, counted up to just past ``limit``.
 
     Counted in 16 MiB pieces, never held whole. More than :data:`MAX_CHUNK_FRAMES` frames count
-    as past the limit: each frame's rest is copied to read the next, so a chunk of empty 9-byte
-    frames cost time quadratic in its size (2 MB, 13 s; review), and writers make one per chunk.
-    A stream that does not decompress counts what it gave: the reader names the damage.
+    as past the limit (:func:`_frames_decompressed`). A stream that does not decompress counts
+    what it gave: the reader names the damage.
     """
-    total = frames = 0
+    total = 0
     try:
-        while data and total <= limit:
-            frames += 1
-            if frames > MAX_CHUNK_FRAMES:
-                return limit + 1
-            d: Any = zstd.ZstdDecompressor() if compression == "zstd" else _lz4_frame().LZ4FrameDecompressor()
-            total += len(d.decompress(data, max_length=1 << 24))
-            while not d.eof and not d.needs_input and total <= limit:
-                total += len(d.decompress(b"", max_length=1 << 24))
-            if not d.eof:
-                return total
-            data = d.unused_data
+        for piece in _frames_decompressed(data, compression):
+            total += len(piece)
+            if total > limit:
+                break
+    except _TooManyFrames:
+        return limit + 1
     except (zstd.ZstdError, RuntimeError, EOFError):
         pass
     return total
@@ -597,7 +624,7 @@ class _Readable(Protocol):
 def _read_metadata(meta: Path) -> dict[str, Any]:
     """``rosbag2_bagfile_information`` of a bag's ``metadata.yaml``, or a BagError naming it.
 
-    Read as the project reads every YAML (:mod:`tiny_node.strict_yaml`): at most 16 MiB and a
+    Read as the project reads every YAML (:mod:`tiny_node.strict_yaml`): at most 4 MiB and a
     bounded alias expansion. With a plain ``yaml.safe_load`` a 685-byte file whose ``custom_data``
     nested aliases nine deep ran the replay out of memory (review).
     """
