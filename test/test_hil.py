@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -856,25 +857,34 @@ def test_ctrl_c_on_two_hosts_reaches_the_inner_harness_once(tmp_path):
     assert (tmp_path / "sigints").read_text() == "x"
 
 
+def _four_frames(path: Path, frame: Callable[[Any, int, float, np.ndarray], None]) -> Path:
+    """A bag of 4 camera frames at 30 Hz with a range each, the simulator's recorder's; ``frame`` writes each."""
+    from tiny_node.bag.record import Recorder
+
+    rgb = np.full((48, 64, 3), 120, np.uint8)
+    with Recorder(path, epoch_ns=1_000_000_000) as rec:
+        for i in range(4):
+            t = i / 30
+            rec.range(t, rec.to_ns(t), 30.0 - i)
+            frame(rec, i, t, rgb)
+    return path
+
+
 def test_bag_stream_reads_as_replay_does_and_notes_frames_it_cannot_send(tmp_path):
     pytest.importorskip("rosbags")
     from tiny_node.bag import BagError
     from tiny_node.bag import msgs as bm
-    from tiny_node.bag.record import Recorder
     from tiny_node.hil.source import BagStream
 
-    rgb = np.full((48, 64, 3), 120, np.uint8)
-    with Recorder(tmp_path / "b", epoch_ns=1_000_000_000) as rec:
-        for i in range(4):
-            t = i / 30
-            rec.range(t, rec.to_ns(t), 30.0 - i)
-            if i == 1:  # a frame the node cannot take (its data cut short)
-                msg = bm.image_msg(rec.to_ns(t), rgb)
-                msg.data = msg.data[:100]
-                rec.write("/camera/image_raw", t, msg)
-            else:
-                rec.image(t, rec.to_ns(t), rgb)
-    stream = BagStream(tmp_path / "b")
+    def frame(rec, i, t, rgb):
+        if i == 1:  # a frame the node cannot take (its data cut short)
+            msg = bm.image_msg(rec.to_ns(t), rgb)
+            msg.data = msg.data[:100]
+            rec.write("/camera/image_raw", t, msg)
+        else:
+            rec.image(t, rec.to_ns(t), rgb)
+
+    stream = BagStream(_four_frames(tmp_path / "b", frame))
     events = stream.advance(0.2, False)
     assert sum(e.kind == "camera" and not e.unsent for e in events) == 3
     odom, = stream.notes  # replay's warning (this bag has no odometry)
@@ -891,17 +901,14 @@ def test_hil_takes_a_bags_topics_by_role_as_replay_does(tmp_path, capsys):
     not have (review 2026-12-08): --camera / --range / --odom / --imu name the bag's topics."""
     pytest.importorskip("rosbags")
     from tiny_node.bag import msgs as bm
-    from tiny_node.bag.record import Recorder
     from tiny_node.cli import main
     from tiny_node.hil import cli as hil_cli
 
-    rgb = np.full((48, 64, 3), 120, np.uint8)
-    with Recorder(tmp_path / "b", epoch_ns=1_000_000_000) as rec:
-        for i in range(4):
-            t = i / 30
-            rec.range(t, rec.to_ns(t), 30.0 - i)
-            rec.image(t, rec.to_ns(t), rgb)
-            rec.write("/rear/image_raw", t, bm.image_msg(rec.to_ns(t), rgb))
+    def frame(rec, i, t, rgb):
+        rec.image(t, rec.to_ns(t), rgb)
+        rec.write("/rear/image_raw", t, bm.image_msg(rec.to_ns(t), rgb))
+
+    _four_frames(tmp_path / "b", frame)
     out = ["hil", "--out", str(tmp_path / "out"), "--bag", str(tmp_path / "b")]
     assert main(out) == 2
     assert "choose one with --camera" in capsys.readouterr().err
