@@ -896,6 +896,18 @@ def test_bag_stream_reads_as_replay_does_and_notes_frames_it_cannot_send(tmp_pat
         BagStream(tmp_path / "nowhere")
 
 
+def test_hil_params_are_typed_as_the_nodes_rcl_types_them():
+    """PyYAML read ``null`` as None, passed on to the node as the string ``None``, and ``5e-3`` as a
+    string where rcl reads a double (review 2026-12-08)."""
+    from tiny_node.hil.cli import _params
+    from tiny_node.tools.nodeproc import ros_param_arg
+
+    got = _params(["deadline_ms:=5e-3", "name:=null", "flag:=y", "limit:=40.0", "ids:=[1, 2]"])
+    assert got == {"deadline_ms": 0.005, "name": "null", "flag": True, "limit": 40.0, "ids": [1, 2]}
+    assert [ros_param_arg(k, v) for k, v in got.items()] == [
+        "deadline_ms:=0.005", "name:=null", "flag:=true", "limit:=40.0", "ids:=[1, 2]"]
+
+
 def test_hil_takes_a_bags_topics_by_role_as_replay_does(tmp_path, capsys):
     """A vehicle's recording with two cameras was refused, "choose one with --camera", an option hil did
     not have (review 2026-12-08): --camera / --range / --odom / --imu name the bag's topics."""
@@ -943,6 +955,7 @@ def test_hil_refuses_bad_inputs_before_anything_starts(tmp_path, capsys):
         (["--namespace", "bad-ns"], "--namespace /bad-ns: namespace must not contain characters other than "
                                     "alphanumerics"),  # the node started, then the harness's traceback
         (["--camera", "/front/image_raw", "--odom", "/odom"], "--camera --odom: a bag's topic, with --bag only"),
+        (["--param", "deadline_ms:="], "--param 'deadline_ms:=' has no value"),  # went on as the string None
     ):
         assert main(["hil", "--out", str(tmp_path / "out"), *argv]) == 2, argv
         err = capsys.readouterr().err

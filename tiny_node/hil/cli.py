@@ -141,18 +141,24 @@ def verify_bundle(path: Path) -> None:
 
 
 def _params(items: list[str]) -> dict[str, object]:
-    """``NAME:=VALUE`` pairs with YAML typing (as ``ros2 run ... -p``)."""
+    """``NAME:=VALUE`` pairs typed as the node's rcl types a ``-p`` value (``5e-3`` a double, ``null`` a string).
+
+    Why rcl's, not PyYAML's: ``null`` went to the node as the string ``None``, and the harness's
+    own reading of a value differed from the node's (review 2026-12-08).
+    """
     import yaml
 
-    from tiny_node.strict_yaml import yaml_problem
+    from tiny_node.strict_yaml import load_ros_params, yaml_problem
 
     out: dict[str, object] = {}
     for item in items:
         name, sep, value = item.partition(":=")
         if not sep or not name:
             raise ValueError(f"--param needs NAME:=VALUE, got {item!r}")
+        if not value.strip():  # rcl: "No value"; passed on, it was the string "None"
+            raise ValueError(f"--param {item!r} has no value")
         try:
-            out[name] = yaml.safe_load(value)
+            out[name] = load_ros_params(value)
         except yaml.YAMLError as exc:  # a value ROS could not read either: refused before the node starts
             raise ValueError(f"--param {item!r}: the value is not valid YAML: {yaml_problem(exc)}") from exc
     return out
