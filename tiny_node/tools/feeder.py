@@ -46,7 +46,6 @@ class FeederLog:
     decisions: dict[int, list[Received]] = field(default_factory=dict)
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
     diagnostics_at: list[float] = field(default_factory=list)  # monotonic receipt, parallel to diagnostics
-    brakes: int = 0
     #: every ``brake`` message (monotonic receipt, value), in the order received
     brake_msgs: list[tuple[float, bool]] = field(default_factory=list)
 
@@ -103,7 +102,6 @@ class Feeder:
         now = time.monotonic()
         self.latest_brake = bool(msg.data)
         with self._lock:
-            self.log.brakes += int(msg.data)
             self.log.brake_msgs.append((now, bool(msg.data)))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
