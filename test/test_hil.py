@@ -32,9 +32,11 @@ from tiny_node.hil import faults as F  # noqa: N812  (short: used on every line)
 from tiny_node.hil.harness import global_failures
 from tiny_node.hil.record import (
     JITTER_MS,
+    BrakeRec,
     DecisionRec,
     DiagRec,
     FrameRec,
+    Published,
     RunRecord,
     match,
     timing_failures,
@@ -610,6 +612,8 @@ def test_ci_run_every_frame_decided_once_node_alive_report_written(ci_run):
         assert not run["failures"], f"{run['group']}: {run['failures']}"
         assert run["unknown_decisions"] == 0
         assert run["duplicates"] == 0
+        # over real DDS the brake output is paired by sequence number (rclpy >= Iron has the message info)
+        assert run["brake_output"]["paired_by"] == "sequence" and run["brake_output"]["messages"] > 100, run["brake_output"]
     groups = {r["group"] for r in summary["runs"]}
     assert groups == {"main", "simtime", "bundle"}
     assert summary["outcome"]["clean"]["episodes"] >= 1
@@ -1284,14 +1288,15 @@ def test_a_bundle_that_fails_its_checksum_is_refused_before_anything_starts(tmp_
     assert "--param model_bundle: give the bundle with --model" in capsys.readouterr().err
 
 
-def test_a_run_whose_brake_output_does_not_match_its_decisions_fails():
+def test_without_message_info_a_decisions_brake_is_matched_by_receipt():
     """The ``brake`` topic, the one the vehicle acts on, was never checked: a node with it remapped away
-    passed, exit 0, its drives colliding at full speed (review 2026-12-08). Each decision (with a
-    frame or without) wants a ``brake`` message of its value within BRAKE_PAIR_S."""
+    passed, exit 0, its drives colliding at full speed (review 2026-12-08). Where rclpy gives no message
+    info (Humble), each decision (with a frame or without) wants a ``brake`` message of its value within
+    BRAKE_PAIR_S."""
     from tiny_node.hil.harness import BRAKE_PAIR_S, brake_failures
 
     def run(brakes):
-        rec = _rec(warmup_s=1.0, duration_s=6.0, brakes=brakes)
+        rec = _rec(warmup_s=1.0, duration_s=6.0, brakes=[BrakeRec(*b) for b in brakes] if brakes is not None else None)
         rec.frames = [FrameRec(i, 10_000 + i, i / 30, i / 30) for i in range(120)]
         rec.decisions = {10_000 + i: [_decision(i / 30 + 0.005, decision="brake" if i >= 60 else "no_brake")]
                          for i in range(120)}
@@ -1299,6 +1304,7 @@ def test_a_run_whose_brake_output_does_not_match_its_decisions_fails():
         return rec
 
     paired = [(i / 30 + 0.004, i >= 60) for i in range(120)] + [(4.4999, True)]
+    assert run(paired).brake_pairing == "receipt" and run(None).brake_pairing is None
     assert brake_failures(run(paired)) == [] and global_failures(run(paired)) == []
     assert brake_failures(run(None)) == []  # a record made without the feeder: not recorded, not judged
     [dead] = global_failures(run([]))
@@ -1315,6 +1321,87 @@ def test_a_run_whose_brake_output_does_not_match_its_decisions_fails():
     assert brake_failures(run([b for b in paired if b[0] < 4.45]))[0].startswith("1 of 91 decisions without")
     one_lost = [b for b in paired if abs(b[0] - 3.004) > 1e-6]
     assert brake_failures(run(one_lost))[0].startswith("1 of 91 decisions without")
+
+
+NODE_DECISION, NODE_BRAKE = b"node/decision", b"node/brake"
+
+
+def _sequenced_run(brakes: list[BrakeRec]) -> RunRecord:
+    """120 frames at 30 Hz, braking from frame 60, and one decision without a frame at 4.5 s: each
+    decision published by the node's decision publisher as message i + 1, 1 ms after its brake."""
+    rec = _rec(warmup_s=1.0, duration_s=6.0, brakes=brakes)
+    rec.frames = [FrameRec(i, 10_000 + i, i / 30, i / 30) for i in range(120)]
+    sent = [i / 30 for i in range(120)] + [4.5]
+    for i, t in enumerate(sent):
+        d = _decision(t + 0.005, decision="brake" if t >= 2.0 else "no_brake")
+        d.published = Published(NODE_DECISION, i + 1, int((t + 0.003) * 1e9))
+        if i < 120:
+            rec.decisions[10_000 + i] = [d]
+        else:
+            d.values["frame"] = "none (camera timeout)"
+            rec.frameless.append(d)
+    return rec
+
+
+def _node_brakes(delay_s: float = 0.0) -> list[BrakeRec]:
+    """The node's brake message of each decision of :func:`_sequenced_run`, published 1 ms before it."""
+    sent = [i / 30 for i in range(120)] + [4.5]
+    return [BrakeRec(t + 0.004 + delay_s, t >= 2.0, Published(NODE_BRAKE, i + 1, int((t + 0.002 + delay_s) * 1e9)))
+            for i, t in enumerate(sent)]
+
+
+def test_a_decisions_brake_is_the_one_of_its_sequence_number_published_before_it():
+    """Matched by receipt within a second, a brake 0.8 s late passed, and so did extra brake messages of
+    the other value (review 2026-12-08): with the message info (rclpy >= Iron) each decision goes with the
+    brake of its publication sequence number from the brake publisher made with it, published no later,
+    of its value; a brake message that answers no decision fails the run, as does a second publisher."""
+    from tiny_node.hil.harness import brake_failures
+
+    good = _sequenced_run(_node_brakes())
+    assert good.brake_pairing == "sequence"
+    assert brake_failures(good) == [] and global_failures(good) == []
+    # the receipt order does not matter: the harness's executor may take the brake after its decision
+    swapped = _sequenced_run([BrakeRec(b.received_at + 0.002, b.value, b.published) for b in _node_brakes()])
+    assert brake_failures(swapped) == []
+    # a brake published 0.8 s after its decision (within the old second): the vehicle acts late
+    [late] = brake_failures(_sequenced_run(_node_brakes(delay_s=0.8)))
+    assert late.startswith("91 of 91 `brake` messages published after their decision (first at t=1.00 s, "
+                           "799 ms after; the node publishes the brake first)"), late
+    # an extra brake message of the other value after each, from the node's own publisher: its sequence
+    # numbers run twice as fast, so its decisions find the wrong ones
+    doubled = []
+    for b in _node_brakes():
+        assert b.published is not None
+        n = 2 * b.published.seq - 1
+        doubled += [BrakeRec(b.received_at, b.value, Published(NODE_BRAKE, n, b.published.source_ns)),
+                    BrakeRec(b.received_at + 1e-4, not b.value, Published(NODE_BRAKE, n + 1, b.published.source_ns + 1))]
+    fails = brake_failures(_sequenced_run(doubled))
+    assert any(f.startswith("45 of 91 decisions with a `brake` message of the other value") for f in fails), fails
+    assert any(f.startswith("121 `brake` messages that answer no decision") for f in fails), fails
+    # ... or from another publisher: something else commands the vehicle
+    other = [BrakeRec(b.received_at + 1e-4, not b.value, Published(b"relay", b.published.seq, b.published.source_ns))
+             for b in _node_brakes() if b.published is not None]
+    fails = brake_failures(_sequenced_run(_node_brakes() + other))
+    assert fails[0] == ("`brake` came from 2 publishers, decisions from 1: something besides the node commands "
+                        "the vehicle's brake"), fails
+    assert "90 `brake` messages that answer no decision (first at t=1.04 s, true)" in fails[1], fails
+    # a brake output stuck at false; one brake message lost; none at all
+    stuck = [BrakeRec(b.received_at, False, b.published) for b in _node_brakes()]
+    [f] = brake_failures(_sequenced_run(stuck))
+    assert f == "61 of 91 decisions with a `brake` message of the other value (first at t=2.00 s: brake, brake false)"
+    lost = [b for b in _node_brakes() if b.published is not None and b.published.seq != 90]
+    [f] = brake_failures(_sequenced_run(lost))
+    assert f.startswith("1 of 91 decisions without their `brake` message (first at t=2.97 s, brake; 120 `brake`"), f
+    [f] = brake_failures(_sequenced_run([]))
+    assert f.startswith("91 of 91 decisions without their `brake` message"), f
+    # one phantom brake between two decisions, from the node's publisher (a number no decision has)
+    phantom = [*_node_brakes(), BrakeRec(3.02, True, Published(NODE_BRAKE, 500, int(3.02e9)))]
+    assert brake_failures(_sequenced_run(phantom)) == [
+        "1 `brake` messages that answer no decision (first at t=3.02 s, true): the vehicle was commanded what no "
+        "decision said"]
+    # a brake in the warm-up or after the last judged decision: not judged
+    early = [*_node_brakes(), BrakeRec(0.5, True, Published(NODE_BRAKE, 501, int(0.5e9)))]
+    assert brake_failures(_sequenced_run(early)) == []
 
 
 def _model_run(states: list[str], diag_state: str | None = None, **kw) -> RunRecord:
@@ -2011,9 +2098,11 @@ def test_an_interrupted_run_judges_the_faults_it_finished_and_leaves_out_its_las
     runner.started = True
     runner.rec.frames = [FrameRec(i, i, i / 30, runner.t0 + i / 30) for i in range(150)]
     log.decisions = {i: [types.SimpleNamespace(received_at=runner.t0 + i / 30 + 0.01,
-                                               values={"latency_ms": "5", "deadline_ms": "50"})]
+                                               values={"latency_ms": "5", "deadline_ms": "50"},
+                                               published=(b"decision", i + 1, 10**9 + i * 10**6))]
                      for i in range(140)}  # the last 10 sent not answered yet
-    log.brake_msgs = [(runner.t0 + i / 30 + 0.009, False) for i in range(140)]
+    log.brake_msgs = [(runner.t0 + i / 30 + 0.009, False, (b"brake", i + 1, 10**9 + i * 10**6 - 1))
+                      for i in range(140)]
     rec = runner.partial(None)
     assert len(rec.frames) < 125 and all(f.sent_at <= now - harness.DRAIN_S for f in rec.frames)
     assert not global_failures(rec), global_failures(rec)  # none missing, none unknown

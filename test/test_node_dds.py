@@ -61,6 +61,23 @@ def test_rules_only_one_decision_per_frame_with_its_stamp(start_node, feeder):
     assert {v["decision"] for v in values} == {"brake"}
     assert values[0]["reason"].startswith("RSS")
     assert node.alive()
+    # each decision's brake message carries its sequence number, published first, with its value: what
+    # the HIL harness pairs them by (hil.harness.brake_failures)
+    from tiny_node.ros.message_info import HAS_MSG_INFO
+
+    time.sleep(0.3)
+    with feeder._lock:
+        got = [r for rs in feeder.log.decisions.values() for r in rs]
+        brakes = list(feeder.log.brake_msgs)
+    if HAS_MSG_INFO:
+        by_seq = {pub[1]: (value, pub) for _, value, pub in brakes}
+        assert len(by_seq) == len(brakes) == len(got) >= 70
+        for r in got:
+            value, pub = by_seq[r.published[1]]
+            assert value == (r.values["decision"] == "brake")
+            assert 0 < pub[2] <= r.published[2]  # source timestamps: the brake first
+    else:  # Humble: no message info
+        assert all(pub is None for _, _, pub in brakes) and all(r.published is None for r in got)
 
 
 def test_bad_frames_get_a_decision_and_a_reason(start_node, feeder):

@@ -33,7 +33,17 @@ from typing import Any
 from tiny_node.config import SPECS
 from tiny_node.decision import FRAME_NONE, MODEL_ON_TIME_SHARE, diagnostic_prefix
 from tiny_node.hil.faults import Fault, OutFrame, schedule
-from tiny_node.hil.record import WARMUP_S, CheckResult, DecisionRec, DiagRec, FrameRec, RunRecord, timing_failures
+from tiny_node.hil.record import (
+    WARMUP_S,
+    BrakeRec,
+    CheckResult,
+    DecisionRec,
+    DiagRec,
+    FrameRec,
+    Published,
+    RunRecord,
+    timing_failures,
+)
 from tiny_node.hil.source import Event, Stream
 from tiny_node.hil.stallprobe import Probe
 from tiny_node.stopping import stopped_by, stops_held
@@ -638,12 +648,13 @@ class _Runner:
             decisions: dict[int, list[DecisionRec]] = {}
             for stamp, got in log.decisions.items():
                 for r in got:
+                    rec = DecisionRec(r.received_at, r.values, _published(r.published))
                     if r.values.get("frame") == FRAME_NONE:
-                        self.rec.frameless.append(DecisionRec(r.received_at, r.values))
+                        self.rec.frameless.append(rec)
                     else:
-                        decisions.setdefault(stamp, []).append(DecisionRec(r.received_at, r.values))
+                        decisions.setdefault(stamp, []).append(rec)
             diags = list(zip(log.diagnostics_at, log.diagnostics, strict=False))
-            self.rec.brakes = list(log.brake_msgs)
+            self.rec.brakes = [BrakeRec(at, value, _published(pub)) for at, value, pub in log.brake_msgs]
         self.rec.frameless.sort(key=lambda d: d.received_at)
         self.rec.decisions = decisions
         for at, arr in diags:
@@ -652,6 +663,10 @@ class _Runner:
                 self.rec.diags.append(DiagRec(at, st.name, int(level), st.message,
                                               {kv.key: kv.value for kv in st.values}))
         self.rec.episodes = [e.as_dict() for e in stream.episodes] if stream is not None else []
+
+
+def _published(pub: tuple[bytes, int, int] | None) -> Published | None:
+    return Published(*pub) if pub is not None else None
 
 
 def _ns_to_stamp(ns: int) -> Any:
@@ -1153,26 +1168,114 @@ def global_failures(rec: RunRecord) -> list[str]:
     return out
 
 
-#: How far apart a decision and its ``brake`` message may be received (the node publishes them one
-#: after the other; the harness's executor may take them apart under load).
+#: Where rclpy gives no message info (Humble): how far apart a decision and its ``brake`` message may
+#: be received (the harness's executor may take them apart under load). Also the record's tail in
+#: which decisions are not judged (a pair taken apart by the collection).
 BRAKE_PAIR_S = 1.0
+#: How much later than its decision a ``brake`` message may be published, on the node's clock: the
+#: node publishes it first, so only a system clock set back between two calls makes it later.
+BRAKE_ORDER_TOL_MS = 1.0
 
 
 def brake_failures(rec: RunRecord) -> list[str]:
-    """Every judged decision's ``brake`` message, with its value: the one output the vehicle acts on.
+    """Every judged decision's ``brake`` message, with its value, published no later; no brake besides.
 
-    Why: it was never checked, only the ``decision`` topic; a node whose ``brake`` was remapped
-    away passed, exit 0, while its drives collided at full speed (review 2026-12-08). Matched in
-    receipt order, each decision to the next unmatched ``brake`` message of its value received
-    within :data:`BRAKE_PAIR_S` of it. Decisions (with or without a frame) from the warm-up to
-    :data:`BRAKE_PAIR_S` before the record's end (a pair taken apart by the collection).
+    Why: ``brake`` is the one output the vehicle acts on. It was never checked: a node with it
+    remapped away passed, exit 0, while its drives collided at full speed; then, matched to
+    decisions by receipt within a second, a brake 0.8 s late passed, and so did extra brake
+    messages of the other value (reviews 2026-12-08). With the message info (rclpy >= Iron) each
+    decision is paired with the brake of its publication sequence number
+    (:func:`_brake_failures_by_sequence`); without it, by receipt (:func:`_brake_failures_by_receipt`).
+    Judged: decisions (with or without a frame) from the warm-up to :data:`BRAKE_PAIR_S` before
+    the record's end.
     """
     if rec.brakes is None:
         return []
     end = rec.duration_s - BRAKE_PAIR_S if rec.duration_s > 0.0 else math.inf
     every = [d for ds in rec.decisions.values() for d in ds] + rec.frameless
     judged = sorted((d for d in every if rec.warmup_s <= rec.rt(d.received_at) <= end), key=lambda d: d.received_at)
-    pending = sorted(rec.brakes)  # (receipt, value), each matched once
+    if rec.brake_pairing == "sequence":
+        return _brake_failures_by_sequence(rec, every, judged)
+    return _brake_failures_by_receipt(rec, judged)
+
+
+def _writers(pubs: list[tuple[float, Published]]) -> list[bytes]:
+    """Publishers in the order they began publishing (their first message; receipt where no source time)."""
+    first: dict[bytes, tuple[int, float]] = {}
+    for at, p in pubs:
+        key = (p.source_ns or 0, at) if p.source_ns else (2**63, at)
+        if p.writer not in first or key < first[p.writer]:
+            first[p.writer] = key
+    return sorted(first, key=first.__getitem__)
+
+
+def _brake_failures_by_sequence(rec: RunRecord, every: list[DecisionRec], judged: list[DecisionRec]) -> list[str]:
+    """Pair each decision with the ``brake`` of its sequence number, from the brake publisher made with it.
+
+    The node's two publishers are made together and publish together (brake first), so the n-th
+    publisher of decisions (a reconfigured node makes new ones) goes with the n-th of brakes.
+    """
+    assert rec.brakes is not None
+    brakes = rec.brakes
+    d_writers = _writers([(d.received_at, d.published) for d in every if d.published is not None])
+    b_writers = _writers([(b.received_at, b.published) for b in brakes if b.published is not None])
+    out: list[str] = []
+    if len(b_writers) > len(d_writers):
+        out.append(f"`brake` came from {len(b_writers)} publishers, decisions from {len(d_writers)}: something "
+                   "besides the node commands the vehicle's brake")
+    partner = dict(zip(d_writers, b_writers, strict=False))
+    by_seq = {(b.published.writer, b.published.seq): b for b in brakes if b.published is not None}
+    missing: list[DecisionRec] = []
+    other: list[tuple[DecisionRec, BrakeRec]] = []
+    later: list[tuple[DecisionRec, float]] = []
+    for d in judged:
+        assert d.published is not None
+        b = by_seq.get((partner.get(d.published.writer, b""), d.published.seq))
+        if b is None:
+            missing.append(d)
+            continue
+        assert b.published is not None
+        if b.value != (d.values.get("decision") == "brake"):
+            other.append((d, b))
+        if b.published.source_ns and d.published.source_ns:
+            lag_ms = (b.published.source_ns - d.published.source_ns) * 1e-6
+            if lag_ms > BRAKE_ORDER_TOL_MS:
+                later.append((d, lag_ms))
+    n = len(judged)
+    if missing:
+        head = missing[0]
+        out.append(f"{len(missing)} of {n} decisions without their `brake` message (first at "
+                   f"t={rec.rt(head.received_at):.2f} s, {head.values.get('decision')}; {len(brakes)} `brake` "
+                   "messages in all): the topic the vehicle acts on, remapped away or not published?")
+    if other:
+        d, b = other[0]
+        out.append(f"{len(other)} of {n} decisions with a `brake` message of the other value (first at "
+                   f"t={rec.rt(d.received_at):.2f} s: {d.values.get('decision')}, brake {str(b.value).lower()})")
+    if later:
+        d, lag = later[0]
+        out.append(f"{len(later)} of {n} `brake` messages published after their decision (first at "
+                   f"t={rec.rt(d.received_at):.2f} s, {lag:.0f} ms after; the node publishes the brake first): "
+                   "the vehicle acts later than the decisions say")
+    if judged:
+        paired = {(partner.get(d.published.writer, b""), d.published.seq) for d in every if d.published is not None}
+        lo, hi = judged[0].received_at, judged[-1].received_at
+        stray = [b for b in brakes if b.published is not None and lo <= b.received_at <= hi
+                 and (b.published.writer, b.published.seq) not in paired]
+        if stray:
+            out.append(f"{len(stray)} `brake` messages that answer no decision (first at "
+                       f"t={rec.rt(stray[0].received_at):.2f} s, {str(stray[0].value).lower()}): the vehicle "
+                       "was commanded what no decision said")
+    return out
+
+
+def _brake_failures_by_receipt(rec: RunRecord, judged: list[DecisionRec]) -> list[str]:
+    """Without message info: each decision to the next unmatched ``brake`` of its value received near it.
+
+    In receipt order, within :data:`BRAKE_PAIR_S`. Weaker: a brake up to that late passes, and
+    extra brake messages are not judged.
+    """
+    assert rec.brakes is not None
+    pending = sorted((b.received_at, b.value) for b in rec.brakes)  # each matched once
     used = [False] * len(pending)
     first = 0  # every message before it is used or too early for the decisions to come
     unmatched: list[DecisionRec] = []

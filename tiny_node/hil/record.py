@@ -63,12 +63,36 @@ class FrameRec:
     note: str = ""  # what a fault did to it (e.g. "corrupt: step")
 
 
+@dataclass(frozen=True)
+class Published:
+    """Which message of which publisher, from the rmw's message info (rclpy >= Iron).
+
+    Why: the node publishes each decision's ``brake`` just before the decision, from publishers
+    made together, so a brake and its decision carry the same sequence number; receipt times
+    alone could not say which brake answered which decision, nor that one came late.
+    """
+
+    writer: bytes  # the publisher's gid
+    seq: int  # publication sequence number, per publisher from 1
+    source_ns: int  # the publisher's system clock at publish (0: the rmw did not say)
+
+
 @dataclass
 class DecisionRec:
     """One decision received: harness receipt time and the decision's values."""
 
     received_at: float
     values: dict[str, Any]
+    published: Published | None = None
+
+
+@dataclass
+class BrakeRec:
+    """One ``brake`` message received: harness receipt time and its value."""
+
+    received_at: float
+    value: bool
+    published: Published | None = None
 
 
 @dataclass
@@ -164,9 +188,9 @@ class RunRecord:
     #: Decisions that answer no frame (``frame: none``): published while the camera is out.
     frameless: list[DecisionRec] = field(default_factory=list)
     diags: list[DiagRec] = field(default_factory=list)
-    #: The node's ``brake`` messages (monotonic receipt, value), in the order received: what the vehicle
-    #: acts on. None: not recorded (a record made without the harness's feeder), so not judged.
-    brakes: list[tuple[float, bool]] | None = None
+    #: The node's ``brake`` messages, in the order received: what the vehicle acts on. None: not
+    #: recorded (a record made without the harness's feeder), so not judged.
+    brakes: list[BrakeRec] | None = None
     windows: dict[str, Window] = field(default_factory=dict)
     #: faults that hold for the whole run (a corrupt bundle): every episode of the run has them
     run_wide: list[str] = field(default_factory=list)
@@ -210,6 +234,20 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)
     _results: list[FrameResult] | None = None
     _unknown: int = 0
+
+    @property
+    def brake_pairing(self) -> str | None:
+        """How each decision's ``brake`` message is found (:func:`tiny_node.hil.harness.brake_failures`).
+
+        ``"sequence"``: by publication sequence number, every message having its info (rclpy >=
+        Iron); ``"receipt"``: by receipt time; None: the brake output was not recorded.
+        """
+        if self.brakes is None:
+            return None
+        every = [d for ds in self.decisions.values() for d in ds] + self.frameless
+        if all(d.published is not None for d in every) and all(b.published is not None for b in self.brakes):
+            return "sequence"
+        return "receipt"
 
     @property
     def probe_trusted(self) -> bool:

@@ -214,6 +214,8 @@ def write_report(out_dir: Path, records: list[RunRecord], checks: list[CheckResu
             "unsent": rec.unsent,
             "warmup": {"seconds": rec.warmup_s, **{k: v for k, v in summarise_latency(
                 [r for r in rec.results() if r.frame.t < rec.warmup_s]).items() if k in ("frames", "decisions")}},
+            "brake_output": {"messages": len(rec.brakes) if rec.brakes is not None else None,
+                             "paired_by": rec.brake_pairing},
             "node_alive": rec.node_alive, "failures": global_fail.get(rec.group, []),
             "node_counters": node_counters(rec),
             "machine_stalls": {"probe": rec.probe, "count": len(rec.stalls),

@@ -39,7 +39,6 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
 from std_msgs.msg import Bool, String
 
@@ -64,6 +63,7 @@ from tiny_node.decision import MODEL_ON_TIME_SHARE, Decision, ModelState, diagno
 from tiny_node.gaps import GapCounter
 from tiny_node.realtime import RealtimeLoop
 from tiny_node.ros import convert
+from tiny_node.ros.message_info import publication, with_info
 from tiny_node.rt import (
     deadline_priority,
     fifo_priority,
@@ -156,10 +156,6 @@ class _ContextPort:
 # rcl's error type from the C extension, as rclpy itself names it in every distro
 # (`rclpy.subscription.RCLError` is a re-export that only Kilted's rclpy has).
 RCLError = _rclpy.RCLError
-# rclpy >= Iron passes MessageInfo (publication sequence numbers) to 2-argument callbacks: Iron to
-# Kilted say so with Subscription.CallbackType, rclpy after Kilted with _detect_wants_info instead
-# (read by name only: Humble has neither, and its callbacks get the message alone).
-_HAS_MSG_INFO = hasattr(Subscription, "CallbackType") or hasattr(Subscription, "_detect_wants_info")
 DECISION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -323,14 +319,14 @@ class TinyNode(LifecycleNode):
         qos = qos_profile_sensor_data
         if cfg.str("camera_transport") == "compressed":
             cam = self.create_subscription(CompressedImage, CAMERA_TOPICS["compressed"],
-                                           _with_info(self._on_camera), qos)
+                                           with_info(self._on_camera), qos)
         else:
-            cam = self.create_subscription(Image, CAMERA_TOPICS["raw"], _with_info(self._on_camera), qos)
+            cam = self.create_subscription(Image, CAMERA_TOPICS["raw"], with_info(self._on_camera), qos)
         self._subs = [
             cam,
-            self.create_subscription(Range, "range", _with_info(self._on_range), qos),
-            self.create_subscription(Odometry, "odom", _with_info(self._on_odom), qos),
-            self.create_subscription(Imu, "imu", _with_info(self._on_imu), qos),
+            self.create_subscription(Range, "range", with_info(self._on_range), qos),
+            self.create_subscription(Odometry, "odom", with_info(self._on_odom), qos),
+            self.create_subscription(Imu, "imu", with_info(self._on_imu), qos),
         ]
         self.loop = RealtimeLoop(self.watchdog, self._publish, self.clock, self.worker,
                                  priority=deadline_priority(self.rt_priority), report=self.get_logger().error)
@@ -509,10 +505,11 @@ class TinyNode(LifecycleNode):
         if not self.loop.running:  # inactive: no decision is due, and none may come later for it
             self._frames_inactive += 1
             return
-        if info and info.get("publication_sequence_number") is not None and info.get("publisher_gid"):
-            gid = bytes(info["publisher_gid"].get("data", b""))
+        pub = publication(info)
+        if pub is not None:
+            gid, seq, _ = pub
             self._camera_publishers.add(gid)
-            lost = self.gaps.observe(gid, int(info["publication_sequence_number"]))
+            lost = self.gaps.observe(gid, seq)
             if lost:
                 self.loop.run_in_loop(lambda: self.watchdog.count_dropped(lost) if self.watchdog else None)
         self.loop.frame_in_flight(received_at)  # no "camera out" decided while it is being decoded
@@ -774,18 +771,6 @@ class TinyNode(LifecycleNode):
         arr = DiagnosticArray(status=statuses)
         arr.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(arr)
-
-
-def _with_info(callback: Callable[[Any, Any], None]) -> Callable[..., None]:
-    """``callback(msg, info)`` as rclpy calls it: with the message info where rclpy has it (Iron on).
-
-    Why: rclpy passes the info only to a callback that cannot be called with the message alone;
-    without it the deadline would run from the executor's callback, not from the DDS receipt,
-    and transport losses would go uncounted. Humble's rclpy has no message info: None.
-    """
-    if _HAS_MSG_INFO:
-        return callback
-    return lambda msg: callback(msg, None)
 
 
 def _ros_section(argv: list[str]) -> list[str]:

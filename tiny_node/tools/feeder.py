@@ -26,6 +26,7 @@ from std_msgs.msg import Bool
 
 from tiny_node.frames import encode_raw
 from tiny_node.ros.convert import ns_to_stamp, parse_decision
+from tiny_node.ros.message_info import publication, with_info
 
 DECISION_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -36,6 +37,8 @@ class Received:
 
     received_at: float  # time.monotonic() in the feeder process
     values: dict[str, Any]
+    #: (publisher gid, publication sequence number, source timestamp ns), where rclpy says (Iron on)
+    published: tuple[bytes, int, int] | None = None
 
 
 @dataclass
@@ -46,8 +49,8 @@ class FeederLog:
     decisions: dict[int, list[Received]] = field(default_factory=dict)
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
     diagnostics_at: list[float] = field(default_factory=list)  # monotonic receipt, parallel to diagnostics
-    #: every ``brake`` message (monotonic receipt, value), in the order received
-    brake_msgs: list[tuple[float, bool]] = field(default_factory=list)
+    #: every ``brake`` message (monotonic receipt, value, as :attr:`Received.published`), in the order received
+    brake_msgs: list[tuple[float, bool, tuple[bytes, int, int] | None]] = field(default_factory=list)
 
 
 class Feeder:
@@ -72,8 +75,9 @@ class Feeder:
         self.log = FeederLog()
         self._lock = threading.Lock()
         self.latest_brake = False
-        self.node.create_subscription(DiagnosticArray, f"{ns}decision", self._on_decision, DECISION_QOS)
-        self.node.create_subscription(Bool, f"{ns}brake", self._on_brake, DECISION_QOS)
+        # with the message info: which brake message goes with which decision (publication sequence numbers)
+        self.node.create_subscription(DiagnosticArray, f"{ns}decision", with_info(self._on_decision), DECISION_QOS)
+        self.node.create_subscription(Bool, f"{ns}brake", with_info(self._on_brake), DECISION_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self._pub_clock: Any = None
         self._clock_type: Any = None
@@ -92,17 +96,17 @@ class Feeder:
                 raise
 
     # --- receiving ------------------------------------------------------------------------
-    def _on_decision(self, msg: DiagnosticArray) -> None:
+    def _on_decision(self, msg: DiagnosticArray, info: Any) -> None:
         now = time.monotonic()
         values = parse_decision(msg)
         with self._lock:
-            self.log.decisions.setdefault(values["stamp_ns"], []).append(Received(now, values))
+            self.log.decisions.setdefault(values["stamp_ns"], []).append(Received(now, values, publication(info)))
 
-    def _on_brake(self, msg: Bool) -> None:
+    def _on_brake(self, msg: Bool, info: Any) -> None:
         now = time.monotonic()
         self.latest_brake = bool(msg.data)
         with self._lock:
-            self.log.brake_msgs.append((now, bool(msg.data)))
+            self.log.brake_msgs.append((now, bool(msg.data), publication(info)))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         now = time.monotonic()
