@@ -225,10 +225,8 @@ def test_camera_dropout_check_wants_decisions_without_a_frame_at_the_camera_peri
     assert global_failures(rec) == []
 
 
-@pytest.mark.parametrize("imu", [True, False])
-def test_stale_odometry_wants_the_sensors_diagnostic_back_at_its_level_before_the_fault(imu):
-    """Without an IMU the sensors diagnostic is WARN throughout ("imu missing (optional)"): a healthy
-    node failed, "no 'sensors' diagnostic at level 0 ... (odometry back)" (review 2026-12-08)."""
+def _stale_odometry_run(calm: Callable[[float], tuple[int, str]]) -> tuple[F.StaleOdometry, RunRecord]:
+    """A stale_odometry fault at 2.0-3.5 s, the node healthy; ``calm(t)``: its sensors diagnostic outside."""
     fault = F.StaleOdometry(duration_s=1.5, recovery_s=2.5)
     fault.start = 2.0
     w = fault.window
@@ -241,17 +239,44 @@ def test_stale_odometry_wants_the_sensors_diagnostic_back_at_its_level_before_th
                                           rules_reason="fail-safe brake: odom: stale (0.60 s > 0.5 s)" if stale(t)
                                           else "clear: object at 40.0 m > safe distance 10.0 m")]
                      for i, t in enumerate(ts)}
-    calm = (0, "") if imu else (1, "imu missing (optional)")
     for k in range(int(6.5 / 0.2)):
         at = k * 0.2
-        level, message = (2, "odom: stale (0.60 s > 0.5 s)") if stale(at) else calm
+        level, message = (2, "odom: stale (0.60 s > 0.5 s)") if stale(at) else calm(at)
         rec.diags.append(DiagRec(at, "tiny_node: sensors", level, message, {}))
     rec.windows[fault.name] = w
+    return fault, rec
+
+
+@pytest.mark.parametrize("imu", [True, False])
+def test_stale_odometry_wants_the_sensors_diagnostic_back_at_its_level_before_the_fault(imu):
+    """Without an IMU the sensors diagnostic is WARN throughout ("imu missing (optional)"): a healthy
+    node failed, "no 'sensors' diagnostic at level 0 ... (odometry back)" (review 2026-12-08)."""
+    calm = (0, "") if imu else (1, "imu missing (optional)")
+    fault, rec = _stale_odometry_run(lambda t: calm)
     res = fault.check(rec)
     assert res.passed, res.failures
     assert any(f"'sensors' level {calm[0]} at t=3.6" in o for o in res.observed), res.observed
-    rec.diags = [d for d in rec.diags if not (d.level == calm[0] and d.at > w.end)]  # never back
+    rec.diags = [d for d in rec.diags if not (d.level == calm[0] and d.at > fault.window.end)]  # never back
     assert any("no 'sensors' diagnostic at level" in f and "odometry back" in f for f in fault.check(rec).failures)
+
+
+def test_the_sensors_diagnostic_is_back_at_ok_or_a_warning_it_had_before_for_the_same_causes():
+    """The one sample before the fault set the level to come back to: a short WARN there failed a node
+    back at OK, and a WARN for a new cause after the fault passed (review 2026-12-08)."""
+    blip = lambda t: (1, "range: 3 scans timed by their receipt") if 1.7 < t < 2.0 else (0, "ok")  # noqa: E731
+    fault, rec = _stale_odometry_run(blip)
+    res = fault.check(rec)
+    assert res.passed and any("'sensors' level 0 at t=3.6" in o for o in res.observed), (res.failures, res.observed)
+    # the same cause with another count comes back as it was: back
+    imu = lambda t: (1, f"imu missing (optional); range: {int(t * 10)} scans timed by their receipt")  # noqa: E731
+    fault, rec = _stale_odometry_run(imu)
+    assert fault.check(rec).passed, fault.check(rec).failures
+    # after the fault, a WARN for a cause not seen before: not back
+    new = lambda t: (1, "imu missing (optional)") if t < 3.5 else (1, "imu missing (optional); odom: speed NaN")  # noqa: E731
+    fault, rec = _stale_odometry_run(new)
+    [f] = fault.check(rec).failures
+    assert f == ("no 'sensors' diagnostic at level 0 or at level 1 as before the fault ('imu missing (optional)') "
+                 "in [3.60, 6.00) s (odometry back; last: level 1, 'imu missing (optional); odom: speed NaN')"), f
 
 
 def test_range_stuck_on_no_return_is_a_documented_gap_not_a_failure():

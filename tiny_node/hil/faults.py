@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
@@ -287,17 +288,39 @@ def _diag_level(rec: RunRecord, res: CheckResult, name: str, level: int, *, t_fr
     return t
 
 
+#: The node's diagnostics before a fault over which its usual level is read (at least three samples).
+LEAD_IN_S = 2.0
+
+
 def _diag_back(rec: RunRecord, res: CheckResult, name: str, w: Window, *, t_from: float, what: str) -> None:
-    """The ``name`` diagnostic back at its level before the fault (OK, or WARN if it was WARN then).
+    """The ``name`` diagnostic back to OK, or to a WARN it had before the fault for the same causes.
 
     Why not OK always: a node without an IMU has its sensors WARN throughout ("imu missing
     (optional)"), and a healthy one failed stale_odometry, "no 'sensors' diagnostic at level 0"
     (review 2026-12-08); a camera whose frames are partly unusable is WARN before a dropout too.
+    Why the causes, over the lead-in: the one sample before the fault took a short WARN there as
+    the level to come back to, failing a node back at OK, and passed one WARN for a new cause
+    after the fault (review). Causes are the message's ``;``-separated parts, digits aside (a
+    count of unusable frames changes).
     """
-    before = rec.diag(name, t_to=w.start)
-    level = before[-1].level if before and before[-1].level == WARN else OK
-    said = "" if level == OK else f", its level before the fault ({before[-1].message!r})"
-    _diag_level(rec, res, name, level, t_from=t_from, t_to=w.until, what=f"{what}{said}")
+    lead = rec.diag(name, t_from=w.start - max(LEAD_IN_S, 3 * rec.diag_period_s), t_to=w.start)
+    known = {part for d in lead if d.level == WARN for part in _causes(d.message)}
+    after = rec.diag(name, t_from, w.until)
+    back = next((d for d in after if d.level == OK or (d.level == WARN and _causes(d.message) <= known)), None)
+    if back is not None:
+        res.observed.append(f"'{name}' level {back.level} at t={rec.rt(back.at):.2f} s "
+                            f"({rec.rt(back.at) - t_from:+.2f} s)")
+        return
+    before = [d.message for d in lead if d.level == WARN]
+    said = f" or at level {WARN} as before the fault ({_distinct(before)})" if before else ""
+    last = f"; last: level {after[-1].level}, {after[-1].message!r}" if after else "; none received"
+    res.failures.append(f"no '{name}' diagnostic at level {OK}{said} in [{t_from:.2f}, {w.until:.2f}) s "
+                        f"({what}{last})")
+
+
+def _causes(message: str) -> frozenset[str]:
+    """A diagnostic message's causes: its ``;``-separated parts, with digits left out."""
+    return frozenset(re.sub(r"[0-9]+(\.[0-9]+)?", "#", p).strip() for p in message.split(";") if p.strip())
 
 
 def _reasons(results: list[FrameResult], text: str) -> list[FrameResult]:
