@@ -169,3 +169,16 @@ def test_a_coarse_clock_is_not_read_fast_by_leaving_out_only_slower_intervals(ti
         if i >= 8:
             said.append(r.warning() is not None)
     assert all(said) if off else not any(said), said
+
+
+@pytest.mark.parametrize("period_s", [6.0, 10.0])
+@pytest.mark.parametrize("factor", [0.5, 1.0, 3.0])
+def test_a_long_diagnostics_period_still_measures_the_rate(period_s, factor):
+    """With ``diagnostics_period_s`` 6 s or more, two readings stayed in the window, one interval of
+    them left out: the rate was never measured (review 2026-12-08). Three are kept."""
+    r = ClockRate()
+    for i in range(6):
+        r.observe(round((50.0 + factor * period_s * i) * 1e9), 10.0 + period_s * i)
+        if i >= 3:  # the first move restarts the window; then one interval judged, the newest left out
+            assert r.rate() == pytest.approx(factor), i
+    assert (r.warning() is None) == (factor == 1.0)

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections import deque
 
-#: Samples over this much steady time are kept; all but the newest interval (about 5 s, at the
-#: default 1 s diagnostics period) judge the rate, and less than MIN_SPAN_S judges nothing.
+#: Samples over this much steady time are kept, and never fewer than MIN_SAMPLES; all but the
+#: newest interval (about 5 s, at the default 1 s diagnostics period) judge the rate, and less
+#: than MIN_SPAN_S judges nothing.
 WINDOW_S = 6.0
+#: Two intervals: the newest, left out, and one to judge. Why: with a diagnostics period of 6 s
+#: or more only two readings were kept, and the rate was never measured (review 2026-12-08).
+MIN_SAMPLES = 3
 MIN_SPAN_S = 2.0
 #: A rate within this of 1 is real time (a simulator's own jitter, a bag played at rate 1).
 TOLERANCE = 0.1
@@ -65,7 +69,7 @@ class ClockRate:
             self._moved, self._stood_since = True, None
             self._step_rate = (ros_ns - last[1]) * 1e-9 / max(steady_s - last[0], 1e-9)
         self._samples.append((steady_s, ros_ns))
-        while len(self._samples) > 2 and steady_s - self._samples[1][0] >= WINDOW_S:
+        while len(self._samples) > MIN_SAMPLES and steady_s - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
 
     def _is_step(self, ros_ns: int, steady_s: float, last: tuple[float, int]) -> bool:
