@@ -1747,3 +1747,27 @@ def _rechunked(src, dst, compression: str) -> None:
             writer.add_message(channels[channel.id], message.log_time, message.data, message.publish_time,
                                message.sequence)
         writer.finish()
+
+
+def test_the_metadata_of_a_bag_of_many_split_files_is_read_and_a_larger_file_refused_naming_it(tmp_path):
+    """rosbag2 writes ~245 B a split file: at 4 MiB, 17 000 splits (two days at 10 s splits) were refused as
+    "not a YAML file of settings" (review 2026-12-08). The value count bounds the cost; bytes to 16 MiB."""
+    from tiny_node.bag.topics import _read_metadata
+
+    name = "rosbag2_2026_01_01-12_00_00_{i}.mcap"
+    split = ("    - path: " + name + "\n      starting_time:\n        nanoseconds_since_epoch: 1767268800000000000\n"
+             "      duration:\n        nanoseconds: 10000000000\n      message_count: 1234\n")
+    n = 20_000
+    text = ("rosbag2_bagfile_information:\n  version: 9\n  storage_identifier: mcap\n  relative_file_paths:\n"
+            + "".join(f"    - {name.format(i=i)}\n" for i in range(n)) + "  files:\n"
+            + "".join(split.format(i=i) for i in range(n)))
+    meta = tmp_path / "metadata.yaml"
+    meta.write_text(text)
+    assert meta.stat().st_size > 4 << 20
+    info = _read_metadata(meta)
+    assert len(info["files"]) == len(info["relative_file_paths"]) == n
+    with meta.open("a") as f:  # past 16 MiB: refused by its size, named as what it should be
+        f.write("#" * (16 << 20) + "\n")
+    with pytest.raises(BagError, match=r"metadata\.yaml: cannot read bag metadata: .*over 16 MiB, too large for a "
+                                       r"bag's metadata\.yaml"):
+        _read_metadata(meta)

@@ -455,7 +455,7 @@ def test_an_empty_params_file_is_no_parameters_as_for_rcl(tmp_path, capsys):
 
 def test_a_params_file_that_is_a_device_is_refused_at_the_bound():
     # --params-file /dev/zero was read whole, without bound
-    with pytest.raises(ConfigError, match=r"^params file /dev/zero: cannot read: over 1 MiB, not a YAML file"):
+    with pytest.raises(ConfigError, match=r"^params file /dev/zero: cannot read: over 1 MiB, too large for a file of settings"):
         config_from_file("/dev/zero")
 
 

@@ -482,7 +482,7 @@ def test_a_pipe_in_a_name_is_kept_and_escaped_in_the_markdown_report():
 
 def test_a_device_or_huge_file_is_refused_at_the_bound_naming_it(tmp_path: Path):
     # --scenario /dev/zero was read whole, without bound (memory until the machine gave out)
-    with pytest.raises(ScenarioError, match=r"^/dev/zero: cannot read: over 1 MiB, not a YAML file of settings$"):
+    with pytest.raises(ScenarioError, match=r"^/dev/zero: cannot read: over 1 MiB, too large for a file of settings$"):
         load_scenario(Path("/dev/zero"))
 
 

@@ -491,7 +491,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     try:
         # Read as rcl reads it (its scalar types, no aliases); a key given twice is refused: rcl
         # would apply the last value (or merge two sections of one name), neither what the author saw.
-        doc = load_ros_params(read_yaml_text(p, MAX_SETTINGS_BYTES), str(p))
+        doc = load_ros_params(read_yaml_text(p, MAX_SETTINGS_BYTES, "a file of settings"), str(p))
     except FileNotFoundError:
         raise ConfigError(f"params file not found: {p}") from None
     except OSError as exc:

@@ -29,25 +29,28 @@ MAX_EXPANDED_NODES = 100_000
 #: even with libyaml (review 2026-12-08); a bag's metadata.yaml writes ~14 per split file.
 MAX_WRITTEN_NODES = 500_000
 
-#: Bytes a YAML file given by the user may hold. Why: ``--scenario /dev/zero`` (or a log file named
-#: by mistake) was read whole into memory before any check, without bound. This one is a bag's
-#: metadata.yaml's (8 000 split files are 1.5 MB).
-MAX_FILE_BYTES = 4 << 20
+#: Bytes a bag's metadata.yaml may hold. Why a bound: ``--scenario /dev/zero`` (or a log file named
+#: by mistake) was read whole into memory before any check. Why this one: rosbag2 writes ~245 B
+#: and 14 values a split file, so :data:`MAX_WRITTEN_NODES` bounds a real one first (~35 000
+#: splits, 8.2 MiB, read in 7.3 s); at 4 MiB, 17 000 splits (two days at 10 s splits) were refused
+#: (review 2026-12-08). Under the value count, 16 MiB of any YAML reads in seconds.
+MAX_METADATA_BYTES = 16 << 20
 #: ... and a file of settings' (a scenario, a params file: a few kB). Why smaller: a params file
 #: is read by PyYAML's own composer (rcl's typing needs its events), which took ~200 s and 5.7 GB
 #: for 16 MiB (review 2026-12-07); 1 MiB costs it seconds (13.7 s at most, a review measured).
 MAX_SETTINGS_BYTES = 1 << 20
 
 
-def read_yaml_text(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+def read_yaml_text(path: Path, max_bytes: int, what: str) -> str:
     """``path``'s text (UTF-8), refusing a file over ``max_bytes`` with an ``OSError`` (EFBIG).
 
-    Read up to one byte past the bound, so a device or an endless stream stops there too.
+    ``what``: the kind of file expected, which the error names ("a file of settings"). Read up to
+    one byte past the bound, so a device or an endless stream stops there too.
     """
     with open(path, "rb") as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise OSError(errno.EFBIG, f"over {max_bytes >> 20} MiB, not a YAML file of settings", str(path))
+        raise OSError(errno.EFBIG, f"over {max_bytes >> 20} MiB, too large for {what}", str(path))
     return data.decode("utf-8")
 
 

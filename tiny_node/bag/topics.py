@@ -45,7 +45,7 @@ from rosbags.typesys.store import Typestore
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
-from tiny_node.strict_yaml import read_yaml_text, safe_load_unique, yaml_problem
+from tiny_node.strict_yaml import MAX_METADATA_BYTES, read_yaml_text, safe_load_unique, yaml_problem
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -624,12 +624,12 @@ class _Readable(Protocol):
 def _read_metadata(meta: Path) -> dict[str, Any]:
     """``rosbag2_bagfile_information`` of a bag's ``metadata.yaml``, or a BagError naming it.
 
-    Read as the project reads every YAML (:mod:`tiny_node.strict_yaml`): at most 4 MiB and a
+    Read as the project reads every YAML (:mod:`tiny_node.strict_yaml`): at most 16 MiB and a
     bounded alias expansion. With a plain ``yaml.safe_load`` a 685-byte file whose ``custom_data``
     nested aliases nine deep ran the replay out of memory (review).
     """
     try:
-        doc = safe_load_unique(read_yaml_text(meta), str(meta))
+        doc = safe_load_unique(read_yaml_text(meta, MAX_METADATA_BYTES, "a bag's metadata.yaml"), str(meta))
     except (OSError, UnicodeDecodeError) as exc:
         raise BagError(f"{meta}: cannot read bag metadata: {exc}") from exc
     except yaml.YAMLError as exc:

@@ -584,7 +584,7 @@ def load_scenario(path: Path) -> Scenario:
     """Read one scenario YAML file (safe loading, a key given twice refused); errors name the file and field."""
     path = Path(path)
     try:
-        text = read_yaml_text(path, MAX_SETTINGS_BYTES)
+        text = read_yaml_text(path, MAX_SETTINGS_BYTES, "a file of settings")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
