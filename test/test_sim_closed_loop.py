@@ -66,6 +66,22 @@ def test_a_benign_drive_over_before_the_first_frame_tested_nothing(cfg):
     assert run_scenario(make(duration_s=1.0), cfg, bundle=None).summary["decisions"] > 0
 
 
+def test_a_real_time_node_that_answered_no_frame_is_named_not_a_drive_too_short(cfg):
+    """In real time a node that answered nothing (frames sent) got the advice "a longer duration_s"
+    (review 2026-12-08): the note names the frames it left undecided."""
+    from tiny_node.sim.closed_loop import LockstepPort, drive, summarise
+
+    sc = adjacent_lane(duration_s=1.0)
+    port = LockstepPort(cfg, None, None)
+    tr = drive(sc, port)
+    sent = len(port.decisions())
+    assert sent > 10
+    s = summarise(sc, "rules", tr, decisions=[], stats={"deadline_misses": 0, "missing_decisions": sent})
+    assert (s["outcome"], s["passed"]) == ("no_target", False)
+    assert s["note"] == (f"the node decided none of the {sent} frames sent in 1.00 s (missing_decisions {sent}): "
+                         "the drive tested nothing (is the node active, on these topics?)"), s["note"]
+
+
 def test_lockstep_run_is_byte_identical(cfg):
     a = run_scenario(ccrs(seed=7, duration_s=2.5), cfg, bundle=None)
     b = run_scenario(ccrs(seed=7, duration_s=2.5), cfg, bundle=None)

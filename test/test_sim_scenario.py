@@ -505,3 +505,21 @@ def test_a_turn_goes_the_shorter_way_however_the_heading_is_written():
     assert [c for p in written_270 for c in p] == pytest.approx([c for p in short for c in p])
     assert min(y for _, y in short) > -30 and max(y for _, y in short) <= 3.0 + 1e-9  # to the right, not round
     assert drive(90)[-1][1] > 3.0  # +90 from 180 turns left: the shorter way too
+
+
+@pytest.mark.parametrize(("heading", "goals"), [(90, (270, -90)), (0, (180, -180)), (180, (0, 360, -360)),
+                                                (-178, (2, -358)), (-155, (25, -335)), (45, (225, -135))])
+def test_a_u_turn_goes_to_the_right_however_either_heading_is_written(heading, goals):
+    """Neither way is shorter: the side came from float rounding of the headings' spelling (-178 -> -358
+    turned left, -178 -> 2 right; review 2026-12-08). Always to the right (clockwise)."""
+    import math
+
+    from tiny_node.sim.motion import ActorMotion
+
+    for goal in goals:
+        d = with_actor(x_m=60.0, y_m=0.0, heading_deg=heading, speed_kmh=20,
+                       turn={"time_s": 0.0, "to_heading_deg": goal, "rate_dps": 30})
+        m = ActorMotion(scenario_from_dict(d).actors[0])
+        start = m.heading
+        m.step(0.1, 0.0, 0.0, 0.0)
+        assert m.heading - start == pytest.approx(-math.radians(3.0)), (heading, goal)  # clockwise

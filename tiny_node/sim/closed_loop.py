@@ -631,7 +631,12 @@ def summarise(scenario: Any, mode: str, tr: _Trace, *, decisions: list[DecisionR
     }
     summary.update(stats)
     summary.update(extra or {})
-    if undecided:
+    sent = int(stats.get("missing_decisions", 0))  # none decided: every frame sent (real time) is missing
+    if undecided and sent > 0:
+        # a real-time node that answered nothing is no drive too short (review 2026-12-08)
+        summary["note"] = (f"the node decided none of the {sent} frames sent in {tr.t_end:.2f} s (missing_decisions "
+                           f"{sent}): the drive tested nothing (is the node active, on these topics?)")
+    elif undecided:
         summary["note"] = (f"no frame was decided in its {tr.t_end:.2f} s (the camera's first frame comes at "
                            f"{PHASE_NS['camera'] * 1e-9:.2f} s): the drive tested nothing (a longer duration_s)")
     elif no_target and early and first is not None:

@@ -17,6 +17,9 @@ from tiny_node.sim.scenario import ActorSpec, Trigger
 # Stride (m per gait cycle) for the walking / pedalling pose; typical adult 1.4 m, child 1.0 m,
 # a bicycle ~5 m per crank turn in a mid gear (assumed figures, drawing only).
 STRIDE_M = {"adult": 1.4, "child": 1.0, "cyclist": 5.0}
+#: A turn this close to 180 deg (rad) is a U-turn: the heading's float rounding alone (radians(-358)
+#: against radians(2)) would choose its side.
+U_TURN_TIE_RAD = 1e-9
 
 
 class ActorMotion:
@@ -140,6 +143,10 @@ class ActorMotion:
             # the shorter way round (a U-turn, to the right): -90 and 270 are one heading, and read as
             # written the second swung an oncoming car 270 deg through the nearside (review 2026-12-08)
             diff = (goal - self.heading + math.pi) % (2 * math.pi) - math.pi
+            if abs(diff) > math.pi - U_TURN_TIE_RAD:
+                # neither way shorter: to the right, whatever the rounding of the heading's spelling
+                # (-178 -> -358 went left, -178 -> 2 right; review 2026-12-08)
+                diff = -math.pi
             self.heading += diff if abs(diff) <= step else math.copysign(step, diff)
 
         dy_lane = 0.0
