@@ -235,7 +235,7 @@ class RulePath:
         # brake first taken on a noisy scan of an older track was held into the time its track was
         # what it measured (a car at walking pace braked from 10.8 to 1.1 km/h; review 2026-12-07)
         # (its age at its newest scan, and the time since that scan's receipt: the frame comes later)
-        left = None if age is None or receipt else max(0.0, cfg.range_rate_window_s - age - (snap.range_age or 0.0))
+        left = None if age is None or receipt else max(0.0, cfg.range_rate_window_s - age - held_s)
         if distance <= 0.0:  # contact: a brake whatever the closing speed
             if snap.range is not None and snap.range.range_m == -math.inf:
                 return Verdict(True, 1.0, f"object closer than min_range {snap.range.min_range:.2f} m "
