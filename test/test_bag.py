@@ -1757,17 +1757,25 @@ def test_the_metadata_of_a_bag_of_many_split_files_is_read_and_a_larger_file_ref
     name = "rosbag2_2026_01_01-12_00_00_{i}.mcap"
     split = ("    - path: " + name + "\n      starting_time:\n        nanoseconds_since_epoch: 1767268800000000000\n"
              "      duration:\n        nanoseconds: 10000000000\n      message_count: 1234\n")
-    n = 20_000
-    text = ("rosbag2_bagfile_information:\n  version: 9\n  storage_identifier: mcap\n  relative_file_paths:\n"
-            + "".join(f"    - {name.format(i=i)}\n" for i in range(n)) + "  files:\n"
-            + "".join(split.format(i=i) for i in range(n)))
+
+    def metadata(n: int) -> str:
+        return ("rosbag2_bagfile_information:\n  version: 9\n  storage_identifier: mcap\n  relative_file_paths:\n"
+                + "".join(f"    - {name.format(i=i)}\n" for i in range(n)) + "  files:\n"
+                + "".join(split.format(i=i) for i in range(n)))
+
     meta = tmp_path / "metadata.yaml"
-    meta.write_text(text)
+    meta.write_text(metadata(20_000))
     assert meta.stat().st_size > 4 << 20
     info = _read_metadata(meta)
-    assert len(info["files"]) == len(info["relative_file_paths"]) == n
+    assert len(info["files"]) == len(info["relative_file_paths"]) == 20_000
+    # past the value count (36 000 splits, 8.4 MiB): refused as too large, not as "invalid YAML" (review)
+    meta.write_text(metadata(36_000))
+    with pytest.raises(BagError) as err:
+        _read_metadata(meta)
+    assert str(err.value) == (f"{meta}: cannot read bag metadata: more than 500000 values: too many for a bag's "
+                              "metadata.yaml (about 35714 split files at most)"), err.value
     with meta.open("a") as f:  # past 16 MiB: refused by its size, named as what it should be
         f.write("#" * (16 << 20) + "\n")
     with pytest.raises(BagError, match=r"metadata\.yaml: cannot read bag metadata: .*over 16 MiB, too large for a "
-                                       r"bag's metadata\.yaml"):
+                                       r"bag's metadata\.yaml \(about 35714 split files at most\)"):
         _read_metadata(meta)

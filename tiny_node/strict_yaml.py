@@ -167,8 +167,12 @@ if _CParser is not None:
 _NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
 
 
-def _refuse_too_many_nodes(text: str, name: str) -> None:
-    """A ``yaml.YAMLError`` for a document writing over :data:`MAX_WRITTEN_NODES` nodes, before any is built.
+class TooManyValuesError(yaml.YAMLError):
+    """A valid document refused for its size (:data:`MAX_WRITTEN_NODES`): no "invalid YAML"."""
+
+
+def _refuse_too_many_nodes(text: str, name: str, what: str) -> None:
+    """A :class:`TooManyValuesError` for a document writing over :data:`MAX_WRITTEN_NODES` nodes, before any is built.
 
     Counted on the parser's events, which are dropped as they come: memory stays flat (4 MiB of
     ``[1,1,...]``: 2 M events in 1.6 s, 20 MB). A syntax error raises as the load would.
@@ -179,19 +183,19 @@ def _refuse_too_many_nodes(text: str, name: str) -> None:
         while loader.check_event():  # type: ignore[no-untyped-call]
             nodes += isinstance(loader.get_event(), _NODE_EVENTS)  # type: ignore[no-untyped-call]
             if nodes > MAX_WRITTEN_NODES:
-                raise yaml.YAMLError(f"more than {MAX_WRITTEN_NODES} values: not a file of settings or "
-                                     "bag metadata")
+                raise TooManyValuesError(f"more than {MAX_WRITTEN_NODES} values: too many for {what}")
     finally:
         loader.dispose()
 
 
-def safe_load_unique(text: str, name: str = "<unicode string>") -> Any:
+def safe_load_unique(text: str, name: str = "<unicode string>", what: str = "a file of settings") -> Any:
     """``yaml.safe_load(text)``, with a key repeated in a mapping raising ``yaml.YAMLError``.
 
     ``name``: the file the text came from, which an error's position names (``in "x.yaml",
-    line 3, column 5``); PyYAML names text read from a string ``"<unicode string>"``.
+    line 3, column 5``); PyYAML names text read from a string ``"<unicode string>"``. ``what``:
+    the kind of file expected, which the error for too many values names.
     """
-    _refuse_too_many_nodes(text, name)
+    _refuse_too_many_nodes(text, name, what)
     loader = _loader(text, name)  # a SafeLoader: the safe_load tag set, nothing more
     try:
         node = loader.get_single_node()  # type: ignore[no-untyped-call]

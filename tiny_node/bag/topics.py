@@ -45,7 +45,14 @@ from rosbags.typesys.store import Typestore
 
 from tiny_node.bag import msgs
 from tiny_node.bag.errors import BagError
-from tiny_node.strict_yaml import MAX_METADATA_BYTES, read_yaml_text, safe_load_unique, yaml_problem
+from tiny_node.strict_yaml import (
+    MAX_METADATA_BYTES,
+    MAX_WRITTEN_NODES,
+    TooManyValuesError,
+    read_yaml_text,
+    safe_load_unique,
+    yaml_problem,
+)
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -621,6 +628,10 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+#: Values rosbag2 writes in metadata.yaml per split file (its ``files`` entry and its relative path).
+METADATA_VALUES_PER_SPLIT = 14
+
+
 def _read_metadata(meta: Path) -> dict[str, Any]:
     """``rosbag2_bagfile_information`` of a bag's ``metadata.yaml``, or a BagError naming it.
 
@@ -628,9 +639,10 @@ def _read_metadata(meta: Path) -> dict[str, Any]:
     bounded alias expansion. With a plain ``yaml.safe_load`` a 685-byte file whose ``custom_data``
     nested aliases nine deep ran the replay out of memory (review).
     """
+    what = f"a bag's metadata.yaml (about {MAX_WRITTEN_NODES // METADATA_VALUES_PER_SPLIT} split files at most)"
     try:
-        doc = safe_load_unique(read_yaml_text(meta, MAX_METADATA_BYTES, "a bag's metadata.yaml"), str(meta))
-    except (OSError, UnicodeDecodeError) as exc:
+        doc = safe_load_unique(read_yaml_text(meta, MAX_METADATA_BYTES, what), str(meta), what)
+    except (OSError, UnicodeDecodeError, TooManyValuesError) as exc:
         raise BagError(f"{meta}: cannot read bag metadata: {exc}") from exc
     except yaml.YAMLError as exc:
         raise BagError(f"{meta}: cannot read bag metadata: invalid YAML: {yaml_problem(exc)}") from exc
