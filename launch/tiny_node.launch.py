@@ -8,7 +8,9 @@ Arguments:
   params_file   ROS params YAML (default: the installed share/tiny_node/config/tiny_node.yaml)
   model_bundle  model bundle directory; '' keeps the params file's value
   namespace     node namespace ('' = root); topics are relative, so they follow it
-  use_sim_time  use /clock (bag replay, simulation)
+  use_sim_time  use /clock (bag replay, simulation); '' (the default) sets nothing, so the
+                params file's value stands, or a SetParameter('use_sim_time', True) of a
+                launch file including this one (the ROS way to put a whole stack on /clock)
   autostart     the node configures and activates itself (its default); false passes
                 --no-autostart and leaves it unconfigured for a lifecycle manager or
                 `ros2 lifecycle set /tiny_node configure`
@@ -64,10 +66,13 @@ def _launch_setup(context, *args, **kwargs):
     env.update(getattr(context, 'environment', {}))
     params_file = LaunchConfiguration('params_file').perform(context)
     model_bundle = LaunchConfiguration('model_bundle').perform(context)
-    use_sim_time = LaunchConfiguration('use_sim_time').perform(context).lower() in TRUE
+    use_sim_time = LaunchConfiguration('use_sim_time').perform(context).strip().lower()
     autostart = LaunchConfiguration('autostart').perform(context).lower() in TRUE
 
-    overrides = {'use_sim_time': use_sim_time}
+    # Only when given: the overrides are the node's last params file, after an including launch
+    # file's SetParameter (-p), so a default 'false' here put the node on wall time while the rest
+    # of a stack ran on /clock.
+    overrides = {'use_sim_time': use_sim_time in TRUE} if use_sim_time else {}
     if model_bundle:
         overrides['model_bundle'] = model_bundle
 
@@ -76,7 +81,7 @@ def _launch_setup(context, *args, **kwargs):
         executable='tiny_node',
         name='tiny_node',
         namespace=LaunchConfiguration('namespace').perform(context),
-        parameters=[params_file, overrides],
+        parameters=[params_file, overrides] if overrides else [params_file],
         # The node configures and activates itself unless told not to, as under `ros2 run`.
         arguments=[] if autostart else ['--no-autostart'],
         # for this node's process only (ExecuteProcess's additional_env, Humble to Kilted)
@@ -100,8 +105,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'namespace', default_value='', description='Node namespace'),
         DeclareLaunchArgument(
-            'use_sim_time', default_value='false',
-            description="Use simulation (/clock) time; overrides the params file's use_sim_time"),
+            'use_sim_time', default_value='',
+            description="Use simulation (/clock) time: true / false over the params file's "
+                        "use_sim_time; '' sets nothing (the file's, or an enclosing SetParameter's)"),
         DeclareLaunchArgument(
             'autostart', default_value='true',
             description='Configure and activate the lifecycle node automatically'),

@@ -97,7 +97,9 @@ def test_sections_match_the_node_as_rcl_matches_them(tmp_path):
 
 
 def test_the_node_reads_its_start_parameters_as_rcl_will(tmp_path):
-    """Every params file in order, sections by the remapped name, then -p: not the last file alone."""
+    """Every params file and -p in command-line order, sections by the remapped name: not the last file
+    alone, nor -p after every file (launch_ros puts a SetParameter's -p before the node's params file,
+    and the node ran without SCHED_FIFO where `ros2 param get` said 20; review 2026-12-08)."""
     pytest.importorskip("rclpy")
     from tiny_node.ros.node import _early_parameters
 
@@ -109,6 +111,13 @@ def test_the_node_reads_its_start_parameters_as_rcl_will(tmp_path):
     assert _early_parameters(args) == {"realtime_priority": 0, "lock_memory": False}
     assert _early_parameters([*args, "-p", "realtime_priority:=30", "-p", "other:lock_memory:=true"]) == {
         "realtime_priority": 30, "lock_memory": False}
+    shipped = str(REPO / "config" / "tiny_node.yaml")  # realtime_priority 20, lock_memory true
+    launched = ["--ros-args", "-p", "realtime_priority:=0", "-p", "lock_memory:=false", "--params-file", shipped]
+    assert {k: _early_parameters(launched)[k] for k in ("realtime_priority", "lock_memory")} == {
+        "realtime_priority": 20, "lock_memory": True}  # the file after: it wins, as rcl reads it
+    assert _early_parameters(["--ros-args", "--params-file", shipped, "-p", "realtime_priority:=0",
+                              "--ros-args", "--params-file", str(user), "-p", "realtime_priority:=3"])[
+        "realtime_priority"] == 3
     ns = tmp_path / "ns.yaml"
     ns.write_text("/ego/tiny_node:\n  ros__parameters:\n    realtime_priority: 5\n"
                   "/other/tiny_node:\n  ros__parameters:\n    realtime_priority: 7\n"
@@ -158,7 +167,7 @@ def test_the_node_warns_of_a_params_file_with_no_section_for_it_and_names_the_fi
     typo.write_text("/**/tiny_node:\n  ros__parameters:\n    deadlin_ms: 40.0\n")
     with pytest.raises(ConfigError, match=rf"^params file {typo}: unknown parameter 'deadlin_ms'"):
         _early_parameters(["--ros-args", "--params-file", str(good), "--params-file", str(typo)])
-    with pytest.raises(ConfigError, match=r"^-p: parameter 'deadline_ms': -5.0 is out of range"):
+    with pytest.raises(ConfigError, match=r"^-p deadline_ms:=-5.0: parameter 'deadline_ms': -5.0 is out of range"):
         _early_parameters(["--ros-args", "--params-file", str(good), "-p", "deadline_ms:=-5.0"])
 
 

@@ -221,8 +221,8 @@ def test_launch_file_logic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert set(envs) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
     assert set(envs.values()) == {str(share / "config" / "fastdds_profile.xml")}
     assert type(node).__name__ == "LifecycleNode"
-    assert node.kwargs["parameters"] == [str(share / "config" / "tiny_node.yaml"),
-                                         {"use_sim_time": False}]
+    # use_sim_time not given: nothing set, so an including launch file's SetParameter stands (review 2026-12-08)
+    assert node.kwargs["parameters"] == [str(share / "config" / "tiny_node.yaml")]
     assert node.kwargs["namespace"] == ""
     assert node.kwargs["arguments"] == []
 
@@ -233,6 +233,8 @@ def test_launch_file_logic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert node.kwargs["namespace"] == "ego"
     assert node.kwargs["arguments"] == ["--no-autostart"]
     assert list(node.kwargs["additional_env"]) == ["FASTDDS_DEFAULT_PROFILES_FILE"]
+    [node] = _run_launch(mod, {}, use_sim_time="False")
+    assert node.kwargs["parameters"] == [str(share / "config" / "tiny_node.yaml"), {"use_sim_time": False}]
     [node] = _run_launch(mod, {"ROS_DISTRO": "jazzy"})
     assert list(node.kwargs["additional_env"]) == ["FASTRTPS_DEFAULT_PROFILES_FILE"]
     # ROS_LOCALHOST_ONLY=1 (Humble): the loopback-only profile

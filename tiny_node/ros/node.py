@@ -791,7 +791,12 @@ def _ros_section(argv: list[str]) -> list[str]:
 
 def _rules(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     """The values after any of ``flags`` in ``--ros-args`` sections (``-p x:=1`` -> ``x:=1``, params files)."""
-    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in flags]
+    return [value for _, value in _flag_values(argv, flags)]
+
+
+def _flag_values(argv: list[str], flags: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(flag, value) of each of ``flags`` in ``argv``, in order."""
+    return [(a, argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in flags]
 
 
 #: ``[node:][rostopic://|rosservice://]from:=to``: rcl's remap rule (node names hold no ':' or '/').
@@ -891,15 +896,18 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) ->
 
     name, namespace = _name_and_namespace(ros_args)
     sources: list[tuple[str, dict[str, object]]] = []
-    for path in _rules(ros_args, ("--params-file",)):
-        try:
-            sources.append((f"params file {path}", load_params_file(path, name, namespace)))
-        except NoSectionError as exc:  # rcl reads such a file without a word: the node ran on defaults
-            warn(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
-                 f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)")
-    given: dict[str, object] = {}
     full = f"{namespace.rstrip('/')}/{name}"
-    for rule in _rules(ros_args, ("-p", "--param")):
+    # in command-line order, each over the ones before, as rcl reads -p and --params-file into one
+    # table: -p applied after every file put SCHED_FIFO off where `ros2 param get` said 20, under a
+    # launch_ros SetParameter (its -p comes before the node's own params file; review 2026-12-08)
+    for flag, rule in _flag_values(ros_args, ("--params-file", "-p", "--param")):
+        if flag == "--params-file":
+            try:
+                sources.append((f"params file {rule}", load_params_file(rule, name, namespace)))
+            except NoSectionError as exc:  # rcl reads such a file without a word: the node ran on defaults
+                warn(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
+                     f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)")
+            continue
         target, sep, text = rule.partition(":=")
         node, _, key = target.rpartition(":")
         if node and not section_regex(node).match(full):
@@ -918,8 +926,7 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) ->
             raise ConfigError(f"-p {key}:={why}")
         # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
         # of a parameter the node does not declare, and the node would run on the default
-        given[key] = value
-    sources.append(("-p", given))
+        sources.append((f"-p {rule}", {key: value}))
     values = {k: v for _, source in sources for k, v in source.items()}
     try:
         make_config(values)
