@@ -125,9 +125,8 @@ def test_round_trip_with_model_gives_the_same_decisions(model_run):
     assert {d.source.value for d in original.values()} >= {"model", "fallback"}  # bad frames: fallback
     assert any(d.brake for d in original.values()) and not all(d.brake for d in original.values())
     assert_same(original, read_decisions(result.bag))
-    # the recorded decisions were copied through beside the new ones, unchanged
-    assert read_decisions(result.bag, "/decision") == read_decisions(rec, "/decision")
-    assert_same(original, read_decisions(rec, "/decision"))
+    # the recording's own decisions (the simulator's, under the names a replay writes) are replaced
+    assert_same(original, read_decisions(rec))
 
 
 def test_replay_summary_and_plot(model_run):
@@ -151,20 +150,26 @@ def test_replay_summary_and_plot(model_run):
 def test_recorded_bag_opens_in_rosbags(tmp_path, storage):
     drive(tmp_path / "rec", storage=storage, seconds=0.5)
     meta = yaml.safe_load((tmp_path / "rec" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    assert meta["storage_identifier"] == storage and meta["version"] == 9
+    # format 8: QoS as the string of integers Humble's rosbag2 parses (9's list of names failed there)
+    assert meta["storage_identifier"] == storage and meta["version"] == 8
+    qos = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
+           for t in meta["topics_with_message_count"]}
+    assert all(isinstance(q, str) and "history: 1" in q for q in qos.values()), qos
+    assert "reliability: 1" in qos["/tiny_node/brake"] and "reliability: 2" in qos["/camera/image_raw"]
     counts = {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]}
-    assert counts == {"/odom": 30, "/imu": 30, "/range": 30, "/camera/image_raw": 15, "/decision": 15,
-                      "/brake": 15, "/sim/ground_truth": 1}
+    # the decisions under the names a replay writes: never the node's /brake, the topic the vehicle acts on
+    assert counts == {"/odom": 30, "/imu": 30, "/range": 30, "/camera/image_raw": 15, "/tiny_node/decision": 15,
+                      "/tiny_node/brake": 15, "/sim/ground_truth": 1}
     with AnyReader([tmp_path / "rec"]) as reader:  # no default typestore: definitions are in the bag
         types = {c.topic: c.msgtype for c in reader.connections}
         assert types["/camera/image_raw"] == bm.IMAGE and types["/odom"] == bm.ODOMETRY
-        assert types["/decision"] == bm.DIAGNOSTIC_ARRAY and types["/brake"] == bm.BOOL
+        assert types["/tiny_node/decision"] == bm.DIAGNOSTIC_ARRAY and types["/tiny_node/brake"] == bm.BOOL
         got = {}
         for conn, _, raw in reader.messages():
             got.setdefault(conn.topic, reader.deserialize(raw, conn.msgtype))
     assert got["/camera/image_raw"].encoding == "rgb8" and got["/camera/image_raw"].width == 64
-    assert got["/decision"].status[0].name == "tiny_node: decision"
-    assert got["/decision"].status[0].message in ("brake", "no_brake")
+    assert got["/tiny_node/decision"].status[0].name == "tiny_node: decision"
+    assert got["/tiny_node/decision"].status[0].message in ("brake", "no_brake")
     truth = {kv.key: kv.value for kv in got["/sim/ground_truth"].status[0].values}
     assert truth == {"gap_m": "60.0", "ego.speed_mps": "13.9", "collided": "false"}
 
@@ -229,8 +234,10 @@ def test_metadata_disagreeing_with_storage_still_reads_every_message(tmp_path):
     meta_path = tmp_path / "rec" / "metadata.yaml"
     meta = yaml.safe_load(meta_path.read_text())
     for topic in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
-        for qos in topic["topic_metadata"]["offered_qos_profiles"]:
-            qos["deadline"] = {"sec": 2147483647, "nsec": 4294967295}
+        t = topic["topic_metadata"]  # format 8: the profiles are a YAML text
+        t["offered_qos_profiles"] = t["offered_qos_profiles"].replace("deadline: {nsec: 0, sec: 0}",
+                                                                      "deadline: {nsec: 4294967295, sec: 2147483647}")
+        assert "2147483647" in t["offered_qos_profiles"]
     meta_path.write_text(yaml.safe_dump(meta))
     result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert_same(original, read_decisions(result.bag))
@@ -495,8 +502,10 @@ def test_a_compressed_bag_whose_metadata_disagrees_with_its_storage_replays_ever
     meta = yaml.safe_load(meta_path.read_text())
     assert meta["rosbag2_bagfile_information"]["compression_mode"].lower() == mode
     for topic in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
-        for qos in topic["topic_metadata"]["offered_qos_profiles"]:
-            qos["deadline"] = {"sec": 2147483647, "nsec": 4294967295}
+        t = topic["topic_metadata"]  # format 8: the profiles are a YAML text
+        t["offered_qos_profiles"] = t["offered_qos_profiles"].replace("deadline: {nsec: 0, sec: 0}",
+                                                                      "deadline: {nsec: 4294967295, sec: 2147483647}")
+        assert "2147483647" in t["offered_qos_profiles"]
     meta_path.write_text(yaml.safe_dump(meta))
     result = replay(tmp_path / "z", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert result.summary["frames"] == 30
@@ -1262,7 +1271,8 @@ def test_a_type_without_any_definition_is_copied_through(tmp_path, storage):
         (conn,) = [c for c in reader.connections if c.topic == "/vehicle/status/velocity_status"]
         assert conn.msgtype == VELOCITY_REPORT and conn.ext.offered_qos_profiles == [bm.SENSOR_QOS]
         assert [(ns, bytes(raw)) for _, ns, raw in reader.messages(connections=[conn])] == written
-        assert sum(1 for _ in reader.messages()) == 30 * 3 + 15 * 3 + 1 + 15 * 2 + 5  # + our decisions
+        # sensors, camera, truth, vendor, and our decisions and brakes (the recording's: replaced)
+        assert sum(1 for _ in reader.messages()) == 30 * 3 + 15 + 1 + 5 + 15 * 2
     with BagSource(result.bag) as out, pytest.raises(ValueError, match="cannot deserialize"):
         out.deserialize(written[0][1], VELOCITY_REPORT)  # no fields: it does not pretend to decode
 
@@ -1516,7 +1526,7 @@ def test_a_simulator_recording_replays_to_its_decisions_field_for_field(tmp_path
                      "--record", str(tmp_path / "rec")]) == 0
     [bag] = list((tmp_path / "rec").iterdir())
     result = replay(bag, out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
-    recorded, replayed = read_decisions(bag, "/decision"), read_decisions(result.bag)
+    recorded, replayed = read_decisions(bag), read_decisions(result.bag)
     assert recorded.keys() == replayed.keys() and len(recorded) > 50
     differ = {s: {k: (v, replayed[s].get(k)) for k, v in d.items() if replayed[s].get(k) != v}
               for s, d in recorded.items()}
@@ -1555,7 +1565,7 @@ def test_a_recording_keeps_its_settings_and_a_replay_names_each_one_it_does_not_
     assert settings_warnings(same) == [] and same.summary["input"]["recorded_with"] == settings
     assert same.summary["input"]["recorded_drive"] == "complete"
     assert not any("cut short" in w for w in same.summary["warnings"])
-    assert read_decisions(same.bag) == read_decisions(bag, "/decision")
+    assert read_decisions(same.bag) == read_decisions(bag)
 
     rules = replay(bag, out_dir=tmp_path / "rules", cfg=make_config(), bundle=None, plot=False)
     assert [w.split(" (")[-1] for w in settings_warnings(rules)] == [

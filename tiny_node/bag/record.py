@@ -36,13 +36,22 @@ CAMERA_TOPIC = "/camera/image_raw"
 RANGE_TOPIC = "/range"
 ODOM_TOPIC = "/odom"
 IMU_TOPIC = "/imu"
-DECISION_TOPIC = "/decision"
-BRAKE_TOPIC = "/brake"
+#: The run's decisions, under the names a replay gives its own (``replay.OUT_TOPICS``), not the
+#: node's ``/decision`` and ``/brake``: a recording played with ``ros2 bag play`` beside a node or a
+#: vehicle interface sent its old brake commands on the topic the vehicle acts on (review 2026-12-08).
+DECISION_TOPIC = "/tiny_node/decision"
+BRAKE_TOPIC = "/tiny_node/brake"
 TRUTH_TOPIC = "/sim/ground_truth"
 
 
 def open_writer(path: Path, storage: str, custom: dict[str, str] | None = None) -> Writer:
-    """An open rosbag2 :class:`Writer` (format version 9) or a :class:`BagError` saying why not."""
+    """An open rosbag2 :class:`Writer` or a :class:`BagError` saying why not.
+
+    Format version 8: the newest Humble's rosbag2 parses (QoS profiles as a string of integers);
+    Jazzy and Kilted read it as they read their own 9. Version 9's QoS list with names failed on
+    Humble with "yaml-cpp: bad conversion", and rosbag2's `reindex` workaround finds no file of
+    rosbags' naming (review 2026-12-08).
+    """
     plugin = STORAGES.get(storage)
     if plugin is None:
         raise BagError(f"unknown storage '{storage}' (known: {', '.join(STORAGES)})")
@@ -50,7 +59,7 @@ def open_writer(path: Path, storage: str, custom: dict[str, str] | None = None) 
         raise BagError(f"{path} exists already; a bag is never overwritten (choose another path)")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        writer = Writer(path, version=9, storage_plugin=plugin)
+        writer = Writer(path, version=8, storage_plugin=plugin)
         for key, value in (custom or {}).items():
             writer.set_custom_data(key, value)
         writer.open()
