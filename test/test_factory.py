@@ -157,6 +157,27 @@ def test_every_int8_bundle_is_checked_against_its_fp32_source_and_a_broken_one_r
         factory_build.int8_parity(tiny_build / "bundles" / "pruned", broken, sample)
 
 
+def test_a_runtime_that_sees_the_frames_otherwise_than_training_fails_the_build(
+        tiny_build: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision parity of ORT and torch was recorded and never judged: a runtime fed an inverted
+    image built to the end and could ship (review 2026-12-08). Beyond float noise it is a build error."""
+    import json
+
+    from tiny_node.factory import build as factory_build
+    from tiny_node.model import vlm
+
+    done = json.loads((tiny_build / "steps.json").read_text())["done"]["export"]
+    for name in ("teacher", "student", "pruned"):  # float noise only (~1e-7 measured)
+        assert done[name]["decision_p_max_abs_diff"] <= factory_build.DECISION_PARITY_MAX_DP / 100, done[name]
+    b = factory_build.Build(TINY, tiny_build)
+    model = factory_build.train.load_model(tiny_build / "pruned.pt")
+    pixels = vlm.VlmRuntime._pixels
+    monkeypatch.setattr(vlm.VlmRuntime, "_pixels", lambda self, rgb: pixels(self, 255 - rgb))
+    with pytest.raises(factory_build.BuildError, match=r"bundles/pruned: P\(brake\) through the node's runtime "
+                                                       r"differs from torch's by up to .* the runtime does not see"):
+        b._decision_parity(model, tiny_build / "bundles" / "pruned")
+
+
 def test_every_bundle_graph_is_one_the_oldest_onnxruntime_setup_py_allows_loads(tiny_build: Path) -> None:
     """Every graph a build writes, the INT8 ones included (``quantize._drop_unused_opsets``)."""
     graphs = sorted(tiny_build.glob("bundle*/**/*.onnx"))
@@ -233,13 +254,19 @@ def test_convs_reading_few_channels_stay_fp32(tmp_path: Path) -> None:
 def test_tiny_build_reports_every_model(tiny_build: Path) -> None:
     import json
 
-    metrics = json.loads((tiny_build / "metrics.json").read_text())
+    def strict(text: str) -> dict:  # bare NaN is no JSON (jq, JSON.parse): a figure that is not finite is null
+        def refuse(name: str) -> None:
+            raise AssertionError(f"{name} in a JSON file")
+        return json.loads(text, parse_constant=refuse)
+
+    metrics = strict((tiny_build / "metrics.json").read_text())
     assert set(metrics["models"]) == {"teacher", "student", "pruned", "int8", "int8_dynamic", "int8_mixed",
                                       "teacher_int8"}
+    assert metrics["models"]["int8"]["heldout"]["false_brake_rate_benign"] is None  # no benign frames there
     # the teacher quantized by the same recipe: the teacher's size and cost, fewer bytes
     assert metrics["models"]["teacher_int8"]["mflops"] == metrics["models"]["teacher"]["mflops"]
     assert metrics["models"]["teacher_int8"]["size_bytes"] < metrics["models"]["teacher"]["size_bytes"]
-    steps = json.loads((tiny_build / "steps.json").read_text())["done"]
+    steps = strict((tiny_build / "steps.json").read_text())["done"]
     det = steps["detector"]
     assert set(det) >= {"val", "test", "heldout", "sigma_px", "tracking"} and det["sigma_px"] > 0.0
     assert det["tracking"]["drives"] == TINY.tracking_drives and det["tracking"]["vru_frames"] >= 0
@@ -1615,6 +1642,18 @@ def test_install_refuses_the_ci_configuration_before_building(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "--install --config tiny: the CI chain's configuration" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()  # refused before any step
+
+
+def test_a_seed_too_large_for_torch_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--seed 10**20`` ended in a traceback ("Overflow when unpacking long long"), leaving a build folder
+    only that seed could resume (review 2026-12-08)."""
+    from tiny_node.cli import main
+    from tiny_node.factory.cli import MAX_SEED
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["model", "build", "--config", "tiny", "--seed", str(10**20), "--out", str(tmp_path / "b")])
+    assert exit_.value.code == 2 and not (tmp_path / "b").exists()
+    assert f"argument --seed: must be at most {MAX_SEED}, got {10**20}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("cmd", [["evaluate", "b", "d"], ["operating-point", "b"]])

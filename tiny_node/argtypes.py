@@ -13,8 +13,8 @@ from typing import TypeVar
 N = TypeVar("N", int, float)
 
 
-def at_least(lo: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``lo`` (a usage error naming the option otherwise)."""
+def at_least(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``lo`` (and <= ``hi``; a usage error naming the option otherwise)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -22,6 +22,8 @@ def at_least(lo: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if value < lo:
             raise argparse.ArgumentTypeError(f"must be at least {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi}, got {value}")
         return value
     return parse
 

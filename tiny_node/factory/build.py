@@ -60,6 +60,7 @@ from tiny_node.factory.vocab import (
 )
 from tiny_node.model.bundle import BundleError, edit_manifest, load_bundle, set_threshold, write_atomic
 from tiny_node.sources import PACKAGE_DIR, sources_digest
+from tiny_node.strict_json import finite_or_none
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
 #: held-out always load "seen" too: the urgent recall where the image shows the hazard
@@ -104,6 +105,11 @@ INT8_CORRELATION_MIN_SPREAD = 0.01
 INT8_PARITY_FRAMES = 200
 
 
+#: Most P(brake) of an FP32 bundle through the node's runtime may differ from torch's on the same
+#: test frames: float noise (~1e-6 measured), not a frame seen otherwise (an inverted image: >0.01).
+DECISION_PARITY_MAX_DP = 1e-3
+
+
 class BuildError(RuntimeError):
     """A build cannot go on (message says why and what to do)."""
 
@@ -112,7 +118,7 @@ class BuildError(RuntimeError):
 #: node's sensor state with its config and the RSS distance it judges a sensor's reach by, which make
 #: the shards' sensor features (``dataset._drive``)
 TOP_LEVEL_SOURCES = ("camera.py", "sensors.py", "rules.py", "decision.py", "config.py", "strict_yaml.py",
-                     "argtypes.py")
+                     "argtypes.py", "strict_json.py")
 
 
 def code_files() -> list[Path]:
@@ -343,7 +349,8 @@ class Build:
         self._save_state()
 
     def _save_state(self) -> None:
-        write_atomic(self.state_path, json.dumps(self.state, indent=1))
+        # strict JSON (a figure that is not finite is null): bare NaN is no JSON to jq or JSON.parse
+        write_atomic(self.state_path, json.dumps(finite_or_none(self.state), indent=1, allow_nan=False))
 
     @property
     def detector_size(self) -> detector.DetectorSize:
@@ -752,12 +759,18 @@ class Build:
             export.write_bundle(model, d, f"tiny-node-{name}-fp32", 0.5, **self._detector())
             export.check_prompt_ids(d, samples, model.cfg.image_tokens, model.cfg.frames, model.cfg.tracks,
                                     track_fields=model.cfg.track_fields)
-            info[name] = {"parity_max_abs": export.check_parity(model, d)}
-            info[name]["decision_parity"] = self._decision_parity(model, d)
+            info[name] = {"parity_max_abs": export.check_parity(model, d), **self._decision_parity(model, d)}
         return info
 
-    def _decision_parity(self, model: TinyVlm, bundle_dir: Path) -> float:
-        """Share of test frames where the ORT bundle and torch give the same decision at 0.5."""
+    def _decision_parity(self, model: TinyVlm, bundle_dir: Path) -> dict[str, float]:
+        """P(brake) of the ORT bundle through the node's runtime against torch's, on up to 200 test frames.
+
+        A :class:`BuildError` where they differ beyond float noise (:data:`DECISION_PARITY_MAX_DP`):
+        the runtime does not see the frames as training did. Why: the share of equal decisions was
+        recorded and never judged; a runtime fed an inverted image (or BGR) built and could ship,
+        and the other checks (random tensors, the prompt ids, INT8 against its own FP32 through the
+        same runtime) cannot see it (review 2026-12-08).
+        """
         test = self.split("test")
         n = min(200, len(test["brake"]))
         sub = {k: v[:n] for k, v in test.items()}
@@ -766,7 +779,15 @@ class Build:
                                                           frames=model.cfg.frames, tracks=model.cfg.tracks,
                                                           track_fields=model.cfg.track_fields),
                                     self.word_ids)
-        return float(((p_ort >= 0.5) == (p_torch >= 0.5)).mean())
+        agree = float(((p_ort >= 0.5) == (p_torch >= 0.5)).mean())
+        diff = np.abs(np.asarray(p_ort, dtype=np.float64) - np.asarray(p_torch, dtype=np.float64))
+        worst = float(diff.max()) if n else 0.0
+        if not worst <= DECISION_PARITY_MAX_DP:  # NaN too
+            raise BuildError(f"{bundle_dir}: P(brake) through the node's runtime differs from torch's by up to "
+                             f"{worst:.4g} on {n} test frames (at most {DECISION_PARITY_MAX_DP:g}; decisions agree "
+                             f"on {agree:.1%}): the runtime does not see the frames as training did (image or "
+                             "sensor preprocessing)")
+        return {"decision_parity": agree, "decision_p_max_abs_diff": worst}
 
     def step_quantize(self) -> dict[str, Any]:
         """INT8 bundles of the pruned student: static (calibrated on val frames), dynamic, and mixed.
@@ -860,7 +881,8 @@ class Build:
                      + f", {cost.mflops:.1f} MFLOPs, p99 1t {r['latency_1t']['p99_ms']:.2f} ms")
         if warnings := self.warnings():
             result["warnings"] = warnings
-        (self.out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+        (self.out / "metrics.json").write_text(json.dumps(finite_or_none(result), indent=1, allow_nan=False),
+                                               encoding="utf-8")
         (self.out / "table.md").write_text(table(result), encoding="utf-8")
         return {"thresholds": {k: v["threshold"] for k, v in result["models"].items()}}
 

@@ -17,6 +17,10 @@ from pathlib import Path
 from tiny_node.argtypes import at_least
 from tiny_node.model.bundle import BundleError, load_bundle
 
+#: The largest --seed: the steps seed torch with ``seed * 100 + k``, which must fit a signed 64-bit
+#: integer (a seed of 10**20 ended in a traceback, leaving a build folder only it could resume).
+MAX_SEED = 2**31 - 1
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
 #: the recipe ``model build`` builds without --config: the shipped model's
 DEFAULT_RECIPE = "tracked-det12"
@@ -82,7 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch threads (default: the recipe's, 2 for the tracked recipes, 1 for the others); the "
                    "trained weights depend on it, so the shipped bundle is rebuilt bit for bit only with the default; "
                    "a resume keeps the count its build started with")
-    b.add_argument("--seed", type=at_least(0), default=None,
+    b.add_argument("--seed", type=at_least(0, MAX_SEED), default=None,
                    help="the recipe with another seed (default: the recipe's); a recipe with its own "
                    f"detector_seed ({', '.join(n for n, c in CONFIGS.items() if c.detector_seed is not None)}) "
                    "keeps its detector and varies the language model only; "
