@@ -228,16 +228,25 @@ def test_replay_takes_the_yaw_rate_from_the_recorded_odometry(tmp_path, monkeypa
     assert all("odom: implausible yaw rate nan rad/s (twist.twist.angular.z)" in r["reason"] for r in replayed.values())
 
 
+def _far_deadline(topic: dict) -> None:
+    """A topic's metadata QoS with the deadline ``ros2 bag record`` writes for "none": another text than the storage's."""
+    qos = topic["offered_qos_profiles"]
+    if isinstance(qos, str):  # format 8 (ours): the profiles are a YAML text
+        topic["offered_qos_profiles"] = qos.replace("deadline: {nsec: 0, sec: 0}",
+                                                    "deadline: {nsec: 4294967295, sec: 2147483647}")
+        assert "2147483647" in topic["offered_qos_profiles"]
+    else:  # format 9: a list of profiles
+        for profile in qos:
+            profile["deadline"] = {"sec": 2147483647, "nsec": 4294967295}
+
+
 def test_metadata_disagreeing_with_storage_still_reads_every_message(tmp_path):
     """Like ros2 bag record's own sample bags: metadata.yaml QoS text differs from the storage's."""
     original = drive(tmp_path / "rec", seconds=1.0)
     meta_path = tmp_path / "rec" / "metadata.yaml"
     meta = yaml.safe_load(meta_path.read_text())
     for topic in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
-        t = topic["topic_metadata"]  # format 8: the profiles are a YAML text
-        t["offered_qos_profiles"] = t["offered_qos_profiles"].replace("deadline: {nsec: 0, sec: 0}",
-                                                                      "deadline: {nsec: 4294967295, sec: 2147483647}")
-        assert "2147483647" in t["offered_qos_profiles"]
+        _far_deadline(topic["topic_metadata"])
     meta_path.write_text(yaml.safe_dump(meta))
     result = replay(tmp_path / "rec", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert_same(original, read_decisions(result.bag))
@@ -502,10 +511,7 @@ def test_a_compressed_bag_whose_metadata_disagrees_with_its_storage_replays_ever
     meta = yaml.safe_load(meta_path.read_text())
     assert meta["rosbag2_bagfile_information"]["compression_mode"].lower() == mode
     for topic in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
-        t = topic["topic_metadata"]  # format 8: the profiles are a YAML text
-        t["offered_qos_profiles"] = t["offered_qos_profiles"].replace("deadline: {nsec: 0, sec: 0}",
-                                                                      "deadline: {nsec: 4294967295, sec: 2147483647}")
-        assert "2147483647" in t["offered_qos_profiles"]
+        _far_deadline(topic["topic_metadata"])
     meta_path.write_text(yaml.safe_dump(meta))
     result = replay(tmp_path / "z", out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     assert result.summary["frames"] == 30
@@ -1527,6 +1533,7 @@ def test_a_simulator_recording_replays_to_its_decisions_field_for_field(tmp_path
     [bag] = list((tmp_path / "rec").iterdir())
     result = replay(bag, out_dir=tmp_path / "out", cfg=make_config(), bundle=None, plot=False)
     recorded, replayed = read_decisions(bag), read_decisions(result.bag)
+    assert result.summary["warnings"] == []  # its decisions replaced by the replay's: the normal path, no warning
     assert recorded.keys() == replayed.keys() and len(recorded) > 50
     differ = {s: {k: (v, replayed[s].get(k)) for k, v in d.items() if replayed[s].get(k) != v}
               for s, d in recorded.items()}

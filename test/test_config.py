@@ -539,3 +539,50 @@ def test_a_long_document_without_aliases_is_no_alias_bomb():
     with pytest.raises(yaml.YAMLError, match=f"aliases expand to more than {MAX_EXPANDED_NODES} nodes"):
         safe_load_unique(bomb)  # 10^6 nodes from a few hundred bytes
     assert safe_load_unique(bomb.rsplit("\n", 3)[0])["a3"][0][0][0] == ["x"]  # 10^3: aliases may add that
+
+
+def test_the_start_parameters_are_rcls_over_every_order_of_files_and_overrides(tmp_path, ros_env):
+    """rcl keeps one table of sections by name, each where its name first came (``-p x:=v`` the section
+    ``/**``); a later value for a name there changes that entry in place, and the node takes every matching
+    section in the table's order. Read in command-line order instead, the start command set SCHED_FIFO off
+    where rcl gave 20, and on where it gave 0 (review 2026-12-08). Judged against rclpy itself."""
+    import rclpy
+    from rclpy.node import Node
+
+    from tiny_node.ros.node import _early_parameters
+
+    def section(name: str, **values: object) -> str:
+        path = tmp_path / f"{name.strip('/').replace('/', '_').replace('*', 'w') or 'root'}_{len(values)}_{id(values)}.yaml"
+        body = "".join(f"    {k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in values.items())
+        path.write_text(f"{name}:\n  ros__parameters:\n{body}")
+        return str(path)
+
+    shipped = str(REPO / "config" / "tiny_node.yaml")  # /**/tiny_node: realtime_priority 20, lock_memory true
+    t0, t5 = section("/tiny_node", realtime_priority=0), section("/tiny_node", realtime_priority=5)
+    plain0 = section("tiny_node", realtime_priority=0)
+    w20, every1 = section("/**/tiny_node", realtime_priority=20), section("/**", realtime_priority=1)
+    cases = [
+        ["-p", "realtime_priority:=0", "-p", "lock_memory:=false", "--params-file", shipped],
+        ["-p", "use_sim_time:=true", "--params-file", shipped, "-p", "realtime_priority:=0"],
+        ["-p", "lock_memory:=true", "--params-file", t0, "-p", "realtime_priority:=20"],
+        ["--params-file", t5, "--params-file", w20, "--params-file", t0],
+        ["--params-file", shipped, "--param", "realtime_priority:=4", "--params-file", shipped],
+        ["-p", "tiny_node:realtime_priority:=5", "--params-file", w20, "-p", "tiny_node:realtime_priority:=0"],
+        ["-p", "tiny_node:realtime_priority:=5", "--params-file", plain0, "-p", "tiny_node:realtime_priority:=3"],
+        ["--params-file", every1, "--params-file", w20, "-p", "realtime_priority:=7"],
+        ["--params-file", shipped, "-p", "realtime_priority:=0", "--ros-args", "--params-file", t5],
+        ["--params-file", shipped, "-p", "realtime_priority:=0"],
+    ]
+    for case in cases:
+        args = ["--ros-args", *case]
+        context = rclpy.context.Context()
+        rclpy.init(args=args, context=context)
+        try:
+            node = Node("tiny_node", context=context, automatically_declare_parameters_from_overrides=True)
+            rcl = {k: node.get_parameter(k).value for k in ("realtime_priority", "lock_memory")
+                   if node.has_parameter(k)}
+            node.destroy_node()
+        finally:
+            rclpy.shutdown(context=context)
+        early = _early_parameters(args, [])
+        assert {k: early[k] for k in rcl} == rcl, case

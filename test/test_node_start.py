@@ -43,38 +43,47 @@ def test_a_params_file_rcl_refuses_is_refused_in_one_line(ros_env, tmp_path, tex
 
 
 @pytest.mark.parametrize("path", ["1.0", "2024", "true", "", "a b:c", "it's \"q\""])
-def test_a_model_bundle_path_that_reads_as_a_number_is_a_path(monkeypatch, ros_env, path):
+def test_a_model_bundle_option_is_the_nodes_value_as_given_over_every_params_file(monkeypatch, ros_env, tmp_path,
+                                                                                  path):
     """``tiny-node run --model-bundle 1.0`` (a directory 1.0) was refused: "-p: parameter 'model_bundle':
-    expected str, got 1.0 (float)": the path went into ``-p model_bundle:=1.0`` bare."""
+    expected str, got 1.0 (float)": the path went into ``-p model_bundle:=1.0`` bare. As a ``-p`` it went
+    into rcl's section /**, which a params file's /**/tiny_node after it in rcl's table overrode: the node
+    loaded the file's bundle (review 2026-12-08). It is the node's own parameter override now."""
     from tiny_node.config import ConfigError
     from tiny_node.ros import node
 
-    seen: list[list[str]] = []
+    seen: list[tuple[list[str], object]] = []
 
-    def stop(ros_args: list[str], warnings: list[str] | None = None) -> dict[str, object]:
-        seen.append(ros_args)
+    def stop(ros_args: list[str], warnings: list[str] | None = None, last: object = None) -> dict[str, object]:
+        seen.append((ros_args, last))
         raise ConfigError("stopped here")
 
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("/**/tiny_node:\n  ros__parameters:\n    model_bundle: from_the_file\n")
     real = node._early_parameters
     monkeypatch.setattr(node, "_early_parameters", stop)
-    assert node.main(["tiny_node", "--model-bundle", path]) == 2
-    (ros_args,) = seen
-    assert real(ros_args) == {"model_bundle": path}
-    # and rcl reads the rule as the same string
+    assert node.main(["tiny_node", "--model-bundle", path, "--ros-args", "-p", "use_sim_time:=true",
+                      "--params-file", str(cfg)]) == 2
+    ((ros_args, last),) = seen
+    assert last == {"model_bundle": path} and real(ros_args, [], last)["model_bundle"] == path
+    # and rclpy gives the node that string, over the file's section (as the start command passes it)
     script = textwrap.dedent("""
         import json, sys
         import rclpy
         from rclpy.node import Node
+        from rclpy.parameter import Parameter
         rclpy.init(args=["x", *json.loads(sys.argv[1])])
-        node = Node("tiny_node", automatically_declare_parameters_from_overrides=True)
+        node = Node("tiny_node", automatically_declare_parameters_from_overrides=True,
+                    parameter_overrides=[Parameter("model_bundle", value=sys.argv[2])])
         print(json.dumps(node.get_parameter("model_bundle").value))
         node.destroy_node()
         rclpy.try_shutdown()
     """)
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(ros_args)],
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(ros_args), path],
                           env=ros_env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == path
+    assert real(ros_args, [])["model_bundle"] == "from_the_file"  # without it: the file's, as rcl gives it
 
 
 def test_the_params_file_reader_types_values_as_the_installed_rcl_does(ros_env, tmp_path):

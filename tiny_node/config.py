@@ -477,10 +477,23 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
                      require_section: bool = True) -> dict[str, object]:
     """Read a ROS 2 params YAML (``<node>: ros__parameters: ...``) into flat names.
 
+    The values of :func:`params_file_sections`, merged in file order.
+    """
+    flat: dict[str, object] = {}
+    for _, names in params_file_sections(path, node_name, namespace, require_section):
+        flat.update(names)
+    return flat
+
+
+def params_file_sections(path: str | Path, node_name: str = NODE_NAME, namespace: str | None = None,
+                         require_section: bool = True) -> list[tuple[str, dict[str, object]]]:
+    """The sections of a ROS 2 params YAML that apply to the node: (section name as rcl keys it, flat values).
+
     Sections are matched to the node's full name (``namespace``/``node_name``, after remapping)
     as rcl does (``/**``, ``*`` wildcards; ``tiny_node:`` is ``/tiny_node``, not
-    ``/ego/tiny_node``) and merged in file order. ``namespace`` None (the offline tools, which
-    do not know where the node runs): any section named for the node, in any namespace.
+    ``/ego/tiny_node``), in file order, named as written (``tiny_node`` and ``/tiny_node`` are two
+    entries of rcl's table, though both match the node). ``namespace`` None (the offline tools,
+    which do not know where the node runs): any section named for the node, in any namespace.
     ROS-owned parameters are dropped; so are, in a section for any node (``/**``, ``/ego/*``),
     parameters this node does not have (they are meant for other nodes). In a section naming
     the node, in any namespace (``/**/tiny_node``, the shipped file's), an unknown name stays,
@@ -505,7 +518,7 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     if not isinstance(doc, Mapping):
         raise ConfigError(f"params file {p}: top level must be a mapping of node names")
     full = f"{(namespace or '').rstrip('/')}/{node_name}"
-    flat: dict[str, object] = {}
+    out: list[tuple[str, dict[str, object]]] = []
     given: dict[str, dict[str, object]] = {}  # by node name, as rcl merges sections of one name
     sections = _sections(doc, (), f"params file {p}")
     matched = False
@@ -525,17 +538,17 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
         matched = True
         if "*" in last:  # a section for every node; ``/**/tiny_node`` is ours, in any namespace
             names = {k: v for k, v in names.items() if k in SPECS}
-        flat.update(names)
+        for name in list(names):
+            if ros_owned(name):
+                del names[name]
+            elif why := integer_for_double(name, names[name]):
+                raise ConfigError(f"params file {p}: {name}: {why}")
+        out.append((key, names))
     if not matched and require_section:
         listed = ", ".join(repr(k) for k, _ in sections) or "none, the file holds no parameters"
         raise NoSectionError(f"params file {p}: no section for node '{full if namespace else node_name}' "
                              f"(or '/**'; its sections: {listed})")
-    for name in list(flat):
-        if ros_owned(name):
-            del flat[name]
-        elif why := integer_for_double(name, flat[name]):
-            raise ConfigError(f"params file {p}: {name}: {why}")
-    return flat
+    return out
 
 
 def config_from_file(path: str | Path | None, overrides: Mapping[str, object] | None = None) -> NodeConfig:

@@ -128,9 +128,8 @@ class OutputBag:
         by_key: dict[tuple[str, str, tuple[Qos, ...]], Connection] = {}
         skipped: set[str] = set()
         for c in source.connections:
-            if c.topic in OUT_TOPICS:
-                skipped.add(f"{c.topic}: replaced by this replay's decisions")
-                continue
+            if c.topic in OUT_TOPICS:  # a recording's or an earlier replay's decisions: replaced, the normal
+                continue                # path (a warning on every replay of a recording taught to ignore them)
             store = source.typestore_for(c.msgtype)
             qos: tuple[Qos, ...] = ()
             fmt = "cdr"

@@ -37,6 +37,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, Imu, Range
@@ -53,8 +54,8 @@ from tiny_node.config import (
     NoSectionError,
     ParamSpec,
     integer_for_double,
-    load_params_file,
     make_config,
+    params_file_sections,
     ros_owned,
     section_regex,
 )
@@ -878,13 +879,23 @@ def _unmatched_remaps(ros_args: list[str], transport: str = "raw") -> list[tuple
     return out
 
 
-def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) -> dict[str, object]:
+def _early_parameters(ros_args: list[str], warnings: list[str] | None = None,
+                      last: Mapping[str, object] | None = None) -> dict[str, object]:
     """The node's parameters as rcl will give them, before rclpy is up (``realtime_priority``).
 
     Why: the scheduling class and mlockall must be set before rclpy starts its threads, so
     they are read here; read differently from rcl (the last file only, no ``-p``, any section
     named like the node), the process would run with settings ``ros2 param get`` denies.
-    ``warnings``: where the warnings go (printed at once without it).
+    ``warnings``: where the warnings go (printed at once without it). ``last``: the node's own
+    ``parameter_overrides`` (``--model-bundle``), which rclpy applies over rcl's.
+
+    rcl keeps one table of sections by name, each in the place its name first came (a params
+    file's section, ``-p name:=v`` the section ``/**``, ``-p node:name:=v`` the section
+    ``node``); a later value for a name already there changes that entry, where it stands. The
+    node takes every section that matches it, in the table's order. Applied in command-line
+    order instead (the fix before), `-p use_sim_time:=true --params-file f -p realtime_priority:=0`
+    ran without SCHED_FIFO where rcl gave 20 from the file's section after ``/**``; `-p` after every
+    file (before that) did the opposite under a launch_ros SetParameter (review 2026-12-08).
     """
     def warn(text: str) -> None:
         if warnings is None:
@@ -895,15 +906,16 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) ->
     from tiny_node.strict_yaml import load_ros_params, yaml_problem
 
     name, namespace = _name_and_namespace(ros_args)
-    sources: list[tuple[str, dict[str, object]]] = []
+    sources: list[tuple[str, dict[str, object]]] = []  # each alone, for the error's culprit
+    table: dict[str, dict[str, object]] = {}  # rcl's: section name -> values, in first-come order
     full = f"{namespace.rstrip('/')}/{name}"
-    # in command-line order, each over the ones before, as rcl reads -p and --params-file into one
-    # table: -p applied after every file put SCHED_FIFO off where `ros2 param get` said 20, under a
-    # launch_ros SetParameter (its -p comes before the node's own params file; review 2026-12-08)
     for flag, rule in _flag_values(ros_args, ("--params-file", "-p", "--param")):
         if flag == "--params-file":
             try:
-                sources.append((f"params file {rule}", load_params_file(rule, name, namespace)))
+                sections = params_file_sections(rule, name, namespace)
+                for section, names in sections:
+                    table.setdefault(section, {}).update(names)
+                sources.append((f"params file {rule}", {k: v for _, names in sections for k, v in names.items()}))
             except NoSectionError as exc:  # rcl reads such a file without a word: the node ran on defaults
                 warn(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
                      f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)")
@@ -916,7 +928,10 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) ->
                 warn(f"tiny_node: warning: -p {rule}: rcl applies it to /{node} only, and this node is {full}: "
                      f"not applied (without the '{node}:' prefix it would be)")
             continue
-        if not sep or ros_owned(key):
+        if not sep:
+            continue
+        entry = table.setdefault(node or "/**", {})  # its place in rcl's table, whatever the name
+        if ros_owned(key):
             continue
         try:  # typed as rcl types it: 1e2 a double, 1_0 a string, '1.0' a string
             value = load_ros_params(text)
@@ -926,8 +941,12 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None) ->
             raise ConfigError(f"-p {key}:={why}")
         # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
         # of a parameter the node does not declare, and the node would run on the default
+        entry[key] = value
         sources.append((f"-p {rule}", {key: value}))
-    values = {k: v for _, source in sources for k, v in source.items()}
+    values = {k: v for section in table.values() for k, v in section.items()}
+    if last:
+        values.update(last)
+        sources.append(("--model-bundle", dict(last)))
     try:
         make_config(values)
     except ConfigError as exc:
@@ -1025,8 +1044,6 @@ def _rcl_problem(exc: Exception) -> str:
 
 def main(args: list[str] | None = None) -> int:
     """Start the node (``tiny_node`` executable, ``tiny-node run``, ``python -m tiny_node run``)."""
-    import json
-
     argv = list(sys.argv if args is None else args)
     try:
         non_ros = rclpy.utilities.remove_ros_args(argv)
@@ -1044,24 +1061,24 @@ def main(args: list[str] | None = None) -> int:
                         help="stay unconfigured; drive the lifecycle with `ros2 lifecycle set`")
     opts = parser.parse_args(non_ros[1:])
 
-    # The params file first, so `--ros-args -p name:=value` and --model-bundle override it.
+    # The params file first, so `--ros-args -p name:=value` overrides it (as rcl orders them).
     ros_args = ["--ros-args", "--params-file", opts.params_file] if opts.params_file else []
     ros_args += _ros_section(argv)
-    if opts.model_bundle is not None:
-        # an empty value is rules only, as in a params file ('' is YAML's empty string; bare, it is null)
-        # quoted, a YAML string: bare, a directory named 1.0, 2024 or true read as a number or a boolean
-        ros_args += ["--ros-args", "-p", f"model_bundle:={json.dumps(opts.model_bundle, ensure_ascii=False)}"]
+    # --model-bundle over everything: the node's own parameter_overrides, which rclpy applies over
+    # rcl's. As a `-p` it went into rcl's section /**, which a params file's /**/tiny_node after it
+    # in rcl's table overrode (review 2026-12-08). An empty value is rules only, as in a params file.
+    own = {"model_bundle": opts.model_bundle} if opts.model_bundle is not None else {}
 
     # Fail early and clearly on a bad params file; realtime priority must be set before
-    # rclpy starts its threads, so read it here, as rcl will: every file in order, the sections
-    # that match the node's remapped name, then the -p overrides. Then rcl's own reading of every
+    # rclpy starts its threads, so read it here, as rcl will (_early_parameters: its table of
+    # sections, those matching the node's remapped name), then --model-bundle. Then rcl's own reading of every
     # file and rule (nothing in the process changed yet): what it refuses and ours does not (a
     # node name, ...) is its refusal; where both refuse, ours names it better (a missing file,
     # a YAML error's line and column); our warnings only for arguments rcl takes.
     warnings: list[str] = []
     ours: ConfigError | None = None
     try:
-        early = make_config(_early_parameters(ros_args, warnings))
+        early = make_config(_early_parameters(ros_args, warnings, own))
     except ConfigError as exc:
         ours = exc
     try:
@@ -1102,7 +1119,8 @@ def main(args: list[str] | None = None) -> int:
             rclpy.try_shutdown()
             return 2
         try:
-            node = TinyNode(rt_status=rt_status, rt_priority=rt_priority)
+            node = TinyNode(rt_status=rt_status, rt_priority=rt_priority,
+                            parameter_overrides=[Parameter(k, value=v) for k, v in own.items()])
         except Exception as exc:  # rclpy raises on invalid parameter overrides
             print(f"tiny_node: refusing to start: {exc}", file=sys.stderr)
             return 2
