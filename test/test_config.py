@@ -551,10 +551,13 @@ def test_the_start_parameters_are_rcls_over_every_order_of_files_and_overrides(t
 
     from tiny_node.ros.node import _early_parameters
 
+    made: list[str] = []
+
     def section(name: str, **values: object) -> str:
-        path = tmp_path / f"{name.strip('/').replace('/', '_').replace('*', 'w') or 'root'}_{len(values)}_{id(values)}.yaml"
+        path = tmp_path / f"section_{len(made)}.yaml"  # one file each (an id() was reused: three were one)
         body = "".join(f"    {k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in values.items())
         path.write_text(f"{name}:\n  ros__parameters:\n{body}")
+        made.append(str(path))
         return str(path)
 
     shipped = str(REPO / "config" / "tiny_node.yaml")  # /**/tiny_node: realtime_priority 20, lock_memory true
@@ -572,7 +575,10 @@ def test_the_start_parameters_are_rcls_over_every_order_of_files_and_overrides(t
         ["--params-file", every1, "--params-file", w20, "-p", "realtime_priority:=7"],
         ["--params-file", shipped, "-p", "realtime_priority:=0", "--ros-args", "--params-file", t5],
         ["--params-file", shipped, "-p", "realtime_priority:=0"],
+        ["--params-file", t5, "--params-file", plain0, "--params-file", t0],
+        ["-p", "realtime_priority:=3", "--params-file", every1, "--params-file", t5, "-p", "realtime_priority:=9"],
     ]
+    assert len(set(made)) == 5 and len({Path(f).read_text() for f in made}) == 5
     for case in cases:
         args = ["--ros-args", *case]
         context = rclpy.context.Context()
@@ -586,3 +592,32 @@ def test_the_start_parameters_are_rcls_over_every_order_of_files_and_overrides(t
             rclpy.shutdown(context=context)
         early = _early_parameters(args, [])
         assert {k: early[k] for k in rcl} == rcl, case
+
+
+def test_start_parameters_are_judged_and_blamed_on_the_values_in_effect(tmp_path):
+    """Judged per section, an integer ``/**`` value that the node's own section replaces with a double
+    refused a start rclpy allows; and an error blamed the first file giving the value, one a later
+    entry had replaced, or no file at all (review 2026-12-08)."""
+    pytest.importorskip("rclpy")
+    from tiny_node.ros.node import _early_parameters
+
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("/**:\n  ros__parameters:\n    deadline_ms: 40\n"
+                      "/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n")
+    assert _early_parameters(["--ros-args", "--params-file", str(shared)])["deadline_ms"] == 40.0
+    assert load_params_file(shared)["deadline_ms"] == 40.0
+    reverse = tmp_path / "reverse.yaml"  # the integer last: in effect, refused
+    reverse.write_text("/**/tiny_node:\n  ros__parameters:\n    deadline_ms: 40.0\n"
+                       "/**:\n  ros__parameters:\n    deadline_ms: 40\n")
+    with pytest.raises(ConfigError, match=rf"^params file {reverse}: deadline_ms: 40 is an integer"):
+        _early_parameters(["--ros-args", "--params-file", str(reverse)])
+    a = tmp_path / "a.yaml"
+    a.write_text("/**:\n  ros__parameters:\n    deadline_ms: 2000.0\n")
+    c = tmp_path / "c.yaml"  # its /tiny_node's 2000.0 is in effect; its /** replaces a's in place
+    c.write_text("/tiny_node:\n  ros__parameters:\n    deadline_ms: 2000.0\n/**:\n  ros__parameters:\n"
+                 "    deadline_ms: 40.0\n")
+    common = tmp_path / "common.yaml"
+    common.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n")
+    for first in (a, common):
+        with pytest.raises(ConfigError, match=rf"^params file {c}: parameter 'deadline_ms': 2000.0 is out of range"):
+            _early_parameters(["--ros-args", "--params-file", str(first), "--params-file", str(c)])

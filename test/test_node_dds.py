@@ -162,7 +162,7 @@ def test_a_command_line_parameter_typo_or_integer_double_refuses_to_start():
 
     with pytest.raises(ConfigError, match=r"unknown parameter 'deadline_msec' \(did you mean deadline_ms\?\)"):
         make_config(_early_parameters(["--ros-args", "-p", "deadline_msec:=40.0"]))
-    with pytest.raises(ConfigError, match=r"-p deadline_ms:=40 is an integer.*write 40.0"):
+    with pytest.raises(ConfigError, match=r"-p deadline_ms:=40: 40 is an integer.*write 40.0"):
         _early_parameters(["--ros-args", "-p", "deadline_ms:=40"])
     # another node's parameter and ROS's own are not ours to judge
     assert _early_parameters(["--ros-args", "-p", "other:foo:=1", "-p", "use_sim_time:=true",

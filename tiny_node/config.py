@@ -482,6 +482,9 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     flat: dict[str, object] = {}
     for _, names in params_file_sections(path, node_name, namespace, require_section):
         flat.update(names)
+    for name, value in flat.items():  # the value in effect: an integer a later section replaces is none
+        if why := integer_for_double(name, value):
+            raise ConfigError(f"params file {path}: {name}: {why}")
     return flat
 
 
@@ -497,7 +500,8 @@ def params_file_sections(path: str | Path, node_name: str = NODE_NAME, namespace
     ROS-owned parameters are dropped; so are, in a section for any node (``/**``, ``/ego/*``),
     parameters this node does not have (they are meant for other nodes). In a section naming
     the node, in any namespace (``/**/tiny_node``, the shipped file's), an unknown name stays,
-    for :func:`make_config` to refuse as a typo.
+    for :func:`make_config` to refuse as a typo. An integer for a double parameter is judged
+    by the caller, on the value in effect (a later section may replace it).
     ``require_section``: a file with no section for the node is an error (else it adds nothing).
     """
     p = Path(path)
@@ -538,12 +542,7 @@ def params_file_sections(path: str | Path, node_name: str = NODE_NAME, namespace
         matched = True
         if "*" in last:  # a section for every node; ``/**/tiny_node`` is ours, in any namespace
             names = {k: v for k, v in names.items() if k in SPECS}
-        for name in list(names):
-            if ros_owned(name):
-                del names[name]
-            elif why := integer_for_double(name, names[name]):
-                raise ConfigError(f"params file {p}: {name}: {why}")
-        out.append((key, names))
+        out.append((key, {k: v for k, v in names.items() if not ros_owned(k)}))
     if not matched and require_section:
         listed = ", ".join(repr(k) for k, _ in sections) or "none, the file holds no parameters"
         raise NoSectionError(f"params file {p}: no section for node '{full if namespace else node_name}' "

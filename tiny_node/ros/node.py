@@ -906,16 +906,14 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None,
     from tiny_node.strict_yaml import load_ros_params, yaml_problem
 
     name, namespace = _name_and_namespace(ros_args)
-    sources: list[tuple[str, dict[str, object]]] = []  # each alone, for the error's culprit
-    table: dict[str, dict[str, object]] = {}  # rcl's: section name -> values, in first-come order
+    # rcl's table: section name -> {parameter: (value, where it was given)}, in first-come order
+    table: dict[str, dict[str, tuple[object, str]]] = {}
     full = f"{namespace.rstrip('/')}/{name}"
     for flag, rule in _flag_values(ros_args, ("--params-file", "-p", "--param")):
         if flag == "--params-file":
             try:
-                sections = params_file_sections(rule, name, namespace)
-                for section, names in sections:
-                    table.setdefault(section, {}).update(names)
-                sources.append((f"params file {rule}", {k: v for _, names in sections for k, v in names.items()}))
+                for section, names in params_file_sections(rule, name, namespace):
+                    table.setdefault(section, {}).update({k: (v, f"params file {rule}") for k, v in names.items()})
             except NoSectionError as exc:  # rcl reads such a file without a word: the node ran on defaults
                 warn(f"tiny_node: warning: {exc}: none of its values apply to this node (a plain "
                      f"'{NODE_NAME}:' matches /{NODE_NAME} only; '/**/{NODE_NAME}:' any namespace)")
@@ -937,20 +935,23 @@ def _early_parameters(ros_args: list[str], warnings: list[str] | None = None,
             value = load_ros_params(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"-p {rule}: {yaml_problem(exc)}") from None
-        if why := integer_for_double(key, value):
-            raise ConfigError(f"-p {key}:={why}")
         # an unknown name stays, for make_config to refuse as a typo: rcl ignores an override
         # of a parameter the node does not declare, and the node would run on the default
-        entry[key] = value
-        sources.append((f"-p {rule}", {key: value}))
-    values = {k: v for section in table.values() for k, v in section.items()}
-    if last:
-        values.update(last)
-        sources.append(("--model-bundle", dict(last)))
+        entry[key] = (value, f"-p {rule}")
+    given = {k: pair for section in table.values() for k, pair in section.items()}
+    given.update({k: (v, "--model-bundle") for k, v in (last or {}).items()})
+    values = {k: v for k, (v, _) in given.items()}
+    # judged on the values in effect, each named with where it was given: a value a later entry
+    # replaced was refused (an integer for a double) or blamed (review 2026-12-08)
+    sources: dict[str, dict[str, object]] = {}
+    for k, (v, where) in given.items():
+        if why := integer_for_double(k, v):
+            raise ConfigError(f"{where}: {why}" if where.startswith("-p ") else f"{where}: {k}: {why}")
+        sources.setdefault(where, {})[k] = v
     try:
         make_config(values)
     except ConfigError as exc:
-        raise ConfigError(f"{_culprit(sources, str(exc))}{exc}") from None
+        raise ConfigError(f"{_culprit(list(sources.items()), str(exc))}{exc}") from None
     return values
 
 
