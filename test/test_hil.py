@@ -1427,6 +1427,24 @@ def test_a_decisions_brake_is_the_one_of_its_sequence_number_published_before_it
     # a brake in the warm-up or after the last judged decision: not judged
     early = [*_node_brakes(), BrakeRec(0.5, True, Published(NODE_BRAKE, 501, int(0.5e9)))]
     assert brake_failures(_sequenced_run(early)) == []
+    # Jazzy's message info has no publisher gid: still by sequence, unless a number repeats (a node
+    # restarted mid-run, a second publisher): then by receipt, as without message info
+    def anonymous(rec: RunRecord) -> RunRecord:
+        for d in [*rec.frameless, *(d for ds in rec.decisions.values() for d in ds)]:
+            assert d.published is not None
+            d.published = Published(b"", d.published.seq, d.published.source_ns)
+        rec.brakes = [BrakeRec(b.received_at, b.value, Published(b"", b.published.seq, b.published.source_ns))
+                      for b in rec.brakes or [] if b.published is not None]
+        return rec
+
+    jazzy = anonymous(_sequenced_run(_node_brakes()))
+    assert jazzy.brake_pairing == "sequence" and brake_failures(jazzy) == []
+    [late] = brake_failures(anonymous(_sequenced_run(_node_brakes(delay_s=0.8))))
+    assert "published after their decision" in late
+    restarted = anonymous(_sequenced_run(_node_brakes()))
+    assert restarted.brakes is not None
+    restarted.brakes.append(BrakeRec(3.5, True, Published(b"", 1, int(3.5e9))))
+    assert restarted.brake_pairing == "receipt"
 
 
 def _model_run(states: list[str], diag_state: str | None = None, **kw) -> RunRecord:

@@ -240,14 +240,18 @@ class RunRecord:
         """How each decision's ``brake`` message is found (:func:`tiny_node.hil.harness.brake_failures`).
 
         ``"sequence"``: by publication sequence number, every message having its info (rclpy >=
-        Iron); ``"receipt"``: by receipt time; None: the brake output was not recorded.
+        Iron) and none repeating its publisher's number (Jazzy gives no publisher gid, so a node
+        restarted mid-run, or a second publisher, repeats them); ``"receipt"``: by receipt time;
+        None: the brake output was not recorded.
         """
         if self.brakes is None:
             return None
-        every = [d for ds in self.decisions.values() for d in ds] + self.frameless
-        if all(d.published is not None for d in every) and all(b.published is not None for b in self.brakes):
-            return "sequence"
-        return "receipt"
+        every = [d.published for ds in self.decisions.values() for d in ds] + [d.published for d in self.frameless]
+        brakes = [b.published for b in self.brakes]
+        for pubs in (every, brakes):
+            if any(p is None for p in pubs) or len({(p.writer, p.seq) for p in pubs if p}) < len(pubs):
+                return "receipt"
+        return "sequence"
 
     @property
     def probe_trusted(self) -> bool:

@@ -33,14 +33,15 @@ def publication(info: Any) -> tuple[bytes, int, int] | None:
     """(publisher gid, publication sequence number, source timestamp ns) of a message, or None.
 
     None where rclpy or the rmw does not say (Humble; an rmw without sequence numbers reports 0
-    or the "unsupported" maximum). The source timestamp is the publisher's own system clock (0:
-    not given): only comparable between messages of one host.
+    or the "unsupported" maximum). The gid is ``b""`` where rclpy gives none (Jazzy's message
+    info has the sequence number without it). The source timestamp is the publisher's own
+    system clock (0: not given): only comparable between messages of one host.
     """
     if not info:
         return None
-    gid = info.get("publisher_gid")
     seq = info.get("publication_sequence_number")
-    if not gid or seq is None or not 0 < int(seq) < 2**63 - 1:
+    if seq is None or not 0 < int(seq) < 2**63 - 1:
         return None
-    writer = bytes(gid.get("data", b"")) if isinstance(gid, dict) else bytes(gid)
+    gid = info.get("publisher_gid")
+    writer = b"" if not gid else bytes(gid.get("data", b"")) if isinstance(gid, dict) else bytes(gid)
     return writer, int(seq), int(info.get("source_timestamp") or 0)

@@ -507,7 +507,7 @@ class TinyNode(LifecycleNode):
             self._frames_inactive += 1
             return
         pub = publication(info)
-        if pub is not None:
+        if pub is not None and pub[0]:  # by publisher: without its gid (Jazzy), losses go uncounted
             gid, seq, _ = pub
             self._camera_publishers.add(gid)
             lost = self.gaps.observe(gid, seq)
