@@ -579,6 +579,14 @@ def test_the_start_parameters_are_rcls_over_every_order_of_files_and_overrides(t
         ["-p", "realtime_priority:=3", "--params-file", every1, "--params-file", t5, "-p", "realtime_priority:=9"],
     ]
     assert len(set(made)) == 5 and len({Path(f).read_text() for f in made}) == 5
+    # one section name written twice, flat and nested: rcl merges it where it first came (the offline
+    # reader merged in file order and ran another deadline than the node; review 2026-12-08)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("/tiny_node:\n  ros__parameters:\n    realtime_priority: 3\n"
+                     "/**:\n  ros__parameters:\n    realtime_priority: 6\n"
+                     "/:\n  tiny_node:\n    ros__parameters:\n      lock_memory: false\n")
+    assert load_params_file(twice, namespace="/")["realtime_priority"] == 6
+    cases.append(["--params-file", str(twice)])
     for case in cases:
         args = ["--ros-args", *case]
         context = rclpy.context.Context()

@@ -193,3 +193,32 @@ def test_a_node_started_by_a_command_killed_outright_ends_with_it(ros_env, tmp_p
     finally:
         if not _gone(pid):
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_node_process_model_bundle_wins_over_a_params_file_with_a_shared_section(ros_env, tmp_path):
+    """``sim --realtime``'s rules run passes ``model_bundle ''`` over the user's params file; as a ``-p`` (rcl's
+    section /**) a file with a /** section before its /**/tiny_node kept the file's model, and the rules run
+    ran the model (review 2026-12-08). NodeProcess passes it as --model-bundle, the node's own override."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from tiny_node.tools.nodeproc import NodeProcess
+
+    f = tmp_path / "user.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    use_sim_time: false\n"
+                 "/**/tiny_node:\n  ros__parameters:\n    model_bundle: default\n")
+    for given, wanted in (("''", ""), ("/some/bundle", "/some/bundle")):
+        cmd = NodeProcess(ros_env, params={"model_bundle": given, "realtime_priority": 0}, params_file=f).cmd
+        assert cmd[cmd.index("--model-bundle") + 1] == wanted and not any("model_bundle" in a for a in cmd)
+        # what the node's start command does with it: rclpy's own answer (parameter_overrides over the file)
+        ros_args = cmd[cmd.index("--ros-args"):]
+        context = rclpy.context.Context()
+        rclpy.init(args=["x", "--ros-args", "--params-file", str(f), *ros_args], context=context)
+        try:
+            node = Node("tiny_node", context=context, automatically_declare_parameters_from_overrides=True,
+                        parameter_overrides=[Parameter("model_bundle", value=wanted)])
+            assert node.get_parameter("model_bundle").value == wanted
+            node.destroy_node()
+        finally:
+            rclpy.shutdown(context=context)

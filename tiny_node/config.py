@@ -477,11 +477,14 @@ def load_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
                      require_section: bool = True) -> dict[str, object]:
     """Read a ROS 2 params YAML (``<node>: ros__parameters: ...``) into flat names.
 
-    The values of :func:`params_file_sections`, merged in file order.
+    The values of :func:`params_file_sections`, merged as rcl merges them: a section name written
+    twice (flat and nested) in the place it first came, not in file order (the offline tools ran
+    another deadline than the node; review 2026-12-08).
     """
-    flat: dict[str, object] = {}
-    for _, names in params_file_sections(path, node_name, namespace, require_section):
-        flat.update(names)
+    table: dict[str, dict[str, object]] = {}  # as rcl merges a section name written twice: where it first came
+    for section, names in params_file_sections(path, node_name, namespace, require_section):
+        table.setdefault(section, {}).update(names)
+    flat = {k: v for names in table.values() for k, v in names.items()}
     for name, value in flat.items():  # the value in effect: an integer a later section replaces is none
         if why := integer_for_double(name, value):
             raise ConfigError(f"params file {path}: {name}: {why}")

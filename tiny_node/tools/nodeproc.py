@@ -88,11 +88,18 @@ class NodeProcess:
         self.cmd = list(prefix or []) + list(command or [sys.executable, "-m", "tiny_node", "run"])
         if params_file is not None:
             self.cmd += ["--params-file", str(params_file)]
+        params = dict(params or {})
+        if "model_bundle" in params:
+            # the node's own override, over every params file: as a `-p` (rcl's section /**) a params
+            # file's /**/tiny_node after a /** section won, and `sim --realtime`'s rules run loaded the
+            # file's model (review 2026-12-08). "''" is YAML's empty string here: rules only.
+            bundle = str(params.pop("model_bundle"))
+            self.cmd += ["--model-bundle", "" if bundle in ("''", '""') else bundle]
         self.cmd += extra_args or []
         ros = ["--ros-args", "--log-level", "tiny_node:=info"]
         if namespace:
             ros += ["-r", f"__ns:={namespace}"]
-        for k, v in (params or {}).items():
+        for k, v in params.items():
             ros += ["-p", ros_param_arg(k, v)]
         self.cmd += ros
         from tiny_node.stopping import PARENT_ENV
