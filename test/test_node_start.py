@@ -208,6 +208,10 @@ def test_a_node_process_model_bundle_wins_over_a_params_file_with_a_shared_secti
     f = tmp_path / "user.yaml"
     f.write_text("/**:\n  ros__parameters:\n    use_sim_time: false\n"
                  "/**/tiny_node:\n  ros__parameters:\n    model_bundle: default\n")
+    # another node command (`hil --node-cmd`) gets the -p any ROS node takes (a strict parser refused
+    # --model-bundle, and another node ran without the model it was given; review 2026-12-08)
+    other = NodeProcess(ros_env, params={"model_bundle": "/b"}, command=["my_node"]).cmd
+    assert "--model-bundle" not in other and other[other.index("model_bundle:=/b") - 1] == "-p"
     for given, wanted in (("''", ""), ("/some/bundle", "/some/bundle")):
         cmd = NodeProcess(ros_env, params={"model_bundle": given, "realtime_priority": 0}, params_file=f).cmd
         assert cmd[cmd.index("--model-bundle") + 1] == wanted and not any("model_bundle" in a for a in cmd)

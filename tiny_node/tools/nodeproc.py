@@ -89,10 +89,11 @@ class NodeProcess:
         if params_file is not None:
             self.cmd += ["--params-file", str(params_file)]
         params = dict(params or {})
-        if "model_bundle" in params:
+        if "model_bundle" in params and command is None:
             # the node's own override, over every params file: as a `-p` (rcl's section /**) a params
             # file's /**/tiny_node after a /** section won, and `sim --realtime`'s rules run loaded the
-            # file's model (review 2026-12-08). "''" is YAML's empty string here: rules only.
+            # file's model (review 2026-12-08). "''" is YAML's empty string here: rules only. Only to
+            # tiny_node's start command: another (`hil --node-cmd`) gets the `-p` any ROS node takes.
             bundle = str(params.pop("model_bundle"))
             self.cmd += ["--model-bundle", "" if bundle in ("''", '""') else bundle]
         self.cmd += extra_args or []
