@@ -937,8 +937,7 @@ def attached_alive(rec: RunRecord, pid: int | None) -> bool:
     """
     if pid is not None:
         return pid_alive(pid)
-    got = [d.received_at for ds in rec.decisions.values() for d in ds]
-    got += [d.received_at for d in rec.frameless] + [d.at for d in rec.diags]
+    got = [d.received_at for d in rec.every_decision()] + [d.at for d in rec.diags]
     if not got:
         return False
     quiet = rec.duration_s - rec.rt(max(got))
@@ -1192,7 +1191,7 @@ def brake_failures(rec: RunRecord) -> list[str]:
     if rec.brakes is None:
         return []
     end = rec.duration_s - BRAKE_PAIR_S if rec.duration_s > 0.0 else math.inf
-    every = [d for ds in rec.decisions.values() for d in ds] + rec.frameless
+    every = rec.every_decision()
     judged = sorted((d for d in every if rec.warmup_s <= rec.rt(d.received_at) <= end), key=lambda d: d.received_at)
     if rec.brake_pairing == "sequence":
         return _brake_failures_by_sequence(rec, every, judged)
@@ -1203,7 +1202,7 @@ def _writers(pubs: list[tuple[float, Published]]) -> list[bytes]:
     """Publishers in the order they began publishing (their first message; receipt where no source time)."""
     first: dict[bytes, tuple[int, float]] = {}
     for at, p in pubs:
-        key = (p.source_ns or 0, at) if p.source_ns else (2**63, at)
+        key = (p.source_ns, at) if p.source_ns else (2**63, at)
         if p.writer not in first or key < first[p.writer]:
             first[p.writer] = key
     return sorted(first, key=first.__getitem__)
@@ -1304,8 +1303,7 @@ def _brake_failures_by_receipt(rec: RunRecord, judged: list[DecisionRec]) -> lis
 
 def last_heard(rec: RunRecord) -> float | None:
     """Run time of the node's last decision or diagnostic received (None: nothing came)."""
-    got = [d.received_at for ds in rec.decisions.values() for d in ds]
-    got += [d.received_at for d in rec.frameless] + [d.at for d in rec.diags]
+    got = [d.received_at for d in rec.every_decision()] + [d.at for d in rec.diags]
     return rec.rt(max(got)) if got else None
 
 

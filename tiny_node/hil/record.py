@@ -235,6 +235,10 @@ class RunRecord:
     _results: list[FrameResult] | None = None
     _unknown: int = 0
 
+    def every_decision(self) -> list[DecisionRec]:
+        """Every decision received: those answering a frame, then those without a frame."""
+        return [d for ds in self.decisions.values() for d in ds] + self.frameless
+
     @property
     def brake_pairing(self) -> str | None:
         """How each decision's ``brake`` message is found (:func:`tiny_node.hil.harness.brake_failures`).
@@ -246,7 +250,7 @@ class RunRecord:
         """
         if self.brakes is None:
             return None
-        every = [d.published for ds in self.decisions.values() for d in ds] + [d.published for d in self.frameless]
+        every = [d.published for d in self.every_decision()]
         brakes = [b.published for b in self.brakes]
         for pubs in (every, brakes):
             if any(p is None for p in pubs) or len({(p.writer, p.seq) for p in pubs if p}) < len(pubs):
