@@ -29,9 +29,14 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
+def dumps(value: Any) -> str:
+    """``value`` as strict JSON text (indented one space), every non-finite float as null."""
+    return json.dumps(finite_or_none(value), indent=1, allow_nan=False)
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` to ``path`` as strict JSON; an OSError is the caller's to report."""
-    path.write_text(json.dumps(finite_or_none(value), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(dumps(value) + "\n", encoding="utf-8")
 
 
 def write_figures(path: Path, value: Any, command: str, what: str) -> int:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from tiny_node import strict_json
 from tiny_node.factory import dataset, detector, evaluate, export, quantize, runtime_tracks, train
 from tiny_node.factory.config import (
     DETECTOR_DATA,
@@ -60,7 +61,6 @@ from tiny_node.factory.vocab import (
 )
 from tiny_node.model.bundle import BundleError, edit_manifest, load_bundle, set_threshold, write_atomic
 from tiny_node.sources import PACKAGE_DIR, sources_digest
-from tiny_node.strict_json import finite_or_none
 
 #: the shard columns of each ``FactoryConfig.labels`` but "truth" (brake, rationale); test and
 #: held-out always load "seen" too: the urgent recall where the image shows the hazard
@@ -350,7 +350,7 @@ class Build:
 
     def _save_state(self) -> None:
         # strict JSON (a figure that is not finite is null): bare NaN is no JSON to jq or JSON.parse
-        write_atomic(self.state_path, json.dumps(finite_or_none(self.state), indent=1, allow_nan=False))
+        write_atomic(self.state_path, strict_json.dumps(self.state))
 
     @property
     def detector_size(self) -> detector.DetectorSize:
@@ -881,8 +881,7 @@ class Build:
                      + f", {cost.mflops:.1f} MFLOPs, p99 1t {r['latency_1t']['p99_ms']:.2f} ms")
         if warnings := self.warnings():
             result["warnings"] = warnings
-        (self.out / "metrics.json").write_text(json.dumps(finite_or_none(result), indent=1, allow_nan=False),
-                                               encoding="utf-8")
+        (self.out / "metrics.json").write_text(strict_json.dumps(result), encoding="utf-8")
         (self.out / "table.md").write_text(table(result), encoding="utf-8")
         return {"thresholds": {k: v["threshold"] for k, v in result["models"].items()}}
 
